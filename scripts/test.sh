@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up a fresh virtual environment with the test extras and run the test suite.
+# torch comes first, pinned, so pip takes the CPU/CUDA wheel from the local disk index.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q torch==2.14.1 torchvision==0.29.1
+python -m pip install -q -e ".[dev]"
+python -m pytest -q "$@"

@@ -1,0 +1,58 @@
+"""``medisam info``: shape, spacing, orientation, modality and value range of a file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from medisam.cli import common
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info")(info)
+
+
+def orientation_code(direction: tuple[float, ...], ndim: int) -> str:
+    """Three-letter (or two-letter) LPS orientation code of the array axes, ITK style ("LPS" = RAI)."""
+    if ndim != 3:
+        return "2D"
+    matrix = np.asarray(direction, dtype=float).reshape(3, 3)
+    letters = (("R", "L"), ("A", "P"), ("I", "S"))
+    code = ""
+    for column in range(3):  # ITK axis i, j, k -> physical direction of increasing index
+        vec = matrix[:, column]
+        axis = int(np.argmax(np.abs(vec)))
+        code += letters[axis][1 if vec[axis] > 0 else 0]
+    return code
+
+
+def info(
+    input: Path = typer.Argument(..., help="Image, volume, DICOM file/folder, npz or video."),
+    series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID when a folder holds several."),
+    max_voxels: Optional[int] = common.MaxVoxelsOpt,
+) -> None:
+    """Print what medisam reads from a file, in its axis convention."""
+    from medisam.io import read_image
+
+    image = read_image(input, series_uid=series, **common.read_options(max_voxels))
+    a = image.array
+    lines = {
+        "file": str(input),
+        "format": image.source.get("format", "?"),
+        "modality": image.modality,
+        "kind": "video" if image.is_video else ("volume" if image.is_volume else "2D image"),
+        "array shape": f"{a.shape} ({'T,' if image.is_video else ('Z,' if image.is_volume else '')}Y,X{',C' if image.is_rgb else ''})",
+        "dtype": str(a.dtype),
+        "spacing (x,y[,z]) mm": ", ".join(f"{s:.6g}" for s in image.spacing),
+        "origin (x,y[,z]) mm": ", ".join(f"{s:.6g}" for s in image.origin),
+        "orientation": orientation_code(image.direction, image.spatial_ndim),
+        "value range": f"{a.min():.6g} .. {a.max():.6g}",
+    }
+    if "fps" in image.source:
+        lines["frame rate"] = f"{image.source['fps']:.3g} fps"
+    width = max(map(len, lines))
+    for key, value in lines.items():
+        typer.echo(f"{key:<{width}}  {value}")

@@ -1,0 +1,44 @@
+"""User-facing error types.
+
+Every error a user can cause (bad file, bad prompt, missing weights) is a
+:class:`MedisamError` whose message is one line that names the problem. The CLI
+prints that line and exits with code 2; library callers can catch the class.
+"""
+
+from __future__ import annotations
+
+
+class MedisamError(Exception):
+    """Base class for errors caused by input, configuration or environment."""
+
+
+class InputError(MedisamError):
+    """A file, array or prompt that cannot be used (missing, corrupt, wrong shape, NaN...)."""
+
+
+class PromptError(InputError):
+    """A prompt that is malformed or lies outside the image."""
+
+
+class ModelError(MedisamError):
+    """Unknown model, missing or corrupt checkpoint, mismatched state dict."""
+
+
+class OutputExistsError(MedisamError):
+    """An output file exists and ``force`` was not given."""
+
+
+class MissingExtraError(MedisamError):
+    """An optional dependency is not installed; the message says which extra to install."""
+
+
+def require(module: str, extra: str):
+    """Import ``module`` or raise a one-line error naming the pip extra that provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingExtraError(
+            f"'{module}' is not installed: pip install 'medisam[{extra}]'"
+        ) from exc

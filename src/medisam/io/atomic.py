@@ -1,0 +1,65 @@
+"""Safe output: atomic writes, no silent overwrite, never clobber an input file.
+
+A writer writes into a fresh temporary folder next to the destination and the files are
+moved into place with ``os.replace`` (atomic on one file system), so readers never see a
+half-written file. The temporary folder (rather than a temporary file name) also works for
+formats that write a companion file whose name the header records (``.mhd`` + ``.raw``,
+``.nhdr`` + ``.raw.gz``) and keeps the extension that picks the SimpleITK writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from medisam.errors import InputError, OutputExistsError
+
+log = logging.getLogger(__name__)
+
+
+def check_output(path: Path, *, force: bool, protected: Iterable[str | Path] = ()) -> None:
+    """Refuse to write ``path`` if it is a protected input file, or exists and ``force`` is False."""
+    resolved = path.resolve()
+    for p in protected:
+        if p and Path(p).resolve() == resolved:
+            raise InputError(f"{path}: refusing to overwrite an input file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected an output file name")
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path}: exists; pass force=True / --force to overwrite")
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: str | Path, *, force: bool = False, protected: Iterable[str | Path] = ()
+) -> Iterator[Path]:
+    """Yield a temporary path to write to; on success move it (and companions) to ``path``.
+
+    Parent folders are created. Raises ``OutputExistsError`` when ``path`` (or a companion
+    file) exists and ``force`` is False, and ``InputError`` when it is one of ``protected``
+    (input files are never overwritten, even with ``force``). On error nothing is left behind.
+    """
+    path = Path(path).expanduser()
+    protected = [Path(p) for p in protected if p]
+    check_output(path, force=force, protected=protected)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=".medisam-tmp-", dir=path.parent))
+    try:
+        tmp = tmpdir / path.name
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(f"writer did not create {tmp}")
+        companions = [f for f in tmpdir.iterdir() if f.name != path.name]
+        for f in companions:
+            check_output(path.parent / f.name, force=force, protected=protected)
+        for f in companions:  # data files first, so the header never points to a missing file
+            os.replace(f, path.parent / f.name)
+        os.replace(tmp, path)
+        log.debug("wrote %s", path)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)

@@ -1,0 +1,98 @@
+"""Intensity windows and the conversion of any slice to a displayable/encodable RGB image.
+
+``to_display`` produces what SAM-family encoders expect as input: float32 ``(H, W, 3)`` in
+[0, 255]. Its rules follow the published MedSAM/LiteMedSAM preprocessing: CT is windowed
+(MedSAM uses W400/L40 for abdominal CT), other single-channel modalities are clipped to
+their 0.5-99.5 percentiles, and uint8 images pass through untouched so PNG/JPEG inputs are
+bit-identical to the LiteMedSAM pipeline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medisam.errors import InputError
+
+#: CT window presets, name -> (width, level) in HU.
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    "abdomen": (400.0, 40.0),
+    "soft_tissue": (400.0, 40.0),
+    "liver": (150.0, 30.0),
+    "lung": (1500.0, -600.0),
+    "bone": (1800.0, 400.0),
+    "brain": (80.0, 40.0),
+    "mediastinum": (350.0, 50.0),
+}
+
+#: Values below this minimum mark an array as Hounsfield units (air is -1000 HU).
+HU_MIN_THRESHOLD = -100.0
+
+
+def resolve_window(window: str | tuple[float, float]) -> tuple[float, float]:
+    """Return ``(width, level)`` for a preset name or a ``(width, level)`` pair."""
+    if isinstance(window, str):
+        key = window.strip().lower().replace("-", "_").replace(" ", "_")
+        if key not in WINDOW_PRESETS:
+            raise InputError(f"unknown window '{window}'; presets: {', '.join(WINDOW_PRESETS)}")
+        return WINDOW_PRESETS[key]
+    try:
+        width, level = (float(v) for v in window)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"window must be a preset name or (width, level), got {window!r}") from exc
+    if not (np.isfinite(width) and np.isfinite(level)) or width <= 0:
+        raise InputError(f"window width must be positive and finite, got {window!r}")
+    return width, level
+
+
+def apply_window(array: np.ndarray, window: str | tuple[float, float]) -> np.ndarray:
+    """Clip ``array`` to ``level +- width/2`` and scale linearly to float32 [0, 255]."""
+    width, level = resolve_window(window)
+    lower, upper = level - width / 2.0, level + width / 2.0
+    out = np.clip(np.asarray(array, dtype=np.float32), lower, upper)
+    return ((out - lower) / (upper - lower) * 255.0).astype(np.float32)
+
+
+def _scale(array: np.ndarray, lower: float, upper: float) -> np.ndarray:
+    """Clip to [lower, upper] and scale to [0, 255]; a constant image becomes 0."""
+    a = np.asarray(array, dtype=np.float32)
+    if not upper > lower:
+        return np.zeros(a.shape, dtype=np.float32)
+    return ((np.clip(a, lower, upper) - lower) / (upper - lower) * 255.0).astype(np.float32)
+
+
+def to_display(
+    array2d: np.ndarray, modality: str = "OT", window: str | tuple[float, float] | None = None
+) -> np.ndarray:
+    """Map a 2D slice ``(H, W)`` or ``(H, W, 3|4)`` to float32 ``(H, W, 3)`` in [0, 255].
+
+    Rules, first match wins: an explicit ``window`` is applied; uint8 images pass through
+    unchanged; colour images of other types are min-max scaled; CT whose minimum is below
+    -100 (i.e. in HU) gets the ``soft_tissue`` window, other CT is min-max scaled; any other
+    modality is clipped to its 0.5-99.5 percentiles. Grey results are repeated to 3 channels.
+    """
+    a = np.asarray(array2d)
+    if a.ndim == 3 and a.shape[-1] == 4:
+        a = a[..., :3]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 3))):
+        raise InputError(f"to_display expects a 2D slice (H, W) or (H, W, 3), got shape {a.shape}")
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.size == 0:
+        raise InputError(f"to_display got an empty slice of shape {a.shape}")
+    if window is not None:
+        out = apply_window(a, window)
+    elif a.dtype == np.uint8:
+        out = a.astype(np.float32)
+    elif a.ndim == 3:
+        out = _scale(a, float(a.min()), float(a.max()))
+    elif modality.upper() == "CT":
+        if float(a.min()) < HU_MIN_THRESHOLD:
+            out = apply_window(a, "soft_tissue")
+        else:
+            out = _scale(a, float(a.min()), float(a.max()))
+    else:
+        lo, hi = np.percentile(a.astype(np.float64), [0.5, 99.5])
+        out = _scale(a, float(lo), float(hi))
+    if out.ndim == 2:
+        out = np.repeat(out[..., None], 3, axis=-1)
+    return np.ascontiguousarray(out, dtype=np.float32)

@@ -1,0 +1,59 @@
+"""``read_image``: the single entry point that turns a path into a :class:`MedicalImage`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from medisam.errors import InputError
+from medisam.io import read_dicom, read_npz, read_raster, read_sitk  # noqa: F401 - register readers
+from medisam.io.limits import DEFAULT_MAX_VOXELS, check_pixels
+from medisam.io.medical_image import MedicalImage
+from medisam.io.registry import READERS, ReadOptions, file_extension, reader_for
+
+log = logging.getLogger(__name__)
+
+
+def read_image(
+    path: str | Path,
+    *,
+    series_uid: str | None = None,
+    modality: str | None = None,
+    max_voxels: int | None = DEFAULT_MAX_VOXELS,
+    channel: int | None = None,
+) -> MedicalImage:
+    """Read an image, volume or DICOM series into a MedicalImage (axis order: see MedicalImage).
+
+    Args:
+        path: an image file (PNG/JPEG/TIFF/BMP, NIfTI, NRRD, MHA/MHD, DICOM, CVPR24 npz) or
+            a folder holding DICOM files.
+        series_uid: SeriesInstanceUID to read when a folder holds several series.
+        modality: DICOM modality code overriding the file's (default "OT" for non-DICOM).
+        max_voxels: refuse larger images (checked from the header before decoding pixels);
+            ``None`` or ``0`` disables the check.
+        channel: volume (4D NIfTI) or component index to read from a multi-channel file.
+
+    Raises:
+        InputError: missing path, unsupported or corrupt file, empty image, NaN/inf
+            pixels, too many voxels, several DICOM series without ``series_uid``.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    opts = ReadOptions(series_uid=series_uid, modality=modality, max_voxels=max_voxels, channel=channel)
+    if p.is_dir():
+        image = read_dicom.read_dicom_series(p, opts)
+    else:
+        ext = file_extension(p)
+        if ext not in READERS and read_dicom.is_dicom_file(p):
+            reader = read_dicom.read_dicom_file  # DICOM files often have no extension
+        else:
+            reader = reader_for(p)
+        if p.stat().st_size == 0:
+            raise InputError(f"{p}: empty file")
+        image = reader(p, opts)
+    check_pixels(image.array, p)
+    source = {"path": str(p.resolve()), **image.source}
+    log.info("read %s (%s): shape %s, modality %s", p, source.get("format"), image.array.shape, image.modality)
+    return replace(image, source=source)

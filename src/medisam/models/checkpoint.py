@@ -1,0 +1,78 @@
+"""Reading checkpoint files safely and loading them into a network with clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from medisam.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str | None) -> str:
+    """Return the file's hash; raise ModelError when ``expected`` is given and differs."""
+    actual = file_sha256(path)
+    if expected is not None and actual != expected:
+        raise ModelError(f"checkpoint {path} has sha256 {actual[:16]}..., expected {expected[:16]}... "
+                         "(corrupt or wrong file)")
+    return actual
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` and return the whole saved dict.
+
+    A bare state dict is wrapped as ``{"model": state_dict}`` so callers always find the
+    weights under ``"model"``; medisam's own checkpoints also carry a ``"medisam"`` entry.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"checkpoint not found: {path}")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise ModelError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}") from exc
+    if not isinstance(saved, dict):
+        raise ModelError(f"checkpoint {path} does not hold a state dict")
+    for key in ("model", "state_dict"):
+        if key in saved and isinstance(saved[key], dict):
+            return {**saved, "model": saved[key]}
+    return {"model": saved}
+
+
+def _first(keys: list[str], n: int = 5) -> str:
+    shown = ", ".join(keys[:n])
+    return shown + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def apply_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` strictly, naming missing, unexpected and mis-shaped keys on failure."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
+                   for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_first(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_first(unexpected)}")
+    if wrong_shape:
+        problems.append(f"shape mismatch: {_first(wrong_shape, 3)}")
+    if problems:
+        raise ModelError(f"checkpoint {source} does not match the architecture: " + "; ".join(problems))
+    net.load_state_dict(state, strict=True)

@@ -1,0 +1,111 @@
+"""One adapter over every SAM-family network: preprocess, encode, decode, postprocess.
+
+The network is stateless (``nn.Module`` with ``image_encoder``, ``prompt_encoder`` and
+``mask_decoder``); per-image state lives in :class:`medisam.predict.Predictor`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from medisam.models.spec import ModelSpec
+from medisam.models.transform import InputTransform
+
+_IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
+_IMAGENET_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class DecoderOutput:
+    """Raw decoder output: ``low_res_logits`` (B, K, L, L) and ``iou`` (B, K), on the model grid."""
+
+    low_res_logits: torch.Tensor
+    iou: torch.Tensor
+
+
+class PromptableModel:
+    """A loaded SAM-family model with its preprocessing.
+
+    Attributes:
+        spec: the registry entry.
+        net: the ``nn.Module`` (eval mode, on ``device``).
+        device: torch device.
+        checkpoint: path of the weights loaded (None for random test weights).
+        checkpoint_sha256: hash of those weights (part of the embedding cache key).
+    """
+
+    def __init__(self, spec: ModelSpec, net: nn.Module, device: torch.device,
+                 checkpoint: str | None = None, checkpoint_sha256: str | None = None):
+        self.spec = spec
+        self.net = net.to(device).eval()
+        self.device = device
+        self.checkpoint = checkpoint
+        self.checkpoint_sha256 = checkpoint_sha256
+        self.backend = "torch"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def mask_input_size(self) -> int:
+        """Side of the low-res logit grid (the mask prompt size), 4x the embedding side."""
+        return int(self.net.prompt_encoder.mask_input_size[0])
+
+    @property
+    def cache_signature(self) -> str:
+        """Identifies model + weights + preprocessing, for embedding caches."""
+        s = self.spec
+        return (f"{s.name}|{self.checkpoint_sha256 or 'random'}|{s.input_size}|{s.resize}|"
+                f"{s.intensity}|{s.interpolation}|{self.backend}")
+
+    # ----------------------------------------------------------- preprocessing
+    def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, InputTransform]:
+        """``(H, W, 3)`` display image (float, 0-255 scale) -> ``(1, 3, S, S)`` input tensor.
+
+        LiteMedSAM/MedSAM: resize, then per-image min-max to [0, 1], then zero pad (the
+        published order). SAM: resize, ImageNet mean/std on 0-255 values, then zero pad.
+        """
+        h, w = image.shape[:2]
+        t = InputTransform.for_image(h, w, self.spec.input_size, self.spec.resize)
+        rh, rw = t.resized_hw
+        resized = t.resize_image(np.ascontiguousarray(image, dtype=np.float32),
+                                 self.spec.interpolation)[:rh, :rw]
+        if self.spec.intensity == "minmax":
+            lo, hi = float(resized.min()), float(resized.max())
+            resized = (resized - lo) / max(hi - lo, 1e-8)
+        else:
+            resized = (resized - _IMAGENET_MEAN) / _IMAGENET_STD
+        padded = np.zeros((t.input_size, t.input_size, 3), dtype=np.float32)
+        padded[:rh, :rw] = resized
+        tensor = torch.from_numpy(padded).permute(2, 0, 1)[None].to(self.device)
+        return tensor, t
+
+    # ------------------------------------------------------------------ network
+    @torch.no_grad()
+    def encode(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Image encoder: ``(B, 3, S, S)`` -> embedding ``(B, 256, S/16 or 64, ...)``."""
+        return self.net.image_encoder(tensor)
+
+    @torch.no_grad()
+    def decode(self, embedding: torch.Tensor, *, points: tuple[torch.Tensor, torch.Tensor] | None = None,
+               boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
+               multimask: bool = False) -> DecoderOutput:
+        """Prompt encoder + mask decoder on one embedding ``(1, C, h, w)``, prompts on the model grid.
+
+        ``points``: coords ``(B, N, 2)`` XY and labels ``(B, N)`` (1 positive, 0 negative, -1 pad).
+        ``boxes``: ``(B, 4)`` XYXY. ``mask_input``: ``(B, 1, L, L)`` low-res logits.
+        """
+        sparse, dense = self.net.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        low_res, iou = self.net.mask_decoder(
+            image_embeddings=embedding,
+            image_pe=self.net.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )
+        return DecoderOutput(low_res, iou)

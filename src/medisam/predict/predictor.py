@@ -1,0 +1,187 @@
+"""The 2D predictor: encode an image once, answer many prompts from the cached embedding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from medisam.errors import InputError, PromptError
+from medisam.io.intensity import to_display
+from medisam.io.medical_image import MedicalImage
+from medisam.models.promptable import PromptableModel
+from medisam.predict.cache import CachedEmbedding, EmbeddingCache, embedding_key
+from medisam.prompts import Box, MaskPrompt, Points
+
+#: Largest 2D image accepted by default (pixels); ``max_pixels=None`` lifts it.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Masks for one prompt set (or one row per box in ``predict_batch``).
+
+    Attributes:
+        masks: ``(N, H, W)`` bool on the original pixel grid (N = 1, 3 with multimask, or
+            the number of boxes in ``predict_batch``).
+        scores: ``(N,)`` predicted IoU per mask.
+        low_res_logits: ``(N, L, L)`` float32 logits on the model grid; pass one back as
+            ``mask=`` to refine.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res_logits: np.ndarray
+
+
+def image_to_2d(image: np.ndarray | MedicalImage, slice: int | None = None, axis: int = 0,
+                ) -> tuple[np.ndarray, str]:
+    """Pick the 2D pixels (``(H, W)`` or ``(H, W, 3)``) and the modality from an input."""
+    if isinstance(image, MedicalImage):
+        if image.is_volume:
+            if slice is None:
+                raise InputError(f"a volume of {image.num_slices} slices needs slice= (0..{image.num_slices - 1})")
+            return image.slice2d(slice, axis), image.modality
+        if slice not in (None, 0):
+            raise InputError(f"slice {slice} requested from a 2D image")
+        return image.array, image.modality
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] == 4:
+        array = array[..., :3]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] == 3)):
+        raise InputError(f"expected an (H, W) or (H, W, 3) image, got shape {array.shape}")
+    return array, "OT"
+
+
+def validate_pixels(array: np.ndarray, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+    """Reject empty, non-finite and oversized 2D images with a one-line error."""
+    if array.size == 0 or min(array.shape[:2]) == 0:
+        raise InputError(f"image is empty (shape {array.shape})")
+    if max_pixels is not None and array.shape[0] * array.shape[1] > max_pixels:
+        raise InputError(f"image of {array.shape[1]}x{array.shape[0]} pixels exceeds the limit of "
+                         f"{max_pixels} pixels (pass max_pixels=None / --max-voxels 0 to override)")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InputError("image contains NaN or infinite values")
+    if array.dtype.kind not in "uifb":
+        raise InputError(f"unsupported pixel type {array.dtype}")
+
+
+class Predictor:
+    """SAM-style predictor over a :class:`PromptableModel`.
+
+    ``set_image`` encodes once (or reuses the cached embedding for identical pixels,
+    model and preprocessing); ``predict`` and ``predict_batch`` only run the light
+    prompt encoder and mask decoder.
+    """
+
+    def __init__(self, model: PromptableModel, cache: EmbeddingCache | None = None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
+        self.model = model
+        self.cache = cache if cache is not None else EmbeddingCache()
+        self.max_pixels = max_pixels
+        self._current: CachedEmbedding | None = None
+        self._hw: tuple[int, int] | None = None
+
+    # ------------------------------------------------------------------ image
+    def set_image(self, image: np.ndarray | MedicalImage, slice: int | None = None,
+                  window: str | tuple[float, float] | None = None, axis: int = 0) -> "Predictor":
+        """Encode a 2D image or one slice of a volume (array axis ``axis``, index ``slice``).
+
+        ``window`` is a CT preset name or ``(width, level)``; without it intensities are
+        handled per modality (see :func:`medisam.io.intensity.to_display`).
+        """
+        pixels, modality = image_to_2d(image, slice, axis)
+        validate_pixels(pixels, self.max_pixels)
+        display = to_display(pixels, modality, window)
+        return self.set_display_image(display)
+
+    def set_display_image(self, display: np.ndarray) -> "Predictor":
+        """Encode an already intensity-mapped ``(H, W, 3)`` float32 image (0-255 scale)."""
+        key = embedding_key(display, self.model.cache_signature)
+        cached = self.cache.get(key)
+        if cached is None:
+            tensor, transform = self.model.preprocess(display)
+            cached = CachedEmbedding(self.model.encode(tensor), transform)
+            self.cache.put(key, cached)
+        self._current = cached
+        self._hw = display.shape[:2]
+        return self
+
+    def get_image_embedding(self) -> torch.Tensor:
+        return self._require_image().embedding
+
+    def reset_image(self) -> None:
+        self._current = None
+        self._hw = None
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the current image."""
+        self._require_image()
+        return self._hw  # type: ignore[return-value]
+
+    def _require_image(self) -> CachedEmbedding:
+        if self._current is None:
+            raise InputError("no image set: call set_image() first")
+        return self._current
+
+    # ---------------------------------------------------------------- prompts
+    def predict(self, box: Box | Sequence[float] | None = None,
+                points: Points | Sequence[Sequence[float]] | None = None,
+                mask: MaskPrompt | np.ndarray | None = None, multimask: bool = False) -> Prediction:
+        """Segment one object from a box, points and/or a previous low-res mask.
+
+        ``box``: XYXY pixels; ``points``: ``(x, y[, label])`` tuples (label 1 positive,
+        0 negative); ``mask``: low-res logits from an earlier :class:`Prediction`.
+        """
+        current = self._require_image()
+        h, w = self.image_size
+        if box is None and points is None and mask is None:
+            raise PromptError("give at least one prompt: box, points or mask")
+        t = current.transform
+        dev = self.model.device
+        boxes_t = None
+        if box is not None:
+            b = Box.of(box).check_inside(h, w)
+            boxes_t = torch.from_numpy(t.coords_to_model(b.as_array())[None]).to(dev)
+        points_t = None
+        if points is not None:
+            p = Points.of(points).check_inside(h, w)
+            coords = torch.from_numpy(t.coords_to_model(p.coords)[None]).to(dev)
+            labels = torch.from_numpy(p.labels[None]).to(dev)
+            if boxes_t is None:  # SAM pads point-only prompts with a "not a point"
+                coords = torch.cat([coords, torch.zeros(1, 1, 2, device=dev)], dim=1)
+                labels = torch.cat([labels, -torch.ones(1, 1, dtype=labels.dtype, device=dev)], dim=1)
+            points_t = (coords, labels)
+        mask_t = None
+        if mask is not None:
+            m = mask if isinstance(mask, MaskPrompt) else MaskPrompt(mask)
+            size = self.model.mask_input_size
+            if m.logits.shape != (size, size):
+                raise PromptError(f"mask prompt must be ({size}, {size}) low-res logits, got {m.logits.shape}")
+            mask_t = torch.from_numpy(m.logits)[None, None].to(dev)
+        out = self.model.decode(current.embedding, points=points_t, boxes=boxes_t,
+                                mask_input=mask_t, multimask=multimask)
+        return self._finish(out.low_res_logits[0], out.iou[0])
+
+    def predict_batch(self, boxes: Sequence[Box | Sequence[float]]) -> Prediction:
+        """One mask per box on the cached embedding; row ``i`` of the result is box ``i``."""
+        current = self._require_image()
+        h, w = self.image_size
+        if len(boxes) == 0:
+            raise PromptError("predict_batch needs at least one box")
+        arr = np.stack([Box.of(b).check_inside(h, w).as_array() for b in boxes])
+        boxes_t = torch.from_numpy(current.transform.coords_to_model(arr)).to(self.model.device)
+        out = self.model.decode(current.embedding, boxes=boxes_t, multimask=False)
+        return self._finish(out.low_res_logits[:, 0], out.iou[:, 0])
+
+    def logits_to_masks(self, low_res: torch.Tensor) -> np.ndarray:
+        """``(N, L, L)`` low-res logits -> ``(N, H, W)`` bool masks on the original grid."""
+        up = self._require_image().transform.logits_to_original(low_res[:, None].float())
+        return (up[:, 0] > 0).cpu().numpy()
+
+    def _finish(self, low_res: torch.Tensor, iou: torch.Tensor) -> Prediction:
+        return Prediction(self.logits_to_masks(low_res), iou.float().cpu().numpy(),
+                          low_res.float().cpu().numpy())

@@ -1,0 +1,161 @@
+"""Prompt types, validated on creation, in original-image pixel coordinates.
+
+Convention everywhere: x = column, y = row, in pixels of the original 2D image (or
+slice); boxes are XYXY with ``x0 < x1`` and ``y0 < y1`` and may touch the image border
+(``0 <= x <= W``). Only :mod:`medisam.models.transform` rescales them to a model grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from medisam.errors import PromptError
+
+
+def _finite(values: Iterable[float], what: str) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise PromptError(f"{what} must be numbers, got {values!r}") from None
+    if not all(np.isfinite(out)):
+        raise PromptError(f"{what} must be finite, got {out}")
+    return out
+
+
+@dataclass(frozen=True)
+class Box:
+    """An XYXY box in pixels (x = column, y = row)."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def __post_init__(self) -> None:
+        x0, y0, x1, y1 = _finite((self.x0, self.y0, self.x1, self.y1), "box coordinates")
+        if x1 < x0 or y1 < y0:
+            raise PromptError(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) is inverted: need x0 < x1 and y0 < y1")
+        if x1 == x0 or y1 == y0:
+            raise PromptError(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) is empty")
+
+    @staticmethod
+    def of(value: "Box | Sequence[float]") -> "Box":
+        """Accept a Box or any 4-sequence ``(x0, y0, x1, y1)``."""
+        if isinstance(value, Box):
+            return value
+        values = list(np.asarray(value, dtype=np.float64).ravel())
+        if len(values) != 4:
+            raise PromptError(f"a box needs 4 numbers x0,y0,x1,y1, got {len(values)}")
+        return Box(*values)
+
+    @staticmethod
+    def from_mask(mask: np.ndarray, margin: float = 0.0) -> "Box | None":
+        """Tight box around a 2D mask's foreground (pixel edges), grown by ``margin``; None if empty."""
+        ys, xs = np.nonzero(mask)
+        if len(xs) == 0:
+            return None
+        h, w = mask.shape
+        return Box(max(0.0, xs.min() - margin), max(0.0, ys.min() - margin),
+                   min(float(w), xs.max() + 1 + margin), min(float(h), ys.max() + 1 + margin))
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.x0, self.y0, self.x1, self.y1], dtype=np.float32)
+
+    def check_inside(self, height: int, width: int) -> "Box":
+        """Raise PromptError unless the box lies within a ``height x width`` image."""
+        if self.x0 < 0 or self.y0 < 0 or self.x1 > width or self.y1 > height:
+            raise PromptError(f"box ({self.x0:g},{self.y0:g},{self.x1:g},{self.y1:g}) lies outside "
+                              f"the {width}x{height} (W x H) image")
+        return self
+
+
+@dataclass(frozen=True)
+class Points:
+    """Click prompts: ``coords`` (N, 2) XY pixels, ``labels`` (N,) with 1 = positive, 0 = negative."""
+
+    coords: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        coords = np.asarray(self.coords, dtype=np.float32).reshape(-1, 2)
+        labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        if len(coords) == 0 or len(coords) != len(labels):
+            raise PromptError(f"points need N >= 1 coordinates and N labels, got {len(coords)} and {len(labels)}")
+        if not np.isfinite(coords).all():
+            raise PromptError("point coordinates must be finite")
+        if not np.isin(labels, (0, 1)).all():
+            raise PromptError(f"point labels must be 0 (negative) or 1 (positive), got {sorted(set(labels.tolist()))}")
+        object.__setattr__(self, "coords", coords)
+        object.__setattr__(self, "labels", labels)
+
+    @staticmethod
+    def of(value: "Points | Sequence[Sequence[float]]") -> "Points":
+        """Accept Points or a sequence of ``(x, y)`` (positive) or ``(x, y, label)`` tuples."""
+        if isinstance(value, Points):
+            return value
+        rows = [tuple(v) for v in value]
+        if not rows or any(len(r) not in (2, 3) for r in rows):
+            raise PromptError("points must be (x, y) or (x, y, label) tuples")
+        coords = [_finite(r[:2], "point coordinates") for r in rows]
+        labels = [int(r[2]) if len(r) == 3 else 1 for r in rows]
+        return Points(np.array(coords), np.array(labels))
+
+    def check_inside(self, height: int, width: int) -> "Points":
+        x, y = self.coords[:, 0], self.coords[:, 1]
+        bad = (x < 0) | (y < 0) | (x >= width) | (y >= height)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise PromptError(f"point ({x[i]:g},{y[i]:g}) lies outside the {width}x{height} (W x H) image")
+        return self
+
+
+@dataclass(frozen=True)
+class MaskPrompt:
+    """A previous low-res logit map ``(L, L)`` (model grid), fed back to refine a mask."""
+
+    logits: np.ndarray
+
+    def __post_init__(self) -> None:
+        logits = np.asarray(self.logits, dtype=np.float32)
+        if logits.ndim == 3 and logits.shape[0] == 1:
+            logits = logits[0]
+        if logits.ndim != 2 or logits.shape[0] != logits.shape[1]:
+            raise PromptError(f"mask prompt must be square low-res logits (L, L), got {logits.shape}")
+        if not np.isfinite(logits).all():
+            raise PromptError("mask prompt contains NaN or inf")
+        object.__setattr__(self, "logits", logits)
+
+
+@dataclass(frozen=True)
+class Box3D:
+    """A 3D box in voxel indices of the ``(Z, Y, X)`` array, inclusive on both ends.
+
+    ``x``/``y`` index columns/rows of each slice and ``z`` the slice; as the CVPR24
+    challenge's 3D box (``boxes`` = x_min, y_min, z_min, x_max, y_max, z_max).
+    """
+
+    x0: int
+    y0: int
+    z0: int
+    x1: int
+    y1: int
+    z1: int
+
+    def __post_init__(self) -> None:
+        v = _finite((self.x0, self.y0, self.z0, self.x1, self.y1, self.z1), "3D box")
+        if v[3] < v[0] or v[4] < v[1] or v[5] < v[2]:
+            raise PromptError(f"3D box {v} is inverted: need x0<=x1, y0<=y1, z0<=z1")
+
+    def box2d(self) -> Box:
+        """The x/y extent as a 2D pixel box (inclusive voxel indices -> pixel edges)."""
+        return Box(self.x0, self.y0, self.x1 + 1, self.y1 + 1)
+
+    def check_inside(self, shape_zyx: tuple[int, int, int]) -> "Box3D":
+        z, y, x = shape_zyx
+        if min(self.x0, self.y0, self.z0) < 0 or self.x1 >= x or self.y1 >= y or self.z1 >= z:
+            raise PromptError(f"3D box ({self.x0},{self.y0},{self.z0},{self.x1},{self.y1},{self.z1}) "
+                              f"lies outside the volume of {x}x{y}x{z} (X x Y x Z) voxels")
+        return self

@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny random models, the real bundled model and ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """``$MEDISAM_DATA`` or ``../shared/data`` beside the repository."""
+    return Path(os.environ.get("MEDISAM_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real data not found at {path} (set MEDISAM_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from medisam.models import load_model
+
+    return load_model("litemedsam-tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_sam():
+    from medisam.models import load_model
+
+    return load_model("sam-tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def real_model():
+    from medisam.models import load_model
+
+    return load_model("litemedsam", device="cpu")
+
+
+def disk_image(size: int = 128, radius: int = 30, center: tuple[int, int] = (64, 64)):
+    """A bright disk on a dark, slightly noisy background and its mask (uint8 RGB, bool)."""
+    yy, xx = np.mgrid[:size, :size]
+    mask = (yy - center[1]) ** 2 + (xx - center[0]) ** 2 <= radius ** 2
+    rng = np.random.default_rng(0)
+    grey = np.where(mask, 200, 40).astype(np.float32) + rng.normal(0, 5, (size, size))
+    image = np.clip(grey, 0, 255).astype(np.uint8)
+    return np.repeat(image[..., None], 3, axis=-1), mask
