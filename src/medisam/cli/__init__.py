@@ -25,6 +25,14 @@ COMMAND_MODULES = [
     "medisam.cli.demo_cmd",
     "medisam.cli.info_cmd",
     "medisam.cli.models_cmd",
+    "medisam.cli.finetune_cmd",
+    "medisam.cli.samaug_cmd",
+    "medisam.cli.autosam_cmd",
+    "medisam.cli.export_cmd",
+    "medisam.cli.bench_cmd",
+    "medisam.cli.propagate_cmd",
+    "medisam.cli.serve_cmd",
+    "medisam.cli.app_cmd",
 ]
 
 

@@ -9,11 +9,16 @@ def register(app: typer.Typer) -> None:
     app.command("models")(models)
 
 
-def models() -> None:
+def models(backends: bool = typer.Option(False, "--backends",
+                                         help="Also list inference backends, precisions and the auto choice.")) -> None:
     """List models, their family, input size and where their weights are (or are expected)."""
     from rich.console import Console
     from rich.table import Table
 
+    if backends:
+        from medisam.models.backends import backend_table
+
+        Console(width=200).print(backend_table())
     from medisam.models import MODELS, find_checkpoint
     from medisam.models.registry import weights_dir
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from medisam.errors import InputError
-from medisam.io import read_dicom, read_npz, read_raster, read_sitk  # noqa: F401 - register readers
+from medisam.io import read_dicom, read_npz, read_raster, read_sitk, video  # noqa: F401 - register readers
 from medisam.io.limits import DEFAULT_MAX_VOXELS, check_pixels
 from medisam.io.medical_image import MedicalImage
 from medisam.io.registry import READERS, ReadOptions, file_extension, reader_for
@@ -43,7 +43,7 @@ def read_image(
         raise InputError(f"{p}: no such file or folder")
     opts = ReadOptions(series_uid=series_uid, modality=modality, max_voxels=max_voxels, channel=channel)
     if p.is_dir():
-        image = read_dicom.read_dicom_series(p, opts)
+        image = video.read_frame_folder(p, opts) if video.is_frame_folder(p) else read_dicom.read_dicom_series(p, opts)
     else:
         ext = file_extension(p)
         if ext not in READERS and read_dicom.is_dicom_file(p):

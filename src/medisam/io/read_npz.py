@@ -32,8 +32,9 @@ def _npz_shape(path: Path, key: str) -> tuple[int, ...]:
     """Shape of ``key`` read from the .npy header inside the zip, without decompressing data."""
     with zipfile.ZipFile(path) as zf:
         with zf.open(f"{key}.npy") as fh:
-            version = np.lib.format.read_magic(fh)
-            shape, _, _ = np.lib.format._read_array_header(fh, version)  # noqa: SLF001 - stable helper
+            major, _ = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, _ = read_header(fh)
     return tuple(shape)
 
 

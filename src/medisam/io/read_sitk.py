@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from medisam.errors import InputError
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
+from medisam.io.nifti_check import check_nifti
 from medisam.io.registry import ReadOptions, register_reader
 from medisam.io.sitk_convert import sitk_to_image
 
@@ -55,6 +56,8 @@ def read_sitk(path: Path, opts: ReadOptions) -> MedicalImage:
         _check_channel(path, opts.channel, size[3], "volumes (4D)")
     elif dim not in (2, 3):
         raise InputError(f"{path}: {dim}D images are not supported (2D or 3D only)")
+    if _format_of(path) == "nifti":
+        check_nifti(path)
     try:
         img = reader.Execute()
     except RuntimeError as exc:

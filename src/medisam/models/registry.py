@@ -107,8 +107,26 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
+def _rebuild_for_checkpoint(spec: ModelSpec, net: torch.nn.Module, saved: dict) -> torch.nn.Module:
+    """Let a medisam fine-tuned checkpoint adjust the freshly built network before loading.
+
+    Adapter checkpoints (``saved["medisam"]["mode"] == "adapter"``) add Medical SAM
+    Adapter modules to the encoder; other modes save plain base-architecture weights.
+    """
+    meta = saved.get("medisam") if isinstance(saved.get("medisam"), dict) else {}
+    base = meta.get("base_model")
+    if base is not None and base != spec.name:
+        raise ModelError(f"checkpoint was fine-tuned from {base!r}; load it with --model {base}")
+    if meta.get("mode") == "adapter":
+        from medisam.train.adapters import rebuild  # lazy: only adapter checkpoints need it
+
+        net = rebuild(net, meta)
+    return net
+
+
 def load_model(name: str = "litemedsam", checkpoint: str | Path | None = None,
-               device: str | torch.device = "auto", backend: str = "torch") -> PromptableModel:
+               device: str | torch.device = "auto", backend: str = "torch",
+               precision: str = "fp32", threads: int | None = None) -> PromptableModel:
     """Build the model ``name`` and load its weights.
 
     Args:
@@ -116,16 +134,19 @@ def load_model(name: str = "litemedsam", checkpoint: str | Path | None = None,
         checkpoint: weights file; default: bundled weights or the published file name in
             ``$MEDISAM_WEIGHTS``. Test models start from seeded random weights.
         device: ``"auto"`` (CUDA > MPS > CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        backend: ``"torch"`` (others are added by the backends module).
+        backend: ``"torch"``, ``"onnx"``, ``"openvino"`` or ``"auto"`` (fastest measured
+            here); see :mod:`medisam.models.backends`.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or ``"int8"`` (onnx encoder).
+        threads: CPU threads (default ``$MEDISAM_THREADS`` or all CPUs available).
 
     Raises:
         ModelError: unknown name, missing/corrupt checkpoint, hash or state-dict mismatch.
     """
     spec = get_spec(name)
-    if backend != "torch":
+    if backend != "torch" or precision != "fp32" or threads is not None:
         from medisam.models import backends  # optional backends register themselves there
 
-        return backends.load_backend(spec, checkpoint, device, backend)
+        return backends.load_backend(spec, checkpoint, device, backend, precision, threads)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = spec.builder()
@@ -142,7 +163,11 @@ def load_model(name: str = "litemedsam", checkpoint: str | Path | None = None,
         expected = spec.sha256 if checkpoint is None else None
         sha = verify_sha256(path, expected)
         saved = read_checkpoint(path)
+        net = _rebuild_for_checkpoint(spec, net, saved)
         apply_state_dict(net, saved["model"], str(path))
         log.info("loaded %s weights from %s", name, path)
     return PromptableModel(spec, net, resolve_device(device),
                            str(path) if path else None, sha)
+
+
+from medisam.models import sam2_family  # noqa: E402,F401 - registers the SAM 2.1 / MedSAM2 specs

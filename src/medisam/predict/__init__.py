@@ -2,5 +2,10 @@
 
 from medisam.predict.cache import EmbeddingCache
 from medisam.predict.predictor import Prediction, Predictor
+from medisam.predict.propagation import PropagationConfig
+from medisam.predict.session import SliceResult, VolumeSession
+from medisam.predict.sam2_session import Sam2Session  # noqa: E402 - after session (imports it)
+from medisam.predict.video import VideoSession, propagate_video
 
-__all__ = ["EmbeddingCache", "Prediction", "Predictor"]
+__all__ = ["EmbeddingCache", "Prediction", "Predictor", "PropagationConfig", "Sam2Session", "SliceResult",
+           "VideoSession", "VolumeSession", "propagate_video"]

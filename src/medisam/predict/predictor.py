@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from medisam.errors import InputError, PromptError
+from medisam.errors import InputError, ModelError, PromptError
 from medisam.io.intensity import to_display
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
@@ -78,6 +78,9 @@ class Predictor:
 
     def __init__(self, model: PromptableModel, cache: EmbeddingCache | None = None,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS):
+        if model.spec.family == "sam2":  # SAM 2 nets have another decoder API: see predict.sam2_session
+            raise ModelError(f"{model.name} is a SAM 2 model: use Sam2Session or VideoSession "
+                             "(a 2D image is a one-frame session) instead of Predictor")
         self.model = model
         self.cache = cache if cache is not None else EmbeddingCache()
         self.max_pixels = max_pixels

@@ -1,0 +1,112 @@
+"""3D Slicer scripted module: segment the current volume with ``medisam serve``.
+
+Install: in Slicer's Python console run ``slicer.util.pip_install("httpx")`` and
+``slicer.util.pip_install("medisam --no-deps")`` (only ``medisam.client`` is used: numpy +
+httpx), then add this folder in Edit > Application Settings > Modules. Start the server
+with ``medisam serve --token TOKEN`` and enter its URL and token in the module panel.
+
+The GUI (this file) only collects inputs; :class:`MedisamSegmentLogic` does the work and
+is tested headless with slicer-core (see tests/slicer).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import slicer
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from MedisamSegmentLib.logic import EmptySegmentationError, MedisamSegmentCore
+
+
+class MedisamSegment(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        parent.title = "medisam Segment"
+        parent.categories = ["Segmentation"]
+        parent.contributors = ["medisam developers"]
+        parent.helpText = ("Segment an object from an ROI and/or points with a Segment Anything model "
+                           "served by `medisam serve`; the result is added to a segmentation node.")
+        parent.acknowledgementText = "Uses LiteMedSAM / MedSAM / SAM through medisam."
+
+
+class MedisamSegmentLogic(ScriptedLoadableModuleLogic, MedisamSegmentCore):
+    """Slicer logic = the Qt-free core with a client built from a URL and token."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None):
+        ScriptedLoadableModuleLogic.__init__(self)
+        from medisam.client import Client
+
+        MedisamSegmentCore.__init__(self, Client(url, token=token or None))
+
+
+class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def setup(self):
+        import ctk
+        import qt
+
+        ScriptedLoadableModuleWidget.setup(self)
+        VTKObservationMixin.__init__(self)
+        box = ctk.ctkCollapsibleButton()
+        box.text = "medisam"
+        self.layout.addWidget(box)
+        form = qt.QFormLayout(box)
+        self.url = qt.QLineEdit(os.environ.get("MEDISAM_URL", "http://127.0.0.1:8000"))
+        self.token = qt.QLineEdit(os.environ.get("MEDISAM_TOKEN", ""))
+        self.token.setEchoMode(qt.QLineEdit.Password)
+        form.addRow("Server URL:", self.url)
+        form.addRow("Token:", self.token)
+        self.volume = self._selector(["vtkMRMLScalarVolumeNode"], "Input volume:", form)
+        self.roi = self._selector(["vtkMRMLMarkupsROINode"], "ROI (box):", form, none=True)
+        self.positive = self._selector(["vtkMRMLMarkupsFiducialNode"], "Positive points:", form, none=True)
+        self.negative = self._selector(["vtkMRMLMarkupsFiducialNode"], "Negative points:", form, none=True)
+        self.segmentation = self._selector(["vtkMRMLSegmentationNode"], "Output segmentation:", form, add=True)
+        self.propagate = qt.QCheckBox("Propagate through the volume")
+        self.propagate.checked = True
+        form.addRow(self.propagate)
+        self.run = qt.QPushButton("Segment")
+        form.addRow(self.run)
+        self.status = qt.QLabel("")
+        form.addRow(self.status)
+        self.run.connect("clicked(bool)", self.onRun)
+        self.layout.addStretch(1)
+
+    def _selector(self, classes, label, form, none=False, add=False):
+        import qt
+
+        sel = slicer.qMRMLNodeComboBox()
+        sel.nodeTypes = classes
+        sel.noneEnabled = none
+        sel.addEnabled = add
+        sel.renameEnabled = add
+        sel.removeEnabled = False
+        sel.setMRMLScene(slicer.mrmlScene)
+        form.addRow(label, sel)
+        return sel
+
+    def onRun(self):
+        volume, seg = self.volume.currentNode(), self.segmentation.currentNode()
+        if volume is None:
+            slicer.util.errorDisplay("Select an input volume.")
+            return
+        if seg is None:
+            seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+            seg.CreateDefaultDisplayNodes()
+            self.segmentation.setCurrentNode(seg)
+        logic = MedisamSegmentLogic(self.url.text, self.token.text)
+        try:
+            with slicer.util.tryWithErrorDisplay("medisam segmentation failed.", waitCursor=True):
+                result = logic.segment(volume, seg, self.roi.currentNode(), self.positive.currentNode(),
+                                       self.negative.currentNode(), propagate=self.propagate.checked)
+                self.status.text = f"segment {result.segment_id}: {result.voxels} voxels, slices {result.slices}"
+        except EmptySegmentationError as exc:
+            self.status.text = str(exc)
+        except Exception as exc:  # tryWithErrorDisplay has shown it
+            logging.error("medisam: %s", exc)
+            self.status.text = f"error: {exc}"

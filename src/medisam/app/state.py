@@ -1,0 +1,185 @@
+"""What the web UI does, without the UI: open a file, turn clicks into prompts, render, export.
+
+:class:`AppState` wraps an :class:`~medisam.serve.interactive.InteractiveSession` (the
+same library path as the REST server and the CLI) and adds what a point-and-click UI
+needs: a click mode (positive point, negative point, box corners), the pending first box
+corner, the overlay picture of the current slice and the mask file in the input's format.
+It is plain Python so tests drive it without a browser.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from medisam.errors import InputError
+from medisam.io import read_image, write_mask
+from medisam.io.overlay import render_overlay
+from medisam.io.registry import file_extension
+from medisam.models.promptable import PromptableModel
+from medisam.serve.interactive import InteractiveSession
+from medisam.serve.uploads import extract_zip
+
+log = logging.getLogger(__name__)
+
+MODES = ("box", "positive", "negative")
+
+#: Slices smaller than this (pixels, longest side) are shown enlarged by an integer factor.
+MIN_VIEW_SIDE = 512
+
+#: Input format (MedicalImage.source["format"] or file extension) -> mask extension written back.
+MASK_EXTENSION = {
+    "png": ".png", "jpeg": ".png", "jpg": ".png", "tiff": ".png", "tif": ".png", "bmp": ".png",
+    "nifti": ".nii.gz", ".nii": ".nii.gz", ".nii.gz": ".nii.gz", "nrrd": ".nrrd", ".nrrd": ".nrrd",
+    ".nhdr": ".nrrd", "mha": ".mha", ".mha": ".mha", ".mhd": ".mha", "npz": ".npz", ".npz": ".npz",
+}
+
+
+class AppState:
+    """One browser tab's image, session and click state (all coordinates in slice pixels)."""
+
+    def __init__(self, model: PromptableModel, max_voxels: int | None = 1 << 27):
+        self.model = model
+        self.max_voxels = max_voxels
+        self.session: InteractiveSession | None = None
+        self.input_name = ""
+        self.input_ext = ""
+        self.slice = 0
+        self.obj_id = 1
+        self.mode = "box"
+        self.pending_corner: tuple[float, float] | None = None
+        self.points: list[tuple[float, float, int]] = []  # clicks shown on the current slice
+        self._workdir = Path(tempfile.mkdtemp(prefix="medisam-app-"))
+        self._workdir.chmod(0o700)
+        self.message = "open an image, a volume (NIfTI/NRRD/MHA), a DICOM file or a zipped DICOM series"
+
+    # ----------------------------------------------------------------- input
+    def open(self, path: str | Path, window: str | None = None) -> None:
+        """Open a file (zip = DICOM series); resets prompts and shows the middle slice."""
+        path = Path(path)
+        ext = ".zip" if path.name.lower().endswith(".zip") else file_extension(path)
+        if ext == ".zip":
+            dest = self._workdir / f"zip-{len(list(self._workdir.iterdir()))}"
+            extract_zip(path, dest, max_members=5000, max_bytes=2 << 30, max_ratio=200.0)
+            image = read_image(dest, max_voxels=self.max_voxels)
+        else:
+            image = read_image(path, max_voxels=self.max_voxels)
+        self.session = InteractiveSession(self.model, image, window=window or None)
+        self.input_name = path.name
+        self.input_ext = ext
+        self.slice = image.num_slices // 2 if image.is_volume else 0
+        self.pending_corner = None
+        self.points = []
+        kind = "video" if image.is_video else "volume" if image.is_volume else "image"
+        self.message = f"opened {kind} {path.name}: shape {image.array.shape}, modality {image.modality}"
+
+    def require(self) -> InteractiveSession:
+        if self.session is None:
+            raise InputError("open an image first")
+        return self.session
+
+    def set_slice(self, k: int) -> None:
+        s = self.require()
+        self.slice = s.check_slice(int(k)) if s.image.is_volume else 0
+        self.pending_corner = None
+        self.points = []
+
+    def set_window(self, window: str | None) -> None:
+        self.require().set_window(None if window in (None, "", "auto") else window)
+
+    # ---------------------------------------------------------------- clicks
+    @property
+    def view_scale(self) -> int:
+        """Integer enlargement of the shown picture (nearest neighbour) so small slices stay clickable."""
+        if self.session is None:
+            return 1
+        h, w = self.session.image.spatial_shape[-2:]
+        return max(1, -(-MIN_VIEW_SIDE // max(h, w)))
+
+    def click_view(self, xv: float, yv: float) -> None:
+        """A click at pixel (xv, yv) of the rendered (possibly enlarged) picture."""
+        s = self.view_scale
+        self.click(float(int(xv // s)), float(int(yv // s)))
+
+    def click(self, x: float, y: float) -> None:
+        """A click at pixel (x, y) of the shown slice, interpreted by ``mode``."""
+        s = self.require()
+        k = self.slice if s.image.is_volume else None
+        if self.mode == "box":
+            if self.pending_corner is None:
+                self.pending_corner = (float(x), float(y))
+                self.message = f"box corner at ({x:.0f}, {y:.0f}); click the opposite corner"
+                return
+            (x0, y0), self.pending_corner = self.pending_corner, None
+            box = (min(x0, x), min(y0, y), max(x0, x) + 1, max(y0, y) + 1)
+            res = s.segment(k, self.obj_id, box=box)
+            self.points = []
+        else:
+            label = 1 if self.mode == "positive" else 0
+            res = s.add_points(k, self.obj_id, points=[(x, y, label)])
+            self.points.append((float(x), float(y), label))
+        self.message = f"object {res.obj_id} on slice {res.slice}: {int(res.mask.sum())} pixels (score {res.score:.2f})"
+
+    def undo(self) -> None:
+        done = self.require().undo()
+        self.pending_corner = None
+        self.points = self.points[:-1]
+        self.message = "undone" if done else "nothing to undo"
+
+    def propagate(self, progress=None) -> None:  # noqa: ANN001 - callable(done, total)
+        s = self.require()
+        labels = s.propagate(progress=progress).array
+        n = int((labels.reshape(labels.shape[0], -1) > 0).any(axis=1).sum())
+        if n == 0:
+            raise InputError("propagation produced an empty mask")
+        self.message = f"propagated: {n} of {labels.shape[0]} slices labelled, {int((labels > 0).sum())} voxels"
+
+    # ---------------------------------------------------------------- output
+    def render(self) -> np.ndarray | None:
+        """The current slice with its labels, the clicks and the pending box corner (uint8 RGB)."""
+        if self.session is None:
+            return None
+        s = self.session
+        k = self.slice if s.image.is_volume else None
+        out = render_overlay(s.display_slice(k), s.labels_slice(k))
+        f = self.view_scale
+        if f > 1:
+            out = np.repeat(np.repeat(out, f, axis=0), f, axis=1)
+        out = np.ascontiguousarray(out)
+        r = max(2, round(max(out.shape[:2]) / 150))
+
+        def at(x: float, y: float) -> tuple[int, int]:
+            return int((x + 0.5) * f), int((y + 0.5) * f)
+
+        for x, y, label in self.points:
+            cv2.circle(out, at(x, y), r, (0, 255, 0) if label else (255, 0, 0), -1)
+        if self.pending_corner is not None:
+            cv2.drawMarker(out, at(*self.pending_corner), (255, 255, 0), cv2.MARKER_CROSS, 4 * r, max(1, r // 2))
+        return out
+
+    def mask_extension(self) -> str:
+        """The mask format matching the input: PNG for pictures, DICOM-SEG for DICOM series, ..."""
+        s = self.require()
+        fmt = str(s.image.source.get("format", "")).lower()
+        if fmt == "dicom" and s.image.is_volume and s.image.source.get("dicom_files") and not s.image.is_video:
+            return ".dcm"
+        return MASK_EXTENSION.get(self.input_ext) or MASK_EXTENSION.get(fmt) or (
+            ".nii.gz" if s.image.is_volume else ".png")
+
+    def export(self, extension: str | None = None) -> Path:
+        """Write the label map next to nothing the user owns: a fresh file in the app's temp folder."""
+        s = self.require()
+        ext = extension or self.mask_extension()
+        stem = Path(self.input_name).name.split(".")[0] or "image"
+        out_dir = Path(tempfile.mkdtemp(dir=self._workdir))
+        path = out_dir / f"{stem}_mask{ext}"
+        write_mask(s.label_image(), path, reference=s.image)
+        return path
+
+    def close(self) -> None:
+        shutil.rmtree(self._workdir, ignore_errors=True)

@@ -1,0 +1,125 @@
+"""The Gradio layout of ``medisam app``; every handler calls :class:`~medisam.app.state.AppState`."""
+
+# no `from __future__ import annotations`: gradio reads the gr.SelectData hint at runtime
+
+import logging
+from typing import Any, Callable
+
+from medisam.app.state import MODES, AppState
+from medisam.errors import MedisamError, require
+from medisam.io import WINDOW_PRESETS
+from medisam.models.promptable import PromptableModel
+
+log = logging.getLogger(__name__)
+
+HELP = ("Box mode: click two opposite corners. Positive/negative: click to add or remove. "
+        "Volumes: move the slider, prompt a slice, then Propagate.")
+
+
+def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa: ANN201 - gr.Blocks
+    """Build the Blocks app (not launched) on top of ``model``."""
+    gr = require("gradio", "app")
+
+    def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Show MedisamErrors in the status box instead of a red popup, keep the view."""
+        def run(st: AppState | None, *args: Any):  # noqa: ANN202
+            try:
+                st = fn(st, *args) or st
+            except MedisamError as exc:
+                if st is not None:
+                    st.message = f"error: {exc}"
+                else:
+                    return st, None, f"error: {exc}"
+            return st, (st.render() if st else None), (st.message if st else "")
+        return run
+
+    def on_open(st: AppState | None, path: str | None, window: str) -> tuple:
+        if not path:
+            return st, gr.update(), gr.update(), "no file"
+        st = st or AppState(model, max_voxels)
+        try:
+            st.open(path, None if window == "auto" else window)
+        except MedisamError as exc:
+            return st, None, gr.update(), f"error: {exc}"
+        s = st.session
+        n = s.num_slices
+        slider = gr.update(minimum=0, maximum=max(n - 1, 1), value=st.slice, visible=s.image.is_volume,
+                           interactive=s.image.is_volume)
+        return st, st.render(), slider, st.message
+
+    def on_slice(st: AppState, k: float) -> None:
+        if st is not None and st.session is not None:
+            st.set_slice(int(k))
+            st.message = f"slice {st.slice} of {st.session.num_slices}"
+
+    def on_window(st: AppState, window: str) -> None:
+        if st is not None and st.session is not None:
+            st.set_window(window)
+            st.message = f"window: {window}"
+
+    def on_mode(st: AppState, mode: str, obj: float) -> None:
+        if st is not None:
+            st.mode, st.obj_id, st.pending_corner = mode, int(obj or 1), None
+
+    def click(st: AppState, mode: str, obj: float, x: float, y: float) -> None:
+        if st is None:
+            raise MedisamError("open an image first")
+        st.mode, st.obj_id = mode, int(obj or 1)
+        st.click_view(x, y)  # event coordinates are pixels of the shown (maybe enlarged) picture
+
+    guarded_click = guarded(click)
+
+    def on_click(st: AppState, mode: str, obj: float, evt: gr.SelectData) -> tuple:
+        # gradio injects ``evt`` by this type hint, so this handler is not wrapped
+        return guarded_click(st, mode, obj, float(evt.index[0]), float(evt.index[1]))
+
+    def on_undo(st: AppState) -> None:
+        if st is not None:
+            st.undo()
+
+    def on_propagate(st: AppState, progress=gr.Progress()) -> None:  # noqa: ANN001, B008
+        if st is None:
+            raise MedisamError("open a volume first")
+        st.propagate(progress=lambda done, total: progress((done, max(total, done)), unit="slices"))
+
+    def on_download(st: AppState | None) -> tuple:
+        if st is None or st.session is None:
+            return None, "open an image first"
+        try:
+            path = st.export()
+        except MedisamError as exc:
+            return None, f"error: {exc}"
+        return str(path), f"mask saved as {path.name}"
+
+    with gr.Blocks(title="medisam") as demo:
+        gr.Markdown("## medisam: Segment Anything for medical images\n" + HELP)
+        state = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=260):
+                upload = gr.File(label="image, volume, DICOM or zipped DICOM series", type="filepath",
+                                 elem_id="medisam-upload")
+                window = gr.Dropdown(["auto", *WINDOW_PRESETS], value="auto", label="window (CT preset)",
+                                     elem_id="medisam-window")
+                mode = gr.Radio(list(MODES), value="box", label="click mode", elem_id="medisam-mode")
+                obj = gr.Number(1, precision=0, minimum=1, maximum=65535, label="object id (label value)",
+                                elem_id="medisam-obj")
+                with gr.Row():
+                    undo = gr.Button("Undo", elem_id="medisam-undo")
+                    propagate = gr.Button("Propagate", elem_id="medisam-propagate")
+                download = gr.Button("Download mask", variant="primary", elem_id="medisam-download")
+                out_file = gr.File(label="mask file", interactive=False, elem_id="medisam-mask")
+            with gr.Column(scale=3):
+                view = gr.Image(type="numpy", format="png", interactive=False, label="click to prompt", height=560,
+                                elem_id="medisam-view", buttons=[])
+                slider = gr.Slider(0, 1, value=0, step=1, label="slice / frame", visible=False,
+                                   elem_id="medisam-slice")
+                status = gr.Textbox(label="status", interactive=False, elem_id="medisam-status")
+        upload.change(on_open, [state, upload, window], [state, view, slider, status])
+        slider.release(guarded(on_slice), [state, slider], [state, view, status])
+        window.change(guarded(on_window), [state, window], [state, view, status])
+        mode.change(guarded(on_mode), [state, mode, obj], [state, view, status])
+        view.select(on_click, [state, mode, obj], [state, view, status])
+        undo.click(guarded(on_undo), [state], [state, view, status])
+        propagate.click(guarded(on_propagate), [state], [state, view, status])
+        download.click(on_download, [state], [out_file, status])
+    return demo

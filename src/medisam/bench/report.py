@@ -1,0 +1,232 @@
+"""Benchmark report: summary tables (Markdown + HTML) and plots from OUTDIR/results.csv.
+
+Files written into OUTDIR (overwritten on each call; they are derived from results.csv):
+
+* ``report.md`` / ``report.html``: model x modality x strategy (mean, std, n of DSC and
+  NSD, median HD95), per dataset/target, Dice versus clicks, jitter sensitivity.
+* ``summary.csv``: the model x modality x strategy table as numbers.
+* ``dice_by_modality.png``, ``dice_vs_clicks.png``, ``jitter_sensitivity.png`` (when the
+  strategies needed are present).
+
+For interactive strategies (``clicksN``) the summary tables use the last click; the
+click curve uses every click. NaN HD95 (one mask empty, see :mod:`medisam.bench.metrics`)
+is skipped by the median and counted in ``hd95_nan``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from medisam.errors import InputError, require
+from medisam.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+def load_results(outdir: Path):
+    pd = require("pandas", "bench")
+    path = Path(outdir) / "results.csv"
+    if not path.exists():
+        raise InputError(f"{path}: no results to report")
+    df = pd.read_csv(path, keep_default_na=True, dtype={"case": str, "target_id": str, "target": str})
+    if df.empty:
+        raise InputError(f"{path}: no result rows")
+    for col in ("dsc", "iou", "nsd", "hd95", "score", "time_s", "click"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+def final_rows(df):
+    """One row per (case, target, model, strategy): the last click of interactive strategies."""
+    clicks = df[df["click"].notna()]
+    rest = df[df["click"].isna()]
+    if clicks.empty:
+        return rest
+    keys = ["dataset", "case", "target_id", "model", "strategy", "seed"]
+    last = clicks.loc[clicks.groupby(keys)["click"].idxmax()]
+    pd = require("pandas", "bench")
+    return pd.concat([rest, last], ignore_index=True)
+
+
+def summarise(df, by: list[str]):
+    """Mean/std/n of DSC and NSD, median HD95 and its NaN count, mean time, grouped by ``by``."""
+    g = df.groupby(by, dropna=False)
+    out = g.agg(dsc_mean=("dsc", "mean"), dsc_std=("dsc", "std"), nsd_mean=("nsd", "mean"),
+                nsd_std=("nsd", "std"), hd95_median=("hd95", "median"),
+                hd95_nan=("hd95", lambda s: int(s.isna().sum())), time_s=("time_s", "mean"),
+                n=("dsc", "size")).reset_index()
+    return out
+
+
+def _md_table(df, floats: int = 3) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
+    for _, row in df.iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            if isinstance(v, float):
+                cells.append("" if v != v else f"{v:.{floats}f}")
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _jitter_pct(name: str) -> float | None:
+    if name == "box":
+        return 0.0
+    m = re.fullmatch(r"box-jitter(\d+(?:\.\d+)?)", name)
+    return float(m[1]) if m else None
+
+
+def click_curve(df):
+    clicks = df[df["click"].notna()]
+    if clicks.empty:
+        return None
+    return (clicks.groupby(["model", "strategy", "click"])["dsc"].agg(["mean", "std", "size"])
+            .reset_index().rename(columns={"mean": "dsc_mean", "std": "dsc_std", "size": "n"}))
+
+
+def jitter_table(df):
+    fin = df[df["click"].isna()].copy()
+    fin["jitter_pct"] = fin["strategy"].map(_jitter_pct)
+    fin = fin[fin["jitter_pct"].notna()]
+    if fin["jitter_pct"].nunique() < 2:
+        return None
+    return (fin.groupby(["model", "jitter_pct"])["dsc"].agg(["mean", "std", "size"]).reset_index()
+            .rename(columns={"mean": "dsc_mean", "std": "dsc_std", "size": "n"}))
+
+
+# ------------------------------------------------------------------ plots
+def _plots(df, fin, outdir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[str] = []
+    models = sorted(fin["model"].unique())
+    strategies = list(dict.fromkeys(fin["strategy"]))
+    modalities = sorted(fin["modality"].astype(str).unique())
+    fig_w = min(16.0, max(6.0, 0.25 * len(modalities) * max(1, len(strategies))))
+    fig, axes = plt.subplots(len(models), 1, figsize=(fig_w, 4 * len(models)), squeeze=False)
+    width = 0.8 / max(1, len(strategies))
+    for ax, model in zip(axes[:, 0], models):
+        sub = fin[fin["model"] == model]
+        for j, strat in enumerate(strategies):
+            data = [sub[(sub["modality"].astype(str) == m) & (sub["strategy"] == strat)]["dsc"].dropna().values
+                    for m in modalities]
+            pos = [i + (j - (len(strategies) - 1) / 2) * width for i in range(len(modalities))]
+            keep = [(p, d) for p, d in zip(pos, data) if len(d)]
+            if keep:
+                bp = ax.boxplot([d for _, d in keep], positions=[p for p, _ in keep], widths=width * 0.9,
+                                patch_artist=True, showfliers=False)
+                color = plt.cm.tab10(j % 10)
+                for box in bp["boxes"]:
+                    box.set_facecolor(color)
+                ax.plot([], [], color=color, lw=6, label=strat)
+        ax.set_xticks(range(len(modalities)))
+        ax.set_xticklabels(modalities)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("Dice")
+        ax.set_title(f"Dice by modality ({model})")
+        ax.legend(fontsize=7, ncol=min(4, len(strategies)), loc="lower right")
+    fig.tight_layout()
+    fig.savefig(outdir / "dice_by_modality.png", dpi=110)
+    plt.close(fig)
+    written.append("dice_by_modality.png")
+
+    curve = click_curve(df)
+    if curve is not None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for (model, strat), sub in curve.groupby(["model", "strategy"]):
+            ax.errorbar(sub["click"], sub["dsc_mean"], yerr=sub["dsc_std"] / sub["n"].clip(lower=1) ** 0.5,
+                        marker="o", capsize=3, label=f"{model} {strat}")
+        ax.set_xlabel("clicks")
+        ax.set_ylabel("mean Dice (± s.e.)")
+        ax.set_ylim(0, 1)
+        ax.set_title("Dice versus clicks")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(outdir / "dice_vs_clicks.png", dpi=110)
+        plt.close(fig)
+        written.append("dice_vs_clicks.png")
+
+    jit = jitter_table(df)
+    if jit is not None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for model, sub in jit.groupby("model"):
+            ax.errorbar(sub["jitter_pct"], sub["dsc_mean"], yerr=sub["dsc_std"] / sub["n"].clip(lower=1) ** 0.5,
+                        marker="o", capsize=3, label=model)
+        ax.set_xlabel("box jitter (% of box size)")
+        ax.set_ylabel("mean Dice (± s.e.)")
+        ax.set_ylim(0, 1)
+        ax.set_title("Box jitter sensitivity")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(outdir / "jitter_sensitivity.png", dpi=110)
+        plt.close(fig)
+        written.append("jitter_sensitivity.png")
+    return written
+
+
+# ------------------------------------------------------------------ report
+def write_report(outdir: str | Path, config: dict[str, Any] | None = None) -> list[Path]:
+    """Write the tables and plots for ``outdir/results.csv``; returns the files written."""
+    outdir = Path(outdir)
+    df = load_results(outdir)
+    fin = final_rows(df)
+    overall = summarise(fin, ["model", "modality", "strategy"])
+    per_target = summarise(fin, ["dataset", "target", "model", "strategy"])
+    by_strategy = summarise(fin, ["model", "strategy"])
+    curve = click_curve(df)
+    jit = jitter_table(df)
+    images = _plots(df, fin, outdir)
+    errors = outdir / "errors.csv"
+    n_err = max(0, len(errors.read_text().splitlines()) - 1) if errors.exists() else 0
+
+    sections: list[tuple[str, Any]] = [("Model x strategy (all datasets)", by_strategy),
+                                       ("Model x modality x strategy", overall),
+                                       ("Per dataset and target", per_target)]
+    if curve is not None:
+        sections.append(("Dice versus clicks", curve))
+    if jit is not None:
+        sections.append(("Box jitter sensitivity", jit))
+    head = (f"{len(df)} result rows, {fin['case'].nunique()} cases, {fin['dataset'].nunique()} datasets, "
+            f"{n_err} errors (errors.csv). Configuration: config.json. Metrics: Dice (DSC), NSD at the "
+            f"configured tolerance in mm, HD95 in mm; n = targets (last click for interactive strategies).")
+
+    md = ["# medisam benchmark report", "", head, ""]
+    for title, table in sections:
+        md += [f"## {title}", "", _md_table(table), ""]
+    md += [f"![{name}]({name})" for name in images]
+    if config is not None:
+        md += ["", "## Configuration", "", "```json", json.dumps(config, indent=2, default=str), "```"]
+
+    body = [f"<h1>medisam benchmark report</h1><p>{html.escape(head)}</p>"]
+    for title, table in sections:
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        body.append(table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
+    body += [f'<p><img src="{name}" alt="{name}"></p>' for name in images]
+    if config is not None:
+        body.append(f"<h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=2, default=str))}</pre>")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>medisam benchmark</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:90%}"
+            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>"
+            + "\n".join(body) + "</body></html>")
+
+    written = []
+    for name, text in (("report.md", "\n".join(md) + "\n"), ("report.html", page)):
+        with atomic_write(outdir / name, force=True) as tmp:
+            tmp.write_text(text)
+        written.append(outdir / name)
+    with atomic_write(outdir / "summary.csv", force=True) as tmp:
+        overall.to_csv(tmp, index=False)
+    written.append(outdir / "summary.csv")
+    return written + [outdir / n for n in images]

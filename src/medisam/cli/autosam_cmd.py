@@ -1,0 +1,80 @@
+"""``medisam autosam train|predict``: prompt-free segmentation with a learned prompt generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medisam.cli import common
+
+autosam_app = typer.Typer(no_args_is_help=True, help="AutoSAM: learn prompts for the frozen decoder.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(autosam_app, name="autosam")
+
+
+@autosam_app.command("train")
+def train(
+    data: Path = typer.Argument(..., help="Dataset folder (images/+masks/, imagesTr/+labelsTr/, *.npz)."),
+    output: Path = typer.Option(..., "--output", "-o", help="AutoSAM checkpoint to write (.pt)."),
+    model: str = common.ModelOpt,
+    checkpoint: Optional[Path] = common.CheckpointOpt,
+    multiclass: bool = typer.Option(False, "--multiclass", help="One output per label value (else foreground)."),
+    epochs: int = typer.Option(20, "--epochs"),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Minutes."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    val_fraction: float = typer.Option(0.2, "--val-fraction"),
+    holdout_fraction: float = typer.Option(0.0, "--holdout-fraction"),
+    max_cases: int = typer.Option(0, "--max-cases"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache folder."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = common.DeviceOpt,
+    force: bool = common.ForceOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Train a prompt generator on frozen embeddings (Dice + BCE); keeps the best validation epoch."""
+    from medisam.train.autosam import train_autosam
+
+    common.check_output(output, force)
+    r = train_autosam(data, output, model=model, checkpoint=str(checkpoint) if checkpoint else None,
+                      multiclass=multiclass, epochs=epochs, time_limit_min=time_limit, lr=lr,
+                      batch_size=batch_size, val_fraction=val_fraction, holdout_fraction=holdout_fraction,
+                      seed=seed, max_cases=max_cases, cache_dir=str(cache_dir) if cache_dir else None,
+                      device=device, force=force, progress=not quiet)
+    best = "n/a" if r.best_val_dice is None else f"{r.best_val_dice:.4f}"
+    typer.echo(f"wrote {r.output} ({r.epochs_run} epoch(s), best val Dice {best}, {r.seconds:.0f} s)")
+
+
+@autosam_app.command("predict")
+def predict(
+    ckpt: Path = typer.Argument(..., help="AutoSAM checkpoint from `medisam autosam train`."),
+    input: Path = typer.Argument(..., help="Image, volume or DICOM file/folder."),
+    output: Path = typer.Option(..., "--output", "-o", help="Mask file (.png/.nii.gz/.npz/...)."),
+    slice: Optional[int] = typer.Option(None, "--slice", help="Slice index for volumes (axis 0)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Base model weights (default ones)."),
+    device: str = common.DeviceOpt,
+    force: bool = common.ForceOpt,
+) -> None:
+    """Segment without prompts; writes a label map on the input's grid."""
+    import numpy as np
+
+    from medisam.io import read_image, write_mask
+    from medisam.train.autosam import AutoSam, check_2d
+
+    common.check_output(output, force)
+    image = read_image(input)
+    check_2d(image, slice)
+    auto = AutoSam.load(ckpt, checkpoint=str(checkpoint) if checkpoint else None, device=device)
+    labels2d = auto.predict(image, slice=slice)
+    if image.is_volume:
+        full = np.zeros(image.spatial_shape, labels2d.dtype)
+        full[slice] = labels2d
+        labels = image.as_labels(full)
+    else:
+        labels = image.as_labels(labels2d)
+    written = write_mask(labels, output, reference=image, force=force)
+    typer.echo(f"wrote {written} ({int((labels2d > 0).sum())} foreground pixels)")

@@ -1,0 +1,121 @@
+"""``medisam bench``: benchmark models x prompt strategies on datasets -> CSV, tables, plots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from medisam.cli import common
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A YAML or JSON benchmark configuration (see docs/benchmark.md)."""
+    from medisam.errors import InputError
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such config file")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            import json
+
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - yaml/json errors have many types
+        raise InputError(f"{path}: cannot parse config ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: config must be a mapping")
+    return data
+
+
+def _split(text: Optional[str]) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def bench(
+    data: Optional[List[Path]] = typer.Argument(None, help="Dataset folders (images/+masks/, imagesTr/+labelsTr/, "
+                                                           "*.npz); the folder name is the dataset name."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (results.csv, errors.csv, report)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Comma-separated models (name or "
+                                                                   "name@checkpoint); default litemedsam."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", "-p", help="Comma-separated strategies: box, "
+                                          "box-jitter10, point, points5, points5neg5, clicks10, box-clicks5, "
+                                          "everything, box3d, keyslice (default: box)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML/JSON config (datasets with per-dataset "
+                                                                       "settings, models, prompts, ...)."),
+    max_cases: Optional[int] = typer.Option(None, "--max-cases", help="First N cases (by id) of each dataset."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the prompt simulation (default 0)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Parallel workers (processes / Ray actors)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="local or ray."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="Modality code for datasets that do not say "
+                                                                    "(CT, MR, US, ES, OP, SM, XR...)."),
+    targets: Optional[str] = typer.Option(None, "--targets", help="label (default), component or instance."),
+    min_area: Optional[int] = typer.Option(None, "--min-area", help="Skip targets smaller than this (pixels)."),
+    max_targets: Optional[int] = typer.Option(None, "--max-targets", help="Keep the N largest targets per case."),
+    tolerance: Optional[float] = typer.Option(None, "--nsd-tolerance", help="NSD tolerance in mm (default 2)."),
+    window: Optional[str] = common.WindowOpt,
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    resume: bool = typer.Option(False, "--resume", help="Continue OUTDIR/results.csv, skipping finished rows."),
+    force: bool = common.ForceOpt,
+    report_only: bool = typer.Option(False, "--report-only", help="Only rebuild the report from results.csv."),
+    no_report: bool = typer.Option(False, "--no-report", help="Do not write tables and plots."),
+) -> None:
+    """Benchmark models x prompt strategies; one CSV row per case x target x model x strategy (x click)."""
+    from medisam.bench.datasets import DatasetOptions
+    from medisam.bench.evaluate import EvalSettings
+    from medisam.bench.runner import BenchConfig, DatasetSpec, run_benchmark
+    from medisam.errors import InputError
+
+    if report_only:
+        from medisam.bench.report import write_report
+
+        files = write_report(output)
+        typer.echo(f"wrote {', '.join(str(f) for f in files)}")
+        return
+
+    cfg = load_config_file(config) if config is not None else {}
+    root = Path(os.environ.get("MEDISAM_DATA") or (config.parent / cfg["data_root"] if "data_root" in cfg
+                                                  else Path.cwd()))
+    cli_opts = DatasetOptions(modality=modality, targets=targets, min_area=min_area, max_targets=max_targets)
+    if targets is not None and targets not in ("label", "component", "instance"):
+        raise InputError(f"--targets must be label, component or instance, got {targets!r}")
+    specs: list[DatasetSpec] = []
+    for entry in cfg.get("datasets", []):
+        entry = {"path": entry} if isinstance(entry, str) else dict(entry)
+        if "path" not in entry:
+            raise InputError(f"{config}: every dataset needs a path")
+        opts = DatasetOptions.from_dict(entry).merged(cli_opts)
+        specs.append(DatasetSpec(str(root / os.path.expandvars(entry["path"])), entry.get("name"), opts,
+                                 entry.get("max_cases")))
+    specs += [DatasetSpec(str(p), None, cli_opts) for p in (data or [])]
+    if not specs:
+        raise InputError("give at least one dataset folder (or a --config with datasets)")
+
+    models = _split(model) or cfg.get("models") or ["litemedsam"]
+    strategies = _split(prompts) or cfg.get("prompts") or ["box"]
+    settings = EvalSettings(
+        models=tuple(_split(models) if isinstance(models, str) else models),
+        strategies=tuple(_split(strategies) if isinstance(strategies, str) else strategies),
+        seed=int(seed if seed is not None else cfg.get("seed", 0)),
+        device=device,
+        tolerance_mm=float(tolerance if tolerance is not None else cfg.get("nsd_tolerance_mm", 2.0)),
+        window=common.parse_window(window if window is not None else cfg.get("window")),
+    )
+    bench_cfg = BenchConfig(
+        datasets=tuple(specs), settings=settings, outdir=str(output),
+        max_cases=max_cases if max_cases is not None else cfg.get("max_cases"),
+        workers=int(workers if workers is not None else cfg.get("workers", 1)),
+        backend=backend or cfg.get("backend", "local"), resume=resume, force=force, report=not no_report)
+    summary = run_benchmark(bench_cfg)
+    typer.echo(f"{summary.rows} rows from {summary.cases} cases ({summary.skipped} already done), "
+               f"{summary.errors} errors, {summary.seconds:.0f} s -> {summary.outdir}")

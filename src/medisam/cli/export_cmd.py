@@ -1,0 +1,40 @@
+"""``medisam export onnx``: the encoder and prompt-decoder ONNX graphs plus metadata.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medisam.cli import common
+
+export_app = typer.Typer(no_args_is_help=True, help="Export a model for other runtimes.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(export_app, name="export")
+
+
+@export_app.command("onnx")
+def onnx(
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (encoder.onnx, decoder.onnx, metadata.json)."),
+    model: str = common.ModelOpt,
+    checkpoint: Optional[Path] = common.CheckpointOpt,
+    opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
+    force: bool = common.ForceOpt,
+) -> None:
+    """Export the image encoder and the prompt encoder + mask decoder to ONNX (CPU, fp32)."""
+    from medisam.errors import OutputExistsError
+    from medisam.export.onnx_export import DECODER_FILE, ENCODER_FILE, METADATA_FILE, export_onnx
+    from medisam.models import load_model
+
+    existing = [output / f for f in (ENCODER_FILE, DECODER_FILE, METADATA_FILE) if (output / f).exists()]
+    if existing and not force:  # checked before loading anything
+        raise OutputExistsError(f"{existing[0]} exists; pass --force to overwrite")
+    if output.exists() and not output.is_dir():
+        raise OutputExistsError(f"{output} exists and is not a folder")
+    loaded = load_model(model, checkpoint=checkpoint, device="cpu")
+    result = export_onnx(loaded, output, force=force, opset=opset)
+    for path in (result.encoder, result.decoder, result.metadata):
+        typer.echo(f"wrote {path}")

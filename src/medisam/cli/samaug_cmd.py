@@ -1,0 +1,41 @@
+"""``medisam samaug``: SAMAug 3-channel inputs (grey, segmentation prior, boundary prior) as PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from medisam.cli import common
+
+
+def register(app: typer.Typer) -> None:
+    app.command("samaug")(samaug)
+
+
+def samaug(
+    inputs: List[Path] = typer.Argument(..., help="2D images (PNG/JPEG/TIFF, DICOM, ...)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder; writes <stem>.png per input."),
+    grid: str = typer.Option("auto", "--grid", help="auto | points | boxes: prompts of the everything mode "
+                                                    "(auto: boxes for LiteMedSAM, points for SAM)."),
+    points_per_side: int = typer.Option(16, "--points-per-side", help="Everything-mode point grid."),
+    pred_iou_thresh: float = typer.Option(0.88, "--pred-iou-thresh", help="Keep masks above this predicted IoU."),
+    stability_thresh: float = typer.Option(0.95, "--stability-thresh", help="Keep masks above this stability."),
+    model: str = common.ModelOpt,
+    checkpoint: Optional[Path] = common.CheckpointOpt,
+    device: str = common.DeviceOpt,
+    force: bool = common.ForceOpt,
+) -> None:
+    """Augment images with SAM priors (SAMAug) for training other segmentation networks."""
+    from medisam.models import load_model
+    from medisam.predict import Predictor
+    from medisam.train.samaug import samaug_files
+
+    if output.exists() and not output.is_dir():
+        raise common.InputError(f"{output} is a file; --output must be a folder")
+    predictor = Predictor(load_model(model, checkpoint=checkpoint, device=device))
+    written = samaug_files(inputs, output, predictor, force=force, points_per_side=points_per_side,
+                           pred_iou_thresh=pred_iou_thresh, stability_thresh=stability_thresh, grid=grid)
+    for path, n in written:
+        typer.echo(f"wrote {path} ({n} masks)")

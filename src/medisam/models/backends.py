@@ -1,0 +1,365 @@
+"""Inference backends behind the one :class:`PromptableModel` API.
+
+``load_model(name, backend=..., precision=..., threads=...)`` lands here for anything
+but plain fp32 torch. Every backend returns a ``PromptableModel`` subclass, so
+``Predictor``, ``VolumeSession`` and the server use it unchanged:
+
+- ``torch``: the PyTorch network; ``bf16`` (CPU with AVX512_BF16/AMX, or CUDA) and
+  ``fp16`` (CUDA) run the image encoder under ``torch.autocast``.
+- ``onnx``: ONNX Runtime sessions on graphs exported once per weights into the cache
+  folder (``$MEDISAM_CACHE``, default ``~/.cache/medisam``) under
+  ``onnx/<model>-<weights sha>-op<opset>-v<format>/``; ``int8`` quantises the encoder's
+  MatMuls dynamically (VNNI). CUDA via ONNX Runtime's CUDA provider when installed.
+- ``openvino``: OpenVINO on the same ONNX files; ``bf16`` uses its bf16 inference hint.
+- ``auto``: the fastest accepted (backend, precision) measured on this machine by
+  ``benchmarks/speed.py --save-profile`` (file ``<cache>/speed_profile.json``); without a
+  profile the order openvino > onnx > torch, fp32 (benchmarks/speed.py on 2 Zen 4 cores:
+  encoder 5.0x (openvino fp32), 5.0x (onnx fp32) vs 0.8-1.0x (torch) the reference; OpenVINO
+  first because its bf16 path was the fastest Dice-accepted one, 7.5x).
+
+Threads: ``threads=`` or ``$MEDISAM_THREADS``, default all CPUs this process may use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from medisam.errors import ModelError
+from medisam.models.precision import autocast, check_precision, cpu_has_bf16, torch_autocast_dtype
+from medisam.models.promptable import DecoderOutput, PromptableModel
+from medisam.models.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx", "openvino")
+#: Used by ``auto`` when no measured profile exists (fastest first, as measured by the benchmark).
+AUTO_ORDER = ("openvino", "onnx", "torch")
+PROFILE_FILE = "speed_profile.json"
+
+
+# ------------------------------------------------------------------ environment
+def cache_root() -> Path:
+    """``$MEDISAM_CACHE`` or ``~/.cache/medisam``: exported graphs and the speed profile."""
+    return Path(os.environ.get("MEDISAM_CACHE", Path.home() / ".cache" / "medisam")).expanduser()
+
+
+def resolve_threads(threads: int | None = None) -> int:
+    """Thread count: the argument, else ``$MEDISAM_THREADS``, else the CPUs this process may use."""
+    if threads is None:
+        env = os.environ.get("MEDISAM_THREADS")
+        if env:
+            try:
+                threads = int(env)
+            except ValueError:
+                raise ModelError(f"MEDISAM_THREADS={env!r} is not an integer") from None
+    if threads is None:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - macOS/Windows
+            threads = os.cpu_count() or 1
+    if threads < 1:
+        raise ModelError(f"threads must be >= 1, got {threads}")
+    return int(threads)
+
+
+def backend_available(backend: str) -> bool:
+    """True when the backend's runtime is importable (torch always is)."""
+    module = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}.get(backend)
+    return module is not None and importlib.util.find_spec(module) is not None
+
+
+def backend_versions() -> dict[str, str | None]:
+    """Backend name -> runtime version (None when not installed)."""
+    versions: dict[str, str | None] = {}
+    for backend, module in (("torch", "torch"), ("onnx", "onnxruntime"), ("openvino", "openvino")):
+        if not backend_available(backend):
+            versions[backend] = None
+            continue
+        try:
+            versions[backend] = str(__import__(module).__version__)
+        except Exception as exc:  # a broken install reads as unavailable
+            log.warning("%s is installed but fails to import: %s", module, exc)
+            versions[backend] = None
+    return versions
+
+
+def supported_precisions(backend: str, device: torch.device) -> tuple[str, ...]:
+    """Precisions a backend can run on ``device`` on this machine."""
+    if backend == "torch":
+        if device.type == "cuda":
+            return ("fp32", "bf16", "fp16") if torch.cuda.is_bf16_supported() else ("fp32", "fp16")
+        return ("fp32", "bf16") if device.type == "cpu" and cpu_has_bf16() else ("fp32",)
+    if backend == "onnx":
+        return ("fp32", "int8")
+    if backend == "openvino":
+        return ("fp32", "bf16") if cpu_has_bf16() else ("fp32",)
+    raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)} or auto")
+
+
+# ----------------------------------------------------------------- auto choice
+def profile_path() -> Path:
+    return cache_root() / PROFILE_FILE
+
+
+def read_speed_profile() -> dict | None:
+    """The measured profile written by ``benchmarks/speed.py --save-profile`` (None if absent/bad)."""
+    path = profile_path()
+    if not path.is_file():
+        return None
+    try:
+        profile = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable speed profile %s: %s", path, exc)
+        return None
+    return profile if isinstance(profile, dict) else None
+
+
+def write_speed_profile(profile: dict) -> Path:
+    """Store the benchmark's choice for ``backend="auto"`` (atomic replace)."""
+    path = profile_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(profile, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def choose_auto(device: torch.device) -> tuple[str, str]:
+    """(backend, precision) for ``backend="auto"``.
+
+    On CUDA: torch fp32 (cuDNN is already fast; fp16 needs the Dice guard, see the
+    benchmark). On CPU: the profile's ``auto`` entry when its backend is installed and its
+    precision passed the Dice guard, else the first installed backend of AUTO_ORDER, fp32.
+    """
+    if device.type != "cpu":
+        return "torch", "fp32"
+    profile = read_speed_profile()
+    if profile:
+        choice = profile.get("auto") or {}
+        backend, precision = choice.get("backend"), choice.get("precision", "fp32")
+        if backend in BACKENDS and backend_available(backend) and precision in supported_precisions(backend, device):
+            return backend, precision
+    for backend in AUTO_ORDER:
+        if backend_available(backend):
+            return backend, "fp32"
+    return "torch", "fp32"  # pragma: no cover - torch is always there
+
+
+# -------------------------------------------------------------------- loading
+def load_backend(spec: ModelSpec, checkpoint: str | Path | None, device: str | torch.device,
+                 backend: str, precision: str = "fp32", threads: int | None = None) -> PromptableModel:
+    """Load ``spec`` on ``backend`` (see the module docstring); the one entry from ``load_model``.
+
+    With ``backend="auto"`` the default ``precision="fp32"`` is replaced by the measured
+    profile's precision (only ever one that passed the Dice guard); any other precision
+    is kept. ``device="auto"`` falls back to the CPU for runtimes without GPU support here.
+    """
+    from medisam.models.registry import load_model, resolve_device
+
+    check_precision(precision)
+    dev = resolve_device(device)
+    n_threads = resolve_threads(threads)
+    if backend == "auto":
+        backend, auto_precision = choose_auto(dev)
+        if precision == "fp32":
+            precision = auto_precision
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)} or auto")
+    if device == "auto" and dev.type != "cpu" and not _accelerated(backend, dev):
+        dev = torch.device("cpu")  # e.g. OpenVINO, or onnxruntime without its CUDA provider
+    if not backend_available(backend):
+        extra = "onnx" if backend == "onnx" else backend
+        raise ModelError(f"backend {backend!r} is not installed: pip install 'medisam[{extra}]'")
+    if spec.family not in ("litemedsam", "sam") and (backend != "torch" or precision != "fp32"):
+        raise ModelError(f"{spec.name}: backends and reduced precision cover the litemedsam and "
+                         f"sam families; use backend torch, precision fp32")
+    if precision not in supported_precisions(backend, dev):
+        raise ModelError(f"precision {precision} is not available for backend {backend} on {dev.type} "
+                         f"here; available: {', '.join(supported_precisions(backend, dev))}")
+    base = load_model(spec.name, checkpoint=checkpoint, device=dev if backend == "torch" else "cpu")
+    if backend == "torch":
+        torch.set_num_threads(n_threads)
+        model: PromptableModel = TorchModel(base, precision)
+    elif backend == "onnx":
+        from medisam.models.onnx_backend import OnnxModel
+
+        model = OnnxModel(base, dev, precision, n_threads)
+    else:
+        from medisam.models.openvino_backend import OpenVinoModel
+
+        model = OpenVinoModel(base, dev, precision, n_threads)
+    log.info("model %s: backend=%s precision=%s threads=%d device=%s", spec.name, backend,
+             precision, n_threads, model.device)
+    return model
+
+
+def _accelerated(backend: str, device: torch.device) -> bool:
+    """Whether ``backend`` can run on the non-CPU ``device`` (else ``device="auto"`` means CPU)."""
+    if backend == "torch":
+        return True
+    if backend == "onnx" and device.type == "cuda":
+        import onnxruntime
+
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    return False
+
+
+class TorchModel(PromptableModel):
+    """The torch network with the image encoder under autocast (bf16/fp16); fp32 output.
+
+    The prompt encoder and decoder stay fp32: they are cheap, and keeping them exact
+    keeps mask borders stable.
+    """
+
+    def __init__(self, base: PromptableModel, precision: str):
+        super().__init__(base.spec, base.net, base.device, base.checkpoint, base.checkpoint_sha256)
+        self.precision = precision
+        self._dtype = torch_autocast_dtype(precision, base.device)
+
+    @property
+    def cache_signature(self) -> str:
+        """fp32 keeps the plain torch signature, so it shares caches with ``load_model(name)``."""
+        base = super().cache_signature
+        return base if self.precision == "fp32" else f"{base}|{self.precision}"
+
+    @torch.no_grad()
+    def encode(self, tensor: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self._dtype):
+            return self.net.image_encoder(tensor).float()
+
+
+# ------------------------------------------------------- export cache (onnx/openvino)
+def weights_key(model: PromptableModel) -> str:
+    """Checkpoint sha256, or for seeded random test weights a hash of the state dict."""
+    if model.checkpoint_sha256:
+        return model.checkpoint_sha256[:16]
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return "random-" + digest.hexdigest()[:12]
+
+
+def cached_export(model: PromptableModel) -> Path:
+    """The cache folder holding ``model``'s ONNX export, exporting it on first use.
+
+    Exports into a temporary folder and renames it into place, so concurrent processes
+    never read a half-written graph (the loser of a race discards its copy).
+    """
+    from medisam.export.onnx_export import DEFAULT_OPSET, EXPORT_FORMAT_VERSION, OnnxExport, export_onnx
+
+    folder = cache_root() / "onnx" / (f"{model.spec.name}-{weights_key(model)}-"
+                                      f"op{DEFAULT_OPSET}-v{EXPORT_FORMAT_VERSION}")
+    if OnnxExport(folder).is_complete():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    try:
+        log.info("exporting %s to ONNX (first use) in %s", model.spec.name, folder)
+        export_onnx(model, tmp, force=True)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not OnnxExport(folder).is_complete():
+                shutil.rmtree(folder, ignore_errors=True)
+                os.rename(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def quantized_encoder(folder: Path) -> Path:
+    """``encoder.int8.onnx``: the encoder with dynamically quantised MatMul/Gemm weights (s8).
+
+    Only MatMul/Gemm: quantised Conv (ConvInteger) runs slower than fp32 in ONNX Runtime on
+    CPU, measured here. Written once per export folder.
+    """
+    target = folder / "encoder.int8.onnx"
+    if target.is_file():
+        return target
+    from medisam.errors import require
+
+    quant = require("onnxruntime.quantization", "onnx")
+    tmp = folder / f".encoder.int8.{os.getpid()}.onnx"
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser warns about pre-processing on the root logger
+    try:
+        quant.quantize_dynamic(str(folder / "encoder.onnx"), str(tmp),
+                               op_types_to_quantize=["MatMul", "Gemm"],
+                               weight_type=quant.QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    os.replace(tmp, target)
+    return target
+
+
+def prompts_to_points(points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None,
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's prompt encoder inputs as one point list, exactly as ``PromptEncoder.forward``.
+
+    Points first (padded with one ``(0, 0)`` label -1 point when there is no box), then
+    each box as two corners with labels 2 and 3. Returns coords ``(B, N, 2)`` and float
+    labels ``(B, N)`` on the model grid; N may be 0 (mask-only prompt).
+    """
+    parts_c, parts_l = [], []
+    batch = 1
+    if points is not None:
+        coords, labels = points
+        coords, labels = coords.float().cpu(), labels.float().cpu()
+        batch = coords.shape[0]
+        if boxes is None:
+            coords = torch.cat([coords, torch.zeros(batch, 1, 2)], dim=1)
+            labels = torch.cat([labels, -torch.ones(batch, 1)], dim=1)
+        parts_c.append(coords)
+        parts_l.append(labels)
+    if boxes is not None:
+        b = boxes.float().cpu().reshape(-1, 2, 2)
+        batch = max(batch, b.shape[0])
+        parts_c.append(b)
+        parts_l.append(torch.tensor([[2.0, 3.0]]).expand(b.shape[0], 2))
+    if not parts_c:
+        return torch.zeros(batch, 0, 2), torch.zeros(batch, 0)
+    if len(parts_c) == 2 and parts_c[0].shape[0] != parts_c[1].shape[0]:
+        parts_c = [p.expand(batch, -1, -1) for p in parts_c]
+        parts_l = [p.expand(batch, -1) for p in parts_l]
+    return torch.cat(parts_c, dim=1).contiguous(), torch.cat(parts_l, dim=1).contiguous()
+
+
+def select_masks(low_res: torch.Tensor, iou: torch.Tensor, multimask: bool) -> DecoderOutput:
+    """Mask 0 (single) or masks 1-3 (multimask) of the exported decoder's four outputs."""
+    sl = slice(1, None) if multimask else slice(0, 1)
+    return DecoderOutput(low_res[:, sl], iou[:, sl])
+
+
+def backend_table():
+    """A rich Table of backends: installed version, precisions here, and what ``auto`` picks."""
+    from rich.table import Table
+
+    from medisam.models.precision import cpu_has_bf16, cpu_has_vnni
+    from medisam.models.registry import resolve_device
+
+    device = resolve_device("auto")
+    auto_backend, auto_precision = choose_auto(device)
+    profile = read_speed_profile()
+    source = f"measured ({profile_path()})" if profile else "default order " + " > ".join(AUTO_ORDER)
+    table = Table(title=f"medisam backends (device {device.type}, threads {resolve_threads()}, "
+                        f"CPU bf16 {'yes' if cpu_has_bf16() else 'no'}, VNNI {'yes' if cpu_has_vnni() else 'no'})",
+                  caption=f"auto = {auto_backend} {auto_precision}: {source}")
+    for column in ("backend", "runtime", "precisions here", "auto"):
+        table.add_column(column)
+    for backend, version in backend_versions().items():
+        precisions = ", ".join(supported_precisions(backend, device)) if version else "-"
+        extra = "onnx" if backend == "onnx" else backend
+        table.add_row(backend, version or f"not installed (pip install 'medisam[{extra}]')", precisions,
+                      "yes" if backend == auto_backend else "")
+    return table

@@ -1,0 +1,131 @@
+"""ONNX Runtime backend: the exported encoder and prompt decoder behind PromptableModel.
+
+The torch network stays loaded (for ``mask_input_size`` and the export); inference runs
+in two ONNX Runtime sessions with all graph optimisations, the optimised encoder saved
+next to the export so later sessions start faster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medisam.errors import ModelError, require
+from medisam.models.backends import cached_export, prompts_to_points, quantized_encoder, select_masks
+from medisam.models.promptable import DecoderOutput, PromptableModel
+
+log = logging.getLogger(__name__)
+
+
+def session_options(threads: int):
+    """CPU session options: ORT_ENABLE_ALL, ``threads`` intra-op threads, sequential graph.
+
+    Idle worker threads do not spin (``$MEDISAM_ORT_SPIN=1`` turns spinning back on):
+    measured here on 2 shared cores, spinning made the encoder ~15% and the decoder ~30%
+    slower whenever other processes compete for the cores.
+    """
+    ort = require("onnxruntime", "onnx")
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning",
+                                "1" if os.environ.get("MEDISAM_ORT_SPIN") == "1" else "0")
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    return so
+
+
+def providers_for(device: torch.device) -> list[str]:
+    """CUDA provider first when the device is CUDA and ONNX Runtime has it; CPU otherwise."""
+    ort = require("onnxruntime", "onnx")
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ModelError("device cuda with backend onnx needs onnxruntime-gpu "
+                             "(CUDAExecutionProvider not available); use backend torch")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def make_session(path: Path, threads: int, device: torch.device, save_optimized: bool = False):
+    """An InferenceSession on ``path``; on CPU the optimised graph is saved once and reused."""
+    ort = require("onnxruntime", "onnx")
+    providers = providers_for(device)
+    so = session_options(threads)
+    if save_optimized and device.type == "cpu":
+        optimized = path.with_name(f"{path.stem}.ort{ort.__version__}.opt.onnx")
+        if optimized.is_file():
+            try:  # already optimised for this machine and runtime version
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+                return ort.InferenceSession(str(optimized), so, providers=providers)
+            except Exception as exc:  # stale/corrupt: rebuild from the plain graph
+                log.warning("ignoring optimised graph %s: %s", optimized, exc)
+                so = session_options(threads)
+        tmp = optimized.with_name(f".{optimized.name}.{id(so)}")
+        so.optimized_model_filepath = str(tmp)
+        session = ort.InferenceSession(str(path), so, providers=providers)
+        try:
+            tmp.replace(optimized)
+        except OSError:
+            pass
+        return session
+    return ort.InferenceSession(str(path), so, providers=providers)
+
+
+class OnnxModel(PromptableModel):
+    """A :class:`PromptableModel` whose ``encode``/``decode`` run in ONNX Runtime.
+
+    Tensors in and out are torch tensors on ``device`` (CPU, or CUDA with the CUDA
+    provider), so callers cannot tell the backends apart except by ``backend``,
+    ``precision`` and ``cache_signature``.
+    """
+
+    def __init__(self, base: PromptableModel, device: torch.device, precision: str = "fp32",
+                 threads: int = 1):
+        super().__init__(base.spec, base.net.cpu(), torch.device("cpu"), base.checkpoint,
+                         base.checkpoint_sha256)
+        self.device = device
+        self.backend = "onnx"
+        self.precision = precision
+        self.threads = threads
+        self.export_dir = cached_export(base)
+        encoder = self.export_dir / "encoder.onnx"
+        if precision == "int8":
+            encoder = quantized_encoder(self.export_dir)
+        elif precision != "fp32":
+            raise ModelError(f"backend onnx runs fp32 or int8, not {precision}")
+        self.encoder_session = make_session(encoder, threads, device, save_optimized=True)
+        self.decoder_session = make_session(self.export_dir / "decoder.onnx", threads, device,
+                                            save_optimized=True)
+
+    @property
+    def cache_signature(self) -> str:
+        return f"{super().cache_signature}|{self.precision}"
+
+    def encode(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, S, S)`` -> ``(B, 256, h, w)``; the graph has batch 1, so images run in turn."""
+        x = tensor.detach().float().cpu().numpy()
+        outs = [self.encoder_session.run(None, {"image": x[i:i + 1]})[0] for i in range(x.shape[0])]
+        return torch.from_numpy(np.concatenate(outs, axis=0)).to(self.device)
+
+    def decode(self, embedding: torch.Tensor, *, points: tuple[torch.Tensor, torch.Tensor] | None = None,
+               boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
+               multimask: bool = False) -> DecoderOutput:
+        coords, labels = prompts_to_points(points, boxes)
+        size = self.mask_input_size
+        if mask_input is None:
+            mask = np.zeros((1, 1, size, size), dtype=np.float32)
+            has_mask = np.zeros(1, dtype=np.float32)
+        else:
+            mask = mask_input.detach().float().cpu().numpy()
+            has_mask = np.ones(1, dtype=np.float32)
+        low_res, iou = self.decoder_session.run(None, {
+            "image_embeddings": embedding.detach().float().cpu().numpy(),
+            "point_coords": coords.numpy(), "point_labels": labels.numpy(),
+            "mask_input": mask, "has_mask_input": has_mask})
+        return select_masks(torch.from_numpy(low_res).to(self.device),
+                            torch.from_numpy(iou).to(self.device), multimask)

@@ -1,0 +1,102 @@
+"""Slice-to-slice propagation rules for SAM/LiteMedSAM (no model state here).
+
+Each next slice is prompted from the previous slice's result: a box around the previous
+mask grown by a margin (given in mm, converted per in-plane axis so anisotropic pixels
+get the same physical margin), optionally the previous low-res logits as a mask prompt and
+a positive click at the interior-most point of the previous mask. Propagation stops when
+the object vanishes (empty mask, area collapse) or the predicted IoU drops too low.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from medisam.prompts import Box
+
+
+@dataclass(frozen=True)
+class PropagationConfig:
+    """Tuning of slice-to-slice propagation (defaults chosen by benchmarks/propagation_3d.py).
+
+    Attributes:
+        margin_mm: growth of the previous mask's box on each side, in mm.
+        extra_margins_mm: further margins to try on every slice; the box whose mask has the
+            highest predicted IoU wins (decoder passes only, no extra encoding).
+        min_margin_px: lower bound of that growth in pixels (for coarse pixels).
+        mask_prompt: feed the previous slice's low-res logits as the mask prompt.
+        point_prompt: add a positive click at the previous mask's interior-most point.
+        min_score: stop when the predicted IoU falls below this.
+        min_area_ratio: stop when the area falls below this fraction of the previous area.
+        min_area_px: stop when the mask has fewer pixels than this.
+        clip_to_box: clip propagated boxes and masks to the x/y extent of a 3D box prompt.
+        mask_threshold: logit threshold of propagated masks (SAM uses 0; a negative value
+            grows masks, which counters the shrinking of box-chained small objects).
+        multimask: decode 3 candidate masks per slice and keep the one that overlaps the
+            previous slice's mask most (resolves SAM's ambiguity towards temporal consistency).
+        seed_search: for a 3D box, try the x/y box on this many slices either side of the
+            middle slice and seed from the one with the highest predicted IoU (slices in
+            the range only, so no extra encoding).
+        reacquire: inside a 3D box's slice range the object is present on every slice (the
+            tight box is its extent), so when propagation loses it there, the slice is
+            re-prompted with the box's x/y extent (as the CVPR24 procedure does) and
+            propagation carries on from the last non-empty mask instead of stopping.
+        encode_batch: slices encoded together ahead of the propagation front (faster per
+            slice on CPU; at most ``encode_batch - 1`` slices beyond a stop are encoded).
+    """
+
+    margin_mm: float = 3.0
+    extra_margins_mm: tuple[float, ...] = (1.0, 6.0)
+    min_margin_px: float = 1.0
+    mask_prompt: bool = False
+    point_prompt: bool = False
+    min_score: float = 0.0
+    min_area_ratio: float = 0.0
+    min_area_px: int = 1
+    clip_to_box: bool = True
+    mask_threshold: float = 0.0
+    multimask: bool = False
+    seed_search: int = 0
+    reacquire: bool = True
+    encode_batch: int = 1
+
+
+def box_around(mask: np.ndarray, margin_xy: tuple[float, float], clip: Box | None = None) -> Box | None:
+    """Box (pixel edges) around a 2D mask grown by ``(mx, my)`` pixels; clipped to the image and ``clip``."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    h, w = mask.shape
+    mx, my = margin_xy
+    x0, y0 = max(0.0, xs.min() - mx), max(0.0, ys.min() - my)
+    x1, y1 = min(float(w), xs.max() + 1 + mx), min(float(h), ys.max() + 1 + my)
+    if clip is not None:
+        x0, y0 = max(x0, clip.x0), max(y0, clip.y0)
+        x1, y1 = min(x1, clip.x1), min(y1, clip.y1)
+        if x1 <= x0 or y1 <= y0:
+            return None
+    return Box(x0, y0, x1, y1)
+
+
+def interior_point(mask: np.ndarray) -> tuple[float, float] | None:
+    """Pixel centre ``(x, y)`` farthest from the mask's border (None for an empty mask)."""
+    if not mask.any():
+        return None
+    padded = np.pad(mask.astype(np.uint8), 1)
+    dist = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return float(x) + 0.5, float(y) + 0.5
+
+
+def stop_reason(mask: np.ndarray, score: float, previous_area: int, config: PropagationConfig) -> str | None:
+    """Why propagation should stop after this slice's result, or None to go on."""
+    area = int(mask.sum())
+    if area < max(config.min_area_px, 1):
+        return "empty"
+    if previous_area > 0 and area < config.min_area_ratio * previous_area:
+        return "area collapse"
+    if score < config.min_score:
+        return "low score"
+    return None

@@ -1,0 +1,221 @@
+"""Object tracking in videos: :class:`VideoSession` and :func:`propagate_video` (used by the CLI).
+
+A video is a :class:`MedicalImage` with frames along array axis 0 (``(T, Y, X)`` grey or
+``(T, Y, X, 3)`` RGB, see :mod:`medisam.io.video`). SAM 2 / MedSAM2 models track with their
+memory (:class:`~medisam.predict.sam2_session.Sam2Session`); LiteMedSAM / SAM / MedSAM models
+propagate frame to frame from the previous frame's mask
+(:class:`~medisam.predict.session.VolumeSession`, frames as slices). Both expose the same API.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from medisam.errors import InputError, OutputExistsError
+from medisam.io.atomic import check_output
+from medisam.io.intensity import to_display
+from medisam.io.medical_image import MedicalImage
+from medisam.io.video import VIDEO_EXTENSIONS, write_label_frames, write_overlay_video
+from medisam.io.write_mask import WRITERS, write_mask
+from medisam.models.promptable import PromptableModel
+from medisam.predict.propagation import PropagationConfig
+from medisam.predict.sam2_session import Sam2Session
+from medisam.predict.session import SliceResult, VolumeSession
+from medisam.prompts import Box, Points
+
+log = logging.getLogger(__name__)
+
+
+def video_of(video: MedicalImage | np.ndarray) -> MedicalImage:
+    """A video MedicalImage from a MedicalImage with frames on axis 0 or an array.
+
+    Arrays: ``(T, Y, X)`` grey or ``(T, Y, X, 3)`` RGB. 2D images are refused.
+    """
+    if not isinstance(video, MedicalImage):
+        array = np.asarray(video)
+        if array.ndim not in (3, 4) or (array.ndim == 4 and array.shape[-1] != 3):
+            raise InputError(f"a video must be (T, Y, X) or (T, Y, X, 3), got shape {array.shape}")
+        video = MedicalImage(array, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tuple(float(v) for v in np.eye(3).ravel()),
+                             is_rgb=array.ndim == 4, is_video=True)
+    if not video.is_volume:
+        raise InputError(f"a video needs frames, got a 2D image of shape {video.array.shape}; "
+                         "use `medisam segment` for single images")
+    if video.array.size == 0:
+        raise InputError(f"video is empty (shape {video.array.shape})")
+    return video
+
+
+class _ColourFrameSession(VolumeSession):
+    """VolumeSession over RGB frames: geometry from a grey copy, encoder input in colour.
+
+    VolumeSession accepts grey volumes only; a colour video keeps its colours for the
+    encoder by overriding the per-slice display image (frames are slices along axis 0).
+    """
+
+    def __init__(self, model: PromptableModel, video: MedicalImage, window=None,
+                 config: PropagationConfig | None = None):
+        grey = video.array.mean(axis=-1).astype(np.float32)
+        super().__init__(model, video.with_array(grey, is_rgb=False), axis=0, window=window, config=config)
+        self._colour = video
+
+    def _plane_display(self, t: int) -> np.ndarray:
+        return to_display(self._colour.array[t], self._colour.modality)
+
+
+class VideoSession:
+    """Track objects through video frames from prompts on a few frames.
+
+    Args:
+        model: any loaded promptable model; SAM 2 family models use their memory
+            (:class:`Sam2Session`), the others frame-to-frame propagation (:class:`VolumeSession`).
+        video: video :class:`MedicalImage` (``read_image("clip.mp4")``) or an array.
+        window: intensity window (grey medical videos); default per modality.
+        config: propagation rules for non-SAM 2 models.
+
+    Methods mirror :class:`VolumeSession` with frames as slices: ``add_box(frame, box,
+    obj_id)``, ``add_points``, ``add_mask``, ``clear_frame``, ``remove_object``, ``reset``,
+    ``undo``, ``iter_propagate(direction)`` (yields :class:`SliceResult`), ``propagate()`` ->
+    label video, ``results(obj_id)``, ``label_map()``.
+    """
+
+    def __init__(self, model: PromptableModel, video: MedicalImage | np.ndarray,
+                 window: str | tuple[float, float] | None = None, config: PropagationConfig | None = None):
+        self.video = video_of(video)
+        self.model = model
+        if model.spec.family == "sam2":
+            self.session: Sam2Session | VolumeSession = Sam2Session(model, self.video, window)
+        elif self.video.is_rgb:
+            self.session = _ColourFrameSession(model, self.video, window, config)
+        else:
+            self.session = VolumeSession(model, self.video, axis=0, window=window, config=config)
+
+    @property
+    def num_frames(self) -> int:
+        return self.video.num_slices
+
+    @property
+    def fps(self) -> float | None:
+        return self.video.source.get("fps")
+
+    @property
+    def object_ids(self) -> list[int]:
+        return self.session.object_ids
+
+    def _frame(self, frame: int) -> int:
+        if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
+            raise InputError(f"frame index must be an integer, got {frame!r}")
+        if not 0 <= frame < self.num_frames:
+            raise InputError(f"frame {frame} out of range: the video has {self.num_frames} frames "
+                             f"(0..{self.num_frames - 1})")
+        return int(frame)
+
+    def add_box(self, frame: int, box: Box | Sequence[float], obj_id: int = 1) -> SliceResult:
+        """Box (XYXY pixels) around object ``obj_id`` on ``frame``; returns that frame's result."""
+        return self.session.add_box(self._frame(frame), box, obj_id)
+
+    def add_points(self, frame: int, points: Points | Sequence[Sequence[float]], obj_id: int = 1) -> SliceResult:
+        """Clicks ``(x, y[, label])`` for ``obj_id`` on ``frame``."""
+        return self.session.add_points(self._frame(frame), points, obj_id)
+
+    def add_mask(self, frame: int, mask2d: np.ndarray, obj_id: int = 1) -> SliceResult:
+        """A binary ``(H, W)`` mask of ``obj_id`` on ``frame`` as the prompt."""
+        return self.session.add_mask(self._frame(frame), mask2d, obj_id)
+
+    def clear_frame(self, frame: int, obj_id: int = 1) -> None:
+        """Remove the prompts of ``obj_id`` on ``frame``."""
+        self.session.clear_slice(self._frame(frame), obj_id)
+
+    def remove_object(self, obj_id: int) -> None:
+        self.session.remove_object(obj_id)
+
+    def reset(self) -> None:
+        self.session.reset()
+
+    def undo(self) -> None:
+        self.session.undo()
+
+    def iter_propagate(self, direction: str = "both") -> Iterator[SliceResult]:
+        """Yield one :class:`SliceResult` per object and frame as tracking proceeds."""
+        return self.session.iter_propagate(direction)
+
+    def planned_slices(self, direction: str = "both") -> int:
+        """Upper bound of the results ``iter_propagate(direction)`` yields (for progress bars)."""
+        return self.session.planned_slices(direction)
+
+    def results(self, obj_id: int) -> dict[int, SliceResult]:
+        return self.session.results(obj_id)
+
+    def propagate(self, direction: str = "both", progress: bool = True) -> MedicalImage:
+        """Track to the end; returns ``(T, Y, X)`` labels (values = object ids, ``is_video``)."""
+        return self.session.propagate(direction, progress=progress)
+
+    def label_map(self) -> MedicalImage:
+        return self.session.label_map()
+
+
+def _mask_output_kind(output: Path) -> str:
+    """``"frames"`` for a folder (no suffix), else the mask writer's format; lossy video refused."""
+    name = output.name.lower()
+    if any(name.endswith(ext) for ext in VIDEO_EXTENSIONS):
+        raise InputError(f"{output}: video codecs are lossy and would change label values; write the masks "
+                         "to a folder of PNG frames (no extension) or .npz / .nii.gz, and pass --overlay x.mp4")
+    if not output.suffix:
+        return "frames"
+    if not any(name.endswith(ext) for ext in WRITERS) or name.endswith((".png", ".dcm")):
+        raise InputError(f"{output}: unsupported mask output for a video; use a folder (PNG frames), "
+                         ".npz or .nii.gz")
+    return "file"
+
+
+def propagate_video(image: MedicalImage, model: PromptableModel, frame: int,
+                    box: Box | Sequence[float] | None, points: Points | Sequence[Sequence[float]] | None,
+                    obj_id: int, output: Path, overlay: Path | None, force: bool) -> Path:
+    """Track one object through a video from a box and/or clicks on ``frame``; write the masks.
+
+    ``output``: a folder (written as ``00000.png``... raw label values), ``.npz`` or
+    ``.nii.gz``; ``overlay``: optional MP4 for people at the video's frame rate. Outputs are
+    checked before any work and never overwrite an input or (without ``force``) a file.
+    Returns ``output``.
+    """
+    video = video_of(image)
+    output, overlay = Path(output).expanduser(), (Path(overlay).expanduser() if overlay else None)
+    kind = _mask_output_kind(output)
+    inputs = [p for p in (video.source.get("path"),) if p] + list(video.source.get("files", ()))
+    if kind == "frames":
+        if output.exists() and not output.is_dir():
+            raise InputError(f"{output}: exists and is not a folder")
+        if output.is_dir() and any(output.iterdir()) and not force:
+            raise OutputExistsError(f"{output}: folder exists and is not empty; pass --force to overwrite")
+        if any(Path(p).resolve().parent == output.resolve() for p in inputs):
+            raise InputError(f"{output}: is the input frame folder; choose another output folder")
+    else:
+        check_output(output, force=force, protected=inputs)
+    if overlay is not None:
+        if overlay.suffix.lower() not in VIDEO_EXTENSIONS:
+            raise InputError(f"{overlay}: overlay must be a video file ({', '.join(VIDEO_EXTENSIONS)})")
+        check_output(overlay, force=force, protected=inputs)
+    if box is None and points is None:
+        raise InputError("give a box and/or points on the prompt frame")
+    start = time.perf_counter()
+    session = VideoSession(model, video)
+    if box is not None:
+        session.add_box(frame, box, obj_id)
+        if points is not None:
+            session.add_points(frame, points, obj_id)
+    else:
+        session.add_points(frame, points, obj_id)
+    labels = session.propagate("both")
+    log.info("tracked object %d through %d frames in %.1f s", obj_id, session.num_frames,
+             time.perf_counter() - start)
+    if kind == "frames":
+        write_label_frames(labels, output, force=force)
+    else:
+        write_mask(labels, output, force=force)
+    if overlay is not None:
+        write_overlay_video(video, labels, overlay, force=force)
+    return output

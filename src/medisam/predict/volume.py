@@ -1,0 +1,154 @@
+"""A volume seen as a stack of 2D slices along one array axis, ready for a 2D encoder.
+
+Axis convention: the volume array is ``(Z, Y, X)`` = ``[k, j, i]``. Slicing along
+``axis`` gives 2D planes whose rows/columns are the two remaining array axes in order:
+
+====  ==========  ==================  ===========================
+axis  slice index  plane (rows, cols)  plane x (col) / y (row) is
+====  ==========  ==================  ===========================
+0     k            (Y, X)              i / j
+1     j            (Z, X)              i / k
+2     i            (Z, Y)              j / k
+====  ==========  ==================  ===========================
+
+Intensities are mapped to the encoder's [0, 255] range once for the whole volume
+(a CT window, or the MR/other 0.5-99.5 percentile window computed over all voxels),
+not slice by slice, so neighbouring slices look alike to the encoder -- propagation
+relies on that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from medisam.errors import InputError, PromptError
+from medisam.io.intensity import HU_MIN_THRESHOLD, _scale, apply_window
+from medisam.io.medical_image import MedicalImage
+from medisam.prompts import Box, Box3D
+
+#: Axis names accepted by :func:`parse_axis` (letters are the NIfTI/ITK voxel index names).
+AXIS_NAMES = {"k": 0, "j": 1, "i": 2, "z": 0, "y": 1, "x": 2, "0": 0, "1": 1, "2": 2}
+
+
+def parse_axis(axis: int | str) -> int:
+    """``0/1/2`` or ``k/j/i`` (also ``z/y/x``) -> array axis of the ``(Z, Y, X)`` volume."""
+    key = str(axis).strip().lower()
+    if key not in AXIS_NAMES:
+        raise InputError(f"axis must be 0, 1, 2 or k, j, i; got {axis!r}")
+    return AXIS_NAMES[key]
+
+
+def volume_to_display(array: np.ndarray, modality: str = "OT",
+                      window: str | tuple[float, float] | None = None) -> np.ndarray:
+    """Map a ``(Z, Y, X)`` volume to float32 [0, 255] with ONE window for all slices.
+
+    Same rules as :func:`medisam.io.intensity.to_display` (explicit window > uint8 as is >
+    CT in HU gets the soft-tissue window > other CT min-max > percentile 0.5-99.5), but the
+    statistics come from the whole volume.
+    """
+    a = np.asarray(array)
+    if window is not None:
+        return apply_window(a, window)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32)
+    if modality.upper() == "CT":
+        if float(a.min()) < HU_MIN_THRESHOLD:
+            return apply_window(a, "soft_tissue")
+        return _scale(a, float(a.min()), float(a.max()))
+    sample = a.ravel()
+    if sample.size > 4_000_000:  # percentiles of a strided sample: same window, much faster
+        sample = sample[:: sample.size // 2_000_000]
+    lo, hi = np.percentile(sample.astype(np.float64), [0.5, 99.5])
+    return _scale(a, float(lo), float(hi))
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """How 2D planes map to the 3D volume for one slicing ``axis``."""
+
+    shape_zyx: tuple[int, int, int]
+    axis: int
+    spacing_zyx: tuple[float, float, float]
+
+    @property
+    def num_slices(self) -> int:
+        return self.shape_zyx[self.axis]
+
+    @property
+    def plane_axes(self) -> tuple[int, int]:
+        """Array axes of the plane's rows and columns."""
+        rows, cols = (a for a in range(3) if a != self.axis)
+        return rows, cols
+
+    @property
+    def plane_hw(self) -> tuple[int, int]:
+        r, c = self.plane_axes
+        return self.shape_zyx[r], self.shape_zyx[c]
+
+    @property
+    def pixel_mm(self) -> tuple[float, float]:
+        """In-plane pixel size ``(x = column, y = row)`` in mm."""
+        r, c = self.plane_axes
+        return self.spacing_zyx[c], self.spacing_zyx[r]
+
+    def check_slice(self, index: int) -> int:
+        n = self.num_slices
+        if not isinstance(index, (int, np.integer)) or not 0 <= int(index) < n:
+            raise PromptError(f"slice {index} out of range: axis {self.axis} has {n} slices (0..{n - 1})")
+        return int(index)
+
+    def take(self, volume: np.ndarray, index: int) -> np.ndarray:
+        """The 2D plane ``index`` of a ``(Z, Y, X)`` array (a view)."""
+        sl: list = [slice(None)] * 3
+        sl[self.axis] = index
+        return volume[tuple(sl)]
+
+    def put(self, volume: np.ndarray, index: int, plane: np.ndarray, value: int) -> None:
+        """Set ``volume`` to ``value`` where ``plane`` (bool, plane grid) is true, in plane ``index``."""
+        self.take(volume, index)[plane] = value
+
+    def box3d_to_plane(self, box3d: Box3D) -> tuple[Box, int, int]:
+        """A voxel-index 3D box -> (plane box in pixel edges, first slice, last slice inclusive)."""
+        box3d.check_inside(self.shape_zyx)
+        lo = (box3d.z0, box3d.y0, box3d.x0)  # per array axis (Z, Y, X)
+        hi = (box3d.z1, box3d.y1, box3d.x1)
+        r, c = self.plane_axes
+        box = Box(lo[c], lo[r], hi[c] + 1, hi[r] + 1)
+        return box, int(lo[self.axis]), int(hi[self.axis])
+
+
+def as_box3d(value: Box3D | Sequence[float]) -> Box3D:
+    """A :class:`Box3D` or 6 numbers ``(x0, y0, z0, x1, y1, z1)`` (voxel indices, inclusive)."""
+    if isinstance(value, Box3D):
+        return value
+    values = list(np.asarray(value, dtype=np.float64).ravel())
+    if len(values) != 6:
+        raise PromptError(f"a 3D box needs 6 numbers x0,y0,z0,x1,y1,z1 (i,j,k inclusive), got {len(values)}")
+    if not all(float(v).is_integer() for v in values):
+        raise PromptError(f"3D box values are voxel indices and must be integers, got {values}")
+    return Box3D(*(int(v) for v in values))
+
+
+def volume_of(image: MedicalImage | np.ndarray) -> MedicalImage:
+    """Accept a MedicalImage or a bare ``(Z, Y, X)`` array; refuse 2D, RGB and 4D input."""
+    if not isinstance(image, MedicalImage):
+        array = np.asarray(image)
+        if array.ndim == 4:
+            raise InputError(f"a 4D array {array.shape} needs a channel choice: pass one (Z, Y, X) channel")
+        if array.ndim != 3:
+            raise InputError(f"3D propagation needs a (Z, Y, X) volume, got shape {array.shape}; "
+                             "use `medisam segment` for 2D images")
+        image = MedicalImage.from_array(array, is_rgb=False)
+    if not image.is_volume:
+        raise InputError(f"3D propagation needs a volume, got a 2D image of shape {image.array.shape}; "
+                         "use `medisam segment` for 2D images")
+    if image.is_rgb:
+        raise InputError(f"colour volumes {image.array.shape} are not supported: pass one channel")
+    if image.array.size == 0 or min(image.array.shape) == 0:
+        raise InputError(f"volume is empty (shape {image.array.shape})")
+    if image.array.dtype.kind == "f" and not np.isfinite(image.array).all():
+        raise InputError("volume contains NaN or infinite values")
+    return image

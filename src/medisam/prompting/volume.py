@@ -1,0 +1,85 @@
+"""Volume prompt protocols through :class:`medisam.predict.VolumeSession` (array axis 0).
+
+* ``box3d`` (CVPR24 "MedSAM on Laptop"): the target's 3D bounding box; the session
+  prompts its x/y extent on the middle slice of the box's z range and propagates within it.
+* ``keyslice`` (MedSAM / SAM-Med3D style): the tight 2D box on the slice with the largest
+  target area, propagated up and down until the mask vanishes.
+
+``run_volume`` returns one :class:`~medisam.prompting.strategies.Outcome` whose mask is the
+``(Z, Y, X)`` prediction. The session reuses the caller's predictor and its embedding
+cache, so slices already encoded (e.g. by 2D strategies on the key slice) are not
+encoded again when the cache is large enough.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medisam.errors import PromptError
+from medisam.io.medical_image import MedicalImage
+from medisam.prompting import sampling
+from medisam.prompting.strategies import Outcome, PromptSet, Strategy
+from medisam.prompts import Box3D
+
+
+def volume_box3d(truth: np.ndarray) -> Box3D:
+    """The inclusive voxel-index 3D box ``(x0, y0, z0, x1, y1, z1)`` of a ``(Z, Y, X)`` mask."""
+    idx = np.nonzero(np.asarray(truth, dtype=bool))
+    if len(idx[0]) == 0:
+        raise PromptError("cannot make a 3D box for an empty mask")
+    z, y, x = idx
+    return Box3D(int(x.min()), int(y.min()), int(z.min()), int(x.max()), int(y.max()), int(z.max()))
+
+
+def key_slice(truth: np.ndarray) -> int:
+    """Index (axis 0) of the slice with the largest target area (first on ties)."""
+    truth = np.asarray(truth, dtype=bool)
+    return int(np.argmax(truth.reshape(truth.shape[0], -1).sum(1)))
+
+
+class VolumeStrategy(Strategy):
+    dims = 3
+
+    def run(self, predictor, truth, rng):
+        raise PromptError(f"strategy {self.name!r} needs a volume: use run_volume")
+
+    def run_volume(self, predictor, image: MedicalImage, truth: np.ndarray, rng: np.random.Generator,
+                   window=None) -> list[Outcome]:
+        """Segment the ``(Z, Y, X)`` object ``truth`` of ``image`` with ``predictor``'s model."""
+        from medisam.predict import VolumeSession
+
+        truth = np.asarray(truth, dtype=bool)
+        if truth.shape != tuple(image.spatial_shape):
+            raise PromptError(f"truth {truth.shape} does not match the volume {image.spatial_shape}")
+        session = VolumeSession(predictor.model, image, axis=0, window=window, predictor=predictor)
+        prompt = self._prompt(session, truth)
+        labels = session.propagate(progress=False)
+        mask = labels.array == 1
+        results = session.results(1)
+        scores = [r.score for r in results.values() if r.mask.any()]
+        return [Outcome(mask, float(np.mean(scores)) if scores else float("nan"), None, prompt)]
+
+    def _prompt(self, session, truth: np.ndarray) -> dict:
+        raise NotImplementedError
+
+
+class Box3DStrategy(VolumeStrategy):
+    name = "box3d"
+
+    def _prompt(self, session, truth):
+        b = volume_box3d(truth)
+        session.add_box3d(b, obj_id=1)
+        return {"box3d": [b.x0, b.y0, b.z0, b.x1, b.y1, b.z1]}
+
+
+class KeySliceStrategy(VolumeStrategy):
+    name = "keyslice"
+
+    def _prompt(self, session, truth):
+        k = key_slice(truth)
+        box = sampling.tight_box(truth[k])
+        session.add_box(k, box, obj_id=1)
+        return {"slice": k, **PromptSet(box=box).describe()}
+
+
+VOLUME_STRATEGIES = {"box3d": Box3DStrategy, "keyslice": KeySliceStrategy}

@@ -1,0 +1,340 @@
+"""Interactive segmentation state shared by the REST server and the web UI.
+
+An :class:`InteractiveSession` holds one image and its own embedding cache. A 2D image
+goes through :class:`~medisam.predict.Predictor` (the same calls as
+:func:`~medisam.predict.segment.segment_image`, so ``medisam segment``, the server and the
+web UI give identical masks); a volume is delegated to
+:class:`~medisam.predict.VolumeSession` and a video to :class:`~medisam.predict.VideoSession`
+(frames as slices), which own their prompts, corrections, undo and propagation. This class only adds the 2D state, a uniform undo (one step per user action)
+and display helpers. It holds no lock: callers serialise access (the server has one lock
+per session).
+
+Coordinates: prompts are in pixels of the 2D slice (x = column, y = row); ``slice`` is
+the index along array axis 0 (``k`` of a ``(Z, Y, X)`` volume, the frame of a video) and
+must be ``None``/0 for a 2D image.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from medisam.errors import InputError, PromptError
+from medisam.io.intensity import to_display
+from medisam.io.medical_image import MedicalImage
+from medisam.models.promptable import PromptableModel
+from medisam.predict import EmbeddingCache, Predictor, VideoSession, VolumeSession
+from medisam.predict.volume import volume_to_display
+from medisam.prompts import Box, Points
+
+log = logging.getLogger(__name__)
+
+#: Largest object id (label value) accepted; label maps are uint16.
+MAX_OBJECT_ID = 65535
+
+
+@dataclass
+class ObjectPrompt:
+    """The prompts that produced one object's mask on one slice (pixel coordinates)."""
+
+    box: tuple[float, float, float, float] | None = None
+    points: list[tuple[float, float, int]] = field(default_factory=list)
+    mask: np.ndarray | None = None  # (H, W) bool mask prompt
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """One object's mask on one slice: ``mask`` (H, W) bool, ``score`` the predicted IoU."""
+
+    slice: int
+    obj_id: int
+    mask: np.ndarray
+    score: float
+
+
+@dataclass
+class _Edit:
+    """One user action, for undo: a 2D snapshot, or the number of VolumeSession steps it took."""
+
+    labels: np.ndarray | None = None
+    prompts: dict[int, ObjectPrompt] | None = None
+    volume_steps: int = 0
+
+
+class InteractiveSession:
+    """Prompts -> label map for one image, with corrections, undo and 3D propagation."""
+
+    def __init__(self, model: PromptableModel, image: MedicalImage, *, cache: EmbeddingCache | None = None,
+                 window: str | tuple[float, float] | None = None, max_undo: int = 64):
+        self.model = model
+        self.image = image
+        self.window = window
+        self.max_undo = max_undo
+        self._undo: list[_Edit] = []
+        self._display_u8: np.ndarray | None = None
+        self.volume: VolumeSession | VideoSession | None = None
+        self.predictor: Predictor | None = None
+        if image.is_video:
+            self.volume = VideoSession(model, image, window=window)  # SAM 2 memory or frame-to-frame
+        elif image.is_volume:
+            if image.is_rgb:
+                raise InputError(f"colour volumes {image.array.shape} are not supported; upload one channel")
+            predictor = Predictor(model, cache) if cache is not None else None
+            self.volume = VolumeSession(model, image, window=window, predictor=predictor)
+            self.predictor = self.volume.predictor
+        else:
+            self.predictor = Predictor(model, cache if cache is not None else EmbeddingCache(), max_pixels=None)
+        self._labels2d = np.zeros(image.spatial_shape[:2], dtype=np.uint16) if not image.is_volume else None
+        self._prompts2d: dict[int, ObjectPrompt] = {}
+
+    # ------------------------------------------------------------ geometry
+    @property
+    def num_slices(self) -> int:
+        return self.image.num_slices
+
+    def check_slice(self, slice: int | None) -> int:
+        """Validate ``slice`` for this image and return the index along axis 0 (0 for 2D)."""
+        if not self.image.is_volume:
+            if slice not in (None, 0):
+                raise InputError(f"slice {slice} requested from a 2D image")
+            return 0
+        if slice is None:
+            raise InputError(f"this volume has {self.num_slices} slices: give slice (0..{self.num_slices - 1})")
+        if not 0 <= int(slice) < self.num_slices:
+            raise InputError(f"slice {slice} out of range 0..{self.num_slices - 1}")
+        return int(slice)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The current label map on the image grid: ``(H, W)`` or ``(Z, Y, X)`` uint8/uint16."""
+        if self.volume is not None:
+            return self.volume.label_map().array
+        return self._labels2d
+
+    def labels_slice(self, slice: int | None = None) -> np.ndarray:
+        """The current ``(H, W)`` label map of a slice (copy)."""
+        k = self.check_slice(slice)
+        return self.labels[k].copy() if self.volume is not None else self._labels2d.copy()
+
+    def label_image(self) -> MedicalImage:
+        """The whole label map with the image's geometry (ready for ``write_mask``)."""
+        return self.image.as_labels(self.labels)
+
+    @property
+    def object_ids(self) -> list[int]:
+        if self.volume is not None:
+            return self.volume.object_ids
+        return sorted(int(v) for v in np.unique(self._labels2d) if v)
+
+    def display_slice(self, slice: int | None = None) -> np.ndarray:
+        """The ``(H, W, 3)`` uint8 picture of a slice as the model sees it (current window)."""
+        k = self.check_slice(slice)
+        if self.volume is None:
+            return np.clip(to_display(self.image.array, self.image.modality, self.window), 0, 255).astype(np.uint8)
+        if self.image.is_rgb:  # colour video frames: as VideoSession shows them to the encoder
+            return np.clip(to_display(self.image.array[k], self.image.modality, self.window), 0, 255).astype(np.uint8)
+        if self._display_u8 is None:  # one window for the whole volume, as VolumeSession uses
+            disp = volume_to_display(self.image.array, self.image.modality, self.window)
+            self._display_u8 = np.clip(np.rint(disp), 0, 255).astype(np.uint8)
+        return np.repeat(self._display_u8[k][..., None], 3, axis=-1)
+
+    # ------------------------------------------------------------- prompts
+    def set_window(self, window: str | tuple[float, float] | None) -> None:
+        """Change the intensity window of later predictions (a volume must have no objects yet)."""
+        if self.volume is not None and window != self.window:
+            if self.volume.object_ids:
+                raise InputError("change the window before prompting a volume (or undo/reset first)")
+            if self.image.is_video:
+                self.volume = VideoSession(self.model, self.image, window=window)
+            else:
+                self.volume = VolumeSession(self.model, self.image, window=window, predictor=self.predictor)
+            self._display_u8 = None
+        self.window = window
+
+    def segment(self, slice: int | None = None, obj_id: int = 1, *, box: Sequence[float] | None = None,
+                points: Sequence[Sequence[float]] | None = None, mask: np.ndarray | None = None) -> SliceResult:
+        """Segment object ``obj_id`` on a slice from a new prompt set (replaces its prompts there).
+
+        ``box`` XYXY pixels, ``points`` ``(x, y[, label])`` with label 1 positive / 0 negative,
+        ``mask`` an ``(H, W)`` bool mask prompt on the slice grid (on a volume it becomes the
+        slice's result and a propagation seed, as ``VolumeSession.add_mask``).
+        """
+        k = self.check_slice(slice)
+        obj_id = self._obj(obj_id)
+        prompt = ObjectPrompt(
+            box=tuple(float(v) for v in Box.of(box).as_array()) if box is not None else None,
+            points=[self._point(p) for p in points] if points is not None else [],
+            mask=None if mask is None else np.asarray(mask, dtype=bool),
+        )
+        if prompt.box is None and not prompt.points and prompt.mask is None:
+            raise PromptError("give at least one prompt: box, points or mask")
+        if self.volume is None:
+            return self._apply2d(obj_id, prompt)
+        return self._volume_action(lambda vs: self._segment_volume(vs, k, obj_id, prompt))
+
+    def add_points(self, slice: int | None = None, obj_id: int = 1, *,
+                   points: Sequence[Sequence[float]]) -> SliceResult:
+        """Correct object ``obj_id`` on a slice with more clicks (kept with its earlier prompts)."""
+        k = self.check_slice(slice)
+        obj_id = self._obj(obj_id)
+        pts = [self._point(p) for p in points]
+        if not pts:
+            raise PromptError("give at least one point")
+        if self.volume is None:
+            old = self._prompts2d.get(obj_id, ObjectPrompt())
+            return self._apply2d(obj_id, ObjectPrompt(old.box, [*old.points, *pts], old.mask))
+        return self._volume_action(lambda vs: [vs.add_points(k, pts, obj_id)])
+
+    def remove_object(self, obj_id: int) -> None:
+        """Erase an object everywhere."""
+        obj_id = self._obj(obj_id)
+        if self.volume is not None:
+            if obj_id not in self.volume.object_ids:
+                raise PromptError(f"no object {obj_id}; objects: {self.volume.object_ids or 'none'}")
+            self._volume_action(lambda vs: [vs.remove_object(obj_id)])
+            return
+        self._push2d()
+        self._labels2d[self._labels2d == obj_id] = 0
+        self._prompts2d.pop(obj_id, None)
+
+    def undo(self) -> bool:
+        """Revert the last user action (prediction, correction, removal, propagation); False if none."""
+        if not self._undo:
+            return False
+        edit = self._undo.pop()
+        if self.volume is not None:
+            for _ in range(edit.volume_steps):
+                self.volume.undo()
+        else:
+            self._labels2d = edit.labels
+            self._prompts2d = edit.prompts
+        return True
+
+    @property
+    def can_undo(self) -> int:
+        return len(self._undo)
+
+    def reset(self) -> None:
+        """Clear all labels and prompts (keeps the image and its cached embeddings); undoable."""
+        if self.volume is not None:
+            self._volume_action(lambda vs: [vs.reset()])
+        else:
+            self._push2d()
+            self._labels2d = np.zeros_like(self._labels2d)
+            self._prompts2d = {}
+
+    # --------------------------------------------------------- propagation
+    def iter_propagate(self, direction: str = "both"):  # noqa: ANN201 - Iterator[predict.SliceResult]
+        """Propagate every object from its prompted slices; yields per computed slice (cancellable).
+
+        Propagation adds results without changing prompts, so undo does not remove it;
+        a later prompt re-propagates only the slices it affects (see VolumeSession).
+        """
+        if self.volume is None:
+            raise InputError("propagation needs a volume or a video; this is a 2D image")
+        if not self.volume.object_ids:
+            raise PromptError("nothing to propagate: segment an object on at least one slice first")
+        yield from self.volume.iter_propagate(direction)
+
+    def planned_slices(self, direction: str = "both") -> int:
+        return self.volume.planned_slices(direction) if self.volume is not None else 0
+
+    def propagate(self, direction: str = "both",
+                  progress: Callable[[int, int], None] | None = None) -> MedicalImage:
+        """Run :meth:`iter_propagate` to the end (``progress(done, total)`` per slice); return the labels."""
+        total = self.planned_slices(direction)
+        for done, _ in enumerate(self.iter_propagate(direction), start=1):
+            if progress is not None:
+                progress(done, total)
+        return self.label_image()
+
+    # ------------------------------------------------------------ helpers
+    @staticmethod
+    def _obj(obj_id: int) -> int:
+        if isinstance(obj_id, bool) or int(obj_id) != obj_id or not 1 <= int(obj_id) <= MAX_OBJECT_ID:
+            raise PromptError(f"object id must be an integer 1..{MAX_OBJECT_ID}, got {obj_id!r}")
+        return int(obj_id)
+
+    @staticmethod
+    def _point(p: Sequence[float]) -> tuple[float, float, int]:
+        pts = Points.of([p])  # validates finiteness and the 0/1 label
+        return float(pts.coords[0, 0]), float(pts.coords[0, 1]), int(pts.labels[0])
+
+    def _record(self, edit: _Edit) -> None:
+        self._undo.append(edit)
+        del self._undo[: -self.max_undo]
+
+    def _push2d(self) -> None:
+        self._record(_Edit(labels=self._labels2d.copy(), prompts=dict(self._prompts2d)))
+
+    def _volume_action(self, action: Callable[[VolumeSession], Iterable]) -> SliceResult | None:
+        """Run VolumeSession calls as ONE undo step; on failure undo the calls that succeeded.
+
+        ``action(vs)`` yields one item per successful VolumeSession mutation (each pushes one
+        step of its history); the last item that is a slice result is returned.
+        """
+        vs = self.volume
+        done = 0
+        results = []
+        try:
+            for step in action(vs):
+                results.append(step)
+                done += 1
+        except Exception:
+            for _ in range(done):
+                vs.undo()
+            raise
+        self._record(_Edit(volume_steps=done))
+        last = next((r for r in reversed(results) if hasattr(r, "mask")), None)
+        if last is None:
+            return None
+        return SliceResult(last.slice, last.obj_id, last.mask, float(last.score))
+
+    @staticmethod
+    def _segment_volume(vs, k: int, obj_id: int, prompt: ObjectPrompt):  # noqa: ANN001, ANN205
+        """Generator of Volume/VideoSession calls replacing obj_id's prompts on slice k (one item per call)."""
+        clear = getattr(vs, "clear_slice", None) or getattr(vs, "clear_frame", None)
+        if obj_id in vs.object_ids and clear is not None:
+            try:
+                clear(k, obj_id)  # raises PromptError when obj_id has no prompt on slice k
+                yield "cleared"
+            except PromptError:
+                pass
+        if prompt.mask is not None:
+            yield vs.add_mask(k, prompt.mask, obj_id)
+        if prompt.box is not None:
+            yield vs.add_box(k, prompt.box, obj_id)
+        if prompt.points:
+            yield vs.add_points(k, prompt.points, obj_id)
+
+    def _apply2d(self, obj_id: int, prompt: ObjectPrompt) -> SliceResult:
+        self.predictor.set_image(self.image, window=self.window)
+        h, w = self.predictor.image_size
+        mask_logits = None
+        box = prompt.box
+        if prompt.mask is not None:
+            if prompt.mask.shape != (h, w):
+                raise PromptError(f"mask prompt shape {prompt.mask.shape} does not match the image ({h}, {w})")
+            if box is None:
+                b = Box.from_mask(prompt.mask)
+                if b is None:
+                    raise PromptError("the mask prompt is empty")
+                box = tuple(float(v) for v in b.as_array())
+            # The transform is the one place that maps original-grid masks to the model grid.
+            transform = self.predictor._require_image().transform  # noqa: SLF001
+            mask_logits = transform.mask_to_low_res(prompt.mask, self.model.mask_input_size)
+        if box is not None and not prompt.points and mask_logits is None:
+            pred = self.predictor.predict_batch([box])  # the same call as segment_image / the CLI
+        else:
+            pred = self.predictor.predict(box=box, points=prompt.points or None, mask=mask_logits)
+        mask = pred.masks[0]
+        self._push2d()
+        self._labels2d = self._labels2d.copy()
+        self._labels2d[self._labels2d == obj_id] = 0
+        self._labels2d[mask] = obj_id
+        self._prompts2d[obj_id] = prompt
+        log.debug("object %d: %d pixels, score %.3f", obj_id, int(mask.sum()), float(pred.scores[0]))
+        return SliceResult(0, obj_id, mask, float(pred.scores[0]))

@@ -1,0 +1,268 @@
+"""HTTP routes: sessions (upload, predict, correct, undo, propagate, download), health, capabilities.
+
+Handlers are plain ``def`` functions, so FastAPI runs them in its thread pool; each takes
+its session's lock for the whole operation, so one session's requests run one at a time
+while different sessions run side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import Response
+
+from medisam.client import decode_array, encode_array
+from medisam.errors import InputError, PromptError
+from medisam.io import WRITERS, write_mask
+from medisam.serve.interactive import InteractiveSession, SliceResult
+from medisam.serve.schemas import (
+    Capabilities,
+    PointsRequest,
+    PromptRequest,
+    PropagateRequest,
+    PropagateResult,
+    SessionInfo,
+    SliceMask,
+    WindowRequest,
+)
+from medisam.serve.sessions import ServerSession
+from medisam.serve.uploads import read_upload, save_stream, upload_extension
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+#: Download format name -> (file extension, media type).
+DOWNLOAD_FORMATS = {
+    "nii.gz": (".nii.gz", "application/gzip"), "nii": (".nii", "application/octet-stream"),
+    "nrrd": (".nrrd", "application/octet-stream"), "mha": (".mha", "application/octet-stream"),
+    "png": (".png", "image/png"), "npz": (".npz", "application/octet-stream"),
+    "dcm": (".dcm", "application/dicom"),
+}
+
+
+def _ctx(request: Request):  # noqa: ANN202 - the ServerContext from app.py
+    return request.app.state.medisam
+
+
+def _parse_window(text: str | None) -> str | tuple[float, float] | None:
+    if text is None or text == "":
+        return None
+    if "," in text:
+        try:
+            width, level = (float(v) for v in text.split(","))
+        except ValueError:
+            raise InputError(f"window {text!r} must be a preset name or 'WIDTH,LEVEL'") from None
+        return (width, level)
+    from medisam.io.intensity import resolve_window
+
+    resolve_window(text)  # validates the preset name (InputError lists the presets)
+    return text
+
+
+def _info(session: ServerSession) -> SessionInfo:
+    st = session.state
+    im = st.image
+    win = st.window
+    return SessionInfo(
+        session_id=session.id, filename=session.filename, format=im.source.get("format"),
+        shape=list(im.array.shape), is_volume=im.is_volume, is_video=im.is_video, is_rgb=im.is_rgb,
+        num_slices=im.num_slices, modality=im.modality, spacing=list(im.spacing), origin=list(im.origin),
+        direction=list(im.direction), window=None if win is None else (win if isinstance(win, str) else f"{win[0]:g},{win[1]:g}"),
+        object_ids=st.object_ids, undo_steps=st.can_undo,
+        dicom=im.source.get("format") == "dicom" and bool(im.source.get("dicom_files")) and im.is_volume,
+    )
+
+
+def _slice_mask(session: ServerSession, res: SliceResult) -> SliceMask:
+    return SliceMask(session_id=session.id, slice=res.slice, obj_id=res.obj_id, score=res.score,
+                     area=int(res.mask.sum()), mask=encode_array(res.mask))
+
+
+# ------------------------------------------------------------------- service
+@router.get("/healthz", tags=["service"])
+def healthz() -> dict:
+    """Liveness probe (no token needed)."""
+    return {"status": "ok"}
+
+
+@router.get("/capabilities", response_model=Capabilities, tags=["service"])
+def capabilities(request: Request) -> Capabilities:
+    """Model, accepted upload formats, download formats and limits."""
+    from medisam import __version__
+    from medisam.io import READERS
+    from medisam.models import MODELS
+
+    ctx = _ctx(request)
+    s = ctx.settings
+    import medisam.predict as predict
+
+    return Capabilities(
+        version=__version__, model=ctx.model.name, models=sorted(MODELS),
+        input_formats=sorted([*READERS, ".zip"]), output_formats=list(DOWNLOAD_FORMATS),
+        propagation=hasattr(predict, "VolumeSession"),
+        limits={"max_upload_bytes": s.max_upload_bytes, "max_voxels": s.max_voxels,
+                "max_sessions": s.max_sessions, "idle_timeout_s": s.idle_timeout_s,
+                "max_zip_members": s.max_zip_members, "max_zip_bytes": s.max_zip_bytes},
+        auth=s.token is not None,
+    )
+
+
+# ------------------------------------------------------------------ sessions
+@router.post("/sessions", response_model=SessionInfo, status_code=201, tags=["sessions"])
+def create_session(request: Request,
+                   file: UploadFile = File(..., description="image, volume, DICOM file or zipped DICOM series"),
+                   modality: Optional[str] = Form(None, description="override the modality (CT, MR...)"),
+                   window: Optional[str] = Form(None, description="CT window preset or 'WIDTH,LEVEL'")) -> SessionInfo:
+    """Upload an image and open a session with its own embedding cache."""
+    ctx = _ctx(request)
+    s = ctx.settings
+    ext = upload_extension(file.filename)
+    win = _parse_window(window)
+    if modality is not None and (not modality.isalnum() or len(modality) > 8):
+        raise InputError(f"modality {modality!r} must be a short code such as CT or MR")
+    session = ctx.sessions.reserve(Path(file.filename or "upload").name[-128:])
+    try:
+        with session.lock:
+            saved = session.workdir / f"upload{ext}"
+            save_stream(file.file, saved, s.max_upload_bytes)
+            image = read_upload(saved, session.workdir, max_voxels=s.max_voxels, max_members=s.max_zip_members,
+                                max_bytes=s.max_zip_bytes, max_ratio=s.max_zip_ratio,
+                                modality=modality.upper() if modality else None)
+            session.state = InteractiveSession(ctx.model, image, cache=ctx.new_cache(), window=win)
+            session.touch()
+    except BaseException:
+        ctx.sessions.discard(session)
+        raise
+    log.info("session %s opened: %s %s", session.id[:6], image.source.get("format"), image.array.shape)
+    return _info(session)
+
+
+@router.get("/sessions", tags=["sessions"])
+def list_sessions(request: Request) -> dict:
+    """Number of open sessions (ids are not listed: they are the only key to a session)."""
+    return {"open": len(_ctx(request).sessions)}
+
+
+@router.get("/sessions/{sid}", response_model=SessionInfo, tags=["sessions"])
+def get_session(sid: str, request: Request) -> SessionInfo:
+    session = _ctx(request).sessions.get(sid)
+    with session.lock:
+        return _info(session)
+
+
+@router.delete("/sessions/{sid}", tags=["sessions"])
+def delete_session(sid: str, request: Request) -> dict:
+    """Close a session and delete its files."""
+    _ctx(request).sessions.close(sid)
+    return {"closed": sid}
+
+
+def _session(request: Request, sid: str) -> ServerSession:
+    """The open session ``sid`` (404 otherwise); callers then take its lock."""
+    return _ctx(request).sessions.get(sid)
+
+
+@router.post("/sessions/{sid}/predict", response_model=SliceMask, tags=["prompts"])
+def predict(sid: str, body: PromptRequest, request: Request) -> SliceMask:
+    """Segment object ``obj_id`` on a slice from a box, points and/or a mask (replaces its earlier prompts there)."""
+    session = _session(request, sid)
+    mask = None
+    if body.mask is not None:
+        try:
+            mask = decode_array(body.mask.model_dump(), max_bytes=_ctx(request).settings.max_voxels)
+        except (ValueError, TypeError) as exc:
+            raise PromptError(f"mask prompt cannot be decoded: {exc}") from None
+    with session.lock, _ctx(request).inference:
+        res = session.state.segment(body.slice, body.obj_id, box=body.box, points=body.points, mask=mask)
+        session.touch()
+        return _slice_mask(session, res)
+
+
+@router.post("/sessions/{sid}/points", response_model=SliceMask, tags=["prompts"])
+def add_points(sid: str, body: PointsRequest, request: Request) -> SliceMask:
+    """Add corrective clicks to an object on a slice (kept with its earlier prompts)."""
+    session = _session(request, sid)
+    with session.lock, _ctx(request).inference:
+        res = session.state.add_points(body.slice, body.obj_id, points=body.points)
+        session.touch()
+        return _slice_mask(session, res)
+
+
+@router.post("/sessions/{sid}/undo", tags=["prompts"])
+def undo(sid: str, request: Request) -> dict:
+    """Revert the last prediction, correction or propagation."""
+    session = _session(request, sid)
+    with session.lock:
+        return {"undone": session.state.undo(), "undo_steps": session.state.can_undo}
+
+
+@router.post("/sessions/{sid}/window", response_model=SessionInfo, tags=["prompts"])
+def set_window(sid: str, body: WindowRequest, request: Request) -> SessionInfo:
+    """Change the intensity window used by later predictions."""
+    session = _session(request, sid)
+    win = _parse_window(body.window)
+    with session.lock:
+        session.state.set_window(win)
+        return _info(session)
+
+
+@router.post("/sessions/{sid}/propagate", response_model=PropagateResult, tags=["prompts"])
+def propagate(sid: str, body: PropagateRequest, request: Request) -> PropagateResult:
+    """Propagate every prompted object through the volume (or video)."""
+    session = _session(request, sid)
+    with session.lock, _ctx(request).inference:
+        labels = session.state.propagate(direction=body.direction).array
+        if not labels.any():
+            raise PromptError("propagation produced an empty mask: check the prompts (or the window)")
+        session.touch()
+        ids, counts = np.unique(labels[labels > 0], return_counts=True)
+        per_slice = labels.reshape(labels.shape[0], -1).any(axis=1)
+        return PropagateResult(session_id=session.id, object_voxels={int(i): int(c) for i, c in zip(ids, counts)},
+                               slices_with_labels=int(per_slice.sum()))
+
+
+@router.get("/sessions/{sid}/labels", tags=["results"])
+def get_labels(sid: str, request: Request, slice: Optional[int] = Query(None)) -> dict:
+    """The current label map as an encoded array: one slice, or the whole image."""
+    session = _session(request, sid)
+    with session.lock:
+        st = session.state
+        arr = st.labels_slice(slice) if (slice is not None or not st.image.is_volume) else st.labels
+        return encode_array(arr)
+
+
+@router.get("/sessions/{sid}/mask", tags=["results"],
+            responses={200: {"content": {"application/octet-stream": {}}}})
+def download_mask(sid: str, request: Request, format: str = Query("nii.gz", description=", ".join(DOWNLOAD_FORMATS)),
+                  slice: Optional[int] = Query(None, description="for png of a volume: which slice")) -> Response:
+    """The label map as a file (same grid and geometry as the upload)."""
+    fmt = format.lower().lstrip(".")
+    if fmt not in DOWNLOAD_FORMATS:
+        raise InputError(f"unknown format {format!r}; use one of {', '.join(DOWNLOAD_FORMATS)}")
+    ext, media = DOWNLOAD_FORMATS[fmt]
+    assert ext in WRITERS
+    session = _session(request, sid)
+    with session.lock:
+        st = session.state
+        out = session.workdir / f"download-{secrets.token_hex(8)}{ext}"
+        try:
+            if fmt == "png" and st.image.is_volume:
+                if slice is None:
+                    raise InputError("png holds one slice of a volume: pass slice=K, or use nii.gz")
+                write_mask(st.labels_slice(slice), out)
+            else:
+                write_mask(st.label_image(), out, reference=st.image)
+            data = out.read_bytes()
+        except InputError as exc:
+            raise type(exc)(str(exc).replace(str(out), f"mask{ext}")) from None
+        finally:
+            out.unlink(missing_ok=True)
+        session.touch()
+    return Response(data, media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="mask{ext}"'})

@@ -1,0 +1,84 @@
+"""Request and response bodies of the REST API (pydantic; they make the OpenAPI docs)."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, Field
+
+
+class EncodedArray(BaseModel):
+    """A numpy array on the wire: zlib-compressed C-order bytes, base64 (see medisam.client)."""
+
+    shape: list[int]
+    dtype: str
+    data: str
+
+
+class SessionInfo(BaseModel):
+    session_id: str
+    filename: str
+    format: Optional[str] = None
+    shape: list[int] = Field(description="array shape: (Y, X[, C]) for 2D, (Z, Y, X) volumes, (T, Y, X[, C]) videos")
+    is_volume: bool
+    is_video: bool
+    is_rgb: bool
+    num_slices: int
+    modality: str
+    spacing: list[float] = Field(description="mm, ITK order (x, y[, z])")
+    origin: list[float] = Field(description="mm, LPS, ITK order")
+    direction: list[float]
+    window: Optional[str] = None
+    object_ids: list[int] = []
+    undo_steps: int = 0
+    dicom: bool = Field(False, description="True when DICOM-SEG download is possible")
+
+
+class PromptRequest(BaseModel):
+    """Prompts on one slice, in pixels of that slice (x = column, y = row)."""
+
+    slice: Optional[int] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
+    obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
+    box: Optional[list[float]] = Field(None, min_length=4, max_length=4, description="x0, y0, x1, y1")
+    points: Optional[list[list[float]]] = Field(None, description="[[x, y, label], ...]; label 1 positive, 0 negative")
+    mask: Optional[EncodedArray] = Field(None, description="(H, W) binary mask prompt on the slice grid")
+
+
+class PointsRequest(BaseModel):
+    slice: Optional[int] = None
+    obj_id: int = Field(1, ge=1, le=65535)
+    points: list[list[float]] = Field(min_length=1)
+
+
+class WindowRequest(BaseModel):
+    window: Optional[str] = Field(None, description="CT preset name or 'WIDTH,LEVEL'; null = per-modality default")
+
+
+class SliceMask(BaseModel):
+    session_id: str
+    slice: int
+    obj_id: int
+    score: float
+    area: int
+    mask: EncodedArray
+
+
+class PropagateRequest(BaseModel):
+    direction: Literal["both", "forward", "backward"] = "both"
+
+
+class PropagateResult(BaseModel):
+    session_id: str
+    object_voxels: dict[int, int]
+    slices_with_labels: int
+
+
+class Capabilities(BaseModel):
+    version: str
+    model: str
+    models: list[str]
+    input_formats: list[str]
+    output_formats: list[str]
+    propagation: bool
+    limits: dict[str, float]
+    auth: bool

@@ -1,0 +1,55 @@
+"""Server configuration: one frozen dataclass, built from CLI options or by tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from medisam.errors import InputError
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything ``create_app`` needs; the defaults are safe for a workstation.
+
+    Attributes:
+        host, port: where ``medisam serve`` listens (loopback by default).
+        token: when set, every request but ``GET /healthz`` needs ``Authorization: Bearer <token>``.
+        model, checkpoint, device: the model loaded once and shared by all sessions.
+        max_upload_bytes: largest request body accepted on ``POST /sessions`` (413 above).
+        max_voxels: largest image (voxels x channels) a session may hold (413 above).
+        max_sessions: open sessions at once (429 above).
+        idle_timeout_s: a session unused this long is closed and its files deleted.
+        session_cache_bytes: size of each session's own embedding cache (about 4 MiB per
+            encoded LiteMedSAM/SAM slice; older slices are evicted first).
+        max_zip_members, max_zip_bytes, max_zip_ratio: limits on zipped DICOM uploads
+            (member count, total uncompressed bytes, per-member compression ratio).
+        inference_slots: model calls (predict/correct/propagate) running at once across
+            all sessions; the rest wait. Bounds memory (one encoder activation set per slot);
+            on the 2-core test machine 4 slots gave about 1.5x the throughput of 1 slot
+            (benchmarks/load_test.py), so serialising does not pay on CPU.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None
+    model: str = "litemedsam"
+    checkpoint: str | None = None
+    device: str = "auto"
+    max_upload_bytes: int = 1 << 30
+    max_voxels: int = 1 << 27
+    max_sessions: int = 8
+    idle_timeout_s: float = 1800.0
+    session_cache_bytes: int = 512 << 20
+    max_zip_members: int = 5000
+    max_zip_bytes: int = 2 << 30
+    max_zip_ratio: float = 200.0
+    inference_slots: int = 4
+
+    def __post_init__(self) -> None:
+        if self.token is not None and len(self.token) < 8:
+            raise InputError("token must be at least 8 characters")
+        for name in ("inference_slots", "max_upload_bytes", "max_voxels", "max_sessions", "max_zip_members", "max_zip_bytes"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"{name} must be positive")
+        if self.idle_timeout_s <= 0:
+            raise InputError("idle_timeout_s must be positive")

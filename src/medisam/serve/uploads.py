@@ -1,0 +1,149 @@
+"""Turn uploaded bytes into a MedicalImage without trusting anything the client names.
+
+An upload is written into the session's private folder (mode 0700) under a name the
+server makes up (``upload`` + a registered extension taken from the client's file name);
+the client's name never becomes a path. Zipped DICOM series are extracted member by
+member under numbered names after checking every member name (no absolute paths, no
+``..``, no links), the member count, the total uncompressed size and each member's
+compression ratio (zip bombs). Reading then goes through :func:`medisam.io.read_image`.
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+import zipfile
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import BinaryIO
+
+from medisam.errors import InputError
+from medisam.io import READERS, MedicalImage, read_image
+from medisam.io.registry import file_extension
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+
+
+class UploadTooLarge(InputError):
+    """The upload (or what it unpacks to) is larger than a server limit (HTTP 413)."""
+
+
+def upload_extension(filename: str | None) -> str:
+    """The registered extension (``.nii.gz``, ``.png``, ``.zip``...) of a client file name.
+
+    Only the last path component is looked at and only a known extension is kept, so the
+    result is safe to append to a server-chosen name.
+    """
+    if not filename:
+        raise InputError("the upload needs a file name with an extension (e.g. scan.nii.gz, image.png, series.zip)")
+    base = PureWindowsPath(PurePosixPath(filename).name).name  # strip both / and \ folders
+    if base.lower().endswith(".zip"):
+        return ".zip"
+    ext = file_extension(Path(base))
+    if ext not in READERS:
+        known = ", ".join(sorted([*READERS, ".zip"]))
+        raise InputError(f"unsupported upload type '{ext or '(none)'}'; supported: {known}")
+    return ext
+
+
+def save_stream(stream: BinaryIO, dest: Path, max_bytes: int) -> int:
+    """Copy ``stream`` to ``dest`` (created 0600), refusing more than ``max_bytes``; returns the size."""
+    total = 0
+    with open(dest, "xb") as out:
+        dest.chmod(0o600)
+        while chunk := stream.read(_CHUNK):
+            total += len(chunk)
+            if total > max_bytes:
+                raise UploadTooLarge(f"upload is larger than the limit of {max_bytes} bytes")
+            out.write(chunk)
+    if total == 0:
+        raise InputError("the uploaded file is empty")
+    return total
+
+
+def _check_member(info: zipfile.ZipInfo) -> None:
+    name = info.filename
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+        raise InputError(f"zip member {name!r} has an absolute or parent-relative path; refusing the archive")
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise InputError(f"zip member {name!r} is a symbolic link; refusing the archive")
+    if info.flag_bits & 0x1:
+        raise InputError(f"zip member {name!r} is encrypted")
+
+
+def extract_zip(archive: Path, dest: Path, *, max_members: int, max_bytes: int, max_ratio: float) -> list[Path]:
+    """Safely extract ``archive`` into ``dest`` under numbered names; return the files written.
+
+    Each member keeps only its registered extension (DICOM files often have none). Raises
+    ``InputError`` for unsafe names, ``UploadTooLarge`` for too many members, too many bytes
+    or a suspicious compression ratio; the byte limit is enforced while decompressing, so a
+    header that lies about sizes does not help.
+    """
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError):
+        raise InputError("the upload is not a readable zip archive") from None
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        for info in zf.infolist():
+            _check_member(info)
+        infos = [i for i in infos if not PurePosixPath(i.filename).parts[0].startswith("__MACOSX")
+                 and not PurePosixPath(i.filename).name.startswith(".")]
+        if not infos:
+            raise InputError("the zip archive holds no files")
+        if len(infos) > max_members:
+            raise UploadTooLarge(f"the zip archive has {len(infos)} files, more than the limit of {max_members}")
+        declared = sum(i.file_size for i in infos)
+        if declared > max_bytes:
+            raise UploadTooLarge(f"the zip archive unpacks to {declared} bytes, more than the limit of {max_bytes}")
+        dest.mkdir(mode=0o700, exist_ok=False)
+        written: list[Path] = []
+        total = 0
+        for n, info in enumerate(infos):
+            ext = file_extension(Path(PurePosixPath(info.filename).name))
+            out_path = dest / f"{n:06d}{ext if ext in READERS else ''}"
+            limit = max(max_ratio * max(info.compress_size, 1), 1 << 16)
+            member_bytes = 0
+            try:
+                with zf.open(info) as src, open(out_path, "xb") as out:
+                    while chunk := src.read(_CHUNK):
+                        member_bytes += len(chunk)
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise UploadTooLarge(f"the zip archive unpacks to more than {max_bytes} bytes")
+                        if member_bytes > limit:
+                            raise UploadTooLarge(f"zip member {info.filename!r} expands more than "
+                                                 f"{max_ratio:g} times; refusing a possible zip bomb")
+                        out.write(chunk)
+            except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
+                raise InputError(f"zip member {info.filename!r} cannot be extracted ({type(exc).__name__})") from None
+            written.append(out_path)
+    log.info("extracted %d files (%d bytes) from a zip upload", len(written), total)
+    return written
+
+
+def read_upload(path: Path, workdir: Path, *, max_voxels: int, max_members: int, max_bytes: int,
+                max_ratio: float, modality: str | None = None) -> MedicalImage:
+    """Read a saved upload (an image/volume file, or a zip of a DICOM series or of one file).
+
+    Error messages name the upload, never the server's folders.
+    """
+    try:
+        if path.name.endswith(".zip"):
+            files = extract_zip(path, workdir / "unzipped", max_members=max_members,
+                                max_bytes=max_bytes, max_ratio=max_ratio)
+            path.unlink()  # the extracted copy is all we keep
+            known = [f for f in files if f.suffix and file_extension(f) not in (".dcm", ".dicom", ".ima")]
+            target = known[0] if len(files) == 1 and known else workdir / "unzipped"
+            return read_image(target, max_voxels=max_voxels, modality=modality)
+        return read_image(path, max_voxels=max_voxels, modality=modality)
+    except InputError as exc:
+        msg = str(exc).replace(str(workdir.resolve()) + "/", "").replace(str(workdir) + "/", "")
+        msg = msg.replace(str(workdir.resolve()), "upload").replace(str(workdir), "upload")
+        if "voxels" in msg and "more than the limit" in msg:  # medisam.io.limits.check_size
+            msg = msg.split("; pass max_voxels")[0] + " set by this server"
+            raise UploadTooLarge(msg) from None
+        raise type(exc)(msg) from None

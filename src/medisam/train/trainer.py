@@ -1,0 +1,371 @@
+"""The fine-tuning loop: data -> prompted targets -> Dice+BCE -> AdamW + schedule -> best checkpoint.
+
+One function, :func:`finetune`, runs single-process or under ``torchrun`` (DDP). It saves
+``config.output`` (best validation Dice; ``{"model": state, "medisam": metadata}``, loadable
+with ``medisam.load_model(base, checkpoint=...)``), ``<output>.config.json`` and
+``<output>.state.pt`` (optimiser, schedule, epoch, early-stopping state: ``--resume``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+
+from medisam.errors import InputError, OutputExistsError
+from medisam.io import atomic_write
+from medisam.models import load_model
+from medisam.models.registry import resolve_device
+from medisam.train import distributed as dist_utils
+from medisam.train import modes
+from medisam.train.config import FinetuneConfig, config_path_for, state_path_for
+from medisam.train.data import (PromptedDataset, TrainImage, collate, embedding_file, load_images,
+                                three_way_split)
+from medisam.train.losses import SegLoss, dice_per_target
+
+log = logging.getLogger(__name__)
+
+#: Targets decoded at once during validation (bounds memory on instance-dense images).
+VAL_CHUNK = 32
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the monitored value (higher is better) has not improved by ``min_delta``
+    for ``patience`` consecutive epochs; ``patience <= 0`` never stops."""
+
+    patience: int = 5
+    min_delta: float = 1e-3
+    best: float = -math.inf
+    bad_epochs: int = 0
+
+    def step(self, value: float) -> bool:
+        """Record one epoch's value; return True when it is a new best."""
+        if value > self.best + self.min_delta or self.best == -math.inf:
+            self.best = value
+            self.bad_epochs = 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict[str, float]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.best = float(state["best"])
+        self.bad_epochs = int(state["bad_epochs"])
+
+
+@dataclass
+class FinetuneResult:
+    """What a run did: where it wrote, best validation Dice, per-epoch history."""
+
+    output: Path
+    best_val_dice: float | None
+    epochs_run: int
+    stopped: str  # "epochs" | "early_stopping" | "time_limit"
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: FinetuneConfig, total_steps: int):
+    """Cosine decay with linear warm-up, or one-cycle, over ``total_steps`` optimiser steps."""
+    total_steps = max(1, total_steps)
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps,
+                                                   pct_start=max(config.warmup_fraction, 0.01))
+    warmup = int(total_steps * config.warmup_fraction)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    """bf16 (or fp16) autocast on CUDA; a no-op elsewhere (CPU autocast gains nothing here)."""
+    if enabled and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def save_checkpoint(path: Path, state: dict[str, torch.Tensor], meta: dict[str, Any], force: bool = True) -> Path:
+    """Write ``{"model": state, "medisam": meta}`` atomically."""
+    with atomic_write(path, force=force) as tmp:
+        torch.save({"model": state, "medisam": meta}, tmp)
+    return path
+
+
+def _to_device(item: dict, device: torch.device) -> dict:
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in item.items()}
+
+
+def _item_loss(loss_fn: SegLoss, item: dict, low_res: torch.Tensor, iou: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and per-target Dice of one image, on its original pixel grid."""
+    logits = item["transform"].logits_to_original(low_res.float())  # (K, 1, H, W)
+    target = item["masks"][:, None]
+    return loss_fn(logits, target, iou), dice_per_target(logits.detach(), target)
+
+
+def _chunks(item: dict, size: int):
+    """Split an item's K targets into chunks of ``size`` (validation on instance-dense images)."""
+    k = item["masks"].shape[0]
+    for start in range(0, k, size):
+        sl = slice(start, start + size)
+        yield {key: (v[sl] if isinstance(v, torch.Tensor) and key != "input" else v) for key, v in item.items()}
+
+
+@torch.no_grad()
+def evaluate(segmenter: nn.Module, dataset: PromptedDataset, indices: Sequence[int], device: torch.device,
+             amp: bool) -> tuple[float, float]:
+    """Sum of per-target Dice and number of targets over ``indices`` (every object, fixed prompts)."""
+    total, count = 0.0, 0.0
+    for i in indices:
+        item = _to_device(dataset[i], device)
+        x = item["input"][None]
+        for chunk in _chunks(item, VAL_CHUNK):
+            with _autocast(device, amp):
+                (low_res, _), = segmenter(x, [chunk])
+            d = dice_per_target(chunk["transform"].logits_to_original(low_res.float()), chunk["masks"][:, None])
+            total += float(d.sum())
+            count += d.numel()
+    return total, count
+
+
+def prepare_inputs(model, images: Sequence[TrainImage], from_embeddings: bool, cache_dir: Path,
+                    info: dist_utils.DistInfo, progress: bool) -> tuple[list, list]:
+    """Model inputs per image: preprocessed tensors, or cached embedding files (decoder mode).
+
+    Embeddings are computed by rank 0 with the *frozen* encoder and stored under
+    ``cache_dir``, keyed by pixels + model signature, so later runs reuse them.
+    """
+    from tqdm.auto import tqdm
+
+    inputs, transforms = [], []
+    todo = []
+    for img in images:
+        tensor, transform = model.preprocess(img.display)
+        transforms.append(transform)
+        if from_embeddings:
+            path = embedding_file(cache_dir, img.display, model.cache_signature)
+            inputs.append(path)
+            if not path.is_file():
+                todo.append((tensor, path))
+        else:
+            inputs.append(tensor[0].cpu())
+    if todo and info.is_main:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        for tensor, path in tqdm(todo, desc="encoding", disable=not progress, leave=False):
+            emb = model.encode(tensor)[0].cpu().contiguous()
+            with atomic_write(path, force=True) as tmp:
+                torch.save(emb, tmp)
+    dist_utils.barrier(info)
+    return inputs, transforms
+
+
+def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path | None = None,
+             progress: bool = True) -> FinetuneResult:
+    """Fine-tune ``config.model`` on ``config.data`` in ``config.mode``; write the best checkpoint.
+
+    Raises:
+        OutputExistsError: the output exists and neither ``force`` nor a resume of it was asked.
+        InputError: bad data folder, nothing to train on, unreadable resume state.
+    """
+    from tqdm.auto import tqdm
+
+    started = time.monotonic()
+    output = Path(config.output)
+    state_path = state_path_for(output)
+    resume_state = _read_resume(resume, output) if resume is not None else None
+    if output.exists() and not force and resume_state is None:
+        raise OutputExistsError(f"{output} exists; pass --force to overwrite or --resume to continue")
+    device = resolve_device(config.device)
+    info = dist_utils.init_from_env(device)
+    device = dist_utils.device_for(info, device)
+    show = progress and info.is_main
+    torch.manual_seed(config.seed)
+
+    model = load_model(config.model, checkpoint=config.checkpoint, device=device)
+    net = model.net
+    images = load_images(config.data, config.max_slices, config.min_area, config.max_cases, config.window,
+                         config.targets)
+    train_ids, val_ids, test_ids = three_way_split([i.case_id for i in images], config.val_fraction,
+                                                   config.holdout_fraction, config.seed)
+    train_imgs = [i for i in images if i.case_id in set(train_ids)]
+    val_imgs = [i for i in images if i.case_id in set(val_ids)]
+    log.info("split: %d train cases (%d images), %d val cases (%d images), %d held-out test cases",
+             len(train_ids), len(train_imgs), len(val_ids), len(val_imgs), len(test_ids))
+
+    from_embeddings = config.mode == "decoder"
+    cache_dir = Path(config.cache_dir) if config.cache_dir else output.with_name(output.stem + ".embeddings")
+    strategies = config.strategies()
+    datasets = {}
+    for split, imgs in (("train", train_imgs), ("val", val_imgs)):
+        inputs, transforms = prepare_inputs(model, imgs, from_embeddings, cache_dir, info, show)
+        k = config.targets_per_image if split == "train" else config.val_targets_per_image
+        datasets[split] = PromptedDataset(imgs, inputs, transforms, strategies, k,
+                                          config.seed, deterministic=(split == "val"))
+
+    modes.prepare(net, config)
+    net.to(device)
+    segmenter: nn.Module = modes.PromptedSegmenter(net, from_embeddings)
+    if info.enabled:
+        segmenter = nn.parallel.DistributedDataParallel(
+            segmenter, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if info.enabled:
+        sampler = torch.utils.data.DistributedSampler(datasets["train"], info.world_size, info.rank,
+                                                      shuffle=True, seed=config.seed)
+    else:
+        sampler = torch.utils.data.RandomSampler(datasets["train"], generator=torch.Generator().manual_seed(config.seed))
+    loader = torch.utils.data.DataLoader(datasets["train"], batch_size=config.batch_size, sampler=sampler,
+                                         collate_fn=collate, num_workers=0)
+    steps_per_epoch = math.ceil(len(loader) / config.accumulate)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
+    use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    loss_fn = SegLoss()
+    stopper = EarlyStopping(config.patience, config.min_delta)
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    if resume_state is not None:
+        net.load_state_dict(resume_state["net"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        if hasattr(scheduler, "total_steps"):  # one-cycle: the run may now have more epochs
+            scheduler.total_steps = max(scheduler.total_steps, steps_per_epoch * config.epochs)
+        stopper.load_state_dict(resume_state["early_stopping"])
+        history = list(resume_state.get("history", []))
+        start_epoch = int(resume_state["epoch"]) + 1
+        log.info("resumed from %s at epoch %d", resume, start_epoch)
+    if info.is_main:
+        config.save(config_path_for(output), force=True)
+
+    val_indices = list(range(len(datasets["val"])))[info.rank::info.world_size]
+    stopped = "epochs"
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, config.epochs):
+        if isinstance(sampler, torch.utils.data.DistributedSampler):
+            sampler.set_epoch(epoch)
+        else:
+            sampler.generator.manual_seed(config.seed * 1000 + epoch)
+        datasets["train"].set_epoch(epoch)
+        modes.set_train_mode(net, config.mode)
+        run_loss, run_dice, n_targets, n_items = 0.0, 0.0, 0, 0
+        out_of_time = False
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False)
+        optimizer.zero_grad(set_to_none=True)
+        for step, batch in enumerate(bar):
+            items = [_to_device(item, device) for item in batch]
+            x = torch.stack([item["input"] for item in items])
+            with _autocast(device, config.amp):
+                outputs = segmenter(x, items)
+            losses, dices = [], []
+            for item, (low_res, iou) in zip(items, outputs):
+                loss_i, dice_i = _item_loss(loss_fn, item, low_res, iou)
+                losses.append(loss_i)
+                dices.append(dice_i)
+            loss = torch.stack(losses).mean() / config.accumulate
+            (scaler.scale(loss) if scaler else loss).backward()
+            if (step + 1) % config.accumulate == 0 or step + 1 == len(loader):
+                if scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+            d = torch.cat(dices)
+            run_loss += float(loss.detach()) * config.accumulate
+            run_dice += float(d.sum())
+            n_targets += d.numel()
+            n_items += 1
+            bar.set_postfix(loss=f"{run_loss / n_items:.4f}", dice=f"{run_dice / max(n_targets, 1):.3f}")
+            if config.time_limit_min is not None:
+                late = time.monotonic() - started > config.time_limit_min * 60
+                if dist_utils.broadcast_flag(late, info, device):
+                    out_of_time = True
+                    break
+        bar.close()
+        net.eval()
+        s_loss, s_items, s_dice, s_targets = dist_utils.all_sum([run_loss, n_items, run_dice, n_targets], info, device)
+        record = {"epoch": epoch + 1, "train_loss": s_loss / max(s_items, 1),
+                  "train_dice": s_dice / max(s_targets, 1)}
+        if datasets["val"].images:
+            plain = segmenter.module if info.enabled else segmenter  # no collectives in uneven eval
+            total, count = evaluate(plain, datasets["val"], val_indices, device, config.amp)
+            total, count = dist_utils.all_sum([total, count], info, device)
+            record["val_dice"] = total / max(count, 1)
+            improved = stopper.step(record["val_dice"])
+        else:
+            improved = True  # no validation set: keep the latest weights
+        history.append(record)
+        if info.is_main:
+            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in record.items()})
+            if show:
+                tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            if improved:
+                state, extra = modes.export_state(net, config)
+                meta = {"base_model": config.model, "mode": config.mode, "config": config.to_dict(),
+                        "epoch": epoch + 1, "val_dice": record.get("val_dice"), **extra}
+                save_checkpoint(output, state, meta)
+            _save_state(state_path, net, optimizer, scheduler, stopper, history, epoch)
+        dist_utils.barrier(info)
+        if out_of_time:
+            stopped = "time_limit"
+            break
+        if stopper.should_stop:
+            stopped = "early_stopping"
+            break
+    if not output.exists() and info.is_main:  # e.g. resumed after the last epoch
+        state, extra = modes.export_state(net, config)
+        save_checkpoint(output, state, {"base_model": config.model, "mode": config.mode,
+                                        "config": config.to_dict(), "epoch": epoch + 1, **extra})
+    dist_utils.barrier(info)
+    dist_utils.cleanup(info)
+    best = stopper.best if stopper.best != -math.inf else None
+    return FinetuneResult(output, best, len(history), stopped, time.monotonic() - started, history)
+
+
+def _save_state(path: Path, net: nn.Module, optimizer, scheduler, stopper: EarlyStopping,
+                history: list[dict[str, float]], epoch: int) -> None:
+    state = {"net": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "early_stopping": stopper.state_dict(), "history": history, "epoch": epoch}
+    with atomic_write(path, force=True) as tmp:
+        torch.save(state, tmp)
+
+
+def _read_resume(resume: str | Path, output: Path) -> dict[str, Any]:
+    """Training state to resume from: a ``.state.pt`` file, or the checkpoint beside which it lies."""
+    path = Path(resume)
+    if not path.name.endswith(".state.pt"):
+        path = state_path_for(path)
+    if not path.is_file():
+        raise InputError(f"no training state to resume: {path} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(f"cannot read training state {path}: {str(exc).splitlines()[0][:200]}") from exc
+    for key in ("net", "optimizer", "scheduler", "early_stopping", "epoch"):
+        if key not in state:
+            raise InputError(f"{path} is not a medisam training state (missing {key!r})")
+    return state

@@ -1,0 +1,161 @@
+"""End-to-end test of ``medisam app`` in headless Chromium: upload, box by two clicks, download."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.gui, pytest.mark.real_weights, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "src" / "medisam" / "samples" / "ct_spleen_msd_10003_26.jpg"
+SAMPLE_MASK = REPO / "src" / "medisam" / "samples" / "ct_spleen_msd_10003_26_mask.png"
+SHOTS = REPO / "docs" / "screenshots"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(real_model):
+    pytest.importorskip("gradio")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from medisam.app import build_ui
+
+    demo = build_ui(real_model)
+    port = _free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                        ssr_mode=False, quiet=True)
+    yield f"http://127.0.0.1:{port}"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def _click_pixel(page, x: float, y: float) -> None:
+    """Click the shown picture at pixel (x, y) of the *view* image (the app may upscale small slices).
+
+    Gradio draws the <img> centred and only scaled down (object-fit: scale-down).
+    """
+    img = page.locator("#medisam-view img")
+    box = img.bounding_box()
+    nat = img.evaluate("e => [e.naturalWidth, e.naturalHeight]")
+    scale = min(1.0, box["width"] / nat[0], box["height"] / nat[1])
+    left = box["x"] + (box["width"] - nat[0] * scale) / 2
+    top = box["y"] + (box["height"] - nat[1] * scale) / 2
+    page.mouse.click(left + (x + 0.5) * scale, top + (y + 0.5) * scale)
+
+
+
+def _click_image_pixel(page, x: float, y: float, factor: int) -> None:
+    """Click image pixel (x, y) of a slice the app shows enlarged ``factor`` times."""
+    _click_pixel(page, (x + 0.5) * factor - 0.5, (y + 0.5) * factor - 0.5)
+
+
+def _status(page) -> str:
+    return page.locator("#medisam-status textarea").input_value()
+
+
+def test_box_by_two_clicks_segments_the_spleen(app_url, browser, tmp_path):
+    import cv2
+
+    from medisam.io import read_image
+    from medisam.metrics_basic import dice
+
+    gt = cv2.imread(str(SAMPLE_MASK), cv2.IMREAD_GRAYSCALE) > 0
+    ys, xs = np.nonzero(gt)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.goto(app_url, wait_until="load", timeout=60_000)
+    page.locator("#medisam-upload").wait_for(timeout=60_000)
+    page.locator("#medisam-upload input[type=file]").set_input_files(str(SAMPLE))
+    page.wait_for_function("() => document.querySelector('#medisam-status textarea')?.value.startsWith('opened')",
+                           timeout=60_000)
+    page.locator("#medisam-view img").wait_for(timeout=30_000)
+    _click_pixel(page, xs.min() - 5, ys.min() - 5)
+    page.wait_for_function("() => document.querySelector('#medisam-status textarea')?.value.includes('corner')",
+                           timeout=30_000)
+    _click_pixel(page, xs.max() + 5, ys.max() + 5)
+    page.wait_for_function("() => document.querySelector('#medisam-status textarea')?.value.includes('pixels')",
+                           timeout=60_000)
+    assert "object 1" in _status(page)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "app_box_spleen.png"), full_page=True)
+
+    page.locator("#medisam-download").click()
+    link = page.locator("#medisam-mask a").first
+    link.wait_for(timeout=30_000)
+    with page.expect_download(timeout=30_000) as dl:
+        link.click()
+    out = tmp_path / "mask.png"
+    dl.value.save_as(out)
+    mask = read_image(out).array > 0
+    assert mask.shape == gt.shape
+    assert dice(mask, gt) > 0.8
+    page.close()
+
+
+def test_volume_slider_box_propagate_and_download(app_url, browser, tmp_path):
+    """A CT NIfTI: move to a slice, box the ball, propagate, download the .nii.gz mask."""
+    import SimpleITK as sitk
+
+    from medisam.io import read_image
+
+    z, y, x = np.mgrid[:9, :96, :96]
+    ball = ((z - 4) / 3.5) ** 2 + ((y - 44) / 22) ** 2 + ((x - 50) / 18) ** 2 <= 1
+    hu = np.where(ball, 60, -900).astype(np.int16)
+    img = sitk.GetImageFromArray(hu)
+    img.SetSpacing((0.9, 0.9, 3.0))
+    nii = tmp_path / "ball_ct.nii.gz"
+    sitk.WriteImage(img, str(nii))
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.goto(app_url, wait_until="load", timeout=60_000)
+    page.locator("#medisam-upload").wait_for(timeout=60_000)
+    page.locator("#medisam-upload input[type=file]").set_input_files(str(nii))
+    page.wait_for_function("() => document.querySelector('#medisam-status textarea')?.value.startsWith('opened volume')",
+                           timeout=60_000)
+    page.locator("#medisam-view img").wait_for(timeout=30_000)
+    factor = 6  # AppState.view_scale for a 96-pixel slice
+    _click_image_pixel(page, 50 - 20, 44 - 24, factor)
+    page.wait_for_function("() => document.querySelector('#medisam-status textarea')?.value.includes('corner')",
+                           timeout=30_000)
+    _click_image_pixel(page, 50 + 20, 44 + 24, factor)
+    page.wait_for_function("() => document.querySelector('#medisam-status textarea')?.value.includes('on slice 4')",
+                           timeout=60_000)
+    page.locator("#medisam-propagate").click()
+    page.wait_for_function("() => document.querySelector('#medisam-status textarea')?.value.startsWith('propagated')",
+                           timeout=120_000)
+    page.screenshot(path=str(SHOTS / "app_volume_propagated.png"), full_page=True)
+    page.locator("#medisam-download").click()
+    link = page.locator("#medisam-mask a").first
+    link.wait_for(timeout=30_000)
+    with page.expect_download(timeout=30_000) as dl:
+        link.click()
+    out = tmp_path / "mask.nii.gz"
+    dl.value.save_as(out)
+    mask = read_image(out)
+    assert mask.array.shape == hu.shape and mask.spacing == pytest.approx((0.9, 0.9, 3.0))
+    got = mask.array > 0
+    assert 2 * (got & ball).sum() / (got.sum() + ball.sum()) > 0.7
+    assert got[2:7].reshape(5, -1).any(axis=1).all()  # propagated beyond the prompted slice
+    page.close()

@@ -1,0 +1,120 @@
+"""The web UI's logic (AppState) without a browser, on the tiny random model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
+from serve_data import ct_volume, disk, png_bytes, write_ct_series, zip_bytes  # noqa: E402
+
+from medisam.app import AppState  # noqa: E402
+from medisam.errors import InputError  # noqa: E402
+from medisam.io import MedicalImage, read_image  # noqa: E402
+from medisam.predict import Predictor  # noqa: E402
+from medisam.predict.segment import segment_image  # noqa: E402
+
+
+@pytest.fixture()
+def state(tiny_model):
+    st = AppState(tiny_model)
+    yield st
+    st.close()
+
+
+def _write_nifti(path: Path, array: np.ndarray, spacing=(0.8, 0.8, 2.5)) -> Path:
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing(spacing)
+    img.SetOrigin((5.0, -7.0, 11.0))
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+def test_two_clicks_make_a_box_and_match_the_library(state, tiny_model, tmp_path):
+    png = tmp_path / "in.png"
+    png.write_bytes(png_bytes(disk()))
+    state.open(png)
+    assert state.view_scale == 6 and state.render().shape == (576, 576, 3)
+    state.click(20, 22)
+    assert state.pending_corner == (20.0, 22.0) and "corner" in state.message
+    assert not state.session.labels.any()
+    state.click(75, 74)
+    expected = segment_image(Predictor(tiny_model), read_image(png), [(20, 22, 76, 75)]).array > 0
+    assert np.array_equal(state.session.labels > 0, expected)
+    out = state.export()
+    assert out.suffix == ".png" and np.array_equal(read_image(out).array > 0, expected)
+    state.mode = "negative"
+    state.click(48, 48)
+    assert state.points == [(48.0, 48.0, 0)]
+    state.undo()
+    assert np.array_equal(state.session.labels > 0, expected)
+
+
+def test_clicks_before_open_and_bad_files_fail_cleanly(state, tmp_path):
+    with pytest.raises(InputError, match="open an image first"):
+        state.click(1, 1)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    with pytest.raises(InputError):
+        state.open(bad)
+    evil = tmp_path / "evil.zip"
+    evil.write_bytes(zip_bytes({"../x.dcm": b"x"}))
+    with pytest.raises(InputError, match="parent-relative"):
+        state.open(evil)
+
+
+def test_volume_slice_box_propagate_undo_and_nifti_export(state, tmp_path):
+    vol = ct_volume()
+    state.open(_write_nifti(tmp_path / "ct.nii.gz", vol))
+    assert state.slice == 3 and state.session.image.is_volume
+    state.set_window("abdomen")
+    state.set_slice(3)
+    state.click(10, 10)
+    state.click(38, 38)
+    seed = state.session.labels_slice(3)
+    if not seed.any():
+        pytest.skip("tiny random model gave an empty seed mask")
+    state.propagate()
+    labels = state.session.labels
+    assert np.array_equal(labels[3], seed) and "propagated" in state.message
+    out = state.export()
+    assert out.name == "ct_mask.nii.gz"
+    back = read_image(out)
+    assert np.array_equal(back.array, labels)
+    assert back.spacing == pytest.approx((0.8, 0.8, 2.5)) and back.origin == pytest.approx((5.0, -7.0, 11.0))
+    state.undo()  # undoes the box (propagation adds no prompt)
+    assert not state.session.labels.any()
+    with pytest.raises(InputError, match="out of range"):
+        state.set_slice(99)
+
+
+def test_zipped_dicom_exports_dicom_seg(state, tmp_path):
+    pytest.importorskip("highdicom")
+    pydicom = pytest.importorskip("pydicom")
+    files = write_ct_series(tmp_path / "s", ct_volume())
+    z = tmp_path / "series.zip"
+    z.write_bytes(zip_bytes({f"dir/{p.name}": p.read_bytes() for p in files}))
+    state.open(z)
+    assert state.mask_extension() == ".dcm"
+    state.session.segment(3, 1, mask=np.pad(np.ones((10, 10), bool), ((19, 19), (19, 19))))
+    seg = pydicom.dcmread(state.export())
+    assert seg.Modality == "SEG" and int(seg.NumberOfFrames) == 1
+
+
+def test_interactive_volume_undo_is_one_step_per_action(tiny_model):
+    from medisam.serve import InteractiveSession
+
+    s = InteractiveSession(tiny_model, MedicalImage.from_array(ct_volume()))
+    s.segment(2, 1, box=(10, 10, 38, 38), points=[(24, 24, 1)])  # box + points = one action
+    s.segment(2, 1, box=(12, 12, 36, 36))  # replaces the prompts on slice 2
+    assert s.can_undo == 2
+    assert s.volume.object_state(1).seeds[2].points is None
+    s.undo()
+    assert s.volume.object_state(1).seeds[2].points is not None
+    s.undo()
+    assert s.object_ids == [] and s.undo() is False

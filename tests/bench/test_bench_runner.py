@@ -1,0 +1,119 @@
+"""End-to-end benchmark runs in process with the tiny random-weight model."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_bench_datasets import make_2d_dataset  # noqa: E402
+
+from medisam.bench.evaluate import RESULT_COLUMNS, CaseEvaluator, EvalSettings  # noqa: E402
+from medisam.bench.runner import BenchConfig, DatasetSpec, run_benchmark  # noqa: E402
+from medisam.errors import OutputExistsError  # noqa: E402
+
+STRATEGIES = ("box", "box-jitter10", "clicks2")
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def evaluator(tiny_model):
+    settings = EvalSettings(models=("litemedsam-tiny",), strategies=STRATEGIES, seed=3)
+    return CaseEvaluator(settings, models={"litemedsam-tiny": tiny_model})
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    return make_2d_dataset(tmp_path / "toy", n=3, bad=(2,))  # case2 has no mask
+
+
+def _config(dataset, out, evaluator, **kw):
+    return BenchConfig(datasets=(DatasetSpec(str(dataset)),), settings=evaluator.settings, outdir=str(out), **kw)
+
+
+def test_run_resume_errors_and_report(dataset, tmp_path, evaluator):
+    out = tmp_path / "out"
+    summary = run_benchmark(_config(dataset, out, evaluator), evaluator, progress=False)
+    rows = _rows(out / "results.csv")
+    assert list(rows[0]) == RESULT_COLUMNS
+    # 2 good cases x 2 targets x (2 one-shot strategies + 2 clicks)
+    assert summary.rows == len(rows) == 2 * 2 * 4
+    assert {r["strategy"] for r in rows} == set(STRATEGIES)
+    assert sorted({r["click"] for r in rows if r["strategy"] == "clicks2"}) == ["1", "2"]
+    assert all(0 <= float(r["dsc"]) <= 1 and r["seed"] == "3" for r in rows)
+    errors = _rows(out / "errors.csv")
+    assert [(e["case"], e["error"]) for e in errors] == [("case2", "InputError")]
+    assert "no mask file" in errors[0]["message"]
+    for name in ("report.md", "report.html", "summary.csv", "config.json", "dice_by_modality.png",
+                 "dice_vs_clicks.png", "jitter_sensitivity.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert "Dice versus clicks" in (out / "report.md").read_text()
+
+    with pytest.raises(OutputExistsError):
+        run_benchmark(_config(dataset, out, evaluator), evaluator, progress=False)
+
+    # resume: drop one case's rows; only that case (and the failing one) run again
+    kept = [r for r in rows if r["case"] != "case1"]
+    with open(out / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
+        w.writeheader()
+        w.writerows(kept)
+    calls = []
+    original = evaluator.evaluate
+    evaluator.evaluate = lambda ref, skip=frozenset(): calls.append(ref.case_id) or original(ref, skip)
+    try:
+        summary = run_benchmark(_config(dataset, out, evaluator, resume=True), evaluator, progress=False)
+    finally:
+        del evaluator.evaluate
+    assert sorted(calls) == ["case1", "case2"] and summary.skipped == 1
+    again = _rows(out / "results.csv")
+    drop = ("time_s",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in again] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in rows]  # same prompts, same masks
+
+
+def test_cli_bench(dataset, tmp_path, tiny_model):
+    from medisam.cli import main
+
+    out = tmp_path / "cli"
+    args = ["bench", str(dataset), "-o", str(out), "--model", "litemedsam-tiny", "--prompts", "box",
+            "--max-cases", "1", "--modality", "US", "--no-report"]
+    assert main(args) == 0
+    rows = _rows(out / "results.csv")
+    assert len(rows) == 2 and {r["modality"] for r in rows} == {"US"}
+    assert main(args) == 2                      # exists, no --resume/--force
+    assert main(args + ["--resume"]) == 0       # nothing left to do
+    assert len(_rows(out / "results.csv")) == 2
+    assert main(["bench", str(out / "nowhere"), "-o", str(tmp_path / "x")]) == 2
+    assert main(["bench", "--report-only", "-o", str(out)]) == 0
+    assert (out / "report.md").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_parallel_backends_give_the_same_rows(dataset, tmp_path, evaluator, backend):
+    if backend == "ray":
+        pytest.importorskip("ray")
+    import torch
+
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # as each of the 2 workers: same float sums
+    for predictor in evaluator.predictors.values():
+        predictor.cache.clear()  # embeddings from earlier tests were computed with other thread counts
+    try:
+        run_benchmark(_config(dataset, serial, evaluator, report=False), evaluator, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    run_benchmark(_config(dataset, parallel, evaluator, report=False, workers=2, backend=backend), progress=False)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]  # noqa: E731
+    assert strip(_rows(parallel / "results.csv")) == strip(_rows(serial / "results.csv"))
+    assert len(_rows(parallel / "errors.csv")) == 1

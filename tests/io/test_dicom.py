@@ -1,0 +1,137 @@
+"""DICOM series reading, series selection, DICOM-SEG output, and the real dcmqi series."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from medisam.errors import InputError
+from medisam.io import list_dicom_series, read_image, write_mask
+
+
+def test_series_sorted_and_hu(ct_series, ct_hu):
+    folder, uid, files = ct_series
+    img = read_image(folder)
+    assert img.array.shape == (4, 6, 8)
+    np.testing.assert_array_equal(img.array, ct_hu)  # sorted by position, slope/intercept applied
+    assert img.modality == "CT"
+    assert img.source["format"] == "dicom" and img.source["series_uid"] == uid
+    assert img.source["dicom_files"] == [str(f) for f in files]
+    np.testing.assert_allclose(img.spacing, (0.75, 0.8, 2.5))
+    np.testing.assert_allclose(img.origin, (-100.0, -120.0, 50.0))
+
+
+def test_rescale_slope(tmp_path, ct_hu, make_series):
+    hu = (ct_hu // 2) * 2  # representable with slope 2
+    make_series(tmp_path / "s", hu, slope=2.0, intercept=-1000.0)
+    np.testing.assert_allclose(read_image(tmp_path / "s").array, hu)
+
+
+def test_single_file_is_2d(ct_series, ct_hu):
+    _, _, files = ct_series
+    img = read_image(files[2])
+    assert img.array.shape == (6, 8) and not img.is_volume
+    np.testing.assert_array_equal(img.array, ct_hu[2])
+
+
+def test_two_series_listed_and_selected(tmp_path, ct_hu, make_series):
+    uid_a, _ = make_series(tmp_path / "a", ct_hu, description="first")
+    uid_b, _ = make_series(tmp_path / "b", ct_hu[:3] + 5, description="second")
+    with pytest.raises(InputError) as err:
+        read_image(tmp_path)
+    msg = str(err.value)
+    assert uid_a in msg and uid_b in msg and "first" in msg and "3 slices" in msg and "\n" not in msg
+    assert {s.uid for s in list_dicom_series(tmp_path)} == {uid_a, uid_b}
+    img = read_image(tmp_path, series_uid=uid_b)
+    assert img.array.shape == (3, 6, 8)
+    np.testing.assert_array_equal(img.array, ct_hu[:3] + 5)
+    with pytest.raises(InputError, match="not found"):
+        read_image(tmp_path, series_uid="1.2.3")
+
+
+def test_dicom_seg_roundtrip(ct_series, tmp_path):
+    hd = pytest.importorskip("highdicom")
+    folder, uid, files = ct_series
+    img = read_image(folder)
+    labels = np.zeros(img.array.shape, np.uint8)
+    labels[1:3, 2:4, 3:6] = 1
+    labels[3, 0:2, 0:2] = 4
+    out = write_mask(labels, tmp_path / "out" / "seg.dcm", reference=img, segment_names={1: "tumour"})
+    ds = pydicom.dcmread(out)
+    assert ds.Modality == "SEG" and ds.SegmentationType == "BINARY"
+    assert [s.SegmentLabel for s in ds.SegmentSequence] == ["tumour", "label 4"]
+    assert int(ds.NumberOfFrames) == 3  # 2 slices of label 1 + 1 slice of label 4 (empty frames omitted)
+    assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == uid
+    assert (int(ds.Rows), int(ds.Columns)) == (6, 8)
+    np.testing.assert_allclose([float(v) for v in ds.SharedFunctionalGroupsSequence[0]
+                                .PixelMeasuresSequence[0].PixelSpacing], (0.8, 0.75))
+    seg = hd.seg.segread(out)
+    z_positions = sorted(float(f.PlanePositionSequence[0].ImagePositionPatient[2])
+                         for f in ds.PerFrameFunctionalGroupsSequence)
+    assert z_positions == [52.5, 55.0, 57.5]
+    # decode back onto the source slices and compare with the mask we wrote
+    sop_uids = [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files]
+    back = seg.get_pixels_by_source_instance(sop_uids, combine_segments=True, relabel=False,
+                                             skip_overlap_checks=True)
+    np.testing.assert_array_equal(back, np.where(labels == 4, 2, labels))  # segment numbers 1..N
+
+
+def test_dicom_seg_needs_dicom_series(ct_series, tmp_path):
+    _, _, files = ct_series
+    img2d = read_image(files[0])
+    with pytest.raises(InputError, match="DICOM series"):
+        write_mask(np.ones((6, 8), np.uint8), tmp_path / "a.dcm", reference=img2d)
+    with pytest.raises(InputError, match="read from DICOM"):
+        write_mask(np.ones((2, 3, 4), np.uint8), tmp_path / "b.dcm")
+    vol = read_image(ct_series[0])
+    with pytest.raises(InputError, match="empty"):
+        write_mask(np.zeros(vol.array.shape, np.uint8), tmp_path / "c.dcm", reference=vol)
+
+
+def test_seg_and_non_dicom_files_ignored(ct_series, data_dir):
+    folder, uid, _ = ct_series
+    shutil.copy(data_dir / "dcmqi_ct3slice_seg" / "seg" / "liver.dcm", folder / "zz_seg.dcm")
+    (folder / "notes.txt").write_text("not dicom")
+    assert [s.uid for s in list_dicom_series(folder)] == [uid]
+    with pytest.raises(InputError, match="not an image"):
+        read_image(folder / "zz_seg.dcm")
+
+
+def test_real_dcmqi_series(data_dir, tmp_path):
+    base = data_dir / "dcmqi_ct3slice_seg"
+    img = read_image(base / "series")
+    assert img.array.shape == (3, 512, 512) and img.modality == "CT"
+    np.testing.assert_allclose(img.spacing[:2], (0.8105469942092896,) * 2, rtol=1e-6)
+    assert img.array.min() < -1000  # HU
+    assert len(img.source["dicom_files"]) == 3
+    nii = read_image(base / "imagesTr" / "ct3slice_0000.nii.gz")
+    np.testing.assert_allclose(nii.spacing, img.spacing, atol=1e-5)
+    np.testing.assert_allclose(nii.origin, img.origin, atol=1e-4)
+    np.testing.assert_allclose(nii.direction, img.direction, atol=1e-6)
+    np.testing.assert_array_equal(nii.array, img.array)
+    # the whole dataset folder holds the CT and a SEG: the SEG is skipped, the CT is read
+    assert read_image(base).array.shape == (3, 512, 512)
+    labels = read_image(base / "labelsTr" / "ct3slice.nii.gz")
+    out = write_mask(labels.array, tmp_path / "seg.dcm", reference=img, segment_names={1: "liver"})
+    ds = pydicom.dcmread(out)
+    assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == img.source["series_uid"]
+    assert ds.SegmentSequence[0].SegmentLabel == "liver"
+
+
+def test_dciodvfy_clean(ct_series, tmp_path):
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        pytest.skip("dciodvfy (dicom3tools) not installed")
+    import subprocess
+
+    img = read_image(ct_series[0])
+    labels = np.zeros(img.array.shape, np.uint8)
+    labels[:, 1:4, 2:5] = 1
+    out = write_mask(labels, tmp_path / "seg.dcm", reference=img)
+    res = subprocess.run([exe, str(out)], capture_output=True, text=True)
+    errors = [l for l in (res.stdout + res.stderr).splitlines() if l.startswith("Error")]
+    assert errors == []

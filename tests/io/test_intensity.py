@@ -1,0 +1,65 @@
+"""Window presets, apply_window and to_display rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medisam.errors import InputError
+from medisam.io import WINDOW_PRESETS, apply_window, to_display
+
+
+def test_presets():
+    assert WINDOW_PRESETS["soft_tissue"] == (400, 40)
+    assert WINDOW_PRESETS["abdomen"] == (400, 40)
+    assert WINDOW_PRESETS["liver"] == (150, 30)
+    assert WINDOW_PRESETS["lung"] == (1500, -600)
+    assert WINDOW_PRESETS["bone"] == (1800, 400)
+    assert WINDOW_PRESETS["brain"] == (80, 40)
+    assert WINDOW_PRESETS["mediastinum"] == (350, 50)
+
+
+def test_apply_window():
+    hu = np.array([-1000, -160, 40, 240, 3000], np.int16)
+    out = apply_window(hu, "abdomen")
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [0, 0, 127.5, 255, 255])
+    np.testing.assert_allclose(apply_window(np.array([-1350.0, -600, 150]), (1500, -600)), [0, 127.5, 255])
+
+
+def test_unknown_window():
+    with pytest.raises(InputError, match="presets: .*lung"):
+        apply_window(np.zeros(3), "kidney")
+    with pytest.raises(InputError):
+        apply_window(np.zeros(3), (0, 10))
+
+
+def test_uint8_passthrough_bit_identical():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    out = to_display(rgb, "ES")
+    assert out.dtype == np.float32 and out.shape == (5, 6, 3)
+    np.testing.assert_array_equal(out, rgb.astype(np.float32))
+    grey = rng.integers(0, 256, (5, 6), dtype=np.uint8)
+    out = to_display(grey, "CT")
+    np.testing.assert_array_equal(out, np.repeat(grey[..., None], 3, -1).astype(np.float32))
+
+
+def test_ct_rules():
+    hu = np.linspace(-1000, 1000, 30, dtype=np.float32).reshape(5, 6)
+    np.testing.assert_array_equal(to_display(hu, "CT")[..., 0], apply_window(hu, "soft_tissue"))
+    np.testing.assert_array_equal(to_display(hu, "CT", window="lung")[..., 1], apply_window(hu, "lung"))
+    not_hu = np.linspace(0, 2000, 30, dtype=np.float32).reshape(5, 6)  # e.g. stored values, no HU
+    out = to_display(not_hu, "CT")
+    assert out.min() == 0 and out.max() == 255
+    grey = np.full((5, 6), 200, np.uint8)
+    assert to_display(grey, "CT", window=(100, 150)).max() == 255  # explicit window wins
+
+
+def test_mr_percentiles():
+    mr = np.arange(1000, dtype=np.float32).reshape(25, 40)
+    mr[0, 0] = 1e6  # outlier clipped by the 99.5th percentile
+    out = to_display(mr, "MR")
+    assert out.shape == (25, 40, 3) and out.min() == 0 and out.max() == 255
+    assert out[12, 20, 0] == pytest.approx(127.5, abs=2)
+    assert to_display(np.zeros((4, 4), np.float32), "MR").max() == 0  # constant image

@@ -1,0 +1,91 @@
+"""ONNX export: graph parity with PyTorch, metadata, and the CLI's --force behaviour."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from medisam.cli import main
+from medisam.errors import OutputExistsError
+from medisam.export import export_onnx, read_export_metadata
+from medisam.metrics_basic import dice
+
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny_model, tmp_path_factory):
+    return export_onnx(tiny_model, tmp_path_factory.mktemp("export"))
+
+
+def _decode_onnx(session, embedding, coords, labels, mask=None):
+    size = 256
+    feeds = {"image_embeddings": embedding.numpy(), "point_coords": coords.astype(np.float32),
+             "point_labels": labels.astype(np.float32),
+             "mask_input": (np.zeros((1, 1, size, size), np.float32) if mask is None else mask),
+             "has_mask_input": np.array([0.0 if mask is None else 1.0], np.float32)}
+    return session.run(None, feeds)
+
+
+def test_encoder_and_decoder_graphs_match_torch(tiny_model, tiny_export):
+    enc = ort.InferenceSession(str(tiny_export.encoder), providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(str(tiny_export.decoder), providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
+    emb = tiny_model.encode(x)
+    emb_onnx = enc.run(None, {"image": x.numpy()})[0]
+    assert np.abs(emb_onnx - emb.numpy()).max() < 1e-4
+
+    # one box = corners with labels 2/3, as SAM's own ONNX export
+    box = torch.tensor([[30.0, 40.0, 150.0, 170.0]])
+    ref = tiny_model.decode(emb, boxes=box)
+    low, iou = _decode_onnx(dec, emb, box.numpy().reshape(1, 2, 2), np.array([[2, 3]]))
+    assert np.abs(low[:, :1] - ref.low_res_logits.numpy()).max() < 1e-4
+    assert np.abs(iou[:, :1] - ref.iou.numpy()).max() < 1e-4
+    assert dice(low[0, 0] > 0, ref.low_res_logits.numpy()[0, 0] > 0) >= 0.999
+
+    # dynamic number of points (3 clicks + padding) with a mask prompt, multimask outputs
+    pts = torch.tensor([[[100.0, 100.0], [20.0, 200.0], [60.0, 80.0]]])
+    lab = torch.tensor([[1, 0, 1]])
+    mask = torch.randn(1, 1, 256, 256, generator=torch.Generator().manual_seed(2))
+    ref = tiny_model.decode(emb, points=(pts, lab), mask_input=mask, multimask=True)
+    coords = np.concatenate([pts.numpy(), np.zeros((1, 1, 2), np.float32)], axis=1)
+    low, _ = _decode_onnx(dec, emb, coords, np.array([[1, 0, 1, -1]]), mask.numpy())
+    assert low.shape == (1, 4, 256, 256)
+    assert np.abs(low[:, 1:] - ref.low_res_logits.numpy()).max() < 1e-4
+
+
+def test_metadata_records_model_preprocessing_and_opset(tiny_model, tiny_export):
+    meta = read_export_metadata(tiny_export.folder)
+    assert meta["model"] == "litemedsam-tiny"
+    assert meta["input_size"] == 256 and meta["opset"] == 17
+    assert meta["checkpoint_sha256"] is None  # random test weights
+    assert meta["preprocessing"]["intensity"] == "minmax"
+    assert meta["preprocessing"]["interpolation"] == "area"
+    assert meta["decoder"]["inputs"][1:3] == ["point_coords", "point_labels"]
+
+
+def test_export_refuses_existing_files_without_force(tiny_model, tiny_export):
+    with pytest.raises(OutputExistsError):
+        export_onnx(tiny_model, tiny_export.folder)
+
+
+def test_cli_export_onnx_and_force(tmp_path, capsys):
+    out = tmp_path / "onnx"
+    assert main(["export", "onnx", "--model", "litemedsam-tiny", "-o", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"encoder.onnx", "decoder.onnx", "metadata.json"}
+    before = (out / "encoder.onnx").stat().st_mtime_ns
+    assert main(["export", "onnx", "--model", "litemedsam-tiny", "-o", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (out / "encoder.onnx").stat().st_mtime_ns == before  # nothing rewritten
+    assert main(["export", "onnx", "--model", "litemedsam-tiny", "-o", str(out), "--force"]) == 0
+    assert json.loads((out / "metadata.json").read_text())["model"] == "litemedsam-tiny"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp leftovers
+
+
+def test_cli_export_unknown_model_is_a_one_line_error(tmp_path, capsys):
+    assert main(["export", "onnx", "--model", "nope", "-o", str(tmp_path / "x")]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

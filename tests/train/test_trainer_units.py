@@ -1,0 +1,88 @@
+"""Units of the training loop: early stopping, splits, schedule, config, prompts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from medisam.errors import InputError, PromptError
+from medisam.models.transform import InputTransform
+from medisam.prompting import parse_strategies
+from medisam.train.config import FinetuneConfig
+from medisam.train.data import simulate_prompts, split_cases, three_way_split
+from medisam.train.trainer import EarlyStopping, make_scheduler
+
+
+def test_early_stopping_counts_epochs_without_improvement():
+    s = EarlyStopping(patience=2, min_delta=0.01)
+    assert s.step(0.5) and not s.should_stop
+    assert s.step(0.6)
+    assert not s.step(0.605)  # below min_delta
+    assert not s.should_stop
+    assert not s.step(0.59)
+    assert s.should_stop and s.best == 0.6
+    restored = EarlyStopping(patience=2)
+    restored.load_state_dict(s.state_dict())
+    assert restored.should_stop and restored.best == 0.6
+    never = EarlyStopping(patience=0)
+    never.step(1.0)
+    for _ in range(10):
+        never.step(0.0)
+    assert not never.should_stop
+
+
+def test_splits_are_by_case_disjoint_and_reproducible():
+    ids = [f"c{i}" for i in range(20)]
+    tr, va, te = three_way_split(ids, 0.2, 0.3, seed=3)
+    assert set(tr) | set(va) | set(te) == set(ids)
+    assert not (set(tr) & set(va) or set(tr) & set(te) or set(va) & set(te))
+    assert (len(tr), len(va), len(te)) == (10, 4, 6)
+    assert (tr, va, te) == three_way_split(ids, 0.2, 0.3, seed=3)
+    assert split_cases(["a"], 0.5, 0) == (["a"], [])
+
+
+def test_cosine_schedule_warms_up_and_decays():
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cfg = FinetuneConfig(data="d", output="o.pt", warmup_fraction=0.1)
+    sched = make_scheduler(opt, cfg, 100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] < lrs[9] <= 1.0 and lrs[-1] < 0.01
+    assert max(lrs) == pytest.approx(1.0, abs=0.02)
+
+
+def test_config_validation_and_round_trip(tmp_path):
+    with pytest.raises(InputError, match="unknown mode"):
+        FinetuneConfig(data="d", output="o.pt", mode="bogus")
+    with pytest.raises(InputError, match="cannot be simulated"):
+        FinetuneConfig(data="d", output="o.pt", prompt="clicks5")
+    with pytest.raises(PromptError):
+        FinetuneConfig(data="d", output="o.pt", prompt="nonsense")
+    with pytest.raises(InputError, match="unknown configuration keys: colour"):
+        FinetuneConfig.from_dict({"data": "d", "output": "o", "colour": 1})
+    cfg = FinetuneConfig(data="d", output="o.pt", mode="lora", lr=3e-4)
+    path = cfg.save(tmp_path / "c.json")
+    assert FinetuneConfig.from_dict(json.loads(path.read_text())) == cfg
+    ypath = cfg.save(tmp_path / "c.yaml")
+    assert FinetuneConfig.from_dict(FinetuneConfig.read_overlay(ypath)) == cfg
+
+
+def test_simulated_prompts_are_on_the_model_grid_and_seeded():
+    mask = np.zeros((100, 200), bool)
+    mask[20:40, 50:90] = True
+    t = InputTransform.for_image(100, 200, 256, "longest")  # scale 1.28
+    a = simulate_prompts([mask], t, parse_strategies("box"), np.random.default_rng(0))
+    assert torch.allclose(a["boxes"], torch.tensor([[50, 20, 90, 40]]) * 1.28)
+    assert a["points"] is None
+    p = simulate_prompts([mask, mask], t, parse_strategies("points2"), np.random.default_rng(1))
+    assert p["points"].shape == (2, 3, 2) and p["point_labels"][:, -1].tolist() == [-1, -1]
+    q = simulate_prompts([mask, mask], t, parse_strategies("points2"), np.random.default_rng(1))
+    assert torch.equal(p["points"], q["points"])
+    j = simulate_prompts([mask], t, parse_strategies("box-jitter20"), np.random.default_rng(2))
+    assert not torch.allclose(j["boxes"], a["boxes"])

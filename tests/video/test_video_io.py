@@ -1,0 +1,92 @@
+"""Video readers and writers: MP4/AVI, frame folders, label frames, overlay MP4, bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medisam.errors import InputError, OutputExistsError
+from medisam.io import read_image
+from medisam.io.video import (is_frame_folder, natural_key, write_label_frames, write_overlay_video,
+                              write_video)
+
+
+def test_mp4_reads_as_grey_video_with_fps(disk_mp4):
+    path, masks = disk_mp4
+    video = read_image(path)
+    assert video.is_video and not video.is_rgb and video.array.shape == (5, 64, 96)
+    assert video.array.dtype == np.uint8 and video.source["fps"] == pytest.approx(12.5)
+    assert video.source["format"] == "video" and video.num_slices == 5
+    # lossy codec, but the disk stays where it was drawn
+    assert (video.array[masks] > 150).mean() > 0.95 and (video.array[~masks] < 90).mean() > 0.95
+
+
+def test_colour_avi_stays_rgb(tmp_path, disk_frames):
+    frames, _ = disk_frames
+    frames = frames.copy()
+    frames[..., 2] = 0  # yellow disk on dark olive: not grey
+    write_video(frames, tmp_path / "c.avi", fps=10, codec="mpeg4")
+    video = read_image(tmp_path / "c.avi")
+    assert video.is_rgb and video.is_video and video.array.shape == (5, 64, 96, 3)
+    assert video.source["fps"] == pytest.approx(10)
+
+
+def test_frame_folder_is_sorted_naturally_and_told_from_dicom(tmp_path):
+    import cv2
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in (1, 2, 10):
+        cv2.imwrite(str(folder / f"f{i}.png"), np.full((6, 8), i * 10, np.uint8))
+    (folder / "README.md").write_text("notes are allowed")
+    assert is_frame_folder(folder)
+    video = read_image(folder)
+    assert video.is_video and video.array.shape == (3, 6, 8)
+    assert [int(video.array[t, 0, 0]) for t in range(3)] == [10, 20, 100]
+    assert sorted(["f10.png", "f2.png"], key=natural_key) == ["f2.png", "f10.png"]
+    (folder / "x.dcm").write_bytes(b"")
+    assert not is_frame_folder(folder)
+
+
+def test_frames_of_different_sizes_are_refused(tmp_path):
+    import cv2
+
+    for i, shape in enumerate([(6, 8), (7, 8)]):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.zeros(shape, np.uint8))
+    with pytest.raises(InputError, match="differs from the first frame"):
+        read_image(tmp_path)
+
+
+def test_16_bit_frames_keep_their_values(tmp_path):
+    import cv2
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"t{i:03d}.png"), np.full((4, 5), 1000 * (i + 1), np.uint16))
+    video = read_image(tmp_path)
+    assert video.array.dtype == np.uint16 and video.array[:, 0, 0].tolist() == [1000, 2000, 3000]
+
+
+def test_unreadable_and_empty_videos_give_one_line_errors(tmp_path):
+    (tmp_path / "bad.mp4").write_bytes(b"this is not a video" * 50)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    for name, match in (("bad.mp4", "cannot read video"), ("empty.mp4", "empty file")):
+        with pytest.raises(InputError, match=match) as err:
+            read_image(tmp_path / name)
+        assert "\n" not in str(err.value)
+
+
+def test_label_frames_round_trip_and_overlay_keeps_fps(tmp_path, disk_mp4):
+    path, masks = disk_mp4
+    video = read_image(path)
+    labels = video.as_labels(masks.astype(np.uint8) * 7)
+    out = write_label_frames(labels, tmp_path / "masks")
+    back = read_image(out)
+    assert np.array_equal(back.array, labels.array)  # PNG frames: label values exact
+    with pytest.raises(OutputExistsError):
+        write_label_frames(labels, tmp_path / "masks")
+    overlay = write_overlay_video(video, labels, tmp_path / "overlay.mp4")
+    shown = read_image(overlay)
+    assert shown.is_rgb and shown.array.shape == (5, 64, 96, 3)
+    assert shown.source["fps"] == pytest.approx(12.5)
+    with pytest.raises(OutputExistsError):
+        write_overlay_video(video, labels, overlay)

@@ -1,0 +1,86 @@
+"""``medisam propagate`` in process on small synthetic NIfTI files (tiny random model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from medisam.cli import main
+
+TINY = ["--model", "litemedsam-tiny", "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture()
+def nifti(tmp_path):
+    zz, yy, xx = np.mgrid[:5, :24, :28]
+    array = ((((yy - 12) / 6.0) ** 2 + ((xx - 14) / 6.0) ** 2 + ((zz - 2) / 2.0) ** 2 <= 1) * 200.0
+             + np.random.default_rng(1).normal(0, 5, (5, 24, 28))).astype(np.float32)
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing((0.7, 0.8, 2.5))
+    img.SetOrigin((-3.0, 4.0, 10.0))
+    img.SetDirection((0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    path = tmp_path / "vol.nii.gz"
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+def test_box3d_writes_labels_with_input_geometry(nifti, tmp_path):
+    out, overlays = tmp_path / "mask.nii.gz", tmp_path / "png"
+    rc = main(["propagate", str(nifti), "--box3d", "8,6,1,20,18,3", "--label", "4", "-o", str(out),
+               "--overlay", str(overlays)] + TINY)
+    assert rc == 0 and out.exists()
+    ref, got = sitk.ReadImage(str(nifti)), sitk.ReadImage(str(out))
+    assert got.GetSize() == ref.GetSize() and np.allclose(got.GetSpacing(), ref.GetSpacing())
+    assert np.allclose(got.GetOrigin(), ref.GetOrigin()) and np.allclose(got.GetDirection(), ref.GetDirection())
+    labels = sitk.GetArrayFromImage(got)
+    assert set(np.unique(labels)) <= {0, 4}
+    assert not labels[[0, 4]].any()  # slices outside k = 1..3 stay empty
+    with_mask = [k for k in range(5) if labels[k].any()]
+    assert sorted(p.name for p in overlays.glob("*.png")) == [f"slice_{k:04d}.png" for k in with_mask]
+    # the same output again needs --force
+    assert main(["propagate", str(nifti), "--box3d", "8,6,1,20,18,3", "-o", str(out)] + TINY) == 2
+    assert main(["propagate", str(nifti), "--box3d", "8,6,1,20,18,3", "-o", str(tmp_path / "new.nii.gz"),
+                 "--overlay", str(overlays)] + TINY) == 2  # non-empty overlay folder needs --force
+
+
+def test_slice_box_points_and_axis(tmp_path):
+    path, out = tmp_path / "small.mha", tmp_path / "m.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(2).normal(0, 1, (6, 3, 10)).astype(np.float32)),
+                    str(path))
+    rc = main(["propagate", str(path), "--slice", "1", "--box", "0,1,4,4", "--point", "2,2",
+               "--axis", "j", "-o", str(out)] + TINY)
+    assert rc == 0 and sitk.GetArrayFromImage(sitk.ReadImage(str(out))).shape == (6, 3, 10)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--box3d", "8,6,1,20,18,9"], "outside the volume"),
+    (["--box3d", "8,6,3,20,18,1"], "inverted"),
+    (["--box3d", "8,6,1,20,18"], "needs 6 numbers"),
+    (["--box3d", "8,6,1,20,18,3", "--slice", "2"], "not both"),
+    (["--slice", "2"], "needs a --box"),
+    ([], "give --box3d"),
+    (["--slice", "9", "--box", "1,1,5,5"], "out of range"),
+    (["--slice", "2", "--box", "1,1,50,5"], "outside"),
+    (["--slice", "2", "--point", "2,99"], "outside"),
+    (["--box3d", "8,6,1,20,18,3", "--axis", "q"], "axis"),
+])
+def test_bad_prompts_write_nothing(nifti, tmp_path, capsys, args, message):
+    out = tmp_path / "bad.nii.gz"
+    assert main(["propagate", str(nifti), "-o", str(out)] + args + TINY) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_2d_and_4d_inputs_are_refused(tmp_path, capsys):
+    png = tmp_path / "img.png"
+    import cv2
+
+    cv2.imwrite(str(png), np.zeros((16, 16), np.uint8))
+    out = tmp_path / "o.nii.gz"
+    assert main(["propagate", str(png), "--slice", "0", "--box", "1,1,5,5", "-o", str(out)] + TINY) == 2
+    assert "medisam segment" in capsys.readouterr().err and not out.exists()
+    four = sitk.JoinSeries([sitk.GetImageFromArray(np.zeros((3, 8, 8), np.float32))] * 2)
+    path4 = tmp_path / "four.nii.gz"
+    sitk.WriteImage(four, str(path4))
+    assert main(["propagate", str(path4), "--box3d", "1,1,0,5,5,2", "-o", str(out)] + TINY) == 2
+    assert "channel" in capsys.readouterr().err and not out.exists()
