@@ -27,6 +27,11 @@ class DecoderOutput:
     iou: torch.Tensor
 
 
+def _is_uint8_valued(image: np.ndarray) -> bool:
+    """True when every value is an integer in 0..255 (an 8-bit image carried as float)."""
+    return bool(image.min() >= 0 and image.max() <= 255 and np.array_equal(image, np.floor(image)))
+
+
 class PromptableModel:
     """A loaded SAM-family model with its preprocessing.
 
@@ -73,8 +78,10 @@ class PromptableModel:
         h, w = image.shape[:2]
         t = InputTransform.for_image(h, w, self.spec.input_size, self.spec.resize)
         rh, rw = t.resized_hw
-        resized = t.resize_image(np.ascontiguousarray(image, dtype=np.float32),
-                                 self.spec.interpolation)[:rh, :rw]
+        pixels = np.ascontiguousarray(image, dtype=np.float32)
+        if _is_uint8_valued(pixels):  # the published pipeline resizes the uint8 image
+            pixels = pixels.astype(np.uint8)
+        resized = t.resize_image(pixels, self.spec.interpolation)[:rh, :rw].astype(np.float32)
         if self.spec.intensity == "minmax":
             lo, hi = float(resized.min()), float(resized.max())
             resized = (resized - lo) / max(hi - lo, 1e-8)

@@ -38,7 +38,7 @@ def register(spec: ModelSpec) -> ModelSpec:
 register(ModelSpec(
     name="litemedsam", family="litemedsam", builder=litemedsam.build_litemedsam, input_size=256,
     resize="longest", intensity="minmax", interpolation="area", checkpoint_file="lite_medsam.pth",
-    sha256=litemedsam.LITEMEDSAM_SHA256, bundled=True, licence="Apache-2.0",
+    sha256=litemedsam.LITEMEDSAM_SHA256, bundled=True, licence="Apache-2.0", integer_boxes=True,
     paper="MedSAM on Laptop (CVPR 2024 challenge baseline), " + MEDSAM_PAPER,
     description="TinyViT distilled from MedSAM; 256 px; bundled weights, works offline"))
 for _variant, _file in (("b", "sam_vit_b_01ec64.pth"), ("l", "sam_vit_l_0b3195.pth"),

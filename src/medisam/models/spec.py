@@ -48,3 +48,6 @@ class ModelSpec:
     paper: str = ""
     is_test_model: bool = False
     description: str = ""
+    #: Round box coordinates down to whole model-grid pixels, as LiteMedSAM's published
+    #: training and inference do (``int(coord * 256 / max(H, W))``).
+    integer_boxes: bool = False

@@ -148,15 +148,13 @@ class Predictor:
         boxes_t = None
         if box is not None:
             b = Box.of(box).check_inside(h, w)
-            boxes_t = torch.from_numpy(t.coords_to_model(b.as_array())[None]).to(dev)
+            boxes_t = torch.from_numpy(self._box_to_model(b.as_array()[None], t)).to(dev)
         points_t = None
         if points is not None:
             p = Points.of(points).check_inside(h, w)
             coords = torch.from_numpy(t.coords_to_model(p.coords)[None]).to(dev)
             labels = torch.from_numpy(p.labels[None]).to(dev)
-            if boxes_t is None:  # SAM pads point-only prompts with a "not a point"
-                coords = torch.cat([coords, torch.zeros(1, 1, 2, device=dev)], dim=1)
-                labels = torch.cat([labels, -torch.ones(1, 1, dtype=labels.dtype, device=dev)], dim=1)
+            # point-only prompts: SAM's prompt encoder adds the "not a point" pad itself
             points_t = (coords, labels)
         mask_t = None
         if mask is not None:
@@ -176,9 +174,14 @@ class Predictor:
         if len(boxes) == 0:
             raise PromptError("predict_batch needs at least one box")
         arr = np.stack([Box.of(b).check_inside(h, w).as_array() for b in boxes])
-        boxes_t = torch.from_numpy(current.transform.coords_to_model(arr)).to(self.model.device)
+        boxes_t = torch.from_numpy(self._box_to_model(arr, current.transform)).to(self.model.device)
         out = self.model.decode(current.embedding, boxes=boxes_t, multimask=False)
         return self._finish(out.low_res_logits[:, 0], out.iou[:, 0])
+
+    def _box_to_model(self, boxes: np.ndarray, transform) -> np.ndarray:
+        """``(B, 4)`` XYXY pixel boxes -> model grid (floored where the model was trained so)."""
+        scaled = transform.coords_to_model(boxes)
+        return np.floor(scaled) if self.model.spec.integer_boxes else scaled
 
     def logits_to_masks(self, low_res: torch.Tensor) -> np.ndarray:
         """``(N, L, L)`` low-res logits -> ``(N, H, W)`` bool masks on the original grid."""
