@@ -98,7 +98,7 @@ def test_box_strategy_equals_segment_image(tiny_model):
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from conftest import disk_image
+    from tests.conftest import disk_image
 
     from medisam.io import MedicalImage
     from medisam.predict import Predictor
