@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
+if not hasattr(slicer, "vtkMRMLScene"):  # another PyPI package is also called "slicer"
+    pytest.skip("slicer-core (3D Slicer MRML) is not installed", allow_module_level=True)
 pytest.importorskip("fastapi")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "slicer" / "MedisamSegment"))
