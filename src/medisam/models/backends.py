@@ -31,6 +31,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from medisam.errors import ModelError
@@ -363,3 +364,19 @@ def backend_table():
         table.add_row(backend, version or f"not installed (pip install 'medisam[{extra}]')", precisions,
                       "yes" if backend == auto_backend else "")
     return table
+
+
+def decoder_feeds(embedding: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor] | None,
+                  boxes: torch.Tensor | None, mask_input: torch.Tensor | None,
+                  mask_size: int) -> dict[str, np.ndarray]:
+    """Inputs of the exported prompt-encoder+decoder graph (shared by ONNX Runtime and OpenVINO)."""
+    coords, labels = prompts_to_points(points, boxes)
+    if mask_input is None:
+        mask = np.zeros((1, 1, mask_size, mask_size), dtype=np.float32)
+        has_mask = np.zeros(1, dtype=np.float32)
+    else:
+        mask = mask_input.detach().float().cpu().numpy()
+        has_mask = np.ones(1, dtype=np.float32)
+    return {"image_embeddings": embedding.detach().float().cpu().numpy(),
+            "point_coords": coords.numpy(), "point_labels": labels.numpy(),
+            "mask_input": mask, "has_mask_input": has_mask}

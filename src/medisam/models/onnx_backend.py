@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from medisam.errors import ModelError, require
-from medisam.models.backends import cached_export, prompts_to_points, quantized_encoder, select_masks
+from medisam.models.backends import cached_export, decoder_feeds, quantized_encoder, select_masks
 from medisam.models.promptable import DecoderOutput, PromptableModel
 
 log = logging.getLogger(__name__)
@@ -115,17 +115,7 @@ class OnnxModel(PromptableModel):
     def decode(self, embedding: torch.Tensor, *, points: tuple[torch.Tensor, torch.Tensor] | None = None,
                boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
                multimask: bool = False) -> DecoderOutput:
-        coords, labels = prompts_to_points(points, boxes)
-        size = self.mask_input_size
-        if mask_input is None:
-            mask = np.zeros((1, 1, size, size), dtype=np.float32)
-            has_mask = np.zeros(1, dtype=np.float32)
-        else:
-            mask = mask_input.detach().float().cpu().numpy()
-            has_mask = np.ones(1, dtype=np.float32)
-        low_res, iou = self.decoder_session.run(None, {
-            "image_embeddings": embedding.detach().float().cpu().numpy(),
-            "point_coords": coords.numpy(), "point_labels": labels.numpy(),
-            "mask_input": mask, "has_mask_input": has_mask})
+        low_res, iou = self.decoder_session.run(
+            None, decoder_feeds(embedding, points, boxes, mask_input, self.mask_input_size))
         return select_masks(torch.from_numpy(low_res).to(self.device),
                             torch.from_numpy(iou).to(self.device), multimask)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from medisam.errors import ModelError, require
-from medisam.models.backends import cached_export, prompts_to_points, select_masks
+from medisam.models.backends import cached_export, decoder_feeds, select_masks
 from medisam.models.promptable import DecoderOutput, PromptableModel
 
 log = logging.getLogger(__name__)
@@ -60,18 +60,8 @@ class OpenVinoModel(PromptableModel):
     def decode(self, embedding: torch.Tensor, *, points: tuple[torch.Tensor, torch.Tensor] | None = None,
                boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
                multimask: bool = False) -> DecoderOutput:
-        coords, labels = prompts_to_points(points, boxes)
-        size = self.mask_input_size
-        if mask_input is None:
-            mask = np.zeros((1, 1, size, size), dtype=np.float32)
-            has_mask = np.zeros(1, dtype=np.float32)
-        else:
-            mask = mask_input.detach().float().cpu().numpy()
-            has_mask = np.ones(1, dtype=np.float32)
-        result = self._dec_request.infer({
-            "image_embeddings": embedding.detach().float().cpu().numpy(),
-            "point_coords": coords.numpy(), "point_labels": labels.numpy(),
-            "mask_input": mask, "has_mask_input": has_mask})
+        result = self._dec_request.infer(
+            decoder_feeds(embedding, points, boxes, mask_input, self.mask_input_size))
         low_res = torch.from_numpy(np.array(result[self._decoder.output(0)], copy=True))
         iou = torch.from_numpy(np.array(result[self._decoder.output(1)], copy=True))
         return select_masks(low_res, iou, multimask)
