@@ -16,6 +16,20 @@ class InputError(MedisamError):
     """A file, array or prompt that cannot be used (missing, corrupt, wrong shape, NaN...)."""
 
 
+class ImageTooLargeError(InputError):
+    """An image with more voxels than the configured limit (checked from the header).
+
+    Attributes:
+        voxels: the image's voxel count (times channels).
+        limit: the limit it exceeded.
+    """
+
+    def __init__(self, message: str, voxels: int = 0, limit: int = 0):
+        super().__init__(message)
+        self.voxels = voxels
+        self.limit = limit
+
+
 class PromptError(InputError):
     """A prompt that is malformed or lies outside the image."""
 

@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image
 
-from medisam.errors import InputError
+from medisam.errors import ImageTooLargeError, InputError
 from medisam.io import read_image
 
 
@@ -85,6 +85,9 @@ def test_max_voxels_checked_from_header(tmp_path):
     # a gzip NIfTI: header read without decompressing the whole volume
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((20, 30, 40), np.int16)), str(tmp_path / "v.nii.gz"))
     _raises(tmp_path / "v.nii.gz", "24000 voxels", max_voxels=1000)
+    with pytest.raises(ImageTooLargeError) as info:  # its own class, so callers need not parse text
+        read_image(tmp_path / "v.nii.gz", max_voxels=1000)
+    assert (info.value.voxels, info.value.limit) == (24000, 1000)
     assert read_image(tmp_path / "v.nii.gz", max_voxels=None).array.shape == (20, 30, 40)
     assert read_image(tmp_path / "v.nii.gz", max_voxels=0).array.shape == (20, 30, 40)
 

@@ -12,14 +12,14 @@ from typing import Sequence
 
 import numpy as np
 
-from medisam.errors import InputError
+from medisam.errors import ImageTooLargeError, InputError
 
 #: Largest image (voxels x channels) read by default: 2**28 voxels, about 1 GiB as float32.
 DEFAULT_MAX_VOXELS: int = 2**28
 
 
 def check_size(shape: Sequence[int], path: str | Path, max_voxels: int | None) -> None:
-    """Raise ``InputError`` if ``shape`` has a zero-size axis or more than ``max_voxels`` elements.
+    """Raise ``InputError`` for a zero-size axis, ``ImageTooLargeError`` above ``max_voxels`` elements.
 
     ``max_voxels`` of ``None`` or ``0`` disables the limit.
     """
@@ -28,9 +28,10 @@ def check_size(shape: Sequence[int], path: str | Path, max_voxels: int | None) -
         raise InputError(f"{path}: empty image (shape {shape})")
     n = math.prod(shape)
     if max_voxels and n > max_voxels:
-        raise InputError(
+        raise ImageTooLargeError(
             f"{path}: image has {n} voxels (shape {shape}), more than the limit of {max_voxels}; "
-            "pass max_voxels=None / --max-voxels 0 to read it anyway"
+            "pass max_voxels=None / --max-voxels 0 to read it anyway",
+            voxels=n, limit=int(max_voxels),
         )
 
 

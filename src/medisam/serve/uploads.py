@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
-from medisam.errors import InputError
+from medisam.errors import ImageTooLargeError, InputError
 from medisam.io import READERS, MedicalImage, read_image
 from medisam.io.registry import file_extension
 
@@ -140,10 +140,10 @@ def read_upload(path: Path, workdir: Path, *, max_voxels: int, max_members: int,
             target = known[0] if len(files) == 1 and known else workdir / "unzipped"
             return read_image(target, max_voxels=max_voxels, modality=modality)
         return read_image(path, max_voxels=max_voxels, modality=modality)
+    except ImageTooLargeError as exc:
+        raise UploadTooLarge(f"upload: image has {exc.voxels} voxels, more than the limit of {exc.limit} "
+                             "set by this server") from None
     except InputError as exc:
         msg = str(exc).replace(str(workdir.resolve()) + "/", "").replace(str(workdir) + "/", "")
         msg = msg.replace(str(workdir.resolve()), "upload").replace(str(workdir), "upload")
-        if "voxels" in msg and "more than the limit" in msg:  # medisam.io.limits.check_size
-            msg = msg.split("; pass max_voxels")[0] + " set by this server"
-            raise UploadTooLarge(msg) from None
         raise type(exc)(msg) from None
