@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests import dicom_factory
+
 TOKEN = "test-token-0123456789"
 
 
@@ -35,40 +37,7 @@ def ct_volume(shape: tuple[int, int, int] = (6, 48, 48)) -> np.ndarray:
 
 def write_ct_series(folder: Path, hu: np.ndarray, spacing=(0.8, 0.8, 2.5), origin=(-100.0, -120.0, 50.0)) -> list[Path]:
     """A minimal, valid CT series (one file per slice) for DICOM upload/DICOM-SEG tests."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir(parents=True, exist_ok=True)
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    stored = np.rint(hu + 1024).astype(np.int16)
-    paths = []
-    for k in range(hu.shape[0]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Patient", "P1", "", "O"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = (
-            "20240101", "120000", "1", "", "")
-        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 3, k + 1
-        ds.Manufacturer, ds.PositionReferenceIndicator = "medisam-test", ""
-        ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + k * spacing[2]]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing = [spacing[1], spacing[0]]
-        ds.SliceThickness = spacing[2]
-        ds.Rows, ds.Columns = hu.shape[1], hu.shape[2]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleSlope, ds.RescaleIntercept = 1.0, -1024.0
-        ds.PixelData = stored[k].tobytes()
-        path = folder / f"IM{k:04d}"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
+    return dicom_factory.write_ct_series(folder, hu, spacing=spacing, origin=origin)[1]
 
 
 def zip_bytes(members: dict[str, bytes], symlinks: tuple[str, ...] = ()) -> bytes:

@@ -1,0 +1,66 @@
+"""Synthetic DICOM CT series for the io, server and app tests (one writer for all)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+
+
+def write_ct_series(
+    folder: Path,
+    hu: np.ndarray,
+    *,
+    slope: float = 1.0,
+    intercept: float = -1024.0,
+    spacing: tuple[float, float, float] = (0.75, 0.8, 2.5),
+    origin: tuple[float, float, float] = (-100.0, -120.0, 50.0),
+    description: str = "synthetic CT",
+    seed: int = 0,
+) -> tuple[str, list[Path]]:
+    """Write ``hu`` (Z, Y, X) as a CT series, one file per slice, with shuffled file names.
+
+    Returns (SeriesInstanceUID, file paths ordered by slice index k).
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    stored = np.rint((hu - intercept) / slope).astype(np.int16)
+    order = list(range(hu.shape[0]))
+    random.Random(seed).shuffle(order)  # file names do not follow slice order
+    paths: list[Path] = [None] * hu.shape[0]  # type: ignore[list-item]
+    for name_idx, k in enumerate(order):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Patient", "P1", "", "O"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = (
+            "20240101", "120000", "1", "", "")
+        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 3, k + 1
+        ds.SeriesDescription = description
+        ds.Manufacturer, ds.PositionReferenceIndicator = "medisam-test", ""
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.KVP = 120
+        ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + k * spacing[2]]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [spacing[1], spacing[0]]  # DICOM: row spacing (y), column spacing (x)
+        ds.SliceThickness = spacing[2]
+        ds.Rows, ds.Columns = hu.shape[1], hu.shape[2]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = slope, intercept, "HU"
+        ds.PixelData = stored[k].tobytes()
+        path = folder / f"IM{name_idx:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths[k] = path
+    return series, paths
