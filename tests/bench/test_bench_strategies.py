@@ -131,3 +131,13 @@ def test_clicks_and_everything_run_on_a_model(tiny_model):
     out = every.run(pred, mask, np.random.default_rng(0))[0]
     assert out.prompt["candidates"] > 0
     assert out.mask.shape == mask.shape
+
+
+def test_everything_thresholds_from_the_name():
+    s = parse_strategy("everything8-iou0.5-stab0.8")
+    assert (s.config.points_per_side, s.config.pred_iou_thresh, s.config.stability_score_thresh) == (8, 0.5, 0.8)
+    assert s.name == "everything8-iou0.5-stab0.8"
+    assert parse_strategy("everything-stab.7").config.stability_score_thresh == 0.7
+    assert parse_strategy("everything").config.pred_iou_thresh == 0.88  # SAM's defaults kept
+    with pytest.raises(PromptError):
+        parse_strategy("everything-iou")

@@ -144,36 +144,32 @@ def _plots(df, fin, outdir: Path) -> list[str]:
 
     curve = click_curve(df)
     if curve is not None:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for (model, strat), sub in curve.groupby(["model", "strategy"]):
-            ax.errorbar(sub["click"], sub["dsc_mean"], yerr=sub["dsc_std"] / sub["n"].clip(lower=1) ** 0.5,
-                        marker="o", capsize=3, label=f"{model} {strat}")
-        ax.set_xlabel("clicks")
-        ax.set_ylabel("mean Dice (± s.e.)")
-        ax.set_ylim(0, 1)
-        ax.set_title("Dice versus clicks")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(outdir / "dice_vs_clicks.png", dpi=110)
-        plt.close(fig)
+        _errorbar_plot(plt, curve, ["model", "strategy"], "click", "clicks", "Dice versus clicks",
+                       outdir / "dice_vs_clicks.png")
         written.append("dice_vs_clicks.png")
-
     jit = jitter_table(df)
     if jit is not None:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for model, sub in jit.groupby("model"):
-            ax.errorbar(sub["jitter_pct"], sub["dsc_mean"], yerr=sub["dsc_std"] / sub["n"].clip(lower=1) ** 0.5,
-                        marker="o", capsize=3, label=model)
-        ax.set_xlabel("box jitter (% of box size)")
-        ax.set_ylabel("mean Dice (± s.e.)")
-        ax.set_ylim(0, 1)
-        ax.set_title("Box jitter sensitivity")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(outdir / "jitter_sensitivity.png", dpi=110)
-        plt.close(fig)
+        _errorbar_plot(plt, jit, ["model"], "jitter_pct", "box jitter (% of box size)",
+                       "Box jitter sensitivity", outdir / "jitter_sensitivity.png")
         written.append("jitter_sensitivity.png")
     return written
+
+
+def _errorbar_plot(plt, table, group: list[str], x: str, xlabel: str, title: str, path: Path) -> None:
+    """Mean Dice (± standard error) against column ``x``, one line per ``group`` value."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, sub in table.groupby(group):
+        label = " ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+        ax.errorbar(sub[x], sub["dsc_mean"], yerr=sub["dsc_std"] / sub["n"].clip(lower=1) ** 0.5,
+                    marker="o", capsize=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("mean Dice (± s.e.)")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------ report
