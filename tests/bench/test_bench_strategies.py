@@ -138,6 +138,8 @@ def test_everything_thresholds_from_the_name():
     assert (s.config.points_per_side, s.config.pred_iou_thresh, s.config.stability_score_thresh) == (8, 0.5, 0.8)
     assert s.name == "everything8-iou0.5-stab0.8"
     assert parse_strategy("everything-stab.7").config.stability_score_thresh == 0.7
+    single = parse_strategy("everything4-single-iou0.3")
+    assert (single.config.multimask, single.name) == (False, "everything4-single-iou0.3")
     assert parse_strategy("everything").config.pred_iou_thresh == 0.88  # SAM's defaults kept
     with pytest.raises(PromptError):
         parse_strategy("everything-iou")

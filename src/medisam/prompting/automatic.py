@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AutoMaskConfig:
-    """Parameters of automatic mask generation (SAM's defaults except ``points_per_side``)."""
+    """Parameters of automatic mask generation (SAM's defaults except ``points_per_side``).
+
+    ``multimask=False`` decodes only the single-mask output per point: LiteMedSAM was trained
+    with box prompts and its three multimask outputs are untrained (near-empty masks with
+    predicted IoU below 0.25), so SAM's multimask grid keeps nothing with it.
+    """
 
     points_per_side: int = 16
     points_per_batch: int = 64
@@ -38,6 +43,7 @@ class AutoMaskConfig:
     stability_score_offset: float = 1.0
     box_nms_thresh: float = 0.7
     min_mask_area: int = 0
+    multimask: bool = True
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ def generate_masks(predictor: Predictor, config: AutoMaskConfig = AutoMaskConfig
         pts = points_xy[start:start + config.points_per_batch]
         coords = torch.from_numpy(transform.coords_to_model(pts)[:, None, :]).to(model.device)
         labels = torch.ones(len(pts), 1, dtype=torch.int64, device=model.device)
-        out = model.decode(embedding, points=(coords, labels), multimask=True)
+        out = model.decode(embedding, points=(coords, labels), multimask=config.multimask)
         logits = out.low_res_logits.flatten(0, 1).float()  # (B*3, L, L)
         iou = out.iou.flatten(0, 1).float()
         pts_rep = np.repeat(pts, out.low_res_logits.shape[1], axis=0)
@@ -98,7 +104,7 @@ def generate_masks(predictor: Predictor, config: AutoMaskConfig = AutoMaskConfig
     masks = predictor.logits_to_masks(logits[order].to(model.device))
     areas = masks.reshape(len(masks), -1).sum(1)
     sel = areas > config.min_mask_area
-    log.info("automatic masks: %d of %d grid points x 3 kept", int(sel.sum()), len(points_xy))
+    log.info("automatic masks: %d kept from %d grid points", int(sel.sum()), len(points_xy))
     return AutoMasks(masks[sel], iou[order].numpy()[sel], stab[order].numpy()[sel], pts[order.numpy()][sel])
 
 

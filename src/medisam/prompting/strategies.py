@@ -22,8 +22,9 @@ Names (case-insensitive):
 ``clicksN``        centre point, then up to N-1 correction clicks (Dice versus clicks)
 ``box-clicksN``    tight box, then N correction clicks on top of it (click 0 = box only)
 ``everything``     automatic grid of points (``everythingS``: S x S, default 16) -> best mask;
-                   ``-iouT`` / ``-stabT`` set the predicted-IoU / stability filters (SAM's
-                   0.88 / 0.95 by default; LiteMedSAM needs lower, e.g. ``everything-iou0.5-stab0.8``)
+                   ``-single`` decodes one mask per point instead of three (LiteMedSAM's
+                   multimask outputs are untrained); ``-iouT`` / ``-stabT`` set the predicted-IoU /
+                   stability filters (SAM's 0.88 / 0.95 by default)
 ``box3d``          3D bounding box -> key-slice box propagated through the volume
 ``keyslice``       tight 2D box on the slice of largest area, propagated through the volume
 =================  ==========================================================================
@@ -222,6 +223,8 @@ class EverythingStrategy(Strategy):
         self.config = AutoMaskConfig(points_per_side=points_per_side, **config)
         defaults = AutoMaskConfig()
         self.name = "everything" if points_per_side == 16 else f"everything{points_per_side}"
+        if not self.config.multimask:
+            self.name += "-single"
         if self.config.pred_iou_thresh != defaults.pred_iou_thresh:
             self.name += f"-iou{self.config.pred_iou_thresh:g}"
         if self.config.stability_score_thresh != defaults.stability_score_thresh:
@@ -253,16 +256,17 @@ _PATTERNS: list[tuple[str, Any]] = [
     (r"points(\d+)neg(\d+)", lambda m: PointsStrategy(int(m[1]), int(m[2]))),
     (r"clicks(\d+)", lambda m: ClicksStrategy(int(m[1]))),
     (r"box-clicks(\d+)", lambda m: ClicksStrategy(int(m[1]), start="box")),
-    (r"everything(\d+)?(?:-iou(\d*\.?\d+))?(?:-stab(\d*\.?\d+))?", lambda m: EverythingStrategy(
+    (r"everything(\d+)?(-single)?(?:-iou(\d*\.?\d+))?(?:-stab(\d*\.?\d+))?", lambda m: EverythingStrategy(
         int(m[1]) if m[1] else 16,
-        **({"pred_iou_thresh": float(m[2])} if m[2] else {}),
-        **({"stability_score_thresh": float(m[3])} if m[3] else {}))),
+        **({"multimask": False} if m[2] else {}),
+        **({"pred_iou_thresh": float(m[3])} if m[3] else {}),
+        **({"stability_score_thresh": float(m[4])} if m[4] else {}))),
     (r"box3d", lambda m: _volume_strategy("box3d")),
     (r"keyslice", lambda m: _volume_strategy("keyslice")),
 ]
 
 STRATEGY_NAMES = ("box", "box-jitterP", "point", "pointsK", "pointsKnegM", "clicksN", "box-clicksN",
-                  "everything[S][-iouT][-stabT]", "box3d", "keyslice")
+                  "everything[S][-single][-iouT][-stabT]", "box3d", "keyslice")
 
 
 def _volume_strategy(name: str) -> Strategy:
