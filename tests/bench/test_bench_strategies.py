@@ -131,6 +131,10 @@ def test_clicks_and_everything_run_on_a_model(tiny_model):
     out = every.run(pred, mask, np.random.default_rng(0))[0]
     assert out.prompt["candidates"] > 0
     assert out.mask.shape == mask.shape
+    single = EverythingStrategy(4, multimask=False, pred_iou_thresh=-1e9, stability_score_thresh=-1e9,
+                                box_nms_thresh=1.0)
+    n_single = single.run(pred, mask, np.random.default_rng(0))[0].prompt["candidates"]
+    assert 0 < n_single <= 16  # at most one mask per grid point (4 x 4)
 
 
 def test_everything_thresholds_from_the_name():
