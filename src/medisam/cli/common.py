@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from medisam.errors import InputError, OutputExistsError
+from medisam.errors import InputError, ModelError, OutputExistsError
 
 ModelOpt = typer.Option("litemedsam", "--model", "-m", help="Model name (see `medisam models`).")
 CheckpointOpt = typer.Option(None, "--checkpoint", help="Weights file (default: bundled / $MEDISAM_WEIGHTS).")
@@ -16,6 +16,11 @@ ForceOpt = typer.Option(False, "--force", help="Overwrite existing outputs.")
 WindowOpt = typer.Option(None, "--window", help="CT window preset (abdomen, liver, lung, bone, brain, "
                                                 "mediastinum, soft_tissue) or WIDTH,LEVEL.")
 MaxVoxelsOpt = typer.Option(None, "--max-voxels", help="Refuse inputs larger than this (0 = no limit).")
+BackendOpt = typer.Option("torch", "--backend", help="Inference backend: torch, onnx, openvino, or auto "
+                                                     "(the fastest measured here; see `medisam models --backends`).")
+PrecisionOpt = typer.Option("fp32", "--precision", help="fp32, bf16 (CPU with AVX512_BF16/AMX, or CUDA), "
+                                                        "fp16 (CUDA) or int8 (onnx encoder).")
+ThreadsOpt = typer.Option(None, "--threads", help="CPU threads (default $MEDISAM_THREADS or all available).")
 
 
 def parse_numbers(text: str, count: int | tuple[int, ...], what: str) -> list[float]:
@@ -53,6 +58,29 @@ def read_options(max_voxels: Optional[int]) -> dict:
     if max_voxels is None:
         return {}
     return {"max_voxels": None if max_voxels == 0 else max_voxels}
+
+
+def model_options(backend: str, precision: str, threads: Optional[int]) -> dict:
+    """``--backend/--precision/--threads`` -> ``load_model`` keyword arguments.
+
+    Checked before any input is read, so a typo fails at once with a one-line error.
+    """
+    from medisam.models.backends import BACKENDS
+    from medisam.models.precision import PRECISIONS
+
+    if backend not in (*BACKENDS, "auto"):
+        raise ModelError(f"unknown --backend {backend!r}; choose one of {', '.join(BACKENDS)} or auto")
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown --precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be >= 1, got {threads}")
+    return {"backend": backend, "precision": precision, "threads": threads}
+
+
+def describe_model(model) -> str:
+    """One line naming the model and how it runs (backend, precision, device)."""
+    return (f"model {model.name}: backend {getattr(model, 'backend', 'torch')}, "
+            f"precision {getattr(model, 'precision', 'fp32')}, device {model.device}")
 
 
 def check_output(path: Path, force: bool) -> Path:

@@ -30,13 +30,25 @@ def orientation_code(direction: tuple[float, ...], ndim: int) -> str:
 
 
 def info(
-    input: Path = typer.Argument(..., help="Image, volume, DICOM file/folder, npz or video."),
+    input: Optional[Path] = typer.Argument(None, help="Image, volume, DICOM file/folder, npz or video."),
     series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID when a folder holds several."),
     max_voxels: Optional[int] = common.MaxVoxelsOpt,
+    backends: bool = typer.Option(False, "--backends", help="Print the inference backends installed, the "
+                                  "precisions this machine runs and what --backend auto picks."),
 ) -> None:
-    """Print what medisam reads from a file, in its axis convention."""
+    """Print what medisam reads from a file, in its axis convention (and/or the backends here)."""
     from medisam.io import read_image
 
+    if backends:
+        from rich.console import Console
+
+        from medisam.models.backends import backend_table
+
+        Console(width=200).print(backend_table())
+        if input is None:
+            return
+    if input is None:
+        raise common.InputError("give a file to describe, or --backends")
     image = read_image(input, series_uid=series, **common.read_options(max_voxels))
     a = image.array
     lines = {

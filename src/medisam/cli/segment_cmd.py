@@ -26,6 +26,9 @@ def segment(
     model: str = common.ModelOpt,
     checkpoint: Optional[Path] = common.CheckpointOpt,
     device: str = common.DeviceOpt,
+    backend: str = common.BackendOpt,
+    precision: str = common.PrecisionOpt,
+    threads: Optional[int] = common.ThreadsOpt,
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write an overlay PNG for people."),
     max_voxels: Optional[int] = common.MaxVoxelsOpt,
     force: bool = common.ForceOpt,
@@ -37,6 +40,7 @@ def segment(
     from medisam.predict import Predictor
     from medisam.predict.segment import segment_image
 
+    runtime = common.model_options(backend, precision, threads)
     boxes = [common.parse_box(b) for b in box]
     points = [common.parse_point(p) for p in point] or None
     win = common.parse_window(window)
@@ -46,7 +50,10 @@ def segment(
     image = read_image(input, series_uid=series, **common.read_options(max_voxels))
     if image.is_volume and slice is None:
         raise common.InputError(f"{input} is a volume of {image.spatial_shape} (Z,Y,X): pass --slice K")
-    predictor = Predictor(load_model(model, checkpoint=checkpoint, device=device))
+    net = load_model(model, checkpoint=checkpoint, device=device, **runtime)
+    if (backend, precision, threads) != ("torch", "fp32", None):
+        typer.echo(common.describe_model(net), err=True)
+    predictor = Predictor(net)
     labels = segment_image(predictor, image, boxes, points, slice=slice, window=win, axis=axis)
     written = write_mask(labels, output, reference=image, force=force)
     n = int((labels.array > 0).sum())

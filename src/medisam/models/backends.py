@@ -304,6 +304,95 @@ def quantized_encoder(folder: Path) -> Path:
     return target
 
 
+#: Bumped whenever :mod:`medisam.models.fast_decoder` changes the graph it exports.
+FAST_DECODER_VERSION = 2
+
+
+def fast_decoder_enabled() -> bool:
+    """False when ``$MEDISAM_FAST_DECODER=0`` (run the exported decoder graph as is)."""
+    return os.environ.get("MEDISAM_FAST_DECODER", "1") != "0"
+
+
+def fast_decoder(model: PromptableModel, folder: Path) -> Path | None:
+    """``decoder.fast.v<N>.onnx`` in the export folder: the folded prompt decoder for box/point
+    prompts (see :mod:`medisam.models.fast_decoder`), written once after checking it against
+    the torch decoder. None when disabled or when the check or the export fails (the
+    backends then use ``decoder.onnx`` for every prompt)."""
+    if not fast_decoder_enabled():
+        return None
+    target = folder / f"decoder.fast.v{FAST_DECODER_VERSION}.onnx"
+    if target.is_file():
+        return target
+    import warnings
+
+    from medisam.models.fast_decoder import FastPromptDecoderGraph, check_equivalent
+
+    tmp = folder / f".decoder.fast.{os.getpid()}.onnx"
+    try:
+        net = model.net.cpu().eval()
+        size = model.spec.input_size
+        worst = check_equivalent(net, size)
+        side = int(net.prompt_encoder.image_embedding_size[0])
+        args = (torch.zeros(1, side * side, 256), torch.tensor([[[10.0, 10.0], [50.0, 60.0]]]),
+                torch.tensor([[2.0, 3.0]]))
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(FastPromptDecoderGraph(net, size).eval(), args, str(tmp),
+                              input_names=["image_tokens", "point_coords", "point_labels"],
+                              output_names=["blocked_logits", "iou_predictions"],
+                              dynamic_axes={"point_coords": {0: "num_prompts", 1: "num_points"},
+                                            "point_labels": {0: "num_prompts", 1: "num_points"},
+                                            "blocked_logits": {0: "num_prompts"},
+                                            "iou_predictions": {0: "num_prompts"}},
+                              opset_version=17, do_constant_folding=True, dynamo=False)
+        os.replace(tmp, target)
+        log.info("fast decoder for %s written to %s (max diff vs torch %.1e)", model.spec.name, target, worst)
+        return target
+    except Exception as exc:  # never fatal: the exported decoder still works
+        log.warning("fast decoder unavailable for %s (%s); using decoder.onnx", model.spec.name, exc)
+        return None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class FastDecoderInputs:
+    """Feeds of the fast decoder graph; keeps the channels-last tokens of the last embedding,
+    so several prompts on one image (interactive clicks, the boxes of a propagation step)
+    transpose it once."""
+
+    def __init__(self):
+        import threading
+
+        self._lock = threading.Lock()
+        self._embedding: torch.Tensor | None = None  # held, so its identity cannot be reused
+        self._version = -1
+        self._tokens: np.ndarray | None = None
+
+    def tokens(self, embedding: torch.Tensor) -> np.ndarray:
+        from medisam.models.fast_decoder import image_tokens
+
+        with self._lock:  # servers decode from several threads
+            if embedding is not self._embedding or embedding._version != self._version:
+                self._tokens = image_tokens(embedding.detach().float().cpu().numpy())
+                self._embedding, self._version = embedding, embedding._version
+            return self._tokens  # type: ignore[return-value]
+
+    def feeds(self, embedding: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor] | None,
+              boxes: torch.Tensor | None) -> dict[str, np.ndarray]:
+        coords, labels = prompts_to_points(points, boxes)
+        return {"image_tokens": self.tokens(embedding), "point_coords": coords.numpy(),
+                "point_labels": labels.numpy()}
+
+
+def fast_outputs(blocked: np.ndarray, iou: np.ndarray, multimask: bool) -> DecoderOutput:
+    """The fast graph's blocked logits -> :class:`DecoderOutput` of the masks asked for."""
+    from medisam.models.fast_decoder import unshuffle_masks
+
+    keep = slice(1, None) if multimask else slice(0, 1)
+    return DecoderOutput(torch.from_numpy(unshuffle_masks(blocked, keep)),
+                         torch.from_numpy(np.array(iou[:, keep], dtype=np.float32)))
+
+
 def prompts_to_points(points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None,
                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """SAM's prompt encoder inputs as one point list, exactly as ``PromptEncoder.forward``.

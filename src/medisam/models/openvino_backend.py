@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from medisam.errors import ModelError, require
-from medisam.models.backends import cached_export, decoder_feeds, select_masks
+from medisam.models.backends import FastDecoderInputs, cached_export, decoder_feeds, fast_decoder, fast_outputs, select_masks
 from medisam.models.promptable import DecoderOutput, PromptableModel
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,16 @@ class OpenVinoModel(PromptableModel):
         self._decoder = core.compile_model(str(self.export_dir / "decoder.onnx"), "CPU", config)
         self._enc_request = self._encoder.create_infer_request()
         self._dec_request = self._decoder.create_infer_request()
+        #: box/point prompts without a mask prompt run the fast decoder (None: not available)
+        self._fast_decoder, self._fast_request = None, None
+        self._fast_inputs = FastDecoderInputs()
+        fast = fast_decoder(base, self.export_dir)
+        if fast is not None:
+            try:
+                self._fast_decoder = core.compile_model(str(fast), "CPU", config)
+                self._fast_request = self._fast_decoder.create_infer_request()
+            except Exception as exc:  # an OpenVINO plugin bug must not break the backend
+                log.warning("OpenVINO cannot compile the fast decoder (%s); using decoder.onnx", exc)
 
     @property
     def cache_signature(self) -> str:
@@ -52,16 +62,27 @@ class OpenVinoModel(PromptableModel):
 
     def encode(self, tensor: torch.Tensor) -> torch.Tensor:
         """``(B, 3, S, S)`` -> ``(B, 256, h, w)``, one image at a time (batch-1 graph)."""
-        x = tensor.detach().float().cpu().numpy()
-        outs = [np.array(self._enc_request.infer({"image": x[i:i + 1]})[0], copy=True)
+        x = np.ascontiguousarray(tensor.detach().float().cpu().numpy())
+        # share_inputs: no copy of the input; outputs are copied once (share_outputs=False)
+        outs = [self._enc_request.infer({"image": x[i:i + 1]}, share_inputs=True)[0]
                 for i in range(x.shape[0])]
-        return torch.from_numpy(np.concatenate(outs, axis=0)).to(self.device)
+        return torch.from_numpy(outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)).to(self.device)
 
     def decode(self, embedding: torch.Tensor, *, points: tuple[torch.Tensor, torch.Tensor] | None = None,
                boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
                multimask: bool = False) -> DecoderOutput:
+        # zero-copy in (the 4 MiB embedding) and out; only the selected masks are copied
+        # out of OpenVINO's buffers before the next request reuses them
+        if mask_input is None and self._fast_request is not None:
+            result = self._fast_request.infer(self._fast_inputs.feeds(embedding, points, boxes),
+                                              share_inputs=True, share_outputs=True)
+            # fast_outputs copies the kept masks out of OpenVINO's buffers
+            return fast_outputs(result[self._fast_decoder.output(0)], result[self._fast_decoder.output(1)],
+                                multimask)
         result = self._dec_request.infer(
-            decoder_feeds(embedding, points, boxes, mask_input, self.mask_input_size))
-        low_res = torch.from_numpy(np.array(result[self._decoder.output(0)], copy=True))
-        iou = torch.from_numpy(np.array(result[self._decoder.output(1)], copy=True))
-        return select_masks(low_res, iou, multimask)
+            decoder_feeds(embedding, points, boxes, mask_input, self.mask_input_size),
+            share_inputs=True, share_outputs=True)
+        low_res = torch.from_numpy(result[self._decoder.output(0)])
+        iou = torch.from_numpy(result[self._decoder.output(1)])
+        out = select_masks(low_res, iou, multimask)
+        return DecoderOutput(out.low_res_logits.clone(), out.iou.clone())

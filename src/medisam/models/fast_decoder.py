@@ -1,0 +1,190 @@
+"""A faster, numerically equivalent prompt decoder graph for the ONNX Runtime / OpenVINO backends.
+
+SAM's mask decoder (LiteMedSAM's too) spends most of its ~3.6 GFLOP on the 4096 image
+tokens: in each cross attention it projects them to keys/values or queries (256 -> 128)
+and back (128 -> 256), with head split/merge transposes around every product, and its
+output upscaling runs two ConvTranspose layers in NCHW. With only a handful of prompt
+tokens (T = 5 output tokens + the prompt points), the projections can be folded into the
+T-sized side, exactly (same function, only the order of sums changes):
+
+- token -> image attention: scores ``S = A @ (keys + pe)^T`` with ``A = q_h @ Wk_h / sqrt(c)``
+  per head (``(heads*T, 256)``; the transpose is folded into the product), softmax over the
+  image tokens, then ``out = (P @ keys) @ Wv + bv`` (the softmax rows sum to 1, so the value
+  bias passes through); the key bias adds a constant per row and cancels in the softmax.
+- image -> token attention: ``S = (keys + pe) @ G + g`` with ``G = Wq @ k_h^T / sqrt(c)``,
+  softmax over the T tokens per head, then ``y = P @ H + bo`` with ``H = v_h @ Wo_h``.
+- output upscaling in channels-last "blocked" order: each stride-2 ConvTranspose is one
+  matmul producing the 2x2 children of every pixel; the pixel order is restored once, on
+  the final 4-mask output.
+
+The image-side work falls from ~1.8 to ~1.0 GMAC and no large tensor is transposed inside
+the graph: its input is the embedding already channels-last (:func:`image_tokens`, kept per
+embedding by the backends) and its mask output stays in the blocked order, which
+:func:`unshuffle_masks` undoes only for the masks the caller keeps.
+Inputs and outputs are those of :class:`medisam.export.onnx_export.PromptDecoderGraph`
+without the mask prompt (``mask_input``/``has_mask_input``; its downscaling branch costs
+~1 ms even when unused): the backends run this graph for box/point prompts and the full
+graph when a mask prompt is given. :func:`check_equivalent` compares it
+with the torch decoder before a backend uses it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from medisam.export.onnx_export import PromptDecoderGraph
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """``(B, T, H*c)`` -> ``(B, T, H, c)``."""
+    return x.reshape(x.shape[0], x.shape[1], heads, -1)
+
+
+class FastPromptDecoderGraph(PromptDecoderGraph):
+    """Same inputs/outputs as :class:`PromptDecoderGraph`; folded attention, blocked upscaling."""
+
+    def _token_to_image(self, attn: nn.Module, q_in: torch.Tensor, keys_pe: torch.Tensor,
+                        keys: torch.Tensor) -> torch.Tensor:
+        """``attn(q=q_in, k=keys_pe, v=keys)`` with ``q_in`` (B, T, C) tokens, ``keys*`` (B, N, C)."""
+        heads = attn.num_heads
+        b, t, _ = q_in.shape
+        q = _heads(attn.q_proj(q_in), heads)                              # (B, T, H, c)
+        c = q.shape[-1]
+        wk = attn.k_proj.weight.reshape(heads, c, -1)                     # (H, c, C)
+        a = torch.einsum("hcd,bthc->bhtd", wk, q).reshape(b, heads * t, -1) / math.sqrt(c)
+        # scores with the image tokens last (a transposed-B product, no transpose of keys)
+        p = torch.softmax(torch.matmul(a, keys_pe.transpose(1, 2)), dim=-1)  # (B, H*T, N)
+        m = torch.matmul(p, keys)                                         # (B, H*T, C)
+        wv = attn.v_proj.weight.t().reshape(-1, heads, c)                 # (C, H, c)
+        out = torch.einsum("bhtd,dhc->bthc", m.reshape(b, heads, t, -1), wv).reshape(b, t, heads * c)
+        return attn.out_proj(out + attn.v_proj.bias)
+
+    def _image_to_token(self, attn: nn.Module, keys_pe: torch.Tensor, k_in: torch.Tensor,
+                        v_in: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``residual + attn(q=keys_pe, k=k_in, v=v_in)`` with ``keys_pe``/``residual`` (B, N, C),
+        ``k_in``/``v_in`` (B, T, C). The output bias joins the residual first (OpenVINO's bf16
+        MatMul+bias fusion fails on the dynamic-shaped product otherwise)."""
+        heads = attn.num_heads
+        b, t, _ = k_in.shape
+        k = _heads(attn.k_proj(k_in), heads)                              # (B, T, H, c)
+        v = _heads(attn.v_proj(v_in), heads)
+        c = k.shape[-1]
+        wq = attn.q_proj.weight.t().reshape(-1, heads, c)                 # (C, H, c)
+        g = torch.einsum("dhc,bthc->bdht", wq, k).reshape(b, -1, heads * t) / math.sqrt(c)
+        g0 = torch.einsum("hc,bthc->bht", attn.q_proj.bias.reshape(heads, c), k).reshape(b, 1, heads * t) / math.sqrt(c)
+        s = torch.matmul(keys_pe, g) + g0                                 # (B, N, H*T)
+        p = torch.softmax(s.reshape(b, -1, heads, t), dim=-1).reshape(b, -1, heads * t)
+        wo = attn.out_proj.weight.t().reshape(heads, c, -1)               # (H, c, C)
+        h = torch.einsum("bthc,hce->bhte", v, wo).reshape(b, heads * t, -1)
+        return (residual + attn.out_proj.bias) + torch.matmul(p, h)
+
+    def _transformer(self, src: torch.Tensor, pe: torch.Tensor, tokens: torch.Tensor):
+        """TwoWayTransformer.forward on channels-last ``src`` (B, N, C) and ``pe`` (1, N, C)."""
+        tf = self.mask_decoder.transformer
+        queries, keys = tokens, src
+        for layer in tf.layers:
+            if layer.skip_first_layer_pe:
+                queries = layer.self_attn(q=queries, k=queries, v=queries)
+            else:
+                q = queries + tokens
+                queries = queries + layer.self_attn(q=q, k=q, v=queries)
+            queries = layer.norm1(queries)
+            keys_pe = keys + pe
+            queries = layer.norm2(queries + self._token_to_image(layer.cross_attn_token_to_image,
+                                                                 queries + tokens, keys_pe, keys))
+            queries = layer.norm3(queries + layer.mlp(queries))
+            keys = layer.norm4(self._image_to_token(layer.cross_attn_image_to_token, keys_pe,
+                                                    queries + tokens, queries, keys))
+        attn_out = self._token_to_image(tf.final_attn_token_to_image, queries + tokens, keys + pe, keys)
+        return tf.norm_final_attn(queries + attn_out), keys
+
+    def _upscale_masks(self, src: torch.Tensor, hyper_in: torch.Tensor) -> torch.Tensor:
+        """``output_upscaling`` + hypernetwork product on channels-last ``src`` (B, side*side, C).
+
+        Returns the mask logits in blocked order ``(B, side*side*16, M)`` (M mask tokens):
+        row ``((((h*side + w)*2 + a)*2 + b)*2 + c)*2 + d`` is pixel ``(4h + 2a + c, 4w + 2b + d)``;
+        :func:`unshuffle_masks` restores ``(B, K, 4*side, 4*side)`` for the masks a caller keeps.
+        """
+        up = self.mask_decoder.output_upscaling
+        conv1, norm, act1, conv2, act2 = up[0], up[1], up[2], up[3], up[4]
+        b = src.shape[0]
+        c1, c2 = conv1.out_channels, conv2.out_channels
+        # one 2D GEMM with bias per ConvTranspose: columns (a, b, C_out) = the 2x2 children
+        w1 = conv1.weight.permute(0, 2, 3, 1).reshape(conv1.in_channels, 4 * c1)
+        y = F.linear(src.reshape(-1, conv1.in_channels), w1.t(), conv1.bias.repeat(4)).reshape(-1, c1)
+        y = act1(F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
+        w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
+        y = act2(F.linear(y, w2.t(), conv2.bias.repeat(4)).reshape(b, -1, c2))  # rows (h, w, a, b, c, d)
+        return torch.matmul(y, hyper_in.transpose(1, 2))                         # (B, N*16, M)
+
+    def forward(self, image_tokens: torch.Tensor, point_coords: torch.Tensor,
+                point_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Box/point prompts without a mask prompt (the common case; with a mask prompt the
+        backends run the full :class:`PromptDecoderGraph`).
+
+        ``image_tokens``: the embedding channels-last, ``(1, h*w, C)`` (see :func:`image_tokens`;
+        the backends keep it per embedding, so several prompts on one image transpose once).
+        Returns blocked mask logits ``(B, h*w*16, 4)`` (see :meth:`_upscale_masks`) and IoU ``(B, 4)``.
+        """
+        pe_mod, dec = self.prompt_encoder, self.mask_decoder
+        sparse = self._embed_points(point_coords, point_labels)
+        output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+        output_tokens = output_tokens.unsqueeze(0).expand(sparse.shape[0], -1, -1)
+        tokens = torch.cat((output_tokens, sparse), dim=1)
+        src = (image_tokens + pe_mod.no_mask_embed.weight).expand(tokens.shape[0], -1, -1)   # (B, N, C)
+        pe = self.dense_pe.flatten(2).transpose(1, 2)                              # (1, N, C), a constant
+        hs, keys = self._transformer(src, pe, tokens)
+        iou = dec.iou_prediction_head(hs[:, 0, :])
+        mask_tokens = hs[:, 1:1 + dec.num_mask_tokens, :]
+        hyper_in = torch.stack([mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)],
+                               dim=1)
+        return self._upscale_masks(keys, hyper_in), iou
+
+
+def image_tokens(embedding: np.ndarray) -> np.ndarray:
+    """``(1, C, h, w)`` embedding -> ``(1, h*w, C)`` contiguous channels-last tokens (the fast graph's input)."""
+    b, c = embedding.shape[:2]
+    return np.ascontiguousarray(embedding.reshape(b, c, -1).transpose(0, 2, 1))
+
+
+def unshuffle_masks(blocked: np.ndarray, keep: slice) -> np.ndarray:
+    """Blocked ``(B, side*side*16, M)`` logits -> ``(B, K, 4*side, 4*side)`` for masks ``keep``."""
+    b, rows, _ = blocked.shape
+    side = int(round(math.sqrt(rows // 16)))
+    sel = blocked[:, :, keep]
+    k = sel.shape[-1]
+    grid = sel.reshape(b, side, side, 2, 2, 2, 2, k).transpose(0, 7, 1, 3, 5, 2, 4, 6)
+    return np.ascontiguousarray(grid).reshape(b, k, 4 * side, 4 * side)
+
+
+@torch.no_grad()
+def check_equivalent(net: nn.Module, input_size: int, atol: float = 1e-3) -> float:
+    """Max abs difference of the fast decoder's logits and IoU from the torch decoder's
+    (:class:`PromptDecoderGraph`) on a random embedding, box, points and mask prompts.
+
+    Raises AssertionError above ``atol``.
+    """
+    ref, fast = PromptDecoderGraph(net, input_size).eval(), FastPromptDecoderGraph(net, input_size).eval()
+    gen = torch.Generator().manual_seed(0)
+    side = int(net.prompt_encoder.image_embedding_size[0])
+    low = int(net.prompt_encoder.mask_input_size[0])
+    emb = torch.randn(1, 256, side, side, generator=gen)
+    cases = [
+        (torch.tensor([[[10.0, 12.0], [input_size * 0.6, input_size * 0.7]]]), torch.tensor([[2.0, 3.0]])),
+        (torch.tensor([[[30.0, 40.0], [5.0, 9.0], [0.0, 0.0]]]), torch.tensor([[1.0, 0.0, -1.0]])),
+        (torch.rand(3, 2, 2, generator=gen) * input_size, torch.tensor([[2.0, 3.0]]).expand(3, 2)),
+    ]
+    worst = 0.0
+    for coords, labels in cases:
+        a = ref(emb, coords, labels, torch.zeros(1, 1, low, low), torch.zeros(1))
+        blocked, iou = fast(torch.from_numpy(image_tokens(emb.numpy())), coords, labels)
+        masks = unshuffle_masks(blocked.numpy(), slice(None))
+        worst = max(worst, float(np.abs(a[0].numpy() - masks).max()), float((a[1] - iou).abs().max()))
+    if worst > atol:
+        raise AssertionError(f"fast decoder differs from the torch decoder by {worst:.2e} (> {atol})")
+    return worst
