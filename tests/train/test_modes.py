@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from medisam.models import load_model
-from medisam.train import adapters, modes
+from medisam.models import adapters, load_model
+from medisam.train import modes
 from medisam.train.config import FinetuneConfig
 from medisam.train.losses import SegLoss
 
@@ -104,3 +104,20 @@ def test_frozen_batchnorm_statistics_do_not_move_in_adapter_mode():
     _step(net, from_embeddings=False)
     assert all(torch.equal(a, m.running_mean) for a, m in zip(before, bn))
     assert not np.any([m.training for m in bn])
+
+
+def test_models_package_never_imports_train():
+    """Layering: rebuilding an adapter checkpoint needs only ``medisam.models`` (no upward import)."""
+    import ast
+    from pathlib import Path
+
+    import medisam.models
+
+    offenders = []
+    for path in Path(medisam.models.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("medisam.train")]
+    assert offenders == []
+    assert adapters.rebuild.__module__ == "medisam.models.adapters"

@@ -86,3 +86,21 @@ def test_simulated_prompts_are_on_the_model_grid_and_seeded():
     assert torch.equal(p["points"], q["points"])
     j = simulate_prompts([mask], t, parse_strategies("box-jitter20"), np.random.default_rng(2))
     assert not torch.allclose(j["boxes"], a["boxes"])
+
+
+def test_cosine_schedule_follows_the_time_budget_when_it_runs_out_first():
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cfg = FinetuneConfig(data="d", output="o.pt", warmup_fraction=0.0, time_limit_min=1.0)
+    now = [0.0]
+    sched = make_scheduler(opt, cfg, 1000, started=0.0, clock=lambda: now[0])
+    lrs = []
+    for t in (0.0, 30.0, 59.0, 60.0, 120.0):  # seconds into a 60 s budget, 5 of 1000 steps
+        now[0] = t
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[0] == pytest.approx(1.0, abs=0.01)
+    assert lrs[1] == pytest.approx(0.5, abs=0.01)
+    assert lrs[2] < 0.01 and lrs[3] == lrs[4] == 0.0
+    plain = make_scheduler(torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0), cfg, 1000)
+    assert plain.get_last_lr()[0] == pytest.approx(1.0)  # no start time: step-based only

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from medisam.errors import ModelError
-from medisam.models import litemedsam, sam
+from medisam.models import adapters, litemedsam, sam
 from medisam.models.checkpoint import apply_state_dict, read_checkpoint, verify_sha256
 from medisam.models.promptable import PromptableModel
 from medisam.models.spec import ModelSpec
@@ -118,9 +118,7 @@ def _rebuild_for_checkpoint(spec: ModelSpec, net: torch.nn.Module, saved: dict) 
     if base is not None and base != spec.name:
         raise ModelError(f"checkpoint was fine-tuned from {base!r}; load it with --model {base}")
     if meta.get("mode") == "adapter":
-        from medisam.train.adapters import rebuild  # lazy: only adapter checkpoints need it
-
-        net = rebuild(net, meta)
+        net = adapters.rebuild(net, meta)
     return net
 
 

@@ -33,7 +33,8 @@ class FinetuneConfig:
         val_targets_per_image: objects per validation image (a fixed seeded subset; 0 = all);
             bounds validation time on instance-dense images.
         accumulate: gradient accumulation steps.
-        lr, weight_decay: AdamW; ``schedule`` ``cosine`` (with warm-up) or ``onecycle``.
+        lr, weight_decay: AdamW; ``schedule`` ``cosine`` (with warm-up; with a time limit it
+            follows the time budget when that runs out first) or ``onecycle``.
         patience, min_delta: early stopping on validation Dice (0 patience: never stop early).
         prompt: shared prompt strategies (``medisam.prompting``), comma-separated; each
             step draws one, e.g. ``box-jitter10`` (MedSAM-like), ``box,points1,point``.

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from medisam.train import adapters, lora
+from medisam.models import adapters, lora
 from medisam.train.config import FinetuneConfig
 
 

@@ -79,9 +79,18 @@ class FinetuneResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: FinetuneConfig, total_steps: int):
-    """Cosine decay with linear warm-up, or one-cycle, over ``total_steps`` optimiser steps."""
+def make_scheduler(optimizer: torch.optim.Optimizer, config: FinetuneConfig, total_steps: int,
+                   started: float | None = None, clock=time.monotonic):
+    """Cosine decay with linear warm-up, or one-cycle, over ``total_steps`` optimiser steps.
+
+    With ``config.time_limit_min`` and ``started`` (a ``clock()`` reading), the cosine's
+    progress is the larger of the step fraction and the fraction of the time budget used,
+    so a run that the time limit cuts short (a laptop, a slow encoder mode) still anneals
+    to a low learning rate instead of stopping at its peak. The time fraction counts the
+    current process only (a resumed run gets a fresh budget, as its time limit does).
+    """
     total_steps = max(1, total_steps)
+    budget = config.time_limit_min * 60 if config.time_limit_min and started is not None else None
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps,
                                                    pct_start=max(config.warmup_fraction, 0.01))
@@ -91,6 +100,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: FinetuneConfig, tot
         if step < warmup:
             return (step + 1) / (warmup + 1)
         progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        if budget is not None:
+            progress = max(progress, min(1.0, (clock() - started) / budget))
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -239,7 +250,7 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
     loader = torch.utils.data.DataLoader(datasets["train"], batch_size=config.batch_size, sampler=sampler,
                                          collate_fn=collate, num_workers=0)
     steps_per_epoch = math.ceil(len(loader) / config.accumulate)
-    scheduler = make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch * config.epochs, started)
     use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     loss_fn = SegLoss()

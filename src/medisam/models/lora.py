@@ -2,7 +2,10 @@
 
 Only the low-rank matrices train. Before saving, the LoRA update is merged into a copy of
 the encoder (``merge_and_unload``) so the checkpoint holds plain base-architecture weights
-and loads as the base model everywhere.
+and loads as the base model everywhere (no LoRA code is needed to load it).
+
+Model structure like :mod:`medisam.models.adapters`, so it lives beside it; ``peft``
+(extra ``train``) is imported only when LoRA is added.
 """
 
 from __future__ import annotations
@@ -34,4 +37,5 @@ def merged_encoder(wrapped: nn.Module) -> nn.Module:
 
 
 def is_lora_parameter(name: str) -> bool:
+    """True for peft's low-rank matrices (the only encoder weights LoRA mode trains)."""
     return "lora_" in name

@@ -12,6 +12,10 @@ until trained. The original weights stay frozen; only adapters (and optionally t
 decoder) train. The wrapped modules are kept as ``.inner``, so state-dict keys become
 ``...attn.inner.qkv.weight``; a checkpoint whose metadata says ``mode: adapter`` is
 rebuilt by :func:`rebuild` (called from ``medisam.models.registry.load_model``).
+
+This is model structure, not training: it lives in ``medisam.models`` so loading a
+fine-tuned checkpoint never imports ``medisam.train``; the training code
+(``medisam.train.modes``) imports it from here.
 """
 
 from __future__ import annotations
@@ -112,4 +116,5 @@ def rebuild(net: nn.Module, meta: dict[str, Any]) -> nn.Module:
 
 
 def is_adapter_parameter(name: str) -> bool:
+    """True for parameters the adapters added (the only encoder weights adapter mode trains)."""
     return ".adapter." in name
