@@ -13,7 +13,11 @@ npz ``boxes``) and the same encoder input, so the difference is the propagation 
   the middle-slice box (``reference``); ``reference-stop`` stops there instead (the
   procedure as often described);
 * medisam -- ``VolumeSession.add_box3d(box)`` then ``propagate()`` with
-  :class:`medisam.predict.PropagationConfig` (one or several named variants).
+  :class:`medisam.predict.PropagationConfig` (one or several named variants). ``default``
+  is tri-planar (``views=3``): the box is propagated along k, j and i (each view seeded on
+  its middle slice with the box's in-plane extent, clipped to the box) and the three label
+  volumes are fused by 2-of-3 majority; ``single`` (``views=1``) is the previous default,
+  propagation along k only; the other variants are ablations of the single-axis rules.
 
 Encoder input (shared): the challenge npz images are one uint8 volume per case, mapped
 once per volume (MR: 0.5-99.5 percentile window of the whole volume) -- here
@@ -22,7 +26,8 @@ preprocessing (resize longest side 256 with INTER_AREA, min-max, pad); the one d
 from the original code is that the resized slice is not re-rounded to uint8 before min-max
 (below 0.5 grey levels). Because the encoder input is identical, embeddings are shared
 through one EmbeddingCache per case: "slices" counts the distinct slices each method
-needs encoded, the cost that dominates on CPU; "s" is the time of each method's own
+needs encoded, the cost that dominates on CPU (for tri-planar variants: the planes of all
+three views, each encoded at most once per view); "s" is the time of each method's own
 passes (medisam runs first and pays the encoder for its slices; the reference pays only
 for slices medisam did not need). With ``--embeddings`` already filled, "s" is decoder and
 bookkeeping time only. ``reference-stop`` comes from the same pass as ``reference`` (its
@@ -32,7 +37,7 @@ Targets: hippocampus label 1 (anterior) and label 2 (posterior) as separate obje
 BraTS FLAIR (channel 0000) whole tumour (labels > 0) and tumour core (labels 1, 3, 4).
 
     python benchmarks/propagation_3d.py [--hippo-cases 6] [--brats-cases 4]
-        [--variants default,margin3] [--embeddings DIR] [--prefetch-batch 8] [--threads 1]
+        [--variants default,single] [--embeddings DIR] [--prefetch-batch 8] [--threads 1]
 
 ``--embeddings DIR`` keeps encoder outputs on disk between runs (development only).
 """
@@ -59,16 +64,19 @@ from medisam.predict.volume import volume_to_display
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MEDISAM_DATA", REPO.parent / "shared" / "data"))
 
-#: Named medisam propagation variants (ablation); "default" is PropagationConfig().
+#: Named medisam propagation variants (ablation); "default" is PropagationConfig() (tri-planar),
+#: "single" the previous default (session axis only); the rest vary the single-axis rules.
 VARIANTS: dict[str, PropagationConfig] = {
     "default": PropagationConfig(),
-    "margin3": PropagationConfig(extra_margins_mm=()),
-    "margin1": PropagationConfig(margin_mm=1.0, extra_margins_mm=()),
-    "margins-wide": PropagationConfig(extra_margins_mm=(0.5, 1.0, 2.0, 6.0)),
-    "multimask+seed": PropagationConfig(extra_margins_mm=(), multimask=True, seed_search=2),
-    "mask-prompt": PropagationConfig(mask_prompt=True),
-    "no-reacquire": PropagationConfig(reacquire=False),
-    "noclip": PropagationConfig(clip_to_box=False),
+    "single": PropagationConfig(views=1),
+    "margin3": PropagationConfig(extra_margins_mm=(), views=1),
+    "margin1": PropagationConfig(margin_mm=1.0, extra_margins_mm=(), views=1),
+    "margins-wide": PropagationConfig(extra_margins_mm=(0.5, 1.0, 2.0, 6.0), views=1),
+    "multimask+seed": PropagationConfig(extra_margins_mm=(), multimask=True, seed_search=2, views=1),
+    "mask-prompt": PropagationConfig(mask_prompt=True, views=1),
+    "no-reacquire": PropagationConfig(reacquire=False, views=1),
+    "noclip": PropagationConfig(clip_to_box=False, views=1),
+    "tri-margin3": PropagationConfig(extra_margins_mm=()),
 }
 
 
@@ -255,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     for case in cases:
         vol8 = np.rint(volume_to_display(case.image.array, case.image.modality)).astype(np.uint8)
         image8 = case.image.with_array(vol8)
-        cache = DiskBackedCache(args.embeddings, max_bytes=(vol8.shape[0] + 4) * (4 << 20))
+        cache = DiskBackedCache(args.embeddings, max_bytes=(sum(vol8.shape) + 4) * (4 << 20))  # 3 views
         predictor = Predictor(model, cache=cache)
         boxes = {t: tight_box3d(m) for t, m in case.targets.items() if m.any()}
         if args.prefetch_batch:
@@ -278,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.setdefault((case.dataset, target), {}).setdefault(f"medisam:{v}", []).append(
                     dice(pred, case.targets[target]))
             c.setdefault(f"medisam:{v}:s", []).append(time.perf_counter() - t0)
-            c.setdefault(f"medisam:{v}:slices", []).append(len(session.visited_slices))
+            c.setdefault(f"medisam:{v}:slices", []).append(len(session.visited_planes))
         t0 = time.perf_counter()
         visited: set[int] = set()
         for target, box in boxes.items():

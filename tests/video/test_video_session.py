@@ -47,7 +47,7 @@ def test_video_session_with_sam2_tiny_on_colour_frames(disk_frames):
 def test_colour_frames_with_volume_session_keep_colour(tiny_model, disk_frames):
     frames, masks = disk_frames
     session = VideoSession(tiny_model, frames[:2] * np.array([1, 0, 1], np.uint8))
-    display = session.session._plane_display(0)
+    display = session.session.plane_display(0)
     assert display.shape == (64, 96, 3) and display[..., 1].max() == 0 and display[..., 0].max() == 210
     session.add_box(0, Box.from_mask(masks[0], margin=2))
     assert session.propagate(progress=False).array.shape == (2, 64, 96)

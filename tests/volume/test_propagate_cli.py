@@ -64,6 +64,7 @@ def test_slice_box_points_and_axis(tmp_path):
     (["--slice", "2", "--box", "1,1,50,5"], "outside"),
     (["--slice", "2", "--point", "2,99"], "outside"),
     (["--box3d", "8,6,1,20,18,3", "--axis", "q"], "axis"),
+    (["--box3d", "8,6,1,20,18,3", "--views", "2"], "views"),
 ])
 def test_bad_prompts_write_nothing(nifti, tmp_path, capsys, args, message):
     out = tmp_path / "bad.nii.gz"
@@ -84,3 +85,14 @@ def test_2d_and_4d_inputs_are_refused(tmp_path, capsys):
     sitk.WriteImage(four, str(path4))
     assert main(["propagate", str(path4), "--box3d", "1,1,0,5,5,2", "-o", str(out)] + TINY) == 2
     assert "channel" in capsys.readouterr().err and not out.exists()
+
+
+def test_backend_options(nifti, tmp_path):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "onnx.nii.gz"
+    assert main(["propagate", str(nifti), "--box3d", "8,6,1,20,18,3", "--views", "1", "-o", str(out),
+                 "--backend", "onnx", "--threads", "1"] + TINY) == 0
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(out))).shape == (5, 24, 28)
+    bad = tmp_path / "bad.nii.gz"
+    assert main(["propagate", str(nifti), "--box3d", "8,6,1,20,18,3", "-o", str(bad), "--backend", "trt"] + TINY) == 2
+    assert not bad.exists()

@@ -7,7 +7,7 @@ import pytest
 
 from medisam.io.medical_image import MedicalImage
 from medisam.metrics_basic import dice
-from medisam.predict import VolumeSession
+from medisam.predict import PropagationConfig, VolumeSession
 
 
 @pytest.mark.real_weights
@@ -19,8 +19,14 @@ def test_sphere_dice(real_model):
     array = (np.where(sphere, 180.0, 60.0) + rng.normal(0, 8, sphere.shape)).astype(np.float32)
     image = MedicalImage(array, (1.0, 1.0, 3.0), (0.0, 0.0, 0.0), tuple(np.eye(3).ravel()), "MR")
     zs, ys, xs = np.nonzero(sphere)
-    session = VolumeSession(real_model, image)
-    session.add_box3d((xs.min(), ys.min(), zs.min(), xs.max(), ys.max(), zs.max()))
+    box = (xs.min(), ys.min(), zs.min(), xs.max(), ys.max(), zs.max())
+    session = VolumeSession(real_model, image)  # tri-planar: j and i views stretched to 1 mm pixels
+    session.add_box3d(box)
     labels = session.propagate(progress=False)
     assert dice(labels.array > 0, sphere) > 0.8
     assert session.encoded_slices <= set(range(zs.min(), zs.max() + 1))
+    ranges = {0: (zs.min(), zs.max()), 1: (ys.min(), ys.max()), 2: (xs.min(), xs.max())}
+    assert all(ranges[a][0] <= t <= ranges[a][1] for a, t in session.encoded_planes)
+    single = VolumeSession(real_model, image, predictor=session.predictor, config=PropagationConfig(views=1))
+    single.add_box3d(box)
+    assert dice(single.propagate(progress=False).array > 0, sphere) > 0.8

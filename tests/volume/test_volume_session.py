@@ -50,7 +50,9 @@ class CountingEncoder:
 
 def test_box3d_propagation_geometry_and_encoder_economy(tiny_model):
     image, _ = ball_volume()
-    config = PropagationConfig()  # default rules: several margins, re-acquire, clip to the box
+    # default rules (several margins, re-acquire, clip to the box) along k only; the tri-planar
+    # default (views=3) is tested in test_volume_multiview.py
+    config = PropagationConfig(views=1)
     with CountingEncoder(tiny_model) as counter:
         session = VolumeSession(tiny_model, image, config=config)
         first = session.add_box3d((14, 10, 1, 26, 22, 4), obj_id=3)

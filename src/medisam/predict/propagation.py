@@ -5,6 +5,13 @@ mask grown by a margin (given in mm, converted per in-plane axis so anisotropic 
 get the same physical margin), optionally the previous low-res logits as a mask prompt and
 a positive click at the interior-most point of the previous mask. Propagation stops when
 the object vanishes (empty mask, area collapse) or the predicted IoU drops too low.
+
+A 3D box is also propagated along the other two axes (``views=3``, the default): each view
+is seeded on its own middle slice with the box's in-plane extent and clipped to the box,
+and the three label volumes are fused by majority (:func:`fuse_views`). A 2D model sees
+each slice in isolation, so its errors differ between orientations; a voxel kept by two of
+three views is rarely a leak along one of them, and a slice lost along one axis is
+recovered by the other two.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from medisam.errors import InputError
 from medisam.prompts import Box
 
 
@@ -45,6 +53,12 @@ class PropagationConfig:
             propagation carries on from the last non-empty mask instead of stopping.
         encode_batch: slices encoded together ahead of the propagation front (faster per
             slice on CPU; at most ``encode_batch - 1`` slices beyond a stop are encoded).
+        views: for a 3D box, the number of slicing axes it is propagated along and fused:
+            3 = tri-planar (the session's axis and the two others, majority of the three
+            label volumes, see :func:`fuse_views`); 1 = the session's axis only (the
+            single-axis behaviour). Prompts on single slices always propagate along the
+            session's axis only. Each view encodes the planes of the box's range along
+            its axis (each at most once), so 3 views cost about three times the encoding.
     """
 
     margin_mm: float = 3.0
@@ -61,6 +75,11 @@ class PropagationConfig:
     seed_search: int = 0
     reacquire: bool = True
     encode_batch: int = 1
+    views: int = 3
+
+    def __post_init__(self) -> None:
+        if self.views not in (1, 3):
+            raise InputError(f"views must be 1 (session axis only) or 3 (tri-planar), got {self.views}")
 
 
 def box_around(mask: np.ndarray, margin_xy: tuple[float, float], clip: Box | None = None) -> Box | None:
@@ -100,3 +119,13 @@ def stop_reason(mask: np.ndarray, score: float, previous_area: int, config: Prop
     if score < config.min_score:
         return "low score"
     return None
+
+
+def fuse_views(votes: list[np.ndarray]) -> np.ndarray:
+    """Majority of per-view masks on one grid: ``votes`` are bool masks or per-voxel
+    fractions in [0, 1] (views resampled to square pixels); a voxel is kept when the views
+    that cover it sum to more than half of their number (2 of 3)."""
+    total = np.zeros(votes[0].shape, dtype=np.float32)
+    for v in votes:
+        total += v
+    return total > len(votes) / 2

@@ -12,9 +12,22 @@ earlier slice). So a correction on any slice after a propagation (``add_box`` /
 ``add_points``) re-propagates outward from that slice only up to half way to the
 neighbouring seeds, and leaves the rest alone.
 
-Each slice is encoded at most once: embeddings live in the predictor's
-:class:`~medisam.predict.EmbeddingCache`, sized here to hold every slice of the volume,
-and only slices that a prompt or a run visits are encoded.
+A 3D box (:meth:`VolumeSession.add_box3d`) is by default segmented tri-planarly
+(``PropagationConfig.views=3``): besides the session's axis, the box is propagated along
+the two other axes, each view seeded on its own middle slice with the box's in-plane
+extent and clipped to the box (their planes, which have non-square pixels when the slice
+spacing differs from the pixel spacing, are first stretched to square ones, see
+:class:`~medisam.predict.volume.ViewGrid`; the session's axis is seen as it is), and the
+three label volumes are fused by majority (:func:`~medisam.predict.propagation.fuse_views`).
+The fused masks become the
+3D box seed's results on the session's axis, so corrections on single slices work as
+above. ``views=1``, or ``propagate(direction="forward"/"backward")``, propagates the box
+along the session's axis only. Prompts on single slices always propagate along the
+session's axis.
+
+Each plane is encoded at most once per view: embeddings live in the predictor's
+:class:`~medisam.predict.EmbeddingCache`, sized here to hold every plane of the three
+views, and only planes that a prompt or a run visits are encoded.
 """
 
 from __future__ import annotations
@@ -27,13 +40,13 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from medisam.errors import InputError, PromptError
+from medisam.errors import InputError, ModelError, PromptError
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
 from medisam.predict.cache import CachedEmbedding, EmbeddingCache, embedding_key
 from medisam.predict.predictor import Predictor
-from medisam.predict.propagation import PropagationConfig, box_around, interior_point, stop_reason
-from medisam.predict.volume import SliceGeometry, as_box3d, parse_axis, volume_of, volume_to_display
+from medisam.predict.propagation import PropagationConfig, box_around, fuse_views, interior_point, stop_reason
+from medisam.predict.volume import SliceGeometry, ViewGrid, as_box3d, parse_axis, volume_of, volume_to_display
 from medisam.prompts import Box, Box3D, MaskPrompt, Points
 
 log = logging.getLogger(__name__)
@@ -46,13 +59,18 @@ class SliceResult:
     """One object's mask on one slice.
 
     Attributes:
-        slice: slice index along the session's axis.
+        slice: slice index along ``axis``.
         obj_id: object id (= label value).
         mask: ``(H, W)`` bool on the slice plane grid (empty when the object vanished).
-        score: predicted IoU (1.0 for a user-given mask).
-        low_res_logits: ``(L, L)`` model-grid logits (None for a user-given mask).
-        source: ``"prompt"`` for a seed slice, ``"propagated"`` otherwise.
+        score: predicted IoU (1.0 for a user-given mask; for a fused slice, that of the
+            session axis's view).
+        low_res_logits: ``(L, L)`` model-grid logits (None for a user-given or fused mask).
+        source: ``"prompt"`` for a seed slice, ``"propagated"`` otherwise, ``"fused"`` for
+            the tri-planar result of a 3D box (its seed slice stays ``"prompt"``).
         stop: why propagation stopped at this slice (None when it went on).
+        axis: array axis ``slice`` indexes; the session's axis except for the results of
+            the other two views of a 3D box that ``iter_propagate`` yields (their masks are
+            planes of that axis).
     """
 
     slice: int
@@ -62,6 +80,7 @@ class SliceResult:
     low_res_logits: np.ndarray | None = None
     source: str = "propagated"
     stop: str | None = None
+    axis: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,8 @@ class ObjectState:
     slice_range: tuple[int, int] | None = None
     clip_box: Box | None = None
     extent: Box | None = None  # x/y extent of a 3D box prompt (plane pixel edges)
+    box3d: Box3D | None = None  # the 3D box prompt itself (voxel indices)
+    box_version: int | None = None  # version of the seed the 3D box made (fused when views > 1)
 
 
 @dataclass(frozen=True)
@@ -131,17 +152,32 @@ class VolumeSession:
         predictor: reuse a predictor (and its cache); by default one is made with a cache
             that holds every slice of the volume.
         config: propagation rules (:class:`PropagationConfig`).
+        display: the volume already mapped to float32 [0, 255] (same shape), instead of
+            mapping ``image`` with ``window``; lets sessions over one volume share it.
+
+    Attributes:
+        encoded_slices / visited_slices: slices of the session's axis the encoder ran on /
+            whose embedding a prompt or run used.
+        encoded_planes / visited_planes: the same as ``(axis, index)`` pairs over every view
+            (the other axes' planes of a tri-planar 3D box included).
     """
 
     def __init__(self, model: PromptableModel, image: MedicalImage | np.ndarray, axis: int | str = 0,
                  window: str | tuple[float, float] | None = None, predictor: Predictor | None = None,
-                 config: PropagationConfig | None = None):
+                 config: PropagationConfig | None = None, display: np.ndarray | None = None):
+        if model.spec.family == "sam2":
+            raise ModelError(f"{model.name} is a SAM 2 model: use Sam2Session (memory-based tracking) "
+                             "instead of VolumeSession")
         self.image = volume_of(image)
         self.model = model
         self.geometry = SliceGeometry(tuple(self.image.spatial_shape), parse_axis(axis),
                                       tuple(float(s) for s in self.image.spacing_zyx))
         self.config = config or PropagationConfig()
-        self._display = volume_to_display(self.image.array, self.image.modality, window)
+        if display is None:
+            display = volume_to_display(self.image.array, self.image.modality, window)
+        elif display.shape != self.image.array.shape:
+            raise InputError(f"display volume {display.shape} does not match the image {self.image.array.shape}")
+        self._display = display
         if predictor is None:
             predictor = Predictor(model, cache=EmbeddingCache(max_bytes=self._cache_bytes_needed()))
         elif predictor.model is not model:
@@ -149,6 +185,10 @@ class VolumeSession:
         self.predictor = predictor
         self.encoded_slices: set[int] = set()  # slices this session ran the encoder on
         self.visited_slices: set[int] = set()  # slices whose embedding a prompt or run used
+        self.encoded_planes: set[tuple[int, int]] = set()  # (axis, index) over all views
+        self.visited_planes: set[tuple[int, int]] = set()
+        self._views: dict[tuple[int, int], list[tuple[ViewGrid, VolumeSession]]] = {}  # (obj, version)
+        self._fused: set[tuple[int, int, int]] = set()  # (obj, seed, version) with fused runs
         self._objects: dict[int, ObjectState] = {}
         self._runs: dict[tuple[int, int, int, int], _Run] = {}  # (obj, seed, step, version)
         self._history: list[dict[int, ObjectState]] = []
@@ -177,9 +217,11 @@ class VolumeSession:
         return copy.deepcopy(self._objects[self._known(obj_id)])
 
     def _cache_bytes_needed(self) -> int:
+        """Room for every slice of the session's axis (of all three axes with ``views=3``)."""
         side = self.model.mask_input_size // 4  # embedding side (64 for LiteMedSAM and SAM)
         per_slice = 256 * side * side * 4
-        return max(512 << 20, (self.geometry.num_slices + 2) * per_slice)
+        planes = sum(self.geometry.shape_zyx) if self.config.views > 1 else self.geometry.num_slices
+        return max(512 << 20, (planes + 2) * per_slice)
 
     # -------------------------------------------------------------- prompts
     def add_box(self, slice: int, box: Box | Sequence[float], obj_id: int = 1) -> SliceResult:
@@ -222,16 +264,21 @@ class VolumeSession:
         and the object's propagation stays inside that slice range (and x/y extent when
         ``config.clip_to_box``). ``box3d`` is a :class:`Box3D` or ``(x0, y0, z0, x1, y1, z1)``
         voxel indices of the ``(Z, Y, X)`` array (i, j, k), inclusive.
+
+        With ``config.views=3`` (default) :meth:`propagate` segments the box along all three
+        axes and fuses them (see the module docstring); the returned seed-slice result is
+        that of the session's axis until then.
         """
         b3 = as_box3d(box3d)
         box, lo, hi = self.geometry.box3d_to_plane(b3)
         obj_id = check_object_id(obj_id)
         self._push_history()
-        state = ObjectState(obj_id, {}, (lo, hi), box if self.config.clip_to_box else None, box)
+        state = ObjectState(obj_id, {}, (lo, hi), box if self.config.clip_to_box else None, box, b3)
         self._objects[obj_id] = state
         middle = self._best_seed_slice(box, lo, hi)
         self._version += 1
         state.seeds[middle] = SlicePrompts(box=box, version=self._version)
+        state.box_version = self._version
         return self._seed_result(obj_id, middle)
 
     def _best_seed_slice(self, box: Box, lo: int, hi: int) -> int:
@@ -280,12 +327,22 @@ class VolumeSession:
         (increasing slice index) or ``"backward"``. Stopping the iteration cancels
         cleanly: completed slices are kept and a later call resumes. Slices already
         computed by an earlier call are not yielded again.
+
+        A 3D box with ``config.views=3`` and ``direction="both"`` yields the results of its
+        three views (``SliceResult.axis`` tells which axis a result's slice is on); its fused
+        masks are the box seed's results (:meth:`results`, :meth:`label_map`) once all
+        three views are done.
         """
         steps = self._steps(direction)
+        self._drop_stale_views()
         for obj_id in self.object_ids:
             state = self._objects[obj_id]
+            fused_seed = self._fused_seed(state, direction)
             for seed in sorted(state.seeds):
                 yield from self._seed_iter(obj_id, seed)
+                if seed == fused_seed:
+                    yield from self._fuse_iter(obj_id, seed)
+                    continue
                 for step in steps:
                     end = self._planned_end(state, seed, step, direction)
                     yield from self._run(obj_id, seed, step, end)
@@ -296,9 +353,13 @@ class VolumeSession:
         total = 0
         for obj_id in self.object_ids:
             state = self._objects[obj_id]
+            fused_seed = self._fused_seed(state, direction)
             for seed in state.seeds:
                 version = state.seeds[seed].version
                 total += (obj_id, seed, 0, version) not in self._runs
+                if seed == fused_seed:
+                    total += self._fuse_planned(obj_id, state, seed)
+                    continue
                 for step in steps:
                     end = self._planned_end(state, seed, step, direction)
                     run = self._runs.get((obj_id, seed, step, version))
@@ -434,7 +495,7 @@ class VolumeSession:
         if key in self._runs:
             return
         if prompts.mask is not None and prompts.points is None:
-            result = SliceResult(t, obj_id, prompts.mask, 1.0, None, "prompt")
+            result = SliceResult(t, obj_id, prompts.mask, 1.0, None, "prompt", axis=self.axis)
         else:
             logits = prompts.mask_logits
             if logits is None and prompts.mask is not None:
@@ -443,7 +504,8 @@ class VolumeSession:
                     prompts.mask, self.model.mask_input_size)
             pred = self._predict(t, prompts.box, prompts.points, logits)
             mask = _clip(pred.masks[0], self._objects[obj_id].clip_box)
-            result = SliceResult(t, obj_id, mask, float(pred.scores[0]), pred.low_res_logits[0], "prompt")
+            result = SliceResult(t, obj_id, mask, float(pred.scores[0]), pred.low_res_logits[0], "prompt",
+                                 axis=self.axis)
         self._runs[key] = _Run(t, (result,))
         yield result
 
@@ -492,7 +554,7 @@ class VolumeSession:
             if reason is not None:
                 mask = np.zeros_like(mask)
             stopping = reason is not None and not reacquire
-            result = SliceResult(t, obj_id, mask, score, pred.low_res_logits[k], "propagated", reason)
+            result = SliceResult(t, obj_id, mask, score, pred.low_res_logits[k], "propagated", reason, self.axis)
             run = replace(run, results=run.results + (result,), stopped=stopping)
             self._runs[key] = run
             yield result
@@ -504,20 +566,122 @@ class VolumeSession:
             t += step
         self._runs[key] = run
 
+    # ------------------------------------------------------ tri-planar views
+    def _fused_seed(self, state: ObjectState, direction: str) -> int | None:
+        """The seed slice of ``state``'s 3D box when it is segmented tri-planarly, else None."""
+        if self.config.views <= 1 or direction != "both" or state.box3d is None:
+            return None
+        return next((t for t, p in state.seeds.items() if p.version == state.box_version), None)
+
+    def _drop_stale_views(self) -> None:
+        """Forget unfinished views of 3D boxes that were replaced, removed or undone."""
+        live = {(o, s.box_version) for o, s in self._objects.items()}
+        for key in [k for k in self._views if k not in live]:
+            del self._views[key]
+
+    def _view_sessions(self, obj_id: int, box3d: Box3D, version: int) -> list[tuple[ViewGrid, "VolumeSession"]]:
+        """One single-axis session per slicing axis over the box's slice range (object 1 =
+        the box), made on first use; they share this session's predictor and cache."""
+        key = (obj_id, version)
+        if key not in self._views:
+            shape, spacing = self.geometry.shape_zyx, self.geometry.spacing_zyx
+            config = replace(self.config, views=1)
+            views = []
+            for axis in (self.axis, *(a for a in range(3) if a != self.axis)):
+                # the session's own axis is seen as it is (as with views=1), the others with square pixels
+                grid = ViewGrid.for_box(shape, spacing, axis, box3d, square=axis != self.axis)
+                display = grid.crop(self._display)
+                spacing_xyz = grid.spacing_zyx(shape, spacing)[::-1]
+                image = MedicalImage.from_array(display, spacing=spacing_xyz, is_rgb=False)
+                view = VolumeSession(self.model, image, axis=axis, predictor=self.predictor, config=config,
+                                     display=display)
+                view.add_box3d(grid.box(box3d, shape), obj_id=1)
+                self._merge_planes(grid, view)
+                views.append((grid, view))
+            self._views[key] = views
+        return self._views[key]
+
+    def _merge_planes(self, grid: ViewGrid, view: "VolumeSession") -> None:
+        """Count a view's encoded/visited slices as this session's planes (and slices on its axis)."""
+        for mine, theirs, slices in ((self.visited_planes, view.visited_slices, self.visited_slices),
+                                     (self.encoded_planes, view.encoded_slices, self.encoded_slices)):
+            mine.update((grid.axis, grid.lo + t) for t in theirs)
+            if grid.axis == self.axis:
+                slices.update(grid.lo + t for t in theirs)
+
+    def _fuse_planned(self, obj_id: int, state: ObjectState, seed: int) -> int:
+        """Results :meth:`_fuse_iter` would still yield for the box seed (upper bound)."""
+        version = state.seeds[seed].version
+        if (obj_id, seed, version) in self._fused:
+            return 0
+        views = self._views.get((obj_id, version))
+        if views is not None:
+            return sum(view.planned_slices("both") for _, view in views)
+        b = state.box3d
+        return (b.z1 - b.z0) + (b.y1 - b.y0) + (b.x1 - b.x0)
+
+    def _fuse_iter(self, obj_id: int, seed: int) -> Iterator[SliceResult]:
+        """Propagate the 3D box of ``obj_id`` along all three axes (yielding each view's results
+        on the original grid), then store the majority-fused masks as the box seed's runs."""
+        state = self._objects[obj_id]
+        version = state.seeds[seed].version
+        if (obj_id, seed, version) in self._fused:
+            return
+        b = state.box3d
+        shape = self.geometry.shape_zyx
+        views = self._view_sessions(obj_id, b, version)
+        for grid, view in views:
+            for r in view.iter_propagate("both"):
+                self._merge_planes(grid, view)
+                yield replace(r, slice=grid.lo + r.slice, obj_id=obj_id, mask=grid.restore_plane(r.mask, shape) >= 0.5)
+        crop = (slice(b.z0, b.z1 + 1), slice(b.y0, b.y1 + 1), slice(b.x0, b.x1 + 1))
+        votes = []
+        for grid, view in views:
+            planes = np.zeros(view.image.array.shape, dtype=bool)
+            for t, r in view.results(1).items():
+                view.geometry.put(planes, t, r.mask, True)
+            full: list = list(crop)
+            full[grid.axis] = slice(None)  # the view volume already spans the box's range on its axis
+            votes.append(grid.restore(planes, shape)[tuple(full)])
+        fused = np.zeros(shape, dtype=bool)
+        fused[crop] = fuse_views(votes)
+        main = views[0][1].results(1)  # the session axis's own view: scores per slice
+        lo, hi = state.slice_range
+
+        def result(t: int, source: str) -> SliceResult:
+            r = main.get(t - lo)
+            return SliceResult(t, obj_id, self.geometry.take(fused, t).copy(), r.score if r is not None else 0.0,
+                               None, source, axis=self.axis)
+
+        self._runs[(obj_id, seed, 0, version)] = _Run(seed, (result(seed, "prompt"),))
+        self._runs[(obj_id, seed, 1, version)] = _Run(hi, tuple(result(t, "fused") for t in range(seed + 1, hi + 1)))
+        self._runs[(obj_id, seed, -1, version)] = _Run(lo, tuple(result(t, "fused")
+                                                                 for t in range(seed - 1, lo - 1, -1)))
+        self._fused.add((obj_id, seed, version))
+        del self._views[(obj_id, version)]
+
     # -------------------------------------------------------------- encoder
-    def _plane_display(self, t: int) -> np.ndarray:
+    def plane_display(self, t: int) -> np.ndarray:
+        """The encoder's input for slice ``t``: ``(H, W, 3)`` float32 on the 0-255 scale.
+
+        The one place slices become images; a subclass may override it to show the encoder
+        something else on the same plane grid (e.g. colour video frames, see
+        :mod:`medisam.predict.video`). Embeddings are cached by these pixels.
+        """
         plane = self.geometry.take(self._display, t)
         return np.ascontiguousarray(np.repeat(plane[..., None], 3, axis=-1), dtype=np.float32)
 
     def _key(self, t: int) -> str:
-        return embedding_key(self._plane_display(t), self.model.cache_signature)
+        return embedding_key(self.plane_display(t), self.model.cache_signature)
 
     def _encode(self, t: int) -> None:
         self.visited_slices.add(t)
+        self.visited_planes.add((self.axis, t))
         before = self.predictor.cache.misses
-        self.predictor.set_display_image(self._plane_display(t))
+        self.predictor.set_display_image(self.plane_display(t))
         if self.predictor.cache.misses > before:
             self.encoded_slices.add(t)
+            self.encoded_planes.add((self.axis, t))
 
     def _prefetch(self, t: int, step: int, end: int) -> None:
         """Encode up to ``config.encode_batch`` upcoming slices of a run in one batch."""
@@ -533,11 +697,12 @@ class VolumeSession:
             s += step
         if len(todo) < 2:
             return
-        tensors, transforms = zip(*(self.model.preprocess(self._plane_display(s)) for s, _ in todo))
+        tensors, transforms = zip(*(self.model.preprocess(self.plane_display(s)) for s, _ in todo))
         embeddings = self.model.encode(torch.cat(tensors))
         for i, (s, key) in enumerate(todo):
             self.predictor.cache.put(key, CachedEmbedding(embeddings[i:i + 1].clone(), transforms[i]))
             self.encoded_slices.add(s)
+            self.encoded_planes.add((self.axis, s))
 
     @staticmethod
     def _pick(pred, previous: np.ndarray) -> int:

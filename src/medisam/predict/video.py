@@ -54,7 +54,8 @@ class _ColourFrameSession(VolumeSession):
     """VolumeSession over RGB frames: geometry from a grey copy, encoder input in colour.
 
     VolumeSession accepts grey volumes only; a colour video keeps its colours for the
-    encoder by overriding the per-slice display image (frames are slices along axis 0).
+    encoder by overriding :meth:`VolumeSession.plane_display`, the per-slice encoder input
+    (frames are slices along axis 0).
     """
 
     def __init__(self, model: PromptableModel, video: MedicalImage, window=None,
@@ -63,7 +64,8 @@ class _ColourFrameSession(VolumeSession):
         super().__init__(model, video.with_array(grey, is_rgb=False), axis=0, window=window, config=config)
         self._colour = video
 
-    def _plane_display(self, t: int) -> np.ndarray:
+    def plane_display(self, t: int) -> np.ndarray:
+        """Frame ``t`` in colour, mapped per modality (``(H, W, 3)`` float32 0-255)."""
         return to_display(self._colour.array[t], self._colour.modality)
 
 

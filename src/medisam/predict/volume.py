@@ -15,14 +15,26 @@ Intensities are mapped to the encoder's [0, 255] range once for the whole volume
 (a CT window, or the MR/other 0.5-99.5 percentile window computed over all voxels),
 not slice by slice, so neighbouring slices look alike to the encoder -- propagation
 relies on that.
+
+Multi-view (tri-planar) propagation of a 3D box also slices the volume along the other two
+axes, whose planes have one in-plane axis along the original slice direction and so
+non-square pixels when the spacing is anisotropic (e.g. 5 mm slices of 0.7 mm pixels).
+:class:`ViewGrid` describes how such a view is cropped to the box's slice range and
+stretched along its coarse in-plane axis to (near) square pixels before encoding, so the
+encoder sees anatomy with its true aspect; :func:`resample_axis` does the stretching
+(linear) and the shrinking back of masks (area average -> fraction of each voxel).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Sequence
 
 import numpy as np
+
+import torch
+import torch.nn.functional as F
 
 from medisam.errors import InputError, PromptError
 from medisam.io.intensity import HU_MIN_THRESHOLD, _scale, apply_window
@@ -152,3 +164,102 @@ def volume_of(image: MedicalImage | np.ndarray) -> MedicalImage:
     if image.array.dtype.kind == "f" and not np.isfinite(image.array).all():
         raise InputError("volume contains NaN or infinite values")
     return image
+
+
+#: Longest side a view is stretched to when making its pixels square (the encoder resizes
+#: to 256 or 1024 anyway; this bounds memory for thick-slice volumes).
+MAX_VIEW_SIDE = 1024
+#: Pixel aspect ratios up to this are treated as square (no resampling).
+SQUARE_TOLERANCE = 1.05
+
+
+@dataclass(frozen=True)
+class ViewGrid:
+    """One slicing axis's view of a 3D box: slices ``lo..hi`` of ``axis``, stretched along
+    ``stretch_axis`` (an array axis of the plane, or None) from its length to ``size``.
+
+    The view volume is ``display[lo:hi+1 along axis]`` with ``stretch_axis`` resampled to
+    ``size`` voxels, so its planes have near-square pixels in mm.
+    """
+
+    axis: int
+    lo: int
+    hi: int
+    stretch_axis: int | None = None
+    size: int = 0
+
+    @staticmethod
+    def for_box(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float], axis: int,
+                box3d: Box3D, square: bool = True, max_side: int = MAX_VIEW_SIDE) -> "ViewGrid":
+        """The view of ``box3d`` along ``axis``: its slice range and, with ``square``, the
+        stretch that makes the plane's pixels square (none when they already are within 5 %)."""
+        geometry = SliceGeometry(tuple(shape_zyx), axis, tuple(spacing_zyx))
+        _, lo, hi = geometry.box3d_to_plane(box3d)
+        r, c = geometry.plane_axes
+        sr, sc = spacing_zyx[r], spacing_zyx[c]
+        if not square or max(sr, sc) <= SQUARE_TOLERANCE * min(sr, sc):
+            return ViewGrid(axis, lo, hi)
+        coarse, ratio = (r, sr / sc) if sr > sc else (c, sc / sr)
+        n = shape_zyx[coarse]
+        size = min(int(round(n * ratio)), max(n, max_side))
+        if size <= n:
+            return ViewGrid(axis, lo, hi)
+        return ViewGrid(axis, lo, hi, coarse, size)
+
+    def crop(self, volume: np.ndarray) -> np.ndarray:
+        """The view volume of a full ``(Z, Y, X)`` display volume (float32, stretched)."""
+        sl: list = [slice(None)] * 3
+        sl[self.axis] = slice(self.lo, self.hi + 1)
+        out = volume[tuple(sl)]
+        if self.stretch_axis is not None:
+            out = resample_axis(out, self.stretch_axis, self.size, "linear")
+        return out
+
+    def spacing_zyx(self, shape_zyx: Sequence[int], spacing_zyx: Sequence[float]) -> tuple[float, float, float]:
+        """Voxel size of the view volume in mm."""
+        out = [float(s) for s in spacing_zyx]
+        if self.stretch_axis is not None:
+            out[self.stretch_axis] *= shape_zyx[self.stretch_axis] / self.size
+        return out[0], out[1], out[2]
+
+    def box(self, box3d: Box3D, shape_zyx: Sequence[int]) -> Box3D:
+        """``box3d`` (full-volume voxel indices) in the view volume's voxel indices."""
+        lo = [box3d.z0, box3d.y0, box3d.x0]
+        hi = [box3d.z1, box3d.y1, box3d.x1]
+        lo[self.axis] -= self.lo
+        hi[self.axis] -= self.lo
+        if self.stretch_axis is not None:
+            a, f = self.stretch_axis, self.size / shape_zyx[self.stretch_axis]
+            lo[a] = int(math.floor(lo[a] * f))
+            hi[a] = min(self.size - 1, max(lo[a], int(math.ceil((hi[a] + 1) * f)) - 1))
+        return Box3D(lo[2], lo[1], lo[0], hi[2], hi[1], hi[0])
+
+    def restore(self, planes: np.ndarray, shape_zyx: Sequence[int]) -> np.ndarray:
+        """A view-volume mask (bool/float) -> the fraction of each original voxel it covers,
+        on the original grid of slices ``lo..hi`` (float32)."""
+        out = np.asarray(planes, dtype=np.float32)
+        if self.stretch_axis is not None:
+            out = resample_axis(out, self.stretch_axis, shape_zyx[self.stretch_axis], "area")
+        return out
+
+    def restore_plane(self, plane: np.ndarray, shape_zyx: Sequence[int]) -> np.ndarray:
+        """One plane of the view volume -> fractions on the original plane grid (float32)."""
+        out = np.asarray(plane, dtype=np.float32)
+        if self.stretch_axis is None:
+            return out
+        rows, cols = (a for a in range(3) if a != self.axis)
+        index = 1 if self.stretch_axis == rows else 2
+        return resample_axis(out[None], index, shape_zyx[self.stretch_axis], "area")[0]
+
+
+def resample_axis(volume: np.ndarray, axis: int, size: int, mode: str = "linear") -> np.ndarray:
+    """Resample one axis of a 3D array to ``size`` samples: ``"linear"`` (images, pixel
+    centres aligned as cv2/SAM resizing) or ``"area"`` (averaging, for shrinking masks)."""
+    moved = np.moveaxis(np.asarray(volume, dtype=np.float32), axis, -1)
+    shape = moved.shape
+    t = torch.from_numpy(np.ascontiguousarray(moved)).reshape(1, -1, shape[-1])
+    if mode == "area":
+        out = F.adaptive_avg_pool1d(t, size)
+    else:
+        out = F.interpolate(t, size=size, mode="linear", align_corners=False)
+    return np.moveaxis(out.reshape(*shape[:-1], size).numpy(), -1, axis)

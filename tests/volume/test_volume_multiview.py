@@ -1,0 +1,164 @@
+"""Tri-planar (views=3) 3D-box propagation: fusion, encoder economy, geometry, switches (tiny model)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from medisam.errors import InputError, PromptError
+from medisam.io.medical_image import MedicalImage
+from medisam.predict import Predictor, PropagationConfig, VolumeSession
+from medisam.predict.propagation import fuse_views
+from medisam.predict.volume import ViewGrid, resample_axis
+from medisam.prompts import Box3D
+
+from test_volume_session import CountingEncoder, ball_volume
+
+#: Keep going on empty random-model masks; one margin only (fewer decoder passes).
+FAST = PropagationConfig(min_area_px=0, extra_margins_mm=())
+#: A small box: 2 + 4 + 5 planes across the three views.
+BOX = (5, 4, 1, 9, 7, 2)  # x0, y0, z0, x1, y1, z1
+
+
+def small_volume(spacing=(1.0, 1.0, 1.0)):
+    return ball_volume(shape=(4, 12, 14), radius=3.0, spacing=spacing)[0]
+
+
+def label_volume(session: VolumeSession, obj_id: int) -> np.ndarray:
+    out = np.zeros(session.image.array.shape, dtype=bool)
+    for t, r in session.results(obj_id).items():
+        session.geometry.put(out, t, r.mask, True)
+    return out
+
+
+def test_fused_box_is_the_majority_of_three_single_axis_sessions(tiny_model):
+    image = small_volume()
+    predictor = Predictor(tiny_model)
+    with CountingEncoder(tiny_model) as counter:
+        session = VolumeSession(tiny_model, image, predictor=predictor, config=FAST)
+        session.add_box3d(BOX, obj_id=2)
+        planned = session.planned_slices()
+        yielded = list(session.iter_propagate())
+        assert len(yielded) <= planned
+        assert {r.axis for r in yielded} == {0, 1, 2}
+        # every plane encoded at most once per view, and only planes in the box's range
+        assert counter.calls == len(session.encoded_planes) <= 2 + 4 + 5
+        ranges = {0: range(1, 3), 1: range(4, 8), 2: range(5, 10)}
+        assert all(t in ranges[a] for a, t in session.encoded_planes)
+        assert {a for a, _ in session.encoded_planes} == {0, 1, 2}
+        labels = session.label_map()
+        assert session.planned_slices() == 0 and list(session.iter_propagate()) == []
+        assert session.propagate(progress=False).array.tobytes() == labels.array.tobytes()
+        assert counter.calls == len(session.encoded_planes)  # nothing re-encoded
+    assert labels.array.shape == image.array.shape
+    assert (labels.spacing, labels.origin, labels.direction) == (image.spacing, image.origin, image.direction)
+    sources = {t: r.source for t, r in session.results(2).items()}
+    assert sources == {1: "prompt", 2: "fused"}  # seed: the middle slice 1 + (2 - 1) // 2
+    # isotropic voxels: each view is exactly the single-axis session along that axis
+    single = []
+    with CountingEncoder(tiny_model) as counter:
+        for axis in (0, 1, 2):
+            s = VolumeSession(tiny_model, image, axis=axis, predictor=predictor, config=replace(FAST, views=1))
+            s.add_box3d(BOX, obj_id=2)
+            s.propagate(progress=False)
+            single.append(label_volume(s, 2))
+        assert counter.calls == 0  # the same planes: all embeddings reused
+    expected = (single[0].astype(int) + single[1] + single[2]) >= 2
+    assert np.array_equal(labels.array == 2, expected)
+    outside = np.ones(image.array.shape, bool)
+    outside[1:3, 4:8, 5:10] = False
+    assert not labels.array[outside].any()
+
+
+def test_views1_is_single_axis_and_views3_main_view_matches_it(tiny_model):
+    image = small_volume(spacing=(0.8, 0.9, 2.0))
+    predictor = Predictor(tiny_model)
+    one = VolumeSession(tiny_model, image, predictor=predictor, config=replace(FAST, views=1))
+    one.add_box3d(BOX)
+    results = list(one.iter_propagate())
+    assert {r.axis for r in results} == {0} and one.encoded_planes == {(0, t) for t in one.encoded_slices}
+    assert {r.source for r in one.results(1).values()} <= {"prompt", "propagated"}
+    three = VolumeSession(tiny_model, image, predictor=predictor, config=FAST)
+    three.add_box3d(BOX)
+    main = {r.slice: r.mask for r in three.iter_propagate() if r.axis == 0}
+    assert {t: r.mask.tobytes() for t, r in one.results(1).items() if t in main} == \
+           {t: m.tobytes() for t, m in main.items()}
+    # directions other than "both" keep the box on the session's axis
+    fwd = VolumeSession(tiny_model, image, predictor=predictor, config=FAST)
+    fwd.add_box3d(BOX)
+    assert {r.axis for r in fwd.iter_propagate("forward")} <= {0}
+
+
+def test_anisotropic_views_are_stretched_to_square_pixels_and_restored(tiny_model):
+    image = small_volume(spacing=(0.8, 0.9, 2.0))  # ITK x, y, z: 2 mm slices
+    session = VolumeSession(tiny_model, image, config=FAST)
+    session.add_box3d(BOX)
+    views = session._view_sessions(1, session.object_state(1).box3d, session.object_state(1).box_version)
+    grids = [g for g, _ in views]
+    assert grids[0].stretch_axis is None  # the session's axis is seen as it is
+    assert [(g.axis, g.stretch_axis) for g in grids[1:]] == [(1, 0), (2, 0)]
+    for grid, view in views[1:]:
+        px = view.geometry.pixel_mm
+        assert max(px) / min(px) < 1.3  # near-square pixels for the encoder
+        assert view.geometry.plane_hw[0] == grid.size > image.array.shape[0]
+    yielded = list(session.iter_propagate())
+    for r in yielded:  # every result is a plane of the input grid, whatever the view
+        expected = [s for a, s in enumerate(image.array.shape) if a != r.axis]
+        assert r.mask.shape == tuple(expected) and r.mask.dtype == bool
+    labels = session.label_map()
+    assert labels.array.shape == image.array.shape and not labels.array[[0, 3]].any()
+
+
+def test_corrections_after_fusion_reach_half_way_and_undo(tiny_model):
+    image = ball_volume(shape=(7, 12, 14), radius=3.0, spacing=(1.0, 1.0, 1.0))[0]
+    session = VolumeSession(tiny_model, image, config=FAST)
+    session.add_box3d((5, 4, 0, 7, 7, 6))  # 3 columns wide: the i view's volume is (7, 12, 3), not RGB
+    before = session.propagate(progress=False).array.copy()
+    assert {r.source for t, r in session.results(1).items() if t != 3} == {"fused"}
+    session.add_box(0, (5, 4, 8, 8))  # a correction on slice 0 re-propagates along k up to slice 1
+    list(session.iter_propagate())
+    sources = {t: r.source for t, r in session.results(1).items()}
+    assert sources[0] == "prompt" and sources[1] == "propagated" and sources[2] == "fused"
+    assert np.array_equal(session.label_map().array[2:], before[2:])
+    session.undo()
+    assert np.array_equal(session.label_map().array, before)  # fused result kept, not recomputed
+
+
+def test_box3d_outside_the_volume_and_bad_views(tiny_model):
+    session = VolumeSession(tiny_model, small_volume(), config=FAST)
+    with pytest.raises(PromptError, match="outside the volume"):
+        session.add_box3d((5, 4, 1, 9, 7, 4))
+    assert session.object_ids == [] and session.encoded_planes == set()
+    with pytest.raises(InputError, match="views"):
+        PropagationConfig(views=2)
+
+
+def test_view_grid_and_fusion_helpers():
+    box = Box3D(3, 4, 2, 20, 30, 7)
+    grid = ViewGrid.for_box((10, 40, 50), (5.0, 0.7, 0.7), 1, box)
+    assert (grid.axis, grid.lo, grid.hi, grid.stretch_axis, grid.size) == (1, 4, 30, 0, 71)
+    assert ViewGrid.for_box((10, 40, 50), (5.0, 0.7, 0.7), 0, box).stretch_axis is None  # (Y, X) planes square
+    assert ViewGrid.for_box((10, 40, 50), (5.0, 0.7, 0.7), 1, box, square=False).stretch_axis is None
+    assert ViewGrid.for_box((10, 40, 50), (5.0, 0.7, 0.7), 2, box, max_side=30).size == 30  # capped
+    vb = grid.box(box, (10, 40, 50))
+    assert (vb.y0, vb.y1, vb.x0, vb.x1) == (0, 26, 3, 20) and vb.z0 <= 2 * 7.1 and vb.z1 >= 8 * 7.1 - 1
+    # a mask made on the stretched grid comes back as voxel fractions on the original grid
+    mask = np.zeros((10, 27, 50), bool)
+    mask[2:8] = True
+    stretched = resample_axis(mask.astype(np.float32), 0, grid.size) >= 0.5
+    back = grid.restore(stretched, (10, 40, 50))
+    assert back.shape == (10, 27, 50) and np.array_equal(back >= 0.5, mask)
+    assert np.array_equal(grid.restore_plane(stretched[:, 3], (10, 40, 50)) >= 0.5, mask[:, 3])
+    a, b, c = (np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 0], bool), np.array([0.0, 0.6, 0.6, 0.4]))
+    assert fuse_views([a, b, c]).tolist() == [True, True, True, False]
+
+
+def test_sam2_model_is_refused_with_a_pointer_to_sam2session():
+    pytest.importorskip("sam2")
+    from medisam.errors import ModelError
+    from medisam.models import load_model
+
+    with pytest.raises(ModelError, match="Sam2Session"):
+        VolumeSession(load_model("sam2-tiny", device="cpu"), np.zeros((3, 16, 16), np.float32))
