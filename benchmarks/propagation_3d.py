@@ -89,26 +89,28 @@ class Case:
     targets: dict[str, np.ndarray] = field(default_factory=dict)  # target -> (Z, Y, X) bool
 
 
-def hippocampus_cases(n: int) -> list[Case]:
-    root = DATA / "msd_task04_hippocampus"
+def msd_cases(folder: str, dataset: str, n: int, targets) -> list[Case]:
+    """The first ``n`` cases of an MSD-layout set (imagesTr/*_0000.nii.gz, labelsTr/*.nii.gz);
+    ``targets(labels)`` maps the label volume to ``{target: (Z, Y, X) bool}``."""
+    root = DATA / folder
     cases = []
     for path in sorted((root / "imagesTr").glob("*_0000.nii.gz"))[:n]:
         name = path.name.replace("_0000.nii.gz", "")
         labels = read_image(root / "labelsTr" / f"{name}.nii.gz").array
-        cases.append(Case("hippocampus", name, read_image(path),
-                          {"label1": labels == 1, "label2": labels == 2}))
+        cases.append(Case(dataset, name, read_image(path), targets(labels)))
     return cases
+
+
+def hippocampus_cases(n: int) -> list[Case]:
+    """Hippocampus label 1 (anterior) and label 2 (posterior) as separate objects."""
+    return msd_cases("msd_task04_hippocampus", "hippocampus", n,
+                     lambda labels: {"label1": labels == 1, "label2": labels == 2})
 
 
 def brats_cases(n: int) -> list[Case]:
-    root = DATA / "brats2015_deepmedic"
-    cases = []
-    for path in sorted((root / "imagesTr").glob("*_0000.nii.gz"))[:n]:
-        name = path.name.replace("_0000.nii.gz", "")
-        labels = read_image(root / "labelsTr" / f"{name}.nii.gz").array
-        cases.append(Case("brats-flair", name, read_image(path),
-                          {"whole": labels > 0, "core": np.isin(labels, (1, 3, 4))}))
-    return cases
+    """BraTS FLAIR: whole tumour (labels > 0) and tumour core (labels 1, 3, 4)."""
+    return msd_cases("brats2015_deepmedic", "brats-flair", n,
+                     lambda labels: {"whole": labels > 0, "core": np.isin(labels, (1, 3, 4))})
 
 
 def tight_box3d(mask: np.ndarray) -> tuple[int, int, int, int, int, int]:
