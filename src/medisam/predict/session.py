@@ -178,6 +178,7 @@ class VolumeSession:
         elif display.shape != self.image.array.shape:
             raise InputError(f"display volume {display.shape} does not match the image {self.image.array.shape}")
         self._display = display
+        self._plane_keys: dict[int, str] = {}  # plane -> embedding key (the display never changes)
         if predictor is None:
             predictor = Predictor(model, cache=EmbeddingCache(max_bytes=self._cache_bytes_needed()))
         elif predictor.model is not model:
@@ -672,13 +673,17 @@ class VolumeSession:
         return np.ascontiguousarray(np.repeat(plane[..., None], 3, axis=-1), dtype=np.float32)
 
     def _key(self, t: int) -> str:
-        return embedding_key(self.plane_display(t), self.model.cache_signature)
+        """Embedding key of plane ``t``, hashed once per session (planes are revisited often)."""
+        key = self._plane_keys.get(t)
+        if key is None:
+            key = self._plane_keys[t] = embedding_key(self.plane_display(t), self.model.cache_signature)
+        return key
 
     def _encode(self, t: int) -> None:
         self.visited_slices.add(t)
         self.visited_planes.add((self.axis, t))
         before = self.predictor.cache.misses
-        self.predictor.set_display_image(self.plane_display(t))
+        self.predictor.set_display_image(self.plane_display(t), key=self._key(t))
         if self.predictor.cache.misses > before:
             self.encoded_slices.add(t)
             self.encoded_planes.add((self.axis, t))
@@ -715,9 +720,8 @@ class VolumeSession:
         """Candidate ``k``'s mask at ``config.mask_threshold`` (pred.masks uses 0)."""
         if self.config.mask_threshold == 0.0:
             return pred.masks[k]
-        low = torch.from_numpy(pred.low_res_logits[k:k + 1])[:, None]
-        up = self.predictor._require_image().transform.logits_to_original(low)
-        return (up[0, 0] > self.config.mask_threshold).numpy()
+        transform = self.predictor._require_image().transform
+        return transform.masks_to_original(pred.low_res_logits[k:k + 1], self.config.mask_threshold)[0]
 
     def _predict(self, t: int, box: Box | None, points, logits: np.ndarray | None, multimask: bool = False):
         self._encode(t)
