@@ -19,6 +19,7 @@ import numpy as np
 
 from medisam.errors import InputError
 from medisam.io import read_image, write_mask
+from medisam.io.detached import check_data_files
 from medisam.io.overlay import render_overlay
 from medisam.io.registry import file_extension
 from medisam.models.promptable import PromptableModel
@@ -68,6 +69,7 @@ class AppState:
             extract_zip(path, dest, max_members=5000, max_bytes=2 << 30, max_ratio=200.0)
             image = read_image(dest, max_voxels=self.max_voxels)
         else:
+            check_data_files(path, root=path.parent)  # an uploaded header may not name a server file
             image = read_image(path, max_voxels=self.max_voxels)
         self.session = InteractiveSession(self.model, image, window=window or None)
         self.input_name = path.name

@@ -14,6 +14,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from medisam.errors import InputError
+from medisam.io.detached import check_data_files
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
 from medisam.io.nifti_check import check_nifti
@@ -40,6 +41,7 @@ def _check_channel(path: Path, channel: int | None, n: int, what: str) -> int:
 
 def read_sitk(path: Path, opts: ReadOptions) -> MedicalImage:
     """Read a NIfTI/NRRD/MHA/MHD file; geometry is kept exactly as SimpleITK reports it."""
+    check_data_files(path)  # a detached data file must be a regular file (never a FIFO or device)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:

@@ -11,6 +11,7 @@ compression ratio (zip bombs). Reading then goes through :func:`medisam.io.read_
 from __future__ import annotations
 
 import logging
+import re
 import stat
 import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -18,11 +19,14 @@ from typing import BinaryIO
 
 from medisam.errors import ImageTooLargeError, InputError
 from medisam.io import READERS, MedicalImage, read_image
+from medisam.io.detached import check_data_files
 from medisam.io.registry import file_extension
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+HEADER_ONLY = (".mhd", ".nhdr")  # formats whose pixels live in a separate file
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class UploadTooLarge(InputError):
@@ -74,6 +78,23 @@ def _check_member(info: zipfile.ZipInfo) -> None:
         raise InputError(f"zip member {name!r} is encrypted")
 
 
+def _member_names(infos: list[zipfile.ZipInfo]) -> list[str]:
+    """Flat file names for the members: the member's own base name when it is plain and unique
+    (so a detached header finds its data file), else a number plus its registered extension."""
+    bases = [PurePosixPath(i.filename.replace("\\", "/")).name for i in infos]
+    counts: dict[str, int] = {}
+    for b in bases:
+        counts[b.lower()] = counts.get(b.lower(), 0) + 1
+    names = []
+    for n, base in enumerate(bases):
+        if _PLAIN_NAME.fullmatch(base) and counts[base.lower()] == 1 and not base.startswith("0"):
+            names.append(base)
+        else:
+            ext = file_extension(Path(base))
+            names.append(f"{n:06d}{ext if ext in READERS else ''}")
+    return names
+
+
 def extract_zip(archive: Path, dest: Path, *, max_members: int, max_bytes: int, max_ratio: float) -> list[Path]:
     """Safely extract ``archive`` into ``dest`` under numbered names; return the files written.
 
@@ -102,9 +123,9 @@ def extract_zip(archive: Path, dest: Path, *, max_members: int, max_bytes: int, 
         dest.mkdir(mode=0o700, exist_ok=False)
         written: list[Path] = []
         total = 0
-        for n, info in enumerate(infos):
-            ext = file_extension(Path(PurePosixPath(info.filename).name))
-            out_path = dest / f"{n:06d}{ext if ext in READERS else ''}"
+        names = _member_names(infos)
+        for info, out_name in zip(infos, names):
+            out_path = dest / out_name
             limit = max(max_ratio * max(info.compress_size, 1), 1 << 16)
             member_bytes = 0
             try:
@@ -137,8 +158,14 @@ def read_upload(path: Path, workdir: Path, *, max_voxels: int, max_members: int,
                                 max_bytes=max_bytes, max_ratio=max_ratio)
             path.unlink()  # the extracted copy is all we keep
             known = [f for f in files if f.suffix and file_extension(f) not in (".dcm", ".dicom", ".ima")]
-            target = known[0] if len(files) == 1 and known else workdir / "unzipped"
+            headers = [f for f in files if f.name.lower().endswith(HEADER_ONLY)]
+            if len(headers) == 1:
+                target = headers[0]  # a detached header zipped with its data file(s)
+            else:
+                target = known[0] if len(files) == 1 and known else workdir / "unzipped"
+            check_data_files(target, root=workdir / "unzipped")
             return read_image(target, max_voxels=max_voxels, modality=modality)
+        check_data_files(path, root=workdir)
         return read_image(path, max_voxels=max_voxels, modality=modality)
     except ImageTooLargeError as exc:
         raise UploadTooLarge(f"upload: image has {exc.voxels} voxels, more than the limit of {exc.limit} "
