@@ -110,7 +110,8 @@ def create_app(settings: ServerSettings | None = None, model: PromptableModel | 
         return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=400)
 
     app.include_router(router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + (64 << 10))  # multipart overhead
+    app.add_middleware(BodyLimit, max_bytes=settings.max_json_bytes,
+                       upload_bytes=settings.max_upload_bytes + (64 << 10))  # multipart overhead
     if settings.token is not None:
         app.add_middleware(TokenAuth, token=settings.token)  # added last = runs first
     return app

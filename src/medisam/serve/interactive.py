@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Largest object id (label value) accepted; label maps are uint16.
 MAX_OBJECT_ID = 65535
+#: Default cap on the clicks kept for one object on one slice (decoder memory grows ~quadratically).
+MAX_POINTS = 256
 
 
 @dataclass
@@ -62,14 +64,18 @@ class _Edit:
     labels: np.ndarray | None = None
     prompts: dict[int, ObjectPrompt] | None = None
     volume_steps: int = 0
+    npoints: dict[tuple[int, int], int] = field(default_factory=dict)  # clicks per (slice, object) before
 
 
 class InteractiveSession:
     """Prompts -> label map for one image, with corrections, undo and 3D propagation."""
 
     def __init__(self, model: PromptableModel, image: MedicalImage, *, cache: EmbeddingCache | None = None,
-                 window: str | tuple[float, float] | None = None, max_undo: int = 64):
+                 window: str | tuple[float, float] | None = None, max_undo: int = 64,
+                 max_points: int | None = MAX_POINTS):
         self.model = model
+        self.max_points = max_points
+        self._npoints: dict[tuple[int, int], int] = {}
         self.image = image
         self.window = window
         self.max_undo = max_undo
@@ -171,22 +177,30 @@ class InteractiveSession:
         )
         if prompt.box is None and not prompt.points and prompt.mask is None:
             raise PromptError("give at least one prompt: box, points or mask")
+        total = self._count_points(k, obj_id, len(prompt.points), keep=False)
         if self.volume is None:
-            return self._apply2d(obj_id, prompt)
-        return self._volume_action(lambda vs: self._segment_volume(vs, k, obj_id, prompt))
+            res = self._apply2d(obj_id, prompt)
+        else:
+            res = self._volume_action(lambda vs: self._segment_volume(vs, k, obj_id, prompt))
+        self._npoints[(k, obj_id)] = total
+        return res
 
     def add_points(self, slice: int | None = None, obj_id: int = 1, *,
                    points: Sequence[Sequence[float]]) -> SliceResult:
         """Correct object ``obj_id`` on a slice with more clicks (kept with its earlier prompts)."""
         k = self.check_slice(slice)
         obj_id = self._obj(obj_id)
-        pts = [self._point(p) for p in points]
-        if not pts:
+        if not len(points):
             raise PromptError("give at least one point")
+        total = self._count_points(k, obj_id, len(points), keep=True)
+        pts = [self._point(p) for p in points]
         if self.volume is None:
             old = self._prompts2d.get(obj_id, ObjectPrompt())
-            return self._apply2d(obj_id, ObjectPrompt(old.box, [*old.points, *pts], old.mask))
-        return self._volume_action(lambda vs: [vs.add_points(k, pts, obj_id)])
+            res = self._apply2d(obj_id, ObjectPrompt(old.box, [*old.points, *pts], old.mask))
+        else:
+            res = self._volume_action(lambda vs: [vs.add_points(k, pts, obj_id)])
+        self._npoints[(k, obj_id)] = total
+        return res
 
     def remove_object(self, obj_id: int) -> None:
         """Erase an object everywhere."""
@@ -195,16 +209,18 @@ class InteractiveSession:
             if obj_id not in self.volume.object_ids:
                 raise PromptError(f"no object {obj_id}; objects: {self.volume.object_ids or 'none'}")
             self._volume_action(lambda vs: [vs.remove_object(obj_id)])
-            return
-        self._push2d()
-        self._labels2d[self._labels2d == obj_id] = 0
-        self._prompts2d.pop(obj_id, None)
+        else:
+            self._push2d()
+            self._labels2d[self._labels2d == obj_id] = 0
+            self._prompts2d.pop(obj_id, None)
+        self._npoints = {key: n for key, n in self._npoints.items() if key[1] != obj_id}
 
     def undo(self) -> bool:
         """Revert the last user action (prediction, correction, removal, propagation); False if none."""
         if not self._undo:
             return False
         edit = self._undo.pop()
+        self._npoints = edit.npoints
         if self.volume is not None:
             for _ in range(edit.volume_steps):
                 self.volume.undo()
@@ -225,6 +241,7 @@ class InteractiveSession:
             self._push2d()
             self._labels2d = np.zeros_like(self._labels2d)
             self._prompts2d = {}
+        self._npoints = {}
 
     # --------------------------------------------------------- propagation
     def iter_propagate(self, direction: str = "both"):  # noqa: ANN201 - Iterator[predict.SliceResult]
@@ -263,12 +280,20 @@ class InteractiveSession:
         pts = Points.of([p])  # validates finiteness and the 0/1 label
         return float(pts.coords[0, 0]), float(pts.coords[0, 1]), int(pts.labels[0])
 
+    def _count_points(self, k: int, obj_id: int, new: int, keep: bool) -> int:
+        """Clicks object ``obj_id`` would have on slice ``k`` after adding ``new`` (PromptError above the cap)."""
+        total = new + (self._npoints.get((k, obj_id), 0) if keep else 0)
+        if self.max_points is not None and total > self.max_points:
+            raise PromptError(f"object {obj_id} would have {total} points on this slice, more than the limit "
+                              f"of {self.max_points}; use a box or mask prompt, or undo some clicks")
+        return total
+
     def _record(self, edit: _Edit) -> None:
         self._undo.append(edit)
         del self._undo[: -self.max_undo]
 
     def _push2d(self) -> None:
-        self._record(_Edit(labels=self._labels2d.copy(), prompts=dict(self._prompts2d)))
+        self._record(_Edit(labels=self._labels2d.copy(), prompts=dict(self._prompts2d), npoints=dict(self._npoints)))
 
     def _volume_action(self, action: Callable[[VolumeSession], Iterable]) -> SliceResult | None:
         """Run VolumeSession calls as ONE undo step; on failure undo the calls that succeeded.
@@ -277,6 +302,7 @@ class InteractiveSession:
         step of its history); the last item that is a slice result is returned.
         """
         vs = self.volume
+        before = dict(self._npoints)
         done = 0
         results = []
         try:
@@ -287,7 +313,7 @@ class InteractiveSession:
             for _ in range(done):
                 vs.undo()
             raise
-        self._record(_Edit(volume_steps=done))
+        self._record(_Edit(volume_steps=done, npoints=before))
         last = next((r for r in reversed(results) if hasattr(r, "mask")), None)
         if last is None:
             return None

@@ -18,6 +18,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Paths reachable without the token (liveness probes).
 PUBLIC_PATHS = frozenset({"/healthz"})
+#: Paths whose POST body is an upload (the large limit); every other body gets the small one.
+UPLOAD_PATHS = frozenset({"/sessions"})
 
 
 async def _json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -53,20 +55,27 @@ class TokenAuth:
 
 
 class BodyLimit:
-    """Refuse request bodies above ``max_bytes`` with 413 (by Content-Length, and while streaming)."""
+    """Refuse request bodies above a limit with 413 (by Content-Length, and while streaming).
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    ``upload_bytes`` applies to ``POST`` on :data:`UPLOAD_PATHS`, ``max_bytes`` (small) to
+    every other request, so a JSON route never parses a huge body.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = max_bytes if upload_bytes is None else upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        msg = f"request body is larger than the limit of {self.max_bytes} bytes"
+        upload = scope.get("method") == "POST" and scope.get("path") in UPLOAD_PATHS
+        limit = self.upload_bytes if upload else self.max_bytes
+        msg = f"request body is larger than the limit of {limit} bytes"
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    too_big = int(value) > limit
                 except ValueError:
                     return await _json(send, 400, "invalid Content-Length header")
                 if too_big:
@@ -82,7 +91,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     exceeded = True
                     return {"type": "http.disconnect"}
             return message

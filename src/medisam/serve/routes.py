@@ -134,7 +134,8 @@ def create_session(request: Request,
             image = read_upload(saved, session.workdir, max_voxels=s.max_voxels, max_members=s.max_zip_members,
                                 max_bytes=s.max_zip_bytes, max_ratio=s.max_zip_ratio,
                                 modality=modality.upper() if modality else None)
-            session.state = InteractiveSession(ctx.model, image, cache=ctx.new_cache(), window=win)
+            session.state = InteractiveSession(ctx.model, image, cache=ctx.new_cache(), window=win,
+                                               max_points=s.max_points_per_object)
             session.touch()
     except BaseException:
         ctx.sessions.discard(session)
@@ -163,6 +164,13 @@ def delete_session(sid: str, request: Request) -> dict:
     return {"closed": sid}
 
 
+def _check_points(request: Request, points: list | None) -> None:
+    """PromptError (400) for more clicks in one request than the server allows."""
+    limit = _ctx(request).settings.max_points_per_request
+    if points is not None and len(points) > limit:
+        raise PromptError(f"{len(points)} points in one request, more than the limit of {limit}")
+
+
 def _session(request: Request, sid: str) -> ServerSession:
     """The open session ``sid`` (404 otherwise); callers then take its lock."""
     return _ctx(request).sessions.get(sid)
@@ -171,6 +179,7 @@ def _session(request: Request, sid: str) -> ServerSession:
 @router.post("/sessions/{sid}/predict", response_model=SliceMask, tags=["prompts"])
 def predict(sid: str, body: PromptRequest, request: Request) -> SliceMask:
     """Segment object ``obj_id`` on a slice from a box, points and/or a mask (replaces its earlier prompts there)."""
+    _check_points(request, body.points)
     session = _session(request, sid)
     mask = None
     if body.mask is not None:
@@ -187,6 +196,7 @@ def predict(sid: str, body: PromptRequest, request: Request) -> SliceMask:
 @router.post("/sessions/{sid}/points", response_model=SliceMask, tags=["prompts"])
 def add_points(sid: str, body: PointsRequest, request: Request) -> SliceMask:
     """Add corrective clicks to an object on a slice (kept with its earlier prompts)."""
+    _check_points(request, body.points)
     session = _session(request, sid)
     with session.lock, _ctx(request).inference:
         res = session.state.add_points(body.slice, body.obj_id, points=body.points)

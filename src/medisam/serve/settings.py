@@ -23,6 +23,10 @@ class ServerSettings:
             encoded LiteMedSAM/SAM slice; older slices are evicted first).
         max_zip_members, max_zip_bytes, max_zip_ratio: limits on zipped DICOM uploads
             (member count, total uncompressed bytes, per-member compression ratio).
+        max_json_bytes: largest body of every other request (JSON prompts; 413 above).
+        max_points_per_request, max_points_per_object: clicks in one request, and kept for
+            one object on one slice (400 above); decoder memory grows about quadratically
+            with the number of points.
         inference_slots: model calls (predict/correct/propagate) running at once across
             all sessions; the rest wait. Bounds memory (one encoder activation set per slot);
             on the 2-core test machine 4 slots gave about 1.5x the throughput of 1 slot
@@ -44,11 +48,15 @@ class ServerSettings:
     max_zip_bytes: int = 2 << 30
     max_zip_ratio: float = 200.0
     inference_slots: int = 4
+    max_json_bytes: int = 1 << 20
+    max_points_per_request: int = 64
+    max_points_per_object: int = 256
 
     def __post_init__(self) -> None:
         if self.token is not None and len(self.token) < 8:
             raise InputError("token must be at least 8 characters")
-        for name in ("inference_slots", "max_upload_bytes", "max_voxels", "max_sessions", "max_zip_members", "max_zip_bytes"):
+        for name in ("inference_slots", "max_upload_bytes", "max_voxels", "max_sessions", "max_zip_members", "max_zip_bytes",
+                     "max_json_bytes", "max_points_per_request", "max_points_per_object"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name} must be positive")
         if self.idle_timeout_s <= 0:
