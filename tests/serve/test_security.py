@@ -109,3 +109,105 @@ def test_json_routes_have_a_small_body_limit(make_client):
     r = tc.post(f"/sessions/{sid}/points", content=b"[" * 10_000, headers={"Content-Type": "application/json"})
     assert r.status_code == 413
     assert make_client().app.state.medisam.settings.max_json_bytes == 1 << 20
+
+
+# ------------------------------------------------------------ 3. sizes from headers, bytes per session
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header says ``width`` x ``height`` (8-bit grey) with a tiny, truncated image stream."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture()
+def decoded_frames(monkeypatch):
+    """Names of the frame files the frame-folder reader decoded."""
+    import medisam.io.video as video
+
+    seen: list[str] = []
+    original = video._decode_frame
+
+    def counting(path):
+        seen.append(path.name)
+        return original(path)
+
+    monkeypatch.setattr(video, "_decode_frame", counting)
+    return seen
+
+
+def test_frame_zip_is_size_checked_before_any_decode(make_client, decoded_frames):
+    tc = make_client(max_voxels=1 << 20)
+    small = png_bytes(disk(64))
+    r = _upload(tc, "frames.zip", zip_bytes({"f1.png": _png_header_only(18000, 18000), "f2.png": small}))
+    assert r.status_code == 413 and "324000000 voxels" in _detail(r).replace(",", "")
+    assert decoded_frames == []
+    r = _upload(tc, "frames.zip", zip_bytes({"f1.png": small, "f2.png": _png_header_only(9000, 9000)}))
+    assert r.status_code == 400 and "differs from the first frame" in _detail(r)
+    assert decoded_frames == ["f1.png"]  # the big second frame was never decoded
+
+
+def test_video_without_a_frame_count_is_size_checked_before_decoding(tmp_path, monkeypatch):
+    av = pytest.importorskip("av")
+    from medisam.errors import ImageTooLargeError
+    from medisam.io import read_image
+    from medisam.io.video import write_video
+
+    path = write_video(np.zeros((3, 64, 48, 3), np.uint8), tmp_path / "v.mkv")
+    decoded = []
+    real_open = av.open
+
+    class Counting:
+        def __init__(self, container):
+            self._c = container
+
+        def __getattr__(self, name):
+            return getattr(self._c, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self._c.__exit__(*exc)
+
+        def decode(self, *a, **k):
+            for frame in self._c.decode(*a, **k):
+                decoded.append(frame)
+                yield frame
+
+    monkeypatch.setattr(av, "open", lambda *a, **k: Counting(real_open(*a, **k)))
+    with pytest.raises(ImageTooLargeError):
+        read_image(path, max_voxels=64 * 48 * 3 - 1)
+    assert decoded == []
+    assert read_image(path, max_voxels=3 * 64 * 48 * 3).array.shape[:3] == (3, 64, 48)
+
+
+def test_session_bytes_are_dtype_aware_and_checked_from_the_header(make_client, tmp_path, monkeypatch):
+    import medisam.serve.uploads as uploads
+
+    reads = []
+    real_read = uploads.read_image
+    monkeypatch.setattr(uploads, "read_image", lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
+    tc = make_client(max_session_bytes=50_000)
+    for dtype, expected in ((np.float64, 413), (np.uint8, 201)):  # 8000 voxels: 64 kB as float64 + 24 kB; 8 kB as uint8
+        path = tmp_path / f"v-{np.dtype(dtype).name}.nrrd"
+        sitk.WriteImage(sitk.GetImageFromArray(np.ones((5, 40, 40), dtype)), str(path))
+        r = _upload(tc, path.name, path.read_bytes())
+        assert r.status_code == expected, r.text
+        if expected == 413:
+            assert "needs 88000 bytes" in _detail(r) and "limit of 50000 bytes per session" in _detail(r)
+    assert len(reads) == 1  # the float64 volume was refused from its header, never decoded
+
+
+def test_total_session_bytes_are_capped(make_client):
+    tc = make_client(max_total_bytes=70_000)  # one 96x96 uint8 image holds 9216 * 4 = 36864 bytes
+    sid = _upload(tc, "a.png", png_bytes(disk())).json()["session_id"]
+    r = _upload(tc, "a.png", png_bytes(disk()))
+    assert r.status_code == 429 and "36864" in _detail(r)
+    assert tc.get("/sessions").json()["open"] == 1
+    assert tc.delete(f"/sessions/{sid}").status_code == 200
+    assert _upload(tc, "a.png", png_bytes(disk())).status_code == 201

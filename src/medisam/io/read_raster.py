@@ -11,6 +11,7 @@ read as a ``(Z, Y, X)`` stack with unit spacing.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from medisam.errors import InputError
+from medisam.errors import ImageTooLargeError, InputError
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
 from medisam.io.registry import ReadOptions, register_reader
@@ -28,13 +29,19 @@ log = logging.getLogger(__name__)
 RASTER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-def _header(path: Path) -> tuple[tuple[int, ...], int]:
+def raster_header(path: Path) -> tuple[tuple[int, ...], int]:
     """(shape without channels, number of pages) from the file header, without decoding pixels."""
     try:
         with Image.open(path) as im:
             w, h = im.size
             pages = int(getattr(im, "n_frames", 1))
             bands = len(im.getbands())
+    except Image.DecompressionBombError as exc:  # above twice Pillow's MAX_IMAGE_PIXELS
+        n = re.search(r"\((\d+) pixels\)", str(exc))
+        voxels = int(n.group(1)) if n else 0
+        raise ImageTooLargeError(f"{path}: image has {voxels} pixels, more than the limit of "
+                                 f"{2 * Image.MAX_IMAGE_PIXELS} for this format", voxels=voxels,
+                                 limit=2 * int(Image.MAX_IMAGE_PIXELS)) from None
     except Exception as exc:  # PIL raises many types for corrupt files
         raise InputError(f"{path}: cannot read image header ({type(exc).__name__}: {exc})") from exc
     shape = (pages, h, w, bands) if pages > 1 else (h, w, bands)
@@ -60,7 +67,7 @@ def _to_rgb_or_grey(arr: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def read_raster(path: Path, opts: ReadOptions) -> MedicalImage:
     """Read a 2D raster image (8/16-bit, grey or colour) as a MedicalImage with unit spacing."""
-    shape, pages = _header(path)
+    shape, pages = raster_header(path)
     check_size(shape, path, opts.max_voxels)
     data = np.fromfile(path, dtype=np.uint8)
     if pages > 1:

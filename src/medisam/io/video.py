@@ -65,15 +65,23 @@ def read_video_file(path: Path, opts: ReadOptions) -> MedicalImage:
             raise InputError(f"{path}: no video stream")
         stream = container.streams.video[0]
         h, w = stream.codec_context.height, stream.codec_context.width
-        if stream.frames:
-            check_size((stream.frames, h, w, 3), path, opts.max_voxels)
+        if h and w:  # the container's stream size, before any frame is decoded
+            check_size((stream.frames or 1, h, w, 3), path, opts.max_voxels)
         fps = float(stream.average_rate) if stream.average_rate else None
         frames = []
         try:
             for frame in container.decode(stream):
+                if (frame.height, frame.width) != (h, w):
+                    if frames or (h and w):
+                        raise InputError(f"{path}: frame {len(frames)} is {frame.width}x{frame.height}, "
+                                         f"the stream says {w}x{h}")
+                    h, w = frame.height, frame.width
+                    check_size((stream.frames or 1, h, w, 3), path, opts.max_voxels)
                 frames.append(frame.to_ndarray(format="rgb24"))
                 if opts.max_voxels and len(frames) * h * w * 3 > opts.max_voxels:
                     check_size((len(frames), h, w, 3), path, opts.max_voxels)
+        except InputError:
+            raise
         except Exception as exc:
             raise InputError(f"{path}: video decoding failed after {len(frames)} frames "
                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:150]})") from exc
@@ -103,6 +111,16 @@ def is_frame_folder(folder: Path) -> bool:
     return bool(images) and not others
 
 
+def _frame_header(path: Path) -> tuple[int, int, int]:
+    """(height, width, bands) of a frame image from its header (Pillow opens lazily)."""
+    from medisam.io.read_raster import raster_header
+
+    shape, pages = raster_header(path)
+    if pages > 1:
+        raise InputError(f"{path}: multi-page frame images are not supported in a frame folder")
+    return shape[0], shape[1], shape[2]
+
+
 def _decode_frame(path: Path) -> np.ndarray:
     """One frame image at its own bit depth: ``(H, W)`` grey or ``(H, W, 3)`` RGB (alpha dropped)."""
     arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
@@ -125,13 +143,20 @@ def read_frame_folder(folder: Path, opts: ReadOptions, fps: float | None = None)
     if not files:
         raise InputError(f"{folder}: no frame images ({', '.join(FRAME_EXTENSIONS)})")
     frames: list[np.ndarray] = []
+    first_hw: tuple[int, int] | None = None
     for f in files:
+        h, w, bands = _frame_header(f)  # sizes from the header: nothing is decoded before the checks
+        if first_hw is None:
+            first_hw = (h, w)
+            check_size((len(files), h, w) + ((min(bands, 3),) if bands > 2 else ()), folder, opts.max_voxels)
+        elif (h, w) != first_hw:
+            raise InputError(f"{f}: frame {w}x{h} differs from the first frame ({first_hw[1]}x{first_hw[0]})")
         arr = _decode_frame(f)
-        if frames and (arr.shape[:2] != frames[0].shape[:2] or arr.dtype != frames[0].dtype):
+        if arr.shape[:2] != first_hw:
+            raise InputError(f"{f}: frame decodes to {arr.shape[1]}x{arr.shape[0]}, its header says {w}x{h}")
+        if frames and arr.dtype != frames[0].dtype:
             raise InputError(f"{f}: frame {arr.shape[1]}x{arr.shape[0]} {arr.dtype} differs from the first "
                              f"frame ({frames[0].shape[1]}x{frames[0].shape[0]} {frames[0].dtype})")
-        if not frames:
-            check_size((len(files),) + arr.shape, folder, opts.max_voxels)
         frames.append(arr)
     if any(f.ndim == 3 for f in frames):
         frames = [f if f.ndim == 3 else np.repeat(f[..., None], 3, axis=-1) for f in frames]

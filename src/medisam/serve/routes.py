@@ -31,7 +31,7 @@ from medisam.serve.schemas import (
     WindowRequest,
 )
 from medisam.serve.sessions import ServerSession
-from medisam.serve.uploads import read_upload, save_stream, upload_extension
+from medisam.serve.uploads import read_upload, save_stream, session_bytes, upload_extension
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,10 @@ def capabilities(request: Request) -> Capabilities:
         propagation=hasattr(predict, "VolumeSession"),
         limits={"max_upload_bytes": s.max_upload_bytes, "max_voxels": s.max_voxels,
                 "max_sessions": s.max_sessions, "idle_timeout_s": s.idle_timeout_s,
-                "max_zip_members": s.max_zip_members, "max_zip_bytes": s.max_zip_bytes},
+                "max_zip_members": s.max_zip_members, "max_zip_bytes": s.max_zip_bytes,
+                "max_session_bytes": s.max_session_bytes, "max_total_bytes": s.max_total_bytes,
+                "max_json_bytes": s.max_json_bytes, "max_points_per_request": s.max_points_per_request,
+                "max_points_per_object": s.max_points_per_object},
         auth=s.token is not None,
     )
 
@@ -133,7 +136,8 @@ def create_session(request: Request,
             save_stream(file.file, saved, s.max_upload_bytes)
             image = read_upload(saved, session.workdir, max_voxels=s.max_voxels, max_members=s.max_zip_members,
                                 max_bytes=s.max_zip_bytes, max_ratio=s.max_zip_ratio,
-                                modality=modality.upper() if modality else None)
+                                modality=modality.upper() if modality else None, max_image_bytes=s.max_session_bytes)
+            ctx.sessions.claim_bytes(session, session_bytes(image), s.max_total_bytes)
             session.state = InteractiveSession(ctx.model, image, cache=ctx.new_cache(), window=win,
                                                max_points=s.max_points_per_object)
             session.touch()

@@ -27,6 +27,10 @@ class TooManySessions(MedisamError):
     """The server holds its maximum number of sessions (HTTP 429)."""
 
 
+class ServerFull(TooManySessions):
+    """The open sessions already hold the server's total image memory (HTTP 429)."""
+
+
 class SessionNotFound(MedisamError):
     """No open session has this id (HTTP 404)."""
 
@@ -42,6 +46,7 @@ class ServerSession:
     lock: threading.Lock = field(default_factory=threading.Lock)
     created: float = field(default_factory=time.monotonic)
     last_used: float = field(default_factory=time.monotonic)
+    nbytes: int = 0  # memory the session's image holds (see uploads.session_bytes)
 
     def touch(self) -> None:
         self.last_used = time.monotonic()
@@ -77,6 +82,15 @@ class SessionRegistry:
             session.last_used = self._clock()
             self._sessions[sid] = session
         return session
+
+    def claim_bytes(self, session: ServerSession, nbytes: int, max_total: int) -> None:
+        """Account ``nbytes`` to ``session``; ServerFull when all sessions together would exceed ``max_total``."""
+        with self._lock:
+            others = sum(s.nbytes for s in self._sessions.values() if s is not session)
+            if others + nbytes > max_total:
+                raise ServerFull(f"the open sessions hold {others} bytes of images; this one needs {nbytes} more, "
+                                 f"over the server's total of {max_total}: close a session or try later")
+            session.nbytes = nbytes
 
     def get(self, sid: str) -> ServerSession:
         """The open session ``sid`` (marks it used), or SessionNotFound."""

@@ -23,6 +23,10 @@ class ServerSettings:
             encoded LiteMedSAM/SAM slice; older slices are evicted first).
         max_zip_members, max_zip_bytes, max_zip_ratio: limits on zipped DICOM uploads
             (member count, total uncompressed bytes, per-member compression ratio).
+        max_session_bytes: memory one session's image may hold (pixels at their dtype +
+            3 bytes per voxel for labels and display; 413 above, checked from the header
+            for NIfTI/NRRD/MetaImage).
+        max_total_bytes: memory all sessions' images may hold together (429 above).
         max_json_bytes: largest body of every other request (JSON prompts; 413 above).
         max_points_per_request, max_points_per_object: clicks in one request, and kept for
             one object on one slice (400 above); decoder memory grows about quadratically
@@ -49,6 +53,8 @@ class ServerSettings:
     max_zip_ratio: float = 200.0
     inference_slots: int = 4
     max_json_bytes: int = 1 << 20
+    max_session_bytes: int = 1 << 30
+    max_total_bytes: int = 4 << 30
     max_points_per_request: int = 64
     max_points_per_object: int = 256
 
@@ -56,7 +62,7 @@ class ServerSettings:
         if self.token is not None and len(self.token) < 8:
             raise InputError("token must be at least 8 characters")
         for name in ("inference_slots", "max_upload_bytes", "max_voxels", "max_sessions", "max_zip_members", "max_zip_bytes",
-                     "max_json_bytes", "max_points_per_request", "max_points_per_object"):
+                     "max_json_bytes", "max_session_bytes", "max_total_bytes", "max_points_per_request", "max_points_per_object"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name} must be positive")
         if self.idle_timeout_s <= 0:

@@ -11,6 +11,7 @@ compression ratio (zip bombs). Reading then goes through :func:`medisam.io.read_
 from __future__ import annotations
 
 import logging
+import math
 import re
 import stat
 import zipfile
@@ -146,12 +147,66 @@ def extract_zip(archive: Path, dest: Path, *, max_members: int, max_bytes: int, 
     return written
 
 
+#: Bytes a session holds per image voxel besides the pixels: uint16 labels + uint8 display copy.
+SESSION_BYTES_PER_VOXEL = 3
+
+
+def session_bytes(image: MedicalImage) -> int:
+    """Memory a session holds for ``image``: its pixels (dtype-aware) plus labels and display copy."""
+    return int(image.array.nbytes) + SESSION_BYTES_PER_VOXEL * math.prod(image.spatial_shape)
+
+
+def _header_bytes(path: Path) -> int | None:
+    """``session_bytes`` predicted from a NIfTI/NRRD/MetaImage header (pixel type included), else None."""
+    if not path.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")):
+        return None
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None  # the reader reports the broken header
+    bits = re.search(r"(\d+)-bit", sitk.GetPixelIDValueAsString(reader.GetPixelID()))
+    voxels = math.prod(reader.GetSize())
+    return voxels * reader.GetNumberOfComponents() * (int(bits.group(1)) // 8 if bits else 8) \
+        + SESSION_BYTES_PER_VOXEL * voxels
+
+
+def check_image_bytes(nbytes: int, limit: int) -> None:
+    """UploadTooLarge (413) when a session would hold more than ``limit`` bytes."""
+    if nbytes > limit:
+        raise UploadTooLarge(f"upload: the image needs {nbytes} bytes in memory (pixels, labels, display), "
+                             f"more than the limit of {limit} bytes per session set by this server")
+
+
 def read_upload(path: Path, workdir: Path, *, max_voxels: int, max_members: int, max_bytes: int,
-                max_ratio: float, modality: str | None = None) -> MedicalImage:
+                max_ratio: float, modality: str | None = None, max_image_bytes: int | None = None) -> MedicalImage:
     """Read a saved upload (an image/volume file, or a zip of a DICOM series or of one file).
 
+    ``max_image_bytes`` bounds :func:`session_bytes`; checked from the header where the
+    format says its pixel type (NIfTI, NRRD, MetaImage), and after reading otherwise.
     Error messages name the upload, never the server's folders.
     """
+    image = _read_upload(path, workdir, max_voxels=max_voxels, max_members=max_members, max_bytes=max_bytes,
+                         max_ratio=max_ratio, modality=modality, max_image_bytes=max_image_bytes)
+    if max_image_bytes is not None:
+        check_image_bytes(session_bytes(image), max_image_bytes)
+    return image
+
+
+def _read_target(target: Path, root: Path, max_image_bytes: int | None, **read_kw) -> MedicalImage:
+    check_data_files(target, root=root)
+    if max_image_bytes is not None:
+        predicted = _header_bytes(target)
+        if predicted is not None:
+            check_image_bytes(predicted, max_image_bytes)
+    return read_image(target, **read_kw)
+
+
+def _read_upload(path: Path, workdir: Path, *, max_voxels: int, max_members: int, max_bytes: int,
+                 max_ratio: float, modality: str | None, max_image_bytes: int | None) -> MedicalImage:
     try:
         if path.name.endswith(".zip"):
             files = extract_zip(path, workdir / "unzipped", max_members=max_members,
@@ -163,10 +218,9 @@ def read_upload(path: Path, workdir: Path, *, max_voxels: int, max_members: int,
                 target = headers[0]  # a detached header zipped with its data file(s)
             else:
                 target = known[0] if len(files) == 1 and known else workdir / "unzipped"
-            check_data_files(target, root=workdir / "unzipped")
-            return read_image(target, max_voxels=max_voxels, modality=modality)
-        check_data_files(path, root=workdir)
-        return read_image(path, max_voxels=max_voxels, modality=modality)
+            return _read_target(target, workdir / "unzipped", max_image_bytes, max_voxels=max_voxels,
+                                modality=modality)
+        return _read_target(path, workdir, max_image_bytes, max_voxels=max_voxels, modality=modality)
     except ImageTooLargeError as exc:
         raise UploadTooLarge(f"upload: image has {exc.voxels} voxels, more than the limit of {exc.limit} "
                              "set by this server") from None
