@@ -18,6 +18,7 @@ def make_client(tiny_model):
     opened = []
 
     def make(**overrides):
+        overrides.setdefault("allowed_hosts", ("testserver",))  # TestClient's Host header
         settings = ServerSettings(model="litemedsam-tiny", device="cpu", **overrides)
         tc = TestClient(create_app(settings, model=tiny_model))
         tc.__enter__()

@@ -211,3 +211,111 @@ def test_total_session_bytes_are_capped(make_client):
     assert tc.get("/sessions").json()["open"] == 1
     assert tc.delete(f"/sessions/{sid}").status_code == 200
     assert _upload(tc, "a.png", png_bytes(disk())).status_code == 201
+
+
+# ------------------------------------------------------------ 4. safe defaults
+@pytest.fixture()
+def fake_server(monkeypatch):
+    """Run ``medisam serve`` in process without a model or a socket; returns the settings it built."""
+    import uvicorn
+
+    import medisam.serve as serve_pkg
+
+    built = {}
+
+    def fake_create_app(settings, model=None):
+        built["settings"] = settings
+        return object()
+
+    monkeypatch.setattr(serve_pkg, "create_app", fake_create_app)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: built.setdefault("config", self.config))
+    monkeypatch.delenv("MEDISAM_TOKEN", raising=False)
+    return built
+
+
+def test_serve_generates_a_token_by_default_and_prints_it_once(fake_server, capsys):
+    from medisam.cli import main
+
+    assert main(["serve"]) == 0
+    out = capsys.readouterr().out
+    token = fake_server["settings"].token
+    assert token and len(token) >= 24
+    assert out.count(f"Bearer {token}") == 1 and "MEDISAM_TOKEN" in out
+    config = fake_server["config"]
+    assert config.timeout_keep_alive == 5.0 and config.limit_concurrency == 64
+    assert main(["serve"]) == 0 and fake_server["settings"].token != token  # fresh each start
+
+
+def test_serve_takes_the_token_from_the_environment(fake_server, capsys, monkeypatch):
+    from medisam.cli import main
+
+    monkeypatch.setenv("MEDISAM_TOKEN", "env-token-123456")
+    assert main(["serve"]) == 0
+    captured = capsys.readouterr()
+    assert fake_server["settings"].token == "env-token-123456"
+    assert "env-token-123456" not in captured.out + captured.err and "visible" not in captured.err
+    monkeypatch.delenv("MEDISAM_TOKEN")
+    assert main(["serve", "--token", "cli-token-123456"]) == 0
+    assert "prefer $MEDISAM_TOKEN" in capsys.readouterr().err
+
+
+def test_serve_without_token_only_on_loopback(fake_server, capsys):
+    from medisam.cli import main
+
+    assert main(["serve", "--no-token"]) == 0 and fake_server["settings"].token is None
+    assert main(["serve", "--no-token", "--host", "0.0.0.0"]) == 2
+    assert "without a token" in capsys.readouterr().err
+    assert main(["serve", "--host", "0.0.0.0"]) == 0 and fake_server["settings"].token  # generated
+
+
+@pytest.mark.parametrize("headers,status", [
+    ({"Host": "attacker.example"}, 403),  # DNS rebinding: a foreign name resolving to 127.0.0.1
+    ({"Host": "attacker.example:8000"}, 403),
+    ({"Origin": "http://attacker.example"}, 403),  # a cross-site form post from a browser
+    ({"Origin": "null"}, 403),
+    ({"Origin": "http://testserver"}, 200),  # same origin (the /docs page)
+    ({"Host": "localhost:8000"}, 200),
+    ({"Host": "127.0.0.1"}, 200),
+    ({"Host": "[::1]:8000"}, 200),
+])
+def test_host_allowlist_and_foreign_origin(make_client, headers, status):
+    tc = make_client()
+    r = tc.post("/sessions", files={"file": ("a.png", png_bytes(disk()), "image/png")}, headers=headers)
+    assert r.status_code == (201 if status == 200 else status), r.text
+    if status == 403:
+        assert "not allowed" in _detail(r) or "cross-origin" in _detail(r)
+
+
+def test_allowed_origin_and_wildcard_bind(make_client):
+    tc = make_client(allowed_origins=("https://viewer.example.org",))
+    assert tc.get("/capabilities", headers={"Origin": "https://viewer.example.org"}).status_code == 200
+    assert tc.get("/capabilities", headers={"Origin": "https://other.example.org"}).status_code == 403
+    wide = make_client(host="0.0.0.0", allowed_hosts=())
+    assert wide.get("/capabilities", headers={"Host": "scanner-room-3"}).status_code == 200
+
+
+def test_app_off_loopback_requires_a_login(monkeypatch, capsys):
+    import medisam.app as app_pkg
+    import medisam.models as models
+    from medisam.cli import main
+
+    pytest.importorskip("gradio")
+    launched = {}
+
+    class FakeUI:
+        def queue(self):
+            return self
+
+        def launch(self, **kw):
+            launched.update(kw)
+
+    monkeypatch.setattr(app_pkg, "build_ui", lambda *a, **k: FakeUI())
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: None)
+    monkeypatch.delenv("MEDISAM_TOKEN", raising=False)
+    assert main(["app"]) == 0 and launched["auth"] is None
+    assert main(["app", "--host", "0.0.0.0"]) == 0
+    user, password = launched["auth"]
+    assert user == "medisam" and len(password) >= 24 and password in capsys.readouterr().out
+    monkeypatch.setenv("MEDISAM_TOKEN", "app-token-123456")
+    assert main(["app", "--host", "0.0.0.0"]) == 0 and launched["auth"] == ("medisam", "app-token-123456")
+    assert "app-token-123456" not in capsys.readouterr().out

@@ -16,20 +16,34 @@ def register(app: typer.Typer) -> None:
 
 
 def app_command(
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default; any other "
+                                                         "address requires a login)."),
     port: int = typer.Option(7860, "--port", help="TCP port."),
     model: str = common.ModelOpt,
     checkpoint: Optional[Path] = common.CheckpointOpt,
     device: str = common.DeviceOpt,
     max_voxels: int = typer.Option(1 << 27, "--max-voxels", help="Refuse larger images (0 = no limit)."),
 ) -> None:
-    """Open the web UI in a browser at http://HOST:PORT."""
+    """Open the web UI in a browser at http://HOST:PORT.
+
+    Off loopback the UI asks for a login: user ``medisam``, password $MEDISAM_TOKEN (or a
+    random one printed once).
+    """
     from medisam.app import build_ui
     from medisam.errors import require
     from medisam.models import load_model
+    from medisam.serve.auth import TOKEN_ENV, generate_token, is_loopback
 
     require("gradio", "app")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    auth = None
+    if not is_loopback(host):
+        password = os.environ.get(TOKEN_ENV) or generate_token()
+        auth = ("medisam", password)
     demo = build_ui(load_model(model, checkpoint=checkpoint, device=device), max_voxels or None)
     typer.echo(f"medisam app: http://{host}:{port} (model {model})")
-    demo.queue().launch(server_name=host, server_port=port, share=False, ssr_mode=False, show_error=True)
+    if auth is not None and not os.environ.get(TOKEN_ENV):
+        typer.echo(f"    login: medisam / {auth[1]} (generated; set ${TOKEN_ENV} to choose one)")
+    elif auth is not None:
+        typer.echo(f"    login: medisam / ${TOKEN_ENV}")
+    demo.queue().launch(server_name=host, server_port=port, share=False, ssr_mode=False, show_error=True, auth=auth)

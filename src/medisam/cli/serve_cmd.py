@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -19,20 +18,19 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def serve(
+    ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
-    token: Optional[str] = typer.Option(None, "--token", envvar="MEDISAM_TOKEN",
-                                        help="Require 'Authorization: Bearer TOKEN' (or set $MEDISAM_TOKEN)."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="MEDISAM_TOKEN", show_envvar=True,
+                                        help="Require 'Authorization: Bearer TOKEN'. Prefer $MEDISAM_TOKEN "
+                                             "(--token shows in ps). Default: a random token, printed once."),
+    no_token: bool = typer.Option(False, "--no-token", help="Serve without a token (loopback only)."),
+    allowed_host: List[str] = typer.Option([], "--allowed-host",
+                                           help="Extra Host name clients use (repeatable; default: loopback "
+                                                "names and --host)."),
+    allowed_origin: List[str] = typer.Option([], "--allowed-origin",
+                                             help="Browser origin allowed to call the API (repeatable)."),
     model: str = common.ModelOpt,
     checkpoint: Optional[Path] = common.CheckpointOpt,
     device: str = common.DeviceOpt,
@@ -44,16 +42,31 @@ def serve(
     """Serve the session API: upload, prompt, correct, undo, propagate, download (docs at /docs)."""
     from medisam.errors import require
     from medisam.serve import ServerSettings, create_app
+    from medisam.serve.auth import generate_token, is_loopback
+    from medisam.serve.background import uvicorn_config
 
     uvicorn = require("uvicorn", "serve")
-    if not _is_loopback(host) and token is None:
-        raise common.InputError(f"refusing to listen on {host} without --token: anyone on the network could "
-                                "upload images; pass --token (or $MEDISAM_TOKEN)")
+    if no_token and token is not None:
+        raise common.InputError("--no-token contradicts --token / $MEDISAM_TOKEN")
+    if no_token and not is_loopback(host):
+        raise common.InputError(f"refusing to listen on {host} without a token: anyone on the network could "
+                                "upload images; drop --no-token")
+    if getattr(ctx.get_parameter_source("token"), "name", "") == "COMMANDLINE":
+        typer.echo("warning: --token is visible to other users in ps; prefer $MEDISAM_TOKEN", err=True)
+    generated = token is None and not no_token
+    if generated:
+        token = generate_token()
     settings = ServerSettings(host=host, port=port, token=token, model=model,
                               checkpoint=str(checkpoint) if checkpoint else None, device=device,
                               max_upload_bytes=max_upload_mb << 20, max_voxels=max_voxels,
-                              max_sessions=max_sessions, idle_timeout_s=idle_timeout)
+                              max_sessions=max_sessions, idle_timeout_s=idle_timeout,
+                              allowed_hosts=tuple(allowed_host), allowed_origins=tuple(allowed_origin))
     app = create_app(settings)
-    typer.echo(f"medisam serve: http://{host}:{port} (model {model}; docs at /docs"
-               f"{'; token required' if token else ''})")
-    uvicorn.run(app, host=host, port=port, log_level="info" if os.environ.get("MEDISAM_DEBUG") else "warning")
+    typer.echo(f"medisam serve: http://{host}:{port} (model {model}; docs at /docs)")
+    if generated:  # printed once, like Jupyter's token; never logged
+        typer.echo(f"    token (generated; set $MEDISAM_TOKEN to choose one): {token}\n"
+                   f"    clients send: Authorization: Bearer {token}")
+    elif token is None:
+        typer.echo("    no token: any local process can use this server")
+    level = "info" if os.environ.get("MEDISAM_DEBUG") else "warning"
+    uvicorn.Server(uvicorn_config(app, host, port, settings, log_level=level)).run()

@@ -64,7 +64,8 @@ def create_app(settings: ServerSettings | None = None, model: PromptableModel | 
     from fastapi.responses import JSONResponse
 
     from medisam import __version__
-    from medisam.serve.middleware import BodyLimit, TokenAuth
+    from medisam.serve.auth import allowed_host_names
+    from medisam.serve.middleware import BodyLimit, HostGuard, TokenAuth
     from medisam.serve.routes import router
 
     settings = settings or ServerSettings()
@@ -110,8 +111,10 @@ def create_app(settings: ServerSettings | None = None, model: PromptableModel | 
         return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=400)
 
     app.include_router(router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_json_bytes,
+    app.add_middleware(BodyLimit, max_bytes=settings.max_json_bytes, idle_s=settings.body_timeout_s,
                        upload_bytes=settings.max_upload_bytes + (64 << 10))  # multipart overhead
     if settings.token is not None:
-        app.add_middleware(TokenAuth, token=settings.token)  # added last = runs first
+        app.add_middleware(TokenAuth, token=settings.token)
+    app.add_middleware(HostGuard, allowed=allowed_host_names(settings.host, tuple(settings.allowed_hosts)),
+                       origins=frozenset(settings.allowed_origins))  # added last = runs first
     return app

@@ -1,4 +1,4 @@
-"""ASGI middleware: bearer-token check and request-body size limit.
+"""ASGI middleware: bearer-token check, Host/Origin check and request-body size limit.
 
 Both run before any route (and before multipart parsing), so an unauthenticated or
 oversized upload is refused without being read.
@@ -6,9 +6,12 @@ oversized upload is refused without being read.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from typing import Awaitable, Callable
+
+from medisam.serve.auth import split_host
 
 Scope = dict
 Message = dict
@@ -54,17 +57,52 @@ class TokenAuth:
         return await self.app(scope, receive, send)
 
 
-class BodyLimit:
-    """Refuse request bodies above a limit with 413 (by Content-Length, and while streaming).
+class HostGuard:
+    """Refuse (403) a Host header outside ``allowed`` (DNS rebinding) and a foreign ``Origin``.
 
-    ``upload_bytes`` applies to ``POST`` on :data:`UPLOAD_PATHS`, ``max_bytes`` (small) to
-    every other request, so a JSON route never parses a huge body.
+    ``allowed`` of ``None`` accepts any Host. A request with an ``Origin`` header (browsers
+    send it on cross-site POSTs) is served only when that origin is the server itself
+    (same scheme-less host and port as the Host header) or listed in ``origins``.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None):
+    def __init__(self, app: ASGIApp, allowed: frozenset[str] | None, origins: frozenset[str] = frozenset()):
+        self.app = app
+        self.allowed = allowed
+        self.origins = frozenset(o.lower().rstrip("/") for o in origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers", []))
+        host = headers.get(b"host", b"").decode("latin-1")
+        name, port = split_host(host)
+        if not name or (self.allowed is not None and name not in self.allowed):
+            return await _json(send, 403, f"host {host!r} is not allowed (allowed: "
+                                          f"{', '.join(sorted(self.allowed or ())) or 'any'}; see --allowed-host)")
+        origin = headers.get(b"origin")
+        if origin is not None:
+            text = origin.decode("latin-1").lower().rstrip("/")
+            _, _, where = text.partition("://")
+            same = bool(where) and split_host(where) == (name, port or split_host(where)[1])
+            if not same and text not in self.origins:
+                return await _json(send, 403, f"cross-origin request from {text!r} refused")
+        return await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """Refuse request bodies above a size limit (413) or that stall (408).
+
+    ``upload_bytes`` applies to ``POST`` on :data:`UPLOAD_PATHS`, ``max_bytes`` (small) to
+    every other request, so a JSON route never parses a huge body. The size is checked by
+    Content-Length and while streaming; ``idle_s`` bounds the wait for each body chunk (a
+    client that sends part of a body and stops gets 408 instead of holding a worker).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None, idle_s: float | None = None):
         self.app = app
         self.max_bytes = max_bytes
         self.upload_bytes = max_bytes if upload_bytes is None else upload_bytes
+        self.idle_s = idle_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,35 +119,44 @@ class BodyLimit:
                 if too_big:
                     return await _json(send, 413, msg)
         seen = 0
-        exceeded = False
+        body_done = False
+        refusal: tuple[int, str] | None = None  # set when the body is cut off: (status, detail)
         replaced = False
 
-        async def counting_receive() -> Message:
-            nonlocal seen, exceeded
-            if exceeded:  # stop feeding the body: the app sees a disconnect
+        async def guarded_receive() -> Message:
+            nonlocal seen, body_done, refusal
+            if refusal is not None:  # stop feeding the body: the app sees a disconnect
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if body_done or self.idle_s is None:
+                message = await receive()  # after the body: only a disconnect can come
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), self.idle_s)
+                except asyncio.TimeoutError:
+                    refusal = (408, f"request body stalled for more than {self.idle_s:g} s")
+                    return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if seen > limit:
-                    exceeded = True
+                    refusal = (413, msg)
                     return {"type": "http.disconnect"}
             return message
 
         async def guarded_send(message: Message) -> None:
-            # Whatever the app answers to a cut-off body (a parse error, usually), the client gets 413.
+            # Whatever the app answers to a cut-off body (a parse error, usually), the client gets the refusal.
             nonlocal replaced
-            if exceeded:
+            if refusal is not None:
                 if not replaced and message["type"] == "http.response.start":
                     replaced = True
-                    await _json(send, 413, msg)
+                    await _json(send, *refusal)
                 return
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, guarded_send)
+            await self.app(scope, guarded_receive, guarded_send)
         except Exception:
-            if not exceeded:
+            if refusal is None:
                 raise
-        if exceeded and not replaced:
-            await _json(send, 413, msg)
+        if refusal is not None and not replaced:
+            await _json(send, *refusal)

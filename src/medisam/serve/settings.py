@@ -13,7 +13,12 @@ class ServerSettings:
 
     Attributes:
         host, port: where ``medisam serve`` listens (loopback by default).
-        token: when set, every request but ``GET /healthz`` needs ``Authorization: Bearer <token>``.
+        token: when set, every request but ``GET /healthz`` needs ``Authorization: Bearer <token>``
+            (``medisam serve`` generates one when none is given).
+        allowed_hosts: Host header names answered besides loopback names and ``host``
+            (403 otherwise; a wildcard ``host`` with none listed answers any name).
+        allowed_origins: browser origins (``https://app.example.org``) allowed to call the
+            API; requests carrying any other ``Origin`` but the server's own get 403.
         model, checkpoint, device: the model loaded once and shared by all sessions.
         max_upload_bytes: largest request body accepted on ``POST /sessions`` (413 above).
         max_voxels: largest image (voxels x channels) a session may hold (413 above).
@@ -31,6 +36,14 @@ class ServerSettings:
         max_points_per_request, max_points_per_object: clicks in one request, and kept for
             one object on one slice (400 above); decoder memory grows about quadratically
             with the number of points.
+        header_timeout_s: a connection must send a complete request head this soon
+            (after it opens, or after the previous response); else it is closed.
+        body_timeout_s: longest wait for the next chunk of a request body (408 after).
+        keep_alive_s: idle keep-alive connections are closed after this.
+        max_connections: connections plus running requests at once (uvicorn's
+            ``limit_concurrency``; 503 above).
+        request_timeout_s: longest propagation; it stops between slices (results so far
+            are kept; 503). Propagation also stops when the client disconnects.
         inference_slots: model calls (predict/correct/propagate) running at once across
             all sessions; the rest wait. Bounds memory (one encoder activation set per slot);
             on the 2-core test machine 4 slots gave about 1.5x the throughput of 1 slot
@@ -40,6 +53,8 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
     model: str = "litemedsam"
     checkpoint: str | None = None
     device: str = "auto"
@@ -53,6 +68,11 @@ class ServerSettings:
     max_zip_ratio: float = 200.0
     inference_slots: int = 4
     max_json_bytes: int = 1 << 20
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_s: float = 5.0
+    max_connections: int = 64
+    request_timeout_s: float = 600.0
     max_session_bytes: int = 1 << 30
     max_total_bytes: int = 4 << 30
     max_points_per_request: int = 64
@@ -62,8 +82,9 @@ class ServerSettings:
         if self.token is not None and len(self.token) < 8:
             raise InputError("token must be at least 8 characters")
         for name in ("inference_slots", "max_upload_bytes", "max_voxels", "max_sessions", "max_zip_members", "max_zip_bytes",
-                     "max_json_bytes", "max_session_bytes", "max_total_bytes", "max_points_per_request", "max_points_per_object"):
+                     "max_json_bytes", "max_connections", "max_session_bytes", "max_total_bytes", "max_points_per_request", "max_points_per_object"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name} must be positive")
-        if self.idle_timeout_s <= 0:
-            raise InputError("idle_timeout_s must be positive")
+        for name in ("idle_timeout_s", "header_timeout_s", "body_timeout_s", "keep_alive_s", "request_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"{name} must be positive")
