@@ -74,7 +74,7 @@ def test_client_segment_equals_cli_segment(real_model, tmp_path):
     out = tmp_path / "cli.png"
     assert main(["segment", str(sample), "--box", ",".join(map(str, box)), "-o", str(out), "--device", "cpu"]) == 0
     cli_mask = read_image(out).array > 0
-    with TestClient(create_app(ServerSettings(), model=real_model)) as tc:
+    with TestClient(create_app(ServerSettings(allowed_hosts=("testserver",)), model=real_model)) as tc:
         client_mask = Client(http=tc).segment(sample, box=box)
     assert cli_mask.sum() > 1000
     assert np.array_equal(client_mask, cli_mask)
