@@ -21,7 +21,7 @@ from medisam.errors import InputError, MedisamError, MissingExtraError, ModelErr
 from medisam.models.promptable import PromptableModel
 from medisam.predict import EmbeddingCache
 from medisam.serve.settings import ServerSettings
-from medisam.serve.sessions import SessionNotFound, SessionRegistry, TooManySessions
+from medisam.serve.sessions import SessionNotFound, SessionRegistry, TooManySessions, WorkTimeout
 from medisam.serve.uploads import UploadTooLarge
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 #: Error class -> HTTP status (the first match in order wins).
 STATUS_OF = (
     (UploadTooLarge, 413), (TooManySessions, 429), (SessionNotFound, 404), (MissingExtraError, 501),
+    (WorkTimeout, 503),
     (OutputExistsError, 409), (ModelError, 500), (InputError, 400), (MedisamError, 400),
 )
 
@@ -98,7 +99,7 @@ def create_app(settings: ServerSettings | None = None, model: PromptableModel | 
     @app.exception_handler(MedisamError)
     async def _medisam_error(request, exc: MedisamError):  # noqa: ANN001, ANN202
         status = next(code for cls, code in STATUS_OF if isinstance(exc, cls))
-        if status >= 500:
+        if status >= 500 and not isinstance(exc, WorkTimeout):
             log.error("request failed: %s", exc)
         return JSONResponse({"detail": scrub_paths(str(exc), ctx.sessions.root)}, status_code=status)
 

@@ -7,8 +7,11 @@ while different sessions run side by side.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -30,12 +33,15 @@ from medisam.serve.schemas import (
     SliceMask,
     WindowRequest,
 )
-from medisam.serve.sessions import ServerSession
+from medisam.serve.sessions import ServerSession, WorkTimeout
 from medisam.serve.uploads import read_upload, save_stream, session_bytes, upload_extension
 
 log = logging.getLogger(__name__)
 
 router = APIRouter()
+
+#: How often a long request checks whether its client is still connected, seconds.
+DISCONNECT_POLL_S = 0.25
 
 #: Download format name -> (file extension, media type).
 DOWNLOAD_FORMATS = {
@@ -157,7 +163,7 @@ def list_sessions(request: Request) -> dict:
 @router.get("/sessions/{sid}", response_model=SessionInfo, tags=["sessions"])
 def get_session(sid: str, request: Request) -> SessionInfo:
     session = _ctx(request).sessions.get(sid)
-    with session.lock:
+    with session.locked():
         return _info(session)
 
 
@@ -191,7 +197,7 @@ def predict(sid: str, body: PromptRequest, request: Request) -> SliceMask:
             mask = decode_array(body.mask.model_dump(), max_bytes=_ctx(request).settings.max_voxels)
         except (ValueError, TypeError) as exc:
             raise PromptError(f"mask prompt cannot be decoded: {exc}") from None
-    with session.lock, _ctx(request).inference:
+    with session.locked(), _ctx(request).inference:
         res = session.state.segment(body.slice, body.obj_id, box=body.box, points=body.points, mask=mask)
         session.touch()
         return _slice_mask(session, res)
@@ -202,7 +208,7 @@ def add_points(sid: str, body: PointsRequest, request: Request) -> SliceMask:
     """Add corrective clicks to an object on a slice (kept with its earlier prompts)."""
     _check_points(request, body.points)
     session = _session(request, sid)
-    with session.lock, _ctx(request).inference:
+    with session.locked(), _ctx(request).inference:
         res = session.state.add_points(body.slice, body.obj_id, points=body.points)
         session.touch()
         return _slice_mask(session, res)
@@ -212,7 +218,7 @@ def add_points(sid: str, body: PointsRequest, request: Request) -> SliceMask:
 def undo(sid: str, request: Request) -> dict:
     """Revert the last prediction, correction or propagation."""
     session = _session(request, sid)
-    with session.lock:
+    with session.locked():
         return {"undone": session.state.undo(), "undo_steps": session.state.can_undo}
 
 
@@ -221,17 +227,53 @@ def set_window(sid: str, body: WindowRequest, request: Request) -> SessionInfo:
     """Change the intensity window used by later predictions."""
     session = _session(request, sid)
     win = _parse_window(body.window)
-    with session.lock:
+    with session.locked():
         session.state.set_window(win)
         return _info(session)
 
 
 @router.post("/sessions/{sid}/propagate", response_model=PropagateResult, tags=["prompts"])
-def propagate(sid: str, body: PropagateRequest, request: Request) -> PropagateResult:
-    """Propagate every prompted object through the volume (or video)."""
+async def propagate(sid: str, body: PropagateRequest, request: Request) -> PropagateResult:
+    """Propagate every prompted object through the volume (or video).
+
+    The work runs slice by slice in a worker thread and stops between slices when the
+    client disconnects or the server's time limit passes (slices done so far are kept,
+    so calling again continues).
+    """
     session = _session(request, sid)
-    with session.lock, _ctx(request).inference:
-        labels = session.state.propagate(direction=body.direction).array
+    ctx = _ctx(request)
+    stop = threading.Event()
+    deadline = time.monotonic() + ctx.settings.request_timeout_s
+    work = asyncio.get_running_loop().run_in_executor(
+        None, _propagate_locked, session, ctx, body.direction, stop, deadline)
+    try:
+        while not (await asyncio.wait({work}, timeout=DISCONNECT_POLL_S))[0]:
+            if await request.is_disconnected():
+                stop.set()  # the worker stops after its current slice and releases the lock
+    finally:
+        stop.set()  # also when this request is cancelled (server shutdown)
+    return await work
+
+
+def _propagate_locked(session: ServerSession, ctx, direction: str, stop: threading.Event,  # noqa: ANN001
+                      deadline: float) -> PropagateResult:
+    with session.locked() as st, ctx.inference:
+        total = st.planned_slices(direction)
+        slices = st.iter_propagate(direction)
+        done = 0
+        try:
+            for done, _ in enumerate(slices, start=1):
+                if stop.is_set():
+                    log.info("session %s: propagation cancelled (client gone) after %d of %d slices",
+                             session.id[:6], done, total)
+                    raise WorkTimeout("propagation cancelled: the client disconnected")
+                if time.monotonic() > deadline:
+                    raise WorkTimeout(f"propagation stopped at the server's time limit of "
+                                      f"{ctx.settings.request_timeout_s:g} s after {done} of {total} slices; "
+                                      "the slices done are kept: propagate again to continue")
+        finally:
+            slices.close()  # VolumeSession keeps the completed slices
+        labels = st.label_image().array
         if not labels.any():
             raise PromptError("propagation produced an empty mask: check the prompts (or the window)")
         session.touch()
@@ -245,7 +287,7 @@ def propagate(sid: str, body: PropagateRequest, request: Request) -> PropagateRe
 def get_labels(sid: str, request: Request, slice: Optional[int] = Query(None)) -> dict:
     """The current label map as an encoded array: one slice, or the whole image."""
     session = _session(request, sid)
-    with session.lock:
+    with session.locked():
         st = session.state
         arr = st.labels_slice(slice) if (slice is not None or not st.image.is_volume) else st.labels
         return encode_array(arr)
@@ -262,7 +304,7 @@ def download_mask(sid: str, request: Request, format: str = Query("nii.gz", desc
     ext, media = DOWNLOAD_FORMATS[fmt]
     assert ext in WRITERS
     session = _session(request, sid)
-    with session.lock:
+    with session.locked():
         st = session.state
         out = session.workdir / f"download-{secrets.token_hex(8)}{ext}"
         try:

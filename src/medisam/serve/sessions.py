@@ -8,6 +8,7 @@ client cannot guess another's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import shutil
@@ -16,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from medisam.errors import MedisamError
 from medisam.serve.interactive import InteractiveSession
@@ -35,6 +37,10 @@ class SessionNotFound(MedisamError):
     """No open session has this id (HTTP 404)."""
 
 
+class WorkTimeout(MedisamError):
+    """A request's model work ran past the server's time limit and was stopped (HTTP 503)."""
+
+
 @dataclass
 class ServerSession:
     """One client's image, interactive state, lock and private folder."""
@@ -50,6 +56,15 @@ class ServerSession:
 
     def touch(self) -> None:
         self.last_used = time.monotonic()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[InteractiveSession]:
+        """Hold the session's lock and yield its state; SessionNotFound if it was closed meanwhile
+        (a DELETE or expiry that won the race for the lock)."""
+        with self.lock:
+            if self.state is None:
+                raise SessionNotFound(f"session {self.id!r} was closed while this request waited for it")
+            yield self.state
 
     def cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
