@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -319,3 +320,78 @@ def test_app_off_loopback_requires_a_login(monkeypatch, capsys):
     monkeypatch.setenv("MEDISAM_TOKEN", "app-token-123456")
     assert main(["app", "--host", "0.0.0.0"]) == 0 and launched["auth"] == ("medisam", "app-token-123456")
     assert "app-token-123456" not in capsys.readouterr().out
+
+
+# ------------------------------------------------------------ 6. leftovers
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_server_killed_with_sigkill_leaves_a_root_the_next_start_sweeps(make_client, tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    code = ("import os, signal\n"
+            "from medisam.serve.sessions import SessionRegistry\n"
+            "reg = SessionRegistry(2, 60)\n"
+            "(reg.reserve('x.dcm').workdir / 'patient.dcm').write_bytes(b'PHI')\n"
+            "print(reg.root, flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9
+    killed_root = tmp_path / os.path.basename(proc.stdout.strip())
+    assert killed_root.is_dir() and any(killed_root.rglob("patient.dcm"))
+    alive = tmp_path / f"medisam-serve-{os.getpid()}-live"  # a running server's root is kept
+    alive.mkdir()
+    legacy_old, legacy_new = tmp_path / "medisam-serve-abc123", tmp_path / "medisam-serve-def456"
+    legacy_old.mkdir(), legacy_new.mkdir()
+    os.utime(legacy_old, (0, 0))
+    dead = tmp_path / f"medisam-serve-{_dead_pid()}-zzz"
+    dead.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    tc = make_client()
+    root = tc.app.state.medisam.sessions.root
+    assert root.name.startswith(f"medisam-serve-{os.getpid()}-")
+    assert not killed_root.exists() and not dead.exists() and not legacy_old.exists()
+    assert alive.is_dir() and legacy_new.is_dir()
+
+
+def test_unused_zip_members_are_deleted_after_reading(make_client, tmp_path):
+    pytest.importorskip("pydicom")
+    from serve_data import write_ct_series
+
+    files = write_ct_series(tmp_path / "series", ct_volume())
+    members = {f"s/{p.name}": p.read_bytes() for p in files}
+    members["s/junk.bin"] = np.random.default_rng(0).integers(0, 255, 300_000, dtype=np.uint8).tobytes()
+    tc = make_client()
+    r = _upload(tc, "series.zip", zip_bytes(members))
+    assert r.status_code == 201, r.text
+    workdir = tc.app.state.medisam.sessions._sessions[r.json()["session_id"]].workdir
+    left = sorted(p.name for p in workdir.rglob("*") if p.is_file())
+    assert len(left) == len(files) and "junk.bin" not in left  # the series stays for DICOM-SEG
+    if importlib.util.find_spec("highdicom"):  # DICOM-SEG still finds its source instances
+        assert tc.get(f"/sessions/{r.json()['session_id']}/mask", params={"format": "dcm"}).status_code == 200
+    header, raw = _mhd_pair(tmp_path)
+    r = _upload(tc, "scan.zip", zip_bytes({"scan.mhd": header, "scan.raw": raw, "notes.txt": b"x" * 1000}))
+    workdir = tc.app.state.medisam.sessions._sessions[r.json()["session_id"]].workdir
+    assert [p for p in workdir.rglob("*") if p.is_file()] == []  # read into memory: nothing kept
+
+
+def test_stale_writer_temp_folders_are_swept_beside_outputs(tmp_path):
+    import os
+
+    from medisam.io import MedicalImage, write_mask
+
+    old, fresh = tmp_path / ".medisam-tmp-killed", tmp_path / ".medisam-tmp-running"
+    old.mkdir(), fresh.mkdir()
+    os.utime(old, (0, 0))
+    write_mask(MedicalImage.from_array(np.zeros((8, 8), np.uint8)), tmp_path / "mask.png")
+    assert not old.exists() and fresh.exists() and (tmp_path / "mask.png").exists()

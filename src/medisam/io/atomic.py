@@ -13,13 +13,49 @@ import contextlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from medisam.errors import InputError, OutputExistsError
 
 log = logging.getLogger(__name__)
+
+
+#: Prefix of the temporary folders writers create beside their outputs.
+TMP_PREFIX = ".medisam-tmp-"
+#: A temporary folder untouched this long is a leftover of a killed writer (seconds).
+STALE_TMP_S = 3600.0
+
+
+def sweep_stale_tmp(parent: Path, max_age_s: float = STALE_TMP_S) -> int:
+    """Delete this user's ``.medisam-tmp-*`` folders in ``parent`` older than ``max_age_s``; returns how many."""
+    now = time.time()
+    removed = 0
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if (entry.name.startswith(TMP_PREFIX) and stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+                and now - st.st_mtime > max_age_s):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    if removed:
+        log.info("removed %d stale temporary folder(s) in %s", removed, parent)
+    return removed
+
+
+def make_tmp_dir(parent: Path) -> Path:
+    """A fresh private temporary folder in ``parent`` (stale ones from killed writers are swept first)."""
+    sweep_stale_tmp(parent)
+    return Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent))
 
 
 def check_output(path: Path, *, force: bool, protected: Iterable[str | Path] = ()) -> None:
@@ -48,7 +84,7 @@ def atomic_write(
     protected = [Path(p) for p in protected if p]
     check_output(path, force=force, protected=protected)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=".medisam-tmp-", dir=path.parent))
+    tmpdir = make_tmp_dir(path.parent)
     try:
         tmp = tmpdir / path.name
         yield tmp

@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import cv2
 import numpy as np
 
 from medisam.errors import InputError, OutputExistsError, require
-from medisam.io.atomic import atomic_write
+from medisam.io.atomic import atomic_write, make_tmp_dir
 from medisam.io.intensity import to_display
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
@@ -189,7 +188,7 @@ def write_label_frames(labels: MedicalImage, folder: str | Path, force: bool = F
         raise OutputExistsError(f"{folder}: folder exists and is not empty; pass force=True / --force")
     dtype = np.uint8 if arr.max(initial=0) < 256 else np.uint16
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".medisam-tmp-", dir=folder.parent))
+    tmp = make_tmp_dir(folder.parent)
     try:
         for t in range(arr.shape[0]):
             ok, buf = cv2.imencode(".png", arr[t].astype(dtype))

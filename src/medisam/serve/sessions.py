@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -23,6 +25,11 @@ from medisam.errors import MedisamError
 from medisam.serve.interactive import InteractiveSession
 
 log = logging.getLogger(__name__)
+
+#: Prefix of a server's private temporary root; the owning process id follows.
+ROOT_PREFIX = "medisam-serve-"
+#: Roots of the older form (no pid in the name) untouched this long are swept (seconds).
+LEGACY_ROOT_AGE_S = 24 * 3600.0
 
 
 class TooManySessions(MedisamError):
@@ -71,6 +78,49 @@ class ServerSession:
         self.state = None
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _newest_mtime(folder: Path) -> float:
+    times = [folder.stat().st_mtime]
+    times += [p.stat().st_mtime for p in folder.iterdir()]
+    return max(times)
+
+
+def sweep_stale_roots(tmp: Path, legacy_age_s: float = LEGACY_ROOT_AGE_S) -> int:
+    """Delete this user's ``medisam-serve-<pid>-*`` folders in ``tmp`` whose server process is dead.
+
+    Such a folder is what a killed server (``kill -9``, power loss) leaves: patient uploads.
+    Folders of the older unnamed form (no pid) are deleted when nothing in them changed for
+    ``legacy_age_s``. Returns how many folders were deleted.
+    """
+    removed = 0
+    for folder in tmp.glob(f"{ROOT_PREFIX}*"):
+        try:
+            if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+                continue
+            m = re.fullmatch(re.escape(ROOT_PREFIX) + r"(\d+)-\w+", folder.name)
+            if m is not None:
+                stale = not _pid_alive(int(m.group(1)))
+            else:
+                stale = time.time() - _newest_mtime(folder) > legacy_age_s
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    if removed:
+        log.warning("removed %d folder(s) left by server processes that no longer run", removed)
+    return removed
+
+
 class SessionRegistry:
     """Thread-safe map id -> session with a size limit and idle expiry."""
 
@@ -80,7 +130,8 @@ class SessionRegistry:
         self._clock = clock
         self._sessions: dict[str, ServerSession] = {}
         self._lock = threading.Lock()
-        self.root = Path(tempfile.mkdtemp(prefix="medisam-serve-"))
+        sweep_stale_roots(Path(tempfile.gettempdir()))
+        self.root = Path(tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-"))  # the pid marks the owner
         self.root.chmod(0o700)
 
     def reserve(self, filename: str) -> ServerSession:

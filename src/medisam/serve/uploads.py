@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import stat
 import zipfile
@@ -196,6 +197,22 @@ def read_upload(path: Path, workdir: Path, *, max_voxels: int, max_members: int,
     return image
 
 
+def _prune(folder: Path, image: MedicalImage) -> int:
+    """Delete the extracted files the image does not refer to (junk members, read-once headers/frames).
+
+    A DICOM series keeps its files (DICOM-SEG output references them); everything else is
+    in memory once read. Returns how many files were deleted.
+    """
+    keep = {os.path.realpath(p) for p in [image.source.get("path"), *(image.source.get("dicom_files") or [])]
+            if p and image.source.get("format") == "dicom"}
+    removed = 0
+    for p in folder.rglob("*"):
+        if p.is_file() and os.path.realpath(p) not in keep:
+            p.unlink()
+            removed += 1
+    return removed
+
+
 def _read_target(target: Path, root: Path, max_image_bytes: int | None, **read_kw) -> MedicalImage:
     check_data_files(target, root=root)
     if max_image_bytes is not None:
@@ -218,8 +235,10 @@ def _read_upload(path: Path, workdir: Path, *, max_voxels: int, max_members: int
                 target = headers[0]  # a detached header zipped with its data file(s)
             else:
                 target = known[0] if len(files) == 1 and known else workdir / "unzipped"
-            return _read_target(target, workdir / "unzipped", max_image_bytes, max_voxels=max_voxels,
-                                modality=modality)
+            image = _read_target(target, workdir / "unzipped", max_image_bytes, max_voxels=max_voxels,
+                                 modality=modality)
+            _prune(workdir / "unzipped", image)
+            return image
         return _read_target(path, workdir, max_image_bytes, max_voxels=max_voxels, modality=modality)
     except ImageTooLargeError as exc:
         raise UploadTooLarge(f"upload: image has {exc.voxels} voxels, more than the limit of {exc.limit} "
