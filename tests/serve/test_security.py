@@ -378,7 +378,9 @@ def test_unused_zip_members_are_deleted_after_reading(make_client, tmp_path):
     left = sorted(p.name for p in workdir.rglob("*") if p.is_file())
     assert len(left) == len(files) and "junk.bin" not in left  # the series stays for DICOM-SEG
     if importlib.util.find_spec("highdicom"):  # DICOM-SEG still finds its source instances
-        assert tc.get(f"/sessions/{r.json()['session_id']}/mask", params={"format": "dcm"}).status_code == 200
+        sid = r.json()["session_id"]
+        assert tc.post(f"/sessions/{sid}/predict", json={"slice": 3, "box": [14, 14, 34, 34]}).status_code == 200
+        assert tc.get(f"/sessions/{sid}/mask", params={"format": "dcm"}).status_code == 200
     header, raw = _mhd_pair(tmp_path)
     r = _upload(tc, "scan.zip", zip_bytes({"scan.mhd": header, "scan.raw": raw, "notes.txt": b"x" * 1000}))
     workdir = tc.app.state.medisam.sessions._sessions[r.json()["session_id"]].workdir
