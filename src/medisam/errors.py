@@ -46,6 +46,14 @@ class MissingExtraError(MedisamError):
     """An optional dependency is not installed; the message says which extra to install."""
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of ``str(exc)`` (at most ``limit`` characters), or the class name."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__
+
+
 def require(module: str, extra: str):
     """Import ``module`` or raise a one-line error naming the pip extra that provides it."""
     import importlib

@@ -397,3 +397,75 @@ def test_stale_writer_temp_folders_are_swept_beside_outputs(tmp_path):
     os.utime(old, (0, 0))
     write_mask(MedicalImage.from_array(np.zeros((8, 8), np.uint8)), tmp_path / "mask.png")
     assert not old.exists() and fresh.exists() and (tmp_path / "mask.png").exists()
+
+
+# ------------------------------------------------------------ 7. small holes
+@pytest.mark.parametrize("shape", [[2**70, 2], [96, 2**70], [2**40, 2**40], [96, 96, 1], [0, 96]])
+def test_absurd_mask_prompt_shape_is_400(make_client, shape):
+    tc = make_client()
+    sid = _upload(tc, "a.png", png_bytes(disk())).json()["session_id"]
+    mask = {"shape": shape, "dtype": "uint8", "data": ""}
+    r = tc.post(f"/sessions/{sid}/predict", json={"mask": mask})
+    assert r.status_code == 400, r.text
+    assert "mask" in _detail(r)
+
+
+def test_request_racing_a_delete_is_404_not_500(make_client, monkeypatch):
+    import medisam.serve.routes as routes
+
+    tc = make_client()
+    real = routes._session
+
+    def racing(request, sid):  # the DELETE lands between the lookup and the lock
+        session = real(request, sid)
+        tc.app.state.medisam.sessions.close(sid)
+        return session
+
+    monkeypatch.setattr(routes, "_session", racing)
+    for method, route, kw in (("POST", "predict", {"json": {"box": [20, 20, 70, 70]}}), ("POST", "undo", {}),
+                              ("GET", "mask", {}), ("POST", "propagate", {"json": {}})):
+        sid = _upload(tc, "a.png", png_bytes(disk())).json()["session_id"]
+        url = f"/sessions/{sid}/{route}"
+        r = tc.request(method, url, **kw)
+        assert r.status_code == 404, (url, r.text)
+        assert "was closed" in _detail(r)
+
+
+@pytest.mark.parametrize("window", ["nan,40", "400,nan", "inf,40", "0,40", "-400,40"])
+def test_non_finite_or_empty_window_is_400(make_client, window):
+    tc = make_client()
+    r = _upload(tc, "a.png", png_bytes(disk()), window=window)
+    assert r.status_code == 400 and "finite WIDTH > 0" in _detail(r)
+    sid = _upload(tc, "a.png", png_bytes(disk())).json()["session_id"]
+    r = tc.post(f"/sessions/{sid}/window", json={"window": window})
+    assert r.status_code == 400 and "finite WIDTH > 0" in _detail(r)
+
+
+def test_empty_or_code_carrying_checkpoint_gives_one_line(tmp_path):
+    import collections
+
+    import torch
+
+    from medisam.errors import ModelError, first_line
+    from medisam.models.checkpoint import read_checkpoint
+
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelError, match=r"empty \(0 bytes\)") as err:
+        read_checkpoint(empty)
+    assert "\n" not in str(err.value)
+    pickled = tmp_path / "objects.pt"
+    torch.save({"model": collections.OrderedDict(), "extra": _Opaque()}, pickled)
+    with pytest.raises(ModelError) as err:
+        read_checkpoint(pickled)
+    msg = str(err.value)
+    assert "\n" not in msg and "weights_only" not in msg and "False" not in msg and "weights only" in msg
+    truncated = tmp_path / "cut.pt"
+    truncated.write_bytes(pickled.read_bytes()[:40])
+    with pytest.raises(ModelError, match="cannot read checkpoint"):
+        read_checkpoint(truncated)
+    assert first_line(EOFError()) == "EOFError" and first_line(ValueError("\n\n second\nthird")) == "second"
+
+
+class _Opaque:
+    """A class torch's weights-only unpickler refuses."""

@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from medisam.errors import InputError, OutputExistsError, require
+from medisam.errors import InputError, OutputExistsError, first_line, require
 from medisam.io.atomic import atomic_write, make_tmp_dir
 from medisam.io.intensity import to_display
 from medisam.io.limits import check_size
@@ -58,7 +58,7 @@ def read_video_file(path: Path, opts: ReadOptions) -> MedicalImage:
     try:
         container = av.open(str(path))
     except Exception as exc:  # av.error.* and OSError for broken or non-video files
-        raise InputError(f"{path}: cannot read video ({type(exc).__name__}: {str(exc).splitlines()[0][:150]})") from exc
+        raise InputError(f"{path}: cannot read video ({type(exc).__name__}: {first_line(exc, 150)})") from exc
     with container:
         if not container.streams.video:
             raise InputError(f"{path}: no video stream")
@@ -83,7 +83,7 @@ def read_video_file(path: Path, opts: ReadOptions) -> MedicalImage:
             raise
         except Exception as exc:
             raise InputError(f"{path}: video decoding failed after {len(frames)} frames "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:150]})") from exc
+                             f"({type(exc).__name__}: {first_line(exc, 150)})") from exc
         codec = stream.codec_context.name
     if not frames:
         raise InputError(f"{path}: video has no frames")

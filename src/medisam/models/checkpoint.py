@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from medisam.errors import ModelError
+from medisam.errors import ModelError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,16 @@ def verify_sha256(path: Path, expected: str | None) -> str:
     return actual
 
 
+def load_error(exc: BaseException) -> str:
+    """One line on why ``torch.load(..., weights_only=True)`` failed (never PyTorch's advice to drop it)."""
+    if isinstance(exc, EOFError):
+        return "the file is empty or truncated"
+    if "weights only load failed" in str(exc).lower() or "weightsunpickler" in str(exc).lower():
+        return ("it holds Python objects besides tensors; medisam loads weights only and never "
+                "runs code from a checkpoint (save a state dict: torch.save(model.state_dict(), path))")
+    return first_line(exc)
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` and return the whole saved dict.
 
@@ -42,10 +52,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise ModelError(f"cannot read checkpoint {path}: the file is empty (0 bytes)")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise ModelError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}") from exc
+        raise ModelError(f"cannot read checkpoint {path}: {load_error(exc)}") from None
     if not isinstance(saved, dict):
         raise ModelError(f"checkpoint {path} does not hold a state dict")
     for key in ("model", "state_dict"):

@@ -28,7 +28,7 @@ import logging
 
 import torch.nn as nn
 
-from medisam.errors import ModelError, require
+from medisam.errors import ModelError, first_line, require
 from medisam.models.registry import register
 from medisam.models.spec import ModelSpec
 
@@ -105,7 +105,7 @@ def build_sam2_net(config: str, image_size: int | None = None,
         cfg = compose(config_name=f"configs/sam2.1/{config}", overrides=overrides)
     except Exception as exc:  # hydra raises several types for a missing config
         raise ModelError(f"sam2 config {config!r} not found in the installed sam2 package: "
-                         f"{str(exc).splitlines()[0]}") from exc
+                         f"{first_line(exc)}") from exc
     OmegaConf.resolve(cfg)
     return instantiate(cfg.model, _recursive_=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import threading
 import time
@@ -20,7 +21,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from medisam.client import decode_array, encode_array
-from medisam.errors import InputError, PromptError
+from medisam.errors import InputError, PromptError, first_line
 from medisam.io import WRITERS, write_mask
 from medisam.serve.interactive import InteractiveSession, SliceResult
 from medisam.serve.schemas import (
@@ -64,6 +65,8 @@ def _parse_window(text: str | None) -> str | tuple[float, float] | None:
             width, level = (float(v) for v in text.split(","))
         except ValueError:
             raise InputError(f"window {text!r} must be a preset name or 'WIDTH,LEVEL'") from None
+        if not (math.isfinite(width) and math.isfinite(level) and width > 0):
+            raise InputError(f"window {text!r} needs a finite WIDTH > 0 and a finite LEVEL")
         return (width, level)
     from medisam.io.intensity import resolve_window
 
@@ -195,8 +198,8 @@ def predict(sid: str, body: PromptRequest, request: Request) -> SliceMask:
     if body.mask is not None:
         try:
             mask = decode_array(body.mask.model_dump(), max_bytes=_ctx(request).settings.max_voxels)
-        except (ValueError, TypeError) as exc:
-            raise PromptError(f"mask prompt cannot be decoded: {exc}") from None
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise PromptError(f"mask prompt cannot be decoded: {first_line(exc)}") from None
     with session.locked(), _ctx(request).inference:
         res = session.state.segment(body.slice, body.obj_id, box=body.box, points=body.points, mask=mask)
         session.touch()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, Field
 
@@ -13,6 +13,16 @@ class EncodedArray(BaseModel):
     shape: list[int]
     dtype: str
     data: str
+
+
+#: Largest side of a mask prompt (pixels); a larger claimed shape is refused before decoding.
+MAX_MASK_SIDE = 1 << 16
+
+
+class MaskPrompt(EncodedArray):
+    """An ``(H, W)`` mask prompt: exactly two dimensions, each 1..65536."""
+
+    shape: list[Annotated[int, Field(ge=1, le=MAX_MASK_SIDE)]] = Field(min_length=2, max_length=2)
 
 
 class SessionInfo(BaseModel):
@@ -41,7 +51,7 @@ class PromptRequest(BaseModel):
     obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
     box: Optional[list[float]] = Field(None, min_length=4, max_length=4, description="x0, y0, x1, y1")
     points: Optional[list[list[float]]] = Field(None, description="[[x, y, label], ...]; label 1 positive, 0 negative")
-    mask: Optional[EncodedArray] = Field(None, description="(H, W) binary mask prompt on the slice grid")
+    mask: Optional[MaskPrompt] = Field(None, description="(H, W) binary mask prompt on the slice grid")
 
 
 class PointsRequest(BaseModel):

@@ -22,6 +22,7 @@ import torch.nn as nn
 from medisam.errors import InputError, OutputExistsError
 from medisam.io import atomic_write
 from medisam.models import load_model
+from medisam.models.checkpoint import load_error
 from medisam.models.registry import resolve_device
 from medisam.train import distributed as dist_utils
 from medisam.train import modes
@@ -375,7 +376,7 @@ def _read_resume(resume: str | Path, output: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise InputError(f"cannot read training state {path}: {str(exc).splitlines()[0][:200]}") from exc
+        raise InputError(f"cannot read training state {path}: {load_error(exc)}") from None
     for key in ("net", "optimizer", "scheduler", "early_stopping", "epoch"):
         if key not in state:
             raise InputError(f"{path} is not a medisam training state (missing {key!r})")
