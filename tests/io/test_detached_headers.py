@@ -120,3 +120,12 @@ def test_attached_files_have_no_data_files(tmp_path):
     nrrd = tmp_path / "a.nrrd"
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 4), np.uint8)), str(nrrd))
     assert check_data_files(nrrd, root=tmp_path) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("name", ["pipe", "pipe.png", "pipe.nii.gz"])
+def test_fifo_input_file_never_blocks(tmp_path, name):
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    exc = _read_in_thread(fifo)
+    assert isinstance(exc, InputError) and "not a regular file" in str(exc), exc

@@ -45,6 +45,8 @@ def read_image(
     if p.is_dir():
         image = video.read_frame_folder(p, opts) if video.is_frame_folder(p) else read_dicom.read_dicom_series(p, opts)
     else:
+        if not p.is_file():  # a FIFO would block the reader forever, a device never ends
+            raise InputError(f"{p}: not a regular file")
         ext = file_extension(p)
         if ext not in READERS and read_dicom.is_dicom_file(p):
             reader = read_dicom.read_dicom_file  # DICOM files often have no extension
