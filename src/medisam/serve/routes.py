@@ -262,18 +262,23 @@ def _propagate_locked(session: ServerSession, ctx, direction: str, stop: threadi
                       deadline: float) -> PropagateResult:
     with session.locked() as st, ctx.inference:
         total = st.planned_slices(direction)
+
+        def check(done: int) -> None:
+            """Stop before the next slice when the client left or the time is up."""
+            if stop.is_set():
+                log.info("session %s: propagation cancelled (client gone) after %d of %d slices",
+                         session.id[:6], done, total)
+                raise WorkTimeout("propagation cancelled: the client disconnected")
+            if time.monotonic() > deadline:
+                raise WorkTimeout(f"propagation stopped at the server's time limit of "
+                                  f"{ctx.settings.request_timeout_s:g} s after {done} of {total} slices; "
+                                  "the slices done are kept: propagate again to continue")
+
+        check(0)  # the wait for the lock may have outlasted the client
         slices = st.iter_propagate(direction)
-        done = 0
         try:
             for done, _ in enumerate(slices, start=1):
-                if stop.is_set():
-                    log.info("session %s: propagation cancelled (client gone) after %d of %d slices",
-                             session.id[:6], done, total)
-                    raise WorkTimeout("propagation cancelled: the client disconnected")
-                if time.monotonic() > deadline:
-                    raise WorkTimeout(f"propagation stopped at the server's time limit of "
-                                      f"{ctx.settings.request_timeout_s:g} s after {done} of {total} slices; "
-                                      "the slices done are kept: propagate again to continue")
+                check(done)
         finally:
             slices.close()  # VolumeSession keeps the completed slices
         labels = st.label_image().array
