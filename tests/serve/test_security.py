@@ -122,7 +122,8 @@ def _png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    idat = chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
 
 
 @pytest.fixture()
@@ -469,3 +470,17 @@ def test_empty_or_code_carrying_checkpoint_gives_one_line(tmp_path):
 
 class _Opaque:
     """A class torch's weights-only unpickler refuses."""
+
+
+def test_web_ui_upload_cannot_name_a_server_file(tmp_path, tiny_model):
+    from medisam.app.state import AppState
+    from medisam.errors import InputError
+
+    secret = tmp_path / "secret.raw"
+    secret.write_bytes(bytes(4 * 6 * 6 * 2))
+    upload_dir = tmp_path / "gradio-upload"
+    upload_dir.mkdir()
+    header, _ = _mhd_pair(tmp_path, str(secret))
+    (upload_dir / "scan.mhd").write_bytes(header)
+    with pytest.raises(InputError, match="outside the upload"):
+        AppState(tiny_model).open(upload_dir / "scan.mhd")

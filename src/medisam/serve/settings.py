@@ -81,8 +81,9 @@ class ServerSettings:
     def __post_init__(self) -> None:
         if self.token is not None and len(self.token) < 8:
             raise InputError("token must be at least 8 characters")
-        for name in ("inference_slots", "max_upload_bytes", "max_voxels", "max_sessions", "max_zip_members", "max_zip_bytes",
-                     "max_json_bytes", "max_connections", "max_session_bytes", "max_total_bytes", "max_points_per_request", "max_points_per_object"):
+        for name in ("inference_slots", "max_upload_bytes", "max_voxels", "max_sessions", "max_zip_members",
+                     "max_zip_bytes", "max_json_bytes", "max_connections", "max_session_bytes", "max_total_bytes",
+                     "max_points_per_request", "max_points_per_object"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name} must be positive")
         for name in ("idle_timeout_s", "header_timeout_s", "body_timeout_s", "keep_alive_s", "request_timeout_s"):
