@@ -9,7 +9,7 @@ import typer
 
 from medisam.cli import common
 
-autosam_app = typer.Typer(no_args_is_help=True, help="AutoSAM: learn prompts for the frozen decoder.")
+autosam_app = typer.Typer(no_args_is_help=True, help="AutoSAM: learn prompts for the frozen decoder.", **common.HELP_STYLE)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from medisam.cli import common
 
-export_app = typer.Typer(no_args_is_help=True, help="Export a model for other runtimes.")
+export_app = typer.Typer(no_args_is_help=True, help="Export a model for other runtimes.", **common.HELP_STYLE)
 
 
 def register(app: typer.Typer) -> None:
