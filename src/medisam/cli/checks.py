@@ -113,7 +113,7 @@ def plane(shape: Sequence[int], slice: Optional[int], axis: Optional[int], input
     if slice is None:
         raise InputError(f"{input} is a volume of {tuple(shape)} (Z,Y,X): pass --slice 0..{shape[a] - 1}")
     if not 0 <= slice < shape[a]:
-        raise InputError(f"--slice {slice} is outside 0..{shape[a] - 1} along axis {'kji'[a]} of {input}")
+        raise InputError(f"--slice {slice} is out of range 0..{shape[a] - 1} along axis {'kji'[a]} of {input}")
     h, w = [int(s) for i, s in enumerate(shape) if i != a]
     return h, w
 

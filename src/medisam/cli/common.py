@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from medisam.errors import InputError, ModelError, OutputExistsError
+from medisam.errors import InputError, ModelError
 
 #: typer settings of every (sub)app: plain help, so switches show no ``<bool>`` and pipe cleanly.
 HELP_STYLE = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
@@ -116,10 +116,3 @@ def describe_model(model) -> str:
     """One line naming the model and how it runs (backend, precision, device)."""
     return (f"model {model.name}: backend {getattr(model, 'backend', 'torch')}, "
             f"precision {getattr(model, 'precision', 'fp32')}, device {model.device}")
-
-
-def check_output(path: Path, force: bool) -> Path:
-    """Refuse an existing output unless ``--force`` (checked before any work is done)."""
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists; pass --force to overwrite")
-    return path
