@@ -117,8 +117,10 @@ def _check_video_args(prompt: dict, output: Path, overlay: Optional[Path], axis:
     if not output.suffix:
         checks.new_folder(output, force)
     else:
-        ext = checks.mask_format(output, volume=True, dicom=False)
-        if ext in (".dcm", ".png") or output.name.lower().endswith(VIDEO_EXTENSIONS):
+        if output.name.lower().endswith(VIDEO_EXTENSIONS):
+            raise InputError(f"-o {output}: video codecs are lossy and would change label values; write the masks "
+                             "to a folder of PNG frames (no extension), .npz or .nii.gz, and pass --overlay x.mp4")
+        if checks.mask_format(output, volume=True, dicom=False) in (".dcm", ".png"):
             raise InputError(f"-o {output}: a video's masks go to a folder of PNG frames (no extension), "
                              ".npz or .nii.gz")
         checks.new_file(output, force)
