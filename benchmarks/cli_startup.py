@@ -72,6 +72,9 @@ def main() -> None:
         rows.append(("medisam --help", statistics.median(wall([exe, "--help"]) for _ in range(a.repeat))))
         rows.append(("medisam segment (usage error: no -o)",
                      statistics.median(wall([exe, "segment", str(SAMPLE)]) for _ in range(a.repeat))))
+        rows.append(("medisam segment, box outside the image (error)",
+                     statistics.median(wall([exe, "segment", str(SAMPLE), "--box", "1,1,900,9", "-o", f"{tmp}/e.png",
+                                             "--model", a.model, "--device", "cpu"]) for _ in range(a.repeat))))
         rows.append((f"medisam segment -> first encode ({a.model})", statistics.median(r[0] for r in runs)))
         rows.append((f"medisam segment total ({a.model})", statistics.median(r[1] for r in runs)))
     width = max(len(r[0]) for r in rows)

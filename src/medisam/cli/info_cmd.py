@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from medisam.cli import checks, common
@@ -19,6 +18,8 @@ def orientation_code(direction: tuple[float, ...], ndim: int) -> str:
     """Three-letter (or two-letter) LPS orientation code of the array axes, ITK style ("LPS" = RAI)."""
     if ndim != 3:
         return "2D"
+    import numpy as np
+
     matrix = np.asarray(direction, dtype=float).reshape(3, 3)
     letters = (("R", "L"), ("A", "P"), ("I", "S"))
     code = ""
