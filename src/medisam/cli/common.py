@@ -112,6 +112,19 @@ def model_options(backend: str, precision: str, threads: Optional[int]) -> dict:
     return {"backend": backend, "precision": precision, "threads": threads}
 
 
+def load(model: str, checkpoint: Optional[Path], device: str, runtime: dict):
+    """Load a model with a progress line; name how it runs when --backend/--precision/--threads were set."""
+    from medisam.cli.progress import step
+
+    with step(f"loading model {model}"):
+        from medisam.models import load_model
+
+        net = load_model(model, checkpoint=checkpoint, device=device, **runtime)
+    if (runtime["backend"], runtime["precision"], runtime["threads"]) != ("torch", "fp32", None):
+        typer.echo(describe_model(net), err=True)
+    return net
+
+
 def describe_model(model) -> str:
     """One line naming the model and how it runs (backend, precision, device)."""
     return (f"model {model.name}: backend {getattr(model, 'backend', 'torch')}, "

@@ -89,7 +89,7 @@ def propagate(
         return
     if image.is_rgb:
         raise InputError(f"{input} is a colour volume {image.array.shape}; pass --channel to pick one channel")
-    net = _load(model, checkpoint, device, runtime)
+    net = common.load(model, checkpoint, device, runtime)
     labels, n_slices = run_propagation(net, image, prompt, label, array_axis or 0, win, not no_progress, views or 3)
     _write(image, labels, output, overlay, array_axis or 0, win, force)
     n = int((labels.array > 0).sum())
@@ -160,16 +160,6 @@ def _prompt_checks(shape, input: Path, prompt: dict, axis: Optional[int]) -> Non
     checks.prompts_inside([prompt["box"]] if prompt["box"] is not None else [], prompt["points"], h, w)
 
 
-def _load(model: str, checkpoint, device: str, runtime: dict):
-    with step(f"loading model {model}"):
-        from medisam.models import load_model
-
-        net = load_model(model, checkpoint=checkpoint, device=device, **runtime)
-    if (runtime["backend"], runtime["precision"], runtime["threads"]) != ("torch", "fp32", None):
-        typer.echo(common.describe_model(net), err=True)
-    return net
-
-
 def _parse_prompts(box3d, slice, box, point) -> dict:
     points = [common.parse_point(p) for p in point] or None
     if box3d is not None:
@@ -232,7 +222,7 @@ def _write(image, labels, output: Path, overlay: Optional[Path], axis: int, wind
 
 def _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force) -> None:
     """Videos are tracked by :func:`medisam.predict.video.propagate_video` (frames = slices)."""
-    net = _load(model, checkpoint, device, runtime)
+    net = common.load(model, checkpoint, device, runtime)
     from medisam.predict.video import propagate_video
 
     with step("tracking the object through the video"):

@@ -93,14 +93,10 @@ def segment(
 
 def _run(image, boxes, points, slice, axis, window, model, checkpoint, device, runtime):
     """Load the model and segment (the slow part, with progress lines)."""
-    with step(f"loading model {model}"):
-        from medisam.models import load_model
-        from medisam.predict import Predictor
-        from medisam.predict.segment import segment_image
+    net = common.load(model, checkpoint, device, runtime)
+    from medisam.predict import Predictor
+    from medisam.predict.segment import segment_image
 
-        net = load_model(model, checkpoint=checkpoint, device=device, **runtime)
-    if (runtime["backend"], runtime["precision"], runtime["threads"]) != ("torch", "fp32", None):
-        typer.echo(common.describe_model(net), err=True)
     with step("encoding the image and decoding the prompts"):
         return segment_image(Predictor(net), image, boxes, points, slice=slice, window=window, axis=axis)
 
