@@ -63,11 +63,13 @@ def test_png_masks_are_visible_and_read_back(tmp_path):
     im = Image.open(out)
     assert im.mode == "L" and set(np.unique(np.asarray(im))) == {0, 255}  # one object: white on black
     np.testing.assert_array_equal(read_label_png(out), mask.astype(np.uint8))
+    np.testing.assert_array_equal(read_image(out).array, mask.astype(np.uint8))  # marked as a label map
     labels = np.zeros((6, 7), np.uint8)
     labels[1:3, 1:3], labels[4:6, 4:7] = 2, 7
     im = Image.open(write_mask(labels, tmp_path / "p.png"))
     assert im.mode == "P" and im.getpalette()[7 * 3: 7 * 3 + 3] != [0, 0, 0]  # coloured, indices = labels
     np.testing.assert_array_equal(read_label_png(tmp_path / "p.png"), labels)
+    np.testing.assert_array_equal(read_image(tmp_path / "p.png").array, labels)
     many = np.arange(42).reshape(6, 7) * 10
     np.testing.assert_array_equal(read_label_png(write_mask(many, tmp_path / "m16.png")), many)
     np.testing.assert_array_equal(read_image(tmp_path / "m16.png").array, many)

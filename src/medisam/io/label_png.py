@@ -9,7 +9,8 @@ Written by :func:`encode_label_png` (``write_mask(..., "x.png")``):
 
 :func:`read_label_png` undoes each case: palette indices are the labels, and a grey PNG
 holding only 0 and 255 is a single-object mask (255 -> label 1). Other grey PNGs (0/1,
-0..N label maps from datasets) are read as they are.
+0..N label maps from datasets) are read as they are. Files written here carry a PNG text
+chunk ``medisam: labels``, so :func:`~medisam.io.read_image` returns their label values too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from medisam.errors import InputError
 
 #: The value an object of a single-object mask PNG gets.
 OBJECT_VALUE = 255
+#: PNG text chunk marking a label map written by medisam.
+MARKER = ("medisam", "labels")
 
 
 def palette(n: int = 256) -> list[int]:
@@ -37,7 +40,7 @@ def palette(n: int = 256) -> list[int]:
 
 def encode_label_png(labels: np.ndarray) -> bytes:
     """PNG bytes of a 2D non-negative integer label map (see the module docstring)."""
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
     arr = np.asarray(labels)
     if arr.ndim != 2:
@@ -52,9 +55,22 @@ def encode_label_png(labels: np.ndarray) -> bytes:
         im.putpalette(palette())
     else:
         im = Image.fromarray(arr.astype(np.uint16))
+    info = PngImagePlugin.PngInfo()
+    info.add_text(*MARKER)
     buf = io.BytesIO()
-    im.save(buf, format="PNG")
+    im.save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
+
+
+def is_label_png(path: str | Path) -> bool:
+    """True for a PNG mask written by :func:`encode_label_png` (reads the header only)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get(MARKER[0]) == MARKER[1]
+    except Exception:  # noqa: BLE001 - unreadable files are reported by the pixel reader
+        return False
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
