@@ -51,6 +51,8 @@ def segment(
         raise common.InputError("give either --mask or --box (the mask's labels are the boxes)")
     if mask is None:
         checks.not_prompted(boxes, points)
+    elif not mask.is_file():
+        raise common.InputError(f"--mask {mask}: no such file")
     checks.only_for_dicom(input, series)
     checks.paths_apart([input, mask, checkpoint], [("-o", output), ("--overlay", overlay)])
     checks.mask_format(output, volume=None, dicom=checks.is_dicom_input(input))
@@ -67,6 +69,7 @@ def segment(
     image = read_image(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
     labels_in = None
     if mask is not None:
+        checks.plane(image.spatial_shape, slice, array_axis, input)  # --slice given for a volume, in range
         boxes, labels_in = _mask_boxes(mask, image, slice, array_axis)
         if points and len(boxes) > 1:
             raise common.InputError(f"--point refines one object; --mask {mask} holds {len(boxes)} labels")
