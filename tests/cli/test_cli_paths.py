@@ -30,12 +30,14 @@ def _snapshot(folder):
 def test_every_writing_command_refuses_its_inputs_as_outputs(tmp_path, png, nifti, dataset, capsys):
     ckpt = tmp_path / "weights.pt"
     ckpt.write_bytes(b"not really weights")
+    prior = tmp_path / "prior.png"
+    Image.fromarray(np.zeros((512, 512), np.uint8)).save(prior)
     cases = [
         (["segment", png, "-o", png, "--box", "1,1,9,9", "--force"], "-o"),
         (["segment", png, "-o", tmp_path / "m.png", "--overlay", png, "--box", "1,1,9,9", "--force"], "--overlay"),
         (["segment", png, "-o", tmp_path / "m.png", "--overlay", tmp_path / "m.png", "--box", "1,1,9,9"],
          "same path"),
-        (["segment", png, "-o", tmp_path / "m.png", "--mask", tmp_path / "m.png", "--force"], "is an input"),
+        (["segment", png, "-o", prior, "--mask", prior, "--force"], "is an input"),
         (["propagate", nifti, "-o", nifti, "--box3d", "1,1,1,5,5,3", "--force"], "-o"),
         (["propagate", nifti, "-o", tmp_path / "p.nii.gz", "--overlay", tmp_path, "--box3d", "1,1,1,5,5,3",
           "--force"], "holds the input"),
