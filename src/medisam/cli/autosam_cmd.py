@@ -10,7 +10,8 @@ import typer
 from medisam.cli import checks, common
 from medisam.cli.progress import step
 
-autosam_app = typer.Typer(no_args_is_help=True, help="AutoSAM: learn prompts for the frozen decoder.", **common.HELP_STYLE)
+autosam_app = typer.Typer(no_args_is_help=True, help="AutoSAM: learn prompts for the frozen decoder.",
+                          **common.HELP_STYLE)
 
 
 def register(app: typer.Typer) -> None:

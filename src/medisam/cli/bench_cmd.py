@@ -121,7 +121,8 @@ def bench(
         datasets=tuple(specs), settings=settings, outdir=str(output),
         max_cases=max_cases if max_cases is not None else cfg.get("max_cases"),
         workers=int(workers if workers is not None else cfg.get("workers", 1)),
-        backend=executor or cfg.get("executor") or cfg.get("backend", "local"), resume=resume, force=force, report=not no_report)
+        backend=executor or cfg.get("executor") or cfg.get("backend", "local"), resume=resume, force=force,
+        report=not no_report)
     summary = run_benchmark(bench_cfg)
     typer.echo(f"{summary.rows} rows from {summary.cases} cases ({summary.skipped} already done), "
                f"{summary.errors} errors, {summary.seconds:.0f} s -> {summary.outdir}")
