@@ -7,7 +7,7 @@ uses. All rows fail before any model is loaded, so each run takes about a second
 from __future__ import annotations
 
 import pytest
-from cli_helpers import SAMPLE, run_cli
+from cli_helpers import run_cli
 
 # (id, arguments, text the one stderr line must contain); {img} {vol} {out} {tmp} are filled in
 ERRORS = [
@@ -72,4 +72,3 @@ def test_version_and_help_exit_0():
     assert (proc.returncode, proc.stdout.strip(), proc.stderr) == (0, f"medisam {__version__}", "")
     proc = run_cli(["segment", "--help"])
     assert proc.returncode == 0 and "--force" in proc.stdout and "<bool>" not in proc.stdout
-    assert SAMPLE.exists()
