@@ -54,14 +54,25 @@ def test_parent_dirs_and_no_leftovers(tmp_path, image_nii):
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b"]
 
 
-def test_png_raw_label_values(tmp_path):
+def test_png_masks_are_visible_and_read_back(tmp_path):
+    from medisam.io.label_png import read_label_png
+
     mask = np.zeros((6, 7), bool)
     mask[2:4, 3:5] = True
     out = write_mask(mask, tmp_path / "m.png")
-    arr = np.asarray(Image.open(out))
-    assert arr.dtype == np.uint8 and set(np.unique(arr)) == {0, 1}  # 0/1, not 0/255
+    im = Image.open(out)
+    assert im.mode == "L" and set(np.unique(np.asarray(im))) == {0, 255}  # one object: white on black
+    np.testing.assert_array_equal(read_label_png(out), mask.astype(np.uint8))
+    np.testing.assert_array_equal(read_image(out).array, mask.astype(np.uint8))  # marked as a label map
+    labels = np.zeros((6, 7), np.uint8)
+    labels[1:3, 1:3], labels[4:6, 4:7] = 2, 7
+    im = Image.open(write_mask(labels, tmp_path / "p.png"))
+    assert im.mode == "P" and im.getpalette()[7 * 3: 7 * 3 + 3] != [0, 0, 0]  # coloured, indices = labels
+    np.testing.assert_array_equal(read_label_png(tmp_path / "p.png"), labels)
+    np.testing.assert_array_equal(read_image(tmp_path / "p.png").array, labels)
     many = np.arange(42).reshape(6, 7) * 10
-    np.testing.assert_array_equal(read_image(write_mask(many, tmp_path / "m16.png")).array, many)
+    np.testing.assert_array_equal(read_label_png(write_mask(many, tmp_path / "m16.png")), many)
+    np.testing.assert_array_equal(read_image(tmp_path / "m16.png").array, many)
 
 
 def test_bad_masks(tmp_path, image_nii):

@@ -3,7 +3,8 @@
 Layouts recognised (the dataset name is the folder name):
 
 * **2D folders**: ``images/<id>.<ext>`` and ``masks/<id>.<ext>`` with the same stem;
-  masks are integer label maps (0 = background).
+  masks are integer label maps (0 = background; a PNG holding only 0 and 255 is one object,
+  a palette PNG gives its indices, as medisam writes them).
 * **nnU-Net / Decathlon**: ``imagesTr/<case>_0000.nii.gz`` (channel ``_000C``; channel 0 is
   read unless ``channel`` is set) and ``labelsTr/<case>.nii.gz``, with ``dataset.json``
   when present (``modality``/``channel_names`` and ``labels``).
@@ -37,6 +38,7 @@ from scipy import ndimage
 
 from medisam.errors import InputError, MedisamError
 from medisam.io import MedicalImage, read_image
+from medisam.io.label_png import read_label_map
 from medisam.io.medical_image import KNOWN_MODALITIES
 
 log = logging.getLogger(__name__)
@@ -143,9 +145,7 @@ class CaseRef:
         else:
             if self.label_path is None or not self.label_path.exists():
                 raise InputError(f"{self.image_path.name}: no mask file for case {self.case_id!r}")
-            raw = read_image(self.label_path)
-            arr = raw.array[..., 0] if raw.is_rgb else raw.array
-            arr = _as_label_array(arr, self.label_path)
+            arr = _as_label_array(read_label_map(self.label_path), self.label_path)
             if arr.shape != image.spatial_shape:
                 raise InputError(f"case {self.case_id}: mask shape {arr.shape} does not match image "
                                  f"{image.spatial_shape}")

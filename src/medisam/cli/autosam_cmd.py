@@ -7,9 +7,11 @@ from typing import Optional
 
 import typer
 
-from medisam.cli import common
+from medisam.cli import checks, common
+from medisam.cli.progress import step
 
-autosam_app = typer.Typer(no_args_is_help=True, help="AutoSAM: learn prompts for the frozen decoder.")
+autosam_app = typer.Typer(no_args_is_help=True, help="AutoSAM: learn prompts for the frozen decoder.",
+                          **common.HELP_STYLE)
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +41,8 @@ def train(
     """Train a prompt generator on frozen embeddings (Dice + BCE); keeps the best validation epoch."""
     from medisam.train.autosam import train_autosam
 
-    common.check_output(output, force)
+    checks.paths_apart([data, checkpoint], [("-o", output)])
+    checks.new_file(output, force)
     r = train_autosam(data, output, model=model, checkpoint=str(checkpoint) if checkpoint else None,
                       multiclass=multiclass, epochs=epochs, time_limit_min=time_limit, lr=lr,
                       batch_size=batch_size, val_fraction=val_fraction, holdout_fraction=holdout_fraction,
@@ -54,22 +57,36 @@ def predict(
     ckpt: Path = typer.Argument(..., help="AutoSAM checkpoint from `medisam autosam train`."),
     input: Path = typer.Argument(..., help="Image, volume or DICOM file/folder."),
     output: Path = typer.Option(..., "--output", "-o", help="Mask file (.png/.nii.gz/.npz/...)."),
-    slice: Optional[int] = typer.Option(None, "--slice", help="Slice index for volumes (axis 0)."),
+    slice: Optional[int] = typer.Option(None, "--slice", help="Slice index for volumes (axis k = 0)."),
+    channel: Optional[int] = common.ChannelOpt,
+    series: Optional[str] = common.SeriesOpt,
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Base model weights (default ones)."),
     device: str = common.DeviceOpt,
     force: bool = common.ForceOpt,
 ) -> None:
     """Segment without prompts; writes a label map on the input's grid."""
+    from medisam.io import read_image
+
+    if not ckpt.is_file():
+        raise common.InputError(f"{ckpt}: no such AutoSAM checkpoint")
+    checks.only_for_dicom(input, series)
+    checks.paths_apart([ckpt, input, checkpoint], [("-o", output)])
+    checks.mask_format(output, volume=None, dicom=checks.is_dicom_input(input))
+    checks.new_file(output, force)
+    checks.header_checks(input, slice=slice, channel=channel, output=output)
+    image = read_image(input, series_uid=series, channel=channel)
+    checks.image_checks(image, input, slice=slice, output=output)
+    if image.is_volume and slice is None:
+        raise common.InputError(f"{input} is a volume of {image.spatial_shape} (Z,Y,X): pass --slice K")
     import numpy as np
 
-    from medisam.io import read_image, write_mask
-    from medisam.train.autosam import AutoSam, check_2d
+    from medisam.io import write_mask
+    from medisam.train.autosam import AutoSam
 
-    common.check_output(output, force)
-    image = read_image(input)
-    check_2d(image, slice)
-    auto = AutoSam.load(ckpt, checkpoint=str(checkpoint) if checkpoint else None, device=device)
-    labels2d = auto.predict(image, slice=slice)
+    with step("loading the AutoSAM model"):
+        auto = AutoSam.load(ckpt, checkpoint=str(checkpoint) if checkpoint else None, device=device)
+    with step("segmenting"):
+        labels2d = auto.predict(image, slice=slice)
     if image.is_volume:
         full = np.zeros(image.spatial_shape, labels2d.dtype)
         full[slice] = labels2d

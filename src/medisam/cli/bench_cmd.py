@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from medisam.cli import common
+from medisam.cli import checks, common
 
 
 def register(app: typer.Typer) -> None:
@@ -56,7 +56,9 @@ def bench(
     max_cases: Optional[int] = typer.Option(None, "--max-cases", help="First N cases (by id) of each dataset."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the prompt simulation (default 0)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Parallel workers (processes / Ray actors)."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="local or ray."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="Where workers run: local (processes, "
+                                           "default) or ray."),
+    channel: Optional[int] = common.ChannelOpt,
     modality: Optional[str] = typer.Option(None, "--modality", help="Modality code for datasets that do not say "
                                                                     "(CT, MR, US, ES, OP, SM, XR...)."),
     targets: Optional[str] = typer.Option(None, "--targets", help="label (default), component or instance."),
@@ -76,6 +78,9 @@ def bench(
     from medisam.bench.runner import BenchConfig, DatasetSpec, run_benchmark
     from medisam.errors import InputError
 
+    if executor is not None and executor not in ("local", "ray"):
+        raise InputError(f"--executor must be local or ray, got {executor!r}")
+    checks.paths_apart(data or [], [("-o", output)])
     if report_only:
         from medisam.bench.report import write_report
 
@@ -86,7 +91,8 @@ def bench(
     cfg = load_config_file(config) if config is not None else {}
     root = Path(os.environ.get("MEDISAM_DATA") or (config.parent / cfg["data_root"] if "data_root" in cfg
                                                   else Path.cwd()))
-    cli_opts = DatasetOptions(modality=modality, targets=targets, min_area=min_area, max_targets=max_targets)
+    cli_opts = DatasetOptions(modality=modality, targets=targets, min_area=min_area, max_targets=max_targets,
+                              channel=channel)
     if targets is not None and targets not in ("label", "component", "instance"):
         raise InputError(f"--targets must be label, component or instance, got {targets!r}")
     specs: list[DatasetSpec] = []
@@ -115,7 +121,8 @@ def bench(
         datasets=tuple(specs), settings=settings, outdir=str(output),
         max_cases=max_cases if max_cases is not None else cfg.get("max_cases"),
         workers=int(workers if workers is not None else cfg.get("workers", 1)),
-        backend=backend or cfg.get("backend", "local"), resume=resume, force=force, report=not no_report)
+        backend=executor or cfg.get("executor") or cfg.get("backend", "local"), resume=resume, force=force,
+        report=not no_report)
     summary = run_benchmark(bench_cfg)
     typer.echo(f"{summary.rows} rows from {summary.cases} cases ({summary.skipped} already done), "
                f"{summary.errors} errors, {summary.seconds:.0f} s -> {summary.outdir}")

@@ -1,4 +1,9 @@
-"""Options and parsers shared by every subcommand (defined once)."""
+"""Options and parsers shared by every subcommand (defined once).
+
+Vocabulary: boolean options are plain switches (``--force``, no value); ``--axis`` takes
+``k|j|i`` or ``0|1|2`` everywhere (array axes of the ``(Z, Y, X)`` volume); ``--channel``
+picks one component / volume wherever images are read.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,10 @@ from typing import Optional
 
 import typer
 
-from medisam.errors import InputError, ModelError, OutputExistsError
+from medisam.errors import InputError, ModelError
+
+#: typer settings of every (sub)app: plain help, so switches show no ``<bool>`` and pipe cleanly.
+HELP_STYLE = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
 
 ModelOpt = typer.Option("litemedsam", "--model", "-m", help="Model name (see `medisam models`).")
 CheckpointOpt = typer.Option(None, "--checkpoint", help="Weights file (default: bundled / $MEDISAM_WEIGHTS).")
@@ -15,6 +23,11 @@ DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA > MPS > CPU), cpu,
 ForceOpt = typer.Option(False, "--force", help="Overwrite existing outputs.")
 WindowOpt = typer.Option(None, "--window", help="CT window preset (abdomen, liver, lung, bone, brain, "
                                                 "mediastinum, soft_tissue) or WIDTH,LEVEL.")
+ChannelOpt = typer.Option(None, "--channel", help="Component of a colour / multi-channel image, or volume "
+                                                  "of a 4D file (0-based).")
+AxisOpt = typer.Option(None, "--axis", help="Slicing axis of a volume: k|j|i or 0|1|2 of the (Z,Y,X) array "
+                                            "(default k = 0, axial for most scans).")
+SeriesOpt = typer.Option(None, "--series", help="SeriesInstanceUID when a DICOM folder holds several.")
 MaxVoxelsOpt = typer.Option(None, "--max-voxels", help="Refuse inputs larger than this (0 = no limit).")
 BackendOpt = typer.Option("torch", "--backend", help="Inference backend: torch, onnx, openvino, or auto "
                                                      "(the fastest measured here; see `medisam models --backends`).")
@@ -46,11 +59,33 @@ def parse_point(text: str) -> tuple[float, ...]:
 
 
 def parse_window(text: Optional[str]) -> str | tuple[float, float] | None:
-    """A preset name or ``WIDTH,LEVEL``."""
-    if text is None or "," not in text:
-        return text
+    """A preset name or ``WIDTH,LEVEL``, checked now (not after the model loaded)."""
+    if text is None:
+        return None
+    from medisam.io.intensity import WINDOW_PRESETS
+
+    if "," not in text:
+        if text.lower() not in WINDOW_PRESETS:
+            raise InputError(f"unknown --window {text!r}; choose one of {', '.join(WINDOW_PRESETS)} or WIDTH,LEVEL")
+        return text.lower()
     width, level = parse_numbers(text, 2, "--window")
+    if width <= 0:
+        raise InputError(f"--window {text!r}: the width must be positive")
     return (width, level)
+
+
+#: ``--axis`` words -> array axis of the ``(Z, Y, X)`` volume (as medisam.predict.volume.parse_axis).
+AXES = {"k": 0, "j": 1, "i": 2, "z": 0, "y": 1, "x": 2, "0": 0, "1": 1, "2": 2}
+
+
+def parse_axis(text: Optional[str]) -> Optional[int]:
+    """``k|j|i`` or ``0|1|2`` (also ``z|y|x``) -> array axis; ``None`` stays ``None`` (not given)."""
+    if text is None:
+        return None
+    key = str(text).strip().lower()
+    if key not in AXES:
+        raise InputError(f"--axis must be k, j, i or 0, 1, 2; got {text!r}")
+    return AXES[key]
 
 
 def read_options(max_voxels: Optional[int]) -> dict:
@@ -77,14 +112,20 @@ def model_options(backend: str, precision: str, threads: Optional[int]) -> dict:
     return {"backend": backend, "precision": precision, "threads": threads}
 
 
+def load(model: str, checkpoint: Optional[Path], device: str, runtime: dict):
+    """Load a model with a progress line; name how it runs when --backend/--precision/--threads were set."""
+    from medisam.cli.progress import step
+
+    with step(f"loading model {model}"):
+        from medisam.models import load_model
+
+        net = load_model(model, checkpoint=checkpoint, device=device, **runtime)
+    if (runtime["backend"], runtime["precision"], runtime["threads"]) != ("torch", "fp32", None):
+        typer.echo(describe_model(net), err=True)
+    return net
+
+
 def describe_model(model) -> str:
     """One line naming the model and how it runs (backend, precision, device)."""
     return (f"model {model.name}: backend {getattr(model, 'backend', 'torch')}, "
             f"precision {getattr(model, 'precision', 'fp32')}, device {model.device}")
-
-
-def check_output(path: Path, force: bool) -> Path:
-    """Refuse an existing output unless ``--force`` (checked before any work is done)."""
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists; pass --force to overwrite")
-    return path

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from medisam.cli import common
+from medisam.cli.progress import step
 
 
 def register(app: typer.Typer) -> None:
@@ -22,9 +23,10 @@ def demo(
     force: bool = common.ForceOpt,
 ) -> None:
     """Box-prompt each bundled sample (box = ground-truth extent + 5 px), write mask + overlay, print Dice."""
-    from medisam.demo import run_demo
+    with step(f"segmenting the bundled samples with {model}"):
+        from medisam.demo import run_demo
 
-    results = run_demo(output, model=model, checkpoint=checkpoint, device=device, force=force)
+        results = run_demo(output, model=model, checkpoint=checkpoint, device=device, force=force)
     for r in results:
         typer.echo(f"{r.name:<28} box={tuple(round(v) for v in r.box)}  Dice={r.dice:.4f}  "
                    f"mask={r.mask_path}  overlay={r.overlay_path}")

@@ -7,9 +7,10 @@ from typing import Optional
 
 import typer
 
-from medisam.cli import common
+from medisam.cli import checks, common
+from medisam.cli.progress import step
 
-export_app = typer.Typer(no_args_is_help=True, help="Export a model for other runtimes.")
+export_app = typer.Typer(no_args_is_help=True, help="Export a model for other runtimes.", **common.HELP_STYLE)
 
 
 def register(app: typer.Typer) -> None:
@@ -26,15 +27,20 @@ def onnx(
 ) -> None:
     """Export the image encoder and the prompt encoder + mask decoder to ONNX (CPU, fp32)."""
     from medisam.errors import OutputExistsError
-    from medisam.export.onnx_export import DECODER_FILE, ENCODER_FILE, METADATA_FILE, export_onnx
-    from medisam.models import load_model
+
+    checks.paths_apart([checkpoint], [("-o", output)])
+    with step("loading the exporter"):
+        from medisam.export.onnx_export import DECODER_FILE, ENCODER_FILE, METADATA_FILE, export_onnx
+        from medisam.models import load_model
 
     existing = [output / f for f in (ENCODER_FILE, DECODER_FILE, METADATA_FILE) if (output / f).exists()]
     if existing and not force:  # checked before loading anything
         raise OutputExistsError(f"{existing[0]} exists; pass --force to overwrite")
     if output.exists() and not output.is_dir():
         raise OutputExistsError(f"{output} exists and is not a folder")
-    loaded = load_model(model, checkpoint=checkpoint, device="cpu")
-    result = export_onnx(loaded, output, force=force, opset=opset)
+    with step(f"loading model {model}"):
+        loaded = load_model(model, checkpoint=checkpoint, device="cpu")
+    with step("exporting to ONNX"):
+        result = export_onnx(loaded, output, force=force, opset=opset)
     for path in (result.encoder, result.decoder, result.metadata):
         typer.echo(f"wrote {path}")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from medisam.cli import common
+from medisam.cli import checks, common
 
 
 def register(app: typer.Typer) -> None:
@@ -47,6 +47,7 @@ def finetune(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Fine-tune a SAM-family model; the checkpoint loads with --model BASE --checkpoint CKPT."""
+    checks.paths_apart([data, checkpoint, config_file], [("-o", output)])
     from medisam.train.config import FinetuneConfig, config_path_for
     from medisam.train.trainer import finetune as run
 
@@ -62,7 +63,7 @@ def finetune(
     values.update(data=str(data), output=str(output))
     config = FinetuneConfig.from_dict(values)
     if resume is None:
-        common.check_output(output, force)
+        checks.new_file(output, force)
     result = run(config, force=force, resume=resume, progress=not quiet)
     best = "n/a" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"
     typer.echo(f"wrote {result.output} (mode {config.mode}, {result.epochs_run} epoch(s), stopped: "

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
-from medisam.cli import common
+from medisam.cli import checks, common
 
 
 def register(app: typer.Typer) -> None:
@@ -19,6 +18,8 @@ def orientation_code(direction: tuple[float, ...], ndim: int) -> str:
     """Three-letter (or two-letter) LPS orientation code of the array axes, ITK style ("LPS" = RAI)."""
     if ndim != 3:
         return "2D"
+    import numpy as np
+
     matrix = np.asarray(direction, dtype=float).reshape(3, 3)
     letters = (("R", "L"), ("A", "P"), ("I", "S"))
     code = ""
@@ -31,7 +32,8 @@ def orientation_code(direction: tuple[float, ...], ndim: int) -> str:
 
 def info(
     input: Optional[Path] = typer.Argument(None, help="Image, volume, DICOM file/folder, npz or video."),
-    series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID when a folder holds several."),
+    series: Optional[str] = common.SeriesOpt,
+    channel: Optional[int] = common.ChannelOpt,
     max_voxels: Optional[int] = common.MaxVoxelsOpt,
     backends: bool = typer.Option(False, "--backends", help="Print the inference backends installed, the "
                                   "precisions this machine runs and what --backend auto picks."),
@@ -49,7 +51,8 @@ def info(
             return
     if input is None:
         raise common.InputError("give a file to describe, or --backends")
-    image = read_image(input, series_uid=series, **common.read_options(max_voxels))
+    checks.only_for_dicom(input, series)
+    image = read_image(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
     a = image.array
     lines = {
         "file": str(input),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from medisam.cli.progress import step
+
 
 def register(app: typer.Typer) -> None:
     app.command("models")(models)
@@ -15,12 +17,15 @@ def models(backends: bool = typer.Option(False, "--backends",
     from rich.console import Console
     from rich.table import Table
 
+    with step("loading the model registry"):
+        from medisam.models import MODELS, find_checkpoint
+        from medisam.models.registry import weights_dir
     if backends:
         from medisam.models.backends import backend_table
 
-        Console(width=200).print(backend_table())
-    from medisam.models import MODELS, find_checkpoint
-    from medisam.models.registry import weights_dir
+        with step("measuring the backends"):
+            table = backend_table()
+        Console(width=200).print(table)
 
     table = Table(title="medisam models")
     for column in ("name", "family", "input", "weights", "description"):

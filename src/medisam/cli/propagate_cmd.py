@@ -8,7 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from medisam.cli import common
+from medisam.cli import checks, common
+from medisam.cli.progress import step
 from medisam.errors import InputError
 
 
@@ -25,19 +26,23 @@ def parse_box3d(text: str) -> list[int]:
 
 
 def propagate(
-    input: Path = typer.Argument(..., help="Volume (NIfTI/NRRD/MHA), DICOM series folder, npz, or a video."),
-    output: Path = typer.Option(..., "--output", "-o", help="Label map: .nii.gz/.nrrd/.mha/.npz/.dcm (DICOM-SEG)."),
+    input: Path = typer.Argument(..., help="Volume (NIfTI/NRRD/MHA), DICOM series folder, npz, or a video "
+                                 "(file or folder of frames)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Label map: .nii.gz/.nrrd/.mha/.npz/.dcm (DICOM-SEG); "
+                                "for a video also a folder of PNG frames (no extension)."),
     box3d: Optional[str] = typer.Option(None, "--box3d", help="i0,j0,k0,i1,j1,k1: voxel indices as stored "
                                         "(i = column, j = row, k = slice), inclusive; CVPR24 3D-box protocol."),
-    slice: Optional[int] = typer.Option(None, "--slice", help="Prompted slice (along --axis) for --box/--point."),
+    slice: Optional[int] = typer.Option(None, "--slice", help="Prompted slice (along --axis) or video frame for "
+                                        "--box/--point."),
     box: Optional[str] = typer.Option(None, "--box", help="x0,y0,x1,y1 pixels on --slice (x = column)."),
     point: List[str] = typer.Option([], "--point", help="x,y[,label] on --slice (1 positive, 0 negative); repeatable."),
     label: int = typer.Option(1, "--label", help="Label value of the object in the output."),
-    axis: str = typer.Option("k", "--axis", help="Slicing axis: k|j|i (or 0|1|2 of the (Z,Y,X) array)."),
-    views: int = typer.Option(3, "--views", help="--box3d: 3 = propagate along all three axes and keep the "
-                              "voxels two of them agree on (more accurate, ~3x the encoding); 1 = along --axis only."),
-    channel: Optional[int] = typer.Option(None, "--channel", help="Volume of a 4D / component of a multi-channel file."),
-    series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID when a folder holds several."),
+    axis: Optional[str] = common.AxisOpt,
+    views: Optional[int] = typer.Option(None, "--views", help="--box3d only: 3 (default) = propagate along all "
+                                        "three axes and keep the voxels two of them agree on (more accurate, ~3x the "
+                                        "encoding); 1 = along --axis only."),
+    channel: Optional[int] = common.ChannelOpt,
+    series: Optional[str] = common.SeriesOpt,
     window: Optional[str] = common.WindowOpt,
     model: str = common.ModelOpt,
     checkpoint: Optional[Path] = common.CheckpointOpt,
@@ -48,40 +53,111 @@ def propagate(
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Folder for one overlay PNG per slice with mask "
                                            "(for a video: an .mp4 file)."),
     max_voxels: Optional[int] = common.MaxVoxelsOpt,
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     force: bool = common.ForceOpt,
 ) -> None:
     """Propagate one object through a volume from --box3d, or from --box/--point on --slice."""
-    from medisam.io import read_image
-    from medisam.models import load_model
-    from medisam.predict.volume import parse_axis
-
     prompt = _parse_prompts(box3d, slice, box, point)
-    runtime = common.model_options(backend, precision, threads)
-    if views not in (1, 3):
+    if views is not None and views not in (1, 3):
         raise InputError(f"--views must be 1 or 3, got {views}")
-    array_axis = parse_axis(axis)
+    if views is not None and "box3d" not in prompt:
+        raise InputError("--views applies to --box3d prompts; drop it for --slice prompts")
+    if label < 1 or label > 65535:
+        raise InputError(f"--label must be 1..65535, got {label}")
+    array_axis = common.parse_axis(axis)
     win = common.parse_window(window)
-    common.check_output(output, force)
-    if overlay is not None and overlay.exists() and not overlay.is_dir():
-        raise InputError(f"--overlay {overlay} exists and is not a folder")
-    if overlay is not None and overlay.is_dir() and any(overlay.iterdir()) and not force:
-        raise InputError(f"--overlay folder {overlay} is not empty; pass --force to overwrite")
+    checks.only_for_dicom(input, series)
+    checks.paths_apart([input, checkpoint], [("-o", output), ("--overlay", overlay)])
+    video = _is_video(input)
+    if video:
+        _check_video_args(prompt, output, overlay, array_axis, window, force)
+    else:
+        checks.mask_format(output, volume=True, dicom=checks.is_dicom_input(input))
+        checks.new_file(output, force)
+        checks.new_folder(overlay, force, "--overlay")
+        _header_checks(input, prompt, array_axis, channel)
+
+    from medisam.io import read_image
+
     image = read_image(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
-    if output.resolve() == Path(input).resolve():
-        raise InputError(f"output {output} is the input; choose another file")
     if not image.is_volume:
         raise InputError(f"{input} is a 2D image {image.array.shape}; use `medisam segment` for 2D images")
+    _image_checks(image, input, prompt, array_axis, output)
+    runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
     if image.is_video:
-        _video(image, input, prompt, label, model, checkpoint, device, output, overlay, force)
+        _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force)
         return
     if image.is_rgb:
         raise InputError(f"{input} is a colour volume {image.array.shape}; pass --channel to pick one channel")
-    net = load_model(model, checkpoint=checkpoint, device=device, **runtime)
-    labels, n_slices = run_propagation(net, image, prompt, label, array_axis, win, progress, views)
-    _write(image, labels, output, overlay, array_axis, win, force)
+    net = common.load(model, checkpoint, device, runtime)
+    labels, n_slices = run_propagation(net, image, prompt, label, array_axis or 0, win, not no_progress, views or 3)
+    _write(image, labels, output, overlay, array_axis or 0, win, force)
     n = int((labels.array > 0).sum())
     typer.echo(f"wrote {output} (label {label}: {n} voxels on {n_slices} slices)")
+
+
+def _is_video(input: Path) -> bool:
+    from medisam.io.video import VIDEO_EXTENSIONS, is_frame_folder
+
+    p = Path(input)
+    return p.name.lower().endswith(VIDEO_EXTENSIONS) or (p.is_dir() and is_frame_folder(p))
+
+
+def _check_video_args(prompt: dict, output: Path, overlay: Optional[Path], axis: Optional[int],
+                      window: Optional[str], force: bool) -> None:
+    """What a video accepts: a prompt on one frame, frames along time, mask folder/.npz/.nii.gz, .mp4 overlay."""
+    from medisam.io.video import VIDEO_EXTENSIONS
+
+    if "box3d" in prompt:
+        raise InputError("the input is a video: prompt one frame with --slice F --box/--point, not --box3d")
+    if axis not in (None, 0):
+        raise InputError("--axis: a video is tracked along time (frames); drop --axis")
+    if window is not None:
+        raise InputError("--window applies to volumes; video frames are shown as recorded")
+    if not output.suffix:
+        checks.new_folder(output, force)
+    else:
+        if output.name.lower().endswith(VIDEO_EXTENSIONS):
+            raise InputError(f"-o {output}: video codecs are lossy and would change label values; write the masks "
+                             "to a folder of PNG frames (no extension), .npz or .nii.gz, and pass --overlay x.mp4")
+        if checks.mask_format(output, volume=True, dicom=False) in (".dcm", ".png"):
+            raise InputError(f"-o {output}: a video's masks go to a folder of PNG frames (no extension), "
+                             ".npz or .nii.gz")
+        checks.new_file(output, force)
+    if overlay is not None:
+        if not overlay.name.lower().endswith(VIDEO_EXTENSIONS):
+            raise InputError(f"--overlay {overlay}: for a video the overlay is a video file "
+                             f"({', '.join(VIDEO_EXTENSIONS)})")
+        checks.new_file(overlay, force, "--overlay")
+
+
+def _header_checks(input: Path, prompt: dict, axis: Optional[int], channel: Optional[int]) -> None:
+    from medisam.io.header import read_header
+
+    header = read_header(input)
+    if header is None:
+        return
+    checks.channel_choice(channel, header.channels, input)
+    if not header.is_volume:
+        raise InputError(f"{input} is a 2D image {header.shape}; use `medisam segment` for 2D images")
+    _prompt_checks(header.shape, input, prompt, axis)
+
+
+def _image_checks(image, input: Path, prompt: dict, axis: Optional[int], output: Path) -> None:
+    if not image.is_video:
+        checks.mask_format(output, volume=True, dicom=bool(image.source.get("dicom_files")))
+    _prompt_checks(image.spatial_shape, input, prompt, axis)
+
+
+def _prompt_checks(shape, input: Path, prompt: dict, axis: Optional[int]) -> None:
+    """The prompt against the volume's shape (3D box inside; slice in range and box/points on it)."""
+    if "box3d" in prompt:
+        from medisam.prompts import Box3D
+
+        Box3D(*prompt["box3d"]).check_inside(tuple(shape))
+        return
+    h, w = checks.plane(shape, prompt["slice"], axis, input)
+    checks.prompts_inside([prompt["box"]] if prompt["box"] is not None else [], prompt["points"], h, w)
 
 
 def _parse_prompts(box3d, slice, box, point) -> dict:
@@ -144,13 +220,16 @@ def _write(image, labels, output: Path, overlay: Optional[Path], axis: int, wind
     typer.echo(f"wrote {written} overlay PNGs to {overlay}")
 
 
-def _video(image, input, prompt, label, model, checkpoint, device, output, overlay, force) -> None:
+def _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force) -> None:
     """Videos are tracked by :func:`medisam.predict.video.propagate_video` (frames = slices)."""
-    from medisam.models import load_model
+    net = common.load(model, checkpoint, device, runtime)
     from medisam.predict.video import propagate_video
 
-    if "box3d" in prompt:
-        raise InputError(f"{input} is a video: prompt one frame with --slice F --box/--point, not --box3d")
-    net = load_model(model, checkpoint=checkpoint, device=device)
-    propagate_video(image, net, prompt["slice"], prompt["box"], prompt["points"], label, output, overlay, force)
-    typer.echo(f"wrote {output}")
+    with step("tracking the object through the video"):
+        propagate_video(image, net, prompt["slice"], prompt["box"], prompt["points"], label, output, overlay, force)
+    if output.is_dir():
+        typer.echo(f"wrote {output} ({len(list(output.glob('*.png')))} PNG mask frames)")
+    else:
+        typer.echo(f"wrote {output}")
+    if overlay is not None:
+        typer.echo(f"wrote {overlay}")

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from medisam.cli import common
+from medisam.cli import checks, common
+from medisam.cli.progress import step
 
 
 def register(app: typer.Typer) -> None:
@@ -28,13 +29,18 @@ def samaug(
     force: bool = common.ForceOpt,
 ) -> None:
     """Augment images with SAM priors (SAMAug) for training other segmentation networks."""
-    from medisam.models import load_model
-    from medisam.predict import Predictor
-    from medisam.train.samaug import samaug_files
-
     if output.exists() and not output.is_dir():
         raise common.InputError(f"{output} is a file; --output must be a folder")
-    predictor = Predictor(load_model(model, checkpoint=checkpoint, device=device))
+    checks.paths_apart([*inputs, checkpoint], [("-o", output)])
+    missing = [p for p in inputs if not p.is_file()]
+    if missing:
+        raise common.InputError(f"{missing[0]}: no such file")
+    with step(f"loading model {model}"):
+        from medisam.models import load_model
+        from medisam.predict import Predictor
+        from medisam.train.samaug import samaug_files
+
+        predictor = Predictor(load_model(model, checkpoint=checkpoint, device=device))
     written = samaug_files(inputs, output, predictor, force=force, points_per_side=points_per_side,
                            pred_iou_thresh=pred_iou_thresh, stability_thresh=stability_thresh, grid=grid)
     for path, n in written:

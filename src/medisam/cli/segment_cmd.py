@@ -1,4 +1,8 @@
-"""``medisam segment``: box/point prompts on a 2D image or one slice -> label map file."""
+"""``medisam segment``: box/point prompts on a 2D image or one slice -> label map file.
+
+Order of work: options, output paths and formats, the image header against the prompts
+(no pixels decoded), the pixels, and only then the model; so every mistake costs a second.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import List, Optional
 
 import typer
 
-from medisam.cli import common
+from medisam.cli import checks, common
+from medisam.cli.progress import step
 
 
 def register(app: typer.Typer) -> None:
@@ -16,12 +21,16 @@ def register(app: typer.Typer) -> None:
 
 def segment(
     input: Path = typer.Argument(..., help="Image, volume (NIfTI/NRRD/MHA), DICOM file/folder or npz."),
-    output: Path = typer.Option(..., "--output", "-o", help="Mask file: .nii.gz/.nrrd/.mha/.png/.npz/.dcm (DICOM-SEG)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Mask file: .png (2D; one object 0/255, several a "
+                                "palette PNG)/.nii.gz/.nrrd/.mha/.npz/.dcm (DICOM-SEG)."),
     box: List[str] = typer.Option([], "--box", help="x0,y0,x1,y1 in pixels (x = column); repeat for label 1, 2, ..."),
     point: List[str] = typer.Option([], "--point", help="x,y[,label] (label 1 positive, 0 negative); repeatable."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Earlier mask on the same grid (PNG as medisam writes "
+                                        "it, or any label map): each label's bounding box prompts that label again."),
     slice: Optional[int] = typer.Option(None, "--slice", help="Slice index for volumes (along --axis)."),
-    axis: int = typer.Option(0, "--axis", help="Array axis to slice: 0 = k (axial for most scans), 1 = j, 2 = i."),
-    series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID when a folder holds several."),
+    axis: Optional[str] = common.AxisOpt,
+    channel: Optional[int] = common.ChannelOpt,
+    series: Optional[str] = common.SeriesOpt,
     window: Optional[str] = common.WindowOpt,
     model: str = common.ModelOpt,
     checkpoint: Optional[Path] = common.CheckpointOpt,
@@ -34,32 +43,83 @@ def segment(
     force: bool = common.ForceOpt,
 ) -> None:
     """Segment objects from box/point prompts; the i-th --box gets label i."""
-    from medisam.io import read_image, write_mask, write_overlay_png
-    from medisam.io.intensity import to_display
-    from medisam.models import load_model
-    from medisam.predict import Predictor
-    from medisam.predict.segment import segment_image
-
-    runtime = common.model_options(backend, precision, threads)
     boxes = [common.parse_box(b) for b in box]
     points = [common.parse_point(p) for p in point] or None
+    array_axis = common.parse_axis(axis)
     win = common.parse_window(window)
-    common.check_output(output, force)
+    if mask is not None and boxes:
+        raise common.InputError("give either --mask or --box (the mask's labels are the boxes)")
+    if mask is None:
+        checks.not_prompted(boxes, points)
+    elif not mask.is_file():
+        raise common.InputError(f"--mask {mask}: no such file")
+    checks.only_for_dicom(input, series)
+    checks.paths_apart([input, mask, checkpoint], [("-o", output), ("--overlay", overlay)])
+    checks.mask_format(output, volume=None, dicom=checks.is_dicom_input(input))
+    checks.new_file(output, force)
     if overlay is not None:
-        common.check_output(overlay, force)
-    image = read_image(input, series_uid=series, **common.read_options(max_voxels))
-    if image.is_volume and slice is None:
-        raise common.InputError(f"{input} is a volume of {image.spatial_shape} (Z,Y,X): pass --slice K")
-    net = load_model(model, checkpoint=checkpoint, device=device, **runtime)
-    if (backend, precision, threads) != ("torch", "fp32", None):
-        typer.echo(common.describe_model(net), err=True)
-    predictor = Predictor(net)
-    labels = segment_image(predictor, image, boxes, points, slice=slice, window=win, axis=axis)
+        if not overlay.name.lower().endswith(".png"):
+            raise common.InputError(f"--overlay {overlay}: the overlay is a PNG picture; name it *.png")
+        checks.new_file(overlay, force, "--overlay")
+    checks.header_checks(input, boxes=boxes, points=points, slice=slice, axis=array_axis, channel=channel,
+                         output=output)
+
+    from medisam.io import read_image
+
+    image = read_image(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
+    labels_in = None
+    if mask is not None:
+        checks.plane(image.spatial_shape, slice, array_axis, input)  # --slice given for a volume, in range
+        boxes, labels_in = _mask_boxes(mask, image, slice, array_axis)
+        if points and len(boxes) > 1:
+            raise common.InputError(f"--point refines one object; --mask {mask} holds {len(boxes)} labels")
+    checks.image_checks(image, input, boxes=boxes, points=points, slice=slice, axis=array_axis, output=output)
+    runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
+    labels = _run(image, boxes, points, slice, array_axis or 0, win, model, checkpoint, device, runtime)
+    if labels_in is not None:  # keep the mask's label values
+        import numpy as np
+
+        labels = image.as_labels(np.asarray(labels_in)[labels.array.astype(np.intp)])
+
+    from medisam.io import write_mask, write_overlay_png
+    from medisam.io.intensity import to_display
+
     written = write_mask(labels, output, reference=image, force=force)
     n = int((labels.array > 0).sum())
     typer.echo(f"wrote {written} ({len(boxes) or 1} object(s), {n} foreground pixels)")
     if overlay is not None:
-        pixels = image.slice2d(slice or 0, axis) if image.is_volume else image.array
-        label2d = labels.slice2d(slice or 0, axis) if image.is_volume else labels.array
+        pixels = image.slice2d(slice or 0, array_axis or 0) if image.is_volume else image.array
+        label2d = labels.slice2d(slice or 0, array_axis or 0) if image.is_volume else labels.array
         write_overlay_png(to_display(pixels, image.modality, win), label2d, overlay, force=force)
         typer.echo(f"wrote {overlay}")
+
+
+def _run(image, boxes, points, slice, axis, window, model, checkpoint, device, runtime):
+    """Load the model and segment (the slow part, with progress lines)."""
+    net = common.load(model, checkpoint, device, runtime)
+    from medisam.predict import Predictor
+    from medisam.predict.segment import segment_image
+
+    with step("encoding the image and decoding the prompts"):
+        return segment_image(Predictor(net), image, boxes, points, slice=slice, window=window, axis=axis)
+
+
+def _mask_boxes(path: Path, image, slice: Optional[int], axis: Optional[int]):
+    """Boxes around each label of an earlier mask on the prompted plane, and their label values.
+
+    Returns ``(boxes, lut)`` where ``lut[i]`` is the label value of box ``i - 1`` (``lut[0] = 0``).
+    """
+    import numpy as np
+
+    from medisam.io.label_png import read_label_map
+    from medisam.prompts import Box
+
+    arr = read_label_map(Path(path))
+    if tuple(arr.shape) != tuple(image.spatial_shape):
+        raise common.InputError(f"--mask {path} has shape {arr.shape}, the image {image.spatial_shape}")
+    plane = np.take(arr, slice, axis=axis or 0) if image.is_volume and slice is not None else arr
+    values = [int(v) for v in np.unique(plane) if v != 0]
+    if not values:
+        raise common.InputError(f"--mask {path} has no labelled pixel on the prompted plane")
+    boxes = [Box.from_mask(plane == v) for v in values]
+    return [[b.x0, b.y0, b.x1, b.y1] for b in boxes], [0] + values

@@ -42,6 +42,7 @@ def read_image(
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
     opts = ReadOptions(series_uid=series_uid, modality=modality, max_voxels=max_voxels, channel=channel)
+    reader = None
     if p.is_dir():
         image = video.read_frame_folder(p, opts) if video.is_frame_folder(p) else read_dicom.read_dicom_series(p, opts)
     else:
@@ -55,7 +56,21 @@ def read_image(
         if p.stat().st_size == 0:
             raise InputError(f"{p}: empty file")
         image = reader(p, opts)
+    if channel is not None and reader is not read_sitk.read_sitk:  # SimpleITK files pick it while reading
+        image = _pick_channel(image, channel, p)
     check_pixels(image.array, p)
     source = {"path": str(p.resolve()), **image.source}
     log.info("read %s (%s): shape %s, modality %s", p, source.get("format"), image.array.shape, image.modality)
     return replace(image, source=source)
+
+
+def _pick_channel(image: MedicalImage, channel: int, path: Path) -> MedicalImage:
+    """One component of a colour image (grey result); channel 0 of a grey image is the image."""
+    if not image.is_rgb:
+        if channel != 0:
+            raise InputError(f"{path}: channel {channel} requested but the image has a single channel")
+        return image
+    n = image.array.shape[-1]
+    if not 0 <= channel < n:
+        raise InputError(f"{path}: channel {channel} out of range, image has {n} channels (0..{n - 1})")
+    return image.with_array(image.array[..., channel], is_rgb=False)

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from medisam.errors import ImageTooLargeError, InputError
+from medisam.io.label_png import is_label_png, read_label_png
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
 from medisam.io.registry import ReadOptions, register_reader
@@ -69,6 +70,9 @@ def read_raster(path: Path, opts: ReadOptions) -> MedicalImage:
     """Read a 2D raster image (8/16-bit, grey or colour) as a MedicalImage with unit spacing."""
     shape, pages = raster_header(path)
     check_size(shape, path, opts.max_voxels)
+    if path.suffix.lower() == ".png" and is_label_png(path):  # a mask medisam wrote: its label values
+        labels = MedicalImage.from_array(read_label_png(path), is_rgb=False)
+        return replace(labels, kind="labels", source={"format": "png"})
     data = np.fromfile(path, dtype=np.uint8)
     if pages > 1:
         ok, frames = cv2.imdecodemulti(data, cv2.IMREAD_UNCHANGED)

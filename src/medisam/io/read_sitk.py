@@ -33,7 +33,8 @@ def _format_of(path: Path) -> str:
 
 def _check_channel(path: Path, channel: int | None, n: int, what: str) -> int:
     if channel is None:
-        raise InputError(f"{path}: image has {n} {what}; choose one with channel=0..{n - 1}")
+        raise InputError(f"{path}: image has {n} {what}; choose one with --channel 0..{n - 1} "
+                         f"(channel=0..{n - 1} in Python)")
     if not 0 <= channel < n:
         raise InputError(f"{path}: channel {channel} out of range, image has {n} {what} (0..{n - 1})")
     return channel

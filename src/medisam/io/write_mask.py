@@ -1,9 +1,9 @@
 """``write_mask``: save a label map in the format named by the file extension.
 
 Formats: ``.nii``/``.nii.gz``/``.nrrd``/``.nhdr``/``.mha``/``.mhd`` (SimpleITK, exact
-geometry), ``.png`` (2D; raw label values, uint8 or uint16 above 255 -- a binary mask is
-stored as 0/1, not 0/255, so the file is a label map for programs, not a picture: use
-``write_overlay_png`` for people), ``.npz`` (key ``segs`` as in the CVPR24 challenge, plus
+geometry), ``.png`` (2D; visible: one object as 0/255 grey, up to 255 labels as a palette PNG
+whose indices are the labels, more as 16-bit grey; see :mod:`medisam.io.label_png`, whose
+``read_label_png`` reads all three back as label values), ``.npz`` (key ``segs`` as in the CVPR24 challenge, plus
 ``spacing`` in ITK order), ``.dcm`` (DICOM-SEG; needs a DICOM series reference).
 """
 
@@ -14,12 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 import SimpleITK as sitk
 
 from medisam.errors import InputError
 from medisam.io.atomic import atomic_write
+from medisam.io.label_png import encode_label_png
 from medisam.io.medical_image import MedicalImage
 from medisam.io.sitk_convert import image_to_sitk
 from medisam.io.write_seg import write_dicom_seg
@@ -36,14 +36,7 @@ def _write_sitk(labels: MedicalImage, tmp: Path, reference: MedicalImage | None,
 def _write_png(labels: MedicalImage, tmp: Path, reference: MedicalImage | None, names: dict | None) -> None:
     if labels.spatial_ndim != 2:
         raise InputError(f"{tmp.name}: PNG output needs a 2D mask, got shape {labels.array.shape}; use .nii.gz")
-    arr = labels.array
-    if arr.max(initial=0) > 65535:
-        raise InputError(f"{tmp.name}: label values above 65535 do not fit a PNG")
-    arr = arr.astype(np.uint8 if arr.max(initial=0) < 256 else np.uint16)
-    ok, buf = cv2.imencode(".png", arr)
-    if not ok:
-        raise InputError(f"{tmp.name}: PNG encoding failed")
-    tmp.write_bytes(buf.tobytes())
+    tmp.write_bytes(encode_label_png(labels.array))
 
 
 def _write_npz(labels: MedicalImage, tmp: Path, reference: MedicalImage | None, names: dict | None) -> None:
@@ -62,7 +55,8 @@ WRITERS: dict[str, Writer] = {
 }
 
 
-def _extension(path: Path) -> str:
+def mask_extension(path: Path) -> str:
+    """The writer extension of ``path`` (longest match, lower case); InputError if unsupported."""
     name = path.name.lower()
     matches = [ext for ext in WRITERS if name.endswith(ext)]
     if not matches:
@@ -116,7 +110,7 @@ def write_mask(
             ``reference``, format that cannot hold the mask, or ``path`` is an input file.
     """
     path = Path(path).expanduser()
-    ext = _extension(path)
+    ext = mask_extension(path)
     if isinstance(mask, MedicalImage):
         if mask.is_rgb:
             raise InputError(f"{path}: mask must be a single-channel label map, got an RGB image")

@@ -1,0 +1,75 @@
+"""Image size from the file header, without decoding pixels (for checks before heavy work).
+
+:func:`read_header` answers for raster images (Pillow's lazy open) and SimpleITK formats
+(``ImageFileReader.ReadImageInformation``); it returns ``None`` for everything else (DICOM
+folders, npz, videos), whose size is known only once :func:`~medisam.io.read_image` ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from medisam.errors import InputError
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a header says about an image.
+
+    Attributes:
+        shape: spatial array shape, ``(Y, X)`` for 2D and ``(Z, Y, X)`` for a volume / page stack.
+        channels: components per pixel (1 grey, 3 RGB...) or, for a 4D file, volumes.
+    """
+
+    shape: tuple[int, ...]
+    channels: int = 1
+
+    @property
+    def is_volume(self) -> bool:
+        return len(self.shape) == 3
+
+
+def _raster(path: Path) -> Header:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            pages = int(getattr(im, "n_frames", 1))
+            bands = len([b for b in im.getbands() if b != "A"])
+    except Exception as exc:  # PIL raises many types for corrupt files
+        raise InputError(f"{path}: cannot read image header ({type(exc).__name__}: {exc})") from None
+    return Header((pages, h, w) if pages > 1 else (h, w), bands)
+
+
+def _sitk(path: Path) -> Header:
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise InputError(f"{path}: cannot read image header (corrupt or unsupported file)") from None
+    size = reader.GetSize()
+    if len(size) == 4:
+        return Header(tuple(reversed(size[:3])), size[3])
+    return Header(tuple(int(s) for s in reversed(size)), reader.GetNumberOfComponents())
+
+
+RASTER = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+SITK = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def read_header(path: str | Path) -> Header | None:
+    """The header of a raster or SimpleITK file; ``None`` for other inputs or a missing file."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        return None
+    name = p.name.lower()
+    if name.endswith(RASTER):
+        return _raster(p)
+    if name.endswith(SITK):
+        return _sitk(p)
+    return None
