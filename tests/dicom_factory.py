@@ -64,3 +64,33 @@ def write_ct_series(
         ds.save_as(path, enforce_file_format=True)
         paths[k] = path
     return series, paths
+
+
+def anonymise(paths: list[Path], blank: tuple[str, ...] = (), delete: tuple[str, ...] = (),
+              file_meta: bool = False) -> None:
+    """Blank (set to "") or delete attributes in place, as anonymisers do; ``file_meta``
+    also blanks the file meta header's copies of the SOP Class/Instance UIDs."""
+    import pydicom
+
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        for keyword in blank:
+            setattr(ds, keyword, "")
+        for keyword in delete:
+            if keyword in ds:
+                delattr(ds, keyword)
+        if file_meta:
+            ds.file_meta.MediaStorageSOPClassUID = ""
+            ds.file_meta.MediaStorageSOPInstanceUID = ""
+        ds.save_as(path)
+
+
+def copy_series(src: Path, dest: Path) -> list[Path]:
+    """Copy the ``*.dcm`` files of ``src`` (recursively) into ``dest``; returns them sorted."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for f in sorted(src.rglob("*.dcm")):
+        out.append(Path(shutil.copy(f, dest / f.name)))
+    return out
