@@ -94,3 +94,45 @@ def copy_series(src: Path, dest: Path) -> list[Path]:
     for f in sorted(src.rglob("*.dcm")):
         out.append(Path(shutil.copy(f, dest / f.name)))
     return out
+
+
+def damage_slice(paths: list[Path], k: int, how: str) -> None:
+    """Break slice ``k`` of a series (``paths`` ordered by slice) the ways real folders break.
+
+    ``how``: "garbage" (the file is random bytes), "truncate" (pixel data cut short),
+    "delete" (the file is gone), "duplicate" (a second file at the same position, new UID),
+    "no-position" (ImagePositionPatient deleted), "tilt" (another orientation),
+    "shift" (the position moved by 40% of a step: uneven spacing).
+    """
+    import os
+    import shutil
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    path = paths[k]
+    if how == "garbage":
+        path.write_bytes(os.urandom(path.stat().st_size))
+    elif how == "truncate":
+        path.write_bytes(path.read_bytes()[:-64])
+    elif how == "delete":
+        path.unlink()
+    elif how == "duplicate":
+        ds = pydicom.dcmread(path)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(path.with_name("zz_duplicate.dcm"))
+    elif how == "copy":
+        shutil.copy(path, path.with_name("zz_copy.dcm"))
+    else:
+        ds = pydicom.dcmread(path)
+        if how == "no-position":
+            del ds.ImagePositionPatient
+        elif how == "tilt":
+            ds.ImageOrientationPatient = [1, 0, 0, 0, 0.9950042, 0.0998334]
+        elif how == "shift":
+            step = float(pydicom.dcmread(paths[1]).ImagePositionPatient[2]) - float(
+                pydicom.dcmread(paths[0]).ImagePositionPatient[2])
+            ds.ImagePositionPatient[2] = float(ds.ImagePositionPatient[2]) + 0.4 * step
+        else:
+            raise ValueError(f"unknown damage {how!r}")
+        ds.save_as(path)

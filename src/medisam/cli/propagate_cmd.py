@@ -48,6 +48,7 @@ def propagate(
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Folder for one overlay PNG per slice with mask "
                                            "(for a video: an .mp4 file)."),
     max_voxels: Optional[int] = common.MaxVoxelsOpt,
+    allow_gaps: bool = common.AllowGapsOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     force: bool = common.ForceOpt,
 ) -> None:
@@ -68,6 +69,7 @@ def propagate(
     if overlay is not None and overlay.is_dir() and any(overlay.iterdir()) and not force:
         raise InputError(f"--overlay folder {overlay} is not empty; pass --force to overwrite")
     image = read_image(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
+    common.check_geometry(image, allow_gaps)
     if output.resolve() == Path(input).resolve():
         raise InputError(f"output {output} is the input; choose another file")
     if not image.is_volume:

@@ -31,6 +31,7 @@ def segment(
     threads: Optional[int] = common.ThreadsOpt,
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write an overlay PNG for people."),
     max_voxels: Optional[int] = common.MaxVoxelsOpt,
+    allow_gaps: bool = common.AllowGapsOpt,
     force: bool = common.ForceOpt,
 ) -> None:
     """Segment objects from box/point prompts; the i-th --box gets label i."""
@@ -48,6 +49,7 @@ def segment(
     if overlay is not None:
         common.check_output(overlay, force)
     image = read_image(input, series_uid=series, **common.read_options(max_voxels))
+    common.check_geometry(image, allow_gaps)
     if image.is_volume and slice is None:
         raise common.InputError(f"{input} is a volume of {image.spatial_shape} (Z,Y,X): pass --slice K")
     net = load_model(model, checkpoint=checkpoint, device=device, **runtime)

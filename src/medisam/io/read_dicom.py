@@ -10,6 +10,7 @@ Folders are searched recursively; non-image objects (SEG, RTSTRUCT, SR...) are i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import pydicom
 import SimpleITK as sitk
 
 from medisam.errors import InputError
+from medisam.io.dicom_geometry import check_positions, read_slice_headers, skipped_files
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
 from medisam.io.registry import ReadOptions, register_reader
@@ -146,14 +148,27 @@ def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
         return read_dicom_file(Path(info.files[0]), opts)
     ds = _header(info.files[0])
     check_size(_voxels_from_header(ds, info.num_files), folder, opts.max_voxels)
+    try:
+        problems = skipped_files([os.path.dirname(f) for f in info.files], info.files, info.uid)
+        problems += check_positions(read_slice_headers(info.files))
+    except InputError as exc:
+        raise InputError(f"{folder}: {exc}") from None
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(info.files))
+    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's "non uniform sampling" note: problems says more
     try:
         img = reader.Execute()
     except RuntimeError as exc:
         raise InputError(f"{folder}: cannot read DICOM series {info.uid} ({str(exc).strip().splitlines()[-1]})") from exc
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
     modality = opts.modality or info.modality
     image = sitk_to_image(img, modality=modality, source=_source(folder, ds, list(info.files)))
+    if problems:
+        image = dataclasses.replace(image, geometry_warnings=tuple(problems))
+        for line in problems:
+            log.info("%s: %s", folder, line)  # the CLI shows them (info) or refuses (segment, propagate)
     log.info("read DICOM series %s: %d slices, shape %s", info.uid, info.num_files, image.array.shape)
     return image
 
