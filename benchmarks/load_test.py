@@ -10,6 +10,14 @@ latency percentiles, throughput and error counts; the whole run is bounded by
 
     python benchmarks/load_test.py --clients 8 --rounds 3 --model litemedsam-tiny
     python benchmarks/load_test.py --clients 4 --rounds 2 --model litemedsam
+
+``--soak N`` instead runs N rounds of upload (a CT-like volume), box prompt, propagate,
+label map and close with ``--clients`` clients against ``medisam serve`` started as a
+separate process on loopback, and prints the server's RSS (baseline after start and after
+a warm-up round, peak, after every round once all sessions are closed) and p50/p95
+latency per operation (see :mod:`benchmarks.soak`):
+
+    python benchmarks/load_test.py --soak 10 --clients 4 --model litemedsam-tiny
 """
 
 from __future__ import annotations
@@ -59,7 +67,14 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=300.0, help="stop starting new rounds after this")
     ap.add_argument("--slots", default="1,0", help="comma list of ServerSettings.inference_slots to compare "
                     "in this run (0 = one per client, i.e. no queueing)")
+    ap.add_argument("--soak", type=int, default=0, metavar="N",
+                    help="soak mode: N rounds of upload/prompt/propagate/close against a `medisam serve` process")
+    ap.add_argument("--slices", type=int, default=24, help="soak mode: slices of each uploaded volume")
     args = ap.parse_args()
+    if args.soak:
+        from soak import soak
+
+        raise SystemExit(soak(args))
     model = load_model(args.model, device="cpu")
     cases = [client_case(i, args.size) for i in range(args.clients)]
     expected = [segment_image(Predictor(model), MedicalImage.from_array(img), [box]).array > 0 for img, box in cases]
