@@ -136,3 +136,39 @@ def damage_slice(paths: list[Path], k: int, how: str) -> None:
         else:
             raise ValueError(f"unknown damage {how!r}")
         ds.save_as(path)
+
+
+def compress_series(paths: list[Path], syntax: str) -> None:
+    """Re-encode each file in place with a compressed transfer syntax, as PACS exports do.
+
+    ``syntax``: "rle" (pydicom's own encoder), "jpegls" (pyjpegls), "j2k" (JPEG 2000
+    lossless, encoded by Pillow), or "htj2k" (the same JPEG 2000 code stream labelled with
+    the High-Throughput JPEG 2000 lossless syntax, which GDCM does not know).
+    """
+    import io
+
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless, UID
+
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        if syntax in ("rle", "jpegls"):
+            ds.compress(RLELossless if syntax == "rle" else JPEGLSLossless)
+        elif syntax in ("j2k", "htj2k"):
+            from PIL import Image
+
+            arr = ds.pixel_array
+            if ds.PixelRepresentation:  # Pillow writes unsigned 16-bit: shift to unsigned storage
+                arr = (arr.astype(np.int32) + 32768).astype(np.uint16)
+                ds.PixelRepresentation = 0
+                ds.RescaleIntercept = float(ds.RescaleIntercept) - 32768 * float(ds.RescaleSlope)
+            buf = io.BytesIO()
+            Image.fromarray(arr.astype(np.uint16), mode="I;16").save(buf, format="JPEG2000", irreversible=False,
+                                                                     no_jp2=True)
+            ds.PixelData = encapsulate([buf.getvalue()])
+            ds["PixelData"].VR = "OB"
+            ds.file_meta.TransferSyntaxUID = JPEG2000Lossless if syntax == "j2k" else UID("1.2.840.10008.1.2.4.201")
+        else:
+            raise ValueError(f"unknown transfer syntax {syntax!r}")
+        ds.save_as(path)

@@ -141,6 +141,26 @@ def _source(path: Path, ds: pydicom.Dataset, files: list[str]) -> dict[str, Any]
     }
 
 
+def _syntax_note(ds: pydicom.Dataset) -> str:
+    """`` in <transfer syntax> (<uid>)`` for a compressed file, else ``""``."""
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts is None or not ts.is_compressed:
+        return ""
+    return f" in {ts.name} ({ts}); convert it to uncompressed DICOM (gdcmconv --raw, dcmdjpeg) or to NIfTI"
+
+
+def _decode_failure(info: SeriesInfo, exc: RuntimeError) -> str:
+    """Name the first slice file that GDCM cannot decode, and its transfer syntax."""
+    for f in info.files:
+        try:
+            sitk.ReadImage(f)
+        except RuntimeError:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            return f"cannot decode the pixel data of {Path(f).name}{_syntax_note(ds) or ' (corrupt data)'}"
+    return f"cannot read DICOM series {info.uid} ({str(exc).strip().splitlines()[-1]})"
+
+
 def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
     """Read one series from a folder (``opts.series_uid`` picks it when there are several)."""
     info = _select_series(folder, list_dicom_series(folder), opts.series_uid)
@@ -160,7 +180,7 @@ def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
     try:
         img = reader.Execute()
     except RuntimeError as exc:
-        raise InputError(f"{folder}: cannot read DICOM series {info.uid} ({str(exc).strip().splitlines()[-1]})") from exc
+        raise InputError(f"{folder}: {_decode_failure(info, exc)}") from None
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(previous)
     modality = opts.modality or info.modality
@@ -193,7 +213,8 @@ def read_dicom_file(path: Path, opts: ReadOptions) -> MedicalImage:
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise InputError(f"{path}: cannot decode DICOM pixel data ({str(exc).strip().splitlines()[-1]})") from exc
+        raise InputError(f"{path}: cannot decode DICOM pixel data{_syntax_note(ds)} "
+                         f"({str(exc).strip().splitlines()[-1]})") from exc
     source = _source(path, ds, [str(path)])
     modality = opts.modality or modality
     frames = int(ds.get("NumberOfFrames", 1) or 1)
