@@ -62,10 +62,14 @@ def read_sitk(path: Path, opts: ReadOptions) -> MedicalImage:
         raise InputError(f"{path}: {dim}D images are not supported (2D or 3D only)")
     if _format_of(path) == "nifti":
         check_nifti(path)
+    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # e.g. "unexpected scales in sform": reported below
     try:
         img = reader.Execute()
     except RuntimeError as exc:
         raise InputError(f"{path}: cannot read pixel data (corrupt or truncated file)") from exc
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
     if dim == 4:
         c = opts.channel
         img = sitk.Extract(img, [size[0], size[1], size[2], 0], [0, 0, 0, c])
