@@ -38,6 +38,7 @@ from medisam.predict import Predictor
 from medisam.predict.segment import segment_image
 from medisam.serve import ServerSettings, create_app
 from medisam.serve.background import BackgroundServer
+from soak import soak, timer
 
 TOKEN = "load-test-token-0123"
 
@@ -70,10 +71,10 @@ def main() -> None:
     ap.add_argument("--soak", type=int, default=0, metavar="N",
                     help="soak mode: N rounds of upload/prompt/propagate/close against a `medisam serve` process")
     ap.add_argument("--slices", type=int, default=24, help="soak mode: slices of each uploaded volume")
+    ap.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="soak mode: environment of the server process (e.g. MALLOC_ARENA_MAX=2); repeatable")
     args = ap.parse_args()
     if args.soak:
-        from soak import soak
-
         raise SystemExit(soak(args))
     model = load_model(args.model, device="cpu")
     cases = [client_case(i, args.size) for i in range(args.clients)]
@@ -100,13 +101,7 @@ def run(args, model, cases, expected, slots: int) -> bool:  # noqa: ANN001
     lock = threading.Lock()
     deadline = time.monotonic() + args.max_seconds
 
-    def timed(op: str, fn):  # noqa: ANN001, ANN202
-        t0 = time.perf_counter()
-        try:
-            return fn()
-        finally:
-            with lock:
-                lat[op].append(time.perf_counter() - t0)
+    timed = timer(lat, lock)
 
     def worker(i: int) -> int:
         nonlocal mismatches

@@ -46,12 +46,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(model: str, clients: int) -> tuple[subprocess.Popen, str]:
-    """``medisam serve`` in a child process; returns it and its URL once /healthz answers."""
+def start_server(model: str, clients: int, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """``medisam serve`` in a child process (extra ``env``); returns it and its URL once /healthz answers."""
     port = _free_port()
     cmd = [sys.executable, "-c", "from medisam.cli import run; run()", "serve", "--port", str(port),
            "--model", model, "--device", "cpu", "--max-sessions", str(max(8, clients))]
-    proc = subprocess.Popen(cmd, env={**os.environ, "MEDISAM_TOKEN": TOKEN}, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env={**os.environ, **env, "MEDISAM_TOKEN": TOKEN}, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     with Client(url, token=TOKEN) as c:
@@ -93,20 +93,8 @@ class RssSampler(threading.Thread):
         self._stop.set()
 
 
-def mib(n: float) -> str:
-    return f"{n / (1 << 20):.0f}"
-
-
-def soak(args) -> int:  # noqa: ANN001 - argparse namespace from load_test.py
-    """Run the soak; print the memory and latency tables; return 1 on errors or wrong masks."""
-    cases = [volume_case(i, args.size, args.slices) for i in range(args.clients)]
-    proc, url = start_server(args.model, args.clients)
-    sampler = RssSampler(proc.pid)
-    lat: dict[str, list[float]] = defaultdict(list)
-    errors: dict[str, int] = defaultdict(int)
-    bad = 0
-    lock = threading.Lock()
-
+def timer(lat: dict[str, list[float]], lock: threading.Lock):  # noqa: ANN201
+    """``timed(op, fn)``: call ``fn`` and append its duration to ``lat[op]`` (thread-safe)."""
     def timed(op: str, fn):  # noqa: ANN001, ANN202
         t0 = time.perf_counter()
         try:
@@ -114,6 +102,25 @@ def soak(args) -> int:  # noqa: ANN001 - argparse namespace from load_test.py
         finally:
             with lock:
                 lat[op].append(time.perf_counter() - t0)
+    return timed
+
+
+def mib(n: float) -> str:
+    return f"{n / (1 << 20):.0f}"
+
+
+def soak(args) -> int:  # noqa: ANN001 - argparse namespace from load_test.py
+    """Run the soak; print the memory and latency tables; return 1 on errors or wrong masks."""
+    cases = [volume_case(i, args.size, args.slices) for i in range(args.clients)]
+    env = dict(item.split("=", 1) for item in args.server_env)
+    proc, url = start_server(args.model, args.clients, env)
+    sampler = RssSampler(proc.pid)
+    lat: dict[str, list[float]] = defaultdict(list)
+    errors: dict[str, int] = defaultdict(int)
+    bad = 0
+    lock = threading.Lock()
+
+    timed = timer(lat, lock)
 
     def one_round(i: int, record: bool) -> None:
         nonlocal bad
@@ -162,7 +169,7 @@ def soak(args) -> int:  # noqa: ANN001 - argparse namespace from load_test.py
         proc.wait(30)
     print(f"soak: model {args.model}, {args.clients} clients x {args.soak} rounds (+1 warm-up), "
           f"volumes {args.slices}x{args.size}x{args.size} int16, server `medisam serve` pid {proc.pid}, "
-          f"{os.cpu_count()} CPUs, wall {wall:.0f} s")
+          f"{os.cpu_count()} CPUs, wall {wall:.0f} s, server env {env or 'default'}")
     print(f"\n{'server RSS (MiB)':<34} {'value':>8}")
     rows = [("after start", start_rss), ("baseline (after warm-up round)", base), ("peak", sampler.peak)]
     rows += [(f"after round {r + 1} (sessions closed)", v) for r, v in enumerate(after)

@@ -19,7 +19,6 @@ import io
 import os
 import socket
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from tests.dicom_factory import anonymise, compress_series, damage_slice, write_ct_series
+from tests.serve.serve_data import zip_bytes
 
 
 @dataclass(frozen=True)
@@ -155,18 +155,6 @@ def _app():
     return create_app(ServerSettings(model="litemedsam-tiny", device="cpu", token="bad-input-token"), model=_model())
 
 
-def _zip(members: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            info = zipfile.ZipInfo(name)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            if name in links:
-                info.external_attr = (0o120777 << 16)
-            zf.writestr(info, data)
-    return buf.getvalue()
-
-
 def upload(name: str, payload: bytes) -> Outcome:
     """POST /sessions through the app (in process); message = the JSON detail."""
     from fastapi.testclient import TestClient
@@ -274,13 +262,13 @@ CASES: list[Case] = [
          lambda t: cli(["info", _nifti(t, sform_only=True)]), "sform is sheared", 0),
     Case("cli", "PNG decompression bomb, 20000 x 20000 (`medisam info`)", _png_bomb, "decompression bomb", 2),
     Case("server", "zip upload, member `../../evil.dcm`",
-         lambda t: upload("s.zip", _zip({"../../evil.dcm": b"x"})), "parent-relative", 400),
+         lambda t: upload("s.zip", zip_bytes({"../../evil.dcm": b"x"})), "parent-relative", 400),
     Case("server", "zip upload, member `/etc/evil.dcm`",
-         lambda t: upload("s.zip", _zip({"/etc/evil.dcm": b"x"})), "absolute", 400),
+         lambda t: upload("s.zip", zip_bytes({"/etc/evil.dcm": b"x"})), "absolute", 400),
     Case("server", "zip upload, symbolic link member",
-         lambda t: upload("s.zip", _zip({"link.dcm": b"/etc/passwd"}, ("link.dcm",))), "symbolic link", 400),
+         lambda t: upload("s.zip", zip_bytes({"link.dcm": b"/etc/passwd"}, ("link.dcm",))), "symbolic link", 400),
     Case("server", "zip bomb (20 MiB of zeros in one member)",
-         lambda t: upload("s.zip", _zip({"a.dcm": b"\0" * (20 << 20)})), "zip bomb", 413),
+         lambda t: upload("s.zip", zip_bytes({"a.dcm": b"\0" * (20 << 20)})), "zip bomb", 413),
     Case("server", "partial upload: client stops after 1 KB of the declared body", _partial_upload,
          "no session", "closed"),
     Case("server", "slow upload: 8 parts, 0.4 s apart", _slow_upload, "accepted", 201),

@@ -62,14 +62,9 @@ def read_slice_headers(files: Sequence[str]) -> list[SliceHeader]:
 def _looks_like_dicom(path: Path) -> bool:
     if path.name.startswith(".") or path.name.upper() == "DICOMDIR":
         return False
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
+    from medisam.io.read_dicom import is_dicom_file  # read_dicom imports this module
+
+    return path.suffix.lower() in DICOM_SUFFIXES or is_dicom_file(path)
 
 
 def _why_skipped(path: Path, series_uid: str) -> str | None:
