@@ -125,17 +125,17 @@ def soak(args) -> int:  # noqa: ANN001 - argparse namespace from load_test.py
     def one_round(i: int, record: bool) -> None:
         nonlocal bad
         vol, box, k = cases[i]
+        step = timed if record else (lambda op, fn: fn())
         t0 = time.perf_counter()
         try:
             with Client(url, token=TOKEN, timeout=600) as c:
-                s = c.open_session(vol, spacing=(0.8, 0.8, 2.5), modality="CT")
-                if record:
-                    lat["upload"].append(time.perf_counter() - t0)
-                step = timed if record else (lambda op, fn: fn())
-                step("predict", lambda: s.predict(k, box=box, obj_id=1))
-                step("propagate", lambda: s.propagate("both"))
-                labels = step("labels", s.labels)
-                step("close", s.close)
+                s = step("upload", lambda: c.open_session(vol, spacing=(0.8, 0.8, 2.5), modality="CT"))
+                try:
+                    step("predict", lambda: s.predict(k, box=box, obj_id=1))
+                    step("propagate", lambda: s.propagate("both"))
+                    labels = step("labels", s.labels)
+                finally:
+                    step("close", s.close)
             ok = labels.shape == vol.shape and set(np.unique(labels)) == {0, 1} and (labels > 0).any(axis=(1, 2)).sum() > 1
             with lock:
                 bad += not ok
@@ -143,7 +143,7 @@ def soak(args) -> int:  # noqa: ANN001 - argparse namespace from load_test.py
                     lat["round"].append(time.perf_counter() - t0)
         except (ServerError, OSError) as exc:
             with lock:
-                errors[type(exc).__name__ + (f" {exc.status}" if isinstance(exc, ServerError) else "")] += 1
+                errors[f"{type(exc).__name__} {exc}"[:120]] += 1
 
     try:
         start_rss = sampler.now()
