@@ -173,7 +173,7 @@ def soak(args) -> int:  # noqa: ANN001 - argparse namespace from load_test.py
     print(f"\n{'server RSS (MiB)':<34} {'value':>8}")
     rows = [("after start", start_rss), ("baseline (after warm-up round)", base), ("peak", sampler.peak)]
     rows += [(f"after round {r + 1} (sessions closed)", v) for r, v in enumerate(after)
-             if r < 3 or r >= len(after) - 2]
+             if len(after) <= 12 or r < 3 or r >= len(after) - 3]
     for name, v in rows:
         print(f"{name:<34} {mib(v):>8}")
     growth = after[-1] - base if after else 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medisam.errors import MedisamError
+from medisam.memory import release_memory
 from medisam.serve.interactive import InteractiveSession
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class ServerSession:
     def cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.state = None
+        release_memory()  # the session's arrays and embeddings are freed: give the pages back
 
 
 class SessionRegistry:
