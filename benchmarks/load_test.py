@@ -10,6 +10,14 @@ latency percentiles, throughput and error counts; the whole run is bounded by
 
     python benchmarks/load_test.py --clients 8 --rounds 3 --model litemedsam-tiny
     python benchmarks/load_test.py --clients 4 --rounds 2 --model litemedsam
+
+``--soak N`` instead runs N rounds of upload (a CT-like volume), box prompt, propagate,
+label map and close with ``--clients`` clients against ``medisam serve`` started as a
+separate process on loopback, and prints the server's RSS (baseline after start and after
+a warm-up round, peak, after every round once all sessions are closed) and p50/p95
+latency per operation (see :mod:`benchmarks.soak`):
+
+    python benchmarks/load_test.py --soak 10 --clients 4 --model litemedsam-tiny
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from medisam.predict import Predictor
 from medisam.predict.segment import segment_image
 from medisam.serve import ServerSettings, create_app
 from medisam.serve.background import BackgroundServer
+from soak import soak, timer
 
 TOKEN = "load-test-token-0123"
 
@@ -59,7 +68,14 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=300.0, help="stop starting new rounds after this")
     ap.add_argument("--slots", default="1,0", help="comma list of ServerSettings.inference_slots to compare "
                     "in this run (0 = one per client, i.e. no queueing)")
+    ap.add_argument("--soak", type=int, default=0, metavar="N",
+                    help="soak mode: N rounds of upload/prompt/propagate/close against a `medisam serve` process")
+    ap.add_argument("--slices", type=int, default=24, help="soak mode: slices of each uploaded volume")
+    ap.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="soak mode: environment of the server process (e.g. MALLOC_ARENA_MAX=2); repeatable")
     args = ap.parse_args()
+    if args.soak:
+        raise SystemExit(soak(args))
     model = load_model(args.model, device="cpu")
     cases = [client_case(i, args.size) for i in range(args.clients)]
     expected = [segment_image(Predictor(model), MedicalImage.from_array(img), [box]).array > 0 for img, box in cases]
@@ -85,13 +101,7 @@ def run(args, model, cases, expected, slots: int) -> bool:  # noqa: ANN001
     lock = threading.Lock()
     deadline = time.monotonic() + args.max_seconds
 
-    def timed(op: str, fn):  # noqa: ANN001, ANN202
-        t0 = time.perf_counter()
-        try:
-            return fn()
-        finally:
-            with lock:
-                lat[op].append(time.perf_counter() - t0)
+    timed = timer(lat, lock)
 
     def worker(i: int) -> int:
         nonlocal mismatches

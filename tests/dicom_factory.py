@@ -64,3 +64,111 @@ def write_ct_series(
         ds.save_as(path, enforce_file_format=True)
         paths[k] = path
     return series, paths
+
+
+def anonymise(paths: list[Path], blank: tuple[str, ...] = (), delete: tuple[str, ...] = (),
+              file_meta: bool = False) -> None:
+    """Blank (set to "") or delete attributes in place, as anonymisers do; ``file_meta``
+    also blanks the file meta header's copies of the SOP Class/Instance UIDs."""
+    import pydicom
+
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        for keyword in blank:
+            setattr(ds, keyword, "")
+        for keyword in delete:
+            if keyword in ds:
+                delattr(ds, keyword)
+        if file_meta:
+            ds.file_meta.MediaStorageSOPClassUID = ""
+            ds.file_meta.MediaStorageSOPInstanceUID = ""
+        ds.save_as(path)
+
+
+def copy_series(src: Path, dest: Path) -> list[Path]:
+    """Copy the ``*.dcm`` files of ``src`` (recursively) into ``dest``; returns them sorted."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for f in sorted(src.rglob("*.dcm")):
+        out.append(Path(shutil.copy(f, dest / f.name)))
+    return out
+
+
+def damage_slice(paths: list[Path], k: int, how: str) -> None:
+    """Break slice ``k`` of a series (``paths`` ordered by slice) the ways real folders break.
+
+    ``how``: "garbage" (the file is random bytes), "truncate" (pixel data cut short),
+    "delete" (the file is gone), "duplicate" (a second file at the same position, new UID),
+    "no-position" (ImagePositionPatient deleted), "tilt" (another orientation),
+    "shift" (the position moved by 40% of a step: uneven spacing).
+    """
+    import os
+    import shutil
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    path = paths[k]
+    if how == "garbage":
+        path.write_bytes(os.urandom(path.stat().st_size))
+    elif how == "truncate":
+        path.write_bytes(path.read_bytes()[:-64])
+    elif how == "delete":
+        path.unlink()
+    elif how == "duplicate":
+        ds = pydicom.dcmread(path)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(path.with_name("zz_duplicate.dcm"))
+    elif how == "copy":
+        shutil.copy(path, path.with_name("zz_copy.dcm"))
+    else:
+        ds = pydicom.dcmread(path)
+        if how == "no-position":
+            del ds.ImagePositionPatient
+        elif how == "tilt":
+            ds.ImageOrientationPatient = [1, 0, 0, 0, 0.9950042, 0.0998334]
+        elif how == "shift":
+            step = float(pydicom.dcmread(paths[1]).ImagePositionPatient[2]) - float(
+                pydicom.dcmread(paths[0]).ImagePositionPatient[2])
+            ds.ImagePositionPatient[2] = float(ds.ImagePositionPatient[2]) + 0.4 * step
+        else:
+            raise ValueError(f"unknown damage {how!r}")
+        ds.save_as(path)
+
+
+def compress_series(paths: list[Path], syntax: str) -> None:
+    """Re-encode each file in place with a compressed transfer syntax, as PACS exports do.
+
+    ``syntax``: "rle" (pydicom's own encoder), "jpegls" (pyjpegls), "j2k" (JPEG 2000
+    lossless, encoded by Pillow), or "htj2k" (the same JPEG 2000 code stream labelled with
+    the High-Throughput JPEG 2000 lossless syntax, which GDCM does not know).
+    """
+    import io
+
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless, UID
+
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        if syntax in ("rle", "jpegls"):
+            ds.compress(RLELossless if syntax == "rle" else JPEGLSLossless)
+        elif syntax in ("j2k", "htj2k"):
+            from PIL import Image
+
+            arr = ds.pixel_array
+            if ds.PixelRepresentation:  # Pillow writes unsigned 16-bit: shift to unsigned storage
+                arr = (arr.astype(np.int32) + 32768).astype(np.uint16)
+                ds.PixelRepresentation = 0
+                ds.RescaleIntercept = float(ds.RescaleIntercept) - 32768 * float(ds.RescaleSlope)
+            buf = io.BytesIO()
+            Image.fromarray(arr.astype(np.uint16), mode="I;16").save(buf, format="JPEG2000", irreversible=False,
+                                                                     no_jp2=True)
+            ds.PixelData = encapsulate([buf.getvalue()])
+            ds["PixelData"].VR = "OB"
+            ds.file_meta.TransferSyntaxUID = JPEG2000Lossless if syntax == "j2k" else UID("1.2.840.10008.1.2.4.201")
+        else:
+            raise ValueError(f"unknown transfer syntax {syntax!r}")
+        ds.save_as(path)

@@ -34,6 +34,8 @@ BackendOpt = typer.Option("torch", "--backend", help="Inference backend: torch, 
 PrecisionOpt = typer.Option("fp32", "--precision", help="fp32, bf16 (CPU with AVX512_BF16/AMX, or CUDA), "
                                                         "fp16 (CUDA) or int8 (onnx encoder).")
 ThreadsOpt = typer.Option(None, "--threads", help="CPU threads (default $MEDISAM_THREADS or all available).")
+AllowGapsOpt = typer.Option(False, "--allow-gaps", help="Write a mask even when the input's slice geometry is "
+                                                        "broken (a skipped slice, a gap or uneven positions).")
 
 
 def parse_numbers(text: str, count: int | tuple[int, ...], what: str) -> list[float]:
@@ -129,3 +131,16 @@ def describe_model(model) -> str:
     """One line naming the model and how it runs (backend, precision, device)."""
     return (f"model {model.name}: backend {getattr(model, 'backend', 'torch')}, "
             f"precision {getattr(model, 'precision', 'fp32')}, device {model.device}")
+
+
+def check_geometry(image, allow_gaps: bool) -> None:  # noqa: ANN001 - a MedicalImage
+    """Refuse a volume whose slice geometry the reader flagged, unless ``--allow-gaps``
+    (then print each problem as a ``warning:`` line)."""
+    problems = getattr(image, "geometry_warnings", ())
+    if not problems:
+        return
+    if not allow_gaps:
+        raise InputError(f"{'; '.join(problems)}; a mask written against this volume would be misplaced: "
+                         "fix the series, or pass --allow-gaps to write it anyway")
+    for line in problems:
+        typer.echo(f"warning: {line}", err=True)

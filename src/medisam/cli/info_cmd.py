@@ -68,6 +68,8 @@ def info(
     }
     if "fps" in image.source:
         lines["frame rate"] = f"{image.source['fps']:.3g} fps"
+    for n, line in enumerate(image.geometry_warnings):
+        lines[f"warning {n + 1}" if len(image.geometry_warnings) > 1 else "warning"] = line
     width = max(map(len, lines))
     for key, value in lines.items():
         typer.echo(f"{key:<{width}}  {value}")

@@ -53,6 +53,7 @@ def propagate(
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Folder for one overlay PNG per slice with mask "
                                            "(for a video: an .mp4 file)."),
     max_voxels: Optional[int] = common.MaxVoxelsOpt,
+    allow_gaps: bool = common.AllowGapsOpt,
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     force: bool = common.ForceOpt,
 ) -> None:
@@ -80,6 +81,7 @@ def propagate(
     from medisam.io import read_image
 
     image = read_image(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
+    common.check_geometry(image, allow_gaps)
     if not image.is_volume:
         raise InputError(f"{input} is a 2D image {image.array.shape}; use `medisam segment` for 2D images")
     _image_checks(image, input, prompt, array_axis, output)

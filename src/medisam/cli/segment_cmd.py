@@ -40,6 +40,7 @@ def segment(
     threads: Optional[int] = common.ThreadsOpt,
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write an overlay PNG for people."),
     max_voxels: Optional[int] = common.MaxVoxelsOpt,
+    allow_gaps: bool = common.AllowGapsOpt,
     force: bool = common.ForceOpt,
 ) -> None:
     """Segment objects from box/point prompts; the i-th --box gets label i."""
@@ -67,6 +68,7 @@ def segment(
     from medisam.io import read_image
 
     image = read_image(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
+    common.check_geometry(image, allow_gaps)
     labels_in = None
     if mask is not None:
         checks.plane(image.spatial_shape, slice, array_axis, input)  # --slice given for a volume, in range

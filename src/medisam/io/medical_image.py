@@ -42,6 +42,10 @@ class MedicalImage:
         kind: "image" or "labels".
         source: free metadata about where the image came from (path, format,
             DICOM file list for DICOM-SEG output, frame rate for videos...).
+        geometry_warnings: one line per problem the reader found with the geometry (a
+            skipped slice file, a gap or uneven steps in slice positions, missing
+            positions). The array is usable, but masks written against it are misplaced;
+            the CLI refuses to write them unless ``--allow-gaps``.
     """
 
     array: np.ndarray
@@ -53,6 +57,7 @@ class MedicalImage:
     is_video: bool = False
     kind: str = "image"
     source: dict[str, Any] = field(default_factory=dict)
+    geometry_warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         nd = self.spatial_ndim

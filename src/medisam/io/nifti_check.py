@@ -52,3 +52,36 @@ def check_nifti(path: Path) -> None:
         raise InputError(f"{path}: truncated NIfTI file ({got} of {expected} voxel bytes)")
     if bad:
         raise InputError(f"{path}: image has {bad} NaN/inf pixel values")
+
+
+def sform_shear(path: Path) -> float | None:
+    """Largest |cosine| between two axes of the NIfTI sform (``None`` when the sform is
+    unset or orthogonal). ITK cannot represent a sheared grid: it refuses the file or falls
+    back to the qform, so the caller reports it instead of a wrong or puzzling geometry."""
+    import nibabel as nib
+
+    try:
+        header = nib.load(str(path)).header
+        sform, code = header.get_sform(coded=True)
+    except Exception:  # noqa: BLE001 - a broken header is reported by the reader itself
+        return None
+    if sform is None or not code:
+        return None
+    axes = np.asarray(sform[:3, :3], dtype=float)
+    norms = np.linalg.norm(axes, axis=0)
+    if np.any(norms == 0):
+        return None
+    cosines = np.abs((axes / norms).T @ (axes / norms) - np.eye(3))
+    shear = float(cosines.max())
+    return shear if shear > 1e-4 else None
+
+
+def shear_message(shear: float, used_qform: bool = False) -> str:
+    """The one line that explains a sheared affine (angle between axes off 90 degrees)."""
+    degrees = 90.0 - math.degrees(math.acos(min(1.0, shear)))
+    resample = "resample the image onto an orthogonal grid (e.g. nibabel.processing.resample_from_to)"
+    if used_qform:
+        return (f"the NIfTI sform is sheared (two axes {degrees:.3g} degrees off perpendicular) and was ignored: "
+                f"the geometry comes from the qform; if the sform is the true one, {resample}")
+    return (f"the NIfTI affine is sheared (two axes {degrees:.3g} degrees off perpendicular), which medisam's "
+            f"ITK-based reader cannot represent; {resample} first")

@@ -10,6 +10,7 @@ Folders are searched recursively; non-image objects (SEG, RTSTRUCT, SR...) are i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import pydicom
 import SimpleITK as sitk
 
 from medisam.errors import InputError
+from medisam.io.dicom_geometry import check_positions, read_slice_headers, skipped_files
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
 from medisam.io.registry import ReadOptions, register_reader
@@ -139,6 +141,26 @@ def _source(path: Path, ds: pydicom.Dataset, files: list[str]) -> dict[str, Any]
     }
 
 
+def _syntax_note(ds: pydicom.Dataset) -> str:
+    """`` in <transfer syntax> (<uid>)`` for a compressed file, else ``""``."""
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts is None or not ts.is_compressed:
+        return ""
+    return f" in {ts.name} ({ts}); convert it to uncompressed DICOM (gdcmconv --raw, dcmdjpeg) or to NIfTI"
+
+
+def _decode_failure(info: SeriesInfo, exc: RuntimeError) -> str:
+    """Name the first slice file that GDCM cannot decode, and its transfer syntax."""
+    for f in info.files:
+        try:
+            sitk.ReadImage(f)
+        except RuntimeError:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            return f"cannot decode the pixel data of {Path(f).name}{_syntax_note(ds) or ' (corrupt data)'}"
+    return f"cannot read DICOM series {info.uid} ({str(exc).strip().splitlines()[-1]})"
+
+
 def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
     """Read one series from a folder (``opts.series_uid`` picks it when there are several)."""
     info = _select_series(folder, list_dicom_series(folder), opts.series_uid)
@@ -146,14 +168,27 @@ def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
         return read_dicom_file(Path(info.files[0]), opts)
     ds = _header(info.files[0])
     check_size(_voxels_from_header(ds, info.num_files), folder, opts.max_voxels)
+    try:
+        problems = skipped_files([os.path.dirname(f) for f in info.files], info.files, info.uid)
+        problems += check_positions(read_slice_headers(info.files))
+    except InputError as exc:
+        raise InputError(f"{folder}: {exc}") from None
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(info.files))
+    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's "non uniform sampling" note: problems says more
     try:
         img = reader.Execute()
     except RuntimeError as exc:
-        raise InputError(f"{folder}: cannot read DICOM series {info.uid} ({str(exc).strip().splitlines()[-1]})") from exc
+        raise InputError(f"{folder}: {_decode_failure(info, exc)}") from None
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
     modality = opts.modality or info.modality
     image = sitk_to_image(img, modality=modality, source=_source(folder, ds, list(info.files)))
+    if problems:
+        image = dataclasses.replace(image, geometry_warnings=tuple(problems))
+        for line in problems:
+            log.info("%s: %s", folder, line)  # the CLI shows them (info) or refuses (segment, propagate)
     log.info("read DICOM series %s: %d slices, shape %s", info.uid, info.num_files, image.array.shape)
     return image
 
@@ -178,7 +213,8 @@ def read_dicom_file(path: Path, opts: ReadOptions) -> MedicalImage:
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise InputError(f"{path}: cannot decode DICOM pixel data ({str(exc).strip().splitlines()[-1]})") from exc
+        raise InputError(f"{path}: cannot decode DICOM pixel data{_syntax_note(ds)} "
+                         f"({str(exc).strip().splitlines()[-1]})") from exc
     source = _source(path, ds, [str(path)])
     modality = opts.modality or modality
     frames = int(ds.get("NumberOfFrames", 1) or 1)

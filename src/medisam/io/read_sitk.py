@@ -9,6 +9,7 @@ volume/component; a 2D 3-component uint8 image is read as RGB.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -17,7 +18,7 @@ from medisam.errors import InputError
 from medisam.io.detached import check_data_files
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
-from medisam.io.nifti_check import check_nifti
+from medisam.io.nifti_check import check_nifti, sform_shear, shear_message
 from medisam.io.registry import ReadOptions, register_reader
 from medisam.io.sitk_convert import sitk_to_image
 
@@ -48,6 +49,9 @@ def read_sitk(path: Path, opts: ReadOptions) -> MedicalImage:
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
+        shear = sform_shear(path) if _format_of(path) == "nifti" else None
+        if shear is not None:
+            raise InputError(f"{path}: {shear_message(shear)}") from None
         raise InputError(f"{path}: cannot read image header (corrupt or not a {_format_of(path)} file)") from exc
     size = reader.GetSize()
     comps = reader.GetNumberOfComponents()
@@ -61,10 +65,14 @@ def read_sitk(path: Path, opts: ReadOptions) -> MedicalImage:
         raise InputError(f"{path}: {dim}D images are not supported (2D or 3D only)")
     if _format_of(path) == "nifti":
         check_nifti(path)
+    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # e.g. "unexpected scales in sform": reported below
     try:
         img = reader.Execute()
     except RuntimeError as exc:
         raise InputError(f"{path}: cannot read pixel data (corrupt or truncated file)") from exc
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
     if dim == 4:
         c = opts.channel
         img = sitk.Extract(img, [size[0], size[1], size[2], 0], [0, 0, 0, c])
@@ -76,6 +84,9 @@ def read_sitk(path: Path, opts: ReadOptions) -> MedicalImage:
         raise InputError(f"{path}: channel {opts.channel} requested but the image has a single channel")
     fmt = _format_of(path)
     image = sitk_to_image(img, modality=opts.modality or "OT", source={"format": fmt})
+    shear = sform_shear(path) if fmt == "nifti" else None
+    if shear is not None:  # ITK fell back to the (orthogonal) qform: say so
+        image = replace(image, geometry_warnings=(shear_message(shear, used_qform=True),))
     log.debug("read %s: shape %s spacing %s", path, image.array.shape, image.spacing)
     return image
 

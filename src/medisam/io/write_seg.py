@@ -6,6 +6,13 @@ per label value present (BINARY rather than LABELMAP because every DICOM viewer 
 matched to the source instances by order: ``source["dicom_files"]`` is sorted exactly
 like array axis 0, so slice ``k`` of the mask is stored against ``dicom_files[k]``.
 Empty frames are omitted, as highdicom does by default.
+
+Anonymised series often carry blanked or deleted attributes. Before highdicom sees the
+source headers, :func:`prepare_sources` fills what the files themselves still carry
+(SOP Class/Instance UID from the file meta header, Slice Thickness from the slice
+spacing), adds Type 2 patient/study attributes as empty values (which the standard
+allows), and refuses with one line naming the attribute when a reference the SEG cannot
+be written without (Study/Series/Frame of Reference UID, the plane geometry) is absent.
 """
 
 from __future__ import annotations
@@ -46,19 +53,20 @@ def write_dicom_seg(
 
     files = (reference.source.get("dicom_files") if reference is not None else None) or []
     if reference is None or reference.source.get("format") != "dicom" or not files:
-        raise InputError(f"{path}: DICOM-SEG output needs reference= an image read from DICOM")
+        raise InputError("DICOM-SEG output needs reference= an image read from DICOM")
     if not reference.is_volume or reference.is_video or len(files) != reference.num_slices:
         raise InputError(
-            f"{path}: DICOM-SEG output needs a DICOM series reference (one file per slice); "
+            f"DICOM-SEG output needs a DICOM series reference (one file per slice); "
             f"got a {'video' if reference.is_video else str(reference.spatial_ndim) + 'D'} image "
             f"from {len(files)} file(s); write .nii.gz or .png instead"
         )
     arr = np.asarray(labels.array)
     if arr.shape != reference.spatial_shape:
-        raise InputError(f"{path}: mask shape {arr.shape} does not match the DICOM series {reference.spatial_shape}")
+        raise InputError(f"DICOM-SEG output: mask shape {arr.shape} does not match the DICOM series "
+                         f"{reference.spatial_shape}")
     values = [int(v) for v in np.unique(arr) if v != 0]
     if not values:
-        raise InputError(f"{path}: mask is empty; a DICOM-SEG needs at least one labelled voxel")
+        raise InputError("DICOM-SEG output: mask is empty; a DICOM-SEG needs at least one labelled voxel")
     # segment numbers must be 1..N; label value v_k becomes segment k
     seg_array = np.zeros(arr.shape, dtype=np.uint16 if len(values) > 255 else np.uint8)
     for k, v in enumerate(values, start=1):
@@ -81,20 +89,91 @@ def write_dicom_seg(
         for k, v in enumerate(values, start=1)
     ]
     try:
-        sources = [pydicom.dcmread(f) for f in files]
+        sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
     except Exception as exc:
-        raise InputError(f"{path}: cannot re-read the source DICOM files ({type(exc).__name__}: {exc})") from exc
-    for ds in sources:  # an empty (0008,0005) is legal but highdicom rejects it: it means the default
-        if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
-            del ds.SpecificCharacterSet
-    series_number = int(sources[0].get("SeriesNumber", 0) or 0) + 1000
+        raise InputError(f"DICOM-SEG output: cannot re-read the source DICOM files ({type(exc).__name__}: {exc})") from exc
+    prepare_sources(sources, files, slice_spacing=float(reference.spacing[2]))
+    series_number = _int_or(sources[0].get("SeriesNumber"), 0) + 1000
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        seg = _build(hd, sources, seg_array, descriptions, series_number)
+        try:
+            seg = _build(hd, sources, seg_array, descriptions, series_number)
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:  # highdicom's checks of the sources
+            raise InputError(f"DICOM-SEG output: highdicom cannot build a DICOM-SEG on this series "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc!r}); "
+                             f"write the mask as .nii.gz instead") from exc
     for w in caught:  # highdicom's remarks about the *source* files (e.g. odd PatientName)
         log.debug("highdicom: %s", w.message)
     seg.save_as(str(path))
     log.info("wrote DICOM-SEG %s: %d segments, %d frames", path, len(values), int(seg.NumberOfFrames))
+
+
+#: Attributes a SEG must copy from its source series; without them it cannot reference it.
+REQUIRED = {
+    "StudyInstanceUID": "(0020,000D)",
+    "SeriesInstanceUID": "(0020,000E)",
+    "FrameOfReferenceUID": "(0020,0052)",
+    "ImagePositionPatient": "(0020,0032)",
+    "ImageOrientationPatient": "(0020,0037)",
+    "PixelSpacing": "(0028,0030)",
+}
+#: Type 2 patient/study attributes of the SEG: may be empty, but must be present.
+TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+         "AccessionNumber", "ReferringPhysicianName", "StudyID")
+
+
+def _int_or(value: object, default: int) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return default
+
+
+def _empty(value: object) -> bool:
+    """True for an absent, empty or blank DICOM value (``None``, ``""``, an empty multi-value)."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    return hasattr(value, "__len__") and len(value) == 0  # type: ignore[arg-type]
+
+
+def _missing(source: str, keyword: str, tag: str) -> InputError:
+    return InputError(f"DICOM-SEG output: the source DICOM {Path(source).name} has no {keyword} {tag} (blanked by an "
+                      f"anonymiser?); a DICOM-SEG must reference it: write the mask as .nii.gz instead")
+
+
+def prepare_sources(sources: list, files: list[str], slice_spacing: float) -> None:
+    """Make anonymised source headers usable by highdicom, in place (see the module docstring).
+
+    Raises InputError naming the first attribute that is missing and cannot be recovered.
+    """
+    seen: dict[str, str] = {}
+    for ds, f in zip(sources, files):
+        if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
+            del ds.SpecificCharacterSet  # an empty (0008,0005) means the default; highdicom rejects it
+        meta = getattr(ds, "file_meta", None)
+        for keyword, meta_keyword, tag in (("SOPClassUID", "MediaStorageSOPClassUID", "(0008,0016)"),
+                                           ("SOPInstanceUID", "MediaStorageSOPInstanceUID", "(0008,0018)")):
+            if _empty(ds.get(keyword)):
+                carried = str(meta.get(meta_keyword, "") or "").strip() if meta is not None else ""
+                if not carried:
+                    raise _missing(f, keyword, tag)
+                setattr(ds, keyword, carried)
+                log.info("%s: %s taken from the file meta header (%s)", Path(f).name, keyword, meta_keyword)
+        for keyword, tag in REQUIRED.items():
+            if _empty(ds.get(keyword)):
+                raise _missing(f, keyword, tag)
+        if str(ds.SOPInstanceUID) in seen:
+            first = Path(seen[str(ds.SOPInstanceUID)]).name
+            raise InputError(f"DICOM-SEG output: {Path(f).name} and {first} have the same "
+                             "SOP Instance UID (0008,0018); a DICOM-SEG cannot tell them apart: write .nii.gz instead")
+        seen[str(ds.SOPInstanceUID)] = f
+        if _empty(ds.get("SliceThickness")):
+            ds.SliceThickness = f"{slice_spacing:.6g}"  # type 1C in the SEG's pixel measures
+        for keyword in TYPE2:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
 
 
 def _build(hd, sources, seg_array, descriptions, series_number):  # noqa: ANN001, ANN202 - thin wrapper

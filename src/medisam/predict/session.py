@@ -52,6 +52,8 @@ from medisam.prompts import Box, Box3D, MaskPrompt, Points
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("both", "forward", "backward")
+#: Undo steps whose slice results a session keeps (see VolumeSession._prune_runs).
+KEEP_UNDO_RESULTS = 4
 
 
 @dataclass(frozen=True)
@@ -308,6 +310,10 @@ class VolumeSession:
         if not self._history:
             raise InputError("nothing to undo")
         self._objects = self._history.pop()
+        for obj_id, state in self._objects.items():  # seeds whose results were pruned
+            for t in state.seeds:
+                for _ in self._seed_iter(obj_id, t):
+                    pass
 
     def clear_slice(self, slice: int, obj_id: int = 1) -> None:
         """Remove the prompts of one object on one slice."""
@@ -417,6 +423,18 @@ class VolumeSession:
     def _push_history(self) -> None:
         self._history.append(copy.deepcopy(self._objects))
         del self._history[:-100]
+        self._prune_runs()
+
+    def _prune_runs(self) -> None:
+        """Forget the results of prompts that are neither current nor among the last
+        ``KEEP_UNDO_RESULTS`` undo steps, so a long session does not keep every slice's mask
+        and logits of every edit (undoing further back recomputes seeds; propagate again)."""
+        live = {(obj_id, seed, prompts.version)
+                for objects in (self._objects, *self._history[-KEEP_UNDO_RESULTS:])
+                for obj_id, state in objects.items() for seed, prompts in state.seeds.items()}
+        for key in [k for k in self._runs if (k[0], k[1], k[3]) not in live]:
+            del self._runs[key]
+        self._fused &= live
 
     @staticmethod
     def _steps(direction: str) -> tuple[int, ...]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from medisam.errors import MedisamError
+from medisam.memory import release_memory
 from medisam.serve.interactive import InteractiveSession
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class ServerSession:
     def cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.state = None
+        release_memory()  # the session's arrays and embeddings are freed: give the pages back
 
 
 def _pid_alive(pid: int) -> bool:
