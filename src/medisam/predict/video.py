@@ -3,8 +3,9 @@
 A video is a :class:`MedicalImage` with frames along array axis 0 (``(T, Y, X)`` grey or
 ``(T, Y, X, 3)`` RGB, see :mod:`medisam.io.video`). SAM 2 / MedSAM2 models track with their
 memory (:class:`~medisam.predict.sam2_session.Sam2Session`); LiteMedSAM / SAM / MedSAM models
-propagate frame to frame from the previous frame's mask
-(:class:`~medisam.predict.session.VolumeSession`, frames as slices). Both expose the same API.
+track all objects together frame by frame from each one's previous mask, with one label per
+pixel and explicit rules for objects that meet, divide or leave
+(:class:`~medisam.predict.tracking.TrackingSession`). Both expose the same API.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import numpy as np
 
 from medisam.errors import InputError, OutputExistsError
 from medisam.io.atomic import check_output
-from medisam.io.intensity import to_display
 from medisam.io.medical_image import MedicalImage
 from medisam.io.video import VIDEO_EXTENSIONS, write_label_frames, write_overlay_video
 from medisam.io.write_mask import WRITERS, write_mask
 from medisam.models.promptable import PromptableModel
-from medisam.predict.propagation import PropagationConfig
+from medisam.predict.predictor import Predictor
 from medisam.predict.sam2_session import Sam2Session
-from medisam.predict.session import SliceResult, VolumeSession
+from medisam.predict.session import SliceResult
+from medisam.predict.tracking import TrackingConfig, TrackingSession
 from medisam.prompts import Box, Points
 
 log = logging.getLogger(__name__)
@@ -50,34 +51,17 @@ def video_of(video: MedicalImage | np.ndarray) -> MedicalImage:
     return video
 
 
-class _ColourFrameSession(VolumeSession):
-    """VolumeSession over RGB frames: geometry from a grey copy, encoder input in colour.
-
-    VolumeSession accepts grey volumes only; a colour video keeps its colours for the
-    encoder by overriding :meth:`VolumeSession.plane_display`, the per-slice encoder input
-    (frames are slices along axis 0).
-    """
-
-    def __init__(self, model: PromptableModel, video: MedicalImage, window=None,
-                 config: PropagationConfig | None = None):
-        grey = video.array.mean(axis=-1).astype(np.float32)
-        super().__init__(model, video.with_array(grey, is_rgb=False), axis=0, window=window, config=config)
-        self._colour = video
-
-    def plane_display(self, t: int) -> np.ndarray:
-        """Frame ``t`` in colour, mapped per modality (``(H, W, 3)`` float32 0-255)."""
-        return to_display(self._colour.array[t], self._colour.modality)
-
-
 class VideoSession:
     """Track objects through video frames from prompts on a few frames.
 
     Args:
         model: any loaded promptable model; SAM 2 family models use their memory
-            (:class:`Sam2Session`), the others frame-to-frame propagation (:class:`VolumeSession`).
+            (:class:`Sam2Session`), the others multi-object frame-to-frame tracking
+            (:class:`TrackingSession`, rules in :mod:`medisam.predict.tracking`).
         video: video :class:`MedicalImage` (``read_image("clip.mp4")``) or an array.
         window: intensity window (grey medical videos); default per modality.
-        config: propagation rules for non-SAM 2 models.
+        tracking: tracking rules for non-SAM 2 models (:class:`TrackingConfig`).
+        predictor: for non-SAM 2 models, a :class:`Predictor` to share (and its embedding cache).
 
     Methods mirror :class:`VolumeSession` with frames as slices: ``add_box(frame, box,
     obj_id)``, ``add_points``, ``add_mask``, ``clear_frame``, ``remove_object``, ``reset``,
@@ -86,15 +70,14 @@ class VideoSession:
     """
 
     def __init__(self, model: PromptableModel, video: MedicalImage | np.ndarray,
-                 window: str | tuple[float, float] | None = None, config: PropagationConfig | None = None):
+                 window: str | tuple[float, float] | None = None, tracking: TrackingConfig | None = None,
+                 predictor: Predictor | None = None):
         self.video = video_of(video)
         self.model = model
         if model.spec.family == "sam2":
-            self.session: Sam2Session | VolumeSession = Sam2Session(model, self.video, window)
-        elif self.video.is_rgb:
-            self.session = _ColourFrameSession(model, self.video, window, config)
+            self.session: Sam2Session | TrackingSession = Sam2Session(model, self.video, window)
         else:
-            self.session = VolumeSession(model, self.video, axis=0, window=window, config=config)
+            self.session = TrackingSession(model, self.video, window, predictor, tracking)
 
     @property
     def num_frames(self) -> int:
