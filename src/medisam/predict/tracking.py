@@ -15,8 +15,9 @@ Then the objects' masks on the frame are made consistent (:func:`resolve_frame`)
 3. **One label per pixel.** Remaining overlaps go pixel by pixel to the object with the
    highest logit (SAM 2's non-overlap constraint); ties to the lower id.
 4. **Divisions and fragments.** A mask in several pieces continues as its largest
-   connected part (a dividing object is followed as the larger daughter; prompt the other
-   daughter as a new object on the frame where it appears).
+   connected part, before and after rules 2-3 (a dividing object is followed as the larger
+   daughter; prompt the other daughter as a new object on the frame where it appears; a
+   fragment of a neighbour caught in a box is dropped instead of taken).
 5. **Leaving.** An object whose mask is empty after these steps has left the field of
    view (or was taken over by another object) and stops for the rest of the pass
    (``stop="left"``); prompt it again to resume.
@@ -146,7 +147,13 @@ def resolve_frame(cands: dict[int, Candidate], transform: InputTransform | None,
 
     ``transform`` maps low-res logits to the frame (needed only when masks overlap).
     """
-    masks = {o: c.mask.copy() for o, c in cands.items()}
+    def tidy(mask: np.ndarray, fixed: bool) -> np.ndarray:
+        box = _bbox(mask)
+        if box is not None and config.keep_largest and not fixed:
+            mask[box] = largest_part(mask[box])
+        return mask
+
+    masks = {o: tidy(c.mask.copy(), c.fixed) for o, c in cands.items()}  # fragments never compete
     boxes = {o: _bbox(m) for o, m in masks.items()}
     stops: dict[int, str | None] = {o: None for o in cands}
     ids = sorted(cands)
@@ -170,12 +177,8 @@ def resolve_frame(cands: dict[int, Candidate], transform: InputTransform | None,
     if contested is not None and contested.any():
         _split_pixels(contested, masks, cands, [o for o in ids if boxes[o] is not None], transform)
     for o in ids:
-        if stops[o] is None:
-            box = _bbox(masks[o])
-            if box is not None and config.keep_largest and not cands[o].fixed:
-                masks[o][box] = largest_part(masks[o][box])
-            if box is None:
-                stops[o] = "left"
+        if stops[o] is None and not tidy(masks[o], cands[o].fixed).any():
+            stops[o] = "left"
     return {o: (masks[o], stops[o]) for o in ids}
 
 
