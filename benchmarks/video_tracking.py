@@ -34,7 +34,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +56,12 @@ DATA = Path(os.environ.get("MEDISAM_DATA", Path(__file__).resolve().parents[2] /
 #: Named tracking variants (rows); "default" is what VideoSession uses.
 VARIANTS = {
     "default": TrackingConfig(),
-    "plain": TrackingConfig(mask_prompt=False, multimask=False, motion=False, keep_largest=False,
-                            same_object_iou=1.01),
-    "mask-prompt": replace(TrackingConfig(), mask_prompt=True),
-    "multimask": replace(TrackingConfig(), multimask=True),
-    "motion": replace(TrackingConfig(), motion=True),
-    "motion+mask-prompt": replace(TrackingConfig(), motion=True, mask_prompt=True),
-    "motion+multimask": replace(TrackingConfig(), motion=True, multimask=True),
+    "plain": TrackingConfig(keep_largest=False, same_object_iou=1.01),
+    "mask-prompt": TrackingConfig(candidates=("mask-prompt",)),
+    "multimask": TrackingConfig(candidates=("multimask",)),
+    "box+multimask": TrackingConfig(candidates=("box", "multimask")),
+    "box+multimask+mask-prompt": TrackingConfig(candidates=("box", "multimask", "mask-prompt")),
+    "motion": TrackingConfig(motion=True),
 }
 
 
@@ -202,15 +201,14 @@ def run_sequence(model, seq: Sequence, variants: list[str], embeddings: Path | N
     encode = (time.perf_counter() - start) / len(seq.truth)
     note = " (cached)" if disk is not None and not session.session.encoded_slices else ""
     print(f"# {seq.name}: encoder {encode:.2f} s/frame{note}; {len(seq.tracks)} tracks", flush=True)
-    results = {}
-    start = time.perf_counter()
-    results["reference (box chain)"] = (box_chain(predictor, session, seq), time.perf_counter() - start)
-    for name in variants:
-        start = time.perf_counter()
-        results[f"medisam {name}"] = (medisam_tracks(model, predictor, seq, VARIANTS[name]),
-                                      time.perf_counter() - start)
+    methods = [("reference (box chain)", lambda: box_chain(predictor, session, seq))]
+    methods += [(f"medisam {name}", lambda name=name: medisam_tracks(model, predictor, seq, VARIANTS[name]))
+                for name in variants]
     table = {}
-    for method, (masks, seconds) in results.items():
+    for method, run in methods:
+        start = time.perf_counter()
+        masks = run()
+        seconds = time.perf_counter() - start
         table[method] = score(seq, masks)
         print(row(seq, method, table[method], encode + seconds / len(seq.truth)), flush=True)
     if per_track:

@@ -178,3 +178,36 @@ def test_tiny_model_end_to_end_one_label_per_pixel(tiny_model):
     assert session.object_ids == [1]
     with pytest.raises(InputError, match="direction"):
         session.propagate("sideways")
+
+
+@pytest.mark.real_weights
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_litemedsam_tracks_every_gowt1_nucleus(real_model, data_dir):
+    """All nuclei of GOWT1 frames 15-18 in one session; track 22 (a daughter of 16) begins on frame 17."""
+    seq = data_dir / "ctc_gowt1_01"
+    if not seq.is_dir():
+        pytest.skip("ctc_gowt1_01 not available")
+    from medisam.io import read_image
+    from medisam.metrics_basic import dice
+
+    video = read_image(seq / "frames" / "01")
+    truth = read_image(seq / "masks" / "01").array[15:19]
+    session = VideoSession(real_model, video.with_array(video.array[15:19]))
+    starts = {}
+    for label in sorted(int(v) for v in np.unique(truth) if v):
+        first = next(t for t in range(4) if (truth[t] == label).any())
+        starts[label] = first
+        session.add_box(first, Box.from_mask(truth[first] == label), obj_id=label)
+    assert starts[22] == 2
+    labels = session.propagate("forward", progress=False).array
+    assert session.session.encoded_slices == {0, 1, 2, 3}
+    assert not (labels[:2] == 22).any()
+    scores = []
+    for label, first in starts.items():
+        for t in range(first, 4):
+            if (truth[t] == label).any():
+                scores.append(dice(labels[t] == label, truth[t] == label))
+                hits = np.bincount(truth[t][labels[t] == label], minlength=256)
+                assert hits[label] == hits[1:].max(), (label, t)  # no identity switch
+    assert np.mean(scores) > 0.65, np.mean(scores)

@@ -51,6 +51,10 @@ from medisam.prompts import Box, MaskPrompt
 log = logging.getLogger(__name__)
 
 
+#: Decoder passes a :class:`TrackingConfig` can pool per object and frame.
+CANDIDATES = ("box", "multimask", "mask-prompt")
+
+
 @dataclass(frozen=True)
 class TrackingConfig:
     """How each object is prompted from its previous frame (defaults chosen by
@@ -59,9 +63,12 @@ class TrackingConfig:
     Attributes:
         margin: growth of the previous mask's box on each side, in pixels of the model's
             input grid (3 = the LiteMedSAM box-chain reference: 3 px at 256).
-        mask_prompt: also give the previous frame's low-res logits as the mask prompt.
-        multimask: decode SAM's 3 candidates and keep the one overlapping the previous
-            mask most (temporal consistency instead of SAM's own ambiguity choice).
+        candidates: the decoder passes whose masks compete on every frame: ``"box"`` (the
+            box alone, SAM's single output), ``"multimask"`` (SAM's 3 ambiguity candidates
+            for the box), ``"mask-prompt"`` (the box plus the previous frame's low-res logits
+            as the mask prompt). The candidate overlapping the previous mask most (IoU;
+            ties: SAM's predicted IoU) wins: temporal consistency rather than SAM's own
+            choice, which drifts between a part and the whole of an object.
         motion: shift the box by the object's last displacement (centroid velocity).
         same_object_iou: IoU of two objects' predictions above which they are the same
             object (rule 2 of the module docstring).
@@ -69,11 +76,15 @@ class TrackingConfig:
     """
 
     margin: float = 3.0
-    mask_prompt: bool = False
-    multimask: bool = False
+    candidates: tuple[str, ...] = ("box",)
     motion: bool = False
     same_object_iou: float = 0.5
     keep_largest: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.candidates) - set(CANDIDATES)
+        if not self.candidates or unknown:
+            raise InputError(f"candidates must be some of {', '.join(CANDIDATES)}, got {self.candidates!r}")
 
 
 @dataclass
@@ -360,15 +371,21 @@ class TrackingSession(VolumeSession):
             dx, dy = _centroid(prev.mask) - _centroid(before.mask)
             box = Box(float(np.clip(box.x0 + dx, 0, w - 1)), float(np.clip(box.y0 + dy, 0, h - 1)),
                       float(np.clip(box.x1 + dx, 1, w)), float(np.clip(box.y1 + dy, 1, h)))
-        logits = prev.low_res_logits if cfg.mask_prompt else None
-        pred = self.predictor.predict(box=box, mask=MaskPrompt(logits) if logits is not None else None,
-                                      multimask=cfg.multimask)
+        pool = []  # (mask, low-res logits, predicted IoU) of every decoder pass
+        for kind in cfg.candidates:
+            logits = prev.low_res_logits if kind == "mask-prompt" else None
+            if kind == "mask-prompt" and logits is None:
+                continue
+            pred = self.predictor.predict(box=box, mask=MaskPrompt(logits) if logits is not None else None,
+                                          multimask=kind == "multimask")
+            pool += zip(pred.masks, pred.low_res_logits, pred.scores)
         k = 0
-        if cfg.multimask:
-            sl = _bbox(np.logical_or(pred.masks.any(axis=0), prev.mask))
-            overlaps = [iou(m[sl], prev.mask[sl]) for m in pred.masks]
-            k = int(np.argmax(np.asarray(overlaps) + 1e-3 * pred.scores))
-        return Candidate(pred.masks[k], pred.low_res_logits[k], float(pred.scores[k]), False, prev.mask)
+        if len(pool) > 1:
+            sl = _bbox(np.logical_or(np.any([m for m, _, _ in pool], axis=0), prev.mask))
+            overlaps = [iou(m[sl], prev.mask[sl]) + 1e-3 * float(score) for m, _, score in pool]
+            k = int(np.argmax(overlaps))
+        mask, logits, score = pool[k]
+        return Candidate(mask, logits, float(score), False, prev.mask)
 
     # ------------------------------------------------------------ results
     def _tracked(self, obj_id: int, t: int) -> SliceResult | None:
