@@ -33,6 +33,8 @@ def propagate(
     box: Optional[str] = typer.Option(None, "--box", help="x0,y0,x1,y1 pixels on --slice (x = column)."),
     point: List[str] = typer.Option([], "--point", help="x,y[,label] on --slice (1 positive, 0 negative); repeatable."),
     label: int = typer.Option(1, "--label", help="Label value of the object in the output."),
+    track: List[str] = typer.Option([], "--track", help="Video: one more object, F:x0,y0,x1,y1[:label] = its box "
+                                    "on frame F where it appears (label: next free); repeatable."),
     axis: str = typer.Option("k", "--axis", help="Slicing axis: k|j|i (or 0|1|2 of the (Z,Y,X) array)."),
     views: int = typer.Option(3, "--views", help="--box3d: 3 = propagate along all three axes and keep the "
                               "voxels two of them agree on (more accurate, ~3x the encoding); 1 = along --axis only."),
@@ -73,8 +75,10 @@ def propagate(
     if not image.is_volume:
         raise InputError(f"{input} is a 2D image {image.array.shape}; use `medisam segment` for 2D images")
     if image.is_video:
-        _video(image, input, prompt, label, model, checkpoint, device, output, overlay, force)
+        _video(image, input, prompt, label, model, checkpoint, device, output, overlay, force, track)
         return
+    if track:
+        raise InputError("--track is for videos; a volume takes one object per run")
     if image.is_rgb:
         raise InputError(f"{input} is a colour volume {image.array.shape}; pass --channel to pick one channel")
     net = load_model(model, checkpoint=checkpoint, device=device, **runtime)
@@ -144,13 +148,15 @@ def _write(image, labels, output: Path, overlay: Optional[Path], axis: int, wind
     typer.echo(f"wrote {written} overlay PNGs to {overlay}")
 
 
-def _video(image, input, prompt, label, model, checkpoint, device, output, overlay, force) -> None:
+def _video(image, input, prompt, label, model, checkpoint, device, output, overlay, force, track=()) -> None:
     """Videos are tracked by :func:`medisam.predict.video.propagate_video` (frames = slices)."""
     from medisam.models import load_model
-    from medisam.predict.video import propagate_video
+    from medisam.predict.video import parse_track, propagate_video
 
     if "box3d" in prompt:
         raise InputError(f"{input} is a video: prompt one frame with --slice F --box/--point, not --box3d")
+    tracks = [parse_track(t) for t in track]
     net = load_model(model, checkpoint=checkpoint, device=device)
-    propagate_video(image, net, prompt["slice"], prompt["box"], prompt["points"], label, output, overlay, force)
+    propagate_video(image, net, prompt["slice"], prompt["box"], prompt["points"], label, output, overlay, force,
+                    tracks)
     typer.echo(f"wrote {output}")

@@ -24,7 +24,8 @@ Then the objects' masks on the frame are made consistent (:func:`resolve_frame`)
 
 Frames after an object's first prompt are tracked forward from its latest prompt before
 them; with ``direction="both"`` frames before the first prompt are tracked backward from
-it (objects tracked backward never take pixels of objects tracked forward on that frame).
+it (objects tracked backward never take pixels of objects tracked forward on that frame),
+except for objects in ``TrackingSession.begins``, which appear on their first prompt.
 Results are kept per pass and reused: after a new prompt on frame ``f`` only frames from
 ``f`` on (in the pass's direction) are recomputed.
 """
@@ -251,6 +252,7 @@ class TrackingSession(VolumeSession):
         self.tracking = tracking or TrackingConfig()
         self._passes: dict[str, _Pass] = {}
         self._direction = "forward"
+        self.begins: set[int] = set()  # objects that appear on their first prompt: never tracked before it
 
     def plane_display(self, t: int) -> np.ndarray:
         """Frame ``t`` as the encoder sees it; colour videos in colour (``(H, W, 3)`` 0-255)."""
@@ -272,6 +274,8 @@ class TrackingSession(VolumeSession):
     def _span(self, name: str, state: ObjectState) -> tuple[int, int]:
         """Frames ``(lo, hi)`` an object has results for in pass ``name`` (none when lo > hi)."""
         first, last = min(state.seeds), max(state.seeds)
+        if name == "before" and state.obj_id in self.begins:
+            return first, first - 1
         return {"forward": (first, self.num_slices - 1), "backward": (0, last), "before": (0, first - 1)}[name]
 
     def _frames(self, name: str, step: int) -> list[int]:

@@ -157,10 +157,28 @@ def _mask_output_kind(output: Path) -> str:
     return "file"
 
 
+def parse_track(text: str) -> tuple[int, list[float], int | None]:
+    """``F:x0,y0,x1,y1[:label]`` (a box on frame F, where the object appears) -> (F, box, label or None)."""
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        frame, box = int(parts[0]), [float(v) for v in parts[1].split(",")]
+        label = int(parts[2]) if len(parts) == 3 else None
+        if len(box) != 4:
+            raise ValueError
+    except ValueError:
+        raise InputError(f"--track {text!r} must be FRAME:x0,y0,x1,y1 or FRAME:x0,y0,x1,y1:LABEL") from None
+    return frame, box, label
+
+
 def propagate_video(image: MedicalImage, model: PromptableModel, frame: int,
                     box: Box | Sequence[float] | None, points: Points | Sequence[Sequence[float]] | None,
-                    obj_id: int, output: Path, overlay: Path | None, force: bool) -> Path:
-    """Track one object through a video from a box and/or clicks on ``frame``; write the masks.
+                    obj_id: int, output: Path, overlay: Path | None, force: bool,
+                    tracks: Sequence[tuple[int, Box | Sequence[float], int | None]] = ()) -> Path:
+    """Track objects through a video from a box and/or clicks on ``frame`` (object ``obj_id``)
+    and a box for each further object on the frame where it appears (``tracks``: ``(frame,
+    box, label)``, label None = the next free id); write the masks.
 
     ``output``: a folder (written as ``00000.png``... raw label values), ``.npz`` or
     ``.nii.gz``; ``overlay``: optional MP4 for people at the video's frame rate. Outputs are
@@ -194,8 +212,19 @@ def propagate_video(image: MedicalImage, model: PromptableModel, frame: int,
             session.add_points(frame, points, obj_id)
     else:
         session.add_points(frame, points, obj_id)
+    begins = []
+    for f, b, label in tracks:
+        label = label if label is not None else max(session.object_ids) + 1
+        if label in session.object_ids:
+            raise InputError(f"object {label} is prompted twice; give each --track its own label")
+        session.add_box(f, b, label)
+        begins.append((f, label))
+        if isinstance(session.session, TrackingSession):
+            session.session.begins.add(label)  # it appears on frame f: no backward tracking
     labels = session.propagate("both")
-    log.info("tracked object %d through %d frames in %.1f s", obj_id, session.num_frames,
+    for f, label in begins:  # SAM 2 tracks every object both ways: an object exists from its frame on
+        labels.array[:f][labels.array[:f] == label] = 0
+    log.info("tracked %d object(s) through %d frames in %.1f s", len(session.object_ids), session.num_frames,
              time.perf_counter() - start)
     if kind == "frames":
         write_label_frames(labels, output, force=force)
