@@ -15,7 +15,7 @@ Then the objects' masks on the frame are made consistent (:func:`resolve_frame`)
 3. **One label per pixel.** Remaining overlaps go pixel by pixel to the object with the
    highest logit (SAM 2's non-overlap constraint); ties to the lower id.
 4. **Divisions and fragments.** A mask in several pieces continues as its largest
-   connected part, before and after rules 2-3 (a dividing object is followed as the larger
+   connected part, before and after rules 2-3 (prompted masks are kept whole; a dividing object is followed as the larger
    daughter; prompt the other daughter as a new object on the frame where it appears; a
    fragment of a neighbour caught in a box is dropped instead of taken).
 5. **Leaving.** An object whose mask is empty after these steps has left the field of
@@ -165,7 +165,8 @@ def resolve_frame(cands: dict[int, Candidate], transform: InputTransform | None,
             mask[box] = largest_part(mask[box])
         return mask
 
-    masks = {o: tidy(c.mask.copy(), c.fixed) for o, c in cands.items()}  # fragments never compete
+    # fragments never compete; a prompted frame keeps the mask its prompt gave
+    masks = {o: tidy(c.mask.copy(), c.fixed or c.prompted) for o, c in cands.items()}
     boxes = {o: _bbox(m) for o, m in masks.items()}
     stops: dict[int, str | None] = {o: None for o in cands}
     ids = sorted(cands)
@@ -189,7 +190,7 @@ def resolve_frame(cands: dict[int, Candidate], transform: InputTransform | None,
     if contested is not None and contested.any():
         _split_pixels(contested, masks, cands, [o for o in ids if boxes[o] is not None], transform)
     for o in ids:
-        if stops[o] is None and not tidy(masks[o], cands[o].fixed).any():
+        if stops[o] is None and not tidy(masks[o], cands[o].fixed or cands[o].prompted).any():
             stops[o] = "left"
     return {o: (masks[o], stops[o]) for o in ids}
 
