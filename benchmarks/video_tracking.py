@@ -56,12 +56,13 @@ DATA = Path(os.environ.get("MEDISAM_DATA", Path(__file__).resolve().parents[2] /
 #: Named tracking variants (rows); "default" is what VideoSession uses.
 VARIANTS = {
     "default": TrackingConfig(),
-    "plain": TrackingConfig(keep_largest=False, same_object_iou=1.01),
-    "mask-prompt": TrackingConfig(candidates=("mask-prompt",)),
-    "multimask": TrackingConfig(candidates=("multimask",)),
-    "box+multimask": TrackingConfig(candidates=("box", "multimask")),
-    "box+multimask+mask-prompt": TrackingConfig(candidates=("box", "multimask", "mask-prompt")),
-    "motion": TrackingConfig(motion=True),
+    "box-chain+rules": TrackingConfig(candidates=("box",), motion=False),
+    "mask-prompt": TrackingConfig(candidates=("mask-prompt",), motion=False),
+    "multimask": TrackingConfig(candidates=("multimask",), motion=False),
+    "box+multimask": TrackingConfig(candidates=("box", "multimask"), motion=False),
+    "box+multimask+mask-prompt": TrackingConfig(candidates=("box", "multimask", "mask-prompt"), motion=False),
+    "margin1+motion": TrackingConfig(candidates=("box",), margin=1.0, motion=True),
+    "margin0+motion": TrackingConfig(candidates=("box",), margin=0.0, motion=True),
 }
 
 

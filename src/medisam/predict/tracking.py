@@ -70,15 +70,17 @@ class TrackingConfig:
             as the mask prompt). The candidate overlapping the previous mask most (IoU;
             ties: SAM's predicted IoU) wins: temporal consistency rather than SAM's own
             choice, which drifts between a part and the whole of an object.
-        motion: shift the box by the object's last displacement (centroid velocity).
+        motion: extend the box by the object's last displacement (centroid velocity) in
+            the direction it moves: it covers where the object was and where it is heading,
+            so a jump of the centroid (a division) cannot push the box off the object.
         same_object_iou: IoU of two objects' predictions above which they are the same
             object (rule 2 of the module docstring).
         keep_largest: keep only the largest connected part of a mask (rule 4).
     """
 
     margin: float = 3.0
-    candidates: tuple[str, ...] = ("box",)
-    motion: bool = False
+    candidates: tuple[str, ...] = ("multimask",)
+    motion: bool = True
     same_object_iou: float = 0.5
     keep_largest: bool = True
 
@@ -374,8 +376,8 @@ class TrackingSession(VolumeSession):
         box = box_around(prev.mask, (cfg.margin / sx, cfg.margin / sy))
         if cfg.motion and before is not None and before.mask.any():
             dx, dy = _centroid(prev.mask) - _centroid(before.mask)
-            box = Box(float(np.clip(box.x0 + dx, 0, w - 1)), float(np.clip(box.y0 + dy, 0, h - 1)),
-                      float(np.clip(box.x1 + dx, 1, w)), float(np.clip(box.y1 + dy, 1, h)))
+            box = Box(float(np.clip(box.x0 + min(dx, 0), 0, w - 1)), float(np.clip(box.y0 + min(dy, 0), 0, h - 1)),
+                      float(np.clip(box.x1 + max(dx, 0), 1, w)), float(np.clip(box.y1 + max(dy, 0), 1, h)))
         pool = []  # (mask, low-res logits, predicted IoU) of every decoder pass
         for kind in cfg.candidates:
             logits = prev.low_res_logits if kind == "mask-prompt" else None
