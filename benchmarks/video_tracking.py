@@ -1,20 +1,30 @@
-"""Video object tracking: mean Dice over frames and time, per sequence, model and object.
+"""Video tracking of every object: medisam's multi-object tracker against LiteMedSAM's box chain.
+
+Protocol (the same for every method, one run):
+  * each track is prompted once, with the tight box around its truth mask on the frame
+    where it begins (``tracks_01.txt``: label, first frame, last frame, parent);
+  * ``reference``: LiteMedSAM's box chain, each track on its own -- every next frame is
+    prompted with the box of the previous mask grown by 3 px at the model's 256 scale;
+  * ``medisam``: one :class:`~medisam.predict.video.VideoSession` with all tracks,
+    ``propagate("forward")`` (frame-synchronous, one label per pixel); named variants of
+    :class:`~medisam.predict.tracking.TrackingConfig` are rows of their own.
+Scores per track over its own frames: mean Dice (then the mean over tracks), lost (Dice <
+0.2 on its last frame), identity switches (frames where the mask overlaps another track's
+truth more than its own, counted once per run of such frames), and seconds per frame
+(encoder: each frame once, shared by all rows; plus each method's decoder passes).
 
 Sequences:
   * ``ctc_gowt1_01``: real time-lapse microscopy (Cell Tracking Challenge Fluo-N2DH-GOWT1,
-    sequence 01, read in place from ``$MEDISAM_DATA``/../shared/data; not redistributable).
-    Truth: the CTC TRA reference markers (approximate nucleus outlines, same id on every
-    frame). Each object is prompted with a box around its frame-0 mask (3 px margin).
-  * ``synthetic_disk``: an H.264 MP4 of a disk moving 4 px per frame, written with PyAV
-    into a temporary folder and read back (codec round trip included).
-
-Every model tracks all objects of a sequence in one session (frames are encoded once);
-``seconds`` is that session's wall time (prompting + propagation, all objects).
-SAM 2 models are listed only when their checkpoint is found (``$MEDISAM_WEIGHTS``).
+    sequence 01, read in place from ``$MEDISAM_DATA``, default ../shared/data; not
+    redistributable). Truth: CTC TRA markers (about 57% of a nucleus: compare methods on
+    this protocol only, not with segmentation Dice elsewhere).
+  * ``synthetic_mp4``: an H.264 MP4 (PyAV) of two disks, the second entering on frame 6,
+    written to a temporary folder and read back (codec round trip).
 
 Usage::
 
-    python benchmarks/video_tracking.py [--frames 48] [--objects 3 23 34] [--models litemedsam]
+    python benchmarks/video_tracking.py [--frames 48] [--variants default mask-prompt ...]
+        [--embeddings /tmp/gowt1_emb] [--per-track] [--threads 1]
 """
 
 from __future__ import annotations
@@ -24,60 +34,204 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from medisam.io import read_image
 from medisam.io.video import write_video
 from medisam.metrics_basic import dice
 from medisam.models import find_checkpoint, get_spec, load_model
+from medisam.predict.cache import EmbeddingCache
+from medisam.predict.predictor import Predictor
+from medisam.predict.propagation import box_around
+from medisam.predict.tracking import TrackingConfig
 from medisam.predict.video import VideoSession
 from medisam.prompts import Box
 
 DATA = Path(os.environ.get("MEDISAM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
+#: Named tracking variants (rows); "default" is what VideoSession uses.
+VARIANTS = {
+    "default": TrackingConfig(),
+    "box-chain+rules": TrackingConfig(candidates=("box",), motion=False),
+    "mask-prompt": TrackingConfig(candidates=("mask-prompt",), motion=False),
+    "multimask": TrackingConfig(candidates=("multimask",), motion=False),
+    "box+multimask": TrackingConfig(candidates=("box", "multimask"), motion=False),
+    "box+multimask+mask-prompt": TrackingConfig(candidates=("box", "multimask", "mask-prompt"), motion=False),
+    "margin1+motion": TrackingConfig(candidates=("box",), margin=1.0, motion=True),
+    "margin0+motion": TrackingConfig(candidates=("box",), margin=0.0, motion=True),
+}
 
-def gowt1(frames: int, objects: list[int]):
+
+@dataclass(frozen=True)
+class Sequence:
+    name: str
+    video: object  # MedicalImage
+    truth: np.ndarray  # (T, H, W) track ids
+    tracks: list[tuple[int, int, int]]  # (label, first frame, last frame)
+
+
+class LayeredCache(EmbeddingCache):
+    """In-memory embeddings over an optional on-disk store (reruns skip the encoder)."""
+
+    def __init__(self, disk=None):
+        super().__init__(max_bytes=8 << 30)
+        self.disk = disk
+
+    def get(self, key):
+        item = super().get(key)
+        if item is None and self.disk is not None:
+            item = self.disk.get(key)
+            if item is not None:
+                self.misses -= 1
+                super().put(key, item)
+        return item
+
+    def put(self, key, item):
+        super().put(key, item)
+        if self.disk is not None:
+            self.disk.put(key, item)
+
+
+def gowt1(frames: int) -> Sequence | None:
     seq = DATA / "ctc_gowt1_01"
     if not seq.is_dir():
+        print(f"# skipped ctc_gowt1_01: not found under {DATA}", file=sys.stderr)
         return None
     video = read_image(seq / "frames" / "01")
     truth = read_image(seq / "masks" / "01").array[:frames]
-    return "ctc_gowt1_01", video.with_array(video.array[:frames]), truth, objects
+    tracks = []
+    for line in (seq / "tracks_01.txt").read_text().split("\n"):
+        if line.strip():
+            label, first, last, _parent = (int(v) for v in line.split())
+            if first < frames:
+                tracks.append((label, first, min(last, frames - 1)))
+    return Sequence("ctc_gowt1_01", video.with_array(video.array[:frames]), truth, tracks)
 
 
-def synthetic_disk(folder: Path, frames: int = 24):
+def synthetic_mp4(folder: Path, frames: int = 16) -> Sequence:
+    """Two disks in an H.264 MP4: object 1 from frame 0, object 2 enters on frame 6."""
     h, w = 128, 160
     yy, xx = np.mgrid[:h, :w]
-    masks = np.stack([(yy - 64) ** 2 + (xx - 30 - 4 * t) ** 2 <= 18 ** 2 for t in range(frames)])
+    truth = np.zeros((frames, h, w), dtype=np.uint8)
+    for t in range(frames):
+        truth[t][(yy - 40) ** 2 + (xx - 30 - 4 * t) ** 2 <= 16 ** 2] = 1
+        if t >= 6:
+            truth[t][(yy - 95) ** 2 + (xx - 150 + 6 * (t - 6)) ** 2 <= 14 ** 2] = 2
     rng = np.random.default_rng(0)
-    grey = np.clip(np.where(masks, 190, 50) + rng.normal(0, 8, masks.shape), 0, 255).astype(np.uint8)
-    path = write_video(np.repeat(grey[..., None], 3, axis=-1), folder / "disk.mp4", fps=10)
-    return "synthetic_disk", read_image(path), masks.astype(np.uint8), [1]
+    grey = np.clip(np.where(truth > 0, 190, 50) + rng.normal(0, 8, truth.shape), 0, 255).astype(np.uint8)
+    path = write_video(np.repeat(grey[..., None], 3, axis=-1), folder / "disks.mp4", fps=10)
+    return Sequence("synthetic_mp4", read_image(path), truth, [(1, 0, frames - 1), (2, 6, frames - 1)])
 
 
-def track(model, video, truth, objects):
-    start = time.perf_counter()
-    session = VideoSession(model, video)
-    for obj in objects:
-        session.add_box(0, Box.from_mask(truth[0] == obj, margin=3), obj_id=obj)
+# ----------------------------------------------------------------- methods
+def box_chain(predictor: Predictor, session: VideoSession, seq: Sequence) -> dict[int, dict[int, np.ndarray]]:
+    """LiteMedSAM's reference: per track, tight box on its first frame, then the previous
+    mask's box + 3 px (at the model's input scale) on every next frame."""
+    out: dict[int, dict[int, np.ndarray]] = {}
+    for label, first, last in seq.tracks:
+        masks = {}
+        box = Box.from_mask(seq.truth[first] == label, margin=0)
+        for t in range(first, last + 1):
+            if box is None:
+                masks[t] = np.zeros(seq.truth.shape[1:], dtype=bool)
+                continue
+            session.session._encode(t)  # the session's frame pixels: same embeddings as medisam's
+            mask = predictor.predict(box=box).masks[0]
+            masks[t] = mask
+            sx, sy = predictor._require_image().transform.scale_xy
+            box = box_around(mask, (3.0 / sx, 3.0 / sy))
+        out[label] = masks
+    return out
+
+
+def medisam_tracks(model, predictor: Predictor | None, seq: Sequence,
+                   config: TrackingConfig) -> dict[int, dict[int, np.ndarray]]:
+    session = VideoSession(model, seq.video, tracking=config, predictor=predictor)
+    for label, first, _ in sorted(seq.tracks, key=lambda tr: tr[1]):
+        session.add_box(first, Box.from_mask(seq.truth[first] == label, margin=0), obj_id=label)
     labels = session.propagate("forward", progress=False).array
-    seconds = time.perf_counter() - start
-    rows = []
-    for obj in objects:
-        scores = [dice(labels[t] == obj, truth[t] == obj) for t in range(len(truth))]
-        rows.append((obj, len(truth), float(np.mean(scores)), float(np.min(scores)), seconds))
-    return rows
+    return {label: {t: labels[t] == label for t in range(first, last + 1)} for label, first, last in seq.tracks}
+
+
+# ----------------------------------------------------------------- scores
+def score(seq: Sequence, masks: dict[int, dict[int, np.ndarray]]) -> dict[int, tuple[float, float, int]]:
+    """Per track: (mean Dice over its frames, Dice on its last frame, identity switches)."""
+    out = {}
+    for label, first, last in seq.tracks:
+        dices, switches, switched = [], 0, False
+        for t in range(first, last + 1):
+            pred, truth = masks[label][t], seq.truth[t]
+            dices.append(dice(pred, truth == label))
+            hits = np.bincount(truth[pred].ravel(), minlength=int(truth.max()) + 1)
+            hits[0] = 0
+            other = hits.max() > hits[label] if label < len(hits) else hits.max() > 0
+            switches += other and not switched
+            switched = other
+        out[label] = (float(np.mean(dices)), dices[-1], switches)
+    return out
+
+
+def row(seq: Sequence, method: str, scores: dict, seconds_per_frame: float) -> str:
+    mean = np.mean([s[0] for s in scores.values()])
+    lost = sum(s[1] < 0.2 for s in scores.values())
+    switches = sum(s[2] for s in scores.values())
+    return (f"{seq.name:<15} {method:<28} {len(scores):>6} {mean:>9.3f} {lost:>5} {switches:>8} "
+            f"{seconds_per_frame:>9.2f}")
+
+
+def run_sequence(model, seq: Sequence, variants: list[str], embeddings: Path | None, per_track: bool) -> None:
+    if model.spec.family == "sam2":  # memory tracker: no box chain, no shared predictor
+        start = time.perf_counter()
+        scores = score(seq, medisam_tracks(model, None, seq, TrackingConfig()))
+        print(row(seq, f"{model.name} memory", scores, (time.perf_counter() - start) / len(seq.truth)), flush=True)
+        return
+    disk = None
+    if embeddings is not None:
+        from medisam.models.embedding_store import DiskEmbeddingCache
+
+        disk = DiskEmbeddingCache(embeddings / seq.name, model.cache_signature)
+    predictor = Predictor(model, cache=LayeredCache(disk))
+    session = VideoSession(model, seq.video, predictor=predictor)
+    start = time.perf_counter()
+    for t in range(len(seq.truth)):
+        session.session._encode(t)
+    encode = (time.perf_counter() - start) / len(seq.truth)
+    note = " (cached)" if disk is not None and not session.session.encoded_slices else ""
+    print(f"# {seq.name}: encoder {encode:.2f} s/frame{note}; {len(seq.tracks)} tracks", flush=True)
+    methods = [("reference (box chain)", lambda: box_chain(predictor, session, seq))]
+    methods += [(f"medisam {name}", lambda name=name: medisam_tracks(model, predictor, seq, VARIANTS[name]))
+                for name in variants]
+    table = {}
+    for method, run in methods:
+        start = time.perf_counter()
+        masks = run()
+        seconds = time.perf_counter() - start
+        table[method] = score(seq, masks)
+        print(row(seq, method, table[method], encode + seconds / len(seq.truth)), flush=True)
+    if per_track:
+        print(f"# per track mean Dice: {'track':>5} {'frames':>6} " + " ".join(f"{m[:14]:>14}" for m in table))
+        for label, first, last in seq.tracks:
+            print(f"#                      {label:>5} {last - first + 1:>6} "
+                  + " ".join(f"{table[m][label][0]:>14.3f}" for m in table))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=48)
-    parser.add_argument("--objects", type=int, nargs="+", default=[3, 23, 34])
-    parser.add_argument("--models", nargs="+", default=["litemedsam", "medsam2", "sam2.1-hiera-tiny"])
+    parser.add_argument("--variants", nargs="+", default=["default"], choices=sorted(VARIANTS))
+    parser.add_argument("--models", nargs="+", default=["litemedsam"])
+    parser.add_argument("--sequences", nargs="+", default=["ctc_gowt1_01", "synthetic_mp4"])
+    parser.add_argument("--embeddings", type=Path, help="folder to keep frame embeddings in across runs")
+    parser.add_argument("--per-track", action="store_true", help="also print each track's mean Dice")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     models = []
     for name in args.models:
@@ -88,14 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         models.append(load_model(name, device=args.device))
 
     with tempfile.TemporaryDirectory() as tmp:
-        sequences = [s for s in (gowt1(args.frames, args.objects), synthetic_disk(Path(tmp))) if s]
-        print(f"{'sequence':<16} {'model':<20} {'object':>6} {'frames':>6} {'mean Dice':>9} "
-              f"{'min Dice':>8} {'seconds':>8}")
-        for name, video, truth, objects in sequences:
+        makers = {"ctc_gowt1_01": lambda: gowt1(args.frames), "synthetic_mp4": lambda: synthetic_mp4(Path(tmp))}
+        sequences = [s for s in (makers[n]() for n in args.sequences) if s is not None]
+        print(f"{'sequence':<15} {'method':<28} {'tracks':>6} {'mean Dice':>9} {'lost':>5} {'id swaps':>8} "
+              f"{'s/frame':>9}")
+        for seq in sequences:
             for model in models:
-                for obj, n, mean, low, seconds in track(model, video, truth, objects):
-                    print(f"{name:<16} {model.name:<20} {obj:>6} {n:>6} {mean:>9.3f} {low:>8.3f} {seconds:>8.1f}",
-                          flush=True)
+                run_sequence(model, seq, args.variants, args.embeddings, args.per_track)
     return 0
 
 

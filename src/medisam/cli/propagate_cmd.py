@@ -37,6 +37,8 @@ def propagate(
     box: Optional[str] = typer.Option(None, "--box", help="x0,y0,x1,y1 pixels on --slice (x = column)."),
     point: List[str] = typer.Option([], "--point", help="x,y[,label] on --slice (1 positive, 0 negative); repeatable."),
     label: int = typer.Option(1, "--label", help="Label value of the object in the output."),
+    track: List[str] = typer.Option([], "--track", help="Video: one more object, F:x0,y0,x1,y1[:label] = its box "
+                                    "on frame F where it appears (label: next free); repeatable."),
     axis: Optional[str] = common.AxisOpt,
     views: Optional[int] = typer.Option(None, "--views", help="--box3d only: 3 (default) = propagate along all "
                                         "three axes and keep the voxels two of them agree on (more accurate, ~3x the "
@@ -87,8 +89,10 @@ def propagate(
     _image_checks(image, input, prompt, array_axis, output)
     runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
     if image.is_video:
-        _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force)
+        _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force, track)
         return
+    if track:
+        raise InputError("--track is for videos; a volume takes one object per run")
     if image.is_rgb:
         raise InputError(f"{input} is a colour volume {image.array.shape}; pass --channel to pick one channel")
     net = common.load(model, checkpoint, device, runtime)
@@ -222,13 +226,16 @@ def _write(image, labels, output: Path, overlay: Optional[Path], axis: int, wind
     typer.echo(f"wrote {written} overlay PNGs to {overlay}")
 
 
-def _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force) -> None:
+def _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force, track=()) -> None:
     """Videos are tracked by :func:`medisam.predict.video.propagate_video` (frames = slices)."""
+    from medisam.predict.video import parse_track, propagate_video
+
+    tracks = [parse_track(t) for t in track]
     net = common.load(model, checkpoint, device, runtime)
-    from medisam.predict.video import propagate_video
 
     with step("tracking the object through the video"):
-        propagate_video(image, net, prompt["slice"], prompt["box"], prompt["points"], label, output, overlay, force)
+        propagate_video(image, net, prompt["slice"], prompt["box"], prompt["points"], label, output, overlay, force,
+                        tracks)
     if output.is_dir():
         typer.echo(f"wrote {output} ({len(list(output.glob('*.png')))} PNG mask frames)")
     else:

@@ -3,8 +3,9 @@
 A video is a :class:`MedicalImage` with frames along array axis 0 (``(T, Y, X)`` grey or
 ``(T, Y, X, 3)`` RGB, see :mod:`medisam.io.video`). SAM 2 / MedSAM2 models track with their
 memory (:class:`~medisam.predict.sam2_session.Sam2Session`); LiteMedSAM / SAM / MedSAM models
-propagate frame to frame from the previous frame's mask
-(:class:`~medisam.predict.session.VolumeSession`, frames as slices). Both expose the same API.
+track all objects together frame by frame from each one's previous mask, with one label per
+pixel and explicit rules for objects that meet, divide or leave
+(:class:`~medisam.predict.tracking.TrackingSession`). Both expose the same API.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import numpy as np
 
 from medisam.errors import InputError, OutputExistsError
 from medisam.io.atomic import check_output
-from medisam.io.intensity import to_display
 from medisam.io.medical_image import MedicalImage
 from medisam.io.video import VIDEO_EXTENSIONS, write_label_frames, write_overlay_video
 from medisam.io.write_mask import WRITERS, write_mask
 from medisam.models.promptable import PromptableModel
-from medisam.predict.propagation import PropagationConfig
+from medisam.predict.predictor import Predictor
 from medisam.predict.sam2_session import Sam2Session
-from medisam.predict.session import SliceResult, VolumeSession
+from medisam.predict.session import SliceResult
+from medisam.predict.tracking import TrackingConfig, TrackingSession
 from medisam.prompts import Box, Points
 
 log = logging.getLogger(__name__)
@@ -50,34 +51,17 @@ def video_of(video: MedicalImage | np.ndarray) -> MedicalImage:
     return video
 
 
-class _ColourFrameSession(VolumeSession):
-    """VolumeSession over RGB frames: geometry from a grey copy, encoder input in colour.
-
-    VolumeSession accepts grey volumes only; a colour video keeps its colours for the
-    encoder by overriding :meth:`VolumeSession.plane_display`, the per-slice encoder input
-    (frames are slices along axis 0).
-    """
-
-    def __init__(self, model: PromptableModel, video: MedicalImage, window=None,
-                 config: PropagationConfig | None = None):
-        grey = video.array.mean(axis=-1).astype(np.float32)
-        super().__init__(model, video.with_array(grey, is_rgb=False), axis=0, window=window, config=config)
-        self._colour = video
-
-    def plane_display(self, t: int) -> np.ndarray:
-        """Frame ``t`` in colour, mapped per modality (``(H, W, 3)`` float32 0-255)."""
-        return to_display(self._colour.array[t], self._colour.modality)
-
-
 class VideoSession:
     """Track objects through video frames from prompts on a few frames.
 
     Args:
         model: any loaded promptable model; SAM 2 family models use their memory
-            (:class:`Sam2Session`), the others frame-to-frame propagation (:class:`VolumeSession`).
+            (:class:`Sam2Session`), the others multi-object frame-to-frame tracking
+            (:class:`TrackingSession`, rules in :mod:`medisam.predict.tracking`).
         video: video :class:`MedicalImage` (``read_image("clip.mp4")``) or an array.
         window: intensity window (grey medical videos); default per modality.
-        config: propagation rules for non-SAM 2 models.
+        tracking: tracking rules for non-SAM 2 models (:class:`TrackingConfig`).
+        predictor: for non-SAM 2 models, a :class:`Predictor` to share (and its embedding cache).
 
     Methods mirror :class:`VolumeSession` with frames as slices: ``add_box(frame, box,
     obj_id)``, ``add_points``, ``add_mask``, ``clear_frame``, ``remove_object``, ``reset``,
@@ -86,15 +70,14 @@ class VideoSession:
     """
 
     def __init__(self, model: PromptableModel, video: MedicalImage | np.ndarray,
-                 window: str | tuple[float, float] | None = None, config: PropagationConfig | None = None):
+                 window: str | tuple[float, float] | None = None, tracking: TrackingConfig | None = None,
+                 predictor: Predictor | None = None):
         self.video = video_of(video)
         self.model = model
         if model.spec.family == "sam2":
-            self.session: Sam2Session | VolumeSession = Sam2Session(model, self.video, window)
-        elif self.video.is_rgb:
-            self.session = _ColourFrameSession(model, self.video, window, config)
+            self.session: Sam2Session | TrackingSession = Sam2Session(model, self.video, window)
         else:
-            self.session = VolumeSession(model, self.video, axis=0, window=window, config=config)
+            self.session = TrackingSession(model, self.video, window, predictor, tracking)
 
     @property
     def num_frames(self) -> int:
@@ -174,10 +157,28 @@ def _mask_output_kind(output: Path) -> str:
     return "file"
 
 
+def parse_track(text: str) -> tuple[int, list[float], int | None]:
+    """``F:x0,y0,x1,y1[:label]`` (a box on frame F, where the object appears) -> (F, box, label or None)."""
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        frame, box = int(parts[0]), [float(v) for v in parts[1].split(",")]
+        label = int(parts[2]) if len(parts) == 3 else None
+        if len(box) != 4:
+            raise ValueError
+    except ValueError:
+        raise InputError(f"--track {text!r} must be FRAME:x0,y0,x1,y1 or FRAME:x0,y0,x1,y1:LABEL") from None
+    return frame, box, label
+
+
 def propagate_video(image: MedicalImage, model: PromptableModel, frame: int,
                     box: Box | Sequence[float] | None, points: Points | Sequence[Sequence[float]] | None,
-                    obj_id: int, output: Path, overlay: Path | None, force: bool) -> Path:
-    """Track one object through a video from a box and/or clicks on ``frame``; write the masks.
+                    obj_id: int, output: Path, overlay: Path | None, force: bool,
+                    tracks: Sequence[tuple[int, Box | Sequence[float], int | None]] = ()) -> Path:
+    """Track objects through a video from a box and/or clicks on ``frame`` (object ``obj_id``)
+    and a box for each further object on the frame where it appears (``tracks``: ``(frame,
+    box, label)``, label None = the next free id); write the masks.
 
     ``output``: a folder (written as ``00000.png``... raw label values), ``.npz`` or
     ``.nii.gz``; ``overlay``: optional MP4 for people at the video's frame rate. Outputs are
@@ -211,8 +212,19 @@ def propagate_video(image: MedicalImage, model: PromptableModel, frame: int,
             session.add_points(frame, points, obj_id)
     else:
         session.add_points(frame, points, obj_id)
+    begins = []
+    for f, b, label in tracks:
+        label = label if label is not None else max(session.object_ids) + 1
+        if label in session.object_ids:
+            raise InputError(f"object {label} is prompted twice; give each --track its own label")
+        session.add_box(f, b, label)
+        begins.append((f, label))
+        if isinstance(session.session, TrackingSession):
+            session.session.begins.add(label)  # it appears on frame f: no backward tracking
     labels = session.propagate("both")
-    log.info("tracked object %d through %d frames in %.1f s", obj_id, session.num_frames,
+    for f, label in begins:  # SAM 2 tracks every object both ways: an object exists from its frame on
+        labels.array[:f][labels.array[:f] == label] = 0
+    log.info("tracked %d object(s) through %d frames in %.1f s", len(session.object_ids), session.num_frames,
              time.perf_counter() - start)
     if kind == "frames":
         write_label_frames(labels, output, force=force)

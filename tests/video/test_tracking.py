@@ -1,0 +1,213 @@
+"""Multi-object tracking rules (medisam.predict.tracking): identity, one label per pixel,
+objects that appear later, divide or leave, and frames encoded once.
+
+The rules are tested with an "oracle" segmenter (bright pixels inside the prompt box) in
+place of the decoder, so the outcome depends on the tracking logic only; the tiny
+random-weight model still encodes every frame. The last tests run the tiny model end to end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medisam.errors import InputError
+from medisam.models.transform import InputTransform
+from medisam.predict.predictor import Prediction
+from medisam.predict.tracking import Candidate, TrackingConfig, TrackingSession, largest_part, resolve_frame
+from medisam.predict.video import VideoSession
+from medisam.prompts import Box
+
+H, W = 64, 96
+
+
+def disks(t: int, centres: list[list[tuple[float, float] | None]], radius: float = 7) -> tuple[np.ndarray, np.ndarray]:
+    """``(T, H, W)`` uint8 frames and truth labels; ``centres[k][t]`` = (x, y) of object k+1 or None."""
+    yy, xx = np.mgrid[:H, :W]
+    truth = np.zeros((t, H, W), dtype=np.uint8)
+    for k, path in enumerate(centres):
+        for i, c in enumerate(path):
+            if c is not None:
+                truth[i][(yy - c[1]) ** 2 + (xx - c[0]) ** 2 <= radius ** 2] = k + 1
+    return np.where(truth > 0, 200, 20).astype(np.uint8), truth
+
+
+def oracle(session: TrackingSession, frames: np.ndarray) -> TrackingSession:
+    """Replace the decoder by 'bright pixels inside the box' (the encoder still runs)."""
+    current = {}
+    encode = session._encode
+
+    def tracked_encode(t: int) -> None:
+        current["t"] = t
+        encode(t)
+
+    def predict(box=None, points=None, mask=None, multimask=False) -> Prediction:
+        b = Box.of(box)
+        m = np.zeros((H, W), dtype=bool)
+        rows, cols = slice(int(b.y0), int(np.ceil(b.y1))), slice(int(b.x0), int(np.ceil(b.x1)))
+        m[rows, cols] = frames[current["t"]][rows, cols] > 100
+        n = 3 if multimask else 1
+        transform = session.predictor._require_image().transform
+        logits = transform.mask_to_low_res(m, session.model.mask_input_size)
+        return Prediction(np.repeat(m[None], n, 0), np.ones(n, np.float32), np.repeat(logits[None], n, 0))
+
+    session._encode = tracked_encode
+    session.predictor.predict = predict
+    return session
+
+
+def session_for(tiny_model, frames, config=None) -> TrackingSession:
+    return oracle(VideoSession(tiny_model, frames, tracking=config).session, frames)
+
+
+def box_of(truth: np.ndarray, label: int) -> Box:
+    return Box.from_mask(truth == label, margin=1)
+
+
+def test_objects_appearing_later_each_frame_encoded_once(tiny_model):
+    frames, truth = disks(6, [[(20 + 3 * i, 20) for i in range(6)],
+                              [(70 - 3 * (i - 2), 44) if i >= 2 else None for i in range(6)]])
+    session = session_for(tiny_model, frames, TrackingConfig(margin=12))  # 4.5 px: more than a step
+    session.add_box(0, box_of(truth[0], 1), obj_id=1)
+    session.add_box(2, box_of(truth[2], 2), obj_id=2)
+    assert session.planned_slices("forward") == 6 + 4
+    results = list(session.iter_propagate("forward"))
+    assert [(r.slice, r.obj_id) for r in results] == [(0, 1), (1, 1)] + [(t, o) for t in range(2, 6) for o in (1, 2)]
+    assert session.encoded_slices == set(range(6)) and session.predictor.cache.misses == 6
+    assert sorted(session.results(2)) == [2, 3, 4, 5] and sorted(session.results(1)) == list(range(6))
+    labels = session.label_map().array
+    for t in range(6):
+        for obj in (1, 2):
+            assert (labels[t] == obj).sum() == (truth[t] == obj).sum()
+    assert list(session.iter_propagate("forward")) == []  # nothing left to compute
+
+
+def test_neighbours_passing_close_keep_their_identity_and_pixels(tiny_model):
+    # two disks pass each other 2 px apart: each box (margin 4.5 px) reaches into the neighbour
+    frames, truth = disks(8, [[(20 + 3 * i, 26) for i in range(8)], [(60 - 3 * i, 43) for i in range(8)]])
+    session = session_for(tiny_model, frames, TrackingConfig(margin=12))
+    session.add_box(0, box_of(truth[0], 1), obj_id=1)
+    session.add_box(0, box_of(truth[0], 2), obj_id=2)
+    labels = session.propagate("forward", progress=False).array
+    np.testing.assert_array_equal(labels, truth)
+
+
+def test_prompt_wins_and_duplicate_track_stops():
+    t = InputTransform.for_image(H, W, 96, "longest")
+    a = np.zeros((H, W), bool)
+    a[10:30, 10:30] = True
+    b = np.zeros((H, W), bool)
+    b[12:30, 10:30] = True  # IoU 0.9 with a: the same object
+    lo = t.mask_to_low_res(a, 96)
+    out = resolve_frame({1: Candidate(a, lo, 0.9, False, a), 2: Candidate(b, lo, 0.9, True)}, t, TrackingConfig())
+    assert out[1][1] == "merged" and not out[1][0].any()
+    assert out[2][1] is None and out[2][0].sum() == b.sum()
+    # without a prompt, the one that overlaps its own previous mask more keeps it
+    shifted = np.roll(a, 8, axis=1)
+    out = resolve_frame({1: Candidate(a, lo, 0.9, False, shifted), 2: Candidate(b, lo, 0.9, False, b)}, t,
+                        TrackingConfig())
+    assert out[1][1] == "merged" and out[2][1] is None
+
+
+def test_contested_pixels_go_to_the_higher_logit_or_the_prompt():
+    t = InputTransform.for_image(H, W, 96, "longest")
+    a = np.zeros((H, W), bool)
+    a[10:30, 10:40] = True
+    b = np.zeros((H, W), bool)
+    b[10:30, 30:60] = True  # 10 columns shared, IoU 0.2
+    la = np.where(a, 5.0, -5.0).astype(np.float32)
+    lb = np.where(b, 8.0, -5.0).astype(np.float32)
+    lo = np.zeros((96, 96), np.float32)
+    la_lo, lb_lo = lo.copy(), lo.copy()
+    la_lo[:H, :W], lb_lo[:H, :W] = la, lb
+    out = resolve_frame({1: Candidate(a, la_lo, 0.9, False), 2: Candidate(b, lb_lo, 0.9, False)}, t,
+                        TrackingConfig())
+    assert out[2][0][10:30, 30:40].all() and not out[1][0][10:30, 30:40].any()
+    assert not np.logical_and(out[1][0], out[2][0]).any() and out[1][0].sum() == 20 * 20
+    out = resolve_frame({1: Candidate(a, la_lo, 0.9, True), 2: Candidate(b, lb_lo, 0.9, False)}, t,
+                        TrackingConfig())
+    assert out[1][0][10:30, 30:40].all() and not out[2][0][10:30, 30:40].any()
+
+
+def test_division_continues_as_larger_part_and_daughter_is_a_new_object(tiny_model):
+    # a disk divides on frame 3 into a larger (left) and a smaller (right) daughter, 2 px apart
+    yy, xx = np.mgrid[:H, :W]
+    truth = np.zeros((6, H, W), np.uint8)
+    truth[:3, (yy - 32) ** 2 + (xx - 40) ** 2 <= 9 ** 2] = 1
+    truth[3:, (yy - 32) ** 2 + (xx - 36) ** 2 <= 6 ** 2] = 1
+    truth[3:, (yy - 32) ** 2 + (xx - 47) ** 2 <= 3 ** 2] = 2
+    frames = np.where(truth > 0, 200, 20).astype(np.uint8)
+    session = session_for(tiny_model, frames)
+    session.add_box(0, box_of(truth[0], 1), obj_id=1)
+    labels = session.propagate("forward", progress=False).array
+    np.testing.assert_array_equal(labels, truth == 1)  # the larger daughter only
+    session.add_box(3, box_of(truth[3], 2), obj_id=2)  # the other daughter, prompted where it appears
+    assert session.planned_slices("forward") == 3 * 2  # frames 3..5 are redone, 0..2 kept
+    labels = session.propagate("forward", progress=False).array
+    np.testing.assert_array_equal(labels, truth)
+
+
+def test_object_leaving_stops_and_both_directions(tiny_model):
+    frames, truth = disks(10, [[(72 + 4 * i, 30) for i in range(10)]])  # gone from frame 8 on
+    session = session_for(tiny_model, frames, TrackingConfig(margin=12))
+    session.add_box(2, box_of(truth[2], 1), obj_id=1)
+    labels = session.propagate("both", progress=False).array
+    results = session.results(1)
+    assert sorted(results) == list(range(9))
+    assert [t for t, r in results.items() if r.stop] == [8] and results[8].stop == "left"
+    np.testing.assert_array_equal(labels, truth)
+
+
+def test_largest_part():
+    m = np.zeros((10, 10), bool)
+    m[0:2, 0:2] = True
+    m[5:9, 5:9] = True
+    assert largest_part(m).sum() == 16 and not largest_part(m)[0, 0]
+
+
+def test_tiny_model_end_to_end_one_label_per_pixel(tiny_model):
+    frames, truth = disks(5, [[(20 + 4 * i, 24) for i in range(5)], [None, (70, 40), (66, 40), (62, 40), (58, 40)]])
+    session = VideoSession(tiny_model, np.repeat(frames[..., None], 3, axis=-1))
+    session.add_box(0, box_of(truth[0], 1), obj_id=1)
+    session.add_box(1, box_of(truth[1], 2), obj_id=2)
+    labels = session.propagate("forward", progress=False).array
+    assert labels.shape == (5, H, W) and set(np.unique(labels)) <= {0, 1, 2}
+    assert not (labels[0] == 2).any()  # object 2 appears on frame 1
+    assert session.session.encoded_slices == set(range(5))
+    session.undo()  # back to object 1 only
+    assert session.object_ids == [1]
+    with pytest.raises(InputError, match="direction"):
+        session.propagate("sideways")
+
+
+@pytest.mark.real_weights
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_litemedsam_tracks_every_gowt1_nucleus(real_model, data_dir):
+    """All nuclei of GOWT1 frames 15-18 in one session; track 22 (a daughter of 16) begins on frame 17."""
+    seq = data_dir / "ctc_gowt1_01"
+    if not seq.is_dir():
+        pytest.skip("ctc_gowt1_01 not available")
+    from medisam.io import read_image
+    from medisam.metrics_basic import dice
+
+    video = read_image(seq / "frames" / "01")
+    truth = read_image(seq / "masks" / "01").array[15:19]
+    session = VideoSession(real_model, video.with_array(video.array[15:19]))
+    starts = {}
+    for label in sorted(int(v) for v in np.unique(truth) if v):
+        first = next(t for t in range(4) if (truth[t] == label).any())
+        starts[label] = first
+        session.add_box(first, Box.from_mask(truth[first] == label), obj_id=label)
+    assert starts[22] == 2
+    labels = session.propagate("forward", progress=False).array
+    assert session.session.encoded_slices == {0, 1, 2, 3}
+    assert not (labels[:2] == 22).any()
+    scores = []
+    for label, first in starts.items():
+        for t in range(first, 4):
+            if (truth[t] == label).any():
+                scores.append(dice(labels[t] == label, truth[t] == label))
+                hits = np.bincount(truth[t][labels[t] == label], minlength=256)
+                assert hits[label] == hits[1:].max(), (label, t)  # no identity switch
+    assert np.mean(scores) > 0.65, np.mean(scores)

@@ -1,0 +1,49 @@
+"""``medisam propagate`` on an MP4 with two objects, the second appearing later (tiny random model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medisam.cli import main
+from medisam.io import read_image
+from medisam.io.video import write_video
+from medisam.predict.video import parse_track
+
+TINY = ["--model", "litemedsam-tiny", "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture()
+def two_disks(tmp_path):
+    t, h, w = 6, 64, 96
+    yy, xx = np.mgrid[:h, :w]
+    truth = np.zeros((t, h, w), np.uint8)
+    for i in range(t):
+        truth[i][(yy - 20) ** 2 + (xx - 20 - 4 * i) ** 2 <= 9 ** 2] = 1
+        if i >= 3:
+            truth[i][(yy - 45) ** 2 + (xx - 70) ** 2 <= 8 ** 2] = 2
+    frames = np.repeat(np.where(truth > 0, 210, 30).astype(np.uint8)[..., None], 3, axis=-1)
+    return write_video(frames, tmp_path / "clip.mp4", fps=12.5), truth
+
+
+def test_cli_tracks_two_objects_one_appearing_later(tmp_path, two_disks):
+    path, truth = two_disks
+    out, overlay = tmp_path / "masks", tmp_path / "tracked.mp4"
+    rc = main(["propagate", str(path), "--slice", "0", "--box", "10,10,30,30", "--track", "3:61,36,79,54",
+               "-o", str(out), "--overlay", str(overlay)] + TINY)
+    assert rc == 0
+    labels = read_image(out).array
+    assert labels.shape == truth.shape and set(np.unique(labels)) <= {0, 1, 2}
+    assert not (labels[:3] == 2).any()  # object 2 is prompted on frame 3 and tracked forward only
+    assert (labels[3] == 2).any()
+    tracked = read_image(overlay)
+    assert tracked.num_slices == 6 and tracked.source.get("fps") == pytest.approx(12.5)
+
+
+def test_cli_track_errors(tmp_path, two_disks):
+    path, _ = two_disks
+    base = ["propagate", str(path), "--slice", "0", "--box", "10,10,30,30", "-o", str(tmp_path / "m")] + TINY
+    assert main(base + ["--track", "3:61,36,79"]) == 2
+    assert main(base + ["--track", "3:61,36,79,54:1"]) == 2  # label 1 is the --box object
+    assert main(base + ["--track", "9:61,36,79,54"]) == 2  # frame out of range
+    assert parse_track("4:1,2,3,4:7") == (4, [1.0, 2.0, 3.0, 4.0], 7)
