@@ -38,14 +38,18 @@ def palette(n: int = 256) -> list[int]:
     return [c for rgb in colours for c in rgb]
 
 
-def encode_label_png(labels: np.ndarray) -> bytes:
-    """PNG bytes of a 2D non-negative integer label map (see the module docstring)."""
+def encode_label_png(labels: np.ndarray, top: int | None = None) -> bytes:
+    """PNG bytes of a 2D non-negative integer label map (see the module docstring).
+
+    ``top`` is the largest label of the whole output (the frames of a label video share one
+    encoding); by default this map's own maximum.
+    """
     from PIL import Image, PngImagePlugin
 
     arr = np.asarray(labels)
     if arr.ndim != 2:
         raise InputError(f"a PNG mask must be 2D, got shape {arr.shape}")
-    top = int(arr.max(initial=0))
+    top = max(int(arr.max(initial=0)), int(top or 0))
     if top > 65535:
         raise InputError("label values above 65535 do not fit a PNG")
     if top <= 1:

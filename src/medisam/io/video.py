@@ -30,6 +30,7 @@ import numpy as np
 from medisam.errors import InputError, OutputExistsError, first_line, require
 from medisam.io.atomic import atomic_write, make_tmp_dir
 from medisam.io.intensity import to_display
+from medisam.io.label_png import encode_label_png, is_label_png, read_label_png
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
 from medisam.io.overlay import render_overlay
@@ -121,7 +122,12 @@ def _frame_header(path: Path) -> tuple[int, int, int]:
 
 
 def _decode_frame(path: Path) -> np.ndarray:
-    """One frame image at its own bit depth: ``(H, W)`` grey or ``(H, W, 3)`` RGB (alpha dropped)."""
+    """One frame image at its own bit depth: ``(H, W)`` grey or ``(H, W, 3)`` RGB (alpha dropped).
+
+    A label PNG medisam wrote (see :mod:`medisam.io.label_png`) gives its label values.
+    """
+    if path.suffix.lower() == ".png" and is_label_png(path):
+        return read_label_png(path)
     arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise InputError(f"{path}: cannot decode frame image")
@@ -170,7 +176,11 @@ def _frame_display(video: MedicalImage, t: int) -> np.ndarray:
 
 
 def write_label_frames(labels: MedicalImage, folder: str | Path, force: bool = False) -> Path:
-    """Write a ``(T, Y, X)`` label video as ``folder/00000.png``... (uint8/uint16 raw label values).
+    """Write a ``(T, Y, X)`` label video as ``folder/00000.png``... as visible label PNGs.
+
+    Every frame uses the video's encoding (:func:`medisam.io.label_png.encode_label_png`: one
+    object 0/255 grey, up to 255 a palette PNG whose values are the labels, more 16-bit), so a
+    viewer shows the masks and :func:`read_image` gives the label values back.
 
     Frames are encoded into a temporary folder beside ``folder`` first and moved in only when
     all succeeded, so a failure leaves no partial output. A non-empty ``folder`` is refused
@@ -186,15 +196,12 @@ def write_label_frames(labels: MedicalImage, folder: str | Path, force: bool = F
         raise InputError(f"{folder}: exists and is not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not force:
         raise OutputExistsError(f"{folder}: folder exists and is not empty; pass force=True / --force")
-    dtype = np.uint8 if arr.max(initial=0) < 256 else np.uint16
+    top = int(arr.max(initial=0))
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_tmp_dir(folder.parent)
     try:
         for t in range(arr.shape[0]):
-            ok, buf = cv2.imencode(".png", arr[t].astype(dtype))
-            if not ok:
-                raise InputError(f"{folder}: PNG encoding failed at frame {t}")
-            (tmp / f"{t:05d}.png").write_bytes(buf.tobytes())
+            (tmp / f"{t:05d}.png").write_bytes(encode_label_png(arr[t], top=top))
         folder.mkdir(exist_ok=True)
         for f in sorted(tmp.iterdir()):
             os.replace(f, folder / f.name)
