@@ -16,8 +16,8 @@ ForceOpt = typer.Option(False, "--force", help="Overwrite existing outputs.")
 WindowOpt = typer.Option(None, "--window", help="CT window preset (abdomen, liver, lung, bone, brain, "
                                                 "mediastinum, soft_tissue) or WIDTH,LEVEL.")
 MaxVoxelsOpt = typer.Option(None, "--max-voxels", help="Refuse inputs larger than this (0 = no limit).")
-BackendOpt = typer.Option("torch", "--backend", help="Inference backend: torch, onnx, openvino, or auto "
-                                                     "(the fastest measured here; see `medisam models --backends`).")
+BackendOpt = typer.Option("auto", "--backend", help="Inference backend: auto (default), torch, onnx or openvino "
+                                                     "(auto = the fastest measured here; see `medisam info --backends`).")
 PrecisionOpt = typer.Option("fp32", "--precision", help="fp32, bf16 (CPU with AVX512_BF16/AMX, or CUDA), "
                                                         "fp16 (CUDA) or int8 (onnx encoder).")
 ThreadsOpt = typer.Option(None, "--threads", help="CPU threads (default $MEDISAM_THREADS or all available).")

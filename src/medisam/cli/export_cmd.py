@@ -34,7 +34,7 @@ def onnx(
         raise OutputExistsError(f"{existing[0]} exists; pass --force to overwrite")
     if output.exists() and not output.is_dir():
         raise OutputExistsError(f"{output} exists and is not a folder")
-    loaded = load_model(model, checkpoint=checkpoint, device="cpu")
+    loaded = load_model(model, checkpoint=checkpoint, device="cpu", backend="torch")
     result = export_onnx(loaded, output, force=force, opset=opset)
     for path in (result.encoder, result.decoder, result.metadata):
         typer.echo(f"wrote {path}")
