@@ -224,10 +224,17 @@ class ViewGrid:
         return self.indices[t]
 
     def sampled(self, n: int) -> "ViewGrid":
-        """This view on ``n`` planes spread evenly over ``lo..hi`` (both ends included)."""
+        """This view on ``n`` planes spread evenly over ``lo..hi`` (both ends and the middle
+        slice included)."""
         if n >= self.hi - self.lo + 1:
             return replace(self, planes=None)
         picks = np.unique(np.round(np.linspace(self.lo, self.hi, max(n, 2))).astype(int))
+        middle = self.lo + (self.hi - self.lo) // 2  # the 3D box's seed slice: its embedding is shared
+        if middle not in picks:
+            inner = np.arange(1, len(picks) - 1)
+            if len(inner):
+                picks[inner[np.argmin(np.abs(picks[inner] - middle))]] = middle
+            picks = np.unique(np.append(picks, middle))
         return replace(self, planes=tuple(int(p) for p in picks))
 
     def plane_hw(self, shape_zyx: Sequence[int]) -> tuple[int, int]:
