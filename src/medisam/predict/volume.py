@@ -415,3 +415,16 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
         new.append(g.sampled(n))
     notes.append(f"planes every {step:.1f} mm")
     return ViewPlan(tuple(new), single, allowance, tuple(notes))
+
+
+def resample_axis(volume: np.ndarray, axis: int, size: int, mode: str = "linear") -> np.ndarray:
+    """Resample one axis of a 3D array to ``size`` samples: ``"linear"`` (images, pixel
+    centres aligned as cv2/SAM resizing) or ``"area"`` (averaging, for shrinking masks)."""
+    moved = np.moveaxis(np.asarray(volume, dtype=np.float32), axis, -1)
+    shape = moved.shape
+    t = torch.from_numpy(np.ascontiguousarray(moved)).reshape(1, -1, shape[-1])
+    if mode == "area":
+        out = F.adaptive_avg_pool1d(t, size)
+    else:
+        out = F.interpolate(t, size=size, mode="linear", align_corners=False)
+    return np.moveaxis(out.reshape(*shape[:-1], size).numpy(), -1, axis)
