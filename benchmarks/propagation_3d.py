@@ -65,15 +65,15 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MEDISAM_DATA", REPO.parent / "shared" / "data"))
 
 #: Named medisam propagation variants (ablation); "default" is PropagationConfig() (tri-planar
-#: within 1.5x the single-axis encodings, the three views sampled alike), "single" the session
-#: axis only, "tri-full" every plane of the three views (the previous default, ~3x),
-#: "tri-secondary" the budget spent on sampled secondary views only; the rest vary the
-#: single-axis rules.
+#: within 1.5x the single-axis encodings: every plane of the session axis, the budget left
+#: spent on sampled secondary views), "single" the session axis only, "tri-full" every plane
+#: of the three views (the previous default, ~3x), "tri-uniform" the three views sampled
+#: alike within the budget; the rest vary the single-axis rules.
 VARIANTS: dict[str, PropagationConfig] = {
     "default": PropagationConfig(),
     "single": PropagationConfig(views=1),
     "tri-full": PropagationConfig(view_budget=None),
-    "tri-secondary": PropagationConfig(view_sampling="secondary"),
+    "tri-uniform": PropagationConfig(view_sampling="uniform"),
     "margin3": PropagationConfig(extra_margins_mm=(), views=1),
     "margin1": PropagationConfig(margin_mm=1.0, extra_margins_mm=(), views=1),
     "margins-wide": PropagationConfig(extra_margins_mm=(0.5, 1.0, 2.0, 6.0), views=1),

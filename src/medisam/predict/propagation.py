@@ -64,9 +64,10 @@ class PropagationConfig:
             views are sampled to fit and thin views skipped (see
             :func:`medisam.predict.volume.plan_views`). None: every plane of every view
             (about three times the single-axis cost).
-        view_sampling: how views are sampled to fit the budget: ``"uniform"`` (the three
-            views on planes at one distance in mm) or ``"secondary"`` (every plane of the
-            session axis, the other two sampled).
+        view_sampling: how views are sampled to fit the budget: ``"secondary"`` (every
+            plane of the session axis, the other two on planes at one distance in mm;
+            measured best, see benchmarks/propagation_3d.py) or ``"uniform"`` (all three
+            views sampled alike).
     """
 
     margin_mm: float = 3.0
@@ -85,7 +86,7 @@ class PropagationConfig:
     encode_batch: int = 1
     views: int = 3
     view_budget: float | None = 1.5
-    view_sampling: str = "uniform"
+    view_sampling: str = "secondary"
 
     def __post_init__(self) -> None:
         if self.views not in (1, 3):

@@ -354,7 +354,7 @@ class ViewPlan:
 
 def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float], axis: int,
                box3d: Box3D, views: int = 3, budget: float | None = 1.5, input_size: int = 256,
-               sampling: str = "uniform") -> ViewPlan:
+               sampling: str = "secondary") -> ViewPlan:
     """The views a tri-planar propagation of ``box3d`` encodes within ``budget`` times the
     encodings of the single-axis propagation (``None``: every plane of every view).
 
@@ -362,8 +362,8 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
     skipped: a 2-of-3 vote needs both, so the plan is then the session axis alone (the
     single-axis cost). When every plane of the three views exceeds the budget, the views
     are encoded on evenly spread planes, all at one physical plane distance (mm), the
-    smallest that fits: ``sampling="uniform"`` samples the three views alike,
-    ``"secondary"`` keeps every plane of the session axis and samples the other two.
+    smallest that fits: ``sampling="secondary"`` (default) keeps every plane of the session
+    axis and samples the other two, ``"uniform"`` samples the three views alike.
     A secondary view left with fewer than :data:`MIN_VIEW_PLANES` planes drops the vote.
     """
     if sampling not in ("uniform", "secondary"):
