@@ -74,8 +74,8 @@ def test_sampled_view_grid_crops_and_restores_its_planes():
 
 
 def test_session_encodes_at_most_the_budget(tiny_model, capsys):
-    image, _ = ball_volume(shape=(10, 20, 24), radius=5.0, spacing=(1.0, 1.0, 1.0))
-    box = (4, 3, 1, 19, 16, 8)  # 8 slices along k; 14 and 16 planes along j and i
+    image, _ = ball_volume(shape=(14, 16, 16), radius=5.0, spacing=(1.0, 1.0, 1.0))
+    box = (3, 3, 1, 12, 12, 12)  # 12 slices along k; 10 planes each along j and i
     counts = {}
     for name, config in (("single", PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1)),
                          ("budget", PropagationConfig(min_area_px=0, extra_margins_mm=()))):
@@ -86,7 +86,7 @@ def test_session_encodes_at_most_the_budget(tiny_model, capsys):
             counts[name] = counter.calls
         assert labels.shape == image.array.shape
         results = session.results(1)
-        assert sorted(results) == list(range(1, 9))  # every slice of the range has a result
-    assert counts["single"] == 8
-    assert counts["single"] < counts["budget"] <= 1.5 * counts["single"]  # 3 views, sampled (8 + 14 + 16 > 12)
+        assert sorted(results) == list(range(1, 13))  # every slice of the range has a result
+    assert counts["single"] == 12
+    assert counts["single"] < counts["budget"] <= 1.5 * counts["single"]  # 12 + 3 + 3 sampled planes
     assert "3D box plan: 3 view(s)" in capsys.readouterr().err  # the cost model, before the work
