@@ -64,11 +64,16 @@ from medisam.predict.volume import volume_to_display
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MEDISAM_DATA", REPO.parent / "shared" / "data"))
 
-#: Named medisam propagation variants (ablation); "default" is PropagationConfig() (tri-planar),
-#: "single" the previous default (session axis only); the rest vary the single-axis rules.
+#: Named medisam propagation variants (ablation); "default" is PropagationConfig() (tri-planar
+#: within 1.5x the single-axis encodings: every plane of the session axis, the budget left
+#: spent on sampled secondary views), "single" the session axis only, "tri-full" every plane
+#: of the three views (the previous default, ~3x), "tri-uniform" the three views sampled
+#: alike within the budget; the rest vary the single-axis rules.
 VARIANTS: dict[str, PropagationConfig] = {
     "default": PropagationConfig(),
     "single": PropagationConfig(views=1),
+    "tri-full": PropagationConfig(view_budget=None),
+    "tri-uniform": PropagationConfig(view_sampling="uniform"),
     "margin3": PropagationConfig(extra_margins_mm=(), views=1),
     "margin1": PropagationConfig(margin_mm=1.0, extra_margins_mm=(), views=1),
     "margins-wide": PropagationConfig(extra_margins_mm=(0.5, 1.0, 2.0, 6.0), views=1),
@@ -243,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefetch-batch", type=int, default=0,
                     help="encode each target's slice range up front in batches of N (0 = lazily)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--backend", default="auto", help="inference backend (auto, torch, onnx, openvino); "
+                    "--embeddings caches are per backend and precision")
     ap.add_argument("--encode-only", action="store_true", help="dev: only fill --embeddings")
     args = ap.parse_args(argv)
     if args.threads:
@@ -253,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown variant {v!r}")
     if args.embeddings is not None:
         args.embeddings.mkdir(parents=True, exist_ok=True)
-    model = load_model("litemedsam", device="cpu")
+    model = load_model("litemedsam", device="cpu", backend=args.backend, threads=args.threads or None)
     cases = hippocampus_cases(args.hippo_cases)[args.skip_hippo:] + brats_cases(args.brats_cases)
     if not cases:
         print(f"no data under {DATA}", file=sys.stderr)

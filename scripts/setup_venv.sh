@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Create .venv in the repository root and install pinned torch, then medisam with the
-# extras given as $1 (e.g. "" or "[dev]"). Sourced by demo.sh and test.sh.
-# torch comes first, pinned, so pip takes the CPU/CUDA wheel from the local disk index.
+# Create .venv in the repository root and install torch, then medisam with the extras
+# given as $1 (e.g. "" or "[dev]"). Sourced by demo.sh and test.sh.
+# torch comes first, at the tested versions, so pip takes the CPU/CUDA wheel from the local
+# disk index (pyproject.toml only asks for a supported range and so keeps this pair).
 set -euo pipefail
 python3 -m venv .venv
 . .venv/bin/activate

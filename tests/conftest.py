@@ -10,6 +10,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Unit tests use tiny random models on torch: `backend="auto"` (the default) would export
+# and compile graphs for each. tests/speed covers the auto path with this unset.
+os.environ.setdefault("MEDISAM_BACKEND", "torch")
+
 
 def shared_data_dir() -> Path:
     """``$MEDISAM_DATA`` or ``../shared/data`` beside the repository."""

@@ -25,3 +25,13 @@ def tiny_onnx(medisam_cache):
     from medisam.models import load_model
 
     return load_model("litemedsam-tiny", device="cpu", backend="onnx")
+
+
+@pytest.fixture
+def auto_env(monkeypatch, medisam_cache):
+    """``backend="auto"`` as a user gets it: no ``$MEDISAM_BACKEND`` pin (the root conftest sets
+    it to torch for the rest of the suite) and no speed profile yet."""
+    monkeypatch.delenv("MEDISAM_BACKEND", raising=False)
+    (medisam_cache / "speed_profile.json").unlink(missing_ok=True)
+    yield medisam_cache
+    (medisam_cache / "speed_profile.json").unlink(missing_ok=True)

@@ -112,10 +112,9 @@ def test_bad_backend_precision_threads_are_model_errors(monkeypatch):
     assert resolve_threads() == 1 and resolve_threads(3) == 3
 
 
-def test_auto_uses_measured_profile_then_default_order(medisam_cache):
+def test_auto_uses_measured_profile_then_default_order(auto_env):
     cpu = torch.device("cpu")
-    profile = medisam_cache / "speed_profile.json"
-    profile.unlink(missing_ok=True)
+    profile = auto_env / "speed_profile.json"
     default = choose_auto(cpu)
     assert default[1] == "fp32"  # no reduced precision without a measured, accepted guard
     write_speed_profile({"auto": {"backend": "onnx", "precision": "int8"}})

@@ -109,10 +109,11 @@ def test_speed_benchmark_throughput_and_targets(tiny_model, capsys):
     ips = speed.images_per_second(tiny_model.encode, x.repeat(2, 1, 1, 1), torch.device("cpu"), seconds=0.0,
                                   min_iters=2)
     assert ips > 0
-    assert speed.targets_met(7.0, 9.0, 18.0, 100) == ("yes", "yes", "yes")
-    assert speed.targets_met(4.9, 15.1, 21.0, 100) == ("NO", "NO", "NO")
-    assert speed.targets_met(6.0, 5.0, 3.0, 20) == ("yes", "yes", "yes (est. 15.0)")
-    assert speed.targets_met(6.0, 5.0, None, 100)[2] == "-"
+    assert speed.targets_met(8.0, 9.0, 14.0, 100) == ("yes", "yes", "yes")
+    assert speed.targets_met(7.0, 9.0, 14.0, 100)[0] == "floor"  # between the 5x floor and the 8x target
+    assert speed.targets_met(4.9, 10.1, 16.0, 100) == ("NO", "NO", "NO")
+    assert speed.targets_met(9.0, 5.0, 3.0, 20) == ("yes", "yes", "yes (est. 15.0)")
+    assert speed.targets_met(9.0, 5.0, None, 100)[2] == "-"
     if not torch.cuda.is_available():
         speed.cuda_table(None, [], 2, 0.0)
         assert "no GPU" in capsys.readouterr().out

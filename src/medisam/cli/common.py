@@ -29,8 +29,8 @@ AxisOpt = typer.Option(None, "--axis", help="Slicing axis of a volume: k|j|i or 
                                             "(default k = 0, axial for most scans).")
 SeriesOpt = typer.Option(None, "--series", help="SeriesInstanceUID when a DICOM folder holds several.")
 MaxVoxelsOpt = typer.Option(None, "--max-voxels", help="Refuse inputs larger than this (0 = no limit).")
-BackendOpt = typer.Option("torch", "--backend", help="Inference backend: torch, onnx, openvino, or auto "
-                                                     "(the fastest measured here; see `medisam models --backends`).")
+BackendOpt = typer.Option("auto", "--backend", help="Inference backend: auto (default), torch, onnx or openvino "
+                                                     "(auto = the fastest measured here; see `medisam info --backends`).")
 PrecisionOpt = typer.Option("fp32", "--precision", help="fp32, bf16 (CPU with AVX512_BF16/AMX, or CUDA), "
                                                         "fp16 (CUDA) or int8 (onnx encoder).")
 ThreadsOpt = typer.Option(None, "--threads", help="CPU threads (default $MEDISAM_THREADS or all available).")

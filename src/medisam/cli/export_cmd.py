@@ -39,7 +39,7 @@ def onnx(
     if output.exists() and not output.is_dir():
         raise OutputExistsError(f"{output} exists and is not a folder")
     with step(f"loading model {model}"):
-        loaded = load_model(model, checkpoint=checkpoint, device="cpu")
+        loaded = load_model(model, checkpoint=checkpoint, device="cpu", backend="torch")
     with step("exporting to ONNX"):
         result = export_onnx(loaded, output, force=force, opset=opset)
     for path in (result.encoder, result.decoder, result.metadata):

@@ -1,8 +1,8 @@
 """Inference backends behind the one :class:`PromptableModel` API.
 
-``load_model(name, backend=..., precision=..., threads=...)`` lands here for anything
-but plain fp32 torch. Every backend returns a ``PromptableModel`` subclass, so
-``Predictor``, ``VolumeSession`` and the server use it unchanged:
+``load_model(name)`` lands here with the default ``backend="auto"`` (and for anything but
+plain fp32 torch). Every backend returns a ``PromptableModel`` subclass, so ``Predictor``,
+``VolumeSession`` and the server use it unchanged:
 
 - ``torch``: the PyTorch network; ``bf16`` (CPU with AVX512_BF16/AMX, or CUDA) and
   ``fp16`` (CUDA) run the image encoder under ``torch.autocast``.
@@ -10,12 +10,17 @@ but plain fp32 torch. Every backend returns a ``PromptableModel`` subclass, so
   folder (``$MEDISAM_CACHE``, default ``~/.cache/medisam``) under
   ``onnx/<model>-<weights sha>-op<opset>-v<format>/``; ``int8`` quantises the encoder's
   MatMuls dynamically (VNNI). CUDA via ONNX Runtime's CUDA provider when installed.
-- ``openvino``: OpenVINO on the same ONNX files; ``bf16`` uses its bf16 inference hint.
-- ``auto``: the fastest accepted (backend, precision) measured on this machine by
-  ``benchmarks/speed.py --save-profile`` (file ``<cache>/speed_profile.json``); without a
-  profile the order openvino > onnx > torch, fp32 (benchmarks/speed.py on 2 Zen 4 cores:
-  encoder 5.0x (openvino fp32), 5.0x (onnx fp32) vs 0.8-1.0x (torch) the reference; OpenVINO
-  first because its bf16 path was the fastest Dice-accepted one, 7.5x).
+- ``openvino``: OpenVINO on the same ONNX files; ``bf16`` uses its bf16 inference hint;
+  compiled blobs are cached under ``<cache>/openvino/``.
+- ``auto`` (the default): on CUDA/MPS torch fp32; on the CPU the fastest (backend,
+  precision) measured on this machine whose masks pass the Dice guard against torch fp32
+  (:func:`medisam.models.precision.precision_guard`), read from
+  ``<cache>/speed_profile.json``. That profile is written by ``benchmarks/speed.py
+  --save-profile`` (the full measurement) or, when absent, by a one-off calibration on the
+  first ``auto`` load (:func:`calibrate`: encoder time and the Dice guard on the bundled
+  CT samples, a few seconds, shown on stderr). ``$MEDISAM_BACKEND=torch|onnx|openvino``
+  overrides what ``auto`` means (fp32). Families without an export (SAM 2) and failed
+  exports fall back to torch fp32.
 
 Threads: ``threads=`` or ``$MEDISAM_THREADS``, default all CPUs this process may use.
 """
@@ -28,7 +33,9 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +52,10 @@ BACKENDS = ("torch", "onnx", "openvino")
 #: Used by ``auto`` when no measured profile exists (fastest first, as measured by the benchmark).
 AUTO_ORDER = ("openvino", "onnx", "torch")
 PROFILE_FILE = "speed_profile.json"
+#: Families with an ONNX export (the others always run on torch).
+EXPORTABLE_FAMILIES = ("litemedsam", "sam")
+#: Environment variable that pins what ``backend="auto"`` means (tests set it to torch).
+BACKEND_ENV = "MEDISAM_BACKEND"
 
 
 # ------------------------------------------------------------------ environment
@@ -134,13 +145,33 @@ def write_speed_profile(profile: dict) -> Path:
     return path
 
 
-def choose_auto(device: torch.device) -> tuple[str, str]:
-    """(backend, precision) for ``backend="auto"``.
+def progress(message: str) -> None:
+    """One progress line on stderr (first-use exports and calibration; never on stdout,
+    which may carry a command's output)."""
+    print(f"medisam: {message}", file=sys.stderr, flush=True)
 
-    On CUDA: torch fp32 (cuDNN is already fast; fp16 needs the Dice guard, see the
-    benchmark). On CPU: the profile's ``auto`` entry when its backend is installed and its
-    precision passed the Dice guard, else the first installed backend of AUTO_ORDER, fp32.
+
+def env_backend() -> str | None:
+    """``$MEDISAM_BACKEND`` (checked), or None when unset/empty."""
+    value = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if not value or value == "auto":
+        return None
+    if value not in BACKENDS:
+        raise ModelError(f"{BACKEND_ENV}={value!r}: choose one of {', '.join(BACKENDS)} or auto")
+    return value
+
+
+def choose_auto(device: torch.device) -> tuple[str, str]:
+    """(backend, precision) for ``backend="auto"`` without calibrating.
+
+    ``$MEDISAM_BACKEND`` first (fp32). On CUDA/MPS: torch fp32 (cuDNN is already fast;
+    fp16 needs the Dice guard, see the benchmark). On CPU: the profile's ``auto`` entry
+    when its backend is installed and its precision passed the Dice guard, else the first
+    installed backend of AUTO_ORDER, fp32 (what :func:`calibrate` starts from).
     """
+    pinned = env_backend()
+    if pinned is not None:
+        return pinned, "fp32"
     if device.type != "cpu":
         return "torch", "fp32"
     profile = read_speed_profile()
@@ -153,6 +184,86 @@ def choose_auto(device: torch.device) -> tuple[str, str]:
         if backend_available(backend):
             return backend, "fp32"
     return "torch", "fp32"  # pragma: no cover - torch is always there
+
+
+def _sample_cases() -> list[tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]]:
+    """(display image, ground-truth mask, tight box) of the bundled CT samples."""
+    from medisam.demo import sample_pairs
+    from medisam.io import read_image
+    from medisam.io.intensity import to_display
+    from medisam.prompts import Box
+
+    cases = []
+    for _, image_path, mask_path in sample_pairs():
+        image = read_image(image_path, modality="CT")
+        truth = np.asarray(read_image(mask_path).array) > 0
+        truth = truth[..., 0] if truth.ndim == 3 else truth
+        box = Box.from_mask(truth, margin=0)
+        cases.append((to_display(image.array, image.modality, None), truth, tuple(box.as_array().tolist())))
+    return cases
+
+
+def calibration_candidates(device: torch.device) -> list[tuple[str, str]]:
+    """(backend, precision) pairs :func:`calibrate` measures: installed runtimes, the
+    precisions this CPU runs natively (no int8: it needs the wider guard of the benchmark)."""
+    pairs = [("openvino", "bf16"), ("openvino", "fp32"), ("onnx", "fp32")]
+    return [(b, p) for b, p in pairs if backend_available(b) and p in supported_precisions(b, device)]
+
+
+def calibrate(base: PromptableModel, threads: int, repeats: int = 3) -> tuple[dict, PromptableModel]:
+    """Measure the candidates on this machine and store the fastest guard-passing one.
+
+    One-off (the result goes to ``<cache>/speed_profile.json``, which
+    ``benchmarks/speed.py --save-profile`` replaces with its fuller measurement): every
+    candidate segments the bundled CT samples from their ground-truth boxes, its mean Dice
+    must stay within the guard of torch fp32's
+    (:func:`~medisam.models.precision.precision_guard`), and the encoder's median time over
+    ``repeats`` runs picks among those that pass. Returns the profile written and the
+    chosen model (already compiled).
+    """
+    from medisam.metrics_basic import dice
+    from medisam.models.precision import precision_guard
+    from medisam.predict import Predictor
+
+    cases = _sample_cases()
+    cpu = torch.device("cpu")
+    t_start = time.perf_counter()
+    progress(f"calibrating backend 'auto' for this machine (one-off, result in {profile_path()})")
+
+    def run(model: PromptableModel) -> tuple[float, list[float]]:
+        scores = [dice(Predictor(model).set_display_image(img).predict(box=box).masks[0], gt)
+                  for img, gt, box in cases]
+        x, _ = model.preprocess(cases[0][0])
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model.encode(x)
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times)) * 1000.0, scores
+
+    torch_model = TorchModel(base, "fp32")
+    torch_ms, base_scores = run(torch_model)
+    measured: dict[str, dict] = {"torch-fp32": {"encoder_ms": torch_ms, "dice_delta": 0.0, "accepted": True}}
+    best = ("torch", "fp32", torch_ms, torch_model)
+    for backend, precision in calibration_candidates(cpu):
+        try:
+            model = _make_backend(base, backend, precision, cpu, threads)
+            ms, scores = run(model)
+        except Exception as exc:  # a runtime that fails here is simply not chosen
+            log.warning("calibration: %s %s failed (%s)", backend, precision, exc)
+            continue
+        guard = precision_guard(precision, base_scores, scores)
+        measured[f"{backend}-{precision}"] = {"encoder_ms": ms, "dice_delta": guard.delta,
+                                             "accepted": guard.accepted}
+        if guard.accepted and ms < best[2]:
+            best = (backend, precision, ms, model)
+    profile = {"auto": {"backend": best[0], "precision": best[1]}, "measured": measured,
+               "source": "calibration on first use (bundled CT samples)", "threads": threads,
+               "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    write_speed_profile(profile)
+    progress(f"auto = {best[0]} {best[1]} (encoder {best[2]:.0f} ms vs torch fp32 {torch_ms:.0f} ms; "
+             f"calibrated in {time.perf_counter() - t_start:.0f} s)")
+    return profile, best[3]
 
 
 # -------------------------------------------------------------------- loading
@@ -169,38 +280,75 @@ def load_backend(spec: ModelSpec, checkpoint: str | Path | None, device: str | t
     check_precision(precision)
     dev = resolve_device(device)
     n_threads = resolve_threads(threads)
-    if backend == "auto":
-        backend, auto_precision = choose_auto(dev)
-        if precision == "fp32":
-            precision = auto_precision
+    auto = backend == "auto"
+    if auto:
+        backend, precision = _auto_choice(spec, dev, precision)
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)} or auto")
     if device == "auto" and dev.type != "cpu" and not _accelerated(backend, dev):
         dev = torch.device("cpu")  # e.g. OpenVINO, or onnxruntime without its CUDA provider
     if not backend_available(backend):
-        extra = "onnx" if backend == "onnx" else backend
-        raise ModelError(f"backend {backend!r} is not installed: pip install 'medisam[{extra}]'")
-    if spec.family not in ("litemedsam", "sam") and (backend != "torch" or precision != "fp32"):
+        raise ModelError(f"backend {backend!r} is not installed: {install_hint(backend)}")
+    if spec.family not in EXPORTABLE_FAMILIES and (backend != "torch" or precision != "fp32"):
         raise ModelError(f"{spec.name}: backends and reduced precision cover the litemedsam and "
                          f"sam families; use backend torch, precision fp32")
     if precision not in supported_precisions(backend, dev):
         raise ModelError(f"precision {precision} is not available for backend {backend} on {dev.type} "
                          f"here; available: {', '.join(supported_precisions(backend, dev))}")
-    base = load_model(spec.name, checkpoint=checkpoint, device=dev if backend == "torch" else "cpu")
-    if backend == "torch":
-        torch.set_num_threads(n_threads)
-        model: PromptableModel = TorchModel(base, precision)
-    elif backend == "onnx":
-        from medisam.models.onnx_backend import OnnxModel
-
-        model = OnnxModel(base, dev, precision, n_threads)
-    else:
-        from medisam.models.openvino_backend import OpenVinoModel
-
-        model = OpenVinoModel(base, dev, precision, n_threads)
+    base = load_model(spec.name, checkpoint=checkpoint, device=dev if backend == "torch" else "cpu",
+                      backend="torch")
+    calibrated = None
+    if (auto and backend != "torch" and precision == "fp32" and not spec.is_test_model
+            and read_speed_profile() is None and env_backend() is None):
+        profile, calibrated = calibrate(base, n_threads)
+        backend, precision = profile["auto"]["backend"], profile["auto"]["precision"]
+    try:
+        model = calibrated or _make_backend(base, backend, precision, dev, n_threads)
+    except Exception as exc:
+        if not auto or backend == "torch":
+            raise
+        # auto never fails where torch works (e.g. an export a runtime cannot compile)
+        log.warning("backend %s failed for %s (%s); auto falls back to torch fp32", backend, spec.name, exc)
+        progress(f"backend {backend} unavailable for {spec.name} ({exc}); using torch")
+        base = load_model(spec.name, checkpoint=checkpoint, device=resolve_device(device), backend="torch")
+        backend, precision = "torch", "fp32"
+        model = _make_backend(base, backend, precision, base.device, n_threads)
     log.info("model %s: backend=%s precision=%s threads=%d device=%s", spec.name, backend,
              precision, n_threads, model.device)
     return model
+
+
+def _auto_choice(spec: ModelSpec, device: torch.device, precision: str) -> tuple[str, str]:
+    """What ``auto`` resolves to for ``spec`` (an explicit non-fp32 precision is kept)."""
+    if spec.family not in EXPORTABLE_FAMILIES:
+        return "torch", "fp32" if precision == "fp32" else precision
+    backend, auto_precision = choose_auto(device)
+    if precision != "fp32":
+        if precision not in supported_precisions(backend, device):
+            return "torch", precision  # e.g. --precision fp16 on CUDA
+        return backend, precision
+    return backend, auto_precision
+
+
+def _make_backend(base: PromptableModel, backend: str, precision: str, device: torch.device,
+                  threads: int) -> PromptableModel:
+    """Wrap a loaded torch model in ``backend`` (the torch network is shared, not copied)."""
+    if backend == "torch":
+        torch.set_num_threads(threads)
+        return TorchModel(base, precision)
+    if backend == "onnx":
+        from medisam.models.onnx_backend import OnnxModel
+
+        return OnnxModel(base, device, precision, threads)
+    from medisam.models.openvino_backend import OpenVinoModel
+
+    return OpenVinoModel(base, device, precision, threads)
+
+
+def install_hint(backend: str) -> str:
+    """How to install a backend's runtime (now core dependencies; the extras still exist)."""
+    extra = "onnx" if backend == "onnx" else backend
+    return f"pip install 'medisam[{extra}]'"
 
 
 def _accelerated(backend: str, device: torch.device) -> bool:
@@ -265,8 +413,10 @@ def cached_export(model: PromptableModel) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
     try:
-        log.info("exporting %s to ONNX (first use) in %s", model.spec.name, folder)
+        t0 = time.perf_counter()
+        progress(f"exporting {model.spec.name} to ONNX for the fast backends (first use only) -> {folder}")
         export_onnx(model, tmp, force=True)
+        progress(f"export done in {time.perf_counter() - t0:.0f} s")
         try:
             os.rename(tmp, folder)
         except OSError:
@@ -433,6 +583,7 @@ def select_masks(low_res: torch.Tensor, iou: torch.Tensor, multimask: bool) -> D
 
 def backend_table():
     """A rich Table of backends: installed version, precisions here, and what ``auto`` picks."""
+    from rich.markup import escape
     from rich.table import Table
 
     from medisam.models.precision import cpu_has_bf16, cpu_has_vnni
@@ -441,7 +592,13 @@ def backend_table():
     device = resolve_device("auto")
     auto_backend, auto_precision = choose_auto(device)
     profile = read_speed_profile()
-    source = f"measured ({profile_path()})" if profile else "default order " + " > ".join(AUTO_ORDER)
+    if env_backend() is not None:
+        source = f"${BACKEND_ENV}"
+    elif profile:
+        source = f"{profile.get('source', 'measured by benchmarks/speed.py')} ({profile_path()})"
+    else:
+        source = ("not calibrated yet: the first `auto` load measures this machine; until then "
+                  + " > ".join(AUTO_ORDER))
     table = Table(title=f"medisam backends (device {device.type}, threads {resolve_threads()}, "
                         f"CPU bf16 {'yes' if cpu_has_bf16() else 'no'}, VNNI {'yes' if cpu_has_vnni() else 'no'})",
                   caption=f"auto = {auto_backend} {auto_precision}: {source}")
@@ -449,8 +606,7 @@ def backend_table():
         table.add_column(column)
     for backend, version in backend_versions().items():
         precisions = ", ".join(supported_precisions(backend, device)) if version else "-"
-        extra = "onnx" if backend == "onnx" else backend
-        table.add_row(backend, version or f"not installed (pip install 'medisam[{extra}]')", precisions,
+        table.add_row(backend, version or escape(f"not installed ({install_hint(backend)})"), precisions,
                       "yes" if backend == auto_backend else "")
     return table
 

@@ -1,7 +1,8 @@
 """OpenVINO backend: the same exported ONNX graphs compiled by OpenVINO for the CPU.
 
 ``precision="bf16"`` sets OpenVINO's ``INFERENCE_PRECISION_HINT`` to bf16 (native on
-AVX512_BF16/AMX CPUs); fp32 pins f32 so results match torch to ~1e-5.
+AVX512_BF16/AMX CPUs); fp32 pins f32 so results match torch to ~1e-5. Compiled models
+are cached in ``<cache>/openvino/`` (``$MEDISAM_CACHE``, default ``~/.cache/medisam``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import numpy as np
 import torch
 
 from medisam.errors import ModelError, require
-from medisam.models.backends import FastDecoderInputs, cached_export, decoder_feeds, fast_decoder, fast_outputs, select_masks
+from medisam.models.backends import (FastDecoderInputs, cache_root, cached_export, decoder_feeds, fast_decoder,
+                                     fast_outputs, select_masks)
 from medisam.models.promptable import DecoderOutput, PromptableModel
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,10 @@ class OpenVinoModel(PromptableModel):
         self.threads = threads
         self.export_dir = cached_export(base)
         core = ov.Core()
+        try:  # compiled blobs are reused by later loads (OpenVINO model caching)
+            core.set_property({"CACHE_DIR": str(cache_root() / "openvino")})
+        except Exception as exc:  # pragma: no cover - older runtimes
+            log.debug("OpenVINO model cache unavailable: %s", exc)
         config = {"INFERENCE_PRECISION_HINT": _HINT[precision], "INFERENCE_NUM_THREADS": threads,
                   "PERFORMANCE_HINT": "LATENCY"}
         self._encoder = core.compile_model(str(self.export_dir / "encoder.onnx"), "CPU", config)

@@ -123,7 +123,7 @@ def _rebuild_for_checkpoint(spec: ModelSpec, net: torch.nn.Module, saved: dict) 
 
 
 def load_model(name: str = "litemedsam", checkpoint: str | Path | None = None,
-               device: str | torch.device = "auto", backend: str = "torch",
+               device: str | torch.device = "auto", backend: str = "auto",
                precision: str = "fp32", threads: int | None = None) -> PromptableModel:
     """Build the model ``name`` and load its weights.
 
@@ -132,8 +132,10 @@ def load_model(name: str = "litemedsam", checkpoint: str | Path | None = None,
         checkpoint: weights file; default: bundled weights or the published file name in
             ``$MEDISAM_WEIGHTS``. Test models start from seeded random weights.
         device: ``"auto"`` (CUDA > MPS > CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        backend: ``"torch"``, ``"onnx"``, ``"openvino"`` or ``"auto"`` (fastest measured
-            here); see :mod:`medisam.models.backends`.
+        backend: ``"auto"`` (default: the fastest backend measured on this machine whose
+            masks pass the Dice guard against torch fp32; torch on GPUs and for SAM 2),
+            ``"torch"``, ``"onnx"`` or ``"openvino"``; see :mod:`medisam.models.backends`.
+            Training and anything that needs the torch network's gradients pass ``"torch"``.
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or ``"int8"`` (onnx encoder).
         threads: CPU threads (default ``$MEDISAM_THREADS`` or all CPUs available).
 

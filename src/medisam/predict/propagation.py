@@ -58,7 +58,16 @@ class PropagationConfig:
             label volumes, see :func:`fuse_views`); 1 = the session's axis only (the
             single-axis behaviour). Prompts on single slices always propagate along the
             session's axis only. Each view encodes the planes of the box's range along
-            its axis (each at most once), so 3 views cost about three times the encoding.
+            its axis (each at most once).
+        view_budget: with ``views=3``, the most encodings a 3D box may cost, in multiples of
+            its single-axis propagation (the planes of its range along the session axis);
+            views are sampled to fit and thin views skipped (see
+            :func:`medisam.predict.volume.plan_views`). None: every plane of every view
+            (about three times the single-axis cost).
+        view_sampling: how views are sampled to fit the budget: ``"secondary"`` (every
+            plane of the session axis, the other two on planes at one distance in mm;
+            measured best, see benchmarks/propagation_3d.py) or ``"uniform"`` (all three
+            views sampled alike).
     """
 
     margin_mm: float = 3.0
@@ -76,10 +85,16 @@ class PropagationConfig:
     reacquire: bool = True
     encode_batch: int = 1
     views: int = 3
+    view_budget: float | None = 1.5
+    view_sampling: str = "secondary"
 
     def __post_init__(self) -> None:
         if self.views not in (1, 3):
             raise InputError(f"views must be 1 (session axis only) or 3 (tri-planar), got {self.views}")
+        if self.view_budget is not None and self.view_budget < 1.0:
+            raise InputError(f"view_budget must be >= 1 (times the single-axis encodings), got {self.view_budget}")
+        if self.view_sampling not in ("uniform", "secondary"):
+            raise InputError(f"view_sampling must be 'uniform' or 'secondary', got {self.view_sampling!r}")
 
 
 def box_around(mask: np.ndarray, margin_xy: tuple[float, float], clip: Box | None = None) -> Box | None:

@@ -46,7 +46,8 @@ from medisam.models.promptable import PromptableModel
 from medisam.predict.cache import CachedEmbedding, EmbeddingCache, embedding_key
 from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import PropagationConfig, box_around, fuse_views, interior_point, stop_reason
-from medisam.predict.volume import SliceGeometry, ViewGrid, as_box3d, parse_axis, volume_of, volume_to_display
+from medisam.predict.volume import (SliceGeometry, ViewGrid, ViewPlan, as_box3d, parse_axis, plan_views, volume_of,
+                                    volume_to_display)
 from medisam.prompts import Box, Box3D, MaskPrompt, Points
 
 log = logging.getLogger(__name__)
@@ -381,7 +382,13 @@ class VolumeSession:
         total = self.planned_slices(direction)
         results = self.iter_propagate(direction)
         if progress and total:
+            import sys
+
             from tqdm.auto import tqdm
+
+            for obj_id in self.object_ids:  # the cost model of each 3D box, before the work
+                if self._fused_seed(self._objects[obj_id], direction) is not None:
+                    print(f"object {obj_id}: {self.view_plan(obj_id).describe()}", file=sys.stderr)
 
             with tqdm(total=total, unit="slice", desc="propagate") as bar:
                 for _ in results:
@@ -598,21 +605,33 @@ class VolumeSession:
         for key in [k for k in self._views if k not in live]:
             del self._views[key]
 
+    def view_plan(self, obj_id: int) -> ViewPlan | None:
+        """The views (and planes per view) a 3D box of ``obj_id`` is propagated over, within
+        ``config.view_budget`` times the single-axis encodings (None: no 3D box)."""
+        state = self._objects[self._known(obj_id)]
+        if state.box3d is None:
+            return None
+        cfg = self.config
+        return plan_views(self.geometry.shape_zyx, self.geometry.spacing_zyx, self.axis, state.box3d,
+                          views=cfg.views, budget=cfg.view_budget, input_size=self.model.spec.input_size,
+                          sampling=cfg.view_sampling)
+
     def _view_sessions(self, obj_id: int, box3d: Box3D, version: int) -> list[tuple[ViewGrid, "VolumeSession"]]:
-        """One single-axis session per slicing axis over the box's slice range (object 1 =
+        """One single-axis session per planned view over the box's slice range (object 1 =
         the box), made on first use; they share this session's predictor and cache."""
         key = (obj_id, version)
         if key not in self._views:
             shape, spacing = self.geometry.shape_zyx, self.geometry.spacing_zyx
             config = replace(self.config, views=1)
+            plan = self.view_plan(obj_id)
+            log.info("object %d: %s", obj_id, plan.describe())
             views = []
-            for axis in (self.axis, *(a for a in range(3) if a != self.axis)):
+            for grid in plan.grids:
                 # the session's own axis is seen as it is (as with views=1), the others with square pixels
-                grid = ViewGrid.for_box(shape, spacing, axis, box3d, square=axis != self.axis)
                 display = grid.crop(self._display)
                 spacing_xyz = grid.spacing_zyx(shape, spacing)[::-1]
                 image = MedicalImage.from_array(display, spacing=spacing_xyz, is_rgb=False)
-                view = VolumeSession(self.model, image, axis=axis, predictor=self.predictor, config=config,
+                view = VolumeSession(self.model, image, axis=grid.axis, predictor=self.predictor, config=config,
                                      display=display)
                 view.add_box3d(grid.box(box3d, shape), obj_id=1)
                 self._merge_planes(grid, view)
@@ -624,9 +643,9 @@ class VolumeSession:
         """Count a view's encoded/visited slices as this session's planes (and slices on its axis)."""
         for mine, theirs, slices in ((self.visited_planes, view.visited_slices, self.visited_slices),
                                      (self.encoded_planes, view.encoded_slices, self.encoded_slices)):
-            mine.update((grid.axis, grid.lo + t) for t in theirs)
+            mine.update((grid.axis, grid.plane_index(t)) for t in theirs)
             if grid.axis == self.axis:
-                slices.update(grid.lo + t for t in theirs)
+                slices.update(grid.plane_index(t) for t in theirs)
 
     def _fuse_planned(self, obj_id: int, state: ObjectState, seed: int) -> int:
         """Results :meth:`_fuse_iter` would still yield for the box seed (upper bound)."""
@@ -636,8 +655,7 @@ class VolumeSession:
         views = self._views.get((obj_id, version))
         if views is not None:
             return sum(view.planned_slices("both") for _, view in views)
-        b = state.box3d
-        return (b.z1 - b.z0) + (b.y1 - b.y0) + (b.x1 - b.x0)
+        return self.view_plan(obj_id).encodings - 1
 
     def _fuse_iter(self, obj_id: int, seed: int) -> Iterator[SliceResult]:
         """Propagate the 3D box of ``obj_id`` along all three axes (yielding each view's results
@@ -652,7 +670,8 @@ class VolumeSession:
         for grid, view in views:
             for r in view.iter_propagate("both"):
                 self._merge_planes(grid, view)
-                yield replace(r, slice=grid.lo + r.slice, obj_id=obj_id, mask=grid.restore_plane(r.mask, shape) >= 0.5)
+                yield replace(r, slice=grid.plane_index(r.slice), obj_id=obj_id,
+                              mask=grid.restore_plane(r.mask, shape) >= 0.5)
         crop = (slice(b.z0, b.z1 + 1), slice(b.y0, b.y1 + 1), slice(b.x0, b.x1 + 1))
         votes = []
         for grid, view in views:
@@ -664,12 +683,12 @@ class VolumeSession:
             votes.append(grid.restore(planes, shape)[tuple(full)])
         fused = np.zeros(shape, dtype=bool)
         fused[crop] = fuse_views(votes)
-        main = views[0][1].results(1)  # the session axis's own view: scores per slice
+        main_grid, main_view = views[0]  # the session axis's own view: scores per (encoded) slice
+        scores = {main_grid.plane_index(t): r.score for t, r in main_view.results(1).items()}
         lo, hi = state.slice_range
 
         def result(t: int, source: str) -> SliceResult:
-            r = main.get(t - lo)
-            return SliceResult(t, obj_id, self.geometry.take(fused, t).copy(), r.score if r is not None else 0.0,
+            return SliceResult(t, obj_id, self.geometry.take(fused, t).copy(), scores.get(t, 0.0),
                                None, source, axis=self.axis)
 
         self._runs[(obj_id, seed, 0, version)] = _Run(seed, (result(seed, "prompt"),))

@@ -27,7 +27,7 @@ encoder sees anatomy with its true aspect; :func:`resample_axis` does the stretc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import math
 from typing import Sequence
 
@@ -175,11 +175,14 @@ SQUARE_TOLERANCE = 1.05
 
 @dataclass(frozen=True)
 class ViewGrid:
-    """One slicing axis's view of a 3D box: slices ``lo..hi`` of ``axis``, stretched along
-    ``stretch_axis`` (an array axis of the plane, or None) from its length to ``size``.
+    """One slicing axis's view of a 3D box: slices ``lo..hi`` of ``axis`` (or only the
+    sampled ``planes`` among them), stretched along ``stretch_axis`` (an array axis of the
+    plane, or None) from its length to ``size``.
 
-    The view volume is ``display[lo:hi+1 along axis]`` with ``stretch_axis`` resampled to
-    ``size`` voxels, so its planes have near-square pixels in mm.
+    The view volume is ``display[lo:hi+1 along axis]`` (``display[planes]`` when sampled)
+    with ``stretch_axis`` resampled to ``size`` voxels, so its planes have near-square
+    pixels in mm. Masks of a sampled view are interpolated linearly between its planes
+    when restored to ``lo..hi``.
     """
 
     axis: int
@@ -187,6 +190,7 @@ class ViewGrid:
     hi: int
     stretch_axis: int | None = None
     size: int = 0
+    planes: tuple[int, ...] | None = None
 
     @staticmethod
     def for_box(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float], axis: int,
@@ -206,11 +210,49 @@ class ViewGrid:
             return ViewGrid(axis, lo, hi)
         return ViewGrid(axis, lo, hi, coarse, size)
 
+    @property
+    def indices(self) -> tuple[int, ...]:
+        """Original slice index of each plane of the view volume."""
+        return self.planes if self.planes is not None else tuple(range(self.lo, self.hi + 1))
+
+    @property
+    def num_planes(self) -> int:
+        return len(self.indices)
+
+    def plane_index(self, t: int) -> int:
+        """Original slice index of view-volume plane ``t``."""
+        return self.indices[t]
+
+    def sampled(self, n: int) -> "ViewGrid":
+        """This view on ``n`` planes spread evenly over ``lo..hi`` (both ends and the middle
+        slice included)."""
+        if n >= self.hi - self.lo + 1:
+            return replace(self, planes=None)
+        picks = np.unique(np.round(np.linspace(self.lo, self.hi, max(n, 2))).astype(int))
+        middle = self.lo + (self.hi - self.lo) // 2  # the 3D box's seed slice: its embedding is shared
+        if middle not in picks:
+            inner = np.arange(1, len(picks) - 1)
+            if len(inner):
+                picks[inner[np.argmin(np.abs(picks[inner] - middle))]] = middle
+            picks = np.unique(np.append(picks, middle))
+        return replace(self, planes=tuple(int(p) for p in picks))
+
+    def plane_hw(self, shape_zyx: Sequence[int]) -> tuple[int, int]:
+        """``(H, W)`` of the view's planes (after the stretch)."""
+        rows, cols = (a for a in range(3) if a != self.axis)
+        size = [int(v) for v in shape_zyx]
+        if self.stretch_axis is not None:
+            size[self.stretch_axis] = self.size
+        return size[rows], size[cols]
+
     def crop(self, volume: np.ndarray) -> np.ndarray:
         """The view volume of a full ``(Z, Y, X)`` display volume (float32, stretched)."""
-        sl: list = [slice(None)] * 3
-        sl[self.axis] = slice(self.lo, self.hi + 1)
-        out = volume[tuple(sl)]
+        if self.planes is not None:
+            out = np.take(volume, self.planes, axis=self.axis)
+        else:
+            sl: list = [slice(None)] * 3
+            sl[self.axis] = slice(self.lo, self.hi + 1)
+            out = volume[tuple(sl)]
         if self.stretch_axis is not None:
             out = resample_axis(out, self.stretch_axis, self.size, "linear")
         return out
@@ -220,6 +262,8 @@ class ViewGrid:
         out = [float(s) for s in spacing_zyx]
         if self.stretch_axis is not None:
             out[self.stretch_axis] *= shape_zyx[self.stretch_axis] / self.size
+        if self.planes is not None and len(self.planes) > 1:
+            out[self.axis] *= (self.hi - self.lo) / (len(self.planes) - 1)
         return out[0], out[1], out[2]
 
     def box(self, box3d: Box3D, shape_zyx: Sequence[int]) -> Box3D:
@@ -228,6 +272,8 @@ class ViewGrid:
         hi = [box3d.z1, box3d.y1, box3d.x1]
         lo[self.axis] -= self.lo
         hi[self.axis] -= self.lo
+        if self.planes is not None:
+            lo[self.axis], hi[self.axis] = 0, len(self.planes) - 1
         if self.stretch_axis is not None:
             a, f = self.stretch_axis, self.size / shape_zyx[self.stretch_axis]
             lo[a] = int(math.floor(lo[a] * f))
@@ -236,10 +282,13 @@ class ViewGrid:
 
     def restore(self, planes: np.ndarray, shape_zyx: Sequence[int]) -> np.ndarray:
         """A view-volume mask (bool/float) -> the fraction of each original voxel it covers,
-        on the original grid of slices ``lo..hi`` (float32)."""
+        on the original grid of slices ``lo..hi`` (float32; a sampled view's planes are
+        interpolated linearly in between)."""
         out = np.asarray(planes, dtype=np.float32)
         if self.stretch_axis is not None:
             out = resample_axis(out, self.stretch_axis, shape_zyx[self.stretch_axis], "area")
+        if self.planes is not None:
+            out = interpolate_planes(out, self.axis, np.asarray(self.planes) - self.lo, self.hi - self.lo + 1)
         return out
 
     def restore_plane(self, plane: np.ndarray, shape_zyx: Sequence[int]) -> np.ndarray:
@@ -250,6 +299,122 @@ class ViewGrid:
         rows, cols = (a for a in range(3) if a != self.axis)
         index = 1 if self.stretch_axis == rows else 2
         return resample_axis(out[None], index, shape_zyx[self.stretch_axis], "area")[0]
+
+
+def interpolate_planes(volume: np.ndarray, axis: int, positions: np.ndarray, length: int) -> np.ndarray:
+    """Planes of ``volume`` along ``axis`` sit at ``positions`` (increasing, first 0, last
+    ``length - 1``); linear interpolation onto all ``length`` positions."""
+    moved = np.moveaxis(volume, axis, 0)
+    t = np.arange(length, dtype=np.float64)
+    k = np.clip(np.searchsorted(positions, t, side="right") - 1, 0, len(positions) - 2) if len(positions) > 1 \
+        else np.zeros(length, dtype=int)
+    if len(positions) == 1:
+        return np.moveaxis(np.repeat(moved[:1], length, axis=0), 0, axis)
+    span = (positions[k + 1] - positions[k]).astype(np.float64)
+    w = ((t - positions[k]) / span).astype(np.float32).reshape(-1, *([1] * (moved.ndim - 1)))
+    out = moved[k] * (1 - w) + moved[k + 1] * w
+    return np.moveaxis(out, 0, axis)
+
+
+#: A view is skipped when the box is thinner than this (pixels at the encoder's input size)
+#: along either axis of its planes: a 3-slice slab seen edge-on is a line to the encoder.
+MIN_VIEW_BOX_PX = 8.0
+#: Fewest planes worth propagating a sampled secondary view over.
+MIN_VIEW_PLANES = 3
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """Which views of a 3D box are encoded, and how many planes each (the cost model).
+
+    ``grids[0]`` is the session axis's view (every plane of the box's range, as the
+    single-axis propagation); the others are secondary views, possibly sampled.
+    ``notes`` says why a view was sampled or skipped.
+    """
+
+    grids: tuple[ViewGrid, ...]
+    single_axis: int
+    budget: int | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def encodings(self) -> int:
+        """Planes to encode (upper bound: runs may stop early)."""
+        return sum(g.num_planes for g in self.grids)
+
+    def describe(self) -> str:
+        names = "kji"
+        views = ", ".join(f"{names[g.axis]}: {g.num_planes}" + (" sampled" if g.planes is not None else "")
+                          for g in self.grids)
+        cap = f", budget {self.budget}" if self.budget is not None else ""
+        note = f" ({'; '.join(self.notes)})" if self.notes else ""
+        return (f"3D box plan: {len(self.grids)} view(s) [{views}] = {self.encodings} encodings vs "
+                f"{self.single_axis} along one axis{cap}{note}")
+
+
+def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float], axis: int,
+               box3d: Box3D, views: int = 3, budget: float | None = 1.5, input_size: int = 256,
+               sampling: str = "secondary") -> ViewPlan:
+    """The views a tri-planar propagation of ``box3d`` encodes within ``budget`` times the
+    encodings of the single-axis propagation (``None``: every plane of every view).
+
+    Secondary views whose box is thin at the encoder's scale (:data:`MIN_VIEW_BOX_PX`) are
+    skipped: a 2-of-3 vote needs both, so the plan is then the session axis alone (the
+    single-axis cost). When every plane of the three views exceeds the budget, the views
+    are encoded on evenly spread planes, all at one physical plane distance (mm), the
+    smallest that fits: ``sampling="secondary"`` (default) keeps every plane of the session
+    axis and samples the other two, ``"uniform"`` samples the three views alike.
+    A secondary view left with fewer than :data:`MIN_VIEW_PLANES` planes drops the vote.
+    """
+    if sampling not in ("uniform", "secondary"):
+        raise InputError(f"view sampling must be 'uniform' or 'secondary', got {sampling!r}")
+    main = ViewGrid.for_box(shape_zyx, spacing_zyx, axis, box3d, square=False)
+    single = main.num_planes
+    if views <= 1:
+        return ViewPlan((main,), single, None)
+    names = "kji"
+    notes: list[str] = []
+    others = []
+    for a in (b for b in range(3) if b != axis):
+        grid = ViewGrid.for_box(shape_zyx, spacing_zyx, a, box3d, square=True)
+        h, w = grid.plane_hw(shape_zyx)
+        sub = grid.box(box3d, shape_zyx)
+        rows, cols = (b for b in range(3) if b != a)
+        extent = {0: sub.z1 - sub.z0 + 1, 1: sub.y1 - sub.y0 + 1, 2: sub.x1 - sub.x0 + 1}
+        thin = min(extent[rows], extent[cols]) * input_size / max(h, w)
+        if thin < MIN_VIEW_BOX_PX:
+            notes.append(f"{names[a]} skipped: the box is {thin:.1f} px thin in its planes")
+            continue
+        others.append(grid)
+    if len(others) < 2:
+        return ViewPlan((main,), single, None, tuple(notes))
+    grids = [main, *others]
+    if budget is None:
+        return ViewPlan(tuple(grids), single, None, tuple(notes))
+    allowance = int(math.floor(budget * single + 1e-9))
+    if sum(g.num_planes for g in grids) <= allowance:
+        return ViewPlan(tuple(grids), single, allowance, tuple(notes))
+    sampled_from = 0 if sampling == "uniform" else 1
+    fixed = sum(g.num_planes for g in grids[:sampled_from])
+    lengths = [(g.hi - g.lo) * spacing_zyx[g.axis] for g in grids[sampled_from:]]
+
+    def counts(step: float) -> list[int]:
+        return [min(g.num_planes, int(math.floor(mm / step + 1e-9)) + 1)
+                for g, mm in zip(grids[sampled_from:], lengths)]
+
+    lo_mm, hi_mm = 1e-3, max(max(lengths), 1e-3) * 2
+    for _ in range(60):  # smallest plane distance whose plane counts fit the allowance
+        mid = (lo_mm + hi_mm) / 2
+        lo_mm, hi_mm = (lo_mm, mid) if fixed + sum(counts(mid)) <= allowance else (mid, hi_mm)
+    step = hi_mm
+    new = list(grids[:sampled_from])
+    for g, n in zip(grids[sampled_from:], counts(step)):
+        if g.axis != axis and n < MIN_VIEW_PLANES:
+            notes.append(f"{names[g.axis]}: {n} planes fit the budget; the vote is dropped")
+            return ViewPlan((main,), single, allowance, tuple(notes))
+        new.append(g.sampled(n))
+    notes.append(f"planes every {step:.1f} mm")
+    return ViewPlan(tuple(new), single, allowance, tuple(notes))
 
 
 def resample_axis(volume: np.ndarray, axis: int, size: int, mode: str = "linear") -> np.ndarray:

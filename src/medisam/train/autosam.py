@@ -105,7 +105,7 @@ def train_autosam(data: str | Path, output: str | Path, *, model: str = "litemed
     if output.exists() and not force:
         raise OutputExistsError(f"{output} exists; pass --force to overwrite")
     torch.manual_seed(seed)
-    base = load_model(model, checkpoint=checkpoint, device=device)
+    base = load_model(model, checkpoint=checkpoint, device=device, backend="torch")
     net = base.net.eval().requires_grad_(False)
     images = load_images(data, max_slices, 4, max_cases)
     classes = sorted({int(v) for i in images for v in np.unique(i.labels) if v != 0}) if multiclass else None

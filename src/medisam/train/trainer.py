@@ -213,7 +213,7 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
     show = progress and info.is_main
     torch.manual_seed(config.seed)
 
-    model = load_model(config.model, checkpoint=config.checkpoint, device=device)
+    model = load_model(config.model, checkpoint=config.checkpoint, device=device, backend="torch")
     net = model.net
     images = load_images(config.data, config.max_slices, config.min_area, config.max_cases, config.window,
                          config.targets)

@@ -1,0 +1,103 @@
+"""``backend="auto"`` is the default of load_model and the CLI; what it picks and how it falls back."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medisam.errors import ModelError
+from medisam.models import backends, load_model
+from medisam.models.backends import calibrate, choose_auto, read_speed_profile, write_speed_profile
+
+pytest.importorskip("openvino")
+pytest.importorskip("onnxruntime")
+
+
+def test_load_model_defaults_to_the_profiled_backend(auto_env, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("MEDISAM_CACHE", str(tmp_path))  # a fresh cache: the export shows its progress
+    write_speed_profile({"auto": {"backend": "openvino", "precision": "fp32"}})
+    model = load_model("litemedsam-tiny", device="cpu")  # no backend argument
+    assert (model.backend, model.precision) == ("openvino", "fp32")
+    err = capsys.readouterr().err
+    assert "exporting litemedsam-tiny to ONNX" in err and "first use" in err
+    assert (tmp_path / "openvino").is_dir()  # compiled blobs cached for the next load
+    load_model("litemedsam-tiny", device="cpu")
+    assert "exporting" not in capsys.readouterr().err  # reused, not exported again
+
+
+def test_env_pins_auto_and_is_checked(auto_env, monkeypatch):
+    monkeypatch.setenv("MEDISAM_BACKEND", "torch")
+    assert choose_auto(torch.device("cpu")) == ("torch", "fp32")
+    assert getattr(load_model("litemedsam-tiny", device="cpu"), "backend", "torch") == "torch"
+    monkeypatch.setenv("MEDISAM_BACKEND", "tensorrt")
+    with pytest.raises(ModelError, match="MEDISAM_BACKEND"):
+        load_model("litemedsam-tiny", device="cpu")
+
+
+def test_auto_falls_back_to_torch_when_the_fast_backend_fails(auto_env, monkeypatch, capsys):
+    write_speed_profile({"auto": {"backend": "openvino", "precision": "fp32"}})
+    real = backends._make_backend
+
+    def broken(base, backend, *args):
+        if backend != "torch":
+            raise RuntimeError("cannot compile")
+        return real(base, backend, *args)
+
+    monkeypatch.setattr(backends, "_make_backend", broken)
+    model = load_model("litemedsam-tiny", device="cpu")
+    assert getattr(model, "backend", "torch") == "torch"
+    assert "using torch" in capsys.readouterr().err
+    with pytest.raises(RuntimeError):  # an explicit backend still fails loudly
+        load_model("litemedsam-tiny", device="cpu", backend="openvino")
+
+
+def test_calibration_picks_the_fastest_guard_passing_backend(auto_env, capsys):
+    base = load_model("litemedsam-tiny", device="cpu", backend="torch")
+    profile, model = calibrate(base, threads=1, repeats=1)
+    measured = profile["measured"]
+    assert "torch-fp32" in measured and "openvino-fp32" in measured and "onnx-fp32" in measured
+    choice = f"{profile['auto']['backend']}-{profile['auto']['precision']}"
+    assert measured[choice]["accepted"]
+    fastest = min((k for k, v in measured.items() if v["accepted"]), key=lambda k: measured[k]["encoder_ms"])
+    assert choice == fastest
+    assert getattr(model, "backend", "torch") == profile["auto"]["backend"]
+    assert read_speed_profile()["auto"] == profile["auto"]
+    assert "calibrating backend 'auto'" in capsys.readouterr().err
+    # fp32 exports agree with torch exactly enough to pass; the guard is the precision one
+    assert measured["openvino-fp32"]["accepted"] and measured["onnx-fp32"]["accepted"]
+
+
+def test_sam2_family_and_gpu_stay_on_torch(auto_env):
+    write_speed_profile({"auto": {"backend": "openvino", "precision": "fp32"}})
+    assert choose_auto(torch.device("cuda")) == ("torch", "fp32")
+    from dataclasses import replace
+
+    from medisam.models.registry import get_spec
+
+    spec = replace(get_spec("litemedsam-tiny"), family="sam2")
+    assert backends._auto_choice(spec, torch.device("cpu"), "fp32") == ("torch", "fp32")
+
+
+def test_cli_uses_auto_without_a_flag(auto_env, tmp_path, capsys):
+    from PIL import Image
+
+    from medisam.cli import main
+    from tests.conftest import disk_image
+
+    write_speed_profile({"auto": {"backend": "openvino", "precision": "fp32"}})
+    image, _ = disk_image(96, radius=20, center=(48, 48))
+    png = tmp_path / "disk.png"
+    Image.fromarray(image).save(png)
+    assert main(["segment", str(png), "--box", "20,20,76,76", "-o", str(tmp_path / "m.png"),
+                 "--model", "litemedsam-tiny", "--device", "cpu"]) == 0
+    assert "backend openvino, precision fp32" in capsys.readouterr().err
+
+
+def test_info_backends_hint_keeps_the_extra(monkeypatch, capsys):
+    from medisam.cli import main
+
+    monkeypatch.setattr(backends, "backend_versions", lambda: {"torch": torch.__version__, "onnx": None,
+                                                               "openvino": None})
+    assert main(["info", "--backends"]) == 0
+    out = capsys.readouterr().out
+    assert "pip install 'medisam[onnx]'" in out and "pip install 'medisam[openvino]'" in out

@@ -1,0 +1,92 @@
+"""3D-box cost bound: the tri-planar plan stays within ``view_budget`` x the single-axis encodings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medisam.errors import InputError
+from medisam.predict import Predictor, PropagationConfig, VolumeSession
+from medisam.predict.volume import ViewGrid, as_box3d, interpolate_planes, plan_views
+
+from test_volume_session import CountingEncoder, ball_volume
+
+FAST = PropagationConfig(min_area_px=0, extra_margins_mm=())
+
+
+def test_thin_slab_is_planned_as_the_single_axis():
+    # the 3-slice dcmqi CT case: both other views see the box edge-on (2 px at 256)
+    plan = plan_views((3, 512, 512), (1.0, 0.81, 0.81), 0, as_box3d((74, 140, 0, 355, 371, 2)))
+    assert [g.axis for g in plan.grids] == [0] and plan.encodings == plan.single_axis == 3
+    assert "j skipped" in plan.describe() and "i skipped" in plan.describe()
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "secondary"])
+@pytest.mark.parametrize("shape,spacing,box", [
+    ((38, 52, 36), (1.0, 1.0, 1.0), (10, 5, 10, 32, 22, 24)),        # hippocampus-like
+    ((155, 240, 240), (1.0, 1.0, 1.0), (60, 50, 40, 155, 113, 124)),  # BraTS tumour
+    ((300, 512, 512), (5.0, 0.8, 0.8), (100, 100, 100, 400, 400, 179)),  # CT liver, large in-plane
+    ((20, 64, 64), (1.0, 1.0, 1.0), (20, 20, 2, 30, 30, 17)),         # small in-plane, long
+])
+def test_plans_stay_within_the_budget(shape, spacing, box, sampling):
+    b = as_box3d(box)
+    plan = plan_views(shape, spacing, 0, b, budget=1.5, sampling=sampling)
+    assert plan.encodings <= 1.5 * plan.single_axis
+    assert plan.single_axis == b.z1 - b.z0 + 1
+    for g in plan.grids:  # every plane lies in the box's range, both ends encoded
+        idx = g.indices
+        assert idx[0] == g.lo and idx[-1] == g.hi and list(idx) == sorted(set(idx))
+    if sampling == "secondary":
+        assert plan.grids[0].planes is None  # the session axis keeps every plane
+    full = plan_views(shape, spacing, 0, b, budget=None)
+    assert full.encodings >= plan.encodings and all(g.planes is None for g in full.grids)
+
+
+def test_plan_without_budget_pressure_keeps_every_plane():
+    plan = plan_views((40, 40, 40), (1.0, 1.0, 1.0), 0, as_box3d((10, 10, 5, 12, 12, 34)))  # 30 + 3 + 3
+    assert len(plan.grids) == 3 and all(g.planes is None for g in plan.grids) and plan.encodings == 36
+
+
+def test_interpolate_planes_is_linear_between_sampled_planes():
+    planes = np.stack([np.zeros((2, 2)), np.ones((2, 2)), np.zeros((2, 2))]).astype(np.float32)
+    out = interpolate_planes(planes, 0, np.array([0, 4, 6]), 7)
+    assert np.allclose(out[:, 0, 0], [0, 0.25, 0.5, 0.75, 1, 0.5, 0])
+    out1 = interpolate_planes(np.moveaxis(planes, 0, 2), 2, np.array([0, 4, 6]), 7)
+    assert np.allclose(out1[0, 0], out[:, 0, 0])
+
+
+def test_sampled_view_grid_crops_and_restores_its_planes():
+    volume = np.arange(10 * 4 * 5, dtype=np.float32).reshape(10, 4, 5)
+    box = as_box3d((0, 0, 1, 4, 3, 9))
+    grid = ViewGrid.for_box(volume.shape, (1.0, 1.0, 1.0), 0, box).sampled(4)
+    assert grid.indices == (1, 5, 6, 9) and grid.num_planes == 4  # ends and the middle slice 5
+    crop = grid.crop(volume)
+    assert np.array_equal(crop, volume[[1, 5, 6, 9]])
+    assert grid.box(box, volume.shape) == as_box3d((0, 0, 0, 4, 3, 3))
+    assert grid.sampled(20).planes is None  # more planes than the range: every plane
+    restored = grid.restore(crop, volume.shape)
+    assert np.allclose(restored, volume[1:10])  # linear data: interpolation is exact
+    assert grid.spacing_zyx(volume.shape, (1.0, 1.0, 1.0))[0] == pytest.approx(8 / 3)
+    with pytest.raises(InputError, match="view_budget"):
+        PropagationConfig(view_budget=0.5)
+    with pytest.raises(InputError, match="view_sampling"):
+        PropagationConfig(view_sampling="random")
+
+
+def test_session_encodes_at_most_the_budget(tiny_model, capsys):
+    image, _ = ball_volume(shape=(14, 16, 16), radius=5.0, spacing=(1.0, 1.0, 1.0))
+    box = (3, 3, 1, 12, 12, 12)  # 12 slices along k; 10 planes each along j and i
+    counts = {}
+    for name, config in (("single", PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1)),
+                         ("budget", PropagationConfig(min_area_px=0, extra_margins_mm=()))):
+        with CountingEncoder(tiny_model) as counter:
+            session = VolumeSession(tiny_model, image, predictor=Predictor(tiny_model), config=config)
+            session.add_box3d(box)
+            labels = session.propagate(progress=True).array
+            counts[name] = counter.calls
+        assert labels.shape == image.array.shape
+        results = session.results(1)
+        assert sorted(results) == list(range(1, 13))  # every slice of the range has a result
+    assert counts["single"] == 12
+    assert counts["single"] < counts["budget"] <= 1.5 * counts["single"]  # 12 + 3 + 3 sampled planes
+    assert "3D box plan: 3 view(s)" in capsys.readouterr().err  # the cost model, before the work
