@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from medisam.errors import InputError
+from medisam.predict.stop_rules import StopRules
 from medisam.prompts import Box
 
 
@@ -59,6 +60,9 @@ class PropagationConfig:
             single-axis behaviour). Prompts on single slices always propagate along the
             session's axis only. Each view encodes the planes of the box's range along
             its axis (each at most once), so 3 views cost about three times the encoding.
+        stop_rules: where a run from a prompt on one slice (no 3D box) ends: shape change,
+            growth against the seed, ... (:class:`~medisam.predict.stop_rules.StopRules`;
+            ``StopRules.off()`` propagates until a mask is empty).
     """
 
     margin_mm: float = 3.0
@@ -76,6 +80,7 @@ class PropagationConfig:
     reacquire: bool = True
     encode_batch: int = 1
     views: int = 3
+    stop_rules: StopRules = StopRules()
 
     def __post_init__(self) -> None:
         if self.views not in (1, 3):
