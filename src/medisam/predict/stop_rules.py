@@ -11,10 +11,13 @@ slice's mask with its neighbour and with the seed:
   object's cross-section changes gradually from slice to slice (consecutive masks of the
   same structure overlap far more than half); a jump means the model switched structure.
 * **growth against the seed**: the mask's area exceeds ``max_seed_growth`` times the seed's,
-  or its box side exceeds ``max_seed_box_growth`` times the seed box's side. Propagation
+  or its box side exceeds ``max_seed_box_growth`` times the side of the user's box. Propagation
   runs outward from the prompted slice, so a mask that outgrows the prompt by that much has
   leaked into the surrounding tissue (the box of each slice is the previous mask's box
   grown by a margin, so a leak compounds slice after slice).
+* **regrowth**: the area exceeds ``max_min_growth`` times the smallest area of the run so
+  far. Away from an object's middle its cross-section narrows; growing back after a
+  narrowing means the chain has reached a neighbouring structure.
 * **area collapse**: the area falls below ``min_seed_area_ratio`` of the seed's area (the
   object has tapered out; what is left are fragments).
 * **low predicted IoU**: the score falls below ``min_seed_score_ratio`` of the seed's score.
@@ -24,9 +27,13 @@ optional slice range (:meth:`VolumeSession.add_box` ``slices=``) bounds the run 
 These rules only apply to single-slice prompts: a 3D box already gives the object's slice
 range and x/y extent.
 
-Thresholds are round numbers read off the slice-to-slice statistics of unstopped runs on
-hippocampus MR cases 004 and 008 (see ``benchmarks/propagation_3d.py --variants
-slicebox,single``); they are not fitted per data set.
+Thresholds are round numbers (half / double the reference), chosen by looking at the
+slice-to-slice statistics of unstopped runs on hippocampus MR cases 004 and 008 (both
+labels) and a small grid around them on the same cases; they are not fitted per data set.
+``benchmarks/propagation_3d.py --variants single,slicebox-nostop,slicebox`` measures them.
+The optional area-collapse and score rules are off by default: SAM's predicted IoU stayed
+high on slices past the object's end in those runs, and tapering objects end in small
+but correct masks.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medisam.metrics_basic import dice
+
 
 @dataclass(frozen=True)
 class StopRules:
@@ -42,16 +51,18 @@ class StopRules:
 
     Attributes:
         min_consecutive_dice: stop when Dice(mask, previous mask) falls below this.
-        max_seed_growth: stop when the area exceeds this many times the seed's area.
-        max_seed_box_growth: stop when the mask's box width or height exceeds this many
-            times the seed mask's box width or height.
+        max_seed_growth: stop when the area exceeds this many times the seed's area (or
+            the area of the ellipse inscribed in the user's box, if larger).
+        max_seed_box_growth: stop when the mask's box height or width exceeds this many
+            times that of the user's box (of the seed mask when there is no box).
         min_seed_area_ratio: stop when the area falls below this fraction of the seed's.
         min_seed_score_ratio: stop when the predicted IoU falls below this fraction of the
             seed's predicted IoU.
         max_min_growth: stop when the area exceeds this many times the smallest area of the
             run so far (seed included): moving away from an object's middle its
             cross-section shrinks, so regrowth after a narrowing is a neighbouring structure.
-        grace: slices next to the seed on which the shape-change rule is not applied (the
+        grace: slices next to the seed on which the shape-change and regrowth rules are not
+            applied (the
             first propagated slice is prompted by the seed mask's box, not by the user's
             box, so its mask may legitimately differ from the seed's).
     """
@@ -72,12 +83,6 @@ class StopRules:
 
 #: Fraction of its box an ellipse fills: the area expected of an object in a box.
 _FILL = np.pi / 4
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two bool masks (1.0 when both are empty)."""
-    s = int(a.sum()) + int(b.sum())
-    return 1.0 if s == 0 else 2.0 * int(np.logical_and(a, b).sum()) / s
 
 
 def _box_size(mask: np.ndarray) -> tuple[int, int]:
