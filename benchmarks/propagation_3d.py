@@ -18,6 +18,10 @@ npz ``boxes``) and the same encoder input, so the difference is the propagation 
   its middle slice with the box's in-plane extent, clipped to the box) and the three label
   volumes are fused by 2-of-3 majority; ``single`` (``views=1``) is the previous default,
   propagation along k only; the other variants are ablations of the single-axis rules.
+``slicebox`` prompts a 2D box instead (the target's tight box on the 3D box's middle
+slice, ``VolumeSession.add_box``: no slice range, no x/y clip) and relies on the stop rules
+of :mod:`medisam.predict.stop_rules` to end the runs; ``slicebox-nostop`` is the same without
+them (the behaviour before). ``--variants single,slicebox-nostop,slicebox`` compares them.
 
 Encoder input (shared): the challenge npz images are one uint8 volume per case, mapped
 once per volume (MR: 0.5-99.5 percentile window of the whole volume) -- here
@@ -59,6 +63,7 @@ from medisam.io import read_image
 from medisam.models import load_model
 from medisam.predict import EmbeddingCache, Predictor, PropagationConfig, VolumeSession
 from medisam.predict.cache import CachedEmbedding, embedding_key
+from medisam.predict.stop_rules import StopRules
 from medisam.predict.volume import volume_to_display
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +87,12 @@ VARIANTS: dict[str, PropagationConfig] = {
     "no-reacquire": PropagationConfig(reacquire=False, views=1),
     "noclip": PropagationConfig(clip_to_box=False, views=1),
     "tri-margin3": PropagationConfig(extra_margins_mm=()),
+    "slicebox": PropagationConfig(views=1),
+    "slicebox-nostop": PropagationConfig(views=1, stop_rules=StopRules.off()),
 }
+#: Variants prompted with the tight 2D box of the target on the 3D box's middle slice
+#: (``VolumeSession.add_box``: no slice range, no x/y clip; the stop rules end the runs).
+SLICE_BOX_VARIANTS = {"slicebox", "slicebox-nostop"}
 
 
 # --------------------------------------------------------------------- cases
@@ -122,6 +132,14 @@ def tight_box3d(mask: np.ndarray) -> tuple[int, int, int, int, int, int]:
     """``(x0, y0, z0, x1, y1, z1)`` inclusive voxel indices of a ``(Z, Y, X)`` mask."""
     zs, ys, xs = np.nonzero(mask)
     return int(xs.min()), int(ys.min()), int(zs.min()), int(xs.max()), int(ys.max()), int(zs.max())
+
+
+def middle_slice_box(mask: np.ndarray, box3d) -> tuple[int, tuple[int, int, int, int]]:
+    """The 3D box's middle slice (as the CVPR24 code picks it) and the tight 2D box (pixel
+    edges) of the mask there: the prompt of the slice-box variants."""
+    z = int((box3d[5] - box3d[2]) / 2 + box3d[2])
+    ys, xs = np.nonzero(mask[z])
+    return z, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -286,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             session = VolumeSession(model, image8, predictor=predictor, config=VARIANTS[v])
             for i, (target, box) in enumerate(boxes.items(), start=1):
-                session.add_box3d(box, obj_id=i)
+                if v in SLICE_BOX_VARIANTS:
+                    session.add_box(*middle_slice_box(case.targets[target], box), obj_id=i)
+                else:
+                    session.add_box3d(box, obj_id=i)
             session.propagate(progress=False)
             for i, target in enumerate(boxes, start=1):
                 pred = np.zeros(vol8.shape, dtype=bool)

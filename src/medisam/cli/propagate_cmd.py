@@ -36,6 +36,8 @@ def propagate(
                                         "--box/--point."),
     box: Optional[str] = typer.Option(None, "--box", help="x0,y0,x1,y1 pixels on --slice (x = column)."),
     point: List[str] = typer.Option([], "--point", help="x,y[,label] on --slice (1 positive, 0 negative); repeatable."),
+    slices: Optional[str] = typer.Option(None, "--slices", help="K0:K1: with --box, keep the object within slices "
+                                         "K0..K1 (inclusive); it stops earlier where the object ends."),
     label: int = typer.Option(1, "--label", help="Label value of the object in the output."),
     track: List[str] = typer.Option([], "--track", help="Video: one more object, F:x0,y0,x1,y1[:label] = its box "
                                     "on frame F where it appears (label: next free); repeatable."),
@@ -60,7 +62,7 @@ def propagate(
     force: bool = common.ForceOpt,
 ) -> None:
     """Propagate one object through a volume from --box3d, or from --box/--point on --slice."""
-    prompt = _parse_prompts(box3d, slice, box, point)
+    prompt = _parse_prompts(box3d, slice, box, point, slices)
     if views is not None and views not in (1, 3):
         raise InputError(f"--views must be 1 or 3, got {views}")
     if views is not None and "box3d" not in prompt:
@@ -116,6 +118,8 @@ def _check_video_args(prompt: dict, output: Path, overlay: Optional[Path], axis:
 
     if "box3d" in prompt:
         raise InputError("the input is a video: prompt one frame with --slice F --box/--point, not --box3d")
+    if prompt.get("slices") is not None:
+        raise InputError("the input is a video: --slices applies to volumes")
     if axis not in (None, 0):
         raise InputError("--axis: a video is tracked along time (frames); drop --axis")
     if window is not None:
@@ -166,8 +170,18 @@ def _prompt_checks(shape, input: Path, prompt: dict, axis: Optional[int]) -> Non
     checks.prompts_inside([prompt["box"]] if prompt["box"] is not None else [], prompt["points"], h, w)
 
 
-def _parse_prompts(box3d, slice, box, point) -> dict:
+def parse_slices(text: str) -> tuple[int, int]:
+    """``K0:K1`` (inclusive slice indices) -> ``(K0, K1)``."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise InputError(f"--slices {text!r} takes two slice indices K0:K1")
+    return int(parts[0]), int(parts[1])
+
+
+def _parse_prompts(box3d, slice, box, point, slices=None) -> dict:
     points = [common.parse_point(p) for p in point] or None
+    if slices is not None and box is None:
+        raise InputError("--slices bounds the propagation of a --box on --slice (a --box3d has its own range)")
     if box3d is not None:
         if slice is not None or box is not None or points:
             raise InputError("give either --box3d, or --slice with --box/--point, not both")
@@ -176,7 +190,8 @@ def _parse_prompts(box3d, slice, box, point) -> dict:
         raise InputError("give --box3d i0,j0,k0,i1,j1,k1, or --slice K with --box and/or --point")
     if box is None and not points:
         raise InputError(f"--slice {slice} needs a --box and/or --point")
-    return {"slice": slice, "box": common.parse_box(box) if box is not None else None, "points": points}
+    return {"slice": slice, "box": common.parse_box(box) if box is not None else None, "points": points,
+            "slices": parse_slices(slices) if slices is not None else None}
 
 
 def run_propagation(model, image, prompt: dict, label: int, axis: int, window, progress: bool, views: int = 3):
@@ -192,6 +207,8 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
 
         if axis != 0:
             raise InputError(f"{model.name} propagates along k (axis 0) only; drop --axis")
+        if prompt.get("slices") is not None:
+            raise InputError(f"{model.name} tracks through the whole volume; drop --slices")
         session = Sam2Session(model, image, window=window)
     else:
         session = VolumeSession(model, image, axis=axis, window=window, config=PropagationConfig(views=views))
@@ -199,12 +216,17 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
         session.add_box3d(prompt["box3d"], obj_id=label)
     else:
         if prompt["box"] is not None:
-            session.add_box(prompt["slice"], prompt["box"], obj_id=label)
+            session.add_box(prompt["slice"], prompt["box"], obj_id=label, **_range(prompt))
         if prompt["points"]:
             session.add_points(prompt["slice"], prompt["points"], obj_id=label)
     labels = session.propagate("both", progress=progress)
     n_slices = sum(1 for r in session.results(label).values() if r.mask.any())
     return labels, n_slices
+
+
+def _range(prompt: dict) -> dict:
+    """``slices=`` for ``VolumeSession.add_box`` when --slices was given."""
+    return {"slices": prompt["slices"]} if prompt.get("slices") is not None else {}
 
 
 def _write(image, labels, output: Path, overlay: Optional[Path], axis: int, window, force: bool) -> None:

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from medisam.errors import InputError
+from medisam.predict.stop_rules import StopRules
 from medisam.prompts import Box
 
 
@@ -68,6 +69,9 @@ class PropagationConfig:
             plane of the session axis, the other two on planes at one distance in mm;
             measured best, see benchmarks/propagation_3d.py) or ``"uniform"`` (all three
             views sampled alike).
+        stop_rules: where a run from a prompt on one slice (no 3D box) ends: shape change,
+            growth against the seed, ... (:class:`~medisam.predict.stop_rules.StopRules`;
+            ``StopRules.off()`` propagates until a mask is empty).
     """
 
     margin_mm: float = 3.0
@@ -87,6 +91,7 @@ class PropagationConfig:
     views: int = 3
     view_budget: float | None = 1.5
     view_sampling: str = "secondary"
+    stop_rules: StopRules = StopRules()
 
     def __post_init__(self) -> None:
         if self.views not in (1, 3):

@@ -46,6 +46,7 @@ from medisam.models.promptable import PromptableModel
 from medisam.predict.cache import CachedEmbedding, EmbeddingCache, embedding_key
 from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import PropagationConfig, box_around, fuse_views, interior_point, stop_reason
+from medisam.predict.stop_rules import SeedStopper
 from medisam.predict.volume import (SliceGeometry, ViewGrid, ViewPlan, as_box3d, parse_axis, plan_views, volume_of,
                                     volume_to_display)
 from medisam.prompts import Box, Box3D, MaskPrompt, Points
@@ -228,13 +229,16 @@ class VolumeSession:
         return max(512 << 20, (planes + 2) * per_slice)
 
     # -------------------------------------------------------------- prompts
-    def add_box(self, slice: int, box: Box | Sequence[float], obj_id: int = 1) -> SliceResult:
+    def add_box(self, slice: int, box: Box | Sequence[float], obj_id: int = 1,
+                slices: tuple[int, int] | None = None) -> SliceResult:
         """Prompt a box (XYXY pixels of the plane) on ``slice``; returns that slice's mask.
 
-        A box replaces an earlier box on the same slice and keeps its points.
+        A box replaces an earlier box on the same slice and keeps its points. Propagation
+        from it ends where the object does (``config.stop_rules``) and, when ``slices=(k0,
+        k1)`` is given (inclusive), within that slice range (the object's range from then on).
         """
         b = Box.of(box).check_inside(*self.plane_hw)
-        return self._set_seed(slice, obj_id, lambda old: replace(old, box=b, mask=None))
+        return self._set_seed(slice, obj_id, lambda old: replace(old, box=b, mask=None), slice_range=slices)
 
     def add_points(self, slice: int, points: Points | Sequence[Sequence[float]], obj_id: int = 1) -> SliceResult:
         """Add clicks ``(x, y[, label])`` on ``slice`` (accumulating); returns that slice's mask.
@@ -485,12 +489,16 @@ class VolumeSession:
         k = (t - seed) * step - 1
         return run.results[k] if k < len(run.results) else None
 
-    def _set_seed(self, slice: int, obj_id: int, update, refine_current: bool = False) -> SliceResult:
+    def _set_seed(self, slice: int, obj_id: int, update, refine_current: bool = False,
+                  slice_range: tuple[int, int] | None = None) -> SliceResult:
         t = self.geometry.check_slice(slice)
         obj_id = check_object_id(obj_id)
         state = self._objects.get(obj_id)
-        if state is not None and state.slice_range is not None:
-            lo, hi = state.slice_range
+        if slice_range is not None:
+            slice_range = self._check_range(slice_range, state)
+        rng = slice_range or (state.slice_range if state is not None else None)
+        if rng is not None:
+            lo, hi = rng
             if not lo <= t <= hi:
                 raise PromptError(f"slice {t} lies outside object {obj_id}'s slice range {lo}..{hi}")
         current = None
@@ -498,6 +506,8 @@ class VolumeSession:
             current = self._owner_result(obj_id, state, sorted(state.seeds), t)
         self._push_history()
         state = self._objects.setdefault(obj_id, ObjectState(obj_id))
+        if slice_range is not None:
+            state.slice_range = slice_range
         old = state.seeds.get(t, SlicePrompts())
         if current is not None and current.mask.any():
             old = replace(old, box=box_around(current.mask, (0.0, 0.0)), mask_logits=current.low_res_logits)
@@ -508,6 +518,17 @@ class VolumeSession:
         except Exception:
             self._objects = self._history.pop()
             raise
+
+    def _check_range(self, slices: Sequence[int], state: ObjectState | None) -> tuple[int, int]:
+        """A slice range ``(k0, k1)`` inside the volume, for an object without a 3D box."""
+        if state is not None and state.box3d is not None:
+            raise PromptError(f"object {state.obj_id} has a 3D box: its slice range is the box's")
+        if len(slices) != 2:
+            raise PromptError(f"slice range takes two slice indices (k0, k1), got {slices!r}")
+        lo, hi = (self.geometry.check_slice(int(k)) for k in slices)
+        if hi < lo:
+            raise PromptError(f"slice range {lo}..{hi} is inverted")
+        return lo, hi
 
     def _seed_result(self, obj_id: int, t: int) -> SliceResult:
         for _ in self._seed_iter(obj_id, t):
@@ -552,6 +573,9 @@ class VolumeSession:
         reacquire = cfg.reacquire and state.extent is not None
         margins = [(max(m / px_x, cfg.min_margin_px), max(m / px_y, cfg.min_margin_px))
                    for m in (cfg.margin_mm, *cfg.extra_margins_mm)]
+        seed_result = self._runs[(obj_id, seed, 0, version)].results[0]
+        stopper = None if state.extent is not None else SeedStopper(  # single-slice prompt: see stop_rules
+            seed_result.mask, seed_result.score, state.seeds[seed].box, cfg.stop_rules, [r.mask for r in run.results])
         t = prev.slice + step
         while (end - t) * step >= 0:
             boxes = [b for b in (box_around(prev.mask, m, state.clip_box) for m in margins) if b is not None]
@@ -572,6 +596,8 @@ class VolumeSession:
             pred, k = best
             mask, score = _clip(self._threshold(pred, k), state.clip_box), float(pred.scores[k])
             reason = stop_reason(mask, score, int(prev.mask.sum()), cfg)
+            if reason is None and stopper is not None:
+                reason = stopper.reason(mask, score, prev.mask, abs(t - seed))
             if reason is not None and reacquire:
                 again = self._predict(t, state.extent, None, None)
                 mask2 = _clip(self._threshold(again, 0), state.clip_box)

@@ -1,0 +1,118 @@
+"""Stop rules of single-slice-box propagation and the slice range (synthetic masks; tiny model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medisam.cli import main
+from medisam.errors import PromptError
+from medisam.predict import PropagationConfig, VolumeSession
+from medisam.predict.stop_rules import SeedStopper, StopRules, seed_stop_reason
+from medisam.prompts import Box
+
+from test_volume_session import ball_volume
+
+
+def disc(r: float, cy: float = 20, cx: float = 20, shape=(40, 40)) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def test_each_rule_fires_on_its_own_change():
+    seed = disc(8)
+    rules = StopRules()
+    assert seed_stop_reason(disc(7.5), 0.9, seed, seed, 0.9, 1, rules) is None  # gradual shrinking goes on
+    # a jump to another structure: consecutive masks hardly overlap (not checked next to the seed)
+    moved = disc(7, cy=8, cx=8)
+    assert seed_stop_reason(moved, 0.9, disc(7), seed, 0.9, 3, rules) == "shape change"
+    assert seed_stop_reason(moved, 0.9, disc(7), seed, 0.9, 1, rules) is None
+    # a leak: the mask outgrows the seed (area, or box side against the user's box)
+    assert seed_stop_reason(disc(12.5), 0.9, disc(12), seed, 0.9, 2, rules) == "growth"
+    wide = np.zeros_like(seed)
+    wide[18:23, 4:36] = True  # box 32 px wide against a 17 px seed: 1.9x
+    assert seed_stop_reason(wide, 0.9, wide, seed, 0.9, 2, StopRules(min_consecutive_dice=0)) == "growth"
+    # a large user box allows a larger mask than a small seed mask would
+    big = disc(10)
+    assert seed_stop_reason(big, 0.9, big, disc(5), 0.9, 2, rules, seed_box_hw=(21, 21)) is None
+    assert seed_stop_reason(big, 0.9, big, disc(5), 0.9, 2, rules) == "growth"
+    # regrowth after a narrowing
+    assert seed_stop_reason(disc(6), 0.9, disc(5.8), seed, 0.9, 4, rules, min_area=40) == "regrowth"
+    assert seed_stop_reason(disc(6), 0.9, disc(5.8), seed, 0.9, 4, rules, min_area=100) is None
+    # optional rules, off by default
+    assert seed_stop_reason(disc(2), 0.2, disc(2), seed, 0.9, 2, rules) is None
+    assert seed_stop_reason(disc(2), 0.9, disc(2), seed, 0.9, 2, StopRules(min_seed_area_ratio=0.1)) == "area collapse"
+    assert seed_stop_reason(disc(8), 0.2, disc(8), seed, 0.9, 2, StopRules(min_seed_score_ratio=0.5)) == "low score"
+    # nothing fires when the rules are off; empty masks are the caller's business
+    off = StopRules.off()
+    for mask, prev in ((moved, disc(7)), (disc(15), disc(15)), (wide, wide)):
+        assert seed_stop_reason(mask, 0.0, prev, disc(3), 0.9, 5, off, min_area=1) is None
+    assert seed_stop_reason(np.zeros_like(seed), 0.9, seed, seed, 0.9, 2, rules) is None
+
+
+def test_stopper_keeps_the_smallest_area_of_the_run():
+    seed = disc(8)
+    stopper = SeedStopper(seed, 0.9, Box(12, 12, 29, 29), StopRules())
+    assert stopper.box_hw == (17, 17)
+    for r, distance in ((7, 1), (5, 2), (4, 3)):
+        assert stopper.reason(disc(r), 0.9, disc(r + 1), distance) is None
+    assert stopper.min_area == int(disc(4).sum())
+    assert stopper.reason(disc(6.5), 0.9, disc(6), 4) == "regrowth"  # > 2x the narrowest slice
+    resumed = SeedStopper(seed, 0.9, None, StopRules(), accepted=[disc(7), disc(4), np.zeros_like(seed)])
+    assert resumed.min_area == int(disc(4).sum())
+
+
+def test_session_stops_where_a_rule_fires_and_box3d_ignores_the_rules(tiny_model):
+    image, _ = ball_volume(shape=(8, 32, 40))
+    never = StopRules(max_seed_growth=0.0)  # every non-empty propagated mask "grows": stop next to the seed
+    config = PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1, stop_rules=never)
+    session = VolumeSession(tiny_model, image, config=config)
+    seed = session.add_box(4, (14, 10, 26, 22))
+    results = list(session.iter_propagate())
+    if seed.mask.any():
+        stopped = [r for r in results if r.stop is not None]
+        assert {r.slice for r in results} <= {3, 5}
+        assert all(r.stop == "growth" and not r.mask.any() for r in stopped)
+    # the same rules do not apply to a 3D box (its range and extent bound it)
+    box3d = VolumeSession(tiny_model, image, config=config)
+    box3d.add_box3d((14, 10, 1, 26, 22, 6))
+    assert all(r.stop != "growth" for r in box3d.iter_propagate())
+
+
+def test_slice_range_bounds_a_slice_box(tiny_model):
+    image, _ = ball_volume(shape=(8, 32, 40))
+    config = PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1, stop_rules=StopRules.off())
+    session = VolumeSession(tiny_model, image, config=config)
+    session.add_box(4, (14, 10, 26, 22), slices=(3, 5))
+    session.propagate(progress=False)
+    assert set(session.results(1)) <= {3, 4, 5}
+    assert session.object_state(1).slice_range == (3, 5)
+    labels = session.label_map().array
+    assert not labels[[0, 1, 2, 6, 7]].any()
+    for bad, message in (((5, 3), "inverted"), ((0, 9), "out of range"), ((0,), "two slice")):
+        with pytest.raises(PromptError, match=message):
+            session.add_box(4, (14, 10, 26, 22), obj_id=2, slices=bad)
+    with pytest.raises(PromptError, match="outside"):
+        session.add_box(1, (14, 10, 26, 22), obj_id=3, slices=(3, 5))
+    session.add_box3d((14, 10, 1, 26, 22, 6), obj_id=4)
+    with pytest.raises(PromptError, match="3D box"):
+        session.add_box(3, (14, 10, 26, 22), obj_id=4, slices=(2, 4))
+
+
+def test_cli_slices(tmp_path):
+    import SimpleITK as sitk
+
+    image, _ = ball_volume(shape=(8, 32, 40))
+    path = tmp_path / "vol.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(image.array), str(path))
+    tiny = ["--model", "litemedsam-tiny", "--device", "cpu", "--no-progress"]
+    out = tmp_path / "m.nii.gz"
+    rc = main(["propagate", str(path), "--slice", "4", "--box", "14,10,26,22", "--slices", "3:5", "-o", str(out)] + tiny)
+    assert rc == 0
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    assert not labels[[0, 1, 2, 6, 7]].any()
+    for args in (["--slices", "5"], ["--slices", "a:b"], ["--slices", "5:3"]):
+        assert main(["propagate", str(path), "--slice", "4", "--box", "14,10,26,22", "-o",
+                     str(tmp_path / "x.nii.gz")] + args + tiny) == 2
+    assert main(["propagate", str(path), "--box3d", "14,10,1,26,22,6", "--slices", "1:5", "-o",
+                 str(tmp_path / "y.nii.gz")] + tiny) == 2
