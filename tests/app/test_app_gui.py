@@ -165,3 +165,82 @@ def test_volume_slider_box_propagate_and_download(app_url, browser, tmp_path):
     assert 2 * (got & ball).sum() / (got.sum() + ball.sum()) > 0.7
     assert got[2:7].reshape(5, -1).any(axis=1).all()  # propagated beyond the prompted slice
     page.close()
+
+
+def _ball_nifti(path: Path, slices: int = 9) -> np.ndarray:
+    import SimpleITK as sitk
+
+    z, y, x = np.mgrid[:slices, :96, :96]
+    c = (slices - 1) / 2
+    ball = ((z - c) / (slices / 2.2)) ** 2 + ((y - 44) / 22) ** 2 + ((x - 50) / 18) ** 2 <= 1
+    img = sitk.GetImageFromArray(np.where(ball, 60, -900).astype(np.int16))
+    img.SetSpacing((0.9, 0.9, 3.0))
+    sitk.WriteImage(img, str(path))
+    return ball
+
+
+def _open(page, app_url: str, path: Path, expect: str = "opened volume") -> None:
+    page.goto(app_url, wait_until="load", timeout=60_000)
+    page.locator("#medisam-upload").wait_for(timeout=60_000)
+    page.locator("#medisam-upload input[type=file]").set_input_files(str(path))
+    page.wait_for_function(f"() => document.querySelector('#medisam-status textarea')?.value.startsWith({expect!r})",
+                           timeout=60_000)
+
+
+def _wait_status(page, text: str, timeout: int = 60_000) -> None:
+    try:
+        page.wait_for_function(f"() => document.querySelector('#medisam-status textarea')?.value.includes({text!r})",
+                               timeout=timeout)
+    except Exception:
+        raise AssertionError(f"status never showed {text!r}; it shows {_status(page)!r}") from None
+
+
+def test_3d_box_from_box_and_slice_range_then_cancel_and_error(app_url, browser, tmp_path):
+    """Slice range 3..5 + a box -> labels only on slices 3..5; a long propagation cancels; a bad file -> one line."""
+    from medisam.io import read_image
+
+    _ball_nifti(tmp_path / "ball.nii.gz")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    _open(page, app_url, tmp_path / "ball.nii.gz")
+    page.locator("#medisam-view img").wait_for(timeout=30_000)
+    page.locator("#medisam-range textarea, #medisam-range input").first.fill("3,5")
+    page.locator("#medisam-range textarea, #medisam-range input").first.press("Enter")
+    _wait_status(page, "3D box on slices 3..5")
+    _click_image_pixel(page, 50 - 20, 44 - 24, 6)
+    _wait_status(page, "corner")
+    _click_image_pixel(page, 50 + 20, 44 + 24, 6)
+    _wait_status(page, "pixels")
+    page.locator("#medisam-propagate").click()
+    _wait_status(page, "propagated", 180_000)
+    page.screenshot(path=str(_shots(tmp_path) / "app_box3d.png"), full_page=True)
+    page.locator("#medisam-download").click()
+    link = page.locator("#medisam-mask a").first
+    link.wait_for(timeout=30_000)
+    with page.expect_download(timeout=30_000) as dl:
+        link.click()
+    dl.value.save_as(tmp_path / "m.nii.gz")
+    got = read_image(tmp_path / "m.nii.gz").array > 0
+    per = got.reshape(len(got), -1).any(1)
+    assert per[3:6].all() and not per[:3].any() and not per[6:].any()
+
+    # cancel: a long volume, a 2D box, propagate, cancel at once
+    _ball_nifti(tmp_path / "long.nii.gz", slices=60)
+    _open(page, app_url, tmp_path / "long.nii.gz")
+    page.locator("#medisam-view img").wait_for(timeout=30_000)
+    _click_image_pixel(page, 50 - 20, 44 - 24, 6)
+    _wait_status(page, "corner")
+    _click_image_pixel(page, 50 + 20, 44 + 24, 6)
+    _wait_status(page, "pixels")
+    page.locator("#medisam-propagate").click()
+    page.wait_for_timeout(1500)
+    page.locator("#medisam-cancel").click()
+    _wait_status(page, "propagat", 180_000)
+    _wait_status(page, "propagation cancelled after", 1000)
+
+    # an unreadable file: one line, no temp path
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"not a nifti at all")
+    _open(page, app_url, bad, expect="error: ")
+    status = _status(page)
+    assert "\n" not in status and "/tmp" not in status
+    page.close()
