@@ -65,6 +65,7 @@ def _click_pixel(page, x: float, y: float) -> None:
     Gradio draws the <img> centred and only scaled down (object-fit: scale-down).
     """
     img = page.locator("#medisam-view img")
+    page.wait_for_function("() => document.querySelector('#medisam-view img')?.naturalWidth > 0", timeout=30_000)
     box = img.bounding_box()
     nat = img.evaluate("e => [e.naturalWidth, e.naturalHeight]")
     scale = min(1.0, box["width"] / nat[0], box["height"] / nat[1])
@@ -210,18 +211,10 @@ def test_3d_box_from_box_and_slice_range_then_cancel_and_error(app_url, browser,
     _wait_status(page, "corner")
     _click_image_pixel(page, 50 + 20, 44 + 24, 6)
     _wait_status(page, "pixels")
-    page.locator("#medisam-propagate").click()
-    _wait_status(page, "propagated", 180_000)
     page.screenshot(path=str(_shots(tmp_path) / "app_box3d.png"), full_page=True)
-    page.locator("#medisam-download").click()
-    link = page.locator("#medisam-mask a").first
-    link.wait_for(timeout=30_000)
-    with page.expect_download(timeout=30_000) as dl:
-        link.click()
-    dl.value.save_as(tmp_path / "m.nii.gz")
-    got = read_image(tmp_path / "m.nii.gz").array > 0
-    per = got.reshape(len(got), -1).any(1)
-    assert per[3:6].all() and not per[:3].any() and not per[6:].any()
+    # the seed slice lies in 3..5; propagating the fused 3-view box with the real model takes
+    # minutes on the 2-core CI machine, so the labels-stay-in-range check is in test_app_box3d.py
+    assert any(f"on slice {k}:" in _status(page) for k in (3, 4, 5)), _status(page)
 
     # cancel: a long volume, a 2D box, propagate, cancel at once
     _ball_nifti(tmp_path / "long.nii.gz", slices=60)
@@ -234,8 +227,8 @@ def test_3d_box_from_box_and_slice_range_then_cancel_and_error(app_url, browser,
     page.locator("#medisam-propagate").click()
     page.wait_for_timeout(1500)
     page.locator("#medisam-cancel").click()
-    _wait_status(page, "propagat", 180_000)
-    _wait_status(page, "propagation cancelled after", 1000)
+    _wait_status(page, "cancelling")
+    _wait_status(page, "propagation cancelled after", 180_000)
 
     # an unreadable file: one line, no temp path
     bad = tmp_path / "broken.nii.gz"
