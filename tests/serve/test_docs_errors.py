@@ -60,13 +60,11 @@ def test_unexpected_error_is_json_500_and_the_new_session_is_discarded(make_clie
 
 
 def test_medisam_error_messages_carry_no_temp_path(make_client, monkeypatch):
-    import tempfile
-
     import medisam.serve.routes as routes
     from medisam.errors import InputError
 
-    def bad(*args, **kwargs):
-        raise InputError(f"cannot read {tempfile.gettempdir()}/medisam-serve-9-x/abc/upload.png: broken")
+    def bad(saved, *args, **kwargs):  # saved: the upload's path inside the session folder
+        raise InputError(f"cannot read {saved}: broken")
 
     tc = make_client()
     monkeypatch.setattr(routes, "read_upload", bad)

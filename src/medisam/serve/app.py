@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass
 from typing import AsyncIterator
@@ -36,9 +35,8 @@ STATUS_OF = (
 
 
 def scrub_paths(message: str, root) -> str:  # noqa: ANN001
-    """Replace any server path under the sessions folder ``root`` or the temp folder by its file name."""
-    tmp = tempfile.gettempdir()
-    for r in sorted({str(root), os.path.realpath(root), tmp, os.path.realpath(tmp)}, key=len, reverse=True):
+    """Replace any server path under the sessions folder ``root`` by its file name."""
+    for r in {str(root), os.path.realpath(root)}:
         message = re.sub(re.escape(r) + r"[^\s:'\"]*", lambda m: os.path.basename(m.group(0)) or "upload", message)
     return message
 
