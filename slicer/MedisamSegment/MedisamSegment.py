@@ -67,6 +67,18 @@ class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.positive = self._selector(["vtkMRMLMarkupsFiducialNode"], "Positive points:", form, none=True)
         self.negative = self._selector(["vtkMRMLMarkupsFiducialNode"], "Negative points:", form, none=True)
         self.segmentation = self._selector(["vtkMRMLSegmentationNode"], "Output segmentation:", form, add=True)
+        self.modality = qt.QComboBox()
+        self.modality.addItems(MODALITIES)
+        self.modality.toolTip = "auto: the server's guess; CT uses Hounsfield windows, others min/max scaling"
+        form.addRow("Modality:", self.modality)
+        self.window = qt.QComboBox()
+        self.window.editable = True
+        self.window.addItems(WINDOWS)
+        self.window.toolTip = "CT window preset or WIDTH,LEVEL (e.g. 400,40); auto = per-modality default"
+        form.addRow("Window:", self.window)
+        self.box3d = qt.QCheckBox("ROI is a 3D box (segment only the ROI's slices)")
+        self.box3d.checked = True
+        form.addRow(self.box3d)
         self.propagate = qt.QCheckBox("Propagate through the volume")
         self.propagate.checked = True
         form.addRow(self.propagate)
@@ -103,10 +115,23 @@ class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with slicer.util.tryWithErrorDisplay("medisam segmentation failed.", waitCursor=True):
                 result = logic.segment(volume, seg, self.roi.currentNode(), self.positive.currentNode(),
-                                       self.negative.currentNode(), propagate=self.propagate.checked)
+                                       self.negative.currentNode(), propagate=self.propagate.checked,
+                                       modality=_auto(self.modality.currentText),
+                                       window=_auto(self.window.currentText), box3d=self.box3d.checked)
                 self.status.text = f"segment {result.segment_id}: {result.voxels} voxels, slices {result.slices}"
         except EmptySegmentationError as exc:
             self.status.text = str(exc)
         except Exception as exc:  # tryWithErrorDisplay has shown it
             logging.error("medisam: %s", exc)
             self.status.text = f"error: {exc}"
+
+
+#: Modality choices (auto = let the server decide) and window presets offered in the module.
+MODALITIES = ("auto", "CT", "MR", "PT", "US", "XA", "CR")
+WINDOWS = ("auto", "soft_tissue", "abdomen", "liver", "lung", "bone", "brain", "mediastinum")
+
+
+def _auto(text: str) -> str | None:
+    """The combo's text, or None for "auto"/empty."""
+    text = (text or "").strip()
+    return None if text.lower() in ("", "auto") else text

@@ -191,6 +191,7 @@ class ClientSession:
         self.info = info
         self.id: str = info["session_id"]
         self.last_score: float | None = None
+        self.last_slice: int | None = None
 
     def __enter__(self) -> "ClientSession":
         return self
@@ -208,6 +209,7 @@ class ClientSession:
     def _mask(self, r: httpx.Response) -> np.ndarray:
         body = r.json()
         self.last_score = body["score"]
+        self.last_slice = body["slice"]
         return decode_array(body["mask"]).astype(bool)
 
     def predict(self, slice: int | None = None, *, box: Sequence[float] | None = None,
@@ -222,6 +224,19 @@ class ClientSession:
         if mask is not None:
             body["mask"] = encode_array(np.asarray(mask, dtype=bool))
         return self._mask(self.client.request("POST", self._url("/predict"), json=body))
+
+    def add_box3d(self, box3d: Sequence[int] | None = None, *, box: Sequence[float] | None = None,
+                  slice_range: Sequence[int] | None = None, obj_id: int = 1) -> np.ndarray:
+        """Prompt ``obj_id`` with a 3D box ``(x0, y0, z0, x1, y1, z1)`` (voxel indices, inclusive), or a
+        2D ``box`` with ``slice_range=(first, last)``; returns the seed slice's mask. Then :meth:`propagate`."""
+        body: dict[str, Any] = {"obj_id": obj_id}
+        if box3d is not None:
+            body["box3d"] = [int(v) for v in box3d]
+        if box is not None:
+            body["box"] = [float(v) for v in box]
+        if slice_range is not None:
+            body["slice_range"] = [int(v) for v in slice_range]
+        return self._mask(self.client.request("POST", self._url("/box3d"), json=body))
 
     def add_points(self, slice: int | None = None, *, points: Sequence[Sequence[float]], obj_id: int = 1) -> np.ndarray:
         """Corrective clicks ``(x, y, label)`` for an object already segmented on this slice."""

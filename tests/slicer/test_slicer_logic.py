@@ -153,6 +153,9 @@ class _EmptySession:
     def add_points(self, **kw):
         return np.zeros(self.shape[1:], bool)
 
+    def add_box3d(self, **kw):
+        return np.zeros(self.shape[1:], bool)
+
     def propagate(self):
         return {}
 
@@ -202,3 +205,75 @@ def test_real_model_finds_the_ball_where_it_is_in_ras(scene, real_model):
     assert dice > 0.8
     kji = np.argwhere(written).mean(axis=0)
     assert np.linalg.norm(_ras_of(kji[::-1]) - _ras_of(center[::-1])) < 2.0  # mm
+
+
+class _RecordingSession(_EmptySession):
+    """Records the calls; answers a filled block inside the ROI's slices."""
+
+    def __init__(self, shape, calls):
+        super().__init__(shape)
+        self.calls = calls
+
+    def add_box3d(self, **kw):
+        self.calls.append(("add_box3d", kw))
+        return np.ones(self.shape[1:], bool)
+
+    def predict(self, **kw):
+        self.calls.append(("predict", kw))
+        return super().predict(**kw)
+
+    def propagate(self):
+        self.calls.append(("propagate", {}))
+        return {}
+
+    def labels(self):
+        out = np.zeros(self.shape, np.uint8)
+        out[:, 20:30, 20:30] = 1
+        return out
+
+
+class _RecordingClient:
+    def __init__(self):
+        self.calls = []
+
+    def open_session(self, array, **kw):
+        self.calls.append(("open_session", kw))
+        return _RecordingSession(array.shape, self.calls)
+
+
+def test_roi_goes_as_a_3d_box_with_modality_and_window(scene):
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
+    seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    lo, hi = _ras_of([15, 10, 2]), _ras_of([50, 52, 6])
+    roi = _roi((lo + hi) / 2, np.abs(hi - lo))
+    client = _RecordingClient()
+    result = MedisamSegmentCore(client).segment(vol, seg, roi, modality="MR", window="400,40")
+    _, box, k_range = MedisamSegmentCore.roi_to_slice_box(vol, roi)
+    names = [c[0] for c in client.calls]
+    assert names == ["open_session", "add_box3d", "propagate"]
+    assert client.calls[0][1]["modality"] == "MR" and client.calls[0][1]["window"] == "400,40"
+    assert client.calls[1][1] == {"box": box, "slice_range": k_range}
+    lo_k, hi_k = k_range
+    assert result.slices == (lo_k, hi_k)  # the block is cut to the ROI's slices
+    # the old path: box on the middle slice only
+    client = _RecordingClient()
+    MedisamSegmentCore(client).segment(vol, seg, roi, box3d=False)
+    assert [c[0] for c in client.calls] == ["open_session", "predict", "propagate"]
+    assert client.calls[0][1]["modality"] is None
+
+
+def test_roi_3d_box_on_a_live_server_stays_in_the_roi_slices(scene, tiny_url):
+    from medisam.client import Client
+
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
+    seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    lo, hi = _ras_of([15, 10, 3]), _ras_of([50, 52, 5])
+    roi = _roi((lo + hi) / 2, np.abs(hi - lo))
+    _, _, (k0, k1) = MedisamSegmentCore.roi_to_slice_box(vol, roi)
+    try:
+        result = MedisamSegmentCore(Client(tiny_url, token=TOKEN)).segment(vol, seg, roi, modality="CT")
+    except EmptySegmentationError:
+        pytest.skip("the tiny random model gave an empty mask for this ROI")
+    written = _segment_array(seg, result.segment_id, vol)
+    ks = np.nonzero(written.reshape(len(written), -1).any(1))[0]
+    assert k0 <= ks[0] and ks[-1] <= k1

@@ -109,12 +109,16 @@ class MedisamSegmentCore:
 
     # --------------------------------------------------------------- run
     def segment(self, volume_node, segmentation_node, roi_node=None, positive_node=None,  # noqa: ANN001, PLR0913
-                negative_node=None, *, propagate: bool = True, modality: str | None = "CT",
-                segment_name: str = "medisam") -> SegmentationResult:
+                negative_node=None, *, propagate: bool = True, modality: str | None = None,
+                window: str | None = None, box3d: bool = True, segment_name: str = "medisam") -> SegmentationResult:
         """Segment one object from an ROI (box) and/or point markups; add it as a segment.
 
         The ROI prompts its middle slice; positive/negative control points on that (or any)
         slice refine it; with ``propagate`` the server carries the object through the volume.
+        With ``box3d`` (default) the ROI is sent as a 3D box (``medisam propagate --box3d``):
+        the object is segmented only on the ROI's slices. ``modality`` ("CT", "MR"...; None =
+        what the server infers: MR-like min/max scaling for an NRRD upload) and ``window``
+        (a CT preset or "WIDTH,LEVEL") choose the intensity handling.
         Raises :class:`EmptySegmentationError` when the answer is empty (nothing is written).
         """
         import slicer
@@ -131,15 +135,20 @@ class MedisamSegmentCore:
         if roi_node is None and not any(p[3] == 1 for p in points):
             raise ValueError("place an ROI or at least one positive point")
         with self.client.open_session(np.ascontiguousarray(array), spacing=spacing, origin=origin,
-                                      direction=direction, modality=modality) as session:
+                                      direction=direction, modality=modality, window=window) as session:
             k_range = (0, array.shape[0] - 1)
             if roi_node is not None:
                 k, box, k_range = self.roi_to_slice_box(volume_node, roi_node)
             else:
                 k, box = points[0][0], None
             on_slice = [(x, y, lab) for kk, x, y, lab in points if kk == k]
-            session.predict(slice=k, box=box, points=on_slice or None)
-            for kk in sorted({p[0] for p in points} - {k}):
+            done = set()
+            if box is not None and box3d and array.shape[0] > 1:
+                session.add_box3d(box=box, slice_range=k_range)  # the server picks the seed slice
+            else:
+                session.predict(slice=k, box=box, points=on_slice or None)
+                done.add(k)
+            for kk in sorted({p[0] for p in points} - done):
                 session.add_points(slice=kk, points=[(x, y, lab) for k2, x, y, lab in points if k2 == kk])
             if propagate and array.shape[0] > 1:
                 session.propagate()

@@ -55,6 +55,9 @@ class AppState:
         self.mode = "box"
         self.pending_corner: tuple[float, float] | None = None
         self.points: list[tuple[float, float, int]] = []  # clicks shown on the current slice
+        self.slice_range: tuple[int, int] | None = None  # set: a box becomes a 3D box on these slices
+        self.boxes: dict[int, tuple[tuple[float, ...], int, int]] = {}  # obj -> (box, first, last) drawn
+        self.cancel_requested = False
         self._workdir = Path(tempfile.mkdtemp(prefix="medisam-app-"))
         self._workdir.chmod(0o700)
         self.message = "open an image, a volume (NIfTI/NRRD/MHA), a DICOM file or a zipped DICOM series"
@@ -77,6 +80,8 @@ class AppState:
         self.slice = image.num_slices // 2 if image.is_volume else 0
         self.pending_corner = None
         self.points = []
+        self.boxes = {}
+        self.slice_range = None
         kind = "video" if image.is_video else "volume" if image.is_volume else "image"
         self.message = f"opened {kind} {path.name}: shape {image.array.shape}, modality {image.modality}"
 
@@ -90,6 +95,19 @@ class AppState:
         self.slice = s.check_slice(int(k)) if s.image.is_volume else 0
         self.pending_corner = None
         self.points = []
+
+    def set_slice_range(self, text: str | None) -> None:
+        """``"first,last"`` (or ``"first-last"``) makes the next box a 3D box; empty = 2D boxes."""
+        text = (text or "").strip().replace("-", ",").replace(" ", "")
+        if not text:
+            self.slice_range = None
+            return
+        s = self.require()
+        try:
+            lo, hi = sorted(int(v) for v in text.split(","))
+        except ValueError:
+            raise InputError(f"slice range {text!r} must be two slice numbers: first,last") from None
+        self.slice_range = (s.check_slice(lo), s.check_slice(hi))
 
     def set_window(self, window: str | None) -> None:
         self.require().set_window(None if window in (None, "", "auto") else window)
@@ -119,7 +137,13 @@ class AppState:
                 return
             (x0, y0), self.pending_corner = self.pending_corner, None
             box = (min(x0, x), min(y0, y), max(x0, x) + 1, max(y0, y) + 1)
-            res = s.segment(k, self.obj_id, box=box)
+            if self.slice_range is not None and s.image.is_volume:
+                res = s.add_box3d(None, self.obj_id, box=box, slice_range=self.slice_range)
+                lo, hi = sorted(self.slice_range)
+            else:
+                res = s.segment(k, self.obj_id, box=box)
+                lo = hi = res.slice
+            self.boxes[self.obj_id] = (box, lo, hi)  # stays drawn on its slices
             self.points = []
         else:
             label = 1 if self.mode == "positive" else 0
@@ -134,12 +158,30 @@ class AppState:
         self.message = "undone" if done else "nothing to undo"
 
     def propagate(self, progress=None) -> None:  # noqa: ANN001 - callable(done, total)
+        """Propagate slice by slice (``progress(done, total)``); :meth:`cancel` stops after the current slice."""
         s = self.require()
-        labels = s.propagate(progress=progress).array
+        self.cancel_requested = False
+        total = s.planned_slices()
+        slices = s.iter_propagate()
+        try:
+            for done, _ in enumerate(slices, start=1):
+                if progress is not None:
+                    progress(done, total)
+                if self.cancel_requested:
+                    self.message = f"propagation cancelled after {done} of {total} slices (they are kept)"
+                    return
+        finally:
+            slices.close()
+            self.cancel_requested = False
+        labels = s.label_image().array
         n = int((labels.reshape(labels.shape[0], -1) > 0).any(axis=1).sum())
         if n == 0:
             raise InputError("propagation produced an empty mask")
         self.message = f"propagated: {n} of {labels.shape[0]} slices labelled, {int((labels > 0).sum())} voxels"
+
+    def cancel(self) -> None:
+        """Ask a running :meth:`propagate` to stop after its current slice."""
+        self.cancel_requested = True
 
     # ---------------------------------------------------------------- output
     def render(self) -> np.ndarray | None:
@@ -160,6 +202,11 @@ class AppState:
 
         for x, y, label in self.points:
             cv2.circle(out, at(x, y), r, (0, 255, 0) if label else (255, 0, 0), -1)
+        here = self.slice if s.image.is_volume else 0
+        for box, lo, hi in self.boxes.values():
+            if lo <= here <= hi:
+                p0, p1 = at(box[0] - 0.5, box[1] - 0.5), at(box[2] - 0.5, box[3] - 0.5)
+                cv2.rectangle(out, p0, p1, (255, 255, 0), max(1, r // 2))
         if self.pending_corner is not None:
             cv2.drawMarker(out, at(*self.pending_corner), (255, 255, 0), cv2.MARKER_CROSS, 4 * r, max(1, r // 2))
         return out

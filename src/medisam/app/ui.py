@@ -3,17 +3,30 @@
 # no `from __future__ import annotations`: gradio reads the gr.SelectData hint at runtime
 
 import logging
+import tempfile
 from typing import Any, Callable
 
 from medisam.app.state import MODES, AppState
-from medisam.errors import MedisamError, require
+from medisam.errors import MedisamError, first_line, require
 from medisam.io import WINDOW_PRESETS
 from medisam.models.promptable import PromptableModel
+from medisam.serve.app import scrub_paths
 
 log = logging.getLogger(__name__)
 
 HELP = ("Box mode: click two opposite corners. Positive/negative: click to add or remove. "
-        "Volumes: move the slider, prompt a slice, then Propagate.")
+        "Volumes: move the slider, prompt a slice, then Propagate. A slice range (first,last) makes the "
+        "next box a 3D box on those slices (as `medisam propagate --box3d`).")
+#: Download choices: "auto" = the format matching the input (DICOM-SEG for a DICOM series).
+DOWNLOAD_CHOICES = ("auto", ".nii.gz", ".nrrd", ".mha", ".png", ".npz", ".dcm")
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for the status box; unexpected errors are logged, without their internals shown."""
+    if isinstance(exc, MedisamError):
+        return f"error: {scrub_paths(first_line(exc), tempfile.gettempdir())}"
+    log.exception("unexpected error in the app")
+    return f"error: unexpected {type(exc).__name__} (the server log has the details)"
 
 
 def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa: ANN201 - gr.Blocks
@@ -25,11 +38,11 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         def run(st: AppState | None, *args: Any):  # noqa: ANN202
             try:
                 st = fn(st, *args) or st
-            except MedisamError as exc:
+            except Exception as exc:  # every failure becomes one line in the status box
                 if st is not None:
-                    st.message = f"error: {exc}"
+                    st.message = error_line(exc)
                 else:
-                    return st, None, f"error: {exc}"
+                    return st, None, error_line(exc)
             return st, (st.render() if st else None), (st.message if st else "")
         return run
 
@@ -39,8 +52,8 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         st = st or AppState(model, max_voxels)
         try:
             st.open(path, None if window == "auto" else window)
-        except MedisamError as exc:
-            return st, None, gr.update(), f"error: {exc}"
+        except Exception as exc:  # noqa: BLE001 - shown as one line
+            return st, None, gr.update(), error_line(exc)
         s = st.session
         n = s.num_slices
         slider = gr.update(minimum=0, maximum=max(n - 1, 1), value=st.slice, visible=s.image.is_volume,
@@ -73,6 +86,20 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         # gradio injects ``evt`` by this type hint, so this handler is not wrapped
         return guarded_click(st, mode, obj, float(evt.index[0]), float(evt.index[1]))
 
+    def on_range(st: AppState, text: str) -> None:
+        if st is None or st.session is None:
+            if (text or "").strip():
+                raise MedisamError("open a volume first")
+            return
+        st.set_slice_range(text)
+        st.message = (f"next box: a 3D box on slices {st.slice_range[0]}..{st.slice_range[1]}"
+                      if st.slice_range else "next box: a 2D box on the shown slice")
+
+    def on_cancel(st: AppState) -> None:
+        if st is not None:
+            st.cancel()
+            st.message = "cancelling: propagation stops after the current slice"
+
     def on_undo(st: AppState) -> None:
         if st is not None:
             st.undo()
@@ -82,13 +109,13 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
             raise MedisamError("open a volume first")
         st.propagate(progress=lambda done, total: progress((done, max(total, done)), unit="slices"))
 
-    def on_download(st: AppState | None) -> tuple:
+    def on_download(st: AppState | None, fmt: str) -> tuple:
         if st is None or st.session is None:
-            return None, "open an image first"
+            return None, "error: open an image first"
         try:
-            path = st.export()
-        except MedisamError as exc:
-            return None, f"error: {exc}"
+            path = st.export(None if fmt in (None, "", "auto") else fmt)
+        except Exception as exc:  # noqa: BLE001 - shown as one line
+            return None, error_line(exc)
         return str(path), f"mask saved as {path.name}"
 
     with gr.Blocks(title="medisam") as demo:
@@ -103,9 +130,14 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                 mode = gr.Radio(list(MODES), value="box", label="click mode", elem_id="medisam-mode")
                 obj = gr.Number(1, precision=0, minimum=1, maximum=65535, label="object id (label value)",
                                 elem_id="medisam-obj")
+                srange = gr.Textbox("", label="slice range for a 3D box (first,last; empty = 2D box)",
+                                    placeholder="e.g. 3,7", elem_id="medisam-range")
                 with gr.Row():
                     undo = gr.Button("Undo", elem_id="medisam-undo")
                     propagate = gr.Button("Propagate", elem_id="medisam-propagate")
+                    cancel = gr.Button("Cancel", elem_id="medisam-cancel")
+                fmt = gr.Dropdown(list(DOWNLOAD_CHOICES), value="auto", label="download format",
+                                  elem_id="medisam-format")
                 download = gr.Button("Download mask", variant="primary", elem_id="medisam-download")
                 out_file = gr.File(label="mask file", interactive=False, elem_id="medisam-mask")
             with gr.Column(scale=3):
@@ -115,11 +147,13 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                                    elem_id="medisam-slice")
                 status = gr.Textbox(label="status", interactive=False, elem_id="medisam-status")
         upload.change(on_open, [state, upload, window], [state, view, slider, status])
-        slider.release(guarded(on_slice), [state, slider], [state, view, status])
+        slider.change(guarded(on_slice), [state, slider], [state, view, status])  # drag, arrows or typed value
         window.change(guarded(on_window), [state, window], [state, view, status])
         mode.change(guarded(on_mode), [state, mode, obj], [state, view, status])
         view.select(on_click, [state, mode, obj], [state, view, status])
         undo.click(guarded(on_undo), [state], [state, view, status])
+        srange.change(guarded(on_range), [state, srange], [state, view, status])
         propagate.click(guarded(on_propagate), [state], [state, view, status])
-        download.click(on_download, [state], [out_file, status])
+        cancel.click(guarded(on_cancel), [state], [state, view, status], concurrency_limit=None, queue=False)
+        download.click(on_download, [state, fmt], [out_file, status])
     return demo

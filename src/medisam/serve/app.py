@@ -66,7 +66,8 @@ def create_app(settings: ServerSettings | None = None, model: PromptableModel | 
 
     from medisam import __version__
     from medisam.serve.auth import allowed_host_names
-    from medisam.serve.middleware import BodyLimit, HostGuard, TokenAuth
+    from medisam.serve.docs import add_docs
+    from medisam.serve.middleware import BodyLimit, CatchAll, HostGuard, TokenAuth
     from medisam.serve.routes import router
 
     settings = settings or ServerSettings()
@@ -91,7 +92,7 @@ def create_app(settings: ServerSettings | None = None, model: PromptableModel | 
             ctx.sessions.close_all()
 
     app = fastapi.FastAPI(
-        title="medisam", version=__version__, lifespan=lifespan,
+        title="medisam", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
         description="Segment Anything for medical images: upload an image, volume or video, prompt "
                     "slices with boxes/points/masks, propagate in 3D, download the mask.")
     app.state.medisam = ctx
@@ -112,6 +113,8 @@ def create_app(settings: ServerSettings | None = None, model: PromptableModel | 
         return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=400)
 
     app.include_router(router)
+    add_docs(app, bearer=settings.token is not None)
+    app.add_middleware(CatchAll)  # innermost: a crash becomes a JSON 500 before the other middleware
     app.add_middleware(BodyLimit, max_bytes=settings.max_json_bytes, idle_s=settings.body_timeout_s,
                        upload_bytes=settings.max_upload_bytes + (64 << 10))  # multipart overhead
     if settings.token is not None:

@@ -27,8 +27,8 @@ from medisam.io.intensity import to_display
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
 from medisam.predict import EmbeddingCache, Predictor, VideoSession, VolumeSession
-from medisam.predict.volume import volume_to_display
-from medisam.prompts import Box, Points
+from medisam.predict.volume import as_box3d, volume_to_display
+from medisam.prompts import Box, Box3D, Points
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +202,22 @@ class InteractiveSession:
         self._npoints[(k, obj_id)] = total
         return res
 
+    def add_box3d(self, box3d: Sequence[float] | None = None, obj_id: int = 1, *,
+                  box: Sequence[float] | None = None, slice_range: Sequence[int] | None = None) -> SliceResult:
+        """Prompt object ``obj_id`` with a 3D box (replaces its earlier prompts), as ``medisam propagate --box3d``.
+
+        Either ``box3d`` = ``(x0, y0, z0, x1, y1, z1)`` voxel indices (inclusive), or a 2D
+        ``box`` (XYXY pixel edges) with ``slice_range`` = ``(first, last)`` slice. Returns the
+        seed slice's result; :meth:`propagate` then stays inside the box's slice range.
+        """
+        if self.volume is None or not hasattr(self.volume, "add_box3d"):
+            raise InputError("a 3D box needs a volume (or a video); this is a 2D image")
+        b3 = box3d_of(box3d, box, slice_range).check_inside(self.image.array.shape[:3])
+        obj_id = self._obj(obj_id)
+        res = self._volume_action(lambda vs: [vs.add_box3d(b3, obj_id)])
+        self._npoints = {k: n for k, n in self._npoints.items() if k[1] != obj_id}  # its clicks are gone
+        return res
+
     def remove_object(self, obj_id: int) -> None:
         """Erase an object everywhere."""
         obj_id = self._obj(obj_id)
@@ -364,3 +380,19 @@ class InteractiveSession:
         self._prompts2d[obj_id] = prompt
         log.debug("object %d: %d pixels, score %.3f", obj_id, int(mask.sum()), float(pred.scores[0]))
         return SliceResult(0, obj_id, mask, float(pred.scores[0]))
+
+
+def box3d_of(box3d: Sequence[float] | None, box: Sequence[float] | None = None,
+             slice_range: Sequence[int] | None = None) -> Box3D:
+    """A :class:`Box3D` from 6 voxel indices, or from a 2D pixel-edge box and an inclusive slice range."""
+    if (box3d is None) == (box is None):
+        raise PromptError("give either a 3D box (x0,y0,z0,x1,y1,z1) or a 2D box with a slice range")
+    if box3d is not None:
+        return as_box3d(box3d)
+    if slice_range is None or len(slice_range) != 2:
+        raise PromptError("a 2D box needs a slice range (first, last) to make a 3D box")
+    b = Box.of(box).as_array()
+    x0, y0 = int(np.floor(b[0])), int(np.floor(b[1]))
+    x1, y1 = max(x0, int(np.ceil(b[2])) - 1), max(y0, int(np.ceil(b[3])) - 1)
+    lo, hi = sorted(int(v) for v in slice_range)
+    return as_box3d((x0, y0, lo, x1, y1, hi))

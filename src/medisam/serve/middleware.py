@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from typing import Awaitable, Callable
 
 from medisam.serve.auth import split_host
+
+log = logging.getLogger(__name__)
 
 Scope = dict
 Message = dict
@@ -19,8 +22,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Paths reachable without the token (liveness probes).
-PUBLIC_PATHS = frozenset({"/healthz"})
+#: Paths reachable without the token: the liveness probe and the API docs (page, spec, assets).
+PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/openapi.json"})
+PUBLIC_PREFIXES = ("/docs-assets/",)
 #: Paths whose POST body is an upload (the large limit); every other body gets the small one.
 UPLOAD_PATHS = frozenset({"/sessions"})
 
@@ -44,7 +48,8 @@ class TokenAuth:
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in PUBLIC_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return await self.app(scope, receive, send)
         given = b""
         for name, value in scope.get("headers", []):
@@ -160,3 +165,32 @@ class BodyLimit:
                 raise
         if refusal is not None and not replaced:
             await _json(send, *refusal)
+
+
+class CatchAll:
+    """Answer any unexpected exception with a JSON 500 (one generic line, no internals).
+
+    Without it the exception reaches the server, which logs it and drops the connection
+    when the response was already started. The traceback goes to the server log only.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await _json(send, 500, "internal server error: the server log has the details")

@@ -25,6 +25,7 @@ from medisam.errors import InputError, PromptError, first_line
 from medisam.io import WRITERS, write_mask
 from medisam.serve.interactive import InteractiveSession, SliceResult
 from medisam.serve.schemas import (
+    Box3DRequest,
     Capabilities,
     PointsRequest,
     PromptRequest,
@@ -202,6 +203,19 @@ def predict(sid: str, body: PromptRequest, request: Request) -> SliceMask:
             raise PromptError(f"mask prompt cannot be decoded: {first_line(exc)}") from None
     with session.locked(), _ctx(request).inference:
         res = session.state.segment(body.slice, body.obj_id, box=body.box, points=body.points, mask=mask)
+        session.touch()
+        return _slice_mask(session, res)
+
+
+@router.post("/sessions/{sid}/box3d", response_model=SliceMask, tags=["prompts"])
+def add_box3d(sid: str, body: Box3DRequest, request: Request) -> SliceMask:
+    """Prompt an object with a 3D box (or a box plus a slice range), as ``medisam propagate --box3d``.
+
+    Returns the seed slice's mask; ``/propagate`` then segments the box's slices only.
+    """
+    session = _session(request, sid)
+    with session.locked(), _ctx(request).inference:
+        res = session.state.add_box3d(body.box3d, body.obj_id, box=body.box, slice_range=body.slice_range)
         session.touch()
         return _slice_mask(session, res)
 

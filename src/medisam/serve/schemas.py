@@ -54,6 +54,18 @@ class PromptRequest(BaseModel):
     mask: Optional[MaskPrompt] = Field(None, description="(H, W) binary mask prompt on the slice grid")
 
 
+class Box3DRequest(BaseModel):
+    """A 3D box prompt: ``box3d``, or a 2D ``box`` on the slices ``slice_range`` (both ends included)."""
+
+    obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
+    box3d: Optional[list[float]] = Field(None, min_length=6, max_length=6,
+                                         description="x0, y0, z0, x1, y1, z1 = i0, j0, k0, i1, j1, k1 voxel "
+                                                     "indices (inclusive; k = slice)")
+    box: Optional[list[float]] = Field(None, min_length=4, max_length=4, description="x0, y0, x1, y1 pixels")
+    slice_range: Optional[list[int]] = Field(None, min_length=2, max_length=2,
+                                             description="first, last slice of the box (with box)")
+
+
 class PointsRequest(BaseModel):
     slice: Optional[int] = None
     obj_id: int = Field(1, ge=1, le=65535)

@@ -1,0 +1,61 @@
+"""3D-box prompts over REST: same labels as VolumeSession.add_box3d (the CLI's --box3d), slice range kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from serve_data import ct_volume
+
+from medisam.client import Client, ServerError
+
+
+def test_box3d_matches_volume_session_and_stays_in_its_slices(make_client, tiny_model):
+    from medisam.io import MedicalImage
+    from medisam.predict import VolumeSession
+
+    vol = ct_volume((8, 48, 48))
+    ref = VolumeSession(tiny_model, MedicalImage.from_array(vol, spacing=(1.0, 1.0, 2.0)))
+    ref.add_box3d((12, 12, 2, 36, 36, 5))
+    expected = ref.propagate(progress=False).array
+    c = Client(http=make_client())
+    with c.open_session(vol, spacing=(1.0, 1.0, 2.0)) as s:
+        seed = s.add_box3d((12, 12, 2, 36, 36, 5))
+        assert seed.shape == (48, 48) and 2 <= s.last_slice <= 5
+        s.propagate()
+        labels = s.labels()
+        assert np.array_equal(labels, expected)
+        assert not labels[:2].any() and not labels[6:].any()  # outside the slice range: nothing
+        assert s.undo() and not s.labels().any()  # one undo step
+
+
+def test_box_plus_slice_range_is_the_same_3d_box(make_client):
+    c = Client(http=make_client())
+    with c.open_session(ct_volume((8, 48, 48))) as s:
+        a = s.add_box3d((12, 12, 2, 35, 35, 5))
+        first = s.labels()
+        s.undo()
+        b = s.add_box3d(box=(12, 12, 36, 36), slice_range=(5, 2))
+        assert np.array_equal(a, b) and np.array_equal(first, s.labels())
+
+
+@pytest.mark.parametrize("body, msg", [
+    ({"box3d": [1, 1, 1, 60, 9, 3]}, "outside the volume"),
+    ({"box3d": [9, 1, 1, 2, 9, 3]}, "inverted"),
+    ({"box": [1, 1, 9, 9]}, "slice range"),
+    ({}, "either a 3D box"),
+    ({"box3d": [1, 1, 1, 9, 9, 3], "box": [1, 1, 9, 9], "slice_range": [1, 2]}, "either a 3D box"),
+])
+def test_bad_3d_boxes_are_400(make_client, body, msg):
+    tc = make_client()
+    c = Client(http=tc)
+    with c.open_session(ct_volume()) as s:
+        r = tc.post(f"/sessions/{s.id}/box3d", json=body)
+        assert r.status_code == 400 and msg in r.json()["detail"]
+
+
+def test_box3d_on_2d_image_is_400(make_client):
+    from serve_data import disk
+
+    c = Client(http=make_client())
+    with c.open_session(disk()) as s, pytest.raises(ServerError, match="needs a volume"):
+        s.add_box3d((1, 1, 0, 9, 9, 0))
