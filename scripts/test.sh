@@ -2,15 +2,18 @@
 # Set up a fresh virtual environment with the test extras and run the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The browser test drives Debian's Chromium (playwright comes with [dev]); install it when missing.
-if [ ! -x /usr/bin/chromium ]; then
-    if [ "$(id -u)" = 0 ]; then
-        (apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }) \
-            || echo "chromium not installed: the browser tests will skip"
-    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-        sudo -n apt-get install -y -q chromium >/dev/null || echo "chromium not installed: the browser tests will skip"
+# Real clients the tests drive, from Debian: Chromium (the browser test; playwright comes with [dev])
+# and dicom3tools (dciodvfy checks every DICOM-SEG we write). Installed when missing; tests skip without them.
+missing=""
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+command -v dciodvfy >/dev/null || missing="$missing dicom3tools"
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO="none"; fi
+    if [ "$SUDO" = none ]; then
+        echo "missing$missing and no root: those tests will skip (apt-get install$missing)"
     else
-        echo "chromium missing and no root: the browser tests will skip (apt-get install chromium)"
+        ($SUDO apt-get install -y -q $missing >/dev/null || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q $missing >/dev/null; }) \
+            || echo "could not install$missing: those tests will skip"
     fi
 fi
 . scripts/setup_venv.sh "[dev]"
