@@ -33,8 +33,12 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
     """Build the Blocks app (not launched) on top of ``model``."""
     gr = require("gradio", "app")
 
-    def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Show MedisamErrors in the status box instead of a red popup, keep the view."""
+    def guarded(fn: Callable[..., Any], redraw: bool = True) -> Callable[..., Any]:
+        """Show MedisamErrors in the status box instead of a red popup, keep the view.
+
+        ``redraw=False`` for handlers that do not change the picture: the shown image is left
+        as it is (no reload the user could click into half-way).
+        """
         def run(st: AppState | None, *args: Any):  # noqa: ANN202
             try:
                 st = fn(st, *args) or st
@@ -43,7 +47,8 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                     st.message = error_line(exc)
                 else:
                     return st, None, error_line(exc)
-            return st, (st.render() if st else None), (st.message if st else "")
+            view_out = (st.render() if st else None) if redraw else gr.update()
+            return st, view_out, (st.message if st else "")
         return run
 
     def on_open(st: AppState | None, path: str | None, window: str) -> tuple:
@@ -152,7 +157,7 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         mode.change(guarded(on_mode), [state, mode, obj], [state, view, status])
         view.select(on_click, [state, mode, obj], [state, view, status])
         undo.click(guarded(on_undo), [state], [state, view, status])
-        srange.change(guarded(on_range), [state, srange], [state, view, status])
+        srange.change(guarded(on_range, redraw=False), [state, srange], [state, view, status])
         propagate.click(guarded(on_propagate), [state], [state, view, status])
         cancel.click(guarded(on_cancel), [state], [state, view, status], concurrency_limit=None, queue=False)
         download.click(on_download, [state, fmt], [out_file, status])
