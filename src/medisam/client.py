@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import zlib
 from pathlib import Path
 from typing import Any, Sequence
@@ -105,10 +106,16 @@ def _npz_bytes(array: np.ndarray) -> bytes:
 
 # ---------------------------------------------------------------------- client
 class Client:
-    """Talks to one ``medisam serve``; pass ``http`` to reuse an httpx.Client (or FastAPI TestClient)."""
+    """Talks to one ``medisam serve``; pass ``http`` to reuse an httpx.Client (or FastAPI TestClient).
+
+    ``token`` defaults to ``$MEDISAM_TOKEN``, the variable ``medisam serve`` reads, so a token
+    never has to appear in code or on a command line.
+    """
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000", token: str | None = None,
                  timeout: float = 300.0, http: httpx.Client | None = None):
+        if token is None:
+            token = os.environ.get("MEDISAM_TOKEN") or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if http is None:
             self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)

@@ -97,3 +97,17 @@ def test_live_500_keeps_the_connection(tiny_model, monkeypatch):
         r = conn.getresponse()
         assert r.status == 200 and r.read() == b'{"open":0}'
         conn.close()
+
+
+def test_client_takes_the_token_from_medisam_token(monkeypatch):
+    """Client() without token= sends $MEDISAM_TOKEN, as `medisam serve` reads it; an explicit token wins."""
+    from medisam.client import Client
+
+    monkeypatch.setenv("MEDISAM_TOKEN", "from-the-environment")
+    with Client("http://127.0.0.1:9") as c:
+        assert c._http.headers["authorization"] == "Bearer from-the-environment"
+    with Client("http://127.0.0.1:9", token="explicit-token") as c:
+        assert c._http.headers["authorization"] == "Bearer explicit-token"
+    monkeypatch.delenv("MEDISAM_TOKEN")
+    with Client("http://127.0.0.1:9") as c:
+        assert "authorization" not in c._http.headers
