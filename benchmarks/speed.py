@@ -407,7 +407,7 @@ def profile_prompt(models: dict, cases: list, repeats: int, agree_cases: list | 
 
     entries = {f"{k[0]} {k[1]}": m for k, m in models.items()}
     for k, m in models.items():
-        if k[0] != "torch" and getattr(m, "fast_decoder_session", getattr(m, "_fast_request", None)) is not None:
+        if k[0] != "torch" and getattr(m, "fast_decoder_session", getattr(m, "_fast_decoder", None)) is not None:
             os.environ["MEDISAM_FAST_DECODER"] = "0"
             try:
                 entries[f"{k[0]} {k[1]} (exported decoder)"] = load_model(

@@ -61,6 +61,25 @@ def test_openvino_predictor_masks_equal_torch(tiny_model):
     _assert_same_masks(_all_prompts(model), _all_prompts(tiny_model))
 
 
+def test_openvino_model_serves_several_threads_at_once(tiny_model):
+    """The server runs model calls of several sessions at once: one shared OpenVINO model must not
+    fail with 'Infer Request is busy' and must give each thread its own, correct masks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pytest.importorskip("openvino")
+    model = load_model("litemedsam-tiny", device="cpu", backend="openvino")
+    images = [disk_image(64, radius=10 + 2 * i, center=(32, 32))[0] for i in range(4)]
+
+    def run(image):  # noqa: ANN001, ANN202
+        return [Predictor(model).set_image(image).predict(box=(8, 8, 56, 56)) for _ in range(3)]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, images))
+    for image, got in zip(images, results):
+        ref = Predictor(tiny_model).set_image(image).predict(box=(8, 8, 56, 56))
+        _assert_same_masks(got[-1:], [ref])
+
+
 def test_torch_bf16_or_clear_error(tiny_model):
     from medisam.models.precision import cpu_has_bf16
 

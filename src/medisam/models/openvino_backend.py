@@ -8,6 +8,7 @@ are cached in ``<cache>/openvino/`` (``$MEDISAM_CACHE``, default ``~/.cache/medi
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import torch
@@ -49,18 +50,25 @@ class OpenVinoModel(PromptableModel):
         # the decoder follows the precision too (bf16 made it ~1.4x faster here); the Dice
         # guard in benchmarks/speed.py measures encoder + decoder together
         self._decoder = core.compile_model(str(self.export_dir / "decoder.onnx"), "CPU", config)
-        self._enc_request = self._encoder.create_infer_request()
-        self._dec_request = self._decoder.create_infer_request()
+        # An infer request is not thread-safe ("Infer Request is busy"); the server runs model
+        # calls of several sessions at once, so each thread gets its own requests.
+        self._requests = threading.local()
         #: box/point prompts without a mask prompt run the fast decoder (None: not available)
-        self._fast_decoder, self._fast_request = None, None
+        self._fast_decoder = None
         self._fast_inputs = FastDecoderInputs()
         fast = fast_decoder(base, self.export_dir)
         if fast is not None:
             try:
                 self._fast_decoder = core.compile_model(str(fast), "CPU", config)
-                self._fast_request = self._fast_decoder.create_infer_request()
             except Exception as exc:  # an OpenVINO plugin bug must not break the backend
                 log.warning("OpenVINO cannot compile the fast decoder (%s); using decoder.onnx", exc)
+
+    def _request(self, compiled):  # noqa: ANN001, ANN202 - an openvino CompiledModel -> InferRequest
+        """This thread's infer request for ``compiled`` (created on first use)."""
+        requests = self._requests.__dict__
+        if id(compiled) not in requests:
+            requests[id(compiled)] = compiled.create_infer_request()
+        return requests[id(compiled)]
 
     @property
     def cache_signature(self) -> str:
@@ -70,7 +78,7 @@ class OpenVinoModel(PromptableModel):
         """``(B, 3, S, S)`` -> ``(B, 256, h, w)``, one image at a time (batch-1 graph)."""
         x = np.ascontiguousarray(tensor.detach().float().cpu().numpy())
         # share_inputs: no copy of the input; outputs are copied once (share_outputs=False)
-        outs = [self._enc_request.infer({"image": x[i:i + 1]}, share_inputs=True)[0]
+        outs = [self._request(self._encoder).infer({"image": x[i:i + 1]}, share_inputs=True)[0]
                 for i in range(x.shape[0])]
         return torch.from_numpy(outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)).to(self.device)
 
@@ -79,13 +87,13 @@ class OpenVinoModel(PromptableModel):
                multimask: bool = False) -> DecoderOutput:
         # zero-copy in (the 4 MiB embedding) and out; only the selected masks are copied
         # out of OpenVINO's buffers before the next request reuses them
-        if mask_input is None and self._fast_request is not None:
-            result = self._fast_request.infer(self._fast_inputs.feeds(embedding, points, boxes),
+        if mask_input is None and self._fast_decoder is not None:
+            result = self._request(self._fast_decoder).infer(self._fast_inputs.feeds(embedding, points, boxes),
                                               share_inputs=True, share_outputs=True)
             # fast_outputs copies the kept masks out of OpenVINO's buffers
             return fast_outputs(result[self._fast_decoder.output(0)], result[self._fast_decoder.output(1)],
                                 multimask)
-        result = self._dec_request.infer(
+        result = self._request(self._decoder).infer(
             decoder_feeds(embedding, points, boxes, mask_input, self.mask_input_size),
             share_inputs=True, share_outputs=True)
         low_res = torch.from_numpy(result[self._decoder.output(0)])
