@@ -1,4 +1,4 @@
-"""Fixtures for video tests: a small MP4 of a moving disk written with PyAV."""
+"""Fixtures for video tests: a small MP4 of a moving disk written with PyAV, and GOWT1 frames + track masks."""
 
 from __future__ import annotations
 
@@ -25,3 +25,14 @@ def disk_mp4(tmp_path, disk_frames):
     frames, masks = disk_frames
     path = write_video(frames, tmp_path / "disk.mp4", fps=12.5)
     return path, masks
+
+
+@pytest.fixture()
+def gowt1(data_dir):
+    """``(frames, track masks)`` of the CTC GOWT1 sequence in ../shared/data (skips when absent)."""
+    from medisam.io import read_image
+
+    seq = data_dir / "ctc_gowt1_01"
+    if not seq.is_dir():
+        pytest.skip("ctc_gowt1_01 not available")
+    return read_image(seq / "frames" / "01"), read_image(seq / "masks" / "01").array

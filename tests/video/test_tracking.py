@@ -183,16 +183,12 @@ def test_tiny_model_end_to_end_one_label_per_pixel(tiny_model):
 @pytest.mark.real_weights
 @pytest.mark.real_data
 @pytest.mark.slow
-def test_litemedsam_tracks_every_gowt1_nucleus(real_model, data_dir):
+def test_litemedsam_tracks_every_gowt1_nucleus(real_model, gowt1):
     """All nuclei of GOWT1 frames 15-18 in one session; track 22 (a daughter of 16) begins on frame 17."""
-    seq = data_dir / "ctc_gowt1_01"
-    if not seq.is_dir():
-        pytest.skip("ctc_gowt1_01 not available")
-    from medisam.io import read_image
     from medisam.metrics_basic import dice
 
-    video = read_image(seq / "frames" / "01")
-    truth = read_image(seq / "masks" / "01").array[15:19]
+    video, tracks = gowt1
+    truth = tracks[15:19]
     session = VideoSession(real_model, video.with_array(video.array[15:19]))
     starts = {}
     for label in sorted(int(v) for v in np.unique(truth) if v):

@@ -75,13 +75,10 @@ def test_propagate_video_writes_frames_and_overlay(tmp_path, tiny_model, disk_mp
 
 
 @pytest.mark.real_weights
-def test_litemedsam_tracks_a_gowt1_nucleus(real_model, data_dir):
+def test_litemedsam_tracks_a_gowt1_nucleus(real_model, gowt1):
     """Track nucleus 3 of the CTC GOWT1 sequence from a box on frame 0 over 3 frames (TRA markers as truth)."""
-    seq = data_dir / "ctc_gowt1_01"
-    if not seq.is_dir():
-        pytest.skip("ctc_gowt1_01 not available")
-    video = read_image(seq / "frames" / "01")
-    truth = read_image(seq / "masks" / "01").array[:3]
+    video, tracks = gowt1
+    truth = tracks[:3]
     session = VideoSession(real_model, video.with_array(video.array[:3]))
     session.add_box(0, Box.from_mask(truth[0] == 3, margin=3), obj_id=3)
     labels = session.propagate(direction="forward", progress=False).array

@@ -8,6 +8,7 @@ is reported in a second instead of after the model loaded and the image was enco
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -170,3 +171,16 @@ def image_checks(image, input: Path, *, boxes: Sequence = (), points: Optional[S
 def not_prompted(boxes: Sequence, points: Optional[Sequence]) -> None:
     if not boxes and not points:
         raise PromptError("give at least one --box or --point (or --mask)")
+
+
+def geometry(image, allow_gaps: bool) -> None:  # noqa: ANN001 - a MedicalImage
+    """Refuse a volume whose slice geometry the reader flagged (gaps, skipped files, uneven
+    positions), unless ``--allow-gaps``: then print each problem as a ``warning:`` line."""
+    problems = image.geometry_warnings
+    if not problems:
+        return
+    if not allow_gaps:
+        raise InputError(f"{'; '.join(problems)}; a mask written against this volume would be misplaced: "
+                         "fix the series, or pass --allow-gaps to write it anyway")
+    for line in problems:
+        print(f"warning: {line}", file=sys.stderr)

@@ -131,16 +131,3 @@ def describe_model(model) -> str:
     """One line naming the model and how it runs (backend, precision, device)."""
     return (f"model {model.name}: backend {getattr(model, 'backend', 'torch')}, "
             f"precision {getattr(model, 'precision', 'fp32')}, device {model.device}")
-
-
-def check_geometry(image, allow_gaps: bool) -> None:  # noqa: ANN001 - a MedicalImage
-    """Refuse a volume whose slice geometry the reader flagged, unless ``--allow-gaps``
-    (then print each problem as a ``warning:`` line)."""
-    problems = getattr(image, "geometry_warnings", ())
-    if not problems:
-        return
-    if not allow_gaps:
-        raise InputError(f"{'; '.join(problems)}; a mask written against this volume would be misplaced: "
-                         "fix the series, or pass --allow-gaps to write it anyway")
-    for line in problems:
-        typer.echo(f"warning: {line}", err=True)

@@ -85,7 +85,7 @@ def propagate(
     from medisam.io import read_image
 
     image = read_image(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
-    common.check_geometry(image, allow_gaps)
+    checks.geometry(image, allow_gaps)
     if not image.is_volume:
         raise InputError(f"{input} is a 2D image {image.array.shape}; use `medisam segment` for 2D images")
     _image_checks(image, input, prompt, array_axis, output)

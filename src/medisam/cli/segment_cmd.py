@@ -68,7 +68,7 @@ def segment(
     from medisam.io import read_image
 
     image = read_image(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
-    common.check_geometry(image, allow_gaps)
+    checks.geometry(image, allow_gaps)
     labels_in = None
     if mask is not None:
         checks.plane(image.spatial_shape, slice, array_axis, input)  # --slice given for a volume, in range
