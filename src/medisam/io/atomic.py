@@ -52,9 +52,17 @@ def sweep_stale_tmp(parent: Path, max_age_s: float = STALE_TMP_S) -> int:
     return removed
 
 
+#: Folders already swept by this process: one sweep per output folder, not one per file written.
+_swept: set[str] = set()
+
+
 def make_tmp_dir(parent: Path) -> Path:
-    """A fresh private temporary folder in ``parent`` (stale ones from killed writers are swept first)."""
-    sweep_stale_tmp(parent)
+    """A fresh private temporary folder in ``parent`` (stale ones from killed writers are swept
+    the first time this process writes there)."""
+    key = os.path.realpath(parent)
+    if key not in _swept:
+        sweep_stale_tmp(parent)
+        _swept.add(key)
     return Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent))
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medisam.errors import InputError, require
+from medisam.errors import InputError, first_line, require
 from medisam.io.medical_image import MedicalImage
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def write_dicom_seg(
             seg = _build(hd, sources, seg_array, descriptions, series_number)
         except (ValueError, KeyError, AttributeError, TypeError) as exc:  # highdicom's checks of the sources
             raise InputError(f"DICOM-SEG output: highdicom cannot build a DICOM-SEG on this series "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc!r}); "
+                             f"({type(exc).__name__}: {first_line(exc)}); "
                              f"write the mask as .nii.gz instead") from exc
     for w in caught:  # highdicom's remarks about the *source* files (e.g. odd PatientName)
         log.debug("highdicom: %s", w.message)

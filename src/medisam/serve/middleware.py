@@ -13,6 +13,7 @@ import logging
 from typing import Awaitable, Callable
 
 from medisam.serve.auth import split_host
+from medisam.serve.docs import ASSETS, DOCS_PATHS
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Paths reachable without the token: the liveness probe and the API docs (page, spec, assets).
-PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/openapi.json"})
-PUBLIC_PREFIXES = ("/docs-assets/",)
+PUBLIC_PATHS = frozenset({"/healthz"}) | DOCS_PATHS
+PUBLIC_PREFIXES = (ASSETS + "/",)
 #: Paths whose POST body is an upload (the large limit); every other body gets the small one.
 UPLOAD_PATHS = frozenset({"/sessions"})
 
