@@ -134,9 +134,9 @@ def decoded_frames(monkeypatch):
     seen: list[str] = []
     original = video._decode_frame
 
-    def counting(path):
+    def counting(path, *args):
         seen.append(path.name)
-        return original(path)
+        return original(path, *args)
 
     monkeypatch.setattr(video, "_decode_frame", counting)
     return seen

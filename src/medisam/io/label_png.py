@@ -66,13 +66,18 @@ def encode_label_png(labels: np.ndarray, top: int | None = None) -> bytes:
     return buf.getvalue()
 
 
+def is_label_image(im) -> bool:  # noqa: ANN001 - an open PIL image
+    """True for an opened PNG that :func:`encode_label_png` wrote (its header marker)."""
+    return im.format == "PNG" and im.info.get(MARKER[0]) == MARKER[1]
+
+
 def is_label_png(path: str | Path) -> bool:
     """True for a PNG mask written by :func:`encode_label_png` (reads the header only)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return im.format == "PNG" and im.info.get(MARKER[0]) == MARKER[1]
+            return is_label_image(im)
     except Exception:  # noqa: BLE001 - unreadable files are reported by the pixel reader
         return False
 

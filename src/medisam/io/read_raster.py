@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from medisam.errors import ImageTooLargeError, InputError
-from medisam.io.label_png import is_label_png, read_label_png
+from medisam.io.label_png import is_label_image, read_label_png
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
 from medisam.io.registry import ReadOptions, register_reader
@@ -30,13 +30,15 @@ log = logging.getLogger(__name__)
 RASTER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-def raster_header(path: Path) -> tuple[tuple[int, ...], int]:
-    """(shape without channels, number of pages) from the file header, without decoding pixels."""
+def raster_header(path: Path) -> tuple[tuple[int, ...], int, bool]:
+    """(shape, number of pages, whether it is a label PNG medisam wrote) from the file header,
+    without decoding pixels."""
     try:
         with Image.open(path) as im:
             w, h = im.size
             pages = int(getattr(im, "n_frames", 1))
             bands = len(im.getbands())
+            label_png = is_label_image(im)
     except Image.DecompressionBombError as exc:  # above twice Pillow's MAX_IMAGE_PIXELS
         n = re.search(r"\((\d+) pixels\)", str(exc))
         voxels = int(n.group(1)) if n else 0
@@ -46,7 +48,7 @@ def raster_header(path: Path) -> tuple[tuple[int, ...], int]:
     except Exception as exc:  # PIL raises many types for corrupt files
         raise InputError(f"{path}: cannot read image header ({type(exc).__name__}: {exc})") from exc
     shape = (pages, h, w, bands) if pages > 1 else (h, w, bands)
-    return shape, pages
+    return shape, pages, label_png
 
 
 def _to_rgb_or_grey(arr: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -68,9 +70,9 @@ def _to_rgb_or_grey(arr: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def read_raster(path: Path, opts: ReadOptions) -> MedicalImage:
     """Read a 2D raster image (8/16-bit, grey or colour) as a MedicalImage with unit spacing."""
-    shape, pages = raster_header(path)
+    shape, pages, label_png = raster_header(path)
     check_size(shape, path, opts.max_voxels)
-    if path.suffix.lower() == ".png" and is_label_png(path):  # a mask medisam wrote: its label values
+    if label_png:  # a mask medisam wrote: its label values
         labels = MedicalImage.from_array(read_label_png(path), is_rgb=False)
         return replace(labels, kind="labels", source={"format": "png"})
     data = np.fromfile(path, dtype=np.uint8)

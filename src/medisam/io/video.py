@@ -30,7 +30,7 @@ import numpy as np
 from medisam.errors import InputError, OutputExistsError, first_line, require
 from medisam.io.atomic import atomic_write, make_tmp_dir
 from medisam.io.intensity import to_display
-from medisam.io.label_png import encode_label_png, is_label_png, read_label_png
+from medisam.io.label_png import encode_label_png, read_label_png
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
 from medisam.io.overlay import render_overlay
@@ -111,22 +111,23 @@ def is_frame_folder(folder: Path) -> bool:
     return bool(images) and not others
 
 
-def _frame_header(path: Path) -> tuple[int, int, int]:
-    """(height, width, bands) of a frame image from its header (Pillow opens lazily)."""
+def _frame_header(path: Path) -> tuple[int, int, int, bool]:
+    """(height, width, bands, is a label PNG) of a frame image from its header (Pillow opens lazily)."""
     from medisam.io.read_raster import raster_header
 
-    shape, pages = raster_header(path)
+    shape, pages, label_png = raster_header(path)
     if pages > 1:
         raise InputError(f"{path}: multi-page frame images are not supported in a frame folder")
-    return shape[0], shape[1], shape[2]
+    return shape[0], shape[1], shape[2], label_png
 
 
-def _decode_frame(path: Path) -> np.ndarray:
+def _decode_frame(path: Path, label_png: bool = False) -> np.ndarray:
     """One frame image at its own bit depth: ``(H, W)`` grey or ``(H, W, 3)`` RGB (alpha dropped).
 
-    A label PNG medisam wrote (see :mod:`medisam.io.label_png`) gives its label values.
+    A label PNG medisam wrote (``label_png``, from its header; see :mod:`medisam.io.label_png`)
+    gives its label values.
     """
-    if path.suffix.lower() == ".png" and is_label_png(path):
+    if label_png:
         return read_label_png(path)
     arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
@@ -150,13 +151,13 @@ def read_frame_folder(folder: Path, opts: ReadOptions, fps: float | None = None)
     frames: list[np.ndarray] = []
     first_hw: tuple[int, int] | None = None
     for f in files:
-        h, w, bands = _frame_header(f)  # sizes from the header: nothing is decoded before the checks
+        h, w, bands, label_png = _frame_header(f)  # sizes from the header: nothing is decoded before the checks
         if first_hw is None:
             first_hw = (h, w)
             check_size((len(files), h, w) + ((min(bands, 3),) if bands > 2 else ()), folder, opts.max_voxels)
         elif (h, w) != first_hw:
             raise InputError(f"{f}: frame {w}x{h} differs from the first frame ({first_hw[1]}x{first_hw[0]})")
-        arr = _decode_frame(f)
+        arr = _decode_frame(f, label_png)
         if arr.shape[:2] != first_hw:
             raise InputError(f"{f}: frame decodes to {arr.shape[1]}x{arr.shape[0]}, its header says {w}x{h}")
         if frames and arr.dtype != frames[0].dtype:
