@@ -8,7 +8,7 @@ import pytest
 from medisam.cli import main
 from medisam.io import read_image
 from medisam.io.video import write_video
-from medisam.predict.video import parse_track
+from medisam.cli.propagate_cmd import parse_track
 
 TINY = ["--model", "litemedsam-tiny", "--device", "cpu", "--no-progress"]
 

@@ -76,18 +76,16 @@ def parse_window(text: Optional[str]) -> str | tuple[float, float] | None:
     return (width, level)
 
 
-#: ``--axis`` words -> array axis of the ``(Z, Y, X)`` volume (as medisam.predict.volume.parse_axis).
-AXES = {"k": 0, "j": 1, "i": 2, "z": 0, "y": 1, "x": 2, "0": 0, "1": 1, "2": 2}
-
-
 def parse_axis(text: Optional[str]) -> Optional[int]:
     """``k|j|i`` or ``0|1|2`` (also ``z|y|x``) -> array axis; ``None`` stays ``None`` (not given)."""
+    from medisam.io.medical_image import AXIS_NAMES
+
     if text is None:
         return None
     key = str(text).strip().lower()
-    if key not in AXES:
+    if key not in AXIS_NAMES:
         raise InputError(f"--axis must be k, j, i or 0, 1, 2; got {text!r}")
-    return AXES[key]
+    return AXIS_NAMES[key]
 
 
 def read_options(max_voxels: Optional[int]) -> dict:

@@ -63,6 +63,7 @@ def propagate(
 ) -> None:
     """Propagate one object through a volume from --box3d, or from --box/--point on --slice."""
     prompt = _parse_prompts(box3d, slice, box, point, slices)
+    tracks = [parse_track(t) for t in track]
     if views is not None and views not in (1, 3):
         raise InputError(f"--views must be 1 or 3, got {views}")
     if views is not None and "box3d" not in prompt:
@@ -91,7 +92,7 @@ def propagate(
     _image_checks(image, input, prompt, array_axis, output)
     runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
     if image.is_video:
-        _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force, track)
+        _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force, tracks)
         return
     if track:
         raise InputError("--track is for videos; a volume takes one object per run")
@@ -168,6 +169,21 @@ def _prompt_checks(shape, input: Path, prompt: dict, axis: Optional[int]) -> Non
         return
     h, w = checks.plane(shape, prompt["slice"], axis, input)
     checks.prompts_inside([prompt["box"]] if prompt["box"] is not None else [], prompt["points"], h, w)
+
+
+def parse_track(text: str) -> tuple[int, list[float], int | None]:
+    """``F:x0,y0,x1,y1[:label]`` (a box on frame F, where the object appears) -> (F, box, label or None)."""
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        frame, box = int(parts[0]), [float(v) for v in parts[1].split(",")]
+        label = int(parts[2]) if len(parts) == 3 else None
+        if len(box) != 4:
+            raise ValueError
+    except ValueError:
+        raise InputError(f"--track {text!r} must be FRAME:x0,y0,x1,y1 or FRAME:x0,y0,x1,y1:LABEL") from None
+    return frame, box, label
 
 
 def parse_slices(text: str) -> tuple[int, int]:
@@ -248,11 +264,10 @@ def _write(image, labels, output: Path, overlay: Optional[Path], axis: int, wind
     typer.echo(f"wrote {written} overlay PNGs to {overlay}")
 
 
-def _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force, track=()) -> None:
+def _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force, tracks=()) -> None:
     """Videos are tracked by :func:`medisam.predict.video.propagate_video` (frames = slices)."""
-    from medisam.predict.video import parse_track, propagate_video
+    from medisam.predict.video import propagate_video
 
-    tracks = [parse_track(t) for t in track]
     net = common.load(model, checkpoint, device, runtime)
 
     with step("tracking the object through the video"):

@@ -23,6 +23,10 @@ import numpy as np
 
 from medisam.errors import InputError
 
+#: Names of the array axes of a ``(Z, Y, X)`` volume: ITK/NIfTI voxel index letters k/j/i,
+#: world letters z/y/x, or the numbers (used by the CLI's ``--axis`` and ``predict.volume.parse_axis``).
+AXIS_NAMES = {"k": 0, "j": 1, "i": 2, "z": 0, "y": 1, "x": 2, "0": 0, "1": 1, "2": 2}
+
 #: Modalities that medisam distinguishes for intensity handling (DICOM codes).
 KNOWN_MODALITIES = ("CT", "MR", "US", "XR", "ES", "DM", "OP", "SM", "PT", "OT")
 

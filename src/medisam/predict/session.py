@@ -317,8 +317,7 @@ class VolumeSession:
         self._objects = self._history.pop()
         for obj_id, state in self._objects.items():  # seeds whose results were pruned
             for t in state.seeds:
-                for _ in self._seed_iter(obj_id, t):
-                    pass
+                self._seed_result(obj_id, t)
 
     def clear_slice(self, slice: int, obj_id: int = 1) -> None:
         """Remove the prompts of one object on one slice."""

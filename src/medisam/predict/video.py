@@ -157,21 +157,6 @@ def _mask_output_kind(output: Path) -> str:
     return "file"
 
 
-def parse_track(text: str) -> tuple[int, list[float], int | None]:
-    """``F:x0,y0,x1,y1[:label]`` (a box on frame F, where the object appears) -> (F, box, label or None)."""
-    parts = text.split(":")
-    try:
-        if len(parts) not in (2, 3):
-            raise ValueError
-        frame, box = int(parts[0]), [float(v) for v in parts[1].split(",")]
-        label = int(parts[2]) if len(parts) == 3 else None
-        if len(box) != 4:
-            raise ValueError
-    except ValueError:
-        raise InputError(f"--track {text!r} must be FRAME:x0,y0,x1,y1 or FRAME:x0,y0,x1,y1:LABEL") from None
-    return frame, box, label
-
-
 def propagate_video(image: MedicalImage, model: PromptableModel, frame: int,
                     box: Box | Sequence[float] | None, points: Points | Sequence[Sequence[float]] | None,
                     obj_id: int, output: Path, overlay: Path | None, force: bool,

@@ -38,12 +38,8 @@ import torch.nn.functional as F
 
 from medisam.errors import InputError, PromptError
 from medisam.io.intensity import HU_MIN_THRESHOLD, _scale, apply_window
-from medisam.io.medical_image import MedicalImage
+from medisam.io.medical_image import AXIS_NAMES, MedicalImage
 from medisam.prompts import Box, Box3D
-
-#: Axis names accepted by :func:`parse_axis` (letters are the NIfTI/ITK voxel index names).
-AXIS_NAMES = {"k": 0, "j": 1, "i": 2, "z": 0, "y": 1, "x": 2, "0": 0, "1": 1, "2": 2}
-
 
 def parse_axis(axis: int | str) -> int:
     """``0/1/2`` or ``k/j/i`` (also ``z/y/x``) -> array axis of the ``(Z, Y, X)`` volume."""
