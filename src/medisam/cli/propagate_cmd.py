@@ -218,7 +218,7 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
     from medisam.predict.propagation import PropagationConfig
     from medisam.predict.session import VolumeSession
 
-    if model.spec.family == "sam2":  # memory-based tracking; same session API, slices along k only
+    if model.spec.supports_memory_propagation:  # SAM 2: same session API, slices along k only
         from medisam.predict.sam2_session import Sam2Session
 
         if axis != 0:

@@ -78,7 +78,7 @@ class Predictor:
 
     def __init__(self, model: PromptableModel, cache: EmbeddingCache | None = None,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS):
-        if model.spec.family == "sam2":  # SAM 2 nets have another decoder API: see predict.sam2_session
+        if not model.spec.supports_2d_prompting:  # SAM 2: memory model, see predict.sam2_session
             raise ModelError(f"{model.name} is a SAM 2 model: use Sam2Session or VideoSession "
                              "(a 2D image is a one-frame session) instead of Predictor")
         self.model = model

@@ -74,7 +74,7 @@ class VideoSession:
                  predictor: Predictor | None = None):
         self.video = video_of(video)
         self.model = model
-        if model.spec.family == "sam2":
+        if model.spec.supports_memory_propagation:
             self.session: Sam2Session | TrackingSession = Sam2Session(model, self.video, window)
         else:
             self.session = TrackingSession(model, self.video, window, predictor, tracking)
