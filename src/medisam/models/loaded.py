@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from medisam.models.embedding_cache import CacheSignature
 from medisam.models.spec import Capabilities, ModelSpec
 
 
@@ -39,9 +40,16 @@ class LoadedModel:
         return self.spec.capabilities
 
     @property
+    def signature(self) -> CacheSignature:
+        """The typed embedding-cache signature: model, weights, preprocessing, backend, precision."""
+        s = self.spec
+        return CacheSignature(s.name, self.checkpoint_sha256 or "random", str(s.input_size), s.resize,
+                              s.intensity, s.interpolation, self.backend, getattr(self, "precision", "fp32"))
+
+    @property
     def cache_signature(self) -> str:
-        """Identifies model + weights + preprocessing + backend, for embedding caches
-        (:class:`~medisam.models.embedding_cache.CacheSignature` parses it into fields)."""
+        """:attr:`signature` as text (the backends add their precision; ``str(signature)``
+        spells the same)."""
         s = self.spec
         return (f"{s.name}|{self.checkpoint_sha256 or 'random'}|{s.input_size}|{s.resize}|"
                 f"{s.intensity}|{s.interpolation}|{self.backend}")
