@@ -61,7 +61,8 @@ FLAG_NAMES = (("force=True", "--force"), ("max_voxels=None", "--max-voxels 0"),
 def cli_message(message: str) -> str:
     """A library error message in CLI words (``pass force=True`` reads ``pass --force``)."""
     for keyword, flag in FLAG_NAMES:
-        message = message.replace(keyword, flag)
+        if flag not in message:  # some messages name both already
+            message = message.replace(keyword, flag)
     return message
 
 

@@ -1,8 +1,9 @@
 """Backend choice and loading: ``load_backend`` puts a model on torch, ONNX Runtime or OpenVINO.
 
 ``load_model(name)`` lands here with the default ``backend="auto"`` (and for anything but
-plain fp32 torch). Every backend returns a ``PromptableModel`` subclass, so ``Predictor``,
-``VolumeSession`` and the server use it unchanged:
+plain fp32 torch). For 2D-promptable models every backend returns a ``PromptableModel``
+subclass, so ``Predictor``, ``VolumeSession`` and the server use it unchanged; SAM 2 models
+(no ONNX export) stay the torch fp32 :class:`~medisam.models.sam2_model.Sam2Model`:
 
 - ``torch``: the PyTorch network; ``bf16`` (CPU with AVX512_BF16/AMX, or CUDA) and
   ``fp16`` (CUDA) run the image encoder under ``torch.autocast``.
@@ -18,7 +19,7 @@ plain fp32 torch). Every backend returns a ``PromptableModel`` subclass, so ``Pr
   ``<cache>/speed_profile.json``. That profile is written by ``benchmarks/speed.py
   --save-profile`` (the full measurement) or, when absent, by a one-off calibration on the
   first ``auto`` load (:func:`calibrate`: encoder time and the Dice guard on the bundled
-  CT samples, a few seconds, shown on stderr). ``$MEDISAM_BACKEND=torch|onnx|openvino``
+  CT samples, announced on stderr with the time it took). ``$MEDISAM_BACKEND=torch|onnx|openvino``
   overrides what ``auto`` means (fp32). Families without an export
   (``spec.capabilities.onnx_export`` false: SAM 2) and failed exports fall back to torch fp32.
 
@@ -48,6 +49,7 @@ from medisam.models.decoder_feeds import (FastDecoderInputs, decoder_feeds, fast
 from medisam.models.device import resolve_device
 from medisam.models.export_cache import (FAST_DECODER_VERSION, cached_export, fast_decoder,  # noqa: F401
                                          fast_decoder_enabled, quantized_encoder, weights_key)
+from medisam.models.loaded import LoadedModel
 from medisam.models.loading import load_torch
 from medisam.models.precision import autocast, check_precision, cpu_has_bf16, cpu_has_vnni, torch_autocast_dtype
 from medisam.models.promptable import PromptableModel
@@ -71,7 +73,7 @@ def calibrate(base: PromptableModel, threads: int, repeats: int = 3) -> tuple[di
 
 
 def load_backend(spec: ModelSpec, checkpoint: str | Path | None, device: str | torch.device,
-                 backend: str, precision: str = "fp32", threads: int | None = None) -> PromptableModel:
+                 backend: str, precision: str = "fp32", threads: int | None = None) -> LoadedModel:
     """Load ``spec`` on ``backend`` (see the module docstring); the one entry from ``load_model``.
 
     With ``backend="auto"`` the default ``precision="fp32"`` is replaced by the measured
@@ -130,11 +132,13 @@ def _auto_choice(spec: ModelSpec, device: torch.device, precision: str) -> tuple
     return backend, auto_precision
 
 
-def make_backend(base: PromptableModel, backend: str, precision: str, device: torch.device,
-                  threads: int) -> PromptableModel:
+def make_backend(base: LoadedModel, backend: str, precision: str, device: torch.device,
+                  threads: int) -> LoadedModel:
     """Wrap a loaded torch model in ``backend`` (the torch network is shared, not copied)."""
     if backend == "torch":
         torch.set_num_threads(threads)
+        if not base.spec.capabilities.prompting_2d:
+            return base  # SAM 2: its own model type, torch fp32 only (checked by load_backend)
         return TorchModel(base, precision)
     if backend == "onnx":
         from medisam.models.onnx_backend import OnnxModel

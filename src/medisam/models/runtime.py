@@ -16,7 +16,8 @@ from medisam.models.precision import cpu_has_bf16
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "openvino")
-#: Used by ``auto`` when no measured profile exists (fastest first, as measured by the benchmark).
+#: What ``auto`` tries when nothing was measured on this machine yet (a starting order, not a
+#: speed claim: the first ``auto`` load calibrates and stores the measured choice).
 AUTO_ORDER = ("openvino", "onnx", "torch")
 #: Environment variable that pins what ``backend="auto"`` means (tests set it to torch).
 BACKEND_ENV = "MEDISAM_BACKEND"
