@@ -221,7 +221,11 @@ def add_points(sid: str, body: PointsRequest, request: Request) -> SliceMask:
 
 @router.post("/sessions/{sid}/undo", tags=["prompts"])
 def undo(sid: str, request: Request) -> dict:
-    """Revert the last prediction, correction or propagation."""
+    """Revert the last prompt action (prediction, correction, 3D box, removal, reset).
+
+    Propagation is not an undo step: it adds results without changing prompts; propagate
+    again after an undo to bring the other slices up to date.
+    """
     session = _session(request, sid)
     with session.locked():
         return {"undone": session.state.undo(), "undo_steps": session.state.can_undo}
