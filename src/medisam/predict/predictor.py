@@ -12,6 +12,7 @@ from medisam.errors import InputError, ModelError, PromptError
 from medisam.io.intensity import to_display
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
+from medisam.models.transform import InputTransform
 from medisam.predict.cache import CachedEmbedding, EmbeddingCache, embedding_key
 from medisam.prompts import Box, MaskPrompt, Points
 
@@ -129,6 +130,11 @@ class Predictor:
         """``(H, W)`` of the current image."""
         self._require_image()
         return self._hw  # type: ignore[return-value]
+
+    @property
+    def transform(self) -> InputTransform:
+        """Pixel <-> model-grid mapping of the current image (public form of ``_require_image().transform``)."""
+        return self._require_image().transform
 
     def _require_image(self) -> CachedEmbedding:
         if self._current is None:
