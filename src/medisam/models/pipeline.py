@@ -4,8 +4,8 @@ The hook for propagation (``VolumeSession``, video sessions, benchmarks): hand o
 preprocessed ``(1, 3, S, S)`` tensors of the slices a run will visit and consume the
 embeddings in order; with ``prefetch=1`` the next batch is encoded in a background
 thread while the caller decodes the current slice (ONNX Runtime, OpenVINO and torch
-release the GIL while they compute). On 2 cores that overlap gains little because the
-encoder already uses both; it pays off with more cores or a GPU.
+release the GIL while they compute). Whether the overlap gains depends on the cores left
+over by the encoder's own threads; measure it on the machine at hand.
 """
 
 from __future__ import annotations
