@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from medisam.models import load_model
 from medisam.predict import Predictor
 from medisam.predict.segment import segment_image
 from medisam.prompts import Box
+from medisam.samples import sample_pairs  # noqa: F401 - also part of this module's API
 
 #: Margin (pixels) added around the ground-truth extent to make the demo box prompt.
 DEMO_BOX_MARGIN = 5
@@ -28,15 +28,6 @@ class DemoResult:
     dice: float
     mask_path: Path
     overlay_path: Path
-
-
-def sample_pairs() -> list[tuple[str, Path, Path]]:
-    """``(name, image, mask)`` for each bundled sample (files next to ATTRIBUTION.md)."""
-    root = Path(str(importlib.resources.files("medisam.samples")))
-    pairs = []
-    for image in sorted(root.glob("*.jpg")):
-        pairs.append((image.stem, image, image.with_name(image.stem + "_mask.png")))
-    return pairs
 
 
 def run_demo(output: Path, model: str = "litemedsam", checkpoint: Path | None = None,

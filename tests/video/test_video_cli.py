@@ -47,3 +47,27 @@ def test_cli_track_errors(tmp_path, two_disks):
     assert main(base + ["--track", "3:61,36,79,54:1"]) == 2  # label 1 is the --box object
     assert main(base + ["--track", "9:61,36,79,54"]) == 2  # frame out of range
     assert parse_track("4:1,2,3,4:7") == (4, [1.0, 2.0, 3.0, 4.0], 7)
+
+
+def test_rerun_with_overlay_needs_force_and_works_with_it(tmp_path, two_disks, capsys):
+    """The README command run twice: ``-o masks/ --overlay tracked.mp4``; the rerun fails in one
+    line without --force (nothing touched) and succeeds with it."""
+    path, _ = two_disks
+    out, overlay = tmp_path / "masks", tmp_path / "tracked.mp4"
+    args = ["propagate", str(path), "--slice", "0", "--box", "10,10,30,30", "-o", f"{out}/",
+            "--overlay", str(overlay)] + TINY
+    assert main(args) == 0
+    frames = sorted(out.glob("*.png"))
+    assert len(frames) == 6 and overlay.is_file()
+    before = {p: p.stat().st_mtime_ns for p in [overlay, *frames]}
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "--force" in err, err
+    assert {p: p.stat().st_mtime_ns for p in [overlay, *frames]} == before
+    assert main(args + ["--force"]) == 0
+    assert "wrote" in capsys.readouterr().out and len(list(out.glob("*.png"))) == 6
+    assert read_image(overlay).num_slices == 6
+    only_overlay = tmp_path / "other"  # a new mask folder, the old overlay: --overlay is named
+    assert main(args[:6] + ["-o", str(only_overlay), "--overlay", str(overlay)] + TINY) == 2
+    assert "--overlay" in capsys.readouterr().err

@@ -105,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MedisamError as exc:
             if debug:
                 raise
-            typer.echo(f"error: {exc}", err=True)
+            from medisam.cli.checks import cli_message
+
+            typer.echo(f"error: {cli_message(str(exc))}", err=True)
             return 2
         except exit_class as exc:
             return int(exc.exit_code)

@@ -89,6 +89,8 @@ def bench(
         return
 
     cfg = load_config_file(config) if config is not None else {}
+    if "backend" in cfg:  # the old spelling of the executor; --backend means the model backend elsewhere
+        raise InputError(f"{config}: the key 'backend' is now 'executor' (local or ray)")
     root = Path(os.environ.get("MEDISAM_DATA") or (config.parent / cfg["data_root"] if "data_root" in cfg
                                                   else Path.cwd()))
     cli_opts = DatasetOptions(modality=modality, targets=targets, min_area=min_area, max_targets=max_targets,
@@ -121,7 +123,7 @@ def bench(
         datasets=tuple(specs), settings=settings, outdir=str(output),
         max_cases=max_cases if max_cases is not None else cfg.get("max_cases"),
         workers=int(workers if workers is not None else cfg.get("workers", 1)),
-        backend=executor or cfg.get("executor") or cfg.get("backend", "local"), resume=resume, force=force,
+        backend=executor or cfg.get("executor", "local"), resume=resume, force=force,
         report=not no_report)
     summary = run_benchmark(bench_cfg)
     typer.echo(f"{summary.rows} rows from {summary.cases} cases ({summary.skipped} already done), "

@@ -7,12 +7,13 @@ is reported in a second instead of after the model loaded and the image was enco
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
-from medisam.errors import InputError, OutputExistsError, PromptError
+from medisam.errors import InputError, MedisamError, PromptError
 
 Named = Sequence[tuple[str, Optional[Path]]]
 
@@ -52,24 +53,44 @@ def paths_apart(inputs: Iterable[Optional[Path]], outputs: Named) -> None:
                 raise InputError(f"{name} and {other} are the same path {out}; give each output its own")
 
 
+#: Library keyword spellings in error messages -> the CLI flags that set them.
+FLAG_NAMES = (("force=True", "--force"), ("max_voxels=None", "--max-voxels 0"),
+              ("max_pixels=None", "--max-voxels 0"))
+
+
+def cli_message(message: str) -> str:
+    """A library error message in CLI words (``pass force=True`` reads ``pass --force``)."""
+    for keyword, flag in FLAG_NAMES:
+        if flag not in message:  # some messages name both already
+            message = message.replace(keyword, flag)
+    return message
+
+
+@contextlib.contextmanager
+def named(option: str) -> Iterator[None]:
+    """Prefix a library check's one-line error with the option it concerns (``-o``, ``--overlay``)."""
+    try:
+        yield
+    except MedisamError as exc:
+        raise type(exc)(f"{option} {cli_message(str(exc))}") from None
+
+
 def new_file(path: Optional[Path], force: bool, option: str = "-o") -> None:
-    """An output file: not a folder, and existing only with ``--force``."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise InputError(f"{option} {path} is a folder; give a file name")
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists; pass --force to overwrite")
+    """An output file: not a folder, and existing only with ``--force`` (:func:`check_output`)."""
+    from medisam.io.atomic import check_output
+
+    if path is not None:
+        with named(option):
+            check_output(path, force=force)
 
 
 def new_folder(path: Optional[Path], force: bool, option: str = "-o") -> None:
-    """An output folder: not a file, and not holding files unless ``--force``."""
-    if path is None:
-        return
-    if path.exists() and not path.is_dir():
-        raise InputError(f"{option} {path} is a file; give a folder")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise OutputExistsError(f"{option} folder {path} is not empty; pass --force to write into it")
+    """An output folder: not a file, and not holding files unless ``--force`` (:func:`check_output`)."""
+    from medisam.io.atomic import check_output
+
+    if path is not None:
+        with named(option):
+            check_output(path, force=force, folder=True)
 
 
 def mask_format(path: Path, *, volume: Optional[bool], dicom: Optional[bool]) -> str:

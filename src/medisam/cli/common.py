@@ -61,19 +61,11 @@ def parse_point(text: str) -> tuple[float, ...]:
 
 
 def parse_window(text: Optional[str]) -> str | tuple[float, float] | None:
-    """A preset name or ``WIDTH,LEVEL``, checked now (not after the model loaded)."""
-    if text is None:
-        return None
-    from medisam.io.intensity import WINDOW_PRESETS
+    """A preset name or ``WIDTH,LEVEL``, checked now (not after the model loaded):
+    :func:`medisam.io.window.parse_window` with the option's name in its messages."""
+    from medisam.io.window import parse_window as parse
 
-    if "," not in text:
-        if text.lower() not in WINDOW_PRESETS:
-            raise InputError(f"unknown --window {text!r}; choose one of {', '.join(WINDOW_PRESETS)} or WIDTH,LEVEL")
-        return text.lower()
-    width, level = parse_numbers(text, 2, "--window")
-    if width <= 0:
-        raise InputError(f"--window {text!r}: the width must be positive")
-    return (width, level)
+    return parse(text, "--window")
 
 
 def parse_axis(text: Optional[str]) -> Optional[int]:

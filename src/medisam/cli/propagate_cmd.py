@@ -9,7 +9,6 @@ from typing import List, Optional
 import typer
 
 from medisam.cli import checks, common
-from medisam.cli.progress import step
 from medisam.errors import InputError
 
 
@@ -77,10 +76,9 @@ def propagate(
     video = _is_video(input)
     if video:
         _check_video_args(prompt, output, overlay, array_axis, window, force)
-    else:
+    else:  # the overlay's kind (folder or video file) waits until the input's kind is known
         checks.mask_format(output, volume=True, dicom=checks.is_dicom_input(input))
         checks.new_file(output, force)
-        checks.new_folder(overlay, force, "--overlay")
         _header_checks(input, prompt, array_axis, channel)
 
     from medisam.io import read_image
@@ -90,9 +88,14 @@ def propagate(
     if not image.is_volume:
         raise InputError(f"{input} is a 2D image {image.array.shape}; use `medisam segment` for 2D images")
     _image_checks(image, input, prompt, array_axis, output)
+    if image.is_video and not video:  # e.g. a DICOM cine: a video after all
+        _check_video_args(prompt, output, overlay, array_axis, window, force)
+    elif not image.is_video:
+        checks.new_folder(overlay, force, "--overlay")
     runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
     if image.is_video:
-        _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force, tracks)
+        _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force, tracks,
+               not no_progress)
         return
     if track:
         raise InputError("--track is for videos; a volume takes one object per run")
@@ -115,8 +118,6 @@ def _is_video(input: Path) -> bool:
 def _check_video_args(prompt: dict, output: Path, overlay: Optional[Path], axis: Optional[int],
                       window: Optional[str], force: bool) -> None:
     """What a video accepts: a prompt on one frame, frames along time, mask folder/.npz/.nii.gz, .mp4 overlay."""
-    from medisam.io.video import VIDEO_EXTENSIONS
-
     if "box3d" in prompt:
         raise InputError("the input is a video: prompt one frame with --slice F --box/--point, not --box3d")
     if prompt.get("slices") is not None:
@@ -125,21 +126,17 @@ def _check_video_args(prompt: dict, output: Path, overlay: Optional[Path], axis:
         raise InputError("--axis: a video is tracked along time (frames); drop --axis")
     if window is not None:
         raise InputError("--window applies to volumes; video frames are shown as recorded")
-    if not output.suffix:
-        checks.new_folder(output, force)
-    else:
-        if output.name.lower().endswith(VIDEO_EXTENSIONS):
-            raise InputError(f"-o {output}: video codecs are lossy and would change label values; write the masks "
-                             "to a folder of PNG frames (no extension), .npz or .nii.gz, and pass --overlay x.mp4")
-        if checks.mask_format(output, volume=True, dicom=False) in (".dcm", ".png"):
-            raise InputError(f"-o {output}: a video's masks go to a folder of PNG frames (no extension), "
-                             ".npz or .nii.gz")
-        checks.new_file(output, force)
-    if overlay is not None:
-        if not overlay.name.lower().endswith(VIDEO_EXTENSIONS):
-            raise InputError(f"--overlay {overlay}: for a video the overlay is a video file "
-                             f"({', '.join(VIDEO_EXTENSIONS)})")
-        checks.new_file(overlay, force, "--overlay")
+    _video_outputs(output, overlay, force)
+
+
+def _video_outputs(output: Path, overlay: Optional[Path], force: bool, inputs=()):
+    """The video output policy (:mod:`medisam.io.video_output`) in CLI words."""
+    from medisam.io.video_output import VideoOutputs
+
+    with checks.named("-o"):
+        VideoOutputs.check(output, None, force=force, inputs=inputs)
+    with checks.named("--overlay"):
+        return VideoOutputs.check(output, overlay, force=force, inputs=inputs)
 
 
 def _header_checks(input: Path, prompt: dict, axis: Optional[int], channel: Optional[int]) -> None:
@@ -218,7 +215,7 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
     from medisam.predict.propagation import PropagationConfig
     from medisam.predict.session import VolumeSession
 
-    if model.spec.family == "sam2":  # memory-based tracking; same session API, slices along k only
+    if model.spec.supports_memory_propagation:  # SAM 2: same session API, slices along k only
         from medisam.predict.sam2_session import Sam2Session
 
         if axis != 0:
@@ -264,15 +261,17 @@ def _write(image, labels, output: Path, overlay: Optional[Path], axis: int, wind
     typer.echo(f"wrote {written} overlay PNGs to {overlay}")
 
 
-def _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force, tracks=()) -> None:
-    """Videos are tracked by :func:`medisam.predict.video.propagate_video` (frames = slices)."""
-    from medisam.predict.video import propagate_video
+def _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force, tracks=(),
+           progress: bool = True) -> None:
+    """Videos: :func:`medisam.predict.video.track_video` (frames = slices), then the outputs
+    checked before it are written by :mod:`medisam.io.video_output`."""
+    from medisam.io.video_output import video_inputs
+    from medisam.predict.video import track_video
 
+    outputs = _video_outputs(output, overlay, force, video_inputs(image))
     net = common.load(model, checkpoint, device, runtime)
-
-    with step("tracking the object through the video"):
-        propagate_video(image, net, prompt["slice"], prompt["box"], prompt["points"], label, output, overlay, force,
-                        tracks)
+    labels = track_video(image, net, prompt["slice"], prompt["box"], prompt["points"], label, tracks, progress)
+    outputs.write(image, labels)
     if output.is_dir():
         typer.echo(f"wrote {output} ({len(list(output.glob('*.png')))} PNG mask frames)")
     else:

@@ -235,8 +235,8 @@ def export_onnx(model: PromptableModel, out_dir: str | Path, *, force: bool = Fa
         raise OutputExistsError(f"{out} exists and is not a folder")
     existing = [out / f for f in (ENCODER_FILE, DECODER_FILE, METADATA_FILE) if (out / f).exists()]
     if existing and not force:
-        raise OutputExistsError(f"{existing[0]} exists; pass --force to overwrite")
-    if model.spec.family not in ("litemedsam", "sam"):
+        raise OutputExistsError(f"{existing[0]} exists; pass force=True to overwrite")
+    if not model.spec.capabilities.onnx_export:
         raise ModelError(f"ONNX export supports the litemedsam and sam families, not {model.spec.family}")
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".medisam-onnx-", dir=out))

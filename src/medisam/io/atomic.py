@@ -66,16 +66,31 @@ def make_tmp_dir(parent: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent))
 
 
-def check_output(path: Path, *, force: bool, protected: Iterable[str | Path] = ()) -> None:
-    """Refuse to write ``path`` if it is a protected input file, or exists and ``force`` is False."""
+def check_output(path: Path, *, force: bool, protected: Iterable[str | Path] = (), folder: bool = False) -> None:
+    """The one output check: refuse to write ``path`` if it is a protected input (or, for a
+    ``folder`` output, holds one), has the wrong kind (a folder where a file goes, or the
+    reverse), or exists (a non-empty folder) and ``force`` is False. Messages name no CLI
+    flag: the CLI adds its own (``force=True`` reads ``--force`` there)."""
+    path = Path(path)
     resolved = path.resolve()
     for p in protected:
-        if p and Path(p).resolve() == resolved:
+        if not p:
+            continue
+        inp = Path(p).resolve()
+        if inp == resolved:
             raise InputError(f"{path}: refusing to overwrite an input file")
+        if folder and inp.parent == resolved:
+            raise InputError(f"{path}: is the folder of an input; choose another output folder")
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise InputError(f"{path}: exists and is not a folder")
+        if path.is_dir() and any(path.iterdir()) and not force:
+            raise OutputExistsError(f"{path}: folder exists and is not empty; pass force=True to overwrite")
+        return
     if path.is_dir():
         raise InputError(f"{path}: is a folder, expected an output file name")
     if path.exists() and not force:
-        raise OutputExistsError(f"{path}: exists; pass force=True / --force to overwrite")
+        raise OutputExistsError(f"{path}: exists; pass force=True to overwrite")
 
 
 @contextlib.contextmanager

@@ -27,8 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from medisam.errors import InputError, OutputExistsError, first_line, require
-from medisam.io.atomic import atomic_write, make_tmp_dir
+from medisam.errors import InputError, first_line, require
+from medisam.io.atomic import atomic_write, check_output, make_tmp_dir
 from medisam.io.intensity import to_display
 from medisam.io.label_png import encode_label_png, read_label_png
 from medisam.io.limits import check_size
@@ -193,10 +193,7 @@ def write_label_frames(labels: MedicalImage, folder: str | Path, force: bool = F
         raise InputError(f"label video must be (T, Y, X), got shape {arr.shape}")
     if arr.max(initial=0) > 65535:
         raise InputError(f"{folder}: label values above 65535 do not fit PNG frames")
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder}: exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not force:
-        raise OutputExistsError(f"{folder}: folder exists and is not empty; pass force=True / --force")
+    check_output(folder, force=force, folder=True)
     top = int(arr.max(initial=0))
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_tmp_dir(folder.parent)

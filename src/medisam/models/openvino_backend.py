@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from medisam.errors import ModelError, require
-from medisam.models.backends import (FastDecoderInputs, cache_root, cached_export, decoder_feeds, fast_decoder,
-                                     fast_outputs, select_masks)
+from medisam.models.decoder_feeds import FastDecoderInputs, decoder_feeds, fast_outputs, select_masks
+from medisam.models.export_cache import cached_export, fast_decoder
+from medisam.models.runtime import cache_root
 from medisam.models.promptable import DecoderOutput, PromptableModel
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ The hook for propagation (``VolumeSession``, video sessions, benchmarks): hand o
 preprocessed ``(1, 3, S, S)`` tensors of the slices a run will visit and consume the
 embeddings in order; with ``prefetch=1`` the next batch is encoded in a background
 thread while the caller decodes the current slice (ONNX Runtime, OpenVINO and torch
-release the GIL while they compute). On 2 cores that overlap gains little because the
-encoder already uses both; it pays off with more cores or a GPU.
+release the GIL while they compute). Whether the overlap gains depends on the cores left
+over by the encoder's own threads; measure it on the machine at hand.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from medisam.models.embedding_store import content_key
+from medisam.models.embedding_cache import CachedEmbedding, EmbeddingKey
 from medisam.models.promptable import PromptableModel
 
 
@@ -38,14 +38,14 @@ def iter_encode(model: PromptableModel, tensors: Iterable[torch.Tensor], batch_s
         batch_size: images per ``model.encode`` call (torch batches them; the ONNX and
             OpenVINO graphs take one image at a time, so for them it only groups calls).
         cache: any object with ``get(key)``/``put(key, item)`` whose items have an
-            ``embedding`` attribute, e.g. :class:`DiskEmbeddingCache`; keys are
-            ``content_key(tensor, model.cache_signature)``.
+            ``embedding`` attribute, e.g. :class:`~medisam.models.embedding_cache.EmbeddingCache`;
+            keys are ``EmbeddingKey.of(tensor, model.signature)``.
         prefetch: batches encoded ahead in a background thread (0 = none).
     """
-    signature = model.cache_signature
+    signature = model.signature
 
     def encode_batch(batch: list[torch.Tensor]) -> list[torch.Tensor]:
-        keys = [content_key(t, signature) for t in batch] if cache is not None else [None] * len(batch)
+        keys = [EmbeddingKey.of(t, signature) for t in batch] if cache is not None else [None] * len(batch)
         out: list[torch.Tensor | None] = [None] * len(batch)
         todo = []
         for i, key in enumerate(keys):
@@ -59,7 +59,7 @@ def iter_encode(model: PromptableModel, tensors: Iterable[torch.Tensor], batch_s
             for j, i in enumerate(todo):
                 out[i] = embeddings[j:j + 1]
                 if cache is not None:
-                    cache.put(keys[i], _Item(out[i], None))
+                    cache.put(keys[i], CachedEmbedding(out[i], None))
         return out  # type: ignore[return-value]
 
     batches = _batches(tensors, batch_size)
@@ -82,10 +82,3 @@ def encode_many(model: PromptableModel, tensors: Sequence[torch.Tensor] | Iterab
     """Encode all tensors and stack the embeddings: ``(N, C, h, w)`` (mind the memory: 4 MiB each for LiteMedSAM)."""
     return torch.cat(list(iter_encode(model, tensors, batch_size=batch_size, cache=cache)))
 
-
-class _Item:
-    """Minimal cache item for raw tensors (no image transform is known at this level)."""
-
-    def __init__(self, embedding: torch.Tensor, transform):
-        self.embedding = embedding
-        self.transform = transform

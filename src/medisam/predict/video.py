@@ -1,4 +1,4 @@
-"""Object tracking in videos: :class:`VideoSession` and :func:`propagate_video` (used by the CLI).
+"""Object tracking in videos: :class:`VideoSession` and :func:`track_video` (used by the CLI).
 
 A video is a :class:`MedicalImage` with frames along array axis 0 (``(T, Y, X)`` grey or
 ``(T, Y, X, 3)`` RGB, see :mod:`medisam.io.video`). SAM 2 / MedSAM2 models track with their
@@ -17,12 +17,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from medisam.errors import InputError, OutputExistsError
-from medisam.io.atomic import check_output
+from medisam.errors import InputError
 from medisam.io.medical_image import MedicalImage
-from medisam.io.video import VIDEO_EXTENSIONS, write_label_frames, write_overlay_video
-from medisam.io.write_mask import WRITERS, write_mask
-from medisam.models.promptable import PromptableModel
+from medisam.io.video_output import VideoOutputs, video_inputs
+from medisam.models.loaded import LoadedModel
 from medisam.predict.predictor import Predictor
 from medisam.predict.sam2_session import Sam2Session
 from medisam.predict.session import SliceResult
@@ -55,9 +53,10 @@ class VideoSession:
     """Track objects through video frames from prompts on a few frames.
 
     Args:
-        model: any loaded promptable model; SAM 2 family models use their memory
-            (:class:`Sam2Session`), the others multi-object frame-to-frame tracking
-            (:class:`TrackingSession`, rules in :mod:`medisam.predict.tracking`).
+        model: any loaded model: those with ``spec.supports_memory_propagation`` (SAM 2)
+            track with their memory (:class:`Sam2Session`), the 2D-promptable ones by
+            multi-object frame-to-frame tracking (:class:`TrackingSession`, rules in
+            :mod:`medisam.predict.tracking`).
         video: video :class:`MedicalImage` (``read_image("clip.mp4")``) or an array.
         window: intensity window (grey medical videos); default per modality.
         tracking: tracking rules for non-SAM 2 models (:class:`TrackingConfig`).
@@ -69,12 +68,12 @@ class VideoSession:
     label video, ``results(obj_id)``, ``label_map()``.
     """
 
-    def __init__(self, model: PromptableModel, video: MedicalImage | np.ndarray,
+    def __init__(self, model: LoadedModel, video: MedicalImage | np.ndarray,
                  window: str | tuple[float, float] | None = None, tracking: TrackingConfig | None = None,
                  predictor: Predictor | None = None):
         self.video = video_of(video)
         self.model = model
-        if model.spec.family == "sam2":
+        if model.spec.supports_memory_propagation:
             self.session: Sam2Session | TrackingSession = Sam2Session(model, self.video, window)
         else:
             self.session = TrackingSession(model, self.video, window, predictor, tracking)
@@ -143,78 +142,50 @@ class VideoSession:
         return self.session.label_map()
 
 
-def _mask_output_kind(output: Path) -> str:
-    """``"frames"`` for a folder (no suffix), else the mask writer's format; lossy video refused."""
-    name = output.name.lower()
-    if any(name.endswith(ext) for ext in VIDEO_EXTENSIONS):
-        raise InputError(f"{output}: video codecs are lossy and would change label values; write the masks "
-                         "to a folder of PNG frames (no extension) or .npz / .nii.gz, and pass --overlay x.mp4")
-    if not output.suffix:
-        return "frames"
-    if not any(name.endswith(ext) for ext in WRITERS) or name.endswith((".png", ".dcm")):
-        raise InputError(f"{output}: unsupported mask output for a video; use a folder (PNG frames), "
-                         ".npz or .nii.gz")
-    return "file"
+def track_video(video: MedicalImage | np.ndarray, model: LoadedModel, frame: int,
+                box: Box | Sequence[float] | None, points: Points | Sequence[Sequence[float]] | None,
+                obj_id: int = 1, tracks: Sequence[tuple[int, Box | Sequence[float], int | None]] = (),
+                progress: bool = False) -> MedicalImage:
+    """Track objects through a video; returns the ``(T, Y, X)`` label video (nothing is written).
 
-
-def propagate_video(image: MedicalImage, model: PromptableModel, frame: int,
-                    box: Box | Sequence[float] | None, points: Points | Sequence[Sequence[float]] | None,
-                    obj_id: int, output: Path, overlay: Path | None, force: bool,
-                    tracks: Sequence[tuple[int, Box | Sequence[float], int | None]] = ()) -> Path:
-    """Track objects through a video from a box and/or clicks on ``frame`` (object ``obj_id``)
-    and a box for each further object on the frame where it appears (``tracks``: ``(frame,
-    box, label)``, label None = the next free id); write the masks.
-
-    ``output``: a folder (written as ``00000.png``... raw label values), ``.npz`` or
-    ``.nii.gz``; ``overlay``: optional MP4 for people at the video's frame rate. Outputs are
-    checked before any work and never overwrite an input or (without ``force``) a file.
-    Returns ``output``.
+    Object ``obj_id`` from a box and/or clicks on ``frame``; each further object from a box on
+    the frame where it appears (``tracks``: ``(frame, box, label)``, label None = the next
+    free id), tracked forward from there only.
     """
-    video = video_of(image)
-    output, overlay = Path(output).expanduser(), (Path(overlay).expanduser() if overlay else None)
-    kind = _mask_output_kind(output)
-    inputs = [p for p in (video.source.get("path"),) if p] + list(video.source.get("files", ()))
-    if kind == "frames":
-        if output.exists() and not output.is_dir():
-            raise InputError(f"{output}: exists and is not a folder")
-        if output.is_dir() and any(output.iterdir()) and not force:
-            raise OutputExistsError(f"{output}: folder exists and is not empty; pass --force to overwrite")
-        if any(Path(p).resolve().parent == output.resolve() for p in inputs):
-            raise InputError(f"{output}: is the input frame folder; choose another output folder")
-    else:
-        check_output(output, force=force, protected=inputs)
-    if overlay is not None:
-        if overlay.suffix.lower() not in VIDEO_EXTENSIONS:
-            raise InputError(f"{overlay}: overlay must be a video file ({', '.join(VIDEO_EXTENSIONS)})")
-        check_output(overlay, force=force, protected=inputs)
     if box is None and points is None:
         raise InputError("give a box and/or points on the prompt frame")
     start = time.perf_counter()
     session = VideoSession(model, video)
     if box is not None:
         session.add_box(frame, box, obj_id)
-        if points is not None:
-            session.add_points(frame, points, obj_id)
-    else:
+    if points is not None:
         session.add_points(frame, points, obj_id)
     begins = []
     for f, b, label in tracks:
         label = label if label is not None else max(session.object_ids) + 1
         if label in session.object_ids:
-            raise InputError(f"object {label} is prompted twice; give each --track its own label")
+            raise InputError(f"object {label} is prompted twice; give each tracked object its own label")
         session.add_box(f, b, label)
         begins.append((f, label))
         if isinstance(session.session, TrackingSession):
             session.session.begins.add(label)  # it appears on frame f: no backward tracking
-    labels = session.propagate("both")
+    labels = session.propagate("both", progress=progress)
     for f, label in begins:  # SAM 2 tracks every object both ways: an object exists from its frame on
         labels.array[:f][labels.array[:f] == label] = 0
     log.info("tracked %d object(s) through %d frames in %.1f s", len(session.object_ids), session.num_frames,
              time.perf_counter() - start)
-    if kind == "frames":
-        write_label_frames(labels, output, force=force)
-    else:
-        write_mask(labels, output, force=force)
-    if overlay is not None:
-        write_overlay_video(video, labels, overlay, force=force)
-    return output
+    return labels
+
+
+def propagate_video(image: MedicalImage, model: LoadedModel, frame: int,
+                    box: Box | Sequence[float] | None, points: Points | Sequence[Sequence[float]] | None,
+                    obj_id: int, output: Path, overlay: Path | None, force: bool,
+                    tracks: Sequence[tuple[int, Box | Sequence[float], int | None]] = ()) -> Path:
+    """:func:`track_video`, then the masks to ``output`` (and an overlay video) through
+    :class:`medisam.io.video_output.VideoOutputs`, which checks both before any work and
+    owns every file written (this module writes none). Returns ``output``.
+    """
+    video = video_of(image)
+    outputs = VideoOutputs.check(output, overlay, force=force, inputs=video_inputs(video))
+    labels = track_video(video, model, frame, box, points, obj_id, tracks)
+    return outputs.write(video, labels)

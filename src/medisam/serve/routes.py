@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import secrets
 import threading
 import time
@@ -59,20 +58,9 @@ def _ctx(request: Request):  # noqa: ANN202 - the ServerContext from app.py
 
 
 def _parse_window(text: str | None) -> str | tuple[float, float] | None:
-    if text is None or text == "":
-        return None
-    if "," in text:
-        try:
-            width, level = (float(v) for v in text.split(","))
-        except ValueError:
-            raise InputError(f"window {text!r} must be a preset name or 'WIDTH,LEVEL'") from None
-        if not (math.isfinite(width) and math.isfinite(level) and width > 0):
-            raise InputError(f"window {text!r} needs a finite WIDTH > 0 and a finite LEVEL")
-        return (width, level)
-    from medisam.io.intensity import resolve_window
+    from medisam.io.window import parse_window
 
-    resolve_window(text)  # validates the preset name (InputError lists the presets)
-    return text
+    return parse_window(text)
 
 
 def _info(session: ServerSession) -> SessionInfo:
@@ -233,7 +221,11 @@ def add_points(sid: str, body: PointsRequest, request: Request) -> SliceMask:
 
 @router.post("/sessions/{sid}/undo", tags=["prompts"])
 def undo(sid: str, request: Request) -> dict:
-    """Revert the last prediction, correction or propagation."""
+    """Revert the last prompt action (prediction, correction, 3D box, removal, reset).
+
+    Propagation is not an undo step: it adds results without changing prompts; propagate
+    again after an undo to bring the other slices up to date.
+    """
     session = _session(request, sid)
     with session.locked():
         return {"undone": session.state.undo(), "undo_steps": session.state.can_undo}

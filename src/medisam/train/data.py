@@ -21,8 +21,8 @@ import torch
 
 from medisam.errors import InputError
 from medisam.io import to_display
+from medisam.models.embedding_cache import CacheSignature, EmbeddingKey
 from medisam.models.transform import InputTransform
-from medisam.predict.cache import embedding_key
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,7 @@ def collate(items: list[dict]) -> list[dict]:
     return items
 
 
-def embedding_file(cache_dir: Path, display: np.ndarray, signature: str) -> Path:
-    """Cache file of one image's embedding, keyed by pixels + model signature."""
-    return cache_dir / f"{embedding_key(display, signature)}.pt"
+def embedding_file(cache_dir: Path, display: np.ndarray, signature: str | CacheSignature) -> Path:
+    """Cache file of one image's embedding: the :class:`EmbeddingKey` digest of pixels + model
+    signature (the key of :class:`~medisam.models.embedding_cache.EmbeddingCache`)."""
+    return cache_dir / f"{EmbeddingKey.of(display, signature).hex}.pt"

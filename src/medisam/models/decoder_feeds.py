@@ -1,0 +1,100 @@
+"""Inputs and outputs of the exported decoder graphs, shared by ONNX Runtime and OpenVINO."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+
+from medisam.models.promptable import DecoderOutput
+
+
+class FastDecoderInputs:
+    """Feeds of the fast decoder graph; keeps the channels-last tokens of the last embedding,
+    so several prompts on one image (interactive clicks, the boxes of a propagation step)
+    transpose it once."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._embedding: torch.Tensor | None = None  # held, so its identity cannot be reused
+        self._version = -1
+        self._tokens: np.ndarray | None = None
+
+    def tokens(self, embedding: torch.Tensor) -> np.ndarray:
+        from medisam.models.fast_decoder import image_tokens
+
+        with self._lock:  # servers decode from several threads
+            if embedding is not self._embedding or embedding._version != self._version:
+                self._tokens = image_tokens(embedding.detach().float().cpu().numpy())
+                self._embedding, self._version = embedding, embedding._version
+            return self._tokens  # type: ignore[return-value]
+
+    def feeds(self, embedding: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor] | None,
+              boxes: torch.Tensor | None) -> dict[str, np.ndarray]:
+        coords, labels = prompts_to_points(points, boxes)
+        return {"image_tokens": self.tokens(embedding), "point_coords": coords.numpy(),
+                "point_labels": labels.numpy()}
+
+
+def fast_outputs(blocked: np.ndarray, iou: np.ndarray, multimask: bool) -> DecoderOutput:
+    """The fast graph's blocked logits -> :class:`DecoderOutput` of the masks asked for."""
+    from medisam.models.fast_decoder import unshuffle_masks
+
+    keep = slice(1, None) if multimask else slice(0, 1)
+    return DecoderOutput(torch.from_numpy(unshuffle_masks(blocked, keep)),
+                         torch.from_numpy(np.array(iou[:, keep], dtype=np.float32)))
+
+
+def prompts_to_points(points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None,
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's prompt encoder inputs as one point list, exactly as ``PromptEncoder.forward``.
+
+    Points first (padded with one ``(0, 0)`` label -1 point when there is no box), then
+    each box as two corners with labels 2 and 3. Returns coords ``(B, N, 2)`` and float
+    labels ``(B, N)`` on the model grid; N may be 0 (mask-only prompt).
+    """
+    parts_c, parts_l = [], []
+    batch = 1
+    if points is not None:
+        coords, labels = points
+        coords, labels = coords.float().cpu(), labels.float().cpu()
+        batch = coords.shape[0]
+        if boxes is None:
+            coords = torch.cat([coords, torch.zeros(batch, 1, 2)], dim=1)
+            labels = torch.cat([labels, -torch.ones(batch, 1)], dim=1)
+        parts_c.append(coords)
+        parts_l.append(labels)
+    if boxes is not None:
+        b = boxes.float().cpu().reshape(-1, 2, 2)
+        batch = max(batch, b.shape[0])
+        parts_c.append(b)
+        parts_l.append(torch.tensor([[2.0, 3.0]]).expand(b.shape[0], 2))
+    if not parts_c:
+        return torch.zeros(batch, 0, 2), torch.zeros(batch, 0)
+    if len(parts_c) == 2 and parts_c[0].shape[0] != parts_c[1].shape[0]:
+        parts_c = [p.expand(batch, -1, -1) for p in parts_c]
+        parts_l = [p.expand(batch, -1) for p in parts_l]
+    return torch.cat(parts_c, dim=1).contiguous(), torch.cat(parts_l, dim=1).contiguous()
+
+
+def select_masks(low_res: torch.Tensor, iou: torch.Tensor, multimask: bool) -> DecoderOutput:
+    """Mask 0 (single) or masks 1-3 (multimask) of the exported decoder's four outputs."""
+    sl = slice(1, None) if multimask else slice(0, 1)
+    return DecoderOutput(low_res[:, sl], iou[:, sl])
+
+
+def decoder_feeds(embedding: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor] | None,
+                  boxes: torch.Tensor | None, mask_input: torch.Tensor | None,
+                  mask_size: int) -> dict[str, np.ndarray]:
+    """Inputs of the exported prompt-encoder+decoder graph (shared by ONNX Runtime and OpenVINO)."""
+    coords, labels = prompts_to_points(points, boxes)
+    if mask_input is None:
+        mask = np.zeros((1, 1, mask_size, mask_size), dtype=np.float32)
+        has_mask = np.zeros(1, dtype=np.float32)
+    else:
+        mask = mask_input.detach().float().cpu().numpy()
+        has_mask = np.ones(1, dtype=np.float32)
+    return {"image_embeddings": embedding.detach().float().cpu().numpy(),
+            "point_coords": coords.numpy(), "point_labels": labels.numpy(),
+            "mask_input": mask, "has_mask_input": has_mask}

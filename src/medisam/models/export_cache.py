@@ -1,0 +1,137 @@
+"""Export cache of the onnx/openvino backends: the ONNX graphs of each model + weights, the int8
+encoder and the fast prompt decoder, written once under ``<cache>/onnx/`` (atomic renames)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from medisam.models.promptable import PromptableModel
+from medisam.models.runtime import cache_root, progress
+
+log = logging.getLogger(__name__)
+
+
+def weights_key(model: PromptableModel) -> str:
+    """Checkpoint sha256, or for seeded random test weights a hash of the state dict."""
+    if model.checkpoint_sha256:
+        return model.checkpoint_sha256[:16]
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return "random-" + digest.hexdigest()[:12]
+
+
+def cached_export(model: PromptableModel) -> Path:
+    """The cache folder holding ``model``'s ONNX export, exporting it on first use.
+
+    Exports into a temporary folder and renames it into place, so concurrent processes
+    never read a half-written graph (the loser of a race discards its copy).
+    """
+    from medisam.export.onnx_export import DEFAULT_OPSET, EXPORT_FORMAT_VERSION, OnnxExport, export_onnx
+
+    folder = cache_root() / "onnx" / (f"{model.spec.name}-{weights_key(model)}-"
+                                      f"op{DEFAULT_OPSET}-v{EXPORT_FORMAT_VERSION}")
+    if OnnxExport(folder).is_complete():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    try:
+        t0 = time.perf_counter()
+        progress(f"exporting {model.spec.name} to ONNX for the fast backends (first use only) -> {folder}")
+        export_onnx(model, tmp, force=True)
+        progress(f"export done in {time.perf_counter() - t0:.0f} s")
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not OnnxExport(folder).is_complete():
+                shutil.rmtree(folder, ignore_errors=True)
+                os.rename(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def quantized_encoder(folder: Path) -> Path:
+    """``encoder.int8.onnx``: the encoder with dynamically quantised MatMul/Gemm weights (s8).
+
+    Only MatMul/Gemm: quantised Conv (ConvInteger) runs slower than fp32 in ONNX Runtime on
+    CPU, measured here. Written once per export folder.
+    """
+    target = folder / "encoder.int8.onnx"
+    if target.is_file():
+        return target
+    from medisam.errors import require
+
+    quant = require("onnxruntime.quantization", "onnx")
+    tmp = folder / f".encoder.int8.{os.getpid()}.onnx"
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser warns about pre-processing on the root logger
+    try:
+        quant.quantize_dynamic(str(folder / "encoder.onnx"), str(tmp),
+                               op_types_to_quantize=["MatMul", "Gemm"],
+                               weight_type=quant.QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    os.replace(tmp, target)
+    return target
+
+
+#: Bumped whenever :mod:`medisam.models.fast_decoder` changes the graph it exports.
+FAST_DECODER_VERSION = 2
+
+
+def fast_decoder_enabled() -> bool:
+    """False when ``$MEDISAM_FAST_DECODER=0`` (run the exported decoder graph as is)."""
+    return os.environ.get("MEDISAM_FAST_DECODER", "1") != "0"
+
+
+def fast_decoder(model: PromptableModel, folder: Path) -> Path | None:
+    """``decoder.fast.v<N>.onnx`` in the export folder: the folded prompt decoder for box/point
+    prompts (see :mod:`medisam.models.fast_decoder`), written once after checking it against
+    the torch decoder. None when disabled or when the check or the export fails (the
+    backends then use ``decoder.onnx`` for every prompt)."""
+    if not fast_decoder_enabled():
+        return None
+    target = folder / f"decoder.fast.v{FAST_DECODER_VERSION}.onnx"
+    if target.is_file():
+        return target
+    import warnings
+
+    from medisam.models.fast_decoder import FastPromptDecoderGraph, check_equivalent
+
+    tmp = folder / f".decoder.fast.{os.getpid()}.onnx"
+    try:
+        net = model.net.cpu().eval()
+        size = model.spec.input_size
+        worst = check_equivalent(net, size)
+        side = int(net.prompt_encoder.image_embedding_size[0])
+        args = (torch.zeros(1, side * side, 256), torch.tensor([[[10.0, 10.0], [50.0, 60.0]]]),
+                torch.tensor([[2.0, 3.0]]))
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(FastPromptDecoderGraph(net, size).eval(), args, str(tmp),
+                              input_names=["image_tokens", "point_coords", "point_labels"],
+                              output_names=["blocked_logits", "iou_predictions"],
+                              dynamic_axes={"point_coords": {0: "num_prompts", 1: "num_points"},
+                                            "point_labels": {0: "num_prompts", 1: "num_points"},
+                                            "blocked_logits": {0: "num_prompts"},
+                                            "iou_predictions": {0: "num_prompts"}},
+                              opset_version=17, do_constant_folding=True, dynamo=False)
+        os.replace(tmp, target)
+        log.info("fast decoder for %s written to %s (max diff vs torch %.1e)", model.spec.name, target, worst)
+        return target
+    except Exception as exc:  # never fatal: the exported decoder still works
+        log.warning("fast decoder unavailable for %s (%s); using decoder.onnx", model.spec.name, exc)
+        return None
+    finally:
+        tmp.unlink(missing_ok=True)

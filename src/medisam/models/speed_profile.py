@@ -1,0 +1,69 @@
+"""The measured speed profile behind ``backend="auto"`` (``<cache>/speed_profile.json``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from medisam.models.runtime import (AUTO_ORDER, BACKENDS, backend_available, cache_root, env_backend,
+                                    supported_precisions)
+
+log = logging.getLogger(__name__)
+
+PROFILE_FILE = "speed_profile.json"
+
+
+def profile_path() -> Path:
+    return cache_root() / PROFILE_FILE
+
+
+def read_speed_profile() -> dict | None:
+    """The measured profile written by ``benchmarks/speed.py --save-profile`` (None if absent/bad)."""
+    path = profile_path()
+    if not path.is_file():
+        return None
+    try:
+        profile = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable speed profile %s: %s", path, exc)
+        return None
+    return profile if isinstance(profile, dict) else None
+
+
+def write_speed_profile(profile: dict) -> Path:
+    """Store the benchmark's choice for ``backend="auto"`` (atomic replace)."""
+    path = profile_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(profile, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def choose_auto(device: torch.device) -> tuple[str, str]:
+    """(backend, precision) for ``backend="auto"`` without calibrating.
+
+    ``$MEDISAM_BACKEND`` first (fp32). On CUDA/MPS: torch fp32 (cuDNN is already fast;
+    fp16 needs the Dice guard, see the benchmark). On CPU: the profile's ``auto`` entry
+    when its backend is installed and its precision passed the Dice guard, else the first
+    installed backend of AUTO_ORDER, fp32 (what :func:`calibrate` starts from).
+    """
+    pinned = env_backend()
+    if pinned is not None:
+        return pinned, "fp32"
+    if device.type != "cpu":
+        return "torch", "fp32"
+    profile = read_speed_profile()
+    if profile:
+        choice = profile.get("auto") or {}
+        backend, precision = choice.get("backend"), choice.get("precision", "fp32")
+        if backend in BACKENDS and backend_available(backend) and precision in supported_precisions(backend, device):
+            return backend, precision
+    for backend in AUTO_ORDER:
+        if backend_available(backend):
+            return backend, "fp32"
+    return "torch", "fp32"  # pragma: no cover - torch is always there
