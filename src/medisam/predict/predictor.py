@@ -130,6 +130,11 @@ class Predictor:
         self._require_image()
         return self._hw  # type: ignore[return-value]
 
+    @property
+    def transform(self):  # noqa: ANN201 - InputTransform
+        """The current image's original-grid <-> model-grid transform."""
+        return self._require_image().transform
+
     def _require_image(self) -> CachedEmbedding:
         if self._current is None:
             raise InputError("no image set: call set_image() first")
