@@ -357,7 +357,9 @@ class Sam2Session:
 
     def results(self, obj_id: int) -> dict[int, SliceResult]:
         """The current result of one object per frame (only frames with a result)."""
-        return dict(sorted(self._results.get(self._known(obj_id), {}).items()))
+        state = self.store.objects[self._known(obj_id)]
+        lo, hi = state.slice_range or (0, self.num_frames - 1)  # a 3D box's results stay in its range
+        return {t: r for t, r in sorted(self._results.get(obj_id, {}).items()) if lo <= t <= hi}
 
     def label_map(self) -> MedicalImage:
         """Labels (object id per pixel, later ids win overlaps) on the input grid.
@@ -367,7 +369,7 @@ class Sam2Session:
         n = max(self.object_ids, default=0)
         labels = np.zeros((self.num_frames, self.height, self.width), dtype=np.uint8 if n < 256 else np.uint16)
         for obj_id in self.object_ids:
-            for t, r in self._results.get(obj_id, {}).items():
+            for t, r in self.results(obj_id).items():
                 labels[t][r.mask] = obj_id
         return self.image.as_labels(labels if self.image.is_volume else labels[0])
 
