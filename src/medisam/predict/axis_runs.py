@@ -16,7 +16,7 @@ import numpy as np
 from medisam.predict.contract import SliceResult
 from medisam.predict.propagation import box_around, interior_point, stop_reason
 from medisam.predict.stop_rules import SeedStopper
-from medisam.predict.store import Run
+from medisam.predict.store import ObjectState, Run, RunKey
 from medisam.prompts import Box
 
 if TYPE_CHECKING:
@@ -41,6 +41,42 @@ def pick(pred, previous: np.ndarray) -> int:  # noqa: ANN001 - Prediction
     inter = np.logical_and(pred.masks, previous[None]).sum(axis=(1, 2))
     union = np.logical_or(pred.masks, previous[None]).sum(axis=(1, 2))
     return int(np.argmax(inter / np.maximum(union, 1) + 1e-3 * pred.scores))
+
+
+def planned_end(state: ObjectState, seed: int, step: int, direction: str, limits: tuple[int, int]) -> int:
+    """Last slice a run from ``seed`` covers: the range end ``limits``, the next seed, or half way to it."""
+    lo, hi = limits
+    seeds = sorted(state.seeds)
+    i = seeds.index(seed)
+    if step > 0:
+        if i + 1 == len(seeds):
+            return hi
+        nxt = seeds[i + 1]
+        return min(hi, (seed + nxt) // 2 if direction == "both" else nxt - 1)
+    if i == 0:
+        return lo
+    prev = seeds[i - 1]
+    return max(lo, (prev + seed) // 2 + 1 if direction == "both" else prev + 1)
+
+
+def owner_result(runs: dict[RunKey, Run], obj_id: int, state: ObjectState, seeds: list[int],
+                 t: int) -> SliceResult | None:
+    """Result shown on slice ``t``: the seed's own, else that of the nearest seed whose run covers ``t``
+    (ties: the earlier seed)."""
+    if t in state.seeds:
+        run = runs.get((obj_id, t, 0, state.seeds[t].version))
+        return run.results[0] if run is not None and run.results else None
+    candidates = []
+    for seed in seeds:
+        step = 1 if seed < t else -1
+        run = runs.get((obj_id, seed, step, state.seeds[seed].version))
+        if run is not None and run.covers(t, seed, step):
+            candidates.append((abs(t - seed), seed, run))
+    if not candidates:
+        return None
+    _, seed, run = min(candidates, key=lambda c: (c[0], c[1]))
+    k = (t - seed) * (1 if seed < t else -1) - 1
+    return run.results[k] if k < len(run.results) else None
 
 
 def seed_iter(s: AxisSession, obj_id: int, t: int) -> Iterator[SliceResult]:

@@ -19,7 +19,7 @@ import numpy as np
 from medisam.errors import InputError, ModelError, PromptError
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
-from medisam.predict.axis_runs import clip_to, run_iter, seed_iter
+from medisam.predict.axis_runs import clip_to, owner_result, planned_end, run_iter, seed_iter
 from medisam.predict.cache import EmbeddingCache
 from medisam.predict.contract import SliceResult, ViewProgress, check_object_id, steps_of, tracks_with_memory
 from medisam.predict.encoder import PlaneEncoder
@@ -255,7 +255,7 @@ class AxisSession:
                     yield from self._fuse_iter(obj_id, seed)
                     continue
                 for step in steps:
-                    yield from run_iter(self, obj_id, seed, step, self._planned_end(state, seed, step, direction))
+                    yield from run_iter(self, obj_id, seed, step, planned_end(state, seed, step, direction, self._range(state)))
 
     def planned_slices(self, direction: str = "both") -> int:
         """Upper bound of the slice results ``iter_propagate(direction)`` would compute (for ETA)."""
@@ -275,7 +275,7 @@ class AxisSession:
                     if run is not None and run.stopped:
                         continue
                     start = seed if run is None else run.last_slice(seed)
-                    total += max(0, (self._planned_end(state, seed, step, direction) - start) * step)
+                    total += max(0, (planned_end(state, seed, step, direction, self._range(state)) - start) * step)
         return total
 
     def propagate(self, direction: str = "both", progress: bool = True) -> MedicalImage:
@@ -343,38 +343,9 @@ class AxisSession:
     def _range(self, state: ObjectState) -> tuple[int, int]:
         return state.slice_range if state.slice_range is not None else (0, self.num_slices - 1)
 
-    def _planned_end(self, state: ObjectState, seed: int, step: int, direction: str) -> int:
-        """Last slice a run from ``seed`` covers: the range end, the next seed, or half way to it."""
-        lo, hi = self._range(state)
-        seeds = sorted(state.seeds)
-        i = seeds.index(seed)
-        if step > 0:
-            if i + 1 == len(seeds):
-                return hi
-            nxt = seeds[i + 1]
-            return min(hi, (seed + nxt) // 2 if direction == "both" else nxt - 1)
-        if i == 0:
-            return lo
-        prev = seeds[i - 1]
-        return max(lo, (prev + seed) // 2 + 1 if direction == "both" else prev + 1)
-
     def _owner_result(self, obj_id: int, state: ObjectState, seeds: list[int], t: int) -> SliceResult | None:
         """Result shown on slice ``t``: the seed's own, else the nearest covering run's."""
-        if t in state.seeds:
-            run = self._runs.get((obj_id, t, 0, state.seeds[t].version))
-            return run.results[0] if run is not None and run.results else None
-        candidates = []
-        for seed in seeds:
-            step = 1 if seed < t else -1
-            run = self._runs.get((obj_id, seed, step, state.seeds[seed].version))
-            if run is not None and run.covers(t, seed, step):
-                candidates.append((abs(t - seed), seed, run))
-        if not candidates:
-            return None
-        _, seed, run = min(candidates, key=lambda c: (c[0], c[1]))
-        step = 1 if seed < t else -1
-        k = (t - seed) * step - 1
-        return run.results[k] if k < len(run.results) else None
+        return owner_result(self._runs, obj_id, state, seeds, t)
 
     def _set_seed(self, slice: int, obj_id: int, update, refine_current: bool = False,  # noqa: ANN001
                   slice_range: tuple[int, int] | None = None) -> SliceResult:
@@ -382,7 +353,9 @@ class AxisSession:
         obj_id = check_object_id(obj_id)
         state = self._objects.get(obj_id)
         if slice_range is not None:
-            slice_range = self._check_range(slice_range, state)
+            if state is not None and state.box3d is not None:
+                raise PromptError(f"object {obj_id} has a 3D box: its slice range is the box's")
+            slice_range = self.geometry.check_range(slice_range)
         rng = slice_range or (state.slice_range if state is not None else None)
         if rng is not None and not rng[0] <= t <= rng[1]:
             raise PromptError(f"slice {t} lies outside object {obj_id}'s slice range {rng[0]}..{rng[1]}")
@@ -399,17 +372,6 @@ class AxisSession:
                 old = replace(old, box=box_around(current.mask, (0.0, 0.0)), mask_logits=current.low_res_logits)
             state.seeds[t] = replace(update(old), version=self.store.next_version())
             return self._seed_result(obj_id, t)
-
-    def _check_range(self, slices: Sequence[int], state: ObjectState | None) -> tuple[int, int]:
-        """A slice range ``(k0, k1)`` inside the volume, for an object without a 3D box."""
-        if state is not None and state.box3d is not None:
-            raise PromptError(f"object {state.obj_id} has a 3D box: its slice range is the box's")
-        if len(slices) != 2:
-            raise PromptError(f"slice range takes two slice indices (k0, k1), got {slices!r}")
-        lo, hi = (self.geometry.check_slice(int(k)) for k in slices)
-        if hi < lo:
-            raise PromptError(f"slice range {lo}..{hi} is inverted")
-        return lo, hi
 
     def _seed_result(self, obj_id: int, t: int) -> SliceResult:
         for _ in seed_iter(self, obj_id, t):
