@@ -19,7 +19,7 @@ import numpy as np
 from medisam.errors import InputError, ModelError, PromptError
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
-from medisam.predict.axis_runs import clip_to, owner_result, planned_end, run_iter, seed_iter
+from medisam.predict.axis_runs import owner_result, planned_end, run_iter, seed_iter
 from medisam.predict.cache import EmbeddingCache
 from medisam.predict.contract import SliceResult, ViewProgress, check_object_id, steps_of, tracks_with_memory
 from medisam.predict.encoder import PlaneEncoder
@@ -405,4 +405,4 @@ class AxisSession:
         return self.predictor.predict(box=box, points=points, mask=mask, multimask=multimask)
 
 
-__all__ = ["AxisSession", "clip_to"]
+__all__ = ["AxisSession"]
