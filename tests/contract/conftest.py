@@ -36,6 +36,7 @@ IMPLEMENTATIONS = {
     "volume-views1": ("tiny_model", {"config": FAST}),
     "volume-views3": ("tiny_model", {"config": PropagationConfig(min_area_px=0, extra_margins_mm=(), views=3)}),
     "sam2": ("sam2_tiny", {}),
+    "tracking-video": ("tiny_model", {}),  # a video: TrackingSession (frames as slices)
 }
 
 
@@ -44,4 +45,6 @@ def session(request):
     """``(name, session)``: a fresh session of each implementation over :func:`disk_volume`."""
     fixture, kw = IMPLEMENTATIONS[request.param]
     image, _ = disk_volume()
+    if request.param == "tracking-video":
+        image = MedicalImage(image.array, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tuple(np.eye(3).ravel()), is_video=True)
     return request.param, open_session(request.getfixturevalue(fixture), image, **kw)
