@@ -6,7 +6,7 @@ import gc
 import tracemalloc
 
 import numpy as np
-from conftest import FAST, disk_volume
+from contract_data import FAST, disk_volume
 
 from medisam.predict import open_session
 from medisam.serve import InteractiveSession

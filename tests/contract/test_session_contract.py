@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SHAPE, disk_volume
+from contract_data import SHAPE, disk_volume
 
 from medisam.errors import InputError, PromptError
 from medisam.predict import Session, SliceResult, ViewProgress
