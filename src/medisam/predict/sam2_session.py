@@ -3,7 +3,8 @@
 :class:`Sam2Session` drives the official ``sam2`` video predictor (the model's ``net`` is a
 ``SAM2VideoPredictor``) on frames held in memory: the inference state is built here from
 :class:`~medisam.predict.sam2_frames.NormalisedFrames` instead of sam2's JPEG-folder
-``init_state``. Its API is the one of :class:`medisam.predict.session.VolumeSession`:
+``init_state`` (through :mod:`~medisam.predict.sam2_state`). It implements the session contract
+(:mod:`medisam.predict.contract`), undo included:
 prompts on a slice/frame for an object id, ``iter_propagate`` yielding per frame, and
 ``propagate`` returning a label map whose values are the object ids.
 """
@@ -12,8 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -22,22 +22,15 @@ import torch
 from medisam.errors import InputError, ModelError, PromptError
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
+from medisam.predict import sam2_state
+from medisam.predict.axis_runs import clip_to
+from medisam.predict.contract import SliceResult, check_object_id, steps_of, tracks_with_memory
 from medisam.predict.sam2_frames import NormalisedFrames, as_frames, display_frames
-from medisam.predict.session import DIRECTIONS, SliceResult, check_object_id
+from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts
 from medisam.predict.volume import as_box3d
 from medisam.prompts import Box, Box3D, Points
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Op:
-    """One user action, kept so ``undo`` can replay the others."""
-
-    kind: str  # "box", "box3d", "points", "mask", "clear", "remove", "reset"
-    obj_id: int = 0
-    frame: int = -1
-    args: dict[str, Any] = field(default_factory=dict)
 
 
 class Sam2Session:
@@ -62,8 +55,8 @@ class Sam2Session:
     """
 
     def __init__(self, model: PromptableModel, image: MedicalImage | np.ndarray,
-                 window: str | tuple[float, float] | None = None):
-        if model.spec.family != "sam2":
+                 window: str | tuple[float, float] | None = None, max_undo: int = MAX_UNDO):
+        if not tracks_with_memory(model):
             raise ModelError(f"Sam2Session needs a SAM 2 model, got {model.name!r} (family "
                              f"{model.spec.family}); use VolumeSession")
         self.model = model
@@ -71,14 +64,13 @@ class Sam2Session:
         self.num_frames = frames.shape[0]
         self.height, self.width = frames.shape[1:3]
         self.frames = NormalisedFrames(display_frames(self.image, frames, window), int(model.net.image_size))
+        self.store = PromptStore(max_undo, on_rollback=self._rebuild)
         self._results: dict[int, dict[int, SliceResult]] = {}
-        self._limits: dict[int, tuple[int, int, Box]] = {}  # obj -> 3D-box slice range and x/y extent
-        self._history: list[_Op] = []
         self._state = self._new_state()
 
     # ------------------------------------------------------------------ state
     @property
-    def predictor(self):
+    def predictor(self):  # noqa: ANN201 - SAM2VideoPredictor
         """The ``SAM2VideoPredictor`` network."""
         return self.model.net
 
@@ -94,23 +86,26 @@ class Sam2Session:
     @property
     def object_ids(self) -> list[int]:
         """Object ids with prompts, sorted."""
-        return sorted(int(i) for i in self._state["obj_ids"])
+        return sorted(self.store.objects)
+
+    @property
+    def can_undo(self) -> int:
+        """Undo steps available."""
+        return len(self.store.history)
+
+    def step(self):  # noqa: ANN201 - context manager
+        """``with session.step(): ...``: the calls inside are ONE undo step, all or nothing."""
+        return self.store.step()
+
+    def slice_prompts(self, slice: int, obj_id: int) -> SlicePrompts | None:
+        """The prompts of ``obj_id`` on ``slice`` (None: none there)."""
+        state = self.store.objects.get(check_object_id(obj_id))
+        return None if state is None else state.seeds.get(slice)
 
     def _new_state(self) -> dict[str, Any]:
-        """sam2's inference state (the fields of ``SAM2VideoPredictor.init_state``), frames in memory."""
-        device = self.model.device
-        return {
-            "images": self.frames, "num_frames": self.num_frames,
-            "offload_video_to_cpu": True, "offload_state_to_cpu": False,
-            "video_height": self.height, "video_width": self.width,
-            "device": device, "storage_device": device,
-            "point_inputs_per_obj": {}, "mask_inputs_per_obj": {}, "cached_features": {},
-            "constants": {}, "obj_id_to_idx": OrderedDict(), "obj_idx_to_id": OrderedDict(),
-            "obj_ids": [], "output_dict_per_obj": {}, "temp_output_dict_per_obj": {},
-            "frames_tracked_per_obj": {},
-        }
+        return sam2_state.new_state(self.frames, self.height, self.width, self.model.device)
 
-    def _autocast(self):
+    def _autocast(self):  # noqa: ANN202
         if self.model.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -127,13 +122,13 @@ class Sam2Session:
                 points: Points | Sequence[Sequence[float]] | None = None) -> SliceResult:
         """Prompt ``obj_id`` on ``slice`` with an XYXY pixel box (and optional clicks).
 
-        As in SAM 2, a box replaces the object's earlier clicks on that slice.
+        The box replaces the object's earlier box (or mask) on that slice and keeps its
+        clicks there (as in every session, see :mod:`medisam.predict.contract`).
         """
         frame = self._check_frame(slice)
         b = Box.of(box).check_inside(self.height, self.width)
         p = Points.of(points).check_inside(self.height, self.width) if points is not None else None
-        return self._apply(_Op("box", check_object_id(obj_id), frame,
-                               {"box": b.as_array(), "points": None if p is None else (p.coords, p.labels)}))
+        return self._prompt(frame, obj_id, lambda old: replace(old, box=b, mask=None, points=_join(old.points, p)))
 
     def add_points(self, slice: int, points: Points | Sequence[Sequence[float]],
                    obj_id: int = 1) -> SliceResult:
@@ -144,123 +139,122 @@ class Sam2Session:
         """
         frame = self._check_frame(slice)
         p = Points.of(points).check_inside(self.height, self.width)
-        return self._apply(_Op("points", check_object_id(obj_id), frame, {"points": (p.coords, p.labels)}))
+        return self._prompt(frame, obj_id, lambda old: replace(old, points=_join(old.points, p)))
 
     def add_mask(self, slice: int, mask2d: np.ndarray, obj_id: int = 1) -> SliceResult:
-        """Use a binary ``(H, W)`` mask of ``obj_id`` on ``slice`` as the prompt."""
+        """Use a binary ``(H, W)`` mask of ``obj_id`` on ``slice`` as the prompt (replaces its prompts there)."""
         frame = self._check_frame(slice)
         m = np.asarray(mask2d)
         if m.shape != (self.height, self.width):
             raise PromptError(f"mask of shape {m.shape} does not match the slice plane {(self.height, self.width)}")
         if not m.astype(bool).any():
             raise PromptError(f"mask for slice {frame} is empty")
-        return self._apply(_Op("mask", check_object_id(obj_id), frame, {"mask": m.astype(bool)}))
+        return self._prompt(frame, obj_id, lambda old: SlicePrompts(mask=m.astype(bool)))
 
     def add_box3d(self, box3d: Box3D | Sequence[float], obj_id: int = 1) -> SliceResult:
         """CVPR24 / MedSAM2 3D-box protocol: the box's x/y extent prompts the middle slice of its
         slice range, and the object's results stay inside that range and x/y extent.
 
         ``box3d`` is a :class:`Box3D` or ``(x0, y0, z0, x1, y1, z1)`` voxel indices of the
-        ``(Z, Y, X)`` array, inclusive.
+        ``(Z, Y, X)`` array, inclusive. Replaces the object's earlier prompts; all or nothing.
         """
         b3 = as_box3d(box3d).check_inside((self.num_frames, self.height, self.width))
-        box = b3.box2d().as_array()
-        return self._apply(_Op("box3d", check_object_id(obj_id), b3.z0 + (b3.z1 - b3.z0) // 2,
-                               {"box": box, "points": None, "range": (b3.z0, b3.z1)}))
+        obj_id = check_object_id(obj_id)
+        box = b3.box2d()
+        with self.step():
+            self.store.push()
+            if obj_id in self.store.objects:
+                self._forget(obj_id)
+            state = self.store.objects[obj_id] = ObjectState(obj_id, {}, (b3.z0, b3.z1), box, box, b3)
+            middle = b3.z0 + (b3.z1 - b3.z0) // 2
+            state.seeds[middle] = SlicePrompts(box=box, version=self.store.next_version())
+            state.box_version = state.seeds[middle].version
+            return self._send(obj_id, middle, state.seeds[middle], SlicePrompts())
+
+    def _prompt(self, frame: int, obj_id: int, update) -> SliceResult:  # noqa: ANN001
+        """Change ``obj_id``'s prompts on ``frame`` by ``update`` (one undo step) and run sam2 on them."""
+        obj_id = check_object_id(obj_id)
+        with self.step():
+            self.store.push()
+            state = self.store.objects.setdefault(obj_id, ObjectState(obj_id))
+            old = state.seeds.get(frame, SlicePrompts())
+            new = state.seeds[frame] = replace(update(old), version=self.store.next_version())
+            return self._send(obj_id, frame, new, old)
+
+    def _send(self, obj_id: int, frame: int, new: SlicePrompts, old: SlicePrompts) -> SliceResult:
+        """Give sam2 the prompts ``new`` of one object on one frame (``old``: what it had there)."""
+        predictor, state = self.predictor, self._state
+        with self._autocast():
+            if new.mask is not None and new.mask is not old.mask:
+                _, obj_ids, logits = predictor.add_new_mask(state, frame, obj_id, torch.from_numpy(new.mask))
+            if new.box is not None or new.points is not None:
+                coords = labels = None
+                if new.points is not None:
+                    coords = torch.from_numpy(np.asarray(new.points.coords, dtype=np.float32))
+                    labels = torch.from_numpy(np.asarray(new.points.labels, dtype=np.int32))
+                box = None if new.box is None else torch.from_numpy(new.box.as_array())
+                _, obj_ids, logits = predictor.add_new_points_or_box(
+                    state, frame, obj_id, points=coords, labels=labels, clear_old_points=True, box=box)
+        self._store(frame, obj_ids, logits, "prompt", only=obj_id)
+        return self._results[obj_id][frame]
 
     def clear_slice(self, slice: int, obj_id: int = 1) -> None:
         """Remove one object's prompts on one slice (the object goes when none are left)."""
         frame = self._check_frame(slice)
-        obj_id = self._known(obj_id)
-        prompted = self._prompted_frames(obj_id)
-        if frame not in prompted:
+        seeds = self.store.objects[self._known(obj_id)].seeds
+        if frame not in seeds:
             raise PromptError(f"object {obj_id} has no prompt on slice {frame}")
-        self._apply(_Op("remove", obj_id) if prompted == {frame} else _Op("clear", obj_id, frame))
-
-    def _prompted_frames(self, obj_id: int) -> set[int]:
-        idx = self._state["obj_id_to_idx"][obj_id]
-        return set(self._state["point_inputs_per_obj"][idx]) | set(self._state["mask_inputs_per_obj"][idx])
+        if len(seeds) == 1:
+            self.remove_object(obj_id)
+            return
+        with self.step():
+            self.store.push()
+            del self.store.objects[obj_id].seeds[frame]
+            with self._autocast():
+                self.predictor.clear_all_prompts_in_frame(self._state, frame, obj_id, need_output=False)
+            self._results.get(obj_id, {}).pop(frame, None)
 
     def _known(self, obj_id: int) -> int:
         obj_id = check_object_id(obj_id)
-        if obj_id not in self.object_ids:
+        if obj_id not in self.store.objects:
             raise PromptError(f"no object {obj_id}; objects: {self.object_ids or 'none'}")
         return obj_id
 
     def remove_object(self, obj_id: int) -> None:
-        """Forget one object's prompts and results."""
-        self._apply(_Op("remove", self._known(obj_id)))
+        """Forget one object's prompts and results (undoable)."""
+        obj_id = self._known(obj_id)
+        with self.step():
+            self.store.remove(obj_id)
+            self._forget(obj_id)
+
+    def _forget(self, obj_id: int) -> None:
+        """Drop one object from sam2's state and its results."""
+        with self._autocast():
+            self.predictor.remove_object(self._state, obj_id, strict=True, need_output=False)
+        self._results.pop(obj_id, None)
 
     def reset(self) -> None:
-        """Forget every prompt and result (undoable)."""
-        self._apply(_Op("reset"))
-
-    def undo(self) -> None:
-        """Revert the last add_*/clear_slice/remove_object/reset.
-
-        SAM 2's state cannot be rolled back, so the remaining actions are replayed on a
-        fresh state; propagated results are dropped (run ``propagate`` again).
-        """
-        if not self._history:
-            raise InputError("nothing to undo")
-        ops = self._history[:-1]
-        self._history = []
-        self._clear()
-        for op in ops:
-            self._apply(op)
-
-    def _clear(self) -> None:
+        """Forget every prompt and result (undoable); sam2's state and its memory are freed."""
+        self.store.clear()
         self._state = self._new_state()
         self._results = {}
-        self._limits = {}
 
-    def _apply(self, op: _Op) -> SliceResult | None:
-        predictor, state = self.predictor, self._state
-        if op.kind == "reset":
-            self._clear()
-            self._history.append(op)
-            return None
-        if op.kind == "remove":
-            with self._autocast():
-                predictor.remove_object(state, op.obj_id, strict=True, need_output=False)
-            self._results.pop(op.obj_id, None)
-            self._limits.pop(op.obj_id, None)
-            self._history.append(op)
-            return None
-        if op.kind == "clear":
-            with self._autocast():
-                predictor.clear_all_prompts_in_frame(state, op.frame, op.obj_id, need_output=False)
-            self._results.get(op.obj_id, {}).pop(op.frame, None)
-            self._history.append(op)
-            return None
-        if op.kind == "box3d":
-            self._limits[op.obj_id] = (*op.args["range"], Box(*op.args["box"].tolist()))
-        with self._autocast():
-            if op.kind == "mask":
-                _, obj_ids, logits = predictor.add_new_mask(state, op.frame, op.obj_id,
-                                                            torch.from_numpy(op.args["mask"]))
-            else:
-                coords = labels = None
-                if op.args.get("points") is not None:
-                    coords = torch.from_numpy(np.asarray(op.args["points"][0], dtype=np.float32))
-                    labels = torch.from_numpy(np.asarray(op.args["points"][1], dtype=np.int32))
-                with_box = op.kind in ("box", "box3d")
-                box = torch.from_numpy(op.args["box"]) if with_box else None
-                _, obj_ids, logits = predictor.add_new_points_or_box(
-                    state, op.frame, op.obj_id, points=coords, labels=labels,
-                    clear_old_points=with_box, box=box)
-        self._history.append(op)
-        self._store(op.frame, obj_ids, logits, "prompt", only=op.obj_id)
-        return self._results[op.obj_id][op.frame]
+    def undo(self) -> None:
+        """Revert the last add_*/clear_slice/remove_object/reset (or :meth:`step` block).
 
-    def _frame_output(self, obj_id: int, frame: int) -> dict[str, Any] | None:
-        """sam2's latest per-object output on a frame (prompt outputs first)."""
-        idx = self._state["obj_id_to_idx"][obj_id]
-        for store in (self._state["temp_output_dict_per_obj"][idx], self._state["output_dict_per_obj"][idx]):
-            for key in ("cond_frame_outputs", "non_cond_frame_outputs"):
-                if frame in store[key]:
-                    return store[key][frame]
-        return None
+        SAM 2's state cannot be rolled back, so the restored prompts are given to a fresh
+        state; propagated results are dropped (run ``propagate`` again).
+        """
+        self.store.undo()
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """A fresh sam2 state holding the store's prompts (after undo or a failed step)."""
+        self._state = self._new_state()
+        self._results = {}
+        for obj_id, state in self.store.objects.items():
+            for frame in sorted(state.seeds):
+                self._send(obj_id, frame, state.seeds[frame], SlicePrompts())
 
     def _store(self, frame: int, obj_ids: Sequence[int], logits: torch.Tensor, source: str,
                only: int | None = None) -> list[SliceResult]:
@@ -270,13 +264,12 @@ class Sam2Session:
         for i, obj_id in enumerate(int(o) for o in obj_ids):
             if only is not None and obj_id != only:
                 continue
-            raw = self._frame_output(obj_id, frame)
+            raw = sam2_state.frame_output(self._state, obj_id, frame)
             score, low_res = float("nan"), None
             if raw is not None:
                 score = float(torch.sigmoid(raw["object_score_logits"].float()).flatten()[0])
                 low_res = raw["pred_masks"][0, 0].float().cpu().numpy()
-            idx = self._state["obj_id_to_idx"][obj_id]
-            is_seed = frame in self._state["output_dict_per_obj"][idx]["cond_frame_outputs"]
+            is_seed = sam2_state.is_conditioning(self._state, obj_id, frame)
             mask, stop = self._limit(obj_id, frame, masks[i])
             result = SliceResult(frame, obj_id, mask, score, low_res,
                                  "prompt" if source == "prompt" or is_seed else "propagated", stop)
@@ -286,16 +279,13 @@ class Sam2Session:
 
     def _limit(self, obj_id: int, frame: int, mask: np.ndarray) -> tuple[np.ndarray, str | None]:
         """Apply an object's 3D-box limits: empty outside its slice range, clipped to its x/y extent."""
-        if obj_id not in self._limits:
+        state = self.store.objects.get(obj_id)
+        if state is None or state.slice_range is None:
             return mask, None
-        lo, hi, box = self._limits[obj_id]
+        lo, hi = state.slice_range
         if not lo <= frame <= hi:
             return np.zeros_like(mask), "outside box"
-        clipped = np.zeros_like(mask)
-        y0, y1 = int(np.floor(box.y0)), int(np.ceil(box.y1))
-        x0, x1 = int(np.floor(box.x0)), int(np.ceil(box.x1))
-        clipped[y0:y1, x0:x1] = mask[y0:y1, x0:x1]
-        return clipped, None
+        return clip_to(mask, state.clip_box), None
 
     def _passes(self, direction: str) -> list[tuple[int, bool, int]]:
         """``(start frame, reverse, frames to track)`` of sam2 runs for a direction.
@@ -303,15 +293,12 @@ class Sam2Session:
         Runs start at the first prompted frame ("both", "forward") or the last one
         ("backward") and stop at the farthest slice any object may reach (3D-box ranges).
         """
-        if direction not in DIRECTIONS:
-            raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        steps_of(direction)
         if not self.object_ids:
             raise PromptError("no prompts: add a box, points or a mask first")
-        state = self._state
-        cond = {t for key in ("output_dict_per_obj", "temp_output_dict_per_obj")
-                for out in state[key].values() for t in out["cond_frame_outputs"]}
-        high = max(self._limits[o][1] if o in self._limits else self.num_frames - 1 for o in self.object_ids)
-        low = min(self._limits[o][0] if o in self._limits else 0 for o in self.object_ids)
+        cond = sam2_state.conditioning_frames(self._state)
+        ranges = [self.store.objects[o].slice_range or (0, self.num_frames - 1) for o in self.object_ids]
+        high, low = max(r[1] for r in ranges), min(r[0] for r in ranges)
         passes = []
         if direction in ("both", "forward"):
             passes.append((min(cond), False, max(0, high - min(cond))))
@@ -370,10 +357,9 @@ class Sam2Session:
 
     def results(self, obj_id: int) -> dict[int, SliceResult]:
         """The current result of one object per frame (only frames with a result)."""
-        obj_id = check_object_id(obj_id)
-        if obj_id not in self.object_ids:
-            raise PromptError(f"no object {obj_id}; objects: {self.object_ids or 'none'}")
-        return dict(sorted(self._results.get(obj_id, {}).items()))
+        state = self.store.objects[self._known(obj_id)]
+        lo, hi = state.slice_range or (0, self.num_frames - 1)  # a 3D box's results stay in its range
+        return {t: r for t, r in sorted(self._results.get(obj_id, {}).items()) if lo <= t <= hi}
 
     def label_map(self) -> MedicalImage:
         """Labels (object id per pixel, later ids win overlaps) on the input grid.
@@ -383,6 +369,13 @@ class Sam2Session:
         n = max(self.object_ids, default=0)
         labels = np.zeros((self.num_frames, self.height, self.width), dtype=np.uint8 if n < 256 else np.uint16)
         for obj_id in self.object_ids:
-            for t, r in self._results.get(obj_id, {}).items():
+            for t, r in self.results(obj_id).items():
                 labels[t][r.mask] = obj_id
         return self.image.as_labels(labels if self.image.is_volume else labels[0])
+
+
+def _join(old: Points | None, new: Points | None) -> Points | None:
+    """Clicks ``old`` followed by ``new`` (either may be None)."""
+    if old is None or new is None:
+        return new if old is None else old
+    return Points(np.concatenate([old.coords, new.coords]), np.concatenate([old.labels, new.labels]))

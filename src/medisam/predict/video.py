@@ -73,10 +73,10 @@ class VideoSession:
                  predictor: Predictor | None = None):
         self.video = video_of(video)
         self.model = model
-        if model.spec.supports_memory_propagation:
-            self.session: Sam2Session | TrackingSession = Sam2Session(model, self.video, window)
-        else:
-            self.session = TrackingSession(model, self.video, window, predictor, tracking)
+        from medisam.predict.factory import open_session
+
+        self.session: Sam2Session | TrackingSession = open_session(model, self.video, window=window,
+                                                                   tracking=tracking, predictor=predictor)
 
     @property
     def num_frames(self) -> int:

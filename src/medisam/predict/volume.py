@@ -108,6 +108,15 @@ class SliceGeometry:
             raise PromptError(f"slice {index} out of range: axis {self.axis} has {n} slices (0..{n - 1})")
         return int(index)
 
+    def check_range(self, slices: Sequence[int]) -> tuple[int, int]:
+        """A slice range ``(k0, k1)`` (inclusive) inside the volume."""
+        if len(slices) != 2:
+            raise PromptError(f"slice range takes two slice indices (k0, k1), got {slices!r}")
+        lo, hi = (self.check_slice(int(k)) for k in slices)
+        if hi < lo:
+            raise PromptError(f"slice range {lo}..{hi} is inverted")
+        return lo, hi
+
     def take(self, volume: np.ndarray, index: int) -> np.ndarray:
         """The 2D plane ``index`` of a ``(Z, Y, X)`` array (a view)."""
         sl: list = [slice(None)] * 3

@@ -3,9 +3,10 @@
 An :class:`InteractiveSession` holds one image and its own embedding cache. A 2D image
 goes through :class:`~medisam.predict.Predictor` (the same calls as
 :func:`~medisam.predict.segment.segment_image`, so ``medisam segment``, the server and the
-web UI give identical masks); a volume is delegated to
-:class:`~medisam.predict.VolumeSession` and a video to :class:`~medisam.predict.VideoSession`
-(frames as slices), which own their prompts, corrections, undo and propagation. This class only adds the 2D state, a uniform undo (one step per user action)
+web UI give identical masks); a volume or a video is delegated to the session
+:func:`~medisam.predict.open_session` picks (:mod:`medisam.predict.contract`), which owns
+the prompts, corrections, undo (one step per user action: several calls are grouped with
+``session.step()``) and propagation. This class only adds the 2D state, the click limit
 and display helpers. It holds no lock: callers serialise access (the server has one lock
 per session).
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -26,7 +27,8 @@ from medisam.errors import InputError, PromptError
 from medisam.io.intensity import to_display
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
-from medisam.predict import EmbeddingCache, Predictor, VideoSession, VolumeSession
+from medisam.predict import EmbeddingCache, Predictor, Session, open_session
+from medisam.predict.contract import SliceResult
 from medisam.predict.volume import as_box3d, volume_to_display
 from medisam.prompts import Box, Box3D, Points
 
@@ -47,24 +49,12 @@ class ObjectPrompt:
     mask: np.ndarray | None = None  # (H, W) bool mask prompt
 
 
-@dataclass(frozen=True)
-class SliceResult:
-    """One object's mask on one slice: ``mask`` (H, W) bool, ``score`` the predicted IoU."""
-
-    slice: int
-    obj_id: int
-    mask: np.ndarray
-    score: float
-
-
 @dataclass
 class _Edit:
-    """One user action, for undo: a 2D snapshot, or the number of VolumeSession steps it took."""
+    """One 2D user action, for undo: the labels and prompts before it."""
 
-    labels: np.ndarray | None = None
-    prompts: dict[int, ObjectPrompt] | None = None
-    volume_steps: int = 0
-    npoints: dict[tuple[int, int], int] = field(default_factory=dict)  # clicks per (slice, object) before
+    labels: np.ndarray
+    prompts: dict[int, ObjectPrompt]
 
 
 class InteractiveSession:
@@ -75,26 +65,30 @@ class InteractiveSession:
                  max_points: int | None = MAX_POINTS):
         self.model = model
         self.max_points = max_points
-        self._npoints: dict[tuple[int, int], int] = {}
         self.image = image
         self.window = window
         self.max_undo = max_undo
         self._undo: list[_Edit] = []
         self._display_u8: np.ndarray | None = None
-        self.volume: VolumeSession | VideoSession | None = None
+        self.volume: Session | None = None
         self.predictor: Predictor | None = None
-        if image.is_video:
-            self.volume = VideoSession(model, image, window=window)  # SAM 2 memory or frame-to-frame
-        elif image.is_volume:
-            if image.is_rgb:
+        if image.is_volume:
+            if image.is_rgb and not image.is_video:
                 raise InputError(f"colour volumes {image.array.shape} are not supported; upload one channel")
-            predictor = Predictor(model, cache) if cache is not None else None
-            self.volume = VolumeSession(model, image, window=window, predictor=predictor)
-            self.predictor = self.volume.predictor
+            if cache is not None and not image.is_video:
+                self.predictor = Predictor(model, cache)
+            self._open_volume(window)
         else:
             self.predictor = Predictor(model, cache if cache is not None else EmbeddingCache(), max_pixels=None)
         self._labels2d = np.zeros(image.spatial_shape[:2], dtype=np.uint16) if not image.is_volume else None
         self._prompts2d: dict[int, ObjectPrompt] = {}
+
+    def _open_volume(self, window: str | tuple[float, float] | None) -> None:
+        """The volume/video session for ``window`` (sharing this session's predictor and cache)."""
+        self.volume = open_session(self.model, self.image, window=window, predictor=self.predictor,
+                                   max_undo=self.max_undo)
+        if isinstance(getattr(self.volume, "predictor", None), Predictor):
+            self.predictor = self.volume.predictor
 
     # ------------------------------------------------------------ geometry
     @property
@@ -153,10 +147,7 @@ class InteractiveSession:
         if self.volume is not None and window != self.window:
             if self.volume.object_ids:
                 raise InputError("change the window before prompting a volume (or undo/reset first)")
-            if self.image.is_video:
-                self.volume = VideoSession(self.model, self.image, window=window)
-            else:
-                self.volume = VolumeSession(self.model, self.image, window=window, predictor=self.predictor)
+            self._open_volume(window)
             self._display_u8 = None
         self.window = window
 
@@ -177,12 +168,19 @@ class InteractiveSession:
         )
         if prompt.box is None and not prompt.points and prompt.mask is None:
             raise PromptError("give at least one prompt: box, points or mask")
-        total = self._count_points(k, obj_id, len(prompt.points), keep=False)
+        self._count_points(k, obj_id, len(prompt.points), keep=False)
         if self.volume is None:
-            res = self._apply2d(obj_id, prompt)
-        else:
-            res = self._volume_action(lambda vs: self._segment_volume(vs, k, obj_id, prompt))
-        self._npoints[(k, obj_id)] = total
+            return self._apply2d(obj_id, prompt)
+        vs = self.volume
+        with vs.step():  # one undo step, all or nothing
+            if vs.slice_prompts(k, obj_id) is not None:
+                vs.clear_slice(k, obj_id)
+            if prompt.mask is not None:
+                res = vs.add_mask(k, prompt.mask, obj_id)
+            if prompt.box is not None:
+                res = vs.add_box(k, prompt.box, obj_id)
+            if prompt.points:
+                res = vs.add_points(k, prompt.points, obj_id)
         return res
 
     def add_points(self, slice: int | None = None, obj_id: int = 1, *,
@@ -192,15 +190,12 @@ class InteractiveSession:
         obj_id = self._obj(obj_id)
         if not len(points):
             raise PromptError("give at least one point")
-        total = self._count_points(k, obj_id, len(points), keep=True)
+        self._count_points(k, obj_id, len(points), keep=True)
         pts = [self._point(p) for p in points]
         if self.volume is None:
             old = self._prompts2d.get(obj_id, ObjectPrompt())
-            res = self._apply2d(obj_id, ObjectPrompt(old.box, [*old.points, *pts], old.mask))
-        else:
-            res = self._volume_action(lambda vs: [vs.add_points(k, pts, obj_id)])
-        self._npoints[(k, obj_id)] = total
-        return res
+            return self._apply2d(obj_id, ObjectPrompt(old.box, [*old.points, *pts], old.mask))
+        return self.volume.add_points(k, pts, obj_id)
 
     def add_box3d(self, box3d: Sequence[float] | None = None, obj_id: int = 1, *,
                   box: Sequence[float] | None = None, slice_range: Sequence[int] | None = None) -> SliceResult:
@@ -210,13 +205,10 @@ class InteractiveSession:
         ``box`` (XYXY pixel edges) with ``slice_range`` = ``(first, last)`` slice. Returns the
         seed slice's result; :meth:`propagate` then stays inside the box's slice range.
         """
-        if self.volume is None or not hasattr(self.volume, "add_box3d"):
+        if self.volume is None:
             raise InputError("a 3D box needs a volume (or a video); this is a 2D image")
         b3 = box3d_of(box3d, box, slice_range).check_inside(self.image.array.shape[:3])
-        obj_id = self._obj(obj_id)
-        res = self._volume_action(lambda vs: [vs.add_box3d(b3, obj_id)])
-        self._npoints = {k: n for k, n in self._npoints.items() if k[1] != obj_id}  # its clicks are gone
-        return res
+        return self.volume.add_box3d(b3, self._obj(obj_id))
 
     def remove_object(self, obj_id: int) -> None:
         """Erase an object everywhere."""
@@ -224,47 +216,44 @@ class InteractiveSession:
         if self.volume is not None:
             if obj_id not in self.volume.object_ids:
                 raise PromptError(f"no object {obj_id}; objects: {self.volume.object_ids or 'none'}")
-            self._volume_action(lambda vs: [vs.remove_object(obj_id)])
+            self.volume.remove_object(obj_id)
         else:
             self._push2d()
             self._labels2d[self._labels2d == obj_id] = 0
             self._prompts2d.pop(obj_id, None)
-        self._npoints = {key: n for key, n in self._npoints.items() if key[1] != obj_id}
 
     def undo(self) -> bool:
         """Revert the last user action (prediction, correction, removal, propagation); False if none."""
-        if not self._undo:
+        if not self.can_undo:
             return False
-        edit = self._undo.pop()
-        self._npoints = edit.npoints
         if self.volume is not None:
-            for _ in range(edit.volume_steps):
-                self.volume.undo()
+            self.volume.undo()
         else:
-            self._labels2d = edit.labels
-            self._prompts2d = edit.prompts
+            edit = self._undo.pop()
+            self._labels2d, self._prompts2d = edit.labels, edit.prompts
         return True
 
     @property
     def can_undo(self) -> int:
-        return len(self._undo)
+        """Undo steps available."""
+        return self.volume.can_undo if self.volume is not None else len(self._undo)
 
     def reset(self) -> None:
         """Clear all labels and prompts (keeps the image and its cached embeddings); undoable."""
         if self.volume is not None:
-            self._volume_action(lambda vs: [vs.reset()])
+            self.volume.reset()
         else:
             self._push2d()
             self._labels2d = np.zeros_like(self._labels2d)
             self._prompts2d = {}
-        self._npoints = {}
 
     # --------------------------------------------------------- propagation
     def iter_propagate(self, direction: str = "both"):  # noqa: ANN201 - Iterator[predict.SliceResult]
         """Propagate every object from its prompted slices; yields per computed slice (cancellable).
 
         Propagation adds results without changing prompts, so undo does not remove it;
-        a later prompt re-propagates only the slices it affects (see VolumeSession).
+        a later prompt re-propagates only the slices it affects (see VolumeSession). Items
+        are :class:`SliceResult` (and ``ViewProgress`` for a tri-planar 3D box's other views).
         """
         if self.volume is None:
             raise InputError("propagation needs a volume or a video; this is a 2D image")
@@ -298,59 +287,20 @@ class InteractiveSession:
 
     def _count_points(self, k: int, obj_id: int, new: int, keep: bool) -> int:
         """Clicks object ``obj_id`` would have on slice ``k`` after adding ``new`` (PromptError above the cap)."""
-        total = new + (self._npoints.get((k, obj_id), 0) if keep else 0)
+        total = new
+        if keep and self.volume is not None:
+            prompts = self.volume.slice_prompts(k, obj_id)
+            total += 0 if prompts is None or prompts.points is None else len(prompts.points.coords)
+        elif keep:
+            total += len(self._prompts2d.get(obj_id, ObjectPrompt()).points)
         if self.max_points is not None and total > self.max_points:
             raise PromptError(f"object {obj_id} would have {total} points on this slice, more than the limit "
                               f"of {self.max_points}; use a box or mask prompt, or undo some clicks")
         return total
 
-    def _record(self, edit: _Edit) -> None:
-        self._undo.append(edit)
-        del self._undo[: -self.max_undo]
-
     def _push2d(self) -> None:
-        self._record(_Edit(labels=self._labels2d.copy(), prompts=dict(self._prompts2d), npoints=dict(self._npoints)))
-
-    def _volume_action(self, action: Callable[[VolumeSession], Iterable]) -> SliceResult | None:
-        """Run VolumeSession calls as ONE undo step; on failure undo the calls that succeeded.
-
-        ``action(vs)`` yields one item per successful VolumeSession mutation (each pushes one
-        step of its history); the last item that is a slice result is returned.
-        """
-        vs = self.volume
-        before = dict(self._npoints)
-        done = 0
-        results = []
-        try:
-            for step in action(vs):
-                results.append(step)
-                done += 1
-        except Exception:
-            for _ in range(done):
-                vs.undo()
-            raise
-        self._record(_Edit(volume_steps=done, npoints=before))
-        last = next((r for r in reversed(results) if hasattr(r, "mask")), None)
-        if last is None:
-            return None
-        return SliceResult(last.slice, last.obj_id, last.mask, float(last.score))
-
-    @staticmethod
-    def _segment_volume(vs, k: int, obj_id: int, prompt: ObjectPrompt):  # noqa: ANN001, ANN205
-        """Generator of Volume/VideoSession calls replacing obj_id's prompts on slice k (one item per call)."""
-        clear = getattr(vs, "clear_slice", None) or getattr(vs, "clear_frame", None)
-        if obj_id in vs.object_ids and clear is not None:
-            try:
-                clear(k, obj_id)  # raises PromptError when obj_id has no prompt on slice k
-                yield "cleared"
-            except PromptError:
-                pass
-        if prompt.mask is not None:
-            yield vs.add_mask(k, prompt.mask, obj_id)
-        if prompt.box is not None:
-            yield vs.add_box(k, prompt.box, obj_id)
-        if prompt.points:
-            yield vs.add_points(k, prompt.points, obj_id)
+        self._undo.append(_Edit(self._labels2d.copy(), dict(self._prompts2d)))
+        del self._undo[: -self.max_undo]
 
     def _apply2d(self, obj_id: int, prompt: ObjectPrompt) -> SliceResult:
         self.predictor.set_image(self.image, window=self.window)

@@ -1,0 +1,164 @@
+"""The single-axis propagation loop: a seed slice's own result and its runs slice by slice.
+
+Functions of an :class:`~medisam.predict.axis_session.AxisSession` (its store, encoder
+and config); the rules themselves are in :mod:`medisam.predict.propagation` and
+:mod:`medisam.predict.stop_rules`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+
+from medisam.predict.contract import SliceResult
+from medisam.predict.propagation import box_around, interior_point, stop_reason
+from medisam.predict.stop_rules import SeedStopper
+from medisam.predict.store import ObjectState, Run, RunKey
+from medisam.prompts import Box
+
+if TYPE_CHECKING:
+    from medisam.predict.axis_session import AxisSession
+
+log = logging.getLogger(__name__)
+
+
+def clip_to(mask: np.ndarray, box: Box | None) -> np.ndarray:
+    """Zero a plane mask outside ``box`` (pixel edges); the x/y extent of a 3D box prompt."""
+    if box is None:
+        return mask
+    out = np.zeros_like(mask)
+    y0, x0 = int(np.floor(box.y0)), int(np.floor(box.x0))
+    y1, x1 = int(np.ceil(box.y1)), int(np.ceil(box.x1))
+    out[y0:y1, x0:x1] = mask[y0:y1, x0:x1]
+    return out
+
+
+def pick(pred, previous: np.ndarray) -> int:  # noqa: ANN001 - Prediction
+    """Index of the candidate mask with the highest IoU with the previous slice's mask."""
+    inter = np.logical_and(pred.masks, previous[None]).sum(axis=(1, 2))
+    union = np.logical_or(pred.masks, previous[None]).sum(axis=(1, 2))
+    return int(np.argmax(inter / np.maximum(union, 1) + 1e-3 * pred.scores))
+
+
+def planned_end(state: ObjectState, seed: int, step: int, direction: str, limits: tuple[int, int]) -> int:
+    """Last slice a run from ``seed`` covers: the range end ``limits``, the next seed, or half way to it."""
+    lo, hi = limits
+    seeds = sorted(state.seeds)
+    i = seeds.index(seed)
+    if step > 0:
+        if i + 1 == len(seeds):
+            return hi
+        nxt = seeds[i + 1]
+        return min(hi, (seed + nxt) // 2 if direction == "both" else nxt - 1)
+    if i == 0:
+        return lo
+    prev = seeds[i - 1]
+    return max(lo, (prev + seed) // 2 + 1 if direction == "both" else prev + 1)
+
+
+def owner_result(runs: dict[RunKey, Run], obj_id: int, state: ObjectState, seeds: list[int],
+                 t: int) -> SliceResult | None:
+    """Result shown on slice ``t``: the seed's own, else that of the nearest seed whose run covers ``t``
+    (ties: the earlier seed)."""
+    if t in state.seeds:
+        run = runs.get((obj_id, t, 0, state.seeds[t].version))
+        return run.results[0] if run is not None and run.results else None
+    candidates = []
+    for seed in seeds:
+        step = 1 if seed < t else -1
+        run = runs.get((obj_id, seed, step, state.seeds[seed].version))
+        if run is not None and run.covers(t, seed, step):
+            candidates.append((abs(t - seed), seed, run))
+    if not candidates:
+        return None
+    _, seed, run = min(candidates, key=lambda c: (c[0], c[1]))
+    k = (t - seed) * (1 if seed < t else -1) - 1
+    return run.results[k] if k < len(run.results) else None
+
+
+def seed_iter(s: AxisSession, obj_id: int, t: int) -> Iterator[SliceResult]:
+    """Compute (once) the result of ``obj_id``'s prompts on seed slice ``t``."""
+    state = s._objects[obj_id]
+    prompts = state.seeds[t]
+    key = (obj_id, t, 0, prompts.version)
+    if key in s.store.runs:
+        return
+    if prompts.mask is not None and prompts.points is None:
+        result = SliceResult(t, obj_id, prompts.mask, 1.0, None, "prompt", axis=s.axis)
+    else:
+        logits = prompts.mask_logits
+        if logits is None and prompts.mask is not None:
+            s._encode(t)
+            logits = s.predictor.transform.mask_to_low_res(prompts.mask, s.model.mask_input_size)
+        pred = s._predict(t, prompts.box, prompts.points, logits)
+        mask = clip_to(pred.masks[0], state.clip_box)
+        result = SliceResult(t, obj_id, mask, float(pred.scores[0]), pred.low_res_logits[0], "prompt", axis=s.axis)
+    s.store.runs[key] = Run(t, (result,))
+    yield result
+
+
+def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int) -> Iterator[SliceResult]:
+    """Extend (or start) the run from ``seed`` in direction ``step`` up to slice ``end``."""
+    runs = s.store.runs
+    state = s._objects[obj_id]
+    version = state.seeds[seed].version
+    key = (obj_id, seed, step, version)
+    run = runs.get(key) or Run(end)
+    if run.stopped or (run.last_slice(seed) - end) * step >= 0:
+        if (run.planned_end - end) * step < 0:
+            runs[key] = replace(run, planned_end=end)
+        return
+    run = replace(run, planned_end=end if (run.planned_end - end) * step < 0 else run.planned_end)
+    seed_result = runs[(obj_id, seed, 0, version)].results[0]
+    prev = run.results[-1] if run.results else seed_result
+    cfg = s.config
+    px_x, px_y = s.geometry.pixel_mm
+    reacquire = cfg.reacquire and state.extent is not None
+    margins = [(max(m / px_x, cfg.min_margin_px), max(m / px_y, cfg.min_margin_px))
+               for m in (cfg.margin_mm, *cfg.extra_margins_mm)]
+    stopper = None if state.extent is not None else SeedStopper(  # single-slice prompt: see stop_rules
+        seed_result.mask, seed_result.score, state.seeds[seed].box, cfg.stop_rules, [r.mask for r in run.results])
+    t = prev.slice + step
+    while (end - t) * step >= 0:
+        boxes = [b for b in (box_around(prev.mask, m, state.clip_box) for m in margins) if b is not None]
+        if not boxes and reacquire:
+            boxes = [state.extent]
+        if not boxes:
+            run = replace(run, stopped=True)
+            break
+        s.encoder.prefetch(t, step, end)
+        point = interior_point(prev.mask) if cfg.point_prompt else None
+        logits = prev.low_res_logits if cfg.mask_prompt else None
+        best = None
+        for box in boxes:
+            pred = s._predict(t, box, [(*point, 1)] if point else None, logits, cfg.multimask)
+            k = pick(pred, prev.mask) if cfg.multimask else 0
+            if best is None or pred.scores[k] > best[0].scores[best[1]]:
+                best = (pred, k)
+        pred, k = best
+        mask, score = clip_to(s._threshold(pred, k), state.clip_box), float(pred.scores[k])
+        reason = stop_reason(mask, score, int(prev.mask.sum()), cfg)
+        if reason is None and stopper is not None:
+            reason = stopper.reason(mask, score, prev.mask, abs(t - seed))
+        if reason is not None and reacquire:
+            again = s._predict(t, state.extent, None, None)
+            mask2 = clip_to(s._threshold(again, 0), state.clip_box)
+            if stop_reason(mask2, float(again.scores[0]), 0, cfg) is None:
+                pred, k, mask, score, reason = again, 0, mask2, float(again.scores[0]), None
+        if reason is not None:
+            mask = np.zeros_like(mask)
+        stopping = reason is not None and not reacquire
+        result = SliceResult(t, obj_id, mask, score, pred.low_res_logits[k], "propagated", reason, s.axis)
+        run = replace(run, results=run.results + (result,), stopped=stopping)
+        runs[key] = run
+        yield result
+        if stopping:
+            log.info("object %d: propagation from slice %d stopped at slice %d (%s)", obj_id, seed, t, reason)
+            break
+        if reason is None:
+            prev = result
+        t += step
+    runs[key] = run

@@ -1,0 +1,408 @@
+"""The single-axis engine: prompts on slices of one axis, propagated slice to slice.
+
+How slices are owned: every seed slice keeps its own prompted result; every other slice
+takes the result of the nearest seed whose propagation run reaches it (ties go to the
+earlier slice). So a correction on any slice after a propagation re-propagates outward
+from that slice only up to half way to the neighbouring seeds, and leaves the rest alone.
+Prompts, runs and undo live in a :class:`~medisam.predict.store.PromptStore`; encoding
+in a :class:`~medisam.predict.encoder.PlaneEncoder`; the loop in :mod:`~medisam.predict.axis_runs`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from medisam.errors import InputError, ModelError, PromptError
+from medisam.io.medical_image import MedicalImage
+from medisam.models.promptable import PromptableModel
+from medisam.predict.axis_runs import owner_result, planned_end, run_iter, seed_iter
+from medisam.predict.cache import EmbeddingCache
+from medisam.predict.contract import SliceResult, ViewProgress, check_object_id, steps_of, tracks_with_memory
+from medisam.predict.encoder import PlaneEncoder
+from medisam.predict.predictor import Predictor
+from medisam.predict.propagation import PropagationConfig, box_around
+from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts
+from medisam.predict.volume import SliceGeometry, as_box3d, parse_axis, volume_of, volume_to_display
+from medisam.prompts import Box, Box3D, MaskPrompt, Points
+
+
+class AxisSession:
+    """Segment objects through a 3D volume along one axis from prompts on a few slices.
+
+    Args:
+        model: a SAM-family :class:`PromptableModel` (LiteMedSAM, SAM, MedSAM).
+        image: :class:`MedicalImage` volume or a ``(Z, Y, X)`` array.
+        axis: slicing axis of the ``(Z, Y, X)`` array, ``0/1/2`` or ``"k"/"j"/"i"``.
+        window: CT window preset or ``(width, level)``; default: one window for the whole
+            volume from the modality (see :func:`medisam.predict.volume.volume_to_display`).
+        predictor: reuse a predictor (and its cache); by default one is made with a cache
+            sized from the model to hold every plane the session may encode.
+        config: propagation rules (:class:`PropagationConfig`).
+        display: the volume already mapped to float32 [0, 255] (same shape), instead of
+            mapping ``image`` with ``window``; lets sessions over one volume share it.
+        max_undo: undo steps kept.
+    """
+
+    def __init__(self, model: PromptableModel, image: MedicalImage | np.ndarray, axis: int | str = 0,
+                 window: str | tuple[float, float] | None = None, predictor: Predictor | None = None,
+                 config: PropagationConfig | None = None, display: np.ndarray | None = None,
+                 max_undo: int = MAX_UNDO):
+        if tracks_with_memory(model):
+            raise ModelError(f"{model.name} is a SAM 2 model: use Sam2Session (memory-based tracking) "
+                             "instead of VolumeSession")
+        self.image = volume_of(image)
+        self.model = model
+        self.geometry = SliceGeometry(tuple(self.image.spatial_shape), parse_axis(axis),
+                                      tuple(float(s) for s in self.image.spacing_zyx))
+        self.config = config or PropagationConfig()
+        if display is None:
+            display = volume_to_display(self.image.array, self.image.modality, window)
+        elif display.shape != self.image.array.shape:
+            raise InputError(f"display volume {display.shape} does not match the image {self.image.array.shape}")
+        self._display = display
+        own_cache = predictor is None
+        if predictor is None:
+            predictor = Predictor(model, cache=EmbeddingCache())
+        elif predictor.model is not model:
+            raise InputError("the predictor was built for another model")
+        self.predictor = predictor
+        self.encoder = PlaneEncoder(predictor, self.axis, self.plane_display, self._planes_needed(), own_cache,
+                                    self.config.encode_batch)
+        self.store = PromptStore(max_undo)
+
+    # ------------------------------------------------------------- geometry
+    @property
+    def axis(self) -> int:
+        return self.geometry.axis
+
+    @property
+    def num_slices(self) -> int:
+        return self.geometry.num_slices
+
+    @property
+    def plane_hw(self) -> tuple[int, int]:
+        """``(H, W)`` of every slice plane."""
+        return self.geometry.plane_hw
+
+    @property
+    def object_ids(self) -> list[int]:
+        return sorted(self._objects)
+
+    @property
+    def _objects(self) -> dict[int, ObjectState]:
+        return self.store.objects
+
+    @property
+    def _runs(self) -> dict:
+        return self.store.runs
+
+    @property
+    def encoded_slices(self) -> set[int]:
+        """Slices of the session's axis the encoder ran on."""
+        return self.encoder.encoded
+
+    @property
+    def visited_slices(self) -> set[int]:
+        """Slices of the session's axis whose embedding a prompt or run used."""
+        return self.encoder.visited
+
+    @property
+    def encoded_planes(self) -> set[tuple[int, int]]:
+        """Encoded planes as ``(axis, index)`` over every view."""
+        return self.encoder.encoded_planes
+
+    @property
+    def visited_planes(self) -> set[tuple[int, int]]:
+        return self.encoder.visited_planes
+
+    def _planes_needed(self) -> int:
+        return self.geometry.num_slices
+
+    def object_state(self, obj_id: int) -> ObjectState:
+        """A copy of one object's prompt state."""
+        return copy.deepcopy(self._objects[self._known(obj_id)])
+
+    def slice_prompts(self, slice: int, obj_id: int) -> SlicePrompts | None:
+        """The prompts of ``obj_id`` on ``slice`` (None: none there)."""
+        state = self._objects.get(check_object_id(obj_id))
+        return None if state is None else state.seeds.get(slice)
+
+    # -------------------------------------------------------------- prompts
+    def add_box(self, slice: int, box: Box | Sequence[float], obj_id: int = 1,
+                slices: tuple[int, int] | None = None) -> SliceResult:
+        """Prompt a box (XYXY pixels of the plane) on ``slice``; returns that slice's mask.
+
+        A box replaces an earlier box (or mask) on the same slice and keeps its points.
+        Propagation from it ends where the object does (``config.stop_rules``) and, when
+        ``slices=(k0, k1)`` is given (inclusive), within that slice range.
+        """
+        b = Box.of(box).check_inside(*self.plane_hw)
+        return self._set_seed(slice, obj_id, lambda old: replace(old, box=b, mask=None), slice_range=slices)
+
+    def add_points(self, slice: int, points: Points | Sequence[Sequence[float]], obj_id: int = 1) -> SliceResult:
+        """Add clicks ``(x, y[, label])`` on ``slice`` (accumulating); returns that slice's mask.
+
+        On a slice that already shows a propagated mask, the clicks refine that mask
+        (its box and logits become part of the prompt).
+        """
+        p = Points.of(points).check_inside(*self.plane_hw)
+
+        def update(old: SlicePrompts) -> SlicePrompts:
+            if old.points is not None:
+                return replace(old, points=Points(np.concatenate([old.points.coords, p.coords]),
+                                                  np.concatenate([old.points.labels, p.labels])))
+            return replace(old, points=p)
+
+        return self._set_seed(slice, obj_id, update, refine_current=True)
+
+    def add_mask(self, slice: int, mask2d: np.ndarray, obj_id: int = 1) -> SliceResult:
+        """Use a given ``(H, W)`` binary mask on ``slice`` as that slice's result and a seed."""
+        m = np.asarray(mask2d)
+        if m.shape != self.plane_hw:
+            raise PromptError(f"mask of shape {m.shape} does not match the slice plane {self.plane_hw}")
+        if not m.astype(bool).any():
+            raise PromptError(f"mask for slice {slice} is empty")
+        return self._set_seed(slice, obj_id, lambda old: SlicePrompts(mask=m.astype(bool)))
+
+    def add_box3d(self, box3d: Box3D | Sequence[float], obj_id: int = 1) -> SliceResult:
+        """CVPR24 3D-box protocol: the box's x/y extent prompts the middle slice of its range,
+        and the object's propagation stays inside that slice range (and x/y extent when
+        ``config.clip_to_box``). ``box3d`` is a :class:`Box3D` or ``(x0, y0, z0, x1, y1, z1)``
+        voxel indices of the ``(Z, Y, X)`` array (i, j, k), inclusive. Replaces the
+        object's earlier prompts; all or nothing (on an error nothing changes).
+        """
+        b3 = as_box3d(box3d)
+        box, lo, hi = self.geometry.box3d_to_plane(b3)
+        obj_id = check_object_id(obj_id)
+        with self.step():
+            self.store.push()
+            state = ObjectState(obj_id, {}, (lo, hi), box if self.config.clip_to_box else None, box, b3)
+            self._objects[obj_id] = state
+            middle = self._best_seed_slice(box, lo, hi)
+            version = self.store.next_version()
+            state.seeds[middle] = SlicePrompts(box=box, version=version)
+            state.box_version = version
+            return self._seed_result(obj_id, middle)
+
+    def _best_seed_slice(self, box: Box, lo: int, hi: int) -> int:
+        """The middle slice of ``lo..hi``, or with ``config.seed_search`` the nearby slice
+        whose box prediction has the highest predicted IoU (ties: nearest the middle)."""
+        middle = lo + (hi - lo) // 2
+        k = self.config.seed_search
+        if k <= 0:
+            return middle
+        candidates = sorted(range(max(lo, middle - k), min(hi, middle + k) + 1), key=lambda z: abs(z - middle))
+        scores = [float(self._predict(z, box, None, None).scores[0]) for z in candidates]
+        return candidates[int(np.argmax(scores))]
+
+    def remove_object(self, obj_id: int) -> None:
+        """Forget one object's prompts and free its results (undoable)."""
+        self.store.remove(self._known(obj_id))
+
+    def reset(self) -> None:
+        """Forget every prompt and free every result (undoable; the embedding cache is kept)."""
+        self.store.clear()
+
+    def step(self):  # noqa: ANN201 - context manager
+        """``with session.step(): ...``: the calls inside are ONE undo step, all or nothing."""
+        return self.store.step()
+
+    @property
+    def can_undo(self) -> int:
+        """Undo steps available."""
+        return len(self.store.history)
+
+    def undo(self) -> None:
+        """Revert the last add_*/clear_slice/remove_object/reset (or :meth:`step` block);
+        kept results are reused, seeds whose results were freed are recomputed."""
+        self.store.undo()
+        for obj_id, state in self._objects.items():
+            for t in state.seeds:
+                self._seed_result(obj_id, t)
+
+    def clear_slice(self, slice: int, obj_id: int = 1) -> None:
+        """Remove the prompts of one object on one slice (the object goes when none are left)."""
+        state = self._objects[self._known(obj_id)]
+        if slice not in state.seeds:
+            raise PromptError(f"object {obj_id} has no prompt on slice {slice}")
+        self.store.push()
+        state = self._objects[obj_id]
+        del state.seeds[slice]
+        if not state.seeds:
+            del self._objects[obj_id]
+
+    # ---------------------------------------------------------- propagation
+    def iter_propagate(self, direction: str = "both") -> Iterator[SliceResult | ViewProgress]:
+        """Propagate every object from its seed slices; yield each slice result as computed.
+
+        ``direction``: ``"both"`` (each slice from its nearest seed), ``"forward"``
+        (increasing slice index) or ``"backward"``. Stopping the iteration cancels
+        cleanly: completed slices are kept and a later call resumes. Slices already
+        computed by an earlier call are not yielded again.
+        """
+        steps = steps_of(direction)
+        self._before_propagate()
+        for obj_id in self.object_ids:
+            state = self._objects[obj_id]
+            fused_seed = self._fused_seed(state, direction)
+            for seed in sorted(state.seeds):
+                yield from seed_iter(self, obj_id, seed)
+                if seed == fused_seed:
+                    yield from self._fuse_iter(obj_id, seed)
+                    continue
+                for step in steps:
+                    yield from run_iter(self, obj_id, seed, step, planned_end(state, seed, step, direction, self._range(state)))
+
+    def planned_slices(self, direction: str = "both") -> int:
+        """Upper bound of the slice results ``iter_propagate(direction)`` would compute (for ETA)."""
+        steps = steps_of(direction)
+        total = 0
+        for obj_id in self.object_ids:
+            state = self._objects[obj_id]
+            fused_seed = self._fused_seed(state, direction)
+            for seed in state.seeds:
+                version = state.seeds[seed].version
+                total += (obj_id, seed, 0, version) not in self._runs
+                if seed == fused_seed:
+                    total += self._fuse_planned(obj_id, state, seed)
+                    continue
+                for step in steps:
+                    run = self._runs.get((obj_id, seed, step, version))
+                    if run is not None and run.stopped:
+                        continue
+                    start = seed if run is None else run.last_slice(seed)
+                    total += max(0, (planned_end(state, seed, step, direction, self._range(state)) - start) * step)
+        return total
+
+    def propagate(self, direction: str = "both", progress: bool = True) -> MedicalImage:
+        """Run :meth:`iter_propagate` to the end and return the label map (input geometry)."""
+        total = self.planned_slices(direction)
+        results = self.iter_propagate(direction)
+        if progress and total:
+            from tqdm.auto import tqdm
+
+            self._announce(direction)
+            with tqdm(total=total, unit="slice", desc="propagate") as bar:
+                for _ in results:
+                    bar.update(1)
+        else:
+            for _ in results:
+                pass
+        return self.label_map()
+
+    def results(self, obj_id: int) -> dict[int, SliceResult]:
+        """The current result of one object per slice (only slices with a result)."""
+        state = self._objects[self._known(obj_id)]
+        out: dict[int, SliceResult] = {}
+        seeds = sorted(state.seeds)
+        lo, hi = self._range(state)
+        for t in range(lo, hi + 1):
+            r = self._owner_result(obj_id, state, seeds, t)
+            if r is not None:
+                out[t] = r
+        return out
+
+    def label_map(self) -> MedicalImage:
+        """``(Z, Y, X)`` labels (object id per voxel, later ids win overlaps) with the input's geometry."""
+        n = max(self._objects, default=0)
+        labels = np.zeros(self.image.spatial_shape, dtype=np.uint8 if n < 256 else np.uint16)
+        for obj_id in self.object_ids:
+            for t, r in self.results(obj_id).items():
+                if r.mask.any():
+                    self.geometry.put(labels, t, r.mask, obj_id)
+        return self.image.as_labels(labels)
+
+    # ------------------------------------------- hooks of the tri-planar orchestrator
+    def _before_propagate(self) -> None:
+        """Called before each propagation (a subclass drops stale work here)."""
+
+    def _fused_seed(self, state: ObjectState, direction: str) -> int | None:
+        """The seed slice propagated by :meth:`_fuse_iter` instead of along this axis (none here)."""
+        return None
+
+    def _fuse_iter(self, obj_id: int, seed: int) -> Iterator[SliceResult | ViewProgress]:
+        return iter(())
+
+    def _fuse_planned(self, obj_id: int, state: ObjectState, seed: int) -> int:
+        return 0
+
+    def _announce(self, direction: str) -> None:
+        """Print the cost model of the coming work (a subclass's tri-planar boxes)."""
+
+    # -------------------------------------------------------------- internals
+    def _known(self, obj_id: int) -> int:
+        obj_id = check_object_id(obj_id)
+        if obj_id not in self._objects:
+            raise PromptError(f"no object {obj_id}; objects: {self.object_ids or 'none'}")
+        return obj_id
+
+    def _range(self, state: ObjectState) -> tuple[int, int]:
+        return state.slice_range if state.slice_range is not None else (0, self.num_slices - 1)
+
+    def _owner_result(self, obj_id: int, state: ObjectState, seeds: list[int], t: int) -> SliceResult | None:
+        """Result shown on slice ``t``: the seed's own, else the nearest covering run's."""
+        return owner_result(self._runs, obj_id, state, seeds, t)
+
+    def _set_seed(self, slice: int, obj_id: int, update, refine_current: bool = False,  # noqa: ANN001
+                  slice_range: tuple[int, int] | None = None) -> SliceResult:
+        t = self.geometry.check_slice(slice)
+        obj_id = check_object_id(obj_id)
+        state = self._objects.get(obj_id)
+        if slice_range is not None:
+            if state is not None and state.box3d is not None:
+                raise PromptError(f"object {obj_id} has a 3D box: its slice range is the box's")
+            slice_range = self.geometry.check_range(slice_range)
+        rng = slice_range or (state.slice_range if state is not None else None)
+        if rng is not None and not rng[0] <= t <= rng[1]:
+            raise PromptError(f"slice {t} lies outside object {obj_id}'s slice range {rng[0]}..{rng[1]}")
+        current = None
+        if state is not None and refine_current and t not in state.seeds:
+            current = self._owner_result(obj_id, state, sorted(state.seeds), t)
+        with self.step():
+            self.store.push()
+            state = self._objects.setdefault(obj_id, ObjectState(obj_id))
+            if slice_range is not None:
+                state.slice_range = slice_range
+            old = state.seeds.get(t, SlicePrompts())
+            if current is not None and current.mask.any():
+                old = replace(old, box=box_around(current.mask, (0.0, 0.0)), mask_logits=current.low_res_logits)
+            state.seeds[t] = replace(update(old), version=self.store.next_version())
+            return self._seed_result(obj_id, t)
+
+    def _seed_result(self, obj_id: int, t: int) -> SliceResult:
+        for _ in seed_iter(self, obj_id, t):
+            pass
+        return self._runs[(obj_id, t, 0, self._objects[obj_id].seeds[t].version)].results[0]
+
+    # -------------------------------------------------------------- encoder
+    def plane_display(self, t: int) -> np.ndarray:
+        """The encoder's input for slice ``t``: ``(H, W, 3)`` float32 on the 0-255 scale.
+
+        The one place slices become images; a subclass may override it to show the encoder
+        something else on the same plane grid (e.g. colour video frames, see
+        :mod:`medisam.predict.tracking`). Embeddings are cached by these pixels.
+        """
+        plane = self.geometry.take(self._display, t)
+        return np.ascontiguousarray(np.repeat(plane[..., None], 3, axis=-1), dtype=np.float32)
+
+    def _encode(self, t: int) -> None:
+        self.encoder.encode(t)
+
+    def _threshold(self, pred, k: int = 0) -> np.ndarray:  # noqa: ANN001 - Prediction
+        """Candidate ``k``'s mask at ``config.mask_threshold`` (pred.masks uses 0)."""
+        if self.config.mask_threshold == 0.0:
+            return pred.masks[k]
+        return self.predictor.transform.masks_to_original(pred.low_res_logits[k:k + 1], self.config.mask_threshold)[0]
+
+    def _predict(self, t: int, box: Box | None, points, logits: np.ndarray | None,  # noqa: ANN001
+                 multimask: bool = False):  # noqa: ANN202 - Prediction
+        self._encode(t)
+        mask = MaskPrompt(logits) if logits is not None else None
+        return self.predictor.predict(box=box, points=points, mask=mask, multimask=multimask)
+
+
+__all__ = ["AxisSession"]

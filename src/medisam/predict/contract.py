@@ -1,0 +1,154 @@
+"""The one session contract every 3D/video session implements, and its one result type.
+
+Implementations: :class:`~medisam.predict.session.VolumeSession` (2D models, slice-to-slice
+propagation, tri-planar 3D boxes), :class:`~medisam.predict.tracking.TrackingSession`
+(2D models on videos) and :class:`~medisam.predict.sam2_session.Sam2Session` (SAM 2 memory).
+Open one with :func:`medisam.predict.factory.open_session`, which picks the implementation.
+
+One meaning per call, whatever the implementation (prompts in pixels of one slice plane,
+x = column, y = row; object ids are the label values 1..65535):
+
+* ``add_box(slice, box, obj_id)``: the box replaces the object's earlier box (and mask) on
+  that slice; its clicks there are kept.
+* ``add_points(slice, points, obj_id)``: clicks accumulate with the object's prompts on that
+  slice; on a slice that shows a propagated mask they correct that mask.
+* ``add_mask(slice, mask, obj_id)``: replaces every prompt of the object on that slice.
+* ``add_box3d(box3d, obj_id)``: replaces all of the object's prompts; its results stay in
+  the box. All or nothing: on any error the session is exactly as before.
+* ``clear_slice`` / ``remove_object`` / ``reset``: drop prompts (and free their results).
+* ``undo()``: one undo model everywhere -- every mutating call (or every :meth:`step`
+  block) pushes one snapshot of the prompts; ``undo`` restores the last one. Results of
+  the restored prompts are recomputed where they were not kept (see ``KEEP_UNDO_RESULTS``
+  in :mod:`medisam.predict.store`; SAM 2 re-adds its prompts and must propagate again).
+* ``iter_propagate(direction)``: yields :class:`SliceResult` on the session axis as it goes
+  (a tri-planar 3D box also yields :class:`ViewProgress` items while its other two views
+  run, so progress and cancellation keep working); stopping it early keeps what is done.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from medisam.errors import InputError, PromptError
+
+if TYPE_CHECKING:
+    from medisam.io.medical_image import MedicalImage
+    from medisam.models.promptable import PromptableModel
+    from medisam.predict.store import SlicePrompts
+    from medisam.prompts import Box, Box3D, Points
+
+DIRECTIONS = ("both", "forward", "backward")
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """One object's mask on one slice of the session axis.
+
+    Attributes:
+        slice: slice index along ``axis`` (the session's axis).
+        obj_id: object id (= label value).
+        mask: ``(H, W)`` bool on the slice plane grid (empty when the object vanished).
+        score: predicted IoU (1.0 for a user-given mask; SAM 2: object-presence probability).
+        low_res_logits: ``(L, L)`` model-grid logits (None for a user-given or fused mask).
+        source: ``"prompt"`` for a seed slice, ``"propagated"`` otherwise, ``"fused"`` for
+            the tri-planar result of a 3D box (its seed slice stays ``"prompt"``).
+        stop: why propagation stopped at this slice (None when it went on).
+        axis: array axis ``slice`` indexes (always the session's axis).
+    """
+
+    slice: int
+    obj_id: int
+    mask: np.ndarray
+    score: float
+    low_res_logits: np.ndarray | None = None
+    source: str = "propagated"
+    stop: str | None = None
+    axis: int = 0
+
+
+@dataclass(frozen=True)
+class ViewProgress:
+    """Progress of one of the two other views of a tri-planar 3D box: NOT a session result.
+
+    ``mask`` is the view's result on plane ``index`` of array axis ``axis`` (the input grid);
+    the session's own results (fused) appear in ``results`` / ``label_map`` once all views
+    are done. Consumers that only count items (progress bars) can ignore the type.
+    """
+
+    axis: int
+    index: int
+    obj_id: int
+    mask: np.ndarray
+    score: float
+    source: str = "view"
+    stop: str | None = None
+
+
+def check_object_id(obj_id: int) -> int:
+    """Object ids are the output label values: integers 1..65535."""
+    if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer)) or not 1 <= obj_id <= 65535:
+        raise PromptError(f"object id must be an integer 1..65535 (it becomes the label value), got {obj_id!r}")
+    return int(obj_id)
+
+
+def steps_of(direction: str) -> tuple[int, ...]:
+    """Slice steps of a propagation direction: ``both`` -> (1, -1)."""
+    if direction not in DIRECTIONS:
+        raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    return {"both": (1, -1), "forward": (1,), "backward": (-1,)}[direction]
+
+
+def tracks_with_memory(model: PromptableModel) -> bool:
+    """True for models whose sessions track with a memory (SAM 2 family): the one family check."""
+    return model.spec.supports_memory_propagation
+
+
+@runtime_checkable
+class Session(Protocol):
+    """What the server, the web app, the CLI and ``refine3d`` may call on any session."""
+
+    @property
+    def num_slices(self) -> int: ...
+
+    @property
+    def plane_hw(self) -> tuple[int, int]: ...
+
+    @property
+    def object_ids(self) -> list[int]: ...
+
+    @property
+    def can_undo(self) -> int: ...
+
+    def add_box(self, slice: int, box: Box | Sequence[float], obj_id: int = 1) -> SliceResult: ...
+
+    def add_points(self, slice: int, points: Points | Sequence[Sequence[float]], obj_id: int = 1) -> SliceResult: ...
+
+    def add_mask(self, slice: int, mask2d: np.ndarray, obj_id: int = 1) -> SliceResult: ...
+
+    def add_box3d(self, box3d: Box3D | Sequence[float], obj_id: int = 1) -> SliceResult: ...
+
+    def slice_prompts(self, slice: int, obj_id: int) -> SlicePrompts | None: ...
+
+    def clear_slice(self, slice: int, obj_id: int = 1) -> None: ...
+
+    def remove_object(self, obj_id: int) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def undo(self) -> None: ...
+
+    def step(self) -> AbstractContextManager[None]: ...
+
+    def iter_propagate(self, direction: str = "both") -> Iterator[SliceResult | ViewProgress]: ...
+
+    def planned_slices(self, direction: str = "both") -> int: ...
+
+    def propagate(self, direction: str = "both", progress: bool = True) -> MedicalImage: ...
+
+    def results(self, obj_id: int) -> dict[int, SliceResult]: ...
+
+    def label_map(self) -> MedicalImage: ...

@@ -1,0 +1,57 @@
+"""The one place that knows the layout of sam2's private video inference state.
+
+sam2's ``SAM2VideoPredictor.init_state`` only reads JPEG folders or MP4 files, so the
+state for frames held in memory is built here, field for field as ``init_state`` does
+(``tests/sam2/test_sam2_state.py`` compares the two, so a sam2 release that changes the
+layout fails that test rather than a session). Everything else that reads the state
+(per-object outputs, prompted frames) goes through the functions below.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Sequence
+
+import torch
+
+State = dict[str, Any]
+
+
+def new_state(frames: Sequence[torch.Tensor], height: int, width: int, device: torch.device) -> State:
+    """sam2's inference state over ``frames`` (``frames[i]`` a ``(3, S, S)`` input tensor),
+    as ``init_state(..., offload_video_to_cpu=True, offload_state_to_cpu=False)`` makes it
+    (without its warm-up encoding of frame 0)."""
+    return {
+        "images": frames, "num_frames": len(frames),
+        "offload_video_to_cpu": True, "offload_state_to_cpu": False,
+        "video_height": height, "video_width": width,
+        "device": device, "storage_device": device,
+        "point_inputs_per_obj": {}, "mask_inputs_per_obj": {}, "cached_features": {},
+        "constants": {}, "obj_id_to_idx": OrderedDict(), "obj_idx_to_id": OrderedDict(),
+        "obj_ids": [], "output_dict_per_obj": {}, "temp_output_dict_per_obj": {},
+        "frames_tracked_per_obj": {},
+    }
+
+
+def frame_output(state: State, obj_id: int, frame: int) -> dict[str, Any] | None:
+    """sam2's latest output of one object on a frame (prompt outputs first), or None."""
+    idx = state["obj_id_to_idx"].get(obj_id)
+    if idx is None:
+        return None
+    for store in (state["temp_output_dict_per_obj"][idx], state["output_dict_per_obj"][idx]):
+        for key in ("cond_frame_outputs", "non_cond_frame_outputs"):
+            if frame in store[key]:
+                return store[key][frame]
+    return None
+
+
+def is_conditioning(state: State, obj_id: int, frame: int) -> bool:
+    """Whether ``frame`` is a prompted ("conditioning") frame of ``obj_id`` after consolidation."""
+    idx = state["obj_id_to_idx"].get(obj_id)
+    return idx is not None and frame in state["output_dict_per_obj"][idx]["cond_frame_outputs"]
+
+
+def conditioning_frames(state: State) -> set[int]:
+    """Frames any object has a prompt output on."""
+    return {t for key in ("output_dict_per_obj", "temp_output_dict_per_obj")
+            for out in state[key].values() for t in out["cond_frame_outputs"]}

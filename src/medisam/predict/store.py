@@ -1,0 +1,178 @@
+"""The model-free prompt and run store of a session: prompts, results, undo snapshots.
+
+Undo model (the same for every session, see :mod:`medisam.predict.contract`): each
+mutating call -- or each :meth:`PromptStore.step` block, however many calls it makes --
+pushes ONE deep copy of the prompts (``objects``); :meth:`PromptStore.undo` restores the
+last one. Results (``runs``) are keyed by the prompt ``version`` that made them, so prompts
+brought back by undo find their results again while those are kept.
+
+What is kept: the runs of the current prompts and of the last ``KEEP_UNDO_RESULTS``
+snapshots; every other run is dropped at once (older undo steps recompute their seed
+slices, propagate again for the rest). ``reset`` and ``remove_object`` free the runs of
+the objects they drop, so a long-lived session's memory does not grow with its edits.
+"""
+
+from __future__ import annotations
+
+import copy
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from medisam.errors import InputError
+from medisam.predict.contract import SliceResult
+from medisam.prompts import Box, Box3D, Points
+
+#: Undo steps whose slice results a session keeps.
+KEEP_UNDO_RESULTS = 4
+#: Default number of undo steps.
+MAX_UNDO = 100
+
+
+@dataclass(frozen=True)
+class SlicePrompts:
+    """The prompts on one seed slice of one object (pixel coordinates of the plane)."""
+
+    box: Box | None = None
+    points: Points | None = None
+    mask: np.ndarray | None = None  # user-given (H, W) bool mask
+    mask_logits: np.ndarray | None = None  # low-res logits to refine (from an earlier result)
+    version: int = 0
+
+
+@dataclass
+class ObjectState:
+    """Prompts of one object: seed slices, an optional slice range and x/y clip box."""
+
+    obj_id: int
+    seeds: dict[int, SlicePrompts] = field(default_factory=dict)
+    slice_range: tuple[int, int] | None = None
+    clip_box: Box | None = None
+    extent: Box | None = None  # x/y extent of a 3D box prompt (plane pixel edges)
+    box3d: Box3D | None = None  # the 3D box prompt itself (voxel indices)
+    box_version: int | None = None  # version of the seed the 3D box made (fused when views > 1)
+
+
+@dataclass(frozen=True)
+class Run:
+    """Results of one propagation run from a seed (direction +1/-1) or of the seed itself (0)."""
+
+    planned_end: int  # last slice this run is meant to cover (inclusive)
+    results: tuple[SliceResult, ...] = ()
+    stopped: bool = False
+
+    def covers(self, t: int, seed: int, step: int) -> bool:
+        return (seed < t <= self.planned_end) if step > 0 else (self.planned_end <= t < seed)
+
+    def last_slice(self, seed: int) -> int:
+        return self.results[-1].slice if self.results else seed
+
+
+RunKey = tuple[int, int, int, int]  # (obj, seed slice, step, version)
+
+
+class PromptStore:
+    """Objects' prompts, their runs and undo snapshots; knows nothing of models.
+
+    Args:
+        max_undo: undo steps kept.
+        on_rollback: called after a failed :meth:`step` restored the prompts (a session
+            whose model keeps its own state rebuilds it there).
+    """
+
+    def __init__(self, max_undo: int = MAX_UNDO, on_rollback: Callable[[], None] | None = None):
+        self.objects: dict[int, ObjectState] = {}
+        self.runs: dict[RunKey, Run] = {}
+        self.history: list[dict[int, ObjectState]] = []
+        self.version = 0
+        self.max_undo = max_undo
+        self.on_rollback = on_rollback
+        self._depth = 0
+        self._pushed = False
+
+    def next_version(self) -> int:
+        self.version += 1
+        return self.version
+
+    # ------------------------------------------------------------------ undo
+    def push(self) -> None:
+        """Snapshot the prompts before a change (once per :meth:`step`)."""
+        if self._depth and self._pushed:
+            return
+        self._pushed = bool(self._depth)
+        self.history.append(copy.deepcopy(self.objects))
+        del self.history[:-self.max_undo]
+        self.prune()
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        """Make every change inside ONE undo step, all or nothing: on an exception the
+        prompts (and the undo history) are exactly as before, and ``on_rollback`` runs."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        before = copy.deepcopy(self.objects)
+        n_history, version = len(self.history), self.version
+        self._depth, self._pushed = 1, False
+        try:
+            yield
+        except BaseException:
+            self.objects = before
+            del self.history[n_history:]
+            self.version = version
+            self.prune()
+            if self.on_rollback is not None:
+                self.on_rollback()
+            raise
+        finally:
+            self._depth, self._pushed = 0, False
+
+    def undo(self) -> None:
+        """Restore the prompts of the last snapshot."""
+        if not self.history:
+            raise InputError("nothing to undo")
+        self.objects = self.history.pop()
+        self.prune()
+
+    # ----------------------------------------------------------------- edits
+    def remove(self, obj_id: int) -> None:
+        """Drop one object (undoable) and free its runs."""
+        self.push()
+        del self.objects[obj_id]
+        self.free(lambda key: key[0] == obj_id)
+
+    def clear(self) -> None:
+        """Drop every object (undoable) and free every run."""
+        self.push()
+        self.objects = {}
+        self.free(lambda key: True)
+
+    # ---------------------------------------------------------------- runs
+    def live(self) -> set[tuple[int, int, int]]:
+        """``(obj, seed, version)`` of the current prompts and of the kept undo snapshots."""
+        return {(obj_id, seed, prompts.version)
+                for objects in (self.objects, *self.history[-KEEP_UNDO_RESULTS:])
+                for obj_id, state in objects.items() for seed, prompts in state.seeds.items()}
+
+    def prune(self) -> None:
+        """Drop the runs of prompts that are neither current nor in the kept snapshots."""
+        live = self.live()
+        self.free(lambda key: (key[0], key[1], key[3]) not in live)
+
+    def free(self, stale: Callable[[RunKey], bool]) -> None:
+        for key in [k for k in self.runs if stale(k)]:
+            del self.runs[key]
+
+    def retained_bytes(self) -> int:
+        """Bytes of the masks and logits the runs hold (for memory checks)."""
+        total = 0
+        for run in self.runs.values():
+            for r in run.results:
+                total += r.mask.nbytes + (0 if r.low_res_logits is None else r.low_res_logits.nbytes)
+        return total

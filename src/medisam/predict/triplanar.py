@@ -1,0 +1,144 @@
+"""Tri-planar orchestration of a 3D box: three single-axis engines, one fused result.
+
+Besides the session's axis, the box is propagated along the two other axes, each view an
+:class:`~medisam.predict.axis_session.AxisSession` seeded on its own middle slice with the
+box's in-plane extent and clipped to the box (their planes, which have non-square pixels
+when the slice spacing differs from the pixel spacing, are first stretched to square ones,
+see :class:`~medisam.predict.volume.ViewGrid`; the session's axis is seen as it is). The
+three label volumes are fused by majority (:func:`~medisam.predict.propagation.fuse_views`)
+and become the box seed's runs on the session's axis. All views share one predictor/cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Iterator
+
+import numpy as np
+
+from medisam.io.medical_image import MedicalImage
+from medisam.predict.axis_session import AxisSession
+from medisam.predict.contract import SliceResult, ViewProgress
+from medisam.predict.propagation import fuse_views
+from medisam.predict.store import ObjectState, Run
+from medisam.predict.volume import ViewGrid, ViewPlan, plan_views
+from medisam.prompts import Box3D
+
+log = logging.getLogger(__name__)
+
+Views = list[tuple[ViewGrid, AxisSession]]
+
+
+class TriPlanar:
+    """The views and fused runs of the 3D boxes of one session (``owner``)."""
+
+    def __init__(self, owner: AxisSession):
+        self.owner = owner
+        self.views: dict[tuple[int, int], Views] = {}  # (obj, box version) -> views being propagated
+        self.fused: set[tuple[int, int, int]] = set()  # (obj, seed, version) whose runs are fused
+
+    def drop_stale(self) -> None:
+        """Forget views and fused marks of 3D boxes that were replaced, removed or undone."""
+        store = self.owner.store
+        live = {(o, s.box_version) for o, s in store.objects.items()}
+        for key in [k for k in self.views if k not in live]:
+            del self.views[key]
+        self.fused = {k for k in self.fused & store.live() if (k[0], k[1], 0, k[2]) in store.runs}
+
+    def plan(self, state: ObjectState) -> ViewPlan:
+        """The views (and planes per view) of ``state``'s 3D box within ``config.view_budget``."""
+        o, cfg = self.owner, self.owner.config
+        return plan_views(o.geometry.shape_zyx, o.geometry.spacing_zyx, o.axis, state.box3d, views=cfg.views,
+                          budget=cfg.view_budget, input_size=o.model.spec.input_size, sampling=cfg.view_sampling)
+
+    def sessions(self, obj_id: int, box3d: Box3D, version: int) -> Views:
+        """One single-axis engine per planned view over the box's slice range (object 1 = the
+        box), made on first use."""
+        key = (obj_id, version)
+        if key not in self.views:
+            o = self.owner
+            shape, spacing = o.geometry.shape_zyx, o.geometry.spacing_zyx
+            plan = self.plan(o.store.objects[obj_id])
+            log.info("object %d: %s", obj_id, plan.describe())
+            views = []
+            for grid in plan.grids:
+                display = grid.crop(o._display)
+                image = MedicalImage.from_array(display, spacing=grid.spacing_zyx(shape, spacing)[::-1], is_rgb=False)
+                view = AxisSession(o.model, image, axis=grid.axis, predictor=o.predictor,
+                                   config=replace(o.config, views=1), display=display)
+                view.add_box3d(grid.box(box3d, shape), obj_id=1)
+                self._merge_planes(grid, view)
+                views.append((grid, view))
+            self.views[key] = views
+        return self.views[key]
+
+    def _merge_planes(self, grid: ViewGrid, view: AxisSession) -> None:
+        """Count a view's encoded/visited slices as the owner's planes (and slices on its axis)."""
+        o = self.owner
+        for mine, theirs, slices in ((o.visited_planes, view.visited_slices, o.visited_slices),
+                                     (o.encoded_planes, view.encoded_slices, o.encoded_slices)):
+            mine.update((grid.axis, grid.plane_index(t)) for t in theirs)
+            if grid.axis == o.axis:
+                slices.update(grid.plane_index(t) for t in theirs)
+
+    def planned(self, obj_id: int, state: ObjectState, seed: int) -> int:
+        """Items :meth:`iterate` would still yield for the box seed (upper bound)."""
+        version = state.seeds[seed].version
+        if (obj_id, seed, version) in self.fused:
+            return 0
+        views = self.views.get((obj_id, version))
+        if views is not None:
+            return sum(view.planned_slices("both") for _, view in views)
+        return self.plan(state).encodings - 1
+
+    def iterate(self, obj_id: int, seed: int) -> Iterator[SliceResult | ViewProgress]:
+        """Propagate the 3D box of ``obj_id`` along its views, then store the majority-fused
+        masks as the box seed's runs. Yields the session axis's view as :class:`SliceResult`
+        (its slices ARE session slices) and the two other views as :class:`ViewProgress`."""
+        o = self.owner
+        state = o.store.objects[obj_id]
+        version = state.seeds[seed].version
+        if (obj_id, seed, version) in self.fused:
+            return
+        b = state.box3d
+        shape = o.geometry.shape_zyx
+        views = self.sessions(obj_id, b, version)
+        for grid, view in views:
+            for r in view.iter_propagate("both"):
+                self._merge_planes(grid, view)
+                index, mask = grid.plane_index(r.slice), grid.restore_plane(r.mask, shape) >= 0.5
+                if grid.axis == o.axis:
+                    yield replace(r, slice=index, obj_id=obj_id, mask=mask)
+                else:
+                    yield ViewProgress(grid.axis, index, obj_id, mask, r.score, r.source, r.stop)
+        self._store_fused(obj_id, state, seed, version, views)
+
+    def _store_fused(self, obj_id: int, state: ObjectState, seed: int, version: int, views: Views) -> None:
+        o = self.owner
+        b, shape = state.box3d, o.geometry.shape_zyx
+        crop = (slice(b.z0, b.z1 + 1), slice(b.y0, b.y1 + 1), slice(b.x0, b.x1 + 1))
+        votes = []
+        for grid, view in views:
+            planes = np.zeros(view.image.array.shape, dtype=bool)
+            for t, r in view.results(1).items():
+                view.geometry.put(planes, t, r.mask, True)
+            full: list = list(crop)
+            full[grid.axis] = slice(None)  # the view volume already spans the box's range on its axis
+            votes.append(grid.restore(planes, shape)[tuple(full)])
+        fused = np.zeros(shape, dtype=bool)
+        fused[crop] = fuse_views(votes)
+        main_grid, main_view = views[0]  # the session axis's own view: scores per (encoded) slice
+        scores = {main_grid.plane_index(t): r.score for t, r in main_view.results(1).items()}
+        lo, hi = state.slice_range
+
+        def result(t: int, source: str) -> SliceResult:
+            return SliceResult(t, obj_id, o.geometry.take(fused, t).copy(), scores.get(t, 0.0), None, source,
+                               axis=o.axis)
+
+        runs = o.store.runs
+        runs[(obj_id, seed, 0, version)] = Run(seed, (result(seed, "prompt"),))
+        runs[(obj_id, seed, 1, version)] = Run(hi, tuple(result(t, "fused") for t in range(seed + 1, hi + 1)))
+        runs[(obj_id, seed, -1, version)] = Run(lo, tuple(result(t, "fused") for t in range(seed - 1, lo - 1, -1)))
+        self.fused.add((obj_id, seed, version))
+        del self.views[(obj_id, version)]
