@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 from medisam.errors import ModelError
-from medisam.models.precision import autocast, check_precision, cpu_has_bf16, torch_autocast_dtype
+from medisam.models.precision import (autocast, check_precision, cpu_has_bf16, cpu_has_vnni,
+                                      torch_autocast_dtype)
 from medisam.models.promptable import DecoderOutput, PromptableModel
 from medisam.models.spec import ModelSpec
 
@@ -112,8 +113,9 @@ def supported_precisions(backend: str, device: torch.device) -> tuple[str, ...]:
         return ("fp32", "bf16") if device.type == "cpu" and cpu_has_bf16() else ("fp32",)
     if backend == "onnx":
         return ("fp32", "int8")
-    if backend == "openvino":
-        return ("fp32", "bf16") if cpu_has_bf16() else ("fp32",)
+    if backend == "openvino":  # int8: NNCF-quantised encoder, on CPUs with int8 dot products
+        floats = ("fp32", "bf16") if cpu_has_bf16() else ("fp32",)
+        return floats + (("int8",) if cpu_has_vnni() and importlib.util.find_spec("nncf") else ())
     raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)} or auto")
 
 
