@@ -14,7 +14,8 @@ propagation seconds for a 100-slice volume (``VolumeSession`` seeded with one bo
 middle slice, propagated both ways; slices encoded shown), peak RSS of a fresh process
 that loads the model and segments one image, mean Dice on real 2D images with tight
 ground-truth boxes and its change against torch fp32 (the precision guard, tolerance
-0.005), and the encoder's achieved GFLOP/s against this CPU's peak.
+0.005; the bundled samples that calibrate OpenVINO int8 are left out of these images), and
+the encoder's achieved GFLOP/s against this CPU's peak.
 
 The first row is medisam's default path (``load_model("litemedsam")``, backend ``auto``);
 torch fp32 is measured too, as the Dice guard's baseline. A second table gives the 3D
