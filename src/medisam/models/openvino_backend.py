@@ -1,7 +1,9 @@
 """OpenVINO backend: the same exported ONNX graphs compiled by OpenVINO for the CPU.
 
 ``precision="bf16"`` sets OpenVINO's ``INFERENCE_PRECISION_HINT`` to bf16 (native on
-AVX512_BF16/AMX CPUs); fp32 pins f32 so results match torch to ~1e-5. Compiled models
+AVX512_BF16/AMX CPUs); fp32 pins f32 so results match torch to ~1e-5; ``int8`` runs the
+NNCF-quantised encoder (:mod:`medisam.models.quantize`, made once per export) with the
+float ops and the decoder in bf16 where the CPU has it, else f32. Compiled models
 are cached in ``<cache>/openvino/`` (``$MEDISAM_CACHE``, default ``~/.cache/medisam``).
 """
 
@@ -17,11 +19,12 @@ from medisam.errors import ModelError, require
 from medisam.models.decoder_feeds import FastDecoderInputs, decoder_feeds, fast_outputs, select_masks
 from medisam.models.export_cache import cached_export, fast_decoder
 from medisam.models.runtime import cache_root
+from medisam.models.precision import cpu_has_bf16
 from medisam.models.promptable import DecoderOutput, PromptableModel
 
 log = logging.getLogger(__name__)
 
-_HINT = {"fp32": "f32", "bf16": "bf16"}
+_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}
 
 
 class OpenVinoModel(PromptableModel):
@@ -33,7 +36,7 @@ class OpenVinoModel(PromptableModel):
         if device.type != "cpu":
             raise ModelError("backend openvino runs on the CPU here: pass device='cpu'")
         if precision not in _HINT:
-            raise ModelError(f"backend openvino runs fp32 or bf16, not {precision}")
+            raise ModelError(f"backend openvino runs fp32, bf16 or int8, not {precision}")
         super().__init__(base.spec, base.net.cpu(), torch.device("cpu"), base.checkpoint,
                          base.checkpoint_sha256)
         self.backend = "openvino"
@@ -45,9 +48,11 @@ class OpenVinoModel(PromptableModel):
             core.set_property({"CACHE_DIR": str(cache_root() / "openvino")})
         except Exception as exc:  # pragma: no cover - older runtimes
             log.debug("OpenVINO model cache unavailable: %s", exc)
-        config = {"INFERENCE_PRECISION_HINT": _HINT[precision], "INFERENCE_NUM_THREADS": threads,
+        hint = _HINT[precision] if precision != "int8" or cpu_has_bf16() else "f32"
+        config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads,
                   "PERFORMANCE_HINT": "LATENCY"}
-        self._encoder = core.compile_model(str(self.export_dir / "encoder.onnx"), "CPU", config)
+        encoder = int8_encoder(base, self.export_dir) if precision == "int8" else self.export_dir / "encoder.onnx"
+        self._encoder = core.compile_model(str(encoder), "CPU", config)
         # the decoder follows the precision too (bf16 made it ~1.4x faster here); the Dice
         # guard in benchmarks/speed.py measures encoder + decoder together
         self._decoder = core.compile_model(str(self.export_dir / "decoder.onnx"), "CPU", config)
@@ -101,3 +106,22 @@ class OpenVinoModel(PromptableModel):
         iou = torch.from_numpy(result[self._decoder.output(1)])
         out = select_masks(low_res, iou, multimask)
         return DecoderOutput(out.low_res_logits.clone(), out.iou.clone())
+
+
+def int8_encoder(base: PromptableModel, folder):  # noqa: ANN001, ANN201 - Path -> Path
+    """The NNCF int8 encoder of ``folder`` (quantised on first use, with a progress line)."""
+    from medisam.models.calibration import _sample_cases
+    from medisam.models.runtime import progress
+    from medisam.models.quantize import calibration_inputs, quantize_encoder, quantized_encoder_path
+
+    target = quantized_encoder_path(folder)
+    if target.is_file() and target.with_suffix(".bin").is_file():
+        return target
+    import time
+
+    t0 = time.perf_counter()
+    progress(f"quantising the {base.spec.name} encoder to int8 (first use only) -> {target}")
+    images = [image for image, _, _ in _sample_cases()]
+    path = quantize_encoder(folder, calibration_inputs(base.preprocess, images))
+    progress(f"int8 encoder done in {time.perf_counter() - t0:.0f} s")
+    return path

@@ -2,7 +2,8 @@
 
 Precisions: ``fp32`` (reference), ``bf16`` (torch CPU autocast when the CPU has
 AVX512_BF16 or AMX, or CUDA; OpenVINO's bf16 inference hint), ``fp16`` (CUDA autocast only)
-and ``int8`` (dynamically quantised encoder MatMuls in ONNX Runtime). A reduced precision is
+and ``int8`` (dynamically quantised encoder MatMuls in ONNX Runtime; the NNCF-quantised
+encoder in OpenVINO, :mod:`medisam.models.quantize`). A reduced precision is
 only a *default* (chosen by ``backend="auto"``) after :func:`precision_guard` has accepted
 it on real images; see ``benchmarks/speed.py``.
 """

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from medisam.errors import ModelError
-from medisam.models.precision import cpu_has_bf16
+from medisam.models.precision import cpu_has_bf16, cpu_has_vnni
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ def supported_precisions(backend: str, device: torch.device) -> tuple[str, ...]:
     if backend == "onnx":
         return ("fp32", "int8")
     if backend == "openvino":
-        return ("fp32", "bf16") if cpu_has_bf16() else ("fp32",)
+        floats = ("fp32", "bf16") if cpu_has_bf16() else ("fp32",)
+        return floats + (("int8",) if cpu_has_vnni() and importlib.util.find_spec("nncf") else ())
     raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)} or auto")
 
 
