@@ -57,7 +57,7 @@ def test_labels_json(tmp_path):
 
 @pytest.mark.parametrize("content, match", [
     ("[1, 2]", "expected an object"),
-    ("{", "not a readable JSON"),
+    ("{", "not valid JSON"),
     ('{"x": "liver"}', "not an integer"),
     ('{"1": {"type": "Liver"}}', "'name'"),
     ('{"1": {"name": "a", "colour": "#ffffff"}}', "unknown key"),

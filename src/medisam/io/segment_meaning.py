@@ -291,20 +291,29 @@ def parse_label_names(items: Sequence[str], first_label: int = 1) -> dict[int, S
     return out
 
 
-def load_labels_json(path: Path) -> dict[int, SegmentMeaning]:
-    """A labels JSON file: ``{"1": "liver", "2": {"name": "tumour", "type": "Neoplasm", "color": "#90ee90"}}``."""
+def parse_labels(text: str, what: str = "labels") -> dict[int, SegmentMeaning]:
+    """Labels JSON text (see :func:`load_labels_json`) -> label value -> meaning."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"--labels {path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"--labels {path}: not a readable JSON file ({type(exc).__name__}: {exc})") from None
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise InputError(f"--labels {path}: expected an object mapping label value -> name or object")
+        raise InputError(f"{what}: expected a JSON object mapping label value -> name or object")
     try:
         return resolve(data)
     except InputError as exc:
-        raise InputError(f"--labels {path}: {exc}") from None
+        raise InputError(f"{what}: {exc}") from None
+
+
+def load_labels_json(path: Path) -> dict[int, SegmentMeaning]:
+    """A labels JSON file: ``{"1": "liver", "2": {"name": "tumour", "type": "Neoplasm", "color": "#90ee90"}}``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"--labels {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--labels {path}: not a readable JSON file ({type(exc).__name__}: {exc})") from None
+    return parse_labels(text, f"--labels {path}")
 
 
 def from_options(names: Sequence[str], labels_json: Path | None, first_label: int = 1) -> dict[int, SegmentMeaning]:
