@@ -56,7 +56,7 @@ def test_labels_json(tmp_path):
 
 
 @pytest.mark.parametrize("content, match", [
-    ("[1, 2]", "expected an object"),
+    ("[1, 2]", "expected a JSON object"),
     ("{", "not valid JSON"),
     ('{"x": "liver"}', "not an integer"),
     ('{"1": {"type": "Liver"}}', "'name'"),

@@ -127,9 +127,10 @@ KNOWN: dict[str, tuple[CodeTriple, str, RGB]] = {
     "hematoma": (ALTERED, "Hematoma", (188, 65, 28)),
 }
 
-#: Colours for labels without a known colour (the overlay's order: red, green, blue, ...).
-PALETTE: tuple[RGB, ...] = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-                            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128))
+#: Colours for labels without a known colour: the overlay PNG's first ten (medisam.io.overlay.PALETTE,
+#: not imported so that the Slicer module needs no OpenCV).
+PALETTE: tuple[RGB, ...] = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+                            (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))
 
 
 def palette_color(value: int) -> RGB:
