@@ -91,6 +91,29 @@ def replay(masks: np.ndarray, scores: np.ndarray, seed: np.ndarray, rules: StopR
     return out
 
 
+def oracle(masks: np.ndarray, gt: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """The best cut per direction (upper bound for any stop rule on this run)."""
+    z = int(seed[0])
+    out = np.zeros_like(masks)
+    out[z] = masks[z]
+    for step in (1, -1):
+        best, best_t, t = -1.0, z, z + step
+        ends = [z]
+        while 0 <= t < len(masks) and masks[t].any():
+            ends.append(t)
+            t += step
+        for end in ends:
+            trial = out.copy()
+            lo, hi = sorted((z, end))
+            trial[lo:hi + 1] = masks[lo:hi + 1]
+            d = dice(trial, gt)
+            if d > best:
+                best, best_t = d, end
+        lo, hi = sorted((z, best_t))
+        out[lo:hi + 1] = masks[lo:hi + 1]
+    return out
+
+
 def evaluate(folder: Path, grid: dict[str, StopRules]) -> None:
     runs = []
     for path in sorted(folder.glob("*.npz")):
@@ -101,6 +124,10 @@ def evaluate(folder: Path, grid: dict[str, StopRules]) -> None:
     keys = sorted({(d, t) for d, t, *_ in runs})
     print("| rules | " + " | ".join(f"{d} {t} (n={sum(1 for r in runs if r[:2] == (d, t))})" for d, t in keys) + " |")
     print("|---|" + "---|" * len(keys))
+    res = {k: [] for k in keys}
+    for d, t, gt, masks, scores, seed in runs:
+        res[(d, t)].append(dice(oracle(masks, gt, seed), gt))
+    print("| oracle cut | " + " | ".join(f"{np.mean(res[k]):.4f}" for k in keys) + " |", flush=True)
     for name, rules in grid.items():
         res = {k: [] for k in keys}
         for d, t, gt, masks, scores, seed in runs:
@@ -111,6 +138,16 @@ def evaluate(folder: Path, grid: dict[str, StopRules]) -> None:
 def default_grid() -> dict[str, StopRules]:
     base = StopRules()
     grid = {"off": StopRules.off(), "default": base}
+    for c in (0.6, 0.7):
+        grid[f"cons{c}"] = replace(base, min_consecutive_dice=c)
+    for g in (1.5, 1.25):
+        grid[f"growth{g}"] = replace(base, max_seed_growth=g, max_min_growth=g)
+    grid["boxgrowth1.25"] = replace(base, max_seed_box_growth=1.25)
+    grid["collapse0.3"] = replace(base, min_seed_area_ratio=0.3)
+    grid["score0.9"] = replace(base, min_seed_score_ratio=0.9)
+    for c in (0.5, 0.75, 1.0):
+        grid[f"drift{c}"] = replace(base, max_centroid_shift=c)
+    grid["grace0"] = replace(base, grace=0)
     return grid
 
 
