@@ -138,16 +138,23 @@ def evaluate(folder: Path, grid: dict[str, StopRules]) -> None:
 def default_grid() -> dict[str, StopRules]:
     base = StopRules()
     grid = {"off": StopRules.off(), "default": base}
-    for c in (0.6, 0.7):
+    for c in (0.4, 0.6):
         grid[f"cons{c}"] = replace(base, min_consecutive_dice=c)
-    for g in (1.5, 1.25):
-        grid[f"growth{g}"] = replace(base, max_seed_growth=g, max_min_growth=g)
-    grid["boxgrowth1.25"] = replace(base, max_seed_box_growth=1.25)
+    for g in (1.5, 2.5, 3.0):
+        grid[f"growth{g}"] = replace(base, max_seed_growth=g)
+    for g in (1.5, 2.5, 3.0):
+        grid[f"regrowth{g}"] = replace(base, max_min_growth=g)
+    for g in (1.25, 2.0):
+        grid[f"boxgrowth{g}"] = replace(base, max_seed_box_growth=g)
     grid["collapse0.3"] = replace(base, min_seed_area_ratio=0.3)
-    grid["score0.9"] = replace(base, min_seed_score_ratio=0.9)
-    for c in (0.5, 0.75, 1.0):
-        grid[f"drift{c}"] = replace(base, max_centroid_shift=c)
-    grid["grace0"] = replace(base, grace=0)
+    grid["drift1.5"] = replace(base, max_centroid_shift=1.5)
+    grid["grace2"] = replace(base, grace=2)
+    grid["grace3"] = replace(base, grace=3)
+    grid["grace4"] = replace(base, grace=4)
+    grid["grace5"] = replace(base, grace=5)
+    grid["grace3+regrowth2.5"] = replace(base, grace=3, max_min_growth=2.5)
+    grid["grace3+boxgrowth1.25"] = replace(base, grace=3, max_seed_box_growth=1.25)
+    grid["grace3+regrowth1.5"] = replace(base, grace=3, max_min_growth=1.5)
     return grid
 
 
