@@ -184,3 +184,18 @@ def test_cli_label_name_errors(data_dir, tmp_path, capsys):
     assert main([*args, "-o", str(tmp_path / "x.nii.gz"), "--label-name", "liver"]) == 2
     assert "-o *.dcm" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_propagate_bare_label_name_names_its_label(data_dir, tmp_path, capsys):
+    """`propagate --label 3 --label-name tumor`: the bare name goes to label 3 (Neoplasm, SCT 108369006)."""
+    from medisam.cli import main
+
+    out = tmp_path / "t.dcm"
+    code = main(["propagate", str(data_dir / "dcmqi_ct3slice_seg" / "series"), "--box3d", "150,150,0,350,350,2",
+                 "--views", "1", "--no-progress", "--label", "3", "--label-name", "tumor", "-o", str(out),
+                 "--model", "litemedsam-tiny", "--device", "cpu", "--threads", "1"])
+    assert code == 0, capsys.readouterr().err
+    item = pydicom.dcmread(out).SegmentSequence[0]
+    assert item.SegmentLabel == "tumor" and item.TrackingID == "label 3"
+    assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == "108369006"
+    assert _dciodvfy_errors(out) == []
