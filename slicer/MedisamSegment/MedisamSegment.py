@@ -76,6 +76,10 @@ class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.window.addItems(WINDOWS)
         self.window.toolTip = "CT window preset or WIDTH,LEVEL (e.g. 400,40); auto = per-modality default"
         form.addRow("Window:", self.window)
+        self.segment_name = qt.QLineEdit("medisam")
+        self.segment_name.toolTip = ("Name of the new segment; a structure name (liver, spleen, tumor...) also sets "
+                                     "its SNOMED CT codes and colour for DICOM-SEG export")
+        form.addRow("Segment name:", self.segment_name)
         self.box3d = qt.QCheckBox("ROI is a 3D box (segment only the ROI's slices)")
         self.box3d.checked = True
         form.addRow(self.box3d)
@@ -86,7 +90,11 @@ class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         form.addRow(self.run)
         self.status = qt.QLabel("")
         form.addRow(self.status)
+        self.code = qt.QPushButton("Code segments by name")
+        self.code.toolTip = "Set SNOMED CT codes and colours of the output segmentation's segments from their names"
+        form.addRow(self.code)
         self.run.connect("clicked(bool)", self.onRun)
+        self.code.connect("clicked(bool)", self.onCode)
         self.layout.addStretch(1)
 
     def _selector(self, classes, label, form, none=False, add=False):
@@ -117,13 +125,22 @@ class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 result = logic.segment(volume, seg, self.roi.currentNode(), self.positive.currentNode(),
                                        self.negative.currentNode(), propagate=self.propagate.checked,
                                        modality=_auto(self.modality.currentText),
-                                       window=_auto(self.window.currentText), box3d=self.box3d.checked)
+                                       window=_auto(self.window.currentText), box3d=self.box3d.checked,
+                                       segment_name=self.segment_name.text.strip() or "medisam")
                 self.status.text = f"segment {result.segment_id}: {result.voxels} voxels, slices {result.slices}"
         except EmptySegmentationError as exc:
             self.status.text = str(exc)
         except Exception as exc:  # tryWithErrorDisplay has shown it
             logging.error("medisam: %s", exc)
             self.status.text = f"error: {exc}"
+
+    def onCode(self):
+        seg = self.segmentation.currentNode()
+        if seg is None:
+            slicer.util.errorDisplay("Select an output segmentation.")
+            return
+        problems = MedisamSegmentCore.code_segments(seg)
+        self.status.text = "all segments coded" if not problems else "not coded: " + "; ".join(problems.values())
 
 
 #: Modality choices (auto = let the server decide) and window presets offered in the module.

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import zlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import httpx
 import numpy as np
@@ -266,9 +267,15 @@ class ClientSession:
         return decode_array(self.client.request("GET", self._url("/labels"), params=params).json())
 
     def download(self, format: str = "nii.gz", path: str | Path | None = None,
-                 slice: int | None = None) -> bytes:
-        """The mask as a file: nii.gz, nii, nrrd, mha, png (2D or one ``slice``), npz, dcm (DICOM-SEG)."""
+                 slice: int | None = None, labels: Mapping[int, Any] | None = None) -> bytes:
+        """The mask as a file: nii.gz, nii, nrrd, mha, png (2D or one ``slice``), npz, dcm (DICOM-SEG).
+
+        ``labels`` (dcm): label value -> name (``{1: "liver"}``) or ``{name, category, type, color}``;
+        the server adds the SNOMED CT codes and colour (:mod:`medisam.io.segment_meaning`).
+        """
         params: dict[str, Any] = {"format": format}
+        if labels:
+            params["labels"] = json.dumps({str(k): v for k, v in labels.items()})
         if slice is not None:
             params["slice"] = slice
         data = self.client.request("GET", self._url("/mask"), params=params).content

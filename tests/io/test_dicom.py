@@ -60,7 +60,7 @@ def test_dicom_seg_roundtrip(ct_series, tmp_path):
     labels = np.zeros(img.array.shape, np.uint8)
     labels[1:3, 2:4, 3:6] = 1
     labels[3, 0:2, 0:2] = 4
-    out = write_mask(labels, tmp_path / "out" / "seg.dcm", reference=img, segment_names={1: "tumour"})
+    out = write_mask(labels, tmp_path / "out" / "seg.dcm", reference=img, segments={1: "tumour"})
     ds = pydicom.dcmread(out)
     assert ds.Modality == "SEG" and ds.SegmentationType == "BINARY"
     assert [s.SegmentLabel for s in ds.SegmentSequence] == ["tumour", "label 4"]
@@ -116,22 +116,86 @@ def test_real_dcmqi_series(data_dir, tmp_path):
     # the whole dataset folder holds the CT and a SEG: the SEG is skipped, the CT is read
     assert read_image(base).array.shape == (3, 512, 512)
     labels = read_image(base / "labelsTr" / "ct3slice.nii.gz")
-    out = write_mask(labels.array, tmp_path / "seg.dcm", reference=img, segment_names={1: "liver"})
+    out = write_mask(labels.array, tmp_path / "seg.dcm", reference=img, segments={1: "liver"})
     ds = pydicom.dcmread(out)
     assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == img.source["series_uid"]
     assert ds.SegmentSequence[0].SegmentLabel == "liver"
 
 
-def test_dciodvfy_clean(ct_series, tmp_path):
+def _dciodvfy_errors(path) -> list[str]:
     exe = shutil.which("dciodvfy")
     if exe is None:
         pytest.skip("dciodvfy (dicom3tools) not installed")
     import subprocess
 
+    res = subprocess.run([exe, str(path)], capture_output=True, text=True)
+    return [l for l in (res.stdout + res.stderr).splitlines() if l.startswith("Error")]
+
+
+def test_dciodvfy_clean(ct_series, tmp_path):
+    """Plain, named (table and SNOMED fallback) and explicitly coded segments all pass dciodvfy."""
     img = read_image(ct_series[0])
     labels = np.zeros(img.array.shape, np.uint8)
     labels[:, 1:4, 2:5] = 1
-    out = write_mask(labels, tmp_path / "seg.dcm", reference=img)
-    res = subprocess.run([exe, str(out)], capture_output=True, text=True)
-    errors = [l for l in (res.stdout + res.stderr).splitlines() if l.startswith("Error")]
-    assert errors == []
+    assert _dciodvfy_errors(write_mask(labels, tmp_path / "seg.dcm", reference=img)) == []
+    labels[1:3, 4:6, 5:8] = 2
+    labels[0, 0, 0] = 3
+    labels[3, 0, 7] = 4
+    segments = {1: "liver", 2: "Tumor", 3: "hippocampal structure",
+                4: {"name": "my ROI", "category": "Tissue", "type": "SCT:85756007:Tissue", "color": "#102030"}}
+    out = write_mask(labels, tmp_path / "named.dcm", reference=img, segments=segments)
+    assert _dciodvfy_errors(out) == []
+    seq = pydicom.dcmread(out).SegmentSequence
+    assert [s.SegmentLabel for s in seq] == ["liver", "Tumor", "hippocampal structure", "my ROI"]
+    assert seq[1].SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"  # morphologically altered
+    assert seq[2].SegmentedPropertyTypeCodeSequence[0].CodeValue == "5366008"  # pydicom's codes.SCT fallback
+
+
+def test_cli_label_name_reads_back_in_highdicom(data_dir, tmp_path, capsys):
+    """`medisam segment ... --label-name liver -o x.dcm`: highdicom shows the name, SNOMED codes and colour."""
+    hd = pytest.importorskip("highdicom")
+    from medisam.cli import main
+
+    out = tmp_path / "liver.dcm"
+    code = main(["segment", str(data_dir / "dcmqi_ct3slice_seg" / "series"), "--slice", "1", "--box",
+                 "150,150,350,350", "-o", str(out), "--label-name", "liver", "--model", "litemedsam-tiny",
+                 "--device", "cpu", "--threads", "1"])
+    assert code == 0, capsys.readouterr().err
+    seg = hd.seg.segread(out)
+    desc = seg.get_segment_description(1)
+    assert desc.segment_label == "liver"
+    assert (desc.segmented_property_type.value, desc.segmented_property_type.scheme_designator) == ("10200004", "SCT")
+    assert desc.segmented_property_category.value == "123037004"
+    # the colour dcmqi's reference liver SEG recommends, as CIELab
+    ref = pydicom.dcmread(data_dir / "dcmqi_ct3slice_seg" / "seg" / "liver.dcm").SegmentSequence[0]
+    assert list(seg.SegmentSequence[0].RecommendedDisplayCIELabValue) == list(ref.RecommendedDisplayCIELabValue)
+    assert _dciodvfy_errors(out) == []
+
+
+def test_cli_label_name_errors(data_dir, tmp_path, capsys):
+    """A misspelt name is one error line with close matches, exit 2, before the model loads; not for .nii.gz."""
+    from medisam.cli import main
+
+    series = str(data_dir / "dcmqi_ct3slice_seg" / "series")
+    args = ["segment", series, "--slice", "1", "--box", "150,150,350,350", "--model", "litemedsam-tiny"]
+    assert main([*args, "-o", str(tmp_path / "x.dcm"), "--label-name", "livr"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown segment name 'livr'" in err and "liver" in err and "Traceback" not in err
+    assert main([*args, "-o", str(tmp_path / "x.nii.gz"), "--label-name", "liver"]) == 2
+    assert "-o *.dcm" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_propagate_bare_label_name_names_its_label(data_dir, tmp_path, capsys):
+    """`propagate --label 3 --label-name tumor`: the bare name goes to label 3 (Neoplasm, SCT 108369006)."""
+    from medisam.cli import main
+
+    out = tmp_path / "t.dcm"
+    code = main(["propagate", str(data_dir / "dcmqi_ct3slice_seg" / "series"), "--box3d", "150,150,0,350,350,2",
+                 "--views", "1", "--no-progress", "--label", "3", "--label-name", "tumor", "-o", str(out),
+                 "--model", "litemedsam-tiny", "--device", "cpu", "--threads", "1"])
+    assert code == 0, capsys.readouterr().err
+    item = pydicom.dcmread(out).SegmentSequence[0]
+    assert item.SegmentLabel == "tumor" and item.TrackingID == "label 3"
+    assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == "108369006"
+    assert _dciodvfy_errors(out) == []

@@ -48,7 +48,7 @@ def test_anonymised_series_gives_valid_seg(data_dir, real_series, tmp_path, blan
     anonymise(real_series, blank=blank, delete=delete)
     img = read_image(real_series[0].parent)
     mask = _liver_mask(data_dir, img)
-    out = write_mask(mask, tmp_path / "seg.dcm", reference=img, segment_names={1: "liver"})
+    out = write_mask(mask, tmp_path / "seg.dcm", reference=img, segments={1: "liver"})
     assert _dciodvfy_errors(out) == []
     ref = pydicom.dcmread(data_dir / "dcmqi_ct3slice_seg" / "seg" / "liver.dcm")
     ds = pydicom.dcmread(out)

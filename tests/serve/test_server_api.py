@@ -204,8 +204,15 @@ def test_zipped_dicom_series_round_trips_to_dicom_seg(make_client, tmp_path):
         mask = s.predict(slice=3, box=(10, 10, 38, 38))
         seg = pydicom.dcmread(io.BytesIO(s.download("dcm")))
         assert seg.Modality == "SEG"
-        if mask.any():
-            assert int(seg.NumberOfFrames) >= 1
+        assert mask.any()  # the tiny model segments this box
+        assert int(seg.NumberOfFrames) >= 1
+        named = pydicom.dcmread(io.BytesIO(s.download("dcm", labels={1: "liver"})))
+        item = named.SegmentSequence[0]
+        assert item.SegmentLabel == "liver" and item.SegmentedPropertyTypeCodeSequence[0].CodeValue == "10200004"
+        assert list(item.RecommendedDisplayCIELabValue) == [41661, 41167, 40792]
+        with pytest.raises(ServerError, match="close matches: liver") as err:
+            s.download("dcm", labels={1: "livr"})
+        assert err.value.status == 400
 
 
 def _write(path, data: bytes):

@@ -277,3 +277,24 @@ def test_roi_3d_box_on_a_live_server_stays_in_the_roi_slices(scene, tiny_url):
     written = _segment_array(seg, result.segment_id, vol)
     ks = np.nonzero(written.reshape(len(written), -1).any(1))[0]
     assert k0 <= ks[0] and ks[-1] <= k1
+
+
+def test_segments_get_snomed_terminology_and_colour_from_their_names(scene):
+    """A segment named "liver" gets Slicer's terminology entry with SNOMED CT codes and the liver colour;
+    unknown names keep Slicer's defaults and are reported with close matches."""
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
+    seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    mask = _ball_volume() > 0
+    liver = MedisamSegmentCore.write_segment(vol, seg, mask, "liver")
+    other = MedisamSegmentCore.write_segment(vol, seg, mask, "livr")
+    segmentation = seg.GetSegmentation()
+    entry = segmentation.GetSegment(liver).GetTerminology()
+    assert "SCT^123037004^Anatomical Structure~SCT^10200004^Liver" in entry
+    assert np.allclose(segmentation.GetSegment(liver).GetColor(), np.array([221, 130, 101]) / 255)
+    assert "10200004" not in segmentation.GetSegment(other).GetTerminology()
+    segmentation.GetSegment(other).SetName("Spleen")  # renamed by the user, then coded by name
+    assert MedisamSegmentCore.code_segments(seg) == {}
+    assert "SCT^78961009^Spleen" in segmentation.GetSegment(other).GetTerminology()
+    segmentation.GetSegment(other).SetName("Segment_1")
+    problems = MedisamSegmentCore.code_segments(seg)
+    assert list(problems) == ["Segment_1"] and "unknown segment name" in problems["Segment_1"]

@@ -25,8 +25,8 @@ def test_each_rule_fires_on_its_own_change():
     assert seed_stop_reason(disc(7.5), 0.9, seed, seed, 0.9, 1, rules) is None  # gradual shrinking goes on
     # a jump to another structure: consecutive masks hardly overlap (not checked next to the seed)
     moved = disc(7, cy=8, cx=8)
-    assert seed_stop_reason(moved, 0.9, disc(7), seed, 0.9, 3, rules) == "shape change"
-    assert seed_stop_reason(moved, 0.9, disc(7), seed, 0.9, 1, rules) is None
+    assert seed_stop_reason(moved, 0.9, disc(7), seed, 0.9, rules.grace + 1, rules) == "shape change"
+    assert seed_stop_reason(moved, 0.9, disc(7), seed, 0.9, rules.grace, rules) is None
     # a leak: the mask outgrows the seed (area, or box side against the user's box)
     assert seed_stop_reason(disc(12.5), 0.9, disc(12), seed, 0.9, 2, rules) == "growth"
     wide = np.zeros_like(seed)
@@ -42,6 +42,11 @@ def test_each_rule_fires_on_its_own_change():
     # optional rules, off by default
     assert seed_stop_reason(disc(2), 0.2, disc(2), seed, 0.9, 2, rules) is None
     assert seed_stop_reason(disc(2), 0.9, disc(2), seed, 0.9, 2, StopRules(min_seed_area_ratio=0.1)) == "area collapse"
+    # drift: the centroid leaves the user's box (12..29) by more than max_centroid_shift half-sides
+    assert seed_stop_reason(disc(3, cy=20, cx=36), 0.9, disc(3, cy=20, cx=36), seed, 0.9, 2, rules,
+                            seed_box=(12, 12, 29, 29)) is None
+    assert seed_stop_reason(disc(3, cy=20, cx=36), 0.9, disc(3, cy=20, cx=36), seed, 0.9, 2,
+                            StopRules(max_centroid_shift=1.5), seed_box=(12, 12, 29, 29)) == "drift"
     assert seed_stop_reason(disc(8), 0.2, disc(8), seed, 0.9, 2, StopRules(min_seed_score_ratio=0.5)) == "low score"
     # nothing fires when the rules are off; empty masks are the caller's business
     off = StopRules.off()
@@ -57,7 +62,7 @@ def test_stopper_keeps_the_smallest_area_of_the_run():
     for r, distance in ((7, 1), (5, 2), (4, 3)):
         assert stopper.reason(disc(r), 0.9, disc(r + 1), distance) is None
     assert stopper.min_area == int(disc(4).sum())
-    assert stopper.reason(disc(6.5), 0.9, disc(6), 4) == "regrowth"  # > 2x the narrowest slice
+    assert stopper.reason(disc(6.5), 0.9, disc(6), 4) == "regrowth"  # > 1.5x the narrowest slice
     resumed = SeedStopper(seed, 0.9, None, StopRules(), accepted=[disc(7), disc(4), np.zeros_like(seed)])
     assert resumed.min_area == int(disc(4).sum())
 

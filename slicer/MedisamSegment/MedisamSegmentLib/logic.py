@@ -119,6 +119,8 @@ class MedisamSegmentCore:
         the object is segmented only on the ROI's slices. ``modality`` ("CT", "MR"...; None =
         what the server infers: MR-like min/max scaling for an NRRD upload) and ``window``
         (a CT preset or "WIDTH,LEVEL") choose the intensity handling.
+        ``segment_name`` names the new segment; a known structure name ("liver") also sets its
+        SNOMED CT terminology and colour (:meth:`code_segment`).
         Raises :class:`EmptySegmentationError` when the answer is empty (nothing is written).
         """
         import slicer
@@ -187,6 +189,40 @@ class MedisamSegmentCore:
             if len(new) != 1:
                 raise RuntimeError(f"expected one new segment, got {len(new)}")
             segmentation.GetSegment(new[0]).SetName(name)
+            cls.code_segment(segmentation.GetSegment(new[0]))
             return new[0]
         finally:
             scene.RemoveNode(labelmap)
+
+    # ------------------------------------------------------------ meaning
+    @staticmethod
+    def code_segment(segment) -> str | None:  # noqa: ANN001
+        """Give a segment the SNOMED CT codes and colour of its name (``"liver"``), as Slicer's terminology.
+
+        Slicer's DICOM-SEG export (dcmqi) writes the terminology entry as the segment's category
+        and type codes. Returns None when coded, else why not (unknown name, with close matches);
+        the segment then keeps Slicer's defaults.
+        """
+        from medisam.errors import InputError
+        from medisam.io.segment_meaning import lookup
+
+        try:
+            meaning = lookup(segment.GetName())
+        except InputError as exc:
+            log.info("medisam: segment %r keeps Slicer's default terminology: %s", segment.GetName(), exc)
+            return str(exc)
+        segment.SetTerminology(meaning.slicer_terminology())
+        segment.SetColor(*(c / 255.0 for c in meaning.color))
+        return None
+
+    @classmethod
+    def code_segments(cls, segmentation_node) -> dict[str, str]:  # noqa: ANN001
+        """Code every segment of ``segmentation_node`` by its name; returns name -> why not, for the rest."""
+        segmentation = segmentation_node.GetSegmentation()
+        problems = {}
+        for sid in segmentation.GetSegmentIDs():
+            segment = segmentation.GetSegment(sid)
+            why = cls.code_segment(segment)
+            if why is not None:
+                problems[segment.GetName()] = why
+        return problems

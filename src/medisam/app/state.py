@@ -58,6 +58,7 @@ class AppState:
         self.slice_range: tuple[int, int] | None = None  # set: a box becomes a 3D box on these slices
         self.boxes: dict[int, tuple[tuple[float, ...], int, int]] = {}  # obj -> (box, first, last) drawn
         self.cancel_requested = False
+        self.opacity: dict[int, float] = {}  # object -> fill opacity in the picture (legend); default 0.4
         self._workdir = Path(tempfile.mkdtemp(prefix="medisam-app-"))
         self._workdir.chmod(0o700)
         self.message = "open an image, a volume (NIfTI/NRRD/MHA), a DICOM file or a zipped DICOM series"
@@ -190,7 +191,7 @@ class AppState:
             return None
         s = self.session
         k = self.slice if s.image.is_volume else None
-        out = render_overlay(s.display_slice(k), s.labels_slice(k))
+        out = render_overlay(s.display_slice(k), s.labels_slice(k), opacity=self.opacity)
         f = self.view_scale
         if f > 1:
             out = np.repeat(np.repeat(out, f, axis=0), f, axis=1)

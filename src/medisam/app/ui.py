@@ -7,6 +7,7 @@ import tempfile
 from typing import Any, Callable
 
 from medisam.app.state import MODES, AppState
+from medisam.app.viewer import DEFAULT_OPACITY, VIEW_HTML, VIEW_JS, legend_html
 from medisam.errors import MedisamError, first_line, require
 from medisam.io import WINDOW_PRESETS
 from medisam.models.promptable import PromptableModel
@@ -114,6 +115,20 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
             raise MedisamError("open a volume first")
         st.propagate(progress=lambda done, total: progress((done, max(total, done)), unit="slices"))
 
+    def on_opacity(st: AppState, obj: float, value: float) -> None:
+        if st is None or st.session is None:
+            return
+        st.opacity[int(obj or 1)] = float(value)
+        st.message = f"object {int(obj or 1)}: opacity {round(100 * float(value))}%"
+
+    def on_object(st: AppState | None, obj: float):  # noqa: ANN202 - the opacity slider of that object
+        return gr.update(value=(st.opacity if st else {}).get(int(obj or 1), DEFAULT_OPACITY))
+
+    def legend(st: AppState | None) -> str:
+        if st is None or st.session is None:
+            return legend_html([], {})
+        return legend_html(st.session.object_ids, st.opacity)
+
     def on_download(st: AppState | None, fmt: str) -> tuple:
         if st is None or st.session is None:
             return None, "error: open an image first"
@@ -141,6 +156,10 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                     undo = gr.Button("Undo", elem_id="medisam-undo")
                     propagate = gr.Button("Propagate", elem_id="medisam-propagate")
                     cancel = gr.Button("Cancel", elem_id="medisam-cancel")
+                opacity = gr.Slider(0, 1, value=DEFAULT_OPACITY, step=0.05, label="opacity of the object id above",
+                                    elem_id="medisam-opacity")
+                gr.Markdown("**objects**")
+                legend_box = gr.HTML(legend_html([], {}), elem_id="medisam-legend")
                 fmt = gr.Dropdown(list(DOWNLOAD_CHOICES), value="auto", label="download format",
                                   elem_id="medisam-format")
                 download = gr.Button("Download mask", variant="primary", elem_id="medisam-download")
@@ -150,6 +169,7 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                                 elem_id="medisam-view", buttons=[])
                 slider = gr.Slider(0, 1, value=0, step=1, label="slice / frame", visible=False,
                                    elem_id="medisam-slice")
+                gr.HTML(VIEW_HTML, js_on_load=VIEW_JS, elem_id="medisam-viewctl")
                 status = gr.Textbox(label="status", interactive=False, elem_id="medisam-status")
         upload.change(on_open, [state, upload, window], [state, view, slider, status])
         slider.change(guarded(on_slice), [state, slider], [state, view, status])  # drag, arrows or typed value
@@ -161,4 +181,7 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         propagate.click(guarded(on_propagate), [state], [state, view, status])
         cancel.click(guarded(on_cancel), [state], [state, view, status], concurrency_limit=None, queue=False)
         download.click(on_download, [state, fmt], [out_file, status])
+        opacity.change(guarded(on_opacity), [state, obj, opacity], [state, view, status])
+        obj.change(on_object, [state, obj], [opacity])
+        view.change(legend, [state], [legend_box])
     return demo

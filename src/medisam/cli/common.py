@@ -121,3 +121,20 @@ def describe_model(model) -> str:
     """One line naming the model and how it runs (backend, precision, device)."""
     return (f"model {model.name}: backend {getattr(model, 'backend', 'torch')}, "
             f"precision {getattr(model, 'precision', 'fp32')}, device {model.device}")
+
+
+LabelNameOpt = typer.Option([], "--label-name", help="DICOM-SEG segment name with SNOMED CT codes and colour, e.g. "
+                            "liver; V=name names label V, a bare name the next object; repeatable.")
+LabelsOpt = typer.Option(None, "--labels", help="DICOM-SEG segment meanings: JSON mapping label value -> name or "
+                         "{name, category, type, color} (docs/dicom_seg.md).")
+
+
+def segment_meanings(names: list[str], labels: Optional[Path], output: Path, first_label: int = 1) -> dict:
+    """``--label-name``/``--labels`` -> label value -> SegmentMeaning (checked before any pixel is read)."""
+    if not names and labels is None:
+        return {}
+    if not output.name.lower().endswith(".dcm"):
+        raise InputError("--label-name/--labels name DICOM-SEG segments; write -o *.dcm or drop them")
+    from medisam.io.segment_meaning import from_options
+
+    return from_options(names, labels, first_label)

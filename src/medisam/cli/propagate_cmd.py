@@ -58,6 +58,8 @@ def propagate(
     max_voxels: Optional[int] = common.MaxVoxelsOpt,
     allow_gaps: bool = common.AllowGapsOpt,
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    label_name: List[str] = common.LabelNameOpt,
+    labels_json: Optional[Path] = common.LabelsOpt,
     force: bool = common.ForceOpt,
 ) -> None:
     """Propagate one object through a volume from --box3d, or from --box/--point on --slice."""
@@ -80,6 +82,7 @@ def propagate(
         checks.mask_format(output, volume=True, dicom=checks.is_dicom_input(input))
         checks.new_file(output, force)
         _header_checks(input, prompt, array_axis, channel)
+    segments = common.segment_meanings(label_name, labels_json, output, first_label=label)
 
     from medisam.io import read_image
 
@@ -103,7 +106,7 @@ def propagate(
         raise InputError(f"{input} is a colour volume {image.array.shape}; pass --channel to pick one channel")
     net = common.load(model, checkpoint, device, runtime)
     labels, n_slices = run_propagation(net, image, prompt, label, array_axis or 0, win, not no_progress, views or 3)
-    _write(image, labels, output, overlay, array_axis or 0, win, force)
+    _write(image, labels, output, overlay, array_axis or 0, win, force, segments)
     n = int((labels.array > 0).sum())
     typer.echo(f"wrote {output} (label {label}: {n} voxels on {n_slices} slices)")
 
@@ -242,11 +245,12 @@ def _range(prompt: dict) -> dict:
     return {"slices": prompt["slices"]} if prompt.get("slices") is not None else {}
 
 
-def _write(image, labels, output: Path, overlay: Optional[Path], axis: int, window, force: bool) -> None:
+def _write(image, labels, output: Path, overlay: Optional[Path], axis: int, window, force: bool,
+           segments: Optional[dict] = None) -> None:
     from medisam.io import write_mask, write_overlay_png
     from medisam.predict.volume import SliceGeometry, volume_to_display
 
-    write_mask(labels, output, reference=image, force=force)
+    write_mask(labels, output, reference=image, force=force, segments=segments)
     if overlay is None:
         return
     geometry = SliceGeometry(tuple(image.spatial_shape), axis, tuple(image.spacing_zyx))

@@ -41,6 +41,8 @@ def segment(
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write an overlay PNG for people."),
     max_voxels: Optional[int] = common.MaxVoxelsOpt,
     allow_gaps: bool = common.AllowGapsOpt,
+    label_name: List[str] = common.LabelNameOpt,
+    labels_json: Optional[Path] = common.LabelsOpt,
     force: bool = common.ForceOpt,
 ) -> None:
     """Segment objects from box/point prompts; the i-th --box gets label i."""
@@ -58,6 +60,7 @@ def segment(
     checks.paths_apart([input, mask, checkpoint], [("-o", output), ("--overlay", overlay)])
     checks.mask_format(output, volume=None, dicom=checks.is_dicom_input(input))
     checks.new_file(output, force)
+    segments = common.segment_meanings(label_name, labels_json, output)
     if overlay is not None:
         if not overlay.name.lower().endswith(".png"):
             raise common.InputError(f"--overlay {overlay}: the overlay is a PNG picture; name it *.png")
@@ -86,7 +89,7 @@ def segment(
     from medisam.io import write_mask, write_overlay_png
     from medisam.io.intensity import to_display
 
-    written = write_mask(labels, output, reference=image, force=force)
+    written = write_mask(labels, output, reference=image, force=force, segments=segments)
     n = int((labels.array > 0).sum())
     typer.echo(f"wrote {written} ({len(boxes) or 1} object(s), {n} foreground pixels)")
     if overlay is not None:

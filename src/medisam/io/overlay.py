@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Mapping
 
 import cv2
 import numpy as np
@@ -44,8 +45,12 @@ def label_boundaries(labels: np.ndarray) -> np.ndarray:
     return edge & (lab > 0)
 
 
-def render_overlay(image2d_display: np.ndarray, labels2d: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-    """Blend labels over an ``(H, W, 3)`` (or ``(H, W)``) display image; returns uint8 RGB."""
+def render_overlay(image2d_display: np.ndarray, labels2d: np.ndarray, alpha: float = 0.4,
+                   opacity: Mapping[int, float] | None = None) -> np.ndarray:
+    """Blend labels over an ``(H, W, 3)`` (or ``(H, W)``) display image; returns uint8 RGB.
+
+    ``opacity`` maps a label to its own fill alpha (0 hides it, contour included); others use ``alpha``.
+    """
     img = np.asarray(image2d_display, dtype=np.float32)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=-1)
@@ -53,9 +58,12 @@ def render_overlay(image2d_display: np.ndarray, labels2d: np.ndarray, alpha: flo
     if img.ndim != 3 or img.shape[-1] != 3 or labels.shape != img.shape[:2]:
         raise InputError(f"overlay needs an (H, W, 3) image and (H, W) labels, got {img.shape} and {labels.shape}")
     colours = label_colours(labels)
-    inside = (labels > 0)[..., None]
-    out = np.where(inside, (1 - alpha) * img + alpha * colours, img)
-    edge = label_boundaries(labels)
+    a = np.full(labels.shape, float(alpha), np.float32)
+    for value, o in (opacity or {}).items():
+        a[labels == value] = min(max(float(o), 0.0), 1.0)
+    a = np.where(labels > 0, a, 0.0)[..., None]
+    out = (1 - a) * img + a * colours
+    edge = label_boundaries(labels) & (a[..., 0] > 0)
     out[edge] = colours[edge]
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 

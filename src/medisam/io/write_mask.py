@@ -95,14 +95,16 @@ def write_mask(
     *,
     reference: MedicalImage | None = None,
     force: bool = False,
-    segment_names: dict[int, str] | None = None,
+    segments: dict | None = None,
 ) -> Path:
     """Write a label map atomically; returns the written path.
 
     Geometry comes from ``mask`` when it is a MedicalImage, else from ``reference`` (identity
     geometry when neither is given). ``reference`` must be the image the mask belongs to for
-    DICOM-SEG output; its files are never overwritten. ``segment_names`` maps label value to
-    a DICOM-SEG segment label (default "label N").
+    DICOM-SEG output; its files are never overwritten. ``segments`` maps label value to
+    a DICOM-SEG segment's meaning: a name (``"liver"``), a labels-JSON object or a
+    :class:`~medisam.io.segment_meaning.SegmentMeaning` (default "label N", generic codes);
+    other formats ignore it.
 
     Raises:
         OutputExistsError: ``path`` exists and ``force`` is False.
@@ -131,6 +133,6 @@ def write_mask(
         )
     protected = _protected_paths(reference, mask if isinstance(mask, MedicalImage) else None)
     with atomic_write(path, force=force, protected=protected) as tmp:
-        WRITERS[ext](labels, tmp, reference, segment_names)
+        WRITERS[ext](labels, tmp, reference, segments)
     log.info("wrote mask %s (%s, shape %s)", path, ext, labels.array.shape)
     return path

@@ -7,6 +7,10 @@ matched to the source instances by order: ``source["dicom_files"]`` is sorted ex
 like array axis 0, so slice ``k`` of the mask is stored against ``dicom_files[k]``.
 Empty frames are omitted, as highdicom does by default.
 
+Each segment carries its meaning (:mod:`medisam.io.segment_meaning`): label name, SNOMED CT
+category and type codes and a recommended display colour (CIELab, as dcmqi writes it);
+labels without a given name stay ``"label N"`` with generic "Tissue" codes.
+
 Anonymised series often carry blanked or deleted attributes. Before highdicom sees the
 source headers, :func:`prepare_sources` fills what the files themselves still carry
 (SOP Class/Instance UID from the file meta header, Slice Thickness from the slice
@@ -25,6 +29,7 @@ import numpy as np
 
 from medisam.errors import InputError, first_line, require
 from medisam.io.medical_image import MedicalImage
+from medisam.io.segment_meaning import SegmentMeaning, Spec, generic, resolve
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +49,13 @@ def write_dicom_seg(
     labels: MedicalImage,
     path: Path,
     reference: MedicalImage | None,
-    segment_names: dict[int, str] | None = None,
+    segments: dict[int, Spec] | None = None,
 ) -> None:
-    """Write ``labels`` (``(Z, Y, X)`` ints on ``reference``'s grid) as a DICOM-SEG at ``path``."""
+    """Write ``labels`` (``(Z, Y, X)`` ints on ``reference``'s grid) as a DICOM-SEG at ``path``.
+
+    ``segments`` maps label value -> a name (``"liver"``), a labels-JSON object or a
+    :class:`~medisam.io.segment_meaning.SegmentMeaning`; unknown names raise InputError.
+    """
     hd = require("highdicom", "dicom")
     import pydicom
     from pydicom.sr.codedict import codes
@@ -71,23 +80,15 @@ def write_dicom_seg(
     seg_array = np.zeros(arr.shape, dtype=np.uint16 if len(values) > 255 else np.uint8)
     for k, v in enumerate(values, start=1):
         seg_array[arr == v] = k
-    names = segment_names or {}
+    meanings = resolve(segments)
+    absent = sorted(set(meanings) - set(values))
+    if absent:
+        log.warning("DICOM-SEG: named label(s) %s are not in the mask", ", ".join(map(str, absent)))
     algorithm = hd.AlgorithmIdentificationSequence(
         name=SOFTWARE_NAME, version=_software_version(), family=codes.cid7162.ArtificialIntelligence
     )
-    descriptions = [
-        hd.seg.SegmentDescription(
-            segment_number=k,
-            segment_label=str(names.get(v, f"label {v}"))[:64],
-            segmented_property_category=codes.SCT.Tissue,
-            segmented_property_type=codes.SCT.Tissue,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
-            algorithm_identification=algorithm,
-            tracking_id=f"label {v}",
-            tracking_uid=hd.UID(),
-        )
-        for k, v in enumerate(values, start=1)
-    ]
+    descriptions = [_description(hd, k, meanings.get(v) or generic(v), algorithm, v)
+                    for k, v in enumerate(values, start=1)]
     try:
         sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
     except Exception as exc:
@@ -106,6 +107,24 @@ def write_dicom_seg(
         log.debug("highdicom: %s", w.message)
     seg.save_as(str(path))
     log.info("wrote DICOM-SEG %s: %d segments, %d frames", path, len(values), int(seg.NumberOfFrames))
+
+
+def _description(hd, number: int, m: SegmentMeaning, algorithm, value: int):  # noqa: ANN001, ANN202
+    """highdicom's SegmentDescription for segment ``number`` (label ``value``) with meaning ``m``."""
+    def coded(c):  # noqa: ANN001, ANN202
+        return hd.sr.CodedConcept(c.value, c.scheme, c.meaning)
+
+    return hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=m.name[:64],
+        segmented_property_category=coded(m.category),
+        segmented_property_type=coded(m.type),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
+        algorithm_identification=algorithm,
+        tracking_id=f"label {value}",
+        tracking_uid=hd.UID(),
+        display_color=hd.color.CIELabColor.from_rgb(*m.color),
+    )
 
 
 #: Attributes a SEG must copy from its source series; without them it cannot reference it.

@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from medisam.client import decode_array, encode_array
 from medisam.errors import InputError, PromptError, first_line
 from medisam.io import WRITERS, write_mask
+from medisam.io.segment_meaning import parse_labels
 from medisam.serve.interactive import InteractiveSession, SliceResult
 from medisam.serve.schemas import (
     Box3DRequest,
@@ -310,9 +311,13 @@ def get_labels(sid: str, request: Request, slice: Optional[int] = Query(None)) -
 @router.get("/sessions/{sid}/mask", tags=["results"],
             responses={200: {"content": {"application/octet-stream": {}}}})
 def download_mask(sid: str, request: Request, format: str = Query("nii.gz", description=", ".join(DOWNLOAD_FORMATS)),
-                  slice: Optional[int] = Query(None, description="for png of a volume: which slice")) -> Response:
-    """The label map as a file (same grid and geometry as the upload)."""
+                  slice: Optional[int] = Query(None, description="for png of a volume: which slice"),
+                  labels: Optional[str] = Query(None, description="dcm: segment meanings, JSON label value -> "
+                                                "name or {name, category, type, color}, e.g. {\"1\": \"liver\"}")
+                  ) -> Response:
+    """The label map as a file (same grid and geometry as the upload); DICOM-SEG segments named by ``labels``."""
     fmt = format.lower().lstrip(".")
+    segments = parse_labels(labels) if labels else None
     if fmt not in DOWNLOAD_FORMATS:
         raise InputError(f"unknown format {format!r}; use one of {', '.join(DOWNLOAD_FORMATS)}")
     ext, media = DOWNLOAD_FORMATS[fmt]
@@ -327,7 +332,7 @@ def download_mask(sid: str, request: Request, format: str = Query("nii.gz", desc
                     raise InputError("png holds one slice of a volume: pass slice=K, or use nii.gz")
                 write_mask(st.labels_slice(slice), out)
             else:
-                write_mask(st.label_image(), out, reference=st.image)
+                write_mask(st.label_image(), out, reference=st.image, segments=segments)
             data = out.read_bytes()
         except InputError as exc:
             raise type(exc)(str(exc).replace(str(out), f"mask{ext}")) from None
