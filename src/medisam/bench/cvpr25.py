@@ -3,8 +3,8 @@ Image Segmentation"), as its public evaluation code runs it, on one case, all cl
 
 * Step 0, per class: the start prompt. ``cvpr25`` (the protocol): the 2D box on the class's
   median foreground slice, grown by ``randint(0, 6) * size / 256`` (seed 2025), plus its z
-  range (:func:`medisam.prompting.clicks3d.protocol_box`), given as ``add_box`` on that
-  slice with that slice range. ``cvpr25-box3d`` (our variant): the class's 3D voxel extent
+  range (:func:`medisam.prompting.clicks3d.protocol_box`), given to the session as the 3D
+  box of that x/y extent over that z range (``add_box3d``). ``cvpr25-box3d`` (our variant): the class's 3D voxel extent
   (``add_box3d``, tri-planar by default).
 * Steps 1..5: one click per class with an error, all placed on the previous step's label
   map (:func:`~medisam.prompting.clicks3d.corrective_click`), then applied together
@@ -29,6 +29,7 @@ from medisam.bench.metrics import DEFAULT_NSD_TOLERANCE_MM, nsd
 from medisam.errors import PromptError
 from medisam.metrics_basic import dice
 from medisam.prompting import clicks3d
+from medisam.prompts import Box3D
 
 STARTS = {"cvpr25": "box2d", "cvpr25-box3d": "box3d"}
 N_CLICKS = 5
@@ -66,7 +67,10 @@ def _start(session, start: str, truth: np.ndarray, classes: list[int]) -> dict[i
     prompts: dict[int, Any] = {}
     if start == "box2d":
         for c, b in clicks3d.protocol_boxes(truth, classes).items():
-            session.add_box(b.z_mid, b.box, obj_id=c, slices=(b.z_min, b.z_max))
+            # the box and the z range bound the object: segment it as a 3D box (tri-planar,
+            # re-acquired on every slice of the range) instead of a single-slice prompt whose
+            # stop rules end the run early; only the given box and range are used
+            session.add_box3d(Box3D(b.x_min, b.y_min, b.z_min, b.x_max, b.y_max, b.z_max), obj_id=c)
             prompts[c] = {"slice": b.z_mid, "box": [b.x_min, b.y_min, b.x_max, b.y_max], "z": [b.z_min, b.z_max]}
     elif start == "box3d":
         for c in classes:

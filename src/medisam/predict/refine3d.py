@@ -20,7 +20,9 @@ Limits of the public API (see docs/interactive3d.md, "Merge notes"):
   other two views are private to the session and dropped after fusion.
 
 One click is one ``add_points`` call, so one ``session.undo()`` takes it back (the earlier
-results are reused, not recomputed).
+results are reused, not recomputed). A click the decoder does not honour on its own slice
+(the voxel stays outside after a positive click, inside after a negative one) is undone at
+once and reported as ``rejected``: propagating such a mask only spreads the miss.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class ClickOutcome:
         changed: slices whose mask changed (any voxel).
         settled_at: per direction (+1, -1), the first slice past the click where the new mask
             agreed with the old one (Dice >= ``agree``), None when it never did.
+        rejected: the re-decoded slice did not honour the click (a positive click outside
+            its mask, a negative one inside), so the click was undone and nothing changed.
     """
 
     slice: int
@@ -56,6 +60,7 @@ class ClickOutcome:
     encoded: int
     changed: tuple[int, ...] = ()
     settled_at: dict[int, int | None] = field(default_factory=dict)
+    rejected: bool = False
 
 
 def click_on_plane(session, zyx: Sequence[int]) -> tuple[int, int, int]:
@@ -89,7 +94,10 @@ def refine_with_click(session, zyx: Sequence[int], positive: bool, obj_id: int =
     before = _masks(session, obj_id)
     encoded0 = len(session.encoded_planes)
     point = (x, y, 1 if positive else 0)
-    session.add_points(t, [point], obj_id=obj_id)
+    seed = session.add_points(t, [point], obj_id=obj_id)
+    if bool(seed.mask[y, x]) != positive:  # the decoder did not honour the click: keep the old result
+        session.undo()
+        return ClickOutcome(t, point, 1, len(session.encoded_planes) - encoded0, rejected=True)
     decoded = 1 + sum(1 for _ in session.iter_propagate())
     after = _masks(session, obj_id)
     empty = np.zeros(session.plane_hw, dtype=bool)
