@@ -128,7 +128,8 @@ def evaluate_case(case, predictor, strategy: str, window=None,
     if not case.image.is_volume:
         raise PromptError(f"strategy {strategy} needs a 3D volume; {case.case_id} is 2D")
     truth = case.labels.array
-    session = VolumeSession(predictor.model, case.image, axis=0, window=window, predictor=predictor)
+    # a cold embedding cache per run: the seconds per class must not profit from another strategy's encodings
+    session = VolumeSession(predictor.model, case.image, axis=0, window=window)
     steps = run_protocol(session, truth, STARTS[strategy])
     scores = score_steps(steps, truth, case.image.spacing, tolerance_mm)
     classes = [int(c) for c in np.unique(truth) if c != 0]
