@@ -19,10 +19,13 @@ Limits of the public API (see docs/interactive3d.md, "Merge notes"):
 * With tri-planar fusion (``views=3``) the click is used on the session's axis only: the
   other two views are private to the session and dropped after fusion.
 
-One click is one ``add_points`` call, so one ``session.undo()`` takes it back (the earlier
-results are reused, not recomputed). A click the decoder does not honour on its own slice
-(the voxel stays outside after a positive click, inside after a negative one) is undone at
-once and reported as ``rejected``: propagating such a mask only spreads the miss.
+A click is one ``add_points`` call, so one ``session.undo()`` takes it back (the earlier
+results are reused, not recomputed). Box-trained models (LiteMedSAM) often ignore a point
+against the slice's box: when the re-decoded slice does not honour the click (the voxel
+stays outside after a positive click, inside after a negative one), the slice's box is
+corrected to agree with it (:func:`corrected_box`, ``add_box``, so two undo steps); if the
+click is still not honoured, it is undone at once and reported as ``rejected``: propagating
+such a mask only spreads the miss.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 
 from medisam.errors import PromptError
 from medisam.metrics_basic import dice
+from medisam.prompts import Box
 
 #: Dice between a slice's new and previous mask above which the click no longer matters there.
 AGREE_DICE = 0.98
@@ -51,7 +55,10 @@ class ClickOutcome:
         settled_at: per direction (+1, -1), the first slice past the click where the new mask
             agreed with the old one (Dice >= ``agree``), None when it never did.
         rejected: the re-decoded slice did not honour the click (a positive click outside
-            its mask, a negative one inside), so the click was undone and nothing changed.
+            its mask, a negative one inside), even with :func:`corrected_box`, so the click
+            was undone and nothing changed.
+        undo_steps: ``session.undo()`` calls that take the click back (2 when the box was
+            corrected too).
     """
 
     slice: int
@@ -61,6 +68,7 @@ class ClickOutcome:
     changed: tuple[int, ...] = ()
     settled_at: dict[int, int | None] = field(default_factory=dict)
     rejected: bool = False
+    undo_steps: int = 1
 
 
 def click_on_plane(session, zyx: Sequence[int]) -> tuple[int, int, int]:
@@ -73,6 +81,32 @@ def click_on_plane(session, zyx: Sequence[int]) -> tuple[int, int, int]:
         raise PromptError(f"click {tuple(v)} lies outside the volume {shape} (Z, Y, X)")
     rows, cols = session.geometry.plane_axes
     return v[session.axis], v[cols], v[rows]
+
+
+def corrected_box(mask: np.ndarray | None, x: int, y: int, positive: bool, shape_hw: tuple[int, int],
+                  margin: int = 2) -> Box | None:
+    """A box for the clicked slice that agrees with the click (pixel edges), or None.
+
+    Positive: the box around the slice's mask and the clicked pixel, grown by ``margin``.
+    Negative: the box around the mask with the side nearest the click moved just past it
+    (a leak at the object's edge is cut off); None when the mask is empty.
+    """
+    h, w = shape_hw
+    if positive:
+        ys, xs = np.nonzero(mask) if mask is not None and mask.any() else (np.array([y]), np.array([x]))
+        x0, x1 = min(xs.min(), x) - margin, max(xs.max(), x) + 1 + margin
+        y0, y1 = min(ys.min(), y) - margin, max(ys.max(), y) + 1 + margin
+        return Box(float(max(0, x0)), float(max(0, y0)), float(min(w, x1)), float(min(h, y1)))
+    if mask is None or not mask.any():
+        return None
+    ys, xs = np.nonzero(mask)
+    sides = {"x0": x - xs.min(), "x1": xs.max() - x, "y0": y - ys.min(), "y1": ys.max() - y}
+    edges = {"x0": float(xs.min()), "y0": float(ys.min()), "x1": float(xs.max() + 1), "y1": float(ys.max() + 1)}
+    side = min(sides, key=sides.get)
+    edges[side] = {"x0": x + 1.0, "x1": float(x), "y0": y + 1.0, "y1": float(y)}[side]
+    if edges["x1"] <= edges["x0"] or edges["y1"] <= edges["y0"]:
+        return None
+    return Box(edges["x0"], edges["y0"], edges["x1"], edges["y1"])
 
 
 def _masks(session, obj_id: int) -> dict[int, np.ndarray]:
@@ -95,10 +129,17 @@ def refine_with_click(session, zyx: Sequence[int], positive: bool, obj_id: int =
     encoded0 = len(session.encoded_planes)
     point = (x, y, 1 if positive else 0)
     seed = session.add_points(t, [point], obj_id=obj_id)
-    if bool(seed.mask[y, x]) != positive:  # the decoder did not honour the click: keep the old result
-        session.undo()
-        return ClickOutcome(t, point, 1, len(session.encoded_planes) - encoded0, rejected=True)
-    decoded = 1 + sum(1 for _ in session.iter_propagate())
+    steps, decoded = 1, 1
+    if bool(seed.mask[y, x]) != positive:  # not honoured: retry with a box that agrees with the click
+        box = corrected_box(before.get(t), x, y, positive, session.plane_hw)
+        if box is not None:
+            seed = session.add_box(t, box, obj_id=obj_id)  # keeps the click and the slice's logits
+            steps, decoded = 2, 2
+    if bool(seed.mask[y, x]) != positive:  # still not honoured: keep the old result
+        for _ in range(steps):
+            session.undo()
+        return ClickOutcome(t, point, decoded, len(session.encoded_planes) - encoded0, rejected=True)
+    decoded += sum(1 for _ in session.iter_propagate())
     after = _masks(session, obj_id)
     empty = np.zeros(session.plane_hw, dtype=bool)
     changed = tuple(s for s in sorted(set(before) | set(after))
@@ -112,4 +153,5 @@ def refine_with_click(session, zyx: Sequence[int], positive: bool, obj_id: int =
                 settled[step] = s
                 break
             s += step
-    return ClickOutcome(t, point, decoded, len(session.encoded_planes) - encoded0, changed, settled)
+    return ClickOutcome(t, point, decoded, len(session.encoded_planes) - encoded0, changed, settled,
+                        undo_steps=steps)
