@@ -87,7 +87,8 @@ def protocol_box(truth: np.ndarray, rng: np.random.RandomState) -> ProtocolBox:
                        min(w - 1, int(xs.max()) + gx), min(h - 1, int(ys.max()) + gy))
 
 
-def protocol_boxes(labels: np.ndarray, classes: list[int] | None = None, seed: int = BOX_SEED) -> dict[int, ProtocolBox]:
+def protocol_boxes(labels: np.ndarray, classes: list[int] | None = None,
+                   seed: int = BOX_SEED) -> dict[int, ProtocolBox]:
     """Start boxes of every class of a label map (ascending), one generator seeded ``seed`` per case."""
     labels = np.asarray(labels)
     classes = classes if classes is not None else [int(c) for c in np.unique(labels) if c != 0]
