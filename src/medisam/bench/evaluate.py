@@ -140,6 +140,9 @@ class CaseEvaluator:
             if strategy.dims == 3 and not volume:  # volume protocols do not apply to 2D images
                 log.debug("%s does not apply to 2D case %s", strategy.name, case.case_id)
                 continue
+            if getattr(strategy, "per_case", False):  # whole-case protocols (bench/cvpr25.py)
+                self._run_case(case, ref, model_label, predictor, strategy, out)
+                continue
             for target in case.targets:
                 rng = prompt_rng(s.seed, case.dataset, case.case_id, target.id, strategy.name)
                 try:
@@ -152,6 +155,20 @@ class CaseEvaluator:
                                                   spacing, elapsed))
                 except Exception as exc:  # noqa: BLE001
                     out.errors.append(_error(ref, exc, s, model_label, strategy.name, target.id))
+
+    def _run_case(self, case: Case, ref: CaseRef, model_label: str, predictor, strategy: Strategy,
+                  out: CaseResult) -> None:
+        from medisam.bench import cvpr25
+
+        s = self.settings
+        try:
+            rows = cvpr25.evaluate_case(case, predictor, strategy.name, s.window, s.tolerance_mm)
+        except Exception as exc:  # noqa: BLE001
+            out.errors.append(_error(ref, exc, s, model_label, strategy.name, "all"))
+            return
+        for row in rows:
+            out.rows.append({"dataset": case.dataset, "modality": case.modality, "case": case.case_id,
+                             "model": model_label, "strategy": strategy.name, "seed": s.seed, "slice": "", **row})
 
     def _run(self, strategy: Strategy, predictor, case: Case, target: Target, display, rng):
         image = case.image

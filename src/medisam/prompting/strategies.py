@@ -27,6 +27,8 @@ Names (case-insensitive):
                    stability filters (SAM's 0.88 / 0.95 by default)
 ``box3d``          3D bounding box -> key-slice box propagated through the volume
 ``keyslice``       tight 2D box on the slice of largest area, propagated through the volume
+``cvpr25``         CVPR 2025 interactive-3D protocol, all classes of a case: 2D box + z range,
+                   then 5 corrective 3D clicks (``-box3d``: start from the 3D extent instead)
 =================  ==========================================================================
 
 All randomness comes from the explicit ``rng`` (``numpy.random.Generator``), so the same
@@ -263,10 +265,27 @@ _PATTERNS: list[tuple[str, Any]] = [
         **({"stability_score_thresh": float(m[4])} if m[4] else {}))),
     (r"box3d", lambda m: _volume_strategy("box3d")),
     (r"keyslice", lambda m: _volume_strategy("keyslice")),
+    (r"cvpr25(-box3d)?", lambda m: ProtocolStrategy(m[0])),
 ]
 
 STRATEGY_NAMES = ("box", "box-jitterP", "point", "pointsK", "pointsKnegM", "clicksN", "box-clicksN",
-                  "everything[S][-single][-iouT][-stabT]", "box3d", "keyslice")
+                  "everything[S][-single][-iouT][-stabT]", "box3d", "keyslice", "cvpr25",
+                  "cvpr25-box3d")
+
+
+class ProtocolStrategy(Strategy):
+    """A whole-case protocol (all classes at once), run by the benchmark itself
+    (:mod:`medisam.bench.cvpr25`): ``cvpr25`` and ``cvpr25-box3d``."""
+
+    dims = 3
+    interactive = True
+    per_case = True
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def run(self, predictor, truth, rng):
+        raise PromptError(f"strategy {self.name!r} runs on a whole case: use medisam bench")
 
 
 def _volume_strategy(name: str) -> Strategy:

@@ -1,0 +1,157 @@
+"""A corrective click on a 3D result, through a session's public methods only.
+
+:func:`refine_with_click` turns a voxel click ``(z, y, x)`` into a point prompt on the
+slice through that voxel along the session's axis (``add_points``: the session re-decodes
+that slice with the click plus the slice's current mask box and logits, see
+:meth:`VolumeSession.add_points`), then re-propagates with ``iter_propagate``. The
+session bounds that run: it goes from the clicked slice towards each neighbouring seed
+(half way) or the object's range end, and ends earlier where its stop rules say the object
+ends. Every slice reuses the session's embedding cache, so a click costs decoder passes and
+only encodes planes the object's earlier runs never visited.
+
+Limits of the public API (see docs/interactive3d.md, "Merge notes"):
+
+* A run cannot be cut short once the new masks agree with the previous result again: a
+  run stopped part way leaves its later slices without a result, so the run is finished.
+  :func:`refine_with_click` measures where the change stopped mattering
+  (``ClickOutcome.settled_at``: the first slice each way whose new mask has Dice >= ``agree``
+  with the old one) so the saving of such a hook can be seen.
+* With tri-planar fusion (``views=3``) the click is used on the session's axis only: the
+  other two views are private to the session and dropped after fusion.
+
+A click is one ``add_points`` call, so one ``session.undo()`` takes it back (the earlier
+results are reused, not recomputed). Box-trained models (LiteMedSAM) often ignore a point
+against the slice's box: when the re-decoded slice does not honour the click (the voxel
+stays outside after a positive click, inside after a negative one), the slice's box is
+corrected to agree with it (:func:`corrected_box`, ``add_box``, so two undo steps); if the
+click is still not honoured, it is undone at once and reported as ``rejected``: propagating
+such a mask only spreads the miss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from medisam.errors import PromptError
+from medisam.metrics_basic import dice
+from medisam.prompts import Box
+
+#: Dice between a slice's new and previous mask above which the click no longer matters there.
+AGREE_DICE = 0.98
+
+
+@dataclass(frozen=True)
+class ClickOutcome:
+    """What one click did.
+
+    Attributes:
+        slice: the clicked slice (session axis); ``point``: ``(x, y, label)`` on it.
+        decoded: slice results the session computed for the click (clicked slice included).
+        encoded: planes the encoder ran on for the click (0 when all were cached).
+        changed: slices whose mask changed (any voxel).
+        settled_at: per direction (+1, -1), the first slice past the click where the new mask
+            agreed with the old one (Dice >= ``agree``), None when it never did.
+        rejected: the re-decoded slice did not honour the click (a positive click outside
+            its mask, a negative one inside), even with :func:`corrected_box`, so the click
+            was undone and nothing changed.
+        undo_steps: ``session.undo()`` calls that take the click back (2 when the box was
+            corrected too).
+    """
+
+    slice: int
+    point: tuple[int, int, int]
+    decoded: int
+    encoded: int
+    changed: tuple[int, ...] = ()
+    settled_at: dict[int, int | None] = field(default_factory=dict)
+    rejected: bool = False
+    undo_steps: int = 1
+
+
+def click_on_plane(session, zyx: Sequence[int]) -> tuple[int, int, int]:
+    """``(slice, x, y)`` of voxel ``(z, y, x)`` on the session's slicing axis."""
+    if len(zyx) != 3:
+        raise PromptError(f"a 3D click is (z, y, x), got {tuple(zyx)!r}")
+    v = [int(c) for c in zyx]
+    shape = tuple(session.image.spatial_shape)
+    if any(not 0 <= c < n for c, n in zip(v, shape)):
+        raise PromptError(f"click {tuple(v)} lies outside the volume {shape} (Z, Y, X)")
+    rows, cols = session.geometry.plane_axes
+    return v[session.axis], v[cols], v[rows]
+
+
+def corrected_box(mask: np.ndarray | None, x: int, y: int, positive: bool, shape_hw: tuple[int, int],
+                  margin: int = 2) -> Box | None:
+    """A box for the clicked slice that agrees with the click (pixel edges), or None.
+
+    Positive: the box around the slice's mask and the clicked pixel, grown by ``margin``.
+    Negative: the box around the mask with the side nearest the click moved just past it
+    (a leak at the object's edge is cut off); None when the mask is empty.
+    """
+    h, w = shape_hw
+    if positive:
+        ys, xs = np.nonzero(mask) if mask is not None and mask.any() else (np.array([y]), np.array([x]))
+        x0, x1 = min(xs.min(), x) - margin, max(xs.max(), x) + 1 + margin
+        y0, y1 = min(ys.min(), y) - margin, max(ys.max(), y) + 1 + margin
+        return Box(float(max(0, x0)), float(max(0, y0)), float(min(w, x1)), float(min(h, y1)))
+    if mask is None or not mask.any():
+        return None
+    ys, xs = np.nonzero(mask)
+    sides = {"x0": x - xs.min(), "x1": xs.max() - x, "y0": y - ys.min(), "y1": ys.max() - y}
+    edges = {"x0": float(xs.min()), "y0": float(ys.min()), "x1": float(xs.max() + 1), "y1": float(ys.max() + 1)}
+    side = min(sides, key=sides.get)
+    edges[side] = {"x0": x + 1.0, "x1": float(x), "y0": y + 1.0, "y1": float(y)}[side]
+    if edges["x1"] <= edges["x0"] or edges["y1"] <= edges["y0"]:
+        return None
+    return Box(edges["x0"], edges["y0"], edges["x1"], edges["y1"])
+
+
+def _masks(session, obj_id: int) -> dict[int, np.ndarray]:
+    if obj_id not in session.object_ids:
+        return {}
+    return {t: r.mask for t, r in session.results(obj_id).items()}
+
+
+def refine_with_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
+                      agree: float = AGREE_DICE) -> ClickOutcome:
+    """Correct object ``obj_id`` with one click at voxel ``(z, y, x)``; re-propagates the volume.
+
+    A positive click adds the voxel to the object, a negative one removes it. Undo with
+    ``session.undo()``. Any pending propagation of the session is completed too.
+    """
+    t, x, y = click_on_plane(session, zyx)
+    if obj_id not in session.object_ids and not positive:
+        raise PromptError(f"a background click cannot start object {obj_id}; click inside it first")
+    before = _masks(session, obj_id)
+    encoded0 = len(session.encoded_planes)
+    point = (x, y, 1 if positive else 0)
+    seed = session.add_points(t, [point], obj_id=obj_id)
+    steps, decoded = 1, 1
+    if bool(seed.mask[y, x]) != positive:  # not honoured: retry with a box that agrees with the click
+        box = corrected_box(before.get(t), x, y, positive, session.plane_hw)
+        if box is not None:
+            seed = session.add_box(t, box, obj_id=obj_id)  # keeps the click and the slice's logits
+            steps, decoded = 2, 2
+    if bool(seed.mask[y, x]) != positive:  # still not honoured: keep the old result
+        for _ in range(steps):
+            session.undo()
+        return ClickOutcome(t, point, decoded, len(session.encoded_planes) - encoded0, rejected=True)
+    decoded += sum(1 for _ in session.iter_propagate())
+    after = _masks(session, obj_id)
+    empty = np.zeros(session.plane_hw, dtype=bool)
+    changed = tuple(s for s in sorted(set(before) | set(after))
+                    if not np.array_equal(before.get(s, empty), after.get(s, empty)))
+    settled: dict[int, int | None] = {}
+    for step in (1, -1):
+        s = t + step
+        settled[step] = None
+        while 0 <= s < session.num_slices and (s in before or s in after):
+            if dice(after.get(s, empty), before.get(s, empty)) >= agree:
+                settled[step] = s
+                break
+            s += step
+    return ClickOutcome(t, point, decoded, len(session.encoded_planes) - encoded0, changed, settled,
+                        undo_steps=steps)

@@ -1,0 +1,121 @@
+"""Drawn prompts -> model prompts (pure converters, pixel coordinates of one slice, x = column).
+
+* :func:`recist_prompt`: a RECIST line (a lesion's long axis on one slice, the prompt of
+  MedSAM2's lesion workflow) -> a box and positive points on that slice, and
+  :func:`recist_box3d`: a 3D box whose z extent is estimated from the long axis.
+* :func:`scribble_points`: a polyline -> clicks sampled along it.
+* :func:`lasso_mask`: a closed polygon -> a filled ``(H, W)`` mask prompt.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from medisam.errors import PromptError
+from medisam.prompts import Box, Box3D, Points
+
+#: Short axis over long axis assumed when only the long axis is drawn.
+SHORT_AXIS_RATIO = 0.8
+#: Growth of the RECIST box on each side, as a fraction of the long axis.
+BOX_MARGIN = 0.1
+
+
+@dataclass(frozen=True)
+class RecistPrompt:
+    """The prompts derived from a RECIST line on one slice."""
+
+    box: Box
+    points: Points
+    length_mm: float
+
+
+def _vertices(points: Sequence[Sequence[float]], minimum: int, what: str) -> np.ndarray:
+    arr = np.asarray(points, dtype=float)
+    if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) < minimum:
+        raise PromptError(f"a {what} needs at least {minimum} (x, y) vertices, got {np.shape(points)}")
+    if not np.isfinite(arr).all():
+        raise PromptError(f"{what} vertices must be finite")
+    return arr
+
+
+def recist_prompt(p0: Sequence[float], p1: Sequence[float], shape_hw: tuple[int, int],
+                  pixel_mm: tuple[float, float] = (1.0, 1.0), short_ratio: float = SHORT_AXIS_RATIO,
+                  margin: float = BOX_MARGIN) -> RecistPrompt:
+    """Box + points from the long axis ``p0``-``p1`` (``(x, y)`` pixels) on an ``(H, W)`` slice.
+
+    The box bounds a rectangle along the line (its length, ``short_ratio`` of it across),
+    grown by ``margin`` of the length on each side and clipped to the slice; the points are
+    positive clicks at 1/4, 1/2 and 3/4 of the line (inside the lesion; the endpoints lie on
+    its border). ``pixel_mm``: pixel size ``(x, y)`` for :attr:`RecistPrompt.length_mm`.
+    """
+    a, b = _vertices([p0, p1], 2, "RECIST line")
+    d = b - a
+    length = float(np.hypot(*d))
+    if length < 1.0:
+        raise PromptError("a RECIST line needs two distinct endpoints at least one pixel apart")
+    h, w = shape_hw
+    if not all(0 <= v[0] <= w and 0 <= v[1] <= h for v in (a, b)):
+        raise PromptError(f"RECIST line {tuple(a)}-{tuple(b)} leaves the {w}x{h} slice")
+    normal = np.array([-d[1], d[0]]) / length * (short_ratio * length / 2)
+    corners = np.array([a + normal, a - normal, b + normal, b - normal])
+    grow = margin * length
+    x0, y0 = np.maximum(corners.min(axis=0) - grow, 0)
+    x1, y1 = np.minimum(corners.max(axis=0) + grow, (w, h))
+    pts = [a + f * d for f in (0.25, 0.5, 0.75)]
+    points = Points(np.array([[min(p[0], w - 1), min(p[1], h - 1)] for p in pts]), np.ones(3, dtype=int))
+    length_mm = float(math.hypot(d[0] * pixel_mm[0], d[1] * pixel_mm[1]))
+    return RecistPrompt(Box(float(x0), float(y0), float(x1), float(y1)), points, length_mm)
+
+
+def recist_box3d(prompt: RecistPrompt, slice_index: int, num_slices: int, slice_mm: float,
+                 depth_ratio: float = SHORT_AXIS_RATIO) -> Box3D:
+    """A 3D box (voxel indices, inclusive) around a RECIST prompt on slice ``slice_index``.
+
+    Its x/y extent is the prompt's box; its z extent is ``depth_ratio`` of the long axis
+    (in mm, a lesion is about as deep as it is wide across), centred on the slice,
+    converted with the slice spacing ``slice_mm`` and clipped to the volume.
+    """
+    if not 0 <= slice_index < num_slices:
+        raise PromptError(f"slice {slice_index} lies outside 0..{num_slices - 1}")
+    if not slice_mm > 0:
+        raise PromptError(f"slice spacing must be > 0, got {slice_mm}")
+    half = int(round(depth_ratio * prompt.length_mm / 2 / slice_mm))
+    b = prompt.box
+    return Box3D(int(b.x0), int(b.y0), max(0, slice_index - half),
+                 max(int(b.x0), int(math.ceil(b.x1)) - 1), max(int(b.y0), int(math.ceil(b.y1)) - 1),
+                 min(num_slices - 1, slice_index + half))
+
+
+def scribble_points(polyline: Sequence[Sequence[float]], shape_hw: tuple[int, int], positive: bool = True,
+                    spacing_px: float = 8.0, max_points: int = 16) -> Points:
+    """Clicks every ``spacing_px`` along a polyline (both ends included, at most ``max_points``,
+    evenly spread; one pixel gets one click), labelled positive or negative."""
+    v = _vertices(polyline, 1, "scribble")
+    h, w = shape_hw
+    seg = np.hypot(*np.diff(v, axis=0).T) if len(v) > 1 else np.zeros(0)
+    total = float(seg.sum())
+    n = int(min(max_points, max(1, math.floor(total / spacing_px) + 1)))
+    along = np.linspace(0.0, total, n) if n > 1 else np.zeros(1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    xs = np.interp(along, cum, v[:, 0]) if len(v) > 1 else v[:1, 0]
+    ys = np.interp(along, cum, v[:, 1]) if len(v) > 1 else v[:1, 1]
+    pix = np.stack([np.clip(np.floor(xs), 0, w - 1), np.clip(np.floor(ys), 0, h - 1)], axis=1)
+    _, first = np.unique(pix, axis=0, return_index=True)
+    pix = pix[np.sort(first)]
+    return Points(pix, np.full(len(pix), 1 if positive else 0))
+
+
+def lasso_mask(polygon: Sequence[Sequence[float]], shape_hw: tuple[int, int]) -> np.ndarray:
+    """The ``(H, W)`` bool mask of the pixels inside a closed polygon (its outline included)."""
+    v = _vertices(polygon, 3, "lasso")
+    h, w = shape_hw
+    mask = np.zeros((h, w), dtype=np.uint8)
+    cv2.fillPoly(mask, [np.round(v).astype(np.int32).reshape(-1, 1, 2)], 1)
+    if not mask.any():
+        raise PromptError(f"the lasso encloses no pixel of the {w}x{h} slice")
+    return mask.astype(bool)

@@ -1,0 +1,102 @@
+"""CVPR25 interactive-3D protocol: click placement and start boxes on hand-made volumes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medisam.bench import cvpr25
+from medisam.errors import PromptError
+from medisam.prompting import clicks3d
+
+
+def test_click_goes_to_the_centre_of_the_largest_error_component():
+    truth = np.zeros((11, 20, 20), dtype=bool)
+    truth[1:10, 2:17, 2:17] = True       # a 9 x 15 x 15 block
+    pred = truth.copy()
+    pred[2:9, 6:13, 6:13] = False        # a 7 x 7 x 7 hole (miss) centred at (5, 9, 9)
+    pred[0, 18:20, 18:20] = True         # a 4-voxel false positive (smaller)
+    click = clicks3d.corrective_click(pred, truth)
+    assert click == clicks3d.Click((5, 9, 9), True)
+
+
+def test_background_click_and_26_connectivity():
+    truth = np.zeros((7, 12, 12), dtype=bool)
+    pred = np.zeros_like(truth)
+    # two 3x3x3 false-positive cubes touching only at a corner: one 26-connected component
+    pred[1:4, 1:4, 1:4] = True
+    pred[4:7, 4:7, 4:7] = True
+    pred[0, 10, 10] = True  # a separate single voxel
+    comp = clicks3d.largest_error_component(pred, truth)
+    assert comp.sum() == 54
+    click = clicks3d.corrective_click(pred, truth)
+    assert not click.positive and comp[click.zyx]
+    # EDT on the padded bounding box: the cube centres are the farthest voxels (ties -> seed 42)
+    assert click.zyx in {(2, 2, 2), (5, 5, 5)}
+    assert click == clicks3d.corrective_click(pred, truth)  # reproducible
+
+
+def test_padding_makes_the_box_edge_count_as_outside():
+    comp = np.zeros((5, 5, 12), dtype=bool)
+    comp[:, :, :] = True  # fills its own bounding box: without padding EDT would peak at an edge
+    edt = clicks3d.padded_edt(comp)
+    z, y, x = np.unravel_index(int(np.argmax(edt)), edt.shape)
+    assert (z, y) == (2, 2) and edt[2, 2, 0] == 1.0
+
+
+def test_ties_are_broken_by_seed_42_in_scan_order():
+    edt = np.zeros((2, 2, 3))
+    edt[0, 0, 0] = edt[1, 1, 2] = edt[0, 1, 1] = 5.0
+    ties = np.argwhere(edt == 5.0)
+    expected = tuple(int(v) for v in ties[np.random.RandomState(42).choice(len(ties))])
+    assert clicks3d.farthest_voxel(edt) == expected
+
+
+def test_perfect_prediction_gives_no_click():
+    truth = np.zeros((3, 4, 4), dtype=bool)
+    truth[1, 1:3, 1:3] = True
+    assert clicks3d.corrective_click(truth.copy(), truth) is None
+
+
+def test_protocol_box_on_the_median_slice_grown_with_seed_2025():
+    labels = np.zeros((10, 256, 512), dtype=np.uint8)
+    labels[2:9, 100:120, 200:260] = 1     # z 2..8: scan-order median voxel on z = 5
+    labels[3:5, 10:20, 10:30] = 2
+    boxes = clicks3d.protocol_boxes(labels)
+    rng = np.random.RandomState(2025)
+    s1, s2 = rng.randint(0, 6), rng.randint(0, 6)  # one draw per class, ascending labels
+    b1 = boxes[1]
+    assert (b1.z_min, b1.z_max, b1.z_mid) == (2, 8, 5)
+    gx, gy = int(s1 * 512 / 256), int(s1 * 256 / 256)
+    assert (b1.x_min, b1.y_min, b1.x_max, b1.y_max) == (200 - gx, 100 - gy, 259 + gx, 119 + gy)
+    b2 = boxes[2]
+    assert (b2.z_min, b2.z_max, b2.z_mid) == (3, 4, 4)
+    gx2 = int(s2 * 2)
+    assert (b2.x_min, b2.x_max) == (max(0, 10 - gx2), 29 + gx2)
+    assert b1.box.x1 == b1.x_max + 1  # pixel edges for the session
+
+
+def test_protocol_box_is_clipped_to_the_image_and_extent_box():
+    labels = np.zeros((4, 8, 8), dtype=np.uint8)
+    labels[1:3, 0:8, 0:8] = 1
+    b = clicks3d.protocol_boxes(labels)[1]
+    assert (b.x_min, b.y_min, b.x_max, b.y_max) == (0, 0, 7, 7)
+    e = clicks3d.extent_box(labels == 1)
+    assert (e.x0, e.y0, e.z0, e.x1, e.y1, e.z1) == (0, 0, 1, 7, 7, 2)
+    with pytest.raises(PromptError):
+        clicks3d.extent_box(np.zeros((2, 2, 2), dtype=bool))
+
+
+def test_metrics_auc_and_nsd_rule():
+    assert cvpr25.auc([0.1, 0.5, 0.5, 0.5, 0.5, 0.5]) == pytest.approx(2.0)  # steps 1..5 only
+    assert cvpr25.auc([0, 0, 1, 1, 1, 1]) == pytest.approx(3.5)
+    truth = np.zeros((6, 10, 10), dtype=np.uint8)
+    truth[1:5, 2:8, 2:8] = 1
+    truth[2:4, 0:2, 0:2] = 2
+    seg = truth.copy()
+    seg[truth == 2] = 0  # class 2 missed: DSC (1 + 0) / 2
+    steps = [cvpr25.Step(0, np.zeros_like(truth), 1.0), cvpr25.Step(1, seg, 1.0), cvpr25.Step(2, truth, 1.0)]
+    scores = cvpr25.score_steps(steps, truth, (1.0, 1.0, 1.0))
+    assert scores[0] == (0.0, 0.0)              # DSC <= 0.2 -> NSD 0
+    assert scores[1][0] == pytest.approx(0.5) and scores[1][1] == pytest.approx(0.5)
+    assert scores[2] == (1.0, 1.0)

@@ -1,0 +1,94 @@
+"""Corrective 3D clicks through the session's public API (tiny random model)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_volume_session import CountingEncoder, ball_volume  # noqa: E402
+
+from medisam.errors import PromptError  # noqa: E402
+from medisam.predict import PropagationConfig, VolumeSession  # noqa: E402
+from medisam.predict.refine3d import click_on_plane, corrected_box, refine_with_click  # noqa: E402
+
+FAST = PropagationConfig(views=1, min_area_px=0, extra_margins_mm=(), encode_batch=1)
+
+
+def _labels(session):
+    return session.label_map().array.copy()
+
+
+def test_click_reuses_cached_embeddings_and_is_undoable(tiny_model):
+    image, inside = ball_volume(shape=(8, 32, 40))
+    with CountingEncoder(tiny_model) as counter:
+        session = VolumeSession(tiny_model, image, config=FAST)
+        session.add_box3d((12, 8, 1, 28, 24, 6), obj_id=2)
+        session.propagate(progress=False)
+        encoded_box = counter.calls
+        before = _labels(session)
+        z = 2
+        outcome = None
+        for y, x in ((16, 20), (12, 14), (20, 26), (10, 25)):  # a random model may not honour a click
+            outcome = refine_with_click(session, (z, y, x), positive=True, obj_id=2)
+            if not outcome.rejected:
+                break
+        assert outcome is not None
+        assert counter.calls == encoded_box  # every plane was cached: decoder passes only
+        assert outcome.encoded == 0 and outcome.slice == z
+        if outcome.rejected:
+            pytest.skip("the random model honoured none of the clicks")
+        after = _labels(session)
+        assert after[z, outcome.point[1], outcome.point[0]] == 2
+        assert outcome.decoded >= 1
+        assert set(outcome.changed) == {int(t) for t in np.nonzero((after != before).any(axis=(1, 2)))[0]}
+        for _ in range(outcome.undo_steps):  # one click = one step (two when its box was corrected)
+            session.undo()
+        assert np.array_equal(_labels(session), before)
+        assert counter.calls == encoded_box
+
+
+def test_rejected_click_leaves_the_result_alone(tiny_model):
+    image, _ = ball_volume(shape=(6, 32, 40))
+    session = VolumeSession(tiny_model, image, config=FAST)
+    session.add_box3d((12, 8, 1, 28, 24, 4), obj_id=1)
+    session.propagate(progress=False)
+    before = _labels(session)
+    seen = set()
+    for y in range(8, 25, 2):  # negative clicks; those the model ignores are undone
+        out = refine_with_click(session, (2, y, 20), positive=False, obj_id=1)
+        seen.add(out.rejected)
+        if out.rejected:
+            assert out.changed == () and out.decoded in (1, 2)
+    if True not in seen:
+        pytest.skip("the random model honoured every click")
+    assert _labels(session).shape == before.shape
+
+
+def test_click_maps_to_the_session_axis_and_checks_input(tiny_model):
+    image, _ = ball_volume(shape=(6, 32, 40))
+    session = VolumeSession(tiny_model, image, axis=2, config=FAST)
+    assert click_on_plane(session, (3, 10, 20)) == (20, 10, 3)  # slice = x; plane rows = z, columns = y
+    with pytest.raises(PromptError):
+        click_on_plane(session, (6, 0, 0))
+    with pytest.raises(PromptError):
+        click_on_plane(session, (1, 2))
+    with pytest.raises(PromptError):
+        refine_with_click(session, (1, 2, 3), positive=False, obj_id=5)
+
+
+def test_corrected_box_agrees_with_the_click():
+    m = np.zeros((20, 20), dtype=bool)
+    m[5:10, 5:12] = True  # x 5..11, y 5..9
+    b = corrected_box(m, 15, 7, True, (20, 20))  # a miss to the right: the box reaches it
+    assert (b.x0, b.y0, b.x1, b.y1) == (3, 3, 18, 12)
+    b = corrected_box(m, 10, 7, False, (20, 20))  # a leak near the right side: that side is cut
+    assert (b.x0, b.y0, b.x1, b.y1) == (5, 5, 10, 10)
+    b = corrected_box(m, 6, 6, False, (20, 20))  # nearest side x0 (ties: first of x0, x1, y0, y1)
+    assert (b.x0, b.x1) == (7, 12)
+    assert corrected_box(None, 3, 3, False, (20, 20)) is None
+    b = corrected_box(None, 3, 3, True, (20, 20))  # no mask yet: a box around the click
+    assert (b.x0, b.y0, b.x1, b.y1) == (1, 1, 6, 6)
