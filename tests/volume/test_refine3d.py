@@ -33,7 +33,7 @@ def test_click_reuses_cached_embeddings_and_is_undoable(tiny_model):
         z = 2
         outcome = None
         for y, x in ((16, 20), (12, 14), (20, 26), (10, 25)):  # a random model may not honour a click
-            outcome = refine_with_click(session, (z, y, x), positive=True, obj_id=2)
+            outcome = session.add_click((z, y, x), positive=True, obj_id=2)  # the session method of refine_with_click
             if not outcome.rejected:
                 break
         assert outcome is not None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from medisam.predict.propagation import PropagationConfig, box_around
 from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts
 from medisam.predict.volume import SliceGeometry, as_box3d, parse_axis, volume_of, volume_to_display
 from medisam.prompts import Box, Box3D, MaskPrompt, Points
+
+if TYPE_CHECKING:
+    from medisam.predict.refine3d import ClickOutcome
 
 
 class AxisSession:
@@ -206,6 +209,14 @@ class AxisSession:
     def reset(self) -> None:
         """Forget every prompt and free every result (undoable; the embedding cache is kept)."""
         self.store.clear()
+
+    def add_click(self, zyx: Sequence[int], positive: bool = True, obj_id: int = 1) -> "ClickOutcome":
+        """Correct the 3D result with one click at voxel ``(z, y, x)`` (see :mod:`~medisam.predict.refine3d`):
+        the clicked slice is re-decoded from cached embeddings and re-propagated both ways;
+        ``outcome.undo_steps`` calls of :meth:`undo` take it back."""
+        from medisam.predict.refine3d import refine_with_click
+
+        return refine_with_click(self, zyx, positive, obj_id)
 
     def step(self):  # noqa: ANN201 - context manager
         """``with session.step(): ...``: the calls inside are ONE undo step, all or nothing."""
