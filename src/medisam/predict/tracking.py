@@ -214,6 +214,8 @@ def _split_pixels(contested: np.ndarray, masks: dict[int, np.ndarray], cands: di
         else:
             value = np.full(region.shape, 1e3, dtype=np.float32)
         rank = 2 if c.fixed else 1 if c.prompted else 0
+        if c.previous is not None:  # temporal ownership: a pixel stays with the object it was on
+            value = value + 1e3 * c.previous[sl]
         value = np.where(inside, value + 1e4 * rank, -np.inf)
         better = value > best
         best[better], owner[better] = value[better], o
