@@ -176,6 +176,22 @@ def test_object_leaving_stops_and_both_directions(tiny_model):
     np.testing.assert_array_equal(labels, truth)
 
 
+def test_prompt_sized_box_keeps_the_extent_the_user_drew(tiny_model):
+    """The user boxes part of a uniform region: the default box keeps that size; the box chain
+    (previous mask's box + margin) creeps outwards by the margin on every frame."""
+    frames = np.full((5, H, W), 20, np.uint8)
+    frames[:, 10:54, 10:86] = 200  # a large bright region, no edge near the box
+    drawn = Box(40, 24, 56, 40)  # 16 x 16 px inside it
+    areas = {}
+    for name, config in {"default": None, "chain": TrackingConfig(extent="previous", margin=3, candidates=("box",))}.items():
+        session = session_for(tiny_model, frames, config)
+        session.add_box(0, drawn, obj_id=1)
+        labels = session.propagate("forward", progress=False).array
+        areas[name] = [int((labels[t] == 1).sum()) for t in range(5)]
+    assert areas["default"] == [16 * 16] * 5
+    assert areas["chain"][0] == 16 * 16 and areas["chain"][-1] > 2 * 16 * 16
+
+
 def test_largest_part():
     m = np.zeros((10, 10), bool)
     m[0:2, 0:2] = True
