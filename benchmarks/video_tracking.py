@@ -57,7 +57,7 @@ DATA = Path(os.environ.get("MEDISAM_DATA", Path(__file__).resolve().parents[2] /
 VARIANTS = {
     "default": TrackingConfig(),
     "prompt-box": TrackingConfig(candidates=("box",)),
-    "motion": TrackingConfig(motion=True),
+    "no-motion": TrackingConfig(motion=False),
     "prompt-mask+chain": TrackingConfig(extent="prompt-mask"),
     "prompt-mask+3px": TrackingConfig(extent="prompt-mask", margin=3.0, candidates=("box",)),
     "previous+multimask+motion": TrackingConfig(extent="previous", margin=3.0, candidates=("multimask",), motion=True),

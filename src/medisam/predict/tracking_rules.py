@@ -77,7 +77,7 @@ class TrackingConfig:
     extent: str = "prompt"
     margin: float = 0.0
     candidates: tuple[str, ...] = ("box", "chain")
-    motion: bool = False
+    motion: bool = True
     same_object_iou: float = 0.5
     keep_largest: bool = True
     divide: bool = True
