@@ -56,13 +56,19 @@ DATA = Path(os.environ.get("MEDISAM_DATA", Path(__file__).resolve().parents[2] /
 #: Named tracking variants (rows); "default" is what VideoSession uses.
 VARIANTS = {
     "default": TrackingConfig(),
-    "box-chain+rules": TrackingConfig(candidates=("box",), motion=False),
-    "mask-prompt": TrackingConfig(candidates=("mask-prompt",), motion=False),
-    "multimask": TrackingConfig(candidates=("multimask",), motion=False),
-    "box+multimask": TrackingConfig(candidates=("box", "multimask"), motion=False),
-    "box+multimask+mask-prompt": TrackingConfig(candidates=("box", "multimask", "mask-prompt"), motion=False),
-    "margin1+motion": TrackingConfig(candidates=("box",), margin=1.0, motion=True),
-    "margin0+motion": TrackingConfig(candidates=("box",), margin=0.0, motion=True),
+    "prompt-box": TrackingConfig(candidates=("box",)),
+    "no-motion": TrackingConfig(motion=False),
+    "prompt-mask+chain": TrackingConfig(extent="prompt-mask"),
+    "prompt-mask+3px": TrackingConfig(extent="prompt-mask", margin=3.0, candidates=("box",)),
+    "previous+multimask+motion": TrackingConfig(extent="previous", margin=3.0, candidates=("multimask",), motion=True),
+    "box-chain+rules": TrackingConfig(extent="previous", margin=3.0, candidates=("box",)),
+    "mask-prompt": TrackingConfig(extent="previous", margin=3.0, candidates=("mask-prompt",)),
+    "multimask": TrackingConfig(extent="previous", margin=3.0, candidates=("multimask",)),
+    "box+multimask": TrackingConfig(extent="previous", margin=3.0, candidates=("box", "multimask")),
+    "box+multimask+mask-prompt": TrackingConfig(extent="previous", margin=3.0,
+                                                candidates=("box", "multimask", "mask-prompt")),
+    "margin0+motion": TrackingConfig(extent="previous", margin=0.0, candidates=("box",), motion=True),
+    "no-divide": TrackingConfig(divide=False),
 }
 
 

@@ -19,6 +19,8 @@ from medisam.predict.video import VideoSession
 from medisam.prompts import Box
 
 H, W = 64, 96
+#: The box chain with SAM's candidates and motion (the rules' tests: boxes that reach into neighbours).
+CHAIN = dict(extent="previous", candidates=("multimask",), motion=True)
 
 
 def disks(t: int, centres: list[list[tuple[float, float] | None]], radius: float = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +69,7 @@ def box_of(truth: np.ndarray, label: int) -> Box:
 def test_objects_appearing_later_each_frame_encoded_once(tiny_model):
     frames, truth = disks(6, [[(20 + 3 * i, 20) for i in range(6)],
                               [(70 - 3 * (i - 2), 44) if i >= 2 else None for i in range(6)]])
-    session = session_for(tiny_model, frames, TrackingConfig(margin=12))  # 4.5 px: more than a step
+    session = session_for(tiny_model, frames, TrackingConfig(margin=12, **CHAIN))  # 4.5 px: more than a step
     session.add_box(0, box_of(truth[0], 1), obj_id=1)
     session.add_box(2, box_of(truth[2], 2), obj_id=2)
     assert session.planned_slices("forward") == 6 + 4
@@ -85,7 +87,7 @@ def test_objects_appearing_later_each_frame_encoded_once(tiny_model):
 def test_neighbours_passing_close_keep_their_identity_and_pixels(tiny_model):
     # two disks pass each other 2 px apart: each box (margin 4.5 px) reaches into the neighbour
     frames, truth = disks(8, [[(20 + 3 * i, 26) for i in range(8)], [(60 - 3 * i, 43) for i in range(8)]])
-    session = session_for(tiny_model, frames, TrackingConfig(margin=12))
+    session = session_for(tiny_model, frames, TrackingConfig(margin=12, **CHAIN))
     session.add_box(0, box_of(truth[0], 1), obj_id=1)
     session.add_box(0, box_of(truth[0], 2), obj_id=2)
     labels = session.propagate("forward", progress=False).array
@@ -129,6 +131,22 @@ def test_contested_pixels_go_to_the_higher_logit_or_the_prompt():
     assert out[1][0][10:30, 30:40].all() and not out[2][0][10:30, 30:40].any()
 
 
+def test_prompt_inside_a_tracked_object_ends_it_as_divided():
+    """A new object prompted inside a propagated object's prediction is its daughter: the parent ends."""
+    t = InputTransform.for_image(H, W, 96, "longest")
+    parent = np.zeros((H, W), bool)
+    parent[10:30, 10:50] = True  # the dividing cell, predicted as one blob
+    daughter = np.zeros((H, W), bool)
+    daughter[12:28, 12:28] = True  # prompted inside it (IoU 0.32: not the same object)
+    lo = t.mask_to_low_res(parent, 96)
+    cands = {1: Candidate(parent, lo, 0.9, False, parent), 2: Candidate(daughter, lo, 0.9, True)}
+    out = resolve_frame(cands, t, TrackingConfig())
+    assert out[1][1] == "divided" and not out[1][0].any()
+    assert out[2][1] is None and out[2][0].sum() == daughter.sum()
+    out = resolve_frame(cands, t, TrackingConfig(divide=False))  # the parent keeps the rest
+    assert out[1][1] is None and out[1][0].sum() == parent.sum() - daughter.sum()
+
+
 def test_division_continues_as_larger_part_and_daughter_is_a_new_object(tiny_model):
     # a disk divides on frame 3 into a larger (left) and a smaller (right) daughter, 2 px apart
     yy, xx = np.mgrid[:H, :W]
@@ -149,13 +167,29 @@ def test_division_continues_as_larger_part_and_daughter_is_a_new_object(tiny_mod
 
 def test_object_leaving_stops_and_both_directions(tiny_model):
     frames, truth = disks(10, [[(72 + 4 * i, 30) for i in range(10)]])  # gone from frame 8 on
-    session = session_for(tiny_model, frames, TrackingConfig(margin=12))
+    session = session_for(tiny_model, frames, TrackingConfig(margin=12, **CHAIN))
     session.add_box(2, box_of(truth[2], 1), obj_id=1)
     labels = session.propagate("both", progress=False).array
     results = session.results(1)
     assert sorted(results) == list(range(9))
     assert [t for t, r in results.items() if r.stop] == [8] and results[8].stop == "left"
     np.testing.assert_array_equal(labels, truth)
+
+
+def test_prompt_sized_box_keeps_the_extent_the_user_drew(tiny_model):
+    """The user boxes part of a uniform region: the default box keeps that size; the box chain
+    (previous mask's box + margin) creeps outwards by the margin on every frame."""
+    frames = np.full((5, H, W), 20, np.uint8)
+    frames[:, 10:54, 10:86] = 200  # a large bright region, no edge near the box
+    drawn = Box(40, 24, 56, 40)  # 16 x 16 px inside it
+    areas = {}
+    for name, config in {"default": None, "chain": TrackingConfig(extent="previous", margin=3, candidates=("box",))}.items():
+        session = session_for(tiny_model, frames, config)
+        session.add_box(0, drawn, obj_id=1)
+        labels = session.propagate("forward", progress=False).array
+        areas[name] = [int((labels[t] == 1).sum()) for t in range(5)]
+    assert areas["default"] == [16 * 16] * 5
+    assert areas["chain"][0] == 16 * 16 and areas["chain"][-1] > 2 * 16 * 16
 
 
 def test_largest_part():

@@ -1,4 +1,4 @@
-"""``medisam propagate`` on an MP4 with two objects, the second appearing later (tiny random model)."""
+"""``medisam propagate`` on an MP4 and a DICOM cine with two objects, the second appearing later (tiny random model)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,33 @@ from medisam.cli.propagate_cmd import parse_track
 TINY = ["--model", "litemedsam-tiny", "--device", "cpu", "--no-progress"]
 
 
-@pytest.fixture()
-def two_disks(tmp_path):
+def write_cine(grey: np.ndarray, path, fps: float):
+    """``(T, Y, X)`` uint8 frames as a multi-frame ultrasound DICOM (cine loop, FrameTime in ms)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality = "Test^Patient", "P1", "US"
+    ds.NumberOfFrames, ds.FrameTime = grey.shape[0], 1000.0 / fps
+    ds.FrameIncrementPointer = 0x00181063  # (0018,1063) Frame Time
+    ds.Rows, ds.Columns = grey.shape[1], grey.shape[2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = np.ascontiguousarray(grey, dtype=np.uint8).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture(params=["mp4", "dicom-cine"])
+def two_disks(tmp_path, request):
+    """A 12.5 fps clip of two disks, the second appearing on frame 3: MP4 or DICOM cine."""
     t, h, w = 6, 64, 96
     yy, xx = np.mgrid[:h, :w]
     truth = np.zeros((t, h, w), np.uint8)
@@ -22,8 +47,10 @@ def two_disks(tmp_path):
         truth[i][(yy - 20) ** 2 + (xx - 20 - 4 * i) ** 2 <= 9 ** 2] = 1
         if i >= 3:
             truth[i][(yy - 45) ** 2 + (xx - 70) ** 2 <= 8 ** 2] = 2
-    frames = np.repeat(np.where(truth > 0, 210, 30).astype(np.uint8)[..., None], 3, axis=-1)
-    return write_video(frames, tmp_path / "clip.mp4", fps=12.5), truth
+    grey = np.where(truth > 0, 210, 30).astype(np.uint8)
+    if request.param == "dicom-cine":
+        return write_cine(grey, tmp_path / "cine.dcm", fps=12.5), truth
+    return write_video(np.repeat(grey[..., None], 3, axis=-1), tmp_path / "clip.mp4", fps=12.5), truth
 
 
 def test_cli_tracks_two_objects_one_appearing_later(tmp_path, two_disks):

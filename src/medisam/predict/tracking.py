@@ -2,25 +2,13 @@
 
 :class:`TrackingSession` tracks every prompted object frame by frame, all objects together:
 each frame is encoded once and every object active on it is decoded from that one
-embedding, prompted from its own result on the previous frame (:class:`TrackingConfig`).
-Then the objects' masks on the frame are made consistent (:func:`resolve_frame`):
-
-1. **Prompts win.** An object prompted on this frame keeps its pixels against objects
-   propagated onto it (the user's word beats a prediction).
-2. **One object, one track.** When two objects' predictions cover mostly the same pixels
-   (IoU >= ``same_object_iou``), they have run into the same object: the one prompted on
-   this frame, else the one whose prediction overlaps its own previous mask more, keeps
-   it; the other stops (``stop="merged"``). So a track never jumps onto a neighbour's
-   object, and no two ids share one.
-3. **One label per pixel.** Remaining overlaps go pixel by pixel to the object with the
-   highest logit (SAM 2's non-overlap constraint); ties to the lower id.
-4. **Divisions and fragments.** A mask in several pieces continues as its largest
-   connected part, before and after rules 2-3 (prompted masks are kept whole; a dividing object is followed as the larger
-   daughter; prompt the other daughter as a new object on the frame where it appears; a
-   fragment of a neighbour caught in a box is dropped instead of taken).
-5. **Leaving.** An object whose mask is empty after these steps has left the field of
-   view (or was taken over by another object) and stops for the rest of the pass
-   (``stop="left"``); prompt it again to resume.
+embedding, prompted from its own result on the previous frame (:class:`TrackingConfig`:
+by default a box of the size the user drew, centred on the object's previous mask and
+extended towards its last motion, and the previous mask's box grown by 3 px at the
+model's scale; the candidate mask that overlaps the previous mask most wins). Then the objects' masks on the frame are made
+consistent: prompts win, one object per track, one label per pixel, divisions and
+leaving (:func:`~medisam.predict.tracking_rules.resolve_frame`, rules 1-5 in
+:mod:`medisam.predict.tracking_rules`).
 
 Frames after an object's first prompt are tracked forward from its latest prompt before
 them; with ``direction="both"`` frames before the first prompt are tracked backward from
@@ -36,189 +24,22 @@ import logging
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import cv2
 import numpy as np
 
 from medisam.errors import InputError
 from medisam.io.intensity import to_display
 from medisam.io.medical_image import MedicalImage
-from medisam.models.transform import InputTransform
 from medisam.predict.cache import EmbeddingCache
 from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import box_around
 from medisam.predict.session import DIRECTIONS, ObjectState, SliceResult, VolumeSession
+from medisam.predict.tracking_rules import (CHAIN_MARGIN, Candidate, TrackingConfig, iou, largest_part, mask_bbox,
+                                            resolve_frame)
 from medisam.prompts import Box, MaskPrompt
 
 log = logging.getLogger(__name__)
 
-
-#: Decoder passes a :class:`TrackingConfig` can pool per object and frame.
-CANDIDATES = ("box", "multimask", "mask-prompt")
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    """How each object is prompted from its previous frame (defaults chosen by
-    ``benchmarks/video_tracking.py``).
-
-    Attributes:
-        margin: growth of the previous mask's box on each side, in pixels of the model's
-            input grid (3 = the LiteMedSAM box-chain reference: 3 px at 256).
-        candidates: the decoder passes whose masks compete on every frame: ``"box"`` (the
-            box alone, SAM's single output), ``"multimask"`` (SAM's 3 ambiguity candidates
-            for the box), ``"mask-prompt"`` (the box plus the previous frame's low-res logits
-            as the mask prompt). The candidate overlapping the previous mask most (IoU;
-            ties: SAM's predicted IoU) wins: temporal consistency rather than SAM's own
-            choice, which drifts between a part and the whole of an object.
-        motion: extend the box by the object's last displacement (centroid velocity) in
-            the direction it moves: it covers where the object was and where it is heading,
-            so a jump of the centroid (a division) cannot push the box off the object.
-        same_object_iou: IoU of two objects' predictions above which they are the same
-            object (rule 2 of the module docstring).
-        keep_largest: keep only the largest connected part of a mask (rule 4).
-    """
-
-    margin: float = 3.0
-    candidates: tuple[str, ...] = ("multimask",)
-    motion: bool = True
-    same_object_iou: float = 0.5
-    keep_largest: bool = True
-
-    def __post_init__(self) -> None:
-        unknown = set(self.candidates) - set(CANDIDATES)
-        if not self.candidates or unknown:
-            raise InputError(f"candidates must be some of {', '.join(CANDIDATES)}, got {self.candidates!r}")
-
-
-@dataclass
-class Candidate:
-    """One object's prediction on a frame, before the frame's masks are made consistent."""
-
-    mask: np.ndarray  # (H, W) bool
-    low_res_logits: np.ndarray | None  # (L, L) model-grid logits (None for a user-given mask)
-    score: float
-    prompted: bool  # prompted on this frame (rule 1)
-    previous: np.ndarray | None = None  # the object's mask on the previous frame of the pass
-    fixed: bool = False  # pixels of an object from another pass: never taken (see "both")
-
-
-def largest_part(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected component of a 2D bool mask (the mask itself when in one piece)."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if n <= 2:
-        return mask
-    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
-
-
-def full_logits(transform: InputTransform, low_res: np.ndarray) -> np.ndarray:
-    """``(L, L)`` low-res logits -> ``(H, W)`` float32 logits on the original grid (the
-    resampling :meth:`InputTransform.masks_to_original` thresholds)."""
-    logits = np.asarray(low_res, dtype=np.float32)
-    if logits.shape[-1] != transform.input_size:
-        logits = cv2.resize(logits, (transform.input_size,) * 2, interpolation=cv2.INTER_LINEAR)
-    h, w = transform.resized_hw
-    cropped = logits[:h, :w]
-    if cropped.shape != transform.original_hw:
-        cropped = cv2.resize(cropped, transform.original_hw[::-1], interpolation=cv2.INTER_LINEAR)
-    return cropped
-
-
-def _keeper(a: int, b: int, cands: dict[int, Candidate]) -> int:
-    """Which of two objects with the same prediction keeps it (rule 2)."""
-    ca, cb = cands[a], cands[b]
-    for key in (lambda c: c.fixed, lambda c: c.prompted,
-                lambda c: iou(c.mask, c.previous) if c.previous is not None else 0.0):
-        ka, kb = key(ca), key(cb)
-        if ka != kb:
-            return a if ka > kb else b
-    return min(a, b)
-
-
-def _bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
-    """Slices of a mask's bounding box (None when empty)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if len(rows) == 0:
-        return None
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-
-
-def _union(a: tuple[slice, slice], b: tuple[slice, slice]) -> tuple[slice, slice] | None:
-    """The bounding box of two boxes, or None when they do not intersect."""
-    if a[0].start >= b[0].stop or b[0].start >= a[0].stop or a[1].start >= b[1].stop or b[1].start >= a[1].stop:
-        return None
-    return (slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
-            slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)))
-
-
-def resolve_frame(cands: dict[int, Candidate], transform: InputTransform | None,
-                  config: TrackingConfig) -> dict[int, tuple[np.ndarray, str | None]]:
-    """Make one frame's masks consistent (rules 1-5): ``{obj: (mask, stop reason or None)}``.
-
-    ``transform`` maps low-res logits to the frame (needed only when masks overlap).
-    """
-    def tidy(mask: np.ndarray, fixed: bool) -> np.ndarray:
-        box = _bbox(mask)
-        if box is not None and config.keep_largest and not fixed:
-            mask[box] = largest_part(mask[box])
-        return mask
-
-    # fragments never compete; a prompted frame keeps the mask its prompt gave
-    masks = {o: tidy(c.mask.copy(), c.fixed or c.prompted) for o, c in cands.items()}
-    boxes = {o: _bbox(m) for o, m in masks.items()}
-    stops: dict[int, str | None] = {o: None for o in cands}
-    ids = sorted(cands)
-    contested = None
-    for i, a in enumerate(ids):
-        for b in ids[i + 1:]:
-            if stops[a] or stops[b] or boxes[a] is None or boxes[b] is None:
-                continue
-            sl = _union(boxes[a], boxes[b])
-            if sl is None:
-                continue
-            if iou(masks[a][sl], masks[b][sl]) >= config.same_object_iou:  # rule 2: one object, one track
-                loser = b if _keeper(a, b, cands) == a else a
-                stops[loser] = "merged"
-                masks[loser][:] = False
-                boxes[loser] = None
-            elif np.logical_and(masks[a][sl], masks[b][sl]).any():
-                if contested is None:
-                    contested = np.zeros(masks[a].shape, dtype=bool)
-                contested[sl] |= masks[a][sl] & masks[b][sl]
-    if contested is not None and contested.any():
-        _split_pixels(contested, masks, cands, [o for o in ids if boxes[o] is not None], transform)
-    for o in ids:
-        if stops[o] is None and not tidy(masks[o], cands[o].fixed or cands[o].prompted).any():
-            stops[o] = "left"
-    return {o: (masks[o], stops[o]) for o in ids}
-
-
-def _split_pixels(contested: np.ndarray, masks: dict[int, np.ndarray], cands: dict[int, Candidate],
-                  live: list[int], transform: InputTransform | None) -> None:
-    """Give each contested pixel to one object: prompted (and fixed) objects first (rule 1),
-    then the highest logit (rule 3), ties to the lower id; ``masks`` are edited in place."""
-    sl = _bbox(contested)
-    region = contested[sl]
-    best = np.full(region.shape, -np.inf, dtype=np.float32)
-    owner = np.zeros(region.shape, dtype=np.int64)
-    for o in live:
-        c, inside = cands[o], masks[o][sl] & region
-        if not inside.any():
-            continue
-        if c.low_res_logits is not None and transform is not None:
-            value = full_logits(transform, c.low_res_logits)[sl]
-        else:
-            value = np.full(region.shape, 1e3, dtype=np.float32)
-        rank = 2 if c.fixed else 1 if c.prompted else 0
-        value = np.where(inside, value + 1e4 * rank, -np.inf)
-        better = value > best
-        best[better], owner[better] = value[better], o
-    for o in live:
-        masks[o][sl][region & (owner != o)] = False
+__all__ = ["Candidate", "TrackingConfig", "TrackingSession", "largest_part", "resolve_frame"]
 
 
 @dataclass
@@ -231,7 +52,7 @@ class _Pass:
 
 
 class TrackingSession(VolumeSession):
-    """Track many objects through video frames with a SAM-family 2D model (rules: module docstring).
+    """Track many objects through video frames with a SAM-family 2D model (rules: :mod:`medisam.predict.tracking_rules`).
 
     Prompting (``add_box``, ``add_points``, ``add_mask``, ``clear_slice``, ``remove_object``,
     ``undo``, ``reset``) is that of :class:`VolumeSession` with frames as slices (axis 0);
@@ -347,7 +168,7 @@ class TrackingSession(VolumeSession):
             if name == "before" and t == hi:  # start from the first prompt's (resolved) result
                 prev = self._passes["forward"].frames.get(t + 1, {}).get(obj_id) or self._seed_result(obj_id, t + 1)
             if prev is not None and prev.stop is None and prev.mask.any():
-                cands[obj_id] = self._propagate_one(t, prev, before.get(obj_id))
+                cands[obj_id] = self._propagate_one(t, prev, before.get(obj_id), self._extent(obj_id, t, p.step))
         for obj_id, r in forward.items():  # objects tracked forward on this frame keep their pixels
             if obj_id not in cands and r.mask.any():
                 cands[obj_id] = Candidate(r.mask, None, r.score, False, fixed=True)
@@ -367,13 +188,33 @@ class TrackingSession(VolumeSession):
                     log.info("object %d stops on frame %d (%s)", obj_id, t, stop)
         return out
 
-    def _propagate_one(self, t: int, prev: SliceResult, before: SliceResult | None) -> Candidate:
-        """One object's prediction on frame ``t`` from its result on the previous frame."""
+    def _extent(self, obj_id: int, t: int, step: int) -> tuple[float, float] | None:
+        """``(width, height)`` of the object's mask on the prompt frame it is tracked from."""
+        if self.tracking.extent == "previous":
+            return None
+        seeds = [s for s in self._objects[obj_id].seeds if (t - s) * step > 0]
+        if not seeds:
+            return None
+        seed = min(seeds, key=lambda s: abs(t - s))
+        drawn = self._objects[obj_id].seeds[seed].box
+        if self.tracking.extent == "prompt" and drawn is not None:
+            return drawn.x1 - drawn.x0, drawn.y1 - drawn.y0
+        box = mask_bbox(self._seed_result(obj_id, seed).mask)
+        return None if box is None else (box[1].stop - box[1].start, box[0].stop - box[0].start)
+
+    def _propagate_one(self, t: int, prev: SliceResult, before: SliceResult | None,
+                       extent: tuple[float, float] | None = None) -> Candidate:
+        """One object's prediction on frame ``t`` from its result on the previous frame
+        (``extent``: the box's size before the margin, else the previous mask's box)."""
         cfg = self.tracking
         self._encode(t)
         sx, sy = self.predictor._require_image().transform.scale_xy
         h, w = prev.mask.shape
         box = box_around(prev.mask, (cfg.margin / sx, cfg.margin / sy))
+        if extent is not None:
+            cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
+            hw, hh = extent[0] / 2 + cfg.margin / sx, extent[1] / 2 + cfg.margin / sy
+            box = Box(max(0.0, cx - hw), max(0.0, cy - hh), min(float(w), cx + hw), min(float(h), cy + hh))
         if cfg.motion and before is not None and before.mask.any():
             dx, dy = _centroid(prev.mask) - _centroid(before.mask)
             box = Box(float(np.clip(box.x0 + min(dx, 0), 0, w - 1)), float(np.clip(box.y0 + min(dy, 0), 0, h - 1)),
@@ -383,12 +224,13 @@ class TrackingSession(VolumeSession):
             logits = prev.low_res_logits if kind == "mask-prompt" else None
             if kind == "mask-prompt" and logits is None:
                 continue
-            pred = self.predictor.predict(box=box, mask=MaskPrompt(logits) if logits is not None else None,
+            prompt_box = box_around(prev.mask, (CHAIN_MARGIN / sx, CHAIN_MARGIN / sy)) if kind == "chain" else box
+            pred = self.predictor.predict(box=prompt_box, mask=MaskPrompt(logits) if logits is not None else None,
                                           multimask=kind == "multimask")
             pool += zip(pred.masks, pred.low_res_logits, pred.scores)
         k = 0
         if len(pool) > 1:
-            sl = _bbox(np.logical_or(np.any([m for m, _, _ in pool], axis=0), prev.mask))
+            sl = mask_bbox(np.logical_or(np.any([m for m, _, _ in pool], axis=0), prev.mask))
             overlaps = [iou(m[sl], prev.mask[sl]) + 1e-3 * float(score) for m, _, score in pool]
             k = int(np.argmax(overlaps))
         mask, logits, score = pool[k]

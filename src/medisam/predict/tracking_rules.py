@@ -1,0 +1,230 @@
+"""How the objects of one video frame are prompted and made consistent (:class:`TrackingConfig`,
+:func:`resolve_frame`), the rules of :class:`medisam.predict.tracking.TrackingSession`:
+
+1. **Prompts win.** An object prompted on this frame keeps its pixels against objects
+   propagated onto it (the user's word beats a prediction).
+2. **One object, one track.** When two objects' predictions cover mostly the same pixels
+   (IoU >= ``same_object_iou``), they have run into the same object: the one prompted on
+   this frame, else the one whose prediction overlaps its own previous mask more, keeps
+   it; the other stops (``stop="merged"``). So a track never jumps onto a neighbour's
+   object, and no two ids share one.
+3. **One label per pixel.** Remaining overlaps go pixel by pixel to the object whose
+   mask held the pixel on the previous frame (temporal ownership), else to the highest
+   logit (SAM 2's non-overlap constraint); ties to the lower id.
+4. **Divisions and fragments.** A mask in several pieces continues as its largest
+   connected part, before and after rules 2-3 (prompted masks are kept whole; a dividing
+   object is followed as the larger daughter; a fragment of a neighbour caught in a box is
+   dropped instead of taken). An object prompted on a frame with at least half of its
+   mask inside a propagated object's prediction (and not the same object, rule 2) is a
+   daughter of that object: the parent ends there (``stop="divided"``, the CTC lineage
+   convention; ``TrackingConfig.divide``). Prompt each daughter where it appears.
+5. **Leaving.** An object whose mask is empty after these steps has left the field of
+   view (or was taken over by another object) and stops for the rest of the pass
+   (``stop="left"``); prompt it again to resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from medisam.errors import InputError
+from medisam.models.transform import InputTransform
+
+#: Decoder passes a :class:`TrackingConfig` can pool per object and frame.
+CANDIDATES = ("box", "multimask", "mask-prompt", "chain")
+
+#: Sizes of the tracking box (:attr:`TrackingConfig.extent`).
+EXTENTS = ("prompt", "prompt-mask", "previous")
+
+#: Margin of the ``"chain"`` candidate's box (LiteMedSAM's box chain: 3 px at its 256 input).
+CHAIN_MARGIN = 3.0
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """How each object is prompted from its previous frame (defaults chosen by
+    ``benchmarks/video_tracking.py``).
+
+    Attributes:
+        extent: the size of the tracking box: ``"prompt"`` (the box the user drew on the
+            prompt frame the object is tracked from, or that prompt's mask's box when it
+            was not a box), centred on the previous mask's box: the extent the user chose
+            is kept, so the mask does not creep outwards by the margin frame after frame;
+            ``"prompt-mask"`` (the prompt's mask's box); ``"previous"`` (the previous
+            mask's box, the box chain).
+        margin: growth of the tracking box on each side, in pixels of the model's input
+            grid (3 = the LiteMedSAM box-chain reference: 3 px at 256).
+        candidates: the decoder passes whose masks compete on every frame: ``"box"`` (the
+            tracking box alone, SAM's single output), ``"multimask"`` (SAM's 3 ambiguity
+            candidates for it), ``"mask-prompt"`` (the box plus the previous frame's low-res
+            logits as the mask prompt), ``"chain"`` (the box-chain reference's box: the
+            previous mask's box + ``CHAIN_MARGIN``; it re-acquires an object that grew out
+            of a fixed-size box). The candidate overlapping the previous mask most (IoU;
+            ties: SAM's predicted IoU) wins: temporal consistency rather than SAM's own
+            choice, which drifts between a part and the whole of an object.
+        motion: extend the box by the object's last displacement (centroid velocity) in
+            the direction it moves: it covers where the object was and where it is heading,
+            so a jump of the centroid (a division) cannot push the box off the object.
+        same_object_iou: IoU of two objects' predictions above which they are the same
+            object (rule 2 of the module docstring).
+        keep_largest: keep only the largest connected part of a mask (rule 4).
+        divide: end a propagated object when a new object is prompted inside it (rule 4).
+    """
+
+    extent: str = "prompt"
+    margin: float = 0.0
+    candidates: tuple[str, ...] = ("box", "chain")
+    motion: bool = True
+    same_object_iou: float = 0.5
+    keep_largest: bool = True
+    divide: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.candidates) - set(CANDIDATES)
+        if not self.candidates or unknown:
+            raise InputError(f"candidates must be some of {', '.join(CANDIDATES)}, got {self.candidates!r}")
+        if self.extent not in EXTENTS:
+            raise InputError(f"extent must be one of {', '.join(EXTENTS)}, got {self.extent!r}")
+
+
+@dataclass
+class Candidate:
+    """One object's prediction on a frame, before the frame's masks are made consistent."""
+
+    mask: np.ndarray  # (H, W) bool
+    low_res_logits: np.ndarray | None  # (L, L) model-grid logits (None for a user-given mask)
+    score: float
+    prompted: bool  # prompted on this frame (rule 1)
+    previous: np.ndarray | None = None  # the object's mask on the previous frame of the pass
+    fixed: bool = False  # pixels of an object from another pass: never taken (see "both")
+
+
+def largest_part(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of a 2D bool mask (the mask itself when in one piece)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return mask
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def full_logits(transform: InputTransform, low_res: np.ndarray) -> np.ndarray:
+    """``(L, L)`` low-res logits -> ``(H, W)`` float32 logits on the original grid (the
+    resampling :meth:`InputTransform.masks_to_original` thresholds)."""
+    logits = np.asarray(low_res, dtype=np.float32)
+    if logits.shape[-1] != transform.input_size:
+        logits = cv2.resize(logits, (transform.input_size,) * 2, interpolation=cv2.INTER_LINEAR)
+    h, w = transform.resized_hw
+    cropped = logits[:h, :w]
+    if cropped.shape != transform.original_hw:
+        cropped = cv2.resize(cropped, transform.original_hw[::-1], interpolation=cv2.INTER_LINEAR)
+    return cropped
+
+
+def _keeper(a: int, b: int, cands: dict[int, Candidate]) -> int:
+    """Which of two objects with the same prediction keeps it (rule 2)."""
+    ca, cb = cands[a], cands[b]
+    for key in (lambda c: c.fixed, lambda c: c.prompted,
+                lambda c: iou(c.mask, c.previous) if c.previous is not None else 0.0):
+        ka, kb = key(ca), key(cb)
+        if ka != kb:
+            return a if ka > kb else b
+    return min(a, b)
+
+
+def mask_bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """Slices of a mask's bounding box (None when empty)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _union(a: tuple[slice, slice], b: tuple[slice, slice]) -> tuple[slice, slice] | None:
+    """The bounding box of two boxes, or None when they do not intersect."""
+    if a[0].start >= b[0].stop or b[0].start >= a[0].stop or a[1].start >= b[1].stop or b[1].start >= a[1].stop:
+        return None
+    return (slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
+            slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)))
+
+
+def resolve_frame(cands: dict[int, Candidate], transform: InputTransform | None,
+                  config: TrackingConfig) -> dict[int, tuple[np.ndarray, str | None]]:
+    """Make one frame's masks consistent (rules 1-5): ``{obj: (mask, stop reason or None)}``.
+
+    ``transform`` maps low-res logits to the frame (needed only when masks overlap).
+    """
+    def tidy(mask: np.ndarray, fixed: bool) -> np.ndarray:
+        box = mask_bbox(mask)
+        if box is not None and config.keep_largest and not fixed:
+            mask[box] = largest_part(mask[box])
+        return mask
+
+    # fragments never compete; a prompted frame keeps the mask its prompt gave
+    masks = {o: tidy(c.mask.copy(), c.fixed or c.prompted) for o, c in cands.items()}
+    boxes = {o: mask_bbox(m) for o, m in masks.items()}
+    stops: dict[int, str | None] = {o: None for o in cands}
+    ids = sorted(cands)
+    if config.divide:  # rule 4: a new object prompted inside a tracked one is a daughter; the parent ends
+        for a in (o for o in ids if cands[o].prompted and boxes[o] is not None):
+            for b in (o for o in ids if not cands[o].prompted and not cands[o].fixed and boxes[o] is not None):
+                shared = np.logical_and(masks[a], masks[b]).sum()
+                if shared >= 0.5 * masks[a].sum() and iou(masks[a], masks[b]) < config.same_object_iou:
+                    stops[b], boxes[b] = "divided", None
+                    masks[b][:] = False
+    contested = None
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            if stops[a] or stops[b] or boxes[a] is None or boxes[b] is None:
+                continue
+            sl = _union(boxes[a], boxes[b])
+            if sl is None:
+                continue
+            if iou(masks[a][sl], masks[b][sl]) >= config.same_object_iou:  # rule 2: one object, one track
+                loser = b if _keeper(a, b, cands) == a else a
+                stops[loser] = "merged"
+                masks[loser][:] = False
+                boxes[loser] = None
+            elif np.logical_and(masks[a][sl], masks[b][sl]).any():
+                if contested is None:
+                    contested = np.zeros(masks[a].shape, dtype=bool)
+                contested[sl] |= masks[a][sl] & masks[b][sl]
+    if contested is not None and contested.any():
+        _split_pixels(contested, masks, cands, [o for o in ids if boxes[o] is not None], transform)
+    for o in ids:
+        if stops[o] is None and not tidy(masks[o], cands[o].fixed or cands[o].prompted).any():
+            stops[o] = "left"
+    return {o: (masks[o], stops[o]) for o in ids}
+
+
+def _split_pixels(contested: np.ndarray, masks: dict[int, np.ndarray], cands: dict[int, Candidate],
+                  live: list[int], transform: InputTransform | None) -> None:
+    """Give each contested pixel to one object: prompted (and fixed) objects first (rule 1),
+    then the highest logit (rule 3), ties to the lower id; ``masks`` are edited in place."""
+    sl = mask_bbox(contested)
+    region = contested[sl]
+    best = np.full(region.shape, -np.inf, dtype=np.float32)
+    owner = np.zeros(region.shape, dtype=np.int64)
+    for o in live:
+        c, inside = cands[o], masks[o][sl] & region
+        if not inside.any():
+            continue
+        if c.low_res_logits is not None and transform is not None:
+            value = full_logits(transform, c.low_res_logits)[sl]
+        else:
+            value = np.full(region.shape, 1e3, dtype=np.float32)
+        rank = 2 if c.fixed else 1 if c.prompted else 0
+        if c.previous is not None:  # temporal ownership: a pixel stays with the object it was on
+            value = value + 1e3 * c.previous[sl]
+        value = np.where(inside, value + 1e4 * rank, -np.inf)
+        better = value > best
+        best[better], owner[better] = value[better], o
+    for o in live:
+        masks[o][sl][region & (owner != o)] = False
