@@ -30,5 +30,5 @@ def parse_window(text: str | None, what: str = "window") -> str | tuple[float, f
     except ValueError:
         raise InputError(f"{what} {text!r} must be a preset name or two numbers WIDTH,LEVEL") from None
     if not (math.isfinite(width) and math.isfinite(level)) or width <= 0:
-        raise InputError(f"{what} {text!r}: the width must be positive and both numbers finite")
+        raise InputError(f"{what} {text!r} needs a finite WIDTH > 0 and a finite LEVEL")
     return (width, level)
