@@ -157,11 +157,11 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
     if config.backend not in BACKENDS:
         raise InputError(f"unknown backend {config.backend!r}; use one of {', '.join(BACKENDS)}")
     if config.workers < 1:
-        raise InputError(f"--workers must be >= 1, got {config.workers}")
+        raise InputError(f"workers must be >= 1, got {config.workers}")
     out = Path(config.outdir).expanduser()
     results_path, errors_path = out / "results.csv", out / "errors.csv"
     if results_path.exists() and not (config.resume or config.force):
-        raise OutputExistsError(f"{results_path} exists; pass --resume to continue it or --force to start over")
+        raise OutputExistsError(f"{results_path} exists; pass resume=True to continue it or force=True to start over")
     refs = collect_cases(config)  # validates the dataset paths before anything is written
     from medisam.prompting.strategies import parse_strategies
 

@@ -54,8 +54,9 @@ def paths_apart(inputs: Iterable[Optional[Path]], outputs: Named) -> None:
 
 
 #: Library keyword spellings in error messages -> the CLI flags that set them.
-FLAG_NAMES = (("force=True", "--force"), ("max_voxels=None", "--max-voxels 0"),
-              ("max_pixels=None", "--max-voxels 0"))
+FLAG_NAMES = (("force=True", "--force"), ("resume=True", "--resume"), ("max_voxels=None", "--max-voxels 0"),
+              ("max_pixels=None", "--max-voxels 0"), ("box or point (boxes=, points=)", "--box or --point"),
+              ("slice=K", "--slice K"), ("workers must", "--workers must"))
 
 
 def cli_message(message: str) -> str:

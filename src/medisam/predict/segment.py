@@ -31,9 +31,9 @@ def segment_image(predictor: Predictor, image: MedicalImage,
     """
     boxes = list(boxes)
     if not boxes and points is None:
-        raise PromptError("give at least one --box or --point")
+        raise PromptError("give at least one box or point (boxes=, points=)")
     if points is not None and len(boxes) > 1:
-        raise PromptError("points can refine one box only; use one --box with --point")
+        raise PromptError("points can refine one box only; give a single box with the points")
     predictor.set_image(image, slice=slice, window=window, axis=axis)
     h, w = predictor.image_size
     labels2d = np.zeros((h, w), dtype=np.uint16 if len(boxes) > 255 else np.uint8)

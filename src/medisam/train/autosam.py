@@ -103,7 +103,7 @@ def train_autosam(data: str | Path, output: str | Path, *, model: str = "litemed
     started = time.monotonic()
     output = Path(output)
     if output.exists() and not force:
-        raise OutputExistsError(f"{output} exists; pass --force to overwrite")
+        raise OutputExistsError(f"{output} exists; pass force=True to overwrite")
     torch.manual_seed(seed)
     base = load_model(model, checkpoint=checkpoint, device=device, backend="torch")
     net = base.net.eval().requires_grad_(False)
@@ -216,4 +216,4 @@ class AutoSam:
 
 def check_2d(image: MedicalImage, slice: int | None) -> None:
     if image.is_volume and slice is None:
-        raise InputError(f"a volume of {image.spatial_shape} (Z,Y,X) needs --slice K")
+        raise InputError(f"a volume of {image.spatial_shape} (Z,Y,X) needs slice=K")

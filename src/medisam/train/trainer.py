@@ -206,7 +206,7 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
     state_path = state_path_for(output)
     resume_state = _read_resume(resume, output) if resume is not None else None
     if output.exists() and not force and resume_state is None:
-        raise OutputExistsError(f"{output} exists; pass --force to overwrite or --resume to continue")
+        raise OutputExistsError(f"{output} exists; pass force=True to overwrite or resume=True to continue")
     device = resolve_device(config.device)
     info = dist_utils.init_from_env(device)
     device = dist_utils.device_for(info, device)
