@@ -246,6 +246,12 @@ class ClientSession:
             body["slice_range"] = [int(v) for v in slice_range]
         return self._mask(self.client.request("POST", self._url("/box3d"), json=body))
 
+    def add_click(self, zyx: Sequence[int], positive: bool = True, obj_id: int = 1) -> dict[str, Any]:
+        """A corrective click at voxel ``(z, y, x)`` of a volume: re-decodes and re-propagates the
+        object on the server; returns what it did (``rejected``, ``changed_slices``, ``undo_steps``)."""
+        body = {"zyx": [int(v) for v in zyx], "positive": bool(positive), "obj_id": obj_id}
+        return self.client.request("POST", self._url("/click3d"), json=body).json()
+
     def add_points(self, slice: int | None = None, *, points: Sequence[Sequence[float]], obj_id: int = 1) -> np.ndarray:
         """Corrective clicks ``(x, y, label)`` for an object already segmented on this slice."""
         body = {"slice": slice, "obj_id": obj_id, "points": [[float(v) for v in p] for p in points]}

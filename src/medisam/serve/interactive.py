@@ -210,6 +210,16 @@ class InteractiveSession:
         b3 = box3d_of(box3d, box, slice_range).check_inside(self.image.array.shape[:3])
         return self.volume.add_box3d(b3, self._obj(obj_id))
 
+    def add_click(self, zyx: Sequence[int], positive: bool = True, obj_id: int = 1):  # noqa: ANN201 - ClickOutcome
+        """Correct object ``obj_id`` in 3D with one click at voxel ``(z, y, x)``: the clicked
+        slice is re-decoded and the volume re-propagated (``predict.refine3d``)."""
+        if self.volume is None:
+            raise InputError("a 3D click needs a volume; on a 2D image add points instead")
+        add_click = getattr(type(self.volume), "add_click", None)
+        if add_click is None:
+            raise InputError(f"3D clicks are not available for {self.model.spec.name} sessions yet")
+        return add_click(self.volume, [int(v) for v in zyx], positive, self._obj(obj_id))
+
     def remove_object(self, obj_id: int) -> None:
         """Erase an object everywhere."""
         obj_id = self._obj(obj_id)

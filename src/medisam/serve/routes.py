@@ -26,6 +26,8 @@ from medisam.io.segment_meaning import parse_labels
 from medisam.serve.interactive import InteractiveSession, SliceResult
 from medisam.serve.schemas import (
     Box3DRequest,
+    Click3DRequest,
+    Click3DResult,
     Capabilities,
     PointsRequest,
     PromptRequest,
@@ -207,6 +209,20 @@ def add_box3d(sid: str, body: Box3DRequest, request: Request) -> SliceMask:
         res = session.state.add_box3d(body.box3d, body.obj_id, box=body.box, slice_range=body.slice_range)
         session.touch()
         return _slice_mask(session, res)
+
+
+@router.post("/sessions/{sid}/click3d", response_model=Click3DResult, tags=["prompts"])
+def add_click3d(sid: str, body: Click3DRequest, request: Request) -> Click3DResult:
+    """A corrective click on a volume: the clicked slice is re-decoded with the click and the
+    object re-propagated both ways (embeddings cached). ``rejected`` when the model did not
+    honour the click (nothing changed); undo takes it back in ``undo_steps`` calls."""
+    session = _session(request, sid)
+    with session.locked(), _ctx(request).inference:
+        out = session.state.add_click(body.zyx, body.positive, body.obj_id)
+        session.touch()
+        return Click3DResult(session_id=sid, slice=out.slice, obj_id=body.obj_id, rejected=out.rejected,
+                             changed_slices=len(out.changed), decoded=out.decoded, encoded=out.encoded,
+                             undo_steps=out.undo_steps)
 
 
 @router.post("/sessions/{sid}/points", response_model=SliceMask, tags=["prompts"])

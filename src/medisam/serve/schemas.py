@@ -66,6 +66,27 @@ class Box3DRequest(BaseModel):
                                              description="first, last slice of the box (with box)")
 
 
+class Click3DRequest(BaseModel):
+    """A corrective click on a volume's 3D result: voxel ``zyx`` (slice, row, column)."""
+
+    zyx: list[int] = Field(min_length=3, max_length=3, description="z, y, x voxel indices (z = slice)")
+    positive: bool = Field(True, description="true adds the voxel to the object, false removes it")
+    obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
+
+
+class Click3DResult(BaseModel):
+    """What one 3D click did (see ``medisam.predict.refine3d.ClickOutcome``)."""
+
+    session_id: str
+    slice: int
+    obj_id: int
+    rejected: bool
+    changed_slices: int
+    decoded: int
+    encoded: int
+    undo_steps: int
+
+
 class PointsRequest(BaseModel):
     slice: Optional[int] = None
     obj_id: int = Field(1, ge=1, le=65535)

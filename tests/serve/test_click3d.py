@@ -1,0 +1,54 @@
+"""3D corrective clicks over REST: the same result as VolumeSession.add_click, undoable, bad clicks 400."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from serve_data import ct_volume, disk
+
+from medisam.client import Client, ServerError
+
+
+def test_click3d_matches_volume_session_and_undoes(make_client, tiny_model):
+    from medisam.io import MedicalImage
+    from medisam.predict import VolumeSession
+
+    vol = ct_volume((8, 48, 48))
+    ref = VolumeSession(tiny_model, MedicalImage.from_array(vol, spacing=(1.0, 1.0, 2.0)))
+    ref.add_box3d((12, 12, 2, 36, 36, 5))
+    ref.propagate(progress=False)
+    expected_outcome = ref.add_click((3, 24, 24), positive=False)
+    expected = ref.label_map().array
+    c = Client(http=make_client())
+    with c.open_session(vol, spacing=(1.0, 1.0, 2.0)) as s:
+        s.add_box3d((12, 12, 2, 36, 36, 5))
+        s.propagate()
+        before = s.labels()
+        out = s.add_click((3, 24, 24), positive=False)
+        assert out["slice"] == 3 and out["rejected"] == expected_outcome.rejected
+        assert out["undo_steps"] == expected_outcome.undo_steps
+        assert out["changed_slices"] == len(expected_outcome.changed)
+        assert np.array_equal(s.labels(), expected)
+        for _ in range(0 if out["rejected"] else out["undo_steps"]):
+            assert s.undo()
+        s.propagate()
+        assert np.array_equal(s.labels(), before)  # the click is taken back
+
+
+@pytest.mark.parametrize("body, msg", [
+    ({"zyx": [9, 1, 1]}, "outside"),
+    ({"zyx": [1, 1]}, "zyx"),
+    ({"zyx": [1, 20, 20], "positive": False, "obj_id": 7}, "background click"),
+])
+def test_bad_clicks_are_400(make_client, body, msg):
+    tc = make_client()
+    c = Client(http=tc)
+    with c.open_session(ct_volume()) as s:
+        r = tc.post(f"/sessions/{s.id}/click3d", json=body)
+        assert r.status_code in (400, 422) and msg in str(r.json()["detail"])
+
+
+def test_click3d_on_2d_image_is_400(make_client):
+    c = Client(http=make_client())
+    with c.open_session(disk()) as s, pytest.raises(ServerError, match="needs a volume"):
+        s.add_click((0, 5, 5))
