@@ -45,7 +45,7 @@ def test_click_reuses_cached_embeddings_and_is_undoable(tiny_model):
         assert after[z, outcome.point[1], outcome.point[0]] == 2
         assert outcome.decoded >= 1
         assert set(outcome.changed) == {int(t) for t in np.nonzero((after != before).any(axis=(1, 2)))[0]}
-        for _ in range(outcome.undo_steps):  # one click = one step (two when its box was corrected)
+        for _ in range(outcome.undo_steps):  # one click = one undo step, box correction included
             session.undo()
         assert np.array_equal(_labels(session), before)
         assert counter.calls == encoded_box
@@ -59,10 +59,12 @@ def test_rejected_click_leaves_the_result_alone(tiny_model):
     before = _labels(session)
     seen = set()
     for y in range(8, 25, 2):  # negative clicks; those the model ignores are undone
+        labels_before, history_before = _labels(session), session.can_undo
         out = refine_with_click(session, (2, y, 20), positive=False, obj_id=1)
         seen.add(out.rejected)
-        if out.rejected:
-            assert out.changed == () and out.decoded in (1, 2)
+        if out.rejected:  # rolled back: the same labels, no undo step added
+            assert out.changed == () and out.decoded in (1, 2) and out.undo_steps == 0
+            assert np.array_equal(_labels(session), labels_before) and session.can_undo == history_before
     if True not in seen:
         pytest.skip("the random model honoured every click")
     assert _labels(session).shape == before.shape

@@ -23,7 +23,8 @@ A click is one ``add_points`` call, so one ``session.undo()`` takes it back (the
 results are reused, not recomputed). Box-trained models (LiteMedSAM) often ignore a point
 against the slice's box: when the re-decoded slice does not honour the click (the voxel
 stays outside after a positive click, inside after a negative one), the slice's box is
-corrected to agree with it (:func:`corrected_box`, ``add_box``, so two undo steps); if the
+corrected to agree with it (:func:`corrected_box`, ``add_box``; still one undo step: both calls
+run in one ``session.step()``); if the
 click is still not honoured, it is undone at once and reported as ``rejected``: propagating
 such a mask only spreads the miss.
 """
@@ -57,8 +58,8 @@ class ClickOutcome:
         rejected: the re-decoded slice did not honour the click (a positive click outside
             its mask, a negative one inside), even with :func:`corrected_box`, so the click
             was undone and nothing changed.
-        undo_steps: ``session.undo()`` calls that take the click back (2 when the box was
-            corrected too).
+        undo_steps: ``session.undo()`` calls that take the click back: 1 (the click and its
+            box correction are one step), 0 when rejected (the step was rolled back).
     """
 
     slice: int
@@ -69,6 +70,10 @@ class ClickOutcome:
     settled_at: dict[int, int | None] = field(default_factory=dict)
     rejected: bool = False
     undo_steps: int = 1
+
+
+class _NotHonoured(Exception):
+    """The re-decoded slice did not honour the click (internal: rolls the click's step back)."""
 
 
 def click_on_plane(session, zyx: Sequence[int]) -> tuple[int, int, int]:
@@ -128,17 +133,24 @@ def refine_with_click(session, zyx: Sequence[int], positive: bool, obj_id: int =
     before = _masks(session, obj_id)
     encoded0 = len(session.encoded_planes)
     point = (x, y, 1 if positive else 0)
-    seed = session.add_points(t, [point], obj_id=obj_id)
-    steps, decoded = 1, 1
-    if bool(seed.mask[y, x]) != positive:  # not honoured: retry with a box that agrees with the click
-        box = corrected_box(before.get(t), x, y, positive, session.plane_hw)
-        if box is not None:
-            seed = session.add_box(t, box, obj_id=obj_id)  # keeps the click and the slice's logits
-            steps, decoded = 2, 2
-    if bool(seed.mask[y, x]) != positive:  # still not honoured: keep the old result
-        for _ in range(steps):
-            session.undo()
-        return ClickOutcome(t, point, decoded, len(session.encoded_planes) - encoded0, rejected=True)
+    decoded = 0
+    try:
+        with session.step():  # the click (and its box correction) is ONE undo step, all or nothing
+            seed = session.add_points(t, [point], obj_id=obj_id)
+            decoded = 1
+            if bool(seed.mask[y, x]) != positive:  # not honoured: retry with a box that agrees with the click
+                box = corrected_box(before.get(t), x, y, positive, session.plane_hw)
+                if box is not None:
+                    seed = session.add_box(t, box, obj_id=obj_id)  # keeps the click and the slice's logits
+                    decoded = 2
+            if bool(seed.mask[y, x]) != positive:  # still not honoured: roll back, keep the old result
+                raise _NotHonoured
+    except _NotHonoured:
+        for s in session.object_ids:  # results of the restored prompts (cached or re-decoded)
+            session.results(s)
+        return ClickOutcome(t, point, decoded, len(session.encoded_planes) - encoded0, rejected=True,
+                            undo_steps=0)
+    steps = 1
     decoded += sum(1 for _ in session.iter_propagate())
     after = _masks(session, obj_id)
     empty = np.zeros(session.plane_hw, dtype=bool)
