@@ -8,6 +8,21 @@ from pathlib import Path
 import numpy as np
 
 
+def new_instance(sop_class: str):  # noqa: ANN201 - pydicom Dataset
+    """An empty Explicit-VR-LE dataset of ``sop_class`` with its file meta and a fresh instance UID."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    return ds
+
+
 def write_ct_series(
     folder: Path,
     hu: np.ndarray,
@@ -23,8 +38,7 @@ def write_ct_series(
 
     Returns (SeriesInstanceUID, file paths ordered by slice index k).
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import CTImageStorage, generate_uid
 
     folder.mkdir(parents=True, exist_ok=True)
     study, series, frame = generate_uid(), generate_uid(), generate_uid()
@@ -33,14 +47,7 @@ def write_ct_series(
     random.Random(seed).shuffle(order)  # file names do not follow slice order
     paths: list[Path] = [None] * hu.shape[0]  # type: ignore[list-item]
     for name_idx, k in enumerate(order):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds = new_instance(CTImageStorage)
         ds.SpecificCharacterSet = "ISO_IR 100"
         ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Patient", "P1", "", "O"
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame

@@ -15,16 +15,11 @@ TINY = ["--model", "litemedsam-tiny", "--device", "cpu", "--no-progress"]
 
 def write_cine(grey: np.ndarray, path, fps: float):
     """``(T, Y, X)`` uint8 frames as a multi-frame ultrasound DICOM (cine loop, FrameTime in ms)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+    from pydicom.uid import UltrasoundMultiFrameImageStorage, generate_uid
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    from tests.dicom_factory import new_instance
+
+    ds = new_instance(UltrasoundMultiFrameImageStorage)
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.PatientName, ds.PatientID, ds.Modality = "Test^Patient", "P1", "US"
     ds.NumberOfFrames, ds.FrameTime = grey.shape[0], 1000.0 / fps
