@@ -100,7 +100,8 @@ class TrackingSession(VolumeSession):
         first, last = min(state.seeds), max(state.seeds)
         if name == "before" and state.obj_id in self.begins:
             return first, first - 1
-        return {"forward": (first, self.num_slices - 1), "backward": (0, last), "before": (0, first - 1)}[name]
+        lo, hi = self._range(state)  # a 3D box (or --slices) keeps the object inside its frames
+        return {"forward": (first, hi), "backward": (lo, last), "before": (lo, first - 1)}[name]
 
     def _frames(self, name: str, step: int) -> list[int]:
         """Frames pass ``name`` visits, in its order."""
