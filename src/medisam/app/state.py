@@ -10,6 +10,7 @@ It is plain Python so tests drive it without a browser.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -59,6 +60,7 @@ class AppState:
         self.boxes: dict[int, tuple[tuple[float, ...], int, int]] = {}  # obj -> (box, first, last) drawn
         self.cancel_requested = False
         self.opacity: dict[int, float] = {}  # object -> fill opacity in the picture (legend); default 0.4
+        self._renders = 0  # pictures written by render_file
         self._workdir = Path(tempfile.mkdtemp(prefix="medisam-app-"))
         self._workdir.chmod(0o700)
         self.message = "open an image, a volume (NIfTI/NRRD/MHA), a DICOM file or a zipped DICOM series"
@@ -69,7 +71,7 @@ class AppState:
         path = Path(path)
         ext = ".zip" if path.name.lower().endswith(".zip") else file_extension(path)
         if ext == ".zip":
-            dest = self._workdir / f"zip-{len(list(self._workdir.iterdir()))}"
+            dest = Path(tempfile.mkdtemp(prefix="zip-", dir=self._workdir)) / "series"
             extract_zip(path, dest, max_members=5000, max_bytes=2 << 30, max_ratio=200.0)
             image = read_image(dest, max_voxels=self.max_voxels)
         else:
@@ -211,6 +213,26 @@ class AppState:
         if self.pending_corner is not None:
             cv2.drawMarker(out, at(*self.pending_corner), (255, 255, 0), cv2.MARKER_CROSS, 4 * r, max(1, r // 2))
         return out
+
+    def render_file(self) -> str | None:
+        """:meth:`render` as a PNG file of its own (the picture the web UI shows).
+
+        Each render gets a new name, written under a temporary name and renamed into place:
+        Gradio copies a file into its cache atomically, whereas for an array it rewrites one
+        content-named file in place, which a browser still loading that same picture (a quick
+        wheel scroll back and forth) receives truncated. Only the last two renders are kept.
+        """
+        out = self.render()
+        if out is None:
+            return None
+        self._renders += 1
+        path = self._workdir / f"view-{self._renders}.png"
+        tmp = path.with_name(f".{path.name}.tmp.png")
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(out, cv2.COLOR_RGB2BGR)):
+            raise InputError("could not write the picture for the viewer")
+        os.replace(tmp, path)
+        (self._workdir / f"view-{self._renders - 2}.png").unlink(missing_ok=True)
+        return str(path)
 
     def mask_extension(self) -> str:
         """The mask format matching the input: PNG for pictures, DICOM-SEG for DICOM series, ..."""

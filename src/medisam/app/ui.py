@@ -48,7 +48,7 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                     st.message = error_line(exc)
                 else:
                     return st, None, error_line(exc)
-            view_out = (st.render() if st else None) if redraw else gr.update()
+            view_out = (st.render_file() if st else None) if redraw else gr.update()
             return st, view_out, (st.message if st else "")
         return run
 
@@ -64,7 +64,7 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         n = s.num_slices
         slider = gr.update(minimum=0, maximum=max(n - 1, 1), value=st.slice, visible=s.image.is_volume,
                            interactive=s.image.is_volume)
-        return st, st.render(), slider, st.message
+        return st, st.render_file(), slider, st.message
 
     def on_slice(st: AppState, k: float) -> None:
         if st is not None and st.session is not None:
@@ -165,7 +165,7 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                 download = gr.Button("Download mask", variant="primary", elem_id="medisam-download")
                 out_file = gr.File(label="mask file", interactive=False, elem_id="medisam-mask")
             with gr.Column(scale=3):
-                view = gr.Image(type="numpy", format="png", interactive=False, label="click to prompt", height=560,
+                view = gr.Image(type="filepath", format="png", interactive=False, label="click to prompt", height=560,
                                 elem_id="medisam-view", buttons=[])
                 slider = gr.Slider(0, 1, value=0, step=1, label="slice / frame", visible=False,
                                    elem_id="medisam-slice")
