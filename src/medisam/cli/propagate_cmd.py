@@ -116,22 +116,10 @@ def _is_video(input: Path) -> bool:
 
     p = Path(input)
     if p.is_file() and checks.is_dicom_input(p):
-        return _is_dicom_cine(p)
+        from medisam.io.read_dicom import is_dicom_cine
+
+        return is_dicom_cine(p)
     return p.name.lower().endswith(VIDEO_EXTENSIONS) or (p.is_dir() and is_frame_folder(p))
-
-
-def _is_dicom_cine(path: Path) -> bool:
-    """A multi-frame DICOM file the reader takes as a video (cine loop: US, XA, ... or a frame time)."""
-    import pydicom
-
-    from medisam.io.read_dicom import VIDEO_MODALITIES
-
-    try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
-    except Exception:  # unreadable: the reader reports it
-        return False
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    return frames > 1 and (ds.get("Modality") in VIDEO_MODALITIES or bool(ds.get("FrameTime") or ds.get("CineRate")))
 
 
 def _check_video_args(prompt: dict, output: Path, overlay: Optional[Path], axis: Optional[int],

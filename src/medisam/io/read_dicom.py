@@ -61,6 +61,22 @@ def _header(path: str | Path) -> pydicom.Dataset:
         raise InputError(f"{path}: not a readable DICOM file ({type(exc).__name__})") from exc
 
 
+def is_cine(ds: pydicom.Dataset, modality: str | None = None) -> bool:
+    """A multi-frame header read as a video: a cine modality (US, XA, ...) or a frame time/rate."""
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    modality = modality or str(ds.get("Modality", "OT"))
+    return frames > 1 and (modality in VIDEO_MODALITIES or bool(ds.get("FrameTime") or ds.get("CineRate")))
+
+
+def is_dicom_cine(path: str | Path) -> bool:
+    """True for a DICOM file :func:`read_dicom_file` reads as a video (False when unreadable:
+    the reader then reports why)."""
+    try:
+        return is_cine(_header(path))
+    except InputError:
+        return False
+
+
 def is_dicom_file(path: Path) -> bool:
     """True when ``path`` has the DICOM preamble magic ``DICM`` at byte 128."""
     try:
@@ -219,8 +235,7 @@ def read_dicom_file(path: Path, opts: ReadOptions) -> MedicalImage:
     modality = opts.modality or modality
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
-        is_video = modality in VIDEO_MODALITIES or bool(ds.get("FrameTime") or ds.get("CineRate"))
-        if is_video:
+        if is_cine(ds, modality):
             arr = sitk.GetArrayFromImage(img)
             sp = img.GetSpacing()
             source["fps"] = _frame_rate(ds)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from medisam.errors import PromptError
+from medisam.prompting.sampling import nonempty_mask
 from medisam.prompts import Box, Box3D
 
 BOX_SEED = 2025
@@ -60,12 +60,7 @@ class Click:
 
 
 def _nonempty(mask: np.ndarray) -> np.ndarray:
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 3:
-        raise PromptError(f"a 3D prompt needs a (Z, Y, X) mask, got shape {mask.shape}")
-    if not mask.any():
-        raise PromptError("cannot place a 3D prompt for an empty mask")
-    return mask
+    return nonempty_mask(mask, 3, "a 3D prompt needs a (Z, Y, X) mask", "cannot place a 3D prompt for an empty mask")
 
 
 def box_growth(rng: np.random.RandomState, height: int, width: int) -> tuple[int, int]:

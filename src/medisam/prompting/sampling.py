@@ -16,18 +16,21 @@ from medisam.errors import PromptError
 from medisam.prompts import Box, Points
 
 
-def _check_mask(mask: np.ndarray) -> np.ndarray:
+def nonempty_mask(mask: np.ndarray, ndim: int = 2, needs: str = "prompt simulation needs a 2D mask",
+                  empty: str = "cannot simulate a prompt for an empty mask") -> np.ndarray:
+    """``mask`` as bool with ``ndim`` dimensions and some foreground, else a PromptError
+    (``needs``/``empty`` word the message for the caller)."""
     mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 2:
-        raise PromptError(f"prompt simulation needs a 2D mask, got shape {mask.shape}")
+    if mask.ndim != ndim:
+        raise PromptError(f"{needs}, got shape {mask.shape}")
     if not mask.any():
-        raise PromptError("cannot simulate a prompt for an empty mask")
+        raise PromptError(empty)
     return mask
 
 
 def tight_box(mask: np.ndarray) -> Box:
     """The tightest XYXY box (pixel edges) around the mask's foreground."""
-    box = Box.from_mask(_check_mask(mask))
+    box = Box.from_mask(nonempty_mask(mask))
     assert box is not None
     return box
 
@@ -60,7 +63,7 @@ def interior_point(mask: np.ndarray) -> tuple[int, int]:
     region touching the image border is treated as ending there; ties go to the first
     pixel in row-major order. The point is always inside the mask, even for rings.
     """
-    mask = _check_mask(mask)
+    mask = nonempty_mask(mask)
     dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
     row, col = np.unravel_index(int(np.argmax(dist)), dist.shape)
     return int(col), int(row)
@@ -80,7 +83,7 @@ def negative_region(mask: np.ndarray, margin: float = 0.5) -> np.ndarray:
     """Background near the object: the tight box grown by ``margin`` of its size, minus the
     mask (the whole background when that band is empty). Negatives far from the object
     tell a promptable model nothing, so they are drawn close to it."""
-    mask = _check_mask(mask)
+    mask = nonempty_mask(mask)
     h, w = mask.shape
     b = tight_box(mask)
     mx, my = margin * (b.x1 - b.x0), margin * (b.y1 - b.y0)
@@ -96,7 +99,7 @@ def sample_points(mask: np.ndarray, n_pos: int, n_neg: int, rng: np.random.Gener
     """``n_pos`` positive points inside the mask and ``n_neg`` negatives near it (see
     :func:`negative_region`); positives first. Negatives are omitted when the mask
     covers the whole image."""
-    mask = _check_mask(mask)
+    mask = nonempty_mask(mask)
     if n_pos < 1 or n_neg < 0:
         raise PromptError(f"need n_pos >= 1 and n_neg >= 0, got {n_pos}, {n_neg}")
     coords = [random_points(mask, n_pos, rng)]

@@ -27,7 +27,7 @@ from medisam.errors import InputError, PromptError
 from medisam.io.intensity import to_display
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
-from medisam.predict import EmbeddingCache, Predictor, Session, open_session
+from medisam.predict import EmbeddingCache, Predictor, Session, VolumeSession, open_session
 from medisam.predict.contract import SliceResult
 from medisam.predict.volume import as_box3d, volume_to_display
 from medisam.prompts import Box, Box3D, Points
@@ -215,10 +215,9 @@ class InteractiveSession:
         slice is re-decoded and the volume re-propagated (``predict.refine3d``)."""
         if self.volume is None:
             raise InputError("a 3D click needs a volume; on a 2D image add points instead")
-        add_click = getattr(type(self.volume), "add_click", None)
-        if add_click is None:
+        if not isinstance(self.volume, VolumeSession):  # Sam2Session: no 3D click refinement yet
             raise InputError(f"3D clicks are not available for {self.model.spec.name} sessions yet")
-        return add_click(self.volume, [int(v) for v in zyx], positive, self._obj(obj_id))
+        return self.volume.add_click([int(v) for v in zyx], positive, self._obj(obj_id))
 
     def remove_object(self, obj_id: int) -> None:
         """Erase an object everywhere."""
