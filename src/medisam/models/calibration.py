@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 MakeBackend = Callable[[PromptableModel, str, str, torch.device, int], PromptableModel]
 
 
-def _sample_cases() -> list[tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]]:
+def sample_cases() -> list[tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]]:
     """(display image, ground-truth mask, tight box) of the bundled CT samples."""
     from medisam.io import read_image
     from medisam.io.intensity import to_display
@@ -70,7 +70,7 @@ def calibrate(base: PromptableModel, threads: int, make_backend: MakeBackend, re
     from medisam.metrics_basic import dice
     from medisam.models.precision import precision_guard
 
-    cases = _sample_cases()
+    cases = sample_cases()
     cpu = torch.device("cpu")
     t_start = time.perf_counter()
     progress(f"calibrating backend 'auto' for this machine (one-off, result in {profile_path()})")

@@ -110,7 +110,7 @@ class OpenVinoModel(PromptableModel):
 
 def int8_encoder(base: PromptableModel, folder):  # noqa: ANN001, ANN201 - Path -> Path
     """The NNCF int8 encoder of ``folder`` (quantised on first use, with a progress line)."""
-    from medisam.models.calibration import _sample_cases
+    from medisam.models.calibration import sample_cases
     from medisam.models.runtime import progress
     from medisam.models.quantize import calibration_inputs, quantize_encoder, quantized_encoder_path
 
@@ -121,7 +121,7 @@ def int8_encoder(base: PromptableModel, folder):  # noqa: ANN001, ANN201 - Path 
 
     t0 = time.perf_counter()
     progress(f"quantising the {base.spec.name} encoder to int8 (first use only) -> {target}")
-    images = [image for image, _, _ in _sample_cases()]
+    images = [image for image, _, _ in sample_cases()]
     path = quantize_encoder(folder, calibration_inputs(base.preprocess, images))
     progress(f"int8 encoder done in {time.perf_counter() - t0:.0f} s")
     return path
