@@ -13,8 +13,11 @@ from medisam.predict.cache import embedding_key
 from tests.conftest import disk_image
 
 
-def test_typed_signature_spells_every_models_cache_signature(tiny_model):
+def test_typed_signature_spells_every_models_cache_signature(tiny_model, monkeypatch):
     from medisam.models.backends import TorchModel
+
+    # the signature, not bf16 arithmetic, is under test: allow bf16 on CPUs without AVX512_BF16/AMX
+    monkeypatch.setattr("medisam.models.precision.cpu_has_bf16", lambda: True)
 
     assert str(tiny_model.signature) == tiny_model.cache_signature
     bf16 = TorchModel(tiny_model, "bf16")
