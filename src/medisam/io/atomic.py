@@ -17,7 +17,7 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from medisam.errors import InputError, OutputExistsError
 
@@ -30,23 +30,38 @@ TMP_PREFIX = ".medisam-tmp-"
 STALE_TMP_S = 3600.0
 
 
-def sweep_stale_tmp(parent: Path, max_age_s: float = STALE_TMP_S) -> int:
-    """Delete this user's ``.medisam-tmp-*`` folders in ``parent`` older than ``max_age_s``; returns how many."""
-    now = time.time()
+def sweep_owned_dirs(parent: Path, prefix: str, is_stale: Callable[[Path, os.stat_result], bool]) -> int:
+    """Delete this user's real folders ``parent/prefix*`` for which ``is_stale(path, stat)`` holds.
+
+    The one sweep for what killed processes leave behind (writers' temporary folders, a server's
+    upload roots): symlinks, files and other users' folders are never touched. Returns how many
+    folders were deleted.
+    """
     removed = 0
     try:
         entries = list(os.scandir(parent))
     except OSError:
         return 0
     for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
         try:
             st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            stale = is_stale(Path(entry.path), st)
         except OSError:
             continue
-        if (entry.name.startswith(TMP_PREFIX) and stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
-                and now - st.st_mtime > max_age_s):
+        if stale:
             shutil.rmtree(entry.path, ignore_errors=True)
             removed += 1
+    return removed
+
+
+def sweep_stale_tmp(parent: Path, max_age_s: float = STALE_TMP_S) -> int:
+    """Delete this user's ``.medisam-tmp-*`` folders in ``parent`` older than ``max_age_s``; returns how many."""
+    now = time.time()
+    removed = sweep_owned_dirs(parent, TMP_PREFIX, lambda _path, st: now - st.st_mtime > max_age_s)
     if removed:
         log.info("removed %d stale temporary folder(s) in %s", removed, parent)
     return removed

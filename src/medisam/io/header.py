@@ -31,16 +31,10 @@ class Header:
 
 
 def _raster(path: Path) -> Header:
-    from PIL import Image
+    from medisam.io.read_raster import raster_header
 
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            pages = int(getattr(im, "n_frames", 1))
-            bands = len([b for b in im.getbands() if b != "A"])
-    except Exception as exc:  # PIL raises many types for corrupt files
-        raise InputError(f"{path}: cannot read image header ({type(exc).__name__}: {exc})") from None
-    return Header((pages, h, w) if pages > 1 else (h, w), bands)
+    shape, _pages, _label_png = raster_header(path)  # the reader's own header check, size limit included
+    return Header(tuple(shape[:-1]), shape[-1])
 
 
 def _sitk(path: Path) -> Header:

@@ -10,7 +10,7 @@ from medisam.errors import InputError
 from medisam.io import read_dicom, read_npz, read_raster, read_sitk, video  # noqa: F401 - register readers
 from medisam.io.limits import DEFAULT_MAX_VOXELS, check_pixels
 from medisam.io.medical_image import MedicalImage
-from medisam.io.registry import READERS, ReadOptions, file_extension, reader_for
+from medisam.io.registry import READERS, ReadOptions, file_extension, picks_channel, reader_for
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def read_image(
         if p.stat().st_size == 0:
             raise InputError(f"{p}: empty file")
         image = reader(p, opts)
-    if channel is not None and reader is not read_sitk.read_sitk:  # SimpleITK files pick it while reading
+    if channel is not None and not picks_channel(reader):
         image = _pick_channel(image, channel, p)
     check_pixels(image.array, p)
     source = {"path": str(p.resolve()), **image.source}

@@ -23,6 +23,7 @@ import SimpleITK as sitk
 
 from medisam.errors import InputError
 from medisam.io.dicom_geometry import check_positions, read_slice_headers, skipped_files
+from medisam.io.itk_quiet import quiet_itk
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
 from medisam.io.registry import ReadOptions, register_reader
@@ -89,12 +90,8 @@ def is_dicom_file(path: Path) -> bool:
 
 def _series_ids(dirpath: str) -> tuple[str, ...]:
     """GDCM series UIDs in one folder, without ITK's stderr warning for folders with none."""
-    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
-    try:
+    with quiet_itk():
         return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(dirpath) or ())
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
 def list_dicom_series(folder: str | Path) -> list[SeriesInfo]:
@@ -191,14 +188,11 @@ def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
         raise InputError(f"{folder}: {exc}") from None
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(info.files))
-    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's "non uniform sampling" note: problems says more
     try:
-        img = reader.Execute()
+        with quiet_itk():  # ITK's "non uniform sampling" note: problems says more
+            img = reader.Execute()
     except RuntimeError as exc:
         raise InputError(f"{folder}: {_decode_failure(info, exc)}") from None
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
     modality = opts.modality or info.modality
     image = sitk_to_image(img, modality=modality, source=_source(folder, ds, list(info.files)))
     if problems:

@@ -32,12 +32,13 @@ RASTER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 def raster_header(path: Path) -> tuple[tuple[int, ...], int, bool]:
     """(shape, number of pages, whether it is a label PNG medisam wrote) from the file header,
-    without decoding pixels."""
+    without decoding pixels. The shape's last axis counts colour bands, alpha left out (the
+    reader drops it)."""
     try:
         with Image.open(path) as im:
             w, h = im.size
             pages = int(getattr(im, "n_frames", 1))
-            bands = len(im.getbands())
+            bands = len([b for b in im.getbands() if b != "A"])
             label_png = is_label_image(im)
     except Image.DecompressionBombError as exc:  # above twice Pillow's MAX_IMAGE_PIXELS
         n = re.search(r"\((\d+) pixels\)", str(exc))

@@ -16,6 +16,7 @@ import SimpleITK as sitk
 
 from medisam.errors import InputError
 from medisam.io.detached import check_data_files
+from medisam.io.itk_quiet import quiet_itk
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
 from medisam.io.nifti_check import check_nifti, sform_shear, shear_message
@@ -65,14 +66,11 @@ def read_sitk(path: Path, opts: ReadOptions) -> MedicalImage:
         raise InputError(f"{path}: {dim}D images are not supported (2D or 3D only)")
     if _format_of(path) == "nifti":
         check_nifti(path)
-    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # e.g. "unexpected scales in sform": reported below
     try:
-        img = reader.Execute()
+        with quiet_itk():  # e.g. "unexpected scales in sform": reported below
+            img = reader.Execute()
     except RuntimeError as exc:
         raise InputError(f"{path}: cannot read pixel data (corrupt or truncated file)") from exc
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
     if dim == 4:
         c = opts.channel
         img = sitk.Extract(img, [size[0], size[1], size[2], 0], [0, 0, 0, c])
@@ -91,4 +89,4 @@ def read_sitk(path: Path, opts: ReadOptions) -> MedicalImage:
     return image
 
 
-register_reader(tuple(FORMATS), read_sitk)
+register_reader(tuple(FORMATS), read_sitk, picks_channel=True)

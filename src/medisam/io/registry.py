@@ -28,12 +28,25 @@ Reader = Callable[[Path, ReadOptions], MedicalImage]
 
 #: Lower-case extension (including compound ones such as ".nii.gz") -> reader function.
 READERS: dict[str, Reader] = {}
+#: Readers that apply ``ReadOptions.channel`` themselves (while reading); the others get it applied after.
+_PICK_CHANNEL_WHILE_READING: set[Reader] = set()
 
 
-def register_reader(extensions: tuple[str, ...] | list[str], reader: Reader) -> None:
-    """Register ``reader`` for each extension (e.g. ``(".nii", ".nii.gz")``)."""
+def register_reader(extensions: tuple[str, ...] | list[str], reader: Reader, *, picks_channel: bool = False) -> None:
+    """Register ``reader`` for each extension (e.g. ``(".nii", ".nii.gz")``).
+
+    ``picks_channel``: the reader honours ``ReadOptions.channel`` itself (e.g. a 4D volume, where
+    reading every channel first would waste memory); otherwise ``read_image`` picks it afterwards.
+    """
     for ext in extensions:
         READERS[ext.lower()] = reader
+    if picks_channel:
+        _PICK_CHANNEL_WHILE_READING.add(reader)
+
+
+def picks_channel(reader: Reader | None) -> bool:
+    """Whether ``reader`` applied ``ReadOptions.channel`` while reading."""
+    return reader in _PICK_CHANNEL_WHILE_READING
 
 
 def file_extension(path: Path) -> str:

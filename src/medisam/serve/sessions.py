@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from medisam.errors import MedisamError
+from medisam.io.atomic import sweep_owned_dirs
 from medisam.memory import release_memory
 from medisam.serve.interactive import InteractiveSession
 
@@ -103,21 +104,13 @@ def sweep_stale_roots(tmp: Path, legacy_age_s: float = LEGACY_ROOT_AGE_S) -> int
     Folders of the older unnamed form (no pid) are deleted when nothing in them changed for
     ``legacy_age_s``. Returns how many folders were deleted.
     """
-    removed = 0
-    for folder in tmp.glob(f"{ROOT_PREFIX}*"):
-        try:
-            if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
-                continue
-            m = re.fullmatch(re.escape(ROOT_PREFIX) + r"(\d+)-\w+", folder.name)
-            if m is not None:
-                stale = not _pid_alive(int(m.group(1)))
-            else:
-                stale = time.time() - _newest_mtime(folder) > legacy_age_s
-        except OSError:
-            continue
-        if stale:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed += 1
+    def is_stale(folder: Path, _st: os.stat_result) -> bool:
+        m = re.fullmatch(re.escape(ROOT_PREFIX) + r"(\d+)-\w+", folder.name)
+        if m is not None:
+            return not _pid_alive(int(m.group(1)))
+        return time.time() - _newest_mtime(folder) > legacy_age_s
+
+    removed = sweep_owned_dirs(tmp, ROOT_PREFIX, is_stale)
     if removed:
         log.warning("removed %d folder(s) left by server processes that no longer run", removed)
     return removed
