@@ -558,7 +558,11 @@ def main() -> None:
     threads = resolve_threads()
     torch.set_num_threads(threads)
     cpu = torch.device("cpu")
-    print(f"threads {threads}; torch {torch.__version__}; loading models...", flush=True)
+    from medisam.models.precision import cpu_has_vnni
+
+    # bf16 and int8 rows exist only where the CPU has them: say so, results differ a lot by CPU
+    print(f"threads {threads}; torch {torch.__version__}; CPU bf16 {'yes' if cpu_has_bf16() else 'no'}, "
+          f"int8 dot products (VNNI) {'yes' if cpu_has_vnni() else 'no'}; loading models...", flush=True)
     ref = Reference(tempfile.mkdtemp(prefix="medsam-lite-"))
     models = {}
     wanted = None if args.configs == "all" else set(args.configs.split(","))
