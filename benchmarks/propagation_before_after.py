@@ -21,11 +21,6 @@ from medisam.models.openvino_backend import OpenVinoModel
 from medisam.predict import PropagationConfig, VolumeSession, Predictor
 from medisam.metrics_basic import dice
 
-slices, rounds = int(sys.argv[1]), int(sys.argv[2])
-model = load_model("litemedsam", device="cpu")
-print("default:", model.backend, model.precision, "threads", model.threads, flush=True)
-vol, spacing, mid, box = volume_100(slices)
-new_best, new_stream = Predictor.predict_best, OpenVinoModel._encode_streams
 
 def loop_best(self, boxes):
     """Before: one predict() per box, the strictly better score kept."""
@@ -36,28 +31,41 @@ def loop_best(self, boxes):
             best = (i, p)
     return best
 
+
 def one_at_a_time(self, x):
     """Before: a batch encoded image by image on the latency-compiled encoder."""
     r = self._request(self._encoder)
     return np.concatenate([r.infer({"image": x[i:i + 1]})[0].copy() for i in range(x.shape[0])])
 
-def run(old):
-    Predictor.predict_best = loop_best if old else new_best
-    OpenVinoModel._encode_streams = one_at_a_time if old else new_stream
-    gc.collect()
-    w0, c0 = time.perf_counter(), time.process_time()
-    s = VolumeSession(model, vol, config=PropagationConfig(encode_batch=4))
-    s.add_box(mid, box); s.propagate(progress=False)
-    return time.perf_counter() - w0, time.process_time() - c0, {z: r.mask for z, r in s.results(1).items()}, len(s.encoded_slices)
 
-res = {"old": [], "new": []}
-for r in range(rounds):
-    for k in ("old", "new"):
-        res[k].append(run(k == "old")); print(k, f"{res[k][-1][0]:.1f} s wall {res[k][-1][1]:.1f} s cpu, {res[k][-1][3]} encoded", flush=True)
-for k in res:
-    print(f"{k}: wall median {np.median([x[0] for x in res[k]]):.1f} s, cpu median {np.median([x[1] for x in res[k]]):.1f} s")
-a, b = res["old"][0][2], res["new"][0][2]
-ds = [dice(a[z], b[z]) for z in a if a[z].any() or b[z].any()]
-eq = np.mean([np.mean(a[z] == b[z]) for z in a])
-print(f"agreement new vs old: slices {len(a)} vs {len(b)}, same keys {a.keys() == b.keys()}, pixel agreement {eq:.6f}, "
-      f"Dice mean {np.mean(ds):.5f} min {np.min(ds):.5f}, identical slices {sum(np.array_equal(a[z], b[z]) for z in a)}/{len(a)}")
+def main() -> None:
+    slices, rounds = int(sys.argv[1]), int(sys.argv[2])
+    model = load_model("litemedsam", device="cpu")
+    print("default:", model.backend, model.precision, "threads", model.threads, flush=True)
+    vol, spacing, mid, box = volume_100(slices)
+    new_best, new_stream = Predictor.predict_best, OpenVinoModel._encode_streams
+
+    def run(old):
+        Predictor.predict_best = loop_best if old else new_best
+        OpenVinoModel._encode_streams = one_at_a_time if old else new_stream
+        gc.collect()
+        w0, c0 = time.perf_counter(), time.process_time()
+        s = VolumeSession(model, vol, config=PropagationConfig(encode_batch=4))
+        s.add_box(mid, box); s.propagate(progress=False)
+        return time.perf_counter() - w0, time.process_time() - c0, {z: r.mask for z, r in s.results(1).items()}, len(s.encoded_slices)
+
+    res = {"old": [], "new": []}
+    for r in range(rounds):
+        for k in ("old", "new"):
+            res[k].append(run(k == "old")); print(k, f"{res[k][-1][0]:.1f} s wall {res[k][-1][1]:.1f} s cpu, {res[k][-1][3]} encoded", flush=True)
+    for k in res:
+        print(f"{k}: wall median {np.median([x[0] for x in res[k]]):.1f} s, cpu median {np.median([x[1] for x in res[k]]):.1f} s")
+    a, b = res["old"][0][2], res["new"][0][2]
+    ds = [dice(a[z], b[z]) for z in a if a[z].any() or b[z].any()]
+    eq = np.mean([np.mean(a[z] == b[z]) for z in a])
+    print(f"agreement new vs old: slices {len(a)} vs {len(b)}, same keys {a.keys() == b.keys()}, pixel agreement {eq:.6f}, "
+          f"Dice mean {np.mean(ds):.5f} min {np.min(ds):.5f}, identical slices {sum(np.array_equal(a[z], b[z]) for z in a)}/{len(a)}")
+
+
+if __name__ == "__main__":
+    main()
