@@ -12,13 +12,11 @@ from tests.conftest import disk_image
 
 
 def _loop_best(pred: Predictor, boxes) -> tuple[int, Prediction]:  # noqa: ANN001
-    """What propagation did before: one ``predict`` per box, keep the strictly better score."""
-    best = None
-    for i, box in enumerate(boxes):
-        p = pred.predict(box=box)
-        if best is None or p.scores[0] > best[1].scores[0]:
-            best = (i, p)
-    return best
+    """What propagation did before: one ``predict`` per box, the first best score kept."""
+    preds = [pred.predict(box=box) for box in boxes]
+    scores = [float(p.scores[0]) for p in preds]
+    index = scores.index(max(scores))
+    return index, preds[index]
 
 
 @pytest.mark.parametrize("boxes", [

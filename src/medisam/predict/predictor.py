@@ -180,14 +180,18 @@ class Predictor:
 
     def predict_batch(self, boxes: Sequence[Box | Sequence[float]]) -> Prediction:
         """One mask per box on the cached embedding; row ``i`` of the result is box ``i``."""
+        out = self._decode_boxes(boxes, "predict_batch")
+        return self._finish(out.low_res_logits[:, 0], out.iou[:, 0])
+
+    def _decode_boxes(self, boxes: Sequence[Box | Sequence[float]], caller: str):  # noqa: ANN202 - DecoderOutput
+        """One decoder batch of box prompts (single mask each) on the cached embedding."""
         current = self._require_image()
         h, w = self.image_size
         if len(boxes) == 0:
-            raise PromptError("predict_batch needs at least one box")
+            raise PromptError(f"{caller} needs at least one box")
         arr = np.stack([Box.of(b).check_inside(h, w).as_array() for b in boxes])
         boxes_t = torch.from_numpy(self._box_to_model(arr, current.transform)).to(self.model.device)
-        out = self.model.decode(current.embedding, boxes=boxes_t, multimask=False)
-        return self._finish(out.low_res_logits[:, 0], out.iou[:, 0])
+        return self.model.decode(current.embedding, boxes=boxes_t, multimask=False)
 
     def predict_best(self, boxes: Sequence[Box | Sequence[float]]) -> tuple[int, Prediction]:
         """The highest-scoring of several box prompts on the cached embedding: ``(index, prediction)``.
@@ -199,13 +203,7 @@ class Predictor:
         score would choose; the winner's masks, score and logits are those ``predict(box)``
         gives (up to the batch's float rounding).
         """
-        current = self._require_image()
-        h, w = self.image_size
-        if len(boxes) == 0:
-            raise PromptError("predict_best needs at least one box")
-        arr = np.stack([Box.of(b).check_inside(h, w).as_array() for b in boxes])
-        boxes_t = torch.from_numpy(self._box_to_model(arr, current.transform)).to(self.model.device)
-        out = self.model.decode(current.embedding, boxes=boxes_t, multimask=False)
+        out = self._decode_boxes(boxes, "predict_best")
         scores = out.iou[:, 0].detach().float().cpu().numpy()
         best = 0
         for i in range(1, len(scores)):  # strictly better only, as the loop it replaces (NaN never wins)
