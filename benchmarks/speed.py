@@ -702,8 +702,8 @@ def main() -> None:
     auto = choose_auto(cpu)
     print(f"backend='auto' here picks {auto[0]} {auto[1]} ({'measured profile' if read_speed_profile() else 'default order'}).")
     print(f"Encoder FLOPs {gflop:.1f} GFLOP/image (torch.utils.flop_counter, 2 FLOPs per MAC). Peak = "
-          f"{threads} threads x {ghz:.2f} GHz x 32 FP32 FLOP/cycle = {peak32:.0f} GFLOP/s (Zen 4: two "
-          f"256-bit FMA pipes, AVX-512 double-pumped; bf16 rows use 64 FLOP/cycle for VDPBF16PS); "
+          f"{threads} threads x {ghz:.2f} GHz x 32 FP32 FLOP/cycle = {peak32:.0f} GFLOP/s (two 256-bit "
+          f"FMA pipes, as Zen 3/Zen 4; bf16 rows use 64 FLOP/cycle for VDPBF16PS); "
           f"the clock is the nominal /proc/cpuinfo value, boost may exceed it.")
     print(f"Dice: {len(cases)} images ({', '.join(DICE_SETS)}; first {args.dice_per_set} each), tight "
           f"ground-truth box; guard = mean Dice drop <= {DICE_TOLERANCE} vs torch fp32. "
