@@ -11,7 +11,10 @@ One run, the same BraTS FLAIR volume and box as ``benchmarks/speed.py`` (``volum
 Prints wall and process CPU seconds (CPU time is steadier than wall time on a shared machine)
 and the agreement of the masks of every slice, after vs before.
 
-Usage: ``python benchmarks/propagation_before_after.py SLICES ROUNDS`` (e.g. ``30 2``).
+Usage: ``python benchmarks/propagation_before_after.py SLICES ROUNDS`` (e.g. ``30 2``);
+``python benchmarks/propagation_before_after.py --accuracy-3d HIPPO BRATS``: Dice of the
+default tri-planar 3D-box propagation before and after on the first HIPPO hippocampus and
+BRATS BraTS cases (every target of ``benchmarks/propagation_3d.py``; own embeddings each).
 """
 import sys, time, gc, numpy as np, torch
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
@@ -38,7 +41,48 @@ def one_at_a_time(self, x):
     return np.concatenate([r.infer({"image": x[i:i + 1]})[0].copy() for i in range(x.shape[0])])
 
 
+def use(before: bool, new_best, new_stream) -> None:  # noqa: ANN001
+    """Switch the process to the code before (True) or after (False)."""
+    Predictor.predict_best = loop_best if before else new_best
+    OpenVinoModel._encode_streams = one_at_a_time if before else new_stream
+
+
+def accuracy_3d(n_hippo: int, n_brats: int) -> None:
+    """Dice per case and target, before/after, of 3D-box propagation on the default path."""
+    from propagation_3d import brats_cases, dice as dice3d, hippocampus_cases, tight_box3d
+    from medisam.predict.volume import volume_to_display
+
+    model = load_model("litemedsam", device="cpu", threads=None)
+    print("default:", model.backend, model.precision, "threads", model.threads, flush=True)
+    new_best, new_stream = Predictor.predict_best, OpenVinoModel._encode_streams
+    print("| case | target | Dice before | Dice after | masks identical |")
+    print("| --- | --- | --- | --- | --- |")
+    for case in hippocampus_cases(n_hippo) + brats_cases(n_brats):
+        vol8 = np.rint(volume_to_display(case.image.array, case.image.modality)).astype(np.uint8)
+        image8 = case.image.with_array(vol8)
+        boxes = {t: tight_box3d(m) for t, m in case.targets.items() if m.any()}
+        preds = {}
+        for before in (True, False):
+            use(before, new_best, new_stream)
+            session = VolumeSession(model, image8, config=PropagationConfig(encode_batch=4))
+            for i, box in enumerate(boxes.values(), start=1):
+                session.add_box3d(box, obj_id=i)
+            session.propagate(progress=False)
+            for i, target in enumerate(boxes, start=1):
+                pred = np.zeros(vol8.shape, dtype=bool)
+                for z, r in session.results(i).items():
+                    pred[z] |= r.mask
+                preds[(before, target)] = pred
+        for target in boxes:
+            a, b = preds[(True, target)], preds[(False, target)]
+            print(f"| {case.name} | {target} | {dice3d(a, case.targets[target]):.4f} | "
+                  f"{dice3d(b, case.targets[target]):.4f} | {np.array_equal(a, b)} |", flush=True)
+
+
 def main() -> None:
+    if sys.argv[1] == "--accuracy-3d":
+        accuracy_3d(int(sys.argv[2]), int(sys.argv[3]))
+        return
     slices, rounds = int(sys.argv[1]), int(sys.argv[2])
     model = load_model("litemedsam", device="cpu")
     print("default:", model.backend, model.precision, "threads", model.threads, flush=True)
@@ -46,8 +90,7 @@ def main() -> None:
     new_best, new_stream = Predictor.predict_best, OpenVinoModel._encode_streams
 
     def run(old):
-        Predictor.predict_best = loop_best if old else new_best
-        OpenVinoModel._encode_streams = one_at_a_time if old else new_stream
+        use(old, new_best, new_stream)
         gc.collect()
         w0, c0 = time.perf_counter(), time.process_time()
         s = VolumeSession(model, vol, config=PropagationConfig(encode_batch=4))
