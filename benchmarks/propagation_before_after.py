@@ -49,7 +49,7 @@ def use(before: bool, new_best, new_stream) -> None:  # noqa: ANN001
 
 def accuracy_3d(n_hippo: int, n_brats: int) -> None:
     """Dice per case and target, before/after, of 3D-box propagation on the default path."""
-    from propagation_3d import brats_cases, dice as dice3d, hippocampus_cases, tight_box3d
+    from propagation_3d import brats_cases, dice as dice3d, hippocampus_cases, object_volume, tight_box3d
     from medisam.predict.volume import volume_to_display
 
     model = load_model("litemedsam", device="cpu", threads=None)
@@ -69,10 +69,7 @@ def accuracy_3d(n_hippo: int, n_brats: int) -> None:
                 session.add_box3d(box, obj_id=i)
             session.propagate(progress=False)
             for i, target in enumerate(boxes, start=1):
-                pred = np.zeros(vol8.shape, dtype=bool)
-                for z, r in session.results(i).items():
-                    pred[z] |= r.mask
-                preds[(before, target)] = pred
+                preds[(before, target)] = object_volume(session, i, vol8.shape)
         for target in boxes:
             a, b = preds[(True, target)], preds[(False, target)]
             print(f"| {case.name} | {target} | {dice3d(a, case.targets[target]):.4f} | "
