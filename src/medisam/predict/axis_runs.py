@@ -132,13 +132,17 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int) -> Ite
         s.encoder.prefetch(t, step, end)
         point = interior_point(prev.mask) if cfg.point_prompt else None
         logits = prev.low_res_logits if cfg.mask_prompt else None
-        best = None
-        for box in boxes:
-            pred = s._predict(t, box, [(*point, 1)] if point else None, logits, cfg.multimask)
-            k = pick(pred, prev.mask) if cfg.multimask else 0
-            if best is None or pred.scores[k] > best[0].scores[best[1]]:
-                best = (pred, k)
-        pred, k = best
+        if point is None and logits is None and not cfg.multimask and len(boxes) > 1:
+            s._encode(t)  # the margins in one decoder batch; only the winner is upsampled
+            pred, k = s.predictor.predict_best(boxes)[1], 0
+        else:
+            best = None
+            for box in boxes:
+                pred = s._predict(t, box, [(*point, 1)] if point else None, logits, cfg.multimask)
+                k = pick(pred, prev.mask) if cfg.multimask else 0
+                if best is None or pred.scores[k] > best[0].scores[best[1]]:
+                    best = (pred, k)
+            pred, k = best
         mask, score = clip_to(s._threshold(pred, k), state.clip_box), float(pred.scores[k])
         reason = stop_reason(mask, score, int(prev.mask.sum()), cfg)
         if reason is None and stopper is not None:
