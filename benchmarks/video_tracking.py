@@ -58,6 +58,7 @@ VARIANTS = {
     "default": TrackingConfig(),
     "prompt-box": TrackingConfig(candidates=("box",)),
     "no-motion": TrackingConfig(motion=False),
+    "no-flow": TrackingConfig(flow=False),
     "prompt-mask+chain": TrackingConfig(extent="prompt-mask"),
     "prompt-mask+3px": TrackingConfig(extent="prompt-mask", margin=3.0, candidates=("box",)),
     "previous+multimask+motion": TrackingConfig(extent="previous", margin=3.0, candidates=("multimask",), motion=True),

@@ -7,45 +7,16 @@ import pytest
 
 from medisam.cli import main
 from medisam.io import read_image
-from medisam.io.video import write_video
 from medisam.cli.propagate_cmd import parse_track
+from tests.video_clips import APPEARS, BOX1, BOX2, FPS, write_two_disks
 
 TINY = ["--model", "litemedsam-tiny", "--device", "cpu", "--no-progress"]
-
-
-def write_cine(grey: np.ndarray, path, fps: float):
-    """``(T, Y, X)`` uint8 frames as a multi-frame ultrasound DICOM (cine loop, FrameTime in ms)."""
-    from pydicom.uid import UltrasoundMultiFrameImageStorage, generate_uid
-
-    from tests.dicom_factory import new_instance
-
-    ds = new_instance(UltrasoundMultiFrameImageStorage)
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.PatientName, ds.PatientID, ds.Modality = "Test^Patient", "P1", "US"
-    ds.NumberOfFrames, ds.FrameTime = grey.shape[0], 1000.0 / fps
-    ds.FrameIncrementPointer = 0x00181063  # (0018,1063) Frame Time
-    ds.Rows, ds.Columns = grey.shape[1], grey.shape[2]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = np.ascontiguousarray(grey, dtype=np.uint8).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 @pytest.fixture(params=["mp4", "dicom-cine"])
 def two_disks(tmp_path, request):
     """A 12.5 fps clip of two disks, the second appearing on frame 3: MP4 or DICOM cine."""
-    t, h, w = 6, 64, 96
-    yy, xx = np.mgrid[:h, :w]
-    truth = np.zeros((t, h, w), np.uint8)
-    for i in range(t):
-        truth[i][(yy - 20) ** 2 + (xx - 20 - 4 * i) ** 2 <= 9 ** 2] = 1
-        if i >= 3:
-            truth[i][(yy - 45) ** 2 + (xx - 70) ** 2 <= 8 ** 2] = 2
-    grey = np.where(truth > 0, 210, 30).astype(np.uint8)
-    if request.param == "dicom-cine":
-        return write_cine(grey, tmp_path / "cine.dcm", fps=12.5), truth
-    return write_video(np.repeat(grey[..., None], 3, axis=-1), tmp_path / "clip.mp4", fps=12.5), truth
+    return write_two_disks(tmp_path, request.param)
 
 
 def test_cli_tracks_two_objects_one_appearing_later(tmp_path, two_disks):
@@ -60,6 +31,29 @@ def test_cli_tracks_two_objects_one_appearing_later(tmp_path, two_disks):
     assert (labels[3] == 2).any()
     tracked = read_image(overlay)
     assert tracked.num_slices == 6 and tracked.source.get("fps") == pytest.approx(12.5)
+
+
+
+@pytest.mark.real_weights
+@pytest.mark.slow
+def test_cli_real_model_tracks_both_objects_and_keeps_the_frame_rate(tmp_path, two_disks):
+    """LiteMedSAM: object 1 boxed on frame 0, object 2 (``--track``) on frame 3 where it appears."""
+    from medisam.metrics_basic import dice
+
+    path, truth = two_disks
+    out, overlay = tmp_path / "masks", tmp_path / "tracked.mp4"
+    box1, box2 = ",".join(map(str, BOX1)), ",".join(map(str, BOX2))
+    rc = main(["propagate", str(path), "--slice", "0", "--box", box1, "--track", f"{APPEARS}:{box2}",
+               "-o", str(out), "--overlay", str(overlay), "--model", "litemedsam", "--device", "cpu",
+               "--no-progress"])
+    assert rc == 0
+    labels = read_image(out).array
+    assert not (labels[:APPEARS] == 2).any()
+    for obj, frames in ((1, range(len(truth))), (2, range(APPEARS, len(truth)))):
+        scores = [dice(labels[t] == obj, truth[t] == obj) for t in frames]
+        assert min(scores) > 0.85, (obj, scores)
+    tracked = read_image(overlay)
+    assert tracked.num_slices == len(truth) and tracked.source.get("fps") == pytest.approx(FPS)
 
 
 def test_cli_track_errors(tmp_path, two_disks):

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from medisam.app import video as app_video
 from medisam.errors import InputError
 from medisam.io import read_image, write_mask
 from medisam.io.detached import check_data_files
@@ -60,10 +61,12 @@ class AppState:
         self.boxes: dict[int, tuple[tuple[float, ...], int, int]] = {}  # obj -> (box, first, last) drawn
         self.cancel_requested = False
         self.opacity: dict[int, float] = {}  # object -> fill opacity in the picture (legend); default 0.4
+        self.direction = "both"  # propagation direction; videos: "forward" (objects start where prompted)
         self._renders = 0  # pictures written by render_file
         self._workdir = Path(tempfile.mkdtemp(prefix="medisam-app-"))
         self._workdir.chmod(0o700)
-        self.message = "open an image, a volume (NIfTI/NRRD/MHA), a DICOM file or a zipped DICOM series"
+        self.message = ("open an image, a volume (NIfTI/NRRD/MHA), a video (MP4/AVI, DICOM cine), "
+                        "a DICOM file or a zipped DICOM series")
 
     # ----------------------------------------------------------------- input
     def open(self, path: str | Path, window: str | None = None) -> None:
@@ -85,8 +88,24 @@ class AppState:
         self.points = []
         self.boxes = {}
         self.slice_range = None
-        kind = "video" if image.is_video else "volume" if image.is_volume else "image"
+        self.direction = "forward" if image.is_video else "both"
+        if image.is_video:
+            self.slice = 0  # objects are boxed where they first appear, from the first frame on
+            self.message = f"opened video {path.name}: {app_video.describe(image)}, {image.array.shape[1:3]} pixels"
+            return
+        kind = "volume" if image.is_volume else "image"
         self.message = f"opened {kind} {path.name}: shape {image.array.shape}, modality {image.modality}"
+
+    @property
+    def is_video(self) -> bool:
+        return self.session is not None and self.session.image.is_video
+
+    def set_direction(self, direction: str) -> None:
+        """Video tracking direction: ``"forward"`` (objects start where prompted) or ``"both"``."""
+        self.require()
+        if not self.is_video:
+            raise InputError("the tracking direction is for videos; volumes propagate both ways")
+        self.direction = app_video.check_direction(direction)
 
     def require(self) -> InteractiveSession:
         if self.session is None:
@@ -152,7 +171,8 @@ class AppState:
             label = 1 if self.mode == "positive" else 0
             res = s.add_points(k, self.obj_id, points=[(x, y, label)])
             self.points.append((float(x), float(y), label))
-        self.message = f"object {res.obj_id} on slice {res.slice}: {int(res.mask.sum())} pixels (score {res.score:.2f})"
+        where = "frame" if s.image.is_video else "slice"
+        self.message = f"object {res.obj_id} on {where} {res.slice}: {int(res.mask.sum())} pixels (score {res.score:.2f})"
 
     def undo(self) -> None:
         done = self.require().undo()
@@ -164,14 +184,15 @@ class AppState:
         """Propagate slice by slice (``progress(done, total)``); :meth:`cancel` stops after the current slice."""
         s = self.require()
         self.cancel_requested = False
-        total = s.planned_slices()
-        slices = s.iter_propagate()
+        unit = "frames" if self.is_video else "slices"
+        total = s.planned_slices(self.direction)
+        slices = s.iter_propagate(self.direction)
         try:
             for done, _ in enumerate(slices, start=1):
                 if progress is not None:
                     progress(done, total)
                 if self.cancel_requested:
-                    self.message = f"propagation cancelled after {done} of {total} slices (they are kept)"
+                    self.message = f"propagation cancelled after {done} of {total} {unit} (they are kept)"
                     return
         finally:
             slices.close()
@@ -180,7 +201,10 @@ class AppState:
         n = int((labels.reshape(labels.shape[0], -1) > 0).any(axis=1).sum())
         if n == 0:
             raise InputError("propagation produced an empty mask")
-        self.message = f"propagated: {n} of {labels.shape[0]} slices labelled, {int((labels > 0).sum())} voxels"
+        objs = ", ".join(f"{o}: {int((labels == o).reshape(len(labels), -1).any(axis=1).sum())}"
+                         for o in s.object_ids)
+        self.message = (f"propagated: {n} of {labels.shape[0]} {unit} labelled, {int((labels > 0).sum())} "
+                        f"{'pixels' if self.is_video else 'voxels'} ({unit} per object {objs})")
 
     def cancel(self) -> None:
         """Ask a running :meth:`propagate` to stop after its current slice."""
@@ -237,6 +261,8 @@ class AppState:
     def mask_extension(self) -> str:
         """The mask format matching the input: PNG for pictures, DICOM-SEG for DICOM series, ..."""
         s = self.require()
+        if s.image.is_video:
+            return ".zip"  # PNG label frames, zipped
         fmt = str(s.image.source.get("format", "")).lower()
         if fmt == "dicom" and s.image.is_volume and s.image.source.get("dicom_files") and not s.image.is_video:
             return ".dcm"
@@ -247,11 +273,25 @@ class AppState:
         """Write the label map next to nothing the user owns: a fresh file in the app's temp folder."""
         s = self.require()
         ext = extension or self.mask_extension()
-        stem = Path(self.input_name).name.split(".")[0] or "image"
+        stem = self._stem()
+        if s.image.is_video:
+            return app_video.export_masks(s.image, s.label_image(), stem, ext, self._workdir)
+        if ext == ".zip":
+            raise InputError(".zip (PNG label frames) is for videos; pick another format")
         out_dir = Path(tempfile.mkdtemp(dir=self._workdir))
         path = out_dir / f"{stem}_mask{ext}"
         write_mask(s.label_image(), path, reference=s.image)
         return path
+
+    def export_overlay(self) -> Path:
+        """The overlay video (objects in their colours, the input's frame rate) as a fresh MP4."""
+        s = self.require()
+        if not s.image.is_video:
+            raise InputError("the overlay video is for videos; download the mask instead")
+        return app_video.export_overlay(s.image, s.label_image(), self._stem(), self._workdir)
+
+    def _stem(self) -> str:
+        return Path(self.input_name).name.split(".")[0] or "image"
 
     def close(self) -> None:
         shutil.rmtree(self._workdir, ignore_errors=True)

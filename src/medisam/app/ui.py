@@ -7,6 +7,7 @@ import tempfile
 from typing import Any, Callable
 
 from medisam.app.state import MODES, AppState
+from medisam.app.video import VIDEO_DIRECTIONS, VIDEO_MASK_FORMATS
 from medisam.app.viewer import DEFAULT_OPACITY, VIEW_HTML, VIEW_JS, legend_html
 from medisam.errors import MedisamError, first_line, require
 from medisam.io import WINDOW_PRESETS
@@ -17,9 +18,10 @@ log = logging.getLogger(__name__)
 
 HELP = ("Box mode: click two opposite corners. Positive/negative: click to add or remove. "
         "Volumes: move the slider, prompt a slice, then Propagate. A slice range (first,last) makes the "
-        "next box a 3D box on those slices (as `medisam propagate --box3d`).")
+        "next box a 3D box on those slices (as `medisam propagate --box3d`). Videos: box each object on the frame "
+        "where it appears (a new object id each), Propagate, then download the masks and the overlay video.")
 #: Download choices: "auto" = the format matching the input (DICOM-SEG for a DICOM series).
-DOWNLOAD_CHOICES = ("auto", ".nii.gz", ".nrrd", ".mha", ".png", ".npz", ".dcm")
+DOWNLOAD_CHOICES = ("auto", ".nii.gz", ".nrrd", ".mha", ".png", ".npz", ".dcm", ".zip")
 
 
 def error_line(exc: BaseException) -> str:
@@ -54,22 +56,29 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
 
     def on_open(st: AppState | None, path: str | None, window: str) -> tuple:
         if not path:
-            return st, gr.update(), gr.update(), "no file"
+            return st, gr.update(), gr.update(), gr.update(), gr.update(), "no file"
         st = st or AppState(model, max_voxels)
         try:
             st.open(path, None if window == "auto" else window)
         except Exception as exc:  # noqa: BLE001 - shown as one line
-            return st, None, gr.update(), error_line(exc)
+            return st, None, gr.update(), gr.update(), gr.update(), error_line(exc)
         s = st.session
         n = s.num_slices
         slider = gr.update(minimum=0, maximum=max(n - 1, 1), value=st.slice, visible=s.image.is_volume,
-                           interactive=s.image.is_volume)
-        return st, st.render_file(), slider, st.message
+                           interactive=s.image.is_volume, label="frame" if st.is_video else "slice")
+        video_only = gr.update(visible=st.is_video)
+        return st, st.render_file(), slider, gr.update(visible=st.is_video, value=st.direction), video_only, \
+            st.message
 
     def on_slice(st: AppState, k: float) -> None:
         if st is not None and st.session is not None:
             st.set_slice(int(k))
-            st.message = f"slice {st.slice} of {st.session.num_slices}"
+            st.message = f"{'frame' if st.is_video else 'slice'} {st.slice} of {st.session.num_slices}"
+
+    def on_direction(st: AppState, direction: str) -> None:
+        if st is not None and st.is_video:
+            st.set_direction(direction)
+            st.message = f"video tracking: {direction}"
 
     def on_window(st: AppState, window: str) -> None:
         if st is not None and st.session is not None:
@@ -113,7 +122,8 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
     def on_propagate(st: AppState, progress=gr.Progress()) -> None:  # noqa: ANN001, B008
         if st is None:
             raise MedisamError("open a volume first")
-        st.propagate(progress=lambda done, total: progress((done, max(total, done)), unit="slices"))
+        unit = "frames" if st.is_video else "slices"
+        st.propagate(progress=lambda done, total: progress((done, max(total, done)), unit=unit))
 
     def on_opacity(st: AppState, obj: float, value: float) -> None:
         if st is None or st.session is None:
@@ -138,12 +148,22 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
             return None, error_line(exc)
         return str(path), f"mask saved as {path.name}"
 
+    def on_download_video(st: AppState | None) -> tuple:
+        if st is None or st.session is None:
+            return None, "error: open a video first"
+        try:
+            path = st.export_overlay()
+        except Exception as exc:  # noqa: BLE001 - shown as one line
+            return None, error_line(exc)
+        return str(path), f"overlay video saved as {path.name} ({st.session.image.source.get('fps') or 25:.3g} fps)"
+
     with gr.Blocks(title="medisam") as demo:
         gr.Markdown("## medisam: Segment Anything for medical images\n" + HELP)
         state = gr.State(None)
         with gr.Row():
             with gr.Column(scale=1, min_width=260):
-                upload = gr.File(label="image, volume, DICOM or zipped DICOM series", type="filepath",
+                upload = gr.File(label="image, volume, video (MP4/AVI, DICOM cine), DICOM or zipped DICOM series",
+                                 type="filepath",
                                  elem_id="medisam-upload")
                 window = gr.Dropdown(["auto", *WINDOW_PRESETS], value="auto", label="window (CT preset)",
                                      elem_id="medisam-window")
@@ -152,6 +172,9 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                                 elem_id="medisam-obj")
                 srange = gr.Textbox("", label="slice range for a 3D box (first,last; empty = 2D box)",
                                     placeholder="e.g. 3,7", elem_id="medisam-range")
+                direction = gr.Radio(list(VIDEO_DIRECTIONS), value="forward", visible=False,
+                                     label="video: track forward (objects start where boxed) or both ways",
+                                     elem_id="medisam-direction")
                 with gr.Row():
                     undo = gr.Button("Undo", elem_id="medisam-undo")
                     propagate = gr.Button("Propagate", elem_id="medisam-propagate")
@@ -164,6 +187,10 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                                   elem_id="medisam-format")
                 download = gr.Button("Download mask", variant="primary", elem_id="medisam-download")
                 out_file = gr.File(label="mask file", interactive=False, elem_id="medisam-mask")
+                with gr.Group(visible=False) as video_box:
+                    download_video = gr.Button("Download overlay video", elem_id="medisam-download-video")
+                    video_file = gr.File(label=f"overlay video (masks: {', '.join(VIDEO_MASK_FORMATS)})",
+                                         interactive=False, elem_id="medisam-overlay")
             with gr.Column(scale=3):
                 view = gr.Image(type="filepath", format="png", interactive=False, label="click to prompt", height=560,
                                 elem_id="medisam-view", buttons=[])
@@ -171,7 +198,7 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                                    elem_id="medisam-slice")
                 gr.HTML(VIEW_HTML, js_on_load=VIEW_JS, elem_id="medisam-viewctl")
                 status = gr.Textbox(label="status", interactive=False, elem_id="medisam-status")
-        upload.change(on_open, [state, upload, window], [state, view, slider, status])
+        upload.change(on_open, [state, upload, window], [state, view, slider, direction, video_box, status])
         slider.change(guarded(on_slice), [state, slider], [state, view, status])  # drag, arrows or typed value
         window.change(guarded(on_window), [state, window], [state, view, status])
         mode.change(guarded(on_mode), [state, mode, obj], [state, view, status])
@@ -181,6 +208,8 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         propagate.click(guarded(on_propagate), [state], [state, view, status])
         cancel.click(guarded(on_cancel), [state], [state, view, status], concurrency_limit=None, queue=False)
         download.click(on_download, [state, fmt], [out_file, status])
+        download_video.click(on_download_video, [state], [video_file, status])
+        direction.input(guarded(on_direction, redraw=False), [state, direction], [state, view, status])
         opacity.change(guarded(on_opacity), [state, obj, opacity], [state, view, status])
         obj.change(on_object, [state, obj], [opacity])
         view.change(legend, [state], [legend_box])

@@ -33,6 +33,7 @@ from medisam.predict.cache import EmbeddingCache
 from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import box_around
 from medisam.predict.session import DIRECTIONS, ObjectState, SliceResult, VolumeSession
+from medisam.predict.tracking_motion import displacement, shift_mask
 from medisam.predict.tracking_rules import (CHAIN_MARGIN, Candidate, TrackingConfig, iou, largest_part, mask_bbox,
                                             resolve_frame)
 from medisam.prompts import Box, MaskPrompt
@@ -76,6 +77,7 @@ class TrackingSession(VolumeSession):
         self.tracking = tracking or TrackingConfig()
         self._passes: dict[str, _Pass] = {}
         self._direction = "forward"
+        self._greys: dict[int, np.ndarray] = {}  # colour frames averaged, for the motion estimate
         self.begins: set[int] = set()  # objects that appear on their first prompt: never tracked before it
 
     def plane_display(self, t: int) -> np.ndarray:
@@ -211,7 +213,11 @@ class TrackingSession(VolumeSession):
         self._encode(t)
         sx, sy = self.predictor._require_image().transform.scale_xy
         h, w = prev.mask.shape
-        box = box_around(prev.mask, (cfg.margin / sx, cfg.margin / sy))
+        moved = prev.mask  # the previous mask where the object went (flow)
+        if cfg.flow:
+            moved = shift_mask(prev.mask, displacement(self._grey(prev.slice), self._grey(t), prev.mask))
+            moved = moved if moved.any() else prev.mask
+        box = box_around(moved, (cfg.margin / sx, cfg.margin / sy))
         if extent is not None:
             cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
             hw, hh = extent[0] / 2 + cfg.margin / sx, extent[1] / 2 + cfg.margin / sy
@@ -225,17 +231,26 @@ class TrackingSession(VolumeSession):
             logits = prev.low_res_logits if kind == "mask-prompt" else None
             if kind == "mask-prompt" and logits is None:
                 continue
-            prompt_box = box_around(prev.mask, (CHAIN_MARGIN / sx, CHAIN_MARGIN / sy)) if kind == "chain" else box
+            prompt_box = box_around(moved, (CHAIN_MARGIN / sx, CHAIN_MARGIN / sy)) if kind == "chain" else box
             pred = self.predictor.predict(box=prompt_box, mask=MaskPrompt(logits) if logits is not None else None,
                                           multimask=kind == "multimask")
             pool += zip(pred.masks, pred.low_res_logits, pred.scores)
         k = 0
         if len(pool) > 1:
-            sl = mask_bbox(np.logical_or(np.any([m for m, _, _ in pool], axis=0), prev.mask))
-            overlaps = [iou(m[sl], prev.mask[sl]) + 1e-3 * float(score) for m, _, score in pool]
+            sl = mask_bbox(np.logical_or(np.any([m for m, _, _ in pool], axis=0), moved))
+            overlaps = [iou(m[sl], moved[sl]) + 1e-3 * float(score) for m, _, score in pool]
             k = int(np.argmax(overlaps))
         mask, logits, score = pool[k]
-        return Candidate(mask, logits, float(score), False, prev.mask)
+        return Candidate(mask, logits, float(score), False, moved)
+
+    def _grey(self, t: int) -> np.ndarray:
+        """Frame ``t`` as the encoder sees it, grey (colour frames averaged), for :func:`displacement`."""
+        if self._colour is None:
+            return self.geometry.take(self._display, t)  # a view: no copy per object
+        if t not in self._greys:
+            self._greys = {k: v for k, v in self._greys.items() if abs(k - t) <= 1}  # the frames around t
+            self._greys[t] = self.plane_display(t).mean(axis=-1)
+        return self._greys[t]
 
     # ------------------------------------------------------------ results
     def _tracked(self, obj_id: int, t: int) -> SliceResult | None:

@@ -68,6 +68,10 @@ class TrackingConfig:
         motion: extend the box by the object's last displacement (centroid velocity) in
             the direction it moves: it covers where the object was and where it is heading,
             so a jump of the centroid (a division) cannot push the box off the object.
+        flow: measure where each object moved on the frames (template matching,
+            :mod:`medisam.predict.tracking_motion`), centre its boxes there and compare the
+            candidates with its previous mask moved there: a fast object is not cut by a box
+            left behind.
         same_object_iou: IoU of two objects' predictions above which they are the same
             object (rule 2 of the module docstring).
         keep_largest: keep only the largest connected part of a mask (rule 4).
@@ -78,6 +82,7 @@ class TrackingConfig:
     margin: float = 0.0
     candidates: tuple[str, ...] = ("box", "chain")
     motion: bool = True
+    flow: bool = True
     same_object_iou: float = 0.5
     keep_largest: bool = True
     divide: bool = True
