@@ -3,6 +3,8 @@
 * :func:`recist_prompt`: a RECIST line (a lesion's long axis on one slice, the prompt of
   MedSAM2's lesion workflow) -> a box and positive points on that slice, and
   :func:`recist_box3d`: a 3D box whose z extent is estimated from the long axis.
+  :func:`recist_to_box3d` does both for a ``(Z, Y, X)`` volume (the one path of the CLI,
+  the server, the web UI and the Slicer module).
 * :func:`scribble_points`: a polyline -> clicks sampled along it.
 * :func:`lasso_mask`: a closed polygon -> a filled ``(H, W)`` mask prompt.
 """
@@ -89,6 +91,24 @@ def recist_box3d(prompt: RecistPrompt, slice_index: int, num_slices: int, slice_
     return Box3D(int(b.x0), int(b.y0), max(0, slice_index - half),
                  max(int(b.x0), int(math.ceil(b.x1)) - 1), max(int(b.y0), int(math.ceil(b.y1)) - 1),
                  min(num_slices - 1, slice_index + half))
+
+
+def recist_ends(line: Sequence[float]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``(x0, y0, x1, y1)`` -> the line's two endpoints (PromptError unless 4 numbers)."""
+    vals = np.asarray(line, dtype=float).ravel() if np.size(line) == 4 else None
+    if vals is None:
+        raise PromptError(f"a RECIST line is x0,y0,x1,y1 (its two endpoints), got {np.size(line)} numbers")
+    return (float(vals[0]), float(vals[1])), (float(vals[2]), float(vals[3]))
+
+
+def recist_to_box3d(line: Sequence[float], slice_index: int, shape_zyx: Sequence[int],
+                    spacing_zyx: Sequence[float]) -> Box3D:
+    """A RECIST line ``(x0, y0, x1, y1)`` (pixels) on slice ``slice_index`` (axis 0) of a
+    ``(Z, Y, X)`` volume with voxel size ``spacing_zyx`` (mm) -> the lesion's 3D box."""
+    nz, h, w = (int(v) for v in shape_zyx[:3])
+    sz, sy, sx = (float(v) for v in spacing_zyx[:3])
+    r = recist_prompt(*recist_ends(line), (h, w), pixel_mm=(sx, sy))
+    return recist_box3d(r, int(slice_index), nz, sz)
 
 
 def scribble_points(polyline: Sequence[Sequence[float]], shape_hw: tuple[int, int], positive: bool = True,
