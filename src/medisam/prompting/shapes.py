@@ -62,7 +62,7 @@ def recist_prompt(p0: Sequence[float], p1: Sequence[float], shape_hw: tuple[int,
         raise PromptError("a RECIST line needs two distinct endpoints at least one pixel apart")
     h, w = shape_hw
     if not all(0 <= v[0] <= w and 0 <= v[1] <= h for v in (a, b)):
-        raise PromptError(f"RECIST line {tuple(a)}-{tuple(b)} leaves the {w}x{h} slice")
+        raise PromptError(f"RECIST line ({a[0]:g}, {a[1]:g})-({b[0]:g}, {b[1]:g}) leaves the {w}x{h} (W x H) slice")
     normal = np.array([-d[1], d[0]]) / length * (short_ratio * length / 2)
     corners = np.array([a + normal, a - normal, b + normal, b - normal])
     grow = margin * length
