@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 
 HELP = ("Box mode: click two opposite corners. Positive/negative: click to add or remove. "
         "Volumes: move the slider, prompt a slice, then Propagate. A slice range (first,last) makes the "
-        "next box a 3D box on those slices (as `medisam propagate --box3d`).")
+        "next box a 3D box on those slices (as `medisam propagate --box3d`). RECIST: click both ends of a "
+        "lesion's long axis (its 3D box follows), then Propagate. After propagation a positive/negative click "
+        "on any slice corrects the 3D result; Undo takes it back.")
 #: Download choices: "auto" = the format matching the input (DICOM-SEG for a DICOM series).
 DOWNLOAD_CHOICES = ("auto", ".nii.gz", ".nrrd", ".mha", ".png", ".npz", ".dcm")
 

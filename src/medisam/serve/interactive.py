@@ -243,12 +243,17 @@ class InteractiveSession:
         self.check_slice(slice)
         return self.segment(slice, obj_id, mask=lasso_mask(polygon, self._plane_hw()))
 
+    @property
+    def click3d_available(self) -> bool:
+        """Whether :meth:`add_click` works here (a volume or video session of a non-SAM 2 model)."""
+        return isinstance(self.volume, VolumeSession)
+
     def add_click(self, zyx: Sequence[int], positive: bool = True, obj_id: int = 1):  # noqa: ANN201 - ClickOutcome
         """Correct object ``obj_id`` in 3D with one click at voxel ``(z, y, x)``: the clicked
         slice is re-decoded and the volume re-propagated (``predict.refine3d``)."""
         if self.volume is None:
             raise InputError("a 3D click needs a volume; on a 2D image add points instead")
-        if not isinstance(self.volume, VolumeSession):  # Sam2Session: no 3D click refinement yet
+        if not self.click3d_available:  # Sam2Session: no 3D click refinement yet
             raise InputError(f"3D clicks are not available for {self.model.spec.name} sessions yet")
         return self.volume.add_click([int(v) for v in zyx], positive, self._obj(obj_id))
 
