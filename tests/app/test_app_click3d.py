@@ -128,3 +128,37 @@ def test_recist_mode_two_endpoints_make_the_lesion_3d_box(vol_state):
     assert labelled.size == 0 or (b3.z0 <= labelled.min() and labelled.max() <= b3.z1)
     shown = st.render()
     assert (np.abs(shown.astype(int) - before.astype(int)).sum(-1) > 0).any()  # the line is drawn
+
+
+def test_scribble_and_lasso_modes_apply_on_finish(vol_state):
+    from medisam.errors import InputError
+    from medisam.prompting.shapes import lasso_mask
+    from medisam.serve.interactive import InteractiveSession
+
+    st = vol_state
+    with pytest.raises(InputError, match="scribble"):
+        st.finish_shape()
+    st.mode = "scribble+"
+    before = st.render().copy()
+    for x, y in ((16, 20), (28, 20), (28, 30)):
+        st.click(x, y)
+    assert "3 vertices" in st.message and not st.session.labels.any()
+    assert (np.abs(st.render().astype(int) - before.astype(int)).sum(-1) > 0).any()  # drawn while pending
+    st.finish_shape()
+    ref = InteractiveSession(st.model, st.session.image)
+    ref.add_scribble(4, [(16.5, 20.5), (28.5, 20.5), (28.5, 30.5)], True, 1)
+    assert np.array_equal(st.session.labels, ref.labels) and st.vertices == []
+    st.obj_id = 2
+    st.mode = "lasso"
+    for x, y in ((6, 6), (20, 6), (20, 16), (6, 16)):
+        st.click(x, y)
+    st.finish_shape()
+    square = [(6.5, 6.5), (20.5, 6.5), (20.5, 16.5), (6.5, 16.5)]
+    ref_after_scribble = ref.labels.copy()
+    ref.add_lasso(4, square, 2)
+    assert np.array_equal(st.session.labels, ref.labels) and "lasso on slice 4" in st.message
+    drawn = lasso_mask(square, (48, 48))
+    assert ((st.session.labels_slice(4) == 2) <= drawn).all() and (st.session.labels_slice(4) == 2).any()
+    st.undo()
+    assert not (st.session.labels == 2).any()
+    assert np.array_equal(st.session.labels, ref_after_scribble)

@@ -33,7 +33,9 @@ from medisam.serve.uploads import extract_zip
 
 log = logging.getLogger(__name__)
 
-MODES = ("box", "positive", "negative", "recist")
+MODES = ("box", "positive", "negative", "recist", "scribble+", "scribble-", "lasso")
+#: Modes whose clicks collect the vertices of a shape, applied by :meth:`AppState.finish_shape`.
+SHAPE_MODES = ("scribble+", "scribble-", "lasso")
 
 #: Slices smaller than this (pixels, longest side) are shown enlarged by an integer factor.
 MIN_VIEW_SIDE = 512
@@ -64,6 +66,7 @@ class AppState:
         self.boxes: dict[int, tuple[tuple[float, ...], int, int]] = {}  # obj -> (box, first, last) drawn
         self.lines: dict[int, tuple[tuple[float, float, float, float], int]] = {}  # obj -> (RECIST line, slice)
         self.propagated = False  # True after a completed propagation: clicks on a volume then correct in 3D
+        self.vertices: list[tuple[float, float]] = []  # the scribble/lasso being drawn on the shown slice
         self._actions: list[str] = []  # what each undo step was: "click3d" or "prompt"
         self.cancel_requested = False
         self.opacity: dict[int, float] = {}  # object -> fill opacity in the picture (legend); default 0.4
@@ -93,6 +96,7 @@ class AppState:
         self.boxes = {}
         self.lines = {}
         self.propagated = False
+        self.vertices = []
         self._actions = []
         self.slice_range = None
         kind = "video" if image.is_video else "volume" if image.is_volume else "image"
@@ -108,6 +112,7 @@ class AppState:
         self.slice = s.check_slice(int(k)) if s.image.is_volume else 0
         self.pending_corner = None
         self.points = []
+        self.vertices = []
 
     def set_slice_range(self, text: str | None) -> None:
         """``"first,last"`` (or ``"first-last"``) makes the next box a 3D box; empty = 2D boxes."""
@@ -143,6 +148,10 @@ class AppState:
         """A click at pixel (x, y) of the shown slice, interpreted by ``mode``."""
         s = self.require()
         k = self.slice if s.image.is_volume else None
+        if self.mode in SHAPE_MODES:
+            self.vertices.append((float(x) + 0.5, float(y) + 0.5))  # pixel centres
+            self.message = f"{self.mode}: {len(self.vertices)} vertices; click Finish shape to apply it"
+            return
         if self.mode in ("box", "recist"):
             if self.pending_corner is None:
                 self.pending_corner = (float(x), float(y))
@@ -197,6 +206,22 @@ class AppState:
         self._actions.append("click3d")
         self.message = (f"3D {sign} click on slice {self.slice}: object {self.obj_id} changed on "
                         f"{len(out.changed)} slices ({out.decoded} slices decoded, {out.encoded} encoded)")
+
+    def finish_shape(self) -> None:
+        """Apply the drawn scribble (clicks along it) or lasso (its filled inside as the slice's mask prompt)."""
+        s = self.require()
+        if self.mode not in SHAPE_MODES or not self.vertices:
+            raise InputError("choose scribble+, scribble- or lasso and click the shape's vertices first")
+        k = self.slice if s.image.is_volume else None
+        vertices, self.vertices = self.vertices, []
+        if self.mode == "lasso":
+            res = s.add_lasso(k, vertices, self.obj_id)
+        else:
+            res = s.add_scribble(k, vertices, self.mode == "scribble+", self.obj_id)
+        self.propagated = False
+        self._actions.append("prompt")
+        self.message = (f"{self.mode} on slice {res.slice}: object {res.obj_id} has {int(res.mask.sum())} pixels "
+                        f"(score {res.score:.2f})")
 
     def undo(self) -> None:
         s = self.require()
@@ -264,6 +289,9 @@ class AppState:
         for (x0, y0, x1, y1), k in self.lines.values():
             if k == here:
                 cv2.line(out, at(x0 - 0.5, y0 - 0.5), at(x1 - 0.5, y1 - 0.5), (255, 128, 0), max(1, r // 2))
+        if self.vertices:
+            pts = np.array([at(x - 0.5, y - 0.5) for x, y in self.vertices], np.int32).reshape(-1, 1, 2)
+            cv2.polylines(out, [pts], self.mode == "lasso", (0, 255, 255), max(1, r // 2))
         if self.pending_corner is not None:
             cv2.drawMarker(out, at(*self.pending_corner), (255, 255, 0), cv2.MARKER_CROSS, 4 * r, max(1, r // 2))
         return out
