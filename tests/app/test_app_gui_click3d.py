@@ -1,38 +1,29 @@
-"""Browser test of 3D corrective clicks and the RECIST mode (headless Chromium, tiny random model):
+"""Browser test of 3D corrective clicks, the RECIST mode and the lasso (headless Chromium, tiny random model):
 load a small volume, 3D box, propagate, click on another slice -> the label map changes, undo restores it."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from test_app_gui import _click_pixel, _free_port, _status, _wait_status, browser  # noqa: F401 - fixtures
+from test_app_gui import _click_pixel, _status, _wait_status, browser, serve_app  # noqa: F401 - fixtures
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
 from serve_data import ct_volume  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 FACTOR = 11  # AppState.view_scale for a 48-pixel slice
-#: Candidate corrective clicks (slice, x, y, positive); the first the model honours is used.
-CLICKS = [(5, 24, 24, False), (5, 20, 20, True), (2, 24, 24, False), (5, 30, 16, True), (2, 18, 30, True)]
+#: Candidate corrective clicks (slice, x, y, positive); the first the model honours is used. The
+#: box is drawn on slice 4 and the 3D box on slices 2..5 is seeded on slice 3; slice 5 is neither.
+CLICKS = [(5, 24, 24, False), (5, 20, 20, True), (2, 24, 24, False), (4, 24, 24, False)]
 
 
 @pytest.fixture(scope="module")
 def tiny_app_url(tiny_model):
-    pytest.importorskip("gradio")
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from medisam.app import build_ui
-
-    demo = build_ui(tiny_model)
-    port = _free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                        ssr_mode=False, quiet=True)
-    yield f"http://127.0.0.1:{port}"
-    demo.close()
+    yield from serve_app(tiny_model)
 
 
 def _volume(path: Path) -> Path:
@@ -61,6 +52,7 @@ def _download(page, tmp_path: Path, name: str) -> np.ndarray:
         page.locator("#medisam-mask a").first.click()
     out = tmp_path / name
     dl.value.save_as(out)
+    page.evaluate("window.scrollTo(0, 0)")  # clicking the link scrolled the picture (partly) out of view
     return read_image(out).array
 
 
@@ -68,14 +60,18 @@ def _set_mode(page, mode: str) -> None:
     page.locator("#medisam-mode label", has_text=mode).first.click()
 
 
-def _go_to_slice(page, k: int, now: int) -> None:
-    img = page.locator("#medisam-view img")
-    box = img.bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    for _ in range(abs(k - now)):
+def _go_to_slice(page, k: int) -> None:
+    """Wheel over the picture (one slice per notch) until the slider shows ``k``."""
+    for _ in range(20):
+        now = int(page.locator("#medisam-slice input[type=range]").input_value())
+        if now == k:
+            break
+        box = page.locator("#medisam-view img").bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.mouse.wheel(0, 120 if k > now else -120)
-        page.wait_for_timeout(150)
-    _wait_status(page, f"slice {k} of 8")
+        page.wait_for_timeout(700)
+    _wait_status(page, f"slice {k} of 8", 180_000)
+    page.wait_for_timeout(1000)  # the new picture replaces the old one after the status
 
 
 def _expected(tiny_model, path: Path):
@@ -106,7 +102,7 @@ def test_3d_click_on_another_slice_changes_the_labels_and_undo_restores(tiny_app
     path = _volume(tmp_path / "ct.nii.gz")
     before, (k, x, y, positive), after = _expected(tiny_model, path)
     assert not np.array_equal(before, after)
-    page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1700}, accept_downloads=True)
     page.goto(tiny_app_url, wait_until="load", timeout=60_000)
     page.locator("#medisam-upload input[type=file]").set_input_files(str(path))
     _wait_status(page, "opened volume")
@@ -124,7 +120,8 @@ def test_3d_click_on_another_slice_changes_the_labels_and_undo_restores(tiny_app
     assert np.array_equal(_download(page, tmp_path, "before.nii.gz"), before)
 
     _set_mode(page, "positive" if positive else "negative")
-    _go_to_slice(page, k, 4)
+    if k != 4:  # the slice shown after opening
+        _go_to_slice(page, k)
     _click(page, x, y)
     _wait_status(page, f"3D {'positive' if positive else 'negative'} click on slice {k}", 180_000)
     page.screenshot(path=str(tmp_path / "app_click3d.png"), full_page=True)
@@ -148,9 +145,22 @@ def test_3d_click_on_another_slice_changes_the_labels_and_undo_restores(tiny_app
     labels = _download(page, tmp_path, "recist.nii.gz")
     from medisam.prompting.shapes import recist_to_box3d
 
-    b3 = recist_to_box3d((14.5, 24.5, 33.5, 24.5), 4, (8, 48, 48), (2.0, 1.0, 1.0))
+    b3 = recist_to_box3d((14.5, 24.5, 33.5, 24.5), k, (8, 48, 48), (2.0, 1.0, 1.0))  # drawn on slice k
     ks = np.nonzero((labels == 2).reshape(8, -1).any(1))[0]
     assert ks.size and b3.z0 <= ks.min() and ks.max() <= b3.z1  # the lesion's slices only
     assert (labels[(before == 1) & (labels != 2)] == 1).all() and not ((labels == 1) & (before != 1)).any()
+
+    # lasso: four vertices around a region, Finish shape -> object 3's mask prompt on the shown slice k
+    page.locator("#medisam-obj input").first.fill("3")
+    page.locator("#medisam-obj input").first.press("Enter")
+    _set_mode(page, "lasso")
+    for x, y in ((4, 4), (14, 4), (14, 12), (4, 12)):
+        _click(page, x, y)
+        page.wait_for_timeout(300)
+    _wait_status(page, "lasso: 4 vertices")
+    page.locator("#medisam-finish").click()
+    _wait_status(page, f"lasso on slice {k}: object 3", 120_000)
+    labels = _download(page, tmp_path, "lasso.nii.gz")
+    assert (labels[k] == 3).any() and not (labels[[t for t in range(8) if t != k]] == 3).any()
     assert "\n" not in _status(page)
     page.close()

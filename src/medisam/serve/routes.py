@@ -228,38 +228,35 @@ def add_click3d(sid: str, body: Click3DRequest, request: Request) -> Click3DResu
                              undo_steps=out.undo_steps)
 
 
+def _on_slice(request: Request, sid: str, call) -> SliceMask:  # noqa: ANN001 - call(InteractiveSession) -> SliceResult
+    """Run one prompt call on session ``sid`` under its lock and the inference limit; answer its slice mask."""
+    session = _session(request, sid)
+    with session.locked(), _ctx(request).inference:
+        res = call(session.state)
+        session.touch()
+        return _slice_mask(session, res)
+
+
 @router.post("/sessions/{sid}/recist", response_model=SliceMask, tags=["prompts"])
 def add_recist(sid: str, body: RecistRequest, request: Request) -> SliceMask:
     """Prompt an object with a RECIST line (a lesion's long axis) on a slice: on a volume the
     lesion's 3D box (z extent from the line's length in mm), then ``/propagate``; replaces the
     object's earlier prompts. One undo step."""
-    session = _session(request, sid)
-    with session.locked(), _ctx(request).inference:
-        res = session.state.add_recist(body.slice, body.line, body.obj_id)
-        session.touch()
-        return _slice_mask(session, res)
+    return _on_slice(request, sid, lambda st: st.add_recist(body.slice, body.line, body.obj_id))
 
 
 @router.post("/sessions/{sid}/scribble", response_model=SliceMask, tags=["prompts"])
 def add_scribble(sid: str, body: ScribbleRequest, request: Request) -> SliceMask:
     """A scribble on a slice: clicks sampled along the polyline, added to the object's prompts there."""
     _check_points(request, body.polyline)
-    session = _session(request, sid)
-    with session.locked(), _ctx(request).inference:
-        res = session.state.add_scribble(body.slice, body.polyline, body.positive, body.obj_id)
-        session.touch()
-        return _slice_mask(session, res)
+    return _on_slice(request, sid, lambda st: st.add_scribble(body.slice, body.polyline, body.positive, body.obj_id))
 
 
 @router.post("/sessions/{sid}/lasso", response_model=SliceMask, tags=["prompts"])
 def add_lasso(sid: str, body: LassoRequest, request: Request) -> SliceMask:
     """A lasso on a slice: the filled polygon is the object's mask prompt there (replaces its prompts there)."""
     _check_points(request, body.polygon)
-    session = _session(request, sid)
-    with session.locked(), _ctx(request).inference:
-        res = session.state.add_lasso(body.slice, body.polygon, body.obj_id)
-        session.touch()
-        return _slice_mask(session, res)
+    return _on_slice(request, sid, lambda st: st.add_lasso(body.slice, body.polygon, body.obj_id))
 
 
 @router.post("/sessions/{sid}/points", response_model=SliceMask, tags=["prompts"])
