@@ -64,6 +64,7 @@ class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         form.addRow("Token:", self.token)
         self.volume = self._selector(["vtkMRMLScalarVolumeNode"], "Input volume:", form)
         self.roi = self._selector(["vtkMRMLMarkupsROINode"], "ROI (box):", form, none=True)
+        self.line = self._selector(["vtkMRMLMarkupsLineNode"], "RECIST line (lesion long axis):", form, none=True)
         self.positive = self._selector(["vtkMRMLMarkupsFiducialNode"], "Positive points:", form, none=True)
         self.negative = self._selector(["vtkMRMLMarkupsFiducialNode"], "Negative points:", form, none=True)
         self.segmentation = self._selector(["vtkMRMLSegmentationNode"], "Output segmentation:", form, add=True)
@@ -86,14 +87,28 @@ class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.propagate = qt.QCheckBox("Propagate through the volume")
         self.propagate.checked = True
         form.addRow(self.propagate)
+        self.keep = qt.QCheckBox("Keep the session for 3D corrective clicks")
+        self.keep.checked = True
+        form.addRow(self.keep)
         self.run = qt.QPushButton("Segment")
         form.addRow(self.run)
+        self.clicks = self._selector(["vtkMRMLMarkupsFiducialNode"], "3D click points:", form, none=True)
+        self.negative_click = qt.QCheckBox("Negative (remove) clicks")
+        form.addRow(self.negative_click)
+        self.apply_clicks = qt.QPushButton("Apply 3D clicks")
+        self.apply_clicks.toolTip = "Each point corrects the whole 3D result (the server re-propagates from it)"
+        self.undo_click = qt.QPushButton("Undo last 3D click")
+        form.addRow(self.apply_clicks)
+        form.addRow(self.undo_click)
         self.status = qt.QLabel("")
         form.addRow(self.status)
         self.code = qt.QPushButton("Code segments by name")
         self.code.toolTip = "Set SNOMED CT codes and colours of the output segmentation's segments from their names"
         form.addRow(self.code)
         self.run.connect("clicked(bool)", self.onRun)
+        self.apply_clicks.connect("clicked(bool)", self.onClicks)
+        self.undo_click.connect("clicked(bool)", self.onUndoClick)
+        self.logic = None
         self.code.connect("clicked(bool)", self.onCode)
         self.layout.addStretch(1)
 
@@ -119,20 +134,41 @@ class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
             seg.CreateDefaultDisplayNodes()
             self.segmentation.setCurrentNode(seg)
-        logic = MedisamSegmentLogic(self.url.text, self.token.text)
+        if self.logic is not None:
+            self.logic.close_session()
+        logic = self.logic = MedisamSegmentLogic(self.url.text, self.token.text)
         try:
             with slicer.util.tryWithErrorDisplay("medisam segmentation failed.", waitCursor=True):
                 result = logic.segment(volume, seg, self.roi.currentNode(), self.positive.currentNode(),
                                        self.negative.currentNode(), propagate=self.propagate.checked,
                                        modality=_auto(self.modality.currentText),
                                        window=_auto(self.window.currentText), box3d=self.box3d.checked,
-                                       segment_name=self.segment_name.text.strip() or "medisam")
+                                       segment_name=self.segment_name.text.strip() or "medisam",
+                                       line_node=self.line.currentNode(), keep_session=self.keep.checked)
                 self.status.text = f"segment {result.segment_id}: {result.voxels} voxels, slices {result.slices}"
         except EmptySegmentationError as exc:
             self.status.text = str(exc)
         except Exception as exc:  # tryWithErrorDisplay has shown it
             logging.error("medisam: %s", exc)
             self.status.text = f"error: {exc}"
+
+    def onClicks(self):
+        if self.logic is None or self.clicks.currentNode() is None:
+            slicer.util.errorDisplay("Segment first (with the session kept), then select the 3D click points.")
+            return
+        with slicer.util.tryWithErrorDisplay("medisam 3D click failed.", waitCursor=True):
+            r = self.logic.click(self.clicks.currentNode(), positive=not self.negative_click.checked)
+            self.status.text = f"3D clicks: {r.accepted} applied, {r.rejected} rejected; {r.voxels} voxels"
+
+    def onUndoClick(self):
+        if self.logic is None:
+            return
+        with slicer.util.tryWithErrorDisplay("medisam undo failed.", waitCursor=True):
+            self.status.text = f"3D click undone; {self.logic.undo_click()} voxels"
+
+    def cleanup(self):
+        if getattr(self, "logic", None) is not None:
+            self.logic.close_session()
 
     def onCode(self):
         seg = self.segmentation.currentNode()

@@ -252,6 +252,24 @@ class ClientSession:
         body = {"zyx": [int(v) for v in zyx], "positive": bool(positive), "obj_id": obj_id}
         return self.client.request("POST", self._url("/click3d"), json=body).json()
 
+    def add_recist(self, slice: int | None, line: Sequence[float], obj_id: int = 1) -> np.ndarray:
+        """A RECIST line ``(x0, y0, x1, y1)`` (a lesion's long axis, pixels) on ``slice``: on a volume the
+        lesion's 3D box; returns the seed slice's mask. Then :meth:`propagate`."""
+        body = {"slice": slice, "obj_id": obj_id, "line": [float(v) for v in line]}
+        return self._mask(self.client.request("POST", self._url("/recist"), json=body))
+
+    def add_scribble(self, slice: int | None, polyline: Sequence[Sequence[float]], positive: bool = True,
+                     obj_id: int = 1) -> np.ndarray:
+        """A scribble (``[(x, y), ...]`` pixels) on ``slice``: clicks along it, added to the object's prompts."""
+        body = {"slice": slice, "obj_id": obj_id, "positive": bool(positive),
+                "polyline": [[float(v) for v in p] for p in polyline]}
+        return self._mask(self.client.request("POST", self._url("/scribble"), json=body))
+
+    def add_lasso(self, slice: int | None, polygon: Sequence[Sequence[float]], obj_id: int = 1) -> np.ndarray:
+        """A lasso (closed polygon ``[(x, y), ...]`` pixels) on ``slice``: its inside is the object's mask prompt."""
+        body = {"slice": slice, "obj_id": obj_id, "polygon": [[float(v) for v in p] for p in polygon]}
+        return self._mask(self.client.request("POST", self._url("/lasso"), json=body))
+
     def add_points(self, slice: int | None = None, *, points: Sequence[Sequence[float]], obj_id: int = 1) -> np.ndarray:
         """Corrective clicks ``(x, y, label)`` for an object already segmented on this slice."""
         body = {"slice": slice, "obj_id": obj_id, "points": [[float(v) for v in p] for p in points]}

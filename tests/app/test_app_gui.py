@@ -32,18 +32,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(real_model):
+def serve_app(model):  # noqa: ANN001, ANN201 - yields the URL of `medisam app` on ``model``
     pytest.importorskip("gradio")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from medisam.app import build_ui
 
-    demo = build_ui(real_model)
+    demo = build_ui(model)
     port = _free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
                         ssr_mode=False, quiet=True)
     yield f"http://127.0.0.1:{port}"
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(real_model):
+    yield from serve_app(real_model)
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,8 @@ ERRORS = [
     ("axis word", ["propagate", "{vol}", "-o", "{tmp}/m.nii.gz", "--slice", "1", "--box", "1,1,5,5", "--axis", "q"],
      "--axis must be k, j, i"),
     ("3D box outside", ["propagate", "{vol}", "-o", "{tmp}/m.nii.gz", "--box3d", "0,0,0,3,3,9"], "outside the volume"),
+    ("RECIST line outside", ["propagate", "{vol}", "-o", "{tmp}/m.nii.gz", "--slice", "2", "--recist", "1,1,40,1"],
+     "--recist RECIST line (1, 1)-(40, 1) leaves the 28x24"),
     ("output is the input", ["segment", "{img}", "-o", "{img}", "--box", "1,1,9,9", "--force"], "is an input"),
     ("overlay is the input", ["segment", "{img}", "-o", "{out}", "--overlay", "{img}", "--box", "1,1,9,9", "--force"],
      "--overlay"),

@@ -40,6 +40,8 @@ def test_mistakes_are_found_before_the_model_loads(tmp_path, png, nifti):
         ["propagate", nifti, "-o", tmp_path / "p.nii.gz", "--box3d", "0,0,0,30,3,3"],        # 3D box outside
         ["propagate", nifti, "-o", tmp_path / "p.nii.gz", "--slice", "1", "--box", "1,1,5,5", "--views", "1"],
         ["propagate", nifti, "-o", tmp_path / "p.nii.gz", "--slice", "2", "--point", "99,1"],
+        ["propagate", nifti, "-o", tmp_path / "p.nii.gz", "--slice", "2", "--recist", "1,1,99,1"],   # line outside
+        ["propagate", nifti, "-o", tmp_path / "p.nii.gz", "--slice", "9", "--recist", "1,1,5,1"],    # slice range
         ["propagate", frames, "-o", tmp_path / "masks", "--slice", "0", "--box", "1,1,5,5",
          "--overlay", tmp_path / "o.png"],                                                   # video overlay format
         ["propagate", frames, "-o", tmp_path / "masks", "--slice", "0", "--box", "1,1,5,5", "--window", "lung"],

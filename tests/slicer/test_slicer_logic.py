@@ -1,4 +1,5 @@
-"""The 3D Slicer module's logic, headless, against Slicer's real MRML core (PyPI slicer-core) and a live server."""
+"""The 3D Slicer module's logic, headless, against Slicer's real MRML core (PyPI slicer-core) and a live server:
+ROI -> 3D box, markups line -> RECIST, markups points -> 3D corrective clicks."""
 
 from __future__ import annotations
 
@@ -298,3 +299,116 @@ def test_segments_get_snomed_terminology_and_colour_from_their_names(scene):
     segmentation.GetSegment(other).SetName("Segment_1")
     problems = MedisamSegmentCore.code_segments(seg)
     assert list(problems) == ["Segment_1"] and "unknown segment name" in problems["Segment_1"]
+
+
+# ------------------------------------------------ RECIST line (markups line) and 3D clicks (markups points)
+def _line(ijk0, ijk1):
+    line = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsLineNode")
+    line.AddControlPoint(*_ras_of(ijk0))
+    line.AddControlPoint(*_ras_of(ijk1))
+    return line
+
+
+def _points(*ijks):
+    fid = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    for ijk in ijks:
+        fid.AddControlPoint(*_ras_of(ijk))
+    return fid
+
+
+class _Session(_RecordingSession):
+    info = {"shape": [9, 64, 64]}
+
+    def add_recist(self, **kw):
+        self.calls.append(("add_recist", kw))
+        return np.ones(self.shape[1:], bool)
+
+    def add_click(self, zyx, positive=True, obj_id=1):
+        self.calls.append(("add_click", {"zyx": tuple(zyx), "positive": positive}))
+        return {"rejected": zyx[0] == 8, "undo_steps": 1}
+
+    def undo(self):
+        self.calls.append(("undo", {}))
+        return True
+
+    def close(self):
+        self.calls.append(("close", {}))
+
+
+class _Client(_RecordingClient):
+    def open_session(self, array, **kw):
+        self.calls.append(("open_session", kw))
+        return _Session(array.shape, self.calls)
+
+
+def test_line_node_is_a_recist_line_on_its_slice(scene):
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
+    k, line = MedisamSegmentCore.line_to_recist(vol, _line([20, 30, 4], [48, 30, 4]))
+    assert k == 4 and line == pytest.approx((20.5, 30.5, 48.5, 30.5))
+    with pytest.raises(ValueError, match="on one slice"):
+        MedisamSegmentCore.line_to_recist(vol, _line([20, 30, 3], [48, 30, 6]))
+    client = _Client()
+    seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    MedisamSegmentCore(client).segment(vol, seg, line_node=_line([20, 30, 4], [48, 30, 4]))
+    names = [c[0] for c in client.calls]
+    assert names == ["open_session", "add_recist", "propagate"]
+    assert client.calls[1][1]["slice"] == 4 and client.calls[1][1]["line"] == pytest.approx(line)
+    with pytest.raises(ValueError, match="either an ROI or a RECIST line"):
+        lo, hi = _ras_of([15, 10, 2]), _ras_of([50, 52, 6])
+        MedisamSegmentCore(client).segment(vol, seg, _roi((lo + hi) / 2, np.abs(hi - lo)),
+                                           line_node=_line([20, 30, 4], [48, 30, 4]))
+
+
+def test_points_become_3d_clicks_at_their_voxels_and_undo(scene):
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
+    seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    client = _Client()
+    logic = MedisamSegmentCore(client)
+    with pytest.raises(ValueError, match="segment first"):
+        logic.click(_points([30, 30, 4]))
+    lo, hi = _ras_of([15, 10, 2]), _ras_of([50, 52, 6])
+    logic.segment(vol, seg, _roi((lo + hi) / 2, np.abs(hi - lo)), keep_session=True)
+    assert "close" not in [c[0] for c in client.calls]
+    out = logic.click(_points([30.2, 29.8, 4.1], [12, 40, 8]), positive=False)
+    clicks = [c[1] for c in client.calls if c[0] == "add_click"]
+    assert clicks == [{"zyx": (4, 30, 30), "positive": False}, {"zyx": (8, 40, 12), "positive": False}]
+    assert (out.accepted, out.rejected) == (1, 1) and out.voxels == 9 * 100
+    assert seg.GetSegmentation().GetNumberOfSegments() == 1  # replaced, not added
+    logic.undo_click()
+    assert [c[0] for c in client.calls].count("undo") == 1
+    with pytest.raises(ValueError, match="no 3D click to undo"):
+        logic.undo_click()
+    with pytest.raises(ValueError, match="outside the volume"):
+        logic.click(_points([30, 30, 20]))
+    logic.close_session()
+    assert client.calls[-1][0] == "close" and logic.session is None
+
+
+def test_3d_click_on_a_live_server_updates_the_segment_and_undo_restores(scene, tiny_url):
+    from medisam.client import Client
+
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
+    seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    lo, hi = _ras_of([15, 10, 2]), _ras_of([50, 52, 6])
+    logic = MedisamSegmentCore(Client(tiny_url, token=TOKEN))
+    try:
+        first = logic.segment(vol, seg, _roi((lo + hi) / 2, np.abs(hi - lo)), keep_session=True, modality="CT")
+        before = _segment_array(seg, first.segment_id, vol) > 0
+        assert np.array_equal(before, logic.session.labels() > 0)
+        done = None
+        for ijk, positive in (([34, 30, 4], False), ([40, 24, 3], True), ([28, 36, 5], False)):
+            r = logic.click(_points(ijk), positive=positive)
+            if r.accepted:
+                done = r
+                break
+        if done is None:
+            pytest.skip("the tiny random model honoured none of the candidate clicks")
+        sid = logic.kept[2]
+        after = _segment_array(seg, sid, vol) > 0
+        assert seg.GetSegmentation().GetNumberOfSegments() == 1
+        assert np.array_equal(after, logic.session.labels() > 0) and int(after.sum()) == done.voxels
+        assert not np.array_equal(after, before)  # the click changed the 3D result
+        logic.undo_click()
+        assert np.array_equal(_segment_array(seg, logic.kept[2], vol) > 0, before)
+    finally:
+        logic.close_session()

@@ -21,6 +21,24 @@ log = logging.getLogger(__name__)
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
+@dataclass(frozen=True)
+class ClickResult:
+    """What :meth:`MedisamSegmentCore.click` did: clicks the model honoured / rejected, voxels after."""
+
+    accepted: int
+    rejected: int
+    voxels: int
+
+
+def _control_points(markups_node) -> list[list[float]]:  # noqa: ANN001
+    out = []
+    for n in range(markups_node.GetNumberOfControlPoints()):
+        ras = [0.0, 0.0, 0.0]
+        markups_node.GetNthControlPointPositionWorld(n, ras)
+        out.append(ras)
+    return out
+
+
 class EmptySegmentationError(RuntimeError):
     """The server answered with an empty mask; nothing was written (shown to the user)."""
 
@@ -66,6 +84,9 @@ class MedisamSegmentCore:
 
     def __init__(self, client):  # noqa: ANN001
         self.client = client
+        self.session = None  # the server session kept by segment(keep_session=True), for 3D clicks
+        self.kept: tuple | None = None  # (volume node, segmentation node, segment id, name) of that session
+        self._clicks: list[int] = []  # undo steps of each accepted click, for undo_click
 
     # ---------------------------------------------------------- geometry
     @staticmethod
@@ -100,18 +121,37 @@ class MedisamSegmentCore:
     def markups_to_points(cls, volume_node, markups_node, label: int) -> list[tuple[int, float, float, int]]:  # noqa: ANN001
         """Control points -> ``(k, x=i, y=j, label)`` with the slice index rounded."""
         out = []
-        for n in range(markups_node.GetNumberOfControlPoints()):
-            ras = [0.0, 0.0, 0.0]
-            markups_node.GetNthControlPointPositionWorld(n, ras)
+        for ras in _control_points(markups_node):
             i, j, k = cls.ras_to_ijk(volume_node, [ras])[0]
             out.append((int(round(k)), float(i), float(j), label))
         return out
 
+    @classmethod
+    def line_to_recist(cls, volume_node, line_node) -> tuple[int, tuple[float, float, float, float]]:  # noqa: ANN001
+        """A markups line (a lesion's long axis) -> (slice k, (x0, y0, x1, y1) pixels of that slice).
+
+        Both ends must lie on one k slice (within half a slice); pixel x = i + 0.5 (voxel centres
+        at integer IJK, medisam pixels span [x, x + 1]).
+        """
+        ras = _control_points(line_node)
+        if len(ras) != 2:
+            raise ValueError("the RECIST line needs exactly two points (the ends of the lesion's long axis)")
+        (i0, j0, k0), (i1, j1, k1) = cls.ras_to_ijk(volume_node, ras)
+        k = int(round((k0 + k1) / 2))
+        if abs(k0 - k1) > 1.0 or abs(k0 - k) > 0.5:
+            raise ValueError(f"draw the RECIST line on one slice: its ends lie on slices {k0:.1f} and {k1:.1f}")
+        return k, (i0 + 0.5, j0 + 0.5, i1 + 0.5, j1 + 0.5)
+
     # --------------------------------------------------------------- run
     def segment(self, volume_node, segmentation_node, roi_node=None, positive_node=None,  # noqa: ANN001, PLR0913
                 negative_node=None, *, propagate: bool = True, modality: str | None = None,
-                window: str | None = None, box3d: bool = True, segment_name: str = "medisam") -> SegmentationResult:
-        """Segment one object from an ROI (box) and/or point markups; add it as a segment.
+                window: str | None = None, box3d: bool = True, segment_name: str = "medisam",
+                line_node=None, keep_session: bool = False) -> SegmentationResult:  # noqa: ANN001
+        """Segment one object from an ROI (box), a RECIST line and/or point markups; add it as a segment.
+
+        ``line_node`` (a markups line on one slice: a lesion's long axis) is sent as a RECIST
+        line (the server derives the lesion's 3D box). With ``keep_session`` the server session
+        stays open for :meth:`click` (3D corrective clicks) until :meth:`close_session`.
 
         The ROI prompts its middle slice; positive/negative control points on that (or any)
         slice refine it; with ``propagate`` the server carries the object through the volume.
@@ -134,18 +174,25 @@ class MedisamSegmentCore:
             points += self.markups_to_points(volume_node, positive_node, 1)
         if negative_node is not None:
             points += self.markups_to_points(volume_node, negative_node, 0)
-        if roi_node is None and not any(p[3] == 1 for p in points):
-            raise ValueError("place an ROI or at least one positive point")
-        with self.client.open_session(np.ascontiguousarray(array), spacing=spacing, origin=origin,
-                                      direction=direction, modality=modality, window=window) as session:
+        if roi_node is None and line_node is None and not any(p[3] == 1 for p in points):
+            raise ValueError("place an ROI or at least one positive point (or a RECIST line)")
+        if roi_node is not None and line_node is not None:
+            raise ValueError("use either an ROI or a RECIST line, not both")
+        recist = self.line_to_recist(volume_node, line_node) if line_node is not None else None
+        self.close_session()
+        session = self.client.open_session(np.ascontiguousarray(array), spacing=spacing, origin=origin,
+                                           direction=direction, modality=modality, window=window)
+        try:
             k_range = (0, array.shape[0] - 1)
             if roi_node is not None:
                 k, box, k_range = self.roi_to_slice_box(volume_node, roi_node)
             else:
-                k, box = points[0][0], None
+                k, box = (recist[0] if recist else points[0][0]), None
             on_slice = [(x, y, lab) for kk, x, y, lab in points if kk == k]
             done = set()
-            if box is not None and box3d and array.shape[0] > 1:
+            if recist is not None:
+                session.add_recist(slice=recist[0], line=recist[1])  # the lesion's 3D box
+            elif box is not None and box3d and array.shape[0] > 1:
                 session.add_box3d(box=box, slice_range=k_range)  # the server picks the seed slice
             else:
                 session.predict(slice=k, box=box, points=on_slice or None)
@@ -156,6 +203,11 @@ class MedisamSegmentCore:
                 session.propagate()
             labels = session.labels()
             info = dict(session.info)
+        finally:
+            if keep_session:
+                self.session = session
+            else:
+                session.__exit__(None, None, None)
         if labels.shape != array.shape:
             raise RuntimeError(f"server returned labels of shape {labels.shape} for a volume of {array.shape}")
         if roi_node is not None:  # the object stays inside the ROI's slice range
@@ -166,9 +218,64 @@ class MedisamSegmentCore:
             raise EmptySegmentationError("medisam returned an empty mask: move or enlarge the ROI, "
                                          "add positive points, or check the window")
         segment_id = self.write_segment(volume_node, segmentation_node, labels > 0, segment_name)
+        if keep_session:
+            self.kept = (volume_node, segmentation_node, segment_id, segment_name)
         ks = np.nonzero((labels > 0).reshape(labels.shape[0], -1).any(axis=1))[0]
         log.info("medisam: segment %s with %d voxels on slices %d..%d", segment_id, voxels, ks[0], ks[-1])
         return SegmentationResult(segment_id, voxels, (int(ks[0]), int(ks[-1])), info)
+
+    # -------------------------------------------------------- 3D clicks
+    def click(self, points_node, positive: bool = True) -> ClickResult:  # noqa: ANN001
+        """Each control point of ``points_node`` -> a 3D corrective click (``click3d``) on the kept session
+        (voxel ``(k, j, i)`` rounded); the segment is replaced by the corrected result."""
+        volume_node, _, _, _ = self._require_kept()
+        voxels = [tuple(int(round(v)) for v in self.ras_to_ijk(volume_node, [p])[0][::-1])
+                  for p in _control_points(points_node)]
+        if not voxels:
+            raise ValueError("place at least one point for the 3D click")
+        shape = self.session.info["shape"]
+        accepted = rejected = 0
+        for zyx in voxels:
+            if any(not 0 <= c < n for c, n in zip(zyx, shape)):
+                raise ValueError(f"the point at voxel (k, j, i) = {zyx} lies outside the volume {tuple(shape)}")
+            out = self.session.add_click(zyx, positive=positive)
+            rejected += bool(out["rejected"])
+            accepted += not out["rejected"]
+            if not out["rejected"]:
+                self._clicks.append(int(out["undo_steps"]))
+        return ClickResult(accepted, rejected, self._rewrite())
+
+    def undo_click(self) -> int:
+        """Take back the last accepted 3D click; returns the segment's voxels after it."""
+        self._require_kept()
+        if not self._clicks:
+            raise ValueError("no 3D click to undo")
+        for _ in range(self._clicks.pop()):
+            self.session.undo()
+        return self._rewrite()
+
+    def close_session(self) -> None:
+        """Close the kept server session (if any)."""
+        if self.session is not None:
+            try:
+                self.session.close()
+            finally:
+                self.session, self.kept = None, None
+        self._clicks: list[int] = []
+
+    def _require_kept(self) -> tuple:
+        if self.session is None or self.kept is None:
+            raise ValueError("segment first with 'keep the session for 3D clicks' on")
+        return self.kept
+
+    def _rewrite(self) -> int:
+        """Replace the kept segment by the session's current labels (same name); returns its voxels."""
+        volume_node, seg_node, segment_id, name = self.kept
+        labels = self.session.labels() > 0
+        seg_node.GetSegmentation().RemoveSegment(segment_id)
+        new_id = self.write_segment(volume_node, seg_node, labels, name) if labels.any() else segment_id
+        self.kept = (volume_node, seg_node, new_id, name)
+        return int(labels.sum())
 
     @classmethod
     def write_segment(cls, volume_node, segmentation_node, mask: np.ndarray, name: str) -> str:  # noqa: ANN001

@@ -2,9 +2,13 @@
 
 :class:`AppState` wraps an :class:`~medisam.serve.interactive.InteractiveSession` (the
 same library path as the REST server and the CLI) and adds what a point-and-click UI
-needs: a click mode (positive point, negative point, box corners), the pending first box
-corner, the overlay picture of the current slice and the mask file in the input's format.
-It is plain Python so tests drive it without a browser.
+needs: a click mode (positive point, negative point, box corners, RECIST line endpoints),
+the pending first corner/endpoint, the overlay picture of the current slice and the mask
+file in the input's format. It is plain Python so tests drive it without a browser.
+
+On a volume, once propagated, a positive/negative click on any slice is a 3D correction
+(``InteractiveSession.add_click``: the clicked slice is re-decoded and the object
+re-propagated); *Undo* takes it back. Before propagation a click adds a point on the slice.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from medisam.serve.uploads import extract_zip
 
 log = logging.getLogger(__name__)
 
-MODES = ("box", "positive", "negative")
+MODES = ("box", "positive", "negative", "recist", "scribble+", "scribble-", "lasso")
+#: Modes whose clicks collect the vertices of a shape, applied by :meth:`AppState.finish_shape`.
+SHAPE_MODES = ("scribble+", "scribble-", "lasso")
 
 #: Slices smaller than this (pixels, longest side) are shown enlarged by an integer factor.
 MIN_VIEW_SIDE = 512
@@ -59,6 +65,10 @@ class AppState:
         self.points: list[tuple[float, float, int]] = []  # clicks shown on the current slice
         self.slice_range: tuple[int, int] | None = None  # set: a box becomes a 3D box on these slices
         self.boxes: dict[int, tuple[tuple[float, ...], int, int]] = {}  # obj -> (box, first, last) drawn
+        self.lines: dict[int, tuple[tuple[float, float, float, float], int]] = {}  # obj -> (RECIST line, slice)
+        self.propagated = False  # True after a completed propagation: clicks on a volume then correct in 3D
+        self.vertices: list[tuple[float, float]] = []  # the scribble/lasso being drawn on the shown slice
+        self._actions: list[str] = []  # what each undo step was: "click3d" or "prompt"
         self.cancel_requested = False
         self.opacity: dict[int, float] = {}  # object -> fill opacity in the picture (legend); default 0.4
         self.direction = "both"  # propagation direction; videos: "forward" (objects start where prompted)
@@ -87,6 +97,10 @@ class AppState:
         self.pending_corner = None
         self.points = []
         self.boxes = {}
+        self.lines = {}
+        self.propagated = False
+        self.vertices = []
+        self._actions = []
         self.slice_range = None
         self.direction = "forward" if image.is_video else "both"
         if image.is_video:
@@ -117,6 +131,7 @@ class AppState:
         self.slice = s.check_slice(int(k)) if s.image.is_volume else 0
         self.pending_corner = None
         self.points = []
+        self.vertices = []
 
     def set_slice_range(self, text: str | None) -> None:
         """``"first,last"`` (or ``"first-last"``) makes the next box a 3D box; empty = 2D boxes."""
@@ -152,33 +167,93 @@ class AppState:
         """A click at pixel (x, y) of the shown slice, interpreted by ``mode``."""
         s = self.require()
         k = self.slice if s.image.is_volume else None
-        if self.mode == "box":
+        if self.mode in SHAPE_MODES:
+            self.vertices.append((float(x) + 0.5, float(y) + 0.5))  # pixel centres
+            self.message = f"{self.mode}: {len(self.vertices)} vertices; click Finish shape to apply it"
+            return
+        if self.mode in ("box", "recist"):
             if self.pending_corner is None:
                 self.pending_corner = (float(x), float(y))
-                self.message = f"box corner at ({x:.0f}, {y:.0f}); click the opposite corner"
+                what = "box corner" if self.mode == "box" else "RECIST line end"
+                rest = "the opposite corner" if self.mode == "box" else "the other end of the lesion's long axis"
+                self.message = f"{what} at ({x:.0f}, {y:.0f}); click {rest}"
                 return
             (x0, y0), self.pending_corner = self.pending_corner, None
-            box = (min(x0, x), min(y0, y), max(x0, x) + 1, max(y0, y) + 1)
-            if self.slice_range is not None and s.image.is_volume:
-                res = s.add_box3d(None, self.obj_id, box=box, slice_range=self.slice_range)
-                lo, hi = sorted(self.slice_range)
-            else:
-                res = s.segment(k, self.obj_id, box=box)
-                lo = hi = res.slice
-            self.boxes[self.obj_id] = (box, lo, hi)  # stays drawn on its slices
+            res = self._box(s, k, x0, y0, x, y) if self.mode == "box" else self._recist(s, k, (x0, y0, x, y))
             self.points = []
+            self.propagated = False
+            self._actions.append("prompt")
+        elif self.propagated and s.image.is_volume and s.click3d_available:
+            self._click3d(s, int(x), int(y), self.mode == "positive")
+            return
         else:
             label = 1 if self.mode == "positive" else 0
             res = s.add_points(k, self.obj_id, points=[(x, y, label)])
             self.points.append((float(x), float(y), label))
+            self._actions.append("prompt")
         where = "frame" if s.image.is_video else "slice"
         self.message = f"object {res.obj_id} on {where} {res.slice}: {int(res.mask.sum())} pixels (score {res.score:.2f})"
 
+    def _box(self, s: InteractiveSession, k: int | None, x0: float, y0: float, x: float, y: float):  # noqa: ANN202
+        box = (min(x0, x), min(y0, y), max(x0, x) + 1, max(y0, y) + 1)
+        if self.slice_range is not None and s.image.is_volume:
+            res = s.add_box3d(None, self.obj_id, box=box, slice_range=self.slice_range)
+            lo, hi = sorted(self.slice_range)
+        else:
+            res = s.segment(k, self.obj_id, box=box)
+            lo = hi = res.slice
+        self.boxes[self.obj_id] = (box, lo, hi)  # stays drawn on its slices
+        self.lines.pop(self.obj_id, None)
+        return res
+
+    def _recist(self, s: InteractiveSession, k: int | None, line: tuple[float, float, float, float]):  # noqa: ANN202
+        """The two endpoints of a lesion's long axis: the lesion's 3D box (a volume) or its box (2D)."""
+        line = tuple(v + 0.5 for v in line)  # pixel centres
+        res = s.add_recist(k, line, self.obj_id)
+        self.lines[self.obj_id] = (line, self.slice if s.image.is_volume else 0)
+        self.boxes.pop(self.obj_id, None)
+        return res
+
+    def _click3d(self, s: InteractiveSession, x: int, y: int, positive: bool) -> None:
+        """A corrective click on the propagated volume (re-decodes the slice, re-propagates the object)."""
+        out = s.add_click((self.slice, y, x), positive, self.obj_id)
+        sign = "positive" if positive else "negative"
+        if out.rejected:
+            self.message = (f"click rejected: the model did not honour the {sign} click at ({x}, {y}) on slice "
+                            f"{self.slice}; nothing changed")
+            return
+        self.points.append((float(x), float(y), int(positive)))
+        self._actions.append("click3d")
+        self.message = (f"3D {sign} click on slice {self.slice}: object {self.obj_id} changed on "
+                        f"{len(out.changed)} slices ({out.decoded} slices decoded, {out.encoded} encoded)")
+
+    def finish_shape(self) -> None:
+        """Apply the drawn scribble (clicks along it) or lasso (its filled inside as the slice's mask prompt)."""
+        s = self.require()
+        if self.mode not in SHAPE_MODES or not self.vertices:
+            raise InputError("choose scribble+, scribble- or lasso and click the shape's vertices first")
+        k = self.slice if s.image.is_volume else None
+        vertices, self.vertices = self.vertices, []
+        if self.mode == "lasso":
+            res = s.add_lasso(k, vertices, self.obj_id)
+        else:
+            res = s.add_scribble(k, vertices, self.mode == "scribble+", self.obj_id)
+        self.propagated = False
+        self._actions.append("prompt")
+        self.message = (f"{self.mode} on slice {res.slice}: object {res.obj_id} has {int(res.mask.sum())} pixels "
+                        f"(score {res.score:.2f})")
+
     def undo(self) -> None:
-        done = self.require().undo()
+        s = self.require()
+        done = s.undo()
         self.pending_corner = None
         self.points = self.points[:-1]
-        self.message = "undone" if done else "nothing to undo"
+        action = self._actions.pop() if done and self._actions else "prompt"
+        if action == "click3d" and s.planned_slices() > 0:  # bring slices the click had replaced up to date
+            s.propagate()
+        elif done and action == "prompt":
+            self.propagated = False  # a prompt taken back: the next clicks add points until propagated again
+        self.message = ("3D click undone" if action == "click3d" else "undone") if done else "nothing to undo"
 
     def propagate(self, progress=None) -> None:  # noqa: ANN001 - callable(done, total)
         """Propagate slice by slice (``progress(done, total)``); :meth:`cancel` stops after the current slice."""
@@ -201,6 +276,7 @@ class AppState:
         n = int((labels.reshape(labels.shape[0], -1) > 0).any(axis=1).sum())
         if n == 0:
             raise InputError("propagation produced an empty mask")
+        self.propagated = True
         objs = ", ".join(f"{o}: {int((labels == o).reshape(len(labels), -1).any(axis=1).sum())}"
                          for o in s.object_ids)
         self.message = (f"propagated: {n} of {labels.shape[0]} {unit} labelled, {int((labels > 0).sum())} "
@@ -234,6 +310,12 @@ class AppState:
             if lo <= here <= hi:
                 p0, p1 = at(box[0] - 0.5, box[1] - 0.5), at(box[2] - 0.5, box[3] - 0.5)
                 cv2.rectangle(out, p0, p1, (255, 255, 0), max(1, r // 2))
+        for (x0, y0, x1, y1), k in self.lines.values():
+            if k == here:
+                cv2.line(out, at(x0 - 0.5, y0 - 0.5), at(x1 - 0.5, y1 - 0.5), (255, 128, 0), max(1, r // 2))
+        if self.vertices:
+            pts = np.array([at(x - 0.5, y - 0.5) for x, y in self.vertices], np.int32).reshape(-1, 1, 2)
+            cv2.polylines(out, [pts], self.mode == "lasso", (0, 255, 255), max(1, r // 2))
         if self.pending_corner is not None:
             cv2.drawMarker(out, at(*self.pending_corner), (255, 255, 0), cv2.MARKER_CROSS, 4 * r, max(1, r // 2))
         return out

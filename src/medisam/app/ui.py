@@ -18,8 +18,11 @@ log = logging.getLogger(__name__)
 
 HELP = ("Box mode: click two opposite corners. Positive/negative: click to add or remove. "
         "Volumes: move the slider, prompt a slice, then Propagate. A slice range (first,last) makes the "
-        "next box a 3D box on those slices (as `medisam propagate --box3d`). Videos: box each object on the frame "
-        "where it appears (a new object id each), Propagate, then download the masks and the overlay video.")
+        "next box a 3D box on those slices (as `medisam propagate --box3d`). RECIST: click both ends of a "
+        "lesion's long axis (its 3D box follows), then Propagate. After propagation a positive/negative click "
+        "on any slice corrects the 3D result; Undo takes it back. Scribble+/-: click along a line, lasso: "
+        "click around a region, then Finish shape. Videos: box each object on the frame where it appears "
+        "(a new object id each), Propagate, then download the masks and the overlay video.")
 #: Download choices: "auto" = the format matching the input (DICOM-SEG for a DICOM series).
 DOWNLOAD_CHOICES = ("auto", ".nii.gz", ".nrrd", ".mha", ".png", ".npz", ".dcm", ".zip")
 
@@ -87,7 +90,7 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
 
     def on_mode(st: AppState, mode: str, obj: float) -> None:
         if st is not None:
-            st.mode, st.obj_id, st.pending_corner = mode, int(obj or 1), None
+            st.mode, st.obj_id, st.pending_corner, st.vertices = mode, int(obj or 1), None, []
 
     def click(st: AppState, mode: str, obj: float, x: float, y: float) -> None:
         if st is None:
@@ -114,6 +117,11 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         if st is not None:
             st.cancel()
             st.message = "cancelling: propagation stops after the current slice"
+
+    def on_finish(st: AppState) -> None:
+        if st is None:
+            raise MedisamError("open an image first")
+        st.finish_shape()
 
     def on_undo(st: AppState) -> None:
         if st is not None:
@@ -179,6 +187,7 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                     undo = gr.Button("Undo", elem_id="medisam-undo")
                     propagate = gr.Button("Propagate", elem_id="medisam-propagate")
                     cancel = gr.Button("Cancel", elem_id="medisam-cancel")
+                finish = gr.Button("Finish shape (scribble / lasso)", elem_id="medisam-finish")
                 opacity = gr.Slider(0, 1, value=DEFAULT_OPACITY, step=0.05, label="opacity of the object id above",
                                     elem_id="medisam-opacity")
                 gr.Markdown("**objects**")
@@ -204,6 +213,7 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         mode.change(guarded(on_mode), [state, mode, obj], [state, view, status])
         view.select(on_click, [state, mode, obj], [state, view, status])
         undo.click(guarded(on_undo), [state], [state, view, status])
+        finish.click(guarded(on_finish), [state], [state, view, status])
         srange.change(guarded(on_range, redraw=False), [state, srange], [state, view, status])
         propagate.click(guarded(on_propagate), [state], [state, view, status])
         cancel.click(guarded(on_cancel), [state], [state, view, status], concurrency_limit=None, queue=False)

@@ -1,5 +1,5 @@
-"""``medisam propagate``: segment one object through a volume (or video) from a 3D box or a
-prompt on one slice, with a progress bar; writes a label map with the input's geometry."""
+"""``medisam propagate``: segment one object through a volume (or video) from a 3D box, a
+RECIST line or a prompt on one slice, with a progress bar; writes a label map with the input's geometry."""
 
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ def propagate(
                                         "--box/--point."),
     box: Optional[str] = typer.Option(None, "--box", help="x0,y0,x1,y1 pixels on --slice (x = column)."),
     point: List[str] = typer.Option([], "--point", help="x,y[,label] on --slice (1 positive, 0 negative); repeatable."),
+    recist: Optional[str] = typer.Option(None, "--recist", help="x0,y0,x1,y1: a lesion's long axis (RECIST line, "
+                                         "pixels) on --slice K (a k slice); segments the lesion in 3D from the 3D "
+                                         "box the line implies (z extent from its length in mm)."),
     slices: Optional[str] = typer.Option(None, "--slices", help="K0:K1: with --box, keep the object within slices "
                                          "K0..K1 (inclusive); it stops earlier where the object ends."),
     label: int = typer.Option(1, "--label", help="Label value of the object in the output."),
@@ -62,13 +65,15 @@ def propagate(
     labels_json: Optional[Path] = common.LabelsOpt,
     force: bool = common.ForceOpt,
 ) -> None:
-    """Propagate one object through a volume from --box3d, or from --box/--point on --slice."""
-    prompt = _parse_prompts(box3d, slice, box, point, slices)
+    """Propagate one object through a volume from --box3d, --recist on --slice, or --box/--point on --slice."""
+    prompt = _parse_prompts(box3d, slice, box, point, slices, recist)
     tracks = [parse_track(t) for t in track]
     if views is not None and views not in (1, 3):
         raise InputError(f"--views must be 1 or 3, got {views}")
-    if views is not None and "box3d" not in prompt:
-        raise InputError("--views applies to --box3d prompts; drop it for --slice prompts")
+    if views is not None and "box3d" not in prompt and "recist" not in prompt:
+        raise InputError("--views applies to --box3d and --recist prompts; drop it for --box/--point prompts")
+    if "recist" in prompt and common.parse_axis(axis) not in (None, 0):
+        raise InputError("--recist is drawn on a k slice (axis 0); drop --axis")
     if label < 1 or label > 65535:
         raise InputError(f"--label must be 1..65535, got {label}")
     array_axis = common.parse_axis(axis)
@@ -125,8 +130,8 @@ def _is_video(input: Path) -> bool:
 def _check_video_args(prompt: dict, output: Path, overlay: Optional[Path], axis: Optional[int],
                       window: Optional[str], force: bool) -> None:
     """What a video accepts: a prompt on one frame, frames along time, mask folder/.npz/.nii.gz, .mp4 overlay."""
-    if "box3d" in prompt:
-        raise InputError("the input is a video: prompt one frame with --slice F --box/--point, not --box3d")
+    if "box3d" in prompt or "recist" in prompt:
+        raise InputError("the input is a video: prompt one frame with --slice F --box/--point, not --box3d/--recist")
     if prompt.get("slices") is not None:
         raise InputError("the input is a video: --slices applies to volumes")
     if axis not in (None, 0):
@@ -172,6 +177,12 @@ def _prompt_checks(shape, input: Path, prompt: dict, axis: Optional[int]) -> Non
         Box3D(*prompt["box3d"]).check_inside(tuple(shape))
         return
     h, w = checks.plane(shape, prompt["slice"], axis, input)
+    if "recist" in prompt:
+        from medisam.prompting.shapes import recist_ends, recist_prompt
+
+        with checks.named("--recist"):
+            recist_prompt(*recist_ends(prompt["recist"]), (h, w))
+        return
     checks.prompts_inside([prompt["box"]] if prompt["box"] is not None else [], prompt["points"], h, w)
 
 
@@ -198,8 +209,14 @@ def parse_slices(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _parse_prompts(box3d, slice, box, point, slices=None) -> dict:
+def _parse_prompts(box3d, slice, box, point, slices=None, recist=None) -> dict:
     points = [common.parse_point(p) for p in point] or None
+    if recist is not None:
+        if box3d is not None or box is not None or points or slices is not None:
+            raise InputError("give --recist alone with --slice K (not with --box3d, --box, --point or --slices)")
+        if slice is None:
+            raise InputError("--recist needs --slice K: the slice the line is drawn on")
+        return {"recist": common.parse_numbers(recist, 4, "--recist"), "slice": slice}
     if slices is not None and box is None:
         raise InputError("--slices bounds the propagation of a --box on --slice (a --box3d has its own range)")
     if box3d is not None:
@@ -207,7 +224,7 @@ def _parse_prompts(box3d, slice, box, point, slices=None) -> dict:
             raise InputError("give either --box3d, or --slice with --box/--point, not both")
         return {"box3d": parse_box3d(box3d)}
     if slice is None:
-        raise InputError("give --box3d i0,j0,k0,i1,j1,k1, or --slice K with --box and/or --point")
+        raise InputError("give --box3d i0,j0,k0,i1,j1,k1, or --slice K with --box and/or --point (or --recist)")
     if box is None and not points:
         raise InputError(f"--slice {slice} needs a --box and/or --point")
     return {"slice": slice, "box": common.parse_box(box) if box is not None else None, "points": points,
@@ -234,6 +251,11 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
         session = VolumeSession(model, image, axis=axis, window=window, config=PropagationConfig(views=views))
     if "box3d" in prompt:
         session.add_box3d(prompt["box3d"], obj_id=label)
+    elif "recist" in prompt:
+        from medisam.prompting.shapes import recist_to_box3d
+
+        b3 = recist_to_box3d(prompt["recist"], prompt["slice"], image.spatial_shape, image.spacing_zyx)
+        session.add_box3d(b3, obj_id=label)
     else:
         if prompt["box"] is not None:
             session.add_box(prompt["slice"], prompt["box"], obj_id=label, **_range(prompt))

@@ -3,6 +3,8 @@
 * :func:`recist_prompt`: a RECIST line (a lesion's long axis on one slice, the prompt of
   MedSAM2's lesion workflow) -> a box and positive points on that slice, and
   :func:`recist_box3d`: a 3D box whose z extent is estimated from the long axis.
+  :func:`recist_to_box3d` does both for a ``(Z, Y, X)`` volume (the one path of the CLI,
+  the server, the web UI and the Slicer module).
 * :func:`scribble_points`: a polyline -> clicks sampled along it.
 * :func:`lasso_mask`: a closed polygon -> a filled ``(H, W)`` mask prompt.
 """
@@ -60,7 +62,7 @@ def recist_prompt(p0: Sequence[float], p1: Sequence[float], shape_hw: tuple[int,
         raise PromptError("a RECIST line needs two distinct endpoints at least one pixel apart")
     h, w = shape_hw
     if not all(0 <= v[0] <= w and 0 <= v[1] <= h for v in (a, b)):
-        raise PromptError(f"RECIST line {tuple(a)}-{tuple(b)} leaves the {w}x{h} slice")
+        raise PromptError(f"RECIST line ({a[0]:g}, {a[1]:g})-({b[0]:g}, {b[1]:g}) leaves the {w}x{h} (W x H) slice")
     normal = np.array([-d[1], d[0]]) / length * (short_ratio * length / 2)
     corners = np.array([a + normal, a - normal, b + normal, b - normal])
     grow = margin * length
@@ -89,6 +91,24 @@ def recist_box3d(prompt: RecistPrompt, slice_index: int, num_slices: int, slice_
     return Box3D(int(b.x0), int(b.y0), max(0, slice_index - half),
                  max(int(b.x0), int(math.ceil(b.x1)) - 1), max(int(b.y0), int(math.ceil(b.y1)) - 1),
                  min(num_slices - 1, slice_index + half))
+
+
+def recist_ends(line: Sequence[float]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``(x0, y0, x1, y1)`` -> the line's two endpoints (PromptError unless 4 numbers)."""
+    vals = np.asarray(line, dtype=float).ravel() if np.size(line) == 4 else None
+    if vals is None:
+        raise PromptError(f"a RECIST line is x0,y0,x1,y1 (its two endpoints), got {np.size(line)} numbers")
+    return (float(vals[0]), float(vals[1])), (float(vals[2]), float(vals[3]))
+
+
+def recist_to_box3d(line: Sequence[float], slice_index: int, shape_zyx: Sequence[int],
+                    spacing_zyx: Sequence[float]) -> Box3D:
+    """A RECIST line ``(x0, y0, x1, y1)`` (pixels) on slice ``slice_index`` (axis 0) of a
+    ``(Z, Y, X)`` volume with voxel size ``spacing_zyx`` (mm) -> the lesion's 3D box."""
+    nz, h, w = (int(v) for v in shape_zyx[:3])
+    sz, sy, sx = (float(v) for v in spacing_zyx[:3])
+    r = recist_prompt(*recist_ends(line), (h, w), pixel_mm=(sx, sy))
+    return recist_box3d(r, int(slice_index), nz, sz)
 
 
 def scribble_points(polyline: Sequence[Sequence[float]], shape_hw: tuple[int, int], positive: bool = True,

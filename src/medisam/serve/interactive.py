@@ -210,12 +210,50 @@ class InteractiveSession:
         b3 = box3d_of(box3d, box, slice_range).check_inside(self.image.array.shape[:3])
         return self.volume.add_box3d(b3, self._obj(obj_id))
 
+    def add_recist(self, slice: int | None, line: Sequence[float], obj_id: int = 1) -> SliceResult:
+        """Prompt object ``obj_id`` with a RECIST line ``(x0, y0, x1, y1)`` (a lesion's long axis, pixels)
+        on a slice: on a volume the lesion's 3D box (``prompting.shapes.recist_to_box3d``, then
+        :meth:`add_box3d`; propagate next), on a 2D image the box around the line."""
+        from medisam.prompting.shapes import recist_ends, recist_prompt, recist_to_box3d
+
+        k = self.check_slice(slice)
+        if self.image.is_video:
+            raise InputError("a RECIST line is drawn on a volume's slice or a 2D image, not on a video frame")
+        if self.volume is None:
+            return self.segment(None, obj_id, box=recist_prompt(*recist_ends(line), self._plane_hw()).box.as_array())
+        b3 = recist_to_box3d(line, k, self.image.spatial_shape, self.image.spacing_zyx)
+        return self.volume.add_box3d(b3, self._obj(obj_id))
+
+    def add_scribble(self, slice: int | None, polyline: Sequence[Sequence[float]], positive: bool = True,
+                     obj_id: int = 1) -> SliceResult:
+        """A scribble (polyline of ``(x, y)`` pixels) on a slice -> clicks along it (``scribble_points``),
+        added to object ``obj_id``'s prompts there as :meth:`add_points`."""
+        from medisam.prompting.shapes import scribble_points
+
+        self.check_slice(slice)
+        pts = scribble_points(polyline, self._plane_hw(), positive)
+        return self.add_points(slice, obj_id, points=[(x, y, lab) for (x, y), lab in zip(pts.coords.tolist(),
+                                                                                       pts.labels.tolist())])
+
+    def add_lasso(self, slice: int | None, polygon: Sequence[Sequence[float]], obj_id: int = 1) -> SliceResult:
+        """A lasso (closed polygon of ``(x, y)`` pixels) on a slice -> its filled mask as object
+        ``obj_id``'s mask prompt there (``lasso_mask``, then :meth:`segment`)."""
+        from medisam.prompting.shapes import lasso_mask
+
+        self.check_slice(slice)
+        return self.segment(slice, obj_id, mask=lasso_mask(polygon, self._plane_hw()))
+
+    @property
+    def click3d_available(self) -> bool:
+        """Whether :meth:`add_click` works here (a volume or video session of a non-SAM 2 model)."""
+        return isinstance(self.volume, VolumeSession)
+
     def add_click(self, zyx: Sequence[int], positive: bool = True, obj_id: int = 1):  # noqa: ANN201 - ClickOutcome
         """Correct object ``obj_id`` in 3D with one click at voxel ``(z, y, x)``: the clicked
         slice is re-decoded and the volume re-propagated (``predict.refine3d``)."""
         if self.volume is None:
             raise InputError("a 3D click needs a volume; on a 2D image add points instead")
-        if not isinstance(self.volume, VolumeSession):  # Sam2Session: no 3D click refinement yet
+        if not self.click3d_available:  # Sam2Session: no 3D click refinement yet
             raise InputError(f"3D clicks are not available for {self.model.spec.name} sessions yet")
         return self.volume.add_click([int(v) for v in zyx], positive, self._obj(obj_id))
 
@@ -283,6 +321,11 @@ class InteractiveSession:
         return self.label_image()
 
     # ------------------------------------------------------------ helpers
+    def _plane_hw(self) -> tuple[int, int]:
+        """``(H, W)`` of a slice (or of the 2D image)."""
+        shape = self.image.spatial_shape
+        return (int(shape[1]), int(shape[2])) if self.volume is not None else (int(shape[0]), int(shape[1]))
+
     @staticmethod
     def _obj(obj_id: int) -> int:
         if isinstance(obj_id, bool) or int(obj_id) != obj_id or not 1 <= int(obj_id) <= MAX_OBJECT_ID:

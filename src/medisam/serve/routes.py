@@ -29,10 +29,13 @@ from medisam.serve.schemas import (
     Click3DRequest,
     Click3DResult,
     Capabilities,
+    LassoRequest,
     PointsRequest,
     PromptRequest,
     PropagateRequest,
     PropagateResult,
+    RecistRequest,
+    ScribbleRequest,
     SessionInfo,
     SliceMask,
     WindowRequest,
@@ -223,6 +226,37 @@ def add_click3d(sid: str, body: Click3DRequest, request: Request) -> Click3DResu
         return Click3DResult(session_id=sid, slice=out.slice, obj_id=body.obj_id, rejected=out.rejected,
                              changed_slices=len(out.changed), decoded=out.decoded, encoded=out.encoded,
                              undo_steps=out.undo_steps)
+
+
+def _on_slice(request: Request, sid: str, call) -> SliceMask:  # noqa: ANN001 - call(InteractiveSession) -> SliceResult
+    """Run one prompt call on session ``sid`` under its lock and the inference limit; answer its slice mask."""
+    session = _session(request, sid)
+    with session.locked(), _ctx(request).inference:
+        res = call(session.state)
+        session.touch()
+        return _slice_mask(session, res)
+
+
+@router.post("/sessions/{sid}/recist", response_model=SliceMask, tags=["prompts"])
+def add_recist(sid: str, body: RecistRequest, request: Request) -> SliceMask:
+    """Prompt an object with a RECIST line (a lesion's long axis) on a slice: on a volume the
+    lesion's 3D box (z extent from the line's length in mm), then ``/propagate``; replaces the
+    object's earlier prompts. One undo step."""
+    return _on_slice(request, sid, lambda st: st.add_recist(body.slice, body.line, body.obj_id))
+
+
+@router.post("/sessions/{sid}/scribble", response_model=SliceMask, tags=["prompts"])
+def add_scribble(sid: str, body: ScribbleRequest, request: Request) -> SliceMask:
+    """A scribble on a slice: clicks sampled along the polyline, added to the object's prompts there."""
+    _check_points(request, body.polyline)
+    return _on_slice(request, sid, lambda st: st.add_scribble(body.slice, body.polyline, body.positive, body.obj_id))
+
+
+@router.post("/sessions/{sid}/lasso", response_model=SliceMask, tags=["prompts"])
+def add_lasso(sid: str, body: LassoRequest, request: Request) -> SliceMask:
+    """A lasso on a slice: the filled polygon is the object's mask prompt there (replaces its prompts there)."""
+    _check_points(request, body.polygon)
+    return _on_slice(request, sid, lambda st: st.add_lasso(body.slice, body.polygon, body.obj_id))
 
 
 @router.post("/sessions/{sid}/points", response_model=SliceMask, tags=["prompts"])

@@ -74,6 +74,31 @@ class Click3DRequest(BaseModel):
     obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
 
 
+class RecistRequest(BaseModel):
+    """A RECIST line on one slice: a lesion's long axis, its two endpoints in pixels of that slice."""
+
+    slice: Optional[int] = Field(None, description="index along array axis 0 (volumes); omit for 2D")
+    obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
+    line: list[float] = Field(min_length=4, max_length=4, description="x0, y0, x1, y1 pixels (the endpoints)")
+
+
+class ScribbleRequest(BaseModel):
+    """A scribble on one slice: a polyline whose clicks (one every 8 pixels, at most 16) are added."""
+
+    slice: Optional[int] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
+    obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
+    polyline: list[list[float]] = Field(min_length=1, description="[[x, y], ...] vertices in pixels")
+    positive: bool = Field(True, description="true: foreground scribble, false: background")
+
+
+class LassoRequest(BaseModel):
+    """A lasso on one slice: a closed polygon whose filled inside becomes the object's mask prompt there."""
+
+    slice: Optional[int] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
+    obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
+    polygon: list[list[float]] = Field(min_length=3, description="[[x, y], ...] vertices in pixels")
+
+
 class Click3DResult(BaseModel):
     """What one 3D click did (see ``medisam.predict.refine3d.ClickOutcome``)."""
 

@@ -1,0 +1,164 @@
+"""Web UI logic: after propagation a click on any slice corrects the 3D result (add_click), undo takes
+it back, a rejected click is one line; RECIST mode's two endpoints -> the lesion's 3D box (tiny model)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
+from serve_data import ct_volume  # noqa: E402
+
+from medisam.app import AppState  # noqa: E402
+
+
+@pytest.fixture()
+def vol_state(tiny_model, tmp_path):
+    import SimpleITK as sitk
+
+    path = tmp_path / "ct.nii.gz"
+    img = sitk.GetImageFromArray(ct_volume((8, 48, 48)))
+    img.SetSpacing((1.0, 1.0, 2.0))
+    sitk.WriteImage(img, str(path))
+    st = AppState(tiny_model)
+    st.open(path)
+    yield st
+    st.close()
+
+
+def _reference(st: AppState, box3d):
+    from medisam.serve.interactive import InteractiveSession
+
+    ref = InteractiveSession(st.model, st.session.image)
+    ref.add_box3d(box3d)
+    ref.propagate()
+    return ref
+
+
+def test_click_after_propagation_is_a_3d_correction_and_undo_restores(vol_state):
+    st = vol_state
+    st.set_slice_range("2,5")
+    st.click(12, 12)
+    st.click(35, 35)
+    st.mode = "positive"
+    assert not st.propagated
+    st.propagate()
+    assert st.propagated
+    before = st.session.labels.copy()
+    ref = _reference(st, (12, 12, 2, 35, 35, 5))
+    assert np.array_equal(before, ref.labels)
+    st.mode = "negative"
+    st.set_slice(4)  # not the seed slice
+    st.click(24, 24)
+    expected = ref.add_click((4, 24, 24), positive=False)
+    if expected.rejected:
+        pytest.skip("the tiny random model did not honour this click")
+    assert st.message.startswith("3D negative click on slice 4") and "changed on" in st.message
+    assert np.array_equal(st.session.labels, ref.labels)  # the library's 3D click, nothing else
+    assert not np.array_equal(st.session.labels, before)
+    assert st.points == [(24.0, 24.0, 0)] and st.render() is not None
+    st.undo()
+    assert st.message == "3D click undone" and np.array_equal(st.session.labels, before)
+    assert st.propagated  # the next click corrects in 3D again
+    st.undo()  # the 3D box itself
+    assert not st.session.labels.any() and not st.propagated
+
+
+def test_before_propagation_a_click_adds_a_point_on_the_slice(vol_state):
+    st = vol_state
+    st.mode = "positive"
+    st.click(24, 24)
+    assert "object 1 on slice 4" in st.message
+    assert st.session.volume.slice_prompts(4, 1).points is not None
+
+
+def test_rejected_click_is_one_line_and_changes_nothing(vol_state, monkeypatch):
+    from medisam.predict.refine3d import ClickOutcome
+
+    st = vol_state
+    st.set_slice_range("2,5")
+    st.click(12, 12)
+    st.click(35, 35)
+    st.propagate()
+    before = st.session.labels.copy()
+    steps = st.session.can_undo
+    monkeypatch.setattr(type(st.session), "add_click", lambda self, zyx, positive, obj_id: ClickOutcome(
+        zyx[0], (zyx[2], zyx[1], int(positive)), 2, 0, rejected=True, undo_steps=0))
+    st.mode = "positive"
+    st.click(40, 6)
+    assert st.message == "click rejected: the model did not honour the positive click at (40, 6) on slice 4; " \
+                         "nothing changed"
+    assert np.array_equal(st.session.labels, before) and st.session.can_undo == steps and st.points == []
+
+
+def test_click_outside_the_object_range_is_an_error_not_a_change(vol_state):
+    from medisam.errors import PromptError
+
+    st = vol_state
+    st.set_slice_range("2,5")
+    st.click(12, 12)
+    st.click(35, 35)
+    st.propagate()
+    st.set_slice(7)
+    st.mode = "positive"
+    with pytest.raises(PromptError, match="outside object 1's slice range"):
+        st.click(24, 24)
+
+
+def test_recist_mode_two_endpoints_make_the_lesion_3d_box(vol_state):
+    from medisam.prompting.shapes import recist_to_box3d
+
+    st = vol_state
+    st.mode = "recist"
+    st.set_slice(4)
+    before = st.render().copy()
+    st.click(14, 24)
+    assert "RECIST line end" in st.message and st.pending_corner == (14.0, 24.0)
+    st.click(33, 24)
+    line = (14.5, 24.5, 33.5, 24.5)
+    assert st.lines[1] == (line, 4)
+    b3 = recist_to_box3d(line, 4, (8, 48, 48), (2.0, 1.0, 1.0))
+    ref = _reference(st, (b3.x0, b3.y0, b3.z0, b3.x1, b3.y1, b3.z1))
+    st.propagate()
+    assert np.array_equal(st.session.labels, ref.labels)
+    labelled = np.nonzero(st.session.labels.reshape(8, -1).any(1))[0]
+    assert labelled.size == 0 or (b3.z0 <= labelled.min() and labelled.max() <= b3.z1)
+    shown = st.render()
+    assert (np.abs(shown.astype(int) - before.astype(int)).sum(-1) > 0).any()  # the line is drawn
+
+
+def test_scribble_and_lasso_modes_apply_on_finish(vol_state):
+    from medisam.errors import InputError
+    from medisam.prompting.shapes import lasso_mask
+    from medisam.serve.interactive import InteractiveSession
+
+    st = vol_state
+    with pytest.raises(InputError, match="scribble"):
+        st.finish_shape()
+    st.mode = "scribble+"
+    before = st.render().copy()
+    for x, y in ((16, 20), (28, 20), (28, 30)):
+        st.click(x, y)
+    assert "3 vertices" in st.message and not st.session.labels.any()
+    assert (np.abs(st.render().astype(int) - before.astype(int)).sum(-1) > 0).any()  # drawn while pending
+    st.finish_shape()
+    ref = InteractiveSession(st.model, st.session.image)
+    ref.add_scribble(4, [(16.5, 20.5), (28.5, 20.5), (28.5, 30.5)], True, 1)
+    assert np.array_equal(st.session.labels, ref.labels) and st.vertices == []
+    st.obj_id = 2
+    st.mode = "lasso"
+    for x, y in ((6, 6), (20, 6), (20, 16), (6, 16)):
+        st.click(x, y)
+    st.finish_shape()
+    square = [(6.5, 6.5), (20.5, 6.5), (20.5, 16.5), (6.5, 16.5)]
+    ref_after_scribble = ref.labels.copy()
+    ref.add_lasso(4, square, 2)
+    assert np.array_equal(st.session.labels, ref.labels) and "lasso on slice 4" in st.message
+    drawn = lasso_mask(square, (48, 48))
+    assert ((st.session.labels_slice(4) == 2) <= drawn).all() and (st.session.labels_slice(4) == 2).any()
+    st.undo()
+    assert not (st.session.labels == 2).any()
+    assert np.array_equal(st.session.labels, ref_after_scribble)

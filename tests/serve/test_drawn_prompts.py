@@ -1,0 +1,116 @@
+"""RECIST line, scribble and lasso over REST: the same results as the library path, undoable,
+bad shapes 400, vertex counts capped, token required (tiny random model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from serve_data import TOKEN, ct_volume, disk
+
+from medisam.client import Client, ServerError
+
+SPACING = (0.8, 0.8, 2.0)  # x, y, z mm (ITK order)
+
+
+def _reference(tiny_model):
+    from medisam.io import MedicalImage
+    from medisam.serve.interactive import InteractiveSession
+
+    image = MedicalImage.from_array(ct_volume((10, 48, 48)), spacing=SPACING)
+    return InteractiveSession(tiny_model, image)
+
+
+def test_recist_is_the_lesion_3d_box_and_propagates_like_it(make_client, tiny_model):
+    from medisam.predict import VolumeSession
+    from medisam.prompting.shapes import recist_to_box3d
+
+    line = (14.0, 24.0, 34.0, 24.0)  # 20 px = 16 mm long on slice 5
+    b3 = recist_to_box3d(line, 5, (10, 48, 48), (2.0, 0.8, 0.8))
+    # across: 0.8 * 20 = 16 px (8 each side) + 2 px margin; depth 0.8 * 16 mm = 12.8 mm -> 3 slices each side
+    assert (b3.x0, b3.y0, b3.z0, b3.x1, b3.y1, b3.z1) == (12, 14, 2, 35, 33, 8)
+    ref = VolumeSession(tiny_model, _reference(tiny_model).image)
+    ref.add_box3d(b3)
+    expected = ref.propagate(progress=False).array
+    c = Client(http=make_client())
+    with c.open_session(ct_volume((10, 48, 48)), spacing=SPACING) as s:
+        seed = s.add_recist(5, line)
+        assert seed.shape == (48, 48) and s.last_slice in range(2, 9)
+        s.propagate()
+        labels = s.labels()
+        assert np.array_equal(labels, expected)
+        assert not labels[:2].any() and not labels[9:].any()  # stays in the lesion's slices
+        assert s.undo() and s.refresh()["object_ids"] == []
+
+
+def test_recist_on_a_2d_image_is_the_box_around_the_line(make_client, tiny_model):
+    from medisam.prompting.shapes import recist_prompt
+
+    c = Client(http=make_client())
+    with c.open_session(disk()) as s:
+        got = s.add_recist(None, (30, 48, 66, 48))
+        want = s.predict(box=recist_prompt((30, 48), (66, 48), (96, 96)).box.as_array())
+        assert np.array_equal(got, want)
+
+
+def test_scribble_adds_clicks_along_the_line_and_lasso_is_a_mask_prompt(make_client, tiny_model):
+    from medisam.prompting.shapes import lasso_mask, scribble_points
+
+    ref = _reference(tiny_model)
+    poly = [(18.0, 20.0), (30.0, 20.0), (30.0, 28.0)]
+    pts = scribble_points(poly, (48, 48), positive=True)
+    ref_scribble = ref.add_points(4, 1, points=[(x, y, lab) for (x, y), lab in zip(pts.coords.tolist(),
+                                                                                    pts.labels.tolist())]).mask
+    square = [(10.0, 10.0), (30.0, 10.0), (30.0, 30.0), (10.0, 30.0)]
+    c = Client(http=make_client())
+    with c.open_session(ct_volume((10, 48, 48)), spacing=SPACING) as s:
+        assert np.array_equal(s.add_scribble(4, poly), ref_scribble)
+        assert s.refresh()["undo_steps"] == 1
+        lasso = s.add_lasso(6, square, obj_id=2)
+        assert np.array_equal(lasso, lasso_mask(square, (48, 48)))  # a volume keeps the mask as drawn
+        assert s.labels(6).max() == 2
+        assert s.undo() and s.labels(6).max() == 0
+        neg = s.add_scribble(4, [(20, 22)], positive=False)
+        assert neg.shape == (48, 48)
+
+
+@pytest.mark.parametrize("route, body, msg", [
+    ("recist", {"slice": 3, "line": [5, 5, 5.2, 5.1]}, "one pixel apart"),
+    ("recist", {"slice": 3, "line": [5, 5, 90, 5]}, "leaves the"),
+    ("recist", {"slice": 30, "line": [5, 5, 20, 5]}, "out of range"),
+    ("recist", {"slice": 3, "line": [5, 5, 20]}, "line"),
+    ("scribble", {"slice": 3, "polyline": [[1, 2, 3]]}, "(x, y) vertices"),
+    ("scribble", {"slice": 3, "polyline": []}, "polyline"),
+    ("lasso", {"slice": 3, "polygon": [[1, 1], [2, 2]]}, "polygon"),
+    ("lasso", {"slice": 3, "polygon": [[100, 100], [120, 100], [120, 120]]}, "encloses no pixel"),
+])
+def test_bad_drawn_prompts_are_one_line_400(make_client, route, body, msg):
+    tc = make_client()
+    with Client(http=tc).open_session(ct_volume()) as s:
+        r = tc.post(f"/sessions/{s.id}/{route}", json=body)
+        assert r.status_code in (400, 422), r.text
+        assert msg in str(r.json()["detail"])
+
+
+def test_recist_on_a_video_is_refused(make_client, tmp_path):
+    pytest.importorskip("av")
+    from medisam.io.video import write_video
+
+    frames = np.stack([np.repeat(disk(64)[..., None], 3, axis=-1)] * 3)
+    clip = write_video(frames, tmp_path / "clip.mp4", fps=10)
+    with Client(http=make_client()).open_session(clip) as s, pytest.raises(ServerError, match="not on a video"):
+        s.add_recist(1, (20, 32, 44, 32))
+
+
+def test_vertex_counts_are_capped_and_the_token_is_required(make_client):
+    tc = make_client(token=TOKEN, max_points_per_request=8)
+    c = Client(http=tc, token=TOKEN)
+    with c.open_session(ct_volume()) as s:
+        many = [[float(10 + i), 20.0] for i in range(9)]
+        for route, body in (("scribble", {"slice": 3, "polyline": many}),
+                            ("lasso", {"slice": 3, "polygon": many})):
+            r = tc.post(f"/sessions/{s.id}/{route}", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert r.status_code == 400 and "9 points in one request" in r.json()["detail"]
+        for route in ("recist", "scribble", "lasso", "click3d"):
+            r = tc.post(f"/sessions/{s.id}/{route}", json={}, headers={"Authorization": "Bearer wrong-token-xyz"})
+            assert r.status_code == 401 and "bearer token" in r.json()["detail"]
+        assert s.add_scribble(3, many[:8]).shape == (48, 48)
