@@ -22,7 +22,8 @@ def _labels(session):
     return session.label_map().array.copy()
 
 
-def test_click_reuses_cached_embeddings_and_is_undoable(tiny_model):
+@pytest.mark.parametrize("method", ["slice", "walker"])
+def test_click_reuses_cached_embeddings_and_is_undoable(tiny_model, method):
     image, inside = ball_volume(shape=(8, 32, 40))
     with CountingEncoder(tiny_model) as counter:
         session = VolumeSession(tiny_model, image, config=FAST)
@@ -33,7 +34,10 @@ def test_click_reuses_cached_embeddings_and_is_undoable(tiny_model):
         z = 2
         outcome = None
         for y, x in ((16, 20), (12, 14), (20, 26), (10, 25)):  # a random model may not honour a click
-            outcome = session.add_click((z, y, x), positive=True, obj_id=2)  # the session method of refine_with_click
+            if method == "walker":  # the default of the session method
+                outcome = session.add_click((z, y, x), positive=True, obj_id=2)
+            else:
+                outcome = refine_with_click(session, (z, y, x), True, obj_id=2, method=method)
             if not outcome.rejected:
                 break
         assert outcome is not None
@@ -43,7 +47,7 @@ def test_click_reuses_cached_embeddings_and_is_undoable(tiny_model):
             pytest.skip("the random model honoured none of the clicks")
         after = _labels(session)
         assert after[z, outcome.point[1], outcome.point[0]] == 2
-        assert outcome.decoded >= 1
+        assert outcome.decoded >= 1 if method == "slice" else outcome.decoded == 0  # the walker decodes nothing
         assert set(outcome.changed) == {int(t) for t in np.nonzero((after != before).any(axis=(1, 2)))[0]}
         for _ in range(outcome.undo_steps):  # one click = one undo step, box correction included
             session.undo()
@@ -60,7 +64,7 @@ def test_rejected_click_leaves_the_result_alone(tiny_model):
     seen = set()
     for y in range(8, 25, 2):  # negative clicks; those the model ignores are undone
         labels_before, history_before = _labels(session), session.can_undo
-        out = refine_with_click(session, (2, y, 20), positive=False, obj_id=1)
+        out = refine_with_click(session, (2, y, 20), positive=False, obj_id=1, method="slice")
         seen.add(out.rejected)
         if out.rejected:  # rolled back: the same labels, no undo step added
             assert out.changed == () and out.decoded in (1, 2) and out.undo_steps == 0
@@ -94,3 +98,79 @@ def test_corrected_box_agrees_with_the_click():
     assert corrected_box(None, 3, 3, False, (20, 20)) is None
     b = corrected_box(None, 3, 3, True, (20, 20))  # no mask yet: a box around the click
     assert (b.x0, b.y0, b.x1, b.y1) == (1, 1, 6, 6)
+
+
+def _two_objects(tiny_model, axis=0, views=1):
+    image, inside = ball_volume(shape=(10, 32, 40))
+    config = PropagationConfig(views=views, min_area_px=0, extra_margins_mm=(), encode_batch=1)
+    session = VolumeSession(tiny_model, image, axis=axis, config=config)
+    session.add_box3d((10, 6, 1, 30, 26, 8), obj_id=1)
+    session.add_box3d((26, 6, 2, 36, 26, 7), obj_id=2)
+    session.propagate(progress=False)
+    return session, inside
+
+
+def test_walker_clicks_are_honoured_one_undo_step_each_and_undo_exactly(tiny_model):
+    session, _ = _two_objects(tiny_model)
+    encoded = set(session.encoded_planes)
+    start = _labels(session)
+    history = [start]
+    depth = session.can_undo
+    clicks = [((5, 16, 20), True, 1), ((5, 16, 33), True, 1), ((4, 8, 12), False, 1), ((6, 20, 28), False, 2)]
+    for zyx, positive, obj in clicks:
+        out = session.add_click(zyx, positive, obj)
+        labels = _labels(session)
+        assert not out.rejected and out.undo_steps == 1 and out.decoded == 0 and out.encoded == 0
+        assert (labels[zyx] == obj) == positive  # the clicked voxel follows the click
+        assert {int(t) for t in np.nonzero((labels != history[-1]).any(axis=(1, 2)))[0]} <= set(out.changed)
+        history.append(labels)
+    assert session.encoded_planes == encoded  # no plane encoded for a click
+    assert session.can_undo == depth + len(clicks)
+    assert [c.zyx for c in session.object_state(1).clicks3d] == [c[0] for c in clicks if c[2] == 1]
+    for labels in reversed(history[:-1]):  # each undo restores the label map before that click, exactly
+        session.undo()
+        assert np.array_equal(_labels(session), labels)
+    assert np.array_equal(_labels(session), start)
+    assert session.object_state(1).edit is None and session.object_state(1).clicks3d == ()
+
+
+def test_positive_walker_click_takes_its_voxels_from_other_objects(tiny_model):
+    session, _ = _two_objects(tiny_model)
+    before1, before2 = session.object_volume(1), session.object_volume(2)
+    zyx = (5, 16, 30)  # inside both 3D boxes
+    session.add_click(zyx, True, 1)
+    vol1, vol2 = session.object_volume(1), session.object_volume(2)
+    assert vol1[zyx] and not vol2[zyx] and _labels(session)[zyx] == 1
+    assert not (vol1 & ~before1 & vol2).any()  # what object 1 gained, object 2 lost
+    assert not (vol2 & ~before2).any()  # object 2 gained nothing
+    assert np.array_equal(session.object_volume(2, model_only=True), before2)  # the model's result is kept
+
+
+def test_slice_prompt_after_walker_clicks_drops_the_layer_and_undo_brings_it_back(tiny_model):
+    session, _ = _two_objects(tiny_model)
+    session.add_click((5, 16, 20), True, 1)
+    clicked = _labels(session)
+    session.add_box(5, (10, 6, 30, 26), obj_id=1)
+    session.propagate(progress=False)
+    assert session.object_state(1).edit is None
+    session.undo()
+    assert np.array_equal(_labels(session), clicked)
+
+
+def test_walker_click_on_another_axis_and_with_triplanar_fusion(tiny_model):
+    for axis, views in ((2, 1), (0, 3)):
+        session, _ = _two_objects(tiny_model, axis=axis, views=views)
+        before = _labels(session)
+        out = session.add_click((5, 16, 20), True, 1)
+        after = _labels(session)
+        assert after[5, 16, 20] == 1 and out.slice == (5, 16, 20)[axis]
+        changed = np.nonzero(np.moveaxis(after != before, axis, 0).any(axis=(1, 2)))[0]
+        assert {int(t) for t in changed} <= set(out.changed) and changed.size > 0
+        session.undo()
+        assert np.array_equal(_labels(session), before)
+
+
+def test_unknown_click_method_is_refused(tiny_model):
+    session, _ = _two_objects(tiny_model)
+    with pytest.raises(PromptError):
+        refine_with_click(session, (5, 16, 20), True, 1, method="magic")

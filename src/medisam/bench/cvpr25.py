@@ -45,6 +45,7 @@ class Step:
     labels: np.ndarray
     seconds: float
     prompts: dict[int, Any] = field(default_factory=dict)  # class -> prompt / click given at this step
+    undo_depth: int = 0  # the session's undo steps after this step (run_with_reference undoes back to it)
 
 
 def multi_class_dsc(truth: np.ndarray, seg: np.ndarray, classes: list[int]) -> float:
@@ -84,28 +85,53 @@ def _start(session, start: str, truth: np.ndarray, classes: list[int]) -> dict[i
     return prompts
 
 
-def run_protocol(session, truth: np.ndarray, start: str = "box2d", n_clicks: int = N_CLICKS) -> list[Step]:
-    """Run the protocol on a fresh session over the case's volume; ``truth`` is its label map."""
-    from medisam.predict.refine3d import refine_with_click
+def run_protocol(session, truth: np.ndarray, start: str = "box2d", n_clicks: int = N_CLICKS,
+                 method: str | None = None) -> list[Step]:
+    """Run the protocol on a fresh session over the case's volume; ``truth`` is its label map.
 
+    ``method``: how clicks act (:func:`medisam.predict.refine3d.refine_with_click`; None: the default).
+    """
     truth = np.asarray(truth)
     classes = [int(c) for c in np.unique(truth) if c != 0]
     if not classes:
         raise PromptError("the label map has no class to segment")
     t0 = time.perf_counter()
     prompts = _start(session, start, truth, classes)
-    steps = [Step(0, session.label_map().array.copy(), time.perf_counter() - t0, prompts)]
+    first = Step(0, session.label_map().array.copy(), time.perf_counter() - t0, prompts, session.can_undo)
+    return [first, *click_steps(session, truth, classes, first.labels, n_clicks, method)]
+
+
+def click_steps(session, truth: np.ndarray, classes: list[int], labels: np.ndarray, n_clicks: int = N_CLICKS,
+                method: str | None = None) -> list[Step]:
+    """Steps 1..n_clicks from the label map ``labels`` the session shows now."""
+    from medisam.predict.refine3d import refine_with_click
+
+    steps: list[Step] = []
     for k in range(1, n_clicks + 1):
-        seg = steps[-1].labels
+        seg = steps[-1].labels if steps else labels
         clicks = {c: clicks3d.corrective_click(seg == c, truth == c) for c in classes}
         t0 = time.perf_counter()
         given = {}
         for c, click in clicks.items():
             if click is not None:
-                refine_with_click(session, click.zyx, click.positive, obj_id=c)
+                refine_with_click(session, click.zyx, click.positive, obj_id=c, method=method)
                 given[c] = {"zyx": list(click.zyx), "fg": click.positive}
         steps.append(Step(k, session.label_map().array.copy(), time.perf_counter() - t0, given))
     return steps
+
+
+def run_with_reference(session, truth: np.ndarray, start: str, reference: str = "slice",
+                       n_clicks: int = N_CLICKS) -> tuple[list[Step], list[Step]]:
+    """The protocol with the default clicks, then -- undone back to the same start -- with
+    ``reference`` clicks: two click sequences from ONE start (the start's cost counted in both)."""
+    steps = run_protocol(session, truth, start, n_clicks)
+    first = steps[0]
+    while session.can_undo > first.undo_depth:
+        session.undo()
+    if not np.array_equal(session.label_map().array, first.labels):
+        raise PromptError("undoing the clicks did not restore the start's label map")
+    classes = [int(c) for c in np.unique(truth) if c != 0]
+    return steps, [first, *click_steps(session, truth, classes, first.labels, n_clicks, reference)]
 
 
 def score_steps(steps: list[Step], truth: np.ndarray, spacing,
@@ -122,21 +148,41 @@ def score_steps(steps: list[Step], truth: np.ndarray, spacing,
 
 def evaluate_case(case, predictor, strategy: str, window=None,
                   tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> list[dict[str, Any]]:
-    """Result rows (one per step, target ``all``) of one bench case; the caller adds the ids."""
+    """Result rows (one per step, target ``all``) of one bench case; the caller adds the ids.
+
+    ``cvpr25[-box3d]``: clicks as ``refine_with_click`` does by default (the 3D walker);
+    ``...-slice``: the slice clicks (re-decode and re-propagate, the earlier behaviour);
+    ``...-ref``: both from one start (rows of strategy ``cvpr25[-box3d]`` and ``...-slice``).
+    """
     from medisam.predict import VolumeSession
 
     if not case.image.is_volume:
         raise PromptError(f"strategy {strategy} needs a 3D volume; {case.case_id} is 2D")
     truth = case.labels.array
+    base = strategy
+    name = base.removesuffix("-ref").removesuffix("-slice")
+    start = STARTS[name]
     # a cold embedding cache per run: the seconds per class must not profit from another strategy's encodings
     session = VolumeSession(predictor.model, case.image, axis=0, window=window)
-    steps = run_protocol(session, truth, STARTS[strategy])
+    if base.endswith("-ref"):
+        steps, ref = run_with_reference(session, truth, start)
+        runs = [(name, steps), (f"{name}-slice", ref)]
+    else:
+        runs = [(base, run_protocol(session, truth, start, method="slice" if base.endswith("-slice") else None))]
+    rows = []
+    for label, steps in runs:
+        rows += _rows(steps, truth, case, label, tolerance_mm)
+    return rows
+
+
+def _rows(steps: list[Step], truth: np.ndarray, case, strategy: str, tolerance_mm: float) -> list[dict[str, Any]]:
     scores = score_steps(steps, truth, case.image.spacing, tolerance_mm)
     classes = [int(c) for c in np.unique(truth) if c != 0]
     return [{"target": "all", "target_id": "all", "label": "", "area": int((truth != 0).sum()), "click": s.step,
              "dsc": d, "iou": float("nan"), "nsd": n, "hd95": float("nan"), "score": float("nan"),
-             "time_s": round(s.seconds, 4),
-             "prompt": json.dumps({"classes": len(classes), "prompts": {str(c): p for c, p in s.prompts.items()}},
+             "time_s": round(s.seconds, 4), "strategy": strategy,
+             "prompt": json.dumps({"classes": len(classes),
+                                   "prompts": {str(c): p for c, p in s.prompts.items()}},
                                   separators=(",", ":"))}
             for s, (d, n) in zip(steps, scores)]
 

@@ -168,7 +168,7 @@ class CaseEvaluator:
             return
         for row in rows:
             out.rows.append({"dataset": case.dataset, "modality": case.modality, "case": case.case_id,
-                             "model": model_label, "strategy": strategy.name, "seed": s.seed, "slice": "", **row})
+                             "model": model_label, "strategy": strategy.name, "seed": s.seed, "slice": "", **row})  # a row may name its variant
 
     def _run(self, strategy: Strategy, predictor, case: Case, target: Target, display, rng):
         image = case.image

@@ -38,6 +38,9 @@ import numpy as np
 
 from medisam.errors import PromptError
 from medisam.metrics_basic import dice
+from medisam.predict.click_refine import RefineParams, click_radius, refine_crop
+from medisam.predict.edits import EditLayer, merged
+from medisam.predict.store import Click3D
 from medisam.prompts import Box
 
 #: Dice between a slice's new and previous mask above which the click no longer matters there.
@@ -121,12 +124,87 @@ def _masks(session, obj_id: int) -> dict[int, np.ndarray]:
 
 
 def refine_with_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
-                      agree: float = AGREE_DICE) -> ClickOutcome:
-    """Correct object ``obj_id`` with one click at voxel ``(z, y, x)``; re-propagates the volume.
+                      agree: float = AGREE_DICE, method: str | None = None) -> ClickOutcome:
+    """Correct object ``obj_id`` with one click at voxel ``(z, y, x)``: ONE undo step.
 
     A positive click adds the voxel to the object, a negative one removes it. Undo with
-    ``session.undo()``. Any pending propagation of the session is completed too.
+    ``session.undo()``. ``method``: ``"walker"`` (the default where the session has a 3D click
+    layer, ``set_edits``; a click that starts a new object goes the slice way) refines the
+    object's 3D mask around the model's result (:func:`walker_click`); ``"slice"`` re-decodes
+    the clicked slice and re-propagates from it (the behaviour before the walker, kept as the
+    benchmarks' reference; any pending propagation of the session is completed too).
     """
+    if method is None:
+        method = "walker" if hasattr(session, "set_edits") else "slice"
+    if method not in ("walker", "slice"):
+        raise PromptError(f"unknown click method {method!r}; use walker or slice")
+    if method == "walker" and obj_id in session.object_ids:
+        return walker_click(session, zyx, positive, obj_id)
+    return slice_click(session, zyx, positive, obj_id, agree)
+
+
+def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
+                 params: RefineParams = RefineParams()) -> ClickOutcome:
+    """The click as a random-walker refinement of the object's 3D mask (:mod:`~medisam.predict.click_refine`).
+
+    On a crop around the object's 3D box (or its mask) and every click so far, the walker
+    starts from the model's result (the slice results, without earlier clicks) and takes all
+    the object's 3D clicks as hard seeds; the result replaces the object's mask in the crop
+    (the session's 3D click layer, :meth:`AxisSession.set_edits`). A positive click also takes
+    the voxels it adds away from the other objects. No decoder or encoder runs.
+    """
+    t, x, y = click_on_plane(session, zyx)
+    v = tuple(int(c) for c in zyx)
+    state = session.object_state(obj_id)
+    spacing = session.geometry.spacing_zyx
+    model = session.object_volume(obj_id, model_only=True)
+    current = session.object_volume(obj_id)
+    crop = _crop(state, model | current, v, session.image.spatial_shape, params.pad)
+    origin = np.array([s.start for s in crop])
+    radius = click_radius(current[crop], tuple(np.subtract(v, origin)), positive, spacing, params)
+    clicks = (*state.clicks3d, Click3D(v, positive, radius))
+    inside = np.zeros(model[crop].shape, dtype=bool)
+    if state.box3d is not None:
+        b = state.box3d
+        lo = np.maximum(np.subtract((b.z0, b.y0, b.x0), origin), 0)
+        hi = np.subtract((b.z1, b.y1, b.x1), origin) + 1
+        inside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
+    else:
+        inside[:] = True
+    new = refine_crop(session._display[crop], model[crop], inside,
+                      [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius) for c in clicks], spacing, params)
+    layer = EditLayer(tuple(int(o) for o in origin), new)
+    edits = {obj_id: (merged(state.edit, layer, model), clicks[-1])}
+    if positive:
+        for other in session.object_ids:
+            vol = session.object_volume(other) if other != obj_id else None
+            if vol is not None and (vol[crop] & new).any():
+                keep = EditLayer(layer.origin, vol[crop] & ~new)
+                edits[other] = (merged(session.object_state(other).edit, keep,
+                                       session.object_volume(other, model_only=True)), None)
+    session.set_edits(edits)
+    after = session.object_volume(obj_id)
+    diff = np.moveaxis(after != current, session.axis, 0).any(axis=(1, 2))
+    return ClickOutcome(t, (x, y, 1 if positive else 0), 0, 0, tuple(int(i) for i in np.nonzero(diff)[0]))
+
+
+def _crop(state, mask: np.ndarray, v: tuple[int, ...], shape, pad: int) -> tuple[slice, slice, slice]:
+    """The walker's crop: the object's 3D box (else its mask) and all its clicks, padded."""
+    pts = [v, *(c.zyx for c in state.clicks3d)]
+    if state.box3d is not None:
+        b = state.box3d
+        pts += [(b.z0, b.y0, b.x0), (b.z1, b.y1, b.x1)]
+    elif mask.any():
+        idx = np.nonzero(mask)
+        pts += [tuple(int(i.min()) for i in idx), tuple(int(i.max()) for i in idx)]
+    lo = np.maximum(np.min(pts, axis=0) - pad, 0)
+    hi = np.minimum(np.max(pts, axis=0) + pad + 1, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+
+
+def slice_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
+                agree: float = AGREE_DICE) -> ClickOutcome:
+    """The click on its slice: re-decode the slice with the click, re-propagate from it (see the module)."""
     t, x, y = click_on_plane(session, zyx)
     if obj_id not in session.object_ids and not positive:
         raise PromptError(f"a background click cannot start object {obj_id}; click inside it first")

@@ -23,6 +23,7 @@ import numpy as np
 
 from medisam.errors import InputError
 from medisam.predict.contract import SliceResult
+from medisam.predict.edits import EditLayer
 from medisam.prompts import Box, Box3D, Points
 
 #: Undo steps whose slice results a session keeps.
@@ -42,6 +43,15 @@ class SlicePrompts:
     version: int = 0
 
 
+@dataclass(frozen=True)
+class Click3D:
+    """One 3D corrective click: voxel ``(z, y, x)``, its sign and the radius (voxels) it acts over."""
+
+    zyx: tuple[int, int, int]
+    positive: bool
+    radius: float
+
+
 @dataclass
 class ObjectState:
     """Prompts of one object: seed slices, an optional slice range and x/y clip box."""
@@ -53,6 +63,8 @@ class ObjectState:
     extent: Box | None = None  # x/y extent of a 3D box prompt (plane pixel edges)
     box3d: Box3D | None = None  # the 3D box prompt itself (voxel indices)
     box_version: int | None = None  # version of the seed the 3D box made (fused when views > 1)
+    edit: EditLayer | None = None  # voxels set by 3D corrective clicks (over the slice results)
+    clicks3d: tuple[Click3D, ...] = ()  # the 3D corrective clicks that made ``edit``, in order
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,47 @@
+"""A voxel layer over an object's slice results: what 3D corrective clicks set.
+
+An :class:`EditLayer` is a crop of the ``(Z, Y, X)`` volume (``origin`` + a bool ``mask``)
+that replaces the object's model result inside the crop; outside it the slice results show.
+It lives in the object's prompt state, so every undo snapshot holds its own copy (a crop
+around the object, not the volume) and ``session.undo()`` restores it exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EditLayer:
+    """``mask`` (bool) covers ``origin + [0, mask.shape)`` of the ``(Z, Y, X)`` volume."""
+
+    origin: tuple[int, int, int]
+    mask: np.ndarray
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        return tuple(slice(o, o + n) for o, n in zip(self.origin, self.mask.shape))  # type: ignore[return-value]
+
+    def apply(self, volume: np.ndarray) -> np.ndarray:
+        """``volume`` (bool, the whole grid) with the crop replaced by the layer (a copy)."""
+        out = volume.copy()
+        out[self.slices] = self.mask
+        return out
+
+    def covers(self, axis: int, t: int) -> bool:
+        """Whether plane ``t`` of ``axis`` crosses the crop."""
+        return self.origin[axis] <= t < self.origin[axis] + self.mask.shape[axis]
+
+
+def merged(old: EditLayer | None, new: EditLayer, base: np.ndarray) -> EditLayer:
+    """One layer holding ``new`` over ``old`` (``base``: the object's volume without any layer,
+    filling the part of the union crop neither covers)."""
+    if old is None:
+        return new
+    lo = np.minimum(old.origin, new.origin)
+    hi = np.maximum(np.add(old.origin, old.mask.shape), np.add(new.origin, new.mask.shape))
+    region = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    vol = new.apply(old.apply(base))
+    return EditLayer(tuple(int(v) for v in lo), np.ascontiguousarray(vol[region]))  # type: ignore[arg-type]
