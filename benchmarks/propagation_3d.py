@@ -63,6 +63,7 @@ from medisam.io import read_image
 from medisam.models import load_model
 from medisam.predict import EmbeddingCache, Predictor, PropagationConfig, VolumeSession
 from medisam.predict.cache import CachedEmbedding, embedding_key
+from medisam.predict.slice_box import SliceBoxRules
 from medisam.predict.stop_rules import StopRules
 from medisam.predict.volume import volume_to_display
 
@@ -88,11 +89,12 @@ VARIANTS: dict[str, PropagationConfig] = {
     "noclip": PropagationConfig(clip_to_box=False, views=1),
     "tri-margin3": PropagationConfig(extra_margins_mm=()),
     "slicebox": PropagationConfig(views=1),
-    "slicebox-nostop": PropagationConfig(views=1, stop_rules=StopRules.off()),
+    "slicebox-chain": PropagationConfig(views=1, slice_box=SliceBoxRules(enabled=False)),
+    "slicebox-nostop": PropagationConfig(views=1, stop_rules=StopRules.off(), slice_box=SliceBoxRules(enabled=False)),
 }
 #: Variants prompted with the tight 2D box of the target on the 3D box's middle slice
 #: (``VolumeSession.add_box``: no slice range, no x/y clip; the stop rules end the runs).
-SLICE_BOX_VARIANTS = {"slicebox", "slicebox-nostop"}
+SLICE_BOX_VARIANTS = {"slicebox", "slicebox-chain", "slicebox-nostop"}
 
 
 # --------------------------------------------------------------------- cases

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from medisam.cli import main
 from medisam.errors import PromptError
 from medisam.predict import PropagationConfig, VolumeSession
+from medisam.predict.slice_box import SliceBoxRules
 from medisam.predict.stop_rules import SeedStopper, StopRules, seed_stop_reason
 from medisam.prompts import Box
 
@@ -70,7 +73,8 @@ def test_stopper_keeps_the_smallest_area_of_the_run():
 def test_session_stops_where_a_rule_fires_and_box3d_ignores_the_rules(tiny_model):
     image, _ = ball_volume(shape=(8, 32, 40))
     never = StopRules(max_seed_growth=0.0)  # every non-empty propagated mask "grows": stop next to the seed
-    config = PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1, stop_rules=never)
+    config = PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1, stop_rules=never,
+                               slice_box=SliceBoxRules(enabled=False))  # the first pass: the chain alone
     session = VolumeSession(tiny_model, image, config=config)
     seed = session.add_box(4, (14, 10, 26, 22))
     results = list(session.iter_propagate())
@@ -121,3 +125,64 @@ def test_cli_slices(tmp_path):
                      str(tmp_path / "x.nii.gz")] + args + tiny) == 2
     assert main(["propagate", str(path), "--box3d", "14,10,1,26,22,6", "--slices", "1:5", "-o",
                  str(tmp_path / "y.nii.gz")] + tiny) == 2
+
+
+def test_estimate_box_range_and_extent():
+    from medisam.predict.slice_box import estimate_box
+
+    user = Box(12, 12, 29, 29)
+    masks = [(5, disc(8)), (6, disc(6)), (7, np.zeros((40, 40), bool)), (3, disc(10, cx=24)), (2, disc(3))]
+    e = estimate_box(4, user, masks, (0, 9), (40, 40), SliceBoxRules())
+    assert (e.lo, e.hi) == (1, 7)  # non-empty slices 2..6, one slice of margin; the empty stop slice ignored
+    assert e.box == user  # default: the user's box is the x/y extent
+    u = estimate_box(4, user, masks, (2, 6), (40, 40), SliceBoxRules(slice_margin=2, xy_margin=1, union=True))
+    assert (u.lo, u.hi) == (2, 6)  # within the run's limits
+    assert (u.box.x0, u.box.y0, u.box.x1, u.box.y1) == (11, 9, 36, 32)  # union with disc(10, cx=24), grown 1 px
+    assert estimate_box(4, None, [(4, np.zeros((40, 40), bool))], (0, 9), (40, 40), SliceBoxRules()) is None
+
+
+def test_slice_box_runs_in_two_passes_inside_the_estimate(tiny_model):
+    from medisam.predict import ViewProgress
+
+    image, _ = ball_volume(shape=(10, 32, 40))
+    config = PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1)
+    session = VolumeSession(tiny_model, image, config=config)
+    seed = session.add_box(5, (14, 10, 26, 22), slices=(2, 8))
+    planned = session.planned_slices()
+    items = list(session.iter_propagate())
+    first = [i for i in items if isinstance(i, ViewProgress)]
+    second = [i for i in items if not isinstance(i, ViewProgress)]
+    assert all(i.source == "estimate" and i.axis == 0 and 2 <= i.index <= 8 for i in first)
+    assert len(items) <= planned and session.planned_slices() == 0
+    results = session.results(1)
+    if seed.mask.any():
+        chain = [i.index for i in first if i.mask.any()] + [5]
+        lo, hi = max(2, min(chain) - 1), min(8, max(chain) + 1)
+        assert {r.slice for r in second} == set(range(lo, hi + 1)) - {5}
+        assert set(results) == set(range(lo, hi + 1))
+        for r in second:  # the second pass stays inside the user's box
+            assert not r.mask[:, :14].any() and not r.mask[:, 26:].any() and not r.mask[:10].any()
+    # the first pass alone (enabled=False) shows the chain's masks; undo brings the prompt back
+    old = VolumeSession(tiny_model, image, config=replace(config, slice_box=SliceBoxRules(enabled=False)))
+    old.add_box(5, (14, 10, 26, 22), slices=(2, 8))
+    assert all(not isinstance(i, ViewProgress) for i in old.iter_propagate())
+    session.add_box(5, (13, 10, 27, 22))
+    session.undo()
+    assert tuple(session.slice_prompts(5, 1).box.as_array()) == (14, 10, 26, 22)
+    assert set(session.results(1)) == set(results)
+    session.reset()
+    assert session.object_ids == [] and not session.store.runs
+
+
+def test_cancelled_first_pass_resumes(tiny_model):
+    image, _ = ball_volume(shape=(10, 32, 40))
+    session = VolumeSession(tiny_model, image, config=PropagationConfig(min_area_px=0, views=1,
+                                                                         stop_rules=StopRules.off()))
+    session.add_box(5, (14, 10, 26, 22))
+    it = session.iter_propagate()
+    got = [next(it) for _ in range(2)]
+    it.close()
+    rest = list(session.iter_propagate())
+    assert {(type(i).__name__, getattr(i, "index", getattr(i, "slice", None))) for i in got}.isdisjoint(
+        {(type(i).__name__, getattr(i, "index", getattr(i, "slice", None))) for i in rest})
+    assert session.planned_slices() == 0

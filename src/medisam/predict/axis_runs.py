@@ -1,8 +1,9 @@
 """The single-axis propagation loop: a seed slice's own result and its runs slice by slice.
 
 Functions of an :class:`~medisam.predict.axis_session.AxisSession` (its store, encoder
-and config); the rules themselves are in :mod:`medisam.predict.propagation` and
-:mod:`medisam.predict.stop_rules`.
+and config); the rules themselves are in :mod:`medisam.predict.propagation`,
+:mod:`medisam.predict.stop_rules` and :mod:`medisam.predict.slice_box` (the two passes
+of a box on one slice).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from medisam.predict.contract import SliceResult
+from medisam.predict.contract import SliceResult, ViewProgress
 from medisam.predict.propagation import box_around, interior_point, stop_reason
+from medisam.predict.slice_box import Estimate, estimate_box
 from medisam.predict.stop_rules import SeedStopper
 from medisam.predict.store import ObjectState, Run, RunKey
 from medisam.prompts import Box
@@ -43,6 +45,29 @@ def pick(pred, previous: np.ndarray) -> int:  # noqa: ANN001 - Prediction
     return int(np.argmax(inter / np.maximum(union, 1) + 1e-3 * pred.scores))
 
 
+#: The first pass of a slice box (:mod:`medisam.predict.slice_box`) keeps its runs under
+#: step ``CHAIN * step``; the runs a session shows are those of steps -1/+1 (0: the seed).
+CHAIN = 2
+
+
+def run_key(obj_id: int, seed: int, step: int, version: int, chain: bool = False) -> RunKey:
+    """Key of a run in the store: ``(obj, seed, step, version)`` (the step scaled for a first pass)."""
+    return (obj_id, seed, step * CHAIN if chain else step, version)
+
+
+def run_done(run: Run | None, seed: int, step: int, end: int) -> bool:
+    """Whether a run reached slice ``end`` or stopped (None: not started)."""
+    return run is not None and (run.stopped or (run.last_slice(seed) - end) * step >= 0)
+
+
+def run_planned(run: Run | None, seed: int, step: int, end: int) -> int:
+    """Slices a run from ``seed`` still has to compute to reach ``end`` (upper bound)."""
+    if run is not None and run.stopped:
+        return 0
+    start = seed if run is None else run.last_slice(seed)
+    return max(0, (end - start) * step)
+
+
 def planned_end(state: ObjectState, seed: int, step: int, direction: str, limits: tuple[int, int]) -> int:
     """Last slice a run from ``seed`` covers: the range end ``limits``, the next seed, or half way to it."""
     lo, hi = limits
@@ -62,14 +87,15 @@ def planned_end(state: ObjectState, seed: int, step: int, direction: str, limits
 def owner_result(runs: dict[RunKey, Run], obj_id: int, state: ObjectState, seeds: list[int],
                  t: int) -> SliceResult | None:
     """Result shown on slice ``t``: the seed's own, else that of the nearest seed whose run covers ``t``
-    (ties: the earlier seed)."""
+    (ties: the earlier seed). A slice box's first pass shows until its second pass starts."""
     if t in state.seeds:
         run = runs.get((obj_id, t, 0, state.seeds[t].version))
         return run.results[0] if run is not None and run.results else None
     candidates = []
     for seed in seeds:
         step = 1 if seed < t else -1
-        run = runs.get((obj_id, seed, step, state.seeds[seed].version))
+        version = state.seeds[seed].version
+        run = runs.get((obj_id, seed, step, version)) or runs.get(run_key(obj_id, seed, step, version, True))
         if run is not None and run.covers(t, seed, step):
             candidates.append((abs(t - seed), seed, run))
     if not candidates:
@@ -100,14 +126,20 @@ def seed_iter(s: AxisSession, obj_id: int, t: int) -> Iterator[SliceResult]:
     yield result
 
 
-def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int) -> Iterator[SliceResult]:
-    """Extend (or start) the run from ``seed`` in direction ``step`` up to slice ``end``."""
+def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain: bool = False,
+             extent: Box | None = None) -> Iterator[SliceResult]:
+    """Extend (or start) the run from ``seed`` in direction ``step`` up to slice ``end``.
+
+    ``chain``: the first pass of a slice box (stored apart, see :func:`run_key`);
+    ``extent``: an x/y extent that clips the masks and re-prompts lost slices (default:
+    that of the object's 3D box, if any). Without an extent the stop rules end the run.
+    """
     runs = s.store.runs
     state = s._objects[obj_id]
     version = state.seeds[seed].version
-    key = (obj_id, seed, step, version)
+    key = run_key(obj_id, seed, step, version, chain)
     run = runs.get(key) or Run(end)
-    if run.stopped or (run.last_slice(seed) - end) * step >= 0:
+    if run_done(run, seed, step, end):
         if (run.planned_end - end) * step < 0:
             runs[key] = replace(run, planned_end=end)
         return
@@ -116,16 +148,18 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int) -> Ite
     prev = run.results[-1] if run.results else seed_result
     cfg = s.config
     px_x, px_y = s.geometry.pixel_mm
-    reacquire = cfg.reacquire and state.extent is not None
+    clip = state.clip_box if extent is None else (extent if cfg.clip_to_box else None)
+    extent = state.extent if extent is None else extent
+    reacquire = cfg.reacquire and extent is not None
     margins = [(max(m / px_x, cfg.min_margin_px), max(m / px_y, cfg.min_margin_px))
                for m in (cfg.margin_mm, *cfg.extra_margins_mm)]
-    stopper = None if state.extent is not None else SeedStopper(  # single-slice prompt: see stop_rules
+    stopper = None if extent is not None else SeedStopper(  # single-slice prompt: see stop_rules
         seed_result.mask, seed_result.score, state.seeds[seed].box, cfg.stop_rules, [r.mask for r in run.results])
     t = prev.slice + step
     while (end - t) * step >= 0:
-        boxes = [b for b in (box_around(prev.mask, m, state.clip_box) for m in margins) if b is not None]
+        boxes = [b for b in (box_around(prev.mask, m, clip) for m in margins) if b is not None]
         if not boxes and reacquire:
-            boxes = [state.extent]
+            boxes = [extent]
         if not boxes:
             run = replace(run, stopped=True)
             break
@@ -143,13 +177,13 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int) -> Ite
                 if best is None or pred.scores[k] > best[0].scores[best[1]]:
                     best = (pred, k)
             pred, k = best
-        mask, score = clip_to(s._threshold(pred, k), state.clip_box), float(pred.scores[k])
+        mask, score = clip_to(s._threshold(pred, k), clip), float(pred.scores[k])
         reason = stop_reason(mask, score, int(prev.mask.sum()), cfg)
         if reason is None and stopper is not None:
             reason = stopper.reason(mask, score, prev.mask, abs(t - seed))
         if reason is not None and reacquire:
-            again = s._predict(t, state.extent, None, None)
-            mask2 = clip_to(s._threshold(again, 0), state.clip_box)
+            again = s._predict(t, extent, None, None)
+            mask2 = clip_to(s._threshold(again, 0), clip)
             if stop_reason(mask2, float(again.scores[0]), 0, cfg) is None:
                 pred, k, mask, score, reason = again, 0, mask2, float(again.scores[0]), None
         if reason is not None:
@@ -166,3 +200,63 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int) -> Ite
             prev = result
         t += step
     runs[key] = run
+
+
+# ------------------------------------------------- two passes of a slice box
+def two_pass(s: AxisSession, obj_id: int, seed: int) -> bool:
+    """Whether ``seed`` of ``obj_id`` is propagated in two passes: a box prompt of an object
+    without a 3D box, with ``config.slice_box.enabled``."""
+    state = s.store.objects[obj_id]
+    return s.config.slice_box.enabled and state.extent is None and state.seeds[seed].box is not None
+
+
+def _ends(s: AxisSession, obj_id: int, seed: int, direction: str, steps: tuple[int, ...]) -> dict[int, int]:
+    state = s.store.objects[obj_id]
+    return {step: planned_end(state, seed, step, direction, s._range(state)) for step in steps}
+
+
+def _estimate(s: AxisSession, obj_id: int, seed: int, ends: dict[int, int]) -> Estimate | None:
+    """The second pass's 3D box from the finished first pass (None while it runs or found nothing)."""
+    state = s.store.objects[obj_id]
+    version = state.seeds[seed].version
+    chains = {step: s.store.runs.get(run_key(obj_id, seed, step, version, chain=True)) for step in ends}
+    if not all(run_done(run, seed, step, ends[step]) for step, run in chains.items()):
+        return None
+    masks = [(r.slice, r.mask) for run in chains.values() for r in run.results]
+    masks.append((seed, s.store.runs[(obj_id, seed, 0, version)].results[0].mask))
+    limits = (ends.get(-1, seed), ends.get(1, seed))
+    return estimate_box(seed, state.seeds[seed].box, masks, limits, s.plane_hw, s.config.slice_box)
+
+
+def _second_end(step: int, end: int, estimate: Estimate) -> int:
+    return min(end, estimate.hi) if step > 0 else max(end, estimate.lo)
+
+
+def two_pass_iter(s: AxisSession, obj_id: int, seed: int, direction: str,
+                  steps: tuple[int, ...]) -> Iterator[SliceResult | ViewProgress]:
+    """Both passes from ``seed`` (its own result already computed): the first pass's slices
+    come as :class:`ViewProgress` (source ``"estimate"``), the second's as results."""
+    ends = _ends(s, obj_id, seed, direction, steps)
+    for step in steps:
+        for r in run_iter(s, obj_id, seed, step, ends[step], chain=True):
+            yield ViewProgress(s.axis, r.slice, obj_id, r.mask, r.score, "estimate", r.stop)
+    estimate = _estimate(s, obj_id, seed, ends)
+    if estimate is None:
+        return
+    for step in steps:
+        yield from run_iter(s, obj_id, seed, step, _second_end(step, ends[step], estimate), extent=estimate.box)
+
+
+def two_pass_planned(s: AxisSession, obj_id: int, seed: int, direction: str, steps: tuple[int, ...]) -> int:
+    """Upper bound of the items :func:`two_pass_iter` still yields (second pass: the first's
+    range until that has run)."""
+    version = s.store.objects[obj_id].seeds[seed].version
+    ends = _ends(s, obj_id, seed, direction, steps)
+    runs = s.store.runs
+    total = sum(run_planned(runs.get(run_key(obj_id, seed, step, version, True)), seed, step, ends[step])
+                for step in steps)
+    estimate = _estimate(s, obj_id, seed, ends)
+    for step in steps:
+        end = ends[step] if estimate is None else _second_end(step, ends[step], estimate)
+        total += run_planned(runs.get(run_key(obj_id, seed, step, version)), seed, step, end)
+    return total

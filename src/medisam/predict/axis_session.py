@@ -19,7 +19,8 @@ import numpy as np
 from medisam.errors import InputError, ModelError, PromptError
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
-from medisam.predict.axis_runs import owner_result, planned_end, run_iter, seed_iter
+from medisam.predict.axis_runs import (owner_result, planned_end, run_iter, run_planned, seed_iter, two_pass,
+                                       two_pass_iter, two_pass_planned)
 from medisam.predict.cache import EmbeddingCache
 from medisam.predict.contract import SliceResult, ViewProgress, check_object_id, steps_of, tracks_with_memory
 from medisam.predict.encoder import PlaneEncoder
@@ -251,6 +252,9 @@ class AxisSession:
     def iter_propagate(self, direction: str = "both") -> Iterator[SliceResult | ViewProgress]:
         """Propagate every object from its seed slices; yield each slice result as computed.
 
+        A box on one slice (no 3D box) is propagated in two passes (:mod:`~medisam.predict.slice_box`):
+        the first pass's slices come as :class:`ViewProgress` items, the second's as results.
+
         ``direction``: ``"both"`` (each slice from its nearest seed), ``"forward"``
         (increasing slice index) or ``"backward"``. Stopping the iteration cancels
         cleanly: completed slices are kept and a later call resumes. Slices already
@@ -265,6 +269,9 @@ class AxisSession:
                 yield from seed_iter(self, obj_id, seed)
                 if seed == fused_seed:
                     yield from self._fuse_iter(obj_id, seed)
+                    continue
+                if two_pass(self, obj_id, seed):
+                    yield from two_pass_iter(self, obj_id, seed, direction, steps)
                     continue
                 for step in steps:
                     yield from run_iter(self, obj_id, seed, step, planned_end(state, seed, step, direction, self._range(state)))
@@ -282,12 +289,12 @@ class AxisSession:
                 if seed == fused_seed:
                     total += self._fuse_planned(obj_id, state, seed)
                     continue
+                if two_pass(self, obj_id, seed):
+                    total += two_pass_planned(self, obj_id, seed, direction, steps)
+                    continue
                 for step in steps:
-                    run = self._runs.get((obj_id, seed, step, version))
-                    if run is not None and run.stopped:
-                        continue
-                    start = seed if run is None else run.last_slice(seed)
-                    total += max(0, (planned_end(state, seed, step, direction, self._range(state)) - start) * step)
+                    total += run_planned(self._runs.get((obj_id, seed, step, version)), seed, step,
+                                         planned_end(state, seed, step, direction, self._range(state)))
         return total
 
     def propagate(self, direction: str = "both", progress: bool = True) -> MedicalImage:

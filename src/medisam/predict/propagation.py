@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from medisam.errors import InputError
+from medisam.predict.slice_box import SliceBoxRules
 from medisam.predict.stop_rules import StopRules
 from medisam.prompts import Box
 
@@ -72,6 +73,9 @@ class PropagationConfig:
         stop_rules: where a run from a prompt on one slice (no 3D box) ends: shape change,
             growth against the seed, ... (:class:`~medisam.predict.stop_rules.StopRules`;
             ``StopRules.off()`` propagates until a mask is empty).
+        slice_box: the second pass of a box on one slice: the 3D box the stopped chain
+            implies is segmented like a 3D box (:class:`~medisam.predict.slice_box.SliceBoxRules`;
+            ``SliceBoxRules(enabled=False)``: the chain's masks are the result).
     """
 
     margin_mm: float = 3.0
@@ -92,6 +96,7 @@ class PropagationConfig:
     view_budget: float | None = 1.5
     view_sampling: str = "secondary"
     stop_rules: StopRules = StopRules()
+    slice_box: SliceBoxRules = SliceBoxRules()
 
     def __post_init__(self) -> None:
         if self.views not in (1, 3):

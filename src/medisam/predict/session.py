@@ -24,6 +24,7 @@ import sys
 from typing import Iterator
 
 from medisam.predict.axis_runs import clip_to as _clip  # noqa: F401 - re-export (old name)
+from medisam.predict.axis_runs import two_pass
 from medisam.predict.axis_session import AxisSession
 from medisam.predict.contract import DIRECTIONS, SliceResult, ViewProgress, check_object_id
 from medisam.predict.store import KEEP_UNDO_RESULTS, ObjectState, Run, SlicePrompts
@@ -88,3 +89,7 @@ class VolumeSession(AxisSession):
         for obj_id in self.object_ids:  # the cost model of each 3D box, before the work
             if self._fused_seed(self._objects[obj_id], direction) is not None:
                 print(f"object {obj_id}: {self.view_plan(obj_id).describe()}", file=sys.stderr)
+            elif any(two_pass(self, obj_id, t) for t in self._objects[obj_id].seeds):
+                print(f"object {obj_id}: slice box in two passes (the stop-ruled chain, then the 3D-box engine "
+                      "inside its slice range and the box): encodes the chain's slices only, decodes them twice",
+                      file=sys.stderr)

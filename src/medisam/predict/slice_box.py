@@ -1,0 +1,95 @@
+"""Two passes for a box on one slice: the chain estimates a 3D box, the 3D-box engine segments it.
+
+A box on one slice says nothing about how far the object reaches along the slicing axis or
+how wide it gets on other slices. The first pass is the slice-to-slice chain ended by the
+stop rules (:mod:`medisam.predict.stop_rules`): each slice is prompted with the box of the
+previous slice's mask, so an early error compounds, but where it stops and how wide its
+masks get estimate the object's 3D box. The second pass is the single-axis engine of a 3D
+box on that estimate: from the same seed, every slice of the estimated range is prompted
+from its neighbour, clipped to the estimated x/y extent and re-prompted with that extent
+where the object is lost (``PropagationConfig.reacquire``), so the result approaches that
+of ``--box3d`` with the true box. Only the second pass's masks are results; the first
+pass's are kept to resume and to show while the second has not run. The passes run in
+:func:`medisam.predict.axis_runs.two_pass_iter`.
+
+Estimate (:func:`estimate_box`): slices from the first to the last non-empty accepted mask of
+the chain grown by ``slice_margin`` slices, x/y extent the user's box (or, with ``union``,
+its union with the chain's mask boxes) grown by ``xy_margin`` pixels; both within the run's limits (the
+``slices=`` range, half way to a neighbouring seed). Measured with
+``benchmarks/propagation_3d.py --variants single,slicebox-chain,slicebox`` (see docs/stop_rules.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from medisam.prompts import Box
+
+
+@dataclass(frozen=True)
+class SliceBoxRules:
+    """The second pass of a box on one slice (``enabled=False``: the chain's masks are the result).
+
+    Attributes:
+        enabled: run the second pass.
+        slice_margin: slices added to the chain's extent on each side (the chain stops
+            one slice past what it accepted, so one more slice is already encoded).
+        xy_margin: pixels added to the estimated x/y extent on each side.
+        union: the x/y extent is the union of the user's box and the chain's mask boxes
+            (default False: the user's box only; the chain gives the slice range. Chain
+            masks that leak make the union too wide to clip anything).
+    """
+
+    enabled: bool = True
+    slice_margin: int = 1
+    xy_margin: int = 0
+    union: bool = False
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The estimated 3D box: slices ``lo..hi`` (inclusive) and the x/y extent ``box`` (pixel edges)."""
+
+    lo: int
+    hi: int
+    box: Box
+
+
+def mask_box(mask: np.ndarray) -> Box | None:
+    """Tight box (pixel edges) of a non-empty 2D mask, None when empty."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    return Box(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+
+
+def estimate_box(seed: int, seed_box: Box | None, masks: Iterable[tuple[int, np.ndarray]],
+                 limits: tuple[int, int], plane_hw: tuple[int, int], rules: SliceBoxRules) -> Estimate | None:
+    """The 3D box a first pass implies, or None when it found nothing (no box, no mask).
+
+    ``masks``: ``(slice, mask)`` of the seed and every accepted slice of the chain (empty
+    masks are ignored); ``limits``: ``(first, last)`` slices the runs may cover.
+    """
+    boxes = [] if seed_box is None else [seed_box]
+    slices = [seed]
+    for t, m in masks:
+        b = mask_box(m)
+        if b is not None:
+            if rules.union or not boxes:
+                boxes.append(b)
+            slices.append(t)
+    if not boxes:
+        return None
+    h, w = plane_hw
+    d = rules.xy_margin
+    box = Box(max(0.0, min(b.x0 for b in boxes) - d), max(0.0, min(b.y0 for b in boxes) - d),
+              min(float(w), max(b.x1 for b in boxes) + d), min(float(h), max(b.y1 for b in boxes) + d))
+    lo = max(limits[0], min(slices) - rules.slice_margin)
+    hi = min(limits[1], max(slices) + rules.slice_margin)
+    return Estimate(lo, hi, box)
+
+
+__all__ = ["Estimate", "SliceBoxRules", "estimate_box", "mask_box"]
