@@ -156,6 +156,9 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
     t, x, y = click_on_plane(session, zyx)
     v = tuple(int(c) for c in zyx)
     state = session.object_state(obj_id)
+    rng = state.slice_range
+    if rng is not None and not rng[0] <= t <= rng[1]:  # the same rule as a prompt on that slice
+        raise PromptError(f"slice {t} lies outside object {obj_id}'s slice range {rng[0]}..{rng[1]}")
     spacing = session.geometry.spacing_zyx
     model = session.object_volume(obj_id, model_only=True)
     current = session.object_volume(obj_id)
