@@ -88,7 +88,7 @@ VARIANTS: dict[str, PropagationConfig] = {
     "no-reacquire": PropagationConfig(reacquire=False, views=1),
     "noclip": PropagationConfig(clip_to_box=False, views=1),
     "tri-margin3": PropagationConfig(extra_margins_mm=()),
-    "slicebox": PropagationConfig(views=1),
+    "slicebox": PropagationConfig(views=1, slice_box=SliceBoxRules(enabled=True)),  # the two-pass rule (opt-in)
     "slicebox-chain": PropagationConfig(views=1, slice_box=SliceBoxRules(enabled=False)),
     "slicebox-nostop": PropagationConfig(views=1, stop_rules=StopRules.off(), slice_box=SliceBoxRules(enabled=False)),
 }

@@ -145,7 +145,7 @@ def test_slice_box_runs_in_two_passes_inside_the_estimate(tiny_model):
     from medisam.predict import ViewProgress
 
     image, _ = ball_volume(shape=(10, 32, 40))
-    config = PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1)
+    config = PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1, slice_box=SliceBoxRules(enabled=True))
     session = VolumeSession(tiny_model, image, config=config)
     seed = session.add_box(5, (14, 10, 26, 22), slices=(2, 8))
     planned = session.planned_slices()
@@ -177,7 +177,8 @@ def test_slice_box_runs_in_two_passes_inside_the_estimate(tiny_model):
 def test_cancelled_first_pass_resumes(tiny_model):
     image, _ = ball_volume(shape=(10, 32, 40))
     session = VolumeSession(tiny_model, image, config=PropagationConfig(min_area_px=0, views=1,
-                                                                         stop_rules=StopRules.off()))
+                                                                         stop_rules=StopRules.off(),
+                                                                         slice_box=SliceBoxRules(enabled=True)))
     session.add_box(5, (14, 10, 26, 22))
     it = session.iter_propagate()
     got = [next(it) for _ in range(2)]
