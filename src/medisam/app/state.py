@@ -7,8 +7,8 @@ the pending first corner/endpoint, the overlay picture of the current slice and 
 file in the input's format. It is plain Python so tests drive it without a browser.
 
 On a volume, once propagated, a positive/negative click on any slice is a 3D correction
-(``InteractiveSession.add_click``: the clicked slice is re-decoded and the object
-re-propagated); *Undo* takes it back. Before propagation a click adds a point on the slice.
+(``InteractiveSession.add_click``: the object's 3D mask refined around the click); *Undo*
+takes it back. Before propagation a click adds a point on the slice.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ class AppState:
         return res
 
     def _click3d(self, s: InteractiveSession, x: int, y: int, positive: bool) -> None:
-        """A corrective click on the propagated volume (re-decodes the slice, re-propagates the object)."""
+        """A corrective click on the propagated volume (the object's 3D mask refined around it)."""
         out = s.add_click((self.slice, y, x), positive, self.obj_id)
         sign = "positive" if positive else "negative"
         if out.rejected:

@@ -48,6 +48,11 @@ class Step:
     undo_depth: int = 0  # the session's undo steps after this step (run_with_reference undoes back to it)
 
 
+def truth_classes(truth: np.ndarray) -> list[int]:
+    """The classes (non-zero labels) of a label map, ascending."""
+    return [int(c) for c in np.unique(truth) if c != 0]
+
+
 def multi_class_dsc(truth: np.ndarray, seg: np.ndarray, classes: list[int]) -> float:
     return float(np.mean([dice(seg == c, truth == c) for c in classes]))
 
@@ -92,7 +97,7 @@ def run_protocol(session, truth: np.ndarray, start: str = "box2d", n_clicks: int
     ``method``: how clicks act (:func:`medisam.predict.refine3d.refine_with_click`; None: the default).
     """
     truth = np.asarray(truth)
-    classes = [int(c) for c in np.unique(truth) if c != 0]
+    classes = truth_classes(truth)
     if not classes:
         raise PromptError("the label map has no class to segment")
     t0 = time.perf_counter()
@@ -130,14 +135,14 @@ def run_with_reference(session, truth: np.ndarray, start: str, reference: str = 
         session.undo()
     if not np.array_equal(session.label_map().array, first.labels):
         raise PromptError("undoing the clicks did not restore the start's label map")
-    classes = [int(c) for c in np.unique(truth) if c != 0]
+    classes = truth_classes(truth)
     return steps, [first, *click_steps(session, truth, classes, first.labels, n_clicks, reference)]
 
 
 def score_steps(steps: list[Step], truth: np.ndarray, spacing,
                 tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> list[tuple[float, float]]:
     """``(DSC, NSD)`` per step (NSD 0 when DSC <= 0.2)."""
-    classes = [int(c) for c in np.unique(truth) if c != 0]
+    classes = truth_classes(truth)
     out = []
     for s in steps:
         d = multi_class_dsc(truth, s.labels, classes)
@@ -177,7 +182,7 @@ def evaluate_case(case, predictor, strategy: str, window=None,
 
 def _rows(steps: list[Step], truth: np.ndarray, case, strategy: str, tolerance_mm: float) -> list[dict[str, Any]]:
     scores = score_steps(steps, truth, case.image.spacing, tolerance_mm)
-    classes = [int(c) for c in np.unique(truth) if c != 0]
+    classes = truth_classes(truth)
     return [{"target": "all", "target_id": "all", "label": "", "area": int((truth != 0).sum()), "click": s.step,
              "dsc": d, "iou": float("nan"), "nsd": n, "hd95": float("nan"), "score": float("nan"),
              "time_s": round(s.seconds, 4), "strategy": strategy,

@@ -27,7 +27,7 @@ from medisam.predict.encoder import PlaneEncoder
 from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import PropagationConfig, box_around
 from medisam.predict.edits import EditLayer
-from medisam.predict.store import MAX_UNDO, Click3D, ObjectState, PromptStore, SlicePrompts
+from medisam.predict.store import MAX_UNDO, Click3D, ObjectState, PromptStore, SlicePrompts, check_in_range
 from medisam.predict.volume import SliceGeometry, as_box3d, parse_axis, volume_of, volume_to_display
 from medisam.prompts import Box, Box3D, MaskPrompt, Points
 
@@ -420,9 +420,7 @@ class AxisSession:
             if state is not None and state.box3d is not None:
                 raise PromptError(f"object {obj_id} has a 3D box: its slice range is the box's")
             slice_range = self.geometry.check_range(slice_range)
-        rng = slice_range or (state.slice_range if state is not None else None)
-        if rng is not None and not rng[0] <= t <= rng[1]:
-            raise PromptError(f"slice {t} lies outside object {obj_id}'s slice range {rng[0]}..{rng[1]}")
+        check_in_range(t, obj_id, slice_range or (state.slice_range if state is not None else None))
         current = None
         if state is not None and refine_current and t not in state.seeds:
             current = self._owner_result(obj_id, state, sorted(state.seeds), t)

@@ -42,6 +42,8 @@ def merged(old: EditLayer | None, new: EditLayer, base: np.ndarray) -> EditLayer
         return new
     lo = np.minimum(old.origin, new.origin)
     hi = np.maximum(np.add(old.origin, old.mask.shape), np.add(new.origin, new.mask.shape))
-    region = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    vol = new.apply(old.apply(base))
-    return EditLayer(tuple(int(v) for v in lo), np.ascontiguousarray(vol[region]))  # type: ignore[arg-type]
+    region = np.array(base[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))], dtype=bool)  # a copy
+    for layer in (old, new):  # the union crop only: no copy of the whole volume per click
+        at = tuple(slice(int(o - a), int(o - a) + n) for o, a, n in zip(layer.origin, lo, layer.mask.shape))
+        region[at] = layer.mask
+    return EditLayer(tuple(int(v) for v in lo), region)  # type: ignore[arg-type]

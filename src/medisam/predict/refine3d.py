@@ -40,7 +40,7 @@ from medisam.errors import PromptError
 from medisam.metrics_basic import dice
 from medisam.predict.click_refine import RefineParams, click_radius, refine_crop
 from medisam.predict.edits import EditLayer, merged
-from medisam.predict.store import Click3D
+from medisam.predict.store import Click3D, check_in_range
 from medisam.prompts import Box
 
 #: Dice between a slice's new and previous mask above which the click no longer matters there.
@@ -156,9 +156,7 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
     t, x, y = click_on_plane(session, zyx)
     v = tuple(int(c) for c in zyx)
     state = session.object_state(obj_id)
-    rng = state.slice_range
-    if rng is not None and not rng[0] <= t <= rng[1]:  # the same rule as a prompt on that slice
-        raise PromptError(f"slice {t} lies outside object {obj_id}'s slice range {rng[0]}..{rng[1]}")
+    check_in_range(t, obj_id, state.slice_range)  # the same rule as a prompt on that slice
     spacing = session.geometry.spacing_zyx
     model = session.object_volume(obj_id, model_only=True)
     current = session.object_volume(obj_id)

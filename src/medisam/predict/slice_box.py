@@ -63,14 +63,6 @@ class Estimate:
     box: Box
 
 
-def mask_box(mask: np.ndarray) -> Box | None:
-    """Tight box (pixel edges) of a non-empty 2D mask, None when empty."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    return Box(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
-
-
 def estimate_box(seed: int, seed_box: Box | None, masks: Iterable[tuple[int, np.ndarray]],
                  limits: tuple[int, int], plane_hw: tuple[int, int], rules: SliceBoxRules) -> Estimate | None:
     """The 3D box a first pass implies, or None when it found nothing (no box, no mask).
@@ -81,7 +73,7 @@ def estimate_box(seed: int, seed_box: Box | None, masks: Iterable[tuple[int, np.
     boxes = [] if seed_box is None else [seed_box]
     slices = [seed]
     for t, m in masks:
-        b = mask_box(m)
+        b = Box.from_mask(m)
         if b is not None:
             if rules.union or not boxes:
                 boxes.append(b)
@@ -97,4 +89,4 @@ def estimate_box(seed: int, seed_box: Box | None, masks: Iterable[tuple[int, np.
     return Estimate(lo, hi, box)
 
 
-__all__ = ["Estimate", "SliceBoxRules", "estimate_box", "mask_box"]
+__all__ = ["Estimate", "SliceBoxRules", "estimate_box"]

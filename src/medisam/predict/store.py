@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from medisam.errors import InputError
+from medisam.errors import InputError, PromptError
 from medisam.predict.contract import SliceResult
 from medisam.predict.edits import EditLayer
 from medisam.prompts import Box, Box3D, Points
@@ -41,6 +41,12 @@ class SlicePrompts:
     mask: np.ndarray | None = None  # user-given (H, W) bool mask
     mask_logits: np.ndarray | None = None  # low-res logits to refine (from an earlier result)
     version: int = 0
+
+
+def check_in_range(t: int, obj_id: int, slice_range: tuple[int, int] | None) -> None:
+    """PromptError when slice ``t`` lies outside object ``obj_id``'s slice range (None: no range)."""
+    if slice_range is not None and not slice_range[0] <= t <= slice_range[1]:
+        raise PromptError(f"slice {t} lies outside object {obj_id}'s slice range {slice_range[0]}..{slice_range[1]}")
 
 
 @dataclass(frozen=True)

@@ -249,8 +249,8 @@ class InteractiveSession:
         return isinstance(self.volume, VolumeSession)
 
     def add_click(self, zyx: Sequence[int], positive: bool = True, obj_id: int = 1):  # noqa: ANN201 - ClickOutcome
-        """Correct object ``obj_id`` in 3D with one click at voxel ``(z, y, x)``: the clicked
-        slice is re-decoded and the volume re-propagated (``predict.refine3d``)."""
+        """Correct object ``obj_id`` in 3D with one click at voxel ``(z, y, x)``
+        (``predict.refine3d.refine_with_click``: the object's 3D mask refined around the click)."""
         if self.volume is None:
             raise InputError("a 3D click needs a volume; on a 2D image add points instead")
         if not self.click3d_available:  # Sam2Session: no 3D click refinement yet

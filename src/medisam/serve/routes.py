@@ -184,21 +184,27 @@ def _session(request: Request, sid: str) -> ServerSession:
     return _ctx(request).sessions.get(sid)
 
 
+def _on_slice(request: Request, session: ServerSession, call) -> SliceMask:  # noqa: ANN001 - call(state) -> SliceResult
+    """Run one prompt call on ``session`` under its lock and the inference limit; answer its slice mask."""
+    with session.locked(), _ctx(request).inference:
+        res = call(session.state)
+        session.touch()
+        return _slice_mask(session, res)
+
+
 @router.post("/sessions/{sid}/predict", response_model=SliceMask, tags=["prompts"])
 def predict(sid: str, body: PromptRequest, request: Request) -> SliceMask:
     """Segment object ``obj_id`` on a slice from a box, points and/or a mask (replaces its earlier prompts there)."""
     _check_points(request, body.points)
-    session = _session(request, sid)
+    session = _session(request, sid)  # an unknown session is a 404 before the mask is decoded
     mask = None
     if body.mask is not None:
         try:
             mask = decode_array(body.mask.model_dump(), max_bytes=_ctx(request).settings.max_voxels)
         except (ValueError, TypeError, OverflowError) as exc:
             raise PromptError(f"mask prompt cannot be decoded: {first_line(exc)}") from None
-    with session.locked(), _ctx(request).inference:
-        res = session.state.segment(body.slice, body.obj_id, box=body.box, points=body.points, mask=mask)
-        session.touch()
-        return _slice_mask(session, res)
+    return _on_slice(request, session, lambda st: st.segment(body.slice, body.obj_id, box=body.box, points=body.points,
+                                                         mask=mask))
 
 
 @router.post("/sessions/{sid}/box3d", response_model=SliceMask, tags=["prompts"])
@@ -207,18 +213,15 @@ def add_box3d(sid: str, body: Box3DRequest, request: Request) -> SliceMask:
 
     Returns the seed slice's mask; ``/propagate`` then segments the box's slices only.
     """
-    session = _session(request, sid)
-    with session.locked(), _ctx(request).inference:
-        res = session.state.add_box3d(body.box3d, body.obj_id, box=body.box, slice_range=body.slice_range)
-        session.touch()
-        return _slice_mask(session, res)
+    return _on_slice(request, _session(request, sid),
+                     lambda st: st.add_box3d(body.box3d, body.obj_id, box=body.box, slice_range=body.slice_range))
 
 
 @router.post("/sessions/{sid}/click3d", response_model=Click3DResult, tags=["prompts"])
 def add_click3d(sid: str, body: Click3DRequest, request: Request) -> Click3DResult:
-    """A corrective click on a volume: the clicked slice is re-decoded with the click and the
-    object re-propagated both ways (embeddings cached). ``rejected`` when the model did not
-    honour the click (nothing changed); undo takes it back in ``undo_steps`` calls."""
+    """A corrective click on a volume: the object's 3D mask is refined around the model's result
+    with the click (``predict.refine3d``: no encoder or decoder run). ``rejected`` when the click
+    could not be honoured (nothing changed); undo takes it back in ``undo_steps`` calls."""
     session = _session(request, sid)
     with session.locked(), _ctx(request).inference:
         out = session.state.add_click(body.zyx, body.positive, body.obj_id)
@@ -228,46 +231,35 @@ def add_click3d(sid: str, body: Click3DRequest, request: Request) -> Click3DResu
                              undo_steps=out.undo_steps)
 
 
-def _on_slice(request: Request, sid: str, call) -> SliceMask:  # noqa: ANN001 - call(InteractiveSession) -> SliceResult
-    """Run one prompt call on session ``sid`` under its lock and the inference limit; answer its slice mask."""
-    session = _session(request, sid)
-    with session.locked(), _ctx(request).inference:
-        res = call(session.state)
-        session.touch()
-        return _slice_mask(session, res)
-
-
 @router.post("/sessions/{sid}/recist", response_model=SliceMask, tags=["prompts"])
 def add_recist(sid: str, body: RecistRequest, request: Request) -> SliceMask:
     """Prompt an object with a RECIST line (a lesion's long axis) on a slice: on a volume the
     lesion's 3D box (z extent from the line's length in mm), then ``/propagate``; replaces the
     object's earlier prompts. One undo step."""
-    return _on_slice(request, sid, lambda st: st.add_recist(body.slice, body.line, body.obj_id))
+    return _on_slice(request, _session(request, sid), lambda st: st.add_recist(body.slice, body.line, body.obj_id))
 
 
 @router.post("/sessions/{sid}/scribble", response_model=SliceMask, tags=["prompts"])
 def add_scribble(sid: str, body: ScribbleRequest, request: Request) -> SliceMask:
     """A scribble on a slice: clicks sampled along the polyline, added to the object's prompts there."""
     _check_points(request, body.polyline)
-    return _on_slice(request, sid, lambda st: st.add_scribble(body.slice, body.polyline, body.positive, body.obj_id))
+    return _on_slice(request, _session(request, sid),
+                     lambda st: st.add_scribble(body.slice, body.polyline, body.positive, body.obj_id))
 
 
 @router.post("/sessions/{sid}/lasso", response_model=SliceMask, tags=["prompts"])
 def add_lasso(sid: str, body: LassoRequest, request: Request) -> SliceMask:
     """A lasso on a slice: the filled polygon is the object's mask prompt there (replaces its prompts there)."""
     _check_points(request, body.polygon)
-    return _on_slice(request, sid, lambda st: st.add_lasso(body.slice, body.polygon, body.obj_id))
+    return _on_slice(request, _session(request, sid), lambda st: st.add_lasso(body.slice, body.polygon, body.obj_id))
 
 
 @router.post("/sessions/{sid}/points", response_model=SliceMask, tags=["prompts"])
 def add_points(sid: str, body: PointsRequest, request: Request) -> SliceMask:
     """Add corrective clicks to an object on a slice (kept with its earlier prompts)."""
     _check_points(request, body.points)
-    session = _session(request, sid)
-    with session.locked(), _ctx(request).inference:
-        res = session.state.add_points(body.slice, body.obj_id, points=body.points)
-        session.touch()
-        return _slice_mask(session, res)
+    return _on_slice(request, _session(request, sid),
+                     lambda st: st.add_points(body.slice, body.obj_id, points=body.points))
 
 
 @router.post("/sessions/{sid}/undo", tags=["prompts"])
