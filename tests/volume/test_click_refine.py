@@ -46,7 +46,7 @@ def test_edit_layers_merge_over_the_union_of_their_crops():
     base = np.zeros((4, 5, 6), dtype=bool)
     a = EditLayer((0, 0, 0), np.ones((2, 2, 2), dtype=bool))
     b = EditLayer((1, 3, 4), np.ones((2, 2, 2), dtype=bool))
-    m = merged(a, b, base)
+    m = merged(a, b, lambda crop: base[crop])
     assert m.origin == (0, 0, 0) and m.mask.shape == (3, 5, 6)
     assert np.array_equal(m.apply(base), b.apply(a.apply(base)))
-    assert merged(None, b, base) is b
+    assert merged(None, b, lambda crop: base[crop]) is b

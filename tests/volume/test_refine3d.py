@@ -174,3 +174,20 @@ def test_unknown_click_method_is_refused(tiny_model):
     session, _ = _two_objects(tiny_model)
     with pytest.raises(PromptError):
         refine_with_click(session, (5, 16, 20), True, 1, method="magic")
+
+
+def test_object_crop_and_extent_read_only_the_crop_and_match_the_volume(tiny_model):
+    session, _ = _two_objects(tiny_model)
+    session.add_click((5, 16, 30), True, 1)  # a click layer on top of the model's result
+    for obj in (1, 2):
+        for model_only in (False, True):
+            vol = session.object_volume(obj, model_only)
+            crop = (slice(2, 7), slice(5, 20), slice(10, 35))
+            assert np.array_equal(session.object_crop(obj, crop, model_only), vol[crop])
+            extent = session.object_extent(obj, model_only)
+            idx = np.nonzero(vol)
+            expected = None if not vol.any() else (tuple(int(i.min()) for i in idx), tuple(int(i.max()) for i in idx))
+            assert extent == expected
+    view = session.display
+    with pytest.raises(ValueError):
+        view[0, 0, 0] = 1.0  # the public display is read-only

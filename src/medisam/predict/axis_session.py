@@ -26,8 +26,8 @@ from medisam.predict.contract import SliceResult, ViewProgress, check_object_id,
 from medisam.predict.encoder import PlaneEncoder
 from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import PropagationConfig, box_around
-from medisam.predict.edits import EditLayer
-from medisam.predict.store import MAX_UNDO, Click3D, ObjectState, PromptStore, SlicePrompts, check_in_range
+from medisam.predict.click_layer import ClickLayer
+from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts, check_in_range
 from medisam.predict.volume import SliceGeometry, as_box3d, parse_axis, volume_of, volume_to_display
 from medisam.prompts import Box, Box3D, MaskPrompt, Points
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from medisam.predict.refine3d import ClickOutcome
 
 
-class AxisSession:
+class AxisSession(ClickLayer):
     """Segment objects through a 3D volume along one axis from prompts on a few slices.
 
     Args:
@@ -313,15 +313,6 @@ class AxisSession:
                 pass
         return self.label_map()
 
-    def results(self, obj_id: int) -> dict[int, SliceResult]:
-        """The current result of one object per slice (only slices with a result); the
-        voxels set by 3D corrective clicks (:mod:`~medisam.predict.refine3d`) included."""
-        state = self._objects[self._known(obj_id)]
-        out = self.model_results(obj_id)
-        if state.edit is not None:
-            out.update(self._edited(obj_id, state.edit, out))
-        return out
-
     def model_results(self, obj_id: int) -> dict[int, SliceResult]:
         """Like :meth:`results`, without the 3D clicks' voxels: the model's propagated result."""
         state = self._objects[self._known(obj_id)]
@@ -332,42 +323,6 @@ class AxisSession:
             r = self._owner_result(obj_id, state, seeds, t)
             if r is not None:
                 out[t] = r
-        return out
-
-    def object_volume(self, obj_id: int, model_only: bool = False) -> np.ndarray:
-        """The object's ``(Z, Y, X)`` bool mask (``model_only``: without the 3D clicks' voxels)."""
-        vol = np.zeros(self.image.spatial_shape, dtype=bool)
-        for t, r in (self.model_results(obj_id) if model_only else self.results(obj_id)).items():
-            self.geometry.put(vol, t, r.mask, True)
-        return vol
-
-    def set_edits(self, edits: dict[int, tuple[EditLayer, Click3D | None]]) -> None:
-        """Set the 3D click layer of objects ``{obj_id: (layer, click or None)}`` as ONE undo step
-        (used by :func:`~medisam.predict.refine3d.refine_with_click`; the click is appended to
-        the object's ``clicks3d``)."""
-        for obj_id in edits:
-            self._known(obj_id)
-        with self.step():
-            self.store.push()
-            for obj_id, (layer, click) in edits.items():
-                state = self._objects[obj_id]
-                state.edit = layer
-                if click is not None:
-                    state.clicks3d = (*state.clicks3d, click)
-
-    def _edited(self, obj_id: int, layer: EditLayer, base: dict[int, SliceResult]) -> dict[int, SliceResult]:
-        """Slice results of the planes crossing ``layer``: the model's mask with the layer pasted in."""
-        ax = self.axis
-        rows, cols = self.geometry.plane_axes
-        rs = slice(layer.origin[rows], layer.origin[rows] + layer.mask.shape[rows])
-        cs = slice(layer.origin[cols], layer.origin[cols] + layer.mask.shape[cols])
-        out = {}
-        for i in range(layer.mask.shape[ax]):
-            t = layer.origin[ax] + i
-            old = base.get(t)
-            plane = np.zeros(self.plane_hw, dtype=bool) if old is None else old.mask.copy()
-            plane[rs, cs] = np.take(layer.mask, i, axis=ax)
-            out[t] = SliceResult(t, obj_id, plane, 1.0 if old is None else old.score, None, "click3d", axis=ax)
         return out
 
     def label_map(self) -> MedicalImage:

@@ -9,6 +9,7 @@ around the object, not the volume) and ``session.undo()`` restores it exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -35,14 +36,16 @@ class EditLayer:
         return self.origin[axis] <= t < self.origin[axis] + self.mask.shape[axis]
 
 
-def merged(old: EditLayer | None, new: EditLayer, base: np.ndarray) -> EditLayer:
-    """One layer holding ``new`` over ``old`` (``base``: the object's volume without any layer,
-    filling the part of the union crop neither covers)."""
+def merged(old: EditLayer | None, new: EditLayer,
+           base: Callable[[tuple[slice, slice, slice]], np.ndarray]) -> EditLayer:
+    """One layer holding ``new`` over ``old``; ``base(crop)`` gives the object's mask without any
+    layer on a crop of the grid (it fills the part of the union crop neither layer covers), so
+    only the union crop is ever built."""
     if old is None:
         return new
     lo = np.minimum(old.origin, new.origin)
     hi = np.maximum(np.add(old.origin, old.mask.shape), np.add(new.origin, new.mask.shape))
-    region = np.array(base[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))], dtype=bool)  # a copy
+    region = np.array(base(tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))), dtype=bool)  # a copy
     for layer in (old, new):  # the union crop only: no copy of the whole volume per click
         at = tuple(slice(int(o - a), int(o - a) + n) for o, a, n in zip(layer.origin, lo, layer.mask.shape))
         region[at] = layer.mask

@@ -38,6 +38,7 @@ import numpy as np
 
 from medisam.errors import PromptError
 from medisam.metrics_basic import dice
+from medisam.predict.click_layer import crop_of
 from medisam.predict.click_refine import RefineParams, click_radius, refine_crop
 from medisam.predict.edits import EditLayer, merged
 from medisam.predict.store import Click3D, check_in_range
@@ -158,13 +159,13 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
     state = session.object_state(obj_id)
     check_in_range(t, obj_id, state.slice_range)  # the same rule as a prompt on that slice
     spacing = session.geometry.spacing_zyx
-    model = session.object_volume(obj_id, model_only=True)
-    current = session.object_volume(obj_id)
-    crop = _crop(state, model | current, v, session.image.spatial_shape, params.pad)
+    crop = _crop(session, state, obj_id, v, params.pad)
     origin = np.array([s.start for s in crop])
-    radius = click_radius(current[crop], tuple(np.subtract(v, origin)), positive, spacing, params)
+    model = session.object_crop(obj_id, crop, model_only=True)
+    current = session.object_crop(obj_id, crop)
+    radius = click_radius(current, tuple(np.subtract(v, origin)), positive, spacing, params)
     clicks = (*state.clicks3d, Click3D(v, positive, radius))
-    inside = np.zeros(model[crop].shape, dtype=bool)
+    inside = np.zeros(model.shape, dtype=bool)
     if state.box3d is not None:
         b = state.box3d
         lo = np.maximum(np.subtract((b.z0, b.y0, b.x0), origin), 0)
@@ -172,35 +173,40 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
         inside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
     else:
         inside[:] = True
-    new = refine_crop(session._display[crop], model[crop], inside,
+    new = refine_crop(session.display[crop], model, inside,
                       [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius) for c in clicks], spacing, params)
     layer = EditLayer(tuple(int(o) for o in origin), new)
-    edits = {obj_id: (merged(state.edit, layer, model), clicks[-1])}
+
+    def model_of(obj: int):  # noqa: ANN202 - the object's model mask on a crop, for merged()
+        return lambda c: session.object_crop(obj, c, model_only=True)
+
+    edits = {obj_id: (merged(state.edit, layer, model_of(obj_id)), clicks[-1])}
     if positive:
         for other in session.object_ids:
-            vol = session.object_volume(other) if other != obj_id else None
-            if vol is not None and (vol[crop] & new).any():
-                keep = EditLayer(layer.origin, vol[crop] & ~new)
-                edits[other] = (merged(session.object_state(other).edit, keep,
-                                       session.object_volume(other, model_only=True)), None)
+            if other == obj_id:
+                continue
+            theirs = session.object_crop(other, crop)
+            if (theirs & new).any():
+                keep = EditLayer(layer.origin, theirs & ~new)
+                edits[other] = (merged(session.object_state(other).edit, keep, model_of(other)), None)
     session.set_edits(edits)
-    after = session.object_volume(obj_id)
+    after = session.object_crop(obj_id, crop)
     diff = np.moveaxis(after != current, session.axis, 0).any(axis=(1, 2))
-    return ClickOutcome(t, (x, y, 1 if positive else 0), 0, 0, tuple(int(i) for i in np.nonzero(diff)[0]))
+    first = crop[session.axis].start
+    return ClickOutcome(t, (x, y, 1 if positive else 0), 0, 0, tuple(first + int(i) for i in np.nonzero(diff)[0]))
 
 
-def _crop(state, mask: np.ndarray, v: tuple[int, ...], shape, pad: int) -> tuple[slice, slice, slice]:
-    """The walker's crop: the object's 3D box (else its mask) and all its clicks, padded."""
+def _crop(session, state, obj_id: int, v: tuple[int, ...], pad: int) -> tuple[slice, slice, slice]:
+    """The walker's crop: the object's 3D box (else its mask's extent) and all its clicks, padded."""
     pts = [v, *(c.zyx for c in state.clicks3d)]
     if state.box3d is not None:
         b = state.box3d
         pts += [(b.z0, b.y0, b.x0), (b.z1, b.y1, b.x1)]
-    elif mask.any():
-        idx = np.nonzero(mask)
-        pts += [tuple(int(i.min()) for i in idx), tuple(int(i.max()) for i in idx)]
-    lo = np.maximum(np.min(pts, axis=0) - pad, 0)
-    hi = np.minimum(np.max(pts, axis=0) + pad + 1, shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+    else:
+        for extent in (session.object_extent(obj_id, model_only=True), session.object_extent(obj_id)):
+            if extent is not None:
+                pts += list(extent)
+    return crop_of(pts, session.image.spatial_shape, pad)
 
 
 def slice_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,

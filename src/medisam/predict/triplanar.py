@@ -63,7 +63,7 @@ class TriPlanar:
             log.info("object %d: %s", obj_id, plan.describe())
             views = []
             for grid in plan.grids:
-                display = grid.crop(o._display)
+                display = grid.crop(o.display)
                 image = MedicalImage.from_array(display, spacing=grid.spacing_zyx(shape, spacing)[::-1], is_rgb=False)
                 view = AxisSession(o.model, image, axis=grid.axis, predictor=o.predictor,
                                    config=replace(o.config, views=1), display=display)

@@ -1,0 +1,109 @@
+"""The 3D click layer of a single-axis session: voxels set by corrective 3D clicks.
+
+A session's slice results are the model's; :mod:`~medisam.predict.refine3d` refines an
+object around a 3D click and stores the outcome as an :class:`~medisam.predict.edits.EditLayer`
+(a crop) in the object's prompt state. This mixin shows that layer over the slice results
+and gives the walker what it needs on a crop only, so a click costs the crop, not the volume.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from medisam.predict.contract import SliceResult
+from medisam.predict.edits import EditLayer
+from medisam.predict.store import Click3D
+
+Crop = tuple[slice, slice, slice]
+
+
+class ClickLayer:
+    """Mixin of :class:`~medisam.predict.axis_session.AxisSession` (needs ``geometry``, ``store``,
+    ``plane_hw``, ``object_ids``, ``_objects``, ``_known``, ``model_results``, ``step`` and ``_display``)."""
+
+    @property
+    def display(self) -> np.ndarray:
+        """The volume as the encoder sees it, float32 ``(Z, Y, X)`` in [0, 255] (read-only view)."""
+        view = self._display.view()
+        view.flags.writeable = False
+        return view
+
+    def results(self, obj_id: int) -> dict[int, SliceResult]:
+        """The current result of one object per slice (only slices with a result); the
+        voxels set by 3D corrective clicks (:mod:`~medisam.predict.refine3d`) included."""
+        state = self._objects[self._known(obj_id)]
+        out = self.model_results(obj_id)
+        if state.edit is not None:
+            out.update(self._edited(obj_id, state.edit, out))
+        return out
+
+    def object_volume(self, obj_id: int, model_only: bool = False) -> np.ndarray:
+        """The object's ``(Z, Y, X)`` bool mask (``model_only``: without the 3D clicks' voxels)."""
+        return self.object_crop(obj_id, (slice(None),) * 3, model_only)  # type: ignore[arg-type]
+
+    def object_crop(self, obj_id: int, crop: Crop, model_only: bool = False) -> np.ndarray:
+        """The object's bool mask on ``crop`` of the ``(Z, Y, X)`` grid: only the planes and the
+        part of each plane that the crop covers are read."""
+        crop = tuple(slice(*s.indices(n)[:2]) for s, n in zip(crop, self.geometry.shape_zyx))  # type: ignore[assignment]
+        out = np.zeros([s.stop - s.start for s in crop], dtype=bool)
+        ax = self.geometry.axis
+        rows, cols = self.geometry.plane_axes
+        results = self.model_results(obj_id) if model_only else self.results(obj_id)
+        for t in range(crop[ax].start, crop[ax].stop):
+            r = results.get(t)
+            if r is not None:
+                self.geometry.put(out, t - crop[ax].start, r.mask[crop[rows], crop[cols]], True)
+        return out
+
+    def object_extent(self, obj_id: int, model_only: bool = False) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """``(lo, hi)`` voxel corners (inclusive, ``(z, y, x)``) of the object's mask; None when empty."""
+        ax = self.geometry.axis
+        rows, cols = self.geometry.plane_axes
+        lo, hi = [None] * 3, [None] * 3
+        results = self.model_results(obj_id) if model_only else self.results(obj_id)
+        for t, r in results.items():
+            if not r.mask.any():
+                continue
+            rr, cc = np.nonzero(r.mask.any(axis=1))[0], np.nonzero(r.mask.any(axis=0))[0]
+            for a, low, high in ((ax, t, t), (rows, rr[0], rr[-1]), (cols, cc[0], cc[-1])):
+                lo[a] = int(low) if lo[a] is None else min(lo[a], int(low))
+                hi[a] = int(high) if hi[a] is None else max(hi[a], int(high))
+        return None if lo[0] is None else (tuple(lo), tuple(hi))  # type: ignore[arg-type]
+
+    def set_edits(self, edits: dict[int, tuple[EditLayer, Click3D | None]]) -> None:
+        """Set the 3D click layer of objects ``{obj_id: (layer, click or None)}`` as ONE undo step
+        (used by :func:`~medisam.predict.refine3d.refine_with_click`; the click is appended to
+        the object's ``clicks3d``)."""
+        for obj_id in edits:
+            self._known(obj_id)
+        with self.step():
+            self.store.push()
+            for obj_id, (layer, click) in edits.items():
+                state = self._objects[obj_id]
+                state.edit = layer
+                if click is not None:
+                    state.clicks3d = (*state.clicks3d, click)
+
+    def _edited(self, obj_id: int, layer: EditLayer, base: dict[int, SliceResult]) -> dict[int, SliceResult]:
+        """Slice results of the planes crossing ``layer``: the model's mask with the layer pasted in."""
+        ax = self.geometry.axis
+        rows, cols = self.geometry.plane_axes
+        rs = slice(layer.origin[rows], layer.origin[rows] + layer.mask.shape[rows])
+        cs = slice(layer.origin[cols], layer.origin[cols] + layer.mask.shape[cols])
+        out = {}
+        for i in range(layer.mask.shape[ax]):
+            t = layer.origin[ax] + i
+            old = base.get(t)
+            plane = np.zeros(self.plane_hw, dtype=bool) if old is None else old.mask.copy()
+            plane[rs, cs] = np.take(layer.mask, i, axis=ax)
+            out[t] = SliceResult(t, obj_id, plane, 1.0 if old is None else old.score, None, "click3d", axis=ax)
+        return out
+
+
+def crop_of(points: Sequence[Sequence[int]], shape: Sequence[int], pad: int) -> Crop:
+    """The crop of the ``(Z, Y, X)`` grid holding ``points``, padded by ``pad`` and clipped to ``shape``."""
+    lo = np.maximum(np.min(points, axis=0) - pad, 0)
+    hi = np.minimum(np.max(points, axis=0) + pad + 1, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
