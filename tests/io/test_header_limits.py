@@ -36,3 +36,16 @@ def test_rgba_header_counts_colour_bands(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((5, 7, 4), np.uint8), "RGBA").save(png)
     header = read_header(png)
     assert header is not None and header.shape == (5, 7) and header.channels == 3
+
+
+@pytest.mark.parametrize("dtype,shape,channels", [(np.uint16, (5, 6, 7), 1), (np.float32, (3, 5, 6, 7), 3)])
+def test_sitk_header_states_the_decoded_size(tmp_path, dtype, shape, channels):
+    """``Header.nbytes`` from the header alone equals the decoded array's bytes (a 4D file: all volumes)."""
+    import SimpleITK as sitk
+
+    array = np.zeros(shape, dtype=dtype)
+    path = tmp_path / "v.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(array, isVector=False), str(path))
+    header = read_header(path)
+    assert header.shape == shape[-3:] and header.channels == channels
+    assert header.nbytes == array.nbytes

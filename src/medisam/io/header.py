@@ -7,6 +7,8 @@ folders, npz, videos), whose size is known only once :func:`~medisam.io.read_ima
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +22,18 @@ class Header:
     Attributes:
         shape: spatial array shape, ``(Y, X)`` for 2D and ``(Z, Y, X)`` for a volume / page stack.
         channels: components per pixel (1 grey, 3 RGB...) or, for a 4D file, volumes.
+        pixel_bytes: bytes of one spatial pixel/voxel, all channels and components together,
+            where the header states its pixel type (SimpleITK formats); else None.
     """
 
     shape: tuple[int, ...]
     channels: int = 1
+    pixel_bytes: int | None = None
+
+    @property
+    def nbytes(self) -> int | None:
+        """Bytes of the decoded pixels, where the header states the pixel type."""
+        return None if self.pixel_bytes is None else math.prod(self.shape) * self.pixel_bytes
 
     @property
     def is_volume(self) -> bool:
@@ -47,9 +57,12 @@ def _sitk(path: Path) -> Header:
     except RuntimeError:
         raise InputError(f"{path}: cannot read image header (corrupt or unsupported file)") from None
     size = reader.GetSize()
+    comps = reader.GetNumberOfComponents()
+    bits = re.search(r"(\d+)-bit", sitk.GetPixelIDValueAsString(reader.GetPixelID()))
+    item = comps * (int(bits.group(1)) // 8 if bits else 8)
     if len(size) == 4:
-        return Header(tuple(reversed(size[:3])), size[3])
-    return Header(tuple(int(s) for s in reversed(size)), reader.GetNumberOfComponents())
+        return Header(tuple(reversed(size[:3])), size[3], item * size[3])
+    return Header(tuple(int(s) for s in reversed(size)), comps, item)
 
 
 RASTER = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")

@@ -22,6 +22,7 @@ from typing import BinaryIO
 from medisam.errors import ImageTooLargeError, InputError
 from medisam.io import READERS, MedicalImage, read_image
 from medisam.io.detached import check_data_files
+from medisam.io.header import SITK as SITK_SUFFIXES, read_header
 from medisam.io.registry import file_extension
 
 log = logging.getLogger(__name__)
@@ -159,20 +160,15 @@ def session_bytes(image: MedicalImage) -> int:
 
 def _header_bytes(path: Path) -> int | None:
     """``session_bytes`` predicted from a NIfTI/NRRD/MetaImage header (pixel type included), else None."""
-    if not path.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")):
+    if not path.name.lower().endswith(SITK_SUFFIXES):
         return None
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
-    except RuntimeError:
+        header = read_header(path)
+    except InputError:
         return None  # the reader reports the broken header
-    bits = re.search(r"(\d+)-bit", sitk.GetPixelIDValueAsString(reader.GetPixelID()))
-    voxels = math.prod(reader.GetSize())
-    return voxels * reader.GetNumberOfComponents() * (int(bits.group(1)) // 8 if bits else 8) \
-        + SESSION_BYTES_PER_VOXEL * voxels
+    if header is None or header.nbytes is None:
+        return None
+    return header.nbytes + SESSION_BYTES_PER_VOXEL * math.prod(header.shape)
 
 
 def check_image_bytes(nbytes: int, limit: int) -> None:
