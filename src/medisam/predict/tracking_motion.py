@@ -19,6 +19,11 @@ import numpy as np
 #: Correlation within this much of the best counts as "not moved" (no jitter on still objects).
 STILL_TOLERANCE = 0.01
 
+#: Both frames are smoothed before matching with a Gaussian of this fraction of the object's
+#: size (at least 1 px): pixel noise (fluorescence, ultrasound speckle) then cannot pull the
+#: match; an object's own shape, many times that size, still can. 0 turns smoothing off.
+SMOOTH_FRACTION = 1 / 8
+
 
 def shift_mask(mask: np.ndarray, d: tuple[int, int]) -> np.ndarray:
     """``mask`` moved by ``d = (dx, dy)`` whole pixels (what leaves the frame is dropped)."""
@@ -51,6 +56,9 @@ def displacement(prev: np.ndarray, cur: np.ndarray, mask: np.ndarray) -> tuple[i
     sy0, sy1, sx0, sx1 = max(0, ty0 - ry), min(h, ty1 + ry), max(0, tx0 - rx), min(w, tx1 + rx)
     template = np.ascontiguousarray(prev[ty0:ty1, tx0:tx1], dtype=np.float32)
     region = np.ascontiguousarray(cur[sy0:sy1, sx0:sx1], dtype=np.float32)
+    if SMOOTH_FRACTION > 0:
+        sigma = max(1.0, SMOOTH_FRACTION * max(y1 - y0, x1 - x0))
+        template, region = (cv2.GaussianBlur(a, (0, 0), sigma) for a in (template, region))
     if template.std() < 1e-3 or region.shape[0] < template.shape[0] or region.shape[1] < template.shape[1]:
         return 0, 0
     scores = np.nan_to_num(cv2.matchTemplate(region, template, cv2.TM_CCOEFF_NORMED), nan=-1.0)
