@@ -277,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hippo-cases", type=int, default=6)
     ap.add_argument("--skip-hippo", type=int, default=0, help="skip the first N hippocampus cases")
     ap.add_argument("--brats-cases", type=int, default=4)
+    ap.add_argument("--skip-brats", type=int, default=0, help="skip the first N BraTS cases")
     ap.add_argument("--variants", default="default", help=f"comma list of {', '.join(VARIANTS)}")
     ap.add_argument("--embeddings", type=Path, default=None, help="dev: keep embeddings in DIR")
     ap.add_argument("--prefetch-batch", type=int, default=0,
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.embeddings is not None:
         args.embeddings.mkdir(parents=True, exist_ok=True)
     model = load_model("litemedsam", device="cpu", backend=args.backend, threads=args.threads or None)
-    cases = hippocampus_cases(args.hippo_cases)[args.skip_hippo:] + brats_cases(args.brats_cases)
+    cases = hippocampus_cases(args.hippo_cases)[args.skip_hippo:] + brats_cases(args.brats_cases)[args.skip_brats:]
     if not cases:
         print(f"no data under {DATA}", file=sys.stderr)
         return 1
