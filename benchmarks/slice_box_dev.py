@@ -25,7 +25,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from propagation_3d import DiskBackedCache, brats_cases, dice, hippocampus_cases, middle_slice_box, tight_box3d  # noqa: E402
+from propagation_3d import (  # noqa: E402
+    DiskBackedCache,
+    brats_cases,
+    dice,
+    hippocampus_cases,
+    middle_slice_box,
+    tight_box3d,
+)
 from stop_rules_sweep import replay  # noqa: E402
 
 from medisam.predict.stop_rules import StopRules  # noqa: E402
@@ -78,7 +85,8 @@ def record(out: Path, names: set[str], embeddings: Path | None, window: int = 3)
                          f"{target}/chain_scores": scores, f"{target}/seed": np.array([z, *box]),
                          f"{target}/window": np.array([lo, hi]), f"{target}/box3d": np.array(b3)})
             for m in MARGINS:
-                extent = Box(max(0.0, box[0] - m), max(0.0, box[1] - m), min(float(w), box[2] + m), min(float(h), box[3] + m))
+                extent = Box(max(0.0, box[0] - m), max(0.0, box[1] - m),
+                             min(float(w), box[2] + m), min(float(h), box[3] + m))
                 s = VolumeSession(model, image8, predictor=predictor, config=PropagationConfig(views=1))
                 seed = s.add_box(z, box)
                 masks, scores = np.zeros(gt.shape, bool), np.full(depth, np.nan, np.float32)
