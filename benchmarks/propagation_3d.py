@@ -18,10 +18,13 @@ npz ``boxes``) and the same encoder input, so the difference is the propagation 
   its middle slice with the box's in-plane extent, clipped to the box) and the three label
   volumes are fused by 2-of-3 majority; ``single`` (``views=1``) is the previous default,
   propagation along k only; the other variants are ablations of the single-axis rules.
-``slicebox`` prompts a 2D box instead (the target's tight box on the 3D box's middle
-slice, ``VolumeSession.add_box``: no slice range, no x/y clip) and relies on the stop rules
-of :mod:`medisam.predict.stop_rules` to end the runs; ``slicebox-nostop`` is the same without
-them (the behaviour before). ``--variants single,slicebox-nostop,slicebox`` compares them.
+The ``slicebox*`` variants prompt a 2D box instead (the target's tight box on the 3D box's
+middle slice, ``VolumeSession.add_box``: no slice range) and rely on the stop rules of
+:mod:`medisam.predict.stop_rules` to end the runs: ``slicebox-default`` is the default
+(the chain clipped to the user's box, :class:`~medisam.predict.slice_box.SliceBoxRules`),
+``slicebox-noclip`` the unclipped chain (the default before), ``slicebox`` the opt-in two
+passes, ``slicebox-nostop`` no stop rule and no clip (the behaviour before issue 19).
+``--variants single,slicebox-default,slicebox-noclip`` compares them with ``--box3d``.
 
 Encoder input (shared): the challenge npz images are one uint8 volume per case, mapped
 once per volume (MR: 0.5-99.5 percentile window of the whole volume) -- here
@@ -88,13 +91,16 @@ VARIANTS: dict[str, PropagationConfig] = {
     "no-reacquire": PropagationConfig(reacquire=False, views=1),
     "noclip": PropagationConfig(clip_to_box=False, views=1),
     "tri-margin3": PropagationConfig(extra_margins_mm=()),
+    "slicebox-default": PropagationConfig(views=1),  # what `medisam propagate --slice K --box ...` does
     "slicebox": PropagationConfig(views=1, slice_box=SliceBoxRules(enabled=True)),  # the two-pass rule (opt-in)
     "slicebox-chain": PropagationConfig(views=1, slice_box=SliceBoxRules(enabled=False)),
-    "slicebox-nostop": PropagationConfig(views=1, stop_rules=StopRules.off(), slice_box=SliceBoxRules(enabled=False)),
+    "slicebox-noclip": PropagationConfig(views=1, slice_box=SliceBoxRules(clip=False)),  # the default before
+    "slicebox-nostop": PropagationConfig(views=1, stop_rules=StopRules.off(),
+                                         slice_box=SliceBoxRules(enabled=False, clip=False)),
 }
 #: Variants prompted with the tight 2D box of the target on the 3D box's middle slice
 #: (``VolumeSession.add_box``: no slice range, no x/y clip; the stop rules end the runs).
-SLICE_BOX_VARIANTS = {"slicebox", "slicebox-chain", "slicebox-nostop"}
+SLICE_BOX_VARIANTS = {"slicebox-default", "slicebox", "slicebox-chain", "slicebox-noclip", "slicebox-nostop"}
 
 
 # --------------------------------------------------------------------- cases
@@ -271,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hippo-cases", type=int, default=6)
     ap.add_argument("--skip-hippo", type=int, default=0, help="skip the first N hippocampus cases")
     ap.add_argument("--brats-cases", type=int, default=4)
+    ap.add_argument("--skip-brats", type=int, default=0, help="skip the first N BraTS cases")
     ap.add_argument("--variants", default="default", help=f"comma list of {', '.join(VARIANTS)}")
     ap.add_argument("--embeddings", type=Path, default=None, help="dev: keep embeddings in DIR")
     ap.add_argument("--prefetch-batch", type=int, default=0,
@@ -289,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.embeddings is not None:
         args.embeddings.mkdir(parents=True, exist_ok=True)
     model = load_model("litemedsam", device="cpu", backend=args.backend, threads=args.threads or None)
-    cases = hippocampus_cases(args.hippo_cases)[args.skip_hippo:] + brats_cases(args.brats_cases)
+    cases = hippocampus_cases(args.hippo_cases)[args.skip_hippo:] + brats_cases(args.brats_cases)[args.skip_brats:]
     if not cases:
         print(f"no data under {DATA}", file=sys.stderr)
         return 1
@@ -357,6 +364,13 @@ def main(argv: list[str] | None = None) -> int:
     for dataset, c in cost.items():
         for m in methods:
             print(f"| {dataset} | {m} | {len(c[m + ':s'])} | {sum(c[m + ':s']):.1f} | {int(sum(c[m + ':slices']))} |")
+    if "single" in variants and "slicebox-default" in variants:  # issue 19: slice box >= box3d - 0.05
+        print("\n| dataset | target | n | box3d single | slice box (default) | single - 0.05 | margin |")
+        print("|---|---|---|---|---|---|---|")
+        for (dataset, target), res in rows.items():
+            one, box = float(np.mean(res["medisam:single"])), float(np.mean(res["medisam:slicebox-default"]))
+            print(f"| {dataset} | {target} | {len(res['medisam:single'])} | {one:.3f} | {box:.3f} | {one - 0.05:.3f} "
+                  f"| {box - one + 0.05:+.3f} |")
     print(f"\ntotal wall time {time.perf_counter() - t_all:.0f} s; gain = {best} - reference "
           "(CVPR24 code, fallback to the middle box on empty slices)")
     return 0

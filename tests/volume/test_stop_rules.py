@@ -40,8 +40,10 @@ def test_each_rule_fires_on_its_own_change():
     assert seed_stop_reason(big, 0.9, big, disc(5), 0.9, 2, rules, seed_box_hw=(21, 21)) is None
     assert seed_stop_reason(big, 0.9, big, disc(5), 0.9, 2, rules) == "growth"
     # regrowth after a narrowing
-    assert seed_stop_reason(disc(6), 0.9, disc(5.8), seed, 0.9, 4, rules, min_area=40) == "regrowth"
-    assert seed_stop_reason(disc(6), 0.9, disc(5.8), seed, 0.9, 4, rules, min_area=100) is None
+    past = rules.grace + 1
+    assert seed_stop_reason(disc(6), 0.9, disc(5.8), seed, 0.9, past, rules, min_area=40) == "regrowth"
+    assert seed_stop_reason(disc(6), 0.9, disc(5.8), seed, 0.9, past, rules, min_area=100) is None
+    assert seed_stop_reason(disc(6), 0.9, disc(5.8), seed, 0.9, rules.grace, rules, min_area=40) is None  # grace
     # optional rules, off by default
     assert seed_stop_reason(disc(2), 0.2, disc(2), seed, 0.9, 2, rules) is None
     assert seed_stop_reason(disc(2), 0.9, disc(2), seed, 0.9, 2, StopRules(min_seed_area_ratio=0.1)) == "area collapse"
@@ -65,7 +67,7 @@ def test_stopper_keeps_the_smallest_area_of_the_run():
     for r, distance in ((7, 1), (5, 2), (4, 3)):
         assert stopper.reason(disc(r), 0.9, disc(r + 1), distance) is None
     assert stopper.min_area == int(disc(4).sum())
-    assert stopper.reason(disc(6.5), 0.9, disc(6), 4) == "regrowth"  # > 1.5x the narrowest slice
+    assert stopper.reason(disc(6.5), 0.9, disc(6), StopRules().grace + 1) == "regrowth"  # > 1.5x the narrowest slice
     resumed = SeedStopper(seed, 0.9, None, StopRules(), accepted=[disc(7), disc(4), np.zeros_like(seed)])
     assert resumed.min_area == int(disc(4).sum())
 
@@ -187,3 +189,30 @@ def test_cancelled_first_pass_resumes(tiny_model):
     assert {(type(i).__name__, getattr(i, "index", getattr(i, "slice", None))) for i in got}.isdisjoint(
         {(type(i).__name__, getattr(i, "index", getattr(i, "slice", None))) for i in rest})
     assert session.planned_slices() == 0
+
+
+def test_clip_box_is_the_user_box_grown_within_the_plane():
+    from medisam.predict.slice_box import clip_box
+
+    box = Box(10, 20, 30, 30)
+    assert clip_box(box, (40, 40), SliceBoxRules()) == box  # default: the user's box itself
+    grown = clip_box(box, (40, 40), SliceBoxRules(clip_margin=0.25))  # a quarter of each side, each way
+    assert (grown.x0, grown.y0, grown.x1, grown.y1) == (5.0, 17.5, 35.0, 32.5)
+    edge = clip_box(Box(0, 0, 20, 40), (40, 30), SliceBoxRules(clip_margin=0.5))
+    assert (edge.x0, edge.y0, edge.x1, edge.y1) == (0.0, 0.0, 30.0, 40.0)  # within the plane (H 40, W 30)
+    assert clip_box(None, (40, 40), SliceBoxRules()) is None  # points or a mask: nothing to clip to
+    assert clip_box(box, (40, 40), SliceBoxRules(clip=False)) is None
+
+
+def test_slice_box_chain_stays_inside_the_users_box(tiny_model):
+    image, _ = ball_volume(shape=(10, 32, 40))
+    config = PropagationConfig(min_area_px=0, views=1, stop_rules=StopRules.off())
+    clipped = VolumeSession(tiny_model, image, config=config)
+    seed = clipped.add_box(5, (14, 10, 26, 22))
+    results = [r for r in clipped.iter_propagate() if r.slice != 5]
+    assert results and all(r.mask[:, :14].sum() + r.mask[:, 26:].sum() + r.mask[:10].sum() + r.mask[22:].sum() == 0
+                           for r in results)
+    # the stop rules still apply inside the box: a rule that fires on every slice stops next to the seed
+    never = VolumeSession(tiny_model, image, config=replace(config, stop_rules=StopRules(max_seed_growth=0.0)))
+    if never.add_box(5, (14, 10, 26, 22)).mask.any():
+        assert {r.slice for r in never.iter_propagate()} <= {4, 5, 6}

@@ -16,7 +16,7 @@ import numpy as np
 
 from medisam.predict.contract import SliceResult, ViewProgress
 from medisam.predict.propagation import box_around, interior_point, stop_reason
-from medisam.predict.slice_box import Estimate, estimate_box
+from medisam.predict.slice_box import Estimate, clip_box, estimate_box
 from medisam.predict.stop_rules import SeedStopper
 from medisam.predict.store import ObjectState, Run, RunKey
 from medisam.prompts import Box
@@ -132,7 +132,8 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
 
     ``chain``: the first pass of a slice box (stored apart, see :func:`run_key`);
     ``extent``: an x/y extent that clips the masks and re-prompts lost slices (default:
-    that of the object's 3D box, if any). Without an extent the stop rules end the run.
+    that of the object's 3D box, if any). Without an extent the stop rules end the run, and
+    a box prompt's run is clipped to that box (``config.slice_box.clip``; not a first pass).
     """
     runs = s.store.runs
     state = s._objects[obj_id]
@@ -149,6 +150,8 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
     cfg = s.config
     px_x, px_y = s.geometry.pixel_mm
     clip = state.clip_box if extent is None else (extent if cfg.clip_to_box else None)
+    if extent is None and state.extent is None and not chain:  # a slice box: its own box bounds the chain
+        clip = clip_box(state.seeds[seed].box, s.plane_hw, cfg.slice_box)
     extent = state.extent if extent is None else extent
     reacquire = cfg.reacquire and extent is not None
     margins = [(max(m / px_x, cfg.min_margin_px), max(m / px_y, cfg.min_margin_px))

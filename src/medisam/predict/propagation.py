@@ -73,9 +73,9 @@ class PropagationConfig:
         stop_rules: where a run from a prompt on one slice (no 3D box) ends: shape change,
             growth against the seed, ... (:class:`~medisam.predict.stop_rules.StopRules`;
             ``StopRules.off()`` propagates until a mask is empty).
-        slice_box: the second pass of a box on one slice: the 3D box the stopped chain
-            implies is segmented like a 3D box (:class:`~medisam.predict.slice_box.SliceBoxRules`;
-            ``SliceBoxRules(enabled=False)``: the chain's masks are the result).
+        slice_box: how a box on one slice is propagated (:class:`~medisam.predict.slice_box.SliceBoxRules`):
+            by default the chain clipped to the user's box and ended by ``stop_rules``; opt-in,
+            two passes (the stopped chain's 3D box segmented like a 3D box).
     """
 
     margin_mm: float = 3.0

@@ -31,7 +31,13 @@ from medisam.prompts import Box
 
 @dataclass(frozen=True)
 class SliceBoxRules:
-    """The second pass of a box on one slice (``enabled=False``: the chain's masks are the result).
+    """How a box on one slice is propagated: the chain clipped to the user's box (default), or two passes.
+
+    Default (``clip=True``, ``enabled=False``): one pass, the slice-to-slice chain with its masks
+    and prompt boxes clipped to the user's box grown by ``clip_margin`` of its sides, ended by
+    the stop rules. The user's box bounds the object's x/y extent the way a 3D box's extent
+    does (``--box3d`` clips to it too); unclipped, one leaked mask carries the chain into the
+    neighbouring tissue, where the growth rules end it early (see docs/stop_rules.md).
 
     Opt-in (``PropagationConfig(slice_box=SliceBoxRules(enabled=True))``): measured on 9 hippocampus and
     2 BraTS cases it raised hippocampus label 1 (+0.095) but lowered label 2 and whole tumour and misses
@@ -39,6 +45,9 @@ class SliceBoxRules:
     slice box (first-pass ``ViewProgress``), so it stays off by default until it is measured on whole sets.
 
     Attributes:
+        clip: clip the chain's masks and prompt boxes to the user's box (grown by ``clip_margin``).
+        clip_margin: growth of the user's box on each side for ``clip``, as a fraction of its side
+            (an object's cross-section shifts between its middle slice and its ends).
         enabled: run the second pass.
         slice_margin: slices added to the chain's extent on each side (the chain stops
             one slice past what it accepted, so one more slice is already encoded).
@@ -48,6 +57,8 @@ class SliceBoxRules:
             masks that leak make the union too wide to clip anything).
     """
 
+    clip: bool = True
+    clip_margin: float = 0.0
     enabled: bool = False
     slice_margin: int = 1
     xy_margin: int = 0
@@ -61,6 +72,15 @@ class Estimate:
     lo: int
     hi: int
     box: Box
+
+
+def clip_box(box: Box | None, plane_hw: tuple[int, int], rules: SliceBoxRules) -> Box | None:
+    """The x/y extent that clips a slice box's chain (None: no clip, or no box), within the plane."""
+    if box is None or not rules.clip:
+        return None
+    h, w = plane_hw
+    dx, dy = rules.clip_margin * (box.x1 - box.x0), rules.clip_margin * (box.y1 - box.y0)
+    return Box(max(0.0, box.x0 - dx), max(0.0, box.y0 - dy), min(float(w), box.x1 + dx), min(float(h), box.y1 + dy))
 
 
 def estimate_box(seed: int, seed_box: Box | None, masks: Iterable[tuple[int, np.ndarray]],
@@ -89,4 +109,4 @@ def estimate_box(seed: int, seed_box: Box | None, masks: Iterable[tuple[int, np.
     return Estimate(lo, hi, box)
 
 
-__all__ = ["Estimate", "SliceBoxRules", "estimate_box"]
+__all__ = ["Estimate", "SliceBoxRules", "clip_box", "estimate_box"]

@@ -36,7 +36,12 @@ grid replayed offline on the recorded unstopped runs of the first 13 hippocampus
 any stop point could do) showed the first slices after the seed often change shape a lot
 while still on the object (they are prompted by the seed mask's box, which may under- or
 overshoot), and a 1.5x regrowth catches tumour runs that reach the neighbouring oedema.
-``benchmarks/propagation_3d.py --variants single,slicebox-nostop,slicebox`` measures them.
+Since issue 19 item 1 a slice box's chain is clipped to the user's box
+(:class:`~medisam.predict.slice_box.SliceBoxRules`), and the grace is 5 slices: with the clip
+a leak cannot carry the chain out of the box, and the first slices from a poor seed mask
+change shape a lot while still on the object (chosen on hippocampus cases 004-037, replayed
+offline from recorded runs; see docs/stop_rules.md).
+``benchmarks/propagation_3d.py --variants single,slicebox-default,slicebox-noclip`` measures them.
 The optional area-collapse and score rules are off by default: SAM's predicted IoU stayed
 high on slices past the object's end in those runs, and tapering objects end in small
 but correct masks.
@@ -82,7 +87,7 @@ class StopRules:
     min_seed_area_ratio: float = 0.0
     min_seed_score_ratio: float = 0.0
     max_min_growth: float = 1.5
-    grace: int = 3
+    grace: int = 5
     max_centroid_shift: float = float("inf")
 
     @classmethod
