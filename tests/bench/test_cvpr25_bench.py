@@ -59,3 +59,31 @@ def test_protocol_rows_and_report(tmp_path, tiny_model, strategy):
     report = (out / "report.md").read_text()
     assert "CVPR25 interactive 3D" in report and "dsc_auc" in report
     assert (out / "dice_vs_clicks.png").exists()
+
+
+def test_resume_skips_cases_a_reference_run_finished(tmp_path, tiny_model):
+    """``-ref`` writes rows under two other names; ``--resume`` must still see the case as done."""
+    data = _toy_volumes(tmp_path / "toy3d", n=2)
+    settings = EvalSettings(models=("litemedsam-tiny",), strategies=("cvpr25-box3d-ref",))
+    evaluator = CaseEvaluator(settings, models={"litemedsam-tiny": tiny_model})
+    out = tmp_path / "out"
+
+    def run(**kw):
+        return run_benchmark(BenchConfig(datasets=(DatasetSpec(str(data)),), settings=settings, outdir=str(out), **kw),
+                             evaluator=evaluator, progress=False)
+
+    first = run()
+    assert first.rows == 2 * 2 * 6  # 2 cases x (clicks + reference clicks) x 6 steps
+    with open(out / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["strategy"] for r in rows} == {"cvpr25-box3d", "cvpr25-box3d-slice"}
+    kept = [r for r in rows if r["case"] != "c1"]
+    with open(out / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(kept)
+    run(resume=True)
+    with open(out / "results.csv", newline="") as fh:
+        again = list(csv.DictReader(fh))
+    keys = [(r["case"], r["strategy"], r["click"]) for r in again]
+    assert len(keys) == len(set(keys)) == len(rows)  # c1 ran again, c0 did not run twice

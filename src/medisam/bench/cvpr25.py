@@ -151,6 +151,14 @@ def score_steps(steps: list[Step], truth: np.ndarray, spacing,
     return out
 
 
+def row_strategies(strategy: str) -> tuple[str, ...]:
+    """The strategy names the rows of ``strategy`` carry (``...-ref`` writes two: its clicks and the reference's)."""
+    if strategy.endswith("-ref"):
+        name = strategy.removesuffix("-ref")
+        return name, f"{name}-slice"
+    return (strategy,)
+
+
 def evaluate_case(case, predictor, strategy: str, window=None,
                   tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> list[dict[str, Any]]:
     """Result rows (one per step, target ``all``) of one bench case; the caller adds the ids.

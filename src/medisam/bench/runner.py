@@ -173,12 +173,14 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
     errors: list[dict[str, Any]] = []
     done = {_done_key(r) for r in rows}
     seed = str(settings.seed)
+    from medisam.bench.cvpr25 import row_strategies
     from medisam.bench.evaluate import ModelRef
 
     models = [ModelRef.parse(m).label for m in settings.models]
     tasks, skipped = [], 0
     for ref in refs:
-        skip = {(m, s) for m in models for s in strategies if (ref.dataset, ref.case_id, m, s, seed) in done}
+        skip = {(m, s) for m in models for s in strategies
+                if all((ref.dataset, ref.case_id, m, r, seed) in done for r in row_strategies(s))}
         if len(skip) == len(models) * len(strategies):
             skipped += 1
         else:
