@@ -69,7 +69,11 @@ def _click_pixel(page, x: float, y: float) -> None:
     Gradio draws the <img> centred and only scaled down (object-fit: scale-down).
     """
     img = page.locator("#medisam-view img")
-    page.wait_for_function("() => document.querySelector('#medisam-view img')?.naturalWidth > 0", timeout=30_000)
+    # loaded AND laid out: while Gradio swaps the picture the new <img> can have pixels but no size yet
+    page.wait_for_function("() => { const e = document.querySelector('#medisam-view img');"
+                           " if (!e || !(e.naturalWidth > 0)) return false;"
+                           " const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0; }",
+                           timeout=30_000)
     box = img.bounding_box()
     nat = img.evaluate("e => [e.naturalWidth, e.naturalHeight]")
     scale = min(1.0, box["width"] / nat[0], box["height"] / nat[1])
