@@ -179,7 +179,7 @@ def evaluate_case(case, predictor, strategy: str, window=None,
     session = VolumeSession(predictor.model, case.image, axis=0, window=window)
     if base.endswith("-ref"):
         steps, ref = run_with_reference(session, truth, start)
-        runs = [(name, steps), (f"{name}-slice", ref)]
+        runs = list(zip(row_strategies(base), (steps, ref)))
     else:
         runs = [(base, run_protocol(session, truth, start, method="slice" if base.endswith("-slice") else None))]
     rows = []

@@ -45,16 +45,24 @@ class ClickLayer:
 
     def object_crop(self, obj_id: int, crop: Crop, model_only: bool = False) -> np.ndarray:
         """The object's bool mask on ``crop`` of the ``(Z, Y, X)`` grid: only the planes and the
-        part of each plane that the crop covers are read."""
+        part of each plane that the crop covers are read, and the click layer is pasted on its
+        overlap with the crop (what :meth:`results` shows there, without building every plane)."""
         crop = tuple(slice(*s.indices(n)[:2]) for s, n in zip(crop, self.geometry.shape_zyx))  # type: ignore[assignment]
         out = np.zeros([s.stop - s.start for s in crop], dtype=bool)
         ax = self.geometry.axis
         rows, cols = self.geometry.plane_axes
-        results = self.model_results(obj_id) if model_only else self.results(obj_id)
+        results = self.model_results(obj_id)
         for t in range(crop[ax].start, crop[ax].stop):
             r = results.get(t)
             if r is not None:
                 self.geometry.put(out, t - crop[ax].start, r.mask[crop[rows], crop[cols]], True)
+        layer = None if model_only else self._objects[obj_id].edit
+        if layer is not None:
+            lo = [max(c.start, o) for c, o in zip(crop, layer.origin)]
+            hi = [min(c.stop, o + n) for c, o, n in zip(crop, layer.origin, layer.mask.shape)]
+            if all(a < b for a, b in zip(lo, hi)):
+                out[tuple(slice(a - c.start, b - c.start) for a, b, c in zip(lo, hi, crop))] = \
+                    layer.mask[tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, layer.origin))]
         return out
 
     def object_extent(self, obj_id: int, model_only: bool = False) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
