@@ -97,10 +97,13 @@ VARIANTS: dict[str, PropagationConfig] = {
     "slicebox-noclip": PropagationConfig(views=1, slice_box=SliceBoxRules(clip=False)),  # the default before
     "slicebox-nostop": PropagationConfig(views=1, stop_rules=StopRules.off(),
                                          slice_box=SliceBoxRules(enabled=False, clip=False)),
+    # the clip to the user's box grown by a fraction of its sides (issue 19: tumour core widens off its middle slice)
+    **{f"slicebox-m{pct}": PropagationConfig(views=1, slice_box=SliceBoxRules(clip_margin=pct / 100))
+       for pct in (10, 25, 50)},
 }
 #: Variants prompted with the tight 2D box of the target on the 3D box's middle slice
 #: (``VolumeSession.add_box``: no slice range, no x/y clip; the stop rules end the runs).
-SLICE_BOX_VARIANTS = {"slicebox-default", "slicebox", "slicebox-chain", "slicebox-noclip", "slicebox-nostop"}
+SLICE_BOX_VARIANTS = {v for v in VARIANTS if v.startswith("slicebox")}
 
 
 # --------------------------------------------------------------------- cases

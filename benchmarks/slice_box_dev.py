@@ -38,7 +38,7 @@ from stop_rules_sweep import replay  # noqa: E402
 from medisam.predict.stop_rules import StopRules  # noqa: E402
 from medisam.prompts import Box  # noqa: E402
 
-MARGINS = (0, 4)  # px added to the user's box on each side for the clip
+MARGINS = (0.0, 0.1)  # growth of the user's box on each side for the clip, as a fraction of its side
 
 
 def record(out: Path, names: set[str], embeddings: Path | None, window: int = 3) -> None:
@@ -47,7 +47,7 @@ def record(out: Path, names: set[str], embeddings: Path | None, window: int = 3)
     from medisam.models import load_model
     from medisam.predict import Predictor, PropagationConfig, VolumeSession
     from medisam.predict.axis_runs import run_iter
-    from medisam.predict.slice_box import SliceBoxRules
+    from medisam.predict.slice_box import SliceBoxRules, clip_box
     from medisam.predict.volume import volume_to_display
 
     torch.set_num_threads(1)
@@ -85,8 +85,7 @@ def record(out: Path, names: set[str], embeddings: Path | None, window: int = 3)
                          f"{target}/chain_scores": scores, f"{target}/seed": np.array([z, *box]),
                          f"{target}/window": np.array([lo, hi]), f"{target}/box3d": np.array(b3)})
             for m in MARGINS:
-                extent = Box(max(0.0, box[0] - m), max(0.0, box[1] - m),
-                             min(float(w), box[2] + m), min(float(h), box[3] + m))
+                extent = clip_box(Box(*map(float, box)), (h, w), SliceBoxRules(clip_margin=m))
                 s = VolumeSession(model, image8, predictor=predictor, config=PropagationConfig(views=1))
                 seed = s.add_box(z, box)
                 masks, scores = np.zeros(gt.shape, bool), np.full(depth, np.nan, np.float32)
@@ -101,8 +100,9 @@ def record(out: Path, names: set[str], embeddings: Path | None, window: int = 3)
 
 def evaluate(folder: Path) -> None:
     base = StopRules()
-    grid = {f"clip{m} grace{g} regrowth{rg}": (m, replace(base, grace=g, max_min_growth=rg))
-            for m in MARGINS for g in (3, 5, 7) for rg in (1.5, 2.0, float("inf"))}
+    grid = {f"clip{m} grace{g} regrowth{rg} after{ra}": (m, replace(base, grace=g, max_min_growth=rg, regrowth_after=ra))
+            for m in MARGINS for g in (5,) for rg in (1.5, 2.0, float("inf")) for ra in (1.0, 0.7, 0.5)
+            if ra == 1.0 or rg != float("inf")}
     rows: dict[str, dict[str, list[float]]] = {}
     for path in sorted(folder.glob("*.npz")):
         with np.load(path) as f:

@@ -44,6 +44,11 @@ def test_each_rule_fires_on_its_own_change():
     assert seed_stop_reason(disc(6), 0.9, disc(5.8), seed, 0.9, past, rules, min_area=40) == "regrowth"
     assert seed_stop_reason(disc(6), 0.9, disc(5.8), seed, 0.9, past, rules, min_area=100) is None
     assert seed_stop_reason(disc(6), 0.9, disc(5.8), seed, 0.9, rules.grace, rules, min_area=40) is None  # grace
+    # regrowth_after: a run that narrowed only a little (a seed on the object's waist) may widen again
+    waist = replace(rules, regrowth_after=0.5)
+    assert seed_stop_reason(disc(6), 0.9, disc(5.8), seed, 0.9, past, waist, min_area=40) == "regrowth"  # 40 <= half the seed
+    assert seed_stop_reason(disc(6), 0.9, disc(5.8), disc(4.5), 0.9, past, waist, min_area=40) is None
+    assert seed_stop_reason(disc(6), 0.9, disc(5.8), disc(4.5), 0.9, past, rules, min_area=40) == "regrowth"
     # optional rules, off by default
     assert seed_stop_reason(disc(2), 0.2, disc(2), seed, 0.9, 2, rules) is None
     assert seed_stop_reason(disc(2), 0.9, disc(2), seed, 0.9, 2, StopRules(min_seed_area_ratio=0.1)) == "area collapse"

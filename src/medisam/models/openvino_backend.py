@@ -17,7 +17,7 @@ import torch
 
 from medisam.errors import ModelError, require
 from medisam.models.decoder_feeds import FastDecoderInputs, decoder_feeds, fast_outputs, select_masks
-from medisam.models.export_cache import cached_export, fast_decoder
+from medisam.models.export_cache import cached_export, export_mask_input_size, fast_decoder
 from medisam.models.runtime import cache_root
 from medisam.models.precision import cpu_has_bf16
 from medisam.models.promptable import DecoderOutput, PromptableModel
@@ -37,12 +37,13 @@ class OpenVinoModel(PromptableModel):
             raise ModelError("backend openvino runs on the CPU here: pass device='cpu'")
         if precision not in _HINT:
             raise ModelError(f"backend openvino runs fp32, bf16 or int8, not {precision}")
-        super().__init__(base.spec, base.net.cpu(), torch.device("cpu"), base.checkpoint,
+        super().__init__(base.spec, base.net_source(), torch.device("cpu"), base.checkpoint,
                          base.checkpoint_sha256)
         self.backend = "openvino"
         self.precision = precision
         self.threads = threads
         self.export_dir = cached_export(base)
+        self.exported_mask_input_size = export_mask_input_size(self.export_dir)
         core = ov.Core()
         try:  # compiled blobs are reused by later loads (OpenVINO model caching)
             core.set_property({"CACHE_DIR": str(cache_root() / "openvino")})
@@ -58,8 +59,10 @@ class OpenVinoModel(PromptableModel):
         self._streams = None
         self._streams_lock = threading.Lock()
         # the decoder follows the precision too (bf16 made it ~1.4x faster here); the Dice
-        # guard in benchmarks/speed.py measures encoder + decoder together
-        self._decoder = core.compile_model(str(self.export_dir / "decoder.onnx"), "CPU", config)
+        # guard in benchmarks/speed.py measures encoder + decoder together. The full decoder
+        # serves mask prompts only (and every prompt without a fast decoder): compiled on first use
+        self._full_decoder = None
+        self._decoder_lock = threading.Lock()
         # An infer request is not thread-safe ("Infer Request is busy"); the server runs model
         # calls of several sessions at once, so each thread gets its own requests.
         self._requests = threading.local()
@@ -72,6 +75,15 @@ class OpenVinoModel(PromptableModel):
                 self._fast_decoder = core.compile_model(str(fast), "CPU", config)
             except Exception as exc:  # an OpenVINO plugin bug must not break the backend
                 log.warning("OpenVINO cannot compile the fast decoder (%s); using decoder.onnx", exc)
+
+    @property
+    def _decoder(self):  # noqa: ANN202 - an openvino CompiledModel
+        """The full decoder (mask prompts), compiled on first use (about a second per load saved)."""
+        with self._decoder_lock:
+            if self._full_decoder is None:
+                self._full_decoder = self._core.compile_model(str(self.export_dir / "decoder.onnx"), "CPU",
+                                                              self._config)
+            return self._full_decoder
 
     def _request(self, compiled):  # noqa: ANN001, ANN202 - an openvino CompiledModel -> InferRequest
         """This thread's infer request for ``compiled`` (created on first use)."""
@@ -137,11 +149,12 @@ class OpenVinoModel(PromptableModel):
             # fast_outputs copies the kept masks out of OpenVINO's buffers
             return fast_outputs(result[self._fast_decoder.output(0)], result[self._fast_decoder.output(1)],
                                 multimask)
-        result = self._request(self._decoder).infer(
+        decoder = self._decoder
+        result = self._request(decoder).infer(
             decoder_feeds(embedding, points, boxes, mask_input, self.mask_input_size),
             share_inputs=True, share_outputs=True)
-        low_res = torch.from_numpy(result[self._decoder.output(0)])
-        iou = torch.from_numpy(result[self._decoder.output(1)])
+        low_res = torch.from_numpy(result[decoder.output(0)])
+        iou = torch.from_numpy(result[decoder.output(1)])
         out = select_masks(low_res, iou, multimask)
         return DecoderOutput(out.low_res_logits.clone(), out.iou.clone())
 

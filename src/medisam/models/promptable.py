@@ -39,9 +39,14 @@ class PromptableModel(LoadedModel):
     ``checkpoint_sha256``, ``backend``).
     """
 
+    #: set by the exported backends from their graphs' metadata (their network may never be built)
+    exported_mask_input_size: int | None = None
+
     @property
     def mask_input_size(self) -> int:
         """Side of the low-res logit grid (the mask prompt size), 4x the embedding side."""
+        if self.exported_mask_input_size is not None:
+            return self.exported_mask_input_size
         return int(self.net.prompt_encoder.mask_input_size[0])
 
     # ----------------------------------------------------------- preprocessing

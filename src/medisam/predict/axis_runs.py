@@ -126,6 +126,17 @@ def seed_iter(s: AxisSession, obj_id: int, t: int) -> Iterator[SliceResult]:
     yield result
 
 
+def run_clip(s: AxisSession, state: ObjectState, seed: int, extent: Box | None, chain: bool) -> Box | None:
+    """The x/y box that clips a run's masks and prompt boxes: a second pass's ``extent``
+    (``config.clip_to_box``), the object's 3D-box clip, none for a first pass, else the seed's own
+    slice box (``config.slice_box.clip``: the user's box bounds the chain as a 3D box's extent does)."""
+    if extent is not None:
+        return extent if s.config.clip_to_box else None
+    if state.extent is not None or chain:
+        return state.clip_box
+    return clip_box(state.seeds[seed].box, s.plane_hw, s.config.slice_box)
+
+
 def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain: bool = False,
              extent: Box | None = None) -> Iterator[SliceResult]:
     """Extend (or start) the run from ``seed`` in direction ``step`` up to slice ``end``.
@@ -149,9 +160,7 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
     prev = run.results[-1] if run.results else seed_result
     cfg = s.config
     px_x, px_y = s.geometry.pixel_mm
-    clip = state.clip_box if extent is None else (extent if cfg.clip_to_box else None)
-    if extent is None and state.extent is None and not chain:  # a slice box: its own box bounds the chain
-        clip = clip_box(state.seeds[seed].box, s.plane_hw, cfg.slice_box)
+    clip = run_clip(s, state, seed, extent, chain)
     extent = state.extent if extent is None else extent
     reacquire = cfg.reacquire and extent is not None
     margins = [(max(m / px_x, cfg.min_margin_px), max(m / px_y, cfg.min_margin_px))

@@ -79,6 +79,9 @@ class StopRules:
         max_centroid_shift: stop when the mask's centroid lies further from the centre of
             the user's box than this many half-sides of it (per axis): the chain has drifted
             off to another structure.
+        regrowth_after: the regrowth rule applies once the run's smallest area has fallen to
+            this fraction of the seed's (1.0: after any narrowing). A seed on an object's waist
+            (a tumour core pinched on its middle slice) narrows a little, then widens on the object.
     """
 
     min_consecutive_dice: float = 0.5
@@ -89,6 +92,7 @@ class StopRules:
     max_min_growth: float = 1.5
     grace: int = 5
     max_centroid_shift: float = float("inf")
+    regrowth_after: float = 1.0
 
     @classmethod
     def off(cls) -> "StopRules":
@@ -138,7 +142,8 @@ def seed_stop_reason(mask: np.ndarray, score: float, previous: np.ndarray, seed:
     h, w = _box_size(mask)
     if h > rules.max_seed_box_growth * sh or w > rules.max_seed_box_growth * sw:
         return "growth"
-    if min_area is not None and distance > rules.grace and area > rules.max_min_growth * min_area:
+    if (min_area is not None and distance > rules.grace and area > rules.max_min_growth * min_area
+            and min_area <= rules.regrowth_after * seed_area):
         return "regrowth"
     if seed_box is not None and _centroid_shift(mask, seed_box) > rules.max_centroid_shift:
         return "drift"

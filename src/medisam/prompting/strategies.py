@@ -93,6 +93,11 @@ class Strategy(ABC):
     def __repr__(self) -> str:
         return f"<Strategy {self.name}>"
 
+    @property
+    def row_names(self) -> tuple[str, ...]:
+        """The strategy names its result rows carry (what ``medisam bench --resume`` looks for)."""
+        return (self.name,)
+
     def simulate(self, truth: np.ndarray, rng: np.random.Generator) -> PromptSet:
         """Model-free prompts for the 2D mask ``truth``."""
         raise PromptError(f"strategy {self.name!r} needs the model in the loop; it has no fixed prompt")
@@ -284,6 +289,14 @@ class ProtocolStrategy(Strategy):
 
     def __init__(self, name: str):
         self.name = name
+
+    @property
+    def row_names(self) -> tuple[str, ...]:
+        """``...-ref`` writes two sets of rows from one start: its clicks and the reference's (``...-slice``)."""
+        if self.name.endswith("-ref"):
+            base = self.name.removesuffix("-ref")
+            return base, f"{base}-slice"
+        return (self.name,)
 
     def run(self, predictor, truth, rng):
         raise PromptError(f"strategy {self.name!r} runs on a whole case: use medisam bench")
