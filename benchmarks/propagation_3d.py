@@ -97,9 +97,12 @@ VARIANTS: dict[str, PropagationConfig] = {
     "slicebox-noclip": PropagationConfig(views=1, slice_box=SliceBoxRules(clip=False)),  # the default before
     "slicebox-nostop": PropagationConfig(views=1, stop_rules=StopRules.off(),
                                          slice_box=SliceBoxRules(enabled=False, clip=False)),
+    # the default before: the clip to the user's box itself, regrowth 1.5x
+    "slicebox-before": PropagationConfig(views=1, slice_box=SliceBoxRules(clip_margin=0.0),
+                                         stop_rules=StopRules(max_min_growth=1.5)),
     # the clip to the user's box grown by a fraction of its sides (issue 19: tumour core widens off its middle slice)
     **{f"slicebox-m{pct}": PropagationConfig(views=1, slice_box=SliceBoxRules(clip_margin=pct / 100))
-       for pct in (10, 25, 50)},
+       for pct in (0, 10, 25, 50)},
 }
 #: Variants prompted with the tight 2D box of the target on the 3D box's middle slice
 #: (``VolumeSession.add_box``: no slice range, no x/y clip; the stop rules end the runs).

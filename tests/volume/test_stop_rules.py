@@ -200,7 +200,9 @@ def test_clip_box_is_the_user_box_grown_within_the_plane():
     from medisam.predict.slice_box import clip_box
 
     box = Box(10, 20, 30, 30)
-    assert clip_box(box, (40, 40), SliceBoxRules()) == box  # default: the user's box itself
+    assert clip_box(box, (40, 40), SliceBoxRules(clip_margin=0.0)) == box  # the user's box itself
+    default = clip_box(box, (40, 40), SliceBoxRules())  # default: a tenth of each side, each way
+    assert (default.x0, default.y0, default.x1, default.y1) == (8.0, 19.0, 32.0, 31.0)
     grown = clip_box(box, (40, 40), SliceBoxRules(clip_margin=0.25))  # a quarter of each side, each way
     assert (grown.x0, grown.y0, grown.x1, grown.y1) == (5.0, 17.5, 35.0, 32.5)
     edge = clip_box(Box(0, 0, 20, 40), (40, 30), SliceBoxRules(clip_margin=0.5))
@@ -211,11 +213,18 @@ def test_clip_box_is_the_user_box_grown_within_the_plane():
 
 def test_slice_box_chain_stays_inside_the_users_box(tiny_model):
     image, _ = ball_volume(shape=(10, 32, 40))
-    config = PropagationConfig(min_area_px=0, views=1, stop_rules=StopRules.off())
+    config = PropagationConfig(min_area_px=0, views=1, stop_rules=StopRules.off(),
+                               slice_box=SliceBoxRules(clip_margin=0.0))
     clipped = VolumeSession(tiny_model, image, config=config)
     seed = clipped.add_box(5, (14, 10, 26, 22))
     results = [r for r in clipped.iter_propagate() if r.slice != 5]
     assert results and all(r.mask[:, :14].sum() + r.mask[:, 26:].sum() + r.mask[:10].sum() + r.mask[22:].sum() == 0
+                           for r in results)
+    # the default clip: the user's box grown by a tenth of its sides (x 12.8..27.2, y 8.8..23.2)
+    grown = VolumeSession(tiny_model, image, config=replace(config, slice_box=SliceBoxRules()))
+    grown.add_box(5, (14, 10, 26, 22))
+    results = [r for r in grown.iter_propagate() if r.slice != 5]
+    assert results and all(r.mask[:, :12].sum() + r.mask[:, 28:].sum() + r.mask[:8].sum() + r.mask[24:].sum() == 0
                            for r in results)
     # the stop rules still apply inside the box: a rule that fires on every slice stops next to the seed
     never = VolumeSession(tiny_model, image, config=replace(config, stop_rules=StopRules(max_seed_growth=0.0)))

@@ -33,9 +33,9 @@ from medisam.prompts import Box
 class SliceBoxRules:
     """How a box on one slice is propagated: the chain clipped to the user's box (default), or two passes.
 
-    Default (``clip=True``, ``enabled=False``): one pass, the slice-to-slice chain with its masks
-    and prompt boxes clipped to the user's box grown by ``clip_margin`` of its sides, ended by
-    the stop rules. The user's box bounds the object's x/y extent the way a 3D box's extent
+    Default (``clip=True``, ``clip_margin=0.1``, ``enabled=False``): one pass, the slice-to-slice
+    chain with its masks and prompt boxes clipped to the user's box grown by a tenth of its
+    sides (an object is often wider off the slice it was boxed on), ended by the stop rules. The user's box bounds the object's x/y extent the way a 3D box's extent
     does (``--box3d`` clips to it too); unclipped, one leaked mask carries the chain into the
     neighbouring tissue, where the growth rules end it early (see docs/stop_rules.md).
 
@@ -58,7 +58,7 @@ class SliceBoxRules:
     """
 
     clip: bool = True
-    clip_margin: float = 0.0
+    clip_margin: float = 0.1
     enabled: bool = False
     slice_margin: int = 1
     xy_margin: int = 0
