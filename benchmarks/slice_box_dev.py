@@ -100,9 +100,9 @@ def record(out: Path, names: set[str], embeddings: Path | None, window: int = 3)
 
 def evaluate(folder: Path) -> None:
     base = StopRules()
-    grid = {f"clip{m} grace{g} regrowth{rg} after{ra}": (m, replace(base, grace=g, max_min_growth=rg, regrowth_after=ra))
-            for m in MARGINS for g in (5,) for rg in (1.5, 2.0, float("inf")) for ra in (1.0, 0.7, 0.5)
-            if ra == 1.0 or rg != float("inf")}
+    grid = {f"clip{m} grace5 regrowth{rg} after{ra}": (m, replace(base, grace=5, max_min_growth=rg, regrowth_after=ra))
+            for m in MARGINS for rg in (1.5, 2.0, float("inf")) for ra in (1.0, 0.7, 0.5)
+            if ra == 1.0 or rg != float("inf")}  # regrowth_after means nothing without regrowth
     rows: dict[str, dict[str, list[float]]] = {}
     for path in sorted(folder.glob("*.npz")):
         with np.load(path) as f:

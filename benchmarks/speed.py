@@ -110,18 +110,7 @@ def cpu_peak_gflops(threads: int, ghz: float, flops_per_cycle: int) -> float:
     return threads * ghz * flops_per_cycle
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (/proc/cpuinfo; empty elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def flops_per_cycle(precision: str, flags: set[str]) -> tuple[int, str]:
+def flops_per_cycle(precision: str, flags: frozenset[str]) -> tuple[int, str]:
     """Peak FLOP/cycle/core for ``precision`` and what it assumes: two FMA pipes of the widest
     vector (AVX-512: 64 FP32, AVX2: 32), bf16 twice that (VDPBF16PS) or AMX tiles (1024)."""
     fp32 = 64 if "avx512f" in flags else 32
@@ -574,7 +563,7 @@ def main() -> None:
     from medisam.models import load_model
     from medisam.models.backends import (backend_available, choose_auto, read_speed_profile, resolve_threads,
                                          supported_precisions, write_speed_profile)
-    from medisam.models.precision import DICE_TOLERANCE, cpu_has_bf16, precision_guard
+    from medisam.models.precision import DICE_TOLERANCE, cpu_flags, cpu_has_bf16, precision_guard
     from medisam.predict import PropagationConfig, Predictor, VolumeSession
 
     threads = resolve_threads()
@@ -681,6 +670,7 @@ def main() -> None:
     ghz = args.ghz or cpu_ghz()
     flags = cpu_flags()
     fpc32, how32 = flops_per_cycle("fp32", flags)
+    fpc16, how16 = flops_per_cycle("bf16", flags) if cpu_has_bf16() else (fpc32, how32)
     peak32 = cpu_peak_gflops(threads, ghz, fpc32)
     ref_ms = median_ms(enc_times["ref"])
     base = dices.get(("torch", "fp32"), [])
@@ -699,7 +689,7 @@ def main() -> None:
     for k in models:
         ms = median_ms(enc_times[k])
         g = guards.get(k)
-        peak = cpu_peak_gflops(threads, ghz, flops_per_cycle(k[1] if cpu_has_bf16() else "fp32", flags)[0])
+        peak = cpu_peak_gflops(threads, ghz, fpc16 if k[1] == "bf16" else fpc32)
         met[k] = targets_met(ref_ms / ms, median_ms(dec_times[k]), prop[k][0] if k in prop else None,
                              args.slices)
         label = (f"medisam DEFAULT (auto = {getattr(models[k], 'backend', 'torch')} {k[1]})" if k[0] == "auto"
@@ -727,7 +717,7 @@ def main() -> None:
     print(f"backend='auto' here picks {auto[0]} {auto[1]} ({'measured profile' if read_speed_profile() else 'default order'}).")
     print(f"Encoder FLOPs {gflop:.1f} GFLOP/image (torch.utils.flop_counter, 2 FLOPs per MAC). Peak = "
           f"{threads} threads x {ghz:.2f} GHz x {fpc32} FP32 FLOP/cycle = {peak32:.0f} GFLOP/s ({how32}; "
-          f"bf16 rows: {flops_per_cycle('bf16', flags)[0]} FLOP/cycle, {flops_per_cycle('bf16', flags)[1]}); "
+          f"bf16 rows: {fpc16} FLOP/cycle, {how16}); "
           f"the clock is the nominal /proc/cpuinfo value, boost may exceed it.")
     print(f"Dice: {len(cases)} images ({', '.join(DICE_SETS)}; first {args.dice_per_set} each), tight "
           f"ground-truth box; guard = mean Dice drop <= {DICE_TOLERANCE} vs torch fp32. "

@@ -4,7 +4,6 @@ encoder and the fast prompt decoder, written once under ``<cache>/onnx/`` (atomi
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -29,13 +28,6 @@ def weights_key(model: PromptableModel) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return "random-" + digest.hexdigest()[:12]
-
-
-def export_mask_input_size(folder: Path) -> int:
-    """The mask prompt side recorded in an export folder's metadata."""
-    from medisam.export.onnx_export import OnnxExport
-
-    return int(json.loads(OnnxExport(folder).metadata.read_text())["mask_input_size"])
 
 
 def cached_export(model: PromptableModel) -> Path:

@@ -1,6 +1,6 @@
 """ONNX Runtime backend: the exported encoder and prompt decoder behind PromptableModel.
 
-The torch network stays loaded (for ``mask_input_size`` and the export); inference runs
+The torch network is built only to export (or check) the graphs; inference runs
 in two ONNX Runtime sessions with all graph optimisations, the optimised encoder saved
 next to the export so later sessions start faster.
 """
@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from medisam.errors import ModelError, require
+from medisam.export.onnx_export import read_export_metadata
 from medisam.models.decoder_feeds import FastDecoderInputs, decoder_feeds, fast_outputs, select_masks
-from medisam.models.export_cache import cached_export, export_mask_input_size, fast_decoder, quantized_encoder
+from medisam.models.export_cache import cached_export, fast_decoder, quantized_encoder
 from medisam.models.promptable import DecoderOutput, PromptableModel
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class OnnxModel(PromptableModel):
         self.precision = precision
         self.threads = threads
         self.export_dir = cached_export(base)
-        self.exported_mask_input_size = export_mask_input_size(self.export_dir)
+        self.exported_mask_input_size = int(read_export_metadata(self.export_dir)["mask_input_size"])
         encoder = self.export_dir / "encoder.onnx"
         if precision == "int8":
             encoder = quantized_encoder(self.export_dir)

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from medisam.errors import ModelError, require
+from medisam.export.onnx_export import read_export_metadata
 from medisam.models.decoder_feeds import FastDecoderInputs, decoder_feeds, fast_outputs, select_masks
-from medisam.models.export_cache import cached_export, export_mask_input_size, fast_decoder
+from medisam.models.export_cache import cached_export, fast_decoder
 from medisam.models.runtime import cache_root
 from medisam.models.precision import cpu_has_bf16
 from medisam.models.promptable import DecoderOutput, PromptableModel
@@ -43,7 +44,7 @@ class OpenVinoModel(PromptableModel):
         self.precision = precision
         self.threads = threads
         self.export_dir = cached_export(base)
-        self.exported_mask_input_size = export_mask_input_size(self.export_dir)
+        self.exported_mask_input_size = int(read_export_metadata(self.export_dir)["mask_input_size"])
         core = ov.Core()
         try:  # compiled blobs are reused by later loads (OpenVINO model caching)
             core.set_property({"CACHE_DIR": str(cache_root() / "openvino")})

@@ -35,8 +35,9 @@ class SliceBoxRules:
 
     Default (``clip=True``, ``clip_margin=0.1``, ``enabled=False``): one pass, the slice-to-slice
     chain with its masks and prompt boxes clipped to the user's box grown by a tenth of its
-    sides (an object is often wider off the slice it was boxed on), ended by the stop rules. The user's box bounds the object's x/y extent the way a 3D box's extent
-    does (``--box3d`` clips to it too); unclipped, one leaked mask carries the chain into the
+    sides (an object is often wider off the slice it was boxed on), ended by the stop rules.
+    The user's box bounds the object's x/y extent the way a 3D box's extent does (``--box3d``
+    clips to it too); unclipped, one leaked mask carries the chain into the
     neighbouring tissue, where the growth rules end it early (see docs/stop_rules.md).
 
     Opt-in (``PropagationConfig(slice_box=SliceBoxRules(enabled=True))``): measured on 9 hippocampus and
