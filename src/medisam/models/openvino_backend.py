@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 
 _HINT = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}
 
+#: Decoders compile without OpenVINO's "snippets" (fused attention subgraphs): with a handful
+#: of prompt tokens against 4096 image tokens the fused kernels run on AVX-512 instead of AMX
+#: tiles; plain MatMul + Softmax is ~25% faster for the fast decoder and ~8% for the full
+#: one (one thread, Sapphire Rapids, bf16; the encoder keeps snippets, it is faster with them).
+DECODER_CONFIG = {"SNIPPETS_MODE": "DISABLE"}
+
 
 class OpenVinoModel(PromptableModel):
     """A :class:`PromptableModel` whose encoder and decoder are OpenVINO compiled models (CPU)."""
@@ -73,7 +79,7 @@ class OpenVinoModel(PromptableModel):
         fast = fast_decoder(base, self.export_dir)
         if fast is not None:
             try:
-                self._fast_decoder = core.compile_model(str(fast), "CPU", config)
+                self._fast_decoder = self._compile_decoder(fast)
             except Exception as exc:  # an OpenVINO plugin bug must not break the backend
                 log.warning("OpenVINO cannot compile the fast decoder (%s); using decoder.onnx", exc)
 
@@ -82,9 +88,16 @@ class OpenVinoModel(PromptableModel):
         """The full decoder (mask prompts), compiled on first use (about a second per load saved)."""
         with self._decoder_lock:
             if self._full_decoder is None:
-                self._full_decoder = self._core.compile_model(str(self.export_dir / "decoder.onnx"), "CPU",
-                                                              self._config)
+                self._full_decoder = self._compile_decoder(self.export_dir / "decoder.onnx")
             return self._full_decoder
+
+    def _compile_decoder(self, path):  # noqa: ANN001, ANN202 - Path -> an openvino CompiledModel
+        """A decoder graph compiled with :data:`DECODER_CONFIG` (without it where the plugin lacks the option)."""
+        try:
+            return self._core.compile_model(str(path), "CPU", {**self._config, **DECODER_CONFIG})
+        except RuntimeError as exc:
+            log.debug("OpenVINO rejects %s (%s); compiling without it", DECODER_CONFIG, exc)
+            return self._core.compile_model(str(path), "CPU", self._config)
 
     def _request(self, compiled):  # noqa: ANN001, ANN202 - an openvino CompiledModel -> InferRequest
         """This thread's infer request for ``compiled`` (created on first use)."""
