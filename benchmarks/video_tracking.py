@@ -70,6 +70,10 @@ VARIANTS = {
                                                 candidates=("box", "multimask", "mask-prompt")),
     "margin0+motion": TrackingConfig(extent="previous", margin=0.0, candidates=("box",), motion=True),
     "no-divide": TrackingConfig(divide=False),
+    "box+chain+mask-prompt": TrackingConfig(candidates=("box", "chain", "mask-prompt")),
+    "box+chain+multimask": TrackingConfig(candidates=("box", "chain", "multimask")),
+    "centre-previous": TrackingConfig(centre="previous"),
+    "centre-chain": TrackingConfig(centre="chain"),
 }
 
 

@@ -89,3 +89,23 @@ def test_cli_export_unknown_model_is_a_one_line_error(tmp_path, capsys):
     assert main(["export", "onnx", "--model", "nope", "-o", str(tmp_path / "x")]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_export_copy_of_tinyvit_uses_4d_permutes_and_computes_the_same(tiny_model):
+    """The export copy swaps TinyViT's token<->map moves (fewer slow 3D transposes in
+    OpenVINO); the swapped encoder gives exactly the loaded model's embedding."""
+    import copy
+
+    from medisam.export.onnx_export import export_friendly
+    from medisam.export.tinyvit_export import channels_last_friendly
+
+    exported = export_friendly(tiny_model.net)
+    swapped = [m for m in exported.image_encoder.modules() if "forward" in m.__dict__]
+    assert {type(m).__name__ for m in swapped} == {"PatchMerging", "TinyViTBlock"}
+    assert not any("forward" in m.__dict__ for m in tiny_model.net.modules())  # the loaded model untouched
+    net = copy.deepcopy(tiny_model.net).eval()
+    assert channels_last_friendly(net) == len(swapped)
+    image = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(net.image_encoder(image), tiny_model.net.eval().image_encoder(image))
+    assert channels_last_friendly(torch.nn.Sequential(torch.nn.Linear(2, 2))) == 0  # other encoders left alone

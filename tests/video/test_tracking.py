@@ -241,3 +241,40 @@ def test_litemedsam_tracks_every_gowt1_nucleus(real_model, gowt1):
                 hits = np.bincount(truth[t][labels[t] == label], minlength=256)
                 assert hits[label] == hits[1:].max(), (label, t)  # no identity switch
     assert np.mean(scores) > 0.65, np.mean(scores)
+
+
+def _drift_of_inner_box(tiny_model, centre: str) -> float:
+    """Pixels the mask's centre ends off a still disk's centre after 23 frames, tracked from a
+    box of the disk's inner part by a segmenter biased one pixel upwards (the chain's looser
+    box is 6 px wider on this 512 px frame: it covers the whole disk)."""
+    side, r, half = 512, 36, 31
+    yy, xx = np.mgrid[:side, :side]
+    disk = (yy - 256) ** 2 + (xx - 256) ** 2 <= r ** 2
+    frames = np.repeat(np.where(disk, 200, 20).astype(np.uint8)[None], 24, axis=0)
+    session = VideoSession(tiny_model, frames, tracking=TrackingConfig(centre=centre)).session
+
+    def biased(box=None, points=None, mask=None, multimask=False) -> Prediction:  # inside the box, 1 px up
+        b = Box.of(box)
+        m = np.zeros((side, side), dtype=bool)
+        rows, cols = slice(int(b.y0), int(np.ceil(b.y1))), slice(int(b.x0), int(np.ceil(b.x1)))
+        m[rows, cols] = disk[rows, cols]
+        m = np.roll(m, -1, axis=0)
+        logits = session.predictor._require_image().transform.mask_to_low_res(m, session.model.mask_input_size)
+        n = 3 if multimask else 1
+        return Prediction(np.repeat(m[None], n, 0), np.ones(n, np.float32), np.repeat(logits[None], n, 0))
+
+    session.predictor.predict = biased
+    session.add_box(0, Box(256 - half, 256 - half, 256 + half, 256 + half), obj_id=1)
+    last = [r for r in session.iter_propagate("forward")][-1]
+    ys, xs = np.nonzero(last.mask)
+    return float(np.hypot(xs.mean() - 256, ys.mean() - 256))
+
+
+def test_a_box_smaller_than_its_object_is_pulled_back_to_the_object(tiny_model):
+    """Centred on its own previous mask, a box inside a larger object follows the segmenter's
+    bias across it; centred on (halfway to, the default) the whole object's mask it is pulled back."""
+    drift = {c: _drift_of_inner_box(tiny_model, c) for c in ("previous", "between", "chain")}
+    assert drift["chain"] < drift["between"] < drift["previous"] - 1, drift
+    assert TrackingConfig().centre == "between"
+    with pytest.raises(InputError, match="centre"):
+        TrackingConfig(centre="middle")

@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from medisam.errors import ModelError, OutputExistsError, require
+from medisam.export.tinyvit_export import channels_last_friendly
 from medisam.models.promptable import PromptableModel
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,9 @@ DEFAULT_OPSET = 17
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 METADATA_FILE = "metadata.json"
-#: Bumped whenever the graphs' inputs/outputs change (part of the backend cache key).
-EXPORT_FORMAT_VERSION = 2
+#: Bumped whenever the graphs' inputs/outputs or their layout change (part of the backend
+#: cache key; 3: TinyViT exported with 4D permutes).
+EXPORT_FORMAT_VERSION = 3
 
 
 class ChannelsLastLayerNorm(nn.Module):
@@ -67,8 +69,10 @@ class ChannelsLastLayerNorm(nn.Module):
 
 def export_friendly(net: nn.Module) -> nn.Module:
     """A deep copy of ``net`` with every ``LayerNorm2d`` (SAM's or TinyViT's) swapped for
-    :class:`ChannelsLastLayerNorm`; the loaded model is left untouched."""
+    :class:`ChannelsLastLayerNorm` and TinyViT's token/feature-map moves written as 4D permutes
+    (:mod:`medisam.export.tinyvit_export`); the loaded model is left untouched."""
     net = copy.deepcopy(net)
+    channels_last_friendly(net)
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
             if type(child).__name__ == "LayerNorm2d" and hasattr(child, "eps"):

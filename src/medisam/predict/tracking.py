@@ -218,20 +218,28 @@ class TrackingSession(VolumeSession):
             moved = shift_mask(prev.mask, displacement(self._grey(prev.slice), self._grey(t), prev.mask))
             moved = moved if moved.any() else prev.mask
         box = box_around(moved, (cfg.margin / sx, cfg.margin / sy))
+        chain_box = box_around(moved, (CHAIN_MARGIN / sx, CHAIN_MARGIN / sy))
+        pool = []  # (mask, low-res logits, predicted IoU) of every decoder pass
+        centre, chained = box, None
+        if extent is not None and cfg.centre != "previous":  # the whole object as SAM sees it in the chain's box
+            chained = self.predictor.predict(box=chain_box)
+            if "chain" in cfg.candidates:
+                pool += zip(chained.masks, chained.low_res_logits, chained.scores)
+            if chained.masks[0].any():
+                centre = _recentred(box, box_around(chained.masks[0], (0.0, 0.0)), cfg.centre)
         if extent is not None:
-            cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
+            cx, cy = (centre.x0 + centre.x1) / 2, (centre.y0 + centre.y1) / 2
             hw, hh = extent[0] / 2 + cfg.margin / sx, extent[1] / 2 + cfg.margin / sy
             box = Box(max(0.0, cx - hw), max(0.0, cy - hh), min(float(w), cx + hw), min(float(h), cy + hh))
         if cfg.motion and before is not None and before.mask.any():
             dx, dy = _centroid(prev.mask) - _centroid(before.mask)
             box = Box(float(np.clip(box.x0 + min(dx, 0), 0, w - 1)), float(np.clip(box.y0 + min(dy, 0), 0, h - 1)),
                       float(np.clip(box.x1 + max(dx, 0), 1, w)), float(np.clip(box.y1 + max(dy, 0), 1, h)))
-        pool = []  # (mask, low-res logits, predicted IoU) of every decoder pass
         for kind in cfg.candidates:
             logits = prev.low_res_logits if kind == "mask-prompt" else None
-            if kind == "mask-prompt" and logits is None:
-                continue
-            prompt_box = box_around(moved, (CHAIN_MARGIN / sx, CHAIN_MARGIN / sy)) if kind == "chain" else box
+            if kind == "mask-prompt" and logits is None or kind == "chain" and chained is not None:
+                continue  # no previous logits; the chain's mask is already in the pool
+            prompt_box = chain_box if kind == "chain" else box
             pred = self.predictor.predict(box=prompt_box, mask=MaskPrompt(logits) if logits is not None else None,
                                           multimask=kind == "multimask")
             pool += zip(pred.masks, pred.low_res_logits, pred.scores)
@@ -284,6 +292,15 @@ class TrackingSession(VolumeSession):
             for t, r in self.results(obj_id).items():
                 labels[t][r.mask & (labels[t] == 0)] = obj_id
         return self.image.as_labels(labels)
+
+
+def _recentred(previous: Box, whole: Box, how: str) -> Box:
+    """The box whose centre the tracking box takes: ``"chain"`` the centre of the object's
+    whole mask, ``"between"`` halfway between it and the previous mask's centre."""
+    if how == "chain":
+        return whole
+    return Box((previous.x0 + whole.x0) / 2, (previous.y0 + whole.y0) / 2,
+               (previous.x1 + whole.x1) / 2, (previous.y1 + whole.y1) / 2)
 
 
 def _centroid(mask: np.ndarray) -> np.ndarray:

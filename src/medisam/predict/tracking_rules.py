@@ -39,6 +39,9 @@ CANDIDATES = ("box", "multimask", "mask-prompt", "chain")
 #: Sizes of the tracking box (:attr:`TrackingConfig.extent`).
 EXTENTS = ("prompt", "prompt-mask", "previous")
 
+#: Where the prompt-sized box is centred (:attr:`TrackingConfig.centre`).
+CENTRES = ("previous", "between", "chain")
+
 #: Margin of the ``"chain"`` candidate's box (LiteMedSAM's box chain: 3 px at its 256 input).
 CHAIN_MARGIN = 3.0
 
@@ -76,6 +79,15 @@ class TrackingConfig:
             object (rule 2 of the module docstring).
         keep_largest: keep only the largest connected part of a mask (rule 4).
         divide: end a propagated object when a new object is prompted inside it (rule 4).
+        centre: where a box of the prompt's extent is centred: ``"previous"`` (the previous
+            mask's box, after flow); ``"chain"`` (the box of the mask the chain candidate's
+            looser box gives, the whole object as SAM sees it; with the ``"chain"``
+            candidate in the pool this is that pass, so it costs no extra decoding); ``"between"`` (halfway between
+            the two). A box smaller than the object it sits in (a marker inside a nucleus,
+            a lesion core) has no pull back to the object's centre when centred on its own
+            previous mask: the track random-walks across the object and off it. The whole
+            object's centre pulls it back; halfway keeps most of the previous position
+            where a neighbour leaks into the chain's mask.
     """
 
     extent: str = "prompt"
@@ -86,11 +98,14 @@ class TrackingConfig:
     same_object_iou: float = 0.5
     keep_largest: bool = True
     divide: bool = True
+    centre: str = "between"
 
     def __post_init__(self) -> None:
         unknown = set(self.candidates) - set(CANDIDATES)
         if not self.candidates or unknown:
             raise InputError(f"candidates must be some of {', '.join(CANDIDATES)}, got {self.candidates!r}")
+        if self.centre not in CENTRES:
+            raise InputError(f"centre must be one of {', '.join(CENTRES)}, got {self.centre!r}")
         if self.extent not in EXTENTS:
             raise InputError(f"extent must be one of {', '.join(EXTENTS)}, got {self.extent!r}")
 

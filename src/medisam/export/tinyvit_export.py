@@ -1,0 +1,78 @@
+"""Export-time forwards of LiteMedSAM's TinyViT blocks that move the same data with cheaper transposes.
+
+TinyViT switches between tokens ``(B, L, C)`` and feature maps ``(B, C, H, W)`` around every
+depth-wise convolution, with ``transpose(1, 2)`` on the 3D token tensor. OpenVINO's CPU plugin
+runs that 3D transpose with a generic kernel (about a fifth of the bf16 encoder's time on a
+Sapphire Rapids core), while the same move written as a 4D ``NHWC <-> NCHW`` permute is a
+layout change it handles with fast reorders or folds into the convolution. The functions here
+are the blocks' own ``forward`` with only those reshapes rewritten (same values, bit-identical
+in torch); :func:`channels_last_friendly` swaps them into a copy made for export, never into
+the model used for inference.
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, H*W, C)`` as one 4D permute."""
+    b, c = x.shape[:2]
+    return x.permute(0, 2, 3, 1).reshape(b, -1, c)
+
+
+def _patch_merging_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``PatchMerging.forward`` ending in :func:`_tokens`."""
+    if x.ndim == 3:
+        h, w = self.input_resolution
+        x = x.view(x.shape[0], h, w, -1).permute(0, 3, 1, 2)
+    x = self.act(self.conv1(x))
+    x = self.act(self.conv2(x))
+    return _tokens(self.conv3(x))
+
+
+def _block_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``TinyViTBlock.forward`` (window attention, local conv, MLP) in eval mode, with the
+    local convolution entered and left through 4D permutes."""
+    h, w = self.input_resolution
+    b, length, c = x.shape
+    ws = self.window_size
+    shortcut = x
+    if h == ws and w == ws:
+        x = self.attn(x)
+    else:
+        x = x.view(b, h, w, c)
+        pad_b, pad_r = (ws - h % ws) % ws, (ws - w % ws) % ws
+        if pad_b or pad_r:
+            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        ph, pw = h + pad_b, w + pad_r
+        nh, nw = ph // ws, pw // ws
+        x = x.view(b, nh, ws, nw, ws, c).transpose(2, 3).reshape(b * nh * nw, ws * ws, c)
+        x = self.attn(x)
+        x = x.view(b, nh, nw, ws, ws, c).transpose(2, 3).reshape(b, ph, pw, c)
+        if pad_b or pad_r:
+            x = x[:, :h, :w].contiguous()
+        x = x.view(b, length, c)
+    x = shortcut + self.drop_path(x)
+    x = _tokens(self.local_conv(x.view(b, h, w, c).permute(0, 3, 1, 2)))
+    return x + self.drop_path(self.mlp(x))
+
+
+_FORWARDS = {"PatchMerging": _patch_merging_forward, "TinyViTBlock": _block_forward}
+
+
+def channels_last_friendly(net: nn.Module) -> int:
+    """Swap the forwards of TinyViT's ``PatchMerging`` and ``TinyViTBlock`` modules in ``net``
+    (a copy made for export) for the ones above; returns how many were swapped (0 for other
+    encoders, which are left as they are)."""
+    swapped = 0
+    for module in net.modules():
+        forward = _FORWARDS.get(type(module).__name__)
+        if forward is not None and hasattr(module, "input_resolution"):
+            module.forward = types.MethodType(forward, module)
+            swapped += 1
+    return swapped
