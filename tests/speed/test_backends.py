@@ -61,6 +61,33 @@ def test_openvino_predictor_masks_equal_torch(tiny_model):
     _assert_same_masks(_all_prompts(model), _all_prompts(tiny_model))
 
 
+def test_openvino_decoders_compile_without_snippets_even_over_a_cached_blob(tiny_model):
+    """The decoders run plain MatMul/Softmax (DECODER_CONFIG), also when the model cache holds
+    a blob of the same graph compiled with snippets (OpenVINO's cache key ignores the option)."""
+    import collections
+
+    ov = pytest.importorskip("openvino")
+    from medisam.models.openvino_backend import DECODER_CONFIG
+    from medisam.models.runtime import cache_root
+
+    model = load_model("litemedsam-tiny", device="cpu", backend="openvino")
+    fast = next(model.export_dir.glob("decoder.fast.v*.onnx"))
+    core = ov.Core()
+    core.set_property({"CACHE_DIR": str(cache_root() / "openvino")})
+    with_snippets = core.compile_model(str(fast), "CPU", {**model._config, "SNIPPETS_MODE": "ENABLE"})  # cached
+
+    def layer_types(compiled) -> collections.Counter:  # noqa: ANN001 - an openvino CompiledModel
+        return collections.Counter(op.get_rt_info()["layerType"].astype(str)
+                                   for op in compiled.get_runtime_model().get_ops())
+
+    assert layer_types(with_snippets)["Subgraph"] > 0  # what the decoders would run with snippets
+    fresh = load_model("litemedsam-tiny", device="cpu", backend="openvino")
+    assert DECODER_CONFIG == {"SNIPPETS_MODE": "DISABLE"}
+    assert layer_types(fresh._fast_decoder)["Subgraph"] == 0 and layer_types(fresh._decoder)["Subgraph"] == 0
+    assert layer_types(fresh._fast_decoder)["MatMul"] > 0
+    _assert_same_masks(_all_prompts(fresh), _all_prompts(tiny_model))
+
+
 def test_openvino_model_serves_several_threads_at_once(tiny_model):
     """The server runs model calls of several sessions at once: one shared OpenVINO model must not
     fail with 'Infer Request is busy' and must give each thread its own, correct masks."""

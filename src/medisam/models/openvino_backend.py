@@ -93,8 +93,11 @@ class OpenVinoModel(PromptableModel):
 
     def _compile_decoder(self, path):  # noqa: ANN001, ANN202 - Path -> an openvino CompiledModel
         """A decoder graph compiled with :data:`DECODER_CONFIG` (without it where the plugin lacks the option)."""
+        # OpenVINO's model cache keys blobs without SNIPPETS_MODE: a blob compiled with snippets
+        # would be reused, so these decoders keep their blobs in a folder of their own
+        own_cache = {"CACHE_DIR": str(cache_root() / "openvino" / "decoders-no-snippets")}
         try:
-            return self._core.compile_model(str(path), "CPU", {**self._config, **DECODER_CONFIG})
+            return self._core.compile_model(str(path), "CPU", {**self._config, **DECODER_CONFIG, **own_cache})
         except RuntimeError as exc:
             log.debug("OpenVINO rejects %s (%s); compiling without it", DECODER_CONFIG, exc)
             return self._core.compile_model(str(path), "CPU", self._config)
