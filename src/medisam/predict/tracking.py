@@ -3,9 +3,10 @@
 :class:`TrackingSession` tracks every prompted object frame by frame, all objects together:
 each frame is encoded once and every object active on it is decoded from that one
 embedding, prompted from its own result on the previous frame (:class:`TrackingConfig`:
-by default a box of the size the user drew, centred on the object's previous mask and
-extended towards its last motion, and the previous mask's box grown by 3 px at the
-model's scale; the candidate mask that overlaps the previous mask most wins). Then the objects' masks on the frame are made
+by default the previous mask's box grown by 3 px at the model's scale, whose mask is the
+whole object, and a box of the size the user drew, centred halfway between the previous
+mask and that whole-object mask and extended towards its last motion; the candidate mask
+that overlaps the previous mask most wins). Then the objects' masks on the frame are made
 consistent: prompts win, one object per track, one label per pixel, divisions and
 leaving (:func:`~medisam.predict.tracking_rules.resolve_frame`, rules 1-5 in
 :mod:`medisam.predict.tracking_rules`).
