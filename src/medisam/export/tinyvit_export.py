@@ -2,7 +2,7 @@
 
 TinyViT switches between tokens ``(B, L, C)`` and feature maps ``(B, C, H, W)`` around every
 depth-wise convolution, with ``transpose(1, 2)`` on the 3D token tensor. OpenVINO's CPU plugin
-runs that 3D transpose with a generic kernel (about a fifth of the bf16 encoder's time on a
+runs that 3D transpose with a generic kernel (about a seventh of the bf16 encoder's time on a
 Sapphire Rapids core), while the same move written as a 4D ``NHWC <-> NCHW`` permute is a
 layout change it handles with fast reorders or folds into the convolution. The functions here
 are the blocks' own ``forward`` with only those reshapes rewritten (same values, bit-identical

@@ -35,8 +35,8 @@ from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import box_around
 from medisam.predict.session import DIRECTIONS, ObjectState, SliceResult, VolumeSession
 from medisam.predict.tracking_motion import displacement, shift_mask
-from medisam.predict.tracking_rules import (CHAIN_MARGIN, Candidate, TrackingConfig, iou, largest_part, mask_bbox,
-                                            resolve_frame)
+from medisam.predict.tracking_rules import (CENTRES, CHAIN_MARGIN, Candidate, TrackingConfig, iou, largest_part,
+                                            mask_bbox, resolve_frame)
 from medisam.prompts import Box, MaskPrompt
 
 log = logging.getLogger(__name__)
@@ -221,15 +221,16 @@ class TrackingSession(VolumeSession):
         box = box_around(moved, (cfg.margin / sx, cfg.margin / sy))
         chain_box = box_around(moved, (CHAIN_MARGIN / sx, CHAIN_MARGIN / sy))
         pool = []  # (mask, low-res logits, predicted IoU) of every decoder pass
-        centre, chained = box, None
-        if extent is not None and cfg.centre != "previous":  # the whole object as SAM sees it in the chain's box
+        cx, cy = _centre(box)
+        chained, pull = None, CENTRES[cfg.centre]
+        if extent is not None and pull > 0:  # the whole object as SAM sees it in the chain's box
             chained = self.predictor.predict(box=chain_box)
             if "chain" in cfg.candidates:
                 pool += zip(chained.masks, chained.low_res_logits, chained.scores)
             if chained.masks[0].any():
-                centre = _recentred(box, box_around(chained.masks[0], (0.0, 0.0)), cfg.centre)
+                wx, wy = _centre(box_around(chained.masks[0], (0.0, 0.0)))
+                cx, cy = cx + pull * (wx - cx), cy + pull * (wy - cy)
         if extent is not None:
-            cx, cy = (centre.x0 + centre.x1) / 2, (centre.y0 + centre.y1) / 2
             hw, hh = extent[0] / 2 + cfg.margin / sx, extent[1] / 2 + cfg.margin / sy
             box = Box(max(0.0, cx - hw), max(0.0, cy - hh), min(float(w), cx + hw), min(float(h), cy + hh))
         if cfg.motion and before is not None and before.mask.any():
@@ -295,13 +296,8 @@ class TrackingSession(VolumeSession):
         return self.image.as_labels(labels)
 
 
-def _recentred(previous: Box, whole: Box, how: str) -> Box:
-    """The box whose centre the tracking box takes: ``"chain"`` the centre of the object's
-    whole mask, ``"between"`` halfway between it and the previous mask's centre."""
-    if how == "chain":
-        return whole
-    return Box((previous.x0 + whole.x0) / 2, (previous.y0 + whole.y0) / 2,
-               (previous.x1 + whole.x1) / 2, (previous.y1 + whole.y1) / 2)
+def _centre(box: Box) -> tuple[float, float]:
+    return (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
 
 
 def _centroid(mask: np.ndarray) -> np.ndarray:

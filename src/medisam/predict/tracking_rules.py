@@ -39,8 +39,9 @@ CANDIDATES = ("box", "multimask", "mask-prompt", "chain")
 #: Sizes of the tracking box (:attr:`TrackingConfig.extent`).
 EXTENTS = ("prompt", "prompt-mask", "previous")
 
-#: Where the prompt-sized box is centred (:attr:`TrackingConfig.centre`).
-CENTRES = ("previous", "between", "chain")
+#: Where the prompt-sized box is centred (:attr:`TrackingConfig.centre`): the weight of the
+#: whole object's centre against the previous mask's centre.
+CENTRES = {"previous": 0.0, "between": 0.5, "chain": 1.0}
 
 #: Margin of the ``"chain"`` candidate's box (LiteMedSAM's box chain: 3 px at its 256 input).
 CHAIN_MARGIN = 3.0
@@ -82,8 +83,8 @@ class TrackingConfig:
         centre: where a box of the prompt's extent is centred: ``"previous"`` (the previous
             mask's box, after flow); ``"chain"`` (the box of the mask the chain candidate's
             looser box gives, the whole object as SAM sees it; with the ``"chain"``
-            candidate in the pool this is that pass, so it costs no extra decoding); ``"between"`` (halfway between
-            the two). A box smaller than the object it sits in (a marker inside a nucleus,
+            candidate in the pool this is that pass, so it costs no extra decoding);
+            ``"between"`` (halfway between the two). A box smaller than the object it sits in (a marker inside a nucleus,
             a lesion core) has no pull back to the object's centre when centred on its own
             previous mask: the track random-walks across the object and off it. The whole
             object's centre pulls it back; halfway keeps most of the previous position
