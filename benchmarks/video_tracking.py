@@ -74,6 +74,8 @@ VARIANTS = {
     "box+chain+multimask": TrackingConfig(candidates=("box", "chain", "multimask")),
     "centre-previous": TrackingConfig(centre="previous"),
     "centre-chain": TrackingConfig(centre="chain"),
+    "no-clip": TrackingConfig(clip=None, size="prompt"),
+    "size-prompt": TrackingConfig(size="prompt"),
 }
 
 

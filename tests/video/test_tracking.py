@@ -177,18 +177,23 @@ def test_object_leaving_stops_and_both_directions(tiny_model):
 
 
 def test_prompt_sized_box_keeps_the_extent_the_user_drew(tiny_model):
-    """The user boxes part of a uniform region: the default box keeps that size; the box chain
+    """The user boxes part of a uniform region: the default box keeps that size (it follows the
+    whole object's size, but the whole object's mask fills the chain's box: its size is the
+    box's, not the object's); so does ``size="prompt"``; the box chain
     (previous mask's box + margin) creeps outwards by the margin on every frame."""
     frames = np.full((5, H, W), 20, np.uint8)
     frames[:, 10:54, 10:86] = 200  # a large bright region, no edge near the box
     drawn = Box(40, 24, 56, 40)  # 16 x 16 px inside it
     areas = {}
-    for name, config in {"default": None, "chain": TrackingConfig(extent="previous", margin=3, candidates=("box",))}.items():
+    configs = {"default": None, "prompt": TrackingConfig(size="prompt"),
+               "chain": TrackingConfig(extent="previous", margin=3, candidates=("box",))}
+    for name, config in configs.items():
         session = session_for(tiny_model, frames, config)
         session.add_box(0, drawn, obj_id=1)
         labels = session.propagate("forward", progress=False).array
         areas[name] = [int((labels[t] == 1).sum()) for t in range(5)]
     assert areas["default"] == [16 * 16] * 5
+    assert areas["prompt"] == [16 * 16] * 5
     assert areas["chain"][0] == 16 * 16 and areas["chain"][-1] > 2 * 16 * 16
 
 
@@ -243,31 +248,86 @@ def test_litemedsam_tracks_every_gowt1_nucleus(real_model, gowt1):
     assert np.mean(scores) > 0.65, np.mean(scores)
 
 
-def _drift_of_inner_box(tiny_model, centre: str) -> float:
-    """Pixels the mask's centre ends off a still disk's centre after 23 frames, tracked from a
-    box of the disk's inner part by a segmenter biased one pixel upwards (the chain's looser
-    box is 6 px wider on this 512 px frame: it covers the whole disk)."""
-    side, r, half = 512, 36, 31
-    yy, xx = np.mgrid[:side, :side]
-    disk = (yy - 256) ** 2 + (xx - 256) ** 2 <= r ** 2
-    frames = np.repeat(np.where(disk, 200, 20).astype(np.uint8)[None], 24, axis=0)
-    session = VideoSession(tiny_model, frames, tracking=TrackingConfig(centre=centre)).session
+def _scripted_segmenter(session, disks: list[np.ndarray], roll: int = 0, spill: bool = False) -> None:
+    """Replace the session's decoder by a script on frames of one disk (``disks[t]``): a box's
+    mask is the disk's part inside it, moved ``roll`` px up; with ``spill`` the whole disk
+    (SAM's mask leaving its box)."""
+    frame = {"t": 0}
+    encode = session._encode
 
-    def biased(box=None, points=None, mask=None, multimask=False) -> Prediction:  # inside the box, 1 px up
-        b = Box.of(box)
-        m = np.zeros((side, side), dtype=bool)
+    def encode_and_note(t: int) -> None:
+        frame["t"] = t
+        encode(t)
+
+    def predict(box=None, points=None, mask=None, multimask=False) -> Prediction:
+        b, disk = Box.of(box), disks[frame["t"]]
+        m = np.zeros_like(disk)
         rows, cols = slice(int(b.y0), int(np.ceil(b.y1))), slice(int(b.x0), int(np.ceil(b.x1)))
         m[rows, cols] = disk[rows, cols]
-        m = np.roll(m, -1, axis=0)
+        m = disk.copy() if spill and m.any() else np.roll(m, -roll, axis=0)
         logits = session.predictor._require_image().transform.mask_to_low_res(m, session.model.mask_input_size)
         n = 3 if multimask else 1
         return Prediction(np.repeat(m[None], n, 0), np.ones(n, np.float32), np.repeat(logits[None], n, 0))
 
-    session.predictor.predict = biased
+    session._encode = encode_and_note
+    session.predictor.predict = predict
+
+
+def _disks(radii, side: int = 512) -> list[np.ndarray]:
+    yy, xx = np.mgrid[:side, :side]
+    return [(yy - side // 2) ** 2 + (xx - side // 2) ** 2 <= r ** 2 for r in radii]
+
+
+def _frames(disks: list[np.ndarray]) -> np.ndarray:
+    return np.stack([np.where(d, 200, 20).astype(np.uint8) for d in disks])
+
+
+def _drift_of_inner_box(tiny_model, centre: str) -> float:
+    """Pixels the mask's centre ends off a still disk's centre after 23 frames, tracked from a
+    box of the disk's inner part by a segmenter biased one pixel upwards (the chain's looser
+    box is 6 px wider on this 512 px frame: it covers the whole disk)."""
+    half = 31
+    disks = _disks([36] * 24)
+    session = VideoSession(tiny_model, _frames(disks), tracking=TrackingConfig(centre=centre)).session
+    _scripted_segmenter(session, disks, roll=1)
     session.add_box(0, Box(256 - half, 256 - half, 256 + half, 256 + half), obj_id=1)
     last = [r for r in session.iter_propagate("forward")][-1]
     ys, xs = np.nonzero(last.mask)
     return float(np.hypot(xs.mean() - 256, ys.mean() - 256))
+
+
+def _last_mask(tiny_model, disks: list[np.ndarray], box: Box, spill: bool, **config) -> np.ndarray:
+    session = VideoSession(tiny_model, _frames(disks), tracking=TrackingConfig(**config)).session
+    _scripted_segmenter(session, disks, spill=spill)
+    session.add_box(0, box, obj_id=1)
+    return [r for r in session.iter_propagate("forward")][-1].mask
+
+
+def test_tracked_masks_stay_within_a_box_of_the_prompts_size(tiny_model):
+    """A box of a disk's inner part, and a segmenter whose mask spills out to the whole disk:
+    clipped (the default), the tracked mask keeps the extent the user drew."""
+    disks, half = _disks([36] * 12), 20
+    box = Box(256 - half, 256 - half, 256 + half, 256 + half)
+    clipped = _last_mask(tiny_model, disks, box, spill=True)
+    ys, xs = np.nonzero(clipped)
+    assert xs.max() - xs.min() <= 2 * half and ys.max() - ys.min() <= 2 * half  # box edges round outwards
+    assert clipped.sum() > 0.9 * (2 * half) ** 2  # the disk's part inside that box, not less
+    assert _last_mask(tiny_model, disks, box, spill=True, clip=None).sum() == disks[-1].sum()
+
+
+def test_a_growing_object_is_followed_by_its_whole_size(tiny_model):
+    """A disk growing from radius 20 to 50, segmented inside its box: a box of the prompt's size
+    (``size="prompt"``) caps the mask; scaled by the whole object's growth (the default) it follows."""
+    disks = _disks(np.linspace(20, 50, 24))
+    box = Box.from_mask(disks[0])
+    for spill in (False, True):
+        followed = _last_mask(tiny_model, disks, box, spill=spill)
+        assert followed.sum() > 0.95 * disks[-1].sum(), spill
+    assert _last_mask(tiny_model, disks, box, spill=False, size="prompt").sum() < 0.3 * disks[-1].sum()
+    with pytest.raises(InputError, match="size"):
+        TrackingConfig(size="grow")
+    with pytest.raises(InputError, match="clip"):
+        TrackingConfig(clip=-1.0)
 
 
 def test_a_box_smaller_than_its_object_is_pulled_back_to_the_object(tiny_model):

@@ -4,9 +4,10 @@
 each frame is encoded once and every object active on it is decoded from that one
 embedding, prompted from its own result on the previous frame (:class:`TrackingConfig`:
 by default the previous mask's box grown by 3 px at the model's scale, whose mask is the
-whole object, and a box of the size the user drew, centred halfway between the previous
-mask and that whole-object mask and extended towards its last motion; the candidate mask
-that overlaps the previous mask most wins). Then the objects' masks on the frame are made
+whole object, and a box of the size the user drew (scaled by the whole object's growth),
+centred halfway between the previous mask and that whole-object mask and extended towards
+its last motion; each mask is cut to its box, and the candidate mask that overlaps the
+previous mask most wins). Then the objects' masks on the frame are made
 consistent: prompts win, one object per track, one label per pixel, divisions and
 leaving (:func:`~medisam.predict.tracking_rules.resolve_frame`, rules 1-5 in
 :mod:`medisam.predict.tracking_rules`).
@@ -80,6 +81,10 @@ class TrackingSession(VolumeSession):
         self._direction = "forward"
         self._greys: dict[int, np.ndarray] = {}  # colour frames averaged, for the motion estimate
         self.begins: set[int] = set()  # objects that appear on their first prompt: never tracked before it
+        #: per object: (frame, box of the chain's whole-object mask, that mask's area on the
+        #: first frame tracked from the object's prompt, the object's growth since) -- the
+        #: whole object, which the clipped masks no longer show
+        self._wholes: dict[int, tuple[int, Box, float, float]] = {}
 
     def plane_display(self, t: int) -> np.ndarray:
         """Frame ``t`` as the encoder sees it; colour videos in colour (``(H, W, 3)`` 0-255)."""
@@ -165,8 +170,9 @@ class TrackingSession(VolumeSession):
             if not lo <= t <= hi:
                 continue
             if t in state.seeds:
-                r = self._seed_result(obj_id, t)
-                cands[obj_id] = Candidate(r.mask, r.low_res_logits, r.score, True)
+                r, drawn = self._seed_result(obj_id, t), state.seeds[t].box
+                mask = r.mask if drawn is None else self._clipped(r.mask[None], drawn)[0]
+                cands[obj_id] = Candidate(mask, r.low_res_logits, r.score, True)
                 continue
             prev = prev_frame.get(obj_id)
             if name == "before" and t == hi:  # start from the first prompt's (resolved) result
@@ -215,20 +221,36 @@ class TrackingSession(VolumeSession):
         sx, sy = self.predictor._require_image().transform.scale_xy
         h, w = prev.mask.shape
         moved = prev.mask  # the previous mask where the object went (flow)
+        d = (0, 0)
         if cfg.flow:
-            moved = shift_mask(prev.mask, displacement(self._grey(prev.slice), self._grey(t), prev.mask))
+            d = displacement(self._grey(prev.slice), self._grey(t), prev.mask)
+            moved = shift_mask(prev.mask, d)
             moved = moved if moved.any() else prev.mask
         box = box_around(moved, (cfg.margin / sx, cfg.margin / sy))
         chain_box = box_around(moved, (CHAIN_MARGIN / sx, CHAIN_MARGIN / sy))
+        whole = self._wholes.get(prev.obj_id)
+        whole = whole if whole is not None and whole[0] == prev.slice and prev.source != "prompt" else None
+        if cfg.clip is not None and whole is not None:
+            wb = whole[1]
+            chain_box = Box(max(0.0, wb.x0 + d[0] - CHAIN_MARGIN / sx), max(0.0, wb.y0 + d[1] - CHAIN_MARGIN / sy),
+                            min(float(w), wb.x1 + d[0] + CHAIN_MARGIN / sx), min(float(h), wb.y1 + d[1] + CHAIN_MARGIN / sy))
         pool = []  # (mask, low-res logits, predicted IoU) of every decoder pass
         cx, cy = _centre(box)
         chained, pull = None, CENTRES[cfg.centre]
         if extent is not None and pull > 0:  # the whole object as SAM sees it in the chain's box
             chained = self.predictor.predict(box=chain_box)
             if "chain" in cfg.candidates:
-                pool += zip(chained.masks, chained.low_res_logits, chained.scores)
+                pool += zip(self._clipped(chained.masks, chain_box), chained.low_res_logits, chained.scores)
             if chained.masks[0].any():
-                wx, wy = _centre(box_around(chained.masks[0], (0.0, 0.0)))
+                whole_box = box_around(chained.masks[0], (0.0, 0.0))
+                area = float(chained.masks[0].sum())
+                ref, scale = (area, 1.0) if whole is None else whole[2:]
+                if not _fills(whole_box, chain_box, (w, h)):  # else the box, not the object, set its size
+                    scale = float(np.sqrt(area / ref))
+                self._wholes[prev.obj_id] = (t, whole_box, ref, scale)
+                if cfg.size == "follow":
+                    extent = extent[0] * scale, extent[1] * scale
+                wx, wy = _centre(whole_box)
                 cx, cy = cx + pull * (wx - cx), cy + pull * (wy - cy)
         if extent is not None:
             hw, hh = extent[0] / 2 + cfg.margin / sx, extent[1] / 2 + cfg.margin / sy
@@ -244,7 +266,7 @@ class TrackingSession(VolumeSession):
             prompt_box = chain_box if kind == "chain" else box
             pred = self.predictor.predict(box=prompt_box, mask=MaskPrompt(logits) if logits is not None else None,
                                           multimask=kind == "multimask")
-            pool += zip(pred.masks, pred.low_res_logits, pred.scores)
+            pool += zip(self._clipped(pred.masks, prompt_box), pred.low_res_logits, pred.scores)
         k = 0
         if len(pool) > 1:
             sl = mask_bbox(np.logical_or(np.any([m for m, _, _ in pool], axis=0), moved))
@@ -252,6 +274,18 @@ class TrackingSession(VolumeSession):
             k = int(np.argmax(overlaps))
         mask, logits, score = pool[k]
         return Candidate(mask, logits, float(score), False, moved)
+
+    def _clipped(self, masks: np.ndarray, box: Box) -> np.ndarray:
+        """``masks`` cut to ``box`` (grown by ``TrackingConfig.clip`` px of the model grid; None: uncut)."""
+        if self.tracking.clip is None:
+            return masks
+        sx, sy = self.predictor._require_image().transform.scale_xy
+        mx, my = self.tracking.clip / sx, self.tracking.clip / sy
+        x0, y0 = max(0, int(np.floor(box.x0 - mx))), max(0, int(np.floor(box.y0 - my)))
+        x1, y1 = int(np.ceil(box.x1 + mx)), int(np.ceil(box.y1 + my))
+        out = np.zeros_like(masks)
+        out[:, y0:y1, x0:x1] = masks[:, y0:y1, x0:x1]
+        return out
 
     def _grey(self, t: int) -> np.ndarray:
         """Frame ``t`` as the encoder sees it, grey (colour frames averaged), for :func:`displacement`."""
@@ -294,6 +328,14 @@ class TrackingSession(VolumeSession):
             for t, r in self.results(obj_id).items():
                 labels[t][r.mask & (labels[t] == 0)] = obj_id
         return self.image.as_labels(labels)
+
+
+def _fills(inner: Box, outer: Box, size: tuple[int, int]) -> bool:
+    """True when ``inner`` reaches a side of ``outer`` (within a pixel) that is not the image's
+    edge: a mask cut by its prompt box, whose size says nothing about the object's."""
+    w, h = size
+    return any(abs(a - b) <= 1 and 0 < b < lim for a, b, lim in
+               ((inner.x0, outer.x0, w), (inner.y0, outer.y0, h), (inner.x1, outer.x1, w), (inner.y1, outer.y1, h)))
 
 
 def _centre(box: Box) -> tuple[float, float]:

@@ -43,6 +43,9 @@ EXTENTS = ("prompt", "prompt-mask", "previous")
 #: whole object's centre against the previous mask's centre.
 CENTRES = {"previous": 0.0, "between": 0.5, "chain": 1.0}
 
+#: How the prompt-sized box follows the object's size (:attr:`TrackingConfig.size`).
+SIZES = ("follow", "prompt")
+
 #: Margin of the ``"chain"`` candidate's box (LiteMedSAM's box chain: 3 px at its 256 input).
 CHAIN_MARGIN = 3.0
 
@@ -89,6 +92,20 @@ class TrackingConfig:
             previous mask: the track random-walks across the object and off it. The whole
             object's centre pulls it back; halfway keeps most of the previous position
             where a neighbour leaks into the chain's mask.
+        clip: every mask of the object stays inside the box it was prompted with, grown by
+            this many pixels of the model's input grid (None: uncut). The user's box says
+            where the object ends; SAM's mask often spills past it (a whole nucleus for a box
+            of its marker, a brighter neighbour), and a spilled mask on one frame widens the
+            next frame's boxes. The prompt frame's mask is cut to the drawn box too. With a
+            clip, the ``"chain"`` candidate's box is the previous frame's *whole-object*
+            mask's box (not the clipped mask's) plus ``CHAIN_MARGIN``: it keeps seeing the
+            whole object, which the centring and ``size`` need.
+        size: ``"follow"``: the prompt-sized box grows and shrinks with the whole object (the
+            square root of the chain mask's area against its area on the first frame tracked
+            from the prompt), so a clipped mask is not capped at the prompt's size when the
+            object grows; a whole-object mask that reaches a side of its box (not the image's
+            edge) was cut by the box and leaves the size as it was. ``"prompt"``: the size
+            the user drew, always.
     """
 
     extent: str = "prompt"
@@ -100,6 +117,8 @@ class TrackingConfig:
     keep_largest: bool = True
     divide: bool = True
     centre: str = "between"
+    clip: float | None = 0.0
+    size: str = "follow"
 
     def __post_init__(self) -> None:
         unknown = set(self.candidates) - set(CANDIDATES)
@@ -107,6 +126,10 @@ class TrackingConfig:
             raise InputError(f"candidates must be some of {', '.join(CANDIDATES)}, got {self.candidates!r}")
         if self.centre not in CENTRES:
             raise InputError(f"centre must be one of {', '.join(CENTRES)}, got {self.centre!r}")
+        if self.size not in SIZES:
+            raise InputError(f"size must be one of {', '.join(SIZES)}, got {self.size!r}")
+        if self.clip is not None and not self.clip >= 0:
+            raise InputError(f"clip must be a margin >= 0 (model-grid pixels) or None, got {self.clip!r}")
         if self.extent not in EXTENTS:
             raise InputError(f"extent must be one of {', '.join(EXTENTS)}, got {self.extent!r}")
 
