@@ -11,7 +11,10 @@ Protocol (the same for every method, one run):
 Scores per track over its own frames: mean Dice (then the mean over tracks), lost (Dice <
 0.2 on its last frame), identity switches (frames where the mask overlaps another track's
 truth more than its own, counted once per run of such frames), and seconds per frame
-(encoder: each frame once, shared by all rows; plus each method's decoder passes).
+(encoder: each frame once, shared by all rows; plus each method's decoder passes). Columns
+``vs ref`` (mean Dice minus the box chain's, same run) and ``w/o prompts`` (the mean over
+tracks of more than one frame of their Dice after the prompt frame: what tracking adds,
+without the prompt frame's own mask).
 
 Sequences:
   * ``ctc_gowt1_01``: real time-lapse microscopy (Cell Tracking Challenge Fluo-N2DH-GOWT1,
@@ -171,8 +174,9 @@ def medisam_tracks(model, predictor: Predictor | None, seq: Sequence,
 
 
 # ----------------------------------------------------------------- scores
-def score(seq: Sequence, masks: dict[int, dict[int, np.ndarray]]) -> dict[int, tuple[float, float, int]]:
-    """Per track: (mean Dice over its frames, Dice on its last frame, identity switches)."""
+def score(seq: Sequence, masks: dict[int, dict[int, np.ndarray]]) -> dict[int, tuple[float, float, int, float | None]]:
+    """Per track: (mean Dice over its frames, Dice on its last frame, identity switches, mean
+    Dice over its frames after the prompt frame: None for a one-frame track)."""
     out = {}
     for label, first, last in seq.tracks:
         dices, switches, switched = [], 0, False
@@ -184,16 +188,23 @@ def score(seq: Sequence, masks: dict[int, dict[int, np.ndarray]]) -> dict[int, t
             other = hits.max() > hits[label] if label < len(hits) else hits.max() > 0
             switches += other and not switched
             switched = other
-        out[label] = (float(np.mean(dices)), dices[-1], switches)
+        out[label] = (float(np.mean(dices)), dices[-1], switches, float(np.mean(dices[1:])) if len(dices) > 1 else None)
     return out
 
 
-def row(seq: Sequence, method: str, scores: dict, seconds_per_frame: float) -> str:
+def row(seq: Sequence, method: str, scores: dict, seconds_per_frame: float, reference: dict | None = None) -> str:
+    """One table row; ``reference``: the box chain's scores, for the difference column."""
     mean = np.mean([s[0] for s in scores.values()])
     lost = sum(s[1] < 0.2 for s in scores.values())
     switches = sum(s[2] for s in scores.values())
-    return (f"{seq.name:<15} {method:<28} {len(scores):>6} {mean:>9.3f} {lost:>5} {switches:>8} "
-            f"{seconds_per_frame:>9.2f}")
+    later = [s[3] for s in scores.values() if s[3] is not None]
+    versus = "-" if reference is None else f"{mean - np.mean([s[0] for s in reference.values()]):+.4f}"
+    return (f"{seq.name:<15} {method:<28} {len(scores):>6} {mean:>9.4f} {versus:>8} "
+            f"{np.mean(later) if later else float('nan'):>12.4f} {lost:>5} {switches:>8} {seconds_per_frame:>9.2f}")
+
+
+HEADER = (f"{'sequence':<15} {'method':<28} {'tracks':>6} {'mean Dice':>9} {'vs ref':>8} {'w/o prompts':>12} "
+          f"{'lost':>5} {'id swaps':>8} {'s/frame':>9}")
 
 
 def run_sequence(model, seq: Sequence, variants: list[str], embeddings: Path | None, per_track: bool) -> None:
@@ -224,7 +235,8 @@ def run_sequence(model, seq: Sequence, variants: list[str], embeddings: Path | N
         masks = run()
         seconds = time.perf_counter() - start
         table[method] = score(seq, masks)
-        print(row(seq, method, table[method], encode + seconds / len(seq.truth)), flush=True)
+        reference = None if method == methods[0][0] else table[methods[0][0]]
+        print(row(seq, method, table[method], encode + seconds / len(seq.truth), reference), flush=True)
     if per_track:
         print(f"# per track mean Dice: {'track':>5} {'frames':>6} " + " ".join(f"{m[:14]:>14}" for m in table))
         for label, first, last in seq.tracks:
@@ -257,8 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         makers = {"ctc_gowt1_01": lambda: gowt1(args.frames), "synthetic_mp4": lambda: synthetic_mp4(Path(tmp))}
         sequences = [s for s in (makers[n]() for n in args.sequences) if s is not None]
-        print(f"{'sequence':<15} {'method':<28} {'tracks':>6} {'mean Dice':>9} {'lost':>5} {'id swaps':>8} "
-              f"{'s/frame':>9}")
+        print(HEADER)
         for seq in sequences:
             for model in models:
                 run_sequence(model, seq, args.variants, args.embeddings, args.per_track)
