@@ -21,6 +21,8 @@ Sequences:
     sequence 01, read in place from ``$MEDISAM_DATA``, default ../shared/data; not
     redistributable). Truth: CTC TRA markers (about 57% of a nucleus: compare methods on
     this protocol only, not with segmentation Dice elsewhere).
+  * ``ctc_gowt1_01_rev`` (only when asked for): the same frames played backwards, each track
+    prompted on its last frame (divisions become merges): the rules on a second sequence.
   * ``synthetic_mp4``: an H.264 MP4 (PyAV) of two disks, the second entering on frame 6,
     written to a temporary folder and read back (codec round trip).
 
@@ -126,6 +128,18 @@ def gowt1(frames: int) -> Sequence | None:
             if first < frames:
                 tracks.append((label, first, min(last, frames - 1)))
     return Sequence("ctc_gowt1_01", video.with_array(video.array[:frames]), truth, tracks)
+
+
+def reversed_in_time(seq: Sequence | None) -> Sequence | None:
+    """The same sequence played backwards: each track prompted on its last frame and tracked
+    to its first; divisions become merges (a check of the rules on a second sequence of the
+    same kind, not new data)."""
+    if seq is None:
+        return None
+    n = len(seq.truth)
+    tracks = [(label, n - 1 - last, n - 1 - first) for label, first, last in seq.tracks]
+    return Sequence(f"{seq.name}_rev", seq.video.with_array(seq.video.array[::-1].copy()), seq.truth[::-1].copy(),
+                    sorted(tracks, key=lambda tr: (tr[1], tr[0])))
 
 
 def synthetic_mp4(folder: Path, frames: int = 16) -> Sequence:
@@ -267,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         models.append(load_model(name, device=args.device))
 
     with tempfile.TemporaryDirectory() as tmp:
-        makers = {"ctc_gowt1_01": lambda: gowt1(args.frames), "synthetic_mp4": lambda: synthetic_mp4(Path(tmp))}
+        makers = {"ctc_gowt1_01": lambda: gowt1(args.frames), "synthetic_mp4": lambda: synthetic_mp4(Path(tmp)),
+                  "ctc_gowt1_01_rev": lambda: reversed_in_time(gowt1(args.frames))}
         sequences = [s for s in (makers[n]() for n in args.sequences) if s is not None]
         print(HEADER)
         for seq in sequences:
