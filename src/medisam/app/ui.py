@@ -88,9 +88,14 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
             st.set_window(window)
             st.message = f"window: {window}"
 
-    def on_mode(st: AppState, mode: str, obj: float) -> None:
-        if st is not None:
-            st.mode, st.obj_id, st.pending_corner, st.vertices = mode, int(obj or 1), None, []
+    def on_mode(st: AppState | None, mode: str, obj: float) -> tuple:
+        # the picture is redrawn only to take away a half-drawn box corner or line: a reload
+        # right after a mode switch would swallow the next click on the picture
+        if st is None:
+            return st, gr.update(), gr.update()
+        pending = st.pending_corner is not None or bool(st.vertices)
+        st.mode, st.obj_id, st.pending_corner, st.vertices = mode, int(obj or 1), None, []
+        return st, st.render_file() if pending else gr.update(), st.message
 
     def click(st: AppState, mode: str, obj: float, x: float, y: float) -> None:
         if st is None:
@@ -210,7 +215,7 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         upload.change(on_open, [state, upload, window], [state, view, slider, direction, video_box, status])
         slider.change(guarded(on_slice), [state, slider], [state, view, status])  # drag, arrows or typed value
         window.change(guarded(on_window), [state, window], [state, view, status])
-        mode.change(guarded(on_mode), [state, mode, obj], [state, view, status])
+        mode.change(on_mode, [state, mode, obj], [state, view, status])
         view.select(on_click, [state, mode, obj], [state, view, status])
         undo.click(guarded(on_undo), [state], [state, view, status])
         finish.click(guarded(on_finish), [state], [state, view, status])

@@ -23,7 +23,7 @@ Results are kept per pass and reused: after a new prompt on frame ``f`` only fra
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import numpy as np
@@ -170,9 +170,8 @@ class TrackingSession(VolumeSession):
             if not lo <= t <= hi:
                 continue
             if t in state.seeds:
-                r, drawn = self._seed_result(obj_id, t), state.seeds[t].box
-                mask = r.mask if drawn is None else self._clipped(r.mask[None], drawn)[0]
-                cands[obj_id] = Candidate(mask, r.low_res_logits, r.score, True)
+                r = self._seed_result(obj_id, t)
+                cands[obj_id] = Candidate(r.mask, r.low_res_logits, r.score, True)
                 continue
             prev = prev_frame.get(obj_id)
             if name == "before" and t == hi:  # start from the first prompt's (resolved) result
@@ -274,6 +273,15 @@ class TrackingSession(VolumeSession):
             k = int(np.argmax(overlaps))
         mask, logits, score = pool[k]
         return Candidate(mask, logits, float(score), False, moved)
+
+    def _seed_result(self, obj_id: int, t: int) -> SliceResult:
+        """The prompt frame's result; a box prompt's mask cut to the box (``TrackingConfig.clip``),
+        so the mask a prompt returns is the one the label map shows."""
+        result = super()._seed_result(obj_id, t)
+        seed = self._objects[obj_id].seeds[t]
+        if seed.box is None or seed.points is not None or seed.mask is not None or seed.mask_logits is not None:
+            return result  # corrected with clicks or a mask: the user's word, uncut
+        return replace(result, mask=self._clipped(result.mask[None], seed.box)[0])
 
     def _clipped(self, masks: np.ndarray, box: Box) -> np.ndarray:
         """``masks`` cut to ``box`` (grown by ``TrackingConfig.clip`` px of the model grid; None: uncut)."""
