@@ -96,7 +96,8 @@ class TrackingConfig:
             this many pixels of the model's input grid (None: uncut). The user's box says
             where the object ends; SAM's mask often spills past it (a whole nucleus for a box
             of its marker, a brighter neighbour), and a spilled mask on one frame widens the
-            next frame's boxes. The prompt frame's mask is cut to the drawn box too. With a
+            next frame's boxes. The prompt frame's mask is cut to the drawn box too (what the prompt
+            returns is what the label map shows; a prompt with clicks or a mask stays whole). With a
             clip, the ``"chain"`` candidate's box is the previous frame's *whole-object*
             mask's box (not the clipped mask's) plus ``CHAIN_MARGIN``: it keeps seeing the
             whole object, which the centring and ``size`` need.
