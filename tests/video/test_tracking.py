@@ -330,6 +330,30 @@ def test_a_growing_object_is_followed_by_its_whole_size(tiny_model):
         TrackingConfig(clip=-1.0)
 
 
+def test_a_new_prompt_reruns_to_what_a_fresh_session_gives(tiny_model):
+    """A growing disk tracked alone, then a second object prompted on frame 3: the re-run of
+    frames 3.. reads the whole-object state of frame 2 from the first run and ends where a
+    session given both prompts at once ends."""
+    grown, other = _disks(np.linspace(20, 44, 12)), _disks([10] * 12, side=512)
+    disks = [g | np.roll(o, 180, axis=1) for g, o in zip(grown, other)]
+    boxes = {1: (0, Box.from_mask(grown[0])), 2: (3, Box.from_mask(np.roll(other[3], 180, axis=1)))}
+
+    def session_with(objects):
+        session = VideoSession(tiny_model, _frames(disks)).session
+        _scripted_segmenter(session, disks)
+        for obj_id in objects:
+            session.add_box(boxes[obj_id][0], boxes[obj_id][1], obj_id=obj_id)
+        return session
+
+    stepwise = session_with([1])
+    stepwise.propagate("forward", progress=False)
+    stepwise.add_box(boxes[2][0], boxes[2][1], obj_id=2)
+    again = stepwise.propagate("forward", progress=False).array
+    fresh = session_with([1, 2]).propagate("forward", progress=False).array
+    assert (again == 1).sum() > 0.9 * (fresh == 1).sum() > 0  # it grew with the disk
+    np.testing.assert_array_equal(again, fresh)
+
+
 def test_a_box_smaller_than_its_object_is_pulled_back_to_the_object(tiny_model):
     """Centred on its own previous mask, a box inside a larger object follows the segmenter's
     bias across it; centred on (halfway to, the default) the whole object's mask it is pulled back."""

@@ -81,10 +81,11 @@ class TrackingSession(VolumeSession):
         self._direction = "forward"
         self._greys: dict[int, np.ndarray] = {}  # colour frames averaged, for the motion estimate
         self.begins: set[int] = set()  # objects that appear on their first prompt: never tracked before it
-        #: per object: (frame, box of the chain's whole-object mask, that mask's area on the
-        #: first frame tracked from the object's prompt, the object's growth since) -- the
-        #: whole object, which the clipped masks no longer show
-        self._wholes: dict[int, tuple[int, Box, float, float]] = {}
+        #: (object, frame, pass direction) -> (box of the chain's whole-object mask, that mask's
+        #: area on the first frame tracked from the object's prompt, the object's growth since):
+        #: the whole object, which the cut masks no longer show; kept per frame like the
+        #: results, so a re-run from a new prompt's frame gives what a fresh run gives
+        self._wholes: dict[tuple[int, int, int], tuple[Box, float, float]] = {}
 
     def plane_display(self, t: int) -> np.ndarray:
         """Frame ``t`` as the encoder sees it; colour videos in colour (``(H, W, 3)`` 0-255)."""
@@ -227,10 +228,10 @@ class TrackingSession(VolumeSession):
             moved = moved if moved.any() else prev.mask
         box = box_around(moved, (cfg.margin / sx, cfg.margin / sy))
         chain_box = box_around(moved, (CHAIN_MARGIN / sx, CHAIN_MARGIN / sy))
-        whole = self._wholes.get(prev.obj_id)
-        whole = whole if whole is not None and whole[0] == prev.slice and prev.source != "prompt" else None
+        sign = 1 if t > prev.slice else -1
+        whole = None if prev.source == "prompt" else self._wholes.get((prev.obj_id, prev.slice, sign))
         if cfg.clip is not None and whole is not None:
-            wb = whole[1]
+            wb = whole[0]
             chain_box = Box(max(0.0, wb.x0 + d[0] - CHAIN_MARGIN / sx), max(0.0, wb.y0 + d[1] - CHAIN_MARGIN / sy),
                             min(float(w), wb.x1 + d[0] + CHAIN_MARGIN / sx), min(float(h), wb.y1 + d[1] + CHAIN_MARGIN / sy))
         pool = []  # (mask, low-res logits, predicted IoU) of every decoder pass
@@ -240,13 +241,14 @@ class TrackingSession(VolumeSession):
             chained = self.predictor.predict(box=chain_box)
             if "chain" in cfg.candidates:
                 pool += zip(self._clipped(chained.masks, chain_box), chained.low_res_logits, chained.scores)
+            self._wholes.pop((prev.obj_id, t, sign), None)  # a result of an earlier run of this frame
             if chained.masks[0].any():
                 whole_box = box_around(chained.masks[0], (0.0, 0.0))
                 area = float(chained.masks[0].sum())
-                ref, scale = (area, 1.0) if whole is None else whole[2:]
+                ref, scale = (area, 1.0) if whole is None else whole[1:]
                 if not _fills(whole_box, chain_box, (w, h)):  # else the box, not the object, set its size
                     scale = float(np.sqrt(area / ref))
-                self._wholes[prev.obj_id] = (t, whole_box, ref, scale)
+                self._wholes[(prev.obj_id, t, sign)] = (whole_box, ref, scale)
                 if cfg.size == "follow":
                     extent = extent[0] * scale, extent[1] * scale
                 wx, wy = _centre(whole_box)
