@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from medisam.predict.contract import SliceResult, ViewProgress
-from medisam.predict.propagation import box_around, interior_point, stop_reason
+from medisam.predict.propagation import box_around, clip_to, interior_point, stop_reason
 from medisam.predict.slice_box import Estimate, clip_box, estimate_box
 from medisam.predict.stop_rules import SeedStopper
 from medisam.predict.store import ObjectState, Run, RunKey
@@ -25,17 +25,6 @@ if TYPE_CHECKING:
     from medisam.predict.axis_session import AxisSession
 
 log = logging.getLogger(__name__)
-
-
-def clip_to(mask: np.ndarray, box: Box | None) -> np.ndarray:
-    """Zero a plane mask outside ``box`` (pixel edges); the x/y extent of a 3D box prompt."""
-    if box is None:
-        return mask
-    out = np.zeros_like(mask)
-    y0, x0 = int(np.floor(box.y0)), int(np.floor(box.x0))
-    y1, x1 = int(np.ceil(box.y1)), int(np.ceil(box.x1))
-    out[y0:y1, x0:x1] = mask[y0:y1, x0:x1]
-    return out
 
 
 def pick(pred, previous: np.ndarray) -> int:  # noqa: ANN001 - Prediction

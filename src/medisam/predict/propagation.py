@@ -107,6 +107,26 @@ class PropagationConfig:
             raise InputError(f"view_sampling must be 'uniform' or 'secondary', got {self.view_sampling!r}")
 
 
+def clip_to(mask: np.ndarray, box: Box | None) -> np.ndarray:
+    """Zero a plane mask, or a stack of them ``(..., H, W)``, outside ``box`` (pixel edges;
+    None: the mask as it is)."""
+    if box is None:
+        return mask
+    out = np.zeros_like(mask)
+    y0, x0 = max(0, int(np.floor(box.y0))), max(0, int(np.floor(box.x0)))
+    y1, x1 = int(np.ceil(box.y1)), int(np.ceil(box.x1))
+    out[..., y0:y1, x0:x1] = mask[..., y0:y1, x0:x1]
+    return out
+
+
+def grown_box(box: Box, margin_xy: tuple[float, float], plane_hw: tuple[int, int],
+              shift_xy: tuple[float, float] = (0.0, 0.0)) -> Box:
+    """``box`` moved by ``shift_xy`` and grown by ``margin_xy`` pixels on each side, inside the plane."""
+    (mx, my), (dx, dy), (h, w) = margin_xy, shift_xy, plane_hw
+    return Box(max(0.0, box.x0 + dx - mx), max(0.0, box.y0 + dy - my),
+               min(float(w), box.x1 + dx + mx), min(float(h), box.y1 + dy + my))
+
+
 def box_around(mask: np.ndarray, margin_xy: tuple[float, float], clip: Box | None = None) -> Box | None:
     """Box (pixel edges) around a 2D mask grown by ``(mx, my)`` pixels; clipped to the image and ``clip``."""
     ys, xs = np.nonzero(mask)

@@ -23,7 +23,7 @@ from medisam.errors import InputError, ModelError, PromptError
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
 from medisam.predict import sam2_state
-from medisam.predict.axis_runs import clip_to
+from medisam.predict.propagation import clip_to
 from medisam.predict.contract import SliceResult, check_object_id, steps_of, tracks_with_memory
 from medisam.predict.sam2_frames import NormalisedFrames, as_frames, display_frames
 from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts

@@ -33,7 +33,7 @@ from medisam.io.intensity import to_display
 from medisam.io.medical_image import MedicalImage
 from medisam.predict.cache import EmbeddingCache
 from medisam.predict.predictor import Predictor
-from medisam.predict.propagation import box_around
+from medisam.predict.propagation import box_around, clip_to, grown_box
 from medisam.predict.session import DIRECTIONS, ObjectState, SliceResult, VolumeSession
 from medisam.predict.tracking_motion import displacement, shift_mask
 from medisam.predict.tracking_rules import (CENTRES, CHAIN_MARGIN, Candidate, TrackingConfig, iou, largest_part,
@@ -230,10 +230,8 @@ class TrackingSession(VolumeSession):
         chain_box = box_around(moved, (CHAIN_MARGIN / sx, CHAIN_MARGIN / sy))
         sign = 1 if t > prev.slice else -1
         whole = None if prev.source == "prompt" else self._wholes.get((prev.obj_id, prev.slice, sign))
-        if cfg.clip is not None and whole is not None:
-            wb = whole[0]
-            chain_box = Box(max(0.0, wb.x0 + d[0] - CHAIN_MARGIN / sx), max(0.0, wb.y0 + d[1] - CHAIN_MARGIN / sy),
-                            min(float(w), wb.x1 + d[0] + CHAIN_MARGIN / sx), min(float(h), wb.y1 + d[1] + CHAIN_MARGIN / sy))
+        if cfg.clip is not None and whole is not None:  # the chain follows the whole object, not the cut mask
+            chain_box = grown_box(whole[0], (CHAIN_MARGIN / sx, CHAIN_MARGIN / sy), (h, w), d)
         pool = []  # (mask, low-res logits, predicted IoU) of every decoder pass
         cx, cy = _centre(box)
         chained, pull = None, CENTRES[cfg.centre]
@@ -241,18 +239,12 @@ class TrackingSession(VolumeSession):
             chained = self.predictor.predict(box=chain_box)
             if "chain" in cfg.candidates:
                 pool += zip(self._clipped(chained.masks, chain_box), chained.low_res_logits, chained.scores)
-            self._wholes.pop((prev.obj_id, t, sign), None)  # a result of an earlier run of this frame
-            if chained.masks[0].any():
-                whole_box = box_around(chained.masks[0], (0.0, 0.0))
-                area = float(chained.masks[0].sum())
-                ref, scale = (area, 1.0) if whole is None else whole[1:]
-                if not _fills(whole_box, chain_box, (w, h)):  # else the box, not the object, set its size
-                    scale = float(np.sqrt(area / ref))
-                self._wholes[(prev.obj_id, t, sign)] = (whole_box, ref, scale)
+            noted = self._note_whole((prev.obj_id, t, sign), chained.masks[0], chain_box, whole)
+            if noted is not None:
+                (wx, wy), scale = _centre(noted[0]), noted[2]
+                cx, cy = cx + pull * (wx - cx), cy + pull * (wy - cy)
                 if cfg.size == "follow":
                     extent = extent[0] * scale, extent[1] * scale
-                wx, wy = _centre(whole_box)
-                cx, cy = cx + pull * (wx - cx), cy + pull * (wy - cy)
         if extent is not None:
             hw, hh = extent[0] / 2 + cfg.margin / sx, extent[1] / 2 + cfg.margin / sy
             box = Box(max(0.0, cx - hw), max(0.0, cy - hh), min(float(w), cx + hw), min(float(h), cy + hh))
@@ -276,6 +268,22 @@ class TrackingSession(VolumeSession):
         mask, logits, score = pool[k]
         return Candidate(mask, logits, float(score), False, moved)
 
+    def _note_whole(self, key: tuple[int, int, int], mask: np.ndarray, chain_box: Box,
+                    before: tuple[Box, float, float] | None) -> tuple[Box, float, float] | None:
+        """Keep the object's whole-object state on this frame (``key``: object, frame,
+        direction) from the chain's mask: its box, the area on the first frame tracked from the
+        prompt, and the growth since (unchanged while the mask fills its box). None, and
+        nothing kept, for an empty mask."""
+        self._wholes.pop(key, None)  # a result of an earlier run of this frame
+        if not mask.any():
+            return None
+        whole_box, area = box_around(mask, (0.0, 0.0)), float(mask.sum())
+        ref, scale = (area, 1.0) if before is None else before[1:]
+        if not _fills(whole_box, chain_box, mask.shape):  # else the box, not the object, set its size
+            scale = float(np.sqrt(area / ref))
+        self._wholes[key] = (whole_box, ref, scale)
+        return self._wholes[key]
+
     def _seed_result(self, obj_id: int, t: int) -> SliceResult:
         """The prompt frame's result; a box prompt's mask cut to the box (``TrackingConfig.clip``),
         so the mask a prompt returns is the one the label map shows."""
@@ -290,12 +298,7 @@ class TrackingSession(VolumeSession):
         if self.tracking.clip is None:
             return masks
         sx, sy = self.predictor._require_image().transform.scale_xy
-        mx, my = self.tracking.clip / sx, self.tracking.clip / sy
-        x0, y0 = max(0, int(np.floor(box.x0 - mx))), max(0, int(np.floor(box.y0 - my)))
-        x1, y1 = int(np.ceil(box.x1 + mx)), int(np.ceil(box.y1 + my))
-        out = np.zeros_like(masks)
-        out[:, y0:y1, x0:x1] = masks[:, y0:y1, x0:x1]
-        return out
+        return clip_to(masks, grown_box(box, (self.tracking.clip / sx, self.tracking.clip / sy), masks.shape[-2:]))
 
     def _grey(self, t: int) -> np.ndarray:
         """Frame ``t`` as the encoder sees it, grey (colour frames averaged), for :func:`displacement`."""
@@ -340,10 +343,10 @@ class TrackingSession(VolumeSession):
         return self.image.as_labels(labels)
 
 
-def _fills(inner: Box, outer: Box, size: tuple[int, int]) -> bool:
+def _fills(inner: Box, outer: Box, plane_hw: tuple[int, int]) -> bool:
     """True when ``inner`` reaches a side of ``outer`` (within a pixel) that is not the image's
     edge: a mask cut by its prompt box, whose size says nothing about the object's."""
-    w, h = size
+    h, w = plane_hw
     return any(abs(a - b) <= 1 and 0 < b < lim for a, b, lim in
                ((inner.x0, outer.x0, w), (inner.y0, outer.y0, h), (inner.x1, outer.x1, w), (inner.y1, outer.y1, h)))
 
