@@ -79,7 +79,8 @@ VARIANTS = {
     "box+chain+multimask": TrackingConfig(candidates=("box", "chain", "multimask")),
     "centre-previous": TrackingConfig(centre="previous"),
     "centre-chain": TrackingConfig(centre="chain"),
-    "no-clip": TrackingConfig(clip=None, size="prompt"),
+    "no-clip": TrackingConfig(clip=None, size="prompt", fit=False),
+    "no-fit": TrackingConfig(fit=False),
     "size-prompt": TrackingConfig(size="prompt"),
 }
 

@@ -362,3 +362,35 @@ def test_a_box_smaller_than_its_object_is_pulled_back_to_the_object(tiny_model):
     assert TrackingConfig().centre == "between"
     with pytest.raises(InputError, match="centre"):
         TrackingConfig(centre="middle")
+
+
+def test_a_box_prompts_mask_is_the_candidate_that_fills_the_box(tiny_model):
+    """A segmenter whose single output is the right half of the boxed disk and whose multimask
+    outputs include the whole: the prompt frame takes the mask that fills the drawn box
+    (``fit``, the default), in what the prompt returns and in the label map; ``fit=False`` keeps
+    the single output, and a prompt with clicks keeps it too."""
+    disks = _disks([36] * 3)
+    box = Box.from_mask(disks[0])
+    right = disks[0] & (np.arange(512) >= 256)[None, :]
+
+    def session_with(**config) -> TrackingSession:
+        session = VideoSession(tiny_model, _frames(disks), tracking=TrackingConfig(**config)).session
+        _scripted_segmenter(session, disks)
+        whole_or_parts = session.predictor.predict
+
+        def predict(box=None, points=None, mask=None, multimask=False) -> Prediction:
+            pred = whole_or_parts(box=box, points=points, mask=mask, multimask=multimask)
+            masks = np.stack([disks[0], right, right & (np.arange(512) >= 300)[:, None]]) if multimask else right[None]
+            return Prediction(masks, pred.scores, pred.low_res_logits)
+
+        session.predictor.predict = predict
+        return session
+
+    fitted = session_with()
+    np.testing.assert_array_equal(fitted.add_box(0, box, obj_id=1).mask, disks[0])
+    assert (fitted.propagate("forward", progress=False).array[0] == 1).sum() == disks[0].sum()
+    single = session_with(fit=False)
+    np.testing.assert_array_equal(single.add_box(0, box, obj_id=1).mask, right)
+    clicked = session_with()
+    clicked.add_box(0, box, obj_id=1)
+    np.testing.assert_array_equal(clicked.add_points(0, [(300, 256, 1)], obj_id=1).mask, right)

@@ -6,8 +6,8 @@ embedding, prompted from its own result on the previous frame (:class:`TrackingC
 by default the previous mask's box grown by 3 px at the model's scale, whose mask is the
 whole object, and a box of the size the user drew (scaled by the whole object's growth),
 centred halfway between the previous mask and that whole-object mask and extended towards
-its last motion; each mask is cut to its box, and the candidate mask that overlaps the
-previous mask most wins). Then the objects' masks on the frame are made
+its last motion; each mask is cut to its box, the box's mask is the decoder candidate that
+fills the box best, and the candidate mask that overlaps the previous mask most wins). Then the objects' masks on the frame are made
 consistent: prompts win, one object per track, one label per pixel, divisions and
 leaving (:func:`~medisam.predict.tracking_rules.resolve_frame`, rules 1-5 in
 :mod:`medisam.predict.tracking_rules`).
@@ -36,8 +36,8 @@ from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import box_around, clip_to, grown_box
 from medisam.predict.session import DIRECTIONS, ObjectState, SliceResult, VolumeSession
 from medisam.predict.tracking_motion import displacement, shift_mask
-from medisam.predict.tracking_rules import (CENTRES, CHAIN_MARGIN, Candidate, TrackingConfig, iou, largest_part,
-                                            mask_bbox, resolve_frame)
+from medisam.predict.tracking_rules import (CENTRES, CHAIN_MARGIN, Candidate, TrackingConfig, box_fill, iou,
+                                            largest_part, mask_bbox, resolve_frame)
 from medisam.prompts import Box, MaskPrompt
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ class TrackingSession(VolumeSession):
         #: the whole object, which the cut masks no longer show; kept per frame like the
         #: results, so a re-run from a new prompt's frame gives what a fresh run gives
         self._wholes: dict[tuple[int, int, int], tuple[Box, float, float]] = {}
+        #: (object, frame, prompt version) -> the prompt frame's result fitted to the drawn box
+        self._fitted: dict[tuple[int, int, int], SliceResult] = {}
 
     def plane_display(self, t: int) -> np.ndarray:
         """Frame ``t`` as the encoder sees it; colour videos in colour (``(H, W, 3)`` 0-255)."""
@@ -259,7 +261,10 @@ class TrackingSession(VolumeSession):
             prompt_box = chain_box if kind == "chain" else box
             pred = self.predictor.predict(box=prompt_box, mask=MaskPrompt(logits) if logits is not None else None,
                                           multimask=kind == "multimask")
-            pool += zip(self._clipped(pred.masks, prompt_box), pred.low_res_logits, pred.scores)
+            if kind == "box":  # a box of the prompt's size: the candidate that fills it
+                pool.append(self._fitted_to(t, prompt_box, pred.masks[0], pred.low_res_logits[0], pred.scores[0]))
+            else:
+                pool += zip(self._clipped(pred.masks, prompt_box), pred.low_res_logits, pred.scores)
         k = 0
         if len(pool) > 1:
             sl = mask_bbox(np.logical_or(np.any([m for m, _, _ in pool], axis=0), moved))
@@ -291,7 +296,25 @@ class TrackingSession(VolumeSession):
         seed = self._objects[obj_id].seeds[t]
         if seed.box is None or seed.points is not None or seed.mask is not None or seed.mask_logits is not None:
             return result  # corrected with clicks or a mask: the user's word, uncut
-        return replace(result, mask=self._clipped(result.mask[None], seed.box)[0])
+        key = (obj_id, t, seed.version)
+        if key not in self._fitted:
+            self._fitted = {k: r for k, r in self._fitted.items() if k[:2] != key[:2]}  # earlier prompts there
+            mask, logits, score = self._fitted_to(t, seed.box, result.mask, result.low_res_logits, result.score)
+            self._fitted[key] = replace(result, mask=mask, low_res_logits=logits, score=float(score))
+        return self._fitted[key]
+
+    def _fitted_to(self, t: int, box: Box, mask: np.ndarray, logits: np.ndarray, score: float,
+                   ) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(mask, low-res logits, score)`` of box ``box`` on frame ``t`` from the decoder's
+        single output (given): cut to the box (``TrackingConfig.clip``) and, with
+        ``TrackingConfig.fit``, the candidate (single or multimask) that fills the box best."""
+        candidates = [(mask, logits, score)]
+        if self.tracking.fit:
+            pred = self._predict(t, box, None, None, multimask=True)
+            candidates += zip(pred.masks, pred.low_res_logits, pred.scores)
+        masks = self._clipped(np.stack([m for m, _, _ in candidates]), box)
+        k = int(np.argmax([box_fill(m, box) for m in masks]))  # ties: SAM's single output
+        return masks[k], candidates[k][1], candidates[k][2]
 
     def _clipped(self, masks: np.ndarray, box: Box) -> np.ndarray:
         """``masks`` cut to ``box`` (grown by ``TrackingConfig.clip`` px of the model grid; None: uncut)."""

@@ -32,6 +32,7 @@ import numpy as np
 
 from medisam.errors import InputError
 from medisam.models.transform import InputTransform
+from medisam.prompts import Box
 
 #: Decoder passes a :class:`TrackingConfig` can pool per object and frame.
 CANDIDATES = ("box", "multimask", "mask-prompt", "chain")
@@ -107,6 +108,15 @@ class TrackingConfig:
             object grows; a whole-object mask that reaches a side of its box (not the image's
             edge) was cut by the box and leaves the size as it was. ``"prompt"``: the size
             the user drew, always.
+        fit: the mask of the user's box on the prompt frame, and of the ``"box"`` candidate
+            on every tracked frame, is the decoder's candidate (its single output or one of its
+            3 multimask outputs, each cut to the box) whose bounding box fits the box best
+            (:func:`box_fill`); ties keep the single output. A tight box touches the object on
+            all four sides, but SAM's single output sometimes takes a part of it (half of a
+            dim nucleus, with the dark background beside it), and a track started from half
+            an object walks off it; a mask that fills the box is the object boxed. It costs
+            one more decoder pass per object and frame. A prompt with clicks or a mask keeps
+            the single output.
     """
 
     extent: str = "prompt"
@@ -120,6 +130,7 @@ class TrackingConfig:
     centre: str = "between"
     clip: float | None = 0.0
     size: str = "follow"
+    fit: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.candidates) - set(CANDIDATES)
@@ -182,6 +193,18 @@ def _keeper(a: int, b: int, cands: dict[int, Candidate]) -> int:
         if ka != kb:
             return a if ka > kb else b
     return min(a, b)
+
+
+def box_fill(mask: np.ndarray, box: Box) -> float:
+    """IoU of a mask's bounding box with ``box`` (0 for an empty mask): how well a mask
+    fills the tight box it was prompted with, which touches the object on all four sides."""
+    sl = mask_bbox(mask)
+    if sl is None:
+        return 0.0
+    y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+    inter = max(0.0, min(x1, box.x1) - max(x0, box.x0)) * max(0.0, min(y1, box.y1) - max(y0, box.y0))
+    union = (x1 - x0) * (y1 - y0) + (box.x1 - box.x0) * (box.y1 - box.y0) - inter
+    return float(inter / union) if union > 0 else 0.0
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
