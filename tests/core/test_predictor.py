@@ -17,6 +17,11 @@ def test_predict_shapes_and_cache_reuse(tiny_model):
     assert r.scores.shape == (1,) and r.low_res_logits.shape == (1, 256, 256)
     multi = pred.predict(box=(20, 20, 80, 80), multimask=True)
     assert multi.masks.shape == (3, 96, 96)
+    both = pred.predict(box=(20, 20, 80, 80), multimask="all")  # one pass: single output, then the 3
+    np.testing.assert_array_equal(both.low_res_logits, np.concatenate([r.low_res_logits, multi.low_res_logits]))
+    np.testing.assert_array_equal(both.scores, np.concatenate([r.scores, multi.scores]))
+    with pytest.raises(PromptError, match="multimask"):
+        pred.predict(box=(20, 20, 80, 80), multimask="some")
     refined = pred.predict(points=[(50, 50, 1), (5, 5, 0)], mask=r.low_res_logits[0])
     assert refined.masks.shape == (1, 96, 96)
     pred.set_image(image.copy())

@@ -25,6 +25,7 @@ def _all_prompts(model):
             pred.predict(points=[(64, 64, 1), (5, 5, 0)], multimask=True),
             pred.predict(box=(30, 30, 100, 100), points=[(64, 64, 1)]),
             pred.predict(mask=first.low_res_logits[0]),
+            pred.predict(box=(30, 30, 100, 100), multimask="all"),
             pred.predict_batch([(30, 30, 100, 100), (0, 0, 60, 60), (50, 40, 127, 127)])]
 
 

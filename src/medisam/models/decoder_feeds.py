@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import torch
 
-from medisam.models.promptable import DecoderOutput
+from medisam.models.promptable import DecoderOutput, kept_masks
 
 
 class FastDecoderInputs:
@@ -37,11 +37,11 @@ class FastDecoderInputs:
                 "point_labels": labels.numpy()}
 
 
-def fast_outputs(blocked: np.ndarray, iou: np.ndarray, multimask: bool) -> DecoderOutput:
+def fast_outputs(blocked: np.ndarray, iou: np.ndarray, multimask: bool | str) -> DecoderOutput:
     """The fast graph's blocked logits -> :class:`DecoderOutput` of the masks asked for."""
     from medisam.models.fast_decoder import unshuffle_masks
 
-    keep = slice(1, None) if multimask else slice(0, 1)
+    keep = kept_masks(multimask)
     return DecoderOutput(torch.from_numpy(unshuffle_masks(blocked, keep)),
                          torch.from_numpy(np.array(iou[:, keep], dtype=np.float32)))
 
@@ -78,9 +78,9 @@ def prompts_to_points(points: tuple[torch.Tensor, torch.Tensor] | None, boxes: t
     return torch.cat(parts_c, dim=1).contiguous(), torch.cat(parts_l, dim=1).contiguous()
 
 
-def select_masks(low_res: torch.Tensor, iou: torch.Tensor, multimask: bool) -> DecoderOutput:
-    """Mask 0 (single) or masks 1-3 (multimask) of the exported decoder's four outputs."""
-    sl = slice(1, None) if multimask else slice(0, 1)
+def select_masks(low_res: torch.Tensor, iou: torch.Tensor, multimask: bool | str) -> DecoderOutput:
+    """The masks :func:`kept_masks` keeps of the exported decoder's four outputs."""
+    sl = kept_masks(multimask)
     return DecoderOutput(low_res[:, sl], iou[:, sl])
 
 

@@ -122,7 +122,7 @@ class OnnxModel(PromptableModel):
 
     def decode(self, embedding: torch.Tensor, *, points: tuple[torch.Tensor, torch.Tensor] | None = None,
                boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
-               multimask: bool = False) -> DecoderOutput:
+               multimask: bool | str = False) -> DecoderOutput:
         if mask_input is None and self.fast_decoder_session is not None:
             blocked, iou = self.fast_decoder_session.run(None, self._fast_inputs.feeds(embedding, points, boxes))
             out = fast_outputs(blocked, iou, multimask)

@@ -157,7 +157,7 @@ class OpenVinoModel(PromptableModel):
 
     def decode(self, embedding: torch.Tensor, *, points: tuple[torch.Tensor, torch.Tensor] | None = None,
                boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
-               multimask: bool = False) -> DecoderOutput:
+               multimask: bool | str = False) -> DecoderOutput:
         # zero-copy in (the 4 MiB embedding) and out; only the selected masks are copied
         # out of OpenVINO's buffers before the next request reuses them
         if mask_input is None and self._fast_decoder is not None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from medisam.errors import PromptError
 from medisam.models.loaded import LoadedModel
 from medisam.models.transform import InputTransform
 
@@ -30,6 +31,17 @@ class DecoderOutput:
 def _is_uint8_valued(image: np.ndarray) -> bool:
     """True when every value is an integer in 0..255 (an 8-bit image carried as float)."""
     return bool(image.min() >= 0 and image.max() <= 255 and np.array_equal(image, np.floor(image)))
+
+
+def kept_masks(multimask: bool | str) -> slice:
+    """Which of SAM's four decoder outputs a ``multimask`` request keeps: ``False`` mask 0 (the
+    single output), ``True`` masks 1-3 (the ambiguity candidates), ``"all"`` all four, in that
+    order (both kinds from one decoder pass)."""
+    if multimask == "all":
+        return slice(None)
+    if not isinstance(multimask, (bool, np.bool_)):
+        raise PromptError(f"multimask must be True, False or 'all', got {multimask!r}")
+    return slice(1, None) if multimask else slice(0, 1)
 
 
 class PromptableModel(LoadedModel):
@@ -82,18 +94,19 @@ class PromptableModel(LoadedModel):
     @torch.no_grad()
     def decode(self, embedding: torch.Tensor, *, points: tuple[torch.Tensor, torch.Tensor] | None = None,
                boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
-               multimask: bool = False) -> DecoderOutput:
+               multimask: bool | str = False) -> DecoderOutput:
         """Prompt encoder + mask decoder on one embedding ``(1, C, h, w)``, prompts on the model grid.
 
         ``points``: coords ``(B, N, 2)`` XY and labels ``(B, N)`` (1 positive, 0 negative, -1 pad).
         ``boxes``: ``(B, 4)`` XYXY. ``mask_input``: ``(B, 1, L, L)`` low-res logits.
+        ``multimask``: the outputs kept (:func:`~medisam.models.decoder_feeds.kept_masks`).
         """
         sparse, dense = self.net.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        low_res, iou = self.net.mask_decoder(
+        low_res, iou = self.net.mask_decoder.predict_masks(  # all four outputs; forward() slices them so
             image_embeddings=embedding,
             image_pe=self.net.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
-            multimask_output=multimask,
         )
-        return DecoderOutput(low_res, iou)
+        keep = kept_masks(multimask)
+        return DecoderOutput(low_res[:, keep], iou[:, keep])

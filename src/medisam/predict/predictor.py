@@ -25,7 +25,7 @@ class Prediction:
     """Masks for one prompt set (or one row per box in ``predict_batch``).
 
     Attributes:
-        masks: ``(N, H, W)`` bool on the original pixel grid (N = 1, 3 with multimask, or
+        masks: ``(N, H, W)`` bool on the original pixel grid (N = 1, 3 with multimask, 4 with "all", or
             the number of boxes in ``predict_batch``).
         scores: ``(N,)`` predicted IoU per mask.
         low_res_logits: ``(N, L, L)`` float32 logits on the model grid; pass one back as
@@ -144,11 +144,13 @@ class Predictor:
     # ---------------------------------------------------------------- prompts
     def predict(self, box: Box | Sequence[float] | None = None,
                 points: Points | Sequence[Sequence[float]] | None = None,
-                mask: MaskPrompt | np.ndarray | None = None, multimask: bool = False) -> Prediction:
+                mask: MaskPrompt | np.ndarray | None = None, multimask: bool | str = False) -> Prediction:
         """Segment one object from a box, points and/or a previous low-res mask.
 
         ``box``: XYXY pixels; ``points``: ``(x, y[, label])`` tuples (label 1 positive,
-        0 negative); ``mask``: low-res logits from an earlier :class:`Prediction`.
+        0 negative); ``mask``: low-res logits from an earlier :class:`Prediction`;
+        ``multimask``: SAM's single output (False), its 3 ambiguity candidates (True), or
+        ``"all"``: the single output then the 3 candidates, from one decoder pass.
         """
         current = self._require_image()
         h, w = self.image_size

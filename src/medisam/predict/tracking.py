@@ -146,6 +146,7 @@ class TrackingSession(VolumeSession):
         """
         specs = self._pass_specs(direction)
         self._direction = direction
+        self._wholes = {k: v for k, v in self._wholes.items() if k[0] in self._objects}  # removed objects
         for name, step in specs:
             p = self._valid_pass(name, step)
             for t in self._frames(name, step):
@@ -220,58 +221,65 @@ class TrackingSession(VolumeSession):
         (``extent``: the box's size before the margin, else the previous mask's box)."""
         cfg = self.tracking
         self._encode(t)
-        sx, sy = self.predictor._require_image().transform.scale_xy
-        h, w = prev.mask.shape
-        moved = prev.mask  # the previous mask where the object went (flow)
-        d = (0, 0)
-        if cfg.flow:
-            d = displacement(self._grey(prev.slice), self._grey(t), prev.mask)
-            moved = shift_mask(prev.mask, d)
-            moved = moved if moved.any() else prev.mask
-        box = box_around(moved, (cfg.margin / sx, cfg.margin / sy))
-        chain_box = box_around(moved, (CHAIN_MARGIN / sx, CHAIN_MARGIN / sy))
+        moved, d = self._moved(prev, t)
+        box = box_around(moved, self._grid_px(cfg.margin))
         sign = 1 if t > prev.slice else -1
         whole = None if prev.source == "prompt" else self._wholes.get((prev.obj_id, prev.slice, sign))
+        chain_box = box_around(moved, self._grid_px(CHAIN_MARGIN))
         if cfg.clip is not None and whole is not None:  # the chain follows the whole object, not the cut mask
-            chain_box = grown_box(whole[0], (CHAIN_MARGIN / sx, CHAIN_MARGIN / sy), (h, w), d)
+            chain_box = grown_box(whole[0], self._grid_px(CHAIN_MARGIN), moved.shape, d)
         pool = []  # (mask, low-res logits, predicted IoU) of every decoder pass
-        cx, cy = _centre(box)
-        chained, pull = None, CENTRES[cfg.centre]
-        if extent is not None and pull > 0:  # the whole object as SAM sees it in the chain's box
+        chained = noted = None
+        if extent is not None and CENTRES[cfg.centre] > 0:  # the whole object as SAM sees it in the chain's box
             chained = self.predictor.predict(box=chain_box)
             if "chain" in cfg.candidates:
                 pool += zip(self._clipped(chained.masks, chain_box), chained.low_res_logits, chained.scores)
             noted = self._note_whole((prev.obj_id, t, sign), chained.masks[0], chain_box, whole)
-            if noted is not None:
-                (wx, wy), scale = _centre(noted[0]), noted[2]
-                cx, cy = cx + pull * (wx - cx), cy + pull * (wy - cy)
-                if cfg.size == "follow":
-                    extent = extent[0] * scale, extent[1] * scale
         if extent is not None:
-            hw, hh = extent[0] / 2 + cfg.margin / sx, extent[1] / 2 + cfg.margin / sy
-            box = Box(max(0.0, cx - hw), max(0.0, cy - hh), min(float(w), cx + hw), min(float(h), cy + hh))
+            box = self._sized_box(box, extent, noted, moved.shape)
         if cfg.motion and before is not None and before.mask.any():
-            dx, dy = _centroid(prev.mask) - _centroid(before.mask)
-            box = Box(float(np.clip(box.x0 + min(dx, 0), 0, w - 1)), float(np.clip(box.y0 + min(dy, 0), 0, h - 1)),
-                      float(np.clip(box.x1 + max(dx, 0), 1, w)), float(np.clip(box.y1 + max(dy, 0), 1, h)))
+            box = _extended_by_motion(box, prev.mask, before.mask)
         for kind in cfg.candidates:
-            logits = prev.low_res_logits if kind == "mask-prompt" else None
-            if kind == "mask-prompt" and logits is None or kind == "chain" and chained is not None:
-                continue  # no previous logits; the chain's mask is already in the pool
-            prompt_box = chain_box if kind == "chain" else box
-            pred = self.predictor.predict(box=prompt_box, mask=MaskPrompt(logits) if logits is not None else None,
-                                          multimask=kind == "multimask")
+            if kind == "chain" and chained is not None or kind == "mask-prompt" and prev.low_res_logits is None:
+                continue  # the chain's mask is already in the pool; no previous logits
             if kind == "box":  # a box of the prompt's size: the candidate that fills it
-                pool.append(self._fitted_to(t, prompt_box, pred.masks[0], pred.low_res_logits[0], pred.scores[0]))
-            else:
-                pool += zip(self._clipped(pred.masks, prompt_box), pred.low_res_logits, pred.scores)
-        k = 0
-        if len(pool) > 1:
-            sl = mask_bbox(np.logical_or(np.any([m for m, _, _ in pool], axis=0), moved))
-            overlaps = [iou(m[sl], moved[sl]) + 1e-3 * float(score) for m, _, score in pool]
-            k = int(np.argmax(overlaps))
-        mask, logits, score = pool[k]
+                pool.append(self._fitted_to(t, box))
+                continue
+            prompt_box = chain_box if kind == "chain" else box
+            mask = MaskPrompt(prev.low_res_logits) if kind == "mask-prompt" else None
+            pred = self.predictor.predict(box=prompt_box, mask=mask, multimask=kind == "multimask")
+            pool += zip(self._clipped(pred.masks, prompt_box), pred.low_res_logits, pred.scores)
+        mask, logits, score = _closest(pool, moved)
         return Candidate(mask, logits, float(score), False, moved)
+
+    def _moved(self, prev: SliceResult, t: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """The previous mask moved to where the object went on frame ``t`` (``flow``), and the move."""
+        if not self.tracking.flow:
+            return prev.mask, (0, 0)
+        d = displacement(self._grey(prev.slice), self._grey(t), prev.mask)
+        moved = shift_mask(prev.mask, d)
+        return (moved if moved.any() else prev.mask), d
+
+    def _grid_px(self, pixels: float) -> tuple[float, float]:
+        """``pixels`` of the model's input grid as ``(x, y)`` pixels of the frame."""
+        sx, sy = self.predictor._require_image().transform.scale_xy
+        return pixels / sx, pixels / sy
+
+    def _sized_box(self, box: Box, extent: tuple[float, float], whole: tuple[Box, float, float] | None,
+                   plane_hw: tuple[int, int]) -> Box:
+        """A box of the prompt's ``extent`` (plus the margin) centred on ``box``, pulled towards
+        the whole object's centre (``centre``) and scaled by its growth (``size``)."""
+        cfg = self.tracking
+        cx, cy = _centre(box)
+        if whole is not None:
+            pull, (wx, wy), scale = CENTRES[cfg.centre], _centre(whole[0]), whole[2]
+            cx, cy = cx + pull * (wx - cx), cy + pull * (wy - cy)
+            if cfg.size == "follow":
+                extent = extent[0] * scale, extent[1] * scale
+        mx, my = self._grid_px(cfg.margin)
+        hw, hh = extent[0] / 2 + mx, extent[1] / 2 + my
+        h, w = plane_hw
+        return Box(max(0.0, cx - hw), max(0.0, cy - hh), min(float(w), cx + hw), min(float(h), cy + hh))
 
     def _note_whole(self, key: tuple[int, int, int], mask: np.ndarray, chain_box: Box,
                     before: tuple[Box, float, float] | None) -> tuple[Box, float, float] | None:
@@ -297,21 +305,30 @@ class TrackingSession(VolumeSession):
         if seed.box is None or seed.points is not None or seed.mask is not None or seed.mask_logits is not None:
             return result  # corrected with clicks or a mask: the user's word, uncut
         key = (obj_id, t, seed.version)
-        if key not in self._fitted:
-            self._fitted = {k: r for k, r in self._fitted.items() if k[:2] != key[:2]}  # earlier prompts there
-            mask, logits, score = self._fitted_to(t, seed.box, result.mask, result.low_res_logits, result.score)
+        if key not in self._fitted:  # kept for the current prompts only: memory stays flat in long sessions
+            self._fitted = {k: r for k, r in self._fitted.items() if self._is_current_prompt(*k)}
+            mask, logits, score = self._fitted_to(t, seed.box, result)
             self._fitted[key] = replace(result, mask=mask, low_res_logits=logits, score=float(score))
         return self._fitted[key]
 
-    def _fitted_to(self, t: int, box: Box, mask: np.ndarray, logits: np.ndarray, score: float,
-                   ) -> tuple[np.ndarray, np.ndarray, float]:
-        """``(mask, low-res logits, score)`` of box ``box`` on frame ``t`` from the decoder's
-        single output (given): cut to the box (``TrackingConfig.clip``) and, with
-        ``TrackingConfig.fit``, the candidate (single or multimask) that fills the box best."""
-        candidates = [(mask, logits, score)]
-        if self.tracking.fit:
-            pred = self._predict(t, box, None, None, multimask=True)
-            candidates += zip(pred.masks, pred.low_res_logits, pred.scores)
+    def _is_current_prompt(self, obj_id: int, t: int, version: int) -> bool:
+        state = self._objects.get(obj_id)
+        return state is not None and t in state.seeds and state.seeds[t].version == version
+
+    def _fitted_to(self, t: int, box: Box, single: SliceResult | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(mask, low-res logits, score)`` of box ``box`` on frame ``t``: the decoder's single
+        output (``single`` when already decoded), cut to the box (``TrackingConfig.clip``),
+        or with ``TrackingConfig.fit`` the candidate, single or multimask, that fills the box
+        best (one decoder pass for all four)."""
+        fit = self.tracking.fit
+        if single is None:
+            pred = self._predict(t, box, None, None, multimask="all" if fit else False)
+            candidates = list(zip(pred.masks, pred.low_res_logits, pred.scores))
+        else:
+            candidates = [(single.mask, single.low_res_logits, single.score)]
+            if fit:
+                pred = self._predict(t, box, None, None, multimask=True)
+                candidates += zip(pred.masks, pred.low_res_logits, pred.scores)
         masks = self._clipped(np.stack([m for m, _, _ in candidates]), box)
         k = int(np.argmax([box_fill(m, box) for m in masks]))  # ties: SAM's single output
         return masks[k], candidates[k][1], candidates[k][2]
@@ -320,8 +337,7 @@ class TrackingSession(VolumeSession):
         """``masks`` cut to ``box`` (grown by ``TrackingConfig.clip`` px of the model grid; None: uncut)."""
         if self.tracking.clip is None:
             return masks
-        sx, sy = self.predictor._require_image().transform.scale_xy
-        return clip_to(masks, grown_box(box, (self.tracking.clip / sx, self.tracking.clip / sy), masks.shape[-2:]))
+        return clip_to(masks, grown_box(box, self._grid_px(self.tracking.clip), masks.shape[-2:]))
 
     def _grey(self, t: int) -> np.ndarray:
         """Frame ``t`` as the encoder sees it, grey (colour frames averaged), for :func:`displacement`."""
@@ -372,6 +388,24 @@ def _fills(inner: Box, outer: Box, plane_hw: tuple[int, int]) -> bool:
     h, w = plane_hw
     return any(abs(a - b) <= 1 and 0 < b < lim for a, b, lim in
                ((inner.x0, outer.x0, w), (inner.y0, outer.y0, h), (inner.x1, outer.x1, w), (inner.y1, outer.y1, h)))
+
+
+def _closest(pool: list[tuple[np.ndarray, np.ndarray, float]], moved: np.ndarray,
+             ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The candidate overlapping the moved previous mask most (IoU; ties: SAM's predicted IoU)."""
+    if len(pool) == 1:
+        return pool[0]
+    sl = mask_bbox(np.logical_or(np.any([m for m, _, _ in pool], axis=0), moved))
+    return pool[int(np.argmax([iou(m[sl], moved[sl]) + 1e-3 * float(score) for m, _, score in pool]))]
+
+
+def _extended_by_motion(box: Box, prev: np.ndarray, before: np.ndarray) -> Box:
+    """``box`` extended by the object's last displacement (the centroid's move from the mask
+    ``before`` to ``prev``) on the side it moves to."""
+    h, w = prev.shape
+    dx, dy = _centroid(prev) - _centroid(before)
+    return Box(float(np.clip(box.x0 + min(dx, 0), 0, w - 1)), float(np.clip(box.y0 + min(dy, 0), 0, h - 1)),
+               float(np.clip(box.x1 + max(dx, 0), 1, w)), float(np.clip(box.y1 + max(dy, 0), 1, h)))
 
 
 def _centre(box: Box) -> tuple[float, float]:
