@@ -41,6 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -189,9 +190,21 @@ def medisam_tracks(model, predictor: Predictor | None, seq: Sequence,
 
 
 # ----------------------------------------------------------------- scores
-def score(seq: Sequence, masks: dict[int, dict[int, np.ndarray]]) -> dict[int, tuple[float, float, int, float | None]]:
-    """Per track: (mean Dice over its frames, Dice on its last frame, identity switches, mean
-    Dice over its frames after the prompt frame: None for a one-frame track)."""
+class TrackScore(NamedTuple):
+    """One track's scores."""
+
+    mean: float  # mean Dice over its frames
+    last: float  # Dice on its last frame (lost: < LOST_DICE)
+    switches: int  # identity switches
+    later: float | None  # mean Dice over its frames after the prompt frame (None: a one-frame track)
+
+
+#: A track whose Dice on its last frame is below this is lost.
+LOST_DICE = 0.2
+
+
+def score(seq: Sequence, masks: dict[int, dict[int, np.ndarray]]) -> dict[int, TrackScore]:
+    """Every track's :class:`TrackScore`."""
     out = {}
     for label, first, last in seq.tracks:
         dices, switches, switched = [], 0, False
@@ -203,17 +216,19 @@ def score(seq: Sequence, masks: dict[int, dict[int, np.ndarray]]) -> dict[int, t
             other = hits.max() > hits[label] if label < len(hits) else hits.max() > 0
             switches += other and not switched
             switched = other
-        out[label] = (float(np.mean(dices)), dices[-1], switches, float(np.mean(dices[1:])) if len(dices) > 1 else None)
+        out[label] = TrackScore(float(np.mean(dices)), dices[-1], switches,
+                                float(np.mean(dices[1:])) if len(dices) > 1 else None)
     return out
 
 
-def row(seq: Sequence, method: str, scores: dict, seconds_per_frame: float, reference: dict | None = None) -> str:
+def row(seq: Sequence, method: str, scores: dict[int, TrackScore], seconds_per_frame: float,
+        reference: dict[int, TrackScore] | None = None) -> str:
     """One table row; ``reference``: the box chain's scores, for the difference column."""
-    mean = np.mean([s[0] for s in scores.values()])
-    lost = sum(s[1] < 0.2 for s in scores.values())
-    switches = sum(s[2] for s in scores.values())
-    later = [s[3] for s in scores.values() if s[3] is not None]
-    versus = "-" if reference is None else f"{mean - np.mean([s[0] for s in reference.values()]):+.4f}"
+    mean = np.mean([s.mean for s in scores.values()])
+    lost = sum(s.last < LOST_DICE for s in scores.values())
+    switches = sum(s.switches for s in scores.values())
+    later = [s.later for s in scores.values() if s.later is not None]
+    versus = "-" if reference is None else f"{mean - np.mean([s.mean for s in reference.values()]):+.4f}"
     return (f"{seq.name:<15} {method:<28} {len(scores):>6} {mean:>9.4f} {versus:>8} "
             f"{np.mean(later) if later else float('nan'):>12.4f} {lost:>5} {switches:>8} {seconds_per_frame:>9.2f}")
 
@@ -256,7 +271,7 @@ def run_sequence(model, seq: Sequence, variants: list[str], embeddings: Path | N
         print(f"# per track mean Dice: {'track':>5} {'frames':>6} " + " ".join(f"{m[:14]:>14}" for m in table))
         for label, first, last in seq.tracks:
             print(f"#                      {label:>5} {last - first + 1:>6} "
-                  + " ".join(f"{table[m][label][0]:>14.3f}" for m in table))
+                  + " ".join(f"{table[m][label].mean:>14.3f}" for m in table))
 
 
 def main(argv: list[str] | None = None) -> int:
