@@ -394,3 +394,20 @@ def test_a_box_prompts_mask_is_the_candidate_that_fills_the_box(tiny_model):
     clicked = session_with()
     clicked.add_box(0, box, obj_id=1)
     np.testing.assert_array_equal(clicked.add_points(0, [(300, 256, 1)], obj_id=1).mask, right)
+
+
+def test_propagate_prints_the_tracking_cost_first(tiny_model, capsys):
+    """Before the work: objects, frames, encodings still to do and decoder passes (2 per object
+    and frame by default); nothing when every frame is already tracked."""
+    frames, _ = disks(6, [[(20 + t, 32) for t in range(6)], [None, None] + [(60, 32)] * 4])
+    session = VideoSession(tiny_model, frames)
+    session.add_box(0, Box(10, 22, 30, 42), obj_id=1)
+    session.add_box(2, Box(50, 22, 70, 42), obj_id=2)
+    session.propagate("forward")
+    err = capsys.readouterr().err
+    assert "tracking 2 object(s) over 6 frame(s) (0-5): up to 4 encodings and 20 decoder passes " \
+           "(10 object-frames x 2)" in err
+    assert TrackingConfig(candidates=("box", "chain", "mask-prompt")).decoder_passes == 3
+    assert TrackingConfig(extent="previous", candidates=("box",)).decoder_passes == 1
+    session.propagate("forward")
+    assert "tracking" not in capsys.readouterr().err

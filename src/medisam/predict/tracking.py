@@ -23,6 +23,7 @@ Results are kept per pass and reused: after a new prompt on frame ``f`` only fra
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
@@ -163,6 +164,18 @@ class TrackingSession(VolumeSession):
                 lo, hi = self._span(name, state)
                 total += sum(1 for t in range(lo, hi + 1) if t not in done)
         return total
+
+    def _announce(self, direction: str) -> None:
+        """Print the cost of the coming tracking before the work: frames, encodings, decoder passes."""
+        frames = {t for name, step in self._pass_specs(direction)
+                  for t in self._frames(name, step) if t not in self._valid_pass(name, step).frames}
+        if not frames:
+            return
+        object_frames = self.planned_slices(direction)
+        per = self.tracking.decoder_passes
+        print(f"tracking {len(self._objects)} object(s) over {len(frames)} frame(s) ({min(frames)}-{max(frames)}): "
+              f"up to {len(frames - self.encoded_slices)} encodings and {object_frames * per} decoder passes "
+              f"({object_frames} object-frames x {per})", file=sys.stderr)
 
     def _track_frame(self, name: str, p: _Pass, t: int) -> dict[int, SliceResult]:
         """Every object's result on frame ``t`` of pass ``p`` (rules 1-5)."""

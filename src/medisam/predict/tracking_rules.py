@@ -132,6 +132,13 @@ class TrackingConfig:
     size: str = "follow"
     fit: bool = True
 
+    @property
+    def decoder_passes(self) -> int:
+        """Decoder passes per object and tracked frame (one per candidate; the chain's box is
+        decoded for the centring and ``size`` even when it is not a candidate)."""
+        centring = self.extent != "previous" and CENTRES[self.centre] > 0 and "chain" not in self.candidates
+        return len(set(self.candidates)) + int(centring)
+
     def __post_init__(self) -> None:
         unknown = set(self.candidates) - set(CANDIDATES)
         if not self.candidates or unknown:
