@@ -7,9 +7,9 @@ by default the previous mask's box grown by 3 px at the model's scale, whose mas
 whole object, and a box of the size the user drew (scaled by the whole object's growth),
 centred halfway between the previous mask and that whole-object mask and extended towards
 its last motion; each mask is cut to its box, the box's mask is the decoder candidate that
-fills the box best, and the candidate mask that overlaps the previous mask most wins). Then the objects' masks on the frame are made
-consistent: prompts win, one object per track, one label per pixel, divisions and
-leaving (:func:`~medisam.predict.tracking_rules.resolve_frame`, rules 1-5 in
+fills the box best, and the candidate mask that overlaps the previous mask most wins). Then
+the objects' masks on the frame are made consistent: prompts win, one object per track, one
+label per pixel, divisions and leaving (:func:`~medisam.predict.tracking_rules.resolve_frame`, rules 1-5 in
 :mod:`medisam.predict.tracking_rules`).
 
 Frames after an object's first prompt are tracked forward from its latest prompt before
