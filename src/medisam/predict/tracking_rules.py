@@ -66,7 +66,8 @@ class TrackingConfig:
         margin: growth of the tracking box on each side, in pixels of the model's input
             grid (3 = the LiteMedSAM box-chain reference: 3 px at 256).
         candidates: the decoder passes whose masks compete on every frame: ``"box"`` (the
-            tracking box alone, SAM's single output), ``"multimask"`` (SAM's 3 ambiguity
+            tracking box alone: SAM's single output, or with ``fit`` the output that fills
+            the box best), ``"multimask"`` (SAM's 3 ambiguity
             candidates for it), ``"mask-prompt"`` (the box plus the previous frame's low-res
             logits as the mask prompt), ``"chain"`` (the box-chain reference's box: the
             previous mask's box + ``CHAIN_MARGIN``; it re-acquires an object that grew out
