@@ -297,6 +297,9 @@ class AxisSession(ClickLayer):
                                          planned_end(state, seed, step, direction, self._range(state)))
         return total
 
+    #: What one step of the progress bar is (one result of :meth:`iter_propagate`).
+    progress_unit = "slice"
+
     def propagate(self, direction: str = "both", progress: bool = True) -> MedicalImage:
         """Run :meth:`iter_propagate` to the end and return the label map (input geometry)."""
         total = self.planned_slices(direction)
@@ -305,9 +308,11 @@ class AxisSession(ClickLayer):
             from tqdm.auto import tqdm
 
             self._announce(direction)
-            with tqdm(total=total, unit="slice", desc="propagate") as bar:
+            with tqdm(total=total, unit=self.progress_unit, desc="propagate") as bar:
                 for _ in results:
                     bar.update(1)
+                bar.total = bar.n  # runs that stopped early (stop rules, objects that left) end the plan
+                bar.refresh()
         else:
             for _ in results:
                 pass

@@ -69,6 +69,8 @@ class TrackingSession(VolumeSession):
         tracking: the per-frame prompting rules (:class:`TrackingConfig`).
     """
 
+    progress_unit = "object-frame"
+
     def __init__(self, model, video: MedicalImage, window=None, predictor=None,
                  tracking: TrackingConfig | None = None):
         self._colour = video if video.is_rgb else None
