@@ -99,7 +99,7 @@ class PromptableModel(LoadedModel):
 
         ``points``: coords ``(B, N, 2)`` XY and labels ``(B, N)`` (1 positive, 0 negative, -1 pad).
         ``boxes``: ``(B, 4)`` XYXY. ``mask_input``: ``(B, 1, L, L)`` low-res logits.
-        ``multimask``: the outputs kept (:func:`~medisam.models.decoder_feeds.kept_masks`).
+        ``multimask``: the outputs kept (:func:`kept_masks`).
         """
         sparse, dense = self.net.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
         low_res, iou = self.net.mask_decoder.predict_masks(  # all four outputs; forward() slices them so

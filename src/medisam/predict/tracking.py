@@ -322,31 +322,26 @@ class TrackingSession(VolumeSession):
         key = (obj_id, t, seed.version)
         if key not in self._fitted:  # kept for the current prompts only: memory stays flat in long sessions
             self._fitted = {k: r for k, r in self._fitted.items() if self._is_current_prompt(*k)}
-            mask, logits, score = self._fitted_to(t, seed.box, result)
-            self._fitted[key] = replace(result, mask=mask, low_res_logits=logits, score=float(score))
+            if self.tracking.fit:
+                mask, logits, score = self._fitted_to(t, seed.box)
+                mask = clip_to(mask, self._objects[obj_id].clip_box)  # as the seed's own result is
+            else:
+                mask, logits, score = self._clipped(result.mask[None], seed.box)[0], result.low_res_logits, result.score
+            self._fitted[key] = replace(result, mask=mask, low_res_logits=logits, score=score)
         return self._fitted[key]
 
     def _is_current_prompt(self, obj_id: int, t: int, version: int) -> bool:
         state = self._objects.get(obj_id)
         return state is not None and t in state.seeds and state.seeds[t].version == version
 
-    def _fitted_to(self, t: int, box: Box, single: SliceResult | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-        """``(mask, low-res logits, score)`` of box ``box`` on frame ``t``: the decoder's single
-        output (``single`` when already decoded), cut to the box (``TrackingConfig.clip``),
-        or with ``TrackingConfig.fit`` the candidate, single or multimask, that fills the box
-        best (one decoder pass for all four)."""
-        fit = self.tracking.fit
-        if single is None:
-            pred = self._predict(t, box, None, None, multimask="all" if fit else False)
-            candidates = list(zip(pred.masks, pred.low_res_logits, pred.scores))
-        else:
-            candidates = [(single.mask, single.low_res_logits, single.score)]
-            if fit:
-                pred = self._predict(t, box, None, None, multimask=True)
-                candidates += zip(pred.masks, pred.low_res_logits, pred.scores)
-        masks = self._clipped(np.stack([m for m, _, _ in candidates]), box)
+    def _fitted_to(self, t: int, box: Box) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(mask, low-res logits, score)`` of box ``box`` on frame ``t``, cut to the box
+        (``TrackingConfig.clip``): the decoder's single output, or with ``TrackingConfig.fit``
+        the one of its four outputs (one decoder pass) that fills the box best."""
+        pred = self._predict(t, box, None, None, multimask="all" if self.tracking.fit else False)
+        masks = self._clipped(pred.masks, box)
         k = int(np.argmax([box_fill(m, box) for m in masks]))  # ties: SAM's single output
-        return masks[k], candidates[k][1], candidates[k][2]
+        return masks[k], pred.low_res_logits[k], float(pred.scores[k])
 
     def _clipped(self, masks: np.ndarray, box: Box) -> np.ndarray:
         """``masks`` cut to ``box`` (grown by ``TrackingConfig.clip`` px of the model grid; None: uncut)."""

@@ -115,9 +115,9 @@ class TrackingConfig:
             (:func:`box_fill`); ties keep the single output. A tight box touches the object on
             all four sides, but SAM's single output sometimes takes a part of it (half of a
             dim nucleus, with the dark background beside it), and a track started from half
-            an object walks off it; a mask that fills the box is the object boxed. It costs
-            one more decoder pass per object and frame. A prompt with clicks or a mask keeps
-            the single output.
+            an object walks off it; a mask that fills the box is the object boxed. The four
+            outputs come from one decoder pass, so it costs no extra pass on tracked frames
+            (one per prompt). A prompt with clicks or a mask keeps the single output.
     """
 
     extent: str = "prompt"
