@@ -87,7 +87,7 @@ def quantized_encoder(folder: Path) -> Path:
 
 
 #: Bumped whenever :mod:`medisam.models.fast_decoder` changes the graph it exports.
-FAST_DECODER_VERSION = 2
+FAST_DECODER_VERSION = 3
 
 
 def fast_decoder_enabled() -> bool:

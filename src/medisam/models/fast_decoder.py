@@ -75,13 +75,15 @@ class FastPromptDecoderGraph(PromptDecoderGraph):
         v = _heads(attn.v_proj(v_in), heads)
         c = k.shape[-1]
         wq = attn.q_proj.weight.t().reshape(-1, heads, c)                 # (C, H, c)
-        g = torch.einsum("dhc,bthc->bdht", wq, k).reshape(b, -1, heads * t) / math.sqrt(c)
-        g0 = torch.einsum("hc,bthc->bht", attn.q_proj.bias.reshape(heads, c), k).reshape(b, 1, heads * t) / math.sqrt(c)
-        s = torch.matmul(keys_pe, g) + g0                                 # (B, N, H*T)
-        p = torch.softmax(s.reshape(b, -1, heads, t), dim=-1).reshape(b, -1, heads * t)
+        g = torch.einsum("dhc,bthc->bhtd", wq, k).reshape(b, heads * t, -1) / math.sqrt(c)
+        g0 = torch.einsum("hc,bthc->bht", attn.q_proj.bias.reshape(heads, c), k).reshape(b, heads * t, 1) / math.sqrt(c)
+        # scores with the image tokens last, softmax over the T tokens of each head: the
+        # reduction runs across rows, vectorised along the 4096 image tokens
+        s = torch.matmul(g, keys_pe.transpose(1, 2)) + g0                 # (B, H*T, N)
+        p = torch.softmax(s.reshape(b, heads, t, -1), dim=2).reshape(b, heads * t, -1)
         wo = attn.out_proj.weight.t().reshape(heads, c, -1)               # (H, c, C)
         h = torch.einsum("bthc,hce->bhte", v, wo).reshape(b, heads * t, -1)
-        return (residual + attn.out_proj.bias) + torch.matmul(p, h)
+        return (residual + attn.out_proj.bias) + torch.matmul(p.transpose(1, 2), h)
 
     def _transformer(self, src: torch.Tensor, pe: torch.Tensor, tokens: torch.Tensor):
         """TwoWayTransformer.forward on channels-last ``src`` (B, N, C) and ``pe`` (1, N, C)."""
