@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from medisam.metrics_basic import dice
-from medisam.predict.click_refine import click_radius, refine_crop
+from medisam.predict.click_refine import RefineParams, click_radius, refine_crop
 from medisam.predict.edits import EditLayer, merged
 
 
@@ -50,3 +50,22 @@ def test_edit_layers_merge_over_the_union_of_their_crops():
     assert m.origin == (0, 0, 0) and m.mask.shape == (3, 5, 6)
     assert np.array_equal(m.apply(base), b.apply(a.apply(base)))
     assert merged(None, b, lambda crop: base[crop]) is b
+
+
+def test_a_click_fixes_the_ball_of_seed_radius_around_it_where_no_edge_helps():
+    """The hippocampus tuning's lever (docs/interactive3d.md, run 9): where the missed part looks
+    like the background, only the click's fixed ball recovers it, so the ball's size matters."""
+    img, truth = _volume()
+    img[truth[:, :, :] & (np.arange(24)[None, :, None] >= 12)] = 180.0  # the missed half has no edge
+    model = truth.copy()
+    model[:, 12:, :] = False
+    inside = np.ones_like(truth)
+    zyx = (6, 15, 9)
+    r = click_radius(model, zyx, True, (1.0, 1.0, 1.0))
+    zz, yy, xx = np.ogrid[:12, :24, :24]
+    ball = (zz - 6) ** 2 + (yy - 15) ** 2 + (xx - 9) ** 2 <= RefineParams().seed_radius ** 2
+    new = refine_crop(img, model, inside, [(zyx, True, r)])
+    assert new[ball].all()
+    small = refine_crop(img, model, inside, [(zyx, True, r)], params=RefineParams(seed_radius=1.0))
+    missed = truth & ~model
+    assert (new & missed).sum() > (small & missed).sum() + 50

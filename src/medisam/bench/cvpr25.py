@@ -108,8 +108,9 @@ def run_protocol(session, truth: np.ndarray, start: str = "box2d", n_clicks: int
 
 
 def click_steps(session, truth: np.ndarray, classes: list[int], labels: np.ndarray, n_clicks: int = N_CLICKS,
-                method: str | None = None) -> list[Step]:
-    """Steps 1..n_clicks from the label map ``labels`` the session shows now."""
+                method: str | None = None, params=None) -> list[Step]:  # noqa: ANN001 - RefineParams | None
+    """Steps 1..n_clicks from the label map ``labels`` the session shows now (``params``: the
+    walker's weights, :class:`~medisam.predict.click_refine.RefineParams`; None: the defaults)."""
     from medisam.predict.refine3d import refine_with_click
 
     steps: list[Step] = []
@@ -120,7 +121,7 @@ def click_steps(session, truth: np.ndarray, classes: list[int], labels: np.ndarr
         given = {}
         for c, click in clicks.items():
             if click is not None:
-                refine_with_click(session, click.zyx, click.positive, obj_id=c, method=method)
+                refine_with_click(session, click.zyx, click.positive, obj_id=c, method=method, params=params)
                 given[c] = {"zyx": list(click.zyx), "fg": click.positive}
         steps.append(Step(k, session.label_map().array.copy(), time.perf_counter() - t0, given))
     return steps

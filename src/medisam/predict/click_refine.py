@@ -36,7 +36,7 @@ class RefineParams:
     intensity_mix: float = 0.5  # share of the intensity model in the prior
     click_scale: float = 1.5  # fade radius = click_scale * distance to the current boundary
     min_radius: float = 2.0  # voxels
-    seed_radius: float = 1.0  # voxels: a click fixes this ball
+    seed_radius: float = 3.0  # voxels: a click fixes this ball
     pad: int = 2  # voxels around the box and the clicks
     sample_radius: float = 3.0  # voxels around a positive click that sample the object's intensity
 

@@ -125,7 +125,8 @@ def _masks(session, obj_id: int) -> dict[int, np.ndarray]:
 
 
 def refine_with_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
-                      agree: float = AGREE_DICE, method: str | None = None) -> ClickOutcome:
+                      agree: float = AGREE_DICE, method: str | None = None,
+                      params: RefineParams | None = None) -> ClickOutcome:
     """Correct object ``obj_id`` with one click at voxel ``(z, y, x)``: ONE undo step.
 
     A positive click adds the voxel to the object, a negative one removes it. Undo with
@@ -134,13 +135,14 @@ def refine_with_click(session, zyx: Sequence[int], positive: bool, obj_id: int =
     object's 3D mask around the model's result (:func:`walker_click`); ``"slice"`` re-decodes
     the clicked slice and re-propagates from it (the behaviour before the walker, kept as the
     benchmarks' reference; any pending propagation of the session is completed too).
+    ``params``: the walker's weights (None: :class:`RefineParams`' defaults).
     """
     if method is None:
         method = "walker" if hasattr(session, "set_edits") else "slice"
     if method not in ("walker", "slice"):
         raise PromptError(f"unknown click method {method!r}; use walker or slice")
     if method == "walker" and obj_id in session.object_ids:
-        return walker_click(session, zyx, positive, obj_id)
+        return walker_click(session, zyx, positive, obj_id, params or RefineParams())
     return slice_click(session, zyx, positive, obj_id, agree)
 
 

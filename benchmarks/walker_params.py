@@ -1,0 +1,121 @@
+"""Score weights of the 3D click walker on a whole 3D set, all from ONE start per case.
+
+The CVPR25 protocol (``medisam bench -p cvpr25-box3d``) runs LiteMedSAM once for the start
+(3D box per class) and then 5 click steps that are the walker's alone
+(:mod:`medisam.predict.click_refine`, no model call). So every walker setting is scored
+from the same start: per case the start runs once, then each setting's 5 clicks, each undone
+back to the start (``session.undo()``, checked against the start's label map) before the next.
+Cases alternate between a tuning half (even position, sorted by id) and a held-out half
+(odd), so a setting chosen on one half is judged on the other.
+
+    MEDISAM_THREADS=1 python benchmarks/walker_params.py ../shared/data/msd_task04_hippocampus \
+        --params '[{"seed_radius": 1.0}, {}]' --workers 2 --out runs/walker.csv
+
+``--params``: a JSON list of :class:`~medisam.predict.click_refine.RefineParams` overrides
+(``{}`` = the defaults). Prints per setting and half: mean DSC at each step, DSC AUC (the
+protocol's trapezoid over the 5 clicks) and cases; ``--out`` keeps the per-case rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import replace
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+_MODEL = None
+_CASES: dict = {}
+
+
+def _init(data: str) -> None:
+    """Per worker: the model and the set's cases (read once)."""
+    global _MODEL
+    from medisam.bench.datasets import iter_cases
+    from medisam.models import load_model
+
+    _MODEL = load_model("litemedsam")
+    _CASES.update((c.case_id, c) for c in iter_cases(data))
+
+
+def _case(args: tuple[str, list[dict]]) -> list[dict]:
+    """Rows (one per setting) of one case: DSC at the start and after each click."""
+    case_id, settings = args
+    from medisam.bench import cvpr25
+    from medisam.predict import VolumeSession
+    from medisam.predict.click_refine import RefineParams
+
+    case = _CASES[case_id]
+    truth = case.labels.array
+    classes = cvpr25.truth_classes(truth)
+    session = VolumeSession(_MODEL, case.image, axis=0)
+    first = cvpr25.run_protocol(session, truth, "box3d", n_clicks=0)[0]
+    rows = []
+    for over in settings:
+        steps = cvpr25.click_steps(session, truth, classes, first.labels, params=replace(RefineParams(), **over))
+        while session.can_undo > first.undo_depth:
+            session.undo()
+        if not np.array_equal(session.label_map().array, first.labels):
+            raise RuntimeError(f"{case_id}: undoing the clicks did not restore the start")
+        dsc = [cvpr25.multi_class_dsc(truth, s.labels, classes) for s in [first, *steps]]
+        rows.append({"case": case_id, "params": json.dumps(over, sort_keys=True), "auc": cvpr25.auc(dsc),
+                     **{f"dsc{k}": d for k, d in enumerate(dsc)}})
+    return rows
+
+
+def _table(rows: list[dict], settings: list[dict], ids: list[str]) -> str:
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    half = {cid: ("tuning" if i % 2 == 0 else "held-out") for i, cid in enumerate(ids)}
+    df["half"] = df["case"].map(half)
+    steps = [c for c in df.columns if c.startswith("dsc")]
+    lines = ["| params | cases | " + " | ".join(f"DSC {c[3:]}" for c in steps) + " | DSC AUC |",
+             "|---" * (len(steps) + 3) + "|"]
+    for over in settings:
+        key = json.dumps(over, sort_keys=True)
+        for name, part in (("tuning", df[(df.params == key) & (df.half == "tuning")]),
+                           ("held-out", df[(df.params == key) & (df.half == "held-out")]),
+                           ("all", df[df.params == key])):
+            means = " | ".join(f"{part[c].mean():.3f}" for c in steps)
+            lines.append(f"| {key} | {name} {len(part)} | {means} | {part['auc'].mean():.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", help="a 3D labelled set (e.g. ../shared/data/msd_task04_hippocampus)")
+    ap.add_argument("--params", default='[{"seed_radius": 1.0}, {}]', help="JSON list of RefineParams overrides")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=0, help="first N cases by id (0: all)")
+    ap.add_argument("--out", type=Path, help="CSV of the per-case rows")
+    args = ap.parse_args()
+    from tqdm import tqdm
+
+    from medisam.bench.datasets import iter_cases
+
+    settings = json.loads(args.params)
+    if not isinstance(settings, list) or not all(isinstance(s, dict) for s in settings):
+        raise SystemExit("--params must be a JSON list of objects")
+    ids = sorted(c.case_id for c in iter_cases(args.data))
+    ids = ids[:args.limit] if args.limit else ids
+    print(f"{len(ids)} cases x (one LiteMedSAM start + {len(settings)} settings x 5 walker clicks per class), "
+          f"{args.workers} worker(s), MEDISAM_THREADS={os.environ.get('MEDISAM_THREADS', 'default')}")
+    rows: list[dict] = []
+    with Pool(args.workers, initializer=_init, initargs=(args.data,)) as pool:
+        jobs = [(cid, settings) for cid in ids]
+        for out in tqdm(pool.imap_unordered(_case, jobs), total=len(jobs), unit="case"):
+            rows += out
+    if args.out:
+        import pandas as pd
+
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(args.out, index=False)
+    print(_table(rows, settings, ids))
+
+
+if __name__ == "__main__":
+    main()
