@@ -6,14 +6,16 @@ The CVPR25 protocol (``medisam bench -p cvpr25-box3d``) runs LiteMedSAM once for
 from the same start: per case the start runs once, then each setting's 5 clicks, each undone
 back to the start (``session.undo()``, checked against the start's label map) before the next.
 Cases alternate between a tuning half (even position, sorted by id) and a held-out half
-(odd), so a setting chosen on one half is judged on the other.
+(odd), so a setting chosen on one half is judged on the other. Scores are the protocol's
+(``cvpr25.score_steps``: DSC, NSD at 2 mm).
 
     MEDISAM_THREADS=1 python benchmarks/walker_params.py ../shared/data/msd_task04_hippocampus \
         --params '[{"seed_radius": 1.0}, {}]' --workers 2 --out runs/walker.csv
 
 ``--params``: a JSON list of :class:`~medisam.predict.click_refine.RefineParams` overrides
 (``{}`` = the defaults). Prints per setting and half: mean DSC at each step, DSC AUC (the
-protocol's trapezoid over the 5 clicks) and cases; ``--out`` keeps the per-case rows.
+protocol's trapezoid over the 5 clicks), final NSD, NSD AUC and cases; ``--out`` keeps the
+per-case rows. ``--starts DIR`` keeps each case's start and reuses it on the next run.
 """
 
 from __future__ import annotations
@@ -41,9 +43,34 @@ def _init(data: str) -> None:
     _CASES.update((c.case_id, c) for c in iter_cases(data))
 
 
-def _case(args: tuple[str, list[dict]]) -> list[dict]:
+def _start(session, truth: np.ndarray, saved: Path | None):  # noqa: ANN001, ANN202 - session -> cvpr25.Step
+    """The protocol's start on ``session``; with ``saved``, reused from (or kept in) that file.
+
+    A kept start is the session's prompt/result store and fused marks (a development
+    shortcut: the start is LiteMedSAM's whole cost, the walker settings are what varies); it is
+    only valid for the same model, backend, data and code, so delete the folder when any changes.
+    """
+    import pickle
+
+    from medisam.bench import cvpr25
+
+    if saved is not None and saved.is_file():
+        blob = pickle.loads(saved.read_bytes())
+        session.store, session._triplanar.fused = blob["store"], blob["fused"]
+        return cvpr25.Step(0, blob["labels"], 0.0, {}, session.can_undo)
+    first = cvpr25.run_protocol(session, truth, "box3d", n_clicks=0)[0]
+    if saved is not None:
+        from medisam.io.atomic import atomic_write
+
+        with atomic_write(saved) as tmp:
+            tmp.write_bytes(pickle.dumps({"store": session.store, "fused": session._triplanar.fused,
+                                          "labels": first.labels}))
+    return first
+
+
+def _case(args: tuple[str, list[dict], str | None]) -> list[dict]:
     """Rows (one per setting) of one case: DSC at the start and after each click."""
-    case_id, settings = args
+    case_id, settings, starts = args
     from medisam.bench import cvpr25
     from medisam.predict import VolumeSession
     from medisam.predict.click_refine import RefineParams
@@ -52,7 +79,7 @@ def _case(args: tuple[str, list[dict]]) -> list[dict]:
     truth = case.labels.array
     classes = cvpr25.truth_classes(truth)
     session = VolumeSession(_MODEL, case.image, axis=0)
-    first = cvpr25.run_protocol(session, truth, "box3d", n_clicks=0)[0]
+    first = _start(session, truth, None if starts is None else Path(starts) / f"{case_id}.pkl")
     rows = []
     for over in settings:
         steps = cvpr25.click_steps(session, truth, classes, first.labels, params=replace(RefineParams(), **over))
@@ -60,9 +87,10 @@ def _case(args: tuple[str, list[dict]]) -> list[dict]:
             session.undo()
         if not np.array_equal(session.label_map().array, first.labels):
             raise RuntimeError(f"{case_id}: undoing the clicks did not restore the start")
-        dsc = [cvpr25.multi_class_dsc(truth, s.labels, classes) for s in [first, *steps]]
+        scores = cvpr25.score_steps([first, *steps], truth, case.image.spacing)  # the protocol's DSC, NSD
+        dsc, nsd = [d for d, _ in scores], [n for _, n in scores]
         rows.append({"case": case_id, "params": json.dumps(over, sort_keys=True), "auc": cvpr25.auc(dsc),
-                     **{f"dsc{k}": d for k, d in enumerate(dsc)}})
+                     "nsd_auc": cvpr25.auc(nsd), "nsd5": nsd[-1], **{f"dsc{k}": d for k, d in enumerate(dsc)}})
     return rows
 
 
@@ -73,15 +101,16 @@ def _table(rows: list[dict], settings: list[dict], ids: list[str]) -> str:
     half = {cid: ("tuning" if i % 2 == 0 else "held-out") for i, cid in enumerate(ids)}
     df["half"] = df["case"].map(half)
     steps = [c for c in df.columns if c.startswith("dsc")]
-    lines = ["| params | cases | " + " | ".join(f"DSC {c[3:]}" for c in steps) + " | DSC AUC |",
-             "|---" * (len(steps) + 3) + "|"]
+    lines = ["| params | cases | " + " | ".join(f"DSC {c[3:]}" for c in steps) + " | DSC AUC | NSD 5 | NSD AUC |",
+             "|---" * (len(steps) + 5) + "|"]
     for over in settings:
         key = json.dumps(over, sort_keys=True)
         for name, part in (("tuning", df[(df.params == key) & (df.half == "tuning")]),
                            ("held-out", df[(df.params == key) & (df.half == "held-out")]),
                            ("all", df[df.params == key])):
             means = " | ".join(f"{part[c].mean():.3f}" for c in steps)
-            lines.append(f"| {key} | {name} {len(part)} | {means} | {part['auc'].mean():.3f} |")
+            lines.append(f"| {key} | {name} {len(part)} | {means} | {part['auc'].mean():.3f} | "
+                         f"{part['nsd5'].mean():.3f} | {part['nsd_auc'].mean():.3f} |")
     return "\n".join(lines)
 
 
@@ -92,12 +121,15 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--limit", type=int, default=0, help="first N cases by id (0: all)")
     ap.add_argument("--out", type=Path, help="CSV of the per-case rows")
+    ap.add_argument("--starts", type=Path, help="folder keeping each case's start for later runs (see _start)")
     args = ap.parse_args()
     from tqdm import tqdm
 
     from medisam.bench.datasets import iter_cases
 
     settings = json.loads(args.params)
+    if args.starts is not None:
+        args.starts.mkdir(parents=True, exist_ok=True)
     if not isinstance(settings, list) or not all(isinstance(s, dict) for s in settings):
         raise SystemExit("--params must be a JSON list of objects")
     ids = sorted(c.case_id for c in iter_cases(args.data))
@@ -106,7 +138,7 @@ def main() -> None:
           f"{args.workers} worker(s), MEDISAM_THREADS={os.environ.get('MEDISAM_THREADS', 'default')}")
     rows: list[dict] = []
     with Pool(args.workers, initializer=_init, initargs=(args.data,)) as pool:
-        jobs = [(cid, settings) for cid in ids]
+        jobs = [(cid, settings, None if args.starts is None else str(args.starts)) for cid in ids]
         for out in tqdm(pool.imap_unordered(_case, jobs), total=len(jobs), unit="case"):
             rows += out
     if args.out:

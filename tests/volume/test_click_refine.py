@@ -69,3 +69,16 @@ def test_a_click_fixes_the_ball_of_seed_radius_around_it_where_no_edge_helps():
     small = refine_crop(img, model, inside, [(zyx, True, r)], params=RefineParams(seed_radius=1.0))
     missed = truth & ~model
     assert (new & missed).sum() > (small & missed).sum() + 50
+
+
+def test_a_click_near_the_box_edge_sets_nothing_outside_the_box():
+    """The click's ball is cut to the object's box: a voxel past it would be a new error that the
+    protocol clicks next, on a slice outside the object's range (a refused prompt)."""
+    img, truth = _volume()
+    model = truth.copy()
+    model[:, 12:, :] = False
+    inside = np.zeros_like(truth)
+    inside[3:9, 6:18, 6:12] = True  # the box is the object's extent
+    zyx = (3, 15, 9)  # on the box's first slice: the ball reaches slices 0-2
+    new = refine_crop(img, model, inside, [(zyx, True, click_radius(model, zyx, True, (1.0, 1.0, 1.0)))])
+    assert new[zyx] and not new[~inside].any()
