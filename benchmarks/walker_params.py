@@ -6,8 +6,8 @@ The CVPR25 protocol (``medisam bench -p cvpr25-box3d``) runs LiteMedSAM once for
 from the same start: per case the start runs once, then each setting's 5 clicks, each undone
 back to the start (``session.undo()``, checked against the start's label map) before the next.
 Cases alternate between a tuning half (even position, sorted by id) and a held-out half
-(odd), so a setting chosen on one half is judged on the other. Scores are the protocol's
-(``cvpr25.score_steps``: DSC, NSD at 2 mm).
+(odd), so a setting chosen on one half is judged on the other. Rows and table are the
+bench's own (``cvpr25.step_rows``, ``cvpr25.protocol_table``: DSC, NSD at 2 mm, AUCs).
 
     MEDISAM_THREADS=1 python benchmarks/walker_params.py ../shared/data/msd_task04_hippocampus \
         --params '[{"seed_radius": 1.0}, {}]' --workers 2 --out runs/walker.csv
@@ -15,7 +15,8 @@ Cases alternate between a tuning half (even position, sorted by id) and a held-o
 ``--params``: a JSON list of :class:`~medisam.predict.click_refine.RefineParams` overrides
 (``{}`` = the defaults). Prints per setting and half: mean DSC at each step, DSC AUC (the
 protocol's trapezoid over the 5 clicks), final NSD, NSD AUC and cases; ``--out`` keeps the
-per-case rows. ``--starts DIR`` keeps each case's start and reuses it on the next run.
+rows (the bench's ``results.csv`` columns, one per case, setting and step). ``--starts DIR``
+keeps each case's start and reuses it on the next run.
 """
 
 from __future__ import annotations
@@ -87,30 +88,33 @@ def _case(args: tuple[str, list[dict], str | None]) -> list[dict]:
             session.undo()
         if not np.array_equal(session.label_map().array, first.labels):
             raise RuntimeError(f"{case_id}: undoing the clicks did not restore the start")
-        scores = cvpr25.score_steps([first, *steps], truth, case.image.spacing)  # the protocol's DSC, NSD
-        dsc, nsd = [d for d, _ in scores], [n for _, n in scores]
-        rows.append({"case": case_id, "params": json.dumps(over, sort_keys=True), "auc": cvpr25.auc(dsc),
-                     "nsd_auc": cvpr25.auc(nsd), "nsd5": nsd[-1], **{f"dsc{k}": d for k, d in enumerate(dsc)}})
+        # the bench's own rows (one per step); the setting stands where the bench has its strategy
+        rows += [{**r, "case": case_id, "model": "litemedsam"}
+                 for r in cvpr25.step_rows([first, *steps], truth, case, json.dumps(over, sort_keys=True))]
     return rows
 
 
-def _table(rows: list[dict], settings: list[dict], ids: list[str]) -> str:
+def _table(rows: list[dict], ids: list[str]) -> str:
+    """The protocol's table (:func:`cvpr25.protocol_table`) per setting, for each half and all cases."""
     import pandas as pd
+
+    from medisam.bench import cvpr25
 
     df = pd.DataFrame(rows)
     half = {cid: ("tuning" if i % 2 == 0 else "held-out") for i, cid in enumerate(ids)}
-    df["half"] = df["case"].map(half)
-    steps = [c for c in df.columns if c.startswith("dsc")]
+    parts = [df.assign(dataset=df["case"].map(half)), df.assign(dataset="all")]
+    table = cvpr25.protocol_table(pd.concat(parts, ignore_index=True))
+    order = {"tuning": 0, "held-out": 1, "all": 2}
+    settings = list(dict.fromkeys(df["strategy"]))  # as given
+    table = table.sort_values(by=["strategy", "dataset"],
+                              key=lambda c: c.map(settings.index) if c.name == "strategy" else c.map(order))
+    steps = [f"dsc{k}" for k in range(cvpr25.N_CLICKS + 1)]
     lines = ["| params | cases | " + " | ".join(f"DSC {c[3:]}" for c in steps) + " | DSC AUC | NSD 5 | NSD AUC |",
              "|---" * (len(steps) + 5) + "|"]
-    for over in settings:
-        key = json.dumps(over, sort_keys=True)
-        for name, part in (("tuning", df[(df.params == key) & (df.half == "tuning")]),
-                           ("held-out", df[(df.params == key) & (df.half == "held-out")]),
-                           ("all", df[df.params == key])):
-            means = " | ".join(f"{part[c].mean():.3f}" for c in steps)
-            lines.append(f"| {key} | {name} {len(part)} | {means} | {part['auc'].mean():.3f} | "
-                         f"{part['nsd5'].mean():.3f} | {part['nsd_auc'].mean():.3f} |")
+    for _, r in table.iterrows():
+        means = " | ".join(f"{r[c]:.3f}" for c in steps)
+        lines.append(f"| {r['strategy']} | {r['dataset']} {r['cases']} | {means} | {r['dsc_auc']:.3f} | "
+                     f"{r['nsd_final']:.3f} | {r['nsd_auc']:.3f} |")
     return "\n".join(lines)
 
 
@@ -120,7 +124,7 @@ def main() -> None:
     ap.add_argument("--params", default='[{"seed_radius": 1.0}, {}]', help="JSON list of RefineParams overrides")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--limit", type=int, default=0, help="first N cases by id (0: all)")
-    ap.add_argument("--out", type=Path, help="CSV of the per-case rows")
+    ap.add_argument("--out", type=Path, help="CSV of the rows (one per case, setting and step)")
     ap.add_argument("--starts", type=Path, help="folder keeping each case's start for later runs (see _start)")
     args = ap.parse_args()
     from tqdm import tqdm
@@ -146,7 +150,7 @@ def main() -> None:
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_csv(args.out, index=False)
-    print(_table(rows, settings, ids))
+    print(_table(rows, ids))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from medisam.metrics_basic import dice
 from medisam.prompting import clicks3d
 from medisam.prompting.strategies import ProtocolStrategy
 from medisam.prompts import Box3D
+
+if TYPE_CHECKING:
+    from medisam.predict.click_refine import RefineParams
 
 STARTS = {"cvpr25": "box2d", "cvpr25-box3d": "box3d"}
 N_CLICKS = 5
@@ -108,7 +111,7 @@ def run_protocol(session, truth: np.ndarray, start: str = "box2d", n_clicks: int
 
 
 def click_steps(session, truth: np.ndarray, classes: list[int], labels: np.ndarray, n_clicks: int = N_CLICKS,
-                method: str | None = None, params=None) -> list[Step]:  # noqa: ANN001 - RefineParams | None
+                method: str | None = None, params: RefineParams | None = None) -> list[Step]:
     """Steps 1..n_clicks from the label map ``labels`` the session shows now (``params``: the
     walker's weights, :class:`~medisam.predict.click_refine.RefineParams`; None: the defaults)."""
     from medisam.predict.refine3d import refine_with_click
@@ -178,11 +181,13 @@ def evaluate_case(case, predictor, strategy: str, window=None,
         runs = [(base, run_protocol(session, truth, start, method="slice" if base.endswith("-slice") else None))]
     rows = []
     for label, steps in runs:
-        rows += _rows(steps, truth, case, label, tolerance_mm)
+        rows += step_rows(steps, truth, case, label, tolerance_mm)
     return rows
 
 
-def _rows(steps: list[Step], truth: np.ndarray, case, strategy: str, tolerance_mm: float) -> list[dict[str, Any]]:
+def step_rows(steps: list[Step], truth: np.ndarray, case, strategy: str,
+              tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> list[dict[str, Any]]:
+    """Result rows of one case's steps (one per step, target ``all``; :func:`protocol_table` reads them)."""
     scores = score_steps(steps, truth, case.image.spacing, tolerance_mm)
     classes = truth_classes(truth)
     return [{"target": "all", "target_id": "all", "label": "", "area": int((truth != 0).sum()), "click": s.step,
