@@ -58,7 +58,7 @@ def _start(session, truth: np.ndarray, saved: Path | None):  # noqa: ANN001, ANN
     if saved is not None and saved.is_file():
         blob = pickle.loads(saved.read_bytes())
         session.store, session._triplanar.fused = blob["store"], blob["fused"]
-        return cvpr25.Step(0, blob["labels"], 0.0, {}, session.can_undo)
+        return cvpr25.Step(0, session.label_map().array, 0.0, {}, session.can_undo)
     first = cvpr25.run_protocol(session, truth, "box3d", n_clicks=0)[0]
     if saved is not None:
         from medisam.io.atomic import atomic_write

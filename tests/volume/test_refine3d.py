@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_volume_session import CountingEncoder, ball_volume  # noqa: E402
 
 from medisam.errors import PromptError  # noqa: E402
+from medisam.io.medical_image import MedicalImage  # noqa: E402
 from medisam.predict import PropagationConfig, VolumeSession  # noqa: E402
 from medisam.predict.refine3d import click_on_plane, corrected_box, refine_with_click  # noqa: E402
 
@@ -191,3 +192,52 @@ def test_object_crop_and_extent_read_only_the_crop_and_match_the_volume(tiny_mod
     view = session.display
     with pytest.raises(ValueError):
         view[0, 0, 0] = 1.0  # the public display is read-only
+
+
+def _overlapping_masks(tiny_model):
+    """Objects 1 (x 8..25) and 2 (x 20..33, smaller: on top) set by masks on slices 3..7 of a flat volume."""
+    rng = np.random.default_rng(1)
+    image = MedicalImage((100 + rng.normal(0, 5, (10, 32, 40))).astype(np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0),
+                         (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), "MR")
+    session = VolumeSession(tiny_model, image, axis=0, config=FAST)
+    for obj, (x0, x1) in ((1, (8, 26)), (2, (20, 34))):
+        m = np.zeros((32, 40), dtype=bool)
+        m[8:24, x0:x1] = True
+        for t in range(3, 8):
+            session.add_mask(t, m, obj_id=obj)
+    return session
+
+
+def test_a_nested_or_smaller_object_is_on_top_whatever_its_id(tiny_model):
+    session = _overlapping_masks(tiny_model)
+    labels = _labels(session)
+    assert (labels[3:8, 8:24, 20:34] == 2).all() and (labels[3:8, 8:24, 8:20] == 1).all()
+    inner = np.zeros((32, 40), dtype=bool)
+    inner[12:16, 10:14] = True  # a third object nested in object 1, with a higher id
+    session.add_mask(5, inner, obj_id=3)
+    labels = _labels(session)
+    assert (labels[5][inner] == 3).all()
+    session.remove_object(1)
+    session.remove_object(3)
+    session.add_mask(5, inner, obj_id=1)  # the nested object now has the LOWEST id: still on top
+    big = np.zeros((32, 40), dtype=bool)
+    big[4:28, 4:30] = True
+    session.add_mask(5, big, obj_id=4)
+    labels = _labels(session)
+    assert (labels[5][inner] == 1).all() and (labels[5][big & ~inner] != 0).all()
+
+
+def test_a_positive_click_takes_from_other_objects_only_near_it(tiny_model):
+    session = _overlapping_masks(tiny_model)
+    assert session.object_volume(2)[5, 16, 23]
+    session.add_click((5, 16, 10), True, 1)  # inside object 1, far from the overlap (x 20..25)
+    assert session.object_volume(2)[5, 16, 23] and _labels(session)[5, 16, 23] == 2  # the far overlap stays
+
+
+def test_another_objects_click_is_background_for_this_object(tiny_model):
+    session = _overlapping_masks(tiny_model)
+    v = (5, 16, 17)  # object 1 only
+    session.add_click(v, True, 2)
+    assert _labels(session)[v] == 2
+    session.add_click((5, 16, 11), True, 1)  # object 1 refined again: it does not take the voxel back
+    assert _labels(session)[v] == 2 and not session.object_volume(1)[v]

@@ -22,7 +22,8 @@ from medisam.models.promptable import PromptableModel
 from medisam.predict.axis_runs import (owner_result, planned_end, run_iter, run_planned, seed_iter, two_pass,
                                        two_pass_iter, two_pass_planned)
 from medisam.predict.cache import EmbeddingCache
-from medisam.predict.contract import SliceResult, ViewProgress, check_object_id, steps_of, tracks_with_memory
+from medisam.predict.contract import (SliceResult, ViewProgress, check_object_id, paint_order, steps_of,
+                                     tracks_with_memory)
 from medisam.predict.encoder import PlaneEncoder
 from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import PropagationConfig, box_around
@@ -331,10 +332,13 @@ class AxisSession(ClickLayer):
         return out
 
     def label_map(self) -> MedicalImage:
-        """``(Z, Y, X)`` labels (object id per voxel, later ids win overlaps) with the input's geometry."""
+        """``(Z, Y, X)`` labels (object id per voxel, the smaller object on top where objects
+        overlap: :func:`~medisam.predict.contract.paint_order`) with the input's geometry."""
         n = max(self._objects, default=0)
         labels = np.zeros(self.image.spatial_shape, dtype=np.uint8 if n < 256 else np.uint16)
-        for obj_id in self.object_ids:
+        sizes = {obj_id: sum(int(r.mask.sum()) for r in self.model_results(obj_id).values())
+                 for obj_id in self.object_ids}
+        for obj_id in paint_order(sizes):
             for t, r in self.results(obj_id).items():
                 if r.mask.any():
                     self.geometry.put(labels, t, r.mask, obj_id)

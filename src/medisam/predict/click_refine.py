@@ -104,9 +104,16 @@ def click_radius(current: np.ndarray, zyx: Sequence[int], positive: bool, spacin
     return max(params.min_radius, params.click_scale * float(dist[tuple(int(c) for c in zyx)]))
 
 
+def squared_distance(shape: Sequence[int], zyx: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
+    """Squared distance of every voxel of a ``shape`` grid to ``zyx``, in voxels of the finest spacing."""
+    f = np.asarray(spacing, dtype=float) / float(min(spacing))
+    zz, yy, xx = np.ogrid[:shape[0], :shape[1], :shape[2]]
+    return ((zz - zyx[0]) * f[0]) ** 2 + ((yy - zyx[1]) * f[1]) ** 2 + ((xx - zyx[2]) * f[2]) ** 2
+
+
 def refine_crop(display: np.ndarray, model_mask: np.ndarray, inside: np.ndarray,
                 clicks: Sequence[tuple[Sequence[int], bool, float]], spacing: Sequence[float] = (1.0, 1.0, 1.0),
-                params: RefineParams = RefineParams()) -> np.ndarray:
+                params: RefineParams = RefineParams(), claimed: np.ndarray | None = None) -> np.ndarray:
     """The refined mask of one crop.
 
     Args:
@@ -116,20 +123,20 @@ def refine_crop(display: np.ndarray, model_mask: np.ndarray, inside: np.ndarray,
         clicks: ``((z, y, x), positive, radius)`` in crop coordinates, every click so far in
             order (:func:`click_radius`).
         spacing: voxel size ``(z, y, x)``; distances are in voxels of the finest spacing.
+        claimed: voxels that other objects' clicks put in those objects: the prior there is 0
+            (this object's own clicks still decide around them).
     """
     img = display.astype(np.float64)
     model_mask = model_mask.astype(bool)
     sd = ndimage.distance_transform_edt(model_mask) - ndimage.distance_transform_edt(~model_mask)
     p_model = 1.0 / (1.0 + np.exp(-sd / params.softness))
-    f = np.asarray(spacing, dtype=float) / float(min(spacing))
-    zz, yy, xx = np.ogrid[:img.shape[0], :img.shape[1], :img.shape[2]]
     fg = np.zeros(img.shape, bool)
     bg = np.zeros(img.shape, bool)
     lam = np.full(img.shape, params.prior_weight)
     sample = np.zeros(img.shape, bool)
     removed = np.zeros(img.shape, bool)
     for zyx, positive, r in clicks:
-        d2 = ((zz - zyx[0]) * f[0]) ** 2 + ((yy - zyx[1]) * f[1]) ** 2 + ((xx - zyx[2]) * f[2]) ** 2
+        d2 = squared_distance(img.shape, zyx, spacing)
         lam = lam * (1.0 - np.exp(-d2 / (2.0 * r * r)))
         ball = (d2 <= params.seed_radius ** 2) & inside  # never past the object's box
         ball[tuple(int(c) for c in zyx)] = True
@@ -148,6 +155,8 @@ def refine_crop(display: np.ndarray, model_mask: np.ndarray, inside: np.ndarray,
         ratio = intensity_ratio(img, sample)
         bayes = p_model * ratio / (p_model * ratio + (1.0 - p_model))
         prior = (1.0 - params.intensity_mix) * p_model + params.intensity_mix * bayes
+    if claimed is not None:
+        prior = np.where(claimed, 0.0, prior)
     bg |= ~inside & ~fg
     x = solve_prior_walker(laplacian(img, params.beta), lam, prior, fg, bg)
     return x > 0.5

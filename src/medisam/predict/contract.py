@@ -20,6 +20,9 @@ x = column, y = row; object ids are the label values 1..65535):
   block) pushes one snapshot of the prompts; ``undo`` restores the last one. Results of
   the restored prompts are recomputed where they were not kept (see ``KEEP_UNDO_RESULTS``
   in :mod:`medisam.predict.store`; SAM 2 re-adds its prompts and must propagate again).
+* ``label_map()``: one object id per voxel. Where objects overlap, the smaller object (by
+  the model's own result, :func:`paint_order`) is on top, so a structure nested in another
+  (a tumour's necrosis in its oedema, a lesion in its organ) stays visible whatever its id.
 * ``iter_propagate(direction)``: yields :class:`SliceResult` on the session axis as it goes
   (a tri-planar 3D box also yields :class:`ViewProgress` items while its other two views
   run, so progress and cancellation keep working); stopping it early keeps what is done.
@@ -100,6 +103,14 @@ def steps_of(direction: str) -> tuple[int, ...]:
     if direction not in DIRECTIONS:
         raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     return {"both": (1, -1), "forward": (1,), "backward": (-1,)}[direction]
+
+
+def paint_order(sizes: dict[int, int]) -> list[int]:
+    """Object ids in the order a label map paints them: largest first (voxels of the model's
+    own result, ``sizes``), so the smaller of two overlapping objects is on top; equal sizes
+    keep id order (the later id on top). Sizes from the model's result, not from 3D clicks,
+    so a click never reorders the objects."""
+    return sorted(sizes, key=lambda obj_id: (-sizes[obj_id], obj_id))
 
 
 def tracks_with_memory(model: PromptableModel) -> bool:

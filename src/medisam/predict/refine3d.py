@@ -39,7 +39,7 @@ import numpy as np
 from medisam.errors import PromptError
 from medisam.metrics_basic import dice
 from medisam.predict.click_layer import crop_of
-from medisam.predict.click_refine import RefineParams, click_radius, refine_crop
+from medisam.predict.click_refine import RefineParams, click_radius, refine_crop, squared_distance
 from medisam.predict.edits import EditLayer, merged
 from medisam.predict.store import Click3D, check_in_range
 from medisam.prompts import Box
@@ -153,8 +153,12 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
     On a crop around the object's 3D box (or its mask) and every click so far, the walker
     starts from the model's result (the slice results, without earlier clicks) and takes all
     the object's 3D clicks as hard seeds; the result replaces the object's mask in the crop
-    (the session's 3D click layer, :meth:`AxisSession.set_edits`). A positive click also takes
-    the voxels it adds away from the other objects. No decoder or encoder runs.
+    (the session's 3D click layer, :meth:`AxisSession.set_edits`). Several objects: the other
+    objects' positive clicks are background seeds here and the voxels their clicks added to
+    them have a prior of 0; a positive click takes from the other objects what it adds and
+    what it decides (within its radius), not the rest of this object's overlap with them
+    (a click on one tumour part must not wipe another part far from it). No decoder or
+    encoder runs.
     """
     t, x, y = click_on_plane(session, zyx)
     v = tuple(int(c) for c in zyx)
@@ -175,27 +179,45 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
         inside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
     else:
         inside[:] = True
-    new = refine_crop(session.display[crop], model, inside,
-                      [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius) for c in clicks], spacing, params)
+    theirs, claimed = _others(session, obj_id, crop)
+    seeds = [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius) for c in (*theirs, *clicks)]
+    new = refine_crop(session.display[crop], model, inside, seeds, spacing, params, claimed=claimed)
     layer = EditLayer(tuple(int(o) for o in origin), new)
 
     def model_of(obj: int):  # noqa: ANN202 - the object's model mask on a crop, for merged()
         return lambda c: session.object_crop(obj, c, model_only=True)
 
     edits = {obj_id: (merged(state.edit, layer, model_of(obj_id)), clicks[-1])}
-    if positive:
+    if positive:  # the click's voxels and what it decides (within its radius) leave the other objects
+        taken = new & ((squared_distance(new.shape, np.subtract(v, origin), spacing) <= clicks[-1].radius ** 2)
+                       | ~current)
         for other in session.object_ids:
             if other == obj_id:
                 continue
             theirs = session.object_crop(other, crop)
-            if (theirs & new).any():
-                keep = EditLayer(layer.origin, theirs & ~new)
+            if (theirs & taken).any():
+                keep = EditLayer(layer.origin, theirs & ~taken)
                 edits[other] = (merged(session.object_state(other).edit, keep, model_of(other)), None)
     session.set_edits(edits)
     after = session.object_crop(obj_id, crop)
     diff = np.moveaxis(after != current, session.axis, 0).any(axis=(1, 2))
     first = crop[session.axis].start
     return ClickOutcome(t, (x, y, 1 if positive else 0), 0, 0, tuple(first + int(i) for i in np.nonzero(diff)[0]))
+
+
+def _others(session, obj_id: int, crop: tuple[slice, slice, slice]) -> tuple[list[Click3D], np.ndarray]:
+    """What the other objects' clicks say about ``obj_id`` on ``crop``: their positive clicks
+    inside it, as background clicks, and the voxels their clicks added to them (``claimed``),
+    so that refining this object again does not take back what the user gave another one."""
+    clicks, claimed = [], np.zeros([s.stop - s.start for s in crop], dtype=bool)
+    for other in session.object_ids:
+        state = session.object_state(other)
+        if other == obj_id or state.edit is None:
+            continue
+        clicks += [Click3D(c.zyx, False, c.radius) for c in state.clicks3d
+                   if c.positive and all(s.start <= v < s.stop for s, v in zip(crop, c.zyx))]
+        claimed |= session.object_crop(other, crop) & ~session.object_crop(other, crop, model_only=True)
+    return clicks, claimed
 
 
 def _crop(session, state, obj_id: int, v: tuple[int, ...], pad: int) -> tuple[slice, slice, slice]:

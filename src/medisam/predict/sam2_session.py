@@ -24,7 +24,7 @@ from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
 from medisam.predict import sam2_state
 from medisam.predict.propagation import clip_to
-from medisam.predict.contract import SliceResult, check_object_id, steps_of, tracks_with_memory
+from medisam.predict.contract import SliceResult, check_object_id, paint_order, steps_of, tracks_with_memory
 from medisam.predict.sam2_frames import NormalisedFrames, as_frames, display_frames
 from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts
 from medisam.predict.volume import as_box3d
@@ -362,14 +362,16 @@ class Sam2Session:
         return {t: r for t, r in sorted(self._results.get(obj_id, {}).items()) if lo <= t <= hi}
 
     def label_map(self) -> MedicalImage:
-        """Labels (object id per pixel, later ids win overlaps) on the input grid.
+        """Labels (object id per pixel, the smaller object on top where objects overlap, as in
+        every session: :func:`~medisam.predict.contract.paint_order`) on the input grid.
 
         ``(Z, Y, X)`` / ``(T, Y, X)`` for volumes and videos, ``(Y, X)`` for a 2D image.
         """
         n = max(self.object_ids, default=0)
         labels = np.zeros((self.num_frames, self.height, self.width), dtype=np.uint8 if n < 256 else np.uint16)
-        for obj_id in self.object_ids:
-            for t, r in self.results(obj_id).items():
+        results = {obj_id: self.results(obj_id) for obj_id in self.object_ids}
+        for obj_id in paint_order({o: sum(int(r.mask.sum()) for r in res.values()) for o, res in results.items()}):
+            for t, r in results[obj_id].items():
                 labels[t][r.mask] = obj_id
         return self.image.as_labels(labels if self.image.is_volume else labels[0])
 
