@@ -34,38 +34,37 @@ _MODEL = None
 _CASES: dict = {}
 
 
-def _init(data: str) -> None:
-    """Per worker: the model and the set's cases (read once)."""
+def _init(data: str, channel: int | None = None) -> None:
+    """Per worker: the model and the set's cases (read once; ``channel``: as ``medisam bench --channel``)."""
     global _MODEL
-    from medisam.bench.datasets import iter_cases
+    from medisam.bench.datasets import DatasetOptions, iter_cases
     from medisam.models import load_model
 
     _MODEL = load_model("litemedsam")
-    _CASES.update((c.case_id, c) for c in iter_cases(data))
+    _CASES.update((c.case_id, c) for c in iter_cases(data, DatasetOptions(channel=channel)))
 
 
 def _start(session, truth: np.ndarray, saved: Path | None):  # noqa: ANN001, ANN202 - session -> cvpr25.Step
     """The protocol's start on ``session``; with ``saved``, reused from (or kept in) that file.
 
-    A kept start is the session's prompt/result store and fused marks (a development
-    shortcut: the start is LiteMedSAM's whole cost, the walker settings are what varies); it is
-    only valid for the same model, backend, data and code, so delete the folder when any changes.
+    A kept start is the session's :meth:`~medisam.predict.session.VolumeSession.snapshot`
+    (pickled: the start is LiteMedSAM's whole cost, the walker settings are what varies); it is
+    only valid for the same backend, data and code (restore checks the volume shape, axis and
+    model), so delete the folder when any changes. Only load pickles you wrote yourself.
     """
     import pickle
 
     from medisam.bench import cvpr25
 
     if saved is not None and saved.is_file():
-        blob = pickle.loads(saved.read_bytes())
-        session.store, session._triplanar.fused = blob["store"], blob["fused"]
+        session.restore(pickle.loads(saved.read_bytes()))
         return cvpr25.Step(0, session.label_map().array, 0.0, {}, session.can_undo)
     first = cvpr25.run_protocol(session, truth, "box3d", n_clicks=0)[0]
     if saved is not None:
         from medisam.io.atomic import atomic_write
 
         with atomic_write(saved) as tmp:
-            tmp.write_bytes(pickle.dumps({"store": session.store, "fused": session._triplanar.fused,
-                                          "labels": first.labels}))
+            tmp.write_bytes(pickle.dumps(session.snapshot()))
     return first
 
 
@@ -126,22 +125,23 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="first N cases by id (0: all)")
     ap.add_argument("--out", type=Path, help="CSV of the rows (one per case, setting and step)")
     ap.add_argument("--starts", type=Path, help="folder keeping each case's start for later runs (see _start)")
+    ap.add_argument("--channel", type=int, help="image channel of multi-channel sets (as medisam bench --channel)")
     args = ap.parse_args()
     from tqdm import tqdm
 
-    from medisam.bench.datasets import iter_cases
+    from medisam.bench.datasets import DatasetOptions, iter_cases
 
     settings = json.loads(args.params)
     if args.starts is not None:
         args.starts.mkdir(parents=True, exist_ok=True)
     if not isinstance(settings, list) or not all(isinstance(s, dict) for s in settings):
         raise SystemExit("--params must be a JSON list of objects")
-    ids = sorted(c.case_id for c in iter_cases(args.data))
+    ids = sorted(c.case_id for c in iter_cases(args.data, DatasetOptions(channel=args.channel)))
     ids = ids[:args.limit] if args.limit else ids
     print(f"{len(ids)} cases x (one LiteMedSAM start + {len(settings)} settings x 5 walker clicks per class), "
           f"{args.workers} worker(s), MEDISAM_THREADS={os.environ.get('MEDISAM_THREADS', 'default')}")
     rows: list[dict] = []
-    with Pool(args.workers, initializer=_init, initargs=(args.data,)) as pool:
+    with Pool(args.workers, initializer=_init, initargs=(args.data, args.channel)) as pool:
         jobs = [(cid, settings, None if args.starts is None else str(args.starts)) for cid in ids]
         for out in tqdm(pool.imap_unordered(_case, jobs), total=len(jobs), unit="case"):
             rows += out

@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_volume_session import CountingEncoder, ball_volume  # noqa: E402
 
-from medisam.errors import PromptError  # noqa: E402
+from medisam.errors import InputError, PromptError  # noqa: E402
 from medisam.io.medical_image import MedicalImage  # noqa: E402
 from medisam.predict import PropagationConfig, VolumeSession  # noqa: E402
 from medisam.predict.refine3d import click_on_plane, corrected_box, refine_with_click  # noqa: E402
@@ -241,3 +241,23 @@ def test_another_objects_click_is_background_for_this_object(tiny_model):
     assert _labels(session)[v] == 2
     session.add_click((5, 16, 11), True, 1)  # object 1 refined again: it does not take the voxel back
     assert _labels(session)[v] == 2 and not session.object_volume(1)[v]
+
+
+@pytest.mark.parametrize("views", [1, 3])
+def test_snapshot_restores_prompts_results_and_undo_here_and_in_a_new_session(tiny_model, views):
+    session, _ = _two_objects(tiny_model, views=views)
+    session.add_click((5, 16, 20), True, 1)
+    snap, labels, depth = session.snapshot(), _labels(session), session.can_undo
+    session.add_click((5, 16, 33), True, 2)
+    session.remove_object(1)
+    session.restore(snap)
+    assert np.array_equal(_labels(session), labels) and session.can_undo == depth
+    other = VolumeSession(tiny_model, session.image, axis=0, config=session.config)
+    other.restore(snap)  # a fresh session: nothing to propagate or encode again
+    assert np.array_equal(_labels(other), labels) and other.planned_slices() == 0 and not other.encoded_planes
+    other.undo()  # the undo history came too: the click is taken back
+    assert other.object_state(1).clicks3d == ()
+    session.restore(snap)  # a snapshot is not used up by a restore
+    assert np.array_equal(_labels(session), labels)
+    with pytest.raises(InputError, match="cannot be restored"):
+        VolumeSession(tiny_model, session.image, axis=1, config=session.config).restore(snap)

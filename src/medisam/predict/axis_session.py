@@ -11,7 +11,7 @@ in a :class:`~medisam.predict.encoder.PlaneEncoder`; the loop in :mod:`~medisam.
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
@@ -34,6 +34,18 @@ from medisam.prompts import Box, Box3D, MaskPrompt, Points
 
 if TYPE_CHECKING:
     from medisam.predict.refine3d import ClickOutcome
+
+
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """A session's state (:meth:`AxisSession.snapshot`): the volume shape, axis and model it
+    belongs to, its prompt store (prompts, results, undo history) and a subclass's extra state."""
+
+    shape: tuple[int, ...]
+    axis: int
+    model: str
+    store: PromptStore
+    extra: object = None
 
 
 class AxisSession(ClickLayer):
@@ -213,6 +225,26 @@ class AxisSession(ClickLayer):
         """Forget every prompt and free every result (undoable; the embedding cache is kept)."""
         self.store.clear()
 
+    def snapshot(self) -> "SessionSnapshot":
+        """The session's prompts, results and undo history now, as a deep copy (:meth:`restore`
+        brings them back, here or in a new session over the same volume and model: e.g. one
+        LiteMedSAM start scored with several click settings, ``benchmarks/walker_params.py``)."""
+        return SessionSnapshot(tuple(self.image.spatial_shape), self.axis, self.model.name,
+                               copy.deepcopy(self.store), copy.deepcopy(self._extra_state()))
+
+    def restore(self, snap: "SessionSnapshot") -> None:
+        """Make the session what it was at :meth:`snapshot` (a copy: ``snap`` can be restored again).
+
+        Raises InputError when ``snap`` was taken over another volume shape, axis or model.
+        """
+        here = (tuple(self.image.spatial_shape), self.axis, self.model.name)
+        if (snap.shape, snap.axis, snap.model) != here:
+            raise InputError(f"snapshot of a session over shape {snap.shape}, axis {snap.axis}, model "
+                             f"{snap.model!r} cannot be restored into one over {here[0]}, axis {here[1]}, "
+                             f"model {here[2]!r}")
+        self.store = copy.deepcopy(snap.store)
+        self._set_extra_state(copy.deepcopy(snap.extra))
+
     def add_click(self, zyx: Sequence[int], positive: bool = True, obj_id: int = 1) -> "ClickOutcome":
         """Correct the 3D result with one click at voxel ``(z, y, x)`` (see :mod:`~medisam.predict.refine3d`):
         the clicked slice is re-decoded from cached embeddings and re-propagated both ways;
@@ -357,6 +389,13 @@ class AxisSession(ClickLayer):
 
     def _fuse_planned(self, obj_id: int, state: ObjectState, seed: int) -> int:
         return 0
+
+    def _extra_state(self) -> object:
+        """What a subclass keeps besides the prompt store (in :meth:`snapshot`; none here)."""
+        return None
+
+    def _set_extra_state(self, extra: object) -> None:
+        """Restore :meth:`_extra_state` (see :meth:`restore`)."""
 
     def _announce(self, direction: str) -> None:
         """Print the cost model of the coming work (a subclass's tri-planar boxes)."""

@@ -66,6 +66,12 @@ class VolumeSession(AxisSession):
         return self._triplanar.sessions(obj_id, box3d, version)
 
     # ------------------------------------------------ hooks of the single-axis engine
+    def _extra_state(self) -> object:
+        return self._triplanar.fused  # which 3D-box runs are the fused result (their views are dropped)
+
+    def _set_extra_state(self, extra: object) -> None:
+        self._triplanar.fused = set(extra or ())
+
     def _before_propagate(self) -> None:
         self._triplanar.drop_stale()
 
