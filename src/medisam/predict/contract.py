@@ -20,9 +20,11 @@ x = column, y = row; object ids are the label values 1..65535):
   block) pushes one snapshot of the prompts; ``undo`` restores the last one. Results of
   the restored prompts are recomputed where they were not kept (see ``KEEP_UNDO_RESULTS``
   in :mod:`medisam.predict.store`; SAM 2 re-adds its prompts and must propagate again).
-* ``label_map()``: one object id per voxel. Where objects overlap, the smaller object (by
-  the model's own result, :func:`paint_order`) is on top, so a structure nested in another
-  (a tumour's necrosis in its oedema, a lesion in its organ) stays visible whatever its id.
+* ``label_map()``: one object id per voxel. Where objects overlap in a volume session
+  (VolumeSession, Sam2Session), the smaller object (by the model's own result,
+  :func:`paint_order`) is on top, so a structure nested in another (a tumour's necrosis in
+  its oedema, a lesion in its organ) stays visible whatever its id; a TrackingSession gives
+  each pixel by its tracking rules (:mod:`~medisam.predict.tracking_rules`).
 * ``iter_propagate(direction)``: yields :class:`SliceResult` on the session axis as it goes
   (a tri-planar 3D box also yields :class:`ViewProgress` items while its other two views
   run, so progress and cancellation keep working); stopping it early keeps what is done.
