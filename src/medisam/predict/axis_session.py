@@ -368,10 +368,10 @@ class AxisSession(ClickLayer):
         overlap: :func:`~medisam.predict.contract.paint_order`) with the input's geometry."""
         n = max(self._objects, default=0)
         labels = np.zeros(self.image.spatial_shape, dtype=np.uint8 if n < 256 else np.uint16)
-        sizes = {obj_id: sum(int(r.mask.sum()) for r in self.model_results(obj_id).values())
-                 for obj_id in self.object_ids}
+        model = {obj_id: self.model_results(obj_id) for obj_id in self.object_ids}
+        sizes = {obj_id: sum(int(r.mask.sum()) for r in res.values()) for obj_id, res in model.items()}
         for obj_id in paint_order(sizes):
-            for t, r in self.results(obj_id).items():
+            for t, r in self.with_clicks(obj_id, model[obj_id]).items():
                 if r.mask.any():
                     self.geometry.put(labels, t, r.mask, obj_id)
         return self.image.as_labels(labels)

@@ -33,11 +33,15 @@ class ClickLayer:
     def results(self, obj_id: int) -> dict[int, SliceResult]:
         """The current result of one object per slice (only slices with a result); the
         voxels set by 3D corrective clicks (:mod:`~medisam.predict.refine3d`) included."""
+        return self.with_clicks(obj_id, self.model_results(obj_id))
+
+    def with_clicks(self, obj_id: int, model: dict[int, SliceResult]) -> dict[int, SliceResult]:
+        """:meth:`results` from the object's :meth:`model_results` ``model`` (updated in place and
+        returned): the 3D click layer pasted over it, for callers that need both."""
         state = self._objects[self._known(obj_id)]
-        out = self.model_results(obj_id)
         if state.edit is not None:
-            out.update(self._edited(obj_id, state.edit, out))
-        return out
+            model.update(self._edited(obj_id, state.edit, model))
+        return model
 
     def object_volume(self, obj_id: int, model_only: bool = False) -> np.ndarray:
         """The object's ``(Z, Y, X)`` bool mask (``model_only``: without the 3D clicks' voxels)."""

@@ -179,8 +179,8 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
         inside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
     else:
         inside[:] = True
-    theirs, claimed = _others(session, obj_id, crop)
-    seeds = [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius) for c in (*theirs, *clicks)]
+    others, their_clicks, claimed = _others(session, obj_id, crop)
+    seeds = [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius) for c in (*their_clicks, *clicks)]
     new = refine_crop(session.display[crop], model, inside, seeds, spacing, params, claimed=claimed)
     layer = EditLayer(tuple(int(o) for o in origin), new)
 
@@ -191,10 +191,7 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
     if positive:  # the click's voxels and what it decides (within its radius) leave the other objects
         taken = new & ((squared_distance(new.shape, np.subtract(v, origin), spacing) <= clicks[-1].radius ** 2)
                        | ~current)
-        for other in session.object_ids:
-            if other == obj_id:
-                continue
-            theirs = session.object_crop(other, crop)
+        for other, theirs in others.items():
             if (theirs & taken).any():
                 keep = EditLayer(layer.origin, theirs & ~taken)
                 edits[other] = (merged(session.object_state(other).edit, keep, model_of(other)), None)
@@ -205,19 +202,24 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
     return ClickOutcome(t, (x, y, 1 if positive else 0), 0, 0, tuple(first + int(i) for i in np.nonzero(diff)[0]))
 
 
-def _others(session, obj_id: int, crop: tuple[slice, slice, slice]) -> tuple[list[Click3D], np.ndarray]:
-    """What the other objects' clicks say about ``obj_id`` on ``crop``: their positive clicks
-    inside it, as background clicks, and the voxels their clicks added to them (``claimed``),
-    so that refining this object again does not take back what the user gave another one."""
-    clicks, claimed = [], np.zeros([s.stop - s.start for s in crop], dtype=bool)
+def _others(session, obj_id: int, crop: tuple[slice, slice, slice]
+            ) -> tuple[dict[int, np.ndarray], list[Click3D], np.ndarray]:
+    """The other objects on ``crop`` and what their clicks say about ``obj_id``: their current
+    masks (read once per click), their positive clicks inside the crop, as background clicks,
+    and the voxels their clicks added to them (``claimed``), so that refining this object again
+    does not take back what the user gave another one."""
+    masks, clicks, claimed = {}, [], np.zeros([s.stop - s.start for s in crop], dtype=bool)
     for other in session.object_ids:
+        if other == obj_id:
+            continue
+        masks[other] = session.object_crop(other, crop)
         state = session.object_state(other)
-        if other == obj_id or state.edit is None:
+        if state.edit is None:
             continue
         clicks += [Click3D(c.zyx, False, c.radius) for c in state.clicks3d
                    if c.positive and all(s.start <= v < s.stop for s, v in zip(crop, c.zyx))]
-        claimed |= session.object_crop(other, crop) & ~session.object_crop(other, crop, model_only=True)
-    return clicks, claimed
+        claimed |= masks[other] & ~session.object_crop(other, crop, model_only=True)
+    return masks, clicks, claimed
 
 
 def _crop(session, state, obj_id: int, v: tuple[int, ...], pad: int) -> tuple[slice, slice, slice]:
