@@ -32,11 +32,14 @@ import numpy as np
 
 _MODEL = None
 _CASES: dict = {}
+_GUIDES = True
 
 
-def _init(data: str, channel: int | None = None) -> None:
-    """Per worker: the model and the set's cases (read once; ``channel``: as ``medisam bench --channel``)."""
-    global _MODEL
+def _init(data: str, channel: int | None = None, guides: bool = True) -> None:
+    """Per worker: the model and the set's cases (read once; ``channel``: as ``medisam bench --channel``;
+    ``guides``: the walker sees the case's other channels, as the bench does)."""
+    global _MODEL, _GUIDES
+    _GUIDES = guides
     from medisam.bench.datasets import DatasetOptions, iter_cases
     from medisam.models import load_model
 
@@ -78,7 +81,7 @@ def _case(args: tuple[str, list[dict], str | None]) -> list[dict]:
     case = _CASES[case_id]
     truth = case.labels.array
     classes = cvpr25.truth_classes(truth)
-    session = VolumeSession(_MODEL, case.image, axis=0)
+    session = VolumeSession(_MODEL, case.image, axis=0, guides=case.read_guides() if _GUIDES else ())
     first = _start(session, truth, None if starts is None else Path(starts) / f"{case_id}.pkl")
     rows = []
     for over in settings:
@@ -126,6 +129,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="CSV of the rows (one per case, setting and step)")
     ap.add_argument("--starts", type=Path, help="folder keeping each case's start for later runs (see _start)")
     ap.add_argument("--channel", type=int, help="image channel of multi-channel sets (as medisam bench --channel)")
+    ap.add_argument("--no-guides", action="store_true",
+                    help="the walker sees the model's channel only (default: every channel of the case)")
     args = ap.parse_args()
     from tqdm import tqdm
 
@@ -141,7 +146,7 @@ def main() -> None:
     print(f"{len(ids)} cases x (one LiteMedSAM start + {len(settings)} settings x 5 walker clicks per class), "
           f"{args.workers} worker(s), MEDISAM_THREADS={os.environ.get('MEDISAM_THREADS', 'default')}")
     rows: list[dict] = []
-    with Pool(args.workers, initializer=_init, initargs=(args.data, args.channel)) as pool:
+    with Pool(args.workers, initializer=_init, initargs=(args.data, args.channel, not args.no_guides)) as pool:
         jobs = [(cid, settings, None if args.starts is None else str(args.starts)) for cid in ids]
         for out in tqdm(pool.imap_unordered(_case, jobs), total=len(jobs), unit="case"):
             rows += out

@@ -82,3 +82,19 @@ def test_a_click_near_the_box_edge_sets_nothing_outside_the_box():
     zyx = (3, 15, 9)  # on the box's first slice: the ball reaches slices 0-2
     new = refine_crop(img, model, inside, [(zyx, True, click_radius(model, zyx, True, (1.0, 1.0, 1.0)))])
     assert new[zyx] and not new[~inside].any()
+
+
+def test_a_second_channel_separates_what_the_first_cannot():
+    img, truth = _volume()
+    flat = np.full_like(img, 120.0) + np.random.default_rng(1).normal(0, 5, img.shape)  # no contrast at all
+    model = truth.copy()
+    model[:, 12:, :] = False
+    inside = np.ones_like(truth)
+    zyx = (6, 15, 9)
+    r = click_radius(model, zyx, True, (1.0, 1.0, 1.0))
+    blind = refine_crop(flat, model, inside, [(zyx, True, r)])
+    guided = refine_crop(np.stack([flat, img], axis=-1), model, inside, [(zyx, True, r)])
+    assert dice(guided, truth) > dice(blind, truth) + 0.1 and dice(guided, truth) > 0.9
+    # one channel as (Z, Y, X, 1) is the same as (Z, Y, X)
+    assert np.array_equal(refine_crop(img[..., None], model, inside, [(zyx, True, r)]),
+                          refine_crop(img, model, inside, [(zyx, True, r)]))

@@ -14,6 +14,7 @@ from test_volume_session import CountingEncoder, ball_volume  # noqa: E402
 from medisam.errors import InputError, PromptError  # noqa: E402
 from medisam.io.medical_image import MedicalImage  # noqa: E402
 from medisam.predict import PropagationConfig, VolumeSession  # noqa: E402
+from medisam.predict.click_refine import squared_distance  # noqa: E402
 from medisam.predict.refine3d import click_on_plane, corrected_box, refine_with_click  # noqa: E402
 
 FAST = PropagationConfig(views=1, min_area_px=0, extra_margins_mm=(), encode_batch=1)
@@ -138,11 +139,15 @@ def test_walker_clicks_are_honoured_one_undo_step_each_and_undo_exactly(tiny_mod
 def test_positive_walker_click_takes_its_voxels_from_other_objects(tiny_model):
     session, _ = _two_objects(tiny_model)
     before1, before2 = session.object_volume(1), session.object_volume(2)
-    zyx = (5, 16, 30)  # inside both 3D boxes
+    zyx = (5, 16, 30)  # inside both 3D boxes, outside object 1's mask
+    assert not before1[zyx]
     session.add_click(zyx, True, 1)
     vol1, vol2 = session.object_volume(1), session.object_volume(2)
     assert vol1[zyx] and not vol2[zyx] and _labels(session)[zyx] == 1
-    assert not (vol1 & ~before1 & vol2).any()  # what object 1 gained, object 2 lost
+    r = session.object_state(1).clicks3d[-1].radius
+    near = squared_distance(vol1.shape, zyx, session.geometry.spacing_zyx) <= r * r
+    assert not (vol1 & near & vol2).any()  # what object 1 holds within the click's radius, object 2 lost
+    assert not (before1 & ~vol1).any()  # a positive click only adds
     assert not (vol2 & ~before2).any()  # object 2 gained nothing
     assert np.array_equal(session.object_volume(2, model_only=True), before2)  # the model's result is kept
 
@@ -241,6 +246,37 @@ def test_another_objects_click_is_background_for_this_object(tiny_model):
     assert _labels(session)[v] == 2
     session.add_click((5, 16, 11), True, 1)  # object 1 refined again: it does not take the voxel back
     assert _labels(session)[v] == 2 and not session.object_volume(1)[v]
+
+
+def test_a_positive_click_where_a_smaller_object_shows_is_a_background_click_of_that_one(tiny_model):
+    session = _overlapping_masks(tiny_model)
+    v = (5, 16, 22)  # in both objects; the label map shows the smaller one, 2
+    assert session.paint_order() == [1, 2] and _labels(session)[v] == 2
+    before1 = session.object_volume(1)
+    depth = session.can_undo
+    out = session.add_click(v, True, 1)
+    assert _labels(session)[v] == 1 and not session.object_volume(2)[v]
+    assert np.array_equal(session.object_volume(1), before1)  # object 1 already held it: unchanged
+    assert [c.positive for c in session.object_state(2).clicks3d] == [False]  # object 2's walker decided
+    assert [c.positive for c in session.object_state(1).clicks3d] == [True]
+    assert session.can_undo == depth + 1 and v[0] in out.changed  # one undo step, the change reported
+    session.undo()
+    assert _labels(session)[v] == 2 and session.object_state(2).clicks3d == ()
+
+
+def test_guides_are_checked_and_the_walker_sees_them(tiny_model):
+    image, _ = ball_volume(shape=(8, 32, 40))
+    with pytest.raises(InputError, match="guide 0 has shape"):
+        VolumeSession(tiny_model, image, config=FAST, guides=[np.zeros((8, 32, 39), np.float32)])
+    with pytest.raises(InputError, match="NaN"):
+        VolumeSession(tiny_model, image, config=FAST, guides=[np.full((8, 32, 40), np.nan, np.float32)])
+    guide = np.random.default_rng(0).normal(size=(8, 32, 40)).astype(np.float32)
+    session = VolumeSession(tiny_model, image, config=FAST, guides=[guide])
+    crop = (slice(1, 3), slice(4, 9), slice(0, 40))
+    feats = session.click_features(crop)
+    assert feats.shape == (2, 5, 40, 2) and np.array_equal(feats[..., 0], session.display[crop])
+    assert 0 <= feats[..., 1].min() and feats[..., 1].max() <= 255
+    assert VolumeSession(tiny_model, image, config=FAST).click_features(crop).shape == (2, 5, 40)
 
 
 @pytest.mark.parametrize("views", [1, 3])

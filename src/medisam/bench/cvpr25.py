@@ -9,6 +9,8 @@ Image Segmentation"), as its public evaluation code runs it, on one case, all cl
 * Steps 1..5: one click per class with an error, all placed on the previous step's label
   map (:func:`~medisam.prompting.clicks3d.corrective_click`), then applied together
   (:func:`medisam.predict.refine3d.refine_with_click`).
+* Multi-channel cases (nnU-Net ``_000C`` files, e.g. FLAIR and T1c): the model sees the
+  bench's ``--channel``, the clicks' walker every channel (``VolumeSession(guides=...)``).
 * Metrics per step: DSC = mean over the classes of the truth of each class's Dice; NSD at
   2 mm likewise, set to 0 when that DSC <= 0.2; DSC AUC / NSD AUC = the trapezoid over the
   5 click steps (unit spacing, so at most 4); seconds per class = the model's time over all
@@ -173,7 +175,8 @@ def evaluate_case(case, predictor, strategy: str, window=None,
     name = base.removesuffix("-ref").removesuffix("-slice")
     start = STARTS[name]
     # a cold embedding cache per run: the seconds per class must not profit from another strategy's encodings
-    session = VolumeSession(predictor.model, case.image, axis=0, window=window)
+    # the case's other channels guide the 3D clicks (the model sees the bench's --channel)
+    session = VolumeSession(predictor.model, case.image, axis=0, window=window, guides=case.read_guides())
     if base.endswith("-ref"):
         steps, ref = run_with_reference(session, truth, start)
         runs = list(zip(ProtocolStrategy(base).row_names, (steps, ref)))

@@ -118,6 +118,17 @@ class Case:
     labels: MedicalImage
     modality: str
     targets: list[Target]
+    guide_paths: tuple[Path, ...] = ()
+
+    def read_guides(self) -> list[MedicalImage]:
+        """The case's other channels (nnU-Net ``_000C`` files beside the one read), for the 3D
+        click walker (``VolumeSession(guides=...)``); InputError when one is off the image's grid."""
+        guides = [read_image(p, modality=self.image.modality) for p in self.guide_paths]
+        for p, g in zip(self.guide_paths, guides):
+            if g.spatial_shape != self.image.spatial_shape:
+                raise InputError(f"case {self.case_id}: channel {p.name} has shape {g.spatial_shape}, "
+                                 f"the image {self.image.spatial_shape}")
+        return guides
 
 
 @dataclass(frozen=True)
@@ -130,6 +141,7 @@ class CaseRef:
     label_path: Path | None
     options: DatasetOptions
     npz: bool = False
+    guide_paths: tuple[Path, ...] = ()
 
     def load(self) -> Case:
         """Read image and labels and extract targets; InputError on any problem."""
@@ -153,7 +165,7 @@ class CaseRef:
         targets = extract_targets(labels.array, opts)
         if not targets:
             raise InputError(f"case {self.case_id}: mask has no target of >= {opts.min_area or 1} pixels")
-        return Case(self.dataset, self.case_id, image, labels, modality, targets)
+        return Case(self.dataset, self.case_id, image, labels, modality, targets, self.guide_paths)
 
 
 def _as_label_array(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -287,12 +299,18 @@ def discover_cases(path: str | Path, options: DatasetOptions | None = None,
         channel = opts.channel or 0
         suffix = re.compile(rf"^(.*)_{channel:04d}$")
         labels = {_stem(p): p for p in _files(root / "labelsTr")}
+        channels: dict[str, list[Path]] = {}  # case -> its channel files (the walker's guides)
+        for img in _files(root / "imagesTr"):
+            m = re.fullmatch(r"(.*)_\d{4}", _stem(img))
+            if m:
+                channels.setdefault(m[1], []).append(img)
         for img in _files(root / "imagesTr"):
             m = suffix.match(_stem(img))
             if m:
                 case = m[1]
+                others = tuple(p for p in channels[case] if p != img)
                 refs.append(CaseRef(dataset, case, img, labels.get(case, root / "labelsTr" / f"{case}.nii.gz"),
-                                    replace(opts, channel=None)))
+                                    replace(opts, channel=None), guide_paths=others))
     else:
         files = [root] if root.is_file() else sorted(p for p in root.iterdir() if p.suffix.lower() == ".npz")
         refs = [CaseRef(dataset, f.stem, f, None, opts, npz=True) for f in files]

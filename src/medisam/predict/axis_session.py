@@ -63,12 +63,16 @@ class AxisSession(ClickLayer):
         display: the volume already mapped to float32 [0, 255] (same shape), instead of
             mapping ``image`` with ``window``; lets sessions over one volume share it.
         max_undo: undo steps kept.
+        guides: other images of the same volume (e.g. T1c beside a FLAIR ``image``), same
+            ``(Z, Y, X)`` grid: the model sees ``image`` only, 3D corrective clicks
+            (:mod:`~medisam.predict.refine3d`) see every channel, so tissues that look alike in
+            one contrast and differ in another are told apart.
     """
 
     def __init__(self, model: PromptableModel, image: MedicalImage | np.ndarray, axis: int | str = 0,
                  window: str | tuple[float, float] | None = None, predictor: Predictor | None = None,
                  config: PropagationConfig | None = None, display: np.ndarray | None = None,
-                 max_undo: int = MAX_UNDO):
+                 max_undo: int = MAX_UNDO, guides: Sequence[MedicalImage | np.ndarray] = ()):
         if tracks_with_memory(model):
             raise ModelError(f"{model.name} is a SAM 2 model: use Sam2Session (memory-based tracking) "
                              "instead of VolumeSession")
@@ -82,6 +86,7 @@ class AxisSession(ClickLayer):
         elif display.shape != self.image.array.shape:
             raise InputError(f"display volume {display.shape} does not match the image {self.image.array.shape}")
         self._display = display
+        self._guides = tuple(self._guide_display(g, k) for k, g in enumerate(guides))
         own_cache = predictor is None
         if predictor is None:
             predictor = Predictor(model, cache=EmbeddingCache())
@@ -91,6 +96,14 @@ class AxisSession(ClickLayer):
         self.encoder = PlaneEncoder(predictor, self.axis, self.plane_display, self._planes_needed(), own_cache,
                                     self.config.encode_batch)
         self.store = PromptStore(max_undo)
+
+    def _guide_display(self, guide: MedicalImage | np.ndarray, k: int) -> np.ndarray:
+        """Guide ``k`` mapped to float32 [0, 255] as the display is (one window for the volume)."""
+        g = volume_of(guide)
+        if g.spatial_shape != self.image.spatial_shape:
+            raise InputError(f"guide {k} has shape {g.spatial_shape}; the image has {self.image.spatial_shape} "
+                             "(guides must be on the image's voxel grid)")
+        return volume_to_display(g.array, g.modality)
 
     # ------------------------------------------------------------- geometry
     @property
@@ -369,12 +382,19 @@ class AxisSession(ClickLayer):
         n = max(self._objects, default=0)
         labels = np.zeros(self.image.spatial_shape, dtype=np.uint8 if n < 256 else np.uint16)
         model = {obj_id: self.model_results(obj_id) for obj_id in self.object_ids}
-        sizes = {obj_id: sum(int(r.mask.sum()) for r in res.values()) for obj_id, res in model.items()}
-        for obj_id in paint_order(sizes):
+        for obj_id in self._paint_order(model):
             for t, r in self.with_clicks(obj_id, model[obj_id]).items():
                 if r.mask.any():
                     self.geometry.put(labels, t, r.mask, obj_id)
         return self.image.as_labels(labels)
+
+    def paint_order(self) -> list[int]:
+        """Object ids in the order :meth:`label_map` paints them (the last one on top)."""
+        return self._paint_order({obj_id: self.model_results(obj_id) for obj_id in self.object_ids})
+
+    @staticmethod
+    def _paint_order(model: dict[int, dict[int, SliceResult]]) -> list[int]:
+        return paint_order({obj_id: sum(int(r.mask.sum()) for r in res.values()) for obj_id, res in model.items()})
 
     # ------------------------------------------- hooks of the tri-planar orchestrator
     def _before_propagate(self) -> None:

@@ -21,7 +21,8 @@ Crop = tuple[slice, slice, slice]
 
 class ClickLayer:
     """Mixin of :class:`~medisam.predict.axis_session.AxisSession` (needs ``geometry``, ``store``,
-    ``plane_hw``, ``object_ids``, ``_objects``, ``_known``, ``model_results``, ``step`` and ``_display``)."""
+    ``plane_hw``, ``object_ids``, ``_objects``, ``_known``, ``model_results``, ``step``, ``_display``
+    and ``_guides``)."""
 
     @property
     def display(self) -> np.ndarray:
@@ -29,6 +30,14 @@ class ClickLayer:
         view = self._display.view()
         view.flags.writeable = False
         return view
+
+    def click_features(self, crop: Crop) -> np.ndarray:
+        """What the 3D click walker sees on ``crop``: the display volume, ``(z, y, x)``, or with
+        the session's guide channels (other images of the same volume, each mapped to [0, 255]
+        as the display) stacked last, ``(z, y, x, 1 + guides)``."""
+        if not self._guides:
+            return self._display[crop]
+        return np.stack([self._display[crop], *(g[crop] for g in self._guides)], axis=-1)
 
     def results(self, obj_id: int) -> dict[int, SliceResult]:
         """The current result of one object per slice (only slices with a result); the

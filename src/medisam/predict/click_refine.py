@@ -46,20 +46,27 @@ class RefineParams:
 
 
 def laplacian(img: np.ndarray, beta: float) -> sparse.csr_matrix:
-    """Graph Laplacian of the 6-connected grid of ``img`` with intensity weights."""
-    s = float(img.std()) + 1e-6
-    idx = np.arange(img.size).reshape(img.shape)
+    """Graph Laplacian of the 6-connected grid of ``img`` with intensity weights.
+
+    ``img``: ``(Z, Y, X)``, or ``(Z, Y, X, C)`` for several channels (e.g. FLAIR and T1c): the
+    squared step is the mean over channels of each channel's step over its own spread, so one
+    channel gives the same weights either way."""
+    feats = img if img.ndim == 4 else img[..., None]
+    s = feats.reshape(-1, feats.shape[-1]).std(axis=0) + 1e-6
+    shape = feats.shape[:3]
+    size = int(np.prod(shape))
+    idx = np.arange(size).reshape(shape)
     rows, cols, vals = [], [], []
     for ax in range(3):
         a, b = [slice(None)] * 3, [slice(None)] * 3
         a[ax], b[ax] = slice(0, -1), slice(1, None)
-        d = (img[tuple(a)] - img[tuple(b)]) / s
+        d2 = (((feats[tuple(a)] - feats[tuple(b)]) / s) ** 2).mean(axis=-1)
         rows.append(idx[tuple(a)].ravel())
         cols.append(idx[tuple(b)].ravel())
-        vals.append((np.exp(-beta * d * d) + 1e-6).ravel())
+        vals.append((np.exp(-beta * d2) + 1e-6).ravel())
     r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
     w = sparse.coo_matrix((np.concatenate([v, v]), (np.concatenate([r, c]), np.concatenate([c, r]))),
-                          shape=(img.size, img.size)).tocsr()
+                          shape=(size, size)).tocsr()
     return (sparse.diags(np.asarray(w.sum(axis=1)).ravel()) - w).tocsr()
 
 
@@ -82,13 +89,20 @@ def solve_prior_walker(lap: sparse.csr_matrix, lam: np.ndarray, prior: np.ndarra
 
 
 def intensity_ratio(img: np.ndarray, fg_sample: np.ndarray, min_sd: float = 5.0) -> np.ndarray:
-    """Likelihood ratio p(I | object) / p(I | rest): Gaussians fitted on ``fg_sample`` and the rest."""
-    a, b = img[fg_sample], img[~fg_sample]
-    if b.size < 3:
-        return np.ones(img.shape)
-    mu_a, sd_a = float(np.median(a)), max(float(a.std()), min_sd)
-    mu_b, sd_b = float(b.mean()), max(float(b.std()), min_sd)
-    log_r = (-0.5 * ((img - mu_a) / sd_a) ** 2 - np.log(sd_a)) - (-0.5 * ((img - mu_b) / sd_b) ** 2 - np.log(sd_b))
+    """Likelihood ratio p(I | object) / p(I | rest): Gaussians fitted on ``fg_sample`` and the rest.
+
+    ``img`` ``(Z, Y, X)`` or ``(Z, Y, X, C)``: with channels, one Gaussian per channel and the
+    log ratios summed (channels taken as independent)."""
+    feats = img if img.ndim == 4 else img[..., None]
+    a, b = feats[fg_sample], feats[~fg_sample]
+    if b.shape[0] < 3:
+        return np.ones(fg_sample.shape)
+    log_r = np.zeros(fg_sample.shape)
+    for k in range(feats.shape[-1]):
+        mu_a, sd_a = float(np.median(a[:, k])), max(float(a[:, k].std()), min_sd)
+        mu_b, sd_b = float(b[:, k].mean()), max(float(b[:, k].std()), min_sd)
+        f = feats[..., k]
+        log_r += (-0.5 * ((f - mu_a) / sd_a) ** 2 - np.log(sd_a)) - (-0.5 * ((f - mu_b) / sd_b) ** 2 - np.log(sd_b))
     return np.exp(np.clip(log_r, -6.0, 6.0))
 
 
@@ -127,16 +141,21 @@ def refine_crop(display: np.ndarray, model_mask: np.ndarray, inside: np.ndarray,
             (this object's own clicks still decide around them).
     """
     img = display.astype(np.float64)
+    if img.ndim == 4 and img.shape[-1] == 1:
+        img = img[..., 0]
     model_mask = model_mask.astype(bool)
+    shape = model_mask.shape
+    if img.shape[:3] != shape:
+        raise ValueError(f"display crop {img.shape} does not match the mask crop {shape}")
     sd = ndimage.distance_transform_edt(model_mask) - ndimage.distance_transform_edt(~model_mask)
     p_model = 1.0 / (1.0 + np.exp(-sd / params.softness))
-    fg = np.zeros(img.shape, bool)
-    bg = np.zeros(img.shape, bool)
-    lam = np.full(img.shape, params.prior_weight)
-    sample = np.zeros(img.shape, bool)
-    removed = np.zeros(img.shape, bool)
+    fg = np.zeros(shape, bool)
+    bg = np.zeros(shape, bool)
+    lam = np.full(shape, params.prior_weight)
+    sample = np.zeros(shape, bool)
+    removed = np.zeros(shape, bool)
     for zyx, positive, r in clicks:
-        d2 = squared_distance(img.shape, zyx, spacing)
+        d2 = squared_distance(shape, zyx, spacing)
         lam = lam * (1.0 - np.exp(-d2 / (2.0 * r * r)))
         ball = (d2 <= params.seed_radius ** 2) & inside  # never past the object's box
         ball[tuple(int(c) for c in zyx)] = True

@@ -157,49 +157,89 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
     objects' positive clicks are background seeds here and the voxels their clicks added to
     them have a prior of 0; a positive click takes from the other objects what it adds and
     what it decides (within its radius), not the rest of this object's overlap with them
-    (a click on one tumour part must not wipe another part far from it). No decoder or
+    (a click on one tumour part must not wipe another part far from it). A positive click
+    where the label map shows another object on top (a smaller one, :meth:`paint_order`) is
+    also a background click of that object: the user says the voxel is this object, not that
+    one, and that object's walker decides how much of it goes. One undo step; no decoder or
     encoder runs.
     """
     t, x, y = click_on_plane(session, zyx)
     v = tuple(int(c) for c in zyx)
+    check_in_range(t, obj_id, session.object_state(obj_id).slice_range)  # the same rule as a prompt on that slice
+    with session.step():
+        over = _shown_over(session, obj_id, v) if positive else []
+        edited = _walker_edit(session, v, positive, obj_id, params, refine=not (over and _holds(session, obj_id, v)))
+        for other in over:
+            edited += _walker_edit(session, v, False, other, params)
+    changed: set[int] = set()
+    for obj, crop, before in edited:
+        diff = np.moveaxis(session.object_crop(obj, crop) != before, session.axis, 0).any(axis=(1, 2))
+        changed.update(crop[session.axis].start + int(i) for i in np.nonzero(diff)[0])
+    return ClickOutcome(t, (x, y, 1 if positive else 0), 0, 0, tuple(sorted(changed)))
+
+
+def _shown_over(session, obj_id: int, v: tuple[int, ...]) -> list[int]:
+    """The objects painted over ``obj_id`` in the label map (:meth:`paint_order`) that hold voxel ``v``."""
+    order = session.paint_order()
+    return [o for o in order[order.index(obj_id) + 1:] if _holds(session, o, v)]
+
+
+def _holds(session, obj_id: int, v: tuple[int, ...]) -> bool:
+    return bool(session.object_crop(obj_id, tuple(slice(c, c + 1) for c in v)).any())
+
+
+def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, params: RefineParams,
+                 refine: bool = True) -> list[tuple[int, tuple[slice, slice, slice], np.ndarray]]:
+    """Refine ``obj_id`` with the click at ``v`` and set the result (:meth:`set_edits`); returns
+    ``(object, crop, its mask there before)`` of every object the edit touches.
+
+    A positive click only adds to the object and a negative one only removes (the walker's
+    re-solve of the whole crop must not undo the mask far from the click). ``refine`` False:
+    the click is kept (a seed of later clicks), the masks stay as they are (the objects shown
+    over the voxel are the ones to change)."""
     state = session.object_state(obj_id)
-    check_in_range(t, obj_id, state.slice_range)  # the same rule as a prompt on that slice
     spacing = session.geometry.spacing_zyx
     crop = _crop(session, state, obj_id, v, params.pad)
     origin = np.array([s.start for s in crop])
-    model = session.object_crop(obj_id, crop, model_only=True)
+    at = tuple(np.subtract(v, origin))
     current = session.object_crop(obj_id, crop)
-    radius = click_radius(current, tuple(np.subtract(v, origin)), positive, spacing, params)
-    clicks = (*state.clicks3d, Click3D(v, positive, radius))
-    inside = np.zeros(model.shape, dtype=bool)
-    if state.box3d is not None:
-        b = state.box3d
-        lo = np.maximum(np.subtract((b.z0, b.y0, b.x0), origin), 0)
-        hi = np.subtract((b.z1, b.y1, b.x1), origin) + 1
-        inside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
-    else:
-        inside[:] = True
+    clicks = (*state.clicks3d, Click3D(v, positive, click_radius(current, at, positive, spacing, params)))
+    if not refine:
+        session.set_edits({obj_id: (state.edit, clicks[-1])})
+        return []
     others, their_clicks, claimed = _others(session, obj_id, crop)
     seeds = [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius) for c in (*their_clicks, *clicks)]
-    new = refine_crop(session.display[crop], model, inside, seeds, spacing, params, claimed=claimed)
+    solved = refine_crop(session.click_features(crop), session.object_crop(obj_id, crop, model_only=True),
+                         _inside(state, origin, current.shape), seeds, spacing, params, claimed=claimed)
+    new = (current | solved) if positive else (current & solved)
     layer = EditLayer(tuple(int(o) for o in origin), new)
 
     def model_of(obj: int):  # noqa: ANN202 - the object's model mask on a crop, for merged()
         return lambda c: session.object_crop(obj, c, model_only=True)
 
     edits = {obj_id: (merged(state.edit, layer, model_of(obj_id)), clicks[-1])}
-    if positive:  # the click's voxels and what it decides (within its radius) leave the other objects
-        taken = new & ((squared_distance(new.shape, np.subtract(v, origin), spacing) <= clicks[-1].radius ** 2)
-                       | ~current)
+    touched = [(obj_id, crop, current)]
+    if positive:  # what the object holds within the click's radius leaves the other objects
+        taken = new & (squared_distance(new.shape, at, spacing) <= clicks[-1].radius ** 2)
         for other, theirs in others.items():
             if (theirs & taken).any():
                 keep = EditLayer(layer.origin, theirs & ~taken)
                 edits[other] = (merged(session.object_state(other).edit, keep, model_of(other)), None)
+                touched.append((other, crop, theirs))
     session.set_edits(edits)
-    after = session.object_crop(obj_id, crop)
-    diff = np.moveaxis(after != current, session.axis, 0).any(axis=(1, 2))
-    first = crop[session.axis].start
-    return ClickOutcome(t, (x, y, 1 if positive else 0), 0, 0, tuple(first + int(i) for i in np.nonzero(diff)[0]))
+    return touched
+
+
+def _inside(state, origin: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Where the object may be on the crop: its 3D box (everywhere without one)."""
+    if state.box3d is None:
+        return np.ones(shape, dtype=bool)
+    inside = np.zeros(shape, dtype=bool)
+    b = state.box3d
+    lo = np.maximum(np.subtract((b.z0, b.y0, b.x0), origin), 0)
+    hi = np.subtract((b.z1, b.y1, b.x1), origin) + 1
+    inside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
+    return inside
 
 
 def _others(session, obj_id: int, crop: tuple[slice, slice, slice]
