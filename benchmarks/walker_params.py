@@ -16,7 +16,9 @@ bench's own (``cvpr25.step_rows``, ``cvpr25.protocol_table``: DSC, NSD at 2 mm, 
 (``{}`` = the defaults). Prints per setting and half: mean DSC at each step, DSC AUC (the
 protocol's trapezoid over the 5 clicks), final NSD, NSD AUC and cases; ``--out`` keeps the
 rows (the bench's ``results.csv`` columns, one per case, setting and step). ``--starts DIR``
-keeps each case's start and reuses it on the next run.
+keeps each case's start and reuses it on the next run. Multi-channel sets: the model sees
+``--channel`` (default 0) and the walker every channel of the case, as ``medisam bench``;
+``--no-guides``: the walker sees the model's channel only.
 """
 
 from __future__ import annotations
