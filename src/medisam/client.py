@@ -164,17 +164,7 @@ class Client:
         Arrays: ``(H, W)``/``(H, W, 3)`` go as ``.npz``; ``(Z, Y, X)`` as NRRD with the given
         LPS geometry (ITK order). ``modality`` ("CT", "MR"...) picks intensity handling.
         """
-        if isinstance(image, np.ndarray):
-            is_volume = image.ndim == 3 and (image.shape[-1] != 3 or (spacing is not None and len(spacing) == 3))
-            if is_volume:
-                payload = nrrd_bytes(image, spacing or (1.0, 1.0, 1.0), origin or (0.0, 0.0, 0.0),
-                                     direction or (1, 0, 0, 0, 1, 0, 0, 0, 1))
-                name = filename or "volume.nrrd"
-            else:
-                payload, name = _npz_bytes(image), filename or "image.npz"
-        else:
-            path = Path(image)
-            payload, name = path.read_bytes(), filename or path.name
+        name, payload = _upload(image, filename, spacing, origin, direction)
         data = {k: v for k, v in (("modality", modality), ("window", window)) if v is not None}
         info = self.request("POST", "/sessions", files={"file": (name, payload, "application/octet-stream")},
                             data=data).json()
@@ -189,6 +179,20 @@ class Client:
     def open_sessions(self) -> int:
         """How many sessions the server holds (ids are secret, so they are not listed)."""
         return int(self.request("GET", "/sessions").json()["open"])
+
+
+def _upload(image: str | Path | np.ndarray, filename: str | None, spacing: Sequence[float] | None,
+            origin: Sequence[float] | None, direction: Sequence[float] | None) -> tuple[str, bytes]:
+    """``(name, bytes)`` of an upload: a file as it is; ``(H, W)``/``(H, W, 3)`` arrays as ``.npz``,
+    ``(Z, Y, X)`` arrays as NRRD with the given LPS geometry (ITK order)."""
+    if isinstance(image, np.ndarray):
+        is_volume = image.ndim == 3 and (image.shape[-1] != 3 or (spacing is not None and len(spacing) == 3))
+        if is_volume:
+            return filename or "volume.nrrd", nrrd_bytes(image, spacing or (1.0, 1.0, 1.0), origin or (0.0, 0.0, 0.0),
+                                                         direction or (1, 0, 0, 0, 1, 0, 0, 0, 1))
+        return filename or "image.npz", _npz_bytes(image)
+    path = Path(image)
+    return filename or path.name, path.read_bytes()
 
 
 class ClientSession:
@@ -213,6 +217,15 @@ class ClientSession:
     def refresh(self) -> dict:
         self.info = self.client.request("GET", self._url()).json()
         return self.info
+
+    def add_guide(self, image: str | Path | np.ndarray, *, filename: str | None = None) -> int:
+        """Give the 3D clicks another channel of this volume (a file, or a ``(Z, Y, X)`` array sent
+        with the session's geometry); returns how many guides the session has."""
+        i = self.info
+        name, payload = _upload(image, filename, i["spacing"], i["origin"], i["direction"])
+        self.info = self.client.request("POST", self._url("/guides"),
+                                        files={"file": (name, payload, "application/octet-stream")}).json()
+        return int(self.info["guides"])
 
     def _mask(self, r: httpx.Response) -> np.ndarray:
         body = r.json()

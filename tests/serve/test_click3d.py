@@ -52,3 +52,29 @@ def test_click3d_on_2d_image_is_400(make_client):
     c = Client(http=make_client())
     with c.open_session(disk()) as s, pytest.raises(ServerError, match="needs a volume"):
         s.add_click((0, 5, 5))
+
+
+def test_guides_over_rest_match_volume_session_and_bad_guides_are_400(make_client, tiny_model):
+    from medisam.io import MedicalImage
+    from medisam.predict import VolumeSession
+
+    vol = ct_volume((8, 48, 48))
+    guide = np.flip(vol, axis=2).copy()  # another "contrast" of the same grid
+    ref = VolumeSession(tiny_model, MedicalImage.from_array(vol, spacing=(1.0, 1.0, 2.0)),
+                        guides=[MedicalImage.from_array(guide, spacing=(1.0, 1.0, 2.0))])
+    ref.add_box3d((12, 12, 2, 36, 36, 5))
+    ref.propagate(progress=False)
+    ref.add_click((3, 24, 24), positive=False)
+    c = Client(http=make_client())
+    with c.open_session(vol, spacing=(1.0, 1.0, 2.0)) as s:
+        assert s.info["guides"] == 0
+        assert s.add_guide(guide) == 1
+        s.add_box3d((12, 12, 2, 36, 36, 5))
+        s.propagate()
+        s.add_click((3, 24, 24), positive=False)
+        assert np.array_equal(s.labels(), ref.label_map().array)  # the walker saw the guide, as in the API
+        with pytest.raises(ServerError, match="guide 1 has shape"):
+            s.add_guide(np.zeros((8, 48, 47), np.float32))
+        assert s.refresh()["guides"] == 1  # a refused guide leaves the session as it was
+    with c.open_session(disk()) as s, pytest.raises(ServerError, match="need a volume session"):
+        s.add_guide(disk())

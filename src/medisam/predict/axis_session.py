@@ -97,11 +97,23 @@ class AxisSession(ClickLayer):
                                     self.config.encode_batch)
         self.store = PromptStore(max_undo)
 
+    @property
+    def guides(self) -> int:
+        """How many guide channels the 3D click walker sees besides the display volume."""
+        return len(self._guides)
+
+    def add_guide(self, guide: MedicalImage | np.ndarray) -> None:
+        """Add a guide (see the class arguments): another image of the same volume, on its grid."""
+        self._guides = (*self._guides, self._guide_display(guide, len(self._guides)))
+
     def _guide_display(self, guide: MedicalImage | np.ndarray, k: int) -> np.ndarray:
         """Guide ``k`` mapped to float32 [0, 255] as the display is (one window for the volume)."""
         g = volume_of(guide)
         if g.spatial_shape != self.image.spatial_shape:
             raise InputError(f"guide {k} has shape {g.spatial_shape}; the image has {self.image.spatial_shape} "
+                             "(guides must be on the image's voxel grid)")
+        if isinstance(guide, MedicalImage) and not np.allclose(g.spacing, self.image.spacing, rtol=1e-3):
+            raise InputError(f"guide {k} has spacing {tuple(g.spacing)}; the image has {tuple(self.image.spacing)} "
                              "(guides must be on the image's voxel grid)")
         return volume_to_display(g.array, g.modality)
 

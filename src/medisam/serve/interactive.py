@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 MAX_OBJECT_ID = 65535
 #: Default cap on the clicks kept for one object on one slice (decoder memory grows ~quadratically).
 MAX_POINTS = 256
+#: Guide channels a session takes (each holds its pixels and a float32 copy).
+MAX_GUIDES = 4
 
 
 @dataclass
@@ -70,6 +72,7 @@ class InteractiveSession:
         self.max_undo = max_undo
         self._undo: list[_Edit] = []
         self._display_u8: np.ndarray | None = None
+        self.guides: list[MedicalImage] = []  # other channels for the 3D click walker (add_guide)
         self.volume: Session | None = None
         self.predictor: Predictor | None = None
         if image.is_volume:
@@ -85,8 +88,9 @@ class InteractiveSession:
 
     def _open_volume(self, window: str | tuple[float, float] | None) -> None:
         """The volume/video session for ``window`` (sharing this session's predictor and cache)."""
+        extra = {"guides": self.guides} if self.guides else {}
         self.volume = open_session(self.model, self.image, window=window, predictor=self.predictor,
-                                   max_undo=self.max_undo)
+                                   max_undo=self.max_undo, **extra)
         if isinstance(getattr(self.volume, "predictor", None), Predictor):
             self.predictor = self.volume.predictor
 
@@ -256,6 +260,17 @@ class InteractiveSession:
         if not self.click3d_available:  # Sam2Session: no 3D click refinement yet
             raise InputError(f"3D clicks are not available for {self.model.spec.name} sessions yet")
         return self.volume.add_click([int(v) for v in zyx], positive, self._obj(obj_id))
+
+    def add_guide(self, guide: MedicalImage) -> int:
+        """Give the 3D click walker another image of this volume (e.g. T1c beside FLAIR, same
+        grid; the model keeps seeing the session's image); returns how many guides there are."""
+        if self.volume is None or not self.click3d_available:
+            raise InputError("guides help 3D clicks, which need a volume session of a non-SAM 2 model")
+        if len(self.guides) >= MAX_GUIDES:
+            raise InputError(f"a session takes at most {MAX_GUIDES} guides")
+        self.volume.add_guide(guide)  # checks the grid first
+        self.guides.append(guide)
+        return len(self.guides)
 
     def remove_object(self, obj_id: int) -> None:
         """Erase an object everywhere."""

@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from medisam.client import decode_array, encode_array
 from medisam.errors import InputError, PromptError, first_line
 from medisam.io import WRITERS, write_mask
+from medisam.io.medical_image import MedicalImage
 from medisam.io.segment_meaning import parse_labels
 from medisam.serve.interactive import InteractiveSession, SliceResult
 from medisam.serve.schemas import (
@@ -78,7 +79,7 @@ def _info(session: ServerSession) -> SessionInfo:
         shape=list(im.array.shape), is_volume=im.is_volume, is_video=im.is_video, is_rgb=im.is_rgb,
         num_slices=im.num_slices, modality=im.modality, spacing=list(im.spacing), origin=list(im.origin),
         direction=list(im.direction), window=None if win is None else (win if isinstance(win, str) else f"{win[0]:g},{win[1]:g}"),
-        object_ids=st.object_ids, undo_steps=st.can_undo,
+        object_ids=st.object_ids, undo_steps=st.can_undo, guides=len(st.guides),
         dicom=im.source.get("format") == "dicom" and bool(im.source.get("dicom_files")) and im.is_volume,
     )
 
@@ -136,11 +137,7 @@ def create_session(request: Request,
     session = ctx.sessions.reserve(Path(file.filename or "upload").name[-128:])
     try:
         with session.lock:
-            saved = session.workdir / f"upload{ext}"
-            save_stream(file.file, saved, s.max_upload_bytes)
-            image = read_upload(saved, session.workdir, max_voxels=s.max_voxels, max_members=s.max_zip_members,
-                                max_bytes=s.max_zip_bytes, max_ratio=s.max_zip_ratio,
-                                modality=modality.upper() if modality else None, max_image_bytes=s.max_session_bytes)
+            image = _read_file(ctx, session, file, "upload", ext, modality)
             ctx.sessions.claim_bytes(session, session_bytes(image), s.max_total_bytes)
             session.state = InteractiveSession(ctx.model, image, cache=ctx.new_cache(), window=win,
                                                max_points=s.max_points_per_object)
@@ -150,6 +147,41 @@ def create_session(request: Request,
         raise
     log.info("session %s opened: %s %s", session.id[:6], image.source.get("format"), image.array.shape)
     return _info(session)
+
+
+def _read_file(ctx, session: ServerSession, file: UploadFile, stem: str, ext: str,  # noqa: ANN001 - ctx
+               modality: Optional[str]) -> MedicalImage:
+    """An uploaded file saved in the session's folder and read within the server's limits."""
+    s = ctx.settings
+    saved = session.workdir / f"{stem}{ext}"
+    save_stream(file.file, saved, s.max_upload_bytes)
+    return read_upload(saved, session.workdir, max_voxels=s.max_voxels, max_members=s.max_zip_members,
+                       max_bytes=s.max_zip_bytes, max_ratio=s.max_zip_ratio,
+                       modality=modality.upper() if modality else None, max_image_bytes=s.max_session_bytes)
+
+
+@router.post("/sessions/{sid}/guides", response_model=SessionInfo, tags=["sessions"])
+def add_guide(sid: str, request: Request,
+              file: UploadFile = File(..., description="another image of the session's volume (e.g. T1c), same grid")
+              ) -> SessionInfo:
+    """Give the 3D clicks another channel of the volume: the click walker sees it beside the
+    session's image, the model does not (``VolumeSession(guides=...)``)."""
+    ctx = _ctx(request)
+    ext = upload_extension(file.filename)
+    session = _session(request, sid)
+    with session.locked():
+        k = len(session.state.guides)
+        guide = _read_file(ctx, session, file, f"guide{k}", ext, session.state.image.modality)
+        before = session.nbytes
+        ctx.sessions.claim_bytes(session, before + int(guide.array.nbytes) + 4 * int(np.prod(guide.spatial_shape)),
+                                 ctx.settings.max_total_bytes)
+        try:
+            session.state.add_guide(guide)
+        except BaseException:
+            session.nbytes = before
+            raise
+        session.touch()
+        return _info(session)
 
 
 @router.get("/sessions", tags=["sessions"])

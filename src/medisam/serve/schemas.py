@@ -42,6 +42,7 @@ class SessionInfo(BaseModel):
     object_ids: list[int] = []
     undo_steps: int = 0
     dicom: bool = Field(False, description="True when DICOM-SEG download is possible")
+    guides: int = Field(0, description="other channels the 3D clicks see (POST /sessions/{id}/guides)")
 
 
 class PromptRequest(BaseModel):
