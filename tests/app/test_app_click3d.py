@@ -162,3 +162,22 @@ def test_scribble_and_lasso_modes_apply_on_finish(vol_state):
     st.undo()
     assert not (st.session.labels == 2).any()
     assert np.array_equal(st.session.labels, ref_after_scribble)
+
+
+def test_a_guide_channel_is_added_checked_and_seen_by_3d_clicks(vol_state, tmp_path):
+    import SimpleITK as sitk
+
+    from medisam.errors import InputError
+
+    good, bad = tmp_path / "t1c.nii.gz", tmp_path / "small.nii.gz"
+    for path, shape in ((good, (8, 48, 48)), (bad, (8, 48, 40))):
+        img = sitk.GetImageFromArray(np.flip(ct_volume(shape), axis=2).copy())
+        img.SetSpacing((1.0, 1.0, 2.0))
+        sitk.WriteImage(img, str(path))
+    with pytest.raises(InputError, match="guide 0 has shape"):
+        vol_state.add_guide(bad)
+    assert vol_state.session.guides == []
+    vol_state.add_guide(good)
+    assert "2 channels" in vol_state.message and vol_state.session.volume.guides == 1
+    vol_state.set_window("lung")  # the session is re-opened for the window: the guide stays
+    assert vol_state.session.volume.guides == 1

@@ -110,6 +110,14 @@ class AppState:
         kind = "volume" if image.is_volume else "image"
         self.message = f"opened {kind} {path.name}: shape {image.array.shape}, modality {image.modality}"
 
+    def add_guide(self, path: str | Path) -> None:
+        """Another channel of the open volume (e.g. T1c beside FLAIR, same grid) for the 3D
+        clicks' walker (the model keeps seeing the opened image)."""
+        path = Path(path)
+        check_data_files(path, root=path.parent)
+        n = self.require().add_guide(read_image(path, max_voxels=self.max_voxels))
+        self.message = f"guide {path.name} added: 3D clicks see {n + 1} channels"
+
     @property
     def is_video(self) -> bool:
         return self.session is not None and self.session.image.is_video

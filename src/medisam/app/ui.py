@@ -83,6 +83,10 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
             st.set_direction(direction)
             st.message = f"video tracking: {direction}"
 
+    def on_guide(st: AppState, path: str | None) -> None:
+        if path:
+            st.add_guide(path)
+
     def on_window(st: AppState, window: str) -> None:
         if st is not None and st.session is not None:
             st.set_window(window)
@@ -178,6 +182,8 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                 upload = gr.File(label="image, volume, video (MP4/AVI, DICOM cine), DICOM or zipped DICOM series",
                                  type="filepath",
                                  elem_id="medisam-upload")
+                guide = gr.File(label="optional: another channel of the volume for 3D clicks (e.g. T1c, same grid)",
+                                type="filepath", elem_id="medisam-guide")
                 window = gr.Dropdown(["auto", *WINDOW_PRESETS], value="auto", label="window (CT preset)",
                                      elem_id="medisam-window")
                 mode = gr.Radio(list(MODES), value="box", label="click mode", elem_id="medisam-mode")
@@ -215,6 +221,7 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         upload.change(on_open, [state, upload, window], [state, view, slider, direction, video_box, status])
         slider.change(guarded(on_slice), [state, slider], [state, view, status])  # drag, arrows or typed value
         window.change(guarded(on_window), [state, window], [state, view, status])
+        guide.change(guarded(on_guide, redraw=False), [state, guide], [state, view, status])
         mode.change(on_mode, [state, mode, obj], [state, view, status])
         view.select(on_click, [state, mode, obj], [state, view, status])
         undo.click(guarded(on_undo), [state], [state, view, status])
