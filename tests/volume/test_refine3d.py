@@ -147,7 +147,6 @@ def test_positive_walker_click_takes_its_voxels_from_other_objects(tiny_model):
     r = session.object_state(1).clicks3d[-1].radius
     near = squared_distance(vol1.shape, zyx, session.geometry.spacing_zyx) <= r * r
     assert not (vol1 & near & vol2).any()  # what object 1 holds within the click's radius, object 2 lost
-    assert not (before1 & ~vol1).any()  # a positive click only adds
     assert not (vol2 & ~before2).any()  # object 2 gained nothing
     assert np.array_equal(session.object_volume(2, model_only=True), before2)  # the model's result is kept
 
@@ -246,6 +245,15 @@ def test_another_objects_click_is_background_for_this_object(tiny_model):
     assert _labels(session)[v] == 2
     session.add_click((5, 16, 11), True, 1)  # object 1 refined again: it does not take the voxel back
     assert _labels(session)[v] == 2 and not session.object_volume(1)[v]
+
+
+def test_a_negative_click_only_removes(tiny_model):
+    session, _ = _two_objects(tiny_model)
+    before = session.object_volume(1)
+    v = (4, 8, 12)
+    session.add_click(v, False, 1)
+    after = session.object_volume(1)
+    assert not after[v] and not (after & ~before).any()
 
 
 def test_a_positive_click_where_a_smaller_object_shows_is_a_background_click_of_that_one(tiny_model):

@@ -193,8 +193,9 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     """Refine ``obj_id`` with the click at ``v`` and set the result (:meth:`set_edits`); returns
     ``(object, crop, its mask there before)`` of every object the edit touches.
 
-    A positive click only adds to the object and a negative one only removes (the walker's
-    re-solve of the whole crop must not undo the mask far from the click). ``refine`` False:
+    A negative click only removes (the walker's re-solve must not grow the object elsewhere);
+    a positive click takes the re-solved crop as it is (its new intensity sample may also cut a
+    leak elsewhere: hippocampus AUC 2.967 against 2.881 when it may only add). ``refine`` False:
     the click is kept (a seed of later clicks), the masks stay as they are (the objects shown
     over the voxel are the ones to change)."""
     state = session.object_state(obj_id)
@@ -211,7 +212,7 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     seeds = [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius) for c in (*their_clicks, *clicks)]
     solved = refine_crop(session.click_features(crop), session.object_crop(obj_id, crop, model_only=True),
                          _inside(state, origin, current.shape), seeds, spacing, params, claimed=claimed)
-    new = (current | solved) if positive else (current & solved)
+    new = solved if positive else current & solved  # a background click never adds
     layer = EditLayer(tuple(int(o) for o in origin), new)
 
     def model_of(obj: int):  # noqa: ANN202 - the object's model mask on a crop, for merged()
