@@ -153,15 +153,17 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
     On a crop around the object's 3D box (or its mask) and every click so far, the walker
     starts from the model's result (the slice results, without earlier clicks) and takes all
     the object's 3D clicks as hard seeds; the result replaces the object's mask in the crop
-    (the session's 3D click layer, :meth:`AxisSession.set_edits`). Several objects: the other
-    objects' positive clicks are background seeds here and the voxels their clicks added to
-    them have a prior of 0; a positive click takes from the other objects what it adds and
-    what it decides (within its radius), not the rest of this object's overlap with them
-    (a click on one tumour part must not wipe another part far from it). A positive click
-    where the label map shows another object on top (a smaller one, :meth:`paint_order`) is
-    also a background click of that object: the user says the voxel is this object, not that
-    one, and that object's walker decides how much of it goes. One undo step; no decoder or
-    encoder runs.
+    (the session's 3D click layer, :meth:`AxisSession.set_edits`); a negative click only
+    removes. The walker sees the session's guide channels too (:meth:`click_features`).
+    Several objects: the other objects' positive clicks are background seeds here and the
+    voxels their clicks added to them have a prior of 0; a positive click takes from the other
+    objects what this object holds within the click's radius, not the rest of its overlap with
+    them (a click on one tumour part must not wipe another part far from it; elsewhere the
+    smaller object stays on top). A positive click on a voxel the object already holds, where
+    the label map shows another object on top (a smaller one, :meth:`paint_order`), leaves this
+    object as it is and is a background click of each object shown there: the user says the
+    voxel is this object, not that one, and that object's walker decides how much of it goes.
+    One undo step; no decoder or encoder runs.
     """
     t, x, y = click_on_plane(session, zyx)
     v = tuple(int(c) for c in zyx)
