@@ -182,8 +182,6 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                 upload = gr.File(label="image, volume, video (MP4/AVI, DICOM cine), DICOM or zipped DICOM series",
                                  type="filepath",
                                  elem_id="medisam-upload")
-                guide = gr.File(label="optional: another channel of the volume for 3D clicks (e.g. T1c, same grid)",
-                                type="filepath", elem_id="medisam-guide")
                 window = gr.Dropdown(["auto", *WINDOW_PRESETS], value="auto", label="window (CT preset)",
                                      elem_id="medisam-window")
                 mode = gr.Radio(list(MODES), value="box", label="click mode", elem_id="medisam-mode")
@@ -211,6 +209,9 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                     download_video = gr.Button("Download overlay video", elem_id="medisam-download-video")
                     video_file = gr.File(label=f"overlay video (masks: {', '.join(VIDEO_MASK_FORMATS)})",
                                          interactive=False, elem_id="medisam-overlay")
+                # last in the column: the controls above keep their places
+                guide = gr.File(label="optional: another channel of the volume for 3D clicks (e.g. T1c, same grid)",
+                                type="filepath", elem_id="medisam-guide")
             with gr.Column(scale=3):
                 view = gr.Image(type="filepath", format="png", interactive=False, label="click to prompt", height=560,
                                 elem_id="medisam-view", buttons=[])
