@@ -122,13 +122,8 @@ class Case:
 
     def read_guides(self) -> list[MedicalImage]:
         """The case's other channels (nnU-Net ``_000C`` files beside the one read), for the 3D
-        click walker (``VolumeSession(guides=...)``); InputError when one is off the image's grid."""
-        guides = [read_image(p, modality=self.image.modality) for p in self.guide_paths]
-        for p, g in zip(self.guide_paths, guides):
-            if g.spatial_shape != self.image.spatial_shape:
-                raise InputError(f"case {self.case_id}: channel {p.name} has shape {g.spatial_shape}, "
-                                 f"the image {self.image.spatial_shape}")
-        return guides
+        click walker (``VolumeSession(guides=...)``, which checks that they lie on the image's grid)."""
+        return [read_image(p, modality=self.image.modality) for p in self.guide_paths]
 
 
 @dataclass(frozen=True)
@@ -299,12 +294,13 @@ def discover_cases(path: str | Path, options: DatasetOptions | None = None,
         channel = opts.channel or 0
         suffix = re.compile(rf"^(.*)_{channel:04d}$")
         labels = {_stem(p): p for p in _files(root / "labelsTr")}
+        images = _files(root / "imagesTr")
         channels: dict[str, list[Path]] = {}  # case -> its channel files (the walker's guides)
-        for img in _files(root / "imagesTr"):
+        for img in images:
             m = re.fullmatch(r"(.*)_\d{4}", _stem(img))
             if m:
                 channels.setdefault(m[1], []).append(img)
-        for img in _files(root / "imagesTr"):
+        for img in images:
             m = suffix.match(_stem(img))
             if m:
                 case = m[1]

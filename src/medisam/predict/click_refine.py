@@ -45,13 +45,18 @@ class RefineParams:
     sample_radius: float = 3.0  # voxels around a positive click that sample the object's intensity
 
 
+def _channels_last(img: np.ndarray) -> np.ndarray:
+    """``(Z, Y, X, C)`` features of a ``(Z, Y, X)`` volume (one channel) or of ``(Z, Y, X, C)``."""
+    return img if img.ndim == 4 else img[..., None]
+
+
 def laplacian(img: np.ndarray, beta: float) -> sparse.csr_matrix:
     """Graph Laplacian of the 6-connected grid of ``img`` with intensity weights.
 
     ``img``: ``(Z, Y, X)``, or ``(Z, Y, X, C)`` for several channels (e.g. FLAIR and T1c): the
     squared step is the mean over channels of each channel's step over its own spread, so one
     channel gives the same weights either way."""
-    feats = img if img.ndim == 4 else img[..., None]
+    feats = _channels_last(img)
     s = feats.reshape(-1, feats.shape[-1]).std(axis=0) + 1e-6
     shape = feats.shape[:3]
     size = int(np.prod(shape))
@@ -93,7 +98,7 @@ def intensity_ratio(img: np.ndarray, fg_sample: np.ndarray, min_sd: float = 5.0)
 
     ``img`` ``(Z, Y, X)`` or ``(Z, Y, X, C)``: with channels, one Gaussian per channel and the
     log ratios summed (channels taken as independent)."""
-    feats = img if img.ndim == 4 else img[..., None]
+    feats = _channels_last(img)
     a, b = feats[fg_sample], feats[~fg_sample]
     if b.shape[0] < 3:
         return np.ones(fg_sample.shape)
@@ -141,8 +146,6 @@ def refine_crop(display: np.ndarray, model_mask: np.ndarray, inside: np.ndarray,
             (this object's own clicks still decide around them).
     """
     img = display.astype(np.float64)
-    if img.ndim == 4 and img.shape[-1] == 1:
-        img = img[..., 0]
     model_mask = model_mask.astype(bool)
     shape = model_mask.shape
     if img.shape[:3] != shape:

@@ -181,9 +181,13 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
 
 
 def _shown_over(session, obj_id: int, v: tuple[int, ...]) -> list[int]:
-    """The objects painted over ``obj_id`` in the label map (:meth:`paint_order`) that hold voxel ``v``."""
+    """The objects painted over ``obj_id`` in the label map (:meth:`paint_order`) that hold voxel ``v``
+    (the paint order, a pass over every object's results, only when another object holds it)."""
+    holders = {o for o in session.object_ids if o != obj_id and _holds(session, o, v)}
+    if not holders:
+        return []
     order = session.paint_order()
-    return [o for o in order[order.index(obj_id) + 1:] if _holds(session, o, v)]
+    return [o for o in order[order.index(obj_id) + 1:] if o in holders]
 
 
 def _holds(session, obj_id: int, v: tuple[int, ...]) -> bool:

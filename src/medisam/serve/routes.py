@@ -42,7 +42,7 @@ from medisam.serve.schemas import (
     WindowRequest,
 )
 from medisam.serve.sessions import ServerSession, WorkTimeout
-from medisam.serve.uploads import read_upload, save_stream, session_bytes, upload_extension
+from medisam.serve.uploads import guide_bytes, read_upload, save_stream, session_bytes, upload_extension
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +173,7 @@ def add_guide(sid: str, request: Request,
         k = len(session.state.guides)
         guide = _read_file(ctx, session, file, f"guide{k}", ext, session.state.image.modality)
         before = session.nbytes
-        ctx.sessions.claim_bytes(session, before + int(guide.array.nbytes) + 4 * int(np.prod(guide.spatial_shape)),
-                                 ctx.settings.max_total_bytes)
+        ctx.sessions.claim_bytes(session, before + guide_bytes(guide), ctx.settings.max_total_bytes)
         try:
             session.state.add_guide(guide)
         except BaseException:

@@ -153,6 +153,11 @@ def extract_zip(archive: Path, dest: Path, *, max_members: int, max_bytes: int, 
 SESSION_BYTES_PER_VOXEL = 3
 
 
+def guide_bytes(image: MedicalImage) -> int:
+    """Memory a session's guide channel holds: its pixels plus the walker's float32 copy."""
+    return int(image.array.nbytes) + 4 * math.prod(image.spatial_shape)
+
+
 def session_bytes(image: MedicalImage) -> int:
     """Memory a session holds for ``image``: its pixels (dtype-aware) plus labels and display copy."""
     return int(image.array.nbytes) + SESSION_BYTES_PER_VOXEL * math.prod(image.spatial_shape)
