@@ -81,6 +81,9 @@ DATA = Path(os.environ.get("MEDISAM_DATA", REPO.parent / "shared" / "data"))
 VARIANTS: dict[str, PropagationConfig] = {
     "default": PropagationConfig(),
     "single": PropagationConfig(views=1),
+    "stride1": PropagationConfig(encode_stride=1),
+    "stride3": PropagationConfig(encode_stride=3),
+    "single-stride1": PropagationConfig(views=1, encode_stride=1),
     "tri-full": PropagationConfig(view_budget=None),
     "tri-uniform": PropagationConfig(view_sampling="uniform"),
     "margin3": PropagationConfig(extra_margins_mm=(), views=1),

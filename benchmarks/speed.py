@@ -10,8 +10,10 @@ interleaved (round-robin, medians), because the 2 CPU cores here are shared:
 
 Columns: encoder ms/image (median), prompt-to-mask ms (``Predictor.predict(box=...)`` on a
 cached embedding: prompt encoder + decoder + upsampling to the original grid), 3D
-propagation seconds for a 100-slice volume (``VolumeSession`` seeded with one box on the
-middle slice, propagated both ways; slices encoded shown), peak RSS of a fresh process
+propagation seconds for a 100-slice volume (``VolumeSession`` with its default
+configuration, seeded with one box on the middle slice, propagated both ways; slices
+encoded shown: on these 1 mm slices every other plane's embedding is interpolated,
+``PropagationConfig.encode_stride``), peak RSS of a fresh process
 that loads the model and segments one image, mean Dice on real 2D images with tight
 ground-truth boxes and its change against torch fp32 (the precision guard, tolerance
 0.005; the bundled samples that calibrate OpenVINO int8 are left out of these images), and
@@ -564,7 +566,7 @@ def main() -> None:
     from medisam.models.backends import (backend_available, choose_auto, read_speed_profile, resolve_threads,
                                          supported_precisions, write_speed_profile)
     from medisam.models.precision import DICE_TOLERANCE, cpu_flags, cpu_has_bf16, precision_guard
-    from medisam.predict import PropagationConfig, Predictor, VolumeSession
+    from medisam.predict import Predictor, VolumeSession
 
     threads = resolve_threads()
     torch.set_num_threads(threads)
@@ -657,7 +659,7 @@ def main() -> None:
                 continue
             gc.collect()
             t0 = time.perf_counter()
-            session = VolumeSession(m, vol, config=PropagationConfig(encode_batch=4))
+            session = VolumeSession(m, vol)  # the default configuration, as users run it
             session.add_box(mid, vbox)
             session.propagate(progress=False)
             prop[k] = (time.perf_counter() - t0, len(session.encoded_slices))

@@ -65,6 +65,7 @@ def test_slice_box_points_and_axis(tmp_path):
     (["--slice", "2", "--point", "2,99"], "outside"),
     (["--box3d", "8,6,1,20,18,3", "--axis", "q"], "axis"),
     (["--box3d", "8,6,1,20,18,3", "--views", "2"], "views"),
+    (["--box3d", "8,6,1,20,18,3", "--encode-stride", "0"], "--encode-stride must be >= 1"),
 ])
 def test_bad_prompts_write_nothing(nifti, tmp_path, capsys, args, message):
     out = tmp_path / "bad.nii.gz"
@@ -85,6 +86,16 @@ def test_2d_and_4d_inputs_are_refused(tmp_path, capsys):
     sitk.WriteImage(four, str(path4))
     assert main(["propagate", str(path4), "--box3d", "1,1,0,5,5,2", "-o", str(out)] + TINY) == 2
     assert "channel" in capsys.readouterr().err and not out.exists()
+
+
+def test_encode_stride_option_propagates_either_way(nifti, tmp_path):
+    outs = {}
+    for stride in ("1", "2"):
+        outs[stride] = tmp_path / f"stride{stride}.nii.gz"
+        assert main(["propagate", str(nifti), "--box3d", "8,6,0,20,18,4", "--views", "1", "-o", str(outs[stride]),
+                     "--encode-stride", stride] + TINY) == 0
+    shapes = {k: sitk.GetArrayFromImage(sitk.ReadImage(str(v))).shape for k, v in outs.items()}
+    assert shapes == {"1": (5, 24, 28), "2": (5, 24, 28)}
 
 
 def test_backend_options(nifti, tmp_path):

@@ -11,7 +11,7 @@ from medisam.predict.volume import ViewGrid, as_box3d, interpolate_planes, plan_
 
 from test_volume_session import CountingEncoder, ball_volume
 
-FAST = PropagationConfig(min_area_px=0, extra_margins_mm=())
+FAST = PropagationConfig(min_area_px=0, extra_margins_mm=(), encode_stride=1)  # encodings counted plane by plane
 
 
 def test_thin_slab_is_planned_as_the_single_axis():
@@ -77,8 +77,9 @@ def test_session_encodes_at_most_the_budget(tiny_model, capsys):
     image, _ = ball_volume(shape=(14, 16, 16), radius=5.0, spacing=(1.0, 1.0, 1.0))
     box = (3, 3, 1, 12, 12, 12)  # 12 slices along k; 10 planes each along j and i
     counts = {}
-    for name, config in (("single", PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1)),
-                         ("budget", PropagationConfig(min_area_px=0, extra_margins_mm=()))):
+    for name, config in (("single", PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1, encode_stride=1)),
+                         ("budget", PropagationConfig(min_area_px=0, extra_margins_mm=(), encode_stride=1)),
+                         ("interpolated", PropagationConfig(min_area_px=0, extra_margins_mm=()))):  # 1 mm: stride 2
         with CountingEncoder(tiny_model) as counter:
             session = VolumeSession(tiny_model, image, predictor=Predictor(tiny_model), config=config)
             session.add_box3d(box)
@@ -89,4 +90,5 @@ def test_session_encodes_at_most_the_budget(tiny_model, capsys):
         assert sorted(results) == list(range(1, 13))  # every slice of the range has a result
     assert counts["single"] == 12
     assert counts["single"] < counts["budget"] <= 1.5 * counts["single"]  # 12 + 3 + 3 sampled planes
+    assert counts["interpolated"] < counts["budget"]  # k: its even planes; the sampled j, i views (3 mm): each plane
     assert "3D box plan: 3 view(s)" in capsys.readouterr().err  # the cost model, before the work

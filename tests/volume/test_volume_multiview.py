@@ -17,7 +17,8 @@ from medisam.prompts import Box3D
 from test_volume_session import CountingEncoder, ball_volume
 
 #: Keep going on empty random-model masks; one margin only (fewer decoder passes).
-FAST = PropagationConfig(min_area_px=0, extra_margins_mm=(), view_budget=None)  # every plane: fusion mechanics
+FAST = PropagationConfig(min_area_px=0, extra_margins_mm=(), view_budget=None,  # every plane: fusion mechanics
+                         encode_stride=1)  # each plane encoded (views interpolate relative to their own range)
 #: A small box: 2 + 4 + 5 planes across the three views.
 BOX = (5, 4, 1, 9, 7, 2)  # x0, y0, z0, x1, y1, z1
 

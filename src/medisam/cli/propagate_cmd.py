@@ -47,6 +47,9 @@ def propagate(
     views: Optional[int] = typer.Option(None, "--views", help="--box3d only: 3 (default) = propagate along all "
                                         "three axes and keep the voxels two of them agree on (more accurate, ~3x the "
                                         "encoding); 1 = along --axis only."),
+    encode_stride: Optional[int] = typer.Option(None, "--encode-stride", help="Volumes: encode every Nth plane "
+                                                "while propagating and interpolate the embeddings between (default: 2 "
+                                                "where planes are <= 1.25 mm apart, else 1; 1 = encode every plane)."),
     channel: Optional[int] = common.ChannelOpt,
     series: Optional[str] = common.SeriesOpt,
     window: Optional[str] = common.WindowOpt,
@@ -70,6 +73,8 @@ def propagate(
     tracks = [parse_track(t) for t in track]
     if views is not None and views not in (1, 3):
         raise InputError(f"--views must be 1 or 3, got {views}")
+    if encode_stride is not None and encode_stride < 1:
+        raise InputError(f"--encode-stride must be >= 1, got {encode_stride}")
     if views is not None and "box3d" not in prompt and "recist" not in prompt:
         raise InputError("--views applies to --box3d and --recist prompts; drop it for --box/--point prompts")
     if "recist" in prompt and common.parse_axis(axis) not in (None, 0):
@@ -101,6 +106,8 @@ def propagate(
     elif not image.is_video:
         checks.new_folder(overlay, force, "--overlay")
     runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
+    if image.is_video and encode_stride is not None:
+        raise InputError("--encode-stride is for volumes; video frames are each encoded")
     if image.is_video:
         _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force, tracks,
                not no_progress)
@@ -110,7 +117,8 @@ def propagate(
     if image.is_rgb:
         raise InputError(f"{input} is a colour volume {image.array.shape}; pass --channel to pick one channel")
     net = common.load(model, checkpoint, device, runtime)
-    labels, n_slices = run_propagation(net, image, prompt, label, array_axis or 0, win, not no_progress, views or 3)
+    labels, n_slices = run_propagation(net, image, prompt, label, array_axis or 0, win, not no_progress, views or 3,
+                                       encode_stride)
     _write(image, labels, output, overlay, array_axis or 0, win, force, segments)
     n = int((labels.array > 0).sum())
     typer.echo(f"wrote {output} (label {label}: {n} voxels on {n_slices} slices)")
@@ -231,10 +239,12 @@ def _parse_prompts(box3d, slice, box, point, slices=None, recist=None) -> dict:
             "slices": parse_slices(slices) if slices is not None else None}
 
 
-def run_propagation(model, image, prompt: dict, label: int, axis: int, window, progress: bool, views: int = 3):
+def run_propagation(model, image, prompt: dict, label: int, axis: int, window, progress: bool, views: int = 3,
+                    encode_stride: int | None = None):
     """Prompt one object, propagate it with a progress bar; return (label map, slices with mask).
 
-    ``views``: axes a 3D box is propagated along and fused (see :class:`PropagationConfig`).
+    ``views``: axes a 3D box is propagated along and fused; ``encode_stride``: planes between
+    encoded ones (None: auto); see :class:`PropagationConfig`.
     """
     from medisam.predict.propagation import PropagationConfig
     from medisam.predict.session import VolumeSession
@@ -248,7 +258,7 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
             raise InputError(f"{model.name} tracks through the whole volume; drop --slices")
         session = Sam2Session(model, image, window=window)
     else:
-        session = VolumeSession(model, image, axis=axis, window=window, config=PropagationConfig(views=views))
+        session = VolumeSession(model, image, axis=axis, window=window, config=PropagationConfig(views=views, encode_stride=encode_stride))
     if "box3d" in prompt:
         session.add_box3d(prompt["box3d"], obj_id=label)
     elif "recist" in prompt:

@@ -168,12 +168,12 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
         point = interior_point(prev.mask) if cfg.point_prompt else None
         logits = prev.low_res_logits if cfg.mask_prompt else None
         if point is None and logits is None and not cfg.multimask and len(boxes) > 1:
-            s._encode(t)  # the margins in one decoder batch; only the winner is upsampled
+            s._encode(t, interpolate=True)  # the margins in one decoder batch; only the winner is upsampled
             pred, k = s.predictor.predict_best(boxes)[1], 0
         else:
             best = None
             for box in boxes:
-                pred = s._predict(t, box, [(*point, 1)] if point else None, logits, cfg.multimask)
+                pred = s._predict(t, box, [(*point, 1)] if point else None, logits, cfg.multimask, interpolate=True)
                 k = pick(pred, prev.mask) if cfg.multimask else 0
                 if best is None or pred.scores[k] > best[0].scores[best[1]]:
                     best = (pred, k)
@@ -183,7 +183,7 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
         if reason is None and stopper is not None:
             reason = stopper.reason(mask, score, prev.mask, abs(t - seed))
         if reason is not None and reacquire:
-            again = s._predict(t, extent, None, None)
+            again = s._predict(t, extent, None, None, interpolate=True)
             mask2 = clip_to(s._threshold(again, 0), clip)
             if stop_reason(mask2, float(again.scores[0]), 0, cfg) is None:
                 pred, k, mask, score, reason = again, 0, mask2, float(again.scores[0]), None

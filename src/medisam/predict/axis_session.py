@@ -26,7 +26,7 @@ from medisam.predict.contract import (SliceResult, ViewProgress, check_object_id
                                      tracks_with_memory)
 from medisam.predict.encoder import PlaneEncoder
 from medisam.predict.predictor import Predictor
-from medisam.predict.propagation import PropagationConfig, box_around
+from medisam.predict.propagation import PropagationConfig, auto_stride, box_around
 from medisam.predict.click_layer import ClickLayer
 from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts, check_in_range
 from medisam.predict.volume import SliceGeometry, as_box3d, parse_axis, volume_of, volume_to_display
@@ -94,7 +94,7 @@ class AxisSession(ClickLayer):
             raise InputError("the predictor was built for another model")
         self.predictor = predictor
         self.encoder = PlaneEncoder(predictor, self.axis, self.plane_display, self._planes_needed(), own_cache,
-                                    self.config.encode_batch)
+                                    self.config.encode_batch, self.num_slices, self._encode_stride())
         self.store = PromptStore(max_undo)
 
     @property
@@ -487,8 +487,14 @@ class AxisSession(ClickLayer):
         plane = self.geometry.take(self._display, t)
         return np.ascontiguousarray(np.repeat(plane[..., None], 3, axis=-1), dtype=np.float32)
 
-    def _encode(self, t: int) -> None:
-        self.encoder.encode(t)
+    def _encode_stride(self) -> int:
+        """Planes between encoded ones in propagation (``config.encode_stride``; auto from the plane distance)."""
+        if self.config.encode_stride is not None:
+            return self.config.encode_stride
+        return auto_stride(self.geometry.spacing_zyx[self.axis])
+
+    def _encode(self, t: int, interpolate: bool = False) -> None:
+        self.encoder.encode(t, interpolate)
 
     def _threshold(self, pred, k: int = 0) -> np.ndarray:  # noqa: ANN001 - Prediction
         """Candidate ``k``'s mask at ``config.mask_threshold`` (pred.masks uses 0)."""
@@ -497,8 +503,8 @@ class AxisSession(ClickLayer):
         return self.predictor.transform.masks_to_original(pred.low_res_logits[k:k + 1], self.config.mask_threshold)[0]
 
     def _predict(self, t: int, box: Box | None, points, logits: np.ndarray | None,  # noqa: ANN001
-                 multimask: bool = False):  # noqa: ANN202 - Prediction
-        self._encode(t)
+                 multimask: bool = False, interpolate: bool = False):  # noqa: ANN202 - Prediction
+        self._encode(t, interpolate)
         mask = MaskPrompt(logits) if logits is not None else None
         return self.predictor.predict(box=box, points=points, mask=mask, multimask=multimask)
 

@@ -4,6 +4,12 @@ Embeddings live in the predictor's :class:`~medisam.predict.cache.EmbeddingCache
 the session made that cache, its size comes from the model: after the first encoding the
 cache is grown to hold every plane the session may visit (the embedding's own bytes,
 whatever the model's channels and side), never below the cache's default.
+
+With a ``stride`` above 1, a propagated plane between two encoded ones (planes ``k*stride``)
+gets the linear interpolation of their embeddings instead of its own encoding
+(``encode(t, interpolate=True)``): on thin slices neighbouring planes look alike, and the
+encoder is most of a propagation's time on a CPU. Interpolated embeddings are cached under
+their own key, so a plane the user prompts later is still encoded for real.
 """
 
 from __future__ import annotations
@@ -26,25 +32,30 @@ class PlaneEncoder:
         display: ``t -> (H, W, 3)`` float32 0-255 encoder input of plane ``t``.
         planes: planes the cache must hold when ``size_cache`` (sized on first encoding).
         batch: planes encoded together ahead of a propagation front (``prefetch``).
+        count: planes on the axis (0..count-1); ``stride``: see the module.
 
     Attributes:
         encoded / visited: planes the encoder ran on / whose embedding was used.
+        interpolated: planes that were given an interpolated embedding.
         encoded_planes / visited_planes: the same as ``(axis, index)`` pairs; an owner may
             add other views' planes to them.
     """
 
     def __init__(self, predictor: Predictor, axis: int, display: Callable[[int], np.ndarray], planes: int,
-                 size_cache: bool, batch: int = 1):
+                 size_cache: bool, batch: int = 1, count: int = 0, stride: int = 1):
         self.predictor = predictor
         self.model = predictor.model
         self.axis = axis
         self.display = display
         self.planes = planes
         self.batch = batch
+        self.count = count
+        self.stride = max(1, int(stride))
         self._size_cache = size_cache
         self._keys: dict[int, str] = {}  # plane -> embedding key (the display never changes)
         self.encoded: set[int] = set()
         self.visited: set[int] = set()
+        self.interpolated: set[int] = set()
         self.encoded_planes: set[tuple[int, int]] = set()
         self.visited_planes: set[tuple[int, int]] = set()
 
@@ -66,8 +77,23 @@ class PlaneEncoder:
         self.encoded.add(t)
         self.encoded_planes.add((self.axis, t))
 
-    def encode(self, t: int) -> None:
-        """Make plane ``t`` the predictor's current image (encoding it unless cached)."""
+    def anchors(self, t: int) -> tuple[int, int] | None:
+        """The encoded planes whose embeddings plane ``t`` interpolates, None when it is encoded itself."""
+        if self.stride <= 1 or t % self.stride == 0:
+            return None
+        lo = t - t % self.stride
+        hi = lo + self.stride
+        return (lo, hi) if hi < self.count else None
+
+    def encode(self, t: int, interpolate: bool = False) -> None:
+        """Make plane ``t`` the predictor's current image (encoding it unless cached).
+
+        ``interpolate``: a propagated plane may take the interpolation of its anchors'
+        embeddings (:meth:`anchors`) instead of its own."""
+        pair = self.anchors(t) if interpolate else None
+        if pair is not None:
+            self._interpolate(t, *pair)
+            return
         self.visited.add(t)
         self.visited_planes.add((self.axis, t))
         cache = self.predictor.cache
@@ -77,17 +103,39 @@ class PlaneEncoder:
             self._mark_encoded(t)
             self._fit_cache(self.predictor.get_image_embedding())
 
+    def _interpolate(self, t: int, lo: int, hi: int) -> None:
+        """Make the interpolation of planes ``lo`` and ``hi``'s embeddings plane ``t``'s current image."""
+        key = self.key(t) + f":lerp{lo}-{hi}"
+        cache = self.predictor.cache
+        if cache.get(key) is None:
+            self.encode(lo)
+            low = self.predictor.get_image_embedding()
+            self.encode(hi)
+            high, transform = self.predictor.get_image_embedding(), self.predictor.transform
+            w = (t - lo) / (hi - lo)
+            cache.put(key, CachedEmbedding((1.0 - w) * low + w * high, transform))
+        self.predictor.set_display_image(self.display(t), key=key)
+        self.visited.add(t)
+        self.visited_planes.add((self.axis, t))
+        self.interpolated.add(t)
+
+    def _needed(self, s: int) -> tuple[int, ...]:
+        """The planes a propagation at plane ``s`` encodes: ``s``, or its anchors."""
+        return self.anchors(s) or (s,)
+
     def prefetch(self, t: int, step: int, end: int) -> None:
-        """Encode up to ``batch`` upcoming planes ``t, t + step, ...`` (not past ``end``) in one batch."""
+        """Encode up to ``batch`` upcoming planes ``t, t + step, ...`` (not past ``end``; their
+        anchors where they are interpolated) in one batch."""
         if self.batch <= 1:
             return
         cache = self.predictor.cache
-        todo = []
+        todo: list[tuple[int, str]] = []
         s = t
         while len(todo) < self.batch and (end - s) * step >= 0:
-            key = self.key(s)
-            if cache.get(key) is None:
-                todo.append((s, key))
+            for p in self._needed(s):
+                key = self.key(p)
+                if (p, key) not in todo and cache.get(key) is None:
+                    todo.append((p, key))
             s += step
         if len(todo) < 2:
             return

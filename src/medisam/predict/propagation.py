@@ -27,6 +27,17 @@ from medisam.predict.stop_rules import StopRules
 from medisam.prompts import Box
 
 
+#: The widest plane distance (mm) at which ``encode_stride=None`` interpolates every other
+#: plane's embedding (2 mm gaps between encoded planes; benchmarks/propagation_3d.py
+#: ``--variants default,stride1``).
+STRIDE_MAX_PLANE_MM = 1.25
+
+
+def auto_stride(plane_mm: float) -> int:
+    """The encode stride of planes ``plane_mm`` apart when ``encode_stride`` is None."""
+    return 2 if 0 < plane_mm <= STRIDE_MAX_PLANE_MM else 1
+
+
 @dataclass(frozen=True)
 class PropagationConfig:
     """Tuning of slice-to-slice propagation (defaults chosen by benchmarks/propagation_3d.py).
@@ -55,6 +66,12 @@ class PropagationConfig:
             propagation carries on from the last non-empty mask instead of stopping.
         encode_batch: slices encoded together ahead of the propagation front (faster per
             slice on CPU; at most ``encode_batch - 1`` slices beyond a stop are encoded).
+        encode_stride: propagation encodes every ``encode_stride``-th plane of a view and
+            gives the planes between an embedding interpolated linearly from the two encoded
+            ones around them (the decoder still runs on every plane, with its own box); the
+            slices the user prompts are always encoded. None (default): 2 where the planes
+            are at most :data:`STRIDE_MAX_PLANE_MM` apart (thin-slice MR/CT, where neighbouring
+            planes look alike), else 1; 1 = encode every plane.
         views: for a 3D box, the number of slicing axes it is propagated along and fused:
             3 = tri-planar (the session's axis and the two others, majority of the three
             label volumes, see :func:`fuse_views`); 1 = the session's axis only (the
@@ -92,6 +109,7 @@ class PropagationConfig:
     seed_search: int = 0
     reacquire: bool = True
     encode_batch: int = 1
+    encode_stride: int | None = None
     views: int = 3
     view_budget: float | None = 1.5
     view_sampling: str = "secondary"
@@ -99,6 +117,8 @@ class PropagationConfig:
     slice_box: SliceBoxRules = SliceBoxRules()
 
     def __post_init__(self) -> None:
+        if self.encode_stride is not None and (not isinstance(self.encode_stride, int) or self.encode_stride < 1):
+            raise InputError(f"encode_stride must be a whole number >= 1 (or None: auto), got {self.encode_stride!r}")
         if self.views not in (1, 3):
             raise InputError(f"views must be 1 (session axis only) or 3 (tri-planar), got {self.views}")
         if self.view_budget is not None and self.view_budget < 1.0:

@@ -92,6 +92,10 @@ class TrackingSession(VolumeSession):
         #: (object, frame, prompt version) -> the prompt frame's result fitted to the drawn box
         self._fitted: dict[tuple[int, int, int], SliceResult] = {}
 
+    def _encode_stride(self) -> int:
+        """Every frame is encoded: objects move between frames, so embeddings are not interpolated."""
+        return 1
+
     def plane_display(self, t: int) -> np.ndarray:
         """Frame ``t`` as the encoder sees it; colour videos in colour (``(H, W, 3)`` 0-255)."""
         if self._colour is None:

@@ -1,0 +1,84 @@
+"""Interpolated embeddings between encoded planes (``PropagationConfig.encode_stride``, tiny model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medisam.errors import InputError
+from medisam.io.medical_image import MedicalImage
+from medisam.predict import Predictor, PropagationConfig, VolumeSession
+from medisam.predict.cache import EmbeddingCache
+from medisam.predict.encoder import PlaneEncoder
+from medisam.predict.propagation import auto_stride
+from test_volume_session import CountingEncoder
+
+
+def _planes(n: int = 7, size: int = 24) -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    return [rng.uniform(0, 255, (size, size, 3)).astype(np.float32) for _ in range(n)]
+
+
+def _volume(spacing_z: float, n: int = 9) -> MedicalImage:
+    zz, yy, xx = np.mgrid[:n, :32, :32]
+    inside = ((yy - 16) / 8.0) ** 2 + ((xx - 16) / 8.0) ** 2 <= 1
+    array = (inside * 300 + np.random.default_rng(0).normal(0, 10, inside.shape)).astype(np.float32)
+    return MedicalImage(array, (1.0, 1.0, spacing_z), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), "MR")
+
+
+def test_auto_stride_interpolates_thin_planes_only():
+    assert auto_stride(1.0) == 2 and auto_stride(0.5) == 2
+    assert auto_stride(2.5) == 1 and auto_stride(0.0) == 1
+    for bad in (0, -1, 1.5):
+        with pytest.raises(InputError, match="encode_stride"):
+            PropagationConfig(encode_stride=bad)
+
+
+def test_interpolated_plane_is_the_mean_of_its_encoded_neighbours(tiny_model):
+    planes = _planes()
+    predictor = Predictor(tiny_model, cache=EmbeddingCache())
+    encoder = PlaneEncoder(predictor, 0, lambda t: planes[t], len(planes), size_cache=True, count=len(planes), stride=2)
+    with CountingEncoder(tiny_model) as counter:
+        encoder.encode(3, interpolate=True)
+        got = predictor.get_image_embedding().clone()
+        assert counter.calls == 2 and encoder.encoded == {2, 4} and encoder.interpolated == {3}
+        encoder.encode(2)
+        low = predictor.get_image_embedding()
+        encoder.encode(4)
+        high = predictor.get_image_embedding()
+        assert counter.calls == 2  # the anchors were cached
+        assert torch.allclose(got, (low + high) / 2)
+        encoder.encode(6, interpolate=True)  # on the stride: encoded itself
+        encoder.encode(5, interpolate=True)  # between 4 and 6
+        assert counter.calls == 3 and encoder.encoded == {2, 4, 6}
+        encoder.encode(3)  # asked for itself (a prompt): a real encoding, not the interpolation
+        assert counter.calls == 4 and 3 in encoder.encoded
+        assert not torch.allclose(predictor.get_image_embedding(), got)
+    short = PlaneEncoder(predictor, 0, lambda t: planes[t], 4, size_cache=False, count=4, stride=2)
+    assert short.anchors(3) is None  # no plane above it to interpolate towards
+    assert short.anchors(1) == (0, 2)
+
+
+def test_propagation_on_thin_slices_encodes_every_other_plane(tiny_model):
+    config = PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1)
+    with CountingEncoder(tiny_model) as counter:
+        thin = VolumeSession(tiny_model, _volume(1.0), config=config)
+        thin.add_box(4, (8, 8, 24, 24))
+        labels = thin.propagate(progress=False)
+    assert labels.array.shape == (9, 32, 32)
+    assert thin.visited_slices == set(range(9))
+    assert thin.encoded_slices == {0, 2, 4, 6, 8} and counter.calls == 5
+    assert thin.encoder.interpolated == {1, 3, 5, 7}
+    with CountingEncoder(tiny_model) as counter:
+        thick = VolumeSession(tiny_model, _volume(3.0), config=config)  # 3 mm apart: every plane
+        thick.add_box(4, (8, 8, 24, 24))
+        thick.propagate(progress=False)
+    assert thick.encoded_slices == set(range(9)) and counter.calls == 9
+    exact = VolumeSession(tiny_model, _volume(1.0), config=PropagationConfig(min_area_px=0, extra_margins_mm=(),
+                                                                              views=1, encode_stride=1))
+    exact.add_box(3, (8, 8, 24, 24))
+    exact.propagate(progress=False)
+    assert exact.encoded_slices == set(range(9)) and not exact.encoder.interpolated
+    thin.add_box(3, (8, 8, 24, 24), obj_id=2)  # a prompt on an interpolated plane: encoded itself
+    assert 3 in thin.encoded_slices
