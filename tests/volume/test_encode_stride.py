@@ -82,3 +82,16 @@ def test_propagation_on_thin_slices_encodes_every_other_plane(tiny_model):
     assert exact.encoded_slices == set(range(9)) and not exact.encoder.interpolated
     thin.add_box(3, (8, 8, 24, 24), obj_id=2)  # a prompt on an interpolated plane: encoded itself
     assert 3 in thin.encoded_slices
+
+
+def test_plan_counts_the_planes_and_the_encodings_of_an_interpolating_view():
+    from dataclasses import replace
+
+    from medisam.predict.volume import plan_views
+    from medisam.prompts import Box3D
+
+    plan = plan_views((155, 240, 240), (1.0, 1.0, 1.0), 0, Box3D(50, 50, 20, 150, 150, 120))
+    assert plan.encoded_at_most == plan.encodings == 151 and "= 151 encodings vs 101" in plan.describe()
+    strided = replace(plan, strides=(2, 1, 1))
+    assert strided.encoded_at_most == 53 + 25 + 25
+    assert "k: 101 (1 in 2 encoded)" in strided.describe() and "151 planes, at most 103 encodings" in strided.describe()

@@ -20,7 +20,7 @@ import numpy as np
 from medisam.io.medical_image import MedicalImage
 from medisam.predict.axis_session import AxisSession
 from medisam.predict.contract import SliceResult, ViewProgress
-from medisam.predict.propagation import fuse_views
+from medisam.predict.propagation import auto_stride, fuse_views
 from medisam.predict.store import ObjectState, Run
 from medisam.predict.volume import ViewGrid, ViewPlan, plan_views
 from medisam.prompts import Box3D
@@ -49,8 +49,11 @@ class TriPlanar:
     def plan(self, state: ObjectState) -> ViewPlan:
         """The views (and planes per view) of ``state``'s 3D box within ``config.view_budget``."""
         o, cfg = self.owner, self.owner.config
-        return plan_views(o.geometry.shape_zyx, o.geometry.spacing_zyx, o.axis, state.box3d, views=cfg.views,
-                          budget=cfg.view_budget, input_size=o.model.spec.input_size, sampling=cfg.view_sampling)
+        shape, spacing = o.geometry.shape_zyx, o.geometry.spacing_zyx
+        plan = plan_views(shape, spacing, o.axis, state.box3d, views=cfg.views, budget=cfg.view_budget,
+                          input_size=o.model.spec.input_size, sampling=cfg.view_sampling)
+        strides = tuple(cfg.encode_stride or auto_stride(g.spacing_zyx(shape, spacing)[g.axis]) for g in plan.grids)
+        return replace(plan, strides=strides)
 
     def sessions(self, obj_id: int, box3d: Box3D, version: int) -> Views:
         """One single-axis engine per planned view over the box's slice range (object 1 = the

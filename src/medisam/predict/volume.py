@@ -334,26 +334,39 @@ class ViewPlan:
 
     ``grids[0]`` is the session axis's view (every plane of the box's range, as the
     single-axis propagation); the others are secondary views, possibly sampled.
-    ``notes`` says why a view was sampled or skipped.
+    ``notes`` says why a view was sampled or skipped; ``strides``: per grid, the encode
+    stride of its propagation (:class:`~medisam.predict.propagation.PropagationConfig`
+    ``encode_stride``; empty: 1).
     """
 
     grids: tuple[ViewGrid, ...]
     single_axis: int
     budget: int | None
     notes: tuple[str, ...] = ()
+    strides: tuple[int, ...] = ()
 
     @property
     def encodings(self) -> int:
-        """Planes to encode (upper bound: runs may stop early)."""
+        """Planes to visit (the budget's unit; an upper bound of the encodings: runs may stop early)."""
         return sum(g.num_planes for g in self.grids)
+
+    @property
+    def encoded_at_most(self) -> int:
+        """Encodings at most, with every other plane of a stride-2 view interpolated."""
+        strides = self.strides or (1,) * len(self.grids)
+        return sum(g.num_planes if s <= 1 else min(g.num_planes, -(-g.num_planes // s) + 2)
+                   for g, s in zip(self.grids, strides))
 
     def describe(self) -> str:
         names = "kji"
+        strides = self.strides or (1,) * len(self.grids)
         views = ", ".join(f"{names[g.axis]}: {g.num_planes}" + (" sampled" if g.planes is not None else "")
-                          for g in self.grids)
+                          + (f" (1 in {s} encoded)" if s > 1 else "") for g, s in zip(self.grids, strides))
         cap = f", budget {self.budget}" if self.budget is not None else ""
         note = f" ({'; '.join(self.notes)})" if self.notes else ""
-        return (f"3D box plan: {len(self.grids)} view(s) [{views}] = {self.encodings} encodings vs "
+        cost = (f"{self.encodings} planes, at most {self.encoded_at_most} encodings" if any(s > 1 for s in strides)
+                else f"{self.encodings} encodings")
+        return (f"3D box plan: {len(self.grids)} view(s) [{views}] = {cost} vs "
                 f"{self.single_axis} along one axis{cap}{note}")
 
 
