@@ -39,9 +39,9 @@ def oracle(session: TrackingSession, frames: np.ndarray) -> TrackingSession:
     current = {}
     encode = session._encode
 
-    def tracked_encode(t: int) -> None:
+    def tracked_encode(t: int, interpolate: bool = False) -> None:
         current["t"] = t
-        encode(t)
+        encode(t, interpolate)
 
     def predict(box=None, points=None, mask=None, multimask=False) -> Prediction:
         b = Box.of(box)
@@ -255,9 +255,9 @@ def _scripted_segmenter(session, disks: list[np.ndarray], roll: int = 0, spill: 
     frame = {"t": 0}
     encode = session._encode
 
-    def encode_and_note(t: int) -> None:
+    def encode_and_note(t: int, interpolate: bool = False) -> None:
         frame["t"] = t
-        encode(t)
+        encode(t, interpolate)
 
     def predict(box=None, points=None, mask=None, multimask=False) -> Prediction:
         b, disk = Box.of(box), disks[frame["t"]]
