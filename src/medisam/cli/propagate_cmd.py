@@ -258,7 +258,8 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
             raise InputError(f"{model.name} tracks through the whole volume; drop --slices")
         session = Sam2Session(model, image, window=window)
     else:
-        session = VolumeSession(model, image, axis=axis, window=window, config=PropagationConfig(views=views, encode_stride=encode_stride))
+        config = PropagationConfig(views=views, encode_stride=encode_stride)
+        session = VolumeSession(model, image, axis=axis, window=window, config=config)
     if "box3d" in prompt:
         session.add_box3d(prompt["box3d"], obj_id=label)
     elif "recist" in prompt:

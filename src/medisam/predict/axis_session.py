@@ -26,7 +26,7 @@ from medisam.predict.contract import (SliceResult, ViewProgress, check_object_id
                                      tracks_with_memory)
 from medisam.predict.encoder import PlaneEncoder
 from medisam.predict.predictor import Predictor
-from medisam.predict.propagation import PropagationConfig, auto_stride, box_around
+from medisam.predict.propagation import PropagationConfig, box_around
 from medisam.predict.click_layer import ClickLayer
 from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts, check_in_range
 from medisam.predict.volume import SliceGeometry, as_box3d, parse_axis, volume_of, volume_to_display
@@ -489,9 +489,7 @@ class AxisSession(ClickLayer):
 
     def _encode_stride(self) -> int:
         """Planes between encoded ones in propagation (``config.encode_stride``; auto from the plane distance)."""
-        if self.config.encode_stride is not None:
-            return self.config.encode_stride
-        return auto_stride(self.geometry.spacing_zyx[self.axis])
+        return self.config.stride_for(self.geometry.spacing_zyx[self.axis])
 
     def _encode(self, t: int, interpolate: bool = False) -> None:
         self.encoder.encode(t, interpolate)

@@ -119,10 +119,6 @@ class PlaneEncoder:
         self.visited_planes.add((self.axis, t))
         self.interpolated.add(t)
 
-    def _needed(self, s: int) -> tuple[int, ...]:
-        """The planes a propagation at plane ``s`` encodes: ``s``, or its anchors."""
-        return self.anchors(s) or (s,)
-
     def prefetch(self, t: int, step: int, end: int) -> None:
         """Encode up to ``batch`` upcoming planes ``t, t + step, ...`` (not past ``end``; their
         anchors where they are interpolated) in one batch."""
@@ -132,7 +128,7 @@ class PlaneEncoder:
         todo: list[tuple[int, str]] = []
         s = t
         while len(todo) < self.batch and (end - s) * step >= 0:
-            for p in self._needed(s):
+            for p in self.anchors(s) or (s,):  # the planes a propagation at plane s encodes
                 key = self.key(p)
                 if (p, key) not in todo and cache.get(key) is None:
                     todo.append((p, key))

@@ -116,6 +116,10 @@ class PropagationConfig:
     stop_rules: StopRules = StopRules()
     slice_box: SliceBoxRules = SliceBoxRules()
 
+    def stride_for(self, plane_mm: float) -> int:
+        """The encode stride of a view whose planes are ``plane_mm`` apart (``encode_stride``, else auto)."""
+        return self.encode_stride if self.encode_stride is not None else auto_stride(plane_mm)
+
     def __post_init__(self) -> None:
         if self.encode_stride is not None and (not isinstance(self.encode_stride, int) or self.encode_stride < 1):
             raise InputError(f"encode_stride must be a whole number >= 1 (or None: auto), got {self.encode_stride!r}")

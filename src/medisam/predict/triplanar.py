@@ -20,7 +20,7 @@ import numpy as np
 from medisam.io.medical_image import MedicalImage
 from medisam.predict.axis_session import AxisSession
 from medisam.predict.contract import SliceResult, ViewProgress
-from medisam.predict.propagation import auto_stride, fuse_views
+from medisam.predict.propagation import fuse_views
 from medisam.predict.store import ObjectState, Run
 from medisam.predict.volume import ViewGrid, ViewPlan, plan_views
 from medisam.prompts import Box3D
@@ -52,7 +52,7 @@ class TriPlanar:
         shape, spacing = o.geometry.shape_zyx, o.geometry.spacing_zyx
         plan = plan_views(shape, spacing, o.axis, state.box3d, views=cfg.views, budget=cfg.view_budget,
                           input_size=o.model.spec.input_size, sampling=cfg.view_sampling)
-        strides = tuple(cfg.encode_stride or auto_stride(g.spacing_zyx(shape, spacing)[g.axis]) for g in plan.grids)
+        strides = tuple(cfg.stride_for(g.spacing_zyx(shape, spacing)[g.axis]) for g in plan.grids)
         return replace(plan, strides=strides)
 
     def sessions(self, obj_id: int, box3d: Box3D, version: int) -> Views:

@@ -351,15 +351,19 @@ class ViewPlan:
         return sum(g.num_planes for g in self.grids)
 
     @property
+    def grid_strides(self) -> tuple[int, ...]:
+        """The encode stride of each grid (1 where none was given)."""
+        return self.strides or (1,) * len(self.grids)
+
+    @property
     def encoded_at_most(self) -> int:
-        """Encodings at most, with every other plane of a stride-2 view interpolated."""
-        strides = self.strides or (1,) * len(self.grids)
+        """Encodings at most: a view of stride s encodes one plane in s (+ its last plane and its seed)."""
         return sum(g.num_planes if s <= 1 else min(g.num_planes, -(-g.num_planes // s) + 2)
-                   for g, s in zip(self.grids, strides))
+                   for g, s in zip(self.grids, self.grid_strides))
 
     def describe(self) -> str:
         names = "kji"
-        strides = self.strides or (1,) * len(self.grids)
+        strides = self.grid_strides
         views = ", ".join(f"{names[g.axis]}: {g.num_planes}" + (" sampled" if g.planes is not None else "")
                           + (f" (1 in {s} encoded)" if s > 1 else "") for g, s in zip(self.grids, strides))
         cap = f", budget {self.budget}" if self.budget is not None else ""
