@@ -92,6 +92,12 @@ def test_nnunet_volume_with_dataset_json(tmp_path):
     assert c.modality == "MR" and c.image.is_volume
     assert c.image.spacing == pytest.approx((0.8, 0.8, 3.0))
     assert [(t.name, t.area) for t in c.targets] == [("prostate", 3 * 7 * 9)]
+    # the other channel guides the 3D clicks, unless guides are switched off
+    assert [p.name for p in c.guide_paths] == ["a_0001.nii.gz"]
+    assert len(c.read_guides()) == 1
+    off = discover_cases(root, DatasetOptions(guides=False))[0].load()
+    assert off.guide_paths == () and off.read_guides() == []
+    assert DatasetOptions.from_dict({"guides": False}).guides is False
 
 
 def test_cvpr24_npz(tmp_path):

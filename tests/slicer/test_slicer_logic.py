@@ -412,3 +412,28 @@ def test_3d_click_on_a_live_server_updates_the_segment_and_undo_restores(scene, 
         assert np.array_equal(_segment_array(seg, logic.kept[2], vol) > 0, before)
     finally:
         logic.close_session()
+
+
+def test_guide_volumes_reach_the_kept_session_on_the_input_grid_only(scene, tiny_url):
+    from medisam.client import Client
+
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="flair")
+    t1c = slicer.util.addVolumeFromArray((_ball_volume() // 2).astype(np.int16), IJK_TO_RAS, name="t1c")
+    shifted = np.array(IJK_TO_RAS)
+    shifted[:3, 3] += 5.0
+    moved = slicer.util.addVolumeFromArray(_ball_volume(), shifted, name="moved")
+    seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    lo, hi = _ras_of([15, 10, 2]), _ras_of([50, 52, 6])
+    logic = MedisamSegmentCore(Client(tiny_url, token=TOKEN))
+    try:
+        with pytest.raises(ValueError, match="not on the input volume's grid"):
+            logic.segment(vol, seg, _roi((lo + hi) / 2, np.abs(hi - lo)), keep_session=True, guide_nodes=[moved])
+        assert logic.session is None and seg.GetSegmentation().GetNumberOfSegments() == 0  # nothing opened
+        result = logic.segment(vol, seg, _roi((lo + hi) / 2, np.abs(hi - lo)), keep_session=True,
+                               modality="CT", guide_nodes=[t1c, None])
+        assert result.session_info["guides"] == 1
+        assert logic.add_guide(t1c) == 2
+        with pytest.raises(ValueError, match="not on the input volume's grid"):
+            logic.add_guide(moved)
+    finally:
+        logic.close_session()

@@ -8,6 +8,9 @@ import torch
 from medisam.errors import ModelError
 from medisam.models import backends, load_model
 from medisam.models.backends import calibrate, choose_auto, read_speed_profile, write_speed_profile
+# imported here, not in a test: importing tests.conftest re-runs its MEDISAM_BACKEND=torch default,
+# which would pin the auto_env that a test has just unpinned
+from tests.conftest import disk_image
 
 pytest.importorskip("openvino")
 pytest.importorskip("onnxruntime")
@@ -82,7 +85,6 @@ def test_cli_uses_auto_without_a_flag(auto_env, tmp_path, capsys):
     from PIL import Image
 
     from medisam.cli import main
-    from tests.conftest import disk_image
 
     write_speed_profile({"auto": {"backend": "openvino", "precision": "fp32"}})
     image, _ = disk_image(96, radius=20, center=(48, 48))
@@ -101,3 +103,59 @@ def test_info_backends_hint_keeps_the_extra(monkeypatch, capsys):
     assert main(["info", "--backends"]) == 0
     out = capsys.readouterr().out
     assert "pip install 'medisam[onnx]'" in out and "pip install 'medisam[openvino]'" in out
+
+
+class _TimedModel:
+    """A stand-in whose encodings take the scripted seconds in turn (a busy machine's noise)."""
+
+    def __init__(self, seconds):
+        self.seconds = list(seconds)
+
+    def preprocess(self, display):
+        return display, None
+
+    def encode(self, x):
+        import time
+
+        time.sleep(self.seconds.pop(0))
+
+
+def test_calibration_times_interleaved_and_keeps_the_fastest_run():
+    from medisam.models.calibration import interleaved_minimum
+
+    # "fast" ran its first round while the machine was busy: its median would lose, its minimum wins
+    models = {"fast": _TimedModel([0.30, 0.02, 0.02]), "slow": _TimedModel([0.08, 0.08, 0.09])}
+    best = interleaved_minimum(models, None, repeats=3)
+    assert min(best, key=best.get) == "fast"
+    assert 15 <= best["fast"] < 60 and best["slow"] >= 75
+    assert all(not m.seconds for m in models.values())  # every model ran once per round
+
+
+def test_processes_starting_together_calibrate_once(auto_env, tmp_path):
+    """A second process waits on the calibration lock and then finds the first one's profile."""
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    from medisam.models.speed_profile import calibration_lock
+
+    flag = tmp_path / "holding"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import pathlib, time
+        from medisam.models.speed_profile import calibration_lock, write_speed_profile
+        with calibration_lock():
+            pathlib.Path({str(flag)!r}).touch()
+            time.sleep(1.5)
+            write_speed_profile({{"auto": {{"backend": "onnx", "precision": "fp32"}}}})
+        """)])
+    try:
+        deadline = time.time() + 60
+        while not flag.exists() and holder.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert flag.exists() and read_speed_profile() is None
+        with calibration_lock():  # waits for the holder
+            assert read_speed_profile()["auto"] == {"backend": "onnx", "precision": "fp32"}
+    finally:
+        holder.wait(timeout=60)
+    assert holder.returncode == 0

@@ -146,12 +146,14 @@ class MedisamSegmentCore:
     def segment(self, volume_node, segmentation_node, roi_node=None, positive_node=None,  # noqa: ANN001, PLR0913
                 negative_node=None, *, propagate: bool = True, modality: str | None = None,
                 window: str | None = None, box3d: bool = True, segment_name: str = "medisam",
-                line_node=None, keep_session: bool = False) -> SegmentationResult:  # noqa: ANN001
+                line_node=None, keep_session: bool = False, guide_nodes=()) -> SegmentationResult:  # noqa: ANN001
         """Segment one object from an ROI (box), a RECIST line and/or point markups; add it as a segment.
 
         ``line_node`` (a markups line on one slice: a lesion's long axis) is sent as a RECIST
         line (the server derives the lesion's 3D box). With ``keep_session`` the server session
-        stays open for :meth:`click` (3D corrective clicks) until :meth:`close_session`.
+        stays open for :meth:`click` (3D corrective clicks) until :meth:`close_session`, and
+        ``guide_nodes`` (other scalar volumes on the same grid, e.g. T1c beside a FLAIR input) go
+        to the session as guides: the 3D clicks' walker sees them, the model sees the input only.
 
         The ROI prompts its middle slice; positive/negative control points on that (or any)
         slice refine it; with ``propagate`` the server carries the object through the volume.
@@ -179,10 +181,13 @@ class MedisamSegmentCore:
         if roi_node is not None and line_node is not None:
             raise ValueError("use either an ROI or a RECIST line, not both")
         recist = self.line_to_recist(volume_node, line_node) if line_node is not None else None
+        guides = [self.guide_array(volume_node, g) for g in guide_nodes if g is not None] if keep_session else []
         self.close_session()
         session = self.client.open_session(np.ascontiguousarray(array), spacing=spacing, origin=origin,
                                            direction=direction, modality=modality, window=window)
         try:
+            for guide in guides:
+                session.add_guide(guide)
             k_range = (0, array.shape[0] - 1)
             if roi_node is not None:
                 k, box, k_range = self.roi_to_slice_box(volume_node, roi_node)
@@ -225,6 +230,25 @@ class MedisamSegmentCore:
         return SegmentationResult(segment_id, voxels, (int(ks[0]), int(ks[-1])), info)
 
     # -------------------------------------------------------- 3D clicks
+    @classmethod
+    def guide_array(cls, volume_node, guide_node):  # noqa: ANN001, ANN206
+        """``guide_node``'s voxels ``(k, j, i)``, checked to lie on ``volume_node``'s grid (same
+        shape and IJK-to-RAS): a guide is read voxel by voxel beside the input."""
+        import slicer
+
+        guide = slicer.util.arrayFromVolume(guide_node)
+        shape = slicer.util.arrayFromVolume(volume_node).shape
+        if guide.shape != shape or not np.allclose(cls.ijk_to_ras(guide_node), cls.ijk_to_ras(volume_node),
+                                                   atol=1e-3):
+            raise ValueError(f"guide volume {guide_node.GetName()!r} is not on the input volume's grid (shape "
+                             f"{guide.shape} vs {shape}): resample it onto the input first")
+        return np.ascontiguousarray(guide)
+
+    def add_guide(self, guide_node) -> int:  # noqa: ANN001
+        """Give the kept session's 3D clicks another channel (see :meth:`segment`); returns the guides."""
+        volume_node, _, _, _ = self._require_kept()
+        return self.session.add_guide(self.guide_array(volume_node, guide_node))
+
     def click(self, points_node, positive: bool = True) -> ClickResult:  # noqa: ANN001
         """Each control point of ``points_node`` -> a 3D corrective click (``click3d``) on the kept session
         (voxel ``(k, j, i)`` rounded); the segment is replaced by the corrected result."""

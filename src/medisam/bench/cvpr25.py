@@ -175,8 +175,10 @@ def evaluate_case(case, predictor, strategy: str, window=None,
     name = base.removesuffix("-ref").removesuffix("-slice")
     start = STARTS[name]
     # a cold embedding cache per run: the seconds per class must not profit from another strategy's encodings
-    # the case's other channels guide the 3D clicks (the model sees the bench's --channel)
-    session = VolumeSession(predictor.model, case.image, axis=0, window=window, guides=case.read_guides())
+    # the case's other channels guide the 3D clicks (the model sees the bench's --channel); the
+    # slice clicks do not use them
+    guides = case.read_guides() if not base.endswith("-slice") else []
+    session = VolumeSession(predictor.model, case.image, axis=0, window=window, guides=guides)
     if base.endswith("-ref"):
         steps, ref = run_with_reference(session, truth, start)
         runs = list(zip(ProtocolStrategy(base).row_names, (steps, ref)))

@@ -16,7 +16,9 @@ arguments (CLI / benchmark config): ``modality`` (a DICOM code such as CT, MR, U
 SM), ``targets`` (``label``: one target per label value; ``component``: one per
 connected component of each label; ``instance``: every label value is one instance of the
 class ``target_name``), ``min_area`` (pixels/voxels; smaller targets are skipped),
-``max_targets`` (keep the largest N per case), ``labels`` (value -> name) and ``channel``.
+``max_targets`` (keep the largest N per case), ``labels`` (value -> name), ``channel`` and
+``guides`` (false: the 3D click walker sees only the channel the model reads, not the case's
+other ``_000C`` files).
 
 Every file is read through :func:`medisam.io.read_image`. Discovery
 (:func:`discover_cases`) only lists files, so one bad case never hides the others;
@@ -72,6 +74,7 @@ class DatasetOptions:
     max_targets: int | None = None
     labels: dict[int, str] | None = None
     channel: int | None = None
+    guides: bool | None = None  # None/True: a multi-channel case's other channels guide the 3D clicks
 
     def merged(self, other: "DatasetOptions") -> "DatasetOptions":
         """Values of ``other`` where set, else ours."""
@@ -304,7 +307,7 @@ def discover_cases(path: str | Path, options: DatasetOptions | None = None,
             m = suffix.match(_stem(img))
             if m:
                 case = m[1]
-                others = tuple(p for p in channels[case] if p != img)
+                others = tuple(p for p in channels[case] if p != img) if opts.guides is not False else ()
                 refs.append(CaseRef(dataset, case, img, labels.get(case, root / "labelsTr" / f"{case}.nii.gz"),
                                     replace(opts, channel=None), guide_paths=others))
     else:

@@ -59,6 +59,8 @@ def bench(
     executor: Optional[str] = typer.Option(None, "--executor", help="Where workers run: local (processes, "
                                            "default) or ray."),
     channel: Optional[int] = common.ChannelOpt,
+    no_guides: bool = typer.Option(False, "--no-guides", help="3D clicks (cvpr25*) see only the channel the model "
+                                   "reads, not a multi-channel case's other channels."),
     modality: Optional[str] = typer.Option(None, "--modality", help="Modality code for datasets that do not say "
                                                                     "(CT, MR, US, ES, OP, SM, XR...)."),
     targets: Optional[str] = typer.Option(None, "--targets", help="label (default), component or instance."),
@@ -94,7 +96,7 @@ def bench(
     root = Path(os.environ.get("MEDISAM_DATA") or (config.parent / cfg["data_root"] if "data_root" in cfg
                                                   else Path.cwd()))
     cli_opts = DatasetOptions(modality=modality, targets=targets, min_area=min_area, max_targets=max_targets,
-                              channel=channel)
+                              channel=channel, guides=False if no_guides else None)
     if targets is not None and targets not in ("label", "component", "instance"):
         raise InputError(f"--targets must be label, component or instance, got {targets!r}")
     specs: list[DatasetSpec] = []

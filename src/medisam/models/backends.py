@@ -58,8 +58,8 @@ from medisam.models.runtime import (AUTO_ORDER, BACKEND_ENV, BACKENDS, backend_a
                                     resolve_threads, supported_precisions)
 from medisam.models.runtime import accelerated as _accelerated
 from medisam.models.spec import ModelSpec
-from medisam.models.speed_profile import (PROFILE_FILE, choose_auto, profile_path, read_speed_profile,  # noqa: F401
-                                          write_speed_profile)
+from medisam.models.speed_profile import (PROFILE_FILE, calibration_lock, choose_auto, profile_path,  # noqa: F401
+                                          read_speed_profile, write_speed_profile)
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,13 @@ def load_backend(spec: ModelSpec, checkpoint: str | Path | None, device: str | t
     calibrated = None
     if (auto and backend != "torch" and precision == "fp32" and not spec.is_test_model
             and read_speed_profile() is None and env_backend() is None):
-        profile, calibrated = calibrate(base, n_threads)
-        backend, precision = profile["auto"]["backend"], profile["auto"]["precision"]
+        # processes that start together calibrate once: the others wait and read its profile
+        with calibration_lock():
+            profile = read_speed_profile()
+            if profile is None:
+                profile, calibrated = calibrate(base, n_threads)
+        backend, precision = choose_auto(dev) if calibrated is None else (profile["auto"]["backend"],
+                                                                          profile["auto"]["precision"])
     try:
         model = calibrated or _make_backend(base, backend, precision, dev, n_threads)
     except Exception as exc:

@@ -34,6 +34,17 @@ def read_speed_profile() -> dict | None:
     return profile if isinstance(profile, dict) else None
 
 
+def calibration_lock(timeout_s: float = 1800.0):
+    """An inter-process lock beside the profile: processes that start together (bench workers,
+    a server and a CLI run) calibrate once; the others wait for the profile (``filelock``,
+    which torch installs)."""
+    from filelock import FileLock
+
+    path = profile_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.with_suffix(".lock")), timeout=timeout_s)
+
+
 def write_speed_profile(profile: dict) -> Path:
     """Store the benchmark's choice for ``backend="auto"`` (atomic replace)."""
     path = profile_path()
