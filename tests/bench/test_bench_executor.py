@@ -20,3 +20,50 @@ def test_old_backend_flag_is_a_one_line_usage_error(tmp_path, capsys):
     assert main(["bench", "-o", str(tmp_path / "out"), "--backend", "ray"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such option: --backend" in err and "--help" in err
+
+
+def test_a_worker_exits_when_its_parent_is_killed(tmp_path):
+    """A killed ``medisam bench`` leaves no worker running (they re-parent and exit)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    script = tmp_path / "parent.py"  # a file, so that the spawned child can import its target
+    script.write_text(textwrap.dedent(f"""
+        import multiprocessing as mp, pathlib, time
+
+        def child():
+            from medisam.bench.runner import exit_with_parent
+            exit_with_parent(poll_s=0.2)
+            pathlib.Path({str(pid_file)!r}).write_text(str(mp.current_process().pid))
+            time.sleep(120)
+
+        if __name__ == "__main__":
+            mp.get_context("spawn").Process(target=child).start()
+            time.sleep(120)
+        """))
+    parent = subprocess.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.time() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(child, signal.SIGKILL)
+            raise AssertionError("the worker outlived its killed parent by 30 s")
+    finally:
+        if parent.poll() is None:
+            parent.kill()

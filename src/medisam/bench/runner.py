@@ -23,6 +23,7 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -109,10 +110,28 @@ def _done_key(row: dict[str, Any]) -> tuple[str, str, str, str, str]:
 _WORKER: CaseEvaluator | None = None
 
 
+def exit_with_parent(poll_s: float = 1.0) -> threading.Thread:
+    """Exit this worker process when the process that started it is gone (a killed ``medisam
+    bench`` must not leave its workers running for minutes: they would hold the cores and
+    memory). A daemon thread polls the parent id (POSIX: an orphan is re-parented)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
 def _init_worker(settings: EvalSettings, threads: int) -> None:
     import torch
 
     global _WORKER
+    exit_with_parent()
     torch.set_num_threads(threads)
     _WORKER = CaseEvaluator(settings)
 
