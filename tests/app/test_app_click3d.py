@@ -176,7 +176,7 @@ def test_a_guide_channel_is_added_checked_and_seen_by_3d_clicks(vol_state, tmp_p
         sitk.WriteImage(img, str(path))
     with pytest.raises(InputError, match="guide 0 has shape"):
         vol_state.add_guide(bad)
-    assert vol_state.session.guides == []
+    assert vol_state.session.guides == 0
     vol_state.add_guide(good)
     assert "2 channels" in vol_state.message and vol_state.session.volume.guides == 1
     vol_state.set_window("lung")  # the session is re-opened for the window: the guide stays

@@ -78,3 +78,23 @@ def test_guides_over_rest_match_volume_session_and_bad_guides_are_400(make_clien
         assert s.refresh()["guides"] == 1  # a refused guide leaves the session as it was
     with c.open_session(disk()) as s, pytest.raises(ServerError, match="need a volume session"):
         s.add_guide(disk())
+
+
+def test_a_new_window_keeps_the_guides_once(tiny_model):
+    """The session keeps each guide once (the walker's channel) and a window change carries it over."""
+    from medisam.io import MedicalImage
+    from medisam.serve.interactive import InteractiveSession
+
+    vol = ct_volume((8, 48, 48))
+    st = InteractiveSession(tiny_model, MedicalImage.from_array(vol, spacing=(1.0, 1.0, 2.0), modality="CT"))
+    assert st.add_guide(MedicalImage.from_array(np.flip(vol, axis=2).copy(), spacing=(1.0, 1.0, 2.0))) == 1
+    channel = st.volume.click_features((slice(0, 8), slice(0, 48), slice(0, 48)))[..., 1]
+    old = st.volume
+    st.set_window("lung")
+    assert st.volume is not old and st.guides == 1
+    after = st.volume.click_features((slice(0, 8), slice(0, 48), slice(0, 48)))
+    assert np.array_equal(after[..., 1], channel)  # the guide's channel does not follow the window
+    assert not np.array_equal(after[..., 0], old.click_features((slice(0, 8), slice(0, 48), slice(0, 48)))[..., 0])
+    held = [k for k, v in vars(st).items()
+            if isinstance(v, MedicalImage) or (isinstance(v, list) and any(isinstance(g, MedicalImage) for g in v))]
+    assert held == ["image"]  # no raw copy of the guide kept

@@ -106,6 +106,13 @@ class AxisSession(ClickLayer):
         """Add a guide (see the class arguments): another image of the same volume, on its grid."""
         self._guides = (*self._guides, self._guide_display(guide, len(self._guides)))
 
+    def adopt_guides(self, other: "AxisSession") -> None:
+        """Take ``other``'s guide channels as they are (a session on the same image, e.g. one
+        reopened with another window: the channels are mapped on their own, not with the window)."""
+        if other.image.spatial_shape != self.image.spatial_shape:
+            raise InputError(f"guides of a {other.image.spatial_shape} session do not fit {self.image.spatial_shape}")
+        self._guides = tuple(other._guides)
+
     def _guide_display(self, guide: MedicalImage | np.ndarray, k: int) -> np.ndarray:
         """Guide ``k`` mapped to float32 [0, 255] as the display is (one window for the volume)."""
         g = volume_of(guide)

@@ -72,7 +72,6 @@ class InteractiveSession:
         self.max_undo = max_undo
         self._undo: list[_Edit] = []
         self._display_u8: np.ndarray | None = None
-        self.guides: list[MedicalImage] = []  # other channels for the 3D click walker (add_guide)
         self.volume: Session | None = None
         self.predictor: Predictor | None = None
         if image.is_volume:
@@ -88,9 +87,11 @@ class InteractiveSession:
 
     def _open_volume(self, window: str | tuple[float, float] | None) -> None:
         """The volume/video session for ``window`` (sharing this session's predictor and cache)."""
-        extra = {"guides": self.guides} if self.guides else {}
+        old = self.volume
         self.volume = open_session(self.model, self.image, window=window, predictor=self.predictor,
-                                   max_undo=self.max_undo, **extra)
+                                   max_undo=self.max_undo)
+        if old is not None and old.guides:  # the guides' walker channels do not depend on the window
+            self.volume.adopt_guides(old)
         if isinstance(getattr(self.volume, "predictor", None), Predictor):
             self.predictor = self.volume.predictor
 
@@ -266,11 +267,15 @@ class InteractiveSession:
         grid; the model keeps seeing the session's image); returns how many guides there are."""
         if self.volume is None or not self.click3d_available:
             raise InputError("guides help 3D clicks, which need a volume session of a non-SAM 2 model")
-        if len(self.guides) >= MAX_GUIDES:
+        if self.guides >= MAX_GUIDES:
             raise InputError(f"a session takes at most {MAX_GUIDES} guides")
-        self.volume.add_guide(guide)  # checks the grid first
-        self.guides.append(guide)
-        return len(self.guides)
+        self.volume.add_guide(guide)  # checks the grid first; keeps only the walker's channel
+        return self.guides
+
+    @property
+    def guides(self) -> int:
+        """How many guide channels the 3D clicks see (:meth:`add_guide`)."""
+        return getattr(self.volume, "guides", 0) if self.volume is not None else 0
 
     def remove_object(self, obj_id: int) -> None:
         """Erase an object everywhere."""

@@ -79,7 +79,7 @@ def _info(session: ServerSession) -> SessionInfo:
         shape=list(im.array.shape), is_volume=im.is_volume, is_video=im.is_video, is_rgb=im.is_rgb,
         num_slices=im.num_slices, modality=im.modality, spacing=list(im.spacing), origin=list(im.origin),
         direction=list(im.direction), window=None if win is None else (win if isinstance(win, str) else f"{win[0]:g},{win[1]:g}"),
-        object_ids=st.object_ids, undo_steps=st.can_undo, guides=len(st.guides),
+        object_ids=st.object_ids, undo_steps=st.can_undo, guides=st.guides,
         dicom=im.source.get("format") == "dicom" and bool(im.source.get("dicom_files")) and im.is_volume,
     )
 
@@ -170,7 +170,7 @@ def add_guide(sid: str, request: Request,
     ext = upload_extension(file.filename)
     session = _session(request, sid)
     with session.locked():
-        k = len(session.state.guides)
+        k = session.state.guides
         guide = _read_file(ctx, session, file, f"guide{k}", ext, session.state.image.modality)
         before = session.nbytes
         ctx.sessions.claim_bytes(session, before + guide_bytes(guide), ctx.settings.max_total_bytes)

@@ -154,8 +154,9 @@ SESSION_BYTES_PER_VOXEL = 3
 
 
 def guide_bytes(image: MedicalImage) -> int:
-    """Memory a session's guide channel holds: its pixels plus the walker's float32 copy."""
-    return int(image.array.nbytes) + 4 * math.prod(image.spatial_shape)
+    """Memory a session's guide channel holds: the walker's float32 channel (the upload's
+    pixels are not kept)."""
+    return 4 * math.prod(image.spatial_shape)
 
 
 def session_bytes(image: MedicalImage) -> int:
