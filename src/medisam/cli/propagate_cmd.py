@@ -24,6 +24,16 @@ def parse_box3d(text: str) -> list[int]:
     return [int(v) for v in values]
 
 
+def parse_click3d(text: str) -> tuple[int, int, int, bool]:
+    """``i,j,k[,label]`` (voxel indices as stored; label 1 positive, 0 negative) -> ``(k, j, i, positive)``."""
+    values = common.parse_numbers(text, (3, 4), "--click3d")
+    if not all(v.is_integer() for v in values) or (len(values) == 4 and values[3] not in (0, 1)):
+        raise InputError(f"--click3d {text!r} takes integer voxel indices i,j,k and an optional label 1 "
+                         "(positive) or 0 (negative)")
+    i, j, k = (int(v) for v in values[:3])
+    return k, j, i, len(values) == 3 or values[3] == 1
+
+
 def propagate(
     input: Path = typer.Argument(..., help="Volume (NIfTI/NRRD/MHA), DICOM series folder, npz, or a video "
                                  "(file or folder of frames)."),
@@ -41,6 +51,12 @@ def propagate(
     slices: Optional[str] = typer.Option(None, "--slices", help="K0:K1: with --box, keep the object within slices "
                                          "K0..K1 (inclusive); it stops earlier where the object ends."),
     label: int = typer.Option(1, "--label", help="Label value of the object in the output."),
+    click3d: List[str] = typer.Option([], "--click3d", help="Volumes: after the propagation, a corrective 3D click "
+                                      "at voxel i,j,k[,label] (1 positive, 0 negative; in order, repeatable): it "
+                                      "refines the whole 3D mask around it (random walker, no re-encoding)."),
+    guide: List[Path] = typer.Option([], "--guide", help="Volumes: another image of the same volume on its grid "
+                                     "(e.g. T1c beside FLAIR) that the --click3d clicks see; the model does not. "
+                                     "Repeatable."),
     track: List[str] = typer.Option([], "--track", help="Video: one more object, F:x0,y0,x1,y1[:label] = its box "
                                     "on frame F where it appears (label: next free); repeatable."),
     axis: Optional[str] = common.AxisOpt,
@@ -71,6 +87,9 @@ def propagate(
     """Propagate one object through a volume from --box3d, --recist on --slice, or --box/--point on --slice."""
     prompt = _parse_prompts(box3d, slice, box, point, slices, recist)
     tracks = [parse_track(t) for t in track]
+    clicks = [parse_click3d(c) for c in click3d]
+    if guide and not clicks:
+        raise InputError("--guide helps --click3d clicks; give at least one --click3d")
     if views is not None and views not in (1, 3):
         raise InputError(f"--views must be 1 or 3, got {views}")
     if encode_stride is not None and encode_stride < 1:
@@ -84,14 +103,16 @@ def propagate(
     array_axis = common.parse_axis(axis)
     win = common.parse_window(window)
     checks.only_for_dicom(input, series)
-    checks.paths_apart([input, checkpoint], [("-o", output), ("--overlay", overlay)])
+    checks.paths_apart([input, checkpoint, *guide], [("-o", output), ("--overlay", overlay)])
     video = _is_video(input)
+    if video and (clicks or guide):
+        raise InputError("--click3d and --guide are for volumes, not videos")
     if video:
         _check_video_args(prompt, output, overlay, array_axis, window, force)
     else:  # the overlay's kind (folder or video file) waits until the input's kind is known
         checks.mask_format(output, volume=True, dicom=checks.is_dicom_input(input))
         checks.new_file(output, force)
-        _header_checks(input, prompt, array_axis, channel)
+        _header_checks(input, prompt, array_axis, channel, clicks)
     segments = common.segment_meanings(label_name, labels_json, output, first_label=label)
 
     from medisam.io import read_image
@@ -100,7 +121,10 @@ def propagate(
     checks.geometry(image, allow_gaps)
     if not image.is_volume:
         raise InputError(f"{input} is a 2D image {image.array.shape}; use `medisam segment` for 2D images")
-    _image_checks(image, input, prompt, array_axis, output)
+    _image_checks(image, input, prompt, array_axis, output, clicks)
+    guides = _read_guides(guide, image, max_voxels)
+    if image.is_video and (clicks or guides):
+        raise InputError("--click3d and --guide are for volumes, not videos")
     if image.is_video and not video:  # e.g. a DICOM cine: a video after all
         _check_video_args(prompt, output, overlay, array_axis, window, force)
     elif not image.is_video:
@@ -118,7 +142,7 @@ def propagate(
         raise InputError(f"{input} is a colour volume {image.array.shape}; pass --channel to pick one channel")
     net = common.load(model, checkpoint, device, runtime)
     labels, n_slices = run_propagation(net, image, prompt, label, array_axis or 0, win, not no_progress, views or 3,
-                                       encode_stride)
+                                       encode_stride, clicks, guides)
     _write(image, labels, output, overlay, array_axis or 0, win, force, segments)
     n = int((labels.array > 0).sum())
     typer.echo(f"wrote {output} (label {label}: {n} voxels on {n_slices} slices)")
@@ -159,7 +183,8 @@ def _video_outputs(output: Path, overlay: Optional[Path], force: bool, inputs=()
         return VideoOutputs.check(output, overlay, force=force, inputs=inputs)
 
 
-def _header_checks(input: Path, prompt: dict, axis: Optional[int], channel: Optional[int]) -> None:
+def _header_checks(input: Path, prompt: dict, axis: Optional[int], channel: Optional[int],
+                   clicks: list = ()) -> None:
     from medisam.io.header import read_header
 
     header = read_header(input)
@@ -169,12 +194,36 @@ def _header_checks(input: Path, prompt: dict, axis: Optional[int], channel: Opti
     if not header.is_volume:
         raise InputError(f"{input} is a 2D image {header.shape}; use `medisam segment` for 2D images")
     _prompt_checks(header.shape, input, prompt, axis)
+    _click_checks(header.shape, input, clicks)
 
 
-def _image_checks(image, input: Path, prompt: dict, axis: Optional[int], output: Path) -> None:
+def _image_checks(image, input: Path, prompt: dict, axis: Optional[int], output: Path, clicks: list = ()) -> None:
     if not image.is_video:
         checks.mask_format(output, volume=True, dicom=bool(image.source.get("dicom_files")))
     _prompt_checks(image.spatial_shape, input, prompt, axis)
+    _click_checks(image.spatial_shape, input, clicks)
+
+
+def _click_checks(shape, input: Path, clicks: list) -> None:
+    """Every --click3d voxel inside the ``(Z, Y, X)`` volume."""
+    for k, j, i, _ in clicks:
+        if not all(0 <= v < n for v, n in zip((k, j, i), shape[:3])):
+            raise InputError(f"--click3d {i},{j},{k} lies outside {input}: voxel indices i < {shape[2]}, "
+                             f"j < {shape[1]}, k < {shape[0]}")
+
+
+def _read_guides(paths: list[Path], image, max_voxels: Optional[int]) -> list:
+    """The --guide images, each checked to lie on ``image``'s voxel grid (before the model loads)."""
+    from medisam.io import read_image
+    from medisam.predict.axis_session import check_guide
+
+    guides = []
+    for k, path in enumerate(paths):
+        g = read_image(path, modality=image.modality, **common.read_options(max_voxels))
+        with checks.named(f"--guide {path}"):
+            check_guide(g, image, k)
+        guides.append(g)
+    return guides
 
 
 def _prompt_checks(shape, input: Path, prompt: dict, axis: Optional[int]) -> None:
@@ -240,8 +289,9 @@ def _parse_prompts(box3d, slice, box, point, slices=None, recist=None) -> dict:
 
 
 def run_propagation(model, image, prompt: dict, label: int, axis: int, window, progress: bool, views: int = 3,
-                    encode_stride: int | None = None):
-    """Prompt one object, propagate it with a progress bar; return (label map, slices with mask).
+                    encode_stride: int | None = None, clicks: list = (), guides: list = ()):
+    """Prompt one object, propagate it with a progress bar, then apply the 3D ``clicks``
+    (``(k, j, i, positive)``, seeing ``guides``); return (label map, slices with mask).
 
     ``views``: axes a 3D box is propagated along and fused; ``encode_stride``: planes between
     encoded ones (None: auto); see :class:`PropagationConfig`.
@@ -256,10 +306,12 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
             raise InputError(f"{model.name} propagates along k (axis 0) only; drop --axis")
         if prompt.get("slices") is not None:
             raise InputError(f"{model.name} tracks through the whole volume; drop --slices")
+        if clicks:
+            raise InputError(f"--click3d: 3D clicks are not available for {model.name} yet")
         session = Sam2Session(model, image, window=window)
     else:
         config = PropagationConfig(views=views, encode_stride=encode_stride)
-        session = VolumeSession(model, image, axis=axis, window=window, config=config)
+        session = VolumeSession(model, image, axis=axis, window=window, config=config, guides=guides)
     if "box3d" in prompt:
         session.add_box3d(prompt["box3d"], obj_id=label)
     elif "recist" in prompt:
@@ -273,8 +325,17 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
         if prompt["points"]:
             session.add_points(prompt["slice"], prompt["points"], obj_id=label)
     labels = session.propagate("both", progress=progress)
-    n_slices = sum(1 for r in session.results(label).values() if r.mask.any())
-    return labels, n_slices
+    for k, j, i, positive in clicks:
+        out = session.add_click((k, j, i), positive=positive, obj_id=label)
+        sign = "positive" if positive else "negative"
+        typer.echo(f"--click3d {i},{j},{k} ({sign}): " + ("rejected (nothing changed)" if out.rejected else
+                   f"{len(out.changed)} slice(s) changed"), err=True)
+    if not clicks:
+        return labels, sum(1 for r in session.results(label).values() if r.mask.any())
+    import numpy as np
+
+    labels = session.label_map()
+    return labels, int(np.moveaxis(labels.array, axis, 0).reshape(labels.array.shape[axis], -1).any(axis=1).sum())
 
 
 def _range(prompt: dict) -> dict:

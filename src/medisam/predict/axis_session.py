@@ -48,6 +48,18 @@ class SessionSnapshot:
     extra: object = None
 
 
+
+def check_guide(guide: MedicalImage | np.ndarray, image: MedicalImage, k: int = 0) -> MedicalImage:
+    """Guide ``k`` as a volume, checked to lie on ``image``'s voxel grid (shape, and spacing when it has one)."""
+    g = volume_of(guide)
+    if g.spatial_shape != image.spatial_shape:
+        raise InputError(f"guide {k} has shape {g.spatial_shape}; the image has {image.spatial_shape} "
+                         "(guides must be on the image's voxel grid)")
+    if isinstance(guide, MedicalImage) and not np.allclose(g.spacing, image.spacing, rtol=1e-3):
+        raise InputError(f"guide {k} has spacing {tuple(g.spacing)}; the image has {tuple(image.spacing)} "
+                         "(guides must be on the image's voxel grid)")
+    return g
+
 class AxisSession(ClickLayer):
     """Segment objects through a 3D volume along one axis from prompts on a few slices.
 
@@ -115,13 +127,7 @@ class AxisSession(ClickLayer):
 
     def _guide_display(self, guide: MedicalImage | np.ndarray, k: int) -> np.ndarray:
         """Guide ``k`` mapped to float32 [0, 255] as the display is (one window for the volume)."""
-        g = volume_of(guide)
-        if g.spatial_shape != self.image.spatial_shape:
-            raise InputError(f"guide {k} has shape {g.spatial_shape}; the image has {self.image.spatial_shape} "
-                             "(guides must be on the image's voxel grid)")
-        if isinstance(guide, MedicalImage) and not np.allclose(g.spacing, self.image.spacing, rtol=1e-3):
-            raise InputError(f"guide {k} has spacing {tuple(g.spacing)}; the image has {tuple(self.image.spacing)} "
-                             "(guides must be on the image's voxel grid)")
+        g = check_guide(guide, self.image, k)
         return volume_to_display(g.array, g.modality)
 
     # ------------------------------------------------------------- geometry
