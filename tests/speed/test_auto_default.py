@@ -159,3 +159,18 @@ def test_processes_starting_together_calibrate_once(auto_env, tmp_path):
     finally:
         holder.wait(timeout=60)
     assert holder.returncode == 0
+
+
+def test_a_lock_that_cannot_be_taken_only_costs_a_second_calibration(auto_env, monkeypatch, caplog):
+    import filelock
+
+    from medisam.models.speed_profile import calibration_lock
+
+    def busy(self, timeout=None, *args, **kwargs):
+        raise filelock.Timeout(self.lock_file)
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", busy)
+    ran = []
+    with calibration_lock(timeout_s=0.1):
+        ran.append(True)
+    assert ran == [True] and "calibrating without it" in caplog.text

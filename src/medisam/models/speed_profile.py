@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -34,15 +36,27 @@ def read_speed_profile() -> dict | None:
     return profile if isinstance(profile, dict) else None
 
 
-def calibration_lock(timeout_s: float = 1800.0):
+@contextmanager
+def calibration_lock(timeout_s: float = 1800.0) -> Iterator[None]:
     """An inter-process lock beside the profile: processes that start together (bench workers,
     a server and a CLI run) calibrate once; the others wait for the profile (``filelock``,
-    which torch installs)."""
-    from filelock import FileLock
+    which torch installs). A lock that cannot be taken (timeout, read-only cache) only costs
+    a second calibration, so the caller goes on without it."""
+    from filelock import FileLock, Timeout
 
     path = profile_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path.with_suffix(".lock")), timeout=timeout_s)
+    lock = FileLock(str(path.with_suffix(".lock")))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire(timeout=timeout_s)
+    except (Timeout, OSError) as exc:
+        log.warning("calibration lock %s unavailable (%s); calibrating without it", lock.lock_file, exc)
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def write_speed_profile(profile: dict) -> Path:
