@@ -105,10 +105,8 @@ def propagate(
     checks.only_for_dicom(input, series)
     checks.paths_apart([input, checkpoint, *guide], [("-o", output), ("--overlay", overlay)])
     video = _is_video(input)
-    if video and (clicks or guide):
-        raise InputError("--click3d and --guide are for volumes, not videos")
     if video:
-        _check_video_args(prompt, output, overlay, array_axis, window, force)
+        _check_video_args(prompt, output, overlay, array_axis, window, force, bool(clicks or guide))
     else:  # the overlay's kind (folder or video file) waits until the input's kind is known
         checks.mask_format(output, volume=True, dicom=checks.is_dicom_input(input))
         checks.new_file(output, force)
@@ -122,13 +120,11 @@ def propagate(
     if not image.is_volume:
         raise InputError(f"{input} is a 2D image {image.array.shape}; use `medisam segment` for 2D images")
     _image_checks(image, input, prompt, array_axis, output, clicks)
-    guides = _read_guides(guide, image, max_voxels)
-    if image.is_video and (clicks or guides):
-        raise InputError("--click3d and --guide are for volumes, not videos")
     if image.is_video and not video:  # e.g. a DICOM cine: a video after all
-        _check_video_args(prompt, output, overlay, array_axis, window, force)
+        _check_video_args(prompt, output, overlay, array_axis, window, force, bool(clicks or guide))
     elif not image.is_video:
         checks.new_folder(overlay, force, "--overlay")
+    guides = _read_guides(guide, image, max_voxels)
     runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
     if image.is_video and encode_stride is not None:
         raise InputError("--encode-stride is for volumes; video frames are each encoded")
@@ -160,8 +156,10 @@ def _is_video(input: Path) -> bool:
 
 
 def _check_video_args(prompt: dict, output: Path, overlay: Optional[Path], axis: Optional[int],
-                      window: Optional[str], force: bool) -> None:
+                      window: Optional[str], force: bool, clicks3d: bool = False) -> None:
     """What a video accepts: a prompt on one frame, frames along time, mask folder/.npz/.nii.gz, .mp4 overlay."""
+    if clicks3d:
+        raise InputError("--click3d and --guide are for volumes, not videos")
     if "box3d" in prompt or "recist" in prompt:
         raise InputError("the input is a video: prompt one frame with --slice F --box/--point, not --box3d/--recist")
     if prompt.get("slices") is not None:

@@ -108,8 +108,7 @@ def load_backend(spec: ModelSpec, checkpoint: str | Path | None, device: str | t
             profile = read_speed_profile()
             if profile is None:
                 profile, calibrated = calibrate(base, n_threads)
-        backend, precision = choose_auto(dev) if calibrated is None else (profile["auto"]["backend"],
-                                                                          profile["auto"]["precision"])
+        backend, precision = profile["auto"]["backend"], profile["auto"]["precision"]
     try:
         model = calibrated or _make_backend(base, backend, precision, dev, n_threads)
     except Exception as exc:

@@ -48,7 +48,6 @@ class SessionSnapshot:
     extra: object = None
 
 
-
 def check_guide(guide: MedicalImage | np.ndarray, image: MedicalImage, k: int = 0) -> MedicalImage:
     """Guide ``k`` as a volume, checked to lie on ``image``'s voxel grid (shape, and spacing when it has one)."""
     g = volume_of(guide)
@@ -59,6 +58,7 @@ def check_guide(guide: MedicalImage | np.ndarray, image: MedicalImage, k: int = 
         raise InputError(f"guide {k} has spacing {tuple(g.spacing)}; the image has {tuple(image.spacing)} "
                          "(guides must be on the image's voxel grid)")
     return g
+
 
 class AxisSession(ClickLayer):
     """Segment objects through a 3D volume along one axis from prompts on a few slices.

@@ -87,10 +87,10 @@ class InteractiveSession:
 
     def _open_volume(self, window: str | tuple[float, float] | None) -> None:
         """The volume/video session for ``window`` (sharing this session's predictor and cache)."""
-        old = self.volume
+        old, had_guides = self.volume, self.guides
         self.volume = open_session(self.model, self.image, window=window, predictor=self.predictor,
                                    max_undo=self.max_undo)
-        if old is not None and old.guides:  # the guides' walker channels do not depend on the window
+        if had_guides:  # the guides' walker channels do not depend on the window
             self.volume.adopt_guides(old)
         if isinstance(getattr(self.volume, "predictor", None), Predictor):
             self.predictor = self.volume.predictor
