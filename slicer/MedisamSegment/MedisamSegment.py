@@ -93,6 +93,7 @@ class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.guide = self._selector(["vtkMRMLScalarVolumeNode"], "Guide channel for 3D clicks:", form, none=True)
         self.guide.toolTip = ("Optional: another image of the same volume on its grid (e.g. T1c beside FLAIR); "
                               "the 3D clicks see it, the model sees the input volume only")
+        self.keep.toggled.connect(self.guide.setEnabled)  # a guide serves the kept session's clicks only
         self.run = qt.QPushButton("Segment")
         form.addRow(self.run)
         self.clicks = self._selector(["vtkMRMLMarkupsFiducialNode"], "3D click points:", form, none=True)
@@ -148,7 +149,7 @@ class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                        window=_auto(self.window.currentText), box3d=self.box3d.checked,
                                        segment_name=self.segment_name.text.strip() or "medisam",
                                        line_node=self.line.currentNode(), keep_session=self.keep.checked,
-                                       guide_nodes=[self.guide.currentNode()])
+                                       guide_nodes=[self.guide.currentNode()] if self.keep.checked else [])
                 self.status.text = f"segment {result.segment_id}: {result.voxels} voxels, slices {result.slices}"
         except EmptySegmentationError as exc:
             self.status.text = str(exc)

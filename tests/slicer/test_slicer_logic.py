@@ -429,6 +429,9 @@ def test_guide_volumes_reach_the_kept_session_on_the_input_grid_only(scene, tiny
         with pytest.raises(ValueError, match="not on the input volume's grid"):
             logic.segment(vol, seg, _roi((lo + hi) / 2, np.abs(hi - lo)), keep_session=True, guide_nodes=[moved])
         assert logic.session is None and seg.GetSegmentation().GetNumberOfSegments() == 0  # nothing opened
+        with pytest.raises(ValueError, match="serves 3D corrective clicks only"):  # not dropped silently
+            logic.segment(vol, seg, _roi((lo + hi) / 2, np.abs(hi - lo)), guide_nodes=[t1c])
+        assert logic.session is None and seg.GetSegmentation().GetNumberOfSegments() == 0
         result = logic.segment(vol, seg, _roi((lo + hi) / 2, np.abs(hi - lo)), keep_session=True,
                                modality="CT", guide_nodes=[t1c, None])
         assert result.session_info["guides"] == 1

@@ -70,6 +70,22 @@ def test_calibration_picks_the_fastest_guard_passing_backend(auto_env, capsys):
     assert measured["openvino-fp32"]["accepted"] and measured["onnx-fp32"]["accepted"]
 
 
+def test_calibration_times_a_refused_backend_but_never_chooses_it(auto_env, monkeypatch):
+    from medisam.models import precision
+
+    real = precision.precision_guard
+
+    def refuse(name, base_scores, scores):  # every candidate fails the guard
+        return real(name, base_scores, [s - 1.0 for s in scores])
+
+    monkeypatch.setattr(precision, "precision_guard", refuse)
+    base = load_model("litemedsam-tiny", device="cpu", backend="torch")
+    profile, _ = calibrate(base, threads=1, repeats=1)
+    assert profile["auto"] == {"backend": "torch", "precision": "fp32"}
+    refused = [v for k, v in profile["measured"].items() if k != "torch-fp32"]
+    assert refused and all(not v["accepted"] and v["encoder_ms"] > 0 for v in refused)
+
+
 def test_sam2_family_and_gpu_stay_on_torch(auto_env):
     write_speed_profile({"auto": {"backend": "openvino", "precision": "fp32"}})
     assert choose_auto(torch.device("cuda")) == ("torch", "fp32")

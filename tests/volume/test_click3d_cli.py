@@ -53,6 +53,7 @@ def test_clicks_and_guides_match_the_api(lesion, tmp_path, tiny_model, capsys):
 @pytest.mark.parametrize("args,message", [
     (["--guide", "{t1c}"], "--guide helps --click3d clicks"),
     (["--click3d", "10,10,12"], "--click3d 10,10,12 lies outside"),
+    (["--click3d", "20,20,1"], "outside the object's slice range 3..9"),
     (["--click3d", "10,10,4,2"], "optional label 1 (positive) or 0 (negative)"),
     (["--click3d", "10.5,10,4"], "integer voxel indices"),
     (["--click3d", "10,10"], "needs 3 or 4 numbers"),
@@ -68,4 +69,24 @@ def test_bad_clicks_and_guides_are_one_line_and_write_nothing(lesion, tmp_path, 
                 + [a.format(**names) for a in args] + TINY)
     err = capsys.readouterr().err
     assert code != 0 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("prompt,click", [
+    (["--box3d", "10,10,3,34,30,9"], "20,20,10"),
+    (["--slice", "6", "--box", "10,10,34,30", "--slices", "4:8"], "20,20,9"),
+    (["--slice", "6", "--recist", "12,20,32,20"], "20,20,0"),
+])
+def test_a_click_off_the_objects_slices_fails_before_the_model_loads(lesion, tmp_path, capsys, monkeypatch,
+                                                                    prompt, click):
+    from medisam.cli import common
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model must not load")
+
+    monkeypatch.setattr(common, "load", no_model)
+    out = tmp_path / "bad.nii.gz"
+    code = main(["propagate", str(lesion[0]), *prompt, "--click3d", click, "-o", str(out)] + TINY)
+    err = capsys.readouterr().err
+    assert code != 0 and "outside the object's slice range" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()

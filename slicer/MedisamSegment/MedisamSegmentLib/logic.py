@@ -153,7 +153,8 @@ class MedisamSegmentCore:
         line (the server derives the lesion's 3D box). With ``keep_session`` the server session
         stays open for :meth:`click` (3D corrective clicks) until :meth:`close_session`, and
         ``guide_nodes`` (other scalar volumes on the same grid, e.g. T1c beside a FLAIR input) go
-        to the session as guides: the 3D clicks' walker sees them, the model sees the input only.
+        to the session as guides: the 3D clicks' walker sees them, the model sees the input only
+        (a guide without ``keep_session`` is an error: it would serve nothing).
 
         The ROI prompts its middle slice; positive/negative control points on that (or any)
         slice refine it; with ``propagate`` the server carries the object through the volume.
@@ -181,7 +182,11 @@ class MedisamSegmentCore:
         if roi_node is not None and line_node is not None:
             raise ValueError("use either an ROI or a RECIST line, not both")
         recist = self.line_to_recist(volume_node, line_node) if line_node is not None else None
-        guides = [self.guide_array(volume_node, g) for g in guide_nodes if g is not None] if keep_session else []
+        guide_nodes = [g for g in guide_nodes if g is not None]
+        if guide_nodes and not keep_session:
+            raise ValueError("a guide channel serves 3D corrective clicks only: keep the session "
+                             "(keep_session=True) or leave the guide out")
+        guides = [self.guide_array(volume_node, g) for g in guide_nodes]
         self.close_session()
         session = self.client.open_session(np.ascontiguousarray(array), spacing=spacing, origin=origin,
                                            direction=direction, modality=modality, window=window)

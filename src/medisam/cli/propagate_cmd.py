@@ -200,6 +200,8 @@ def _image_checks(image, input: Path, prompt: dict, axis: Optional[int], output:
         checks.mask_format(output, volume=True, dicom=bool(image.source.get("dicom_files")))
     _prompt_checks(image.spatial_shape, input, prompt, axis)
     _click_checks(image.spatial_shape, input, clicks)
+    if not image.is_video:  # a video refuses clicks with its own message
+        _click_range_checks(_object_range(prompt, axis or 0, image), axis or 0, clicks)
 
 
 def _click_checks(shape, input: Path, clicks: list) -> None:
@@ -208,6 +210,35 @@ def _click_checks(shape, input: Path, clicks: list) -> None:
         if not all(0 <= v < n for v, n in zip((k, j, i), shape[:3])):
             raise InputError(f"--click3d {i},{j},{k} lies outside {input}: voxel indices i < {shape[2]}, "
                              f"j < {shape[1]}, k < {shape[0]}")
+
+
+def _object_range(prompt: dict, axis: int, image) -> tuple[int, int] | None:
+    """The object's slice range along ``axis`` that the prompt sets (None: the whole volume):
+    a 3D box's or a RECIST lesion box's extent, or --slices."""
+    if "recist" in prompt:
+        from medisam.prompting.shapes import recist_to_box3d
+
+        b = recist_to_box3d(prompt["recist"], prompt["slice"], image.spatial_shape, image.spacing_zyx)
+    elif "box3d" in prompt:
+        from medisam.prompts import Box3D
+
+        b = Box3D(*prompt["box3d"])
+    else:
+        return prompt.get("slices")
+    return ((b.z0, b.z1), (b.y0, b.y1), (b.x0, b.x1))[axis]
+
+
+def _click_range_checks(slice_range: tuple[int, int] | None, axis: int, clicks: list) -> None:
+    """Every --click3d on a slice of the object's range (the rule a click meets after the
+    propagation, checked before the model loads)."""
+    if slice_range is None:
+        return
+    lo, hi = (int(v) for v in slice_range)
+    for k, j, i, _ in clicks:
+        t = (k, j, i)[axis]
+        if not lo <= t <= hi:
+            raise InputError(f"--click3d {i},{j},{k} lies on slice {t} along {'kji'[axis]}, outside the object's "
+                             f"slice range {lo}..{hi} (set by the prompt); click inside it")
 
 
 def _read_guides(paths: list[Path], image, max_voxels: Optional[int]) -> list:
