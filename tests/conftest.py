@@ -44,9 +44,23 @@ def tiny_sam():
 
 @pytest.fixture(scope="session")
 def real_model():
+    """The bundled LiteMedSAM on the fast CPU backend a default install runs (OpenVINO fp32,
+    what ``auto`` picks on a CPU without bf16; the first load exports the graphs once into the
+    cache), torch where OpenVINO is missing."""
+    from medisam.models import load_model
+    from medisam.models.runtime import backend_available
+
+    if backend_available("openvino"):
+        return load_model("litemedsam", device="cpu", backend="openvino", precision="fp32")
+    return load_model("litemedsam", device="cpu", backend="torch")
+
+
+@pytest.fixture(scope="session")
+def real_torch_model():
+    """The bundled LiteMedSAM on torch fp32: the reference the fast backends are checked against."""
     from medisam.models import load_model
 
-    return load_model("litemedsam", device="cpu")
+    return load_model("litemedsam", device="cpu", backend="torch")
 
 
 def disk_image(size: int = 128, radius: int = 30, center: tuple[int, int] = (64, 64)):

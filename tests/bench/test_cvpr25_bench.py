@@ -69,8 +69,9 @@ def test_resume_skips_cases_a_reference_run_finished(tmp_path, tiny_model):
     out = tmp_path / "out"
 
     def run(**kw):
-        return run_benchmark(BenchConfig(datasets=(DatasetSpec(str(data)),), settings=settings, outdir=str(out), **kw),
-                             evaluator=evaluator, progress=False)
+        # no report: test_protocol_rows_and_report covers it, this test is about which cases run
+        return run_benchmark(BenchConfig(datasets=(DatasetSpec(str(data)),), settings=settings, outdir=str(out),
+                                         report=False, **kw), evaluator=evaluator, progress=False)
 
     first = run()
     assert first.rows == 2 * 2 * 6  # 2 cases x (clicks + reference clicks) x 6 steps

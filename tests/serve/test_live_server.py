@@ -72,7 +72,10 @@ def test_client_segment_equals_cli_segment(real_model, tmp_path):
     sample = Path(samples_init).parent / "ct_liver_chaos_101_1045.jpg"
     box = (55, 60, 322, 347)
     out = tmp_path / "cli.png"
-    assert main(["segment", str(sample), "--box", ",".join(map(str, box)), "-o", str(out), "--device", "cpu"]) == 0
+    backend = ["--backend", getattr(real_model, "backend", "torch"),
+               "--precision", getattr(real_model, "precision", None) or "fp32"]
+    assert main(["segment", str(sample), "--box", ",".join(map(str, box)), "-o", str(out), "--device", "cpu",
+                 *backend]) == 0
     cli_mask = read_image(out).array > 0
     with TestClient(create_app(ServerSettings(allowed_hosts=("testserver",)), model=real_model)) as tc:
         client_mask = Client(http=tc).segment(sample, box=box)

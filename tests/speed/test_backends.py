@@ -184,7 +184,7 @@ def test_models_backends_cli_lists_backends(capsys):
 
 
 @pytest.mark.real_weights
-def test_real_weights_onnx_matches_torch(real_model):
+def test_real_weights_onnx_matches_torch(real_torch_model):
     """Real LiteMedSAM weights: ONNX backend (export on first use) vs torch on a bundled CT sample."""
     from pathlib import Path
 
@@ -201,15 +201,15 @@ def test_real_weights_onnx_matches_torch(real_model):
     ys, xs = np.nonzero(truth)
     box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     got = Predictor(model).set_image(image).predict(box=box)
-    ref = Predictor(real_model).set_image(image).predict(box=box)
+    ref = Predictor(real_torch_model).set_image(image).predict(box=box)
     assert dice(got.masks[0], ref.masks[0]) >= 0.999
     assert np.abs(got.low_res_logits - ref.low_res_logits).max() < 1e-2
     assert dice(got.masks[0], truth) > 0.8
     meta = read_export_metadata(model.export_dir)  # the export the backend made on first use
-    assert meta["checkpoint_sha256"] == real_model.checkpoint_sha256 == LITEMEDSAM_SHA256
+    assert meta["checkpoint_sha256"] == real_torch_model.checkpoint_sha256 == LITEMEDSAM_SHA256
 
 
-def test_fast_backend_on_a_cached_export_never_builds_the_torch_network(real_model):
+def test_fast_backend_on_a_cached_export_never_builds_the_torch_network(real_torch_model):
     """The second load of a fast backend reads the exported graphs only: the torch network (and
     the timm/torchvision imports it needs) is built lazily, on first use of ``model.net``."""
     from medisam.models.loading import load_torch
@@ -218,13 +218,13 @@ def test_fast_backend_on_a_cached_export_never_builds_the_torch_network(real_mod
     first = load_model("litemedsam", device="cpu", backend="onnx")  # exports on first use (shared cache)
     again = load_model("litemedsam", device="cpu", backend="onnx")
     assert not again.net_built and again.export_dir == first.export_dir
-    assert again.mask_input_size == real_model.mask_input_size == 256
+    assert again.mask_input_size == real_torch_model.mask_input_size == 256
     image = np.zeros((64, 80), np.uint8)
     image[20:40, 30:60] = 200
     got = Predictor(again).set_image(image).predict(box=(28, 18, 62, 42))
     ref = Predictor(first).set_image(image).predict(box=(28, 18, 62, 42))
     assert np.array_equal(got.masks, ref.masks) and not again.net_built
     lazy = load_torch(get_spec("litemedsam"), device="cpu", lazy=True)
-    assert not lazy.net_built and lazy.checkpoint_sha256 == real_model.checkpoint_sha256
-    a, b = lazy.net.state_dict(), real_model.net.state_dict()  # built on first access, same weights
+    assert not lazy.net_built and lazy.checkpoint_sha256 == real_torch_model.checkpoint_sha256
+    a, b = lazy.net.state_dict(), real_torch_model.net.state_dict()  # built on first access, same weights
     assert lazy.net_built and a.keys() == b.keys() and all(torch.equal(a[k], b[k].cpu()) for k in a)
