@@ -200,7 +200,7 @@ def _image_checks(image, input: Path, prompt: dict, axis: Optional[int], output:
         checks.mask_format(output, volume=True, dicom=bool(image.source.get("dicom_files")))
     _prompt_checks(image.spatial_shape, input, prompt, axis)
     _click_checks(image.spatial_shape, input, clicks)
-    if not image.is_video:  # a video refuses clicks with its own message
+    if clicks and not image.is_video:  # a video refuses clicks with its own message
         _click_range_checks(_object_range(prompt, axis or 0, image), axis or 0, clicks)
 
 
@@ -214,7 +214,8 @@ def _click_checks(shape, input: Path, clicks: list) -> None:
 
 def _object_range(prompt: dict, axis: int, image) -> tuple[int, int] | None:
     """The object's slice range along ``axis`` that the prompt sets (None: the whole volume):
-    a 3D box's or a RECIST lesion box's extent, or --slices."""
+    a 3D box's or a RECIST lesion box's extent, or --slices. (``SliceGeometry.box3d_to_plane``
+    gives the same range but imports torch, which the checks before the model loads avoid.)"""
     if "recist" in prompt:
         from medisam.prompting.shapes import recist_to_box3d
 

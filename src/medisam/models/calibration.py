@@ -86,6 +86,7 @@ def calibrate(base: PromptableModel, threads: int, make_backend: MakeBackend, re
     torch_model = make_backend(base, "torch", "fp32", cpu, threads)
     base_scores = scores_of(torch_model)
     models: dict[tuple[str, str], PromptableModel] = {("torch", "fp32"): torch_model}
+    accepted = {("torch", "fp32")}
     measured: dict[str, dict] = {"torch-fp32": {"dice_delta": 0.0, "accepted": True}}
     for backend, precision in calibration_candidates(cpu):
         try:
@@ -96,10 +97,12 @@ def calibrate(base: PromptableModel, threads: int, make_backend: MakeBackend, re
             continue
         measured[f"{backend}-{precision}"] = {"dice_delta": guard.delta, "accepted": guard.accepted}
         models[(backend, precision)] = model  # timed too when it fails the guard: the profile says what it cost
+        if guard.accepted:
+            accepted.add((backend, precision))
     fastest = interleaved_minimum(models, cases[0][0], repeats)
     for (backend, precision), ms in fastest.items():
         measured[f"{backend}-{precision}"]["encoder_ms"] = ms
-    backend, precision = min((key for key in fastest if measured[f"{key[0]}-{key[1]}"]["accepted"]), key=fastest.get)
+    backend, precision = min(accepted, key=fastest.get)
     torch_ms, best_ms = fastest[("torch", "fp32")], fastest[(backend, precision)]
     profile = {"auto": {"backend": backend, "precision": precision}, "measured": measured,
                "source": "calibration on first use (bundled CT samples)", "threads": threads,
