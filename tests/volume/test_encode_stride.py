@@ -33,6 +33,9 @@ def test_auto_stride_interpolates_thin_planes_only():
     for bad in (0, -1, 1.5):
         with pytest.raises(InputError, match="encode_stride"):
             PropagationConfig(encode_stride=bad)
+        with pytest.raises(InputError, match="encode_batch"):
+            PropagationConfig(encode_batch=bad)
+    assert PropagationConfig().encode_batch == 2  # planes encoded in pairs by default
 
 
 def test_interpolated_plane_is_the_mean_of_its_encoded_neighbours(tiny_model):
