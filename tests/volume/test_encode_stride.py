@@ -35,7 +35,6 @@ def test_auto_stride_interpolates_thin_planes_only():
             PropagationConfig(encode_stride=bad)
         with pytest.raises(InputError, match="encode_batch"):
             PropagationConfig(encode_batch=bad)
-    assert PropagationConfig().encode_batch == 2  # planes encoded in pairs by default
 
 
 def test_interpolated_plane_is_the_mean_of_its_encoded_neighbours(tiny_model):

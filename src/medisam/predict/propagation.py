@@ -64,12 +64,12 @@ class PropagationConfig:
             tight box is its extent), so when propagation loses it there, the slice is
             re-prompted with the box's x/y extent (as the CVPR24 procedure does) and
             propagation carries on from the last non-empty mask instead of stopping.
-        encode_batch: slices encoded together ahead of the propagation front. 2 (default):
-            OpenVINO runs a pair on two single-thread streams side by side, ~8 % less time per
-            plane than one plane over both threads, with the same embeddings (so the same
-            masks; ``benchmarks/encode_batch.py``). A 3D box's runs never stop before their
-            end; a run that stop rules end encodes at most ``encode_batch - 1`` slices past it.
-            1: one slice at a time.
+        encode_batch: slices encoded together ahead of the propagation front (OpenVINO runs
+            them on single-thread streams side by side; same embeddings, so the same masks).
+            A 3D box's runs never stop before their end; a run that stop rules end encodes at
+            most ``encode_batch - 1`` slices past it. Default 1: on a quiet 2-core CPU pairs
+            gained ~3 % per plane, less than the planes a stopped run wastes
+            (``benchmarks/encode_batch.py``).
         encode_stride: propagation encodes every ``encode_stride``-th plane of a view and
             gives the planes between an embedding interpolated linearly from the two encoded
             ones around them (the decoder still runs on every plane, with its own box); the
@@ -112,7 +112,7 @@ class PropagationConfig:
     multimask: bool = False
     seed_search: int = 0
     reacquire: bool = True
-    encode_batch: int = 2
+    encode_batch: int = 1
     encode_stride: int | None = None
     views: int = 3
     view_budget: float | None = 1.5
