@@ -19,4 +19,6 @@ fi
 . scripts/setup_venv.sh "[dev]"
 # sam2 is a source package: build it without CUDA, against the torch installed above
 SAM2_BUILD_CUDA=0 python -m pip install -q --no-build-isolation "sam2>=1.1" || echo "sam2 not installed: its tests will skip"
-python -m pytest -q "$@"
+# one pytest-xdist worker per CPU, at most 4 (tests/conftest.py splits the threads between them)
+workers=$(python -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
+python -m pytest -q -n "$workers" "$@"

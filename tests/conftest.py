@@ -15,6 +15,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MEDISAM_BACKEND", "torch")
 
 
+def split_threads_between_workers() -> None:
+    """Under pytest-xdist (``scripts/test.sh`` runs ``-n``), give each worker its share of the
+    CPUs (``MEDISAM_THREADS`` and the OpenMP pool, set before torch is imported), so that
+    the workers do not oversubscribe the cores; a plain ``pytest`` keeps every CPU."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        share = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        os.environ.setdefault("MEDISAM_THREADS", share)
+        os.environ.setdefault("OMP_NUM_THREADS", share)
+
+
+split_threads_between_workers()
+
+
 def shared_data_dir() -> Path:
     """``$MEDISAM_DATA`` or ``../shared/data`` beside the repository."""
     return Path(os.environ.get("MEDISAM_DATA", REPO_ROOT.parent / "shared" / "data"))

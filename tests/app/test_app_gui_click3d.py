@@ -154,10 +154,9 @@ def test_3d_click_on_another_slice_changes_the_labels_and_undo_restores(tiny_app
     page.locator("#medisam-obj input").first.fill("3")
     page.locator("#medisam-obj input").first.press("Enter")
     _set_mode(page, "lasso")
-    for x, y in ((4, 4), (14, 4), (14, 12), (4, 12)):
+    for n, (x, y) in enumerate(((4, 4), (14, 4), (14, 12), (4, 12)), start=1):
         _click(page, x, y)
-        page.wait_for_timeout(300)
-    _wait_status(page, "lasso: 4 vertices")
+        _wait_status(page, f"lasso: {n} vertices")  # each vertex arrived before the next click
     page.locator("#medisam-finish").click()
     _wait_status(page, f"lasso on slice {k}: object 3", 120_000)
     labels = _download(page, tmp_path, "lasso.nii.gz")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import numpy as np
 import pytest
@@ -52,6 +53,17 @@ def _tinted(rgb: np.ndarray) -> int:
     grey = (r == g) & (g == b)
     yellow = (r == 255) & (g == 255) & (b == 0)
     return int((~grey & ~yellow).sum())
+
+
+def _tinted_until(page, ok, timeout_s: float = 30.0) -> int:
+    """The tinted pixels of the shown picture once ``ok(count)`` holds (the browser swaps the
+    picture a moment after the status; a loaded machine takes longer), else the last count."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        count = _tinted(_shown_rgb(page))
+        if ok(count) or time.monotonic() > deadline:
+            return count
+        page.wait_for_timeout(250)
 
 
 def test_wheel_zoom_pan_and_legend_opacity(app_url, browser, tmp_path):  # noqa: F811
@@ -112,11 +124,9 @@ def test_wheel_zoom_pan_and_legend_opacity(app_url, browser, tmp_path):  # noqa:
     _wait_status(page, "object 1: opacity 0%")
     page.wait_for_function("() => document.querySelector('#medisam-legend')?.textContent.includes('hidden')",
                            timeout=30_000)
-    page.wait_for_timeout(500)
-    assert _tinted(_shown_rgb(page)) == 0
+    assert _tinted_until(page, lambda n: n == 0) == 0
     number.fill("1")
     number.press("Enter")
     _wait_status(page, "object 1: opacity 100%")
-    page.wait_for_timeout(500)
-    assert _tinted(_shown_rgb(page)) >= shown
+    assert _tinted_until(page, lambda n: n >= shown) >= shown
     page.close()
