@@ -20,5 +20,5 @@ fi
 # sam2 is a source package: build it without CUDA, against the torch installed above
 SAM2_BUILD_CUDA=0 python -m pip install -q --no-build-isolation "sam2>=1.1" || echo "sam2 not installed: its tests will skip"
 # one pytest-xdist worker per CPU, at most 4 (tests/conftest.py splits the threads between them)
-workers=$(python -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
+workers=$(python -c "import os; print(min(4, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))")
 python -m pytest -q -n "$workers" "$@"

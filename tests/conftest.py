@@ -21,7 +21,8 @@ def split_threads_between_workers() -> None:
     the workers do not oversubscribe the cores; a plain ``pytest`` keeps every CPU."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     if workers > 1:
-        share = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS
+        share = str(max(1, cpus // workers))
         os.environ.setdefault("MEDISAM_THREADS", share)
         os.environ.setdefault("OMP_NUM_THREADS", share)
 

@@ -68,7 +68,7 @@ class PropagationConfig:
             them on single-thread streams side by side; same embeddings, so the same masks).
             A 3D box's runs never stop before their end; a run that stop rules end encodes at
             most ``encode_batch - 1`` slices past it. Default 1: on a quiet 2-core CPU pairs
-            gained ~3 % per plane, less than the planes a stopped run wastes
+            saved 3-4 % of the encoder alone and nothing measurable on whole propagations
             (``benchmarks/encode_batch.py``).
         encode_stride: propagation encodes every ``encode_stride``-th plane of a view and
             gives the planes between an embedding interpolated linearly from the two encoded
