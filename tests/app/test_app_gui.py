@@ -68,14 +68,23 @@ def _click_pixel(page, x: float, y: float) -> None:
 
     Gradio draws the <img> centred and only scaled down (object-fit: scale-down).
     """
-    img = page.locator("#medisam-view img")
-    # loaded AND laid out: while Gradio swaps the picture the new <img> can have pixels but no size yet
-    page.wait_for_function("() => { const e = document.querySelector('#medisam-view img');"
-                           " if (!e || !(e.naturalWidth > 0)) return false;"
-                           " const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0; }",
-                           timeout=30_000)
-    box = img.bounding_box()
-    nat = img.evaluate("e => [e.naturalWidth, e.naturalHeight]")
+    # loaded AND laid out, read in one step and twice alike: while Gradio swaps the picture the new
+    # <img> can have pixels but no size yet, or no pixels for a moment after it had them
+    geometry = ("() => { const e = document.querySelector('#medisam-view img');"
+                " if (!e || !(e.naturalWidth > 0)) return null; const r = e.getBoundingClientRect();"
+                " return r.width > 0 && r.height > 0 ? [r.x, r.y, r.width, r.height, e.naturalWidth, e.naturalHeight]"
+                " : null; }")
+    seen = None
+    for _ in range(300):
+        now = page.evaluate(geometry)
+        if now is not None and now == seen:
+            break
+        seen = now
+        page.wait_for_timeout(100)
+    else:
+        raise AssertionError("the picture never settled in the page")
+    box = dict(zip(("x", "y", "width", "height"), now[:4]))
+    nat = now[4:]
     scale = min(1.0, box["width"] / nat[0], box["height"] / nat[1])
     left = box["x"] + (box["width"] - nat[0] * scale) / 2
     top = box["y"] + (box["height"] - nat[1] * scale) / 2
