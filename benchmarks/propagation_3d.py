@@ -294,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--backend", default="auto", help="inference backend (auto, torch, onnx, openvino); "
                     "--embeddings caches are per backend and precision")
+    ap.add_argument("--precision", default=None,
+                    help="with an explicit --backend: its precision (fp32, bf16, int8); default: the backend's")
     ap.add_argument("--encode-only", action="store_true", help="dev: only fill --embeddings")
     args = ap.parse_args(argv)
     if args.threads:
@@ -304,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown variant {v!r}")
     if args.embeddings is not None:
         args.embeddings.mkdir(parents=True, exist_ok=True)
-    model = load_model("litemedsam", device="cpu", backend=args.backend, threads=args.threads or None)
+    precision = {} if args.precision is None else {"precision": args.precision}
+    model = load_model("litemedsam", device="cpu", backend=args.backend, threads=args.threads or None, **precision)
+    print(f"# model: backend {model.backend}, precision {model.precision}", flush=True)
     cases = hippocampus_cases(args.hippo_cases)[args.skip_hippo:] + brats_cases(args.brats_cases)[args.skip_brats:]
     if not cases:
         print(f"no data under {DATA}", file=sys.stderr)
