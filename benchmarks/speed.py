@@ -76,9 +76,9 @@ CONFIGS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int
            ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"))
 
 
-#: The targets of issue 12 (default path, 2 cores): encoder >= 8x the reference (floor 5x),
 #: prompt-to-mask calls per config before the next config takes over (the rounds interleave blocks)
 PROMPT_BLOCK = 10
+#: The targets of issue 12 (default path, 2 cores): encoder >= 8x the reference (floor 5x),
 #: prompt-to-mask <= 10 ms, 100-slice propagation <= 15 s, the 3-slice dcmqi --box3d case
 #: <= 10 s end to end, a CT organ's 3D box within 1.5x the single-axis wall time.
 TARGET_ENCODER_X = 8.0
@@ -740,10 +740,8 @@ def main() -> None:
     if args.save_profile:
         # int8 passes the 2D guard but loses Dice in 3D propagation (docs/speed.md, "Precision in
         # 3D"), so it is measured, never stored as auto's choice: it stays opt-in
-        accepted = [k for k in models if k in guards and guards[k].accepted and k[0] != "auto" and k[1] != "int8"]
-        if any(k[1] == "int8" for k in models):
-            print("int8 is not a candidate for auto (it loses Dice in 3D; --precision int8 opts in)")
-        best = min(accepted, key=lambda k: median_ms(enc_times[k]))
+        accepted = [k for k in models if k in guards and guards[k].accepted and k[0] != "auto"]
+        best = min((k for k in accepted if k[1] != "int8"), key=lambda k: median_ms(enc_times[k]))
         path = write_speed_profile({
             "auto": {"backend": best[0], "precision": best[1]},
             "measured": {f"{k[0]}-{k[1]}": {"encoder_ms": median_ms(enc_times[k]),
