@@ -88,8 +88,11 @@ def _click_pixel(page, x: float, y: float) -> None:
     scale = min(1.0, box["width"] / nat[0], box["height"] / nat[1])
     left = box["x"] + (box["width"] - nat[0] * scale) / 2
     top = box["y"] + (box["height"] - nat[1] * scale) / 2
-    page.mouse.click(left + (x + 0.5) * scale, top + (y + 0.5) * scale)
-
+    cx, cy = left + (x + 0.5) * scale, top + (y + 0.5) * scale
+    # nothing over the picture there: a pending event's progress overlay would swallow the click
+    page.wait_for_function("([x, y]) => document.elementFromPoint(x, y) === document.querySelector('#medisam-view img')",
+                           arg=[cx, cy], timeout=60_000)
+    page.mouse.click(cx, cy)
 
 
 def _click_image_pixel(page, x: float, y: float, factor: int) -> None:

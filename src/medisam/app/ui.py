@@ -23,6 +23,9 @@ HELP = ("Box mode: click two opposite corners. Positive/negative: click to add o
         "on any slice corrects the 3D result; Undo takes it back. Scribble+/-: click along a line, lasso: "
         "click around a region, then Finish shape. Videos: box each object on the frame where it appears "
         "(a new object id each), Propagate, then download the masks and the overlay video.")
+#: Progress display of quick events that output the picture: Gradio's default overlay covers the
+#: picture while such an event is pending and swallows a click made then (seen after a mode switch).
+QUICK = "hidden"
 #: Download choices: "auto" = the format matching the input (DICOM-SEG for a DICOM series).
 DOWNLOAD_CHOICES = ("auto", ".nii.gz", ".nrrd", ".mha", ".png", ".npz", ".dcm", ".zip")
 
@@ -97,6 +100,9 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         # right after a mode switch would swallow the next click on the picture
         if st is None:
             return st, gr.update(), gr.update()
+        if st.mode == mode:  # a click queued before this event already switched the mode: keep its corner
+            st.obj_id = int(obj or 1)
+            return st, gr.update(), st.message
         pending = st.pending_corner is not None or bool(st.vertices)
         st.mode, st.obj_id, st.pending_corner, st.vertices = mode, int(obj or 1), None, []
         return st, st.render_file() if pending else gr.update(), st.message
@@ -223,17 +229,18 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         slider.change(guarded(on_slice), [state, slider], [state, view, status])  # drag, arrows or typed value
         window.change(guarded(on_window), [state, window], [state, view, status])
         guide.change(guarded(on_guide, redraw=False), [state, guide], [state, view, status])
-        mode.change(on_mode, [state, mode, obj], [state, view, status])
+        mode.change(on_mode, [state, mode, obj], [state, view, status], show_progress=QUICK)
         view.select(on_click, [state, mode, obj], [state, view, status])
         undo.click(guarded(on_undo), [state], [state, view, status])
         finish.click(guarded(on_finish), [state], [state, view, status])
-        srange.change(guarded(on_range, redraw=False), [state, srange], [state, view, status])
+        srange.change(guarded(on_range, redraw=False), [state, srange], [state, view, status], show_progress=QUICK)
         propagate.click(guarded(on_propagate), [state], [state, view, status])
         cancel.click(guarded(on_cancel), [state], [state, view, status], concurrency_limit=None, queue=False)
         download.click(on_download, [state, fmt], [out_file, status])
         download_video.click(on_download_video, [state], [video_file, status])
-        direction.input(guarded(on_direction, redraw=False), [state, direction], [state, view, status])
-        opacity.change(guarded(on_opacity), [state, obj, opacity], [state, view, status])
+        direction.input(guarded(on_direction, redraw=False), [state, direction], [state, view, status],
+                        show_progress=QUICK)
+        opacity.change(guarded(on_opacity), [state, obj, opacity], [state, view, status], show_progress=QUICK)
         obj.change(on_object, [state, obj], [opacity])
         view.change(legend, [state], [legend_box])
     return demo
