@@ -305,3 +305,44 @@ def test_snapshot_restores_prompts_results_and_undo_here_and_in_a_new_session(ti
     assert np.array_equal(_labels(session), labels)
     with pytest.raises(InputError, match="cannot be restored"):
         VolumeSession(tiny_model, session.image, axis=1, config=session.config).restore(snap)
+
+
+def test_window_around_bounds_the_crop_and_keeps_the_click_inside():
+    from medisam.predict.click_layer import window_around
+
+    crop = (slice(2, 42), slice(10, 210), slice(5, 205))  # 40 x 200 x 200 = 1.6 M voxels
+    assert window_around(crop, (20, 100, 100), (1.0, 1.0, 1.0), 2_000_000) == crop  # within budget: as is
+    for at, spacing in (((20, 100, 100), (1.0, 1.0, 1.0)), ((3, 12, 200), (1.0, 1.0, 1.0)),
+                        ((20, 100, 100), (5.0, 0.8, 0.8))):
+        win = window_around(crop, at, spacing, 100_000)
+        sizes = [s.stop - s.start for s in win]
+        assert np.prod(sizes) <= 100_000 and np.prod(sizes) > 100_000 / 2  # bounded, not much smaller
+        assert all(c.start <= w.start and w.stop <= c.stop for c, w in zip(crop, win))  # inside the crop
+        assert all(w.start <= a < w.stop for w, a in zip(win, at))  # around the click
+    thick = window_around(crop, (20, 100, 100), (5.0, 0.8, 0.8), 100_000)
+    z, y, x = [s.stop - s.start for s in thick]
+    assert abs(z * 5.0 - y * 0.8) <= 5.0 and y == x  # the same physical side on every axis
+
+
+def test_a_click_on_an_object_larger_than_the_budget_edits_only_a_window_around_it(tiny_model):
+    from medisam.predict.click_refine import RefineParams
+    from medisam.predict.refine3d import walker_click
+
+    session, _ = _two_objects(tiny_model)
+    before = session.object_volume(1)
+    budget = 6 * 12 * 12  # the object's crop is ~12 x 22 x 24 voxels
+    v = (5, 16, 20)
+    out = walker_click(session, v, False, 1, RefineParams(max_voxels=budget))
+    after = session.object_volume(1)
+    layer = session.object_state(1).edit
+    assert layer.mask.size <= budget and not after[v]  # solved on a window, the click honoured
+    outside = np.ones(after.shape, dtype=bool)
+    outside[tuple(slice(o, o + n) for o, n in zip(layer.origin, layer.mask.shape))] = False
+    assert np.array_equal(after[outside], before[outside]) and not (after & ~before).any()
+    assert set(out.changed) <= set(range(layer.origin[0], layer.origin[0] + layer.mask.shape[0]))
+    session.undo()
+    assert np.array_equal(session.object_volume(1), before)
+    # a later click off that window keeps the first click's seed (no index past the crop)
+    walker_click(session, v, False, 1, RefineParams(max_voxels=budget))
+    walker_click(session, (5, 16, 11), False, 1, RefineParams(max_voxels=budget))
+    assert not session.object_volume(1)[v] and not session.object_volume(1)[(5, 16, 11)]

@@ -128,3 +128,27 @@ def crop_of(points: Sequence[Sequence[int]], shape: Sequence[int], pad: int) -> 
     lo = np.maximum(np.min(points, axis=0) - pad, 0)
     hi = np.minimum(np.max(points, axis=0) + pad + 1, shape)
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+
+
+def window_around(crop: Crop, at: Sequence[int], spacing: Sequence[float], max_voxels: int) -> Crop:
+    """``crop`` itself if it holds at most ``max_voxels``, else the largest part of it around voxel
+    ``at`` that does: a box of the same physical side on every axis (voxels of the finest
+    spacing), clipped to ``crop`` and shifted to stay inside it, so a click's cost stays bounded
+    however large the object's box is."""
+    sizes = np.array([s.stop - s.start for s in crop])
+    if int(np.prod(sizes)) <= max_voxels:
+        return crop
+    f = np.asarray(spacing, dtype=float) / float(min(spacing))
+
+    def sides(side: float) -> np.ndarray:
+        return np.clip(np.floor(side / f), 1, sizes).astype(int)
+
+    lo, hi = 1.0, float((sizes * f).max())
+    for _ in range(40):  # the largest side whose box fits the budget
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if int(np.prod(sides(mid))) <= max_voxels else (lo, mid)
+    out = []
+    for s, n, c in zip(crop, sides(lo), at):
+        start = int(np.clip(int(c) - n // 2, s.start, s.stop - n))
+        out.append(slice(start, start + int(n)))
+    return tuple(out)  # type: ignore[return-value]

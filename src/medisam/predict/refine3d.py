@@ -38,7 +38,7 @@ import numpy as np
 
 from medisam.errors import PromptError
 from medisam.metrics_basic import dice
-from medisam.predict.click_layer import crop_of
+from medisam.predict.click_layer import crop_of, window_around
 from medisam.predict.click_refine import RefineParams, click_radius, refine_crop, squared_distance
 from medisam.predict.edits import EditLayer, merged
 from medisam.predict.store import Click3D, check_in_range
@@ -150,7 +150,9 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
                  params: RefineParams = RefineParams()) -> ClickOutcome:
     """The click as a random-walker refinement of the object's 3D mask (:mod:`~medisam.predict.click_refine`).
 
-    On a crop around the object's 3D box (or its mask) and every click so far, the walker
+    On a crop around the object's 3D box (or its mask) and every click so far (at most
+    ``params.max_voxels``: a larger crop is cut to a window around the click, so a click on a
+    liver-sized box costs seconds and under a GiB, ``benchmarks/walker_cost.py``), the walker
     starts from the model's result (the slice results, without earlier clicks) and takes all
     the object's 3D clicks as hard seeds; the result replaces the object's mask in the crop
     (the session's 3D click layer, :meth:`AxisSession.set_edits`); a negative click only
@@ -206,11 +208,13 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     over the voxel are the ones to change)."""
     state = session.object_state(obj_id)
     spacing = session.geometry.spacing_zyx
-    crop = _crop(session, state, obj_id, v, params.pad)
+    whole = _crop(session, state, obj_id, v, params.pad)
+    crop = window_around(whole, v, spacing, params.max_voxels)
     origin = np.array([s.start for s in crop])
     at = tuple(np.subtract(v, origin))
     current = session.object_crop(obj_id, crop)
-    clicks = (*state.clicks3d, Click3D(v, positive, click_radius(current, at, positive, spacing, params)))
+    radius = _window_click_radius(whole, crop, current, at, positive, spacing, params)
+    clicks = (*state.clicks3d, Click3D(v, positive, radius))
     if not refine:
         session.set_edits({obj_id: (state.edit, clicks[-1])})
         return []
@@ -235,6 +239,23 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
                 touched.append((other, crop, theirs))
     session.set_edits(edits)
     return touched
+
+
+def _window_click_radius(whole: tuple[slice, ...], crop: tuple[slice, ...], current: np.ndarray,
+                         at: tuple[int, ...], positive: bool, spacing: Sequence[float], params: RefineParams) -> float:
+    """:func:`click_radius` on ``crop``, a window cut from the object's crop ``whole``
+    (:func:`window_around`). The boundary it measures may lie past a cut face, so on a cut
+    window the radius is at most ``click_scale`` times the distance to the nearest cut face
+    (a lower bound of the whole crop's radius), and that much when the window holds no boundary."""
+    f = np.asarray(spacing, dtype=float) / float(min(spacing))
+    faces = [a * fi for w, c, a, fi in zip(whole, crop, at, f) if c.start > w.start]
+    faces += [(c.stop - c.start - 1 - a) * fi for w, c, a, fi in zip(whole, crop, at, f) if c.stop < w.stop]
+    if not faces:
+        return click_radius(current, at, positive, spacing, params)
+    cap = max(params.min_radius, params.click_scale * min(faces))
+    if not (current if positive else ~current).any():
+        return cap
+    return min(cap, click_radius(current, at, positive, spacing, params))
 
 
 def _inside(state, origin: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
