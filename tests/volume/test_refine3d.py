@@ -330,7 +330,7 @@ def test_a_click_on_an_object_larger_than_the_budget_edits_only_a_window_around_
 
     session, _ = _two_objects(tiny_model)
     before = session.object_volume(1)
-    budget = 6 * 12 * 12  # the object's crop is ~12 x 22 x 24 voxels
+    budget = 6 * 12 * 12  # the object's crop is 11 x 25 x 25 voxels: a 9-voxel cube is solved
     v = (5, 16, 20)
     out = walker_click(session, v, False, 1, RefineParams(max_voxels=budget))
     after = session.object_volume(1)
