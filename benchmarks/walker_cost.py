@@ -24,18 +24,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from speed import peak_rss_self_mib  # noqa: E402
+
 UNBOUNDED = 10 ** 12
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
 def one_click(box: tuple[int, int, int], max_voxels: int) -> dict:
@@ -62,13 +61,13 @@ def one_click(box: tuple[int, int, int], max_voxels: int) -> dict:
     z0, y0, x0 = c[0] - bz // 2, c[1] - by // 2, c[2] - bx // 2
     session.add_box3d((x0, y0, z0, x0 + bx - 1, y0 + by - 1, z0 + bz - 1), obj_id=1)
     session.propagate(progress=False)
-    before = _peak_mib()
+    before = peak_rss_self_mib()
     click = (c[0], c[1] + by // 4, c[2])
     t0 = time.perf_counter()
     walker_click(session, click, False, 1, RefineParams(max_voxels=max_voxels))
     seconds = time.perf_counter() - t0
     layer = session.object_state(1).edit
-    return {"seconds": seconds, "solved": int(layer.mask.size), "peak_added_mib": max(0.0, _peak_mib() - before)}
+    return {"seconds": seconds, "solved": int(layer.mask.size), "peak_added_mib": max(0.0, peak_rss_self_mib() - before)}
 
 
 def main() -> int:
@@ -83,19 +82,19 @@ def main() -> int:
         return 0
     from medisam.predict.click_refine import RefineParams
 
-    default = RefineParams().max_voxels
+    default, pad = RefineParams().max_voxels, RefineParams().pad
     runs = [("bounded (default)", default)] + ([] if args.no_reference else [("unbounded (reference)", UNBOUNDED)])
     print(f"one negative 3D click, walker budget {default:,} voxels; each row a fresh process", flush=True)
     print("| object box (z x y x x) | crop voxels | walker | voxels solved | click s | peak RSS added, MiB |")
     print("| --- | --- | --- | --- | --- | --- |")
     for spec in args.boxes.split(","):
         box = [int(v) for v in spec.split("x")]
-        crop = int(np.prod([v + 4 for v in box]))  # the box and its pad of 2 voxels each side
+        crop = int(np.prod([v + 2 * pad for v in box]))  # the box and the walker's pad each side
         for name, budget in runs:
             out = subprocess.run([sys.executable, __file__, "--child", json.dumps([box, budget])],
                                  capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"| {spec} | ~{crop / 1e6:.2f} M | {name} | {r['solved'] / 1e6:.2f} M | {r['seconds']:.1f} | "
+            print(f"| {spec} | {crop / 1e6:.2f} M | {name} | {r['solved'] / 1e6:.2f} M | {r['seconds']:.1f} | "
                   f"{r['peak_added_mib']:.0f} |", flush=True)
     return 0
 

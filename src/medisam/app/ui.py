@@ -100,11 +100,11 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         # right after a mode switch would swallow the next click on the picture
         if st is None:
             return st, gr.update(), gr.update()
-        if st.mode == mode:  # a click queued before this event already switched the mode: keep its corner
-            st.obj_id = int(obj or 1)
-            return st, gr.update(), st.message
-        pending = st.pending_corner is not None or bool(st.vertices)
-        st.mode, st.obj_id, st.pending_corner, st.vertices = mode, int(obj or 1), None, []
+        st.obj_id = int(obj or 1)
+        # a click queued before this event may have switched the mode already: its corner stays
+        pending = st.mode != mode and (st.pending_corner is not None or bool(st.vertices))
+        if st.mode != mode:
+            st.mode, st.pending_corner, st.vertices = mode, None, []
         return st, st.render_file() if pending else gr.update(), st.message
 
     def click(st: AppState, mode: str, obj: float, x: float, y: float) -> None:
