@@ -98,3 +98,25 @@ def test_a_second_channel_separates_what_the_first_cannot():
     # one channel as (Z, Y, X, 1) is the same as (Z, Y, X)
     assert np.array_equal(refine_crop(img[..., None], model, inside, [(zyx, True, r)]),
                           refine_crop(img, model, inside, [(zyx, True, r)]))
+
+
+def test_a_positive_click_far_from_a_tiny_mask_acts_within_the_objects_size():
+    """A click on a missed part that does not touch the mask (BraTS necrosis: 5 voxels left, the
+    click 35 voxels away) measures no error size by its distance to the mask; ``size_scale``
+    bounds its radius by the object's own size instead, so it cannot hand the walker (and take
+    from the other objects) a region many times the object."""
+    current = np.zeros((48, 48, 48), dtype=bool)
+    current[5, 5, 4:9] = True  # 5 voxels
+    zyx = (30, 30, 30)
+    free = click_radius(current, zyx, True, (1.0, 1.0, 1.0), RefineParams(size_scale=None))
+    assert free > 40.0
+    capped = click_radius(current, zyx, True, (1.0, 1.0, 1.0), RefineParams(size_scale=2.0))
+    ball = (3 * 5 / (4 * np.pi)) ** (1 / 3)
+    assert capped == max(RefineParams().min_radius, 2.0 * ball)
+    # a click next to a large mask keeps its distance-based radius (the cap is far above it)
+    current[10:40, 10:40, 10:29] = True
+    near = click_radius(current, (25, 25, 32), True, (1.0, 1.0, 1.0), RefineParams(size_scale=2.0))
+    assert near == RefineParams().click_scale * 4.0  # 4 voxels from the mask (x = 28)
+    # a negative click is not capped (its distance into the mask is bounded by the mask)
+    neg = click_radius(current, (25, 25, 20), False, (1.0, 1.0, 1.0), RefineParams(size_scale=0.1))
+    assert neg == RefineParams().click_scale * float(min(25 - 9, 20 - 9, 29 - 20))

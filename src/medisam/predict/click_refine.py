@@ -43,6 +43,11 @@ class RefineParams:
     seed_radius: float = 3.0  # voxels: a click fixes this ball (within ``inside``)
     pad: int = 2  # voxels around the box and the clicks
     sample_radius: float = 3.0  # voxels around a positive click that sample the object's intensity
+    #: a positive click's fade radius is at most this many times the radius of a ball of the
+    #: object's current volume (None: no cap). Its distance to the mask measures the error only
+    #: when the missed part touches the mask; a click far from a small mask would otherwise
+    #: hand the walker a region many times the object's size.
+    size_scale: float | None = None
     #: largest crop the walker solves (~0.4 GiB and ~1 s of CG per million voxels here): a
     #: larger object's click is solved on the part of its crop around the click
     max_voxels: int = 2_000_000
@@ -123,7 +128,15 @@ def click_radius(current: np.ndarray, zyx: Sequence[int], positive: bool, spacin
         return params.min_radius
     sampling = np.asarray(spacing, dtype=float) / float(min(spacing))
     dist = ndimage.distance_transform_edt(~target, sampling=sampling)
-    return max(params.min_radius, params.click_scale * float(dist[tuple(int(c) for c in zyx)]))
+    radius = params.click_scale * float(dist[tuple(int(c) for c in zyx)])
+    if positive and params.size_scale is not None:
+        radius = min(radius, params.size_scale * ball_radius(int(current.sum()) * float(np.prod(sampling))))
+    return max(params.min_radius, radius)
+
+
+def ball_radius(volume: float) -> float:
+    """Radius of the ball of ``volume`` (same units cubed)."""
+    return float((3.0 * volume / (4.0 * np.pi)) ** (1.0 / 3.0))
 
 
 def squared_distance(shape: Sequence[int], zyx: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
