@@ -124,7 +124,8 @@ def intensity_ratio(img: np.ndarray, fg_sample: np.ndarray, min_sd: float = 5.0)
 def click_radius(current: np.ndarray, zyx: Sequence[int], positive: bool, spacing: Sequence[float],
                  params: RefineParams = RefineParams()) -> float:
     """How far (voxels of the finest spacing) a click acts: ``click_scale`` times its distance to
-    the current mask's boundary (the protocol clicks the middle of an error), at least ``min_radius``."""
+    the current mask's boundary (the protocol clicks the middle of an error), at least ``min_radius``;
+    a positive click's at most ``size_scale`` times the radius of a ball of the mask's volume."""
     target = current if positive else ~current
     if not target.any():
         return params.min_radius
