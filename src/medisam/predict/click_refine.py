@@ -44,11 +44,8 @@ class RefineParams:
     pad: int = 2  # voxels around the box and the clicks
     sample_radius: float = 3.0  # voxels around a positive click that sample the object's intensity
     #: a positive click's fade radius is at most this many times the radius of a ball of the
-    #: object's current volume (None: no cap). Its distance to the mask measures the error only
-    #: when the missed part touches the mask; a click far from a small mask would otherwise
-    #: hand the walker a region many times the object's size (BraTS pat0002: a 5-voxel necrosis,
-    #: radius 52, the mean DSC 0.58 -> 0.41 on the last click). 2.0 (stop 36, walker_params.py):
-    #: BraTS final DSC 0.526 -> 0.557, hippocampus unchanged (AUC 2.962 -> 2.963); 1.0 and 3.0 alike.
+    #: object's current volume (None: no cap): its distance to a small mask far away is no
+    #: measure of the error (measured in docs/interactive3d.md, "A positive click far from a small mask")
     size_scale: float | None = 2.0
     #: largest crop the walker solves (~0.4 GiB and ~1 s of CG per million voxels here): a
     #: larger object's click is solved on the part of its crop around the click
