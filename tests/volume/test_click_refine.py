@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from medisam.metrics_basic import dice
-from medisam.predict.click_refine import RefineParams, click_radius, refine_crop
+from medisam.predict.click_refine import RefineParams, ball_radius, click_radius, refine_crop
 from medisam.predict.edits import EditLayer, merged
 
 
@@ -120,3 +120,22 @@ def test_a_positive_click_far_from_a_tiny_mask_acts_within_the_objects_size():
     # a negative click is not capped (its distance into the mask is bounded by the mask)
     neg = click_radius(current, (25, 25, 20), False, (1.0, 1.0, 1.0), RefineParams(size_scale=0.1))
     assert neg == RefineParams().click_scale * float(min(25 - 9, 20 - 9, 29 - 20))
+
+
+def test_the_size_cap_on_a_cut_window_measures_the_whole_object():
+    """On a large object the walker solves a window around the click; the window may hold only a
+    sliver of the object, so the size cap must use the whole object's volume, not the window's part."""
+    from medisam.predict.refine3d import _window_click_radius
+
+    whole = (slice(0, 60), slice(0, 60), slice(0, 60))
+    window = (slice(0, 30), slice(0, 30), slice(0, 30))  # cut on the far faces only
+    current = np.zeros((30, 30, 30), dtype=bool)
+    current[2, 2, 2:7] = True  # 5 voxels of the object in the window
+    at = (14, 14, 14)  # 15 voxels from the cut faces, ~20 from the sliver
+    params = RefineParams()
+    sliver = _window_click_radius(whole, window, current, at, True, (1.0, 1.0, 1.0), params)
+    assert sliver == max(params.min_radius, params.size_scale * ball_radius(5))  # capped by the sliver
+    big = _window_click_radius(whole, window, current, at, True, (1.0, 1.0, 1.0), params, volume=40_000)
+    assert big == params.click_scale * 15.0  # the face cap binds: the object is large
+    # the volume never counts less than the window's own part
+    assert click_radius(current, at, True, (1.0, 1.0, 1.0), params, volume=1) == sliver

@@ -346,3 +346,6 @@ def test_a_click_on_an_object_larger_than_the_budget_edits_only_a_window_around_
     walker_click(session, v, False, 1, RefineParams(max_voxels=budget))
     walker_click(session, (5, 16, 11), False, 1, RefineParams(max_voxels=budget))
     assert not session.object_volume(1)[v] and not session.object_volume(1)[(5, 16, 11)]
+    assert session.object_size(1) == int(session.object_volume(1).sum())  # the size cap's measure, plane by plane
+    walker_click(session, v, True, 1, RefineParams(max_voxels=budget))  # positive: capped by the whole object
+    assert session.object_volume(1)[v] and session.object_state(1).clicks3d[-1].radius >= RefineParams().min_radius

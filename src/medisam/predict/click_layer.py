@@ -56,6 +56,10 @@ class ClickLayer:
         """The object's ``(Z, Y, X)`` bool mask (``model_only``: without the 3D clicks' voxels)."""
         return self.object_crop(obj_id, (slice(None),) * 3, model_only)  # type: ignore[arg-type]
 
+    def object_size(self, obj_id: int) -> int:
+        """Voxels of the object's current mask (3D clicks included), counted plane by plane."""
+        return sum(int(r.mask.sum()) for r in self.results(obj_id).values())
+
     def object_crop(self, obj_id: int, crop: Crop, model_only: bool = False) -> np.ndarray:
         """The object's bool mask on ``crop`` of the ``(Z, Y, X)`` grid: only the planes and the
         part of each plane that the crop covers are read, and the click layer is pasted on its

@@ -119,10 +119,11 @@ def intensity_ratio(img: np.ndarray, fg_sample: np.ndarray, min_sd: float = 5.0)
 
 
 def click_radius(current: np.ndarray, zyx: Sequence[int], positive: bool, spacing: Sequence[float],
-                 params: RefineParams = RefineParams()) -> float:
+                 params: RefineParams = RefineParams(), volume: int | None = None) -> float:
     """How far (voxels of the finest spacing) a click acts: ``click_scale`` times its distance to
     the current mask's boundary (the protocol clicks the middle of an error), at least ``min_radius``;
-    a positive click's at most ``size_scale`` times the radius of a ball of the mask's volume."""
+    a positive click's at most ``size_scale`` times the radius of a ball of the object's volume
+    (``volume`` voxels: the whole object's where ``current`` is only a window of it; None: ``current``'s)."""
     target = current if positive else ~current
     if not target.any():
         return params.min_radius
@@ -130,7 +131,8 @@ def click_radius(current: np.ndarray, zyx: Sequence[int], positive: bool, spacin
     dist = ndimage.distance_transform_edt(~target, sampling=sampling)
     radius = params.click_scale * float(dist[tuple(int(c) for c in zyx)])
     if positive and params.size_scale is not None:
-        radius = min(radius, params.size_scale * ball_radius(int(current.sum()) * float(np.prod(sampling))))
+        voxels = int(current.sum()) if volume is None else max(int(volume), int(current.sum()))
+        radius = min(radius, params.size_scale * ball_radius(voxels * float(np.prod(sampling))))
     return max(params.min_radius, radius)
 
 

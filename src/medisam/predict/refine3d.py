@@ -213,7 +213,8 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     origin = np.array([s.start for s in crop])
     at = tuple(np.subtract(v, origin))
     current = session.object_crop(obj_id, crop)
-    radius = _window_click_radius(whole, crop, current, at, positive, spacing, params)
+    volume = session.object_size(obj_id) if crop != whole and positive else None  # the size cap's measure
+    radius = _window_click_radius(whole, crop, current, at, positive, spacing, params, volume)
     clicks = (*state.clicks3d, Click3D(v, positive, radius))
     if not refine:
         session.set_edits({obj_id: (state.edit, clicks[-1])})
@@ -242,11 +243,13 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
 
 
 def _window_click_radius(whole: tuple[slice, ...], crop: tuple[slice, ...], current: np.ndarray,
-                         at: tuple[int, ...], positive: bool, spacing: Sequence[float], params: RefineParams) -> float:
+                         at: tuple[int, ...], positive: bool, spacing: Sequence[float], params: RefineParams,
+                         volume: int | None = None) -> float:
     """:func:`click_radius` on ``crop``, a window cut from the object's crop ``whole``
     (:func:`window_around`). The boundary it measures may lie past a cut face, so on a cut
     window the radius is at most ``click_scale`` times the distance to the nearest cut face
-    (a lower bound of the whole crop's radius), and that much when the window holds no boundary."""
+    (a lower bound of the whole crop's radius), and that much when the window holds no boundary.
+    ``volume``: the whole object's voxels, for the size cap (the window holds only part of it)."""
     f = np.asarray(spacing, dtype=float) / float(min(spacing))
     faces = [a * fi for w, c, a, fi in zip(whole, crop, at, f) if c.start > w.start]
     faces += [(c.stop - c.start - 1 - a) * fi for w, c, a, fi in zip(whole, crop, at, f) if c.stop < w.stop]
@@ -255,7 +258,7 @@ def _window_click_radius(whole: tuple[slice, ...], crop: tuple[slice, ...], curr
     cap = max(params.min_radius, params.click_scale * min(faces))
     if not (current if positive else ~current).any():
         return cap
-    return min(cap, click_radius(current, at, positive, spacing, params))
+    return min(cap, click_radius(current, at, positive, spacing, params, volume))
 
 
 def _inside(state, origin: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
