@@ -6,8 +6,9 @@ The CVPR25 protocol (``medisam bench -p cvpr25-box3d``) runs LiteMedSAM once for
 from the same start: per case the start runs once, then each setting's 5 clicks, each undone
 back to the start (``session.undo()``, checked against the start's label map) before the next.
 Cases alternate between a tuning half (even position, sorted by id) and a held-out half
-(odd), so a setting chosen on one half is judged on the other. Rows and table are the
-bench's own (``cvpr25.step_rows``, ``cvpr25.protocol_table``: DSC, NSD at 2 mm, AUCs).
+(odd), so a setting chosen on one half is judged on the other. Rows and tables are the
+bench's own (``cvpr25.step_rows``, ``cvpr25.protocol_table``: DSC, NSD at 2 mm, AUCs; and per
+class over all cases, ``cvpr25.class_table``).
 
     MEDISAM_THREADS=1 python benchmarks/walker_params.py ../shared/data/msd_task04_hippocampus \
         --params '[{"seed_radius": 1.0}, {}]' --workers 2 --out runs/walker.csv
@@ -122,6 +123,23 @@ def _table(rows: list[dict], ids: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _class_table(rows: list[dict]) -> str:
+    """Per setting and class (label), all cases holding it: :func:`cvpr25.class_table`."""
+    import pandas as pd
+
+    from medisam.bench import cvpr25
+
+    table = cvpr25.class_table(pd.DataFrame(rows).assign(dataset="all"))
+    steps = [f"dsc{k}" for k in range(cvpr25.N_CLICKS + 1)]
+    lines = ["| params | class | cases | " + " | ".join(f"DSC {c[3:]}" for c in steps) + " | DSC AUC | NSD 5 |",
+             "|---" * (len(steps) + 5) + "|"]
+    for _, r in table.iterrows():
+        means = " | ".join(f"{r[c]:.3f}" for c in steps)
+        lines.append(f"| {r['strategy']} | {r['class']} {r['name']} | {r['cases']} | {means} | {r['dsc_auc']:.3f} | "
+                     f"{r['nsd_final']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", help="a 3D labelled set (e.g. ../shared/data/msd_task04_hippocampus)")
@@ -158,6 +176,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_csv(args.out, index=False)
     print(_table(rows, ids))
+    print(_class_table(rows))
 
 
 if __name__ == "__main__":

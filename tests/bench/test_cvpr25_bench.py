@@ -56,8 +56,14 @@ def test_protocol_rows_and_report(tmp_path, tiny_model, strategy):
             assert n == 0.0
     start = json.loads(rows[0]["prompt"])
     assert start["classes"] == 2 and set(start["prompts"]) == {"1", "2"}
+    for r in rows:  # every label's scores, whose means are the row's
+        per_class = json.loads(r["per_class"])
+        assert set(per_class) == {"1", "2"} and [v["voxels"] for v in per_class.values()] == [3 * 8 * 9, 3 * 6 * 8]
+        assert np.mean([v["dsc"] for v in per_class.values()]) == pytest.approx(float(r["dsc"]), abs=1e-5)
+        assert np.mean([v["nsd"] for v in per_class.values()]) == pytest.approx(float(r["nsd"]), abs=1e-5)
     report = (out / "report.md").read_text()
     assert "CVPR25 interactive 3D" in report and "dsc_auc" in report
+    assert "CVPR25 interactive 3D per class" in report and "| label2 |" in report
     assert (out / "dice_vs_clicks.png").exists()
 
 
@@ -88,3 +94,24 @@ def test_resume_skips_cases_a_reference_run_finished(tmp_path, tiny_model):
         again = list(csv.DictReader(fh))
     keys = [(r["case"], r["strategy"], r["click"]) for r in again]
     assert len(keys) == len(set(keys)) == len(rows)  # c1 ran again, c0 did not run twice
+
+
+def test_class_table_averages_each_class_over_the_cases_holding_it():
+    import pandas as pd
+
+    from medisam.bench.cvpr25 import class_table
+
+    def rows(case, scores):  # scores: {class: [dsc at steps 0..5]}
+        return [{"dataset": "d", "model": "m", "strategy": "cvpr25-box3d", "case": case, "click": k,
+                 "per_class": json.dumps({str(c): {"name": f"n{c}", "voxels": 10 * c, "dsc": v[k], "nsd": v[k] / 2}
+                                          for c, v in scores.items()})} for k in range(6)]
+
+    df = pd.DataFrame(rows("a", {1: [0.0, 0.2, 0.4, 0.6, 0.8, 1.0], 2: [0.5] * 6})
+                      + rows("b", {1: [1.0] * 6}) + [{"dataset": "d", "model": "m", "strategy": "cvpr25-box3d",
+                                                      "case": "old", "click": 0, "per_class": float("nan")}])
+    t = class_table(df).set_index("class")
+    assert t.loc[1, "dsc0"] == pytest.approx(0.5) and t.loc[1, "dsc5"] == pytest.approx(1.0)
+    assert t.loc[1, "dsc_auc"] == pytest.approx((2.4 + 4.0) / 2)  # trapezoid over steps 1..5: a 2.4, b 4.0
+    assert t.loc[1, "nsd_final"] == pytest.approx(0.5) and t.loc[1, "cases"] == 2 and t.loc[1, "name"] == "n1"
+    assert t.loc[2, "cases"] == 1 and t.loc[2, "dsc5"] == pytest.approx(0.5) and t.loc[2, "voxels_median"] == 20
+    assert class_table(df.drop(columns="per_class")) is None  # results written before the column

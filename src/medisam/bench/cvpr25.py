@@ -59,16 +59,6 @@ def truth_classes(truth: np.ndarray) -> list[int]:
     return [int(c) for c in np.unique(truth) if c != 0]
 
 
-def multi_class_dsc(truth: np.ndarray, seg: np.ndarray, classes: list[int]) -> float:
-    return float(np.mean([dice(seg == c, truth == c) for c in classes]))
-
-
-def multi_class_nsd(truth: np.ndarray, seg: np.ndarray, classes: list[int], spacing,
-                    tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> float:
-    """Mean NSD over ``classes`` (``spacing`` in ITK order, x first)."""
-    return float(np.mean([nsd(seg == c, truth == c, spacing, tolerance_mm) for c in classes]))
-
-
 def auc(values: list[float], n_clicks: int = N_CLICKS) -> float:
     """Trapezoid over the last ``n_clicks`` values at unit spacing (the protocol's AUC)."""
     v = np.asarray(values[-n_clicks:], dtype=float)
@@ -146,16 +136,27 @@ def run_with_reference(session, truth: np.ndarray, start: str, reference: str = 
     return steps, [first, *click_steps(session, truth, classes, first.labels, n_clicks, reference)]
 
 
+def class_scores(truth: np.ndarray, seg: np.ndarray, spacing,
+                 tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> dict[int, tuple[float, float]]:
+    """``{class: (DSC, NSD)}`` of one step (``spacing`` in ITK order, x first); NSD 0 for every
+    class when the mean DSC <= 0.2 (the protocol's rule, applied to the case, so that the means
+    of :func:`score_steps` follow it)."""
+    classes = truth_classes(truth)
+    dscs = {c: dice(seg == c, truth == c) for c in classes}
+    if float(np.mean(list(dscs.values()))) <= NSD_MIN_DSC:
+        return {c: (d, 0.0) for c, d in dscs.items()}
+    return {c: (d, nsd(seg == c, truth == c, spacing, tolerance_mm)) for c, d in dscs.items()}
+
+
 def score_steps(steps: list[Step], truth: np.ndarray, spacing,
                 tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> list[tuple[float, float]]:
-    """``(DSC, NSD)`` per step (NSD 0 when DSC <= 0.2)."""
-    classes = truth_classes(truth)
-    out = []
-    for s in steps:
-        d = multi_class_dsc(truth, s.labels, classes)
-        n = multi_class_nsd(truth, s.labels, classes, spacing, tolerance_mm) if d > NSD_MIN_DSC else 0.0
-        out.append((d, n))
-    return out
+    """``(DSC, NSD)`` per step: the means over the classes of :func:`class_scores`."""
+    return [_means(class_scores(truth, s.labels, spacing, tolerance_mm)) for s in steps]
+
+
+def _means(per_class: dict[int, tuple[float, float]]) -> tuple[float, float]:
+    values = np.array(list(per_class.values()), dtype=float)
+    return float(values[:, 0].mean()), float(values[:, 1].mean())
 
 
 def evaluate_case(case, predictor, strategy: str, window=None,
@@ -192,16 +193,25 @@ def evaluate_case(case, predictor, strategy: str, window=None,
 
 def step_rows(steps: list[Step], truth: np.ndarray, case, strategy: str,
               tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> list[dict[str, Any]]:
-    """Result rows of one case's steps (one per step, target ``all``; :func:`protocol_table` reads them)."""
-    scores = score_steps(steps, truth, case.image.spacing, tolerance_mm)
+    """Result rows of one case's steps (one per step, target ``all``; :func:`protocol_table` reads
+    them); ``per_class`` holds each class's DSC, NSD, voxels and name (:func:`class_table` reads it)."""
     classes = truth_classes(truth)
-    return [{"target": "all", "target_id": "all", "label": "", "area": int((truth != 0).sum()), "click": s.step,
-             "dsc": d, "iou": float("nan"), "nsd": n, "hd95": float("nan"), "score": float("nan"),
-             "time_s": round(s.seconds, 4), "strategy": strategy,
-             "prompt": json.dumps({"classes": len(classes),
-                                   "prompts": {str(c): p for c, p in s.prompts.items()}},
-                                  separators=(",", ":"))}
-            for s, (d, n) in zip(steps, scores)]
+    names = {t.label: t.name for t in getattr(case, "targets", [])}
+    voxels = dict(zip(*np.unique(truth, return_counts=True)))
+    rows = []
+    for s in steps:
+        per_class = class_scores(truth, s.labels, case.image.spacing, tolerance_mm)
+        d, n = _means(per_class)
+        detail = {str(c): {"name": names.get(c, f"label{c}"), "voxels": int(voxels[c]), "dsc": round(dc, 6),
+                           "nsd": round(nc, 6)} for c, (dc, nc) in per_class.items()}
+        rows.append({"target": "all", "target_id": "all", "label": "", "area": int((truth != 0).sum()),
+                     "click": s.step, "dsc": d, "iou": float("nan"), "nsd": n, "hd95": float("nan"),
+                     "score": float("nan"), "time_s": round(s.seconds, 4), "strategy": strategy,
+                     "prompt": json.dumps({"classes": len(classes),
+                                           "prompts": {str(c): p for c, p in s.prompts.items()}},
+                                          separators=(",", ":")),
+                     "per_class": json.dumps(detail, separators=(",", ":"))})
+    return rows
 
 
 def protocol_table(df):
@@ -229,5 +239,45 @@ def protocol_table(df):
         rows.append(row)
     cols = ["dataset", "model", "strategy", *[f"dsc{k}" for k in range(N_CLICKS + 1)], "nsd_final", "dsc_auc",
             "nsd_auc", "s_per_class", "s_per_class_max", "cases"]
+    out = pd.DataFrame(rows)
+    return out[[c for c in cols if c in out.columns]]
+
+
+def class_table(df):
+    """Per (dataset, model, strategy, class): mean DSC at each step over the cases holding that
+    class, final NSD, DSC AUC, cases and median voxels; None when no row has ``per_class``
+    (results written before it existed)."""
+    import pandas as pd
+
+    if "per_class" not in df.columns:
+        return None
+    records = []
+    for _, r in df.iterrows():
+        if not isinstance(r["per_class"], str) or not r["per_class"]:
+            continue
+        for c, v in json.loads(r["per_class"]).items():
+            records.append({"dataset": r["dataset"], "model": r["model"], "strategy": r["strategy"], "case": r["case"],
+                            "class": int(c), "name": v["name"], "voxels": v["voxels"], "click": int(r["click"]),
+                            "dsc": v["dsc"], "nsd": v["nsd"]})
+    if not records:
+        return None
+    long = pd.DataFrame(records)
+    rows = []
+    for key, g in long.groupby(["dataset", "model", "strategy", "class"]):
+        per_case = []
+        for _, c in g.groupby("case"):
+            c = c.sort_values("click")
+            per_case.append({**{f"dsc{int(k)}": v for k, v in zip(c["click"], c["dsc"])},
+                             "nsd_final": float(c["nsd"].iloc[-1]), "dsc_auc": auc(list(c["dsc"])),
+                             "voxels": int(c["voxels"].iloc[0])})
+        m = pd.DataFrame(per_case)
+        row = dict(zip(["dataset", "model", "strategy", "class"], key))
+        row["name"] = g["name"].iloc[0]
+        row.update(m.drop(columns="voxels").mean(numeric_only=True).to_dict())
+        row["voxels_median"] = int(m["voxels"].median())
+        row["cases"] = len(m)
+        rows.append(row)
+    cols = ["dataset", "model", "strategy", "class", "name", *[f"dsc{k}" for k in range(N_CLICKS + 1)], "nsd_final",
+            "dsc_auc", "voxels_median", "cases"]
     out = pd.DataFrame(rows)
     return out[[c for c in cols if c in out.columns]]

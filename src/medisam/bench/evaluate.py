@@ -30,7 +30,7 @@ from medisam.prompting.strategies import Outcome, Strategy, parse_strategies
 log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = ["dataset", "modality", "case", "target", "target_id", "label", "area", "model", "strategy",
-                  "click", "seed", "slice", "dsc", "iou", "nsd", "hd95", "score", "time_s", "prompt"]
+                  "click", "seed", "slice", "dsc", "iou", "nsd", "hd95", "score", "time_s", "prompt", "per_class"]
 ERROR_COLUMNS = ["dataset", "case", "target_id", "model", "strategy", "seed", "error", "message"]
 
 

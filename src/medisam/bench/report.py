@@ -6,8 +6,9 @@ Files written into OUTDIR (overwritten on each call; they are derived from resul
   NSD, median HD95), per dataset/target, Dice versus clicks, jitter sensitivity.
 * ``summary.csv``: the model x modality x strategy table as numbers.
 * For the ``cvpr25*`` protocols, a table of the mean DSC at each step, NSD, DSC/NSD AUC
-  and seconds per class (:func:`medisam.bench.cvpr25.protocol_table`); their steps are
-  the ``click`` column, so the Dice-versus-clicks plot shows them.
+  and seconds per class (:func:`medisam.bench.cvpr25.protocol_table`), and the same per
+  class (label) over the cases that hold it (:func:`medisam.bench.cvpr25.class_table`); their
+  steps are the ``click`` column, so the Dice-versus-clicks plot shows them.
 * ``dice_by_modality.png``, ``dice_vs_clicks.png``, ``jitter_sensitivity.png`` (when the
   strategies needed are present).
 
@@ -199,9 +200,12 @@ def write_report(outdir: str | Path, config: dict[str, Any] | None = None) -> li
         sections.append(("Box jitter sensitivity", jit))
     protocol = df[df["strategy"].astype(str).str.startswith("cvpr25")]
     if not protocol.empty:  # DSC per step, AUCs and seconds per class (bench/cvpr25.py)
-        from medisam.bench.cvpr25 import protocol_table
+        from medisam.bench.cvpr25 import class_table, protocol_table
 
         sections.append(("CVPR25 interactive 3D (per case, all classes)", protocol_table(protocol)))
+        per_class = class_table(protocol)
+        if per_class is not None:
+            sections.append(("CVPR25 interactive 3D per class (cases holding the class)", per_class))
     head = (f"{len(df)} result rows, {fin['case'].nunique()} cases, {fin['dataset'].nunique()} datasets, "
             f"{n_err} errors (errors.csv). Configuration: config.json. Metrics: Dice (DSC), NSD at the "
             f"configured tolerance in mm, HD95 in mm; n = targets (last click for interactive strategies).")
