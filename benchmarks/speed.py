@@ -114,15 +114,29 @@ def cpu_peak_gflops(threads: int, ghz: float, flops_per_cycle: int) -> float:
     return threads * ghz * flops_per_cycle
 
 
-def flops_per_cycle(precision: str, flags: frozenset[str]) -> tuple[int, str]:
+def cpu_field(name: str) -> str:
+    """A field of the first CPU in ``/proc/cpuinfo`` ("" where absent)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":")[0].strip() == name:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def flops_per_cycle(precision: str, flags: frozenset[str], vendor: str = "", family: str = "") -> tuple[int, str]:
     """Peak FLOP/cycle/core for ``precision`` and what it assumes: two FMA pipes of the widest
-    vector (AVX-512: 64 FP32, AVX2: 32), bf16 twice that (VDPBF16PS) or AMX tiles (1024)."""
-    fp32 = 64 if "avx512f" in flags else 32
+    vector (AVX-512: 64 FP32, AVX2: 32; AMD family 25, Zen 4, runs 512-bit ops on 256-bit pipes: 32),
+    bf16 twice that (VDPBF16PS) or AMX tiles (1024)."""
+    zen4 = vendor == "AuthenticAMD" and family == "25"
+    bits = 512 if "avx512f" in flags and not zen4 else 256
+    fp32 = bits // 8
     if precision == "bf16" and "amx_bf16" in flags:
         return 1024, "AMX-BF16 tiles"
     if precision == "bf16" and ("avx512_bf16" in flags or "avx512bf16" in flags):
         return 2 * fp32, "VDPBF16PS"
-    return fp32, f"two {'512' if fp32 == 64 else '256'}-bit FMA pipes"
+    return fp32, f"two {bits}-bit FMA pipes" + (" (Zen 4: AVX-512 on 256-bit halves)" if zen4 and "avx512f" in flags else "")
 
 
 def cpu_ghz() -> float:
@@ -133,6 +147,27 @@ def cpu_ghz() -> float:
     except OSError:
         pass
     return 2.6
+
+
+def gemm_gflops(dtype: torch.dtype, threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of one large square matmul in torch (oneDNN/MKL) on ``threads`` threads, fastest
+    of ``repeats``: a measured roofline for the encoder's rate, since the clock (and so the peak)
+    that /proc/cpuinfo gives is the nominal one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        a @ b
+        best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    finally:
+        torch.set_num_threads(before)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def encoder_gflop(net: torch.nn.Module) -> float:
@@ -678,8 +713,9 @@ def main() -> None:
     gflop = encoder_gflop(ref.net)
     ghz = args.ghz or cpu_ghz()
     flags = cpu_flags()
-    fpc32, how32 = flops_per_cycle("fp32", flags)
-    fpc16, how16 = flops_per_cycle("bf16", flags) if cpu_has_bf16() else (fpc32, how32)
+    vendor, family = cpu_field("vendor_id"), cpu_field("cpu family")
+    fpc32, how32 = flops_per_cycle("fp32", flags, vendor, family)
+    fpc16, how16 = flops_per_cycle("bf16", flags, vendor, family) if cpu_has_bf16() else (fpc32, how32)
     peak32 = cpu_peak_gflops(threads, ghz, fpc32)
     ref_ms = median_ms(enc_times["ref"])
     base = dices.get(("torch", "fp32"), [])
@@ -728,6 +764,14 @@ def main() -> None:
           f"{threads} threads x {ghz:.2f} GHz x {fpc32} FP32 FLOP/cycle = {peak32:.0f} GFLOP/s ({how32}; "
           f"bf16 rows: {fpc16} FLOP/cycle, {how16}); "
           f"the clock is the nominal /proc/cpuinfo value, boost may exceed it.")
+    gemm = {name: gemm_gflops(dt, threads) for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+            if name == "fp32" or cpu_has_bf16()}
+    print("Measured roofline: a 2048x2048 matmul in torch on the same threads runs at "
+          + ", ".join(f"{v:.0f} GFLOP/s in {k}" for k, v in gemm.items())
+          + "; each row's encoder GFLOP/s against it: "
+          + ", ".join(f"{('default' if k[0] == 'auto' else k[0] + ' ' + k[1])} "
+                      f"{100 * gflop / (median_ms(enc_times[k]) / 1000) / gemm[k[1]]:.0f} %"
+                      for k in models if k[1] in gemm) + ".")
     print(f"Dice: {len(cases)} images ({', '.join(DICE_SETS)}; first {args.dice_per_set} each), tight "
           f"ground-truth box; guard = mean Dice drop <= {DICE_TOLERANCE} vs torch fp32. "
           f"Timings: medians of {args.repeats} interleaved rounds (encoder) / {args.decode_repeats} "
