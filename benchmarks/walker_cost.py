@@ -18,6 +18,7 @@ Usage::
 
     python benchmarks/walker_cost.py                    # boxes 40x120x120 .. 120x300x300, ~3 min
     python benchmarks/walker_cost.py --boxes 60x200x200 --no-reference
+    python benchmarks/walker_cost.py --positive       # a foreground click (the size cap counts the object)
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from speed import peak_rss_self_mib  # noqa: E402
 UNBOUNDED = 10 ** 12
 
 
-def one_click(box: tuple[int, int, int], max_voxels: int) -> dict:
-    """Child process: the click on a ``box`` (z, y, x voxels) object, with the walker's budget."""
+def one_click(box: tuple[int, int, int], max_voxels: int, positive: bool = False) -> dict:
+    """Child process: the click on a ``box`` (z, y, x voxels) object, with the walker's budget
+    (``positive``: a foreground click, whose size cap counts the whole object, ``session.object_size``)."""
     import torch
 
     from medisam.io.medical_image import MedicalImage
@@ -61,41 +63,47 @@ def one_click(box: tuple[int, int, int], max_voxels: int) -> dict:
     z0, y0, x0 = c[0] - bz // 2, c[1] - by // 2, c[2] - bx // 2
     session.add_box3d((x0, y0, z0, x0 + bx - 1, y0 + by - 1, z0 + bz - 1), obj_id=1)
     session.propagate(progress=False)
+    t0 = time.perf_counter()
+    session.object_size(1)  # what a positive click on a cut window adds (timed alone)
+    size_s = time.perf_counter() - t0
     before = peak_rss_self_mib()
     click = (c[0], c[1] + by // 4, c[2])
     t0 = time.perf_counter()
-    walker_click(session, click, False, 1, RefineParams(max_voxels=max_voxels))
+    walker_click(session, click, positive, 1, RefineParams(max_voxels=max_voxels))
     seconds = time.perf_counter() - t0
     layer = session.object_state(1).edit
-    return {"seconds": seconds, "solved": int(layer.mask.size), "peak_added_mib": max(0.0, peak_rss_self_mib() - before)}
+    return {"seconds": seconds, "solved": int(layer.mask.size), "peak_added_mib": max(0.0, peak_rss_self_mib() - before),
+            "size_s": size_s}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--boxes", default="40x120x120,80x200x200,120x300x300", help="object boxes, ZxYxX voxels")
     ap.add_argument("--no-reference", action="store_true", help="skip the unbounded walker")
+    ap.add_argument("--positive", action="store_true", help="a foreground click (default: a background one)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        box, budget = json.loads(args.child)
-        print(json.dumps(one_click(tuple(box), budget)))
+        box, budget, positive = json.loads(args.child)
+        print(json.dumps(one_click(tuple(box), budget, positive)))
         return 0
     from medisam.predict.click_refine import RefineParams
 
     default, pad = RefineParams().max_voxels, RefineParams().pad
     runs = [("bounded (default)", default)] + ([] if args.no_reference else [("unbounded (reference)", UNBOUNDED)])
-    print(f"one negative 3D click, walker budget {default:,} voxels; each row a fresh process", flush=True)
-    print("| object box (z x y x x) | crop voxels | walker | voxels solved | click s | peak RSS added, MiB |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    kind = "positive" if args.positive else "negative"
+    print(f"one {kind} 3D click, walker budget {default:,} voxels; each row a fresh process", flush=True)
+    print("| object box (z x y x x) | crop voxels | walker | voxels solved | click s | peak RSS added, MiB | object_size s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for spec in args.boxes.split(","):
         box = [int(v) for v in spec.split("x")]
         crop = int(np.prod([v + 2 * pad for v in box]))  # the box and the walker's pad each side
         for name, budget in runs:
-            out = subprocess.run([sys.executable, __file__, "--child", json.dumps([box, budget])],
+            out = subprocess.run([sys.executable, __file__, "--child", json.dumps([box, budget, args.positive])],
                                  capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"| {spec} | {crop / 1e6:.2f} M | {name} | {r['solved'] / 1e6:.2f} M | {r['seconds']:.1f} | "
-                  f"{r['peak_added_mib']:.0f} |", flush=True)
+                  f"{r['peak_added_mib']:.0f} | {r['size_s']:.3f} |", flush=True)
     return 0
 
 
