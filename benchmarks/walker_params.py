@@ -113,14 +113,8 @@ def _table(rows: list[dict], ids: list[str]) -> str:
     settings = list(dict.fromkeys(df["strategy"]))  # as given
     table = table.sort_values(by=["strategy", "dataset"],
                               key=lambda c: c.map(settings.index) if c.name == "strategy" else c.map(order))
-    steps = [f"dsc{k}" for k in range(cvpr25.N_CLICKS + 1)]
-    lines = ["| params | cases | " + " | ".join(f"DSC {c[3:]}" for c in steps) + " | DSC AUC | NSD 5 | NSD AUC |",
-             "|---" * (len(steps) + 5) + "|"]
-    for _, r in table.iterrows():
-        means = " | ".join(f"{r[c]:.3f}" for c in steps)
-        lines.append(f"| {r['strategy']} | {r['dataset']} {r['cases']} | {means} | {r['dsc_auc']:.3f} | "
-                     f"{r['nsd_final']:.3f} | {r['nsd_auc']:.3f} |")
-    return "\n".join(lines)
+    return _markdown(table, {"params": lambda r: r["strategy"], "cases": lambda r: f"{r['dataset']} {r['cases']}"},
+                     {"DSC AUC": "dsc_auc", "NSD 5": "nsd_final", "NSD AUC": "nsd_auc"})
 
 
 def _class_table(rows: list[dict]) -> str:
@@ -130,13 +124,21 @@ def _class_table(rows: list[dict]) -> str:
     from medisam.bench import cvpr25
 
     table = cvpr25.class_table(pd.DataFrame(rows).assign(dataset="all"))
+    return _markdown(table, {"params": lambda r: r["strategy"], "class": lambda r: f"{r['class']} {r['name']}",
+                             "cases": lambda r: str(r["cases"])}, {"DSC AUC": "dsc_auc", "NSD 5": "nsd_final"})
+
+
+def _markdown(table, lead: dict, tail: dict[str, str]) -> str:
+    """A Markdown table of ``table``'s rows: the ``lead`` cells (header -> function of the row), the
+    mean DSC at each step, then the ``tail`` columns (header -> column), three decimals."""
+    from medisam.bench import cvpr25
+
     steps = [f"dsc{k}" for k in range(cvpr25.N_CLICKS + 1)]
-    lines = ["| params | class | cases | " + " | ".join(f"DSC {c[3:]}" for c in steps) + " | DSC AUC | NSD 5 |",
-             "|---" * (len(steps) + 5) + "|"]
+    header = [*lead, *(f"DSC {c[3:]}" for c in steps), *tail]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for _, r in table.iterrows():
-        means = " | ".join(f"{r[c]:.3f}" for c in steps)
-        lines.append(f"| {r['strategy']} | {r['class']} {r['name']} | {r['cases']} | {means} | {r['dsc_auc']:.3f} | "
-                     f"{r['nsd_final']:.3f} |")
+        cells = [f(r) for f in lead.values()] + [f"{r[c]:.3f}" for c in (*steps, *tail.values())]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
