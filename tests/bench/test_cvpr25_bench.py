@@ -64,7 +64,7 @@ def test_protocol_rows_and_report(tmp_path, tiny_model, strategy):
     report = (out / "report.md").read_text()
     assert "CVPR25 interactive 3D" in report and "dsc_auc" in report
     assert "CVPR25 interactive 3D per class" in report and "| label2 |" in report
-    assert (out / "dice_vs_clicks.png").exists()
+    assert (out / "dice_vs_clicks.png").exists() and (out / "dice_vs_clicks_per_class.png").stat().st_size > 0
 
 
 def test_resume_skips_cases_a_reference_run_finished(tmp_path, tiny_model):
@@ -99,7 +99,7 @@ def test_resume_skips_cases_a_reference_run_finished(tmp_path, tiny_model):
 def test_class_table_averages_each_class_over_the_cases_holding_it():
     import pandas as pd
 
-    from medisam.bench.cvpr25 import class_table
+    from medisam.bench.cvpr25 import class_curve, class_table
 
     def rows(case, scores):  # scores: {class: [dsc at steps 0..5]}
         return [{"dataset": "d", "model": "m", "strategy": "cvpr25-box3d", "case": case, "click": k,
@@ -115,3 +115,6 @@ def test_class_table_averages_each_class_over_the_cases_holding_it():
     assert t.loc[1, "nsd_final"] == pytest.approx(0.5) and t.loc[1, "cases"] == 2 and t.loc[1, "name"] == "n1"
     assert t.loc[2, "cases"] == 1 and t.loc[2, "dsc5"] == pytest.approx(0.5) and t.loc[2, "voxels_median"] == 20
     assert class_table(df.drop(columns="per_class")) is None  # results written before the column
+    curve = class_curve(df).set_index(["label", "click"])
+    assert curve.loc[("d cvpr25-box3d 1 n1", 2), "dsc_mean"] == pytest.approx(0.7)  # (0.4 + 1.0) / 2
+    assert curve.loc[("d cvpr25-box3d 2 n2", 5), "n"] == 1

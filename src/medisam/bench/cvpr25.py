@@ -243,10 +243,9 @@ def protocol_table(df):
     return out[[c for c in cols if c in out.columns]]
 
 
-def class_table(df):
-    """Per (dataset, model, strategy, class): mean DSC at each step over the cases holding that
-    class, final NSD, DSC AUC, cases and median voxels; None when no row has ``per_class``
-    (results written before it existed)."""
+def class_rows(df):
+    """One row per case, step and class from the ``per_class`` column of protocol rows ``df``
+    (dataset, model, strategy, case, class, name, voxels, click, dsc, nsd); None without any."""
     import pandas as pd
 
     if "per_class" not in df.columns:
@@ -259,9 +258,30 @@ def class_table(df):
             records.append({"dataset": r["dataset"], "model": r["model"], "strategy": r["strategy"], "case": r["case"],
                             "class": int(c), "name": v["name"], "voxels": v["voxels"], "click": int(r["click"]),
                             "dsc": v["dsc"], "nsd": v["nsd"]})
-    if not records:
+    return pd.DataFrame(records) if records else None
+
+
+def class_curve(df):
+    """Mean, std and n of each class's DSC at each step (for the report's per-class plot); None
+    without ``per_class`` scores. ``label`` names the line: dataset, strategy, class and name."""
+    long = class_rows(df)
+    if long is None:
         return None
-    long = pd.DataFrame(records)
+    long["label"] = (long["dataset"].astype(str) + " " + long["strategy"].astype(str) + " "
+                     + long["class"].astype(str) + " " + long["name"].astype(str))
+    return (long.groupby(["model", "label", "click"])["dsc"].agg(["mean", "std", "size"]).reset_index()
+            .rename(columns={"mean": "dsc_mean", "std": "dsc_std", "size": "n"}))
+
+
+def class_table(df):
+    """Per (dataset, model, strategy, class): mean DSC at each step over the cases holding that
+    class, final NSD, DSC AUC, cases and median voxels; None when no row has ``per_class``
+    (results written before it existed)."""
+    import pandas as pd
+
+    long = class_rows(df)
+    if long is None:
+        return None
     rows = []
     for key, g in long.groupby(["dataset", "model", "strategy", "class"]):
         per_case = []

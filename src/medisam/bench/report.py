@@ -9,8 +9,8 @@ Files written into OUTDIR (overwritten on each call; they are derived from resul
   and seconds per class (:func:`medisam.bench.cvpr25.protocol_table`), and the same per
   class (label) over the cases that hold it (:func:`medisam.bench.cvpr25.class_table`); their
   steps are the ``click`` column, so the Dice-versus-clicks plot shows them.
-* ``dice_by_modality.png``, ``dice_vs_clicks.png``, ``jitter_sensitivity.png`` (when the
-  strategies needed are present).
+* ``dice_by_modality.png``, ``dice_vs_clicks.png``, ``dice_vs_clicks_per_class.png`` (``cvpr25*``:
+  one line per class), ``jitter_sensitivity.png`` (when the strategies needed are present).
 
 For interactive strategies (``clicksN``) the summary tables use the last click; the
 click curve uses every click. NaN HD95 (one mask empty, see :mod:`medisam.bench.metrics`)
@@ -151,6 +151,14 @@ def _plots(df, fin, outdir: Path) -> list[str]:
         _errorbar_plot(plt, curve, ["model", "strategy"], "click", "clicks", "Dice versus clicks",
                        outdir / "dice_vs_clicks.png")
         written.append("dice_vs_clicks.png")
+    from medisam.bench.cvpr25 import class_curve
+
+    protocol = df[df["strategy"].astype(str).str.startswith("cvpr25")]
+    per_class = None if protocol.empty else class_curve(protocol)
+    if per_class is not None:
+        _errorbar_plot(plt, per_class, ["model", "label"], "click", "clicks", "Dice versus clicks per class",
+                       outdir / "dice_vs_clicks_per_class.png")
+        written.append("dice_vs_clicks_per_class.png")
     jit = jitter_table(df)
     if jit is not None:
         _errorbar_plot(plt, jit, ["model"], "jitter_pct", "box jitter (% of box size)",
