@@ -137,5 +137,10 @@ def test_the_size_cap_on_a_cut_window_measures_the_whole_object():
     assert sliver == max(params.min_radius, params.size_scale * ball_radius(5))  # capped by the sliver
     big = _window_click_radius(whole, window, current, at, True, (1.0, 1.0, 1.0), params, volume=40_000)
     assert big == params.click_scale * 15.0  # the face cap binds: the object is large
+    # a window holding none of a small object: the size cap still binds (the faces alone would not)
+    empty = np.zeros_like(current)
+    far = _window_click_radius(whole, window, empty, at, True, (1.0, 1.0, 1.0), params, volume=50)
+    assert far == max(params.min_radius, params.size_scale * ball_radius(50)) < params.click_scale * 15.0
+    assert _window_click_radius(whole, window, empty, at, True, (1.0, 1.0, 1.0), params) == params.click_scale * 15.0
     # the volume never counts less than the window's own part
     assert click_radius(current, at, True, (1.0, 1.0, 1.0), params, volume=1) == sliver

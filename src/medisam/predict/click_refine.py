@@ -130,10 +130,19 @@ def click_radius(current: np.ndarray, zyx: Sequence[int], positive: bool, spacin
     sampling = np.asarray(spacing, dtype=float) / float(min(spacing))
     dist = ndimage.distance_transform_edt(~target, sampling=sampling)
     radius = params.click_scale * float(dist[tuple(int(c) for c in zyx)])
-    if positive and params.size_scale is not None:
-        voxels = int(current.sum()) if volume is None else max(int(volume), int(current.sum()))
-        radius = min(radius, params.size_scale * ball_radius(voxels * float(np.prod(sampling))))
+    if positive:
+        radius = min(radius, size_cap(int(current.sum()) if volume is None else max(int(volume), int(current.sum())),
+                                      spacing, params))
     return max(params.min_radius, radius)
+
+
+def size_cap(voxels: int, spacing: Sequence[float], params: RefineParams = RefineParams()) -> float:
+    """A positive click's largest radius (voxels of the finest spacing): ``size_scale`` times the
+    radius of a ball of the object's ``voxels`` (infinite without a cap)."""
+    if params.size_scale is None:
+        return float("inf")
+    sampling = np.asarray(spacing, dtype=float) / float(min(spacing))
+    return params.size_scale * ball_radius(voxels * float(np.prod(sampling)))
 
 
 def ball_radius(volume: float) -> float:

@@ -39,7 +39,7 @@ import numpy as np
 from medisam.errors import PromptError
 from medisam.metrics_basic import dice
 from medisam.predict.click_layer import crop_of, window_around
-from medisam.predict.click_refine import RefineParams, click_radius, refine_crop, squared_distance
+from medisam.predict.click_refine import RefineParams, click_radius, refine_crop, size_cap, squared_distance
 from medisam.predict.edits import EditLayer, merged
 from medisam.predict.store import Click3D, check_in_range
 from medisam.prompts import Box
@@ -256,8 +256,8 @@ def _window_click_radius(whole: tuple[slice, ...], crop: tuple[slice, ...], curr
     if not faces:
         return click_radius(current, at, positive, spacing, params)
     cap = max(params.min_radius, params.click_scale * min(faces))
-    if not (current if positive else ~current).any():
-        return cap
+    if not (current if positive else ~current).any():  # no boundary in the window: the faces (and size) bound it
+        return max(params.min_radius, min(cap, size_cap(volume, spacing, params))) if positive and volume else cap
     return min(cap, click_radius(current, at, positive, spacing, params, volume))
 
 
