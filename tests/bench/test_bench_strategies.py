@@ -20,7 +20,7 @@ def _blob(h=64, w=80):
 
 def test_parse_names_round_trip():
     names = ["box", "box-jitter10", "point", "points5", "points5neg5", "clicks10", "box-clicks3", "everything",
-             "everything8", "box3d", "keyslice"]
+             "everything8", "box3d", "keyslice", "recist"]
     assert [s.name for s in parse_strategies(",".join(names))] == names
     assert parse_strategy("BOX-JITTER2.5").jitter == pytest.approx(0.025)
     assert parse_strategy("clicks4").interactive

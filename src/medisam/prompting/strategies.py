@@ -27,6 +27,8 @@ Names (case-insensitive):
                    stability filters (SAM's 0.88 / 0.95 by default)
 ``box3d``          3D bounding box -> key-slice box propagated through the volume
 ``keyslice``       tight 2D box on the slice of largest area, propagated through the volume
+``recist``         a RECIST line (longest diameter on the slice of largest area) -> the
+                   lesion's 3D box, as the clients turn a drawn line into one, then propagated
 ``cvpr25``         CVPR 2025 interactive-3D protocol, all classes of a case: 2D box + z range,
                    then 5 corrective 3D clicks (``-box3d``: start from the 3D extent instead;
                    ``-slice``: the slice clicks of before as clicks; ``-ref``: both from one start)
@@ -271,11 +273,12 @@ _PATTERNS: list[tuple[str, Any]] = [
         **({"stability_score_thresh": float(m[4])} if m[4] else {}))),
     (r"box3d", lambda m: _volume_strategy("box3d")),
     (r"keyslice", lambda m: _volume_strategy("keyslice")),
+    (r"recist", lambda m: _volume_strategy("recist")),
     (r"cvpr25(-box3d)?(-slice|-ref)?", lambda m: ProtocolStrategy(m[0])),
 ]
 
 STRATEGY_NAMES = ("box", "box-jitterP", "point", "pointsK", "pointsKnegM", "clicksN", "box-clicksN",
-                  "everything[S][-single][-iouT][-stabT]", "box3d", "keyslice", "cvpr25",
+                  "everything[S][-single][-iouT][-stabT]", "box3d", "keyslice", "recist", "cvpr25",
                   "cvpr25-box3d", "cvpr25[-box3d]-slice", "cvpr25[-box3d]-ref")
 
 

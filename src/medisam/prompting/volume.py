@@ -4,6 +4,10 @@
   prompts its x/y extent on the middle slice of the box's z range and propagates within it.
 * ``keyslice`` (MedSAM / SAM-Med3D style): the tight 2D box on the slice with the largest
   target area, propagated up and down until the mask vanishes.
+* ``recist`` (MedSAM2's lesion workflow): a RECIST line -- the longest diameter of the target's
+  largest connected component on the slice of largest area (:func:`recist_line`) -- turned
+  into the lesion's 3D box as every client does it
+  (:func:`~medisam.prompting.shapes.recist_to_box3d`), then propagated.
 
 ``run_volume`` returns one :class:`~medisam.prompting.strategies.Outcome` whose mask is the
 ``(Z, Y, X)`` prediction. The session reuses the caller's predictor and its embedding
@@ -13,11 +17,14 @@ encoded again when the cache is large enough.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+from scipy import ndimage
 
 from medisam.errors import PromptError
 from medisam.io.medical_image import MedicalImage
 from medisam.prompting import sampling
+from medisam.prompting.shapes import recist_to_box3d
 from medisam.prompting.strategies import Outcome, PromptSet, Strategy
 from medisam.prompts import Box3D
 
@@ -35,6 +42,28 @@ def key_slice(truth: np.ndarray) -> int:
     """Index (axis 0) of the slice with the largest target area (first on ties)."""
     truth = np.asarray(truth, dtype=bool)
     return int(np.argmax(truth.reshape(truth.shape[0], -1).sum(1)))
+
+
+def recist_line(mask: np.ndarray, pixel_mm: tuple[float, float] = (1.0, 1.0)) -> tuple[float, float, float, float]:
+    """A reader's RECIST line on a 2D mask: ``(x0, y0, x1, y1)`` (pixel centres) of the longest
+    diameter, in mm (``pixel_mm``: pixel size ``(x, y)``), of its largest 8-connected component;
+    at least one pixel long (a one-pixel lesion gets a line across its pixel)."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2 or not mask.any():
+        raise PromptError("a RECIST line needs a non-empty 2D mask")
+    comps, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=int))
+    largest = comps == 1 + int(np.argmax(ndimage.sum(mask, comps, range(1, n + 1))))
+    contours, _ = cv2.findContours(largest.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    hull = cv2.convexHull(np.concatenate(contours)).reshape(-1, 2).astype(float)  # (x, y) pixel indices
+    scaled = hull * np.asarray(pixel_mm, dtype=float)
+    d2 = ((scaled[:, None, :] - scaled[None, :, :]) ** 2).sum(-1)
+    i, j = np.unravel_index(int(np.argmax(d2)), d2.shape)
+    a, b = hull[i] + 0.5, hull[j] + 0.5
+    length = float(np.hypot(*(b - a)))
+    if length < 1.0:  # one pixel (or one row of two): a line of one pixel through the centre
+        centre, direction = (a + b) / 2, ((b - a) / length if length > 0 else np.array([1.0, 0.0]))
+        a, b = centre - direction / 2, centre + direction / 2
+    return float(a[0]), float(a[1]), float(b[0]), float(b[1])
 
 
 class VolumeStrategy(Strategy):
@@ -82,4 +111,16 @@ class KeySliceStrategy(VolumeStrategy):
         return {"slice": k, **PromptSet(box=box).describe()}
 
 
-VOLUME_STRATEGIES = {"box3d": Box3DStrategy, "keyslice": KeySliceStrategy}
+class RecistStrategy(VolumeStrategy):
+    name = "recist"
+
+    def _prompt(self, session, truth):
+        k = key_slice(truth)
+        spacing = session.geometry.spacing_zyx
+        line = recist_line(truth[k], (spacing[2], spacing[1]))
+        b = recist_to_box3d(line, k, truth.shape, spacing)
+        session.add_box3d(b, obj_id=1)
+        return {"slice": k, "recist": [round(v, 2) for v in line], "box3d": [b.x0, b.y0, b.z0, b.x1, b.y1, b.z1]}
+
+
+VOLUME_STRATEGIES = {"box3d": Box3DStrategy, "keyslice": KeySliceStrategy, "recist": RecistStrategy}
