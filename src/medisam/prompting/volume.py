@@ -60,7 +60,7 @@ def recist_line(mask: np.ndarray, pixel_mm: tuple[float, float] = (1.0, 1.0)) ->
     i, j = np.unravel_index(int(np.argmax(d2)), d2.shape)
     a, b = hull[i] + 0.5, hull[j] + 0.5
     length = float(np.hypot(*(b - a)))
-    if length < 1.0:  # one pixel (or one row of two): a line of one pixel through the centre
+    if length < 1.0:  # a one-pixel lesion: a line one pixel long through its centre
         centre, direction = (a + b) / 2, ((b - a) / length if length > 0 else np.array([1.0, 0.0]))
         a, b = centre - direction / 2, centre + direction / 2
     return float(a[0]), float(a[1]), float(b[0]), float(b[1])
