@@ -89,6 +89,11 @@ def _jitter_pct(name: str) -> float | None:
     return float(m[1]) if m else None
 
 
+def protocol_rows(df):
+    """The rows of the whole-case ``cvpr25*`` protocols (their own tables and plots read them)."""
+    return df[df["strategy"].astype(str).str.startswith("cvpr25")]
+
+
 def click_curve(df):
     clicks = df[df["click"].notna()]
     if clicks.empty:
@@ -153,7 +158,7 @@ def _plots(df, fin, outdir: Path) -> list[str]:
         written.append("dice_vs_clicks.png")
     from medisam.bench.cvpr25 import class_curve
 
-    protocol = df[df["strategy"].astype(str).str.startswith("cvpr25")]
+    protocol = protocol_rows(df)
     per_class = None if protocol.empty else class_curve(protocol)
     if per_class is not None:
         _errorbar_plot(plt, per_class, ["model", "label"], "click", "clicks", "Dice versus clicks per class",
@@ -206,7 +211,7 @@ def write_report(outdir: str | Path, config: dict[str, Any] | None = None) -> li
         sections.append(("Dice versus clicks", curve))
     if jit is not None:
         sections.append(("Box jitter sensitivity", jit))
-    protocol = df[df["strategy"].astype(str).str.startswith("cvpr25")]
+    protocol = protocol_rows(df)
     if not protocol.empty:  # DSC per step, AUCs and seconds per class (bench/cvpr25.py)
         from medisam.bench.cvpr25 import class_table, protocol_table
 
