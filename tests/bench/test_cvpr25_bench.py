@@ -84,9 +84,10 @@ def test_resume_skips_cases_a_reference_run_finished(tmp_path, tiny_model):
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {r["strategy"] for r in rows} == {"cvpr25-box3d", "cvpr25-box3d-slice"}
-    kept = [r for r in rows if r["case"] != "c1"]
+    # c1 not run yet, c0's rows from a version that wrote no per_class column
+    kept = [{k: v for k, v in r.items() if k != "per_class"} for r in rows if r["case"] != "c1"]
     with open(out / "results.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=list(kept[0]))
         w.writeheader()
         w.writerows(kept)
     run(resume=True)
@@ -94,6 +95,13 @@ def test_resume_skips_cases_a_reference_run_finished(tmp_path, tiny_model):
         again = list(csv.DictReader(fh))
     keys = [(r["case"], r["strategy"], r["click"]) for r in again]
     assert len(keys) == len(set(keys)) == len(rows)  # c1 ran again, c0 did not run twice
+    assert all(r["per_class"] == "" for r in again if r["case"] == "c0")
+    assert all(json.loads(r["per_class"]) for r in again if r["case"] == "c1")
+    from medisam.bench.report import write_report
+
+    write_report(out)  # the per-class table from the rows that have the column
+    report = (out / "report.md").read_text()
+    assert "CVPR25 interactive 3D per class" in report and "| label2 |" in report
 
 
 def test_class_table_averages_each_class_over_the_cases_holding_it():
