@@ -73,9 +73,9 @@ from medisam.predict.volume import volume_to_display
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MEDISAM_DATA", REPO.parent / "shared" / "data"))
 
-#: Named medisam propagation variants (ablation); "default" is PropagationConfig() (tri-planar
-#: within 1.5x the single-axis encodings: every plane of the session axis, the budget left
-#: spent on sampled secondary views), "single" the session axis only, "tri-full" every plane
+#: Named medisam propagation variants (ablation); "default" is PropagationConfig() (tri-planar:
+#: the session axis as the single-axis propagation, the other two views sampled within half
+#: its planes in encodings), "single" the session axis only, "tri-full" every plane
 #: of the three views (the previous default, ~3x), "tri-uniform" the three views sampled
 #: alike within the budget; the rest vary the single-axis rules.
 VARIANTS: dict[str, PropagationConfig] = {
@@ -85,6 +85,8 @@ VARIANTS: dict[str, PropagationConfig] = {
     "stride3": PropagationConfig(encode_stride=3),
     "single-stride1": PropagationConfig(views=1, encode_stride=1),
     "tri-full": PropagationConfig(view_budget=None),
+    # on 1 mm sets (the session axis interpolates): about 1.5x its encodings in all
+    "tri-1.5": PropagationConfig(view_budget=1.25),
     "tri-uniform": PropagationConfig(view_sampling="uniform"),
     "margin3": PropagationConfig(extra_margins_mm=(), views=1),
     "margin1": PropagationConfig(margin_mm=1.0, extra_margins_mm=(), views=1),

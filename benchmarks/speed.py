@@ -377,7 +377,7 @@ def three_d_table(model, ref_ms: float, threads: int, ct300_slices: int) -> None
         now = plan_views((3, 512, 512), (1.0, 0.81, 0.81), 0, as_box3d(tuple(map(int, DCMQI_BOX3D.split(",")))))
         full = 3 + 232 + 282  # every plane of the three views, as before the budget
         rows.append(("3-slice dcmqi --box3d, end to end (CLI, s)", f"{seconds:.1f}" + ("" if ok else " FAILED"),
-                     f"~{full * ref_ms / 1000:.0f} (est. {full} planes x encoder; now {now.encodings} planes)",
+                     f"~{full * ref_ms / 1000:.0f} (est. {full} planes x encoder; now {now.planes} planes)",
                      f"<= {TARGET_DCMQI_S:g} s", "yes" if ok and seconds <= TARGET_DCMQI_S else "NO"))
     if (DATA / "pyradiomics_lung_ct").is_dir():
         image, box = lung_lesion_case()

@@ -52,8 +52,8 @@ def count(data: Path) -> tuple[int, dict[str, int], dict[str, int]]:
             if not len(zz):
                 continue
             box = Box3D(xx.min(), yy.min(), zz.min(), xx.max(), yy.max(), zz.max())
-            for grid in plan_views(labels.shape, spacing, 0, box, budget=config.view_budget).grids:
-                stride = config.stride_for(grid.spacing_zyx(labels.shape, spacing)[grid.axis])
+            plan = plan_views(labels.shape, spacing, 0, box, budget=config.view_budget, stride_for=config.stride_for)
+            for grid, stride in zip(plan.grids, plan.grid_strides):
                 for v, planes in _view_planes(grid, stride).items():
                     per[v].append((grid.axis, planes))
         cases += 1

@@ -17,7 +17,7 @@ FAST = PropagationConfig(min_area_px=0, extra_margins_mm=(), encode_stride=1)  #
 def test_thin_slab_is_planned_as_the_single_axis():
     # the 3-slice dcmqi CT case: both other views see the box edge-on (2 px at 256)
     plan = plan_views((3, 512, 512), (1.0, 0.81, 0.81), 0, as_box3d((74, 140, 0, 355, 371, 2)))
-    assert [g.axis for g in plan.grids] == [0] and plan.encodings == plan.single_axis == 3
+    assert [g.axis for g in plan.grids] == [0] and plan.planes == plan.encoded_at_most == plan.single_axis == 3
     assert "j skipped" in plan.describe() and "i skipped" in plan.describe()
 
 
@@ -31,7 +31,7 @@ def test_thin_slab_is_planned_as_the_single_axis():
 def test_plans_stay_within_the_budget(shape, spacing, box, sampling):
     b = as_box3d(box)
     plan = plan_views(shape, spacing, 0, b, budget=1.5, sampling=sampling)
-    assert plan.encodings <= 1.5 * plan.single_axis
+    assert plan.encoded_at_most == plan.planes <= 1.5 * plan.single_axis
     assert plan.single_axis == b.z1 - b.z0 + 1
     for g in plan.grids:  # every plane lies in the box's range, both ends encoded
         idx = g.indices
@@ -39,12 +39,34 @@ def test_plans_stay_within_the_budget(shape, spacing, box, sampling):
     if sampling == "secondary":
         assert plan.grids[0].planes is None  # the session axis keeps every plane
     full = plan_views(shape, spacing, 0, b, budget=None)
-    assert full.encodings >= plan.encodings and all(g.planes is None for g in full.grids)
+    assert full.planes >= plan.planes and all(g.planes is None for g in full.grids)
+
+
+@pytest.mark.parametrize("shape,spacing,box", [
+    ((155, 240, 240), (1.0, 1.0, 1.0), (60, 50, 40, 155, 113, 124)),   # BraTS tumour, 1 mm: k interpolates
+    ((192, 512, 512), (1.25, 0.57, 0.57), (48, 219, 0, 255, 478, 189)),  # thin-slice CT lung
+    ((38, 52, 36), (1.0, 1.0, 1.0), (10, 5, 10, 32, 22, 24)),           # hippocampus-like
+])
+def test_plans_count_the_encodings_of_interpolating_views(shape, spacing, box):
+    # on thin slices the session axis encodes one plane in two: the plan says so and counts
+    # the single-axis cost in encodings (it said planes: "vs 190 along one axis" for 97)
+    stride_for = PropagationConfig().stride_for
+    b = as_box3d(box)
+    plan = plan_views(shape, spacing, 0, b, stride_for=stride_for)
+    single = plan_views(shape, spacing, 0, b, views=1, stride_for=stride_for)
+    planes = b.z1 - b.z0 + 1
+    assert plan.grid_strides[0] == 2 and single.encoded_at_most == plan.single_axis < single.planes == planes
+    # the other two views' share stays half the session axis's planes (encodings)
+    assert len(plan.grids) == 3 and plan.encoded_at_most <= plan.budget == plan.single_axis + planes // 2
+    assert plan.encoded_at_most > 1.5 * plan.single_axis  # so more than 1.5x the interpolated single axis
+    for g, s in zip(plan.grids, plan.grid_strides):  # each view's stride follows its plane distance
+        assert s == stride_for(g.spacing_zyx(shape, spacing)[g.axis])
+    assert f"at most {plan.encoded_at_most} encodings vs {plan.single_axis} along one axis" in plan.describe()
 
 
 def test_plan_without_budget_pressure_keeps_every_plane():
     plan = plan_views((40, 40, 40), (1.0, 1.0, 1.0), 0, as_box3d((10, 10, 5, 12, 12, 34)))  # 30 + 3 + 3
-    assert len(plan.grids) == 3 and all(g.planes is None for g in plan.grids) and plan.encodings == 36
+    assert len(plan.grids) == 3 and all(g.planes is None for g in plan.grids) and plan.planes == 36
 
 
 def test_interpolate_planes_is_linear_between_sampled_planes():
@@ -76,19 +98,25 @@ def test_sampled_view_grid_crops_and_restores_its_planes():
 def test_session_encodes_at_most_the_budget(tiny_model, capsys):
     image, _ = ball_volume(shape=(14, 16, 16), radius=5.0, spacing=(1.0, 1.0, 1.0))
     box = (3, 3, 1, 12, 12, 12)  # 12 slices along k; 10 planes each along j and i
-    counts = {}
+    counts, plans = {}, {}
     for name, config in (("single", PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1, encode_stride=1)),
                          ("budget", PropagationConfig(min_area_px=0, extra_margins_mm=(), encode_stride=1)),
-                         ("interpolated", PropagationConfig(min_area_px=0, extra_margins_mm=()))):  # 1 mm: stride 2
+                         ("interpolated", PropagationConfig(min_area_px=0, extra_margins_mm=())),  # 1 mm: stride 2
+                         ("single-interpolated", PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1))):
         with CountingEncoder(tiny_model) as counter:
             session = VolumeSession(tiny_model, image, predictor=Predictor(tiny_model), config=config)
             session.add_box3d(box)
             labels = session.propagate(progress=True).array
             counts[name] = counter.calls
+            plans[name] = session.view_plan(1)
         assert labels.shape == image.array.shape
         results = session.results(1)
         assert sorted(results) == list(range(1, 13))  # every slice of the range has a result
     assert counts["single"] == 12
     assert counts["single"] < counts["budget"] <= 1.5 * counts["single"]  # 12 + 3 + 3 sampled planes
     assert counts["interpolated"] < counts["budget"]  # k: its even planes; the sampled j, i views (3 mm): each plane
+    assert counts["single-interpolated"] < counts["single"]
+    # within the plan's bound: the interpolated single axis + half the session axis's planes
+    assert counts["single-interpolated"] <= plans["single-interpolated"].encoded_at_most == plans["interpolated"].single_axis
+    assert counts["interpolated"] <= plans["interpolated"].encoded_at_most <= plans["interpolated"].single_axis + 12 // 2
     assert "3D box plan: 3 view(s)" in capsys.readouterr().err  # the cost model, before the work

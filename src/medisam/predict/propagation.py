@@ -82,11 +82,16 @@ class PropagationConfig:
             single-axis behaviour). Prompts on single slices always propagate along the
             session's axis only. Each view encodes the planes of the box's range along
             its axis (each at most once).
-        view_budget: with ``views=3``, the most encodings a 3D box may cost, in multiples of
-            its single-axis propagation (the planes of its range along the session axis);
-            views are sampled to fit and thin views skipped (see
-            :func:`medisam.predict.volume.plan_views`). None: every plane of every view
-            (about three times the single-axis cost).
+        view_budget: with ``views=3``, the most a 3D box may cost: its session axis as the
+            single-axis propagation, and the two other views together at most ``view_budget
+            - 1`` times the planes of its range along the session axis, in encodings; views
+            are sampled to fit and thin views skipped (see
+            :func:`medisam.predict.volume.plan_views`). Where every plane is encoded that is
+            ``view_budget`` times the single-axis cost; on thin slices, where the session
+            axis encodes one plane in two, up to about ``2 * view_budget - 1`` times (a
+            tighter share leaves the other views too few planes to vote on small objects,
+            measured in docs/speed.md). None: every plane of every view (about three times
+            the single-axis cost).
         view_sampling: how views are sampled to fit the budget: ``"secondary"`` (every
             plane of the session axis, the other two on planes at one distance in mm;
             measured best, see benchmarks/propagation_3d.py) or ``"uniform"`` (all three

@@ -58,7 +58,7 @@ class VolumeSession(AxisSession):
 
     def view_plan(self, obj_id: int) -> ViewPlan | None:
         """The views (and planes per view) a 3D box of ``obj_id`` is propagated over, within
-        ``config.view_budget`` times the single-axis encodings (None: no 3D box)."""
+        ``config.view_budget`` (:func:`~medisam.predict.volume.plan_views`; None: no 3D box)."""
         state = self._objects[self._known(obj_id)]
         return None if state.box3d is None else self._triplanar.plan(state)
 

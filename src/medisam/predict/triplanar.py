@@ -50,10 +50,8 @@ class TriPlanar:
         """The views (and planes per view) of ``state``'s 3D box within ``config.view_budget``."""
         o, cfg = self.owner, self.owner.config
         shape, spacing = o.geometry.shape_zyx, o.geometry.spacing_zyx
-        plan = plan_views(shape, spacing, o.axis, state.box3d, views=cfg.views, budget=cfg.view_budget,
-                          input_size=o.model.spec.input_size, sampling=cfg.view_sampling)
-        strides = tuple(cfg.stride_for(g.spacing_zyx(shape, spacing)[g.axis]) for g in plan.grids)
-        return replace(plan, strides=strides)
+        return plan_views(shape, spacing, o.axis, state.box3d, views=cfg.views, budget=cfg.view_budget,
+                          input_size=o.model.spec.input_size, sampling=cfg.view_sampling, stride_for=cfg.stride_for)
 
     def sessions(self, obj_id: int, box3d: Box3D, version: int) -> Views:
         """One single-axis engine per planned view over the box's slice range (object 1 = the
@@ -93,7 +91,7 @@ class TriPlanar:
         views = self.views.get((obj_id, version))
         if views is not None:
             return sum(view.planned_slices("both") for _, view in views)
-        return self.plan(state).encodings - 1
+        return self.plan(state).planes - 1
 
     def iterate(self, obj_id: int, seed: int) -> Iterator[SliceResult | ViewProgress]:
         """Propagate the 3D box of ``obj_id`` along its views, then store the majority-fused
