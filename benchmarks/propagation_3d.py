@@ -299,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precision", default=None,
                     help="with an explicit --backend: its precision (fp32, bf16, int8); default: the backend's")
     ap.add_argument("--encode-only", action="store_true", help="dev: only fill --embeddings")
+    ap.add_argument("--only", default="", help="comma list of case ids to keep (e.g. hippocampus_044)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -312,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model("litemedsam", device="cpu", backend=args.backend, threads=args.threads or None, **precision)
     print(f"# model: backend {model.backend}, precision {model.precision}", flush=True)
     cases = hippocampus_cases(args.hippo_cases)[args.skip_hippo:] + brats_cases(args.brats_cases)[args.skip_brats:]
+    if args.only:
+        keep = {c.strip() for c in args.only.split(",")}
+        cases = [c for c in cases if c.name in keep]
     if not cases:
         print(f"no data under {DATA}", file=sys.stderr)
         return 1
