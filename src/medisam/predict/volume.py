@@ -394,7 +394,7 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
     encodings: a thin-slice session axis that interpolates encodes half its planes, so the
     plan costs up to ``2 * budget - 1`` times its single-axis propagation there (the other
     views' share is not cut with it: at 1.5x of the interpolated single axis the other views
-    were too few to vote on most hippocampus boxes, anterior Dice 0.52 -> 0.41, measured in
+    were too few to vote on most hippocampus boxes, anterior Dice -0.093 on all 103 cases,
     ``docs/speed.md``).
     Secondary views whose box is thin at the encoder's scale (:data:`MIN_VIEW_BOX_PX`) are
     skipped: a 2-of-3 vote needs both, so the plan is then the session axis alone (the
