@@ -451,11 +451,16 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
     def sampled_at(step: float) -> list[ViewGrid]:
         return [g.sampled(min(g.num_planes, int(math.floor(mm / step + 1e-9)) + 1)) for g, mm in zip(free, lengths)]
 
-    # the smallest plane distance that fits: the plane counts change only where a view's
-    # length is a whole multiple of it, so those distances are the candidates (the cost is
-    # not monotonic in the distance: views dense enough to interpolate encode half their planes)
+    def fit(grids: list[ViewGrid]) -> bool:
+        # a sampled view encodes each of its planes (sampling it densely enough to interpolate
+        # would visit twice the planes for the same encodings: not measured, so not planned)
+        dense = any(g.planes is not None and s > 1 for g, s in zip(grids, strides(grids)))
+        return not dense and cost(fixed) + cost(grids) <= allowance
+
+    # the smallest plane distance that fits: plane counts change only where a view's length
+    # is a whole multiple of it, so those distances are the candidates
     candidates = sorted({mm / k for g, mm in zip(free, lengths) for k in range(1, g.num_planes) if mm > 0})
-    fits = (c for c in candidates if cost(fixed) + cost(sampled_at(c)) <= allowance)
+    fits = (c for c in candidates if fit(sampled_at(c)))
     step = next(fits, None)
     few = [g for g in (sampled_at(step) if step is not None else free)
            if g.axis != axis and (step is None or g.num_planes < MIN_VIEW_PLANES)]
