@@ -123,28 +123,32 @@ class Case:
     targets: dict[str, np.ndarray] = field(default_factory=dict)  # target -> (Z, Y, X) bool
 
 
-def msd_cases(folder: str, dataset: str, n: int, targets) -> list[Case]:
-    """The first ``n`` cases of an MSD-layout set (imagesTr/*_0000.nii.gz, labelsTr/*.nii.gz);
+def msd_cases(folder: str, dataset: str, n: int, targets, skip: int = 0,
+              keep: set[str] | None = None) -> list[Case]:
+    """Cases ``skip..n-1`` (by sorted id) of an MSD-layout set (imagesTr/*_0000.nii.gz,
+    labelsTr/*.nii.gz), only those named in ``keep`` when given (only these are read);
     ``targets(labels)`` maps the label volume to ``{target: (Z, Y, X) bool}``."""
     root = DATA / folder
     cases = []
-    for path in sorted((root / "imagesTr").glob("*_0000.nii.gz"))[:n]:
+    for path in sorted((root / "imagesTr").glob("*_0000.nii.gz"))[skip:n]:
         name = path.name.replace("_0000.nii.gz", "")
+        if keep is not None and name not in keep:
+            continue
         labels = read_image(root / "labelsTr" / f"{name}.nii.gz").array
         cases.append(Case(dataset, name, read_image(path), targets(labels)))
     return cases
 
 
-def hippocampus_cases(n: int) -> list[Case]:
+def hippocampus_cases(n: int, skip: int = 0, keep: set[str] | None = None) -> list[Case]:
     """Hippocampus label 1 (anterior) and label 2 (posterior) as separate objects."""
     return msd_cases("msd_task04_hippocampus", "hippocampus", n,
-                     lambda labels: {"label1": labels == 1, "label2": labels == 2})
+                     lambda labels: {"label1": labels == 1, "label2": labels == 2}, skip, keep)
 
 
-def brats_cases(n: int) -> list[Case]:
+def brats_cases(n: int, skip: int = 0, keep: set[str] | None = None) -> list[Case]:
     """BraTS FLAIR: whole tumour (labels > 0) and tumour core (labels 1, 3, 4)."""
     return msd_cases("brats2015_deepmedic", "brats-flair", n,
-                     lambda labels: {"whole": labels > 0, "core": np.isin(labels, (1, 3, 4))})
+                     lambda labels: {"whole": labels > 0, "core": np.isin(labels, (1, 3, 4))}, skip, keep)
 
 
 def tight_box3d(mask: np.ndarray) -> tuple[int, int, int, int, int, int]:
@@ -312,10 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     precision = {} if args.precision is None else {"precision": args.precision}
     model = load_model("litemedsam", device="cpu", backend=args.backend, threads=args.threads or None, **precision)
     print(f"# model: backend {model.backend}, precision {model.precision}", flush=True)
-    cases = hippocampus_cases(args.hippo_cases)[args.skip_hippo:] + brats_cases(args.brats_cases)[args.skip_brats:]
-    if args.only:
-        keep = {c.strip() for c in args.only.split(",")}
-        cases = [c for c in cases if c.name in keep]
+    keep = {c.strip() for c in args.only.split(",") if c.strip()} or None
+    cases = (hippocampus_cases(args.hippo_cases, args.skip_hippo, keep)
+             + brats_cases(args.brats_cases, args.skip_brats, keep))
     if not cases:
         print(f"no data under {DATA}", file=sys.stderr)
         return 1

@@ -53,7 +53,7 @@ def record(out: Path, names: set[str], embeddings: Path | None, window: int = 3)
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model("litemedsam", device="cpu", threads=1)
-    for case in [c for c in hippocampus_cases(103) + brats_cases(4) if c.name in names]:
+    for case in hippocampus_cases(103, keep=names) + brats_cases(4, keep=names):
         path = out / f"{case.dataset}_{case.name}.npz"
         if path.exists():
             continue

@@ -37,21 +37,29 @@ class TriPlanar:
         self.owner = owner
         self.views: dict[tuple[int, int], Views] = {}  # (obj, box version) -> views being propagated
         self.fused: set[tuple[int, int, int]] = set()  # (obj, seed, version) whose runs are fused
+        # (3D box, config) -> its plan: announced, counted for the progress bar, then followed
+        self.plans: dict[tuple, ViewPlan] = {}
 
     def drop_stale(self) -> None:
-        """Forget views and fused marks of 3D boxes that were replaced, removed or undone."""
+        """Forget views, plans and fused marks of 3D boxes that were replaced, removed or undone."""
         store = self.owner.store
         live = {(o, s.box_version) for o, s in store.objects.items()}
         for key in [k for k in self.views if k not in live]:
             del self.views[key]
         self.fused = {k for k in self.fused & store.live() if (k[0], k[1], 0, k[2]) in store.runs}
+        boxes = {s.box3d for s in store.objects.values()}
+        self.plans = {k: plan for k, plan in self.plans.items() if k[0] in boxes}
 
     def plan(self, state: ObjectState) -> ViewPlan:
         """The views (and planes per view) of ``state``'s 3D box within ``config.view_budget``."""
         o, cfg = self.owner, self.owner.config
-        shape, spacing = o.geometry.shape_zyx, o.geometry.spacing_zyx
-        return plan_views(shape, spacing, o.axis, state.box3d, views=cfg.views, budget=cfg.view_budget,
-                          input_size=o.model.spec.input_size, sampling=cfg.view_sampling, stride_for=cfg.stride_for)
+        key = (state.box3d, cfg)
+        if key not in self.plans:
+            shape, spacing = o.geometry.shape_zyx, o.geometry.spacing_zyx
+            self.plans[key] = plan_views(shape, spacing, o.axis, state.box3d, views=cfg.views,
+                                         budget=cfg.view_budget, input_size=o.model.spec.input_size,
+                                         sampling=cfg.view_sampling, stride_for=cfg.stride_for)
+        return self.plans[key]
 
     def sessions(self, obj_id: int, box3d: Box3D, version: int) -> Views:
         """One single-axis engine per planned view over the box's slice range (object 1 = the

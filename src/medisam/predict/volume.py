@@ -412,8 +412,9 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
             return (1,) * len(grids)
         return tuple(int(stride_for(g.spacing_zyx(shape_zyx, spacing_zyx)[g.axis])) for g in grids)
 
-    def cost(grids: Sequence[ViewGrid]) -> int:
-        return sum(encodings_at_most(g.num_planes, s) for g, s in zip(grids, strides(grids)))
+    def cost(grids: Sequence[ViewGrid], grid_strides: Sequence[int] | None = None) -> int:
+        pairs = zip(grids, grid_strides if grid_strides is not None else strides(grids))
+        return sum(encodings_at_most(g.num_planes, s) for g, s in pairs)
 
     def planned(grids: Sequence[ViewGrid], allowance: int | None, notes: list[str]) -> ViewPlan:
         return ViewPlan(tuple(grids), single, allowance, tuple(notes), strides(grids))
@@ -451,25 +452,27 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
     def sampled_at(step: float) -> list[ViewGrid]:
         return [g.sampled(min(g.num_planes, int(math.floor(mm / step + 1e-9)) + 1)) for g, mm in zip(free, lengths)]
 
+    left = allowance - cost(fixed)
+
     def fit(grids: list[ViewGrid]) -> bool:
         # a sampled view encodes each of its planes (sampling it densely enough to interpolate
         # would visit twice the planes for the same encodings: not measured, so not planned)
-        dense = any(g.planes is not None and s > 1 for g, s in zip(grids, strides(grids)))
-        return not dense and cost(fixed) + cost(grids) <= allowance
+        grid_strides = strides(grids)
+        dense = any(g.planes is not None and s > 1 for g, s in zip(grids, grid_strides))
+        return not dense and cost(grids, grid_strides) <= left
 
     # the smallest plane distance that fits: plane counts change only where a view's length
     # is a whole multiple of it, so those distances are the candidates
     candidates = sorted({mm / k for g, mm in zip(free, lengths) for k in range(1, g.num_planes) if mm > 0})
-    fits = (c for c in candidates if fit(sampled_at(c)))
-    step = next(fits, None)
-    few = [g for g in (sampled_at(step) if step is not None else free)
-           if g.axis != axis and (step is None or g.num_planes < MIN_VIEW_PLANES)]
+    step = next((c for c in candidates if fit(sampled_at(c))), None)
+    sampled = sampled_at(step) if step is not None else []
+    few = [g for g in (sampled or free) if g.axis != axis and (not sampled or g.num_planes < MIN_VIEW_PLANES)]
     if few:
         notes.append(f"{'/'.join(names[g.axis] for g in few)}: fewer than {MIN_VIEW_PLANES} planes fit "
                      "the budget; the vote is dropped")
         return planned([main], allowance, notes)
     notes.append(f"planes every {step:.1f} mm")
-    return planned([*fixed, *sampled_at(step)], allowance, notes)
+    return planned([*fixed, *sampled], allowance, notes)
 
 
 def resample_axis(volume: np.ndarray, axis: int, size: int, mode: str = "linear") -> np.ndarray:
