@@ -362,7 +362,8 @@ def three_d_table(model, ref_ms: float, threads: int, ct300_slices: int) -> None
     a CT mass's 3D box against its single-axis propagation, and the peak memory of a
     512x512x300 CT propagation; the published code's cost estimated from its encoder."""
     from medisam.predict import PropagationConfig
-    from medisam.predict.volume import as_box3d, plan_views
+    from medisam.predict.view_plan import plan_views
+    from medisam.predict.volume import as_box3d
 
     rows = []
     series = DATA / DCMQI / "series"

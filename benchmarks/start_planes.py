@@ -21,7 +21,7 @@ import nibabel as nib
 import numpy as np
 
 from medisam.predict.propagation import PropagationConfig
-from medisam.predict.volume import plan_views
+from medisam.predict.view_plan import plan_views
 from medisam.prompts import Box3D
 
 VARIANTS = ("now", "abs", "lattice", "both")

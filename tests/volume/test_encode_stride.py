@@ -89,7 +89,7 @@ def test_propagation_on_thin_slices_encodes_every_other_plane(tiny_model):
 def test_plan_counts_the_planes_and_the_encodings_of_an_interpolating_view():
     from dataclasses import replace
 
-    from medisam.predict.volume import plan_views
+    from medisam.predict.view_plan import plan_views
     from medisam.prompts import Box3D
 
     plan = plan_views((155, 240, 240), (1.0, 1.0, 1.0), 0, Box3D(50, 50, 20, 150, 150, 120))

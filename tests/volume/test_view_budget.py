@@ -7,7 +7,8 @@ import pytest
 
 from medisam.errors import InputError
 from medisam.predict import Predictor, PropagationConfig, VolumeSession
-from medisam.predict.volume import ViewGrid, as_box3d, interpolate_planes, plan_views
+from medisam.predict.view_plan import ViewGrid, interpolate_planes, plan_views
+from medisam.predict.volume import as_box3d
 
 from test_volume_session import CountingEncoder, ball_volume
 

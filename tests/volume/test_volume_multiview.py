@@ -11,7 +11,8 @@ from medisam.errors import InputError, PromptError
 from medisam.io.medical_image import MedicalImage
 from medisam.predict import Predictor, PropagationConfig, VolumeSession
 from medisam.predict.propagation import fuse_views
-from medisam.predict.volume import ViewGrid, resample_axis
+from medisam.predict.view_plan import ViewGrid
+from medisam.predict.volume import resample_axis
 from medisam.prompts import Box3D
 
 from test_volume_session import CountingEncoder, ball_volume

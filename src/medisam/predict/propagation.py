@@ -86,12 +86,16 @@ class PropagationConfig:
             single-axis propagation, and the two other views together at most ``view_budget
             - 1`` times the planes of its range along the session axis, in encodings; views
             are sampled to fit and thin views skipped (see
-            :func:`medisam.predict.volume.plan_views`). Where every plane is encoded that is
+            :func:`medisam.predict.view_plan.plan_views`). Where every plane is encoded that is
             ``view_budget`` times the single-axis cost; on thin slices, where the session
             axis encodes one plane in two, up to about ``2 * view_budget - 1`` times (a
             tighter share leaves the other views too few planes to vote on small objects,
             measured in docs/speed.md). None: every plane of every view (about three times
             the single-axis cost).
+        view_session_stride: with ``views=3``, the encode stride of the session axis's view
+            within a 3D box plan (None: the single-axis propagation's, ``encode_stride`` or
+            auto). A coarser session axis leaves more of ``view_budget`` to the other views;
+            the budget's unit stays the single-axis propagation's encodings.
         view_sampling: how views are sampled to fit the budget: ``"secondary"`` (every
             plane of the session axis, the other two on planes at one distance in mm;
             measured best, see benchmarks/propagation_3d.py) or ``"uniform"`` (all three
@@ -121,6 +125,7 @@ class PropagationConfig:
     encode_stride: int | None = None
     views: int = 3
     view_budget: float | None = 1.5
+    view_session_stride: int | None = None
     view_sampling: str = "secondary"
     stop_rules: StopRules = StopRules()
     slice_box: SliceBoxRules = SliceBoxRules()
@@ -134,6 +139,10 @@ class PropagationConfig:
             raise InputError(f"encode_batch must be a whole number >= 1, got {self.encode_batch!r}")
         if self.encode_stride is not None and (not isinstance(self.encode_stride, int) or self.encode_stride < 1):
             raise InputError(f"encode_stride must be a whole number >= 1 (or None: auto), got {self.encode_stride!r}")
+        if self.view_session_stride is not None and (not isinstance(self.view_session_stride, int)
+                                                     or self.view_session_stride < 1):
+            raise InputError("view_session_stride must be a whole number >= 1 (or None: as the single axis), "
+                             f"got {self.view_session_stride!r}")
         if self.views not in (1, 3):
             raise InputError(f"views must be 1 (session axis only) or 3 (tri-planar), got {self.views}")
         if self.view_budget is not None and self.view_budget < 1.0:

@@ -29,7 +29,7 @@ from medisam.predict.axis_session import AxisSession
 from medisam.predict.contract import DIRECTIONS, SliceResult, ViewProgress, check_object_id
 from medisam.predict.store import KEEP_UNDO_RESULTS, ObjectState, Run, SlicePrompts
 from medisam.predict.triplanar import TriPlanar, Views
-from medisam.predict.volume import ViewPlan
+from medisam.predict.view_plan import ViewPlan
 from medisam.prompts import Box3D
 
 _Run = Run  # old name
@@ -58,7 +58,7 @@ class VolumeSession(AxisSession):
 
     def view_plan(self, obj_id: int) -> ViewPlan | None:
         """The views (and planes per view) a 3D box of ``obj_id`` is propagated over, within
-        ``config.view_budget`` (:func:`~medisam.predict.volume.plan_views`; None: no 3D box)."""
+        ``config.view_budget`` (:func:`~medisam.predict.view_plan.plan_views`; None: no 3D box)."""
         state = self._objects[self._known(obj_id)]
         return None if state.box3d is None else self._triplanar.plan(state)
 

@@ -4,7 +4,7 @@ Besides the session's axis, the box is propagated along the two other axes, each
 :class:`~medisam.predict.axis_session.AxisSession` seeded on its own middle slice with the
 box's in-plane extent and clipped to the box (their planes, which have non-square pixels
 when the slice spacing differs from the pixel spacing, are first stretched to square ones,
-see :class:`~medisam.predict.volume.ViewGrid`; the session's axis is seen as it is). The
+see :class:`~medisam.predict.view_plan.ViewGrid`; the session's axis is seen as it is). The
 three label volumes are fused by majority (:func:`~medisam.predict.propagation.fuse_views`)
 and become the box seed's runs on the session's axis. All views share one predictor/cache.
 """
@@ -22,7 +22,7 @@ from medisam.predict.axis_session import AxisSession
 from medisam.predict.contract import SliceResult, ViewProgress
 from medisam.predict.propagation import fuse_views
 from medisam.predict.store import ObjectState, Run
-from medisam.predict.volume import ViewGrid, ViewPlan, plan_views
+from medisam.predict.view_plan import ViewGrid, ViewPlan, plan_views
 from medisam.prompts import Box3D
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,327 @@
+"""The views of a 3D box and their cost: which planes a tri-planar propagation encodes.
+
+Multi-view (tri-planar) propagation of a 3D box also slices the volume along the other two
+axes, whose planes have one in-plane axis along the original slice direction and so
+non-square pixels when the spacing is anisotropic (e.g. 5 mm slices of 0.7 mm pixels).
+:class:`ViewGrid` describes how such a view is cropped to the box's slice range and
+stretched along its coarse in-plane axis to (near) square pixels before encoding, so the
+encoder sees anatomy with its true aspect. :func:`plan_views` chooses the views and their
+planes within a budget counted in encodings (:class:`ViewPlan`, the cost model printed
+before the work).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+
+from medisam.errors import InputError
+from medisam.predict.volume import SliceGeometry, resample_axis
+from medisam.prompts import Box3D
+
+
+#: Longest side a view is stretched to when making its pixels square (the encoder resizes
+#: to 256 or 1024 anyway; this bounds memory for thick-slice volumes).
+MAX_VIEW_SIDE = 1024
+#: Pixel aspect ratios up to this are treated as square (no resampling).
+SQUARE_TOLERANCE = 1.05
+
+
+@dataclass(frozen=True)
+class ViewGrid:
+    """One slicing axis's view of a 3D box: slices ``lo..hi`` of ``axis`` (or only the
+    sampled ``planes`` among them), stretched along ``stretch_axis`` (an array axis of the
+    plane, or None) from its length to ``size``.
+
+    The view volume is ``display[lo:hi+1 along axis]`` (``display[planes]`` when sampled)
+    with ``stretch_axis`` resampled to ``size`` voxels, so its planes have near-square
+    pixels in mm. Masks of a sampled view are interpolated linearly between its planes
+    when restored to ``lo..hi``.
+    """
+
+    axis: int
+    lo: int
+    hi: int
+    stretch_axis: int | None = None
+    size: int = 0
+    planes: tuple[int, ...] | None = None
+
+    @staticmethod
+    def for_box(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float], axis: int,
+                box3d: Box3D, square: bool = True, max_side: int = MAX_VIEW_SIDE) -> "ViewGrid":
+        """The view of ``box3d`` along ``axis``: its slice range and, with ``square``, the
+        stretch that makes the plane's pixels square (none when they already are within 5 %)."""
+        geometry = SliceGeometry(tuple(shape_zyx), axis, tuple(spacing_zyx))
+        _, lo, hi = geometry.box3d_to_plane(box3d)
+        r, c = geometry.plane_axes
+        sr, sc = spacing_zyx[r], spacing_zyx[c]
+        if not square or max(sr, sc) <= SQUARE_TOLERANCE * min(sr, sc):
+            return ViewGrid(axis, lo, hi)
+        coarse, ratio = (r, sr / sc) if sr > sc else (c, sc / sr)
+        n = shape_zyx[coarse]
+        size = min(int(round(n * ratio)), max(n, max_side))
+        if size <= n:
+            return ViewGrid(axis, lo, hi)
+        return ViewGrid(axis, lo, hi, coarse, size)
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        """Original slice index of each plane of the view volume."""
+        return self.planes if self.planes is not None else tuple(range(self.lo, self.hi + 1))
+
+    @property
+    def num_planes(self) -> int:
+        return len(self.indices)
+
+    def plane_index(self, t: int) -> int:
+        """Original slice index of view-volume plane ``t``."""
+        return self.indices[t]
+
+    def sampled(self, n: int) -> "ViewGrid":
+        """This view on ``n`` planes spread evenly over ``lo..hi`` (both ends and the middle
+        slice included)."""
+        if n >= self.hi - self.lo + 1:
+            return replace(self, planes=None)
+        picks = np.unique(np.round(np.linspace(self.lo, self.hi, max(n, 2))).astype(int))
+        middle = self.lo + (self.hi - self.lo) // 2  # the 3D box's seed slice: its embedding is shared
+        if middle not in picks:
+            inner = np.arange(1, len(picks) - 1)
+            if len(inner):
+                picks[inner[np.argmin(np.abs(picks[inner] - middle))]] = middle
+            picks = np.unique(np.append(picks, middle))
+        return replace(self, planes=tuple(int(p) for p in picks))
+
+    def plane_hw(self, shape_zyx: Sequence[int]) -> tuple[int, int]:
+        """``(H, W)`` of the view's planes (after the stretch)."""
+        rows, cols = (a for a in range(3) if a != self.axis)
+        size = [int(v) for v in shape_zyx]
+        if self.stretch_axis is not None:
+            size[self.stretch_axis] = self.size
+        return size[rows], size[cols]
+
+    def crop(self, volume: np.ndarray) -> np.ndarray:
+        """The view volume of a full ``(Z, Y, X)`` display volume (float32, stretched)."""
+        if self.planes is not None:
+            out = np.take(volume, self.planes, axis=self.axis)
+        else:
+            sl: list = [slice(None)] * 3
+            sl[self.axis] = slice(self.lo, self.hi + 1)
+            out = volume[tuple(sl)]
+        if self.stretch_axis is not None:
+            out = resample_axis(out, self.stretch_axis, self.size, "linear")
+        return out
+
+    def spacing_zyx(self, shape_zyx: Sequence[int], spacing_zyx: Sequence[float]) -> tuple[float, float, float]:
+        """Voxel size of the view volume in mm."""
+        out = [float(s) for s in spacing_zyx]
+        if self.stretch_axis is not None:
+            out[self.stretch_axis] *= shape_zyx[self.stretch_axis] / self.size
+        if self.planes is not None and len(self.planes) > 1:
+            out[self.axis] *= (self.hi - self.lo) / (len(self.planes) - 1)
+        return out[0], out[1], out[2]
+
+    def box(self, box3d: Box3D, shape_zyx: Sequence[int]) -> Box3D:
+        """``box3d`` (full-volume voxel indices) in the view volume's voxel indices."""
+        lo = [box3d.z0, box3d.y0, box3d.x0]
+        hi = [box3d.z1, box3d.y1, box3d.x1]
+        lo[self.axis] -= self.lo
+        hi[self.axis] -= self.lo
+        if self.planes is not None:
+            lo[self.axis], hi[self.axis] = 0, len(self.planes) - 1
+        if self.stretch_axis is not None:
+            a, f = self.stretch_axis, self.size / shape_zyx[self.stretch_axis]
+            lo[a] = int(math.floor(lo[a] * f))
+            hi[a] = min(self.size - 1, max(lo[a], int(math.ceil((hi[a] + 1) * f)) - 1))
+        return Box3D(lo[2], lo[1], lo[0], hi[2], hi[1], hi[0])
+
+    def restore(self, planes: np.ndarray, shape_zyx: Sequence[int]) -> np.ndarray:
+        """A view-volume mask (bool/float) -> the fraction of each original voxel it covers,
+        on the original grid of slices ``lo..hi`` (float32; a sampled view's planes are
+        interpolated linearly in between)."""
+        out = np.asarray(planes, dtype=np.float32)
+        if self.stretch_axis is not None:
+            out = resample_axis(out, self.stretch_axis, shape_zyx[self.stretch_axis], "area")
+        if self.planes is not None:
+            out = interpolate_planes(out, self.axis, np.asarray(self.planes) - self.lo, self.hi - self.lo + 1)
+        return out
+
+    def restore_plane(self, plane: np.ndarray, shape_zyx: Sequence[int]) -> np.ndarray:
+        """One plane of the view volume -> fractions on the original plane grid (float32)."""
+        out = np.asarray(plane, dtype=np.float32)
+        if self.stretch_axis is None:
+            return out
+        rows, cols = (a for a in range(3) if a != self.axis)
+        index = 1 if self.stretch_axis == rows else 2
+        return resample_axis(out[None], index, shape_zyx[self.stretch_axis], "area")[0]
+
+
+def interpolate_planes(volume: np.ndarray, axis: int, positions: np.ndarray, length: int) -> np.ndarray:
+    """Planes of ``volume`` along ``axis`` sit at ``positions`` (increasing, first 0, last
+    ``length - 1``); linear interpolation onto all ``length`` positions."""
+    moved = np.moveaxis(volume, axis, 0)
+    t = np.arange(length, dtype=np.float64)
+    k = np.clip(np.searchsorted(positions, t, side="right") - 1, 0, len(positions) - 2) if len(positions) > 1 \
+        else np.zeros(length, dtype=int)
+    if len(positions) == 1:
+        return np.moveaxis(np.repeat(moved[:1], length, axis=0), 0, axis)
+    span = (positions[k + 1] - positions[k]).astype(np.float64)
+    w = ((t - positions[k]) / span).astype(np.float32).reshape(-1, *([1] * (moved.ndim - 1)))
+    out = moved[k] * (1 - w) + moved[k + 1] * w
+    return np.moveaxis(out, 0, axis)
+
+
+#: A view is skipped when the box is thinner than this (pixels at the encoder's input size)
+#: along either axis of its planes: a 3-slice slab seen edge-on is a line to the encoder.
+MIN_VIEW_BOX_PX = 8.0
+#: Fewest planes worth propagating a sampled secondary view over.
+MIN_VIEW_PLANES = 3
+
+
+def encodings_at_most(planes: int, stride: int) -> int:
+    """Encodings of a run over ``planes`` planes that encodes one plane in ``stride`` (the
+    planes between get interpolated embeddings), plus its last plane and its seed."""
+    return planes if stride <= 1 else min(planes, -(-planes // stride) + 2)
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """Which views of a 3D box are encoded, and how many planes each (the cost model).
+
+    ``grids[0]`` is the session axis's view (every plane of the box's range, as the
+    single-axis propagation); the others are secondary views, possibly sampled.
+    ``single_axis``: the encodings (at most) of the single-axis propagation of the box, the
+    budget's unit; ``budget``: the encodings allowed (None: unbounded).
+    ``notes`` says why a view was sampled or skipped; ``strides``: per grid, the encode
+    stride of its propagation (:class:`~medisam.predict.propagation.PropagationConfig`
+    ``encode_stride``; empty: 1).
+    """
+
+    grids: tuple[ViewGrid, ...]
+    single_axis: int
+    budget: int | None
+    notes: tuple[str, ...] = ()
+    strides: tuple[int, ...] = ()
+
+    @property
+    def planes(self) -> int:
+        """Planes to visit (the decoder runs on each; runs may stop early)."""
+        return sum(g.num_planes for g in self.grids)
+
+    @property
+    def grid_strides(self) -> tuple[int, ...]:
+        """The encode stride of each grid (1 where none was given)."""
+        return self.strides or (1,) * len(self.grids)
+
+    @property
+    def encoded_at_most(self) -> int:
+        """Encodings at most (:func:`encodings_at_most` of every view)."""
+        return sum(encodings_at_most(g.num_planes, s) for g, s in zip(self.grids, self.grid_strides))
+
+    def describe(self) -> str:
+        names = "kji"
+        strides = self.grid_strides
+        views = ", ".join(f"{names[g.axis]}: {g.num_planes}" + (" sampled" if g.planes is not None else "")
+                          + (f" (1 in {s} encoded)" if s > 1 else "") for g, s in zip(self.grids, strides))
+        cap = f", budget {self.budget}" if self.budget is not None else ""
+        note = f" ({'; '.join(self.notes)})" if self.notes else ""
+        cost = (f"{self.planes} planes, at most {self.encoded_at_most} encodings" if any(s > 1 for s in strides)
+                else f"{self.encoded_at_most} encodings")
+        return (f"3D box plan: {len(self.grids)} view(s) [{views}] = {cost} vs "
+                f"{self.single_axis} along one axis{cap}{note}")
+
+
+def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float], axis: int,
+               box3d: Box3D, views: int = 3, budget: float | None = 1.5, input_size: int = 256,
+               sampling: str = "secondary", stride_for: Callable[[float], int] | None = None) -> ViewPlan:
+    """The views a tri-planar propagation of ``box3d`` encodes: the session axis's view as the
+    single-axis propagation does, and the two others within ``budget - 1`` times the planes
+    of the box's range along the session axis, in encodings (``None``: every plane of every
+    view). Where every plane is encoded that is ``budget`` times the single-axis cost.
+
+    ``stride_for``: the encode stride of a view whose planes are that many mm apart
+    (:meth:`PropagationConfig.stride_for`; None: every plane encoded). Costs count
+    encodings: a thin-slice session axis that interpolates encodes half its planes, so the
+    plan costs up to ``2 * budget - 1`` times its single-axis propagation there (the other
+    views' share is not cut with it: at 1.5x of the interpolated single axis the other views
+    were too few to vote on most hippocampus boxes, anterior Dice -0.093 on all 103 cases,
+    ``docs/speed.md``).
+    Secondary views whose box is thin at the encoder's scale (:data:`MIN_VIEW_BOX_PX`) are
+    skipped: a 2-of-3 vote needs both, so the plan is then the session axis alone (the
+    single-axis cost). When every plane of the three views exceeds the budget, the views
+    are encoded on evenly spread planes, all at one physical plane distance (mm), the
+    smallest that fits: ``sampling="secondary"`` (default) keeps every plane of the session
+    axis and samples the other two, ``"uniform"`` samples the three views alike.
+    A secondary view left with fewer than :data:`MIN_VIEW_PLANES` planes drops the vote.
+    """
+    if sampling not in ("uniform", "secondary"):
+        raise InputError(f"view sampling must be 'uniform' or 'secondary', got {sampling!r}")
+
+    def strides(grids: Sequence[ViewGrid]) -> tuple[int, ...]:
+        if stride_for is None:
+            return (1,) * len(grids)
+        return tuple(int(stride_for(g.spacing_zyx(shape_zyx, spacing_zyx)[g.axis])) for g in grids)
+
+    def cost(grids: Sequence[ViewGrid], grid_strides: Sequence[int] | None = None) -> int:
+        pairs = zip(grids, grid_strides if grid_strides is not None else strides(grids))
+        return sum(encodings_at_most(g.num_planes, s) for g, s in pairs)
+
+    def planned(grids: Sequence[ViewGrid], allowance: int | None, notes: list[str]) -> ViewPlan:
+        return ViewPlan(tuple(grids), single, allowance, tuple(notes), strides(grids))
+
+    main = ViewGrid.for_box(shape_zyx, spacing_zyx, axis, box3d, square=False)
+    single = cost([main])
+    if views <= 1:
+        return planned([main], None, [])
+    names = "kji"
+    notes: list[str] = []
+    others = []
+    for a in (b for b in range(3) if b != axis):
+        grid = ViewGrid.for_box(shape_zyx, spacing_zyx, a, box3d, square=True)
+        h, w = grid.plane_hw(shape_zyx)
+        sub = grid.box(box3d, shape_zyx)
+        rows, cols = (b for b in range(3) if b != a)
+        extent = {0: sub.z1 - sub.z0 + 1, 1: sub.y1 - sub.y0 + 1, 2: sub.x1 - sub.x0 + 1}
+        thin = min(extent[rows], extent[cols]) * input_size / max(h, w)
+        if thin < MIN_VIEW_BOX_PX:
+            notes.append(f"{names[a]} skipped: the box is {thin:.1f} px thin in its planes")
+            continue
+        others.append(grid)
+    if len(others) < 2:
+        return planned([main], None, notes)
+    grids = [main, *others]
+    if budget is None:
+        return planned(grids, None, notes)
+    allowance = single + int(math.floor((budget - 1.0) * main.num_planes + 1e-9))
+    if cost(grids) <= allowance:
+        return planned(grids, allowance, notes)
+    fixed = grids[:0 if sampling == "uniform" else 1]
+    free = grids[len(fixed):]
+    lengths = [(g.hi - g.lo) * spacing_zyx[g.axis] for g in free]
+
+    def sampled_at(step: float) -> list[ViewGrid]:
+        return [g.sampled(min(g.num_planes, int(math.floor(mm / step + 1e-9)) + 1)) for g, mm in zip(free, lengths)]
+
+    left = allowance - cost(fixed)
+
+    def fit(grids: list[ViewGrid]) -> bool:
+        # a sampled view encodes each of its planes (sampling it densely enough to interpolate
+        # would visit twice the planes for the same encodings: not measured, so not planned)
+        grid_strides = strides(grids)
+        dense = any(g.planes is not None and s > 1 for g, s in zip(grids, grid_strides))
+        return not dense and cost(grids, grid_strides) <= left
+
+    # the smallest plane distance that fits: plane counts change only where a view's length
+    # is a whole multiple of it, so those distances are the candidates
+    candidates = sorted({mm / k for g, mm in zip(free, lengths) for k in range(1, g.num_planes) if mm > 0})
+    step = next((c for c in candidates if fit(sampled_at(c))), None)
+    sampled = sampled_at(step) if step is not None else []
+    few = [g for g in (sampled or free) if g.axis != axis and (not sampled or g.num_planes < MIN_VIEW_PLANES)]
+    if few:
+        notes.append(f"{'/'.join(names[g.axis] for g in few)}: fewer than {MIN_VIEW_PLANES} planes fit "
+                     "the budget; the vote is dropped")
+        return planned([main], allowance, notes)
+    notes.append(f"planes every {step:.1f} mm")
+    return planned([*fixed, *sampled], allowance, notes)
