@@ -87,6 +87,11 @@ VARIANTS: dict[str, PropagationConfig] = {
     "tri-full": PropagationConfig(view_budget=None),
     # on 1 mm sets (the session axis interpolates): about 1.5x its encodings in all
     "tri-1.5": PropagationConfig(view_budget=1.25),
+    # the same strict budget with a coarser session axis (1 plane in 3 or 4 encoded), which
+    # leaves the other views about the share they have by default
+    "tri-1.5-s3": PropagationConfig(view_budget=1.25, view_session_stride=3),
+    "tri-1.5-s4": PropagationConfig(view_budget=1.25, view_session_stride=4),
+    "tri-s3": PropagationConfig(view_session_stride=3),
     "tri-uniform": PropagationConfig(view_sampling="uniform"),
     "margin3": PropagationConfig(extra_margins_mm=(), views=1),
     "margin1": PropagationConfig(margin_mm=1.0, extra_margins_mm=(), views=1),

@@ -60,6 +60,10 @@ def test_interpolated_plane_is_the_mean_of_its_encoded_neighbours(tiny_model):
     short = PlaneEncoder(predictor, 0, lambda t: planes[t], 4, size_cache=False, count=4, stride=2)
     assert short.anchors(3) is None  # no plane above it to interpolate towards
     assert short.anchors(1) == (0, 2)
+    # stride 3 over 12 planes: past the last multiple (9) the planes lean on the last plane (11),
+    # so a run encodes 0, 3, 6, 9, 11: at most ceil(12 / 3) + 1 planes and the seed
+    coarse = PlaneEncoder(predictor, 0, lambda t: planes[t], 12, size_cache=False, count=12, stride=3)
+    assert [coarse.anchors(t) for t in (1, 5, 9, 10, 11)] == [(0, 3), (3, 6), None, (9, 11), None]
 
 
 def test_propagation_on_thin_slices_encodes_every_other_plane(tiny_model):

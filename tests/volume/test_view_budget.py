@@ -132,3 +132,37 @@ def test_session_encodes_at_most_the_budget(tiny_model, capsys):
     assert counts["single-interpolated"] <= plans["single-interpolated"].encoded_at_most == plans["interpolated"].single_axis
     assert counts["interpolated"] <= plans["interpolated"].encoded_at_most <= plans["interpolated"].single_axis + 12 // 2
     assert "3D box plan: 3 view(s)" in capsys.readouterr().err  # the cost model, before the work
+
+
+def test_a_coarser_session_axis_leaves_the_budget_to_the_other_views():
+    # hippocampus-like, 1 mm: the single axis encodes one plane in two; the budget's unit stays that
+    stride_for = PropagationConfig().stride_for
+    shape, spacing, b = (36, 50, 35), (1.0, 1.0, 1.0), as_box3d((10, 12, 5, 25, 35, 30))
+    auto = plan_views(shape, spacing, 0, b, budget=1.25, stride_for=stride_for)
+    coarse = plan_views(shape, spacing, 0, b, budget=1.25, stride_for=stride_for, session_stride=4)
+    assert coarse.single_axis == auto.single_axis == 26 // 2 + 2
+    assert auto.grid_strides[0] == 2 and coarse.grid_strides[0] == 4 and coarse.grid_strides[1:] == (1, 1)
+    assert coarse.encoded_at_most <= coarse.budget == auto.budget <= 1.5 * coarse.single_axis
+    assert [g.num_planes for g in coarse.grids[1:]] > [g.num_planes for g in auto.grids[1:]]  # more planes to vote
+    assert "k: 26 (1 in 4 encoded)" in coarse.describe()
+    # a plan that falls back to the session axis alone is the single-axis propagation, at its stride
+    slab = plan_views((3, 512, 512), (1.0, 0.81, 0.81), 0, as_box3d((74, 140, 0, 355, 371, 2)),
+                      stride_for=stride_for, session_stride=4)
+    assert len(slab.grids) == 1 and slab.grid_strides == (stride_for(1.0),)
+    with pytest.raises(InputError, match="view_session_stride"):
+        PropagationConfig(view_session_stride=0)
+
+
+def test_session_follows_the_planned_session_stride(tiny_model):
+    image, _ = ball_volume(shape=(14, 16, 16), radius=5.0, spacing=(1.0, 1.0, 1.0))
+    box = (3, 3, 1, 12, 12, 12)  # 12 slices along k
+    config = PropagationConfig(min_area_px=0, extra_margins_mm=(), view_session_stride=3)
+    with CountingEncoder(tiny_model) as counter:
+        session = VolumeSession(tiny_model, image, predictor=Predictor(tiny_model), config=config)
+        session.add_box3d(box)
+        session.propagate(progress=False)
+    plan = session.view_plan(1)
+    assert plan.grid_strides[0] == 3 and counter.calls <= plan.encoded_at_most <= plan.budget
+    assert sorted(session.results(1)) == list(range(1, 13))
+    k_encoded = sorted(i for a, i in session.encoded_planes if a == 0)
+    assert len(k_encoded) <= 12 // 3 + 2 < 12 // 2 + 2  # one plane in three (plus the seed and the last)

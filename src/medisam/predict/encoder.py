@@ -79,11 +79,10 @@ class PlaneEncoder:
 
     def anchors(self, t: int) -> tuple[int, int] | None:
         """The encoded planes whose embeddings plane ``t`` interpolates, None when it is encoded itself."""
-        if self.stride <= 1 or t % self.stride == 0:
+        if self.stride <= 1 or t % self.stride == 0 or t >= self.count - 1:
             return None
         lo = t - t % self.stride
-        hi = lo + self.stride
-        return (lo, hi) if hi < self.count else None
+        return lo, min(lo + self.stride, self.count - 1)  # past the last multiple: the axis's last plane
 
     def encode(self, t: int, interpolate: bool = False) -> None:
         """Make plane ``t`` the predictor's current image (encoding it unless cached).

@@ -58,7 +58,8 @@ class TriPlanar:
             shape, spacing = o.geometry.shape_zyx, o.geometry.spacing_zyx
             self.plans[key] = plan_views(shape, spacing, o.axis, state.box3d, views=cfg.views,
                                          budget=cfg.view_budget, input_size=o.model.spec.input_size,
-                                         sampling=cfg.view_sampling, stride_for=cfg.stride_for)
+                                         sampling=cfg.view_sampling, stride_for=cfg.stride_for,
+                                         session_stride=cfg.view_session_stride)
         return self.plans[key]
 
     def sessions(self, obj_id: int, box3d: Box3D, version: int) -> Views:
@@ -71,11 +72,11 @@ class TriPlanar:
             plan = self.plan(o.store.objects[obj_id])
             log.info("object %d: %s", obj_id, plan.describe())
             views = []
-            for grid in plan.grids:
+            for grid, stride in zip(plan.grids, plan.grid_strides):  # each view at its planned stride
                 display = grid.crop(o.display)
                 image = MedicalImage.from_array(display, spacing=grid.spacing_zyx(shape, spacing)[::-1], is_rgb=False)
                 view = AxisSession(o.model, image, axis=grid.axis, predictor=o.predictor,
-                                   config=replace(o.config, views=1), display=display)
+                                   config=replace(o.config, views=1, encode_stride=stride), display=display)
                 view.add_box3d(grid.box(box3d, shape), obj_id=1)
                 self._merge_planes(grid, view)
                 views.append((grid, view))

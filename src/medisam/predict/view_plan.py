@@ -235,7 +235,8 @@ class ViewPlan:
 
 def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float], axis: int,
                box3d: Box3D, views: int = 3, budget: float | None = 1.5, input_size: int = 256,
-               sampling: str = "secondary", stride_for: Callable[[float], int] | None = None) -> ViewPlan:
+               sampling: str = "secondary", stride_for: Callable[[float], int] | None = None,
+               session_stride: int | None = None) -> ViewPlan:
     """The views a tri-planar propagation of ``box3d`` encodes: the session axis's view as the
     single-axis propagation does, and the two others within ``budget - 1`` times the planes
     of the box's range along the session axis, in encodings (``None``: every plane of every
@@ -255,24 +256,34 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
     smallest that fits: ``sampling="secondary"`` (default) keeps every plane of the session
     axis and samples the other two, ``"uniform"`` samples the three views alike.
     A secondary view left with fewer than :data:`MIN_VIEW_PLANES` planes drops the vote.
+
+    ``session_stride``: the session axis's encode stride in a tri-planar plan (None: as
+    ``stride_for`` gives it, i.e. as the single-axis propagation). The budget's unit stays
+    the single-axis propagation's encodings, so a coarser session axis leaves more to the
+    other views.
     """
     if sampling not in ("uniform", "secondary"):
         raise InputError(f"view sampling must be 'uniform' or 'secondary', got {sampling!r}")
 
-    def strides(grids: Sequence[ViewGrid]) -> tuple[int, ...]:
+    def stride(g: ViewGrid) -> int:
         if stride_for is None:
-            return (1,) * len(grids)
-        return tuple(int(stride_for(g.spacing_zyx(shape_zyx, spacing_zyx)[g.axis])) for g in grids)
+            return 1
+        return int(stride_for(g.spacing_zyx(shape_zyx, spacing_zyx)[g.axis]))
+
+    def strides(grids: Sequence[ViewGrid], tri: bool = True) -> tuple[int, ...]:
+        # the session axis's stride of a tri-planar plan (a plan of one view is the single axis)
+        own = session_stride if tri and session_stride is not None else None
+        return tuple(own if own is not None and g.axis == axis else stride(g) for g in grids)
 
     def cost(grids: Sequence[ViewGrid], grid_strides: Sequence[int] | None = None) -> int:
         pairs = zip(grids, grid_strides if grid_strides is not None else strides(grids))
         return sum(encodings_at_most(g.num_planes, s) for g, s in pairs)
 
     def planned(grids: Sequence[ViewGrid], allowance: int | None, notes: list[str]) -> ViewPlan:
-        return ViewPlan(tuple(grids), single, allowance, tuple(notes), strides(grids))
+        return ViewPlan(tuple(grids), single, allowance, tuple(notes), strides(grids, tri=len(grids) > 1))
 
     main = ViewGrid.for_box(shape_zyx, spacing_zyx, axis, box3d, square=False)
-    single = cost([main])
+    single = encodings_at_most(main.num_planes, stride(main))
     if views <= 1:
         return planned([main], None, [])
     names = "kji"
