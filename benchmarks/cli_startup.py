@@ -12,7 +12,6 @@ a bare ``python -c pass`` measured in the same run.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -67,7 +66,7 @@ def main() -> None:
         seg = ["segment", str(SAMPLE), "--box", "100,100,200,200", "-o", f"{tmp}/m.png", "--force",
                "--model", a.model, "--device", "cpu", "--threads", "1"]
         runs = [first_encode(seg) for _ in range(a.repeat)]
-        rows.append((f"python -c pass (reference)", statistics.median(wall([sys.executable, "-c", "pass"])
+        rows.append(("python -c pass (reference)", statistics.median(wall([sys.executable, "-c", "pass"])
                                                                        for _ in range(a.repeat))))
         rows.append(("medisam --help", statistics.median(wall([exe, "--help"]) for _ in range(a.repeat))))
         rows.append(("medisam segment (usage error: no -o)",

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import io
-import json
 import os
 import socket
 import struct

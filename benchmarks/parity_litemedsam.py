@@ -128,7 +128,7 @@ def main() -> int:
             rows.append((ds.name, len(images), len(ref_d), np.mean(ref_d), np.mean(med_d),
                          np.mean(med_d) - np.mean(ref_d), np.mean(agree), time.time() - start))
             print(f"  {ds.name}: done", file=sys.stderr)
-    header = f"| dataset | images | targets | reference Dice | medisam Dice | difference | Dice(ref, medisam) | seconds |"
+    header = "| dataset | images | targets | reference Dice | medisam Dice | difference | Dice(ref, medisam) | seconds |"
     print(header)
     print("|" + "---|" * 8)
     for name, n_img, n_t, rd, md, diff, ag, sec in rows:

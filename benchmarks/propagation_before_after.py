@@ -16,7 +16,7 @@ Usage: ``python benchmarks/propagation_before_after.py SLICES ROUNDS`` (e.g. ``3
 default tri-planar 3D-box propagation before and after on the first HIPPO hippocampus and
 BRATS BraTS cases (every target of ``benchmarks/propagation_3d.py``; own embeddings each).
 """
-import sys, time, gc, numpy as np, torch
+import sys, time, gc, numpy as np
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from speed import volume_100
 from medisam.models import load_model

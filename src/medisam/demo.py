@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from medisam.errors import OutputExistsError
 from medisam.io import read_image, write_mask, write_overlay_png

@@ -221,7 +221,6 @@ def _wait_status(page, text: str | tuple[str, ...], timeout: int = 60_000) -> No
 
 def test_3d_box_from_box_and_slice_range_then_cancel_and_error(app_url, browser, tmp_path):
     """Slice range 3..5 + a box -> labels only on slices 3..5; a long propagation cancels; a bad file -> one line."""
-    from medisam.io import read_image
 
     _ball_nifti(tmp_path / "ball.nii.gz")
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import httpx
-import numpy as np
 import pytest
 import SimpleITK as sitk
 from serve_data import TOKEN, ct_volume

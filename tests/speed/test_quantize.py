@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from medisam.models import load_model
 from medisam.models.quantize import AUGMENTATIONS, calibration_inputs, quantized_encoder_path

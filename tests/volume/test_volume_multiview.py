@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from medisam.errors import InputError, PromptError
-from medisam.io.medical_image import MedicalImage
 from medisam.predict import Predictor, PropagationConfig, VolumeSession
 from medisam.predict.propagation import fuse_views
 from medisam.predict.view_plan import ViewGrid
