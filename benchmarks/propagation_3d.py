@@ -73,9 +73,9 @@ from medisam.predict.volume import volume_to_display
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MEDISAM_DATA", REPO.parent / "shared" / "data"))
 
-#: Named medisam propagation variants (ablation); "default" is PropagationConfig() (tri-planar:
-#: the session axis as the single-axis propagation, the other two views sampled within half
-#: its planes in encodings), "single" the session axis only, "tri-full" every plane
+#: Named medisam propagation variants (ablation); "default" is PropagationConfig() (tri-planar
+#: within 1.5x the single axis's encodings: on thin slices the session axis encodes 1 plane
+#: in 4, the other two views sampled in the rest), "single" the session axis only, "tri-full" every plane
 #: of the three views (the previous default, ~3x), "tri-uniform" the three views sampled
 #: alike within the budget; the rest vary the single-axis rules.
 VARIANTS: dict[str, PropagationConfig] = {
@@ -85,13 +85,13 @@ VARIANTS: dict[str, PropagationConfig] = {
     "stride3": PropagationConfig(encode_stride=3),
     "single-stride1": PropagationConfig(views=1, encode_stride=1),
     "tri-full": PropagationConfig(view_budget=None),
-    # on 1 mm sets (the session axis interpolates): about 1.5x its encodings in all
-    "tri-1.5": PropagationConfig(view_budget=1.25),
-    # the same strict budget with a coarser session axis (1 plane in 3 or 4 encoded), which
-    # leaves the other views about the share they have by default
-    "tri-1.5-s3": PropagationConfig(view_budget=1.25, view_session_stride=3),
-    "tri-1.5-s4": PropagationConfig(view_budget=1.25, view_session_stride=4),
+    # the session axis at 1 plane in 2 (as the single axis) instead of the default 1 in 4 on thin
+    # slices: within the default 1.5x ("tri-s2", stop 38's strict 1.5x), or within 2x (about
+    # the default before stop 39, which gave the other views half the session axis's planes)
+    "tri-s2": PropagationConfig(view_session_stride=2),
+    "tri-s2-2x": PropagationConfig(view_session_stride=2, view_budget=2.0),
     "tri-s3": PropagationConfig(view_session_stride=3),
+    "tri-s6": PropagationConfig(view_session_stride=6),
     "tri-uniform": PropagationConfig(view_sampling="uniform"),
     "margin3": PropagationConfig(extra_margins_mm=(), views=1),
     "margin1": PropagationConfig(margin_mm=1.0, extra_margins_mm=(), views=1),

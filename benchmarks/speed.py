@@ -362,7 +362,7 @@ def three_d_table(model, ref_ms: float, threads: int, ct300_slices: int) -> None
     a CT mass's 3D box against its single-axis propagation, and the peak memory of a
     512x512x300 CT propagation; the published code's cost estimated from its encoder."""
     from medisam.predict import PropagationConfig
-    from medisam.predict.view_plan import plan_views
+    from medisam.predict.view_plan import plan_for
     from medisam.predict.volume import as_box3d
 
     rows = []
@@ -375,7 +375,8 @@ def three_d_table(model, ref_ms: float, threads: int, ct300_slices: int) -> None
         t0 = time.perf_counter()
         ok = subprocess.run(cmd, capture_output=True, text=True).returncode == 0
         seconds = time.perf_counter() - t0
-        now = plan_views((3, 512, 512), (1.0, 0.81, 0.81), 0, as_box3d(tuple(map(int, DCMQI_BOX3D.split(",")))))
+        now = plan_for(PropagationConfig(), (3, 512, 512), (1.0, 0.81, 0.81), 0,
+                       as_box3d(tuple(map(int, DCMQI_BOX3D.split(",")))))
         full = 3 + 232 + 282  # every plane of the three views, as before the budget
         rows.append(("3-slice dcmqi --box3d, end to end (CLI, s)", f"{seconds:.1f}" + ("" if ok else " FAILED"),
                      f"~{full * ref_ms / 1000:.0f} (est. {full} planes x encoder; now {now.planes} planes)",

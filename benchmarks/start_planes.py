@@ -21,7 +21,7 @@ import nibabel as nib
 import numpy as np
 
 from medisam.predict.propagation import PropagationConfig
-from medisam.predict.view_plan import plan_views
+from medisam.predict.view_plan import plan_for
 from medisam.prompts import Box3D
 
 VARIANTS = ("now", "abs", "lattice", "both")
@@ -52,7 +52,7 @@ def count(data: Path) -> tuple[int, dict[str, int], dict[str, int]]:
             if not len(zz):
                 continue
             box = Box3D(xx.min(), yy.min(), zz.min(), xx.max(), yy.max(), zz.max())
-            plan = plan_views(labels.shape, spacing, 0, box, budget=config.view_budget, stride_for=config.stride_for)
+            plan = plan_for(config, labels.shape, spacing, 0, box)
             for grid, stride in zip(plan.grids, plan.grid_strides):
                 for v, planes in _view_planes(grid, stride).items():
                     per[v].append((grid.axis, planes))

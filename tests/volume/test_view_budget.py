@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from medisam.errors import InputError
 from medisam.predict import Predictor, PropagationConfig, VolumeSession
-from medisam.predict.view_plan import ViewGrid, interpolate_planes, plan_views
+from medisam.predict.view_plan import ViewGrid, interpolate_planes, plan_for, plan_views
 from medisam.predict.volume import as_box3d
 
 from test_volume_session import CountingEncoder, ball_volume
@@ -49,20 +51,24 @@ def test_plans_stay_within_the_budget(shape, spacing, box, sampling):
     ((38, 52, 36), (1.0, 1.0, 1.0), (10, 5, 10, 32, 22, 24)),           # hippocampus-like
 ])
 def test_plans_count_the_encodings_of_interpolating_views(shape, spacing, box):
-    # on thin slices the session axis encodes one plane in two: the plan says so and counts
-    # the single-axis cost in encodings (it said planes: "vs 190 along one axis" for 97)
-    stride_for = PropagationConfig().stride_for
+    # on thin slices the single axis encodes one plane in two: the budget counts that (it counted
+    # planes: "vs 190 along one axis" for 97), and the session axis's view encodes one plane in
+    # four so that the other two views keep about half its planes within 1.5x
+    config = PropagationConfig()
     b = as_box3d(box)
-    plan = plan_views(shape, spacing, 0, b, stride_for=stride_for)
-    single = plan_views(shape, spacing, 0, b, views=1, stride_for=stride_for)
+    plan = plan_for(config, shape, spacing, 0, b)
+    single = plan_for(replace(config, views=1), shape, spacing, 0, b)
     planes = b.z1 - b.z0 + 1
-    assert plan.grid_strides[0] == 2 and single.encoded_at_most == plan.single_axis < single.planes == planes
-    # the other two views' share stays half the session axis's planes (encodings)
-    assert len(plan.grids) == 3 and plan.encoded_at_most <= plan.budget == plan.single_axis + planes // 2
-    assert plan.encoded_at_most > 1.5 * plan.single_axis  # so more than 1.5x the interpolated single axis
-    for g, s in zip(plan.grids, plan.grid_strides):  # each view's stride follows its plane distance
-        assert s == stride_for(g.spacing_zyx(shape, spacing)[g.axis])
+    assert single.grid_strides == (2,) and single.encoded_at_most == plan.single_axis < single.planes == planes
+    assert len(plan.grids) == 3 and plan.grid_strides[0] == 4
+    assert plan.encoded_at_most <= plan.budget == int(1.5 * plan.single_axis)  # 1.5x, in encodings
+    assert sum(g.num_planes for g in plan.grids[1:]) >= planes // 2 - 2  # the other views' share
+    as_single = plan_views(shape, spacing, 0, b, stride_for=config.stride_for)  # session axis at 1 in 2
+    assert as_single.budget == plan.budget and sum(g.num_planes for g in as_single.grids[1:]) < planes // 2
+    for g, s in zip(plan.grids[1:], plan.grid_strides[1:]):  # the other views' strides follow their plane distance
+        assert s == config.stride_for(g.spacing_zyx(shape, spacing)[g.axis])
     assert f"at most {plan.encoded_at_most} encodings vs {plan.single_axis} along one axis" in plan.describe()
+    assert "(1 in 4 encoded)" in plan.describe()
 
 
 @pytest.mark.parametrize("sampling", ["secondary", "uniform"])

@@ -82,20 +82,17 @@ class PropagationConfig:
             single-axis behaviour). Prompts on single slices always propagate along the
             session's axis only. Each view encodes the planes of the box's range along
             its axis (each at most once).
-        view_budget: with ``views=3``, the most a 3D box may cost: its session axis as the
-            single-axis propagation, and the two other views together at most ``view_budget
-            - 1`` times the planes of its range along the session axis, in encodings; views
-            are sampled to fit and thin views skipped (see
-            :func:`medisam.predict.view_plan.plan_views`). Where every plane is encoded that is
-            ``view_budget`` times the single-axis cost; on thin slices, where the session
-            axis encodes one plane in two, up to about ``2 * view_budget - 1`` times (a
-            tighter share leaves the other views too few planes to vote on small objects,
-            measured in docs/speed.md). None: every plane of every view (about three times
-            the single-axis cost).
+        view_budget: with ``views=3``, the most a 3D box may cost, in encodings, as a multiple
+            of the box's single-axis propagation; views are sampled to fit and thin views
+            skipped (see :func:`medisam.predict.view_plan.plan_views`). None: every plane of
+            every view (about three times the single-axis cost).
         view_session_stride: with ``views=3``, the encode stride of the session axis's view
-            within a 3D box plan (None: the single-axis propagation's, ``encode_stride`` or
-            auto). A coarser session axis leaves more of ``view_budget`` to the other views;
-            the budget's unit stays the single-axis propagation's encodings.
+            within a 3D box plan. None (default): twice the single-axis stride where that
+            interpolates (1 plane in 4 on slices at most :data:`STRIDE_MAX_PLANE_MM` apart),
+            which leaves the other views about half the session axis's planes within 1.5x
+            (a third view's vote is worth more than the session axis's density: measured in
+            docs/speed.md, stop 39); the single axis's stride elsewhere, or ``encode_stride``
+            when that is set.
         view_sampling: how views are sampled to fit the budget: ``"secondary"`` (every
             plane of the session axis, the other two on planes at one distance in mm;
             measured best, see benchmarks/propagation_3d.py) or ``"uniform"`` (all three
@@ -133,6 +130,13 @@ class PropagationConfig:
     def stride_for(self, plane_mm: float) -> int:
         """The encode stride of a view whose planes are ``plane_mm`` apart (``encode_stride``, else auto)."""
         return self.encode_stride if self.encode_stride is not None else auto_stride(plane_mm)
+
+    def view_session_stride_for(self, plane_mm: float) -> int:
+        """The session axis's encode stride in a tri-planar plan, its planes ``plane_mm`` apart."""
+        if self.view_session_stride is not None:
+            return self.view_session_stride
+        single = self.stride_for(plane_mm)
+        return 2 * single if self.encode_stride is None and single > 1 else single
 
     def __post_init__(self) -> None:
         if not isinstance(self.encode_batch, int) or self.encode_batch < 1:

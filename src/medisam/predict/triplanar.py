@@ -22,7 +22,7 @@ from medisam.predict.axis_session import AxisSession
 from medisam.predict.contract import SliceResult, ViewProgress
 from medisam.predict.propagation import fuse_views
 from medisam.predict.store import ObjectState, Run
-from medisam.predict.view_plan import ViewGrid, ViewPlan, plan_views
+from medisam.predict.view_plan import ViewGrid, ViewPlan, plan_for
 from medisam.prompts import Box3D
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,8 @@ class TriPlanar:
         o, cfg = self.owner, self.owner.config
         key = (state.box3d, cfg)
         if key not in self.plans:
-            shape, spacing = o.geometry.shape_zyx, o.geometry.spacing_zyx
-            self.plans[key] = plan_views(shape, spacing, o.axis, state.box3d, views=cfg.views,
-                                         budget=cfg.view_budget, input_size=o.model.spec.input_size,
-                                         sampling=cfg.view_sampling, stride_for=cfg.stride_for,
-                                         session_stride=cfg.view_session_stride)
+            self.plans[key] = plan_for(cfg, o.geometry.shape_zyx, o.geometry.spacing_zyx, o.axis, state.box3d,
+                                       o.model.spec.input_size)
         return self.plans[key]
 
     def sessions(self, obj_id: int, box3d: Box3D, version: int) -> Views:

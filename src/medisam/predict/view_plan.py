@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from medisam.errors import InputError
+from medisam.predict.propagation import PropagationConfig
 from medisam.predict.volume import SliceGeometry, resample_axis
 from medisam.prompts import Box3D
 
@@ -190,8 +191,8 @@ def encodings_at_most(planes: int, stride: int) -> int:
 class ViewPlan:
     """Which views of a 3D box are encoded, and how many planes each (the cost model).
 
-    ``grids[0]`` is the session axis's view (every plane of the box's range, as the
-    single-axis propagation); the others are secondary views, possibly sampled.
+    ``grids[0]`` is the session axis's view (every plane of the box's range); the others
+    are secondary views, possibly sampled.
     ``single_axis``: the encodings (at most) of the single-axis propagation of the box, the
     budget's unit; ``budget``: the encodings allowed (None: unbounded).
     ``notes`` says why a view was sampled or skipped; ``strides``: per grid, the encode
@@ -237,30 +238,24 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
                box3d: Box3D, views: int = 3, budget: float | None = 1.5, input_size: int = 256,
                sampling: str = "secondary", stride_for: Callable[[float], int] | None = None,
                session_stride: int | None = None) -> ViewPlan:
-    """The views a tri-planar propagation of ``box3d`` encodes: the session axis's view as the
-    single-axis propagation does, and the two others within ``budget - 1`` times the planes
-    of the box's range along the session axis, in encodings (``None``: every plane of every
-    view). Where every plane is encoded that is ``budget`` times the single-axis cost.
+    """The views a tri-planar propagation of ``box3d`` encodes, within ``budget`` times the
+    encodings of the box's single-axis propagation (``None``: every plane of every view).
 
     ``stride_for``: the encode stride of a view whose planes are that many mm apart
-    (:meth:`PropagationConfig.stride_for`; None: every plane encoded). Costs count
-    encodings: a thin-slice session axis that interpolates encodes half its planes, so the
-    plan costs up to ``2 * budget - 1`` times its single-axis propagation there (the other
-    views' share is not cut with it: at 1.5x of the interpolated single axis the other views
-    were too few to vote on most hippocampus boxes, anterior Dice -0.093 on all 103 cases,
-    ``docs/speed.md``).
+    (:meth:`PropagationConfig.stride_for`; None: every plane encoded); it sets the
+    single-axis cost, the budget's unit (a thin-slice axis that interpolates encodes one
+    plane in two). ``session_stride``: the session axis's encode stride in a tri-planar plan
+    (None: the single axis's). A coarser session axis leaves the budget to the other views:
+    on 1 mm slices, 1 plane in 4 leaves them about half the session axis's planes within
+    1.5x, as many as they had at about 2x with 1 plane in 2 (docs/speed.md, stop 39).
     Secondary views whose box is thin at the encoder's scale (:data:`MIN_VIEW_BOX_PX`) are
     skipped: a 2-of-3 vote needs both, so the plan is then the session axis alone (the
-    single-axis cost). When every plane of the three views exceeds the budget, the views
-    are encoded on evenly spread planes, all at one physical plane distance (mm), the
-    smallest that fits: ``sampling="secondary"`` (default) keeps every plane of the session
-    axis and samples the other two, ``"uniform"`` samples the three views alike.
-    A secondary view left with fewer than :data:`MIN_VIEW_PLANES` planes drops the vote.
-
-    ``session_stride``: the session axis's encode stride in a tri-planar plan (None: as
-    ``stride_for`` gives it, i.e. as the single-axis propagation). The budget's unit stays
-    the single-axis propagation's encodings, so a coarser session axis leaves more to the
-    other views.
+    single-axis propagation, at its stride). When every plane of the three views exceeds
+    the budget, the views are encoded on evenly spread planes, all at one physical plane
+    distance (mm), the smallest that fits: ``sampling="secondary"`` (default) keeps every
+    plane of the session axis and samples the other two, ``"uniform"`` samples the three
+    views alike. A secondary view left with fewer than :data:`MIN_VIEW_PLANES` planes drops
+    the vote.
     """
     if sampling not in ("uniform", "secondary"):
         raise InputError(f"view sampling must be 'uniform' or 'secondary', got {sampling!r}")
@@ -305,7 +300,7 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
     grids = [main, *others]
     if budget is None:
         return planned(grids, None, notes)
-    allowance = single + int(math.floor((budget - 1.0) * main.num_planes + 1e-9))
+    allowance = int(math.floor(budget * single + 1e-9))
     if cost(grids) <= allowance:
         return planned(grids, allowance, notes)
     fixed = grids[:0 if sampling == "uniform" else 1]
@@ -336,3 +331,12 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
         return planned([main], allowance, notes)
     notes.append(f"planes every {step:.1f} mm")
     return planned([*fixed, *sampled], allowance, notes)
+
+
+def plan_for(config: PropagationConfig, shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float],
+             axis: int, box3d: Box3D, input_size: int = 256) -> ViewPlan:
+    """The plan a session with ``config`` follows for ``box3d`` (views, budget, sampling and
+    strides from the config): the one place a 3D box's plan is made."""
+    return plan_views(shape_zyx, spacing_zyx, axis, box3d, views=config.views, budget=config.view_budget,
+                      input_size=input_size, sampling=config.view_sampling, stride_for=config.stride_for,
+                      session_stride=config.view_session_stride_for(spacing_zyx[axis]))
