@@ -82,6 +82,15 @@ def test_sampled_views_encode_each_of_their_planes(sampling):
     assert plan.encoded_at_most <= plan.budget
 
 
+def test_an_explicit_encode_stride_keeps_the_sampled_views():
+    # --encode-stride 2 on 1 mm slices (what auto gives the single axis): the sampled views still
+    # encode each of their planes, so they fit and vote (they were all dropped: single axis only)
+    shape, spacing, b = (155, 240, 240), (1.0, 1.0, 1.0), as_box3d((60, 50, 40, 155, 113, 124))
+    plan = plan_for(PropagationConfig(encode_stride=2), shape, spacing, 0, b)
+    assert len(plan.grids) == 3 and plan.grid_strides == (2, 1, 1)
+    assert all(g.planes is not None for g in plan.grids[1:]) and plan.encoded_at_most <= plan.budget
+
+
 def test_plan_without_budget_pressure_keeps_every_plane():
     plan = plan_views((40, 40, 40), (1.0, 1.0, 1.0), 0, as_box3d((10, 10, 5, 12, 12, 34)))  # 30 + 3 + 3
     assert len(plan.grids) == 3 and all(g.planes is None for g in plan.grids) and plan.planes == 36

@@ -61,11 +61,14 @@ def propagate(
                                     "on frame F where it appears (label: next free); repeatable."),
     axis: Optional[str] = common.AxisOpt,
     views: Optional[int] = typer.Option(None, "--views", help="--box3d only: 3 (default) = propagate along all "
-                                        "three axes and keep the voxels two of them agree on (more accurate, ~3x the "
-                                        "encoding); 1 = along --axis only."),
+                                        "three axes and keep the voxels two of them agree on (more accurate, at most "
+                                        "1.5x the encodings of one axis; the plan is printed first); 1 = along --axis "
+                                        "only."),
     encode_stride: Optional[int] = typer.Option(None, "--encode-stride", help="Volumes: encode every Nth plane "
                                                 "while propagating and interpolate the embeddings between (default: 2 "
-                                                "where planes are <= 1.25 mm apart, else 1; 1 = encode every plane)."),
+                                                "where planes are <= 1.25 mm apart, else 1, and 4 for a 3D box's own "
+                                                "axis there; 1 = encode every plane). A 3D box's sampled views encode "
+                                                "each of their planes."),
     channel: Optional[int] = common.ChannelOpt,
     series: Optional[str] = common.SeriesOpt,
     window: Optional[str] = common.WindowOpt,

@@ -261,7 +261,9 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
         raise InputError(f"view sampling must be 'uniform' or 'secondary', got {sampling!r}")
 
     def stride(g: ViewGrid) -> int:
-        if stride_for is None:
+        # a sampled view encodes each of its planes (sampling it densely enough to interpolate
+        # would visit twice the planes for the same encodings: not measured, so not planned)
+        if stride_for is None or g.planes is not None:
             return 1
         return int(stride_for(g.spacing_zyx(shape_zyx, spacing_zyx)[g.axis]))
 
@@ -313,11 +315,7 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
     left = allowance - cost(fixed)
 
     def fit(grids: list[ViewGrid]) -> bool:
-        # a sampled view encodes each of its planes (sampling it densely enough to interpolate
-        # would visit twice the planes for the same encodings: not measured, so not planned)
-        grid_strides = strides(grids)
-        dense = any(g.planes is not None and s > 1 for g, s in zip(grids, grid_strides))
-        return not dense and cost(grids, grid_strides) <= left
+        return cost(grids) <= left
 
     # the smallest plane distance that fits: plane counts change only where a view's length
     # is a whole multiple of it, so those distances are the candidates
