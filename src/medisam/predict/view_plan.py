@@ -272,9 +272,8 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
         own = session_stride if tri and session_stride is not None else None
         return tuple(own if own is not None and g.axis == axis else stride(g) for g in grids)
 
-    def cost(grids: Sequence[ViewGrid], grid_strides: Sequence[int] | None = None) -> int:
-        pairs = zip(grids, grid_strides if grid_strides is not None else strides(grids))
-        return sum(encodings_at_most(g.num_planes, s) for g, s in pairs)
+    def cost(grids: Sequence[ViewGrid]) -> int:
+        return sum(encodings_at_most(g.num_planes, s) for g, s in zip(grids, strides(grids)))
 
     def planned(grids: Sequence[ViewGrid], allowance: int | None, notes: list[str]) -> ViewPlan:
         return ViewPlan(tuple(grids), single, allowance, tuple(notes), strides(grids, tri=len(grids) > 1))
@@ -313,14 +312,10 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
         return [g.sampled(min(g.num_planes, int(math.floor(mm / step + 1e-9)) + 1)) for g, mm in zip(free, lengths)]
 
     left = allowance - cost(fixed)
-
-    def fit(grids: list[ViewGrid]) -> bool:
-        return cost(grids) <= left
-
     # the smallest plane distance that fits: plane counts change only where a view's length
     # is a whole multiple of it, so those distances are the candidates
     candidates = sorted({mm / k for g, mm in zip(free, lengths) for k in range(1, g.num_planes) if mm > 0})
-    step = next((c for c in candidates if fit(sampled_at(c))), None)
+    step = next((c for c in candidates if cost(sampled_at(c)) <= left), None)
     sampled = sampled_at(step) if step is not None else []
     few = [g for g in (sampled or free) if g.axis != axis and (not sampled or g.num_planes < MIN_VIEW_PLANES)]
     if few:
