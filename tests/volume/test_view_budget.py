@@ -82,6 +82,15 @@ def test_sampled_views_encode_each_of_their_planes(sampling):
     assert plan.encoded_at_most <= plan.budget
 
 
+def test_a_sampled_session_view_encodes_each_of_its_planes():
+    # view_sampling="uniform" samples the session axis too: its planes are several mm apart,
+    # so the thin-slice session stride (1 in 4) must not apply to them (it did: 1 in 4 of the samples)
+    shape, spacing, b = (192, 512, 512), (1.25, 0.57, 0.57), as_box3d((48, 219, 0, 255, 478, 189))
+    plan = plan_for(PropagationConfig(view_sampling="uniform"), shape, spacing, 0, b)
+    assert len(plan.grids) == 3 and plan.grids[0].planes is not None
+    assert plan.grid_strides == (1, 1, 1) and plan.encoded_at_most == plan.planes <= plan.budget
+
+
 def test_an_explicit_encode_stride_keeps_the_sampled_views():
     # --encode-stride 2 on 1 mm slices (what auto gives the single axis): the sampled views still
     # encode each of their planes, so they fit and vote (they were all dropped: single axis only)

@@ -268,9 +268,10 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
         return int(stride_for(g.spacing_zyx(shape_zyx, spacing_zyx)[g.axis]))
 
     def strides(grids: Sequence[ViewGrid], tri: bool = True) -> tuple[int, ...]:
-        # the session axis's stride of a tri-planar plan (a plan of one view is the single axis)
+        # the session axis's stride of a tri-planar plan (a plan of one view is the single axis);
+        # a sampled session view (``sampling="uniform"``) encodes each of its planes
         own = session_stride if tri and session_stride is not None else None
-        return tuple(own if own is not None and g.axis == axis else stride(g) for g in grids)
+        return tuple(own if own is not None and g.axis == axis and g.planes is None else stride(g) for g in grids)
 
     def cost(grids: Sequence[ViewGrid]) -> int:
         return sum(encodings_at_most(g.num_planes, s) for g, s in zip(grids, strides(grids)))
