@@ -9,7 +9,7 @@ import pytest
 
 from medisam.errors import InputError, PromptError
 from medisam.predict import Predictor, PropagationConfig, VolumeSession
-from medisam.predict.propagation import fuse_views
+from medisam.predict.propagation import fuse_views, views_in_vote
 from medisam.predict.view_plan import ViewGrid
 from medisam.predict.volume import resample_axis
 from medisam.prompts import Box3D
@@ -18,7 +18,8 @@ from test_volume_session import CountingEncoder, ball_volume
 
 #: Keep going on empty random-model masks; one margin only (fewer decoder passes).
 FAST = PropagationConfig(min_area_px=0, extra_margins_mm=(), view_budget=None,  # every plane: fusion mechanics
-                         encode_stride=1)  # each plane encoded (views interpolate relative to their own range)
+                         encode_stride=1,  # each plane encoded (views interpolate relative to their own range)
+                         view_min_agreement=0.0)  # every view votes, whatever a random model makes of it
 #: A small box: 2 + 4 + 5 planes across the three views.
 BOX = (5, 4, 1, 9, 7, 2)  # x0, y0, z0, x1, y1, z1
 
@@ -154,6 +155,39 @@ def test_view_grid_and_fusion_helpers():
     assert np.array_equal(grid.restore_plane(stretched[:, 3], (10, 40, 50)) >= 0.5, mask[:, 3])
     a, b, c = (np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 0], bool), np.array([0.0, 0.6, 0.6, 0.4]))
     assert fuse_views([a, b, c]).tolist() == [True, True, True, False]
+
+
+def test_a_view_that_disagrees_with_the_session_axis_is_left_out_of_the_vote():
+    session = np.zeros((4, 6, 6), np.float32)
+    session[1:3, 1:5, 1:5] = 1
+    near = session.copy()
+    near[1, 1] = 0  # differs a little: votes
+    wrong = np.zeros_like(session)
+    wrong[:, 5] = 0.9  # a view that segmented something else (a whole lung's coronal reformats)
+    kept, agree = views_in_vote([session, near, wrong], 0.15)
+    assert kept == [0, 1] and agree[0] > 0.9 and agree[1] == 0.0
+    assert views_in_vote([session, near, wrong], 0.0)[0] == [0, 1, 2]
+    assert fuse_views([session, near, wrong]).sum() < session.sum()  # the 2-of-3 vote it would spoil
+    with pytest.raises(InputError, match="view_min_agreement"):
+        PropagationConfig(view_min_agreement=1.5)
+
+
+def test_views_left_out_give_their_vote_to_the_session_axis(tiny_model, caplog):
+    # the random model's views disagree: with a threshold of 1, only identical views would vote,
+    # so the fused box is the session axis's own propagation, and the log says which views were out
+    image = small_volume()
+    predictor = Predictor(tiny_model)
+    one = VolumeSession(tiny_model, image, predictor=predictor, config=replace(FAST, views=1))
+    one.add_box3d(BOX)
+    strict = VolumeSession(tiny_model, image, predictor=predictor, config=replace(FAST, view_min_agreement=1.0))
+    strict.add_box3d(BOX)
+    with caplog.at_level("WARNING", logger="medisam.predict.triplanar"):
+        fused = strict.propagate(progress=False).array
+    assert np.array_equal(fused, one.propagate(progress=False).array)
+    assert "left out of the vote" in caplog.text
+    every = VolumeSession(tiny_model, image, predictor=predictor, config=FAST)
+    every.add_box3d(BOX)
+    assert not np.array_equal(every.propagate(progress=False).array, fused)  # the other views did change it
 
 
 def test_sam2_model_is_refused_with_a_pointer_to_sam2session():

@@ -20,7 +20,7 @@ import numpy as np
 from medisam.io.medical_image import MedicalImage
 from medisam.predict.axis_session import AxisSession
 from medisam.predict.contract import SliceResult, ViewProgress
-from medisam.predict.propagation import fuse_views
+from medisam.predict.propagation import fuse_views, views_in_vote
 from medisam.predict.store import ObjectState, Run
 from medisam.predict.view_plan import ViewGrid, ViewPlan, plan_for
 from medisam.prompts import Box3D
@@ -121,6 +121,17 @@ class TriPlanar:
                     yield ViewProgress(grid.axis, index, obj_id, mask, r.score, r.source, r.stop)
         self._store_fused(obj_id, state, seed, version, views)
 
+    def _voters(self, obj_id: int, views: Views, votes: list[np.ndarray]) -> list[np.ndarray]:
+        """``votes`` with each view that fails :func:`views_in_vote` replaced by the session
+        axis's view (its vote goes to the session axis), with a warning that says so."""
+        kept, agree = views_in_vote(votes, self.owner.config.view_min_agreement)
+        for i, a in enumerate(agree, start=1):
+            if i not in kept:
+                log.warning("object %d: the %s view is left out of the vote: its mask agrees with the session "
+                            "axis's at Dice %.2f (< view_min_agreement %.2f)", obj_id, "kji"[views[i][0].axis], a,
+                            self.owner.config.view_min_agreement)
+        return [v if i in kept else votes[0] for i, v in enumerate(votes)]
+
     def _store_fused(self, obj_id: int, state: ObjectState, seed: int, version: int, views: Views) -> None:
         o = self.owner
         b, shape = state.box3d, o.geometry.shape_zyx
@@ -134,7 +145,7 @@ class TriPlanar:
             full[grid.axis] = slice(None)  # the view volume already spans the box's range on its axis
             votes.append(grid.restore(planes, shape)[tuple(full)])
         fused = np.zeros(shape, dtype=bool)
-        fused[crop] = fuse_views(votes)
+        fused[crop] = fuse_views(self._voters(obj_id, views, votes))
         main_grid, main_view = views[0]  # the session axis's own view: scores per (encoded) slice
         scores = {main_grid.plane_index(t): r.score for t, r in main_view.results(1).items()}
         lo, hi = state.slice_range

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from medisam.errors import InputError
-from medisam.predict.propagation import PropagationConfig
+from medisam.predict.propagation import MAX_VIEW_ANISOTROPY, PropagationConfig
 from medisam.predict.volume import SliceGeometry, resample_axis
 from medisam.prompts import Box3D
 
@@ -237,7 +237,7 @@ class ViewPlan:
 def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float], axis: int,
                box3d: Box3D, views: int = 3, budget: float | None = 1.5, input_size: int = 256,
                sampling: str = "secondary", stride_for: Callable[[float], int] | None = None,
-               session_stride: int | None = None) -> ViewPlan:
+               session_stride: int | None = None, max_anisotropy: float = MAX_VIEW_ANISOTROPY) -> ViewPlan:
     """The views a tri-planar propagation of ``box3d`` encodes, within ``budget`` times the
     encodings of the box's single-axis propagation (``None``: every plane of every view).
 
@@ -248,8 +248,9 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
     (None: the single axis's). A coarser session axis leaves the budget to the other views:
     on 1 mm slices, 1 plane in 4 leaves them about half the session axis's planes within
     1.5x, as many as they had at about 2x with 1 plane in 2 (docs/speed.md, stop 39).
-    Secondary views whose box is thin at the encoder's scale (:data:`MIN_VIEW_BOX_PX`) are
-    skipped: a 2-of-3 vote needs both, so the plan is then the session axis alone (the
+    Secondary views whose box is thin at the encoder's scale (:data:`MIN_VIEW_BOX_PX`), or
+    whose planes cross slices more than ``max_anisotropy`` times thicker than their pixels
+    (:data:`MAX_VIEW_ANISOTROPY`), are skipped: a 2-of-3 vote needs both, so the plan is then the session axis alone (the
     single-axis propagation, at its stride). When every plane of the three views exceeds
     the budget, the views are encoded on evenly spread planes, all at one physical plane
     distance (mm), the smallest that fits: ``sampling="secondary"`` (default) keeps every
@@ -291,6 +292,11 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
         h, w = grid.plane_hw(shape_zyx)
         sub = grid.box(box3d, shape_zyx)
         rows, cols = (b for b in range(3) if b != a)
+        coarse, fine = max(spacing_zyx[rows], spacing_zyx[cols]), min(spacing_zyx[rows], spacing_zyx[cols])
+        if coarse > max_anisotropy * fine:
+            notes.append(f"{names[a]} skipped: its pixels are {coarse / fine:.1f}x longer across the slices "
+                         f"({coarse:g} mm slices, {fine:g} mm pixels; at most {max_anisotropy:g}x)")
+            continue
         extent = {0: sub.z1 - sub.z0 + 1, 1: sub.y1 - sub.y0 + 1, 2: sub.x1 - sub.x0 + 1}
         thin = min(extent[rows], extent[cols]) * input_size / max(h, w)
         if thin < MIN_VIEW_BOX_PX:
@@ -333,4 +339,5 @@ def plan_for(config: PropagationConfig, shape_zyx: tuple[int, int, int], spacing
     strides from the config): the one place a 3D box's plan is made."""
     return plan_views(shape_zyx, spacing_zyx, axis, box3d, views=config.views, budget=config.view_budget,
                       input_size=input_size, sampling=config.view_sampling, stride_for=config.stride_for,
-                      session_stride=config.view_session_stride_for(spacing_zyx[axis]))
+                      session_stride=config.view_session_stride_for(spacing_zyx[axis]),
+                      max_anisotropy=config.view_max_anisotropy)
