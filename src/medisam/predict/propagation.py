@@ -40,10 +40,11 @@ def auto_stride(plane_mm: float) -> int:
 
 
 #: A secondary view is skipped when its planes cross slices more than this many times thicker
-#: than their pixels: stretched to square pixels, such a plane is mostly interpolation, and the
-#: 2D model scores lower on it than the session axis alone (docs/speed.md, stop 40: BraTS
-#: resampled to 5 mm slices, whole tumour 0.857 against 0.873 single-axis; a 5 mm lung CT's
-#: whole lung 0.861 against 0.949; at 3 mm the three views still win, 0.882 against 0.867).
+#: than their pixels: stretched to square pixels, such a plane is mostly interpolation
+#: (docs/speed.md, stop 40). Three views against the session axis alone: a 5 mm lung CT's
+#: whole lung 0.861 against 0.949; BraTS resampled to 5 mm slices, a draw (whole tumour 0.862
+#: against 0.873, core 0.695 against 0.681); at 3 mm the three views win (0.882 / 0.689
+#: against 0.867 / 0.656), as on the 1 mm sets.
 MAX_VIEW_ANISOTROPY = 4.0
 
 
