@@ -252,11 +252,11 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
     whose planes cross slices more than ``max_anisotropy`` times thicker than their pixels
     (:data:`MAX_VIEW_ANISOTROPY`), are skipped: a 2-of-3 vote needs both, so the plan is
     then the session axis alone (the single-axis propagation, at its stride). When every
-    plane of the three views exceeds the budget, the views are encoded on evenly spread planes, all at one physical plane
-    distance (mm), the smallest that fits: ``sampling="secondary"`` (default) keeps every
-    plane of the session axis and samples the other two, ``"uniform"`` samples the three
-    views alike. A secondary view left with fewer than :data:`MIN_VIEW_PLANES` planes drops
-    the vote.
+    plane of the three views exceeds the budget, the views are encoded on evenly spread
+    planes, all at one physical plane distance (mm), the smallest that fits:
+    ``sampling="secondary"`` (default) keeps every plane of the session axis and samples the
+    other two, ``"uniform"`` samples the three views alike. A secondary view left with fewer
+    than :data:`MIN_VIEW_PLANES` planes drops the vote.
     """
     if sampling not in ("uniform", "secondary"):
         raise InputError(f"view sampling must be 'uniform' or 'secondary', got {sampling!r}")
