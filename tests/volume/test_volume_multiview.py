@@ -179,7 +179,8 @@ def test_views_left_out_give_their_vote_to_the_session_axis(tiny_model, caplog):
     predictor = Predictor(tiny_model)
     one = VolumeSession(tiny_model, image, predictor=predictor, config=replace(FAST, views=1))
     one.add_box3d(BOX)
-    strict = VolumeSession(tiny_model, image, predictor=predictor, config=replace(FAST, view_min_agreement=1.0))
+    strict = VolumeSession(tiny_model, image, predictor=predictor,
+                           config=replace(FAST, view_min_agreement=1.0, view_trusted_score=0.0))
     strict.add_box3d(BOX)
     with caplog.at_level("WARNING", logger="medisam.predict.triplanar"):
         fused = strict.propagate(progress=False).array
@@ -188,6 +189,11 @@ def test_views_left_out_give_their_vote_to_the_session_axis(tiny_model, caplog):
     every = VolumeSession(tiny_model, image, predictor=predictor, config=FAST)
     every.add_box3d(BOX)
     assert not np.array_equal(every.propagate(progress=False).array, fused)  # the other views did change it
+    # an unsure session axis (the random model's scores are far below 1) keeps every view in the vote
+    unsure = VolumeSession(tiny_model, image, predictor=predictor,
+                           config=replace(FAST, view_min_agreement=1.0, view_trusted_score=1.0))
+    unsure.add_box3d(BOX)
+    assert np.array_equal(unsure.propagate(progress=False).array, every.propagate(progress=False).array)
 
 
 def test_sam2_model_is_refused_with_a_pointer_to_sam2session():

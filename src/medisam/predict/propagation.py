@@ -117,7 +117,13 @@ class PropagationConfig:
             view (planes it never saw: a whole lung's coronal reformats of a thin-slice CT,
             Dice 0.06 where the session axis had 0.96), and two such views outvote the good
             one. Views that merely differ agree far above it (0.23 at the least over 120 views
-            of hippocampus and BraTS boxes). 0 = every view votes.
+            of hippocampus and BraTS boxes). Applies only where the session axis's view is
+            confident (``view_trusted_score``). 0 = every view votes.
+        view_trusted_score: the mean predicted IoU of the session axis's view over its slices
+            from which ``view_min_agreement`` applies. Where the session axis itself is unsure,
+            two other views that agree with each other are more often right: hippocampus_172
+            (session 0.64) lost 0.461 -> 0.180 without this condition; the failed lung's session
+            axis scored 0.92.
         stop_rules: where a run from a prompt on one slice (no 3D box) ends: shape change,
             growth against the seed, ... (:class:`~medisam.predict.stop_rules.StopRules`;
             ``StopRules.off()`` propagates until a mask is empty).
@@ -147,6 +153,7 @@ class PropagationConfig:
     view_sampling: str = "secondary"
     view_max_anisotropy: float = MAX_VIEW_ANISOTROPY
     view_min_agreement: float = 0.15
+    view_trusted_score: float = 0.85
     stop_rules: StopRules = StopRules()
     slice_box: SliceBoxRules = SliceBoxRules()
 
@@ -180,6 +187,8 @@ class PropagationConfig:
             raise InputError(f"view_max_anisotropy must be >= 1 (slice / pixel size), got {self.view_max_anisotropy!r}")
         if not 0.0 <= self.view_min_agreement <= 1.0:
             raise InputError(f"view_min_agreement must be a Dice in [0, 1], got {self.view_min_agreement!r}")
+        if not 0.0 <= self.view_trusted_score <= 1.0:
+            raise InputError(f"view_trusted_score must be an IoU in [0, 1], got {self.view_trusted_score!r}")
 
 
 def clip_to(mask: np.ndarray, box: Box | None) -> np.ndarray:

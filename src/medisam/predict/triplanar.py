@@ -123,13 +123,18 @@ class TriPlanar:
 
     def _voters(self, obj_id: int, views: Views, votes: list[np.ndarray]) -> list[np.ndarray]:
         """``votes`` with each view that fails :func:`views_in_vote` replaced by the session
-        axis's view (its vote goes to the session axis), with a warning that says so."""
-        kept, agree = views_in_vote(votes, self.owner.config.view_min_agreement)
+        axis's view (its vote goes to the session axis), with a warning that says so; only
+        where the session axis's view is confident (``config.view_trusted_score``)."""
+        cfg = self.owner.config
+        scores = [r.score for r in views[0][1].results(1).values()]
+        if not scores or float(np.mean(scores)) < cfg.view_trusted_score:
+            return votes
+        kept, agree = views_in_vote(votes, cfg.view_min_agreement)
         for i, a in enumerate(agree, start=1):
             if i not in kept:
                 log.warning("object %d: the %s view is left out of the vote: its mask agrees with the session "
                             "axis's at Dice %.2f (< view_min_agreement %.2f)", obj_id, "kji"[views[i][0].axis], a,
-                            self.owner.config.view_min_agreement)
+                            cfg.view_min_agreement)
         return [v if i in kept else votes[0] for i, v in enumerate(votes)]
 
     def _store_fused(self, obj_id: int, state: ObjectState, seed: int, version: int, views: Views) -> None:
