@@ -5,8 +5,9 @@ planes are mostly interpolation (stretched to square pixels) and a 2D model can 
 (docs/speed.md, stop 40). This prints, per volume and target, the Dice of:
 
 * ``default``: the 3D box as a user gets it (``PropagationConfig()``: views skipped across
-  slices more than ``view_max_anisotropy`` (4) times thicker than their pixels, a view that
-  agrees with the session axis below ``view_min_agreement`` (0.15) left out of the vote);
+  slices more than ``view_max_anisotropy`` (4) times thicker than their pixels; where the
+  session axis is confident (``view_trusted_score``, 0.85), a view that agrees with it below
+  ``view_min_agreement`` (0.15) left out of the vote);
 * ``every-view``: the three views always voting (the behaviour before stop 40);
 * ``single``: the session axis alone (``views=1``).
 
@@ -49,14 +50,18 @@ VARIANTS = {
 }
 
 
-def brats_thinned(step: int) -> list[tuple[str, MedicalImage, str | None, dict[str, np.ndarray]]]:
+#: (table row, case, image, CT window or None, {target: (Z, Y, X) bool truth})
+Volume = tuple[str, str, MedicalImage, "str | None", dict[str, np.ndarray]]
+
+
+def brats_thinned(step: int) -> list[Volume]:
     """BraTS FLAIR cases with every ``step``-th slice (display uint8, as propagation_3d.py)."""
     out = []
     for case in brats_cases(4):
         vol8 = np.rint(volume_to_display(case.image.array, case.image.modality)).astype(np.uint8)
         sx, sy, sz = case.image.spacing
         image = MedicalImage.from_array(vol8[::step], spacing=(sx, sy, sz * step), is_rgb=False)
-        out.append((f"BraTS {sz * step:g} mm {case.name}", image, None,
+        out.append((f"BraTS {sz * step:g} mm", case.name, image, None,
                     {t: m[::step] for t, m in case.targets.items()}))
     return out
 
@@ -75,12 +80,12 @@ def left_lung(hu: np.ndarray) -> np.ndarray:
     return ndi.binary_fill_holes(lung, structure=np.ones((1, 3, 3)))
 
 
-def lung_volumes(resampled: bool) -> list[tuple[str, MedicalImage, str | None, dict[str, np.ndarray]]]:
+def lung_volumes(resampled: bool) -> list[Volume]:
     path = DATA / "pyradiomics_lung_ct" / "imagesTr" / "lung1_0000.nii.gz"
     if not path.is_file():
         return []
     image = read_image(path)
-    out = [("lung1 5 mm", image, "lung", {"left lung": left_lung(image.array)})]
+    out = [("lung1 5 mm", "lung1", image, "lung", {"left lung": left_lung(image.array)})]
     if resampled:
         import SimpleITK as sitk
 
@@ -91,7 +96,7 @@ def lung_volumes(resampled: bool) -> list[tuple[str, MedicalImage, str | None, d
         thin = sitk.GetArrayFromImage(sitk.Resample(itk, size, sitk.Transform(), sitk.sitkLinear, itk.GetOrigin(),
                                                     spacing, itk.GetDirection(), -1024.0))
         resampled_image = MedicalImage.from_array(thin, spacing=spacing, is_rgb=False, modality="CT")
-        out.append(("lung1 resampled to 1.25 mm", resampled_image, "lung", {"left lung": left_lung(thin)}))
+        out.append(("lung1 resampled to 1.25 mm", "lung1", resampled_image, "lung", {"left lung": left_lung(thin)}))
     return out
 
 
@@ -115,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows: dict[tuple[str, str], dict[str, list[float]]] = {}
     t_all = time.perf_counter()
-    for name, image, window, targets in volumes:
-        group = name.rsplit(" brats_", 1)[0]
+    for group, name, image, window, targets in volumes:
         predictor = Predictor(model)  # the variants of one volume share its embeddings (accuracy only)
         for target, truth in targets.items():
             box = tight_box3d(truth)
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 d = dice(session.propagate(progress=False).array == 1, truth)
                 rows.setdefault((group, target), {}).setdefault(v, []).append(d)
                 scores.append(f"{v} {d:.4f}")
-            print(f"# {name} {target}: " + ", ".join(scores), flush=True)
+            print(f"# {group} {name} {target}: " + ", ".join(scores), flush=True)
     print("\n| volume | target | n | " + " | ".join(variants) + " |")
     print("|---|---|---|" + "---|" * len(variants))
     for (group, target), res in rows.items():

@@ -121,13 +121,14 @@ class TriPlanar:
                     yield ViewProgress(grid.axis, index, obj_id, mask, r.score, r.source, r.stop)
         self._store_fused(obj_id, state, seed, version, views)
 
-    def _voters(self, obj_id: int, views: Views, votes: list[np.ndarray]) -> list[np.ndarray]:
+    def _voters(self, obj_id: int, views: Views, votes: list[np.ndarray],
+                session_scores: list[float]) -> list[np.ndarray]:
         """``votes`` with each view that fails :func:`views_in_vote` replaced by the session
         axis's view (its vote goes to the session axis), with a warning that says so; only
-        where the session axis's view is confident (``config.view_trusted_score``)."""
+        where the session axis's view is confident (mean of ``session_scores`` at least
+        ``config.view_trusted_score``)."""
         cfg = self.owner.config
-        scores = [r.score for r in views[0][1].results(1).values()]
-        if not scores or float(np.mean(scores)) < cfg.view_trusted_score:
+        if not session_scores or float(np.mean(session_scores)) < cfg.view_trusted_score:
             return votes
         kept, agree = views_in_vote(votes, cfg.view_min_agreement)
         for i, a in enumerate(agree, start=1):
@@ -149,10 +150,10 @@ class TriPlanar:
             full: list = list(crop)
             full[grid.axis] = slice(None)  # the view volume already spans the box's range on its axis
             votes.append(grid.restore(planes, shape)[tuple(full)])
-        fused = np.zeros(shape, dtype=bool)
-        fused[crop] = fuse_views(self._voters(obj_id, views, votes))
         main_grid, main_view = views[0]  # the session axis's own view: scores per (encoded) slice
         scores = {main_grid.plane_index(t): r.score for t, r in main_view.results(1).items()}
+        fused = np.zeros(shape, dtype=bool)
+        fused[crop] = fuse_views(self._voters(obj_id, views, votes, list(scores.values())))
         lo, hi = state.slice_range
 
         def result(t: int, source: str) -> SliceResult:

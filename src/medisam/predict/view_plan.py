@@ -55,13 +55,10 @@ class ViewGrid:
                 box3d: Box3D, square: bool = True, max_side: int = MAX_VIEW_SIDE) -> "ViewGrid":
         """The view of ``box3d`` along ``axis``: its slice range and, with ``square``, the
         stretch that makes the plane's pixels square (none when they already are within 5 %)."""
-        geometry = SliceGeometry(tuple(shape_zyx), axis, tuple(spacing_zyx))
-        _, lo, hi = geometry.box3d_to_plane(box3d)
-        r, c = geometry.plane_axes
-        sr, sc = spacing_zyx[r], spacing_zyx[c]
-        if not square or max(sr, sc) <= SQUARE_TOLERANCE * min(sr, sc):
+        _, lo, hi = SliceGeometry(tuple(shape_zyx), axis, tuple(spacing_zyx)).box3d_to_plane(box3d)
+        coarse, ratio = plane_anisotropy(spacing_zyx, axis)
+        if not square or ratio <= SQUARE_TOLERANCE:
             return ViewGrid(axis, lo, hi)
-        coarse, ratio = (r, sr / sc) if sr > sc else (c, sc / sr)
         n = shape_zyx[coarse]
         size = min(int(round(n * ratio)), max(n, max_side))
         if size <= n:
@@ -157,6 +154,14 @@ class ViewGrid:
         rows, cols = (a for a in range(3) if a != self.axis)
         index = 1 if self.stretch_axis == rows else 2
         return resample_axis(out[None], index, shape_zyx[self.stretch_axis], "area")[0]
+
+
+def plane_anisotropy(spacing_zyx: Sequence[float], axis: int) -> tuple[int, float]:
+    """The array axis of the longer pixel side of the planes along ``axis``, and how many
+    times longer it is than the other side (1.0: square pixels)."""
+    r, c = (a for a in range(3) if a != axis)
+    sr, sc = float(spacing_zyx[r]), float(spacing_zyx[c])
+    return (r, sr / sc) if sr > sc else (c, sc / sr)
 
 
 def interpolate_planes(volume: np.ndarray, axis: int, positions: np.ndarray, length: int) -> np.ndarray:
@@ -292,10 +297,11 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
         h, w = grid.plane_hw(shape_zyx)
         sub = grid.box(box3d, shape_zyx)
         rows, cols = (b for b in range(3) if b != a)
-        coarse, fine = max(spacing_zyx[rows], spacing_zyx[cols]), min(spacing_zyx[rows], spacing_zyx[cols])
-        if coarse > max_anisotropy * fine:
-            notes.append(f"{names[a]} skipped: its pixels are {coarse / fine:.1f}x longer across the slices "
-                         f"({coarse:g} mm slices, {fine:g} mm pixels; at most {max_anisotropy:g}x)")
+        coarse, ratio = plane_anisotropy(spacing_zyx, a)
+        if ratio > max_anisotropy:
+            fine = spacing_zyx[coarse] / ratio
+            notes.append(f"{names[a]} skipped: its pixels are {ratio:.1f}x longer across the slices "
+                         f"({spacing_zyx[coarse]:g} mm slices, {fine:g} mm pixels; at most {max_anisotropy:g}x)")
             continue
         extent = {0: sub.z1 - sub.z0 + 1, 1: sub.y1 - sub.y0 + 1, 2: sub.x1 - sub.x0 + 1}
         thin = min(extent[rows], extent[cols]) * input_size / max(h, w)
