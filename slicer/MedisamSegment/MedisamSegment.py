@@ -150,7 +150,8 @@ class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                        segment_name=self.segment_name.text.strip() or "medisam",
                                        line_node=self.line.currentNode(), keep_session=self.keep.checked,
                                        guide_nodes=[self.guide.currentNode()] if self.keep.checked else [])
-                self.status.text = f"segment {result.segment_id}: {result.voxels} voxels, slices {result.slices}"
+                self.status.text = "; ".join([f"segment {result.segment_id}: {result.voxels} voxels, slices "
+                                              f"{result.slices}", *result.notices])
         except EmptySegmentationError as exc:
             self.status.text = str(exc)
         except Exception as exc:  # tryWithErrorDisplay has shown it

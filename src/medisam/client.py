@@ -294,8 +294,14 @@ class ClientSession:
     def set_window(self, window: str | None) -> None:
         self.client.request("POST", self._url("/window"), json={"window": window})
 
+    def plan(self, direction: str = "both") -> dict:
+        """What :meth:`propagate` would cost now: ``planned_slices`` and ``plan`` (per 3D box, its
+        views and encodings, in words), before any work."""
+        return self.client.request("GET", self._url("/plan"), params={"direction": direction}).json()
+
     def propagate(self, direction: str = "both") -> dict:
-        """Propagate all prompted objects through the volume; returns voxel counts per object."""
+        """Propagate all prompted objects through the volume; returns voxel counts per object, the
+        ``plan`` it followed and its ``notices`` (e.g. a view left out of a 3D box's vote)."""
         return self.client.request("POST", self._url("/propagate"), json={"direction": direction}).json()
 
     def labels(self, slice: int | None = None) -> np.ndarray:

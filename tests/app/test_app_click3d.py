@@ -45,8 +45,11 @@ def test_click_after_propagation_is_a_3d_correction_and_undo_restores(vol_state)
     st.click(35, 35)
     st.mode = "positive"
     assert not st.propagated
+    plan = st.session.plan_lines()
+    assert len(plan) == 1 and plan[0].startswith("object 1: 3D box plan: ")
     st.propagate()
     assert st.propagated
+    assert st.plan == plan and st.message.startswith("propagated: ") and st.message.endswith(plan[0])
     before = st.session.labels.copy()
     ref = _reference(st, (12, 12, 2, 35, 35, 5))
     assert np.array_equal(before, ref.labels)

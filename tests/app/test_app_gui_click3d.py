@@ -117,6 +117,8 @@ def test_3d_click_on_another_slice_changes_the_labels_and_undo_restores(tiny_app
     _wait_status(page, "pixels")
     page.locator("#medisam-propagate").click()
     _wait_status(page, "propagated", 180_000)
+    # the plan the work followed (this small box: the session axis alone, within the budget)
+    assert "object 1: 3D box plan: 1 view(s) [k: 4] = 4 encodings" in _status(page)
     assert np.array_equal(_download(page, tmp_path, "before.nii.gz"), before)
 
     _set_mode(page, "positive" if positive else "negative")

@@ -93,7 +93,13 @@ def test_one_script_same_behaviour(session):
 
     r = s.add_box3d(BOX3D, obj_id=5)
     assert r.slice == 2 and r.obj_id == 5
+    plan = s.plan_lines()  # the coming work's cost in words, before it (CLI, server, web UI)
+    assert isinstance(plan, list) and all(isinstance(line, str) for line in plan)
+    said = {"volume-views1": None, "volume-views3": "object 5: 3D box plan: ", "sam2": "SAM 2 tracks 3 object(s) in 2",
+            "tracking-video": "tracking 3 object(s) over 6 frame(s)"}[name]
+    assert plan == [] if said is None else (len(plan) == 1 and plan[0].startswith(said))
     s.propagate(progress=False)
+    assert list(s.notices) == []  # nothing was left out of a vote here
     labels = s.label_map().array
     assert set(s.results(5)) <= set(range(1, 5)) and not (labels[[0, 5]] == 5).any()
     s.reset()

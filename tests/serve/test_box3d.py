@@ -28,6 +28,34 @@ def test_box3d_matches_volume_session_and_stays_in_its_slices(make_client, tiny_
         assert s.undo() and not s.labels().any()  # one undo step
 
 
+def test_plan_before_and_notices_after_a_3d_box_propagation(make_client, monkeypatch):
+    # views that disagree with a trusted session axis are left out of the vote (a strict setting,
+    # and every view planned, so that the tiny random model's views trigger it); the server says so, and shows
+    # the plan first
+    from functools import partial
+
+    from medisam.predict import axis_session
+    from medisam.predict.propagation import PropagationConfig
+
+    monkeypatch.setattr(axis_session, "PropagationConfig",
+                        partial(PropagationConfig, view_min_agreement=1.0, view_trusted_score=0.0, view_budget=None))
+    tc = make_client()
+    c = Client(http=tc)
+    with c.open_session(ct_volume((8, 48, 48)), spacing=(1.0, 1.0, 2.0)) as s:
+        assert s.plan() == {"session_id": s.id, "direction": "both", "planned_slices": 0, "plan": []}
+        s.add_box3d((12, 12, 2, 36, 36, 5))
+        before = s.plan()
+        assert before["planned_slices"] > 0 and len(before["plan"]) == 1
+        assert before["plan"][0].startswith("object 1: 3D box plan: 3 view(s) [k: 4, j: ")
+        out = s.propagate()
+        assert out["plan"] == before["plan"]
+        assert [n.split(": ", 1)[1][:38] for n in out["notices"]] == ["the j view is left out of the vote: it",
+                                                                      "the i view is left out of the vote: it"]
+        assert s.plan()["plan"] == [] and s.propagate()["notices"] == []  # done: no plan, nothing new to say
+        bad = tc.get(f"/sessions/{s.id}/plan", params={"direction": "sideways"})
+        assert bad.status_code in (400, 422) and "direction" in bad.text
+
+
 def test_box_plus_slice_range_is_the_same_3d_box(make_client):
     c = Client(http=make_client())
     with c.open_session(ct_volume((8, 48, 48))) as s:

@@ -182,10 +182,14 @@ def test_views_left_out_give_their_vote_to_the_session_axis(tiny_model, caplog):
     strict = VolumeSession(tiny_model, image, predictor=predictor,
                            config=replace(FAST, view_min_agreement=1.0, view_trusted_score=0.0))
     strict.add_box3d(BOX)
+    assert not strict.notices
     with caplog.at_level("WARNING", logger="medisam.predict.triplanar"):
         fused = strict.propagate(progress=False).array
     assert np.array_equal(fused, one.propagate(progress=False).array)
     assert "left out of the vote" in caplog.text
+    # the same words are the session's notices, for the server and the web UI (both other views)
+    assert [n.split(":")[1].strip() for n in strict.notices] == ["the j view is left out of the vote",
+                                                                 "the i view is left out of the vote"]
     every = VolumeSession(tiny_model, image, predictor=predictor, config=FAST)
     every.add_box3d(BOX)
     assert not np.array_equal(every.propagate(progress=False).array, fused)  # the other views did change it
@@ -194,6 +198,20 @@ def test_views_left_out_give_their_vote_to_the_session_axis(tiny_model, caplog):
                            config=replace(FAST, view_min_agreement=1.0, view_trusted_score=1.0))
     unsure.add_box3d(BOX)
     assert np.array_equal(unsure.propagate(progress=False).array, every.propagate(progress=False).array)
+    assert not unsure.notices and not every.notices
+
+
+def test_plan_lines_say_the_cost_before_the_work_and_nothing_once_done(tiny_model, capsys):
+    session = VolumeSession(tiny_model, small_volume(), config=FAST)
+    assert session.plan_lines() == []  # no prompt, no work
+    session.add_box3d(BOX, obj_id=2)
+    lines = session.plan_lines()
+    assert len(lines) == 1 and lines[0].startswith("object 2: 3D box plan: 3 view(s) [k: 2, j: 4, i: 5]")
+    assert lines[0] == f"object 2: {session.view_plan(2).describe()}"
+    assert session.plan_lines("forward") == []  # one direction: along the session axis, no 3D plan
+    session.propagate(progress=True)
+    assert lines[0] in capsys.readouterr().err  # the CLI's path prints it before the work
+    assert session.plan_lines() == []  # fused: nothing left to do
 
 
 def test_sam2_model_is_refused_with_a_pointer_to_sam2session():

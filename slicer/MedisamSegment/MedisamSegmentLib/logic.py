@@ -51,6 +51,8 @@ class SegmentationResult:
     voxels: int
     slices: tuple[int, int]
     session_info: dict
+    #: what the server's propagation said beyond the mask (e.g. a view left out of a 3D box's vote)
+    notices: tuple[str, ...] = ()
 
 
 def geometry_from_ijk_to_ras(ijk_to_ras: np.ndarray) -> tuple[tuple, tuple, tuple]:
@@ -209,8 +211,12 @@ class MedisamSegmentCore:
                 done.add(k)
             for kk in sorted({p[0] for p in points} - done):
                 session.add_points(slice=kk, points=[(x, y, lab) for k2, x, y, lab in points if k2 == kk])
+            notices: tuple[str, ...] = ()
             if propagate and array.shape[0] > 1:
-                session.propagate()
+                said = session.propagate()
+                for line in said.get("plan", ()):  # the cost the server planned (views, encodings)
+                    log.info("medisam: %s", line)
+                notices = tuple(said.get("notices", ()))
             labels = session.labels()
             info = dict(session.info)
         finally:
@@ -232,7 +238,7 @@ class MedisamSegmentCore:
             self.kept = (volume_node, segmentation_node, segment_id, segment_name)
         ks = np.nonzero((labels > 0).reshape(labels.shape[0], -1).any(axis=1))[0]
         log.info("medisam: segment %s with %d voxels on slices %d..%d", segment_id, voxels, ks[0], ks[-1])
-        return SegmentationResult(segment_id, voxels, (int(ks[0]), int(ks[-1])), info)
+        return SegmentationResult(segment_id, voxels, (int(ks[0]), int(ks[-1])), info, notices)
 
     # -------------------------------------------------------- 3D clicks
     @classmethod

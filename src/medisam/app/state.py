@@ -67,6 +67,7 @@ class AppState:
         self.boxes: dict[int, tuple[tuple[float, ...], int, int]] = {}  # obj -> (box, first, last) drawn
         self.lines: dict[int, tuple[tuple[float, float, float, float], int]] = {}  # obj -> (RECIST line, slice)
         self.propagated = False  # True after a completed propagation: clicks on a volume then correct in 3D
+        self.plan: list[str] = []  # the last propagation's cost in words (InteractiveSession.plan_lines)
         self.vertices: list[tuple[float, float]] = []  # the scribble/lasso being drawn on the shown slice
         self._actions: list[str] = []  # what each undo step was: "click3d" or "prompt"
         self.cancel_requested = False
@@ -269,6 +270,8 @@ class AppState:
         self.cancel_requested = False
         unit = "frames" if self.is_video else "slices"
         total = s.planned_slices(self.direction)
+        self.plan = s.plan_lines(self.direction)  # the cost in words, shown with the progress bar
+        s.take_notices()  # this propagation's notices only
         slices = s.iter_propagate(self.direction)
         try:
             for done, _ in enumerate(slices, start=1):
@@ -287,8 +290,9 @@ class AppState:
         self.propagated = True
         objs = ", ".join(f"{o}: {int((labels == o).reshape(len(labels), -1).any(axis=1).sum())}"
                          for o in s.object_ids)
-        self.message = (f"propagated: {n} of {labels.shape[0]} {unit} labelled, {int((labels > 0).sum())} "
-                        f"{'pixels' if self.is_video else 'voxels'} ({unit} per object {objs})")
+        self.message = "; ".join([f"propagated: {n} of {labels.shape[0]} {unit} labelled, {int((labels > 0).sum())} "
+                                  f"{'pixels' if self.is_video else 'voxels'} ({unit} per object {objs})",
+                                  *s.take_notices(), *self.plan])
 
     def cancel(self) -> None:
         """Ask a running :meth:`propagate` to stop after its current slice."""

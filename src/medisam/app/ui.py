@@ -146,7 +146,8 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         if st is None:
             raise MedisamError("open a volume first")
         unit = "frames" if st.is_video else "slices"
-        st.propagate(progress=lambda done, total: progress((done, max(total, done)), unit=unit))
+        st.propagate(progress=lambda done, total: progress((done, max(total, done)), unit=unit,
+                                                           desc="; ".join(st.plan) or None))
 
     def on_opacity(st: AppState, obj: float, value: float) -> None:
         if st is None or st.session is None:

@@ -11,6 +11,8 @@ in a :class:`~medisam.predict.encoder.PlaneEncoder`; the loop in :mod:`~medisam.
 from __future__ import annotations
 
 import copy
+import sys
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -22,7 +24,7 @@ from medisam.models.promptable import PromptableModel
 from medisam.predict.axis_runs import (owner_result, planned_end, run_iter, run_planned, seed_iter, two_pass,
                                        two_pass_iter, two_pass_planned)
 from medisam.predict.cache import EmbeddingCache
-from medisam.predict.contract import (SliceResult, ViewProgress, check_object_id, paint_order, steps_of,
+from medisam.predict.contract import (MAX_NOTICES, SliceResult, ViewProgress, check_object_id, paint_order, steps_of,
                                      tracks_with_memory)
 from medisam.predict.encoder import PlaneEncoder
 from medisam.predict.predictor import Predictor
@@ -108,6 +110,9 @@ class AxisSession(ClickLayer):
         self.encoder = PlaneEncoder(predictor, self.axis, self.plane_display, self._planes_needed(), own_cache,
                                     self.config.encode_batch, self.num_slices, self._encode_stride())
         self.store = PromptStore(max_undo)
+        #: what propagations said to the user beyond their results (e.g. a view left out of a 3D
+        #: box's vote), oldest first; bounded, so a long session's memory stays flat
+        self.notices: deque[str] = deque(maxlen=MAX_NOTICES)
 
     @property
     def guides(self) -> int:
@@ -378,7 +383,8 @@ class AxisSession(ClickLayer):
         if progress and total:
             from tqdm.auto import tqdm
 
-            self._announce(direction)
+            for line in self.plan_lines(direction):  # the cost of the coming work, before it
+                print(line, file=sys.stderr)
             with tqdm(total=total, unit=self.progress_unit, desc="propagate") as bar:
                 for _ in results:
                     bar.update(1)
@@ -442,8 +448,10 @@ class AxisSession(ClickLayer):
     def _set_extra_state(self, extra: object) -> None:
         """Restore :meth:`_extra_state` (see :meth:`restore`)."""
 
-    def _announce(self, direction: str) -> None:
-        """Print the cost model of the coming work (a subclass's tri-planar boxes)."""
+    def plan_lines(self, direction: str = "both") -> list[str]:
+        """The cost of the coming propagation, one line per costly piece (a subclass's tri-planar
+        boxes); shown before the work by :meth:`propagate`, the server and the web UI."""
+        return []
 
     # -------------------------------------------------------------- internals
     def _known(self, obj_id: int) -> int:

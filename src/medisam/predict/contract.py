@@ -28,6 +28,11 @@ x = column, y = row; object ids are the label values 1..65535):
 * ``iter_propagate(direction)``: yields :class:`SliceResult` on the session axis as it goes
   (a tri-planar 3D box also yields :class:`ViewProgress` items while its other two views
   run, so progress and cancellation keep working); stopping it early keeps what is done.
+* ``plan_lines(direction)``: the cost of the coming propagation in words (a 3D box's views
+  and encodings, a video's frames), shown before the work by the CLI, the server
+  (``GET /sessions/{sid}/plan``) and the web UI; ``notices``: what propagations said beyond
+  their results (a view left out of a 3D box's vote), oldest first, at most
+  :data:`MAX_NOTICES`.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ if TYPE_CHECKING:
     from medisam.prompts import Box, Box3D, Points
 
 DIRECTIONS = ("both", "forward", "backward")
+#: notices a session keeps (the oldest are dropped): memory stays flat in long sessions
+MAX_NOTICES = 100
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,11 @@ class Session(Protocol):
     def iter_propagate(self, direction: str = "both") -> Iterator[SliceResult | ViewProgress]: ...
 
     def planned_slices(self, direction: str = "both") -> int: ...
+
+    def plan_lines(self, direction: str = "both") -> list[str]: ...
+
+    @property
+    def notices(self) -> Sequence[str]: ...
 
     def propagate(self, direction: str = "both", progress: bool = True) -> MedicalImage: ...
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
+from collections import deque
 from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
@@ -24,7 +26,8 @@ from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
 from medisam.predict import sam2_state
 from medisam.predict.propagation import clip_to
-from medisam.predict.contract import SliceResult, check_object_id, paint_order, steps_of, tracks_with_memory
+from medisam.predict.contract import (MAX_NOTICES, SliceResult, check_object_id, paint_order, steps_of,
+                                     tracks_with_memory)
 from medisam.predict.sam2_frames import NormalisedFrames, as_frames, display_frames
 from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts
 from medisam.predict.volume import as_box3d
@@ -65,6 +68,7 @@ class Sam2Session:
         self.height, self.width = frames.shape[1:3]
         self.frames = NormalisedFrames(display_frames(self.image, frames, window), int(model.net.image_size))
         self.store = PromptStore(max_undo, on_rollback=self._rebuild)
+        self.notices: deque[str] = deque(maxlen=MAX_NOTICES)  # the contract's; SAM 2 says nothing beyond results
         self._results: dict[int, dict[int, SliceResult]] = {}
         self._state = self._new_state()
 
@@ -344,11 +348,22 @@ class Sam2Session:
         frames = sum(count + 1 for _, _, count in passes) - (len(passes) - 1)  # "both" shares its start
         return frames * len(self.object_ids)
 
+    def plan_lines(self, direction: str = "both") -> list[str]:
+        """The cost of the coming tracking: frames per pass (each frame is encoded once per pass)."""
+        if not self.object_ids:
+            return []
+        counts = [count + 1 for _, _, count in self._passes(direction)]
+        return [f"SAM 2 tracks {len(self.object_ids)} object(s) in {len(counts)} pass(es) over "
+                f"{' + '.join(map(str, counts))} frame(s): one encoding and one memory step per frame and pass"]
+
     def propagate(self, direction: str = "both", progress: bool = True) -> MedicalImage:
         """Run :meth:`iter_propagate` to the end and return the label map (input geometry)."""
         results = self.iter_propagate(direction)
         if progress:
             from tqdm.auto import tqdm
+
+            for line in self.plan_lines(direction):
+                print(line, file=sys.stderr)
 
             results = tqdm(results, total=self.planned_slices(direction), unit="frame", desc="propagate (SAM 2)")
         for _ in results:

@@ -20,7 +20,6 @@ the three views, and only planes that a prompt or a run visits are encoded.
 
 from __future__ import annotations
 
-import sys
 from typing import Iterator
 
 from medisam.predict.axis_runs import clip_to as _clip  # noqa: F401 - re-export (old name)
@@ -91,11 +90,17 @@ class VolumeSession(AxisSession):
         self._triplanar.drop_stale()
         return super().planned_slices(direction)
 
-    def _announce(self, direction: str) -> None:
-        for obj_id in self.object_ids:  # the cost model of each 3D box, before the work
-            if self._fused_seed(self._objects[obj_id], direction) is not None:
-                print(f"object {obj_id}: {self.view_plan(obj_id).describe()}", file=sys.stderr)
-            elif any(two_pass(self, obj_id, t) for t in self._objects[obj_id].seeds):
-                print(f"object {obj_id}: slice box in two passes (the stop-ruled chain, then the 3D-box engine "
-                      "inside its slice range and the box): encodes the chain's slices only, decodes them twice",
-                      file=sys.stderr)
+    def plan_lines(self, direction: str = "both") -> list[str]:
+        """The cost model of each 3D box (and two-pass slice box) of the coming propagation."""
+        lines = []
+        for obj_id in self.object_ids:
+            state = self._objects[obj_id]
+            seed = self._fused_seed(state, direction)
+            if seed is not None:
+                if self._fuse_planned(obj_id, state, seed) > 0:  # not fused yet
+                    lines.append(f"object {obj_id}: {self.view_plan(obj_id).describe()}")
+            elif any(two_pass(self, obj_id, t) for t in state.seeds):
+                lines.append(f"object {obj_id}: slice box in two passes (the stop-ruled chain, then the 3D-box "
+                             "engine inside its slice range and the box): encodes the chain's slices only, decodes "
+                             "them twice")
+        return lines

@@ -23,7 +23,6 @@ Results are kept per pass and reused: after a new prompt on frame ``f`` only fra
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
@@ -171,17 +170,17 @@ class TrackingSession(VolumeSession):
                 total += sum(1 for t in range(lo, hi + 1) if t not in done)
         return total
 
-    def _announce(self, direction: str) -> None:
-        """Print the cost of the coming tracking before the work: frames, encodings, decoder passes."""
+    def plan_lines(self, direction: str = "both") -> list[str]:
+        """The cost of the coming tracking: frames, encodings, decoder passes."""
         frames = {t for name, step in self._pass_specs(direction)
                   for t in self._frames(name, step) if t not in self._valid_pass(name, step).frames}
         if not frames:
-            return
+            return []
         object_frames = self.planned_slices(direction)
         per = self.tracking.decoder_passes
-        print(f"tracking {len(self._objects)} object(s) over {len(frames)} frame(s) ({min(frames)}-{max(frames)}): "
-              f"up to {len(frames - self.encoded_slices)} encodings and {object_frames * per} decoder passes "
-              f"({object_frames} object-frames x {per})", file=sys.stderr)
+        return [f"tracking {len(self._objects)} object(s) over {len(frames)} frame(s) ({min(frames)}-{max(frames)}): "
+                f"up to {len(frames - self.encoded_slices)} encodings and {object_frames * per} decoder passes "
+                f"({object_frames} object-frames x {per})"]
 
     def _track_frame(self, name: str, p: _Pass, t: int) -> dict[int, SliceResult]:
         """Every object's result on frame ``t`` of pass ``p`` (rules 1-5)."""

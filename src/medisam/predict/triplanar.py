@@ -126,16 +126,18 @@ class TriPlanar:
         """``votes`` with each view that fails :func:`views_in_vote` replaced by the session
         axis's view (its vote goes to the session axis), with a warning that says so; only
         where the session axis's view is confident (mean of ``session_scores`` at least
-        ``config.view_trusted_score``)."""
+        ``config.view_trusted_score``). The warning is also one of the owner's ``notices``."""
         cfg = self.owner.config
         if not session_scores or float(np.mean(session_scores)) < cfg.view_trusted_score:
             return votes
         kept, agree = views_in_vote(votes, cfg.view_min_agreement)
         for i, a in enumerate(agree, start=1):
             if i not in kept:
-                log.warning("object %d: the %s view is left out of the vote: its mask agrees with the session "
-                            "axis's at Dice %.2f (< view_min_agreement %.2f)", obj_id, "kji"[views[i][0].axis], a,
-                            cfg.view_min_agreement)
+                notice = (f"object {obj_id}: the {'kji'[views[i][0].axis]} view is left out of the vote: its mask "
+                          f"agrees with the session axis's at Dice {a:.2f} (< view_min_agreement "
+                          f"{cfg.view_min_agreement:.2f})")
+                log.warning("%s", notice)
+                self.owner.notices.append(notice)
         return [v if i in kept else votes[0] for i, v in enumerate(votes)]
 
     def _store_fused(self, obj_id: int, state: ObjectState, seed: int, version: int, views: Views) -> None:

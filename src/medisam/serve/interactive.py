@@ -331,6 +331,19 @@ class InteractiveSession:
     def planned_slices(self, direction: str = "both") -> int:
         return self.volume.planned_slices(direction) if self.volume is not None else 0
 
+    def plan_lines(self, direction: str = "both") -> list[str]:
+        """The cost of the coming propagation in words (a 3D box's views and encodings); none for 2D."""
+        return self.volume.plan_lines(direction) if self.volume is not None and self.volume.object_ids else []
+
+    def take_notices(self) -> list[str]:
+        """What the volume's propagations said beyond their results since the last call, oldest
+        first (see the session contract's ``notices``); they are removed from the session."""
+        if self.volume is None:
+            return []
+        taken = list(self.volume.notices)
+        self.volume.notices.clear()
+        return taken
+
     def propagate(self, direction: str = "both",
                   progress: Callable[[int, int], None] | None = None) -> MedicalImage:
         """Run :meth:`iter_propagate` to the end (``progress(done, total)`` per slice); return the labels."""

@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -31,6 +31,7 @@ from medisam.serve.schemas import (
     Click3DResult,
     Capabilities,
     LassoRequest,
+    PlanInfo,
     PointsRequest,
     PromptRequest,
     PropagateRequest,
@@ -315,6 +316,17 @@ def set_window(sid: str, body: WindowRequest, request: Request) -> SessionInfo:
         return _info(session)
 
 
+@router.get("/sessions/{sid}/plan", response_model=PlanInfo, tags=["prompts"])
+def plan(sid: str, request: Request,
+         direction: Literal["both", "forward", "backward"] = Query("both")) -> PlanInfo:
+    """What a propagation would cost now, before it runs: its progress bar's length and, per 3D box,
+    the views and encodings of its plan (the lines the CLI prints before the work)."""
+    session = _session(request, sid)
+    with session.locked() as st:
+        return PlanInfo(session_id=session.id, direction=direction, planned_slices=st.planned_slices(direction),
+                        plan=st.plan_lines(direction))
+
+
 @router.post("/sessions/{sid}/propagate", response_model=PropagateResult, tags=["prompts"])
 async def propagate(sid: str, body: PropagateRequest, request: Request) -> PropagateResult:
     """Propagate every prompted object through the volume (or video).
@@ -341,7 +353,8 @@ async def propagate(sid: str, body: PropagateRequest, request: Request) -> Propa
 def _propagate_locked(session: ServerSession, ctx, direction: str, stop: threading.Event,  # noqa: ANN001
                       deadline: float) -> PropagateResult:
     with session.locked() as st, ctx.inference:
-        total = st.planned_slices(direction)
+        total, plan_lines = st.planned_slices(direction), st.plan_lines(direction)
+        st.take_notices()  # this request's notices only
 
         def check(done: int) -> None:
             """Stop before the next slice when the client left or the time is up."""
@@ -368,7 +381,8 @@ def _propagate_locked(session: ServerSession, ctx, direction: str, stop: threadi
         ids, counts = np.unique(labels[labels > 0], return_counts=True)
         per_slice = labels.reshape(labels.shape[0], -1).any(axis=1)
         return PropagateResult(session_id=session.id, object_voxels={int(i): int(c) for i, c in zip(ids, counts)},
-                               slices_with_labels=int(per_slice.sum()))
+                               slices_with_labels=int(per_slice.sum()), plan=plan_lines,
+                               notices=st.take_notices())
 
 
 @router.get("/sessions/{sid}/labels", tags=["results"])

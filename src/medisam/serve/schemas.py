@@ -140,6 +140,17 @@ class PropagateResult(BaseModel):
     session_id: str
     object_voxels: dict[int, int]
     slices_with_labels: int
+    plan: list[str] = Field(default_factory=list, description="the cost of the work as planned, in words "
+                            "(a 3D box's views and encodings)")
+    notices: list[str] = Field(default_factory=list, description="what this propagation said beyond its result "
+                               "(e.g. a view left out of a 3D box's vote)")
+
+
+class PlanInfo(BaseModel):
+    session_id: str
+    direction: str
+    planned_slices: int = Field(description="results the propagation would yield at most (its progress bar)")
+    plan: list[str] = Field(description="the cost of the work in words (a 3D box's views and encodings)")
 
 
 class Capabilities(BaseModel):
