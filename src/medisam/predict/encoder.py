@@ -112,7 +112,7 @@ class PlaneEncoder:
             self.encode(hi)
             high, transform = self.predictor.get_image_embedding(), self.predictor.transform
             w = (t - lo) / (hi - lo)
-            cache.put(key, CachedEmbedding((1.0 - w) * low + w * high, transform))
+            cache.put(key, CachedEmbedding(torch.lerp(low, high, w), transform))  # one pass, no temporaries
         self.predictor.set_display_image(self.display(t), key=key)
         self.visited.add(t)
         self.visited_planes.add((self.axis, t))
