@@ -364,7 +364,6 @@ class Sam2Session:
 
             for line in self.plan_lines(direction):
                 print(line, file=sys.stderr)
-
             results = tqdm(results, total=self.planned_slices(direction), unit="frame", desc="propagate (SAM 2)")
         for _ in results:
             pass
