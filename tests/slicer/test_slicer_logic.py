@@ -225,7 +225,8 @@ class _RecordingSession(_EmptySession):
 
     def propagate(self):
         self.calls.append(("propagate", {}))
-        return {}
+        return {"plan": ["object 1: 3D box plan: 1 view(s) [k: 5] = 5 encodings vs 5 along one axis"],
+                "notices": ["object 1: the j view is left out of the vote"]}
 
     def labels(self):
         out = np.zeros(self.shape, np.uint8)
@@ -256,6 +257,7 @@ def test_roi_goes_as_a_3d_box_with_modality_and_window(scene):
     assert client.calls[1][1] == {"box": box, "slice_range": k_range}
     lo_k, hi_k = k_range
     assert result.slices == (lo_k, hi_k)  # the block is cut to the ROI's slices
+    assert result.notices == ("object 1: the j view is left out of the vote",)  # shown in the status label
     # the old path: box on the middle slice only
     client = _RecordingClient()
     MedisamSegmentCore(client).segment(vol, seg, roi, box3d=False)
