@@ -21,7 +21,7 @@ import nibabel as nib
 import numpy as np
 
 from medisam.predict.propagation import PropagationConfig
-from medisam.predict.view_plan import plan_for
+from medisam.predict.view_plan import ViewPlan, plan_for
 from medisam.prompts import Box3D
 
 VARIANTS = ("now", "abs", "lattice", "both")
@@ -29,13 +29,15 @@ VARIANTS = ("now", "abs", "lattice", "both")
 
 def _view_planes(grid, stride: int) -> dict[str, frozenset]:
     idx = grid.indices
-    relative = frozenset(p for t, p in enumerate(idx) if stride == 1 or t % stride == 0 or t == len(idx) - 1)
-    absolute = frozenset(p for t, p in enumerate(idx) if stride == 1 or p % stride == 0 or t in (0, len(idx) - 1))
+    relative = frozenset(p for _, p in ViewPlan((grid,), 0, None, (), (stride,)).encoded_planes())  # the planner's
+    seed = idx[(len(idx) - 1) // 2]  # each view's box prompts its middle plane, encoded whatever the variant
+    ends = (0, len(idx) - 1)
+    absolute = frozenset(p for t, p in enumerate(idx) if stride == 1 or p % stride == 0 or t in ends) | {seed}
     if grid.planes is None:
         return {"now": relative, "abs": absolute, "lattice": relative, "both": absolute}
     need = (grid.hi - grid.lo) / max(len(idx) - 1, 1)
     step = 2 ** math.ceil(math.log2(max(need, 1.0)))
-    lattice = frozenset({p for p in range(grid.lo, grid.hi + 1) if p % step == 0} | {grid.lo, grid.hi})
+    lattice = frozenset({p for p in range(grid.lo, grid.hi + 1) if p % step == 0} | {grid.lo, grid.hi, seed})
     return {"now": frozenset(idx), "abs": frozenset(idx), "lattice": lattice, "both": lattice}
 
 

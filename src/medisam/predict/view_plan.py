@@ -226,6 +226,19 @@ class ViewPlan:
         """Encodings at most (:func:`encodings_at_most` of every view)."""
         return sum(encodings_at_most(g.num_planes, s) for g, s in zip(self.grids, self.grid_strides))
 
+    def encoded_planes(self) -> set[tuple[int, int]]:
+        """The ``(axis, slice)`` planes the plan encodes at most: each view's planes at its stride
+        (every ``stride``-th plane of the view and its last, as
+        :meth:`~medisam.predict.encoder.PlaneEncoder.anchors` interpolates between them) and its
+        seed, the middle plane its box prompts; a plane shared by several boxes' plans is encoded
+        once (the cache), so sets of plans add up."""
+        out = set()
+        for grid, stride in zip(self.grids, self.grid_strides):
+            idx = grid.indices
+            out.update((grid.axis, p) for t, p in enumerate(idx) if t % stride == 0 or t == len(idx) - 1)
+            out.add((grid.axis, idx[(len(idx) - 1) // 2]))
+        return out
+
     def describe(self) -> str:
         names = "kji"
         strides = self.grid_strides

@@ -1,0 +1,99 @@
+"""What a benchmark run will cost, said before the work.
+
+A 3D set's time is its encodings (80 % of a 2-core CPU's, docs/interactive3d.md), and the
+strategies that start from a 3D box per class (``box3d`` with label targets, the ``cvpr25``
+protocol family) encode what the planner plans for each class's box: counted here from the
+label files with the planner's own arithmetic (:meth:`ViewPlan.encoded_planes`, no model),
+on at most :data:`SAMPLE_CASES` cases per dataset (scaled to the rest), so that a large set's
+estimate stays quick. Other strategies are counted in runs only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from medisam.bench.datasets import CaseRef
+from medisam.predict.propagation import PropagationConfig
+from medisam.predict.view_plan import plan_for
+from medisam.prompts import Box3D
+
+log = logging.getLogger(__name__)
+
+#: cases per dataset whose label boxes are read for the estimate (the rest are scaled)
+SAMPLE_CASES = 20
+
+
+def planned_start(strategy: str, targets: str | None) -> bool:
+    """Whether ``strategy``'s start is a 3D box per class, whose encodings the planner counts."""
+    return strategy.startswith("cvpr25") or (strategy == "box3d" and targets in (None, "label"))
+
+
+def start_encodings(labels: np.ndarray, spacing_zyx: Sequence[float], config: PropagationConfig | None = None,
+                    input_size: int = 256) -> int:
+    """Encodings at most of every class's 3D-box start on one ``(Z, Y, X)`` label volume (along
+    axis 0, as the bench's sessions): the union of the classes' planned planes (a plane two
+    classes share is encoded once: the cache)."""
+    config = config or PropagationConfig()
+    planes: set[tuple[int, int]] = set()
+    for found in ndimage.find_objects(np.asarray(labels).astype(np.int64, copy=False)):
+        if found is None:
+            continue
+        z, y, x = found
+        box = Box3D(x.start, y.start, z.start, x.stop - 1, y.stop - 1, z.stop - 1)
+        planes |= plan_for(config, tuple(labels.shape), tuple(float(s) for s in spacing_zyx), 0, box,
+                           input_size).encoded_planes()
+    return len(planes)
+
+
+def plan_line(refs: Sequence[CaseRef], models: Sequence[str], strategies: Sequence[str],
+              encoder_ms: float | None = None) -> str:
+    """One line: the runs, and the encodings of the 3D-box starts (with ``encoder_ms``, their time)."""
+    runs = (f"bench plan: {_count(len(refs), 'case')} x {_count(len(models), 'model')} x "
+            f"{_count(len(strategies), 'strategy', 'strategies')}")
+    planned = [s for s in strategies if any(planned_start(s, r.options.targets) for r in refs)]
+    if not planned or not refs:
+        return runs
+    sampled = _sampled_encodings(refs)
+    if sampled is None:
+        return runs
+    per_run, counted = sampled
+    total = per_run * len(models) * len(planned)
+    time = f", about {_duration(total * encoder_ms / 1000)} at {encoder_ms:.0f} ms per encoding" if encoder_ms else ""
+    return (f"{runs}; the 3D-box starts of {', '.join(planned)} encode at most {total} planes{time} "
+            f"(from the label boxes of {_count(counted, 'case')}, the planner's arithmetic)")
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def _sampled_encodings(refs: Sequence[CaseRef]) -> tuple[int, int] | None:
+    """Encodings of one strategy's starts over every case, and the cases counted: up to
+    :data:`SAMPLE_CASES` volume cases per dataset, scaled to the dataset's cases (None: no
+    volume case)."""
+    from medisam.io import read_image
+
+    total, counted = 0.0, 0
+    for dataset in sorted({r.dataset for r in refs}):
+        cases = [r for r in refs if r.dataset == dataset and r.label_path is not None]
+        counts = []
+        for ref in cases[:SAMPLE_CASES]:
+            try:
+                labels = read_image(ref.label_path)
+            except Exception as exc:  # noqa: BLE001 - the run itself reports the case's error
+                log.info("cost estimate: %s unreadable (%s)", ref.label_path, exc)
+                continue
+            if labels.is_volume and not labels.is_video:
+                counts.append(start_encodings(labels.array, labels.spacing_zyx))
+        if counts:
+            counted += len(counts)
+            total += float(np.mean(counts)) * len(cases)
+    return (int(round(total)), counted) if counted else None

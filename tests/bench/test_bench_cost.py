@@ -1,0 +1,82 @@
+"""The benchmark's cost line: 3D-box start encodings counted from the labels, checked against a session."""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from medisam.bench.cost import plan_line, planned_start, start_encodings
+from medisam.bench.datasets import DatasetOptions, discover_cases
+from medisam.io.medical_image import MedicalImage
+from medisam.predict import PropagationConfig, VolumeSession
+from medisam.prompts import Box3D
+
+#: every planned plane is reached (empty random-model masks do not stop a run)
+KEEP_GOING = PropagationConfig(min_area_px=0, extra_margins_mm=())
+
+
+def _labels() -> np.ndarray:
+    labels = np.zeros((14, 40, 44), np.uint8)
+    labels[2:12, 5:30, 8:38] = 1
+    labels[4:8, 10:20, 12:22] = 2  # nested: its planes are mostly the first class's too
+    return labels
+
+
+def test_start_encodings_are_what_a_session_encodes(tiny_model):
+    labels = _labels()
+    rng = np.random.default_rng(0)
+    image = MedicalImage.from_array((labels * 60 + rng.normal(0, 5, labels.shape)).astype(np.float32),
+                                    spacing=(1.0, 1.0, 1.5))
+    session = VolumeSession(tiny_model, image, config=KEEP_GOING)
+    for c in (1, 2):  # the bench's start: a 3D box per class, all in one session (one cache)
+        zz, yy, xx = np.nonzero(labels == c)
+        session.add_box3d(Box3D(xx.min(), yy.min(), zz.min(), xx.max(), yy.max(), zz.max()), obj_id=c)
+    session.propagate(progress=False)
+    counted = start_encodings(labels, image.spacing_zyx, KEEP_GOING, tiny_model.spec.input_size)
+    assert counted == len(session.encoded_planes)
+    # one class alone costs less than both; an empty label volume costs nothing
+    alone = start_encodings(np.where(labels == 2, 2, 0), image.spacing_zyx, KEEP_GOING, tiny_model.spec.input_size)
+    assert 0 < alone < counted
+    assert start_encodings(np.zeros_like(labels), image.spacing_zyx) == 0
+
+
+def test_plan_line_counts_runs_and_the_3d_starts(tmp_path):
+    root = tmp_path / "toy3d"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for i in range(3):
+        for arr, path in ((_labels().astype(np.float32), root / "imagesTr" / f"c{i}_0000.nii.gz"),
+                          (_labels(), root / "labelsTr" / f"c{i}.nii.gz")):
+            img = sitk.GetImageFromArray(arr)
+            img.SetSpacing((1.0, 1.0, 1.5))
+            sitk.WriteImage(img, str(path))
+    refs = discover_cases(str(root), DatasetOptions())
+    per_case = start_encodings(_labels(), (1.5, 1.0, 1.0))
+    assert 3 * per_case < 120  # said in seconds below
+    line = plan_line(refs, ["litemedsam"], ["cvpr25-box3d", "box"], encoder_ms=1000.0)
+    assert line == (f"bench plan: 3 cases x 1 model x 2 strategies; the 3D-box starts of cvpr25-box3d encode at most "
+                    f"{3 * per_case} planes, about {3 * per_case} s at 1000 ms per encoding (from the label boxes "
+                    "of 3 cases, the planner's arithmetic)")
+    assert plan_line(refs, ["litemedsam"], ["box"]) == "bench plan: 3 cases x 1 model x 1 strategy"
+    assert planned_start("box3d", "label") and not planned_start("box3d", "component")
+    assert planned_start("cvpr25-ref", None) and not planned_start("keyslice", None)
+
+
+def test_bench_prints_its_plan_before_the_work(tmp_path, tiny_model, capsys):
+    from medisam.bench.evaluate import CaseEvaluator, EvalSettings
+    from medisam.bench.runner import BenchConfig, DatasetSpec, run_benchmark
+
+    root = tmp_path / "toy3d"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for arr, path in ((_labels().astype(np.float32), root / "imagesTr" / "c0_0000.nii.gz"),
+                      (_labels(), root / "labelsTr" / "c0.nii.gz")):
+        sitk.WriteImage(sitk.GetImageFromArray(arr), str(path))
+    settings = EvalSettings(models=("litemedsam-tiny",), strategies=("box3d",))
+    config = BenchConfig(datasets=(DatasetSpec(str(root)),), settings=settings, outdir=str(tmp_path / "out"))
+    run_benchmark(config, evaluator=CaseEvaluator(settings, models={"litemedsam-tiny": tiny_model}))
+    err = capsys.readouterr().err
+    expected = start_encodings(_labels(), (1.0, 1.0, 1.0))
+    assert (f"bench plan: 1 case x 1 model x 1 strategy; the 3D-box starts of box3d encode at most {expected} planes"
+            in err)
+    assert err.index("bench plan:") < err.index("bench:")  # before the progress bar
