@@ -40,7 +40,14 @@ def test_start_encodings_are_what_a_session_encodes(tiny_model):
     assert start_encodings(np.zeros_like(labels), image.spacing_zyx) == 0
 
 
-def test_plan_line_counts_runs_and_the_3d_starts(tmp_path):
+def test_plan_line_counts_runs_and_the_3d_starts(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("MEDISAM_CACHE", str(tmp_path / "cache"))  # a measured profile: 1000 ms per encoding
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "speed_profile.json").write_text(json.dumps(
+        {"auto": {"backend": "openvino", "precision": "fp32"},
+         "measured": {"openvino-fp32": {"encoder_ms": 1000.0, "accepted": True}}}))
     root = tmp_path / "toy3d"
     (root / "imagesTr").mkdir(parents=True)
     (root / "labelsTr").mkdir()
@@ -53,11 +60,14 @@ def test_plan_line_counts_runs_and_the_3d_starts(tmp_path):
     refs = discover_cases(str(root), DatasetOptions())
     per_case = start_encodings(_labels(), (1.5, 1.0, 1.0))
     assert 3 * per_case < 120  # said in seconds below
-    line = plan_line(refs, ["litemedsam"], ["cvpr25-box3d", "box"], encoder_ms=1000.0)
+    line = plan_line(refs, ["litemedsam"], ["cvpr25-box3d", "box"])
     assert line == (f"bench plan: 3 cases x 1 model x 2 strategies; the 3D-box starts of cvpr25-box3d encode at most "
                     f"{3 * per_case} planes, about {3 * per_case} s at 1000 ms per encoding (from the label boxes "
                     "of 3 cases, the planner's arithmetic)")
     assert plan_line(refs, ["litemedsam"], ["box"]) == "bench plan: 3 cases x 1 model x 1 strategy"
+    # another architecture: its encoder was not measured, so the line gives encodings, not time
+    assert plan_line(refs, ["medsam-vit-b@x.pth"], ["box3d"]).endswith(
+        f"box3d encode at most {3 * per_case} planes (from the label boxes of 3 cases, the planner's arithmetic)")
     assert planned_start("box3d", "label") and not planned_start("box3d", "component")
     assert planned_start("cvpr25-ref", None) and not planned_start("keyslice", None)
 

@@ -214,6 +214,24 @@ def test_plan_lines_say_the_cost_before_the_work_and_nothing_once_done(tiny_mode
     assert session.plan_lines() == []  # fused: nothing left to do
 
 
+def test_plan_lines_give_the_encodings_in_time_where_the_encoder_was_measured(tiny_model, monkeypatch):
+    from medisam.predict import session as session_module
+
+    asked = []
+
+    def measured(encodings, name, backend, precision):
+        asked.append((encodings, name, backend, precision))
+        return f"about {encodings} s at 1000 ms per encoding"
+
+    monkeypatch.setattr(session_module, "encoding_time", measured)
+    session = VolumeSession(tiny_model, small_volume(), config=FAST)
+    session.add_box3d(BOX)
+    plan = session.view_plan(1)
+    assert session.plan_lines() == [f"object 1: {plan.describe()}; about {plan.encoded_at_most} s at 1000 ms "
+                                     "per encoding"]
+    assert asked == [(plan.encoded_at_most, tiny_model.name, "torch", "fp32")]
+
+
 def test_sam2_model_is_refused_with_a_pointer_to_sam2session():
     pytest.importorskip("sam2")
     from medisam.errors import ModelError

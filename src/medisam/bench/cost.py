@@ -49,9 +49,12 @@ def start_encodings(labels: np.ndarray, spacing_zyx: Sequence[float], config: Pr
     return len(planes)
 
 
-def plan_line(refs: Sequence[CaseRef], models: Sequence[str], strategies: Sequence[str],
-              encoder_ms: float | None = None) -> str:
-    """One line: the runs, and the encodings of the 3D-box starts (with ``encoder_ms``, their time)."""
+def plan_line(refs: Sequence[CaseRef], models: Sequence[str], strategies: Sequence[str]) -> str:
+    """One line: the runs, and the encodings of the 3D-box starts (and their time, where this
+    machine's encoder was measured for every model: :func:`~medisam.models.speed_profile.encoding_time`)."""
+    from medisam.bench.evaluate import ModelRef
+    from medisam.models.speed_profile import encoding_time
+
     runs = (f"bench plan: {_count(len(refs), 'case')} x {_count(len(models), 'model')} x "
             f"{_count(len(strategies), 'strategy', 'strategies')}")
     planned = [s for s in strategies if any(planned_start(s, r.options.targets) for r in refs)]
@@ -62,17 +65,15 @@ def plan_line(refs: Sequence[CaseRef], models: Sequence[str], strategies: Sequen
         return runs
     per_run, counted = sampled
     total = per_run * len(models) * len(planned)
-    time = f", about {_duration(total * encoder_ms / 1000)} at {encoder_ms:.0f} ms per encoding" if encoder_ms else ""
+    names = {ModelRef.parse(m).name for m in models}
+    said = encoding_time(total, names.pop()) if len(names) == 1 else None  # the bench loads with auto
+    time = f", {said}" if said else ""
     return (f"{runs}; the 3D-box starts of {', '.join(planned)} encode at most {total} planes{time} "
             f"(from the label boxes of {_count(counted, 'case')}, the planner's arithmetic)")
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _sampled_encodings(refs: Sequence[CaseRef]) -> tuple[int, int] | None:

@@ -208,7 +208,9 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
     _write_config(out / "config.json", config, settings, len(refs))
     log.info("benchmark: %d cases to run, %d already done", len(tasks), skipped)
     if progress and tasks:  # the cost, before the work
-        print(_plan_line([ref for ref, _ in tasks], settings), file=sys.stderr, flush=True)
+        from medisam.bench.cost import plan_line
+
+        print(plan_line([ref for ref, _ in tasks], settings.models, settings.strategies), file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
     if config.backend == "ray":
@@ -238,22 +240,6 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
 
         write_report(out, config=config.to_json())
     return BenchSummary(len(rows), len(errors), len(tasks), skipped, seconds, out)
-
-
-def _plan_line(refs: list[CaseRef], settings: EvalSettings) -> str:
-    """:func:`medisam.bench.cost.plan_line` with the time of an encoding where it is known: the
-    calibrated ``auto`` encoder of this machine, for LiteMedSAM (the model it was measured on)."""
-    from medisam.bench.cost import plan_line
-    from medisam.bench.evaluate import ModelRef
-    from medisam.models.speed_profile import read_speed_profile
-
-    ms = None
-    profile = read_speed_profile() or {}
-    auto = profile.get("auto") or {}
-    if all(ModelRef.parse(m).name == "litemedsam" and ModelRef.parse(m).checkpoint is None for m in settings.models):
-        measured = (profile.get("measured") or {}).get(f"{auto.get('backend')}-{auto.get('precision')}") or {}
-        ms = measured.get("encoder_ms")
-    return plan_line(refs, settings.models, settings.strategies, float(ms) if ms else None)
 
 
 def _write_config(path: Path, config: BenchConfig, settings: EvalSettings, n_cases: int) -> None:

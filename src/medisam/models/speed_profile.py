@@ -69,6 +69,27 @@ def write_speed_profile(profile: dict) -> Path:
     return path
 
 
+def encoding_time(encodings: int, model_name: str, backend: str | None = None,
+                  precision: str | None = None) -> str | None:
+    """``encodings`` encoder runs in words ("about 11 min at 1321 ms per encoding"), from this
+    machine's measured encoder time of ``backend``/``precision`` (None: ``auto``'s choice).
+    Only for LiteMedSAM, the model the profile measures (its weights do not change the time);
+    None when nothing was measured. An estimate for a plan printed before long work."""
+    if model_name != "litemedsam":
+        return None
+    profile = read_speed_profile() or {}
+    if backend is None:
+        auto = profile.get("auto") or {}
+        backend, precision = auto.get("backend"), auto.get("precision")
+    measured = (profile.get("measured") or {}).get(f"{backend}-{precision or 'fp32'}") or {}
+    ms = measured.get("encoder_ms")
+    if not isinstance(ms, (int, float)) or ms <= 0:
+        return None
+    seconds = encodings * float(ms) / 1000.0
+    spoken = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+    return f"about {spoken} at {ms:.0f} ms per encoding"
+
+
 def choose_auto(device: torch.device) -> tuple[str, str]:
     """(backend, precision) for ``backend="auto"`` without calibrating.
 

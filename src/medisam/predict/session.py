@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from medisam.predict.axis_runs import clip_to as _clip  # noqa: F401 - re-export (old name)
+from medisam.models.speed_profile import encoding_time
 from medisam.predict.axis_runs import two_pass
 from medisam.predict.axis_session import AxisSession
 from medisam.predict.contract import DIRECTIONS, SliceResult, ViewProgress, check_object_id
@@ -91,14 +92,19 @@ class VolumeSession(AxisSession):
         return super().planned_slices(direction)
 
     def plan_lines(self, direction: str = "both") -> list[str]:
-        """The cost model of each 3D box (and two-pass slice box) of the coming propagation."""
+        """The cost model of each 3D box (and two-pass slice box) of the coming propagation; a
+        box's encodings also in time where this machine's encoder was measured
+        (:func:`~medisam.models.speed_profile.encoding_time`)."""
         lines = []
         for obj_id in self.object_ids:
             state = self._objects[obj_id]
             seed = self._fused_seed(state, direction)
             if seed is not None:
                 if self._fuse_planned(obj_id, state, seed) > 0:  # not fused yet
-                    lines.append(f"object {obj_id}: {self.view_plan(obj_id).describe()}")
+                    plan = self.view_plan(obj_id)
+                    time = encoding_time(plan.encoded_at_most, self.model.name, getattr(self.model, "backend", "torch"),
+                                         getattr(self.model, "precision", "fp32"))
+                    lines.append(f"object {obj_id}: {plan.describe()}" + (f"; {time}" if time else ""))
             elif any(two_pass(self, obj_id, t) for t in state.seeds):
                 lines.append(f"object {obj_id}: slice box in two passes (the stop-ruled chain, then the 3D-box "
                              "engine inside its slice range and the box): encodes the chain's slices only, decodes "
