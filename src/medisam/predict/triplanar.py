@@ -12,6 +12,7 @@ and become the box seed's runs on the session's axis. All views share one predic
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from typing import Iterator
 
@@ -21,6 +22,7 @@ from medisam.io.medical_image import MedicalImage
 from medisam.predict.axis_session import AxisSession
 from medisam.predict.contract import SliceResult, ViewProgress
 from medisam.predict.propagation import fuse_views, views_in_vote
+from medisam.predict.slice_thickness import effective_spacing
 from medisam.predict.store import ObjectState, Run
 from medisam.predict.view_plan import ViewGrid, ViewPlan, plan_for
 from medisam.prompts import Box3D
@@ -39,6 +41,7 @@ class TriPlanar:
         self.fused: set[tuple[int, int, int]] = set()  # (obj, seed, version) whose runs are fused
         # (3D box, config) -> its plan: announced, counted for the progress bar, then followed
         self.plans: dict[tuple, ViewPlan] = {}
+        self._effective: tuple[float, float, float] | None = None  # the volume's effective spacing
 
     def drop_stale(self) -> None:
         """Forget views, plans and fused marks of 3D boxes that were replaced, removed or undone."""
@@ -56,8 +59,19 @@ class TriPlanar:
         key = (state.box3d, cfg)
         if key not in self.plans:
             self.plans[key] = plan_for(cfg, o.geometry.shape_zyx, o.geometry.spacing_zyx, o.axis, state.box3d,
-                                       o.model.spec.input_size)
+                                       o.model.spec.input_size, self.effective_spacing())
         return self.plans[key]
+
+    def effective_spacing(self) -> tuple[float, float, float] | None:
+        """The volume's spacing with interpolated axes at their source slices' spacing
+        (:func:`~medisam.predict.slice_thickness.effective_spacing`), measured once; None
+        where the plan has no anisotropy limit to judge."""
+        cfg = self.owner.config
+        if cfg.views <= 1 or not math.isfinite(cfg.view_max_anisotropy):
+            return None
+        if self._effective is None:
+            self._effective = effective_spacing(self.owner.image.array, self.owner.geometry.spacing_zyx)
+        return self._effective
 
     def sessions(self, obj_id: int, box3d: Box3D, version: int) -> Views:
         """One single-axis engine per planned view over the box's slice range (object 1 = the

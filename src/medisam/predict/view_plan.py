@@ -255,7 +255,8 @@ class ViewPlan:
 def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float], axis: int,
                box3d: Box3D, views: int = 3, budget: float | None = 1.5, input_size: int = 256,
                sampling: str = "secondary", stride_for: Callable[[float], int] | None = None,
-               session_stride: int | None = None, max_anisotropy: float = MAX_VIEW_ANISOTROPY) -> ViewPlan:
+               session_stride: int | None = None, max_anisotropy: float = MAX_VIEW_ANISOTROPY,
+               effective_spacing_zyx: Sequence[float] | None = None) -> ViewPlan:
     """The views a tri-planar propagation of ``box3d`` encodes, within ``budget`` times the
     encodings of the box's single-axis propagation (``None``: every plane of every view).
 
@@ -268,7 +269,9 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
     1.5x, as many as they had at about 2x with 1 plane in 2 (docs/speed.md, stop 39).
     Secondary views whose box is thin at the encoder's scale (:data:`MIN_VIEW_BOX_PX`), or
     whose planes cross slices more than ``max_anisotropy`` times thicker than their pixels
-    (:data:`MAX_VIEW_ANISOTROPY`), are skipped: a 2-of-3 vote needs both, so the plan is
+    (:data:`MAX_VIEW_ANISOTROPY`; judged on ``effective_spacing_zyx`` where given: an axis
+    interpolated from thicker slices counts at their spacing,
+    :func:`~medisam.predict.slice_thickness.effective_spacing`), are skipped: a 2-of-3 vote needs both, so the plan is
     then the session axis alone (the single-axis propagation, at its stride). When every
     plane of the three views exceeds the budget, the views are encoded on evenly spread
     planes, all at one physical plane distance (mm), the smallest that fits:
@@ -310,11 +313,15 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
         h, w = grid.plane_hw(shape_zyx)
         sub = grid.box(box3d, shape_zyx)
         rows, cols = (b for b in range(3) if b != a)
-        coarse, ratio = plane_anisotropy(spacing_zyx, a)
+        seen = spacing_zyx if effective_spacing_zyx is None else effective_spacing_zyx
+        coarse, ratio = plane_anisotropy(seen, a)
         if ratio > max_anisotropy:
-            fine = spacing_zyx[coarse] / ratio
+            fine = seen[coarse] / ratio
+            source = ("" if seen[coarse] == spacing_zyx[coarse]
+                      else f" interpolated from {seen[coarse]:g} mm ones")
             notes.append(f"{names[a]} skipped: its pixels are {ratio:.1f}x longer across the slices "
-                         f"({spacing_zyx[coarse]:g} mm slices, {fine:g} mm pixels; at most {max_anisotropy:g}x)")
+                         f"({spacing_zyx[coarse]:g} mm slices{source}, {fine:g} mm pixels; "
+                         f"at most {max_anisotropy:g}x)")
             continue
         extent = {0: sub.z1 - sub.z0 + 1, 1: sub.y1 - sub.y0 + 1, 2: sub.x1 - sub.x0 + 1}
         thin = min(extent[rows], extent[cols]) * input_size / max(h, w)
@@ -353,10 +360,12 @@ def plan_views(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float,
 
 
 def plan_for(config: PropagationConfig, shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float],
-             axis: int, box3d: Box3D, input_size: int = 256) -> ViewPlan:
+             axis: int, box3d: Box3D, input_size: int = 256,
+             effective_spacing_zyx: Sequence[float] | None = None) -> ViewPlan:
     """The plan a session with ``config`` follows for ``box3d`` (views, budget, sampling and
-    strides from the config): the one place a 3D box's plan is made."""
+    strides from the config; ``effective_spacing_zyx``: see :func:`plan_views`): the one place
+    a 3D box's plan is made."""
     return plan_views(shape_zyx, spacing_zyx, axis, box3d, views=config.views, budget=config.view_budget,
                       input_size=input_size, sampling=config.view_sampling, stride_for=config.stride_for,
                       session_stride=config.view_session_stride_for(spacing_zyx[axis]),
-                      max_anisotropy=config.view_max_anisotropy)
+                      max_anisotropy=config.view_max_anisotropy, effective_spacing_zyx=effective_spacing_zyx)
