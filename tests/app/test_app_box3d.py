@@ -65,6 +65,23 @@ def test_cancel_stops_propagation_after_the_current_slice(vol_state):
     assert "cancelled after 1 of" in st.message and not st.cancel_requested
 
 
+def test_cancel_clicked_just_before_the_run_starts_stops_it_a_stale_one_does_not(vol_state, monkeypatch):
+    # on a busy server the Cancel click may be handled before the Propagate it was meant for starts
+    from medisam.app import state as app_state
+
+    st = vol_state
+    st.click(10, 10)
+    st.click(38, 38)
+    st.cancel()
+    st.propagate()
+    assert "cancelled after 1 of" in st.message and not st.cancel_requested
+    st.cancel()
+    clock = app_state.time.monotonic() + app_state.CANCEL_GRACE_S + 1  # a click long before the run
+    monkeypatch.setattr(app_state.time, "monotonic", lambda: clock)
+    st.propagate()
+    assert st.message.startswith("propagated: ") and not st.cancel_requested
+
+
 @pytest.mark.parametrize("text", ["a,b", "1", "0,99"])
 def test_bad_slice_range_is_one_line(vol_state, text):
     with pytest.raises(InputError):

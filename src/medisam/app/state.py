@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -40,6 +41,9 @@ SHAPE_MODES = ("scribble+", "scribble-", "lasso")
 
 #: Slices smaller than this (pixels, longest side) are shown enlarged by an integer factor.
 MIN_VIEW_SIDE = 512
+#: a Cancel clicked this many seconds before a propagation starts still stops it: the two
+#: events may run in either order when the server is busy
+CANCEL_GRACE_S = 10.0
 
 #: Input format (MedicalImage.source["format"] or file extension) -> mask extension written back.
 MASK_EXTENSION = {
@@ -71,6 +75,7 @@ class AppState:
         self.vertices: list[tuple[float, float]] = []  # the scribble/lasso being drawn on the shown slice
         self._actions: list[str] = []  # what each undo step was: "click3d" or "prompt"
         self.cancel_requested = False
+        self._cancel_at = -float("inf")  # when cancel() was last called (time.monotonic())
         self.opacity: dict[int, float] = {}  # object -> fill opacity in the picture (legend); default 0.4
         self.direction = "both"  # propagation direction; videos: "forward" (objects start where prompted)
         self._renders = 0  # pictures written by render_file
@@ -267,7 +272,8 @@ class AppState:
     def propagate(self, progress=None) -> None:  # noqa: ANN001 - callable(done, total)
         """Propagate slice by slice (``progress(done, total)``); :meth:`cancel` stops after the current slice."""
         s = self.require()
-        self.cancel_requested = False
+        if time.monotonic() - self._cancel_at > CANCEL_GRACE_S:  # a stale click; a recent one was meant
+            self.cancel_requested = False                      # for this run, queued behind the click
         unit = "frames" if self.is_video else "slices"
         total = s.planned_slices(self.direction)
         self.plan = s.plan_lines(self.direction)  # the cost in words, shown with the progress bar
@@ -295,8 +301,10 @@ class AppState:
                                   *s.take_notices(), *self.plan])
 
     def cancel(self) -> None:
-        """Ask a running :meth:`propagate` to stop after its current slice."""
+        """Ask a running :meth:`propagate` to stop after its current slice (one that starts within
+        :data:`CANCEL_GRACE_S`, e.g. queued behind the click on a busy server, is stopped too)."""
         self.cancel_requested = True
+        self._cancel_at = time.monotonic()
 
     # ---------------------------------------------------------------- output
     def render(self) -> np.ndarray | None:
