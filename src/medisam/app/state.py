@@ -276,8 +276,7 @@ class AppState:
             self.cancel_requested = False                      # for this run, queued behind the click
         unit = "frames" if self.is_video else "slices"
         total = s.planned_slices(self.direction)
-        self.plan = s.plan_lines(self.direction)  # the cost in words, shown with the progress bar
-        s.take_notices()  # this propagation's notices only
+        self.plan = s.propagation_plan(self.direction)  # the cost in words, shown with the progress bar
         slices = s.iter_propagate(self.direction)
         try:
             for done, _ in enumerate(slices, start=1):

@@ -335,6 +335,12 @@ class InteractiveSession:
         """The cost of the coming propagation in words (a 3D box's views and encodings); none for 2D."""
         return self.volume.plan_lines(direction) if self.volume is not None and self.volume.object_ids else []
 
+    def propagation_plan(self, direction: str = "both") -> list[str]:
+        """:meth:`plan_lines` of a propagation about to run, forgetting the notices said before it,
+        so that :meth:`take_notices` after it gives that propagation's own (server, web UI)."""
+        self.take_notices()
+        return self.plan_lines(direction)
+
     def take_notices(self) -> list[str]:
         """What the volume's propagations said beyond their results since the last call, oldest
         first (see the session contract's ``notices``); they are removed from the session."""

@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import numpy as np
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -30,6 +30,7 @@ from medisam.serve.schemas import (
     Click3DRequest,
     Click3DResult,
     Capabilities,
+    Direction,
     LassoRequest,
     PlanInfo,
     PointsRequest,
@@ -318,7 +319,7 @@ def set_window(sid: str, body: WindowRequest, request: Request) -> SessionInfo:
 
 @router.get("/sessions/{sid}/plan", response_model=PlanInfo, tags=["prompts"])
 def plan(sid: str, request: Request,
-         direction: Literal["both", "forward", "backward"] = Query("both")) -> PlanInfo:
+         direction: Direction = Query("both")) -> PlanInfo:
     """What a propagation would cost now, before it runs: its progress bar's length and, per 3D box,
     the views and encodings of its plan (the lines the CLI prints before the work)."""
     session = _session(request, sid)
@@ -353,8 +354,7 @@ async def propagate(sid: str, body: PropagateRequest, request: Request) -> Propa
 def _propagate_locked(session: ServerSession, ctx, direction: str, stop: threading.Event,  # noqa: ANN001
                       deadline: float) -> PropagateResult:
     with session.locked() as st, ctx.inference:
-        total, plan_lines = st.planned_slices(direction), st.plan_lines(direction)
-        st.take_notices()  # this request's notices only
+        total, plan_lines = st.planned_slices(direction), st.propagation_plan(direction)
 
         def check(done: int) -> None:
             """Stop before the next slice when the client left or the time is up."""

@@ -132,8 +132,12 @@ class SliceMask(BaseModel):
     mask: EncodedArray
 
 
+#: a propagation's direction (medisam.predict.contract.DIRECTIONS)
+Direction = Literal["both", "forward", "backward"]
+
+
 class PropagateRequest(BaseModel):
-    direction: Literal["both", "forward", "backward"] = "both"
+    direction: Direction = "both"
 
 
 class PropagateResult(BaseModel):
@@ -148,7 +152,7 @@ class PropagateResult(BaseModel):
 
 class PlanInfo(BaseModel):
     session_id: str
-    direction: str
+    direction: Direction
     planned_slices: int = Field(description="results the propagation would yield at most (its progress bar)")
     plan: list[str] = Field(description="the cost of the work in words (a 3D box's views and encodings)")
 
