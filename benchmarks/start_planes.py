@@ -22,7 +22,7 @@ import numpy as np
 
 from medisam.predict.propagation import PropagationConfig
 from medisam.predict.view_plan import ViewPlan, plan_for
-from medisam.prompts import Box3D
+from medisam.prompting.clicks3d import class_boxes
 
 VARIANTS = ("now", "abs", "lattice", "both")
 
@@ -49,11 +49,7 @@ def count(data: Path) -> tuple[int, dict[str, int], dict[str, int]]:
         labels = np.asarray(img.dataobj).transpose(2, 1, 0)
         spacing = tuple(float(v) for v in img.header.get_zooms()[:3][::-1])
         per = {v: [] for v in VARIANTS}
-        for c in range(1, int(labels.max()) + 1):
-            zz, yy, xx = np.nonzero(labels == c)
-            if not len(zz):
-                continue
-            box = Box3D(xx.min(), yy.min(), zz.min(), xx.max(), yy.max(), zz.max())
+        for box in class_boxes(labels).values():  # the bench's own boxes
             plan = plan_for(config, labels.shape, spacing, 0, box)
             for grid, stride in zip(plan.grids, plan.grid_strides):
                 for v, planes in _view_planes(grid, stride).items():

@@ -87,6 +87,18 @@ def test_protocol_box_is_clipped_to_the_image_and_extent_box():
         clicks3d.extent_box(np.zeros((2, 2, 2), dtype=bool))
 
 
+def test_class_boxes_are_each_class_extent_box():
+    labels = np.zeros((12, 20, 24), dtype=np.uint8)
+    labels[3:9, 4:15, 5:7] = 2
+    labels[10:12, 1:2, 13:23] = 4
+    labels[0, 0, 0] = 4  # a stray voxel widens its class's box
+    boxes = clicks3d.class_boxes(labels)
+    assert sorted(boxes) == [2, 4]  # classes absent (1, 3) have no box
+    for c, box in boxes.items():
+        assert box == clicks3d.extent_box(labels == c)
+    assert boxes[4] == clicks3d.extent_box(labels == 4) and (boxes[4].x1, boxes[4].z1) == (22, 11)
+
+
 def test_metrics_auc_and_nsd_rule():
     assert cvpr25.auc([0.1, 0.5, 0.5, 0.5, 0.5, 0.5]) == pytest.approx(2.0)  # steps 1..5 only
     assert cvpr25.auc([0, 0, 1, 1, 1, 1]) == pytest.approx(3.5)

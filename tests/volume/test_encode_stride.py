@@ -67,7 +67,7 @@ def test_interpolated_plane_is_the_mean_of_its_encoded_neighbours(tiny_model):
 
 
 def test_propagation_on_thin_slices_encodes_every_other_plane(tiny_model):
-    config = PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1)
+    config = PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1, refine_below_dice=None)  # the stride alone
     with CountingEncoder(tiny_model) as counter:
         thin = VolumeSession(tiny_model, _volume(1.0), config=config)
         thin.add_box(4, (8, 8, 24, 24))
@@ -90,6 +90,61 @@ def test_propagation_on_thin_slices_encodes_every_other_plane(tiny_model):
     assert 3 in thin.encoded_slices
 
 
+def test_coarse_anchors_and_their_refinement(tiny_model):
+    planes = _planes(12)
+    predictor = Predictor(tiny_model, cache=EmbeddingCache())
+    encoder = PlaneEncoder(predictor, 0, lambda t: planes[t], 12, size_cache=False, count=12, stride=2, coarse=4)
+    coarse = [(0, 4), (0, 4), (0, 4), None, (8, 11), (8, 11), None]  # past the last multiple: the last plane
+    assert [encoder.anchors(t) for t in (1, 2, 3, 4, 9, 10, 11)] == coarse
+    assert [encoder.anchors(t, fine=True) for t in (1, 2, 3, 9, 10)] == [(0, 2), None, (2, 4), (8, 10), None]
+    assert [encoder.refinable(t) for t in (1, 2, 3, 4, 8, 11)] == [True, True, True, False, False, False]
+    assert [encoder.interval(t) for t in (0, 3, 4, 7, 11)] == [0, 0, 4, 4, 8]
+    plain = PlaneEncoder(predictor, 0, lambda t: planes[t], 12, size_cache=False, count=12, stride=2)
+    assert plain.coarse == 2 and not plain.refinable(3)  # no coarse stride: nothing to refine
+    assert PropagationConfig().coarse_stride(2) == 4 and PropagationConfig().coarse_stride(1) == 1
+    assert PropagationConfig(refine_below_dice=None).coarse_stride(2) == 2
+    assert PropagationConfig(encode_stride=2).coarse_stride(2) == 2  # an explicit stride is kept
+    with pytest.raises(InputError, match="refine_below_dice"):
+        PropagationConfig(refine_below_dice=1.5)
+
+
+def test_thin_slices_start_coarse_and_refine_where_the_mask_moves_fast(tiny_model, monkeypatch):
+    from medisam.predict import axis_runs
+
+    config = PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1)
+    calm = VolumeSession(tiny_model, _volume(1.0), config=replace_dice(config, 0.0))  # never refined
+    calm.add_box(4, (8, 8, 24, 24))
+    calm.propagate(progress=False)
+    assert calm.encoded_slices == {0, 4, 8} and calm.encoder.interpolated == {1, 2, 3, 5, 6, 7}
+
+    asked: list[int] = []
+
+    def fast_at_5(s, t, previous, mask):  # noqa: ANN001, ANN202 - the rule's signature
+        if not s.encoder.refinable(t):  # as the rule: only planes whose fine embedding differs
+            return False
+        asked.append(t)
+        return t == 5
+
+    monkeypatch.setattr(axis_runs, "_too_fast", fast_at_5)
+    with CountingEncoder(tiny_model) as counter:
+        session = VolumeSession(tiny_model, _volume(1.0), config=config)
+        session.add_box(4, (8, 8, 24, 24))
+        session.propagate(progress=False)
+    assert set(asked) == {1, 2, 3, 5}  # asked on coarse planes; 6 and 7 follow 5's refinement unasked
+    assert session.encoded_slices == {0, 4, 6, 8} and counter.calls == 4  # 6: the plane 5 was refined to
+    fixed = VolumeSession(tiny_model, _volume(1.0), config=replace_dice(config, None))
+    fixed.add_box(4, (8, 8, 24, 24))
+    fixed.propagate(progress=False)
+    for t in (5, 6, 7):  # the refined planes are decoded from the fine planes, as the fixed stride does
+        assert np.array_equal(session.model_results(1)[t].mask, fixed.model_results(1)[t].mask)
+
+
+def replace_dice(config: PropagationConfig, dice: float | None) -> PropagationConfig:
+    from dataclasses import replace
+
+    return replace(config, refine_below_dice=dice)
+
+
 def test_plan_counts_the_planes_and_the_encodings_of_an_interpolating_view():
     from dataclasses import replace
 
@@ -101,3 +156,11 @@ def test_plan_counts_the_planes_and_the_encodings_of_an_interpolating_view():
     strided = replace(plan, strides=(2, 1, 1))
     assert strided.encoded_at_most == 53 + 25 + 25
     assert "k: 101 (1 in 2 encoded)" in strided.describe() and "151 planes, at most 103 encodings" in strided.describe()
+    from medisam.predict.view_plan import plan_for
+
+    single = plan_for(PropagationConfig(views=1), (155, 240, 240), (1.0, 1.0, 1.0), 0, Box3D(50, 50, 20, 150, 150, 120))
+    assert "k: 101 (1 in 4 to 1 in 2 encoded)" in single.describe()  # coarse first; the cost stays the upper bound
+    assert single.encoded_at_most == 53
+    fixed = plan_for(PropagationConfig(views=1, refine_below_dice=None), (155, 240, 240), (1.0, 1.0, 1.0), 0,
+                     Box3D(50, 50, 20, 150, 150, 120))
+    assert "k: 101 (1 in 2 encoded)" in fixed.describe()

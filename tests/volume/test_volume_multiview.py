@@ -207,7 +207,7 @@ def test_plan_lines_say_the_cost_before_the_work_and_nothing_once_done(tiny_mode
     session.add_box3d(BOX, obj_id=2)
     lines = session.plan_lines()
     assert len(lines) == 1 and lines[0].startswith("object 2: 3D box plan: 3 view(s) [k: 2, j: 4, i: 5]")
-    assert lines[0] == f"object 2: {session.view_plan(2).describe()}"
+    assert lines[0].startswith(f"object 2: {session.view_plan(2).describe()}")  # then its time, where known
     assert session.plan_lines("forward") == []  # one direction: along the session axis, no 3D plan
     session.propagate(progress=True)
     assert lines[0] in capsys.readouterr().err  # the CLI's path prints it before the work
@@ -219,8 +219,9 @@ def test_plan_lines_give_the_encodings_in_time_where_the_encoder_was_measured(ti
 
     asked = []
 
-    def measured(encodings, name, backend, precision):
+    def measured(encodings, name, backend, precision, timed_ms):
         asked.append((encodings, name, backend, precision))
+        assert timed_ms is not None and timed_ms > 0  # the seed plane's encoding, timed by the session
         return f"about {encodings} s at 1000 ms per encoding"
 
     monkeypatch.setattr(session_module, "encoding_time", measured)
@@ -230,6 +231,16 @@ def test_plan_lines_give_the_encodings_in_time_where_the_encoder_was_measured(ti
     assert session.plan_lines() == [f"object 1: {plan.describe()}; about {plan.encoded_at_most} s at 1000 ms "
                                      "per encoding"]
     assert asked == [(plan.encoded_at_most, tiny_model.name, "torch", "fp32")]
+
+
+def test_encoding_time_falls_back_to_an_encoding_timed_in_the_session(tmp_path, monkeypatch):
+    from medisam.models.speed_profile import encoding_time
+
+    monkeypatch.setenv("MEDISAM_CACHE", str(tmp_path))  # no speed profile measured
+    assert encoding_time(10, "sam-vit-b") is None  # nothing known: no time said
+    assert encoding_time(10, "sam-vit-b", timed_ms=250.0) == "about 2 s at 250 ms per encoding (timed in this session)"
+    assert encoding_time(600, "litemedsam", "openvino", "fp32", timed_ms=1500.0) == (
+        "about 15 min at 1500 ms per encoding (timed in this session)")
 
 
 def test_sam2_model_is_refused_with_a_pointer_to_sam2session():

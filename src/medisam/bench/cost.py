@@ -14,12 +14,11 @@ import logging
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from medisam.bench.datasets import CaseRef
 from medisam.predict.propagation import PropagationConfig
 from medisam.predict.view_plan import plan_for
-from medisam.prompts import Box3D
+from medisam.prompting.clicks3d import class_boxes
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +38,7 @@ def start_encodings(labels: np.ndarray, spacing_zyx: Sequence[float], config: Pr
     classes share is encoded once: the cache)."""
     config = config or PropagationConfig()
     planes: set[tuple[int, int]] = set()
-    for found in ndimage.find_objects(np.asarray(labels).astype(np.int64, copy=False)):
-        if found is None:
-            continue
-        z, y, x = found
-        box = Box3D(x.start, y.start, z.start, x.stop - 1, y.stop - 1, z.stop - 1)
+    for box in class_boxes(labels).values():
         planes |= plan_for(config, tuple(labels.shape), tuple(float(s) for s in spacing_zyx), 0, box,
                            input_size).encoded_planes()
     return len(planes)

@@ -75,8 +75,9 @@ def _start(session, start: str, truth: np.ndarray, classes: list[int]) -> dict[i
             session.add_box3d(Box3D(b.x_min, b.y_min, b.z_min, b.x_max, b.y_max, b.z_max), obj_id=c)
             prompts[c] = {"slice": b.z_mid, "box": [b.x_min, b.y_min, b.x_max, b.y_max], "z": [b.z_min, b.z_max]}
     elif start == "box3d":
+        boxes = clicks3d.class_boxes(truth)
         for c in classes:
-            b = clicks3d.extent_box(truth == c)
+            b = boxes[c]
             session.add_box3d(b, obj_id=c)
             prompts[c] = {"box3d": [b.x0, b.y0, b.z0, b.x1, b.y1, b.z1]}
     else:

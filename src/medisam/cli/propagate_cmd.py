@@ -65,10 +65,10 @@ def propagate(
                                         "1.5x the encodings of one axis; the plan is printed first); 1 = along --axis "
                                         "only."),
     encode_stride: Optional[int] = typer.Option(None, "--encode-stride", help="Volumes: encode every Nth plane "
-                                                "while propagating and interpolate the embeddings between (default: 2 "
-                                                "where planes are <= 1.25 mm apart, else 1, and 4 for a 3D box's own "
-                                                "axis there; 1 = encode every plane). A 3D box's sampled views encode "
-                                                "each of their planes."),
+                                                "while propagating and interpolate the embeddings between (default: "
+                                                "where planes are <= 1.25 mm apart, 4, refined to 2 where the mask "
+                                                "moves fast, and 4 for a 3D box's own axis; else 1. 1 = encode every "
+                                                "plane). A 3D box's sampled views encode each of their planes."),
     channel: Optional[int] = common.ChannelOpt,
     series: Optional[str] = common.SeriesOpt,
     window: Optional[str] = common.WindowOpt,

@@ -70,24 +70,32 @@ def write_speed_profile(profile: dict) -> Path:
 
 
 def encoding_time(encodings: int, model_name: str, backend: str | None = None,
-                  precision: str | None = None) -> str | None:
+                  precision: str | None = None, timed_ms: float | None = None) -> str | None:
     """``encodings`` encoder runs in words ("about 11 min at 1321 ms per encoding"), from this
     machine's measured encoder time of ``backend``/``precision`` (None: ``auto``'s choice).
-    Only for LiteMedSAM, the model the profile measures (its weights do not change the time);
-    None when nothing was measured. An estimate for a plan printed before long work."""
-    if model_name != "litemedsam":
+    The profile measures LiteMedSAM only (its weights do not change the time); for other
+    models, or where nothing was measured, ``timed_ms`` (an encoding timed by the caller, e.g.
+    a session's first plane) is used. None when neither is known. An estimate for a plan
+    printed before long work."""
+    ms = _profile_encoder_ms(backend, precision) if model_name == "litemedsam" else None
+    source = ""
+    if ms is None and timed_ms is not None and timed_ms > 0:
+        ms, source = float(timed_ms), " (timed in this session)"
+    if ms is None:
         return None
+    seconds = encodings * float(ms) / 1000.0
+    spoken = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+    return f"about {spoken} at {ms:.0f} ms per encoding{source}"
+
+
+def _profile_encoder_ms(backend: str | None, precision: str | None) -> float | None:
+    """The profile's encoder time of ``backend``/``precision`` (None: ``auto``'s), if measured."""
     profile = read_speed_profile() or {}
     if backend is None:
         auto = profile.get("auto") or {}
         backend, precision = auto.get("backend"), auto.get("precision")
-    measured = (profile.get("measured") or {}).get(f"{backend}-{precision or 'fp32'}") or {}
-    ms = measured.get("encoder_ms")
-    if not isinstance(ms, (int, float)) or ms <= 0:
-        return None
-    seconds = encodings * float(ms) / 1000.0
-    spoken = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-    return f"about {spoken} at {ms:.0f} ms per encoding"
+    ms = ((profile.get("measured") or {}).get(f"{backend}-{precision or 'fp32'}") or {}).get("encoder_ms")
+    return float(ms) if isinstance(ms, (int, float)) and ms > 0 else None
 
 
 def choose_auto(device: torch.device) -> tuple[str, str]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
+from medisam.metrics_basic import dice
 from medisam.predict.contract import SliceResult, ViewProgress
 from medisam.predict.propagation import box_around, clip_to, interior_point, stop_reason
 from medisam.predict.slice_box import Estimate, clip_box, estimate_box
@@ -126,6 +127,31 @@ def run_clip(s: AxisSession, state: ObjectState, seed: int, extent: Box | None, 
     return clip_box(state.seeds[seed].box, s.plane_hw, s.config.slice_box)
 
 
+def _decode(s: AxisSession, t: int, prev: SliceResult, boxes: list[Box], fine: bool):  # noqa: ANN202
+    """Plane ``t``'s best prediction for ``boxes`` (with the previous plane's point or logits
+    where the config asks) and the index of its mask."""
+    cfg = s.config
+    point = interior_point(prev.mask) if cfg.point_prompt else None
+    logits = prev.low_res_logits if cfg.mask_prompt else None
+    if point is None and logits is None and not cfg.multimask and len(boxes) > 1:
+        s._encode(t, interpolate=True, fine=fine)  # the margins in one decoder batch; only the winner is upsampled
+        return s.predictor.predict_best(boxes)[1], 0
+    best = None
+    for box in boxes:
+        pred = s._predict(t, box, [(*point, 1)] if point else None, logits, cfg.multimask, interpolate=True, fine=fine)
+        k = pick(pred, prev.mask) if cfg.multimask else 0
+        if best is None or pred.scores[k] > best[0].scores[best[1]]:
+            best = (pred, k)
+    return best
+
+
+def _too_fast(s: AxisSession, t: int, previous: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether plane ``t``'s mask, decoded from the coarse planes, moved away from the previous
+    plane's by more than ``config.refine_below_dice`` allows (and finer planes exist)."""
+    limit = s.config.refine_below_dice
+    return limit is not None and s.encoder.refinable(t) and bool(previous.any()) and dice(previous, mask) < limit
+
+
 def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain: bool = False,
              extent: Box | None = None) -> Iterator[SliceResult]:
     """Extend (or start) the run from ``seed`` in direction ``step`` up to slice ``end``.
@@ -157,6 +183,7 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
     stopper = None if extent is not None else SeedStopper(  # single-slice prompt: see stop_rules
         seed_result.mask, seed_result.score, state.seeds[seed].box, cfg.stop_rules, [r.mask for r in run.results])
     t = prev.slice + step
+    refined = None  # the coarse interval this run refined last (its later planes start fine)
     while (end - t) * step >= 0:
         boxes = [b for b in (box_around(prev.mask, m, clip) for m in margins) if b is not None]
         if not boxes and reacquire:
@@ -165,25 +192,18 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
             run = replace(run, stopped=True)
             break
         s.encoder.prefetch(t, step, end)
-        point = interior_point(prev.mask) if cfg.point_prompt else None
-        logits = prev.low_res_logits if cfg.mask_prompt else None
-        if point is None and logits is None and not cfg.multimask and len(boxes) > 1:
-            s._encode(t, interpolate=True)  # the margins in one decoder batch; only the winner is upsampled
-            pred, k = s.predictor.predict_best(boxes)[1], 0
-        else:
-            best = None
-            for box in boxes:
-                pred = s._predict(t, box, [(*point, 1)] if point else None, logits, cfg.multimask, interpolate=True)
-                k = pick(pred, prev.mask) if cfg.multimask else 0
-                if best is None or pred.scores[k] > best[0].scores[best[1]]:
-                    best = (pred, k)
-            pred, k = best
+        fine = refined == s.encoder.interval(t)
+        pred, k = _decode(s, t, prev, boxes, fine)
         mask, score = clip_to(s._threshold(pred, k), clip), float(pred.scores[k])
+        if not fine and _too_fast(s, t, prev.mask, mask):  # decode again from the planes at the fine stride
+            refined, fine = s.encoder.interval(t), True
+            pred, k = _decode(s, t, prev, boxes, fine)
+            mask, score = clip_to(s._threshold(pred, k), clip), float(pred.scores[k])
         reason = stop_reason(mask, score, int(prev.mask.sum()), cfg)
         if reason is None and stopper is not None:
             reason = stopper.reason(mask, score, prev.mask, abs(t - seed))
         if reason is not None and reacquire:
-            again = s._predict(t, extent, None, None, interpolate=True)
+            again = s._predict(t, extent, None, None, interpolate=True, fine=fine)
             mask2 = clip_to(s._threshold(again, 0), clip)
             if stop_reason(mask2, float(again.scores[0]), 0, cfg) is None:
                 pred, k, mask, score, reason = again, 0, mask2, float(again.scores[0]), None

@@ -11,7 +11,6 @@ in a :class:`~medisam.predict.encoder.PlaneEncoder`; the loop in :mod:`~medisam.
 from __future__ import annotations
 
 import copy
-import sys
 from collections import deque
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -25,7 +24,7 @@ from medisam.predict.axis_runs import (owner_result, planned_end, run_iter, run_
                                        two_pass_iter, two_pass_planned)
 from medisam.predict.cache import EmbeddingCache
 from medisam.predict.contract import (MAX_NOTICES, SliceResult, ViewProgress, check_object_id, paint_order, steps_of,
-                                     tracks_with_memory)
+                                     run_to_end, tracks_with_memory)
 from medisam.predict.encoder import PlaneEncoder
 from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import PropagationConfig, box_around
@@ -107,8 +106,10 @@ class AxisSession(ClickLayer):
         elif predictor.model is not model:
             raise InputError("the predictor was built for another model")
         self.predictor = predictor
+        stride = self._encode_stride()
         self.encoder = PlaneEncoder(predictor, self.axis, self.plane_display, self._planes_needed(), own_cache,
-                                    self.config.encode_batch, self.num_slices, self._encode_stride())
+                                    self.config.encode_batch, self.num_slices, stride,
+                                    self.config.coarse_stride(stride))
         self.store = PromptStore(max_undo)
         #: what propagations said to the user beyond their results (e.g. a view left out of a 3D
         #: box's vote), oldest first; bounded, so a long session's memory stays flat
@@ -378,21 +379,7 @@ class AxisSession(ClickLayer):
 
     def propagate(self, direction: str = "both", progress: bool = True) -> MedicalImage:
         """Run :meth:`iter_propagate` to the end and return the label map (input geometry)."""
-        total = self.planned_slices(direction)
-        results = self.iter_propagate(direction)
-        if progress and total:
-            from tqdm.auto import tqdm
-
-            for line in self.plan_lines(direction):  # the cost of the coming work, before it
-                print(line, file=sys.stderr)
-            with tqdm(total=total, unit=self.progress_unit, desc="propagate") as bar:
-                for _ in results:
-                    bar.update(1)
-                bar.total = bar.n  # runs that stopped early (stop rules, objects that left) end the plan
-                bar.refresh()
-        else:
-            for _ in results:
-                pass
+        run_to_end(self, self.iter_propagate(direction), direction, progress, self.progress_unit, "propagate")
         return self.label_map()
 
     def model_results(self, obj_id: int) -> dict[int, SliceResult]:
@@ -512,8 +499,8 @@ class AxisSession(ClickLayer):
         """Planes between encoded ones in propagation (``config.encode_stride``; auto from the plane distance)."""
         return self.config.stride_for(self.geometry.spacing_zyx[self.axis])
 
-    def _encode(self, t: int, interpolate: bool = False) -> None:
-        self.encoder.encode(t, interpolate)
+    def _encode(self, t: int, interpolate: bool = False, fine: bool = False) -> None:
+        self.encoder.encode(t, interpolate, fine)
 
     def _threshold(self, pred, k: int = 0) -> np.ndarray:  # noqa: ANN001 - Prediction
         """Candidate ``k``'s mask at ``config.mask_threshold`` (pred.masks uses 0)."""
@@ -522,8 +509,8 @@ class AxisSession(ClickLayer):
         return self.predictor.transform.masks_to_original(pred.low_res_logits[k:k + 1], self.config.mask_threshold)[0]
 
     def _predict(self, t: int, box: Box | None, points, logits: np.ndarray | None,  # noqa: ANN001
-                 multimask: bool = False, interpolate: bool = False):  # noqa: ANN202 - Prediction
-        self._encode(t, interpolate)
+                 multimask: bool = False, interpolate: bool = False, fine: bool = False):  # noqa: ANN202
+        self._encode(t, interpolate, fine)
         mask = MaskPrompt(logits) if logits is not None else None
         return self.predictor.predict(box=box, points=points, mask=mask, multimask=multimask)
 

@@ -122,6 +122,28 @@ def paint_order(sizes: dict[int, int]) -> list[int]:
     return sorted(sizes, key=lambda obj_id: (-sizes[obj_id], obj_id))
 
 
+def run_to_end(session: "Session", results: Iterator, direction: str, progress: bool, unit: str, desc: str) -> None:
+    """Exhaust a propagation's ``results``; with ``progress``, first print the session's plan
+    lines (the cost of the coming work) on stderr, then show a progress bar over its planned
+    items, closed at the count reached (runs may end early)."""
+    total = session.planned_slices(direction)
+    if not (progress and total):
+        for _ in results:
+            pass
+        return
+    import sys
+
+    from tqdm.auto import tqdm
+
+    for line in session.plan_lines(direction):
+        print(line, file=sys.stderr)
+    with tqdm(total=total, unit=unit, desc=desc) as bar:
+        for _ in results:
+            bar.update(1)
+        bar.total = bar.n  # runs that stopped early (stop rules, objects that left) end the plan
+        bar.refresh()
+
+
 def tracks_with_memory(model: PromptableModel) -> bool:
     """True for models whose sessions track with a memory (SAM 2 family): the one family check."""
     return model.spec.supports_memory_propagation

@@ -10,10 +10,16 @@ gets the linear interpolation of their embeddings instead of its own encoding
 (``encode(t, interpolate=True)``): on thin slices neighbouring planes look alike, and the
 encoder is most of a propagation's time on a CPU. Interpolated embeddings are cached under
 their own key, so a plane the user prompts later is still encoded for real.
+
+With a ``coarse`` stride above ``stride``, a propagated plane first takes the interpolation
+between planes ``k*coarse`` and may then be refined (``encode(t, True, fine=True)``) to the
+interpolation between planes ``k*stride``: the owner decides from the decoded masks where
+the object changes too fast for the coarse planes (:mod:`~medisam.predict.axis_runs`).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import numpy as np
@@ -32,17 +38,22 @@ class PlaneEncoder:
         display: ``t -> (H, W, 3)`` float32 0-255 encoder input of plane ``t``.
         planes: planes the cache must hold when ``size_cache`` (sized on first encoding).
         batch: planes encoded together ahead of a propagation front (``prefetch``).
-        count: planes on the axis (0..count-1); ``stride``: see the module.
+        count: planes on the axis (0..count-1); ``stride``, ``coarse``: see the module.
 
     Attributes:
         encoded / visited: planes the encoder ran on / whose embedding was used.
         interpolated: planes that were given an interpolated embedding.
+        timed_ms: the fastest single-plane encoding this encoder ran (None before one), for
+            cost estimates of models the speed profile does not measure.
+        own: planes whose own embedding was used (encoded here or found in a shared cache):
+            what the propagation would have encoded alone.
         encoded_planes / visited_planes: the same as ``(axis, index)`` pairs; an owner may
             add other views' planes to them.
     """
 
     def __init__(self, predictor: Predictor, axis: int, display: Callable[[int], np.ndarray], planes: int,
-                 size_cache: bool, batch: int = 1, count: int = 0, stride: int = 1):
+                 size_cache: bool, batch: int = 1, count: int = 0, stride: int = 1,
+                 coarse: int = 0):
         self.predictor = predictor
         self.model = predictor.model
         self.axis = axis
@@ -51,11 +62,14 @@ class PlaneEncoder:
         self.batch = batch
         self.count = count
         self.stride = max(1, int(stride))
+        self.coarse = max(self.stride, int(coarse))
         self._size_cache = size_cache
         self._keys: dict[int, str] = {}  # plane -> embedding key (the display never changes)
         self.encoded: set[int] = set()
         self.visited: set[int] = set()
         self.interpolated: set[int] = set()
+        self.own: set[int] = set()
+        self.timed_ms: float | None = None
         self.encoded_planes: set[tuple[int, int]] = set()
         self.visited_planes: set[tuple[int, int]] = set()
 
@@ -77,28 +91,42 @@ class PlaneEncoder:
         self.encoded.add(t)
         self.encoded_planes.add((self.axis, t))
 
-    def anchors(self, t: int) -> tuple[int, int] | None:
-        """The encoded planes whose embeddings plane ``t`` interpolates, None when it is encoded itself."""
-        if self.stride <= 1 or t % self.stride == 0 or t >= self.count - 1:
+    def anchors(self, t: int, fine: bool = False) -> tuple[int, int] | None:
+        """The encoded planes whose embeddings plane ``t`` interpolates (at the coarse stride, or
+        at ``stride`` when ``fine``), None when it is encoded itself."""
+        stride = self.stride if fine else self.coarse
+        if stride <= 1 or t % stride == 0 or t >= self.count - 1:
             return None
-        lo = t - t % self.stride
-        return lo, min(lo + self.stride, self.count - 1)  # past the last multiple: the axis's last plane
+        lo = t - t % stride
+        return lo, min(lo + stride, self.count - 1)  # past the last multiple: the axis's last plane
 
-    def encode(self, t: int, interpolate: bool = False) -> None:
+    def refinable(self, t: int) -> bool:
+        """Whether plane ``t``'s fine embedding differs from its coarse one."""
+        return self.coarse > self.stride and self.anchors(t) != self.anchors(t, fine=True)
+
+    def interval(self, t: int) -> int:
+        """The first plane of the coarse interval holding plane ``t``."""
+        return t - t % self.coarse
+
+    def encode(self, t: int, interpolate: bool = False, fine: bool = False) -> None:
         """Make plane ``t`` the predictor's current image (encoding it unless cached).
 
         ``interpolate``: a propagated plane may take the interpolation of its anchors'
-        embeddings (:meth:`anchors`) instead of its own."""
-        pair = self.anchors(t) if interpolate else None
+        embeddings (:meth:`anchors`, at the fine stride when ``fine``) instead of its own."""
+        pair = self.anchors(t, fine) if interpolate else None
         if pair is not None:
             self._interpolate(t, *pair)
             return
         self.visited.add(t)
         self.visited_planes.add((self.axis, t))
+        self.own.add(t)
         cache = self.predictor.cache
         before = cache.misses
+        started = time.perf_counter()
         self.predictor.set_display_image(self.display(t), key=self.key(t))
         if cache.misses > before:
+            ms = (time.perf_counter() - started) * 1000.0
+            self.timed_ms = ms if self.timed_ms is None else min(self.timed_ms, ms)
             self._mark_encoded(t)
             self._fit_cache(self.predictor.get_image_embedding())
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from collections import deque
 from dataclasses import replace
 from typing import Any, Iterator, Sequence
@@ -27,7 +26,7 @@ from medisam.models.promptable import PromptableModel
 from medisam.predict import sam2_state
 from medisam.predict.propagation import clip_to
 from medisam.predict.contract import (MAX_NOTICES, SliceResult, check_object_id, paint_order, steps_of,
-                                     tracks_with_memory)
+                                     run_to_end, tracks_with_memory)
 from medisam.predict.sam2_frames import NormalisedFrames, as_frames, display_frames
 from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts
 from medisam.predict.volume import as_box3d
@@ -358,15 +357,7 @@ class Sam2Session:
 
     def propagate(self, direction: str = "both", progress: bool = True) -> MedicalImage:
         """Run :meth:`iter_propagate` to the end and return the label map (input geometry)."""
-        results = self.iter_propagate(direction)
-        if progress:
-            from tqdm.auto import tqdm
-
-            for line in self.plan_lines(direction):
-                print(line, file=sys.stderr)
-            results = tqdm(results, total=self.planned_slices(direction), unit="frame", desc="propagate (SAM 2)")
-        for _ in results:
-            pass
+        run_to_end(self, self.iter_propagate(direction), direction, progress, "frame", "propagate (SAM 2)")
         return self.label_map()
 
     def results(self, obj_id: int) -> dict[int, SliceResult]:

@@ -103,7 +103,7 @@ class VolumeSession(AxisSession):
                 if self._fuse_planned(obj_id, state, seed) > 0:  # not fused yet
                     plan = self.view_plan(obj_id)
                     time = encoding_time(plan.encoded_at_most, self.model.name, getattr(self.model, "backend", "torch"),
-                                         getattr(self.model, "precision", "fp32"))
+                                         getattr(self.model, "precision", "fp32"), self.encoder.timed_ms)
                     lines.append(f"object {obj_id}: {plan.describe()}" + (f"; {time}" if time else ""))
             elif any(two_pass(self, obj_id, t) for t in state.seeds):
                 lines.append(f"object {obj_id}: slice box in two passes (the stop-ruled chain, then the 3D-box "

@@ -202,7 +202,8 @@ class ViewPlan:
     budget's unit; ``budget``: the encodings allowed (None: unbounded).
     ``notes`` says why a view was sampled or skipped; ``strides``: per grid, the encode
     stride of its propagation (:class:`~medisam.predict.propagation.PropagationConfig`
-    ``encode_stride``; empty: 1).
+    ``encode_stride``; empty: 1); ``coarse``: per grid, the stride its propagation tries
+    first where that is coarser (``refine_below_dice``; empty: the stride).
     """
 
     grids: tuple[ViewGrid, ...]
@@ -210,6 +211,7 @@ class ViewPlan:
     budget: int | None
     notes: tuple[str, ...] = ()
     strides: tuple[int, ...] = ()
+    coarse: tuple[int, ...] = ()
 
     @property
     def planes(self) -> int:
@@ -242,8 +244,10 @@ class ViewPlan:
     def describe(self) -> str:
         names = "kji"
         strides = self.grid_strides
+        coarse = self.coarse or strides
         views = ", ".join(f"{names[g.axis]}: {g.num_planes}" + (" sampled" if g.planes is not None else "")
-                          + (f" (1 in {s} encoded)" if s > 1 else "") for g, s in zip(self.grids, strides))
+                          + (f" (1 in {c} to 1 in {s} encoded)" if c > s else f" (1 in {s} encoded)" if s > 1 else "")
+                          for g, s, c in zip(self.grids, strides, coarse))
         cap = f", budget {self.budget}" if self.budget is not None else ""
         note = f" ({'; '.join(self.notes)})" if self.notes else ""
         cost = (f"{self.planes} planes, at most {self.encoded_at_most} encodings" if any(s > 1 for s in strides)
@@ -365,7 +369,10 @@ def plan_for(config: PropagationConfig, shape_zyx: tuple[int, int, int], spacing
     """The plan a session with ``config`` follows for ``box3d`` (views, budget, sampling and
     strides from the config; ``effective_spacing_zyx``: see :func:`plan_views`): the one place
     a 3D box's plan is made."""
-    return plan_views(shape_zyx, spacing_zyx, axis, box3d, views=config.views, budget=config.view_budget,
+    plan = plan_views(shape_zyx, spacing_zyx, axis, box3d, views=config.views, budget=config.view_budget,
                       input_size=input_size, sampling=config.view_sampling, stride_for=config.stride_for,
                       session_stride=config.view_session_stride_for(spacing_zyx[axis]),
                       max_anisotropy=config.view_max_anisotropy, effective_spacing_zyx=effective_spacing_zyx)
+    if len(plan.grids) == 1:  # the single axis: coarse planes first (``refine_below_dice``)
+        plan = replace(plan, coarse=(config.coarse_stride(plan.grid_strides[0]),))
+    return plan
