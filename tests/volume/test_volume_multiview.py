@@ -10,7 +10,7 @@ import pytest
 from medisam.errors import InputError, PromptError
 from medisam.predict import Predictor, PropagationConfig, VolumeSession
 from medisam.predict.propagation import fuse_views, views_in_vote
-from medisam.predict.view_plan import ViewGrid
+from medisam.predict.view_plan import ViewGrid, encodings_at_most
 from medisam.predict.volume import resample_axis
 from medisam.prompts import Box3D
 
@@ -208,7 +208,8 @@ def test_plan_lines_say_the_cost_before_the_work_and_nothing_once_done(tiny_mode
     lines = session.plan_lines()
     assert len(lines) == 1 and lines[0].startswith("object 2: 3D box plan: 3 view(s) [k: 2, j: 4, i: 5]")
     assert lines[0].startswith(f"object 2: {session.view_plan(2).describe()}")  # then its time, where known
-    assert session.plan_lines("forward") == []  # one direction: along the session axis, no 3D plan
+    forward = session.plan_lines("forward")  # one direction: along the session axis, no 3D plan
+    assert len(forward) == 1 and forward[0].startswith("object 2: along k, up to ")
     session.propagate(progress=True)
     assert lines[0] in capsys.readouterr().err  # the CLI's path prints it before the work
     assert session.plan_lines() == []  # fused: nothing left to do
@@ -231,6 +232,18 @@ def test_plan_lines_give_the_encodings_in_time_where_the_encoder_was_measured(ti
     assert session.plan_lines() == [f"object 1: {plan.describe()}; about {plan.encoded_at_most} s at 1000 ms "
                                      "per encoding"]
     assert asked == [(plan.encoded_at_most, tiny_model.name, "torch", "fp32")]
+
+
+def test_runs_along_the_session_axis_say_their_cost_too(tiny_model):
+    thin = small_volume()  # 1 mm apart: one plane in four first, refined to one in two
+    session = VolumeSession(tiny_model, thin, config=PropagationConfig(min_area_px=0, extra_margins_mm=()))
+    session.add_box(1, (2, 2, 10, 10), obj_id=3)  # a box on one slice: runs to the volume's ends at most
+    slices = session.planned_slices()  # the seed's own result is done
+    (line,) = session.plan_lines()
+    assert line.startswith(f"object 3: along k, up to {slices} slices (1 in 4 to 1 in 2 encoded), "
+                           f"at most {encodings_at_most(slices, 2)} encodings")
+    session.propagate(progress=False)
+    assert session.plan_lines() == []  # nothing left to do
 
 
 def test_encoding_time_falls_back_to_an_encoding_timed_in_the_session(tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ import numpy as np
 from medisam.errors import InputError, ModelError, PromptError
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
+from medisam.models.speed_profile import encoding_time
 from medisam.predict.axis_runs import (owner_result, planned_end, run_iter, run_planned, seed_iter, two_pass,
                                        two_pass_iter, two_pass_planned)
 from medisam.predict.cache import EmbeddingCache
@@ -29,6 +30,7 @@ from medisam.predict.encoder import PlaneEncoder
 from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import PropagationConfig, box_around
 from medisam.predict.click_layer import ClickLayer
+from medisam.predict.view_plan import encodings_at_most
 from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts, check_in_range
 from medisam.predict.volume import SliceGeometry, as_box3d, parse_axis, volume_of, volume_to_display
 from medisam.prompts import Box, Box3D, MaskPrompt, Points
@@ -355,24 +357,42 @@ class AxisSession(ClickLayer):
 
     def planned_slices(self, direction: str = "both") -> int:
         """Upper bound of the slice results ``iter_propagate(direction)`` would compute (for ETA)."""
+        return sum(self._planned_object(obj_id, direction) for obj_id in self.object_ids)
+
+    def _planned_object(self, obj_id: int, direction: str) -> int:
+        """:meth:`planned_slices` of one object."""
         steps = steps_of(direction)
+        state = self._objects[obj_id]
+        fused_seed = self._fused_seed(state, direction)
         total = 0
-        for obj_id in self.object_ids:
-            state = self._objects[obj_id]
-            fused_seed = self._fused_seed(state, direction)
-            for seed in state.seeds:
-                version = state.seeds[seed].version
-                total += (obj_id, seed, 0, version) not in self._runs
-                if seed == fused_seed:
-                    total += self._fuse_planned(obj_id, state, seed)
-                    continue
-                if two_pass(self, obj_id, seed):
-                    total += two_pass_planned(self, obj_id, seed, direction, steps)
-                    continue
-                for step in steps:
-                    total += run_planned(self._runs.get((obj_id, seed, step, version)), seed, step,
-                                         planned_end(state, seed, step, direction, self._range(state)))
+        for seed in state.seeds:
+            version = state.seeds[seed].version
+            total += (obj_id, seed, 0, version) not in self._runs
+            if seed == fused_seed:
+                total += self._fuse_planned(obj_id, state, seed)
+                continue
+            if two_pass(self, obj_id, seed):
+                total += two_pass_planned(self, obj_id, seed, direction, steps)
+                continue
+            for step in steps:
+                total += run_planned(self._runs.get((obj_id, seed, step, version)), seed, step,
+                                     planned_end(state, seed, step, direction, self._range(state)))
         return total
+
+    def _axis_plan_line(self, obj_id: int, direction: str) -> str | None:
+        """The cost of ``obj_id``'s coming runs along the session axis in words (None: no work):
+        planes at most, encodings at most at the encoder's strides, and their time where known."""
+        slices = self._planned_object(obj_id, direction)
+        if not slices:
+            return None
+        enc = self.encoder
+        how = (f"1 in {enc.coarse} to 1 in {enc.stride} encoded" if enc.coarse > enc.stride
+               else f"1 in {enc.stride} encoded" if enc.stride > 1 else "each encoded")
+        most = encodings_at_most(slices, enc.stride)
+        time = encoding_time(most, self.model.name, getattr(self.model, "backend", "torch"),
+                             getattr(self.model, "precision", "fp32"), enc.timed_ms)
+        return (f"object {obj_id}: along {'kji'[self.axis]}, up to {slices} slices ({how}), at most {most} encodings"
+                + (f"; {time}" if time else ""))
 
     #: What one step of the progress bar is (one result of :meth:`iter_propagate`).
     progress_unit = "slice"

@@ -109,4 +109,8 @@ class VolumeSession(AxisSession):
                 lines.append(f"object {obj_id}: slice box in two passes (the stop-ruled chain, then the 3D-box "
                              "engine inside its slice range and the box): encodes the chain's slices only, decodes "
                              "them twice")
+            else:  # runs along the session axis: a slice prompt's (ended by the stop rules) or one direction's
+                line = self._axis_plan_line(obj_id, direction)
+                if line:
+                    lines.append(line)
         return lines
