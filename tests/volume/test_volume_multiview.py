@@ -216,7 +216,7 @@ def test_plan_lines_say_the_cost_before_the_work_and_nothing_once_done(tiny_mode
 
 
 def test_plan_lines_give_the_encodings_in_time_where_the_encoder_was_measured(tiny_model, monkeypatch):
-    from medisam.predict import session as session_module
+    from medisam.predict import axis_session as session_module  # where sessions put encodings in time
 
     asked = []
 

@@ -389,10 +389,15 @@ class AxisSession(ClickLayer):
         how = (f"1 in {enc.coarse} to 1 in {enc.stride} encoded" if enc.coarse > enc.stride
                else f"1 in {enc.stride} encoded" if enc.stride > 1 else "each encoded")
         most = encodings_at_most(slices, enc.stride)
-        time = encoding_time(most, self.model.name, getattr(self.model, "backend", "torch"),
-                             getattr(self.model, "precision", "fp32"), enc.timed_ms)
+        time = self._encoding_time(most)
         return (f"object {obj_id}: along {'kji'[self.axis]}, up to {slices} slices ({how}), at most {most} encodings"
                 + (f"; {time}" if time else ""))
+
+    def _encoding_time(self, encodings: int) -> str | None:
+        """``encodings`` of this session's model in words (:func:`~medisam.models.speed_profile.encoding_time`:
+        the machine's profile, else this session's own timed encodings); None when unknown."""
+        return encoding_time(encodings, self.model.name, getattr(self.model, "backend", "torch"),
+                             getattr(self.model, "precision", "fp32"), self.encoder.timed_ms)
 
     #: What one step of the progress bar is (one result of :meth:`iter_propagate`).
     progress_unit = "slice"

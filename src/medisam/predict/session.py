@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Iterator
 
 from medisam.predict.axis_runs import clip_to as _clip  # noqa: F401 - re-export (old name)
-from medisam.models.speed_profile import encoding_time
 from medisam.predict.axis_runs import two_pass
 from medisam.predict.axis_session import AxisSession
 from medisam.predict.contract import DIRECTIONS, SliceResult, ViewProgress, check_object_id
@@ -102,8 +101,7 @@ class VolumeSession(AxisSession):
             if seed is not None:
                 if self._fuse_planned(obj_id, state, seed) > 0:  # not fused yet
                     plan = self.view_plan(obj_id)
-                    time = encoding_time(plan.encoded_at_most, self.model.name, getattr(self.model, "backend", "torch"),
-                                         getattr(self.model, "precision", "fp32"), self.encoder.timed_ms)
+                    time = self._encoding_time(plan.encoded_at_most)
                     lines.append(f"object {obj_id}: {plan.describe()}" + (f"; {time}" if time else ""))
             elif any(two_pass(self, obj_id, t) for t in state.seeds):
                 lines.append(f"object {obj_id}: slice box in two passes (the stop-ruled chain, then the 3D-box "
