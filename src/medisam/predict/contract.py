@@ -37,6 +37,7 @@ x = column, y = row; object ids are the label values 1..65535):
 
 from __future__ import annotations
 
+import sys
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Protocol, Sequence, runtime_checkable
@@ -131,8 +132,6 @@ def run_to_end(session: "Session", results: Iterator, direction: str, progress: 
         for _ in results:
             pass
         return
-    import sys
-
     from tqdm.auto import tqdm
 
     for line in session.plan_lines(direction):

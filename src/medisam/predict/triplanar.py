@@ -83,11 +83,11 @@ class TriPlanar:
             plan = self.plan(o.store.objects[obj_id])
             log.info("object %d: %s", obj_id, plan.describe())
             views = []
-            for grid, stride in zip(plan.grids, plan.grid_strides):  # each view at its planned stride
+            for grid, stride, coarse in zip(plan.grids, plan.grid_strides, plan.grid_coarse):  # as planned
                 display = grid.crop(o.display)
                 image = MedicalImage.from_array(display, spacing=grid.spacing_zyx(shape, spacing)[::-1], is_rgb=False)
-                # a plan of one view is the single-axis propagation: the owner's stride rule (coarse first)
-                stride = stride if len(plan.grids) > 1 else o.config.encode_stride
+                # a view the plan lets start coarse keeps the automatic stride (the same planes: its spacing)
+                stride = None if coarse > stride else stride
                 view = AxisSession(o.model, image, axis=grid.axis, predictor=o.predictor,
                                    config=replace(o.config, views=1, encode_stride=stride), display=display)
                 view.add_box3d(grid.box(box3d, shape), obj_id=1)

@@ -224,6 +224,11 @@ class ViewPlan:
         return self.strides or (1,) * len(self.grids)
 
     @property
+    def grid_coarse(self) -> tuple[int, ...]:
+        """The stride each grid's propagation tries first (its stride where none was given)."""
+        return self.coarse or self.grid_strides
+
+    @property
     def encoded_at_most(self) -> int:
         """Encodings at most (:func:`encodings_at_most` of every view)."""
         return sum(encodings_at_most(g.num_planes, s) for g, s in zip(self.grids, self.grid_strides))
@@ -244,7 +249,7 @@ class ViewPlan:
     def describe(self) -> str:
         names = "kji"
         strides = self.grid_strides
-        coarse = self.coarse or strides
+        coarse = self.grid_coarse
         views = ", ".join(f"{names[g.axis]}: {g.num_planes}" + (" sampled" if g.planes is not None else "")
                           + (f" (1 in {c} to 1 in {s} encoded)" if c > s else f" (1 in {s} encoded)" if s > 1 else "")
                           for g, s, c in zip(self.grids, strides, coarse))
