@@ -97,7 +97,7 @@ def test_onnx_backend_runs_the_fast_decoder_and_falls_back(tiny_onnx, monkeypatc
     assert any(p.name.startswith("decoder.fast.v") for p in tiny_onnx.export_dir.iterdir())
     monkeypatch.setenv("MEDISAM_FAST_DECODER", "0")
     plain = load_model("litemedsam-tiny", device="cpu", backend="onnx")
-    assert plain.fast_decoder_session is None
+    assert plain.fast_decoder_session is None and plain.best_decoder_session is None
     image, _ = disk_image(100, radius=25, center=(50, 50))
     fast_pred, plain_pred = Predictor(tiny_onnx).set_image(image), Predictor(plain).set_image(image)
     calls = []
@@ -117,6 +117,47 @@ def test_onnx_backend_runs_the_fast_decoder_and_falls_back(tiny_onnx, monkeypatc
     batch = fast_pred.predict_batch([(20, 20, 80, 80), (0, 0, 50, 50)])
     assert np.abs(batch.low_res_logits - plain_pred.predict_batch([(20, 20, 80, 80), (0, 0, 50, 50)]).low_res_logits
                   ).max() < 1e-3
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_exported_backends_upscale_only_the_best_box(tiny_onnx, backend):
+    """``decode_best`` on ONNX Runtime / OpenVINO runs the best-of-boxes graph and gives what
+    decoding every box and keeping the best gives: the same index (the first of equal scores),
+    score and logits."""
+    from medisam.models import load_model
+    from medisam.models.promptable import PromptableModel
+
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    model = tiny_onnx if backend == "onnx" else load_model("litemedsam-tiny", device="cpu", backend="openvino")
+    pred = Predictor(model).set_image(disk_image(97, radius=25, center=(50, 45))[0])
+    embedding = pred._require_image().embedding
+    runs = []
+    if backend == "onnx":
+        session = model.best_decoder_session
+        model.best_decoder_session = type("Spy", (), {"run": lambda self, *a: runs.append(1) or session.run(*a)})()
+    for boxes in ([(20, 15, 80, 75), (10, 5, 90, 90), (30, 30, 60, 60)], [(20, 15, 80, 75)] * 3, [(0, 0, 40, 40)]):
+        boxes_t = pred._boxes_on_model_grid(boxes, "test")
+        index, got = model.decode_best(embedding, boxes_t)
+        ref_index, ref = PromptableModel.decode_best(model, embedding, boxes_t)  # every box decoded
+        assert index == ref_index and (index == 0 or len(set(boxes)) > 1)
+        assert got.low_res_logits.shape == (1, 1, 256, 256) and got.iou.shape == (1, 1)
+        assert np.abs(got.low_res_logits.numpy() - ref.low_res_logits.numpy()).max() < 1e-4
+        assert np.allclose(got.iou.numpy(), ref.iou.numpy(), atol=1e-5)
+    assert len(runs) == 3 if backend == "onnx" else model._best_compiled is not None
+
+
+def test_best_outputs_defer_to_the_rule_on_nan_and_ties():
+    """The graph's argmax is used only where it agrees with ``first_best`` on the same scores."""
+    from medisam.models.decoder_feeds import best_outputs
+
+    blocked = np.arange(16, dtype=np.float32).reshape(1, 16, 1)
+    tie = np.array([[0.5, 0, 0, 0], [0.5, 0, 0, 0]], np.float32)
+    assert best_outputs(blocked, tie, np.array([1])) is None  # a tie broken the other way
+    index, out = best_outputs(blocked, tie, np.array([0]))
+    assert index == 0 and out.low_res_logits.shape == (1, 1, 4, 4) and out.iou.tolist() == [[0.5]]
+    nan_first = np.array([[np.nan, 0, 0, 0], [0.9, 0, 0, 0]], np.float32)
+    assert best_outputs(blocked, nan_first, np.array([1])) is None  # the rule keeps box 0
 
 
 def test_fast_inputs_follow_the_embedding():

@@ -246,14 +246,20 @@ def test_runs_along_the_session_axis_say_their_cost_too(tiny_model):
     assert session.plan_lines() == []  # nothing left to do
 
 
-def test_encoding_time_falls_back_to_an_encoding_timed_in_the_session(tmp_path, monkeypatch):
-    from medisam.models.speed_profile import encoding_time
+def test_encoding_time_prefers_an_encoding_timed_in_the_session(tmp_path, monkeypatch):
+    from medisam.models.speed_profile import encoding_time, write_speed_profile
 
     monkeypatch.setenv("MEDISAM_CACHE", str(tmp_path))  # no speed profile measured
     assert encoding_time(10, "sam-vit-b") is None  # nothing known: no time said
     assert encoding_time(10, "sam-vit-b", timed_ms=250.0) == "about 2 s at 250 ms per encoding (timed in this session)"
     assert encoding_time(600, "litemedsam", "openvino", "fp32", timed_ms=1500.0) == (
         "about 15 min at 1500 ms per encoding (timed in this session)")
+    write_speed_profile({"auto": {"backend": "openvino", "precision": "fp32"}, "threads": 1,
+                         "measured": {"openvino-fp32": {"encoder_ms": 1321.0, "accepted": True}}})
+    # the profile, when nothing was timed
+    assert encoding_time(10, "litemedsam") == "about 13 s at 1321 ms per encoding"
+    # a session's own encoding (its threads, this load) wins over the one-thread calibration
+    assert encoding_time(10, "litemedsam", timed_ms=640.0) == "about 6 s at 640 ms per encoding (timed in this session)"
 
 
 def test_sam2_model_is_refused_with_a_pointer_to_sam2session():

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import torch
 
-from medisam.models.promptable import DecoderOutput, kept_masks
+from medisam.models.promptable import DecoderOutput, first_best, kept_masks
 
 
 class FastDecoderInputs:
@@ -44,6 +44,22 @@ def fast_outputs(blocked: np.ndarray, iou: np.ndarray, multimask: bool | str) ->
     keep = kept_masks(multimask)
     return DecoderOutput(torch.from_numpy(unshuffle_masks(blocked, keep)),
                          torch.from_numpy(np.array(iou[:, keep], dtype=np.float32)))
+
+
+def best_outputs(blocked: np.ndarray, iou: np.ndarray, index: np.ndarray) -> tuple[int, DecoderOutput] | None:
+    """The best-of-boxes graph's outputs -> ``(index, DecoderOutput)`` of the winner's single mask.
+
+    None when the graph's ``argmax`` chose another box than :func:`first_best` of the same
+    IoU (a NaN score; or a runtime breaking a tie another way): the caller then decodes
+    every box, so the rule, not the runtime, decides.
+    """
+    from medisam.models.fast_decoder import unshuffle_masks
+
+    best = int(np.asarray(index).reshape(-1)[0])
+    if best != first_best(iou[:, 0]):
+        return None
+    return best, DecoderOutput(torch.from_numpy(unshuffle_masks(blocked, slice(0, 1))),
+                               torch.from_numpy(np.array(iou[best:best + 1, :1], dtype=np.float32)))
 
 
 def prompts_to_points(points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None,

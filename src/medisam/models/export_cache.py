@@ -88,6 +88,8 @@ def quantized_encoder(folder: Path) -> Path:
 
 #: Bumped whenever :mod:`medisam.models.fast_decoder` changes the graph it exports.
 FAST_DECODER_VERSION = 3
+#: The same for :class:`medisam.models.fast_decoder.BestOfBoxesDecoderGraph`.
+BEST_DECODER_VERSION = 1
 
 
 def fast_decoder_enabled() -> bool:
@@ -100,16 +102,34 @@ def fast_decoder(model: PromptableModel, folder: Path) -> Path | None:
     prompts (see :mod:`medisam.models.fast_decoder`), written once after checking it against
     the torch decoder. None when disabled or when the check or the export fails (the
     backends then use ``decoder.onnx`` for every prompt)."""
+    return _folded_decoder(model, folder, f"decoder.fast.v{FAST_DECODER_VERSION}.onnx", best=False)
+
+
+def best_decoder(model: PromptableModel, folder: Path) -> Path | None:
+    """``decoder.best.v<N>.onnx``: the folded decoder that upscales only the best of several
+    boxes (a propagation step's margins); None as for :func:`fast_decoder` (the backends then
+    decode every box and keep the best)."""
+    return _folded_decoder(model, folder, f"decoder.best.v{BEST_DECODER_VERSION}.onnx", best=True)
+
+
+def _folded_decoder(model: PromptableModel, folder: Path, name: str, best: bool) -> Path | None:
+    """Export one graph of :mod:`medisam.models.fast_decoder` to ``folder / name`` once (atomic rename)."""
     if not fast_decoder_enabled():
         return None
-    target = folder / f"decoder.fast.v{FAST_DECODER_VERSION}.onnx"
+    target = folder / name
     if target.is_file():
         return target
     import warnings
 
-    from medisam.models.fast_decoder import FastPromptDecoderGraph, check_equivalent
+    from medisam.models.fast_decoder import BestOfBoxesDecoderGraph, FastPromptDecoderGraph, check_equivalent
 
-    tmp = folder / f".decoder.fast.{os.getpid()}.onnx"
+    tmp = folder / f".{name}.{os.getpid()}.onnx"
+    outputs = ["blocked_logits", "iou_predictions"] + (["best_index"] if best else [])
+    dynamic = {"point_coords": {0: "num_prompts", 1: "num_points"},
+               "point_labels": {0: "num_prompts", 1: "num_points"},
+               "iou_predictions": {0: "num_prompts"}}
+    if not best:
+        dynamic["blocked_logits"] = {0: "num_prompts"}
     try:
         net = model.net.cpu().eval()
         size = model.spec.input_size
@@ -117,21 +137,17 @@ def fast_decoder(model: PromptableModel, folder: Path) -> Path | None:
         side = int(net.prompt_encoder.image_embedding_size[0])
         args = (torch.zeros(1, side * side, 256), torch.tensor([[[10.0, 10.0], [50.0, 60.0]]]),
                 torch.tensor([[2.0, 3.0]]))
+        graph = (BestOfBoxesDecoderGraph if best else FastPromptDecoderGraph)(net, size).eval()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(FastPromptDecoderGraph(net, size).eval(), args, str(tmp),
-                              input_names=["image_tokens", "point_coords", "point_labels"],
-                              output_names=["blocked_logits", "iou_predictions"],
-                              dynamic_axes={"point_coords": {0: "num_prompts", 1: "num_points"},
-                                            "point_labels": {0: "num_prompts", 1: "num_points"},
-                                            "blocked_logits": {0: "num_prompts"},
-                                            "iou_predictions": {0: "num_prompts"}},
+            torch.onnx.export(graph, args, str(tmp), input_names=["image_tokens", "point_coords", "point_labels"],
+                              output_names=outputs, dynamic_axes=dynamic,
                               opset_version=17, do_constant_folding=True, dynamo=False)
         os.replace(tmp, target)
-        log.info("fast decoder for %s written to %s (max diff vs torch %.1e)", model.spec.name, target, worst)
+        log.info("%s for %s written to %s (max diff vs torch %.1e)", name, model.spec.name, target, worst)
         return target
     except Exception as exc:  # never fatal: the exported decoder still works
-        log.warning("fast decoder unavailable for %s (%s); using decoder.onnx", model.spec.name, exc)
+        log.warning("%s unavailable for %s (%s); using decoder.onnx", name, model.spec.name, exc)
         return None
     finally:
         tmp.unlink(missing_ok=True)

@@ -16,8 +16,9 @@ import torch
 
 from medisam.errors import ModelError, require
 from medisam.export.onnx_export import read_export_metadata
-from medisam.models.decoder_feeds import FastDecoderInputs, decoder_feeds, fast_outputs, select_masks
-from medisam.models.export_cache import cached_export, fast_decoder, quantized_encoder
+from medisam.models.decoder_feeds import (FastDecoderInputs, best_outputs, decoder_feeds, fast_outputs,
+                                          select_masks)
+from medisam.models.export_cache import best_decoder, cached_export, fast_decoder, quantized_encoder
 from medisam.models.promptable import DecoderOutput, PromptableModel
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,10 @@ class OnnxModel(PromptableModel):
         #: box/point prompts without a mask prompt run here (~30% faster, same logits to ~1e-5)
         self.fast_decoder_session = (make_session(fast, threads, device, save_optimized=True)
                                      if fast is not None else None)
+        best = best_decoder(base, self.export_dir) if fast is not None else None
+        #: the best of several boxes (a propagation step's margins): only the winner's mask is upscaled
+        self.best_decoder_session = (make_session(best, threads, device, save_optimized=True)
+                                     if best is not None else None)
         self._fast_inputs = FastDecoderInputs()
 
     @property
@@ -131,3 +136,11 @@ class OnnxModel(PromptableModel):
             None, decoder_feeds(embedding, points, boxes, mask_input, self.mask_input_size))
         return select_masks(torch.from_numpy(low_res).to(self.device),
                             torch.from_numpy(iou).to(self.device), multimask)
+
+    def decode_best(self, embedding: torch.Tensor, boxes: torch.Tensor) -> tuple[int, DecoderOutput]:
+        if self.best_decoder_session is not None:
+            chosen = best_outputs(*self.best_decoder_session.run(None, self._fast_inputs.feeds(embedding, None, boxes)))
+            if chosen is not None:
+                best, out = chosen
+                return best, DecoderOutput(out.low_res_logits.to(self.device), out.iou.to(self.device))
+        return super().decode_best(embedding, boxes)

@@ -17,8 +17,9 @@ import torch
 
 from medisam.errors import ModelError, require
 from medisam.export.onnx_export import read_export_metadata
-from medisam.models.decoder_feeds import FastDecoderInputs, decoder_feeds, fast_outputs, select_masks
-from medisam.models.export_cache import cached_export, fast_decoder
+from medisam.models.decoder_feeds import (FastDecoderInputs, best_outputs, decoder_feeds, fast_outputs,
+                                          select_masks)
+from medisam.models.export_cache import best_decoder, cached_export, fast_decoder
 from medisam.models.runtime import cache_root
 from medisam.models.precision import cpu_has_bf16
 from medisam.models.promptable import DecoderOutput, PromptableModel
@@ -82,6 +83,9 @@ class OpenVinoModel(PromptableModel):
                 self._fast_decoder = self._compile_decoder(fast)
             except Exception as exc:  # an OpenVINO plugin bug must not break the backend
                 log.warning("OpenVINO cannot compile the fast decoder (%s); using decoder.onnx", exc)
+        #: the best of several boxes (a propagation step's margins): exported now, compiled on first use
+        self._best_path = best_decoder(base, self.export_dir) if fast is not None else None
+        self._best_compiled = None
 
     @property
     def _decoder(self):  # noqa: ANN202 - an openvino CompiledModel
@@ -90,6 +94,17 @@ class OpenVinoModel(PromptableModel):
             if self._full_decoder is None:
                 self._full_decoder = self._compile_decoder(self.export_dir / "decoder.onnx")
             return self._full_decoder
+
+    def _best_decoder(self):  # noqa: ANN202 - an openvino CompiledModel or None
+        """The best-of-boxes decoder, compiled on first use; None where it is not available."""
+        with self._decoder_lock:
+            if self._best_compiled is None and self._best_path is not None:
+                try:
+                    self._best_compiled = self._compile_decoder(self._best_path)
+                except Exception as exc:  # an OpenVINO plugin bug must not break the backend
+                    log.warning("OpenVINO cannot compile the best-of-boxes decoder (%s); decoding every box", exc)
+                    self._best_path = None
+            return self._best_compiled
 
     def _compile_decoder(self, path):  # noqa: ANN001, ANN202 - Path -> an openvino CompiledModel
         """A decoder graph compiled with :data:`DECODER_CONFIG` (without it where the plugin lacks the option)."""
@@ -174,6 +189,16 @@ class OpenVinoModel(PromptableModel):
         iou = torch.from_numpy(result[decoder.output(1)])
         out = select_masks(low_res, iou, multimask)
         return DecoderOutput(out.low_res_logits.clone(), out.iou.clone())
+
+    def decode_best(self, embedding: torch.Tensor, boxes: torch.Tensor) -> tuple[int, DecoderOutput]:
+        compiled = self._best_decoder()
+        if compiled is not None:
+            result = self._request(compiled).infer(self._fast_inputs.feeds(embedding, None, boxes),
+                                                   share_inputs=True, share_outputs=True)
+            chosen = best_outputs(*(result[compiled.output(i)] for i in range(3)))
+            if chosen is not None:
+                return chosen
+        return super().decode_best(embedding, boxes)
 
 
 def int8_encoder(base: PromptableModel, folder):  # noqa: ANN001, ANN201 - Path -> Path

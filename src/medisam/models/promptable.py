@@ -44,6 +44,16 @@ def kept_masks(multimask: bool | str) -> slice:
     return slice(1, None) if multimask else slice(0, 1)
 
 
+def first_best(scores: np.ndarray) -> int:
+    """Index of the highest score, the first of equal ones; a NaN never wins (as a loop keeping
+    only strictly better scores: the rule of a propagation step choosing among its margins)."""
+    best = 0
+    for i in range(1, len(scores)):
+        if scores[i] > scores[best]:
+            best = i
+    return best
+
+
 class PromptableModel(LoadedModel):
     """A loaded 2D-promptable model (``spec.capabilities.prompting_2d``) with its preprocessing.
 
@@ -110,3 +120,11 @@ class PromptableModel(LoadedModel):
         )
         keep = kept_masks(multimask)
         return DecoderOutput(low_res[:, keep], iou[:, keep])
+
+    def decode_best(self, embedding: torch.Tensor, boxes: torch.Tensor) -> tuple[int, DecoderOutput]:
+        """The best of ``boxes`` (B, 4) by single-mask IoU (:func:`first_best`): its index and its
+        :class:`DecoderOutput` ``(1, 1, L, L)`` / ``(1, 1)``. One decoder batch; the exported
+        backends upscale only the winner's mask (:class:`~medisam.models.fast_decoder.BestOfBoxesDecoderGraph`)."""
+        out = self.decode(embedding, boxes=boxes, multimask=False)
+        best = first_best(out.iou[:, 0].detach().float().cpu().numpy())
+        return best, DecoderOutput(out.low_res_logits[best:best + 1], out.iou[best:best + 1])

@@ -71,16 +71,19 @@ def write_speed_profile(profile: dict) -> Path:
 
 def encoding_time(encodings: int, model_name: str, backend: str | None = None,
                   precision: str | None = None, timed_ms: float | None = None) -> str | None:
-    """``encodings`` encoder runs in words ("about 11 min at 1321 ms per encoding"), from this
-    machine's measured encoder time of ``backend``/``precision`` (None: ``auto``'s choice).
-    The profile measures LiteMedSAM only (its weights do not change the time); for other
-    models, or where nothing was measured, ``timed_ms`` (an encoding timed by the caller, e.g.
-    a session's first plane) is used. None when neither is known. An estimate for a plan
-    printed before long work."""
-    ms = _profile_encoder_ms(backend, precision) if model_name == "litemedsam" else None
-    source = ""
-    if ms is None and timed_ms is not None and timed_ms > 0:
+    """``encodings`` encoder runs in words ("about 11 min at 1321 ms per encoding"). An
+    estimate for a plan printed before long work.
+
+    ``timed_ms`` (an encoding timed by the caller, e.g. a session's first plane) comes first: it
+    ran on this run's threads and this machine's current load. The calibration profile of
+    ``backend``/``precision`` (None: ``auto``'s choice; LiteMedSAM only, its weights do not
+    change the time) was timed once, possibly on another thread count: on 2 cores its
+    one-thread figure was ~1.7x a session's. None when neither is known."""
+    ms, source = None, ""
+    if timed_ms is not None and timed_ms > 0:
         ms, source = float(timed_ms), " (timed in this session)"
+    elif model_name == "litemedsam":
+        ms = _profile_encoder_ms(backend, precision)
     if ms is None:
         return None
     seconds = encodings * float(ms) / 1000.0

@@ -185,33 +185,33 @@ class Predictor:
         out = self._decode_boxes(boxes, "predict_batch")
         return self._finish(out.low_res_logits[:, 0], out.iou[:, 0])
 
-    def _decode_boxes(self, boxes: Sequence[Box | Sequence[float]], caller: str):  # noqa: ANN202 - DecoderOutput
-        """One decoder batch of box prompts (single mask each) on the cached embedding."""
+    def _boxes_on_model_grid(self, boxes: Sequence[Box | Sequence[float]], caller: str) -> torch.Tensor:
+        """``boxes`` checked inside the image and moved to the model grid, ``(B, 4)``."""
         current = self._require_image()
         h, w = self.image_size
         if len(boxes) == 0:
             raise PromptError(f"{caller} needs at least one box")
         arr = np.stack([Box.of(b).check_inside(h, w).as_array() for b in boxes])
-        boxes_t = torch.from_numpy(self._box_to_model(arr, current.transform)).to(self.model.device)
-        return self.model.decode(current.embedding, boxes=boxes_t, multimask=False)
+        return torch.from_numpy(self._box_to_model(arr, current.transform)).to(self.model.device)
+
+    def _decode_boxes(self, boxes: Sequence[Box | Sequence[float]], caller: str):  # noqa: ANN202 - DecoderOutput
+        """One decoder batch of box prompts (single mask each) on the cached embedding."""
+        boxes_t = self._boxes_on_model_grid(boxes, caller)
+        return self.model.decode(self._require_image().embedding, boxes=boxes_t, multimask=False)
 
     def predict_best(self, boxes: Sequence[Box | Sequence[float]]) -> tuple[int, Prediction]:
         """The highest-scoring of several box prompts on the cached embedding: ``(index, prediction)``.
 
         All boxes go through the decoder in one batch and only the winner's logits are
-        upsampled to the original grid, so it costs one decoder call and one upsampling
-        instead of ``len(boxes)`` of each (a propagation step tries several margins). Ties
-        go to the first box, as a loop over :meth:`predict` keeping the strictly better
-        score would choose; the winner's masks, score and logits are those ``predict(box)``
-        gives (up to the batch's float rounding).
+        upscaled and upsampled to the original grid (``PromptableModel.decode_best``), so it
+        costs one decoder call and one upsampling instead of ``len(boxes)`` of each (a
+        propagation step tries several margins). Ties go to the first box, as a loop over
+        :meth:`predict` keeping the strictly better score would choose; the winner's masks,
+        score and logits are those ``predict(box)`` gives (up to the batch's float rounding).
         """
-        out = self._decode_boxes(boxes, "predict_best")
-        scores = out.iou[:, 0].detach().float().cpu().numpy()
-        best = 0
-        for i in range(1, len(scores)):  # strictly better only, as the loop it replaces (NaN never wins)
-            if scores[i] > scores[best]:
-                best = i
-        return best, self._finish(out.low_res_logits[best:best + 1, 0], out.iou[best:best + 1, 0])
+        boxes_t = self._boxes_on_model_grid(boxes, "predict_best")
+        best, out = self.model.decode_best(self._require_image().embedding, boxes_t)
+        return best, self._finish(out.low_res_logits[:, 0], out.iou[:, 0])
 
     def _box_to_model(self, boxes: np.ndarray, transform) -> np.ndarray:
         """``(B, 4)`` XYXY pixel boxes -> model grid (floored where the model was trained so)."""
