@@ -25,6 +25,8 @@ middle slice, ``VolumeSession.add_box``: no slice range) and rely on the stop ru
 ``slicebox-noclip`` the unclipped chain (the default before), ``slicebox`` the opt-in two
 passes, ``slicebox-nostop`` no stop rule and no clip (the behaviour before issue 19).
 ``--variants single,slicebox-default,slicebox-noclip`` compares them with ``--box3d``.
+A variant named ``<variant>+every-box`` decodes and upscales every margin box of a step and keeps
+the best (the path before stop 43) instead of the best-of-boxes decoder graph.
 
 Encoder input (shared): the challenge npz images are one uint8 volume per case, mapped
 once per volume (MR: 0.5-99.5 percentile window of the whole volume) -- here
@@ -55,6 +57,7 @@ import argparse
 import os
 import sys
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +67,7 @@ import torch
 
 from medisam.io import read_image
 from medisam.models import load_model
+from medisam.models.promptable import PromptableModel
 from medisam.predict import EmbeddingCache, Predictor, PropagationConfig, VolumeSession
 from medisam.predict.cache import CachedEmbedding, embedding_key
 from medisam.predict.slice_box import SliceBoxRules
@@ -322,13 +326,17 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     for v in variants:
-        if v not in VARIANTS:
+        name, _, path = v.partition("+")
+        if name not in VARIANTS or path not in ("", "every-box"):
             ap.error(f"unknown variant {v!r}")
     if args.embeddings is not None:
         args.embeddings.mkdir(parents=True, exist_ok=True)
     precision = {} if args.precision is None else {"precision": args.precision}
     model = load_model("litemedsam", device="cpu", backend=args.backend, threads=args.threads or None, **precision)
     print(f"# model: backend {model.backend}, precision {model.precision}", flush=True)
+    # "<variant>+every-box": a propagation step decodes and upscales every margin box and keeps the
+    # best (PromptableModel.decode_best, the path before stop 43) instead of the best-of-boxes graph
+    decode_best = {"": model.decode_best, "every-box": types.MethodType(PromptableModel.decode_best, model)}
     keep = {c.strip() for c in args.only.split(",") if c.strip()} or None
     cases = (hippocampus_cases(args.hippo_cases, args.skip_hippo, keep)
              + brats_cases(args.brats_cases, args.skip_brats, keep))
@@ -355,9 +363,11 @@ def main(argv: list[str] | None = None) -> int:
         c = cost.setdefault(case.dataset, {})
         for v in variants:
             t0 = time.perf_counter()
-            session = VolumeSession(model, image8, predictor=predictor, config=VARIANTS[v])
+            name, _, path = v.partition("+")
+            model.decode_best = decode_best[path]
+            session = VolumeSession(model, image8, predictor=predictor, config=VARIANTS[name])
             for i, (target, box) in enumerate(boxes.items(), start=1):
-                if v in SLICE_BOX_VARIANTS:
+                if name in SLICE_BOX_VARIANTS:
                     session.add_box(*middle_slice_box(case.targets[target], box), obj_id=i)
                 else:
                     session.add_box3d(box, obj_id=i)
