@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import volume_100  # noqa: E402 - the same volume and box as the speed table
+from speed import mask_dice, timed_volume_100, volume_100  # noqa: E402 - the speed table's case
 
 from medisam.models import load_model  # noqa: E402
 from medisam.models.promptable import PromptableModel  # noqa: E402
-from medisam.predict import Predictor, PropagationConfig, VolumeSession  # noqa: E402
+from medisam.predict import Predictor, PropagationConfig  # noqa: E402
 from medisam.predict.propagation import box_around  # noqa: E402
 
 
@@ -66,12 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                 decode_best(embedding, boxes)
                 step_ms[name].append((time.perf_counter() - started) * 1000)
             model.decode_best = decode_best
-            session = VolumeSession(model, vol)  # a fresh cache: both paths pay the same encodings
-            started = time.perf_counter()
-            session.add_box(mid, box)
-            labels = session.propagate(progress=False)
-            prop_s[name].append(time.perf_counter() - started)
-            masks[name] = np.asarray(labels.array) > 0
+            took, masks[name], session = timed_volume_100(model, vol, mid, box)  # both pay the same encodings
+            prop_s[name].append(took)
             counts[name] = len(session.visited_slices)
             print(f"# round {round_ + 1}: {name}: step {statistics.median(step_ms[name][-args.calls:]):.1f} ms, "
                   f"propagation {prop_s[name][-1]:.1f} s", flush=True)
@@ -83,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
           "| Dice of the label map vs the first |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in paths:
-        got = masks[name]
-        agree = 2.0 * float((got & base).sum()) / max(float(got.sum() + base.sum()), 1.0)
+        agree = mask_dice(masks[name], base)
         step = statistics.median(step_ms[name])
         print(f"| {name} | {step:.1f} | {step / statistics.median(step_ms[first]):.2f} | "
               f"{' / '.join(f'{s:.1f}' for s in prop_s[name])} | {min(prop_s[name]) / min(prop_s[first]):.2f} | "

