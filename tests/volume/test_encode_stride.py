@@ -66,6 +66,29 @@ def test_interpolated_plane_is_the_mean_of_its_encoded_neighbours(tiny_model):
     assert [coarse.anchors(t) for t in (1, 5, 9, 10, 11)] == [(0, 3), (3, 6), None, (9, 11), None]
 
 
+def test_a_shared_cache_does_not_hide_the_planes_an_interpolation_used(tiny_model):
+    """A second session on the same predictor finds the interpolations made by the first: it
+    encodes nothing, yet reports the same planes used (``own``, ``visited``) as a fresh run. The
+    benchmarks count ``own`` as what each variant would encode alone; before stop 43 a later
+    variant sharing the cache missed the anchors of interpolations already cached (a BraTS run:
+    101 planes against 122 for the same masks)."""
+    config = PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1, refine_below_dice=None)
+    predictor = Predictor(tiny_model, cache=EmbeddingCache())
+
+    def run() -> VolumeSession:
+        session = VolumeSession(tiny_model, _volume(1.0), predictor=predictor, config=config)
+        session.add_box3d((8, 8, 1, 24, 24, 5))  # slices 1..5: planes 1 and 5 lean on anchors 0 and 6, outside
+        session.propagate(progress=False)
+        return session
+
+    first = run()
+    with CountingEncoder(tiny_model) as counter:
+        second = run()
+    assert counter.calls == 0 and second.encoded_slices == set()  # everything came from the shared cache
+    assert first.encoder.own == {0, 2, 3, 4, 6}  # the seed (3), the stride's planes and the anchors outside
+    assert second.encoder.own == first.encoder.own and second.visited_slices == first.visited_slices
+
+
 def test_propagation_on_thin_slices_encodes_every_other_plane(tiny_model):
     config = PropagationConfig(min_area_px=0, extra_margins_mm=(), views=1, refine_below_dice=None)  # the stride alone
     with CountingEncoder(tiny_model) as counter:

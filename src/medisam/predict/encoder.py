@@ -117,9 +117,7 @@ class PlaneEncoder:
         if pair is not None:
             self._interpolate(t, *pair)
             return
-        self.visited.add(t)
-        self.visited_planes.add((self.axis, t))
-        self.own.add(t)
+        self._used(t)
         cache = self.predictor.cache
         before = cache.misses
         started = time.perf_counter()
@@ -129,6 +127,12 @@ class PlaneEncoder:
             self.timed_ms = ms if self.timed_ms is None else min(self.timed_ms, ms)
             self._mark_encoded(t)
             self._fit_cache(self.predictor.get_image_embedding())
+
+    def _used(self, t: int) -> None:
+        """Record that plane ``t``'s own embedding served this encoder (``visited``, ``own``)."""
+        self.visited.add(t)
+        self.visited_planes.add((self.axis, t))
+        self.own.add(t)
 
     def _interpolate(self, t: int, lo: int, hi: int) -> None:
         """Make the interpolation of planes ``lo`` and ``hi``'s embeddings plane ``t``'s current image."""
@@ -141,6 +145,9 @@ class PlaneEncoder:
             high, transform = self.predictor.get_image_embedding(), self.predictor.transform
             w = (t - lo) / (hi - lo)
             cache.put(key, CachedEmbedding(torch.lerp(low, high, w), transform))  # one pass, no temporaries
+        else:  # made before (by this encoder, or by a session sharing the cache): its anchors served all the same
+            self._used(lo)
+            self._used(hi)
         self.predictor.set_display_image(self.display(t), key=key)
         self.visited.add(t)
         self.visited_planes.add((self.axis, t))
