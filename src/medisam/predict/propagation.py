@@ -92,8 +92,8 @@ class PropagationConfig:
             Dice (the object changes fast there, or the interpolation failed), it is decoded
             again at the stride (1 in 2, encoding the plane between), and so are the rest of its
             interval in that run. Large, slowly changing objects cost fewer encodings (BraTS
-            tumours 0.69x, the 100-slice brain 0.77x); small, fast-changing ones about what the
-            stride costs (the hippocampus 0.97x), at equal accuracy (docs/speed.md, stop 42).
+            tumours 0.79x, the 100-slice brain 0.77x); small, fast-changing ones what the
+            stride costs (the hippocampus 1.01x), at equal accuracy (docs/speed.md, stops 42-43).
             None: the stride alone. An explicit ``encode_stride`` is never coarsened.
         views: for a 3D box, the number of slicing axes it is propagated along and fused:
             3 = tri-planar (the session's axis and the two others, majority of the three
