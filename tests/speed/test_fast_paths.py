@@ -135,7 +135,7 @@ def test_exported_backends_upscale_only_the_best_box(tiny_onnx, backend):
     runs = []
     if backend == "onnx":
         session = model.best_decoder_session
-        model.best_decoder_session = type("Spy", (), {"run": lambda self, *a: runs.append(1) or session.run(*a)})()
+        model._best_session = type("Spy", (), {"run": lambda self, *a: runs.append(1) or session.run(*a)})()
     for boxes in ([(20, 15, 80, 75), (10, 5, 90, 90), (30, 30, 60, 60)], [(20, 15, 80, 75)] * 3, [(0, 0, 40, 40)]):
         boxes_t = pred._boxes_on_model_grid(boxes, "test")
         index, got = model.decode_best(embedding, boxes_t)

@@ -102,28 +102,41 @@ def fast_decoder(model: PromptableModel, folder: Path) -> Path | None:
     prompts (see :mod:`medisam.models.fast_decoder`), written once after checking it against
     the torch decoder. None when disabled or when the check or the export fails (the
     backends then use ``decoder.onnx`` for every prompt)."""
-    return _folded_decoder(model, folder, f"decoder.fast.v{FAST_DECODER_VERSION}.onnx", best=False)
+    return folded_decoders(model, folder)[0]
 
 
-def best_decoder(model: PromptableModel, folder: Path) -> Path | None:
-    """``decoder.best.v<N>.onnx``: the folded decoder that upscales only the best of several
-    boxes (a propagation step's margins); None as for :func:`fast_decoder` (the backends then
-    decode every box and keep the best)."""
-    return _folded_decoder(model, folder, f"decoder.best.v{BEST_DECODER_VERSION}.onnx", best=True)
-
-
-def _folded_decoder(model: PromptableModel, folder: Path, name: str, best: bool) -> Path | None:
-    """Export one graph of :mod:`medisam.models.fast_decoder` to ``folder / name`` once (atomic rename)."""
+def folded_decoders(model: PromptableModel, folder: Path) -> tuple[Path | None, Path | None]:
+    """The two graphs of :mod:`medisam.models.fast_decoder` in the export folder, written once
+    after one :func:`~medisam.models.fast_decoder.check_equivalent` of both: ``decoder.fast.v<N>.onnx``
+    (box/point prompts; see :func:`fast_decoder`) and ``decoder.best.v<N>.onnx`` (the best of
+    several boxes, a propagation step's margins: only the winner is upscaled; None -> the
+    backends decode every box and keep the best). Both None when disabled or the check fails."""
     if not fast_decoder_enabled():
-        return None
-    target = folder / name
-    if target.is_file():
-        return target
+        return None, None
+    targets = (folder / f"decoder.fast.v{FAST_DECODER_VERSION}.onnx",
+               folder / f"decoder.best.v{BEST_DECODER_VERSION}.onnx")
+    if all(t.is_file() for t in targets):
+        return targets
+    from medisam.models.fast_decoder import check_equivalent
+
+    try:
+        net = model.net.cpu().eval()
+        worst = check_equivalent(net, model.spec.input_size)
+    except Exception as exc:  # never fatal: the exported decoder still works
+        log.warning("fast decoders unavailable for %s (%s); using decoder.onnx", model.spec.name, exc)
+        return None, None
+    fast, best = (t if t.is_file() else _export_folded(model, t, best=i == 1, worst=worst)
+                  for i, t in enumerate(targets))
+    return fast, (best if fast is not None else None)
+
+
+def _export_folded(model: PromptableModel, target: Path, best: bool, worst: float) -> Path | None:
+    """Export one checked graph of :mod:`medisam.models.fast_decoder` to ``target`` (atomic rename)."""
     import warnings
 
-    from medisam.models.fast_decoder import BestOfBoxesDecoderGraph, FastPromptDecoderGraph, check_equivalent
+    from medisam.models.fast_decoder import BestOfBoxesDecoderGraph, FastPromptDecoderGraph
 
-    tmp = folder / f".{name}.{os.getpid()}.onnx"
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.onnx")
     outputs = ["blocked_logits", "iou_predictions"] + (["best_index"] if best else [])
     dynamic = {"point_coords": {0: "num_prompts", 1: "num_points"},
                "point_labels": {0: "num_prompts", 1: "num_points"},
@@ -133,7 +146,6 @@ def _folded_decoder(model: PromptableModel, folder: Path, name: str, best: bool)
     try:
         net = model.net.cpu().eval()
         size = model.spec.input_size
-        worst = check_equivalent(net, size)
         side = int(net.prompt_encoder.image_embedding_size[0])
         args = (torch.zeros(1, side * side, 256), torch.tensor([[[10.0, 10.0], [50.0, 60.0]]]),
                 torch.tensor([[2.0, 3.0]]))
@@ -144,10 +156,10 @@ def _folded_decoder(model: PromptableModel, folder: Path, name: str, best: bool)
                               output_names=outputs, dynamic_axes=dynamic,
                               opset_version=17, do_constant_folding=True, dynamo=False)
         os.replace(tmp, target)
-        log.info("%s for %s written to %s (max diff vs torch %.1e)", name, model.spec.name, target, worst)
+        log.info("%s for %s written to %s (max diff vs torch %.1e)", target.name, model.spec.name, target, worst)
         return target
     except Exception as exc:  # never fatal: the exported decoder still works
-        log.warning("%s unavailable for %s (%s); using decoder.onnx", name, model.spec.name, exc)
+        log.warning("%s unavailable for %s (%s); using decoder.onnx", target.name, model.spec.name, exc)
         return None
     finally:
         tmp.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from medisam.errors import ModelError, require
 from medisam.export.onnx_export import read_export_metadata
 from medisam.models.decoder_feeds import (FastDecoderInputs, best_outputs, decoder_feeds, fast_outputs,
                                           select_masks)
-from medisam.models.export_cache import best_decoder, cached_export, fast_decoder, quantized_encoder
+from medisam.models.export_cache import cached_export, folded_decoders, quantized_encoder
 from medisam.models.promptable import DecoderOutput, PromptableModel
 
 log = logging.getLogger(__name__)
@@ -105,15 +106,24 @@ class OnnxModel(PromptableModel):
         self.encoder_session = make_session(encoder, threads, device, save_optimized=True)
         self.decoder_session = make_session(self.export_dir / "decoder.onnx", threads, device,
                                             save_optimized=True)
-        fast = fast_decoder(base, self.export_dir)
+        fast, best = folded_decoders(base, self.export_dir)
         #: box/point prompts without a mask prompt run here (~30% faster, same logits to ~1e-5)
         self.fast_decoder_session = (make_session(fast, threads, device, save_optimized=True)
                                      if fast is not None else None)
-        best = best_decoder(base, self.export_dir) if fast is not None else None
-        #: the best of several boxes (a propagation step's margins): only the winner's mask is upscaled
-        self.best_decoder_session = (make_session(best, threads, device, save_optimized=True)
-                                     if best is not None else None)
+        #: the best of several boxes (a propagation step's margins): exported now, opened on first use
+        self._best_path = best
+        self._best_session = None
+        self._best_lock = threading.Lock()
         self._fast_inputs = FastDecoderInputs()
+
+    @property
+    def best_decoder_session(self):  # noqa: ANN201 - an onnxruntime InferenceSession or None
+        """The best-of-boxes decoder (only the winner's mask is upscaled), opened on first use so
+        that loads serving 2D prompts never pay for it; None where it is not available."""
+        with self._best_lock:
+            if self._best_session is None and self._best_path is not None:
+                self._best_session = make_session(self._best_path, self.threads, self.device, save_optimized=True)
+            return self._best_session
 
     @property
     def cache_signature(self) -> str:
@@ -138,8 +148,9 @@ class OnnxModel(PromptableModel):
                             torch.from_numpy(iou).to(self.device), multimask)
 
     def decode_best(self, embedding: torch.Tensor, boxes: torch.Tensor) -> tuple[int, DecoderOutput]:
-        if self.best_decoder_session is not None:
-            chosen = best_outputs(*self.best_decoder_session.run(None, self._fast_inputs.feeds(embedding, None, boxes)))
+        session = self.best_decoder_session
+        if session is not None:
+            chosen = best_outputs(*session.run(None, self._fast_inputs.feeds(embedding, None, boxes)))
             if chosen is not None:
                 best, out = chosen
                 return best, DecoderOutput(out.low_res_logits.to(self.device), out.iou.to(self.device))

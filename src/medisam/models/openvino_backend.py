@@ -19,7 +19,7 @@ from medisam.errors import ModelError, require
 from medisam.export.onnx_export import read_export_metadata
 from medisam.models.decoder_feeds import (FastDecoderInputs, best_outputs, decoder_feeds, fast_outputs,
                                           select_masks)
-from medisam.models.export_cache import best_decoder, cached_export, fast_decoder
+from medisam.models.export_cache import cached_export, folded_decoders
 from medisam.models.runtime import cache_root
 from medisam.models.precision import cpu_has_bf16
 from medisam.models.promptable import DecoderOutput, PromptableModel
@@ -77,14 +77,14 @@ class OpenVinoModel(PromptableModel):
         #: box/point prompts without a mask prompt run the fast decoder (None: not available)
         self._fast_decoder = None
         self._fast_inputs = FastDecoderInputs()
-        fast = fast_decoder(base, self.export_dir)
+        fast, best = folded_decoders(base, self.export_dir)
         if fast is not None:
             try:
                 self._fast_decoder = self._compile_decoder(fast)
             except Exception as exc:  # an OpenVINO plugin bug must not break the backend
                 log.warning("OpenVINO cannot compile the fast decoder (%s); using decoder.onnx", exc)
         #: the best of several boxes (a propagation step's margins): exported now, compiled on first use
-        self._best_path = best_decoder(base, self.export_dir) if fast is not None else None
+        self._best_path = best
         self._best_compiled = None
 
     @property
