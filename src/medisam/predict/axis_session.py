@@ -30,7 +30,7 @@ from medisam.predict.encoder import PlaneEncoder
 from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import PropagationConfig, box_around
 from medisam.predict.click_layer import ClickLayer
-from medisam.predict.view_plan import encodings_at_most
+from medisam.predict.view_plan import encodings_at_most, stride_words
 from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts, check_in_range
 from medisam.predict.volume import SliceGeometry, as_box3d, parse_axis, volume_of, volume_to_display
 from medisam.prompts import Box, Box3D, MaskPrompt, Points
@@ -386,8 +386,7 @@ class AxisSession(ClickLayer):
         if not slices:
             return None
         enc = self.encoder
-        how = (f"1 in {enc.coarse} to 1 in {enc.stride} encoded" if enc.coarse > enc.stride
-               else f"1 in {enc.stride} encoded" if enc.stride > 1 else "each encoded")
+        how = stride_words(enc.stride, enc.coarse)
         most = encodings_at_most(slices, enc.stride)
         time = self._encoding_time(most)
         return (f"object {obj_id}: along {'kji'[self.axis]}, up to {slices} slices ({how}), at most {most} encodings"

@@ -192,6 +192,13 @@ def encodings_at_most(planes: int, stride: int) -> int:
     return planes if stride <= 1 else min(planes, -(-planes // stride) + 2)
 
 
+def stride_words(stride: int, coarse: int) -> str:
+    """How a propagation at ``stride`` (trying ``coarse`` first) encodes, in a plan line's words."""
+    if coarse > stride:
+        return f"1 in {coarse} to 1 in {stride} encoded"
+    return f"1 in {stride} encoded" if stride > 1 else "each encoded"
+
+
 @dataclass(frozen=True)
 class ViewPlan:
     """Which views of a 3D box are encoded, and how many planes each (the cost model).
@@ -251,7 +258,7 @@ class ViewPlan:
         strides = self.grid_strides
         coarse = self.grid_coarse
         views = ", ".join(f"{names[g.axis]}: {g.num_planes}" + (" sampled" if g.planes is not None else "")
-                          + (f" (1 in {c} to 1 in {s} encoded)" if c > s else f" (1 in {s} encoded)" if s > 1 else "")
+                          + (f" ({stride_words(s, c)})" if s > 1 or c > s else "")
                           for g, s, c in zip(self.grids, strides, coarse))
         cap = f", budget {self.budget}" if self.budget is not None else ""
         note = f" ({'; '.join(self.notes)})" if self.notes else ""
