@@ -26,7 +26,9 @@ middle slice, ``VolumeSession.add_box``: no slice range) and rely on the stop ru
 passes, ``slicebox-nostop`` no stop rule and no clip (the behaviour before issue 19).
 ``--variants single,slicebox-default,slicebox-noclip`` compares them with ``--box3d``.
 A variant named ``<variant>+every-box`` decodes and upscales every margin box of a step and keeps
-the best (the path before stop 43) instead of the best-of-boxes decoder graph.
+the best (the path before stop 43) instead of the best-of-boxes decoder graph;
+``<variant>+whole-grid`` upscales the whole embedding grid (``MEDISAM_UPSCALE_WINDOW=0``, the
+path before stop 44) instead of the boxes' window.
 
 Encoder input (shared): the challenge npz images are one uint8 volume per case, mapped
 once per volume (MR: 0.5-99.5 percentile window of the whole volume) -- here
@@ -327,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     for v in variants:
         name, _, path = v.partition("+")
-        if name not in VARIANTS or path not in ("", "every-box"):
+        if name not in VARIANTS or path not in ("", "every-box", "whole-grid"):
             ap.error(f"unknown variant {v!r}")
     if args.embeddings is not None:
         args.embeddings.mkdir(parents=True, exist_ok=True)
@@ -336,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# model: backend {model.backend}, precision {model.precision}", flush=True)
     # "<variant>+every-box": a propagation step decodes and upscales every margin box and keeps the
     # best (PromptableModel.decode_best, the path before stop 43) instead of the best-of-boxes graph
-    decode_best = {"": model.decode_best, "every-box": types.MethodType(PromptableModel.decode_best, model)}
+    decode_best = {"": model.decode_best, "every-box": types.MethodType(PromptableModel.decode_best, model),
+                   "whole-grid": model.decode_best}
     keep = {c.strip() for c in args.only.split(",") if c.strip()} or None
     cases = (hippocampus_cases(args.hippo_cases, args.skip_hippo, keep)
              + brats_cases(args.brats_cases, args.skip_brats, keep))
@@ -365,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             name, _, path = v.partition("+")
             model.decode_best = decode_best[path]
+            # "+whole-grid": every decoder call upscales the whole grid (the path before stop 44)
+            os.environ["MEDISAM_UPSCALE_WINDOW"] = "0" if path == "whole-grid" else "1"
             session = VolumeSession(model, image8, predictor=predictor, config=VARIANTS[name])
             for i, (target, box) in enumerate(boxes.items(), start=1):
                 if name in SLICE_BOX_VARIANTS:

@@ -44,7 +44,7 @@ import torch
 from medisam.errors import ModelError
 from medisam.models import calibration
 from medisam.models.calibration import calibration_candidates  # noqa: F401 - re-export
-from medisam.models.decoder_feeds import (FastDecoderInputs, decoder_feeds, fast_outputs,  # noqa: F401
+from medisam.models.decoder_feeds import (FastDecoderInputs, decode_fast, decoder_feeds,  # noqa: F401
                                           prompts_to_points, select_masks)
 from medisam.models.device import resolve_device
 from medisam.models.export_cache import (FAST_DECODER_VERSION, cached_export, fast_decoder,  # noqa: F401

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from medisam.models.promptable import DecoderOutput, first_best, kept_masks
+from medisam.models.upscale_window import place, prompt_window, reaches_edge, whole_grid
 
 
 class FastDecoderInputs:
-    """Feeds of the fast decoder graph; keeps the channels-last tokens of the last embedding,
+    """Feeds of the fast decoder graphs; keeps the channels-last tokens of the last embedding,
     so several prompts on one image (interactive clicks, the boxes of a propagation step)
-    transpose it once."""
+    transpose it once. ``input_size``: the model's input side (the prompts' grid)."""
 
-    def __init__(self):
+    def __init__(self, input_size: int):
+        self.input_size = input_size
         self._lock = threading.Lock()
         self._embedding: torch.Tensor | None = None  # held, so its identity cannot be reused
         self._version = -1
@@ -33,33 +36,65 @@ class FastDecoderInputs:
     def feeds(self, embedding: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor] | None,
               boxes: torch.Tensor | None) -> dict[str, np.ndarray]:
         coords, labels = prompts_to_points(points, boxes)
-        return {"image_tokens": self.tokens(embedding), "point_coords": coords.numpy(),
-                "point_labels": labels.numpy()}
+        side = int(embedding.shape[-1])
+        coords_np, labels_np = coords.numpy(), labels.numpy()
+        return {"image_tokens": self.tokens(embedding), "point_coords": coords_np, "point_labels": labels_np,
+                "window": prompt_window(coords_np, labels_np, side, self.input_size)}
 
 
-def fast_outputs(blocked: np.ndarray, iou: np.ndarray, multimask: bool | str) -> DecoderOutput:
-    """The fast graph's blocked logits -> :class:`DecoderOutput` of the masks asked for."""
+#: runs a fast graph on its feeds and returns its outputs (numpy arrays, in the graph's order)
+GraphRun = Callable[[dict], Sequence[np.ndarray]]
+
+
+def _window_masks(blocked: np.ndarray, keep: slice, window: np.ndarray, side: int) -> np.ndarray | None:
+    """The kept masks of a window's blocked logits placed on the whole grid; None where one
+    reaches the window's edge (:func:`~medisam.models.upscale_window.reaches_edge`)."""
     from medisam.models.fast_decoder import unshuffle_masks
 
-    keep = kept_masks(multimask)
-    return DecoderOutput(torch.from_numpy(unshuffle_masks(blocked, keep)),
-                         torch.from_numpy(np.array(iou[:, keep], dtype=np.float32)))
+    r0, r1, c0, c1 = (int(v) for v in window)
+    masks = unshuffle_masks(blocked, keep, (r1 - r0, c1 - c0))
+    return None if reaches_edge(masks, window, side) else place(masks, window, side)
 
 
-def best_outputs(blocked: np.ndarray, iou: np.ndarray, index: np.ndarray) -> tuple[int, DecoderOutput] | None:
-    """The best-of-boxes graph's outputs -> ``(index, DecoderOutput)`` of the winner's single mask.
+def decode_fast(run: GraphRun, inputs: FastDecoderInputs, embedding: torch.Tensor,
+                points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None,
+                multimask: bool | str) -> DecoderOutput:
+    """Box/point prompts on the fast graph: the masks asked for, upscaled in the prompts'
+    window, or on the whole grid where a kept mask reaches the window's edge."""
+    feeds = inputs.feeds(embedding, points, boxes)
+    side, keep = int(embedding.shape[-1]), kept_masks(multimask)
+    blocked, iou = run(feeds)[:2]
+    masks = _window_masks(blocked, keep, feeds["window"], side)
+    if masks is None:
+        feeds["window"] = whole_grid(side)
+        blocked, iou = run(feeds)[:2]
+        masks = _window_masks(blocked, keep, feeds["window"], side)
+    return DecoderOutput(torch.from_numpy(masks), torch.from_numpy(np.array(iou[:, keep], dtype=np.float32)))
+
+
+def decode_best_fast(run: GraphRun, inputs: FastDecoderInputs, embedding: torch.Tensor,
+                     boxes: torch.Tensor) -> tuple[int, DecoderOutput] | None:
+    """The best of several boxes on the best-of-boxes graph: ``(index, DecoderOutput)`` of the
+    winner's single mask, upscaled in the boxes' window (the whole grid where it reaches the
+    window's edge).
 
     None when the graph's ``argmax`` chose another box than :func:`first_best` of the same
     IoU (a NaN score; or a runtime breaking a tie another way): the caller then decodes
     every box, so the rule, not the runtime, decides.
     """
-    from medisam.models.fast_decoder import unshuffle_masks
-
-    best = int(np.asarray(index).reshape(-1)[0])
-    if best != first_best(iou[:, 0]):
-        return None
-    return best, DecoderOutput(torch.from_numpy(unshuffle_masks(blocked, slice(0, 1))),
-                               torch.from_numpy(np.array(iou[best:best + 1, :1], dtype=np.float32)))
+    feeds = inputs.feeds(embedding, None, boxes)
+    side = int(embedding.shape[-1])
+    for window in (feeds["window"], whole_grid(side)):
+        feeds["window"] = window
+        blocked, iou, index = run(feeds)[:3]
+        best = int(np.asarray(index).reshape(-1)[0])
+        if best != first_best(iou[:, 0]):
+            return None
+        masks = _window_masks(blocked, slice(0, 1), window, side)
+        if masks is not None:
+            return best, DecoderOutput(torch.from_numpy(masks),
+                                       torch.from_numpy(np.array(iou[best:best + 1, :1], dtype=np.float32)))
+    raise AssertionError("the whole grid has no edge to reach")  # pragma: no cover
 
 
 def prompts_to_points(points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None,

@@ -87,9 +87,9 @@ def quantized_encoder(folder: Path) -> Path:
 
 
 #: Bumped whenever :mod:`medisam.models.fast_decoder` changes the graph it exports.
-FAST_DECODER_VERSION = 3
+FAST_DECODER_VERSION = 4
 #: The same for :class:`medisam.models.fast_decoder.BestOfBoxesDecoderGraph`.
-BEST_DECODER_VERSION = 1
+BEST_DECODER_VERSION = 2
 
 
 def fast_decoder_enabled() -> bool:
@@ -141,18 +141,17 @@ def _export_folded(model: PromptableModel, target: Path, best: bool, worst: floa
     dynamic = {"point_coords": {0: "num_prompts", 1: "num_points"},
                "point_labels": {0: "num_prompts", 1: "num_points"},
                "iou_predictions": {0: "num_prompts"}}
-    if not best:
-        dynamic["blocked_logits"] = {0: "num_prompts"}
+    dynamic["blocked_logits"] = {1: "window_logits"} if best else {0: "num_prompts", 1: "window_logits"}
     try:
         net = model.net.cpu().eval()
         size = model.spec.input_size
         side = int(net.prompt_encoder.image_embedding_size[0])
         args = (torch.zeros(1, side * side, 256), torch.tensor([[[10.0, 10.0], [50.0, 60.0]]]),
-                torch.tensor([[2.0, 3.0]]))
+                torch.tensor([[2.0, 3.0]]), torch.tensor([0, side, 0, side]))
         graph = (BestOfBoxesDecoderGraph if best else FastPromptDecoderGraph)(net, size).eval()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(graph, args, str(tmp), input_names=["image_tokens", "point_coords", "point_labels"],
+            torch.onnx.export(graph, args, str(tmp), input_names=["image_tokens", "point_coords", "point_labels", "window"],
                               output_names=outputs, dynamic_axes=dynamic,
                               opset_version=17, do_constant_folding=True, dynamo=False)
         os.replace(tmp, target)

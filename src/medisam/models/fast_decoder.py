@@ -23,6 +23,13 @@ The image-side work falls from ~1.8 to ~1.0 GMAC and no large tensor is transpos
 the graph: its input is the embedding already channels-last (:func:`image_tokens`, kept per
 embedding by the backends) and its mask output stays in the blocked order, which
 :func:`unshuffle_masks` undoes only for the masks the caller keeps.
+
+- only a window of the grid is upscaled (the ``window`` input: rows and columns of the
+  embedding grid, the prompts' reach; :mod:`medisam.models.upscale_window`). The upscaling
+  is local, every embedding token alone giving its 4x4 block of logits (stride-2 kernel-2
+  ConvTransposes, a per-pixel layer norm, pointwise GELUs and hypernetwork product), so the
+  window's logits are exactly the full graph's there; the caller fills the rest and
+  upscales the whole grid where a kept mask reaches the window's edge.
 Inputs and outputs are those of :class:`medisam.export.onnx_export.PromptDecoderGraph`
 without the mask prompt (``mask_input``/``has_mask_input``; its downscaling branch costs
 ~1 ms even when unused): the backends run this graph for box/point prompts and the full
@@ -108,12 +115,22 @@ class FastPromptDecoderGraph(PromptDecoderGraph):
         attn_out = self._token_to_image(tf.final_attn_token_to_image, queries + tokens, keys + pe, keys)
         return tf.norm_final_attn(queries + attn_out), keys
 
-    def _upscale_masks(self, src: torch.Tensor, hyper_in: torch.Tensor) -> torch.Tensor:
-        """``output_upscaling`` + hypernetwork product on channels-last ``src`` (B, side*side, C).
+    def _window_tokens(self, keys: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        """The tokens of rows ``window[0]:window[1]`` and columns ``window[2]:window[3]`` of the
+        embedding grid, channels-last ``(B, rows*cols, C)`` (dynamic bounds: two Gathers in ONNX)."""
+        side = int(self.prompt_encoder.image_embedding_size[0])
+        b, _, c = keys.shape
+        grid = keys.reshape(b, side, side, c)
+        rows, cols = torch.arange(window[0], window[1]), torch.arange(window[2], window[3])
+        return torch.index_select(torch.index_select(grid, 1, rows), 2, cols).reshape(b, -1, c)
 
-        Returns the mask logits in blocked order ``(B, side*side*16, M)`` (M mask tokens):
-        row ``((((h*side + w)*2 + a)*2 + b)*2 + c)*2 + d`` is pixel ``(4h + 2a + c, 4w + 2b + d)``;
-        :func:`unshuffle_masks` restores ``(B, K, 4*side, 4*side)`` for the masks a caller keeps.
+    def _upscale_masks(self, src: torch.Tensor, hyper_in: torch.Tensor) -> torch.Tensor:
+        """``output_upscaling`` + hypernetwork product on channels-last ``src`` (B, h*w, C), a
+        window of ``h`` rows and ``w`` columns of the grid.
+
+        Returns the mask logits in blocked order ``(B, h*w*16, M)`` (M mask tokens):
+        row ``((((i*w + j)*2 + a)*2 + b)*2 + c)*2 + d`` is pixel ``(4i + 2a + c, 4j + 2b + d)``;
+        :func:`unshuffle_masks` restores ``(B, K, 4*h, 4*w)`` for the masks a caller keeps.
         """
         up = self.mask_decoder.output_upscaling
         conv1, norm, act1, conv2, act2 = up[0], up[1], up[2], up[3], up[4]
@@ -142,39 +159,41 @@ class FastPromptDecoderGraph(PromptDecoderGraph):
         return hs, keys, dec.iou_prediction_head(hs[:, 0, :])
 
     def forward(self, image_tokens: torch.Tensor, point_coords: torch.Tensor,
-                point_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                point_labels: torch.Tensor, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Box/point prompts without a mask prompt (the common case; with a mask prompt the
         backends run the full :class:`PromptDecoderGraph`).
 
-        ``image_tokens``: the embedding channels-last, ``(1, h*w, C)`` (see :func:`image_tokens`;
-        the backends keep it per embedding, so several prompts on one image transpose once).
-        Returns blocked mask logits ``(B, h*w*16, 4)`` (see :meth:`_upscale_masks`) and IoU ``(B, 4)``.
+        ``image_tokens``: the embedding channels-last, ``(1, side*side, C)`` (see :func:`image_tokens`;
+        the backends keep it per embedding, so several prompts on one image transpose once);
+        ``window``: int64 ``(4,)`` = first row, end row, first column, end column of the grid to upscale.
+        Returns the window's blocked mask logits ``(B, h*w*16, 4)`` (see :meth:`_upscale_masks`) and IoU ``(B, 4)``.
         """
         dec = self.mask_decoder
         hs, keys, iou = self._decoded(image_tokens, point_coords, point_labels)
         mask_tokens = hs[:, 1:1 + dec.num_mask_tokens, :]
         hyper_in = torch.stack([mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)],
                                dim=1)
-        return self._upscale_masks(keys, hyper_in), iou
+        return self._upscale_masks(self._window_tokens(keys, window), hyper_in), iou
 
 
 class BestOfBoxesDecoderGraph(FastPromptDecoderGraph):
     """The fast graph for "the best of several boxes" (a propagation step's margins): every
-    prompt runs through the transformer, but only the winner's single mask is upscaled.
+    prompt runs through the transformer, but only the winner's single mask is upscaled (in ``window``).
 
     The output upscaling is ~30% of a prompt's decoder time on a CPU; a step that tries three
     margins upscaled all three and kept one. Returns the winner's blocked single-mask logits
     ``(1, h*w*16, 1)``, the IoU of every prompt ``(B, 4)`` and the winner's index ``(1,)``
     (``argmax`` of the single-mask IoU: the first of equal scores). The caller checks the
-    index against its own rule on the returned IoU (:func:`medisam.models.decoder_feeds.best_outputs`).
+    index against its own rule on the returned IoU (:func:`medisam.models.decoder_feeds.decode_best_fast`).
     """
 
     def forward(self, image_tokens: torch.Tensor, point_coords: torch.Tensor,
-                point_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                point_labels: torch.Tensor, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         hs, keys, iou = self._decoded(image_tokens, point_coords, point_labels)
         best = torch.argmax(iou[:, 0], dim=0, keepdim=True)                         # (1,)
         hyper_in = self.mask_decoder.output_hypernetworks_mlps[0](hs[:, 1, :])[:, None, :]  # (B, 1, c)
-        blocked = self._upscale_masks(torch.index_select(keys, 0, best), torch.index_select(hyper_in, 0, best))
+        blocked = self._upscale_masks(self._window_tokens(torch.index_select(keys, 0, best), window),
+                                      torch.index_select(hyper_in, 0, best))
         return blocked, iou, best
 
 
@@ -187,21 +206,25 @@ def image_tokens(embedding: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(flat.transpose(0, 2, 1))
 
 
-def unshuffle_masks(blocked: np.ndarray, keep: slice) -> np.ndarray:
-    """Blocked ``(B, side*side*16, M)`` logits -> ``(B, K, 4*side, 4*side)`` for masks ``keep``."""
+def unshuffle_masks(blocked: np.ndarray, keep: slice, hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Blocked ``(B, h*w*16, M)`` logits of an ``h`` x ``w`` window of the grid (square when
+    ``hw`` is None) -> ``(B, K, 4*h, 4*w)`` for masks ``keep``."""
     b, rows, _ = blocked.shape
-    side = int(round(math.sqrt(rows // 16)))
+    if hw is None:
+        side = int(round(math.sqrt(rows // 16)))
+        hw = (side, side)
+    h, w = hw
     sel = blocked[:, :, keep]
     k = sel.shape[-1]
-    grid = sel.reshape(b, side, side, 2, 2, 2, 2, k).transpose(0, 7, 1, 3, 5, 2, 4, 6)
-    return np.ascontiguousarray(grid).reshape(b, k, 4 * side, 4 * side)
+    grid = sel.reshape(b, h, w, 2, 2, 2, 2, k).transpose(0, 7, 1, 3, 5, 2, 4, 6)
+    return np.ascontiguousarray(grid).reshape(b, k, 4 * h, 4 * w)
 
 
 @torch.no_grad()
 def check_equivalent(net: nn.Module, input_size: int, atol: float = 1e-3) -> float:
     """Max abs difference of the fast decoders' logits and IoU (:class:`FastPromptDecoderGraph`,
     :class:`BestOfBoxesDecoderGraph`) from the torch decoder's (:class:`PromptDecoderGraph`) on a
-    random embedding, box, points and mask prompts.
+    random embedding, box, points and mask prompts, upscaling the whole grid and a window of it.
 
     Raises AssertionError above ``atol``, or when the best-of-boxes graph picks another prompt
     than :func:`~medisam.models.promptable.first_best` of its own IoU.
@@ -220,19 +243,27 @@ def check_equivalent(net: nn.Module, input_size: int, atol: float = 1e-3) -> flo
         (torch.tensor([[[30.0, 40.0], [5.0, 9.0], [0.0, 0.0]]]), torch.tensor([[1.0, 0.0, -1.0]])),
         (torch.rand(3, 2, 2, generator=gen) * input_size, torch.tensor([[2.0, 3.0]]).expand(3, 2)),
     ]
+    scale = low // side  # logits per token along each axis
+    whole = torch.tensor([0, side, 0, side])
+    part = torch.tensor([side // 4, side - 1, 1, side // 2])  # rows 1/4..end-1, columns 1..1/2
+    r0, r1, c0, c1 = (int(v) * scale for v in part)
+    hw = (int(part[1] - part[0]), int(part[3] - part[2]))
     worst = 0.0
     for coords, labels in cases:
         a = ref(emb, coords, labels, torch.zeros(1, 1, low, low), torch.zeros(1))
-        blocked, iou = fast(tokens, coords, labels)
+        blocked, iou = fast(tokens, coords, labels, whole)
         masks = unshuffle_masks(blocked.numpy(), slice(None))
-        worst = max(worst, float(np.abs(a[0].numpy() - masks).max()), float((a[1] - iou).abs().max()))
-        one, iou_best, index = best(tokens, coords, labels)
+        window = unshuffle_masks(fast(tokens, coords, labels, part)[0].numpy(), slice(None), hw)
+        worst = max(worst, float(np.abs(a[0].numpy() - masks).max()), float((a[1] - iou).abs().max()),
+                    float(np.abs(a[0].numpy()[:, :, r0:r1, c0:c1] - window).max()))
+        one, iou_best, index = best(tokens, coords, labels, whole)
         i = int(index[0])
         rule = first_best(iou_best[:, 0].numpy())
         if i != rule:
             raise AssertionError(f"the best-of-boxes graph picks prompt {i}, the rule {rule}")
+        one_part = unshuffle_masks(best(tokens, coords, labels, part)[0].numpy(), slice(None), hw)[0, 0]
         worst = max(worst, float(np.abs(a[0][i, 0].numpy() - unshuffle_masks(one.numpy(), slice(None))[0, 0]).max()),
-                    float((a[1] - iou_best).abs().max()))
+                    float((a[1] - iou_best).abs().max()), float(np.abs(a[0][i, 0].numpy()[r0:r1, c0:c1] - one_part).max()))
     if worst > atol:
         raise AssertionError(f"fast decoder differs from the torch decoder by {worst:.2e} (> {atol})")
     return worst

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 
 from medisam.errors import ModelError, require
 from medisam.export.onnx_export import read_export_metadata
-from medisam.models.decoder_feeds import (FastDecoderInputs, best_outputs, decoder_feeds, fast_outputs,
+from medisam.models.decoder_feeds import (FastDecoderInputs, decode_best_fast, decode_fast, decoder_feeds,
                                           select_masks)
 from medisam.models.export_cache import cached_export, folded_decoders, quantized_encoder
 from medisam.models.promptable import DecoderOutput, PromptableModel
@@ -114,7 +115,7 @@ class OnnxModel(PromptableModel):
         self._best_path = best
         self._best_session = None
         self._best_lock = threading.Lock()
-        self._fast_inputs = FastDecoderInputs()
+        self._fast_inputs = FastDecoderInputs(base.spec.input_size)
 
     @property
     def best_decoder_session(self):  # noqa: ANN201 - an onnxruntime InferenceSession or None
@@ -139,8 +140,8 @@ class OnnxModel(PromptableModel):
                boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
                multimask: bool | str = False) -> DecoderOutput:
         if mask_input is None and self.fast_decoder_session is not None:
-            blocked, iou = self.fast_decoder_session.run(None, self._fast_inputs.feeds(embedding, points, boxes))
-            out = fast_outputs(blocked, iou, multimask)
+            out = decode_fast(partial(self.fast_decoder_session.run, None), self._fast_inputs, embedding, points,
+                              boxes, multimask)
             return DecoderOutput(out.low_res_logits.to(self.device), out.iou.to(self.device))
         low_res, iou = self.decoder_session.run(
             None, decoder_feeds(embedding, points, boxes, mask_input, self.mask_input_size))
@@ -150,7 +151,7 @@ class OnnxModel(PromptableModel):
     def decode_best(self, embedding: torch.Tensor, boxes: torch.Tensor) -> tuple[int, DecoderOutput]:
         session = self.best_decoder_session
         if session is not None:
-            chosen = best_outputs(*session.run(None, self._fast_inputs.feeds(embedding, None, boxes)))
+            chosen = decode_best_fast(partial(session.run, None), self._fast_inputs, embedding, boxes)
             if chosen is not None:
                 best, out = chosen
                 return best, DecoderOutput(out.low_res_logits.to(self.device), out.iou.to(self.device))

@@ -17,7 +17,7 @@ import torch
 
 from medisam.errors import ModelError, require
 from medisam.export.onnx_export import read_export_metadata
-from medisam.models.decoder_feeds import (FastDecoderInputs, best_outputs, decoder_feeds, fast_outputs,
+from medisam.models.decoder_feeds import (FastDecoderInputs, decode_best_fast, decode_fast, decoder_feeds,
                                           select_masks)
 from medisam.models.export_cache import cached_export, folded_decoders
 from medisam.models.runtime import cache_root
@@ -76,7 +76,7 @@ class OpenVinoModel(PromptableModel):
         self._requests = threading.local()
         #: box/point prompts without a mask prompt run the fast decoder (None: not available)
         self._fast_decoder = None
-        self._fast_inputs = FastDecoderInputs()
+        self._fast_inputs = FastDecoderInputs(base.spec.input_size)
         fast, best = folded_decoders(base, self.export_dir)
         if fast is not None:
             try:
@@ -123,6 +123,15 @@ class OpenVinoModel(PromptableModel):
         if id(compiled) not in requests:
             requests[id(compiled)] = compiled.create_infer_request()
         return requests[id(compiled)]
+
+    def _runner(self, compiled):  # noqa: ANN001, ANN202 - an openvino CompiledModel -> GraphRun
+        """Feeds -> ``compiled``'s outputs in order, zero-copy (valid until this thread's next run)."""
+        request = self._request(compiled)
+
+        def run(feeds: dict) -> list[np.ndarray]:
+            result = request.infer(feeds, share_inputs=True, share_outputs=True)
+            return [result[out] for out in compiled.outputs]
+        return run
 
     @property
     def cache_signature(self) -> str:
@@ -176,11 +185,9 @@ class OpenVinoModel(PromptableModel):
         # zero-copy in (the 4 MiB embedding) and out; only the selected masks are copied
         # out of OpenVINO's buffers before the next request reuses them
         if mask_input is None and self._fast_decoder is not None:
-            result = self._request(self._fast_decoder).infer(self._fast_inputs.feeds(embedding, points, boxes),
-                                              share_inputs=True, share_outputs=True)
-            # fast_outputs copies the kept masks out of OpenVINO's buffers
-            return fast_outputs(result[self._fast_decoder.output(0)], result[self._fast_decoder.output(1)],
-                                multimask)
+            # decode_fast copies the kept masks out of OpenVINO's buffers before the next run
+            return decode_fast(self._runner(self._fast_decoder), self._fast_inputs, embedding, points, boxes,
+                               multimask)
         decoder = self._decoder
         result = self._request(decoder).infer(
             decoder_feeds(embedding, points, boxes, mask_input, self.mask_input_size),
@@ -193,9 +200,7 @@ class OpenVinoModel(PromptableModel):
     def decode_best(self, embedding: torch.Tensor, boxes: torch.Tensor) -> tuple[int, DecoderOutput]:
         compiled = self._best_decoder()
         if compiled is not None:
-            result = self._request(compiled).infer(self._fast_inputs.feeds(embedding, None, boxes),
-                                                   share_inputs=True, share_outputs=True)
-            chosen = best_outputs(*(result[compiled.output(i)] for i in range(3)))
+            chosen = decode_best_fast(self._runner(compiled), self._fast_inputs, embedding, boxes)
             if chosen is not None:
                 return chosen
         return super().decode_best(embedding, boxes)
