@@ -1,9 +1,10 @@
-"""A propagation step's decoder call, two ways, side by side on ``benchmarks/speed.py``'s
+"""A propagation step's decoder call, three ways, side by side on ``benchmarks/speed.py``'s
 100-slice case (BraTS FLAIR, a box around the brain on the middle slice, default config):
 every margin box decoded and upscaled, the best kept (``PromptableModel.decode_best``, the
-path before stop 43) against the best-of-boxes graph that upscales only the winner (what the
-default backend runs now). Interleaved rounds in one process; the table gives each path's
-time as a ratio of the first's, and how far the two propagations' label maps agree.
+path before stop 43); the best-of-boxes graph that upscales only the winner, on the whole
+grid (stop 43, ``MEDISAM_UPSCALE_WINDOW=0``); and the same in the boxes' window only (what
+the default backend runs since stop 44). Interleaved rounds in one process; the table gives
+each path's time as a ratio of the first's, and how far the propagations' label maps agree.
 
     python benchmarks/margin_decoder.py [--rounds 2] [--threads N] [--slices 100] [--calls 30]
 """
@@ -11,6 +12,7 @@ time as a ratio of the first's, and how far the two propagations' label maps agr
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -49,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# model: backend {model.backend}, precision {model.precision}; {vol.shape[0]} slices", flush=True)
     graph = model.decode_best
     every_box = types.MethodType(PromptableModel.decode_best, model)
-    paths = {"every margin upscaled, best kept (before)": every_box,
-             "best-of-boxes graph, winner upscaled (default)": graph}
+    # name -> (decode_best, upscale in the boxes' window)
+    paths = {"every margin upscaled, best kept (stop 42)": (every_box, False),
+             "best-of-boxes graph, winner upscaled on the whole grid (stop 43)": (graph, False),
+             "best-of-boxes graph, winner upscaled in the boxes' window (default)": (graph, True)}
     pred = Predictor(model).set_image(np.repeat(vol[mid][..., None], 3, axis=-1).astype(np.float32))
     embedding = pred._require_image().embedding
     boxes = step_boxes(pred, box, PropagationConfig())
@@ -59,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     masks: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     for round_ in range(args.rounds):
-        for name, decode_best in paths.items():
+        for name, (decode_best, window) in paths.items():
+            os.environ["MEDISAM_UPSCALE_WINDOW"] = "1" if window else "0"
             decode_best(embedding, boxes)  # warm-up (compiles the graph on first use)
             for _ in range(args.calls):
                 started = time.perf_counter()
@@ -72,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# round {round_ + 1}: {name}: step {statistics.median(step_ms[name][-args.calls:]):.1f} ms, "
                   f"propagation {prop_s[name][-1]:.1f} s", flush=True)
     model.decode_best = graph
+    os.environ.pop("MEDISAM_UPSCALE_WINDOW", None)
     first = next(iter(paths))
     base = masks[first]
     print(f"\n{len(boxes)} margin boxes per step; step = one decoder call, median of {args.calls} per round\n")

@@ -151,7 +151,8 @@ def _export_folded(model: PromptableModel, target: Path, best: bool, worst: floa
         graph = (BestOfBoxesDecoderGraph if best else FastPromptDecoderGraph)(net, size).eval()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(graph, args, str(tmp), input_names=["image_tokens", "point_coords", "point_labels", "window"],
+            torch.onnx.export(graph, args, str(tmp),
+                              input_names=["image_tokens", "point_coords", "point_labels", "window"],
                               output_names=outputs, dynamic_axes=dynamic,
                               opset_version=17, do_constant_folding=True, dynamo=False)
         os.replace(tmp, target)

@@ -262,8 +262,9 @@ def check_equivalent(net: nn.Module, input_size: int, atol: float = 1e-3) -> flo
         if i != rule:
             raise AssertionError(f"the best-of-boxes graph picks prompt {i}, the rule {rule}")
         one_part = unshuffle_masks(best(tokens, coords, labels, part)[0].numpy(), slice(None), hw)[0, 0]
-        worst = max(worst, float(np.abs(a[0][i, 0].numpy() - unshuffle_masks(one.numpy(), slice(None))[0, 0]).max()),
-                    float((a[1] - iou_best).abs().max()), float(np.abs(a[0][i, 0].numpy()[r0:r1, c0:c1] - one_part).max()))
+        winner = a[0][i, 0].numpy()
+        worst = max(worst, float(np.abs(winner - unshuffle_masks(one.numpy(), slice(None))[0, 0]).max()),
+                    float((a[1] - iou_best).abs().max()), float(np.abs(winner[r0:r1, c0:c1] - one_part).max()))
     if worst > atol:
         raise AssertionError(f"fast decoder differs from the torch decoder by {worst:.2e} (> {atol})")
     return worst
