@@ -216,7 +216,7 @@ def test_slice_box_chain_stays_inside_the_users_box(tiny_model):
     config = PropagationConfig(min_area_px=0, views=1, stop_rules=StopRules.off(),
                                slice_box=SliceBoxRules(clip_margin=0.0))
     clipped = VolumeSession(tiny_model, image, config=config)
-    seed = clipped.add_box(5, (14, 10, 26, 22))
+    clipped.add_box(5, (14, 10, 26, 22))
     results = [r for r in clipped.iter_propagate() if r.slice != 5]
     assert results and all(r.mask[:, :14].sum() + r.mask[:, 26:].sum() + r.mask[:10].sum() + r.mask[22:].sum() == 0
                            for r in results)

@@ -260,6 +260,11 @@ def test_encoding_time_prefers_an_encoding_timed_in_the_session(tmp_path, monkey
     assert encoding_time(10, "litemedsam") == "about 13 s at 1321 ms per encoding"
     # a session's own encoding (its threads, this load) wins over the one-thread calibration
     assert encoding_time(10, "litemedsam", timed_ms=640.0) == "about 6 s at 640 ms per encoding (timed in this session)"
+    # a run on 2 threads: the one-thread calibration scaled, and said so; two processes share the work
+    assert encoding_time(10, "litemedsam", threads=2) == (
+        "about 7 s at 660 ms per encoding (1321 ms calibrated on 1 thread, scaled to 2)")
+    assert encoding_time(1000, "litemedsam", threads=1, parallel=2) == (
+        "about 11 min in 2 processes at 1321 ms per encoding")
 
 
 def test_sam2_model_is_refused_with_a_pointer_to_sam2session():

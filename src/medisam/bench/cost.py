@@ -11,6 +11,7 @@ estimate stays quick. Other strategies are counted in runs only.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Sequence
 
 import numpy as np
@@ -44,10 +45,12 @@ def start_encodings(labels: np.ndarray, spacing_zyx: Sequence[float], config: Pr
     return len(planes)
 
 
-def plan_line(refs: Sequence[CaseRef], models: Sequence[str], strategies: Sequence[str]) -> str:
+def plan_line(refs: Sequence[CaseRef], models: Sequence[str], strategies: Sequence[str], workers: int = 1) -> str:
     """One line: the runs, and the encodings of the 3D-box starts (and their time, where this
-    machine's encoder was measured for every model: :func:`~medisam.models.speed_profile.encoding_time`)."""
+    machine's encoder was measured for every model: :func:`~medisam.models.speed_profile.encoding_time`,
+    on the threads each of ``workers`` processes gets)."""
     from medisam.bench.evaluate import ModelRef
+    from medisam.models.runtime import resolve_threads
     from medisam.models.speed_profile import encoding_time
 
     runs = (f"bench plan: {_count(len(refs), 'case')} x {_count(len(models), 'model')} x "
@@ -61,7 +64,10 @@ def plan_line(refs: Sequence[CaseRef], models: Sequence[str], strategies: Sequen
     per_run, counted = sampled
     total = per_run * len(models) * len(planned)
     names = {ModelRef.parse(m).name for m in models}
-    said = encoding_time(total, names.pop()) if len(names) == 1 else None  # the bench loads with auto
+    parallel = max(1, workers)
+    threads = resolve_threads() if parallel == 1 else max(1, (os.cpu_count() or 1) // parallel)  # as the runner
+    said = (encoding_time(total, names.pop(), threads=threads, parallel=parallel)  # the bench loads with auto
+            if len(names) == 1 else None)
     time = f", {said}" if said else ""
     return (f"{runs}; the 3D-box starts of {', '.join(planned)} encode at most {total} planes{time} "
             f"(from the label boxes of {_count(counted, 'case')}, the planner's arithmetic)")

@@ -70,25 +70,43 @@ def write_speed_profile(profile: dict) -> Path:
 
 
 def encoding_time(encodings: int, model_name: str, backend: str | None = None,
-                  precision: str | None = None, timed_ms: float | None = None) -> str | None:
+                  precision: str | None = None, timed_ms: float | None = None,
+                  threads: int | None = None, parallel: int = 1) -> str | None:
     """``encodings`` encoder runs in words ("about 11 min at 1321 ms per encoding"). An
     estimate for a plan printed before long work.
 
     ``timed_ms`` (an encoding timed by the caller, e.g. a session's first plane) comes first: it
     ran on this run's threads and this machine's current load. The calibration profile of
     ``backend``/``precision`` (None: ``auto``'s choice; LiteMedSAM only, its weights do not
-    change the time) was timed once, possibly on another thread count: on 2 cores its
-    one-thread figure was ~1.7x a session's. None when neither is known."""
+    change the time) was timed once, possibly on another thread count: given the run's
+    ``threads``, its figure is scaled by the thread ratio and the line says so (on 2 cores a
+    one-thread figure was 1.5-2x a 2-thread session's; linear scaling comes within ~25 %).
+    ``parallel`` processes share the encodings (``medisam bench -w N``). None when neither is known."""
     ms, source = None, ""
     if timed_ms is not None and timed_ms > 0:
         ms, source = float(timed_ms), " (timed in this session)"
     elif model_name == "litemedsam":
         ms = _profile_encoder_ms(backend, precision)
+        profiled = _profile_threads()
+        if ms is not None and threads and profiled and profiled != threads:
+            source = f" ({ms:.0f} ms calibrated on {_threads(profiled)}, scaled to {threads})"
+            ms = ms * profiled / threads
     if ms is None:
         return None
-    seconds = encodings * float(ms) / 1000.0
+    seconds = encodings * float(ms) / 1000.0 / max(1, parallel)
     spoken = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-    return f"about {spoken} at {ms:.0f} ms per encoding{source}"
+    workers = f" in {parallel} processes" if parallel > 1 else ""
+    return f"about {spoken}{workers} at {ms:.0f} ms per encoding{source}"
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread" if n == 1 else f"{n} threads"
+
+
+def _profile_threads() -> int | None:
+    """The thread count the profile's encoders were timed with, if recorded."""
+    threads = (read_speed_profile() or {}).get("threads")
+    return int(threads) if isinstance(threads, int) and threads > 0 else None
 
 
 def _profile_encoder_ms(backend: str | None, precision: str | None) -> float | None:
