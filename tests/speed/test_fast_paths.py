@@ -282,3 +282,17 @@ def test_real_masks_upscaled_in_the_box_window_equal_the_whole_grid(real_model, 
         assert (whole.low_res_logits == FILL_LOGIT).sum() == 0
         assert np.array_equal(windowed.masks, whole.masks) and windowed.masks.any()
         assert np.allclose(windowed.scores, whole.scores)
+
+
+def test_a_mask_threshold_the_window_could_cut_is_refused():
+    """Propagated masks thresholded below the window's edge test (EDGE_LOGIT) could end at the
+    window's edge, so the configuration refuses them with a one-line reason."""
+    from medisam.errors import InputError
+    from medisam.models.upscale_window import EDGE_LOGIT
+    from medisam.predict import PropagationConfig
+
+    assert PropagationConfig(mask_threshold=EDGE_LOGIT).mask_threshold == EDGE_LOGIT
+    with pytest.raises(InputError, match="mask_threshold must be a logit in"):
+        PropagationConfig(mask_threshold=EDGE_LOGIT - 1.0)
+    with pytest.raises(InputError, match="mask_threshold"):
+        PropagationConfig(mask_threshold=float("nan"))

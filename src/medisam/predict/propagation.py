@@ -23,6 +23,7 @@ import numpy as np
 
 from medisam.errors import InputError
 from medisam.metrics_basic import dice
+from medisam.models.upscale_window import EDGE_LOGIT
 from medisam.predict.slice_box import SliceBoxRules
 from medisam.predict.stop_rules import StopRules
 from medisam.prompts import Box
@@ -64,7 +65,8 @@ class PropagationConfig:
         min_area_px: stop when the mask has fewer pixels than this.
         clip_to_box: clip propagated boxes and masks to the x/y extent of a 3D box prompt.
         mask_threshold: logit threshold of propagated masks (SAM uses 0; a negative value
-            grows masks, which counters the shrinking of box-chained small objects).
+            grows masks, which counters the shrinking of box-chained small objects), at least
+            -2 (:data:`medisam.models.upscale_window.EDGE_LOGIT`).
         multimask: decode 3 candidate masks per slice and keep the one that overlaps the
             previous slice's mask most (resolves SAM's ambiguity towards temporal consistency).
         seed_search: for a 3D box, try the x/y box on this many slices either side of the
@@ -206,6 +208,10 @@ class PropagationConfig:
             raise InputError(f"view_min_agreement must be a Dice in [0, 1], got {self.view_min_agreement!r}")
         if not 0.0 <= self.view_trusted_score <= 1.0:
             raise InputError(f"view_trusted_score must be an IoU in [0, 1], got {self.view_trusted_score!r}")
+        if not EDGE_LOGIT <= self.mask_threshold <= 20.0:
+            # the fast decoders upscale a window of the grid and go to the whole grid where a mask's
+            # logits pass EDGE_LOGIT on its edge: a lower threshold could cut a mask there
+            raise InputError(f"mask_threshold must be a logit in [{EDGE_LOGIT:g}, 20], got {self.mask_threshold!r}")
 
 
 def clip_to(mask: np.ndarray, box: Box | None) -> np.ndarray:
