@@ -11,6 +11,13 @@ many pixels, the Dice of each against the truth, how often a mask reached the wi
 
     python benchmarks/upscale_window.py                       # every 2D set (~8 min on 2 cores)
     python benchmarks/upscale_window.py --sets kvasir_seg --max-cases 20
+    python benchmarks/upscale_window.py --clicks 5            # the box-clicks5 strategy both ways
+
+With ``--clicks N`` each target runs the bench's ``box-clicksN`` strategy (the tight box, then
+N correction clicks, each with the previous prediction's low-res logits as the mask prompt)
+twice: as the bench runs it, inside ``exact_logits()`` (the whole grid), and with the window's
+logits fed back (the fill value outside the window, not the model's logits). The table gives
+the Dice of both at each step and the final masks that differ: why the strategy asks for exact logits.
 """
 
 from __future__ import annotations
@@ -45,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sets", default=",".join(SETS_2D), help="comma list of 2D datasets under ../shared/data")
     ap.add_argument("--max-cases", type=int, default=None, help="first N cases of each set (default: all)")
+    ap.add_argument("--clicks", type=int, default=0, help="run the box-clicksN strategy both ways instead")
     args = ap.parse_args(argv)
+    if args.clicks:
+        return clicks_table(args)
 
     from medisam.bench.datasets import iter_cases
     from medisam.metrics_basic import dice
@@ -106,6 +116,59 @@ def main(argv: list[str] | None = None) -> int:
         print("| " + " | ".join(r) + " |")
     print(f"\nOne process, the same embeddings; the two paths alternate per target; {os.cpu_count()} CPUs. "
           "'ms': median Predictor.predict(box) (prompt to mask on a cached embedding).")
+    return 0
+
+
+def clicks_table(args: argparse.Namespace) -> int:
+    """``box-clicksN`` on every target, with exact logits (as the bench runs it) and with the
+    window's logits fed back: Dice per step, final masks that differ."""
+    from contextlib import nullcontext
+
+    import medisam.prompting.strategies as strategies
+    from medisam.bench.datasets import iter_cases
+    from medisam.metrics_basic import dice
+    from medisam.models import load_model
+    from medisam.predict import Predictor
+    from medisam.prompting.strategies import ClicksStrategy
+
+    model = load_model("litemedsam")
+    print(f"# default path: backend {model.backend} {getattr(model, 'precision', 'fp32')}; box-clicks{args.clicks}",
+          flush=True)
+    predictor, strategy = Predictor(model), ClicksStrategy(args.clicks, start="box")
+    steps = args.clicks + 1
+    print("| set | targets | final masks that differ | Dice per step, window's logits fed back | "
+          "Dice per step, exact logits (the bench) |")
+    print("| --- | --- | --- | --- | --- |")
+    total = {"n": 0, "differ": 0, "w": np.zeros(steps), "f": np.zeros(steps)}
+    for name in args.sets.split(","):
+        folder = DATA / name
+        if not folder.is_dir():
+            continue
+        n, differ, dw, df = 0, 0, np.zeros(steps), np.zeros(steps)
+        for case in iter_cases(folder, max_cases=args.max_cases):
+            predictor.set_image(case.image)
+            for target in case.targets:
+                truth = target.mask if target.mask.ndim == 2 else target.mask[0]
+                runs = {False: strategy.run(predictor, truth, np.random.default_rng(0))}
+                exact, strategies.exact_logits = strategies.exact_logits, nullcontext
+                try:  # the window's logits (the fill value outside it) go back as the mask prompt
+                    runs[True] = strategy.run(predictor, truth, np.random.default_rng(0))
+                finally:
+                    strategies.exact_logits = exact
+                n += 1
+                differ += not np.array_equal(runs[True][-1].mask, runs[False][-1].mask)
+                dw += [dice(o.mask, truth) for o in runs[True]]
+                df += [dice(o.mask, truth) for o in runs[False]]
+        if n:
+            print(f"| {name} | {n} | {differ} | {' '.join(f'{v:.4f}' for v in dw / n)} | "
+                  f"{' '.join(f'{v:.4f}' for v in df / n)} |", flush=True)
+            total["n"] += n
+            total["differ"] += differ
+            total["w"] += dw
+            total["f"] += df
+    if total["n"]:
+        print(f"| **all** | {total['n']} | {total['differ']} | {' '.join(f'{v:.4f}' for v in total['w'] / total['n'])} "
+              f"| {' '.join(f'{v:.4f}' for v in total['f'] / total['n'])} |")
     return 0
 
 

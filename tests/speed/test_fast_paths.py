@@ -296,3 +296,23 @@ def test_a_mask_threshold_the_window_could_cut_is_refused():
         PropagationConfig(mask_threshold=EDGE_LOGIT - 1.0)
     with pytest.raises(InputError, match="mask_threshold"):
         PropagationConfig(mask_threshold=float("nan"))
+
+
+def test_correction_clicks_feed_back_the_whole_grids_logits(real_model, monkeypatch):
+    """The bench's box-clicks strategy passes each prediction's low-res logits back as the mask
+    prompt, so it runs inside ``exact_logits()``: the same masks at every step as with the window
+    switched off, on a real image and the bundled model."""
+    from medisam.demo import sample_pairs
+    from medisam.io import read_image
+    from medisam.prompting.strategies import ClicksStrategy
+
+    _, image_path, mask_path = next(iter(sample_pairs()))
+    truth = np.asarray(read_image(mask_path).array)
+    truth = (truth[..., 0] if truth.ndim == 3 else truth) > 0
+    predictor = Predictor(real_model).set_image(read_image(image_path))
+    runs = []
+    for window in ("1", "0"):
+        monkeypatch.setenv("MEDISAM_UPSCALE_WINDOW", window)
+        runs.append(ClicksStrategy(3, start="box").run(predictor, truth, np.random.default_rng(0)))
+    assert len(runs[0]) == 4
+    assert all(np.array_equal(a.mask, b.mask) for a, b in zip(*runs))

@@ -14,14 +14,21 @@ upscale only that, exactly. This module chooses the window and puts the result b
   the grid), the mask may go on past it: the caller upscales the whole grid instead.
 
 So a mask differs from the whole grid's only by parts that do not touch the window
-(a separate blob far from the box). ``MEDISAM_UPSCALE_WINDOW=0`` always upscales the whole
-grid. ``benchmarks/upscale_window.py`` measures time and agreement on every 2D set.
+(a separate blob far from the box). The low-res logits do differ outside the window, and
+logits passed back as a mask prompt reach the next prediction's dense embedding there: code
+that feeds a prediction's logits back (the bench's correction clicks, a propagation or a
+tracker with mask prompts) runs inside :func:`exact_logits`. ``MEDISAM_UPSCALE_WINDOW=0``
+always upscales the whole grid. ``benchmarks/upscale_window.py`` measures time and agreement
+on every 2D set.
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -36,8 +43,24 @@ FILL_LOGIT = -32.0
 EDGE_LOGIT = -2.0
 
 
+_EXACT = contextvars.ContextVar("medisam_exact_logits", default=False)
+
+
+@contextmanager
+def exact_logits() -> Iterator[None]:
+    """Inside this block every prompt is upscaled on the whole grid, so a prediction's low-res
+    logits are the model's everywhere: for logits that go back in as a mask prompt."""
+    token = _EXACT.set(True)
+    try:
+        yield
+    finally:
+        _EXACT.reset(token)
+
+
 def window_enabled() -> bool:
-    """False where ``MEDISAM_UPSCALE_WINDOW=0`` (always upscale the whole grid)."""
+    """False inside :func:`exact_logits` and where ``MEDISAM_UPSCALE_WINDOW=0`` (the whole grid)."""
+    if _EXACT.get():
+        return False
     return os.environ.get("MEDISAM_UPSCALE_WINDOW", "1").strip().lower() not in ("0", "false", "no", "off")
 
 

@@ -21,6 +21,7 @@ from medisam.errors import InputError, ModelError, PromptError
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
 from medisam.models.speed_profile import encoding_time
+from medisam.models.upscale_window import exact_logits
 from medisam.predict.axis_runs import (owner_result, planned_end, run_iter, run_planned, seed_iter, two_pass,
                                        two_pass_iter, two_pass_planned)
 from medisam.predict.cache import EmbeddingCache
@@ -536,6 +537,9 @@ class AxisSession(ClickLayer):
                  multimask: bool = False, interpolate: bool = False, fine: bool = False):  # noqa: ANN202
         self._encode(t, interpolate, fine)
         mask = MaskPrompt(logits) if logits is not None else None
+        if self.config.mask_prompt:  # the logits go on as the next plane's mask prompt: the whole grid's
+            with exact_logits():
+                return self.predictor.predict(box=box, points=points, mask=mask, multimask=multimask)
         return self.predictor.predict(box=box, points=points, mask=mask, multimask=multimask)
 
 

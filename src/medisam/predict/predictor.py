@@ -29,7 +29,11 @@ class Prediction:
             the number of boxes in ``predict_batch``).
         scores: ``(N,)`` predicted IoU per mask.
         low_res_logits: ``(N, L, L)`` float32 logits on the model grid; pass one back as
-            ``mask=`` to refine.
+            ``mask=`` to refine. The fast CPU backends upscale only a window around a box
+            prompt (the masks are the whole grid's; :mod:`medisam.models.upscale_window`):
+            outside it the logits are -32, so predict inside
+            ``medisam.models.upscale_window.exact_logits()`` when the logits go back as a mask
+            prompt and must be the model's everywhere.
     """
 
     masks: np.ndarray

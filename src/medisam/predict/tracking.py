@@ -23,6 +23,7 @@ Results are kept per pass and reused: after a new prompt on frame ``f`` only fra
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
@@ -31,6 +32,7 @@ import numpy as np
 from medisam.errors import InputError
 from medisam.io.intensity import to_display
 from medisam.io.medical_image import MedicalImage
+from medisam.models.upscale_window import exact_logits
 from medisam.predict.cache import EmbeddingCache
 from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import box_around, clip_to, grown_box
@@ -157,7 +159,9 @@ class TrackingSession(VolumeSession):
             p = self._valid_pass(name, step)
             for t in self._frames(name, step):
                 if t not in p.frames:
-                    p.frames[t] = frame = self._track_frame(name, p, t)
+                    # with mask prompts a frame's logits go on as the next frame's: the whole grid's
+                    with exact_logits() if "mask-prompt" in self.tracking.candidates else nullcontext():
+                        p.frames[t] = frame = self._track_frame(name, p, t)
                     yield from (frame[o] for o in sorted(frame))
 
     def planned_slices(self, direction: str = "both") -> int:

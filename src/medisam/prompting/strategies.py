@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from medisam.errors import PromptError
+from medisam.models.upscale_window import exact_logits
 from medisam.prompting import sampling
 from medisam.prompts import Box, MaskPrompt, Points
 
@@ -191,6 +192,12 @@ class ClicksStrategy(Strategy):
         self.name = f"clicks{n_clicks}" if start == "point" else f"box-clicks{n_clicks}"
 
     def run(self, predictor, truth, rng):
+        # each click passes the previous prediction's low-res logits back as the mask prompt:
+        # they must be the model's on the whole grid, not only in the box's window
+        with exact_logits():
+            return self._run(predictor, truth)
+
+    def _run(self, predictor, truth) -> list[Outcome]:  # noqa: ANN001 - a Predictor
         truth = np.asarray(truth, dtype=bool)
         outcomes: list[Outcome] = []
         box: Box | None = None
