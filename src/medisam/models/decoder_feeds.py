@@ -56,20 +56,26 @@ def _window_masks(blocked: np.ndarray, keep: slice, window: np.ndarray, side: in
     return None if reaches_edge(masks, window, side) else place(masks, window, side)
 
 
+def _run_in_window(run: GraphRun, feeds: dict, side: int, keep: slice) -> tuple[Sequence[np.ndarray], np.ndarray]:
+    """Run a fast graph in the prompts' window, and again on the whole grid where a kept mask
+    reaches the window's edge: ``(the last run's outputs, the kept masks on the whole grid)``."""
+    for window in (feeds["window"], whole_grid(side)):
+        feeds["window"] = window
+        outputs = run(feeds)
+        masks = _window_masks(outputs[0], keep, window, side)
+        if masks is not None:
+            return outputs, masks
+    raise AssertionError("the whole grid has no edge to reach")  # pragma: no cover
+
+
 def decode_fast(run: GraphRun, inputs: FastDecoderInputs, embedding: torch.Tensor,
                 points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None,
                 multimask: bool | str) -> DecoderOutput:
     """Box/point prompts on the fast graph: the masks asked for, upscaled in the prompts'
     window, or on the whole grid where a kept mask reaches the window's edge."""
-    feeds = inputs.feeds(embedding, points, boxes)
-    side, keep = int(embedding.shape[-1]), kept_masks(multimask)
-    blocked, iou = run(feeds)[:2]
-    masks = _window_masks(blocked, keep, feeds["window"], side)
-    if masks is None:
-        feeds["window"] = whole_grid(side)
-        blocked, iou = run(feeds)[:2]
-        masks = _window_masks(blocked, keep, feeds["window"], side)
-    return DecoderOutput(torch.from_numpy(masks), torch.from_numpy(np.array(iou[:, keep], dtype=np.float32)))
+    keep = kept_masks(multimask)
+    outputs, masks = _run_in_window(run, inputs.feeds(embedding, points, boxes), int(embedding.shape[-1]), keep)
+    return DecoderOutput(torch.from_numpy(masks), torch.from_numpy(np.array(outputs[1][:, keep], dtype=np.float32)))
 
 
 def decode_best_fast(run: GraphRun, inputs: FastDecoderInputs, embedding: torch.Tensor,
@@ -82,19 +88,13 @@ def decode_best_fast(run: GraphRun, inputs: FastDecoderInputs, embedding: torch.
     IoU (a NaN score; or a runtime breaking a tie another way): the caller then decodes
     every box, so the rule, not the runtime, decides.
     """
-    feeds = inputs.feeds(embedding, None, boxes)
-    side = int(embedding.shape[-1])
-    for window in (feeds["window"], whole_grid(side)):
-        feeds["window"] = window
-        blocked, iou, index = run(feeds)[:3]
-        best = int(np.asarray(index).reshape(-1)[0])
-        if best != first_best(iou[:, 0]):
-            return None
-        masks = _window_masks(blocked, slice(0, 1), window, side)
-        if masks is not None:
-            return best, DecoderOutput(torch.from_numpy(masks),
-                                       torch.from_numpy(np.array(iou[best:best + 1, :1], dtype=np.float32)))
-    raise AssertionError("the whole grid has no edge to reach")  # pragma: no cover
+    (_, iou, index), masks = _run_in_window(run, inputs.feeds(embedding, None, boxes), int(embedding.shape[-1]),
+                                            slice(0, 1))
+    best = int(np.asarray(index).reshape(-1)[0])
+    if best != first_best(iou[:, 0]):
+        return None
+    return best, DecoderOutput(torch.from_numpy(masks), torch.from_numpy(np.array(iou[best:best + 1, :1],
+                                                                                  dtype=np.float32)))
 
 
 def prompts_to_points(points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None,
