@@ -260,8 +260,9 @@ class ClientSession:
         return self._mask(self.client.request("POST", self._url("/box3d"), json=body))
 
     def add_click(self, zyx: Sequence[int], positive: bool = True, obj_id: int = 1) -> dict[str, Any]:
-        """A corrective click at voxel ``(z, y, x)`` of a volume: the server refines the object's
-        3D mask around it; returns what it did (``rejected``, ``changed_slices``, ``undo_steps``)."""
+        """A corrective click at voxel ``(z, y, x)`` of a volume (``(0, y, x)`` on a 2D image): the
+        server refines the object's mask around it; returns what it did (``rejected``,
+        ``changed_slices``, ``undo_steps``)."""
         body = {"zyx": [int(v) for v in zyx], "positive": bool(positive), "obj_id": obj_id}
         return self.client.request("POST", self._url("/click3d"), json=body).json()
 

@@ -49,10 +49,11 @@ def test_two_clicks_make_a_box_and_match_the_library(state, tiny_model, tmp_path
     out = state.export()
     assert out.suffix == ".png" and np.array_equal(read_image(out).array > 0, expected)
     state.mode = "negative"
-    state.click(48, 48)
-    assert state.points == [(48.0, 48.0, 0)]
+    state.click(48, 48)  # a corrective click on the box's mask: the random walker (predict.refine2d)
+    assert state.points == [(48.0, 48.0, 0)] and "negative click: object 1 refined" in state.message
+    assert state.session.labels[48, 48] == 0 and not (state.session.labels > expected).any()  # it only removes
     state.undo()
-    assert np.array_equal(state.session.labels > 0, expected)
+    assert np.array_equal(state.session.labels > 0, expected) and state.message == "click undone"
 
 
 def test_clicks_before_open_and_bad_files_fail_cleanly(state, tmp_path):

@@ -48,10 +48,31 @@ def test_bad_clicks_are_400(make_client, body, msg):
         assert r.status_code in (400, 422) and msg in str(r.json()["detail"])
 
 
-def test_click3d_on_2d_image_is_400(make_client):
+def test_clicks_on_a_2d_image_refine_its_mask_and_undo(make_client, tiny_model):
+    """A 2D image's corrective clicks go to the random walker (``predict.refine2d``), as the
+    API's ``InteractiveSession.add_click`` does them; one undo step each; bad clicks 400."""
+    from medisam.io import MedicalImage
+    from medisam.serve.interactive import InteractiveSession
+
+    image = disk()
+    ref = InteractiveSession(tiny_model, MedicalImage.from_array(image))
+    ref.segment(None, 1, box=(24, 24, 72, 72))
+    ref.add_click((0, 48, 48), positive=True)
     c = Client(http=make_client())
-    with c.open_session(disk()) as s, pytest.raises(ServerError, match="needs a volume"):
-        s.add_click((0, 5, 5))
+    with c.open_session(image) as s:
+        with pytest.raises(ServerError, match="no mask to correct"):
+            s.add_click((0, 5, 5))
+        s.predict(box=(24, 24, 72, 72))
+        before = s.labels()
+        out = s.add_click((0, 48, 48), positive=True)
+        assert out["slice"] == 0 and not out["rejected"] and out["undo_steps"] == 1
+        after = s.labels()
+        assert after[48, 48] == 1 and np.array_equal(after, ref.labels)
+        assert s.undo() and np.array_equal(s.labels(), before)
+        with pytest.raises(ServerError, match=r"is \(0, y, x\)"):
+            s.add_click((1, 5, 5))
+        with pytest.raises(ServerError, match="outside"):
+            s.add_click((0, 500, 5))
 
 
 def test_guides_over_rest_match_volume_session_and_bad_guides_are_400(make_client, tiny_model):

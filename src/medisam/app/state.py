@@ -73,7 +73,7 @@ class AppState:
         self.propagated = False  # True after a completed propagation: clicks on a volume then correct in 3D
         self.plan: list[str] = []  # the last propagation's cost in words (InteractiveSession.plan_lines)
         self.vertices: list[tuple[float, float]] = []  # the scribble/lasso being drawn on the shown slice
-        self._actions: list[str] = []  # what each undo step was: "click3d" or "prompt"
+        self._actions: list[str] = []  # what each undo step was: "click3d", "click2d" or "prompt"
         self.cancel_requested = False
         self._cancel_at = -float("inf")  # when cancel() was last called (time.monotonic())
         self.opacity: dict[int, float] = {}  # object -> fill opacity in the picture (legend); default 0.4
@@ -200,6 +200,9 @@ class AppState:
         elif self.propagated and s.image.is_volume and s.click3d_available:
             self._click3d(s, int(x), int(y), self.mode == "positive")
             return
+        elif not s.image.is_volume and s.correctable2d(self.obj_id):
+            self._click2d(s, int(x), int(y), self.mode == "positive")
+            return
         else:
             label = 1 if self.mode == "positive" else 0
             res = s.add_points(k, self.obj_id, points=[(x, y, label)])
@@ -241,6 +244,20 @@ class AppState:
         self.message = (f"3D {sign} click on slice {self.slice}: object {self.obj_id} changed on "
                         f"{len(out.changed)} slices ({out.decoded} slices decoded, {out.encoded} encoded)")
 
+    def _click2d(self, s: InteractiveSession, x: int, y: int, positive: bool) -> None:
+        """A corrective click on a 2D image's object (its mask refined around it by the random
+        walker: LiteMedSAM's point prompts do not correct a box's mask)."""
+        out = s.add_click((0, y, x), positive, self.obj_id)
+        sign = "positive" if positive else "negative"
+        if out.rejected:
+            self.message = (f"click rejected: the refinement did not honour the {sign} click at ({x}, {y}); "
+                            "nothing changed")
+            return
+        self.points.append((float(x), float(y), int(positive)))
+        self._actions.append("click2d")
+        pixels = int((s.labels == self.obj_id).sum())
+        self.message = f"{sign} click: object {self.obj_id} refined around ({x}, {y}): {pixels} pixels"
+
     def finish_shape(self) -> None:
         """Apply the drawn scribble (clicks along it) or lasso (its filled inside as the slice's mask prompt)."""
         s = self.require()
@@ -267,7 +284,8 @@ class AppState:
             s.propagate()
         elif done and action == "prompt":
             self.propagated = False  # a prompt taken back: the next clicks add points until propagated again
-        self.message = ("3D click undone" if action == "click3d" else "undone") if done else "nothing to undo"
+        said = {"click3d": "3D click undone", "click2d": "click undone"}.get(action, "undone")
+        self.message = said if done else "nothing to undo"
 
     def propagate(self, progress=None) -> None:  # noqa: ANN001 - callable(done, total)
         """Propagate slice by slice (``progress(done, total)``); :meth:`cancel` stops after the current slice."""

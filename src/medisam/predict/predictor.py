@@ -91,6 +91,7 @@ class Predictor:
         self.max_pixels = max_pixels
         self._current: CachedEmbedding | None = None
         self._hw: tuple[int, int] | None = None
+        self._display: np.ndarray | None = None
 
     # ------------------------------------------------------------------ image
     def set_image(self, image: np.ndarray | MedicalImage, slice: int | None = None,
@@ -120,6 +121,7 @@ class Predictor:
             self.cache.put(key, cached)
         self._current = cached
         self._hw = display.shape[:2]
+        self._display = display  # the corrective-click walker sees what the model saw
         return self
 
     def get_image_embedding(self) -> torch.Tensor:
@@ -128,6 +130,14 @@ class Predictor:
     def reset_image(self) -> None:
         self._current = None
         self._hw = None
+        self._display = None
+
+    @property
+    def display_image(self) -> np.ndarray:
+        """The current image as the model saw it: ``(H, W, 3)`` float, 0-255 (what 2D corrective
+        clicks refine on, :mod:`medisam.predict.refine2d`)."""
+        self._require_image()
+        return self._display  # type: ignore[return-value]
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -21,6 +21,8 @@ Names (case-insensitive):
 ``pointsKnegM``    K positive points inside + M negative points in the background near it
 ``clicksN``        centre point, then up to N-1 correction clicks (Dice versus clicks)
 ``box-clicksN``    tight box, then N correction clicks on top of it (click 0 = box only)
+``box-walkerN``    the same clicks, each refining the mask with the random walker (medisam's 2D
+                   corrective clicks, :mod:`medisam.predict.refine2d`) instead of point prompts
 ``everything``     automatic grid of points (``everythingS``: S x S, default 16) -> best mask;
                    ``-single`` decodes one mask per point instead of three (LiteMedSAM's
                    multimask outputs are untrained); ``-iouT`` / ``-stabT`` set the predicted-IoU /
@@ -228,6 +230,43 @@ class ClicksStrategy(Strategy):
         return outcomes
 
 
+class WalkerClicksStrategy(Strategy):
+    """The tight box (click 0), then N correction clicks placed as in ``box-clicksN``, each
+    refining the mask with the random walker around the model's box mask
+    (:func:`medisam.predict.refine2d.refine_2d`) instead of going to the model as a point
+    prompt: LiteMedSAM was trained with boxes only (``docs/benchmark.md``)."""
+
+    interactive = True
+
+    def __init__(self, n_clicks: int):
+        if n_clicks < 1:
+            raise PromptError(f"box-walker strategy needs >= 1 click, got {n_clicks}")
+        self.n_clicks = int(n_clicks)
+        self.name = f"box-walker{n_clicks}"
+
+    def run(self, predictor, truth, rng):
+        from medisam.predict.refine2d import Click2D, click_reach, refine_2d
+
+        truth = np.asarray(truth, dtype=bool)
+        box = sampling.tight_box(truth)
+        pred = predictor.predict(box=box)
+        model_mask, score = pred.masks[0], float(pred.scores[0])
+        mask = model_mask
+        outcomes = [Outcome(mask, score, 0, PromptSet(box=box).describe())]
+        clicks: list[Click2D] = []
+        for click in range(1, self.n_clicks + 1):
+            nxt = sampling.correction_click(mask, truth)
+            if nxt is None:  # perfect already: nothing to correct
+                outcomes.append(Outcome(mask, score, click, outcomes[-1].prompt))
+                continue
+            x, y, label = nxt
+            clicks.append(Click2D(y, x, bool(label), click_reach(mask, y, x, bool(label))))
+            mask = refine_2d(predictor.display_image, model_mask, mask, box.as_array(), clicks)
+            points = Points.of([(c.x, c.y, int(c.positive)) for c in clicks])
+            outcomes.append(Outcome(mask, score, click, PromptSet(box=box, points=points).describe()))
+        return outcomes
+
+
 class EverythingStrategy(Strategy):
     """Automatic mask generation on a point grid, then the best-matching mask per object
     (the COSMOS SAM evaluation). Masks are generated once per image in :meth:`prepare`."""
@@ -273,6 +312,7 @@ _PATTERNS: list[tuple[str, Any]] = [
     (r"points(\d+)neg(\d+)", lambda m: PointsStrategy(int(m[1]), int(m[2]))),
     (r"clicks(\d+)", lambda m: ClicksStrategy(int(m[1]))),
     (r"box-clicks(\d+)", lambda m: ClicksStrategy(int(m[1]), start="box")),
+    (r"box-walker(\d+)", lambda m: WalkerClicksStrategy(int(m[1]))),
     (r"everything(\d+)?(-single)?(?:-iou(\d*\.?\d+))?(?:-stab(\d*\.?\d+))?", lambda m: EverythingStrategy(
         int(m[1]) if m[1] else 16,
         **({"multimask": False} if m[2] else {}),
@@ -284,7 +324,7 @@ _PATTERNS: list[tuple[str, Any]] = [
     (r"cvpr25(-box3d)?(-slice|-ref)?", lambda m: ProtocolStrategy(m[0])),
 ]
 
-STRATEGY_NAMES = ("box", "box-jitterP", "point", "pointsK", "pointsKnegM", "clicksN", "box-clicksN",
+STRATEGY_NAMES = ("box", "box-jitterP", "point", "pointsK", "pointsKnegM", "clicksN", "box-clicksN", "box-walkerN",
                   "everything[S][-single][-iouT][-stabT]", "box3d", "keyslice", "recist", "cvpr25",
                   "cvpr25-box3d", "cvpr25[-box3d]-slice", "cvpr25[-box3d]-ref")
 

@@ -18,7 +18,7 @@ must be ``None``/0 for a 2D image.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -29,6 +29,8 @@ from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
 from medisam.predict import EmbeddingCache, Predictor, Session, VolumeSession, open_session
 from medisam.predict.contract import SliceResult
+from medisam.predict.refine2d import Click2D, click_reach, refine_2d
+from medisam.predict.refine3d import ClickOutcome
 from medisam.predict.volume import as_box3d, volume_to_display
 from medisam.prompts import Box, Box3D, Points
 
@@ -49,6 +51,10 @@ class ObjectPrompt:
     box: tuple[float, float, float, float] | None = None
     points: list[tuple[float, float, int]] = field(default_factory=list)
     mask: np.ndarray | None = None  # (H, W) bool mask prompt
+    #: 2D images: the model's mask for these prompts, and the corrective clicks since
+    #: (:meth:`InteractiveSession.add_click`, refined by the random walker)
+    model_mask: np.ndarray | None = None
+    clicks: tuple[Click2D, ...] = ()
 
 
 @dataclass
@@ -250,14 +256,16 @@ class InteractiveSession:
 
     @property
     def click3d_available(self) -> bool:
-        """Whether :meth:`add_click` works here (a volume or video session of a non-SAM 2 model)."""
-        return isinstance(self.volume, VolumeSession)
+        """Whether :meth:`add_click` works here (a 2D image, or a volume or video session of a
+        non-SAM 2 model)."""
+        return self.volume is None or isinstance(self.volume, VolumeSession)
 
     def add_click(self, zyx: Sequence[int], positive: bool = True, obj_id: int = 1):  # noqa: ANN201 - ClickOutcome
-        """Correct object ``obj_id`` in 3D with one click at voxel ``(z, y, x)``
-        (``predict.refine3d.refine_with_click``: the object's 3D mask refined around the click)."""
+        """Correct object ``obj_id`` with one click at voxel ``(z, y, x)``: on a volume its 3D
+        mask is refined around the click (``predict.refine3d.refine_with_click``), on a 2D image
+        (``z`` = 0) its mask (``predict.refine2d``); both with the random walker, no model run."""
         if self.volume is None:
-            raise InputError("a 3D click needs a volume; on a 2D image add points instead")
+            return self._click2d(zyx, positive, self._obj(obj_id))
         if not self.click3d_available:  # Sam2Session: no 3D click refinement yet
             raise InputError(f"3D clicks are not available for {self.model.spec.name} sessions yet")
         return self.volume.add_click([int(v) for v in zyx], positive, self._obj(obj_id))
@@ -393,6 +401,38 @@ class InteractiveSession:
         self._undo.append(_Edit(self._labels2d.copy(), dict(self._prompts2d)))
         del self._undo[: -self.max_undo]
 
+    def correctable2d(self, obj_id: int) -> bool:
+        """Whether object ``obj_id`` of a 2D image has a model mask for clicks to correct
+        (:meth:`add_click`): it was prompted (a box, points, a mask) since the session began."""
+        prompt = self._prompts2d.get(obj_id) if self.volume is None else None
+        return prompt is not None and prompt.model_mask is not None
+
+    def _click2d(self, zyx: Sequence[int], positive: bool, obj_id: int) -> ClickOutcome:
+        """A corrective click on a 2D image: the object's mask refined by the random walker
+        around the model's mask of its prompts and its clicks so far (one undo step; rejected,
+        with nothing changed, when the refined mask does not honour the click)."""
+        if len(zyx) != 3 or int(zyx[0]) != 0:
+            raise PromptError(f"a click on a 2D image is (0, y, x), got {tuple(zyx)!r}")
+        h, w = self._labels2d.shape
+        y, x = int(zyx[1]), int(zyx[2])
+        if not (0 <= y < h and 0 <= x < w):
+            raise PromptError(f"click (y={y}, x={x}) lies outside the {w}x{h} image")
+        if not self.correctable2d(obj_id):
+            raise PromptError(f"object {obj_id} has no mask to correct: prompt it with a box first")
+        prompt = self._prompts2d[obj_id]
+        self.predictor.set_image(self.image, window=self.window)  # the cached embedding; its display
+        current = self._labels2d == obj_id
+        clicks = (*prompt.clicks, Click2D(y, x, bool(positive), click_reach(current, y, x, bool(positive))))
+        new = refine_2d(self.predictor.display_image, prompt.model_mask, current, prompt.box, clicks)
+        if bool(new[y, x]) != bool(positive):
+            return ClickOutcome(0, (x, y, int(positive)), 0, 0, rejected=True, undo_steps=0)
+        self._push2d()
+        self._labels2d = self._labels2d.copy()
+        self._labels2d[current & ~new] = 0
+        self._labels2d[new] = obj_id
+        self._prompts2d[obj_id] = replace(prompt, clicks=clicks)
+        return ClickOutcome(0, (x, y, int(positive)), 0, 0, changed=(0,) if (new != current).any() else ())
+
     def _apply2d(self, obj_id: int, prompt: ObjectPrompt) -> SliceResult:
         self.predictor.set_image(self.image, window=self.window)
         h, w = self.predictor.image_size
@@ -418,7 +458,7 @@ class InteractiveSession:
         self._labels2d = self._labels2d.copy()
         self._labels2d[self._labels2d == obj_id] = 0
         self._labels2d[mask] = obj_id
-        self._prompts2d[obj_id] = prompt
+        self._prompts2d[obj_id] = replace(prompt, model_mask=mask, clicks=())
         log.debug("object %d: %d pixels, score %.3f", obj_id, int(mask.sum()), float(pred.scores[0]))
         return SliceResult(0, obj_id, mask, float(pred.scores[0]))
 

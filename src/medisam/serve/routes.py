@@ -252,9 +252,11 @@ def add_box3d(sid: str, body: Box3DRequest, request: Request) -> SliceMask:
 
 @router.post("/sessions/{sid}/click3d", response_model=Click3DResult, tags=["prompts"])
 def add_click3d(sid: str, body: Click3DRequest, request: Request) -> Click3DResult:
-    """A corrective click on a volume: the object's 3D mask is refined around the model's result
-    with the click (``predict.refine3d``: no encoder or decoder run). ``rejected`` when the click
-    could not be honoured (nothing changed); undo takes it back in ``undo_steps`` calls."""
+    """A corrective click on a volume, or on a 2D image (``zyx`` = ``[0, y, x]``): the object's
+    mask is refined around the model's result with the click by a random walker
+    (``predict.refine3d`` in 3D, ``predict.refine2d`` in 2D: no encoder or decoder run).
+    ``rejected`` when the click could not be honoured (nothing changed); undo takes it back in
+    ``undo_steps`` calls."""
     session = _session(request, sid)
     with session.locked(), _ctx(request).inference:
         out = session.state.add_click(body.zyx, body.positive, body.obj_id)

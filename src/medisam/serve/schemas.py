@@ -68,9 +68,10 @@ class Box3DRequest(BaseModel):
 
 
 class Click3DRequest(BaseModel):
-    """A corrective click on a volume's 3D result: voxel ``zyx`` (slice, row, column)."""
+    """A corrective click on a volume's 3D result, or on a 2D image's mask: voxel ``zyx``
+    (slice, row, column; slice 0 on a 2D image)."""
 
-    zyx: list[int] = Field(min_length=3, max_length=3, description="z, y, x voxel indices (z = slice)")
+    zyx: list[int] = Field(min_length=3, max_length=3, description="z, y, x voxel indices (z = slice; 0 on a 2D image)")
     positive: bool = Field(True, description="true adds the voxel to the object, false removes it")
     obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
 

@@ -1,0 +1,81 @@
+"""2D corrective clicks two ways on every target of the 2D sets: LiteMedSAM's point prompts
+(``box-clicksN``, the SAM protocol: all clicks + the previous logits as mask prompt) against
+the random walker (``box-walkerN``, :mod:`medisam.predict.refine2d`, what a click on a 2D
+image does in the server and the web UI). Both start from the same tight box on the same
+embedding, and their clicks are placed the same way (the interior-most pixel of the largest
+error region). Prints the mean Dice at each click per set and over all targets.
+
+    python benchmarks/clicks_2d.py                       # every 2D set but the nuclei (~25 min on 2 cores)
+    python benchmarks/clicks_2d.py --sets miccai_dp_nuclei --clicks 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SETS = ("busi_breast_us_mini", "chaos_liver_ct_slices_mini", "ddti_thyroid_us", "drive", "hc18_fetal_head_us",
+        "kvasir_seg", "msd_task09_spleen_ct_slices_mini", "ph2_dermoscopy", "sammed2d_demo_ct_mr",
+        "shenzhen_cxr_lung")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sets", default=",".join(SETS), help="comma list of 2D datasets under ../shared/data")
+    ap.add_argument("--clicks", type=int, default=5)
+    args = ap.parse_args(argv)
+
+    from medisam.bench.datasets import iter_cases
+    from medisam.metrics_basic import dice
+    from medisam.models import load_model
+    from medisam.predict import Predictor
+    from medisam.prompting.strategies import parse_strategy
+
+    model = load_model("litemedsam")
+    print(f"# default path: backend {model.backend} {getattr(model, 'precision', 'fp32')}", flush=True)
+    predictor = Predictor(model)
+    names = (f"box-clicks{args.clicks}", f"box-walker{args.clicks}")
+    strategies = [parse_strategy(n) for n in names]
+    steps = args.clicks + 1
+    print("| set | targets | strategy | Dice at click 0 .. " + str(args.clicks) + " | s per target |")
+    print("| --- | --- | --- | --- | --- |")
+    totals = {n: np.zeros(steps) for n in names}
+    seconds = {n: 0.0 for n in names}
+    count = 0
+    for name in args.sets.split(","):
+        folder = DATA / name
+        if not folder.is_dir():
+            print(f"skip {name}: not under {DATA}", file=sys.stderr)
+            continue
+        sums, took, n = {k: np.zeros(steps) for k in names}, {k: 0.0 for k in names}, 0
+        for case in iter_cases(folder):
+            predictor.set_image(case.image)
+            for target in case.targets:
+                truth = target.mask if target.mask.ndim == 2 else target.mask[0]
+                for key, strategy in zip(names, strategies):
+                    t0 = time.perf_counter()
+                    outcomes = strategy.run(predictor, truth, np.random.default_rng(0))
+                    took[key] += time.perf_counter() - t0
+                    sums[key] += [dice(o.mask, truth) for o in outcomes]
+                n += 1
+        if not n:
+            continue
+        for key in names:
+            print(f"| {name} | {n} | {key} | {' '.join(f'{v:.3f}' for v in sums[key] / n)} | "
+                  f"{took[key] / n:.2f} |", flush=True)
+            totals[key] += sums[key]
+            seconds[key] += took[key]
+        count += n
+    for key in names:
+        print(f"| **all** | {count} | {key} | {' '.join(f'{v:.3f}' for v in totals[key] / max(count, 1))} | "
+              f"{seconds[key] / max(count, 1):.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
