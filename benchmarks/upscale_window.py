@@ -124,7 +124,7 @@ def clicks_table(args: argparse.Namespace) -> int:
     window's logits fed back: Dice per step, final masks that differ."""
     from contextlib import nullcontext
 
-    import medisam.prompting.strategies as strategies
+    import medisam.models.upscale_window as upscale_window
     from medisam.bench.datasets import iter_cases
     from medisam.metrics_basic import dice
     from medisam.models import load_model
@@ -150,11 +150,11 @@ def clicks_table(args: argparse.Namespace) -> int:
             for target in case.targets:
                 truth = target.mask if target.mask.ndim == 2 else target.mask[0]
                 runs = {False: strategy.run(predictor, truth, np.random.default_rng(0))}
-                exact, strategies.exact_logits = strategies.exact_logits, nullcontext
+                exact, upscale_window.exact_logits = upscale_window.exact_logits, nullcontext
                 try:  # the window's logits (the fill value outside it) go back as the mask prompt
                     runs[True] = strategy.run(predictor, truth, np.random.default_rng(0))
                 finally:
-                    strategies.exact_logits = exact
+                    upscale_window.exact_logits = exact
                 n += 1
                 differ += not np.array_equal(runs[True][-1].mask, runs[False][-1].mask)
                 dw += [dice(o.mask, truth) for o in runs[True]]

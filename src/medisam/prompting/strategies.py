@@ -50,7 +50,6 @@ from typing import Any
 import numpy as np
 
 from medisam.errors import PromptError
-from medisam.models.upscale_window import exact_logits
 from medisam.prompting import sampling
 from medisam.prompts import Box, MaskPrompt, Points
 
@@ -194,6 +193,8 @@ class ClicksStrategy(Strategy):
         self.name = f"clicks{n_clicks}" if start == "point" else f"box-clicks{n_clicks}"
 
     def run(self, predictor, truth, rng):
+        from medisam.models.upscale_window import exact_logits  # here: the prompting package stays torch-free
+
         # each click passes the previous prediction's low-res logits back as the mask prompt:
         # they must be the model's on the whole grid, not only in the box's window
         with exact_logits():
