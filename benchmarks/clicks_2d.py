@@ -7,6 +7,11 @@ error region). Prints the mean Dice at each click per set and over all targets.
 
     python benchmarks/clicks_2d.py                       # every 2D set but the nuclei (~25 min on 2 cores)
     python benchmarks/clicks_2d.py --sets miccai_dp_nuclei --clicks 5
+    python benchmarks/clicks_2d.py --sampling            # the walker's intensity sample, two ways
+
+``--sampling`` compares the walker's two intensity samples instead: a positive click samples the
+object's intensity on the model's mask and around the click (the 2D default,
+``refine2d.PARAMS_2D``), or around the click only (the 3D clicks' rule).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sets", default=",".join(SETS), help="comma list of 2D datasets under ../shared/data")
     ap.add_argument("--clicks", type=int, default=5)
+    ap.add_argument("--sampling", action="store_true", help="the walker with both intensity samples instead")
     args = ap.parse_args(argv)
 
     from medisam.bench.datasets import iter_cases
@@ -39,8 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model("litemedsam")
     print(f"# default path: backend {model.backend} {getattr(model, 'precision', 'fp32')}", flush=True)
     predictor = Predictor(model)
-    names = (f"box-clicks{args.clicks}", f"box-walker{args.clicks}")
-    strategies = [parse_strategy(n) for n in names]
+    if args.sampling:
+        from medisam.predict.click_refine import RefineParams
+        from medisam.prompting.strategies import WalkerClicksStrategy
+
+        names = (f"box-walker{args.clicks} (mask + click sample, default)", f"box-walker{args.clicks} (click sample)")
+        strategies = [WalkerClicksStrategy(args.clicks), WalkerClicksStrategy(args.clicks, RefineParams())]
+    else:
+        names = (f"box-clicks{args.clicks}", f"box-walker{args.clicks}")
+        strategies = [parse_strategy(n) for n in names]
     steps = args.clicks + 1
     print("| set | targets | strategy | Dice at click 0 .. " + str(args.clicks) + " | s per target |")
     print("| --- | --- | --- | --- | --- |")

@@ -43,6 +43,9 @@ class RefineParams:
     seed_radius: float = 3.0  # voxels: a click fixes this ball (within ``inside``)
     pad: int = 2  # voxels around the box and the clicks
     sample_radius: float = 3.0  # voxels around a positive click that sample the object's intensity
+    #: also sample the object's intensity on the model's mask (less what negative clicks removed)
+    #: when a positive click samples it (False: the clicks' balls only; measured in 3D, docs/interactive3d.md)
+    sample_model_mask: bool = False
     #: a positive click's fade radius is at most this many times the radius of a ball of the
     #: object's current volume (None: no cap): its distance to a small mask far away is no
     #: measure of the error (measured in docs/interactive3d.md, "A positive click far from a small mask")
@@ -198,8 +201,8 @@ def refine_crop(display: np.ndarray, model_mask: np.ndarray, inside: np.ndarray,
             bg |= ball
             fg &= ~ball
             removed |= d2 <= r * r
-    if not sample.any():
-        sample = model_mask & ~removed
+    if params.sample_model_mask or not sample.any():
+        sample = sample | (model_mask & ~removed)
     prior = p_model
     if params.intensity_mix > 0 and sample.sum() >= 3:
         ratio = intensity_ratio(img, sample)

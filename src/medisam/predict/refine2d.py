@@ -25,6 +25,10 @@ from medisam.errors import PromptError
 from medisam.predict.click_refine import RefineParams, click_radius, refine_crop
 
 SPACING = (1.0, 1.0, 1.0)
+#: the 3D clicks' weights, but a positive click samples the object's intensity on the model's
+#: mask as well as around the click: with the click's small disk alone the first click often
+#: cut the mask elsewhere (Kvasir 0.897 -> 0.816 at the first click; docs/benchmark.md)
+PARAMS_2D = RefineParams(sample_model_mask=True)
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class Click2D:
     radius: float
 
 
-def click_reach(current: np.ndarray, y: int, x: int, positive: bool, params: RefineParams = RefineParams()) -> float:
+def click_reach(current: np.ndarray, y: int, x: int, positive: bool, params: RefineParams = PARAMS_2D) -> float:
     """The radius of a click at ``(y, x)`` on ``current``: ``click_scale`` times its distance to
     the mask's boundary, at least ``min_radius``; a positive click's at most ``size_scale`` times
     the radius of a disk of the mask's area."""
@@ -77,7 +81,7 @@ def _crop(shape: tuple[int, int], parts: Sequence[np.ndarray], points: Sequence[
 
 
 def refine_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, box: Sequence[float] | None,
-              clicks: Sequence[Click2D], params: RefineParams = RefineParams()) -> np.ndarray:
+              clicks: Sequence[Click2D], params: RefineParams = PARAMS_2D) -> np.ndarray:
     """The object's mask after ``clicks`` (every click so far, in order; the last is the new one).
 
     ``display``: the image the model saw (``(H, W)`` or ``(H, W, C)``, any scale);

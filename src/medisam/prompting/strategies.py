@@ -239,15 +239,17 @@ class WalkerClicksStrategy(Strategy):
 
     interactive = True
 
-    def __init__(self, n_clicks: int):
+    def __init__(self, n_clicks: int, params: Any = None):
         if n_clicks < 1:
             raise PromptError(f"box-walker strategy needs >= 1 click, got {n_clicks}")
         self.n_clicks = int(n_clicks)
+        self.params = params  # a click_refine.RefineParams (None: refine2d.PARAMS_2D)
         self.name = f"box-walker{n_clicks}"
 
     def run(self, predictor, truth, rng):
-        from medisam.predict.refine2d import Click2D, click_reach, refine_2d
+        from medisam.predict.refine2d import PARAMS_2D, Click2D, click_reach, refine_2d
 
+        params = PARAMS_2D if self.params is None else self.params
         truth = np.asarray(truth, dtype=bool)
         box = sampling.tight_box(truth)
         pred = predictor.predict(box=box)
@@ -261,8 +263,8 @@ class WalkerClicksStrategy(Strategy):
                 outcomes.append(Outcome(mask, score, click, outcomes[-1].prompt))
                 continue
             x, y, label = nxt
-            clicks.append(Click2D(y, x, bool(label), click_reach(mask, y, x, bool(label))))
-            mask = refine_2d(predictor.display_image, model_mask, mask, box.as_array(), clicks)
+            clicks.append(Click2D(y, x, bool(label), click_reach(mask, y, x, bool(label), params)))
+            mask = refine_2d(predictor.display_image, model_mask, mask, box.as_array(), clicks, params)
             points = Points.of([(c.x, c.y, int(c.positive)) for c in clicks])
             outcomes.append(Outcome(mask, score, click, PromptSet(box=box, points=points).describe()))
         return outcomes
