@@ -36,11 +36,6 @@ SETS_2D = ("busi_breast_us_mini", "chaos_liver_ct_slices_mini", "ddti_thyroid_us
            "sammed2d_demo_ct_mr", "shenzhen_cxr_lung")
 
 
-def tight_box(mask: np.ndarray) -> tuple[float, float, float, float]:
-    ys, xs = np.nonzero(mask)
-    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
-
-
 def timed_predict(predictor, box, window: bool):  # noqa: ANN001, ANN201 - Predictor -> (Prediction, s)
     os.environ["MEDISAM_UPSCALE_WINDOW"] = "1" if window else "0"
     t0 = time.perf_counter()
@@ -62,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from medisam.models import load_model
     from medisam.models.upscale_window import FILL_LOGIT
     from medisam.predict import Predictor
+    from medisam.prompting.sampling import tight_box
 
     model = load_model("litemedsam")
     print(f"# default path: backend {model.backend} {getattr(model, 'precision', 'fp32')}", flush=True)
