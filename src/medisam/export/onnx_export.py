@@ -42,8 +42,8 @@ ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 METADATA_FILE = "metadata.json"
 #: Bumped whenever the graphs' inputs/outputs or their layout change (part of the backend
-#: cache key; 3: TinyViT exported with 4D permutes).
-EXPORT_FORMAT_VERSION = 3
+#: cache key; 3: TinyViT exported with 4D permutes; 4: and with q/k/v as three projections).
+EXPORT_FORMAT_VERSION = 4
 
 
 class ChannelsLastLayerNorm(nn.Module):

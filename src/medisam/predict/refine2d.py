@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from medisam.errors import PromptError
+from medisam.predict.click_layer import crop_of, window_around
 from medisam.predict.click_refine import RefineParams, click_radius, refine_crop
 
 SPACING = (1.0, 1.0, 1.0)
@@ -62,22 +63,17 @@ def _walker_image(display: np.ndarray) -> np.ndarray:
 
 def _crop(shape: tuple[int, int], parts: Sequence[np.ndarray], points: Sequence[tuple[int, int]], pad: int,
           max_pixels: int, around: tuple[int, int]) -> tuple[slice, slice]:
-    """The bounding box of the masks ``parts`` and ``points`` grown by ``pad``, cut to a square of
-    at most ``max_pixels`` around ``around`` (the newest click) when larger."""
-    ys = [p[0] for p in points]
-    xs = [p[1] for p in points]
+    """The bounding box of the masks ``parts`` and ``points`` grown by ``pad``, cut as the 3D
+    clicks cut theirs (:func:`~medisam.predict.click_layer.window_around`) to the largest square
+    of at most ``max_pixels`` around ``around`` (the newest click) when larger."""
+    corners = [(0, y, x) for y, x in points]
     for part in parts:
         rows, cols = np.nonzero(part.any(axis=1))[0], np.nonzero(part.any(axis=0))[0]
         if rows.size:
-            ys += [int(rows[0]), int(rows[-1])]
-            xs += [int(cols[0]), int(cols[-1])]
-    y0, y1 = max(0, min(ys) - pad), min(shape[0], max(ys) + pad + 1)
-    x0, x1 = max(0, min(xs) - pad), min(shape[1], max(xs) + pad + 1)
-    if (y1 - y0) * (x1 - x0) > max_pixels:
-        half = max(1, int(math.isqrt(max_pixels) // 2))
-        y0, y1 = max(y0, around[0] - half), min(y1, around[0] + half)
-        x0, x1 = max(x0, around[1] - half), min(x1, around[1] + half)
-    return slice(y0, y1), slice(x0, x1)
+            corners += [(0, int(rows[0]), int(cols[0])), (0, int(rows[-1]), int(cols[-1]))]
+    crop = crop_of(corners, (1, *shape), pad)
+    _, rows_slice, cols_slice = window_around(crop, (0, *around), SPACING, max_pixels)
+    return rows_slice, cols_slice
 
 
 def refine_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, box: Sequence[float] | None,

@@ -45,7 +45,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -202,33 +202,27 @@ class ClicksStrategy(Strategy):
 
     def _run(self, predictor, truth) -> list[Outcome]:  # noqa: ANN001 - a Predictor
         truth = np.asarray(truth, dtype=bool)
-        outcomes: list[Outcome] = []
         box: Box | None = None
         clicks: list[tuple[int, int, int]] = []
         if self.start == "box":
             box = sampling.tight_box(truth)
-            pred = predictor.predict(box=box)
-            mask, score, logits = _best(pred)
-            outcomes.append(Outcome(mask, score, 0, PromptSet(box=box).describe()))
-            first = 1
+            mask, score, logits = _best(predictor.predict(box=box))
+            start = Outcome(mask, score, 0, PromptSet(box=box).describe())
         else:
             x, y = sampling.interior_point(truth)
             clicks.append((x, y, 1))
             points = Points.of(clicks)
             mask, score, logits = _best(predictor.predict(points=points, multimask=True))
-            outcomes.append(Outcome(mask, score, 1, PromptSet(points=points).describe()))
-            first = 2
-        for click in range(first, self.n_clicks + 1):
-            nxt = sampling.correction_click(mask, truth)
-            if nxt is None:  # perfect already: nothing to correct
-                outcomes.append(Outcome(mask, score, click, outcomes[-1].prompt))
-                continue
-            clicks.append(nxt)
+            start = Outcome(mask, score, 1, PromptSet(points=points).describe())
+
+        def apply(click: tuple[int, int, int], _mask: np.ndarray) -> tuple[np.ndarray, float, dict]:
+            nonlocal logits
+            clicks.append(click)
             points = Points.of(clicks)
-            pred = predictor.predict(box=box, points=points, mask=MaskPrompt(logits))
-            mask, score, logits = _best(pred)
-            outcomes.append(Outcome(mask, score, click, PromptSet(box=box, points=points).describe()))
-        return outcomes
+            mask, score, logits = _best(predictor.predict(box=box, points=points, mask=MaskPrompt(logits)))
+            return mask, score, PromptSet(box=box, points=points).describe()
+
+        return _correction_steps(truth, start, self.n_clicks, apply)
 
 
 class WalkerClicksStrategy(Strategy):
@@ -254,20 +248,37 @@ class WalkerClicksStrategy(Strategy):
         box = sampling.tight_box(truth)
         pred = predictor.predict(box=box)
         model_mask, score = pred.masks[0], float(pred.scores[0])
-        mask = model_mask
-        outcomes = [Outcome(mask, score, 0, PromptSet(box=box).describe())]
         clicks: list[Click2D] = []
-        for click in range(1, self.n_clicks + 1):
-            nxt = sampling.correction_click(mask, truth)
-            if nxt is None:  # perfect already: nothing to correct
-                outcomes.append(Outcome(mask, score, click, outcomes[-1].prompt))
-                continue
-            x, y, label = nxt
+
+        def apply(click: tuple[int, int, int], mask: np.ndarray) -> tuple[np.ndarray, float, dict]:
+            x, y, label = click
             clicks.append(Click2D(y, x, bool(label), click_reach(mask, y, x, bool(label), params)))
             mask = refine_2d(predictor.display_image, model_mask, mask, box.as_array(), clicks, params)
             points = Points.of([(c.x, c.y, int(c.positive)) for c in clicks])
-            outcomes.append(Outcome(mask, score, click, PromptSet(box=box, points=points).describe()))
-        return outcomes
+            return mask, score, PromptSet(box=box, points=points).describe()
+
+        return _correction_steps(truth, Outcome(model_mask, score, 0, PromptSet(box=box).describe()),
+                                 self.n_clicks, apply)
+
+
+def _correction_steps(truth: np.ndarray, start: Outcome, n_clicks: int,
+                      apply: Callable[[tuple[int, int, int], np.ndarray], tuple[np.ndarray, float, dict]]
+                      ) -> list[Outcome]:
+    """The outcomes of the correction clicks after ``start`` up to click ``n_clicks``: each click
+    goes to the interior-most pixel of the current mask's largest error
+    (:func:`sampling.correction_click`, ``(x, y, label)``) and ``apply(click, mask)`` gives the new
+    ``(mask, score, prompt)``; when the mask is already perfect the last outcome is repeated."""
+    outcomes = [start]
+    mask, score = start.mask, start.score
+    first = (start.click or 0) + 1
+    for click in range(first, n_clicks + 1):
+        nxt = sampling.correction_click(mask, truth)
+        if nxt is None:  # perfect already: nothing to correct
+            outcomes.append(Outcome(mask, score, click, outcomes[-1].prompt))
+            continue
+        mask, score, prompt = apply(nxt, mask)
+        outcomes.append(Outcome(mask, score, click, prompt))
+    return outcomes
 
 
 class EverythingStrategy(Strategy):
