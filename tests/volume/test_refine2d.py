@@ -27,6 +27,7 @@ def test_a_positive_click_brings_back_a_missed_part_and_a_negative_one_removes_a
     click = Click2D(48, 66, True, click_reach(missed, 48, 66, True))
     grown = refine_2d(display, missed, missed, box, [click])
     assert grown[48, 66] and dice(missed, truth) < 0.9 < 0.95 < dice(grown, truth)
+    assert not (missed & ~grown).any()  # a positive click only adds
     leak = truth | ((np.mgrid[:96, :96][1] >= 24) & (np.mgrid[:96, :96][0] < 30))  # a band above the disk
     leak &= np.pad(np.ones((50, 50), bool), ((24, 22), (24, 22)))  # inside the box
     click = Click2D(26, 30, False, click_reach(leak, 26, 30, False))
@@ -44,12 +45,17 @@ def test_the_box_bounds_the_object_and_a_large_crop_is_cut_to_a_window_around_th
     far = np.zeros_like(truth)
     far[140:150, 140:150] = True  # a leak of this object far outside its box
     current = truth | far
-    click = Click2D(48, 48, True, click_reach(current, 48, 48, True))
+    click = Click2D(20, 48, False, click_reach(current, 20, 48, False))  # a negative click above the disk
     out = refine_2d(display, truth, current, (24.0, 24.0, 73.0, 73.0), [click])
     assert not out[140:150, 140:150].any() and dice(out, truth) > 0.95  # outside the box is background, as in 3D
     small = replace(PARAMS_2D, max_voxels=40 * 40)  # the walker's crop is cut to 40x40 around the click
     out = refine_2d(display, truth, current, (24.0, 24.0, 73.0, 73.0), [click], small)
     assert out[140:150, 140:150].all() and np.array_equal(out[:, 70:], current[:, 70:])  # outside the window: kept
+    hole = truth.copy()
+    hole[44:53, 44:53] = False
+    plus = Click2D(48, 48, True, click_reach(hole, 48, 48, True))  # a positive click keeps the far leak
+    out = refine_2d(display, truth, hole | far, (24.0, 24.0, 73.0, 73.0), [plus])
+    assert out[140:150, 140:150].all() and out[44:53, 44:53].all()
 
 
 def test_bad_clicks_are_refused_in_one_line():
@@ -74,4 +80,6 @@ def test_box_walker_strategy_corrects_a_poor_box_mask(tiny_model):
     predictor = Predictor(tiny_model).set_image(display.astype(np.uint8))
     outcomes = strategy.run(predictor, truth, np.random.default_rng(0))
     assert [o.click for o in outcomes] == [0, 1, 2, 3, 4, 5]
-    assert dice(outcomes[0].mask, truth) < 0.5 and dice(outcomes[-1].mask, truth) > 0.9
+    # from so poor a mask, positive clicks that only add converge more slowly (0.899 here; 0.945
+    # when a positive click re-solved the crop): real sets gain from only adding (docs/benchmark.md)
+    assert dice(outcomes[0].mask, truth) < 0.5 and dice(outcomes[-1].mask, truth) > 0.85
