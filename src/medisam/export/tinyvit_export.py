@@ -10,9 +10,10 @@ in torch); :func:`channels_last_friendly` swaps them into a copy made for export
 the model used for inference.
 
 The window attention's one ``qkv`` projection is split per head into q, k and v by a
-``VariadicSplit`` that OpenVINO runs with a reference kernel (~4 % of the bf16 encoder on a
-Sapphire Rapids core). The export copy computes q, k and v with three projections whose
-weights are the ``qkv`` rows of each (:func:`_split_qkv`): the same products, no split.
+``VariadicSplit`` that OpenVINO runs with a reference kernel (~4 % of the bf16 encoder on an
+AMX Xeon, docs/speed.md). The export copy computes q, k and v with three projections whose
+weights are the ``qkv`` rows of each (:func:`_split_qkv`): the same products, no split (equal
+in torch up to float32 summation order: GEMMs of other widths).
 """
 
 from __future__ import annotations
