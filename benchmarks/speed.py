@@ -37,7 +37,7 @@ Usage::
 The last three columns say whether each target of issue 12 is met on this machine
 (encoder >= 8x the reference, 'floor' for >= 5x; prompt-to-mask <= 10 ms; 100-slice
 propagation <= 15 s). On a
-CUDA machine a second table gives encoder images/s per precision (``--no-cuda`` skips it).
+CUDA machine ``speed_cuda.py`` then adds its GPU tables (``--no-cuda`` skips them).
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ class Reference:
     @torch.no_grad()
     def prompt_to_mask(self, embedding: torch.Tensor, box256: np.ndarray, new_hw: tuple[int, int],
                        original_hw: tuple[int, int]) -> np.ndarray:
-        box = torch.as_tensor(box256[None, None], dtype=torch.float32)
+        box = torch.as_tensor(box256[None, None], dtype=torch.float32, device=embedding.device)
         sparse, dense = self.net.prompt_encoder(points=None, boxes=box, masks=None)
         low_res, _ = self.net.mask_decoder(image_embeddings=embedding,
                                            image_pe=self.net.prompt_encoder.get_dense_pe(),
@@ -282,7 +282,7 @@ class Reference:
         up = F.interpolate(low_res, (256, 256), mode="bilinear", align_corners=False)
         up = up[:, :, :new_hw[0], :new_hw[1]]
         up = F.interpolate(up, original_hw, mode="bilinear", align_corners=False)
-        return (torch.sigmoid(up) > 0.5).squeeze().numpy()
+        return (torch.sigmoid(up) > 0.5).squeeze().cpu().numpy()
 
 
 # ------------------------------------------------------------ memory probe
@@ -422,67 +422,6 @@ def three_d_table(model, ref_ms: float, threads: int, ct300_slices: int) -> None
           f"{getattr(model, 'precision', 'fp32')}, {threads} threads), reference = published torch encoder "
           f"{ref_ms:.0f} ms x planes:")
     print_table(("case", "medisam default", "reference / before", "target", "met"), rows)
-
-
-# ---------------------------------------------------------------------- GPU
-def images_per_second(encode, x: torch.Tensor, device: torch.device, seconds: float = 3.0,
-                      min_iters: int = 3) -> float:
-    """Encoder throughput: images/s of ``encode(x)`` repeated for ``seconds`` (after one warm-up),
-    synchronising CUDA so queued kernels are counted."""
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    with torch.no_grad():
-        encode(x)
-        sync()
-        n, t0 = 0, time.perf_counter()
-        while n < min_iters or time.perf_counter() - t0 < seconds:
-            encode(x)
-            n += 1
-        sync()
-    return n * x.shape[0] / (time.perf_counter() - t0)
-
-
-def cuda_table(ref: "Reference", cases: list, batch: int, seconds: float) -> None:
-    """Images/s of the encoder on CUDA per backend/precision (reference included) and the
-    Dice change of each against torch fp32 on the GPU; prints a note when there is no GPU."""
-    from medisam.errors import MedisamError
-    from medisam.metrics_basic import dice
-    from medisam.models import load_model
-    from medisam.models.backends import backend_available, supported_precisions
-    from medisam.predict import Predictor
-
-    if not torch.cuda.is_available():
-        print("CUDA: no GPU here, so no images/s table (run on a CUDA machine to get one).")
-        return
-    dev = torch.device("cuda")
-    x = torch.rand(batch, 3, 256, 256, device=dev)
-    ref_net = ref.net.to(dev)
-    rows = [("reference (published torch) fp32", f"{images_per_second(ref_net.image_encoder, x, dev, seconds):.1f}",
-             "-", "-")]
-    ref.net.cpu()
-    base: list[float] = []
-    for backend, precision in (("torch", "fp32"), ("torch", "fp16"), ("torch", "bf16"), ("onnx", "fp32")):
-        if not backend_available(backend) or precision not in supported_precisions(backend, dev):
-            continue
-        try:
-            model = load_model("litemedsam", device="cuda", backend=backend, precision=precision)
-        except MedisamError as exc:  # e.g. onnxruntime without its CUDA provider
-            print(f"CUDA {backend} {precision}: skipped ({exc})")
-            continue
-        ips = images_per_second(model.encode, x, dev, seconds)
-        scores = [dice(Predictor(model).set_display_image(img).predict(box=b).masks[0], gt)
-                  for _, img, gt, b in cases]
-        if (backend, precision) == ("torch", "fp32"):
-            base = scores
-        delta = f"{np.mean(scores) - np.mean(base):+.4f}" if base and scores else "-"
-        rows.append((f"medisam {backend} {precision}", f"{ips:.1f}",
-                     f"{np.mean(scores):.4f}" if scores else "-", delta))
-        del model
-        torch.cuda.empty_cache()
-    print(f"CUDA ({torch.cuda.get_device_name(dev)}): encoder images/s at batch {batch}, {seconds:g} s each")
-    print_table(("config", "images/s", "mean Dice", "dDice vs fp32"), rows)
 
 
 # ------------------------------------------------------- prompt-to-mask profile
@@ -791,8 +730,10 @@ def main() -> None:
     default = next((m for k, m in models.items() if k[0] == "auto"), None)
     if default is not None and not args.no_3d:
         three_d_table(default, ref_ms, threads, args.ct300_slices)
-    if not args.no_cuda:
-        cuda_table(ref, cases, args.cuda_batch, 1.0 if args.quick else 3.0)
+    if not args.no_cuda:  # the GPU tables (speed_cuda.py), or a line saying there is no GPU
+        import speed_cuda
+
+        speed_cuda.main(["--batch", str(args.cuda_batch)] + (["--quick"] if args.quick else []))
     if args.save_profile:
         # int8 passes the 2D guard but loses Dice in 3D propagation (docs/speed.md, "Precision in
         # 3D"), so it is measured, never stored as auto's choice: it stays opt-in

@@ -86,9 +86,10 @@ def test_calibration_times_a_refused_backend_but_never_chooses_it(auto_env, monk
     assert refused and all(not v["accepted"] and v["encoder_ms"] > 0 for v in refused)
 
 
-def test_sam2_family_and_gpu_stay_on_torch(auto_env):
+def test_sam2_family_and_gpu_stay_on_torch(auto_env, monkeypatch):
     write_speed_profile({"auto": {"backend": "openvino", "precision": "fp32"}})
-    assert choose_auto(torch.device("cuda")) == ("torch", "fp32")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (8, 0))
+    assert choose_auto(torch.device("cuda")) == ("torch", "fp16")  # never the CPU profile's runtime
     from dataclasses import replace
 
     from medisam.models.registry import get_spec

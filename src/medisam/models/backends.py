@@ -13,7 +13,9 @@ subclass, so ``Predictor``, ``VolumeSession`` and the server use it unchanged; S
   MatMuls dynamically (VNNI). CUDA via ONNX Runtime's CUDA provider when installed.
 - ``openvino``: OpenVINO on the same ONNX files; ``bf16`` uses its bf16 inference hint;
   compiled blobs are cached under ``<cache>/openvino/``.
-- ``auto`` (the default): on CUDA/MPS torch fp32; on the CPU the fastest (backend,
+- ``auto`` (the default): on CUDA torch, fp16 for LiteMedSAM on GPUs with tensor cores
+  (encoder replayed as CUDA graphs, :mod:`medisam.models.cuda_graph`), else fp32; on MPS
+  torch fp32; on the CPU the fastest (backend,
   precision) measured on this machine whose masks pass the Dice guard against torch fp32
   (:func:`medisam.models.precision.precision_guard`), read from
   ``<cache>/speed_profile.json``. That profile is written by ``benchmarks/speed.py
@@ -44,6 +46,7 @@ import torch
 from medisam.errors import ModelError
 from medisam.models import calibration
 from medisam.models.calibration import calibration_candidates  # noqa: F401 - re-export
+from medisam.models.cuda_graph import GraphedEncoder
 from medisam.models.decoder_feeds import (FastDecoderInputs, decode_fast, decoder_feeds,  # noqa: F401
                                           prompts_to_points, select_masks)
 from medisam.models.device import resolve_device
@@ -130,6 +133,8 @@ def _auto_choice(spec: ModelSpec, device: torch.device, precision: str) -> tuple
     if not spec.capabilities.onnx_export:
         return "torch", "fp32" if precision == "fp32" else precision
     backend, auto_precision = choose_auto(device)
+    if device.type == "cuda" and spec.family != "litemedsam":
+        auto_precision = "fp32"  # fp16 on CUDA is measured for LiteMedSAM only (cuda_auto_precision)
     if precision != "fp32":
         if precision not in supported_precisions(backend, device):
             return "torch", precision  # e.g. --precision fp16 on CUDA
@@ -165,6 +170,10 @@ class TorchModel(PromptableModel):
         super().__init__(base.spec, base.net, base.device, base.checkpoint, base.checkpoint_sha256)
         self.precision = precision
         self._dtype = torch_autocast_dtype(precision, base.device)
+        #: on CUDA the encoder replays CUDA graphs (one per input shape; see medisam.models.cuda_graph)
+        # (LiteMedSAM's small encoder is launch-bound there; a SAM ViT's graph pools would hold GBs)
+        graphs = base.device.type == "cuda" and base.spec.family == "litemedsam"
+        self.graphed_encoder = GraphedEncoder(self._encode_eager) if graphs else None
 
     @property
     def cache_signature(self) -> str:
@@ -174,7 +183,12 @@ class TorchModel(PromptableModel):
 
     @torch.no_grad()
     def encode(self, tensor: torch.Tensor) -> torch.Tensor:
-        with autocast(self.device, self._dtype):
+        if self.graphed_encoder is not None:
+            return self.graphed_encoder(tensor.to(self.device))
+        return self._encode_eager(tensor)
+
+    def _encode_eager(self, tensor: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self._dtype, cache_enabled=self.device.type != "cuda"):
             return self.net.image_encoder(tensor).float()
 
 

@@ -11,6 +11,7 @@ from typing import Iterator
 
 import torch
 
+from medisam.models.precision import cuda_auto_precision
 from medisam.models.runtime import (AUTO_ORDER, BACKENDS, backend_available, cache_root, env_backend,
                                     supported_precisions)
 
@@ -122,14 +123,17 @@ def _profile_encoder_ms(backend: str | None, precision: str | None) -> float | N
 def choose_auto(device: torch.device) -> tuple[str, str]:
     """(backend, precision) for ``backend="auto"`` without calibrating.
 
-    ``$MEDISAM_BACKEND`` first (fp32). On CUDA/MPS: torch fp32 (cuDNN is already fast;
-    fp16 needs the Dice guard, see the benchmark). On CPU: the profile's ``auto`` entry
+    ``$MEDISAM_BACKEND`` first (fp32). On CUDA: torch, fp16 on GPUs with tensor cores
+    (:func:`~medisam.models.precision.cuda_auto_precision`), else fp32. On MPS: torch fp32.
+    On CPU: the profile's ``auto`` entry
     when its backend is installed and its precision passed the Dice guard, else the first
     installed backend of AUTO_ORDER, fp32 (what :func:`calibrate` starts from).
     """
     pinned = env_backend()
     if pinned is not None:
         return pinned, "fp32"
+    if device.type == "cuda":
+        return "torch", cuda_auto_precision(device)
     if device.type != "cpu":
         return "torch", "fp32"
     profile = read_speed_profile()
