@@ -7,7 +7,8 @@ output buffers: each call copies the image in and clones the result out, so call
 buffer that the next call overwrites.
 
 Bounded: at most :data:`MAX_GRAPHS` shapes are kept (least recently used first out), since each
-graph keeps a private memory pool; other shapes run eagerly. ``$MEDISAM_CUDA_GRAPHS=0`` turns
+graph keeps a private memory pool; other shapes run eagerly. Calls are serialised by a lock,
+since a graph's buffers are shared. ``$MEDISAM_CUDA_GRAPHS=0`` turns
 them off. A capture that fails logs a warning and leaves that model eager for good.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections import OrderedDict
 from typing import Callable
 
@@ -66,10 +68,17 @@ class GraphedEncoder:
         self.max_graphs = max_graphs
         self.graphs: OrderedDict[tuple, CapturedCall] = OrderedDict()
         self.failed = False
+        # one caller at a time: a graph's input and output buffers are shared (the server's threads
+        # may encode on one model at once)
+        self._lock = threading.Lock()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.failed or not x.is_cuda or not graphs_enabled() or torch.is_grad_enabled():
             return self.fn(x)
+        with self._lock:
+            return self._replay(x)
+
+    def _replay(self, x: torch.Tensor) -> torch.Tensor:
         key = (tuple(x.shape), x.dtype, x.device)
         call = self.graphs.get(key)
         if call is None:
