@@ -113,9 +113,11 @@ def test_export_copy_of_tinyvit_uses_4d_permutes_and_computes_the_same(tiny_mode
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     attn = next(m for m in exported.image_encoder.modules() if type(m).__name__ == "Attention")
     x = torch.rand(1, 3, attn.norm.normalized_shape[0], generator=torch.Generator().manual_seed(1))
-    heads = attn.qkv(attn.norm(x)).view(1, 3, attn.num_heads, -1)  # the original split, head by head
-    q = torch.nn.functional.linear(attn.norm(x), attn.q_weight, attn.q_bias).view(1, 3, attn.num_heads, -1)
-    v = torch.nn.functional.linear(attn.norm(x), attn.v_weight, attn.v_bias).view(1, 3, attn.num_heads, -1)
-    torch.testing.assert_close(q, heads[..., :attn.key_dim])
-    torch.testing.assert_close(v, heads[..., 2 * attn.key_dim:])
+    normed = attn.norm(x)
+    heads = attn.qkv(normed).view(1, 3, attn.num_heads, -1)  # the original split, head by head
+    kd = attn.key_dim
+    for name, rows in (("q", heads[..., :kd]), ("k", heads[..., kd:2 * kd]), ("v", heads[..., 2 * kd:])):
+        weight, bias = getattr(attn, f"{name}_weight"), getattr(attn, f"{name}_bias")
+        own = torch.nn.functional.linear(normed, weight, bias).view(1, 3, attn.num_heads, -1)
+        torch.testing.assert_close(own, rows, msg=f"{name}: not the rows the split sent it")
     assert channels_last_friendly(torch.nn.Sequential(torch.nn.Linear(2, 2))) == 0  # other encoders left alone
