@@ -212,3 +212,17 @@ def test_cuda_graph_encoder_matches_eager_on_the_real_model(precision):
     for g, e in zip(graphed, eager):
         torch.testing.assert_close(g, e, rtol=0, atol=1e-3 if precision == "fp16" else 1e-5)
     assert not torch.equal(graphed[0], graphed[1])  # each call's output is its own, not the graph's buffer
+
+
+def test_backend_table_says_what_auto_is_on_cuda(monkeypatch):
+    from rich.console import Console
+
+    monkeypatch.delenv("MEDISAM_BACKEND", raising=False)
+    monkeypatch.setattr(B, "resolve_device", lambda *a, **k: CUDA)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (9, 0))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    console = Console(width=400, record=True)
+    console.print(B.backend_table())
+    text = console.export_text()
+    assert "auto = torch fp16" in text and "compute capability 9.0" in text and "CUDA graphs" in text
+    assert "calibrat" not in text  # the CPU's calibration does not decide on a GPU

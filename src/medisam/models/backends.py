@@ -203,6 +203,11 @@ def backend_table():
     profile = read_speed_profile()
     if env_backend() is not None:
         source = f"${BACKEND_ENV}"
+    elif device.type == "cuda":
+        source = (f"on CUDA auto is torch, fp16 on GPUs with tensor cores (this one: compute capability "
+                  f"{'.'.join(map(str, torch.cuda.get_device_capability(device)))}), its encoder as CUDA graphs")
+    elif device.type != "cpu":
+        source = f"on {device.type} auto is torch fp32"
     elif profile:
         source = f"{profile.get('source', 'measured by benchmarks/speed.py')} ({profile_path()})"
     else:
