@@ -8,10 +8,14 @@ error region). Prints the mean Dice at each click per set and over all targets.
     python benchmarks/clicks_2d.py                       # every 2D set but the nuclei (~25 min on 2 cores)
     python benchmarks/clicks_2d.py --sets miccai_dp_nuclei --clicks 5
     python benchmarks/clicks_2d.py --sampling            # the walker's intensity sample, two ways
+    python benchmarks/clicks_2d.py --positive-rule       # a positive click: only add, or re-solve
 
 ``--sampling`` compares the walker's two intensity samples instead: a positive click samples the
 object's intensity on the model's mask and around the click (the 2D default,
-``refine2d.PARAMS_2D``), or around the click only (the 3D clicks' rule).
+``refine2d.PARAMS_2D``), or around the click only (the 3D clicks' rule). ``--positive-rule``
+compares what a positive click does to the mask: only add to it (the 2D default,
+``RefineParams.positive_only_adds``), or take the walker's re-solved crop as it is (the 3D rule).
+In both, each variant's clicks are placed from its own masks.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", default=",".join(SETS), help="comma list of 2D datasets under ../shared/data")
     ap.add_argument("--clicks", type=int, default=5)
     ap.add_argument("--sampling", action="store_true", help="the walker with both intensity samples instead")
+    ap.add_argument("--positive-rule", action="store_true",
+                    help="the walker with both rules for a positive click instead (only add / re-solve the crop)")
     args = ap.parse_args(argv)
 
     from medisam.bench.datasets import iter_cases
@@ -45,12 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model("litemedsam")
     print(f"# default path: backend {model.backend} {getattr(model, 'precision', 'fp32')}", flush=True)
     predictor = Predictor(model)
-    if args.sampling:
-        from medisam.predict.click_refine import RefineParams
+    if args.sampling or args.positive_rule:
+        from dataclasses import replace
+
+        from medisam.predict.refine2d import PARAMS_2D
         from medisam.prompting.strategies import WalkerClicksStrategy
 
-        names = (f"box-walker{args.clicks} (mask + click sample, default)", f"box-walker{args.clicks} (click sample)")
-        strategies = [WalkerClicksStrategy(args.clicks), WalkerClicksStrategy(args.clicks, RefineParams())]
+        if args.sampling:
+            names = (f"box-walker{args.clicks} (mask + click sample, default)",
+                     f"box-walker{args.clicks} (click sample)")
+            other = replace(PARAMS_2D, sample_model_mask=False)
+        else:
+            names = (f"box-walker{args.clicks} (a positive click only adds, default)",
+                     f"box-walker{args.clicks} (a positive click re-solves the crop)")
+            other = replace(PARAMS_2D, positive_only_adds=False)
+        strategies = [WalkerClicksStrategy(args.clicks), WalkerClicksStrategy(args.clicks, other)]
     else:
         names = (f"box-clicks{args.clicks}", f"box-walker{args.clicks}")
         strategies = [parse_strategy(n) for n in names]

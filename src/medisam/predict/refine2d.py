@@ -30,7 +30,9 @@ SPACING = (1.0, 1.0, 1.0)
 #: the 3D clicks' weights, but a positive click samples the object's intensity on the model's
 #: mask as well as around the click: with the click's small disk alone the first click often
 #: cut the mask elsewhere (Kvasir 0.897 -> 0.816 at the first click; docs/benchmark.md)
-PARAMS_2D = RefineParams(sample_model_mask=True)
+#: A positive click only adds: re-solving the crop cut good boundary elsewhere (Kvasir's first
+#: click 0.897 -> 0.882 on average; only adding: 0.898; docs/benchmark.md)
+PARAMS_2D = RefineParams(sample_model_mask=True, positive_only_adds=True)
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,9 @@ def refine_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, 
     ``display``: the image the model saw (``(H, W)`` or ``(H, W, C)``, any scale);
     ``model_mask``: the model's mask before any click (the prior); ``current``: the mask before
     the newest click (kept outside the walker's crop); ``box``: the object's XYXY box, outside
-    which only positive clicks may add (None: the masks' extent). A positive click only adds to
-    ``current`` and a negative one only removes. Returns a new ``(H, W)`` bool mask.
+    which only positive clicks may add (None: the masks' extent). A negative click only removes
+    from ``current``; a positive one only adds where ``params.positive_only_adds`` (PARAMS_2D).
+    Returns a new ``(H, W)`` bool mask.
     """
     shape = tuple(model_mask.shape)
     if not clicks:
@@ -114,8 +117,10 @@ def refine_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, 
                           SPACING, params)
     out = current.copy()
     # a negative click only removes (the re-solve must not grow the object elsewhere), as in 3D;
-    # in 2D a positive click only adds: re-solving the crop cut good boundary elsewhere (Kvasir's
-    # first click 0.897 -> 0.882 on average; only adding: 0.898; docs/benchmark.md)
+    # a positive one only adds where params.positive_only_adds (PARAMS_2D)
     keep = current[rows, cols]
-    out[rows, cols] = refined[0] | keep if clicks[-1].positive else refined[0] & keep
+    if clicks[-1].positive:
+        out[rows, cols] = refined[0] | keep if params.positive_only_adds else refined[0]
+    else:
+        out[rows, cols] = refined[0] & keep
     return out

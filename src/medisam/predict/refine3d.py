@@ -203,7 +203,8 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
 
     A negative click only removes (the walker's re-solve must not grow the object elsewhere);
     a positive click takes the re-solved crop as it is (its new intensity sample may also cut a
-    leak elsewhere: hippocampus AUC 2.967 against 2.881 when it may only add). ``refine`` False:
+    leak elsewhere: hippocampus AUC 2.967 against 2.881 when it may only add), unless
+    ``params.positive_only_adds``. ``refine`` False:
     the click is kept (a seed of later clicks), the masks stay as they are (the objects shown
     over the voxel are the ones to change)."""
     state = session.object_state(obj_id)
@@ -223,7 +224,8 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     seeds = [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius) for c in (*their_clicks, *clicks)]
     solved = refine_crop(session.click_features(crop), session.object_crop(obj_id, crop, model_only=True),
                          _inside(state, origin, current.shape), seeds, spacing, params, claimed=claimed)
-    new = solved if positive else current & solved  # a background click never adds
+    # a background click never adds
+    new = (solved | current if params.positive_only_adds else solved) if positive else current & solved
     layer = EditLayer(tuple(int(o) for o in origin), new)
 
     def model_of(obj: int):  # noqa: ANN202 - the object's model mask on a crop, for merged()
