@@ -47,7 +47,9 @@ class CapturedCall:
                 fn(self.input)
         torch.cuda.current_stream(example.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: another thread's CUDA work during the capture (a server decoding for another
+        # session) must neither fail nor be captured; only this thread's calls are checked
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.output = fn(self.input)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
