@@ -20,6 +20,7 @@ from medisam.export.onnx_export import read_export_metadata
 from medisam.models.decoder_feeds import (FastDecoderInputs, decode_best_fast, decode_fast, decoder_feeds,
                                           select_masks)
 from medisam.models.export_cache import cached_export, folded_decoders
+from medisam.models.openvino_attention import rewritten_encoder
 from medisam.models.runtime import cache_root
 from medisam.models.precision import cpu_has_bf16
 from medisam.models.promptable import DecoderOutput, PromptableModel
@@ -60,7 +61,8 @@ class OpenVinoModel(PromptableModel):
         hint = _HINT[precision] if precision != "int8" or cpu_has_bf16() else "f32"
         config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads,
                   "PERFORMANCE_HINT": "LATENCY"}
-        encoder = int8_encoder(base, self.export_dir) if precision == "int8" else self.export_dir / "encoder.onnx"
+        # the float encoders read the export with attention's K transposes made fusable (openvino_attention)
+        encoder = int8_encoder(base, self.export_dir) if precision == "int8" else rewritten_encoder(self.export_dir)
         self._encoder = core.compile_model(str(encoder), "CPU", config)
         # batches (a propagation's prefetch) run on single-thread streams instead, made on first use
         self._core, self._encoder_path, self._config = core, encoder, config
