@@ -22,7 +22,7 @@ otherwise); OpenVINO runs on the CPU only.
 
 Usage::
 
-    python benchmarks/speed_cuda.py                     # on a CUDA machine (~5 min on an H200)
+    python benchmarks/speed_cuda.py                     # on a CUDA machine (~4 min on an H200)
     python benchmarks/speed_cuda.py --device cpu --quick  # the same code on the CPU (a dry run)
 """
 
