@@ -133,8 +133,8 @@ def _auto_choice(spec: ModelSpec, device: torch.device, precision: str) -> tuple
     if not spec.capabilities.onnx_export:
         return "torch", "fp32" if precision == "fp32" else precision
     backend, auto_precision = choose_auto(device)
-    if device.type == "cuda" and spec.family != "litemedsam":
-        auto_precision = "fp32"  # fp16 on CUDA is measured for LiteMedSAM only (cuda_auto_precision)
+    if device.type == "cuda" and not spec.capabilities.cuda_fast_path:
+        auto_precision = "fp32"  # fp16 on CUDA is measured only where the family says so
     if precision != "fp32":
         if precision not in supported_precisions(backend, device):
             return "torch", precision  # e.g. --precision fp16 on CUDA
@@ -171,8 +171,7 @@ class TorchModel(PromptableModel):
         self.precision = precision
         self._dtype = torch_autocast_dtype(precision, base.device)
         #: on CUDA the encoder replays CUDA graphs (one per input shape; see medisam.models.cuda_graph)
-        # (LiteMedSAM's small encoder is launch-bound there; a SAM ViT's graph pools would hold GBs)
-        graphs = base.device.type == "cuda" and base.spec.family == "litemedsam"
+        graphs = base.device.type == "cuda" and base.spec.capabilities.cuda_fast_path
         self.graphed_encoder = GraphedEncoder(self._encode_eager) if graphs else None
 
     @property

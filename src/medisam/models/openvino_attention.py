@@ -6,7 +6,8 @@ TinyViT's window attention computes ``q @ k.transpose(-2, -1)`` on ``k`` viewed 
 that order into its fused attention subgraph, so it runs apart, as a generic transpose (1.2 ms of
 stage 1's first block on the AMX Xeon). The same product written as
 ``Einsum("bhnd,bmhd->bhnm")`` is decomposed by OpenVINO into a form the subgraph absorbs:
-~5 % of the bf16 encoder there (docs/speed.md, "the K side of attention").
+3-4 % of the bf16 encoder there, with bit-identical embeddings (docs/speed.md, "the K side of the
+window attention").
 
 The rewrite is made on OpenVINO's own model, not in ``encoder.onnx``: ONNX Runtime reads that file
 and runs an Einsum more slowly than the MatMul (766 against 719 ms). It is saved once per export

@@ -21,18 +21,23 @@ class Capabilities:
         memory_propagation: tracks with a memory bank of earlier frames (SAM 2's video
             predictor, :class:`~medisam.models.sam2_model.Sam2Model`); no 2D encode/decode API.
         onnx_export: has an ONNX export, hence the onnx/openvino backends and reduced precision.
+        cuda_fast_path: measured on a GPU with fp16 autocast and its encoder replayed as CUDA graphs
+            (docs/speed.md, "On a GPU"): ``auto`` on CUDA picks fp16 and the torch backend captures
+            the encoder. Families without it stay fp32 and eager on CUDA (a SAM ViT's graph pools
+            would also hold GBs).
     """
 
     prompting_2d: bool
     slice_propagation: bool
     memory_propagation: bool
     onnx_export: bool
+    cuda_fast_path: bool = False
 
 
 #: Capabilities of each family (``ModelSpec.capabilities`` reads this table).
 FAMILY_CAPABILITIES: dict[str, Capabilities] = {
     "litemedsam": Capabilities(prompting_2d=True, slice_propagation=True, memory_propagation=False,
-                               onnx_export=True),
+                               onnx_export=True, cuda_fast_path=True),
     "sam": Capabilities(prompting_2d=True, slice_propagation=True, memory_propagation=False, onnx_export=True),
     "sam2": Capabilities(prompting_2d=False, slice_propagation=False, memory_propagation=True,
                          onnx_export=False),

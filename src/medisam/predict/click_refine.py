@@ -52,11 +52,21 @@ class RefineParams:
     size_scale: float | None = 2.0
     #: a positive click only adds to the mask (True) or takes the re-solved crop as it is (False).
     #: Measured: in 3D re-solving wins (hippocampus AUC 2.967 against 2.881), in 2D only adding
-    #: (11 sets; docs/benchmark.md, benchmarks/click_rules_2d.py); a negative click only removes
+    #: (11 sets; docs/benchmark.md, ``benchmarks/clicks_2d.py --positive-rule``); a negative click
+    #: only removes (:func:`apply_click`)
     positive_only_adds: bool = False
     #: largest crop the walker solves (~0.4 GiB and ~1 s of CG per million voxels here): a
     #: larger object's click is solved on the part of its crop around the click
     max_voxels: int = 2_000_000
+
+
+def apply_click(solved: np.ndarray, current: np.ndarray, positive: bool, params: RefineParams) -> np.ndarray:
+    """The mask after a click, from the walker's re-solved crop ``solved`` and the mask ``current``
+    before it (same crop): a negative click only removes; a positive one only adds where
+    ``params.positive_only_adds``, else takes ``solved`` as it is."""
+    if not positive:
+        return solved & current
+    return solved | current if params.positive_only_adds else solved
 
 
 def _channels_last(img: np.ndarray) -> np.ndarray:

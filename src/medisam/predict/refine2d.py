@@ -24,7 +24,7 @@ import numpy as np
 
 from medisam.errors import PromptError
 from medisam.predict.click_layer import crop_of, window_around
-from medisam.predict.click_refine import RefineParams, click_radius, refine_crop
+from medisam.predict.click_refine import RefineParams, apply_click, click_radius, refine_crop
 
 SPACING = (1.0, 1.0, 1.0)
 #: the 3D clicks' weights, but a positive click samples the object's intensity on the model's
@@ -116,11 +116,5 @@ def refine_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, 
     refined = refine_crop(image[None], model_mask[rows, cols][None], inside[rows, cols][None], walker_clicks,
                           SPACING, params)
     out = current.copy()
-    # a negative click only removes (the re-solve must not grow the object elsewhere), as in 3D;
-    # a positive one only adds where params.positive_only_adds (PARAMS_2D)
-    keep = current[rows, cols]
-    if clicks[-1].positive:
-        out[rows, cols] = refined[0] | keep if params.positive_only_adds else refined[0]
-    else:
-        out[rows, cols] = refined[0] & keep
+    out[rows, cols] = apply_click(refined[0], current[rows, cols], clicks[-1].positive, params)
     return out

@@ -39,7 +39,8 @@ import numpy as np
 from medisam.errors import PromptError
 from medisam.metrics_basic import dice
 from medisam.predict.click_layer import crop_of, window_around
-from medisam.predict.click_refine import RefineParams, click_radius, refine_crop, size_cap, squared_distance
+from medisam.predict.click_refine import (RefineParams, apply_click, click_radius, refine_crop, size_cap,
+                                          squared_distance)
 from medisam.predict.edits import EditLayer, merged
 from medisam.predict.store import Click3D, check_in_range
 from medisam.prompts import Box
@@ -224,8 +225,7 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     seeds = [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius) for c in (*their_clicks, *clicks)]
     solved = refine_crop(session.click_features(crop), session.object_crop(obj_id, crop, model_only=True),
                          _inside(state, origin, current.shape), seeds, spacing, params, claimed=claimed)
-    # a background click never adds
-    new = (solved | current if params.positive_only_adds else solved) if positive else current & solved
+    new = apply_click(solved, current, positive, params)  # a background click never adds
     layer = EditLayer(tuple(int(o) for o in origin), new)
 
     def model_of(obj: int):  # noqa: ANN202 - the object's model mask on a crop, for merged()
