@@ -359,18 +359,22 @@ def timed_box3d(model, image, box, config) -> tuple[float, int]:
     return time.perf_counter() - t0, len(session.encoded_planes)
 
 
-def memory_ct300(slices: int) -> None:
-    """Child process: a 512x512x300 CT (lung2 tiled along z) with a ``slices``-slice 3D box
-    around the mass propagated on the default path; prints peak RSS (MiB) and seconds."""
-    from medisam.models import load_model
-
+def ct300_case(slices: int):  # noqa: ANN201 - (MedicalImage, 3D box)
+    """A 512x512x300 CT (the lung CT tiled along z) and a ``slices``-slice 3D box around its mass,
+    centred on plane 150."""
     image, box = lung_lesion_case()
     reps = int(np.ceil(300 / image.array.shape[0]))
     big = image.with_array(np.concatenate([image.array] * reps, axis=0)[:300])
     mid = 150
-    box = (box[0], box[1], mid - slices // 2, box[3], box[4], mid - slices // 2 + slices - 1)
+    return big, (box[0], box[1], mid - slices // 2, box[3], box[4], mid - slices // 2 + slices - 1)
+
+
+def memory_ct300(slices: int) -> None:
+    """Child process: :func:`ct300_case` propagated on the default path; prints peak RSS (MiB) and seconds."""
+    from medisam.models import load_model
     from medisam.predict import PropagationConfig
 
+    big, box = ct300_case(slices)
     seconds, planes = timed_box3d(load_model("litemedsam", device="cpu"), big, box, PropagationConfig())
     print(json.dumps({"peak_rss_mib": peak_rss_self_mib(), "seconds": seconds, "planes": planes}))
 

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import (DATA, DCMQI, DCMQI_BOX3D, Reference, dice_cases, lung_lesion_case,  # noqa: E402
+from speed import (DATA, DCMQI, DCMQI_BOX3D, Reference, ct300_case, dice_cases, lung_lesion_case,  # noqa: E402
                    mask_dice, median_ms, print_table, timed_box3d, timed_volume_100, volume_100)
 
 warnings.simplefilter("ignore")
@@ -190,15 +190,10 @@ def encoder_table(ref, models: dict, cases: list, device: torch.device, batch: i
 
 
 def ct300(model, slices: int, device: torch.device) -> tuple[float, int, float | None]:
-    """Seconds, planes and peak GPU MiB of a ``slices``-slice 3D box on a 512x512x300 CT (the lung
-    CT tiled along z, as speed.py's memory probe)."""
+    """Seconds, planes and peak GPU MiB of speed.py's 512x512x300 CT case (:func:`speed.ct300_case`)."""
     from medisam.predict import PropagationConfig
 
-    image, box = lung_lesion_case()
-    reps = int(np.ceil(300 / image.array.shape[0]))
-    big = image.with_array(np.concatenate([image.array] * reps, axis=0)[:300])
-    mid = 150
-    box = (box[0], box[1], mid - slices // 2, box[3], box[4], mid - slices // 2 + slices - 1)
+    big, box = ct300_case(slices)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seconds, planes = timed_box3d(model, big, box, PropagationConfig())
@@ -330,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     deltas = section("encoder", encoder_table, ref, models, cases, device, args.batch, args.seconds,
                      args.repeats) or {}
     section("3D", three_d_table, models, deltas, device, args.slices, args.ct_slices)
-    section("CLI", cli_cases, args.device, 1 if args.quick else args.hippo_cases)
+    section("CLI", cli_cases, args.device, min(1, args.hippo_cases) if args.quick else args.hippo_cases)
     return 0
 
 
