@@ -144,3 +144,45 @@ def test_the_size_cap_on_a_cut_window_measures_the_whole_object():
     assert _window_click_radius(whole, window, empty, at, True, (1.0, 1.0, 1.0), params) == params.click_scale * 15.0
     # the volume never counts less than the window's own part
     assert click_radius(current, at, True, (1.0, 1.0, 1.0), params, volume=1) == sliver
+
+
+def _one_slice_object():
+    """A lesion on one slice at the edge of a volume (found with an unseen-volume check, stop 48):
+    the crop holds two slices of the pad before it, outside the object's 3D box."""
+    rng = np.random.default_rng(0)
+    truth = np.zeros((3, 22, 34), dtype=bool)
+    truth[2, 0:20, 2:32] = True
+    img = np.where(truth, 200.0, 50.0) + rng.normal(0, 20, truth.shape)
+    model = truth.copy()
+    model[2, 19, 2:14] = False  # the model missed part of the last row
+    return img, truth, model, truth.copy()  # the box is the object's extent
+
+
+def test_a_positive_click_on_a_one_slice_object_keeps_it():
+    """Before stop 48 the click at the object's corner wiped it (588 -> 29 voxels): the box faces
+    counted as the model mask's boundary (every voxel 1 voxel deep, prior ~0.56) and the intensity
+    sample took the two slices outside the box (the background) as the object's intensity."""
+    img, truth, model, inside = _one_slice_object()
+    zyx = (2, 18, 2)
+    new = refine_crop(img, model, inside, [(zyx, True, click_radius(model, zyx, True, (1.0, 1.0, 1.0)))])
+    assert new[zyx] and dice(new, truth) > 0.97
+
+
+def test_the_model_prior_ignores_the_box_faces_and_measures_millimetres():
+    from medisam.predict.click_refine import model_prior
+
+    mask = np.zeros((7, 40, 40), dtype=bool)
+    mask[2:5, 8:32, 8:32] = True  # three slices
+    anywhere = np.ones_like(mask)
+    centre, outside = (3, 20, 20), (3, 20, 4)
+    iso = model_prior(mask, anywhere, (1.0, 1.0, 1.0))
+    assert iso[centre] < 0.65  # 2 voxels from the slices past the mask
+    # 5 mm slices: the centre is 10 mm from the slices past the mask, 12 mm from its side
+    assert model_prior(mask, anywhere, (5.0, 1.0, 1.0))[centre] > 0.9
+    # a 3D box whose faces lie where the mask ends (a tight box): the faces bound where the
+    # object may be, they are no evidence that the model's mask ends there
+    inside = np.zeros_like(mask)
+    inside[2:5] = True
+    boxed = model_prior(mask, inside, (1.0, 1.0, 1.0))
+    assert boxed[centre] > 0.9
+    assert boxed[outside] == iso[outside] < 0.5  # outside the mask nothing changes
