@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from medisam.predict.click_refine import voxel_scale
 from medisam.predict.contract import SliceResult
 from medisam.predict.edits import EditLayer
 from medisam.predict.store import Click3D
@@ -142,7 +143,7 @@ def window_around(crop: Crop, at: Sequence[int], spacing: Sequence[float], max_v
     sizes = np.array([s.stop - s.start for s in crop])
     if int(np.prod(sizes)) <= max_voxels:
         return crop
-    f = np.asarray(spacing, dtype=float) / float(min(spacing))
+    f = voxel_scale(spacing)
 
     def sides(side: float) -> np.ndarray:
         return np.clip(np.floor(side / f), 1, sizes).astype(int)

@@ -135,6 +135,12 @@ def intensity_ratio(img: np.ndarray, fg_sample: np.ndarray, min_sd: float = 5.0)
     return np.exp(np.clip(log_r, -6.0, 6.0))
 
 
+def voxel_scale(spacing: Sequence[float]) -> np.ndarray:
+    """Voxel size per axis in voxels of the finest spacing: the unit of every distance here (radii,
+    the prior's depth), so that a 5 mm slice counts as 5 steps of a 1 mm in-plane voxel."""
+    return np.asarray(spacing, dtype=float) / float(min(spacing))
+
+
 def click_radius(current: np.ndarray, zyx: Sequence[int], positive: bool, spacing: Sequence[float],
                  params: RefineParams = RefineParams(), volume: int | None = None) -> float:
     """How far (voxels of the finest spacing) a click acts: ``click_scale`` times its distance to
@@ -144,7 +150,7 @@ def click_radius(current: np.ndarray, zyx: Sequence[int], positive: bool, spacin
     target = current if positive else ~current
     if not target.any():
         return params.min_radius
-    sampling = np.asarray(spacing, dtype=float) / float(min(spacing))
+    sampling = voxel_scale(spacing)
     dist = ndimage.distance_transform_edt(~target, sampling=sampling)
     radius = params.click_scale * float(dist[tuple(int(c) for c in zyx)])
     if positive:
@@ -158,7 +164,7 @@ def size_cap(voxels: int, spacing: Sequence[float], params: RefineParams = Refin
     radius of a ball of the object's ``voxels`` (infinite without a cap)."""
     if params.size_scale is None:
         return float("inf")
-    sampling = np.asarray(spacing, dtype=float) / float(min(spacing))
+    sampling = voxel_scale(spacing)
     return params.size_scale * ball_radius(voxels * float(np.prod(sampling)))
 
 
@@ -169,7 +175,7 @@ def ball_radius(volume: float) -> float:
 
 def squared_distance(shape: Sequence[int], zyx: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
     """Squared distance of every voxel of a ``shape`` grid to ``zyx``, in voxels of the finest spacing."""
-    f = np.asarray(spacing, dtype=float) / float(min(spacing))
+    f = voxel_scale(spacing)
     zz, yy, xx = np.ogrid[:shape[0], :shape[1], :shape[2]]
     return ((zz - zyx[0]) * f[0]) ** 2 + ((yy - zyx[1]) * f[1]) ** 2 + ((xx - zyx[2]) * f[2]) ** 2
 
@@ -192,7 +198,7 @@ def model_prior(model_mask: np.ndarray, inside: np.ndarray, spacing: Sequence[fl
     background seeds), they say nothing of where the model's mask ends. Counting them made every
     voxel of a one-slice object 1 voxel deep (prior ~0.56), and a click on it wiped it.
     """
-    sampling = np.asarray(spacing, dtype=float) / float(min(spacing))
+    sampling = voxel_scale(spacing)
     sd = _edt(model_mask | ~inside, sampling) - _edt(~model_mask, sampling)
     return 1.0 / (1.0 + np.exp(-sd / softness))
 

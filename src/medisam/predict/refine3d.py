@@ -40,7 +40,7 @@ from medisam.errors import PromptError
 from medisam.metrics_basic import dice
 from medisam.predict.click_layer import crop_of, window_around
 from medisam.predict.click_refine import (RefineParams, apply_click, click_radius, refine_crop, size_cap,
-                                          squared_distance)
+                                          squared_distance, voxel_scale)
 from medisam.predict.edits import EditLayer, merged
 from medisam.predict.store import Click3D, check_in_range
 from medisam.prompts import Box
@@ -252,7 +252,7 @@ def _window_click_radius(whole: tuple[slice, ...], crop: tuple[slice, ...], curr
     window the radius is at most ``click_scale`` times the distance to the nearest cut face
     (a lower bound of the whole crop's radius), and that much when the window holds no boundary.
     ``volume``: the whole object's voxels, for the size cap (the window holds only part of it)."""
-    f = np.asarray(spacing, dtype=float) / float(min(spacing))
+    f = voxel_scale(spacing)
     faces = [a * fi for w, c, a, fi in zip(whole, crop, at, f) if c.start > w.start]
     faces += [(c.stop - c.start - 1 - a) * fi for w, c, a, fi in zip(whole, crop, at, f) if c.stop < w.stop]
     if not faces:
