@@ -36,7 +36,7 @@ class RefineParams:
 
     beta: float = 4.0  # edge sensitivity: weight exp(-beta * (dI / std)^2)
     prior_weight: float = 0.5  # lam far from clicks
-    softness: float = 4.0  # voxels: sigmoid scale of the model mask's signed distance
+    softness: float = 4.0  # voxels of the finest spacing: sigmoid scale of the model mask's signed distance
     intensity_mix: float = 0.5  # share of the intensity model in the prior
     click_scale: float = 1.5  # fade radius = click_scale * distance to the current boundary
     min_radius: float = 2.0  # voxels
