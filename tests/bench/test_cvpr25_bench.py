@@ -126,3 +126,31 @@ def test_class_table_averages_each_class_over_the_cases_holding_it():
     curve = class_curve(df).set_index(["label", "click"])
     assert curve.loc[("d cvpr25-box3d 1 n1", 2), "dsc_mean"] == pytest.approx(0.7)  # (0.4 + 1.0) / 2
     assert curve.loc[("d cvpr25-box3d 2 n2", 5), "n"] == 1
+
+
+def test_protocol_runs_on_every_edge_volume(tmp_path, tiny_model):
+    """The protocol on ``benchmarks/edge_volumes.py``'s cases: a one-voxel object, a one-slice object
+    on the volume's border, labels with a gap, 5 mm slices, a constant image, two slices."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from edge_volumes import write_cases
+
+    ids = write_cases(tmp_path / "edge")
+    settings = EvalSettings(models=("litemedsam-tiny",), strategies=("cvpr25-box3d",))
+    evaluator = CaseEvaluator(settings, models={"litemedsam-tiny": tiny_model})
+    out = tmp_path / "out"
+    run_benchmark(BenchConfig(datasets=(DatasetSpec(str(tmp_path / "edge")),), settings=settings, outdir=str(out)),
+                  evaluator=evaluator, progress=False)
+    with open(out / "errors.csv", newline="") as fh:
+        assert list(csv.DictReader(fh)) == []
+    with open(out / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted({r["case"] for r in rows}) == ids
+    for case in ids:
+        steps = [r for r in rows if r["case"] == case]
+        assert [int(r["click"]) for r in steps] == [0, 1, 2, 3, 4, 5]
+        assert all(0.0 <= float(r["dsc"]) <= 1.0 for r in steps)
+    classes = json.loads(next(r for r in rows if r["case"] == "edge_a")["per_class"])
+    assert set(classes) == {"1", "2", "5"}

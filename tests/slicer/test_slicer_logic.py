@@ -386,6 +386,14 @@ def test_points_become_3d_clicks_at_their_voxels_and_undo(scene):
     assert client.calls[-1][0] == "close" and logic.session is None
 
 
+def _assert_segment_is_the_session(seg, logic, vol, voxels: int, before: np.ndarray) -> None:
+    """The kept segment, one, is the session's labels after a click that changed them."""
+    after = _segment_array(seg, logic.kept[2], vol) > 0
+    assert seg.GetSegmentation().GetNumberOfSegments() == 1
+    assert np.array_equal(after, logic.session.labels() > 0) and int(after.sum()) == voxels
+    assert not np.array_equal(after, before)  # the click changed the 3D result
+
+
 def test_3d_click_on_a_live_server_updates_the_segment_and_undo_restores(scene, tiny_url):
     from medisam.client import Client
 
@@ -405,11 +413,15 @@ def test_3d_click_on_a_live_server_updates_the_segment_and_undo_restores(scene, 
                 break
         if done is None:
             pytest.skip("the tiny random model honoured none of the candidate clicks")
-        sid = logic.kept[2]
-        after = _segment_array(seg, sid, vol) > 0
-        assert seg.GetSegmentation().GetNumberOfSegments() == 1
-        assert np.array_equal(after, logic.session.labels() > 0) and int(after.sum()) == done.voxels
-        assert not np.array_equal(after, before)  # the click changed the 3D result
+        if done.voxels == 0:  # the click removed the whole object (the tiny model's mask is scattered)
+            assert seg.GetSegmentation().GetNumberOfSegments() == 0 and not (logic.session.labels() > 0).any()
+        else:
+            _assert_segment_is_the_session(seg, logic, vol, done.voxels, before)
+        logic.undo_click()
+        assert np.array_equal(_segment_array(seg, logic.kept[2], vol) > 0, before)
+        added = logic.click(_points([40, 24, 3]), positive=True)  # a positive click never empties the object
+        assert added.accepted and added.voxels > 0
+        _assert_segment_is_the_session(seg, logic, vol, added.voxels, before)
         logic.undo_click()
         assert np.array_equal(_segment_array(seg, logic.kept[2], vol) > 0, before)
     finally:
