@@ -11,14 +11,16 @@ window attention").
 
 The rewrite is made on OpenVINO's own model, not in ``encoder.onnx``: ONNX Runtime reads that file
 and runs an Einsum more slowly than the MatMul (766 against 719 ms). It is saved once per export
-as OpenVINO IR beside the ONNX files (:data:`REWRITTEN_ENCODER`), written atomically.
+as OpenVINO IR beside the ONNX files (:data:`REWRITTEN_ENCODER`), written atomically
+(:func:`~medisam.io.atomic.atomic_write`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
+
+from medisam.io.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +66,13 @@ def rewritten_encoder(export_dir: Path) -> Path:
     target = export_dir / REWRITTEN_ENCODER
     if target.is_file() and target.with_suffix(".bin").is_file():
         return target
-    tmp = export_dir / f".{target.stem}.{os.getpid()}.xml"
     try:
         model = ov.Core().read_model(str(source))
         if rewrite_k_transposes(model) == 0:
             return source
-        ov.save_model(model, str(tmp), compress_to_fp16=False)
-        os.replace(tmp.with_suffix(".bin"), target.with_suffix(".bin"))  # the weights first: a visible .xml has them
-        os.replace(tmp, target)
+        with atomic_write(target, force=True) as tmp:  # the .bin companion is moved in before the .xml
+            ov.save_model(model, str(tmp), compress_to_fp16=False)
         return target
     except Exception as exc:  # an OpenVINO change must not break the backend: the plain graph still runs
         log.warning("OpenVINO attention rewrite failed (%s); using %s", exc, source.name)
         return source
-    finally:
-        tmp.unlink(missing_ok=True)
-        tmp.with_suffix(".bin").unlink(missing_ok=True)
-
