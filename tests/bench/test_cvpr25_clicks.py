@@ -36,6 +36,24 @@ def test_background_click_and_26_connectivity():
     assert click == clicks3d.corrective_click(pred, truth)  # reproducible
 
 
+def test_click_on_the_error_box_equals_the_whole_volume_click():
+    """corrective_click works on the bounding box of the error; the protocol's code labels and
+    measures the whole volume: the same click (ties, offsets, several components) on random cases."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    for trial in range(120):
+        shape = tuple(int(v) for v in rng.integers(2, 24, 3))
+        truth = ndimage.binary_dilation(rng.random(shape) < 0.02, iterations=int(rng.integers(0, 3)))
+        pred = ndimage.binary_dilation(rng.random(shape) < 0.02, iterations=int(rng.integers(0, 3)))
+        component = clicks3d.largest_error_component(pred, truth)
+        expected = None
+        if component is not None:
+            zyx = clicks3d.farthest_voxel(clicks3d.padded_edt(component))
+            expected = clicks3d.Click(zyx, bool(truth[zyx]))
+        assert clicks3d.corrective_click(pred, truth) == expected, trial
+
+
 def test_padding_makes_the_box_edge_count_as_outside():
     comp = np.zeros((5, 5, 12), dtype=bool)
     comp[:, :, :] = True  # fills its own bounding box: without padding EDT would peak at an edge
