@@ -100,6 +100,37 @@ def test_nnunet_volume_with_dataset_json(tmp_path):
     assert DatasetOptions.from_dict({"guides": False}).guides is False
 
 
+def test_decathlon_4d_cases_read_one_channel_and_guide_with_the_others(tmp_path):
+    """The Decathlon's own layout: <case>.nii.gz holding a case's modalities as 4D volumes, and a
+    3D case named like a channel file; the chosen channel's modality comes from dataset.json."""
+    import nibabel as nib
+
+    root = tmp_path / "Task01"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    lab = np.zeros((12, 10, 6), np.uint8)  # nibabel order (x, y, z)
+    lab[3:8, 2:7, 1:4] = 1
+    vol = np.stack([np.full(lab.shape, 10.0), np.full(lab.shape, 20.0), np.full(lab.shape, 30.0)], -1)
+    vol[lab > 0] += 100
+    nib.save(nib.Nifti1Image(vol.astype(np.float32), np.eye(4)), root / "imagesTr" / "BRATS_001.nii.gz")
+    nib.save(nib.Nifti1Image(lab, np.eye(4)), root / "labelsTr" / "BRATS_001.nii.gz")
+    nib.save(nib.Nifti1Image(vol[..., 0].astype(np.float32), np.eye(4)), root / "imagesTr" / "case_0007.nii.gz")
+    nib.save(nib.Nifti1Image(lab, np.eye(4)), root / "labelsTr" / "case_0007.nii.gz")
+    (root / "dataset.json").write_text(json.dumps({"modality": {"0": "FLAIR", "1": "CT", "2": "T1w"},
+                                                  "labels": {"0": "background", "1": "tumour"}}))
+    refs = discover_cases(root)
+    assert [r.case_id for r in refs] == ["BRATS_001", "case_0007"]
+    four_d, three_d = (r.load() for r in refs)
+    assert four_d.modality == "MR" and float(four_d.image.array.min()) == 10.0  # channel 0
+    guides = four_d.read_guides()
+    assert [float(g.array.min()) for g in guides] == [20.0, 30.0]
+    assert three_d.read_guides() == [] and three_d.image.array.shape == four_d.image.array.shape
+    second = discover_cases(root, DatasetOptions(channel=1))[0].load()
+    assert second.modality == "CT" and float(second.image.array.min()) == 20.0
+    assert [float(g.array.min()) for g in second.read_guides()] == [10.0, 30.0]
+    assert discover_cases(root, DatasetOptions(guides=False))[0].load().read_guides() == []
+
+
 def test_cvpr24_npz(tmp_path):
     root = tmp_path / "npzset"
     root.mkdir()

@@ -7,7 +7,9 @@ Layouts recognised (the dataset name is the folder name):
   a palette PNG gives its indices, as medisam writes them).
 * **nnU-Net / Decathlon**: ``imagesTr/<case>_0000.nii.gz`` (channel ``_000C``; channel 0 is
   read unless ``channel`` is set) and ``labelsTr/<case>.nii.gz``, with ``dataset.json``
-  when present (``modality``/``channel_names`` and ``labels``).
+  when present (``modality``/``channel_names`` and ``labels``). The Decathlon's own layout,
+  ``imagesTr/<case>.nii.gz`` with a case's modalities as the volumes of one 4D file, is read
+  the same way (channel 0 unless ``channel`` is set; the other volumes are the guides).
 * **CVPR24 npz**: a folder of ``.npz`` files (or one file) with ``imgs`` and ``gts``.
 
 Per-dataset settings come, in increasing priority, from ``dataset.json``, a ``labels.json``
@@ -18,7 +20,7 @@ connected component of each label; ``instance``: every label value is one instan
 class ``target_name``), ``min_area`` (pixels/voxels; smaller targets are skipped),
 ``max_targets`` (keep the largest N per case), ``labels`` (value -> name), ``channel`` and
 ``guides`` (false: the 3D click walker sees only the channel the model reads, not the case's
-other ``_000C`` files).
+other channels).
 
 Every file is read through :func:`medisam.io.read_image`. Discovery
 (:func:`discover_cases`) only lists files, so one bad case never hides the others;
@@ -42,6 +44,8 @@ from medisam.errors import InputError, MedisamError
 from medisam.io import MedicalImage, read_image
 from medisam.io.label_png import read_label_map
 from medisam.io.medical_image import KNOWN_MODALITIES
+from medisam.io.read_sitk import FORMATS as SITK_FORMATS
+from medisam.io.read_sitk import volume_channels
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +126,15 @@ class Case:
     modality: str
     targets: list[Target]
     guide_paths: tuple[Path, ...] = ()
+    #: other channels of the image's own file (a Decathlon 4D case): ``(path, channel)``
+    guide_channels: tuple[tuple[Path, int], ...] = ()
 
     def read_guides(self) -> list[MedicalImage]:
-        """The case's other channels (nnU-Net ``_000C`` files beside the one read), for the 3D
-        click walker (``VolumeSession(guides=...)``, which checks that they lie on the image's grid)."""
-        return [read_image(p, modality=self.image.modality) for p in self.guide_paths]
+        """The case's other channels (nnU-Net ``_000C`` files beside the one read, or the other
+        volumes of a Decathlon 4D file), for the 3D click walker (``VolumeSession(guides=...)``,
+        which checks that they lie on the image's grid)."""
+        return ([read_image(p, modality=self.image.modality) for p in self.guide_paths]
+                + [read_image(p, modality=self.image.modality, channel=c) for p, c in self.guide_channels])
 
 
 @dataclass(frozen=True)
@@ -140,13 +148,21 @@ class CaseRef:
     options: DatasetOptions
     npz: bool = False
     guide_paths: tuple[Path, ...] = ()
+    single_file: bool = False  # a Decathlon case: all its channels in one (4D) file
 
     def load(self) -> Case:
         """Read image and labels and extract targets; InputError on any problem."""
         opts = self.options
         modality = opts.modality or "OT"
         read_modality = modality if modality in KNOWN_MODALITIES else "OT"
-        image = read_image(self.image_path, modality=read_modality, channel=opts.channel)
+        channel, guide_channels = opts.channel, ()
+        if self.single_file and self.image_path.name.lower().endswith(tuple(SITK_FORMATS)):
+            n = volume_channels(self.image_path)
+            if n > 1:  # a 4D Decathlon case: read channel 0 unless told; the others guide the 3D clicks
+                channel = channel or 0
+                if opts.guides is not False:
+                    guide_channels = tuple((self.image_path, c) for c in range(n) if c != channel)
+        image = read_image(self.image_path, modality=read_modality, channel=channel)
         if self.npz:
             gts = image.source.get("gts")
             if gts is None:
@@ -163,7 +179,7 @@ class CaseRef:
         targets = extract_targets(labels.array, opts)
         if not targets:
             raise InputError(f"case {self.case_id}: mask has no target of >= {opts.min_area or 1} pixels")
-        return Case(self.dataset, self.case_id, image, labels, modality, targets, self.guide_paths)
+        return Case(self.dataset, self.case_id, image, labels, modality, targets, self.guide_paths, guide_channels)
 
 
 def _as_label_array(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -236,13 +252,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _options_from_files(root: Path) -> DatasetOptions:
-    """Settings from dataset.json, labels.json and medisam.json (later ones win)."""
+def _options_from_files(root: Path, channel: int = 0) -> DatasetOptions:
+    """Settings from dataset.json (the modality of ``channel``), labels.json and medisam.json
+    (later ones win)."""
     opts = DatasetOptions()
     if (root / "dataset.json").is_file():
         dj = _read_json(root / "dataset.json")
         mods = dj.get("modality") or dj.get("channel_names") or {}
-        channel = 0
         mod = mods.get(str(channel)) if isinstance(mods, dict) else None
         labels_raw = dj.get("labels") or {}
         labels: dict[int, str] = {}
@@ -284,7 +300,7 @@ def discover_cases(path: str | Path, options: DatasetOptions | None = None,
     root = Path(path).expanduser()
     layout = detect_layout(root)
     dataset = name or (root.stem if root.is_file() else root.name)
-    base = _options_from_files(root if root.is_dir() else root.parent)
+    base = _options_from_files(root if root.is_dir() else root.parent, (options.channel if options else None) or 0)
     opts = base.merged(options or DatasetOptions())
     opts = replace(opts, modality=normalise_modality(opts.modality))
     refs: list[CaseRef] = []
@@ -304,12 +320,17 @@ def discover_cases(path: str | Path, options: DatasetOptions | None = None,
             if m:
                 channels.setdefault(m[1], []).append(img)
         for img in images:
-            m = suffix.match(_stem(img))
-            if m:
+            stem = _stem(img)
+            m = suffix.match(stem)
+            if m and (m[1] in labels or stem not in labels):
                 case = m[1]
                 others = tuple(p for p in channels[case] if p != img) if opts.guides is not False else ()
                 refs.append(CaseRef(dataset, case, img, labels.get(case, root / "labelsTr" / f"{case}.nii.gz"),
                                     replace(opts, channel=None), guide_paths=others))
+            elif stem in labels or not re.fullmatch(r"(.*)_\d{4}", stem):
+                # the Decathlon's own layout: <case>.nii.gz, its modalities as the volumes of one 4D file
+                refs.append(CaseRef(dataset, stem, img, labels.get(stem, root / "labelsTr" / f"{stem}.nii.gz"),
+                                    opts, single_file=True))
     else:
         files = [root] if root.is_file() else sorted(p for p in root.iterdir() if p.suffix.lower() == ".npz")
         refs = [CaseRef(dataset, f.stem, f, None, opts, npz=True) for f in files]
