@@ -141,6 +141,13 @@ def test_cvpr24_npz(tmp_path):
     case = next(iter_cases(root, DatasetOptions(modality="CT")))
     assert case.case_id == "CT_x" and case.image.is_volume
     assert [(t.id, t.area) for t in case.targets] == [("2", 50)]
+    # the CVPR challenges name a file after its modality: CT_..., MR_..., PET_..., Microscopy_...
+    for name in ("MR_BraTS_001", "PET_autoPET_002", "Microscopy_cells_003", "scan_004", "CT"):
+        np.savez_compressed(root / f"{name}.npz", imgs=np.zeros((2, 8, 8), np.uint8), gts=gts[:2, :8, :8])
+    found = {c.case_id: c.modality for c in iter_cases(root)}
+    assert found == {"CT_x": "CT", "MR_BraTS_001": "MR", "PET_autoPET_002": "PT", "Microscopy_cells_003": "SM",
+                     "scan_004": "OT", "CT": "OT"}
+    assert {c.modality for c in iter_cases(root, DatasetOptions(modality="US"))} == {"US"}
 
 
 def test_bad_cases_raise_one_line_errors(tmp_path):

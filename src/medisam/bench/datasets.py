@@ -56,7 +56,8 @@ TARGET_MODES = ("label", "component", "instance")
 #: dataset.json modality names -> DICOM modality codes.
 _MODALITY_ALIASES = {"MRI": "MR", "T1": "MR", "T2": "MR", "FLAIR": "MR", "T1C": "MR", "T1GD": "MR", "T1W": "MR",
                      "T2W": "MR", "ADC": "MR", "DWI": "MR", "NONCONTRASTCT": "CT", "CONTRASTCT": "CT",
-                     "ULTRASOUND": "US", "XRAY": "XR", "X-RAY": "XR", "PET": "PT", "ENDOSCOPY": "ES"}
+                     "ULTRASOUND": "US", "XRAY": "XR", "X-RAY": "XR", "PET": "PT", "ENDOSCOPY": "ES",
+                     "MICROSCOPY": "SM"}
 
 
 def normalise_modality(text: str | None) -> str | None:
@@ -333,10 +334,19 @@ def discover_cases(path: str | Path, options: DatasetOptions | None = None,
                                     opts, single_file=True))
     else:
         files = [root] if root.is_file() else sorted(p for p in root.iterdir() if p.suffix.lower() == ".npz")
-        refs = [CaseRef(dataset, f.stem, f, None, opts, npz=True) for f in files]
+        refs = [CaseRef(dataset, f.stem, f, None, _npz_options(f, opts), npz=True) for f in files]
     if not refs:
         raise InputError(f"{root}: dataset has no images")
     return sorted(refs, key=lambda r: r.case_id)
+
+
+def _npz_options(path: Path, opts: DatasetOptions) -> DatasetOptions:
+    """``opts`` with the modality a CVPR challenge file is named after (``CT_AbdTumor_001.npz``,
+    ``MR_...``, ``PET_...``, ``Microscopy_...``) when no setting gives one."""
+    if opts.modality is not None:
+        return opts
+    prefix = normalise_modality(path.stem.split("_", 1)[0])
+    return replace(opts, modality=prefix) if prefix in KNOWN_MODALITIES and "_" in path.stem else opts
 
 
 def iter_cases(path: str | Path, options: DatasetOptions | None = None, *, max_cases: int | None = None,
