@@ -87,6 +87,14 @@ def test_a_shared_cache_does_not_hide_the_planes_an_interpolation_used(tiny_mode
     assert counter.calls == 0 and second.encoded_slices == set()  # everything came from the shared cache
     assert first.encoder.own == {0, 2, 3, 4, 6}  # the seed (3), the stride's planes and the anchors outside
     assert second.encoder.own == first.encoder.own and second.visited_slices == first.visited_slices
+    # the cache holds what was encoded, not the interpolations (planes 1 and 5): they are made again
+    assert len(predictor.cache) == len(first.encoder.own) and predictor.cache.nbytes == 5 * _embedding_bytes(predictor)
+    assert np.array_equal(second.label_map().array, first.label_map().array)
+
+
+def _embedding_bytes(predictor: Predictor) -> int:
+    embedding = predictor.get_image_embedding()
+    return embedding.element_size() * embedding.nelement()
 
 
 def test_propagation_on_thin_slices_encodes_every_other_plane(tiny_model):

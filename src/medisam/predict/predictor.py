@@ -124,6 +124,15 @@ class Predictor:
         self._display = display  # the corrective-click walker sees what the model saw
         return self
 
+    def use_embedding(self, display: np.ndarray, embedding: CachedEmbedding) -> "Predictor":
+        """Make an embedding computed elsewhere (an interpolation between planes) the current
+        image of ``display``, without putting it in the cache: it is recomputed in a millisecond,
+        and caching it would hold 4 MiB per plane (LiteMedSAM) that no encoding paid for."""
+        self._current = embedding
+        self._hw = display.shape[:2]
+        self._display = display
+        return self
+
     def get_image_embedding(self) -> torch.Tensor:
         return self._require_image().embedding
 
