@@ -195,3 +195,22 @@ def test_plan_counts_the_planes_and_the_encodings_of_an_interpolating_view():
     fixed = plan_for(PropagationConfig(views=1, refine_below_dice=None), (155, 240, 240), (1.0, 1.0, 1.0), 0,
                      Box3D(50, 50, 20, 150, 150, 120))
     assert "k: 101 (1 in 2 encoded)" in fixed.describe()
+
+
+def test_the_cache_grows_to_the_planes_within_the_memory_budget(tiny_model, monkeypatch):
+    """A session's cache is sized for every plane it may visit, but not past its share of the
+    machine (encoder.cache_budget): past it, least recently used planes are evicted."""
+    from medisam.predict import encoder as encoder_module
+
+    planes = _planes()
+    predictor = Predictor(tiny_model, cache=EmbeddingCache(max_bytes=1))
+    PlaneEncoder(predictor, 0, lambda t: planes[t], 1000, size_cache=True, count=len(planes)).encode(0)
+    one = _embedding_bytes(predictor)
+    assert predictor.cache.max_bytes == 1002 * one  # planes + 2
+    assert encoder_module.cache_budget() >= 1 << 20  # this machine's quarter (or no limit)
+    monkeypatch.setattr(encoder_module, "cache_budget", lambda: 3 * one)
+    capped = Predictor(tiny_model, cache=EmbeddingCache(max_bytes=1))
+    encoder = PlaneEncoder(capped, 0, lambda t: planes[t], 1000, size_cache=True, count=len(planes))
+    for t in range(len(planes)):
+        encoder.encode(t)
+    assert capped.cache.max_bytes == 3 * one and len(capped.cache) == 3 and capped.cache.nbytes == 3 * one

@@ -3,7 +3,9 @@
 Embeddings live in the predictor's :class:`~medisam.predict.cache.EmbeddingCache`. When
 the session made that cache, its size comes from the model: after the first encoding the
 cache is grown to hold every plane the session may visit (the embedding's own bytes,
-whatever the model's channels and side), never below the cache's default.
+whatever the model's channels and side), never below the cache's default, and never above a
+quarter of the machine's memory (:func:`cache_budget`: a tri-planar session on a 512 x 512 x 300
+CT may visit 1324 planes, 5.2 GiB of LiteMedSAM embeddings).
 
 With a ``stride`` above 1, a propagated plane between two encoded ones (planes ``k*stride``)
 gets the linear interpolation of their embeddings instead of its own encoding
@@ -20,6 +22,8 @@ the object changes too fast for the coarse planes (:mod:`~medisam.predict.axis_r
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from typing import Callable
 
@@ -28,6 +32,21 @@ import torch
 
 from medisam.predict.cache import CachedEmbedding, embedding_key
 from medisam.predict.predictor import Predictor
+
+
+#: the share of the machine's memory one session's embedding cache may grow to; past it the cache
+#: evicts its least recently used planes (a revisit re-encodes them) instead of pushing into swap
+CACHE_MEMORY_SHARE = 0.25
+
+
+def cache_budget() -> int:
+    """Bytes a session's embedding cache may grow to: :data:`CACHE_MEMORY_SHARE` of the physical
+    memory (a 16 GiB laptop: 4 GiB, about 1000 LiteMedSAM planes); no limit where unknown."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return sys.maxsize
+    return int(total * CACHE_MEMORY_SHARE) if total > 0 else sys.maxsize
 
 
 class PlaneEncoder:
@@ -82,11 +101,13 @@ class PlaneEncoder:
         return key
 
     def _fit_cache(self, embedding: torch.Tensor) -> None:
-        """Grow the cache to ``planes + 2`` embeddings of this model (once)."""
+        """Grow the cache to ``planes + 2`` embeddings of this model (once), within
+        :func:`cache_budget` (a session's cache never takes more than its share of the machine)."""
         if self._size_cache:
             self._size_cache = False
             cache = self.predictor.cache
-            cache.max_bytes = max(cache.max_bytes, (self.planes + 2) * embedding.element_size() * embedding.nelement())
+            wanted = (self.planes + 2) * embedding.element_size() * embedding.nelement()
+            cache.max_bytes = max(cache.max_bytes, min(wanted, cache_budget()))
 
     def _mark_encoded(self, t: int) -> None:
         self.encoded.add(t)
