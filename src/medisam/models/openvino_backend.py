@@ -35,6 +35,22 @@ _HINT = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}
 #: one (one thread, Sapphire Rapids, bf16; the encoder keeps snippets, it is faster with them).
 DECODER_CONFIG = {"SNIPPETS_MODE": "DISABLE"}
 
+#: Denormal floats flushed to zero in OpenVINO's kernels (FTZ/DAZ), for every compiled graph: the
+#: embeddings were bit-identical on 18 real images of six 2D sets and the fast decoder's logits on
+#: a random embedding; the encoder ran 1.5 % and 4.2 % faster (67 of 90 interleaved rounds), the
+#: decoder 1.3 % (stop 49, AMX Xeon, bf16). Left out where the runtime does not know the property.
+DENORMALS_CONFIG = {"CPU_DENORMALS_OPTIMIZATION": True}
+
+
+def _supported(core, config: dict) -> dict:  # noqa: ANN001 - an openvino Core
+    """The entries of ``config`` that this OpenVINO's CPU plugin knows."""
+    try:
+        known = set(core.get_property("CPU", "SUPPORTED_PROPERTIES"))
+    except Exception as exc:  # pragma: no cover - older runtimes
+        log.debug("OpenVINO CPU properties unavailable: %s", exc)
+        return {}
+    return {k: v for k, v in config.items() if k in known}
+
 
 class OpenVinoModel(PromptableModel):
     """A :class:`PromptableModel` whose encoder and decoder are OpenVINO compiled models (CPU)."""
@@ -60,7 +76,7 @@ class OpenVinoModel(PromptableModel):
             log.debug("OpenVINO model cache unavailable: %s", exc)
         hint = _HINT[precision] if precision != "int8" or cpu_has_bf16() else "f32"
         config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads,
-                  "PERFORMANCE_HINT": "LATENCY"}
+                  "PERFORMANCE_HINT": "LATENCY", **_supported(core, DENORMALS_CONFIG)}
         # the float encoders read the export with attention's K transposes made fusable (openvino_attention)
         encoder = int8_encoder(base, self.export_dir) if precision == "int8" else rewritten_encoder(self.export_dir)
         self._encoder = core.compile_model(str(encoder), "CPU", config)
