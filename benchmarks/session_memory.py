@@ -21,6 +21,7 @@ from medisam.bench import cvpr25
 from medisam.bench.datasets import discover_cases
 from medisam.models import load_model
 from medisam.predict import VolumeSession
+from medisam.predict.volume import acquisition_axis
 from medisam.prompting import clicks3d
 
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model("litemedsam")
     case = discover_cases(args.data)[args.case].load()
     truth = case.labels.array
-    session = VolumeSession(model, case.image, axis=0, guides=case.read_guides())
+    session = VolumeSession(model, case.image, axis=acquisition_axis(case.image.spacing_zyx), guides=case.read_guides())
     cache = session.predictor.cache
     table = [f"case {case.case_id}: {truth.shape} voxels, spacing {case.image.spacing}",
              "| after | s | encoded planes | cache MiB | cache entries | RSS MiB | peak RSS MiB |",

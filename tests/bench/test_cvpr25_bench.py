@@ -14,7 +14,7 @@ from medisam.bench.runner import BenchConfig, DatasetSpec, run_benchmark
 from medisam.prompting.strategies import parse_strategies
 
 
-def _toy_volumes(root, n=1):
+def _toy_volumes(root, n=1, spacing=(1.0, 1.0, 2.0)):
     (root / "imagesTr").mkdir(parents=True)
     (root / "labelsTr").mkdir()
     rng = np.random.default_rng(1)
@@ -25,7 +25,7 @@ def _toy_volumes(root, n=1):
         vol = (lab * 100 + rng.normal(0, 5, lab.shape)).astype(np.float32)
         for arr, path in ((vol, root / "imagesTr" / f"c{i}_0000.nii.gz"), (lab, root / "labelsTr" / f"c{i}.nii.gz")):
             img = sitk.GetImageFromArray(arr)
-            img.SetSpacing((1.0, 1.0, 2.0))
+            img.SetSpacing(spacing)
             sitk.WriteImage(img, str(path))
     return root
 
@@ -154,3 +154,32 @@ def test_protocol_runs_on_every_edge_volume(tmp_path, tiny_model):
         assert all(0.0 <= float(r["dsc"]) <= 1.0 for r in steps)
     classes = json.loads(next(r for r in rows if r["case"] == "edge_a")["per_class"])
     assert set(classes) == {"1", "2", "5"}
+
+
+def test_a_sagittal_case_runs_along_its_acquisition_axis(tmp_path, tiny_model, monkeypatch):
+    """The protocol's session slices a volume along its thick axis (square pixels for the model),
+    whichever array axis holds it; the bench's plan line counts that axis's planes."""
+    import medisam.predict as predict
+    from medisam.bench.cost import start_encodings
+    from medisam.bench.datasets import discover_cases
+
+    axes = []
+
+    class Recording(predict.VolumeSession):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            axes.append(self.axis)
+
+    monkeypatch.setattr(predict, "VolumeSession", Recording)
+    settings = EvalSettings(models=("litemedsam-tiny",), strategies=("cvpr25-box3d",))
+    evaluator = CaseEvaluator(settings, models={"litemedsam-tiny": tiny_model})
+    for name, spacing, axis in (("axial", (1.0, 1.0, 2.0), 0), ("sagittal", (2.0, 1.0, 1.0), 2)):
+        root = _toy_volumes(tmp_path / name, spacing=spacing)
+        out = tmp_path / f"{name}_out"
+        run_benchmark(BenchConfig(datasets=(DatasetSpec(str(root)),), settings=settings, outdir=str(out)),
+                      evaluator=evaluator, progress=False)
+        with open(out / "results.csv", newline="") as fh:
+            assert len(list(csv.DictReader(fh))) == 6
+        assert axes.pop() == axis
+        labels = discover_cases(root)[0].load().labels
+        assert start_encodings(labels.array, labels.spacing_zyx) > 0

@@ -19,6 +19,7 @@ import numpy as np
 from medisam.bench.datasets import CaseRef
 from medisam.predict.propagation import PropagationConfig
 from medisam.predict.view_plan import plan_for
+from medisam.predict.volume import acquisition_axis
 from medisam.prompting.clicks3d import class_boxes
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,14 @@ def planned_start(strategy: str, targets: str | None) -> bool:
 def start_encodings(labels: np.ndarray, spacing_zyx: Sequence[float], config: PropagationConfig | None = None,
                     input_size: int = 256) -> int:
     """Encodings at most of every class's 3D-box start on one ``(Z, Y, X)`` label volume (along
-    axis 0, as the bench's sessions): the union of the classes' planned planes (a plane two
-    classes share is encoded once: the cache)."""
+    its acquisition axis, as the bench's sessions): the union of the classes' planned planes (a
+    plane two classes share is encoded once: the cache)."""
     config = config or PropagationConfig()
+    spacing = tuple(float(s) for s in spacing_zyx)
+    axis = acquisition_axis(spacing)
     planes: set[tuple[int, int]] = set()
     for box in class_boxes(labels).values():
-        planes |= plan_for(config, tuple(labels.shape), tuple(float(s) for s in spacing_zyx), 0, box,
-                           input_size).encoded_planes()
+        planes |= plan_for(config, tuple(labels.shape), spacing, axis, box, input_size).encoded_planes()
     return len(planes)
 
 

@@ -169,6 +169,7 @@ def evaluate_case(case, predictor, strategy: str, window=None,
     ``...-ref``: both from one start (rows of strategy ``cvpr25[-box3d]`` and ``...-slice``).
     """
     from medisam.predict import VolumeSession
+    from medisam.predict.volume import acquisition_axis
 
     if not case.image.is_volume:
         raise PromptError(f"strategy {strategy} needs a 3D volume; {case.case_id} is 2D")
@@ -180,7 +181,9 @@ def evaluate_case(case, predictor, strategy: str, window=None,
     # the case's other channels guide the 3D clicks (the model sees the bench's --channel); the
     # slice clicks do not use them
     guides = case.read_guides() if not base.endswith("-slice") else []
-    session = VolumeSession(predictor.model, case.image, axis=0, window=window, guides=guides)
+    # along the volume's acquisition axis: a sagittal case's planes with square pixels (3D prompts need no axis)
+    session = VolumeSession(predictor.model, case.image, axis=acquisition_axis(case.image.spacing_zyx),
+                            window=window, guides=guides)
     if base.endswith("-ref"):
         steps, ref = run_with_reference(session, truth, start)
         runs = list(zip(ProtocolStrategy(base).row_names, (steps, ref)))
