@@ -23,6 +23,7 @@ are planned in :mod:`medisam.predict.view_plan`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -188,7 +189,9 @@ def resample_axis(volume: np.ndarray, axis: int, size: int, mode: str = "linear"
     centres aligned as cv2/SAM resizing) or ``"area"`` (averaging, for shrinking masks)."""
     moved = np.moveaxis(np.asarray(volume, dtype=np.float32), axis, -1)
     shape = moved.shape
-    t = torch.from_numpy(np.ascontiguousarray(moved)).reshape(1, -1, shape[-1])
+    with warnings.catch_warnings():  # a read-only view (the last axis of a read-only volume) is only read here
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        t = torch.from_numpy(np.ascontiguousarray(moved)).reshape(1, -1, shape[-1])
     if mode == "area":
         out = F.adaptive_avg_pool1d(t, size)
     else:
