@@ -24,7 +24,8 @@ import numpy as np
 import SimpleITK as sitk
 
 
-def _save(out: Path, name: str, image: np.ndarray, labels: np.ndarray, spacing_xyz=(1.0, 1.0, 1.0)) -> None:
+def save_case(out: Path, name: str, image: np.ndarray, labels: np.ndarray, spacing_xyz=(1.0, 1.0, 1.0)) -> None:
+    """Write one nnU-Net case: ``imagesTr/<name>_0000.nii.gz`` (float32) and ``labelsTr/<name>.nii.gz`` (uint8)."""
     for array, path in ((image.astype(np.float32), out / "imagesTr" / f"{name}_0000.nii.gz"),
                         (labels.astype(np.uint8), out / "labelsTr" / f"{name}.nii.gz")):
         itk = sitk.GetImageFromArray(array)
@@ -44,28 +45,33 @@ def write_cases(out: Path, seed: int = 0) -> list[str]:
     labels[ball], image[ball] = 1, image[ball] + 200
     labels[10, 80, 80], image[10, 80, 80] = 2, image[10, 80, 80] + 300
     labels[47, 0:20, 60:90], image[47, 0:20, 60:90] = 5, image[47, 0:20, 60:90] + 150
-    _save(out, "edge_a", image, labels)
+    save_case(out, "edge_a", image, labels)
     image = rng.normal(0, 20, (6, 96, 96)) + 100
     labels = np.zeros((6, 96, 96), np.uint8)
     labels[0, 30:60, 30:60], image[0, 30:60, 30:60] = 1, image[0, 30:60, 30:60] + 200
-    _save(out, "edge_b", image, labels, (0.8, 0.8, 5.0))
+    save_case(out, "edge_b", image, labels, (0.8, 0.8, 5.0))
     labels = np.zeros((24, 64, 64), np.uint8)
     labels[8:16, 20:40, 20:40] = 1
-    _save(out, "edge_c", np.full((24, 64, 64), 50.0), labels)
+    save_case(out, "edge_c", np.full((24, 64, 64), 50.0), labels)
     image = rng.normal(0, 20, (2, 64, 64)) + 100
     labels = np.zeros((2, 64, 64), np.uint8)
     labels[:, 10:30, 10:50] = 1
     image[labels > 0] += 150
-    _save(out, "edge_d", image, labels)
+    save_case(out, "edge_d", image, labels)
     return ["edge_a", "edge_b", "edge_c", "edge_d"]
+
+
+def refuse_written(out: Path) -> None:
+    """Exit with a one-line error when ``out`` already holds labels (a set is never overwritten)."""
+    if (out / "labelsTr").exists() and any((out / "labelsTr").iterdir()):
+        raise SystemExit(f"error: {out} already holds labels; choose an empty folder")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", type=Path, help="folder to write (imagesTr/, labelsTr/)")
     args = ap.parse_args(argv)
-    if (args.out / "labelsTr").exists() and any((args.out / "labelsTr").iterdir()):
-        raise SystemExit(f"error: {args.out} already holds labels; choose an empty folder")
+    refuse_written(args.out)
     print(f"wrote {', '.join(write_cases(args.out))} -> {args.out}")
     return 0
 

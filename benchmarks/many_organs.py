@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
+from edge_volumes import refuse_written, save_case  # benchmarks/: run as a script
 
 #: (name, centre offset (z from the middle, y, x) mm, radii (z, y, x) mm, HU)
 ORGANS = [("liver", (0, 180, 140), (90, 70, 60), 60), ("spleen", (20, 170, 300), (40, 45, 30), 50),
@@ -68,11 +68,7 @@ def write_case(out: Path, sagittal: bool = False) -> str:
     if sagittal:  # the thick axis becomes the array's last one
         image, labels = (np.ascontiguousarray(np.transpose(a, (2, 1, 0))) for a in (image, labels))
         spacing = (2.5, 0.8, 0.8)
-    for array, path in ((image, out / "imagesTr" / f"{name}_0000.nii.gz"),
-                        (labels, out / "labelsTr" / f"{name}.nii.gz")):
-        itk = sitk.GetImageFromArray(array)
-        itk.SetSpacing(spacing)
-        sitk.WriteImage(itk, str(path))
+    save_case(out, name, image, labels, spacing)
     names = {"background": 0, **{organ[0]: v for v, organ in enumerate(ORGANS, start=1)}}
     (out / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": names}, indent=1))
     return name
@@ -83,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path, help="folder to write (imagesTr/, labelsTr/, dataset.json)")
     ap.add_argument("--sagittal", action="store_true", help="the thick axis as the array's last axis")
     args = ap.parse_args(argv)
-    if (args.out / "labelsTr").exists() and any((args.out / "labelsTr").iterdir()):
-        raise SystemExit(f"error: {args.out} already holds labels; choose an empty folder")
+    refuse_written(args.out)
     print(f"wrote {write_case(args.out, args.sagittal)} -> {args.out}")
     return 0
 

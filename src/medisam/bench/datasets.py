@@ -44,8 +44,7 @@ from medisam.errors import InputError, MedisamError
 from medisam.io import MedicalImage, read_image
 from medisam.io.label_png import read_label_map
 from medisam.io.medical_image import KNOWN_MODALITIES
-from medisam.io.read_sitk import FORMATS as SITK_FORMATS
-from medisam.io.read_sitk import volume_channels
+from medisam.io.header import read_header
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +156,9 @@ class CaseRef:
         modality = opts.modality or "OT"
         read_modality = modality if modality in KNOWN_MODALITIES else "OT"
         channel, guide_channels = opts.channel, ()
-        if self.single_file and self.image_path.name.lower().endswith(tuple(SITK_FORMATS)):
-            n = volume_channels(self.image_path)
+        header = read_header(self.image_path) if self.single_file else None
+        if header is not None and header.is_volume:
+            n = header.channels
             if n > 1:  # a 4D Decathlon case: read channel 0 unless told; the others guide the 3D clicks
                 channel = channel or 0
                 if opts.guides is not False:

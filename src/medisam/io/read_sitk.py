@@ -42,20 +42,6 @@ def _check_channel(path: Path, channel: int | None, n: int, what: str) -> int:
     return channel
 
 
-def volume_channels(path: str | Path) -> int:
-    """How many channels a NIfTI/NRRD/MHA file holds, from its header only: the volumes of a 4D
-    image (a Decathlon case's modalities), the components of a vector volume, else 1."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        raise InputError(f"{path}: cannot read image header (corrupt or not a {_format_of(Path(path))} file)") from None
-    if reader.GetDimension() == 4:
-        return int(reader.GetSize()[3])
-    return int(reader.GetNumberOfComponents()) if reader.GetDimension() == 3 else 1
-
-
 def read_sitk(path: Path, opts: ReadOptions) -> MedicalImage:
     """Read a NIfTI/NRRD/MHA/MHD file; geometry is kept exactly as SimpleITK reports it."""
     check_data_files(path)  # a detached data file must be a regular file (never a FIFO or device)
