@@ -7,7 +7,6 @@ import pytest
 
 from medisam.errors import InputError
 from medisam.io import WINDOW_PRESETS, apply_window, to_display
-from medisam.io.intensity import reads_as_ct
 
 
 def test_presets():
@@ -55,23 +54,6 @@ def test_ct_rules():
     assert out.min() == 0 and out.max() == 255
     grey = np.full((5, 6), 200, np.uint8)
     assert to_display(grey, "CT", window=(100, 150)).max() == 255  # explicit window wins
-
-
-def test_unknown_modality_in_hounsfield_units_is_read_as_ct():
-    """A NIfTI/NRRD file says no modality ("OT"); a minimum at air in HU marks it as CT (soft-tissue
-    window) in 2D and 3D alike; other "OT" images keep the percentile window."""
-    from medisam.predict.volume import volume_to_display
-
-    hu = np.linspace(-1024, 1500, 60, dtype=np.float32).reshape(3, 4, 5)
-    expected = apply_window(hu, "soft_tissue")
-    np.testing.assert_array_equal(volume_to_display(hu, "OT"), expected)
-    np.testing.assert_array_equal(to_display(hu[0], "OT")[..., 0], expected[0])  # a slice holding air
-    assert reads_as_ct("OT", -900.0) and reads_as_ct("ct", 0.0) and not reads_as_ct("OT", -899.0)
-    assert not reads_as_ct("MR", -1000.0)  # a stated modality is kept
-    zscored = np.linspace(-4, 6, 60, dtype=np.float32).reshape(3, 4, 5)  # a normalised MR: percentiles
-    out = volume_to_display(zscored, "OT")
-    assert out.min() == 0 and out.max() == pytest.approx(255, abs=1e-3)
-    assert not np.array_equal(out, apply_window(zscored, "soft_tissue"))
 
 
 def test_mr_percentiles():

@@ -22,9 +22,7 @@ CheckpointOpt = typer.Option(None, "--checkpoint", help="Weights file (default: 
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N, mps.")
 ForceOpt = typer.Option(False, "--force", help="Overwrite existing outputs.")
 WindowOpt = typer.Option(None, "--window", help="CT window preset (abdomen, liver, lung, bone, brain, "
-                                                "mediastinum, soft_tissue) or WIDTH,LEVEL. Default: soft_tissue "
-                                                "for CT and for images in HU (minimum <= -900), else the "
-                                                "0.5-99.5 percentiles.")
+                                                "mediastinum, soft_tissue) or WIDTH,LEVEL.")
 ChannelOpt = typer.Option(None, "--channel", help="Component of a colour / multi-channel image, or volume "
                                                   "of a 4D file (0-based).")
 AxisOpt = typer.Option(None, "--axis", help="Slicing axis of a volume: k|j|i or 0|1|2 of the (Z,Y,X) array "

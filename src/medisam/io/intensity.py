@@ -27,20 +27,6 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
 #: Values below this minimum mark an array as Hounsfield units (air is -1000 HU).
 HU_MIN_THRESHOLD = -100.0
 
-#: An image of unknown modality ("OT": a NIfTI/NRRD file says none) whose minimum is at or below
-#: this is read as CT in Hounsfield units: air is -1000 HU and scanners pad with -1024 to -3024,
-#: values no MR, PET or photograph scale reaches. (Stop 49: a CT NIfTI read as "OT" got the
-#: 0.5-99.5 percentile window, air to bone, and a spleen's 3D box gave Dice 0.716 against 0.973
-#: with the soft-tissue window.)
-HU_AIR_THRESHOLD = -900.0
-
-
-def reads_as_ct(modality: str, minimum: float) -> bool:
-    """Whether intensities get the CT rules: a CT image, or one of unknown modality ("OT")
-    whose ``minimum`` is air in Hounsfield units (:data:`HU_AIR_THRESHOLD`)."""
-    kind = modality.upper()
-    return kind == "CT" or (kind == "OT" and minimum <= HU_AIR_THRESHOLD)
-
 
 def resolve_window(window: str | tuple[float, float]) -> tuple[float, float]:
     """Return ``(width, level)`` for a preset name or a ``(width, level)`` pair."""
@@ -81,9 +67,8 @@ def to_display(
 
     Rules, first match wins: an explicit ``window`` is applied; uint8 images pass through
     unchanged; colour images of other types are min-max scaled; CT whose minimum is below
-    -100 (i.e. in HU) gets the ``soft_tissue`` window, other CT is min-max scaled; an image of
-    unknown modality ("OT") whose minimum is air in HU (<= -900) is CT (:func:`reads_as_ct`); any
-    other modality is clipped to its 0.5-99.5 percentiles. Grey results are repeated to 3 channels.
+    -100 (i.e. in HU) gets the ``soft_tissue`` window, other CT is min-max scaled; any other
+    modality is clipped to its 0.5-99.5 percentiles. Grey results are repeated to 3 channels.
     """
     a = np.asarray(array2d)
     if a.ndim == 3 and a.shape[-1] == 4:
@@ -100,7 +85,7 @@ def to_display(
         out = a.astype(np.float32)
     elif a.ndim == 3:
         out = _scale(a, float(a.min()), float(a.max()))
-    elif reads_as_ct(modality, float(a.min())):
+    elif modality.upper() == "CT":
         if float(a.min()) < HU_MIN_THRESHOLD:
             out = apply_window(a, "soft_tissue")
         else:

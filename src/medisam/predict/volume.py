@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from medisam.errors import InputError, PromptError
-from medisam.io.intensity import HU_MIN_THRESHOLD, _scale, apply_window, reads_as_ct
+from medisam.io.intensity import HU_MIN_THRESHOLD, _scale, apply_window
 from medisam.io.medical_image import AXIS_NAMES, MedicalImage
 from medisam.prompts import Box, Box3D
 
@@ -67,15 +67,15 @@ def volume_to_display(array: np.ndarray, modality: str = "OT",
     """Map a ``(Z, Y, X)`` volume to float32 [0, 255] with ONE window for all slices.
 
     Same rules as :func:`medisam.io.intensity.to_display` (explicit window > uint8 as is >
-    CT in HU, or a volume of unknown modality whose minimum is air in HU, gets the soft-tissue
-    window > other CT min-max > percentile 0.5-99.5), but the statistics come from the whole volume.
+    CT in HU gets the soft-tissue window > other CT min-max > percentile 0.5-99.5), but the
+    statistics come from the whole volume.
     """
     a = np.asarray(array)
     if window is not None:
         return apply_window(a, window)
     if a.dtype == np.uint8:
         return a.astype(np.float32)
-    if reads_as_ct(modality, float(a.min())):  # CT, or a volume of unknown modality in HU
+    if modality.upper() == "CT":
         if float(a.min()) < HU_MIN_THRESHOLD:
             return apply_window(a, "soft_tissue")
         return _scale(a, float(a.min()), float(a.max()))
