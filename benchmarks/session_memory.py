@@ -20,8 +20,6 @@ import numpy as np
 from medisam.bench import cvpr25
 from medisam.bench.datasets import discover_cases
 from medisam.models import load_model
-from medisam.predict import VolumeSession
-from medisam.predict.volume import acquisition_axis
 from medisam.prompting import clicks3d
 
 
@@ -44,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model("litemedsam")
     case = discover_cases(args.data)[args.case].load()
     truth = case.labels.array
-    session = VolumeSession(model, case.image, axis=acquisition_axis(case.image.spacing_zyx), guides=case.read_guides())
+    session = cvpr25.case_session(model, case)
     cache = session.predictor.cache
     table = [f"case {case.case_id}: {truth.shape} voxels, spacing {case.image.spacing}",
              "| after | s | encoded planes | cache MiB | cache entries | RSS MiB | peak RSS MiB |",

@@ -78,15 +78,12 @@ def _case(args: tuple[str, list[dict], str | None]) -> list[dict]:
     """Rows (one per setting) of one case: DSC at the start and after each click."""
     case_id, settings, starts = args
     from medisam.bench import cvpr25
-    from medisam.predict import VolumeSession
-    from medisam.predict.volume import acquisition_axis
     from medisam.predict.click_refine import RefineParams
 
     case = _CASES[case_id]
     truth = case.labels.array
     classes = cvpr25.truth_classes(truth)
-    session = VolumeSession(_MODEL, case.image, axis=acquisition_axis(case.image.spacing_zyx),
-                            guides=case.read_guides() if _GUIDES else ())
+    session = cvpr25.case_session(_MODEL, case, guides=_GUIDES)
     first = _start(session, truth, None if starts is None else Path(starts) / f"{case_id}.pkl")
     rows = []
     for over in settings:

@@ -86,3 +86,22 @@ def disk_image(size: int = 128, radius: int = 30, center: tuple[int, int] = (64,
     grey = np.where(mask, 200, 40).astype(np.float32) + rng.normal(0, 5, (size, size))
     image = np.clip(grey, 0, 255).astype(np.uint8)
     return np.repeat(image[..., None], 3, axis=-1), mask
+
+
+@pytest.fixture()
+def session_axes(monkeypatch) -> list[int]:
+    """The slicing axis of every ``VolumeSession`` made during the test, in order (both import
+    paths, ``medisam.predict`` and ``medisam.predict.session``, give the recording class)."""
+    import medisam.predict as predict
+    import medisam.predict.session as session_module
+
+    axes: list[int] = []
+
+    class Recording(session_module.VolumeSession):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            axes.append(self.axis)
+
+    monkeypatch.setattr(predict, "VolumeSession", Recording)
+    monkeypatch.setattr(session_module, "VolumeSession", Recording)
+    return axes

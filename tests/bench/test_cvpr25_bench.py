@@ -156,21 +156,12 @@ def test_protocol_runs_on_every_edge_volume(tmp_path, tiny_model):
     assert set(classes) == {"1", "2", "5"}
 
 
-def test_a_sagittal_case_runs_along_its_acquisition_axis(tmp_path, tiny_model, monkeypatch):
+def test_a_sagittal_case_runs_along_its_acquisition_axis(tmp_path, tiny_model, session_axes):
     """The protocol's session slices a volume along its thick axis (square pixels for the model),
     whichever array axis holds it; the bench's plan line counts that axis's planes."""
-    import medisam.predict as predict
     from medisam.bench.cost import start_encodings
     from medisam.bench.datasets import discover_cases
 
-    axes = []
-
-    class Recording(predict.VolumeSession):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            axes.append(self.axis)
-
-    monkeypatch.setattr(predict, "VolumeSession", Recording)
     settings = EvalSettings(models=("litemedsam-tiny",), strategies=("cvpr25-box3d",))
     evaluator = CaseEvaluator(settings, models={"litemedsam-tiny": tiny_model})
     for name, spacing, axis in (("axial", (1.0, 1.0, 2.0), 0), ("sagittal", (2.0, 1.0, 1.0), 2)):
@@ -180,6 +171,6 @@ def test_a_sagittal_case_runs_along_its_acquisition_axis(tmp_path, tiny_model, m
                       evaluator=evaluator, progress=False)
         with open(out / "results.csv", newline="") as fh:
             assert len(list(csv.DictReader(fh))) == 6
-        assert axes.pop() == axis
+        assert session_axes.pop() == axis
         labels = discover_cases(root)[0].load().labels
         assert start_encodings(labels.array, labels.spacing_zyx) > 0

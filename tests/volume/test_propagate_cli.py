@@ -109,19 +109,9 @@ def test_backend_options(nifti, tmp_path):
     assert not bad.exists()
 
 
-def test_box3d_runs_along_the_acquisition_axis_unless_told(tmp_path, monkeypatch):
+def test_box3d_runs_along_the_acquisition_axis_unless_told(tmp_path, session_axes):
     """A sagittal NIfTI (thick voxels along i) is propagated along i by default, its planes with
-    square pixels; --axis still decides, and an axial volume keeps k."""
-    import medisam.predict.session as session_module
-
-    axes = []
-
-    class Recording(session_module.VolumeSession):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            axes.append(self.axis)
-
-    monkeypatch.setattr(session_module, "VolumeSession", Recording)
+    square pixels; --axis still decides."""
     zz, yy, xx = np.mgrid[:20, :24, :5]
     array = ((((yy - 12) / 6.0) ** 2 + ((zz - 10) / 6.0) ** 2 + ((xx - 2) / 2.0) ** 2 <= 1) * 200.0).astype(np.float32)
     img = sitk.GetImageFromArray(array)
@@ -131,4 +121,4 @@ def test_box3d_runs_along_the_acquisition_axis_unless_told(tmp_path, monkeypatch
     for extra, axis in (([], 2), (["--axis", "k"], 0)):
         out = tmp_path / f"mask{axis}.nii.gz"
         assert main(["propagate", str(path), "--box3d", "1,6,4,3,18,16", "-o", str(out)] + extra + TINY) == 0
-        assert axes.pop() == axis and out.exists()
+        assert session_axes.pop() == axis and out.exists()

@@ -160,6 +160,17 @@ def _means(per_class: dict[int, tuple[float, float]]) -> tuple[float, float]:
     return float(values[:, 0].mean()), float(values[:, 1].mean())
 
 
+def case_session(model, case, window=None, guides: bool = True):  # noqa: ANN001, ANN201 - a bench Case -> VolumeSession
+    """The protocol's session on a bench ``case``: sliced along the volume's acquisition axis (a
+    sagittal case's planes with square pixels; 3D prompts need no axis), the case's other channels
+    as the 3D clicks' guides unless ``guides`` is False. The bench and its benchmarks build it here."""
+    from medisam.predict import VolumeSession
+    from medisam.predict.volume import acquisition_axis
+
+    return VolumeSession(model, case.image, axis=acquisition_axis(case.image.spacing_zyx), window=window,
+                         guides=case.read_guides() if guides else ())
+
+
 def evaluate_case(case, predictor, strategy: str, window=None,
                   tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> list[dict[str, Any]]:
     """Result rows (one per step, target ``all``) of one bench case; the caller adds the ids.
@@ -168,9 +179,6 @@ def evaluate_case(case, predictor, strategy: str, window=None,
     ``...-slice``: the slice clicks (re-decode and re-propagate, the earlier behaviour);
     ``...-ref``: both from one start (rows of strategy ``cvpr25[-box3d]`` and ``...-slice``).
     """
-    from medisam.predict import VolumeSession
-    from medisam.predict.volume import acquisition_axis
-
     if not case.image.is_volume:
         raise PromptError(f"strategy {strategy} needs a 3D volume; {case.case_id} is 2D")
     truth = case.labels.array
@@ -180,10 +188,7 @@ def evaluate_case(case, predictor, strategy: str, window=None,
     # a cold embedding cache per run: the seconds per class must not profit from another strategy's encodings
     # the case's other channels guide the 3D clicks (the model sees the bench's --channel); the
     # slice clicks do not use them
-    guides = case.read_guides() if not base.endswith("-slice") else []
-    # along the volume's acquisition axis: a sagittal case's planes with square pixels (3D prompts need no axis)
-    session = VolumeSession(predictor.model, case.image, axis=acquisition_axis(case.image.spacing_zyx),
-                            window=window, guides=guides)
+    session = case_session(predictor.model, case, window, guides=not base.endswith("-slice"))
     if base.endswith("-ref"):
         steps, ref = run_with_reference(session, truth, start)
         runs = list(zip(ProtocolStrategy(base).row_names, (steps, ref)))

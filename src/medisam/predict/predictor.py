@@ -119,18 +119,15 @@ class Predictor:
             tensor, transform = self.model.preprocess(display)
             cached = CachedEmbedding(self.model.encode(tensor), transform)
             self.cache.put(key, cached)
-        self._current = cached
-        self._hw = display.shape[:2]
-        self._display = display  # the corrective-click walker sees what the model saw
-        return self
+        return self.use_embedding(display, cached)
 
     def use_embedding(self, display: np.ndarray, embedding: CachedEmbedding) -> "Predictor":
-        """Make an embedding computed elsewhere (an interpolation between planes) the current
-        image of ``display``, without putting it in the cache: it is recomputed in a millisecond,
-        and caching it would hold 4 MiB per plane (LiteMedSAM) that no encoding paid for."""
+        """Make ``embedding`` the current image of ``display``. Called directly (an interpolation
+        between planes) it bypasses the cache: recomputed in a millisecond, it would hold 4 MiB
+        per plane (LiteMedSAM) that no encoding paid for."""
         self._current = embedding
         self._hw = display.shape[:2]
-        self._display = display
+        self._display = display  # the corrective-click walker sees what the model saw
         return self
 
     def get_image_embedding(self) -> torch.Tensor:
