@@ -89,19 +89,20 @@ def disk_image(size: int = 128, radius: int = 30, center: tuple[int, int] = (64,
 
 
 @pytest.fixture()
-def session_axes(monkeypatch) -> list[int]:
-    """The slicing axis of every ``VolumeSession`` made during the test, in order (both import
-    paths, ``medisam.predict`` and ``medisam.predict.session``, give the recording class)."""
+def made_sessions(monkeypatch) -> list[dict]:
+    """The slicing ``axis`` and the ``window`` argument of every ``VolumeSession`` made during the
+    test, in order (both import paths, ``medisam.predict`` and ``medisam.predict.session``, give the
+    recording class)."""
     import medisam.predict as predict
     import medisam.predict.session as session_module
 
-    axes: list[int] = []
+    made: list[dict] = []
 
     class Recording(session_module.VolumeSession):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            axes.append(self.axis)
+            made.append({"axis": self.axis, "window": kwargs.get("window")})
 
     monkeypatch.setattr(predict, "VolumeSession", Recording)
     monkeypatch.setattr(session_module, "VolumeSession", Recording)
-    return axes
+    return made

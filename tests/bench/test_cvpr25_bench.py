@@ -156,7 +156,7 @@ def test_protocol_runs_on_every_edge_volume(tmp_path, tiny_model):
     assert set(classes) == {"1", "2", "5"}
 
 
-def test_a_sagittal_case_runs_along_its_acquisition_axis(tmp_path, tiny_model, session_axes):
+def test_a_sagittal_case_runs_along_its_acquisition_axis(tmp_path, tiny_model, made_sessions):
     """The protocol's session slices a volume along its thick axis (square pixels for the model),
     whichever array axis holds it; the bench's plan line counts that axis's planes."""
     from medisam.bench.cost import start_encodings
@@ -171,6 +171,6 @@ def test_a_sagittal_case_runs_along_its_acquisition_axis(tmp_path, tiny_model, s
                       evaluator=evaluator, progress=False)
         with open(out / "results.csv", newline="") as fh:
             assert len(list(csv.DictReader(fh))) == 6
-        assert session_axes.pop() == axis
+        assert made_sessions.pop()["axis"] == axis
         labels = discover_cases(root)[0].load().labels
         assert start_encodings(labels.array, labels.spacing_zyx) > 0

@@ -63,3 +63,26 @@ def test_mr_percentiles():
     assert out.shape == (25, 40, 3) and out.min() == 0 and out.max() == 255
     assert out[12, 20, 0] == pytest.approx(127.5, abs=2)
     assert to_display(np.zeros((4, 4), np.float32), "MR").max() == 0  # constant image
+
+
+def test_in_hounsfield():
+    from medisam.io.intensity import in_hounsfield
+
+    air = np.array([[-1024.0, 40.0], [300.0, 1000.0]], np.float32)
+    assert in_hounsfield(air, "CT") and in_hounsfield(air, "OT") and in_hounsfield(air.astype(np.int16), "ot")
+    assert not in_hounsfield(air, "MR") and not in_hounsfield(air, "PT")
+    fat = np.array([-150.0, 40.0], np.float32)  # a CT crop without air: HU for a CT, not enough for "OT"
+    assert in_hounsfield(fat, "CT") and not in_hounsfield(fat, "OT")
+    assert not in_hounsfield(np.zeros(4, np.uint8), "CT") and not in_hounsfield(np.zeros(0, np.float32), "CT")
+
+
+def test_region_window_spans_the_region_percentiles():
+    from medisam.io.intensity import region_window
+
+    volume = np.full((4, 10, 10), -1000.0, np.float32)
+    volume[:, 2:8, 2:8] = np.linspace(0.0, 200.0, 36, dtype=np.float32).reshape(6, 6)
+    width, level = region_window(volume, (slice(None), slice(2, 8), slice(2, 8)))
+    lo, hi = np.percentile(volume[:, 2:8, 2:8], [0.5, 99.5])
+    assert (width, level) == pytest.approx((hi - lo, (hi + lo) / 2))
+    assert region_window(volume, (slice(None), slice(0, 1), slice(None))) is None  # constant: no window
+    assert region_window(volume, (slice(0, 0),)) is None  # empty

@@ -109,7 +109,7 @@ def test_backend_options(nifti, tmp_path):
     assert not bad.exists()
 
 
-def test_box3d_runs_along_the_acquisition_axis_unless_told(tmp_path, session_axes):
+def test_box3d_runs_along_the_acquisition_axis_unless_told(tmp_path, made_sessions):
     """A sagittal NIfTI (thick voxels along i) is propagated along i by default, its planes with
     square pixels; --axis still decides."""
     zz, yy, xx = np.mgrid[:20, :24, :5]
@@ -121,4 +121,44 @@ def test_box3d_runs_along_the_acquisition_axis_unless_told(tmp_path, session_axe
     for extra, axis in (([], 2), (["--axis", "k"], 0)):
         out = tmp_path / f"mask{axis}.nii.gz"
         assert main(["propagate", str(path), "--box3d", "1,6,4,3,18,16", "-o", str(out)] + extra + TINY) == 0
-        assert session_axes.pop() == axis and out.exists()
+        assert made_sessions.pop()["axis"] == axis and out.exists()
+
+
+def _ct_in_hu(tmp_path, air: float = -1024.0, name: str = "ct"):
+    """A 6 x 40 x 40 CT in HU: air, a body of soft tissue (40 HU) holding a 'nodule' of 120 HU at
+    rows/columns 16..23, and bone (1000 HU) in one corner."""
+    array = np.full((6, 40, 40), air, np.float32)
+    array[:, 4:36, 4:36] = 40.0
+    array[:, 16:24, 16:24] = 120.0
+    array[:, 30:34, 30:34] = 1000.0
+    path = tmp_path / f"{name}.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    return path, array
+
+
+def test_a_ct_in_hu_is_windowed_on_its_prompt_box(tmp_path, made_sessions, capsys):
+    """Without --window, a NIfTI holding air in HU gets the 0.5-99.5 percentiles of the prompt box's
+    voxels (here 40..120 HU: the nodule and the tissue around it); --window still decides, and an
+    image without air keeps the volume's own rule (window None)."""
+    from medisam.io.intensity import region_window
+
+    path, array = _ct_in_hu(tmp_path)
+    box = (slice(1, 5), slice(12, 28), slice(12, 28))
+    expected = region_window(array, box)
+    lo, hi = expected[1] - expected[0] / 2, expected[1] + expected[0] / 2
+    assert 40 <= lo < 41 and 119 < hi <= 120  # the box's range, not air to bone
+    args = ["--box3d", "12,12,1,27,27,4"] + TINY
+    assert main(["propagate", str(path), "-o", str(tmp_path / "a.nii.gz")] + args) == 0
+    assert made_sessions.pop()["window"] == pytest.approx(expected)
+    assert "window: width 80, level 80" in capsys.readouterr().err
+    # a box on a k slice: that slice's box
+    assert main(["propagate", str(path), "--slice", "2", "--box", "12,12,27,27", "-o", str(tmp_path / "b.nii.gz")]
+                + TINY) == 0
+    assert made_sessions.pop()["window"] == pytest.approx(region_window(array, (2, slice(12, 28), slice(12, 28))))
+    capsys.readouterr()
+    assert main(["propagate", str(path), "--window", "lung", "-o", str(tmp_path / "c.nii.gz")] + args) == 0
+    assert made_sessions.pop()["window"] == "lung"
+    assert "window:" not in capsys.readouterr().err
+    no_air, _ = _ct_in_hu(tmp_path, air=0.0, name="no_air")
+    assert main(["propagate", str(no_air), "-o", str(tmp_path / "d.nii.gz")] + args) == 0
+    assert made_sessions.pop()["window"] is None

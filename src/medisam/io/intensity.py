@@ -27,6 +27,12 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
 #: Values below this minimum mark an array as Hounsfield units (air is -1000 HU).
 HU_MIN_THRESHOLD = -100.0
 
+#: An image of no named modality (a NIfTI, an NRRD) whose minimum is below this holds air in HU: a CT.
+AIR_HU = -900.0
+
+#: Percentiles a window spans when the data choose it (the volume's, or a prompt box's voxels).
+WINDOW_PERCENTILES = (0.5, 99.5)
+
 
 def resolve_window(window: str | tuple[float, float]) -> tuple[float, float]:
     """Return ``(width, level)`` for a preset name or a ``(width, level)`` pair."""
@@ -50,6 +56,46 @@ def apply_window(array: np.ndarray, window: str | tuple[float, float]) -> np.nda
     lower, upper = level - width / 2.0, level + width / 2.0
     out = np.clip(np.asarray(array, dtype=np.float32), lower, upper)
     return ((out - lower) / (upper - lower) * 255.0).astype(np.float32)
+
+
+def in_hounsfield(array: np.ndarray, modality: str = "OT") -> bool:
+    """Whether ``array`` looks like a CT in Hounsfield units: a CT whose minimum is below
+    :data:`HU_MIN_THRESHOLD`, or an image of no named modality (``"OT"``) holding air (below
+    :data:`AIR_HU`). An MR, a PET or an 8-bit image never does."""
+    a = np.asarray(array)
+    if a.size == 0 or a.dtype == np.uint8 or a.dtype.kind not in "iuf":
+        return False
+    lowest = float(np.min(a))
+    kind = modality.upper()
+    return (kind == "CT" and lowest < HU_MIN_THRESHOLD) or (kind == "OT" and lowest < AIR_HU)
+
+
+def region_window(array: np.ndarray, region: tuple[slice, ...]) -> tuple[float, float] | None:
+    """``(width, level)`` spanning the 0.5-99.5 percentiles of ``array[region]``; None for an empty
+    or constant region.
+
+    Why: one fixed CT window does not serve every target. The soft-tissue window blanks a lung
+    nodule's surroundings and the volume's own percentiles (air to bone) flatten an abdominal organ;
+    the voxels of the prompt's box hold the target and what borders it, so their range is the
+    contrast the model needs (``medisam propagate`` on a CT in HU, ``docs/volumes.md``).
+    """
+    values = np.asarray(array)[region]
+    if values.size == 0:
+        return None
+    lo, hi = percentile_range(values)
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+        return None
+    return hi - lo, (hi + lo) / 2.0
+
+
+def percentile_range(values: np.ndarray) -> tuple[float, float]:
+    """The :data:`WINDOW_PERCENTILES` of ``values``; of a strided sample past 4 M values (the same
+    window, much faster on a whole CT)."""
+    sample = np.asarray(values).ravel()
+    if sample.size > 4_000_000:
+        sample = sample[:: sample.size // 2_000_000]
+    lo, hi = np.percentile(sample.astype(np.float64), WINDOW_PERCENTILES)
+    return float(lo), float(hi)
 
 
 def _scale(array: np.ndarray, lower: float, upper: float) -> np.ndarray:
@@ -91,7 +137,7 @@ def to_display(
         else:
             out = _scale(a, float(a.min()), float(a.max()))
     else:
-        lo, hi = np.percentile(a.astype(np.float64), [0.5, 99.5])
+        lo, hi = np.percentile(a.astype(np.float64), WINDOW_PERCENTILES)
         out = _scale(a, float(lo), float(hi))
     if out.ndim == 2:
         out = np.repeat(out[..., None], 3, axis=-1)
