@@ -162,3 +162,28 @@ def test_a_ct_in_hu_is_windowed_on_its_prompt_box(tmp_path, made_sessions, capsy
     no_air, _ = _ct_in_hu(tmp_path, air=0.0, name="no_air")
     assert main(["propagate", str(no_air), "-o", str(tmp_path / "d.nii.gz")] + args) == 0
     assert made_sessions.pop()["window"] is None
+
+
+def test_segment_windows_a_ct_slice_on_its_boxes(tmp_path, monkeypatch, capsys):
+    """`medisam segment` on a slice of a CT in HU: the window spans the union of its boxes' pixels on
+    that slice; with --window, that window."""
+    import medisam.predict.segment as segment_module
+    from medisam.io.intensity import region_window
+
+    windows = []
+    real = segment_module.segment_image
+
+    def recording(*args, **kwargs):
+        windows.append(kwargs.get("window"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(segment_module, "segment_image", recording)
+    path, array = _ct_in_hu(tmp_path)
+    boxes = ["--box", "12,12,20,20", "--box", "18,18,27,27"]
+    tiny = TINY[:-1]  # segment has no progress bar to turn off
+    assert main(["segment", str(path), "--slice", "3", *boxes, "-o", str(tmp_path / "a.nii.gz")] + tiny) == 0
+    assert windows.pop() == pytest.approx(region_window(array, (3, slice(12, 28), slice(12, 28))))
+    assert "window: width" in capsys.readouterr().err
+    assert main(["segment", str(path), "--slice", "3", *boxes, "--window", "bone", "-o", str(tmp_path / "b.nii.gz")]
+                + tiny) == 0
+    assert windows.pop() == "bone"

@@ -3,7 +3,6 @@ RECIST line or a prompt on one slice, with a progress bar; writes a label map wi
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import List, Optional
 
@@ -164,26 +163,8 @@ def _box3d_axis(prompt: dict, image, model) -> int:  # noqa: ANN001 - a MedicalI
 
 
 def _prompt_window(prompt: dict, image, axis: Optional[int]):  # noqa: ANN001 - a MedicalImage
-    """The window of a CT in Hounsfield units prompted without ``--window``: the 0.5-99.5 percentiles of
-    the voxels in the prompt's box (its 3D box, a RECIST line's box, or a box on a k slice), which hold
-    the target and what borders it. Real CT, box-3D Dice against the volume's percentiles / the soft-tissue
-    window: a lung nodule 0.848 (0.863 / 0.688), the dcmqi liver, spine and heart 0.885 (0.863 / 0.832)
-    (stop 50, ``docs/volumes.md``). None (the volume's own rule) for other images and for point prompts."""
-    from medisam.io.intensity import in_hounsfield, region_window
-
-    region = _prompt_region(prompt, image, axis)
-    if region is None or not in_hounsfield(image.array, image.modality):
-        return None
-    window = region_window(image.array, region)
-    if window is not None:
-        typer.echo(f"window: width {window[0]:.0f}, level {window[1]:.0f} (the 0.5-99.5 percentiles of the "
-                   "prompt box's voxels; --window sets one)", err=True)
-    return window
-
-
-def _prompt_region(prompt: dict, image, axis: Optional[int]) -> Optional[tuple]:  # noqa: ANN001
-    """Index slices of the voxels in the prompt's box; None for point prompts and for a slice box on
-    another axis than k."""
+    """:func:`common.box_window` on the prompt's box: its 3D box, a RECIST line's box, or a box on a k
+    slice; None for point prompts and a slice box on another axis."""
     from medisam.predict.volume import as_box3d
     from medisam.prompting.shapes import recist_to_box3d
 
@@ -191,13 +172,12 @@ def _prompt_region(prompt: dict, image, axis: Optional[int]) -> Optional[tuple]:
         b = as_box3d(prompt["box3d"])
     elif "recist" in prompt:
         b = recist_to_box3d(prompt["recist"], prompt["slice"], image.spatial_shape, image.spacing_zyx)
-    elif prompt.get("box") is not None and axis in (None, 0):
-        x0, y0, x1, y1 = prompt["box"]
-        k = prompt["slice"]
-        return k, slice(max(int(y0), 0), math.ceil(y1) + 1), slice(max(int(x0), 0), math.ceil(x1) + 1)
     else:
-        return None
-    return (slice(max(b.z0, 0), b.z1 + 1), slice(max(b.y0, 0), b.y1 + 1), slice(max(b.x0, 0), b.x1 + 1))
+        on_k = prompt.get("box") is not None and axis in (None, 0)
+        region = common.box_region([prompt["box"]], (prompt["slice"],)) if on_k else None
+        return common.box_window(image.array, image.modality, region)
+    region = common.box_region([(b.x0, b.y0, b.x1, b.y1)], (slice(b.z0, b.z1 + 1),))
+    return common.box_window(image.array, image.modality, region)
 
 
 def _is_video(input: Path) -> bool:

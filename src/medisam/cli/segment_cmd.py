@@ -79,6 +79,9 @@ def segment(
         if points and len(boxes) > 1:
             raise common.InputError(f"--point refines one object; --mask {mask} holds {len(boxes)} labels")
     checks.image_checks(image, input, boxes=boxes, points=points, slice=slice, axis=array_axis, output=output)
+    pixels = image.slice2d(slice or 0, array_axis or 0) if image.is_volume else image.array
+    if win is None and not image.is_rgb:
+        win = common.box_window(pixels, image.modality, common.box_region(boxes))
     runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
     labels = _run(image, boxes, points, slice, array_axis or 0, win, model, checkpoint, device, runtime)
     if labels_in is not None:  # keep the mask's label values
@@ -93,7 +96,6 @@ def segment(
     n = int((labels.array > 0).sum())
     typer.echo(f"wrote {written} ({len(boxes) or 1} object(s), {n} foreground pixels)")
     if overlay is not None:
-        pixels = image.slice2d(slice or 0, array_axis or 0) if image.is_volume else image.array
         label2d = labels.slice2d(slice or 0, array_axis or 0) if image.is_volume else labels.array
         write_overlay_png(to_display(pixels, image.modality, win), label2d, overlay, force=force)
         typer.echo(f"wrote {overlay}")
