@@ -129,6 +129,11 @@ def test_decathlon_4d_cases_read_one_channel_and_guide_with_the_others(tmp_path)
     assert second.modality == "CT" and float(second.image.array.min()) == 20.0
     assert [float(g.array.min()) for g in second.read_guides()] == [10.0, 30.0]
     assert discover_cases(root, DatasetOptions(guides=False))[0].load().read_guides() == []
+    # a medisam.json that picks the channel picks its modality too; the command line's channel wins
+    (root / "medisam.json").write_text(json.dumps({"channel": 1}))
+    sidecar = discover_cases(root)[0].load()
+    assert sidecar.modality == "CT" and float(sidecar.image.array.min()) == 20.0
+    assert discover_cases(root, DatasetOptions(channel=2))[0].load().modality == "MR"
 
 
 def test_cvpr24_npz(tmp_path):

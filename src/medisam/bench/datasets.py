@@ -253,10 +253,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _options_from_files(root: Path, channel: int = 0) -> DatasetOptions:
-    """Settings from dataset.json (the modality of ``channel``), labels.json and medisam.json
-    (later ones win)."""
+def _options_from_files(root: Path, channel: int | None = None) -> DatasetOptions:
+    """Settings from dataset.json (the modality of ``channel``: the one given, else medisam.json's,
+    else 0), labels.json and medisam.json (later ones win)."""
     opts = DatasetOptions()
+    sidecar = DatasetOptions.from_dict(_read_json(root / "medisam.json")) if (root / "medisam.json").is_file() else None
+    if channel is None:
+        channel = (sidecar.channel if sidecar is not None else None) or 0
     if (root / "dataset.json").is_file():
         dj = _read_json(root / "dataset.json")
         mods = dj.get("modality") or dj.get("channel_names") or {}
@@ -274,8 +277,7 @@ def _options_from_files(root: Path, channel: int = 0) -> DatasetOptions:
         lj = _read_json(root / "labels.json")
         opts = opts.merged(DatasetOptions(labels={int(k): str(v) for k, v in lj.items()
                                                   if str(k).isdigit() and int(k) != 0}))
-    if (root / "medisam.json").is_file():
-        sidecar = DatasetOptions.from_dict(_read_json(root / "medisam.json"))
+    if sidecar is not None:
         opts = opts.merged(replace(sidecar, modality=normalise_modality(sidecar.modality)))
     return opts
 
@@ -301,7 +303,7 @@ def discover_cases(path: str | Path, options: DatasetOptions | None = None,
     root = Path(path).expanduser()
     layout = detect_layout(root)
     dataset = name or (root.stem if root.is_file() else root.name)
-    base = _options_from_files(root if root.is_dir() else root.parent, (options.channel if options else None) or 0)
+    base = _options_from_files(root if root.is_dir() else root.parent, options.channel if options else None)
     opts = base.merged(options or DatasetOptions())
     opts = replace(opts, modality=normalise_modality(opts.modality))
     refs: list[CaseRef] = []
