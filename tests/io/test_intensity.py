@@ -84,5 +84,7 @@ def test_region_window_spans_the_region_percentiles():
     width, level = region_window(volume, (slice(None), slice(2, 8), slice(2, 8)))
     lo, hi = np.percentile(volume[:, 2:8, 2:8], [0.5, 99.5])
     assert (width, level) == pytest.approx((hi - lo, (hi + lo) / 2))
+    assert region_window(volume, (slice(None), slice(2, 8), slice(2, 8)), 400.0) == pytest.approx((400.0, level))
+    assert region_window(volume, (slice(None), slice(2, 8), slice(2, 8)), 50.0) == pytest.approx((width, level))
     assert region_window(volume, (slice(None), slice(0, 1), slice(None))) is None  # constant: no window
     assert region_window(volume, (slice(0, 0),)) is None  # empty

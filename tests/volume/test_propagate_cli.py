@@ -138,23 +138,23 @@ def _ct_in_hu(tmp_path, air: float = -1024.0, name: str = "ct"):
 
 def test_a_ct_in_hu_is_windowed_on_its_prompt_box(tmp_path, made_sessions, capsys):
     """Without --window, a NIfTI holding air in HU gets the 0.5-99.5 percentiles of the prompt box's
-    voxels (here 40..120 HU: the nodule and the tissue around it); --window still decides, and an
-    image without air keeps the volume's own rule (window None)."""
+    voxels (here 40..120 HU: the nodule and the tissue around it), widened to 400 HU about their centre;
+    --window still decides, and an image without air keeps the volume's own rule (window None)."""
     from medisam.io.intensity import region_window
 
     path, array = _ct_in_hu(tmp_path)
     box = (slice(1, 5), slice(12, 28), slice(12, 28))
-    expected = region_window(array, box)
-    lo, hi = expected[1] - expected[0] / 2, expected[1] + expected[0] / 2
-    assert 40 <= lo < 41 and 119 < hi <= 120  # the box's range, not air to bone
+    width, level = region_window(array, box)
+    assert 40 <= level - width / 2 < 41 and 119 < level + width / 2 <= 120  # the box's range, not air to bone
     args = ["--box3d", "12,12,1,27,27,4"] + TINY
     assert main(["propagate", str(path), "-o", str(tmp_path / "a.nii.gz")] + args) == 0
-    assert made_sessions.pop()["window"] == pytest.approx(expected)
-    assert "window: width 80, level 80" in capsys.readouterr().err
-    # a box on a k slice: that slice's box
-    assert main(["propagate", str(path), "--slice", "2", "--box", "12,12,27,27", "-o", str(tmp_path / "b.nii.gz")]
+    assert made_sessions.pop()["window"] == pytest.approx((400.0, level))
+    assert "window: width 400, level 80" in capsys.readouterr().err
+    # a box on a k slice: that slice's box; a wide one (air to bone) keeps its own width
+    assert main(["propagate", str(path), "--slice", "2", "--box", "0,0,39,39", "-o", str(tmp_path / "b.nii.gz")]
                 + TINY) == 0
-    assert made_sessions.pop()["window"] == pytest.approx(region_window(array, (2, slice(12, 28), slice(12, 28))))
+    assert made_sessions.pop()["window"] == pytest.approx(region_window(array, (2, slice(0, 40), slice(0, 40))))
+    assert region_window(array, (2, slice(0, 40), slice(0, 40)))[0] > 2000  # air to bone: wider than 400
     capsys.readouterr()
     assert main(["propagate", str(path), "--window", "lung", "-o", str(tmp_path / "c.nii.gz")] + args) == 0
     assert made_sessions.pop()["window"] == "lung"
@@ -182,8 +182,8 @@ def test_segment_windows_a_ct_slice_on_its_boxes(tmp_path, monkeypatch, capsys):
     boxes = ["--box", "12,12,20,20", "--box", "18,18,27,27"]
     tiny = TINY[:-1]  # segment has no progress bar to turn off
     assert main(["segment", str(path), "--slice", "3", *boxes, "-o", str(tmp_path / "a.nii.gz")] + tiny) == 0
-    assert windows.pop() == pytest.approx(region_window(array, (3, slice(12, 28), slice(12, 28))))
-    assert "window: width" in capsys.readouterr().err
+    assert windows.pop() == pytest.approx(region_window(array, (3, slice(12, 28), slice(12, 28)), 400.0))
+    assert "window: width 400, level 80" in capsys.readouterr().err
     assert main(["segment", str(path), "--slice", "3", *boxes, "--window", "bone", "-o", str(tmp_path / "b.nii.gz")]
                 + tiny) == 0
     assert windows.pop() == "bone"

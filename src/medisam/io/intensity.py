@@ -30,6 +30,10 @@ HU_MIN_THRESHOLD = -100.0
 #: An image of no named modality (a NIfTI, an NRRD) whose minimum is below this holds air in HU: a CT.
 AIR_HU = -900.0
 
+#: The narrowest window chosen from a CT's own voxels: the soft-tissue window's width. A box holding
+#: only soft tissue spans ~100 HU, and stretching that to 0..255 magnifies its noise (stop 50).
+MIN_CT_WINDOW_WIDTH = WINDOW_PRESETS["soft_tissue"][0]
+
 #: Percentiles a window spans when the data choose it (the volume's, or a prompt box's voxels).
 WINDOW_PERCENTILES = (0.5, 99.5)
 
@@ -70,9 +74,9 @@ def in_hounsfield(array: np.ndarray, modality: str = "OT") -> bool:
     return (kind == "CT" and lowest < HU_MIN_THRESHOLD) or (kind == "OT" and lowest < AIR_HU)
 
 
-def region_window(array: np.ndarray, region: tuple[slice, ...]) -> tuple[float, float] | None:
-    """``(width, level)`` spanning the 0.5-99.5 percentiles of ``array[region]``; None for an empty
-    or constant region.
+def region_window(array: np.ndarray, region: tuple[slice, ...], min_width: float = 0.0) -> tuple[float, float] | None:
+    """``(width, level)`` spanning the 0.5-99.5 percentiles of ``array[region]``, widened about its
+    centre to ``min_width``; None for an empty or constant region.
 
     Why: one fixed CT window does not serve every target. The soft-tissue window blanks a lung
     nodule's surroundings and the volume's own percentiles (air to bone) flatten an abdominal organ;
@@ -85,7 +89,7 @@ def region_window(array: np.ndarray, region: tuple[slice, ...]) -> tuple[float, 
     lo, hi = percentile_range(values)
     if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
         return None
-    return hi - lo, (hi + lo) / 2.0
+    return max(hi - lo, min_width), (hi + lo) / 2.0
 
 
 def percentile_range(values: np.ndarray) -> tuple[float, float]:
