@@ -76,13 +76,8 @@ def in_hounsfield(array: np.ndarray, modality: str = "OT") -> bool:
 
 def region_window(array: np.ndarray, region: tuple[slice, ...], min_width: float = 0.0) -> tuple[float, float] | None:
     """``(width, level)`` spanning the 0.5-99.5 percentiles of ``array[region]``, widened about its
-    centre to ``min_width``; None for an empty or constant region.
-
-    Why: one fixed CT window does not serve every target. The soft-tissue window blanks a lung
-    nodule's surroundings and the volume's own percentiles (air to bone) flatten an abdominal organ;
-    the voxels of the prompt's box hold the target and what borders it, so their range is the
-    contrast the model needs (``medisam propagate`` on a CT in HU, ``docs/volumes.md``).
-    """
+    centre to ``min_width``; None for an empty or constant region. The CLI windows a CT in HU on its
+    prompt box this way (:func:`medisam.cli.common.box_window`, ``docs/interactive3d.md``)."""
     values = np.asarray(array)[region]
     if values.size == 0:
         return None
