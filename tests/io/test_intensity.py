@@ -88,3 +88,18 @@ def test_region_window_spans_the_region_percentiles():
     assert region_window(volume, (slice(None), slice(2, 8), slice(2, 8)), 50.0) == pytest.approx((width, level))
     assert region_window(volume, (slice(None), slice(0, 1), slice(None))) is None  # constant: no window
     assert region_window(volume, (slice(0, 0),)) is None  # empty
+
+
+def test_ct_box_window():
+    """A CT in HU gets its box's window, at least 400 HU wide; an MR, no box or a constant box gets None."""
+    from medisam.io.intensity import ct_box_window, region_window
+
+    ct = np.full((3, 20, 20), -1000.0, np.float32)
+    ct[:, 5:15, 5:15] = 40.0
+    ct[:, 8:12, 8:12] = 100.0
+    whole = (slice(None), slice(None), slice(None))
+    assert ct_box_window(ct, "CT", whole) == pytest.approx(region_window(ct, whole))  # 1100 HU wide: as is
+    inside = (slice(None), slice(6, 14), slice(6, 14))
+    assert ct_box_window(ct, "OT", inside) == pytest.approx((400.0, 70.0))  # 40..100 HU, widened to 400
+    assert ct_box_window(ct, "MR", whole) is None and ct_box_window(ct, "CT", None) is None
+    assert ct_box_window(ct, "CT", (slice(None), slice(0, 2), slice(None))) is None  # all air: constant

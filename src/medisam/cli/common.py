@@ -70,21 +70,11 @@ def parse_window(text: Optional[str]) -> str | tuple[float, float] | None:
 
 
 def box_window(array, modality: str, region: Optional[tuple]) -> Optional[tuple[float, float]]:  # noqa: ANN001
-    """The window of a CT in Hounsfield units prompted without ``--window``: ``(width, level)`` spanning
-    the 0.5-99.5 percentiles of the voxels in ``region`` (index slices of the prompt's box), at least the
-    soft-tissue window's 400 HU wide, said on stderr; None (the image's own rule) for other images, a
-    point prompt (no region) or a constant box.
+    """:func:`medisam.io.intensity.ct_box_window` (a CT in HU prompted without ``--window`` is windowed on
+    the prompt box's voxels), said on stderr when it chose one."""
+    from medisam.io.intensity import ct_box_window
 
-    Why: the box holds the target and what borders it, so its range is the contrast the model needs.
-    Box-3D Dice against the volume's percentiles / the soft-tissue window: a lung nodule 0.848 (0.863 /
-    0.688); the dcmqi liver, spine and heart 0.885 (0.863 / 0.832); a synthetic 14-organ abdomen 0.904
-    (0.750 / 0.890) (stop 50, ``docs/interactive3d.md``, "The window of a CT in HU").
-    """
-    from medisam.io.intensity import MIN_CT_WINDOW_WIDTH, in_hounsfield, region_window
-
-    if region is None or not in_hounsfield(array, modality):
-        return None
-    window = region_window(array, region, MIN_CT_WINDOW_WIDTH)
+    window = ct_box_window(array, modality, region)
     if window is not None:
         typer.echo(f"window: width {window[0]:.0f}, level {window[1]:.0f} (the prompt box's voxels, 0.5-99.5 "
                    "percentiles, at least 400 HU wide; --window sets one)", err=True)

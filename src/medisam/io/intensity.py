@@ -76,8 +76,7 @@ def in_hounsfield(array: np.ndarray, modality: str = "OT") -> bool:
 
 def region_window(array: np.ndarray, region: tuple[slice, ...], min_width: float = 0.0) -> tuple[float, float] | None:
     """``(width, level)`` spanning the 0.5-99.5 percentiles of ``array[region]``, widened about its
-    centre to ``min_width``; None for an empty or constant region. The CLI windows a CT in HU on its
-    prompt box this way (:func:`medisam.cli.common.box_window`, ``docs/interactive3d.md``)."""
+    centre to ``min_width``; None for an empty or constant region."""
     values = np.asarray(array)[region]
     if values.size == 0:
         return None
@@ -85,6 +84,22 @@ def region_window(array: np.ndarray, region: tuple[slice, ...], min_width: float
     if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
         return None
     return max(hi - lo, min_width), (hi + lo) / 2.0
+
+
+def ct_box_window(array: np.ndarray, modality: str, region: tuple[slice, ...] | None) -> tuple[float, float] | None:
+    """The window for a prompt on a CT in Hounsfield units: :func:`region_window` of the prompt box's
+    voxels (``region``), at least :data:`MIN_CT_WINDOW_WIDTH` wide; None for an image that is not in HU
+    (:func:`in_hounsfield`), no region (a point prompt) or a constant box: the image's own rule then.
+
+    Why: one fixed CT window does not serve every target (the soft-tissue window blanks a lung nodule's
+    surroundings, air to bone flattens an abdominal organ); the box holds the target and what borders
+    it. Box-3D Dice against the volume's percentiles / the soft-tissue window: a lung nodule 0.848
+    (0.863 / 0.688), the dcmqi liver, spine and heart 0.885 (0.863 / 0.832), a synthetic 14-organ abdomen
+    0.904 (0.750 / 0.890) (stop 50, ``docs/interactive3d.md``, "The window of a CT in HU").
+    """
+    if region is None or not in_hounsfield(array, modality):
+        return None
+    return region_window(array, region, MIN_CT_WINDOW_WIDTH)
 
 
 def percentile_range(values: np.ndarray) -> tuple[float, float]:
