@@ -187,3 +187,24 @@ def test_segment_windows_a_ct_slice_on_its_boxes(tmp_path, monkeypatch, capsys):
     assert main(["segment", str(path), "--slice", "3", *boxes, "--window", "bone", "-o", str(tmp_path / "b.nii.gz")]
                 + tiny) == 0
     assert windows.pop() == "bone"
+
+
+def test_info_says_the_default_window_and_the_box3d_axis(tmp_path, capsys):
+    """`medisam info` tells what segment/propagate do without --window and which axis --box3d slices."""
+    path, _ = _ct_in_hu(tmp_path)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "CT in HU: a box prompt's voxels" in out and "else 0.5-99.5 percentiles" in out
+    assert "--box3d slices along  k (no axis is 1.2x thicker" in out
+    mr = np.random.default_rng(0).uniform(10, 500, (4, 12, 10)).astype(np.float32)
+    img = sitk.GetImageFromArray(mr)
+    img.SetSpacing((0.8, 0.8, 0.5))  # x and y tie for the thickest: no thick axis
+    sitk.WriteImage(img, str(tmp_path / "mr.nii.gz"))
+    img.SetSpacing((3.0, 0.8, 0.8))  # x (i) is the thick axis: a sagittal scan
+    sitk.WriteImage(img, str(tmp_path / "sag.nii.gz"))
+    assert main(["info", str(tmp_path / "mr.nii.gz")]) == 0
+    out = capsys.readouterr().out
+    lo, hi = np.percentile(mr, [0.5, 99.5])
+    assert f"0.5-99.5 percentiles: {lo:.6g} .. {hi:.6g}" in out and "no axis is 1.2x" in out
+    assert main(["info", str(tmp_path / "sag.nii.gz")]) == 0
+    assert "--box3d slices along  i (the thick axis, 3 mm)" in capsys.readouterr().out

@@ -102,6 +102,23 @@ def ct_box_window(array: np.ndarray, modality: str, region: tuple[slice, ...] | 
     return region_window(array, region, MIN_CT_WINDOW_WIDTH)
 
 
+def default_window(array: np.ndarray, modality: str = "OT", rgb: bool = False) -> str:
+    """In words, the window ``segment`` and ``propagate`` give ``array`` (colour when ``rgb``) without
+    ``--window`` (for ``medisam info``): the rules of :func:`to_display` and :func:`ct_box_window`."""
+    a = np.asarray(array)
+    if a.dtype == np.uint8:
+        return "none: 8-bit values as stored"
+    if rgb or a.dtype.kind not in "iuf":
+        return "min .. max"
+    if in_hounsfield(a, modality):
+        rest = "soft tissue (W400/L40)" if modality.upper() == "CT" else "0.5-99.5 percentiles"
+        return f"CT in HU: a box prompt's voxels (0.5-99.5 percentiles, >= 400 HU wide); else {rest}"
+    if modality.upper() == "CT":
+        return "min .. max (a CT not in HU)"
+    lo, hi = percentile_range(a)
+    return f"0.5-99.5 percentiles: {lo:.6g} .. {hi:.6g}"
+
+
 def percentile_range(values: np.ndarray) -> tuple[float, float]:
     """The :data:`WINDOW_PERCENTILES` of ``values``; of a strided sample past 4 M values (the same
     window, much faster on a whole CT)."""
