@@ -71,13 +71,12 @@ def info(
 
         lines["window (no --window)"] = default_window(a, image.modality, image.is_rgb)
     if image.is_volume and not image.is_video:
-        from medisam.predict.volume import ACQUISITION_ANISOTROPY, acquisition_axis
+        from medisam.predict.volume import ACQUISITION_ANISOTROPY, thick_axis
 
-        axis, spacing = acquisition_axis(image.spacing_zyx), image.spacing_zyx
-        thick = all(spacing[axis] >= ACQUISITION_ANISOTROPY * s for n, s in enumerate(spacing) if n != axis)
-        lines["--box3d slices along"] = "kji"[axis] + (
-            f" (the thick axis, {spacing[axis]:.3g} mm)" if thick
-            else f" (no axis is {ACQUISITION_ANISOTROPY:g}x thicker than the others)")
+        axis = thick_axis(image.spacing_zyx)
+        lines["--box3d slices along"] = (f"k (no axis is {ACQUISITION_ANISOTROPY:g}x thicker than the others)"
+                                         if axis is None else
+                                         f"{'kji'[axis]} (the thick axis, {image.spacing_zyx[axis]:.3g} mm)")
     if "fps" in image.source:
         lines["frame rate"] = f"{image.source['fps']:.3g} fps"
     for n, line in enumerate(image.geometry_warnings):

@@ -50,16 +50,22 @@ def parse_axis(axis: int | str) -> int:
 ACQUISITION_ANISOTROPY = 1.2
 
 
-def acquisition_axis(spacing_zyx: Sequence[float]) -> int:
-    """The array axis a volume was acquired along: the one whose spacing exceeds every other
-    axis's by :data:`ACQUISITION_ANISOTROPY` (a sagittal MR or CT stored with its slices last:
-    axis 2); else 0. Its planes have square pixels, as the 2D model was trained on; the planes of
-    another axis of such a volume are squashed (stop 49: a sagittal 14-organ CT's protocol starts
-    at 0.857 along axis 0 and 0.907 along its acquisition axis)."""
+def thick_axis(spacing_zyx: Sequence[float]) -> int | None:
+    """The array axis whose spacing exceeds every other axis's by :data:`ACQUISITION_ANISOTROPY`;
+    None when no axis does (an isotropic or nearly isotropic volume)."""
     spacing = [float(s) for s in spacing_zyx]
     widest = int(np.argmax(spacing))
     others = [s for i, s in enumerate(spacing) if i != widest]
-    return widest if all(spacing[widest] >= ACQUISITION_ANISOTROPY * s for s in others) else 0
+    return widest if all(spacing[widest] >= ACQUISITION_ANISOTROPY * s for s in others) else None
+
+
+def acquisition_axis(spacing_zyx: Sequence[float]) -> int:
+    """The array axis a volume was acquired along: its :func:`thick_axis` (a sagittal MR or CT
+    stored with its slices last: axis 2); else 0. Its planes have square pixels, as the 2D model was
+    trained on; the planes of another axis of such a volume are squashed (stop 49: a sagittal
+    14-organ CT's protocol starts at 0.857 along axis 0 and 0.907 along its acquisition axis)."""
+    axis = thick_axis(spacing_zyx)
+    return 0 if axis is None else axis
 
 
 def volume_to_display(array: np.ndarray, modality: str = "OT",
