@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 
 from medisam.errors import InputError, ModelError, PromptError
+from medisam.io.intensity import ct_box_window, in_hounsfield
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
 from medisam.models.speed_profile import encoding_time
@@ -83,12 +84,17 @@ class AxisSession(ClickLayer):
             ``(Z, Y, X)`` grid: the model sees ``image`` only, 3D corrective clicks
             (:mod:`~medisam.predict.refine3d`) see every channel, so tissues that look alike in
             one contrast and differ in another are told apart.
+        box_windows: give each 3D box its own window, from its voxels
+            (:func:`~medisam.io.intensity.ct_box_window`), for the views that propagate it and its
+            3D clicks. Default (None): on for a CT in HU given neither ``window`` nor ``display``,
+            as ``medisam propagate`` does; slice prompts keep the session's display.
     """
 
     def __init__(self, model: PromptableModel, image: MedicalImage | np.ndarray, axis: int | str = 0,
                  window: str | tuple[float, float] | None = None, predictor: Predictor | None = None,
                  config: PropagationConfig | None = None, display: np.ndarray | None = None,
-                 max_undo: int = MAX_UNDO, guides: Sequence[MedicalImage | np.ndarray] = ()):
+                 max_undo: int = MAX_UNDO, guides: Sequence[MedicalImage | np.ndarray] = (),
+                 box_windows: bool | None = None):
         if tracks_with_memory(model):
             raise ModelError(f"{model.name} is a SAM 2 model: use Sam2Session (memory-based tracking) "
                              "instead of VolumeSession")
@@ -97,6 +103,10 @@ class AxisSession(ClickLayer):
         self.geometry = SliceGeometry(tuple(self.image.spatial_shape), parse_axis(axis),
                                       tuple(float(s) for s in self.image.spacing_zyx))
         self.config = config or PropagationConfig()
+        if box_windows is None:
+            box_windows = window is None and display is None and in_hounsfield(self.image.array, self.image.modality)
+        #: whether each 3D box gets its own window (:meth:`box_window`)
+        self.box_windows = bool(box_windows)
         if display is None:
             display = volume_to_display(self.image.array, self.image.modality, window)
         elif display.shape != self.image.array.shape:
@@ -245,13 +255,26 @@ class AxisSession(ClickLayer):
         obj_id = check_object_id(obj_id)
         with self.step():
             self.store.push()
-            state = ObjectState(obj_id, {}, (lo, hi), box if self.config.clip_to_box else None, box, b3)
+            state = ObjectState(obj_id, {}, (lo, hi), box if self.config.clip_to_box else None, box, b3,
+                                window=self.box_window(b3))
             self._objects[obj_id] = state
             middle = self._best_seed_slice(box, lo, hi)
             version = self.store.next_version()
             state.seeds[middle] = SlicePrompts(box=box, version=version)
             state.box_version = version
             return self._seed_result(obj_id, middle)
+
+    def box_window(self, box3d: Box3D) -> tuple[float, float] | None:
+        """The window ``(width, level)`` a 3D box's views and clicks see with :attr:`box_windows`: the
+        0.5-99.5 percentiles of its voxels, at least 400 HU wide (None: the session's display).
+
+        Why per box: one window does not serve every object of a CT (the soft-tissue window blanks
+        a lung nodule's surroundings, air to bone flattens an abdominal organ); stop 51 measured it
+        through the protocol (docs/interactive3d.md, "A window per 3D box")."""
+        if not self.box_windows:
+            return None
+        region = (slice(box3d.z0, box3d.z1 + 1), slice(box3d.y0, box3d.y1 + 1), slice(box3d.x0, box3d.x1 + 1))
+        return ct_box_window(self.image.array, self.image.modality, region)
 
     def _best_seed_slice(self, box: Box, lo: int, hi: int) -> int:
         """The middle slice of ``lo..hi``, or with ``config.seed_search`` the nearby slice

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from medisam.io.intensity import apply_window
 from medisam.predict.click_refine import voxel_scale
 from medisam.predict.contract import SliceResult
 from medisam.predict.edits import EditLayer
@@ -32,13 +33,16 @@ class ClickLayer:
         view.flags.writeable = False
         return view
 
-    def click_features(self, crop: Crop) -> np.ndarray:
-        """What the 3D click walker sees on ``crop``: the display volume, ``(z, y, x)``, or with
+    def click_features(self, crop: Crop, obj_id: int | None = None) -> np.ndarray:
+        """What the 3D click walker of ``obj_id`` sees on ``crop``: the display volume (in the
+        object's own window where its 3D box has one, as its views saw it), ``(z, y, x)``, or with
         the session's guide channels (other images of the same volume, each mapped to [0, 255]
         as the display) stacked last, ``(z, y, x, 1 + guides)``."""
+        window = None if obj_id is None else self._objects[self._known(obj_id)].window
+        seen = self._display[crop] if window is None else apply_window(self.image.array[crop], window)
         if not self._guides:
-            return self._display[crop]
-        return np.stack([self._display[crop], *(g[crop] for g in self._guides)], axis=-1)
+            return seen
+        return np.stack([seen, *(g[crop] for g in self._guides)], axis=-1)
 
     def results(self, obj_id: int) -> dict[int, SliceResult]:
         """The current result of one object per slice (only slices with a result); the

@@ -71,6 +71,7 @@ class ObjectState:
     box_version: int | None = None  # version of the seed the 3D box made (fused when views > 1)
     edit: EditLayer | None = None  # voxels set by 3D corrective clicks (over the slice results)
     clicks3d: tuple[Click3D, ...] = ()  # the 3D corrective clicks that made ``edit``, in order
+    window: tuple[float, float] | None = None  # the 3D box's own (width, level); None: the session's display
 
 
 @dataclass(frozen=True)

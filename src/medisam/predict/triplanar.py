@@ -83,8 +83,9 @@ class TriPlanar:
             plan = self.plan(o.store.objects[obj_id])
             log.info("object %d: %s", obj_id, plan.describe())
             views = []
+            window = o.store.objects[obj_id].window  # the box's own window: its planes windowed here
             for grid, stride, coarse in zip(plan.grids, plan.grid_strides, plan.grid_coarse):  # as planned
-                display = grid.crop(o.display)
+                display = grid.crop(o.display) if window is None else grid.crop(o.image.array, window)
                 image = MedicalImage.from_array(display, spacing=grid.spacing_zyx(shape, spacing)[::-1], is_rgb=False)
                 # a view the plan lets start coarse keeps the automatic stride (the same planes: its spacing)
                 stride = None if coarse > stride else stride

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from medisam.errors import InputError
+from medisam.io.intensity import apply_window
 from medisam.predict.propagation import MAX_VIEW_ANISOTROPY, PropagationConfig
 from medisam.predict.volume import SliceGeometry, resample_axis
 from medisam.prompts import Box3D
@@ -100,14 +101,17 @@ class ViewGrid:
             size[self.stretch_axis] = self.size
         return size[rows], size[cols]
 
-    def crop(self, volume: np.ndarray) -> np.ndarray:
-        """The view volume of a full ``(Z, Y, X)`` display volume (float32, stretched)."""
+    def crop(self, volume: np.ndarray, window: tuple[float, float] | None = None) -> np.ndarray:
+        """The view volume of a full ``(Z, Y, X)`` display volume (float32, stretched); with a
+        ``window``, ``volume`` is the image itself and only the view's planes are windowed."""
         if self.planes is not None:
             out = np.take(volume, self.planes, axis=self.axis)
         else:
             sl: list = [slice(None)] * 3
             sl[self.axis] = slice(self.lo, self.hi + 1)
             out = volume[tuple(sl)]
+        if window is not None:
+            out = apply_window(out, window)
         if self.stretch_axis is not None:
             out = resample_axis(out, self.stretch_axis, self.size, "linear")
         return out
