@@ -18,7 +18,6 @@ click, not the model, decides there. The voxels ``x > 0.5`` are the new mask of 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -39,7 +38,10 @@ class RefineParams:
     prior_weight: float = 0.5  # lam far from clicks
     softness: float = 4.0  # voxels of the finest spacing: sigmoid scale of the model mask's signed distance
     intensity_mix: float = 0.5  # share of the intensity model in the prior
-    intensity_min_sd: float = 5.0  # display units: the narrowest Gaussian the intensity model fits
+    #: the object's intensity Gaussian is at least this share of the rest's spread (0: no floor). A
+    #: positive click on an object's edge samples partial-volume voxels only: a narrow Gaussian there
+    #: made the object's core unlikely and the click removed it (stop 51, docs/interactive3d.md)
+    object_sd_share: float = 0.4
     click_scale: float = 1.5  # fade radius = click_scale * distance to the current boundary
     min_radius: float = 2.0  # voxels
     seed_radius: float = 3.0  # voxels: a click fixes this ball (within ``inside``)
@@ -57,31 +59,18 @@ class RefineParams:
     #: (11 sets; docs/benchmark.md, ``benchmarks/clicks_2d.py --positive-rule``); a negative click
     #: only removes (:func:`apply_click`)
     positive_only_adds: bool = False
-    #: a positive click whose re-solve keeps less than this share of the object's voxels on the crop
-    #: keeps them all and adds what the re-solve adds (None: no guard)
-    shrink_guard: float | None = None
-    #: the guard holds only for a click this near the current mask (voxels of the finest spacing; None: any)
-    guard_distance: float | None = None
     #: largest crop the walker solves (~0.4 GiB and ~1 s of CG per million voxels here): a
     #: larger object's click is solved on the part of its crop around the click
     max_voxels: int = 2_000_000
 
 
-def apply_click(solved: np.ndarray, current: np.ndarray, positive: bool, params: RefineParams,
-                distance: float = math.inf) -> np.ndarray:
+def apply_click(solved: np.ndarray, current: np.ndarray, positive: bool, params: RefineParams) -> np.ndarray:
     """The mask after a click, from the walker's re-solved crop ``solved`` and the mask ``current``
     before it (same crop): a negative click only removes; a positive one only adds where
-    ``params.positive_only_adds`` or where the shrink guard holds (``distance``: the click's to
-    ``current``), else takes ``solved`` as it is."""
+    ``params.positive_only_adds``, else takes ``solved`` as it is."""
     if not positive:
         return solved & current
-    if params.positive_only_adds:
-        return solved | current
-    guard = params.shrink_guard
-    near = params.guard_distance is None or distance <= params.guard_distance
-    if guard is not None and near and int((solved & current).sum()) < guard * int(current.sum()):
-        return solved | current
-    return solved
+    return solved | current if params.positive_only_adds else solved
 
 
 def _channels_last(img: np.ndarray) -> np.ndarray:
@@ -132,8 +121,9 @@ def solve_prior_walker(lap: sparse.csr_matrix, lam: np.ndarray, prior: np.ndarra
     return x.reshape(prior.shape)
 
 
-def intensity_ratio(img: np.ndarray, fg_sample: np.ndarray, min_sd: float = 5.0) -> np.ndarray:
-    """Likelihood ratio p(I | object) / p(I | rest): Gaussians fitted on ``fg_sample`` and the rest.
+def intensity_ratio(img: np.ndarray, fg_sample: np.ndarray, min_sd: float = 5.0, sd_share: float = 0.0) -> np.ndarray:
+    """Likelihood ratio p(I | object) / p(I | rest): Gaussians fitted on ``fg_sample`` and the rest,
+    each at least ``min_sd`` wide, the object's at least ``sd_share`` of the rest's spread.
 
     ``img`` ``(Z, Y, X)`` or ``(Z, Y, X, C)``: with channels, one Gaussian per channel and the
     log ratios summed (channels taken as independent)."""
@@ -143,8 +133,8 @@ def intensity_ratio(img: np.ndarray, fg_sample: np.ndarray, min_sd: float = 5.0)
         return np.ones(fg_sample.shape)
     log_r = np.zeros(fg_sample.shape)
     for k in range(feats.shape[-1]):
-        mu_a, sd_a = float(np.median(a[:, k])), max(float(a[:, k].std()), min_sd)
         mu_b, sd_b = float(b[:, k].mean()), max(float(b[:, k].std()), min_sd)
+        mu_a, sd_a = float(np.median(a[:, k])), max(float(a[:, k].std()), min_sd, sd_share * sd_b)
         f = feats[..., k]
         log_r += (-0.5 * ((f - mu_a) / sd_a) ** 2 - np.log(sd_a)) - (-0.5 * ((f - mu_b) / sd_b) ** 2 - np.log(sd_b))
     return np.exp(np.clip(log_r, -6.0, 6.0))
@@ -172,16 +162,6 @@ def click_radius(current: np.ndarray, zyx: Sequence[int], positive: bool, spacin
         radius = min(radius, size_cap(int(current.sum()) if volume is None else max(int(volume), int(current.sum())),
                                       spacing, params))
     return max(params.min_radius, radius)
-
-
-def mask_distance(current: np.ndarray, zyx: Sequence[int], spacing: Sequence[float]) -> float:
-    """Distance (voxels of the finest spacing) from voxel ``zyx`` to the nearest voxel of ``current``
-    (0 inside it, infinite when it is empty)."""
-    held = np.argwhere(current)
-    if not len(held):
-        return math.inf
-    steps = (held - np.asarray(zyx)) * np.asarray(voxel_scale(spacing))
-    return float(np.sqrt((steps ** 2).sum(axis=1).min()))
 
 
 def size_cap(voxels: int, spacing: Sequence[float], params: RefineParams = RefineParams()) -> float:
@@ -273,7 +253,7 @@ def refine_crop(display: np.ndarray, model_mask: np.ndarray, inside: np.ndarray,
         sample = sample | (model_mask & ~removed)
     prior = p_model
     if params.intensity_mix > 0 and sample.sum() >= 3:
-        ratio = intensity_ratio(img, sample, params.intensity_min_sd)
+        ratio = intensity_ratio(img, sample, sd_share=params.object_sd_share)
         bayes = p_model * ratio / (p_model * ratio + (1.0 - p_model))
         prior = (1.0 - params.intensity_mix) * p_model + params.intensity_mix * bayes
     if claimed is not None:

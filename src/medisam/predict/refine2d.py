@@ -32,7 +32,9 @@ SPACING = (1.0, 1.0, 1.0)
 #: cut the mask elsewhere (Kvasir 0.897 -> 0.816 at the first click; docs/benchmark.md)
 #: A positive click only adds: re-solving the crop cut good boundary elsewhere (Kvasir's first
 #: click 0.897 -> 0.882 on average; only adding: 0.898; docs/benchmark.md)
-PARAMS_2D = RefineParams(sample_model_mask=True, positive_only_adds=True)
+#: The object's Gaussian has no floor from the rest's spread (``object_sd_share``, stop 51): measured in 3D
+#: only, and the 2D sample already holds the model's mask
+PARAMS_2D = RefineParams(sample_model_mask=True, positive_only_adds=True, object_sd_share=0.0)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,6 @@ such a mask only spreads the miss.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -40,7 +39,7 @@ import numpy as np
 from medisam.errors import PromptError
 from medisam.metrics_basic import dice
 from medisam.predict.click_layer import crop_of, window_around
-from medisam.predict.click_refine import (RefineParams, apply_click, click_radius, mask_distance, refine_crop, size_cap,
+from medisam.predict.click_refine import (RefineParams, apply_click, click_radius, refine_crop, size_cap,
                                           squared_distance, voxel_scale)
 from medisam.predict.edits import EditLayer, merged
 from medisam.predict.store import Click3D, check_in_range
@@ -226,8 +225,7 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     seeds = [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius) for c in (*their_clicks, *clicks)]
     solved = refine_crop(session.click_features(crop, obj_id), session.object_crop(obj_id, crop, model_only=True),
                          _inside(state, origin, current.shape), seeds, spacing, params, claimed=claimed)
-    distance = mask_distance(current, at, spacing) if positive and params.guard_distance is not None else math.inf
-    new = apply_click(solved, current, positive, params, distance)  # a background click never adds
+    new = apply_click(solved, current, positive, params)  # a background click never adds
     layer = EditLayer(tuple(int(o) for o in origin), new)
 
     def model_of(obj: int):  # noqa: ANN202 - the object's model mask on a crop, for merged()
