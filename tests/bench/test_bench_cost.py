@@ -40,6 +40,36 @@ def test_start_encodings_are_what_a_session_encodes(tiny_model):
     assert start_encodings(np.zeros_like(labels), image.spacing_zyx) == 0
 
 
+def test_box_windows_of_a_ct_encode_each_box_apart_and_the_count_says_so(tiny_model, tmp_path):
+    labels = _labels()
+    rng = np.random.default_rng(0)
+    hu = np.where(labels == 1, 40.0, np.where(labels == 2, 300.0, -900.0)) + rng.normal(0, 20, labels.shape)
+    image = MedicalImage.from_array(hu.astype(np.float32), spacing=(1.0, 1.0, 1.5), modality="CT")
+    session = VolumeSession(tiny_model, image, config=KEEP_GOING)
+    assert session.box_windows
+    for c in (1, 2):
+        zz, yy, xx = np.nonzero(labels == c)
+        session.add_box3d(Box3D(xx.min(), yy.min(), zz.min(), xx.max(), yy.max(), zz.max()), obj_id=c)
+    session.propagate(progress=False)
+    apart = start_encodings(labels, image.spacing_zyx, KEEP_GOING, tiny_model.spec.input_size, shared=False)
+    assert session.predictor.cache.misses == apart > start_encodings(labels, image.spacing_zyx, KEEP_GOING,
+                                                                       tiny_model.spec.input_size)
+    # the bench's line counts them apart for a CT in HU without --window, shared with one
+    root = tmp_path / "ct3d"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for arr, path in ((hu.astype(np.float32), root / "imagesTr" / "c0_0000.nii.gz"),
+                      (labels, root / "labelsTr" / "c0.nii.gz")):
+        img = sitk.GetImageFromArray(arr)
+        img.SetSpacing((1.0, 1.0, 1.5))
+        sitk.WriteImage(img, str(path))
+    refs = discover_cases(str(root), DatasetOptions())
+    assert f"encode at most {start_encodings(labels, (1.5, 1.0, 1.0), shared=False)} planes" in plan_line(
+        refs, ["litemedsam"], ["cvpr25-box3d"])
+    assert f"encode at most {start_encodings(labels, (1.5, 1.0, 1.0))} planes" in plan_line(
+        refs, ["litemedsam"], ["cvpr25-box3d"], window="soft_tissue")
+
+
 def test_plan_line_counts_runs_and_the_3d_starts(tmp_path, monkeypatch):
     import json
 

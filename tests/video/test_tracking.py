@@ -39,7 +39,7 @@ def oracle(session: TrackingSession, frames: np.ndarray) -> TrackingSession:
     current = {}
     encode = session._encode
 
-    def tracked_encode(t: int, interpolate: bool = False, fine: bool = False) -> None:
+    def tracked_encode(t: int, interpolate: bool = False, fine: bool = False, obj_id: int | None = None) -> None:
         current["t"] = t
         encode(t, interpolate)
 
@@ -255,7 +255,7 @@ def _scripted_segmenter(session, disks: list[np.ndarray], roll: int = 0, spill: 
     frame = {"t": 0}
     encode = session._encode
 
-    def encode_and_note(t: int, interpolate: bool = False, fine: bool = False) -> None:
+    def encode_and_note(t: int, interpolate: bool = False, fine: bool = False, obj_id: int | None = None) -> None:
         # the script decides every mask, and every frame has the same size, hence the same
         # transform: the encoder runs on frame 0 only (once, then cached) to keep the test fast
         frame["t"] = t

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -48,17 +50,19 @@ def test_each_3d_box_of_a_ct_gets_its_own_window(tiny_model):
     assert np.array_equal(session.click_features(crop), session.display[crop])  # no object: the session's
 
 
-@pytest.mark.parametrize("obj", [1, 2])
-def test_an_object_segments_as_alone_with_its_window(tiny_model, obj):
+@pytest.mark.parametrize("obj,views", [(1, 3), (2, 3), (1, 1), (2, 1)])
+def test_an_object_segments_as_alone_with_its_window(tiny_model, obj, views):
     """Two boxes in one session: each object's voxels are those of a session holding it alone with its
-    window given explicitly (what `medisam propagate` does for one object)."""
+    window given explicitly (what `medisam propagate` does for one object), fused from three views or
+    propagated along the session's axis alone."""
     image = _ct()
-    both = VolumeSession(tiny_model, image, config=FAST)
+    config = replace(FAST, views=views)
+    both = VolumeSession(tiny_model, image, config=config)
     both.add_box3d(NODULE, obj_id=1)
     both.add_box3d(ORGAN, obj_id=2)
     both.propagate(progress=False)
     box = NODULE if obj == 1 else ORGAN
-    alone = VolumeSession(tiny_model, image, config=FAST, window=both.object_state(obj).window)
+    alone = VolumeSession(tiny_model, image, config=config, window=both.object_state(obj).window)
     assert not alone.box_windows  # an explicit window: no box windows
     alone.add_box3d(box, obj_id=obj)
     alone.propagate(progress=False)

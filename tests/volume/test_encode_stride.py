@@ -150,8 +150,8 @@ def test_thin_slices_start_coarse_and_refine_where_the_mask_moves_fast(tiny_mode
 
     asked: list[int] = []
 
-    def fast_at_5(s, t, previous, mask):  # noqa: ANN001, ANN202 - the rule's signature
-        if not s.encoder.refinable(t):  # as the rule: only planes whose fine embedding differs
+    def fast_at_5(s, t, previous, mask, obj_id):  # noqa: ANN001, ANN202 - the rule's signature
+        if not s.encoder_of(obj_id).refinable(t):  # as the rule: only planes whose fine embedding differs
             return False
         asked.append(t)
         return t == 5

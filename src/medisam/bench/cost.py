@@ -34,23 +34,36 @@ def planned_start(strategy: str, targets: str | None) -> bool:
 
 
 def start_encodings(labels: np.ndarray, spacing_zyx: Sequence[float], config: PropagationConfig | None = None,
-                    input_size: int = 256) -> int:
+                    input_size: int = 256, shared: bool = True) -> int:
     """Encodings at most of every class's 3D-box start on one ``(Z, Y, X)`` label volume (along
     its acquisition axis, as the bench's sessions): the union of the classes' planned planes (a
-    plane two classes share is encoded once: the cache)."""
+    plane two classes share is encoded once: the cache), or their sum where each box sees the
+    image in its own window (``shared`` False: a CT in HU, ``VolumeSession.box_windows``)."""
     config = config or PropagationConfig()
     spacing = tuple(float(s) for s in spacing_zyx)
     axis = acquisition_axis(spacing)
-    planes: set[tuple[int, int]] = set()
-    for box in class_boxes(labels).values():
-        planes |= plan_for(config, tuple(labels.shape), spacing, axis, box, input_size).encoded_planes()
-    return len(planes)
+    plans = [plan_for(config, tuple(labels.shape), spacing, axis, box, input_size).encoded_planes()
+             for box in class_boxes(labels).values()]
+    return len(set().union(*plans)) if shared else sum(len(p) for p in plans)
 
 
-def plan_line(refs: Sequence[CaseRef], models: Sequence[str], strategies: Sequence[str], workers: int = 1) -> str:
+def box_windows(ref: CaseRef, window=None) -> bool:  # noqa: ANN001 - a window preset or (width, level)
+    """Whether the bench's session on ``ref`` gives each 3D box its own window (a CT in HU and no
+    ``--window``: :attr:`~medisam.predict.axis_session.AxisSession.box_windows`); reads the image
+    only where the set's modality leaves it open (CT or none)."""
+    from medisam.io.intensity import in_hounsfield
+
+    if window is not None or (ref.options.modality or "OT").upper() not in ("CT", "OT"):
+        return False
+    image = ref.load().image
+    return in_hounsfield(image.array, image.modality)
+
+
+def plan_line(refs: Sequence[CaseRef], models: Sequence[str], strategies: Sequence[str], workers: int = 1,
+              window=None) -> str:  # noqa: ANN001 - the bench's --window
     """One line: the runs, and the encodings of the 3D-box starts (and their time, where this
     machine's encoder was measured for every model: :func:`~medisam.models.speed_profile.encoding_time`,
-    on the threads each of ``workers`` processes gets)."""
+    on the threads each of ``workers`` processes gets; ``window``: the bench's, see :func:`box_windows`)."""
     from medisam.bench.evaluate import ModelRef
     from medisam.models.runtime import resolve_threads
     from medisam.models.speed_profile import encoding_time
@@ -60,7 +73,7 @@ def plan_line(refs: Sequence[CaseRef], models: Sequence[str], strategies: Sequen
     planned = [s for s in strategies if any(planned_start(s, r.options.targets) for r in refs)]
     if not planned or not refs:
         return runs
-    sampled = _sampled_encodings(refs)
+    sampled = _sampled_encodings(refs, window)
     if sampled is None:
         return runs
     per_run, counted = sampled
@@ -79,7 +92,7 @@ def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def _sampled_encodings(refs: Sequence[CaseRef]) -> tuple[int, int] | None:
+def _sampled_encodings(refs: Sequence[CaseRef], window=None) -> tuple[int, int] | None:  # noqa: ANN001
     """Encodings of one strategy's starts over every case, and the cases counted: up to
     :data:`SAMPLE_CASES` volume cases per dataset, scaled to the dataset's cases (None: no
     volume case)."""
@@ -92,11 +105,13 @@ def _sampled_encodings(refs: Sequence[CaseRef]) -> tuple[int, int] | None:
         for ref in cases[:SAMPLE_CASES]:
             try:
                 labels = read_image(ref.label_path)
+                volume = labels.is_volume and not labels.is_video
+                shared = not (volume and box_windows(ref, window))
             except Exception as exc:  # noqa: BLE001 - the run itself reports the case's error
                 log.info("cost estimate: %s unreadable (%s)", ref.label_path, exc)
                 continue
-            if labels.is_volume and not labels.is_video:
-                counts.append(start_encodings(labels.array, labels.spacing_zyx))
+            if volume:
+                counts.append(start_encodings(labels.array, labels.spacing_zyx, shared=shared))
         if counts:
             counted += len(counts)
             total += float(np.mean(counts)) * len(cases)

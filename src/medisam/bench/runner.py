@@ -210,7 +210,8 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
     if progress and tasks:  # the cost, before the work
         from medisam.bench.cost import plan_line
 
-        print(plan_line([ref for ref, _ in tasks], settings.models, settings.strategies, config.workers),
+        print(plan_line([ref for ref, _ in tasks], settings.models, settings.strategies, config.workers,
+                        settings.window),
               file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()

@@ -107,9 +107,9 @@ def seed_iter(s: AxisSession, obj_id: int, t: int) -> Iterator[SliceResult]:
     else:
         logits = prompts.mask_logits
         if logits is None and prompts.mask is not None:
-            s._encode(t)
+            s._encode(t, obj_id=obj_id)
             logits = s.predictor.transform.mask_to_low_res(prompts.mask, s.model.mask_input_size)
-        pred = s._predict(t, prompts.box, prompts.points, logits)
+        pred = s._predict(t, prompts.box, prompts.points, logits, obj_id=obj_id)
         mask = clip_to(pred.masks[0], state.clip_box)
         result = SliceResult(t, obj_id, mask, float(pred.scores[0]), pred.low_res_logits[0], "prompt", axis=s.axis)
     s.store.runs[key] = Run(t, (result,))
@@ -134,22 +134,25 @@ def _decode(s: AxisSession, t: int, prev: SliceResult, boxes: list[Box], fine: b
     point = interior_point(prev.mask) if cfg.point_prompt else None
     logits = prev.low_res_logits if cfg.mask_prompt else None
     if point is None and logits is None and not cfg.multimask and len(boxes) > 1:
-        s._encode(t, interpolate=True, fine=fine)  # the margins in one decoder batch; only the winner is upsampled
+        # the margins in one decoder batch; only the winner is upsampled
+        s._encode(t, interpolate=True, fine=fine, obj_id=prev.obj_id)
         return s.predictor.predict_best(boxes)[1], 0
     best = None
     for box in boxes:
-        pred = s._predict(t, box, [(*point, 1)] if point else None, logits, cfg.multimask, interpolate=True, fine=fine)
+        pred = s._predict(t, box, [(*point, 1)] if point else None, logits, cfg.multimask, interpolate=True, fine=fine,
+                          obj_id=prev.obj_id)
         k = pick(pred, prev.mask) if cfg.multimask else 0
         if best is None or pred.scores[k] > best[0].scores[best[1]]:
             best = (pred, k)
     return best
 
 
-def _too_fast(s: AxisSession, t: int, previous: np.ndarray, mask: np.ndarray) -> bool:
+def _too_fast(s: AxisSession, t: int, previous: np.ndarray, mask: np.ndarray, obj_id: int) -> bool:
     """Whether plane ``t``'s mask, decoded from the coarse planes, moved away from the previous
     plane's by more than ``config.refine_below_dice`` allows (and finer planes exist)."""
     limit = s.config.refine_below_dice
-    return limit is not None and s.encoder.refinable(t) and bool(previous.any()) and dice(previous, mask) < limit
+    return (limit is not None and s.encoder_of(obj_id).refinable(t) and bool(previous.any())
+            and dice(previous, mask) < limit)
 
 
 def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain: bool = False,
@@ -191,19 +194,20 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
         if not boxes:
             run = replace(run, stopped=True)
             break
-        s.encoder.prefetch(t, step, end)
-        fine = refined == s.encoder.interval(t)
+        encoder = s.encoder_of(obj_id)
+        encoder.prefetch(t, step, end)
+        fine = refined == encoder.interval(t)
         pred, k = _decode(s, t, prev, boxes, fine)
         mask, score = clip_to(s._threshold(pred, k), clip), float(pred.scores[k])
-        if not fine and _too_fast(s, t, prev.mask, mask):  # decode again from the planes at the fine stride
-            refined, fine = s.encoder.interval(t), True
+        if not fine and _too_fast(s, t, prev.mask, mask, obj_id):  # decode again from the planes at the fine stride
+            refined, fine = encoder.interval(t), True
             pred, k = _decode(s, t, prev, boxes, fine)
             mask, score = clip_to(s._threshold(pred, k), clip), float(pred.scores[k])
         reason = stop_reason(mask, score, int(prev.mask.sum()), cfg)
         if reason is None and stopper is not None:
             reason = stopper.reason(mask, score, prev.mask, abs(t - seed))
         if reason is not None and reacquire:
-            again = s._predict(t, extent, None, None, interpolate=True, fine=fine)
+            again = s._predict(t, extent, None, None, interpolate=True, fine=fine, obj_id=obj_id)
             mask2 = clip_to(s._threshold(again, 0), clip)
             if stop_reason(mask2, float(again.scores[0]), 0, cfg) is None:
                 pred, k, mask, score, reason = again, 0, mask2, float(again.scores[0]), None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 
 from medisam.errors import InputError, ModelError, PromptError
-from medisam.io.intensity import ct_box_window, in_hounsfield
+from medisam.io.intensity import apply_window, ct_box_window, in_hounsfield
 from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
 from medisam.models.speed_profile import encoding_time
@@ -85,9 +85,10 @@ class AxisSession(ClickLayer):
             (:mod:`~medisam.predict.refine3d`) see every channel, so tissues that look alike in
             one contrast and differ in another are told apart.
         box_windows: give each 3D box its own window, from its voxels
-            (:func:`~medisam.io.intensity.ct_box_window`), for the views that propagate it and its
-            3D clicks. Default (None): on for a CT in HU given neither ``window`` nor ``display``,
-            as ``medisam propagate`` does; slice prompts keep the session's display.
+            (:func:`~medisam.io.intensity.ct_box_window`): the object is then encoded, propagated and
+            clicked in that window (its slice prompts too). Default (None): on for a CT in HU given
+            neither ``window`` nor ``display``, as ``medisam propagate`` does; objects without a 3D box
+            see the session's display.
     """
 
     def __init__(self, model: PromptableModel, image: MedicalImage | np.ndarray, axis: int | str = 0,
@@ -123,6 +124,8 @@ class AxisSession(ClickLayer):
         self.encoder = PlaneEncoder(predictor, self.axis, self.plane_display, self._planes_needed(), own_cache,
                                     self.config.encode_batch, self.num_slices, stride,
                                     self.config.coarse_stride(stride))
+        #: the encoders of the 3D boxes' own windows on this axis (:meth:`encoder_of`), by window
+        self._window_encoders: dict[tuple[float, float], PlaneEncoder] = {}
         self.store = PromptStore(max_undo)
         #: what propagations said to the user beyond their results (e.g. a view left out of a 3D
         #: box's vote), oldest first; bounded, so a long session's memory stays flat
@@ -258,7 +261,7 @@ class AxisSession(ClickLayer):
             state = ObjectState(obj_id, {}, (lo, hi), box if self.config.clip_to_box else None, box, b3,
                                 window=self.box_window(b3))
             self._objects[obj_id] = state
-            middle = self._best_seed_slice(box, lo, hi)
+            middle = self._best_seed_slice(box, lo, hi, obj_id)
             version = self.store.next_version()
             state.seeds[middle] = SlicePrompts(box=box, version=version)
             state.box_version = version
@@ -276,7 +279,7 @@ class AxisSession(ClickLayer):
         region = (slice(box3d.z0, box3d.z1 + 1), slice(box3d.y0, box3d.y1 + 1), slice(box3d.x0, box3d.x1 + 1))
         return ct_box_window(self.image.array, self.image.modality, region)
 
-    def _best_seed_slice(self, box: Box, lo: int, hi: int) -> int:
+    def _best_seed_slice(self, box: Box, lo: int, hi: int, obj_id: int | None = None) -> int:
         """The middle slice of ``lo..hi``, or with ``config.seed_search`` the nearby slice
         whose box prediction has the highest predicted IoU (ties: nearest the middle)."""
         middle = lo + (hi - lo) // 2
@@ -284,7 +287,7 @@ class AxisSession(ClickLayer):
         if k <= 0:
             return middle
         candidates = sorted(range(max(lo, middle - k), min(hi, middle + k) + 1), key=lambda z: abs(z - middle))
-        scores = [float(self._predict(z, box, None, None).scores[0]) for z in candidates]
+        scores = [float(self._predict(z, box, None, None, obj_id=obj_id).scores[0]) for z in candidates]
         return candidates[int(np.argmax(scores))]
 
     def remove_object(self, obj_id: int) -> None:
@@ -547,8 +550,30 @@ class AxisSession(ClickLayer):
         """Planes between encoded ones in propagation (``config.encode_stride``; auto from the plane distance)."""
         return self.config.stride_for(self.geometry.spacing_zyx[self.axis])
 
-    def _encode(self, t: int, interpolate: bool = False, fine: bool = False) -> None:
-        self.encoder.encode(t, interpolate, fine)
+    def encoder_of(self, obj_id: int | None) -> PlaneEncoder:
+        """The encoder of ``obj_id``'s planes on this axis: the session's, or where the object's 3D box
+        has its own window (:meth:`box_window`), one for that window. It counts its planes in the
+        session's sets (``encoded_slices``...) and shares the predictor's cache, keyed by pixels."""
+        window = None if obj_id is None or obj_id not in self._objects else self._objects[obj_id].window
+        if window is None:
+            return self.encoder
+        encoder = self._window_encoders.get(window)
+        if encoder is None:
+            main = self.encoder
+            encoder = PlaneEncoder(self.predictor, self.axis, lambda t: self._windowed_plane(t, window), main.planes,
+                                   False, main.batch, main.count, main.stride, main.coarse)
+            for name in ("encoded", "visited", "interpolated", "own", "encoded_planes", "visited_planes"):
+                setattr(encoder, name, getattr(main, name))  # one count of the session's planes
+            self._window_encoders[window] = encoder
+        return encoder
+
+    def _windowed_plane(self, t: int, window: tuple[float, float]) -> np.ndarray:
+        """Plane ``t`` of the image in ``window``, as :meth:`plane_display` gives the session's."""
+        plane = apply_window(self.geometry.take(self.image.array, t), window)
+        return np.ascontiguousarray(np.repeat(plane[..., None], 3, axis=-1), dtype=np.float32)
+
+    def _encode(self, t: int, interpolate: bool = False, fine: bool = False, obj_id: int | None = None) -> None:
+        self.encoder_of(obj_id).encode(t, interpolate, fine)
 
     def _threshold(self, pred, k: int = 0) -> np.ndarray:  # noqa: ANN001 - Prediction
         """Candidate ``k``'s mask at ``config.mask_threshold`` (pred.masks uses 0)."""
@@ -557,8 +582,9 @@ class AxisSession(ClickLayer):
         return self.predictor.transform.masks_to_original(pred.low_res_logits[k:k + 1], self.config.mask_threshold)[0]
 
     def _predict(self, t: int, box: Box | None, points, logits: np.ndarray | None,  # noqa: ANN001
-                 multimask: bool = False, interpolate: bool = False, fine: bool = False):  # noqa: ANN202
-        self._encode(t, interpolate, fine)
+                 multimask: bool = False, interpolate: bool = False, fine: bool = False,
+                 obj_id: int | None = None):  # noqa: ANN202
+        self._encode(t, interpolate, fine, obj_id)
         mask = MaskPrompt(logits) if logits is not None else None
         if self.config.mask_prompt:  # the logits go on as the next plane's mask prompt: the whole grid's
             with exact_logits():
