@@ -83,3 +83,13 @@ def test_box_windows_are_off_for_an_explicit_window_an_mr_and_on_request(tiny_mo
     session.undo()  # the window goes with the box
     session.add_box3d(ORGAN, obj_id=1)
     assert session.object_state(1).window == ct_box_window(image.array, "CT", _box_region(ORGAN))
+
+
+def test_a_long_session_keeps_only_the_encoders_of_live_windows(tiny_model):
+    image = _ct()
+    session = VolumeSession(tiny_model, image, config=replace(FAST, views=1))
+    for x0 in range(2, 20, 3):  # one object, its box moved again and again: a new window each time
+        session.add_box3d((x0, 4, 1, x0 + 12, 15, 5), obj_id=1)
+        session.propagate(progress=False)
+    assert len(session._window_encoders) == 1
+    assert set(session._window_encoders) == {session.object_state(1).window}

@@ -268,8 +268,9 @@ class AxisSession(ClickLayer):
             return self._seed_result(obj_id, middle)
 
     def box_window(self, box3d: Box3D) -> tuple[float, float] | None:
-        """The window ``(width, level)`` a 3D box's views and clicks see with :attr:`box_windows`: the
-        0.5-99.5 percentiles of its voxels, at least 400 HU wide (None: the session's display).
+        """The window ``(width, level)`` a 3D box's object is encoded, propagated and clicked in with
+        :attr:`box_windows`: the 0.5-99.5 percentiles of its voxels, at least 400 HU wide (None: the
+        session's display).
 
         Why per box: one window does not serve every object of a CT (the soft-tissue window blanks
         a lung nodule's surroundings, air to bone flattens an abdominal organ); stop 51 measured it
@@ -559,6 +560,8 @@ class AxisSession(ClickLayer):
             return self.encoder
         encoder = self._window_encoders.get(window)
         if encoder is None:
+            live = {state.window for state in self._objects.values()}  # a long session's encoders stay few
+            self._window_encoders = {w: e for w, e in self._window_encoders.items() if w in live}
             main = self.encoder
             encoder = PlaneEncoder(self.predictor, self.axis, lambda t: self._windowed_plane(t, window), main.planes,
                                    False, main.batch, main.count, main.stride, main.coarse)
