@@ -93,3 +93,18 @@ def test_a_long_session_keeps_only_the_encoders_of_live_windows(tiny_model):
         session.propagate(progress=False)
     assert len(session._window_encoders) == 1
     assert set(session._window_encoders) == {session.object_state(1).window}
+
+
+def test_the_server_session_gives_a_ct_box_its_window_until_a_window_is_set(tiny_model):
+    """The REST server and the web UI hold an `InteractiveSession`: a CT's 3D box gets the window of its
+    voxels there too, and the user's window (`set_window`) replaces it."""
+    from medisam.serve.interactive import InteractiveSession
+
+    image = _ct()
+    st = InteractiveSession(tiny_model, image)
+    st.add_box3d(NODULE, obj_id=1)
+    assert st.volume.object_state(1).window == ct_box_window(image.array, "CT", _box_region(NODULE))
+    st.reset()
+    st.set_window("lung")  # the window changes before prompting (or after a reset)
+    st.add_box3d(NODULE, obj_id=1)
+    assert st.volume.object_state(1).window is None
