@@ -153,6 +153,11 @@ class Box3D:
         """The x/y extent as a 2D pixel box (inclusive voxel indices -> pixel edges)."""
         return Box(self.x0, self.y0, self.x1 + 1, self.y1 + 1)
 
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        """Index slices ``(z, y, x)`` of the voxels the box holds (a box inside the volume)."""
+        return slice(self.z0, self.z1 + 1), slice(self.y0, self.y1 + 1), slice(self.x0, self.x1 + 1)
+
     def check_inside(self, shape_zyx: tuple[int, int, int]) -> "Box3D":
         z, y, x = shape_zyx
         if min(self.x0, self.y0, self.z0) < 0 or self.x1 >= x or self.y1 >= y or self.z1 >= z:

@@ -277,8 +277,7 @@ class AxisSession(ClickLayer):
         through the protocol (docs/interactive3d.md, "A window per 3D box")."""
         if not self.box_windows:
             return None
-        region = (slice(box3d.z0, box3d.z1 + 1), slice(box3d.y0, box3d.y1 + 1), slice(box3d.x0, box3d.x1 + 1))
-        return ct_box_window(self.image.array, self.image.modality, region)
+        return ct_box_window(self.image.array, self.image.modality, box3d.slices)
 
     def _best_seed_slice(self, box: Box, lo: int, hi: int, obj_id: int | None = None) -> int:
         """The middle slice of ``lo..hi``, or with ``config.seed_search`` the nearby slice

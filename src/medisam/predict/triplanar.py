@@ -160,7 +160,7 @@ class TriPlanar:
     def _store_fused(self, obj_id: int, state: ObjectState, seed: int, version: int, views: Views) -> None:
         o = self.owner
         b, shape = state.box3d, o.geometry.shape_zyx
-        crop = (slice(b.z0, b.z1 + 1), slice(b.y0, b.y1 + 1), slice(b.x0, b.x1 + 1))
+        crop = b.slices
         votes = []
         for grid, view in views:
             planes = np.zeros(view.image.array.shape, dtype=bool)
