@@ -126,3 +126,23 @@ def test_bench_prints_its_plan_before_the_work(tmp_path, tiny_model, capsys):
     assert (f"bench plan: 1 case x 1 model x 1 strategy; the 3D-box starts of box3d encode at most {expected} planes"
             in err)
     assert err.index("bench plan:") < err.index("bench:")  # before the progress bar
+
+
+def test_plan_line_counts_challenge_npz_cases_whose_labels_are_inside_the_file(tmp_path):
+    # the CVPR challenge's own format: no label file, ``gts`` beside ``imgs`` (before: no count at all)
+    root = tmp_path / "npz"
+    root.mkdir()
+    spacing = np.array([1.0, 1.0, 1.5])  # ITK (x, y, z), as the challenge's preprocessing stores it
+    np.savez_compressed(root / "MR_Toy_001.npz", imgs=(_labels() * 40).astype(np.uint8), gts=_labels(),
+                        spacing=spacing)
+    ct = np.where(_labels() > 0, 40.0, -1000.0).astype(np.int16)  # HU: each box gets its own window
+    np.savez_compressed(root / "CT_Toy_002.npz", imgs=ct, gts=_labels(), spacing=spacing)
+    refs = discover_cases(str(root), DatasetOptions())
+    assert all(r.npz and r.label_path is None for r in refs)
+    union, apart = (start_encodings(_labels(), (1.5, 1.0, 1.0), shared=s) for s in (True, False))
+    assert apart > union
+    line = plan_line(refs, ["medsam-vit-b@x.pth"], ["cvpr25-box3d"])
+    assert line.endswith(f"encode at most {union + apart} planes (from the label boxes of 2 cases, the planner's "
+                         "arithmetic)")
+    windowed = plan_line(refs, ["medsam-vit-b@x.pth"], ["cvpr25-box3d"], window="soft_tissue")
+    assert f"encode at most {2 * union} planes" in windowed

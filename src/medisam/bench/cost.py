@@ -47,16 +47,32 @@ def start_encodings(labels: np.ndarray, spacing_zyx: Sequence[float], config: Pr
     return len(set().union(*plans)) if shared else sum(len(p) for p in plans)
 
 
-def box_windows(ref: CaseRef, window=None) -> bool:  # noqa: ANN001 - a window preset or (width, level)
+def box_windows(ref: CaseRef, window=None, image=None) -> bool:  # noqa: ANN001 - a window preset or (width, level)
     """Whether the bench's session on ``ref`` gives each 3D box its own window (a CT in HU and no
     ``--window``: :attr:`~medisam.predict.axis_session.AxisSession.box_windows`); reads the image
-    only where the set's modality leaves it open (CT or none)."""
+    (unless given, a :class:`~medisam.io.MedicalImage`) only where the set's modality leaves it
+    open (CT or none)."""
     from medisam.io.intensity import in_hounsfield
 
     if window is not None or (ref.options.modality or "OT").upper() not in ("CT", "OT"):
         return False
-    image = ref.load().image
+    image = image if image is not None else ref.load().image
     return in_hounsfield(image.array, image.modality)
+
+
+def _labels_and_sharing(ref: CaseRef, window=None):  # noqa: ANN001, ANN202 - see box_windows
+    """``(label volume or None, whether its boxes share planes)``: the label file alone where the
+    case has one; a challenge npz holds its labels beside the image, so it is read whole."""
+    from medisam.io import read_image
+
+    if ref.npz:
+        case = ref.load()
+        labels, image = case.labels, case.image
+    else:
+        labels, image = read_image(ref.label_path), None
+    if not labels.is_volume or labels.is_video:
+        return None, True
+    return labels, not box_windows(ref, window, image)
 
 
 def plan_line(refs: Sequence[CaseRef], models: Sequence[str], strategies: Sequence[str], workers: int = 1,
@@ -96,21 +112,17 @@ def _sampled_encodings(refs: Sequence[CaseRef], window=None) -> tuple[int, int] 
     """Encodings of one strategy's starts over every case, and the cases counted: up to
     :data:`SAMPLE_CASES` volume cases per dataset, scaled to the dataset's cases (None: no
     volume case)."""
-    from medisam.io import read_image
-
     total, counted = 0.0, 0
     for dataset in sorted({r.dataset for r in refs}):
-        cases = [r for r in refs if r.dataset == dataset and r.label_path is not None]
+        cases = [r for r in refs if r.dataset == dataset and (r.label_path is not None or r.npz)]
         counts = []
         for ref in cases[:SAMPLE_CASES]:
             try:
-                labels = read_image(ref.label_path)
-                volume = labels.is_volume and not labels.is_video
-                shared = not (volume and box_windows(ref, window))
+                labels, shared = _labels_and_sharing(ref, window)
             except Exception as exc:  # noqa: BLE001 - the run itself reports the case's error
-                log.info("cost estimate: %s unreadable (%s)", ref.label_path, exc)
+                log.info("cost estimate: %s unreadable (%s)", ref.label_path or ref.image_path, exc)
                 continue
-            if volume:
+            if labels is not None:
                 counts.append(start_encodings(labels.array, labels.spacing_zyx, shared=shared))
         if counts:
             counted += len(counts)
