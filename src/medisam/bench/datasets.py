@@ -101,18 +101,45 @@ class DatasetOptions:
 
 @dataclass(frozen=True)
 class Target:
-    """One object to segment: ``mask`` (bool, the label map's spatial shape).
+    """One object to segment, kept as its bounding box: ``box_mask`` (bool) covers the label
+    map's ``origin + [0, box_mask.shape)``; :attr:`mask` gives it on the whole grid.
 
     ``name`` groups results across cases (the label name, e.g. "liver", "label2", or the
     instance class); ``id`` is unique within the case ("2", "2.c3" for component 3 of
-    label 2, "17" for instance 17); ``label`` is the label value; ``area`` in pixels/voxels.
+    label 2, "17" for instance 17); ``label`` is the label value; ``area`` in pixels/voxels;
+    ``shape`` the label map's spatial shape. A whole-grid mask per target made a case's memory
+    grow with its objects (400 nuclei in a 48 x 448 x 448 volume: 3.8 GB before any work).
     """
 
     name: str
     id: str
     label: int
-    mask: np.ndarray
+    box_mask: np.ndarray
     area: int
+    origin: tuple[int, ...]
+    shape: tuple[int, ...]
+
+    @property
+    def box(self) -> tuple[slice, ...]:
+        """The target's bounding box on the label map's grid."""
+        return tuple(slice(o, o + n) for o, n in zip(self.origin, self.box_mask.shape))
+
+    @property
+    def mask(self) -> np.ndarray:
+        """``(shape)`` bool on the whole grid, built on each call (keep it only while needed)."""
+        full = np.zeros(self.shape, dtype=bool)
+        full[self.box] = self.box_mask
+        return full
+
+    @classmethod
+    def of(cls, name: str, id: str, label: int, mask: np.ndarray, area: int,
+           offset: tuple[int, ...] | None = None, shape: tuple[int, ...] | None = None) -> "Target":
+        """The target of ``mask`` (bool; a crop at ``offset`` of a grid of ``shape``, or the whole
+        grid when they are None), cut to its bounding box."""
+        offset = offset or (0,) * mask.ndim
+        box = ndimage.find_objects(mask.astype(np.uint8))[0]
+        return cls(name, id, label, np.ascontiguousarray(mask[box]), area,
+                   tuple(o + b.start for o, b in zip(offset, box)), tuple(shape or mask.shape))
 
 
 @dataclass
@@ -197,6 +224,13 @@ def _as_label_array(arr: np.ndarray, path: Path) -> np.ndarray:
     return arr
 
 
+def _label_boxes(labels: np.ndarray, values: np.ndarray) -> dict[int, tuple[slice, ...]]:
+    """Bounding box of each label value in ``values`` (one pass over the map; the values are
+    ranked first, so a sparse uint16 map with a label 60000 needs no list of 60000 boxes)."""
+    ranks = np.searchsorted(values, labels).astype(np.int32) + 1  # values holds every value of the map
+    return {int(v): box for v, box in zip(values.tolist(), ndimage.find_objects(ranks, len(values)))}
+
+
 def extract_targets(labels: np.ndarray, opts: DatasetOptions = DatasetOptions()) -> list[Target]:
     """Targets of a label map according to ``opts.targets`` (default ``label``).
 
@@ -207,22 +241,24 @@ def extract_targets(labels: np.ndarray, opts: DatasetOptions = DatasetOptions())
     min_area = max(1, opts.min_area or 1)
     names = opts.labels or {}
     values, counts = np.unique(labels, return_counts=True)
+    boxes = _label_boxes(labels, values)
     out: list[Target] = []
     for value, count in zip(values.tolist(), counts.tolist()):
         if value == 0 or count < min_area:
             continue
-        mask = labels == value
-        if mode == "instance":
-            out.append(Target(opts.target_name or "instance", str(value), value, mask, count))
-        elif mode == "label":
-            out.append(Target(names.get(value, f"label{value}"), str(value), value, mask, count))
+        box = boxes[value]
+        mask = labels[box] == value  # within the label's box only: no whole-grid mask per object
+        offset = tuple(b.start for b in box)
+        name = opts.target_name or "instance" if mode == "instance" else names.get(value, f"label{value}")
+        if mode in ("instance", "label"):
+            out.append(Target.of(name, str(value), value, mask, count, offset, labels.shape))
         else:
             comps, n = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool))
             areas = np.bincount(comps.ravel())
             for c in range(1, n + 1):
                 if areas[c] >= min_area:
-                    out.append(Target(names.get(value, f"label{value}"), f"{value}.c{c}", value, comps == c,
-                                      int(areas[c])))
+                    out.append(Target.of(name, f"{value}.c{c}", value, comps == c, int(areas[c]), offset,
+                                         labels.shape))
     if opts.max_targets is not None and len(out) > opts.max_targets:
         order = sorted(range(len(out)), key=lambda i: -out[i].area)[: opts.max_targets]
         out = [out[i] for i in sorted(order)]

@@ -172,22 +172,23 @@ class CaseEvaluator:
 
     def _run(self, strategy: Strategy, predictor, case: Case, target: Target, display, rng):
         image = case.image
+        mask = target.mask  # whole-grid, for this target only (a case keeps its targets' boxes)
         if strategy.dims == 3:
             if not image.is_volume:
                 raise MedisamError(f"strategy {strategy.name} needs a 3D volume; {case.case_id} is 2D")
-            outcomes = strategy.run_volume(predictor, image, target.mask, rng, window=self.settings.window)
-            return None, target.mask, image.spacing, outcomes
+            outcomes = strategy.run_volume(predictor, image, mask, rng, window=self.settings.window)
+            return None, mask, image.spacing, outcomes
         if image.is_volume:  # 2D strategies on a volume: the target's key slice
             from medisam.prompting.volume import key_slice
 
-            k = key_slice(target.mask)
+            k = key_slice(mask)
             plane = np.repeat(display[k][..., None], 3, axis=-1).astype(np.float32)
             predictor.set_display_image(np.ascontiguousarray(plane))
-            truth = target.mask[k]
+            truth = mask[k]
             strategy.prepare(predictor)
             return k, truth, image.spacing[:2], strategy.run(predictor, truth, rng)
         strategy.prepare(predictor)
-        return None, target.mask, image.spacing, strategy.run(predictor, target.mask, rng)
+        return None, mask, image.spacing, strategy.run(predictor, mask, rng)
 
     def _row(self, case: Case, target: Target, model_label: str, strategy: Strategy, o: Outcome,
              slice_index: int | None, truth: np.ndarray, spacing, elapsed: float) -> dict[str, Any]:

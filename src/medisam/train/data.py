@@ -65,7 +65,7 @@ def case_images(case, max_slices: int = 8, min_area: int = 4,
     image = case.image
     target_map = np.zeros(case.labels.array.shape[:image.spatial_ndim], dtype=np.int32)
     for k, target in enumerate(case.targets, start=1):
-        target_map[target.mask] = k
+        target_map[target.box][target.box_mask] = k
     if image.is_volume:
         labelled = [z for z in range(target_map.shape[0]) if target_map[z].any()]
         if max_slices and len(labelled) > max_slices:
