@@ -130,3 +130,24 @@ def test_metrics_auc_and_nsd_rule():
     assert scores[0] == (0.0, 0.0)              # DSC <= 0.2 -> NSD 0
     assert scores[1][0] == pytest.approx(0.5) and scores[1][1] == pytest.approx(0.5)
     assert scores[2] == (1.0, 1.0)
+
+
+def test_class_clicks_on_each_class_box_equal_the_whole_volume_clicks():
+    """class_clicks crops each class to its boxes in both label maps: the same clicks as
+    corrective_click on whole-volume masks, classes missing from either map included."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        shape = tuple(int(v) for v in rng.integers(4, 28, 3))
+        truth = np.zeros(shape, np.uint16)
+        seg = np.zeros(shape, np.uint16)
+        for value in (1, 7, 300):
+            for labels in (truth, seg):
+                if rng.random() < 0.85:  # sometimes a class is absent from one map
+                    blobs = ndimage.binary_dilation(rng.random(shape) < 0.01, iterations=int(rng.integers(0, 3)))
+                    labels[blobs] = value
+        classes = [1, 7, 300, 5]  # 5 is in neither map
+        got = clicks3d.class_clicks(seg, truth, classes)
+        assert got == {c: clicks3d.corrective_click(seg == c, truth == c) for c in classes}, trial
+    assert got[5] is None

@@ -112,7 +112,7 @@ def click_steps(session, truth: np.ndarray, classes: list[int], labels: np.ndarr
     steps: list[Step] = []
     for k in range(1, n_clicks + 1):
         seg = steps[-1].labels if steps else labels
-        clicks = {c: clicks3d.corrective_click(seg == c, truth == c) for c in classes}
+        clicks = clicks3d.class_clicks(seg, truth, classes)
         t0 = time.perf_counter()
         given = {}
         for c, click in clicks.items():

@@ -45,6 +45,7 @@ from medisam.io import MedicalImage, read_image
 from medisam.io.label_png import read_label_map
 from medisam.io.medical_image import KNOWN_MODALITIES
 from medisam.io.header import read_header
+from medisam.prompting.clicks3d import label_slices
 
 log = logging.getLogger(__name__)
 
@@ -224,13 +225,6 @@ def _as_label_array(arr: np.ndarray, path: Path) -> np.ndarray:
     return arr
 
 
-def _label_boxes(labels: np.ndarray, values: np.ndarray) -> dict[int, tuple[slice, ...]]:
-    """Bounding box of each label value in ``values`` (one pass over the map; the values are
-    ranked first, so a sparse uint16 map with a label 60000 needs no list of 60000 boxes)."""
-    ranks = np.searchsorted(values, labels).astype(np.int32) + 1  # values holds every value of the map
-    return {int(v): box for v, box in zip(values.tolist(), ndimage.find_objects(ranks, len(values)))}
-
-
 def extract_targets(labels: np.ndarray, opts: DatasetOptions = DatasetOptions()) -> list[Target]:
     """Targets of a label map according to ``opts.targets`` (default ``label``).
 
@@ -241,7 +235,7 @@ def extract_targets(labels: np.ndarray, opts: DatasetOptions = DatasetOptions())
     min_area = max(1, opts.min_area or 1)
     names = opts.labels or {}
     values, counts = np.unique(labels, return_counts=True)
-    boxes = _label_boxes(labels, values)
+    boxes = label_slices(labels)
     out: list[Target] = []
     for value, count in zip(values.tolist(), counts.tolist()):
         if value == 0 or count < min_area:

@@ -99,15 +99,37 @@ def extent_box(truth: np.ndarray) -> Box3D:
     return Box3D(x, y, z, x1, y1, z1)
 
 
+def label_slices(labels: np.ndarray) -> dict[int, tuple[slice, ...]]:
+    """The bounding box (slices) of every non-zero value of a label map, in one pass over it."""
+    found = ndimage.find_objects(np.asarray(labels).astype(np.int64, copy=False))
+    return {value: box for value, box in enumerate(found, start=1) if box is not None}
+
+
 def class_boxes(labels: np.ndarray) -> dict[int, Box3D]:
     """:func:`extent_box` of every class (non-zero value) of a ``(Z, Y, X)`` label map, in one
     pass: the 3D-box start of each class."""
-    boxes = {}
-    for value, found in enumerate(ndimage.find_objects(np.asarray(labels).astype(np.int64, copy=False)), start=1):
-        if found is not None:
-            z, y, x = found
-            boxes[value] = Box3D(x.start, y.start, z.start, x.stop - 1, y.stop - 1, z.stop - 1)
-    return boxes
+    return {value: Box3D(x.start, y.start, z.start, x.stop - 1, y.stop - 1, z.stop - 1)
+            for value, (z, y, x) in label_slices(labels).items()}
+
+
+def class_clicks(seg: np.ndarray, truth: np.ndarray, classes: list[int],
+                 seed: int = CLICK_SEED) -> dict[int, Click | None]:
+    """:func:`corrective_click` of every class in ``classes`` on the label maps ``seg`` and
+    ``truth``, each computed on the union of the class's boxes in both maps: the same clicks as
+    on the whole volume, at the cost of one pass over it plus the classes' boxes (400 nuclei:
+    before, two whole-volume comparisons per class and step)."""
+    seg_boxes, truth_boxes = label_slices(seg), label_slices(truth)
+    clicks: dict[int, Click | None] = {}
+    for c in classes:
+        boxes = [b for b in (seg_boxes.get(c), truth_boxes.get(c)) if b is not None]
+        if not boxes:
+            clicks[c] = None
+            continue
+        box = tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(seg.ndim))
+        click = corrective_click(seg[box] == c, truth[box] == c, seed)
+        clicks[c] = None if click is None else Click(tuple(v + s.start for v, s in zip(click.zyx, box)),
+                                                     click.positive)
+    return clicks
 
 
 def largest_error_component(pred: np.ndarray, truth: np.ndarray) -> np.ndarray | None:
