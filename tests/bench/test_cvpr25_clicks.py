@@ -151,3 +151,21 @@ def test_class_clicks_on_each_class_box_equal_the_whole_volume_clicks():
         got = clicks3d.class_clicks(seg, truth, classes)
         assert got == {c: clicks3d.corrective_click(seg == c, truth == c) for c in classes}, trial
     assert got[5] is None
+
+
+def test_class_scores_on_each_class_box_equal_the_whole_volume_scores():
+    from medisam.bench.metrics import nsd
+    from medisam.metrics_basic import dice
+
+    rng = np.random.default_rng(5)
+    truth = np.zeros((12, 30, 34), np.uint16)
+    truth[2:7, 3:12, 4:15], truth[5:11, 15:28, 18:31], truth[1:3, 20:24, 2:6] = 1, 900, 4
+    seg = truth.copy()
+    seg[4:9, 5:14, 6:16] = 1  # shifted
+    seg[rng.random(truth.shape) < 0.02] = 900  # scattered false positives everywhere
+    seg[truth == 4] = 0  # a class missed entirely
+    spacing = (0.8, 0.9, 2.5)
+    got = cvpr25.class_scores(truth, seg, spacing)
+    for c in (1, 4, 900):
+        assert got[c] == pytest.approx((dice(seg == c, truth == c), nsd(seg == c, truth == c, spacing)), abs=1e-12)
+    assert got[4] == (0.0, 0.0) and 0 < got[900][0] < 1

@@ -143,10 +143,12 @@ def class_scores(truth: np.ndarray, seg: np.ndarray, spacing,
     class when the mean DSC <= 0.2 (the protocol's rule, applied to the case, so that the means
     of :func:`score_steps` follow it)."""
     classes = truth_classes(truth)
-    dscs = {c: dice(seg == c, truth == c) for c in classes}
+    # each class compared on its boxes' union only (both metrics ignore what lies outside)
+    pairs = {c: (seg[box] == c, truth[box] == c) for c, box in clicks3d.class_crops(seg, truth, classes).items()}
+    dscs = {c: dice(*pair) for c, pair in pairs.items()}
     if float(np.mean(list(dscs.values()))) <= NSD_MIN_DSC:
         return {c: (d, 0.0) for c, d in dscs.items()}
-    return {c: (d, nsd(seg == c, truth == c, spacing, tolerance_mm)) for c, d in dscs.items()}
+    return {c: (d, nsd(*pairs[c], spacing, tolerance_mm)) for c, d in dscs.items()}
 
 
 def score_steps(steps: list[Step], truth: np.ndarray, spacing,
