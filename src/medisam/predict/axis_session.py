@@ -433,12 +433,15 @@ class AxisSession(ClickLayer):
         run_to_end(self, self.iter_propagate(direction), direction, progress, self.progress_unit, "propagate")
         return self.label_map()
 
-    def model_results(self, obj_id: int) -> dict[int, SliceResult]:
-        """Like :meth:`results`, without the 3D clicks' voxels: the model's propagated result."""
+    def model_results(self, obj_id: int, within: tuple[int, int] | None = None) -> dict[int, SliceResult]:
+        """Like :meth:`results`, without the 3D clicks' voxels: the model's propagated result
+        (``within``: only slices ``lo..hi``, inclusive, of it)."""
         state = self._objects[self._known(obj_id)]
         out: dict[int, SliceResult] = {}
         seeds = sorted(state.seeds)
         lo, hi = self._range(state)
+        if within is not None:
+            lo, hi = max(lo, within[0]), min(hi, within[1])
         for t in range(lo, hi + 1):
             r = self._owner_result(obj_id, state, seeds, t)
             if r is not None:

@@ -73,7 +73,7 @@ class ClickLayer:
         out = np.zeros([s.stop - s.start for s in crop], dtype=bool)
         ax = self.geometry.axis
         rows, cols = self.geometry.plane_axes
-        results = self.model_results(obj_id)
+        results = self.model_results(obj_id, within=(crop[ax].start, crop[ax].stop - 1))  # the crop's planes only
         for t in range(crop[ax].start, crop[ax].stop):
             r = results.get(t)
             if r is not None:

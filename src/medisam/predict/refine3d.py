@@ -286,7 +286,7 @@ def _others(session, obj_id: int, crop: tuple[slice, slice, slice]
         if other == obj_id:
             continue
         masks[other] = session.object_crop(other, crop)
-        state = session.object_state(other)
+        state = session.store.objects[other]  # read only: no copy (a click reads every object's)
         if state.edit is None:
             continue
         clicks += [Click3D(c.zyx, False, c.radius) for c in state.clicks3d
