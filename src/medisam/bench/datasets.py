@@ -243,7 +243,7 @@ def extract_targets(labels: np.ndarray, opts: DatasetOptions = DatasetOptions())
         box = boxes[value]
         mask = labels[box] == value  # within the label's box only: no whole-grid mask per object
         offset = tuple(b.start for b in box)
-        name = opts.target_name or "instance" if mode == "instance" else names.get(value, f"label{value}")
+        name = (opts.target_name or "instance") if mode == "instance" else names.get(value, f"label{value}")
         if mode in ("instance", "label"):
             out.append(Target.of(name, str(value), value, mask, count, offset, labels.shape))
         else:

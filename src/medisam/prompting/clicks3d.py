@@ -99,10 +99,24 @@ def extent_box(truth: np.ndarray) -> Box3D:
     return Box3D(x, y, z, x1, y1, z1)
 
 
+#: label values up to which :func:`label_slices` indexes boxes by value (a list of this many at most)
+DIRECT_LABEL_MAX = 1 << 20
+
+
 def label_slices(labels: np.ndarray) -> dict[int, tuple[slice, ...]]:
-    """The bounding box (slices) of every non-zero value of a label map, in one pass over it."""
-    found = ndimage.find_objects(np.asarray(labels).astype(np.int64, copy=False))
-    return {value: box for value, box in enumerate(found, start=1) if box is not None}
+    """The bounding box (slices) of every positive value of a label map, in one pass over it.
+    Values above :data:`DIRECT_LABEL_MAX` (32-bit instance ids) are ranked first, so that the
+    boxes are never a list as long as the largest id."""
+    labels = np.asarray(labels)
+    if int(labels.max(initial=0)) <= DIRECT_LABEL_MAX:
+        found = ndimage.find_objects(labels.astype(np.int64, copy=False))
+        return {value: box for value, box in enumerate(found, start=1) if box is not None}
+    values = np.unique(labels)
+    values = values[values > 0]
+    ranks = np.searchsorted(values, labels) + 1  # 1..N where a value is positive
+    ranks[labels <= 0] = 0
+    found = ndimage.find_objects(ranks, len(values))
+    return {int(v): box for v, box in zip(values.tolist(), found) if box is not None}
 
 
 def class_boxes(labels: np.ndarray) -> dict[int, Box3D]:
