@@ -180,3 +180,18 @@ def test_label_slices_of_32_bit_instance_ids_are_not_a_list_as_long_as_the_large
     small = labels.astype(np.int64)
     small[small > 7] = 3  # the direct path gives the same boxes for small ids
     assert clicks3d.label_slices(small) == {3: (slice(1, 3), slice(0, 8), slice(0, 9)), 7: boxes[7]}
+
+
+def test_protocol_boxes_on_each_class_box_equal_the_whole_volume_boxes():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(21)
+    for trial in range(30):
+        shape = tuple(int(v) for v in rng.integers(3, 30, 3))
+        labels = np.zeros(shape, np.uint16)
+        for value in (2, 5, 700):
+            labels[ndimage.binary_dilation(rng.random(shape) < 0.01, iterations=int(rng.integers(0, 3)))] = value
+        classes = [int(c) for c in np.unique(labels) if c]
+        whole = np.random.RandomState(clicks3d.BOX_SEED)
+        expected = {c: clicks3d.protocol_box(labels == c, whole) for c in classes}  # the draws in class order
+        assert clicks3d.protocol_boxes(labels) == expected, trial

@@ -69,26 +69,39 @@ def box_growth(rng: np.random.RandomState, height: int, width: int) -> tuple[int
     return int(shift * width / 256), int(shift * height / 256)
 
 
-def protocol_box(truth: np.ndarray, rng: np.random.RandomState) -> ProtocolBox:
-    """The CVPR25 start box of one class (``truth``: ``(Z, Y, X)`` bool); draws once from ``rng``."""
+def protocol_box(truth: np.ndarray, rng: np.random.RandomState, origin: tuple[int, int, int] = (0, 0, 0),
+                 shape: tuple[int, int, int] | None = None) -> ProtocolBox:
+    """The CVPR25 start box of one class (``truth``: ``(Z, Y, X)`` bool, or a crop of it at
+    ``origin`` of a volume of ``shape``: the same box, since a crop keeps the voxels' scan
+    order); draws once from ``rng``."""
     truth = _nonempty(truth)
     z = np.nonzero(truth)[0]  # scan order: sorted by z
     z_mid = int(z[len(z) // 2])
     ys, xs = np.nonzero(truth[z_mid])
-    _, h, w = truth.shape
+    _, h, w = shape or truth.shape
+    oz, oy, ox = origin
     gx, gy = box_growth(rng, h, w)
-    return ProtocolBox(int(z.min()), int(z.max()), z_mid,
-                       max(0, int(xs.min()) - gx), max(0, int(ys.min()) - gy),
-                       min(w - 1, int(xs.max()) + gx), min(h - 1, int(ys.max()) + gy))
+    return ProtocolBox(int(z.min()) + oz, int(z.max()) + oz, z_mid + oz,
+                       max(0, int(xs.min()) + ox - gx), max(0, int(ys.min()) + oy - gy),
+                       min(w - 1, int(xs.max()) + ox + gx), min(h - 1, int(ys.max()) + oy + gy))
 
 
 def protocol_boxes(labels: np.ndarray, classes: list[int] | None = None,
                    seed: int = BOX_SEED) -> dict[int, ProtocolBox]:
-    """Start boxes of every class of a label map (ascending), one generator seeded ``seed`` per case."""
+    """Start boxes of every class of a label map (ascending), one generator seeded ``seed`` per case;
+    each class is read on its own box (:func:`label_slices`), not compared over the whole map."""
     labels = np.asarray(labels)
     classes = classes if classes is not None else [int(c) for c in np.unique(labels) if c != 0]
     rng = np.random.RandomState(seed)
-    return {c: protocol_box(labels == c, rng) for c in classes}
+    found = label_slices(labels)
+    boxes = {}
+    for c in classes:
+        box = found.get(c)
+        if box is None:  # absent: the empty mask's error
+            boxes[c] = protocol_box(labels == c, rng)
+        else:
+            boxes[c] = protocol_box(labels[box] == c, rng, tuple(b.start for b in box), labels.shape)
+    return boxes
 
 
 def extent_box(truth: np.ndarray) -> Box3D:
