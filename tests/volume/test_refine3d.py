@@ -349,3 +349,24 @@ def test_a_click_on_an_object_larger_than_the_budget_edits_only_a_window_around_
     assert session.object_size(1) == int(session.object_volume(1).sum())  # the size cap's measure, plane by plane
     walker_click(session, v, True, 1, RefineParams(max_voxels=budget))  # positive: capped by the whole object
     assert session.object_volume(1)[v] and session.object_state(1).clicks3d[-1].radius >= RefineParams().min_radius
+
+
+def test_a_positive_click_on_a_constant_image_only_adds(tiny_model):
+    # no contrast: the walker's re-solve shrank the model's mask to the click's neighbourhood (0.533 -> 0.288)
+    from medisam.prompts import Box3D
+
+    session = VolumeSession(tiny_model, MedicalImage.from_array(np.full((8, 40, 40), 50.0)), config=FAST)
+    session.add_box3d(Box3D(8, 8, 2, 31, 31, 5), obj_id=1)
+    session.propagate(progress=False)
+    before = session.object_volume(1)
+    clicked = (4, 20, 20) if not before[4, 20, 20] else (3, 28, 10)
+    refine_with_click(session, clicked, True, obj_id=1)
+    after = session.object_volume(1)
+    assert after[clicked] and not (before & ~after).any()  # added the click, removed nothing
+    contrast = np.full((8, 40, 40), 50.0)
+    contrast[2:6, 8:32, 8:32] += np.linspace(0, 60, 24)  # a ramp: the walker has edges, and re-solves
+    from medisam.predict.click_refine import no_contrast
+    inside = np.zeros((8, 40, 40), bool)
+    inside[2:6, 8:32, 8:32] = True
+    assert no_contrast(np.full((8, 40, 40), 50.0), inside) and not no_contrast(contrast, inside)
+    assert not no_contrast(np.stack([np.full((8, 40, 40), 50.0), contrast], axis=-1), inside)  # a guide channel

@@ -31,7 +31,7 @@ such a mask only spreads the miss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -39,7 +39,7 @@ import numpy as np
 from medisam.errors import PromptError
 from medisam.metrics_basic import dice
 from medisam.predict.click_layer import crop_of, window_around
-from medisam.predict.click_refine import (RefineParams, apply_click, click_radius, refine_crop, size_cap,
+from medisam.predict.click_refine import (RefineParams, apply_click, click_radius, no_contrast, refine_crop, size_cap,
                                           squared_distance, voxel_scale)
 from medisam.predict.edits import EditLayer, merged
 from medisam.predict.store import Click3D, check_in_range
@@ -223,8 +223,11 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
         return []
     others, their_clicks, claimed = _others(session, obj_id, crop)
     seeds = [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius) for c in (*their_clicks, *clicks)]
-    solved = refine_crop(session.click_features(crop, obj_id), session.object_crop(obj_id, crop, model_only=True),
-                         _inside(state, origin, current.shape), seeds, spacing, params, claimed=claimed)
+    features, inside = session.click_features(crop, obj_id), _inside(state, origin, current.shape)
+    solved = refine_crop(features, session.object_crop(obj_id, crop, model_only=True), inside, seeds, spacing, params,
+                         claimed=claimed)
+    if positive and no_contrast(features, inside):  # nothing to follow: keep what the model found
+        params = replace(params, positive_only_adds=True)
     new = apply_click(solved, current, positive, params)  # a background click never adds
     layer = EditLayer(tuple(int(o) for o in origin), new)
 
