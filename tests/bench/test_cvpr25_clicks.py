@@ -174,12 +174,14 @@ def test_class_scores_on_each_class_box_equal_the_whole_volume_scores():
 def test_label_slices_of_32_bit_instance_ids_are_not_a_list_as_long_as_the_largest_id():
     labels = np.zeros((3, 8, 9), np.uint32)
     labels[0, 1:3, 2:5], labels[2, 4:8, 0:2], labels[1, 0, 8] = 7, 4_000_000_000, 2_000_000
-    boxes = clicks3d.label_slices(labels)
+    from medisam.label_boxes import label_slices
+
+    boxes = label_slices(labels)
     assert boxes == {7: (slice(0, 1), slice(1, 3), slice(2, 5)), 2_000_000: (slice(1, 2), slice(0, 1), slice(8, 9)),
                      4_000_000_000: (slice(2, 3), slice(4, 8), slice(0, 2))}
     small = labels.astype(np.int64)
     small[small > 7] = 3  # the direct path gives the same boxes for small ids
-    assert clicks3d.label_slices(small) == {3: (slice(1, 3), slice(0, 8), slice(0, 9)), 7: boxes[7]}
+    assert label_slices(small) == {3: (slice(1, 3), slice(0, 8), slice(0, 9)), 7: boxes[7]}
 
 
 def test_protocol_boxes_on_each_class_box_equal_the_whole_volume_boxes():

@@ -29,6 +29,7 @@ import numpy as np
 
 from medisam.bench.metrics import DEFAULT_NSD_TOLERANCE_MM, nsd
 from medisam.errors import PromptError
+from medisam.label_boxes import class_crops
 from medisam.metrics_basic import dice
 from medisam.prompting import clicks3d
 from medisam.prompting.strategies import ProtocolStrategy
@@ -144,7 +145,7 @@ def class_scores(truth: np.ndarray, seg: np.ndarray, spacing,
     of :func:`score_steps` follow it)."""
     classes = truth_classes(truth)
     # each class compared on its boxes' union only (both metrics ignore what lies outside)
-    pairs = {c: (seg[box] == c, truth[box] == c) for c, box in clicks3d.class_crops(seg, truth, classes).items()}
+    pairs = {c: (seg[box] == c, truth[box] == c) for c, box in class_crops(seg, truth, classes).items()}
     dscs = {c: dice(*pair) for c, pair in pairs.items()}
     if float(np.mean(list(dscs.values()))) <= NSD_MIN_DSC:
         return {c: (d, 0.0) for c, d in dscs.items()}

@@ -45,7 +45,7 @@ from medisam.io import MedicalImage, read_image
 from medisam.io.label_png import read_label_map
 from medisam.io.medical_image import KNOWN_MODALITIES
 from medisam.io.header import read_header
-from medisam.prompting.clicks3d import label_slices
+from medisam.label_boxes import label_slices
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class Target:
         return full
 
     @classmethod
-    def of(cls, name: str, id: str, label: int, mask: np.ndarray, area: int,
+    def from_crop(cls, name: str, id: str, label: int, mask: np.ndarray, area: int,
            offset: tuple[int, ...] | None = None, shape: tuple[int, ...] | None = None) -> "Target":
         """The target of ``mask`` (bool; a crop at ``offset`` of a grid of ``shape``, or the whole
         grid when they are None), cut to its bounding box."""
@@ -245,13 +245,13 @@ def extract_targets(labels: np.ndarray, opts: DatasetOptions = DatasetOptions())
         offset = tuple(b.start for b in box)
         name = (opts.target_name or "instance") if mode == "instance" else names.get(value, f"label{value}")
         if mode in ("instance", "label"):
-            out.append(Target.of(name, str(value), value, mask, count, offset, labels.shape))
+            out.append(Target.from_crop(name, str(value), value, mask, count, offset, labels.shape))
         else:
             comps, n = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool))
             areas = np.bincount(comps.ravel())
             for c in range(1, n + 1):
                 if areas[c] >= min_area:
-                    out.append(Target.of(name, f"{value}.c{c}", value, comps == c, int(areas[c]), offset,
+                    out.append(Target.from_crop(name, f"{value}.c{c}", value, comps == c, int(areas[c]), offset,
                                          labels.shape))
     if opts.max_targets is not None and len(out) > opts.max_targets:
         order = sorted(range(len(out)), key=lambda i: -out[i].area)[: opts.max_targets]

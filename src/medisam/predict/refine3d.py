@@ -208,7 +208,7 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     ``params.positive_only_adds``. ``refine`` False:
     the click is kept (a seed of later clicks), the masks stay as they are (the objects shown
     over the voxel are the ones to change)."""
-    state = session.object_state(obj_id)
+    state = _live_state(session, obj_id)
     spacing = session.geometry.spacing_zyx
     whole = _crop(session, state, obj_id, v, params.pad)
     crop = window_around(whole, v, spacing, params.max_voxels)
@@ -226,9 +226,8 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     features, inside = session.click_features(crop, obj_id), _inside(state, origin, current.shape)
     solved = refine_crop(features, session.object_crop(obj_id, crop, model_only=True), inside, seeds, spacing, params,
                          claimed=claimed)
-    if positive and no_contrast(features, inside):  # nothing to follow: keep what the model found
-        params = replace(params, positive_only_adds=True)
-    new = apply_click(solved, current, positive, params)  # a background click never adds
+    rule = replace(params, positive_only_adds=True) if positive and no_contrast(features, inside) else params
+    new = apply_click(solved, current, positive, rule)  # a background click never adds; no contrast: nor removes
     layer = EditLayer(tuple(int(o) for o in origin), new)
 
     def model_of(obj: int):  # noqa: ANN202 - the object's model mask on a crop, for merged()
@@ -241,7 +240,7 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
         for other, theirs in others.items():
             if (theirs & taken).any():
                 keep = EditLayer(layer.origin, theirs & ~taken)
-                edits[other] = (merged(session.object_state(other).edit, keep, model_of(other)), None)
+                edits[other] = (merged(_live_state(session, other).edit, keep, model_of(other)), None)
                 touched.append((other, crop, theirs))
     session.set_edits(edits)
     return touched
@@ -278,6 +277,12 @@ def _inside(state, origin: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return inside
 
 
+def _live_state(session, obj_id: int):  # noqa: ANN202 - the session's ObjectState
+    """The object's prompt state as the session holds it, to read only (``object_state``, the
+    API's, is a deep copy: a click reads every object's, which with 400 objects was most of its time)."""
+    return session.store.objects[obj_id]
+
+
 def _others(session, obj_id: int, crop: tuple[slice, slice, slice]
             ) -> tuple[dict[int, np.ndarray], list[Click3D], np.ndarray]:
     """The other objects on ``crop`` and what their clicks say about ``obj_id``: their current
@@ -289,7 +294,7 @@ def _others(session, obj_id: int, crop: tuple[slice, slice, slice]
         if other == obj_id:
             continue
         masks[other] = session.object_crop(other, crop)
-        state = session.store.objects[other]  # read only: no copy (a click reads every object's)
+        state = _live_state(session, other)
         if state.edit is None:
             continue
         clicks += [Click3D(c.zyx, False, c.radius) for c in state.clicks3d

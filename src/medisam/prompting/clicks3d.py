@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from medisam.label_boxes import class_crops, label_slices
 from medisam.prompting.sampling import nonempty_mask
 from medisam.prompts import Box, Box3D
 
@@ -89,7 +90,7 @@ def protocol_box(truth: np.ndarray, rng: np.random.RandomState, origin: tuple[in
 def protocol_boxes(labels: np.ndarray, classes: list[int] | None = None,
                    seed: int = BOX_SEED) -> dict[int, ProtocolBox]:
     """Start boxes of every class of a label map (ascending), one generator seeded ``seed`` per case;
-    each class is read on its own box (:func:`label_slices`), not compared over the whole map."""
+    each class is read on its own box (:func:`~medisam.label_boxes.label_slices`), not compared over the whole map."""
     labels = np.asarray(labels)
     classes = classes if classes is not None else [int(c) for c in np.unique(labels) if c != 0]
     rng = np.random.RandomState(seed)
@@ -112,26 +113,6 @@ def extent_box(truth: np.ndarray) -> Box3D:
     return Box3D(x, y, z, x1, y1, z1)
 
 
-#: label values up to which :func:`label_slices` indexes boxes by value (a list of this many at most)
-DIRECT_LABEL_MAX = 1 << 20
-
-
-def label_slices(labels: np.ndarray) -> dict[int, tuple[slice, ...]]:
-    """The bounding box (slices) of every positive value of a label map, in one pass over it.
-    Values above :data:`DIRECT_LABEL_MAX` (32-bit instance ids) are ranked first, so that the
-    boxes are never a list as long as the largest id."""
-    labels = np.asarray(labels)
-    if int(labels.max(initial=0)) <= DIRECT_LABEL_MAX:
-        found = ndimage.find_objects(labels.astype(np.int64, copy=False))
-        return {value: box for value, box in enumerate(found, start=1) if box is not None}
-    values = np.unique(labels)
-    values = values[values > 0]
-    ranks = np.searchsorted(values, labels) + 1  # 1..N where a value is positive
-    ranks[labels <= 0] = 0
-    found = ndimage.find_objects(ranks, len(values))
-    return {int(v): box for v, box in zip(values.tolist(), found) if box is not None}
-
-
 def class_boxes(labels: np.ndarray) -> dict[int, Box3D]:
     """:func:`extent_box` of every class (non-zero value) of a ``(Z, Y, X)`` label map, in one
     pass: the 3D-box start of each class."""
@@ -139,23 +120,10 @@ def class_boxes(labels: np.ndarray) -> dict[int, Box3D]:
             for value, (z, y, x) in label_slices(labels).items()}
 
 
-def class_crops(seg: np.ndarray, truth: np.ndarray, classes: list[int]) -> dict[int, tuple[slice, ...] | None]:
-    """The union of each class's boxes in the label maps ``seg`` and ``truth`` (None where
-    neither holds it), in one pass over each map: every per-class comparison of the two maps
-    (a click, a score) needs only this crop."""
-    seg_boxes, truth_boxes = label_slices(seg), label_slices(truth)
-    crops: dict[int, tuple[slice, ...] | None] = {}
-    for c in classes:
-        boxes = [b for b in (seg_boxes.get(c), truth_boxes.get(c)) if b is not None]
-        crops[c] = tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes))
-                         for a in range(seg.ndim)) if boxes else None
-    return crops
-
-
 def class_clicks(seg: np.ndarray, truth: np.ndarray, classes: list[int],
                  seed: int = CLICK_SEED) -> dict[int, Click | None]:
     """:func:`corrective_click` of every class in ``classes`` on the label maps ``seg`` and
-    ``truth``, each on the class's :func:`class_crops` box: the same clicks as on the whole
+    ``truth``, each on the class's :func:`~medisam.label_boxes.class_crops` box: the same clicks as on the whole
     volume, at the cost of one pass over it plus the classes' boxes (400 nuclei: before, two
     whole-volume comparisons per class and step)."""
     clicks: dict[int, Click | None] = {}
