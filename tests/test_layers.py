@@ -23,7 +23,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "medisam"
 
 #: Layer of each top-level part of the package (higher may import lower).
 LAYERS = {
-    "__init__": 0, "errors": 0, "prompts": 0, "memory": 0, "metrics_basic": 0, "label_boxes": 0, "samples": 0, "client": 0,
+    "__init__": 0, "errors": 0, "prompts": 0, "memory": 0, "metrics_basic": 0, "label_boxes": 0, "samples": 0,
+    "client": 0,
     "io": 1,
     "models": 2, "export": 2,
     "predict": 3, "prompting": 3,
