@@ -1,0 +1,97 @@
+"""Static-shape decoder compilations (openvino_shapes): when they are made, how many are kept,
+and that they give the dynamic graph's outputs to the bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medisam.models import openvino_shapes
+from medisam.models.openvino_shapes import StaticShapes
+
+
+class FakeCompiled:
+    def __init__(self, shapes: dict | None = None):
+        self.shapes = shapes
+
+
+def _feeds(batch: int, points: int) -> dict[str, np.ndarray]:
+    return {"image_tokens": np.zeros((1, 16, 4), np.float32),
+            "point_coords": np.zeros((batch, points, 2), np.float32),
+            "point_labels": np.zeros((batch, points), np.float32)}
+
+
+def _shapes(made: list) -> StaticShapes:
+    def compile_for(shapes: dict) -> FakeCompiled:
+        made.append(shapes)
+        return FakeCompiled(shapes)
+    return StaticShapes(FakeCompiled(), compile_for, ("point_coords", "point_labels"))
+
+
+def test_a_shape_is_compiled_on_its_second_use_and_reused():
+    made: list = []
+    shapes = _shapes(made)
+    assert shapes.pick(_feeds(1, 2)) is shapes.dynamic and made == []
+    second = shapes.pick(_feeds(1, 2))
+    assert made == [{"point_coords": (1, 2, 2), "point_labels": (1, 2)}]
+    assert second.compiled.shapes == made[0]
+    assert shapes.pick(_feeds(1, 2)) is second and len(made) == 1
+
+
+def test_a_growing_click_sequence_stays_dynamic():
+    made: list = []
+    shapes = _shapes(made)
+    for clicks in range(1, 20):  # one more point per click: never the same shape twice
+        assert shapes.pick(_feeds(1, clicks + 1)) is shapes.dynamic
+    assert made == []
+
+
+def test_compilations_are_bounded_least_recently_used_first_and_large_batches_stay_dynamic():
+    made: list = []
+    shapes = _shapes(made)
+    for batch in (1, 2, 1, 3):
+        for _ in range(2):
+            shapes.pick(_feeds(batch, 2))
+    assert len(shapes.shapes) == openvino_shapes.MAX_SHAPES == 2
+    assert [dict(k)["point_coords"][0] for k in shapes.shapes] == [1, 3]  # batch 2 was the least recent
+    big = openvino_shapes.MAX_BATCH + 1
+    for _ in range(3):
+        assert shapes.pick(_feeds(big, 2)) is shapes.dynamic
+    assert all(dict(m)["point_coords"][0] <= openvino_shapes.MAX_BATCH for m in made)
+
+
+def test_the_switch_keeps_every_call_dynamic(monkeypatch):
+    monkeypatch.setenv("MEDISAM_STATIC_DECODERS", "0")
+    made: list = []
+    shapes = _shapes(made)
+    for _ in range(3):
+        assert shapes.pick(_feeds(1, 2)) is shapes.dynamic
+    assert made == []
+
+
+def test_the_openvino_backend_decodes_on_static_shapes_with_the_same_outputs(monkeypatch):
+    pytest.importorskip("openvino")
+    from medisam.models import load_model
+
+    model = load_model("litemedsam-tiny", device="cpu", backend="openvino")
+    rng = np.random.default_rng(0)
+    emb = model.encode(torch.from_numpy(rng.normal(size=(1, 3, 256, 256)).astype(np.float32)))
+    box = torch.tensor([[40.0, 50.0, 150.0, 170.0]])
+    margins = torch.tensor([[40.0, 50.0, 150.0, 170.0], [36.0, 46.0, 154.0, 174.0], [30.0, 40.0, 160.0, 180.0]])
+    points = (torch.tensor([[[90.0, 100.0], [20.0, 20.0]]]), torch.tensor([[1.0, 0.0]]))
+
+    def calls() -> list:
+        return [model.decode(emb, boxes=box) for _ in range(3)] + \
+               [model.decode_best(emb, margins)[1] for _ in range(3)] + \
+               [model.decode(emb, boxes=box, points=points) for _ in range(3)]
+
+    static = calls()
+    assert model._fast_decoder.shapes == [
+        (("point_coords", (1, 2, 2)), ("point_labels", (1, 2))),
+        (("point_coords", (1, 4, 2)), ("point_labels", (1, 4)))]
+    assert model._best_compiled.shapes == [(("point_coords", (3, 2, 2)), ("point_labels", (3, 2)))]
+    monkeypatch.setenv("MEDISAM_STATIC_DECODERS", "0")
+    dynamic = calls()
+    for got, ref in zip(static, dynamic):
+        assert torch.equal(got.low_res_logits, ref.low_res_logits) and torch.equal(got.iou, ref.iou)
