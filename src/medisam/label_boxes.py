@@ -41,3 +41,11 @@ def class_crops(seg: np.ndarray, truth: np.ndarray, classes: list[int]) -> dict[
         crops[c] = tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes))
                          for a in range(seg.ndim)) if boxes else None
     return crops
+
+
+def mask_bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """Slices of a 2D mask's bounding box (None when empty)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return None
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)

@@ -176,6 +176,7 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
     run = replace(run, planned_end=end if (run.planned_end - end) * step < 0 else run.planned_end)
     seed_result = runs[(obj_id, seed, 0, version)].results[0]
     prev = run.results[-1] if run.results else seed_result
+    prev_mask = prev.mask  # read once per step (a result rebuilds its plane at each read)
     cfg = s.config
     px_x, px_y = s.geometry.pixel_mm
     clip = run_clip(s, state, seed, extent, chain)
@@ -188,7 +189,7 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
     t = prev.slice + step
     refined = None  # the coarse interval this run refined last (its later planes start fine)
     while (end - t) * step >= 0:
-        boxes = [b for b in (box_around(prev.mask, m, clip) for m in margins) if b is not None]
+        boxes = [b for b in (box_around(prev_mask, m, clip) for m in margins) if b is not None]
         if not boxes and reacquire:
             boxes = [extent]
         if not boxes:
@@ -199,13 +200,13 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
         fine = refined == encoder.interval(t)
         pred, k = _decode(s, t, prev, boxes, fine)
         mask, score = clip_to(s._threshold(pred, k), clip), float(pred.scores[k])
-        if not fine and _too_fast(s, t, prev.mask, mask, obj_id):  # decode again from the planes at the fine stride
+        if not fine and _too_fast(s, t, prev_mask, mask, obj_id):  # decode again from the planes at the fine stride
             refined, fine = encoder.interval(t), True
             pred, k = _decode(s, t, prev, boxes, fine)
             mask, score = clip_to(s._threshold(pred, k), clip), float(pred.scores[k])
-        reason = stop_reason(mask, score, int(prev.mask.sum()), cfg)
+        reason = stop_reason(mask, score, int(prev_mask.sum()), cfg)
         if reason is None and stopper is not None:
-            reason = stopper.reason(mask, score, prev.mask, abs(t - seed))
+            reason = stopper.reason(mask, score, prev_mask, abs(t - seed))
         if reason is not None and reacquire:
             again = s._predict(t, extent, None, None, interpolate=True, fine=fine, obj_id=obj_id)
             mask2 = clip_to(s._threshold(again, 0), clip)
@@ -222,7 +223,7 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
             log.info("object %d: propagation from slice %d stopped at slice %d (%s)", obj_id, seed, t, reason)
             break
         if reason is None:
-            prev = result
+            prev, prev_mask = result, mask
         t += step
     runs[key] = run
 

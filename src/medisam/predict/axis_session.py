@@ -456,8 +456,7 @@ class AxisSession(ClickLayer):
         model = {obj_id: self.model_results(obj_id) for obj_id in self.object_ids}
         for obj_id in self._paint_order(model):
             for t, r in self.with_clicks(obj_id, model[obj_id]).items():
-                if r.mask.any():
-                    self.geometry.put(labels, t, r.mask, obj_id)
+                r.paint(self.geometry.take(labels, t), obj_id)
         return self.image.as_labels(labels)
 
     def paint_order(self) -> list[int]:
@@ -466,7 +465,7 @@ class AxisSession(ClickLayer):
 
     @staticmethod
     def _paint_order(model: dict[int, dict[int, SliceResult]]) -> list[int]:
-        return paint_order({obj_id: sum(int(r.mask.sum()) for r in res.values()) for obj_id, res in model.items()})
+        return paint_order({obj_id: sum(r.area for r in res.values()) for obj_id, res in model.items()})
 
     # ------------------------------------------- hooks of the tri-planar orchestrator
     def _before_propagate(self) -> None:

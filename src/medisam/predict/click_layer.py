@@ -63,7 +63,7 @@ class ClickLayer:
 
     def object_size(self, obj_id: int) -> int:
         """Voxels of the object's current mask (3D clicks included), counted plane by plane."""
-        return sum(int(r.mask.sum()) for r in self.results(obj_id).values())
+        return sum(r.area for r in self.results(obj_id).values())
 
     def object_crop(self, obj_id: int, crop: Crop, model_only: bool = False) -> np.ndarray:
         """The object's bool mask on ``crop`` of the ``(Z, Y, X)`` grid: only the planes and the
@@ -77,7 +77,7 @@ class ClickLayer:
         for t in range(crop[ax].start, crop[ax].stop):
             r = results.get(t)
             if r is not None:
-                self.geometry.put(out, t - crop[ax].start, r.mask[crop[rows], crop[cols]], True)
+                self.geometry.put(out, t - crop[ax].start, r.part(crop[rows], crop[cols]), True)
         layer = None if model_only else self._objects[obj_id].edit
         if layer is not None:
             lo = [max(c.start, o) for c, o in zip(crop, layer.origin)]
@@ -94,10 +94,10 @@ class ClickLayer:
         lo, hi = [None] * 3, [None] * 3
         results = self.model_results(obj_id) if model_only else self.results(obj_id)
         for t, r in results.items():
-            if not r.mask.any():
+            if not r.area:
                 continue
-            rr, cc = np.nonzero(r.mask.any(axis=1))[0], np.nonzero(r.mask.any(axis=0))[0]
-            for a, low, high in ((ax, t, t), (rows, rr[0], rr[-1]), (cols, cc[0], cc[-1])):
+            rr, cc = r.window  # the mask's tight box
+            for a, low, high in ((ax, t, t), (rows, rr.start, rr.stop - 1), (cols, cc.start, cc.stop - 1)):
                 lo[a] = int(low) if lo[a] is None else min(lo[a], int(low))
                 hi[a] = int(high) if hi[a] is None else max(hi[a], int(high))
         return None if lo[0] is None else (tuple(lo), tuple(hi))  # type: ignore[arg-type]

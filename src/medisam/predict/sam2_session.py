@@ -375,9 +375,9 @@ class Sam2Session:
         n = max(self.object_ids, default=0)
         labels = np.zeros((self.num_frames, self.height, self.width), dtype=np.uint8 if n < 256 else np.uint16)
         results = {obj_id: self.results(obj_id) for obj_id in self.object_ids}
-        for obj_id in paint_order({o: sum(int(r.mask.sum()) for r in res.values()) for o, res in results.items()}):
+        for obj_id in paint_order({o: sum(r.area for r in res.values()) for o, res in results.items()}):
             for t, r in results[obj_id].items():
-                labels[t][r.mask] = obj_id
+                r.paint(labels[t], obj_id)
         return self.image.as_labels(labels if self.image.is_volume else labels[0])
 
 

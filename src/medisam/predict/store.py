@@ -199,8 +199,4 @@ class PromptStore:
 
     def retained_bytes(self) -> int:
         """Bytes of the masks and logits the runs hold (for memory checks)."""
-        total = 0
-        for run in self.runs.values():
-            for r in run.results:
-                total += r.mask.nbytes + (0 if r.low_res_logits is None else r.low_res_logits.nbytes)
-        return total
+        return sum(r.nbytes for run in self.runs.values() for r in run.results)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -334,7 +334,7 @@ class TrackingSession(VolumeSession):
                 mask = clip_to(mask, self._objects[obj_id].clip_box)  # as the seed's own result is
             else:
                 mask, logits, score = self._clipped(result.mask[None], seed.box)[0], result.low_res_logits, result.score
-            self._fitted[key] = replace(result, mask=mask, low_res_logits=logits, score=score)
+            self._fitted[key] = result.replace(mask=mask, low_res_logits=logits, score=score)
         return self._fitted[key]
 
     def _is_current_prompt(self, obj_id: int, t: int, version: int) -> bool:
@@ -395,7 +395,7 @@ class TrackingSession(VolumeSession):
         labels = np.zeros(self.image.spatial_shape, dtype=np.uint8 if n < 256 else np.uint16)
         for obj_id in self.object_ids:
             for t, r in self.results(obj_id).items():
-                labels[t][r.mask & (labels[t] == 0)] = obj_id
+                r.paint(labels[t], obj_id, where=labels[t] == 0)
         return self.image.as_labels(labels)
 
 

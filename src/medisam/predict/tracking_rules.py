@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from medisam.errors import InputError
+from medisam.label_boxes import mask_bbox
 from medisam.models.transform import InputTransform
 from medisam.prompts import Box
 
@@ -213,14 +214,6 @@ def box_fill(mask: np.ndarray, box: Box) -> float:
     inter = max(0.0, min(x1, box.x1) - max(x0, box.x0)) * max(0.0, min(y1, box.y1) - max(y0, box.y0))
     union = (x1 - x0) * (y1 - y0) + (box.x1 - box.x0) * (box.y1 - box.y0) - inter
     return float(inter / union) if union > 0 else 0.0
-
-
-def mask_bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
-    """Slices of a mask's bounding box (None when empty)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if len(rows) == 0:
-        return None
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def _union(a: tuple[slice, slice], b: tuple[slice, slice]) -> tuple[slice, slice] | None:

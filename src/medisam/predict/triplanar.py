@@ -133,7 +133,7 @@ class TriPlanar:
                 self._merge_planes(grid, view)
                 index, mask = grid.plane_index(r.slice), grid.restore_plane(r.mask, shape) >= 0.5
                 if grid.axis == o.axis:
-                    yield replace(r, slice=index, obj_id=obj_id, mask=mask)
+                    yield r.replace(slice=index, obj_id=obj_id, mask=mask)
                 else:
                     yield ViewProgress(grid.axis, index, obj_id, mask, r.score, r.source, r.stop)
         self._store_fused(obj_id, state, seed, version, views)
