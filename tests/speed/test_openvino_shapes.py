@@ -47,14 +47,16 @@ def test_a_growing_click_sequence_stays_dynamic():
     assert made == []
 
 
-def test_compilations_are_bounded_least_recently_used_first_and_large_batches_stay_dynamic():
+def test_compilations_are_bounded_never_dropped_and_large_batches_stay_dynamic():
     made: list = []
     shapes = _shapes(made)
     for batch in (1, 2, 1, 3):
         for _ in range(2):
             shapes.pick(_feeds(batch, 2))
     assert len(shapes.shapes) == openvino_shapes.MAX_SHAPES == 2
-    assert [dict(k)["point_coords"][0] for k in shapes.shapes] == [1, 3]  # batch 2 was the least recent
+    assert [dict(k)["point_coords"][0] for k in shapes.shapes] == [1, 2]  # the first two to reach a second use
+    assert shapes.pick(_feeds(3, 2)) is shapes.dynamic  # full: a third shape stays dynamic
+    assert shapes.pick(_feeds(1, 2)) is shapes.pick(_feeds(1, 2)) is not shapes.dynamic
     big = openvino_shapes.MAX_BATCH + 1
     for _ in range(3):
         assert shapes.pick(_feeds(big, 2)) is shapes.dynamic
@@ -95,3 +97,37 @@ def test_the_openvino_backend_decodes_on_static_shapes_with_the_same_outputs(mon
     dynamic = calls()
     for got, ref in zip(static, dynamic):
         assert torch.equal(got.low_res_logits, ref.low_res_logits) and torch.equal(got.iou, ref.iou)
+
+
+
+def test_float_mode_kept_restores_the_threads_denormals_mode():
+    import torch as _torch
+
+    from medisam.models.float_mode import denormals_flushed, float_mode_kept
+
+    assert not denormals_flushed()
+    with float_mode_kept():
+        _torch.set_flush_denormal(True)  # what OpenVINO's compile did to the calling thread
+        assert denormals_flushed()
+    assert not denormals_flushed()
+
+
+def test_openvino_compiles_and_static_decoders_leave_the_calling_threads_floating_point_as_it_was(tmp_path,
+                                                                                                 monkeypatch):
+    """OpenVINO's denormals option set FTZ/DAZ on the thread that compiles: a fresh cache's first
+    load, and every decoder compiled for a prompt shape, left numpy and scipy flushing denormals
+    (scipy's KDTree crashed in a later surface-distance metric)."""
+    pytest.importorskip("openvino")
+    from medisam.models import load_model
+    from medisam.models.float_mode import denormals_flushed
+
+    monkeypatch.setenv("MEDISAM_CACHE", str(tmp_path))  # a fresh cache: every graph is exported and compiled
+    model = load_model("litemedsam-tiny", device="cpu", backend="openvino")
+    emb = model.encode(torch.zeros(1, 3, 256, 256))
+    assert not denormals_flushed()
+    for _ in range(3):
+        model.decode(emb, boxes=torch.tensor([[40.0, 50.0, 150.0, 170.0]]))
+        model.decode_best(emb, torch.tensor([[40.0, 50.0, 150.0, 170.0]] * 3))
+    model.encode(torch.zeros(3, 3, 256, 256))  # the streams encoder, compiled on first use
+    assert model._fast_decoder.shapes and model._best_compiled.shapes  # the static graphs ran
+    assert not denormals_flushed()

@@ -20,6 +20,7 @@ from medisam.export.onnx_export import read_export_metadata
 from medisam.models.decoder_feeds import (FastDecoderInputs, decode_best_fast, decode_fast, decoder_feeds,
                                           select_masks)
 from medisam.models.export_cache import cached_export, folded_decoders
+from medisam.models.float_mode import float_mode_kept
 from medisam.models.openvino_attention import rewritten_encoder
 from medisam.models.openvino_shapes import StaticShapes
 from medisam.models.runtime import cache_root
@@ -80,7 +81,8 @@ class OpenVinoModel(PromptableModel):
                   "PERFORMANCE_HINT": "LATENCY", **_supported(core, DENORMALS_CONFIG)}
         # the float encoders read the export with attention's K transposes made fusable (openvino_attention)
         encoder = int8_encoder(base, self.export_dir) if precision == "int8" else rewritten_encoder(self.export_dir)
-        self._encoder = core.compile_model(str(encoder), "CPU", config)
+        with float_mode_kept():  # the denormals option would leave FTZ/DAZ set on this thread
+            self._encoder = core.compile_model(str(encoder), "CPU", config)
         # batches (a propagation's prefetch) run on single-thread streams instead, made on first use
         self._core, self._encoder_path, self._config = core, encoder, config
         self._streams = None
@@ -126,19 +128,21 @@ class OpenVinoModel(PromptableModel):
                     self._best_path = None
             return self._best_compiled
 
-    def _compile_decoder(self, model, cache: bool = True):  # noqa: ANN001, ANN202 - Path or ov.Model -> CompiledModel
+    def _compile_decoder(self, model, static: bool = False):  # noqa: ANN001, ANN202 - Path or ov.Model -> CompiledModel
         """A decoder graph compiled with :data:`DECODER_CONFIG` (without it where the plugin lacks the option).
-        ``cache``: keep the compiled blob in the model cache (the static-shape variants do not: one
-        blob per prompt shape would grow the cache without bound)."""
+        ``static``: a variant of fixed prompt shapes (:meth:`_decoder_shapes`), kept out of the model
+        cache (one blob per shape would grow it without bound)."""
         # OpenVINO's model cache keys blobs without SNIPPETS_MODE: a blob compiled with snippets
         # would be reused, so these decoders keep their blobs in a folder of their own
-        own_cache = {"CACHE_DIR": str(cache_root() / "openvino" / "decoders-no-snippets") if cache else ""}
+        own_cache = {"CACHE_DIR": "" if static else str(cache_root() / "openvino" / "decoders-no-snippets")}
+        config = dict(self._config, **own_cache)
         model = str(model) if not hasattr(model, "reshape") else model
-        try:
-            return self._core.compile_model(model, "CPU", {**self._config, **DECODER_CONFIG, **own_cache})
-        except RuntimeError as exc:
-            log.debug("OpenVINO rejects %s (%s); compiling without it", DECODER_CONFIG, exc)
-            return self._core.compile_model(model, "CPU", {**self._config, **own_cache})
+        with float_mode_kept():
+            try:
+                return self._core.compile_model(model, "CPU", {**config, **DECODER_CONFIG})
+            except RuntimeError as exc:
+                log.debug("OpenVINO rejects %s (%s); compiling without it", DECODER_CONFIG, exc)
+                return self._core.compile_model(model, "CPU", config)
 
     def _decoder_shapes(self, path, static: bool = True) -> StaticShapes:  # noqa: ANN001 - a Path
         """A decoder graph compiled with dynamic prompt shapes, and (``static``) for the shapes in
@@ -152,7 +156,7 @@ class OpenVinoModel(PromptableModel):
                 graph.append(self._core.read_model(str(path)))
             model = graph[0].clone()
             model.reshape({name: list(shape) for name, shape in shapes.items()})
-            return self._compile_decoder(model, cache=False)
+            return self._compile_decoder(model, static=True)
         return StaticShapes.of(self._compile_decoder(path), compile_for)
 
     def _request(self, compiled):  # noqa: ANN001, ANN202 - an openvino CompiledModel -> InferRequest
@@ -171,7 +175,8 @@ class OpenVinoModel(PromptableModel):
         with self._streams_lock:
             if self._streams is None:
                 config = dict(self._config, PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=self.threads)
-                self._streams = self._core.compile_model(str(self._encoder_path), "CPU", config)
+                with float_mode_kept():
+                    self._streams = self._core.compile_model(str(self._encoder_path), "CPU", config)
             return self._streams
 
     def _encode_streams(self, x: np.ndarray) -> np.ndarray:

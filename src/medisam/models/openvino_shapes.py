@@ -10,9 +10,10 @@ bit (``docs/speed.md``, "Static decoder shapes").
 A shape gets its compilation on its second use (about 0.1-0.3 s, once per process): a box, the
 margins of every propagation step and a repeated point count do; a click sequence whose point
 count grows with each click stays on the dynamic graph and pays no compilation. Memory stays
-bounded: at most :data:`MAX_SHAPES` compilations per graph (least recently used dropped), and
-none for batches of more than :data:`MAX_BATCH` prompts. ``MEDISAM_STATIC_DECODERS=0`` turns it
-off (every call on the dynamic graph).
+bounded: at most :data:`MAX_SHAPES` compilations per graph, the first shapes to reach their
+second use (never dropped: a decode on another thread may still read a compilation's output
+buffers), and none for batches of more than :data:`MAX_BATCH` prompts.
+``MEDISAM_STATIC_DECODERS=0`` turns it off (every call on the dynamic graph).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-#: static compilations kept per decoder graph (each holds its own buffers: ~40-80 MiB of RSS)
+#: static compilations per decoder graph (each holds its own buffers: ~40-80 MiB of RSS)
 MAX_SHAPES = 2
 #: the largest prompt batch (boxes decoded at once) that gets a static compilation
 MAX_BATCH = 4
@@ -81,7 +82,7 @@ class StaticShapes:
         self.dynamic = Compiled(dynamic)
         self._compile_for = compile_for
         self._inputs = dynamic_inputs
-        self._compiled: OrderedDict[ShapeKey, Compiled] = OrderedDict()
+        self._compiled: dict[ShapeKey, Compiled] = {}
         self._uses: OrderedDict[ShapeKey, int] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -93,7 +94,7 @@ class StaticShapes:
 
     @property
     def shapes(self) -> list[ShapeKey]:
-        """The feed shapes that have their own compilation now (least recently used first)."""
+        """The feed shapes that have their own compilation, in the order they got it."""
         with self._lock:
             return list(self._compiled)
 
@@ -112,20 +113,14 @@ class StaticShapes:
         with self._lock:
             compiled = self._compiled.get(key)
             if compiled is not None:
-                self._compiled.move_to_end(key)
                 return compiled
+            if len(self._compiled) >= MAX_SHAPES:  # full: none is dropped, as a decode on another
+                return self.dynamic                  # thread may still read its output buffers
             uses = self._uses.pop(key, 0) + 1
             if uses < USES_BEFORE_COMPILE:
                 self._uses[key] = uses
-                del_oldest(self._uses, MAX_COUNTED)
+                while len(self._uses) > MAX_COUNTED:
+                    self._uses.popitem(last=False)
                 return self.dynamic
-            compiled = Compiled(self._compile_for(dict(key)))
-            self._compiled[key] = compiled
-            del_oldest(self._compiled, MAX_SHAPES)
+            compiled = self._compiled[key] = Compiled(self._compile_for(dict(key)))
             return compiled
-
-
-def del_oldest(entries: OrderedDict, keep: int) -> None:
-    """Drop the oldest entries of ``entries`` beyond ``keep``."""
-    while len(entries) > keep:
-        entries.popitem(last=False)
