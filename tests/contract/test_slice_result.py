@@ -62,7 +62,10 @@ def test_part_paint_replace_and_pickle_agree_with_the_whole_plane():
         moved = r.replace(slice=9, score=0.1)
         assert (moved.slice, moved.score, moved.source, moved.axis) == (9, 0.1, "fused", 1)
         assert np.array_equal(moved.mask, mask) and moved.low_res_logits is r.low_res_logits
+        with pytest.raises(TypeError, match="no field"):
+            r.replace(colour=1)
         back = pickle.loads(pickle.dumps(r))
+        assert len(pickle.dumps(r)) < mask.nbytes  # the crop travels, not the plane
         assert np.array_equal(back.mask, mask) and (back.slice, back.obj_id, back.source) == (4, 3, "fused")
 
 

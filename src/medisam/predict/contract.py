@@ -78,8 +78,9 @@ class SliceResult:
         area: the mask's pixels.
     """
 
-    __slots__ = ("slice", "obj_id", "score", "low_res_logits", "source", "stop", "axis", "crop", "origin",
-                 "plane_shape", "area")
+    #: the constructor's arguments besides the mask
+    FIELDS = ("slice", "obj_id", "score", "low_res_logits", "source", "stop", "axis")
+    __slots__ = (*FIELDS, "crop", "origin", "plane_shape", "area")
 
     def __init__(self, slice: int, obj_id: int, mask: np.ndarray, score: float,  # noqa: A002 - the field's name
                  low_res_logits: np.ndarray | None = None, source: str = "propagated", stop: str | None = None,
@@ -88,12 +89,16 @@ class SliceResult:
         if mask.ndim != 2:
             raise InputError(f"a slice result's mask is one plane (H, W), got shape {mask.shape}")
         box = mask_bbox(mask)
-        crop = np.zeros((0, 0), dtype=bool) if box is None else mask[box].astype(bool)  # a copy
+        crop = np.zeros((0, 0), dtype=bool) if box is None else mask[box]
+        self._fill(crop, (0, 0) if box is None else (box[0].start, box[1].start), mask.shape,
+                   slice=slice, obj_id=obj_id, score=score, low_res_logits=low_res_logits, source=source, stop=stop,
+                   axis=axis)
+
+    def _fill(self, crop: np.ndarray, origin: tuple[int, int], plane_shape: tuple[int, int], **fields: object) -> None:
+        crop = np.array(crop, dtype=bool)  # its own copy, read-only
         crop.flags.writeable = False
-        fields = {"slice": slice, "obj_id": obj_id, "score": score, "low_res_logits": low_res_logits,
-                  "source": source, "stop": stop, "axis": axis, "crop": crop,
-                  "origin": (0, 0) if box is None else (box[0].start, box[1].start),
-                  "plane_shape": mask.shape, "area": int(crop.sum())}
+        fields.update(crop=crop, origin=tuple(int(v) for v in origin), plane_shape=tuple(plane_shape),
+                      area=int(crop.sum()))
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
@@ -139,20 +144,29 @@ class SliceResult:
 
     def replace(self, **changes: object) -> "SliceResult":
         """A copy with ``changes`` (any of the constructor's arguments, ``mask`` included)."""
-        args = {name: getattr(self, name) for name in
-                ("slice", "obj_id", "score", "low_res_logits", "source", "stop", "axis")}
-        args.update(changes)
-        if "mask" not in changes:
-            args["mask"] = self.mask
-        return SliceResult(**args)  # type: ignore[arg-type]
+        unknown = set(changes) - {*self.FIELDS, "mask"}
+        if unknown:
+            raise TypeError(f"SliceResult has no field {', '.join(sorted(unknown))}")
+        fields = {name: getattr(self, name) for name in self.FIELDS}
+        fields.update(changes)
+        if "mask" in changes:
+            return SliceResult(**fields)  # type: ignore[arg-type]
+        return _rebuilt(self.crop, self.origin, self.plane_shape, fields)
 
     def __repr__(self) -> str:
         return (f"SliceResult(slice={self.slice}, obj_id={self.obj_id}, area={self.area}, score={self.score:.3f}, "
                 f"source={self.source!r}, stop={self.stop!r}, axis={self.axis})")
 
-    def __reduce__(self):  # noqa: ANN204 - pickling (sessions' saved starts, the server's worker processes)
-        return (SliceResult, (self.slice, self.obj_id, self.mask, self.score, self.low_res_logits, self.source,
-                              self.stop, self.axis))
+    def __reduce__(self):  # noqa: ANN204 - copy.deepcopy (a session's snapshot) and pickle, in the compact form
+        fields = {name: getattr(self, name) for name in self.FIELDS}
+        return (_rebuilt, (self.crop, self.origin, self.plane_shape, fields))
+
+
+def _rebuilt(crop: np.ndarray, origin: tuple[int, int], plane_shape: tuple[int, int], fields: dict) -> SliceResult:
+    """A :class:`SliceResult` from its kept crop (copy, unpickling), without building its plane."""
+    out = SliceResult.__new__(SliceResult)
+    out._fill(crop, origin, plane_shape, **fields)
+    return out
 
 
 @dataclass(frozen=True)
