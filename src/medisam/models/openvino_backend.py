@@ -148,7 +148,7 @@ class OpenVinoModel(PromptableModel):
         """A decoder graph compiled with dynamic prompt shapes, and (``static``) for the shapes in
         use (:mod:`~medisam.models.openvino_shapes`: the same outputs, ~0.8x the time)."""
         if not static:
-            return StaticShapes(self._compile_decoder(path), lambda shapes: None, ())
+            return StaticShapes.dynamic_only(self._compile_decoder(path))
         graph = []  # the graph as read, once: each static variant reshapes a copy of it
 
         def compile_for(shapes: dict[str, tuple[int, ...]]):  # noqa: ANN202 - an openvino CompiledModel

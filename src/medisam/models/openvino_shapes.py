@@ -5,7 +5,7 @@ number of prompts and of points per prompt). Compiled with dynamic shapes, OpenV
 infers the shapes of its ~450 nodes on every call; compiled for one shape, it does that once.
 On the 2-core AMX Xeon (bf16) a one-box decode took 0.80x the time (11.3 -> 9.0 ms) and a
 propagation step's three margins on the best-of-boxes graph 0.81x, with the same outputs to the
-bit (``docs/speed.md``, "Static decoder shapes").
+bit (``docs/speed.md``, "Stop 53: decoders compiled for the prompt shapes in use").
 
 A shape gets its compilation on its second use (about 0.1-0.3 s, once per process): a box, the
 margins of every propagation step and a repeated point count do; a click sequence whose point
@@ -91,6 +91,11 @@ class StaticShapes:
         """For a compiled graph: its inputs of dynamic shape are the ones to fix."""
         names = tuple(port.get_any_name() for port in dynamic.inputs if port.get_partial_shape().is_dynamic)
         return cls(dynamic, compile_for, names)
+
+    @classmethod
+    def dynamic_only(cls, dynamic: Any) -> "StaticShapes":
+        """A graph that always runs with dynamic shapes (no compilation per shape)."""
+        return cls(dynamic, lambda shapes: None, ())
 
     @property
     def shapes(self) -> list[ShapeKey]:

@@ -107,6 +107,7 @@ class SliceResult:
 
     @property
     def mask(self) -> np.ndarray:
+        """The ``(H, W)`` bool plane, rebuilt from :attr:`crop` (a new read-only array each read)."""
         out = np.zeros(self.plane_shape, dtype=bool)
         out[self.window] = self.crop
         out.flags.writeable = False
