@@ -30,6 +30,20 @@ def split_threads_between_workers() -> None:
 split_threads_between_workers()
 
 
+@pytest.fixture(autouse=True)
+def float_mode_restored():
+    """Each test starts with the worker thread's float mode as the process began (denormals kept):
+    a test that compiles an OpenVINO graph itself with the denormals option (the product wraps its
+    compiles in ``float_mode_kept``) must not change the numerics of the tests after it."""
+    yield
+    from medisam.models.float_mode import denormals_flushed
+
+    if denormals_flushed():
+        import torch
+
+        torch.set_flush_denormal(False)
+
+
 def shared_data_dir() -> Path:
     """``$MEDISAM_DATA`` or ``../shared/data`` beside the repository."""
     return Path(os.environ.get("MEDISAM_DATA", REPO_ROOT.parent / "shared" / "data"))

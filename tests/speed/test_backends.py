@@ -71,6 +71,7 @@ def test_openvino_decoders_compile_without_snippets_even_over_a_cached_blob(tiny
     import collections
 
     ov = pytest.importorskip("openvino")
+    from medisam.models.float_mode import float_mode_kept
     from medisam.models.openvino_backend import DECODER_CONFIG
     from medisam.models.runtime import cache_root
 
@@ -78,7 +79,8 @@ def test_openvino_decoders_compile_without_snippets_even_over_a_cached_blob(tiny
     fast = next(model.export_dir.glob("decoder.fast.v*.onnx"))
     core = ov.Core()
     core.set_property({"CACHE_DIR": str(cache_root() / "openvino")})
-    with_snippets = core.compile_model(str(fast), "CPU", {**model._config, "SNIPPETS_MODE": "ENABLE"})  # cached
+    with float_mode_kept():  # the denormals option would leave FTZ/DAZ set on this test's thread
+        with_snippets = core.compile_model(str(fast), "CPU", {**model._config, "SNIPPETS_MODE": "ENABLE"})  # cached
 
     def layer_types(compiled) -> collections.Counter:  # noqa: ANN001 - an openvino CompiledModel
         return collections.Counter(op.get_rt_info()["layerType"].astype(str)

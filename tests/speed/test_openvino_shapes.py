@@ -101,13 +101,11 @@ def test_the_openvino_backend_decodes_on_static_shapes_with_the_same_outputs(mon
 
 
 def test_float_mode_kept_restores_the_threads_denormals_mode():
-    import torch as _torch
-
     from medisam.models.float_mode import denormals_flushed, float_mode_kept
 
-    assert not denormals_flushed()
+    torch.set_flush_denormal(False)  # a known start
     with float_mode_kept():
-        _torch.set_flush_denormal(True)  # what OpenVINO's compile did to the calling thread
+        torch.set_flush_denormal(True)  # what OpenVINO's compile did to the calling thread
         assert denormals_flushed()
     assert not denormals_flushed()
 
@@ -122,6 +120,7 @@ def test_openvino_compiles_and_static_decoders_leave_the_calling_threads_floatin
     from medisam.models.float_mode import denormals_flushed
 
     monkeypatch.setenv("MEDISAM_CACHE", str(tmp_path))  # a fresh cache: every graph is exported and compiled
+    torch.set_flush_denormal(False)  # a known start
     model = load_model("litemedsam-tiny", device="cpu", backend="openvino")
     emb = model.encode(torch.zeros(1, 3, 256, 256))
     assert not denormals_flushed()
