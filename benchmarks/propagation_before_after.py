@@ -37,7 +37,7 @@ def loop_best(self, boxes):
 
 def one_at_a_time(self, x):
     """Before: a batch encoded image by image on the latency-compiled encoder."""
-    r = self._request(self._encoder)
+    r = self._encoder_run.request()
     return np.concatenate([r.infer({"image": x[i:i + 1]})[0].copy() for i in range(x.shape[0])])
 
 

@@ -22,7 +22,7 @@ from medisam.models.decoder_feeds import (FastDecoderInputs, decode_best_fast, d
 from medisam.models.export_cache import cached_export, folded_decoders
 from medisam.models.float_mode import float_mode_kept
 from medisam.models.openvino_attention import rewritten_encoder
-from medisam.models.openvino_shapes import StaticShapes
+from medisam.models.openvino_shapes import Compiled, StaticShapes
 from medisam.models.runtime import cache_root
 from medisam.models.precision import cpu_has_bf16
 from medisam.models.promptable import DecoderOutput, PromptableModel
@@ -81,10 +81,10 @@ class OpenVinoModel(PromptableModel):
                   "PERFORMANCE_HINT": "LATENCY", **_supported(core, DENORMALS_CONFIG)}
         # the float encoders read the export with attention's K transposes made fusable (openvino_attention)
         encoder = int8_encoder(base, self.export_dir) if precision == "int8" else rewritten_encoder(self.export_dir)
-        with float_mode_kept():  # the denormals option would leave FTZ/DAZ set on this thread
-            self._encoder = core.compile_model(str(encoder), "CPU", config)
-        # batches (a propagation's prefetch) run on single-thread streams instead, made on first use
         self._core, self._encoder_path, self._config = core, encoder, config
+        self._encoder = self._compile(str(encoder), config)
+        self._encoder_run = Compiled(self._encoder)  # an infer request per thread
+        # batches (a propagation's prefetch) run on single-thread streams instead, made on first use
         self._streams = None
         self._streams_lock = threading.Lock()
         # the decoder follows the precision too (bf16 made it ~1.4x faster here); the Dice
@@ -93,7 +93,8 @@ class OpenVinoModel(PromptableModel):
         self._full_decoder = None
         self._decoder_lock = threading.Lock()
         # An infer request is not thread-safe ("Infer Request is busy"); the server runs model
-        # calls of several sessions at once, so each thread gets its own requests.
+        # calls of several sessions at once, so each thread gets its own requests (Compiled) and
+        # its own queue of the streams encoder (here).
         self._requests = threading.local()
         #: box/point prompts without a mask prompt run the fast decoder (None: not available)
         self._fast_decoder = None
@@ -137,12 +138,17 @@ class OpenVinoModel(PromptableModel):
         own_cache = {"CACHE_DIR": "" if static else str(cache_root() / "openvino" / "decoders-no-snippets")}
         config = dict(self._config, **own_cache)
         model = str(model) if not hasattr(model, "reshape") else model
+        try:
+            return self._compile(model, {**config, **DECODER_CONFIG})
+        except RuntimeError as exc:
+            log.debug("OpenVINO rejects %s (%s); compiling without it", DECODER_CONFIG, exc)
+            return self._compile(model, config)
+
+    def _compile(self, model, config: dict):  # noqa: ANN001, ANN202 - path or ov.Model -> CompiledModel
+        """Every compile of this backend: the calling thread's float mode is kept, as OpenVINO's
+        denormals option would leave FTZ/DAZ set on it (:mod:`~medisam.models.float_mode`)."""
         with float_mode_kept():
-            try:
-                return self._core.compile_model(model, "CPU", {**config, **DECODER_CONFIG})
-            except RuntimeError as exc:
-                log.debug("OpenVINO rejects %s (%s); compiling without it", DECODER_CONFIG, exc)
-                return self._core.compile_model(model, "CPU", config)
+            return self._core.compile_model(model, "CPU", config)
 
     def _decoder_shapes(self, path, static: bool = True) -> StaticShapes:  # noqa: ANN001 - a Path
         """A decoder graph compiled with dynamic prompt shapes, and (``static``) for the shapes in
@@ -159,13 +165,6 @@ class OpenVinoModel(PromptableModel):
             return self._compile_decoder(model, static=True)
         return StaticShapes.of(self._compile_decoder(path), compile_for)
 
-    def _request(self, compiled):  # noqa: ANN001, ANN202 - an openvino CompiledModel -> InferRequest
-        """This thread's infer request for ``compiled`` (created on first use)."""
-        requests = self._requests.__dict__
-        if id(compiled) not in requests:
-            requests[id(compiled)] = compiled.create_infer_request()
-        return requests[id(compiled)]
-
     @property
     def cache_signature(self) -> str:
         return f"{super().cache_signature}|{self.precision}"
@@ -175,8 +174,7 @@ class OpenVinoModel(PromptableModel):
         with self._streams_lock:
             if self._streams is None:
                 config = dict(self._config, PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=self.threads)
-                with float_mode_kept():
-                    self._streams = self._core.compile_model(str(self._encoder_path), "CPU", config)
+                self._streams = self._compile(str(self._encoder_path), config)
             return self._streams
 
     def _encode_streams(self, x: np.ndarray) -> np.ndarray:
@@ -209,7 +207,7 @@ class OpenVinoModel(PromptableModel):
         if x.shape[0] > 1 and self.threads > 1:
             return torch.from_numpy(self._encode_streams(x)).to(self.device)
         # share_inputs: no copy of the input; outputs are copied once (share_outputs=False)
-        outs = [self._request(self._encoder).infer({"image": x[i:i + 1]}, share_inputs=True)[0]
+        outs = [self._encoder_run.request().infer({"image": x[i:i + 1]}, share_inputs=True)[0]
                 for i in range(x.shape[0])]
         return torch.from_numpy(outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)).to(self.device)
 
