@@ -10,9 +10,15 @@ embeddings: the default, and ``MEDISAM_STATIC_DECODERS=0`` (the dynamic graph, t
 2. The 100-slice propagation of ``benchmarks/speed.py`` (a BraTS FLAIR volume, a box on its
    middle slice, a fresh session each time), the two paths alternating per round: wall seconds
    and whether the label maps are equal.
+3. A session's first box prompts (``--first-calls N``: N fresh processes per path, a pause between
+   the calls as a user makes): the milliseconds of each of the first 8 ``predict(box)`` calls of
+   one box on a kvasir image. The shape's second use starts its compilation on a background
+   thread, so no call should wait for it: calls 2-8 of the default against the dynamic graph's,
+   which never compiles (before stop 54 the second call waited 0.1-0.3 s for the compilation).
 
     python benchmarks/static_decoders.py                         # every 2D set, 3 propagation rounds
     python benchmarks/static_decoders.py --sets kvasir_seg --max-cases 20 --rounds 1
+    python benchmarks/static_decoders.py --sets none --rounds 0 --first-calls 3
 """
 
 from __future__ import annotations
@@ -102,6 +108,53 @@ def propagation_rows(model, rounds: int) -> list[tuple[str, ...]]:  # noqa: ANN0
     return rows
 
 
+FIRST_CALLS = 8
+
+
+def first_calls(pause: float) -> list[float]:
+    """Milliseconds of a fresh session's first :data:`FIRST_CALLS` ``predict(box)`` calls of one box
+    (this process must not have decoded before: the compilations are per process)."""
+    from medisam.bench.datasets import iter_cases
+    from medisam.models import load_model
+    from medisam.predict import Predictor
+    from medisam.prompting.sampling import tight_box
+
+    case = next(iter(iter_cases(DATA / "kvasir_seg", max_cases=1)))
+    predictor = Predictor(load_model("litemedsam"))
+    predictor.set_image(case.image)
+    truth = case.targets[0].mask
+    box = tight_box(truth if truth.ndim == 2 else truth[0])
+    out = []
+    for _ in range(FIRST_CALLS):
+        t0 = time.perf_counter()
+        predictor.predict(box=box)
+        out.append(1e3 * (time.perf_counter() - t0))
+        time.sleep(pause)
+    return out
+
+
+def first_call_rows(rounds: int, pause: float) -> list[tuple[str, ...]]:
+    """Per path (default / dynamic graph), fresh processes alternating: every call's median ms and
+    the largest of calls 2..8."""
+    import json
+    import subprocess
+
+    got: dict[bool, list[list[float]]] = {True: [], False: []}
+    for r in range(rounds):
+        for static in ((True, False) if r % 2 == 0 else (False, True)):
+            env = dict(os.environ, **{SWITCH: "1" if static else "0"})
+            out = subprocess.run([sys.executable, __file__, "--one-session", str(pause)], env=env, check=True,
+                                 capture_output=True, text=True).stdout
+            got[static].append(json.loads(out.strip().splitlines()[-1]))
+    rows = []
+    for static, runs in got.items():
+        calls = np.median(np.asarray(runs), axis=0)
+        worst = max(max(run[1:]) for run in runs)
+        rows.append(("default (static shapes)" if static else "dynamic graph only", str(len(runs)),
+                     " ".join(f"{v:.1f}" for v in calls), f"{worst:.1f}"))
+    return rows
+
+
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header))
@@ -114,7 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", default=",".join(SETS_2D), help="comma list of 2D datasets under ../shared/data")
     ap.add_argument("--max-cases", type=int, default=None, help="first N cases of each set (default: all)")
     ap.add_argument("--rounds", type=int, default=3, help="100-slice propagations per path (0: none)")
+    ap.add_argument("--first-calls", type=int, default=0, help="fresh sessions per path timing their first calls")
+    ap.add_argument("--pause", type=float, default=0.5, help="seconds between a session's first calls")
+    ap.add_argument("--one-session", type=float, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.one_session is not None:  # a child of --first-calls: one fresh session's calls, as JSON
+        import json
+
+        print(json.dumps(first_calls(args.one_session)))
+        return 0
     from medisam.models import load_model
 
     model = load_model("litemedsam")
@@ -123,13 +184,19 @@ def main(argv: list[str] | None = None) -> int:
     if model.backend != "openvino":
         print("the default backend here is not OpenVINO: static decoder shapes do not apply", file=sys.stderr)
         return 1
-    prompts = prompt_rows(model, args.sets.split(","), args.max_cases)
+    sets = [] if args.sets == "none" else args.sets.split(",")
+    prompts = prompt_rows(model, sets, args.max_cases)
     props = propagation_rows(model, args.rounds) if args.rounds else []
-    print("\nPrompt to mask (Predictor.predict(box) on a cached embedding; median ms):")
-    print_table(("set", "targets", "outputs that differ", "ms static", "ms dynamic", "ratio"), prompts)
+    firsts = first_call_rows(args.first_calls, args.pause) if args.first_calls else []
+    if prompts:
+        print("\nPrompt to mask (Predictor.predict(box) on a cached embedding; median ms):")
+        print_table(("set", "targets", "outputs that differ", "ms static", "ms dynamic", "ratio"), prompts)
     if props:
         print("\n100-slice propagation (fresh session each; s):")
         print_table(("round", "s static", "s dynamic", "ratio", "label maps equal"), props)
+    if firsts:
+        print(f"\nA fresh session's first {FIRST_CALLS} calls of one box ({args.pause:g} s apart; median ms per call):")
+        print_table(("path", "sessions", "ms per call", "largest of calls 2-8"), firsts)
     return 0
 
 
