@@ -78,7 +78,8 @@ def datasets(root: Path) -> list[Path]:
 
 
 def targets(mask: np.ndarray, max_targets: int) -> list[tuple[int, np.ndarray]]:
-    values = [int(v) for v in np.unique(mask) if v != 0][:max_targets]
+    values = [int(v) for v in np.unique(mask) if v != 0]
+    values = values[:max_targets] if max_targets else values
     return [(v, np.array(box)) for v in values
             for box in [_tight_box(mask == v)] if box is not None]
 
@@ -94,7 +95,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("MEDISAM_DATA", REPO.parent / "shared" / "data")))
     parser.add_argument("--max-images", type=int, default=10, help="images per dataset (0 = all)")
-    parser.add_argument("--max-targets", type=int, default=20, help="targets per image")
+    parser.add_argument("--max-targets", type=int, default=20, help="targets per image (0 = all)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     ref = reference_model()
