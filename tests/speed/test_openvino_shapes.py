@@ -166,3 +166,38 @@ def test_openvino_compiles_and_static_decoders_leave_the_calling_threads_floatin
     model.encode(torch.zeros(3, 3, 256, 256))  # the streams encoder, compiled on first use
     assert model._fast_decoder.shapes and model._best_compiled.shapes  # the static graphs ran
     assert not denormals_flushed()
+
+
+def test_threads_decoding_while_shapes_compile_get_the_dynamic_graphs_outputs(monkeypatch):
+    """The server decodes for several sessions at once: threads that decode while the background
+    thread compiles their shapes get the dynamic graph's outputs, to the bit, before and after."""
+    pytest.importorskip("openvino")
+    import threading
+
+    from medisam.models import load_model
+
+    model = load_model("litemedsam-tiny", device="cpu", backend="openvino")
+    emb = model.encode(torch.from_numpy(np.random.default_rng(1).normal(size=(1, 3, 256, 256)).astype(np.float32)))
+    boxes = [torch.tensor([[40.0, 50.0, 150.0, 170.0]]), torch.tensor([[40.0, 50.0, 150.0, 170.0], [20, 20, 100, 90.0]])]
+    monkeypatch.setenv("MEDISAM_STATIC_DECODERS", "0")
+    ref = [model.decode(emb, boxes=b).low_res_logits.clone() for b in boxes]
+    ref_best = model.decode_best(emb, boxes[1])[1].low_res_logits.clone()
+    monkeypatch.setenv("MEDISAM_STATIC_DECODERS", "1")
+    wrong: list = []
+
+    def decode(worker: int) -> None:
+        for k in range(8):
+            if not torch.equal(model.decode(emb, boxes=boxes[k % 2]).low_res_logits, ref[k % 2]):
+                wrong.append((worker, k, "decode"))
+            if not torch.equal(model.decode_best(emb, boxes[1])[1].low_res_logits, ref_best):
+                wrong.append((worker, k, "best"))
+
+    threads = [threading.Thread(target=decode, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    openvino_shapes.settle()
+    assert len(model._fast_decoder.shapes) == 2 and len(model._best_decoder().shapes) == 1  # both compiled
+    decode(-1)  # on the static graphs now
+    assert wrong == []
