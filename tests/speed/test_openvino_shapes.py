@@ -178,7 +178,8 @@ def test_threads_decoding_while_shapes_compile_get_the_dynamic_graphs_outputs(mo
 
     model = load_model("litemedsam-tiny", device="cpu", backend="openvino")
     emb = model.encode(torch.from_numpy(np.random.default_rng(1).normal(size=(1, 3, 256, 256)).astype(np.float32)))
-    boxes = [torch.tensor([[40.0, 50.0, 150.0, 170.0]]), torch.tensor([[40.0, 50.0, 150.0, 170.0], [20, 20, 100, 90.0]])]
+    boxes = [torch.tensor([[40.0, 50.0, 150.0, 170.0]]),
+             torch.tensor([[40.0, 50.0, 150.0, 170.0], [20.0, 20.0, 100.0, 90.0]])]
     monkeypatch.setenv("MEDISAM_STATIC_DECODERS", "0")
     ref = [model.decode(emb, boxes=b).low_res_logits.clone() for b in boxes]
     ref_best = model.decode_best(emb, boxes[1])[1].low_res_logits.clone()
