@@ -58,8 +58,17 @@ def apply_window(array: np.ndarray, window: str | tuple[float, float]) -> np.nda
     """Clip ``array`` to ``level +- width/2`` and scale linearly to float32 [0, 255]."""
     width, level = resolve_window(window)
     lower, upper = level - width / 2.0, level + width / 2.0
-    out = np.clip(np.asarray(array, dtype=np.float32), lower, upper)
-    return ((out - lower) / (upper - lower) * 255.0).astype(np.float32)
+    return _clip_scaled(array, lower, upper)
+
+
+def _clip_scaled(array: np.ndarray, lower: float, upper: float) -> np.ndarray:
+    """``(clip(array, lower, upper) - lower) / (upper - lower) * 255`` in float32, in one new array
+    (in place after the clip: a whole CT's display had three float32 copies at once)."""
+    out = np.clip(np.asarray(array, dtype=np.float32), lower, upper)  # a new array, never the input
+    out -= lower
+    out /= upper - lower
+    out *= 255.0
+    return out
 
 
 def in_hounsfield(array: np.ndarray, modality: str = "OT") -> bool:
@@ -133,10 +142,9 @@ def percentile_range(values: np.ndarray) -> tuple[float, float]:
 
 def _scale(array: np.ndarray, lower: float, upper: float) -> np.ndarray:
     """Clip to [lower, upper] and scale to [0, 255]; a constant image becomes 0."""
-    a = np.asarray(array, dtype=np.float32)
     if not upper > lower:
-        return np.zeros(a.shape, dtype=np.float32)
-    return ((np.clip(a, lower, upper) - lower) / (upper - lower) * 255.0).astype(np.float32)
+        return np.zeros(np.shape(array), dtype=np.float32)
+    return _clip_scaled(array, lower, upper)
 
 
 def to_display(

@@ -121,14 +121,16 @@ class MedicalImage:
         """A copy with another array on the same grid (e.g. a label map)."""
         return replace(self, array=array, **changes)
 
-    def as_labels(self, labels: np.ndarray) -> "MedicalImage":
-        """Wrap an integer label array with this image's geometry."""
+    def as_labels(self, labels: np.ndarray, copy: bool = True) -> "MedicalImage":
+        """Wrap an integer label array with this image's geometry (a copy of it; ``copy=False``:
+        the array itself where its type fits, for a caller that made it for this and keeps no
+        reference: a 512 x 512 x 900 label map is 225 MiB)."""
         if tuple(labels.shape) != self.spatial_shape:
             raise InputError(
                 f"label map shape {labels.shape} does not match image grid {self.spatial_shape}"
             )
         dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
-        return replace(self, array=labels.astype(dtype), is_rgb=False, kind="labels")
+        return replace(self, array=labels.astype(dtype, copy=copy), is_rgb=False, kind="labels")
 
     @staticmethod
     def from_array(

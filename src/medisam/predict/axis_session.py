@@ -34,7 +34,8 @@ from medisam.predict.propagation import PropagationConfig, box_around
 from medisam.predict.click_layer import ClickLayer
 from medisam.predict.view_plan import encodings_at_most, stride_words
 from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts, check_in_range
-from medisam.predict.volume import SliceGeometry, as_box3d, parse_axis, volume_of, volume_to_display
+from medisam.predict.display_volume import DisplayVolume
+from medisam.predict.volume import SliceGeometry, as_box3d, parse_axis, volume_of
 from medisam.prompts import Box, Box3D, MaskPrompt, Points
 
 if TYPE_CHECKING:
@@ -108,8 +109,8 @@ class AxisSession(ClickLayer):
             box_windows = window is None and display is None and in_hounsfield(self.image.array, self.image.modality)
         #: whether each 3D box gets its own window (:meth:`box_window`)
         self.box_windows = bool(box_windows)
-        if display is None:
-            display = volume_to_display(self.image.array, self.image.modality, window)
+        if display is None:  # mapped where it is read: a float32 copy of a long CT took GiBs
+            display = DisplayVolume.of(self.image.array, self.image.modality, window)
         elif display.shape != self.image.array.shape:
             raise InputError(f"display volume {display.shape} does not match the image {self.image.array.shape}")
         self._display = display
@@ -147,10 +148,10 @@ class AxisSession(ClickLayer):
             raise InputError(f"guides of a {other.image.spatial_shape} session do not fit {self.image.spatial_shape}")
         self._guides = tuple(other._guides)
 
-    def _guide_display(self, guide: MedicalImage | np.ndarray, k: int) -> np.ndarray:
+    def _guide_display(self, guide: MedicalImage | np.ndarray, k: int) -> DisplayVolume:
         """Guide ``k`` mapped to float32 [0, 255] as the display is (one window for the volume)."""
         g = check_guide(guide, self.image, k)
-        return volume_to_display(g.array, g.modality)
+        return DisplayVolume.of(g.array, g.modality)
 
     # ------------------------------------------------------------- geometry
     @property
@@ -457,7 +458,7 @@ class AxisSession(ClickLayer):
         for obj_id in self._paint_order(model):
             for t, r in self.with_clicks(obj_id, model[obj_id]).items():
                 r.paint(self.geometry.take(labels, t), obj_id)
-        return self.image.as_labels(labels)
+        return self.image.as_labels(labels, copy=False)
 
     def paint_order(self) -> list[int]:
         """Object ids in the order :meth:`label_map` paints them (the last one on top)."""

@@ -15,6 +15,7 @@ import numpy as np
 from medisam.io.intensity import apply_window
 from medisam.predict.click_refine import voxel_scale
 from medisam.predict.contract import SliceResult
+from medisam.predict.display_volume import DisplayVolume
 from medisam.predict.edits import EditLayer
 from medisam.predict.store import Click3D
 
@@ -27,8 +28,12 @@ class ClickLayer:
     and ``_guides``)."""
 
     @property
-    def display(self) -> np.ndarray:
-        """The volume as the encoder sees it, float32 ``(Z, Y, X)`` in [0, 255] (read-only view)."""
+    def display(self) -> np.ndarray | DisplayVolume:
+        """The volume as the encoder sees it, float32 ``(Z, Y, X)`` in [0, 255], read-only: index it
+        for a plane or a crop (a :class:`~medisam.predict.display_volume.DisplayVolume` maps only
+        what is read; ``np.asarray`` gives the whole volume)."""
+        if isinstance(self._display, DisplayVolume):
+            return self._display
         view = self._display.view()
         view.flags.writeable = False
         return view

@@ -83,7 +83,7 @@ class TrackingSession(VolumeSession):
         self.tracking = tracking or TrackingConfig()
         self._passes: dict[str, _Pass] = {}
         self._direction = "forward"
-        self._greys: dict[int, np.ndarray] = {}  # colour frames averaged, for the motion estimate
+        self._greys: dict[int, np.ndarray] = {}  # frames as the encoder sees them, grey, for the motion estimate
         self.begins: set[int] = set()  # objects that appear on their first prompt: never tracked before it
         #: (object, frame, pass direction) -> (box of the chain's whole-object mask, that mask's
         #: area on the first frame tracked from the object's prompt, the object's growth since):
@@ -358,11 +358,10 @@ class TrackingSession(VolumeSession):
 
     def _grey(self, t: int) -> np.ndarray:
         """Frame ``t`` as the encoder sees it, grey (colour frames averaged), for :func:`displacement`."""
-        if self._colour is None:
-            return self.geometry.take(self._display, t)  # a view: no copy per object
-        if t not in self._greys:
+        if t not in self._greys:  # once per frame, not per object
             self._greys = {k: v for k, v in self._greys.items() if abs(k - t) <= 1}  # the frames around t
-            self._greys[t] = self.plane_display(t).mean(axis=-1)
+            colour = self._colour is not None
+            self._greys[t] = self.plane_display(t).mean(axis=-1) if colour else self.geometry.take(self._display, t)
         return self._greys[t]
 
     # ------------------------------------------------------------ results
@@ -396,7 +395,7 @@ class TrackingSession(VolumeSession):
         for obj_id in self.object_ids:
             for t, r in self.results(obj_id).items():
                 r.paint(labels[t], obj_id, where=labels[t] == 0)
-        return self.image.as_labels(labels)
+        return self.image.as_labels(labels, copy=False)
 
 
 def _fills(inner: Box, outer: Box, plane_hw: tuple[int, int]) -> bool:

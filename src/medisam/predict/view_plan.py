@@ -102,14 +102,12 @@ class ViewGrid:
         return size[rows], size[cols]
 
     def crop(self, volume: np.ndarray, window: tuple[float, float] | None = None) -> np.ndarray:
-        """The view volume of a full ``(Z, Y, X)`` display volume (float32, stretched); with a
-        ``window``, ``volume`` is the image itself and only the view's planes are windowed."""
-        if self.planes is not None:
-            out = np.take(volume, self.planes, axis=self.axis)
-        else:
-            sl: list = [slice(None)] * 3
-            sl[self.axis] = slice(self.lo, self.hi + 1)
-            out = volume[tuple(sl)]
+        """The view volume of a full ``(Z, Y, X)`` display volume (float32, stretched; an array or a
+        :class:`~medisam.predict.display_volume.DisplayVolume`); with a ``window``, ``volume`` is the
+        image itself and only the view's planes are windowed."""
+        sl: list = [slice(None)] * 3  # one index (a lazy display maps only the view's planes)
+        sl[self.axis] = slice(self.lo, self.hi + 1) if self.planes is None else np.asarray(self.planes)
+        out = volume[tuple(sl)]
         if window is not None:
             out = apply_window(out, window)
         if self.stretch_axis is not None:

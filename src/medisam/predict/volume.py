@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from medisam.errors import InputError, PromptError
-from medisam.io.intensity import HU_MIN_THRESHOLD, _scale, apply_window, percentile_range
 from medisam.io.medical_image import AXIS_NAMES, MedicalImage
+from medisam.predict.display_volume import display_mapping
 from medisam.prompts import Box, Box3D
 
 def parse_axis(axis: int | str) -> int:
@@ -74,18 +74,10 @@ def volume_to_display(array: np.ndarray, modality: str = "OT",
 
     Same rules as :func:`medisam.io.intensity.to_display` (explicit window > uint8 as is >
     CT in HU gets the soft-tissue window > other CT min-max > percentile 0.5-99.5), but the
-    statistics come from the whole volume.
+    statistics come from the whole volume (:func:`~medisam.predict.display_volume.display_mapping`;
+    a session maps only the planes and crops it reads: :class:`~medisam.predict.display_volume.DisplayVolume`).
     """
-    a = np.asarray(array)
-    if window is not None:
-        return apply_window(a, window)
-    if a.dtype == np.uint8:
-        return a.astype(np.float32)
-    if modality.upper() == "CT":
-        if float(a.min()) < HU_MIN_THRESHOLD:
-            return apply_window(a, "soft_tissue")
-        return _scale(a, float(a.min()), float(a.max()))
-    return _scale(a, *percentile_range(a))
+    return display_mapping(array, modality, window)(np.asarray(array))
 
 
 @dataclass(frozen=True)

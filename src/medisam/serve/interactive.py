@@ -31,7 +31,8 @@ from medisam.predict import EmbeddingCache, Predictor, Session, VolumeSession, o
 from medisam.predict.contract import SliceResult
 from medisam.predict.refine2d import Click2D, click_reach, refine_2d
 from medisam.predict.refine3d import ClickOutcome
-from medisam.predict.volume import as_box3d, volume_to_display
+from medisam.predict.display_volume import DisplayVolume
+from medisam.predict.volume import as_box3d
 from medisam.prompts import Box, Box3D, Points
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class InteractiveSession:
         self.window = window
         self.max_undo = max_undo
         self._undo: list[_Edit] = []
-        self._display_u8: np.ndarray | None = None
+        self._display: DisplayVolume | None = None  # the volume's pictures, mapped slice by slice
         self.volume: Session | None = None
         self.predictor: Predictor | None = None
         if image.is_volume:
@@ -147,10 +148,9 @@ class InteractiveSession:
             return np.clip(to_display(self.image.array, self.image.modality, self.window), 0, 255).astype(np.uint8)
         if self.image.is_rgb:  # colour video frames: as VideoSession shows them to the encoder
             return np.clip(to_display(self.image.array[k], self.image.modality, self.window), 0, 255).astype(np.uint8)
-        if self._display_u8 is None:  # one window for the whole volume, as VolumeSession uses
-            disp = volume_to_display(self.image.array, self.image.modality, self.window)
-            self._display_u8 = np.clip(np.rint(disp), 0, 255).astype(np.uint8)
-        return np.repeat(self._display_u8[k][..., None], 3, axis=-1)
+        if self._display is None:  # one window for the whole volume, as VolumeSession uses
+            self._display = DisplayVolume.of(self.image.array, self.image.modality, self.window)
+        return np.repeat(np.clip(np.rint(self._display[k]), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
 
     # ------------------------------------------------------------- prompts
     def set_window(self, window: str | tuple[float, float] | None) -> None:
@@ -159,7 +159,7 @@ class InteractiveSession:
             if self.volume.object_ids:
                 raise InputError("change the window before prompting a volume (or undo/reset first)")
             self._open_volume(window)
-            self._display_u8 = None
+            self._display = None
         self.window = window
 
     def segment(self, slice: int | None = None, obj_id: int = 1, *, box: Sequence[float] | None = None,
