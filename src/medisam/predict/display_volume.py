@@ -19,11 +19,11 @@ import numpy as np
 from medisam.io.intensity import HU_MIN_THRESHOLD, _scale, apply_window, percentile_range, resolve_window
 
 #: a map from intensities (any shape) to the display's float32 [0, 255]
-Mapping = Callable[[np.ndarray], np.ndarray]
+DisplayMap = Callable[[np.ndarray], np.ndarray]
 
 
 def display_mapping(array: np.ndarray, modality: str = "OT",
-                    window: str | tuple[float, float] | None = None) -> Mapping:
+                    window: str | tuple[float, float] | None = None) -> DisplayMap:
     """The map of ``array``'s intensities to float32 [0, 255], one for the whole volume.
 
     Rules: an explicit window > uint8 as is > a CT in HU gets the soft-tissue window > another CT
@@ -49,7 +49,7 @@ class DisplayVolume:
 
     __slots__ = ("_array", "_map")
 
-    def __init__(self, array: np.ndarray, mapping: Mapping):
+    def __init__(self, array: np.ndarray, mapping: DisplayMap):
         self._array = np.asarray(array)
         self._map = mapping
 
@@ -80,6 +80,8 @@ class DisplayVolume:
     def __setitem__(self, index: Any, value: Any) -> None:
         raise ValueError("the display volume is read-only: it is computed from the image")
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if copy is False:  # numpy 2's contract: the whole display is always computed anew
+            raise ValueError("a DisplayVolume has no array to share: it is computed from the image")
         whole = self._map(self._array)
         return whole if dtype is None else whole.astype(dtype)
