@@ -82,3 +82,19 @@ def test_a_label_map_is_not_copied_where_its_maker_hands_it_over():
     labels = np.zeros(image.spatial_shape, dtype=np.uint8)
     assert image.as_labels(labels, copy=False).array is labels
     assert image.as_labels(labels).array is not labels
+
+
+def test_the_servers_slice_pictures_read_the_sessions_display(tiny_model):
+    """The server's picture of a slice is the session's display there, rounded to uint8: one map, no
+    uint8 copy of the volume (it kept one before), and the window's change is followed."""
+    from medisam.serve.interactive import InteractiveSession
+
+    image = _ct()
+    served = InteractiveSession(tiny_model, image)
+    for window in (None, "lung"):
+        if window is not None:
+            served.set_window(window)
+        picture = served.display_slice(5)
+        expected = np.clip(np.rint(volume_to_display(image.array, "CT", window)[5]), 0, 255).astype(np.uint8)
+        assert picture.shape == (40, 44, 3) and np.array_equal(picture[..., 0], expected)
+        assert served._display is served.volume.display  # the session's own display, not a second one

@@ -148,8 +148,10 @@ class InteractiveSession:
             return np.clip(to_display(self.image.array, self.image.modality, self.window), 0, 255).astype(np.uint8)
         if self.image.is_rgb:  # colour video frames: as VideoSession shows them to the encoder
             return np.clip(to_display(self.image.array[k], self.image.modality, self.window), 0, 255).astype(np.uint8)
-        if self._display is None:  # one window for the whole volume, as VolumeSession uses
-            self._display = DisplayVolume.of(self.image.array, self.image.modality, self.window)
+        if self._display is None:  # one window for the whole volume: the volume session's own where it has one
+            shown = getattr(self.volume, "display", None)
+            self._display = shown if isinstance(shown, DisplayVolume) else DisplayVolume.of(
+                self.image.array, self.image.modality, self.window)
         return np.repeat(np.clip(np.rint(self._display[k]), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
 
     # ------------------------------------------------------------- prompts
