@@ -58,8 +58,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medisam.models.openvino_shapes import settle
-
 warnings.simplefilter("ignore")
 
 def _data_root() -> Path:
@@ -633,13 +631,7 @@ def main() -> None:
     dec_times: dict = {k: [] for k in ["ref", *models]}
     # interleaved in blocks, not call by call: right after a torch call its OpenMP threads still
     # spin and slow the next backend's call (measured: 18.8 vs 13.8 ms for the same predict()),
-    # which no user session has; the first call of each block is that warm-up and is not kept.
-    # A box's second use compiles the decoder for its shape on a background thread (openvino_shapes):
-    # two calls and a wait for it first, as a session has a moment after its second box
-    for pred in predictors.values():
-        pred.predict(box=box)
-        pred.predict(box=box)
-    settle()
+    # which no user session has; the first call of each block is that warm-up and is not kept
     for _ in range(-(-args.decode_repeats // PROMPT_BLOCK)):
         for k in dec_times:
             for i in range(PROMPT_BLOCK + 1):

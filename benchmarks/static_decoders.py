@@ -12,9 +12,10 @@ embeddings: the default, and ``MEDISAM_STATIC_DECODERS=0`` (the dynamic graph, t
    and whether the label maps are equal.
 3. A session's first box prompts (``--first-calls N``: N fresh processes per path, a pause between
    the calls as a user makes): the milliseconds of each of the first 8 ``predict(box)`` calls of
-   one box on a kvasir image. The shape's second use starts its compilation on a background
-   thread, so no call should wait for it: calls 2-8 of the default against the dynamic graph's,
-   which never compiles (before stop 54 the second call waited 0.1-0.3 s for the compilation).
+   one box on a kvasir image, the default against the dynamic graph, which never compiles. The
+   shape's second use compiles its static graph in that call (0.1-0.3 s, once per process). A
+   compilation on a background thread removed that wait but slowed the inference after it
+   (stop 54, ``docs/speed.md``), so it stays in the call.
 
     python benchmarks/static_decoders.py                         # every 2D set, 3 propagation rounds
     python benchmarks/static_decoders.py --sets kvasir_seg --max-cases 20 --rounds 1
@@ -35,8 +36,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import timed_volume_100, volume_100  # noqa: E402 - the speed table's 100-slice case
 from upscale_window import DATA, SETS_2D  # noqa: E402
-
-from medisam.models.openvino_shapes import settle  # noqa: E402
 
 SWITCH = "MEDISAM_STATIC_DECODERS"
 
@@ -66,10 +65,9 @@ def prompt_rows(model, sets: list[str], max_cases: int | None) -> list[tuple[str
             for target in case.targets:
                 truth = target.mask if target.mask.ndim == 2 else target.mask[0]
                 box = tight_box(truth)
-                if not every["n"] and not s["n"]:  # the first box's second use starts the static compilation
+                if not every["n"] and not s["n"]:  # the first box makes the static compilation (once)
                     for _ in range(2):
                         predictor.predict(box=box)
-                    settle()  # (on the background thread: wait for it once, then every static call takes it)
                 first = s["n"] % 2 == 0
                 a, ta = timed(lambda: predictor.predict(box=box), static=first)
                 b, tb = timed(lambda: predictor.predict(box=box), static=not first)

@@ -33,41 +33,10 @@ def test_a_shape_is_compiled_on_its_second_use_and_reused():
     made: list = []
     shapes = _shapes(made)
     assert shapes.pick(_feeds(1, 2)) is shapes.dynamic and made == []
-    assert shapes.pick(_feeds(1, 2)) is shapes.dynamic  # the second use starts the compilation
-    openvino_shapes.settle()
+    second = shapes.pick(_feeds(1, 2))
     assert made == [{"point_coords": (1, 2, 2), "point_labels": (1, 2)}]
-    third = shapes.pick(_feeds(1, 2))
-    assert third.compiled.shapes == made[0]
-    assert shapes.pick(_feeds(1, 2)) is third and len(made) == 1
-
-
-def test_no_call_waits_for_a_compilation_and_a_refused_shape_stays_dynamic():
-    """The compilation runs on the background thread: calls go on on the dynamic graph meanwhile
-    (before, the shape's second use waited 0.1-0.3 s for it)."""
-    import threading
-
-    release, started, made = threading.Event(), threading.Event(), []
-
-    def slow_compile(shapes: dict) -> FakeCompiled:
-        started.set()
-        assert release.wait(10)
-        made.append(shapes)
-        if shapes["point_coords"][0] == 2:
-            raise RuntimeError("the plugin refuses this shape")
-        return FakeCompiled(shapes)
-
-    shapes = StaticShapes(FakeCompiled(), slow_compile, ("point_coords", "point_labels"))
-    for _ in range(5):  # the compilation is blocked: every call still returns at once, on the dynamic graph
-        assert shapes.pick(_feeds(1, 2)) is shapes.dynamic
-    assert started.wait(10) and made == [] and shapes.shapes == []
-    release.set()
-    openvino_shapes.settle()
-    assert shapes.pick(_feeds(1, 2)) is not shapes.dynamic
-    for _ in range(3):
-        assert shapes.pick(_feeds(2, 2)) is shapes.dynamic
-    openvino_shapes.settle()
-    assert shapes.pick(_feeds(2, 2)) is shapes.dynamic and len(made) == 2  # refused once, not tried again
-    assert len(shapes.shapes) == 1
+    assert second.compiled.shapes == made[0]
+    assert shapes.pick(_feeds(1, 2)) is second and len(made) == 1
 
 
 def test_a_growing_click_sequence_stays_dynamic():
@@ -84,7 +53,6 @@ def test_compilations_are_bounded_never_dropped_and_large_batches_stay_dynamic()
     for batch in (1, 2, 1, 3):
         for _ in range(2):
             shapes.pick(_feeds(batch, 2))
-        openvino_shapes.settle()
     assert len(shapes.shapes) == openvino_shapes.MAX_SHAPES == 2
     assert [dict(k)["point_coords"][0] for k in shapes.shapes] == [1, 2]  # the first two to reach a second use
     assert shapes.pick(_feeds(3, 2)) is shapes.dynamic  # full: a third shape stays dynamic
@@ -120,8 +88,6 @@ def test_the_openvino_backend_decodes_on_static_shapes_with_the_same_outputs(mon
                [model.decode_best(emb, margins)[1] for _ in range(3)] + \
                [model.decode(emb, boxes=box, points=points) for _ in range(3)]
 
-    calls()  # the shapes' second uses start their compilations
-    openvino_shapes.settle()
     static = calls()
     assert model._fast_decoder.shapes == [
         (("point_coords", (1, 2, 2)), ("point_labels", (1, 2))),
@@ -161,7 +127,6 @@ def test_openvino_compiles_and_static_decoders_leave_the_calling_threads_floatin
     for _ in range(3):
         model.decode(emb, boxes=torch.tensor([[40.0, 50.0, 150.0, 170.0]]))
         model.decode_best(emb, torch.tensor([[40.0, 50.0, 150.0, 170.0]] * 3))
-    openvino_shapes.settle()
     model.decode(emb, boxes=torch.tensor([[40.0, 50.0, 150.0, 170.0]]))
     model.encode(torch.zeros(3, 3, 256, 256))  # the streams encoder, compiled on first use
     assert model._fast_decoder.shapes and model._best_compiled.shapes  # the static graphs ran
@@ -169,8 +134,8 @@ def test_openvino_compiles_and_static_decoders_leave_the_calling_threads_floatin
 
 
 def test_threads_decoding_while_shapes_compile_get_the_dynamic_graphs_outputs(monkeypatch):
-    """The server decodes for several sessions at once: threads that decode while the background
-    thread compiles their shapes get the dynamic graph's outputs, to the bit, before and after."""
+    """The server decodes for several sessions at once: threads that decode while another thread
+    compiles their shapes get the dynamic graph's outputs, to the bit, before and after."""
     pytest.importorskip("openvino")
     import threading
 
@@ -198,7 +163,6 @@ def test_threads_decoding_while_shapes_compile_get_the_dynamic_graphs_outputs(mo
         t.start()
     for t in threads:
         t.join()
-    openvino_shapes.settle()
     assert len(model._fast_decoder.shapes) == 2 and len(model._best_decoder().shapes) == 1  # both compiled
     decode(-1)  # on the static graphs now
     assert wrong == []

@@ -9,9 +9,7 @@ bit (``docs/speed.md``, "Stop 53: decoders compiled for the prompt shapes in use
 
 A shape gets its compilation on its second use (about 0.1-0.3 s, once per process): a box, the
 margins of every propagation step and a repeated point count do; a click sequence whose point
-count grows with each click stays on the dynamic graph and pays no compilation. The compilation
-runs on a background thread while the calls go on on the dynamic graph, so no call waits for it
-(before, the second use of a shape waited for it: a user's second box took 0.1-0.3 s). Memory stays
+count grows with each click stays on the dynamic graph and pays no compilation. Memory stays
 bounded: at most :data:`MAX_SHAPES` compilations per graph, the first shapes to reach their
 second use (never dropped: a decode on another thread may still read a compilation's output
 buffers), and none for batches of more than :data:`MAX_BATCH` prompts.
@@ -20,11 +18,9 @@ buffers), and none for batches of more than :data:`MAX_BATCH` prompts.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
@@ -39,30 +35,6 @@ USES_BEFORE_COMPILE = 2
 MAX_COUNTED = 64
 
 ShapeKey = tuple[tuple[str, tuple[int, ...]], ...]
-
-log = logging.getLogger(__name__)
-
-_compiler: ThreadPoolExecutor | None = None
-_compiler_lock = threading.Lock()
-
-
-def _background() -> ThreadPoolExecutor:
-    """The one thread that compiles static shapes, for every graph of the process (made on first use)."""
-    global _compiler
-    with _compiler_lock:
-        if _compiler is None:
-            _compiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medisam-compile")
-        return _compiler
-
-
-def settle() -> None:
-    """Until every compilation started so far is done and kept (benchmarks and tests: the calls
-    after it take the compiled models that a session gets a moment after a shape's second use).
-    The one background thread takes its work in order, so a no-op queued now ends after them."""
-    with _compiler_lock:
-        started = _compiler is not None
-    if started:
-        _background().submit(lambda: None).result()
 
 
 def static_decoders_enabled() -> bool:
@@ -111,8 +83,6 @@ class StaticShapes:
         self._compile_for = compile_for
         self._inputs = dynamic_inputs
         self._compiled: dict[ShapeKey, Compiled] = {}
-        self._pending: dict[ShapeKey, Future] = {}  # compiling on the background thread
-        self._failed: set[ShapeKey] = set()  # the plugin refused: these shapes stay dynamic
         self._uses: OrderedDict[ShapeKey, int] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -138,9 +108,8 @@ class StaticShapes:
         return self.pick(feeds).run(feeds)
 
     def pick(self, feeds: dict[str, np.ndarray]) -> Compiled:
-        """The compiled model for ``feeds``: the static one of their shape where it is ready, else
-        the dynamic one. A shape's :data:`USES_BEFORE_COMPILE`-th use starts its compilation on the
-        background thread (this call and the next ones run on the dynamic graph until it is done)."""
+        """The compiled model for ``feeds``: the static one of their shape where it exists or where
+        this is the shape's :data:`USES_BEFORE_COMPILE`-th use, else the dynamic one."""
         if not self._inputs or not static_decoders_enabled():
             return self.dynamic
         key = shape_key(feeds, self._inputs)
@@ -150,28 +119,13 @@ class StaticShapes:
             compiled = self._compiled.get(key)
             if compiled is not None:
                 return compiled
-            if key in self._pending or key in self._failed:
-                return self.dynamic
-            if len(self._compiled) + len(self._pending) >= MAX_SHAPES:  # full: none is dropped, as a
-                return self.dynamic  # decode on another thread may still read its output buffers
+            if len(self._compiled) >= MAX_SHAPES:  # full: none is dropped, as a decode on another
+                return self.dynamic                  # thread may still read its output buffers
             uses = self._uses.pop(key, 0) + 1
             if uses < USES_BEFORE_COMPILE:
                 self._uses[key] = uses
                 while len(self._uses) > MAX_COUNTED:
                     self._uses.popitem(last=False)
                 return self.dynamic
-            self._pending[key] = future = _background().submit(self._compile_for, dict(key))
-        future.add_done_callback(lambda done: self._compiled_one(key, done))
-        return self.dynamic
-
-    def _compiled_one(self, key: ShapeKey, done: Future) -> None:
-        """Keep a finished compilation (or remember that the plugin refused the shape)."""
-        error = done.exception()
-        with self._lock:
-            del self._pending[key]
-            if error is None:
-                self._compiled[key] = Compiled(done.result())
-            else:
-                self._failed.add(key)
-        if error is not None:
-            log.warning("OpenVINO cannot compile the decoder for %s (%s); that shape stays dynamic", dict(key), error)
+            compiled = self._compiled[key] = Compiled(self._compile_for(dict(key)))
+            return compiled
