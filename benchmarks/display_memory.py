@@ -24,16 +24,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import lung_lesion_case  # noqa: E402 - the speed table's lung CT
+from session_memory import rss_mib  # noqa: E402 - the resident set now
+from speed import lung_lesion_case, peak_rss_self_mib  # noqa: E402 - the speed table's lung CT, this process's peak
 
 BOX_SLICES = 30
-
-
-def _rss_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def one_run(slices: int, whole: bool) -> dict:
@@ -49,14 +43,14 @@ def one_run(slices: int, whole: bool) -> dict:
     mid = slices // 2
     box3d = (box[0], box[1], mid - BOX_SLICES // 2, box[3], box[4], mid - BOX_SLICES // 2 + BOX_SLICES - 1)
     model = load_model("litemedsam")
-    before = _rss_mib("VmRSS")
+    before = rss_mib()
     t0 = time.perf_counter()
     extra = {"display": volume_to_display(image.array, image.modality), "box_windows": True} if whole else {}
     session = VolumeSession(model, image, **extra)
     session.add_box3d(box3d)
     labels = session.propagate(progress=False).array
     seconds = time.perf_counter() - t0
-    return {"before": before, "peak": _rss_mib("VmHWM"), "seconds": seconds,
+    return {"before": before, "peak": peak_rss_self_mib(), "seconds": seconds,
             "labels": hashlib.sha1(np.ascontiguousarray(labels).tobytes()).hexdigest(), "voxels": int(labels.sum())}
 
 

@@ -39,6 +39,45 @@ def test_a_shape_is_compiled_on_its_second_use_and_reused():
     assert shapes.pick(_feeds(1, 2)) is second and len(made) == 1
 
 
+def test_a_compilation_in_one_thread_does_not_hold_up_the_others():
+    """A shape compiles in the call that reaches its second use, outside the lock: another thread's
+    decode of a compiled shape, or of the same shape on the dynamic graph, does not wait for it."""
+    import threading
+
+    release, started, made = threading.Event(), threading.Event(), []
+
+    def compile_for(shapes: dict) -> FakeCompiled:
+        if shapes["point_coords"][0] == 2:  # the second shape's compilation blocks until released
+            started.set()
+            assert release.wait(10)
+        made.append(shapes)
+        return FakeCompiled(shapes)
+
+    shapes = StaticShapes(FakeCompiled(), compile_for, ("point_coords", "point_labels"))
+    shapes.pick(_feeds(1, 2))
+    first = shapes.pick(_feeds(1, 2))
+    shapes.pick(_feeds(2, 2))
+    compiling = threading.Thread(target=shapes.pick, args=(_feeds(2, 2),))
+    compiling.start()
+    assert started.wait(10)
+    got: dict = {}
+
+    def other_thread() -> None:
+        got["compiled"] = shapes.pick(_feeds(1, 2))
+        got["compiling"] = shapes.pick(_feeds(2, 2))
+
+    other = threading.Thread(target=other_thread)
+    other.start()
+    other.join(5)
+    finished = not other.is_alive()  # while the compilation is still blocked
+    release.set()
+    compiling.join()
+    other.join()
+    assert finished, "a decode waited for another shape's compilation"
+    assert got["compiled"] is first and got["compiling"] is shapes.dynamic
+    assert shapes.pick(_feeds(2, 2)) is not shapes.dynamic and len(made) == 2
+
+
 def test_a_growing_click_sequence_stays_dynamic():
     made: list = []
     shapes = _shapes(made)

@@ -83,6 +83,7 @@ class StaticShapes:
         self._compile_for = compile_for
         self._inputs = dynamic_inputs
         self._compiled: dict[ShapeKey, Compiled] = {}
+        self._compiling: set[ShapeKey] = set()  # being compiled by a call (outside the lock)
         self._uses: OrderedDict[ShapeKey, int] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -119,13 +120,22 @@ class StaticShapes:
             compiled = self._compiled.get(key)
             if compiled is not None:
                 return compiled
-            if len(self._compiled) >= MAX_SHAPES:  # full: none is dropped, as a decode on another
-                return self.dynamic                  # thread may still read its output buffers
+            if key in self._compiling or len(self._compiled) + len(self._compiling) >= MAX_SHAPES:
+                return self.dynamic  # full: none is dropped, as a decode on another thread may still read its buffers
             uses = self._uses.pop(key, 0) + 1
             if uses < USES_BEFORE_COMPILE:
                 self._uses[key] = uses
                 while len(self._uses) > MAX_COUNTED:
                     self._uses.popitem(last=False)
                 return self.dynamic
-            compiled = self._compiled[key] = Compiled(self._compile_for(dict(key)))
-            return compiled
+            self._compiling.add(key)
+        # compiled in this call, outside the lock: the server's other threads decode meanwhile (on
+        # their compiled shapes, or this one's dynamic graph) instead of waiting 0.1-0.3 s for it
+        try:
+            compiled = Compiled(self._compile_for(dict(key)))
+            with self._lock:
+                self._compiled[key] = compiled
+        finally:
+            with self._lock:
+                self._compiling.discard(key)
+        return compiled
