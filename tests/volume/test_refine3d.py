@@ -370,3 +370,49 @@ def test_a_positive_click_on_a_constant_image_only_adds(tiny_model):
     inside[2:6, 8:32, 8:32] = True
     assert no_contrast(np.full((8, 40, 40), 50.0), inside) and not no_contrast(contrast, inside)
     assert not no_contrast(np.stack([np.full((8, 40, 40), 50.0), contrast], axis=-1), inside)  # a guide channel
+
+
+def _nested_masks(tiny_model):
+    """Object 2 (rows 10..21, x 14..25) nested in object 1 (rows 6..25, x 6..33), set by masks on slices 2..8."""
+    rng = np.random.default_rng(2)
+    image = MedicalImage((100 + rng.normal(0, 5, (11, 32, 40))).astype(np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0),
+                         (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), "MR")
+    session = VolumeSession(tiny_model, image, axis=0, config=FAST)
+    for obj, (y0, y1, x0, x1) in ((1, (6, 26, 6, 34)), (2, (10, 22, 14, 26))):
+        m = np.zeros((32, 40), dtype=bool)
+        m[y0:y1, x0:x1] = True
+        for t in range(2, 9):
+            session.add_mask(t, m, obj_id=obj)
+    return session
+
+
+def test_a_negative_click_where_another_object_holds_gives_it_the_voxels_near_the_click(tiny_model):
+    from medisam.predict.click_refine import RefineParams
+
+    v = (5, 16, 19)  # the middle of object 2, which lies over object 1
+    plain = _nested_masks(tiny_model)
+    refine_with_click(plain, v, False, 2, params=RefineParams(negative_yields=False))  # as any background click
+    session = _nested_masks(tiny_model)
+    before = session.object_volume(2)
+    session.add_click(v, False, 2)
+    click = session.object_state(2).clicks3d[-1]
+    assert click.yields  # object 1 holds the voxel too
+    after, kept_plain = session.object_volume(2), plain.object_volume(2)
+    assert not (after & ~before).any()  # still only removes
+    near = squared_distance(after.shape, v, (1.0, 1.0, 1.0)) <= (click.radius / 2) ** 2
+    assert not (after & near).any() and (_labels(session)[near & before] == 1).all()  # object 1 shows there
+    assert 2 * after.sum() < kept_plain.sum()  # a plain background click left far more of the false blob
+    session.undo()
+    assert np.array_equal(session.object_volume(2), before)
+
+
+def test_a_negative_click_that_no_other_object_holds_acts_as_before(tiny_model):
+    from medisam.predict.click_refine import RefineParams
+
+    v = (5, 16, 30)  # object 2 only (x 20..33)
+    plain = _overlapping_masks(tiny_model)
+    refine_with_click(plain, v, False, 2, params=RefineParams(negative_yields=False))
+    session = _overlapping_masks(tiny_model)
+    session.add_click(v, False, 2)
+    assert not session.object_state(2).clicks3d[-1].yields
+    assert np.array_equal(session.object_volume(2), plain.object_volume(2))

@@ -321,8 +321,9 @@ class AxisSession(ClickLayer):
 
     def add_click(self, zyx: Sequence[int], positive: bool = True, obj_id: int = 1) -> "ClickOutcome":
         """Correct the 3D result with one click at voxel ``(z, y, x)`` (see :mod:`~medisam.predict.refine3d`):
-        the clicked slice is re-decoded from cached embeddings and re-propagated both ways;
-        ``outcome.undo_steps`` calls of :meth:`undo` take it back."""
+        the random walker refines the object's 3D mask around the click (no model call; a click that
+        starts a new object re-decodes its slice and propagates); ``outcome.undo_steps`` calls of
+        :meth:`undo` take it back."""
         from medisam.predict.refine3d import refine_with_click
 
         return refine_with_click(self, zyx, positive, obj_id)

@@ -166,6 +166,10 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
     the label map shows another object on top (a smaller one, :meth:`paint_order`), leaves this
     object as it is and is a background click of each object shown there: the user says the
     voxel is this object, not that one, and that object's walker decides how much of it goes.
+    A negative click on a voxel that other objects hold too gives them what they hold within its
+    radius (``Click3D.yields``, ``params.negative_yields``): in a label map, removing the object shown
+    there shows the one beneath, as the user expects, where the fading prior of a plain background
+    click left most of a false blob in place (a core class painted over the oedema in BraTS).
     One undo step; no decoder or encoder runs.
     """
     t, x, y = click_on_plane(session, zyx)
@@ -217,15 +221,17 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     current = session.object_crop(obj_id, crop)
     volume = session.object_size(obj_id) if crop != whole and positive else None  # the size cap's measure
     radius = _window_click_radius(whole, crop, current, at, positive, spacing, params, volume)
-    clicks = (*state.clicks3d, Click3D(v, positive, radius))
     if not refine:
-        session.set_edits({obj_id: (state.edit, clicks[-1])})
+        session.set_edits({obj_id: (state.edit, Click3D(v, positive, radius))})
         return []
     others, their_clicks, claimed = _others(session, obj_id, crop)
-    seeds = [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius) for c in (*their_clicks, *clicks)]
+    yields = not positive and any(bool(m[at]) for m in others.values())  # another object holds it too
+    clicks = (*state.clicks3d, Click3D(v, positive, radius, yields))
+    seeds = [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius, c.yields) for c in (*their_clicks, *clicks)]
     features, inside = session.click_features(crop, obj_id), _inside(state, origin, current.shape)
+    shared = np.logical_or.reduce(list(others.values())) if any(c.yields for c in clicks) else None
     solved = refine_crop(features, session.object_crop(obj_id, crop, model_only=True), inside, seeds, spacing, params,
-                         claimed=claimed)
+                         claimed=claimed, shared=shared)
     rule = replace(params, positive_only_adds=True) if positive and no_contrast(features, inside) else params
     new = apply_click(solved, current, positive, rule)  # a background click never adds; no contrast: nor removes
     layer = EditLayer(tuple(int(o) for o in origin), new)

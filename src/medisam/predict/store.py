@@ -55,6 +55,9 @@ class Click3D:
     zyx: tuple[int, int, int]
     positive: bool
     radius: float
+    #: a background click on a voxel that another object holds too: within its radius this object
+    #: gives up what the others hold (``RefineParams.negative_yields``; docs/interactive3d.md)
+    yields: bool = False
 
 
 @dataclass
