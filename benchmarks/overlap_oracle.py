@@ -1,0 +1,84 @@
+"""How much of a 3D set's CVPR25 score is lost to voxels that several objects hold (issue 14).
+
+The label map paints the smaller object on top where objects overlap (``session.paint_order``). This
+script runs the protocol's 3D-box start and its 5 click steps (the session's own clicks, placed on
+its own label map, the default walker) and after each step scores, beside the label map, an oracle
+that gives each voxel held by several objects to the true class where that class is one of its
+holders. The oracle's gain is what a perfect rule for shared voxels could add; where it is small,
+the objects' own masks are what fall short.
+
+    python benchmarks/overlap_oracle.py ../shared/data/brats2015_deepmedic --starts runs/starts_b
+
+``--starts``: the folder ``benchmarks/walker_params.py --starts`` keeps (each case's start is made
+there when missing, and reused). Prints per case and the means: DSC at each step and the DSC AUC.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from walker_params import _start  # benchmarks/: run as a script
+
+from medisam.bench import cvpr25
+from medisam.bench.datasets import DatasetOptions, iter_cases
+from medisam.metrics_basic import dice
+from medisam.models import load_model
+
+
+def oracle_labels(labels: np.ndarray, volumes: dict[int, np.ndarray], truth: np.ndarray) -> np.ndarray:
+    """``labels`` with every voxel held by two or more of ``volumes`` given to the true class where that
+    class holds it (elsewhere the label map's choice stays)."""
+    held = sum(v.astype(np.uint8) for v in volumes.values())
+    out = labels.copy()
+    for c, v in volumes.items():
+        out[(held > 1) & v & (truth == c)] = c
+    return out
+
+
+def case_curves(session, truth: np.ndarray, classes: list[int], labels: np.ndarray) -> tuple[list, list]:
+    """Mean DSC over ``classes`` at the start and after each click step: the label map's and the oracle's."""
+    shown, oracle = [], []
+    for k in range(cvpr25.N_CLICKS + 1):
+        if k:
+            labels = cvpr25.click_steps(session, truth, classes, labels, n_clicks=1)[0].labels
+        best = oracle_labels(labels, {c: session.object_volume(c) for c in classes}, truth)
+        shown.append(float(np.mean([dice(labels == c, truth == c) for c in classes])))
+        oracle.append(float(np.mean([dice(best == c, truth == c) for c in classes])))
+    return shown, oracle
+
+
+def _row(name: str, values: list[float]) -> str:
+    return f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {cvpr25.auc(values):.3f} |"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", help="a 3D labelled set (e.g. ../shared/data/brats2015_deepmedic)")
+    ap.add_argument("--starts", type=Path, help="folder of kept starts (benchmarks/walker_params.py --starts)")
+    ap.add_argument("--limit", type=int, default=0, help="first N cases by id (0: all)")
+    args = ap.parse_args()
+    if args.starts is not None:
+        args.starts.mkdir(parents=True, exist_ok=True)
+    model = load_model("litemedsam")
+    cases = sorted(iter_cases(args.data, DatasetOptions()), key=lambda c: c.case_id)
+    cases = cases[:args.limit] if args.limit else cases
+    header = "| case, painting | DSC 0 | 1 | 2 | 3 | 4 | 5 | DSC AUC |"
+    lines, means = [header, "|---" * 8 + "|"], {"label map": [], "oracle": []}
+    for case in cases:
+        truth = case.labels.array
+        classes = cvpr25.truth_classes(truth)
+        session = cvpr25.case_session(model, case)
+        first = _start(session, truth, None if args.starts is None else args.starts / f"{case.case_id}.pkl")
+        shown, oracle = case_curves(session, truth, classes, first.labels)
+        means["label map"].append(shown)
+        means["oracle"].append(oracle)
+        lines += [_row(f"{case.case_id}, label map", shown), _row(f"{case.case_id}, oracle", oracle)]
+        print(lines[-2], lines[-1], sep="\n", flush=True)
+    lines += [_row(f"mean of {len(cases)}, {k}", list(np.mean(v, axis=0))) for k, v in means.items()]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
