@@ -4,7 +4,8 @@ The CVPR25 protocol (``medisam bench -p cvpr25-box3d``) runs LiteMedSAM once for
 (3D box per class) and then 5 click steps that are the walker's alone
 (:mod:`medisam.predict.click_refine`, no model call). So every walker setting is scored
 from the same start: per case the start runs once, then each setting's 5 clicks, each undone
-back to the start (``session.undo()``, checked against the start's label map) before the next.
+back to the start (``session.undo()``, checked against the start's label map) before the next; a case
+with more clicks than the undo history keeps (hundreds of objects) restores its start instead.
 Cases alternate between a tuning half (even position, sorted by id) and a held-out half
 (odd), so a setting chosen on one half is judged on the other. Rows and tables are the
 bench's own (``cvpr25.step_rows``, ``cvpr25.protocol_table``: DSC, NSD at 2 mm, AUCs; and per
@@ -85,13 +86,17 @@ def _case(args: tuple[str, list[dict], str | None]) -> list[dict]:
     classes = cvpr25.truth_classes(truth)
     session = cvpr25.case_session(_MODEL, case, guides=_GUIDES)
     first = _start(session, truth, None if starts is None else Path(starts) / f"{case_id}.pkl")
+    start = session.snapshot() if len(settings) > 1 else None
     rows = []
     for over in settings:
         steps = cvpr25.click_steps(session, truth, classes, first.labels, params=replace(RefineParams(), **over))
-        while session.can_undo > first.undo_depth:
-            session.undo()
-        if not np.array_equal(session.label_map().array, first.labels):
-            raise RuntimeError(f"{case_id}: undoing the clicks did not restore the start")
+        if first.undo_depth + sum(len(s.prompts) for s in steps) <= session.store.max_undo:
+            while session.can_undo > first.undo_depth:  # each click undone: checks that undo is exact
+                session.undo()
+            if not np.array_equal(session.label_map().array, first.labels):
+                raise RuntimeError(f"{case_id}: undoing the clicks did not restore the start")
+        elif start is not None:  # more clicks than the undo history keeps (hundreds of objects)
+            session.restore(start)
         # the bench's own rows (one per step); the setting stands where the bench has its strategy
         rows += [{**r, "case": case_id, "model": "litemedsam"}
                  for r in cvpr25.step_rows([first, *steps], truth, case, json.dumps(over, sort_keys=True))]
