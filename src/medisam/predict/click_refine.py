@@ -13,7 +13,9 @@ model's mask (a sigmoid of its signed distance) mixed with an intensity model (a
 the object's intensity, fitted on the model's mask and the positive clicks, against the
 crop's histogram). Around each click the prior's weight fades (radius: the click's distance to
 the current mask's boundary, as the protocol places clicks in the middle of an error), so the
-click, not the model, decides there. The voxels ``x > 0.5`` are the new mask of the crop.
+click, not the model, decides there. A background click on a voxel that other objects hold
+too gives them, within its radius, what they hold (the prior 0 there, at full weight). The
+voxels ``x > 0.5`` are the new mask of the crop.
 """
 
 from __future__ import annotations
