@@ -229,7 +229,7 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     clicks = (*state.clicks3d, Click3D(v, positive, radius, yields))
     seeds = [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius, c.yields) for c in (*their_clicks, *clicks)]
     features, inside = session.click_features(crop, obj_id), _inside(state, origin, current.shape)
-    shared = np.logical_or.reduce(list(others.values())) if any(c.yields for c in clicks) else None
+    shared = np.logical_or.reduce(list(others.values())) if others and any(c.yields for c in clicks) else None
     solved = refine_crop(features, session.object_crop(obj_id, crop, model_only=True), inside, seeds, spacing, params,
                          claimed=claimed, shared=shared)
     rule = replace(params, positive_only_adds=True) if positive and no_contrast(features, inside) else params
