@@ -119,3 +119,29 @@ def test_a_new_window_keeps_the_guides_once(tiny_model):
     held = [k for k, v in vars(st).items()
             if isinstance(v, MedicalImage) or (isinstance(v, list) and any(isinstance(g, MedicalImage) for g in v))]
     assert held == ["image"]  # no raw copy of the guide kept
+
+
+def test_a_background_click_where_objects_overlap_yields_over_rest_as_in_the_session(make_client, tiny_model):
+    """Nested 3D boxes: a background click on the inner object at a voxel the outer one holds too gives the outer
+    one what it holds near the click (``Click3D.yields``), over REST exactly as in ``VolumeSession``."""
+    from medisam.io import MedicalImage
+    from medisam.predict import VolumeSession
+
+    vol = ct_volume((8, 48, 48))
+    boxes = {1: (6, 6, 1, 42, 42, 6), 2: (14, 14, 2, 34, 34, 5)}
+    ref = VolumeSession(tiny_model, MedicalImage.from_array(vol, spacing=(1.0, 1.0, 2.0)))
+    for obj, box in boxes.items():
+        ref.add_box3d(box, obj_id=obj)
+    ref.propagate(progress=False)
+    both = np.argwhere(ref.object_volume(1) & ref.object_volume(2))
+    assert len(both), "the tiny model's nested masks share no voxel: pick other boxes"
+    v = tuple(int(c) for c in both[len(both) // 2])
+    ref.add_click(v, positive=False, obj_id=2)
+    assert ref.object_state(2).clicks3d[-1].yields and ref.label_map().array[v] == 1
+    c = Client(http=make_client())
+    with c.open_session(vol, spacing=(1.0, 1.0, 2.0)) as s:
+        for obj, box in boxes.items():
+            s.add_box3d(box, obj_id=obj)
+        s.propagate()
+        s.add_click(v, positive=False, obj_id=2)
+        assert np.array_equal(s.labels(), ref.label_map().array)
