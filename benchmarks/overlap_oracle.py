@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from walker_params import _start  # benchmarks/: run as a script
+from walker_params import protocol_start  # benchmarks/: run as a script
 
 from medisam.bench import cvpr25
 from medisam.bench.datasets import DatasetOptions, iter_cases
@@ -70,7 +70,7 @@ def main() -> None:
         truth = case.labels.array
         classes = cvpr25.truth_classes(truth)
         session = cvpr25.case_session(model, case)
-        first = _start(session, truth, None if args.starts is None else args.starts / f"{case.case_id}.pkl")
+        first = protocol_start(session, truth, None if args.starts is None else args.starts / f"{case.case_id}.pkl")
         shown, oracle = case_curves(session, truth, classes, first.labels)
         means["label map"].append(shown)
         means["oracle"].append(oracle)

@@ -51,7 +51,7 @@ def _init(data: str, channel: int | None = None, guides: bool = True) -> None:
     _CASES.update((c.case_id, c) for c in iter_cases(data, DatasetOptions(channel=channel)))
 
 
-def _start(session, truth: np.ndarray, saved: Path | None):  # noqa: ANN001, ANN202 - session -> cvpr25.Step
+def protocol_start(session, truth: np.ndarray, saved: Path | None):  # noqa: ANN001, ANN202 - session -> cvpr25.Step
     """The protocol's start on ``session``; with ``saved``, reused from (or kept in) that file.
 
     A kept start is the session's :meth:`~medisam.predict.session.VolumeSession.snapshot`
@@ -85,7 +85,7 @@ def _case(args: tuple[str, list[dict], str | None]) -> list[dict]:
     truth = case.labels.array
     classes = cvpr25.truth_classes(truth)
     session = cvpr25.case_session(_MODEL, case, guides=_GUIDES)
-    first = _start(session, truth, None if starts is None else Path(starts) / f"{case_id}.pkl")
+    first = protocol_start(session, truth, None if starts is None else Path(starts) / f"{case_id}.pkl")
     start = session.snapshot() if len(settings) > 1 else None
     rows = []
     for over in settings:
@@ -153,7 +153,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--limit", type=int, default=0, help="first N cases by id (0: all)")
     ap.add_argument("--out", type=Path, help="CSV of the rows (one per case, setting and step)")
-    ap.add_argument("--starts", type=Path, help="folder keeping each case's start for later runs (see _start)")
+    ap.add_argument("--starts", type=Path, help="folder keeping each case's start for later runs (see protocol_start)")
     ap.add_argument("--channel", type=int, help="image channel of multi-channel sets (as medisam bench --channel)")
     ap.add_argument("--no-guides", action="store_true",
                     help="the walker sees the model's channel only (default: every channel of the case)")

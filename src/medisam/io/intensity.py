@@ -140,7 +140,7 @@ def percentile_range(values: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _scale(array: np.ndarray, lower: float, upper: float) -> np.ndarray:
+def scale_range(array: np.ndarray, lower: float, upper: float) -> np.ndarray:
     """Clip to [lower, upper] and scale to [0, 255]; a constant image becomes 0."""
     if not upper > lower:
         return np.zeros(np.shape(array), dtype=np.float32)
@@ -171,15 +171,15 @@ def to_display(
     elif a.dtype == np.uint8:
         out = a.astype(np.float32)
     elif a.ndim == 3:
-        out = _scale(a, float(a.min()), float(a.max()))
+        out = scale_range(a, float(a.min()), float(a.max()))
     elif modality.upper() == "CT":
         if float(a.min()) < HU_MIN_THRESHOLD:
             out = apply_window(a, "soft_tissue")
         else:
-            out = _scale(a, float(a.min()), float(a.max()))
+            out = scale_range(a, float(a.min()), float(a.max()))
     else:
         lo, hi = np.percentile(a.astype(np.float64), WINDOW_PERCENTILES)
-        out = _scale(a, float(lo), float(hi))
+        out = scale_range(a, float(lo), float(hi))
     if out.ndim == 2:
         out = np.repeat(out[..., None], 3, axis=-1)
     return np.ascontiguousarray(out, dtype=np.float32)

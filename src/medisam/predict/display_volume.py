@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from medisam.io.intensity import HU_MIN_THRESHOLD, _scale, apply_window, percentile_range, resolve_window
+from medisam.io.intensity import HU_MIN_THRESHOLD, apply_window, percentile_range, resolve_window, scale_range
 
 #: a map from intensities (any shape) to the display's float32 [0, 255]
 DisplayMap = Callable[[np.ndarray], np.ndarray]
@@ -38,9 +38,9 @@ def display_mapping(array: np.ndarray, modality: str = "OT",
         lowest = float(a.min())
         if lowest < HU_MIN_THRESHOLD:
             return partial(apply_window, window="soft_tissue")
-        return partial(_scale, lower=lowest, upper=float(a.max()))
+        return partial(scale_range, lower=lowest, upper=float(a.max()))
     lower, upper = percentile_range(a)
-    return partial(_scale, lower=lower, upper=upper)
+    return partial(scale_range, lower=lower, upper=upper)
 
 
 class DisplayVolume:
