@@ -594,12 +594,13 @@ def main() -> None:
         default = models[next(k for k in models if k[0] == "auto")]
         x = torch.rand(1, 3, 256, 256)
         times = {"ref": [], "default": []}
-        for _ in range(args.repeats + 1):  # first round: warm-up
+        for _ in range(args.repeats):  # each timed call after an untimed one, as the main table's rounds
             for name, fn in (("ref", ref.encode), ("default", default.encode)):
+                fn(x)
                 t0 = time.perf_counter()
                 fn(x)
                 times[name].append(time.perf_counter() - t0)
-        ref_ms, ms = median_ms(times["ref"][1:]), median_ms(times["default"][1:])
+        ref_ms, ms = median_ms(times["ref"]), median_ms(times["default"])
         print(f"encoder: reference {ref_ms:.0f} ms, default {ms:.0f} ms ({ref_ms / ms:.2f}x)")
         three_d_table(default, ref_ms, threads, args.ct300_slices)
         return
@@ -611,13 +612,15 @@ def main() -> None:
     any_model = next(iter(models.values()))
     x, transform = any_model.preprocess(display)
 
-    # encoder: round-robin, reference included, medians
+    # encoder: round-robin, reference included, medians; in each round every code's timed call
+    # follows an untimed call of its own (the prompt-to-mask blocks' rule, below): right after
+    # another runtime's call its spinning threads slow the first call (measured: OpenVINO 144.7
+    # vs 140.7 ms after torch, 141.4 after 0.5 s idle), which no user's encoding has
     enc_times: dict = {k: [] for k in ["ref", *models]}
-    for k in enc_times:  # warm-up
-        (ref.encode if k == "ref" else models[k].encode)(x)
     for r in range(args.repeats):
         for k in enc_times:
             fn = ref.encode if k == "ref" else models[k].encode
+            fn(x)
             t0 = time.perf_counter()
             fn(x)
             enc_times[k].append(time.perf_counter() - t0)
@@ -729,7 +732,8 @@ def main() -> None:
                       for k in models if k[1] in gemm) + ".")
     print(f"Dice: {len(cases)} images ({', '.join(DICE_SETS)}; first {args.dice_per_set} each), tight "
           f"ground-truth box; guard = mean Dice drop <= {DICE_TOLERANCE} vs torch fp32. "
-          f"Timings: medians of {args.repeats} interleaved rounds (encoder) / {args.decode_repeats} "
+          f"Timings: medians of {args.repeats} interleaved rounds (encoder, each timed call after an untimed one of "
+          f"the same code) / {args.decode_repeats} "
           f"(prompt->mask, interleaved in blocks of {PROMPT_BLOCK} after one warm-up call); shared CPU, so compare ratios within this run.")
     default = next((m for k, m in models.items() if k[0] == "auto"), None)
     if default is not None and not args.no_3d:
