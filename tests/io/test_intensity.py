@@ -65,6 +65,25 @@ def test_mr_percentiles():
     assert to_display(np.zeros((4, 4), np.float32), "MR").max() == 0  # constant image
 
 
+def test_a_large_slice_gets_the_percentiles_of_every_pixel_a_volume_those_of_a_sample():
+    """to_display and a volume's display share one rule chain (display_mapping); a slice of more
+    than 4 M pixels still gets its exact percentiles, a volume's whole-volume window is sampled."""
+    from medisam.io.intensity import display_mapping, percentile_range
+
+    rng = np.random.default_rng(3)
+    big = rng.gamma(2.0, 100.0, (2048, 2048)).astype(np.float32)
+    big[:, ::2] *= 3.0  # even columns brighter: the sample (every 2nd pixel) sees only them
+    lo, hi = np.percentile(big.astype(np.float64), [0.5, 99.5])
+    expected = np.clip((big - lo) / (hi - lo), 0, 1) * 255
+    assert np.allclose(to_display(big, "MR")[..., 0], expected, atol=1e-3)
+    sampled = percentile_range(big)
+    assert sampled[0] > 2 * lo and sampled[1] > 1.05 * hi  # the sample differs here ...
+    assert percentile_range(big, sample=False) == pytest.approx((lo, hi))
+    volume_map = display_mapping(big[None], "MR")
+    assert np.allclose(volume_map(big[:1]), np.clip((big[:1] - sampled[0]) / (sampled[1] - sampled[0]), 0, 1) * 255,
+                       atol=1e-3)  # ... and the volume's map uses it
+
+
 def test_in_hounsfield():
     from medisam.io.intensity import in_hounsfield
 

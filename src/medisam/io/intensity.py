@@ -9,6 +9,9 @@ bit-identical to the LiteMedSAM pipeline.
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Callable
+
 import numpy as np
 
 from medisam.errors import InputError
@@ -36,6 +39,9 @@ MIN_CT_WINDOW_WIDTH = WINDOW_PRESETS["soft_tissue"][0]
 
 #: Percentiles a window spans when the data choose it (the volume's, or a prompt box's voxels).
 WINDOW_PERCENTILES = (0.5, 99.5)
+
+#: a map from intensities (any shape) to the display's float32 [0, 255]
+DisplayMap = Callable[[np.ndarray], np.ndarray]
 
 
 def resolve_window(window: str | tuple[float, float]) -> tuple[float, float]:
@@ -130,13 +136,13 @@ def default_window(array: np.ndarray, modality: str = "OT", rgb: bool = False) -
     return f"0.5-99.5 percentiles: {lo:.6g} .. {hi:.6g}"
 
 
-def percentile_range(values: np.ndarray) -> tuple[float, float]:
-    """The :data:`WINDOW_PERCENTILES` of ``values``; of a strided sample past 4 M values (the same
-    window, much faster on a whole CT)."""
-    sample = np.asarray(values).ravel()
-    if sample.size > 4_000_000:
-        sample = sample[:: sample.size // 2_000_000]
-    lo, hi = np.percentile(sample.astype(np.float64), WINDOW_PERCENTILES)
+def percentile_range(values: np.ndarray, sample: bool = True) -> tuple[float, float]:
+    """The :data:`WINDOW_PERCENTILES` of ``values``; with ``sample``, of a strided sample past 4 M
+    values (the same window, much faster on a whole CT)."""
+    sample_of = np.asarray(values).ravel()
+    if sample and sample_of.size > 4_000_000:
+        sample_of = sample_of[:: sample_of.size // 2_000_000]
+    lo, hi = np.percentile(sample_of.astype(np.float64), WINDOW_PERCENTILES)
     return float(lo), float(hi)
 
 
@@ -147,15 +153,37 @@ def scale_range(array: np.ndarray, lower: float, upper: float) -> np.ndarray:
     return _clip_scaled(array, lower, upper)
 
 
+def display_mapping(array: np.ndarray, modality: str = "OT", window: str | tuple[float, float] | None = None,
+                    sample: bool = True) -> DisplayMap:
+    """The map of a grey ``array``'s intensities to float32 [0, 255], one for all of it: the rule of
+    every image the encoder sees (a slice by :func:`to_display`, a volume's planes by
+    :class:`~medisam.predict.display_volume.DisplayVolume`).
+
+    Rules, first match wins: an explicit window > uint8 as is > a CT in HU gets the soft-tissue window >
+    another CT its min-max > the 0.5-99.5 percentiles (``sample``: of a sample of a large volume,
+    :func:`percentile_range`)."""
+    a = np.asarray(array)
+    if window is not None:
+        return partial(apply_window, window=resolve_window(window))
+    if a.dtype == np.uint8:
+        return partial(np.asarray, dtype=np.float32)
+    if modality.upper() == "CT":
+        lowest = float(a.min())
+        if lowest < HU_MIN_THRESHOLD:
+            return partial(apply_window, window="soft_tissue")
+        return partial(scale_range, lower=lowest, upper=float(a.max()))
+    lower, upper = percentile_range(a, sample)
+    return partial(scale_range, lower=lower, upper=upper)
+
+
 def to_display(
     array2d: np.ndarray, modality: str = "OT", window: str | tuple[float, float] | None = None
 ) -> np.ndarray:
     """Map a 2D slice ``(H, W)`` or ``(H, W, 3|4)`` to float32 ``(H, W, 3)`` in [0, 255].
 
-    Rules, first match wins: an explicit ``window`` is applied; uint8 images pass through
-    unchanged; colour images of other types are min-max scaled; CT whose minimum is below
-    -100 (i.e. in HU) gets the ``soft_tissue`` window, other CT is min-max scaled; any other
-    modality is clipped to its 0.5-99.5 percentiles. Grey results are repeated to 3 channels.
+    Grey slices follow :func:`display_mapping` (the percentiles of every pixel); colour images are
+    windowed when asked, else uint8 passes through unchanged and other types are min-max scaled.
+    Grey results are repeated to 3 channels.
     """
     a = np.asarray(array2d)
     if a.ndim == 3 and a.shape[-1] == 4:
@@ -166,20 +194,10 @@ def to_display(
         a = a[..., 0]
     if a.size == 0:
         raise InputError(f"to_display got an empty slice of shape {a.shape}")
-    if window is not None:
-        out = apply_window(a, window)
-    elif a.dtype == np.uint8:
-        out = a.astype(np.float32)
-    elif a.ndim == 3:
+    if a.ndim == 3 and window is None and a.dtype != np.uint8:
         out = scale_range(a, float(a.min()), float(a.max()))
-    elif modality.upper() == "CT":
-        if float(a.min()) < HU_MIN_THRESHOLD:
-            out = apply_window(a, "soft_tissue")
-        else:
-            out = scale_range(a, float(a.min()), float(a.max()))
     else:
-        lo, hi = np.percentile(a.astype(np.float64), WINDOW_PERCENTILES)
-        out = scale_range(a, float(lo), float(hi))
+        out = display_mapping(a, modality, window, sample=False)(a)
     if out.ndim == 2:
         out = np.repeat(out[..., None], 3, axis=-1)
     return np.ascontiguousarray(out, dtype=np.float32)

@@ -1,46 +1,22 @@
 """A volume's display (what the encoder sees), mapped where it is read instead of held whole.
 
 A session maps its volume's intensities to the encoder's [0, 255] scale with ONE window for all
-slices (:func:`display_mapping`: a CT window, min-max, or the 0.5-99.5 percentiles, the statistics
-taken once over the whole volume), so neighbouring slices look alike to the encoder. Held whole,
-that map is a float32 copy of the volume, 4 bytes a voxel whatever the prompt: a 30-slice 3D box in a
-512 x 512 x 900 CT added 2.7 GiB at its peak (stop 54, ``docs/speed.md``). :class:`DisplayVolume`
-keeps the image and the map, and maps only what is read: a plane for the encoder, a crop for the
-click walker, a 3D box's views. The numbers are the same, as the map works voxel by voxel.
+slices (:func:`~medisam.io.intensity.display_mapping`: a CT window, min-max, or the 0.5-99.5
+percentiles, the statistics taken once over the whole volume), so neighbouring slices look alike to
+the encoder. Held whole, that map is a float32 copy of the volume, 4 bytes a voxel whatever the
+prompt: a 30-slice 3D box in a 512 x 512 x 900 CT added 2.7 GiB at its peak (stop 54,
+``docs/speed.md``). :class:`DisplayVolume` keeps the image and the map, and maps only what is read:
+a plane for the encoder, a crop for the click walker, a 3D box's views. The numbers are the same,
+as the map works voxel by voxel.
 """
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from medisam.io.intensity import HU_MIN_THRESHOLD, apply_window, percentile_range, resolve_window, scale_range
-
-#: a map from intensities (any shape) to the display's float32 [0, 255]
-DisplayMap = Callable[[np.ndarray], np.ndarray]
-
-
-def display_mapping(array: np.ndarray, modality: str = "OT",
-                    window: str | tuple[float, float] | None = None) -> DisplayMap:
-    """The map of ``array``'s intensities to float32 [0, 255], one for the whole volume.
-
-    Rules: an explicit window > uint8 as is > a CT in HU gets the soft-tissue window > another CT
-    its min-max > the 0.5-99.5 percentiles (:func:`medisam.io.intensity.to_display`'s, with the
-    statistics of the whole volume)."""
-    a = np.asarray(array)
-    if window is not None:
-        return partial(apply_window, window=resolve_window(window))
-    if a.dtype == np.uint8:
-        return partial(np.asarray, dtype=np.float32)
-    if modality.upper() == "CT":
-        lowest = float(a.min())
-        if lowest < HU_MIN_THRESHOLD:
-            return partial(apply_window, window="soft_tissue")
-        return partial(scale_range, lower=lowest, upper=float(a.max()))
-    lower, upper = percentile_range(a)
-    return partial(scale_range, lower=lower, upper=upper)
+from medisam.io.intensity import DisplayMap, display_mapping
 
 
 class DisplayVolume:

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from medisam.errors import InputError, PromptError
+from medisam.io.intensity import display_mapping
 from medisam.io.medical_image import AXIS_NAMES, MedicalImage
-from medisam.predict.display_volume import display_mapping
 from medisam.prompts import Box, Box3D
 
 def parse_axis(axis: int | str) -> int:
@@ -74,7 +74,7 @@ def volume_to_display(array: np.ndarray, modality: str = "OT",
 
     Same rules as :func:`medisam.io.intensity.to_display` (explicit window > uint8 as is >
     CT in HU gets the soft-tissue window > other CT min-max > percentile 0.5-99.5), but the
-    statistics come from the whole volume (:func:`~medisam.predict.display_volume.display_mapping`;
+    statistics come from the whole volume (:func:`~medisam.io.intensity.display_mapping`;
     a session maps only the planes and crops it reads: :class:`~medisam.predict.display_volume.DisplayVolume`).
     """
     return display_mapping(array, modality, window)(np.asarray(array))
