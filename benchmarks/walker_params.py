@@ -90,7 +90,7 @@ def _case(args: tuple[str, list[dict], str | None]) -> list[dict]:
     rows = []
     for over in settings:
         steps = cvpr25.click_steps(session, truth, classes, first.labels, params=replace(RefineParams(), **over))
-        if first.undo_depth + sum(len(s.prompts) for s in steps) <= session.store.max_undo:
+        if first.undo_depth + sum(len(s.prompts) for s in steps) <= session.max_undo:
             while session.can_undo > first.undo_depth:  # each click undone: checks that undo is exact
                 session.undo()
             if not np.array_equal(session.label_map().array, first.labels):

@@ -8,6 +8,7 @@ import pytest
 from medisam.metrics_basic import dice
 from medisam.predict.click_refine import RefineParams, ball_radius, click_radius, intensity_ratio, refine_crop
 from medisam.predict.edits import EditLayer, merged
+from medisam.predict.store import Click3D
 
 
 def _volume():
@@ -26,7 +27,7 @@ def test_positive_click_recovers_a_missed_part_and_keeps_the_rest():
     zyx = (6, 15, 9)
     r = click_radius(model, zyx, True, (1.0, 1.0, 1.0))
     assert r >= 2.0 * 1.5  # 1.5 x its distance (3 voxels) to the mask
-    new = refine_crop(img, model, inside, [(zyx, True, r)])
+    new = refine_crop(img, model, inside, [Click3D(zyx, True, r)])
     assert new[zyx] and dice(new, truth) > dice(model, truth) + 0.2
     assert dice(new, truth) > 0.9
 
@@ -38,7 +39,7 @@ def test_negative_click_removes_a_leak_and_the_box_bounds_the_object():
     inside = np.zeros_like(truth)
     inside[2:10, 5:19, 5:19] = True
     zyx = (6, 12, 16)
-    new = refine_crop(img, model, inside, [(zyx, False, click_radius(model, zyx, False, (1.0, 1.0, 1.0)))])
+    new = refine_crop(img, model, inside, [Click3D(zyx, False, click_radius(model, zyx, False, (1.0, 1.0, 1.0)))])
     assert not new[zyx] and not new[~inside].any()
     assert dice(new, truth) > dice(model, truth) + 0.2
 
@@ -65,9 +66,9 @@ def test_a_click_fixes_the_ball_of_seed_radius_around_it_where_no_edge_helps():
     r = click_radius(model, zyx, True, (1.0, 1.0, 1.0))
     zz, yy, xx = np.ogrid[:12, :24, :24]
     ball = (zz - 6) ** 2 + (yy - 15) ** 2 + (xx - 9) ** 2 <= RefineParams().seed_radius ** 2
-    new = refine_crop(img, model, inside, [(zyx, True, r)])
+    new = refine_crop(img, model, inside, [Click3D(zyx, True, r)])
     assert new[ball].all()
-    small = refine_crop(img, model, inside, [(zyx, True, r)], params=RefineParams(seed_radius=1.0))
+    small = refine_crop(img, model, inside, [Click3D(zyx, True, r)], params=RefineParams(seed_radius=1.0))
     missed = truth & ~model
     assert (new & missed).sum() > (small & missed).sum() + 50
 
@@ -81,7 +82,7 @@ def test_a_click_near_the_box_edge_sets_nothing_outside_the_box():
     inside = np.zeros_like(truth)
     inside[3:9, 6:18, 6:12] = True  # the box is the object's extent
     zyx = (3, 15, 9)  # on the box's first slice: the ball reaches slices 0-2
-    new = refine_crop(img, model, inside, [(zyx, True, click_radius(model, zyx, True, (1.0, 1.0, 1.0)))])
+    new = refine_crop(img, model, inside, [Click3D(zyx, True, click_radius(model, zyx, True, (1.0, 1.0, 1.0)))])
     assert new[zyx] and not new[~inside].any()
 
 
@@ -93,12 +94,12 @@ def test_a_second_channel_separates_what_the_first_cannot():
     inside = np.ones_like(truth)
     zyx = (6, 15, 9)
     r = click_radius(model, zyx, True, (1.0, 1.0, 1.0))
-    blind = refine_crop(flat, model, inside, [(zyx, True, r)])
-    guided = refine_crop(np.stack([flat, img], axis=-1), model, inside, [(zyx, True, r)])
+    blind = refine_crop(flat, model, inside, [Click3D(zyx, True, r)])
+    guided = refine_crop(np.stack([flat, img], axis=-1), model, inside, [Click3D(zyx, True, r)])
     assert dice(guided, truth) > dice(blind, truth) + 0.1 and dice(guided, truth) > 0.9
     # one channel as (Z, Y, X, 1) is the same as (Z, Y, X)
-    assert np.array_equal(refine_crop(img[..., None], model, inside, [(zyx, True, r)]),
-                          refine_crop(img, model, inside, [(zyx, True, r)]))
+    assert np.array_equal(refine_crop(img[..., None], model, inside, [Click3D(zyx, True, r)]),
+                          refine_crop(img, model, inside, [Click3D(zyx, True, r)]))
 
 
 def test_a_positive_click_far_from_a_tiny_mask_acts_within_the_objects_size():
@@ -165,7 +166,7 @@ def test_a_positive_click_on_a_one_slice_object_keeps_it():
     sample took the two slices outside the box (the background) as the object's intensity."""
     img, truth, model, inside = _one_slice_object()
     zyx = (2, 18, 2)
-    new = refine_crop(img, model, inside, [(zyx, True, click_radius(model, zyx, True, (1.0, 1.0, 1.0)))])
+    new = refine_crop(img, model, inside, [Click3D(zyx, True, click_radius(model, zyx, True, (1.0, 1.0, 1.0)))])
     assert new[zyx] and dice(new, truth) > 0.97
 
 
@@ -214,7 +215,7 @@ def test_a_positive_click_on_a_nodules_edge_keeps_the_nodule(data_dir):
     display = apply_window(image.array[crop], (1044.0, -432.0))
     inside = np.zeros(truth.shape, bool)
     inside[2:5, 2:28, 2:26] = True  # the nodule's 3D box in the crop
-    clicks = [((3, 8, 6), False, 2.12), ((4, 22, 20), False, 2.12), ((3, 11, 7), True, 2.0)]
+    clicks = [Click3D((3, 8, 6), False, 2.12), Click3D((4, 22, 20), False, 2.12), Click3D((3, 11, 7), True, 2.0)]
     kept = refine_crop(display, truth, inside, clicks, image.spacing_zyx)
     assert dice(kept, truth) > 0.9
     narrow = refine_crop(display, truth, inside, clicks, image.spacing_zyx, RefineParams(object_sd_share=0.0))

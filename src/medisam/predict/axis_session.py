@@ -337,6 +337,11 @@ class AxisSession(ClickLayer):
         """Undo steps available."""
         return len(self.store.history)
 
+    @property
+    def max_undo(self) -> int:
+        """Undo steps the session keeps at most (older ones are dropped: memory stays flat)."""
+        return self.store.max_undo
+
     def undo(self) -> None:
         """Revert the last add_*/clear_slice/remove_object/reset (or :meth:`step` block);
         kept results are reused, seeds whose results were freed are recomputed."""

@@ -27,6 +27,8 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse.linalg import cg
 
+from medisam.predict.store import Click3D
+
 
 @dataclass(frozen=True)
 class RefineParams:
@@ -225,7 +227,7 @@ def model_prior(model_mask: np.ndarray, inside: np.ndarray, spacing: Sequence[fl
 
 
 def refine_crop(display: np.ndarray, model_mask: np.ndarray, inside: np.ndarray,
-                clicks: Sequence[tuple], spacing: Sequence[float] = (1.0, 1.0, 1.0),
+                clicks: Sequence[Click3D], spacing: Sequence[float] = (1.0, 1.0, 1.0),
                 params: RefineParams = RefineParams(), claimed: np.ndarray | None = None,
                 shared: np.ndarray | None = None) -> np.ndarray:
     """The refined mask of one crop.
@@ -234,9 +236,9 @@ def refine_crop(display: np.ndarray, model_mask: np.ndarray, inside: np.ndarray,
         display: the crop of the volume the model sees (float).
         model_mask: the model's mask of the object on the crop (before any click).
         inside: where the object may be (its 3D box); outside is background.
-        clicks: ``((z, y, x), positive, radius[, yields])`` in crop coordinates, every click so far
-            in order (:func:`click_radius`); a click off the crop still fades the prior within it.
-            ``yields``: a background click on a voxel of ``shared`` (``params.negative_yields``).
+        clicks: every click so far, in order, at voxels of the crop (``zyx``; radius from
+            :func:`click_radius`); a click off the crop still fades the prior within it. A click that
+            ``yields`` is a background click on a voxel of ``shared`` (``params.negative_yields``).
         spacing: voxel size ``(z, y, x)``; distances are in voxels of the finest spacing.
         claimed: voxels that other objects' clicks put in those objects: the prior there is 0
             (this object's own clicks still decide around them).
@@ -255,10 +257,11 @@ def refine_crop(display: np.ndarray, model_mask: np.ndarray, inside: np.ndarray,
     sample = np.zeros(shape, bool)
     removed = np.zeros(shape, bool)
     zero = np.zeros(shape, bool) if claimed is None else claimed.astype(bool)  # prior 0: the voxels go elsewhere
-    for zyx, positive, r, *yields in clicks:
+    for click in clicks:
+        zyx, r = click.zyx, click.radius
         d2 = squared_distance(shape, zyx, spacing)
         fade = 1.0 - np.exp(-d2 / (2.0 * r * r))
-        if yields and yields[0] and params.negative_yields and shared is not None:
+        if click.yields and params.negative_yields and shared is not None:
             given = (d2 <= r * r) & shared  # what the others hold within its radius, at full weight
             zero |= given
             fade[given] = 1.0
@@ -266,7 +269,7 @@ def refine_crop(display: np.ndarray, model_mask: np.ndarray, inside: np.ndarray,
         ball = (d2 <= params.seed_radius ** 2) & inside  # never past the object's box
         if all(0 <= int(c) < n for c, n in zip(zyx, shape)):  # an earlier click may lie off a bounded crop
             ball[tuple(int(c) for c in zyx)] = True
-        if positive:
+        if click.positive:
             fg |= ball
             bg &= ~ball
             sample |= d2 <= min(r, params.sample_radius) ** 2

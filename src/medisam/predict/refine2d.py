@@ -25,6 +25,7 @@ import numpy as np
 from medisam.errors import PromptError
 from medisam.predict.click_layer import crop_of, window_around
 from medisam.predict.click_refine import RefineParams, apply_click, click_radius, refine_crop
+from medisam.predict.store import Click3D
 
 SPACING = (1.0, 1.0, 1.0)
 #: the 3D clicks' weights, but a positive click samples the object's intensity on the model's
@@ -114,7 +115,7 @@ def refine_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, 
     rows, cols = _crop(shape, [inside, model_mask, current], [(c.y, c.x) for c in clicks], params.pad,
                        params.max_voxels, (clicks[-1].y, clicks[-1].x))
     image = _walker_image(display)[rows, cols]
-    walker_clicks = [((0, c.y - rows.start, c.x - cols.start), c.positive, c.radius) for c in clicks]
+    walker_clicks = [Click3D((0, c.y - rows.start, c.x - cols.start), c.positive, c.radius) for c in clicks]
     refined = refine_crop(image[None], model_mask[rows, cols][None], inside[rows, cols][None], walker_clicks,
                           SPACING, params)
     out = current.copy()

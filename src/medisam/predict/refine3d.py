@@ -227,7 +227,7 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     others, their_clicks, claimed = _others(session, obj_id, crop)
     yields = not positive and any(bool(m[at]) for m in others.values())  # another object holds it too
     clicks = (*state.clicks3d, Click3D(v, positive, radius, yields))
-    seeds = [(tuple(np.subtract(c.zyx, origin)), c.positive, c.radius, c.yields) for c in (*their_clicks, *clicks)]
+    seeds = [replace(c, zyx=tuple(int(v) for v in np.subtract(c.zyx, origin))) for c in (*their_clicks, *clicks)]
     features, inside = session.click_features(crop, obj_id), _inside(state, origin, current.shape)
     shared = np.logical_or.reduce(list(others.values())) if others and any(c.yields for c in clicks) else None
     solved = refine_crop(features, session.object_crop(obj_id, crop, model_only=True), inside, seeds, spacing, params,
