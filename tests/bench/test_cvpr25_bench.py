@@ -61,8 +61,15 @@ def test_protocol_rows_and_report(tmp_path, tiny_model, strategy):
         assert set(per_class) == {"1", "2"} and [v["voxels"] for v in per_class.values()] == [3 * 8 * 9, 3 * 6 * 8]
         assert np.mean([v["dsc"] for v in per_class.values()]) == pytest.approx(float(r["dsc"]), abs=1e-5)
         assert np.mean([v["nsd"] for v in per_class.values()]) == pytest.approx(float(r["nsd"]), abs=1e-5)
+    # HD95 (mm) at the final step only, per class on the protocol's crops; the row holds their mean
+    assert all(np.isnan(float(r["hd95"])) for r in rows[:-1])
+    final = json.loads(rows[-1]["per_class"])
+    assert all("hd95" not in v for r in rows[:-1] for v in json.loads(r["per_class"]).values())
+    finite = [v["hd95"] for v in final.values() if np.isfinite(v["hd95"])]
+    assert finite and all(h >= 0 for h in finite)
+    assert float(rows[-1]["hd95"]) == pytest.approx(np.mean(finite), abs=1e-3)
     report = (out / "report.md").read_text()
-    assert "CVPR25 interactive 3D" in report and "dsc_auc" in report
+    assert "CVPR25 interactive 3D" in report and "dsc_auc" in report and "hd95_final" in report
     assert "CVPR25 interactive 3D per class" in report and "| label2 |" in report
     assert (out / "dice_vs_clicks.png").exists() and (out / "dice_vs_clicks_per_class.png").stat().st_size > 0
 
@@ -174,3 +181,16 @@ def test_a_sagittal_case_runs_along_its_acquisition_axis(tmp_path, tiny_model, m
         assert made_sessions.pop()["axis"] == axis
         labels = discover_cases(root)[0].load().labels
         assert start_encodings(labels.array, labels.spacing_zyx) > 0
+
+
+def test_class_hd95_is_in_mm_on_the_protocol_crops():
+    from medisam.bench.cvpr25 import class_hd95
+
+    truth = np.zeros((6, 30, 40), np.uint8)
+    truth[1:5, 5:15, 5:15] = 1
+    truth[1:5, 5:15, 25:35] = 2
+    seg = np.zeros_like(truth)
+    seg[1:5, 5:15, 8:18] = 1  # class 1 shifted 3 voxels along x
+    # class 2 missing: NaN; spacing in ITK (x, y, z) order, x = 0.5 mm: 3 voxels = 1.5 mm
+    hd = class_hd95(truth, seg, (0.5, 1.0, 2.0))
+    assert hd[1] == pytest.approx(1.5) and np.isnan(hd[2])

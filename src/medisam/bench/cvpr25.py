@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medisam.bench.metrics import DEFAULT_NSD_TOLERANCE_MM, nsd
+from medisam.bench.metrics import DEFAULT_NSD_TOLERANCE_MM, hd95, nsd
 from medisam.errors import PromptError
 from medisam.label_boxes import class_crops
 from medisam.metrics_basic import dice
@@ -152,6 +152,13 @@ def class_scores(truth: np.ndarray, seg: np.ndarray, spacing,
     return {c: (d, nsd(*pairs[c], spacing, tolerance_mm)) for c, d in dscs.items()}
 
 
+def class_hd95(truth: np.ndarray, seg: np.ndarray, spacing) -> dict[int, float]:
+    """``{class: HD95 in mm}`` of one step, on the same crops as :func:`class_scores` (NaN where
+    the class's mask is empty). Not a protocol metric: the bench reports it for the final step."""
+    classes = truth_classes(truth)
+    return {c: hd95(seg[box] == c, truth[box] == c, spacing) for c, box in class_crops(seg, truth, classes).items()}
+
+
 def score_steps(steps: list[Step], truth: np.ndarray, spacing,
                 tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> list[tuple[float, float]]:
     """``(DSC, NSD)`` per step: the means over the classes of :func:`class_scores`."""
@@ -216,8 +223,15 @@ def step_rows(steps: list[Step], truth: np.ndarray, case, strategy: str,
         d, n = _means(per_class)
         detail = {str(c): {"name": names.get(c, f"label{c}"), "voxels": int(voxels[c]), "dsc": round(dc, 6),
                            "nsd": round(nc, 6)} for c, (dc, nc) in per_class.items()}
+        hd = float("nan")
+        if s is steps[-1]:  # the final step's HD95 (mm), per class and their mean over the classes it exists for
+            per_hd = class_hd95(truth, s.labels, case.image.spacing)
+            for c, h in per_hd.items():
+                detail[str(c)]["hd95"] = round(h, 4)
+            finite = [h for h in per_hd.values() if np.isfinite(h)]
+            hd = float(np.mean(finite)) if finite else float("nan")
         rows.append({"target": "all", "target_id": "all", "label": "", "area": int((truth != 0).sum()),
-                     "click": s.step, "dsc": d, "iou": float("nan"), "nsd": n, "hd95": float("nan"),
+                     "click": s.step, "dsc": d, "iou": float("nan"), "nsd": n, "hd95": hd,
                      "score": float("nan"), "time_s": round(s.seconds, 4), "strategy": strategy,
                      "prompt": json.dumps({"classes": len(classes),
                                            "prompts": {str(c): p for c, p in s.prompts.items()}},
@@ -227,7 +241,8 @@ def step_rows(steps: list[Step], truth: np.ndarray, case, strategy: str,
 
 
 def protocol_table(df):
-    """Per (dataset, model, strategy): mean DSC at each step, final NSD, AUCs, s/class, n cases.
+    """Per (dataset, model, strategy): mean DSC at each step, final NSD and HD95 (mm; the mean over the
+    cases that have one), AUCs, s/class, n cases.
 
     ``df``: the results of ``cvpr25*`` strategies (one row per case and step).
     """
@@ -241,7 +256,8 @@ def protocol_table(df):
             n_classes = json.loads(c["prompt"].iloc[0]).get("classes", 1)
             dscs, nsds = list(c["dsc"]), list(c["nsd"])
             per_case.append({**{f"dsc{int(k)}": v for k, v in zip(c["click"], dscs)},
-                             "nsd_final": nsds[-1], "dsc_auc": auc(dscs), "nsd_auc": auc(nsds),
+                             "nsd_final": nsds[-1], "hd95_final": float(c["hd95"].iloc[-1]) if "hd95" in c else np.nan,
+                             "dsc_auc": auc(dscs), "nsd_auc": auc(nsds),
                              "s_per_class": float(c["time_s"].sum()) / max(1, n_classes)})
         m = pd.DataFrame(per_case)
         row = dict(zip(["dataset", "model", "strategy"], key))
@@ -249,15 +265,16 @@ def protocol_table(df):
         row["s_per_class_max"] = float(m["s_per_class"].max())
         row["cases"] = len(m)
         rows.append(row)
-    cols = ["dataset", "model", "strategy", *[f"dsc{k}" for k in range(N_CLICKS + 1)], "nsd_final", "dsc_auc",
-            "nsd_auc", "s_per_class", "s_per_class_max", "cases"]
+    cols = ["dataset", "model", "strategy", *[f"dsc{k}" for k in range(N_CLICKS + 1)], "nsd_final", "hd95_final",
+            "dsc_auc", "nsd_auc", "s_per_class", "s_per_class_max", "cases"]
     out = pd.DataFrame(rows)
     return out[[c for c in cols if c in out.columns]]
 
 
 def class_rows(df):
     """One row per case, step and class from the ``per_class`` column of protocol rows ``df``
-    (dataset, model, strategy, case, class, name, voxels, click, dsc, nsd); None without any."""
+    (dataset, model, strategy, case, class, name, voxels, click, dsc, nsd, hd95: the final step's only);
+    None without any."""
     import pandas as pd
 
     if "per_class" not in df.columns:
@@ -269,7 +286,7 @@ def class_rows(df):
         for c, v in json.loads(r["per_class"]).items():
             records.append({"dataset": r["dataset"], "model": r["model"], "strategy": r["strategy"], "case": r["case"],
                             "class": int(c), "name": v["name"], "voxels": v["voxels"], "click": int(r["click"]),
-                            "dsc": v["dsc"], "nsd": v["nsd"]})
+                            "dsc": v["dsc"], "nsd": v["nsd"], "hd95": v.get("hd95", np.nan)})
     return pd.DataFrame(records) if records else None
 
 
@@ -287,7 +304,7 @@ def class_curve(df):
 
 def class_table(df):
     """Per (dataset, model, strategy, class): mean DSC at each step over the cases holding that
-    class, final NSD, DSC AUC, cases and median voxels; None when no row has ``per_class``
+    class, final NSD and HD95 (mm), DSC AUC, cases and median voxels; None when no row has ``per_class``
     (results written before it existed)."""
     import pandas as pd
 
@@ -300,7 +317,8 @@ def class_table(df):
         for _, c in g.groupby("case"):
             c = c.sort_values("click")
             per_case.append({**{f"dsc{int(k)}": v for k, v in zip(c["click"], c["dsc"])},
-                             "nsd_final": float(c["nsd"].iloc[-1]), "dsc_auc": auc(list(c["dsc"])),
+                             "nsd_final": float(c["nsd"].iloc[-1]), "hd95_final": float(c["hd95"].iloc[-1]),
+                             "dsc_auc": auc(list(c["dsc"])),
                              "voxels": int(c["voxels"].iloc[0])})
         m = pd.DataFrame(per_case)
         row = dict(zip(["dataset", "model", "strategy", "class"], key))
@@ -310,6 +328,6 @@ def class_table(df):
         row["cases"] = len(m)
         rows.append(row)
     cols = ["dataset", "model", "strategy", "class", "name", *[f"dsc{k}" for k in range(N_CLICKS + 1)], "nsd_final",
-            "dsc_auc", "voxels_median", "cases"]
+            "hd95_final", "dsc_auc", "voxels_median", "cases"]
     out = pd.DataFrame(rows)
     return out[[c for c in cols if c in out.columns]]
