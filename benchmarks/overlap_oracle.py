@@ -11,6 +11,11 @@ the objects' own masks are what fall short.
 
 ``--starts``: the folder ``benchmarks/walker_params.py --starts`` keeps (each case's start is made
 there when missing, and reused). Prints per case and the means: DSC at each step and the DSC AUC.
+
+A third row, the intensity ceiling, bounds every rule that decides shared voxels by their
+intensities: a Gaussian per class over all the case's channels (FLAIR and T1c on BraTS), fitted on
+that class's TRUE voxels, and each shared voxel to the holder most likely to have produced it. No
+rule without the truth has better class statistics than these.
 """
 
 from __future__ import annotations
@@ -37,16 +42,37 @@ def oracle_labels(labels: np.ndarray, volumes: dict[int, np.ndarray], truth: np.
     return out
 
 
-def case_curves(session, truth: np.ndarray, classes: list[int], labels: np.ndarray) -> tuple[list, list]:
-    """Mean DSC over ``classes`` at the start and after each click step: the label map's and the oracle's."""
-    shown, oracle = [], []
+def intensity_ceiling_labels(labels: np.ndarray, volumes: dict[int, np.ndarray], truth: np.ndarray,
+                             channels: list[np.ndarray]) -> np.ndarray:
+    """``labels`` with every voxel held by two or more of ``volumes`` given to the holder whose
+    Gaussian (over ``channels``, fitted on the class's true voxels) gives it the highest likelihood."""
+    held = sum(v.astype(np.uint8) for v in volumes.values()) > 1
+    x = np.stack([ch[held] for ch in channels], axis=-1).astype(np.float64)
+    scores = []
+    for c, v in volumes.items():
+        sample = np.stack([ch[truth == c] for ch in channels], axis=-1).astype(np.float64)
+        cov = np.atleast_2d(np.cov(sample.T)) + 1e-6 * np.eye(len(channels))
+        d = x - sample.mean(axis=0)
+        loglik = -0.5 * np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d) - 0.5 * np.linalg.slogdet(cov)[1]
+        scores.append(np.where(v[held], loglik, -np.inf))
+    out = labels.copy()
+    out[held] = np.asarray(list(volumes))[np.argmax(np.stack(scores, axis=-1), axis=-1)]
+    return out
+
+
+def case_curves(session, truth: np.ndarray, classes: list[int], labels: np.ndarray,
+                channels: list[np.ndarray]) -> dict[str, list[float]]:
+    """Mean DSC over ``classes`` at the start and after each click step: the label map's, the
+    oracle's and the intensity ceiling's (``channels``: the case's images)."""
+    curves: dict[str, list[float]] = {"label map": [], "oracle": [], "intensity ceiling": []}
     for k in range(cvpr25.N_CLICKS + 1):
         if k:
             labels = cvpr25.click_steps(session, truth, classes, labels, n_clicks=1)[0].labels
-        best = oracle_labels(labels, {c: session.object_volume(c) for c in classes}, truth)
-        shown.append(float(np.mean([dice(labels == c, truth == c) for c in classes])))
-        oracle.append(float(np.mean([dice(best == c, truth == c) for c in classes])))
-    return shown, oracle
+        volumes = {c: session.object_volume(c) for c in classes}
+        for name, shown in (("label map", labels), ("oracle", oracle_labels(labels, volumes, truth)),
+                            ("intensity ceiling", intensity_ceiling_labels(labels, volumes, truth, channels))):
+            curves[name].append(float(np.mean([dice(shown == c, truth == c) for c in classes])))
+    return curves
 
 
 def _row(name: str, values: list[float]) -> str:
@@ -65,17 +91,19 @@ def main() -> None:
     cases = sorted(iter_cases(args.data, DatasetOptions()), key=lambda c: c.case_id)
     cases = cases[:args.limit] if args.limit else cases
     header = "| case, painting | DSC 0 | 1 | 2 | 3 | 4 | 5 | DSC AUC |"
-    lines, means = [header, "|---" * 8 + "|"], {"label map": [], "oracle": []}
+    lines, means = [header, "|---" * 8 + "|"], {"label map": [], "oracle": [], "intensity ceiling": []}
     for case in cases:
         truth = case.labels.array
         classes = cvpr25.truth_classes(truth)
         session = cvpr25.case_session(model, case)
         first = protocol_start(session, truth, None if args.starts is None else args.starts / f"{case.case_id}.pkl")
-        shown, oracle = case_curves(session, truth, classes, first.labels)
-        means["label map"].append(shown)
-        means["oracle"].append(oracle)
-        lines += [_row(f"{case.case_id}, label map", shown), _row(f"{case.case_id}, oracle", oracle)]
-        print(lines[-2], lines[-1], sep="\n", flush=True)
+        channels = [np.asarray(case.image.array)] + [np.asarray(g.array) for g in case.read_guides()]
+        curves = case_curves(session, truth, classes, first.labels, channels)
+        rows = [_row(f"{case.case_id}, {name}", values) for name, values in curves.items()]
+        for name, values in curves.items():
+            means[name].append(values)
+        lines += rows
+        print(*rows, sep="\n", flush=True)
     lines += [_row(f"mean of {len(cases)}, {k}", list(np.mean(v, axis=0))) for k, v in means.items()]
     print("\n".join(lines))
 
