@@ -139,10 +139,10 @@ def default_window(array: np.ndarray, modality: str = "OT", rgb: bool = False) -
 def percentile_range(values: np.ndarray, sample: bool = True) -> tuple[float, float]:
     """The :data:`WINDOW_PERCENTILES` of ``values``; with ``sample``, of a strided sample past 4 M
     values (the same window, much faster on a whole CT)."""
-    sample_of = np.asarray(values).ravel()
-    if sample and sample_of.size > 4_000_000:
-        sample_of = sample_of[:: sample_of.size // 2_000_000]
-    lo, hi = np.percentile(sample_of.astype(np.float64), WINDOW_PERCENTILES)
+    flat = np.asarray(values).ravel()
+    if sample and flat.size > 4_000_000:
+        flat = flat[:: flat.size // 2_000_000]
+    lo, hi = np.percentile(flat.astype(np.float64), WINDOW_PERCENTILES)
     return float(lo), float(hi)
 
 
