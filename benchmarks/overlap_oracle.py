@@ -48,10 +48,12 @@ def intensity_ceiling_labels(labels: np.ndarray, volumes: dict[int, np.ndarray],
     Gaussian (over ``channels``, fitted on the class's true voxels) gives it the highest likelihood."""
     held = sum(v.astype(np.uint8) for v in volumes.values()) > 1
     x = np.stack([ch[held] for ch in channels], axis=-1).astype(np.float64)
+    foreground = np.stack([ch[truth > 0] for ch in channels], axis=-1).astype(np.float64)
     scores = []
     for c, v in volumes.items():
         sample = np.stack([ch[truth == c] for ch in channels], axis=-1).astype(np.float64)
-        cov = np.atleast_2d(np.cov(sample.T)) + 1e-6 * np.eye(len(channels))
+        spread = sample if len(sample) > len(channels) else foreground  # a class of a few voxels: all classes' spread
+        cov = np.atleast_2d(np.cov(spread.T)) + 1e-6 * np.eye(len(channels))
         d = x - sample.mean(axis=0)
         loglik = -0.5 * np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d) - 0.5 * np.linalg.slogdet(cov)[1]
         scores.append(np.where(v[held], loglik, -np.inf))
