@@ -136,6 +136,26 @@ def test_walker_clicks_are_honoured_one_undo_step_each_and_undo_exactly(tiny_mod
     assert session.object_state(1).edit is None and session.object_state(1).clicks3d == ()
 
 
+@pytest.mark.parametrize("axis,views", [(0, 1), (2, 1), (0, 3)])
+def test_an_object_that_does_not_touch_a_crop_is_empty_there(tiny_model, axis, views):
+    """object_touches lets a click skip the objects far from its crop: where it says False the
+    object's crop (3D clicks included) is empty, and it says True wherever the crop holds a voxel."""
+    session, _ = _two_objects(tiny_model, axis=axis, views=views)
+    session.add_click((5, 16, 20), True, 1)
+    session.add_click((6, 20, 28), False, 2)
+    rng = np.random.default_rng(0)
+    shape = session.image.spatial_shape
+    said = []
+    for _ in range(60):
+        lo = [int(rng.integers(0, n)) for n in shape]
+        crop = tuple(slice(a, int(rng.integers(a + 1, n + 1))) for a, n in zip(lo, shape))
+        for obj in (1, 2):
+            touches, held = session.object_touches(obj, crop), session.object_crop(obj, crop).any()
+            assert touches or not held
+            said.append(touches)
+    assert any(said) and not all(said)  # both answers occur: the test can fail either way
+
+
 def test_positive_walker_click_takes_its_voxels_from_other_objects(tiny_model):
     session, _ = _two_objects(tiny_model)
     before1, before2 = session.object_volume(1), session.object_volume(2)

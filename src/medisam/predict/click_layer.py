@@ -92,6 +92,23 @@ class ClickLayer:
                     layer.mask[tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, layer.origin))]
         return out
 
+    def object_touches(self, obj_id: int, crop: Crop) -> bool:
+        """Whether :meth:`object_crop` of ``crop`` may hold a voxel: a result's stored window on the
+        crop's planes, or the click layer, meets the crop. False means that crop is empty; the test
+        builds no array, so a click among hundreds of objects reads only the ones near it."""
+        crop = tuple(slice(*s.indices(n)[:2]) for s, n in zip(crop, self.geometry.shape_zyx))  # type: ignore[assignment]
+        layer = self._objects[obj_id].edit
+        if layer is not None and all(max(c.start, o) < min(c.stop, o + n)
+                                     for c, o, n in zip(crop, layer.origin, layer.mask.shape)):
+            return True
+        ax = self.geometry.axis
+        rows, cols = (crop[a] for a in self.geometry.plane_axes)
+        for r in self.model_results(obj_id, within=(crop[ax].start, crop[ax].stop - 1)).values():
+            rr, cc = r.window
+            if rr.start < rows.stop and rows.start < rr.stop and cc.start < cols.stop and cols.start < cc.stop:
+                return True
+        return False
+
     def object_extent(self, obj_id: int, model_only: bool = False) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
         """``(lo, hi)`` voxel corners (inclusive, ``(z, y, x)``) of the object's mask; None when empty."""
         ax = self.geometry.axis

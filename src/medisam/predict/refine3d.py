@@ -291,20 +291,24 @@ def _live_state(session, obj_id: int):  # noqa: ANN202 - the session's ObjectSta
 
 def _others(session, obj_id: int, crop: tuple[slice, slice, slice]
             ) -> tuple[dict[int, np.ndarray], list[Click3D], np.ndarray]:
-    """The other objects on ``crop`` and what their clicks say about ``obj_id``: their current
-    masks (read once per click), their positive clicks inside the crop, as background clicks,
+    """The other objects on ``crop`` and what their clicks say about ``obj_id``: the current masks
+    of those that reach the crop (read once per click; :meth:`object_touches` skips the rest
+    without building arrays), their positive clicks inside the crop, as background clicks,
     and the voxels their clicks added to them (``claimed``), so that refining this object again
     does not take back what the user gave another one."""
     masks, clicks, claimed = {}, [], np.zeros([s.stop - s.start for s in crop], dtype=bool)
     for other in session.object_ids:
         if other == obj_id:
             continue
-        masks[other] = session.object_crop(other, crop)
         state = _live_state(session, other)
+        inside = [Click3D(c.zyx, False, c.radius) for c in state.clicks3d
+                  if c.positive and all(s.start <= v < s.stop for s, v in zip(crop, c.zyx))]
+        if not inside and not session.object_touches(other, crop):
+            continue  # nothing of it on the crop: an empty mask would change nothing below
+        masks[other] = session.object_crop(other, crop)
         if state.edit is None:
             continue
-        clicks += [Click3D(c.zyx, False, c.radius) for c in state.clicks3d
-                   if c.positive and all(s.start <= v < s.stop for s, v in zip(crop, c.zyx))]
+        clicks += inside
         claimed |= masks[other] & ~session.object_crop(other, crop, model_only=True)
     return masks, clicks, claimed
 
