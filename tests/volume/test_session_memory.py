@@ -64,7 +64,16 @@ def test_undo_history_shares_what_a_click_did_not_change(tiny_model):
     layers = {obj_id: session.object_state(obj_id).edit for obj_id in boxes}
     assert all(layer is not None for layer in layers.values())
     before = session.label_map().array.copy()
-    refine_with_click(session, (2, 9, 9), False, obj_id=1)  # changes object 1 only
+    from medisam.predict import store
+
+    copies = []
+    real = store.snapshot_objects
+    store.snapshot_objects = lambda objects: copies.append(len(objects)) or real(objects)
+    try:
+        refine_with_click(session, (2, 9, 9), False, obj_id=1)  # changes object 1 only
+    finally:
+        store.snapshot_objects = real
+    assert copies == [3]  # one copy of the prompts per click: the step's rollback copy is its undo snapshot
     history = session.store.history
     assert history[-1][2].edit is history[-2][2].edit is session.store.objects[2].edit  # shared, not copied
     assert history[-1][1].edit is not session.store.objects[1].edit

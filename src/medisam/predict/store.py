@@ -122,6 +122,7 @@ class PromptStore:
         self.on_rollback = on_rollback
         self._depth = 0
         self._pushed = False
+        self._before: dict[int, ObjectState] | None = None  # the open step's rollback copy
 
     def next_version(self) -> int:
         self.version += 1
@@ -133,7 +134,10 @@ class PromptStore:
         if self._depth and self._pushed:
             return
         self._pushed = bool(self._depth)
-        self.history.append(snapshot_objects(self.objects))
+        # inside a step the snapshot is the step's rollback copy: the prompts before the step, which
+        # is what undoing the step restores (one copy of every object per click, not two)
+        self.history.append(self._before if self._depth and self._before is not None
+                            else snapshot_objects(self.objects))
         del self.history[:-self.max_undo]
         self.prune()
 
@@ -148,7 +152,7 @@ class PromptStore:
             finally:
                 self._depth -= 1
             return
-        before = snapshot_objects(self.objects)
+        before = self._before = snapshot_objects(self.objects)
         n_history, version = len(self.history), self.version
         self._depth, self._pushed = 1, False
         try:
@@ -162,7 +166,7 @@ class PromptStore:
                 self.on_rollback()
             raise
         finally:
-            self._depth, self._pushed = 0, False
+            self._depth, self._pushed, self._before = 0, False, None
 
     def undo(self) -> None:
         """Restore the prompts of the last snapshot."""
