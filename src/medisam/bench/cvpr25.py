@@ -256,7 +256,7 @@ def protocol_table(df):
             n_classes = json.loads(c["prompt"].iloc[0]).get("classes", 1)
             dscs, nsds = list(c["dsc"]), list(c["nsd"])
             per_case.append({**{f"dsc{int(k)}": v for k, v in zip(c["click"], dscs)},
-                             "nsd_final": nsds[-1], "hd95_final": float(c["hd95"].iloc[-1]) if "hd95" in c else np.nan,
+                             "nsd_final": nsds[-1], "hd95_final": float(c["hd95"].iloc[-1]),
                              "dsc_auc": auc(dscs), "nsd_auc": auc(nsds),
                              "s_per_class": float(c["time_s"].sum()) / max(1, n_classes)})
         m = pd.DataFrame(per_case)

@@ -74,7 +74,7 @@ class ClickLayer:
         """The object's bool mask on ``crop`` of the ``(Z, Y, X)`` grid: only the planes and the
         part of each plane that the crop covers are read, and the click layer is pasted on its
         overlap with the crop (what :meth:`results` shows there, without building every plane)."""
-        crop = tuple(slice(*s.indices(n)[:2]) for s, n in zip(crop, self.geometry.shape_zyx))  # type: ignore[assignment]
+        crop = self._bounded(crop)
         out = np.zeros([s.stop - s.start for s in crop], dtype=bool)
         ax = self.geometry.axis
         rows, cols = self.geometry.plane_axes
@@ -84,22 +84,23 @@ class ClickLayer:
             if r is not None:
                 self.geometry.put(out, t - crop[ax].start, r.part(crop[rows], crop[cols]), True)
         layer = None if model_only else self._objects[obj_id].edit
-        if layer is not None:
-            lo = [max(c.start, o) for c, o in zip(crop, layer.origin)]
-            hi = [min(c.stop, o + n) for c, o, n in zip(crop, layer.origin, layer.mask.shape)]
-            if all(a < b for a, b in zip(lo, hi)):
-                out[tuple(slice(a - c.start, b - c.start) for a, b, c in zip(lo, hi, crop))] = \
-                    layer.mask[tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, layer.origin))]
+        part = None if layer is None else layer.overlap(crop)
+        if part is not None:
+            out[tuple(slice(p.start - c.start, p.stop - c.start) for p, c in zip(part, crop))] = \
+                layer.mask[tuple(slice(p.start - o, p.stop - o) for p, o in zip(part, layer.origin))]
         return out
+
+    def _bounded(self, crop: Crop) -> Crop:
+        """``crop`` with every slice's start and stop resolved on the volume's grid."""
+        return tuple(slice(*s.indices(n)[:2]) for s, n in zip(crop, self.geometry.shape_zyx))  # type: ignore[return-value]
 
     def object_touches(self, obj_id: int, crop: Crop) -> bool:
         """Whether :meth:`object_crop` of ``crop`` may hold a voxel: a result's stored window on the
         crop's planes, or the click layer, meets the crop. False means that crop is empty; the test
         builds no array, so a click among hundreds of objects reads only the ones near it."""
-        crop = tuple(slice(*s.indices(n)[:2]) for s, n in zip(crop, self.geometry.shape_zyx))  # type: ignore[assignment]
+        crop = self._bounded(crop)
         layer = self._objects[obj_id].edit
-        if layer is not None and all(max(c.start, o) < min(c.stop, o + n)
-                                     for c, o, n in zip(crop, layer.origin, layer.mask.shape)):
+        if layer is not None and layer.overlap(crop) is not None:
             return True
         ax = self.geometry.axis
         rows, cols = (crop[a] for a in self.geometry.plane_axes)

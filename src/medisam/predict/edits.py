@@ -31,6 +31,12 @@ class EditLayer:
         out[self.slices] = self.mask
         return out
 
+    def overlap(self, crop: tuple[slice, slice, slice]) -> tuple[slice, slice, slice] | None:
+        """The part of ``crop`` (bounded slices of the volume) that the layer covers; None where they do not meet."""
+        lo = [max(c.start, o) for c, o in zip(crop, self.origin)]
+        hi = [min(c.stop, o + n) for c, o, n in zip(crop, self.origin, self.mask.shape)]
+        return tuple(slice(a, b) for a, b in zip(lo, hi)) if all(a < b for a, b in zip(lo, hi)) else None  # type: ignore[return-value]
+
     def covers(self, axis: int, t: int) -> bool:
         """Whether plane ``t`` of ``axis`` crosses the crop."""
         return self.origin[axis] <= t < self.origin[axis] + self.mask.shape[axis]

@@ -227,7 +227,7 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     others, their_clicks, claimed = _others(session, obj_id, crop)
     yields = not positive and any(bool(m[at]) for m in others.values())  # another object holds it too
     clicks = (*state.clicks3d, Click3D(v, positive, radius, yields))
-    seeds = [replace(c, zyx=tuple(int(v) for v in np.subtract(c.zyx, origin))) for c in (*their_clicks, *clicks)]
+    seeds = [replace(c, zyx=tuple(int(i) for i in np.subtract(c.zyx, origin))) for c in (*their_clicks, *clicks)]
     features, inside = session.click_features(crop, obj_id), _inside(state, origin, current.shape)
     shared = np.logical_or.reduce(list(others.values())) if others and any(c.yields for c in clicks) else None
     solved = refine_crop(features, session.object_crop(obj_id, crop, model_only=True), inside, seeds, spacing, params,
@@ -301,14 +301,14 @@ def _others(session, obj_id: int, crop: tuple[slice, slice, slice]
         if other == obj_id:
             continue
         state = _live_state(session, other)
-        inside = [Click3D(c.zyx, False, c.radius) for c in state.clicks3d
-                  if c.positive and all(s.start <= v < s.stop for s, v in zip(crop, c.zyx))]
-        if not inside and not session.object_touches(other, crop):
+        their_positive = [Click3D(c.zyx, False, c.radius) for c in state.clicks3d
+                          if c.positive and all(s.start <= v < s.stop for s, v in zip(crop, c.zyx))]
+        if not their_positive and not session.object_touches(other, crop):
             continue  # nothing of it on the crop: an empty mask would change nothing below
         masks[other] = session.object_crop(other, crop)
         if state.edit is None:
             continue
-        clicks += inside
+        clicks += their_positive
         claimed |= masks[other] & ~session.object_crop(other, crop, model_only=True)
     return masks, clicks, claimed
 
