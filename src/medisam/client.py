@@ -247,9 +247,10 @@ class ClientSession:
         return self._mask(self.client.request("POST", self._url("/predict"), json=body))
 
     def add_box3d(self, box3d: Sequence[int] | None = None, *, box: Sequence[float] | None = None,
-                  slice_range: Sequence[int] | None = None, obj_id: int = 1) -> np.ndarray:
+                  slice_range: Sequence[int] | None = None, slice: int | None = None, obj_id: int = 1) -> np.ndarray:
         """Prompt ``obj_id`` with a 3D box ``(x0, y0, z0, x1, y1, z1)`` (voxel indices, inclusive), or a
-        2D ``box`` with ``slice_range=(first, last)``; returns the seed slice's mask. Then :meth:`propagate`."""
+        2D ``box`` with ``slice_range=(first, last)`` and the ``slice`` it was drawn on; returns the seed
+        slice's mask. Then :meth:`propagate`."""
         body: dict[str, Any] = {"obj_id": obj_id}
         if box3d is not None:
             body["box3d"] = [int(v) for v in box3d]
@@ -257,6 +258,8 @@ class ClientSession:
             body["box"] = [float(v) for v in box]
         if slice_range is not None:
             body["slice_range"] = [int(v) for v in slice_range]
+        if slice is not None:
+            body["slice"] = int(slice)
         return self._mask(self.client.request("POST", self._url("/box3d"), json=body))
 
     def add_click(self, zyx: Sequence[int], positive: bool = True, obj_id: int = 1) -> dict[str, Any]:

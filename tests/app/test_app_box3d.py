@@ -41,7 +41,7 @@ def test_box_with_slice_range_is_a_3d_box_and_stays_drawn(vol_state, tiny_model)
     assert (np.abs(drawn.astype(int) - before.astype(int)).sum(-1) > 0).any()
     st.propagate()
     ref = VolumeSession(tiny_model, st.session.image)
-    ref.add_box3d((12, 12, 2, 35, 35, 5))
+    ref.add_box3d((12, 12, 2, 35, 35, 5), drawn_on=st.slice)  # the box bounds the object on its own slice
     assert np.array_equal(st.session.labels, ref.propagate(progress=False).array)
     st.set_slice(7)  # outside the range: no box drawn
     assert st.slice == 7

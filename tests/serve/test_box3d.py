@@ -66,7 +66,28 @@ def test_box_plus_slice_range_is_the_same_3d_box(make_client):
         assert np.array_equal(a, b) and np.array_equal(first, s.labels())
 
 
+def test_box_drawn_on_a_slice_is_the_session_prompt_and_bounds_it_there(make_client, tiny_model):
+    """A 2D box with its slice range and the slice it was drawn on: the session's ``drawn_on``
+    prompt (seeded there; 3D clicks may reach past the box's x/y on the other slices)."""
+    from medisam.io import MedicalImage
+    from medisam.predict import VolumeSession
+
+    vol = ct_volume((8, 48, 48))
+    ref = VolumeSession(tiny_model, MedicalImage.from_array(vol, spacing=(1.0, 1.0, 2.0)))
+    ref.add_box3d((12, 12, 2, 35, 35, 5), drawn_on=3)
+    expected = ref.propagate(progress=False).array
+    assert ref.object_state(1).drawn_on == 3
+    c = Client(http=make_client())
+    with c.open_session(vol, spacing=(1.0, 1.0, 2.0)) as s:
+        s.add_box3d(box=(12, 12, 36, 36), slice_range=(2, 5), slice=3)
+        assert s.last_slice == 3
+        s.propagate()
+        assert np.array_equal(s.labels(), expected)
+
+
 @pytest.mark.parametrize("body, msg", [
+    ({"box": [1, 1, 9, 9], "slice_range": [1, 2], "slice": 3}, "outside its slice range"),
+    ({"box3d": [1, 1, 1, 9, 9, 3], "slice": 2}, "goes with a 2D box"),
     ({"box3d": [1, 1, 1, 60, 9, 3]}, "outside the volume"),
     ({"box3d": [9, 1, 1, 2, 9, 3]}, "inverted"),
     ({"box": [1, 1, 9, 9]}, "slice range"),

@@ -209,6 +209,7 @@ def test_object_crop_and_extent_read_only_the_crop_and_match_the_volume(tiny_mod
             vol = session.object_volume(obj, model_only)
             crop = (slice(2, 7), slice(5, 20), slice(10, 35))
             assert np.array_equal(session.object_crop(obj, crop, model_only), vol[crop])
+            assert np.array_equal(session.object_crops(obj, crop)[int(not model_only)], vol[crop])  # one read, both
             extent = session.object_extent(obj, model_only)
             idx = np.nonzero(vol)
             expected = None if not vol.any() else (tuple(int(i.min()) for i in idx), tuple(int(i.max()) for i in idx))
@@ -436,3 +437,39 @@ def test_a_negative_click_that_no_other_object_holds_acts_as_before(tiny_model):
     session.add_click(v, False, 2)
     assert not session.object_state(2).clicks3d[-1].yields
     assert np.array_equal(session.object_volume(2), plain.object_volume(2))
+
+
+def _slanted_rod(shape=(8, 32, 40)):
+    """A bright rod that moves 2 pixels in x per slice: its box on slice 1 misses it on slice 6."""
+    array = np.random.default_rng(1).normal(0, 5, shape).astype(np.float32)
+    for z in range(shape[0]):
+        array[z, 12:20, 8 + 2 * z:14 + 2 * z] += 300
+    return MedicalImage(array, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), "MR")
+
+
+@pytest.mark.parametrize("drawn_on", [None, 1])
+def test_a_box_drawn_on_one_slice_bounds_the_object_on_that_slice_only(tiny_model, drawn_on):
+    """The CVPR25 start (a 2D box with the object's slice range): a positive click past the box's x/y
+    extent on another slice adds the voxels there; a 3D box bounds every slice, so the same click
+    cannot add outside it."""
+    image = _slanted_rod()
+    session = VolumeSession(tiny_model, image, config=FAST)
+    session.add_box3d((8, 12, 0, 14, 19, 7), obj_id=1, drawn_on=drawn_on)  # the rod's box on slice 1
+    session.propagate(progress=False)
+    if drawn_on is not None:
+        assert list(session.object_state(1).seeds) == [drawn_on]  # slicing along k, its own slice is the seed
+    v = (6, 15, 22)  # the rod on slice 6, 8 pixels past the box
+    session.add_click(v, positive=True, obj_id=1)
+    after = session.object_volume(1)
+    outside = after[6, :, 15:]  # slice 6 past the box's x extent
+    if drawn_on is None:  # the box's faces are the walker's background there: the clicked voxel at most
+        assert outside.sum() <= 1
+    else:  # the walker fills the rod there (rows 12-19, columns 20-25), not the background beside it
+        assert outside[12:20, 5:11].mean() > 0.5 and not after[6, :10].any() and not after[6, 22:].any()
+
+
+def test_a_box_drawn_outside_its_slice_range_is_refused(tiny_model):
+    session = VolumeSession(tiny_model, _slanted_rod(), config=FAST)
+    with pytest.raises(PromptError, match="outside its slice range"):
+        session.add_box3d((8, 12, 0, 14, 19, 5), obj_id=1, drawn_on=6)
+    assert session.object_ids == []

@@ -214,8 +214,9 @@ class AppState:
     def _box(self, s: InteractiveSession, k: int | None, x0: float, y0: float, x: float, y: float):  # noqa: ANN202
         box = (min(x0, x), min(y0, y), max(x0, x) + 1, max(y0, y) + 1)
         if self.slice_range is not None and s.image.is_volume:
-            res = s.add_box3d(None, self.obj_id, box=box, slice_range=self.slice_range)
             lo, hi = sorted(self.slice_range)
+            drawn = k if k is not None and lo <= k <= hi else None  # the box bounds the object on its own slice
+            res = s.add_box3d(None, self.obj_id, box=box, slice_range=self.slice_range, slice=drawn)
         else:
             res = s.segment(k, self.obj_id, box=box)
             lo = hi = res.slice

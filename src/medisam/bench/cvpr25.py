@@ -70,10 +70,10 @@ def _start(session, start: str, truth: np.ndarray, classes: list[int]) -> dict[i
     prompts: dict[int, Any] = {}
     if start == "box2d":
         for c, b in clicks3d.protocol_boxes(truth, classes).items():
-            # the box and the z range bound the object: segment it as a 3D box (tri-planar,
-            # re-acquired on every slice of the range) instead of a single-slice prompt whose
-            # stop rules end the run early; only the given box and range are used
-            session.add_box3d(Box3D(b.x_min, b.y_min, b.z_min, b.x_max, b.y_max, b.z_max), obj_id=c)
+            # segmented as a 3D box (tri-planar, re-acquired on every slice of the range) instead of
+            # a single-slice prompt whose stop rules end the run early; only the given box and range
+            # are used, and the box bounds the object on its own slice only (drawn_on)
+            session.add_box3d(Box3D(b.x_min, b.y_min, b.z_min, b.x_max, b.y_max, b.z_max), obj_id=c, drawn_on=b.z_mid)
             prompts[c] = {"slice": b.z_mid, "box": [b.x_min, b.y_min, b.x_max, b.y_max], "z": [b.z_min, b.z_max]}
     elif start == "box3d":
         boxes = clicks3d.class_boxes(truth)
@@ -138,25 +138,32 @@ def run_with_reference(session, truth: np.ndarray, start: str, reference: str = 
     return steps, [first, *click_steps(session, truth, classes, first.labels, n_clicks, reference)]
 
 
-def class_scores(truth: np.ndarray, seg: np.ndarray, spacing,
-                 tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> dict[int, tuple[float, float]]:
+def class_scores(truth: np.ndarray, seg: np.ndarray, spacing, tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
+                 crops: dict[int, tuple[slice, ...] | None] | None = None) -> dict[int, tuple[float, float]]:
     """``{class: (DSC, NSD)}`` of one step (``spacing`` in ITK order, x first); NSD 0 for every
     class when the mean DSC <= 0.2 (the protocol's rule, applied to the case, so that the means
-    of :func:`score_steps` follow it)."""
-    classes = truth_classes(truth)
+    of :func:`score_steps` follow it). ``crops``: :func:`step_crops` of the step, when the caller has them."""
     # each class compared on its boxes' union only (both metrics ignore what lies outside)
-    pairs = {c: (seg[box] == c, truth[box] == c) for c, box in class_crops(seg, truth, classes).items()}
+    crops = step_crops(truth, seg) if crops is None else crops
+    pairs = {c: (seg[box] == c, truth[box] == c) for c, box in crops.items()}
     dscs = {c: dice(*pair) for c, pair in pairs.items()}
     if float(np.mean(list(dscs.values()))) <= NSD_MIN_DSC:
         return {c: (d, 0.0) for c, d in dscs.items()}
     return {c: (d, nsd(*pairs[c], spacing, tolerance_mm)) for c, d in dscs.items()}
 
 
-def class_hd95(truth: np.ndarray, seg: np.ndarray, spacing) -> dict[int, float]:
+def class_hd95(truth: np.ndarray, seg: np.ndarray, spacing,
+               crops: dict[int, tuple[slice, ...] | None] | None = None) -> dict[int, float]:
     """``{class: HD95 in mm}`` of one step, on the same crops as :func:`class_scores` (NaN where
     the class's mask is empty). Not a protocol metric: the bench reports it for the final step."""
-    classes = truth_classes(truth)
-    return {c: hd95(seg[box] == c, truth[box] == c, spacing) for c, box in class_crops(seg, truth, classes).items()}
+    crops = step_crops(truth, seg) if crops is None else crops
+    return {c: hd95(seg[box] == c, truth[box] == c, spacing) for c, box in crops.items()}
+
+
+def step_crops(truth: np.ndarray, seg: np.ndarray) -> dict[int, tuple[slice, ...] | None]:
+    """Each truth class's crop for scoring one step's label map ``seg``: the union of its boxes in
+    both maps (:func:`~medisam.label_boxes.class_crops`)."""
+    return class_crops(seg, truth, truth_classes(truth))
 
 
 def score_steps(steps: list[Step], truth: np.ndarray, spacing,
@@ -219,13 +226,14 @@ def step_rows(steps: list[Step], truth: np.ndarray, case, strategy: str,
     voxels = dict(zip(*np.unique(truth, return_counts=True)))
     rows = []
     for s in steps:
-        per_class = class_scores(truth, s.labels, case.image.spacing, tolerance_mm)
+        crops = step_crops(truth, s.labels)
+        per_class = class_scores(truth, s.labels, case.image.spacing, tolerance_mm, crops)
         d, n = _means(per_class)
         detail = {str(c): {"name": names.get(c, f"label{c}"), "voxels": int(voxels[c]), "dsc": round(dc, 6),
                            "nsd": round(nc, 6)} for c, (dc, nc) in per_class.items()}
         hd = float("nan")
         if s is steps[-1]:  # the final step's HD95 (mm), per class and their mean over the classes it exists for
-            per_hd = class_hd95(truth, s.labels, case.image.spacing)
+            per_hd = class_hd95(truth, s.labels, case.image.spacing, crops)
             for c, h in per_hd.items():
                 detail[str(c)]["hd95"] = round(h, 4)
             finite = [h for h in per_hd.values() if np.isfinite(h)]

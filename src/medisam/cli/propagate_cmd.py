@@ -384,7 +384,7 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
         from medisam.prompting.shapes import recist_to_box3d
 
         b3 = recist_to_box3d(prompt["recist"], prompt["slice"], image.spatial_shape, image.spacing_zyx)
-        session.add_box3d(b3, obj_id=label)
+        session.add_box3d(b3, obj_id=label, drawn_on=prompt["slice"])  # the line's box bounds it on its slice only
     else:
         if prompt["box"] is not None:
             session.add_box(prompt["slice"], prompt["box"], obj_id=label, **_range(prompt))

@@ -247,26 +247,33 @@ class AxisSession(ClickLayer):
             raise PromptError(f"mask for slice {slice} is empty")
         return self._set_seed(slice, obj_id, lambda old: SlicePrompts(mask=m.astype(bool)))
 
-    def add_box3d(self, box3d: Box3D | Sequence[float], obj_id: int = 1) -> SliceResult:
+    def add_box3d(self, box3d: Box3D | Sequence[float], obj_id: int = 1, drawn_on: int | None = None) -> SliceResult:
         """CVPR24 3D-box protocol: the box's x/y extent prompts the middle slice of its range,
         and the object's propagation stays inside that slice range (and x/y extent when
         ``config.clip_to_box``). ``box3d`` is a :class:`Box3D` or ``(x0, y0, z0, x1, y1, z1)``
         voxel indices of the ``(Z, Y, X)`` array (i, j, k), inclusive. Replaces the
         object's earlier prompts; all or nothing (on an error nothing changes).
+
+        ``drawn_on``: the k slice (the array's first axis) the box's x/y extent was drawn on, when
+        only that slice is known to lie inside it: a 2D box with the object's slice range, the
+        CVPR25 protocol's start. The box then bounds the object only in k (a corrective click may
+        reach past its x/y extent on the other slices) and, slicing along k, prompts that slice.
         """
         b3 = as_box3d(box3d)
+        if drawn_on is not None and not b3.z0 <= drawn_on <= b3.z1:
+            raise PromptError(f"the box was drawn on slice {drawn_on}, outside its slice range {b3.z0}..{b3.z1}")
         box, lo, hi = self.geometry.box3d_to_plane(b3)
         obj_id = check_object_id(obj_id)
         with self.step():
             self.store.push()
             state = ObjectState(obj_id, {}, (lo, hi), box if self.config.clip_to_box else None, box, b3,
-                                window=self.box_window(b3))
+                                window=self.box_window(b3), drawn_on=drawn_on)
             self._objects[obj_id] = state
-            middle = self._best_seed_slice(box, lo, hi, obj_id)
+            seed = drawn_on if drawn_on is not None and self.axis == 0 else self._best_seed_slice(box, lo, hi, obj_id)
             version = self.store.next_version()
-            state.seeds[middle] = SlicePrompts(box=box, version=version)
+            state.seeds[seed] = SlicePrompts(box=box, version=version)
             state.box_version = version
-            return self._seed_result(obj_id, middle)
+            return self._seed_result(obj_id, seed)
 
     def box_window(self, box3d: Box3D) -> tuple[float, float] | None:
         """The window ``(width, level)`` a 3D box's object is encoded, propagated and clicked in with

@@ -218,7 +218,7 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     crop = window_around(whole, v, spacing, params.max_voxels)
     origin = np.array([s.start for s in crop])
     at = tuple(np.subtract(v, origin))
-    current = session.object_crop(obj_id, crop)
+    model, current = session.object_crops(obj_id, crop)
     volume = session.object_size(obj_id) if crop != whole and positive else None  # the size cap's measure
     radius = _window_click_radius(whole, crop, current, at, positive, spacing, params, volume)
     if not refine:
@@ -230,8 +230,7 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     seeds = [replace(c, zyx=tuple(int(i) for i in np.subtract(c.zyx, origin))) for c in (*their_clicks, *clicks)]
     features, inside = session.click_features(crop, obj_id), _inside(state, origin, current.shape)
     shared = np.logical_or.reduce(list(others.values())) if others and any(c.yields for c in clicks) else None
-    solved = refine_crop(features, session.object_crop(obj_id, crop, model_only=True), inside, seeds, spacing, params,
-                         claimed=claimed, shared=shared)
+    solved = refine_crop(features, model, inside, seeds, spacing, params, claimed=claimed, shared=shared)
     rule = replace(params, positive_only_adds=True) if positive and no_contrast(features, inside) else params
     new = apply_click(solved, current, positive, rule)  # a background click never adds; no contrast: nor removes
     layer = EditLayer(tuple(int(o) for o in origin), new)
@@ -272,13 +271,18 @@ def _window_click_radius(whole: tuple[slice, ...], crop: tuple[slice, ...], curr
 
 
 def _inside(state, origin: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Where the object may be on the crop: its 3D box (everywhere without one)."""
+    """Where the object may be on the crop: its 3D box (everywhere without one); only the box's
+    slice range for a 2D box drawn on one slice (``drawn_on``), whose x/y extent bounds the object
+    on that slice alone. Bounding every slice by it kept a protocol click from adding the
+    posterior hippocampus where it curves out of its median slice's box (docs/interactive3d.md)."""
     if state.box3d is None:
         return np.ones(shape, dtype=bool)
     inside = np.zeros(shape, dtype=bool)
     b = state.box3d
     lo = np.maximum(np.subtract((b.z0, b.y0, b.x0), origin), 0)
     hi = np.subtract((b.z1, b.y1, b.x1), origin) + 1
+    if state.drawn_on is not None:
+        lo[1:], hi[1:] = 0, shape[1:]
     inside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
     return inside
 
@@ -305,11 +309,11 @@ def _others(session, obj_id: int, crop: tuple[slice, slice, slice]
                           if c.positive and all(s.start <= v < s.stop for s, v in zip(crop, c.zyx))]
         if not their_positive and not session.object_touches(other, crop):
             continue  # nothing of it on the crop: an empty mask would change nothing below
-        masks[other] = session.object_crop(other, crop)
+        model, masks[other] = session.object_crops(other, crop)
         if state.edit is None:
             continue
         clicks += their_positive
-        claimed |= masks[other] & ~session.object_crop(other, crop, model_only=True)
+        claimed |= masks[other] & ~model
     return masks, clicks, claimed
 
 

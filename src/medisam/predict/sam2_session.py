@@ -154,22 +154,26 @@ class Sam2Session:
             raise PromptError(f"mask for slice {frame} is empty")
         return self._prompt(frame, obj_id, lambda old: SlicePrompts(mask=m.astype(bool)))
 
-    def add_box3d(self, box3d: Box3D | Sequence[float], obj_id: int = 1) -> SliceResult:
+    def add_box3d(self, box3d: Box3D | Sequence[float], obj_id: int = 1, drawn_on: int | None = None) -> SliceResult:
         """CVPR24 / MedSAM2 3D-box protocol: the box's x/y extent prompts the middle slice of its
-        slice range, and the object's results stay inside that range and x/y extent.
+        slice range (``drawn_on``: the slice it was drawn on, a 2D box with the object's slice
+        range), and the object's results stay inside that range and x/y extent.
 
         ``box3d`` is a :class:`Box3D` or ``(x0, y0, z0, x1, y1, z1)`` voxel indices of the
         ``(Z, Y, X)`` array, inclusive. Replaces the object's earlier prompts; all or nothing.
         """
         b3 = as_box3d(box3d).check_inside((self.num_frames, self.height, self.width))
+        if drawn_on is not None and not b3.z0 <= drawn_on <= b3.z1:
+            raise PromptError(f"the box was drawn on slice {drawn_on}, outside its slice range {b3.z0}..{b3.z1}")
         obj_id = check_object_id(obj_id)
         box = b3.box2d()
         with self.step():
             self.store.push()
             if obj_id in self.store.objects:
                 self._forget(obj_id)
-            state = self.store.objects[obj_id] = ObjectState(obj_id, {}, (b3.z0, b3.z1), box, box, b3)
-            middle = b3.z0 + (b3.z1 - b3.z0) // 2
+            state = self.store.objects[obj_id] = ObjectState(obj_id, {}, (b3.z0, b3.z1), box, box, b3,
+                                                             drawn_on=drawn_on)
+            middle = b3.z0 + (b3.z1 - b3.z0) // 2 if drawn_on is None else drawn_on
             state.seeds[middle] = SlicePrompts(box=box, version=self.store.next_version())
             state.box_version = state.seeds[middle].version
             return self._send(obj_id, middle, state.seeds[middle], SlicePrompts())

@@ -119,7 +119,7 @@ class RecistStrategy(VolumeStrategy):
         spacing = session.geometry.spacing_zyx
         line = recist_line(truth[k], (spacing[2], spacing[1]))
         b = recist_to_box3d(line, k, truth.shape, spacing)
-        session.add_box3d(b, obj_id=1)
+        session.add_box3d(b, obj_id=1, drawn_on=k)  # the line's box bounds the lesion on its slice only
         return {"slice": k, "recist": [round(v, 2) for v in line], "box3d": [b.x0, b.y0, b.z0, b.x1, b.y1, b.z1]}
 
 

@@ -211,17 +211,23 @@ class InteractiveSession:
         return self.volume.add_points(k, pts, obj_id)
 
     def add_box3d(self, box3d: Sequence[float] | None = None, obj_id: int = 1, *,
-                  box: Sequence[float] | None = None, slice_range: Sequence[int] | None = None) -> SliceResult:
+                  box: Sequence[float] | None = None, slice_range: Sequence[int] | None = None,
+                  slice: int | None = None) -> SliceResult:
         """Prompt object ``obj_id`` with a 3D box (replaces its earlier prompts), as ``medisam propagate --box3d``.
 
         Either ``box3d`` = ``(x0, y0, z0, x1, y1, z1)`` voxel indices (inclusive), or a 2D
-        ``box`` (XYXY pixel edges) with ``slice_range`` = ``(first, last)`` slice. Returns the
-        seed slice's result; :meth:`propagate` then stays inside the box's slice range.
+        ``box`` (XYXY pixel edges) with ``slice_range`` = ``(first, last)`` slice, and ``slice``,
+        the slice it was drawn on, if known: the box then bounds the object on that slice only, so
+        a corrective click may reach past it on the others. Returns the seed slice's result;
+        :meth:`propagate` then stays inside the box's slice range.
         """
         if self.volume is None:
             raise InputError("a 3D box needs a volume (or a video); this is a 2D image")
+        if slice is not None and box is None:
+            raise PromptError("slice (where the box was drawn) goes with a 2D box and its slice range")
         b3 = box3d_of(box3d, box, slice_range).check_inside(self.image.array.shape[:3])
-        return self.volume.add_box3d(b3, self._obj(obj_id))
+        drawn_on = None if slice is None else self.check_slice(slice)
+        return self.volume.add_box3d(b3, self._obj(obj_id), drawn_on=drawn_on)
 
     def add_recist(self, slice: int | None, line: Sequence[float], obj_id: int = 1) -> SliceResult:
         """Prompt object ``obj_id`` with a RECIST line ``(x0, y0, x1, y1)`` (a lesion's long axis, pixels)
@@ -235,7 +241,7 @@ class InteractiveSession:
         if self.volume is None:
             return self.segment(None, obj_id, box=recist_prompt(*recist_ends(line), self._plane_hw()).box.as_array())
         b3 = recist_to_box3d(line, k, self.image.spatial_shape, self.image.spacing_zyx)
-        return self.volume.add_box3d(b3, self._obj(obj_id))
+        return self.volume.add_box3d(b3, self._obj(obj_id), drawn_on=k)  # the line's box bounds it on k only
 
     def add_scribble(self, slice: int | None, polyline: Sequence[Sequence[float]], positive: bool = True,
                      obj_id: int = 1) -> SliceResult:

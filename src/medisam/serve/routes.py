@@ -247,7 +247,8 @@ def add_box3d(sid: str, body: Box3DRequest, request: Request) -> SliceMask:
     Returns the seed slice's mask; ``/propagate`` then segments the box's slices only.
     """
     return _on_slice(request, _session(request, sid),
-                     lambda st: st.add_box3d(body.box3d, body.obj_id, box=body.box, slice_range=body.slice_range))
+                     lambda st: st.add_box3d(body.box3d, body.obj_id, box=body.box, slice_range=body.slice_range,
+                                             slice=body.slice))
 
 
 @router.post("/sessions/{sid}/click3d", response_model=Click3DResult, tags=["prompts"])

@@ -65,6 +65,8 @@ class Box3DRequest(BaseModel):
     box: Optional[list[float]] = Field(None, min_length=4, max_length=4, description="x0, y0, x1, y1 pixels")
     slice_range: Optional[list[int]] = Field(None, min_length=2, max_length=2,
                                              description="first, last slice of the box (with box)")
+    slice: Optional[int] = Field(None, ge=0, description="the slice the box was drawn on (with box and slice_range): "
+                                 "the box bounds the object there only, so a 3D click may reach past it elsewhere")
 
 
 class Click3DRequest(BaseModel):
