@@ -164,3 +164,10 @@ class Box3D:
             raise PromptError(f"3D box ({self.x0},{self.y0},{self.z0},{self.x1},{self.y1},{self.z1}) "
                               f"lies outside the volume of {x}x{y}x{z} (X x Y x Z) voxels")
         return self
+
+    def check_drawn_on(self, k: int | None) -> int | None:
+        """``k``, the slice a 2D box with this slice range was drawn on (None: a 3D box), checked
+        to lie in the range."""
+        if k is not None and not self.z0 <= k <= self.z1:
+            raise PromptError(f"the box was drawn on slice {k}, outside its slice range {self.z0}..{self.z1}")
+        return k

@@ -260,8 +260,7 @@ class AxisSession(ClickLayer):
         reach past its x/y extent on the other slices) and, slicing along k, prompts that slice.
         """
         b3 = as_box3d(box3d)
-        if drawn_on is not None and not b3.z0 <= drawn_on <= b3.z1:
-            raise PromptError(f"the box was drawn on slice {drawn_on}, outside its slice range {b3.z0}..{b3.z1}")
+        drawn_on = b3.check_drawn_on(drawn_on)
         box, lo, hi = self.geometry.box3d_to_plane(b3)
         obj_id = check_object_id(obj_id)
         with self.step():

@@ -163,8 +163,7 @@ class Sam2Session:
         ``(Z, Y, X)`` array, inclusive. Replaces the object's earlier prompts; all or nothing.
         """
         b3 = as_box3d(box3d).check_inside((self.num_frames, self.height, self.width))
-        if drawn_on is not None and not b3.z0 <= drawn_on <= b3.z1:
-            raise PromptError(f"the box was drawn on slice {drawn_on}, outside its slice range {b3.z0}..{b3.z1}")
+        drawn_on = b3.check_drawn_on(drawn_on)
         obj_id = check_object_id(obj_id)
         box = b3.box2d()
         with self.step():
