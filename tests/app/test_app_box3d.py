@@ -49,6 +49,25 @@ def test_box_with_slice_range_is_a_3d_box_and_stays_drawn(vol_state, tiny_model)
     assert out.name.endswith(".nrrd")
 
 
+def test_box_drawn_outside_its_slice_range_says_it_bounds_every_slice(vol_state, tiny_model):
+    from medisam.predict import VolumeSession
+
+    st = vol_state
+    st.set_slice_range("2,5")
+    st.set_slice(7)
+    st.click(12, 12)
+    st.click(35, 35)
+    assert "drawn on slice 7, outside the slice range 2..5: a 3D box bounding every slice" in st.message
+    st.propagate()
+    ref = VolumeSession(tiny_model, st.session.image)
+    ref.add_box3d((12, 12, 2, 35, 35, 5))  # no drawn slice: the box bounds every slice of the range
+    assert np.array_equal(st.session.labels, ref.propagate(progress=False).array)
+    st.set_slice(3)
+    st.click(12, 12)
+    st.click(35, 35)
+    assert "outside the slice range" not in st.message
+
+
 def test_cancel_stops_propagation_after_the_current_slice(vol_state):
     st = vol_state
     st.click(10, 10)

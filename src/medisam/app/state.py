@@ -193,7 +193,8 @@ class AppState:
                 self.message = f"{what} at ({x:.0f}, {y:.0f}); click {rest}"
                 return
             (x0, y0), self.pending_corner = self.pending_corner, None
-            res = self._box(s, k, x0, y0, x, y) if self.mode == "box" else self._recist(s, k, (x0, y0, x, y))
+            res, note = (self._box(s, k, x0, y0, x, y) if self.mode == "box"
+                         else (self._recist(s, k, (x0, y0, x, y)), ""))
             self.points = []
             self.propagated = False
             self._actions.append("prompt")
@@ -205,24 +206,31 @@ class AppState:
             return
         else:
             label = 1 if self.mode == "positive" else 0
-            res = s.add_points(k, self.obj_id, points=[(x, y, label)])
+            res, note = s.add_points(k, self.obj_id, points=[(x, y, label)]), ""
             self.points.append((float(x), float(y), label))
             self._actions.append("prompt")
         where = "frame" if s.image.is_video else "slice"
-        self.message = f"object {res.obj_id} on {where} {res.slice}: {int(res.mask.sum())} pixels (score {res.score:.2f})"
+        self.message = (f"object {res.obj_id} on {where} {res.slice}: {int(res.mask.sum())} pixels "
+                        f"(score {res.score:.2f}){note}")
 
     def _box(self, s: InteractiveSession, k: int | None, x0: float, y0: float, x: float, y: float):  # noqa: ANN202
+        """The drawn box, with the slice range a 3D box; ``(result, note)``: the note says how a box
+        drawn outside its slice range is taken (a 3D box that bounds every slice of the range)."""
         box = (min(x0, x), min(y0, y), max(x0, x) + 1, max(y0, y) + 1)
+        note = ""
         if self.slice_range is not None and s.image.is_volume:
             lo, hi = sorted(self.slice_range)
             drawn = k if k is not None and lo <= k <= hi else None  # the box bounds the object on its own slice
+            if drawn is None:
+                note = (f"; drawn on slice {k}, outside the slice range {lo}..{hi}: "
+                        f"a 3D box bounding every slice of the range")
             res = s.add_box3d(None, self.obj_id, box=box, slice_range=self.slice_range, slice=drawn)
         else:
             res = s.segment(k, self.obj_id, box=box)
             lo = hi = res.slice
         self.boxes[self.obj_id] = (box, lo, hi)  # stays drawn on its slices
         self.lines.pop(self.obj_id, None)
-        return res
+        return res, note
 
     def _recist(self, s: InteractiveSession, k: int | None, line: tuple[float, float, float, float]):  # noqa: ANN202
         """The two endpoints of a lesion's long axis: the lesion's 3D box (a volume) or its box (2D)."""
