@@ -199,6 +199,28 @@ def test_the_objects_gaussian_is_at_least_a_share_of_the_rests_spread():
     assert intensity_ratio(img, edge, sd_share=0.4)[core].min() > 1.0
 
 
+def test_a_background_clicks_intensity_removes_the_tissue_that_looks_like_it():
+    """The model's blob spills over a grey region; a background click there says "not this", and
+    with the click's own intensity in the model of the rest, the walker removes the grey region
+    that looks like it, past the click's radius (stop 58)."""
+    rng = np.random.default_rng(0)
+    truth = np.zeros((12, 32, 32), dtype=bool)
+    truth[3:9, 6:26, 6:14] = True
+    grey = np.zeros_like(truth)
+    grey[3:9, 6:26, 14:26] = True
+    img = np.where(truth, 60.0, np.where(grey, 115.0, 180.0)) + rng.normal(0, 5, truth.shape)
+    model, inside, zyx = truth | grey, np.ones_like(truth), (6, 10, 20)
+    click = Click3D(zyx, False, click_radius(truth | grey, zyx, False, (1.0, 1.0, 1.0)))
+    with_sample = refine_crop(img, model, inside, [click])
+    without = refine_crop(img, model, inside, [click], params=RefineParams(negative_sample=0.0))
+    assert RefineParams().negative_sample > 0 and not with_sample[zyx]
+    assert (with_sample & grey).sum() < 0.75 * (without & grey).sum()  # 741 against 1113 voxels left
+    assert (with_sample & truth).sum() == truth.sum()  # the object itself is kept
+    # no background click: the same likelihood ratio as without a background sample
+    assert np.array_equal(intensity_ratio(img, truth, bg_sample=np.zeros_like(truth), bg_share=0.5),
+                          intensity_ratio(img, truth))
+
+
 @pytest.mark.real_data
 def test_a_positive_click_on_a_nodules_edge_keeps_the_nodule(data_dir):
     """The protocol's third click on the lung nodule (stop 51; the crop, box window and clicks its
