@@ -219,6 +219,8 @@ def test_a_background_clicks_intensity_removes_the_tissue_that_looks_like_it():
     # no background click: the same likelihood ratio as without a background sample
     assert np.array_equal(intensity_ratio(img, truth, bg_sample=np.zeros_like(truth), bg_share=0.5),
                           intensity_ratio(img, truth))
+    with pytest.raises(ValueError, match="negative_sample is a share"):
+        RefineParams(negative_sample=1.5)
 
 
 @pytest.mark.real_data

@@ -77,6 +77,10 @@ class RefineParams:
     #: less likely the object (BraTS DSC AUC 2.056 -> 2.180; docs/interactive3d.md, stop 58)
     negative_sample: float = 0.5
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.negative_sample <= 1.0:
+            raise ValueError(f"negative_sample is a share, 0..1, not {self.negative_sample}")
+
 
 def apply_click(solved: np.ndarray, current: np.ndarray, positive: bool, params: RefineParams) -> np.ndarray:
     """The mask after a click, from the walker's re-solved crop ``solved`` and the mask ``current``
