@@ -9,13 +9,16 @@ error region). Prints the mean Dice at each click per set and over all targets.
     python benchmarks/clicks_2d.py --sets miccai_dp_nuclei --clicks 5
     python benchmarks/clicks_2d.py --sampling            # the walker's intensity sample, two ways
     python benchmarks/clicks_2d.py --positive-rule       # a positive click: only add, or re-solve
+    python benchmarks/clicks_2d.py --negative-sample     # background clicks' intensity in the rest's model, or not
 
 ``--sampling`` compares the walker's two intensity samples instead: a positive click samples the
 object's intensity on the model's mask and around the click (the 2D default,
 ``refine2d.PARAMS_2D``), or around the click only (the 3D clicks' rule). ``--positive-rule``
 compares what a positive click does to the mask: only add to it (the 2D default,
 ``RefineParams.positive_only_adds``), or take the walker's re-solved crop as it is (the 3D rule).
-In both, each variant's clicks are placed from its own masks.
+``--negative-sample`` compares the walker's model of "not the object": mixed with the background clicks'
+own intensity (``RefineParams.negative_sample`` 0.5, the default in 2D and 3D since stop 58), or the rest
+of the crop only (before). In each, each variant's clicks are placed from its own masks.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sampling", action="store_true", help="the walker with both intensity samples instead")
     ap.add_argument("--positive-rule", action="store_true",
                     help="the walker with both rules for a positive click instead (only add / re-solve the crop)")
+    ap.add_argument("--negative-sample", action="store_true",
+                    help="the walker without / with the background clicks' intensity in its model of the rest")
     args = ap.parse_args(argv)
 
     from medisam.bench.datasets import iter_cases
@@ -51,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model("litemedsam")
     print(f"# default path: backend {model.backend} {getattr(model, 'precision', 'fp32')}", flush=True)
     predictor = Predictor(model)
-    if args.sampling or args.positive_rule:
+    if args.sampling or args.positive_rule or args.negative_sample:
         from dataclasses import replace
 
         from medisam.predict.refine2d import PARAMS_2D
@@ -61,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             names = (f"box-walker{args.clicks} (mask + click sample, default)",
                      f"box-walker{args.clicks} (click sample)")
             other = replace(PARAMS_2D, sample_model_mask=False)
+        elif args.negative_sample:
+            names = (f"box-walker{args.clicks} (with the background clicks' intensity, default)",
+                     f"box-walker{args.clicks} (the rest of the crop only)")
+            other = replace(PARAMS_2D, negative_sample=0.0)
         else:
             names = (f"box-walker{args.clicks} (a positive click only adds, default)",
                      f"box-walker{args.clicks} (a positive click re-solves the crop)")
