@@ -181,6 +181,7 @@ class AppState:
         """A click at pixel (x, y) of the shown slice, interpreted by ``mode``."""
         s = self.require()
         k = self.slice if s.image.is_volume else None
+        note = ""  # how the prompt was taken, where the status line should say it
         if self.mode in SHAPE_MODES:
             self.vertices.append((float(x) + 0.5, float(y) + 0.5))  # pixel centres
             self.message = f"{self.mode}: {len(self.vertices)} vertices; click Finish shape to apply it"
@@ -193,8 +194,10 @@ class AppState:
                 self.message = f"{what} at ({x:.0f}, {y:.0f}); click {rest}"
                 return
             (x0, y0), self.pending_corner = self.pending_corner, None
-            res, note = (self._box(s, k, x0, y0, x, y) if self.mode == "box"
-                         else (self._recist(s, k, (x0, y0, x, y)), ""))
+            if self.mode == "box":
+                res, note = self._box(s, k, x0, y0, x, y)
+            else:
+                res = self._recist(s, k, (x0, y0, x, y))
             self.points = []
             self.propagated = False
             self._actions.append("prompt")
@@ -206,7 +209,7 @@ class AppState:
             return
         else:
             label = 1 if self.mode == "positive" else 0
-            res, note = s.add_points(k, self.obj_id, points=[(x, y, label)]), ""
+            res = s.add_points(k, self.obj_id, points=[(x, y, label)])
             self.points.append((float(x), float(y), label))
             self._actions.append("prompt")
         where = "frame" if s.image.is_video else "slice"

@@ -161,18 +161,19 @@ def intensity_ratio(img: np.ndarray, fg_sample: np.ndarray, min_sd: float = 5.0,
     a, b = feats[fg_sample], feats[~fg_sample]
     if b.shape[0] < 3:
         return np.ones(fg_sample.shape)
-    log_a, log_b, log_c = (np.zeros(fg_sample.shape) for _ in range(3))
     c = None if bg_sample is None or bg_share <= 0 or bg_sample.sum() < 3 else feats[bg_sample]
+    log_a, log_b = np.zeros(fg_sample.shape), np.zeros(fg_sample.shape)
+    log_c = None if c is None else np.zeros(fg_sample.shape)  # a crop-sized array only when it is used
     for k in range(feats.shape[-1]):
         mu_b, sd_b = float(b[:, k].mean()), max(float(b[:, k].std()), min_sd)
         mu_a, sd_a = float(np.median(a[:, k])), max(float(a[:, k].std()), min_sd, sd_share * sd_b)
         f = feats[..., k]
         log_a += -0.5 * ((f - mu_a) / sd_a) ** 2 - np.log(sd_a)
         log_b += -0.5 * ((f - mu_b) / sd_b) ** 2 - np.log(sd_b)
-        if c is not None:
+        if log_c is not None:
             mu_c, sd_c = float(np.median(c[:, k])), max(float(c[:, k].std()), min_sd, sd_share * sd_b)
             log_c += -0.5 * ((f - mu_c) / sd_c) ** 2 - np.log(sd_c)
-    if c is not None:
+    if log_c is not None:
         log_b = np.logaddexp(np.log1p(-bg_share) + log_b if bg_share < 1 else -np.inf, np.log(bg_share) + log_c)
     return np.exp(np.clip(log_a - log_b, -6.0, 6.0))
 

@@ -172,10 +172,10 @@ class Sam2Session:
                 self._forget(obj_id)
             state = self.store.objects[obj_id] = ObjectState(obj_id, {}, (b3.z0, b3.z1), box, box, b3,
                                                              drawn_on=drawn_on)
-            middle = b3.z0 + (b3.z1 - b3.z0) // 2 if drawn_on is None else drawn_on
-            state.seeds[middle] = SlicePrompts(box=box, version=self.store.next_version())
-            state.box_version = state.seeds[middle].version
-            return self._send(obj_id, middle, state.seeds[middle], SlicePrompts())
+            seed = b3.z0 + (b3.z1 - b3.z0) // 2 if drawn_on is None else drawn_on  # the range's middle, or where drawn
+            state.seeds[seed] = SlicePrompts(box=box, version=self.store.next_version())
+            state.box_version = state.seeds[seed].version
+            return self._send(obj_id, seed, state.seeds[seed], SlicePrompts())
 
     def _prompt(self, frame: int, obj_id: int, update) -> SliceResult:  # noqa: ANN001
         """Change ``obj_id``'s prompts on ``frame`` by ``update`` (one undo step) and run sam2 on them."""
