@@ -121,5 +121,5 @@ def refine_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, 
     refined = refine_crop(image[None], model_mask[rows, cols][None], inside[rows, cols][None], walker_clicks,
                           SPACING, params)
     out = current.copy()
-    out[rows, cols] = apply_click(refined[0], current[rows, cols], clicks[-1].positive, params)
+    out[rows, cols] = apply_click(refined, current[rows, cols][None], walker_clicks[-1], params, SPACING)[0]
     return out

@@ -207,9 +207,9 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     ``(object, crop, its mask there before)`` of every object the edit touches.
 
     A negative click only removes (the walker's re-solve must not grow the object elsewhere);
-    a positive click takes the re-solved crop as it is (its new intensity sample may also cut a
-    leak elsewhere: hippocampus AUC 2.967 against 2.881 when it may only add), unless
-    ``params.positive_only_adds``. ``refine`` False:
+    a positive click takes the re-solved crop as it is within ``params.positive_reach`` times its
+    radius (its new intensity sample may also cut a leak there: hippocampus AUC 2.967 against 2.881
+    when it may only add) and only adds farther away, unless ``params.positive_only_adds``. ``refine`` False:
     the click is kept (a seed of later clicks), the masks stay as they are (the objects shown
     over the voxel are the ones to change)."""
     state = _live_state(session, obj_id)
@@ -232,7 +232,7 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     shared = np.logical_or.reduce(list(others.values())) if others and any(c.yields for c in clicks) else None
     solved = refine_crop(features, model, inside, seeds, spacing, params, claimed=claimed, shared=shared)
     rule = replace(params, positive_only_adds=True) if positive and no_contrast(features, inside) else params
-    new = apply_click(solved, current, positive, rule)  # a background click never adds; no contrast: nor removes
+    new = apply_click(solved, current, seeds[-1], rule, spacing)  # a background click never adds; no contrast: nor removes
     layer = EditLayer(tuple(int(o) for o in origin), new)
 
     def model_of(obj: int):  # noqa: ANN202 - the object's model mask on a crop, for merged()
