@@ -232,7 +232,8 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     shared = np.logical_or.reduce(list(others.values())) if others and any(c.yields for c in clicks) else None
     solved = refine_crop(features, model, inside, seeds, spacing, params, claimed=claimed, shared=shared)
     rule = replace(params, positive_only_adds=True) if positive and no_contrast(features, inside) else params
-    new = apply_click(solved, current, seeds[-1], rule, spacing)  # a background click never adds; no contrast: nor removes
+    # a background click never adds; a positive one removes only within its reach; no contrast: nor removes
+    new = apply_click(solved, current, seeds[-1], rule, spacing)
     layer = EditLayer(tuple(int(o) for o in origin), new)
 
     def model_of(obj: int):  # noqa: ANN202 - the object's model mask on a crop, for merged()
