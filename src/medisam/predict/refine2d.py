@@ -92,7 +92,8 @@ def refine_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, 
     ``model_mask``: the model's mask before any click (the prior); ``current``: the mask before
     the newest click (kept outside the walker's crop); ``box``: the object's XYXY box, outside
     which only positive clicks may add (None: the masks' extent). A negative click only removes
-    from ``current``; a positive one only adds where ``params.positive_only_adds`` (PARAMS_2D).
+    from ``current``; a positive one only adds where ``params.positive_only_adds`` (PARAMS_2D), else it
+    takes the re-solve within ``params.positive_reach`` radii of it (:func:`.click_refine.apply_click`).
     Returns a new ``(H, W)`` bool mask.
     """
     shape = tuple(model_mask.shape)
