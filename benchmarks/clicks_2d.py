@@ -35,16 +35,26 @@ from upscale_window import DATA, SETS_2D  # noqa: E402 - the 2D sets, one list
 
 SETS = tuple(name for name in SETS_2D if name != "miccai_dp_nuclei")  # 1623 nuclei: ~1 h more
 
+#: the walker compared with itself: switch -> (the default's label, the other's label, the other's change of PARAMS_2D)
+COMPARISONS = {
+    "sampling": ("mask + click sample, default", "click sample", {"sample_model_mask": False}),
+    "positive_rule": ("a positive click only adds, default", "a positive click re-solves the crop",
+                      {"positive_only_adds": False}),
+    "negative_sample": ("with the background clicks' intensity, default", "the rest of the crop only",
+                        {"negative_sample": 0.0}),
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sets", default=",".join(SETS), help="comma list of 2D datasets under ../shared/data")
     ap.add_argument("--clicks", type=int, default=5)
-    ap.add_argument("--sampling", action="store_true", help="the walker with both intensity samples instead")
-    ap.add_argument("--positive-rule", action="store_true",
-                    help="the walker with both rules for a positive click instead (only add / re-solve the crop)")
-    ap.add_argument("--negative-sample", action="store_true",
-                    help="the walker without / with the background clicks' intensity in its model of the rest")
+    compare = ap.add_mutually_exclusive_group()
+    compare.add_argument("--sampling", action="store_true", help="the walker with both intensity samples instead")
+    compare.add_argument("--positive-rule", action="store_true",
+                         help="the walker with both rules for a positive click instead (only add / re-solve the crop)")
+    compare.add_argument("--negative-sample", action="store_true",
+                         help="the walker without / with the background clicks' intensity in its model of the rest")
     args = ap.parse_args(argv)
 
     from medisam.bench.datasets import iter_cases
@@ -56,25 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model("litemedsam")
     print(f"# default path: backend {model.backend} {getattr(model, 'precision', 'fp32')}", flush=True)
     predictor = Predictor(model)
-    if args.sampling or args.positive_rule or args.negative_sample:
+    chosen = next((switch for switch in COMPARISONS if getattr(args, switch)), None)
+    if chosen is not None:
         from dataclasses import replace
 
         from medisam.predict.refine2d import PARAMS_2D
         from medisam.prompting.strategies import WalkerClicksStrategy
 
-        if args.sampling:
-            names = (f"box-walker{args.clicks} (mask + click sample, default)",
-                     f"box-walker{args.clicks} (click sample)")
-            other = replace(PARAMS_2D, sample_model_mask=False)
-        elif args.negative_sample:
-            names = (f"box-walker{args.clicks} (with the background clicks' intensity, default)",
-                     f"box-walker{args.clicks} (the rest of the crop only)")
-            other = replace(PARAMS_2D, negative_sample=0.0)
-        else:
-            names = (f"box-walker{args.clicks} (a positive click only adds, default)",
-                     f"box-walker{args.clicks} (a positive click re-solves the crop)")
-            other = replace(PARAMS_2D, positive_only_adds=False)
-        strategies = [WalkerClicksStrategy(args.clicks), WalkerClicksStrategy(args.clicks, other)]
+        default_label, other_label, change = COMPARISONS[chosen]
+        names = (f"box-walker{args.clicks} ({default_label})", f"box-walker{args.clicks} ({other_label})")
+        strategies = [WalkerClicksStrategy(args.clicks),
+                      WalkerClicksStrategy(args.clicks, replace(PARAMS_2D, **change))]
     else:
         names = (f"box-clicks{args.clicks}", f"box-walker{args.clicks}")
         strategies = [parse_strategy(n) for n in names]

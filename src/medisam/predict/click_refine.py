@@ -58,7 +58,7 @@ class RefineParams:
     #: object's current volume (None: no cap): its distance to a small mask far away is no
     #: measure of the error (measured in docs/interactive3d.md, "A positive click far from a small mask")
     size_scale: float | None = 2.0
-    #: a positive click only adds to the mask (True) or takes the re-solved crop as it is (False).
+    #: a positive click only adds to the mask (True) or takes the re-solved crop (False; within ``positive_reach``).
     #: Measured: in 3D re-solving wins (hippocampus AUC 2.967 against 2.881), in 2D only adding
     #: (11 sets; docs/benchmark.md, ``benchmarks/clicks_2d.py --positive-rule``); a negative click
     #: only removes (:func:`apply_click`)
