@@ -90,11 +90,12 @@ class RefineParams:
 
 
 def apply_click(solved: np.ndarray, current: np.ndarray, click: Click3D, params: RefineParams,
-                spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+                spacing: Sequence[float] = (1.0, 1.0, 1.0), distance2: np.ndarray | None = None) -> np.ndarray:
     """The mask after ``click`` (at voxels of the crop), from the walker's re-solved crop ``solved`` and
     the mask ``current`` before it (same crop): a negative click only removes; a positive one only adds
     where ``params.positive_only_adds``, else takes ``solved`` as it is within ``params.positive_reach``
-    times its radius and only adds beyond."""
+    times its radius and only adds beyond. ``distance2``: :func:`squared_distance` of the crop to the
+    click, where the caller has it (None: computed here)."""
     if not click.positive:
         return solved & current
     if params.positive_only_adds:
@@ -102,7 +103,9 @@ def apply_click(solved: np.ndarray, current: np.ndarray, click: Click3D, params:
     if params.positive_reach is None:
         return solved
     reach = params.positive_reach * click.radius
-    return np.where(squared_distance(solved.shape, click.zyx, spacing) <= reach * reach, solved, solved | current)
+    if distance2 is None:
+        distance2 = squared_distance(solved.shape, click.zyx, spacing)
+    return np.where(distance2 <= reach * reach, solved, solved | current)
 
 
 def no_contrast(features: np.ndarray, where: np.ndarray) -> bool:

@@ -233,7 +233,8 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     solved = refine_crop(features, model, inside, seeds, spacing, params, claimed=claimed, shared=shared)
     rule = replace(params, positive_only_adds=True) if positive and no_contrast(features, inside) else params
     # a background click never adds; a positive one removes only within its reach; no contrast: nor removes
-    new = apply_click(solved, current, seeds[-1], rule, spacing)
+    near = squared_distance(current.shape, at, spacing) if positive else None  # one map for both rules
+    new = apply_click(solved, current, seeds[-1], rule, spacing, distance2=near)
     layer = EditLayer(tuple(int(o) for o in origin), new)
 
     def model_of(obj: int):  # noqa: ANN202 - the object's model mask on a crop, for merged()
@@ -242,7 +243,7 @@ def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, param
     edits = {obj_id: (merged(state.edit, layer, model_of(obj_id)), clicks[-1])}
     touched = [(obj_id, crop, current)]
     if positive:  # what the object holds within the click's radius leaves the other objects
-        taken = new & (squared_distance(new.shape, at, spacing) <= clicks[-1].radius ** 2)
+        taken = new & (near <= clicks[-1].radius ** 2)
         for other, theirs in others.items():
             if (theirs & taken).any():
                 keep = EditLayer(layer.origin, theirs & ~taken)
