@@ -3,7 +3,8 @@
 The CVPR25 protocol starts from one box per class; every box strategy, and every click that re-prompts
 the model, asks it the same kind of question. Here it is asked the best one: on every slice (along the
 session's axis) holding a class, the tight 2D box of that class's true voxels there, decoded on the
-slice the session shows (its display, window and channel, as the protocol's start sees it). No
+slice the session shows (its display and channel; on a CT the session's window, not the window a 3D
+box picks from its own voxels, so there it bounds the start less tightly). No
 propagation, no clicks, no walker. Where this ceiling lies below a target, no box or re-prompting rule
 with this model reaches it; what gains more must come from elsewhere (the 3D click walker).
 
