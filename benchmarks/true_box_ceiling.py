@@ -3,8 +3,8 @@
 The CVPR25 protocol starts from one box per class; every box strategy, and every click that re-prompts
 the model, asks it the same kind of question. Here it is asked the best one: on every slice (along the
 session's axis) holding a class, the tight 2D box of that class's true voxels there, decoded on the
-slice the session shows (its display and channel; on a CT the session's window, not the window a 3D
-box picks from its own voxels, so there it bounds the start less tightly). No
+slice the session shows (its display and channel; on a CT in the window the class's 3D box picks from
+its voxels, as the protocol's 3D-box start encodes it). No
 propagation, no clicks, no walker. Where this ceiling lies below a target, no box or re-prompting rule
 with this model reaches it; what gains more must come from elsewhere (the 3D click walker).
 
@@ -26,6 +26,7 @@ from medisam.bench.datasets import DatasetOptions, iter_cases
 from medisam.metrics_basic import dice
 from medisam.models import load_model
 from medisam.predict import Predictor
+from medisam.prompting import clicks3d
 
 
 def true_box_masks(session, predictor: Predictor, truth: np.ndarray, classes: list[int]) -> dict[int, np.ndarray]:
@@ -40,6 +41,16 @@ def true_box_masks(session, predictor: Predictor, truth: np.ndarray, classes: li
                 box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
                 masks[c][t] = predictor.predict(box=box).masks[0]
     return masks
+
+
+def class_windows(session, truth: np.ndarray, classes: list[int]) -> dict[tuple[float, float] | None, list[int]]:
+    """The classes grouped by the window their 3D box is encoded in (:meth:`box_window`: a CT's box
+    picks its own; None, the session's display, elsewhere), so that each group's slices encode once."""
+    boxes = clicks3d.class_boxes(truth)
+    groups: dict[tuple[float, float] | None, list[int]] = {}
+    for c in classes:
+        groups.setdefault(session.box_window(boxes[c]), []).append(c)
+    return groups
 
 
 def painted(masks: dict[int, np.ndarray]) -> np.ndarray:
@@ -66,7 +77,10 @@ def main() -> None:
         session = cvpr25.case_session(model, case, guides=False)
         # the truth as the session's planes show it: (slices, rows, cols)
         planes = np.stack([session.geometry.take(truth, t) for t in range(session.num_slices)])
-        masks = true_box_masks(session, predictor, planes, classes)
+        masks: dict[int, np.ndarray] = {}
+        for window, group in class_windows(session, truth, classes).items():
+            shown_in = session if window is None else cvpr25.case_session(model, case, window=window, guides=False)
+            masks.update(true_box_masks(shown_in, predictor, planes, group))
         labels = painted(masks)
         own = [dice(masks[c], planes == c) for c in classes]
         shown = [dice(labels == c, planes == c) for c in classes]

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from true_box_ceiling import painted, true_box_masks  # noqa: E402
+from true_box_ceiling import class_windows, painted, true_box_masks  # noqa: E402
 
 
 class BoxFiller:
@@ -57,3 +57,23 @@ def test_the_label_map_paints_the_smaller_mask_on_top():
     small[:, 1:2, 1:2] = True
     labels = painted({1: small, 2: big})
     assert labels[0, 1, 1] == 1 and labels[0, 0, 0] == 2 and labels[0, 3, 3] == 0
+
+
+def test_a_ct_class_is_shown_in_its_own_box_window_and_an_mr_in_the_display(tiny_model):
+    """As the protocol's 3D-box start encodes it: on a CT in HU each class's box picks its window from its
+    voxels (a lung nodule and a bone get different ones); elsewhere every class shares the display."""
+    from medisam.io import MedicalImage
+    from medisam.predict import VolumeSession
+
+    rng = np.random.default_rng(0)
+    ct = np.full((6, 32, 32), -1000.0, dtype=np.float32)  # air
+    ct[2:4, 6:9, 6:9] = rng.uniform(-700, 60, (2, 3, 3))  # a nodule with the lung around it
+    ct[2:4, 23:25, 23:25] = rng.uniform(300, 1500, (2, 2, 2))  # bone
+    truth = np.zeros(ct.shape, dtype=np.uint8)
+    truth[2:4, 6:9, 6:9] = 1
+    truth[2:4, 23:25, 23:25] = 2
+    session = VolumeSession(tiny_model, MedicalImage.from_array(ct, modality="CT"))
+    groups = class_windows(session, truth, [1, 2])
+    assert None not in groups and sorted(c for g in groups.values() for c in g) == [1, 2] and len(groups) == 2
+    mr = VolumeSession(tiny_model, MedicalImage.from_array(np.abs(ct) / 10.0, modality="MR"))
+    assert class_windows(mr, truth, [1, 2]) == {None: [1, 2]}
