@@ -4,9 +4,9 @@ The CVPR25 protocol starts from one box per class; every box strategy, and every
 the model, asks it the same kind of question. Here it is asked the best one: on every slice (along the
 session's axis) holding a class, the tight 2D box of that class's true voxels there, decoded on the
 slice the session shows (its display and channel; on a CT in the window the class's 3D box picks from
-its voxels, as the protocol's 3D-box start encodes it). No
-propagation, no clicks, no walker. Where this ceiling lies below a target, no box or re-prompting rule
-with this model reaches it; what gains more must come from elsewhere (the 3D click walker).
+its voxels, as the protocol's 3D-box start encodes it). No propagation, no clicks, no walker. Where
+this ceiling lies below a target, no box or re-prompting rule with this model reaches it; what gains
+more must come from elsewhere (the 3D click walker).
 
     python benchmarks/true_box_ceiling.py ../shared/data/brats2015_deepmedic [--channel 1]
 
@@ -26,6 +26,7 @@ from medisam.bench.datasets import DatasetOptions, iter_cases
 from medisam.metrics_basic import dice
 from medisam.models import load_model
 from medisam.predict import Predictor
+from medisam.predict.contract import paint_order
 from medisam.prompting import clicks3d
 
 
@@ -54,9 +55,9 @@ def class_windows(session, truth: np.ndarray, classes: list[int]) -> dict[tuple[
 
 
 def painted(masks: dict[int, np.ndarray]) -> np.ndarray:
-    """The label map of ``masks``, the smaller mask on top where they overlap."""
+    """The label map of ``masks`` in the sessions' paint order (:func:`paint_order`: the smaller on top)."""
     labels = np.zeros(next(iter(masks.values())).shape, dtype=np.uint8)
-    for c in sorted(masks, key=lambda c: -int(masks[c].sum())):
+    for c in paint_order({c: int(m.sum()) for c, m in masks.items()}):
         labels[masks[c]] = c
     return labels
 
