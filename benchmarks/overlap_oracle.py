@@ -90,11 +90,10 @@ def main() -> None:
     if args.starts is not None:
         args.starts.mkdir(parents=True, exist_ok=True)
     model = load_model("litemedsam")
-    cases = sorted(iter_cases(args.data, DatasetOptions()), key=lambda c: c.case_id)
-    cases = cases[:args.limit] if args.limit else cases
     header = "| case, painting | DSC 0 | 1 | 2 | 3 | 4 | 5 | DSC AUC |"
     lines, means = [header, "|---" * 8 + "|"], {"label map": [], "oracle": [], "intensity ceiling": []}
-    for case in cases:
+    # cases load one at a time, in case-id order (the first --limit only)
+    for case in iter_cases(args.data, DatasetOptions(), max_cases=args.limit or None):
         truth = case.labels.array
         classes = cvpr25.truth_classes(truth)
         session = cvpr25.case_session(model, case)
@@ -106,7 +105,7 @@ def main() -> None:
             means[name].append(values)
         lines += rows
         print(*rows, sep="\n", flush=True)
-    lines += [_row(f"mean of {len(cases)}, {k}", list(np.mean(v, axis=0))) for k, v in means.items()]
+    lines += [_row(f"mean of {len(means['label map'])}, {k}", list(np.mean(v, axis=0))) for k, v in means.items()]
     print("\n".join(lines))
 
 

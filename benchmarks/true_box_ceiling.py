@@ -70,9 +70,9 @@ def main() -> None:
     args = ap.parse_args()
     model = load_model("litemedsam")
     predictor = Predictor(model)
-    cases = sorted(iter_cases(args.data, DatasetOptions(channel=args.channel)), key=lambda c: c.case_id)
     means = []
-    for case in cases[:args.limit] if args.limit else cases:
+    # cases load one at a time, in case-id order (the first --limit only)
+    for case in iter_cases(args.data, DatasetOptions(channel=args.channel), max_cases=args.limit or None):
         truth = case.labels.array
         classes = cvpr25.truth_classes(truth)
         session = cvpr25.case_session(model, case, guides=False)
