@@ -67,6 +67,13 @@ class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.line = self._selector(["vtkMRMLMarkupsLineNode"], "RECIST line (lesion long axis):", form, none=True)
         self.positive = self._selector(["vtkMRMLMarkupsFiducialNode"], "Positive points:", form, none=True)
         self.negative = self._selector(["vtkMRMLMarkupsFiducialNode"], "Negative points:", form, none=True)
+        self.lasso = self._selector(["vtkMRMLMarkupsClosedCurveNode"], "Lasso (closed curve on one slice):", form,
+                                    none=True)
+        self.lasso.toolTip = "Traced around the object on one slice: its inside is the object there, and the seed"
+        self.scribble = self._selector(["vtkMRMLMarkupsCurveNode"], "Scribble + (open curve on one slice):", form,
+                                       none=True, children=False)
+        self.negative_scribble = self._selector(["vtkMRMLMarkupsCurveNode"], "Scribble - (open curve on one slice):",
+                                                form, none=True, children=False)
         self.segmentation = self._selector(["vtkMRMLSegmentationNode"], "Output segmentation:", form, add=True)
         self.modality = qt.QComboBox()
         self.modality.addItems(MODALITIES)
@@ -116,11 +123,12 @@ class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.code.connect("clicked(bool)", self.onCode)
         self.layout.addStretch(1)
 
-    def _selector(self, classes, label, form, none=False, add=False):
+    def _selector(self, classes, label, form, none=False, add=False, children=True):
         import qt
 
         sel = slicer.qMRMLNodeComboBox()
         sel.nodeTypes = classes
+        sel.showChildNodeTypes = children  # an open curve's selector leaves closed curves (lassos) out
         sel.noneEnabled = none
         sel.addEnabled = add
         sel.renameEnabled = add
@@ -149,7 +157,10 @@ class MedisamSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                        window=_auto(self.window.currentText), box3d=self.box3d.checked,
                                        segment_name=self.segment_name.text.strip() or "medisam",
                                        line_node=self.line.currentNode(), keep_session=self.keep.checked,
-                                       guide_nodes=[self.guide.currentNode()] if self.keep.checked else [])
+                                       guide_nodes=[self.guide.currentNode()] if self.keep.checked else [],
+                                       scribble_node=self.scribble.currentNode(),
+                                       negative_scribble_node=self.negative_scribble.currentNode(),
+                                       lasso_node=self.lasso.currentNode())
                 self.status.text = "; ".join([f"segment {result.segment_id}: {result.voxels} voxels, slices "
                                               f"{result.slices}", *result.notices])
         except EmptySegmentationError as exc:

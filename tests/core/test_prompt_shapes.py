@@ -50,6 +50,9 @@ def test_scribble_points_along_the_polyline():
     assert len(many.coords) == 4 and many.coords[-1].tolist() == [99, 5]
     with pytest.raises(PromptError):
         scribble_points([], (10, 10))
+    with pytest.raises(PromptError, match=r"scribble vertex 1 \(21, 5\) lies outside the 20x10"):
+        scribble_points([(0, 5), (21, 5)], (10, 20))  # never moved onto the slice
+    assert scribble_points([(20, 10)], (10, 20)).coords.tolist() == [[19, 9]]  # the far edge is on the slice
 
 
 def test_lasso_fills_the_polygon():
@@ -59,5 +62,7 @@ def test_lasso_fills_the_polygon():
     assert np.array_equal(mask, expected)
     with pytest.raises(PromptError):
         lasso_mask([(1, 1), (2, 2)], (10, 10))
-    with pytest.raises(PromptError):
+    with pytest.raises(PromptError, match="lasso vertex 0 .* lies outside"):
         lasso_mask([(50, 50), (60, 50), (60, 60)], (10, 10))
+    with pytest.raises(PromptError, match="encloses no pixel"):
+        lasso_mask([(10, 2), (10, 5), (10, 8)], (10, 10))  # on the right edge: no pixel inside

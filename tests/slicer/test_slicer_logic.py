@@ -183,7 +183,7 @@ def test_empty_answer_raises_and_writes_nothing(scene):
 def test_needs_a_prompt(scene):
     vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
     seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-    with pytest.raises(ValueError, match="ROI or at least one positive point"):
+    with pytest.raises(ValueError, match="a positive scribble or at least one positive point"):
         MedisamSegmentCore(_EmptyClient()).segment(vol, seg)
 
 
@@ -355,7 +355,7 @@ def test_line_node_is_a_recist_line_on_its_slice(scene):
     names = [c[0] for c in client.calls]
     assert names == ["open_session", "add_recist", "propagate"]
     assert client.calls[1][1]["slice"] == 4 and client.calls[1][1]["line"] == pytest.approx(line)
-    with pytest.raises(ValueError, match="either an ROI or a RECIST line"):
+    with pytest.raises(ValueError, match="one of an ROI, a RECIST line or a lasso"):
         lo, hi = _ras_of([15, 10, 2]), _ras_of([50, 52, 6])
         MedisamSegmentCore(client).segment(vol, seg, _roi((lo + hi) / 2, np.abs(hi - lo)),
                                            line_node=_line([20, 30, 4], [48, 30, 4]))
@@ -454,3 +454,85 @@ def test_guide_volumes_reach_the_kept_session_on_the_input_grid_only(scene, tiny
             logic.add_guide(moved)
     finally:
         logic.close_session()
+
+
+# ------------------------------------------ scribbles (markups open curves) and a lasso (markups closed curve)
+def _curve(*ijks, closed=False):
+    curve = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsClosedCurveNode" if closed else "vtkMRMLMarkupsCurveNode")
+    for ijk in ijks:
+        curve.AddControlPoint(*_ras_of(ijk))
+    return curve
+
+
+def test_curves_become_polylines_on_their_slice_through_the_oblique_matrix(scene):
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
+    k, line = MedisamSegmentCore.curve_to_polyline(vol, _curve([20, 30, 4], [30, 30, 4], [30, 40, 4]), "scribble")
+    pts = np.array(line)
+    assert k == 4 and len(pts) > 3  # the curve as drawn (interpolated), not only its 3 control points
+    assert pts[0] == pytest.approx((20.5, 30.5), abs=1e-6) and pts[-1] == pytest.approx((30.5, 40.5), abs=1e-6)
+    assert pts[:, 0].min() >= 20.5 - 1.5 and pts[:, 1].max() <= 40.5 + 1.5  # it stays near its control points
+    k, one = MedisamSegmentCore.curve_to_polyline(vol, _curve([12, 7, 3]), "scribble")
+    assert (k, one) == (3, [pytest.approx((12.5, 7.5))])  # one point: one click
+    k, ring = MedisamSegmentCore.curve_to_polyline(
+        vol, _curve([20, 20, 5], [40, 20, 5], [40, 40, 5], [20, 40, 5], closed=True), "lasso", 3)
+    ring = np.array(ring)
+    assert k == 5 and ring[:, 0].min() < 21 and ring[:, 0].max() > 40 and ring[:, 1].max() > 40
+    with pytest.raises(ValueError, match="draw the scribble on one slice"):
+        MedisamSegmentCore.curve_to_polyline(vol, _curve([20, 30, 2], [30, 30, 6]), "scribble")
+    with pytest.raises(ValueError, match="at least 3"):
+        MedisamSegmentCore.curve_to_polyline(vol, _curve([20, 20, 5], [40, 20, 5], closed=True), "lasso", 3)
+
+
+class _DrawnSession(_Session):
+    def add_lasso(self, **kw):
+        self.calls.append(("add_lasso", kw))
+        return np.ones(self.shape[1:], bool)
+
+    def add_scribble(self, **kw):
+        self.calls.append(("add_scribble", kw))
+        return np.ones(self.shape[1:], bool)
+
+
+class _DrawnClient(_RecordingClient):
+    def open_session(self, array, **kw):
+        self.calls.append(("open_session", kw))
+        return _DrawnSession(array.shape, self.calls)
+
+
+def test_lasso_and_scribbles_go_to_the_server_on_their_slices(scene):
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
+    seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    lasso = _curve([20, 20, 5], [40, 20, 5], [40, 40, 5], closed=True)
+    plus, minus = _curve([25, 25, 5], [30, 30, 5]), _curve([10, 50, 3])
+    client = _DrawnClient()
+    MedisamSegmentCore(client).segment(vol, seg, lasso_node=lasso, scribble_node=plus, negative_scribble_node=minus)
+    names = [c[0] for c in client.calls]
+    assert names == ["open_session", "add_lasso", "add_scribble", "add_scribble", "propagate"]
+    assert client.calls[1][1]["slice"] == 5 and len(client.calls[1][1]["polygon"]) > 3
+    assert [(c[1]["slice"], c[1]["positive"]) for c in client.calls[2:4]] == [(5, True), (3, False)]
+    assert client.calls[3][1]["polyline"] == [pytest.approx((10.5, 50.5))]
+    client = _DrawnClient()  # a positive scribble alone starts the object
+    MedisamSegmentCore(client).segment(vol, seg, scribble_node=plus)
+    assert [c[0] for c in client.calls] == ["open_session", "add_scribble", "propagate"]
+    lo, hi = _ras_of([15, 10, 2]), _ras_of([50, 52, 6])
+    with pytest.raises(ValueError, match="one of an ROI, a RECIST line or a lasso"):
+        MedisamSegmentCore(client).segment(vol, seg, _roi((lo + hi) / 2, np.abs(hi - lo)), lasso_node=lasso)
+    with pytest.raises(ValueError, match="positive scribble"):  # a negative scribble alone prompts nothing
+        MedisamSegmentCore(client).segment(vol, seg, negative_scribble_node=minus)
+
+
+def test_lasso_on_a_live_server_is_the_segment_on_its_slice(scene, tiny_url):
+    """The lasso's inside, drawn in RAS on an oblique volume, comes back as the segment on its slice:
+    the same pixels as ``lasso_mask`` of the polygon in (i, j), through the server and Slicer's import."""
+    from medisam.client import Client
+    from medisam.prompting.shapes import lasso_mask
+
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
+    seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    lasso = _curve([22, 18, 4], [46, 20, 4], [44, 42, 4], [24, 40, 4], closed=True)
+    k, polygon = MedisamSegmentCore.curve_to_polyline(vol, lasso, "lasso", 3)
+    result = MedisamSegmentCore(Client(tiny_url, token=TOKEN)).segment(
+        vol, seg, lasso_node=lasso, scribble_node=_curve([30, 30, 6], [34, 32, 6]), propagate=False)
+    written = _segment_array(seg, result.segment_id, vol) > 0
+    assert k == 4 and np.array_equal(written[4], lasso_mask(polygon, (64, 64)))
+    assert written[6].any() and not written[[0, 1, 2, 3, 5, 7, 8]].any()  # the scribble's slice, nothing else

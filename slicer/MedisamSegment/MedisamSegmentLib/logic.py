@@ -39,6 +39,14 @@ def _control_points(markups_node) -> list[list[float]]:  # noqa: ANN001
     return out
 
 
+def _curve_points(curve_node) -> list[list[float]]:  # noqa: ANN001
+    """The interpolated points of a markups curve in world (RAS) coordinates ([] when it has none)."""
+    pts = curve_node.GetCurvePointsWorld()
+    if pts is None:
+        return []
+    return [list(pts.GetPoint(n)) for n in range(pts.GetNumberOfPoints())]
+
+
 class EmptySegmentationError(RuntimeError):
     """The server answered with an empty mask; nothing was written (shown to the user)."""
 
@@ -144,15 +152,38 @@ class MedisamSegmentCore:
             raise ValueError(f"draw the RECIST line on one slice: its ends lie on slices {k0:.1f} and {k1:.1f}")
         return k, (i0 + 0.5, j0 + 0.5, i1 + 0.5, j1 + 0.5)
 
+    @classmethod
+    def curve_to_polyline(cls, volume_node, curve_node, what: str, minimum: int = 1  # noqa: ANN001
+                          ) -> tuple[int, list[tuple[float, float]]]:
+        """A markups curve as drawn (a scribble: open; a lasso: closed) -> (slice k, ``[(x, y), ...]``
+        pixels of that slice), from its interpolated curve points (its control points when it has
+        too few to interpolate). Every point must lie on one k slice (within half a slice); pixel
+        x = i + 0.5, as :meth:`line_to_recist`."""
+        if curve_node.GetNumberOfControlPoints() < minimum:
+            raise ValueError(f"the {what} needs at least {minimum} point(s)")
+        ras = _curve_points(curve_node) or _control_points(curve_node)
+        ijk = cls.ras_to_ijk(volume_node, ras)
+        k = int(round(float(np.median(ijk[:, 2]))))
+        if np.abs(ijk[:, 2] - k).max() > 0.5:
+            raise ValueError(f"draw the {what} on one slice: its points lie on slices {ijk[:, 2].min():.1f} to "
+                             f"{ijk[:, 2].max():.1f}")
+        return k, [(float(i) + 0.5, float(j) + 0.5) for i, j, _ in ijk]
+
     # --------------------------------------------------------------- run
     def segment(self, volume_node, segmentation_node, roi_node=None, positive_node=None,  # noqa: ANN001, PLR0913
                 negative_node=None, *, propagate: bool = True, modality: str | None = None,
                 window: str | None = None, box3d: bool = True, segment_name: str = "medisam",
-                line_node=None, keep_session: bool = False, guide_nodes=()) -> SegmentationResult:  # noqa: ANN001
-        """Segment one object from an ROI (box), a RECIST line and/or point markups; add it as a segment.
+                line_node=None, keep_session: bool = False, guide_nodes=(), scribble_node=None,
+                negative_scribble_node=None, lasso_node=None) -> SegmentationResult:  # noqa: ANN001
+        """Segment one object from an ROI (box), a RECIST line, a lasso, scribbles and/or point markups;
+        add it as a segment.
 
         ``line_node`` (a markups line on one slice: a lesion's long axis) is sent as a RECIST
-        line (the server derives the lesion's 3D box). With ``keep_session`` the server session
+        line (the server derives the lesion's 3D box). ``lasso_node`` (a markups closed curve on
+        one slice, traced around the object) is the object's mask on that slice, and the seed of
+        its propagation; ``scribble_node`` / ``negative_scribble_node`` (markups open curves on one
+        slice each) add clicks along them, positive / negative, as the web UI's scribbles.
+        With ``keep_session`` the server session
         stays open for :meth:`click` (3D corrective clicks) until :meth:`close_session`, and
         ``guide_nodes`` (other scalar volumes on the same grid, e.g. T1c beside a FLAIR input) go
         to the session as guides: the 3D clicks' walker sees them, the model sees the input only
@@ -179,11 +210,16 @@ class MedisamSegmentCore:
             points += self.markups_to_points(volume_node, positive_node, 1)
         if negative_node is not None:
             points += self.markups_to_points(volume_node, negative_node, 0)
-        if roi_node is None and line_node is None and not any(p[3] == 1 for p in points):
-            raise ValueError("place an ROI or at least one positive point (or a RECIST line)")
-        if roi_node is not None and line_node is not None:
-            raise ValueError("use either an ROI or a RECIST line, not both")
+        if sum(n is not None for n in (roi_node, line_node, lasso_node)) > 1:
+            raise ValueError("use one of an ROI, a RECIST line or a lasso, not several")
+        if (roi_node is None and line_node is None and lasso_node is None and scribble_node is None
+                and not any(p[3] == 1 for p in points)):
+            raise ValueError("place an ROI, a lasso, a positive scribble or at least one positive point "
+                             "(or a RECIST line)")
         recist = self.line_to_recist(volume_node, line_node) if line_node is not None else None
+        lasso = self.curve_to_polyline(volume_node, lasso_node, "lasso", 3) if lasso_node is not None else None
+        scribbles = [(*self.curve_to_polyline(volume_node, node, "scribble"), positive)
+                     for node, positive in ((scribble_node, True), (negative_scribble_node, False)) if node is not None]
         guide_nodes = [g for g in guide_nodes if g is not None]
         if guide_nodes and not keep_session:
             raise ValueError("a guide channel serves 3D corrective clicks only: keep the session "
@@ -199,16 +235,21 @@ class MedisamSegmentCore:
             if roi_node is not None:
                 k, box, k_range = self.roi_to_slice_box(volume_node, roi_node)
             else:
-                k, box = (recist[0] if recist else points[0][0]), None
+                k = recist[0] if recist else lasso[0] if lasso else points[0][0] if points else scribbles[0][0]
+                box = None
             on_slice = [(x, y, lab) for kk, x, y, lab in points if kk == k]
             done = set()
             if recist is not None:
                 session.add_recist(slice=recist[0], line=recist[1])  # the lesion's 3D box
             elif box is not None and box3d and array.shape[0] > 1:
                 session.add_box3d(box=box, slice_range=k_range)  # the server picks the seed slice
-            else:
+            elif lasso is not None:
+                session.add_lasso(slice=lasso[0], polygon=lasso[1])  # the object's mask there, the seed
+            elif box is not None or any(lab == 1 for *_, lab in on_slice):
                 session.predict(slice=k, box=box, points=on_slice or None)
                 done.add(k)
+            for kk, polyline, positive in scribbles:  # clicks along each, kept with the slice's prompts
+                session.add_scribble(slice=kk, polyline=polyline, positive=positive)
             for kk in sorted({p[0] for p in points} - done):
                 session.add_points(slice=kk, points=[(x, y, lab) for k2, x, y, lab in points if k2 == kk])
             notices: tuple[str, ...] = ()

@@ -192,7 +192,7 @@ def image_checks(image, input: Path, *, boxes: Sequence = (), points: Optional[S
 
 def not_prompted(boxes: Sequence, points: Optional[Sequence]) -> None:
     if not boxes and not points:
-        raise PromptError("give at least one --box or --point (or --mask)")
+        raise PromptError("give at least one --box or --point (or --scribble, --lasso, --mask)")
 
 
 def geometry(image, allow_gaps: bool) -> None:  # noqa: ANN001 - a MedicalImage

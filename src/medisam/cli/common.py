@@ -35,6 +35,11 @@ BackendOpt = typer.Option("auto", "--backend", help="Inference backend: auto (de
 PrecisionOpt = typer.Option("fp32", "--precision", help="fp32, bf16 (CPU with AVX512_BF16/AMX, or CUDA), "
                                                         "fp16 (CUDA) or int8 (onnx encoder).")
 ThreadsOpt = typer.Option(None, "--threads", help="CPU threads (default $MEDISAM_THREADS or all available).")
+ScribbleOpt = typer.Option([], "--scribble", help="x0,y0,x1,y1,...[:label]: a polyline in pixels on the prompted "
+                           "slice; clicks every 8 pixels along it (at most 16), label 1 positive (default) or 0 "
+                           "negative. Repeatable.")
+LassoOpt = typer.Option(None, "--lasso", help="x0,y0,x1,y1,x2,y2,...: a closed polygon in pixels on the prompted "
+                        "slice; its inside is the object's mask prompt there.")
 AllowGapsOpt = typer.Option(False, "--allow-gaps", help="Write a mask even when the input's slice geometry is "
                                                         "broken (a skipped slice, a gap or uneven positions).")
 
@@ -59,6 +64,49 @@ def parse_point(text: str) -> tuple[float, ...]:
     """``x,y`` (positive) or ``x,y,label`` with label 1 (positive) or 0 (negative)."""
     values = parse_numbers(text, (2, 3), "--point")
     return tuple(values[:2]) + ((int(values[2]),) if len(values) == 3 else (1,))
+
+
+def parse_vertices(text: str, minimum: int, what: str) -> list[tuple[float, float]]:
+    """``"x0,y0,x1,y1,..."`` -> ``[(x0, y0), (x1, y1), ...]``, at least ``minimum`` vertices."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"{what} {text!r} must be comma-separated numbers x0,y0,x1,y1,...") from None
+    if len(values) % 2 or len(values) < 2 * minimum:
+        raise InputError(f"{what} {text!r} needs x,y pairs: at least {minimum} vertices, got {len(values)} numbers")
+    return list(zip(values[0::2], values[1::2]))
+
+
+def parse_scribble(text: str) -> tuple[list[tuple[float, float]], bool]:
+    """``x0,y0,x1,y1,...[:label]`` (a polyline in pixels; label 1 positive, the default, or 0
+    negative) -> (vertices, positive)."""
+    line, sep, label = text.partition(":")
+    if sep and label.strip() not in ("0", "1"):
+        raise InputError(f"--scribble {text!r}: the label after ':' is 1 (positive) or 0 (negative)")
+    return parse_vertices(line, 1, "--scribble"), label.strip() != "0"
+
+
+def parse_lasso(text: str) -> list[tuple[float, float]]:
+    """``x0,y0,x1,y1,x2,y2,...``: a closed polygon in pixels, at least 3 vertices."""
+    return parse_vertices(text, 3, "--lasso")
+
+
+def drawn_prompts(scribbles: list, lasso: Optional[list], shape_hw: tuple[int, int]):  # noqa: ANN201
+    """Parsed ``--scribble`` and ``--lasso`` on an ``(H, W)`` plane -> (clicks ``(x, y, label)``,
+    the lasso's ``(H, W)`` bool mask or None), through :mod:`medisam.prompting.shapes` as every
+    other client; a vertex off the plane is a one-line error naming the option."""
+    from medisam.cli.checks import named
+    from medisam.prompting.shapes import lasso_mask, scribble_points
+
+    clicks: list[tuple[float, float, int]] = []
+    for vertices, positive in scribbles:
+        with named("--scribble"):
+            pts = scribble_points(vertices, shape_hw, positive)
+        clicks += [(float(x), float(y), int(lab)) for (x, y), lab in zip(pts.coords.tolist(), pts.labels.tolist())]
+    if lasso is None:
+        return clicks, None
+    with named("--lasso"):
+        return clicks, lasso_mask(lasso, shape_hw)
 
 
 def parse_window(text: Optional[str]) -> str | tuple[float, float] | None:

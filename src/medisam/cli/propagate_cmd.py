@@ -1,5 +1,6 @@
 """``medisam propagate``: segment one object through a volume (or video) from a 3D box, a
-RECIST line or a prompt on one slice, with a progress bar; writes a label map with the input's geometry."""
+RECIST line or prompts on one slice (box, points, scribbles, a lasso), with a progress bar;
+writes a label map with the input's geometry."""
 
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ def propagate(
                                         "--box/--point."),
     box: Optional[str] = typer.Option(None, "--box", help="x0,y0,x1,y1 pixels on --slice (x = column)."),
     point: List[str] = typer.Option([], "--point", help="x,y[,label] on --slice (1 positive, 0 negative); repeatable."),
+    scribble: List[str] = common.ScribbleOpt,
+    lasso: Optional[str] = common.LassoOpt,
     recist: Optional[str] = typer.Option(None, "--recist", help="x0,y0,x1,y1: a lesion's long axis (RECIST line, "
                                          "pixels) on --slice K (a k slice); segments the lesion in 3D from the 3D "
                                          "box the line implies (z extent from its length in mm)."),
@@ -88,8 +91,9 @@ def propagate(
     labels_json: Optional[Path] = common.LabelsOpt,
     force: bool = common.ForceOpt,
 ) -> None:
-    """Propagate one object through a volume from --box3d, --recist on --slice, or --box/--point on --slice."""
-    prompt = _parse_prompts(box3d, slice, box, point, slices, recist)
+    """Propagate one object through a volume from --box3d, --recist on --slice, or --box/--point/--scribble/--lasso
+    on --slice."""
+    prompt = _parse_prompts(box3d, slice, box, point, slices, recist, scribble, lasso)
     tracks = [parse_track(t) for t in track]
     clicks = [parse_click3d(c) for c in click3d]
     if guide and not clicks:
@@ -172,12 +176,21 @@ def _prompt_window(prompt: dict, image, axis: Optional[int]):  # noqa: ANN001 - 
         b = as_box3d(prompt["box3d"])
     elif "recist" in prompt:
         b = recist_to_box3d(prompt["recist"], prompt["slice"], image.spatial_shape, image.spacing_zyx)
-    else:
-        on_k = prompt.get("box") is not None and axis in (None, 0)
-        region = common.box_region([prompt["box"]], (prompt["slice"],)) if on_k else None
+    else:  # a box on a k slice, else a lasso's extent there
+        boxes = [prompt["box"]] if prompt.get("box") is not None else _extent(prompt.get("lasso"))
+        on_k = bool(boxes) and axis in (None, 0)
+        region = common.box_region(boxes, (prompt["slice"],)) if on_k else None
         return common.box_window(image.array, image.modality, region)
     region = common.box_region([(b.x0, b.y0, b.x1, b.y1)], (slice(b.z0, b.z1 + 1),))
     return common.box_window(image.array, image.modality, region)
+
+
+def _extent(polygon: Optional[list]) -> list:
+    """``[[x0, y0, x1, y1]]`` around a --lasso's vertices, else []."""
+    if not polygon:
+        return []
+    xs, ys = [v[0] for v in polygon], [v[1] for v in polygon]
+    return [[min(xs), min(ys), max(xs), max(ys)]]
 
 
 def _is_video(input: Path) -> bool:
@@ -198,6 +211,8 @@ def _check_video_args(prompt: dict, output: Path, overlay: Optional[Path], axis:
         raise InputError("--click3d and --guide are for volumes, not videos")
     if "box3d" in prompt or "recist" in prompt:
         raise InputError("the input is a video: prompt one frame with --slice F --box/--point, not --box3d/--recist")
+    if prompt.get("lasso") is not None:
+        raise InputError("the input is a video: prompt one frame with --slice F --box/--point/--scribble, not --lasso")
     if prompt.get("slices") is not None:
         raise InputError("the input is a video: --slices applies to volumes")
     if axis not in (None, 0):
@@ -307,6 +322,7 @@ def _prompt_checks(shape, input: Path, prompt: dict, axis: Optional[int]) -> Non
             recist_prompt(*recist_ends(prompt["recist"]), (h, w))
         return
     checks.prompts_inside([prompt["box"]] if prompt["box"] is not None else [], prompt["points"], h, w)
+    common.drawn_prompts(prompt["scribbles"], prompt["lasso"], (h, w))  # vertices on the slice, polygon not empty
 
 
 def parse_track(text: str) -> tuple[int, list[float], int | None]:
@@ -332,26 +348,32 @@ def parse_slices(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _parse_prompts(box3d, slice, box, point, slices=None, recist=None) -> dict:
+def _parse_prompts(box3d, slice, box, point, slices=None, recist=None, scribble=(), lasso=None) -> dict:
     points = [common.parse_point(p) for p in point] or None
+    scribbles = [common.parse_scribble(t) for t in scribble]
+    polygon = common.parse_lasso(lasso) if lasso is not None else None
+    drawn = bool(scribbles) or polygon is not None
     if recist is not None:
-        if box3d is not None or box is not None or points or slices is not None:
-            raise InputError("give --recist alone with --slice K (not with --box3d, --box, --point or --slices)")
+        if box3d is not None or box is not None or points or drawn or slices is not None:
+            raise InputError("give --recist alone with --slice K (not with --box3d, --box, --point, --scribble, "
+                             "--lasso or --slices)")
         if slice is None:
             raise InputError("--recist needs --slice K: the slice the line is drawn on")
         return {"recist": common.parse_numbers(recist, 4, "--recist"), "slice": slice}
     if slices is not None and box is None:
         raise InputError("--slices bounds the propagation of a --box on --slice (a --box3d has its own range)")
     if box3d is not None:
-        if slice is not None or box is not None or points:
-            raise InputError("give either --box3d, or --slice with --box/--point, not both")
+        if slice is not None or box is not None or points or drawn:
+            raise InputError("give either --box3d, or --slice with --box/--point/--scribble/--lasso, not both")
         return {"box3d": parse_box3d(box3d)}
     if slice is None:
-        raise InputError("give --box3d i0,j0,k0,i1,j1,k1, or --slice K with --box and/or --point (or --recist)")
-    if box is None and not points:
-        raise InputError(f"--slice {slice} needs a --box and/or --point")
+        raise InputError("give --box3d i0,j0,k0,i1,j1,k1, or --slice K with --box, --point, --scribble or --lasso "
+                         "(or --recist)")
+    if box is None and not points and not drawn:
+        raise InputError(f"--slice {slice} needs a --box, --point, --scribble or --lasso")
     return {"slice": slice, "box": common.parse_box(box) if box is not None else None, "points": points,
-            "slices": parse_slices(slices) if slices is not None else None}
+            "slices": parse_slices(slices) if slices is not None else None, "scribbles": scribbles,
+            "lasso": polygon}
 
 
 def run_propagation(model, image, prompt: dict, label: int, axis: int, window, progress: bool, views: int = 3,
@@ -385,11 +407,15 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
 
         b3 = recist_to_box3d(prompt["recist"], prompt["slice"], image.spatial_shape, image.spacing_zyx)
         session.add_box3d(b3, obj_id=label, drawn_on=prompt["slice"])  # the line's box bounds it on its slice only
-    else:
+    else:  # as InteractiveSession.segment: the lasso's mask, then the box, then the clicks
+        k = prompt["slice"]
+        clicks_on_k, lasso = common.drawn_prompts(prompt["scribbles"], prompt["lasso"], session.plane_hw)
+        if lasso is not None:
+            session.add_mask(k, lasso, obj_id=label)
         if prompt["box"] is not None:
-            session.add_box(prompt["slice"], prompt["box"], obj_id=label, **_range(prompt))
-        if prompt["points"]:
-            session.add_points(prompt["slice"], prompt["points"], obj_id=label)
+            session.add_box(k, prompt["box"], obj_id=label, **_range(prompt))
+        if prompt["points"] or clicks_on_k:
+            session.add_points(k, [*(prompt["points"] or []), *clicks_on_k], obj_id=label)
     labels = session.propagate("both", progress=progress)
     for k, j, i, positive in clicks:
         out = session.add_click((k, j, i), positive=positive, obj_id=label)
@@ -438,7 +464,9 @@ def _video(image, prompt, label, model, checkpoint, device, runtime, output, ove
 
     outputs = _video_outputs(output, overlay, force, video_inputs(image))
     net = common.load(model, checkpoint, device, runtime)
-    labels = track_video(image, net, prompt["slice"], prompt["box"], prompt["points"], label, tracks, progress)
+    clicks, _ = common.drawn_prompts(prompt["scribbles"], None, tuple(image.spatial_shape[1:3]))
+    points = [*(prompt["points"] or []), *clicks] or None
+    labels = track_video(image, net, prompt["slice"], prompt["box"], points, label, tracks, progress)
     outputs.write(image, labels)
     if output.is_dir():
         typer.echo(f"wrote {output} ({len(list(output.glob('*.png')))} PNG mask frames)")

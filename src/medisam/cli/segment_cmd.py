@@ -1,4 +1,4 @@
-"""``medisam segment``: box/point prompts on a 2D image or one slice -> label map file.
+"""``medisam segment``: box/point/scribble/lasso prompts on a 2D image or one slice -> label map file.
 
 Order of work: options, output paths and formats, the image header against the prompts
 (no pixels decoded), the pixels, and only then the model; so every mistake costs a second.
@@ -25,6 +25,8 @@ def segment(
                                 "palette PNG)/.nii.gz/.nrrd/.mha/.npz/.dcm (DICOM-SEG)."),
     box: List[str] = typer.Option([], "--box", help="x0,y0,x1,y1 in pixels (x = column); repeat for label 1, 2, ..."),
     point: List[str] = typer.Option([], "--point", help="x,y[,label] (label 1 positive, 0 negative); repeatable."),
+    scribble: List[str] = common.ScribbleOpt,
+    lasso: Optional[str] = common.LassoOpt,
     mask: Optional[Path] = typer.Option(None, "--mask", help="Earlier mask on the same grid (PNG as medisam writes "
                                         "it, or any label map): each label's bounding box prompts that label again."),
     slice: Optional[int] = typer.Option(None, "--slice", help="Slice index for volumes (along --axis)."),
@@ -45,15 +47,22 @@ def segment(
     labels_json: Optional[Path] = common.LabelsOpt,
     force: bool = common.ForceOpt,
 ) -> None:
-    """Segment objects from box/point prompts; the i-th --box gets label i."""
+    """Segment objects from box/point/scribble/lasso prompts; the i-th --box gets label i."""
     boxes = [common.parse_box(b) for b in box]
     points = [common.parse_point(p) for p in point] or None
+    scribbles = [common.parse_scribble(t) for t in scribble]
+    polygon = common.parse_lasso(lasso) if lasso is not None else None
+    drawn = bool(scribbles) or polygon is not None
+    if drawn and (len(boxes) > 1 or mask is not None):
+        raise common.InputError("--scribble and --lasso prompt one object: give at most one --box with them "
+                                "(and no --mask)")
     array_axis = common.parse_axis(axis)
     win = common.parse_window(window)
     if mask is not None and boxes:
         raise common.InputError("give either --mask or --box (the mask's labels are the boxes)")
     if mask is None:
-        checks.not_prompted(boxes, points)
+        if not drawn:
+            checks.not_prompted(boxes, points)
     elif not mask.is_file():
         raise common.InputError(f"--mask {mask}: no such file")
     checks.only_for_dicom(input, series)
@@ -79,11 +88,16 @@ def segment(
         if points and len(boxes) > 1:
             raise common.InputError(f"--point refines one object; --mask {mask} holds {len(boxes)} labels")
     checks.image_checks(image, input, boxes=boxes, points=points, slice=slice, axis=array_axis, output=output)
+    lasso_mask = None
+    if drawn:
+        clicks, lasso_mask = common.drawn_prompts(scribbles, polygon, checks.plane(image.spatial_shape, slice,
+                                                                                   array_axis, input))
+        points = [*(points or []), *clicks] or None
     pixels = image.slice2d(slice or 0, array_axis or 0) if image.is_volume else image.array
     if win is None and not image.is_rgb:
-        win = common.box_window(pixels, image.modality, common.box_region(boxes))
+        win = common.box_window(pixels, image.modality, common.box_region(boxes or _mask_box(lasso_mask)))
     runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
-    labels = _run(image, boxes, points, slice, array_axis or 0, win, model, checkpoint, device, runtime)
+    labels = _run(image, boxes, points, slice, array_axis or 0, win, model, checkpoint, device, runtime, lasso_mask)
     if labels_in is not None:  # keep the mask's label values
         import numpy as np
 
@@ -101,14 +115,24 @@ def segment(
         typer.echo(f"wrote {overlay}")
 
 
-def _run(image, boxes, points, slice, axis, window, model, checkpoint, device, runtime):
-    """Load the model and segment (the slow part, with progress lines)."""
+def _run(image, boxes, points, slice, axis, window, model, checkpoint, device, runtime, mask=None):
+    """Load the model and segment (the slow part, with progress lines); ``mask``: the --lasso's."""
     net = common.load(model, checkpoint, device, runtime)
     from medisam.predict import Predictor
     from medisam.predict.segment import segment_image
 
     with step("encoding the image and decoding the prompts"):
-        return segment_image(Predictor(net), image, boxes, points, slice=slice, window=window, axis=axis)
+        return segment_image(Predictor(net), image, boxes, points, slice=slice, window=window, axis=axis, mask=mask)
+
+
+def _mask_box(mask) -> list:  # noqa: ANN001 - an (H, W) bool array or None
+    """``[[x0, y0, x1, y1]]`` around a --lasso's mask (the region its CT window is chosen from), else []."""
+    if mask is None:
+        return []
+    from medisam.prompts import Box
+
+    b = Box.from_mask(mask)
+    return [[b.x0, b.y0, b.x1, b.y1]]
 
 
 def _mask_boxes(path: Path, image, slice: Optional[int], axis: Optional[int]):

@@ -13,7 +13,7 @@ import numpy as np
 
 from medisam.errors import PromptError
 from medisam.io.medical_image import MedicalImage
-from medisam.predict.predictor import Predictor
+from medisam.predict.predictor import Prediction, Predictor
 from medisam.prompts import Box, Points
 
 
@@ -21,23 +21,27 @@ def segment_image(predictor: Predictor, image: MedicalImage,
                   boxes: Sequence[Box | Sequence[float]] = (),
                   points: Points | Sequence[Sequence[float]] | None = None,
                   slice: int | None = None, window: str | tuple[float, float] | None = None,
-                  axis: int = 0) -> MedicalImage:
+                  axis: int = 0, mask: np.ndarray | None = None) -> MedicalImage:
     """Segment objects on a 2D image or one slice; return a label map on the input's grid.
 
     Box ``i`` (XYXY pixels) becomes label ``i + 1``; later boxes overwrite earlier ones
-    where they overlap. Points (``(x, y[, label])``) refine the single box, or alone form
-    one object with label 1. For a volume the result is a full 3D label map that is zero
-    outside slice ``slice`` (so it keeps the volume's geometry for NIfTI/DICOM-SEG).
+    where they overlap. Points (``(x, y[, label])``) and ``mask`` (an ``(H, W)`` bool mask
+    prompt on the slice, e.g. a lasso's inside: :func:`predict_with_mask`) refine the single
+    box, or alone form one object with label 1. For a volume the result is a full 3D label
+    map that is zero outside slice ``slice`` (so it keeps the volume's geometry for
+    NIfTI/DICOM-SEG).
     """
     boxes = list(boxes)
-    if not boxes and points is None:
-        raise PromptError("give at least one box or point (boxes=, points=)")
-    if points is not None and len(boxes) > 1:
-        raise PromptError("points can refine one box only; give a single box with the points")
+    if not boxes and points is None and mask is None:
+        raise PromptError("give at least one box, point or mask (boxes=, points=, mask=)")
+    if (points is not None or mask is not None) and len(boxes) > 1:
+        raise PromptError("points and a mask refine one box only; give a single box with them")
     predictor.set_image(image, slice=slice, window=window, axis=axis)
     h, w = predictor.image_size
     labels2d = np.zeros((h, w), dtype=np.uint16 if len(boxes) > 255 else np.uint8)
-    if points is not None:
+    if mask is not None:
+        masks = predict_with_mask(predictor, mask, boxes[0] if boxes else None, points).masks
+    elif points is not None:
         masks = predictor.predict(box=boxes[0] if boxes else None, points=points).masks
     else:
         masks = predictor.predict_batch(boxes).masks
@@ -50,3 +54,20 @@ def segment_image(predictor: Predictor, image: MedicalImage,
     index[axis] = slice
     labels[tuple(index)] = labels2d
     return image.as_labels(labels)
+
+
+def predict_with_mask(predictor: Predictor, mask: np.ndarray, box: Box | Sequence[float] | None = None,
+                      points: Points | Sequence[Sequence[float]] | None = None) -> Prediction:
+    """One object from an ``(H, W)`` bool mask prompt drawn on the predictor's image (a lasso's
+    inside, an earlier mask), with an optional box (default: the mask's bounding box, the prompt
+    LiteMedSAM is trained on) and points; the mask reaches the decoder as low-res logits."""
+    h, w = predictor.image_size
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (h, w):
+        raise PromptError(f"mask prompt shape {mask.shape} does not match the image ({h}, {w})")
+    if box is None:
+        box = Box.from_mask(mask)
+        if box is None:
+            raise PromptError("the mask prompt is empty")
+    logits = predictor.transform.mask_to_low_res(mask, predictor.model.mask_input_size)
+    return predictor.predict(box=box, points=points, mask=logits)

@@ -36,12 +36,21 @@ class RecistPrompt:
     length_mm: float
 
 
-def _vertices(points: Sequence[Sequence[float]], minimum: int, what: str) -> np.ndarray:
+def _vertices(points: Sequence[Sequence[float]], minimum: int, what: str,
+              shape_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """``points`` as an ``(N, 2)`` float array of ``(x, y)`` vertices; with ``shape_hw`` each must lie
+    on the ``(H, W)`` slice (``0 <= x <= W``, ``0 <= y <= H``: pixel edges included)."""
     arr = np.asarray(points, dtype=float)
     if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) < minimum:
         raise PromptError(f"a {what} needs at least {minimum} (x, y) vertices, got {np.shape(points)}")
     if not np.isfinite(arr).all():
         raise PromptError(f"{what} vertices must be finite")
+    if shape_hw is not None:
+        h, w = shape_hw
+        out = np.flatnonzero((arr[:, 0] < 0) | (arr[:, 0] > w) | (arr[:, 1] < 0) | (arr[:, 1] > h))
+        if len(out):
+            x, y = arr[out[0]]
+            raise PromptError(f"{what} vertex {int(out[0])} ({x:g}, {y:g}) lies outside the {w}x{h} (W x H) slice")
     return arr
 
 
@@ -114,8 +123,9 @@ def recist_to_box3d(line: Sequence[float], slice_index: int, shape_zyx: Sequence
 def scribble_points(polyline: Sequence[Sequence[float]], shape_hw: tuple[int, int], positive: bool = True,
                     spacing_px: float = 8.0, max_points: int = 16) -> Points:
     """Clicks every ``spacing_px`` along a polyline (both ends included, at most ``max_points``,
-    evenly spread; one pixel gets one click), labelled positive or negative."""
-    v = _vertices(polyline, 1, "scribble")
+    evenly spread; one pixel gets one click), labelled positive or negative. Every vertex must
+    lie on the ``(H, W)`` slice (PromptError otherwise: a click is never moved to fit)."""
+    v = _vertices(polyline, 1, "scribble", shape_hw)
     h, w = shape_hw
     seg = np.hypot(*np.diff(v, axis=0).T) if len(v) > 1 else np.zeros(0)
     total = float(seg.sum())
@@ -131,8 +141,9 @@ def scribble_points(polyline: Sequence[Sequence[float]], shape_hw: tuple[int, in
 
 
 def lasso_mask(polygon: Sequence[Sequence[float]], shape_hw: tuple[int, int]) -> np.ndarray:
-    """The ``(H, W)`` bool mask of the pixels inside a closed polygon (its outline included)."""
-    v = _vertices(polygon, 3, "lasso")
+    """The ``(H, W)`` bool mask of the pixels inside a closed polygon (its outline included);
+    every vertex must lie on the slice (PromptError otherwise)."""
+    v = _vertices(polygon, 3, "lasso", shape_hw)
     h, w = shape_hw
     mask = np.zeros((h, w), dtype=np.uint8)
     cv2.fillPoly(mask, [np.round(v).astype(np.int32).reshape(-1, 1, 2)], 1)

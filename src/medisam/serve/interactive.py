@@ -31,6 +31,7 @@ from medisam.predict import EmbeddingCache, Predictor, Session, VolumeSession, o
 from medisam.predict.contract import SliceResult
 from medisam.predict.refine2d import Click2D, click_reach, refine_2d
 from medisam.predict.refine3d import ClickOutcome
+from medisam.predict.segment import predict_with_mask
 from medisam.predict.display_volume import DisplayVolume
 from medisam.predict.volume import as_box3d
 from medisam.prompts import Box, Box3D, Points
@@ -443,24 +444,13 @@ class InteractiveSession:
 
     def _apply2d(self, obj_id: int, prompt: ObjectPrompt) -> SliceResult:
         self.predictor.set_image(self.image, window=self.window)
-        h, w = self.predictor.image_size
-        mask_logits = None
-        box = prompt.box
-        if prompt.mask is not None:
-            if prompt.mask.shape != (h, w):
-                raise PromptError(f"mask prompt shape {prompt.mask.shape} does not match the image ({h}, {w})")
-            if box is None:
-                b = Box.from_mask(prompt.mask)
-                if b is None:
-                    raise PromptError("the mask prompt is empty")
-                box = tuple(float(v) for v in b.as_array())
-            # The transform is the one place that maps original-grid masks to the model grid.
-            transform = self.predictor._require_image().transform  # noqa: SLF001
-            mask_logits = transform.mask_to_low_res(prompt.mask, self.model.mask_input_size)
-        if box is not None and not prompt.points and mask_logits is None:
+        box, points = prompt.box, prompt.points or None
+        if prompt.mask is not None:  # the same call as segment_image / the CLI's --lasso
+            pred = predict_with_mask(self.predictor, prompt.mask, box, points)
+        elif box is not None and points is None:
             pred = self.predictor.predict_batch([box])  # the same call as segment_image / the CLI
         else:
-            pred = self.predictor.predict(box=box, points=prompt.points or None, mask=mask_logits)
+            pred = self.predictor.predict(box=box, points=points)
         mask = pred.masks[0]
         self._push2d()
         self._labels2d = self._labels2d.copy()

@@ -1,0 +1,123 @@
+"""``medisam segment`` / ``propagate`` with ``--scribble`` and ``--lasso``: the same prompts as the server's
+scribble and lasso (``prompting.shapes``), checked before the model loads (tiny random model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from PIL import Image
+
+from medisam.cli import main
+from medisam.io.label_png import read_label_map
+from medisam.prompting.shapes import lasso_mask, scribble_points
+
+TINY = ["--model", "litemedsam-tiny", "--device", "cpu"]
+POLYGON = "10,8,30,9,32,26,12,28"  # (x, y) pixels
+SCRIBBLE = "14,14,22,16,26,26"
+
+
+@pytest.fixture()
+def volume(tmp_path):
+    """A (9, 36, 40) MR-like volume with a bright ellipsoid; spacing 1 x 1 x 2 mm."""
+    zz, yy, xx = np.mgrid[:9, :36, :40]
+    array = ((((yy - 18) / 9.0) ** 2 + ((xx - 20) / 11.0) ** 2 + ((zz - 4) / 3.0) ** 2 <= 1) * 300.0 + 50
+             + np.random.default_rng(5).normal(0, 5, (9, 36, 40))).astype(np.float32)
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing((1.0, 1.0, 2.0))
+    path = tmp_path / "vol.nii.gz"
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+@pytest.fixture()
+def picture(tmp_path):
+    yy, xx = np.mgrid[:40, :44]
+    path = tmp_path / "disk.png"
+    Image.fromarray(np.where((yy - 18) ** 2 + (xx - 21) ** 2 <= 100, 200, 30).astype(np.uint8)).save(path)
+    return path
+
+
+def _vertices(text: str) -> list[tuple[float, float]]:
+    v = [float(t) for t in text.split(",")]
+    return list(zip(v[0::2], v[1::2]))
+
+
+def _read(path) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def test_lasso_seeds_the_propagation_as_drawn(volume, tmp_path):
+    out = tmp_path / "lasso.nii.gz"
+    assert main(["propagate", str(volume), "--slice", "4", "--lasso", POLYGON, "--label", "2", "-o", str(out),
+                 "--no-progress"] + TINY) == 0
+    got = _read(out)
+    assert set(np.unique(got)) <= {0, 2}
+    assert np.array_equal(got[4] == 2, lasso_mask(_vertices(POLYGON), (36, 40)))  # the seed slice is the lasso
+
+
+def test_scribble_is_its_clicks(volume, picture, tmp_path):
+    """A scribble gives the clicks ``scribble_points`` samples along it: the same mask as those clicks
+    given as --point, on a volume (propagated) and on a 2D image (with a negative scribble, ':0')."""
+    cases = ((volume, ["--slice", "4", "--no-progress"], ".nii.gz", (36, 40), []),
+             (picture, [], ".png", (40, 44), [("30,30:0", "30,30,0")]))
+    for image, extra, suffix, hw, negative in cases:
+        pts = scribble_points(_vertices(SCRIBBLE), hw).coords.tolist()
+        assert len(pts) == 3  # one click every 8 pixels along 19 pixels of line
+        cmd = "propagate" if suffix == ".nii.gz" else "segment"
+        a, b = tmp_path / f"scribble{suffix}", tmp_path / f"points{suffix}"
+        scribbles = [arg for text in (SCRIBBLE, *(n for n, _ in negative)) for arg in ("--scribble", text)]
+        points = [arg for x, y in pts for arg in ("--point", f"{x},{y},1")]
+        points += [arg for _, p in negative for arg in ("--point", p)]
+        assert main([cmd, str(image), *extra, *scribbles, "-o", str(a)] + TINY) == 0
+        assert main([cmd, str(image), *extra, *points, "-o", str(b)] + TINY) == 0
+        assert np.array_equal(read_label_map(a), read_label_map(b))
+
+
+def test_2d_lasso_is_the_servers_lasso(picture, tmp_path, tiny_model):
+    """``segment --lasso`` on a picture: the mask the server's 2D lasso gives (one data path:
+    ``predict.segment.predict_with_mask``), with and without a box."""
+    from medisam.io import read_image
+    from medisam.serve.interactive import InteractiveSession
+
+    session = InteractiveSession(tiny_model, read_image(picture))
+    want = session.add_lasso(None, _vertices(POLYGON)).mask
+    out = tmp_path / "lasso.png"
+    assert main(["segment", str(picture), "--lasso", POLYGON, "-o", str(out)] + TINY) == 0
+    assert np.array_equal(read_label_map(out) > 0, want)
+    want_box = session.segment(None, box=(6, 6, 36, 32), mask=lasso_mask(_vertices(POLYGON), (40, 44))).mask
+    assert main(["segment", str(picture), "--lasso", POLYGON, "--box", "6,6,36,32", "-o", str(out), "--force"]
+                + TINY) == 0
+    assert np.array_equal(read_label_map(out) > 0, want_box)
+
+
+@pytest.mark.parametrize("cmd,args,message", [
+    ("propagate", ["--slice", "4", "--scribble", "14,14,50,16"], "--scribble scribble vertex 1 (50, 16) lies outside"),
+    ("propagate", ["--slice", "4", "--scribble", "14,14,22"], "needs x,y pairs"),
+    ("propagate", ["--slice", "4", "--scribble", "14,14:-1"], "is 1 (positive) or 0 (negative)"),
+    ("propagate", ["--slice", "4", "--scribble", "a,b"], "comma-separated numbers"),
+    ("propagate", ["--slice", "4", "--lasso", "10,8,30,9"], "at least 3 vertices"),
+    ("propagate", ["--slice", "4", "--lasso", "10,8,30,9,32,-1"], "--lasso lasso vertex 2 (32, -1) lies outside"),
+    ("propagate", ["--slice", "40", "--lasso", POLYGON], "out of range"),
+    ("propagate", ["--lasso", POLYGON], "give --box3d"),
+    ("propagate", ["--box3d", "1,1,1,20,20,5", "--scribble", SCRIBBLE], "not both"),
+    ("propagate", ["--slice", "4", "--recist", "10,10,20,10", "--lasso", POLYGON], "--recist alone"),
+    ("segment", ["--slice", "4", "--lasso", POLYGON, "--box", "1,1,9,9", "--box", "2,2,8,8"], "prompt one object"),
+    ("segment", ["--slice", "4", "--scribble", "1,1,39,70"], "--scribble scribble vertex 1 (39, 70) lies outside"),
+])
+def test_bad_drawn_prompts_are_one_line_and_write_nothing(volume, tmp_path, capsys, cmd, args, message):
+    out = tmp_path / "bad.nii.gz"
+    assert main([cmd, str(volume), "-o", str(out)] + args + TINY) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_lasso_on_a_video_is_refused(tmp_path, capsys):
+    pytest.importorskip("av")
+    from medisam.io.video import write_video
+
+    frames = np.zeros((3, 32, 32, 3), np.uint8)
+    clip = write_video(frames, tmp_path / "clip.mp4", fps=10)
+    out = tmp_path / "masks.npz"
+    assert main(["propagate", str(clip), "--slice", "0", "--lasso", "4,4,20,4,20,20", "-o", str(out)] + TINY) == 2
+    assert "not --lasso" in capsys.readouterr().err and not out.exists()
