@@ -162,6 +162,16 @@ def test_scribble_and_lasso_modes_apply_on_finish(vol_state):
     assert np.array_equal(st.session.labels, ref.labels) and "lasso on slice 4" in st.message
     drawn = lasso_mask(square, (48, 48))
     assert ((st.session.labels_slice(4) == 2) <= drawn).all() and (st.session.labels_slice(4) == 2).any()
+    after_lasso = st.session.labels.copy()
+    st.mode = "scribble-"  # on object 2, which has a mask: it corrects (3D walker clicks), one undo step
+    for x, y in ((8, 8), (18, 14)):
+        st.click(x, y)
+    st.finish_shape()
+    assert "corrected" in st.message
+    ref.add_scribble(4, [(8.5, 8.5), (18.5, 14.5)], False, 2)
+    assert np.array_equal(st.session.labels, ref.labels)
+    st.undo()
+    assert st.message == "undone" and np.array_equal(st.session.labels, after_lasso)  # not propagated yet
     st.undo()
     assert not (st.session.labels == 2).any()
     assert np.array_equal(st.session.labels, ref_after_scribble)

@@ -116,3 +116,45 @@ def test_vertex_counts_are_capped_and_the_token_is_required(make_client):
             r = tc.post(f"/sessions/{s.id}/{route}", json={}, headers={"Authorization": "Bearer wrong-token-xyz"})
             assert r.status_code == 401 and "bearer token" in r.json()["detail"]
         assert s.add_scribble(3, many[:8]).shape == (48, 48)
+
+
+def _walker_reference(session, k, polyline, positive, obj_id=1):
+    """The scribble's clicks applied one by one as corrective clicks (the walker), for comparison."""
+    from medisam.prompting.shapes import scribble_points
+
+    hw = session._plane_hw()
+    for x, y in scribble_points(polyline, hw, positive).coords.tolist():
+        session.add_click((k, int(y), int(x)), positive, obj_id)
+    return session.labels.copy()
+
+
+def test_a_scribble_on_an_object_with_a_mask_corrects_it_as_clicks_in_one_undo_step(tiny_model):
+    """2D image and volume: on a prompted object a scribble's clicks are walker clicks (as add_click),
+    one undo step; on a new object they are point prompts (add_points)."""
+    from medisam.io import MedicalImage
+    from medisam.serve.interactive import InteractiveSession
+
+    line = [(18.0, 12.0), (40.0, 30.0)]
+    for image, k in ((MedicalImage.from_array(disk(64)), None),
+                     (MedicalImage.from_array(ct_volume((6, 48, 48)), spacing=SPACING), 3)):
+        box = (14, 10, 34, 30)
+        s, ref = InteractiveSession(tiny_model, image), InteractiveSession(tiny_model, image)
+        for x in (s, ref):
+            if k is None:
+                x.segment(None, 1, box=box)
+            else:
+                x.add_box3d(box=box, slice_range=(2, 4), obj_id=1)
+        boxed, steps = s.labels.copy(), s.can_undo
+        assert s.corrects(1) and not s.corrects(2)
+        got = s.add_scribble(k, line, True, 1)
+        want = _walker_reference(ref, k or 0, line, True)
+        assert np.array_equal(s.labels, want) and np.array_equal(got.mask, want[k or 0] == 1 if k else want == 1)
+        if k is None:
+            assert (s.labels[boxed == 1] == 1).all()  # on a 2D image a positive scribble only adds
+        assert s.can_undo == steps + 1  # the whole scribble is one step
+        s.undo()
+        assert np.array_equal(s.labels, boxed)
+        new = s.add_scribble(k, [(20.0, 20.0), (30.0, 20.0)], True, 2)  # a new object: point prompts
+        prompted = InteractiveSession(tiny_model, image)
+        want2 = prompted.add_points(k, 2, points=[(20.0, 20.0, 1), (30.0, 20.0, 1)]).mask
+        assert np.array_equal(new.mask, want2)

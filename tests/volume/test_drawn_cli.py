@@ -121,3 +121,35 @@ def test_lasso_on_a_video_is_refused(tmp_path, capsys):
     out = tmp_path / "masks.npz"
     assert main(["propagate", str(clip), "--slice", "0", "--lasso", "4,4,20,4,20,20", "-o", str(out)] + TINY) == 2
     assert "not --lasso" in capsys.readouterr().err and not out.exists()
+
+
+def test_scribbles_on_a_box_correct_its_mask_as_the_servers_scribble(picture, volume, tmp_path, tiny_model, capsys):
+    """With --box (or --lasso) the scribbles correct that prompt's mask: the same mask as the server's
+    session (box, then add_scribble), on a 2D image (the 2D walker) and a volume (3D clicks after the
+    propagation)."""
+    from medisam.io import read_image
+    from medisam.serve.interactive import InteractiveSession
+
+    session = InteractiveSession(tiny_model, read_image(picture))
+    session.segment(None, box=(8, 6, 34, 30))
+    session.add_scribble(None, _vertices(SCRIBBLE), True)
+    session.add_scribble(None, [(4.0, 36.0)], False)
+    out = tmp_path / "corrected.png"
+    assert main(["segment", str(picture), "--box", "8,6,34,30", "--scribble", SCRIBBLE, "--scribble", "4,36:0",
+                 "-o", str(out)] + TINY) == 0
+    assert "corrective click(s) applied" in capsys.readouterr().err
+    assert np.array_equal(read_label_map(out) > 0, session.labels == 1)
+
+    from medisam.predict import VolumeSession
+
+    image = read_image(volume)
+    ref = VolumeSession(tiny_model, image)
+    ref.add_box(4, (8, 6, 34, 30))
+    ref.propagate(progress=False)
+    with ref.step():
+        for x, y in scribble_points(_vertices(SCRIBBLE), (36, 40)).coords.tolist():
+            ref.add_click((4, int(y), int(x)), True)
+    out = tmp_path / "corrected.nii.gz"
+    assert main(["propagate", str(volume), "--slice", "4", "--box", "8,6,34,30", "--scribble", SCRIBBLE, "-o",
+                 str(out), "--no-progress"] + TINY) == 0
+    assert np.array_equal(_read(out) > 0, ref.label_map().array == 1)

@@ -280,7 +280,14 @@ class AppState:
         if self.mode == "lasso":
             res = s.add_lasso(k, vertices, self.obj_id)
         else:
+            corrects = s.corrects(self.obj_id)  # a scribble on an object with a mask corrects it (the walker)
             res = s.add_scribble(k, vertices, self.mode == "scribble+", self.obj_id)
+            if corrects:  # undone as a 3D click after a propagation (which its undo brings up to date)
+                self._actions.append("click2d" if not s.image.is_volume else "click3d" if self.propagated
+                                     else "prompt")
+                self.message = (f"{self.mode} on slice {res.slice}: object {res.obj_id} corrected around it "
+                                f"({int(res.mask.sum())} pixels on this slice)")
+                return
         self.propagated = False
         self._actions.append("prompt")
         self.message = (f"{self.mode} on slice {res.slice}: object {res.obj_id} has {int(res.mask.sum())} pixels "

@@ -37,7 +37,9 @@ PrecisionOpt = typer.Option("fp32", "--precision", help="fp32, bf16 (CPU with AV
 ThreadsOpt = typer.Option(None, "--threads", help="CPU threads (default $MEDISAM_THREADS or all available).")
 ScribbleOpt = typer.Option([], "--scribble", help="x0,y0,x1,y1,...[:label]: a polyline in pixels on the prompted "
                            "slice; clicks every 8 pixels along it (at most 16), label 1 positive (default) or 0 "
-                           "negative. Repeatable.")
+                           "negative. With --box or --lasso they correct that prompt's mask as clicks do (the random "
+                           "walker; volumes: 3D clicks after the propagation); else they prompt the model. "
+                           "Repeatable.")
 LassoOpt = typer.Option(None, "--lasso", help="x0,y0,x1,y1,x2,y2,...: a closed polygon in pixels on the prompted "
                         "slice; its inside is the object's mask prompt there.")
 AllowGapsOpt = typer.Option(False, "--allow-gaps", help="Write a mask even when the input's slice geometry is "

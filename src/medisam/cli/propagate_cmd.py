@@ -387,6 +387,8 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
     from medisam.predict.propagation import PropagationConfig
     from medisam.predict.session import VolumeSession
 
+    corrections: list[tuple[int, int, int, bool]] = []  # --scribble clicks on a --box/--lasso result: (z, y, x, +)
+
     if model.spec.supports_memory_propagation:  # SAM 2: same session API, slices along k only
         from medisam.predict.sam2_session import Sam2Session
 
@@ -409,20 +411,35 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
         session.add_box3d(b3, obj_id=label, drawn_on=prompt["slice"])  # the line's box bounds it on its slice only
     else:  # as InteractiveSession.segment: the lasso's mask, then the box, then the clicks
         k = prompt["slice"]
-        clicks_on_k, lasso = common.drawn_prompts(prompt["scribbles"], prompt["lasso"], session.plane_hw)
+        on_k, lasso = common.drawn_prompts(prompt["scribbles"], prompt["lasso"], session.plane_hw)
+        if lasso is not None or prompt["box"] is not None:  # scribbles correct its result (as the server's)
+            rows, cols = session.geometry.plane_axes
+            for x, y, lab in on_k:
+                zyx = [k, k, k]
+                zyx[rows], zyx[cols] = int(y), int(x)
+                corrections.append((*zyx, lab == 1))
+            on_k = []
         if lasso is not None:
             session.add_mask(k, lasso, obj_id=label)
         if prompt["box"] is not None:
             session.add_box(k, prompt["box"], obj_id=label, **_range(prompt))
-        if prompt["points"] or clicks_on_k:
-            session.add_points(k, [*(prompt["points"] or []), *clicks_on_k], obj_id=label)
+        if prompt["points"] or on_k:
+            session.add_points(k, [*(prompt["points"] or []), *on_k], obj_id=label)
+    if corrections and model.spec.supports_memory_propagation:
+        raise InputError(f"--scribble with --box/--lasso corrects with 3D clicks, not available for {model.name} "
+                         "yet; give the scribble alone or drop it")
     labels = session.propagate("both", progress=progress)
+    if corrections:
+        with session.step():  # one undo step, as the server's scribble
+            for z, y, x, positive in corrections:
+                session.add_click((z, y, x), positive=positive, obj_id=label)
+        typer.echo(f"--scribble: {len(corrections)} corrective 3D click(s) on slice {prompt['slice']}", err=True)
     for k, j, i, positive in clicks:
         out = session.add_click((k, j, i), positive=positive, obj_id=label)
         sign = "positive" if positive else "negative"
         typer.echo(f"--click3d {i},{j},{k} ({sign}): " + ("rejected (nothing changed)" if out.rejected else
                    f"{len(out.changed)} slice(s) changed"), err=True)
-    if not clicks:
+    if not clicks and not corrections:
         return labels, sum(1 for r in session.results(label).values() if r.mask.any())
     import numpy as np
 

@@ -6,6 +6,7 @@ Order of work: options, output paths and formats, the image header against the p
 
 from __future__ import annotations
 
+from builtins import slice as builtins_slice  # the option ``slice`` shadows the builtin
 from pathlib import Path
 from typing import List, Optional
 
@@ -88,16 +89,22 @@ def segment(
         if points and len(boxes) > 1:
             raise common.InputError(f"--point refines one object; --mask {mask} holds {len(boxes)} labels")
     checks.image_checks(image, input, boxes=boxes, points=points, slice=slice, axis=array_axis, output=output)
-    lasso_mask = None
-    if drawn:
+    lasso_mask, corrections = None, []
+    if drawn:  # scribbles correct a --box's or --lasso's mask (as the server's), else prompt the model
         clicks, lasso_mask = common.drawn_prompts(scribbles, polygon, checks.plane(image.spatial_shape, slice,
                                                                                    array_axis, input))
-        points = [*(points or []), *clicks] or None
+        if boxes or lasso_mask is not None:
+            corrections = clicks
+        else:
+            points = [*(points or []), *clicks] or None
     pixels = image.slice2d(slice or 0, array_axis or 0) if image.is_volume else image.array
     if win is None and not image.is_rgb:
         win = common.box_window(pixels, image.modality, common.box_region(boxes or _mask_box(lasso_mask)))
     runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
-    labels = _run(image, boxes, points, slice, array_axis or 0, win, model, checkpoint, device, runtime, lasso_mask)
+    labels, predictor = _run(image, boxes, points, slice, array_axis or 0, win, model, checkpoint, device, runtime,
+                             lasso_mask)
+    if corrections:
+        labels = _correct(predictor, labels, image, slice, array_axis or 0, boxes[0] if boxes else None, corrections)
     if labels_in is not None:  # keep the mask's label values
         import numpy as np
 
@@ -116,13 +123,45 @@ def segment(
 
 
 def _run(image, boxes, points, slice, axis, window, model, checkpoint, device, runtime, mask=None):
-    """Load the model and segment (the slow part, with progress lines); ``mask``: the --lasso's."""
+    """Load the model and segment (the slow part, with progress lines); ``mask``: the --lasso's.
+    Returns the label map and the predictor (its image still set, for :func:`_correct`)."""
     net = common.load(model, checkpoint, device, runtime)
     from medisam.predict import Predictor
     from medisam.predict.segment import segment_image
 
+    predictor = Predictor(net)
     with step("encoding the image and decoding the prompts"):
-        return segment_image(Predictor(net), image, boxes, points, slice=slice, window=window, axis=axis, mask=mask)
+        labels = segment_image(predictor, image, boxes, points, slice=slice, window=window, axis=axis, mask=mask)
+    return labels, predictor
+
+
+def _correct(predictor, labels, image, slice, axis, box, clicks):  # noqa: ANN001, ANN202 - MedicalImage in, out
+    """The --scribble clicks (``(x, y, label)``) as corrective clicks on the object's mask, one by one
+    (:func:`medisam.predict.refine2d.correct_2d`, the server's scribble on a prompted object); a click
+    the refined mask does not honour changes nothing and is counted on stderr."""
+    import numpy as np
+
+    from medisam.predict.refine2d import correct_2d
+
+    array = np.asarray(labels.array)
+    plane = np.take(array, slice, axis=axis) if image.is_volume else array
+    model_mask = plane == 1
+    current, done, rejected = model_mask, (), 0
+    for x, y, lab in clicks:
+        out = correct_2d(predictor.display_image, model_mask, current, box, done, int(y), int(x), lab == 1)
+        if out is None:
+            rejected += 1
+            continue
+        current, done = out
+    typer.echo(f"--scribble: {len(clicks) - rejected} corrective click(s) applied, {rejected} rejected", err=True)
+    new = current.astype(array.dtype)
+    if not image.is_volume:
+        return image.as_labels(new)
+    out_array = np.zeros_like(array)
+    index = [builtins_slice(None)] * 3
+    index[axis] = slice
+    out_array[tuple(index)] = new
+    return image.as_labels(out_array)
 
 
 def _mask_box(mask) -> list:  # noqa: ANN001 - an (H, W) bool array or None

@@ -124,3 +124,17 @@ def refine_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, 
     out = current.copy()
     out[rows, cols] = apply_click(refined, current[rows, cols][None], walker_clicks[-1], params, SPACING)[0]
     return out
+
+
+def correct_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, box: Sequence[float] | None,
+               clicks: Sequence[Click2D], y: int, x: int, positive: bool,
+               ) -> tuple[np.ndarray, tuple[Click2D, ...]] | None:
+    """One more corrective click at pixel ``(y, x)`` after ``clicks``: the new mask and every click
+    with it, or None when the refined mask does not honour the click (nothing changes). The step
+    of a 2D session's clicks and scribbles and of ``medisam segment --scribble`` on a box's or a
+    lasso's mask (the arguments as :func:`refine_2d`'s)."""
+    new_clicks = (*clicks, Click2D(y, x, bool(positive), click_reach(current, y, x, bool(positive))))
+    new = refine_2d(display, model_mask, current, box, new_clicks)
+    if bool(new[y, x]) != bool(positive):
+        return None
+    return new, new_clicks
