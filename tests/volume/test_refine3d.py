@@ -473,3 +473,21 @@ def test_a_box_drawn_outside_its_slice_range_is_refused(tiny_model):
     with pytest.raises(PromptError, match="outside its slice range"):
         session.add_box3d((8, 12, 0, 14, 19, 5), obj_id=1, drawn_on=6)
     assert session.object_ids == []
+
+
+def test_a_walker_click_before_the_propagation_corrects_the_propagated_result(tiny_model):
+    """A click on an object that is not propagated yet propagates first: the same label map as
+    propagating, then clicking (before, its edit was made from the seed slice alone and hid the
+    propagation's slices around it)."""
+    image, _ = ball_volume(shape=(10, 32, 40))
+    early, late = (VolumeSession(tiny_model, image, config=FAST) for _ in range(2))
+    for s in (early, late):
+        s.add_box3d((10, 6, 1, 30, 26, 8), obj_id=1)
+    late.propagate(progress=False)
+    out = early.add_click((5, 16, 20), True, 1)
+    late.add_click((5, 16, 20), True, 1)
+    assert not out.rejected and early.planned_slices() == 0
+    assert np.array_equal(_labels(early), _labels(late))
+    early.undo()  # the click is the undo step, not the propagation
+    late.undo()
+    assert np.array_equal(_labels(early), _labels(late)) and _labels(early).any()

@@ -136,13 +136,18 @@ def refine_with_click(session, zyx: Sequence[int], positive: bool, obj_id: int =
     object's 3D mask around the model's result (:func:`walker_click`); ``"slice"`` re-decodes
     the clicked slice and re-propagates from it (the behaviour before the walker, kept as the
     benchmarks' reference; any pending propagation of the session is completed too).
-    ``params``: the walker's weights (None: :class:`RefineParams`' defaults).
+    ``params``: the walker's weights (None: :class:`RefineParams`' defaults). The walker corrects
+    the 3D result, so a pending propagation of the session runs first: a click before it corrected
+    the seed slice's result alone, and its edit then hid the propagation's slices around it
+    (hippocampus_004 label 1, a 3D box and one click: 0.397 against 0.634).
     """
     if method is None:
         method = "walker" if hasattr(session, "set_edits") else "slice"
     if method not in ("walker", "slice"):
         raise PromptError(f"unknown click method {method!r}; use walker or slice")
     if method == "walker" and obj_id in session.object_ids:
+        for _ in session.iter_propagate():  # the 3D result the click corrects (no-op when up to date)
+            pass
         return walker_click(session, zyx, positive, obj_id, params or RefineParams())
     return slice_click(session, zyx, positive, obj_id, agree)
 
