@@ -102,6 +102,7 @@ def test_2d_lasso_is_the_servers_lasso(picture, tmp_path, tiny_model):
     ("propagate", ["--lasso", POLYGON], "give --box3d"),
     ("propagate", ["--box3d", "1,1,1,20,20,5", "--scribble", SCRIBBLE], "not both"),
     ("propagate", ["--slice", "4", "--recist", "10,10,20,10", "--lasso", POLYGON], "--recist alone"),
+    ("propagate", ["--slice", "4", "--box", "1,1,9,9", "--lasso", POLYGON], "--lasso or --box on the slice"),
     ("segment", ["--slice", "4", "--lasso", POLYGON, "--box", "1,1,9,9", "--box", "2,2,8,8"], "prompt one object"),
     ("segment", ["--slice", "4", "--scribble", "1,1,39,70"], "--scribble scribble vertex 1 (39, 70) lies outside"),
 ])

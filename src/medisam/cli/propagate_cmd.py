@@ -371,6 +371,8 @@ def _parse_prompts(box3d, slice, box, point, slices=None, recist=None, scribble=
                          "(or --recist)")
     if box is None and not points and not drawn:
         raise InputError(f"--slice {slice} needs a --box, --point, --scribble or --lasso")
+    if box is not None and polygon is not None:
+        raise InputError("give --lasso or --box on the slice, not both: the lasso is the object's mask there")
     return {"slice": slice, "box": common.parse_box(box) if box is not None else None, "points": points,
             "slices": parse_slices(slices) if slices is not None else None, "scribbles": scribbles,
             "lasso": polygon}
@@ -409,25 +411,25 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
 
         b3 = recist_to_box3d(prompt["recist"], prompt["slice"], image.spatial_shape, image.spacing_zyx)
         session.add_box3d(b3, obj_id=label, drawn_on=prompt["slice"])  # the line's box bounds it on its slice only
-    else:  # as InteractiveSession.segment: the lasso's mask, then the box, then the clicks
+    else:  # as InteractiveSession.segment: the lasso's mask or the box, then the clicks
         k = prompt["slice"]
         on_k, lasso = common.drawn_prompts(prompt["scribbles"], prompt["lasso"], session.plane_hw)
         if lasso is not None or prompt["box"] is not None:  # scribbles correct its result (as the server's)
-            rows, cols = session.geometry.plane_axes
+            rows, cols = (a for a in range(3) if a != axis)  # the plane's array axes
             for x, y, lab in on_k:
                 zyx = [k, k, k]
                 zyx[rows], zyx[cols] = int(y), int(x)
                 corrections.append((*zyx, lab == 1))
             on_k = []
+            if model.spec.supports_memory_propagation:
+                raise InputError(f"--scribble with --box/--lasso corrects with 3D clicks, not available for "
+                                 f"{model.name} yet; give the scribble alone or drop it")
         if lasso is not None:
             session.add_mask(k, lasso, obj_id=label)
-        if prompt["box"] is not None:
+        elif prompt["box"] is not None:
             session.add_box(k, prompt["box"], obj_id=label, **_range(prompt))
         if prompt["points"] or on_k:
             session.add_points(k, [*(prompt["points"] or []), *on_k], obj_id=label)
-    if corrections and model.spec.supports_memory_propagation:
-        raise InputError(f"--scribble with --box/--lasso corrects with 3D clicks, not available for {model.name} "
-                         "yet; give the scribble alone or drop it")
     labels = session.propagate("both", progress=progress)
     if corrections:
         with session.step():  # one undo step, as the server's scribble
