@@ -1,5 +1,6 @@
 """``medisam segment`` / ``propagate`` with ``--scribble`` and ``--lasso``: the same prompts as the server's
-scribble and lasso (``prompting.shapes``), checked before the model loads (tiny random model)."""
+scribble and lasso (``prompting.shapes``), checked before the model loads (tiny random model; ``lesion``,
+the (12, 40, 44) volume of ``conftest.py``)."""
 
 from __future__ import annotations
 
@@ -15,19 +16,6 @@ from medisam.prompting.shapes import lasso_mask, scribble_points
 TINY = ["--model", "litemedsam-tiny", "--device", "cpu"]
 POLYGON = "10,8,30,9,32,26,12,28"  # (x, y) pixels
 SCRIBBLE = "14,14,22,16,26,26"
-
-
-@pytest.fixture()
-def volume(tmp_path):
-    """A (9, 36, 40) MR-like volume with a bright ellipsoid; spacing 1 x 1 x 2 mm."""
-    zz, yy, xx = np.mgrid[:9, :36, :40]
-    array = ((((yy - 18) / 9.0) ** 2 + ((xx - 20) / 11.0) ** 2 + ((zz - 4) / 3.0) ** 2 <= 1) * 300.0 + 50
-             + np.random.default_rng(5).normal(0, 5, (9, 36, 40))).astype(np.float32)
-    img = sitk.GetImageFromArray(array)
-    img.SetSpacing((1.0, 1.0, 2.0))
-    path = tmp_path / "vol.nii.gz"
-    sitk.WriteImage(img, str(path))
-    return path
 
 
 @pytest.fixture()
@@ -47,19 +35,19 @@ def _read(path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
-def test_lasso_seeds_the_propagation_as_drawn(volume, tmp_path):
+def test_lasso_seeds_the_propagation_as_drawn(lesion, tmp_path):
     out = tmp_path / "lasso.nii.gz"
-    assert main(["propagate", str(volume), "--slice", "4", "--lasso", POLYGON, "--label", "2", "-o", str(out),
+    assert main(["propagate", str(lesion), "--slice", "4", "--lasso", POLYGON, "--label", "2", "-o", str(out),
                  "--no-progress"] + TINY) == 0
     got = _read(out)
     assert set(np.unique(got)) <= {0, 2}
-    assert np.array_equal(got[4] == 2, lasso_mask(_vertices(POLYGON), (36, 40)))  # the seed slice is the lasso
+    assert np.array_equal(got[4] == 2, lasso_mask(_vertices(POLYGON), (40, 44)))  # the seed slice is the lasso
 
 
-def test_scribble_is_its_clicks(volume, picture, tmp_path):
+def test_scribble_is_its_clicks(lesion, picture, tmp_path):
     """A scribble gives the clicks ``scribble_points`` samples along it: the same mask as those clicks
     given as --point, on a volume (propagated) and on a 2D image (with a negative scribble, ':0')."""
-    cases = ((volume, ["--slice", "4", "--no-progress"], ".nii.gz", (36, 40), []),
+    cases = ((lesion, ["--slice", "4", "--no-progress"], ".nii.gz", (40, 44), []),
              (picture, [], ".png", (40, 44), [("30,30:0", "30,30,0")]))
     for image, extra, suffix, hw, negative in cases:
         pts = scribble_points(_vertices(SCRIBBLE), hw).coords.tolist()
@@ -106,9 +94,9 @@ def test_2d_lasso_is_the_servers_lasso(picture, tmp_path, tiny_model):
     ("segment", ["--slice", "4", "--lasso", POLYGON, "--box", "1,1,9,9", "--box", "2,2,8,8"], "prompt one object"),
     ("segment", ["--slice", "4", "--scribble", "1,1,39,70"], "--scribble scribble vertex 1 (39, 70) lies outside"),
 ])
-def test_bad_drawn_prompts_are_one_line_and_write_nothing(volume, tmp_path, capsys, cmd, args, message):
+def test_bad_drawn_prompts_are_one_line_and_write_nothing(lesion, tmp_path, capsys, cmd, args, message):
     out = tmp_path / "bad.nii.gz"
-    assert main([cmd, str(volume), "-o", str(out)] + args + TINY) == 2
+    assert main([cmd, str(lesion), "-o", str(out)] + args + TINY) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and not out.exists()
 
@@ -124,7 +112,7 @@ def test_lasso_on_a_video_is_refused(tmp_path, capsys):
     assert "not --lasso" in capsys.readouterr().err and not out.exists()
 
 
-def test_scribbles_on_a_box_correct_its_mask_as_the_servers_scribble(picture, volume, tmp_path, tiny_model, capsys):
+def test_scribbles_on_a_box_correct_its_mask_as_the_servers_scribble(picture, lesion, tmp_path, tiny_model, capsys):
     """With --box (or --lasso) the scribbles correct that prompt's mask: the same mask as the server's
     session (box, then add_scribble), on a 2D image (the 2D walker) and a volume (3D clicks after the
     propagation)."""
@@ -143,14 +131,14 @@ def test_scribbles_on_a_box_correct_its_mask_as_the_servers_scribble(picture, vo
 
     from medisam.predict import VolumeSession
 
-    image = read_image(volume)
+    image = read_image(lesion)
     ref = VolumeSession(tiny_model, image)
     ref.add_box(4, (8, 6, 34, 30))
     ref.propagate(progress=False)
     with ref.step():
-        for x, y in scribble_points(_vertices(SCRIBBLE), (36, 40)).coords.tolist():
+        for x, y in scribble_points(_vertices(SCRIBBLE), (40, 44)).coords.tolist():
             ref.add_click((4, int(y), int(x)), True)
     out = tmp_path / "corrected.nii.gz"
-    assert main(["propagate", str(volume), "--slice", "4", "--box", "8,6,34,30", "--scribble", SCRIBBLE, "-o",
+    assert main(["propagate", str(lesion), "--slice", "4", "--box", "8,6,34,30", "--scribble", SCRIBBLE, "-o",
                  str(out), "--no-progress"] + TINY) == 0
     assert np.array_equal(_read(out) > 0, ref.label_map().array == 1)
