@@ -162,19 +162,36 @@ def test_scribble_and_lasso_modes_apply_on_finish(vol_state):
     assert np.array_equal(st.session.labels, ref.labels) and "lasso on slice 4" in st.message
     drawn = lasso_mask(square, (48, 48))
     assert ((st.session.labels_slice(4) == 2) <= drawn).all() and (st.session.labels_slice(4) == 2).any()
-    after_lasso = st.session.labels.copy()
-    st.mode = "scribble-"  # on object 2, which has a mask: it corrects (3D walker clicks), one undo step
-    for x, y in ((8, 8), (18, 14)):
-        st.click(x, y)
-    st.finish_shape()
-    assert "corrected" in st.message
-    ref.add_scribble(4, [(8.5, 8.5), (18.5, 14.5)], False, 2)
-    assert np.array_equal(st.session.labels, ref.labels)
-    st.undo()
-    assert st.message == "undone" and np.array_equal(st.session.labels, after_lasso)  # not propagated yet
     st.undo()
     assert not (st.session.labels == 2).any()
     assert np.array_equal(st.session.labels, ref_after_scribble)
+
+
+def test_a_scribble_on_an_object_corrects_its_propagated_result_in_one_undo_step(vol_state):
+    """A scribble on an object that has a mask runs the pending propagation, then corrects the 3D
+    result as 3D clicks (the server's add_scribble); one undo takes the correction back, not the
+    propagation."""
+    from medisam.serve.interactive import InteractiveSession
+
+    st = vol_state
+    st.mode = "lasso"
+    for x, y in ((6, 6), (20, 6), (20, 16), (6, 16)):
+        st.click(x, y)
+    st.finish_shape()
+    assert not st.propagated
+    st.mode = "scribble-"  # on object 1, which has a mask: it corrects
+    for x, y in ((8, 8), (18, 14)):
+        st.click(x, y)
+    st.finish_shape()
+    assert "corrected" in st.message and st.propagated
+    ref = InteractiveSession(st.model, st.session.image)
+    ref.add_lasso(4, [(6.5, 6.5), (20.5, 6.5), (20.5, 16.5), (6.5, 16.5)], 1)
+    ref.propagate()
+    propagated = ref.labels.copy()
+    ref.add_scribble(4, [(8.5, 8.5), (18.5, 14.5)], False, 1)
+    assert np.array_equal(st.session.labels, ref.labels)
+    st.undo()
+    assert st.message == "3D click undone" and np.array_equal(st.session.labels, propagated)
 
 
 def test_a_guide_channel_is_added_checked_and_seen_by_3d_clicks(vol_state, tmp_path):

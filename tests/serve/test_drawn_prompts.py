@@ -142,8 +142,9 @@ def test_a_scribble_on_an_object_with_a_mask_corrects_it_as_clicks_in_one_undo_s
         for x in (s, ref):
             if k is None:
                 x.segment(None, 1, box=box)
-            else:
+            else:  # propagated (a scribble's first 3D click would run the propagation; test_refine3d)
                 x.add_box3d(box=box, slice_range=(2, 4), obj_id=1)
+                x.propagate()
         boxed, steps = s.labels.copy(), s.can_undo
         assert s.corrects(1) and not s.corrects(2)
         got = s.add_scribble(k, line, True, 1)

@@ -182,7 +182,9 @@ class MedisamSegmentCore:
         line (the server derives the lesion's 3D box). ``lasso_node`` (a markups closed curve on
         one slice, traced around the object) is the object's mask on that slice, and the seed of
         its propagation; ``scribble_node`` / ``negative_scribble_node`` (markups open curves on one
-        slice each) add clicks along them, positive / negative, as the web UI's scribbles.
+        slice each) add clicks along them, positive / negative, as the web UI's scribbles: after an
+        ROI, a RECIST line, a lasso or points they correct that object's 3D result (the server's
+        walker, its propagation run first), alone a positive one starts it.
         With ``keep_session`` the server session
         stays open for :meth:`click` (3D corrective clicks) until :meth:`close_session`, and
         ``guide_nodes`` (other scalar volumes on the same grid, e.g. T1c beside a FLAIR input) go

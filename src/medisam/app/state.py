@@ -282,9 +282,9 @@ class AppState:
         else:
             corrects = s.corrects(self.obj_id)  # a scribble on an object with a mask corrects it (the walker)
             res = s.add_scribble(k, vertices, self.mode == "scribble+", self.obj_id)
-            if corrects:  # undone as a 3D click after a propagation (which its undo brings up to date)
-                self._actions.append("click2d" if not s.image.is_volume else "click3d" if self.propagated
-                                     else "prompt")
+            if corrects:  # on a volume its 3D clicks ran the pending propagation first: undone as a 3D click
+                self._actions.append("click3d" if s.image.is_volume else "click2d")
+                self.propagated = self.propagated or s.image.is_volume
                 self.message = (f"{self.mode} on slice {res.slice}: object {res.obj_id} corrected around it "
                                 f"({int(res.mask.sum())} pixels on this slice)")
                 return
