@@ -325,6 +325,14 @@ class _Session(_RecordingSession):
         self.calls.append(("add_recist", kw))
         return np.ones(self.shape[1:], bool)
 
+    def add_lasso(self, **kw):
+        self.calls.append(("add_lasso", kw))
+        return np.ones(self.shape[1:], bool)
+
+    def add_scribble(self, **kw):
+        self.calls.append(("add_scribble", kw))
+        return np.ones(self.shape[1:], bool)
+
     def add_click(self, zyx, positive=True, obj_id=1):
         self.calls.append(("add_click", {"zyx": tuple(zyx), "positive": positive}))
         return {"rejected": zyx[0] == 8, "undo_steps": 1}
@@ -483,35 +491,19 @@ def test_curves_become_polylines_on_their_slice_through_the_oblique_matrix(scene
         MedisamSegmentCore.curve_to_polyline(vol, _curve([20, 20, 5], [40, 20, 5], closed=True), "lasso", 3)
 
 
-class _DrawnSession(_Session):
-    def add_lasso(self, **kw):
-        self.calls.append(("add_lasso", kw))
-        return np.ones(self.shape[1:], bool)
-
-    def add_scribble(self, **kw):
-        self.calls.append(("add_scribble", kw))
-        return np.ones(self.shape[1:], bool)
-
-
-class _DrawnClient(_RecordingClient):
-    def open_session(self, array, **kw):
-        self.calls.append(("open_session", kw))
-        return _DrawnSession(array.shape, self.calls)
-
-
 def test_lasso_and_scribbles_go_to_the_server_on_their_slices(scene):
     vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
     seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
     lasso = _curve([20, 20, 5], [40, 20, 5], [40, 40, 5], closed=True)
     plus, minus = _curve([25, 25, 5], [30, 30, 5]), _curve([10, 50, 3])
-    client = _DrawnClient()
+    client = _Client()
     MedisamSegmentCore(client).segment(vol, seg, lasso_node=lasso, scribble_node=plus, negative_scribble_node=minus)
     names = [c[0] for c in client.calls]
     assert names == ["open_session", "add_lasso", "add_scribble", "add_scribble", "propagate"]
     assert client.calls[1][1]["slice"] == 5 and len(client.calls[1][1]["polygon"]) > 3
     assert [(c[1]["slice"], c[1]["positive"]) for c in client.calls[2:4]] == [(5, True), (3, False)]
     assert client.calls[3][1]["polyline"] == [pytest.approx((10.5, 50.5))]
-    client = _DrawnClient()  # a positive scribble alone starts the object
+    client = _Client()  # a positive scribble alone starts the object
     MedisamSegmentCore(client).segment(vol, seg, scribble_node=plus)
     assert [c[0] for c in client.calls] == ["open_session", "add_scribble", "propagate"]
     lo, hi = _ras_of([15, 10, 2]), _ras_of([50, 52, 6])

@@ -259,19 +259,18 @@ class InteractiveSession:
 
         k = self.check_slice(slice)
         obj = self._obj(obj_id)
-        pts = scribble_points(polyline, self._plane_hw(), positive)
-        clicks = [(int(y), int(x)) for x, y in pts.coords.tolist()]
+        pixels = scribble_points(polyline, self._plane_hw(), positive).coords.astype(int).tolist()  # (x, y)
         if not self.corrects(obj):
-            return self.add_points(slice, obj, points=[(x + 0.0, y + 0.0, int(positive)) for y, x in clicks])
+            return self.add_points(slice, obj, points=[(x, y, int(positive)) for x, y in pixels])
         if self.volume is None:
             before = _Edit(self._labels2d.copy(), dict(self._prompts2d))
-            changed = [not self._click2d((0, y, x), positive, obj, record=False).rejected for y, x in clicks]
+            changed = [not self._click2d((0, y, x), positive, obj, record=False).rejected for x, y in pixels]
             if any(changed):  # one undo step for the scribble
                 self._undo.append(before)
                 del self._undo[: -self.max_undo]
         else:
             with self.volume.step():  # one undo step, all or nothing
-                for y, x in clicks:
+                for x, y in pixels:
                     self.volume.add_click((k, y, x), positive, obj)
         return SliceResult(k, obj, self.labels_slice(slice) == obj, 1.0)
 
