@@ -119,18 +119,21 @@ def test_vertex_counts_are_capped_and_the_token_is_required(make_client):
 
 
 def _walker_reference(session, k, polyline, positive, obj_id=1):
-    """The scribble's clicks applied one by one as corrective clicks (the walker), for comparison."""
+    """The scribble's clicks as corrective clicks solved together (the walker: the volume session's
+    add_clicks, the 2D session's correction of several pixels), for comparison."""
     from medisam.prompting.shapes import scribble_points
 
-    hw = session._plane_hw()
-    for x, y in scribble_points(polyline, hw, positive).coords.tolist():
-        session.add_click((k, int(y), int(x)), positive, obj_id)
+    pixels = [(int(y), int(x)) for x, y in scribble_points(polyline, session._plane_hw(), positive).coords.tolist()]
+    if session.volume is None:
+        session._correct2d(pixels, positive, obj_id)
+    else:
+        session.volume.add_clicks([(k, y, x) for y, x in pixels], positive, obj_id)
     return session.labels.copy()
 
 
 def test_a_scribble_on_an_object_with_a_mask_corrects_it_as_clicks_in_one_undo_step(tiny_model):
-    """2D image and volume: on a prompted object a scribble's clicks are walker clicks (as add_click),
-    one undo step; on a new object they are point prompts (add_points)."""
+    """2D image and volume: on a prompted object a scribble's clicks are walker clicks solved together
+    (one walker solve), one undo step; on a new object they are point prompts (add_points)."""
     from medisam.io import MedicalImage
     from medisam.serve.interactive import InteractiveSession
 

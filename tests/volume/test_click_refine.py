@@ -128,7 +128,10 @@ def test_a_positive_click_far_from_a_tiny_mask_acts_within_the_objects_size():
 def test_the_size_cap_on_a_cut_window_measures_the_whole_object():
     """On a large object the walker solves a window around the click; the window may hold only a
     sliver of the object, so the size cap must use the whole object's volume, not the window's part."""
-    from medisam.predict.refine3d import _window_click_radius
+    from medisam.predict.refine3d import _window_click_radii
+
+    def _window_click_radius(whole, window, current, at, positive, spacing, params, volume=None):  # noqa: ANN001, ANN202
+        return _window_click_radii(whole, window, current, [at], positive, spacing, params, volume)[0]
 
     whole = (slice(0, 60), slice(0, 60), slice(0, 60))
     window = (slice(0, 30), slice(0, 30), slice(0, 30))  # cut on the far faces only

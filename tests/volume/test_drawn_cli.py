@@ -135,9 +135,8 @@ def test_scribbles_on_a_box_correct_its_mask_as_the_servers_scribble(picture, le
     ref = VolumeSession(tiny_model, image)
     ref.add_box(4, (8, 6, 34, 30))
     ref.propagate(progress=False)
-    with ref.step():
-        for x, y in scribble_points(_vertices(SCRIBBLE), (40, 44)).coords.tolist():
-            ref.add_click((4, int(y), int(x)), True)
+    ref.add_clicks([(4, int(y), int(x)) for x, y in scribble_points(_vertices(SCRIBBLE), (40, 44)).coords.tolist()],
+                   True)
     out = tmp_path / "corrected.nii.gz"
     assert main(["propagate", str(lesion), "--slice", "4", "--box", "8,6,34,30", "--scribble", SCRIBBLE, "-o",
                  str(out), "--no-progress"] + TINY) == 0

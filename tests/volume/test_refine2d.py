@@ -83,3 +83,29 @@ def test_box_walker_strategy_corrects_a_poor_box_mask(tiny_model):
     # from so poor a mask, positive clicks that only add converge more slowly (0.899 here; 0.945
     # when a positive click re-solved the crop): real sets gain from only adding (docs/benchmark.md)
     assert dice(outcomes[0].mask, truth) < 0.5 and dice(outcomes[-1].mask, truth) > 0.85
+
+
+def test_a_scribbles_clicks_are_solved_together_and_each_is_honoured(monkeypatch):
+    """correct_2d with several pixels of one sign (a scribble): one walker solve, every click kept
+    that the mask honours, radii measured against the mask before them all; a wrong count of new
+    clicks is refused."""
+    import medisam.predict.refine2d as refine2d
+    from medisam.predict.refine2d import correct_2d
+
+    display, truth = _scene()
+    box = (24.0, 24.0, 73.0, 73.0)
+    missed = truth.copy()
+    missed[:, 60:] = False
+    calls = []
+    real = refine2d.refine_crop
+    monkeypatch.setattr(refine2d, "refine_crop", lambda *a, **k: calls.append(1) or real(*a, **k))
+    pixels = [(40, 62), (48, 66), (56, 62)]
+    new, clicks, missed_count = correct_2d(display, missed, missed, box, (), pixels, True)
+    assert len(calls) == 1 and missed_count == 0 and len(clicks) == 3
+    assert all(new[y, x] for y, x in pixels) and not (missed & ~new).any()
+    assert dice(new, truth) > dice(missed, truth)
+    assert [c.radius for c in clicks] == [click_reach(missed, y, x, True) for y, x in pixels]
+    with pytest.raises(PromptError, match="new clicks"):
+        refine_2d(display, missed, missed, box, list(clicks), new=4)
+    with pytest.raises(PromptError, match="at least one click"):
+        correct_2d(display, missed, missed, box, (), [], True)

@@ -491,3 +491,79 @@ def test_a_walker_click_before_the_propagation_corrects_the_propagated_result(ti
     early.undo()  # the click is the undo step, not the propagation
     late.undo()
     assert np.array_equal(_labels(early), _labels(late)) and _labels(early).any()
+
+
+def _count_solves(monkeypatch):
+    """Count the walker solves of refine3d (``refine_crop`` calls)."""
+    import medisam.predict.refine3d as refine3d
+
+    calls = []
+    real = refine3d.refine_crop
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(refine3d, "refine_crop", counted)
+    return calls
+
+
+def test_clicks_of_a_scribble_are_one_walker_solve_one_undo_step_and_honoured(tiny_model, monkeypatch):
+    """add_clicks: a scribble's clicks of one sign are solved together (one solve, not one per click),
+    each is honoured, all are kept as the object's clicks, and one undo takes them all back."""
+    session, _ = _two_objects(tiny_model)
+    start, depth = _labels(session), session.can_undo
+    solves = _count_solves(monkeypatch)
+    negative = [(5, 10, 14), (5, 12, 16), (5, 14, 18), (5, 16, 20)]
+    out = session.add_clicks(negative, False, 1)
+    labels = _labels(session)
+    assert len(solves) == 1 and session.can_undo == depth + 1
+    assert all(labels[v] != 1 for v in negative) and not ((labels == 1) & (start != 1)).any()  # only removes
+    assert [c.zyx for c in session.object_state(1).clicks3d] == negative
+    assert {int(t) for t in np.nonzero((labels != start).any(axis=(1, 2)))[0]} <= set(out.changed)
+    positive = [(3, 16, 12), (4, 16, 14)]
+    session.add_clicks(positive, True, 1)
+    assert len(solves) == 2 and all(_labels(session)[v] == 1 for v in positive)
+    session.undo()
+    assert np.array_equal(_labels(session), labels)
+    session.undo()
+    assert np.array_equal(_labels(session), start) and session.object_state(1).clicks3d == ()
+
+
+def test_one_click_through_add_clicks_is_add_click(tiny_model):
+    """add_clicks with one voxel is the same edit as add_click (the same walker code)."""
+    a, _ = _two_objects(tiny_model)
+    b, _ = _two_objects(tiny_model)
+    a.add_click((5, 16, 20), False, 1)
+    b.add_clicks([(5, 16, 20)], False, 1)
+    assert np.array_equal(_labels(a), _labels(b))
+    assert a.object_state(1).clicks3d == b.object_state(1).clicks3d
+
+
+def test_clicks_past_one_window_take_another_solve_in_the_same_undo_step(tiny_model, monkeypatch):
+    """A scribble longer than the walker's window budget: the clicks outside the first window are
+    solved on a window of their own (bounded cost per solve), still one undo step, all honoured."""
+    from medisam.predict.click_refine import RefineParams
+    from medisam.predict.refine3d import walker_clicks
+
+    session, _ = _two_objects(tiny_model)
+    start, depth = _labels(session), session.can_undo
+    solves = _count_solves(monkeypatch)
+    voxels = [(5, 16, 11), (5, 16, 29)]  # 18 voxels apart; a window of 6 x 12 x 12 voxels holds one
+    walker_clicks(session, voxels, False, 1, RefineParams(max_voxels=6 * 12 * 12))
+    assert len(solves) == 2 and session.can_undo == depth + 1
+    assert all(_labels(session)[v] != 1 for v in voxels)
+    assert session.object_state(1).edit.mask.size < 11 * 25 * 25  # two windows merged, not the object's whole crop
+    session.undo()
+    assert np.array_equal(_labels(session), start)
+
+
+def test_add_clicks_checks_its_input(tiny_model):
+    session, _ = _two_objects(tiny_model)
+    with pytest.raises(PromptError, match="at least one click"):
+        session.add_clicks([], True, 1)
+    with pytest.raises(PromptError, match="no mask to correct"):
+        session.add_clicks([(5, 16, 20)], True, 7)
+    with pytest.raises((PromptError, InputError)):
+        session.add_clicks([(5, 16, 20), (50, 16, 20)], True, 1)
+    assert session.object_state(1).clicks3d == ()

@@ -4,6 +4,7 @@ writes a label map with the input's geometry."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import List, Optional
 
@@ -433,8 +434,8 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
     labels = session.propagate("both", progress=progress)
     if corrections:
         with session.step():  # one undo step, as the server's scribble
-            for z, y, x, positive in corrections:
-                session.add_click((z, y, x), positive=positive, obj_id=label)
+            for positive, run in itertools.groupby(corrections, key=lambda c: c[3]):  # a scribble: one solve
+                session.add_clicks([c[:3] for c in run], positive=positive, obj_id=label)
         typer.echo(f"--scribble: {len(corrections)} corrective 3D click(s) on slice {prompt['slice']}", err=True)
     for k, j, i, positive in clicks:
         out = session.add_click((k, j, i), positive=positive, obj_id=label)

@@ -136,9 +136,11 @@ def _run(image, boxes, points, slice, axis, window, model, checkpoint, device, r
 
 
 def _correct(predictor, labels, image, slice, axis, box, clicks):  # noqa: ANN001, ANN202 - MedicalImage in, out
-    """The --scribble clicks (``(x, y, label)``) as corrective clicks on the object's mask, one by one
-    (:func:`medisam.predict.refine2d.correct_2d`, the server's scribble on a prompted object); a click
-    the refined mask does not honour changes nothing and is counted on stderr."""
+    """The --scribble clicks (``(x, y, label)``) as corrective clicks on the object's mask, each run of
+    one sign (a scribble's) solved together (:func:`medisam.predict.refine2d.correct_2d`, the server's
+    scribble on a prompted object); a click the refined mask does not honour is counted on stderr."""
+    import itertools
+
     import numpy as np
 
     from medisam.predict.refine2d import correct_2d
@@ -147,12 +149,14 @@ def _correct(predictor, labels, image, slice, axis, box, clicks):  # noqa: ANN00
     plane = np.take(array, slice, axis=axis) if image.is_volume else array
     model_mask = plane == 1
     current, done, rejected = model_mask, (), 0
-    for x, y, lab in clicks:
-        out = correct_2d(predictor.display_image, model_mask, current, box, done, int(y), int(x), lab == 1)
+    for lab, run in itertools.groupby(clicks, key=lambda c: c[2]):
+        pixels = [(int(y), int(x)) for x, y, _ in run]
+        out = correct_2d(predictor.display_image, model_mask, current, box, done, pixels, lab == 1)
         if out is None:
-            rejected += 1
+            rejected += len(pixels)
             continue
-        current, done = out
+        current, done, missed = out
+        rejected += missed
     typer.echo(f"--scribble: {len(clicks) - rejected} corrective click(s) applied, {rejected} rejected", err=True)
     new = current.astype(array.dtype)
     if not image.is_volume:

@@ -334,6 +334,13 @@ class AxisSession(ClickLayer):
 
         return refine_with_click(self, zyx, positive, obj_id)
 
+    def add_clicks(self, voxels: Sequence[Sequence[int]], positive: bool = True, obj_id: int = 1) -> "ClickOutcome":
+        """Correct object ``obj_id``'s 3D result with several clicks of one sign (a scribble's) solved
+        together (:func:`~medisam.predict.refine3d.refine_with_clicks`): one walker solve, one undo step."""
+        from medisam.predict.refine3d import refine_with_clicks
+
+        return refine_with_clicks(self, voxels, positive, obj_id)
+
     def step(self):  # noqa: ANN201 - context manager
         """``with session.step(): ...``: the calls inside are ONE undo step, all or nothing."""
         return self.store.step()

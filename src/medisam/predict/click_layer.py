@@ -144,19 +144,18 @@ class ClickLayer:
                 hi[a] = int(high) if hi[a] is None else max(hi[a], int(high))
         return None if lo[0] is None else (tuple(lo), tuple(hi))  # type: ignore[arg-type]
 
-    def set_edits(self, edits: dict[int, tuple[EditLayer, Click3D | None]]) -> None:
-        """Set the 3D click layer of objects ``{obj_id: (layer, click or None)}`` as ONE undo step
-        (used by :func:`~medisam.predict.refine3d.refine_with_click`; the click is appended to
+    def set_edits(self, edits: dict[int, tuple[EditLayer, Sequence[Click3D]]]) -> None:
+        """Set the 3D click layer of objects ``{obj_id: (layer, new clicks)}`` as ONE undo step
+        (used by :func:`~medisam.predict.refine3d.refine_with_click`; the clicks are appended to
         the object's ``clicks3d``)."""
         for obj_id in edits:
             self._known(obj_id)
         with self.step():
             self.store.push()
-            for obj_id, (layer, click) in edits.items():
+            for obj_id, (layer, clicks) in edits.items():
                 state = self._objects[obj_id]
                 state.edit = layer
-                if click is not None:
-                    state.clicks3d = (*state.clicks3d, click)
+                state.clicks3d = (*state.clicks3d, *clicks)
 
     def _edited(self, obj_id: int, layer: EditLayer, base: dict[int, SliceResult]) -> dict[int, SliceResult]:
         """Slice results of the planes crossing ``layer``: the model's mask with the layer pasted in."""

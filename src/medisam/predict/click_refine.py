@@ -90,22 +90,42 @@ class RefineParams:
 
 
 def apply_click(solved: np.ndarray, current: np.ndarray, click: Click3D, params: RefineParams,
-                spacing: Sequence[float] = (1.0, 1.0, 1.0), distance2: np.ndarray | None = None) -> np.ndarray:
+                spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
     """The mask after ``click`` (at voxels of the crop), from the walker's re-solved crop ``solved`` and
     the mask ``current`` before it (same crop): a negative click only removes; a positive one only adds
     where ``params.positive_only_adds``, else takes ``solved`` as it is within ``params.positive_reach``
-    times its radius and only adds beyond. ``distance2``: :func:`squared_distance` of the crop to the
-    click, where the caller has it (None: computed here)."""
-    if not click.positive:
+    times its radius and only adds beyond."""
+    return apply_clicks(solved, current, [click], params, spacing)
+
+
+def apply_clicks(solved: np.ndarray, current: np.ndarray, clicks: Sequence[Click3D], params: RefineParams,
+                 spacing: Sequence[float] = (1.0, 1.0, 1.0), reach: np.ndarray | None = None) -> np.ndarray:
+    """:func:`apply_click` for several new clicks of one sign solved together (a scribble's): a positive
+    one's re-solve is taken within the reach of any of them. ``reach``: those voxels
+    (:func:`near_clicks` at ``params.positive_reach``), where the caller has them."""
+    if not clicks or any(c.positive != clicks[0].positive for c in clicks):
+        raise ValueError("apply_clicks needs one or more clicks of one sign")
+    if not clicks[0].positive:
         return solved & current
     if params.positive_only_adds:
         return solved | current
     if params.positive_reach is None:
         return solved
-    reach = params.positive_reach * click.radius
-    if distance2 is None:
-        distance2 = squared_distance(solved.shape, click.zyx, spacing)
-    return np.where(distance2 <= reach * reach, solved, solved | current)
+    if reach is None:
+        reach = near_clicks(solved.shape, clicks, spacing, (params.positive_reach,))[0]
+    return np.where(reach, solved, solved | current)
+
+
+def near_clicks(shape: Sequence[int], clicks: Sequence[Click3D], spacing: Sequence[float],
+                scales: Sequence[float]) -> list[np.ndarray]:
+    """For each of ``scales``, the voxels of a ``shape`` crop within that many radii of any of ``clicks``
+    (one distance map per click, shared by the scales)."""
+    out = [np.zeros(tuple(shape), dtype=bool) for _ in scales]
+    for click in clicks:
+        d2 = squared_distance(shape, click.zyx, spacing)
+        for mask, scale in zip(out, scales):
+            mask |= d2 <= (scale * click.radius) ** 2
+    return out
 
 
 def no_contrast(features: np.ndarray, where: np.ndarray) -> bool:
@@ -207,16 +227,21 @@ def click_radius(current: np.ndarray, zyx: Sequence[int], positive: bool, spacin
     the current mask's boundary (the protocol clicks the middle of an error), at least ``min_radius``;
     a positive click's at most ``size_scale`` times the radius of a ball of the object's volume
     (``volume`` voxels: the whole object's where ``current`` is only a window of it; None: ``current``'s)."""
+    return click_radii(current, [zyx], positive, spacing, params, volume)[0]
+
+
+def click_radii(current: np.ndarray, voxels: Sequence[Sequence[int]], positive: bool, spacing: Sequence[float],
+                params: RefineParams = RefineParams(), volume: int | None = None) -> list[float]:
+    """:func:`click_radius` of several clicks of one sign on the same mask, with one distance transform."""
     target = current if positive else ~current
     if not target.any():
-        return params.min_radius
-    sampling = voxel_scale(spacing)
-    dist = ndimage.distance_transform_edt(~target, sampling=sampling)
-    radius = params.click_scale * float(dist[tuple(int(c) for c in zyx)])
+        return [params.min_radius] * len(voxels)
+    dist = ndimage.distance_transform_edt(~target, sampling=voxel_scale(spacing))
+    cap = float("inf")
     if positive:
-        radius = min(radius, size_cap(int(current.sum()) if volume is None else max(int(volume), int(current.sum())),
-                                      spacing, params))
-    return max(params.min_radius, radius)
+        cap = size_cap(int(current.sum()) if volume is None else max(int(volume), int(current.sum())), spacing, params)
+    return [max(params.min_radius, min(params.click_scale * float(dist[tuple(int(c) for c in v)]), cap))
+            for v in voxels]
 
 
 def size_cap(voxels: int, spacing: Sequence[float], params: RefineParams = RefineParams()) -> float:

@@ -24,7 +24,7 @@ import numpy as np
 
 from medisam.errors import PromptError
 from medisam.predict.click_layer import crop_of, window_around
-from medisam.predict.click_refine import RefineParams, apply_click, click_radius, refine_crop
+from medisam.predict.click_refine import RefineParams, apply_clicks, click_radii, refine_crop
 from medisam.predict.store import Click3D
 
 SPACING = (1.0, 1.0, 1.0)
@@ -55,10 +55,18 @@ def click_reach(current: np.ndarray, y: int, x: int, positive: bool, params: Ref
     """The radius of a click at ``(y, x)`` on ``current``: ``click_scale`` times its distance to
     the mask's boundary, at least ``min_radius``; a positive click's at most ``size_scale`` times
     the radius of a disk of the mask's area."""
-    radius = click_radius(current[None], (0, y, x), positive, SPACING, replace(params, size_scale=None))
+    return click_reaches(current, [(y, x)], positive, params)[0]
+
+
+def click_reaches(current: np.ndarray, pixels: Sequence[tuple[int, int]], positive: bool,
+                  params: RefineParams = PARAMS_2D) -> list[float]:
+    """:func:`click_reach` of several clicks of one sign at ``(y, x)`` pixels, with one distance transform."""
+    radii = click_radii(current[None], [(0, y, x) for y, x in pixels], positive, SPACING,
+                        replace(params, size_scale=None))
     if positive and params.size_scale is not None:
-        radius = min(radius, max(params.min_radius, params.size_scale * math.sqrt(float(current.sum()) / math.pi)))
-    return radius
+        cap = max(params.min_radius, params.size_scale * math.sqrt(float(current.sum()) / math.pi))
+        radii = [min(r, cap) for r in radii]
+    return radii
 
 
 def _walker_image(display: np.ndarray) -> np.ndarray:
@@ -85,12 +93,13 @@ def _crop(shape: tuple[int, int], parts: Sequence[np.ndarray], points: Sequence[
 
 
 def refine_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, box: Sequence[float] | None,
-              clicks: Sequence[Click2D], params: RefineParams = PARAMS_2D) -> np.ndarray:
-    """The object's mask after ``clicks`` (every click so far, in order; the last is the new one).
+              clicks: Sequence[Click2D], params: RefineParams = PARAMS_2D, new: int = 1) -> np.ndarray:
+    """The object's mask after ``clicks`` (every click so far, in order; the last ``new`` are the new
+    ones, of one sign, solved together: a scribble's).
 
     ``display``: the image the model saw (``(H, W)`` or ``(H, W, C)``, any scale);
     ``model_mask``: the model's mask before any click (the prior); ``current``: the mask before
-    the newest click (kept outside the walker's crop); ``box``: the object's XYXY box, outside
+    the new clicks (kept outside the walker's crop); ``box``: the object's XYXY box, outside
     which only positive clicks may add (None: the masks' extent). A negative click only removes
     from ``current``; a positive one only adds where ``params.positive_only_adds`` (PARAMS_2D), else it
     takes the re-solve within ``params.positive_reach`` radii of it (:func:`.click_refine.apply_click`).
@@ -115,26 +124,34 @@ def refine_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, 
         if c.positive:
             r = int(math.ceil(params.seed_radius))
             inside[max(0, c.y - r):c.y + r + 1, max(0, c.x - r):c.x + r + 1] = True
+    if not 1 <= new <= len(clicks):
+        raise PromptError(f"refine_2d: {new} new clicks of {len(clicks)}")
+    middle = clicks[len(clicks) - new + new // 2]
     rows, cols = _crop(shape, [inside, model_mask, current], [(c.y, c.x) for c in clicks], params.pad,
-                       params.max_voxels, (clicks[-1].y, clicks[-1].x))
+                       params.max_voxels, (middle.y, middle.x))
     image = _walker_image(display)[rows, cols]
     walker_clicks = [Click3D((0, c.y - rows.start, c.x - cols.start), c.positive, c.radius) for c in clicks]
     refined = refine_crop(image[None], model_mask[rows, cols][None], inside[rows, cols][None], walker_clicks,
                           SPACING, params)
     out = current.copy()
-    out[rows, cols] = apply_click(refined, current[rows, cols][None], walker_clicks[-1], params, SPACING)[0]
+    out[rows, cols] = apply_clicks(refined, current[rows, cols][None], walker_clicks[-new:], params, SPACING)[0]
     return out
 
 
 def correct_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, box: Sequence[float] | None,
-               clicks: Sequence[Click2D], y: int, x: int, positive: bool,
-               ) -> tuple[np.ndarray, tuple[Click2D, ...]] | None:
-    """One more corrective click at pixel ``(y, x)`` after ``clicks``: the new mask and every click
-    with it, or None when the refined mask does not honour the click (nothing changes). The step
-    of a 2D session's clicks and scribbles and of ``medisam segment --scribble`` on a box's or a
-    lasso's mask (the arguments as :func:`refine_2d`'s)."""
-    new_clicks = (*clicks, Click2D(y, x, bool(positive), click_reach(current, y, x, bool(positive))))
-    new = refine_2d(display, model_mask, current, box, new_clicks)
-    if bool(new[y, x]) != bool(positive):
+               clicks: Sequence[Click2D], pixels: Sequence[tuple[int, int]], positive: bool,
+               ) -> tuple[np.ndarray, tuple[Click2D, ...], int] | None:
+    """More corrective clicks of one sign at ``(y, x)`` ``pixels`` after ``clicks`` (one, or a scribble's),
+    solved together: the new mask, every click with the new ones it honours, and how many it does not
+    honour (those are not kept); None when it honours none of them (nothing changes). The step of a 2D
+    session's clicks and scribbles and of ``medisam segment --scribble`` on a box's or a lasso's mask
+    (the arguments as :func:`refine_2d`'s). Why together: one walker solve per scribble, not per click."""
+    if not len(pixels):
+        raise PromptError("give at least one click")
+    radii = click_reaches(current, pixels, bool(positive))
+    todo = tuple(Click2D(int(y), int(x), bool(positive), r) for (y, x), r in zip(pixels, radii))
+    new = refine_2d(display, model_mask, current, box, (*clicks, *todo), new=len(todo))
+    honoured = tuple(c for c in todo if bool(new[c.y, c.x]) == bool(positive))
+    if not honoured:
         return None
-    return new, new_clicks
+    return new, (*clicks, *honoured), len(todo) - len(honoured)

@@ -39,8 +39,8 @@ import numpy as np
 from medisam.errors import PromptError
 from medisam.metrics_basic import dice
 from medisam.predict.click_layer import crop_of, window_around
-from medisam.predict.click_refine import (RefineParams, apply_click, click_radius, no_contrast, refine_crop, size_cap,
-                                          squared_distance, voxel_scale)
+from medisam.predict.click_refine import (RefineParams, apply_clicks, click_radii, near_clicks, no_contrast,
+                                          refine_crop, size_cap, voxel_scale)
 from medisam.predict.edits import EditLayer, merged
 from medisam.predict.store import Click3D, check_in_range
 from medisam.prompts import Box
@@ -152,6 +152,20 @@ def refine_with_click(session, zyx: Sequence[int], positive: bool, obj_id: int =
     return slice_click(session, zyx, positive, obj_id, agree)
 
 
+def refine_with_clicks(session, voxels: Sequence[Sequence[int]], positive: bool, obj_id: int = 1,
+                       params: RefineParams | None = None) -> ClickOutcome:
+    """Correct object ``obj_id`` (it must have a mask) with several clicks of one sign, a scribble's:
+    the pending propagation first, as :func:`refine_with_click`, then ONE walker solve for them all
+    (:func:`walker_clicks`): ONE undo step."""
+    if not hasattr(session, "set_edits"):
+        raise PromptError("clicks that correct together need a session with a 3D click layer (not SAM 2)")
+    if obj_id not in session.object_ids:
+        raise PromptError(f"object {obj_id} has no mask to correct: prompt it first")
+    for _ in session.iter_propagate():  # the 3D result the clicks correct (no-op when up to date)
+        pass
+    return walker_clicks(session, voxels, positive, obj_id, params or RefineParams())
+
+
 def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
                  params: RefineParams = RefineParams()) -> ClickOutcome:
     """The click as a random-walker refinement of the object's 3D mask (:mod:`~medisam.predict.click_refine`).
@@ -177,18 +191,43 @@ def walker_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
     click left most of a false blob in place (a core class painted over the oedema in BraTS).
     One undo step; no decoder or encoder runs.
     """
-    t, x, y = click_on_plane(session, zyx)
-    v = tuple(int(c) for c in zyx)
-    check_in_range(t, obj_id, session.object_state(obj_id).slice_range)  # the same rule as a prompt on that slice
+    return walker_clicks(session, [zyx], positive, obj_id, params)
+
+
+def walker_clicks(session, voxels: Sequence[Sequence[int]], positive: bool, obj_id: int = 1,
+                  params: RefineParams = RefineParams()) -> ClickOutcome:
+    """Several clicks of one sign (a scribble's) as :func:`walker_click` does one, solved together:
+    ONE walker solve on the window around them (:func:`window_around`; clicks past that window
+    take another), ONE undo step. Each click's radius is measured against the mask before them all.
+    Why: one solve per click made a BraTS scribble of 16 clicks cost 16 solves (tens of seconds);
+    ``benchmarks/scribbles.py`` measures both ways on whole sets. A positive click on a voxel that
+    another object shows over this one keeps :func:`walker_click`'s rules: such clicks go one by one.
+    Returns the outcome of the last click (``changed``: every slice any of them changed)."""
+    if not len(voxels):
+        raise PromptError("give at least one click")
+    vs = [tuple(int(c) for c in v) for v in voxels]
+    planes = [click_on_plane(session, v) for v in vs]
+    slice_range = session.object_state(obj_id).slice_range
+    for t, _, _ in planes:
+        check_in_range(t, obj_id, slice_range)  # the same rule as a prompt on that slice
+    edited: list[tuple[int, tuple[slice, slice, slice], np.ndarray]] = []
     with session.step():
-        over = _shown_over(session, obj_id, v) if positive else []
-        edited = _walker_edit(session, v, positive, obj_id, params, refine=not (over and _holds(session, obj_id, v)))
-        for other in over:
-            edited += _walker_edit(session, v, False, other, params)
+        alone = [v for v in vs if positive and _shown_over(session, obj_id, v)]
+        together = [v for v in vs if v not in alone]
+        while together:
+            touched, together = _walker_edit(session, together, positive, obj_id, params)
+            edited += touched
+        for v in alone:
+            over = _shown_over(session, obj_id, v)
+            refine = not (over and _holds(session, obj_id, v))
+            edited += _walker_edit(session, [v], positive, obj_id, params, refine=refine)[0]
+            for other in over:
+                edited += _walker_edit(session, [v], False, other, params)[0]
     changed: set[int] = set()
     for obj, crop, before in edited:
         diff = np.moveaxis(session.object_crop(obj, crop) != before, session.axis, 0).any(axis=(1, 2))
         changed.update(crop[session.axis].start + int(i) for i in np.nonzero(diff)[0])
+    t, x, y = planes[-1]
     return ClickOutcome(t, (x, y, 1 if positive else 0), 0, 0, tuple(sorted(changed)))
 
 
@@ -206,75 +245,93 @@ def _holds(session, obj_id: int, v: tuple[int, ...]) -> bool:
     return bool(session.object_crop(obj_id, tuple(slice(c, c + 1) for c in v)).any())
 
 
-def _walker_edit(session, v: tuple[int, ...], positive: bool, obj_id: int, params: RefineParams,
-                 refine: bool = True) -> list[tuple[int, tuple[slice, slice, slice], np.ndarray]]:
-    """Refine ``obj_id`` with the click at ``v`` and set the result (:meth:`set_edits`); returns
-    ``(object, crop, its mask there before)`` of every object the edit touches.
+def _walker_edit(session, vs: Sequence[tuple[int, ...]], positive: bool, obj_id: int, params: RefineParams,
+                 refine: bool = True) -> tuple[list[tuple[int, tuple[slice, slice, slice], np.ndarray]],
+                                               list[tuple[int, ...]]]:
+    """Refine ``obj_id`` with the clicks at ``vs`` (one sign) that lie in one window of its crop, and set
+    the result (:meth:`set_edits`); returns ``(object, crop, its mask there before)`` of every object the
+    edit touches, and the clicks left outside that window (for another call).
 
     A negative click only removes (the walker's re-solve must not grow the object elsewhere);
     a positive click takes the re-solved crop as it is within ``params.positive_reach`` times its
     radius (its new intensity sample may also cut a leak there: hippocampus AUC 2.967 against 2.881
     when it may only add) and only adds farther away, unless ``params.positive_only_adds``. ``refine`` False:
-    the click is kept (a seed of later clicks), the masks stay as they are (the objects shown
+    the clicks are kept (seeds of later clicks), the masks stay as they are (the objects shown
     over the voxel are the ones to change)."""
     state = _live_state(session, obj_id)
     spacing = session.geometry.spacing_zyx
-    whole = _crop(session, state, obj_id, v, params.pad)
-    crop = window_around(whole, v, spacing, params.max_voxels)
+    whole = _crop(session, state, obj_id, vs, params.pad)
+    crop = window_around(whole, vs[len(vs) // 2], spacing, params.max_voxels)
+    here = [all(s.start <= c < s.stop for s, c in zip(crop, v)) for v in vs]
+    rest = [v for v, h in zip(vs, here) if not h]
+    vs = [v for v, h in zip(vs, here) if h]
     origin = np.array([s.start for s in crop])
-    at = tuple(np.subtract(v, origin))
+    ats = [tuple(int(i) for i in np.subtract(v, origin)) for v in vs]
     model, current = session.object_crops(obj_id, crop)
     volume = session.object_size(obj_id) if crop != whole and positive else None  # the size cap's measure
-    radius = _window_click_radius(whole, crop, current, at, positive, spacing, params, volume)
+    radii = _window_click_radii(whole, crop, current, ats, positive, spacing, params, volume)
     if not refine:
-        session.set_edits({obj_id: (state.edit, Click3D(v, positive, radius))})
-        return []
+        session.set_edits({obj_id: (state.edit, tuple(Click3D(v, positive, r) for v, r in zip(vs, radii)))})
+        return [], rest
     others, their_clicks, claimed = _others(session, obj_id, crop)
-    yields = not positive and any(bool(m[at]) for m in others.values())  # another object holds it too
-    clicks = (*state.clicks3d, Click3D(v, positive, radius, yields))
+    new_clicks = tuple(Click3D(v, positive, r, not positive and any(bool(m[at]) for m in others.values()))
+                       for v, r, at in zip(vs, radii, ats))  # yields: another object holds the voxel too
+    clicks = (*state.clicks3d, *new_clicks)
     seeds = [replace(c, zyx=tuple(int(i) for i in np.subtract(c.zyx, origin))) for c in (*their_clicks, *clicks)]
     features, inside = session.click_features(crop, obj_id), _inside(state, origin, current.shape)
     shared = np.logical_or.reduce(list(others.values())) if others and any(c.yields for c in clicks) else None
     solved = refine_crop(features, model, inside, seeds, spacing, params, claimed=claimed, shared=shared)
     rule = replace(params, positive_only_adds=True) if positive and no_contrast(features, inside) else params
     # a background click never adds; a positive one removes only within its reach; no contrast: nor removes
-    near = squared_distance(current.shape, at, spacing) if positive else None  # one map for both rules
-    new = apply_click(solved, current, seeds[-1], rule, spacing, distance2=near)
+    own = seeds[len(seeds) - len(new_clicks):]
+    reach, within = near_clicks(current.shape, own, spacing, (params.positive_reach or 0.0, 1.0)) if positive \
+        else (None, None)  # one distance map per click for both rules
+    new = apply_clicks(solved, current, own, rule, spacing, reach=reach)
     layer = EditLayer(tuple(int(o) for o in origin), new)
 
     def model_of(obj: int):  # noqa: ANN202 - the object's model mask on a crop, for merged()
         return lambda c: session.object_crop(obj, c, model_only=True)
 
-    edits = {obj_id: (merged(state.edit, layer, model_of(obj_id)), clicks[-1])}
+    edits = {obj_id: (merged(state.edit, layer, model_of(obj_id)), new_clicks)}
     touched = [(obj_id, crop, current)]
-    if positive:  # what the object holds within the click's radius leaves the other objects
-        taken = new & (near <= clicks[-1].radius ** 2)
+    if positive:  # what the object holds within the clicks' radii leaves the other objects
+        taken = new & within
         for other, theirs in others.items():
             if (theirs & taken).any():
                 keep = EditLayer(layer.origin, theirs & ~taken)
-                edits[other] = (merged(_live_state(session, other).edit, keep, model_of(other)), None)
+                edits[other] = (merged(_live_state(session, other).edit, keep, model_of(other)), ())
                 touched.append((other, crop, theirs))
     session.set_edits(edits)
-    return touched
+    return touched, rest
 
 
-def _window_click_radius(whole: tuple[slice, ...], crop: tuple[slice, ...], current: np.ndarray,
-                         at: tuple[int, ...], positive: bool, spacing: Sequence[float], params: RefineParams,
-                         volume: int | None = None) -> float:
-    """:func:`click_radius` on ``crop``, a window cut from the object's crop ``whole``
+def _window_click_radii(whole: tuple[slice, ...], crop: tuple[slice, ...], current: np.ndarray,
+                        ats: Sequence[tuple[int, ...]], positive: bool, spacing: Sequence[float],
+                        params: RefineParams, volume: int | None = None) -> list[float]:
+    """:func:`click_radii` on ``crop``, a window cut from the object's crop ``whole``
     (:func:`window_around`). The boundary it measures may lie past a cut face, so on a cut
-    window the radius is at most ``click_scale`` times the distance to the nearest cut face
+    window a click's radius is at most ``click_scale`` times its distance to the nearest cut face
     (a lower bound of the whole crop's radius), and that much when the window holds no boundary.
     ``volume``: the whole object's voxels, for the size cap (the window holds only part of it)."""
+    free = click_radii(current, ats, positive, spacing, params, volume)
+    if crop == whole:
+        return free
     f = voxel_scale(spacing)
-    faces = [a * fi for w, c, a, fi in zip(whole, crop, at, f) if c.start > w.start]
-    faces += [(c.stop - c.start - 1 - a) * fi for w, c, a, fi in zip(whole, crop, at, f) if c.stop < w.stop]
-    if not faces:
-        return click_radius(current, at, positive, spacing, params)
-    cap = max(params.min_radius, params.click_scale * min(faces))
-    if not (current if positive else ~current).any():  # no boundary in the window: the faces (and size) bound it
-        return max(params.min_radius, min(cap, size_cap(volume, spacing, params))) if positive and volume else cap
-    return min(cap, click_radius(current, at, positive, spacing, params, volume))
+    boundary = (current if positive else ~current).any()
+    out = []
+    for at, radius in zip(ats, free):
+        faces = [a * fi for w, c, a, fi in zip(whole, crop, at, f) if c.start > w.start]
+        faces += [(c.stop - c.start - 1 - a) * fi for w, c, a, fi in zip(whole, crop, at, f) if c.stop < w.stop]
+        if not faces:
+            out.append(radius)
+            continue
+        cap = max(params.min_radius, params.click_scale * min(faces))
+        if not boundary:  # no boundary in the window: the faces (and size) bound it
+            out.append(max(params.min_radius, min(cap, size_cap(volume, spacing, params))) if positive and volume
+                       else cap)
+        else:
+            out.append(min(cap, radius))
+    return out
 
 
 def _inside(state, origin: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -324,9 +381,10 @@ def _others(session, obj_id: int, crop: tuple[slice, slice, slice]
     return masks, clicks, claimed
 
 
-def _crop(session, state, obj_id: int, v: tuple[int, ...], pad: int) -> tuple[slice, slice, slice]:
-    """The walker's crop: the object's 3D box (else its mask's extent) and all its clicks, padded."""
-    pts = [v, *(c.zyx for c in state.clicks3d)]
+def _crop(session, state, obj_id: int, vs: Sequence[tuple[int, ...]], pad: int) -> tuple[slice, slice, slice]:
+    """The walker's crop: the object's 3D box (else its mask's extent), the new clicks ``vs`` and all
+    its earlier ones, padded."""
+    pts = [*vs, *(c.zyx for c in state.clicks3d)]
     if state.box3d is not None:
         b = state.box3d
         pts += [(b.z0, b.y0, b.x0), (b.z1, b.y1, b.x1)]

@@ -250,8 +250,8 @@ class InteractiveSession:
 
         On an object with a mask to correct (:meth:`corrects`) they are corrective clicks, as
         :meth:`add_click` (the random walker; on a 2D image a positive scribble only adds and a
-        negative one only removes), all ONE undo step; on a new object they prompt the model on
-        that slice, as :meth:`add_points`. Why: LiteMedSAM is box-trained, and the same clicks as
+        negative one only removes), solved together (one walker solve) as ONE undo step; on a new
+        object they prompt the model on that slice, as :meth:`add_points`. Why: LiteMedSAM is box-trained, and the same clicks as
         point prompts undo good masks (three correction scribbles after the tight box, mean of the
         eleven 2D sets: 0.812 -> 0.526 as point prompts, 0.812 -> 0.841 as walker clicks;
         docs/clients.md, "Scribbles that correct")."""
@@ -263,15 +263,9 @@ class InteractiveSession:
         if not self.corrects(obj):
             return self.add_points(slice, obj, points=[(x, y, int(positive)) for x, y in pixels])
         if self.volume is None:
-            before = _Edit(self._labels2d.copy(), dict(self._prompts2d))
-            changed = [not self._click2d((0, y, x), positive, obj, record=False).rejected for x, y in pixels]
-            if any(changed):  # one undo step for the scribble
-                self._undo.append(before)
-                del self._undo[: -self.max_undo]
+            self._correct2d([(y, x) for x, y in pixels], positive, obj)
         else:
-            with self.volume.step():  # one undo step, all or nothing
-                for x, y in pixels:
-                    self.volume.add_click((k, y, x), positive, obj)
+            self.volume.add_clicks([(k, y, x) for x, y in pixels], positive, obj)
         return SliceResult(k, obj, self.labels_slice(slice) == obj, 1.0)
 
     def corrects(self, obj_id: int) -> bool:
@@ -443,28 +437,33 @@ class InteractiveSession:
         prompt = self._prompts2d.get(obj_id) if self.volume is None else None
         return prompt is not None and prompt.model_mask is not None
 
-    def _click2d(self, zyx: Sequence[int], positive: bool, obj_id: int, record: bool = True) -> ClickOutcome:
-        """A corrective click on a 2D image: the object's mask refined by the random walker
-        around the model's mask of its prompts and its clicks so far (one undo step unless not
-        ``record``; rejected, with nothing changed, when the refined mask does not honour the click)."""
+    def _click2d(self, zyx: Sequence[int], positive: bool, obj_id: int) -> ClickOutcome:
+        """A corrective click on a 2D image (:meth:`_correct2d`) at ``(0, y, x)``."""
         if len(zyx) != 3 or int(zyx[0]) != 0:
             raise PromptError(f"a click on a 2D image is (0, y, x), got {tuple(zyx)!r}")
         h, w = self._labels2d.shape
         y, x = int(zyx[1]), int(zyx[2])
         if not (0 <= y < h and 0 <= x < w):
             raise PromptError(f"click (y={y}, x={x}) lies outside the {w}x{h} image")
+        return self._correct2d([(y, x)], positive, obj_id)
+
+    def _correct2d(self, pixels: Sequence[tuple[int, int]], positive: bool, obj_id: int) -> ClickOutcome:
+        """Corrective clicks of one sign at ``(y, x)`` pixels of a 2D image, solved together
+        (:func:`~medisam.predict.refine2d.correct_2d`): the object's mask refined by the random walker
+        around the model's mask of its prompts and its clicks so far; one undo step; rejected, with
+        nothing changed, when the refined mask honours none of them."""
         if not self.correctable2d(obj_id):
             raise PromptError(f"object {obj_id} has no mask to correct: prompt it with a box first")
         prompt = self._prompts2d[obj_id]
         self.predictor.set_image(self.image, window=self.window)  # the cached embedding; its display
         current = self._labels2d == obj_id
         done = correct_2d(self.predictor.display_image, prompt.model_mask, current, prompt.box, prompt.clicks,
-                          y, x, bool(positive))
+                          pixels, bool(positive))
+        y, x = pixels[-1]
         if done is None:
             return ClickOutcome(0, (x, y, int(positive)), 0, 0, rejected=True, undo_steps=0)
-        new, clicks = done
-        if record:
-            self._push2d()
+        new, clicks, _ = done
+        self._push2d()
         self._labels2d = self._labels2d.copy()
         self._labels2d[current & ~new] = 0
         self._labels2d[new] = obj_id
