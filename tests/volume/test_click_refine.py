@@ -277,3 +277,20 @@ def test_a_positive_click_on_a_nodules_edge_keeps_the_nodule(data_dir):
     assert dice(kept, truth) > 0.9
     narrow = refine_crop(display, truth, inside, clicks, image.spacing_zyx, RefineParams(object_sd_share=0.0))
     assert dice(narrow, truth) < 0.5  # the rule this replaced
+
+
+def test_clicks_of_one_stroke_act_at_most_about_their_gap():
+    """stroke_radii: a click solved with others acts at most click_scale x its distance to the nearest
+    of them (in voxels of the finest spacing), never under min_radius; one click or no cap: unchanged."""
+    from dataclasses import replace
+
+    from medisam.predict.click_refine import stroke_radii
+
+    params = RefineParams()
+    voxels = [(2, 10, 10), (2, 10, 18), (2, 10, 34)]
+    got = stroke_radii([100.0, 5.0, 100.0], voxels, (1.0, 1.0, 1.0), params)
+    assert got == [params.click_scale * 8, 5.0, params.click_scale * 16]
+    assert stroke_radii([100.0, 100.0], [(2, 10, 10), (3, 10, 10)], (4.0, 1.0, 1.0), params) == [6.0, 6.0]
+    assert stroke_radii([0.5, 0.5], [(2, 10, 10), (2, 10, 11)], (1.0, 1.0, 1.0), params) == [params.min_radius] * 2
+    assert stroke_radii([100.0], voxels[:1], (1.0, 1.0, 1.0), params) == [100.0]
+    assert stroke_radii([100.0, 100.0], voxels[:2], (1.0, 1.0, 1.0), replace(params, stroke_cap=None)) == [100.0] * 2

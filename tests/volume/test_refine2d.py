@@ -90,7 +90,8 @@ def test_a_scribbles_clicks_are_solved_together_and_each_is_honoured(monkeypatch
     that the mask honours, radii measured against the mask before them all; a wrong count of new
     clicks is refused."""
     import medisam.predict.refine2d as refine2d
-    from medisam.predict.refine2d import correct_2d
+    from medisam.predict.click_refine import stroke_radii
+    from medisam.predict.refine2d import PARAMS_2D, SPACING, correct_2d
 
     display, truth = _scene()
     box = (24.0, 24.0, 73.0, 73.0)
@@ -104,7 +105,8 @@ def test_a_scribbles_clicks_are_solved_together_and_each_is_honoured(monkeypatch
     assert len(calls) == 1 and missed_count == 0 and len(clicks) == 3
     assert all(new[y, x] for y, x in pixels) and not (missed & ~new).any()
     assert dice(new, truth) > dice(missed, truth)
-    assert [c.radius for c in clicks] == [click_reach(missed, y, x, True) for y, x in pixels]
+    assert [c.radius for c in clicks] == stroke_radii([click_reach(missed, y, x, True) for y, x in pixels],
+                                                      [(0, y, x) for y, x in pixels], SPACING, PARAMS_2D)
     with pytest.raises(PromptError, match="new clicks"):
         refine_2d(display, missed, missed, box, list(clicks), new=4)
     with pytest.raises(PromptError, match="at least one click"):

@@ -80,6 +80,12 @@ class RefineParams:
     #: (0: the rest of the crop only). Voxels that look like where the user said "not this" become
     #: less likely the object (BraTS DSC AUC 2.056 -> 2.180; docs/interactive3d.md, stop 58)
     negative_sample: float = 0.5
+    #: clicks solved together (a scribble's): each acts at most ``click_scale`` times this many times its
+    #: distance to the nearest of them (None: no cap). One by one, each click's radius was measured after
+    #: the previous one had changed the mask around it, so it was about that distance; measured against
+    #: the mask before them all, a stroke deep inside a large leak faded the model's prior hundreds of
+    #: pixels wide (``benchmarks/scribbles.py``)
+    stroke_cap: float | None = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.negative_sample <= 1.0:
@@ -242,6 +248,20 @@ def click_radii(current: np.ndarray, voxels: Sequence[Sequence[int]], positive: 
         cap = size_cap(int(current.sum()) if volume is None else max(int(volume), int(current.sum())), spacing, params)
     return [max(params.min_radius, min(params.click_scale * float(dist[tuple(int(c) for c in v)]), cap))
             for v in voxels]
+
+
+def stroke_radii(radii: Sequence[float], voxels: Sequence[Sequence[int]], spacing: Sequence[float],
+                 params: RefineParams = RefineParams()) -> list[float]:
+    """The radii of clicks solved together (one stroke): each at most ``params.stroke_cap`` times
+    ``click_scale`` times its distance to the nearest other of ``voxels`` (voxels of the finest
+    spacing), at least ``min_radius``; unchanged for one click or without a cap."""
+    if params.stroke_cap is None or len(voxels) < 2:
+        return list(radii)
+    pts = np.asarray(voxels, dtype=float) * voxel_scale(spacing)
+    gaps = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(axis=-1))
+    np.fill_diagonal(gaps, np.inf)
+    reach = params.stroke_cap * params.click_scale * gaps.min(axis=1)
+    return [max(params.min_radius, min(float(r), float(g))) for r, g in zip(radii, reach)]
 
 
 def size_cap(voxels: int, spacing: Sequence[float], params: RefineParams = RefineParams()) -> float:

@@ -24,7 +24,7 @@ import numpy as np
 
 from medisam.errors import PromptError
 from medisam.predict.click_layer import crop_of, window_around
-from medisam.predict.click_refine import RefineParams, apply_clicks, click_radii, refine_crop
+from medisam.predict.click_refine import RefineParams, apply_clicks, click_radii, refine_crop, stroke_radii
 from medisam.predict.store import Click3D
 
 SPACING = (1.0, 1.0, 1.0)
@@ -140,17 +140,19 @@ def refine_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, 
 
 def correct_2d(display: np.ndarray, model_mask: np.ndarray, current: np.ndarray, box: Sequence[float] | None,
                clicks: Sequence[Click2D], pixels: Sequence[tuple[int, int]], positive: bool,
-               ) -> tuple[np.ndarray, tuple[Click2D, ...], int] | None:
+               params: RefineParams = PARAMS_2D) -> tuple[np.ndarray, tuple[Click2D, ...], int] | None:
     """More corrective clicks of one sign at ``(y, x)`` ``pixels`` after ``clicks`` (one, or a scribble's),
     solved together: the new mask, every click with the new ones it honours, and how many it does not
     honour (those are not kept); None when it honours none of them (nothing changes). The step of a 2D
     session's clicks and scribbles and of ``medisam segment --scribble`` on a box's or a lasso's mask
-    (the arguments as :func:`refine_2d`'s). Why together: one walker solve per scribble, not per click."""
+    (the arguments as :func:`refine_2d`'s). Why together: one walker solve per scribble, not per click;
+    each click's radius is at most ``click_scale`` times its gap to the nearest other (``params.stroke_cap``)."""
     if not len(pixels):
         raise PromptError("give at least one click")
-    radii = click_reaches(current, pixels, bool(positive))
+    radii = stroke_radii(click_reaches(current, pixels, bool(positive), params), [(0, y, x) for y, x in pixels],
+                         SPACING, params)  # measured before them all, each at most ~ its gap to the next
     todo = tuple(Click2D(int(y), int(x), bool(positive), r) for (y, x), r in zip(pixels, radii))
-    new = refine_2d(display, model_mask, current, box, (*clicks, *todo), new=len(todo))
+    new = refine_2d(display, model_mask, current, box, (*clicks, *todo), params, new=len(todo))
     honoured = tuple(c for c in todo if bool(new[c.y, c.x]) == bool(positive))
     if not honoured:
         return None

@@ -40,7 +40,7 @@ from medisam.errors import PromptError
 from medisam.metrics_basic import dice
 from medisam.predict.click_layer import crop_of, window_around
 from medisam.predict.click_refine import (RefineParams, apply_clicks, click_radii, near_clicks, no_contrast,
-                                          refine_crop, size_cap, voxel_scale)
+                                          refine_crop, size_cap, stroke_radii, voxel_scale)
 from medisam.predict.edits import EditLayer, merged
 from medisam.predict.store import Click3D, check_in_range
 from medisam.prompts import Box
@@ -198,7 +198,8 @@ def walker_clicks(session, voxels: Sequence[Sequence[int]], positive: bool, obj_
                   params: RefineParams = RefineParams()) -> ClickOutcome:
     """Several clicks of one sign (a scribble's) as :func:`walker_click` does one, solved together:
     ONE walker solve on the window around them (:func:`window_around`; clicks past that window
-    take another), ONE undo step. Each click's radius is measured against the mask before them all.
+    take another), ONE undo step. Each click's radius is measured against the mask before them all,
+    at most ``click_scale`` times its distance to the nearest of them (``params.stroke_cap``).
     Why: one solve per click made a BraTS scribble of 16 clicks cost 16 solves (tens of seconds);
     ``benchmarks/scribbles.py`` measures both ways on whole sets. A positive click on a voxel that
     another object shows over this one keeps :func:`walker_click`'s rules: such clicks go one by one.
@@ -269,7 +270,8 @@ def _walker_edit(session, vs: Sequence[tuple[int, ...]], positive: bool, obj_id:
     ats = [tuple(int(i) for i in np.subtract(v, origin)) for v in vs]
     model, current = session.object_crops(obj_id, crop)
     volume = session.object_size(obj_id) if crop != whole and positive else None  # the size cap's measure
-    radii = _window_click_radii(whole, crop, current, ats, positive, spacing, params, volume)
+    radii = stroke_radii(_window_click_radii(whole, crop, current, ats, positive, spacing, params, volume), vs,
+                         spacing, params)
     if not refine:
         session.set_edits({obj_id: (state.edit, tuple(Click3D(v, positive, r) for v, r in zip(vs, radii)))})
         return [], rest
