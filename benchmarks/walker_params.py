@@ -40,15 +40,15 @@ _GUIDES = True
 
 
 def _init(data: str, channel: int | None = None, guides: bool = True) -> None:
-    """Per worker: the model and the set's cases (read once; ``channel``: as ``medisam bench --channel``;
-    ``guides``: the walker sees the case's other channels, as the bench does)."""
+    """Per worker: the model and the set's cases (found here, each read when its turn comes; ``channel``:
+    as ``medisam bench --channel``; ``guides``: the walker sees the case's other channels, as the bench does)."""
     global _MODEL, _GUIDES
     _GUIDES = guides
-    from medisam.bench.datasets import DatasetOptions, iter_cases
+    from medisam.bench.datasets import DatasetOptions, discover_cases
     from medisam.models import load_model
 
     _MODEL = load_model("litemedsam")
-    _CASES.update((c.case_id, c) for c in iter_cases(data, DatasetOptions(channel=channel)))
+    _CASES.update((r.case_id, r) for r in discover_cases(data, DatasetOptions(channel=channel)))  # read per case
 
 
 def protocol_start(session, truth: np.ndarray, saved: Path | None):  # noqa: ANN001, ANN202 - session -> cvpr25.Step
@@ -81,7 +81,7 @@ def _case(args: tuple[str, list[dict], str | None]) -> list[dict]:
     from medisam.bench import cvpr25
     from medisam.predict.click_refine import RefineParams
 
-    case = _CASES[case_id]
+    case = _CASES[case_id].load()  # one case in memory per worker, not the whole set
     truth = case.labels.array
     classes = cvpr25.truth_classes(truth)
     session = cvpr25.case_session(_MODEL, case, guides=_GUIDES)
@@ -160,14 +160,14 @@ def main() -> None:
     args = ap.parse_args()
     from tqdm import tqdm
 
-    from medisam.bench.datasets import DatasetOptions, iter_cases
+    from medisam.bench.datasets import DatasetOptions, discover_cases
 
     settings = json.loads(args.params)
     if args.starts is not None:
         args.starts.mkdir(parents=True, exist_ok=True)
     if not isinstance(settings, list) or not all(isinstance(s, dict) for s in settings):
         raise SystemExit("--params must be a JSON list of objects")
-    ids = sorted(c.case_id for c in iter_cases(args.data, DatasetOptions(channel=args.channel)))
+    ids = sorted(r.case_id for r in discover_cases(args.data, DatasetOptions(channel=args.channel)))
     ids = ids[:args.limit] if args.limit else ids
     print(f"{len(ids)} cases x (one LiteMedSAM start + {len(settings)} settings x 5 walker clicks per class), "
           f"{args.workers} worker(s), MEDISAM_THREADS={os.environ.get('MEDISAM_THREADS', 'default')}")

@@ -162,3 +162,23 @@ def test_a_scribble_on_an_object_with_a_mask_corrects_it_as_clicks_in_one_undo_s
         prompted = InteractiveSession(tiny_model, image)
         want2 = prompted.add_points(k, 2, points=[(20.0, 20.0, 1), (30.0, 20.0, 1)]).mask
         assert np.array_equal(new.mask, want2)
+
+
+def test_a_box_with_a_mask_on_a_volume_slice_is_refused_and_changes_nothing(tiny_model):
+    """On a volume a box replaced the mask (a lasso) it came with, silently: it is refused in one line
+    (as ``medisam propagate --lasso --box``); a mask with points is their mask prompt; on a 2D image a
+    box with a mask stays allowed (both go to the model)."""
+    from medisam.errors import PromptError
+    from medisam.io import MedicalImage
+    from medisam.serve.interactive import InteractiveSession
+
+    s = _reference(tiny_model)
+    lasso = np.zeros((48, 48), bool)
+    lasso[14:30, 12:32] = True
+    with pytest.raises(PromptError, match="a box or a mask"):
+        s.segment(4, 1, box=(10, 10, 36, 34), mask=lasso)
+    assert s.can_undo == 0 and not s.labels.any()
+    res = s.segment(4, 1, mask=lasso, points=[(20, 20, 1)])
+    assert s.can_undo == 1 and res.mask.any()
+    flat = InteractiveSession(tiny_model, MedicalImage.from_array(disk(64)))
+    assert flat.segment(None, 1, box=(14, 10, 34, 30), mask=disk(64, (32, 32), 10) > 0).mask.any()

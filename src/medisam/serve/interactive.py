@@ -171,7 +171,9 @@ class InteractiveSession:
 
         ``box`` XYXY pixels, ``points`` ``(x, y[, label])`` with label 1 positive / 0 negative,
         ``mask`` an ``(H, W)`` bool mask prompt on the slice grid (on a volume it becomes the
-        slice's result and a propagation seed, as ``VolumeSession.add_mask``).
+        slice's result and a propagation seed, as ``VolumeSession.add_mask``; with points it is their
+        mask prompt; a box with it is refused there, as ``medisam propagate --lasso --box``: it replaced
+        the mask silently).
         """
         k = self.check_slice(slice)
         obj_id = self._obj(obj_id)
@@ -182,6 +184,9 @@ class InteractiveSession:
         )
         if prompt.box is None and not prompt.points and prompt.mask is None:
             raise PromptError("give at least one prompt: box, points or mask")
+        if self.volume is not None and prompt.mask is not None and prompt.box is not None:
+            raise PromptError("on a volume's slice give a box or a mask (a lasso), not both: the mask is the "
+                              "object's mask there and a box would replace it")
         self._count_points(k, obj_id, len(prompt.points), keep=False)
         if self.volume is None:
             return self._apply2d(obj_id, prompt)
