@@ -145,24 +145,34 @@ def _case_3d(ref) -> list[dict]:  # noqa: ANN001 - a bench CaseRef
 
 
 def table(rows: list[dict], scribbles: int) -> str:
-    """The markdown table: per set and way, mean DSC at the box and after each scribble, seconds per scribble."""
-    lines = [f"| set | objects | way | DSC box / after 1 .. {scribbles} scribbles | s per scribble (mean, max) |",
-             "| --- | --- | --- | --- | --- |"]
+    """The markdown table, one line per set and one for all objects: the mean DSC at the box, then per way
+    the mean DSC after each scribble and the seconds per scribble (mean / largest), and before / now."""
+    ways = [w for w in WAYS if any(r["way"] == w for r in rows)]
+    head = ["set", "objects", "box"]
+    for way in ways:
+        head += [f"{way}: DSC after 1 .. {scribbles}", "s per scribble (mean / max)"]
+    lines = ["| " + " | ".join([*head, "s before / now"]) + " |", "|" + " --- |" * (len(head) + 1)]
     sets = sorted({r["set"] for r in rows})
     for name in [*sets, None]:
-        mean_s = {}
-        for way in WAYS:
+        cells, mean_s, objects, box = [], {}, 0, float("nan")
+        for way in ways:
             chosen = [r for r in rows if r["way"] == way and (name is None or r["set"] == name)]
-            if not chosen:
-                continue
             d = np.mean([r["dice"] for r in chosen], axis=0)
             s = [v for r in chosen for v in r["seconds"]]
             mean_s[way] = float(np.mean(s)) if s else float("nan")
-            label = f"**all ({len(sets)} sets)**" if name is None else name
-            lines.append(f"| {label} | {len(chosen)} | {way} | {' / '.join(f'{v:.3f}' for v in d)} | "
-                         f"{mean_s[way]:.2f}, {max(s, default=float('nan')):.2f} |")
-        if WAYS[0] in mean_s and WAYS[1] in mean_s:
-            lines.append(f"| | | time ratio before / now | | {mean_s[WAYS[0]] / mean_s[WAYS[1]]:.1f}x |")
+            objects, box = len(chosen), float(d[0])
+            cells += [" / ".join(f"{v:.3f}" for v in d[1:]), f"{mean_s[way]:.2f} / {max(s, default=float('nan')):.2f}"]
+        ratio = f"{mean_s[WAYS[0]] / mean_s[WAYS[1]]:.1f}x" if WAYS[0] in mean_s and WAYS[1] in mean_s else ""
+        label = f"**all {len(sets)} sets** (every object)" if name is None else name
+        lines.append("| " + " | ".join([label, str(objects), f"{box:.3f}", *cells, ratio]) + " |")
+    if len(sets) > 1:  # each set counted once, however many objects it has
+        cells = []
+        for way in ways:
+            d = np.mean([np.mean([r["dice"] for r in rows if r["way"] == way and r["set"] == n], axis=0)
+                         for n in sets], axis=0)
+            box = float(d[0])
+            cells += [" / ".join(f"{v:.3f}" for v in d[1:]), ""]
+        lines.append("| " + " | ".join([f"**mean of the {len(sets)} sets**", "", f"{box:.3f}", *cells, ""]) + " |")
     return "\n".join(lines)
 
 
