@@ -256,10 +256,10 @@ class InteractiveSession:
         On an object with a mask to correct (:meth:`corrects`) they are corrective clicks, as
         :meth:`add_click` (the random walker; on a 2D image a positive scribble only adds and a
         negative one only removes), solved together (one walker solve) as ONE undo step; on a new
-        object they prompt the model on that slice, as :meth:`add_points`. Why: LiteMedSAM is box-trained, and the same clicks as
-        point prompts undo good masks (three correction scribbles after the tight box, mean of the
-        eleven 2D sets: 0.812 -> 0.526 as point prompts, 0.812 -> 0.841 as walker clicks;
-        docs/clients.md, "Scribbles that correct")."""
+        object they prompt the model on that slice, as :meth:`add_points`. Why: LiteMedSAM is
+        box-trained, and the same clicks as point prompts undo good masks (three correction
+        scribbles after the tight box, mean of the eleven 2D sets: 0.812 -> 0.526 as point prompts,
+        0.812 -> 0.841 as walker clicks; docs/clients.md, "Scribbles that correct")."""
         from medisam.prompting.shapes import scribble_points
 
         k = self.check_slice(slice)
