@@ -10,9 +10,9 @@ on the object's current largest error (:mod:`medisam.prompting.scribble_sim`: a 
 through the deepest pixel of the largest missed part, positive, or leak, negative), its clicks as
 ``scribble_points`` spaces them (every 8 px, at most 16). Each way places its scribbles from its
 own masks. A third way solves per scribble without the stroke cap on the clicks' radii
-(``RefineParams.stroke_cap``), to show what the cap does. Prints, per set and way, the mean DSC
-at the box and after each scribble (every object) and the seconds per scribble (mean and largest),
-and the ratio of the mean seconds, before / now.
+(``RefineParams.stroke_cap``), to show what the cap does; ``--caps 2,3`` adds a way per other cap.
+Prints, per set and way, the mean DSC at the box and after each scribble (every object) and the
+seconds per scribble (mean and largest), and the ratio of the mean seconds, before / now.
 
     python benchmarks/scribbles.py --sets kvasir_seg,ph2_dermoscopy --jobs 2
     python benchmarks/scribbles.py --volumes msd_task04_hippocampus,brats2015_deepmedic --jobs 2
@@ -37,9 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from upscale_window import DATA  # noqa: E402 - ../shared/data, one place
 
 WAYS = ("one solve per click (before)", "one solve per scribble (now)", "one solve per scribble, radii not capped")
-#: the walker's settings of each way where they differ from the default (``stroke_cap``: see RefineParams)
-UNCAPPED = {"stroke_cap": None}
+CAPPED = "one solve per scribble, stroke_cap "  # + the cap: a way of ``--caps``
 _STATE: dict = {}
+
+
+def _overrides(way: str) -> dict:
+    """The walker's settings of ``way`` where they differ from the default (``stroke_cap``: see RefineParams)."""
+    if way == WAYS[2]:
+        return {"stroke_cap": None}
+    return {"stroke_cap": float(way[len(CAPPED):])} if way.startswith(CAPPED) else {}
 
 
 def _init(threads: int) -> None:
@@ -79,7 +85,7 @@ def _case_2d(ref) -> list[dict]:  # noqa: ANN001 - a bench CaseRef
                     line, positive = found
                     pixels = [(int(y), int(x)) for x, y in scribble_points(line, truth.shape, positive).coords]
                     t0 = time.perf_counter()
-                    params = replace(PARAMS_2D, **UNCAPPED) if way == WAYS[2] else PARAMS_2D
+                    params = replace(PARAMS_2D, **_overrides(way))
                     for batch in ([[p] for p in pixels] if way == WAYS[0] else [pixels]):
                         out = correct_2d(display, model_mask, current, box, clicks, batch, positive, params)
                         if out is not None:
@@ -129,8 +135,8 @@ def _case_3d(ref) -> list[dict]:  # noqa: ANN001 - a bench CaseRef
                 t0 = time.perf_counter()
                 if way == WAYS[1]:
                     session.add_clicks(voxels, positive, c)
-                elif way == WAYS[2]:  # propagated at the start: walker_clicks is add_clicks' solve
-                    walker_clicks(session, voxels, positive, c, replace(RefineParams(), **UNCAPPED))
+                elif way != WAYS[0]:  # propagated at the start: walker_clicks is add_clicks' solve
+                    walker_clicks(session, voxels, positive, c, replace(RefineParams(), **_overrides(way)))
                 else:
                     with session.step():
                         for v in voxels:
@@ -147,7 +153,8 @@ def _case_3d(ref) -> list[dict]:  # noqa: ANN001 - a bench CaseRef
 def table(rows: list[dict], scribbles: int) -> str:
     """The markdown table, one line per set and one for all objects: the mean DSC at the box, then per way
     the mean DSC after each scribble and the seconds per scribble (mean / largest), and before / now."""
-    ways = [w for w in WAYS if any(r["way"] == w for r in rows)]
+    caps = sorted({r["way"] for r in rows if r["way"].startswith(CAPPED)}, key=lambda w: float(w[len(CAPPED):]))
+    ways = [w for w in (*WAYS[:2], *caps, WAYS[2]) if any(r["way"] == w for r in rows)]
     head = ["set", "objects", "box"]
     for way in ways:
         head += [f"{way}: DSC after 1 .. {scribbles}", "s per scribble (mean / max)"]
@@ -186,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-cases", type=int, default=None, help="first N cases of each set (default: all)")
     ap.add_argument("--ways", default="0,1,2", help="which ways (0: one solve per click, 1: per scribble, "
                                                     "2: per scribble without the stroke cap)")
+    ap.add_argument("--caps", default="", help="comma list of other stroke caps, a way each (e.g. 2,3)")
     ap.add_argument("--out", type=Path, default=None, help="append the rows (JSON lines) here")
     ap.add_argument("--table", type=Path, default=None, help="print the table of kept rows and stop")
     args = ap.parse_args(argv)
@@ -207,9 +215,16 @@ def main(argv: list[str] | None = None) -> int:
             work += [(fn, ref) for ref in discover_cases(DATA / name)[: args.max_cases]]
     if not work:
         ap.error("give --sets and/or --volumes (datasets under ../shared/data)")
-    print(f"# {len(work)} cases, {args.scribbles} scribbles per object, both ways; {args.jobs} job(s)", flush=True)
+    try:
+        ways = [WAYS[int(i)] for i in filter(None, args.ways.split(","))]
+        ways += [f"{CAPPED}{float(c):g}" for c in filter(None, args.caps.split(","))]
+    except (ValueError, IndexError):
+        ap.error(f"--ways takes 0, 1, 2 and --caps numbers, not {args.ways!r} / {args.caps!r}")
+    if not ways:
+        ap.error("give --ways and/or --caps")
+    print(f"# {len(work)} cases, {args.scribbles} scribbles per object, {len(ways)} way(s); {args.jobs} job(s)",
+          flush=True)
     threads = 1 if args.jobs > 1 else int(os.environ.get("MEDISAM_THREADS", os.cpu_count() or 1))
-    ways = [WAYS[int(i)] for i in args.ways.split(",")]
     rows: list[dict] = []
     with get_context("spawn").Pool(args.jobs, initializer=_init, initargs=(threads,)) as pool:
         for got in tqdm(pool.imap_unordered(_run, [(fn, ref, args.scribbles, ways) for fn, ref in work]),

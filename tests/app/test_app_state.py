@@ -119,3 +119,35 @@ def test_interactive_volume_undo_is_one_step_per_action(tiny_model):
     assert s.volume.object_state(1).seeds[2].points is not None
     s.undo()
     assert s.object_ids == [] and s.undo() is False
+
+
+def test_a_2d_scribble_honouring_none_of_its_clicks_is_refused_and_kept_drawn(state, tmp_path, monkeypatch):
+    """A 2D scribble whose clicks the walker honours none of changed nothing: it is refused in one
+    line, pushes no undo step (the next undo takes back the box, as "undone"), and stays drawn."""
+    import medisam.serve.interactive as interactive
+    from medisam.errors import PromptError
+
+    png = tmp_path / "in.png"
+    png.write_bytes(png_bytes(disk()))
+    state.open(png)
+    state.click(20, 22)
+    state.click(75, 74)
+    boxed, steps = state.session.labels.copy(), state.session.can_undo
+    state.mode = "scribble+"
+    for x, y in ((30, 30), (60, 60)):
+        state.click(x, y)
+    drawn = list(state.vertices)
+    honoured = interactive.correct_2d
+    monkeypatch.setattr(interactive, "correct_2d", lambda *args, **kwargs: None)
+    with pytest.raises(PromptError, match="scribble changed nothing"):
+        state.finish_shape()
+    assert np.array_equal(state.session.labels, boxed) and state.session.can_undo == steps
+    assert state.vertices == drawn
+    monkeypatch.setattr(interactive, "correct_2d", honoured)
+    state.finish_shape()
+    assert "corrected around it" in state.message and state.vertices == []
+    assert state.session.can_undo == steps + 1
+    state.undo()
+    assert state.message == "click undone" and np.array_equal(state.session.labels, boxed)
+    state.undo()
+    assert state.message == "undone" and not state.session.labels.any()

@@ -276,18 +276,19 @@ class AppState:
         if self.mode not in SHAPE_MODES or not self.vertices:
             raise InputError("choose scribble+, scribble- or lasso and click the shape's vertices first")
         k = self.slice if s.image.is_volume else None
-        vertices, self.vertices = self.vertices, []
+        # a scribble on an object with a mask corrects it (the walker); a lasso prompts the model
+        corrects = self.mode != "lasso" and s.corrects(self.obj_id)
         if self.mode == "lasso":
-            res = s.add_lasso(k, vertices, self.obj_id)
+            res = s.add_lasso(k, self.vertices, self.obj_id)
         else:
-            corrects = s.corrects(self.obj_id)  # a scribble on an object with a mask corrects it (the walker)
-            res = s.add_scribble(k, vertices, self.mode == "scribble+", self.obj_id)
-            if corrects:  # on a volume its 3D clicks ran the pending propagation first: undone as a 3D click
-                self._actions.append("click3d" if s.image.is_volume else "click2d")
-                self.propagated = self.propagated or s.image.is_volume
-                self.message = (f"{self.mode} on slice {res.slice}: object {res.obj_id} corrected around it "
-                                f"({int(res.mask.sum())} pixels on this slice)")
-                return
+            res = s.add_scribble(k, self.vertices, self.mode == "scribble+", self.obj_id)
+        self.vertices = []  # only once applied: a refused shape stays drawn, to extend or redraw
+        if corrects:  # on a volume its 3D clicks ran the pending propagation first: undone as a 3D click
+            self._actions.append("click3d" if s.image.is_volume else "click2d")
+            self.propagated = self.propagated or s.image.is_volume
+            self.message = (f"{self.mode} on slice {res.slice}: object {res.obj_id} corrected around it "
+                            f"({int(res.mask.sum())} pixels on this slice)")
+            return
         self.propagated = False
         self._actions.append("prompt")
         self.message = (f"{self.mode} on slice {res.slice}: object {res.obj_id} has {int(res.mask.sum())} pixels "

@@ -259,7 +259,8 @@ class InteractiveSession:
         object they prompt the model on that slice, as :meth:`add_points`. Why: LiteMedSAM is
         box-trained, and the same clicks as point prompts undo good masks (three correction
         scribbles after the tight box, mean of the eleven 2D sets: 0.812 -> 0.526 as point prompts,
-        0.812 -> 0.841 as walker clicks; docs/clients.md, "Scribbles that correct")."""
+        0.812 -> 0.841 as walker clicks; docs/clients.md, "Scribbles that correct"). A 2D scribble
+        whose clicks the walker honours none of is a :class:`PromptError`, with nothing changed."""
         from medisam.prompting.shapes import scribble_points
 
         k = self.check_slice(slice)
@@ -268,7 +269,10 @@ class InteractiveSession:
         if not self.corrects(obj):
             return self.add_points(slice, obj, points=[(x, y, int(positive)) for x, y in pixels])
         if self.volume is None:
-            self._correct2d([(y, x) for x, y in pixels], positive, obj)
+            if self._correct2d([(y, x) for x, y in pixels], positive, obj).rejected:
+                sign = "positive" if positive else "negative"
+                raise PromptError(f"the {sign} scribble changed nothing: the refinement honoured none of its "
+                                  f"{len(pixels)} clicks (draw it over the part to {'add' if positive else 'remove'})")
         else:
             self.volume.add_clicks([(k, y, x) for x, y in pixels], positive, obj)
         return SliceResult(k, obj, self.labels_slice(slice) == obj, 1.0)
