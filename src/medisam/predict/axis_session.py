@@ -400,7 +400,8 @@ class AxisSession(ClickLayer):
                     yield from two_pass_iter(self, obj_id, seed, direction, steps)
                     continue
                 for step in steps:
-                    yield from run_iter(self, obj_id, seed, step, planned_end(state, seed, step, direction, self._range(state)))
+                    end = planned_end(state, seed, step, direction, self._range(state))
+                    yield from run_iter(self, obj_id, seed, step, end)
 
     def planned_slices(self, direction: str = "both") -> int:
         """Upper bound of the slice results ``iter_propagate(direction)`` would compute (for ETA)."""
