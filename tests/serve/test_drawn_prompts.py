@@ -182,3 +182,18 @@ def test_a_box_with_a_mask_on_a_volume_slice_is_refused_and_changes_nothing(tiny
     assert s.can_undo == 1 and res.mask.any()
     flat = InteractiveSession(tiny_model, MedicalImage.from_array(disk(64)))
     assert flat.segment(None, 1, box=(14, 10, 34, 30), mask=disk(64, (32, 32), 10) > 0).mask.any()
+
+
+def test_a_2d_scribble_honouring_none_of_its_clicks_is_a_one_line_400(make_client, monkeypatch):
+    """Over REST a 2D scribble the walker honours none of the clicks of is refused, naming why,
+    and changes nothing: no undo step, the same mask."""
+    import medisam.serve.interactive as interactive
+
+    monkeypatch.setattr(interactive, "correct_2d", lambda *args, **kwargs: None)
+    with Client(http=make_client()).open_session(disk(64)) as s:
+        s.predict(None, box=(14, 10, 34, 30))
+        before, steps = s.labels(None), s.refresh()["undo_steps"]
+        with pytest.raises(ServerError, match="scribble changed nothing") as err:
+            s.add_scribble(None, [(18.0, 12.0), (40.0, 30.0)])
+        assert err.value.status == 400
+        assert s.refresh()["undo_steps"] == steps and np.array_equal(s.labels(None), before)
