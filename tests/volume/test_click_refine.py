@@ -294,3 +294,8 @@ def test_clicks_of_one_stroke_act_at_most_about_their_gap():
     assert stroke_radii([0.5, 0.5], [(2, 10, 10), (2, 10, 11)], (1.0, 1.0, 1.0), params) == [params.min_radius] * 2
     assert stroke_radii([100.0], voxels[:1], (1.0, 1.0, 1.0), params) == [100.0]
     assert stroke_radii([100.0, 100.0], voxels[:2], (1.0, 1.0, 1.0), replace(params, stroke_cap=None)) == [100.0] * 2
+    assert stroke_radii([100.0, 100.0], voxels[:2], (1.0, 1.0, 1.0), replace(params, stroke_cap=4.0)) == [
+        4.0 * params.click_scale * 8] * 2  # the 2D default (PARAMS_2D)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="stroke_cap is a positive multiple"):
+            RefineParams(stroke_cap=bad)

@@ -93,6 +93,9 @@ class RefineParams:
         if self.positive_reach is not None and not self.positive_reach > 0:
             raise ValueError(f"positive_reach is a positive multiple of a click's radius or None, not "
                              f"{self.positive_reach}")
+        if self.stroke_cap is not None and not self.stroke_cap > 0:
+            raise ValueError(f"stroke_cap is a positive multiple of a click's gap to the next or None, not "
+                             f"{self.stroke_cap}")
 
 
 def apply_click(solved: np.ndarray, current: np.ndarray, click: Click3D, params: RefineParams,
