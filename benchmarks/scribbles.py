@@ -9,7 +9,7 @@ Every object of every case starts from its tight box: on a 2D set LiteMedSAM's m
 on the object's current largest error (:mod:`medisam.prompting.scribble_sim`: a straight stroke
 through the deepest pixel of the largest missed part, positive, or leak, negative), its clicks as
 ``scribble_points`` spaces them (every 8 px, at most 16). Each way places its scribbles from its
-own masks. "Now" is the default walker (``RefineParams.stroke_cap``: 4 in 2D, ``PARAMS_2D``; 1 in
+own masks. "Now" is the default walker (``RefineParams.stroke_cap``: 4 in 2D, ``PARAMS_2D``; 2 in
 3D). A third way solves per scribble without the stroke cap on the clicks' radii, to show what the
 cap does; ``--caps 2,4`` adds a way per other cap (measured: docs/clients.md, stop 64).
 Prints, per set and way, the mean DSC at the box and after each scribble (every object) and the

@@ -286,11 +286,14 @@ def test_clicks_of_one_stroke_act_at_most_about_their_gap():
 
     from medisam.predict.click_refine import stroke_radii
 
-    params = RefineParams()
+    params = RefineParams(stroke_cap=1.0)
     voxels = [(2, 10, 10), (2, 10, 18), (2, 10, 34)]
     got = stroke_radii([100.0, 5.0, 100.0], voxels, (1.0, 1.0, 1.0), params)
     assert got == [params.click_scale * 8, 5.0, params.click_scale * 16]
     assert stroke_radii([100.0, 100.0], [(2, 10, 10), (3, 10, 10)], (4.0, 1.0, 1.0), params) == [6.0, 6.0]
+    wider = replace(params, stroke_cap=2.0)  # the 3D default: twice as far
+    assert stroke_radii([100.0, 5.0, 100.0], voxels, (1.0, 1.0, 1.0), wider) == [
+        2 * params.click_scale * 8, 5.0, 2 * params.click_scale * 16]
     assert stroke_radii([0.5, 0.5], [(2, 10, 10), (2, 10, 11)], (1.0, 1.0, 1.0), params) == [params.min_radius] * 2
     assert stroke_radii([100.0], voxels[:1], (1.0, 1.0, 1.0), params) == [100.0]
     assert stroke_radii([100.0, 100.0], voxels[:2], (1.0, 1.0, 1.0), replace(params, stroke_cap=None)) == [100.0] * 2
