@@ -49,8 +49,8 @@ def bench(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Comma-separated models (name or "
                                                                    "name@checkpoint); default litemedsam."),
     prompts: Optional[str] = typer.Option(None, "--prompts", "-p", help="Comma-separated strategies: box, "
-                                          "box-jitter10, point, points5, points5neg5, clicks10, box-clicks5, "
-                                          "box-walker5, "
+                                          "box-jitter10, point, point-box, points5, points5neg5, clicks10, "
+                                          "box-clicks5, box-walker5, "
                                           "everything, box3d, keyslice (default: box)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML/JSON config (datasets with per-dataset "
                                                                        "settings, models, prompts, ...)."),

@@ -31,6 +31,7 @@ register(ModelSpec(
     name="litemedsam", family="litemedsam", builder=litemedsam.build_litemedsam, input_size=256,
     resize="longest", intensity="minmax", interpolation="area", checkpoint_file="lite_medsam.pth",
     sha256=litemedsam.LITEMEDSAM_SHA256, bundled=True, licence="Apache-2.0", integer_boxes=True,
+    box_from_points=True,
     paper="MedSAM on Laptop (CVPR 2024 challenge baseline), " + MEDSAM_PAPER,
     description="TinyViT distilled from MedSAM; 256 px; bundled weights, works offline"))
 for _variant, _file in (("b", "sam_vit_b_01ec64.pth"), ("l", "sam_vit_l_0b3195.pth"),
@@ -43,7 +44,7 @@ for _variant, _file in (("b", "sam_vit_b_01ec64.pth"), ("l", "sam_vit_l_0b3195.p
         description=f"official SAM ViT-{_variant.upper()}; user checkpoint"))
 register(ModelSpec(
     name="medsam-vit-b", family="sam", builder=lambda: sam.build_sam_vit("vit_b"), input_size=1024,
-    resize="square", intensity="minmax", interpolation="bicubic", prompts=("box",),
+    resize="square", intensity="minmax", interpolation="bicubic", prompts=("box",), box_from_points=True,
     checkpoint_file="medsam_vit_b.pth", licence="Apache-2.0", paper=MEDSAM_PAPER,
     description="MedSAM (SAM ViT-B fine-tuned on 1.5M medical masks); user checkpoint"))
 register(ModelSpec(

@@ -88,6 +88,9 @@ class ModelSpec:
     #: Round box coordinates down to whole model-grid pixels, as LiteMedSAM's published
     #: training and inference do (``int(coord * 256 / max(H, W))``).
     integer_boxes: bool = False
+    #: Trained on box prompts only: a points-only prompt is answered with a box found around
+    #: the points (:mod:`medisam.predict.point_box`), not by the model's point prompt.
+    box_from_points: bool = False
 
     @property
     def capabilities(self) -> Capabilities:

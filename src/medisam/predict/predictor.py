@@ -39,6 +39,9 @@ class Prediction:
     masks: np.ndarray
     scores: np.ndarray
     low_res_logits: np.ndarray
+    #: XYXY pixels: the box a points-only prompt was answered with (box-trained models,
+    #: :mod:`medisam.predict.point_box`); None otherwise
+    box: tuple[float, float, float, float] | None = None
 
 
 def image_to_2d(image: np.ndarray | MedicalImage, slice: int | None = None, axis: int = 0,
@@ -164,18 +167,26 @@ class Predictor:
     # ---------------------------------------------------------------- prompts
     def predict(self, box: Box | Sequence[float] | None = None,
                 points: Points | Sequence[Sequence[float]] | None = None,
-                mask: MaskPrompt | np.ndarray | None = None, multimask: bool | str = False) -> Prediction:
+                mask: MaskPrompt | np.ndarray | None = None, multimask: bool | str = False,
+                box_search: bool | None = None) -> Prediction:
         """Segment one object from a box, points and/or a previous low-res mask.
 
         ``box``: XYXY pixels; ``points``: ``(x, y[, label])`` tuples (label 1 positive,
         0 negative); ``mask``: low-res logits from an earlier :class:`Prediction`;
         ``multimask``: SAM's single output (False), its 3 ambiguity candidates (True), or
         ``"all"``: the single output then the 3 candidates, from one decoder pass.
+        ``box_search``: answer a points-only prompt with a box found around the points
+        (:mod:`medisam.predict.point_box`); None (default) does so for models trained on boxes
+        only (``ModelSpec.box_from_points``: LiteMedSAM, MedSAM), False asks the model itself.
         """
         current = self._require_image()
         h, w = self.image_size
         if box is None and points is None and mask is None:
             raise PromptError("give at least one prompt: box, points or mask")
+        if box is None and mask is None and points is not None and self._searches_box(box_search):
+            from medisam.predict.point_box import predict_from_points
+
+            return predict_from_points(self, Points.of(points).check_inside(h, w), multimask)
         t = current.transform
         dev = self.model.device
         boxes_t = None
@@ -200,10 +211,21 @@ class Predictor:
                                 mask_input=mask_t, multimask=multimask)
         return self._finish(out.low_res_logits[0], out.iou[0])
 
+    def _searches_box(self, box_search: bool | None) -> bool:
+        """Whether a points-only prompt is answered with a box search (see :meth:`predict`)."""
+        return bool(self.model.spec.box_from_points) if box_search is None else bool(box_search)
+
     def predict_batch(self, boxes: Sequence[Box | Sequence[float]]) -> Prediction:
         """One mask per box on the cached embedding; row ``i`` of the result is box ``i``."""
         out = self._decode_boxes(boxes, "predict_batch")
         return self._finish(out.low_res_logits[:, 0], out.iou[:, 0])
+
+    def box_logits(self, boxes: Sequence[Box | Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+        """Low-res logits ``(B, L, L)`` and predicted IoU ``(B,)`` of box prompts: one decoder
+        batch and no upsampling, to screen many boxes cheaply (:mod:`medisam.predict.point_box`)."""
+        out = self._decode_boxes(boxes, "box_logits")
+        return (out.low_res_logits[:, 0].detach().float().cpu().numpy(),
+                out.iou[:, 0].detach().float().cpu().numpy())
 
     def _boxes_on_model_grid(self, boxes: Sequence[Box | Sequence[float]], caller: str) -> torch.Tensor:
         """``boxes`` checked inside the image and moved to the model grid, ``(B, 4)``."""

@@ -19,6 +19,10 @@ Names (case-insensitive):
 ``point``          one positive point at the interior-most pixel (distance transform)
 ``pointsK``        K positive points drawn uniformly inside the object
 ``pointsKnegM``    K positive points inside + M negative points in the background near it
+``point-box``      ``point`` (or ``pointsK[negM]-box``) answered as medisam answers a points-only
+                   prompt for a box-trained model: a box searched around the points
+                   (:mod:`medisam.predict.point_box`); without ``-box`` the model's own point
+                   prompt, as the published evaluations ask it
 ``clicksN``        centre point, then up to N-1 correction clicks (Dice versus clicks)
 ``box-clicksN``    tight box, then N correction clicks on top of it (click 0 = box only)
 ``box-walkerN``    the same clicks, each refining the mask with the random walker (medisam's 2D
@@ -147,17 +151,21 @@ class PointsStrategy(Strategy):
     """Positive (and negative) points: the centre point, or ``n_pos`` random + ``n_neg`` negatives.
 
     A single point is ambiguous, so (as SAM recommends) it is decoded with three
-    multimask outputs and the one with the highest predicted IoU is kept.
+    multimask outputs and the one with the highest predicted IoU is kept. ``box_search``:
+    the points go to the box search of :mod:`medisam.predict.point_box` (what every surface
+    does with a points-only prompt to a box-trained model) instead of the model's point prompt.
     """
 
-    def __init__(self, n_pos: int = 1, n_neg: int = 0, center: bool = False):
+    def __init__(self, n_pos: int = 1, n_neg: int = 0, center: bool = False, box_search: bool = False):
         if n_pos < 1 or n_neg < 0:
             raise PromptError(f"points strategy needs >= 1 positive and >= 0 negative points, got {n_pos}, {n_neg}")
         self.n_pos, self.n_neg, self.center = int(n_pos), int(n_neg), bool(center)
+        self.box_search = bool(box_search)
         if center:
             self.name = "point"
         else:
             self.name = f"points{n_pos}" + (f"neg{n_neg}" if n_neg else "")
+        self.name += "-box" if box_search else ""
 
     def simulate(self, truth, rng):
         if self.center:
@@ -167,8 +175,8 @@ class PointsStrategy(Strategy):
 
     def run(self, predictor, truth, rng):
         prompt = self.simulate(truth, rng)
-        multimask = len(prompt.points.labels) == 1
-        mask, score, _ = _best(predictor.predict(points=prompt.points, multimask=multimask))
+        multimask = len(prompt.points.labels) == 1 and not self.box_search
+        mask, score, _ = _best(predictor.predict(points=prompt.points, multimask=multimask, box_search=self.box_search))
         return [Outcome(mask, score, None, prompt.describe())]
 
 
@@ -212,7 +220,7 @@ class ClicksStrategy(Strategy):
             x, y = sampling.interior_point(truth)
             clicks.append((x, y, 1))
             points = Points.of(clicks)
-            mask, score, logits = _best(predictor.predict(points=points, multimask=True))
+            mask, score, logits = _best(predictor.predict(points=points, multimask=True, box_search=False))
             start = Outcome(mask, score, 1, PromptSet(points=points).describe())
 
         def apply(click: tuple[int, int, int], _mask: np.ndarray) -> tuple[np.ndarray, float, dict]:
@@ -321,9 +329,9 @@ class EverythingStrategy(Strategy):
 _PATTERNS: list[tuple[str, Any]] = [
     (r"box", lambda m: BoxStrategy()),
     (r"box-jitter(\d+(?:\.\d+)?)", lambda m: BoxStrategy(float(m[1]) / 100)),
-    (r"point|center|centre", lambda m: PointsStrategy(center=True)),
-    (r"points(\d+)", lambda m: PointsStrategy(int(m[1]))),
-    (r"points(\d+)neg(\d+)", lambda m: PointsStrategy(int(m[1]), int(m[2]))),
+    (r"(?:point|center|centre)(-box)?", lambda m: PointsStrategy(center=True, box_search=bool(m[1]))),
+    (r"points(\d+)(-box)?", lambda m: PointsStrategy(int(m[1]), box_search=bool(m[2]))),
+    (r"points(\d+)neg(\d+)(-box)?", lambda m: PointsStrategy(int(m[1]), int(m[2]), box_search=bool(m[3]))),
     (r"clicks(\d+)", lambda m: ClicksStrategy(int(m[1]))),
     (r"box-clicks(\d+)", lambda m: ClicksStrategy(int(m[1]), start="box")),
     (r"box-walker(\d+)", lambda m: WalkerClicksStrategy(int(m[1]))),
@@ -338,7 +346,8 @@ _PATTERNS: list[tuple[str, Any]] = [
     (r"cvpr25(-box3d)?(-slice|-ref)?", lambda m: ProtocolStrategy(m[0])),
 ]
 
-STRATEGY_NAMES = ("box", "box-jitterP", "point", "pointsK", "pointsKnegM", "clicksN", "box-clicksN", "box-walkerN",
+STRATEGY_NAMES = ("box", "box-jitterP", "point", "pointsK", "pointsKnegM", "point[sK[negM]]-box", "clicksN",
+                  "box-clicksN", "box-walkerN",
                   "everything[S][-single][-iouT][-stabT]", "box3d", "keyslice", "recist", "cvpr25",
                   "cvpr25-box3d", "cvpr25[-box3d]-slice", "cvpr25[-box3d]-ref")
 

@@ -1,0 +1,155 @@
+"""A points-only prompt answered with a box, for models trained on boxes only (LiteMedSAM, MedSAM).
+
+LiteMedSAM was distilled and fine-tuned with box prompts only: asked with one point inside an
+object it returns next to nothing (``docs/benchmark.md``, "A click without a box"). The click
+still says where the object is, and the model answers boxes well. So a points-only prompt is
+answered by a box search on the cached embedding:
+
+1. candidate squares centred on the positive points' box, each side grown by half-widths from
+   3 low-res pixels up to the whole image, 1.4x apart (14 boxes for LiteMedSAM, whatever the
+   image size), decoded in one batch;
+2. kept where the candidate's mask holds every positive point, no negative point, and is
+   enclosed by its box (it touches the box's border on under 5 % of it: a box that cuts
+   through its object is too small);
+3. the kept candidate with the highest predicted IoU x stability (SAM's stability score: the
+   mask at logit +1 over the mask at -1) wins;
+4. the answer is the box prompt of the winner's mask: its tight box grown by 5 % (+2 px), the
+   box a user would draw, decoded as any box is.
+
+Cost: one decoder batch of the candidates plus one box decode, no new encoding. The box found
+is returned with the prediction (:attr:`Prediction.box`) so a user can see and reuse it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from medisam.prompts import Points
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from medisam.predict.predictor import Prediction, Predictor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BoxSearch:
+    """Settings of the box search (see the module docstring)."""
+
+    #: smallest half-width of a candidate, in low-res pixels (the decoder's grid)
+    first_half: float = 3.0
+    #: ratio of consecutive half-widths
+    growth: float = 1.4
+    #: a candidate is enclosed when its mask covers less than this share of its box's border
+    border: float = 0.05
+    #: the answer's box: the winner's mask box grown by this share of its size, plus ``pad`` pixels
+    grow: float = 0.05
+    pad: float = 2.0
+
+
+BOX_SEARCH = BoxSearch()
+
+
+def candidate_boxes(points: Points, hw: tuple[int, int], pixel_per_low_res: float,
+                    search: BoxSearch = BOX_SEARCH) -> np.ndarray:
+    """``(K, 4)`` XYXY candidate boxes: the positive points' box grown by half-widths
+    ``first_half * growth**k`` low-res pixels, until one covers the whole ``(H, W)`` image."""
+    h, w = hw
+    pos = points.coords[points.labels == 1]
+    x0, y0 = pos.min(axis=0)
+    x1, y1 = pos.max(axis=0) + 1
+    boxes, half = [], search.first_half * pixel_per_low_res
+    while True:
+        box = (max(0.0, x0 - half), max(0.0, y0 - half), min(float(w), x1 + half), min(float(h), y1 + half))
+        boxes.append(box)
+        if box == (0.0, 0.0, float(w), float(h)):
+            return np.asarray(boxes, dtype=np.float64)
+        half *= search.growth
+
+
+def border_share(mask: np.ndarray, box: np.ndarray) -> float:
+    """Share of the pixels on the border of ``box`` (XYXY, ``mask``'s grid) that ``mask`` covers."""
+    h, w = mask.shape
+    x0, y0 = (int(np.clip(np.floor(v), 0, n - 1)) for v, n in ((box[0], w), (box[1], h)))
+    x1, y1 = (int(np.clip(np.ceil(v) - 1, 0, n - 1)) for v, n in ((box[2], w), (box[3], h)))
+    rows = np.r_[mask[y0, x0:x1 + 1], mask[y1, x0:x1 + 1]]
+    cols = np.r_[mask[y0:y1 + 1, x0], mask[y0:y1 + 1, x1]]
+    return float(rows.sum() + cols.sum()) / max(1, rows.size + cols.size)
+
+
+def stability(logits: np.ndarray, offset: float = 1.0) -> float:
+    """SAM's stability score: the mask at ``+offset`` over the mask at ``-offset`` (0 when empty)."""
+    loose = int((logits > -offset).sum())
+    return float((logits > offset).sum()) / loose if loose else 0.0
+
+
+def _holds(mask: np.ndarray, yx: np.ndarray) -> np.ndarray:
+    """Whether ``mask`` holds each ``(y, x)`` of ``yx`` (rounded, clipped to the grid)."""
+    h, w = mask.shape
+    ys = np.clip(np.round(yx[:, 0]).astype(int), 0, h - 1)
+    xs = np.clip(np.round(yx[:, 1]).astype(int), 0, w - 1)
+    return mask[ys, xs]
+
+
+def pick_candidate(logits: np.ndarray, scores: np.ndarray, boxes_low: np.ndarray, pos_low: np.ndarray,
+                   neg_low: np.ndarray, search: BoxSearch = BOX_SEARCH) -> int:
+    """Index of the winning candidate: ``logits`` ``(K, L, L)``, ``scores`` ``(K,)``, candidate
+    boxes and points on the low-res grid (``(K, 4)`` XYXY; ``(n, 2)`` as ``(y, x)``).
+
+    Kept: masks holding every positive point and no negative one, enclosed by their box; if
+    none is enclosed, those holding the points; if none holds them, every candidate."""
+    masks = logits > 0
+    holds = np.array([_holds(m, pos_low).all() and not _holds(m, neg_low).any() for m in masks])
+    enclosed = holds & np.array([border_share(m, b) < search.border for m, b in zip(masks, boxes_low)])
+    keep = enclosed if enclosed.any() else holds if holds.any() else np.ones(len(masks), dtype=bool)
+    value = np.array([float(s) * stability(lg) for s, lg in zip(scores, logits)])
+    return int(np.flatnonzero(keep)[np.argmax(value[keep])])
+
+
+def answer_box(mask: np.ndarray, search: BoxSearch = BOX_SEARCH) -> tuple[float, float, float, float] | None:
+    """The box a user would draw around ``mask`` (original grid): its tight box grown by
+    ``search.grow`` of its size plus ``search.pad`` pixels, clipped; None when it is empty."""
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        return None
+    h, w = mask.shape
+    x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+    dx = (x1 - x0) * search.grow + search.pad
+    dy = (y1 - y0) * search.grow + search.pad
+    return max(0.0, x0 - dx), max(0.0, y0 - dy), min(float(w), x1 + dx), min(float(h), y1 + dy)
+
+
+def predict_from_points(predictor: "Predictor", points: Points, multimask: bool | str = False,
+                        search: BoxSearch = BOX_SEARCH) -> "Prediction":
+    """Answer a points-only prompt (at least one positive point) with the box search; the
+    prediction is that of the box found (``multimask`` as for a box), which it carries as ``box``."""
+    from dataclasses import replace
+
+    if not (points.labels == 1).any():
+        from medisam.errors import PromptError
+
+        raise PromptError("a points-only prompt needs a positive point (label 1) to search a box around")
+    transform = predictor.transform
+    low = int(predictor.model.mask_input_size)
+    to_low = low / transform.input_size  # model grid -> low-res grid
+    pixel_per_low = 1.0 / (max(transform.scale_xy) * to_low)
+    boxes = candidate_boxes(points, predictor.image_size, pixel_per_low, search)
+    logits, scores = predictor.box_logits([tuple(b) for b in boxes])
+    boxes_low = transform.coords_to_model(boxes) * to_low
+    yx_low = transform.coords_to_model(points.coords)[:, ::-1] * to_low
+    best = pick_candidate(logits, scores, boxes_low, yx_low[points.labels == 1], yx_low[points.labels != 1], search)
+    found = answer_box(predictor.logits_to_masks(logits[best:best + 1])[0], search)
+    if found is None:  # every candidate empty: the widest one, as asked
+        found = tuple(float(v) for v in boxes[-1])
+    log.info("a points-only prompt answered with the box %s (XYXY pixels; candidate %d of %d)",
+             ",".join(f"{v:.0f}" for v in found), best + 1, len(boxes))
+    pred = predictor.predict(box=found, multimask=multimask, box_search=False)
+    return replace(pred, box=found)
+
+
+__all__ = ["BOX_SEARCH", "BoxSearch", "answer_box", "border_share", "candidate_boxes", "pick_candidate",
+           "predict_from_points", "stability"]

@@ -1,0 +1,108 @@
+"""A points-only prompt to a box-trained model is answered with a box searched around the points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medisam.errors import PromptError
+from medisam.metrics_basic import dice
+from medisam.predict import Predictor
+from medisam.predict.point_box import (BOX_SEARCH, answer_box, border_share, candidate_boxes, pick_candidate,
+                                       stability)
+from medisam.prompting.strategies import PointsStrategy, parse_strategy
+from medisam.prompts import Points
+from tests.conftest import disk_image
+
+
+def test_candidates_grow_from_the_points_to_the_whole_image():
+    boxes = candidate_boxes(Points(np.array([[40.0, 30.0]]), np.array([1])), (100, 200), 2.0)
+    half = (40.0 - boxes[:, 0])[:3]
+    assert half.tolist() == pytest.approx([6.0, 8.4, 11.76])  # 3 low-res px of 2 px, then 1.4x apart
+    assert tuple(boxes[-1]) == (0.0, 0.0, 200.0, 100.0) and tuple(boxes[-2]) != tuple(boxes[-1])
+    assert (boxes[:, 0] <= 40).all() and (boxes[:, 2] >= 41).all() and (boxes[:, 1] <= 30).all()
+    two = candidate_boxes(Points(np.array([[40.0, 30.0], [90.0, 35.0], [5.0, 5.0]]), np.array([1, 1, 0])),
+                          (100, 200), 2.0)
+    assert tuple(two[0]) == (34.0, 24.0, 97.0, 42.0)  # around both positive points; the negative one is ignored
+
+
+def test_border_share_and_stability():
+    mask = np.zeros((20, 20), dtype=bool)
+    mask[5:10, 5:10] = True
+    assert border_share(mask, np.array([2.0, 2.0, 15.0, 15.0])) == 0.0  # enclosed
+    assert border_share(mask, np.array([5.0, 5.0, 10.0, 10.0])) == 1.0  # the box is the mask's own
+    assert 0 < border_share(mask, np.array([7.0, 2.0, 15.0, 15.0])) < 0.2  # cuts it on one side
+    logits = np.where(mask, 3.0, -3.0)
+    logits[5, 5] = 0.5
+    assert stability(logits) == pytest.approx(24 / 25) and stability(np.full((4, 4), -5.0)) == 0.0
+
+
+def _square(lo: int, hi: int, size: int = 32) -> np.ndarray:
+    out = np.full((size, size), -4.0, dtype=np.float32)
+    out[lo:hi, lo:hi] = 4.0
+    return out
+
+
+def test_the_enclosed_candidate_holding_the_point_wins():
+    # 0: a small box cutting the object (its mask fills it); 1: enclosing the object; 2: a mask elsewhere
+    logits = np.stack([_square(12, 20), _square(8, 24), _square(0, 4)])
+    boxes = np.array([[12, 12, 20, 20], [4, 4, 28, 28], [0, 0, 32, 32]], dtype=float)
+    point = np.array([[15.0, 15.0]])
+    none = np.zeros((0, 2))
+    assert pick_candidate(logits, np.array([0.99, 0.8, 0.99]), boxes, point, none) == 1
+    # a negative point inside the object rules out every mask holding it
+    assert pick_candidate(logits, np.array([0.99, 0.8, 0.1]), boxes, point, np.array([[10.0, 10.0]])) == 0
+    # nothing enclosed: the best of those holding the point; nothing holds it: the best of all
+    assert pick_candidate(logits[:1], np.array([0.5]), boxes[:1], point, none) == 0
+    assert pick_candidate(logits, np.array([0.2, 0.3, 0.9]), boxes, np.array([[30.0, 2.0]]), none) == 2
+
+
+def test_answer_box_is_the_mask_box_grown_and_clipped():
+    mask = np.zeros((50, 60), dtype=bool)
+    mask[10:30, 0:20] = True
+    assert answer_box(mask) == pytest.approx((0.0, 7.0, 23.0, 33.0))  # 5 % + 2 px, clipped at x = 0
+    assert answer_box(np.zeros((5, 5), dtype=bool)) is None
+    assert BOX_SEARCH.border == 0.05
+
+
+def test_predictor_answers_points_with_the_box_it_found(tiny_model):
+    image, _ = disk_image(96, radius=20, center=(48, 48))
+    pred = Predictor(tiny_model).set_image(image)
+    assert not tiny_model.spec.box_from_points
+    raw = pred.predict(points=[(48, 48, 1)])
+    assert raw.box is None  # a model trained with points answers them itself
+    found = pred.predict(points=[(48, 48, 1)], box_search=True)
+    assert found.box is not None and found.masks.shape == (1, 96, 96)
+    x0, y0, x1, y1 = found.box
+    assert 0 <= x0 < x1 <= 96 and 0 <= y0 < y1 <= 96
+    again = pred.predict(box=found.box)
+    assert np.array_equal(found.masks, again.masks) and found.scores == pytest.approx(again.scores)
+    with pytest.raises(PromptError, match="positive point"):
+        pred.predict(points=[(48, 48, 0)], box_search=True)
+    with pytest.raises(PromptError):
+        pred.predict(points=[(480, 48, 1)], box_search=True)  # outside the image: refused as any point
+
+
+def test_the_strategies_keep_the_published_point_prompt_and_name_the_search():
+    assert isinstance(parse_strategy("point"), PointsStrategy) and not parse_strategy("point").box_search
+    assert parse_strategy("point-box").box_search and parse_strategy("point-box").name == "point-box"
+    assert parse_strategy("points3neg1-box").name == "points3neg1-box"
+    assert parse_strategy("points5").box_search is False
+
+
+def test_a_click_on_a_real_disk_and_a_real_polyp(real_model, data_dir):
+    """The bundled LiteMedSAM: its own point prompt misses, the box search finds the object."""
+    image, truth = disk_image(128, radius=30)
+    pred = Predictor(real_model).set_image(image)
+    found = pred.predict(points=[(64, 64, 1)])
+    assert found.box is not None and dice(found.masks[0], truth) > 0.9
+    from medisam.bench.datasets import discover_cases
+    from medisam.prompting.sampling import interior_point
+
+    case = discover_cases(data_dir / "kvasir_seg")[1].load()
+    truth = case.targets[0].mask
+    pred.set_image(case.image)
+    x, y = interior_point(truth)
+    own = pred.predict(points=[(x, y, 1)], multimask=True, box_search=False)
+    found = pred.predict(points=[(x, y, 1)])
+    assert max(dice(m, truth) for m in own.masks) < 0.3 < 0.9 < dice(found.masks[0], truth)
