@@ -65,10 +65,12 @@ def test_answer_box_is_the_mask_box_grown_and_clipped():
     assert BOX_SEARCH.border == 0.05
 
 
-def test_predictor_answers_points_with_the_box_it_found(tiny_model):
+@pytest.mark.parametrize("name", ["tiny_model", "tiny_sam"])
+def test_predictor_answers_points_with_the_box_it_found(name, request):
+    model = request.getfixturevalue(name)
     image, _ = disk_image(96, radius=20, center=(48, 48))
-    pred = Predictor(tiny_model).set_image(image)
-    assert not tiny_model.spec.box_from_points
+    pred = Predictor(model).set_image(image)
+    assert not model.spec.box_from_points
     raw = pred.predict(points=[(48, 48, 1)])
     assert raw.box is None  # a model trained with points answers them itself
     found = pred.predict(points=[(48, 48, 1)], box_search=True)
@@ -81,6 +83,14 @@ def test_predictor_answers_points_with_the_box_it_found(tiny_model):
         pred.predict(points=[(48, 48, 0)], box_search=True)
     with pytest.raises(PromptError):
         pred.predict(points=[(480, 48, 1)], box_search=True)  # outside the image: refused as any point
+
+
+def test_the_box_trained_models_search_and_the_others_do_not():
+    import medisam.models.registry  # noqa: F401 - registers the models
+    from medisam.models.catalog import get_spec
+
+    assert get_spec("litemedsam").box_from_points and get_spec("medsam-vit-b").box_from_points
+    assert not get_spec("sam-vit-b").box_from_points
 
 
 def test_the_strategies_keep_the_published_point_prompt_and_name_the_search():
