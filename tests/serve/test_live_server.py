@@ -81,3 +81,29 @@ def test_client_segment_equals_cli_segment(real_model, tmp_path):
         client_mask = Client(http=tc).segment(sample, box=box)
     assert cli_mask.sum() > 1000
     assert np.array_equal(client_mask, cli_mask)
+
+
+@pytest.mark.real_weights
+def test_a_click_alone_through_http_and_the_cli_finds_the_object(real_model, tmp_path):
+    """A click with no box: the server and `medisam segment --point` answer it with the same box search,
+    and the mask is the object's (the box's mask), not LiteMedSAM's near-empty point prompt."""
+    from fastapi.testclient import TestClient
+
+    from medisam.cli import main
+    from medisam.io import read_image
+    from medisam.metrics_basic import dice
+    from medisam.samples import __file__ as samples_init
+    from medisam.serve import ServerSettings, create_app
+
+    sample = Path(samples_init).parent / "ct_liver_chaos_101_1045.jpg"
+    out = tmp_path / "click.png"
+    backend = ["--backend", getattr(real_model, "backend", "torch"),
+               "--precision", getattr(real_model, "precision", None) or "fp32"]
+    assert main(["segment", str(sample), "--point", "150,200", "-o", str(out), "--device", "cpu", *backend]) == 0
+    cli_mask = read_image(out).array > 0
+    with TestClient(create_app(ServerSettings(allowed_hosts=("testserver",)), model=real_model)) as tc:
+        with Client(http=tc).open_session(sample) as s:
+            client_mask = s.predict(points=[(150, 200, 1)])
+            box_mask = s.predict(box=(55, 60, 322, 347), obj_id=2)
+    assert np.array_equal(client_mask, cli_mask)
+    assert dice(client_mask, box_mask) > 0.8
