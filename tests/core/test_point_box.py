@@ -37,6 +37,19 @@ def test_border_share_and_stability():
     assert stability(logits) == pytest.approx(24 / 25) and stability(np.full((4, 4), -5.0)) == 0.0
 
 
+def test_a_whole_image_box_is_read_on_the_image_not_on_the_padding():
+    from medisam.models.transform import InputTransform
+    from medisam.predict.point_box import low_res_boxes
+
+    t = InputTransform.for_image(531, 570, 256, "longest")  # 256 x 238 of the 256 x 256 grid is image
+    low = low_res_boxes(t, np.array([[0.0, 0.0, 570.0, 531.0], [10.0, 20.0, 100.0, 200.0]]), 1.0)
+    assert low[0].tolist() == pytest.approx([0.0, 0.0, 256.0, 238.0])
+    assert low[1].tolist() == pytest.approx(t.coords_to_model(np.array([10.0, 20.0, 100.0, 200.0])).tolist())
+    grid = np.zeros((256, 256), dtype=bool)
+    grid[100:238, :] = True  # an object running off the image's bottom edge
+    assert border_share(grid, low[0]) > 0.3  # not enclosed: its last row is the image's
+
+
 def _square(lo: int, hi: int, size: int = 32) -> np.ndarray:
     out = np.full((size, size), -4.0, dtype=np.float32)
     out[lo:hi, lo:hi] = 4.0

@@ -31,6 +31,7 @@ import numpy as np
 from medisam.prompts import Points
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from medisam.models.transform import InputTransform
     from medisam.predict.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,14 @@ def answer_box(mask: np.ndarray, search: BoxSearch = BOX_SEARCH) -> tuple[float,
     return max(0.0, x0 - dx), max(0.0, y0 - dy), min(float(w), x1 + dx), min(float(h), y1 + dy)
 
 
+def low_res_boxes(transform: "InputTransform", boxes: np.ndarray, to_low: float) -> np.ndarray:
+    """XYXY pixel ``boxes`` on the low-res grid, clipped to the image's part of it: beyond it the
+    grid pads the model's square, and a box edge there would read the padding as "not the mask"
+    (a whole-image candidate would pass as enclosed)."""
+    valid_h, valid_w = (v * to_low for v in transform.resized_hw)
+    return np.minimum(transform.coords_to_model(boxes) * to_low, [valid_w, valid_h, valid_w, valid_h])
+
+
 def predict_from_points(predictor: "Predictor", points: Points, multimask: bool | str = False,
                         search: BoxSearch = BOX_SEARCH) -> "Prediction":
     """Answer a points-only prompt (at least one positive point) with the box search; the
@@ -139,7 +148,7 @@ def predict_from_points(predictor: "Predictor", points: Points, multimask: bool 
     pixel_per_low = 1.0 / (max(transform.scale_xy) * to_low)
     boxes = candidate_boxes(points, predictor.image_size, pixel_per_low, search)
     logits, scores = predictor.box_logits([tuple(b) for b in boxes])
-    boxes_low = transform.coords_to_model(boxes) * to_low
+    boxes_low = low_res_boxes(transform, boxes, to_low)
     yx_low = transform.coords_to_model(points.coords)[:, ::-1] * to_low
     best = pick_candidate(logits, scores, boxes_low, yx_low[points.labels == 1], yx_low[points.labels != 1], search)
     found = answer_box(predictor.logits_to_masks(logits[best:best + 1])[0], search)
@@ -151,5 +160,5 @@ def predict_from_points(predictor: "Predictor", points: Points, multimask: bool 
     return replace(pred, box=found)
 
 
-__all__ = ["BOX_SEARCH", "BoxSearch", "answer_box", "border_share", "candidate_boxes", "pick_candidate",
-           "predict_from_points", "stability"]
+__all__ = ["BOX_SEARCH", "BoxSearch", "answer_box", "border_share", "candidate_boxes", "low_res_boxes",
+           "pick_candidate", "predict_from_points", "stability"]
