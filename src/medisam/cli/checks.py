@@ -193,6 +193,14 @@ def image_checks(image, input: Path, *, boxes: Sequence = (), points: Optional[S
 def not_prompted(boxes: Sequence, points: Optional[Sequence]) -> None:
     if not boxes and not points:
         raise PromptError("give at least one --box or --point (or --scribble, --lasso, --mask)")
+    positive_point(points)
+
+
+def positive_point(points: Optional[Sequence]) -> None:
+    """Points alone need a positive one: negative points say only where the object is not (a box-trained
+    model's points are answered with a box searched around the positive ones, medisam.predict.point_box)."""
+    if points and not any(int(p[2]) == 1 for p in points):
+        raise PromptError("every --point is negative (label 0): add a positive point (x,y) on the object, or a --box")
 
 
 def geometry(image, allow_gaps: bool) -> None:  # noqa: ANN001 - a MedicalImage

@@ -372,6 +372,8 @@ def _parse_prompts(box3d, slice, box, point, slices=None, recist=None, scribble=
                          "(or --recist)")
     if box is None and not points and not drawn:
         raise InputError(f"--slice {slice} needs a --box, --point, --scribble or --lasso")
+    if box is None and not drawn:
+        checks.positive_point(points)
     if box is not None and polygon is not None:
         raise InputError("give --lasso or --box on the slice, not both: the lasso is the object's mask there")
     return {"slice": slice, "box": common.parse_box(box) if box is not None else None, "points": points,
