@@ -108,9 +108,15 @@ def test_3d_click_on_another_slice_changes_the_labels_and_undo_restores(tiny_app
     _wait_status(page, "opened volume")
     page.locator("#medisam-view img").wait_for(timeout=30_000)
     rng = page.locator("#medisam-range textarea, #medisam-range input").first
-    rng.fill("2,5")
-    rng.press("Enter")
-    _wait_status(page, "3D box on slices 2..5")
+    for attempt in range(2):  # an Enter typed before the page has bound the box is lost (stop 65's CI): again
+        rng.fill("2,5")
+        rng.press("Enter")
+        try:
+            _wait_status(page, "3D box on slices 2..5", 30_000 if attempt == 0 else 60_000)
+            break
+        except AssertionError:
+            if attempt:
+                raise
     _click(page, 12, 12)
     _wait_status(page, "corner")
     _click(page, 35, 35)
