@@ -23,12 +23,16 @@ is returned with the prediction (:attr:`Prediction.box`) so a user can see and r
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+from segment_anything.utils.amg import calculate_stability_score
 
-from medisam.prompts import Points
+from medisam.errors import PromptError
+from medisam.predict.propagation import grown_box
+from medisam.prompts import Box, Points
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from medisam.models.transform import InputTransform
@@ -83,9 +87,10 @@ def border_share(mask: np.ndarray, box: np.ndarray) -> float:
 
 
 def stability(logits: np.ndarray, offset: float = 1.0) -> float:
-    """SAM's stability score: the mask at ``+offset`` over the mask at ``-offset`` (0 when empty)."""
-    loose = int((logits > -offset).sum())
-    return float((logits > offset).sum()) / loose if loose else 0.0
+    """SAM's stability score (``calculate_stability_score``, as everything mode uses it): the mask at
+    ``+offset`` over the mask at ``-offset``; 0 when empty."""
+    score = calculate_stability_score(torch.from_numpy(np.ascontiguousarray(logits[None])), 0.0, offset)
+    return float(np.nan_to_num(score.numpy()[0]))
 
 
 def _holds(mask: np.ndarray, yx: np.ndarray) -> np.ndarray:
@@ -114,14 +119,12 @@ def pick_candidate(logits: np.ndarray, scores: np.ndarray, boxes_low: np.ndarray
 def answer_box(mask: np.ndarray, search: BoxSearch = BOX_SEARCH) -> tuple[float, float, float, float] | None:
     """The box a user would draw around ``mask`` (original grid): its tight box grown by
     ``search.grow`` of its size plus ``search.pad`` pixels, clipped; None when it is empty."""
-    ys, xs = np.nonzero(mask)
-    if not len(ys):
+    tight = Box.from_mask(mask)
+    if tight is None:
         return None
-    h, w = mask.shape
-    x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
-    dx = (x1 - x0) * search.grow + search.pad
-    dy = (y1 - y0) * search.grow + search.pad
-    return max(0.0, x0 - dx), max(0.0, y0 - dy), min(float(w), x1 + dx), min(float(h), y1 + dy)
+    margin = ((tight.x1 - tight.x0) * search.grow + search.pad, (tight.y1 - tight.y0) * search.grow + search.pad)
+    grown = grown_box(tight, margin, mask.shape)
+    return float(grown.x0), float(grown.y0), float(grown.x1), float(grown.y1)
 
 
 def low_res_boxes(transform: "InputTransform", boxes: np.ndarray, to_low: float) -> np.ndarray:
@@ -136,11 +139,7 @@ def predict_from_points(predictor: "Predictor", points: Points, multimask: bool 
                         search: BoxSearch = BOX_SEARCH) -> "Prediction":
     """Answer a points-only prompt (at least one positive point) with the box search; the
     prediction is that of the box found (``multimask`` as for a box), which it carries as ``box``."""
-    from dataclasses import replace
-
     if not (points.labels == 1).any():
-        from medisam.errors import PromptError
-
         raise PromptError("a points-only prompt needs a positive point (label 1) to search a box around")
     transform = predictor.transform
     low = int(predictor.model.mask_input_size)
