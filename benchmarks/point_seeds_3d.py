@@ -58,7 +58,7 @@ def _case(paths: tuple[Path, Path]) -> list[dict]:
                 session.add_box(k, box)
             else:
                 if way == "point (model)":  # the model's own point prompt, as before stop 65
-                    session.predictor._searches_box = lambda _asked: False
+                    session.predictor.box_search = False
                 session.add_points(k, [(x, y, 1)])
             out = np.asarray(session.propagate(progress=False).array) > 0
             rows.append({"set": image_path.parent.parent.name, "case": image_path.name, "label": label, "way": way,
@@ -83,16 +83,21 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sets", default="brats2015_deepmedic,msd_task04_hippocampus,pyradiomics_lung_ct",
                     help="comma list of 3D datasets (imagesTr/*_0000.nii.gz + labelsTr/) under ../shared/data")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes of 1 thread each")
-    ap.add_argument("--out", type=Path, default=None, help="append the rows (JSON lines) here")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="append the rows (JSON lines) here; cases it already holds are skipped (a run resumes)")
     ap.add_argument("--table", type=Path, default=None, help="print the table of kept rows and stop")
     args = ap.parse_args(argv)
     if args.table is not None:
-        print(table([json.loads(line) for line in args.table.read_text().splitlines() if line.strip()]))
+        print(table(_rows(args.table)))
         return 0
     work = []
     for name in filter(None, args.sets.split(",")):
@@ -102,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         work += [(p, DATA / name / "labelsTr" / p.name.replace("_0000", "")) for p in images]
     from tqdm import tqdm
 
-    rows: list[dict] = []
+    rows: list[dict] = _rows(args.out) if args.out is not None and args.out.exists() else []
+    done = {(r["set"], r["case"]) for r in rows}  # a case's rows are written together, once it is whole
+    work = [(i, lab) for i, lab in work if (i.parent.parent.name, i.name) not in done]
+    print(f"{len(work)} cases to run, {len(done)} already in {args.out}", file=sys.stderr)
     with get_context("spawn").Pool(max(1, args.jobs), initializer=_init, initargs=(1,)) as pool:
         for got in tqdm(pool.imap_unordered(_case, work), total=len(work), desc="cases"):
             rows += got

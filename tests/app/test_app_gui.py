@@ -63,28 +63,36 @@ def browser():
         b.close()
 
 
+def _view_geometry(page) -> dict:
+    """The shown picture's box on screen, its natural size and the view's zoom, once it has settled.
+
+    Loaded AND laid out, read in one step and twice alike: while Gradio swaps the picture the new
+    <img> can have pixels but no size yet, or no pixels for a moment after it had them.
+    """
+    geometry = """() => {
+        const e = document.querySelector('#medisam-view img');
+        if (!e || !(e.naturalWidth > 0) || !(e.naturalHeight > 0)) return null;
+        const r = e.getBoundingClientRect(), z = Number(document.querySelector('#medisam-view').dataset.zoom || 1);
+        return r.width > 0 && r.height > 0 && z > 0 ? {left: r.x, top: r.y, w: r.width, h: r.height,
+            nw: e.naturalWidth, nh: e.naturalHeight, z: z} : null; }"""
+    seen = None
+    for _ in range(300):
+        now = page.evaluate(geometry)
+        if now is not None and now == seen:
+            return now
+        seen = now
+        page.wait_for_timeout(100)
+    raise AssertionError("the picture never settled in the page")
+
+
 def _click_pixel(page, x: float, y: float) -> None:
     """Click the shown picture at pixel (x, y) of the *view* image (the app may upscale small slices).
 
     Gradio draws the <img> centred and only scaled down (object-fit: scale-down).
     """
-    # loaded AND laid out, read in one step and twice alike: while Gradio swaps the picture the new
-    # <img> can have pixels but no size yet, or no pixels for a moment after it had them
-    geometry = ("() => { const e = document.querySelector('#medisam-view img');"
-                " if (!e || !(e.naturalWidth > 0)) return null; const r = e.getBoundingClientRect();"
-                " return r.width > 0 && r.height > 0 ? [r.x, r.y, r.width, r.height, e.naturalWidth, e.naturalHeight]"
-                " : null; }")
-    seen = None
-    for _ in range(300):
-        now = page.evaluate(geometry)
-        if now is not None and now == seen:
-            break
-        seen = now
-        page.wait_for_timeout(100)
-    else:
-        raise AssertionError("the picture never settled in the page")
-    box = dict(zip(("x", "y", "width", "height"), now[:4]))
-    nat = now[4:]
+    g = _view_geometry(page)
+    box = {"x": g["left"], "y": g["top"], "width": g["w"], "height": g["h"]}
+    nat = (g["nw"], g["nh"])
     scale = min(1.0, box["width"] / nat[0], box["height"] / nat[1])
     left = box["x"] + (box["width"] - nat[0] * scale) / 2
     top = box["y"] + (box["height"] - nat[1] * scale) / 2

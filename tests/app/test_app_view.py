@@ -8,19 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from test_app_gui import _ball_nifti, _open, _status, _wait_status, app_url, browser  # noqa: F401 - fixtures
+from test_app_gui import (  # noqa: F401 - fixtures
+    _ball_nifti, _open, _status, _view_geometry, _wait_status, app_url, browser)
 
 pytestmark = [pytest.mark.gui, pytest.mark.real_weights, pytest.mark.slow]
 FACTOR = 6  # AppState.view_scale for a 96-pixel slice
-
-
-def _view_geometry(page) -> dict:
-    page.wait_for_function("() => document.querySelector('#medisam-view img')?.naturalWidth > 0", timeout=30_000)
-    return page.evaluate("""() => {
-        const im = document.querySelector('#medisam-view img'), R = im.getBoundingClientRect();
-        return {left: R.left, top: R.top, w: R.width, h: R.height, nw: im.naturalWidth, nh: im.naturalHeight,
-                z: Number(document.querySelector('#medisam-view').dataset.zoom || 1)};
-    }""")
 
 
 def _screen_of(page, x: float, y: float) -> tuple[float, float]:

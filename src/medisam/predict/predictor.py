@@ -81,17 +81,19 @@ class Predictor:
 
     ``set_image`` encodes once (or reuses the cached embedding for identical pixels,
     model and preprocessing); ``predict`` and ``predict_batch`` only run the light
-    prompt encoder and mask decoder.
+    prompt encoder and mask decoder. ``box_search``: the default of :meth:`predict`'s
+    ``box_search`` for this predictor (None: the model's ``ModelSpec.box_from_points``).
     """
 
     def __init__(self, model: PromptableModel, cache: EmbeddingCache | None = None,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, box_search: bool | None = None):
         if not model.spec.supports_2d_prompting:  # SAM 2: memory model, see predict.sam2_session
             raise ModelError(f"{model.name} is a SAM 2 model: use Sam2Session or VideoSession "
                              "(a 2D image is a one-frame session) instead of Predictor")
         self.model = model
         self.cache = cache if cache is not None else EmbeddingCache()
         self.max_pixels = max_pixels
+        self.box_search = box_search
         self._current: CachedEmbedding | None = None
         self._hw: tuple[int, int] | None = None
         self._display: np.ndarray | None = None
@@ -176,8 +178,9 @@ class Predictor:
         ``multimask``: SAM's single output (False), its 3 ambiguity candidates (True), or
         ``"all"``: the single output then the 3 candidates, from one decoder pass.
         ``box_search``: answer a points-only prompt with a box found around the points
-        (:mod:`medisam.predict.point_box`); None (default) does so for models trained on boxes
-        only (``ModelSpec.box_from_points``: LiteMedSAM, MedSAM), False asks the model itself.
+        (:mod:`medisam.predict.point_box`); None (default) takes the predictor's ``box_search``,
+        and where that is None too does so for models trained on boxes only
+        (``ModelSpec.box_from_points``: LiteMedSAM, MedSAM); False asks the model itself.
         """
         current = self._require_image()
         h, w = self.image_size
@@ -213,7 +216,10 @@ class Predictor:
 
     def _searches_box(self, box_search: bool | None) -> bool:
         """Whether a points-only prompt is answered with a box search (see :meth:`predict`)."""
-        return bool(self.model.spec.box_from_points) if box_search is None else bool(box_search)
+        for choice in (box_search, self.box_search):
+            if choice is not None:
+                return bool(choice)
+        return bool(self.model.spec.box_from_points)
 
     def predict_batch(self, boxes: Sequence[Box | Sequence[float]]) -> Prediction:
         """One mask per box on the cached embedding; row ``i`` of the result is box ``i``."""
