@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections import defaultdict
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def _init(threads: int) -> None:
     _STATE["model"] = load_model("litemedsam")
 
 
-def _case(paths: tuple[Path, Path]) -> list[dict]:
+def _case(paths: tuple[Path, Path], ways: tuple[str, ...] = WAYS) -> list[dict]:
     from medisam.io import read_image
     from medisam.metrics_basic import dice
     from medisam.predict import VolumeSession
@@ -51,7 +52,7 @@ def _case(paths: tuple[Path, Path]) -> list[dict]:
         k = int(np.argmax(truth.sum(axis=(1, 2))))
         x, y = interior_point(truth[k])
         box = tuple(float(v) for v in tight_box(truth[k]).as_array())
-        for way in WAYS:
+        for way in ways:
             session = VolumeSession(_STATE["model"], image)
             t0 = time.perf_counter()
             if way == "box":
@@ -68,17 +69,18 @@ def _case(paths: tuple[Path, Path]) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    """Mean 3D DSC, the seed slice's DSC and seconds per way, over the labels every way measured."""
+    """Mean 3D DSC, the seed slice's DSC and seconds per way, over the labels every way in the rows measured."""
+    ways = [w for w in WAYS if any(r["way"] == w for r in rows)]
     by: dict = defaultdict(lambda: defaultdict(dict))
     for r in rows:
         by[r["set"]][(r["case"], r["label"])][r["way"]] = r
-    lines = ["| set | cases | labels | " + " | ".join(f"{w}: 3D DSC (seed slice) / s" for w in WAYS) + " |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in WAYS) + " |"]
+    lines = ["| set | cases | labels | " + " | ".join(f"{w}: 3D DSC (seed slice) / s" for w in ways) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in ways) + " |"]
     for name, labels in by.items():
-        done = [v for v in labels.values() if all(w in v for w in WAYS)]
+        done = [v for v in labels.values() if all(w in v for w in ways)]
         cells = [f"{np.mean([v[w]['dice'] for v in done]):.3f} ({np.mean([v[w]['seed_dice'] for v in done]):.3f}) / "
-                 f"{np.mean([v[w]['seconds'] for v in done]):.1f}" for w in WAYS]
-        cases = len({v[WAYS[0]]['case'] for v in done})
+                 f"{np.mean([v[w]['seconds'] for v in done]):.1f}" for w in ways]
+        cases = len({v[ways[0]]['case'] for v in done})
         lines.append(f"| {name} | {cases} | {len(done)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -94,14 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="worker processes of 1 thread each")
     ap.add_argument("--out", type=Path, default=None,
                     help="append the rows (JSON lines) here; cases it already holds are skipped (a run resumes)")
+    ap.add_argument("--ways", default=",".join(WAYS), help=f"comma list of the ways to run (of {', '.join(WAYS)})")
+    ap.add_argument("--first", type=int, default=None, help="only the first N cases of each set (sorted names)")
     ap.add_argument("--table", type=Path, default=None, help="print the table of kept rows and stop")
     args = ap.parse_args(argv)
+    ways = tuple(w for w in args.ways.split(",") if w)
+    if not ways or set(ways) - set(WAYS):
+        ap.error(f"--ways: choose among {', '.join(WAYS)}")
     if args.table is not None:
         print(table(_rows(args.table)))
         return 0
     work = []
     for name in filter(None, args.sets.split(",")):
-        images = sorted((DATA / name / "imagesTr").glob("*_0000.nii.gz"))
+        images = sorted((DATA / name / "imagesTr").glob("*_0000.nii.gz"))[:args.first]
         if not images:
             ap.error(f"{name}: no imagesTr/*_0000.nii.gz under {DATA}")
         work += [(p, DATA / name / "labelsTr" / p.name.replace("_0000", "")) for p in images]
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     work = [(i, lab) for i, lab in work if (i.parent.parent.name, i.name) not in done]
     print(f"{len(work)} cases to run, {len(done)} already in {args.out}", file=sys.stderr)
     with get_context("spawn").Pool(max(1, args.jobs), initializer=_init, initargs=(1,)) as pool:
-        for got in tqdm(pool.imap_unordered(_case, work), total=len(work), desc="cases"):
+        for got in tqdm(pool.imap_unordered(partial(_case, ways=ways), work), total=len(work), desc="cases"):
             rows += got
             if args.out is not None:
                 with args.out.open("a") as f:

@@ -204,6 +204,8 @@ class ClientSession:
         self.id: str = info["session_id"]
         self.last_score: float | None = None
         self.last_slice: int | None = None
+        #: XYXY pixels: the box the server answered the last points-only prompt with (None otherwise)
+        self.last_found_box: tuple[float, float, float, float] | None = None
 
     def __enter__(self) -> "ClientSession":
         return self
@@ -231,12 +233,15 @@ class ClientSession:
         body = r.json()
         self.last_score = body["score"]
         self.last_slice = body["slice"]
+        found = body.get("found_box")
+        self.last_found_box = None if found is None else tuple(float(v) for v in found)
         return decode_array(body["mask"]).astype(bool)
 
     def predict(self, slice: int | None = None, *, box: Sequence[float] | None = None,
                 points: Sequence[Sequence[float]] | None = None, mask: np.ndarray | None = None,
                 obj_id: int = 1) -> np.ndarray:
-        """New prompts for object ``obj_id`` on a slice -> its ``(H, W)`` bool mask (score in ``last_score``)."""
+        """New prompts for object ``obj_id`` on a slice -> its ``(H, W)`` bool mask (score in ``last_score``;
+        for points alone, the box they were answered with in ``last_found_box``)."""
         body: dict[str, Any] = {"slice": slice, "obj_id": obj_id}
         if box is not None:
             body["box"] = [float(v) for v in box]

@@ -211,3 +211,22 @@ def test_a_guide_channel_is_added_checked_and_seen_by_3d_clicks(vol_state, tmp_p
     assert "2 channels" in vol_state.message and vol_state.session.volume.guides == 1
     vol_state.set_window("lung")  # the session is re-opened for the window: the guide stays
     assert vol_state.session.volume.guides == 1
+
+
+@pytest.mark.parametrize("search", [True, False])
+def test_a_click_on_a_new_object_shows_the_box_it_was_answered_with(vol_state, search):
+    st = vol_state
+    st.session.predictor.box_search = search  # LiteMedSAM's default; the tiny model answers points itself
+    st.mode = "positive"
+    st.set_slice(4)
+    st.click(24, 24)
+    found = st.session.found_box(4, 1)
+    assert (found is not None) is search
+    assert ("answered with the box" in st.message) is search
+    if search:
+        assert st.boxes[1] == (found, 4, 4)  # drawn on the seed slice, as a drawn box is
+        assert st.message.endswith(f"answered with the box {','.join(f'{v:.0f}' for v in found)} found around "
+                                   "the click")
+    else:
+        assert 1 not in st.boxes
+    assert st.render() is not None

@@ -129,3 +129,35 @@ def test_a_click_on_a_real_disk_and_a_real_polyp(real_model, data_dir):
     own = pred.predict(points=[(x, y, 1)], multimask=True, box_search=False)
     found = pred.predict(points=[(x, y, 1)])
     assert max(dice(m, truth) for m in own.masks) < 0.3 < 0.9 < dice(found.masks[0], truth)
+
+
+@pytest.mark.parametrize("search", [True, False])
+def test_a_click_seeds_a_volume_as_the_box_it_found(tiny_model, search):
+    """A volume's seed of points alone: the box found is kept with the seed and its runs take it as a
+    drawn box (the chain clipped to it, the stop rules' box); without the search the seed has no box."""
+    from medisam.io import MedicalImage
+    from medisam.predict import VolumeSession
+    from medisam.predict.axis_runs import run_clip, seed_box
+
+    zz, yy, xx = np.mgrid[:9, :48, :48]
+    vol = np.where((zz - 4) ** 2 * 4 + (yy - 24) ** 2 + (xx - 24) ** 2 < 15 ** 2, 200.0, 20.0).astype(np.float32)
+    image = MedicalImage.from_array(vol, spacing=(1.0, 1.0, 2.0))
+    session = VolumeSession(tiny_model, image)
+    session.predictor.box_search = search
+    seed = session.add_points(4, [(24, 24, 1)])
+    found = session.found_box(4)
+    clip = run_clip(session, session.store.objects[1], 4, None, False)
+    assert (found is not None) is search and (clip is not None) is search
+    assert seed_box(session, 1, 4) == found
+    if search:
+        assert found.x0 <= 24 <= found.x1 and found.y0 <= 24 <= found.y1
+        ref = Predictor(tiny_model).set_display_image(session.plane_display(4))
+        assert np.array_equal(seed.mask, ref.predict(box=found).masks[0])  # the seed is the found box's mask
+    labels = session.propagate(progress=False).array
+    assert labels.shape == vol.shape and labels.any()
+    if search:  # a click and the box it found give the same 3D result
+        drawn = VolumeSession(tiny_model, image)
+        drawn.add_box(4, found)
+        assert np.array_equal(drawn.propagate(progress=False).array, labels)
+    session.add_box(4, (10, 10, 38, 38))  # a drawn box replaces the points' box
+    assert session.found_box(4) is None and seed_box(session, 1, 4).as_array().tolist() == [10, 10, 38, 38]

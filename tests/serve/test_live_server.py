@@ -104,6 +104,13 @@ def test_a_click_alone_through_http_and_the_cli_finds_the_object(real_model, tmp
     with TestClient(create_app(ServerSettings(allowed_hosts=("testserver",)), model=real_model)) as tc:
         with Client(http=tc).open_session(sample) as s:
             client_mask = s.predict(points=[(150, 200, 1)])
+            found = s.last_found_box
+            again = s.predict(box=found, obj_id=3)  # the box found, given back as a box prompt
+            assert s.last_found_box is None  # a drawn box is not a found one
             box_mask = s.predict(box=(55, 60, 322, 347), obj_id=2)
     assert np.array_equal(client_mask, cli_mask)
     assert dice(client_mask, box_mask) > 0.8
+    assert found is not None and found[0] <= 150 <= found[2] and found[1] <= 200 <= found[3]
+    ys, xs = np.nonzero(client_mask)
+    assert found[0] <= xs.min() and xs.max() < found[2] and found[1] <= ys.min() and ys.max() < found[3]
+    assert dice(again, client_mask) > 0.98

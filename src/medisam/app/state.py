@@ -212,6 +212,10 @@ class AppState:
             res = s.add_points(k, self.obj_id, points=[(x, y, label)])
             self.points.append((float(x), float(y), label))
             self._actions.append("prompt")
+            found = s.found_box(k, self.obj_id)
+            if found is not None:  # points alone on a box-trained model: show the box they were answered with
+                self.boxes[self.obj_id] = (found, res.slice, res.slice)
+                note = f"; answered with the box {','.join(f'{v:.0f}' for v in found)} found around the click"
         where = "frame" if s.image.is_video else "slice"
         self.message = (f"object {res.obj_id} on {where} {res.slice}: {int(res.mask.sum())} pixels "
                         f"(score {res.score:.2f}){note}")

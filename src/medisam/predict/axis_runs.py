@@ -19,7 +19,7 @@ from medisam.predict.contract import SliceResult, ViewProgress
 from medisam.predict.propagation import box_around, clip_to, interior_point, stop_reason
 from medisam.predict.slice_box import Estimate, clip_box, estimate_box
 from medisam.predict.stop_rules import SeedStopper
-from medisam.predict.store import ObjectState, Run, RunKey
+from medisam.predict.store import ObjectState, Run, RunKey, SlicePrompts
 from medisam.prompts import Box
 
 if TYPE_CHECKING:
@@ -112,8 +112,25 @@ def seed_iter(s: AxisSession, obj_id: int, t: int) -> Iterator[SliceResult]:
         pred = s._predict(t, prompts.box, prompts.points, logits, obj_id=obj_id)
         mask = clip_to(pred.masks[0], state.clip_box)
         result = SliceResult(t, obj_id, mask, float(pred.scores[0]), pred.low_res_logits[0], "prompt", axis=s.axis)
+        found = None if pred.box is None else Box.of(pred.box)
+        s.store.runs[key] = Run(t, (result,), found_box=found)
+        yield result
+        return
     s.store.runs[key] = Run(t, (result,))
     yield result
+
+
+def seed_box(s: AxisSession, obj_id: int, seed: int) -> Box | None:
+    """The box of a seed slice: the drawn one, or the one its points alone were answered with
+    (known once the seed's own result is): a click seeds a volume as the box it found would."""
+    drawn = s.store.objects[obj_id].seeds[seed].box
+    return drawn if drawn is not None else s.found_box(seed, obj_id)
+
+
+def _searches_box(s: AxisSession, prompts: SlicePrompts) -> bool:
+    """Whether a seed's points alone will be answered with a box (:meth:`Predictor.predict`)."""
+    return (prompts.box is None and prompts.mask is None and prompts.mask_logits is None
+            and prompts.points is not None and s.predictor.searches_box())
 
 
 def run_clip(s: AxisSession, state: ObjectState, seed: int, extent: Box | None, chain: bool) -> Box | None:
@@ -124,7 +141,7 @@ def run_clip(s: AxisSession, state: ObjectState, seed: int, extent: Box | None, 
         return extent if s.config.clip_to_box else None
     if state.extent is not None or chain:
         return state.clip_box
-    return clip_box(state.seeds[seed].box, s.plane_hw, s.config.slice_box)
+    return clip_box(seed_box(s, state.obj_id, seed), s.plane_hw, s.config.slice_box)
 
 
 def _decode(s: AxisSession, t: int, prev: SliceResult, boxes: list[Box], fine: bool):  # noqa: ANN202
@@ -185,7 +202,7 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
     margins = [(max(m / px_x, cfg.min_margin_px), max(m / px_y, cfg.min_margin_px))
                for m in (cfg.margin_mm, *cfg.extra_margins_mm)]
     stopper = None if extent is not None else SeedStopper(  # single-slice prompt: see stop_rules
-        seed_result.mask, seed_result.score, state.seeds[seed].box, cfg.stop_rules, [r.mask for r in run.results])
+        seed_result.mask, seed_result.score, seed_box(s, obj_id, seed), cfg.stop_rules, [r.mask for r in run.results])
     t = prev.slice + step
     refined = None  # the coarse interval this run refined last (its later planes start fine)
     while (end - t) * step >= 0:
@@ -230,10 +247,12 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
 
 # ------------------------------------------------- two passes of a slice box
 def two_pass(s: AxisSession, obj_id: int, seed: int) -> bool:
-    """Whether ``seed`` of ``obj_id`` is propagated in two passes: a box prompt of an object
-    without a 3D box, with ``config.slice_box.enabled``."""
+    """Whether ``seed`` of ``obj_id`` is propagated in two passes: a box prompt (drawn, or found
+    for points alone) of an object without a 3D box, with ``config.slice_box.enabled``."""
     state = s.store.objects[obj_id]
-    return s.config.slice_box.enabled and state.extent is None and state.seeds[seed].box is not None
+    prompts = state.seeds[seed]
+    return (s.config.slice_box.enabled and state.extent is None
+            and (prompts.box is not None or _searches_box(s, prompts)))
 
 
 def _ends(s: AxisSession, obj_id: int, seed: int, direction: str, steps: tuple[int, ...]) -> dict[int, int]:
@@ -251,7 +270,7 @@ def _estimate(s: AxisSession, obj_id: int, seed: int, ends: dict[int, int]) -> E
     masks = [(r.slice, r.mask) for run in chains.values() for r in run.results]
     masks.append((seed, s.store.runs[(obj_id, seed, 0, version)].results[0].mask))
     limits = (ends.get(-1, seed), ends.get(1, seed))
-    return estimate_box(seed, state.seeds[seed].box, masks, limits, s.plane_hw, s.config.slice_box)
+    return estimate_box(seed, seed_box(s, obj_id, seed), masks, limits, s.plane_hw, s.config.slice_box)
 
 
 def _second_end(step: int, end: int, estimate: Estimate) -> int:

@@ -210,6 +210,16 @@ class AxisSession(ClickLayer):
         state = self._objects.get(check_object_id(obj_id))
         return None if state is None else state.seeds.get(slice)
 
+    def found_box(self, slice: int, obj_id: int = 1) -> Box | None:
+        """The box the points alone of ``obj_id`` on seed ``slice`` were answered with
+        (:mod:`medisam.predict.point_box`; its runs use it as a drawn box). None for a drawn box,
+        a mask, or a slice whose seed result is not computed."""
+        prompts = self.slice_prompts(slice, obj_id)
+        if prompts is None or prompts.box is not None:
+            return None
+        own = self._runs.get((obj_id, slice, 0, prompts.version))
+        return None if own is None else own.found_box
+
     # -------------------------------------------------------------- prompts
     def add_box(self, slice: int, box: Box | Sequence[float], obj_id: int = 1,
                 slices: tuple[int, int] | None = None) -> SliceResult:

@@ -186,7 +186,7 @@ class Predictor:
         h, w = self.image_size
         if box is None and points is None and mask is None:
             raise PromptError("give at least one prompt: box, points or mask")
-        if box is None and mask is None and points is not None and self._searches_box(box_search):
+        if box is None and mask is None and points is not None and self.searches_box(box_search):
             from medisam.predict.point_box import predict_from_points
 
             return predict_from_points(self, Points.of(points).check_inside(h, w), multimask)
@@ -214,7 +214,7 @@ class Predictor:
                                 mask_input=mask_t, multimask=multimask)
         return self._finish(out.low_res_logits[0], out.iou[0])
 
-    def _searches_box(self, box_search: bool | None) -> bool:
+    def searches_box(self, box_search: bool | None = None) -> bool:
         """Whether a points-only prompt is answered with a box search (see :meth:`predict`)."""
         for choice in (box_search, self.box_search):
             if choice is not None:

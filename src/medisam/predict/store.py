@@ -84,6 +84,9 @@ class Run:
     planned_end: int  # last slice this run is meant to cover (inclusive)
     results: tuple[SliceResult, ...] = ()
     stopped: bool = False
+    #: a seed's own run (step 0) of points alone: the box they were answered with
+    #: (:mod:`medisam.predict.point_box`), which the seed's runs then use as a drawn box
+    found_box: Box | None = None
 
     def covers(self, t: int, seed: int, step: int) -> bool:
         return (seed < t <= self.planned_end) if step > 0 else (self.planned_end <= t < seed)

@@ -57,6 +57,8 @@ class ObjectPrompt:
     #: (:meth:`InteractiveSession.add_click`, refined by the random walker)
     model_mask: np.ndarray | None = None
     clicks: tuple[Click2D, ...] = ()
+    #: XYXY pixels: the box points alone were answered with (:mod:`medisam.predict.point_box`)
+    found_box: tuple[float, float, float, float] | None = None
 
 
 @dataclass
@@ -215,6 +217,16 @@ class InteractiveSession:
             old = self._prompts2d.get(obj_id, ObjectPrompt())
             return self._apply2d(obj_id, ObjectPrompt(old.box, [*old.points, *pts], old.mask))
         return self.volume.add_points(k, pts, obj_id)
+
+    def found_box(self, slice: int | None = None, obj_id: int = 1) -> tuple[float, float, float, float] | None:
+        """XYXY pixels: the box the points alone of ``obj_id`` on ``slice`` were answered with
+        (box-trained models, :mod:`medisam.predict.point_box`); None for any other prompt."""
+        if self.volume is None:
+            prompt = self._prompts2d.get(obj_id)
+            return None if prompt is None else prompt.found_box
+        found = getattr(self.volume, "found_box", None)  # the slice sessions; SAM 2 answers points itself
+        box = None if found is None else found(self.check_slice(slice), obj_id)
+        return None if box is None else (box.x0, box.y0, box.x1, box.y1)
 
     def add_box3d(self, box3d: Sequence[float] | None = None, obj_id: int = 1, *,
                   box: Sequence[float] | None = None, slice_range: Sequence[int] | None = None,
@@ -493,7 +505,7 @@ class InteractiveSession:
         self._labels2d = self._labels2d.copy()
         self._labels2d[self._labels2d == obj_id] = 0
         self._labels2d[mask] = obj_id
-        self._prompts2d[obj_id] = replace(prompt, model_mask=mask, clicks=())
+        self._prompts2d[obj_id] = replace(prompt, model_mask=mask, clicks=(), found_box=pred.box)
         log.debug("object %d: %d pixels, score %.3f", obj_id, int(mask.sum()), float(pred.scores[0]))
         return SliceResult(0, obj_id, mask, float(pred.scores[0]))
 

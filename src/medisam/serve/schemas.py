@@ -133,6 +133,9 @@ class SliceMask(BaseModel):
     score: float
     area: int
     mask: EncodedArray
+    found_box: Optional[list[float]] = Field(None, description="x0, y0, x1, y1: the box a points-only prompt was "
+                                             "answered with (box-trained models, medisam.predict.point_box); "
+                                             "reuse it as a box prompt. Null otherwise")
 
 
 #: a propagation's direction (medisam.predict.contract.DIRECTIONS)
