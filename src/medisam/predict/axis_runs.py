@@ -102,6 +102,7 @@ def seed_iter(s: AxisSession, obj_id: int, t: int) -> Iterator[SliceResult]:
     key = (obj_id, t, 0, prompts.version)
     if key in s.store.runs:
         return
+    found = None  # the box points alone were answered with (medisam.predict.point_box)
     if prompts.mask is not None and prompts.points is None:
         result = SliceResult(t, obj_id, prompts.mask, 1.0, None, "prompt", axis=s.axis)
     else:
@@ -113,10 +114,7 @@ def seed_iter(s: AxisSession, obj_id: int, t: int) -> Iterator[SliceResult]:
         mask = clip_to(pred.masks[0], state.clip_box)
         result = SliceResult(t, obj_id, mask, float(pred.scores[0]), pred.low_res_logits[0], "prompt", axis=s.axis)
         found = None if pred.box is None else Box.of(pred.box)
-        s.store.runs[key] = Run(t, (result,), found_box=found)
-        yield result
-        return
-    s.store.runs[key] = Run(t, (result,))
+    s.store.runs[key] = Run(t, (result,), found_box=found)
     yield result
 
 
