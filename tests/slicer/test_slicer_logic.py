@@ -3,6 +3,7 @@ ROI -> 3D box, markups line -> RECIST, markups points -> 3D corrective clicks.""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -138,6 +139,7 @@ def test_segment_writes_a_segment_on_the_volume_grid(scene, tiny_url):
 
 class _EmptySession:
     info: dict = {}
+    last_found_box = None
 
     def __enter__(self):
         return self
@@ -206,6 +208,28 @@ def test_real_model_finds_the_ball_where_it_is_in_ras(scene, real_model):
     assert dice > 0.8
     kji = np.argwhere(written).mean(axis=0)
     assert np.linalg.norm(_ras_of(kji[::-1]) - _ras_of(center[::-1])) < 2.0  # mm
+
+
+@pytest.mark.real_weights
+def test_a_positive_point_alone_finds_the_ball_and_says_the_box(scene, real_model):
+    """One positive point, no ROI (the issue trackers' "point prompts that work"): real LiteMedSAM answers
+    it with a box found around it; the segment is the ball and the status names that box."""
+    from medisam.client import Client
+
+    center = (4, 30, 34)
+    array = _ball_volume(center=center)
+    vol = slicer.util.addVolumeFromArray(array, IJK_TO_RAS, name="ct")
+    seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    with _live(real_model) as url:
+        result = MedisamSegmentCore(Client(url, token=TOKEN)).segment(vol, seg, positive_node=_points([34, 30, 4]))
+    written = _segment_array(seg, result.segment_id, vol).astype(bool)
+    truth = array > 0
+    assert 2 * (written & truth).sum() / (written.sum() + truth.sum()) > 0.7
+    said = re.match(r"the points on slice 4 were answered with the box i (\d+)\.\.(\d+), j (\d+)\.\.(\d+) ",
+                    result.notices[0])
+    assert said is not None, result.notices
+    i0, i1, j0, j1 = (float(v) for v in said.groups())
+    assert i0 <= 34 - 12 + 2 and i1 >= 34 + 12 - 2 and j0 <= 30 - 14 + 2 and j1 >= 30 + 14 - 2  # around the ball
 
 
 class _RecordingSession(_EmptySession):

@@ -241,6 +241,7 @@ class MedisamSegmentCore:
                 box = None
             on_slice = [(x, y, lab) for kk, x, y, lab in points if kk == k]
             done = set()
+            found = None  # the box the server answered points alone with (a box-trained model)
             if recist is not None:
                 session.add_recist(slice=recist[0], line=recist[1])  # the lesion's 3D box
             elif box is not None and box3d and array.shape[0] > 1:
@@ -250,16 +251,21 @@ class MedisamSegmentCore:
             elif box is not None or any(lab == 1 for *_, lab in on_slice):
                 session.predict(slice=k, box=box, points=on_slice or None)
                 done.add(k)
+                found = session.last_found_box
             for kk, polyline, positive in scribbles:  # clicks along each, kept with the slice's prompts
                 session.add_scribble(slice=kk, polyline=polyline, positive=positive)
             for kk in sorted({p[0] for p in points} - done):
                 session.add_points(slice=kk, points=[(x, y, lab) for k2, x, y, lab in points if k2 == kk])
             notices: tuple[str, ...] = ()
+            if found is not None:
+                x0, y0, x1, y1 = found
+                notices += (f"the points on slice {k} were answered with the box i {x0:.0f}..{x1:.0f}, "
+                            f"j {y0:.0f}..{y1:.0f} found around them",)
             if propagate and array.shape[0] > 1:
                 said = session.propagate()
                 for line in said.get("plan", ()):  # the cost the server planned (views, encodings)
                     log.info("medisam: %s", line)
-                notices = tuple(said.get("notices", ()))
+                notices += tuple(said.get("notices", ()))
             labels = session.labels()
             info = dict(session.info)
         finally:
