@@ -126,9 +126,9 @@ def seed_box(s: AxisSession, obj_id: int, seed: int) -> Box | None:
 
 
 def _searches_box(s: AxisSession, prompts: SlicePrompts) -> bool:
-    """Whether a seed's points alone will be answered with a box (:meth:`Predictor.predict`)."""
-    return (prompts.box is None and prompts.mask is None and prompts.mask_logits is None
-            and prompts.points is not None and s.predictor.searches_box())
+    """Whether a seed's prompts will be answered with a box search (its mask goes as logits)."""
+    mask = prompts.mask if prompts.mask is not None else prompts.mask_logits
+    return s.predictor.answers_with_box(prompts.box, prompts.points, mask)
 
 
 def run_clip(s: AxisSession, state: ObjectState, seed: int, extent: Box | None, chain: bool) -> Box | None:

@@ -186,7 +186,7 @@ class Predictor:
         h, w = self.image_size
         if box is None and points is None and mask is None:
             raise PromptError("give at least one prompt: box, points or mask")
-        if box is None and mask is None and points is not None and self.searches_box(box_search):
+        if self.answers_with_box(box, points, mask, box_search):
             from medisam.predict.point_box import predict_from_points
 
             return predict_from_points(self, Points.of(points).check_inside(h, w), multimask)
@@ -213,6 +213,11 @@ class Predictor:
         out = self.model.decode(current.embedding, points=points_t, boxes=boxes_t,
                                 mask_input=mask_t, multimask=multimask)
         return self._finish(out.low_res_logits[0], out.iou[0])
+
+    def answers_with_box(self, box: object, points: object, mask: object, box_search: bool | None = None) -> bool:
+        """Whether :meth:`predict` answers these prompts with a box search: points alone, and
+        :meth:`searches_box`. The one rule, for callers that plan around it (a volume's seed)."""
+        return box is None and mask is None and points is not None and self.searches_box(box_search)
 
     def searches_box(self, box_search: bool | None = None) -> bool:
         """Whether a points-only prompt is answered with a box search (see :meth:`predict`)."""
