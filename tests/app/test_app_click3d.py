@@ -230,3 +230,32 @@ def test_a_click_on_a_new_object_shows_the_box_it_was_answered_with(vol_state, s
     else:
         assert 1 not in st.boxes
     assert st.render() is not None
+
+
+def test_undo_takes_back_the_boxes_and_clicks_drawn_with_the_step(vol_state):
+    st = vol_state
+    st.session.predictor.box_search = True  # LiteMedSAM's default: a click alone is answered with a found box
+    st.set_slice(4)
+    st.mode = "box"
+    st.click(14, 14)
+    st.click(33, 33)
+    first = st.boxes[1]
+    st.mode = "positive"
+    st.click(24, 24)  # a click added to the box: the box stays drawn
+    assert st.boxes[1] == first and st.points == [(24.0, 24.0, 1)]
+    st.mode = "box"
+    st.click(10, 10)
+    st.click(36, 36)  # a new box replaces the slice's prompts, the click with them
+    assert st.boxes[1] != first and st.points == []
+    st.undo()  # the second box goes: the first box and the click come back
+    assert st.boxes[1] == first and st.points == [(24.0, 24.0, 1)]
+    st.undo()
+    assert st.boxes[1] == first and st.points == []
+    st.undo()
+    assert st.boxes == {} and st.message == "undone"
+    st.mode = "positive"
+    st.click(24, 24)  # a new object's click: the box found around it is drawn, and goes with it
+    assert 1 in st.boxes
+    st.set_slice(5)
+    st.undo()
+    assert st.boxes == {} and st.points == []  # clicks of another slice are not shown here

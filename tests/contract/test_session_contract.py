@@ -52,6 +52,7 @@ def test_one_script_same_behaviour(session):
     s.add_box(2, (5, 7, 25, 26), obj_id=1)  # a box replaces the box and keeps the clicks
     p = s.slice_prompts(2, 1)
     assert tuple(p.box.as_array()) == (5, 7, 25, 26) and len(p.points.coords) == 1
+    assert s.found_box(2, 1) is None  # a drawn box: no box was searched for
     _, masks = disk_volume()
     r = s.add_mask(4, masks[4], obj_id=2)
     assert np.array_equal(r.mask, masks[4]) and s.slice_prompts(4, 2).box is None

@@ -197,3 +197,26 @@ def test_a_2d_scribble_honouring_none_of_its_clicks_is_a_one_line_400(make_clien
             s.add_scribble(None, [(18.0, 12.0), (40.0, 30.0)])
         assert err.value.status == 400
         assert s.refresh()["undo_steps"] == steps and np.array_equal(s.labels(None), before)
+
+
+@pytest.mark.parametrize("volume", [True, False])
+def test_the_found_box_comes_with_a_click_alone_not_with_the_scribble_that_corrects_it(make_client, tiny_model,
+                                                                                      monkeypatch, volume):
+    import dataclasses
+
+    # as LiteMedSAM: points alone are answered with a box searched around them (the tiny model answers them itself)
+    monkeypatch.setattr(tiny_model, "spec", dataclasses.replace(tiny_model.spec, box_from_points=True))
+    image, k, click = (ct_volume((10, 48, 48)), 4, (24, 24, 1)) if volume else (disk(), None, (48, 48, 1))
+    c = Client(http=make_client())
+    with c.open_session(image, spacing=SPACING if volume else None) as s:
+        s.predict(k, points=[click])
+        found = s.last_found_box
+        assert found is not None and found[0] <= click[0] < found[2] and found[1] <= click[1] < found[3]
+        if volume:
+            s.propagate()  # a volume's clicks correct its propagated result
+        mask = s.add_scribble(k, [(click[0] - 3, click[1]), (click[0] + 3, click[1])], positive=False)
+        assert s.last_found_box is None  # a correction (the random walker) was answered with no box
+        assert not mask[click[1], click[0]]
+        s.undo()
+        assert s.add_points(k, points=[(click[0] + 2, click[1], 1)]) is not None  # a second click searches again
+        assert s.last_found_box is not None

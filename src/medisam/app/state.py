@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -53,6 +54,17 @@ MASK_EXTENSION = {
 }
 
 
+@dataclass(frozen=True)
+class _Step:
+    """One undo step of the page: what it was, and the prompts drawn before it (restored by undo)."""
+
+    action: str  # "click3d", "click2d" or "prompt"
+    boxes: dict[int, tuple[tuple[float, ...], int, int]]
+    lines: dict[int, tuple[tuple[float, float, float, float], int]]
+    points: list[tuple[float, float, int]]
+    slice: int  # the slice the clicks were on
+
+
 class AppState:
     """One browser tab's image, session and click state (all coordinates in slice pixels)."""
 
@@ -73,7 +85,7 @@ class AppState:
         self.propagated = False  # True after a completed propagation: clicks on a volume then correct in 3D
         self.plan: list[str] = []  # the last propagation's cost in words (InteractiveSession.plan_lines)
         self.vertices: list[tuple[float, float]] = []  # the scribble/lasso being drawn on the shown slice
-        self._actions: list[str] = []  # what each undo step was: "click3d", "click2d" or "prompt"
+        self._actions: list[_Step] = []  # each undo step of the session, with the prompts drawn before it
         self.cancel_requested = False
         self._cancel_at = -float("inf")  # when cancel() was last called (time.monotonic())
         self.opacity: dict[int, float] = {}  # object -> fill opacity in the picture (legend); default 0.4
@@ -182,6 +194,7 @@ class AppState:
         s = self.require()
         k = self.slice if s.image.is_volume else None
         note = ""  # how the prompt was taken, where the status line should say it
+        before = self._drawn()
         if self.mode in SHAPE_MODES:
             self.vertices.append((float(x) + 0.5, float(y) + 0.5))  # pixel centres
             self.message = f"{self.mode}: {len(self.vertices)} vertices; click Finish shape to apply it"
@@ -200,7 +213,7 @@ class AppState:
                 res = self._recist(s, k, (x0, y0, x, y))
             self.points = []
             self.propagated = False
-            self._actions.append("prompt")
+            self._record("prompt", before)
         elif self.propagated and s.image.is_volume and s.click3d_available:
             self._click3d(s, int(x), int(y), self.mode == "positive")
             return
@@ -211,7 +224,7 @@ class AppState:
             label = 1 if self.mode == "positive" else 0
             res = s.add_points(k, self.obj_id, points=[(x, y, label)])
             self.points.append((float(x), float(y), label))
-            self._actions.append("prompt")
+            self._record("prompt", before)
             found = s.found_box(k, self.obj_id)
             if found is not None:  # points alone on a box-trained model: show the box they were answered with
                 self.boxes[self.obj_id] = (found, res.slice, res.slice)
@@ -249,6 +262,7 @@ class AppState:
 
     def _click3d(self, s: InteractiveSession, x: int, y: int, positive: bool) -> None:
         """A corrective click on the propagated volume (the object's 3D mask refined around it)."""
+        before = self._drawn()
         out = s.add_click((self.slice, y, x), positive, self.obj_id)
         sign = "positive" if positive else "negative"
         if out.rejected:
@@ -256,13 +270,14 @@ class AppState:
                             f"{self.slice}; nothing changed")
             return
         self.points.append((float(x), float(y), int(positive)))
-        self._actions.append("click3d")
+        self._record("click3d", before)
         self.message = (f"3D {sign} click on slice {self.slice}: object {self.obj_id} changed on "
                         f"{len(out.changed)} slices ({out.decoded} slices decoded, {out.encoded} encoded)")
 
     def _click2d(self, s: InteractiveSession, x: int, y: int, positive: bool) -> None:
         """A corrective click on a 2D image's object (its mask refined around it by the random
         walker: LiteMedSAM's point prompts do not correct a box's mask)."""
+        before = self._drawn()
         out = s.add_click((0, y, x), positive, self.obj_id)
         sign = "positive" if positive else "negative"
         if out.rejected:
@@ -270,7 +285,7 @@ class AppState:
                             "nothing changed")
             return
         self.points.append((float(x), float(y), int(positive)))
-        self._actions.append("click2d")
+        self._record("click2d", before)
         pixels = int((s.labels == self.obj_id).sum())
         self.message = f"{sign} click: object {self.obj_id} refined around ({x}, {y}): {pixels} pixels"
 
@@ -280,6 +295,7 @@ class AppState:
         if self.mode not in SHAPE_MODES or not self.vertices:
             raise InputError("choose scribble+, scribble- or lasso and click the shape's vertices first")
         k = self.slice if s.image.is_volume else None
+        before = self._drawn()
         # a scribble on an object with a mask corrects it (the walker); a lasso prompts the model
         corrects = self.mode != "lasso" and s.corrects(self.obj_id)
         if self.mode == "lasso":
@@ -288,22 +304,36 @@ class AppState:
             res = s.add_scribble(k, self.vertices, self.mode == "scribble+", self.obj_id)
         self.vertices = []  # only once applied: a refused shape stays drawn, to extend or redraw
         if corrects:  # on a volume its 3D clicks ran the pending propagation first: undone as a 3D click
-            self._actions.append("click3d" if s.image.is_volume else "click2d")
+            self._record("click3d" if s.image.is_volume else "click2d", before)
             self.propagated = self.propagated or s.image.is_volume
             self.message = (f"{self.mode} on slice {res.slice}: object {res.obj_id} corrected around it "
                             f"({int(res.mask.sum())} pixels on this slice)")
             return
         self.propagated = False
-        self._actions.append("prompt")
+        self._record("prompt", before)
         self.message = (f"{self.mode} on slice {res.slice}: object {res.obj_id} has {int(res.mask.sum())} pixels "
                         f"(score {res.score:.2f})")
 
+    def _record(self, action: str, before: tuple[dict, dict, list, int]) -> None:
+        """Keep one undo step (as many as the session keeps: memory stays flat in a long session)."""
+        self._actions.append(_Step(action, *before))
+        del self._actions[: -self.require().max_undo]
+
+    def _drawn(self) -> tuple[dict, dict, list, int]:
+        """Copies of the prompts drawn on the page (boxes, RECIST lines, the shown slice's clicks), kept
+        with an undo step."""
+        return dict(self.boxes), dict(self.lines), list(self.points), self.slice
+
     def undo(self) -> None:
+        """Take back the session's last step, and the boxes, lines and clicks drawn with it."""
         s = self.require()
         done = s.undo()
         self.pending_corner = None
-        self.points = self.points[:-1]
-        action = self._actions.pop() if done and self._actions else "prompt"
+        step = self._actions.pop() if done and self._actions else None
+        if step is not None:  # the boxes, lines and clicks drawn before the step come back with its masks
+            self.boxes, self.lines = step.boxes, step.lines
+            self.points = step.points if step.slice == self.slice else []
+        action = "prompt" if step is None else step.action
         if action == "click3d" and s.planned_slices() > 0:  # bring slices the click had replaced up to date
             s.propagate()
         elif done and action == "prompt":

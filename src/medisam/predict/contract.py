@@ -69,7 +69,8 @@ class SliceResult:
         score: predicted IoU (1.0 for a user-given mask; SAM 2: object-presence probability).
         low_res_logits: ``(L, L)`` model-grid logits (None for a user-given or fused mask).
         source: ``"prompt"`` for a seed slice, ``"propagated"`` otherwise, ``"fused"`` for
-            the tri-planar result of a 3D box (its seed slice stays ``"prompt"``).
+            the tri-planar result of a 3D box (its seed slice stays ``"prompt"``), ``"click3d"``
+            / ``"click2d"`` for a mask corrected by clicks (the random walker, no model run).
         stop: why propagation stopped at this slice (None when it went on).
         axis: array axis ``slice`` indexes (always the session's axis).
         crop, origin: the mask's bounding box, kept instead of the plane, and its first
@@ -261,6 +262,8 @@ class Session(Protocol):
                   drawn_on: int | None = None) -> SliceResult: ...
 
     def slice_prompts(self, slice: int, obj_id: int) -> SlicePrompts | None: ...
+
+    def found_box(self, slice: int, obj_id: int = 1) -> Box | None: ...
 
     def clear_slice(self, slice: int, obj_id: int = 1) -> None: ...
 

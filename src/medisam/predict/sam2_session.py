@@ -105,6 +105,10 @@ class Sam2Session:
         state = self.store.objects.get(check_object_id(obj_id))
         return None if state is None else state.seeds.get(slice)
 
+    def found_box(self, slice: int, obj_id: int = 1) -> Box | None:  # noqa: ARG002 - the contract's signature
+        """None: SAM 2 answers points alone itself, with no box search (:mod:`medisam.predict.point_box`)."""
+        return None
+
     def _new_state(self) -> dict[str, Any]:
         return sam2_state.new_state(self.frames, self.height, self.width, self.model.device)
 

@@ -224,8 +224,7 @@ class InteractiveSession:
         if self.volume is None:
             prompt = self._prompts2d.get(obj_id)
             return None if prompt is None else prompt.found_box
-        found = getattr(self.volume, "found_box", None)  # the slice sessions; SAM 2 answers points itself
-        box = None if found is None else found(self.check_slice(slice), obj_id)
+        box = self.volume.found_box(self.check_slice(slice), obj_id)
         return None if box is None else (box.x0, box.y0, box.x1, box.y1)
 
     def add_box3d(self, box3d: Sequence[float] | None = None, obj_id: int = 1, *,
@@ -287,7 +286,8 @@ class InteractiveSession:
                                   f"{len(pixels)} clicks (draw it over the part to {'add' if positive else 'remove'})")
         else:
             self.volume.add_clicks([(k, y, x) for x, y in pixels], positive, obj)
-        return SliceResult(k, obj, self.labels_slice(slice) == obj, 1.0)
+        source = "click3d" if self.volume is not None else "click2d"  # a correction: no box to name
+        return SliceResult(k, obj, self.labels_slice(slice) == obj, 1.0, source=source)
 
     def corrects(self, obj_id: int) -> bool:
         """Whether clicks on object ``obj_id`` correct its mask (:meth:`add_click`) rather than
@@ -507,7 +507,7 @@ class InteractiveSession:
         self._labels2d[mask] = obj_id
         self._prompts2d[obj_id] = replace(prompt, model_mask=mask, clicks=(), found_box=pred.box)
         log.debug("object %d: %d pixels, score %.3f", obj_id, int(mask.sum()), float(pred.scores[0]))
-        return SliceResult(0, obj_id, mask, float(pred.scores[0]))
+        return SliceResult(0, obj_id, mask, float(pred.scores[0]), source="prompt")
 
 
 def box3d_of(box3d: Sequence[float] | None, box: Sequence[float] | None = None,

@@ -87,7 +87,8 @@ def _info(session: ServerSession) -> SessionInfo:
 
 
 def _slice_mask(session: ServerSession, res: SliceResult) -> SliceMask:
-    found = session.state.found_box(res.slice, res.obj_id)
+    # a prompt's own answer names the box its points were answered with; a correction's does not
+    found = session.state.found_box(res.slice, res.obj_id) if res.source == "prompt" else None
     return SliceMask(session_id=session.id, slice=res.slice, obj_id=res.obj_id, score=res.score,
                      area=int(res.mask.sum()), mask=encode_array(res.mask),
                      found_box=None if found is None else [float(v) for v in found])
