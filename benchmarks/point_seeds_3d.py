@@ -25,17 +25,9 @@ import numpy as np
 
 DATA = Path(os.environ.get("MEDISAM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 WAYS = ("box", "point (model)", "point-box")
-_STATE: dict = {}
 
-
-def _init(threads: int) -> None:
-    os.environ["MEDISAM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
-    from medisam.models import load_model
-
-    _STATE["model"] = load_model("litemedsam")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workers import WORKER, init_worker  # noqa: E402 - the pool's per-worker model
 
 
 def _case(paths: tuple[Path, Path], ways: tuple[str, ...] = WAYS) -> list[dict]:
@@ -53,7 +45,7 @@ def _case(paths: tuple[Path, Path], ways: tuple[str, ...] = WAYS) -> list[dict]:
         x, y = interior_point(truth[k])
         box = tuple(float(v) for v in tight_box(truth[k]).as_array())
         for way in ways:
-            session = VolumeSession(_STATE["model"], image)
+            session = VolumeSession(WORKER["model"], image)
             t0 = time.perf_counter()
             if way == "box":
                 session.add_box(k, box)
@@ -118,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     done = {(r["set"], r["case"]) for r in rows}  # a case's rows are written together, once it is whole
     work = [(i, lab) for i, lab in work if (i.parent.parent.name, i.name) not in done]
     print(f"{len(work)} cases to run, {len(done)} already in {args.out}", file=sys.stderr)
-    with get_context("spawn").Pool(max(1, args.jobs), initializer=_init, initargs=(1,)) as pool:
+    with get_context("spawn").Pool(max(1, args.jobs), initializer=init_worker, initargs=(1,)) as pool:
         for got in tqdm(pool.imap_unordered(partial(_case, ways=ways), work), total=len(work), desc="cases"):
             rows += got
             if args.out is not None:

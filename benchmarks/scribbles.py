@@ -36,10 +36,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from upscale_window import DATA  # noqa: E402 - ../shared/data, one place
+from workers import WORKER, init_worker  # noqa: E402 - the pool's per-worker model
 
 WAYS = ("one solve per click (before)", "one solve per scribble (now)", "one solve per scribble, radii not capped")
 CAPPED = "one solve per scribble, stroke_cap "  # + the cap: a way of ``--caps``
-_STATE: dict = {}
 
 
 def _overrides(way: str) -> dict:
@@ -49,15 +49,6 @@ def _overrides(way: str) -> dict:
     return {"stroke_cap": float(way[len(CAPPED):])} if way.startswith(CAPPED) else {}
 
 
-def _init(threads: int) -> None:
-    """Per worker: the default model, on ``threads`` threads."""
-    os.environ["MEDISAM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
-    from medisam.models import load_model
-
-    _STATE["model"] = load_model("litemedsam")
 
 
 def _case_2d(ref) -> list[dict]:  # noqa: ANN001 - a bench CaseRef
@@ -71,16 +62,16 @@ def _case_2d(ref) -> list[dict]:  # noqa: ANN001 - a bench CaseRef
     from medisam.prompting.shapes import scribble_points
 
     case = ref.load()
-    predictor = Predictor(_STATE["model"])
+    predictor = Predictor(WORKER["model"])
     predictor.set_image(case.image)
     display, rows = predictor.display_image, []
     for target in case.targets:
         truth = target.mask if target.mask.ndim == 2 else target.mask[0]
         box = tuple(float(v) for v in tight_box(truth).as_array())
         model_mask = predictor.predict_batch([box]).masks[0]
-        for way in _STATE["ways"]:
+        for way in WORKER["ways"]:
             current, clicks, dices, secs = model_mask, (), [dice(model_mask, truth)], []
-            for _ in range(_STATE["scribbles"]):
+            for _ in range(WORKER["scribbles"]):
                 found = error_scribble_2d(current, truth)
                 if found is not None:
                     line, positive = found
@@ -111,18 +102,18 @@ def _case_3d(ref) -> list[dict]:  # noqa: ANN001 - a bench CaseRef
     case = ref.load()
     truth = case.labels.array
     classes = cvpr25.truth_classes(truth)
-    session = cvpr25.case_session(_STATE["model"], case)
+    session = cvpr25.case_session(WORKER["model"], case)
     first = cvpr25.run_protocol(session, truth, "box3d", n_clicks=0)[0]
     start = session.snapshot()
     axis = session.axis
     rows_axis, cols_axis = (a for a in range(3) if a != axis)
     plane_hw = (truth.shape[rows_axis], truth.shape[cols_axis])
     out = []
-    for way in _STATE["ways"]:
+    for way in WORKER["ways"]:
         session.restore(start)
         dices = {c: [dice(first.labels == c, truth == c)] for c in classes}
         secs: dict[int, list[float]] = {c: [] for c in classes}
-        for _ in range(_STATE["scribbles"]):
+        for _ in range(WORKER["scribbles"]):
             for c in classes:
                 found = error_scribble_3d(session.label_map().array == c, truth == c, axis)
                 if found is None:
@@ -227,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     threads = 1 if args.jobs > 1 else int(os.environ.get("MEDISAM_THREADS", os.cpu_count() or 1))
     rows: list[dict] = []
-    with get_context("spawn").Pool(args.jobs, initializer=_init, initargs=(threads,)) as pool:
+    with get_context("spawn").Pool(args.jobs, initializer=init_worker, initargs=(threads,)) as pool:
         for got in tqdm(pool.imap_unordered(_run, [(fn, ref, args.scribbles, ways) for fn, ref in work]),
                         total=len(work), desc="cases"):
             rows += got
@@ -239,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(job) -> list[dict]:  # noqa: ANN001 - (function, case ref, scribbles, ways)
-    fn, ref, _STATE["scribbles"], _STATE["ways"] = job
+    fn, ref, WORKER["scribbles"], WORKER["ways"] = job
     return fn(ref)
 
 
