@@ -54,7 +54,7 @@ def pick(c: list[dict], rule: str, border: float = 0.05) -> int:
 def _case(ref) -> list[dict]:  # noqa: ANN001 - a bench CaseRef
     from medisam.metrics_basic import dice
     from medisam.predict import Predictor
-    from medisam.predict.point_box import (_holds, answer_box, border_share, candidate_boxes, low_res_boxes,
+    from medisam.predict.point_box import (answer_box, border_share, candidate_boxes, holds_points, low_res_boxes,
                                            stability)
     from medisam.prompting import sampling
     from medisam.prompts import Points
@@ -77,8 +77,8 @@ def _case(ref) -> list[dict]:  # noqa: ANN001 - a bench CaseRef
         cands = []
         for i, mask in enumerate(masks):
             c = {"score": float(scores[i]), "stab": stability(logits[i]),
-                 "holds": bool(_holds(logits[i] > 0, yx_low)[0]), "border": border_share(logits[i] > 0, boxes_low[i]),
-                 "area": int(mask.sum()),
+                 "holds": bool(holds_points(logits[i] > 0, yx_low)[0]),
+                 "border": border_share(logits[i] > 0, boxes_low[i]), "area": int(mask.sum()),
                  "final_dice": 0.0, "fscore": 0.0, "fstab": 0.0, "fagree": 0.0}
             box = answer_box(mask)
             if box is not None:  # the answer this candidate would give, as predict_from_points decodes it

@@ -93,7 +93,7 @@ def stability(logits: np.ndarray, offset: float = 1.0) -> float:
     return float(np.nan_to_num(score.numpy()[0]))
 
 
-def _holds(mask: np.ndarray, yx: np.ndarray) -> np.ndarray:
+def holds_points(mask: np.ndarray, yx: np.ndarray) -> np.ndarray:
     """Whether ``mask`` holds each ``(y, x)`` of ``yx`` (rounded, clipped to the grid)."""
     h, w = mask.shape
     ys = np.clip(np.round(yx[:, 0]).astype(int), 0, h - 1)
@@ -109,7 +109,7 @@ def pick_candidate(logits: np.ndarray, scores: np.ndarray, boxes_low: np.ndarray
     Kept: masks holding every positive point and no negative one, enclosed by their box; if
     none is enclosed, those holding the points; if none holds them, every candidate."""
     masks = logits > 0
-    holds = np.array([_holds(m, pos_low).all() and not _holds(m, neg_low).any() for m in masks])
+    holds = np.array([holds_points(m, pos_low).all() and not holds_points(m, neg_low).any() for m in masks])
     enclosed = holds & np.array([border_share(m, b) < search.border for m, b in zip(masks, boxes_low)])
     keep = enclosed if enclosed.any() else holds if holds.any() else np.ones(len(masks), dtype=bool)
     value = np.array([float(s) * stability(lg) for s, lg in zip(scores, logits)])
@@ -159,5 +159,5 @@ def predict_from_points(predictor: "Predictor", points: Points, multimask: bool 
     return replace(pred, box=found)
 
 
-__all__ = ["BOX_SEARCH", "BoxSearch", "answer_box", "border_share", "candidate_boxes", "low_res_boxes",
+__all__ = ["BOX_SEARCH", "BoxSearch", "answer_box", "border_share", "candidate_boxes", "holds_points", "low_res_boxes",
            "pick_candidate", "predict_from_points", "stability"]
