@@ -54,25 +54,19 @@ def pick(c: list[dict], rule: str, border: float = 0.05) -> int:
 def _case(ref) -> list[dict]:  # noqa: ANN001 - a bench CaseRef
     from medisam.metrics_basic import dice
     from medisam.predict import Predictor
-    from medisam.predict.point_box import (answer_box, border_share, candidate_boxes, holds_points, low_res_boxes,
-                                           stability)
+    from medisam.predict.point_box import answer_box, border_share, decode_candidates, holds_points, stability
     from medisam.prompting import sampling
     from medisam.prompts import Points
 
     case = ref.load()
     predictor = Predictor(WORKER["model"])
     predictor.set_image(case.image)
-    t, low = predictor.transform, int(WORKER["model"].mask_input_size)
-    to_low = low / t.input_size
     rows = []
     for target in case.targets:
         truth = target.mask if target.mask.ndim == 2 else target.mask[0]
         x, y = sampling.interior_point(truth)
-        click = Points(np.array([[x, y]]), np.array([1]))
-        boxes = candidate_boxes(click, predictor.image_size, 1.0 / (max(t.scale_xy) * to_low))
-        logits, scores = predictor.box_logits([tuple(b) for b in boxes])
-        boxes_low = low_res_boxes(t, boxes, to_low)
-        yx_low = t.coords_to_model(click.coords)[:, ::-1] * to_low
+        found = decode_candidates(predictor, Points(np.array([[x, y]]), np.array([1])))  # the search's own step 1
+        logits, scores, boxes_low, yx_low = found.logits, found.scores, found.boxes_low, found.yx_low
         masks = predictor.logits_to_masks(logits)
         cands = []
         for i, mask in enumerate(masks):

@@ -135,21 +135,39 @@ def low_res_boxes(transform: "InputTransform", boxes: np.ndarray, to_low: float)
     return np.minimum(transform.coords_to_model(boxes) * to_low, [valid_w, valid_h, valid_w, valid_h])
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """The decoded candidates of one search: ``boxes`` ``(K, 4)`` XYXY pixels, their ``logits``
+    ``(K, L, L)`` and predicted IoU ``scores`` ``(K,)``; the boxes and the points on the low-res grid
+    (``boxes_low`` XYXY; ``yx_low`` ``(n, 2)`` as ``(y, x)``, in the order of the points)."""
+
+    boxes: np.ndarray
+    logits: np.ndarray
+    scores: np.ndarray
+    boxes_low: np.ndarray
+    yx_low: np.ndarray
+
+
+def decode_candidates(predictor: "Predictor", points: Points, search: BoxSearch = BOX_SEARCH) -> Candidates:
+    """Step 1 of the search: the candidate boxes around ``points``, decoded in one batch on the cached embedding."""
+    transform = predictor.transform
+    to_low = int(predictor.model.mask_input_size) / transform.input_size  # model grid -> low-res grid
+    boxes = candidate_boxes(points, predictor.image_size, 1.0 / (max(transform.scale_xy) * to_low), search)
+    logits, scores = predictor.box_logits([tuple(b) for b in boxes])
+    yx_low = transform.coords_to_model(points.coords)[:, ::-1] * to_low
+    return Candidates(boxes, logits, scores, low_res_boxes(transform, boxes, to_low), yx_low)
+
+
 def predict_from_points(predictor: "Predictor", points: Points, multimask: bool | str = False,
                         search: BoxSearch = BOX_SEARCH) -> "Prediction":
     """Answer a points-only prompt (at least one positive point) with the box search; the
     prediction is that of the box found (``multimask`` as for a box), which it carries as ``box``."""
     if not (points.labels == 1).any():
         raise PromptError("a points-only prompt needs a positive point (label 1) to search a box around")
-    transform = predictor.transform
-    low = int(predictor.model.mask_input_size)
-    to_low = low / transform.input_size  # model grid -> low-res grid
-    pixel_per_low = 1.0 / (max(transform.scale_xy) * to_low)
-    boxes = candidate_boxes(points, predictor.image_size, pixel_per_low, search)
-    logits, scores = predictor.box_logits([tuple(b) for b in boxes])
-    boxes_low = low_res_boxes(transform, boxes, to_low)
-    yx_low = transform.coords_to_model(points.coords)[:, ::-1] * to_low
-    best = pick_candidate(logits, scores, boxes_low, yx_low[points.labels == 1], yx_low[points.labels != 1], search)
+    c = decode_candidates(predictor, points, search)
+    boxes, logits = c.boxes, c.logits
+    best = pick_candidate(logits, c.scores, c.boxes_low, c.yx_low[points.labels == 1], c.yx_low[points.labels != 1],
+                          search)
     found = answer_box(predictor.logits_to_masks(logits[best:best + 1])[0], search)
     if found is None:  # every candidate empty: the widest one, as asked
         found = tuple(float(v) for v in boxes[-1])
@@ -159,5 +177,5 @@ def predict_from_points(predictor: "Predictor", points: Points, multimask: bool 
     return replace(pred, box=found)
 
 
-__all__ = ["BOX_SEARCH", "BoxSearch", "answer_box", "border_share", "candidate_boxes", "holds_points", "low_res_boxes",
-           "pick_candidate", "predict_from_points", "stability"]
+__all__ = ["BOX_SEARCH", "BoxSearch", "Candidates", "answer_box", "border_share", "candidate_boxes",
+           "decode_candidates", "holds_points", "low_res_boxes", "pick_candidate", "predict_from_points", "stability"]
