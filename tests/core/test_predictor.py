@@ -77,3 +77,54 @@ def test_real_weights_segment_a_synthetic_disk(real_model):
     image, mask = disk_image(128, radius=30)
     r = Predictor(real_model).set_image(image).predict(box=(30, 30, 99, 99))
     assert dice(r.masks[0], mask) > 0.9
+
+
+def _spy_decode_batches(model, monkeypatch) -> list[int]:
+    """Record the number of box prompts of each decoder call of ``model``."""
+    sizes: list[int] = []
+    decode = model.decode
+
+    def spy(embedding, **kw):
+        sizes.append(0 if kw.get("boxes") is None else len(kw["boxes"]))
+        return decode(embedding, **kw)
+
+    monkeypatch.setattr(model, "decode", spy)
+    return sizes
+
+
+def test_many_boxes_are_decoded_a_bounded_number_per_call(tiny_model, monkeypatch):
+    """Time and memory grow with the boxes in steps of ``boxes_per_call``: 10 boxes are 10 calls of one
+    box on a CPU (3 calls of at most 4 with the limit at 4), and give the rows one batch gives."""
+    import torch
+
+    from medisam.models import promptable
+
+    image, _ = disk_image(96)
+    pred = Predictor(tiny_model).set_image(image)
+    boxes = [(i, i, 40 + 5 * i, 40 + 5 * i) for i in range(10)]
+    one_batch = tiny_model.decode(pred.get_image_embedding(), multimask=False,
+                                  boxes=torch.from_numpy(pred._box_to_model(np.asarray(boxes, float), pred.transform)))
+    sizes = _spy_decode_batches(tiny_model, monkeypatch)
+    rows = pred.predict_batch(boxes)
+    assert sizes == [1] * 10
+    np.testing.assert_allclose(rows.low_res_logits, one_batch.low_res_logits[:, 0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(rows.scores, one_batch.iou[:, 0].numpy(), atol=1e-5)
+    monkeypatch.setattr(promptable, "CPU_BOXES_PER_CALL", 4)
+    sizes.clear()
+    logits, scores = pred.box_logits(boxes)
+    assert sizes == [4, 4, 2] and logits.shape == (10, 256, 256)
+    np.testing.assert_allclose(scores, rows.scores, atol=1e-5)
+    assert promptable.boxes_per_call(torch.device("cuda")) == promptable.GPU_BOXES_PER_CALL
+
+
+@pytest.mark.real_weights
+def test_real_weights_many_boxes_give_each_box_its_own_mask(real_model):
+    """On the default CPU backend a row of ``predict_batch`` is the mask ``predict`` gives its box alone."""
+    image, _ = disk_image(128, radius=30)
+    pred = Predictor(real_model).set_image(image)
+    boxes = [(30, 30, 99, 99), (0, 0, 60, 60), (50, 40, 128, 128)]
+    rows = pred.predict_batch(boxes)
+    for i, box in enumerate(boxes):
+        alone = pred.predict(box=box)
+        assert np.array_equal(rows.masks[i], alone.masks[0])
+        assert abs(float(rows.scores[i]) - float(alone.scores[0])) < 1e-5

@@ -19,6 +19,15 @@ from medisam.models.transform import InputTransform
 _IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 _IMAGENET_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 
+#: box prompts per decoder call on a CPU (:meth:`PromptableModel.decode_boxes`). A CPU does a batch's
+#: work per prompt, no faster than one prompt at a time, and holds every prompt's activations at once
+#: (about 33 MiB a box for LiteMedSAM); a box alone also gets its own upscaling window and the static
+#: one-box compilation. 64 nuclei boxes on one tile: 6.3 s and +2.1 GiB as one batch, 1.1 s and
+#: +0.2 GiB one by one (``benchmarks/decode_batch.py``).
+CPU_BOXES_PER_CALL = 1
+#: ... and on a GPU, where a batch fills the device; bounded so that memory stays flat in the boxes
+GPU_BOXES_PER_CALL = 64
+
 
 @dataclass(frozen=True)
 class DecoderOutput:
@@ -42,6 +51,11 @@ def kept_masks(multimask: bool | str) -> slice:
     if not isinstance(multimask, (bool, np.bool_)):
         raise PromptError(f"multimask must be True, False or 'all', got {multimask!r}")
     return slice(1, None) if multimask else slice(0, 1)
+
+
+def boxes_per_call(device: torch.device) -> int:
+    """Box prompts per decoder call on ``device``: :data:`CPU_BOXES_PER_CALL`; on a GPU :data:`GPU_BOXES_PER_CALL`."""
+    return CPU_BOXES_PER_CALL if device.type == "cpu" else GPU_BOXES_PER_CALL
 
 
 def first_best(scores: np.ndarray) -> int:
@@ -120,6 +134,16 @@ class PromptableModel(LoadedModel):
         )
         keep = kept_masks(multimask)
         return DecoderOutput(low_res[:, keep], iou[:, keep])
+
+    def decode_boxes(self, embedding: torch.Tensor, boxes: torch.Tensor) -> DecoderOutput:
+        """The single mask of each of ``boxes`` (B, 4), decoded :func:`boxes_per_call` boxes at a time, so
+        time and memory grow with the boxes in steps of that size (many objects of one image, a click's
+        candidate boxes). Row ``i`` is box ``i``'s (on a CPU, what :meth:`decode` gives that box alone)."""
+        step = boxes_per_call(boxes.device)
+        if len(boxes) <= step:
+            return self.decode(embedding, boxes=boxes, multimask=False)
+        parts = [self.decode(embedding, boxes=boxes[i:i + step], multimask=False) for i in range(0, len(boxes), step)]
+        return DecoderOutput(torch.cat([p.low_res_logits for p in parts]), torch.cat([p.iou for p in parts]))
 
     def decode_best(self, embedding: torch.Tensor, boxes: torch.Tensor) -> tuple[int, DecoderOutput]:
         """The best of ``boxes`` (B, 4) by single-mask IoU (:func:`first_best`): its index and its

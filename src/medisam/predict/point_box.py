@@ -7,7 +7,8 @@ answered by a box search on the cached embedding:
 
 1. candidate squares centred on the positive points' box, each side grown by half-widths from
    3 low-res pixels up to the whole image, 1.4x apart (14 boxes for LiteMedSAM, whatever the
-   image size), decoded in one batch;
+   image size), decoded on the cached embedding (one box per decoder call on a CPU:
+   :meth:`~medisam.models.promptable.PromptableModel.decode_boxes`);
 2. kept where the candidate's mask holds every positive point, no negative point, and is
    enclosed by its box (it touches the box's border on under 5 % of it: a box that cuts
    through its object is too small);
@@ -16,7 +17,7 @@ answered by a box search on the cached embedding:
 4. the answer is the box prompt of the winner's mask: its tight box grown by 5 % (+2 px), the
    box a user would draw, decoded as any box is.
 
-Cost: one decoder batch of the candidates plus one box decode, no new encoding. The box found
+Cost: the candidates' decodes plus one box decode, no new encoding. The box found
 is returned with the prediction (:attr:`Prediction.box`) so a user can see and reuse it.
 """
 
@@ -149,7 +150,7 @@ class Candidates:
 
 
 def decode_candidates(predictor: "Predictor", points: Points, search: BoxSearch = BOX_SEARCH) -> Candidates:
-    """Step 1 of the search: the candidate boxes around ``points``, decoded in one batch on the cached embedding."""
+    """Step 1 of the search: the candidate boxes around ``points``, decoded on the cached embedding."""
     transform = predictor.transform
     to_low = int(predictor.model.mask_input_size) / transform.input_size  # model grid -> low-res grid
     boxes = candidate_boxes(points, predictor.image_size, 1.0 / (max(transform.scale_xy) * to_low), search)

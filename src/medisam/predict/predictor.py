@@ -232,8 +232,8 @@ class Predictor:
         return self._finish(out.low_res_logits[:, 0], out.iou[:, 0])
 
     def box_logits(self, boxes: Sequence[Box | Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
-        """Low-res logits ``(B, L, L)`` and predicted IoU ``(B,)`` of box prompts: one decoder
-        batch and no upsampling, to screen many boxes cheaply (:mod:`medisam.predict.point_box`)."""
+        """Low-res logits ``(B, L, L)`` and predicted IoU ``(B,)`` of box prompts, without upsampling,
+        to screen many boxes cheaply (:mod:`medisam.predict.point_box`)."""
         out = self._decode_boxes(boxes, "box_logits")
         return (out.low_res_logits[:, 0].detach().float().cpu().numpy(),
                 out.iou[:, 0].detach().float().cpu().numpy())
@@ -248,9 +248,10 @@ class Predictor:
         return torch.from_numpy(self._box_to_model(arr, current.transform)).to(self.model.device)
 
     def _decode_boxes(self, boxes: Sequence[Box | Sequence[float]], caller: str):  # noqa: ANN202 - DecoderOutput
-        """One decoder batch of box prompts (single mask each) on the cached embedding."""
+        """Box prompts (single mask each) on the cached embedding, a bounded number per decoder call
+        (:meth:`~medisam.models.promptable.PromptableModel.decode_boxes`)."""
         boxes_t = self._boxes_on_model_grid(boxes, caller)
-        return self.model.decode(self._require_image().embedding, boxes=boxes_t, multimask=False)
+        return self.model.decode_boxes(self._require_image().embedding, boxes_t)
 
     def predict_best(self, boxes: Sequence[Box | Sequence[float]]) -> tuple[int, Prediction]:
         """The highest-scoring of several box prompts on the cached embedding: ``(index, prediction)``.

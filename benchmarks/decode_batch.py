@@ -1,0 +1,140 @@
+"""Many box prompts on one image: one decoder batch (before) against a bounded number of boxes per
+decoder call (the default since stop 68, ``promptable.CPU_BOXES_PER_CALL`` on a CPU).
+
+``Predictor.predict_batch`` (``medisam segment`` with many ``--box``, the server's ``/segment``,
+SAMAug's grid) and ``Predictor.box_logits`` (the box search that answers a click) decoded all
+their boxes in one call: memory grew with the boxes (about 33 MiB a box for LiteMedSAM) and the
+batch ran slower per box than boxes one at a time. Each row runs in a fresh process on the
+default model (``load_model("litemedsam")``, ``auto``), so the peak RSS it adds is its own:
+
+- ``boxes N``: the tight boxes of the first N nuclei of the first ``miccai_dp_nuclei`` tile
+  (``predict_batch``), timed on the third of three calls;
+- ``click``: one click at the interior-most pixel of the first object of the first image of each
+  2D set (``Predictor.predict(points=...)``, the box search), three rounds after two warm-ups.
+
+Prints seconds, ms per box or click, peak RSS added, the ratio to one batch, and how many answers
+differ from one batch's (a box's mask; the box a click was answered with).
+
+    python benchmarks/decode_batch.py                 # ~3 min on 2 cores
+    python benchmarks/decode_batch.py --boxes 4,32
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from upscale_window import DATA, SETS_2D  # noqa: E402 - the 2D sets, one list
+
+ONE_BATCH = 1 << 30  # boxes per call "without a bound"
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _first_case(name: str):  # noqa: ANN202 - a bench Case
+    from medisam.bench.datasets import discover_cases
+
+    return discover_cases(DATA / name)[0].load()
+
+
+def _boxes_row(count: int) -> dict:
+    from medisam.predict import Predictor
+    from medisam.prompting import sampling
+
+    case = _first_case("miccai_dp_nuclei")
+    predictor = Predictor(_model()).set_image(case.image)
+    boxes = [sampling.tight_box(np.squeeze(t.mask)) for t in case.targets[:count]]
+    before = _rss_mib()
+    for _ in range(2):  # warm-up: a decoder shape gets its static compilation on its second use
+        predictor.predict_batch(boxes)
+    t0 = time.perf_counter()
+    pred = predictor.predict_batch(boxes)
+    seconds = time.perf_counter() - t0
+    return {"n": len(boxes), "seconds": seconds, "rss_mib": _rss_mib() - before,
+            "answers": [hashlib.sha1(np.packbits(m).tobytes()).hexdigest() for m in pred.masks]}
+
+
+def _click_row(rounds: int = 3) -> dict:
+    from medisam.predict import Predictor
+    from medisam.prompting import sampling
+    from medisam.prompts import Points
+
+    model, seconds, found, n = _model(), 0.0, [], 0  # found: the box each click was answered with
+    before = None
+    for name in SETS_2D:
+        case = _first_case(name)
+        predictor = Predictor(model).set_image(case.image)
+        x, y = sampling.interior_point(np.squeeze(case.targets[0].mask))
+        points = Points(np.array([[x, y]]), np.array([1]))
+        found.append(predictor.predict(points=points).box)  # warm-up, twice (the static compilations)
+        predictor.predict(points=points)
+        before = _rss_mib() if before is None else before
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            pred = predictor.predict(points=points)
+        seconds += time.perf_counter() - t0
+        n += rounds
+        found.append(pred.box)
+    return {"n": n, "seconds": seconds, "rss_mib": _rss_mib() - before, "answers": [json.dumps(b) for b in found]}
+
+
+def _model():  # noqa: ANN202 - a PromptableModel
+    from medisam.models import load_model
+
+    return load_model("litemedsam")
+
+
+def _child(kind: str, count: int, per_call: int) -> dict:
+    """One row in this (fresh) process."""
+    from medisam.models import promptable
+
+    promptable.CPU_BOXES_PER_CALL = per_call
+    return _boxes_row(count) if kind == "boxes" else _click_row()
+
+
+def _run(kind: str, count: int, per_call: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", kind, str(count), str(per_call)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--boxes", default="16,64,256", help="comma list of box counts (nuclei of one tile)")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        kind, count, per_call = args.child
+        print(json.dumps(_child(kind, int(count), int(per_call))))
+        return 0
+    from medisam.models import promptable
+
+    default = promptable.CPU_BOXES_PER_CALL
+    print(f"| prompts | one batch (before): s / ms each / peak MiB added | {default} box per call (default): "
+          "s / ms each / peak MiB added | time ratio | answers that differ |")
+    print("| --- | --- | --- | --- | --- |")
+    rows = [("boxes", int(n)) for n in args.boxes.split(",")] + [("click", 0)]
+    for kind, count in rows:
+        before, now = _run(kind, count, ONE_BATCH), _run(kind, count, default)
+        label = (f"{before['n']} nuclei boxes, one tile" if kind == "boxes"
+                 else f"{now['n']} clicks, {len(SETS_2D)} sets")
+        cells = [f"{r['seconds']:.2f} / {1000 * r['seconds'] / r['n']:.1f} / {r['rss_mib']:.0f}" for r in (before, now)]
+        differ = sum(a != b for a, b in zip(before["answers"], now["answers"]))
+        print(f"| {label} | {cells[0]} | {cells[1]} | {now['seconds'] / before['seconds']:.2f}x "
+              f"| {differ} of {len(now['answers'])} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
