@@ -128,3 +128,26 @@ def test_real_weights_many_boxes_give_each_box_its_own_mask(real_model):
         alone = pred.predict(box=box)
         assert np.array_equal(rows.masks[i], alone.masks[0])
         assert abs(float(rows.scores[i]) - float(alone.scores[0])) < 1e-5
+
+
+def test_everything_mode_decodes_a_bounded_number_of_grid_points_per_call(tiny_model, monkeypatch):
+    """Everything mode's 36 grid points go 8 per decoder call on a CPU (not SAM's 64 at once), and the
+    masks kept are those of one batch of all the points."""
+    from medisam.prompting.automatic import AutoMaskConfig, generate_masks
+
+    image, _ = disk_image(96)
+    pred = Predictor(tiny_model).set_image(image)
+    loose = dict(points_per_side=6, pred_iou_thresh=-1.0, stability_score_thresh=0.0, multimask=False)
+    one_batch = generate_masks(pred, AutoMaskConfig(points_per_batch=64, **loose))
+    sizes: list[int] = []
+    decode = tiny_model.decode
+
+    def spy(embedding, **kw):
+        sizes.append(len(kw["points"][0]))
+        return decode(embedding, **kw)
+
+    monkeypatch.setattr(tiny_model, "decode", spy)
+    bounded = generate_masks(pred, AutoMaskConfig(**loose))
+    assert sizes == [8, 8, 8, 8, 4]
+    assert len(one_batch.masks) > 0 and np.array_equal(bounded.masks, one_batch.masks)
+    np.testing.assert_allclose(bounded.scores, one_batch.scores, atol=1e-5)
