@@ -1,5 +1,6 @@
-"""Many box prompts on one image: one decoder batch (before) against a bounded number of boxes per
-decoder call (the default since stop 68, ``promptable.CPU_BOXES_PER_CALL`` on a CPU).
+"""Many prompts on one image: one decoder batch (before) against a bounded number of prompts per
+decoder call (the defaults since stop 68 on a CPU: ``promptable.CPU_BOXES_PER_CALL`` boxes,
+``automatic.CPU_POINTS_PER_BATCH`` grid points of everything mode).
 
 ``Predictor.predict_batch`` (``medisam segment`` with many ``--box``, the server's ``/segment``,
 SAMAug's grid) and ``Predictor.box_logits`` (the box search that answers a click) decoded all
@@ -10,10 +11,12 @@ default model (``load_model("litemedsam")``, ``auto``), so the peak RSS it adds 
 - ``boxes N``: the tight boxes of the first N nuclei of the first ``miccai_dp_nuclei`` tile
   (``predict_batch``), timed on the third of three calls;
 - ``click``: one click at the interior-most pixel of the first object of the first image of each
-  2D set (``Predictor.predict(points=...)``, the box search), three rounds after two warm-ups.
+  2D set (``Predictor.predict(points=...)``, the box search), three rounds after two warm-ups;
+- ``everything``: everything mode (16 x 16 grid points) on the first ``kvasir_seg`` image, SAM's 64
+  points per call (before) against the default, timed on the second of two calls.
 
-Prints seconds, ms per box or click, peak RSS added, the ratio to one batch, and how many answers
-differ from one batch's (a box's mask; the box a click was answered with).
+Prints seconds, ms per box, click or grid point, peak RSS added, the ratio to one batch, and how many answers
+differ from one batch's (a box's mask; the box a click was answered with; everything mode's masks).
 
     python benchmarks/decode_batch.py                 # ~3 min on 2 cores
     python benchmarks/decode_batch.py --boxes 4,32
@@ -36,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from upscale_window import DATA, SETS_2D  # noqa: E402 - the 2D sets, one list
 
 ONE_BATCH = 1 << 30  # boxes per call "without a bound"
+SAM_POINTS_PER_BATCH = 64  # everything mode's grid points per call before (SAM's default)
 
 
 def _rss_mib() -> float:
@@ -89,22 +93,40 @@ def _click_row(rounds: int = 3) -> dict:
     return {"n": n, "seconds": seconds, "rss_mib": _rss_mib() - before, "answers": [json.dumps(b) for b in found]}
 
 
+def _everything_row() -> dict:
+    from medisam.predict import Predictor
+    from medisam.prompting.automatic import AutoMaskConfig, generate_masks
+
+    predictor = Predictor(_model()).set_image(_first_case("kvasir_seg").image)
+    config = AutoMaskConfig()
+    before = _rss_mib()
+    generate_masks(predictor, config)
+    t0 = time.perf_counter()
+    found = generate_masks(predictor, config)
+    seconds = time.perf_counter() - t0
+    return {"n": config.points_per_side ** 2, "seconds": seconds, "rss_mib": _rss_mib() - before,
+            "answers": [hashlib.sha1(np.packbits(found.masks).tobytes()).hexdigest()]}
+
+
 def _model():  # noqa: ANN202 - a PromptableModel
     from medisam.models import load_model
 
     return load_model("litemedsam")
 
 
-def _child(kind: str, count: int, per_call: int) -> dict:
-    """One row in this (fresh) process."""
+def _child(kind: str, count: int, one_batch: bool) -> dict:
+    """One row in this (fresh) process; ``one_batch``: as before stop 68."""
     from medisam.models import promptable
+    from medisam.prompting import automatic
 
-    promptable.CPU_BOXES_PER_CALL = per_call
-    return _boxes_row(count) if kind == "boxes" else _click_row()
+    if one_batch:
+        promptable.CPU_BOXES_PER_CALL, automatic.CPU_POINTS_PER_BATCH = ONE_BATCH, SAM_POINTS_PER_BATCH
+    rows = {"boxes": lambda: _boxes_row(count), "click": _click_row, "everything": _everything_row}
+    return rows[kind]()
 
 
-def _run(kind: str, count: int, per_call: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, str(count), str(per_call)],
+def _run(kind: str, count: int, one_batch: bool) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", kind, str(count), str(int(one_batch))],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -115,20 +137,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        kind, count, per_call = args.child
-        print(json.dumps(_child(kind, int(count), int(per_call))))
+        kind, count, one_batch = args.child
+        print(json.dumps(_child(kind, int(count), one_batch == "1")))
         return 0
-    from medisam.models import promptable
-
-    default = promptable.CPU_BOXES_PER_CALL
-    print(f"| prompts | one batch (before): s / ms each / peak MiB added | {default} box per call (default): "
+    print("| prompts | one batch (before): s / ms each / peak MiB added | bounded (default): "
           "s / ms each / peak MiB added | time ratio | answers that differ |")
     print("| --- | --- | --- | --- | --- |")
-    rows = [("boxes", int(n)) for n in args.boxes.split(",")] + [("click", 0)]
+    rows = [("boxes", int(n)) for n in args.boxes.split(",")] + [("click", 0), ("everything", 0)]
     for kind, count in rows:
-        before, now = _run(kind, count, ONE_BATCH), _run(kind, count, default)
-        label = (f"{before['n']} nuclei boxes, one tile" if kind == "boxes"
-                 else f"{now['n']} clicks, {len(SETS_2D)} sets")
+        before, now = _run(kind, count, True), _run(kind, count, False)
+        label = {"boxes": f"{before['n']} nuclei boxes, one tile", "click": f"{now['n']} clicks, {len(SETS_2D)} sets",
+                 "everything": f"everything mode, {now['n']} grid points"}[kind]
         cells = [f"{r['seconds']:.2f} / {1000 * r['seconds'] / r['n']:.1f} / {r['rss_mib']:.0f}" for r in (before, now)]
         differ = sum(a != b for a, b in zip(before["answers"], now["answers"]))
         print(f"| {label} | {cells[0]} | {cells[1]} | {now['seconds'] / before['seconds']:.2f}x "
