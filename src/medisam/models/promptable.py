@@ -22,8 +22,8 @@ _IMAGENET_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 #: box prompts per decoder call on a CPU (:meth:`PromptableModel.decode_boxes`). A CPU does a batch's
 #: work per prompt, no faster than one prompt at a time, and holds every prompt's activations at once
 #: (about 33 MiB a box for LiteMedSAM); a box alone also gets its own upscaling window and the static
-#: one-box compilation. 64 nuclei boxes on one tile: 6.3 s and +2.1 GiB as one batch, 1.1 s and
-#: +0.2 GiB one by one (``benchmarks/decode_batch.py``).
+#: one-box compilation. 64 nuclei boxes of one tile: 2.2 s and +2.1 GiB of peak RSS as one batch,
+#: 1.1 s and +0.2 GiB one by one (``benchmarks/decode_batch.py``, stop 68).
 CPU_BOXES_PER_CALL = 1
 #: ... and on a GPU, where a batch fills the device; bounded so that memory stays flat in the boxes
 GPU_BOXES_PER_CALL = 64
