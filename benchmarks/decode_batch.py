@@ -1,6 +1,6 @@
 """Many prompts on one image: one decoder batch (before) against a bounded number of prompts per
 decoder call (the defaults since stop 68 on a CPU: ``promptable.CPU_BOXES_PER_CALL`` boxes,
-``automatic.CPU_POINTS_PER_BATCH`` grid points of everything mode).
+``promptable.CPU_POINTS_PER_CALL`` grid points of everything mode).
 
 ``Predictor.predict_batch`` (``medisam segment`` with many ``--box``, the server's ``/segment``,
 SAMAug's grid) and ``Predictor.box_logits`` (the box search that answers a click) decoded all
@@ -39,11 +39,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from upscale_window import DATA, SETS_2D  # noqa: E402 - the 2D sets, one list
 
 ONE_BATCH = 1 << 30  # boxes per call "without a bound"
-SAM_POINTS_PER_BATCH = 64  # everything mode's grid points per call before (SAM's default)
+SAM_POINTS_PER_CALL = 64  # everything mode's grid points per call before (SAM's default)
 
 
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _digest(masks: np.ndarray) -> str:
+    """A short fingerprint of bool masks, to compare answers across processes."""
+    return hashlib.sha1(np.packbits(masks).tobytes()).hexdigest()
 
 
 def _first_case(name: str):  # noqa: ANN202 - a bench Case
@@ -66,7 +71,7 @@ def _boxes_row(count: int) -> dict:
     pred = predictor.predict_batch(boxes)
     seconds = time.perf_counter() - t0
     return {"n": len(boxes), "seconds": seconds, "rss_mib": _rss_mib() - before,
-            "answers": [hashlib.sha1(np.packbits(m).tobytes()).hexdigest() for m in pred.masks]}
+            "answers": [_digest(m) for m in pred.masks]}
 
 
 def _click_row(rounds: int = 3) -> dict:
@@ -105,7 +110,7 @@ def _everything_row() -> dict:
     found = generate_masks(predictor, config)
     seconds = time.perf_counter() - t0
     return {"n": config.points_per_side ** 2, "seconds": seconds, "rss_mib": _rss_mib() - before,
-            "answers": [hashlib.sha1(np.packbits(found.masks).tobytes()).hexdigest()]}
+            "answers": [_digest(found.masks)]}
 
 
 def _model():  # noqa: ANN202 - a PromptableModel
@@ -117,10 +122,9 @@ def _model():  # noqa: ANN202 - a PromptableModel
 def _child(kind: str, count: int, one_batch: bool) -> dict:
     """One row in this (fresh) process; ``one_batch``: as before stop 68."""
     from medisam.models import promptable
-    from medisam.prompting import automatic
 
     if one_batch:
-        promptable.CPU_BOXES_PER_CALL, automatic.CPU_POINTS_PER_BATCH = ONE_BATCH, SAM_POINTS_PER_BATCH
+        promptable.CPU_BOXES_PER_CALL, promptable.CPU_POINTS_PER_CALL = ONE_BATCH, SAM_POINTS_PER_CALL
     rows = {"boxes": lambda: _boxes_row(count), "click": _click_row, "everything": _everything_row}
     return rows[kind]()
 

@@ -46,7 +46,7 @@ def _value(c: list[dict], rule: str) -> np.ndarray:
     """Each candidate's value under ``rule``: the candidate's predicted IoU (``score``) and stability (``stab``),
     or its answer's (``fscore``, ``fstab``; ``fagree``: the answer's DSC with the candidate's mask)."""
     g = {k: np.array([x.get(k, 0.0) for x in c]) for k in ("score", "stab", "fscore", "fstab", "fagree")}
-    return {DEFAULT: g["score"] * g["stab"], COARSE: g["score"] * g["stab"], "stability": g["stab"],
+    return {DEFAULT: g["score"] * g["stab"], "stability": g["stab"],
             "score": g["score"], "answer's score x stability": g["fscore"] * g["fstab"], "answer's score": g["fscore"],
             "score x stability x answer agrees": g["score"] * g["stab"] * g["fagree"],
             "score x stability x size kept": g["score"] * g["stab"] * _size_kept(c)}[rule]
@@ -71,9 +71,9 @@ def pick(c: list[dict], rule: str, border: float = 0.05) -> int:
     if rule != COARSE:
         return _pick_among(c, rule, np.arange(len(c)), border)
     coarse = sorted({*range(0, len(c), 2), len(c) - 1})
-    first = _pick_among(c, rule, np.asarray(coarse), border)
+    first = _pick_among(c, DEFAULT, np.asarray(coarse), border)
     fine = {i for i in (first - 1, first + 1) if 0 <= i < len(c)}
-    return _pick_among(c, rule, np.asarray(sorted({*coarse, *fine})), border)
+    return _pick_among(c, DEFAULT, np.asarray(sorted({*coarse, *fine})), border)
 
 
 def _case(ref) -> list[dict]:  # noqa: ANN001 - a bench CaseRef

@@ -80,12 +80,13 @@ def test_real_weights_segment_a_synthetic_disk(real_model):
 
 
 def _spy_decode_batches(model, monkeypatch) -> list[int]:
-    """Record the number of box prompts of each decoder call of ``model``."""
+    """Record the number of prompts (boxes, else point sets) of each decoder call of ``model``."""
     sizes: list[int] = []
     decode = model.decode
 
     def spy(embedding, **kw):
-        sizes.append(0 if kw.get("boxes") is None else len(kw["boxes"]))
+        prompts = kw["boxes"] if kw.get("boxes") is not None else kw["points"][0]
+        sizes.append(len(prompts))
         return decode(embedding, **kw)
 
     monkeypatch.setattr(model, "decode", spy)
@@ -139,14 +140,7 @@ def test_everything_mode_decodes_a_bounded_number_of_grid_points_per_call(tiny_m
     pred = Predictor(tiny_model).set_image(image)
     loose = dict(points_per_side=6, pred_iou_thresh=-1.0, stability_score_thresh=0.0, multimask=False)
     one_batch = generate_masks(pred, AutoMaskConfig(points_per_batch=64, **loose))
-    sizes: list[int] = []
-    decode = tiny_model.decode
-
-    def spy(embedding, **kw):
-        sizes.append(len(kw["points"][0]))
-        return decode(embedding, **kw)
-
-    monkeypatch.setattr(tiny_model, "decode", spy)
+    sizes = _spy_decode_batches(tiny_model, monkeypatch)
     bounded = generate_masks(pred, AutoMaskConfig(**loose))
     assert sizes == [8, 8, 8, 8, 4]
     assert len(one_batch.masks) > 0 and np.array_equal(bounded.masks, one_batch.masks)

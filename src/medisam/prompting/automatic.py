@@ -21,18 +21,11 @@ import torch
 from segment_anything.utils.amg import batched_mask_to_box, build_point_grid, calculate_stability_score
 from torchvision.ops import batched_nms
 
+from medisam.models.promptable import points_per_call
 from medisam.models.transform import InputTransform
 from medisam.predict.predictor import Predictor
 
 log = logging.getLogger(__name__)
-
-
-#: grid points per decoder call on a CPU. A CPU runs a batch of 64 points no faster than batches of 8
-#: and holds every point's activations at once: one Kvasir image on the default backend took
-#: 8.7-11.0 s with SAM's 64 per call and +2.35 GiB of peak RSS, 8.8-9.6 s with 8 and +0.34 GiB (stop 68).
-CPU_POINTS_PER_BATCH = 8
-#: ... and on a GPU (SAM's default)
-GPU_POINTS_PER_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -45,7 +38,7 @@ class AutoMaskConfig:
     """
 
     points_per_side: int = 16
-    #: grid points per decoder call; None: :data:`CPU_POINTS_PER_BATCH` on a CPU, SAM's 64 on a GPU
+    #: grid points per decoder call; None: ``promptable.points_per_call`` (8 on a CPU, 64 on a GPU)
     points_per_batch: int | None = None
     pred_iou_thresh: float = 0.88
     stability_score_thresh: float = 0.95
@@ -80,8 +73,7 @@ def generate_masks(predictor: Predictor, config: AutoMaskConfig = AutoMaskConfig
     crop_h = max(1, round(transform.resized_hw[0] * low / transform.input_size))
     crop_w = max(1, round(transform.resized_hw[1] * low / transform.input_size))
 
-    per_batch = config.points_per_batch or (CPU_POINTS_PER_BATCH if model.device.type == "cpu"
-                                            else GPU_POINTS_PER_BATCH)
+    per_batch = config.points_per_batch or points_per_call(model.device)
     keep_logits, keep_iou, keep_stab, keep_pts = [], [], [], []
     for start in range(0, len(points_xy), per_batch):
         pts = points_xy[start:start + per_batch]
