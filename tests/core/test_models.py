@@ -80,3 +80,16 @@ def test_transform_longest_side_matches_published_rounding():
     assert up.shape[-2:] == (300, 512) and torch.all(up > 0)
     sq = InputTransform.for_image(300, 512, 1024, "square")
     assert np.allclose(sq.coords_to_model([512, 300]), [1024, 1024])
+
+
+@pytest.mark.parametrize("shape", [(1, 4000), (4000, 1), (1, 600)])
+def test_a_strip_one_pixel_wide_keeps_a_pixel_and_is_segmented(tiny_model, shape):
+    """A short side that would round to no pixel at the model's size keeps one (cv2 refused a 0 size)."""
+    from medisam.predict import Predictor
+
+    t = InputTransform.for_image(*shape, 256, "longest")
+    assert min(t.resized_hw) == 1 and max(t.resized_hw) == 256
+    image = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
+    h, w = shape
+    pred = Predictor(tiny_model).set_image(image).predict(box=(0, 0, min(w, 300), min(h, 300)))
+    assert pred.masks.shape == (1, *shape)

@@ -36,7 +36,8 @@ class InputTransform:
             return InputTransform((height, width), (input_size, input_size), input_size,
                                   (input_size / width, input_size / height))
         scale = input_size / max(height, width)
-        resized = (int(height * scale + 0.5), int(width * scale + 0.5))
+        # at least one pixel: a 1 x 4000 strip's short side would round to none
+        resized = (max(int(height * scale + 0.5), 1), max(int(width * scale + 0.5), 1))
         return InputTransform((height, width), resized, input_size, (scale, scale))
 
     def coords_to_model(self, xy: np.ndarray) -> np.ndarray:
