@@ -97,6 +97,7 @@ def test_guides_over_rest_match_volume_session_and_bad_guides_are_400(make_clien
         with pytest.raises(ServerError, match="guide 1 has shape"):
             s.add_guide(np.zeros((8, 48, 47), np.float32))
         assert s.refresh()["guides"] == 1  # a refused guide leaves the session as it was
+        assert s.add_guide(guide) == 2  # and the next one is taken (it hit the refused file's name: a 500)
     with c.open_session(disk()) as s, pytest.raises(ServerError, match="need a volume session"):
         s.add_guide(disk())
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -142,7 +144,7 @@ def create_session(request: Request,
     session = ctx.sessions.reserve(Path(file.filename or "upload").name[-128:])
     try:
         with session.lock:
-            image = _read_file(ctx, session, file, "upload", ext, modality)
+            image = _read_file(ctx, session.workdir, file, "upload", ext, modality)
             ctx.sessions.claim_bytes(session, session_bytes(image), s.max_total_bytes)
             session.state = InteractiveSession(ctx.model, image, cache=ctx.new_cache(), window=win,
                                                max_points=s.max_points_per_object)
@@ -154,13 +156,13 @@ def create_session(request: Request,
     return _info(session)
 
 
-def _read_file(ctx, session: ServerSession, file: UploadFile, stem: str, ext: str,  # noqa: ANN001 - ctx
+def _read_file(ctx, folder: Path, file: UploadFile, stem: str, ext: str,  # noqa: ANN001 - ctx
                modality: Optional[str]) -> MedicalImage:
-    """An uploaded file saved in the session's folder and read within the server's limits."""
+    """An uploaded file saved in ``folder`` (of the session) and read within the server's limits."""
     s = ctx.settings
-    saved = session.workdir / f"{stem}{ext}"
+    saved = folder / f"{stem}{ext}"
     save_stream(file.file, saved, s.max_upload_bytes)
-    return read_upload(saved, session.workdir, max_voxels=s.max_voxels, max_members=s.max_zip_members,
+    return read_upload(saved, folder, max_voxels=s.max_voxels, max_members=s.max_zip_members,
                        max_bytes=s.max_zip_bytes, max_ratio=s.max_zip_ratio,
                        modality=modality.upper() if modality else None, max_image_bytes=s.max_session_bytes)
 
@@ -175,14 +177,18 @@ def add_guide(sid: str, request: Request,
     ext = upload_extension(file.filename)
     session = _session(request, sid)
     with session.locked():
-        k = session.state.guides
-        guide = _read_file(ctx, session, file, f"guide{k}", ext, session.state.image.modality)
+        # each guide in a folder of its own, removed when refused: a refused file left behind
+        # took the next guide's name (a 500 on every later upload), and a zipped guide the
+        # folder of a zipped series
+        folder = Path(tempfile.mkdtemp(prefix="guide-", dir=session.workdir))
         before = session.nbytes
-        ctx.sessions.claim_bytes(session, before + guide_bytes(guide), ctx.settings.max_total_bytes)
         try:
+            guide = _read_file(ctx, folder, file, "guide", ext, session.state.image.modality)
+            ctx.sessions.claim_bytes(session, before + guide_bytes(guide), ctx.settings.max_total_bytes)
             session.state.add_guide(guide)
         except BaseException:
             session.nbytes = before
+            shutil.rmtree(folder, ignore_errors=True)
             raise
         session.touch()
         return _info(session)
