@@ -91,6 +91,7 @@ def test_box_drawn_on_a_slice_is_the_session_prompt_and_bounds_it_there(make_cli
     ({"box3d": [1, 1, 1, 60, 9, 3]}, "outside the volume"),
     ({"box3d": [9, 1, 1, 2, 9, 3]}, "inverted"),
     ({"box": [1, 1, 9, 9]}, "slice range"),
+    ({"box": [0, 1, 1e300, 5], "slice_range": [0, 5]}, "outside the volume"),  # a float32 inf: was a 500
     ({}, "either a 3D box"),
     ({"box3d": [1, 1, 1, 9, 9, 3], "box": [1, 1, 9, 9], "slice_range": [1, 2]}, "either a 3D box"),
 ])

@@ -18,6 +18,7 @@ must be ``None``/0 for a 2D image.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
@@ -519,8 +520,8 @@ def box3d_of(box3d: Sequence[float] | None, box: Sequence[float] | None = None,
         return as_box3d(box3d)
     if slice_range is None or len(slice_range) != 2:
         raise PromptError("a 2D box needs a slice range (first, last) to make a 3D box")
-    b = Box.of(box).as_array()
-    x0, y0 = int(np.floor(b[0])), int(np.floor(b[1]))
-    x1, y1 = max(x0, int(np.ceil(b[2])) - 1), max(y0, int(np.ceil(b[3])) - 1)
+    b = Box.of(box)  # its float fields, not float32 (1e300 would be inf)
+    x0, y0 = math.floor(b.x0), math.floor(b.y0)
+    x1, y1 = max(x0, math.ceil(b.x1) - 1), max(y0, math.ceil(b.y1) - 1)
     lo, hi = sorted(int(v) for v in slice_range)
     return as_box3d((x0, y0, lo, x1, y1, hi))
