@@ -150,6 +150,20 @@ def test_dciodvfy_clean(ct_series, tmp_path):
     assert seq[2].SegmentedPropertyTypeCodeSequence[0].CodeValue == "5366008"  # pydicom's codes.SCT fallback
 
 
+def test_a_name_beyond_ascii_is_written_as_utf8(ct_series, tmp_path):
+    """A free-text name in another script reads back as given, in a SEG dciodvfy accepts (the
+    default repertoire is ASCII: it was written 'l??ion' and flagged as an invalid value)."""
+    img = read_image(ct_series[0])
+    labels = np.zeros(img.array.shape, np.uint8)
+    labels[:, 1:4, 2:5] = 1
+    name = "lésion 肝"
+    out = write_mask(labels, tmp_path / "seg.dcm", reference=img,
+                     segments={1: {"name": name, "type": "SCT:10200004:Liver"}})
+    ds = pydicom.dcmread(out)
+    assert ds.SpecificCharacterSet == "ISO_IR 192" and ds.SegmentSequence[0].SegmentLabel == name
+    assert _dciodvfy_errors(out) == []
+
+
 def test_cli_label_name_reads_back_in_highdicom(data_dir, tmp_path, capsys):
     """`medisam segment ... --label-name liver -o x.dcm`: highdicom shows the name, SNOMED codes and colour."""
     hd = pytest.importorskip("highdicom")

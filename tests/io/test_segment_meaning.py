@@ -63,6 +63,13 @@ def test_labels_json(tmp_path):
     ('{"1": {"name": "a", "colour": "#ffffff"}}', "unknown key"),
     ('{"1": {"name": "liver", "color": [300, 0, 0]}}', "0..255"),
     ('{"1": {"name": "x", "type": {"scheme": "SCT"}}}', "needs scheme, value and meaning"),
+    # what DICOM cannot hold: written truncated, split at the backslash or with the NUL (stop 69)
+    ('{"1": {"name": "x", "type": {"scheme": "SCT", "value": "1", "meaning": "%s"}}}' % ("m" * 65),
+     "code meaning has 65 characters; DICOM holds at most 64"),
+    ('{"1": {"name": "x\\\\y", "type": "SCT:1:Liver"}}', "the name contains '\\\\\\\\'"),
+    ('{"1": {"name": "a\\u0000b", "type": "SCT:1:Liver"}}', "contains '\\\\x00'"),
+    ('{"1": {"name": "x", "type": {"scheme": "", "value": "", "meaning": ""}}}', "coding scheme is empty"),
+    ('{"1": {"name": "x", "type": "SCT:1:Liver", "category": "VERYLONGSCHEMENAME:1:a"}}', "at most 16"),
 ])
 def test_labels_json_errors(tmp_path, content, match):
     path = tmp_path / "labels.json"

@@ -199,18 +199,43 @@ def lookup(name: str, value: int = 1) -> SegmentMeaning:
                      "give its codes in a labels JSON (see docs/dicom_seg.md) to use a free-text name")
 
 
+#: The longest text DICOM holds in each field (its value representations: LO 64, SH 16 characters).
+NAME_CHARS, MEANING_CHARS, SCHEME_CHARS, VALUE_CHARS = 64, 64, 16, 64
+
+
+def dicom_text(text: str, what: str, limit: int) -> str:
+    r"""``text`` stripped, if a DICOM text field can hold it: not empty, at most ``limit``
+    characters, no backslash (DICOM's value separator: ``x\y`` became two labels) and no
+    control characters; else an InputError (the writer truncated or mangled it silently)."""
+    text = text.strip()
+    if not text:
+        raise InputError(f"{what} is empty")
+    if len(text) > limit:
+        raise InputError(f"{what} has {len(text)} characters; DICOM holds at most {limit}")
+    bad = next((c for c in text if c == "\\" or ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise InputError(f"{what} contains {bad!r}, which DICOM cannot hold in a text field")
+    return text
+
+
+def _code(scheme: Any, value: Any, meaning: Any, what: str) -> CodeTriple:
+    return CodeTriple(dicom_text(str(scheme), f"{what}: the coding scheme", SCHEME_CHARS),
+                      dicom_text(str(value), f"{what}: the code value", VALUE_CHARS),
+                      dicom_text(str(meaning), f"{what}: the code meaning", MEANING_CHARS))
+
+
 def parse_code(spec: Any, what: str) -> CodeTriple:
     """A code from a name (``"Liver"``), ``"SCT:10200004:Liver"`` or ``{"scheme","value","meaning"}``."""
     if isinstance(spec, Mapping):
         try:
-            return CodeTriple(str(spec["scheme"]), str(spec["value"]), str(spec["meaning"]))
+            return _code(spec["scheme"], spec["value"], spec["meaning"], what)
         except KeyError as exc:
             raise InputError(f"{what}: a code object needs scheme, value and meaning; missing {exc}") from None
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"{what}: expected a code name, 'SCHEME:VALUE:MEANING' or an object, got {spec!r}")
     parts = spec.split(":", 2)
     if len(parts) == 3 and all(p.strip() for p in parts):
-        return CodeTriple(*(p.strip() for p in parts))
+        return _code(*parts, what)
     key = _key(spec)
     for code in (ANATOMY, ALTERED, TISSUE):
         if key == _key(code.meaning):
@@ -248,7 +273,8 @@ def meaning(value: int, spec: Spec) -> SegmentMeaning:
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"label {value}: 'name' (a non-empty string) is required")
     if "type" in spec:  # explicit codes: the name is free text
-        base = SegmentMeaning(name.strip(), ANATOMY, parse_code(spec["type"], f"label {value} type"),
+        base = SegmentMeaning(dicom_text(name, f"label {value}: the name", NAME_CHARS), ANATOMY,
+                              parse_code(spec["type"], f"label {value} type"),
                               palette_color(value))
     else:
         base = lookup(name, value)

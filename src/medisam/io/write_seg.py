@@ -29,7 +29,7 @@ import numpy as np
 
 from medisam.errors import InputError, first_line, require
 from medisam.io.medical_image import MedicalImage
-from medisam.io.segment_meaning import SegmentMeaning, Spec, generic, resolve
+from medisam.io.segment_meaning import NAME_CHARS, SegmentMeaning, Spec, dicom_text, generic, resolve
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,14 @@ def write_dicom_seg(
                              f"write the mask as .nii.gz instead") from exc
     for w in caught:  # highdicom's remarks about the *source* files (e.g. odd PatientName)
         log.debug("highdicom: %s", w.message)
+    if not all(_ascii(m) for m in (meanings.get(v) or generic(v) for v in values)):
+        seg.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: the default repertoire is ASCII ("é" was written "?")
     seg.save_as(str(path))
     log.info("wrote DICOM-SEG %s: %d segments, %d frames", path, len(values), int(seg.NumberOfFrames))
+
+
+def _ascii(m: SegmentMeaning) -> bool:
+    return all(t.isascii() for t in (m.name, m.category.meaning, m.type.meaning, m.category.value, m.type.value))
 
 
 def _description(hd, number: int, m: SegmentMeaning, algorithm, value: int):  # noqa: ANN001, ANN202
@@ -116,7 +122,7 @@ def _description(hd, number: int, m: SegmentMeaning, algorithm, value: int):  # 
 
     return hd.seg.SegmentDescription(
         segment_number=number,
-        segment_label=m.name[:64],
+        segment_label=dicom_text(m.name, f"label {value}: the name", NAME_CHARS),
         segmented_property_category=coded(m.category),
         segmented_property_type=coded(m.type),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
