@@ -75,9 +75,12 @@ def test_one_script_same_behaviour(session):
     assert s.object_ids == [1]
     s.undo()
     assert s.object_ids == [1, 2] and np.array_equal(s.slice_prompts(4, 2).mask, masks[4])
+    propagated = {t: r.mask for t, r in s.results(1).items()}
     s.remove_object(1)
     s.undo()
     assert s.object_ids == [1, 2] and len(s.slice_prompts(2, 1).points.coords) == 1
+    if name.startswith("volume"):  # undoing a removal brings the results back, not the prompts alone
+        assert {t: r.mask.tobytes() for t, r in s.results(1).items()} == {t: m.tobytes() for t, m in propagated.items()}
 
     before, steps = _prompt_state(s), s.can_undo
     with s.step():  # several calls, one undo step
@@ -100,7 +103,8 @@ def test_one_script_same_behaviour(session):
             "tracking-video": "tracking 3 object(s) over 6 frame(s)"}[name]
     if name.startswith("volume"):  # runs along the session axis say their cost too, a line per object with work
         axis = [line for line in plan if ": along k, up to " in line and " encodings" in line]
-        assert axis and all(line.startswith("object ") for line in axis)
+        # (views3: objects 1 and 2 kept their results through the undos; 5, the 3D box, is tri-planar)
+        assert (axis or name == "volume-views3") and all(line.startswith("object ") for line in axis)
         plan = [line for line in plan if line not in axis]
     assert plan == [] if said is None else (len(plan) == 1 and plan[0].startswith(said))
     s.propagate(progress=False)

@@ -178,7 +178,7 @@ def test_slice_box_runs_in_two_passes_inside_the_estimate(tiny_model):
     assert tuple(session.slice_prompts(5, 1).box.as_array()) == (14, 10, 26, 22)
     assert set(session.results(1)) == set(results)
     session.reset()
-    assert session.object_ids == [] and not session.store.runs
+    assert session.object_ids == [] and not session.label_map().array.any()
 
 
 def test_cancelled_first_pass_resumes(tiny_model):

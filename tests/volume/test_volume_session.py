@@ -122,10 +122,12 @@ def test_seed_mask_corrections_undo_remove_reset(tiny_model):
     assert session.object_ids == [2]
     list(session.iter_propagate())
     assert set(np.unique(session.label_map().array)) <= {0, 2}
+    labels = session.label_map().array
     session.reset()
     assert session.object_ids == [] and not session.label_map().array.any()
-    session.undo()
-    assert session.object_ids == [2]
+    session.undo()  # the propagated label map comes back whole, nothing to recompute (was the seed slice alone)
+    assert session.object_ids == [2] and session.planned_slices() == 0
+    assert np.array_equal(session.label_map().array, labels)
     with pytest.raises(PromptError, match="no object 7"):
         session.remove_object(7)
 

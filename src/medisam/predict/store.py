@@ -8,8 +8,11 @@ brought back by undo find their results again while those are kept.
 
 What is kept: the runs of the current prompts and of the last ``KEEP_UNDO_RESULTS``
 snapshots; every other run is dropped at once (older undo steps recompute their seed
-slices, propagate again for the rest). ``reset`` and ``remove_object`` free the runs of
-the objects they drop, so a long-lived session's memory does not grow with its edits.
+slices, propagate again for the rest), so a long-lived session's memory does not grow with
+its edits. ``reset`` and ``remove_object`` are edits like any other: undoing one brings
+back what was there, results included (they freed their runs at once before stop 69, and a
+reset then undo lost a propagation: a tri-planar box's 40 s); the runs go when
+``KEEP_UNDO_RESULTS`` later edits have pushed their snapshot out.
 """
 
 from __future__ import annotations
@@ -181,16 +184,14 @@ class PromptStore:
 
     # ----------------------------------------------------------------- edits
     def remove(self, obj_id: int) -> None:
-        """Drop one object (undoable) and free its runs."""
+        """Drop one object (undoable: its runs stay while the snapshot is among the kept ones)."""
         self.push()
         del self.objects[obj_id]
-        self.free(lambda key: key[0] == obj_id)
 
     def clear(self) -> None:
-        """Drop every object (undoable) and free every run."""
+        """Drop every object (undoable: their runs stay while the snapshot is among the kept ones)."""
         self.push()
         self.objects = {}
-        self.free(lambda key: True)
 
     # ---------------------------------------------------------------- runs
     def live(self) -> set[tuple[int, int, int]]:
