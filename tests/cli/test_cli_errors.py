@@ -27,6 +27,7 @@ ERRORS = [
     ("box numbers", ["segment", "{img}", "-o", "{out}", "--box", "1,2,3"], "needs 4 numbers"),
     ("no prompt", ["segment", "{img}", "-o", "{out}"], "give at least one --box or --point"),
     ("negative points only", ["segment", "{img}", "-o", "{out}", "--point", "5,5,0"], "every --point is negative"),
+    ("point label", ["segment", "{img}", "-o", "{out}", "--point", "5,5,2"], "the label must be 1 (positive) or 0"),
     ("negative points only on a slice", ["propagate", "{vol}", "-o", "{tmp}/m.nii.gz", "--slice", "1", "--point",
                                          "5,5,0", "--point", "9,9,0"], "every --point is negative"),
     ("output format", ["segment", "{img}", "-o", "{tmp}/m.jpg", "--box", "1,1,9,9"], "unsupported mask format"),

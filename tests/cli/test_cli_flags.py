@@ -87,3 +87,12 @@ def test_models_prints_no_third_party_warnings():
     proc = run_cli(["models"])
     assert proc.returncode == 0 and "litemedsam" in proc.stdout
     assert "Warning" not in proc.stderr, proc.stderr
+
+
+def test_segment_takes_a_box_with_negative_points(tmp_path, png, capsys):
+    """A box with negative clicks only (the usual refinement) is a prompt: it was refused with
+    'every --point is negative ... or a --box', though the box was there; propagate took it."""
+    out = tmp_path / "m.png"
+    code = main(["segment", str(png), "--box", "100,100,400,400", "--point", "20,20,0", "-o", str(out), *TINY])
+    assert code == 0, capsys.readouterr().err
+    assert out.is_file()

@@ -193,7 +193,8 @@ def image_checks(image, input: Path, *, boxes: Sequence = (), points: Optional[S
 def not_prompted(boxes: Sequence, points: Optional[Sequence]) -> None:
     if not boxes and not points:
         raise PromptError("give at least one --box or --point (or --scribble, --lasso, --mask)")
-    positive_point(points)
+    if not boxes:  # with a box, negative points refine its mask (they were refused, naming the box as missing)
+        positive_point(points)
 
 
 def positive_point(points: Optional[Sequence]) -> None:

@@ -65,6 +65,8 @@ def parse_box(text: str) -> list[float]:
 def parse_point(text: str) -> tuple[float, ...]:
     """``x,y`` (positive) or ``x,y,label`` with label 1 (positive) or 0 (negative)."""
     values = parse_numbers(text, (2, 3), "--point")
+    if len(values) == 3 and values[2] not in (0, 1):
+        raise InputError(f"--point {text!r}: the label must be 1 (positive) or 0 (negative), got {values[2]:g}")
     return tuple(values[:2]) + ((int(values[2]),) if len(values) == 3 else (1,))
 
 
