@@ -56,12 +56,26 @@ def test_cli_real_model_tracks_both_objects_and_keeps_the_frame_rate(tmp_path, t
     assert tracked.num_slices == len(truth) and tracked.source.get("fps") == pytest.approx(FPS)
 
 
-def test_cli_track_errors(tmp_path, two_disks):
+def test_cli_track_errors(tmp_path, two_disks, monkeypatch, capsys):
+    """Each is one line, before the model loads (they came after it: frame, box, label)."""
+    from medisam.cli import common
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the --track check")
+
+    monkeypatch.setattr(common, "load", no_model)
     path, _ = two_disks
     base = ["propagate", str(path), "--slice", "0", "--box", "10,10,30,30", "-o", str(tmp_path / "m")] + TINY
-    assert main(base + ["--track", "3:61,36,79"]) == 2
-    assert main(base + ["--track", "3:61,36,79,54:1"]) == 2  # label 1 is the --box object
-    assert main(base + ["--track", "9:61,36,79,54"]) == 2  # frame out of range
+    for track, said in [("3:61,36,79", "must be FRAME:x0,y0,x1,y1"),
+                        ("3:61,36,79,54:1", "object 1 is prompted twice"),  # label 1 is the --box object
+                        ("9:61,36,79,54", "frame 9 out of range"),
+                        ("2:41,19,300,32", "lies outside"),
+                        ("2:55,19,41,32", "inverted"),
+                        ("2:41,19,55,32:0", "the label must be 1..65535")]:
+        assert main(base + ["--track", track]) == 2
+        assert said in capsys.readouterr().err
+    assert main(base + ["--track", "2:41,19,55,32", "--track", "3:41,19,55,32:2"]) == 2  # 2 went to the first
+    assert "object 2 is prompted twice" in capsys.readouterr().err
     assert parse_track("4:1,2,3,4:7") == (4, [1.0, 2.0, 3.0, 4.0], 7)
 
 
@@ -87,3 +101,16 @@ def test_rerun_with_overlay_needs_force_and_works_with_it(tmp_path, two_disks, c
     only_overlay = tmp_path / "other"  # a new mask folder, the old overlay: --overlay is named
     assert main(args[:6] + ["-o", str(only_overlay), "--overlay", str(overlay)] + TINY) == 2
     assert "--overlay" in capsys.readouterr().err
+
+
+def test_info_on_a_folder_of_frames(tmp_path, capsys):
+    """A folder of frames has no frame rate: `info` says so (it was a TypeError traceback)."""
+    from PIL import Image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t in range(3):
+        Image.fromarray(np.full((16, 20), 40 * t, np.uint8)).save(folder / f"t{t:03d}.png")
+    assert main(["info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "frame rate" in out and "unknown (a folder of frames)" in out

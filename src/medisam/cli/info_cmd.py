@@ -77,8 +77,9 @@ def info(
         lines["--box3d slices along"] = (f"k (no axis is {ACQUISITION_ANISOTROPY:g}x thicker than the others)"
                                          if axis is None else
                                          f"{'kji'[axis]} (the thick axis, {image.spacing_zyx[axis]:.3g} mm)")
-    if "fps" in image.source:
-        lines["frame rate"] = f"{image.source['fps']:.3g} fps"
+    if "fps" in image.source:  # a folder of frames has none
+        fps = image.source["fps"]
+        lines["frame rate"] = f"{fps:.3g} fps" if fps else "unknown (a folder of frames)"
     for n, line in enumerate(image.geometry_warnings):
         lines[f"warning {n + 1}" if len(image.geometry_warnings) > 1 else "warning"] = line
     width = max(map(len, lines))

@@ -138,6 +138,7 @@ def propagate(
     if image.is_video and encode_stride is not None:
         raise InputError("--encode-stride is for volumes; video frames are each encoded")
     if image.is_video:
+        _check_tracks(tracks, image, label)
         _video(image, prompt, label, model, checkpoint, device, runtime, output, overlay, force, tracks,
                not no_progress)
         return
@@ -339,6 +340,27 @@ def parse_track(text: str) -> tuple[int, list[float], int | None]:
     except ValueError:
         raise InputError(f"--track {text!r} must be FRAME:x0,y0,x1,y1 or FRAME:x0,y0,x1,y1:LABEL") from None
     return frame, box, label
+
+
+def _check_tracks(tracks: list, video, label: int) -> None:  # noqa: ANN001 - a MedicalImage
+    """Each ``--track`` against the video before the model loads (they were found after it had):
+    its frame in range, its box a box inside the frame, its label 1..65535 and not another's."""
+    from medisam.prompts import Box
+
+    frames, (height, width) = video.num_slices, video.spatial_shape[1:3]
+    taken = {label}
+    for frame, box, own in tracks:
+        what = f"--track {frame}:{','.join(f'{v:g}' for v in box)}"
+        if not 0 <= frame < frames:
+            raise InputError(f"{what}: frame {frame} out of range: the video has {frames} frames (0..{frames - 1})")
+        with checks.named(f"{what}:"):
+            Box.of(box).check_inside(height, width)
+        if own is not None and not 1 <= own <= 65535:
+            raise InputError(f"{what}: the label must be 1..65535, got {own}")
+        own = own if own is not None else max(taken) + 1
+        if own in taken:
+            raise InputError(f"{what}: object {own} is prompted twice; give each tracked object its own label")
+        taken.add(own)
 
 
 def parse_slices(text: str) -> tuple[int, int]:
