@@ -91,6 +91,35 @@ def test_cli_export_unknown_model_is_a_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("opset", [5, 99])
+def test_cli_export_opset_out_of_range_is_one_line_before_the_model_and_leaves_no_folder(tmp_path, capsys, opset,
+                                                                                        monkeypatch):
+    """It was a torch traceback after the model loaded (25 s with LiteMedSAM), and an empty folder."""
+    import medisam.models
+
+    monkeypatch.setattr(medisam.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert main(["export", "onnx", "--model", "litemedsam-tiny", "-o", str(tmp_path / "x"), "--opset", str(opset)]) == 2
+    assert f"opset {opset} is not supported: the graphs export at opsets 12.." in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_failed_export_removes_the_folder_it_made(tiny_model, tmp_path, monkeypatch):
+    from medisam.export import onnx_export
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("exporter failed")
+
+    monkeypatch.setattr(onnx_export, "export_graphs", broken)
+    with pytest.raises(RuntimeError, match="exporter failed"):
+        onnx_export.export_onnx(tiny_model, tmp_path / "new" / "x")
+    assert not (tmp_path / "new" / "x").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(RuntimeError):
+        onnx_export.export_onnx(tiny_model, kept)
+    assert kept.is_dir() and not any(kept.iterdir())  # a folder the user had stays, and holds nothing of it
+
+
 def test_export_copy_of_tinyvit_uses_4d_permutes_and_computes_the_same(tiny_model):
     """The export copy swaps TinyViT's token<->map moves (fewer slow 3D transposes in
     OpenVINO) and splits each window attention's qkv projection into three (no VariadicSplit);

@@ -22,7 +22,8 @@ def onnx(
     output: Path = typer.Option(..., "--output", "-o", help="Output folder (encoder.onnx, decoder.onnx, metadata.json)."),
     model: str = common.ModelOpt,
     checkpoint: Optional[Path] = common.CheckpointOpt,
-    opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset version (12 to the exporter's highest: 20 with "
+                              "torch 2.14)."),
     force: bool = common.ForceOpt,
 ) -> None:
     """Export the image encoder and the prompt encoder + mask decoder to ONNX (CPU, fp32)."""
@@ -30,8 +31,11 @@ def onnx(
 
     checks.paths_apart([checkpoint], [("-o", output)])
     with step("loading the exporter"):
-        from medisam.export.onnx_export import DECODER_FILE, ENCODER_FILE, METADATA_FILE, export_onnx
+        from medisam.export.onnx_export import (DECODER_FILE, ENCODER_FILE, METADATA_FILE, check_opset,
+                                                export_onnx)
         from medisam.models import load_model
+
+    check_opset(opset)  # before the model loads
 
     existing = [output / f for f in (ENCODER_FILE, DECODER_FILE, METADATA_FILE) if (output / f).exists()]
     if existing and not force:  # checked before loading anything

@@ -38,6 +38,25 @@ from medisam.models.promptable import PromptableModel
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
+#: Opsets the graphs export at: einsum (SAM's attention) needs 12; the top is torch's exporter's own.
+MIN_OPSET = 12
+
+
+def max_opset() -> int:
+    """The highest opset torch's (TorchScript) ONNX exporter writes."""
+    from torch.onnx import _constants
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20))
+
+
+def check_opset(opset: int) -> int:
+    """``opset`` if the graphs can be exported at it, else a one-line ModelError (torch raised
+    deep in the export, after the model loaded, for opset 5 or 99)."""
+    top = max_opset()
+    if not MIN_OPSET <= opset <= top:
+        raise ModelError(f"opset {opset} is not supported: the graphs export at opsets {MIN_OPSET}..{top} "
+                         f"(default {DEFAULT_OPSET})")
+    return opset
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 METADATA_FILE = "metadata.json"
@@ -242,12 +261,19 @@ def export_onnx(model: PromptableModel, out_dir: str | Path, *, force: bool = Fa
         raise OutputExistsError(f"{existing[0]} exists; pass force=True to overwrite")
     if not model.spec.capabilities.onnx_export:
         raise ModelError(f"ONNX export supports the litemedsam and sam families, not {model.spec.family}")
+    check_opset(opset)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".medisam-onnx-", dir=out))
     try:
         export_graphs(model, tmp, opset)
         for name in (ENCODER_FILE, DECODER_FILE, METADATA_FILE):  # metadata last: marks complete
             os.replace(tmp / name, out / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a failed export leaves no folder it made
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported %s to %s (opset %d)", model.spec.name, out, opset)
