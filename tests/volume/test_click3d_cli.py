@@ -59,11 +59,20 @@ def test_clicks_and_guides_match_the_api(lesion, tmp_path, tiny_model, capsys):
     (["--click3d", "10,10"], "needs 3 or 4 numbers"),
     (["--click3d", "20,20,5", "--guide", "{small}"], "guide 0 has shape"),
     (["--click3d", "20,20,5", "--guide", "{missing}"], "missing"),
+    # the image's shape and spacing, another grid: it was read voxel by voxel, flipped or shifted (stop 69)
+    (["--click3d", "20,20,5", "--guide", "{flipped}"], "guide 0 has orientation RPS; the image has LPS"),
+    (["--click3d", "20,20,5", "--guide", "{moved}"], "guide 0 has origin (0.0, 0.0, 4.0) mm"),
 ])
 def test_bad_clicks_and_guides_are_one_line_and_write_nothing(lesion, tmp_path, capsys, args, message):
     flair, t1c = lesion
     small = _write(np.zeros((12, 40, 40)), tmp_path / "small.nii.gz")
-    names = {"t1c": t1c, "small": small, "missing": tmp_path / "missing.nii.gz"}
+    flipped, moved = sitk.ReadImage(str(t1c)), sitk.ReadImage(str(t1c))
+    flipped.SetDirection((-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    moved.SetOrigin((0, 0, 4))
+    sitk.WriteImage(flipped, str(tmp_path / "flipped.nii.gz"))
+    sitk.WriteImage(moved, str(tmp_path / "moved.nii.gz"))
+    names = {"t1c": t1c, "small": small, "missing": tmp_path / "missing.nii.gz",
+             "flipped": tmp_path / "flipped.nii.gz", "moved": tmp_path / "moved.nii.gz"}
     out = tmp_path / "bad.nii.gz"
     code = main(["propagate", str(flair), "--box3d", "10,10,3,34,30,9", "-o", str(out)]
                 + [a.format(**names) for a in args] + TINY)

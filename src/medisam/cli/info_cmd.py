@@ -14,22 +14,6 @@ def register(app: typer.Typer) -> None:
     app.command("info")(info)
 
 
-def orientation_code(direction: tuple[float, ...], ndim: int) -> str:
-    """Three-letter (or two-letter) LPS orientation code of the array axes, ITK style ("LPS" = RAI)."""
-    if ndim != 3:
-        return "2D"
-    import numpy as np
-
-    matrix = np.asarray(direction, dtype=float).reshape(3, 3)
-    letters = (("R", "L"), ("A", "P"), ("I", "S"))
-    code = ""
-    for column in range(3):  # ITK axis i, j, k -> physical direction of increasing index
-        vec = matrix[:, column]
-        axis = int(np.argmax(np.abs(vec)))
-        code += letters[axis][1 if vec[axis] > 0 else 0]
-    return code
-
-
 def info(
     input: Optional[Path] = typer.Argument(None, help="Image, volume, DICOM file/folder, npz or video."),
     series: Optional[str] = common.SeriesOpt,
@@ -39,7 +23,7 @@ def info(
                                   "precisions this machine runs and what --backend auto picks."),
 ) -> None:
     """Print what medisam reads from a file, in its axis convention (and/or the backends here)."""
-    from medisam.io import read_image
+    from medisam.io import medical_image, read_image
 
     if backends:
         from rich.console import Console
@@ -63,7 +47,7 @@ def info(
         "dtype": str(a.dtype),
         "spacing (x,y[,z]) mm": ", ".join(f"{s:.6g}" for s in image.spacing),
         "origin (x,y[,z]) mm": ", ".join(f"{s:.6g}" for s in image.origin),
-        "orientation": orientation_code(image.direction, image.spatial_ndim),
+        "orientation": medical_image.orientation_code(image.direction, image.spatial_ndim),
         "value range": f"{a.min():.6g} .. {a.max():.6g}",
     }
     if not image.is_video:

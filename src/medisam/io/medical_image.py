@@ -151,3 +151,17 @@ class MedicalImage:
         spacing = tuple(float(s) for s in (spacing or (1.0,) * nd))
         direction = tuple(float(v) for v in np.eye(nd).ravel())
         return MedicalImage(array, spacing, (0.0,) * nd, direction, modality, is_rgb)
+
+
+def orientation_code(direction: tuple[float, ...], ndim: int) -> str:
+    """Three-letter (or two-letter) LPS orientation code of the array axes, ITK style ("LPS" = RAI)."""
+    if ndim != 3:
+        return "2D"
+    matrix = np.asarray(direction, dtype=float).reshape(3, 3)
+    letters = (("R", "L"), ("A", "P"), ("I", "S"))
+    code = ""
+    for column in range(3):  # ITK axis i, j, k -> physical direction of increasing index
+        vec = matrix[:, column]
+        axis = int(np.argmax(np.abs(vec)))
+        code += letters[axis][1 if vec[axis] > 0 else 0]
+    return code

@@ -63,7 +63,24 @@ def check_guide(guide: MedicalImage | np.ndarray, image: MedicalImage, k: int = 
     if isinstance(guide, MedicalImage) and not np.allclose(g.spacing, image.spacing, rtol=1e-3):
         raise InputError(f"guide {k} has spacing {tuple(g.spacing)}; the image has {tuple(image.spacing)} "
                          "(guides must be on the image's voxel grid)")
+    if isinstance(guide, MedicalImage):  # the same shape flipped or moved is another grid: read voxel by voxel,
+        # it lay misaligned (a flipped T1c beside the FLAIR was taken silently)
+        if not np.allclose(g.direction, image.direction, atol=1e-3):
+            raise InputError(f"guide {k} has orientation {_axes(g)}; the image has {_axes(image)} (guides must be "
+                             "on the image's voxel grid: resample the guide onto the image first)")
+        tolerance = 0.01 * float(min(image.spacing))  # a hundredth of a voxel
+        if not np.allclose(g.origin, image.origin, atol=tolerance):
+            raise InputError(f"guide {k} has origin {tuple(round(v, 3) for v in g.origin)} mm; the image has "
+                             f"{tuple(round(v, 3) for v in image.origin)} (guides must be on the image's voxel "
+                             "grid: resample the guide onto the image first)")
     return g
+
+
+def _axes(image: MedicalImage) -> str:
+    """Orientation as ITK's code, e.g. ``LPS``."""
+    from medisam.io.medical_image import orientation_code
+
+    return orientation_code(image.direction, image.spatial_ndim)
 
 
 class AxisSession(ClickLayer):
