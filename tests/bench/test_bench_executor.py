@@ -22,6 +22,19 @@ def test_old_backend_flag_is_a_one_line_usage_error(tmp_path, capsys):
     assert err.count("\n") == 1 and "no such option: --backend" in err and "--help" in err
 
 
+def test_max_cases_below_one_is_refused_before_any_work(tmp_path, capsys, data_dir):
+    """``--max-cases -1`` ran every case but the last (a slice), and 0 wrote an empty report."""
+    for limit in ("-1", "0"):
+        assert main(["bench", str(data_dir / "kvasir_seg"), "-o", str(tmp_path / "out"), "--max-cases", limit]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--max-cases (max_cases) must be a whole number >= 1" in err
+        assert not (tmp_path / "out").exists()
+    config = tmp_path / "bench.json"
+    config.write_text(json.dumps({"datasets": [{"path": str(data_dir / "kvasir_seg"), "max_cases": "3"}]}))
+    assert main(["bench", "-o", str(tmp_path / "out"), "--config", str(config)]) == 2
+    assert "got '3'" in capsys.readouterr().err
+
+
 def test_a_worker_exits_when_its_parent_is_killed(tmp_path):
     """A killed ``medisam bench`` leaves no worker running (they re-parent and exit)."""
     import os

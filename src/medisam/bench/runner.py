@@ -178,6 +178,11 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
         raise InputError(f"unknown backend {config.backend!r}; use one of {', '.join(BACKENDS)}")
     if config.workers < 1:
         raise InputError(f"workers must be >= 1, got {config.workers}")
+    for limit in (config.max_cases, *(ds.max_cases for ds in config.datasets)):
+        # -1 took all cases but the last (a slice), and 0 wrote an empty report
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise InputError(f"--max-cases (max_cases) must be a whole number >= 1 (or absent: every case), "
+                             f"got {limit!r}")
     out = Path(config.outdir).expanduser()
     results_path, errors_path = out / "results.csv", out / "errors.csv"
     if results_path.exists() and not (config.resume or config.force):
