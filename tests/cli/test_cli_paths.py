@@ -56,3 +56,19 @@ def test_every_writing_command_refuses_its_inputs_as_outputs(tmp_path, png, nift
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, (args, err)
     assert _snapshot(tmp_path) == before  # nothing written, nothing overwritten
+
+
+def test_an_output_below_a_file_is_one_line_before_the_model(tmp_path, png, nifti, capsys, monkeypatch):
+    """``-o k1.png/x.png`` where k1.png is a file: found when writing, after the work, as
+    ``[Errno 17] File exists`` with exit 1; now one line, exit 2, before the model loads."""
+    import medisam.cli.common
+
+    monkeypatch.setattr(medisam.cli.common, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    file = tmp_path / "k1.png"
+    file.write_bytes(b"x")
+    for args in (["segment", png, "--box", "1,1,9,9", "-o", file / "x.png"],
+                 ["propagate", nifti, "--box3d", "1,1,1,5,5,3", "-o", file / "a" / "p.nii.gz"],
+                 ["segment", png, "--box", "1,1,9,9", "-o", tmp_path / "m.png", "--overlay", file / "o.png"]):
+        assert main([str(a) for a in args]) == 2
+        err = capsys.readouterr().err
+        assert f"{file} is a file, not a folder" in err and err.count("\n") == 1, err

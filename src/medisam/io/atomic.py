@@ -96,6 +96,9 @@ def check_output(path: Path, *, force: bool, protected: Iterable[str | Path] = (
             raise InputError(f"{path}: refusing to overwrite an input file")
         if folder and inp.parent == resolved:
             raise InputError(f"{path}: is the folder of an input; choose another output folder")
+    above = next((a for a in path.absolute().parents if a.exists()), None)
+    if above is not None and not above.is_dir():  # found only when writing, after the work: "[Errno 17]"
+        raise InputError(f"{path}: {above} is a file, not a folder")
     if folder:
         if path.exists() and not path.is_dir():
             raise InputError(f"{path}: exists and is not a folder")
