@@ -212,3 +212,19 @@ def test_cli_propagate_bare_label_name_names_its_label(data_dir, tmp_path, capsy
     assert item.SegmentLabel == "tumor" and item.TrackingID == "label 3"
     assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == "108369006"
     assert _dciodvfy_errors(out) == []
+
+
+def test_cli_names_the_series_option_for_a_folder_of_two_series(tmp_path, ct_hu, capsys):
+    """The CLI says ``--series UID``, not the Python keyword ``series_uid=...``."""
+    from dicom_factory import write_ct_series
+
+    from medisam.cli import main
+
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for k in (1, 2):
+        for f in write_ct_series(tmp_path / f"s{k}", ct_hu, seed=k)[1]:
+            shutil.copy(f, folder / f"s{k}-{f.name}")
+    assert main(["info", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "2 DICOM series found, pick one with --series UID" in err and "series_uid" not in err

@@ -56,7 +56,7 @@ def paths_apart(inputs: Iterable[Optional[Path]], outputs: Named) -> None:
 #: Library keyword spellings in error messages -> the CLI flags that set them.
 FLAG_NAMES = (("force=True", "--force"), ("resume=True", "--resume"), ("max_voxels=None", "--max-voxels 0"),
               ("max_pixels=None", "--max-voxels 0"), ("box or point (boxes=, points=)", "--box or --point"),
-              ("slice=K", "--slice K"), ("workers must", "--workers must"))
+              ("slice=K", "--slice K"), ("workers must", "--workers must"), ("series_uid=...", "--series UID"))
 
 
 def cli_message(message: str) -> str:
