@@ -65,4 +65,8 @@ def test_lasso_fills_the_polygon():
     with pytest.raises(PromptError, match="lasso vertex 0 .* lies outside"):
         lasso_mask([(50, 50), (60, 50), (60, 60)], (10, 10))
     with pytest.raises(PromptError, match="encloses no pixel"):
-        lasso_mask([(10, 2), (10, 5), (10, 8)], (10, 10))  # on the right edge: no pixel inside
+        lasso_mask([(10, 2), (10, 8), (9.6, 5)], (10, 10))  # on the right edge: no pixel inside
+    # a line or a point encloses nothing: its outline alone was taken as the mask (21 pixels, stop 69)
+    for line in ([(10, 10), (20, 10), (30, 10)], [(5, 5), (5, 5), (5, 5)], [(1, 1), (9, 9), (5, 5)]):
+        with pytest.raises(PromptError, match="encloses 0 square pixels: its 3 vertices lie on a line or a point"):
+            lasso_mask(line, (40, 40))

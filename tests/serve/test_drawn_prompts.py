@@ -82,7 +82,8 @@ def test_scribble_adds_clicks_along_the_line_and_lasso_is_a_mask_prompt(make_cli
     ("scribble", {"slice": 3, "polyline": []}, "polyline"),
     ("lasso", {"slice": 3, "polygon": [[1, 1], [2, 2]]}, "polygon"),
     ("lasso", {"slice": 3, "polygon": [[100, 100], [120, 100], [120, 120]]}, "lies outside"),
-    ("lasso", {"slice": 3, "polygon": [[48, 5], [48, 9], [48, 13]]}, "encloses no pixel"),  # on the right edge
+    ("lasso", {"slice": 3, "polygon": [[48, 5], [48, 13], [47.6, 9]]}, "encloses no pixel"),  # on the right edge
+    ("lasso", {"slice": 3, "polygon": [[5, 5], [5, 5], [5, 5]]}, "encloses 0 square pixels"),  # one point
     ("scribble", {"slice": 3, "polyline": [[5, 5], [500, 5]]}, "scribble vertex 1 (500, 5) lies outside"),
 ])
 def test_bad_drawn_prompts_are_one_line_400(make_client, route, body, msg):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from serve_data import TOKEN, ct_volume, disk, png_bytes, write_ct_series, zip_bytes
 
-from medisam.client import Client, ServerError
+from medisam.client import Client, ServerError, encode_array
 
 
 def _upload(tc, name: str, data: bytes, **form):
@@ -263,10 +263,14 @@ def test_mask_prompt_and_prompt_errors(make_client):
             ({"box": (1, 1, 9, 9), "slice": 2}, 400, "2D image"),
             ({"mask": np.zeros((5, 5), bool)}, 400, "does not match"),
             ({"box": (1, 1, 9, 9), "obj_id": 0}, 400, "obj_id"),
+            ({"box": (1, 1, 9, 9), "obj_id": True}, 400, "obj_id"),  # was taken as object 1
         ):
             with pytest.raises(ServerError) as err:
                 s.predict(**kwargs)
             assert err.value.status == status and match in err.value.detail, kwargs
+        r = c._http.post(f"/sessions/{s.id}/predict",  # NaN read as True: it was the whole image
+                         json={"mask": encode_array(np.full((96, 96), np.nan, np.float32))})
+        assert r.status_code == 400 and "NaN" in r.json()["detail"]
     r = c._http.post("/sessions/x/predict", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
 

@@ -145,6 +145,11 @@ def lasso_mask(polygon: Sequence[Sequence[float]], shape_hw: tuple[int, int]) ->
     every vertex must lie on the slice (PromptError otherwise)."""
     v = _vertices(polygon, 3, "lasso", shape_hw)
     h, w = shape_hw
+    x, y = v[:, 0], v[:, 1]
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))  # the shoelace formula
+    if area < 1.0:  # its outline alone was taken as the mask: a line, or one pixel
+        raise PromptError(f"the lasso encloses {area:g} square pixels: its {len(v)} vertices lie on a line or "
+                          "a point; draw around the object")
     mask = np.zeros((h, w), dtype=np.uint8)
     cv2.fillPoly(mask, [np.round(v).astype(np.int32).reshape(-1, 1, 2)], 1)
     if not mask.any():

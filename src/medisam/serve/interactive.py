@@ -180,6 +180,8 @@ class InteractiveSession:
         """
         k = self.check_slice(slice)
         obj_id = self._obj(obj_id)
+        if mask is not None and not np.isfinite(np.asarray(mask, dtype=float)).all():
+            raise PromptError("the mask prompt holds NaN or infinite values")  # NaN read as True: the whole image
         prompt = ObjectPrompt(
             box=tuple(float(v) for v in Box.of(box).as_array()) if box is not None else None,
             points=[self._point(p) for p in points] if points is not None else [],

@@ -49,7 +49,7 @@ class PromptRequest(BaseModel):
     """Prompts on one slice, in pixels of that slice (x = column, y = row)."""
 
     slice: Optional[int] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
-    obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
+    obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
     box: Optional[list[float]] = Field(None, min_length=4, max_length=4, description="x0, y0, x1, y1")
     points: Optional[list[list[float]]] = Field(None, description="[[x, y, label], ...]; label 1 positive, 0 negative")
     mask: Optional[MaskPrompt] = Field(None, description="(H, W) binary mask prompt on the slice grid")
@@ -58,7 +58,7 @@ class PromptRequest(BaseModel):
 class Box3DRequest(BaseModel):
     """A 3D box prompt: ``box3d``, or a 2D ``box`` on the slices ``slice_range`` (both ends included)."""
 
-    obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
+    obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
     box3d: Optional[list[float]] = Field(None, min_length=6, max_length=6,
                                          description="x0, y0, z0, x1, y1, z1 = i0, j0, k0, i1, j1, k1 voxel "
                                                      "indices (inclusive; k = slice)")
@@ -75,14 +75,14 @@ class Click3DRequest(BaseModel):
 
     zyx: list[int] = Field(min_length=3, max_length=3, description="z, y, x voxel indices (z = slice; 0 on a 2D image)")
     positive: bool = Field(True, description="true adds the voxel to the object, false removes it")
-    obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
+    obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
 
 
 class RecistRequest(BaseModel):
     """A RECIST line on one slice: a lesion's long axis, its two endpoints in pixels of that slice."""
 
     slice: Optional[int] = Field(None, description="index along array axis 0 (volumes); omit for 2D")
-    obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
+    obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
     line: list[float] = Field(min_length=4, max_length=4, description="x0, y0, x1, y1 pixels (the endpoints)")
 
 
@@ -90,7 +90,7 @@ class ScribbleRequest(BaseModel):
     """A scribble on one slice: a polyline whose clicks (one every 8 pixels, at most 16) are added."""
 
     slice: Optional[int] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
-    obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
+    obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
     polyline: list[list[float]] = Field(min_length=1, description="[[x, y], ...] vertices in pixels")
     positive: bool = Field(True, description="true: foreground scribble, false: background")
 
@@ -99,7 +99,7 @@ class LassoRequest(BaseModel):
     """A lasso on one slice: a closed polygon whose filled inside becomes the object's mask prompt there."""
 
     slice: Optional[int] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
-    obj_id: int = Field(1, ge=1, le=65535, description="object id = label value in the mask")
+    obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
     polygon: list[list[float]] = Field(min_length=3, description="[[x, y], ...] vertices in pixels")
 
 
@@ -118,7 +118,7 @@ class Click3DResult(BaseModel):
 
 class PointsRequest(BaseModel):
     slice: Optional[int] = None
-    obj_id: int = Field(1, ge=1, le=65535)
+    obj_id: int = Field(1, ge=1, le=65535, strict=True)
     points: list[list[float]] = Field(min_length=1)
 
 
