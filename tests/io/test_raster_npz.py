@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medisam.errors import InputError
 from medisam.io import read_image, write_mask
 
 
@@ -96,3 +97,11 @@ def test_npz_2d_rgb(tmp_path):
     np.savez_compressed(tmp_path / "c.npz", imgs=imgs, gts=np.zeros((10, 12), np.uint8))
     img = read_image(tmp_path / "c.npz")
     assert img.is_rgb and img.spatial_shape == (10, 12)
+
+
+@pytest.mark.parametrize("imgs", [np.ones((8, 9), np.complex128), np.full((8, 9), "a")])
+def test_npz_of_complex_or_text_pixels_is_refused_when_read(tmp_path, imgs):
+    """It was read, and every prompt then failed ('unsupported pixel type complex128'; the server's upload took it)."""
+    np.savez(tmp_path / "c.npz", imgs=imgs)
+    with pytest.raises(InputError, match=f"'imgs' has pixel type {imgs.dtype}"):
+        read_image(tmp_path / "c.npz")

@@ -57,6 +57,9 @@ def read_npz(path: Path, opts: ReadOptions) -> MedicalImage:
             extras = {k: np.asarray(npz[k]) for k in ("gts", "boxes", "spacing") if k in npz.files}
     except Exception as exc:  # zlib.error, ValueError, EOFError...
         raise InputError(f"{path}: cannot read npz arrays ({type(exc).__name__})") from exc
+    if imgs.dtype.kind not in "biuf":  # complex or text: refused at reading, not at the first prompt
+        raise InputError(f"{path}: 'imgs' has pixel type {imgs.dtype}; medisam reads bool, integer and "
+                         "floating-point images")
     n_sp = np.size(extras["spacing"]) if "spacing" in extras else 0
     if imgs.ndim == 3 and imgs.shape[-1] == 3 and n_sp < 3:
         is_rgb = True  # 2D colour image (H, W, 3); 3D volumes come with a 3-value spacing
