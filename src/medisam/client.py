@@ -300,6 +300,14 @@ class ClientSession:
     def undo(self) -> bool:
         return bool(self.client.request("POST", self._url("/undo")).json()["undone"])
 
+    def reset(self) -> None:
+        """Clear every object (one undo step)."""
+        self.client.request("POST", self._url("/reset"))
+
+    def remove_object(self, obj_id: int) -> None:
+        """Erase object ``obj_id`` on every slice (one undo step)."""
+        self.client.request("DELETE", self._url(f"/objects/{int(obj_id)}"))
+
     def set_window(self, window: str | None) -> None:
         self.client.request("POST", self._url("/window"), json={"window": window})
 

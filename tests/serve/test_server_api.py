@@ -358,3 +358,30 @@ def test_video_upload_predict_and_track(make_client, tmp_path):
         labels = s.labels()
         assert labels.shape == (5, 64, 64) and np.array_equal(labels[2] > 0, mask)
         assert len(s.download("nii.gz")) > 0
+
+
+@pytest.mark.parametrize("volume", [False, True])
+def test_reset_and_remove_object_over_rest_undo_exactly(make_client, volume):
+    """``POST /reset`` and ``DELETE /objects/{id}`` (the API had them, REST did not): one undo step
+    each, and undo brings the label map back exactly (a volume's propagated slices included)."""
+    from serve_data import ct_volume
+
+    c = Client(http=make_client())
+    image = ct_volume((6, 48, 48)) if volume else disk()
+    with c.open_session(image) as s:
+        s.predict(slice=2 if volume else None, box=(12, 12, 36, 36), obj_id=1)
+        s.predict(slice=2 if volume else None, box=(30, 30, 46, 46), obj_id=2)
+        if volume:
+            s.propagate()
+        before = s.labels()
+        assert set(np.unique(before)) >= {1, 2}
+        s.remove_object(1)
+        assert not (s.labels() == 1).any() and (s.labels() == 2).any()
+        assert s.undo() and np.array_equal(s.labels(), before)
+        s.reset()
+        assert not s.labels().any()
+        assert s.undo() and np.array_equal(s.labels(), before)
+        with pytest.raises(ServerError, match="no object 7"):
+            s.remove_object(7)
+        r = c._http.delete(f"/sessions/{s.id}/objects/x")
+        assert r.status_code == 400 and "obj_id" in r.json()["detail"]

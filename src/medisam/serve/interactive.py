@@ -347,6 +347,8 @@ class InteractiveSession:
                 raise PromptError(f"no object {obj_id}; objects: {self.volume.object_ids or 'none'}")
             self.volume.remove_object(obj_id)
         else:
+            if obj_id not in self.object_ids and obj_id not in self._prompts2d:  # was an undo step of nothing
+                raise PromptError(f"no object {obj_id}; objects: {self.object_ids or 'none'}")
             self._push2d()
             self._labels2d[self._labels2d == obj_id] = 0
             self._prompts2d.pop(obj_id, None)

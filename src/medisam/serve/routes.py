@@ -307,6 +307,25 @@ def add_points(sid: str, body: PointsRequest, request: Request) -> SliceMask:
                      lambda st: st.add_points(body.slice, body.obj_id, points=body.points))
 
 
+@router.post("/sessions/{sid}/reset", tags=["prompts"])
+def reset(sid: str, request: Request) -> dict:
+    """Clear every object (prompts and masks; the image and its embeddings stay). One undo step:
+    ``/undo`` brings them back, propagated slices included."""
+    session = _session(request, sid)
+    with session.locked():
+        session.state.reset()
+        return {"object_ids": session.state.object_ids, "undo_steps": session.state.can_undo}
+
+
+@router.delete("/sessions/{sid}/objects/{obj_id}", tags=["prompts"])
+def remove_object(sid: str, obj_id: int, request: Request) -> dict:
+    """Erase object ``obj_id`` on every slice. One undo step: ``/undo`` brings it back."""
+    session = _session(request, sid)
+    with session.locked():
+        session.state.remove_object(obj_id)
+        return {"object_ids": session.state.object_ids, "undo_steps": session.state.can_undo}
+
+
 @router.post("/sessions/{sid}/undo", tags=["prompts"])
 def undo(sid: str, request: Request) -> dict:
     """Revert the last prompt action (prediction, correction, 3D box, removal, reset).
