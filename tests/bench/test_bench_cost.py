@@ -92,15 +92,15 @@ def test_plan_line_counts_runs_and_the_3d_starts(tmp_path, monkeypatch):
     assert 3 * per_case < 120  # said in seconds below
     line = plan_line(refs, ["litemedsam"], ["cvpr25-box3d", "box"])
     assert line == (f"bench plan: 3 cases x 1 model x 2 strategies; the 3D-box starts of cvpr25-box3d encode at most "
-                    f"{3 * per_case} planes, about {3 * per_case} s at 1000 ms per encoding (from the label boxes "
-                    "of 3 cases, the planner's arithmetic)")
+                    f"{3 * per_case} planes, about {3 * per_case} s at 1000 ms per encoding: encoding alone, "
+                    "decoding and loading add to it (from the label boxes of 3 cases, the planner's arithmetic)")
     assert plan_line(refs, ["litemedsam"], ["box"]) == "bench plan: 3 cases x 1 model x 1 strategy"
     # calibrated on 1 thread; 2 worker processes of 1 thread each on 2 CPUs share the encodings
     profile = json.loads((tmp_path / "cache" / "speed_profile.json").read_text())
     (tmp_path / "cache" / "speed_profile.json").write_text(json.dumps({**profile, "threads": 1}))
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     two = plan_line(refs, ["litemedsam"], ["cvpr25-box3d"], workers=2)
-    assert f"about {round(3 * per_case / 2)} s in 2 processes at 1000 ms per encoding (from" in two
+    assert f"about {round(3 * per_case / 2)} s in 2 processes at 1000 ms per encoding: encoding alone" in two
     # another architecture: its encoder was not measured, so the line gives encodings, not time
     assert plan_line(refs, ["medsam-vit-b@x.pth"], ["box3d"]).endswith(
         f"box3d encode at most {3 * per_case} planes (from the label boxes of 3 cases, the planner's arithmetic)")

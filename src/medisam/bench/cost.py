@@ -99,7 +99,9 @@ def plan_line(refs: Sequence[CaseRef], models: Sequence[str], strategies: Sequen
     threads = resolve_threads() if parallel == 1 else max(1, (os.cpu_count() or 1) // parallel)  # as the runner
     said = (encoding_time(total, names.pop(), threads=threads, parallel=parallel)  # the bench loads with auto
             if len(names) == 1 else None)
-    time = f", {said}" if said else ""
+    # encodings alone: the decoder, the clicks and loading come on top (a hippocampus class: 17 s, of which
+    # 14 s encoding and 3 s decoding, stop 69), and the host may be slower than at calibration
+    time = f", {said}: encoding alone, decoding and loading add to it" if said else ""
     return (f"{runs}; the 3D-box starts of {', '.join(planned)} encode at most {total} planes{time} "
             f"(from the label boxes of {_count(counted, 'case')}, the planner's arithmetic)")
 
