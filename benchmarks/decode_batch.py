@@ -13,13 +13,18 @@ default model (``load_model("litemedsam")``, ``auto``), so the peak RSS it adds 
 - ``click``: one click at the interior-most pixel of the first object of the first image of each
   2D set (``Predictor.predict(points=...)``, the box search), three rounds after two warm-ups;
 - ``everything``: everything mode (16 x 16 grid points) on the first ``kvasir_seg`` image, SAM's 64
-  points per call (before) against the default, timed on the second of two calls.
+  points per call (before) against the default, timed on the second of two calls;
+- ``margins``: a propagation step's three boxes (the first object of each 2D set, its tight box grown by
+  a propagation's margins, 1, 3 and 6 pixels) as ``Predictor.predict_best`` decodes them, in one batch
+  (the default: only the winner is upscaled), against one box per call and the best kept, ten rounds
+  each after two warm-ups. Here the "bounded" column is the alternative, not the default.
 
 Prints seconds, ms per box, click or grid point, peak RSS added, the ratio to one batch, and how many answers
 differ from one batch's (a box's mask; the box a click was answered with; everything mode's masks).
 
     python benchmarks/decode_batch.py                 # ~3 min on 2 cores
     python benchmarks/decode_batch.py --boxes 4,32
+    python benchmarks/decode_batch.py --rows margins
 """
 
 from __future__ import annotations
@@ -113,6 +118,38 @@ def _everything_row() -> dict:
             "answers": [_digest(found.masks)]}
 
 
+def _margins_row(one_batch: bool, rounds: int = 10) -> dict:
+    from medisam.predict import Predictor
+    from medisam.prompting import sampling
+
+    model, seconds, answers, n, before = _model(), 0.0, [], 0, None
+    for name in SETS_2D:
+        case = _first_case(name)
+        predictor = Predictor(model).set_image(case.image)
+        mask = np.squeeze(case.targets[0].mask)
+        tight, (h, w) = sampling.tight_box(mask), mask.shape
+        boxes = [(max(tight.x0 - m, 0), max(tight.y0 - m, 0), min(tight.x1 + m, w - 1), min(tight.y1 + m, h - 1))
+                 for m in (3.0, 1.0, 6.0)]  # margin_mm, *extra_margins_mm, in pixels
+
+        def step():  # noqa: ANN202 - (index, Prediction)
+            if one_batch:
+                return predictor.predict_best(boxes)
+            preds = [predictor.predict(box=b) for b in boxes]
+            best = int(np.argmax([p.scores[0] for p in preds]))  # the first of equal scores, as predict_best
+            return best, preds[best]
+
+        for _ in range(2):
+            step()
+        before = _rss_mib() if before is None else before
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            index, pred = step()
+        seconds += time.perf_counter() - t0
+        n += rounds
+        answers.append(f"{index}:{_digest(pred.masks[0])}")
+    return {"n": n, "seconds": seconds, "rss_mib": _rss_mib() - before, "answers": answers}
+
+
 def _model():  # noqa: ANN202 - a PromptableModel
     from medisam.models import load_model
 
@@ -125,7 +162,8 @@ def _child(kind: str, count: int, one_batch: bool) -> dict:
 
     if one_batch:
         promptable.CPU_BOXES_PER_CALL, promptable.CPU_POINTS_PER_CALL = ONE_BATCH, SAM_POINTS_PER_CALL
-    rows = {"boxes": lambda: _boxes_row(count), "click": _click_row, "everything": _everything_row}
+    rows = {"boxes": lambda: _boxes_row(count), "click": _click_row, "everything": _everything_row,
+            "margins": lambda: _margins_row(one_batch)}
     return rows[kind]()
 
 
@@ -138,6 +176,7 @@ def _run(kind: str, count: int, one_batch: bool) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--boxes", default="16,64,256", help="comma list of box counts (nuclei of one tile)")
+    ap.add_argument("--rows", default="boxes,click,everything,margins", help="comma list of the kinds of row to run")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -147,11 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     print("| prompts | one batch (before): s / ms each / peak MiB added | bounded (default): "
           "s / ms each / peak MiB added | time ratio | answers that differ |")
     print("| --- | --- | --- | --- | --- |")
-    rows = [("boxes", int(n)) for n in args.boxes.split(",")] + [("click", 0), ("everything", 0)]
+    kinds = args.rows.split(",")
+    rows = [("boxes", int(n)) for n in args.boxes.split(",") if "boxes" in kinds]
+    rows += [(kind, 0) for kind in ("click", "everything", "margins") if kind in kinds]
     for kind, count in rows:
         before, now = _run(kind, count, True), _run(kind, count, False)
         label = {"boxes": f"{before['n']} nuclei boxes, one tile", "click": f"{now['n']} clicks, {len(SETS_2D)} sets",
-                 "everything": f"everything mode, {now['n']} grid points"}[kind]
+                 "everything": f"everything mode, {now['n']} grid points",
+                 "margins": f"{now['n']} propagation steps of 3 margins, {len(SETS_2D)} sets "
+                            "(one batch is the default; the right column is one box per call)"}[kind]
         cells = [f"{r['seconds']:.2f} / {1000 * r['seconds'] / r['n']:.1f} / {r['rss_mib']:.0f}" for r in (before, now)]
         differ = sum(a != b for a, b in zip(before["answers"], now["answers"]))
         print(f"| {label} | {cells[0]} | {cells[1]} | {now['seconds'] / before['seconds']:.2f}x "
