@@ -345,10 +345,10 @@ def parse_track(text: str) -> tuple[int, list[float], int | None]:
 def _check_tracks(tracks: list, video, label: int) -> None:  # noqa: ANN001 - a MedicalImage
     """Each ``--track`` against the video before the model loads (they were found after it had):
     its frame in range, its box a box inside the frame, its label 1..65535 and not another's."""
+    from medisam.predict.video import track_labels
     from medisam.prompts import Box
 
     frames, (height, width) = video.num_slices, video.spatial_shape[1:3]
-    taken = {label}
     for frame, box, own in tracks:
         what = f"--track {frame}:{','.join(f'{v:g}' for v in box)}"
         if not 0 <= frame < frames:
@@ -357,10 +357,8 @@ def _check_tracks(tracks: list, video, label: int) -> None:  # noqa: ANN001 - a 
             Box.of(box).check_inside(height, width)
         if own is not None and not 1 <= own <= 65535:
             raise InputError(f"{what}: the label must be 1..65535, got {own}")
-        own = own if own is not None else max(taken) + 1
-        if own in taken:
-            raise InputError(f"{what}: object {own} is prompted twice; give each tracked object its own label")
-        taken.add(own)
+    with checks.named("--track:"):
+        track_labels(tracks, label)  # the ids the tracks will get, as track_video gives them
 
 
 def parse_slices(text: str) -> tuple[int, int]:

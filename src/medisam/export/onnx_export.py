@@ -40,6 +40,13 @@ log = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
 #: Opsets the graphs export at: einsum (SAM's attention) needs 12; the top is torch's exporter's own.
 MIN_OPSET = 12
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+METADATA_FILE = "metadata.json"
+
+#: Bumped whenever the graphs' inputs/outputs or their layout change (part of the backend
+#: cache key; 3: TinyViT exported with 4D permutes; 4: and with q/k/v as three projections).
+EXPORT_FORMAT_VERSION = 4
 
 
 def max_opset() -> int:
@@ -57,12 +64,6 @@ def check_opset(opset: int) -> int:
         raise ModelError(f"opset {opset} is not supported: the graphs export at opsets {MIN_OPSET}..{top} "
                          f"(default {DEFAULT_OPSET})")
     return opset
-ENCODER_FILE = "encoder.onnx"
-DECODER_FILE = "decoder.onnx"
-METADATA_FILE = "metadata.json"
-#: Bumped whenever the graphs' inputs/outputs or their layout change (part of the backend
-#: cache key; 3: TinyViT exported with 4D permutes; 4: and with q/k/v as three projections).
-EXPORT_FORMAT_VERSION = 4
 
 
 class ChannelsLastLayerNorm(nn.Module):
@@ -269,13 +270,10 @@ def export_onnx(model: PromptableModel, out_dir: str | Path, *, force: bool = Fa
         export_graphs(model, tmp, opset)
         for name in (ENCODER_FILE, DECODER_FILE, METADATA_FILE):  # metadata last: marks complete
             os.replace(tmp / name, out / name)
-    except BaseException:
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if created and not any(out.iterdir()):
             out.rmdir()  # a failed export leaves no folder it made
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported %s to %s (opset %d)", model.spec.name, out, opset)
     return OnnxExport(out)
 

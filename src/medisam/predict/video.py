@@ -142,6 +142,18 @@ class VideoSession:
         return self.session.label_map()
 
 
+def track_labels(tracks: Sequence[tuple[int, Box | Sequence[float], int | None]], obj_id: int = 1) -> list[int]:
+    """The object id of each of ``tracks`` (``(frame, box, label)``): its label, or where None the next
+    id after ``obj_id`` and the tracks before it; InputError when an id is prompted twice."""
+    taken = [obj_id]
+    for _, _, label in tracks:
+        label = label if label is not None else max(taken) + 1
+        if label in taken:
+            raise InputError(f"object {label} is prompted twice; give each tracked object its own label")
+        taken.append(label)
+    return taken[1:]
+
+
 def track_video(video: MedicalImage | np.ndarray, model: LoadedModel, frame: int,
                 box: Box | Sequence[float] | None, points: Points | Sequence[Sequence[float]] | None,
                 obj_id: int = 1, tracks: Sequence[tuple[int, Box | Sequence[float], int | None]] = (),
@@ -161,10 +173,7 @@ def track_video(video: MedicalImage | np.ndarray, model: LoadedModel, frame: int
     if points is not None:
         session.add_points(frame, points, obj_id)
     begins = []
-    for f, b, label in tracks:
-        label = label if label is not None else max(session.object_ids) + 1
-        if label in session.object_ids:
-            raise InputError(f"object {label} is prompted twice; give each tracked object its own label")
+    for (f, b, _), label in zip(tracks, track_labels(tracks, obj_id)):
         session.add_box(f, b, label)
         begins.append((f, label))
         if isinstance(session.session, TrackingSession):
