@@ -78,3 +78,25 @@ def test_version_and_help_exit_0():
     assert (proc.returncode, proc.stdout.strip(), proc.stderr) == (0, f"medisam {__version__}", "")
     proc = run_cli(["segment", "--help"])
     assert proc.returncode == 0 and "--force" in proc.stdout and "<bool>" not in proc.stdout
+
+
+@pytest.mark.parametrize("ext", [".png", ".mha", ".tif"])
+def test_a_truncated_file_is_one_line_without_the_libraries_own(tmp_path, ext):
+    """libpng, MetaIO and OpenCV's TIFF reader printed their own lines before medisam's ``error:``
+    line ('libpng error: PNG input buffer is incomplete', ...); the CLI now holds them while it reads."""
+    import cv2
+    import numpy as np
+    import SimpleITK as sitk
+
+    image = (np.random.default_rng(0).random((300, 400)) * 255).astype(np.uint8)
+    path = tmp_path / f"whole{ext}"
+    if ext == ".mha":
+        sitk.WriteImage(sitk.GetImageFromArray(image), str(path))
+    else:
+        cv2.imwrite(str(path), image)
+    data = path.read_bytes()
+    cut = tmp_path / f"cut{ext}"
+    cut.write_bytes(data[: int(len(data) * 0.7)])
+    proc = run_cli(["info", str(cut)])
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr

@@ -65,8 +65,6 @@ def predict(
     force: bool = common.ForceOpt,
 ) -> None:
     """Segment without prompts; writes a label map on the input's grid."""
-    from medisam.io import read_image
-
     if not ckpt.is_file():
         raise common.InputError(f"{ckpt}: no such AutoSAM checkpoint")
     checks.only_for_dicom(input, series)
@@ -74,7 +72,7 @@ def predict(
     checks.mask_format(output, volume=None, dicom=checks.is_dicom_input(input))
     checks.new_file(output, force)
     checks.header_checks(input, slice=slice, channel=channel, output=output)
-    image = read_image(input, series_uid=series, channel=channel)
+    image = common.read_input(input, series_uid=series, channel=channel)
     checks.image_checks(image, input, slice=slice, output=output)
     if image.is_volume and slice is None:
         raise common.InputError(f"{input} is a volume of {image.spatial_shape} (Z,Y,X): pass --slice K")

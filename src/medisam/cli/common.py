@@ -162,6 +162,36 @@ def read_options(max_voxels: Optional[int]) -> dict:
     return {"max_voxels": None if max_voxels == 0 else max_voxels}
 
 
+def read_input(path: Path, **kwargs):  # noqa: ANN201 - a MedicalImage
+    """``medisam.io.read_image`` with the C libraries' own stderr lines held (libpng, MetaIO, OpenCV's
+    TIFF reader print them before medisam's one ``error:`` line): dropped when the read fails, the
+    error says it; passed on when it succeeds. A CLI process reads on one thread; the server does not
+    do this (stderr is the process's, shared by its threads). ``MEDISAM_DEBUG`` shows them as they come."""
+    import os
+    import sys
+    import tempfile
+
+    from medisam.io import read_image
+
+    if os.environ.get("MEDISAM_DEBUG"):
+        return read_image(path, **kwargs)
+    sys.stderr.flush()
+    real = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            image = read_image(path, **kwargs)
+        finally:
+            sys.stderr.flush()
+            os.dup2(real, 2)
+            os.close(real)
+        held.seek(0)
+        said = held.read()
+    if said:
+        os.write(2, said)
+    return image
+
+
 def model_options(backend: str, precision: str, threads: Optional[int]) -> dict:
     """``--backend/--precision/--threads`` -> ``load_model`` keyword arguments.
 

@@ -23,7 +23,7 @@ def info(
                                   "precisions this machine runs and what --backend auto picks."),
 ) -> None:
     """Print what medisam reads from a file, in its axis convention (and/or the backends here)."""
-    from medisam.io import medical_image, read_image
+    from medisam.io import medical_image
 
     if backends:
         from rich.console import Console
@@ -36,7 +36,7 @@ def info(
     if input is None:
         raise common.InputError("give a file to describe, or --backends")
     checks.only_for_dicom(input, series)
-    image = read_image(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
+    image = common.read_input(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
     a = image.array
     lines = {
         "file": str(input),

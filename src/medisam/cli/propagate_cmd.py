@@ -122,9 +122,7 @@ def propagate(
         _header_checks(input, prompt, array_axis, channel, clicks)
     segments = common.segment_meanings(label_name, labels_json, output, first_label=label)
 
-    from medisam.io import read_image
-
-    image = read_image(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
+    image = common.read_input(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
     checks.geometry(image, allow_gaps)
     if not image.is_volume:
         raise InputError(f"{input} is a 2D image {image.array.shape}; use `medisam segment` for 2D images")
@@ -297,12 +295,11 @@ def _click_range_checks(slice_range: tuple[int, int] | None, axis: int, clicks: 
 
 def _read_guides(paths: list[Path], image, max_voxels: Optional[int]) -> list:
     """The --guide images, each checked to lie on ``image``'s voxel grid (before the model loads)."""
-    from medisam.io import read_image
     from medisam.predict.axis_session import check_guide
 
     guides = []
     for k, path in enumerate(paths):
-        g = read_image(path, modality=image.modality, **common.read_options(max_voxels))
+        g = common.read_input(path, modality=image.modality, **common.read_options(max_voxels))
         with checks.named(f"--guide {path}"):
             check_guide(g, image, k)
         guides.append(g)

@@ -78,9 +78,7 @@ def segment(
     checks.header_checks(input, boxes=boxes, points=points, slice=slice, axis=array_axis, channel=channel,
                          output=output)
 
-    from medisam.io import read_image
-
-    image = read_image(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
+    image = common.read_input(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
     checks.geometry(image, allow_gaps)
     labels_in = None
     if mask is not None:
