@@ -165,3 +165,25 @@ def orientation_code(direction: tuple[float, ...], ndim: int) -> str:
         axis = int(np.argmax(np.abs(vec)))
         code += letters[axis][1 if vec[axis] > 0 else 0]
     return code
+
+
+def grid_difference(image: MedicalImage, reference: MedicalImage,
+                    geometry: bool = True) -> tuple[str, str, str] | None:
+    """How ``image``'s voxel grid differs from ``reference``'s, as ``(what, image's, reference's)``
+    in words: the first of shape, spacing (to 0.1 %), orientation (direction cosines to 1e-3) and
+    origin (to a hundredth of a voxel) that differs; None on the same grid. ``geometry`` False: the
+    shape alone (an array has no geometry of its own). Two volumes of one shape flipped or moved
+    are two grids: read voxel by voxel, one lies misaligned on the other."""
+    if image.spatial_shape != reference.spatial_shape:
+        return "shape", str(image.spatial_shape), str(reference.spatial_shape)
+    if not geometry:
+        return None
+    if not np.allclose(image.spacing, reference.spacing, rtol=1e-3):
+        return "spacing", str(tuple(image.spacing)), str(tuple(reference.spacing))
+    if not np.allclose(image.direction, reference.direction, atol=1e-3):
+        return ("orientation", orientation_code(image.direction, image.spatial_ndim),
+                orientation_code(reference.direction, reference.spatial_ndim))
+    if not np.allclose(image.origin, reference.origin, atol=0.01 * float(min(reference.spacing))):
+        return ("origin", f"{tuple(round(v, 3) for v in image.origin)} mm",
+                str(tuple(round(v, 3) for v in reference.origin)))
+    return None

@@ -19,7 +19,7 @@ import numpy as np
 
 from medisam.errors import InputError, ModelError, PromptError
 from medisam.io.intensity import apply_window, ct_box_window, in_hounsfield
-from medisam.io.medical_image import MedicalImage
+from medisam.io.medical_image import MedicalImage, grid_difference
 from medisam.models.promptable import PromptableModel
 from medisam.models.speed_profile import encoding_time
 from medisam.models.upscale_window import exact_logits
@@ -55,32 +55,16 @@ class SessionSnapshot:
 
 
 def check_guide(guide: MedicalImage | np.ndarray, image: MedicalImage, k: int = 0) -> MedicalImage:
-    """Guide ``k`` as a volume, checked to lie on ``image``'s voxel grid (shape, and spacing when it has one)."""
+    """Guide ``k`` as a volume, checked to lie on ``image``'s voxel grid (:func:`grid_difference`: its
+    shape, and where it has a geometry of its own its spacing, orientation and origin)."""
     g = volume_of(guide)
-    if g.spatial_shape != image.spatial_shape:
-        raise InputError(f"guide {k} has shape {g.spatial_shape}; the image has {image.spatial_shape} "
-                         "(guides must be on the image's voxel grid)")
-    if isinstance(guide, MedicalImage) and not np.allclose(g.spacing, image.spacing, rtol=1e-3):
-        raise InputError(f"guide {k} has spacing {tuple(g.spacing)}; the image has {tuple(image.spacing)} "
-                         "(guides must be on the image's voxel grid)")
-    if isinstance(guide, MedicalImage):  # the same shape flipped or moved is another grid: read voxel by voxel,
-        # it lay misaligned (a flipped T1c beside the FLAIR was taken silently)
-        if not np.allclose(g.direction, image.direction, atol=1e-3):
-            raise InputError(f"guide {k} has orientation {_axes(g)}; the image has {_axes(image)} (guides must be "
-                             "on the image's voxel grid: resample the guide onto the image first)")
-        tolerance = 0.01 * float(min(image.spacing))  # a hundredth of a voxel
-        if not np.allclose(g.origin, image.origin, atol=tolerance):
-            raise InputError(f"guide {k} has origin {tuple(round(v, 3) for v in g.origin)} mm; the image has "
-                             f"{tuple(round(v, 3) for v in image.origin)} (guides must be on the image's voxel "
-                             "grid: resample the guide onto the image first)")
+    differs = grid_difference(g, image, geometry=isinstance(guide, MedicalImage))
+    if differs is not None:
+        what, mine, theirs = differs
+        hint = ": resample the guide onto the image first" if what in ("orientation", "origin") else ""
+        raise InputError(f"guide {k} has {what} {mine}; the image has {theirs} "
+                         f"(guides must be on the image's voxel grid{hint})")
     return g
-
-
-def _axes(image: MedicalImage) -> str:
-    """Orientation as ITK's code, e.g. ``LPS``."""
-    from medisam.io.medical_image import orientation_code
-
-    return orientation_code(image.direction, image.spatial_ndim)
 
 
 class AxisSession(ClickLayer):

@@ -307,6 +307,11 @@ def add_points(sid: str, body: PointsRequest, request: Request) -> SliceMask:
                      lambda st: st.add_points(body.slice, body.obj_id, points=body.points))
 
 
+def _objects_left(session: ServerSession) -> dict:
+    """The answer of an edit that drops objects: those left and the undo steps."""
+    return {"object_ids": session.state.object_ids, "undo_steps": session.state.can_undo}
+
+
 @router.post("/sessions/{sid}/reset", tags=["prompts"])
 def reset(sid: str, request: Request) -> dict:
     """Clear every object (prompts and masks; the image and its embeddings stay). One undo step:
@@ -314,7 +319,7 @@ def reset(sid: str, request: Request) -> dict:
     session = _session(request, sid)
     with session.locked():
         session.state.reset()
-        return {"object_ids": session.state.object_ids, "undo_steps": session.state.can_undo}
+        return _objects_left(session)
 
 
 @router.delete("/sessions/{sid}/objects/{obj_id}", tags=["prompts"])
@@ -323,7 +328,7 @@ def remove_object(sid: str, obj_id: int, request: Request) -> dict:
     session = _session(request, sid)
     with session.locked():
         session.state.remove_object(obj_id)
-        return {"object_ids": session.state.object_ids, "undo_steps": session.state.can_undo}
+        return _objects_left(session)
 
 
 @router.post("/sessions/{sid}/undo", tags=["prompts"])
