@@ -144,6 +144,6 @@ def test_everything_thresholds_from_the_name():
     assert parse_strategy("everything-stab.7").config.stability_score_thresh == 0.7
     single = parse_strategy("everything4-single-iou0.3")
     assert (single.config.multimask, single.name) == (False, "everything4-single-iou0.3")
-    assert parse_strategy("everything").config.pred_iou_thresh == 0.88  # SAM's defaults kept
+    assert parse_strategy("everything").config.thresholds("points") == (0.88, 0.95)  # SAM's defaults kept
     with pytest.raises(PromptError):
         parse_strategy("everything-iou")

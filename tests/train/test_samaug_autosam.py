@@ -90,3 +90,18 @@ def test_autosam_train_and_predict_cli(tiny_dataset, tmp_path):
     assert mask.shape == (64, 80) and set(np.unique(mask)) <= {0, 1, 2}
     assert main(["autosam", "predict", str(tmp_path / "none.pt"), str(tiny_dataset / "images" / "case1.png"),
                  "-o", str(tmp_path / "n.png"), "--device", "cpu"]) == 2
+
+
+def test_samaug_priors_of_the_bundled_model_are_not_empty_by_default(real_model, data_dir):
+    """With its defaults, SAMAug on LiteMedSAM keeps masks (its box grid) and the prior covers
+    part of the image: before, SAM's point-grid filters kept none and the priors were all zero."""
+    from medisam.bench.datasets import discover_cases
+    from medisam.io import to_display
+    from medisam.predict import Predictor
+    from medisam.train.samaug import compute_priors
+
+    case = discover_cases(data_dir / "ph2_dermoscopy")[0].load()
+    display = to_display(case.image.array, case.image.modality)
+    priors = compute_priors(Predictor(real_model), display, points_per_side=8)
+    assert priors.n_masks > 0
+    assert 0.01 < float((priors.segmentation > 0).mean()) and priors.boundary.any()

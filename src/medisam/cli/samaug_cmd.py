@@ -19,10 +19,14 @@ def samaug(
     inputs: List[Path] = typer.Argument(..., help="2D images (PNG/JPEG/TIFF, DICOM, ...)."),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder; writes <stem>.png per input."),
     grid: str = typer.Option("auto", "--grid", help="auto | points | boxes: prompts of the everything mode "
-                                                    "(auto: boxes for LiteMedSAM, points for SAM)."),
-    points_per_side: int = typer.Option(16, "--points-per-side", help="Everything-mode point grid."),
-    pred_iou_thresh: float = typer.Option(0.88, "--pred-iou-thresh", help="Keep masks above this predicted IoU."),
-    stability_thresh: float = typer.Option(0.95, "--stability-thresh", help="Keep masks above this stability."),
+                                                    "(auto: boxes for box-trained models such as LiteMedSAM, "
+                                                    "points for SAM)."),
+    points_per_side: int = typer.Option(16, "--points-per-side", help="Grid density: S x S points, or box tiles "
+                                                                      "down to 2/S of the image side."),
+    pred_iou_thresh: Optional[float] = typer.Option(None, "--pred-iou-thresh", help="Keep masks above this "
+                                                    "predicted IoU (default 0.88 with points, 0.8 with boxes)."),
+    stability_thresh: Optional[float] = typer.Option(None, "--stability-thresh", help="Keep masks above this "
+                                                     "stability (default 0.95 with points, 0.7 with boxes)."),
     model: str = common.ModelOpt,
     checkpoint: Optional[Path] = common.CheckpointOpt,
     device: str = common.DeviceOpt,
@@ -32,6 +36,10 @@ def samaug(
     if output.exists() and not output.is_dir():
         raise common.InputError(f"{output} is a file; --output must be a folder")
     checks.paths_apart([*inputs, checkpoint], [("-o", output)])
+    from medisam.prompting.automatic import AutoMaskConfig
+
+    AutoMaskConfig(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,  # checked before loading
+                   stability_score_thresh=stability_thresh, grid=grid)
     missing = [p for p in inputs if not p.is_file()]
     if missing:
         raise common.InputError(f"{missing[0]}: no such file")

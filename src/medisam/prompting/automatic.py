@@ -1,9 +1,24 @@
 """Automatic ("everything") mask generation on medisam's Predictor.
 
 Modelled on segment_anything's ``SamAutomaticMaskGenerator`` (one crop layer): a regular
-grid of single positive points is decoded in batches on the one cached embedding
-(three multimask outputs per point), masks are filtered by predicted IoU and stability
-score, and duplicates are removed by box NMS. It reuses ``segment_anything.utils.amg``.
+grid of prompts is decoded in bounded batches on the one cached embedding, masks are
+filtered by predicted IoU and stability score, and duplicates are removed by box NMS. It
+reuses ``segment_anything.utils.amg``.
+
+The grid (``AutoMaskConfig.grid``):
+
+* ``points``: SAM's grid of single positive points (three multimask outputs per point);
+* ``boxes``: a multi-scale grid of box prompts, each scale tiling the image with 50 %
+  overlap, down to tiles of about ``2 / points_per_side`` of the image side;
+* ``auto`` (default): boxes for models trained on box prompts only
+  (``ModelSpec.box_from_points``: LiteMedSAM, MedSAM), points otherwise. LiteMedSAM's point
+  masks are a few pixels with predicted IoU below 0.25 (multimask) and stability 0 or NaN
+  (single mask), so its point grid keeps nothing at all; its box masks score predicted IoU
+  about 0.85 and stability about 0.8.
+
+Each grid has its own filter defaults (:data:`GRID_THRESHOLDS`): SAM's 0.88 / 0.95 for
+points; 0.8 / 0.7 for boxes, which on kvasir_seg and ph2_dermoscopy keep 5-30 masks per
+image where SAM's keep none.
 
 Difference from SAM, for CPU speed: the IoU/stability filters and NMS run on the low-res
 logit grid (cropped to the image area) and only the surviving masks are upsampled to the
@@ -14,89 +29,170 @@ small-region post-processing are not implemented.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
 from segment_anything.utils.amg import batched_mask_to_box, build_point_grid, calculate_stability_score
 from torchvision.ops import batched_nms
 
+from medisam.errors import PromptError
 from medisam.models.promptable import points_per_call
-from medisam.models.transform import InputTransform
+from medisam.models.spec import ModelSpec
 from medisam.predict.predictor import Predictor
 
 log = logging.getLogger(__name__)
+
+GRIDS = ("auto", "points", "boxes")
+#: (predicted IoU, stability) filter defaults of each grid: SAM's for points; for boxes, what
+#: box masks of LiteMedSAM score (module docstring).
+GRID_THRESHOLDS = {"points": (0.88, 0.95), "boxes": (0.8, 0.7)}
 
 
 @dataclass(frozen=True)
 class AutoMaskConfig:
     """Parameters of automatic mask generation (SAM's defaults except ``points_per_side``).
 
-    ``multimask=False`` decodes only the single-mask output per point: LiteMedSAM was trained
-    with box prompts and its three multimask outputs are untrained (near-empty masks with
-    predicted IoU below 0.25), so SAM's multimask grid keeps nothing with it.
+    ``points_per_side``: the grid's density: S x S points, or box tiles down to about
+    ``2 / S`` of the image side (S=16: 1 + 9 + 49 + 225 boxes). ``pred_iou_thresh`` and
+    ``stability_score_thresh``: None takes the grid's default (:data:`GRID_THRESHOLDS`).
+    ``multimask=False`` decodes only the single-mask output per point (box prompts always
+    give their single mask). ``box_scales`` overrides the box tiles' scales.
     """
 
     points_per_side: int = 16
     #: grid points per decoder call; None: ``promptable.points_per_call`` (8 on a CPU, 64 on a GPU)
     points_per_batch: int | None = None
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
+    pred_iou_thresh: float | None = None
+    stability_score_thresh: float | None = None
     stability_score_offset: float = 1.0
     box_nms_thresh: float = 0.7
     min_mask_area: int = 0
     multimask: bool = True
+    grid: str = "auto"
+    box_scales: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.grid not in GRIDS:
+            raise PromptError(f"everything mode's grid must be auto, points or boxes, got {self.grid!r}")
+        if self.points_per_side < 1:
+            raise PromptError(f"everything mode needs >= 1 point per side, got {self.points_per_side}")
+        if self.points_per_batch is not None and self.points_per_batch < 1:
+            raise PromptError(f"points_per_batch must be >= 1 (or None for the device's default), "
+                              f"got {self.points_per_batch}")
+        for name in ("pred_iou_thresh", "stability_score_thresh", "stability_score_offset", "box_nms_thresh"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise PromptError(f"{name} must be a finite number, got {value}")
+        if self.box_scales is not None and not all(0 < s <= 1 for s in self.box_scales):
+            raise PromptError(f"box_scales must lie in (0, 1], got {self.box_scales}")
+
+    def grid_for(self, spec: ModelSpec) -> str:
+        """The grid used with a model of ``spec``: ``auto`` resolved (module docstring)."""
+        if self.grid != "auto":
+            return self.grid
+        return "boxes" if spec.box_from_points else "points"
+
+    def thresholds(self, grid: str) -> tuple[float, float]:
+        """(predicted IoU, stability) filters on ``grid``: the given ones, else the grid's defaults."""
+        iou, stability = GRID_THRESHOLDS[grid]
+        return (iou if self.pred_iou_thresh is None else self.pred_iou_thresh,
+                stability if self.stability_score_thresh is None else self.stability_score_thresh)
+
+    def scales(self) -> tuple[float, ...]:
+        """The box grid's tile scales: halving from the whole image down to about ``2 / points_per_side``."""
+        if self.box_scales is not None:
+            return tuple(self.box_scales)
+        scales = [1.0]
+        while scales[-1] / 2 >= 2 / self.points_per_side - 1e-9:
+            scales.append(scales[-1] / 2)
+        return tuple(scales)
 
 
 @dataclass(frozen=True)
 class AutoMasks:
     """Masks found on one image: ``masks`` ``(N, H, W)`` bool on the original grid, sorted by
     decreasing predicted IoU; ``scores`` predicted IoU, ``stability`` stability scores,
-    ``points`` ``(N, 2)`` XY pixel of the grid point that produced each mask."""
+    ``points`` ``(N, 2)`` XY pixel of the grid point (or box centre) that produced each mask;
+    ``grid`` the grid used (``points`` or ``boxes``)."""
 
     masks: np.ndarray
     scores: np.ndarray
     stability: np.ndarray
     points: np.ndarray
+    grid: str = "points"
+
+
+def grid_boxes(height: int, width: int, scales: tuple[float, ...] = (1.0, 0.5, 0.25)) -> np.ndarray:
+    """``(N, 4)`` XYXY boxes: per scale ``s``, boxes of ``s*W x s*H`` tiled with 50 % overlap."""
+    boxes = []
+    for s in scales:
+        bw, bh = width * s, height * s
+        n = max(1, round(2 / s) - 1)
+        for y0 in np.linspace(0, height - bh, n):
+            for x0 in np.linspace(0, width - bw, n):
+                boxes.append((x0, y0, min(width, x0 + bw), min(height, y0 + bh)))
+    return np.asarray(boxes, np.float32)
+
+
+def _point_candidates(predictor: Predictor, config: AutoMaskConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor,
+                                                                                        np.ndarray]]:
+    """Batches of ``(logits (B, L, L), predicted IoU (B,), prompt XY (B, 2))`` of the point grid."""
+    model = predictor.model
+    h, w = predictor.image_size
+    transform = predictor.transform
+    points_xy = np.floor(build_point_grid(config.points_per_side) * np.array([w, h], dtype=np.float64))
+    points_xy = points_xy.astype(np.float32)
+    per_batch = config.points_per_batch or points_per_call(model.device)
+    for start in range(0, len(points_xy), per_batch):
+        pts = points_xy[start:start + per_batch]
+        coords = torch.from_numpy(transform.coords_to_model(pts)[:, None, :]).to(model.device)
+        labels = torch.ones(len(pts), 1, dtype=torch.int64, device=model.device)
+        out = model.decode(predictor.get_image_embedding(), points=(coords, labels), multimask=config.multimask)
+        yield (out.low_res_logits.flatten(0, 1).float(), out.iou.flatten(0, 1).float(),
+               np.repeat(pts, out.low_res_logits.shape[1], axis=0))
+
+
+def _box_candidates(predictor: Predictor, config: AutoMaskConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor,
+                                                                                      np.ndarray]]:
+    """The box grid's candidates, one batch (decoded a bounded number of boxes per call)."""
+    h, w = predictor.image_size
+    boxes = grid_boxes(h, w, config.scales())
+    logits, iou = predictor.box_logits(list(boxes))
+    centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
+    yield torch.from_numpy(logits).float(), torch.from_numpy(iou).float(), centres.astype(np.float32)
 
 
 def generate_masks(predictor: Predictor, config: AutoMaskConfig = AutoMaskConfig()) -> AutoMasks:
     """Segment everything on the predictor's current image (``set_image`` first)."""
     model = predictor.model
-    embedding = predictor.get_image_embedding()
     h, w = predictor.image_size
-    # Same transform the predictor used for this image (deterministic from the spec).
-    transform = InputTransform.for_image(h, w, model.spec.input_size, model.spec.resize)
-    points_xy = build_point_grid(config.points_per_side) * np.array([w, h], dtype=np.float64)
-    points_xy = np.floor(points_xy).astype(np.float32)
+    grid = config.grid_for(model.spec)
+    iou_thresh, stability_thresh = config.thresholds(grid)
+    transform = predictor.transform
     low = model.mask_input_size
     crop_h = max(1, round(transform.resized_hw[0] * low / transform.input_size))
     crop_w = max(1, round(transform.resized_hw[1] * low / transform.input_size))
 
-    per_batch = config.points_per_batch or points_per_call(model.device)
-    keep_logits, keep_iou, keep_stab, keep_pts = [], [], [], []
-    for start in range(0, len(points_xy), per_batch):
-        pts = points_xy[start:start + per_batch]
-        coords = torch.from_numpy(transform.coords_to_model(pts)[:, None, :]).to(model.device)
-        labels = torch.ones(len(pts), 1, dtype=torch.int64, device=model.device)
-        out = model.decode(embedding, points=(coords, labels), multimask=config.multimask)
-        logits = out.low_res_logits.flatten(0, 1).float()  # (B*3, L, L)
-        iou = out.iou.flatten(0, 1).float()
-        pts_rep = np.repeat(pts, out.low_res_logits.shape[1], axis=0)
-        keep = iou > config.pred_iou_thresh
+    candidates = _box_candidates if grid == "boxes" else _point_candidates
+    keep_logits, keep_iou, keep_stab, keep_pts, n_prompts = [], [], [], [], 0
+    for logits, iou, prompts in candidates(predictor, config):
+        n_prompts += len(prompts)
         stab = calculate_stability_score(logits[:, :crop_h, :crop_w], 0.0, config.stability_score_offset)
-        keep &= stab >= config.stability_score_thresh
+        keep = (iou > iou_thresh) & (stab >= stability_thresh)
         idx = keep.nonzero().flatten()
         keep_logits.append(logits[idx].cpu())
         keep_iou.append(iou[idx].cpu())
         keep_stab.append(stab[idx].cpu())
-        keep_pts.append(pts_rep[idx.cpu().numpy()])
+        keep_pts.append(prompts[idx.cpu().numpy()])
 
     logits = torch.cat(keep_logits) if keep_logits else torch.zeros(0, low, low)
     if len(logits) == 0:
-        log.info("automatic masks: no candidate passed the filters")
+        log.info("automatic masks (%s grid): no candidate passed the filters", grid)
         return AutoMasks(np.zeros((0, h, w), bool), np.zeros(0, np.float32), np.zeros(0, np.float32),
-                         np.zeros((0, 2), np.float32))
+                         np.zeros((0, 2), np.float32), grid)
     iou = torch.cat(keep_iou)
     stab = torch.cat(keep_stab)
     pts = np.concatenate(keep_pts)
@@ -107,8 +203,8 @@ def generate_masks(predictor: Predictor, config: AutoMaskConfig = AutoMaskConfig
     masks = predictor.logits_to_masks(logits[order].to(model.device))
     areas = masks.reshape(len(masks), -1).sum(1)
     sel = areas > config.min_mask_area
-    log.info("automatic masks: %d kept from %d grid points", int(sel.sum()), len(points_xy))
-    return AutoMasks(masks[sel], iou[order].numpy()[sel], stab[order].numpy()[sel], pts[order.numpy()][sel])
+    log.info("automatic masks (%s grid): %d kept from %d prompts", grid, int(sel.sum()), n_prompts)
+    return AutoMasks(masks[sel], iou[order].numpy()[sel], stab[order].numpy()[sel], pts[order.numpy()][sel], grid)
 
 
 def best_match(auto: AutoMasks, truth: np.ndarray) -> tuple[np.ndarray, float]:

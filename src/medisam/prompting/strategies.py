@@ -27,10 +27,12 @@ Names (case-insensitive):
 ``box-clicksN``    tight box, then N correction clicks on top of it (click 0 = box only)
 ``box-walkerN``    the same clicks, each refining the mask with the random walker (medisam's 2D
                    corrective clicks, :mod:`medisam.predict.refine2d`) instead of point prompts
-``everything``     automatic grid of points (``everythingS``: S x S, default 16) -> best mask;
-                   ``-single`` decodes one mask per point instead of three (LiteMedSAM's
-                   multimask outputs are untrained); ``-iouT`` / ``-stabT`` set the predicted-IoU /
-                   stability filters (SAM's 0.88 / 0.95 by default)
+``everything``     automatic grid of prompts (``everythingS``: density S, default 16) -> best
+                   mask; points (S x S) for SAM, boxes (tiles down to 2/S of the side) for
+                   box-trained models such as LiteMedSAM; ``-points`` / ``-boxes`` choose;
+                   ``-single`` decodes one mask per point instead of three; ``-iouT`` / ``-stabT``
+                   set the predicted-IoU / stability filters (default 0.88 / 0.95 with points,
+                   SAM's; 0.8 / 0.7 with boxes)
 ``box3d``          3D bounding box -> key-slice box propagated through the volume
 ``keyslice``       tight 2D box on the slice of largest area, propagated through the volume
 ``recist``         a RECIST line (longest diameter on the slice of largest area) -> the
@@ -290,22 +292,21 @@ def _correction_steps(truth: np.ndarray, start: Outcome, n_clicks: int,
 
 
 class EverythingStrategy(Strategy):
-    """Automatic mask generation on a point grid, then the best-matching mask per object
+    """Automatic mask generation on a grid of prompts, then the best-matching mask per object
     (the COSMOS SAM evaluation). Masks are generated once per image in :meth:`prepare`."""
 
     def __init__(self, points_per_side: int = 16, **config: Any):
         from medisam.prompting.automatic import AutoMaskConfig
 
-        if points_per_side < 1:
-            raise PromptError(f"everything needs >= 1 point per side, got {points_per_side}")
         self.config = AutoMaskConfig(points_per_side=points_per_side, **config)
-        defaults = AutoMaskConfig()
         self.name = "everything" if points_per_side == 16 else f"everything{points_per_side}"
         if not self.config.multimask:
             self.name += "-single"
-        if self.config.pred_iou_thresh != defaults.pred_iou_thresh:
+        if self.config.grid != "auto":
+            self.name += f"-{self.config.grid}"
+        if self.config.pred_iou_thresh is not None:
             self.name += f"-iou{self.config.pred_iou_thresh:g}"
-        if self.config.stability_score_thresh != defaults.stability_score_thresh:
+        if self.config.stability_score_thresh is not None:
             self.name += f"-stab{self.config.stability_score_thresh:g}"
         self._key: Any = None
         self._masks = None
@@ -323,7 +324,7 @@ class EverythingStrategy(Strategy):
 
         self.prepare(predictor)
         mask, score = best_match(self._masks, truth)
-        return [Outcome(mask, score, None, {"candidates": int(len(self._masks.masks))})]
+        return [Outcome(mask, score, None, {"candidates": int(len(self._masks.masks)), "grid": self._masks.grid})]
 
 
 _PATTERNS: list[tuple[str, Any]] = [
@@ -335,11 +336,13 @@ _PATTERNS: list[tuple[str, Any]] = [
     (r"clicks(\d+)", lambda m: ClicksStrategy(int(m[1]))),
     (r"box-clicks(\d+)", lambda m: ClicksStrategy(int(m[1]), start="box")),
     (r"box-walker(\d+)", lambda m: WalkerClicksStrategy(int(m[1]))),
-    (r"everything(\d+)?(-single)?(?:-iou(\d*\.?\d+))?(?:-stab(\d*\.?\d+))?", lambda m: EverythingStrategy(
+    (r"everything(\d+)?(-single)?(?:-(points|boxes))?(?:-iou(\d*\.?\d+))?(?:-stab(\d*\.?\d+))?",
+     lambda m: EverythingStrategy(
         int(m[1]) if m[1] else 16,
         **({"multimask": False} if m[2] else {}),
-        **({"pred_iou_thresh": float(m[3])} if m[3] else {}),
-        **({"stability_score_thresh": float(m[4])} if m[4] else {}))),
+        **({"grid": m[3]} if m[3] else {}),
+        **({"pred_iou_thresh": float(m[4])} if m[4] else {}),
+        **({"stability_score_thresh": float(m[5])} if m[5] else {}))),
     (r"box3d", lambda m: _volume_strategy("box3d")),
     (r"keyslice", lambda m: _volume_strategy("keyslice")),
     (r"recist", lambda m: _volume_strategy("recist")),
@@ -348,7 +351,7 @@ _PATTERNS: list[tuple[str, Any]] = [
 
 STRATEGY_NAMES = ("box", "box-jitterP", "point", "pointsK", "pointsKnegM", "point[sK[negM]]-box", "clicksN",
                   "box-clicksN", "box-walkerN",
-                  "everything[S][-single][-iouT][-stabT]", "box3d", "keyslice", "recist", "cvpr25",
+                  "everything[S][-single][-points|-boxes][-iouT][-stabT]", "box3d", "keyslice", "recist", "cvpr25",
                   "cvpr25-box3d", "cvpr25[-box3d]-slice", "cvpr25[-box3d]-ref")
 
 

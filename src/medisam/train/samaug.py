@@ -9,16 +9,11 @@ priors and stacks them with the image as a 3-channel input for any segmentation 
 
 The augmented image is ``(raw grey, segmentation prior, boundary prior)`` as uint8 RGB.
 
-Where the masks come from (``grid``):
-
-* ``points``: the shared automatic mask generator (``medisam.prompting.automatic``), a
-  grid of single points as in SAM and the SAMAug paper;
-* ``boxes``: a multi-scale grid of box prompts (each scale tiles the image with 50 %
-  overlap), filtered by predicted IoU and stability like SAM's generator. LiteMedSAM was
-  trained with box prompts: on BUSI its single-point masks have predicted IoU ~0.2 and
-  stability 0, so the point grid keeps no mask at all (its box masks score IoU ~0.85 and
-  stability ~0.8, so use thresholds around 0.8 / 0.7 with boxes); ``auto`` (default) therefore uses
-  boxes for the ``litemedsam`` family and points otherwise.
+Where the masks come from (``grid``): the shared automatic mask generator
+(:mod:`medisam.prompting.automatic`): ``points`` (a grid of single points, as in SAM and the
+SAMAug paper), ``boxes`` (a multi-scale grid of box prompts) or ``auto`` (default: boxes for
+models trained on box prompts only, such as LiteMedSAM, whose point grid keeps no mask at
+all), each with its own filter defaults.
 """
 
 from __future__ import annotations
@@ -46,55 +41,23 @@ class SamAugPriors:
     n_masks: int
 
 
-def grid_boxes(height: int, width: int, scales: tuple[float, ...] = (1.0, 0.5, 0.25)) -> np.ndarray:
-    """``(N, 4)`` XYXY boxes: per scale ``s``, boxes of ``s*W x s*H`` tiled with 50 % overlap."""
-    boxes = []
-    for s in scales:
-        bw, bh = width * s, height * s
-        nx, ny = max(1, round(2 / s) - 1), max(1, round(2 / s) - 1)
-        for y0 in np.linspace(0, height - bh, ny):
-            for x0 in np.linspace(0, width - bw, nx):
-                boxes.append((x0, y0, min(width, x0 + bw), min(height, y0 + bh)))
-    return np.asarray(boxes, np.float32)
-
-
-def box_grid_masks(predictor: Predictor, pred_iou_thresh: float, stability_thresh: float,
-                   scales: tuple[float, ...] = (1.0, 0.5, 0.25)) -> tuple[list[np.ndarray], list[float]]:
-    """Masks and stability scores from :func:`grid_boxes` prompts on the current image."""
-    import torch
-    from segment_anything.utils.amg import calculate_stability_score
-
-    h, w = predictor.image_size
-    pred = predictor.predict_batch(list(grid_boxes(h, w, scales)))
-    stability = calculate_stability_score(torch.from_numpy(pred.low_res_logits), 0.0, 1.0).numpy()
-    keep = (pred.scores > pred_iou_thresh) & (stability >= stability_thresh) & pred.masks.any(axis=(1, 2))
-    return [m for m in pred.masks[keep]], [float(s) for s in stability[keep]]
-
-
 def compute_priors(predictor: Predictor, display: np.ndarray, points_per_side: int = 16,
-                   pred_iou_thresh: float = 0.88, stability_thresh: float = 0.95, grid: str = "auto",
-                   box_scales: tuple[float, ...] = (1.0, 0.5, 0.25)) -> SamAugPriors:
+                   pred_iou_thresh: float | None = None, stability_thresh: float | None = None, grid: str = "auto",
+                   box_scales: tuple[float, ...] | None = None) -> SamAugPriors:
     """Everything-mode masks on one ``(H, W, 3)`` display image -> SAMAug priors (original grid).
 
-    ``grid``: ``points`` (SAM automatic mask generator), ``boxes`` (multi-scale box grid) or
-    ``auto`` (boxes for LiteMedSAM-family models, points otherwise; see the module docstring).
+    ``grid``, ``points_per_side``, the thresholds (None: the grid's defaults) and ``box_scales``
+    (None: from ``points_per_side``) are those of :class:`~medisam.prompting.automatic.AutoMaskConfig`.
     """
     from skimage.segmentation import find_boundaries
 
     from medisam.prompting.automatic import AutoMaskConfig, generate_masks
 
-    if grid == "auto":
-        grid = "boxes" if predictor.model.spec.family == "litemedsam" else "points"
-    if grid not in ("points", "boxes"):
-        raise InputError(f"grid must be auto, points or boxes, got {grid!r}")
+    config = AutoMaskConfig(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
+                            stability_score_thresh=stability_thresh, grid=grid, box_scales=box_scales)
     predictor.set_display_image(display)
-    if grid == "boxes":
-        masks, stabilities = box_grid_masks(predictor, pred_iou_thresh, stability_thresh, box_scales)
-    else:
-        auto = generate_masks(predictor, AutoMaskConfig(points_per_side=points_per_side,
-                                                        pred_iou_thresh=pred_iou_thresh,
-                                                        stability_score_thresh=stability_thresh))
-        masks, stabilities = list(auto.masks), [float(s) for s in auto.stability]
+    auto = generate_masks(predictor, config)
+    masks, stabilities = list(auto.masks), [float(s) for s in auto.stability]
     h, w = display.shape[:2]
     seg = np.zeros((h, w), np.float32)
     boundary = np.zeros((h, w), bool)
@@ -129,7 +92,8 @@ def write_png(rgb: np.ndarray, path: Path, force: bool, protected: Iterable[Path
 
 
 def samaug_files(inputs: Iterable[str | Path], out_dir: str | Path, predictor: Predictor, *, force: bool = False,
-                 points_per_side: int = 16, pred_iou_thresh: float = 0.88, stability_thresh: float = 0.95,
+                 points_per_side: int = 16, pred_iou_thresh: float | None = None,
+                 stability_thresh: float | None = None,
                  grid: str = "auto", progress: bool = True) -> list[tuple[Path, int]]:
     """Write ``<out_dir>/<stem>.png`` (SAMAug image) for every input; return ``(path, n_masks)``.
 
