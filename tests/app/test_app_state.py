@@ -151,3 +151,30 @@ def test_a_2d_scribble_honouring_none_of_its_clicks_is_refused_and_kept_drawn(st
     assert state.message == "click undone" and np.array_equal(state.session.labels, boxed)
     state.undo()
     assert state.message == "undone" and not state.session.labels.any()
+
+
+def test_download_before_any_prompt_says_nothing_is_segmented(state, tmp_path):
+    """Before: an all-zero mask was written and the status read "mask saved as ...". """
+    png = tmp_path / "in.png"
+    png.write_bytes(png_bytes(disk()))
+    state.open(png)
+    with pytest.raises(InputError, match="nothing segmented yet"):
+        state.export()
+    state.click(20, 22)
+    state.click(75, 74)
+    assert state.export().is_file()
+
+
+def test_a_click_event_without_its_position_is_one_status_line(state, tiny_model, tmp_path):
+    """The picture's select handler called without click data (an API client): one line, not a traceback."""
+    pytest.importorskip("gradio")
+    from medisam.app import build_ui
+
+    png = tmp_path / "in.png"
+    png.write_bytes(png_bytes(disk()))
+    state.open(png)
+    demo = build_ui(tiny_model)
+    on_click = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "on_click")
+    st, _view, status = on_click(state, "box", 1, None)
+    assert st is state and status == "error: a click needs its position on the picture"
+    assert state.pending_corner is None

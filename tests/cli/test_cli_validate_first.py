@@ -42,6 +42,9 @@ def test_mistakes_are_found_before_the_model_loads(tmp_path, png, nifti):
         ["propagate", nifti, "-o", tmp_path / "p.nii.gz", "--slice", "2", "--point", "99,1"],
         ["propagate", nifti, "-o", tmp_path / "p.nii.gz", "--slice", "2", "--recist", "1,1,99,1"],   # line outside
         ["propagate", nifti, "-o", tmp_path / "p.nii.gz", "--slice", "9", "--recist", "1,1,5,1"],    # slice range
+        ["propagate", nifti, "-o", tmp_path / "p.nii.gz", "--slice", "2", "--box", "1,1,9,9", "--slices", "3:1"],
+        ["propagate", nifti, "-o", tmp_path / "p.nii.gz", "--slice", "2", "--box", "1,1,9,9", "--slices", "1:5"],
+        ["propagate", nifti, "-o", tmp_path / "p.nii.gz", "--slice", "1", "--box", "1,1,9,9", "--slices", "2:4"],
         ["propagate", frames, "-o", tmp_path / "masks", "--slice", "0", "--box", "1,1,5,5",
          "--overlay", tmp_path / "o.png"],                                                   # video overlay format
         ["propagate", frames, "-o", tmp_path / "masks", "--slice", "0", "--box", "1,1,5,5", "--window", "lung"],

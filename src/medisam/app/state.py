@@ -445,6 +445,8 @@ class AppState:
     def export(self, extension: str | None = None) -> Path:
         """Write the label map next to nothing the user owns: a fresh file in the app's temp folder."""
         s = self.require()
+        if not s.object_ids:
+            raise InputError("nothing segmented yet: draw a box or click an object first")
         ext = extension or self.mask_extension()
         stem = self._stem()
         if s.image.is_video:

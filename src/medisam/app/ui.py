@@ -107,17 +107,23 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
             st.mode, st.pending_corner, st.vertices = mode, None, []
         return st, st.render_file() if pending else gr.update(), st.message
 
-    def click(st: AppState, mode: str, obj: float, x: float, y: float) -> None:
+    def click(st: AppState, mode: str, obj: float, x: float | None, y: float | None) -> None:
         if st is None:
             raise MedisamError("open an image first")
+        if x is None or y is None:
+            raise MedisamError("a click needs its position on the picture")
         st.mode, st.obj_id = mode, int(obj or 1)
         st.click_view(x, y)  # event coordinates are pixels of the shown (maybe enlarged) picture
 
     guarded_click = guarded(click)
 
     def on_click(st: AppState, mode: str, obj: float, evt: gr.SelectData) -> tuple:
-        # gradio injects ``evt`` by this type hint, so this handler is not wrapped
-        return guarded_click(st, mode, obj, float(evt.index[0]), float(evt.index[1]))
+        # gradio injects ``evt`` by this type hint, so this handler is not wrapped; an API call
+        # without click data gets the one-line error of every other handler
+        index = getattr(evt, "index", None)
+        if not isinstance(index, (list, tuple)) or len(index) < 2:
+            return guarded_click(st, mode, obj, None, None)
+        return guarded_click(st, mode, obj, float(index[0]), float(index[1]))
 
     def on_range(st: AppState, text: str) -> None:
         if st is None or st.session is None:

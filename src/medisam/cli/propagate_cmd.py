@@ -314,6 +314,15 @@ def _prompt_checks(shape, input: Path, prompt: dict, axis: Optional[int]) -> Non
         Box3D(*prompt["box3d"]).check_inside(tuple(shape))
         return
     h, w = checks.plane(shape, prompt["slice"], axis, input)
+    if prompt.get("slices") is not None:
+        lo, hi = prompt["slices"]
+        n = shape[axis or 0]
+        if hi >= n:
+            raise InputError(f"--slices {lo}:{hi} goes past the last slice of {input}: {n} slices along "
+                             f"{'kji'[axis or 0]} (0..{n - 1})")
+        if not lo <= prompt["slice"] <= hi:
+            raise InputError(f"--slice {prompt['slice']} lies outside --slices {lo}:{hi}: the box's slice must be "
+                             "in the range")
     if "recist" in prompt:
         from medisam.prompting.shapes import recist_ends, recist_prompt
 
@@ -363,7 +372,10 @@ def parse_slices(text: str) -> tuple[int, int]:
     parts = text.split(":")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
         raise InputError(f"--slices {text!r} takes two slice indices K0:K1")
-    return int(parts[0]), int(parts[1])
+    lo, hi = int(parts[0]), int(parts[1])
+    if hi < lo:
+        raise InputError(f"--slices {text}: the range is inverted; give K0 <= K1")
+    return lo, hi
 
 
 def _parse_prompts(box3d, slice, box, point, slices=None, recist=None, scribble=(), lasso=None) -> dict:
