@@ -66,9 +66,12 @@ class Box:
 
     def check_inside(self, height: int, width: int) -> "Box":
         """Raise PromptError unless the box lies within a ``height x width`` image."""
-        if self.x0 < 0 or self.y0 < 0 or self.x1 > width or self.y1 > height:
-            raise PromptError(f"box ({self.x0:g},{self.y0:g},{self.x1:g},{self.y1:g}) lies outside "
-                              f"the {width}x{height} (W x H) image")
+        past = [f"{name} {v:g} {op} {limit}" for name, v, op, limit, out in (
+            ("x0", self.x0, "<", 0, self.x0 < 0), ("y0", self.y0, "<", 0, self.y0 < 0),
+            ("x1", self.x1, ">", width, self.x1 > width), ("y1", self.y1, ">", height, self.y1 > height)) if out]
+        if past:
+            raise PromptError(f"box ({self.x0:g},{self.y0:g},{self.x1:g},{self.y1:g}) reaches outside "
+                              f"the {width}x{height} (W x H) image ({', '.join(past)})")
         return self
 
 
@@ -160,9 +163,13 @@ class Box3D:
 
     def check_inside(self, shape_zyx: tuple[int, int, int]) -> "Box3D":
         z, y, x = shape_zyx
-        if min(self.x0, self.y0, self.z0) < 0 or self.x1 >= x or self.y1 >= y or self.z1 >= z:
+        past = [f"{name} {v} {op} {limit}" for name, v, op, limit, out in (
+            ("i0", self.x0, "<", 0, self.x0 < 0), ("j0", self.y0, "<", 0, self.y0 < 0),
+            ("k0", self.z0, "<", 0, self.z0 < 0), ("i1", self.x1, ">", x - 1, self.x1 >= x),
+            ("j1", self.y1, ">", y - 1, self.y1 >= y), ("k1", self.z1, ">", z - 1, self.z1 >= z)) if out]
+        if past:
             raise PromptError(f"3D box ({self.x0},{self.y0},{self.z0},{self.x1},{self.y1},{self.z1}) "
-                              f"lies outside the volume of {x}x{y}x{z} (X x Y x Z) voxels")
+                              f"reaches outside the volume of {x}x{y}x{z} (X x Y x Z) voxels ({', '.join(past)})")
         return self
 
     def check_drawn_on(self, k: int | None) -> int | None:

@@ -69,7 +69,7 @@ def test_cli_track_errors(tmp_path, two_disks, monkeypatch, capsys):
     for track, said in [("3:61,36,79", "must be FRAME:x0,y0,x1,y1"),
                         ("3:61,36,79,54:1", "object 1 is prompted twice"),  # label 1 is the --box object
                         ("9:61,36,79,54", "frame 9 out of range"),
-                        ("2:41,19,300,32", "lies outside"),
+                        ("2:41,19,300,32", "reaches outside"),
                         ("2:55,19,41,32", "inverted"),
                         ("2:41,19,55,32:0", "the label must be 1..65535")]:
         assert main(base + ["--track", track]) == 2
