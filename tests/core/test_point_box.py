@@ -65,9 +65,19 @@ def test_the_enclosed_candidate_holding_the_point_wins():
     assert pick_candidate(logits, np.array([0.99, 0.8, 0.99]), boxes, point, none) == 1
     # a negative point inside the object rules out every mask holding it
     assert pick_candidate(logits, np.array([0.99, 0.8, 0.1]), boxes, point, np.array([[10.0, 10.0]])) == 0
-    # nothing enclosed: the best of those holding the point; nothing holds it: the best of all
+    # nothing enclosed: the best of those holding the point; nothing holds it: the enclosed one of all
     assert pick_candidate(logits[:1], np.array([0.5]), boxes[:1], point, none) == 0
-    assert pick_candidate(logits, np.array([0.2, 0.3, 0.9]), boxes, np.array([[30.0, 2.0]]), none) == 2
+    assert pick_candidate(logits, np.array([0.2, 0.3, 0.9]), boxes, np.array([[30.0, 2.0]]), none) == 1
+
+
+def test_a_point_no_candidate_holds_leaves_those_holding_the_others():
+    """A scribble crossing the object's edge: its last point lies where no mask is. The candidates
+    holding the other points decide (the enclosed one wins), not every candidate, whose best was
+    a mask as large as its box (it flooded a small MR slice)."""
+    logits = np.stack([_square(12, 20), _square(8, 24), _square(0, 29)])
+    boxes = np.array([[12, 12, 20, 20], [4, 4, 28, 28], [0, 0, 29, 29]], dtype=float)
+    points = np.array([[15.0, 15.0], [15.0, 30.5]])  # (y, x): inside the object; beyond every mask
+    assert pick_candidate(logits, np.array([0.5, 0.5, 0.99]), boxes, points, np.zeros((0, 2))) == 1
 
 
 def test_answer_box_is_the_mask_box_grown_and_clipped():

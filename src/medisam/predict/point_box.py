@@ -107,12 +107,20 @@ def pick_candidate(logits: np.ndarray, scores: np.ndarray, boxes_low: np.ndarray
     """Index of the winning candidate: ``logits`` ``(K, L, L)``, ``scores`` ``(K,)``, candidate
     boxes and points on the low-res grid (``(K, 4)`` XYXY; ``(n, 2)`` as ``(y, x)``).
 
-    Kept: masks holding every positive point and no negative one, enclosed by their box; if
-    none is enclosed, those holding the points; if none holds them, every candidate."""
+    Kept: masks holding no negative point and as many positive points as any candidate holds
+    (every one, when a candidate holds them all), enclosed by their box; if none of those is
+    enclosed, all of them. A point no candidate holds (a scribble crossing the object's edge,
+    a click beside it) thus leaves the candidates that hold the others, where it used to leave
+    every candidate, and the whole image's box won (a 36 x 50 MR slice flooded: 1131 pixels
+    for an object of 275)."""
     masks = logits > 0
-    holds = np.array([holds_points(m, pos_low).all() and not holds_points(m, neg_low).any() for m in masks])
-    enclosed = holds & np.array([border_share(m, b) < search.border for m, b in zip(masks, boxes_low)])
-    keep = enclosed if enclosed.any() else holds if holds.any() else np.ones(len(masks), dtype=bool)
+    held = np.array([int(holds_points(m, pos_low).sum()) for m in masks])
+    clean = np.array([not holds_points(m, neg_low).any() for m in masks])
+    if not clean.any():  # every candidate holds a negative point: judged on the positive points alone
+        clean[:] = True
+    most = clean & (held == held[clean].max())
+    enclosed = most & np.array([border_share(m, b) < search.border for m, b in zip(masks, boxes_low)])
+    keep = enclosed if enclosed.any() else most
     value = np.array([float(s) * stability(lg) for s, lg in zip(scores, logits)])
     return int(np.flatnonzero(keep)[np.argmax(value[keep])])
 
