@@ -120,3 +120,44 @@ def test_parallel_backends_give_the_same_rows(dataset, tmp_path, evaluator, back
                                 key=lambda r: tuple(r.values()))
     assert strip(_rows(parallel / "results.csv")) == strip(_rows(serial / "results.csv"))
     assert len(_rows(parallel / "errors.csv")) == 1
+
+
+def test_a_rerun_with_force_keeps_no_plot_of_the_earlier_run(dataset, tmp_path, evaluator, tiny_model):
+    out = tmp_path / "out"
+    run_benchmark(_config(dataset, out, evaluator), evaluator, progress=False)
+    assert (out / "dice_vs_clicks.png").is_file() and (out / "jitter_sensitivity.png").is_file()
+    box_only = CaseEvaluator(EvalSettings(models=("litemedsam-tiny",), strategies=("box",), seed=3),
+                             models={"litemedsam-tiny": tiny_model})
+    run_benchmark(_config(dataset, out, box_only, force=True), box_only, progress=False)
+    assert (out / "dice_by_modality.png").is_file()
+    assert not (out / "dice_vs_clicks.png").exists() and not (out / "jitter_sensitivity.png").exists()
+
+
+def test_a_resumed_run_keeps_the_settings_of_the_earlier_ones(dataset, tmp_path, evaluator, tiny_model):
+    import json
+
+    out = tmp_path / "out"
+    box_only = CaseEvaluator(EvalSettings(models=("litemedsam-tiny",), strategies=("box",), seed=3),
+                             models={"litemedsam-tiny": tiny_model})
+    run_benchmark(_config(dataset, out, box_only), box_only, progress=False)
+    run_benchmark(_config(dataset, out, evaluator, resume=True), evaluator, progress=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["strategies"] == list(STRATEGIES)
+    assert [run["settings"]["strategies"] for run in config["earlier_runs"]] == [["box"]]
+
+
+def test_bad_outputs_and_models_leave_nothing_behind(dataset, tmp_path, tiny_model):
+    from medisam.cli import main
+
+    a_file = tmp_path / "afile"
+    a_file.write_text("keep")
+    base = ["bench", str(dataset), "--prompts", "box", "--max-cases", "1", "--no-report"]
+    assert main(base + ["-o", str(a_file), "--model", "litemedsam-tiny"]) == 2
+    assert a_file.read_text() == "keep"
+    out = tmp_path / "t7"
+    assert main(base + ["-o", str(out), "--model", f"litemedsam-tiny@{tmp_path / 'missing.pt'}"]) == 2
+    assert not out.exists()
+    truncated = tmp_path / "trunc.pt"
+    truncated.write_bytes(b"PK\x03\x04" + b"0" * 64)
+    assert main(base + ["-o", str(out), "--model", f"litemedsam-tiny@{truncated}"]) == 2
+    assert not out.exists()  # the folder this run made is gone with its config.json

@@ -43,6 +43,8 @@ def test_box_tiles_shrink_to_two_over_the_density():
     (dict(points_per_side=0), "point per side"),
     (dict(pred_iou_thresh=float("nan")), "finite"),
     (dict(box_scales=(1.0, 0.0)), "box_scales"),
+    (dict(pred_iou_thresh=2.0), "keeps no mask"),
+    (dict(stability_score_thresh=1.0), "keeps no mask"),
 ])
 def test_bad_settings_are_refused(bad, message):
     with pytest.raises(PromptError, match=message):

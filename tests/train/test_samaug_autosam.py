@@ -105,3 +105,14 @@ def test_samaug_priors_of_the_bundled_model_are_not_empty_by_default(real_model,
     priors = compute_priors(Predictor(real_model), display, points_per_side=8)
     assert priors.n_masks > 0
     assert 0.01 < float((priors.segmentation > 0).mean()) and priors.boundary.any()
+
+
+def test_samaug_finds_a_corrupt_input_before_writing_any_output(tiny_dataset, tmp_path, capsys):
+    good = tiny_dataset / "images" / "case0.png"
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(good.read_bytes()[:60])
+    out = tmp_path / "aug"
+    assert main(["samaug", str(good), str(corrupt), "-o", str(out), "--model", "litemedsam-tiny",
+                 "--device", "cpu"]) == 2
+    assert "corrupt.png" in capsys.readouterr().err
+    assert not (out / "case0.png").exists()

@@ -113,6 +113,11 @@ def jitter_table(df):
 
 
 # ------------------------------------------------------------------ plots
+#: Every plot a report may hold; those a run does not draw are removed, so a folder rerun with
+#: --force or another set of strategies shows no plot of an earlier run.
+PLOTS = ("dice_by_modality.png", "dice_vs_clicks.png", "dice_vs_clicks_per_class.png", "jitter_sensitivity.png")
+
+
 def _plots(df, fin, outdir: Path) -> list[str]:
     import matplotlib
 
@@ -201,6 +206,8 @@ def write_report(outdir: str | Path, config: dict[str, Any] | None = None) -> li
     curve = click_curve(df)
     jit = jitter_table(df)
     images = _plots(df, fin, outdir)
+    for stale in set(PLOTS) - set(images):
+        (outdir / stale).unlink(missing_ok=True)
     errors = outdir / "errors.csv"
     n_err = max(0, len(errors.read_text().splitlines()) - 1) if errors.exists() else 0
 

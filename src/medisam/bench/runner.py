@@ -184,7 +184,9 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
             raise InputError(f"--max-cases (max_cases) must be a whole number >= 1 (or absent: every case), "
                              f"got {limit!r}")
     out = Path(config.outdir).expanduser()
-    results_path, errors_path = out / "results.csv", out / "errors.csv"
+    if out.exists() and not out.is_dir():
+        raise InputError(f"-o {out} is a file; the benchmark writes a folder")
+    results_path = out / "results.csv"
     if results_path.exists() and not (config.resume or config.force):
         raise OutputExistsError(f"{results_path} exists; pass resume=True to continue it or force=True to start over")
     refs = collect_cases(config)  # validates the dataset paths before anything is written
@@ -193,6 +195,36 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
     parsed = parse_strategies(list(config.settings.strategies))
     strategies = [s.name for s in parsed]
     settings = EvalSettings(**{**asdict(config.settings), "strategies": tuple(strategies)})
+    check_models(settings.models)
+    created = not out.exists()
+    try:
+        return _run(config, settings, parsed, refs, out, evaluator, progress)
+    except BaseException:
+        if created and not results_path.exists():  # failed before its first case: leave nothing behind
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def check_models(models: Iterable[str]) -> None:
+    """Every ``name[@checkpoint]`` names a registered model and an existing checkpoint file
+    (before the output folder is made; a checkpoint that does not load fails in the run)."""
+    from medisam.bench.evaluate import ModelRef
+    from medisam.models.registry import get_spec
+
+    for text in models:
+        ref = ModelRef.parse(text)
+        get_spec(ref.name)
+        if ref.checkpoint is not None and not Path(ref.checkpoint).expanduser().is_file():
+            raise InputError(f"-m {text}: checkpoint not found: {ref.checkpoint}")
+
+
+def _run(config: BenchConfig, settings: EvalSettings, parsed: list, refs: list[CaseRef], out: Path,
+         evaluator: CaseEvaluator | None, progress: bool) -> BenchSummary:
+    """The run of :func:`run_benchmark` once its settings are checked."""
+    results_path, errors_path = out / "results.csv", out / "errors.csv"
+    strategies = list(settings.strategies)
     out.mkdir(parents=True, exist_ok=True)
 
     rows: list[dict[str, Any]] = read_csv(results_path) if config.resume else []
@@ -261,5 +293,12 @@ def _write_config(path: Path, config: BenchConfig, settings: EvalSettings, n_cas
     data["versions"] = {"medisam": medisam.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
                         "python": platform.python_version()}
     data["started_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if config.resume and path.is_file():  # the rows of earlier runs stay in results.csv: so do their settings
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            before = None
+        if isinstance(before, dict):
+            data["earlier_runs"] = [*before.pop("earlier_runs", []), before]
     with atomic_write(path, force=True) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")

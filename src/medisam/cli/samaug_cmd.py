@@ -43,6 +43,10 @@ def samaug(
     missing = [p for p in inputs if not p.is_file()]
     if missing:
         raise common.InputError(f"{missing[0]}: no such file")
+    from medisam.train.samaug import image_display
+
+    for path in inputs:  # a corrupt or 3D input fails here, before the model loads and any output is written
+        image_display(common.read_input(path))
     with step(f"loading model {model}"):
         from medisam.models import load_model
         from medisam.predict import Predictor

@@ -37,6 +37,8 @@ def load_error(exc: BaseException) -> str:
     """One line on why ``torch.load(..., weights_only=True)`` failed (never PyTorch's advice to drop it)."""
     if isinstance(exc, EOFError):
         return "the file is empty or truncated"
+    if "failed finding central directory" in str(exc) or "failed reading zip archive" in str(exc):
+        return "not a complete PyTorch zip archive (a truncated or partial download?)"
     if "weights only load failed" in str(exc).lower() or "weightsunpickler" in str(exc).lower():
         return ("it holds Python objects besides tensors; medisam loads weights only and never "
                 "runs code from a checkpoint (save a state dict: torch.save(model.state_dict(), path))")

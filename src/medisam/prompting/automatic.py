@@ -86,6 +86,11 @@ class AutoMaskConfig:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise PromptError(f"{name} must be a finite number, got {value}")
+        for name in ("pred_iou_thresh", "stability_score_thresh"):  # both scores are at most 1
+            value = getattr(self, name)
+            if value is not None and value >= 1:
+                raise PromptError(f"{name} {value:g} keeps no mask: a mask is kept above it, and the score is "
+                                  "at most 1; give a threshold below 1")
         if self.box_scales is not None and not all(0 < s <= 1 for s in self.box_scales):
             raise PromptError(f"box_scales must lie in (0, 1], got {self.box_scales}")
 
