@@ -11,9 +11,10 @@ import torch
 from medisam.errors import InputError, PromptError
 from medisam.models.transform import InputTransform
 from medisam.prompting import parse_strategies
-from medisam.train.config import FinetuneConfig
+from medisam.train.config import FinetuneConfig, check_options, option_flag
 from medisam.train.data import simulate_prompts, split_cases, three_way_split
-from medisam.train.trainer import EarlyStopping, make_scheduler
+from medisam.train.losses import dice_of_present
+from medisam.train.trainer import EarlyStopping, TrainClock, make_scheduler
 
 
 def test_early_stopping_counts_epochs_without_improvement():
@@ -91,16 +92,62 @@ def test_simulated_prompts_are_on_the_model_grid_and_seeded():
 def test_cosine_schedule_follows_the_time_budget_when_it_runs_out_first():
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     cfg = FinetuneConfig(data="d", output="o.pt", warmup_fraction=0.0, time_limit_min=1.0)
-    now = [0.0]
-    sched = make_scheduler(opt, cfg, 1000, started=0.0, clock=lambda: now[0])
+    now = [500.0]  # loading and the embedding pass took longer than the whole budget
+    timer = TrainClock(lambda: now[0])
+    sched = make_scheduler(opt, cfg, 1000, timer)
+    assert sched.get_last_lr()[0] == pytest.approx(1.0)  # the first step runs at the peak
+    timer.start()
     lrs = []
     for t in (0.0, 30.0, 59.0, 60.0, 120.0):  # seconds into a 60 s budget, 5 of 1000 steps
-        now[0] = t
+        now[0] = 500.0 + t
         opt.step()
         sched.step()
         lrs.append(opt.param_groups[0]["lr"])
     assert lrs[0] == pytest.approx(1.0, abs=0.01)
     assert lrs[1] == pytest.approx(0.5, abs=0.01)
     assert lrs[2] < 0.01 and lrs[3] == lrs[4] == 0.0
+    assert timer.over(1.0) and not timer.over(None)
     plain = make_scheduler(torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0), cfg, 1000)
-    assert plain.get_last_lr()[0] == pytest.approx(1.0)  # no start time: step-based only
+    assert plain.get_last_lr()[0] == pytest.approx(1.0)  # no timer: step-based only
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"time_limit_min": float("nan")}, "time_limit_min must be a finite number"),
+    ({"time_limit_min": float("inf")}, "time_limit_min must be a finite number of minutes"),
+    ({"lr": float("nan")}, "lr must be a finite number"),
+    ({"lr": -1.0}, "lr must be positive"),
+    ({"weight_decay": float("nan")}, "weight_decay must be a finite number"),
+    ({"val_fraction": 1.5}, r"val_fraction must be in \[0, 1\), got 1.5"),
+    ({"val_fraction": 0.6, "holdout_fraction": 0.5}, "leave no cases for training"),
+    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"max_cases": -1}, "max_cases must be >= 0"),
+])
+def test_config_refuses_non_finite_and_out_of_range_values(changes, message):
+    with pytest.raises(InputError, match=message):
+        FinetuneConfig(data="d", output="o.pt", **changes)
+
+
+def test_shared_option_check_names_the_cli_flag():
+    with pytest.raises(InputError, match=r"^--val-fraction must be in \[0, 1\)"):
+        check_options({"val_fraction": 1.5, "holdout_fraction": 0.0}, option_flag)
+    with pytest.raises(InputError, match="^--time-limit must be positive"):
+        check_options({"time_limit_min": 0}, option_flag)
+    check_options({"epochs": 1, "lr": 1e-3, "time_limit_min": None, "val_fraction": 0.0})
+
+
+def test_saved_config_never_holds_nan(tmp_path):
+    cfg = FinetuneConfig(data="d", output="o.pt", time_limit_min=2.5)
+    text = cfg.save(tmp_path / "c.json").read_text()
+    assert "NaN" not in text and json.loads(text)["time_limit_min"] == 2.5
+
+
+def test_dice_of_present_leaves_out_classes_absent_in_truth_and_prediction():
+    target = torch.zeros(4, 1, 8, 8)
+    target[0, 0, :4, :4] = 1  # only class 0 is present
+    empty = torch.full((4, 1, 8, 8), -1.0)  # predicts nothing
+    assert dice_of_present(empty, target) == (0.0, 1)  # before: 3 absent classes scored 1 -> mean 0.75
+    perfect = torch.where(target > 0, 1.0, -1.0)
+    assert dice_of_present(perfect, target) == (1.0, 1)
+    spurious = perfect.clone()
+    spurious[2, 0, 6:, 6:] = 1.0  # a class predicted but absent in truth counts, with Dice 0
+    assert dice_of_present(spurious, target) == (1.0, 2)

@@ -26,7 +26,7 @@ def train(
     checkpoint: Optional[Path] = common.CheckpointOpt,
     multiclass: bool = typer.Option(False, "--multiclass", help="One output per label value (else foreground)."),
     epochs: int = typer.Option(20, "--epochs"),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Minutes."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Minutes of training (from the first step)."),
     lr: float = typer.Option(1e-3, "--lr"),
     batch_size: int = typer.Option(4, "--batch-size"),
     val_fraction: float = typer.Option(0.2, "--val-fraction"),
@@ -40,7 +40,11 @@ def train(
 ) -> None:
     """Train a prompt generator on frozen embeddings (Dice + BCE); keeps the best validation epoch."""
     from medisam.train.autosam import train_autosam
+    from medisam.train.config import check_options, option_flag
 
+    check_options({"epochs": epochs, "batch_size": batch_size, "max_cases": max_cases, "lr": lr,
+                   "time_limit_min": time_limit, "val_fraction": val_fraction,
+                   "holdout_fraction": holdout_fraction}, option_flag)
     checks.paths_apart([data, checkpoint], [("-o", output)])
     checks.new_file(output, force)
     r = train_autosam(data, output, model=model, checkpoint=str(checkpoint) if checkpoint else None,

@@ -16,12 +16,14 @@ def register(app: typer.Typer) -> None:
 
 def finetune(
     data: Path = typer.Argument(..., help="Dataset folder: images/+masks/, imagesTr/+labelsTr/ or *.npz."),
-    output: Path = typer.Option(..., "--output", "-o", help="Checkpoint to write (.pt); config and state go beside it."),
+    output: Path = typer.Option(..., "--output", "-o",
+                                help="Checkpoint to write (.pt); config and state go beside it."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Base model (default litemedsam)."),
     checkpoint: Optional[Path] = common.CheckpointOpt,
     mode: Optional[str] = typer.Option(None, "--mode", help="full | decoder | adapter | lora (default decoder)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (default 10)."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many minutes."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit",
+                                               help="Stop after this many minutes of training (from the first step)."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Cases held out for validation (0.2)."),
     holdout_fraction: Optional[float] = typer.Option(None, "--holdout-fraction",
                                                      help="Cases set aside as an untouched test split (0)."),
@@ -32,7 +34,8 @@ def finetune(
     patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping patience in epochs (5; 0 = off)."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt strategies, comma-separated (box-jitter10)."),
     targets: Optional[str] = typer.Option(None, "--targets", help="label | component | instance."),
-    targets_per_image: Optional[int] = typer.Option(None, "--targets-per-image", help="Objects per image per step (8)."),
+    targets_per_image: Optional[int] = typer.Option(None, "--targets-per-image",
+                                                    help="Objects per image per step (8)."),
     max_slices: Optional[int] = typer.Option(None, "--max-slices", help="Labelled slices per volume (8; 0 = all)."),
     max_cases: Optional[int] = typer.Option(None, "--max-cases", help="Read at most this many cases (0 = all)."),
     train_decoder: Optional[bool] = typer.Option(None, "--train-decoder/--frozen-decoder",
@@ -47,10 +50,12 @@ def finetune(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Fine-tune a SAM-family model; the checkpoint loads with --model BASE --checkpoint CKPT."""
-    checks.paths_apart([data, checkpoint, config_file], [("-o", output)])
-    from medisam.train.config import FinetuneConfig, config_path_for
+    from medisam.train.config import FinetuneConfig, check_options, config_path_for, option_flag, state_path_for
     from medisam.train.trainer import finetune as run
 
+    outputs = [("-o", output), ("the state beside -o", state_path_for(output)),
+               ("the config beside -o", config_path_for(output))]
+    checks.paths_apart([data, checkpoint, config_file], outputs)
     values = FinetuneConfig.read_overlay(config_file) if config_file else {}
     given = {"model": model, "checkpoint": str(checkpoint) if checkpoint else None, "mode": mode,
              "epochs": epochs, "time_limit_min": time_limit, "val_fraction": val_fraction,
@@ -59,11 +64,11 @@ def finetune(
              "targets_per_image": targets_per_image, "max_slices": max_slices, "max_cases": max_cases,
              "train_decoder": train_decoder, "cache_dir": str(cache_dir) if cache_dir else None,
              "seed": seed, "window": window, "device": device}
-    values.update({k: v for k, v in given.items() if v is not None})
+    flags = {k: v for k, v in given.items() if v is not None}
+    check_options(flags, option_flag)  # in the words the user typed; the config file's keys are checked below
+    values.update(flags)
     values.update(data=str(data), output=str(output))
     config = FinetuneConfig.from_dict(values)
-    if resume is None:
-        checks.new_file(output, force)
     result = run(config, force=force, resume=resume, progress=not quiet)
     best = "n/a" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"
     typer.echo(f"wrote {result.output} (mode {config.mode}, {result.epochs_run} epoch(s), stopped: "

@@ -28,7 +28,7 @@ from medisam.models import load_model
 from medisam.models.promptable import PromptableModel
 from medisam.predict import Predictor
 from medisam.train.data import TrainImage, load_images, three_way_split
-from medisam.train.losses import SegLoss, dice_per_target
+from medisam.train.losses import SegLoss, dice_of_present
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +92,19 @@ def train_autosam(data: str | Path, output: str | Path, *, model: str = "litemed
                   device: str = "auto", force: bool = False, progress: bool = True) -> AutoSamResult:
     """Train a prompt generator for ``model``'s frozen decoder on a dataset; save the best epoch.
 
-    ``multiclass``: one output per label value (else foreground = any label).
+    ``multiclass``: one output per label value (else foreground = any label). ``time_limit_min``
+    counts training only (from the first step). ``best_val_dice`` is None without a validation split.
     """
     from tqdm.auto import tqdm
 
+    from medisam.train.config import FinetuneConfig, check_options
     from medisam.train.distributed import DistInfo
-    from medisam.train.trainer import make_scheduler, prepare_inputs
-    from medisam.train.config import FinetuneConfig
+    from medisam.train.trainer import TrainClock, make_scheduler, prepare_inputs
 
     started = time.monotonic()
+    check_options({"epochs": epochs, "batch_size": batch_size, "max_cases": max_cases, "lr": lr,
+                   "time_limit_min": time_limit_min, "val_fraction": val_fraction,
+                   "holdout_fraction": holdout_fraction})
     output = Path(output)
     if output.exists() and not force:
         raise OutputExistsError(f"{output} exists; pass force=True to overwrite")
@@ -120,7 +124,9 @@ def train_autosam(data: str | Path, output: str | Path, *, model: str = "litemed
     opt = torch.optim.AdamW(gen.parameters(), lr=lr, weight_decay=0.01)
     n_train = len(splits["train"][0])
     steps = math.ceil(n_train / batch_size)
-    sched = make_scheduler(opt, FinetuneConfig(data=str(data), output=str(output), lr=lr), steps * epochs)
+    timer = TrainClock()
+    sched = make_scheduler(opt, FinetuneConfig(data=str(data), output=str(output), lr=lr,
+                                               time_limit_min=time_limit_min), steps * epochs, timer)
     loss_fn = SegLoss(iou_weight=0.0)
     rng = np.random.default_rng(seed)
     best, history = -math.inf, []
@@ -132,6 +138,7 @@ def train_autosam(data: str | Path, output: str | Path, *, model: str = "litemed
         imgs, inputs, transforms = splits[name]
         total, count = 0.0, 0
         for s in range(0, len(order), batch_size if train else 1):
+            timer.start()
             idx = order[s:s + (batch_size if train else 1)]
             emb = torch.stack([torch.load(inputs[i], weights_only=True) for i in idx]).to(base.device)
             with torch.set_grad_enabled(train):
@@ -141,16 +148,16 @@ def train_autosam(data: str | Path, output: str | Path, *, model: str = "litemed
                     logits = transforms[i].logits_to_original(low_res.float())
                     target = torch.from_numpy(class_targets(imgs[i], classes))[:, None].to(base.device)
                     losses.append(loss_fn(logits, target))
-                    d = dice_per_target(logits.detach(), target)
-                    total, count = total + float(d.sum()), count + d.numel()
+                    d_sum, d_count = dice_of_present(logits.detach(), target)
+                    total, count = total + d_sum, count + d_count
             if train:
                 opt.zero_grad(set_to_none=True)
                 torch.stack(losses).mean().backward()
                 opt.step()
                 sched.step()
-            if train and time_limit_min is not None and time.monotonic() - started > time_limit_min * 60:
+            if train and timer.over(time_limit_min):
                 break
-        return total / max(count, 1)
+        return total / count if count else 1.0  # no class anywhere, none predicted
 
     epoch = 0
     for epoch in tqdm(range(epochs), desc="autosam", disable=not progress):
@@ -168,10 +175,10 @@ def train_autosam(data: str | Path, output: str | Path, *, model: str = "litemed
             with atomic_write(output, force=True) as tmp:
                 torch.save({"model": {k: v.detach().cpu() for k, v in gen.state_dict().items()},
                             "autosam": {**meta, "epoch": epoch + 1, "val_dice": record.get("val_dice")}}, tmp)
-        if time_limit_min is not None and time.monotonic() - started > time_limit_min * 60:
+        if timer.over(time_limit_min):
             break
-    return AutoSamResult(output, best if best > -math.inf else None, len(history),
-                         time.monotonic() - started, history)
+    best_val = max((r["val_dice"] for r in history if "val_dice" in r), default=None)
+    return AutoSamResult(output, best_val, len(history), time.monotonic() - started, history)
 
 
 @dataclass

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from medisam.errors import InputError
 
@@ -24,7 +25,9 @@ class FinetuneConfig:
         model: base registry name (``litemedsam``, ``litemedsam-tiny``, ``sam-vit-b``...).
         checkpoint: base weights (default: bundled / ``$MEDISAM_WEIGHTS``).
         mode: ``full`` | ``decoder`` | ``adapter`` | ``lora``.
-        epochs: maximum epochs; ``time_limit_min`` stops earlier (checked after each step).
+        epochs: maximum epochs; ``time_limit_min`` stops earlier (checked after each optimiser
+            step; minutes of training, counted from the first step, so loading the data and
+            the embedding pass do not use it up).
         val_fraction: fraction of *cases* (files/volumes) held out for validation.
         holdout_fraction: fraction of cases set aside as an untouched test split (neither
             trained nor validated on; :func:`medisam.train.data.three_way_split` recovers it).
@@ -94,19 +97,15 @@ class FinetuneConfig:
             if strategy.interactive or strategy.dims != 2 or strategy.name.startswith("everything"):
                 raise InputError(f"prompt strategy {strategy.name!r} cannot be simulated for training; "
                                  "use box, box-jitterP, point, pointsK or pointsKnegM")
-        if not 0.0 <= self.holdout_fraction < 1.0 or self.val_fraction + self.holdout_fraction >= 1.0:
-            raise InputError("holdout_fraction must be in [0, 1) and leave cases for training")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise InputError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        values = self.to_dict()
+        check_options(values)
         if self.schedule not in ("cosine", "onecycle"):
             raise InputError(f"schedule must be cosine or onecycle, got {self.schedule!r}")
-        for name in ("epochs", "batch_size", "targets_per_image", "accumulate"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise InputError(f"lr must be positive, got {self.lr}")
-        if self.time_limit_min is not None and self.time_limit_min <= 0:
-            raise InputError(f"time limit must be positive, got {self.time_limit_min} minutes")
+        for name in ("targets_per_image", "accumulate"):
+            _at_least(values, name, 1, str)
+        for name, value in values.items():  # the saved JSON never holds NaN or Infinity
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InputError(f"{name} must be a finite number, got {value}")
 
     def strategies(self) -> list:
         """The parsed prompt strategies (PromptError for an unknown name)."""
@@ -157,7 +156,7 @@ class FinetuneConfig:
 
             text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         else:
-            text = json.dumps(self.to_dict(), indent=2) + "\n"
+            text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
         with atomic_write(path, force=force) as tmp:
             tmp.write_text(text)
         return path
@@ -173,3 +172,57 @@ def state_path_for(output: str | Path) -> Path:
     """``model.pt`` -> ``model.state.pt``: optimiser/scheduler/epoch state for ``--resume``."""
     output = Path(output)
     return output.with_name(output.stem + ".state.pt")
+
+
+#: CLI flags whose names differ from their configuration field.
+_FLAGS = {"time_limit_min": "--time-limit"}
+
+
+def option_flag(name: str) -> str:
+    """The CLI flag that sets configuration field ``name`` (``val_fraction`` -> ``--val-fraction``)."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _number(values: Mapping[str, Any], name: str, spell: Callable[[str], str]) -> float:
+    """``values[name]`` as a finite number (InputError naming it otherwise)."""
+    value = values[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{spell(name)} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise InputError(f"{spell(name)} must be a finite number, got {value}")
+    return value
+
+
+def _at_least(values: Mapping[str, Any], name: str, low: int, spell: Callable[[str], str]) -> None:
+    value = values[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{spell(name)} must be a whole number, got {value!r}")
+    if value < low:
+        raise InputError(f"{spell(name)} must be >= {low}, got {value}")
+
+
+def check_options(values: Mapping[str, Any], spell: Callable[[str], str] = str) -> None:
+    """Refuse bad training options shared by fine-tuning and AutoSAM, with a one-line InputError.
+
+    ``values`` holds (some of) ``epochs``, ``batch_size``, ``max_cases``, ``lr``,
+    ``time_limit_min``, ``val_fraction``, ``holdout_fraction``; ``spell`` names a field in
+    the message (the CLI passes :func:`option_flag`, so the user reads the flag they typed).
+    """
+    for name, low in (("epochs", 1), ("batch_size", 1), ("max_cases", 0)):
+        if name in values:
+            _at_least(values, name, low, spell)
+    if "lr" in values and _number(values, "lr", spell) <= 0:
+        raise InputError(f"{spell('lr')} must be positive, got {values['lr']}")
+    if values.get("time_limit_min") is not None:
+        if isinstance(values["time_limit_min"], float) and math.isinf(values["time_limit_min"]):
+            raise InputError(f"{spell('time_limit_min')} must be a finite number of minutes; "
+                             "leave it out for no limit")
+        if _number(values, "time_limit_min", spell) <= 0:
+            raise InputError(f"{spell('time_limit_min')} must be positive, got {values['time_limit_min']} minutes")
+    fractions = [name for name in ("val_fraction", "holdout_fraction") if name in values]
+    for name in fractions:
+        if not 0.0 <= _number(values, name, spell) < 1.0:
+            raise InputError(f"{spell(name)} must be in [0, 1), got {values[name]}")
+    if len(fractions) == 2 and values["val_fraction"] + values["holdout_fraction"] >= 1.0:
+        raise InputError(f"{spell('val_fraction')} {values['val_fraction']} and {spell('holdout_fraction')} "
+                         f"{values['holdout_fraction']} leave no cases for training; their sum must be below 1")

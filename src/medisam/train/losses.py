@@ -48,3 +48,14 @@ def dice_per_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     inter = (pred & truth).sum(1).float()
     total = pred.sum(1).float() + truth.sum(1).float()
     return torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total))
+
+
+def dice_of_present(logits: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
+    """Sum of :func:`dice_per_target` over the targets present in the truth or the prediction, and their count.
+
+    A target empty in both (a class absent from an image, and not predicted) says nothing of
+    the model: scored 1, such targets would let an almost empty multi-class prediction score well.
+    """
+    present = ((logits > 0) | (target > 0.5)).flatten(1).any(1)
+    dice = dice_per_target(logits, target)[present]
+    return float(dice.sum()), int(present.sum())

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from medisam.errors import InputError
 from medisam.models import adapters, lora
 from medisam.train.config import FinetuneConfig
 
@@ -29,7 +30,8 @@ def prepare(net: nn.Module, config: FinetuneConfig) -> nn.Module:
     elif mode == "decoder":
         net.mask_decoder.requires_grad_(True)
     elif mode == "adapter":
-        adapters.add_adapters(net.image_encoder, config.adapter_dim, config.adapter_scale)
+        if adapter_shape(net.image_encoder) is None:  # else an adapter checkpoint's adapters train on
+            adapters.add_adapters(net.image_encoder, config.adapter_dim, config.adapter_scale)
         for name, p in net.image_encoder.named_parameters():
             p.requires_grad_(adapters.is_adapter_parameter(name))
     elif mode == "lora":
@@ -40,6 +42,35 @@ def prepare(net: nn.Module, config: FinetuneConfig) -> nn.Module:
     if mode in ("adapter", "lora") and config.train_decoder:
         net.mask_decoder.requires_grad_(True)
     return net
+
+
+def adapter_shape(encoder: nn.Module) -> tuple[int, float] | None:
+    """``(adapter_dim, adapter_scale)`` of the adapters ``encoder`` already holds, or None."""
+    mlps = [m for m in encoder.modules() if isinstance(m, adapters.AdaptedMlp)]
+    if not mlps:
+        return None
+    return max(m.adapter.down.out_features for m in mlps), float(mlps[0].scale)
+
+
+def continue_from(net: nn.Module, config: FinetuneConfig) -> FinetuneConfig:
+    """``config`` for a loaded network: an adapter checkpoint (its encoder holds adapters) trains
+    on in ``adapter`` mode, with its own adapter shape; other modes cannot keep its adapters."""
+    shape = adapter_shape(net.image_encoder)
+    if shape is None:
+        return config
+    if config.mode != "adapter":
+        raise InputError(f"checkpoint {config.checkpoint} was fine-tuned in adapter mode, not {config.mode}: "
+                         "fine-tune it further in adapter mode, or start from the base weights")
+    return config.replace(adapter_dim=shape[0], adapter_scale=shape[1])
+
+
+def mode_of_state(state: dict[str, Any]) -> str | None:
+    """The mode a network state dict was trained in, where its keys tell (``adapter``, ``lora``)."""
+    if any(adapters.is_adapter_parameter(k) for k in state):
+        return "adapter"
+    if any(lora.is_lora_parameter(k) for k in state):
+        return "lora"
+    return None
 
 
 def set_train_mode(net: nn.Module, mode: str) -> None:

@@ -3,7 +3,8 @@
 One function, :func:`finetune`, runs single-process or under ``torchrun`` (DDP). It saves
 ``config.output`` (best validation Dice; ``{"model": state, "medisam": metadata}``, loadable
 with ``medisam.load_model(base, checkpoint=...)``), ``<output>.config.json`` and
-``<output>.state.pt`` (optimiser, schedule, epoch, early-stopping state: ``--resume``).
+``<output>.state.pt`` (weights, optimiser, schedule, epoch, early-stopping state, mode and
+base model: ``--resume``). A time limit counts training only, from the first step.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
 
-from medisam.errors import InputError, OutputExistsError
+from medisam.errors import InputError, MedisamError, first_line
 from medisam.io import atomic_write
+from medisam.io.atomic import check_output
 from medisam.models import load_model
 from medisam.models.checkpoint import load_error
 from medisam.models.registry import resolve_device
@@ -80,18 +82,40 @@ class FinetuneResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+class TrainClock:
+    """Seconds of training: the clock starts at the first training step, so loading the model
+    and data and the embedding pass (minutes on a cold cache) never use up the time limit."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._started: float | None = None
+
+    def start(self) -> None:
+        """Start counting (the first call only)."""
+        if self._started is None:
+            self._started = self._clock()
+
+    def elapsed(self) -> float:
+        """Seconds since :meth:`start` (0 before it)."""
+        return 0.0 if self._started is None else self._clock() - self._started
+
+    def over(self, minutes: float | None) -> bool:
+        """Whether more than ``minutes`` of training have passed (never without a limit)."""
+        return minutes is not None and self.elapsed() > minutes * 60
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, config: FinetuneConfig, total_steps: int,
-                   started: float | None = None, clock=time.monotonic):
+                   timer: TrainClock | None = None):
     """Cosine decay with linear warm-up, or one-cycle, over ``total_steps`` optimiser steps.
 
-    With ``config.time_limit_min`` and ``started`` (a ``clock()`` reading), the cosine's
-    progress is the larger of the step fraction and the fraction of the time budget used,
-    so a run that the time limit cuts short (a laptop, a slow encoder mode) still anneals
-    to a low learning rate instead of stopping at its peak. The time fraction counts the
-    current process only (a resumed run gets a fresh budget, as its time limit does).
+    With ``config.time_limit_min`` and a ``timer``, the cosine's progress is the larger of
+    the step fraction and the fraction of the time budget used, so a run that the time
+    limit cuts short (a laptop, a slow encoder mode) still anneals to a low learning rate
+    instead of stopping at its peak. The timer counts training only (from the first step)
+    and the current process only (a resumed run gets a fresh budget, as its time limit does).
     """
     total_steps = max(1, total_steps)
-    budget = config.time_limit_min * 60 if config.time_limit_min and started is not None else None
+    budget = config.time_limit_min * 60 if config.time_limit_min and timer is not None else None
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps,
                                                    pct_start=max(config.warmup_fraction, 0.01))
@@ -102,7 +126,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: FinetuneConfig, tot
             return (step + 1) / (warmup + 1)
         progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
         if budget is not None:
-            progress = max(progress, min(1.0, (clock() - started) / budget))
+            progress = max(progress, min(1.0, timer.elapsed() / budget))
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -195,18 +219,23 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
              progress: bool = True) -> FinetuneResult:
     """Fine-tune ``config.model`` on ``config.data`` in ``config.mode``; write the best checkpoint.
 
+    The time limit counts training only (from the first step, see :class:`TrainClock`).
+
     Raises:
-        OutputExistsError: the output exists and neither ``force`` nor a resume of it was asked.
-        InputError: bad data folder, nothing to train on, unreadable resume state.
+        OutputExistsError: an output (checkpoint, state, config) exists and neither ``force``
+            nor a resume of this run was asked.
+        InputError: bad data folder, nothing to train on; a resume state that is unreadable,
+            saved in another mode or for another model, already at ``epochs``, or that an output
+            would overwrite; a checkpoint whose adapters ``config.mode`` cannot keep.
+        MedisamError: training ended without an optimiser step that could change the weights.
     """
     from tqdm.auto import tqdm
 
     started = time.monotonic()
     output = Path(config.output)
     state_path = state_path_for(output)
-    resume_state = _read_resume(resume, output) if resume is not None else None
-    if output.exists() and not force and resume_state is None:
-        raise OutputExistsError(f"{output} exists; pass force=True to overwrite or resume=True to continue")
+    check_outputs(output, force, resume)
+    resume_state = _read_resume(resume_state_path(resume), config) if resume is not None else None
     device = resolve_device(config.device)
     info = dist_utils.init_from_env(device)
     device = dist_utils.device_for(info, device)
@@ -215,6 +244,7 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
 
     model = load_model(config.model, checkpoint=config.checkpoint, device=device, backend="torch")
     net = model.net
+    config = modes.continue_from(net, config)
     images = load_images(config.data, config.max_slices, config.min_area, config.max_cases, config.window,
                          config.targets)
     train_ids, val_ids, test_ids = three_way_split([i.case_id for i in images], config.val_fraction,
@@ -247,11 +277,13 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
         sampler = torch.utils.data.DistributedSampler(datasets["train"], info.world_size, info.rank,
                                                       shuffle=True, seed=config.seed)
     else:
-        sampler = torch.utils.data.RandomSampler(datasets["train"], generator=torch.Generator().manual_seed(config.seed))
+        sampler = torch.utils.data.RandomSampler(datasets["train"],
+                                                 generator=torch.Generator().manual_seed(config.seed))
     loader = torch.utils.data.DataLoader(datasets["train"], batch_size=config.batch_size, sampler=sampler,
                                          collate_fn=collate, num_workers=0)
     steps_per_epoch = math.ceil(len(loader) / config.accumulate)
-    scheduler = make_scheduler(optimizer, config, steps_per_epoch * config.epochs, started)
+    timer = TrainClock()
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch * config.epochs, timer)
     use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     loss_fn = SegLoss()
@@ -259,21 +291,18 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
     history: list[dict[str, float]] = []
     start_epoch = 0
     if resume_state is not None:
-        net.load_state_dict(resume_state["net"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
+        _restore(resume_state, resume, config, net, optimizer, scheduler)
         if hasattr(scheduler, "total_steps"):  # one-cycle: the run may now have more epochs
             scheduler.total_steps = max(scheduler.total_steps, steps_per_epoch * config.epochs)
         stopper.load_state_dict(resume_state["early_stopping"])
         history = list(resume_state.get("history", []))
         start_epoch = int(resume_state["epoch"]) + 1
         log.info("resumed from %s at epoch %d", resume, start_epoch)
-    if info.is_main:
-        config.save(config_path_for(output), force=True)
 
     val_indices = list(range(len(datasets["val"])))[info.rank::info.world_size]
     stopped = "epochs"
     epoch = start_epoch - 1
+    moved = 0  # optimiser steps with a learning rate above 0
     for epoch in range(start_epoch, config.epochs):
         if isinstance(sampler, torch.utils.data.DistributedSampler):
             sampler.set_epoch(epoch)
@@ -286,6 +315,7 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False)
         optimizer.zero_grad(set_to_none=True)
         for step, batch in enumerate(bar):
+            timer.start()
             items = [_to_device(item, device) for item in batch]
             x = torch.stack([item["input"] for item in items])
             with _autocast(device, config.amp):
@@ -297,26 +327,23 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
                 dices.append(dice_i)
             loss = torch.stack(losses).mean() / config.accumulate
             (scaler.scale(loss) if scaler else loss).backward()
-            if (step + 1) % config.accumulate == 0 or step + 1 == len(loader):
-                if scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
+            stepped = (step + 1) % config.accumulate == 0 or step + 1 == len(loader)
+            if stepped:
+                moved += _optimizer_step(optimizer, scheduler, scaler)
             d = torch.cat(dices)
             run_loss += float(loss.detach()) * config.accumulate
             run_dice += float(d.sum())
             n_targets += d.numel()
             n_items += 1
             bar.set_postfix(loss=f"{run_loss / n_items:.4f}", dice=f"{run_dice / max(n_targets, 1):.3f}")
-            if config.time_limit_min is not None:
-                late = time.monotonic() - started > config.time_limit_min * 60
-                if dist_utils.broadcast_flag(late, info, device):
+            if stepped and config.time_limit_min is not None:  # never between accumulated batches
+                if dist_utils.broadcast_flag(timer.over(config.time_limit_min), info, device):
                     out_of_time = True
                     break
         bar.close()
+        if not moved:
+            raise MedisamError(f"training made no optimiser step that could change the weights in epoch "
+                               f"{epoch + 1} (no batch, or a learning rate of 0 throughout); nothing written")
         net.eval()
         s_loss, s_items, s_dice, s_targets = dist_utils.all_sum([run_loss, n_items, run_dice, n_targets], info, device)
         record = {"epoch": epoch + 1, "train_loss": s_loss / max(s_items, 1),
@@ -339,7 +366,9 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
                 meta = {"base_model": config.model, "mode": config.mode, "config": config.to_dict(),
                         "epoch": epoch + 1, "val_dice": record.get("val_dice"), **extra}
                 save_checkpoint(output, state, meta)
-            _save_state(state_path, net, optimizer, scheduler, stopper, history, epoch)
+            if epoch == start_epoch:
+                config.save(config_path_for(output), force=True)
+            _save_state(state_path, config, net, optimizer, scheduler, stopper, history, epoch)
         dist_utils.barrier(info)
         if out_of_time:
             stopped = "time_limit"
@@ -357,20 +386,60 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
     return FinetuneResult(output, best, len(history), stopped, time.monotonic() - started, history)
 
 
-def _save_state(path: Path, net: nn.Module, optimizer, scheduler, stopper: EarlyStopping,
+def _optimizer_step(optimizer: torch.optim.Optimizer, scheduler, scaler) -> bool:
+    """One optimiser and schedule step; True when it could change the weights (learning rate above 0)."""
+    moves = any(group["lr"] > 0 for group in optimizer.param_groups)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+    return moves
+
+
+def output_paths(output: str | Path) -> list[Path]:
+    """Every file a run writes: the checkpoint, its training state and its configuration."""
+    output = Path(output)
+    return [output, state_path_for(output), config_path_for(output)]
+
+
+def resume_state_path(resume: str | Path) -> Path:
+    """The training state ``resume`` names: a ``.state.pt`` file, or the checkpoint it lies beside."""
+    path = Path(resume)
+    return path if path.name.endswith(".state.pt") else state_path_for(path)
+
+
+def check_outputs(output: Path, force: bool, resume: str | Path | None) -> None:
+    """Refuse, before any work, outputs that exist (without ``force``) or that are the resume input.
+
+    Resuming a run into its own files (``resume`` is ``output`` or its state) continues that
+    run in place and needs no ``force``; with ``force`` it is refused, since ``force`` means
+    overwriting and the state is the input.
+    """
+    state = resume_state_path(resume) if resume is not None else None
+    in_place = state is not None and state.resolve() == state_path_for(output).resolve()
+    if in_place and force:
+        raise InputError(f"{state} is the training state of {output}, an input that force=True would overwrite; "
+                         "drop force=True to continue that run in place, or write to another output")
+    protected = [state] if state is not None and not in_place else []
+    for path in output_paths(output):
+        check_output(path, force=force or in_place, protected=protected)
+
+
+def _save_state(path: Path, config: FinetuneConfig, net: nn.Module, optimizer, scheduler, stopper: EarlyStopping,
                 history: list[dict[str, float]], epoch: int) -> None:
     state = {"net": {k: v.detach().cpu() for k, v in net.state_dict().items()},
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "early_stopping": stopper.state_dict(), "history": history, "epoch": epoch}
+             "early_stopping": stopper.state_dict(), "history": history, "epoch": epoch,
+             "mode": config.mode, "base_model": config.model}
     with atomic_write(path, force=True) as tmp:
         torch.save(state, tmp)
 
 
-def _read_resume(resume: str | Path, output: Path) -> dict[str, Any]:
-    """Training state to resume from: a ``.state.pt`` file, or the checkpoint beside which it lies."""
-    path = Path(resume)
-    if not path.name.endswith(".state.pt"):
-        path = state_path_for(path)
+def _read_resume(path: Path, config: FinetuneConfig) -> dict[str, Any]:
+    """The training state at ``path``; refused unless saved for ``config``'s model and mode with epochs to go."""
     if not path.is_file():
         raise InputError(f"no training state to resume: {path} not found")
     try:
@@ -378,6 +447,28 @@ def _read_resume(resume: str | Path, output: Path) -> dict[str, Any]:
     except Exception as exc:
         raise InputError(f"cannot read training state {path}: {load_error(exc)}") from None
     for key in ("net", "optimizer", "scheduler", "early_stopping", "epoch"):
-        if key not in state:
+        if not isinstance(state, dict) or key not in state:
             raise InputError(f"{path} is not a medisam training state (missing {key!r})")
+    saved = state.get("mode") or modes.mode_of_state(state["net"])
+    if saved is not None and saved != config.mode:
+        raise InputError(f"{path} was saved in {saved} mode, not {config.mode}: resume it in {saved} mode")
+    base = state.get("base_model")
+    if base is not None and base != config.model:
+        raise InputError(f"{path} was saved for model {base!r}, not {config.model!r}: resume it with that model")
+    done = int(state["epoch"]) + 1
+    if done >= config.epochs:
+        raise InputError(f"{path} already ran {done} epoch(s) of {config.epochs}: "
+                         f"resume with more than {done} epochs (--epochs) to train on")
     return state
+
+
+def _restore(state: dict[str, Any], resume: str | Path, config: FinetuneConfig, net: nn.Module,
+             optimizer: torch.optim.Optimizer, scheduler) -> None:
+    """Load a resume state's weights, optimiser and schedule (one-line InputError when they do not fit)."""
+    try:
+        net.load_state_dict(state["net"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot resume from {resume}: its state does not fit {config.model} in {config.mode} "
+                         f"mode ({first_line(exc, 120)})") from None
