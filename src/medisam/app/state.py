@@ -445,14 +445,16 @@ class AppState:
     def export(self, extension: str | None = None) -> Path:
         """Write the label map next to nothing the user owns: a fresh file in the app's temp folder."""
         s = self.require()
+        ext = extension or self.mask_extension()
+        if s.image.is_video:
+            app_video.check_mask_format(ext)
+        elif ext == ".zip":
+            raise InputError(".zip (PNG label frames) is for videos; pick another format")
         if not s.object_ids:
             raise InputError("nothing segmented yet: draw a box or click an object first")
-        ext = extension or self.mask_extension()
         stem = self._stem()
         if s.image.is_video:
             return app_video.export_masks(s.image, s.label_image(), stem, ext, self._workdir)
-        if ext == ".zip":
-            raise InputError(".zip (PNG label frames) is for videos; pick another format")
         out_dir = Path(tempfile.mkdtemp(dir=self._workdir))
         path = out_dir / f"{stem}_mask{ext}"
         write_mask(s.label_image(), path, reference=s.image)

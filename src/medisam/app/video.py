@@ -48,12 +48,17 @@ def describe(video: MedicalImage) -> str:
     return f"{video.num_slices} frames at {rate}"
 
 
-def export_masks(video: MedicalImage, labels: MedicalImage, stem: str, ext: str, workdir: Path) -> Path:
-    """The label video as a new file in a fresh folder under ``workdir``: ``stem_masks.zip``
-    (PNG label frames), ``.npz`` or ``.nii.gz``."""
+def check_mask_format(ext: str) -> None:
+    """InputError unless a video's masks can be downloaded as ``ext``."""
     if ext not in VIDEO_MASK_FORMATS:
         raise InputError(f"a video's masks download as {', '.join(VIDEO_MASK_FORMATS)} (.zip = PNG label "
                          f"frames); {ext} is not one of them")
+
+
+def export_masks(video: MedicalImage, labels: MedicalImage, stem: str, ext: str, workdir: Path) -> Path:
+    """The label video as a new file in a fresh folder under ``workdir``: ``stem_masks.zip``
+    (PNG label frames), ``.npz`` or ``.nii.gz``."""
+    check_mask_format(ext)
     out_dir = Path(tempfile.mkdtemp(dir=workdir))
     if ext != ".zip":
         return VideoOutputs.check(out_dir / f"{stem}_masks{ext}", None, force=False).write(video, labels)
