@@ -15,6 +15,12 @@ import numpy as np
 from medisam.errors import PromptError
 
 
+def _past_edges(edges: Iterable[tuple[str, float]], low: float, high: float) -> list[str]:
+    """``"x1 900 > 512"`` for each named edge outside ``[low, high]``: what a prompt's error says reaches out."""
+    return [f"{name} {v:g} < {low:g}" if v < low else f"{name} {v:g} > {high:g}"
+            for name, v in edges if not low <= v <= high]
+
+
 def _finite(values: Iterable[float], what: str) -> tuple[float, ...]:
     try:
         out = tuple(float(v) for v in values)
@@ -66,9 +72,8 @@ class Box:
 
     def check_inside(self, height: int, width: int) -> "Box":
         """Raise PromptError unless the box lies within a ``height x width`` image."""
-        past = [f"{name} {v:g} {op} {limit}" for name, v, op, limit, out in (
-            ("x0", self.x0, "<", 0, self.x0 < 0), ("y0", self.y0, "<", 0, self.y0 < 0),
-            ("x1", self.x1, ">", width, self.x1 > width), ("y1", self.y1, ">", height, self.y1 > height)) if out]
+        past = _past_edges((("x0", self.x0), ("x1", self.x1)), 0, width) + \
+            _past_edges((("y0", self.y0), ("y1", self.y1)), 0, height)
         if past:
             raise PromptError(f"box ({self.x0:g},{self.y0:g},{self.x1:g},{self.y1:g}) reaches outside "
                               f"the {width}x{height} (W x H) image ({', '.join(past)})")
@@ -163,10 +168,9 @@ class Box3D:
 
     def check_inside(self, shape_zyx: tuple[int, int, int]) -> "Box3D":
         z, y, x = shape_zyx
-        past = [f"{name} {v} {op} {limit}" for name, v, op, limit, out in (
-            ("i0", self.x0, "<", 0, self.x0 < 0), ("j0", self.y0, "<", 0, self.y0 < 0),
-            ("k0", self.z0, "<", 0, self.z0 < 0), ("i1", self.x1, ">", x - 1, self.x1 >= x),
-            ("j1", self.y1, ">", y - 1, self.y1 >= y), ("k1", self.z1, ">", z - 1, self.z1 >= z)) if out]
+        past = (_past_edges((("i0", self.x0), ("i1", self.x1)), 0, x - 1)
+                + _past_edges((("j0", self.y0), ("j1", self.y1)), 0, y - 1)
+                + _past_edges((("k0", self.z0), ("k1", self.z1)), 0, z - 1))
         if past:
             raise PromptError(f"3D box ({self.x0},{self.y0},{self.z0},{self.x1},{self.y1},{self.z1}) "
                               f"reaches outside the volume of {x}x{y}x{z} (X x Y x Z) voxels ({', '.join(past)})")

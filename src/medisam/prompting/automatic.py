@@ -82,13 +82,12 @@ class AutoMaskConfig:
         if self.points_per_batch is not None and self.points_per_batch < 1:
             raise PromptError(f"points_per_batch must be >= 1 (or None for the device's default), "
                               f"got {self.points_per_batch}")
-        for name in ("pred_iou_thresh", "stability_score_thresh", "stability_score_offset", "box_nms_thresh"):
+        scores = ("pred_iou_thresh", "stability_score_thresh")  # filters on scores that are at most 1
+        for name in (*scores, "stability_score_offset", "box_nms_thresh"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise PromptError(f"{name} must be a finite number, got {value}")
-        for name in ("pred_iou_thresh", "stability_score_thresh"):  # both scores are at most 1
-            value = getattr(self, name)
-            if value is not None and value >= 1:
+            if name in scores and value is not None and value >= 1:
                 raise PromptError(f"{name} {value:g} keeps no mask: a mask is kept above it, and the score is "
                                   "at most 1; give a threshold below 1")
         if self.box_scales is not None and not all(0 < s <= 1 for s in self.box_scales):
