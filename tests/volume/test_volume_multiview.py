@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -211,7 +212,10 @@ def test_plan_lines_say_the_cost_before_the_work_and_nothing_once_done(tiny_mode
     forward = session.plan_lines("forward")  # one direction: along the session axis, no 3D plan
     assert len(forward) == 1 and forward[0].startswith("object 2: along k, up to ")
     session.propagate(progress=True)
-    assert lines[0] in capsys.readouterr().err  # the CLI's path prints it before the work
+    err = capsys.readouterr().err
+    assert lines[0] in err  # the CLI's path prints it before the work
+    bar = re.findall(r"\| (\d+)/(\d+) \[.*?(plane/s|s/plane)\]", err)  # counted in the plan's word, not "slice"
+    assert bar and 0 < int(bar[-1][0]) <= session.view_plan(2).planes - 1  # the seed's own plane came with the prompt
     assert session.plan_lines() == []  # fused: nothing left to do
 
 
@@ -240,7 +244,7 @@ def test_runs_along_the_session_axis_say_their_cost_too(tiny_model):
     session.add_box(1, (2, 2, 10, 10), obj_id=3)  # a box on one slice: runs to the volume's ends at most
     slices = session.planned_slices()  # the seed's own result is done
     (line,) = session.plan_lines()
-    assert line.startswith(f"object 3: along k, up to {slices} slices (1 in 4 to 1 in 2 encoded), "
+    assert line.startswith(f"object 3: along k, up to {slices} planes (1 in 4 to 1 in 2 encoded), "
                            f"at most {encodings_at_most(slices, 2)} encodings")
     session.propagate(progress=False)
     assert session.plan_lines() == []  # nothing left to do

@@ -347,6 +347,7 @@ class AppState:
         if time.monotonic() - self._cancel_at > CANCEL_GRACE_S:  # a stale click; a recent one was meant
             self.cancel_requested = False                      # for this run, queued behind the click
         unit = "frames" if self.is_video else "slices"
+        steps = "frames" if self.is_video else "planes"  # what the plan and the progress bar count
         total = s.planned_slices(self.direction)
         self.plan = s.propagation_plan(self.direction)  # the cost in words, shown with the progress bar
         slices = s.iter_propagate(self.direction)
@@ -355,7 +356,7 @@ class AppState:
                 if progress is not None:
                     progress(done, total)
                 if self.cancel_requested:
-                    self.message = f"propagation cancelled after {done} of {total} {unit} (they are kept)"
+                    self.message = f"propagation cancelled after {done} of {total} {steps} (they are kept)"
                     return
         finally:
             slices.close()

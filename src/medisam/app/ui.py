@@ -151,7 +151,7 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
     def on_propagate(st: AppState, progress=gr.Progress()) -> None:  # noqa: ANN001, B008
         if st is None:
             raise MedisamError("open a volume first")
-        unit = "frames" if st.is_video else "slices"
+        unit = "frames" if st.is_video else "planes"  # as the plan counts them
         st.propagate(progress=lambda done, total: progress((done, max(total, done)), unit=unit,
                                                            desc="; ".join(st.plan) or None))
 

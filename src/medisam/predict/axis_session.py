@@ -448,7 +448,7 @@ class AxisSession(ClickLayer):
         how = stride_words(enc.stride, enc.coarse)
         most = encodings_at_most(slices, enc.stride)
         time = self._encoding_time(most)
-        return (f"object {obj_id}: along {'kji'[self.axis]}, up to {slices} slices ({how}), at most {most} encodings"
+        return (f"object {obj_id}: along {'kji'[self.axis]}, up to {slices} planes ({how}), at most {most} encodings"
                 + (f"; {time}" if time else ""))
 
     def _encoding_time(self, encodings: int) -> str | None:
@@ -457,8 +457,9 @@ class AxisSession(ClickLayer):
         return encoding_time(encodings, self.model.name, getattr(self.model, "backend", "torch"),
                              getattr(self.model, "precision", "fp32"), self.encoder.timed_ms)
 
-    #: What one step of the progress bar is (one result of :meth:`iter_propagate`).
-    progress_unit = "slice"
+    #: What one step of the progress bar is (one result of :meth:`iter_propagate`): a plane, as
+    #: the plan lines count them (a tri-planar 3D box's views yield planes across the session axis).
+    progress_unit = "plane"
 
     def propagate(self, direction: str = "both", progress: bool = True) -> MedicalImage:
         """Run :meth:`iter_propagate` to the end and return the label map (input geometry)."""
