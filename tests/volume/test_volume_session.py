@@ -99,6 +99,21 @@ def test_pairs_of_planes_give_the_same_3d_box_result_and_encodings(tiny_model):
     assert rows[1] == rows[2]  # a 3D box's runs never stop early: no plane encoded in vain
 
 
+def test_a_mask_drawn_past_a_3d_box_is_kept_within_the_box(tiny_model):
+    image, _ = ball_volume()
+    session = VolumeSession(tiny_model, image, config=FAST)
+    session.add_box3d((10, 8, 1, 30, 24, 4), obj_id=1)  # x 10..30, y 8..24, slices 1..4
+    lasso = np.zeros((32, 40), bool)
+    lasso[4:28, 6:36] = True  # reaches past the box on every side
+    r = session.add_mask(3, lasso, obj_id=1)
+    inside = np.zeros_like(lasso)
+    inside[8:25, 10:31] = True
+    assert np.array_equal(r.mask, lasso & inside)  # clipped as the model's results in the box are
+    session.propagate(progress=False)
+    labels = session.label_map().array
+    assert labels[3].any() and not (labels[3].astype(bool) & ~inside).any()
+
+
 def test_seed_mask_corrections_undo_remove_reset(tiny_model):
     image, _ = ball_volume()
     session = VolumeSession(tiny_model, image, config=FAST)

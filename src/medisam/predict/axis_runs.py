@@ -103,8 +103,9 @@ def seed_iter(s: AxisSession, obj_id: int, t: int) -> Iterator[SliceResult]:
     if key in s.store.runs:
         return
     found = None  # the box points alone were answered with (medisam.predict.point_box)
-    if prompts.mask is not None and prompts.points is None:
-        result = SliceResult(t, obj_id, prompts.mask, 1.0, None, "prompt", axis=s.axis)
+    if prompts.mask is not None and prompts.points is None:  # a drawn mask (a lasso) is the result, within
+        mask = clip_to(prompts.mask, state.clip_box)         # the object's 3D box, as every other result is
+        result = SliceResult(t, obj_id, mask, 1.0, None, "prompt", axis=s.axis)
     else:
         logits = prompts.mask_logits
         if logits is None and prompts.mask is not None:
