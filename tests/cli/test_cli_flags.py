@@ -96,3 +96,23 @@ def test_segment_takes_a_box_with_negative_points(tmp_path, png, capsys):
     code = main(["segment", str(png), "--box", "100,100,400,400", "--point", "20,20,0", "-o", str(out), *TINY])
     assert code == 0, capsys.readouterr().err
     assert out.is_file()
+
+
+@pytest.mark.parametrize("lowest, warned", [(0.0, True), (-1024.0, False)])
+def test_a_ct_window_on_an_image_not_in_hu_is_applied_with_a_warning(tmp_path, capsys, lowest, warned):
+    """``--window lung`` on an MR (values from 0) clipped it to -1350..150 HU without a word: a
+    bright organ became a white plane. It is applied as asked, with one line saying why and what to
+    give instead; a CT in HU (air at -1024) gets no such line."""
+    zz, yy, xx = np.mgrid[:5, :24, :28]
+    array = np.where((yy - 12) ** 2 + (xx - 14) ** 2 <= 36, 600.0, 100.0).astype(np.float32)
+    array[:, 0, 0] = lowest
+    path = tmp_path / "scan.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    out = tmp_path / "m.nii.gz"
+    code = main(["propagate", str(path), "--slice", "2", "--box", "6,4,22,20", "--window", "lung", "-o", str(out),
+                 "--no-progress", *TINY])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert out.is_file()
+    line = "warning: --window lung is a CT window in Hounsfield units (-1350 .. 150), but scan.nii.gz (values 0 .. 600)"
+    assert (line in err) is warned, err

@@ -204,6 +204,27 @@ def positive_point(points: Optional[Sequence]) -> None:
         raise PromptError("every --point is negative (label 0): add a positive point (x,y) on the object, or a --box")
 
 
+def window_units(window, image, input: Path) -> None:  # noqa: ANN001 - parse_window's value, a MedicalImage
+    """Print a ``warning:`` line when a named ``--window`` (a CT preset in Hounsfield units) is given an
+    image that is not in HU: an MR, ultrasound, PET... or an image of no named modality whose values never
+    go below 0 (air is -1000 HU, fat about -100). The window is applied as asked; the line says why the
+    model may see a blank or white plane, and what to give instead."""
+    from medisam.io.intensity import default_window, resolve_window
+
+    if not isinstance(window, str) or image.array.size == 0:
+        return
+    kind = image.modality.upper()
+    lowest, highest = float(image.array.min()), float(image.array.max())
+    if kind == "CT" or (kind == "OT" and lowest < 0):
+        return
+    width, level = resolve_window(window)
+    units = f"{'' if kind == 'OT' else kind + ', '}values {lowest:g} .. {highest:g}"
+    print(f"warning: --window {window.replace('_', '-')} is a CT window in Hounsfield units "
+          f"({level - width / 2:g} .. {level + width / 2:g}), but {input.name} ({units}) is not in HU: it is clipped "
+          f"there as asked; give WIDTH,LEVEL in the image's own units, or leave --window out (then: "
+          f"{default_window(image.array, kind, image.is_rgb)})", file=sys.stderr)
+
+
 def geometry(image, allow_gaps: bool) -> None:  # noqa: ANN001 - a MedicalImage
     """Refuse a volume whose slice geometry the reader flagged (gaps, skipped files, uneven
     positions), unless ``--allow-gaps``: then print each problem as a ``warning:`` line."""

@@ -127,6 +127,7 @@ def propagate(
     if not image.is_volume:
         raise InputError(f"{input} is a 2D image {image.array.shape}; use `medisam segment` for 2D images")
     _image_checks(image, input, prompt, array_axis, output, clicks)
+    checks.window_units(win, image, input)
     if image.is_video and not video:  # e.g. a DICOM cine: a video after all
         _check_video_args(prompt, output, overlay, array_axis, window, force, bool(clicks or guide))
     elif not image.is_video:

@@ -87,6 +87,7 @@ def segment(
         if points and len(boxes) > 1:
             raise common.InputError(f"--point refines one object; --mask {mask} holds {len(boxes)} labels")
     checks.image_checks(image, input, boxes=boxes, points=points, slice=slice, axis=array_axis, output=output)
+    checks.window_units(win, image, input)
     lasso_mask, corrections = None, []
     if drawn:  # scribbles correct a --box's or --lasso's mask (as the server's), else prompt the model
         clicks, lasso_mask = common.drawn_prompts(scribbles, polygon, checks.plane(image.spatial_shape, slice,
