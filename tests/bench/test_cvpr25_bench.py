@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -65,9 +66,11 @@ def test_protocol_rows_and_report(tmp_path, tiny_model, strategy):
     assert all(np.isnan(float(r["hd95"])) for r in rows[:-1])
     final = json.loads(rows[-1]["per_class"])
     assert all("hd95" not in v for r in rows[:-1] for v in json.loads(r["per_class"]).values())
-    finite = [v["hd95"] for v in final.values() if np.isfinite(v["hd95"])]
-    assert finite and all(h >= 0 for h in finite)
-    assert float(rows[-1]["hd95"]) == pytest.approx(np.mean(finite), abs=1e-3)
+    per_hd = [v["hd95"] for v in final.values()]
+    if all(np.isfinite(per_hd)):  # the row holds their mean; NaN where a class was left empty
+        assert all(h >= 0 for h in per_hd) and float(rows[-1]["hd95"]) == pytest.approx(np.mean(per_hd), abs=1e-3)
+    else:
+        assert np.isnan(float(rows[-1]["hd95"]))
     report = (out / "report.md").read_text()
     assert "CVPR25 interactive 3D" in report and "dsc_auc" in report and "hd95_final" in report
     assert "CVPR25 interactive 3D per class" in report and "| label2 |" in report
@@ -194,3 +197,26 @@ def test_class_hd95_is_in_mm_on_the_protocol_crops():
     # class 2 missing: NaN; spacing in ITK (x, y, z) order, x = 0.5 mm: 3 voxels = 1.5 mm
     hd = class_hd95(truth, seg, (0.5, 1.0, 2.0))
     assert hd[1] == pytest.approx(1.5) and np.isnan(hd[2])
+
+
+def test_a_class_left_empty_makes_the_case_hd95_missing_and_counted():
+    """A case that missed a class had the HD95 of the classes it found (as good as a case that found
+    them all), and the tables averaged it in with no count of what was missing."""
+    import pandas as pd
+
+    from medisam.bench.cvpr25 import Step, class_table, protocol_table, step_rows
+
+    truth = np.zeros((8, 32, 32), np.uint8)
+    truth[2:6, 4:12, 4:12], truth[2:6, 18:28, 18:28] = 1, 2
+    good = np.roll(truth, 1, axis=2)
+    cases = {"found both": good, "missed 2": np.where(good == 2, 0, good), "missed all": np.zeros_like(truth)}
+    case = SimpleNamespace(image=SimpleNamespace(spacing=(1.0, 1.0, 1.0)), targets=[])
+    df = pd.DataFrame([{"dataset": "d", "model": "m", "case": cid, **r} for cid, final in cases.items()
+                       for r in step_rows([Step(k, good if k < 5 else final, 0.0) for k in range(6)], truth, case,
+                                          "cvpr25")])
+    final = df[df["click"] == 5].set_index("case")["hd95"]
+    assert final["found both"] == pytest.approx(1.0) and np.isnan(final["missed 2"]) and np.isnan(final["missed all"])
+    p = protocol_table(df).iloc[0]
+    assert p["hd95_final"] == pytest.approx(1.0) and p["hd95_nan"] == 2 and p["cases"] == 3
+    c = class_table(df).set_index("class")
+    assert c.loc[1, "hd95_nan"] == 1 and c.loc[2, "hd95_nan"] == 2 and c.loc[2, "hd95_final"] == pytest.approx(1.0)

@@ -1,5 +1,7 @@
 """The CVPR 2025 interactive-3D protocol ("Foundation Models for Interactive 3D Biomedical
-Image Segmentation"), as its public evaluation code runs it, on one case, all classes at once.
+Image Segmentation"), as its public evaluation code runs it, on one case, all classes at once
+(one difference: NSD takes each axis's own spacing; the challenge's script, fed its npz files'
+ITK-order spacing, gives a thick volume's slice spacing to x: ``medisam.io.read_npz``).
 
 * Step 0, per class: the start prompt. ``cvpr25`` (the protocol): the 2D box on the class's
   median foreground slice, grown by ``randint(0, 6) * size / 256`` (seed 2025), plus its z
@@ -188,9 +190,9 @@ def case_session(model, case, window=None, guides: bool = True):  # noqa: ANN001
                          guides=case.read_guides() if guides else ())
 
 
-def evaluate_case(case, predictor, strategy: str, window=None,
-                  tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> list[dict[str, Any]]:
-    """Result rows (one per step, target ``all``) of one bench case; the caller adds the ids.
+def evaluate_case(case, predictor, strategy: str, window=None) -> list[dict[str, Any]]:
+    """Result rows (one per step, target ``all``) of one bench case; the caller adds the ids. NSD is
+    the protocol's, at 2 mm, whatever ``bench --nsd-tolerance`` gives the other strategies.
 
     ``cvpr25[-box3d]``: clicks as ``refine_with_click`` does by default (the 3D walker);
     ``...-slice``: the slice clicks (re-decode and re-propagate, the earlier behaviour);
@@ -213,7 +215,7 @@ def evaluate_case(case, predictor, strategy: str, window=None,
         runs = [(base, run_protocol(session, truth, start, method="slice" if base.endswith("-slice") else None))]
     rows = []
     for label, steps in runs:
-        rows += step_rows(steps, truth, case, label, tolerance_mm)
+        rows += step_rows(steps, truth, case, label)
     return rows
 
 
@@ -232,12 +234,13 @@ def step_rows(steps: list[Step], truth: np.ndarray, case, strategy: str,
         detail = {str(c): {"name": names.get(c, f"label{c}"), "voxels": int(voxels[c]), "dsc": round(dc, 6),
                            "nsd": round(nc, 6)} for c, (dc, nc) in per_class.items()}
         hd = float("nan")
-        if s is steps[-1]:  # the final step's HD95 (mm), per class and their mean over the classes it exists for
+        if s is steps[-1]:  # the final step's HD95 (mm), per class and their mean over the classes
             per_hd = class_hd95(truth, s.labels, case.image.spacing, crops)
             for c, h in per_hd.items():
                 detail[str(c)]["hd95"] = round(h, 4)
-            finite = [h for h in per_hd.values() if np.isfinite(h)]
-            hd = float(np.mean(finite)) if finite else float("nan")
+            # a class left empty has no HD95, and then neither has the case (NaN, counted as hd95_nan): the
+            # mean over the classes found made a case that missed one look as close as one that found all
+            hd = float(np.mean(list(per_hd.values()))) if per_hd else float("nan")
         rows.append({"target": "all", "target_id": "all", "label": "", "area": int((truth != 0).sum()),
                      "click": s.step, "dsc": d, "iou": float("nan"), "nsd": n, "hd95": hd,
                      "score": float("nan"), "time_s": round(s.seconds, 4), "strategy": strategy,
@@ -250,7 +253,7 @@ def step_rows(steps: list[Step], truth: np.ndarray, case, strategy: str,
 
 def protocol_table(df):
     """Per (dataset, model, strategy): mean DSC at each step, final NSD and HD95 (mm; the mean over the
-    cases that have one), AUCs, s/class, n cases.
+    cases that have one, ``hd95_nan`` the cases that have none: a class left empty), AUCs, s/class, n cases.
 
     ``df``: the results of ``cvpr25*`` strategies (one row per case and step).
     """
@@ -271,10 +274,11 @@ def protocol_table(df):
         row = dict(zip(["dataset", "model", "strategy"], key))
         row.update(m.mean(numeric_only=True).to_dict())
         row["s_per_class_max"] = float(m["s_per_class"].max())
+        row["hd95_nan"] = int(m["hd95_final"].isna().sum())
         row["cases"] = len(m)
         rows.append(row)
     cols = ["dataset", "model", "strategy", *[f"dsc{k}" for k in range(N_CLICKS + 1)], "nsd_final", "hd95_final",
-            "dsc_auc", "nsd_auc", "s_per_class", "s_per_class_max", "cases"]
+            "hd95_nan", "dsc_auc", "nsd_auc", "s_per_class", "s_per_class_max", "cases"]
     out = pd.DataFrame(rows)
     return out[[c for c in cols if c in out.columns]]
 
@@ -312,7 +316,8 @@ def class_curve(df):
 
 def class_table(df):
     """Per (dataset, model, strategy, class): mean DSC at each step over the cases holding that
-    class, final NSD and HD95 (mm), DSC AUC, cases and median voxels; None when no row has ``per_class``
+    class, final NSD and HD95 (mm; ``hd95_nan``: cases where it was left empty), DSC AUC, cases and
+    median voxels; None when no row has ``per_class``
     (results written before it existed)."""
     import pandas as pd
 
@@ -333,9 +338,10 @@ def class_table(df):
         row["name"] = g["name"].iloc[0]
         row.update(m.drop(columns="voxels").mean(numeric_only=True).to_dict())
         row["voxels_median"] = int(m["voxels"].median())
+        row["hd95_nan"] = int(m["hd95_final"].isna().sum())
         row["cases"] = len(m)
         rows.append(row)
     cols = ["dataset", "model", "strategy", "class", "name", *[f"dsc{k}" for k in range(N_CLICKS + 1)], "nsd_final",
-            "hd95_final", "dsc_auc", "voxels_median", "cases"]
+            "hd95_final", "hd95_nan", "dsc_auc", "voxels_median", "cases"]
     out = pd.DataFrame(rows)
     return out[[c for c in cols if c in out.columns]]

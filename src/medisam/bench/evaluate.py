@@ -162,7 +162,7 @@ class CaseEvaluator:
 
         s = self.settings
         try:
-            rows = cvpr25.evaluate_case(case, predictor, strategy.name, s.window, s.tolerance_mm)
+            rows = cvpr25.evaluate_case(case, predictor, strategy.name, s.window)  # NSD at the protocol's 2 mm
         except Exception as exc:  # noqa: BLE001
             out.errors.append(_error(ref, exc, s, model_label, strategy.name, "all"))
             return

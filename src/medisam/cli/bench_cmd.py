@@ -67,7 +67,8 @@ def bench(
     targets: Optional[str] = typer.Option(None, "--targets", help="label (default), component or instance."),
     min_area: Optional[int] = typer.Option(None, "--min-area", help="Skip targets smaller than this (pixels)."),
     max_targets: Optional[int] = typer.Option(None, "--max-targets", help="Keep the N largest targets per case."),
-    tolerance: Optional[float] = typer.Option(None, "--nsd-tolerance", help="NSD tolerance in mm (default 2)."),
+    tolerance: Optional[float] = typer.Option(None, "--nsd-tolerance", help="NSD tolerance in mm (default 2); "
+                                              "the cvpr25 strategies keep the protocol's 2 mm."),
     window: Optional[str] = common.WindowOpt,
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
     resume: bool = typer.Option(False, "--resume", help="Continue OUTDIR/results.csv, skipping finished rows."),
