@@ -95,7 +95,7 @@ def test_sam2_family_and_gpu_stay_on_torch(auto_env, monkeypatch):
     from medisam.models.registry import get_spec
 
     spec = replace(get_spec("litemedsam-tiny"), family="sam2")
-    assert backends._auto_choice(spec, torch.device("cpu"), "fp32") == ("torch", "fp32")
+    assert backends._auto_choice(spec, torch.device("cpu"), None) == ("torch", "fp32")
 
 
 def test_cli_uses_auto_without_a_flag(auto_env, tmp_path, capsys):
@@ -191,3 +191,23 @@ def test_a_lock_that_cannot_be_taken_only_costs_a_second_calibration(auto_env, m
     with calibration_lock(timeout_s=0.1):
         ran.append(True)
     assert ran == [True] and "calibrating without it" in caplog.text
+
+
+def test_a_precision_given_is_kept_by_auto(auto_env, monkeypatch):
+    """``--precision fp32`` was read as "not given": auto ran the measured bf16 and said so on stderr
+    only. A precision given is kept, on the measured backend where it runs there; one no installed
+    backend runs is one line naming what is."""
+    from medisam.models.registry import get_spec
+
+    spec = get_spec("litemedsam")
+    write_speed_profile({"auto": {"backend": "openvino", "precision": "bf16"}})
+    monkeypatch.setattr(backends, "choose_auto", lambda device: ("openvino", "bf16"))
+    monkeypatch.setattr(backends, "backend_available", lambda b: b in ("openvino", "torch"))
+    monkeypatch.setattr(backends, "supported_precisions",
+                        lambda b, device: {"openvino": ["fp32", "bf16"], "torch": ["fp32"]}[b])
+    cpu = torch.device("cpu")
+    assert backends._auto_choice(spec, cpu, None) == ("openvino", "bf16")  # not given: as measured
+    assert backends._auto_choice(spec, cpu, "fp32") == ("openvino", "fp32")  # given: kept
+    with pytest.raises(ModelError, match=r"precision fp16 is not available on cpu here with any installed backend "
+                                         r"\(openvino, torch\); available: bf16, fp32"):
+        backends._auto_choice(spec, cpu, "fp16")

@@ -100,8 +100,9 @@ def test_auto_on_cuda_keeps_fp32_for_families_not_measured(monkeypatch):
 
     monkeypatch.delenv("MEDISAM_BACKEND", raising=False)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (9, 0))
-    assert B._auto_choice(get_spec("litemedsam"), CUDA, "fp32") == ("torch", "fp16")
-    assert B._auto_choice(get_spec("sam-vit-b"), CUDA, "fp32") == ("torch", "fp32")
+    assert B._auto_choice(get_spec("litemedsam"), CUDA, None) == ("torch", "fp16")
+    assert B._auto_choice(get_spec("sam-vit-b"), CUDA, None) == ("torch", "fp32")
+    assert B._auto_choice(get_spec("litemedsam"), CUDA, "fp32") == ("torch", "fp32")  # asked for: kept
     assert B._auto_choice(get_spec("sam-vit-b"), CUDA, "bf16") == ("torch", "bf16")  # asked for: kept
 
 

@@ -32,8 +32,9 @@ SeriesOpt = typer.Option(None, "--series", help="SeriesInstanceUID when a DICOM 
 MaxVoxelsOpt = typer.Option(None, "--max-voxels", help="Refuse inputs larger than this (0 = no limit).")
 BackendOpt = typer.Option("auto", "--backend", help="Inference backend: auto (default), torch, onnx or openvino "
                                                      "(auto = the fastest measured here; see `medisam info --backends`).")
-PrecisionOpt = typer.Option("fp32", "--precision", help="fp32, bf16 (CPU with AVX512_BF16/AMX, or CUDA), "
-                                                        "fp16 (CUDA) or int8 (onnx encoder).")
+PrecisionOpt = typer.Option(None, "--precision", help="fp32, bf16 (CPU with AVX512_BF16/AMX, or CUDA), "
+                                                      "fp16 (CUDA) or int8 (onnx encoder). Default: the one "
+                                                      "--backend auto measured here (fp32 on a named backend).")
 ThreadsOpt = typer.Option(None, "--threads", help="CPU threads (default $MEDISAM_THREADS or all available).")
 ScribbleOpt = typer.Option([], "--scribble", help="x0,y0,x1,y1,...[:label]: a polyline in pixels on the prompted "
                            "slice; clicks every 8 pixels along it (at most 16), label 1 positive (default) or 0 "
@@ -192,7 +193,7 @@ def read_input(path: Path, **kwargs):  # noqa: ANN201 - a MedicalImage
     return image
 
 
-def model_options(backend: str, precision: str, threads: Optional[int]) -> dict:
+def model_options(backend: str, precision: Optional[str], threads: Optional[int]) -> dict:
     """``--backend/--precision/--threads`` -> ``load_model`` keyword arguments.
 
     Checked before any input is read, so a typo fails at once with a one-line error.
@@ -202,7 +203,7 @@ def model_options(backend: str, precision: str, threads: Optional[int]) -> dict:
 
     if backend not in (*BACKENDS, "auto"):
         raise ModelError(f"unknown --backend {backend!r}; choose one of {', '.join(BACKENDS)} or auto")
-    if precision not in PRECISIONS:
+    if precision is not None and precision not in PRECISIONS:
         raise ModelError(f"unknown --precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")
@@ -217,7 +218,7 @@ def load(model: str, checkpoint: Optional[Path], device: str, runtime: dict):
         from medisam.models import load_model
 
         net = load_model(model, checkpoint=checkpoint, device=device, **runtime)
-    if (runtime["backend"], runtime["precision"], runtime["threads"]) != ("torch", "fp32", None):
+    if (runtime["backend"], runtime["precision"] or "fp32", runtime["threads"]) != ("torch", "fp32", None):
         typer.echo(describe_model(net), err=True)
     return net
 

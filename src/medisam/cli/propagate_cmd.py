@@ -81,7 +81,7 @@ def propagate(
     checkpoint: Optional[Path] = common.CheckpointOpt,
     device: str = common.DeviceOpt,
     backend: str = common.BackendOpt,
-    precision: str = common.PrecisionOpt,
+    precision: Optional[str] = common.PrecisionOpt,
     threads: Optional[int] = common.ThreadsOpt,
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Folder for one overlay PNG per slice with mask "
                                            "(for a video: an .mp4 file)."),

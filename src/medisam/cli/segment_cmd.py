@@ -39,7 +39,7 @@ def segment(
     checkpoint: Optional[Path] = common.CheckpointOpt,
     device: str = common.DeviceOpt,
     backend: str = common.BackendOpt,
-    precision: str = common.PrecisionOpt,
+    precision: Optional[str] = common.PrecisionOpt,
     threads: Optional[int] = common.ThreadsOpt,
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write an overlay PNG for people."),
     max_voxels: Optional[int] = common.MaxVoxelsOpt,

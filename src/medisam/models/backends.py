@@ -76,19 +76,23 @@ def calibrate(base: PromptableModel, threads: int, repeats: int = 3) -> tuple[di
 
 
 def load_backend(spec: ModelSpec, checkpoint: str | Path | None, device: str | torch.device,
-                 backend: str, precision: str = "fp32", threads: int | None = None) -> LoadedModel:
+                 backend: str, precision: str | None = None, threads: int | None = None) -> LoadedModel:
     """Load ``spec`` on ``backend`` (see the module docstring); the one entry from ``load_model``.
 
-    With ``backend="auto"`` the default ``precision="fp32"`` is replaced by the measured
-    profile's precision (only ever one that passed the Dice guard); any other precision
-    is kept. ``device="auto"`` falls back to the CPU for runtimes without GPU support here.
+    ``precision`` None: with ``backend="auto"`` the measured profile's precision (only ever one
+    that passed the Dice guard), else fp32. A precision given is kept, ``auto`` then picking a
+    backend that runs it. ``device="auto"`` falls back to the CPU for runtimes without GPU support here.
     """
-    check_precision(precision)
+    if precision is not None:
+        check_precision(precision)
     dev = resolve_device(device)
     n_threads = resolve_threads(threads)
     auto = backend == "auto"
+    measured = auto and precision is None  # auto's own choice of precision: calibrated on first use
     if auto:
         backend, precision = _auto_choice(spec, dev, precision)
+    elif precision is None:
+        precision = "fp32"
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)} or auto")
     if device == "auto" and dev.type != "cpu" and not _accelerated(backend, dev):
@@ -104,7 +108,7 @@ def load_backend(spec: ModelSpec, checkpoint: str | Path | None, device: str | t
     # a fast backend reads its exported graphs: the torch network is built only if they must be made
     base = load_torch(spec, checkpoint, dev if backend == "torch" else "cpu", lazy=backend != "torch")
     calibrated = None
-    if (auto and backend != "torch" and precision == "fp32" and not spec.is_test_model
+    if (measured and backend != "torch" and precision == "fp32" and not spec.is_test_model
             and read_speed_profile() is None and env_backend() is None):
         # processes that start together calibrate once: the others wait and read its profile
         with calibration_lock():
@@ -128,18 +132,26 @@ def load_backend(spec: ModelSpec, checkpoint: str | Path | None, device: str | t
     return model
 
 
-def _auto_choice(spec: ModelSpec, device: torch.device, precision: str) -> tuple[str, str]:
-    """What ``auto`` resolves to for ``spec`` (an explicit non-fp32 precision is kept)."""
+def _auto_choice(spec: ModelSpec, device: torch.device, precision: str | None) -> tuple[str, str]:
+    """What ``auto`` resolves to for ``spec``: the measured (backend, precision) for ``precision``
+    None; a precision given is kept, on the measured backend where it runs there, else on the
+    first installed backend that runs it (``--precision fp32`` was read as "not given" and ran bf16)."""
     if not spec.capabilities.onnx_export:
-        return "torch", "fp32" if precision == "fp32" else precision
+        return "torch", precision or "fp32"
     backend, auto_precision = choose_auto(device)
     if device.type == "cuda" and not spec.capabilities.cuda_fast_path:
         auto_precision = "fp32"  # fp16 on CUDA is measured only where the family says so
-    if precision != "fp32":
-        if precision not in supported_precisions(backend, device):
-            return "torch", precision  # e.g. --precision fp16 on CUDA
+    if precision is None:
+        return backend, auto_precision
+    if device.type != "cpu":  # a GPU's backend is torch: a precision it lacks is told by load_backend
         return backend, precision
-    return backend, auto_precision
+    candidates = list(dict.fromkeys((backend, *AUTO_ORDER, "torch")))  # the measured one first
+    for candidate in candidates:
+        if backend_available(candidate) and precision in supported_precisions(candidate, device):
+            return candidate, precision
+    offered = sorted({p for b in candidates if backend_available(b) for p in supported_precisions(b, device)})
+    raise ModelError(f"precision {precision} is not available on {device.type} here with any installed backend "
+                     f"({', '.join(b for b in candidates if backend_available(b))}); available: {', '.join(offered)}")
 
 
 def make_backend(base: LoadedModel, backend: str, precision: str, device: torch.device,

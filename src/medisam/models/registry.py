@@ -59,7 +59,7 @@ register(ModelSpec(
 
 def load_model(name: str = "litemedsam", checkpoint: str | Path | None = None,
                device: str | torch.device = "auto", backend: str = "auto",
-               precision: str = "fp32", threads: int | None = None) -> LoadedModel:
+               precision: str | None = None, threads: int | None = None) -> LoadedModel:
     """Build the model ``name`` and load its weights.
 
     Returns a :class:`~medisam.models.promptable.PromptableModel` for 2D-promptable models
@@ -75,14 +75,15 @@ def load_model(name: str = "litemedsam", checkpoint: str | Path | None = None,
             masks pass the Dice guard against torch fp32; torch on GPUs and for SAM 2),
             ``"torch"``, ``"onnx"`` or ``"openvino"``; see :mod:`medisam.models.backends`.
             Training and anything that needs the torch network's gradients pass ``"torch"``.
-        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or ``"int8"`` (onnx encoder).
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or ``"int8"`` (onnx encoder); None
+            (default): what ``auto`` measured, fp32 on a named backend.
         threads: CPU threads (default ``$MEDISAM_THREADS`` or all CPUs available).
 
     Raises:
         ModelError: unknown name, missing/corrupt checkpoint, hash or state-dict mismatch.
     """
     spec = get_spec(name)
-    if backend != "torch" or precision != "fp32" or threads is not None:
+    if backend != "torch" or precision not in (None, "fp32") or threads is not None:
         from medisam.models import backends
 
         return backends.load_backend(spec, checkpoint, device, backend, precision, threads)
