@@ -38,6 +38,11 @@ class ModelError(MedisamError):
     """Unknown model, missing or corrupt checkpoint, mismatched state dict."""
 
 
+class CheckpointError(ModelError):
+    """A weights file that cannot be used: missing, corrupt, of another model or architecture. The
+    file is at fault, so no other backend is tried with it."""
+
+
 class OutputExistsError(MedisamError):
     """An output file exists and ``force`` was not given."""
 

@@ -211,3 +211,18 @@ def test_a_precision_given_is_kept_by_auto(auto_env, monkeypatch):
     with pytest.raises(ModelError, match=r"precision fp16 is not available on cpu here with any installed backend "
                                          r"\(openvino, torch\); available: bf16, fp32"):
         backends._auto_choice(spec, cpu, "fp16")
+
+
+def test_a_corrupt_checkpoint_is_told_once_not_retried_on_torch(auto_env, tmp_path, caplog, capsys):
+    """A truncated checkpoint failed the export, was retried on torch with a warning and a progress
+    line about a backend being unavailable, then failed again: four lines for one bad file."""
+    from medisam.errors import CheckpointError
+
+    good = tmp_path / "tiny.pth"
+    torch.save(load_model("litemedsam-tiny", device="cpu", backend="torch").net.state_dict(), good)
+    bad = tmp_path / "cut.pth"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    write_speed_profile({"auto": {"backend": "openvino", "precision": "fp32"}})
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*cut.pth"):
+        load_model("litemedsam-tiny", checkpoint=bad, device="cpu")
+    assert "falls back" not in caplog.text and "unavailable" not in capsys.readouterr().err

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from medisam.errors import ModelError
+from medisam.errors import CheckpointError, ModelError
 from medisam.models import calibration
 from medisam.models.calibration import calibration_candidates  # noqa: F401 - re-export
 from medisam.models.cuda_graph import GraphedEncoder
@@ -119,7 +119,7 @@ def load_backend(spec: ModelSpec, checkpoint: str | Path | None, device: str | t
     try:
         model = calibrated or _make_backend(base, backend, precision, dev, n_threads)
     except Exception as exc:
-        if not auto or backend == "torch":
+        if not auto or backend == "torch" or isinstance(exc, CheckpointError):  # a bad file fails on torch too
             raise
         # auto never fails where torch works (e.g. an export a runtime cannot compile)
         log.warning("backend %s failed for %s (%s); auto falls back to torch fp32", backend, spec.name, exc)

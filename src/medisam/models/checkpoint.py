@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from medisam.errors import ModelError, first_line
+from medisam.errors import CheckpointError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +25,10 @@ def file_sha256(path: Path) -> str:
 
 
 def verify_sha256(path: Path, expected: str | None) -> str:
-    """Return the file's hash; raise ModelError when ``expected`` is given and differs."""
+    """Return the file's hash; raise CheckpointError when ``expected`` is given and differs."""
     actual = file_sha256(path)
     if expected is not None and actual != expected:
-        raise ModelError(f"checkpoint {path} has sha256 {actual[:16]}..., expected {expected[:16]}... "
+        raise CheckpointError(f"checkpoint {path} has sha256 {actual[:16]}..., expected {expected[:16]}... "
                          "(corrupt or wrong file)")
     return actual
 
@@ -53,15 +53,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
-        raise ModelError(f"cannot read checkpoint {path}: the file is empty (0 bytes)")
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes)")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise ModelError(f"cannot read checkpoint {path}: {load_error(exc)}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {load_error(exc)}") from None
     if not isinstance(saved, dict):
-        raise ModelError(f"checkpoint {path} does not hold a state dict")
+        raise CheckpointError(f"checkpoint {path} does not hold a state dict")
     for key in ("model", "state_dict"):
         if key in saved and isinstance(saved[key], dict):
             return {**saved, "model": saved[key]}
@@ -88,5 +88,5 @@ def apply_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str
     if wrong_shape:
         problems.append(f"shape mismatch: {_first(wrong_shape, 3)}")
     if problems:
-        raise ModelError(f"checkpoint {source} does not match the architecture: " + "; ".join(problems))
+        raise CheckpointError(f"checkpoint {source} does not match the architecture: " + "; ".join(problems))
     net.load_state_dict(state, strict=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from medisam.errors import ModelError
+from medisam.errors import CheckpointError, ModelError
 from medisam.models import adapters, litemedsam
 from medisam.models.checkpoint import apply_state_dict, read_checkpoint, verify_sha256
 from medisam.models.device import resolve_device
@@ -59,7 +59,7 @@ def _rebuild_for_checkpoint(spec: ModelSpec, net: torch.nn.Module, saved: dict) 
     meta = saved.get("medisam") if isinstance(saved.get("medisam"), dict) else {}
     base = meta.get("base_model")
     if base is not None and base != spec.name:
-        raise ModelError(f"checkpoint was fine-tuned from {base!r}; load it as model {base!r}")
+        raise CheckpointError(f"checkpoint was fine-tuned from {base!r}; load it as model {base!r}")
     if meta.get("mode") == "adapter":
         net = adapters.rebuild(net, meta)
     return net
@@ -74,7 +74,7 @@ def load_torch(spec: ModelSpec, checkpoint: str | Path | None = None,
     already exported for these weights never does). Random test weights are built now.
 
     Raises:
-        ModelError: missing/corrupt checkpoint, hash or state-dict mismatch (with ``lazy``,
+        CheckpointError: missing/corrupt checkpoint, hash or state-dict mismatch (with ``lazy``,
         a corrupt file whose hash was not given fails when the network is first built).
     """
     path = Path(checkpoint) if checkpoint is not None else find_checkpoint(spec)
@@ -82,11 +82,11 @@ def load_torch(spec: ModelSpec, checkpoint: str | Path | None = None,
     if path is None:
         if not spec.is_test_model:
             where = weights_dir() / (spec.checkpoint_file or "?")
-            raise ModelError(f"no weights for {spec.name!r}: give a checkpoint file or place "
+            raise CheckpointError(f"no weights for {spec.name!r}: give a checkpoint file or place "
                              f"{spec.checkpoint_file} at {where}")
     else:
         if not path.is_file():
-            raise ModelError(f"checkpoint not found: {path}")
+            raise CheckpointError(f"checkpoint not found: {path}")
         sha = verify_sha256(path, spec.sha256 if checkpoint is None else None)
 
     def build() -> torch.nn.Module:
