@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from medisam.errors import ModelError, OutputExistsError, require
 from medisam.export.tinyvit_export import channels_last_friendly
-from medisam.models.promptable import PromptableModel
+from medisam.models.promptable import IMAGENET_MEAN, IMAGENET_STD, PromptableModel
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,12 @@ def export_metadata(model: PromptableModel, opset: int) -> dict:
             "pad": "zero pad bottom/right to input_size x input_size",
             "order": ("resize, then per-image min-max to [0, 1], then pad" if s.intensity == "minmax"
                       else "resize, then (x - mean) / std on 0-255 values, then pad"),
+            **({} if s.intensity == "minmax" else {"mean": IMAGENET_MEAN.tolist(), "std": IMAGENET_STD.tolist()}),
+            # as the published code reads 8-bit files (masks then match it to the pixel)
+            "resize_as_uint8": "an image of whole values in 0..255 is resized as uint8, then made float32; "
+                               "other images are resized as float32",
+            "resized_hw": ("round(H * input_size / max(H, W)), round(W * ...), at least 1" if s.resize == "longest"
+                           else "input_size, input_size"),
             "layout": "NCHW float32, RGB",
         },
         "encoder": {"file": ENCODER_FILE, "inputs": ["image"], "outputs": ["image_embeddings"]},
@@ -205,9 +211,15 @@ def export_metadata(model: PromptableModel, opset: int) -> dict:
             "outputs": ["low_res_logits", "iou_predictions"],
             "point_labels": {"-1": "padding", "0": "negative", "1": "positive",
                              "2": "box top-left", "3": "box bottom-right"},
-            "coords": "XY on the model input grid (pixels of the input_size square)",
+            "coords": "XY on the model input grid (pixels of the input_size square): pixel XY times the "
+                      "resize's scale",
+            "floor_box_coords": bool(s.integer_boxes),  # box corners floored on that grid, as the model was trained
+            "padding_point": {"coords": [0.0, 0.0], "label": -1,
+                              "when": "a prompt without a box ends with it (points alone decode wrongly without)"},
             "masks": "index 0 single-mask output, 1-3 multimask outputs",
         },
+        "postprocessing": "low_res_logits: bilinear to input_size x input_size, crop to the resized image "
+                          "(resized_hw), bilinear to the image's H x W, mask = logits > 0",
     }
 
 

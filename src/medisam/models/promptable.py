@@ -16,8 +16,8 @@ from medisam.errors import PromptError
 from medisam.models.loaded import LoadedModel
 from medisam.models.transform import InputTransform
 
-_IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
-_IMAGENET_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
+IMAGENET_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 
 #: box prompts per decoder call on a CPU (:meth:`PromptableModel.decode_boxes`). A CPU does a batch's
 #: work per prompt, no faster than one prompt at a time, and holds every prompt's activations at once
@@ -116,7 +116,7 @@ class PromptableModel(LoadedModel):
             lo, hi = float(resized.min()), float(resized.max())
             resized = (resized - lo) / max(hi - lo, 1e-8)
         else:
-            resized = (resized - _IMAGENET_MEAN) / _IMAGENET_STD
+            resized = (resized - IMAGENET_MEAN) / IMAGENET_STD
         padded = np.zeros((t.input_size, t.input_size, 3), dtype=np.float32)
         padded[:rh, :rw] = resized
         tensor = torch.from_numpy(padded).permute(2, 0, 1)[None].to(self.device)
