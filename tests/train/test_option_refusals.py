@@ -75,3 +75,18 @@ def test_finetune_refuses_a_config_input_that_an_output_would_overwrite(tiny_dat
     _refused(["finetune", str(tiny_dataset), "-o", str(tmp_path / "w.pt"), "--config", str(cfg), "--force", *TINY],
              capsys, "is an input")
     assert cfg.read_text() == '{"mode": "decoder"}'
+
+
+def test_finetune_names_its_outputs_and_checks_the_dataset_first(tiny_dataset, tmp_path, capsys):
+    """`-o x.txt` wrote a checkpoint named x.txt; a state left beside x.pth by an earlier run was
+    refused as 'x.state.pt: exists', a file the user never named, before a missing dataset was told."""
+    _refused(["finetune", str(tiny_dataset), "-o", str(tmp_path / "x.txt"), *TINY], capsys,
+             "x.txt: a checkpoint is written as .pt or .pth (its state and config go beside it)")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "x.state.pt").write_bytes(b"an earlier run's state")
+    _refused(["finetune", str(tmp_path / "nothing"), "-o", str(tmp_path / "x.pth"), *TINY], capsys,
+             "nothing: no such dataset folder")
+    err = _refused(["finetune", str(tiny_dataset), "-o", str(tmp_path / "x.pth"), *TINY], capsys,
+                   "x.state.pt (the training state a run writes beside ")
+    assert "--force" in err
+    assert (tmp_path / "x.state.pt").read_bytes() == b"an earlier run's state"

@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn as nn
 
-from medisam.errors import InputError, MedisamError, first_line
+from medisam.bench.datasets import detect_layout
+from medisam.errors import InputError, MedisamError, OutputExistsError, first_line
 from medisam.io import atomic_write
 from medisam.io.atomic import check_output
 from medisam.models import load_model
@@ -234,6 +235,7 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
     started = time.monotonic()
     output = Path(config.output)
     state_path = state_path_for(output)
+    detect_layout(Path(config.data))  # a missing dataset is told before any output is
     check_outputs(output, force, resume)
     resume_state = _read_resume(resume_state_path(resume), config) if resume is not None else None
     device = resolve_device(config.device)
@@ -399,6 +401,10 @@ def _optimizer_step(optimizer: torch.optim.Optimizer, scheduler, scaler) -> bool
     return moves
 
 
+#: What a fine-tuned checkpoint may be called (it loads with ``--checkpoint``).
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+
+
 def output_paths(output: str | Path) -> list[Path]:
     """Every file a run writes: the checkpoint, its training state and its configuration."""
     output = Path(output)
@@ -418,14 +424,23 @@ def check_outputs(output: Path, force: bool, resume: str | Path | None) -> None:
     run in place and needs no ``force``; with ``force`` it is refused, since ``force`` means
     overwriting and the state is the input.
     """
+    if output.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise InputError(f"{output}: a checkpoint is written as {' or '.join(CHECKPOINT_SUFFIXES)} "
+                         f"(its state and config go beside it); name it e.g. {output.stem}.pth")
     state = resume_state_path(resume) if resume is not None else None
     in_place = state is not None and state.resolve() == state_path_for(output).resolve()
     if in_place and force:
         raise InputError(f"{state} is the training state of {output}, an input that force=True would overwrite; "
                          "drop force=True to continue that run in place, or write to another output")
     protected = [state] if state is not None and not in_place else []
-    for path in output_paths(output):
-        check_output(path, force=force or in_place, protected=protected)
+    for path, what in zip(output_paths(output), ("", "the training state", "the configuration")):
+        try:
+            check_output(path, force=force or in_place, protected=protected)
+        except OutputExistsError:
+            if not what:
+                raise
+            raise OutputExistsError(f"{path} ({what} a run writes beside {output}) exists; pass force=True to "
+                                    f"overwrite it, or write to another output") from None
 
 
 def _save_state(path: Path, config: FinetuneConfig, net: nn.Module, optimizer, scheduler, stopper: EarlyStopping,
