@@ -119,3 +119,24 @@ def test_atomic_write_failure_leaves_nothing(tmp_path):
     with atomic_write(target) as tmp:
         tmp.write_text("done")
     assert target.read_text() == "done" and list(tmp_path.iterdir()) == [target]
+
+
+def test_an_unwritable_output_is_named_by_its_own_path(tmp_path, monkeypatch):
+    """`-o /proc/m.png` loaded the model, then failed naming a temporary folder
+    ('/proc/.medisam-tmp-wqpfzpe6'); a folder the user may not write in is told before any work."""
+    import errno
+    import os
+    import tempfile
+
+    from medisam.io.atomic import check_output
+
+    def refuse(*args, **kwargs):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(tmp_path / ".medisam-tmp-x"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    with pytest.raises(OSError, match=r"^cannot write .*m\.png: No such file or directory$"):
+        with atomic_write(tmp_path / "m.png") as tmp:
+            tmp.write_bytes(b"x")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(InputError, match=r"m\.png: cannot write in .* \(permission denied\)"):
+        check_output(tmp_path / "sub" / "m.png", force=False)

@@ -99,6 +99,8 @@ def check_output(path: Path, *, force: bool, protected: Iterable[str | Path] = (
     above = next((a for a in path.absolute().parents if a.exists()), None)
     if above is not None and not above.is_dir():  # found only when writing, after the work: "[Errno 17]"
         raise InputError(f"{path}: {above} is a file, not a folder")
+    if above is not None and not os.access(above, os.W_OK | os.X_OK):  # else found after the work
+        raise InputError(f"{path}: cannot write in {above} (permission denied)")
     if folder:
         if path.exists() and not path.is_dir():
             raise InputError(f"{path}: exists and is not a folder")
@@ -124,8 +126,11 @@ def atomic_write(
     path = Path(path).expanduser()
     protected = [Path(p) for p in protected if p]
     check_output(path, force=force, protected=protected)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = make_tmp_dir(path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmpdir = make_tmp_dir(path.parent)
+    except OSError as exc:  # named by the output asked for, not by a temporary folder's name
+        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         tmp = tmpdir / path.name
         yield tmp
