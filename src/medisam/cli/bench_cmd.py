@@ -48,10 +48,13 @@ def bench(
     output: Path = typer.Option(..., "--output", "-o", help="Output folder (results.csv, errors.csv, report)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Comma-separated models (name or "
                                                                    "name@checkpoint); default litemedsam."),
-    prompts: Optional[str] = typer.Option(None, "--prompts", "-p", help="Comma-separated strategies: box, "
-                                          "box-jitter10, point, point-box, points5, points5neg5, clicks10, "
-                                          "box-clicks5, box-walker5, "
-                                          "everything, box3d, keyslice (default: box)."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", "-p", help="Comma-separated strategies (default box): "
+                                          "2D box, box-jitterP (P % of the box, e.g. box-jitter10), point, point-box, "
+                                          "pointsN, pointsNnegM, clicksN, box-clicksN, box-walkerN, "
+                                          "everything[S][-points|-boxes][-single][-stabF][-iouF] (e.g. "
+                                          "everything8-stab0.6); 3D box3d, keyslice, recist, cvpr25, "
+                                          "cvpr25-box3d[-ref|-slice]. "
+                                          "docs/benchmark.md lists them all."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML/JSON config (datasets with per-dataset "
                                                                        "settings, models, prompts, ...)."),
     max_cases: Optional[int] = typer.Option(None, "--max-cases", help="First N cases (by id) of each dataset."),
