@@ -155,7 +155,8 @@ class Box3D:
     def __post_init__(self) -> None:
         v = _finite((self.x0, self.y0, self.z0, self.x1, self.y1, self.z1), "3D box")
         if v[3] < v[0] or v[4] < v[1] or v[5] < v[2]:
-            raise PromptError(f"3D box {v} is inverted: need x0<=x1, y0<=y1, z0<=z1")
+            raise PromptError(f"3D box ({','.join(f'{c:g}' for c in v)}) is inverted: need x0 <= x1, y0 <= y1 and "
+                              "z0 <= z1")
 
     def box2d(self) -> Box:
         """The x/y extent as a 2D pixel box (inclusive voxel indices -> pixel edges)."""

@@ -46,5 +46,5 @@ def test_mask_prompt_and_box3d():
     assert b.box2d().as_array().tolist() == [1, 2, 5, 6]
     with pytest.raises(PromptError, match="outside"):
         b.check_inside((6, 10, 10))
-    with pytest.raises(PromptError, match="inverted"):
+    with pytest.raises(PromptError, match=r"^3D box \(1,2,3,0,5,6\) is inverted: need x0 <= x1"):  # as a 2D box's
         Box3D(1, 2, 3, 0, 5, 6)
