@@ -161,3 +161,26 @@ def test_bad_outputs_and_models_leave_nothing_behind(dataset, tmp_path, tiny_mod
     truncated.write_bytes(b"PK\x03\x04" + b"0" * 64)
     assert main(base + ["-o", str(out), "--model", f"litemedsam-tiny@{truncated}"]) == 2
     assert not out.exists()  # the folder this run made is gone with its config.json
+
+
+def test_the_report_sets_models_side_by_side_on_the_targets_they_share(tmp_path):
+    """Several models were stacked row under row, each over its own targets, and named by the
+    checkpoint's whole path. Now one table holds each model's DSC on the targets every model
+    scored and the paired difference to the first model given (the reference), names shortened."""
+    import pandas as pd
+
+    from medisam.bench.report import write_report
+
+    rows = []
+    for model, dscs in (("sam-vit-b@/x/y/sam_vit_b.pth", [0.5, 0.6, None]), ("litemedsam", [0.8, 0.7, 0.9])):
+        for case, dsc in zip(("a", "b", "c"), dscs):
+            if dsc is not None:  # the first model failed case c: it is left out of the pairing
+                rows.append({col: "" for col in RESULT_COLUMNS} | {
+                    "dataset": "d", "modality": "OT", "case": case, "target": "label1", "target_id": "1",
+                    "model": model, "strategy": "box", "seed": 0, "dsc": dsc, "nsd": dsc, "hd95": 1.0,
+                    "time_s": 0.1})
+    pd.DataFrame(rows, columns=RESULT_COLUMNS).to_csv(tmp_path / "results.csv", index=False)
+    write_report(tmp_path, {"settings": {"models": ["litemedsam", "sam-vit-b@/x/y/sam_vit_b.pth"]}})
+    report = (tmp_path / "report.md").read_text().partition("## Configuration")[0]  # which keeps the path
+    assert "/x/y/" not in report and "sam-vit-b@sam_vit_b.pth" in report
+    assert ("| d | box | 2 | 0.750 | 0.550 | -0.200 ± 0.196 |" in report), report

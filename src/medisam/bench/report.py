@@ -67,6 +67,40 @@ def summarise(df, by: list[str]):
     return out
 
 
+def short_labels(models) -> dict[str, str]:
+    """Report names of model labels: ``name@/a/b/w.pth`` -> ``name@w.pth`` where that stays unique
+    (a full path made every table and plot title of a run with checkpoints unreadable)."""
+    from pathlib import PurePath
+
+    models = list(dict.fromkeys(models))
+    short = {m: m.partition("@")[0] + ("@" + PurePath(m.partition("@")[2]).name if "@" in m else "") for m in models}
+    return short if len(set(short.values())) == len(short) else {m: m for m in models}
+
+
+def side_by_side(fin, order: list[str] | None = None):
+    """Per (dataset, strategy), the models on the same targets: each one's mean DSC over the targets
+    every model scored (paired), and each later model's mean difference to the first one (of ``order``,
+    the run's ``--model`` list, where given), the reference, with its 95 % interval (normal
+    approximation); None with one model."""
+    present = list(dict.fromkeys(fin["model"]))
+    models = [m for m in dict.fromkeys(order or []) if m in present] + [m for m in present if m not in (order or [])]
+    if len(models) < 2:
+        return None
+    pd = require("pandas", "bench")
+    wide = (fin.set_index(["dataset", "strategy", "case", "target_id", "seed", "model"])["dsc"]
+            .unstack("model")[models].dropna())
+    rows = []
+    for (dataset, strategy), g in wide.groupby(level=["dataset", "strategy"], sort=True):
+        row = {"dataset": dataset, "strategy": strategy, "paired targets": len(g)}
+        row.update({f"{m} dsc": g[m].mean() for m in models})
+        for m in models[1:]:
+            d = g[m] - g[models[0]]
+            half = 1.96 * d.std(ddof=1) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+            row[f"{m} - {models[0]}"] = f"{d.mean():+.3f}" + ("" if half != half else f" ± {half:.3f}")
+        rows.append(row)
+    return pd.DataFrame(rows) if rows else None
+
+
 def _md_table(df, floats: int = 3) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
@@ -199,7 +233,11 @@ def write_report(outdir: str | Path, config: dict[str, Any] | None = None) -> li
     """Write the tables and plots for ``outdir/results.csv``; returns the files written."""
     outdir = Path(outdir)
     df = load_results(outdir)
+    short = short_labels(df["model"].astype(str))
+    df["model"] = df["model"].astype(str).map(short)
     fin = final_rows(df)
+    given = ((config or {}).get("settings") or {}).get("models") or []
+    paired = side_by_side(fin, [short.get(str(m), str(m)) for m in given])
     overall = summarise(fin, ["model", "modality", "strategy"])
     per_target = summarise(fin, ["dataset", "target", "model", "strategy"])
     by_strategy = summarise(fin, ["model", "strategy"])
@@ -211,9 +249,11 @@ def write_report(outdir: str | Path, config: dict[str, Any] | None = None) -> li
     errors = outdir / "errors.csv"
     n_err = max(0, len(errors.read_text().splitlines()) - 1) if errors.exists() else 0
 
-    sections: list[tuple[str, Any]] = [("Model x strategy (all datasets)", by_strategy),
-                                       ("Model x modality x strategy", overall),
-                                       ("Per dataset and target", per_target)]
+    sections: list[tuple[str, Any]] = [("Model x strategy (all datasets)", by_strategy)]
+    if paired is not None:
+        sections.append(("Models side by side (the targets every model scored; the first model is the reference)",
+                         paired))
+    sections += [("Model x modality x strategy", overall), ("Per dataset and target", per_target)]
     if curve is not None:
         sections.append(("Dice versus clicks", curve))
     if jit is not None:
