@@ -557,3 +557,146 @@ def test_lasso_on_a_live_server_is_the_segment_on_its_slice(scene, tiny_url):
                            propagate=False)
     written = _segment_array(seg, result.segment_id, vol) > 0
     assert written[6, 30, 30] and written[6, 32, 34]
+
+
+# ------------------------------------- geometry: parent transforms, oriented ROIs, voxel edges, points vs ROI
+def _linear_transform(shift_mm, angle: float = 0.0):
+    """A linear transform node: a rotation by ``angle`` about S, then ``shift_mm`` (RAS)."""
+    import vtk
+
+    m = vtk.vtkMatrix4x4()
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0], [0.0, 0.0, 1.0]])
+    for r in range(3):
+        for c in range(3):
+            m.SetElement(r, c, rot[r, c])
+        m.SetElement(r, 3, shift_mm[r])
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    node.SetMatrixTransformToParent(m)
+    return node
+
+
+def _aligned_roi(lo_ijk, hi_ijk, ijk_to_world=IJK_TO_RAS):
+    """An ROI whose axes follow the volume's i, j, k (as Slicer's "rotate to volume" draws it), spanning
+    continuous IJK ``lo_ijk..hi_ijk`` of a volume whose IJK-to-world matrix is ``ijk_to_world``."""
+    import vtk
+
+    axes = np.asarray(ijk_to_world, float)[:3, :3]
+    spacing = np.linalg.norm(axes, axis=0)
+    lo, hi = np.asarray(lo_ijk, float), np.asarray(hi_ijk, float)
+    center = (ijk_to_world @ np.r_[(lo + hi) / 2, 1.0])[:3]
+    m = vtk.vtkMatrix4x4()
+    for r in range(3):
+        for c in range(3):
+            m.SetElement(r, c, axes[r, c] / spacing[c])
+        m.SetElement(r, 3, center[r])
+    roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+    roi.SetAndObserveObjectToNodeMatrix(m)
+    roi.SetSize(*((hi - lo) * spacing))
+    return roi
+
+
+def test_a_volume_under_a_parent_transform_is_prompted_and_written_where_it_is_shown(scene):
+    """A volume under a linear transform: the ROI and points drawn where the volume shows (world RAS) map
+    to its voxels, and the segment goes under the same transform; a non-linear transform is refused."""
+    tr = _linear_transform((6.0, 6.0, 0.0), angle=0.2)
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
+    vol.SetAndObserveTransformNodeID(tr.GetID())
+    world = np.array([[tr.GetMatrixTransformToParent().GetElement(r, c) for c in range(4)] for r in range(4)])
+    roi = _aligned_roi([9.6, 4.6, 2.6], [20.4, 25.4, 5.4], world @ IJK_TO_RAS)
+    assert MedisamSegmentCore.roi_to_slice_box(vol, roi) == (4, (10.0, 5.0, 21.0, 26.0), (3, 5))
+    fid = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    fid.AddControlPoint(*(world @ np.r_[_ras_of([12.0, 9.0, 4.0]), 1.0])[:3])
+    assert MedisamSegmentCore.markups_to_points(vol, fid, 1) == [(4, pytest.approx(12.0), pytest.approx(9.0), 1)]
+    far = _linear_transform((40.0, 40.0, 0.0))
+    vol.SetAndObserveTransformNodeID(far.GetID())  # the object shown 40 mm away, the ROI drawn there
+    far_roi = _aligned_roi([9.6, 4.6, 2.6], [20.4, 25.4, 5.4], _shifted(IJK_TO_RAS, (40.0, 40.0, 0.0)))
+    assert MedisamSegmentCore.roi_to_slice_box(vol, far_roi) == (4, (10.0, 5.0, 21.0, 26.0), (3, 5))
+    vol.SetAndObserveTransformNodeID(tr.GetID())
+    seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    result = MedisamSegmentCore(_RecordingClient()).segment(vol, seg, roi)
+    assert seg.GetParentTransformNode() is not None and seg.GetParentTransformNode().GetID() == tr.GetID()
+    written = _segment_array(seg, result.segment_id, vol) > 0
+    expected = np.zeros((9, 64, 64), bool)
+    expected[3:6, 20:30, 20:30] = True  # _RecordingSession's block, cut to the ROI's slices
+    assert np.array_equal(written, expected)
+    other = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    MedisamSegmentCore.write_segment(slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="plain"),
+                                     other, expected, "kept")
+    with pytest.raises(ValueError, match="under another transform"):  # moving it would move its segment
+        MedisamSegmentCore(_RecordingClient()).segment(vol, other, roi)
+    bent = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTransformNode")
+    bent.SetAndObserveTransformToParent(_thin_plate_spline())
+    vol.SetAndObserveTransformNodeID(bent.GetID())
+    with pytest.raises(ValueError, match="non-linear transform"):
+        MedisamSegmentCore.roi_to_slice_box(vol, roi)
+
+
+def _shifted(matrix: np.ndarray, shift_mm) -> np.ndarray:
+    """``matrix`` moved by ``shift_mm`` (RAS): a volume's IJK-to-world under a pure shift."""
+    out = np.array(matrix, float)
+    out[:3, 3] += shift_mm
+    return out
+
+
+def _thin_plate_spline():
+    """A non-linear (thin-plate spline) VTK transform."""
+    import vtk
+
+    source, target = vtk.vtkPoints(), vtk.vtkPoints()
+    for p in ((0, 0, 0), (10, 0, 0), (0, 10, 0), (0, 0, 10)):
+        source.InsertNextPoint(p)
+        target.InsertNextPoint(p[0] + 1, p[1], p[2] * 1.1)
+    tps = vtk.vtkThinPlateSplineTransform()
+    tps.SetSourceLandmarks(source)
+    tps.SetTargetLandmarks(target)
+    tps.SetBasisToR()
+    return tps
+
+
+def test_an_roi_aligned_to_a_rotated_volume_maps_to_its_voxels_not_its_ras_bounds(scene):
+    """The ROI's own orientation counts: an ROI rotated with the volume (29 degrees in-plane) covering voxels
+    i, j 40..59 is that box, not the larger box around its axis-aligned RAS bounds."""
+    tilt = np.eye(4)
+    tilt[:3, :3] = np.array([[np.cos(0.5), -np.sin(0.5), 0], [np.sin(0.5), np.cos(0.5), 0], [0, 0, 1.0]])
+    ijk_to_ras = tilt @ np.diag([1.0, 1.0, 2.0, 1.0])
+    vol = slicer.util.addVolumeFromArray(np.zeros((20, 100, 100), np.int16), ijk_to_ras, name="tilted")
+    roi = _aligned_roi([39.6, 39.6, 7.6], [59.4, 59.4, 11.4], ijk_to_ras)
+    assert MedisamSegmentCore.roi_to_slice_box(vol, roi) == (9, (40.0, 40.0, 60.0, 60.0), (8, 11))
+    roi = _aligned_roi([9.6, 4.6, 2.6], [20.4, 25.4, 5.4])  # and through the oblique, flipped test matrix
+    ball = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
+    assert MedisamSegmentCore.roi_to_slice_box(ball, roi) == (4, (10.0, 5.0, 21.0, 26.0), (3, 5))
+
+
+def test_an_roi_on_voxel_edges_covers_exactly_those_voxels(scene):
+    """Faces exactly on voxel edges (i 6..28, j 30..46, k 5..19 of the hippocampus case): those voxels,
+    no more; a voxel is inside when its centre is, whichever side the rounding error falls."""
+    ijk_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
+    ijk_to_ras[:3, 3] = [17.3, -4.1, 8.2]
+    vol = slicer.util.addVolumeFromArray(np.zeros((36, 50, 35), np.int16), ijk_to_ras, name="hippocampus")
+    for inset in (0.0, 1e-5, -1e-5, 0.1, 0.49):
+        roi = _roi(*_roi_box([6 - 0.5 + inset, 30 - 0.5 + inset, 5 - 0.5 + inset],
+                             [28 + 0.5 - inset, 46 + 0.5 - inset, 19 + 0.5 - inset], ijk_to_ras))
+        assert MedisamSegmentCore.roi_to_slice_box(vol, roi) == (12, (6.0, 30.0, 29.0, 47.0), (5, 19)), inset
+    roi = _roi(*_roi_box([6.51, 30.51, 5.51], [27.49, 45.49, 18.49], ijk_to_ras))  # past the centres: one less
+    assert MedisamSegmentCore.roi_to_slice_box(vol, roi) == (12, (7.0, 31.0, 28.0, 46.0), (6, 18))
+
+
+def _roi_box(lo_ijk, hi_ijk, ijk_to_ras):
+    """(centre, size) in RAS of the axis-aligned ROI spanning continuous IJK ``lo_ijk..hi_ijk``."""
+    lo, hi = ((ijk_to_ras @ np.r_[np.asarray(p, float), 1.0])[:3] for p in (lo_ijk, hi_ijk))
+    return (lo + hi) / 2, np.abs(hi - lo)
+
+
+@pytest.mark.parametrize("box3d", [False, True])
+def test_a_point_outside_the_roi_slices_is_an_error_before_any_request(scene, box3d):
+    """With an ROI the object lives on its slices; a point off them would be dropped (2D box path) or
+    refused after the upload (3D box): it is named, with the ROI's slice range, before anything is sent."""
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
+    seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    roi = _aligned_roi([9.6, 4.6, 2.6], [50.4, 50.4, 5.4])
+    client = _RecordingClient()
+    with pytest.raises(ValueError, match=r"the positive point at \(i, j\) = \(30, 30\) lies on slice 7, outside the ROI's slice range 3\.\.5"):
+        MedisamSegmentCore(client).segment(vol, seg, roi, positive_node=_points([30, 30, 7]), box3d=box3d)
+    assert client.calls == [] and seg.GetSegmentation().GetNumberOfSegments() == 0
+    MedisamSegmentCore(client).segment(vol, seg, roi, positive_node=_points([30, 30, 4]), box3d=box3d)
+    assert seg.GetSegmentation().GetNumberOfSegments() == 1  # a point on the ROI's slices is fine

@@ -2,7 +2,9 @@
 
 Coordinate frames: Slicer works in RAS, medisam (ITK, DICOM) in LPS. The conversion
 happens in exactly one place, :func:`geometry_from_ijk_to_ras`; everything else works in
-voxel indices. ``slicer.util.arrayFromVolume`` gives ``(k, j, i)`` arrays, which is
+voxel indices. Markups are read in world RAS and mapped to the volume's IJK through its parent
+transform (:meth:`MedisamSegmentCore.ijk_to_world`); the segmentation goes under that same
+transform, so it shows on the volume. ``slicer.util.arrayFromVolume`` gives ``(k, j, i)`` arrays, which is
 medisam's ``(Z, Y, X)`` order, so label arrays travel without transposes. Prompts on the
 server are pixels of slice ``k``: ``x = i`` (column), ``y = j`` (row).
 """
@@ -19,6 +21,11 @@ log = logging.getLogger(__name__)
 
 #: RAS <-> LPS: flip the first two physical axes.
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+#: voxels a voxel centre may lie outside an ROI face and still count as inside: rounding error only
+#: (Slicer keeps an ROI's geometry to about float precision, ~1e-6 voxel), so that an ROI drawn on
+#: voxel edges or centres covers those voxels, whichever side the error falls
+EDGE_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -78,10 +85,16 @@ def geometry_from_ijk_to_ras(ijk_to_ras: np.ndarray) -> tuple[tuple, tuple, tupl
 
 
 def _matrix(vtk_getter) -> np.ndarray:  # noqa: ANN001
+    """The 4x4 matrix a VTK getter fills in, as numpy."""
     import vtk
 
     mat = vtk.vtkMatrix4x4()
     vtk_getter(mat)
+    return _numpy(mat)
+
+
+def _numpy(mat) -> np.ndarray:  # noqa: ANN001
+    """A ``vtkMatrix4x4`` as a numpy 4x4 array."""
     return np.array([[mat.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
@@ -101,26 +114,46 @@ class MedisamSegmentCore:
     # ---------------------------------------------------------- geometry
     @staticmethod
     def ijk_to_ras(volume_node) -> np.ndarray:  # noqa: ANN001
+        """The volume's own IJK-to-RAS (its local frame, before any parent transform): the geometry sent."""
         return _matrix(volume_node.GetIJKToRASMatrix)
 
     @classmethod
+    def ijk_to_world(cls, volume_node) -> np.ndarray:  # noqa: ANN001
+        """IJK -> world RAS through the volume's parent transform: where Slicer shows the volume and
+        markups are drawn. A non-linear transform has no such matrix: an error, not a wrong box."""
+        parent = volume_node.GetParentTransformNode()
+        if parent is None:
+            return cls.ijk_to_ras(volume_node)
+        if not parent.IsTransformToWorldLinear():
+            raise ValueError(f"the volume {volume_node.GetName()!r} is under a non-linear transform "
+                             f"({parent.GetName()!r}): harden the transform on it first (Data module)")
+        return _matrix(parent.GetMatrixTransformToWorld) @ cls.ijk_to_ras(volume_node)
+
+    @classmethod
     def ras_to_ijk(cls, volume_node, ras: Sequence[Sequence[float]]) -> np.ndarray:  # noqa: ANN001
-        """RAS points (N, 3) -> continuous IJK (N, 3) of ``volume_node``."""
-        inv = np.linalg.inv(cls.ijk_to_ras(volume_node))
+        """World RAS points (N, 3) -> continuous IJK (N, 3) of ``volume_node``."""
+        inv = np.linalg.inv(cls.ijk_to_world(volume_node))
         pts = np.c_[np.asarray(ras, dtype=float).reshape(-1, 3), np.ones(len(ras))]
         return (inv @ pts.T).T[:, :3]
 
+    @staticmethod
+    def roi_corners(roi_node) -> np.ndarray:  # noqa: ANN001
+        """The 8 corners (8, 3) of a markups ROI in world RAS, in the ROI's own orientation (its RAS
+        bounds are axis-aligned: larger than a rotated ROI)."""
+        half = np.asarray(roi_node.GetSize(), dtype=float) / 2
+        signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=float)
+        corners = np.c_[signs * half, np.ones(8)]
+        return (_numpy(roi_node.GetObjectToWorldMatrix()) @ corners.T).T[:, :3]
+
     @classmethod
     def roi_to_slice_box(cls, volume_node, roi_node) -> tuple[int, tuple[float, float, float, float], tuple[int, int]]:  # noqa: ANN001
-        """An ROI (markups ROI) -> (middle slice k, XYXY box in (i, j) pixels, k range), clipped to the volume."""
-        b = [0.0] * 6
-        roi_node.GetRASBounds(b)
-        corners = np.array([[x, y, z] for x in b[0:2] for y in b[2:4] for z in b[4:6]])
-        ijk = cls.ras_to_ijk(volume_node, corners)
+        """An ROI (markups ROI) -> (middle slice k, XYXY box in (i, j) pixel edges, inclusive k range),
+        clipped to the volume: the voxels whose centres lie inside the ROI (as ``--box3d`` counts them)."""
+        ijk = cls.ras_to_ijk(volume_node, cls.roi_corners(roi_node))
         nz, ny, nx = volume_node.GetImageData().GetDimensions()[::-1]
-        # voxel centres sit at integer IJK; a pixel covers [i - 0.5, i + 0.5]
-        i0, j0, k0 = np.floor(ijk.min(axis=0) + 0.5)
-        i1, j1, k1 = np.floor(ijk.max(axis=0) + 0.5)
+        # voxel centres sit at integer IJK: the first / last centre inside each face
+        i0, j0, k0 = np.ceil(ijk.min(axis=0) - EDGE_TOLERANCE)
+        i1, j1, k1 = np.floor(ijk.max(axis=0) + EDGE_TOLERANCE)
         box = (max(0.0, i0), max(0.0, j0), min(float(nx), i1 + 1), min(float(ny), j1 + 1))
         k_lo, k_hi = int(max(0, k0)), int(min(nz - 1, k1))
         if box[2] <= box[0] or box[3] <= box[1] or k_hi < k_lo:
@@ -135,6 +168,28 @@ class MedisamSegmentCore:
             i, j, k = cls.ras_to_ijk(volume_node, [ras])[0]
             out.append((int(round(k)), float(i), float(j), label))
         return out
+
+    @staticmethod
+    def check_points_on_slices(points: Sequence[tuple[int, float, float, int]], k_range: tuple[int, int]) -> None:
+        """Refuse a point ``(k, x, y, label)`` off an ROI's slices before any request: the object is kept
+        to those slices, so the point would be dropped (2D box) or refused after the upload (3D box)."""
+        for k, x, y, label in points:
+            if not k_range[0] <= k <= k_range[1]:
+                raise ValueError(f"the {'positive' if label else 'negative'} point at (i, j) = ({x:.0f}, {y:.0f}) "
+                                 f"lies on slice {k}, outside the ROI's slice range {k_range[0]}..{k_range[1]}: "
+                                 "move it onto the ROI's slices or enlarge the ROI")
+
+    @staticmethod
+    def place_segmentation(volume_node, segmentation_node) -> None:  # noqa: ANN001
+        """Put ``segmentation_node`` under ``volume_node``'s parent transform, so that its segments show on
+        the volume; one whose segments sit under another transform is refused (moving it moves them)."""
+        wanted = volume_node.GetTransformNodeID()
+        if segmentation_node.GetTransformNodeID() == wanted:
+            return
+        if segmentation_node.GetSegmentation().GetNumberOfSegments():
+            raise ValueError(f"the segmentation {segmentation_node.GetName()!r} has segments under another transform "
+                             f"than the volume {volume_node.GetName()!r}: pick a new output segmentation")
+        segmentation_node.SetAndObserveTransformNodeID(wanted)
 
     @classmethod
     def line_to_recist(cls, volume_node, line_node) -> tuple[int, tuple[float, float, float, float]]:  # noqa: ANN001
@@ -227,18 +282,19 @@ class MedisamSegmentCore:
             raise ValueError("a guide channel serves 3D corrective clicks only: keep the session "
                              "(keep_session=True) or leave the guide out")
         guides = [self.guide_array(volume_node, g) for g in guide_nodes]
+        if roi_node is not None:
+            k, box, k_range = self.roi_to_slice_box(volume_node, roi_node)
+            self.check_points_on_slices(points, k_range)
+        else:
+            k = recist[0] if recist else lasso[0] if lasso else points[0][0] if points else scribbles[0][0]
+            box, k_range = None, (0, array.shape[0] - 1)
+        self.place_segmentation(volume_node, segmentation_node)
         self.close_session()
         session = self.client.open_session(np.ascontiguousarray(array), spacing=spacing, origin=origin,
                                            direction=direction, modality=modality, window=window)
         try:
             for guide in guides:
                 session.add_guide(guide)
-            k_range = (0, array.shape[0] - 1)
-            if roi_node is not None:
-                k, box, k_range = self.roi_to_slice_box(volume_node, roi_node)
-            else:
-                k = recist[0] if recist else lasso[0] if lasso else points[0][0] if points else scribbles[0][0]
-                box = None
             on_slice = [(x, y, lab) for kk, x, y, lab in points if kk == k]
             done = set()
             found = None  # the box the server answered points alone with (a box-trained model)
@@ -293,12 +349,12 @@ class MedisamSegmentCore:
     @classmethod
     def guide_array(cls, volume_node, guide_node):  # noqa: ANN001, ANN206
         """``guide_node``'s voxels ``(k, j, i)``, checked to lie on ``volume_node``'s grid (same
-        shape and IJK-to-RAS): a guide is read voxel by voxel beside the input."""
+        shape and IJK-to-world, its parent transform included): a guide is read voxel by voxel beside the input."""
         import slicer
 
         guide = slicer.util.arrayFromVolume(guide_node)
         shape = slicer.util.arrayFromVolume(volume_node).shape
-        if guide.shape != shape or not np.allclose(cls.ijk_to_ras(guide_node), cls.ijk_to_ras(volume_node),
+        if guide.shape != shape or not np.allclose(cls.ijk_to_world(guide_node), cls.ijk_to_world(volume_node),
                                                    atol=1e-3):
             raise ValueError(f"guide volume {guide_node.GetName()!r} is not on the input volume's grid (shape "
                              f"{guide.shape} vs {shape}): resample it onto the input first")
@@ -356,6 +412,7 @@ class MedisamSegmentCore:
         """Replace the kept segment by the session's current labels (same name); returns its voxels."""
         volume_node, seg_node, segment_id, name = self.kept
         labels = self.session.labels() > 0
+        self.place_segmentation(volume_node, seg_node)  # refused before the kept segment is removed, not after
         seg_node.GetSegmentation().RemoveSegment(segment_id)
         new_id = self.write_segment(volume_node, seg_node, labels, name) if labels.any() else segment_id
         self.kept = (volume_node, seg_node, new_id, name)
@@ -363,13 +420,16 @@ class MedisamSegmentCore:
 
     @classmethod
     def write_segment(cls, volume_node, segmentation_node, mask: np.ndarray, name: str) -> str:  # noqa: ANN001
-        """Add ``mask`` (k, j, i) on ``volume_node``'s grid to ``segmentation_node`` as a new segment."""
+        """Add ``mask`` (k, j, i) on ``volume_node``'s grid to ``segmentation_node`` as a new segment,
+        the segmentation under the volume's parent transform (:meth:`place_segmentation`)."""
         import slicer
 
+        cls.place_segmentation(volume_node, segmentation_node)
         scene = volume_node.GetScene()
         labelmap = slicer.util.addVolumeFromArray(mask.astype(np.uint8), cls.ijk_to_ras(volume_node),
                                                   name=f"{name}-labelmap", nodeClassName="vtkMRMLLabelMapVolumeNode")
         try:
+            labelmap.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())  # same frame: no resampling
             segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
             segmentation = segmentation_node.GetSegmentation()
             before = set(segmentation.GetSegmentIDs())
