@@ -208,14 +208,18 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
 
 
 def check_models(models: Iterable[str]) -> None:
-    """Every ``name[@checkpoint]`` names a registered model and an existing checkpoint file
-    (before the output folder is made; a checkpoint that does not load fails in the run)."""
+    """Every ``name[@checkpoint]`` names a registered 2D-promptable model and an existing checkpoint
+    file (before the output folder is made; a checkpoint that does not load fails in the run). SAM 2
+    models are refused here: the bench's strategies prompt a 2D predictor, which they have not."""
     from medisam.bench.evaluate import ModelRef
     from medisam.models.registry import get_spec
 
     for text in models:
         ref = ModelRef.parse(text)
-        get_spec(ref.name)
+        if get_spec(ref.name).supports_memory_propagation:
+            raise InputError(f"-m {text}: {ref.name} is a SAM 2 model; the bench runs 2D-promptable models "
+                             "(litemedsam, medsam, sam); use SAM 2 models with `medisam segment` or "
+                             "`medisam propagate`")
         if ref.checkpoint is not None and not Path(ref.checkpoint).expanduser().is_file():
             raise InputError(f"-m {text}: checkpoint not found: {ref.checkpoint}")
 

@@ -117,9 +117,9 @@ def propagate(
     if video:
         _check_video_args(prompt, output, overlay, array_axis, window, force, bool(clicks or guide))
     else:  # the overlay's kind (folder or video file) waits until the input's kind is known
-        checks.mask_format(output, volume=True, dicom=checks.is_dicom_input(input))
+        checks.mask_format(output, volume=None, dicom=checks.is_dicom_input(input))  # PNG: once 2D is ruled out
         checks.new_file(output, force)
-        _header_checks(input, prompt, array_axis, channel, clicks)
+        _header_checks(input, prompt, array_axis, channel, clicks, output)
     segments = common.segment_meanings(label_name, labels_json, output, first_label=label)
 
     image = common.read_input(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
@@ -131,7 +131,7 @@ def propagate(
     if image.is_video and not video:  # e.g. a DICOM cine: a video after all
         _check_video_args(prompt, output, overlay, array_axis, window, force, bool(clicks or guide))
     elif not image.is_video:
-        checks.new_folder(overlay, force, "--overlay")
+        _overlay_folder(overlay, force)
     guides = _read_guides(guide, image, max_voxels)
     runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
     if image.is_video and encode_stride is not None:
@@ -233,8 +233,22 @@ def _video_outputs(output: Path, overlay: Optional[Path], force: bool, inputs=()
         return VideoOutputs.check(output, overlay, force=force, inputs=inputs)
 
 
+def _overlay_folder(overlay: Optional[Path], force: bool) -> None:
+    """A volume's --overlay: a new folder of PNGs, never a video file name (``ovl.mp4`` became a
+    folder of that name); a video's overlay is checked by :func:`_video_outputs`."""
+    from medisam.io.video import VIDEO_EXTENSIONS
+
+    if overlay is not None and overlay.name.lower().endswith(VIDEO_EXTENSIONS):
+        raise InputError(f"--overlay {overlay}: the overlay of a volume is a folder of PNGs (one per slice); "
+                         f"give a folder name without {overlay.suffix} (video overlays are for video inputs)")
+    checks.new_folder(overlay, force, "--overlay")
+
+
 def _header_checks(input: Path, prompt: dict, axis: Optional[int], channel: Optional[int],
-                   clicks: list = ()) -> None:
+                   clicks: list = (), output: Optional[Path] = None) -> None:
+    """The header against the options (no pixels read): a volume, its channel, the prompt, the
+    clicks, and ``output`` a volume's mask format (after the 2D check: a 2D input is told to use
+    ``segment`` whatever the -o)."""
     from medisam.io.header import read_header
 
     header = read_header(input)
@@ -243,6 +257,8 @@ def _header_checks(input: Path, prompt: dict, axis: Optional[int], channel: Opti
     checks.channel_choice(channel, header.channels, input)
     if not header.is_volume:
         raise InputError(f"{input} is a 2D image {header.shape}; use `medisam segment` for 2D images")
+    if output is not None:
+        checks.mask_format(output, volume=True, dicom=None)
     _prompt_checks(header.shape, input, prompt, axis)
     _click_checks(header.shape, input, clicks)
 
@@ -448,21 +464,24 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
         k = prompt["slice"]
         on_k, lasso = common.drawn_prompts(prompt["scribbles"], prompt["lasso"], session.plane_hw)
         if lasso is not None or prompt["box"] is not None:  # scribbles correct its result (as the server's)
+            if on_k and model.spec.supports_memory_propagation:
+                raise InputError(f"--scribble with --box/--lasso corrects with 3D clicks, not available for "
+                                 f"{model.name} yet; give the scribble alone or drop it")
             rows, cols = (a for a in range(3) if a != axis)  # the plane's array axes
             for x, y, lab in on_k:
                 zyx = [k, k, k]
                 zyx[rows], zyx[cols] = int(y), int(x)
                 corrections.append((*zyx, lab == 1))
             on_k = []
-            if model.spec.supports_memory_propagation:
-                raise InputError(f"--scribble with --box/--lasso corrects with 3D clicks, not available for "
-                                 f"{model.name} yet; give the scribble alone or drop it")
         if lasso is not None:
             session.add_mask(k, lasso, obj_id=label)
         elif prompt["box"] is not None:
             session.add_box(k, prompt["box"], obj_id=label, **_range(prompt))
         if prompt["points"] or on_k:
             session.add_points(k, [*(prompt["points"] or []), *on_k], obj_id=label)
+    if not progress:  # the cost before the work, bar or not (run_to_end prints it with its bar)
+        for line in session.plan_lines("both"):
+            typer.echo(line, err=True)
     labels = session.propagate("both", progress=progress)
     if corrections:
         with session.step():  # one undo step, as the server's scribble

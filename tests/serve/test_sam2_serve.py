@@ -1,0 +1,52 @@
+"""``medisam serve`` with a SAM 2 model (the tiny random-weight sam2-tiny): volumes are served by
+Sam2Session; a 2D upload is a one-line 400 (no 2D predictor), not a 500."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from serve_data import ct_volume
+
+from medisam.client import Client, ServerError
+
+pytest.importorskip("sam2")
+
+
+@pytest.fixture(scope="module")
+def sam2_tiny():
+    from medisam.models import load_model
+
+    return load_model("sam2-tiny", device="cpu")
+
+
+@pytest.fixture()
+def sam2_client(sam2_tiny):
+    from fastapi.testclient import TestClient
+
+    from medisam.serve import ServerSettings, create_app
+
+    settings = ServerSettings(model="sam2-tiny", device="cpu", allowed_hosts=("testserver",))
+    with TestClient(create_app(settings, model=sam2_tiny)) as tc:
+        yield Client(http=tc)
+
+
+def test_a_volume_is_prompted_propagated_and_undone_with_sam2(sam2_client):
+    assert sam2_client.capabilities()["propagation"] is True
+    with sam2_client.open_session(ct_volume((6, 48, 48)), spacing=(1.0, 1.0, 2.0)) as s:
+        seed = s.predict(2, box=(12, 12, 36, 36))
+        assert seed.shape == (48, 48)
+        s.add_lasso(4, [(10, 10), (30, 10), (30, 30)], obj_id=2)
+        result = s.propagate()
+        assert result
+        labels = s.labels()
+        assert labels.shape == (6, 48, 48) and set(np.unique(labels)) <= {0, 1, 2}
+        s.add_box3d((12, 12, 1, 36, 36, 3), obj_id=3)
+        assert s.undo()
+        with pytest.raises(ServerError, match="3D clicks are not available"):
+            s.add_click((2, 20, 20))
+
+
+def test_a_2d_upload_is_a_400_naming_what_to_do(sam2_client):
+    with pytest.raises(ServerError) as err:
+        sam2_client.open_session(np.zeros((32, 40), np.uint8))
+    assert err.value.status == 400 and "sam2-tiny" in str(err.value) and "volume" in str(err.value)
