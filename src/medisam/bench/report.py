@@ -80,8 +80,10 @@ def short_labels(models) -> dict[str, str]:
 def side_by_side(fin, order: list[str] | None = None):
     """Per (dataset, strategy), the models on the same targets: each one's mean DSC over the targets
     every model scored (paired), and each later model's mean difference to the first one (of ``order``,
-    the run's ``--model`` list, where given), the reference, with its 95 % interval (normal
-    approximation); None with one model."""
+    the run's ``--model`` list, where given), the reference, with its 95 % interval (Student's t: a few
+    targets give a wide one); None with one model."""
+    from scipy import stats
+
     present = list(dict.fromkeys(fin["model"]))
     models = [m for m in dict.fromkeys(order or []) if m in present] + [m for m in present if m not in (order or [])]
     if len(models) < 2:
@@ -95,7 +97,7 @@ def side_by_side(fin, order: list[str] | None = None):
         row.update({f"{m} dsc": g[m].mean() for m in models})
         for m in models[1:]:
             d = g[m] - g[models[0]]
-            half = 1.96 * d.std(ddof=1) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / len(d) ** 0.5 if len(d) > 1 else float("nan")
             row[f"{m} - {models[0]}"] = f"{d.mean():+.3f}" + ("" if half != half else f" ± {half:.3f}")
         rows.append(row)
     return pd.DataFrame(rows) if rows else None
@@ -251,8 +253,8 @@ def write_report(outdir: str | Path, config: dict[str, Any] | None = None) -> li
 
     sections: list[tuple[str, Any]] = [("Model x strategy (all datasets)", by_strategy)]
     if paired is not None:
-        sections.append(("Models side by side (the targets every model scored; the first model is the reference)",
-                         paired))
+        sections.append(("Models side by side (the targets every model scored; the first model is the reference; "
+                         "differences with their 95 % interval, Student's t)", paired))
     sections += [("Model x modality x strategy", overall), ("Per dataset and target", per_target)]
     if curve is not None:
         sections.append(("Dice versus clicks", curve))
