@@ -116,3 +116,32 @@ def test_samaug_finds_a_corrupt_input_before_writing_any_output(tiny_dataset, tm
                  "--device", "cpu"]) == 2
     assert "corrupt.png" in capsys.readouterr().err
     assert not (out / "case0.png").exists()
+
+
+def test_autosam_predicts_on_the_base_weights_it_was_trained_on(tiny_dataset, tmp_path, capsys):
+    """An AutoSAM file did not record its base weights: predict ran on the default ones, or on any
+    --checkpoint, silently. It now loads the weights it was trained on, and refuses others."""
+    from medisam.models import load_model
+
+    bases = []
+    for seed in (1, 2):  # two different sets of base weights, saved as a user's fine-tuned files
+        torch.manual_seed(seed)
+        net = load_model("litemedsam-tiny", device="cpu", backend="torch").net
+        for p in net.parameters():
+            torch.nn.init.normal_(p, std=0.02)
+        bases.append(tmp_path / f"base{seed}.pth")
+        torch.save(net.state_dict(), bases[-1])
+    ckpt = tmp_path / "auto.pt"
+    assert main(["autosam", "train", str(tiny_dataset), "-o", str(ckpt), "--model", "litemedsam-tiny",
+                 "--checkpoint", str(bases[0]), "--epochs", "1", "--batch-size", "3", "--device", "cpu",
+                 "--quiet"]) == 0
+    image = str(tiny_dataset / "images" / "case1.png")
+    loaded = autosam.AutoSam.load(ckpt, device="cpu")  # no --checkpoint: the base it was trained on
+    assert loaded.model.checkpoint_sha256 == load_model("litemedsam-tiny", checkpoint=bases[0], device="cpu",
+                                                        backend="torch").checkpoint_sha256
+    capsys.readouterr()
+    assert main(["autosam", "predict", str(ckpt), image, "-o", str(tmp_path / "m.png"), "--checkpoint",
+                 str(bases[1]), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"was trained on {bases[0].resolve()}, not on {bases[1]}" in err and "--checkpoint" in err
+    assert not (tmp_path / "m.png").exists()

@@ -131,6 +131,9 @@ def train_autosam(data: str | Path, output: str | Path, *, model: str = "litemed
     rng = np.random.default_rng(seed)
     best, history = -math.inf, []
     meta = {"base_model": model, "classes": classes, "hidden": hidden, "tokens": tokens,
+            # the base weights the prompt generator learnt to drive: predict loads them, or refuses others
+            "base_checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+            "base_sha256": base.checkpoint_sha256,
             "config": {"data": str(data), "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
                        "val_fraction": val_fraction, "holdout_fraction": holdout_fraction}}
 
@@ -191,7 +194,8 @@ class AutoSam:
 
     @staticmethod
     def load(path: str | Path, checkpoint: str | None = None, device: str = "auto") -> "AutoSam":
-        """Load an AutoSAM checkpoint; ``checkpoint`` = base weights if not the default ones."""
+        """Load an AutoSAM checkpoint on the base weights it was trained on (its own record of them,
+        or ``checkpoint``, which must hold those weights: a generator drives only the encoder it learnt)."""
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"AutoSAM checkpoint not found: {path}")
@@ -200,7 +204,13 @@ class AutoSam:
             meta: dict[str, Any] = saved["autosam"]
         except Exception as exc:
             raise ModelError(f"{path} is not an AutoSAM checkpoint ({exc.__class__.__name__})") from None
-        model = load_model(meta["base_model"], checkpoint=checkpoint, device=device)
+        model = load_model(meta["base_model"], checkpoint=checkpoint or _trained_on(path, meta), device=device)
+        if "base_sha256" in meta and model.checkpoint_sha256 != meta["base_sha256"]:
+            where = meta.get("base_checkpoint") or f"the default {meta['base_model']} weights"
+            raise ModelError(f"{path} was trained on {where}, not on {checkpoint or 'the default weights'}: "
+                             f"predict with the weights it was trained on"
+                             + (f" (--checkpoint {meta['base_checkpoint']})" if meta.get("base_checkpoint") else
+                                " (leave --checkpoint out)"))
         classes = meta.get("classes")
         gen = PromptGenerator(model.net.mask_decoder.transformer_dim, int(meta["hidden"]),
                               len(classes or [1]), int(meta["tokens"]))
@@ -224,3 +234,13 @@ class AutoSam:
 def check_2d(image: MedicalImage, slice: int | None) -> None:
     if image.is_volume and slice is None:
         raise InputError(f"a volume of {image.spatial_shape} (Z,Y,X) needs slice=K")
+
+
+def _trained_on(path: Path, meta: dict[str, Any]) -> str | None:
+    """The base checkpoint an AutoSAM file was trained on, where it recorded one (None: the default
+    weights, or a file from before stop 71); a missing file is an error naming it."""
+    base = meta.get("base_checkpoint")
+    if base and not Path(base).is_file():
+        raise ModelError(f"{path} was trained on the base weights {base}, which are not there now: "
+                         "pass them with --checkpoint")
+    return base
