@@ -16,6 +16,11 @@ FAST = ["--model", "litemedsam-tiny", "--epochs", "1", "--batch-size", "3", "--t
         "--val-fraction", "0.25", "--device", "cpu", "--quiet"]
 
 
+def _epochs(n: int) -> list[str]:
+    """FAST with ``--epochs n`` (a resume may change that, not the other settings)."""
+    return [str(n) if prev == "--epochs" else a for prev, a in zip(["", *FAST], FAST)]
+
+
 @pytest.mark.parametrize("mode", ["full", "decoder", "adapter", "lora"])
 def test_each_mode_trains_saves_and_segments(tiny_dataset, tmp_path, mode):
     ckpt = tmp_path / f"{mode}.pt"
@@ -62,7 +67,7 @@ def test_resume_continues_from_saved_epoch_with_yaml_config(tiny_dataset, tmp_pa
     assert main(["finetune", str(tiny_dataset), "-o", str(ckpt), "--config", str(cfg), *FAST]) == 0
     state1 = torch.load(tmp_path / "r.state.pt", weights_only=True)
     assert state1["epoch"] == 0 and len(state1["history"]) == 1
-    args = [a if a != "1" else "2" for a in FAST]  # --epochs 2
+    args = _epochs(2)
     assert main(["finetune", str(tiny_dataset), "-o", str(ckpt), "--config", str(cfg), "--resume", str(ckpt),
                  *args]) == 0
     state2 = torch.load(tmp_path / "r.state.pt", weights_only=True)
@@ -84,3 +89,22 @@ def test_time_limit_and_early_stopping_end_the_run(tiny_dataset, tmp_path):
                       batch_size=3, cache_dir=str(tmp_path / "t.embeddings"))
     result = finetune(cfg, progress=False)  # lr ~0: validation Dice cannot improve
     assert result.stopped == "early_stopping" and result.epochs_run == 2
+
+
+def test_a_resume_keeps_the_runs_own_split_and_names_the_held_out_cases(tiny_dataset, tmp_path, capsys):
+    """A resume rebuilt its settings from the defaults: without --holdout-fraction it trained on the
+    held-out cases and rewrote the run's config. It now keeps the run's settings, refuses a changed
+    one, and the held-out case ids are printed and kept in the checkpoint."""
+    ckpt = tmp_path / "h.pt"
+    assert main(["finetune", str(tiny_dataset), "-o", str(ckpt), "--holdout-fraction", "0.25", *FAST]) == 0
+    out = capsys.readouterr().out
+    held = out.split("held out for testing (never trained or validated on): 1 case(s): ")[1].strip()
+    assert torch.load(ckpt, weights_only=True)["medisam"]["split"]["test"] == [held]
+    assert main(["finetune", str(tiny_dataset), "-o", str(ckpt), "--resume", str(ckpt), *_epochs(2)]) == 0
+    assert f"1 case(s): {held}" in capsys.readouterr().out
+    assert json.loads((tmp_path / "h.config.json").read_text())["holdout_fraction"] == 0.25
+    assert torch.load(ckpt, weights_only=True)["medisam"]["split"]["test"] == [held]
+    assert main(["finetune", str(tiny_dataset), "-o", str(ckpt), "--resume", str(ckpt), "--holdout-fraction", "0",
+                 *_epochs(3)]) == 2
+    err = capsys.readouterr().err
+    assert "continues a run with other settings (--holdout-fraction was 0.25, now 0.0)" in err

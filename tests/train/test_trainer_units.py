@@ -151,3 +151,24 @@ def test_dice_of_present_leaves_out_classes_absent_in_truth_and_prediction():
     spurious = perfect.clone()
     spurious[2, 0, 6:, 6:] = 1.0  # a class predicted but absent in truth counts, with Dice 0
     assert dice_of_present(spurious, target) == (1.0, 2)
+
+
+def test_a_resumed_schedule_starts_at_its_rate_for_the_longer_run():
+    """The optimiser kept the rate a finished cosine ended with (0), so a resumed run's first step
+    changed nothing; the rate is now the schedule's at the restored step, over the new length."""
+    from medisam.train.trainer import _rate_at_restored_step
+
+    cfg = FinetuneConfig(data="d", output="o.pt", warmup_fraction=0.0)
+    weight = torch.nn.Parameter(torch.zeros(1))
+    first = torch.optim.AdamW([weight], lr=cfg.lr)
+    done = make_scheduler(first, cfg, total_steps=2)
+    for _ in range(2):
+        first.step()
+        done.step()
+    assert first.param_groups[0]["lr"] == 0.0  # the first run's cosine ran out
+    again = torch.optim.AdamW([weight], lr=cfg.lr)
+    longer = make_scheduler(again, cfg, total_steps=4)  # resumed with twice the epochs
+    again.load_state_dict(first.state_dict())
+    longer.load_state_dict(done.state_dict())
+    _rate_at_restored_step(again, longer)
+    assert again.param_groups[0]["lr"] == pytest.approx(cfg.lr * 0.5)  # half way through the longer cosine

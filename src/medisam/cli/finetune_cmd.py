@@ -57,6 +57,10 @@ def finetune(
                ("the config beside -o", config_path_for(output))]
     checks.paths_apart([data, checkpoint, config_file], outputs)
     values = FinetuneConfig.read_overlay(config_file) if config_file else {}
+    if resume is not None:  # the run's own settings under the file's and the flags (a change is refused)
+        from medisam.train.trainer import saved_settings
+
+        values = {**(saved_settings(resume) or {}), **values}
     given = {"model": model, "checkpoint": str(checkpoint) if checkpoint else None, "mode": mode,
              "epochs": epochs, "time_limit_min": time_limit, "val_fraction": val_fraction,
              "holdout_fraction": holdout_fraction, "batch_size": batch_size, "accumulate": accumulate,
@@ -74,3 +78,6 @@ def finetune(
     typer.echo(f"wrote {result.output} (mode {config.mode}, {result.epochs_run} epoch(s), stopped: "
                f"{result.stopped}, best val Dice {best}, {result.seconds:.0f} s); "
                f"config {config_path_for(output)}")
+    if result.test_cases:  # the cases to test on: in the checkpoint's meta too ("split")
+        typer.echo(f"held out for testing (never trained or validated on): {len(result.test_cases)} case(s): "
+                   f"{', '.join(result.test_cases)}")

@@ -29,7 +29,7 @@ from medisam.models.checkpoint import load_error
 from medisam.models.registry import resolve_device
 from medisam.train import distributed as dist_utils
 from medisam.train import modes
-from medisam.train.config import FinetuneConfig, config_path_for, state_path_for
+from medisam.train.config import FinetuneConfig, config_path_for, option_flag, state_path_for
 from medisam.train.data import (PromptedDataset, TrainImage, collate, embedding_file, load_images,
                                 three_way_split)
 from medisam.train.losses import SegLoss, dice_per_target
@@ -81,6 +81,7 @@ class FinetuneResult:
     stopped: str  # "epochs" | "early_stopping" | "time_limit"
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    test_cases: list[str] = field(default_factory=list)  # held out (--holdout-fraction): never trained on
 
 
 class TrainClock:
@@ -255,6 +256,7 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
     val_imgs = [i for i in images if i.case_id in set(val_ids)]
     log.info("split: %d train cases (%d images), %d val cases (%d images), %d held-out test cases",
              len(train_ids), len(train_imgs), len(val_ids), len(val_imgs), len(test_ids))
+    case_split = {"train": list(train_ids), "val": list(val_ids), "test": list(test_ids)}  # in the checkpoint's meta
 
     from_embeddings = config.mode == "decoder"
     cache_dir = Path(config.cache_dir) if config.cache_dir else output.with_name(output.stem + ".embeddings")
@@ -296,6 +298,7 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
         _restore(resume_state, resume, config, net, optimizer, scheduler)
         if hasattr(scheduler, "total_steps"):  # one-cycle: the run may now have more epochs
             scheduler.total_steps = max(scheduler.total_steps, steps_per_epoch * config.epochs)
+        _rate_at_restored_step(optimizer, scheduler)
         stopper.load_state_dict(resume_state["early_stopping"])
         history = list(resume_state.get("history", []))
         start_epoch = int(resume_state["epoch"]) + 1
@@ -366,7 +369,7 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
             if improved:
                 state, extra = modes.export_state(net, config)
                 meta = {"base_model": config.model, "mode": config.mode, "config": config.to_dict(),
-                        "epoch": epoch + 1, "val_dice": record.get("val_dice"), **extra}
+                        "epoch": epoch + 1, "val_dice": record.get("val_dice"), "split": case_split, **extra}
                 save_checkpoint(output, state, meta)
             if epoch == start_epoch:
                 config.save(config_path_for(output), force=True)
@@ -381,11 +384,11 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
     if not output.exists() and info.is_main:  # e.g. resumed after the last epoch
         state, extra = modes.export_state(net, config)
         save_checkpoint(output, state, {"base_model": config.model, "mode": config.mode,
-                                        "config": config.to_dict(), "epoch": epoch + 1, **extra})
+                                        "config": config.to_dict(), "epoch": epoch + 1, "split": case_split, **extra})
     dist_utils.barrier(info)
     dist_utils.cleanup(info)
     best = stopper.best if stopper.best != -math.inf else None
-    return FinetuneResult(output, best, len(history), stopped, time.monotonic() - started, history)
+    return FinetuneResult(output, best, len(history), stopped, time.monotonic() - started, history, list(test_ids))
 
 
 def _optimizer_step(optimizer: torch.optim.Optimizer, scheduler, scaler) -> bool:
@@ -448,7 +451,7 @@ def _save_state(path: Path, config: FinetuneConfig, net: nn.Module, optimizer, s
     state = {"net": {k: v.detach().cpu() for k, v in net.state_dict().items()},
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "early_stopping": stopper.state_dict(), "history": history, "epoch": epoch,
-             "mode": config.mode, "base_model": config.model}
+             "mode": config.mode, "base_model": config.model, "config": config.to_dict()}
     with atomic_write(path, force=True) as tmp:
         torch.save(state, tmp)
 
@@ -470,11 +473,62 @@ def _read_resume(path: Path, config: FinetuneConfig) -> dict[str, Any]:
     base = state.get("base_model")
     if base is not None and base != config.model:
         raise InputError(f"{path} was saved for model {base!r}, not {config.model!r}: resume it with that model")
+    _check_same_run(path, state.get("config"), config)
     done = int(state["epoch"]) + 1
     if done >= config.epochs:
         raise InputError(f"{path} already ran {done} epoch(s) of {config.epochs}: "
                          f"resume with more than {done} epochs (--epochs) to train on")
     return state
+
+
+def _rate_at_restored_step(optimizer: torch.optim.Optimizer, scheduler) -> None:
+    """Set each group's learning rate to the schedule's value at the restored step, over the resumed
+    run's length: the optimiser kept the rate the earlier run ended with (0 once its cosine ran
+    out), so the resumed run's first step (an epoch's only one on a small set) changed nothing."""
+    import warnings
+
+    with warnings.catch_warnings():  # get_lr outside step() warns; here it is the point
+        warnings.simplefilter("ignore", UserWarning)
+        rates = scheduler.get_lr()
+    for group, rate in zip(optimizer.param_groups, rates):
+        group["lr"] = rate
+
+
+#: What a resumed run may change: how long it goes on, and where it runs and writes. Every other
+#: setting decides what it trains and validates on and how (the split, the prompts, the model), so a
+#: resume keeps the run's own: a resume without --holdout-fraction trained on the held-out cases.
+RESUMABLE = frozenset({"output", "epochs", "time_limit_min", "patience", "min_delta", "device", "amp", "cache_dir"})
+
+
+def saved_settings(resume: str | Path) -> dict[str, Any] | None:
+    """The configuration the training state ``resume`` names was saved with, the base a resumed run
+    starts from (None: a state from before stop 71, or one :func:`_read_resume` will refuse)."""
+    try:
+        state = torch.load(resume_state_path(resume), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - missing or unreadable: _read_resume says so in its words
+        return None
+    saved = state.get("config") if isinstance(state, dict) else None
+    return {k: v for k, v in saved.items() if k not in RESUMABLE} if isinstance(saved, dict) else None
+
+
+def _check_same_run(path: Path, saved: Any, config: FinetuneConfig) -> None:
+    """Refuse a resume whose settings (but :data:`RESUMABLE`) differ from the run's own, ``saved``."""
+    if not isinstance(saved, dict):
+        return  # saved before stop 71
+    derived = {"adapter_dim", "adapter_scale"}  # an adapter checkpoint's own (modes.continue_from), not a choice
+    changed = [name for name, value in saved.items() if name not in RESUMABLE | derived and hasattr(config, name)
+               and not _same(name, value, getattr(config, name))]
+    if changed:
+        said = "; ".join(f"{option_flag(n)} was {saved[n]!r}, now {getattr(config, n)!r}" for n in changed)
+        raise InputError(f"{path} continues a run with other settings ({said}): a resume changes only "
+                         "--epochs, --time-limit, --patience and --device; start a new run for the others")
+
+
+def _same(name: str, a: Any, b: Any) -> bool:
+    """Whether a setting is the same (paths by the file they name)."""
+    if name in ("data", "checkpoint") and a and b:
+        return Path(a).resolve() == Path(b).resolve()
+    return a == b
 
 
 def _restore(state: dict[str, Any], resume: str | Path, config: FinetuneConfig, net: nn.Module,
