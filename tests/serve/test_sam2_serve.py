@@ -50,3 +50,33 @@ def test_a_2d_upload_is_a_400_naming_what_to_do(sam2_client):
     with pytest.raises(ServerError) as err:
         sam2_client.open_session(np.zeros((32, 40), np.uint8))
     assert err.value.status == 400 and "sam2-tiny" in str(err.value) and "volume" in str(err.value)
+
+
+def test_a_sam2_sessions_frames_count_against_the_limits_and_are_freed_at_close(sam2_tiny):
+    """A SAM 2 session keeps every slice resized to the model's square input: a 6000 x 4 x 4 upload
+    held 1.5 GiB and was counted as 0.4 MB, and a closed session stayed in memory until some later
+    garbage collection (its undo store refers back to it)."""
+    import gc
+
+    from fastapi.testclient import TestClient
+
+    from medisam.predict.sam2_frames import NormalisedFrames
+    from medisam.serve import ServerSettings, create_app
+    from medisam.serve.uploads import model_frame_bytes
+
+    per_frame = model_frame_bytes(sam2_tiny)
+    assert per_frame == int(sam2_tiny.net.image_size) ** 2
+    thin = np.random.default_rng(0).integers(0, 255, (200, 4, 4)).astype(np.uint8)
+    limit = 100 * per_frame  # room for 100 resized slices, far more than the pixels themselves
+    settings = ServerSettings(model="sam2-tiny", device="cpu", allowed_hosts=("testserver",),
+                              max_session_bytes=limit)
+    with TestClient(create_app(settings, model=sam2_tiny)) as tc:
+        client = Client(http=tc)
+        with pytest.raises(ServerError) as err:
+            client.open_session(thin)
+        assert err.value.status == 413 and "more than the limit" in str(err.value)
+        gc.collect()
+        before = sum(isinstance(o, NormalisedFrames) for o in gc.get_objects())
+        with client.open_session(thin[:50]) as s:  # within the limit
+            s.predict(2, box=(0, 0, 4, 4))
+        assert sum(isinstance(o, NormalisedFrames) for o in gc.get_objects()) == before  # freed at close

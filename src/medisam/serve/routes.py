@@ -46,7 +46,8 @@ from medisam.serve.schemas import (
     WindowRequest,
 )
 from medisam.serve.sessions import ServerSession, WorkTimeout
-from medisam.serve.uploads import guide_bytes, read_upload, save_stream, session_bytes, upload_extension
+from medisam.serve.uploads import (guide_bytes, model_frame_bytes, read_upload, save_stream, session_bytes,
+                                   upload_extension)
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def create_session(request: Request,
     try:
         with session.lock:
             image = _read_file(ctx, session.workdir, file, "upload", ext, modality)
-            ctx.sessions.claim_bytes(session, session_bytes(image), s.max_total_bytes)
+            ctx.sessions.claim_bytes(session, session_bytes(image, model_frame_bytes(ctx.model)), s.max_total_bytes)
             session.state = InteractiveSession(ctx.model, image, cache=ctx.new_cache(), window=win,
                                                max_points=s.max_points_per_object)
             session.touch()
@@ -164,7 +165,8 @@ def _read_file(ctx, folder: Path, file: UploadFile, stem: str, ext: str,  # noqa
     save_stream(file.file, saved, s.max_upload_bytes)
     return read_upload(saved, folder, max_voxels=s.max_voxels, max_members=s.max_zip_members,
                        max_bytes=s.max_zip_bytes, max_ratio=s.max_zip_ratio,
-                       modality=modality.upper() if modality else None, max_image_bytes=s.max_session_bytes)
+                       modality=modality.upper() if modality else None, max_image_bytes=s.max_session_bytes,
+                       frame_bytes=model_frame_bytes(ctx.model))
 
 
 @router.post("/sessions/{sid}/guides", response_model=SessionInfo, tags=["sessions"])

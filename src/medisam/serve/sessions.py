@@ -9,6 +9,7 @@ client cannot guess another's.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import re
@@ -78,7 +79,8 @@ class ServerSession:
     def cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.state = None
-        release_memory()  # the session's arrays and embeddings are freed: give the pages back
+        gc.collect()  # a session's objects refer to each other (a SAM 2 session's undo store): free them now,
+        release_memory()  # not at some later collection; then give the pages back
 
 
 def _pid_alive(pid: int) -> bool:

@@ -29,7 +29,8 @@ class ServerSettings:
         max_zip_members, max_zip_bytes, max_zip_ratio: limits on zipped DICOM uploads
             (member count, total uncompressed bytes, per-member compression ratio).
         max_session_bytes: memory one session's image may hold (pixels at their dtype +
-            3 bytes per voxel for labels and display; 413 above, checked from the header
+            3 bytes per voxel for labels and display, + a SAM 2 model's resized copy of every
+            slice, input size squared per slice and channel; 413 above, checked from the header
             for NIfTI/NRRD/MetaImage).
         max_total_bytes: memory all sessions' images may hold together (429 above).
         max_json_bytes: largest body of every other request (JSON prompts; 413 above).

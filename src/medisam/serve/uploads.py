@@ -159,12 +159,25 @@ def guide_bytes(image: MedicalImage) -> int:
     return 4 * math.prod(image.spatial_shape)
 
 
-def session_bytes(image: MedicalImage) -> int:
-    """Memory a session holds for ``image``: its pixels (dtype-aware) plus labels and display copy."""
-    return int(image.array.nbytes) + SESSION_BYTES_PER_VOXEL * math.prod(image.spatial_shape)
+def session_bytes(image: MedicalImage, frame_bytes: int = 0) -> int:
+    """Memory a session holds for ``image``: its pixels (dtype-aware) plus labels and display copy, plus
+    ``frame_bytes`` per slice and colour channel (a SAM 2 model's resized copy of every frame,
+    :func:`model_frame_bytes`: a 6000 x 4 x 4 upload held 1.5 GiB there and counted as 0.4 MB)."""
+    frames = image.spatial_shape[0] if image.is_volume else 1
+    return (int(image.array.nbytes) + SESSION_BYTES_PER_VOXEL * math.prod(image.spatial_shape)
+            + frames * (3 if image.is_rgb else 1) * frame_bytes)
 
 
-def _header_bytes(path: Path) -> int | None:
+def model_frame_bytes(model) -> int:  # noqa: ANN001 - a loaded model
+    """Bytes a session of ``model`` keeps per frame and channel besides the image: a SAM 2 model's
+    frames resized to its square input (uint8, :class:`~medisam.predict.sam2_frames.NormalisedFrames`);
+    0 for the others (their embeddings are bounded by the session's cache)."""
+    from medisam.predict.contract import tracks_with_memory
+
+    return int(model.net.image_size) ** 2 if tracks_with_memory(model) else 0
+
+
+def _header_bytes(path: Path, frame_bytes: int = 0) -> int | None:
     """``session_bytes`` predicted from a NIfTI/NRRD/MetaImage header (pixel type included), else None."""
     if not path.name.lower().endswith(SITK_SUFFIXES):
         return None
@@ -174,7 +187,9 @@ def _header_bytes(path: Path) -> int | None:
         return None  # the reader reports the broken header
     if header is None or header.nbytes is None:
         return None
-    return header.nbytes + SESSION_BYTES_PER_VOXEL * math.prod(header.shape)
+    frames = header.shape[0] if header.is_volume else 1
+    return (header.nbytes + SESSION_BYTES_PER_VOXEL * math.prod(header.shape)
+            + frames * min(header.channels, 3) * frame_bytes)
 
 
 def check_image_bytes(nbytes: int, limit: int) -> None:
@@ -185,17 +200,20 @@ def check_image_bytes(nbytes: int, limit: int) -> None:
 
 
 def read_upload(path: Path, workdir: Path, *, max_voxels: int, max_members: int, max_bytes: int,
-                max_ratio: float, modality: str | None = None, max_image_bytes: int | None = None) -> MedicalImage:
+                max_ratio: float, modality: str | None = None, max_image_bytes: int | None = None,
+                frame_bytes: int = 0) -> MedicalImage:
     """Read a saved upload (an image/volume file, or a zip of a DICOM series or of one file).
 
-    ``max_image_bytes`` bounds :func:`session_bytes`; checked from the header where the
-    format says its pixel type (NIfTI, NRRD, MetaImage), and after reading otherwise.
+    ``max_image_bytes`` bounds :func:`session_bytes` (with ``frame_bytes`` per frame: the
+    model's, :func:`model_frame_bytes`); checked from the header where the format says its
+    pixel type (NIfTI, NRRD, MetaImage), and after reading otherwise.
     Error messages name the upload, never the server's folders.
     """
     image = _read_upload(path, workdir, max_voxels=max_voxels, max_members=max_members, max_bytes=max_bytes,
-                         max_ratio=max_ratio, modality=modality, max_image_bytes=max_image_bytes)
+                         max_ratio=max_ratio, modality=modality, max_image_bytes=max_image_bytes,
+                         frame_bytes=frame_bytes)
     if max_image_bytes is not None:
-        check_image_bytes(session_bytes(image), max_image_bytes)
+        check_image_bytes(session_bytes(image, frame_bytes), max_image_bytes)
     return image
 
 
@@ -215,17 +233,19 @@ def _prune(folder: Path, image: MedicalImage) -> int:
     return removed
 
 
-def _read_target(target: Path, root: Path, max_image_bytes: int | None, **read_kw) -> MedicalImage:
+def _read_target(target: Path, root: Path, max_image_bytes: int | None, frame_bytes: int = 0,
+                 **read_kw) -> MedicalImage:
     check_data_files(target, root=root)
     if max_image_bytes is not None:
-        predicted = _header_bytes(target)
+        predicted = _header_bytes(target, frame_bytes)
         if predicted is not None:
             check_image_bytes(predicted, max_image_bytes)
     return read_image(target, **read_kw)
 
 
 def _read_upload(path: Path, workdir: Path, *, max_voxels: int, max_members: int, max_bytes: int,
-                 max_ratio: float, modality: str | None, max_image_bytes: int | None) -> MedicalImage:
+                 max_ratio: float, modality: str | None, max_image_bytes: int | None,
+                 frame_bytes: int = 0) -> MedicalImage:
     try:
         if path.name.endswith(".zip"):
             files = extract_zip(path, workdir / "unzipped", max_members=max_members,
@@ -237,11 +257,11 @@ def _read_upload(path: Path, workdir: Path, *, max_voxels: int, max_members: int
                 target = headers[0]  # a detached header zipped with its data file(s)
             else:
                 target = known[0] if len(files) == 1 and known else workdir / "unzipped"
-            image = _read_target(target, workdir / "unzipped", max_image_bytes, max_voxels=max_voxels,
+            image = _read_target(target, workdir / "unzipped", max_image_bytes, frame_bytes, max_voxels=max_voxels,
                                  modality=modality)
             _prune(workdir / "unzipped", image)
             return image
-        return _read_target(path, workdir, max_image_bytes, max_voxels=max_voxels, modality=modality)
+        return _read_target(path, workdir, max_image_bytes, frame_bytes, max_voxels=max_voxels, modality=modality)
     except ImageTooLargeError as exc:
         raise UploadTooLarge(f"upload: image has {exc.voxels} voxels, more than the limit of {exc.limit} "
                              "set by this server") from None
