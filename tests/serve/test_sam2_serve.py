@@ -41,7 +41,10 @@ def test_a_volume_is_prompted_propagated_and_undone_with_sam2(sam2_client):
         labels = s.labels()
         assert labels.shape == (6, 48, 48) and set(np.unique(labels)) <= {0, 1, 2}
         s.add_box3d((12, 12, 1, 36, 36, 3), obj_id=3)
-        assert s.undo()
+        answer = s.client.request("POST", s._url("/undo")).json()  # propagated slices are dropped, and said
+        assert answer["undone"] and answer["notices"] == ["undo: a sam2-tiny session restarts from its prompts, so the "
+                                                          "propagated slices were dropped: propagate again"]
+        assert s.undo() and s.client.request("POST", s._url("/undo")).json()["notices"] == []  # nothing propagated
         with pytest.raises(ServerError, match="3D clicks are not available"):
             s.add_click((2, 20, 20))
 

@@ -327,6 +327,7 @@ class AppState:
     def undo(self) -> None:
         """Take back the session's last step, and the boxes, lines and clicks drawn with it."""
         s = self.require()
+        s.take_notices()  # the message says what this undo said (a SAM 2 session drops its propagated slices)
         done = s.undo()
         self.pending_corner = None
         step = self._actions.pop() if done and self._actions else None
@@ -339,7 +340,7 @@ class AppState:
         elif done and action == "prompt":
             self.propagated = False  # a prompt taken back: the next clicks add points until propagated again
         said = {"click3d": "3D click undone", "click2d": "click undone"}.get(action, "undone")
-        self.message = said if done else "nothing to undo"
+        self.message = "; ".join([said, *s.take_notices()]) if done else "nothing to undo"
 
     def propagate(self, progress=None) -> None:  # noqa: ANN001 - callable(done, total)
         """Propagate slice by slice (``progress(done, total)``); :meth:`cancel` stops after the current slice."""

@@ -253,10 +253,14 @@ class Sam2Session:
         """Revert the last add_*/clear_slice/remove_object/reset (or :meth:`step` block).
 
         SAM 2's state cannot be rolled back, so the restored prompts are given to a fresh
-        state; propagated results are dropped (run ``propagate`` again).
+        state; propagated results are dropped (run ``propagate`` again), and a notice says so.
         """
         self.store.undo()
+        dropped = any(r.source == "propagated" for results in self._results.values() for r in results.values())
         self._rebuild()
+        if dropped:
+            self.notices.append(f"undo: a {self.model.name} session restarts from its prompts, so the propagated "
+                                "slices were dropped: propagate again")
 
     def _rebuild(self) -> None:
         """A fresh sam2 state holding the store's prompts (after undo or a failed step)."""
@@ -332,6 +336,7 @@ class Sam2Session:
         """
         passes = self._passes(direction)
         _without_sam2_bar(self.predictor)
+        sam2_state.forget_tracking(self._state)  # the prompts alone decide the run (repeatable)
         seen: set[int] = set()
         for start, reverse, count in passes:
             stream = self.predictor.propagate_in_video(self._state, start_frame_idx=start, reverse=reverse,

@@ -342,7 +342,9 @@ def undo(sid: str, request: Request) -> dict:
     """
     session = _session(request, sid)
     with session.locked():
-        return {"undone": session.state.undo(), "undo_steps": session.state.can_undo}
+        session.state.take_notices()  # the answer says what this undo said (a SAM 2 session drops its slices)
+        undone = session.state.undo()
+        return {"undone": undone, "undo_steps": session.state.can_undo, "notices": session.state.take_notices()}
 
 
 @router.post("/sessions/{sid}/window", response_model=SessionInfo, tags=["prompts"])
