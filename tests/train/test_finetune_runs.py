@@ -88,7 +88,7 @@ def test_resume_in_another_mode_is_a_one_line_error(runs, tmp_path, capsys, tiny
 def test_resume_of_a_state_without_its_mode_that_does_not_fit_is_a_one_line_error(runs, tmp_path, capsys,
                                                                                    tiny_dataset):
     state = torch.load(runs["decoder"].with_name("decoder.state.pt"), weights_only=True)
-    del state["mode"], state["base_model"]  # as saved before states recorded them
+    del state["mode"], state["base_model"], state["config"]  # as saved before states recorded them
     old = tmp_path / "old.state.pt"
     torch.save(state, old)
     args = [a if a != "1" else "2" for a in FAST]
