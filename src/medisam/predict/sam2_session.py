@@ -258,9 +258,14 @@ class Sam2Session:
         self.store.undo()
         dropped = any(r.source == "propagated" for results in self._results.values() for r in results.values())
         self._rebuild()
-        if dropped:
-            self.notices.append(f"undo: a {self.model.name} session restarts from its prompts, so the propagated "
-                                "slices were dropped: propagate again")
+        if dropped and self._undo_notice not in self.notices:
+            self.notices.append(self._undo_notice)
+
+    @property
+    def _undo_notice(self) -> str:
+        """What an undo that dropped the propagated slices says (until the next propagation)."""
+        return (f"undo: a {self.model.name} session restarts from its prompts, so the propagated slices were "
+                "dropped: propagate again")
 
     def _rebuild(self) -> None:
         """A fresh sam2 state holding the store's prompts (after undo or a failed step)."""
@@ -337,6 +342,8 @@ class Sam2Session:
         passes = self._passes(direction)
         _without_sam2_bar(self.predictor)
         sam2_state.forget_tracking(self._state)  # the prompts alone decide the run (repeatable)
+        if self._undo_notice in self.notices:  # propagated again, as it said: the notices are this run's
+            self.notices.remove(self._undo_notice)
         seen: set[int] = set()
         for start, reverse, count in passes:
             stream = self.predictor.propagate_in_video(self._state, start_frame_idx=start, reverse=reverse,
