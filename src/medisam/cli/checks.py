@@ -214,9 +214,12 @@ def window_units(window, image, input: Path) -> None:  # noqa: ANN001 - parse_wi
     if not isinstance(window, str) or image.array.size == 0:
         return
     kind = image.modality.upper()
-    lowest, highest = float(image.array.min()), float(image.array.max())
-    if kind == "CT" or (kind == "OT" and lowest < 0):
+    if kind == "CT":  # in HU by its modality: no pass over the voxels
         return
+    lowest = float(image.array.min())
+    if kind == "OT" and lowest < 0:
+        return
+    highest = float(image.array.max())
     width, level = resolve_window(window)
     units = f"{'' if kind == 'OT' else kind + ', '}values {lowest:g} .. {highest:g}"
     print(f"warning: --window {window.replace('_', '-')} is a CT window in Hounsfield units "

@@ -163,9 +163,14 @@ def session_bytes(image: MedicalImage, frame_bytes: int = 0) -> int:
     """Memory a session holds for ``image``: its pixels (dtype-aware) plus labels and display copy, plus
     ``frame_bytes`` per slice and colour channel (a SAM 2 model's resized copy of every frame,
     :func:`model_frame_bytes`: a 6000 x 4 x 4 upload held 1.5 GiB there and counted as 0.4 MB)."""
-    frames = image.spatial_shape[0] if image.is_volume else 1
-    return (int(image.array.nbytes) + SESSION_BYTES_PER_VOXEL * math.prod(image.spatial_shape)
-            + frames * (3 if image.is_rgb else 1) * frame_bytes)
+    return _held_bytes(int(image.array.nbytes), image.spatial_shape, 3 if image.is_rgb else 1, frame_bytes)
+
+
+def _held_bytes(pixel_bytes: int, shape: tuple[int, ...], channels: int, frame_bytes: int) -> int:
+    """The one rule of :func:`session_bytes`, from a read image or a header: the pixels, labels and
+    display per voxel, and ``frame_bytes`` per slice (axis 0 of a volume) and colour channel."""
+    frames = shape[0] if len(shape) == 3 else 1
+    return pixel_bytes + SESSION_BYTES_PER_VOXEL * math.prod(shape) + frames * channels * frame_bytes
 
 
 def model_frame_bytes(model) -> int:  # noqa: ANN001 - a loaded model
@@ -187,9 +192,7 @@ def _header_bytes(path: Path, frame_bytes: int = 0) -> int | None:
         return None  # the reader reports the broken header
     if header is None or header.nbytes is None:
         return None
-    frames = header.shape[0] if header.is_volume else 1
-    return (header.nbytes + SESSION_BYTES_PER_VOXEL * math.prod(header.shape)
-            + frames * min(header.channels, 3) * frame_bytes)
+    return _held_bytes(header.nbytes, header.shape, min(header.channels, 3), frame_bytes)
 
 
 def check_image_bytes(nbytes: int, limit: int) -> None:
