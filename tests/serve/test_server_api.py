@@ -32,6 +32,8 @@ def test_healthz_capabilities_and_openapi(make_client):
     assert {".nii.gz", ".png", ".zip", ".nrrd"} <= set(caps["input_formats"])
     assert {"nii.gz", "png", "dcm"} <= set(caps["output_formats"])
     assert caps["limits"]["max_sessions"] == 8
+    counts = {k: v for k, v in caps["limits"].items() if k != "idle_timeout_s"}  # bytes and counts: JSON integers
+    assert all(type(v) is int for v in counts.values()), counts
     paths = tc.get("/openapi.json").json()["paths"]
     assert {"/sessions", "/sessions/{sid}/predict", "/sessions/{sid}/mask", "/sessions/{sid}/propagate"} <= set(paths)
 
@@ -293,6 +295,7 @@ def test_download_formats_round_trip_2d(make_client, tmp_path):
         with pytest.raises(ServerError, match="DICOM") as err:
             s.download("dcm")
         assert "/tmp" not in err.value.detail and "medisam-serve" not in err.value.detail
+        assert "reference=" not in err.value.detail and "write the mask as .nii.gz" in err.value.detail, err.value.detail
         with pytest.raises(ServerError, match="unknown format"):
             s.download("exe")
 

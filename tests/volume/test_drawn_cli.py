@@ -101,15 +101,30 @@ def test_bad_drawn_prompts_are_one_line_and_write_nothing(lesion, tmp_path, caps
     assert message in err and len(err.strip().splitlines()) == 1 and not out.exists()
 
 
-def test_lasso_on_a_video_is_refused(tmp_path, capsys):
+def test_a_lasso_on_a_video_frame_seeds_the_tracking_as_the_servers_lasso(tmp_path, capsys, tiny_model):
+    """``propagate clip.mp4 --slice F --lasso ...`` tracks from the lasso's mask, as the server's and the API's
+    video sessions do (it was refused in the CLI alone); a lasso with a box is one line."""
     pytest.importorskip("av")
+    from medisam.io import read_image
     from medisam.io.video import write_video
+    from medisam.serve.interactive import InteractiveSession
 
-    frames = np.zeros((3, 32, 32, 3), np.uint8)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
     clip = write_video(frames, tmp_path / "clip.mp4", fps=10)
+    polygon = [(4, 4), (20, 4), (20, 20)]
     out = tmp_path / "masks.npz"
-    assert main(["propagate", str(clip), "--slice", "0", "--lasso", "4,4,20,4,20,20", "-o", str(out)] + TINY) == 2
-    assert "not --lasso" in capsys.readouterr().err and not out.exists()
+    assert main(["propagate", str(clip), "--slice", "1", "--lasso", "4,4,20,4,20,20", "-o", str(out)] + TINY) == 0
+    labels = np.load(out)["segs"]
+    session = InteractiveSession(tiny_model, read_image(clip))
+    session.add_lasso(1, polygon)
+    session.propagate()
+    assert labels.shape[0] == 3 and labels[1].any()
+    np.testing.assert_array_equal(labels > 0, session.labels > 0)
+    both = tmp_path / "both.npz"
+    assert main(["propagate", str(clip), "--slice", "0", "--lasso", "4,4,20,4,20,20", "--box", "2,2,9,9",
+                 "-o", str(both)] + TINY) == 2
+    assert "not both" in capsys.readouterr().err and not both.exists()
 
 
 def test_scribbles_on_a_box_correct_its_mask_as_the_servers_scribble(picture, lesion, tmp_path, tiny_model, capsys):

@@ -211,9 +211,8 @@ def _check_video_args(prompt: dict, output: Path, overlay: Optional[Path], axis:
     if clicks3d:
         raise InputError("--click3d and --guide are for volumes, not videos")
     if "box3d" in prompt or "recist" in prompt:
-        raise InputError("the input is a video: prompt one frame with --slice F --box/--point, not --box3d/--recist")
-    if prompt.get("lasso") is not None:
-        raise InputError("the input is a video: prompt one frame with --slice F --box/--point/--scribble, not --lasso")
+        raise InputError("the input is a video: prompt one frame with --slice F --box/--point/--lasso, "
+                         "not --box3d/--recist")
     if prompt.get("slices") is not None:
         raise InputError("the input is a video: --slices applies to volumes")
     if axis not in (None, 0):
@@ -535,9 +534,9 @@ def _video(image, prompt, label, model, checkpoint, device, runtime, output, ove
 
     outputs = _video_outputs(output, overlay, force, video_inputs(image))
     net = common.load(model, checkpoint, device, runtime)
-    clicks, _ = common.drawn_prompts(prompt["scribbles"], None, tuple(image.spatial_shape[1:3]))
+    clicks, lasso = common.drawn_prompts(prompt["scribbles"], prompt["lasso"], tuple(image.spatial_shape[1:3]))
     points = [*(prompt["points"] or []), *clicks] or None
-    labels = track_video(image, net, prompt["slice"], prompt["box"], points, label, tracks, progress)
+    labels = track_video(image, net, prompt["slice"], prompt["box"], points, label, tracks, progress, mask=lasso)
     outputs.write(image, labels)
     if output.is_dir():
         typer.echo(f"wrote {output} ({len(list(output.glob('*.png')))} PNG mask frames)")

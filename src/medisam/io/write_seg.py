@@ -62,7 +62,9 @@ def write_dicom_seg(
 
     files = (reference.source.get("dicom_files") if reference is not None else None) or []
     if reference is None or reference.source.get("format") != "dicom" or not files:
-        raise InputError("DICOM-SEG output needs reference= an image read from DICOM")
+        got = "no source image" if reference is None else f"a {reference.source.get('format') or 'non-DICOM'} image"
+        raise InputError(f"DICOM-SEG output needs an image read from DICOM (a series, or its folder or zip); "
+                         f"got {got}: write the mask as .nii.gz instead")
     if not reference.is_volume or reference.is_video or len(files) != reference.num_slices:
         raise InputError(
             f"DICOM-SEG output needs a DICOM series reference (one file per slice); "

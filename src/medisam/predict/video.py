@@ -157,19 +157,23 @@ def track_labels(tracks: Sequence[tuple[int, Box | Sequence[float], int | None]]
 def track_video(video: MedicalImage | np.ndarray, model: LoadedModel, frame: int,
                 box: Box | Sequence[float] | None, points: Points | Sequence[Sequence[float]] | None,
                 obj_id: int = 1, tracks: Sequence[tuple[int, Box | Sequence[float], int | None]] = (),
-                progress: bool = False) -> MedicalImage:
+                progress: bool = False, mask: np.ndarray | None = None) -> MedicalImage:
     """Track objects through a video; returns the ``(T, Y, X)`` label video (nothing is written).
 
-    Object ``obj_id`` from a box and/or clicks on ``frame``; each further object from a box on
-    the frame where it appears (``tracks``: ``(frame, box, label)``, label None = the next
-    free id), tracked forward from there only.
+    Object ``obj_id`` from a box or a mask (a lasso's), and/or clicks, on ``frame``; each further
+    object from a box on the frame where it appears (``tracks``: ``(frame, box, label)``, label
+    None = the next free id), tracked forward from there only.
     """
-    if box is None and points is None:
-        raise InputError("give a box and/or points on the prompt frame")
+    if box is None and points is None and mask is None:
+        raise InputError("give a box, a mask and/or points on the prompt frame")
+    if box is not None and mask is not None:
+        raise InputError("give a box or a mask (a lasso) on the prompt frame, not both: the mask is the object there")
     start = time.perf_counter()
     session = VideoSession(model, video)
     if box is not None:
         session.add_box(frame, box, obj_id)
+    if mask is not None:  # as the server's lasso: the mask, then the clicks with it
+        session.add_mask(frame, mask, obj_id)
     if points is not None:
         session.add_points(frame, points, obj_id)
     begins = []

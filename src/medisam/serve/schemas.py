@@ -170,5 +170,5 @@ class Capabilities(BaseModel):
     input_formats: list[str]
     output_formats: list[str]
     propagation: bool
-    limits: dict[str, float]
+    limits: dict[str, int | float]  # byte and count limits as integers (JSON 1073741824, not 1073741824.0)
     auth: bool
