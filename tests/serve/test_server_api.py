@@ -295,7 +295,8 @@ def test_download_formats_round_trip_2d(make_client, tmp_path):
         with pytest.raises(ServerError, match="DICOM") as err:
             s.download("dcm")
         assert "/tmp" not in err.value.detail and "medisam-serve" not in err.value.detail
-        assert "reference=" not in err.value.detail and "write the mask as .nii.gz" in err.value.detail, err.value.detail
+        detail = err.value.detail
+        assert "reference=" not in detail and "write the mask as .nii.gz" in detail, detail
         with pytest.raises(ServerError, match="unknown format"):
             s.download("exe")
 
