@@ -247,6 +247,10 @@ class _RecordingSession(_EmptySession):
         self.calls.append(("predict", kw))
         return super().predict(**kw)
 
+    def add_scribble(self, **kw):
+        self.calls.append(("add_scribble", kw))
+        return np.ones(self.shape[1:], bool)
+
     def propagate(self):
         self.calls.append(("propagate", {}))
         return {"plan": ["object 1: 3D box plan: 1 view(s) [k: 5] = 5 encodings vs 5 along one axis"],
@@ -700,3 +704,31 @@ def test_a_point_outside_the_roi_slices_is_an_error_before_any_request(scene, bo
     assert client.calls == [] and seg.GetSegmentation().GetNumberOfSegments() == 0
     MedisamSegmentCore(client).segment(vol, seg, roi, positive_node=_points([30, 30, 4]), box3d=box3d)
     assert seg.GetSegmentation().GetNumberOfSegments() == 1  # a point on the ROI's slices is fine
+
+
+@pytest.mark.parametrize("box3d", [False, True])
+def test_a_scribble_outside_the_roi_slices_is_an_error_before_any_request(scene, box3d):
+    """A scribble off an ROI's slices would correct voxels the ROI then cuts away: named before anything is sent."""
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
+    seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    roi = _aligned_roi([9.6, 4.6, 2.6], [50.4, 50.4, 5.4])
+    client = _RecordingClient()
+    with pytest.raises(ValueError, match=r"the negative scribble lies on slice 7, outside the ROI's slice range 3\.\.5"):
+        MedisamSegmentCore(client).segment(vol, seg, roi, negative_scribble_node=_curve([20, 20, 7], [30, 30, 7]),
+                                           box3d=box3d)
+    assert client.calls == [] and seg.GetSegmentation().GetNumberOfSegments() == 0
+    MedisamSegmentCore(client).segment(vol, seg, roi, negative_scribble_node=_curve([20, 20, 4], [30, 30, 4]),
+                                       box3d=box3d)
+    assert seg.GetSegmentation().GetNumberOfSegments() == 1  # one on the ROI's slices is sent
+
+
+def test_an_roi_under_a_non_linear_transform_is_refused(scene):
+    """The ROI's corners through its own matrix would ignore a bending transform on it: an error naming it."""
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), IJK_TO_RAS, name="ct")
+    roi = _aligned_roi([9.6, 4.6, 2.6], [20.4, 25.4, 5.4])
+    assert MedisamSegmentCore.roi_to_slice_box(vol, roi) == (4, (10.0, 5.0, 21.0, 26.0), (3, 5))
+    bent = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTransformNode")
+    bent.SetAndObserveTransformToParent(_thin_plate_spline())
+    roi.SetAndObserveTransformNodeID(bent.GetID())
+    with pytest.raises(ValueError, match="ROI .* is under a non-linear transform"):
+        MedisamSegmentCore.roi_to_slice_box(vol, roi)

@@ -139,7 +139,12 @@ class MedisamSegmentCore:
     @staticmethod
     def roi_corners(roi_node) -> np.ndarray:  # noqa: ANN001
         """The 8 corners (8, 3) of a markups ROI in world RAS, in the ROI's own orientation (its RAS
-        bounds are axis-aligned: larger than a rotated ROI)."""
+        bounds are axis-aligned: larger than a rotated ROI). An ROI under a non-linear transform is no box
+        in world space: an error, not the box of its untransformed corners."""
+        parent = roi_node.GetParentTransformNode()
+        if parent is not None and not parent.IsTransformToWorldLinear():
+            raise ValueError(f"the ROI {roi_node.GetName()!r} is under a non-linear transform ({parent.GetName()!r}): "
+                             "harden the transform on it first (Data module), or draw the ROI outside it")
         half = np.asarray(roi_node.GetSize(), dtype=float) / 2
         signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=float)
         corners = np.c_[signs * half, np.ones(8)]
@@ -178,6 +183,16 @@ class MedisamSegmentCore:
                 raise ValueError(f"the {'positive' if label else 'negative'} point at (i, j) = ({x:.0f}, {y:.0f}) "
                                  f"lies on slice {k}, outside the ROI's slice range {k_range[0]}..{k_range[1]}: "
                                  "move it onto the ROI's slices or enlarge the ROI")
+
+    @staticmethod
+    def check_scribbles_on_slices(scribbles: Sequence[tuple[int, list, bool]], k_range: tuple[int, int]) -> None:
+        """Refuse a scribble ``(k, polyline, positive)`` off an ROI's slices before any request: the object is
+        kept to those slices, so its correction there would be cut away without a word."""
+        for k, _, positive in scribbles:
+            if not k_range[0] <= k <= k_range[1]:
+                raise ValueError(f"the {'positive' if positive else 'negative'} scribble lies on slice {k}, outside "
+                                 f"the ROI's slice range {k_range[0]}..{k_range[1]}: draw it on the ROI's slices "
+                                 "or enlarge the ROI")
 
     @staticmethod
     def place_segmentation(volume_node, segmentation_node) -> None:  # noqa: ANN001
@@ -285,6 +300,7 @@ class MedisamSegmentCore:
         if roi_node is not None:
             k, box, k_range = self.roi_to_slice_box(volume_node, roi_node)
             self.check_points_on_slices(points, k_range)
+            self.check_scribbles_on_slices(scribbles, k_range)
         else:
             k = recist[0] if recist else lasso[0] if lasso else points[0][0] if points else scribbles[0][0]
             box, k_range = None, (0, array.shape[0] - 1)
