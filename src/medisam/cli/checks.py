@@ -110,6 +110,19 @@ def mask_format(path: Path, *, volume: Optional[bool], dicom: Optional[bool]) ->
     return ext
 
 
+def dicom_seg_reference(output: Path, image) -> str:  # noqa: ANN001 - a MedicalImage
+    """:func:`mask_format` on a read image, and a ``.dcm`` output refused now (before the model runs)
+    where ``image`` cannot take a DICOM-SEG (:func:`medisam.io.write_seg.seg_reference_problem`)."""
+    ext = mask_format(output, volume=image.is_volume, dicom=bool(image.source.get("dicom_files")))
+    if ext == ".dcm":
+        from medisam.io.write_seg import seg_reference_problem
+
+        problem = seg_reference_problem(image)
+        if problem is not None:
+            raise InputError(f"-o {output}: {problem}")
+    return ext
+
+
 def is_dicom_input(path: Path) -> bool:
     """A folder (DICOM series) or a file with the DICOM preamble."""
     from medisam.io.read_dicom import is_dicom_file
@@ -183,7 +196,7 @@ def image_checks(image, input: Path, *, boxes: Sequence = (), points: Optional[S
                  slice: Optional[int] = None, axis: Optional[int] = None, output: Optional[Path] = None) -> None:
     """The same checks on a read image (formats without a cheap header), still before the model."""
     if output is not None:
-        mask_format(output, volume=image.is_volume, dicom=bool(image.source.get("dicom_files")))
+        dicom_seg_reference(output, image)
     if boxes or points or slice is not None:
         h, w = plane(image.spatial_shape, slice, axis, input)
         if boxes or points:

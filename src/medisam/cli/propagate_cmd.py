@@ -264,7 +264,7 @@ def _header_checks(input: Path, prompt: dict, axis: Optional[int], channel: Opti
 
 def _image_checks(image, input: Path, prompt: dict, axis: Optional[int], output: Path, clicks: list = ()) -> None:
     if not image.is_video:
-        checks.mask_format(output, volume=True, dicom=bool(image.source.get("dicom_files")))
+        checks.dicom_seg_reference(output, image)
     _prompt_checks(image.spatial_shape, input, prompt, axis)
     _click_checks(image.spatial_shape, input, clicks)
     if clicks and not image.is_video:  # a video refuses clicks with its own message

@@ -4,7 +4,7 @@ Formats: ``.nii``/``.nii.gz``/``.nrrd``/``.nhdr``/``.mha``/``.mhd`` (SimpleITK, 
 geometry), ``.png`` (2D; visible: one object as 0/255 grey, up to 255 labels as a palette PNG
 whose indices are the labels, more as 16-bit grey; see :mod:`medisam.io.label_png`, whose
 ``read_label_png`` reads all three back as label values), ``.npz`` (key ``segs`` as in the CVPR24 challenge, plus
-``spacing`` in ITK order), ``.dcm`` (DICOM-SEG; needs a DICOM series reference).
+``spacing`` in ITK order), ``.dcm`` (DICOM-SEG; needs a DICOM series or single-slice reference).
 """
 
 from __future__ import annotations
@@ -30,7 +30,21 @@ Writer = Callable[[MedicalImage, Path, "MedicalImage | None", "dict[int, str] | 
 
 
 def _write_sitk(labels: MedicalImage, tmp: Path, reference: MedicalImage | None, names: dict | None) -> None:
-    sitk.WriteImage(image_to_sitk(labels), str(tmp), useCompression=not tmp.name.lower().endswith(".nii"))
+    sitk.WriteImage(_placed(labels), str(tmp), useCompression=not tmp.name.lower().endswith(".nii"))
+
+
+def _placed(labels: MedicalImage) -> sitk.Image:
+    """The SimpleITK image of ``labels``; the mask of one DICOM slice is a one-slice volume at the slice's
+    place in patient space (``source["geometry3d"]``): as a 2D image it sat at z = 0, in another plane
+    than the slice, and an oblique slice lost its orientation."""
+    placement = labels.source.get("geometry3d") if labels.spatial_ndim == 2 and not labels.is_video else None
+    if placement is None:
+        return image_to_sitk(labels)
+    img = sitk.GetImageFromArray(np.ascontiguousarray(labels.array)[None])
+    img.SetSpacing(tuple(float(v) for v in placement["spacing"]))
+    img.SetOrigin(tuple(float(v) for v in placement["origin"]))
+    img.SetDirection(tuple(float(v) for v in placement["direction"]))
+    return img
 
 
 def _write_png(labels: MedicalImage, tmp: Path, reference: MedicalImage | None, names: dict | None) -> None:

@@ -60,21 +60,16 @@ def write_dicom_seg(
     import pydicom
     from pydicom.sr.codedict import codes
 
-    files = (reference.source.get("dicom_files") if reference is not None else None) or []
-    if reference is None or reference.source.get("format") != "dicom" or not files:
-        got = "no source image" if reference is None else f"a {reference.source.get('format') or 'non-DICOM'} image"
-        raise InputError(f"DICOM-SEG output needs an image read from DICOM (a series, or its folder or zip); "
-                         f"got {got}: write the mask as .nii.gz instead")
-    if not reference.is_volume or reference.is_video or len(files) != reference.num_slices:
-        raise InputError(
-            f"DICOM-SEG output needs a DICOM series reference (one file per slice); "
-            f"got a {'video' if reference.is_video else str(reference.spatial_ndim) + 'D'} image "
-            f"from {len(files)} file(s); write .nii.gz or .png instead"
-        )
+    problem = seg_reference_problem(reference)
+    if problem is not None:
+        raise InputError(problem)
+    files = reference.source["dicom_files"]
     arr = np.asarray(labels.array)
     if arr.shape != reference.spatial_shape:
         raise InputError(f"DICOM-SEG output: mask shape {arr.shape} does not match the DICOM series "
                          f"{reference.spatial_shape}")
+    if reference.spatial_ndim == 2:  # one DICOM slice: a SEG with one frame on it
+        arr = arr[None]
     values = [int(v) for v in np.unique(arr) if v != 0]
     if not values:
         raise InputError("DICOM-SEG output: mask is empty; a DICOM-SEG needs at least one labelled voxel")
@@ -95,7 +90,7 @@ def write_dicom_seg(
         sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
     except Exception as exc:
         raise InputError(f"DICOM-SEG output: cannot re-read the source DICOM files ({type(exc).__name__}: {exc})") from exc
-    prepare_sources(sources, files, slice_spacing=float(reference.spacing[2]))
+    prepare_sources(sources, files, slice_spacing=_slice_spacing(reference))
     series_number = _int_or(sources[0].get("SeriesNumber"), 0) + 1000
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -168,6 +163,31 @@ def _empty(value: object) -> bool:
 def _missing(source: str, keyword: str, tag: str) -> InputError:
     return InputError(f"DICOM-SEG output: the source DICOM {Path(source).name} has no {keyword} {tag} (blanked by an "
                       f"anonymiser?); a DICOM-SEG must reference it: write the mask as .nii.gz instead")
+
+
+def seg_reference_problem(reference: MedicalImage | None) -> str | None:
+    """Why a DICOM-SEG cannot be written on ``reference`` (one line), or None when it can: it needs an
+    image read from DICOM with one file per slice (a series, or a single slice), not a video or a
+    multi-frame file. The CLI asks it before the model runs; :func:`write_dicom_seg` before writing."""
+    files = (reference.source.get("dicom_files") if reference is not None else None) or []
+    if reference is None or reference.source.get("format") != "dicom" or not files:
+        got = "no source image" if reference is None else f"a {reference.source.get('format') or 'non-DICOM'} image"
+        return (f"DICOM-SEG output needs an image read from DICOM (a series, or its folder or zip); "
+                f"got {got}: write the mask as .nii.gz instead")
+    one_slice = reference.spatial_ndim == 2 and len(files) == 1
+    if reference.is_video or not (one_slice or (reference.is_volume and len(files) == reference.num_slices)):
+        kind = "video" if reference.is_video else f"{reference.spatial_ndim}D image"
+        return (f"DICOM-SEG output needs a DICOM series (one file per slice) or a single DICOM slice; got a "
+                f"{kind} from {len(files)} file(s) (a multi-frame DICOM): write .nii.gz or .png instead")
+    return None
+
+
+def _slice_spacing(reference: MedicalImage) -> float:
+    """The slice spacing a source without Slice Thickness is given: the series', or a single slice's
+    third spacing as read (its thickness where the file has one)."""
+    if reference.is_volume:
+        return float(reference.spacing[2])
+    return float(reference.source.get("geometry3d", {}).get("spacing", (1.0, 1.0, 1.0))[2])
 
 
 def prepare_sources(sources: list, files: list[str], slice_spacing: float) -> None:
