@@ -120,3 +120,22 @@ def made_sessions(monkeypatch) -> list[dict]:
     monkeypatch.setattr(predict, "VolumeSession", Recording)
     monkeypatch.setattr(session_module, "VolumeSession", Recording)
     return made
+
+
+@pytest.fixture(scope="session")
+def sam2_tiny():
+    """The tiny random-weight SAM 2 (skips the test where the sam2 package is not installed)."""
+    pytest.importorskip("sam2")
+    from medisam.models import load_model
+
+    return load_model("sam2-tiny", device="cpu")
+
+
+@pytest.fixture()
+def moving_disk(frames: int = 6, h: int = 48, w: int = 64, step: int = 4):
+    """``(T, H, W)`` float32 frames of a disk moving right, and its boolean masks."""
+    yy, xx = np.mgrid[:h, :w]
+    masks = np.stack([(yy - h // 2) ** 2 + (xx - 16 - step * t) ** 2 < 64 for t in range(frames)])
+    rng = np.random.default_rng(0)
+    volume = np.where(masks, 100.0, 10.0) + rng.normal(0, 2, masks.shape)
+    return volume.astype(np.float32), masks

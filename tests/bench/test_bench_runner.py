@@ -184,3 +184,20 @@ def test_the_report_sets_models_side_by_side_on_the_targets_they_share(tmp_path)
     report = (tmp_path / "report.md").read_text().partition("## Configuration")[0]  # which keeps the path
     assert "/x/y/" not in report and "sam-vit-b@sam_vit_b.pth" in report
     assert ("| d | box | 2 | 0.750 | 0.550 | -0.200 ± 1.271 |" in report), report  # t(0.975, 1) = 12.71: 2 targets
+
+
+@pytest.mark.parametrize("missing,args", [("monai.metrics", ["--no-report"]), ("pandas", [])])
+def test_a_missing_bench_extra_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, missing, args):
+    """Without ``[bench]`` every case was segmented, then became an error row (MONAI's surface metrics), and
+    the run exited 0: "0 rows from 93 cases, 93 errors". The extra is checked first; no folder is made."""
+    import medisam.models
+    from medisam.cli import main
+
+    monkeypatch.setitem(sys.modules, missing, None)  # import fails as when the package is absent
+    monkeypatch.setattr(medisam.models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    dataset = make_2d_dataset(tmp_path / "toy", n=1)
+    out = tmp_path / "out"
+    rc = main(["bench", str(dataset), "-o", str(out), "-m", "litemedsam-tiny", "-p", "box", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "pip install 'medisam[bench]'" in err[0] and missing in err[0], err
+    assert not out.exists()

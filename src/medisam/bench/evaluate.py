@@ -86,22 +86,43 @@ def _error(ref: CaseRef, exc: BaseException, settings: EvalSettings, model: str 
             "strategy": strategy, "seed": settings.seed, "error": exc.__class__.__name__, "message": message}
 
 
+def sam2_refuses(strategy: Strategy) -> bool:
+    """Whether a SAM 2 model cannot run ``strategy``: whole-case protocols (CVPR25: 3D corrective
+    clicks), the everything grid and the box search (they drive a 2D-promptable model's decoder)."""
+    from medisam.prompting.strategies import EverythingStrategy
+
+    return (getattr(strategy, "per_case", False) or isinstance(strategy, EverythingStrategy)
+            or bool(getattr(strategy, "box_search", False)))
+
+
+def predictor_for(model):  # noqa: ANN001, ANN201 - a LoadedModel -> Predictor or Sam2ImagePredictor
+    """The 2D predictor of a loaded model: SAM 2 models get sam2's image predictor
+    (:mod:`medisam.predict.sam2_image`), the others a :class:`Predictor` whose cache holds every
+    slice of a typical volume (the 3D protocols propagate through it)."""
+    from medisam.predict import EmbeddingCache, Predictor
+    from medisam.predict.contract import tracks_with_memory
+
+    if tracks_with_memory(model):
+        from medisam.predict.sam2_image import Sam2ImagePredictor
+
+        return Sam2ImagePredictor(model)
+    return Predictor(model, cache=EmbeddingCache(max_bytes=1 << 30))
+
+
 class CaseEvaluator:
     """Models and strategies loaded once; :meth:`evaluate` runs one case."""
 
     def __init__(self, settings: EvalSettings, models: dict[str, Any] | None = None):
         from medisam.models import load_model
-        from medisam.predict import EmbeddingCache, Predictor
 
         self.settings = settings
         self.strategies: list[Strategy] = parse_strategies(list(settings.strategies))
-        self.predictors: dict[str, Predictor] = {}
+        self.predictors: dict[str, Any] = {}
         for text in settings.models:
             ref = ModelRef.parse(text)
             model = (models or {}).get(ref.label) or load_model(ref.name, checkpoint=ref.checkpoint,
                                                                   device=settings.device)
-            # large enough for every slice of a typical volume (3D protocols propagate through it)
-            self.predictors[ref.label] = Predictor(model, cache=EmbeddingCache(max_bytes=1 << 30))
+            self.predictors[ref.label] = predictor_for(model)
 
     def evaluate(self, ref: CaseRef, skip: set[tuple[str, str]] = frozenset()) -> CaseResult:
         """Rows for every (model, strategy) of ``ref`` not in ``skip``; problems -> error rows."""

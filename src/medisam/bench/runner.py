@@ -195,7 +195,8 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
     parsed = parse_strategies(list(config.settings.strategies))
     strategies = [s.name for s in parsed]
     settings = EvalSettings(**{**asdict(config.settings), "strategies": tuple(strategies)})
-    check_models(settings.models)
+    check_models(settings.models, parsed)
+    check_extras(config, settings)
     created = not out.exists()
     try:
         return _run(config, settings, parsed, refs, out, evaluator, progress)
@@ -207,19 +208,36 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
         raise
 
 
-def check_models(models: Iterable[str]) -> None:
-    """Every ``name[@checkpoint]`` names a registered 2D-promptable model and an existing checkpoint
-    file (before the output folder is made; a checkpoint that does not load fails in the run). SAM 2
-    models are refused here: the bench's strategies prompt a 2D predictor, which they have not."""
-    from medisam.bench.evaluate import ModelRef
+def check_extras(config: BenchConfig, settings: EvalSettings) -> None:
+    """The extras' modules this run imports, checked before any work: without ``[bench]`` every case
+    became an error row (MONAI's surface metrics) and the run exited 0 after segmenting them all."""
+    from medisam.errors import require
+
+    needed = (["monai.metrics"] if settings.surface_metrics else []) + (["pandas", "matplotlib"] if config.report
+                                                                       else [])
+    for module in needed:
+        require(module, "bench")
+    if config.backend == "ray":
+        require("ray", "ray")
+
+
+def check_models(models: Iterable[str], strategies: Iterable = ()) -> None:
+    """Every ``name[@checkpoint]`` names a registered model and an existing checkpoint file (before the
+    output folder is made; a checkpoint that does not load fails in the run). A SAM 2 model runs the
+    box, point and click strategies (sam2's image predictor) and the volume ones (its memory
+    tracking); the strategies it cannot run (``strategies``, parsed) are refused here, not after
+    the other models ran: the everything grid and the box search need a 2D-promptable model, the
+    CVPR25 protocol 3D corrective clicks, which SAM 2 sessions have not."""
+    from medisam.bench.evaluate import ModelRef, sam2_refuses
     from medisam.models.registry import get_spec
 
+    refused = [s.name for s in strategies if sam2_refuses(s)]
     for text in models:
         ref = ModelRef.parse(text)
-        if get_spec(ref.name).supports_memory_propagation:
-            raise InputError(f"-m {text}: {ref.name} is a SAM 2 model; the bench runs 2D-promptable models "
-                             "(litemedsam, medsam, sam); use SAM 2 models with `medisam segment` or "
-                             "`medisam propagate`")
+        if get_spec(ref.name).supports_memory_propagation and refused:
+            raise InputError(f"-m {text}: {ref.name} is a SAM 2 model, which runs the box, point, click and volume "
+                             f"strategies, not {', '.join(refused)} (they need a 2D-promptable model or 3D "
+                             "corrective clicks); bench it without them, beside the other models in another run")
         if ref.checkpoint is not None and not Path(ref.checkpoint).expanduser().is_file():
             raise InputError(f"-m {text}: checkpoint not found: {ref.checkpoint}")
 

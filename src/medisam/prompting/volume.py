@@ -75,27 +75,30 @@ class VolumeStrategy(Strategy):
     def run_volume(self, predictor, image: MedicalImage, truth: np.ndarray, rng: np.random.Generator,
                    window=None) -> list[Outcome]:
         """Segment the ``(Z, Y, X)`` object ``truth`` of ``image`` with ``predictor``'s model."""
-        from medisam.predict import VolumeSession
+        from medisam.predict.contract import tracks_with_memory
+        from medisam.predict.factory import open_session
 
         truth = np.asarray(truth, dtype=bool)
         if truth.shape != tuple(image.spatial_shape):
             raise PromptError(f"truth {truth.shape} does not match the volume {image.spatial_shape}")
-        session = VolumeSession(predictor.model, image, axis=0, window=window, predictor=predictor)
-        prompt = self._prompt(session, truth)
+        # SAM 2 tracks with its memory (Sam2Session); the others propagate slice by slice (VolumeSession)
+        kw = {} if tracks_with_memory(predictor.model) else {"axis": 0, "predictor": predictor}
+        session = open_session(predictor.model, image, window=window, **kw)
+        prompt = self._prompt(session, truth, image)
         labels = session.propagate(progress=False)
         mask = labels.array == 1
         results = session.results(1)
         scores = [r.score for r in results.values() if r.mask.any()]
         return [Outcome(mask, float(np.mean(scores)) if scores else float("nan"), None, prompt)]
 
-    def _prompt(self, session, truth: np.ndarray) -> dict:
+    def _prompt(self, session, truth: np.ndarray, image: MedicalImage) -> dict:
         raise NotImplementedError
 
 
 class Box3DStrategy(VolumeStrategy):
     name = "box3d"
 
-    def _prompt(self, session, truth):
+    def _prompt(self, session, truth, image):  # noqa: ARG002
         b = volume_box3d(truth)
         session.add_box3d(b, obj_id=1)
         return {"box3d": [b.x0, b.y0, b.z0, b.x1, b.y1, b.z1]}
@@ -104,7 +107,7 @@ class Box3DStrategy(VolumeStrategy):
 class KeySliceStrategy(VolumeStrategy):
     name = "keyslice"
 
-    def _prompt(self, session, truth):
+    def _prompt(self, session, truth, image):  # noqa: ARG002
         k = key_slice(truth)
         box = sampling.tight_box(truth[k])
         session.add_box(k, box, obj_id=1)
@@ -114,9 +117,9 @@ class KeySliceStrategy(VolumeStrategy):
 class RecistStrategy(VolumeStrategy):
     name = "recist"
 
-    def _prompt(self, session, truth):
+    def _prompt(self, session, truth, image):
         k = key_slice(truth)
-        spacing = session.geometry.spacing_zyx
+        spacing = image.spacing_zyx
         line = recist_line(truth[k], (spacing[2], spacing[1]))
         b = recist_to_box3d(line, k, truth.shape, spacing)
         session.add_box3d(b, obj_id=1, drawn_on=k)  # the line's box bounds the lesion on its slice only
