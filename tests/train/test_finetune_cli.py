@@ -108,3 +108,21 @@ def test_a_resume_keeps_the_runs_own_split_and_names_the_held_out_cases(tiny_dat
                  *_epochs(3)]) == 2
     err = capsys.readouterr().err
     assert "continues a run with other settings (--holdout-fraction was 0.25, now 0.0)" in err
+
+
+@pytest.mark.parametrize("missing,mode", [("monai.losses", "decoder"), ("peft", "lora")])
+def test_a_missing_train_extra_is_one_line_before_the_model_loads(tiny_dataset, tmp_path, capsys, monkeypatch,
+                                                                    missing, mode):
+    """Without ``[train]`` a decoder run encoded the whole dataset (81 MB of embeddings for DRIVE), then
+    stopped at the loss; the extra is now checked first, and nothing is written."""
+    import sys
+
+    import medisam.models
+
+    monkeypatch.setitem(sys.modules, missing, None)  # import fails as when the package is absent
+    monkeypatch.setattr(medisam.models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    out = tmp_path / "m.pth"
+    rc = main(["finetune", str(tiny_dataset), "--mode", mode, "-o", str(out), "--model", "litemedsam-tiny"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "pip install 'medisam[train]'" in err[0] and missing in err[0], err
+    assert list(tmp_path.iterdir()) == []

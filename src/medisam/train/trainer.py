@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from medisam.bench.datasets import detect_layout
-from medisam.errors import InputError, MedisamError, OutputExistsError, first_line
+from medisam.errors import InputError, MedisamError, OutputExistsError, first_line, require
 from medisam.io import atomic_write
 from medisam.io.atomic import check_output
 from medisam.models import load_model
@@ -217,6 +217,14 @@ def prepare_inputs(model, images: Sequence[TrainImage], from_embeddings: bool, c
     return inputs, transforms
 
 
+def check_extras(mode: str) -> None:
+    """The ``[train]`` extra's modules a run of ``mode`` imports (the loss; peft for LoRA), checked before
+    any work: without them a decoder run encoded the whole dataset, then stopped at the loss."""
+    require("monai.losses", "train")
+    if mode == "lora":
+        require("peft", "train")
+
+
 def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path | None = None,
              progress: bool = True) -> FinetuneResult:
     """Fine-tune ``config.model`` on ``config.data`` in ``config.mode``; write the best checkpoint.
@@ -238,6 +246,7 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
     state_path = state_path_for(output)
     detect_layout(Path(config.data))  # a missing dataset is told before any output is
     check_outputs(output, force, resume)
+    check_extras(config.mode)  # before the model loads and the images are read (or encoded)
     resume_state = _read_resume(resume_state_path(resume), config) if resume is not None else None
     device = resolve_device(config.device)
     info = dist_utils.init_from_env(device)
