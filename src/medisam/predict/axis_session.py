@@ -438,24 +438,26 @@ class AxisSession(ClickLayer):
                                      planned_end(state, seed, step, direction, self._range(state)))
         return total
 
-    def _axis_plan_line(self, obj_id: int, direction: str) -> str | None:
-        """The cost of ``obj_id``'s coming runs along the session axis in words (None: no work):
-        planes at most, encodings at most at the encoder's strides, and their time where known."""
+    def _axis_plan(self, obj_id: int, direction: str) -> tuple[str, int] | None:
+        """The cost of ``obj_id``'s coming runs along the session axis in words, and its encodings at
+        most (None: no work): planes at most, encodings at most at the encoder's strides."""
         slices = self._planned_object(obj_id, direction)
         if not slices:
             return None
         enc = self.encoder
-        how = stride_words(enc.stride, enc.coarse)
         most = encodings_at_most(slices, enc.stride)
-        time = self._encoding_time(most)
-        return (f"object {obj_id}: along {'kji'[self.axis]}, up to {slices} planes ({how}), at most {most} encodings"
-                + (f"; {time}" if time else ""))
+        return (f"object {obj_id}: along {'kji'[self.axis]}, up to {slices} planes "
+                f"({stride_words(enc.stride, enc.coarse)}), at most {most} encodings", most)
 
     def _encoding_time(self, encodings: int) -> str | None:
-        """``encodings`` of this session's model in words (:func:`~medisam.models.speed_profile.encoding_time`:
-        the machine's profile, else this session's own timed encodings); None when unknown."""
-        return encoding_time(encodings, self.model.name, getattr(self.model, "backend", "torch"),
-                             getattr(self.model, "precision", "fp32"), self.encoder.timed_ms)
+        """``encodings`` of this session's model in words (:func:`~medisam.models.speed_profile.encoding_time`):
+        from this session's warm encodings, else the machine's profile, else its first (cold) encoding,
+        which took 4.5x the next ones in a hunt; None when unknown."""
+        said = (encodings, self.model.name, getattr(self.model, "backend", "torch"),
+                getattr(self.model, "precision", "fp32"))
+        # a warm timing of this session, else the machine's profile, else the one cold (first) encoding
+        return (encoding_time(*said, self.encoder.warm_ms) or encoding_time(*said, None)
+                or encoding_time(*said, self.encoder.timed_ms))
 
     #: What one step of the progress bar is (one result of :meth:`iter_propagate`): a plane, as
     #: the plan lines count them (a tri-planar 3D box's views yield planes across the session axis).

@@ -28,7 +28,7 @@ from medisam.predict.axis_session import AxisSession
 from medisam.predict.contract import DIRECTIONS, SliceResult, ViewProgress, check_object_id
 from medisam.predict.store import KEEP_UNDO_RESULTS, ObjectState, Run, SlicePrompts
 from medisam.predict.triplanar import TriPlanar, Views
-from medisam.predict.view_plan import ViewPlan
+from medisam.predict.view_plan import ViewPlan, encodings_at_most
 from medisam.prompts import Box3D
 
 _Run = Run  # old name
@@ -94,21 +94,35 @@ class VolumeSession(AxisSession):
         """The cost model of each 3D box (and two-pass slice box) of the coming propagation; a
         box's encodings also in time where this machine's encoder was measured
         (:func:`~medisam.models.speed_profile.encoding_time`)."""
-        lines = []
+        pieces: list[tuple[str, int | None]] = []  # (line, its encodings at most, where counted)
+        along_axis = True  # every counted piece runs along the session axis (no 3D box's views)
         for obj_id in self.object_ids:
             state = self._objects[obj_id]
             seed = self._fused_seed(state, direction)
             if seed is not None:
                 if self._fuse_planned(obj_id, state, seed) > 0:  # not fused yet
                     plan = self.view_plan(obj_id)
-                    time = self._encoding_time(plan.encoded_at_most)
-                    lines.append(f"object {obj_id}: {plan.describe()}" + (f"; {time}" if time else ""))
+                    pieces.append((f"object {obj_id}: {plan.describe()}", plan.encoded_at_most))
+                    along_axis = False
             elif any(two_pass(self, obj_id, t) for t in state.seeds):
-                lines.append(f"object {obj_id}: slice box in two passes (the stop-ruled chain, then the 3D-box "
-                             "engine inside its slice range and the box): encodes the chain's slices only, decodes "
-                             "them twice")
+                pieces.append((f"object {obj_id}: slice box in two passes (the stop-ruled chain, then the 3D-box "
+                               "engine inside its slice range and the box): encodes the chain's slices only, decodes "
+                               "them twice", None))
             else:  # runs along the session axis: a slice prompt's (ended by the stop rules) or one direction's
-                line = self._axis_plan_line(obj_id, direction)
-                if line:
-                    lines.append(line)
+                piece = self._axis_plan(obj_id, direction)
+                if piece:
+                    pieces.append(piece)
+        lines = [line for line, _ in pieces]
+        counted = [(i, n) for i, (_, n) in enumerate(pieces) if n is not None]
+        if len(counted) == 1:
+            time = self._encoding_time(counted[0][1])
+            lines[counted[0][0]] += f"; {time}" if time else ""
+        elif counted:  # objects share a plane's encoding: the lines' sum is not the cost
+            total = sum(n for _, n in counted)
+            if along_axis:  # no more than the axis's planes
+                total = min(total, encodings_at_most(self.geometry.num_slices, self.encoder.stride))
+            time = self._encoding_time(total)
+            lines.append(f"in all, {len(counted)} objects: at most {total} encodings (an encoded plane serves "
+                         "every object on it; each line above counts its object alone)"
+                         + (f"; {time}" if time else ""))
         return lines
