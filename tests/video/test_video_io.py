@@ -90,3 +90,21 @@ def test_label_frames_round_trip_and_overlay_keeps_fps(tmp_path, disk_mp4):
     assert shown.source["fps"] == pytest.approx(12.5)
     with pytest.raises(OutputExistsError):
         write_overlay_video(video, labels, overlay)
+
+
+def test_forced_label_frames_hold_this_videos_frames_only(tmp_path):
+    """``--force`` over a longer earlier run: 10 new frames over 30 old ones left 20 old frames, read back
+    as one 30-frame video (or refused for their size); they are removed, other files stay."""
+    from medisam.io.medical_image import MedicalImage
+
+    def label_video(frames):
+        arr = np.zeros((frames, 8, 10), np.uint8)
+        arr[:, 2:5, 3:7] = 1
+        return MedicalImage.from_array(arr, is_rgb=False).as_labels(arr)
+
+    folder = tmp_path / "masks"
+    write_label_frames(label_video(30), folder)
+    (folder / "notes.txt").write_text("mine")
+    write_label_frames(label_video(10), folder, force=True)
+    assert sorted(f.name for f in folder.glob("*.png")) == [f"{t:05d}.png" for t in range(10)]
+    assert (folder / "notes.txt").read_text() == "mine"

@@ -539,7 +539,7 @@ def _video(image, prompt, label, model, checkpoint, device, runtime, output, ove
     labels = track_video(image, net, prompt["slice"], prompt["box"], points, label, tracks, progress, mask=lasso)
     outputs.write(image, labels)
     if output.is_dir():
-        typer.echo(f"wrote {output} ({len(list(output.glob('*.png')))} PNG mask frames)")
+        typer.echo(f"wrote {output} ({labels.array.shape[0]} PNG mask frames)")
     else:
         typer.echo(f"wrote {output}")
     if overlay is not None:

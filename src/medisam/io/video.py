@@ -185,7 +185,9 @@ def write_label_frames(labels: MedicalImage, folder: str | Path, force: bool = F
 
     Frames are encoded into a temporary folder beside ``folder`` first and moved in only when
     all succeeded, so a failure leaves no partial output. A non-empty ``folder`` is refused
-    unless ``force`` (then same-named frames are replaced).
+    unless ``force``: then it holds this video's frames only (an earlier run's frames past them are
+    removed: a 10-frame run over 30 old frames left 20 of them, read back as one video); other files
+    in it stay.
     """
     folder = Path(folder).expanduser()
     arr = np.asarray(labels.array)
@@ -201,8 +203,12 @@ def write_label_frames(labels: MedicalImage, folder: str | Path, force: bool = F
         for t in range(arr.shape[0]):
             (tmp / f"{t:05d}.png").write_bytes(encode_label_png(arr[t], top=top))
         folder.mkdir(exist_ok=True)
+        written = {f.name for f in tmp.iterdir()}
         for f in sorted(tmp.iterdir()):
             os.replace(f, folder / f.name)
+        for old in folder.glob("[0-9][0-9][0-9][0-9][0-9].png"):  # an earlier, longer run's frames
+            if old.name not in written:
+                old.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("wrote %d label frames to %s", arr.shape[0], folder)
