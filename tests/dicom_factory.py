@@ -179,3 +179,44 @@ def compress_series(paths: list[Path], syntax: str) -> None:
         else:
             raise ValueError(f"unknown transfer syntax {syntax!r}")
         ds.save_as(path)
+
+
+def write_enhanced_ct(
+    path: Path,
+    hu: np.ndarray,
+    positions: list[tuple[float, float, float]],
+    *,
+    orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
+    pixel_spacing: tuple[float, float] = (0.8, 0.75),
+    intercept: float = -1024.0,
+) -> Path:
+    """Write ``hu`` (frames, Y, X) as an Enhanced CT file, frame ``f`` at ``positions[f]``
+    (PlanePositionSequence per frame; orientation, pixel size and rescale shared), as scanners do."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import generate_uid
+
+    ds = new_instance("1.2.840.10008.5.1.4.1.1.2.1")  # Enhanced CT Image Storage
+    ds.PatientName, ds.PatientID, ds.Modality = "Test^Patient", "P1", "CT"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
+    ds.Rows, ds.Columns, ds.NumberOfFrames = hu.shape[1], hu.shape[2], hu.shape[0]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    measures, plane, rescale, shared = Dataset(), Dataset(), Dataset(), Dataset()
+    measures.PixelSpacing, measures.SliceThickness = list(pixel_spacing), 2.5
+    plane.ImageOrientationPatient = list(orientation)
+    rescale.RescaleIntercept, rescale.RescaleSlope, rescale.RescaleType = intercept, 1, "HU"
+    shared.PixelMeasuresSequence, shared.PlaneOrientationSequence = Sequence([measures]), Sequence([plane])
+    shared.PixelValueTransformationSequence = Sequence([rescale])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    frames = []
+    for p in positions:
+        group, pos = Dataset(), Dataset()
+        pos.ImagePositionPatient = [f"{v:.6f}" for v in p]
+        group.PlanePositionSequence = Sequence([pos])
+        frames.append(group)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    ds.PixelData = np.rint(hu - intercept).astype(np.int16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path

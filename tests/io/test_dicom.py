@@ -81,9 +81,9 @@ def test_dicom_seg_roundtrip(ct_series, tmp_path):
 
 def test_dicom_seg_needs_dicom_series(ct_series, tmp_path):
     _, _, files = ct_series
-    img2d = read_image(files[0])
-    with pytest.raises(InputError, match="DICOM series"):
-        write_mask(np.ones((6, 8), np.uint8), tmp_path / "a.dcm", reference=img2d)
+    img2d = read_image(files[0])  # one slice: a one-frame SEG (tests/io/test_dicom_single_slice.py)
+    assert int(pydicom.dcmread(write_mask(np.ones((6, 8), np.uint8), tmp_path / "a.dcm",
+                                          reference=img2d)).NumberOfFrames) == 1
     with pytest.raises(InputError, match="read from DICOM"):
         write_mask(np.ones((2, 3, 4), np.uint8), tmp_path / "b.dcm")
     vol = read_image(ct_series[0])
@@ -105,13 +105,15 @@ def test_real_dcmqi_series(data_dir, tmp_path):
     img = read_image(base / "series")
     assert img.array.shape == (3, 512, 512) and img.modality == "CT"
     np.testing.assert_allclose(img.spacing[:2], (0.8105469942092896,) * 2, rtol=1e-6)
-    assert img.array.min() < -1000  # HU
+    assert img.array.min() <= -1000  # HU
     assert len(img.source["dicom_files"]) == 3
     nii = read_image(base / "imagesTr" / "ct3slice_0000.nii.gz")
     np.testing.assert_allclose(nii.spacing, img.spacing, atol=1e-5)
     np.testing.assert_allclose(nii.origin, img.origin, atol=1e-4)
     np.testing.assert_allclose(nii.direction, img.direction, atol=1e-6)
-    np.testing.assert_array_equal(nii.array, img.array)
+    # the scan's padding (stored -2000, -3024 HU) is the lowest real value in a DICOM read; the NIfTI keeps it
+    assert img.source["pixel_padding"]["set_to"] == -1024 and img.array.min() == -1024
+    np.testing.assert_array_equal(np.where(nii.array == -3024, -1024, nii.array), img.array)
     # the whole dataset folder holds the CT and a SEG: the SEG is skipped, the CT is read
     assert read_image(base).array.shape == (3, 512, 512)
     labels = read_image(base / "labelsTr" / "ct3slice.nii.gz")

@@ -64,6 +64,12 @@ def info(
     if "fps" in image.source:  # a folder of frames has none
         fps = image.source["fps"]
         lines["frame rate"] = f"{fps:.3g} fps" if fps else "unknown (a folder of frames)"
+    padding = image.source.get("pixel_padding")
+    if padding:  # DICOM Pixel Padding Value: outside the scan, not part of the value range above
+        lo, hi = padding["stored"]
+        stored = f"{lo}" if lo == hi else f"{lo} .. {hi}"
+        lines["pixel padding"] = (f"{padding['voxels']} voxels (stored {stored}) set to "
+                                  f"{padding['set_to']:g}, the lowest real value")
     for n, line in enumerate(image.geometry_warnings):
         lines[f"warning {n + 1}" if len(image.geometry_warnings) > 1 else "warning"] = line
     width = max(map(len, lines))

@@ -6,6 +6,14 @@ file list is kept in ``source["dicom_files"]`` (same order as array axis 0) beca
 DICOM-SEG writer needs the source instances in slice order.
 
 Folders are searched recursively; non-image objects (SEG, RTSTRUCT, SR...) are ignored.
+
+An enhanced multi-frame file (per-frame functional groups) gets the checks a series gets
+(:func:`~medisam.io.dicom_geometry.check_positions`) and its geometry from the functional
+groups, frames in spatial order, not GDCM's fallback of 1 mm spacing and identity axes.
+Pixel Padding Value voxels (compared in stored values, before rescale, as the standard
+says) are set to the lowest real value of the image, so that padding (e.g. -3024 HU
+outside a CT's field of view) sets neither the automatic window nor the value range;
+``source["pixel_padding"]`` says how many voxels were padding.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import pydicom
 import SimpleITK as sitk
 
 from medisam.errors import InputError
-from medisam.io.dicom_geometry import check_positions, read_slice_headers, skipped_files
+from medisam.io.dicom_geometry import SliceHeader, check_positions, frame_headers, read_slice_headers, skipped_files
 from medisam.io.itk_quiet import quiet_itk
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
@@ -35,6 +43,11 @@ log = logging.getLogger(__name__)
 NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "SR", "PR", "KO", "REG", "DOC", "FID"})
 #: Modalities whose multi-frame files are time sequences (cine loops), not volumes.
 VIDEO_MODALITIES = frozenset({"US", "XA", "RF", "ES", "IVUS", "GM", "XC", "OP"})
+#: SOP Class of a DICOMDIR (Media Storage Directory Storage): an index of files, not an image.
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+#: Header attributes the padding check reads from each slice file.
+_PADDING_TAGS = ["RescaleSlope", "RescaleIntercept", "PixelPaddingValue", "PixelPaddingRangeLimit",
+                 "PixelRepresentation", "BitsAllocated"]
 
 
 @dataclass(frozen=True)
@@ -195,6 +208,10 @@ def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
         raise InputError(f"{folder}: {_decode_failure(info, exc)}") from None
     modality = opts.modality or info.modality
     image = sitk_to_image(img, modality=modality, source=_source(folder, ds, list(info.files)))
+    if "PixelPaddingValue" in ds:  # each file's own padding value and rescale
+        slices = [_slice_padding(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_PADDING_TAGS))
+                  for f in info.files]
+        image = _unpad(image, slices, folder)
     if problems:
         image = dataclasses.replace(image, geometry_warnings=tuple(problems))
         for line in problems:
@@ -213,21 +230,72 @@ def _frame_rate(ds: pydicom.Dataset) -> float | None:
     return None
 
 
-def read_dicom_file(path: Path, opts: ReadOptions) -> MedicalImage:
-    """Read a single DICOM file: a 2D image, or a multi-frame file (video for cine modalities)."""
-    ds = _header(path)
+def _not_an_image(path: Path, ds: pydicom.Dataset) -> str | None:
+    """Why ``ds`` (a header) is no image to read, in words for the user, or None."""
+    sop_class = str(ds.get("SOPClassUID") or getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", ""))
+    if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
+        return "this is a DICOMDIR index: give the folder that holds it (or the series folder)"
     modality = str(ds.get("Modality", "OT")) or "OT"
     if modality in NON_IMAGE_MODALITIES:
-        raise InputError(f"{path}: is a DICOM {modality} object, not an image")
-    check_size(_voxels_from_header(ds, 1), path, opts.max_voxels)
+        return f"is a DICOM {modality} object, not an image"
+    if not int(ds.get("Rows", 0) or 0) or not int(ds.get("Columns", 0) or 0):
+        return "not a readable DICOM image (no Rows/Columns: a cut-short header, or no image at all)"
+    return None
+
+
+def _pixel_data_problem(path: Path) -> str | None:
+    """``has no pixel data`` or ``is truncated (N of M bytes)`` when that is why a file cannot be decoded."""
+    import warnings
+
     try:
-        img = sitk.ReadImage(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's remarks on a short value
+            ds = pydicom.dcmread(str(path))
+    except Exception:  # noqa: BLE001 - pydicom raises many types for broken files
+        return None
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        return "has no pixel data"
+    if "PixelData" in ds and not ds.file_meta.TransferSyntaxUID.is_compressed:
+        expected = (int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0)
+                    * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.get("SamplesPerPixel", 1) or 1)
+                    * int(ds.get("BitsAllocated", 16) or 16) // 8)
+        got = len(ds.PixelData)
+        if got < expected:
+            return f"is truncated ({got} of {expected} bytes of pixel data)"
+    return None
+
+
+def read_dicom_file(path: Path, opts: ReadOptions) -> MedicalImage:
+    """Read a single DICOM file: a 2D image, or a multi-frame file (video for cine modalities,
+    else a volume whose frames are checked and placed like the slices of a series)."""
+    ds = _header(path)
+    problem = _not_an_image(path, ds)
+    if problem:
+        raise InputError(f"{path}: {problem}")
+    modality = str(ds.get("Modality", "OT")) or "OT"
+    check_size(_voxels_from_header(ds, 1), path, opts.max_voxels)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    headers = frame_headers(ds) if frames > 1 and not is_cine(ds, opts.modality or modality) else None
+    problems: list[str] = []
+    if headers is not None:
+        if len(headers) != frames:
+            raise InputError(f"{path}: has {frames} frames but {len(headers)} per-frame functional groups; "
+                             "the frames cannot be placed")
+        try:
+            problems = check_positions(headers)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
+    try:
+        with quiet_itk():
+            img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
+        why = _pixel_data_problem(path)
+        if why:
+            raise InputError(f"{path}: {why}") from None
         raise InputError(f"{path}: cannot decode DICOM pixel data{_syntax_note(ds)} "
                          f"({str(exc).strip().splitlines()[-1]})") from exc
     source = _source(path, ds, [str(path)])
     modality = opts.modality or modality
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         if is_cine(ds, modality):
             arr = sitk.GetArrayFromImage(img)
@@ -240,19 +308,127 @@ def read_dicom_file(path: Path, opts: ReadOptions) -> MedicalImage:
             )
         else:
             image = sitk_to_image(img, modality=modality, source=source)
+            order = list(range(frames))
+            if headers is not None:
+                image, order = _place_frames(image, headers)
+            if not image.is_rgb:
+                image = _unpad(image, [_frame_padding(ds, headers, k) for k in order], path)
+            if problems:
+                image = dataclasses.replace(image, geometry_warnings=tuple(problems))
+                for line in problems:
+                    log.info("%s: %s", path, line)  # the CLI shows them (info) or refuses (segment, propagate)
         log.info("read multi-frame DICOM %s: %d frames, video=%s", path, frames, image.is_video)
         return image
     # single frame: a 2D image; the full 3D placement stays in source for reference
     arr = sitk.GetArrayFromImage(img)[0]
+    if arr.size == 0:
+        raise InputError(f"{path}: not a readable DICOM image (no pixels decoded)")
     d2 = np.asarray(img.GetDirection()).reshape(3, 3)[:2, :2]
     if not np.isclose(abs(np.linalg.det(d2)), 1.0, atol=1e-3):  # oblique/sagittal slice: no 2D frame
         d2 = np.eye(2)
     source["geometry3d"] = {"spacing": img.GetSpacing(), "origin": img.GetOrigin(), "direction": img.GetDirection()}
-    return MedicalImage(
+    image = MedicalImage(
         arr, tuple(float(v) for v in img.GetSpacing()[:2]), tuple(float(v) for v in img.GetOrigin()[:2]),
         tuple(float(v) for v in d2.ravel()), modality,
         is_rgb=img.GetNumberOfComponentsPerPixel() > 1, source=source,
     )
+    return image if image.is_rgb else _unpad(image, [_slice_padding(ds)], path)
+
+
+def _place_frames(image: MedicalImage, headers: list[SliceHeader]) -> tuple[MedicalImage, list[int]]:
+    """Give a multi-frame volume the geometry of its per-frame functional groups, frames sorted
+    along the slice normal as a series' slices are (so check_positions' slice numbers hold).
+    Returns the image and, per array slice, the file's frame index. GDCM's geometry stays when
+    frames lack a position or orientation (check_positions has said so)."""
+    order = list(range(len(headers)))
+    if any(h.position is None or h.orientation is None for h in headers):
+        return image, order
+    row, col = np.asarray(headers[0].orientation[:3]), np.asarray(headers[0].orientation[3:])  # type: ignore[index]
+    normal = np.cross(row, col)
+    normal /= np.linalg.norm(normal)
+    positions = np.array([h.position for h in headers], dtype=float)
+    order = [int(i) for i in np.argsort(positions @ normal, kind="stable")]
+    first, last = positions[order[0]], positions[order[-1]]
+    dz = float(np.linalg.norm(last - first)) / (len(order) - 1)  # one spacing, as the series reader gives
+    ps = headers[0].pixel_spacing
+    dx, dy = (float(ps[1]), float(ps[0])) if ps else (float(image.spacing[0]), float(image.spacing[1]))
+    direction = np.column_stack([row, col, normal])
+    source = dict(image.source)
+    if order != list(range(len(order))):
+        source["frame_order"] = order  # array slice k holds the file's frame order[k] (0-based)
+    placed = dataclasses.replace(image, array=np.ascontiguousarray(image.array[order]), spacing=(dx, dy, dz),
+                                 origin=tuple(float(v) for v in first),
+                                 direction=tuple(float(v) for v in direction.ravel()), source=source)
+    return placed, order
+
+
+def _stored(value: Any, ds: pydicom.Dataset) -> int:
+    """A stored pixel value attribute (US or SS by Pixel Representation) as a signed int."""
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    if isinstance(value, (bytes, bytearray)):  # an ambiguous VR left raw
+        return int.from_bytes(bytes(value)[: max(bits // 8, 1)], "little", signed=signed)
+    v = int(value)
+    return v - (1 << bits) if signed and v >= 1 << (bits - 1) else v
+
+
+def _slice_padding(ds: pydicom.Dataset, rescale: tuple[float, float] | None = None
+                   ) -> tuple[float, float, int, int] | None:
+    """(slope, intercept, lowest, highest stored padding value) of one slice, or None without
+    Pixel Padding Value; Pixel Padding Range Limit, when present, makes the padding a range."""
+    pad = ds.get("PixelPaddingValue")
+    if pad is None:
+        return None
+    lo = hi = _stored(pad, ds)
+    limit = ds.get("PixelPaddingRangeLimit")
+    if limit is not None:
+        lo, hi = sorted((lo, _stored(limit, ds)))
+    if rescale is None:
+        rescale = (float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))
+    return rescale[0], rescale[1], lo, hi
+
+
+def _frame_padding(ds: pydicom.Dataset, headers: list[SliceHeader] | None, k: int
+                   ) -> tuple[float, float, int, int] | None:
+    """:func:`_slice_padding` of frame ``k``, its rescale from the functional groups (per-frame,
+    then shared), else the file's own."""
+    if "PixelPaddingValue" not in ds:
+        return None
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") if headers is not None else None
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    for group in ([per_frame[k]] if per_frame else []) + ([shared[0]] if shared else []):
+        items = group.get("PixelValueTransformationSequence")
+        if items:
+            return _slice_padding(ds, (float(items[0].get("RescaleSlope", 1) or 1),
+                                       float(items[0].get("RescaleIntercept", 0) or 0)))
+    return _slice_padding(ds)
+
+
+def _unpad(image: MedicalImage, slices: list[tuple[float, float, int, int] | None], where: Path) -> MedicalImage:
+    """Set Pixel Padding voxels to the lowest real value of the image, and count them in
+    ``source["pixel_padding"]``. ``slices``: what :func:`_slice_padding` gives for each array
+    slice (one entry for a 2D image)."""
+    if all(s is None for s in slices):
+        return image
+    arr = image.array[None] if image.array.ndim == 2 else image.array
+    pad = np.zeros(arr.shape, dtype=bool)
+    ranges = [s[2:] for s in slices if s is not None]
+    for k, s in enumerate(slices):
+        if s is not None:
+            slope, intercept, lo, hi = s
+            stored = np.rint((arr[k].astype(np.float64) - intercept) / (slope or 1.0))
+            pad[k] = (stored >= lo) & (stored <= hi)
+    count = int(pad.sum())
+    if count == 0 or count == pad.size:  # no padding, or nothing real to take the lowest value from
+        return image
+    lowest = arr[~pad].min()
+    out = arr.copy()
+    out[pad] = lowest
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    source = {**image.source, "pixel_padding": {"stored": [lo, hi], "voxels": count, "set_to": float(lowest)}}
+    log.info("%s: %d voxels are Pixel Padding (stored %s): set to %g, the lowest real value", where, count,
+             lo if lo == hi else f"{lo}..{hi}", float(lowest))
+    return image.with_array(out.reshape(image.array.shape), source=source)
 
 
 register_reader((".dcm", ".dicom", ".ima"), read_dicom_file)
