@@ -19,12 +19,14 @@ def two_disks(tmp_path, request):
     return write_two_disks(tmp_path, request.param)
 
 
-def test_cli_tracks_two_objects_one_appearing_later(tmp_path, two_disks):
+def test_cli_tracks_two_objects_one_appearing_later(tmp_path, two_disks, capsys):
     path, truth = two_disks
     out, overlay = tmp_path / "masks", tmp_path / "tracked.mp4"
     rc = main(["propagate", str(path), "--slice", "0", "--box", "10,10,30,30", "--track", "3:61,36,79,54",
                "-o", str(out), "--overlay", str(overlay)] + TINY)
     assert rc == 0
+    # the cost before the work with --no-progress too, as for volumes (a video printed nothing)
+    assert "tracking 2 object(s) over 6 frame(s)" in capsys.readouterr().err
     labels = read_image(out).array
     assert labels.shape == truth.shape and set(np.unique(labels)) <= {0, 1, 2}
     assert not (labels[:3] == 2).any()  # object 2 is prompted on frame 3 and tracked forward only

@@ -536,7 +536,8 @@ def _video(image, prompt, label, model, checkpoint, device, runtime, output, ove
     net = common.load(model, checkpoint, device, runtime)
     clicks, lasso = common.drawn_prompts(prompt["scribbles"], prompt["lasso"], tuple(image.spatial_shape[1:3]))
     points = [*(prompt["points"] or []), *clicks] or None
-    labels = track_video(image, net, prompt["slice"], prompt["box"], points, label, tracks, progress, mask=lasso)
+    labels = track_video(image, net, prompt["slice"], prompt["box"], points, label, tracks, progress, mask=lasso,
+                         on_plan=lambda line: typer.echo(line, err=True))  # the cost before the work, bar or not
     outputs.write(image, labels)
     if output.is_dir():
         typer.echo(f"wrote {output} ({labels.array.shape[0]} PNG mask frames)")

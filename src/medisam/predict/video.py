@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -157,12 +157,14 @@ def track_labels(tracks: Sequence[tuple[int, Box | Sequence[float], int | None]]
 def track_video(video: MedicalImage | np.ndarray, model: LoadedModel, frame: int,
                 box: Box | Sequence[float] | None, points: Points | Sequence[Sequence[float]] | None,
                 obj_id: int = 1, tracks: Sequence[tuple[int, Box | Sequence[float], int | None]] = (),
-                progress: bool = False, mask: np.ndarray | None = None) -> MedicalImage:
+                progress: bool = False, mask: np.ndarray | None = None,
+                on_plan: Callable[[str], None] | None = None) -> MedicalImage:
     """Track objects through a video; returns the ``(T, Y, X)`` label video (nothing is written).
 
     Object ``obj_id`` from a box or a mask (a lasso's), and/or clicks, on ``frame``; each further
     object from a box on the frame where it appears (``tracks``: ``(frame, box, label)``, label
-    None = the next free id), tracked forward from there only.
+    None = the next free id), tracked forward from there only. ``on_plan`` takes the plan's lines (the
+    cost) before the work where no progress bar shows them (the CLI's ``--no-progress``).
     """
     if box is None and points is None and mask is None:
         raise InputError("give a box, a mask and/or points on the prompt frame")
@@ -182,6 +184,9 @@ def track_video(video: MedicalImage | np.ndarray, model: LoadedModel, frame: int
         begins.append((f, label))
         if isinstance(session.session, TrackingSession):
             session.session.begins.add(label)  # it appears on frame f: no backward tracking
+    if on_plan is not None and not progress:  # with a bar, run_to_end prints them
+        for line in session.session.plan_lines("both"):
+            on_plan(line)
     labels = session.propagate("both", progress=progress)
     for f, label in begins:  # SAM 2 tracks every object both ways: an object exists from its frame on
         labels.array[:f][labels.array[:f] == label] = 0
