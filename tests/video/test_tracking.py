@@ -413,3 +413,21 @@ def test_propagate_prints_the_tracking_cost_first(tiny_model, capsys):
     assert TrackingConfig(extent="previous", candidates=("box",)).decoder_passes == 1
     session.propagate("forward")
     assert "tracking" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("candidates", [("box", "chain"), ("box", "mask-prompt")])
+def test_tracked_frames_hold_no_decoder_batch(tiny_model, candidates):
+    """Memory per tracked object-frame: a tracked result held a view of its decoder batch's logits
+    (3 x 256 KiB), 0.73 MB per object-frame growing with the video (600 frames x 3 objects: 3 GB).
+    Logits are kept only where the next frame is prompted with them, as their own array."""
+    frames, truth = disks(6, [[(20 + 4 * i, 24) for i in range(6)]])
+    session = session_for(tiny_model, frames, TrackingConfig(candidates=candidates))
+    session.add_box(0, box_of(truth[0], 1), obj_id=1)
+    session.propagate("forward", progress=False)
+    tracked = [r for t, r in session.results(1).items() if r.source == "propagated"]
+    assert len(tracked) == 5
+    for r in tracked:
+        if "mask-prompt" in candidates:
+            assert r.low_res_logits is not None and r.low_res_logits.base is None  # its own 256 KiB, no batch
+        else:
+            assert r.low_res_logits is None
