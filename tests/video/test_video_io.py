@@ -108,3 +108,27 @@ def test_forced_label_frames_hold_this_videos_frames_only(tmp_path):
     write_label_frames(label_video(10), folder, force=True)
     assert sorted(f.name for f in folder.glob("*.png")) == [f"{t:05d}.png" for t in range(10)]
     assert (folder / "notes.txt").read_text() == "mine"
+
+
+def test_a_grey_video_counts_one_channel_against_the_size_limit(tmp_path):
+    """A grey clip keeps one channel: the limit counts that (a 40-frame 2048 x 2048 grey clip was refused as
+    503 M voxels for the 168 M it keeps); a colour clip of the same size is still refused, and a clip that
+    turns colour part-way is read in colour from its first frame."""
+    from medisam.errors import ImageTooLargeError
+    from medisam.io.video import write_video
+
+    grey = np.zeros((4, 32, 48), np.uint8)
+    grey[:, 8:20, 10:30] = 200
+    kept = grey.size  # 6144 voxels
+    clip = write_video(grey, tmp_path / "grey.mp4", fps=10)
+    image = read_image(clip, max_voxels=kept + 10)
+    assert not image.is_rgb and image.array.shape == (4, 32, 48)
+    colour = np.repeat(grey[..., None], 3, axis=-1)
+    colour[..., 0] = 30  # a red cast: not grey
+    with pytest.raises(ImageTooLargeError):
+        read_image(write_video(colour, tmp_path / "colour.mp4", fps=10), max_voxels=kept + 10)
+    mixed = np.repeat(grey[..., None], 3, axis=-1)
+    mixed[2:, ..., 2] = 0  # from frame 2 on, no blue
+    image = read_image(write_video(mixed, tmp_path / "mixed.mp4", fps=10))
+    assert image.is_rgb and image.array.shape == (4, 32, 48, 3)
+    assert np.array_equal(image.array[0, ..., 0], image.array[0, ..., 2])  # frame 0 as decoded, grey in RGB

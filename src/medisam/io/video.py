@@ -65,21 +65,21 @@ def read_video_file(path: Path, opts: ReadOptions) -> MedicalImage:
             raise InputError(f"{path}: no video stream")
         stream = container.streams.video[0]
         h, w = stream.codec_context.height, stream.codec_context.width
-        if h and w:  # the container's stream size, before any frame is decoded
-            check_size((stream.frames or 1, h, w, 3), path, opts.max_voxels)
+        if h and w:  # the container's stream size, before any frame is decoded (grey: one channel at least)
+            check_size((stream.frames or 1, h, w), path, opts.max_voxels)
         fps = float(stream.average_rate) if stream.average_rate else None
-        frames = []
+        frames = _Frames()
         try:
             for frame in container.decode(stream):
                 if (frame.height, frame.width) != (h, w):
-                    if frames or (h and w):
+                    if len(frames) or (h and w):
                         raise InputError(f"{path}: frame {len(frames)} is {frame.width}x{frame.height}, "
                                          f"the stream says {w}x{h}")
                     h, w = frame.height, frame.width
-                    check_size((stream.frames or 1, h, w, 3), path, opts.max_voxels)
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if opts.max_voxels and len(frames) * h * w * 3 > opts.max_voxels:
-                    check_size((len(frames), h, w, 3), path, opts.max_voxels)
+                    check_size((stream.frames or 1, h, w), path, opts.max_voxels)
+                frames.add(frame.to_ndarray(format="rgb24"))
+                if opts.max_voxels and frames.voxels > opts.max_voxels:
+                    check_size(frames.shape, path, opts.max_voxels)
         except InputError:
             raise
         except Exception as exc:
@@ -89,7 +89,40 @@ def read_video_file(path: Path, opts: ReadOptions) -> MedicalImage:
     if not frames:
         raise InputError(f"{path}: video has no frames")
     log.info("read video %s: %d frames %dx%d at %s fps", path, len(frames), w, h, fps)
-    return _video_image(np.stack(frames), fps, {"format": "video", "codec": codec}, opts.modality)
+    return _video_image(frames.stack(), fps, {"format": "video", "codec": codec}, opts.modality)
+
+
+class _Frames:
+    """Decoded frames, kept grey (one channel) while every frame so far is grey: a grey video holds and
+    counts one channel, not three (a 40-frame 2048 x 2048 grey clip was refused as 503 M voxels for the
+    168 M it keeps); the first colour frame turns the frames before it back into RGB."""
+
+    def __init__(self) -> None:
+        self.frames: list[np.ndarray] = []
+        self.grey = True
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def add(self, rgb: np.ndarray) -> None:
+        if self.grey and np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+            self.frames.append(np.ascontiguousarray(rgb[..., 0]))
+            return
+        if self.grey:
+            self.frames = [np.repeat(f[..., None], 3, axis=-1) for f in self.frames]
+            self.grey = False
+        self.frames.append(rgb)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.frames), *self.frames[0].shape) if self.frames else (0,)
+
+    @property
+    def voxels(self) -> int:
+        return int(sum(f.size for f in self.frames))
+
+    def stack(self) -> np.ndarray:
+        return np.stack(self.frames)
 
 
 def natural_key(name: str) -> list:
