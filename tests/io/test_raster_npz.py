@@ -105,3 +105,17 @@ def test_npz_of_complex_or_text_pixels_is_refused_when_read(tmp_path, imgs):
     np.savez(tmp_path / "c.npz", imgs=imgs)
     with pytest.raises(InputError, match=f"'imgs' has pixel type {imgs.dtype}"):
         read_image(tmp_path / "c.npz")
+
+
+@pytest.mark.parametrize("shape", [(3, 6, 8), (6, 8)])
+def test_a_mask_npz_medisam_wrote_reads_back_as_its_labels(tmp_path, shape):
+    """medisam's npz output (``segs`` + ``spacing``, a video's or a volume's masks) was refused by its own
+    reader ("npz has no 'imgs' array"); it reads back as the label map, a 3-slice one not taken for RGB."""
+    labels = np.zeros(shape, np.uint8)
+    labels[..., 1:3, 2:5] = 2
+    out = write_mask(labels, tmp_path / "m.npz")
+    back = read_image(out)
+    assert back.kind == "labels" and not back.is_rgb and np.array_equal(back.array, labels)
+    np.savez(tmp_path / "none.npz", other=labels)
+    with pytest.raises(InputError, match="no 'imgs' \\(image\\) or 'segs' \\(mask\\) array"):
+        read_image(tmp_path / "none.npz")

@@ -39,6 +39,7 @@ def test_frame_folder_is_sorted_naturally_and_told_from_dicom(tmp_path):
     for i in (1, 2, 10):
         cv2.imwrite(str(folder / f"f{i}.png"), np.full((6, 8), i * 10, np.uint8))
     (folder / "README.md").write_text("notes are allowed")
+    (folder / "Thumbs.db").write_bytes(b"\0" * 16)  # Windows' thumbnail cache: it made the folder "no DICOM series"
     assert is_frame_folder(folder)
     video = read_image(folder)
     assert video.is_video and video.array.shape == (3, 6, 8)

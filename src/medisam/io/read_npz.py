@@ -1,7 +1,8 @@
 """Reader for the CVPR 2024 "MedSAM on Laptop" challenge ``.npz`` files.
 
 Keys: ``imgs`` (2D ``(H, W, 3)`` uint8 or 3D ``(D, H, W)``), optional ``gts`` (labels, same
-grid), ``boxes`` (prompts) and ``spacing``.
+grid), ``boxes`` (prompts) and ``spacing``. A file with ``segs`` and no ``imgs`` (a mask medisam
+wrote, as the challenge's outputs are) is read as that label map.
 
 Spacing order: the challenge's preprocessing (MedSAM ``pre_CT_MR.py``) saves
 ``spacing=img_sitk.GetSpacing()``, i.e. ITK ``(x, y, z)`` order, although ``imgs`` is
@@ -45,15 +46,18 @@ def read_npz(path: Path, opts: ReadOptions) -> MedicalImage:
             names = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
     except (zipfile.BadZipFile, OSError) as exc:
         raise InputError(f"{path}: not a readable .npz file") from exc
-    if "imgs" not in names:
-        raise InputError(f"{path}: npz has no 'imgs' array (keys: {', '.join(sorted(names)) or 'none'})")
+    # an image ("imgs"), else a mask medisam wrote ("segs": its npz output, a video's too), read as labels
+    key = "imgs" if "imgs" in names else "segs" if "segs" in names else None
+    if key is None:
+        raise InputError(f"{path}: npz has no 'imgs' (image) or 'segs' (mask) array "
+                         f"(keys: {', '.join(sorted(names)) or 'none'})")
     try:
-        check_size(_npz_shape(path, "imgs"), path, opts.max_voxels)
+        check_size(_npz_shape(path, key), path, opts.max_voxels)
     except (ValueError, KeyError) as exc:
-        raise InputError(f"{path}: corrupt 'imgs' array header") from exc
+        raise InputError(f"{path}: corrupt '{key}' array header") from exc
     try:
         with np.load(path, allow_pickle=False) as npz:
-            imgs = np.asarray(npz["imgs"])
+            imgs = np.asarray(npz[key])
             extras = {k: np.asarray(npz[k]) for k in ("gts", "boxes", "spacing") if k in npz.files}
     except Exception as exc:  # zlib.error, ValueError, EOFError...
         raise InputError(f"{path}: cannot read npz arrays ({type(exc).__name__})") from exc
@@ -61,7 +65,7 @@ def read_npz(path: Path, opts: ReadOptions) -> MedicalImage:
         raise InputError(f"{path}: 'imgs' has pixel type {imgs.dtype}; medisam reads bool, integer and "
                          "floating-point images")
     n_sp = np.size(extras["spacing"]) if "spacing" in extras else 0
-    if imgs.ndim == 3 and imgs.shape[-1] == 3 and n_sp < 3:
+    if key == "imgs" and imgs.ndim == 3 and imgs.shape[-1] == 3 and n_sp < 3:
         is_rgb = True  # 2D colour image (H, W, 3); 3D volumes come with a 3-value spacing
     elif imgs.ndim in (2, 3):
         is_rgb = False
@@ -76,6 +80,8 @@ def read_npz(path: Path, opts: ReadOptions) -> MedicalImage:
         else:
             log.warning("%s: spacing %s does not fit a %dD image; using 1 mm", path, sp, nd)
     image = MedicalImage.from_array(imgs, spacing=spacing, modality=opts.modality or "OT", is_rgb=is_rgb)
+    if key == "segs":
+        image = replace(image, kind="labels")
     source = {"format": "npz"}
     for key in ("gts", "boxes"):
         if key in extras:

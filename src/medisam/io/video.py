@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _IGNORED = (".md", ".txt", ".json", ".csv")
+#: Files an OS leaves in a folder of pictures (Windows' thumbnail cache, folder settings): not frames, not a refusal.
+_IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
 
 
 def _video_image(frames: np.ndarray, fps: float | None, source: dict, modality: str | None) -> MedicalImage:
@@ -140,7 +142,8 @@ def is_frame_folder(folder: Path) -> bool:
     """True for a folder of image frames: image files only (notes allowed), no DICOM files."""
     files = [p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")]
     images = [p for p in files if p.suffix.lower() in FRAME_EXTENSIONS]
-    others = [p for p in files if p.suffix.lower() not in FRAME_EXTENSIONS + _IGNORED]
+    others = [p for p in files if p.suffix.lower() not in FRAME_EXTENSIONS + _IGNORED
+              and p.name.lower() not in _IGNORED_NAMES]
     return bool(images) and not others
 
 
