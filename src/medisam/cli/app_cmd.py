@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -46,4 +48,29 @@ def app_command(
         typer.echo(f"    login: medisam / {auth[1]} (generated; set ${TOKEN_ENV} to choose one)")
     elif auth is not None:
         typer.echo(f"    login: medisam / ${TOKEN_ENV}")
-    demo.queue().launch(server_name=host, server_port=port, share=False, ssr_mode=False, show_error=True, auth=auth)
+    with patient_startup_check():
+        demo.queue().launch(server_name=host, server_port=port, share=False, ssr_mode=False, show_error=True,
+                            auth=auth)
+
+
+@contextlib.contextmanager
+def patient_startup_check(seconds: float = 30.0) -> Iterator[None]:
+    """Give Gradio's check of its own new server ``seconds``: it sends one HEAD request with a 3 s timeout
+    and, when a busy machine answers late, stops the app with a traceback ("When localhost is not
+    accessible, a shareable link must be created"; a hunt saw it twice at a load of 8 on 2 cores)."""
+    import gradio.networking as networking
+
+    quick = networking.url_ok
+
+    def patient(url: str) -> bool:
+        deadline = time.monotonic() + seconds
+        while not quick(url):
+            if time.monotonic() > deadline:
+                return False
+        return True
+
+    networking.url_ok = patient
+    try:
+        yield
+    finally:
+        networking.url_ok = quick

@@ -29,8 +29,8 @@ def mask_output_kind(output: Path) -> str:
     if not Path(output).suffix:
         return "frames"
     if not name.endswith(tuple(WRITERS)) or name.endswith((".png", ".dcm")):
-        raise InputError(f"{output}: unsupported mask output for a video; use a folder (PNG frames), "
-                         ".npz or .nii.gz")
+        kept = ", ".join(e for e in WRITERS if e not in (".png", ".dcm"))
+        raise InputError(f"{output}: unsupported mask output for a video; use a folder (PNG frames) or one of {kept}")
     return "file"
 
 
