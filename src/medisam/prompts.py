@@ -68,7 +68,12 @@ class Box:
                    min(float(w), xs.max() + 1 + margin), min(float(h), ys.max() + 1 + margin))
 
     def as_array(self) -> np.ndarray:
-        return np.array([self.x0, self.y0, self.x1, self.y1], dtype=np.float32)
+        """``(4,)`` float32 XYXY; a coordinate float32 cannot hold is a PromptError (checked before the
+        cast, which would give inf with a RuntimeWarning in the log)."""
+        values = (self.x0, self.y0, self.x1, self.y1)
+        if max(abs(v) for v in values) > float(np.finfo(np.float32).max):
+            raise PromptError(f"box ({self.x0:g},{self.y0:g},{self.x1:g},{self.y1:g}) lies far outside any image")
+        return np.array(values, dtype=np.float32)
 
     def check_inside(self, height: int, width: int) -> "Box":
         """Raise PromptError unless the box lies within a ``height x width`` image."""

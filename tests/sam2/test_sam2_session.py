@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import pytest
 import torch
@@ -182,3 +184,38 @@ def test_backward_from_frame_zero_keeps_the_prompt_frame(sam2_tiny, volume):
     session.add_box(0, (8, 14, 30, 34))
     assert session.planned_slices("backward") == 1
     assert [r.slice for r in session.iter_propagate("backward")] == [0]
+
+
+def test_undoing_a_removal_or_reset_names_the_objects_whose_propagated_slices_it_dropped(sam2_tiny, volume):
+    """A removal or a reset empties the results before the undo runs, so the undo read no
+    propagated slices there and said nothing, though it brought the object back without them."""
+    image, _ = volume
+    session = Sam2Session(sam2_tiny, image)
+    session.add_box(1, (8, 14, 30, 34), obj_id=1)
+    session.add_box(4, (24, 14, 48, 34), obj_id=2)
+    session.propagate(progress=False)
+    assert session.notices == deque()
+    session.remove_object(1)
+    session.undo()
+    assert list(session.notices) == ["undo: a sam2-tiny session restarts from its prompts, so the propagated "
+                                     "slices of objects 1, 2 were dropped: propagate again"]
+    session.propagate(progress=False)
+    assert not session.notices  # propagated again: answered
+    session.reset()
+    session.undo()
+    assert list(session.notices) == ["undo: a sam2-tiny session restarts from its prompts, so the propagated "
+                                     "slices of objects 1, 2 were dropped: propagate again"]
+    session.propagate(progress=False)
+    session.remove_object(2)
+    session.add_box(3, (20, 14, 40, 34), obj_id=3)  # not propagated
+    session.undo()  # takes back object 3: object 1 loses its slices, object 2 stays removed
+    assert list(session.notices) == ["undo: a sam2-tiny session restarts from its prompts, so the propagated "
+                                     "slices of object 1 were dropped: propagate again"]
+    session.notices.clear()
+    session.undo()  # brings back both as they were when 2 was removed, both propagated then
+    assert list(session.notices) == ["undo: a sam2-tiny session restarts from its prompts, so the propagated "
+                                     "slices of objects 1, 2 were dropped: propagate again"]
+    session.notices.clear()
+    session.add_box(5, (20, 14, 40, 34), obj_id=4)
+    session.undo()  # nothing had propagated slices: nothing to say
+    assert not session.notices

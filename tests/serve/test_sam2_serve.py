@@ -43,7 +43,8 @@ def test_a_volume_is_prompted_propagated_and_undone_with_sam2(sam2_client):
         s.add_box3d((12, 12, 1, 36, 36, 3), obj_id=3)
         answer = s.client.request("POST", s._url("/undo")).json()  # propagated slices are dropped, and said
         assert answer["undone"] and answer["notices"] == ["undo: a sam2-tiny session restarts from its prompts, so the "
-                                                          "propagated slices were dropped: propagate again"]
+                                                          "propagated slices of objects 1, 2 were dropped: "
+                                                          "propagate again"]
         assert s.undo() and s.client.request("POST", s._url("/undo")).json()["notices"] == []  # nothing propagated
         with pytest.raises(ServerError, match="3D clicks are not available"):
             s.add_click((2, 20, 20))
@@ -83,3 +84,18 @@ def test_a_sam2_sessions_frames_count_against_the_limits_and_are_freed_at_close(
         with client.open_session(thin[:50]) as s:  # within the limit
             s.predict(2, box=(0, 0, 4, 4))
         assert sum(isinstance(o, NormalisedFrames) for o in gc.get_objects()) == before  # freed at close
+
+
+def test_undoing_a_removal_or_a_reset_says_the_propagated_slices_were_dropped(sam2_client):
+    """DELETE /objects/1 then /undo brought object 1 back on its seed slice alone, with no notice."""
+    with sam2_client.open_session(ct_volume((6, 48, 48)), spacing=(1.0, 1.0, 2.0)) as s:
+        s.add_box3d((12, 12, 1, 36, 36, 4), obj_id=1)
+        s.propagate()
+        said = ["undo: a sam2-tiny session restarts from its prompts, so the propagated slices of object 1 "
+                "were dropped: propagate again"]
+        for edit in ("DELETE /objects/1", "POST /reset"):
+            method, path = edit.split()
+            s.client.request(method, s._url(path))
+            answer = s.client.request("POST", s._url("/undo")).json()
+            assert answer["undone"] and answer["notices"] == said, edit
+            s.propagate()

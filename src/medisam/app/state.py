@@ -124,9 +124,11 @@ class AppState:
         if image.is_video:
             self.slice = 0  # objects are boxed where they first appear, from the first frame on
             self.message = f"opened video {path.name}: {app_video.describe(image)}, {image.array.shape[1:3]} pixels"
-            return
-        kind = "volume" if image.is_volume else "image"
-        self.message = f"opened {kind} {path.name}: shape {image.array.shape}, modality {image.modality}"
+        else:
+            kind = "volume" if image.is_volume else "image"
+            self.message = f"opened {kind} {path.name}: shape {image.array.shape}, modality {image.modality}"
+        if self.session.window_warning:  # a CT window on an image not in HU, as the CLI and the server say
+            self.message += f"; warning: {self.session.window_warning}"
 
     def add_guide(self, path: str | Path) -> None:
         """Another channel of the open volume (e.g. T1c beside FLAIR, same grid) for the 3D
@@ -172,8 +174,31 @@ class AppState:
             raise InputError(f"slice range {text!r} must be two slice numbers: first,last") from None
         self.slice_range = (s.check_slice(lo), s.check_slice(hi))
 
-    def set_window(self, window: str | None) -> None:
-        self.require().set_window(None if window in (None, "", "auto") else window)
+    def set_window(self, window: str | None) -> bool:
+        """Use ``window`` (a preset name; "auto" or empty: the modality's default) for later predictions;
+        False, with nothing changed, when it is the window in use. The message names it, and says what it
+        warns of (a CT window on an image not in HU). Refused (InputError) once something is segmented."""
+        s = self.require()
+        new = None if window in (None, "", "auto") else window
+        if new == s.window:
+            return False
+        s.set_window(new)
+        self.message = f"window: {window}" + (f"; warning: {s.window_warning}" if s.window_warning else "")
+        return True
+
+    @property
+    def window_choice(self) -> str:
+        """The window in use as the page's window dropdown names it ("auto": the modality's default)."""
+        w = self.require().window
+        return "auto" if w is None else w if isinstance(w, str) else f"{w[0]:g},{w[1]:g}"
+
+    @property
+    def dicom_input(self) -> bool:
+        """True for an input a DICOM-SEG (``.dcm``) download can refer to: a DICOM series or a single
+        DICOM slice (:func:`medisam.io.write_seg.seg_reference_problem`, the writer's own rule)."""
+        from medisam.io.write_seg import seg_reference_problem
+
+        return seg_reference_problem(self.require().image) is None
 
     # ---------------------------------------------------------------- clicks
     @property
@@ -439,7 +464,7 @@ class AppState:
         if s.image.is_video:
             return ".zip"  # PNG label frames, zipped
         fmt = str(s.image.source.get("format", "")).lower()
-        if fmt == "dicom" and s.image.is_volume and s.image.source.get("dicom_files") and not s.image.is_video:
+        if self.dicom_input:
             return ".dcm"
         return MASK_EXTENSION.get(self.input_ext) or MASK_EXTENSION.get(fmt) or (
             ".nii.gz" if s.image.is_volume else ".png")

@@ -30,6 +30,12 @@ QUICK = "hidden"
 DOWNLOAD_CHOICES = ("auto", ".nii.gz", ".nrrd", ".mha", ".png", ".npz", ".dcm", ".zip")
 
 
+def download_choices(st: AppState) -> list[str]:
+    """The download formats offered for the open input: ``.dcm`` (DICOM-SEG) for a DICOM series only,
+    the one input it can refer to (chosen for another, it was an error)."""
+    return [c for c in DOWNLOAD_CHOICES if c != ".dcm" or st.dicom_input]
+
+
 def error_line(exc: BaseException) -> str:
     """One line for the status box; unexpected errors are logged, without their internals shown."""
     if isinstance(exc, MedisamError):
@@ -60,24 +66,28 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
             return st, view_out, (st.message if st else "")
         return run
 
-    def on_open(st: AppState | None, path: str | None, window: str) -> tuple:
+    def on_open(st: AppState | None, path: str | None, window: str, chosen: str = "auto") -> tuple:
         if not path:
-            return st, gr.update(), gr.update(), gr.update(), gr.update(), "no file"
+            return st, gr.update(), gr.update(), gr.update(), gr.update(), "no file", gr.update()
         st = st or AppState(model, max_voxels)
         try:
             st.open(path, None if window == "auto" else window)
         except Exception as exc:  # noqa: BLE001 - shown as one line
-            return st, None, gr.update(), gr.update(), gr.update(), error_line(exc)
+            return st, None, gr.update(), gr.update(), gr.update(), error_line(exc), gr.update()
         s = st.session
         n = s.num_slices
         slider = gr.update(minimum=0, maximum=max(n - 1, 1), value=st.slice, visible=s.image.is_volume,
                            interactive=s.image.is_volume, label="frame" if st.is_video else "slice")
         video_only = gr.update(visible=st.is_video)
+        offered = download_choices(st)
+        formats = gr.update(choices=offered, value=chosen if chosen in offered else "auto")
         return st, st.render_file(), slider, gr.update(visible=st.is_video, value=st.direction), video_only, \
-            st.message
+            st.message, formats
 
     def on_slice(st: AppState, k: float) -> None:
-        if st is not None and st.session is not None:
+        # opening a volume moves the slider to the slice already shown: its change event must not
+        # replace the "opened ..." line (shape, modality, a window's warning) with "slice K of N"
+        if st is not None and st.session is not None and int(k) != st.slice:
             st.set_slice(int(k))
             st.message = f"{'frame' if st.is_video else 'slice'} {st.slice} of {st.session.num_slices}"
 
@@ -90,10 +100,17 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         if path:
             st.add_guide(path)
 
-    def on_window(st: AppState, window: str) -> None:
-        if st is not None and st.session is not None:
-            st.set_window(window)
-            st.message = f"window: {window}"
+    def on_window(st: AppState | None, window: str) -> tuple:
+        """A refused change (something is segmented) puts the dropdown back on the window in use,
+        which the picture and the model keep; the status line says why, or what a new window warns of."""
+        if st is None or st.session is None:
+            return st, gr.update(), gr.update(), gr.update()
+        try:
+            changed = st.set_window(window)
+        except Exception as exc:  # noqa: BLE001 - shown as one line
+            st.message = error_line(exc)
+            return st, gr.update(), st.message, gr.update(value=st.window_choice)
+        return st, st.render_file() if changed else gr.update(), st.message, gr.update()
 
     def on_mode(st: AppState | None, mode: str, obj: float) -> tuple:
         # the picture is redrawn only to take away a half-drawn box corner or line: a reload
@@ -232,9 +249,9 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                                    elem_id="medisam-slice")
                 gr.HTML(VIEW_HTML, js_on_load=VIEW_JS, elem_id="medisam-viewctl")
                 status = gr.Textbox(label="status", interactive=False, elem_id="medisam-status")
-        upload.change(on_open, [state, upload, window], [state, view, slider, direction, video_box, status])
+        upload.change(on_open, [state, upload, window, fmt], [state, view, slider, direction, video_box, status, fmt])
         slider.change(guarded(on_slice), [state, slider], [state, view, status])  # drag, arrows or typed value
-        window.change(guarded(on_window), [state, window], [state, view, status])
+        window.change(on_window, [state, window], [state, view, status, window])  # a put-back value: a no-op
         guide.change(guarded(on_guide, redraw=False), [state, guide], [state, view, status])
         mode.change(on_mode, [state, mode, obj], [state, view, status], show_progress=QUICK)
         view.select(on_click, [state, mode, obj], [state, view, status])

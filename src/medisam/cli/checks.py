@@ -219,26 +219,13 @@ def positive_point(points: Optional[Sequence]) -> None:
 
 def window_units(window, image, input: Path) -> None:  # noqa: ANN001 - parse_window's value, a MedicalImage
     """Print a ``warning:`` line when a named ``--window`` (a CT preset in Hounsfield units) is given an
-    image that is not in HU: an MR, ultrasound, PET... or an image of no named modality whose values never
-    go below 0 (air is -1000 HU, fat about -100). The window is applied as asked; the line says why the
-    model may see a blank or white plane, and what to give instead."""
-    from medisam.io.intensity import default_window, resolve_window
+    image that is not in HU (the rule and the sentence: :func:`medisam.io.window.hu_window_warning`,
+    which the server and the web UI give too)."""
+    from medisam.io.window import hu_window_warning
 
-    if not isinstance(window, str) or image.array.size == 0:
-        return
-    kind = image.modality.upper()
-    if kind == "CT":  # in HU by its modality: no pass over the voxels
-        return
-    lowest = float(image.array.min())
-    if kind == "OT" and lowest < 0:
-        return
-    highest = float(image.array.max())
-    width, level = resolve_window(window)
-    units = f"{'' if kind == 'OT' else kind + ', '}values {lowest:g} .. {highest:g}"
-    print(f"warning: --window {window.replace('_', '-')} is a CT window in Hounsfield units "
-          f"({level - width / 2:g} .. {level + width / 2:g}), but {input.name} ({units}) is not in HU: it is clipped "
-          f"there as asked; give WIDTH,LEVEL in the image's own units, or leave --window out (then: "
-          f"{default_window(image.array, kind, image.is_rgb)})", file=sys.stderr)
+    line = hu_window_warning(window, image, input.name, what="--window", instead="leave --window out")
+    if line is not None:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def geometry(image, allow_gaps: bool) -> None:  # noqa: ANN001 - a MedicalImage

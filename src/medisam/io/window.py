@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from medisam.errors import InputError
-from medisam.io.intensity import WINDOW_PRESETS
+from medisam.io.intensity import WINDOW_PRESETS, default_window, resolve_window
+
+if TYPE_CHECKING:
+    from medisam.io.medical_image import MedicalImage
 
 
 def parse_window(text: str | None, what: str = "window") -> str | tuple[float, float] | None:
@@ -32,3 +36,31 @@ def parse_window(text: str | None, what: str = "window") -> str | tuple[float, f
     if not (math.isfinite(width) and math.isfinite(level)) or width <= 0:
         raise InputError(f"{what} {text!r} needs a finite WIDTH > 0 and a finite LEVEL")
     return (width, level)
+
+
+def hu_window_warning(window: str | tuple[float, float] | None, image: MedicalImage, name: str = "the image",
+                      what: str = "window", instead: str = "use the modality's default window") -> str | None:
+    """The warning (without ``warning:``) every surface gives when a named window (a CT preset in
+    Hounsfield units) is applied to an image that is not in HU: an MR, ultrasound, PET... or an image
+    of no named modality whose values never go below 0 (air is -1000 HU, fat about -100); None when
+    there is nothing to say. The window is applied as asked; the sentence says why the model may see a
+    blank or white plane, and what to give instead (``instead``, e.g. the CLI's "leave --window out").
+
+    ``name`` names the image, ``what`` the window's field or option. Cheap: a CT, or a pair of
+    numbers, reads no voxel; else one min and max pass.
+    """
+    if not isinstance(window, str) or image.array.size == 0:
+        return None
+    kind = image.modality.upper()
+    if kind == "CT":  # in HU by its modality: no pass over the voxels
+        return None
+    lowest = float(image.array.min())
+    if kind == "OT" and lowest < 0:
+        return None
+    highest = float(image.array.max())
+    width, level = resolve_window(window)
+    units = f"{'' if kind == 'OT' else kind + ', '}values {lowest:g} .. {highest:g}"
+    return (f"{what} {window.replace('_', '-')} is a CT window in Hounsfield units ({level - width / 2:g} .. "
+            f"{level + width / 2:g}), but {name} ({units}) is not in HU: it is clipped there as asked; give "
+            f"WIDTH,LEVEL in the image's own units, or {instead} (then: "
+            f"{default_window(image.array, kind, image.is_rgb)})")

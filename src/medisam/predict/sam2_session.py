@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections import deque
 from dataclasses import replace
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -66,7 +66,7 @@ class Sam2Session:
         self.num_frames = frames.shape[0]
         self.height, self.width = frames.shape[1:3]
         self.frames = NormalisedFrames(display_frames(self.image, frames, window), int(model.net.image_size))
-        self.store = PromptStore(max_undo, on_rollback=self._rebuild)
+        self.store = _TrackingStore(max_undo, on_rollback=self._rebuild, tracked=self._tracked)
         self.notices: deque[str] = deque(maxlen=MAX_NOTICES)  # the contract's; SAM 2 says nothing beyond results
         self._results: dict[int, dict[int, SliceResult]] = {}
         self._state = self._new_state()
@@ -253,19 +253,35 @@ class Sam2Session:
         """Revert the last add_*/clear_slice/remove_object/reset (or :meth:`step` block).
 
         SAM 2's state cannot be rolled back, so the restored prompts are given to a fresh
-        state; propagated results are dropped (run ``propagate`` again), and a notice says so.
+        state; propagated results are dropped (run ``propagate`` again), and a notice names the
+        objects that had propagated slices, now or when the undone step began (a removal or a
+        reset had already dropped them from the results).
         """
+        if not self.store.history:
+            self.store.undo()  # "nothing to undo"
+        had = self._tracked() | self.store.tracked_before(self.store.history[-1])
         self.store.undo()
-        dropped = any(r.source == "propagated" for results in self._results.values() for r in results.values())
+        dropped = sorted(had & set(self.store.objects))
         self._rebuild()
-        if dropped and self._undo_notice not in self.notices:
-            self.notices.append(self._undo_notice)
+        if dropped and self._undo_notice(dropped) not in self.notices:
+            self.notices.append(self._undo_notice(dropped))
 
-    @property
-    def _undo_notice(self) -> str:
-        """What an undo that dropped the propagated slices says (until the next propagation)."""
-        return (f"undo: a {self.model.name} session restarts from its prompts, so the propagated slices were "
-                "dropped: propagate again")
+    def _tracked(self) -> frozenset[int]:
+        """The objects that have propagated slices now."""
+        return frozenset(obj_id for obj_id, results in self._results.items()
+                         if any(r.source == "propagated" for r in results.values()))
+
+    def _undo_notice(self, obj_ids: Sequence[int]) -> str:
+        """What an undo that dropped the propagated slices of ``obj_ids`` says (until the next propagation)."""
+        return (f"undo: a {self.model.name} session restarts from its prompts, so the propagated slices of "
+                f"object{'s' if len(obj_ids) > 1 else ''} {', '.join(map(str, obj_ids))} were dropped: "
+                "propagate again")
+
+    def _drop_undo_notices(self) -> None:
+        """Forget the undo notices said so far (a propagation has answered them)."""
+        prefix = f"undo: a {self.model.name} session restarts"
+        for notice in [n for n in self.notices if n.startswith(prefix)]:
+            self.notices.remove(notice)
 
     def _rebuild(self) -> None:
         """A fresh sam2 state holding the store's prompts (after undo or a failed step)."""
@@ -342,8 +358,7 @@ class Sam2Session:
         passes = self._passes(direction)
         _without_sam2_bar(self.predictor)
         sam2_state.forget_tracking(self._state)  # the prompts alone decide the run (repeatable)
-        if self._undo_notice in self.notices:  # propagated again, as it said: the notices are this run's
-            self.notices.remove(self._undo_notice)
+        self._drop_undo_notices()  # propagated again, as it said: the notices are this run's
         seen: set[int] = set()
         for start, reverse, count in passes:
             stream = self.predictor.propagate_in_video(self._state, start_frame_idx=start, reverse=reverse,
@@ -399,6 +414,29 @@ class Sam2Session:
             for t, r in results[obj_id].items():
                 r.paint(labels[t], obj_id)
         return self.image.as_labels(labels if self.image.is_volume else labels[0])
+
+
+class _TrackingStore(PromptStore):
+    """A :class:`PromptStore` that also remembers, per undo snapshot, which objects had propagated
+    slices when it was taken: a SAM 2 undo drops them, and a removal or a reset has already
+    emptied the results by the time it is undone, so the undo cannot read them there."""
+
+    def __init__(self, max_undo: int, on_rollback: Callable[[], None], tracked: Callable[[], frozenset[int]]):
+        super().__init__(max_undo, on_rollback=on_rollback)
+        self._tracked = tracked
+        self._tracked_at: list[tuple[dict, frozenset[int]]] = []  # (snapshot, its tracked objects)
+
+    def push(self) -> None:
+        last = self.history[-1] if self.history else None
+        super().push()
+        if self.history and self.history[-1] is not last:  # a new snapshot (once per step)
+            self._tracked_at.append((self.history[-1], self._tracked()))
+            live = {id(h) for h in self.history}  # the snapshots are held here, so their ids are unique
+            self._tracked_at = [(snap, ids) for snap, ids in self._tracked_at if id(snap) in live]
+
+    def tracked_before(self, snapshot: dict) -> frozenset[int]:
+        """The objects that had propagated slices when ``snapshot`` was taken (none if unknown)."""
+        return next((ids for snap, ids in reversed(self._tracked_at) if snap is snapshot), frozenset())
 
 
 def segment_frame(model: PromptableModel, image: MedicalImage | np.ndarray, boxes: Sequence = (),

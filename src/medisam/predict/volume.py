@@ -152,7 +152,8 @@ def as_box3d(value: Box3D | Sequence[float]) -> Box3D:
     if len(values) != 6:
         raise PromptError(f"a 3D box needs 6 numbers x0,y0,z0,x1,y1,z1 (i,j,k inclusive), got {len(values)}")
     if not all(float(v).is_integer() for v in values):
-        raise PromptError(f"3D box values are voxel indices and must be integers, got {values}")
+        raise PromptError("3D box values are voxel indices and must be integers, got "
+                          f"{', '.join(f'{float(v):g}' for v in values)}")
     return Box3D(*(int(v) for v in values))
 
 

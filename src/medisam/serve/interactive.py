@@ -28,6 +28,7 @@ import numpy as np
 from medisam.errors import InputError, PromptError
 from medisam.io.intensity import to_display
 from medisam.io.medical_image import MedicalImage
+from medisam.io.window import hu_window_warning
 from medisam.models.promptable import PromptableModel
 from medisam.predict import EmbeddingCache, Predictor, Session, VolumeSession, open_session
 from medisam.predict.contract import SliceResult, tracks_with_memory
@@ -81,6 +82,8 @@ class InteractiveSession:
         self.max_points = max_points
         self.image = image
         self.window = window
+        #: what the window in use warns of (a CT window on an image not in HU); None: nothing
+        self.window_warning = hu_window_warning(window, image)
         self.max_undo = max_undo
         self._undo: list[_Edit] = []
         self._display: DisplayVolume | None = None  # the volume's pictures, mapped slice by slice
@@ -165,13 +168,19 @@ class InteractiveSession:
 
     # ------------------------------------------------------------- prompts
     def set_window(self, window: str | tuple[float, float] | None) -> None:
-        """Change the intensity window of later predictions (a volume must have no objects yet)."""
-        if self.volume is not None and window != self.window:
-            if self.volume.object_ids:
-                raise InputError("change the window before prompting a volume (or undo/reset first)")
+        """Change the intensity window of later predictions. The image must have no objects yet (a
+        2D image too: its masks so far would keep the old window while the picture showed the new one);
+        :attr:`window_warning` then says whether the new window suits the image."""
+        if window == self.window:
+            return
+        if self.object_ids:
+            raise InputError(f"change the window before prompting {'a volume' if self.volume else 'an image'} "
+                             "(or undo/reset first)")
+        if self.volume is not None:
             self._open_volume(window)
             self._display = None
         self.window = window
+        self.window_warning = hu_window_warning(window, self.image)
 
     def segment(self, slice: int | None = None, obj_id: int = 1, *, box: Sequence[float] | None = None,
                 points: Sequence[Sequence[float]] | None = None, mask: np.ndarray | None = None) -> SliceResult:
@@ -188,7 +197,9 @@ class InteractiveSession:
         if mask is not None and not np.isfinite(np.asarray(mask, dtype=float)).all():
             raise PromptError("the mask prompt holds NaN or infinite values")  # NaN read as True: the whole image
         prompt = ObjectPrompt(
-            box=tuple(float(v) for v in Box.of(box).as_array()) if box is not None else None,
+            # inside the plane before the float32 cast: a box of 1e300 overflowed it (a RuntimeWarning logged)
+            box=(tuple(float(v) for v in Box.of(box).check_inside(*self._plane_hw()).as_array())
+                 if box is not None else None),
             points=[self._point(p) for p in points] if points is not None else [],
             mask=None if mask is None else np.asarray(mask, dtype=bool),
         )

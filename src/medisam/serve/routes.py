@@ -26,6 +26,7 @@ from medisam.errors import InputError, PromptError, first_line
 from medisam.io import WRITERS, write_mask
 from medisam.io.medical_image import MedicalImage
 from medisam.io.segment_meaning import parse_labels
+from medisam.io.write_seg import seg_reference_problem
 from medisam.serve.interactive import InteractiveSession, SliceResult
 from medisam.serve.schemas import (
     Box3DRequest,
@@ -83,9 +84,11 @@ def _info(session: ServerSession) -> SessionInfo:
         session_id=session.id, filename=session.filename, format=im.source.get("format"),
         shape=list(im.array.shape), is_volume=im.is_volume, is_video=im.is_video, is_rgb=im.is_rgb,
         num_slices=im.num_slices, modality=im.modality, spacing=list(im.spacing), origin=list(im.origin),
-        direction=list(im.direction), window=None if win is None else (win if isinstance(win, str) else f"{win[0]:g},{win[1]:g}"),
+        direction=list(im.direction),
+        window=None if win is None else (win if isinstance(win, str) else f"{win[0]:g},{win[1]:g}"),
         object_ids=st.object_ids, undo_steps=st.can_undo, guides=st.guides,
-        dicom=im.source.get("format") == "dicom" and bool(im.source.get("dicom_files")) and im.is_volume,
+        dicom=seg_reference_problem(im) is None,  # the DICOM-SEG writer's own rule (a series or one slice)
+        warnings=[st.window_warning] if st.window_warning else [],
     )
 
 
@@ -453,6 +456,8 @@ def download_mask(sid: str, request: Request, format: str = Query("nii.gz", desc
     with session.locked():
         st = session.state
         out = session.workdir / f"download-{secrets.token_hex(8)}{ext}"
+        if slice is not None and not st.image.is_volume:
+            st.check_slice(slice)  # as /labels: a slice of a 2D image is a 400, not ignored
         try:
             if fmt == "png" and st.image.is_volume:
                 if slice is None:

@@ -43,6 +43,8 @@ class SessionInfo(BaseModel):
     undo_steps: int = 0
     dicom: bool = Field(False, description="True when DICOM-SEG download is possible")
     guides: int = Field(0, description="other channels the 3D clicks see (POST /sessions/{id}/guides)")
+    warnings: list[str] = Field(default_factory=list, description="what the window in use warns of, e.g. a CT "
+                                "(HU) window on an image not in HU; empty: nothing")
 
 
 class PromptRequest(BaseModel):

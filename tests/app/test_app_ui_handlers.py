@@ -1,0 +1,94 @@
+"""The web UI's Gradio handlers called directly (no browser): the window dropdown after a refused
+change, a CT window's warning on an image not in HU, the "opened ..." status line, and the download
+formats offered for the input."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
+from serve_data import ct_volume, disk, png_bytes, write_ct_series, zip_bytes  # noqa: E402
+
+pytest.importorskip("gradio")
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_model):
+    from medisam.app import build_ui
+
+    return build_ui(tiny_model)
+
+
+def _handler(demo, name: str) -> Callable[..., Any]:
+    """The event function of the handler ``name``, itself or the ``guarded`` wrapper around it."""
+    for block_fn in demo.fns.values():
+        fn = block_fn.fn
+        if getattr(fn, "__name__", "") == name:
+            return fn
+        if any(getattr(cell.cell_contents, "__name__", "") == name for cell in fn.__closure__ or ()):
+            return fn
+    raise LookupError(name)
+
+
+def _volume(tmp_path: Path) -> Path:
+    import SimpleITK as sitk
+
+    path = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(ct_volume((8, 48, 48))), str(path))
+    return path
+
+
+def test_a_refused_window_change_puts_the_dropdown_back(demo, tmp_path):
+    """The dropdown kept showing the refused window while the picture and the model kept the old one."""
+    on_open, on_window = _handler(demo, "on_open"), _handler(demo, "on_window")
+    st = on_open(None, str(_volume(tmp_path)), "auto")[0]
+    st.session.segment(4, 1, box=(12, 12, 36, 36))
+    st2, view, status, dropdown = on_window(st, "lung")
+    assert status == "error: change the window before prompting a volume (or undo/reset first)"
+    assert dropdown == {"__type__": "update", "value": "auto"} and st2.session.window is None
+    assert view == {"__type__": "update"}  # the picture stays as it is
+    # the dropdown's put-back value fires its change event again: nothing changes, the error line stays
+    assert on_window(st, "auto")[1:] == ({"__type__": "update"}, status, {"__type__": "update"})
+    st.undo()
+    _, view, status, dropdown = on_window(st, "abdomen")
+    assert status == "window: abdomen" and st.session.window == "abdomen" and dropdown == {"__type__": "update"}
+    assert isinstance(view, str) and view.endswith(".png")
+
+
+def test_a_ct_window_on_an_image_not_in_hu_is_warned_of_in_the_status_line(demo, tmp_path):
+    """The CLI warned; the web UI applied the window silently (a blank or white picture, no word why)."""
+    on_open, on_window = _handler(demo, "on_open"), _handler(demo, "on_window")
+    png = tmp_path / "in.png"
+    png.write_bytes(png_bytes(disk()))  # 8-bit values 30 .. 200, no modality: not in HU
+    out = on_open(None, str(png), "lung")
+    st, status = out[0], out[5]
+    assert status.startswith("opened image in.png: shape (96, 96), modality OT; warning: window lung is a CT "
+                             "window in Hounsfield units (-1350 .. 150), but the image (values 30 .. 200) is not in "
+                             "HU: it is clipped there as asked"), status
+    assert "warning: window bone is a CT window" in on_window(st, "bone")[2]
+    assert on_window(st, "auto")[2] == "window: auto"
+    ct = on_open(None, str(_volume(tmp_path)), "lung")  # a CT in HU: nothing to warn of
+    assert "warning" not in ct[5] and ct[0].session.window == "lung"
+
+
+def test_opening_a_volume_keeps_the_opened_line_and_offers_dcm_for_dicom_only(demo, tmp_path):
+    """The slider set by the upload fired on_slice at once: "slice 4 of 8" replaced the "opened ..."
+    line. And ``.dcm`` was offered for every input, an error for all but a DICOM series."""
+    on_open, on_slice = _handler(demo, "on_open"), _handler(demo, "on_slice")
+    out = on_open(None, str(_volume(tmp_path)), "auto", ".dcm")
+    st, slider, opened, formats = out[0], out[2], out[5], out[6]
+    assert opened.startswith("opened volume ct.nii.gz: shape (8, 48, 48)")
+    assert on_slice(st, slider["value"])[2] == opened  # the slider's echo of the shown slice
+    assert on_slice(st, 2)[2] == "slice 2 of 8"
+    assert ".dcm" not in formats["choices"] and formats["value"] == "auto"
+    assert {"auto", ".nii.gz", ".png"} <= set(formats["choices"])
+    files = write_ct_series(tmp_path / "s", ct_volume())
+    zipped = tmp_path / "series.zip"
+    zipped.write_bytes(zip_bytes({f"dir/{p.name}": p.read_bytes() for p in files}))
+    formats = on_open(None, str(zipped), "auto", ".dcm")[6]
+    assert ".dcm" in formats["choices"] and formats["value"] == ".dcm"
+    assert on_open(None, None, "auto")[5:] == ("no file", {"__type__": "update"})
