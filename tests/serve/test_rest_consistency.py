@@ -89,3 +89,30 @@ def test_a_huge_box_is_a_400_without_an_overflow_warning(make_client):
         warnings.simplefilter("error")
         with pytest.raises(PromptError, match="far outside any image"):  # no silent inf from the float32 cast
             Box(0, 0, 1e300, 1e300).as_array()
+
+
+def test_a_larger_object_prompted_later_does_not_cover_a_smaller_one_on_a_2d_image(tiny_model, monkeypatch):
+    """2D label maps paint as volumes do (the smaller object on top, ``paint_order``): a click answered with
+    the whole thorax took the pixels of the lung boxed before it. The larger object keeps the rest."""
+    from medisam.io.medical_image import MedicalImage
+    from medisam.predict.predictor import Prediction
+    from medisam.serve.interactive import InteractiveSession
+
+    session = InteractiveSession(tiny_model, MedicalImage.from_array(np.zeros((40, 50), np.float32)))
+    small, large = np.zeros((40, 50), bool), np.zeros((40, 50), bool)
+    small[10:20, 10:20] = True
+    large[5:35, 5:45] = True
+    answers = iter([small, large, small])
+
+    def predict_batch(boxes):
+        mask = next(answers)
+        return Prediction(mask[None], np.array([0.9], np.float32), np.zeros((1, 64, 64), np.float32))
+
+    monkeypatch.setattr(session.predictor, "predict_batch", predict_batch)
+    session.segment(None, 1, box=(10, 10, 20, 20))
+    session.segment(None, 2, box=(5, 5, 45, 35))
+    labels = session.labels
+    assert (labels[small] == 1).all()  # the lung stays on top (it was all object 2)
+    assert (labels[large & ~small] == 2).all()
+    session.segment(None, 1, box=(10, 10, 20, 20))  # prompted again, the smaller one takes its pixels back
+    assert (session.labels[small] == 1).all() and (session.labels[large & ~small] == 2).all()

@@ -31,7 +31,7 @@ from medisam.io.medical_image import MedicalImage
 from medisam.io.window import hu_window_warning
 from medisam.models.promptable import PromptableModel
 from medisam.predict import EmbeddingCache, Predictor, Session, VolumeSession, open_session
-from medisam.predict.contract import SliceResult, tracks_with_memory
+from medisam.predict.contract import SliceResult, paint_order, tracks_with_memory
 from medisam.predict.refine2d import Click2D, correct_2d
 from medisam.predict.refine3d import ClickOutcome
 from medisam.predict.segment import predict_with_mask
@@ -512,6 +512,17 @@ class InteractiveSession:
         self._prompts2d[obj_id] = replace(prompt, clicks=clicks)
         return ClickOutcome(0, (x, y, int(positive)), 0, 0, changed=(0,) if (new != current).any() else ())
 
+    def _beneath2d(self, obj_id: int, area: int) -> list[int]:
+        """The other objects of a 2D image that stay on top of ``obj_id`` with a model mask of ``area``
+        pixels: the smaller ones (equal sizes: the later id), as every label map paints them
+        (:func:`~medisam.predict.contract.paint_order`). A later, larger object took their pixels: a
+        click answered with the whole thorax covered the lung boxed before it."""
+        sizes = {o: int(p.model_mask.sum()) for o, p in self._prompts2d.items()
+                 if o != obj_id and p.model_mask is not None}
+        sizes[obj_id] = area
+        order = paint_order(sizes)
+        return order[order.index(obj_id) + 1:]
+
     def _apply2d(self, obj_id: int, prompt: ObjectPrompt) -> SliceResult:
         self.predictor.set_image(self.image, window=self.window)
         box, points = prompt.box, prompt.points or None
@@ -525,7 +536,7 @@ class InteractiveSession:
         self._push2d()
         self._labels2d = self._labels2d.copy()
         self._labels2d[self._labels2d == obj_id] = 0
-        self._labels2d[mask] = obj_id
+        self._labels2d[mask & ~np.isin(self._labels2d, self._beneath2d(obj_id, int(mask.sum())))] = obj_id
         self._prompts2d[obj_id] = replace(prompt, model_mask=mask, clicks=(), found_box=pred.box)
         log.debug("object %d: %d pixels, score %.3f", obj_id, int(mask.sum()), float(pred.scores[0]))
         return SliceResult(0, obj_id, mask, float(pred.scores[0]), source="prompt")
