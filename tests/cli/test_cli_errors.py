@@ -53,6 +53,8 @@ ERRORS = [
     ("overlay is the input", ["segment", "{img}", "-o", "{out}", "--overlay", "{img}", "--box", "1,1,9,9", "--force"],
      "--overlay"),
     ("missing file", ["info", "{tmp}/nothing.nii.gz"], "no such file"),
+    ("missing input before the output", ["propagate", "{tmp}/clip.gif", "--slice", "0", "--box", "1,1,5,5",
+                                         "-o", "{tmp}/masks"], "clip.gif: no such file"),
 ]
 
 
@@ -104,3 +106,15 @@ def test_a_truncated_file_is_one_line_without_the_libraries_own(tmp_path, ext):
     proc = run_cli(["info", str(cut)])
     lines = proc.stderr.splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+
+
+@pytest.mark.parametrize("cmd", ["segment", "propagate"])
+def test_an_unsupported_input_is_named_before_the_output(tmp_path, capsys, cmd):
+    """``propagate clip.gif -o masks`` said the folder ``masks`` was an unsupported mask format."""
+    from medisam.cli import main
+
+    clip = tmp_path / "clip.gif"
+    clip.write_bytes(b"GIF89a" + b"\0" * 64)
+    assert main([cmd, str(clip), "--slice", "0", "--box", "1,1,5,5", "-o", str(tmp_path / "masks")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clip.gif: unsupported file type '.gif'" in err[0], err

@@ -123,6 +123,15 @@ def dicom_seg_reference(output: Path, image) -> str:  # noqa: ANN001 - a Medical
     return ext
 
 
+def readable_input(input: Path) -> None:
+    """The input exists and has a reader (:func:`medisam.io.read.input_reader`; no pixel read), told
+    before the outputs are looked at: ``propagate clip.gif -o masks`` said the folder ``masks`` was an
+    unsupported mask format."""
+    from medisam.io.read import input_reader
+
+    input_reader(Path(input))
+
+
 def is_dicom_input(path: Path) -> bool:
     """A folder (DICOM series) or a file with the DICOM preamble."""
     from medisam.io.read_dicom import is_dicom_file

@@ -113,6 +113,7 @@ def propagate(
     win = common.parse_window(window)
     checks.only_for_dicom(input, series)
     checks.paths_apart([input, checkpoint, *guide], [("-o", output), ("--overlay", overlay)])
+    checks.readable_input(input)
     video = _is_video(input)
     if video:
         _check_video_args(prompt, output, overlay, array_axis, window, force, bool(clicks or guide))

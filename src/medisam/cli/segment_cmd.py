@@ -68,6 +68,7 @@ def segment(
         raise common.InputError(f"--mask {mask}: no such file")
     checks.only_for_dicom(input, series)
     checks.paths_apart([input, mask, checkpoint], [("-o", output), ("--overlay", overlay)])
+    checks.readable_input(input)
     checks.mask_format(output, volume=None, dicom=checks.is_dicom_input(input))
     checks.new_file(output, force)
     segments = common.segment_meanings(label_name, labels_json, output)

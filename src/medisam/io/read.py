@@ -15,6 +15,24 @@ from medisam.io.registry import READERS, ReadOptions, file_extension, picks_chan
 log = logging.getLogger(__name__)
 
 
+def input_reader(path: Path):  # noqa: ANN201 - a registry Reader, or None for a folder
+    """The reader of ``path`` (None for a folder: a DICOM series or frames), from its name and, for a
+    file without a known extension, its DICOM preamble; no pixel is read. InputError for a missing path,
+    something that is not a regular file, or an unsupported file type. One rule for :func:`read_image`
+    and the command line's checks, which run it before they look at the outputs (an unsupported input
+    was reported as an unsupported mask format of the output)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    if p.is_dir():
+        return None
+    if not p.is_file():  # a FIFO would block the reader forever, a device never ends
+        raise InputError(f"{p}: not a regular file")
+    if file_extension(p) not in READERS and read_dicom.is_dicom_file(p):
+        return read_dicom.read_dicom_file  # DICOM files often have no extension
+    return reader_for(p)
+
+
 def read_image(
     path: str | Path,
     *,
@@ -39,20 +57,11 @@ def read_image(
             pixels, too many voxels, several DICOM series without ``series_uid``.
     """
     p = Path(path).expanduser()
-    if not p.exists():
-        raise InputError(f"{p}: no such file or folder")
+    reader = input_reader(p)
     opts = ReadOptions(series_uid=series_uid, modality=modality, max_voxels=max_voxels, channel=channel)
-    reader = None
     if p.is_dir():
         image = video.read_frame_folder(p, opts) if video.is_frame_folder(p) else read_dicom.read_dicom_series(p, opts)
     else:
-        if not p.is_file():  # a FIFO would block the reader forever, a device never ends
-            raise InputError(f"{p}: not a regular file")
-        ext = file_extension(p)
-        if ext not in READERS and read_dicom.is_dicom_file(p):
-            reader = read_dicom.read_dicom_file  # DICOM files often have no extension
-        else:
-            reader = reader_for(p)
         if p.stat().st_size == 0:
             raise InputError(f"{p}: empty file")
         image = reader(p, opts)
