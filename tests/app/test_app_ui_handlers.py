@@ -92,3 +92,27 @@ def test_opening_a_volume_keeps_the_opened_line_and_offers_dcm_for_dicom_only(de
     formats = on_open(None, str(zipped), "auto", ".dcm")[6]
     assert ".dcm" in formats["choices"] and formats["value"] == ".dcm"
     assert on_open(None, None, "auto")[5:] == ("no file", {"__type__": "update"})
+
+
+def test_an_object_or_every_object_is_removed_from_the_page_and_undo_brings_them_back(demo, tmp_path):
+    """REST had DELETE /objects/{id} and /reset; the page had only Undo, back past every later step."""
+    import numpy as np
+
+    on_open, on_remove, on_reset = (_handler(demo, n) for n in ("on_open", "on_remove", "on_reset"))
+    st = on_open(None, str(_volume(tmp_path)), "auto")[0]
+    st.session.segment(4, 1, box=(6, 6, 20, 20))
+    st.session.segment(4, 2, box=(26, 26, 42, 42))
+    st.boxes[2] = ((26, 26, 42, 42), 4, 4)
+    labels = st.session.labels.copy()
+    assert {1, 2} <= set(np.unique(labels))
+    st, view, status = on_remove(st, 2)
+    assert status == "object 2 removed (Undo brings it back)" and 2 not in st.session.labels and 2 not in st.boxes
+    assert st.session.object_ids == [1] and isinstance(view, str)
+    st.undo()
+    assert np.array_equal(st.session.labels, labels) and 2 in st.boxes  # its drawn box comes back too
+    st, _, status = on_reset(st)
+    assert status == "every object removed (Undo brings them back)" and not st.session.labels.any()
+    st.undo()
+    assert np.array_equal(st.session.labels, labels)
+    _, _, status = on_remove(st, 7)
+    assert status.startswith("error: no object 7")

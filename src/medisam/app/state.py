@@ -58,7 +58,7 @@ MASK_EXTENSION = {
 class _Step:
     """One undo step of the page: what it was, and the prompts drawn before it (restored by undo)."""
 
-    action: str  # "click3d", "click2d" or "prompt"
+    action: str  # "click3d", "click2d", "prompt" or "remove" (an object or all of them erased)
     boxes: dict[int, tuple[tuple[float, ...], int, int]]
     lines: dict[int, tuple[tuple[float, float, float, float], int]]
     points: list[tuple[float, float, int]]
@@ -348,6 +348,31 @@ class AppState:
         """Copies of the prompts drawn on the page (boxes, RECIST lines, the shown slice's clicks), kept
         with an undo step."""
         return dict(self.boxes), dict(self.lines), list(self.points), self.slice
+
+    def remove_object(self, obj_id: int) -> None:
+        """Erase object ``obj_id`` everywhere, with the box, line and clicks drawn for it (the REST
+        ``DELETE /objects/{id}``, which the page had not); one undo step brings it back."""
+        s = self.require()
+        obj_id = int(obj_id)
+        before = self._drawn()
+        s.remove_object(obj_id)
+        self._record("remove", before)
+        self.boxes.pop(obj_id, None)
+        self.lines.pop(obj_id, None)
+        self.pending_corner, self.vertices = None, []
+        if obj_id == self.obj_id:
+            self.points = []
+        self.message = f"object {obj_id} removed (Undo brings it back)"
+
+    def reset(self) -> None:
+        """Erase every object and what was drawn (the REST ``/reset``); one undo step brings them back."""
+        s = self.require()
+        before = self._drawn()
+        s.reset()
+        self._record("remove", before)
+        self.boxes, self.lines, self.points, self.vertices = {}, {}, [], []
+        self.pending_corner = None
+        self.message = "every object removed (Undo brings them back)"
 
     def undo(self) -> None:
         """Take back the session's last step, and the boxes, lines and clicks drawn with it."""

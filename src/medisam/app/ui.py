@@ -165,6 +165,16 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         if st is not None:
             st.undo()
 
+    def on_remove(st: AppState, obj: float) -> None:
+        if st is None or st.session is None:
+            raise MedisamError("open an image first")
+        st.remove_object(int(obj))
+
+    def on_reset(st: AppState) -> None:
+        if st is None or st.session is None:
+            raise MedisamError("open an image first")
+        st.reset()
+
     def on_propagate(st: AppState, progress=gr.Progress()) -> None:  # noqa: ANN001, B008
         if st is None:
             raise MedisamError("open a volume first")
@@ -227,6 +237,9 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                     propagate = gr.Button("Propagate", elem_id="medisam-propagate")
                     cancel = gr.Button("Cancel", elem_id="medisam-cancel")
                 finish = gr.Button("Finish shape (scribble / lasso)", elem_id="medisam-finish")
+                with gr.Row():
+                    remove = gr.Button("Remove object (the id above)", elem_id="medisam-remove")
+                    reset = gr.Button("Remove all", elem_id="medisam-reset")
                 opacity = gr.Slider(0, 1, value=DEFAULT_OPACITY, step=0.05, label="opacity of the object id above",
                                     elem_id="medisam-opacity")
                 gr.Markdown("**objects**")
@@ -256,6 +269,8 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         mode.change(on_mode, [state, mode, obj], [state, view, status], show_progress=QUICK)
         view.select(on_click, [state, mode, obj], [state, view, status])
         undo.click(guarded(on_undo), [state], [state, view, status])
+        remove.click(guarded(on_remove), [state, obj], [state, view, status])
+        reset.click(guarded(on_reset), [state], [state, view, status])
         finish.click(guarded(on_finish), [state], [state, view, status])
         srange.change(guarded(on_range, redraw=False), [state, srange], [state, view, status], show_progress=QUICK)
         propagate.click(guarded(on_propagate), [state], [state, view, status])
