@@ -96,11 +96,26 @@ def test_segment_a_volume_slice_with_sam2(_sam2, tmp_path, nifti):
     assert labels.shape == (5, 24, 28) and not np.delete(labels, 2, axis=0).any()
 
 
-def test_segment_refuses_a_scribble_correction_with_sam2_before_loading(_sam2, tmp_path, png, capsys, monkeypatch):
-    import medisam.models
+def test_segment_with_sam2_is_the_servers_2d_session_scribble_and_lasso_included(_sam2, tmp_path, png, sam2_tiny):
+    """SAM 2 on a 2D image goes through sam2's image predictor on every surface (``open_predictor``): the CLI's
+    box + scribble correction (refused before: a one-frame session has no walker), and a lasso with a box
+    (refused before: a SAM 2 mask prompt replaced the box), give the server's and web UI's masks."""
+    from medisam.io import read_image
+    from medisam.io.label_png import read_label_map
+    from medisam.serve.interactive import InteractiveSession
 
-    monkeypatch.setattr(medisam.models, "load_model", lambda *a, **k: pytest.fail("model loaded"))
-    rc = main(["segment", str(png), "-o", str(tmp_path / "m.png"), "--box", "100,100,300,300",
-               "--scribble", "150,150,160,160"] + SAM2)
-    err = capsys.readouterr().err
-    assert rc == 2 and "error: --scribble" in err and "sam2-tiny" in err
+    session = InteractiveSession(sam2_tiny, read_image(png))
+    session.segment(None, box=(100, 100, 300, 300))
+    session.add_scribble(None, [(150.0, 150.0), (160.0, 160.0)], True)
+    out = tmp_path / "m.png"
+    assert main(["segment", str(png), "-o", str(out), "--box", "100,100,300,300",
+                 "--scribble", "150,150,160,160"] + SAM2) == 0
+    assert np.array_equal(read_label_map(out) > 0, session.labels == 1)
+    from medisam.prompting.shapes import lasso_mask
+
+    polygon = [(120.0, 120.0), (280.0, 120.0), (280.0, 280.0)]
+    want = session.segment(None, 2, box=(100, 100, 300, 300), mask=lasso_mask(polygon, (512, 512))).mask
+    both = tmp_path / "both.png"
+    assert main(["segment", str(png), "-o", str(both), "--box", "100,100,300,300",
+                 "--lasso", "120,120,280,120,280,280"] + SAM2) == 0
+    assert np.array_equal(read_label_map(both) > 0, want)

@@ -71,8 +71,11 @@ def test_sam2_forward_gives_finite_multiscale_features(sam2_tiny):
     assert np.isfinite(sam2_tiny.net.no_mem_embed.detach().numpy()).all()
 
 
-def test_2d_predictor_points_sam2_models_to_sessions(sam2_tiny):
+def test_2d_predictor_points_sam2_models_to_their_own(sam2_tiny):
     from medisam.predict import Predictor
+    from medisam.predict.factory import open_predictor
+    from medisam.predict.sam2_image import Sam2ImagePredictor
 
-    with pytest.raises(ModelError, match="Sam2Session or VideoSession"):
+    with pytest.raises(ModelError, match=r"open_predictor\(model\)"):
         Predictor(sam2_tiny)
+    assert isinstance(open_predictor(sam2_tiny), Sam2ImagePredictor)

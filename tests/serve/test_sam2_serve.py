@@ -1,5 +1,5 @@
 """``medisam serve`` with a SAM 2 model (the tiny random-weight sam2-tiny): volumes are served by
-Sam2Session; a 2D upload is a one-line 400 (no 2D predictor), not a 500."""
+Sam2Session, 2D images by sam2's image predictor, as ``medisam segment``."""
 
 from __future__ import annotations
 
@@ -50,10 +50,21 @@ def test_a_volume_is_prompted_propagated_and_undone_with_sam2(sam2_client):
             s.add_click((2, 20, 20))
 
 
-def test_a_2d_upload_is_a_400_naming_what_to_do(sam2_client):
-    with pytest.raises(ServerError) as err:
-        sam2_client.open_session(np.zeros((32, 40), np.uint8))
-    assert err.value.status == 400 and "sam2-tiny" in str(err.value) and "volume" in str(err.value)
+def test_a_2d_image_is_segmented_with_sams_image_predictor_as_the_cli_does(sam2_client, sam2_tiny):
+    """A 2D upload was a 400 ("upload a volume"); it is served by sam2's image predictor, the masks
+    ``medisam segment`` gives (``open_predictor`` + ``segment_image``), with clicks and undo."""
+    from medisam.io.medical_image import MedicalImage
+    from medisam.predict.factory import open_predictor
+    from medisam.predict.segment import segment_image
+
+    picture = np.zeros((32, 40), np.uint8)
+    picture[8:24, 10:30] = 200
+    with sam2_client.open_session(picture) as s:
+        mask = s.predict(box=(8, 6, 32, 26))
+        want = segment_image(open_predictor(sam2_tiny), MedicalImage.from_array(picture), [(8, 6, 32, 26)])
+        assert np.array_equal(mask, want.array == 1)
+        s.add_points(points=[(20, 16, 1), (2, 2, 0)])
+        assert s.labels().shape == (32, 40) and s.undo()
 
 
 def test_a_sam2_sessions_frames_count_against_the_limits_and_are_freed_at_close(sam2_tiny):

@@ -96,17 +96,12 @@ def sam2_refuses(strategy: Strategy) -> bool:
 
 
 def predictor_for(model):  # noqa: ANN001, ANN201 - a LoadedModel -> Predictor or Sam2ImagePredictor
-    """The 2D predictor of a loaded model: SAM 2 models get sam2's image predictor
-    (:mod:`medisam.predict.sam2_image`), the others a :class:`Predictor` whose cache holds every
-    slice of a typical volume (the 3D protocols propagate through it)."""
-    from medisam.predict import EmbeddingCache, Predictor
-    from medisam.predict.contract import tracks_with_memory
+    """The model's 2D predictor (:func:`~medisam.predict.factory.open_predictor`, as ``medisam segment``
+    has it), a cache holding every slice of a typical volume (the 3D protocols propagate through it)."""
+    from medisam.predict import EmbeddingCache
+    from medisam.predict.factory import open_predictor
 
-    if tracks_with_memory(model):
-        from medisam.predict.sam2_image import Sam2ImagePredictor
-
-        return Sam2ImagePredictor(model)
-    return Predictor(model, cache=EmbeddingCache(max_bytes=1 << 30))
+    return open_predictor(model, EmbeddingCache(max_bytes=1 << 30))
 
 
 class CaseEvaluator:

@@ -101,7 +101,6 @@ def segment(
     if win is None and not image.is_rgb:
         win = common.box_window(pixels, image.modality, common.box_region(boxes or _mask_box(lasso_mask)))
     runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
-    _sam2_checks(model, boxes, lasso_mask, corrections)
     labels, predictor = _run(image, boxes, points, slice, array_axis or 0, win, model, checkpoint, device, runtime,
                              lasso_mask)
     if corrections:
@@ -123,49 +122,18 @@ def segment(
         typer.echo(f"wrote {overlay}")
 
 
-def _sam2_checks(model: str, boxes: list, lasso_mask, corrections: list) -> None:  # noqa: ANN001 - a bool array
-    """What a SAM 2 model (a one-frame session, no 2D predictor) cannot do here, refused before it
-    loads: --scribble corrections (the random walker on the predictor's image) and --lasso with --box
-    (a SAM 2 mask prompt replaces the box)."""
-    from medisam.models.registry import get_spec
-
-    if not get_spec(model).supports_memory_propagation:
-        return
-    if corrections:
-        raise common.InputError(f"--scribble with --box/--lasso corrects with clicks, not available for {model} "
-                                "yet; give the scribble alone or drop it")
-    if lasso_mask is not None and boxes:
-        raise common.InputError(f"--lasso is the object's mask prompt for {model}; give it without --box")
-
-
 def _run(image, boxes, points, slice, axis, window, model, checkpoint, device, runtime, mask=None):
     """Load the model and segment (the slow part, with progress lines); ``mask``: the --lasso's.
-    Returns the label map and the predictor (its image still set, for :func:`_correct`; None for a
-    SAM 2 model, which segments the image as a one-frame session)."""
+    Returns the label map and the predictor (its image still set, for :func:`_correct`): the model's 2D
+    predictor, sam2's image predictor for a SAM 2 model (:func:`~medisam.predict.factory.open_predictor`)."""
     net = common.load(model, checkpoint, device, runtime)
-    from medisam.predict import Predictor
-    from medisam.predict.contract import tracks_with_memory
+    from medisam.predict.factory import open_predictor
     from medisam.predict.segment import segment_image
 
-    if tracks_with_memory(net):
-        return _run_sam2(net, image, boxes, points, slice, axis, window, mask), None
-    predictor = Predictor(net)
+    predictor = open_predictor(net)
     with step("encoding the image and decoding the prompts"):
         labels = segment_image(predictor, image, boxes, points, slice=slice, window=window, axis=axis, mask=mask)
     return labels, predictor
-
-
-def _run_sam2(net, image, boxes, points, slice, axis, window, mask):  # noqa: ANN001, ANN202 - as _run
-    """:func:`~medisam.predict.sam2_session.segment_frame` on the image or its slice -> the label map."""
-    from medisam.io.medical_image import MedicalImage
-    from medisam.predict.sam2_session import segment_frame
-
-    plane = image
-    if image.is_volume:  # the slice's pixels, keeping the modality its window depends on
-        plane = MedicalImage.from_array(image.slice2d(slice, axis), modality=image.modality, is_rgb=image.is_rgb)
-    with step("encoding the image and decoding the prompts"):
-        labels2d = segment_frame(net, plane, boxes, points, mask, window)
-    return _on_plane(image, labels2d, slice, axis)
 
 
 def _on_plane(image, plane, slice, axis):  # noqa: ANN001, ANN202 - MedicalImage, (H, W) labels -> MedicalImage

@@ -3,7 +3,8 @@
 SAM 2 has no 2D ``encode``/``decode`` pair that fits :class:`PromptableModel` (its decoder
 takes multi-scale features and a memory-conditioned embedding), so it is its own type:
 :class:`~medisam.predict.sam2_session.Sam2Session` drives ``net`` (a
-``sam2.sam2_video_predictor.SAM2VideoPredictor``) directly; a 2D image is a one-frame session.
+``sam2.sam2_video_predictor.SAM2VideoPredictor``) directly for volumes and videos; 2D images go
+through sam2's own image predictor on the same network (:mod:`medisam.predict.sam2_image`).
 """
 
 from __future__ import annotations

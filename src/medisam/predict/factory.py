@@ -1,4 +1,5 @@
-"""``open_session``: the one place that picks a session implementation for a model and image."""
+"""``open_session`` and ``open_predictor``: the one place that picks a session, and a 2D predictor,
+implementation for a model."""
 
 from __future__ import annotations
 
@@ -38,3 +39,19 @@ def open_session(model: PromptableModel, image: MedicalImage | np.ndarray, **kw)
             raise InputError(f"a video session takes no {', '.join(sorted(kw))}")
         return session
     return VolumeSession(model, image, **kw)
+
+
+def open_predictor(model: PromptableModel, cache=None, max_pixels: int | None | str = "default"):  # noqa: ANN001, ANN201
+    """The 2D predictor of ``model`` for every consumer (``segment``, the server's and web UI's 2D images,
+    the benchmark): SAM 2 models get sam2's image predictor (:mod:`medisam.predict.sam2_image`), the
+    others a :class:`~medisam.predict.predictor.Predictor` over ``cache`` (an
+    :class:`~medisam.predict.cache.EmbeddingCache`; None: the predictor's own). ``max_pixels``: the
+    largest image taken (the predictor's default unless given; None: no limit)."""
+    from medisam.predict.predictor import Predictor
+
+    kw = {} if max_pixels == "default" else {"max_pixels": max_pixels}
+    if tracks_with_memory(model):
+        from medisam.predict.sam2_image import Sam2ImagePredictor
+
+        return Sam2ImagePredictor(model, **kw)
+    return Predictor(model, cache, **kw)

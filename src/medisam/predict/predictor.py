@@ -88,8 +88,8 @@ class Predictor:
     def __init__(self, model: PromptableModel, cache: EmbeddingCache | None = None,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, box_search: bool | None = None):
         if not model.spec.supports_2d_prompting:  # SAM 2: memory model, see predict.sam2_session
-            raise ModelError(f"{model.name} is a SAM 2 model: use Sam2Session or VideoSession "
-                             "(a 2D image is a one-frame session) instead of Predictor")
+            raise ModelError(f"{model.name} is a SAM 2 model: use open_predictor(model) (sam2's image predictor) "
+                             "for 2D prompts, or Sam2Session / VideoSession, instead of Predictor")
         self.model = model
         self.cache = cache if cache is not None else EmbeddingCache()
         self.max_pixels = max_pixels
@@ -271,6 +271,10 @@ class Predictor:
         """``(B, 4)`` XYXY pixel boxes -> model grid (floored where the model was trained so)."""
         scaled = transform.coords_to_model(boxes)
         return np.floor(scaled) if self.model.spec.integer_boxes else scaled
+
+    def mask_logits(self, mask: np.ndarray) -> np.ndarray:
+        """An ``(H, W)`` bool mask on the current image as the ``(L, L)`` low-res logits a mask prompt takes."""
+        return self.transform.mask_to_low_res(np.asarray(mask, dtype=bool), self.model.mask_input_size)
 
     def logits_to_masks(self, low_res: torch.Tensor | np.ndarray) -> np.ndarray:
         """``(N, L, L)`` low-res logits -> ``(N, H, W)`` bool masks on the original grid.

@@ -1,10 +1,12 @@
-"""2D prompts for a SAM 2 model: sam2's own ``SAM2ImagePredictor`` behind the :class:`Predictor` calls
-the benchmark's 2D strategies make (``set_image``, ``predict``, ``predict_batch``, ``display_image``).
+"""2D prompts for a SAM 2 model: sam2's own ``SAM2ImagePredictor`` behind the :class:`Predictor` calls every
+2D consumer makes (``set_image``, ``predict``, ``predict_batch``, ``mask_logits``, ``display_image``):
+``medisam segment``, the server's and web UI's 2D images, the benchmark's 2D strategies
+(:func:`medisam.predict.factory.open_predictor` picks it).
 
 Why: a SAM 2 network has no ``encode``/``decode`` pair that fits
 :class:`~medisam.models.promptable.PromptableModel` (:mod:`medisam.models.sam2_model`), and a
 one-frame :class:`~medisam.predict.sam2_session.Sam2Session` cannot take a previous mask's logits
-with new clicks, which the click protocols give. sam2's image predictor is how SAM 2 is evaluated
+with new clicks, which corrective clicks give. sam2's image predictor is how SAM 2 is evaluated
 on images (the SAM 2 paper's 2D tables); the pixels it sees are those every other model sees
 (:func:`~medisam.io.intensity.to_display`, as uint8 like :mod:`medisam.predict.sam2_frames`).
 Points alone go to SAM 2 itself (no box search: SAM 2 was trained with clicks).
@@ -20,6 +22,7 @@ import torch
 from medisam.errors import InputError, PromptError
 from medisam.io.medical_image import MedicalImage
 from medisam.io.intensity import to_display
+from medisam.predict.cache import embedding_key
 from medisam.predict.predictor import DEFAULT_MAX_PIXELS, Prediction, image_to_2d, validate_pixels
 from medisam.prompts import Box, MaskPrompt, Points
 
@@ -43,6 +46,7 @@ class Sam2ImagePredictor:
         side = int(model.net.image_size) // 4  # sam2 assumes 1024 inputs; MedSAM2 takes 512
         self._sam2._bb_feat_sizes = [(side, side), (side // 2, side // 2), (side // 4, side // 4)]
         self._display: np.ndarray | None = None
+        self._key: str | None = None  # the embedding key of the picture whose features sam2 holds
 
     @property
     def mask_input_size(self) -> int:
@@ -63,8 +67,11 @@ class Sam2ImagePredictor:
         if display.ndim != 3 or display.shape[2] != 3:
             raise InputError(f"expected an (H, W, 3) display image, got {display.shape}")
         pixels = np.rint(np.clip(display, 0, 255)).astype(np.uint8)
-        with torch.inference_mode():
-            self._sam2.set_image(pixels)
+        key = embedding_key(pixels, self.model.cache_signature)
+        if key != self._key:  # the same picture again (a server session's next prompt): its features are kept
+            with torch.inference_mode():
+                self._sam2.set_image(pixels)
+            self._key = key
         self._display = display
         return self
 
@@ -86,6 +93,15 @@ class Sam2ImagePredictor:
     def _require_image(self) -> None:
         if self._display is None:
             raise InputError("no image set: call set_image() first")
+
+    def mask_logits(self, mask: np.ndarray) -> np.ndarray:
+        """An ``(H, W)`` bool mask on the current image as the ``(L, L)`` low-res logits SAM 2's mask prompt
+        takes: sam2 resizes the whole image to its square input (no padding), so the mask is too."""
+        import cv2
+
+        size = self.mask_input_size
+        small = cv2.resize(np.asarray(mask, dtype=np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+        return np.where(small > 0.5, 20.0, -20.0).astype(np.float32)
 
     # ---------------------------------------------------------------- prompts
     def predict(self, box: Box | Sequence[float] | None = None,

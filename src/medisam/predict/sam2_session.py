@@ -439,33 +439,6 @@ class _TrackingStore(PromptStore):
         return next((ids for snap, ids in reversed(self._tracked_at) if snap is snapshot), frozenset())
 
 
-def segment_frame(model: PromptableModel, image: MedicalImage | np.ndarray, boxes: Sequence = (),
-                  points: Points | Sequence[Sequence[float]] | None = None, mask: np.ndarray | None = None,
-                  window: str | tuple[float, float] | None = None) -> np.ndarray:
-    """One-shot 2D segmentation with a SAM 2 model (no 2D predictor): ``image`` (a 2D image or one
-    slice's pixels) as a one-frame :class:`Sam2Session`, the prompts as
-    :func:`~medisam.predict.segment.segment_image` takes them: box ``i`` becomes label ``i + 1``
-    (later boxes on top), points refine the single box or form object 1 with ``mask`` (a lasso's
-    inside), which replaces a box in a SAM 2 session and so goes without one. Returns the
-    ``(H, W)`` label plane."""
-    boxes = list(boxes)
-    if not boxes and points is None and mask is None:
-        raise PromptError("give at least one box, point or mask (boxes=, points=, mask=)")
-    if (points is not None and len(boxes) > 1) or (mask is not None and boxes):
-        raise PromptError("points refine one box, and a mask prompt goes without a box with a SAM 2 model")
-    session = Sam2Session(model, image, window=window)
-    if mask is not None:
-        session.add_mask(0, mask, obj_id=1)
-    for i, box in enumerate(boxes, start=1):
-        session.add_box(0, box, obj_id=i, points=points)
-    if points is not None and not boxes:
-        session.add_points(0, points, obj_id=1)
-    labels = np.zeros(session.plane_hw, dtype=np.uint16 if len(boxes) > 255 else np.uint8)
-    for obj_id in session.object_ids:  # id order: later boxes on top
-        session.results(obj_id)[0].paint(labels, obj_id)
-    return labels
-
-
 def _no_bar(iterable, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202, ARG001 - tqdm's signature
     """``tqdm(iterable, ...)`` without the bar: the iterable itself."""
     return iterable

@@ -69,5 +69,4 @@ def predict_with_mask(predictor: Predictor, mask: np.ndarray, box: Box | Sequenc
         box = Box.from_mask(mask)
         if box is None:
             raise PromptError("the mask prompt is empty")
-    logits = predictor.transform.mask_to_low_res(mask, predictor.model.mask_input_size)
-    return predictor.predict(box=box, points=points, mask=logits)
+    return predictor.predict(box=box, points=points, mask=predictor.mask_logits(mask))

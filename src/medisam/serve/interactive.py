@@ -1,10 +1,10 @@
 """Interactive segmentation state shared by the REST server and the web UI.
 
 An :class:`InteractiveSession` holds one image and its own embedding cache. A 2D image
-goes through :class:`~medisam.predict.Predictor` (the same calls as
+goes through the model's 2D predictor (:func:`~medisam.predict.factory.open_predictor`: a
+:class:`~medisam.predict.Predictor`, sam2's image predictor for SAM 2 models; the same calls as
 :func:`~medisam.predict.segment.segment_image`, so ``medisam segment``, the server and the
-web UI give identical masks; SAM 2 models have no 2D predictor, so a 2D image is refused for them
-with a 400); a volume or a video is delegated to the session
+web UI give identical masks); a volume or a video is delegated to the session
 :func:`~medisam.predict.open_session` picks (:mod:`medisam.predict.contract`), which owns
 the prompts, corrections, undo (one step per user action: several calls are grouped with
 ``session.step()``) and propagation. This class only adds the 2D state, the click limit
@@ -31,6 +31,7 @@ from medisam.io.medical_image import MedicalImage
 from medisam.io.window import hu_window_warning
 from medisam.models.promptable import PromptableModel
 from medisam.predict import EmbeddingCache, Predictor, Session, VolumeSession, open_session
+from medisam.predict.factory import open_predictor
 from medisam.predict.contract import SliceResult, paint_order, tracks_with_memory
 from medisam.predict.refine2d import Click2D, correct_2d
 from medisam.predict.refine3d import ClickOutcome
@@ -89,18 +90,15 @@ class InteractiveSession:
         self._display: DisplayVolume | None = None  # the volume's pictures, mapped slice by slice
         self.volume: Session | None = None
         self.predictor: Predictor | None = None
-        memory = tracks_with_memory(model)  # SAM 2: its own session, no 2D predictor
+        memory = tracks_with_memory(model)  # SAM 2: its own session for volumes and videos
         if image.is_volume:
             if image.is_rgb and not image.is_video:
                 raise InputError(f"colour volumes {image.array.shape} are not supported; upload one channel")
             if cache is not None and not image.is_video and not memory:
                 self.predictor = Predictor(model, cache)
             self._open_volume(window)
-        elif memory:
-            raise InputError(f"{model.name} is a SAM 2 model: this server segments volumes and videos with it; "
-                             "upload a volume, or serve a 2D image with a 2D-promptable model (e.g. litemedsam)")
-        else:
-            self.predictor = Predictor(model, cache if cache is not None else EmbeddingCache(), max_pixels=None)
+        else:  # a 2D image: the model's 2D predictor, sam2's image predictor for SAM 2 (as `medisam segment`)
+            self.predictor = open_predictor(model, cache if cache is not None else EmbeddingCache(), max_pixels=None)
         self._labels2d = np.zeros(image.spatial_shape[:2], dtype=np.uint16) if not image.is_volume else None
         self._prompts2d: dict[int, ObjectPrompt] = {}
 
