@@ -71,8 +71,9 @@ def read_slice_headers(files: Sequence[str]) -> list[SliceHeader]:
     return headers
 
 
-def _functional(frame: object, shared: object, sequence: str, keyword: str) -> object:
-    """``keyword`` from the frame's functional group ``sequence``, else from the shared one."""
+def functional_value(frame: object, shared: object, sequence: str, keyword: str) -> object:
+    """``keyword`` from the frame's functional group ``sequence``, else from the shared one (an enhanced
+    multi-frame file's per-frame value; the geometry here, the rescale in :mod:`medisam.io.read_dicom`)."""
     for group in (frame, shared):
         items = getattr(group, sequence, None) if group is not None else None
         if items and keyword in items[0]:
@@ -93,9 +94,9 @@ def frame_headers(ds: pydicom.Dataset) -> list[SliceHeader] | None:
     for n, frame in enumerate(per_frame, start=1):
         headers.append(SliceHeader(
             f"frame {n}",
-            _floats(_functional(frame, shared, "PlanePositionSequence", "ImagePositionPatient"), 3),  # type: ignore
-            _floats(_functional(frame, shared, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),
-            _floats(_functional(frame, shared, "PixelMeasuresSequence", "PixelSpacing"), 2)))  # type: ignore
+            _floats(functional_value(frame, shared, "PlanePositionSequence", "ImagePositionPatient"), 3),  # type: ignore
+            _floats(functional_value(frame, shared, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+            _floats(functional_value(frame, shared, "PixelMeasuresSequence", "PixelSpacing"), 2)))  # type: ignore
     return headers
 
 

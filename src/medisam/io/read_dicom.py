@@ -30,7 +30,8 @@ import pydicom
 import SimpleITK as sitk
 
 from medisam.errors import InputError
-from medisam.io.dicom_geometry import SliceHeader, check_positions, frame_headers, read_slice_headers, skipped_files
+from medisam.io.dicom_geometry import (SliceHeader, check_positions, frame_headers, functional_value,
+                                      read_slice_headers, skipped_files)
 from medisam.io.itk_quiet import quiet_itk
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
@@ -396,12 +397,12 @@ def _frame_padding(ds: pydicom.Dataset, headers: list[SliceHeader] | None, k: in
         return None
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") if headers is not None else None
     shared = ds.get("SharedFunctionalGroupsSequence")
-    for group in ([per_frame[k]] if per_frame else []) + ([shared[0]] if shared else []):
-        items = group.get("PixelValueTransformationSequence")
-        if items:
-            return _slice_padding(ds, (float(items[0].get("RescaleSlope", 1) or 1),
-                                       float(items[0].get("RescaleIntercept", 0) or 0)))
-    return _slice_padding(ds)
+    groups = (per_frame[k] if per_frame else None, shared[0] if shared else None)
+    slope = functional_value(*groups, "PixelValueTransformationSequence", "RescaleSlope")
+    if slope is None:
+        return _slice_padding(ds)
+    intercept = functional_value(*groups, "PixelValueTransformationSequence", "RescaleIntercept")
+    return _slice_padding(ds, (float(slope or 1), float(intercept or 0)))
 
 
 def _unpad(image: MedicalImage, slices: list[tuple[float, float, int, int] | None], where: Path) -> MedicalImage:
