@@ -85,7 +85,7 @@ def test_opening_a_volume_keeps_the_opened_line_and_offers_dcm_for_dicom_only(de
     assert on_slice(st, slider["value"])[2] == opened  # the slider's echo of the shown slice
     assert on_slice(st, 2)[2] == "slice 2 of 8"
     assert ".dcm" not in formats["choices"] and formats["value"] == "auto"
-    assert {"auto", ".nii.gz", ".png"} <= set(formats["choices"])
+    assert {"auto", ".nii.gz", ".nrrd"} <= set(formats["choices"]) and ".png" not in formats["choices"]
     files = write_ct_series(tmp_path / "s", ct_volume())
     zipped = tmp_path / "series.zip"
     zipped.write_bytes(zip_bytes({f"dir/{p.name}": p.read_bytes() for p in files}))
@@ -116,3 +116,37 @@ def test_an_object_or_every_object_is_removed_from_the_page_and_undo_brings_them
     assert np.array_equal(st.session.labels, labels)
     _, _, status = on_remove(st, 7)
     assert status.startswith("error: no object 7")
+
+
+def test_every_download_format_offered_writes_and_prompt_marks_have_no_object_colour(demo, tmp_path):
+    """``.zip`` (PNG label frames) was offered for images and volumes and ``.png`` for volumes: both
+    failed on choice. And the marks were drawn in object colours: a positive click in object 2's green,
+    a box in object 3's yellow."""
+    import numpy as np
+
+    from medisam.io.overlay import PALETTE
+    from tests.video_clips import BOX1, write_two_disks
+
+    on_open = _handler(demo, "on_open")
+    png = tmp_path / "in.png"
+    png.write_bytes(png_bytes(disk()))
+    (tmp_path / "clip").mkdir()
+    clip, _ = write_two_disks(tmp_path / "clip", "mp4")
+    inputs = {"image": (png, (20, 22, 75, 74)), "volume": (_volume(tmp_path), (12, 12, 36, 36)), "video": (clip, BOX1)}
+    for kind, (path, box) in inputs.items():
+        out = on_open(None, str(path), "auto", "auto")
+        st, offered = out[0], out[6]["choices"]
+        assert (".zip" in offered) == (kind == "video") and (".png" in offered) == (kind == "image"), offered
+        st.session.segment(st.slice, 1, box=box)
+        for ext in offered:
+            written = st.export(None if ext == "auto" else ext)
+            assert written.is_file() and written.stat().st_size > 0, (kind, ext)
+        plain = st.render().copy()
+        st.points = [(30.0, 30.0, 1), (40.0, 40.0, 0)]
+        st.boxes = {2: (box, st.slice, st.slice)}
+        marked = st.render()
+        changed = np.any(marked != plain, axis=-1)
+        assert changed.any()
+        marks = marked[changed].astype(np.float32)
+        assert np.all(marks.max(axis=1) - marks.min(axis=1) == 0), kind  # white, black and greys only
+        assert not any(np.all(marks == colour, axis=1).any() for colour in PALETTE), kind

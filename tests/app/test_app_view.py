@@ -40,11 +40,9 @@ def _shown_rgb(page) -> np.ndarray:
 
 
 def _tinted(rgb: np.ndarray) -> int:
-    """Pixels with a label colour: not grey and not the yellow box outline."""
+    """Pixels with a label colour: not grey (the image, and the white and black prompt marks)."""
     r, g, b = (rgb[..., i].astype(int) for i in range(3))
-    grey = (r == g) & (g == b)
-    yellow = (r == 255) & (g == 255) & (b == 0)
-    return int((~grey & ~yellow).sum())
+    return int(((r != g) | (g != b)).sum())
 
 
 def _tinted_until(page, ok, timeout_s: float = 30.0) -> int:

@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,20 @@ MASK_EXTENSION = {
     "nifti": ".nii.gz", ".nii": ".nii.gz", ".nii.gz": ".nii.gz", "nrrd": ".nrrd", ".nrrd": ".nrrd",
     ".nhdr": ".nrrd", "mha": ".mha", ".mha": ".mha", ".mhd": ".mha", "npz": ".npz", ".npz": ".npz",
 }
+
+
+#: Prompt marks are white and black, colours no object has (:data:`~medisam.io.overlay.PALETTE`), so a
+#: mark is never read as an object: positive points and shapes light on a dark ring, negative ones dark.
+PROMPT_LIGHT = (255, 255, 255)
+PROMPT_DARK = (0, 0, 0)
+
+
+def _outlined(draw: Callable[[tuple[int, int, int], int], object], width: int, negative: bool = False) -> None:
+    """Draw a mark twice, a dark outline under a light line (reversed for a negative mark), so it shows on
+    bright and dark images alike."""
+    under, over = (PROMPT_LIGHT, PROMPT_DARK) if negative else (PROMPT_DARK, PROMPT_LIGHT)
+    draw(under, width + 2)
+    draw(over, width)
 
 
 @dataclass(frozen=True)
@@ -446,21 +461,27 @@ class AppState:
         def at(x: float, y: float) -> tuple[int, int]:
             return int((x + 0.5) * f), int((y + 0.5) * f)
 
-        for x, y, label in self.points:
-            cv2.circle(out, at(x, y), r, (0, 255, 0) if label else (255, 0, 0), -1)
+        width = max(1, r // 2)
+        for x, y, label in self.points:  # positive: white with a black ring; negative: black with a white ring
+            fill, ring = (PROMPT_LIGHT, PROMPT_DARK) if label else (PROMPT_DARK, PROMPT_LIGHT)
+            cv2.circle(out, at(x, y), r + 1, ring, -1)
+            cv2.circle(out, at(x, y), r, fill, -1)
         here = self.slice if s.image.is_volume else 0
         for box, lo, hi in self.boxes.values():
             if lo <= here <= hi:
                 p0, p1 = at(box[0] - 0.5, box[1] - 0.5), at(box[2] - 0.5, box[3] - 0.5)
-                cv2.rectangle(out, p0, p1, (255, 255, 0), max(1, r // 2))
+                _outlined(lambda colour, w: cv2.rectangle(out, p0, p1, colour, w), width)
         for (x0, y0, x1, y1), k in self.lines.values():
             if k == here:
-                cv2.line(out, at(x0 - 0.5, y0 - 0.5), at(x1 - 0.5, y1 - 0.5), (255, 128, 0), max(1, r // 2))
+                q0, q1 = at(x0 - 0.5, y0 - 0.5), at(x1 - 0.5, y1 - 0.5)
+                _outlined(lambda colour, w: cv2.line(out, q0, q1, colour, w), width)
         if self.vertices:
             pts = np.array([at(x - 0.5, y - 0.5) for x, y in self.vertices], np.int32).reshape(-1, 1, 2)
-            cv2.polylines(out, [pts], self.mode == "lasso", (0, 255, 255), max(1, r // 2))
+            _outlined(lambda colour, w: cv2.polylines(out, [pts], self.mode == "lasso", colour, w), width,
+                      negative=self.mode == "scribble-")
         if self.pending_corner is not None:
-            cv2.drawMarker(out, at(*self.pending_corner), (255, 255, 0), cv2.MARKER_CROSS, 4 * r, max(1, r // 2))
+            corner = at(*self.pending_corner)
+            _outlined(lambda colour, w: cv2.drawMarker(out, corner, colour, cv2.MARKER_CROSS, 4 * r, w), width)
         return out
 
     def render_file(self) -> str | None:

@@ -31,9 +31,15 @@ DOWNLOAD_CHOICES = ("auto", ".nii.gz", ".nrrd", ".mha", ".png", ".npz", ".dcm", 
 
 
 def download_choices(st: AppState) -> list[str]:
-    """The download formats offered for the open input: ``.dcm`` (DICOM-SEG) for a DICOM series only,
-    the one input it can refer to (chosen for another, it was an error)."""
-    return [c for c in DOWNLOAD_CHOICES if c != ".dcm" or st.dicom_input]
+    """The download formats the open input can be written as, so none offered fails on choice:
+    a video's masks as :data:`~medisam.app.video.VIDEO_MASK_FORMATS` (``.zip`` = PNG label frames,
+    for videos only), ``.png`` for a 2D image only, ``.dcm`` (DICOM-SEG) for a DICOM input only."""
+    if st is not None and st.is_video:
+        return ["auto", *VIDEO_MASK_FORMATS]
+    is_volume = st is not None and st.session is not None and st.session.image.is_volume
+    dicom = st is not None and st.dicom_input
+    refused = {".zip", *((".png",) if is_volume else ()), *(() if dicom else (".dcm",))}
+    return [c for c in DOWNLOAD_CHOICES if c not in refused]
 
 
 def error_line(exc: BaseException) -> str:

@@ -118,4 +118,6 @@ def legend_html(object_ids: list[int], opacity: dict[int, float]) -> str:
                     f'<span style="display:inline-block;width:1em;height:1em;margin-right:0.4em;'
                     f'vertical-align:middle;background:rgba({r},{g},{b},{max(o, 0.15):.2f});'
                     f'border:2px solid rgb({r},{g},{b})"></span>object {obj} &middot; {html.escape(shown)}</div>')
+    rows.append('<div class="medisam-legend-key">marks: white = a box, line, positive click or scribble; '
+                'black = a negative click or scribble</div>')
     return '<div id="medisam-legend-items">' + "".join(rows) + "</div>"
