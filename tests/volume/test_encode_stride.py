@@ -183,10 +183,12 @@ def test_plan_counts_the_planes_and_the_encodings_of_an_interpolating_view():
     from medisam.prompts import Box3D
 
     plan = plan_views((155, 240, 240), (1.0, 1.0, 1.0), 0, Box3D(50, 50, 20, 150, 150, 120))
-    assert plan.encoded_at_most == plan.planes == 151 and "= 151 encodings vs 101" in plan.describe()
+    assert plan.encoded_at_most == plan.planes == 151
+    assert "= 151 encodings (148 planes after the views' seed planes) vs 101" in plan.describe()
     strided = replace(plan, strides=(2, 1, 1))
     assert strided.encoded_at_most == 53 + 25 + 25
-    assert "k: 101 (1 in 2 encoded)" in strided.describe() and "151 planes, at most 103 encodings" in strided.describe()
+    assert "k: 101 (1 in 2 encoded)" in strided.describe()
+    assert "151 planes (148 after the views' seed planes), at most 103 encodings" in strided.describe()
     from medisam.predict.view_plan import plan_for
 
     single = plan_for(PropagationConfig(views=1), (155, 240, 240), (1.0, 1.0, 1.0), 0, Box3D(50, 50, 20, 150, 150, 120))

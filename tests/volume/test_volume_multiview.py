@@ -215,7 +215,10 @@ def test_plan_lines_say_the_cost_before_the_work_and_nothing_once_done(tiny_mode
     err = capsys.readouterr().err
     assert lines[0] in err  # the CLI's path prints it before the work
     bar = re.findall(r"\| (\d+)/(\d+) \[.*?(plane/s|s/plane)\]", err)  # counted in the plan's word, not "slice"
-    assert bar and 0 < int(bar[-1][0]) <= session.view_plan(2).planes - 1  # the seed's own plane came with the prompt
+    # the bar's total is the plan's planes less each view's seed plane, and the run yields exactly that many
+    # (it counted the session axis's seed only: 11 in the plan, 10 in the bar, 8 yielded)
+    assert "= 11 encodings (8 planes after the views' seed planes)" in lines[0]
+    assert bar and int(bar[0][1]) == int(bar[-1][0]) == session.view_plan(2).planes_after_seeds == 8, bar
     assert session.plan_lines() == []  # fused: nothing left to do
 
 

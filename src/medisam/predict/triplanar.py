@@ -114,7 +114,7 @@ class TriPlanar:
         views = self.views.get((obj_id, version))
         if views is not None:
             return sum(view.planned_slices("both") for _, view in views)
-        return self.plan(state).planes - 1
+        return self.plan(state).planes_after_seeds
 
     def iterate(self, obj_id: int, seed: int) -> Iterator[SliceResult | ViewProgress]:
         """Propagate the 3D box of ``obj_id`` along its views, then store the majority-fused

@@ -228,6 +228,12 @@ class ViewPlan:
         return sum(g.num_planes for g in self.grids)
 
     @property
+    def planes_after_seeds(self) -> int:
+        """:attr:`planes` less each view's seed plane, decoded when the view opens: the planes a
+        propagation yields one by one, which its progress bar counts."""
+        return self.planes - len(self.grids)
+
+    @property
     def grid_strides(self) -> tuple[int, ...]:
         """The encode stride of each grid (1 where none was given)."""
         return self.strides or (1,) * len(self.grids)
@@ -264,8 +270,14 @@ class ViewPlan:
                           for g, s, c in zip(self.grids, strides, coarse))
         cap = f", budget {self.budget}" if self.budget is not None else ""
         note = f" ({'; '.join(self.notes)})" if self.notes else ""
-        cost = (f"{self.planes} planes, at most {self.encoded_at_most} encodings" if any(s > 1 for s in strides)
-                else f"{self.encoded_at_most} encodings")
+        # what the progress bar counts, where it differs from the plan's planes (each view's seed comes first)
+        after = self.planes_after_seeds if len(self.grids) > 1 else None
+        if any(s > 1 for s in strides):
+            seeded = f" ({after} after the views' seed planes)" if after is not None else ""
+            cost = f"{self.planes} planes{seeded}, at most {self.encoded_at_most} encodings"
+        else:
+            seeded = f" ({after} planes after the views' seed planes)" if after is not None else ""
+            cost = f"{self.encoded_at_most} encodings{seeded}"
         return (f"3D box plan: {len(self.grids)} view(s) [{views}] = {cost} vs "
                 f"{self.single_axis} along one axis{cap}{note}")
 
