@@ -189,9 +189,15 @@ def write_enhanced_ct(
     orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
     pixel_spacing: tuple[float, float] = (0.8, 0.75),
     intercept: float = -1024.0,
+    frame_groups: list[dict[str, dict]] | None = None,
+    dimension_index: tuple[str, ...] = (),
 ) -> Path:
     """Write ``hu`` (frames, Y, X) as an Enhanced CT file, frame ``f`` at ``positions[f]``
-    (PlanePositionSequence per frame; orientation, pixel size and rescale shared), as scanners do."""
+    (PlanePositionSequence per frame; orientation, pixel size and rescale shared), as scanners do.
+    ``frame_groups[f]``: more functional groups of frame ``f``, ``{sequence: {attribute: value}}`` (e.g.
+    ``{"FrameContentSequence": {"TemporalPositionIndex": 2}}``); ``dimension_index``: the attributes the
+    DimensionIndexSequence points to."""
+    from pydicom.datadict import tag_for_keyword
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
     from pydicom.uid import generate_uid
@@ -211,12 +217,52 @@ def write_enhanced_ct(
     shared.PixelValueTransformationSequence = Sequence([rescale])
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
     frames = []
-    for p in positions:
+    for f, p in enumerate(positions):
         group, pos = Dataset(), Dataset()
         pos.ImagePositionPatient = [f"{v:.6f}" for v in p]
         group.PlanePositionSequence = Sequence([pos])
+        for sequence, attributes in (frame_groups[f] if frame_groups else {}).items():
+            item = Dataset()
+            for keyword, value in attributes.items():
+                setattr(item, keyword, value)
+            setattr(group, sequence, Sequence([item]))
         frames.append(group)
     ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    if dimension_index:
+        index = []
+        for keyword in dimension_index:
+            item = Dataset()
+            item.DimensionIndexPointer = tag_for_keyword(keyword)
+            index.append(item)
+        ds.DimensionIndexSequence = Sequence(index)
+    ds.PixelData = np.rint(hu - intercept).astype(np.int16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_legacy_multiframe(
+    path: Path,
+    hu: np.ndarray,
+    *,
+    sop_class: str = "1.2.840.10008.5.1.4.1.1.2",
+    modality: str = "CT",
+    intercept: float = -1024.0,
+    **attributes: object,
+) -> Path:
+    """Write ``hu`` (frames, Y, X) as one legacy multi-frame file: NumberOfFrames and no per-frame
+    functional groups, as converters, NM cameras and RT Dose exports write them. ``attributes``
+    (ImagePositionPatient, SpacingBetweenSlices, GridFrameOffsetVector, ...) go into the header as given."""
+    from pydicom.uid import generate_uid
+
+    ds = new_instance(sop_class)
+    ds.PatientName, ds.PatientID, ds.Modality = "Test^Patient", "P1", modality
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.Rows, ds.Columns, ds.NumberOfFrames = hu.shape[1], hu.shape[2], hu.shape[0]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.RescaleSlope, ds.RescaleIntercept = 1, intercept
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
     ds.PixelData = np.rint(hu - intercept).astype(np.int16).tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path

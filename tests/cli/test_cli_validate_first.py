@@ -61,3 +61,23 @@ def test_mistakes_are_found_before_the_model_loads(tmp_path, png, nifti):
     for case, (rc, torch_loaded), err in zip(cases, results, errors):
         assert rc == 2 and not torch_loaded, (case, err)
     assert not list(tmp_path.glob("m.*")) and not (tmp_path / "masks").exists()
+
+
+def test_the_input_is_looked_up_once(tmp_path, monkeypatch, capsys):
+    """The check before the outputs and the command's read share one input_reader answer."""
+    from medisam.cli import main
+    from medisam.io import read
+    from tests.dicom_factory import write_ct_series
+
+    _, (path,) = write_ct_series(tmp_path / "ct", np.zeros((1, 8, 10)))
+    looked_up: list[str] = []
+    real = read.reader_for
+
+    def counting(p):  # noqa: ANN001, ANN202
+        looked_up.append(str(p))
+        return real(p)
+
+    monkeypatch.setattr(read, "reader_for", counting)
+    code = main(["segment", str(path), "--slice", "0", "--box", "1,1,5,5", "-o", str(tmp_path / "m.nii.gz")])
+    assert code == 2 and "drop --slice" in capsys.readouterr().err  # refused after the read, before the model
+    assert looked_up == [str(path)]

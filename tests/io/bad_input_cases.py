@@ -25,7 +25,8 @@ from typing import Callable
 
 import numpy as np
 
-from tests.dicom_factory import anonymise, compress_series, damage_slice, write_ct_series
+from tests.dicom_factory import (anonymise, compress_series, damage_slice, write_ct_series, write_enhanced_ct,
+                                 write_legacy_multiframe)
 from tests.serve.serve_data import zip_bytes
 
 
@@ -84,6 +85,20 @@ def api(fn: Callable[[], object]) -> Outcome:
 def _segment(folder: Path, tmp: Path, *extra: str) -> Outcome:
     return cli(["segment", folder, "--slice", "1", "--box", "1,1,8,6", "-o", tmp / "mask.nii.gz",
                 "--model", "litemedsam-tiny", "--device", "cpu", *extra])
+
+
+def _legacy_multiframe(tmp: Path) -> Path:
+    """A legacy multi-frame CT file with frame 1's position and SliceThickness, no slice spacing."""
+    return write_legacy_multiframe(tmp / "mf.dcm", _hu(), ImagePositionPatient=[0, 0, 50],
+                                   ImageOrientationPatient=[1, 0, 0, 0, 1, 0], PixelSpacing=[0.8, 0.75],
+                                   SliceThickness=2.5)
+
+
+def _dynamic(tmp: Path) -> Path:
+    """An Enhanced CT file with 3 positions at 2 temporal positions (TemporalPositionIndex in its dimension index)."""
+    groups = [{"FrameContentSequence": {"TemporalPositionIndex": f // 3 + 1}} for f in range(6)]
+    return write_enhanced_ct(tmp / "dynamic.dcm", _hu(), [(0.0, 0.0, 50.0 + 2.5 * (f % 3)) for f in range(6)],
+                             frame_groups=groups, dimension_index=("TemporalPositionIndex",))
 
 
 def _compressed(tmp: Path, syntax: str) -> Outcome:
@@ -245,6 +260,10 @@ CASES: list[Case] = [
          lambda t: cli(["info", _series(t, "tilt")]), "mixes slice orientations", 2),
     Case("cli", "DICOM folder, uneven slice positions (`medisam info`)",
          lambda t: cli(["info", _series(t, "shift", k=5)]), "uneven slice spacing", 0),
+    Case("cli", "legacy multi-frame DICOM file without a slice spacing (`medisam segment`)",
+         lambda t: _segment(_legacy_multiframe(t), t), "is assumed, not known", 2),
+    Case("cli", "enhanced multi-frame DICOM file, 2 time points per position (`medisam info`)",
+         lambda t: cli(["info", _dynamic(t)]), "a 4D file (2 temporal positions", 2),
     Case("api", "DICOM series, RLE Lossless", lambda t: _compressed(t, "rle"), "voxels equal", "ok"),
     Case("api", "DICOM series, JPEG-LS Lossless", lambda t: _compressed(t, "jpegls"), "voxels equal", "ok"),
     Case("api", "DICOM series, JPEG 2000 Lossless", lambda t: _compressed(t, "j2k"), "voxels equal", "ok"),

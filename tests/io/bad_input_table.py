@@ -25,7 +25,9 @@ each answer (one line, no traceback, the code below). Paths are shown as `DIR`.
 
 * **CLI**: a user error prints one `error: ...` line and exits 2. A volume the reader
   could read but whose slice geometry is broken (a skipped slice file, a gap, uneven or
-  missing positions, a sheared NIfTI sform) is described by `medisam info` as `warning`
+  missing positions, a sheared NIfTI sform, slices that step in-plane: a gantry tilt or a sheared
+  DICOM series; the same problems among the frames of an enhanced multi-frame file; a legacy multi-frame
+  file whose slice spacing is assumed, not known) is described by `medisam info` as `warning`
   lines (exit 0), and `medisam segment` / `medisam propagate` refuse to write a mask
   against it unless `--allow-gaps` is given (then the problems are printed as `warning:`).
 * **API**: `read_image` raises `InputError` (a `MedisamError`) for unusable input and puts
@@ -36,8 +38,11 @@ each answer (one line, no traceback, the code below). Paths are shown as `DIR`.
 * **Server**: the JSON `detail` of the answer (400 bad input, 413 too large).
 * Compressed DICOM (RLE, JPEG-LS, JPEG 2000, JPEG): decoded by GDCM inside SimpleITK,
   so no extra package is needed; a frame GDCM cannot decode is named with its transfer
-  syntax. Duplicate positions and mixed orientations are errors (the files cannot form
-  one volume); DICOM-SEG frames reference their source instances, so a SEG written with
+  syntax. Duplicate positions, mixed orientations and mixed PixelSpacing are errors (the files cannot form
+  one volume), and so is an enhanced 4D file (several frames per position: time points, b-values, echoes),
+  with what it holds and how to get one volume (dcm2niix, then `--channel`). A legacy multi-frame file
+  (no per-frame positions) is placed from its GridFrameOffsetVector or SpacingBetweenSlices, which
+  `medisam info` names as `frame placement`; DICOM-SEG frames reference their source instances, so a SEG written with
   `--allow-gaps` still lies on the right slices, while NIfTI/NRRD masks take the volume's
   single (wrong) spacing.
 * Known gap (server): a slow upload is accepted however long it takes; the server has no

@@ -44,7 +44,8 @@ ScribbleOpt = typer.Option([], "--scribble", help="x0,y0,x1,y1,...[:label]: a po
 LassoOpt = typer.Option(None, "--lasso", help="x0,y0,x1,y1,x2,y2,...: a closed polygon in pixels on the prompted "
                         "slice; its inside is the object's mask prompt there.")
 AllowGapsOpt = typer.Option(False, "--allow-gaps", help="Write a mask even when the input's slice geometry is "
-                                                        "broken (a skipped slice, a gap or uneven positions).")
+                                                        "broken or unknown (a skipped slice, a gap, uneven positions, "
+                                                        "an assumed slice spacing).")
 
 
 def parse_numbers(text: str, count: int | tuple[int, ...], what: str) -> list[float]:

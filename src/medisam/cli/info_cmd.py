@@ -70,6 +70,8 @@ def info(
         stored = f"{lo}" if lo == hi else f"{lo} .. {hi}"
         lines["pixel padding"] = (f"{padding['voxels']} voxels (stored {stored}) set to "
                                   f"{padding['set_to']:g}, the lowest real value")
+    if image.source.get("frame_geometry"):  # a legacy multi-frame DICOM file: how its frames were placed
+        lines["frame placement"] = image.source["frame_geometry"]
     for n, line in enumerate(image.geometry_warnings):
         lines[f"warning {n + 1}" if len(image.geometry_warnings) > 1 else "warning"] = line
     width = max(map(len, lines))

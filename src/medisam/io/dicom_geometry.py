@@ -60,20 +60,27 @@ def _floats(value: object, n: int) -> tuple[float, ...] | None:
     return out if len(out) == n and all(np.isfinite(out)) else None
 
 
+def read_headers(files: Sequence[str], extra_tags: Sequence[str] = ()) -> list[pydicom.Dataset]:
+    """The header attributes the geometry check needs, and ``extra_tags``, of each file: one read per
+    file, so that other checks of the series (Pixel Padding) need not read the files again."""
+    return [pydicom.dcmread(f, stop_before_pixels=True, specific_tags=[*_TAGS, *extra_tags]) for f in files]
+
+
+def slice_header(path: str | Path, ds: pydicom.Dataset) -> SliceHeader:
+    """Position, orientation and pixel size of one slice's header (None where absent or blank)."""
+    return SliceHeader(str(path), _floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
+                       _floats(ds.get("ImageOrientationPatient"), 6),
+                       _floats(ds.get("PixelSpacing"), 2))  # type: ignore[arg-type]
+
+
 def read_slice_headers(files: Sequence[str]) -> list[SliceHeader]:
     """Position and orientation of each file (None where absent or blank)."""
-    headers = []
-    for f in files:
-        ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
-        headers.append(SliceHeader(str(f), _floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
-                                   _floats(ds.get("ImageOrientationPatient"), 6),
-                                   _floats(ds.get("PixelSpacing"), 2)))  # type: ignore[arg-type]
-    return headers
+    return [slice_header(f, ds) for f, ds in zip(files, read_headers(files))]
 
 
 def functional_value(frame: object, shared: object, sequence: str, keyword: str) -> object:
     """``keyword`` from the frame's functional group ``sequence``, else from the shared one (an enhanced
-    multi-frame file's per-frame value; the geometry here, the rescale in :mod:`medisam.io.read_dicom`)."""
+    multi-frame file's per-frame value; the geometry here, the rescale in :mod:`medisam.io.dicom_padding`)."""
     for group in (frame, shared):
         items = getattr(group, sequence, None) if group is not None else None
         if items and keyword in items[0]:
@@ -84,7 +91,7 @@ def functional_value(frame: object, shared: object, sequence: str, keyword: str)
 def frame_headers(ds: pydicom.Dataset) -> list[SliceHeader] | None:
     """One :class:`SliceHeader` per frame of an enhanced multi-frame file (named ``frame N``, 1-based),
     from its per-frame and shared functional groups; None when the file has no per-frame groups
-    (a legacy multi-frame file: its geometry is GDCM's)."""
+    (a legacy multi-frame file: :func:`medisam.io.dicom_frames.legacy_frames`)."""
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if not per_frame:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,8 @@ def input_reader(path: Path):  # noqa: ANN201 - a registry Reader, or None for a
     file without a known extension, its DICOM preamble; no pixel is read. InputError for a missing path,
     something that is not a regular file, or an unsupported file type. One rule for :func:`read_image`
     and the command line's checks, which run it before they look at the outputs (an unsupported input
-    was reported as an unsupported mask format of the output)."""
+    was reported as an unsupported mask format of the output); the answer for a file is kept by path,
+    size and modification time, so the command's read does not look again."""
     p = Path(path).expanduser()
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
@@ -28,6 +30,14 @@ def input_reader(path: Path):  # noqa: ANN201 - a registry Reader, or None for a
         return None
     if not p.is_file():  # a FIFO would block the reader forever, a device never ends
         raise InputError(f"{p}: not a regular file")
+    st = p.stat()
+    return _file_reader(p, str(p.absolute()), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_reader(p: Path, where: str, size: int, mtime_ns: int, inode: int):  # noqa: ANN202, ARG001 - the key
+    """:func:`input_reader` of a regular file ``p`` (as given, for the messages), once per absolute path
+    ``where`` and version (errors are not kept)."""
     if file_extension(p) not in READERS and read_dicom.is_dicom_file(p):
         return read_dicom.read_dicom_file  # DICOM files often have no extension
     return reader_for(p)

@@ -9,11 +9,11 @@ Folders are searched recursively; non-image objects (SEG, RTSTRUCT, SR...) are i
 
 An enhanced multi-frame file (per-frame functional groups) gets the checks a series gets
 (:func:`~medisam.io.dicom_geometry.check_positions`) and its geometry from the functional
-groups, frames in spatial order, not GDCM's fallback of 1 mm spacing and identity axes.
-Pixel Padding Value voxels (compared in stored values, before rescale, as the standard
-says) are set to the lowest real value of the image, so that padding (e.g. -3024 HU
-outside a CT's field of view) sets neither the automatic window nor the value range;
-``source["pixel_padding"]`` says how many voxels were padding.
+groups, frames in spatial order, not GDCM's fallback of 1 mm spacing and identity axes; one with
+several frames per position is a 4D file, refused in one line (:mod:`medisam.io.dicom_dimensions`).
+A legacy multi-frame file is placed from GridFrameOffsetVector or SpacingBetweenSlices, or gets a
+geometry warning that its slice spacing is assumed (:mod:`medisam.io.dicom_frames`).
+Pixel Padding Value voxels are set to the lowest real value (:mod:`medisam.io.dicom_padding`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ import pydicom
 import SimpleITK as sitk
 
 from medisam.errors import InputError
-from medisam.io.dicom_geometry import (SliceHeader, check_positions, frame_headers, functional_value,
-                                      read_slice_headers, skipped_files)
+from medisam.io.dicom_dimensions import four_d_problem
+from medisam.io.dicom_frames import legacy_frames, place_frames
+from medisam.io.dicom_geometry import check_positions, frame_headers, read_headers, skipped_files, slice_header
+from medisam.io.dicom_padding import PADDING_TAGS, frame_padding, slice_padding, unpad
 from medisam.io.itk_quiet import quiet_itk
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
@@ -46,9 +48,6 @@ NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "SR",
 VIDEO_MODALITIES = frozenset({"US", "XA", "RF", "ES", "IVUS", "GM", "XC", "OP"})
 #: SOP Class of a DICOMDIR (Media Storage Directory Storage): an index of files, not an image.
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-#: Header attributes the padding check reads from each slice file.
-_PADDING_TAGS = ["RescaleSlope", "RescaleIntercept", "PixelPaddingValue", "PixelPaddingRangeLimit",
-                 "PixelRepresentation", "BitsAllocated"]
 
 
 @dataclass(frozen=True)
@@ -195,9 +194,10 @@ def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
         return read_dicom_file(Path(info.files[0]), opts)
     ds = _header(info.files[0])
     check_size(_voxels_from_header(ds, info.num_files), folder, opts.max_voxels)
+    headers = read_headers(info.files, PADDING_TAGS)  # one read per file: geometry and padding
     try:
         problems = skipped_files([os.path.dirname(f) for f in info.files], info.files, info.uid)
-        problems += check_positions(read_slice_headers(info.files))
+        problems += check_positions([slice_header(f, h) for f, h in zip(info.files, headers)])
     except InputError as exc:
         raise InputError(f"{folder}: {exc}") from None
     reader = sitk.ImageSeriesReader()
@@ -209,10 +209,7 @@ def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
         raise InputError(f"{folder}: {_decode_failure(info, exc)}") from None
     modality = opts.modality or info.modality
     image = sitk_to_image(img, modality=modality, source=_source(folder, ds, list(info.files)))
-    if "PixelPaddingValue" in ds:  # each file's own padding value and rescale
-        slices = [_slice_padding(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_PADDING_TAGS))
-                  for f in info.files]
-        image = _unpad(image, slices, folder)
+    image = unpad(image, [slice_padding(h) for h in headers], folder)  # each file's own padding and rescale
     if problems:
         image = dataclasses.replace(image, geometry_warnings=tuple(problems))
         for line in problems:
@@ -276,14 +273,24 @@ def read_dicom_file(path: Path, opts: ReadOptions) -> MedicalImage:
     modality = str(ds.get("Modality", "OT")) or "OT"
     check_size(_voxels_from_header(ds, 1), path, opts.max_voxels)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
-    headers = frame_headers(ds) if frames > 1 and not is_cine(ds, opts.modality or modality) else None
+    volume = frames > 1 and not is_cine(ds, opts.modality or modality)
+    headers = frame_headers(ds) if volume else None
     problems: list[str] = []
+    placed_by = None
     if headers is not None:
         if len(headers) != frames:
             raise InputError(f"{path}: has {frames} frames but {len(headers)} per-frame functional groups; "
                              "the frames cannot be placed")
+        four_d = four_d_problem(ds, headers)
+        if four_d:
+            raise InputError(f"{path}: {four_d}")
+    elif volume:  # legacy multi-frame: frame 1's position and a rule for the others, or an assumed spacing
+        legacy = legacy_frames(ds, frames)
+        headers, placed_by, problems = legacy.headers, legacy.placed_by, [legacy.warning] if legacy.warning else []
+        log.info("%s: legacy multi-frame file, frames placed by %s", path, placed_by)
+    if headers is not None:
         try:
-            problems = check_positions(headers)
+            problems += check_positions(headers)
         except InputError as exc:
             raise InputError(f"{path}: {exc}") from None
     try:
@@ -296,6 +303,8 @@ def read_dicom_file(path: Path, opts: ReadOptions) -> MedicalImage:
         raise InputError(f"{path}: cannot decode DICOM pixel data{_syntax_note(ds)} "
                          f"({str(exc).strip().splitlines()[-1]})") from exc
     source = _source(path, ds, [str(path)])
+    if placed_by:
+        source["frame_geometry"] = placed_by  # how a legacy multi-frame file's frames were placed
     modality = opts.modality or modality
     if frames > 1:
         if is_cine(ds, modality):
@@ -311,9 +320,9 @@ def read_dicom_file(path: Path, opts: ReadOptions) -> MedicalImage:
             image = sitk_to_image(img, modality=modality, source=source)
             order = list(range(frames))
             if headers is not None:
-                image, order = _place_frames(image, headers)
+                image, order = place_frames(image, headers)
             if not image.is_rgb:
-                image = _unpad(image, [_frame_padding(ds, headers, k) for k in order], path)
+                image = unpad(image, [frame_padding(ds, k) for k in order], path)
             if problems:
                 image = dataclasses.replace(image, geometry_warnings=tuple(problems))
                 for line in problems:
@@ -333,103 +342,7 @@ def read_dicom_file(path: Path, opts: ReadOptions) -> MedicalImage:
         tuple(float(v) for v in d2.ravel()), modality,
         is_rgb=img.GetNumberOfComponentsPerPixel() > 1, source=source,
     )
-    return image if image.is_rgb else _unpad(image, [_slice_padding(ds)], path)
-
-
-def _place_frames(image: MedicalImage, headers: list[SliceHeader]) -> tuple[MedicalImage, list[int]]:
-    """Give a multi-frame volume the geometry of its per-frame functional groups, frames sorted
-    along the slice normal as a series' slices are (so check_positions' slice numbers hold).
-    Returns the image and, per array slice, the file's frame index. GDCM's geometry stays when
-    frames lack a position or orientation (check_positions has said so)."""
-    order = list(range(len(headers)))
-    if any(h.position is None or h.orientation is None for h in headers):
-        return image, order
-    row, col = np.asarray(headers[0].orientation[:3]), np.asarray(headers[0].orientation[3:])  # type: ignore[index]
-    normal = np.cross(row, col)
-    normal /= np.linalg.norm(normal)
-    positions = np.array([h.position for h in headers], dtype=float)
-    order = [int(i) for i in np.argsort(positions @ normal, kind="stable")]
-    first, last = positions[order[0]], positions[order[-1]]
-    dz = float(np.linalg.norm(last - first)) / (len(order) - 1)  # one spacing, as the series reader gives
-    ps = headers[0].pixel_spacing
-    dx, dy = (float(ps[1]), float(ps[0])) if ps else (float(image.spacing[0]), float(image.spacing[1]))
-    direction = np.column_stack([row, col, normal])
-    source = dict(image.source)
-    if order != list(range(len(order))):
-        source["frame_order"] = order  # array slice k holds the file's frame order[k] (0-based)
-    placed = dataclasses.replace(image, array=np.ascontiguousarray(image.array[order]), spacing=(dx, dy, dz),
-                                 origin=tuple(float(v) for v in first),
-                                 direction=tuple(float(v) for v in direction.ravel()), source=source)
-    return placed, order
-
-
-def _stored(value: Any, ds: pydicom.Dataset) -> int:
-    """A stored pixel value attribute (US or SS by Pixel Representation) as a signed int."""
-    bits = int(ds.get("BitsAllocated", 16) or 16)
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-    if isinstance(value, (bytes, bytearray)):  # an ambiguous VR left raw
-        return int.from_bytes(bytes(value)[: max(bits // 8, 1)], "little", signed=signed)
-    v = int(value)
-    return v - (1 << bits) if signed and v >= 1 << (bits - 1) else v
-
-
-def _slice_padding(ds: pydicom.Dataset, rescale: tuple[float, float] | None = None
-                   ) -> tuple[float, float, int, int] | None:
-    """(slope, intercept, lowest, highest stored padding value) of one slice, or None without
-    Pixel Padding Value; Pixel Padding Range Limit, when present, makes the padding a range."""
-    pad = ds.get("PixelPaddingValue")
-    if pad is None:
-        return None
-    lo = hi = _stored(pad, ds)
-    limit = ds.get("PixelPaddingRangeLimit")
-    if limit is not None:
-        lo, hi = sorted((lo, _stored(limit, ds)))
-    if rescale is None:
-        rescale = (float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))
-    return rescale[0], rescale[1], lo, hi
-
-
-def _frame_padding(ds: pydicom.Dataset, headers: list[SliceHeader] | None, k: int
-                   ) -> tuple[float, float, int, int] | None:
-    """:func:`_slice_padding` of frame ``k``, its rescale from the functional groups (per-frame,
-    then shared), else the file's own."""
-    if "PixelPaddingValue" not in ds:
-        return None
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence") if headers is not None else None
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    groups = (per_frame[k] if per_frame else None, shared[0] if shared else None)
-    slope = functional_value(*groups, "PixelValueTransformationSequence", "RescaleSlope")
-    if slope is None:
-        return _slice_padding(ds)
-    intercept = functional_value(*groups, "PixelValueTransformationSequence", "RescaleIntercept")
-    return _slice_padding(ds, (float(slope or 1), float(intercept or 0)))
-
-
-def _unpad(image: MedicalImage, slices: list[tuple[float, float, int, int] | None], where: Path) -> MedicalImage:
-    """Set Pixel Padding voxels to the lowest real value of the image, and count them in
-    ``source["pixel_padding"]``. ``slices``: what :func:`_slice_padding` gives for each array
-    slice (one entry for a 2D image)."""
-    if all(s is None for s in slices):
-        return image
-    arr = image.array[None] if image.array.ndim == 2 else image.array
-    pad = np.zeros(arr.shape, dtype=bool)
-    ranges = [s[2:] for s in slices if s is not None]
-    for k, s in enumerate(slices):
-        if s is not None:
-            slope, intercept, lo, hi = s
-            stored = np.rint((arr[k].astype(np.float64) - intercept) / (slope or 1.0))
-            pad[k] = (stored >= lo) & (stored <= hi)
-    count = int(pad.sum())
-    if count == 0 or count == pad.size:  # no padding, or nothing real to take the lowest value from
-        return image
-    lowest = arr[~pad].min()
-    out = arr.copy()
-    out[pad] = lowest
-    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
-    source = {**image.source, "pixel_padding": {"stored": [lo, hi], "voxels": count, "set_to": float(lowest)}}
-    log.info("%s: %d voxels are Pixel Padding (stored %s): set to %g, the lowest real value", where, count,
-             lo if lo == hi else f"{lo}..{hi}", float(lowest))
-    return image.with_array(out.reshape(image.array.shape), source=source)
+    return image if image.is_rgb else unpad(image, [slice_padding(ds)], path)
 
 
 register_reader((".dcm", ".dicom", ".ima"), read_dicom_file)
