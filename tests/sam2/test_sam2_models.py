@@ -79,3 +79,26 @@ def test_2d_predictor_points_sam2_models_to_their_own(sam2_tiny):
     with pytest.raises(ModelError, match=r"open_predictor\(model\)"):
         Predictor(sam2_tiny)
     assert isinstance(open_predictor(sam2_tiny), Sam2ImagePredictor)
+
+
+def test_sam2_2d_boxes_decode_in_one_batch_as_each_alone(sam2_tiny):
+    """``predict_batch`` decoded one box per call (n decoder passes); one batched pass gives each box's own row."""
+    import numpy as np
+
+    from medisam.predict.factory import open_predictor
+
+    rng = np.random.default_rng(3)
+    pred = open_predictor(sam2_tiny).set_display_image(rng.uniform(0, 255, (70, 90, 3)))
+    boxes = [(5, 5, 40, 30), (20, 10, 85, 66), (0, 0, 89, 69)]
+    calls = []
+    decode = pred._sam2.predict
+    pred._sam2.predict = lambda **kw: calls.append(kw["box"].shape) or decode(**kw)
+    batch = pred.predict_batch(boxes)
+    assert calls == [(3, 4)]  # one pass for the three boxes
+    assert batch.masks.shape == (3, 70, 90) and batch.scores.shape == (3,) and batch.low_res_logits.shape[0] == 3
+    for i, box in enumerate(boxes):
+        alone = pred.predict(box=box)
+        np.testing.assert_allclose(batch.low_res_logits[i], alone.low_res_logits[0], atol=1e-4)
+        assert np.array_equal(batch.masks[i], alone.masks[0]) and abs(batch.scores[i] - alone.scores[0]) < 1e-5
+    one = pred.predict_batch(boxes[:1])
+    assert one.masks.shape == (1, 70, 90) and one.scores.shape == (1,)

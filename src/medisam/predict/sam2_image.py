@@ -134,12 +134,15 @@ class Sam2ImagePredictor:
         return Prediction(*self._decode(kw, bool(multimask)))
 
     def predict_batch(self, boxes: Sequence[Box | Sequence[float]]) -> Prediction:
-        """One mask per box (row ``i`` = box ``i``), each decoded on the image's features."""
+        """One mask per box (row ``i`` = box ``i``), all decoded in one batched pass on the image's features."""
         if len(boxes) == 0:
             raise PromptError("predict_batch needs at least one box")
-        out = [self.predict(box=b) for b in boxes]
-        return Prediction(*(np.concatenate([getattr(p, f) for p in out])
-                            for f in ("masks", "scores", "low_res_logits")))
+        h, w = self.image_size
+        batch = np.stack([Box.of(b).check_inside(h, w).as_array() for b in boxes])
+        masks, scores, logits = self._decode({"box": batch}, False)
+        n = len(batch)  # sam2 keeps the batch axis for n > 1: (n, 1, ...), else (1, ...)
+        return Prediction(masks.reshape(n, *masks.shape[-2:]), scores.reshape(n),
+                          logits.reshape(n, *logits.shape[-2:]))
 
     def _decode(self, kw: dict, multimask: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with torch.inference_mode():
