@@ -68,7 +68,7 @@ def test_a_sam2_volume_strategy_tracks_with_its_memory(sam2_tiny, moving_disk):
     np.testing.assert_array_equal(outcome.mask, session.propagate(progress=False).array == 1)
 
 
-@pytest.mark.parametrize("strategy", ["everything", "cvpr25", "point-box"])
+@pytest.mark.parametrize("strategy", ["everything", "cvpr25-ref", "point-box"])
 def test_what_a_sam2_model_cannot_run_is_refused_before_the_output_folder_is_made(tmp_path, capsys, monkeypatch,
                                                                                    strategy):
     import medisam.models

@@ -44,6 +44,9 @@ STARTS = {"cvpr25": "box2d", "cvpr25-box3d": "box3d"}
 N_CLICKS = 5
 NSD_MIN_DSC = 0.2
 TIME_LIMIT_S = 90.0
+#: why a SAM 2 model does not run ``cvpr25[-box3d]-ref`` (:func:`medisam.bench.evaluate.sam2_refusal`)
+SAM2_REF_REASON = ("its clicks are the slice clicks already (no 3D walker), so the reference run would repeat them, "
+                   "and its undo drops the tracked slices")
 
 
 @dataclass
@@ -179,13 +182,20 @@ def _means(per_class: dict[int, tuple[float, float]]) -> tuple[float, float]:
     return float(values[:, 0].mean()), float(values[:, 1].mean())
 
 
-def case_session(model, case, window=None, guides: bool = True):  # noqa: ANN001, ANN201 - a bench Case -> VolumeSession
+def case_session(model, case, window=None, guides: bool = True):  # noqa: ANN001, ANN201 - a bench Case -> session
     """The protocol's session on a bench ``case``: sliced along the volume's acquisition axis (a
     sagittal case's planes with square pixels; 3D prompts need no axis), the case's other channels
-    as the 3D clicks' guides unless ``guides`` is False. The bench and its benchmarks build it here."""
-    from medisam.predict import VolumeSession
+    as the 3D clicks' guides unless ``guides`` is False. The bench and its benchmarks build it here.
+
+    A model that tracks with memory (SAM 2, MedSAM2) gets its own session
+    (:func:`~medisam.predict.open_session`: frames along the array's first axis, no guides), whose
+    clicks are its point prompts on the clicked frame, then its tracking again (the slice clicks)."""
+    from medisam.predict import VolumeSession, open_session
+    from medisam.predict.contract import tracks_with_memory
     from medisam.predict.volume import acquisition_axis
 
+    if tracks_with_memory(model):
+        return open_session(model, case.image, window=window)
     return VolumeSession(model, case.image, axis=acquisition_axis(case.image.spacing_zyx), window=window,
                          guides=case.read_guides() if guides else ())
 
@@ -197,6 +207,8 @@ def evaluate_case(case, predictor, strategy: str, window=None) -> list[dict[str,
     ``cvpr25[-box3d]``: clicks as ``refine_with_click`` does by default (the 3D walker);
     ``...-slice``: the slice clicks (re-decode and re-propagate, the earlier behaviour);
     ``...-ref``: both from one start (rows of strategy ``cvpr25[-box3d]`` and ``...-slice``).
+    A SAM 2 model has no 3D walker: its clicks are the slice clicks whatever the variant
+    (:func:`case_session`), and ``...-ref`` is refused (:func:`medisam.bench.evaluate.sam2_refusal`).
     """
     if not case.image.is_volume:
         raise PromptError(f"strategy {strategy} needs a 3D volume; {case.case_id} is 2D")
@@ -208,6 +220,8 @@ def evaluate_case(case, predictor, strategy: str, window=None) -> list[dict[str,
     # the case's other channels guide the 3D clicks (the model sees the bench's --channel); the
     # slice clicks do not use them
     session = case_session(predictor.model, case, window, guides=not base.endswith("-slice"))
+    if base.endswith("-ref") and not hasattr(session, "set_edits"):
+        raise PromptError(f"{predictor.model.name} does not run {base}: {SAM2_REF_REASON}")
     if base.endswith("-ref"):
         steps, ref = run_with_reference(session, truth, start)
         runs = list(zip(ProtocolStrategy(base).row_names, (steps, ref)))

@@ -86,13 +86,27 @@ def _error(ref: CaseRef, exc: BaseException, settings: EvalSettings, model: str 
             "strategy": strategy, "seed": settings.seed, "error": exc.__class__.__name__, "message": message}
 
 
-def sam2_refuses(strategy: Strategy) -> bool:
-    """Whether a SAM 2 model cannot run ``strategy``: whole-case protocols (CVPR25: 3D corrective
-    clicks), the everything grid and the box search (they drive a 2D-promptable model's decoder)."""
-    from medisam.prompting.strategies import EverythingStrategy
+def sam2_refusal(strategy: Strategy) -> str | None:
+    """Why a SAM 2 model cannot run ``strategy`` (None: it can). It runs the CVPR25 protocol
+    (``cvpr25[-box3d][-slice]``: its session, slice clicks); not the everything grid nor the box search
+    (they drive a 2D-promptable model's decoder), nor ``cvpr25[-box3d]-ref``."""
+    from medisam.bench.cvpr25 import SAM2_REF_REASON
+    from medisam.prompting.strategies import EverythingStrategy, ProtocolStrategy
 
-    return (getattr(strategy, "per_case", False) or isinstance(strategy, EverythingStrategy)
-            or bool(getattr(strategy, "box_search", False)))
+    if isinstance(strategy, EverythingStrategy):
+        return "the everything grid drives a 2D-promptable model's decoder"
+    if getattr(strategy, "box_search", False):
+        return "the box search is for box-trained models; SAM 2 answers points itself"
+    if isinstance(strategy, ProtocolStrategy) and strategy.name.endswith("-ref"):
+        return SAM2_REF_REASON
+    if getattr(strategy, "per_case", False) and not isinstance(strategy, ProtocolStrategy):
+        return "a whole-case protocol SAM 2 sessions do not run"
+    return None
+
+
+def sam2_refuses(strategy: Strategy) -> bool:
+    """Whether a SAM 2 model cannot run ``strategy`` (:func:`sam2_refusal` says why)."""
+    return sam2_refusal(strategy) is not None
 
 
 def predictor_for(model):  # noqa: ANN001, ANN201 - a LoadedModel -> Predictor or Sam2ImagePredictor
@@ -182,9 +196,9 @@ class CaseEvaluator:
         except Exception as exc:  # noqa: BLE001
             out.errors.append(_error(ref, exc, s, model_label, strategy.name, "all"))
             return
-        for row in rows:
+        for row in rows:  # a row may name its variant (its "strategy" wins)
             out.rows.append({"dataset": case.dataset, "modality": case.modality, "case": case.case_id,
-                             "model": model_label, "strategy": strategy.name, "seed": s.seed, "slice": "", **row})  # a row may name its variant
+                             "model": model_label, "strategy": strategy.name, "seed": s.seed, "slice": "", **row})
 
     def _run(self, strategy: Strategy, predictor, case: Case, target: Target, display, rng):
         image = case.image

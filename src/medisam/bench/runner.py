@@ -224,20 +224,21 @@ def check_extras(config: BenchConfig, settings: EvalSettings) -> None:
 def check_models(models: Iterable[str], strategies: Iterable = ()) -> None:
     """Every ``name[@checkpoint]`` names a registered model and an existing checkpoint file (before the
     output folder is made; a checkpoint that does not load fails in the run). A SAM 2 model runs the
-    box, point and click strategies (sam2's image predictor) and the volume ones (its memory
-    tracking); the strategies it cannot run (``strategies``, parsed) are refused here, not after
-    the other models ran: the everything grid and the box search need a 2D-promptable model, the
-    CVPR25 protocol 3D corrective clicks, which SAM 2 sessions have not."""
-    from medisam.bench.evaluate import ModelRef, sam2_refuses
+    box, point and click strategies (sam2's image predictor), the volume ones (its memory tracking) and
+    the CVPR25 protocol (its session, slice clicks); the strategies it cannot run (``strategies``, parsed;
+    :func:`~medisam.bench.evaluate.sam2_refusal`) are refused here, each with its reason, not after the
+    other models ran."""
+    from medisam.bench.evaluate import ModelRef, sam2_refusal
     from medisam.models.registry import get_spec
 
-    refused = [s.name for s in strategies if sam2_refuses(s)]
+    refused = {s.name: why for s in strategies if (why := sam2_refusal(s)) is not None}
     for text in models:
         ref = ModelRef.parse(text)
         if get_spec(ref.name).supports_memory_propagation and refused:
+            why = "; ".join(f"{name} ({reason})" for name, reason in refused.items())
             raise InputError(f"-m {text}: {ref.name} is a SAM 2 model, which runs the box, point, click and volume "
-                             f"strategies, not {', '.join(refused)} (they need a 2D-promptable model or 3D "
-                             "corrective clicks); bench it without them, beside the other models in another run")
+                             f"strategies and the CVPR25 protocol (slice clicks), not {why}; bench it without "
+                             "them, beside the other models in another run")
         if ref.checkpoint is not None and not Path(ref.checkpoint).expanduser().is_file():
             raise InputError(f"-m {text}: checkpoint not found: {ref.checkpoint}")
 

@@ -399,12 +399,24 @@ def _crop(session, state, obj_id: int, vs: Sequence[tuple[int, ...]], pad: int) 
 
 def slice_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
                 agree: float = AGREE_DICE) -> ClickOutcome:
-    """The click on its slice: re-decode the slice with the click, re-propagate from it (see the module)."""
+    """The click on its slice: re-decode the slice with the click, re-propagate from it (see the module).
+
+    Any session of the contract with a ``geometry`` (a SAM 2 session too: its point prompt on the
+    frame, then its memory tracking again, as MedSAM2's interactive workflow does). A session without
+    an embedding cache (SAM 2 encodes every frame it tracks, on every run) counts ``encoded`` as 0.
+    A session that restarts from its prompts when a step is rolled back (SAM 2 drops its tracked
+    frames) is propagated again after a rejected click that left the object fewer slices, so that the
+    label map is the one before the click.
+    """
     t, x, y = click_on_plane(session, zyx)
     if obj_id not in session.object_ids and not positive:
         raise PromptError(f"a background click cannot start object {obj_id}; click inside it first")
     before = _masks(session, obj_id)
-    encoded0 = len(session.encoded_planes)
+
+    def encoded() -> int:  # planes the session's encoder ran on so far
+        return len(getattr(session, "encoded_planes", ()))
+
+    encoded0 = encoded()
     point = (x, y, 1 if positive else 0)
     decoded = 0
     try:
@@ -421,8 +433,9 @@ def slice_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
     except _NotHonoured:
         for s in session.object_ids:  # results of the restored prompts (cached or re-decoded)
             session.results(s)
-        return ClickOutcome(t, point, decoded, len(session.encoded_planes) - encoded0, rejected=True,
-                            undo_steps=0)
+        if obj_id in session.object_ids and len(session.results(obj_id)) < len(before):  # tracked slices dropped
+            decoded += sum(1 for _ in session.iter_propagate())
+        return ClickOutcome(t, point, decoded, encoded() - encoded0, rejected=True, undo_steps=0)
     steps = 1
     decoded += sum(1 for _ in session.iter_propagate())
     after = _masks(session, obj_id)
@@ -438,5 +451,4 @@ def slice_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
                 settled[step] = s
                 break
             s += step
-    return ClickOutcome(t, point, decoded, len(session.encoded_planes) - encoded0, changed, settled,
-                        undo_steps=steps)
+    return ClickOutcome(t, point, decoded, encoded() - encoded0, changed, settled, undo_steps=steps)

@@ -29,7 +29,7 @@ from medisam.predict.contract import (MAX_NOTICES, SliceResult, check_object_id,
                                      run_to_end, tracks_with_memory)
 from medisam.predict.sam2_frames import NormalisedFrames, as_frames, display_frames
 from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts
-from medisam.predict.volume import as_box3d
+from medisam.predict.volume import SliceGeometry, as_box3d
 from medisam.prompts import Box, Box3D, Points
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,18 @@ class Sam2Session:
     def plane_hw(self) -> tuple[int, int]:
         """``(H, W)`` of every slice/frame."""
         return self.height, self.width
+
+    @property
+    def axis(self) -> int:
+        """The array axis the session slices: always 0 (sam2 tracks frames, a volume's first axis)."""
+        return 0
+
+    @property
+    def geometry(self) -> SliceGeometry:
+        """How the frames map to the ``(Z, Y, X)`` grid (as a VolumeSession's): 3D clicks
+        (:func:`~medisam.predict.refine3d.click_on_plane`) read it to find their slice and pixel."""
+        spacing = self.image.spacing_zyx if self.image.is_volume else (1.0, 1.0, 1.0)
+        return SliceGeometry((self.num_frames, self.height, self.width), 0, tuple(float(v) for v in spacing[-3:]))
 
     @property
     def object_ids(self) -> list[int]:
