@@ -25,6 +25,8 @@ Sequences:
     prompted on its last frame (divisions become merges): the rules on a second sequence.
   * ``synthetic_mp4``: an H.264 MP4 (PyAV) of two disks, the second entering on frame 6,
     written to a temporary folder and read back (codec round trip).
+  * ``synthetic_vanish`` (only when asked for): three disks in noise, one leaving the frame, one
+    vanishing, one staying on the edge, each scored to the last frame (an object that ends).
 
 Usage::
 
@@ -54,7 +56,7 @@ from medisam.predict.cache import EmbeddingCache
 from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import box_around
 from medisam.predict.tracking import TrackingConfig
-from medisam.predict.video import VideoSession
+from medisam.predict.video import VideoSession, video_of
 from medisam.prompts import Box
 
 DATA = Path(os.environ.get("MEDISAM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -83,6 +85,7 @@ VARIANTS = {
     "no-clip": TrackingConfig(clip=None, size="prompt", fit=False),
     "no-fit": TrackingConfig(fit=False),
     "size-prompt": TrackingConfig(size="prompt"),
+    "no-lost": TrackingConfig(lost_area=None, lost_contrast=None),
 }
 
 
@@ -157,6 +160,24 @@ def synthetic_mp4(folder: Path, frames: int = 16) -> Sequence:
     grey = np.clip(np.where(truth > 0, 190, 50) + rng.normal(0, 8, truth.shape), 0, 255).astype(np.uint8)
     path = write_video(np.repeat(grey[..., None], 3, axis=-1), folder / "disks.mp4", fps=10)
     return Sequence("synthetic_mp4", read_image(path), truth, [(1, 0, frames - 1), (2, 6, frames - 1)])
+
+
+def synthetic_vanish(frames: int = 24) -> Sequence:
+    """Three disks in noise (rule 6, an object that ends): disk 1 moves right 7 px a frame and leaves
+    the frame (gone from frame 20), disk 2 vanishes on frame 12, disk 3 stays on the left edge. Every
+    track is scored to the last frame: where its disk is gone, an empty mask scores 1, any mask 0."""
+    h = w = 160
+    yy, xx = np.mgrid[:h, :w]
+    rng = np.random.default_rng(0)
+    grey, truth = rng.normal(40, 8, (frames, h, w)), np.zeros((frames, h, w), np.uint8)
+    for t in range(frames):
+        for label, (cy, cx, r, level, shown) in enumerate([(50, 40 + 7 * t, 15, 200, True),
+                                                           (120, 110, 12, 180, t < 12),
+                                                           (110, 5, 14, 160, True)], start=1):
+            disk = ((yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2) & shown
+            grey[t][disk], truth[t][disk] = level, label
+    video = video_of(np.clip(grey, 0, 255).astype(np.uint8))
+    return Sequence("synthetic_vanish", video, truth, [(label, 0, frames - 1) for label in (1, 2, 3)])
 
 
 # ----------------------------------------------------------------- methods
@@ -298,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         makers = {"ctc_gowt1_01": lambda: gowt1(args.frames), "synthetic_mp4": lambda: synthetic_mp4(Path(tmp)),
-                  "ctc_gowt1_01_rev": lambda: reversed_in_time(gowt1(args.frames))}
+                  "ctc_gowt1_01_rev": lambda: reversed_in_time(gowt1(args.frames)),
+                  "synthetic_vanish": synthetic_vanish}
         sequences = [s for s in (makers[n]() for n in args.sequences) if s is not None]
         print(HEADER)
         for seq in sequences:

@@ -108,7 +108,8 @@ def test_one_script_same_behaviour(session):
         plan = [line for line in plan if line not in axis]
     assert plan == [] if said is None else (len(plan) == 1 and plan[0].startswith(said))
     s.propagate(progress=False)
-    assert list(s.notices) == []  # nothing was left out of a vote here
+    # nothing was left out of a vote here; a video's tracks may end (the random model's noise masks are lost)
+    assert [n for n in s.notices if not (name == "tracking-video" and " lost (no longer seen) at frame " in n)] == []
     labels = s.label_map().array
     assert set(s.results(5)) <= set(range(1, 5)) and not (labels[[0, 5]] == 5).any()
     s.reset()

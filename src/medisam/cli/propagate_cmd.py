@@ -537,12 +537,16 @@ def _video(image, prompt, label, model, checkpoint, device, runtime, output, ove
     net = common.load(model, checkpoint, device, runtime)
     clicks, lasso = common.drawn_prompts(prompt["scribbles"], prompt["lasso"], tuple(image.spatial_shape[1:3]))
     points = [*(prompt["points"] or []), *clicks] or None
+    ends: list[str] = []  # where tracks ended (lost, left the view, divided, merged), said after the files
     labels = track_video(image, net, prompt["slice"], prompt["box"], points, label, tracks, progress, mask=lasso,
-                         on_plan=lambda line: typer.echo(line, err=True))  # the cost before the work, bar or not
+                         on_plan=lambda line: typer.echo(line, err=True),  # the cost before the work, bar or not
+                         on_notice=ends.append)
     outputs.write(image, labels)
     if output.is_dir():
         typer.echo(f"wrote {output} ({labels.array.shape[0]} PNG mask frames)")
     else:
         typer.echo(f"wrote {output}")
+    for line in ends:
+        typer.echo(line)
     if overlay is not None:
         typer.echo(f"wrote {overlay}")

@@ -9,8 +9,10 @@ centred halfway between the previous mask and that whole-object mask and extende
 its last motion; each mask is cut to its box, the box's mask is the decoder candidate that
 fills the box best, and the candidate mask that overlaps the previous mask most wins). Then
 the objects' masks on the frame are made consistent: prompts win, one object per track, one
-label per pixel, divisions and leaving (:func:`~medisam.predict.tracking_rules.resolve_frame`, rules 1-5 in
-:mod:`medisam.predict.tracking_rules`).
+label per pixel, divisions, leaving, and objects lost (vanished, or gone out of the frame: the
+mask's contrast with its surroundings or its area collapsed against the track's recent look)
+(:func:`~medisam.predict.tracking_rules.resolve_frame`, rules 1-6 in :mod:`medisam.predict.tracking_rules`).
+Where a track ends is said in ``notices`` (the CLI's summary, the server, the web UI).
 
 Frames after an object's first prompt are tracked forward from its latest prompt before
 them; with ``direction="both"`` frames before the first prompt are tracked backward from
@@ -38,8 +40,8 @@ from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import box_around, clip_to, grown_box
 from medisam.predict.session import DIRECTIONS, ObjectState, SliceResult, VolumeSession
 from medisam.predict.tracking_motion import displacement, shift_mask
-from medisam.predict.tracking_rules import (CENTRES, CHAIN_MARGIN, Candidate, TrackingConfig, box_fill, iou,
-                                            largest_part, mask_bbox, resolve_frame)
+from medisam.predict.tracking_rules import (CENTRES, CHAIN_MARGIN, Candidate, Look, TrackingConfig, box_fill, iou,
+                                            is_lost, largest_part, look_of, mask_bbox, resolve_frame)
 from medisam.prompts import Box, MaskPrompt
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ class _Pass:
 
 
 class TrackingSession(VolumeSession):
-    """Track many objects through video frames with a SAM-family 2D model (rules: :mod:`medisam.predict.tracking_rules`).
+    """Track many objects through video frames with a SAM-family 2D model (rules: :mod:`~.tracking_rules`).
 
     Prompting (``add_box``, ``add_points``, ``add_mask``, ``clear_slice``, ``remove_object``,
     ``undo``, ``reset``) is that of :class:`VolumeSession` with frames as slices (axis 0);
@@ -90,6 +92,9 @@ class TrackingSession(VolumeSession):
         #: the whole object, which the cut masks no longer show; kept per frame like the
         #: results, so a re-run from a new prompt's frame gives what a fresh run gives
         self._wholes: dict[tuple[int, int, int], tuple[Box, float, float]] = {}
+        #: (object, frame, pass direction) -> the track's recent look (area, contrast) after that
+        #: frame, for the lost rule (rule 6); kept per frame like ``_wholes``
+        self._looks: dict[tuple[int, int, int], Look | None] = {}
         #: (object, frame, prompt version) -> the prompt frame's result fitted to the drawn box
         self._fitted: dict[tuple[int, int, int], SliceResult] = {}
 
@@ -155,6 +160,7 @@ class TrackingSession(VolumeSession):
         specs = self._pass_specs(direction)
         self._direction = direction
         self._wholes = {k: v for k, v in self._wholes.items() if k[0] in self._objects}  # removed objects
+        self._looks = {k: v for k, v in self._looks.items() if k[0] in self._objects}
         for name, step in specs:
             p = self._valid_pass(name, step)
             for t in self._frames(name, step):
@@ -187,10 +193,11 @@ class TrackingSession(VolumeSession):
                 f"({object_frames} object-frames x {per})"]
 
     def _track_frame(self, name: str, p: _Pass, t: int) -> dict[int, SliceResult]:
-        """Every object's result on frame ``t`` of pass ``p`` (rules 1-5)."""
+        """Every object's result on frame ``t`` of pass ``p`` (rules 1-6)."""
         prev_frame, before = p.frames.get(t - p.step, {}), p.frames.get(t - 2 * p.step, {})
         forward = self._passes["forward"].frames.get(t, {}) if name == "before" else {}
         cands: dict[int, Candidate] = {}
+        prevs: dict[int, SliceResult] = {}
         for obj_id, state in self._objects.items():
             lo, hi = self._span(name, state)
             if not lo <= t <= hi:
@@ -203,7 +210,9 @@ class TrackingSession(VolumeSession):
             if name == "before" and t == hi:  # start from the first prompt's (resolved) result
                 prev = self._passes["forward"].frames.get(t + 1, {}).get(obj_id) or self._seed_result(obj_id, t + 1)
             if prev is not None and prev.stop is None and prev.mask.any():
-                cands[obj_id] = self._propagate_one(t, prev, before.get(obj_id), self._extent(obj_id, t, p.step))
+                c = self._propagate_one(t, prev, before.get(obj_id), self._extent(obj_id, t, p.step))
+                c.lost = is_lost(look_of(self._grey(t), c.mask), self._recent_look(prev, p.step), self.tracking)
+                cands[obj_id], prevs[obj_id] = c, prev
         for obj_id, r in forward.items():  # objects tracked forward on this frame keep their pixels
             if obj_id not in cands and r.mask.any():
                 cands[obj_id] = Candidate(r.mask, None, r.score, False, fixed=True)
@@ -224,9 +233,42 @@ class TrackingSession(VolumeSession):
                 # that grew with the video (600 frames x 3 objects: 3 GB)
                 logits = np.array(c.low_res_logits) if keep_logits and c.low_res_logits is not None else None
                 out[obj_id] = SliceResult(t, obj_id, mask, c.score, logits, source, stop, self.axis)
+                if obj_id in prevs:
+                    self._note_look(obj_id, t, p.step, prevs[obj_id], mask)
                 if stop is not None:
-                    log.info("object %d stops on frame %d (%s)", obj_id, t, stop)
+                    self._say_stop(obj_id, t, stop, prevs.get(obj_id))
         return out
+
+    def _lost_rule(self) -> bool:
+        """Whether rule 6 (lost objects) is on: either of its tests is set."""
+        return self.tracking.lost_area is not None or self.tracking.lost_contrast is not None
+
+    def _recent_look(self, prev: SliceResult, step: int) -> Look | None:
+        """The track's recent look up to ``prev`` (its result on the previous frame of the pass):
+        kept from tracking that frame, else (a prompt frame) ``prev``'s own. None without rule 6."""
+        if not self._lost_rule():
+            return None
+        key = (prev.obj_id, prev.slice, step)
+        if prev.source != "prompt" and key in self._looks:
+            return self._looks[key]
+        return look_of(self._grey(prev.slice), prev.mask)
+
+    def _note_look(self, obj_id: int, t: int, step: int, prev: SliceResult, mask: np.ndarray) -> None:
+        """Keep the track's recent look after frame ``t`` (its resolved ``mask`` there) for rule 6."""
+        if not self._lost_rule():
+            return
+        recent, look = self._recent_look(prev, step), look_of(self._grey(t), mask) if mask.any() else None
+        self._looks[(obj_id, t, step)] = look if recent is None else recent if look is None else recent.recent(look)
+
+    def _say_stop(self, obj_id: int, t: int, stop: str, prev: SliceResult | None) -> None:
+        """Log a track's end and keep it as a notice (CLI summary, server, web UI), with where it was last seen."""
+        where = ""
+        if prev is not None and prev.mask.any():
+            ys, xs = np.nonzero(prev.mask)
+            where = f", last seen around x={xs.mean():.0f}, y={ys.mean():.0f} on frame {prev.slice}"
+        notice = f"object {obj_id} {STOP_WORDS.get(stop, stop)} at frame {t}{where}"
+        log.info(notice)
+        self.notices.append(notice)
 
     def _extent(self, obj_id: int, t: int, step: int) -> tuple[float, float] | None:
         """``(width, height)`` of the object's mask on the prompt frame it is tracked from."""
@@ -401,6 +443,11 @@ class TrackingSession(VolumeSession):
             for t, r in self.results(obj_id).items():
                 r.paint(labels[t], obj_id, where=labels[t] == 0)
         return self.image.as_labels(labels, copy=False)
+
+
+#: How a notice names a track's end (``SliceResult.stop``).
+STOP_WORDS = {"lost": "lost (no longer seen)", "left": "left the view", "merged": "merged into another object",
+              "divided": "divided"}
 
 
 def _fills(inner: Box, outer: Box, plane_hw: tuple[int, int]) -> bool:

@@ -21,6 +21,12 @@
 5. **Leaving.** An object whose mask is empty after these steps has left the field of
    view (or was taken over by another object) and stops for the rest of the pass
    (``stop="left"``); prompt it again to resume.
+6. **Lost.** SAM always answers something inside the box it is given, so an object that
+   vanished or left the frame would go on as a made-up mask. A propagated candidate whose
+   mask is tiny against the track's recent area (``lost_area``), or whose contrast with its
+   surroundings fell to a fraction of the track's recent contrast (``lost_contrast``: the
+   object is no longer there, :func:`look_of`), is empty and stops (``stop="lost"``) before
+   the other rules, so it takes no pixels; prompt it again to resume.
 """
 
 from __future__ import annotations
@@ -47,6 +53,18 @@ CENTRES = {"previous": 0.0, "between": 0.5, "chain": 1.0}
 
 #: How the prompt-sized box follows the object's size (:attr:`TrackingConfig.size`).
 SIZES = ("follow", "prompt")
+
+#: Width of the ring around a mask that :func:`look_of` compares it with: this fraction of the
+#: mask's box size (at least 2 px).
+RING_FRACTION = 0.25
+
+#: Weight of the newest frame in a track's recent area and contrast (exponential mean).
+RECENT_WEIGHT = 0.5
+
+#: Recent contrast (display levels, 0-255 frames) below which the contrast test of rule 6 is not
+#: made: such an object (a marker inside a nucleus of the same brightness) does not stand out
+#: from its surroundings, and its contrast is noise (GOWT1: ratios of -33 to 9 on tracked nuclei).
+MIN_CONTRAST = 20.0
 
 #: Margin of the ``"chain"`` candidate's box (LiteMedSAM's box chain: 3 px at its 256 input).
 CHAIN_MARGIN = 3.0
@@ -90,8 +108,8 @@ class TrackingConfig:
             mask's box, after flow); ``"chain"`` (the box of the mask the chain candidate's
             looser box gives, the whole object as SAM sees it; with the ``"chain"``
             candidate in the pool this is that pass, so it costs no extra decoding);
-            ``"between"`` (halfway between the two). A box smaller than the object it sits in (a marker inside a nucleus,
-            a lesion core) has no pull back to the object's centre when centred on its own
+            ``"between"`` (halfway between the two). A box smaller than the object it sits in
+            (a marker inside a nucleus, a lesion core) has no pull back to the object's centre when centred on its own
             previous mask: the track random-walks across the object and off it. The whole
             object's centre pulls it back; halfway keeps most of the previous position
             where a neighbour leaks into the chain's mask.
@@ -119,6 +137,13 @@ class TrackingConfig:
             an object walks off it; a mask that fills the box is the object boxed. The four
             outputs come from one decoder pass, so it costs no extra pass on tracked frames
             (one per prompt). A prompt with clicks or a mask keeps the single output.
+        lost_area: a propagated mask smaller than this fraction of the track's recent area
+            (:data:`RECENT_WEIGHT`) is not the object: the track stops (``stop="lost"``,
+            rule 6). None: never.
+        lost_contrast: a propagated mask whose contrast with its surroundings
+            (:func:`look_of`) is below this fraction of the track's recent contrast is not the
+            object any more (it vanished, or left the frame and SAM segments what is left in
+            the box): the track stops (``stop="lost"``). None: never.
     """
 
     extent: str = "prompt"
@@ -133,6 +158,8 @@ class TrackingConfig:
     clip: float | None = 0.0
     size: str = "follow"
     fit: bool = True
+    lost_area: float | None = 0.2
+    lost_contrast: float | None = 0.3
 
     @property
     def decoder_passes(self) -> int:
@@ -165,6 +192,55 @@ class Candidate:
     prompted: bool  # prompted on this frame (rule 1)
     previous: np.ndarray | None = None  # the object's mask on the previous frame of the pass
     fixed: bool = False  # pixels of an object from another pass: never taken (see "both")
+    lost: bool = False  # the object is no longer there (rule 6): empty, and the track stops
+
+
+@dataclass(frozen=True)
+class Look:
+    """What a track's mask looks like on a frame: its area (px) and its contrast with its
+    surroundings (mean inside minus mean of a ring around it, frame units)."""
+
+    area: float
+    contrast: float
+    at_edge: bool = False  # the mask touches the frame's edge
+
+    def recent(self, newer: "Look") -> "Look":
+        """The track's recent look after ``newer`` (exponential mean, :data:`RECENT_WEIGHT`)."""
+        w = RECENT_WEIGHT
+        return Look((1 - w) * self.area + w * newer.area, (1 - w) * self.contrast + w * newer.contrast)
+
+
+def look_of(frame: np.ndarray, mask: np.ndarray) -> Look | None:
+    """The :class:`Look` of ``mask`` on the grey ``frame`` (None for an empty mask or no ring:
+    a mask filling the frame). The ring is :data:`RING_FRACTION` of the mask's box size wide."""
+    sl = mask_bbox(mask)
+    if sl is None:
+        return None
+    r = max(2, int(round(RING_FRACTION * max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start))))
+    h, w = mask.shape
+    win = (slice(max(0, sl[0].start - r), min(h, sl[0].stop + r)),
+           slice(max(0, sl[1].start - r), min(w, sl[1].stop + r)))
+    inside = mask[win]
+    ring = cv2.dilate(inside.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)).astype(bool) & ~inside
+    if not ring.any():
+        return None
+    pixels = np.asarray(frame[win], dtype=np.float64)
+    edge = sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == h or sl[1].stop == w
+    return Look(float(inside.sum()), float(pixels[inside].mean() - pixels[ring].mean()), edge)
+
+
+def is_lost(look: Look | None, recent: Look | None, config: TrackingConfig) -> bool:
+    """Rule 6: True when a propagated mask's ``look`` says the object is no longer there
+    against the track's ``recent`` look: a mask below ``lost_area`` of the recent area (not at
+    the frame's edge, where an object leaving shrinks), or a contrast below ``lost_contrast`` of
+    the recent one (same sign; only for a recent contrast of at least :data:`MIN_CONTRAST`)."""
+    if recent is None or look is None:  # an empty mask is rule 5's ("left")
+        return False
+    if config.lost_area is not None and not look.at_edge and look.area < config.lost_area * recent.area:
+        return True
+    if config.lost_contrast is None or abs(recent.contrast) < MIN_CONTRAST:
+        return False
+    return look.contrast / recent.contrast < config.lost_contrast
 
 
 def largest_part(mask: np.ndarray) -> np.ndarray:
@@ -226,7 +302,7 @@ def _union(a: tuple[slice, slice], b: tuple[slice, slice]) -> tuple[slice, slice
 
 def resolve_frame(cands: dict[int, Candidate], transform: InputTransform | None,
                   config: TrackingConfig) -> dict[int, tuple[np.ndarray, str | None]]:
-    """Make one frame's masks consistent (rules 1-5): ``{obj: (mask, stop reason or None)}``.
+    """Make one frame's masks consistent (rules 1-6): ``{obj: (mask, stop reason or None)}``.
 
     ``transform`` maps low-res logits to the frame (needed only when masks overlap).
     """
@@ -236,10 +312,11 @@ def resolve_frame(cands: dict[int, Candidate], transform: InputTransform | None,
             mask[box] = largest_part(mask[box])
         return mask
 
-    # fragments never compete; a prompted frame keeps the mask its prompt gave
-    masks = {o: tidy(c.mask.copy(), c.fixed or c.prompted) for o, c in cands.items()}
+    # fragments never compete; a prompted frame keeps the mask its prompt gave; a lost object has none (rule 6)
+    masks = {o: np.zeros_like(c.mask) if c.lost else tidy(c.mask.copy(), c.fixed or c.prompted)
+             for o, c in cands.items()}
     boxes = {o: mask_bbox(m) for o, m in masks.items()}
-    stops: dict[int, str | None] = {o: None for o in cands}
+    stops: dict[int, str | None] = {o: "lost" if c.lost else None for o, c in cands.items()}
     ids = sorted(cands)
     if config.divide:  # rule 4: a new object prompted inside a tracked one is a daughter; the parent ends
         for a in (o for o in ids if cands[o].prompted and boxes[o] is not None):

@@ -158,13 +158,15 @@ def track_video(video: MedicalImage | np.ndarray, model: LoadedModel, frame: int
                 box: Box | Sequence[float] | None, points: Points | Sequence[Sequence[float]] | None,
                 obj_id: int = 1, tracks: Sequence[tuple[int, Box | Sequence[float], int | None]] = (),
                 progress: bool = False, mask: np.ndarray | None = None,
-                on_plan: Callable[[str], None] | None = None) -> MedicalImage:
+                on_plan: Callable[[str], None] | None = None,
+                on_notice: Callable[[str], None] | None = None) -> MedicalImage:
     """Track objects through a video; returns the ``(T, Y, X)`` label video (nothing is written).
 
     Object ``obj_id`` from a box or a mask (a lasso's), and/or clicks, on ``frame``; each further
     object from a box on the frame where it appears (``tracks``: ``(frame, box, label)``, label
     None = the next free id), tracked forward from there only. ``on_plan`` takes the plan's lines (the
-    cost) before the work where no progress bar shows them (the CLI's ``--no-progress``).
+    cost) before the work where no progress bar shows them (the CLI's ``--no-progress``); ``on_notice``
+    takes, after the work, where tracks ended (``object 2 lost (no longer seen) at frame 37, ...``).
     """
     if box is None and points is None and mask is None:
         raise InputError("give a box, a mask and/or points on the prompt frame")
@@ -190,9 +192,25 @@ def track_video(video: MedicalImage | np.ndarray, model: LoadedModel, frame: int
     labels = session.propagate("both", progress=progress)
     for f, label in begins:  # SAM 2 tracks every object both ways: an object exists from its frame on
         labels.array[:f][labels.array[:f] == label] = 0
+    if on_notice is not None:
+        tracker = isinstance(session.session, TrackingSession)
+        for line in session.session.notices if tracker else track_ends(labels.array, session.object_ids):
+            on_notice(line)
     log.info("tracked %d object(s) through %d frames in %.1f s", len(session.object_ids), session.num_frames,
              time.perf_counter() - start)
     return labels
+
+
+def track_ends(labels: np.ndarray, obj_ids: Sequence[int]) -> list[str]:
+    """Where objects of a ``(T, Y, X)`` label video end before its last frame (SAM 2: its object
+    score said the object is absent), in words; the 2D-model tracker says it itself (``notices``)."""
+    out = []
+    for obj_id in obj_ids:
+        seen = np.flatnonzero((labels == obj_id).reshape(len(labels), -1).any(axis=1))
+        if len(seen) and seen[-1] < len(labels) - 1:
+            out.append(f"object {obj_id} not seen after frame {seen[-1]} (absent on frames {seen[-1] + 1}-"
+                       f"{len(labels) - 1})")
+    return out
 
 
 def propagate_video(image: MedicalImage, model: LoadedModel, frame: int,
