@@ -119,6 +119,8 @@ VARIANTS: dict[str, PropagationConfig] = {
     "slicebox-noclip": PropagationConfig(views=1, slice_box=SliceBoxRules(clip=False)),  # the default before
     "slicebox-nostop": PropagationConfig(views=1, stop_rules=StopRules.off(),
                                          slice_box=SliceBoxRules(enabled=False, clip=False)),
+    # stop 73: the grace in slices alone (5), not bounded by the object's size in mm (the default before)
+    "slicebox-grace5": PropagationConfig(views=1, stop_rules=StopRules(size_grace=float("inf"))),
     # the default before: the clip to the user's box itself, regrowth 1.5x
     "slicebox-before": PropagationConfig(views=1, slice_box=SliceBoxRules(clip_margin=0.0),
                                          stop_rules=StopRules(max_min_growth=1.5)),

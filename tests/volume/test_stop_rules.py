@@ -11,7 +11,7 @@ from medisam.cli import main
 from medisam.errors import PromptError
 from medisam.predict import PropagationConfig, VolumeSession
 from medisam.predict.slice_box import SliceBoxRules
-from medisam.predict.stop_rules import SeedStopper, StopRules, seed_stop_reason
+from medisam.predict.stop_rules import SeedStopper, StopRules, seed_stop_reason, size_bounded
 from medisam.prompts import Box
 
 from test_volume_session import ball_volume
@@ -46,7 +46,8 @@ def test_each_rule_fires_on_its_own_change():
     assert seed_stop_reason(disc(6), 0.9, disc(5.8), seed, 0.9, rules.grace, rules, min_area=40) is None  # grace
     # regrowth_after: a run that narrowed only a little (a seed on the object's waist) may widen again
     waist = replace(rules, regrowth_after=0.5)
-    assert seed_stop_reason(disc(6), 0.9, disc(5.8), seed, 0.9, past, waist, min_area=40) == "regrowth"  # 40 <= half the seed
+    # 40 <= half the seed
+    assert seed_stop_reason(disc(6), 0.9, disc(5.8), seed, 0.9, past, waist, min_area=40) == "regrowth"
     assert seed_stop_reason(disc(6), 0.9, disc(5.8), disc(4.5), 0.9, past, waist, min_area=40) is None
     assert seed_stop_reason(disc(6), 0.9, disc(5.8), disc(4.5), 0.9, past, rules, min_area=40) == "regrowth"
     # optional rules, off by default
@@ -75,6 +76,29 @@ def test_stopper_keeps_the_smallest_area_of_the_run():
     assert stopper.reason(disc(6.5), 0.9, disc(6), StopRules().grace + 1) == "regrowth"  # > 1.5x the narrowest slice
     resumed = SeedStopper(seed, 0.9, None, StopRules(), accepted=[disc(7), disc(4), np.zeros_like(seed)])
     assert resumed.min_area == int(disc(4).sum())
+
+
+def test_grace_is_bounded_by_the_objects_size_on_thick_slices():
+    # a 17 px box of 0.5 mm pixels (8.5 mm) on 5 mm slices: the object spans about 2 slices, so the
+    # grace is ceil(8.5 / 5) = 2 slices, not 5 (25 mm past it), and the score rule applies
+    seed, box, moved = disc(8), Box(12, 12, 29, 29), disc(7, cy=8, cx=8)
+    thick = SeedStopper(seed, 0.9, box, StopRules(), spacing=(5.0, 0.5, 0.5))
+    assert thick.rules.grace == 2 and thick.rules.min_seed_score_ratio == StopRules().thin_min_seed_score_ratio
+    assert thick.reason(disc(7.5), 0.8, seed, 1) is None
+    assert thick.reason(disc(7.5), 0.6, seed, 1) == "low score"  # below 0.8 of the seed's 0.9
+    assert thick.reason(moved, 0.9, disc(7), 3) == "shape change"  # past the bounded grace
+    # the same box on 1 mm slices (8.5 slices long), without a spacing, or with the rules off: as before
+    thin = SeedStopper(seed, 0.9, box, StopRules(), spacing=(1.0, 0.5, 0.5))
+    assert thin.rules == StopRules() and thin.reason(moved, 0.9, disc(7), 3) is None
+    assert thin.reason(disc(7.5), 0.6, seed, 1) is None
+    assert SeedStopper(seed, 0.9, box, StopRules()).rules == StopRules()
+    assert SeedStopper(seed, 0.9, box, StopRules.off(), spacing=(5.0, 0.5, 0.5)).rules == StopRules.off()
+    # the user's override: the grace in slices alone
+    free = replace(StopRules(), size_grace=float("inf"))
+    assert SeedStopper(seed, 0.9, box, free, spacing=(5.0, 0.5, 0.5)).rules == free
+    # no box (points): the seed mask's box; anisotropic pixels: the shorter side in mm
+    assert SeedStopper(seed, 0.9, None, StopRules(), spacing=(5.0, 0.5, 0.5)).rules.grace == 2
+    assert size_bounded(StopRules(), (17, 40), (6.0, 0.5, 1.0)).grace == 3  # ceil(min(17, 20) mm / 6 mm)
 
 
 def test_session_stops_where_a_rule_fires_and_box3d_ignores_the_rules(tiny_model):
@@ -123,7 +147,8 @@ def test_cli_slices(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(image.array), str(path))
     tiny = ["--model", "litemedsam-tiny", "--device", "cpu", "--no-progress"]
     out = tmp_path / "m.nii.gz"
-    rc = main(["propagate", str(path), "--slice", "4", "--box", "14,10,26,22", "--slices", "3:5", "-o", str(out)] + tiny)
+    rc = main(["propagate", str(path), "--slice", "4", "--box", "14,10,26,22", "--slices", "3:5", "-o", str(out)]
+              + tiny)
     assert rc == 0
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
     assert not labels[[0, 1, 2, 6, 7]].any()

@@ -201,7 +201,8 @@ def run_iter(s: AxisSession, obj_id: int, seed: int, step: int, end: int, chain:
     margins = [(max(m / px_x, cfg.min_margin_px), max(m / px_y, cfg.min_margin_px))
                for m in (cfg.margin_mm, *cfg.extra_margins_mm)]
     stopper = None if extent is not None else SeedStopper(  # single-slice prompt: see stop_rules
-        seed_result.mask, seed_result.score, seed_box(s, obj_id, seed), cfg.stop_rules, [r.mask for r in run.results])
+        seed_result.mask, seed_result.score, seed_box(s, obj_id, seed), cfg.stop_rules, [r.mask for r in run.results],
+        (s.geometry.spacing_zyx[s.axis], px_x, px_y))
     t = prev.slice + step
     refined = None  # the coarse interval this run refined last (its later planes start fine)
     while (end - t) * step >= 0:

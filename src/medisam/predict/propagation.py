@@ -137,7 +137,8 @@ class PropagationConfig:
             axis scored 0.92.
         stop_rules: where a run from a prompt on one slice (no 3D box) ends: shape change,
             growth against the seed, ... (:class:`~medisam.predict.stop_rules.StopRules`;
-            ``StopRules.off()`` propagates until a mask is empty).
+            ``StopRules.off()`` propagates until a mask is empty; ``StopRules(size_grace=float("inf"))``
+            keeps the grace in slices whatever the slice thickness, the default before stop 73).
         slice_box: how a box on one slice is propagated (:class:`~medisam.predict.slice_box.SliceBoxRules`):
             by default the chain clipped to the user's box and ended by ``stop_rules``; opt-in,
             two passes (the stopped chain's 3D box segmented like a 3D box).
