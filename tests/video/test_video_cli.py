@@ -116,3 +116,50 @@ def test_info_on_a_folder_of_frames(tmp_path, capsys):
     assert main(["info", str(folder)]) == 0
     out = capsys.readouterr().out
     assert "frame rate" in out and "unknown (a folder of frames)" in out
+
+
+def test_cli_says_where_a_track_ended(tmp_path, two_disks, monkeypatch, capsys):
+    """A track that ends is said after the files (the rule is forced: the tiny model's masks are noise)."""
+    import medisam.predict.tracking as tracking
+
+    monkeypatch.setattr(tracking, "is_lost", lambda look, recent, config: True)  # every object lost when tracked
+    path, _ = two_disks
+    out = tmp_path / "masks"
+    assert main(["propagate", str(path), "--slice", "0", "--box", "10,10,30,30", "--track", "3:61,36,79,54",
+                 "-o", str(out)] + TINY) == 0
+    said = capsys.readouterr().out
+    assert "object 1 lost (no longer seen) at frame 1, last seen around x=" in said, said
+    assert "object 2 lost (no longer seen) at frame 4" in said
+    labels = read_image(out).array
+    assert not (labels[1:] == 1).any() and not (labels[4:] == 2).any()
+
+
+def _frame_folder(folder, frames: np.ndarray):
+    from PIL import Image
+
+    folder.mkdir()
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"f{t:03d}.png")
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["mp4", "frames"])
+def test_segment_one_frame_of_a_video_to_png(tmp_path, kind, capsys):
+    """``segment clip.mp4 --slice 4 -o m.png`` writes that frame's 2D mask (a PNG was refused: "the input
+    is a volume"); a missing or wrong --slice is said in frames."""
+    from tests.video_clips import two_disks as truth_of
+
+    truth = truth_of()
+    path = write_two_disks(tmp_path)[0] if kind == "mp4" else _frame_folder(
+        tmp_path / "frames", np.where(truth > 0, 210, 30).astype(np.uint8))
+    out = tmp_path / "m.png"
+    args = ["segment", str(path), "--box", ",".join(map(str, BOX2)), "-o", str(out)] + TINY[:4]
+    assert main(args + ["--slice", "4"]) == 0
+    assert "on frame 4" in capsys.readouterr().out
+    mask = read_image(out).array
+    assert mask.shape == truth.shape[1:] and mask.any()
+    assert main(args + ["--force"]) == 2
+    err = capsys.readouterr().err
+    assert "video of 6 frames" in err and "--slice 0..5" in err and "volume" not in err, err
+    assert main(args + ["--force", "--slice", "6"]) == 2
+    assert "has 6 frames (0..5)" in capsys.readouterr().err

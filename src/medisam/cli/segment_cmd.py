@@ -1,4 +1,5 @@
-"""``medisam segment``: box/point/scribble/lasso prompts on a 2D image or one slice -> label map file.
+"""``medisam segment``: box/point/scribble/lasso prompts (or ``--everything``, none) on a 2D image or one
+slice -> label map file.
 
 Order of work: options, output paths and formats, the image header against the prompts
 (no pixels decoded), the pixels, and only then the model; so every mistake costs a second.
@@ -30,7 +31,15 @@ def segment(
     lasso: Optional[str] = common.LassoOpt,
     mask: Optional[Path] = typer.Option(None, "--mask", help="Earlier mask on the same grid (PNG as medisam writes "
                                         "it, or any label map): each label's bounding box prompts that label again."),
-    slice: Optional[int] = typer.Option(None, "--slice", help="Slice index for volumes (along --axis)."),
+    everything: bool = typer.Option(False, "--everything", help="No prompt: everything mode (a grid of prompts) "
+                                    "labels every object it finds, one label per mask."),
+    crop_layers: int = typer.Option(0, "--crop-layers", help="With --everything: also run the grid on N layers of "
+                                    "zoomed crops, for small objects such as nuclei (0-3; N=2: 1+4+16 = 21 "
+                                    "encodings instead of 1)."),
+    points_per_side: int = typer.Option(16, "--points-per-side", help="With --everything: the grid's density, S x S "
+                                        "points or box tiles down to 2/S of the image (or crop) side."),
+    slice: Optional[int] = typer.Option(None, "--slice", help="Slice index for volumes (along --axis); the "
+                                        "frame of a video (MP4/AVI, DICOM cine, a folder of frames)."),
     axis: Optional[str] = common.AxisOpt,
     channel: Optional[int] = common.ChannelOpt,
     series: Optional[str] = common.SeriesOpt,
@@ -61,8 +70,10 @@ def segment(
     win = common.parse_window(window)
     if mask is not None and boxes:
         raise common.InputError("give either --mask or --box (the mask's labels are the boxes)")
+    auto_config = _everything_config(everything, crop_layers, points_per_side,
+                                     bool(boxes or points or drawn or mask is not None))
     if mask is None:
-        if not drawn:
+        if not drawn and not everything:
             checks.not_prompted(boxes, points)
     elif not mask.is_file():
         raise common.InputError(f"--mask {mask}: no such file")
@@ -81,13 +92,15 @@ def segment(
 
     image = common.read_input(input, series_uid=series, channel=channel, **common.read_options(max_voxels))
     checks.geometry(image, allow_gaps)
+    frame_png = image.is_video and _frame_checks(image, input, output, slice, array_axis)
     labels_in = None
     if mask is not None:
         checks.plane(image.spatial_shape, slice, array_axis, input)  # --slice given for a volume, in range
         boxes, labels_in = _mask_boxes(mask, image, slice, array_axis)
         if points and len(boxes) > 1:
             raise common.InputError(f"--point refines one object; --mask {mask} holds {len(boxes)} labels")
-    checks.image_checks(image, input, boxes=boxes, points=points, slice=slice, axis=array_axis, output=output)
+    checks.image_checks(image, input, boxes=boxes, points=points, slice=slice, axis=array_axis,
+                        output=None if frame_png else output)  # a video frame's mask is 2D: a PNG holds it
     checks.window_units(win, image, input)
     lasso_mask, corrections = None, []
     if drawn:  # scribbles correct a --box's or --lasso's mask (as the server's), else prompt the model
@@ -101,8 +114,13 @@ def segment(
     if win is None and not image.is_rgb:
         win = common.box_window(pixels, image.modality, common.box_region(boxes or _mask_box(lasso_mask)))
     runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
-    labels, predictor = _run(image, boxes, points, slice, array_axis or 0, win, model, checkpoint, device, runtime,
-                             lasso_mask)
+    if auto_config is not None:
+        labels, objects = _everything(image, slice, array_axis or 0, win, model, checkpoint, device, runtime,
+                                      auto_config)
+    else:
+        labels, predictor = _run(image, boxes, points, slice, array_axis or 0, win, model, checkpoint, device,
+                                 runtime, lasso_mask)
+        objects = len(boxes) or 1
     if corrections:
         labels = _correct(predictor, labels, image, slice, array_axis or 0, boxes[0] if boxes else None, corrections)
     if labels_in is not None:  # keep the mask's label values
@@ -113,13 +131,34 @@ def segment(
     from medisam.io import write_mask, write_overlay_png
     from medisam.io.intensity import to_display
 
-    written = write_mask(labels, output, reference=image, force=force, segments=segments)
+    if frame_png:  # the frame's own 2D mask
+        written = write_mask(labels.slice2d(slice, 0), output, force=force, segments=segments)
+    else:
+        written = write_mask(labels, output, reference=image, force=force, segments=segments)
     n = int((labels.array > 0).sum())
-    typer.echo(f"wrote {written} ({len(boxes) or 1} object(s), {n} foreground pixels)")
+    on = f" on frame {slice}" if image.is_video else ""
+    typer.echo(f"wrote {written} ({objects} object(s), {n} foreground pixels{on})")
     if overlay is not None:
         label2d = labels.slice2d(slice or 0, array_axis or 0) if image.is_volume else labels.array
         write_overlay_png(to_display(pixels, image.modality, win), label2d, overlay, force=force)
         typer.echo(f"wrote {overlay}")
+
+
+def _frame_checks(image, input: Path, output: Path, frame: Optional[int], axis: Optional[int]) -> bool:
+    """--slice and --axis on a video (frames along axis 0), said in frames not slices; True when
+    ``output`` is a PNG, which holds the prompted frame's 2D mask."""
+    from medisam.io.write_mask import mask_extension
+
+    t, (h, w) = image.num_slices, image.spatial_shape[1:3]
+    if axis not in (None, 0):
+        raise common.InputError(f"--axis: {input} is a video ({t} frames of {w}x{h}); a frame is its only plane, "
+                                "drop --axis")
+    if frame is None:
+        raise common.InputError(f"{input} is a video of {t} frames ({w}x{h}): pass --slice 0..{t - 1}, the frame "
+                                "to segment")
+    if not 0 <= frame < t:
+        raise common.InputError(f"--slice {frame} is out of range: {input} has {t} frames (0..{t - 1})")
+    return mask_extension(output) == ".png"
 
 
 def _run(image, boxes, points, slice, axis, window, model, checkpoint, device, runtime, mask=None):
@@ -134,6 +173,38 @@ def _run(image, boxes, points, slice, axis, window, model, checkpoint, device, r
     with step("encoding the image and decoding the prompts"):
         labels = segment_image(predictor, image, boxes, points, slice=slice, window=window, axis=axis, mask=mask)
     return labels, predictor
+
+
+def _everything_config(everything: bool, crop_layers: int, points_per_side: int,
+                       prompted: bool):  # noqa: ANN202 - AutoMaskConfig | None
+    """Everything mode's settings, checked before any pixel is read (None without --everything)."""
+    if not everything:
+        if crop_layers or points_per_side != 16:
+            raise common.InputError("--crop-layers and --points-per-side go with --everything")
+        return None
+    if prompted:
+        raise common.InputError("--everything takes no prompt: drop --box, --point, --scribble, --lasso and --mask")
+    from medisam.prompting.automatic import AutoMaskConfig
+
+    return AutoMaskConfig(points_per_side=points_per_side, crop_layers=crop_layers)  # bad values: one-line error
+
+
+def _everything(image, slice, axis, window, model, checkpoint, device, runtime, config):  # noqa: ANN001, ANN202
+    """Everything mode on the image (or slice): ``(label map, objects)``; says the encodings when crops add some."""
+    from medisam.prompting.crops import encodings
+
+    if config.crop_layers:
+        typer.echo(f"--crop-layers {config.crop_layers}: {encodings(config.crop_layers)} image encodings instead "
+                   "of 1", err=True)
+    net = common.load(model, checkpoint, device, runtime)
+    from medisam.predict import Predictor
+    from medisam.prompting.automatic import generate_masks, label_map
+
+    predictor = Predictor(net)
+    with step("everything mode: a grid of prompts on the image"):
+        predictor.set_image(image, slice=slice, window=window, axis=axis)
+        found = generate_masks(predictor, config)
+    return _on_plane(image, label_map(found), slice, axis), len(found.masks)
 
 
 def _on_plane(image, plane, slice, axis):  # noqa: ANN001, ANN202 - MedicalImage, (H, W) labels -> MedicalImage

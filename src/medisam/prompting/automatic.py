@@ -22,8 +22,9 @@ image where SAM's keep none.
 
 Difference from SAM, for CPU speed: the IoU/stability filters and NMS run on the low-res
 logit grid (cropped to the image area) and only the surviving masks are upsampled to the
-original image, instead of upsampling every candidate first. Multi-crop layers and
-small-region post-processing are not implemented.
+original image, instead of upsampling every candidate first. ``crop_layers`` re-runs the grid on
+zoomed crops for small objects (:mod:`medisam.prompting.crops`, one encoding per crop); small-region
+post-processing is not implemented.
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ class AutoMaskConfig:
     ``2 / S`` of the image side (S=16: 1 + 9 + 49 + 225 boxes). ``pred_iou_thresh`` and
     ``stability_score_thresh``: None takes the grid's default (:data:`GRID_THRESHOLDS`).
     ``multimask=False`` decodes only the single-mask output per point (box prompts always
-    give their single mask). ``box_scales`` overrides the box tiles' scales.
+    give their single mask). ``box_scales`` overrides the box tiles' scales. ``crop_layers`` N > 0
+    also runs the grid on N layers of zoomed crops (``4**i`` crops in layer i, overlapping by
+    ``crop_overlap_ratio`` of the short side; :mod:`medisam.prompting.crops`): small objects such as
+    nuclei, at 1 + 4 + ... encodings instead of one.
     """
 
     points_per_side: int = 16
@@ -73,6 +77,8 @@ class AutoMaskConfig:
     multimask: bool = True
     grid: str = "auto"
     box_scales: tuple[float, ...] | None = None
+    crop_layers: int = 0
+    crop_overlap_ratio: float = 512 / 1500
 
     def __post_init__(self) -> None:
         if self.grid not in GRIDS:
@@ -92,6 +98,13 @@ class AutoMaskConfig:
                                   "at most 1; give a threshold below 1")
         if self.box_scales is not None and not all(0 < s <= 1 for s in self.box_scales):
             raise PromptError(f"box_scales must lie in (0, 1], got {self.box_scales}")
+        from medisam.prompting.crops import MAX_CROP_LAYERS, encodings
+
+        if not isinstance(self.crop_layers, int) or not 0 <= self.crop_layers <= MAX_CROP_LAYERS:
+            raise PromptError(f"crop_layers must be an integer from 0 to {MAX_CROP_LAYERS} "
+                              f"({encodings(MAX_CROP_LAYERS)} encodings per image), got {self.crop_layers!r}")
+        if not (math.isfinite(self.crop_overlap_ratio) and 0 <= self.crop_overlap_ratio < 1):
+            raise PromptError(f"crop_overlap_ratio must lie in [0, 1), got {self.crop_overlap_ratio}")
 
     def grid_for(self, spec: ModelSpec) -> str:
         """The grid used with a model of ``spec``: ``auto`` resolved (module docstring)."""
@@ -171,6 +184,10 @@ def _box_candidates(predictor: Predictor, config: AutoMaskConfig) -> Iterator[tu
 
 def generate_masks(predictor: Predictor, config: AutoMaskConfig = AutoMaskConfig()) -> AutoMasks:
     """Segment everything on the predictor's current image (``set_image`` first)."""
+    if config.crop_layers:
+        from medisam.prompting.crops import generate_with_crops
+
+        return generate_with_crops(predictor, config)
     model = predictor.model
     h, w = predictor.image_size
     grid = config.grid_for(model.spec)
@@ -211,16 +228,40 @@ def generate_masks(predictor: Predictor, config: AutoMaskConfig = AutoMaskConfig
     return AutoMasks(masks[sel], iou[order].numpy()[sel], stab[order].numpy()[sel], pts[order.numpy()][sel], grid)
 
 
-def best_match(auto: AutoMasks, truth: np.ndarray) -> tuple[np.ndarray, float]:
+def mask_areas(auto: AutoMasks) -> np.ndarray:
+    """Pixels of each mask (``(N,)``), computed once per image for :func:`best_match`."""
+    return np.count_nonzero(auto.masks.reshape(len(auto.masks), -1), axis=1)
+
+
+def best_match(auto: AutoMasks, truth: np.ndarray, areas: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """The automatic mask with the highest IoU against ``truth`` (COSMOS SAM protocol) and its
-    predicted IoU; an empty mask and NaN when nothing was generated."""
+    predicted IoU; an empty mask and NaN when nothing was generated. ``areas``: :func:`mask_areas`,
+    when the caller matches many objects; intersections are counted in the object's bounding box
+    only (crop layers give hundreds of full-image masks, and a nucleus is a few hundred pixels)."""
     truth = np.asarray(truth, dtype=bool)
     if len(auto.masks) == 0:
         return np.zeros_like(truth), float("nan")
-    flat = auto.masks.reshape(len(auto.masks), -1)
-    t = truth.ravel()
-    inter = (flat & t).sum(1)
-    union = (flat | t).sum(1)
+    areas = mask_areas(auto) if areas is None else areas
+    rows, cols = np.flatnonzero(truth.any(1)), np.flatnonzero(truth.any(0))
+    if len(rows):
+        inside = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        sub = auto.masks[:, inside[0], inside[1]]
+        inter = np.count_nonzero((sub & truth[inside]).reshape(len(sub), -1), axis=1)
+    else:
+        inter = np.zeros(len(auto.masks), np.int64)
+    union = areas + int(truth.sum()) - inter
     ious = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
     i = int(np.argmax(ious))
     return auto.masks[i], float(auto.scores[i])
+
+
+def label_map(auto: AutoMasks) -> np.ndarray:
+    """``(H, W)`` label map of everything-mode masks (``medisam segment --everything``): mask ``i``
+    (decreasing predicted IoU) is label ``i + 1``, painted largest first so that small objects lying
+    on a larger mask stay visible."""
+    n, h, w = auto.masks.shape
+    labels = np.zeros((h, w), np.uint8 if n <= 255 else np.uint16)
+    areas = auto.masks.reshape(n, h * w).sum(1)
+    for i in np.argsort(-areas, kind="stable"):
+        labels[auto.masks[i]] = i + 1
+    return labels

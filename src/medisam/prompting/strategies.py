@@ -32,7 +32,8 @@ Names (case-insensitive):
                    box-trained models such as LiteMedSAM; ``-points`` / ``-boxes`` choose;
                    ``-single`` decodes one mask per point instead of three; ``-iouT`` / ``-stabT``
                    set the predicted-IoU / stability filters (default 0.88 / 0.95 with points,
-                   SAM's; 0.8 / 0.7 with boxes)
+                   SAM's; 0.8 / 0.7 with boxes); ``-cropsN`` also runs the grid on N layers of
+                   zoomed crops (small objects; 1 + 4 + ... encodings, N <= 3)
 ``box3d``          3D bounding box -> key-slice box propagated through the volume
 ``keyslice``       tight 2D box on the slice of largest area, propagated through the volume
 ``recist``         a RECIST line (longest diameter on the slice of largest area) -> the
@@ -304,27 +305,36 @@ class EverythingStrategy(Strategy):
             self.name += "-single"
         if self.config.grid != "auto":
             self.name += f"-{self.config.grid}"
+        if self.config.crop_layers:
+            self.name += f"-crops{self.config.crop_layers}"
         if self.config.pred_iou_thresh is not None:
             self.name += f"-iou{self.config.pred_iou_thresh:g}"
         if self.config.stability_score_thresh is not None:
             self.name += f"-stab{self.config.stability_score_thresh:g}"
         self._key: Any = None
         self._masks = None
+        self._areas = None
 
     def prepare(self, predictor) -> None:
-        from medisam.prompting.automatic import generate_masks
+        from medisam.prompting.automatic import generate_masks, mask_areas
 
         key = predictor.get_image_embedding()  # the cached tensor identifies the image
         if key is not self._key or self._masks is None:
             self._masks = generate_masks(predictor, self.config)
+            self._areas = mask_areas(self._masks)
             self._key = key
 
     def run(self, predictor, truth, rng):
         from medisam.prompting.automatic import best_match
 
         self.prepare(predictor)
-        mask, score = best_match(self._masks, truth)
-        return [Outcome(mask, score, None, {"candidates": int(len(self._masks.masks)), "grid": self._masks.grid})]
+        mask, score = best_match(self._masks, truth, self._areas)
+        prompt = {"candidates": int(len(self._masks.masks)), "grid": self._masks.grid}
+        if self.config.crop_layers:  # the cost grew: one encoding per crop
+            from medisam.prompting.crops import encodings
+
+            prompt["encodings"] = encodings(self.config.crop_layers)
+        return [Outcome(mask, score, None, prompt)]
 
 
 _PATTERNS: list[tuple[str, Any]] = [
@@ -336,13 +346,14 @@ _PATTERNS: list[tuple[str, Any]] = [
     (r"clicks(\d+)", lambda m: ClicksStrategy(int(m[1]))),
     (r"box-clicks(\d+)", lambda m: ClicksStrategy(int(m[1]), start="box")),
     (r"box-walker(\d+)", lambda m: WalkerClicksStrategy(int(m[1]))),
-    (r"everything(\d+)?(-single)?(?:-(points|boxes))?(?:-iou(\d*\.?\d+))?(?:-stab(\d*\.?\d+))?",
+    (r"everything(\d+)?(-single)?(?:-(points|boxes))?(?:-crops(\d+))?(?:-iou(\d*\.?\d+))?(?:-stab(\d*\.?\d+))?",
      lambda m: EverythingStrategy(
         int(m[1]) if m[1] else 16,
         **({"multimask": False} if m[2] else {}),
         **({"grid": m[3]} if m[3] else {}),
-        **({"pred_iou_thresh": float(m[4])} if m[4] else {}),
-        **({"stability_score_thresh": float(m[5])} if m[5] else {}))),
+        **({"crop_layers": int(m[4])} if m[4] else {}),
+        **({"pred_iou_thresh": float(m[5])} if m[5] else {}),
+        **({"stability_score_thresh": float(m[6])} if m[6] else {}))),
     (r"box3d", lambda m: _volume_strategy("box3d")),
     (r"keyslice", lambda m: _volume_strategy("keyslice")),
     (r"recist", lambda m: _volume_strategy("recist")),
@@ -351,7 +362,8 @@ _PATTERNS: list[tuple[str, Any]] = [
 
 STRATEGY_NAMES = ("box", "box-jitterP", "point", "pointsK", "pointsKnegM", "point[sK[negM]]-box", "clicksN",
                   "box-clicksN", "box-walkerN",
-                  "everything[S][-single][-points|-boxes][-iouT][-stabT]", "box3d", "keyslice", "recist", "cvpr25",
+                  "everything[S][-single][-points|-boxes][-cropsN][-iouT][-stabT]",
+                  "box3d", "keyslice", "recist", "cvpr25",
                   "cvpr25-box3d", "cvpr25[-box3d]-slice", "cvpr25[-box3d]-ref")
 
 
