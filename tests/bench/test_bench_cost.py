@@ -95,6 +95,10 @@ def test_plan_line_counts_runs_and_the_3d_starts(tmp_path, monkeypatch):
                     f"{3 * per_case} planes, about {3 * per_case} s at 1000 ms per encoding: encoding alone, "
                     "decoding and loading add to it (from the label boxes of 3 cases, the planner's arithmetic)")
     assert plan_line(refs, ["litemedsam"], ["box"]) == "bench plan: 3 cases x 1 model x 1 strategy"
+    # everything mode's crop layers multiply the encodings per image (1 + 4 + 16): said before the work
+    assert plan_line(refs, ["litemedsam", "medsam-vit-b@x.pth"], ["everything8-crops2", "everything8"]) == (
+        "bench plan: 3 cases x 2 models x 2 strategies; everything8-crops2 encodes 21 crops per image "
+        "(up to 126 encodings, not 6)")
     # calibrated on 1 thread; 2 worker processes of 1 thread each on 2 CPUs share the encodings
     profile = json.loads((tmp_path / "cache" / "speed_profile.json").read_text())
     (tmp_path / "cache" / "speed_profile.json").write_text(json.dumps({**profile, "threads": 1}))

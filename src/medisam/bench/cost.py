@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Sequence
 
 import numpy as np
@@ -86,6 +87,7 @@ def plan_line(refs: Sequence[CaseRef], models: Sequence[str], strategies: Sequen
 
     runs = (f"bench plan: {_count(len(refs), 'case')} x {_count(len(models), 'model')} x "
             f"{_count(len(strategies), 'strategy', 'strategies')}")
+    runs += _crop_encodings(strategies, len(refs) * len(models))
     planned = [s for s in strategies if any(planned_start(s, r.options.targets) for r in refs)]
     if not planned or not refs:
         return runs
@@ -104,6 +106,20 @@ def plan_line(refs: Sequence[CaseRef], models: Sequence[str], strategies: Sequen
     time = f", {said}: encoding alone, decoding and loading add to it" if said else ""
     return (f"{runs}; the 3D-box starts of {', '.join(planned)} encode at most {total} planes{time} "
             f"(from the label boxes of {_count(counted, 'case')}, the planner's arithmetic)")
+
+
+def _crop_encodings(strategies: Sequence[str], images: int) -> str:
+    """The encodings everything mode's crop layers add (``everythingS-cropsN``: 1 + 4 + ... per image, not 1),
+    for at most ``images`` (cases x models; volumes run no everything strategy), in words; "" without crops."""
+    from medisam.prompting.crops import encodings
+
+    said = []
+    for name in strategies:
+        m = re.search(r"^everything.*-crops(\d+)", name)
+        if m:
+            per = encodings(int(m.group(1)))
+            said.append(f"{name} encodes {per} crops per image (up to {per * images} encodings, not {images})")
+    return f"; {'; '.join(said)}" if said else ""
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:
