@@ -42,7 +42,7 @@ from propagation_3d import (  # noqa: E402
     middle_slice_box,
     tight_box3d,
 )
-from stop_rules_sweep import replay  # noqa: E402
+from stop_rules_sweep import chain_of, replay  # noqa: E402
 
 from medisam.predict.stop_rules import SeedStopper, StopRules  # noqa: E402
 from medisam.prompts import Box  # noqa: E402
@@ -87,9 +87,7 @@ def record(out: Path, names: set[str], embeddings: Path | None, window: int = 3)
             s = VolumeSession(model, image8, predictor=predictor, config=free)
             s.add_box(z, box, slices=(lo, hi))
             s.propagate(progress=False)
-            chain, scores = np.zeros(gt.shape, bool), np.full(depth, np.nan, np.float32)
-            for t, r in s.results(1).items():
-                chain[t], scores[t] = r.mask, r.score
+            chain, scores = chain_of(s, gt.shape)
             data.update({f"{target}/gt": gt, f"{target}/single": single, f"{target}/chain": chain,
                          f"{target}/chain_scores": scores, f"{target}/seed": np.array([z, *box]),
                          f"{target}/window": np.array([lo, hi]), f"{target}/box3d": np.array(b3)})
@@ -193,9 +191,7 @@ def record_chain(out: Path, names: set[str] | None, embeddings: Path | None, ste
             s = VolumeSession(model, image, window=w, predictor=predictor, config=free)
             s.add_box(z, box, slices=(lo, hi))
             s.propagate(progress=False)
-            masks, scores = np.zeros(gt.shape, bool), np.full(depth, np.nan, np.float32)
-            for t, r in s.results(1).items():
-                masks[t], scores[t] = r.mask, r.score
+            masks, scores = chain_of(s, gt.shape)
             data.update({f"{target}/gt": gt, f"{target}/chain": masks, f"{target}/chain_scores": scores,
                          f"{target}/seed": np.array([z, *box])})
         np.savez_compressed(path, **data)

@@ -66,14 +66,19 @@ def record(out: Path, hippo: int, brats: int, embeddings: Path | None, threads: 
             session = VolumeSession(model, case.image.with_array(vol8), predictor=predictor, config=config)
             session.add_box(z, box, obj_id=1)
             session.propagate(progress=False)
-            masks = np.zeros(gt.shape, bool)
-            scores = np.full(gt.shape[0], np.nan, np.float32)
-            for t, r in session.results(1).items():
-                masks[t], scores[t] = r.mask, r.score
+            masks, scores = chain_of(session, gt.shape)
             data.update({f"{target}/gt": gt, f"{target}/masks": masks, f"{target}/scores": scores,
                          f"{target}/seed": np.array([z, *box])})
         np.savez_compressed(path, **data)
         print(f"# {path.name}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def chain_of(session, shape: tuple[int, ...], obj_id: int = 1) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Object ``obj_id``'s propagated masks as a ``shape`` volume and each slice's predicted IoU (NaN: none)."""
+    masks, scores = np.zeros(shape, bool), np.full(shape[0], np.nan, np.float32)
+    for t, r in session.results(obj_id).items():
+        masks[t], scores[t] = r.mask, r.score
+    return masks, scores
 
 
 def replay(masks: np.ndarray, scores: np.ndarray, seed: np.ndarray, rules: StopRules) -> np.ndarray:
