@@ -137,6 +137,9 @@ def test_label_map_keeps_small_masks_on_top():
     assert labels[5, 5] == 1 and labels[0, 0] == 2 and labels.dtype == np.uint8
     none = AutoMasks(np.zeros((0, 10, 10), bool), np.zeros(0), np.zeros(0), np.zeros((0, 2)), "boxes")
     assert not label_map(none).any()
+    many = AutoMasks(np.zeros((65536, 1, 2), bool), np.ones(65536), np.ones(65536), np.zeros((65536, 2)), "boxes")
+    with pytest.raises(PromptError, match="65536 masks, more than a label map holds"):  # uint16 wrapped to 0
+        label_map(many)
 
 
 @pytest.mark.parametrize("args, expected", [

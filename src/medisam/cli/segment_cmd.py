@@ -203,7 +203,9 @@ def _everything(image, slice, axis, window, model, checkpoint, device, runtime, 
     predictor = Predictor(net)
     with step("everything mode: a grid of prompts on the image"):
         predictor.set_image(image, slice=slice, window=window, axis=axis)
-        found = generate_masks(predictor, config)
+        found = None if config.crop_layers else generate_masks(predictor, config)
+    if found is None:  # crops take seconds each: a bar over them (on a terminal), not a spinner
+        found = generate_masks(predictor, config, progress=True)
     return _on_plane(image, label_map(found), slice, axis), len(found.masks)
 
 

@@ -182,12 +182,14 @@ def _box_candidates(predictor: Predictor, config: AutoMaskConfig) -> Iterator[tu
     yield torch.from_numpy(logits).float(), torch.from_numpy(iou).float(), centres.astype(np.float32)
 
 
-def generate_masks(predictor: Predictor, config: AutoMaskConfig = AutoMaskConfig()) -> AutoMasks:
-    """Segment everything on the predictor's current image (``set_image`` first)."""
+def generate_masks(predictor: Predictor, config: AutoMaskConfig = AutoMaskConfig(),
+                   progress: bool = False) -> AutoMasks:
+    """Segment everything on the predictor's current image (``set_image`` first); ``progress``: a bar
+    over the crop layers' encodings, where there are crops."""
     if config.crop_layers:
         from medisam.prompting.crops import generate_with_crops
 
-        return generate_with_crops(predictor, config)
+        return generate_with_crops(predictor, config, progress)
     model = predictor.model
     h, w = predictor.image_size
     grid = config.grid_for(model.spec)
@@ -258,8 +260,11 @@ def best_match(auto: AutoMasks, truth: np.ndarray, areas: np.ndarray | None = No
 def label_map(auto: AutoMasks) -> np.ndarray:
     """``(H, W)`` label map of everything-mode masks (``medisam segment --everything``): mask ``i``
     (decreasing predicted IoU) is label ``i + 1``, painted largest first so that small objects lying
-    on a larger mask stay visible."""
+    on a larger mask stay visible. More than 65535 masks do not fit a label map: a one-line error."""
     n, h, w = auto.masks.shape
+    if n > 65535:
+        raise PromptError(f"everything mode kept {n} masks, more than a label map holds (65535): "
+                          "use fewer crop layers or fewer points per side")
     labels = np.zeros((h, w), np.uint8 if n <= 255 else np.uint16)
     areas = auto.masks.reshape(n, h * w).sum(1)
     for i in np.argsort(-areas, kind="stable"):

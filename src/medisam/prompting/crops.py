@@ -115,8 +115,11 @@ def place(parts: list[CropMasks], height: int, width: int, nms_thresh: float, gr
                      np.concatenate([p.points for p in parts])[order], grid)
 
 
-def generate_with_crops(predictor: Predictor, config: AutoMaskConfig) -> AutoMasks:
-    """Everything mode on the predictor's image and on ``config.crop_layers`` layers of crops of it."""
+def generate_with_crops(predictor: Predictor, config: AutoMaskConfig, progress: bool = False) -> AutoMasks:
+    """Everything mode on the predictor's image and on ``config.crop_layers`` layers of crops of it
+    (``progress``: a bar over the crops on a terminal; 21 encodings at two layers take about 25 s on 2 cores)."""
+    from tqdm.auto import tqdm
+
     from medisam.prompting.automatic import generate_masks
 
     h, w = predictor.image_size
@@ -125,7 +128,7 @@ def generate_with_crops(predictor: Predictor, config: AutoMaskConfig) -> AutoMas
     boxes = crop_boxes(h, w, config.crop_layers, config.crop_overlap_ratio)
     sub = Predictor(predictor.model, cache=EmbeddingCache(max_bytes=0), max_pixels=None, box_search=False)
     parts = []
-    for crop in boxes:
+    for crop in tqdm(boxes, desc="everything mode", unit="crop", disable=None if progress else True):
         x0, y0, x1, y1 = crop
         on = predictor if crop == (0, 0, w, h) else sub.set_display_image(np.ascontiguousarray(display[y0:y1, x0:x1]))
         parts.append(_kept_on_crop(generate_masks(on, one_crop), crop, (h, w)))
