@@ -85,9 +85,7 @@ def record(out: Path, names: set[str], embeddings: Path | None, window: int = 3)
                 single[t] |= r.mask
             free = PropagationConfig(views=1, stop_rules=StopRules.off(), slice_box=SliceBoxRules(clip=False))
             s = VolumeSession(model, image8, predictor=predictor, config=free)
-            s.add_box(z, box, slices=(lo, hi))
-            s.propagate(progress=False)
-            chain, scores = chain_of(s, gt.shape)
+            chain, scores = chain_of(s, z, box, gt.shape, slices=(lo, hi))
             data.update({f"{target}/gt": gt, f"{target}/single": single, f"{target}/chain": chain,
                          f"{target}/chain_scores": scores, f"{target}/seed": np.array([z, *box]),
                          f"{target}/window": np.array([lo, hi]), f"{target}/box3d": np.array(b3)})
@@ -189,9 +187,7 @@ def record_chain(out: Path, names: set[str] | None, embeddings: Path | None, ste
             lo, hi = max(0, b3[2] - window), min(depth - 1, b3[5] + window)
             w = box_window(image.array, image.modality, box_region([box], (z,))) if win == "box" else None
             s = VolumeSession(model, image, window=w, predictor=predictor, config=free)
-            s.add_box(z, box, slices=(lo, hi))
-            s.propagate(progress=False)
-            masks, scores = chain_of(s, gt.shape)
+            masks, scores = chain_of(s, z, box, gt.shape, slices=(lo, hi))
             data.update({f"{target}/gt": gt, f"{target}/chain": masks, f"{target}/chain_scores": scores,
                          f"{target}/seed": np.array([z, *box])})
         np.savez_compressed(path, **data)

@@ -64,19 +64,21 @@ def record(out: Path, hippo: int, brats: int, embeddings: Path | None, threads: 
                 continue
             z, box = middle_slice_box(gt, tight_box3d(gt))
             session = VolumeSession(model, case.image.with_array(vol8), predictor=predictor, config=config)
-            session.add_box(z, box, obj_id=1)
-            session.propagate(progress=False)
-            masks, scores = chain_of(session, gt.shape)
+            masks, scores = chain_of(session, z, box, gt.shape)
             data.update({f"{target}/gt": gt, f"{target}/masks": masks, f"{target}/scores": scores,
                          f"{target}/seed": np.array([z, *box])})
         np.savez_compressed(path, **data)
         print(f"# {path.name}: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def chain_of(session, shape: tuple[int, ...], obj_id: int = 1) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    """Object ``obj_id``'s propagated masks as a ``shape`` volume and each slice's predicted IoU (NaN: none)."""
+def chain_of(session, z: int, box, shape: tuple[int, ...],  # noqa: ANN001 - a VolumeSession, a box
+             slices: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Propagate ``box`` on slice ``z`` (within ``slices``) as object 1 of ``session``: its masks as a
+    ``shape`` volume and each slice's predicted IoU (NaN where none)."""
+    session.add_box(z, box, obj_id=1, slices=slices)
+    session.propagate(progress=False)
     masks, scores = np.zeros(shape, bool), np.full(shape[0], np.nan, np.float32)
-    for t, r in session.results(obj_id).items():
+    for t, r in session.results(1).items():
         masks[t], scores[t] = r.mask, r.score
     return masks, scores
 
