@@ -104,6 +104,124 @@ def test_legacy_frames_without_a_rule_say_the_spacing_is_assumed(tmp_path, attri
     assert img.spacing[2] == (2.0 if attributes else 1.0)
 
 
+UNPLACED = {  # name: (header attributes, what the warning says is missing and assumed, origin, spacing rule)
+    "spacing, no plane": ({"PixelSpacing": list(PIXEL), "SpacingBetweenSlices": 2.0},
+                          "no ImagePositionPatient/ImageOrientationPatient", "the origin and identity axes",
+                          (0.0, 0.0, 0.0), "SpacingBetweenSlices (0018,0088)"),
+    "RT dose offsets, no plane": ({"PixelSpacing": list(PIXEL), "GridFrameOffsetVector": STEPS},
+                                  "no ImagePositionPatient/ImageOrientationPatient", "the origin and identity axes",
+                                  (0.0, 0.0, 0.0), "GridFrameOffsetVector (3004,000C)"),
+    "spacing and orientation, no position": ({"PixelSpacing": list(PIXEL), "SpacingBetweenSlices": 2.0,
+                                              "ImageOrientationPatient": [1, 0, 0, 0, 1, 0]},
+                                             "no ImagePositionPatient", "the origin", (0.0, 0.0, 0.0),
+                                             "SpacingBetweenSlices (0018,0088)"),
+    "spacing and position, no orientation": ({"PixelSpacing": list(PIXEL), "SpacingBetweenSlices": 2.0,
+                                              "ImagePositionPatient": list(FIRST)},
+                                             "no ImageOrientationPatient", "identity axes", FIRST,
+                                             "SpacingBetweenSlices (0018,0088)"),
+}
+
+
+@pytest.mark.parametrize("name", UNPLACED)
+def test_known_spacing_without_a_plane_says_where_the_volume_lies_is_unknown(tmp_path, name):
+    """The slice spacing is kept; that the position and orientation are assumed is a geometry warning."""
+    attributes, missing, assumed, origin, rule = UNPLACED[name]
+    path = write_legacy_multiframe(tmp_path / "mf.dcm", _ball(STEPS), sop_class="1.2.840.10008.5.1.4.1.1.7.3",
+                                   modality="OT", **attributes)
+    img = read_image(path)
+    assert img.geometry_warnings == (
+        f"legacy multi-frame file (9 frames) with {missing}: its slice spacing (2 mm, {rule}) is known, but its "
+        f"position and orientation in the patient are not ({assumed} assumed); a mask or dose grid placed in "
+        "patient space from it, or a distance to another series, would be wrong",)
+    np.testing.assert_allclose(img.spacing, (0.75, 0.8, 2.0), atol=1e-6)  # the known spacing, not GDCM's 1 mm
+    np.testing.assert_allclose(img.origin, origin, atol=1e-9)
+    np.testing.assert_allclose(img.direction, np.eye(3).ravel(), atol=1e-9)
+    assert img.source["frame_geometry"] == f"{rule}; {missing}: {assumed} assumed"
+
+
+def test_unplaced_volume_is_shown_by_info_and_refused_by_segment(tmp_path, capsys):
+    from medisam.cli import main
+
+    path = write_legacy_multiframe(tmp_path / "mf.dcm", _ball(STEPS), PixelSpacing=list(PIXEL),
+                                   SpacingBetweenSlices=2.0)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "spacing (x,y[,z]) mm  0.75, 0.8, 2" in out
+    assert ("warning               legacy multi-frame file (9 frames) with no ImagePositionPatient/"
+            "ImageOrientationPatient: its slice spacing (2 mm, SpacingBetweenSlices (0018,0088)) is known") in out
+    mask = tmp_path / "mask.nii.gz"
+    code = main(["segment", str(path), "--slice", "4", "--box", "1,1,8,6", "-o", str(mask),
+                 "--model", "litemedsam-tiny", "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not mask.exists() and len(err) == 1
+    assert "position and orientation in the patient are not" in err[0] and "--allow-gaps" in err[0]
+
+
+def test_one_frame_without_a_plane_is_no_warning(tmp_path):
+    """A 2D image without ImagePositionPatient (a secondary capture) stays as usable as a PNG."""
+    path = write_legacy_multiframe(tmp_path / "sc.dcm", _ball([0.0]), sop_class="1.2.840.10008.5.1.4.1.1.7",
+                                   modality="OT", PixelSpacing=list(PIXEL))
+    img = read_image(path)
+    assert img.array.shape == (16, 16) and img.geometry_warnings == ()
+
+
+def _dose(path, stored: np.ndarray, rescale: tuple[float, float] | None = None, **attributes: object):
+    """An RT Dose file of ``stored`` (frames, Y, X) values, DoseGridScaling 0.001 Gy, no rescale unless given
+    (one frame: no GridFrameOffsetVector, which GDCM cannot read with one frame)."""
+    offsets = {"GridFrameOffsetVector": STEPS[:len(stored)]} if len(stored) > 1 else {}
+    write_legacy_multiframe(path, stored.astype(float), sop_class=RT_DOSE, modality="RTDOSE", intercept=0.0,
+                            **{**GEOMETRY, **offsets, "DoseGridScaling": 0.001, "DoseUnits": "GY",
+                               "DoseType": "PHYSICAL", **attributes})
+    ds = pydicom.dcmread(path)
+    del ds.RescaleSlope, ds.RescaleIntercept  # the RT Dose IOD has none
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize("frames,rescale", [
+    (3, None), (1, None),  # a multi-frame and a single-frame RT Dose file
+    (3, (1.0, 0.0)),  # an identity rescale beside the scaling
+    (3, (0.001, 0.0)),  # the scaling copied into RescaleSlope for other viewers: applied once, not twice
+])
+def test_rt_dose_reads_as_gray(tmp_path, frames, rescale):
+    stored = np.full((frames, 4, 5), 2500)
+    stored[0, 0, 0] = 10
+    img = read_image(_dose(tmp_path / "dose.dcm", stored, rescale))
+    assert img.array.dtype == np.float32
+    np.testing.assert_allclose(img.array.reshape(stored.shape), stored * 0.001, rtol=1e-6)
+    assert img.array.ravel()[1] == pytest.approx(2.5)
+    assert img.source["dose"] == {"grid_scaling": 0.001, "units": "Gy"}
+
+
+def test_rt_dose_rescale_beside_the_scaling_is_left_out(tmp_path, caplog):
+    """Dose is the stored value x DoseGridScaling (PS3.3 C.8.8.3), whatever else the header says."""
+    img = read_image(_dose(tmp_path / "dose.dcm", np.full((3, 4, 5), 2500), rescale=(2.0, 5.0)))
+    np.testing.assert_allclose(img.array, 2.5, rtol=1e-6)
+    assert "RescaleSlope 2 and RescaleIntercept 5 beside DoseGridScaling 0.001" in caplog.text
+
+
+def test_rt_dose_padding_is_found_in_stored_values(tmp_path):
+    stored = np.full((3, 4, 5), 2500)
+    stored[:, 0, :] = -1  # outside the dose grid
+    img = read_image(_dose(tmp_path / "dose.dcm", stored, PixelPaddingValue=-1))
+    assert img.source["pixel_padding"] == {"stored": [-1, -1], "voxels": 15, "set_to": pytest.approx(2.5)}
+    np.testing.assert_allclose(img.array, 2.5, rtol=1e-6)
+
+
+def test_series_of_dose_slices_scales_each_file(tmp_path):
+    """A folder of single-frame files: each file's own DoseGridScaling, in slice order."""
+    _, files = write_ct_series(tmp_path / "dose", np.full((3, 4, 5), 1000.0), intercept=0.0)
+    for k, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        ds.DoseGridScaling, ds.DoseUnits = 0.001 * (k + 1), "GY"
+        ds.save_as(f, enforce_file_format=True)
+    img = read_image(tmp_path / "dose")
+    np.testing.assert_allclose(img.array[:, 0, 0], [1.0, 2.0, 3.0], rtol=1e-6)
+    assert img.source["dose"] == {"grid_scaling": [0.001, 0.002, 0.003], "units": "Gy"}
+
+
 def test_nm_frames_of_two_detectors_are_no_volume(tmp_path):
     path = write_legacy_multiframe(tmp_path / "nm.dcm", _ball(STEPS[:4]), sop_class=NM, modality="NM",
                                    **_detectors(), FrameIncrementPointer=[0x00540020], DetectorVector=[1, 2, 1, 2])

@@ -5,7 +5,10 @@ multi-frame file (NumberOfFrames > 1, no per-frame functional groups: old NM, RT
 CT/MR, multi-frame secondary captures) has at most the position of frame 1 and a rule for the others:
 :func:`legacy_frames` turns that rule into a position per frame where the file gives one
 (GridFrameOffsetVector, SpacingBetweenSlices), and otherwise says, in one geometry warning, what is
-assumed: GDCM would give such a file 1 mm between slices without a word.
+assumed: GDCM would give such a file 1 mm between slices without a word. A file without
+ImagePositionPatient/ImageOrientationPatient is put at the origin on identity axes, as GDCM puts it, and
+gets a geometry warning that says so even when its slice spacing is known: the volume is right in itself,
+but not where it lies in the patient.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ import pydicom
 from pydicom.datadict import keyword_for_tag
 from pydicom.multival import MultiValue
 
-from medisam.io.dicom_geometry import SliceHeader, _floats
+from medisam.io.dicom_geometry import SliceHeader, floats
 from medisam.io.medical_image import MedicalImage
 
 #: Frame Increment Pointer targets that step through slice positions (any other one that varies, such as
 #: NM's DetectorVector, EnergyWindowVector or TimeSlotVector, makes the frames more than one volume's slices).
 SLICE_VECTORS = frozenset({"SliceVector", "GridFrameOffsetVector", "SliceLocationVector"})
 _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+_ORIGIN = (0.0, 0.0, 0.0)
 #: The slice spacing (mm) GDCM gives a multi-frame file that says none.
 GDCM_SPACING = 1.0
 
@@ -70,11 +74,11 @@ def place_frames(image: MedicalImage, headers: Sequence[SliceHeader]) -> tuple[M
 def _plane(ds: pydicom.Dataset) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
     """ImagePositionPatient (of frame 1) and ImageOrientationPatient, from the file or, as NM
     tomography keeps them, its DetectorInformationSequence."""
-    position, orientation = _floats(ds.get("ImagePositionPatient"), 3), _floats(ds.get("ImageOrientationPatient"), 6)
+    position, orientation = floats(ds.get("ImagePositionPatient"), 3), floats(ds.get("ImageOrientationPatient"), 6)
     detectors = ds.get("DetectorInformationSequence")
     if detectors and (position is None or orientation is None):
-        position = position or _floats(detectors[0].get("ImagePositionPatient"), 3)
-        orientation = orientation or _floats(detectors[0].get("ImageOrientationPatient"), 6)
+        position = position or floats(detectors[0].get("ImagePositionPatient"), 3)
+        orientation = orientation or floats(detectors[0].get("ImageOrientationPatient"), 6)
     return position, orientation
 
 
@@ -96,12 +100,12 @@ def _offsets(ds: pydicom.Dataset, frames: int) -> tuple[np.ndarray | None, str]:
     file gives none (the second item then says why, for the warning)."""
     grid = ds.get("GridFrameOffsetVector")
     if grid is not None:
-        values = _floats(grid, frames)
+        values = floats(grid, frames)
         if values is not None:  # relative (first 0) or absolute (first = z of frame 1): differences serve both
             return np.asarray(values) - values[0], "GridFrameOffsetVector (3004,000C)"
         count = len(grid) if isinstance(grid, (list, MultiValue)) else 1
         return None, f"whose GridFrameOffsetVector has {count} values"
-    between = _floats([ds.get("SpacingBetweenSlices")], 1)
+    between = floats([ds.get("SpacingBetweenSlices")], 1)
     if between is not None and between[0] != 0:  # negative in some NM files: frames step against the normal
         return np.arange(frames) * between[0], "SpacingBetweenSlices (0018,0088)"
     return None, "without per-frame positions, GridFrameOffsetVector or SpacingBetweenSlices"
@@ -121,29 +125,43 @@ def legacy_frames(ds: pydicom.Dataset, frames: int, default_spacing: float = GDC
     """Slice headers for the ``frames`` frames of a legacy multi-frame file (``ds``, its header): placed
     from frame 1's position along the slice normal by GridFrameOffsetVector or SpacingBetweenSlices; else
     ``SliceThickness`` (or ``default_spacing``, GDCM's) apart, with a warning that this spacing is assumed.
-    Without position and orientation the volume sits at the origin on identity axes (as GDCM puts it)."""
+    Without position or orientation the volume sits at the origin on identity axes (as GDCM puts it), with a
+    warning that says so whether or not the spacing is known."""
     position, orientation = _plane(ds)
-    pixel_spacing = _floats(ds.get("PixelSpacing"), 2)
+    pixel_spacing = floats(ds.get("PixelSpacing"), 2)
     if orientation is not None and np.linalg.norm(np.cross(orientation[:3], orientation[3:])) < 1e-6:
         orientation = None  # parallel row and column: no slice normal (check_positions would refuse it)
     offsets, source = _offsets(ds, frames)
     others = _other_dimensions(ds)
     plane = position is not None and orientation is not None
     if offsets is not None and not others:
+        headers = _headers(position or _ORIGIN, orientation or _IDENTITY, pixel_spacing, offsets)
         if plane:
-            return LegacyFrames(_headers(position, orientation, pixel_spacing, offsets),  # type: ignore[arg-type]
-                                f"frame 1's ImagePositionPatient, then {source} along the slice normal")
-        # the spacing is known; where the volume lies is not, as for any image without position (no warning)
-        return LegacyFrames(_headers((0.0, 0.0, 0.0), _IDENTITY, pixel_spacing, offsets),
-                            f"{source}; no ImagePositionPatient/ImageOrientationPatient: identity axes at the origin")
-    thickness = _floats([ds.get("SliceThickness")], 1)
+            return LegacyFrames(headers, f"frame 1's ImagePositionPatient, then {source} along the slice normal")
+        step = float(np.median(np.abs(np.diff(offsets))))  # the step check_positions also takes
+        missing, assumed = _unplaced(position, orientation)
+        warning = (f"legacy multi-frame file ({frames} frames) with {missing}: its slice spacing ({step:g} mm, "
+                   f"{source}) is known, but its position and orientation in the patient are not ({assumed} "
+                   "assumed); a mask or dose grid placed in patient space from it, or a distance to another series, "
+                   "would be wrong")
+        return LegacyFrames(headers, f"{source}; {missing}: {assumed} assumed", warning)
+    thickness = floats([ds.get("SliceThickness")], 1)
     spacing, what = (thickness[0], "its SliceThickness") if thickness and thickness[0] > 0 else \
         (default_spacing, "GDCM's default")
     why = f"whose frames step through {', '.join(others)}, not only through slice positions" if others else source
     assumed = f"the slice spacing ({spacing:g} mm, {what})"
     if not plane:
-        assumed += " and its position and orientation (no ImagePositionPatient/ImageOrientationPatient)"
+        assumed += f" and its position and orientation ({_unplaced(position, orientation)[0]})"
     warning = (f"legacy multi-frame file ({frames} frames) {why}: {assumed} {'are' if not plane else 'is'} "
                "assumed, not known; distances and volumes across slices may be wrong")
-    return LegacyFrames(_headers(position or (0.0, 0.0, 0.0), orientation or _IDENTITY, pixel_spacing,
+    return LegacyFrames(_headers(position or _ORIGIN, orientation or _IDENTITY, pixel_spacing,
                                  np.arange(frames) * spacing), f"assumed: {spacing:g} mm apart ({what})", warning)
+
+
+def _unplaced(position: object, orientation: object) -> tuple[str, str]:
+    """What a file without a full plane lacks (``no ImagePositionPatient/ImageOrientationPatient``) and what
+    stands in for it (``the origin and identity axes``), for the warning."""
+    lacks = [name for name, value in (("ImagePositionPatient", position), ("ImageOrientationPatient", orientation))
+             if value is None]
+    assumed = [what for what, value in (("the origin", position), ("identity axes", orientation)) if value is None]
+    return f"no {'/'.join(lacks)}", " and ".join(assumed)

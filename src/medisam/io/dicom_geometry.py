@@ -52,7 +52,8 @@ class SliceHeader:
     pixel_spacing: tuple[float, float] | None = None
 
 
-def _floats(value: object, n: int) -> tuple[float, ...] | None:
+def floats(value: object, n: int) -> tuple[float, ...] | None:
+    """A DICOM multi-value attribute as ``n`` finite floats; None when absent, blank, of another length or not finite."""
     try:
         out = tuple(float(v) for v in value)  # type: ignore[union-attr]
     except (TypeError, ValueError):
@@ -68,9 +69,9 @@ def read_headers(files: Sequence[str], extra_tags: Sequence[str] = ()) -> list[p
 
 def slice_header(path: str | Path, ds: pydicom.Dataset) -> SliceHeader:
     """Position, orientation and pixel size of one slice's header (None where absent or blank)."""
-    return SliceHeader(str(path), _floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
-                       _floats(ds.get("ImageOrientationPatient"), 6),
-                       _floats(ds.get("PixelSpacing"), 2))  # type: ignore[arg-type]
+    return SliceHeader(str(path), floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
+                       floats(ds.get("ImageOrientationPatient"), 6),
+                       floats(ds.get("PixelSpacing"), 2))  # type: ignore[arg-type]
 
 
 def read_slice_headers(files: Sequence[str]) -> list[SliceHeader]:
@@ -101,9 +102,9 @@ def frame_headers(ds: pydicom.Dataset) -> list[SliceHeader] | None:
     for n, frame in enumerate(per_frame, start=1):
         headers.append(SliceHeader(
             f"frame {n}",
-            _floats(functional_value(frame, shared, "PlanePositionSequence", "ImagePositionPatient"), 3),  # type: ignore
-            _floats(functional_value(frame, shared, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),
-            _floats(functional_value(frame, shared, "PixelMeasuresSequence", "PixelSpacing"), 2)))  # type: ignore
+            floats(functional_value(frame, shared, "PlanePositionSequence", "ImagePositionPatient"), 3),  # type: ignore
+            floats(functional_value(frame, shared, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+            floats(functional_value(frame, shared, "PixelMeasuresSequence", "PixelSpacing"), 2)))  # type: ignore
     return headers
 
 

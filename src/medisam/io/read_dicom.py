@@ -12,8 +12,11 @@ An enhanced multi-frame file (per-frame functional groups) gets the checks a ser
 groups, frames in spatial order, not GDCM's fallback of 1 mm spacing and identity axes; one with
 several frames per position is a 4D file, refused in one line (:mod:`medisam.io.dicom_dimensions`).
 A legacy multi-frame file is placed from GridFrameOffsetVector or SpacingBetweenSlices, or gets a
-geometry warning that its slice spacing is assumed (:mod:`medisam.io.dicom_frames`).
+geometry warning that its slice spacing is assumed, and one that its position and orientation are
+assumed where it has no ImagePositionPatient/ImageOrientationPatient (:mod:`medisam.io.dicom_frames`).
 Pixel Padding Value voxels are set to the lowest real value (:mod:`medisam.io.dicom_padding`).
+RT Dose values are doses: stored value x DoseGridScaling (3004,000E), float32 (:func:`to_dose`), which GDCM
+does not apply.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import SimpleITK as sitk
 from medisam.errors import InputError
 from medisam.io.dicom_dimensions import four_d_problem
 from medisam.io.dicom_frames import legacy_frames, place_frames
+from medisam.io.dicom_dose import DOSE_TAGS, dose_rescale, to_dose
 from medisam.io.dicom_geometry import check_positions, frame_headers, read_headers, skipped_files, slice_header
 from medisam.io.dicom_padding import PADDING_TAGS, frame_padding, slice_padding, unpad
 from medisam.io.itk_quiet import quiet_itk
@@ -194,7 +198,7 @@ def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
         return read_dicom_file(Path(info.files[0]), opts)
     ds = _header(info.files[0])
     check_size(_voxels_from_header(ds, info.num_files), folder, opts.max_voxels)
-    headers = read_headers(info.files, PADDING_TAGS)  # one read per file: geometry and padding
+    headers = read_headers(info.files, [*PADDING_TAGS, *DOSE_TAGS])  # one read per file: geometry, padding, dose
     try:
         problems = skipped_files([os.path.dirname(f) for f in info.files], info.files, info.uid)
         problems += check_positions([slice_header(f, h) for f, h in zip(info.files, headers)])
@@ -209,7 +213,8 @@ def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
         raise InputError(f"{folder}: {_decode_failure(info, exc)}") from None
     modality = opts.modality or info.modality
     image = sitk_to_image(img, modality=modality, source=_source(folder, ds, list(info.files)))
-    image = unpad(image, [slice_padding(h) for h in headers], folder)  # each file's own padding and rescale
+    image = to_dose(image, headers, folder)  # each file's own DoseGridScaling, where it has one
+    image = unpad(image, [slice_padding(h, dose_rescale(h)) for h in headers], folder)  # each file's own padding
     if problems:
         image = dataclasses.replace(image, geometry_warnings=tuple(problems))
         for line in problems:
@@ -322,7 +327,9 @@ def read_dicom_file(path: Path, opts: ReadOptions) -> MedicalImage:
             if headers is not None:
                 image, order = place_frames(image, headers)
             if not image.is_rgb:
-                image = unpad(image, [frame_padding(ds, k) for k in order], path)
+                image = to_dose(image, [ds], path)
+                dose = dose_rescale(ds)
+                image = unpad(image, [slice_padding(ds, dose) if dose else frame_padding(ds, k) for k in order], path)
             if problems:
                 image = dataclasses.replace(image, geometry_warnings=tuple(problems))
                 for line in problems:
@@ -342,7 +349,7 @@ def read_dicom_file(path: Path, opts: ReadOptions) -> MedicalImage:
         tuple(float(v) for v in d2.ravel()), modality,
         is_rgb=img.GetNumberOfComponentsPerPixel() > 1, source=source,
     )
-    return image if image.is_rgb else unpad(image, [slice_padding(ds)], path)
+    return image if image.is_rgb else unpad(to_dose(image, [ds], path), [slice_padding(ds, dose_rescale(ds))], path)
 
 
 register_reader((".dcm", ".dicom", ".ima"), read_dicom_file)
