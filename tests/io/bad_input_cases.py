@@ -94,6 +94,16 @@ def _legacy_multiframe(tmp: Path) -> Path:
                                    SliceThickness=2.5)
 
 
+def _bad_frame_count(tmp: Path) -> Path:
+    """A legacy multi-frame CT file whose NumberOfFrames is not a number (as pydicom's badVR.dcm)."""
+    path = _legacy_multiframe(tmp)
+    data = path.read_bytes()  # pydicom refuses to set the value: edit the element's bytes (IS, 2 bytes: "6 ")
+    element = b"\x28\x00\x08\x00IS\x02\x006 "
+    assert data.count(element) == 1
+    path.write_bytes(data.replace(element, element[:-2] + b"1A"))
+    return path
+
+
 def _dynamic(tmp: Path) -> Path:
     """An Enhanced CT file with 3 positions at 2 temporal positions (TemporalPositionIndex in its dimension index)."""
     groups = [{"FrameContentSequence": {"TemporalPositionIndex": f // 3 + 1}} for f in range(6)]
@@ -262,6 +272,8 @@ CASES: list[Case] = [
          lambda t: cli(["info", _series(t, "shift", k=5)]), "uneven slice spacing", 0),
     Case("cli", "legacy multi-frame DICOM file without a slice spacing (`medisam segment`)",
          lambda t: _segment(_legacy_multiframe(t), t), "is assumed, not known", 2),
+    Case("cli", "DICOM file whose NumberOfFrames is `1A` (`medisam info`)",
+         lambda t: cli(["info", _bad_frame_count(t)]), "its NumberOfFrames is '1A', not a whole number", 2),
     Case("cli", "enhanced multi-frame DICOM file, 2 time points per position (`medisam info`)",
          lambda t: cli(["info", _dynamic(t)]), "a 4D file (2 temporal positions", 2),
     Case("api", "DICOM series, RLE Lossless", lambda t: _compressed(t, "rle"), "voxels equal", "ok"),

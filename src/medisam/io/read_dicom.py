@@ -16,7 +16,8 @@ geometry warning that its slice spacing is assumed, and one that its position an
 assumed where it has no ImagePositionPatient/ImageOrientationPatient (:mod:`medisam.io.dicom_frames`).
 Pixel Padding Value voxels are set to the lowest real value (:mod:`medisam.io.dicom_padding`).
 RT Dose values are doses: stored value x DoseGridScaling (3004,000E), float32 (:func:`to_dose`), which GDCM
-does not apply.
+does not apply. Pixels that GDCM decodes wrongly (Explicit VR Big Endian, RLE colour above 8 bits) or cannot decode
+are decoded by pydicom on GDCM's geometry (:mod:`medisam.io.dicom_pixels`); the steps after decoding are the same.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from medisam.io.dicom_frames import legacy_frames, place_frames
 from medisam.io.dicom_dose import DOSE_TAGS, dose_rescale, to_dose
 from medisam.io.dicom_geometry import check_positions, frame_headers, read_headers, skipped_files, slice_header
 from medisam.io.dicom_padding import PADDING_TAGS, frame_padding, slice_padding, unpad
+from medisam.io.dicom_pixels import (PIXEL_TAGS, PixelDecodeError, gdcm_wrong, pydicom_image, replace_series_pixels,
+                                     transfer_syntax)
 from medisam.io.itk_quiet import quiet_itk
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
@@ -72,11 +75,30 @@ class SeriesInfo:
         return f'{self.uid} ("{self.description}", {self.modality}, {self.num_files} slices)'
 
 
+#: Header counts the reader turns into ints (frames, image size, samples, bits).
+COUNT_TAGS = ("NumberOfFrames", "Rows", "Columns", "SamplesPerPixel", "BitsAllocated")
+
+
 def _header(path: str | Path) -> pydicom.Dataset:
+    """The file's header (no pixel data), with its counts checked: a malformed one is a one-line error."""
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=True)
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
     except Exception as exc:  # pydicom raises InvalidDicomError, OSError, ...
         raise InputError(f"{path}: not a readable DICOM file ({type(exc).__name__})") from exc
+    for name in COUNT_TAGS:
+        try:
+            value = ds.get(name)
+        except Exception:  # noqa: BLE001 - pydicom converts a value on access and raises many types
+            raise InputError(f"{path}: its {name} cannot be read: not a readable DICOM header") from None
+        if value in (None, ""):
+            continue
+        try:
+            ok = int(value) >= 0 and float(value) == int(value)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise InputError(f"{path}: its {name} is {str(value)!r}, not a whole number: a corrupt DICOM header")
+    return ds
 
 
 def is_cine(ds: pydicom.Dataset, modality: str | None = None) -> bool:
@@ -191,6 +213,21 @@ def _decode_failure(info: SeriesInfo, exc: RuntimeError) -> str:
     return f"cannot read DICOM series {info.uid} ({str(exc).strip().splitlines()[-1]})"
 
 
+def _series_pixels(folder: Path, img: sitk.Image, files: tuple[str, ...], headers: list[pydicom.Dataset]) -> sitk.Image:
+    """GDCM's series image, with every file's pixels decoded by pydicom when one file's header (``headers``,
+    one per file) makes GDCM's values untrusted (:func:`~medisam.io.dicom_pixels.gdcm_wrong`)."""
+    wrong = next((w for w in map(gdcm_wrong, headers) if w), None)
+    if not wrong:
+        return img
+    try:
+        img = replace_series_pixels(img, files)
+    except PixelDecodeError as exc:
+        raise InputError(f"{folder}: cannot decode DICOM pixel data in {wrong}: GDCM's values are not trusted for it "
+                         f"and pydicom cannot decode it ({exc})") from None
+    log.info("%s: %s, decoded by pydicom (GDCM's values are not trusted for it)", folder, wrong)
+    return img
+
+
 def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
     """Read one series from a folder (``opts.series_uid`` picks it when there are several)."""
     info = _select_series(folder, list_dicom_series(folder), opts.series_uid)
@@ -198,7 +235,7 @@ def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
         return read_dicom_file(Path(info.files[0]), opts)
     ds = _header(info.files[0])
     check_size(_voxels_from_header(ds, info.num_files), folder, opts.max_voxels)
-    headers = read_headers(info.files, [*PADDING_TAGS, *DOSE_TAGS])  # one read per file: geometry, padding, dose
+    headers = read_headers(info.files, [*PADDING_TAGS, *DOSE_TAGS, *PIXEL_TAGS])  # one read per file
     try:
         problems = skipped_files([os.path.dirname(f) for f in info.files], info.files, info.uid)
         problems += check_positions([slice_header(f, h) for f, h in zip(info.files, headers)])
@@ -211,6 +248,7 @@ def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
             img = reader.Execute()
     except RuntimeError as exc:
         raise InputError(f"{folder}: {_decode_failure(info, exc)}") from None
+    img = _series_pixels(folder, img, info.files, headers)
     modality = opts.modality or info.modality
     image = sitk_to_image(img, modality=modality, source=_source(folder, ds, list(info.files)))
     image = to_dose(image, headers, folder)  # each file's own DoseGridScaling, where it has one
@@ -268,6 +306,37 @@ def _pixel_data_problem(path: Path) -> str | None:
     return None
 
 
+def _read_pixels(path: Path, ds: pydicom.Dataset) -> sitk.Image:
+    """The file as a SimpleITK image: GDCM's, with pydicom's pixels (:mod:`medisam.io.dicom_pixels`) where
+    GDCM's values are known to be wrong (:func:`~medisam.io.dicom_pixels.gdcm_wrong`) or GDCM cannot
+    decode a file pydicom can."""
+    try:
+        with quiet_itk():
+            img = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        why = _pixel_data_problem(path)
+        if why:
+            raise InputError(f"{path}: {why}") from None
+        gdcm_says = str(exc).strip().splitlines()[-1]
+        try:
+            img = pydicom_image(path, ds)
+        except PixelDecodeError as again:
+            ts = transfer_syntax(ds)
+            note = _syntax_note(ds) or ("" if ts is None else f" in {ts.name} ({ts})")
+            raise InputError(f"{path}: cannot decode DICOM pixel data{note} ({gdcm_says}; pydicom: {again})") from None
+        log.info("%s: GDCM cannot decode the pixel data (%s): decoded by pydicom", path, gdcm_says)
+        return img
+    wrong = gdcm_wrong(ds)
+    if wrong:
+        try:
+            img = pydicom_image(path, ds, like=img)
+        except PixelDecodeError as exc:
+            raise InputError(f"{path}: cannot decode DICOM pixel data in {wrong}: GDCM's values are not trusted for "
+                             f"it and pydicom cannot decode it ({exc})") from None
+        log.info("%s: %s, decoded by pydicom (GDCM's values are not trusted for it)", path, wrong)
+    return img
+
+
 def read_dicom_file(path: Path, opts: ReadOptions) -> MedicalImage:
     """Read a single DICOM file: a 2D image, or a multi-frame file (video for cine modalities,
     else a volume whose frames are checked and placed like the slices of a series)."""
@@ -298,15 +367,7 @@ def read_dicom_file(path: Path, opts: ReadOptions) -> MedicalImage:
             problems += check_positions(headers)
         except InputError as exc:
             raise InputError(f"{path}: {exc}") from None
-    try:
-        with quiet_itk():
-            img = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        why = _pixel_data_problem(path)
-        if why:
-            raise InputError(f"{path}: {why}") from None
-        raise InputError(f"{path}: cannot decode DICOM pixel data{_syntax_note(ds)} "
-                         f"({str(exc).strip().splitlines()[-1]})") from exc
+    img = _read_pixels(path, ds)
     source = _source(path, ds, [str(path)])
     if placed_by:
         source["frame_geometry"] = placed_by  # how a legacy multi-frame file's frames were placed
