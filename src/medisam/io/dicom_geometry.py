@@ -53,7 +53,8 @@ class SliceHeader:
 
 
 def floats(value: object, n: int) -> tuple[float, ...] | None:
-    """A DICOM multi-value attribute as ``n`` finite floats; None when absent, blank, of another length or not finite."""
+    """A DICOM multi-value attribute as ``n`` finite floats; None when absent, blank, of another length or not
+    finite."""
     try:
         out = tuple(float(v) for v in value)  # type: ignore[union-attr]
     except (TypeError, ValueError):
