@@ -27,6 +27,8 @@ Sequences:
     written to a temporary folder and read back (codec round trip).
   * ``synthetic_vanish`` (only when asked for): three disks in noise, one leaving the frame, one
     vanishing, one staying on the edge, each scored to the last frame (an object that ends).
+  * ``synthetic_hue`` (only when asked for): two red disks on pink noise of the same grey level
+    (they differ only in hue, as a polyp on mucosa), one vanishing, one staying; scored the same way.
 
 Usage::
 
@@ -180,6 +182,30 @@ def synthetic_vanish(frames: int = 24) -> Sequence:
     return Sequence("synthetic_vanish", video, truth, [(label, 0, frames - 1) for label in (1, 2, 3)])
 
 
+#: ``synthetic_hue``'s colours: pink background and red disks of the same grey level (channel mean
+#: 150; luminance 0.299 R + 0.587 G + 0.114 B 147.9 and 145.9), which differ only in hue.
+PINK, RED = (190, 130, 130), (230, 110, 110)
+
+
+def synthetic_hue(frames: int = 24) -> Sequence:
+    """Two red disks on pink in colour noise, the grey level of the background (rule 6 on colour frames: a
+    polyp on mucosa): disk 1 vanishes on frame 12, disk 2 moves right 2 px a frame and stays. On the grey
+    frame (the channel mean) neither disk stands out. Every track is scored to the last frame, as in
+    :func:`synthetic_vanish`."""
+    h = w = 160
+    yy, xx = np.mgrid[:h, :w]
+    rng = np.random.default_rng(0)
+    rgb = np.asarray(PINK, np.float64) + rng.normal(0, 8, (frames, h, w, 3))
+    truth = np.zeros((frames, h, w), np.uint8)
+    for t in range(frames):
+        for label, (cy, cx, r, shown) in enumerate([(50, 50, 15, t < 12), (110, 40 + 2 * t, 14, True)], start=1):
+            disk = ((yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2) & shown
+            rgb[t][disk] += np.asarray(RED, np.float64) - PINK
+            truth[t][disk] = label
+    video = video_of(np.clip(rgb, 0, 255).astype(np.uint8))
+    return Sequence("synthetic_hue", video, truth, [(label, 0, frames - 1) for label in (1, 2)])
+
+
 # ----------------------------------------------------------------- methods
 def box_chain(predictor: Predictor, session: VideoSession, seq: Sequence) -> dict[int, dict[int, np.ndarray]]:
     """LiteMedSAM's reference: per track, tight box on its first frame, then the previous
@@ -320,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         makers = {"ctc_gowt1_01": lambda: gowt1(args.frames), "synthetic_mp4": lambda: synthetic_mp4(Path(tmp)),
                   "ctc_gowt1_01_rev": lambda: reversed_in_time(gowt1(args.frames)),
-                  "synthetic_vanish": synthetic_vanish}
+                  "synthetic_vanish": synthetic_vanish, "synthetic_hue": synthetic_hue}
         sequences = [s for s in (makers[n]() for n in args.sequences) if s is not None]
         print(HEADER)
         for seq in sequences:

@@ -24,6 +24,22 @@ def test_displacement_finds_a_fast_object_and_keeps_a_still_one():
     assert displacement(prev, cur, np.zeros_like(a)) == (0, 0)
 
 
+def test_displacement_of_a_colour_only_object_on_colour_frames():
+    """A red disk on pink of its grey level moves (6, -3): matched on the colour frames it is found; on the
+    grey frames it is noise. A grey frame shown in colour (R = G = B) gives the grey frame's answer."""
+    rng = np.random.default_rng(1)
+    a, b = _disk(30, 30), _disk(36, 27)
+    red, pink = np.array([230.0, 110.0, 110.0]), np.array([190.0, 130.0, 130.0])  # both 150 grey
+    prev = np.where(a[..., None], red, pink) + rng.normal(0, 4, a.shape + (3,))
+    cur = np.where(b[..., None], red, pink) + rng.normal(0, 4, a.shape + (3,))
+    assert displacement(prev, cur, a) == (6, -3)
+    assert displacement(prev.mean(-1), cur.mean(-1), a) != (6, -3)  # the grey frames do not show it
+    grey_prev = np.where(a, 200.0, 40.0) + rng.normal(0, 3, a.shape)
+    grey_cur = np.where(b, 200.0, 40.0) + rng.normal(0, 3, a.shape)
+    assert displacement(np.repeat(grey_prev[..., None], 3, -1), np.repeat(grey_cur[..., None], 3, -1), a) == \
+        displacement(grey_prev, grey_cur, a) == (6, -3)
+
+
 def test_shift_mask_drops_what_leaves_the_frame():
     m = _disk(90, 30)
     moved = shift_mask(m, (10, 0))

@@ -85,7 +85,7 @@ class TrackingSession(VolumeSession):
         self.tracking = tracking or TrackingConfig()
         self._passes: dict[str, _Pass] = {}
         self._direction = "forward"
-        self._greys: dict[int, np.ndarray] = {}  # frames as the encoder sees them, grey, for the motion estimate
+        self._seen: dict[int, np.ndarray] = {}  # frames as the encoder sees them (_frame), for motion and rule 6
         self.begins: set[int] = set()  # objects that appear on their first prompt: never tracked before it
         #: (object, frame, pass direction) -> (box of the chain's whole-object mask, that mask's
         #: area on the first frame tracked from the object's prompt, the object's growth since):
@@ -211,7 +211,7 @@ class TrackingSession(VolumeSession):
                 prev = self._passes["forward"].frames.get(t + 1, {}).get(obj_id) or self._seed_result(obj_id, t + 1)
             if prev is not None and prev.stop is None and prev.mask.any():
                 c = self._propagate_one(t, prev, before.get(obj_id), self._extent(obj_id, t, p.step))
-                c.lost = is_lost(look_of(self._grey(t), c.mask), self._recent_look(prev, p.step), self.tracking)
+                c.lost = is_lost(look_of(self._frame(t), c.mask), self._recent_look(prev, p.step), self.tracking)
                 cands[obj_id], prevs[obj_id] = c, prev
         for obj_id, r in forward.items():  # objects tracked forward on this frame keep their pixels
             if obj_id not in cands and r.mask.any():
@@ -251,13 +251,13 @@ class TrackingSession(VolumeSession):
         key = (prev.obj_id, prev.slice, step)
         if prev.source != "prompt" and key in self._looks:
             return self._looks[key]
-        return look_of(self._grey(prev.slice), prev.mask)
+        return look_of(self._frame(prev.slice), prev.mask)
 
     def _note_look(self, obj_id: int, t: int, step: int, prev: SliceResult, mask: np.ndarray) -> None:
         """Keep the track's recent look after frame ``t`` (its resolved ``mask`` there) for rule 6."""
         if not self._lost_rule():
             return
-        recent, look = self._recent_look(prev, step), look_of(self._grey(t), mask) if mask.any() else None
+        recent, look = self._recent_look(prev, step), look_of(self._frame(t), mask) if mask.any() else None
         self._looks[(obj_id, t, step)] = look if recent is None else recent if look is None else recent.recent(look)
 
     def _say_stop(self, obj_id: int, t: int, stop: str, prev: SliceResult | None) -> None:
@@ -325,7 +325,7 @@ class TrackingSession(VolumeSession):
         """The previous mask moved to where the object went on frame ``t`` (``flow``), and the move."""
         if not self.tracking.flow:
             return prev.mask, (0, 0)
-        d = displacement(self._grey(prev.slice), self._grey(t), prev.mask)
+        d = displacement(self._frame(prev.slice), self._frame(t), prev.mask)
         moved = shift_mask(prev.mask, d)
         return (moved if moved.any() else prev.mask), d
 
@@ -403,13 +403,15 @@ class TrackingSession(VolumeSession):
             return masks
         return clip_to(masks, grown_box(box, self._grid_px(self.tracking.clip), masks.shape[-2:]))
 
-    def _grey(self, t: int) -> np.ndarray:
-        """Frame ``t`` as the encoder sees it, grey (colour frames averaged), for :func:`displacement`."""
-        if t not in self._greys:  # once per frame, not per object
-            self._greys = {k: v for k, v in self._greys.items() if abs(k - t) <= 1}  # the frames around t
+    def _frame(self, t: int) -> np.ndarray:
+        """Frame ``t`` as the encoder sees it, in colour for a colour video (grey otherwise), for the motion
+        estimate (:func:`displacement` matches all channels) and rule 6's looks (:func:`look_of`): an object
+        that differs from its surroundings only in hue is texture and contrast there, noise on the grey frame."""
+        if t not in self._seen:  # once per frame, not per object
+            self._seen = {k: v for k, v in self._seen.items() if abs(k - t) <= 1}  # the frames around t
             colour = self._colour is not None
-            self._greys[t] = self.plane_display(t).mean(axis=-1) if colour else self.geometry.take(self._display, t)
-        return self._greys[t]
+            self._seen[t] = self.plane_display(t) if colour else self.geometry.take(self._display, t)
+        return self._seen[t]
 
     # ------------------------------------------------------------ results
     def _tracked(self, obj_id: int, t: int) -> SliceResult | None:

@@ -42,7 +42,8 @@ def shift_mask(mask: np.ndarray, d: tuple[int, int]) -> np.ndarray:
 def displacement(prev: np.ndarray, cur: np.ndarray, mask: np.ndarray) -> tuple[int, int]:
     """``(dx, dy)`` pixels the object of ``mask`` on frame ``prev`` moved to on frame ``cur``.
 
-    ``prev``/``cur``: ``(H, W)`` grey frames as the encoder sees them. ``(0, 0)`` when the
+    ``prev``/``cur``: ``(H, W)`` grey or ``(H, W, 3)`` colour frames as the encoder sees them (a colour match
+    sums over the channels: a grey video stored in colour scores as its grey frames). ``(0, 0)`` when the
     neighbourhood has no texture or staying put matches within :data:`STILL_TOLERANCE`.
     """
     ys, xs = np.nonzero(mask)

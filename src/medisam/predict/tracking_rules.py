@@ -25,8 +25,10 @@
    vanished or left the frame would go on as a made-up mask. A propagated candidate whose
    mask is tiny against the track's recent area (``lost_area``), or whose contrast with its
    surroundings fell to a fraction of the track's recent contrast (``lost_contrast``: the
-   object is no longer there, :func:`look_of`), is empty and stops (``stop="lost"``) before
-   the other rules, so it takes no pixels; prompt it again to resume.
+   object is no longer there, :func:`look_of`; on colour frames the contrast is a difference
+   of colours, so an object that differs from its surroundings only in hue is seen), is empty
+   and stops (``stop="lost"``) before the other rules, so it takes no pixels; prompt it again
+   to resume.
 """
 
 from __future__ import annotations
@@ -61,9 +63,11 @@ RING_FRACTION = 0.25
 #: Weight of the newest frame in a track's recent area and contrast (exponential mean).
 RECENT_WEIGHT = 0.5
 
-#: Recent contrast (display levels, 0-255 frames) below which the contrast test of rule 6 is not
-#: made: such an object (a marker inside a nucleus of the same brightness) does not stand out
-#: from its surroundings, and its contrast is noise (GOWT1: ratios of -33 to 9 on tracked nuclei).
+#: Recent contrast (display levels, 0-255 frames; colour frames: RMS over the channels) below which
+#: the contrast test of rule 6 is not made: such an object (a marker inside a nucleus of the same
+#: brightness) does not stand out from its surroundings, and its contrast is noise (GOWT1: ratios of
+#: -33 to 9 on tracked nuclei). A floor relative to the frame's noise is not safer: a GOWT1 nucleus
+#: going into mitosis fell to 0.18 of a recent contrast of 5.9 times the noise (docs/video.md, run 10).
 MIN_CONTRAST = 20.0
 
 #: Margin of the ``"chain"`` candidate's box (LiteMedSAM's box chain: 3 px at its 256 input).
@@ -198,21 +202,47 @@ class Candidate:
 @dataclass(frozen=True)
 class Look:
     """What a track's mask looks like on a frame: its area (px) and its contrast with its
-    surroundings (mean inside minus mean of a ring around it, frame units)."""
+    surroundings (mean inside minus mean of a ring around it, frame units).
+
+    On a colour frame ``colour`` is that difference per channel (R, G, B) and ``contrast`` its
+    size: the Euclidean distance of the two mean colours over sqrt(3) (the RMS over channels),
+    so an object that differs from its surroundings only in hue (a red polyp on pink mucosa of
+    the same grey level) has a contrast, and a grey frame shown in colour (R = G = B) has the
+    grey frame's contrast in the same display levels (:data:`MIN_CONTRAST` holds for both)."""
 
     area: float
     contrast: float
     at_edge: bool = False  # the mask touches the frame's edge
+    colour: tuple[float, ...] | None = None  # colour frames: the contrast per channel
 
     def recent(self, newer: "Look") -> "Look":
         """The track's recent look after ``newer`` (exponential mean, :data:`RECENT_WEIGHT`)."""
         w = RECENT_WEIGHT
-        return Look((1 - w) * self.area + w * newer.area, (1 - w) * self.contrast + w * newer.contrast)
+        area = (1 - w) * self.area + w * newer.area
+        if self.colour is None or newer.colour is None:
+            return Look(area, (1 - w) * self.contrast + w * newer.contrast)
+        colour = tuple((1 - w) * a + w * b for a, b in zip(self.colour, newer.colour))
+        return Look(area, _size(colour), colour=colour)
+
+    def ratio(self, recent: "Look") -> float:
+        """This contrast as a fraction of the ``recent`` one (rule 6). Colour: the projection of
+        this colour difference on the recent one (1: the same, 0: no difference or one in
+        another direction, below 0: reversed); grey: the signed ratio."""
+        if self.colour is None or recent.colour is None:
+            return self.contrast / recent.contrast
+        mine, theirs = np.asarray(self.colour), np.asarray(recent.colour)
+        return float(mine @ theirs / (theirs @ theirs))
+
+
+def _size(colour: tuple[float, ...]) -> float:
+    """The size of a per-channel difference in display levels: its RMS over the channels."""
+    return float(np.sqrt(np.mean(np.square(colour))))
 
 
 def look_of(frame: np.ndarray, mask: np.ndarray) -> Look | None:
-    """The :class:`Look` of ``mask`` on the grey ``frame`` (None for an empty mask or no ring:
-    a mask filling the frame). The ring is :data:`RING_FRACTION` of the mask's box size wide."""
+    """The :class:`Look` of ``mask`` on ``frame``: ``(H, W)`` grey or ``(H, W, C)`` colour (None for
+    an empty mask or no ring: a mask filling the frame). The ring is :data:`RING_FRACTION` of the
+    mask's box size wide."""
     sl = mask_bbox(mask)
     if sl is None:
         return None
@@ -226,21 +256,25 @@ def look_of(frame: np.ndarray, mask: np.ndarray) -> Look | None:
         return None
     pixels = np.asarray(frame[win], dtype=np.float64)
     edge = sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == h or sl[1].stop == w
-    return Look(float(inside.sum()), float(pixels[inside].mean() - pixels[ring].mean()), edge)
+    if pixels.ndim == 2:
+        return Look(float(inside.sum()), float(pixels[inside].mean() - pixels[ring].mean()), edge)
+    colour = tuple(float(v) for v in pixels[inside].mean(axis=0) - pixels[ring].mean(axis=0))
+    return Look(float(inside.sum()), _size(colour), edge, colour)
 
 
 def is_lost(look: Look | None, recent: Look | None, config: TrackingConfig) -> bool:
     """Rule 6: True when a propagated mask's ``look`` says the object is no longer there
     against the track's ``recent`` look: a mask below ``lost_area`` of the recent area (not at
     the frame's edge, where an object leaving shrinks), or a contrast below ``lost_contrast`` of
-    the recent one (same sign; only for a recent contrast of at least :data:`MIN_CONTRAST`)."""
+    the recent one (:meth:`Look.ratio`: same sign, or on colour frames the same colour direction;
+    only for a recent contrast of at least :data:`MIN_CONTRAST`)."""
     if recent is None or look is None:  # an empty mask is rule 5's ("left")
         return False
     if config.lost_area is not None and not look.at_edge and look.area < config.lost_area * recent.area:
         return True
     if config.lost_contrast is None or abs(recent.contrast) < MIN_CONTRAST:
         return False
-    return look.contrast / recent.contrast < config.lost_contrast
+    return look.ratio(recent) < config.lost_contrast
 
 
 def largest_part(mask: np.ndarray) -> np.ndarray:
