@@ -33,11 +33,12 @@ def test_crops_tile_the_image_layer_by_layer_with_overlap():
 def test_a_crop_mask_lands_at_its_crop_on_the_full_image():
     crop_mask = np.zeros((1, 20, 30), bool)
     crop_mask[0, 5:8, 10:14] = True  # rows 5-7, columns 10-13 of the crop
-    part = CropMasks(crop_mask, np.array([0.9], np.float32), np.array([0.8], np.float32),
-                     np.array([[60.0, 46.0]], np.float32), (50, 40, 80, 60))
-    merged = place([part], 70, 100, 0.7, "boxes")
-    assert merged.masks.shape == (1, 70, 100)
-    ys, xs = np.nonzero(merged.masks[0])
+    found = AutoMasks.from_dense(crop_mask, np.array([0.9], np.float32), np.array([0.8], np.float32),
+                                 np.array([[10.0, 6.0]], np.float32), "boxes")
+    merged = place([CropMasks(found, (50, 40, 80, 60))], 70, 100, 0.7, "boxes")
+    assert len(merged) == 1 and merged.shape == (70, 100) and merged.mask(0).shape == (70, 100)
+    np.testing.assert_allclose(merged.points[0], [60.0, 46.0])  # the prompt moved with the mask
+    ys, xs = np.nonzero(merged.mask(0))
     assert (ys.min(), ys.max(), xs.min(), xs.max()) == (45, 47, 60, 63)
 
 
@@ -48,10 +49,11 @@ def test_duplicates_keep_the_smaller_crops_mask():
     zoomed = whole[:, 40:60, 50:80].copy()
     zoomed[0, 5, 9] = True  # one pixel more: tells the two apart
     one = np.ones(1, np.float32)
-    merged = place([CropMasks(whole, one, one, np.zeros((1, 2), np.float32), (0, 0, 100, 70)),
-                    CropMasks(zoomed, one * 0.5, one, np.zeros((1, 2), np.float32), (50, 40, 80, 60))],
+    no_point = np.zeros((1, 2), np.float32)
+    merged = place([CropMasks(AutoMasks.from_dense(whole, one, one, no_point), (0, 0, 100, 70)),
+                    CropMasks(AutoMasks.from_dense(zoomed, one * 0.5, one, no_point), (50, 40, 80, 60))],
                    70, 100, 0.7, "boxes")
-    assert len(merged.masks) == 1 and merged.masks[0, 45, 59] and merged.scores[0] == 0.5
+    assert len(merged) == 1 and merged.mask(0)[45, 59] and merged.scores[0] == 0.5
 
 
 def _square_image(h: int = 90, w: int = 150, box: tuple[int, int, int, int] = (97, 21, 109, 31)):
@@ -69,11 +71,10 @@ def _bright_parts(predictor: Predictor, config: AutoMaskConfig) -> AutoMasks:
     mask = predictor.display_image[..., 0] > 128
     if not mask.any():
         h, w = mask.shape
-        return AutoMasks(np.zeros((0, h, w), bool), np.zeros(0, np.float32), np.zeros(0, np.float32),
-                         np.zeros((0, 2), np.float32), "boxes")
+        return AutoMasks.empty((h, w), "boxes")
     ys, xs = np.nonzero(mask)
     centre = np.array([[xs.mean(), ys.mean()]], np.float32)
-    return AutoMasks(mask[None], np.array([0.9], np.float32), np.array([0.9], np.float32), centre, "boxes")
+    return AutoMasks.from_dense(mask[None], np.array([0.9], np.float32), np.array([0.9], np.float32), centre, "boxes")
 
 
 def test_crops_find_the_object_once_in_place(tiny_model, monkeypatch):
@@ -93,8 +94,8 @@ def test_crops_find_the_object_once_in_place(tiny_model, monkeypatch):
     pred = Predictor(tiny_model).set_image(image)
     found = automatic.generate_masks(pred, AutoMaskConfig(points_per_side=4, crop_layers=2))
     assert len(seen) == encodings(2) and seen[0] == (90, 150) and max(seen[1:]) < (90, 150)
-    assert found.masks.shape == (1, 90, 150)
-    assert np.array_equal(found.masks[0], truth)
+    assert len(found) == 1 and found.shape == (90, 150)
+    assert np.array_equal(found.mask(0), truth)
     np.testing.assert_allclose(found.points[0], [102.5, 25.5])
 
 
@@ -104,7 +105,7 @@ def test_tiny_model_with_crop_layers_gives_full_image_masks(tiny_model):
     loose = dict(points_per_side=4, grid="boxes", pred_iou_thresh=-1e9, stability_score_thresh=-1e9)
     found = generate_masks(pred, AutoMaskConfig(crop_layers=1, **loose))
     plain = generate_masks(pred, AutoMaskConfig(**loose))
-    assert found.masks.shape[1:] == (90, 150) and len(found.masks) >= len(plain.masks)
+    assert found.shape == (90, 150) and len(found) >= len(plain)
     assert pred.image_size == (90, 150)  # the crops did not replace the caller's image
 
 
@@ -133,11 +134,13 @@ def test_label_map_keeps_small_masks_on_top():
     masks = np.zeros((2, 10, 10), bool)
     masks[0, 4:6, 4:6] = True  # small, first
     masks[1] = True  # whole image
-    labels = label_map(AutoMasks(masks, np.ones(2, np.float32), np.ones(2, np.float32), np.zeros((2, 2)), "boxes"))
+    labels = label_map(AutoMasks.from_dense(masks, np.ones(2, np.float32), np.ones(2, np.float32), np.zeros((2, 2))))
     assert labels[5, 5] == 1 and labels[0, 0] == 2 and labels.dtype == np.uint8
-    none = AutoMasks(np.zeros((0, 10, 10), bool), np.zeros(0), np.zeros(0), np.zeros((0, 2)), "boxes")
-    assert not label_map(none).any()
-    many = AutoMasks(np.zeros((65536, 1, 2), bool), np.ones(65536), np.ones(65536), np.zeros((65536, 2)), "boxes")
+    none = AutoMasks.empty((10, 10))
+    assert not label_map(none).any() and label_map(none).shape == (10, 10)
+    n = 65536
+    many = AutoMasks(np.zeros((n, 4), np.int64), (np.zeros((0, 0), bool),) * n, (1, 2), np.ones(n), np.ones(n),
+                     np.zeros((n, 2)))
     with pytest.raises(PromptError, match="65536 masks, more than a label map holds"):  # uint16 wrapped to 0
         label_map(many)
 

@@ -43,6 +43,7 @@ def test_box_tiles_shrink_to_two_over_the_density():
     (dict(points_per_side=0), "point per side"),
     (dict(pred_iou_thresh=float("nan")), "finite"),
     (dict(box_scales=(1.0, 0.0)), "box_scales"),
+    (dict(min_mask_area=-1), "min_mask_area"),
     (dict(pred_iou_thresh=2.0), "keeps no mask"),
     (dict(stability_score_thresh=1.0), "keeps no mask"),
 ])
@@ -65,8 +66,8 @@ def test_box_grid_on_a_tiny_model_decodes_every_tile(tiny_model):
     pred = Predictor(tiny_model).set_image(image)
     loose = dict(points_per_side=4, pred_iou_thresh=-1e9, stability_score_thresh=-1e9, box_nms_thresh=1.0)
     found = generate_masks(pred, AutoMaskConfig(grid="boxes", **loose))
-    assert found.grid == "boxes" and 0 < len(found.masks) <= 1 + 9
-    assert found.masks.shape[1:] == (96, 96)
+    assert found.grid == "boxes" and 0 < len(found) <= 1 + 9
+    assert found.shape == (96, 96) and found.mask(0).shape == (96, 96)
 
 
 def test_the_bundled_model_finds_the_polyp_by_default(real_model, data_dir):
@@ -79,6 +80,6 @@ def test_the_bundled_model_finds_the_polyp_by_default(real_model, data_dir):
     pred = Predictor(real_model).set_image(case.image)
     points = generate_masks(pred, AutoMaskConfig(points_per_side=8, grid="points"))
     default = generate_masks(pred, AutoMaskConfig(points_per_side=8))
-    assert len(points.masks) == 0
-    assert default.grid == "boxes" and len(default.masks) >= 3
-    assert max(dice(m, truth) for m in default.masks) > 0.7
+    assert len(points) == 0
+    assert default.grid == "boxes" and len(default) >= 3
+    assert max(dice(default.mask(i), truth) for i in range(len(default))) > 0.7

@@ -32,7 +32,7 @@ def test_samaug_cli_writes_three_channel_pngs(tiny_dataset, tmp_path, monkeypatc
         h, w = predictor.image_size
         m = np.zeros((1, h, w), bool)
         m[0, 10:30, 10:30] = True
-        return automatic.AutoMasks(m, np.array([0.9], np.float32), np.array([0.8], np.float32),
+        return automatic.AutoMasks.from_dense(m, np.array([0.9], np.float32), np.array([0.8], np.float32),
                                    np.zeros((1, 2), np.float32))
 
     monkeypatch.setattr(automatic, "generate_masks", one_mask)

@@ -206,7 +206,7 @@ def _everything(image, slice, axis, window, model, checkpoint, device, runtime, 
         found = None if config.crop_layers else generate_masks(predictor, config)
     if found is None:  # crops take seconds each: a bar over them (on a terminal), not a spinner
         found = generate_masks(predictor, config, progress=True)
-    return _on_plane(image, label_map(found), slice, axis), len(found.masks)
+    return _on_plane(image, label_map(found), slice, axis), len(found)
 
 
 def _on_plane(image, plane, slice, axis):  # noqa: ANN001, ANN202 - MedicalImage, (H, W) labels -> MedicalImage

@@ -22,7 +22,9 @@ image where SAM's keep none.
 
 Difference from SAM, for CPU speed: the IoU/stability filters and NMS run on the low-res
 logit grid (cropped to the image area) and only the surviving masks are upsampled to the
-original image, instead of upsampling every candidate first. ``crop_layers`` re-runs the grid on
+original image, instead of upsampling every candidate first. Each mask is then kept as its bounding box and
+the mask cut to it (:class:`AutoMasks`), never as an ``(N, H, W)`` array: crop layers keep hundreds of
+nucleus-sized masks on tiles of millions of pixels. ``crop_layers`` re-runs the grid on
 zoomed crops for small objects (:mod:`medisam.prompting.crops`, one encoding per crop); small-region
 post-processing is not implemented.
 """
@@ -96,6 +98,8 @@ class AutoMaskConfig:
             if name in scores and value is not None and value >= 1:
                 raise PromptError(f"{name} {value:g} keeps no mask: a mask is kept above it, and the score is "
                                   "at most 1; give a threshold below 1")
+        if self.min_mask_area < 0:  # an empty mask has no box to keep it by
+            raise PromptError(f"min_mask_area must be >= 0 pixels, got {self.min_mask_area}")
         if self.box_scales is not None and not all(0 < s <= 1 for s in self.box_scales):
             raise PromptError(f"box_scales must lie in (0, 1], got {self.box_scales}")
         from medisam.prompting.crops import MAX_CROP_LAYERS, encodings
@@ -128,18 +132,62 @@ class AutoMaskConfig:
         return tuple(scales)
 
 
+#: bool pixels upsampled at once while masks are made compact (16 MiB, a few full-size masks of a large tile)
+UPSAMPLE_PIXELS = 1 << 24
+
+
 @dataclass(frozen=True)
 class AutoMasks:
-    """Masks found on one image: ``masks`` ``(N, H, W)`` bool on the original grid, sorted by
-    decreasing predicted IoU; ``scores`` predicted IoU, ``stability`` stability scores,
-    ``points`` ``(N, 2)`` XY pixel of the grid point (or box centre) that produced each mask;
+    """Masks found on one ``shape`` ``(H, W)`` image, sorted by decreasing predicted IoU, each kept
+    compact: ``boxes`` ``(N, 4)`` int64 XYXY with exclusive max (mask ``i`` lies in rows
+    ``y0:y1``, columns ``x0:x1``) and ``crops[i]`` the bool mask cut to that box. Crop layers keep
+    hundreds of masks of a few hundred pixels each, so a dense ``(N, H, W)`` array would grow as masks
+    x pixels; :meth:`mask` gives one dense mask. ``scores`` predicted IoU, ``stability`` stability
+    scores, ``points`` ``(N, 2)`` XY pixel of the grid point (or box centre) that produced each mask;
     ``grid`` the grid used (``points`` or ``boxes``)."""
 
-    masks: np.ndarray
+    boxes: np.ndarray
+    crops: tuple[np.ndarray, ...]
+    shape: tuple[int, int]
     scores: np.ndarray
     stability: np.ndarray
     points: np.ndarray
     grid: str = "points"
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def mask(self, i: int) -> np.ndarray:
+        """Mask ``i`` as a dense ``(H, W)`` bool array."""
+        out = np.zeros(self.shape, bool)
+        x0, y0, x1, y1 = (int(v) for v in self.boxes[i])
+        out[y0:y1, x0:x1] = self.crops[i]
+        return out
+
+    @staticmethod
+    def empty(shape: tuple[int, int], grid: str = "points") -> "AutoMasks":
+        """No mask on a ``shape`` image."""
+        return AutoMasks(np.zeros((0, 4), np.int64), (), tuple(shape), np.zeros(0, np.float32),
+                         np.zeros(0, np.float32), np.zeros((0, 2), np.float32), grid)
+
+    @staticmethod
+    def from_dense(masks: np.ndarray, scores: np.ndarray, stability: np.ndarray, points: np.ndarray,
+                   grid: str = "points") -> "AutoMasks":
+        """AutoMasks of dense ``(N, H, W)`` bool masks (tests and callers that hold a few)."""
+        masks = np.asarray(masks, dtype=bool)
+        boxes, crops = zip(*map(compact, masks)) if len(masks) else ((), ())
+        return AutoMasks(np.asarray(boxes, np.int64).reshape(-1, 4), tuple(crops), tuple(masks.shape[1:]),
+                         np.asarray(scores), np.asarray(stability), np.asarray(points), grid)
+
+
+def compact(mask: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """A dense ``(H, W)`` bool mask -> its XYXY box (exclusive max; ``(0, 0, 0, 0)`` when empty) and
+    a copy of the mask cut to it."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return (0, 0, 0, 0), np.zeros((0, 0), bool)
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return (x0, y0, x1, y1), mask[y0:y1, x0:x1].copy()
 
 
 def grid_boxes(height: int, width: int, scales: tuple[float, ...] = (1.0, 0.5, 0.25)) -> np.ndarray:
@@ -214,8 +262,7 @@ def generate_masks(predictor: Predictor, config: AutoMaskConfig = AutoMaskConfig
     logits = torch.cat(keep_logits) if keep_logits else torch.zeros(0, low, low)
     if len(logits) == 0:
         log.info("automatic masks (%s grid): no candidate passed the filters", grid)
-        return AutoMasks(np.zeros((0, h, w), bool), np.zeros(0, np.float32), np.zeros(0, np.float32),
-                         np.zeros((0, 2), np.float32), grid)
+        return AutoMasks.empty((h, w), grid)
     iou = torch.cat(keep_iou)
     stab = torch.cat(keep_stab)
     pts = np.concatenate(keep_pts)
@@ -223,50 +270,69 @@ def generate_masks(predictor: Predictor, config: AutoMaskConfig = AutoMaskConfig
     nonempty = (logits[:, :crop_h, :crop_w] > 0).flatten(1).any(1)
     order = batched_nms(boxes, iou, torch.zeros(len(boxes)), iou_threshold=config.box_nms_thresh)
     order = order[nonempty[order]]
-    masks = predictor.logits_to_masks(logits[order].to(model.device))
-    areas = masks.reshape(len(masks), -1).sum(1)
-    sel = areas > config.min_mask_area
-    log.info("automatic masks (%s grid): %d kept from %d prompts", grid, int(sel.sum()), n_prompts)
-    return AutoMasks(masks[sel], iou[order].numpy()[sel], stab[order].numpy()[sel], pts[order.numpy()][sel], grid)
+    boxes, crops = _compact_masks(predictor, logits[order])
+    areas = np.array([np.count_nonzero(c) for c in crops], np.int64)
+    sel = np.flatnonzero(areas > config.min_mask_area)
+    log.info("automatic masks (%s grid): %d kept from %d prompts", grid, len(sel), n_prompts)
+    return AutoMasks(boxes[sel], tuple(crops[i] for i in sel), (h, w), iou[order].numpy()[sel],
+                     stab[order].numpy()[sel], pts[order.numpy()][sel], grid)
+
+
+def _compact_masks(predictor: Predictor, logits: torch.Tensor) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(N, L, L)`` low-res logits -> ``(N, 4)`` boxes and N cropped masks (:func:`compact`) on the
+    original grid, upsampled a few at a time (at most :data:`UPSAMPLE_PIXELS` pixels), never N x H x W."""
+    h, w = predictor.image_size
+    step = max(1, UPSAMPLE_PIXELS // (h * w))
+    boxes, crops = [], []
+    for start in range(0, len(logits), step):
+        for mask in predictor.logits_to_masks(logits[start:start + step].to(predictor.model.device)):
+            box, crop = compact(mask)
+            boxes.append(box)
+            crops.append(crop)
+    return np.asarray(boxes, np.int64).reshape(-1, 4), crops
 
 
 def mask_areas(auto: AutoMasks) -> np.ndarray:
     """Pixels of each mask (``(N,)``), computed once per image for :func:`best_match`."""
-    return np.count_nonzero(auto.masks.reshape(len(auto.masks), -1), axis=1)
+    return np.array([np.count_nonzero(c) for c in auto.crops], np.int64)
 
 
 def best_match(auto: AutoMasks, truth: np.ndarray, areas: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """The automatic mask with the highest IoU against ``truth`` (COSMOS SAM protocol) and its
     predicted IoU; an empty mask and NaN when nothing was generated. ``areas``: :func:`mask_areas`,
-    when the caller matches many objects; intersections are counted in the object's bounding box
-    only (crop layers give hundreds of full-image masks, and a nucleus is a few hundred pixels)."""
+    when the caller matches many objects; intersections are counted only for masks whose box meets
+    the object's box, inside the two boxes' overlap (crop layers give hundreds of masks, and a
+    nucleus is a few hundred pixels)."""
     truth = np.asarray(truth, dtype=bool)
-    if len(auto.masks) == 0:
+    if len(auto) == 0:
         return np.zeros_like(truth), float("nan")
     areas = mask_areas(auto) if areas is None else areas
+    inter = np.zeros(len(auto), np.int64)
     rows, cols = np.flatnonzero(truth.any(1)), np.flatnonzero(truth.any(0))
     if len(rows):
-        inside = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        sub = auto.masks[:, inside[0], inside[1]]
-        inter = np.count_nonzero((sub & truth[inside]).reshape(len(sub), -1), axis=1)
-    else:
-        inter = np.zeros(len(auto.masks), np.int64)
+        ty0, ty1, tx0, tx1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        x0, y0 = np.maximum(auto.boxes[:, 0], tx0), np.maximum(auto.boxes[:, 1], ty0)
+        x1, y1 = np.minimum(auto.boxes[:, 2], tx1), np.minimum(auto.boxes[:, 3], ty1)
+        for i in np.flatnonzero((x0 < x1) & (y0 < y1)):
+            bx, by = auto.boxes[i, 0], auto.boxes[i, 1]
+            sub = auto.crops[i][y0[i] - by:y1[i] - by, x0[i] - bx:x1[i] - bx]
+            inter[i] = np.count_nonzero(sub & truth[y0[i]:y1[i], x0[i]:x1[i]])
     union = areas + int(truth.sum()) - inter
     ious = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
     i = int(np.argmax(ious))
-    return auto.masks[i], float(auto.scores[i])
+    return auto.mask(i), float(auto.scores[i])
 
 
 def label_map(auto: AutoMasks) -> np.ndarray:
     """``(H, W)`` label map of everything-mode masks (``medisam segment --everything``): mask ``i``
     (decreasing predicted IoU) is label ``i + 1``, painted largest first so that small objects lying
     on a larger mask stay visible. More than 65535 masks do not fit a label map: a one-line error."""
-    n, h, w = auto.masks.shape
+    n = len(auto)
     if n > 65535:
         raise PromptError(f"everything mode kept {n} masks, more than a label map holds (65535): "
                           "use fewer crop layers or fewer points per side")
-    labels = np.zeros((h, w), np.uint8 if n <= 255 else np.uint16)
-    areas = auto.masks.reshape(n, h * w).sum(1)
-    for i in np.argsort(-areas, kind="stable"):
-        labels[auto.masks[i]] = i + 1
+    labels = np.zeros(auto.shape, np.uint8 if n <= 255 else np.uint16)
+    for i in np.argsort(-mask_areas(auto), kind="stable"):
+        x0, y0, x1, y1 = (int(v) for v in auto.boxes[i])
+        labels[y0:y1, x0:x1][auto.crops[i]] = i + 1
     return labels

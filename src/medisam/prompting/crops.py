@@ -39,12 +39,10 @@ EDGE_FRACTION = 20 / 1024
 
 @dataclass(frozen=True)
 class CropMasks:
-    """Masks of one crop: ``masks`` ``(N, h, w)`` on the crop, ``crop`` its XYXY box on the image."""
+    """Masks of one crop: ``masks`` (compact, :class:`~medisam.prompting.automatic.AutoMasks`) on the
+    crop's grid, ``crop`` its XYXY box on the image."""
 
-    masks: np.ndarray
-    scores: np.ndarray
-    stability: np.ndarray
-    points: np.ndarray
+    masks: AutoMasks
     crop: tuple[int, int, int, int]
 
 
@@ -65,54 +63,48 @@ def _edge_tolerance(height: int, width: int) -> float:
 
 def _kept_on_crop(found: AutoMasks, crop: tuple[int, int, int, int], full: tuple[int, int]) -> CropMasks:
     """``found`` (masks on the crop) without those touching an inner crop edge."""
-    x0, y0 = crop[0], crop[1]
-    keep = np.ones(len(found.masks), bool)
-    if len(found.masks) and crop != (0, 0, full[1], full[0]):
-        boxes = _mask_boxes(found.masks)  # on the crop: is_box_near_crop_edge moves them by the crop's corner
-        keep = ~is_box_near_crop_edge(torch.from_numpy(boxes), list(crop), [0, 0, full[1], full[0]],
-                                      atol=_edge_tolerance(*full)).numpy()
-    points = found.points[keep] + np.array([x0, y0], np.float32)
-    return CropMasks(found.masks[keep], found.scores[keep], found.stability[keep], points, crop)
+    if not len(found) or crop == (0, 0, full[1], full[0]):
+        return CropMasks(found, crop)
+    # on the crop: is_box_near_crop_edge moves them by the crop's corner
+    keep = ~is_box_near_crop_edge(torch.from_numpy(_inclusive(found.boxes)), list(crop), [0, 0, full[1], full[0]],
+                                  atol=_edge_tolerance(*full)).numpy()
+    return CropMasks(_subset(found, np.flatnonzero(keep)), crop)
 
 
-def _mask_boxes(masks: np.ndarray) -> np.ndarray:
-    """``(N, 4)`` float32 XYXY boxes (inclusive max, as ``batched_mask_to_box``) of non-empty ``(N, h, w)`` masks."""
-    rows, cols = masks.any(2), masks.any(1)
-    h, w = masks.shape[1:]
-    y0 = rows.argmax(1)
-    y1 = h - 1 - rows[:, ::-1].argmax(1)
-    x0 = cols.argmax(1)
-    x1 = w - 1 - cols[:, ::-1].argmax(1)
-    return np.stack([x0, y0, x1, y1], axis=1).astype(np.float32)
+def _inclusive(boxes: np.ndarray) -> np.ndarray:
+    """``(N, 4)`` float32 XYXY boxes with inclusive max (as ``batched_mask_to_box``) of AutoMasks' boxes."""
+    return (boxes - np.array([0, 0, 1, 1])).astype(np.float32)
+
+
+def _subset(found: AutoMasks, rows: np.ndarray) -> AutoMasks:
+    """Masks ``rows`` of ``found``, in that order."""
+    return replace(found, boxes=found.boxes[rows], crops=tuple(found.crops[i] for i in rows),
+                   scores=found.scores[rows], stability=found.stability[rows], points=found.points[rows])
 
 
 def place(parts: list[CropMasks], height: int, width: int, nms_thresh: float, grid: str) -> AutoMasks:
     """Masks of every crop on the ``(height, width)`` image, merged by box NMS (smaller crop first),
-    then sorted by decreasing predicted IoU."""
+    then sorted by decreasing predicted IoU. The masks stay compact: only their boxes move by the
+    crop's corner."""
     from medisam.prompting.automatic import AutoMasks
 
     parts = [p for p in parts if len(p.masks)]
     if not parts:
-        return AutoMasks(np.zeros((0, height, width), bool), np.zeros(0, np.float32), np.zeros(0, np.float32),
-                         np.zeros((0, 2), np.float32), grid)
-    boxes = np.concatenate([_mask_boxes(p.masks) + np.array(p.crop[:2] * 2, np.float32) for p in parts])
+        return AutoMasks.empty((height, width), grid)
+    shift = np.concatenate([np.tile(p.crop[:2] * 2, (len(p.masks), 1)) for p in parts])  # XYXY + (x0, y0) twice
+    boxes = np.concatenate([p.masks.boxes for p in parts]) + shift
     area = np.concatenate([np.full(len(p.masks), (p.crop[2] - p.crop[0]) * (p.crop[3] - p.crop[1]), np.float64)
                            for p in parts])
-    scores = np.concatenate([p.scores for p in parts])
+    scores = np.concatenate([p.masks.scores for p in parts])
     rank = np.empty(len(boxes), np.float32)  # NMS keeps the smaller crop's mask, then the higher predicted IoU
     rank[np.lexsort((-scores, area))] = np.arange(len(boxes), 0, -1)
-    order = batched_nms(torch.from_numpy(boxes), torch.from_numpy(rank), torch.zeros(len(boxes)),
+    order = batched_nms(torch.from_numpy(_inclusive(boxes)), torch.from_numpy(rank), torch.zeros(len(boxes)),
                         iou_threshold=nms_thresh).numpy()
-    owner = np.concatenate([np.full(len(p.masks), i) for i, p in enumerate(parts)])
-    index = np.concatenate([np.arange(len(p.masks)) for p in parts])
     order = order[np.argsort(-scores[order], kind="stable")]
-    masks = np.zeros((len(order), height, width), bool)
-    for row, k in enumerate(order):
-        part = parts[owner[k]]
-        x0, y0, x1, y1 = part.crop
-        masks[row, y0:y1, x0:x1] = part.masks[index[k]]
-    return AutoMasks(masks, scores[order], np.concatenate([p.stability for p in parts])[order],
-                     np.concatenate([p.points for p in parts])[order], grid)
+    crops = [c for p in parts for c in p.masks.crops]
+    points = np.concatenate([p.masks.points + np.array(p.crop[:2], np.float32) for p in parts])
+    return AutoMasks(boxes[order], tuple(crops[k] for k in order), (height, width), scores[order],
+                     np.concatenate([p.masks.stability for p in parts])[order], points[order], grid)
 
 
 def generate_with_crops(predictor: Predictor, config: AutoMaskConfig, progress: bool = False) -> AutoMasks:
@@ -133,6 +125,6 @@ def generate_with_crops(predictor: Predictor, config: AutoMaskConfig, progress: 
         on = predictor if crop == (0, 0, w, h) else sub.set_display_image(np.ascontiguousarray(display[y0:y1, x0:x1]))
         parts.append(_kept_on_crop(generate_masks(on, one_crop), crop, (h, w)))
     merged = place(parts, h, w, config.box_nms_thresh, config.grid_for(predictor.model.spec))
-    log.info("automatic masks with %d crop layer(s): %d kept, %d encodings", config.crop_layers, len(merged.masks),
+    log.info("automatic masks with %d crop layer(s): %d kept, %d encodings", config.crop_layers, len(merged),
              len(boxes))
     return merged

@@ -329,7 +329,7 @@ class EverythingStrategy(Strategy):
 
         self.prepare(predictor)
         mask, score = best_match(self._masks, truth, self._areas)
-        prompt = {"candidates": int(len(self._masks.masks)), "grid": self._masks.grid}
+        prompt = {"candidates": len(self._masks), "grid": self._masks.grid}
         if self.config.crop_layers:  # the cost grew: one encoding per crop
             from medisam.prompting.crops import encodings
 

@@ -57,14 +57,14 @@ def compute_priors(predictor: Predictor, display: np.ndarray, points_per_side: i
                             stability_score_thresh=stability_thresh, grid=grid, box_scales=box_scales)
     predictor.set_display_image(display)
     auto = generate_masks(predictor, config)
-    masks, stabilities = list(auto.masks), [float(s) for s in auto.stability]
     h, w = display.shape[:2]
     seg = np.zeros((h, w), np.float32)
     boundary = np.zeros((h, w), bool)
-    for mask, stability in zip(masks, stabilities):
+    for i, stability in enumerate(auto.stability):  # one dense mask at a time
+        mask = auto.mask(i)
         seg[mask] += float(stability)
         boundary |= find_boundaries(mask, mode="thick")
-    return SamAugPriors(np.clip(seg, 0.0, 1.0), boundary, len(masks))
+    return SamAugPriors(np.clip(seg, 0.0, 1.0), boundary, len(auto))
 
 
 def augmented_image(display: np.ndarray, priors: SamAugPriors) -> np.ndarray:
