@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 import pytest
 import torch
@@ -186,36 +184,40 @@ def test_backward_from_frame_zero_keeps_the_prompt_frame(sam2_tiny, volume):
     assert [r.slice for r in session.iter_propagate("backward")] == [0]
 
 
-def test_undoing_a_removal_or_reset_names_the_objects_whose_propagated_slices_it_dropped(sam2_tiny, volume):
-    """A removal or a reset empties the results before the undo runs, so the undo read no
-    propagated slices there and said nothing, though it brought the object back without them."""
+def test_undoing_a_removal_or_reset_gives_the_propagated_slices_back(sam2_tiny, volume):
+    """A removal or a reset then undo brought the objects back on their seed slices alone (a notice
+    said: propagate again); the undo now gives back the label map as it was, and says nothing."""
+    image, _ = volume
+    session = Sam2Session(sam2_tiny, image)
+    session.add_box(1, (8, 14, 30, 34), obj_id=1)
+    session.add_box(4, (24, 14, 48, 34), obj_id=2)
+    shown = session.propagate(progress=False).array.copy()
+    for edit in (lambda: session.remove_object(1), session.reset):
+        edit()
+        session.undo()
+        np.testing.assert_array_equal(session.label_map().array, shown)
+        assert sorted(session.results(1)) == list(range(6)) and not session.notices
+
+
+def test_an_undo_past_the_kept_steps_drops_the_propagated_slices_and_names_their_objects(sam2_tiny, volume):
+    """Results and sam2's state are kept for the last KEEP_UNDO_RESULTS undo steps (memory stays
+    bounded); an older step restarts from its prompts, and the notice names what it dropped."""
+    from medisam.predict.store import KEEP_UNDO_RESULTS
+
     image, _ = volume
     session = Sam2Session(sam2_tiny, image)
     session.add_box(1, (8, 14, 30, 34), obj_id=1)
     session.add_box(4, (24, 14, 48, 34), obj_id=2)
     session.propagate(progress=False)
-    assert session.notices == deque()
-    session.remove_object(1)
-    session.undo()
-    assert list(session.notices) == ["undo: a sam2-tiny session restarts from its prompts, so the propagated "
-                                     "slices of objects 1, 2 were dropped: propagate again"]
+    for k in range(KEEP_UNDO_RESULTS + 1):  # one more step than are kept; none propagated
+        session.add_points(5, [(40, 20 + k, 1)], obj_id=3)
+    for _ in range(KEEP_UNDO_RESULTS):  # kept: the propagated slices stay
+        session.undo()
+        assert sorted(session.results(1)) == list(range(6)) and not session.notices
+    session.undo()  # past the kept steps
+    assert session.object_ids == [1, 2] and sorted(session.results(1)) == [1]
+    assert list(session.notices) == [f"undo: a sam2-tiny session keeps the propagated slices of its last "
+                                     f"{KEEP_UNDO_RESULTS} undo steps, so those of objects 1, 2 were dropped: "
+                                     "propagate again"]
     session.propagate(progress=False)
     assert not session.notices  # propagated again: answered
-    session.reset()
-    session.undo()
-    assert list(session.notices) == ["undo: a sam2-tiny session restarts from its prompts, so the propagated "
-                                     "slices of objects 1, 2 were dropped: propagate again"]
-    session.propagate(progress=False)
-    session.remove_object(2)
-    session.add_box(3, (20, 14, 40, 34), obj_id=3)  # not propagated
-    session.undo()  # takes back object 3: object 1 loses its slices, object 2 stays removed
-    assert list(session.notices) == ["undo: a sam2-tiny session restarts from its prompts, so the propagated "
-                                     "slices of object 1 were dropped: propagate again"]
-    session.notices.clear()
-    session.undo()  # brings back both as they were when 2 was removed, both propagated then
-    assert list(session.notices) == ["undo: a sam2-tiny session restarts from its prompts, so the propagated "
-                                     "slices of objects 1, 2 were dropped: propagate again"]
-    session.notices.clear()
-    session.add_box(5, (20, 14, 40, 34), obj_id=4)
-    session.undo()  # nothing had propagated slices: nothing to say
-    assert not session.notices

@@ -19,7 +19,8 @@ x = column, y = row; object ids are the label values 1..65535):
 * ``undo()``: one undo model everywhere -- every mutating call (or every :meth:`step`
   block) pushes one snapshot of the prompts; ``undo`` restores the last one. Results of
   the restored prompts are recomputed where they were not kept (see ``KEEP_UNDO_RESULTS``
-  in :mod:`medisam.predict.store`; SAM 2 re-adds its prompts and must propagate again).
+  in :mod:`medisam.predict.store`; a SAM 2 session keeps the same last steps' results and
+  sam2 state, and past them re-adds its prompts and must propagate again).
 * ``label_map()``: one object id per voxel. Where objects overlap in a volume session
   (VolumeSession, Sam2Session), the smaller object (by the model's own result,
   :func:`paint_order`) is on top, so a structure nested in another (a tumour's necrosis in

@@ -404,9 +404,10 @@ def slice_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
     Any session of the contract with a ``geometry`` (a SAM 2 session too: its point prompt on the
     frame, then its memory tracking again, as MedSAM2's interactive workflow does). A session without
     an embedding cache (SAM 2 encodes every frame it tracks, on every run) counts ``encoded`` as 0.
-    A session that restarts from its prompts when a step is rolled back (SAM 2 drops its tracked
-    frames) is propagated again after a rejected click that left the object fewer slices, so that the
-    label map is the one before the click.
+    A rejected click's step is rolled back: the session gives back the object's slices as they were
+    (a Sam2Session restores its propagated slices and sam2's state, no model run). Only a session
+    whose rollback did not give the object's masks back (fewer or other slices than ``before``) is
+    propagated again, and those results count in ``decoded``.
     """
     t, x, y = click_on_plane(session, zyx)
     if obj_id not in session.object_ids and not positive:
@@ -433,8 +434,9 @@ def slice_click(session, zyx: Sequence[int], positive: bool, obj_id: int = 1,
     except _NotHonoured:
         for s in session.object_ids:  # results of the restored prompts (cached or re-decoded)
             session.results(s)
-        if obj_id in session.object_ids and len(session.results(obj_id)) < len(before):  # tracked slices dropped
-            decoded += sum(1 for _ in session.iter_propagate())
+        now = _masks(session, obj_id)
+        if now.keys() != before.keys() or not all(np.array_equal(now[s], before[s]) for s in now):
+            decoded += sum(1 for _ in session.iter_propagate())  # the rollback lost slices: track them again
         return ClickOutcome(t, point, decoded, encoded() - encoded0, rejected=True, undo_steps=0)
     steps = 1
     decoded += sum(1 for _ in session.iter_propagate())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import deque
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -28,7 +28,7 @@ from medisam.predict.propagation import clip_to
 from medisam.predict.contract import (MAX_NOTICES, SliceResult, check_object_id, paint_order, steps_of,
                                      run_to_end, tracks_with_memory)
 from medisam.predict.sam2_frames import NormalisedFrames, as_frames, display_frames
-from medisam.predict.store import MAX_UNDO, ObjectState, PromptStore, SlicePrompts
+from medisam.predict.store import KEEP_UNDO_RESULTS, MAX_UNDO, ObjectState, PromptStore, SlicePrompts
 from medisam.predict.volume import SliceGeometry, as_box3d
 from medisam.prompts import Box, Box3D, Points
 
@@ -66,7 +66,7 @@ class Sam2Session:
         self.num_frames = frames.shape[0]
         self.height, self.width = frames.shape[1:3]
         self.frames = NormalisedFrames(display_frames(self.image, frames, window), int(model.net.image_size))
-        self.store = _TrackingStore(max_undo, on_rollback=self._rebuild, tracked=self._tracked)
+        self.store = _UndoStore(max_undo, capture=self._capture, on_rollback=self._rolled_back)
         self.notices: deque[str] = deque(maxlen=MAX_NOTICES)  # the contract's; SAM 2 says nothing beyond results
         self._results: dict[int, dict[int, SliceResult]] = {}
         self._state = self._new_state()
@@ -256,24 +256,31 @@ class Sam2Session:
         self._results.pop(obj_id, None)
 
     def reset(self) -> None:
-        """Forget every prompt and result (undoable); sam2's state and its memory are freed."""
+        """Forget every prompt and result (undoable); sam2 goes on with a fresh state. What was dropped
+        stays for the undo while the reset is among the last ``KEEP_UNDO_RESULTS`` undo steps, as any edit."""
         self.store.clear()
         self._state = self._new_state()
         self._results = {}
 
     def undo(self) -> None:
-        """Revert the last add_*/clear_slice/remove_object/reset (or :meth:`step` block).
+        """Revert the last add_*/clear_slice/remove_object/reset (or :meth:`step` block), results included.
 
-        SAM 2's state cannot be rolled back, so the restored prompts are given to a fresh
-        state; propagated results are dropped (run ``propagate`` again), and a notice names the
-        objects that had propagated slices, now or when the undone step began (a removal or a
-        reset had already dropped them from the results).
+        The undo step gives back the prompts, the results (propagated slices included: the label
+        map is the one before the undone step) and sam2's own tracking state (its outputs per frame,
+        so a later click on a tracked frame corrects that frame's mask as it would have then). The
+        results and sam2's state are kept for the last ``KEEP_UNDO_RESULTS`` undo steps, as a
+        VolumeSession keeps its runs (:mod:`medisam.predict.store`); an older step gives its prompts
+        to a fresh state, drops the propagated slices and says so in a notice (propagate again).
         """
         if not self.store.history:
             self.store.undo()  # "nothing to undo"
-        had = self._tracked() | self.store.tracked_before(self.store.history[-1])
+        saved = self.store.saved_for(self.store.history[-1])
+        tracked_now = self._tracked()
         self.store.undo()
-        dropped = sorted(had & set(self.store.objects))
+        if saved is not None and saved.results is not None:
+            self._give_back(saved)
+            return
+        dropped = sorted((tracked_now | (saved.tracked if saved else frozenset())) & set(self.store.objects))
         self._rebuild()
         if dropped and self._undo_notice(dropped) not in self.notices:
             self.notices.append(self._undo_notice(dropped))
@@ -283,20 +290,35 @@ class Sam2Session:
         return frozenset(obj_id for obj_id, results in self._results.items()
                          if any(r.source == "propagated" for r in results.values()))
 
+    def _capture(self) -> "_Saved":
+        """What an undo step (or a step's rollback) gives back besides the prompts: the results
+        (copied dicts sharing the SliceResults) and sam2's tracking state (sharing its tensors)."""
+        return _Saved(self._tracked(), _copy_results(self._results), sam2_state.tracking_copy(self._state))
+
+    def _give_back(self, saved: "_Saved") -> None:
+        """Restore the results and sam2's tracking state of ``saved`` (taken by :meth:`_capture`)."""
+        self._results = _copy_results(saved.results)
+        sam2_state.restore_tracking(self._state, saved.tracking)
+
+    def _rolled_back(self) -> None:
+        """A failed :meth:`step`: the session as it was when the step began (no model run)."""
+        self._give_back(self.store.at_step)
+
     def _undo_notice(self, obj_ids: Sequence[int]) -> str:
-        """What an undo that dropped the propagated slices of ``obj_ids`` says (until the next propagation)."""
-        return (f"undo: a {self.model.name} session restarts from its prompts, so the propagated slices of "
-                f"object{'s' if len(obj_ids) > 1 else ''} {', '.join(map(str, obj_ids))} were dropped: "
-                "propagate again")
+        """What an undo past the kept steps says when it dropped the propagated slices of ``obj_ids``
+        (until the next propagation)."""
+        return (f"undo: a {self.model.name} session keeps the propagated slices of its last {KEEP_UNDO_RESULTS} "
+                f"undo steps, so those of object{'s' if len(obj_ids) > 1 else ''} {', '.join(map(str, obj_ids))} "
+                "were dropped: propagate again")
 
     def _drop_undo_notices(self) -> None:
         """Forget the undo notices said so far (a propagation has answered them)."""
-        prefix = f"undo: a {self.model.name} session restarts"
+        prefix = f"undo: a {self.model.name} session keeps the propagated slices"
         for notice in [n for n in self.notices if n.startswith(prefix)]:
             self.notices.remove(notice)
 
     def _rebuild(self) -> None:
-        """A fresh sam2 state holding the store's prompts (after undo or a failed step)."""
+        """A fresh sam2 state holding the store's prompts (an undo past the kept steps)."""
         self._state = self._new_state()
         self._results = {}
         for obj_id, state in self.store.objects.items():
@@ -428,27 +450,75 @@ class Sam2Session:
         return self.image.as_labels(labels if self.image.is_volume else labels[0])
 
 
-class _TrackingStore(PromptStore):
-    """A :class:`PromptStore` that also remembers, per undo snapshot, which objects had propagated
-    slices when it was taken: a SAM 2 undo drops them, and a removal or a reset has already
-    emptied the results by the time it is undone, so the undo cannot read them there."""
+@dataclass(frozen=True)
+class _Saved:
+    """What a Sam2Session's undo step holds besides the prompts (:meth:`Sam2Session._capture`)."""
 
-    def __init__(self, max_undo: int, on_rollback: Callable[[], None], tracked: Callable[[], frozenset[int]]):
+    tracked: frozenset[int]  # the objects that had propagated slices (named where the rest is not kept)
+    results: dict[int, dict[int, SliceResult]] | None = None  # per object and frame; None: not kept
+    tracking: dict[str, Any] | None = None  # sam2's tracking state (:func:`sam2_state.tracking_copy`)
+
+    def thin(self) -> "_Saved":
+        """The same step without its results and sam2 state (past the kept steps: memory stays bounded)."""
+        return _Saved(self.tracked)
+
+
+def _copy_results(results: dict[int, dict[int, SliceResult]]) -> dict[int, dict[int, SliceResult]]:
+    """The per-object dicts copied, the (immutable) SliceResults shared."""
+    return {obj_id: dict(per_frame) for obj_id, per_frame in results.items()}
+
+
+class _UndoStore(PromptStore):
+    """A :class:`PromptStore` whose undo snapshots also hold the session's results and sam2's
+    tracking state (``capture``), so an undo or a failed step gives back what the user saw.
+
+    A step captures the session when it begins (its rollback state, :attr:`at_step`), and that
+    capture is the snapshot's when the step pushes one (as the prompts' rollback copy is); a push
+    outside a step (``reset``) captures there. Only the last ``KEEP_UNDO_RESULTS`` snapshots keep
+    their results and sam2 state (the arrays they share with the session and with each other are
+    freed once no snapshot holds them); older ones keep the names of their tracked objects."""
+
+    def __init__(self, max_undo: int, capture: Callable[[], _Saved], on_rollback: Callable[[], None]):
         super().__init__(max_undo, on_rollback=on_rollback)
-        self._tracked = tracked
-        self._tracked_at: list[tuple[dict, frozenset[int]]] = []  # (snapshot, its tracked objects)
+        self._capture = capture
+        self._saved: list[tuple[dict, _Saved]] = []  # (history snapshot, what the session was then)
+        self.at_step: _Saved | None = None  # the open step's capture (its rollback state)
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        if self.at_step is not None:  # nested: the outer step's capture stands
+            with super().step():
+                yield
+            return
+        self.at_step = self._capture()
+        try:
+            with super().step():
+                yield
+        finally:
+            self.at_step = None
+            self._trim()  # a rolled-back step's snapshot is gone from the history
 
     def push(self) -> None:
         last = self.history[-1] if self.history else None
         super().push()
         if self.history and self.history[-1] is not last:  # a new snapshot (once per step)
-            self._tracked_at.append((self.history[-1], self._tracked()))
-            live = {id(h) for h in self.history}  # the snapshots are held here, so their ids are unique
-            self._tracked_at = [(snap, ids) for snap, ids in self._tracked_at if id(snap) in live]
+            self._saved.append((self.history[-1], self.at_step if self.at_step is not None else self._capture()))
+            self._trim()
 
-    def tracked_before(self, snapshot: dict) -> frozenset[int]:
-        """The objects that had propagated slices when ``snapshot`` was taken (none if unknown)."""
-        return next((ids for snap, ids in reversed(self._tracked_at) if snap is snapshot), frozenset())
+    def _trim(self) -> None:
+        """Forget the captures of snapshots no longer in the history; thin all but the last kept ones."""
+        live = {id(h) for h in self.history}  # the snapshots are held here, so their ids are unique
+        self._saved = [(snap, saved) for snap, saved in self._saved if id(snap) in live]
+        old = max(0, len(self._saved) - KEEP_UNDO_RESULTS)
+        self._saved[:old] = [(snap, saved.thin()) for snap, saved in self._saved[:old]]
+
+    def saved_for(self, snapshot: dict) -> _Saved | None:
+        """What the session was when ``snapshot`` was taken (None if unknown)."""
+        return next((saved for snap, saved in reversed(self._saved) if snap is snapshot), None)
+
+    def undo(self) -> None:
+        super().undo()
+        self._trim()
 
 
 def _no_bar(iterable, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202, ARG001 - tqdm's signature

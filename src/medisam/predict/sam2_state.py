@@ -68,3 +68,34 @@ def forget_tracking(state: State) -> None:
         if tracked is not None:
             for frame in [f for f in tracked if f not in out["cond_frame_outputs"]]:
                 del tracked[frame]
+
+
+#: the per-object containers of a state that prompts and tracking change (``tracking_copy`` copies them)
+_PER_OBJECT = ("point_inputs_per_obj", "mask_inputs_per_obj", "frames_tracked_per_obj")
+_OUTPUTS = ("output_dict_per_obj", "temp_output_dict_per_obj")
+_IDS = ("obj_id_to_idx", "obj_idx_to_id", "obj_ids")
+
+
+def tracking_copy(state: State) -> State:
+    """What prompts and tracking have put in ``state`` (the object ids, their inputs, their outputs
+    per frame, the frames tracked), as containers of its own sharing every tensor: an undo step's
+    copy for :func:`restore_tracking`.
+
+    Sharing the tensors is safe because sam2 (1.x) never changes a stored one in place: new outputs
+    are new tensors, and what it edits later are the containers (a removal re-keys the objects,
+    ``propagate_in_video_preflight`` moves outputs and clears the temporary ones, our
+    :func:`forget_tracking` clears the tracked frames) and, in place, the ``maskmem_features`` /
+    ``maskmem_pos_enc`` entries of a temporary (prompt) output, which preflight fills. So every
+    container down to each frame's output dict is copied; the tensors are not."""
+    copy: State = {key: type(state[key])(state[key]) for key in _IDS}
+    copy.update({key: {idx: dict(frames) for idx, frames in state[key].items()} for key in _PER_OBJECT})
+    copy.update({key: {idx: {kind: {t: dict(out) for t, out in outs.items()} for kind, outs in per_kind.items()}
+                       for idx, per_kind in state[key].items()} for key in _OUTPUTS})
+    return copy
+
+
+def restore_tracking(state: State, saved: State) -> None:
+    """Give ``state`` back what :func:`tracking_copy` took (copied again: ``saved`` stays as it was),
+    so that sam2 goes on as if nothing had happened since: a click on a tracked frame corrects the
+    tracked mask (its ``prev_out`` logits) as it did then, and a propagation uses the same prompts."""
+    state.update(tracking_copy(saved))

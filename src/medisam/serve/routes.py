@@ -345,7 +345,7 @@ def undo(sid: str, request: Request) -> dict:
     """
     session = _session(request, sid)
     with session.locked():
-        session.state.take_notices()  # the answer says what this undo said (a SAM 2 session drops its slices)
+        session.state.take_notices()  # the answer says what this undo said (SAM 2, past its kept steps: slices dropped)
         undone = session.state.undo()
         return {"undone": undone, "undo_steps": session.state.can_undo, "notices": session.state.take_notices()}
 
