@@ -40,6 +40,9 @@ MEDSAM2_PAPER = "Ma et al., MedSAM2: Segment Anything in 3D Medical Images and V
 #: sam2's video-predictor settings from ``build_sam2_video_predictor`` (apply_postprocessing).
 #: ``fill_hole_area`` is 0 because hole filling needs sam2's optional CUDA extension; the
 #: memory attention is sam2's with a dtype fix for CPU (see :mod:`medisam.models.sam2_modules`).
+#: ``add_all_frames_to_correct_as_cond``: a click on a frame sam2 has tracked becomes a conditioning
+#: frame, as in sam2's interactive training (its MOSE fine-tuning config): with sam2's default it was a
+#: correction of that frame's output only, which the next propagation tracked over, so the click was lost.
 VIDEO_PREDICTOR_OVERRIDES = (
     "++model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor",
     "++model.memory_attention._target_=medisam.models.sam2_modules.DtypeSafeMemoryAttention",
@@ -48,6 +51,7 @@ VIDEO_PREDICTOR_OVERRIDES = (
     "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
     "++model.binarize_mask_from_pts_for_mem_enc=true",
     "++model.fill_hole_area=0",
+    "++model.add_all_frames_to_correct_as_cond=true",
 )
 
 
