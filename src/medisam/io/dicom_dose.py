@@ -14,6 +14,7 @@ import numpy as np
 import pydicom
 
 from medisam.io.dicom_geometry import floats
+from medisam.io.dicom_pixels import gdcm_rescale
 from medisam.io.medical_image import MedicalImage
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,6 @@ def dose_rescale(ds: pydicom.Dataset) -> tuple[float, float] | None:
     return None if scale is None else (scale, 0.0)
 
 
-def _rescale(ds: pydicom.Dataset) -> tuple[float, float]:
-    """(RescaleSlope, RescaleIntercept) as GDCM applies them: (1, 0) where absent or blank."""
-    slope, intercept = floats([ds.get("RescaleSlope")], 1), floats([ds.get("RescaleIntercept")], 1)
-    return (slope[0] if slope and slope[0] != 0 else 1.0), (intercept[0] if intercept else 0.0)
-
-
 def to_dose(image: MedicalImage, headers: Sequence[pydicom.Dataset], where: Path) -> MedicalImage:
     """The array as doses, float32: stored value x DoseGridScaling, per array slice whose header has one
     (``headers``: one per array slice, or one for a whole multi-frame file), in DoseUnits (``source["dose"]``).
@@ -60,7 +55,7 @@ def to_dose(image: MedicalImage, headers: Sequence[pydicom.Dataset], where: Path
     for k, (ds, scale) in enumerate(zip(headers, scales)):
         if scale is None:
             continue
-        slope, intercept = _rescale(ds)
+        slope, intercept = gdcm_rescale(ds)
         if not (np.isclose(slope, 1.0) and intercept == 0) and not (np.isclose(slope, scale) and intercept == 0):
             log.warning("%s: RescaleSlope %g and RescaleIntercept %g beside DoseGridScaling %g: the dose is the "
                         "stored value x DoseGridScaling (the RT Dose definition); the rescale is left out",

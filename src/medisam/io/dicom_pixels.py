@@ -61,7 +61,7 @@ def gdcm_wrong(ds: pydicom.Dataset) -> str | None:
     return None
 
 
-def _rescale(ds: pydicom.Dataset) -> tuple[float, float]:
+def gdcm_rescale(ds: pydicom.Dataset) -> tuple[float, float]:
     """(slope, intercept) as GDCM applies them: the file's, else frame 1's functional groups; (1, 0) if none."""
     slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
     if slope is None and intercept is None:
@@ -106,7 +106,7 @@ def decode(path: str | Path, dtype: np.dtype | None = None) -> np.ndarray:
     if arr.ndim == (2 if spp == 1 else 3):  # one frame: GDCM's image has a slice axis of 1
         arr = arr[None]
     arr = arr.astype(arr.dtype.newbyteorder("="))
-    slope, intercept = _rescale(ds)
+    slope, intercept = gdcm_rescale(ds)
     out = np.dtype(dtype) if dtype is not None else _output_type(arr.dtype, slope, intercept)
     if spp == 1 and (slope != 1.0 or intercept != 0.0):
         arr = arr.astype(np.float64) * slope + intercept
