@@ -44,7 +44,7 @@ from propagation_3d import (  # noqa: E402
 )
 from stop_rules_sweep import chain_of, replay  # noqa: E402
 
-from medisam.predict.stop_rules import SeedStopper, StopRules  # noqa: E402
+from medisam.predict.stop_rules import StopRules  # noqa: E402
 from medisam.prompts import Box  # noqa: E402
 
 MARGINS = (0.0, 0.1)  # growth of the user's box on each side for the clip, as a fraction of its side
@@ -194,23 +194,6 @@ def record_chain(out: Path, names: set[str] | None, embeddings: Path | None, ste
         print(f"# {path.name}", flush=True)
 
 
-def replay_sized(masks: np.ndarray, scores: np.ndarray, seed: np.ndarray, rules: StopRules,
-                 spacing: tuple[float, float, float] | None) -> np.ndarray:
-    """The mask a run with ``rules`` keeps (each direction cut at its first rejected slice), the
-    stopper told the voxel spacing as the live run tells it."""
-    z, box = int(seed[0]), Box(*(float(v) for v in seed[1:]))
-    out = np.zeros_like(masks)
-    out[z] = masks[z]
-    for step in (1, -1):
-        stopper = SeedStopper(masks[z], float(scores[z]), box, rules, spacing=spacing)
-        prev, t = masks[z], z + step
-        while 0 <= t < len(masks) and masks[t].any():
-            if stopper.reason(masks[t], float(scores[t]), prev, abs(t - z)) is not None:
-                break
-            out[t], prev, t = masks[t], masks[t], t + step
-    return out
-
-
 SIZE_GRID = {
     "grace 5 (before)": StopRules(size_grace=float("inf")),
     **{f"size_grace {g:g}, thin score {r:g}": StopRules(size_grace=g, thin_min_seed_score_ratio=r)
@@ -229,10 +212,10 @@ def evaluate_size(folder: Path, live: Path | None = None) -> None:
                 g = {k.split("/")[1]: f[k] for k in f.files if k.startswith(target + "/")}
                 res = rows.setdefault(f"{path.stem.split('_')[0]} {target}", {})
                 for name, rules in SIZE_GRID.items():
-                    cut = replay_sized(g["chain"], g["chain_scores"], g["seed"], rules, spacing)
+                    cut = replay(g["chain"], g["chain_scores"], g["seed"], rules, spacing)
                     res.setdefault(name, []).append(dice(cut, g["gt"]))
                 if live is not None and (live / path.name).exists():
-                    cut = replay_sized(g["chain"], g["chain_scores"], g["seed"], StopRules(), spacing)
+                    cut = replay(g["chain"], g["chain_scores"], g["seed"], StopRules(), spacing)
                     with np.load(live / path.name) as f2:
                         print(f"{path.stem} {target}: replayed {dice(cut, g['gt']):.4f}, "
                               f"live {dice(f2[target + '/chain'], g['gt']):.4f}")

@@ -83,13 +83,15 @@ def chain_of(session, z: int, box, shape: tuple[int, ...],  # noqa: ANN001 - a V
     return masks, scores
 
 
-def replay(masks: np.ndarray, scores: np.ndarray, seed: np.ndarray, rules: StopRules) -> np.ndarray:
-    """The mask a run with ``rules`` keeps: each direction cut at its first rejected slice."""
+def replay(masks: np.ndarray, scores: np.ndarray, seed: np.ndarray, rules: StopRules,
+           spacing: tuple[float, float, float] | None = None) -> np.ndarray:
+    """The mask a run with ``rules`` keeps: each direction cut at its first rejected slice (``spacing``:
+    the voxel spacing the live run tells the stopper, for the size rules; None: not told)."""
     z, box = int(seed[0]), Box(*(float(v) for v in seed[1:]))
     out = np.zeros_like(masks)
     out[z] = masks[z]
     for step in (1, -1):
-        stopper = SeedStopper(masks[z], float(scores[z]), box, rules)
+        stopper = SeedStopper(masks[z], float(scores[z]), box, rules, spacing=spacing)
         prev, t = masks[z], z + step
         while 0 <= t < len(masks) and masks[t].any():
             if stopper.reason(masks[t], float(scores[t]), prev, abs(t - z)) is not None:

@@ -21,8 +21,7 @@ def samaug(
     grid: str = typer.Option("auto", "--grid", help="auto | points | boxes: prompts of the everything mode "
                                                     "(auto: boxes for box-trained models such as LiteMedSAM, "
                                                     "points for SAM)."),
-    points_per_side: int = typer.Option(16, "--points-per-side", help="Grid density: S x S points, or box tiles "
-                                                                      "down to 2/S of the image side."),
+    points_per_side: int = common.PointsPerSideOpt,
     pred_iou_thresh: Optional[float] = typer.Option(None, "--pred-iou-thresh", help="Keep masks above this "
                                                     "predicted IoU (default 0.88 with points, 0.8 with boxes)."),
     stability_thresh: Optional[float] = typer.Option(None, "--stability-thresh", help="Keep masks above this "

@@ -36,8 +36,7 @@ def segment(
     crop_layers: int = typer.Option(0, "--crop-layers", help="With --everything: also run the grid on N layers of "
                                     "zoomed crops, for small objects such as nuclei (0-3; N=2: 1+4+16 = 21 "
                                     "encodings instead of 1)."),
-    points_per_side: int = typer.Option(16, "--points-per-side", help="With --everything: the grid's density, S x S "
-                                        "points or box tiles down to 2/S of the image (or crop) side."),
+    points_per_side: int = common.PointsPerSideOpt,
     slice: Optional[int] = typer.Option(None, "--slice", help="Slice index for volumes (along --axis); the "
                                         "frame of a video (MP4/AVI, DICOM cine, a folder of frames)."),
     axis: Optional[str] = common.AxisOpt,
