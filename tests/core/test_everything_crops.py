@@ -158,6 +158,14 @@ def test_segment_refuses_bad_everything_flags_in_one_line(tmp_path, args, expect
     assert not out.exists()
 
 
+def test_cli_grid_default_is_the_everything_mode_default():
+    """The CLI cannot import AutoMaskConfig (torch) to read its default, so it keeps its own: they must agree,
+    or a plain ``segment --box`` would be refused as if --points-per-side had been given."""
+    from medisam.cli.common import POINTS_PER_SIDE
+
+    assert POINTS_PER_SIDE == AutoMaskConfig().points_per_side
+
+
 def test_segment_everything_writes_a_label_map(tmp_path):
     out = tmp_path / "m.png"
     proc = run_cli(["segment", SAMPLE, "--everything", "--crop-layers", "1", "--points-per-side", "2", "-o", out,

@@ -29,8 +29,11 @@ ChannelOpt = typer.Option(None, "--channel", help="Component of a colour / multi
 AxisOpt = typer.Option(None, "--axis", help="Slicing axis of a volume: k|j|i or 0|1|2 of the (Z,Y,X) array "
                                             "(default k = 0, axial for most scans).")
 SeriesOpt = typer.Option(None, "--series", help="SeriesInstanceUID when a DICOM folder holds several.")
-PointsPerSideOpt = typer.Option(16, "--points-per-side", help="Everything mode's grid density: S x S points, or "
-                                "box tiles down to 2/S of the image (or crop) side.")
+#: everything mode's default grid density (AutoMaskConfig.points_per_side; not imported here: that loads torch)
+POINTS_PER_SIDE = 16
+PointsPerSideOpt = typer.Option(POINTS_PER_SIDE, "--points-per-side",
+                                help="Everything mode's grid density: S x S points, or box tiles down to 2/S of the "
+                                     "image (or crop) side.")
 MaxVoxelsOpt = typer.Option(None, "--max-voxels", help="Refuse inputs larger than this (0 = no limit).")
 BackendOpt = typer.Option("auto", "--backend", help="Inference backend: auto (default), torch, onnx or openvino "
                                                      "(auto = the fastest measured here; see `medisam info --backends`).")

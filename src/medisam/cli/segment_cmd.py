@@ -178,7 +178,7 @@ def _everything_config(everything: bool, crop_layers: int, points_per_side: int,
                        prompted: bool):  # noqa: ANN202 - AutoMaskConfig | None
     """Everything mode's settings, checked before any pixel is read (None without --everything)."""
     if not everything:
-        if crop_layers or points_per_side != 16:
+        if crop_layers or points_per_side != common.POINTS_PER_SIDE:
             raise common.InputError("--crop-layers and --points-per-side go with --everything")
         return None
     if prompted:
