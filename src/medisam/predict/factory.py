@@ -11,11 +11,16 @@ from medisam.models.promptable import PromptableModel
 from medisam.predict.contract import Session, tracks_with_memory
 
 
+#: what a SAM 2 session takes besides the model and image (``predictor`` and ``tracking`` are dropped)
+_SAM2_ARGS = frozenset({"axis", "window", "max_undo"})
+
+
 def open_session(model: PromptableModel, image: MedicalImage | np.ndarray, **kw) -> Session:
     """A session (:class:`~medisam.predict.contract.Session`) over a volume or a video.
 
     SAM 2 family models get :class:`~medisam.predict.sam2_session.Sam2Session` (memory
-    tracking; ``window``, ``max_undo``); other models a
+    tracking; ``axis``, ``window``, ``max_undo``; ``axis`` as a VolumeSession's: the frames are
+    the volume's slices along it); other models a
     :class:`~medisam.predict.tracking.TrackingSession` for videos (``window``, ``predictor``,
     ``tracking``, ``max_undo``) or a :class:`~medisam.predict.session.VolumeSession` for
     volumes (its arguments: ``axis``, ``window``, ``predictor``, ``config``, ``max_undo``).
@@ -28,6 +33,10 @@ def open_session(model: PromptableModel, image: MedicalImage | np.ndarray, **kw)
     if tracks_with_memory(model):
         kw.pop("predictor", None)  # SAM 2 keeps its own features and tracking rules
         kw.pop("tracking", None)
+        other = sorted(set(kw) - _SAM2_ARGS)
+        if other:
+            raise InputError(f"a {model.name} session takes no {', '.join(other)} "
+                             f"(only {', '.join(sorted(_SAM2_ARGS))})")
         return Sam2Session(model, image, **kw)
     if isinstance(image, MedicalImage) and image.is_video:
         tracking = kw.pop("tracking", None)

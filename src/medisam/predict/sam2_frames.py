@@ -22,10 +22,13 @@ _MEAN = torch.tensor((0.485, 0.456, 0.406), dtype=torch.float32)[:, None, None]
 _STD = torch.tensor((0.229, 0.224, 0.225), dtype=torch.float32)[:, None, None]
 
 
-def as_frames(image: MedicalImage | np.ndarray) -> tuple[MedicalImage, np.ndarray]:
+def as_frames(image: MedicalImage | np.ndarray, axis: int = 0) -> tuple[MedicalImage, np.ndarray]:
     """The image and its pixels as a frame stack ``(T, H, W)`` or ``(T, H, W, 3)``.
 
-    A 2D image becomes a one-frame stack; volumes and videos stack along array axis 0.
+    A 2D image becomes a one-frame stack; videos stack along array axis 0; a grey volume along
+    ``axis`` (a view whose planes' rows and columns are the other two axes in order, as
+    :class:`~medisam.predict.volume.SliceGeometry`'s). Only a grey volume has another axis to
+    track along: a video runs in time, a colour volume's frames are mapped one by one.
     """
     if not isinstance(image, MedicalImage):
         array = np.asarray(image)
@@ -37,6 +40,12 @@ def as_frames(image: MedicalImage | np.ndarray) -> tuple[MedicalImage, np.ndarra
     frames = image.array if image.is_volume else image.array[None]
     if frames.shape[0] == 0 or frames[0].size == 0:
         raise InputError(f"empty image or video (shape {image.array.shape})")
+    if axis != 0:
+        if not image.is_volume or image.is_video or image.is_rgb:
+            what = "a video" if image.is_video else "a colour volume" if image.is_volume else "a 2D image"
+            raise InputError(f"axis {axis}: {what} is tracked along its frames (axis 0); only a grey volume "
+                             "takes another axis")
+        frames = np.moveaxis(frames, axis, 0)
     return image, frames
 
 

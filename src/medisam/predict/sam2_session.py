@@ -29,7 +29,7 @@ from medisam.predict.contract import (MAX_NOTICES, SliceResult, check_object_id,
                                      run_to_end, tracks_with_memory)
 from medisam.predict.sam2_frames import NormalisedFrames, as_frames, display_frames
 from medisam.predict.store import KEEP_UNDO_RESULTS, MAX_UNDO, ObjectState, PromptStore, SlicePrompts
-from medisam.predict.volume import SliceGeometry, as_box3d
+from medisam.predict.volume import SliceGeometry, as_box3d, parse_axis
 from medisam.prompts import Box, Box3D, Points
 
 log = logging.getLogger(__name__)
@@ -46,23 +46,30 @@ class Sam2Session:
     Args:
         model: a loaded model of family ``"sam2"`` (``load_model("medsam2", ...)``).
         image: :class:`MedicalImage` (2D, volume or video) or an array ``(Z, Y, X)`` /
-            ``(T, Y, X, 3)`` / 2D image. Slices/frames are array axis 0.
+            ``(T, Y, X, 3)`` / 2D image.
+        axis: the array axis whose slices are the frames, ``0/1/2`` or ``"k"/"j"/"i"``, as
+            :class:`~medisam.predict.session.VolumeSession`'s: a grey volume is tracked along
+            it (e.g. its acquisition axis, :func:`~medisam.predict.volume.acquisition_axis`);
+            videos and 2D images along axis 0 only.
         window: CT window preset or ``(width, level)``; default per modality, one mapping
             for a whole grey volume, per frame for videos (see :mod:`~medisam.predict.sam2_frames`).
 
-    Prompts are in pixel coordinates of one slice/frame (x = column, y = row). Frames with
+    Prompts are in pixel coordinates of one slice/frame (x = column, y = row of the plane, whose
+    rows and columns are the other two array axes in order: :mod:`medisam.predict.volume`'s table),
+    ``slice`` indexes ``axis``; 3D boxes and the label map are in the volume's ``(Z, Y, X)``. Frames with
     a prompt are SAM 2 "conditioning" frames; the others are predicted from the memory of
     the frames already tracked. ``SliceResult.score`` is SAM 2's object-presence
     probability (sigmoid of its object score), ``low_res_logits`` its ``(S/4, S/4)`` logits.
     """
 
-    def __init__(self, model: PromptableModel, image: MedicalImage | np.ndarray,
+    def __init__(self, model: PromptableModel, image: MedicalImage | np.ndarray, axis: int | str = 0,
                  window: str | tuple[float, float] | None = None, max_undo: int = MAX_UNDO):
         if not tracks_with_memory(model):
             raise ModelError(f"Sam2Session needs a SAM 2 model, got {model.name!r} (family "
                              f"{model.spec.family}); use VolumeSession")
         self.model = model
-        self.image, frames = as_frames(image)
+        self._axis = parse_axis(axis)
+        self.image, frames = as_frames(image, self._axis)
         self.num_frames = frames.shape[0]
         self.height, self.width = frames.shape[1:3]
         self.frames = NormalisedFrames(display_frames(self.image, frames, window), int(model.net.image_size))
@@ -88,15 +95,18 @@ class Sam2Session:
 
     @property
     def axis(self) -> int:
-        """The array axis the session slices: always 0 (sam2 tracks frames, a volume's first axis)."""
-        return 0
+        """The array axis whose slices are the frames (0 for videos and 2D images)."""
+        return self._axis
 
     @property
     def geometry(self) -> SliceGeometry:
         """How the frames map to the ``(Z, Y, X)`` grid (as a VolumeSession's): 3D clicks
-        (:func:`~medisam.predict.refine3d.click_on_plane`) read it to find their slice and pixel."""
+        (:func:`~medisam.predict.refine3d.click_on_plane`) read it to find their slice and pixel,
+        3D boxes and the label map go through it."""
         spacing = self.image.spacing_zyx if self.image.is_volume else (1.0, 1.0, 1.0)
-        return SliceGeometry((self.num_frames, self.height, self.width), 0, tuple(float(v) for v in spacing[-3:]))
+        shape = [self.height, self.width]  # the plane's rows and columns: the other two axes in order
+        shape.insert(self._axis, self.num_frames)
+        return SliceGeometry(tuple(shape), self._axis, tuple(float(v) for v in spacing[-3:]))
 
     @property
     def object_ids(self) -> list[int]:
@@ -171,24 +181,26 @@ class Sam2Session:
         return self._prompt(frame, obj_id, lambda old: SlicePrompts(mask=m.astype(bool)))
 
     def add_box3d(self, box3d: Box3D | Sequence[float], obj_id: int = 1, drawn_on: int | None = None) -> SliceResult:
-        """CVPR24 / MedSAM2 3D-box protocol: the box's x/y extent prompts the middle slice of its
-        slice range (``drawn_on``: the slice it was drawn on, a 2D box with the object's slice
-        range), and the object's results stay inside that range and x/y extent.
+        """CVPR24 / MedSAM2 3D-box protocol: the box's extent on the frame plane prompts the middle
+        frame of its range along the session's axis (``drawn_on``: the k slice it was drawn on, a 2D
+        box with the object's slice range; prompted there when the axis is k, as a VolumeSession),
+        and the object's results stay inside that range and plane extent.
 
         ``box3d`` is a :class:`Box3D` or ``(x0, y0, z0, x1, y1, z1)`` voxel indices of the
-        ``(Z, Y, X)`` array, inclusive. Replaces the object's earlier prompts; all or nothing.
+        ``(Z, Y, X)`` array, inclusive, whatever the axis. Replaces the object's earlier prompts;
+        all or nothing.
         """
-        b3 = as_box3d(box3d).check_inside((self.num_frames, self.height, self.width))
+        b3 = as_box3d(box3d)
         drawn_on = b3.check_drawn_on(drawn_on)
+        box, lo, hi = self.geometry.box3d_to_plane(b3)
         obj_id = check_object_id(obj_id)
-        box = b3.box2d()
         with self.step():
             self.store.push()
             if obj_id in self.store.objects:
                 self._forget(obj_id)
-            state = self.store.objects[obj_id] = ObjectState(obj_id, {}, (b3.z0, b3.z1), box, box, b3,
-                                                             drawn_on=drawn_on)
-            seed = b3.z0 + (b3.z1 - b3.z0) // 2 if drawn_on is None else drawn_on  # the range's middle, or where drawn
+            state = self.store.objects[obj_id] = ObjectState(obj_id, {}, (lo, hi), box, box, b3, drawn_on=drawn_on)
+            on_k = drawn_on is not None and self._axis == 0
+            seed = drawn_on if on_k else lo + (hi - lo) // 2  # where drawn, or the range's middle
             state.seeds[seed] = SlicePrompts(box=box, version=self.store.next_version())
             state.box_version = state.seeds[seed].version
             return self._send(obj_id, seed, state.seeds[seed], SlicePrompts())
@@ -341,7 +353,7 @@ class Sam2Session:
             is_seed = sam2_state.is_conditioning(self._state, obj_id, frame)
             mask, stop = self._limit(obj_id, frame, masks[i])
             result = SliceResult(frame, obj_id, mask, score, low_res,
-                                 "prompt" if source == "prompt" or is_seed else "propagated", stop)
+                                 "prompt" if source == "prompt" or is_seed else "propagated", stop, self._axis)
             self._results.setdefault(obj_id, {})[frame] = result
             out.append(result)
         return out
@@ -439,14 +451,16 @@ class Sam2Session:
         """Labels (object id per pixel, the smaller object on top where objects overlap, as in
         every session: :func:`~medisam.predict.contract.paint_order`) on the input grid.
 
-        ``(Z, Y, X)`` / ``(T, Y, X)`` for volumes and videos, ``(Y, X)`` for a 2D image.
+        ``(Z, Y, X)`` / ``(T, Y, X)`` for volumes and videos (frame ``t`` is plane ``t`` along the
+        session's axis), ``(Y, X)`` for a 2D image.
         """
         n = max(self.object_ids, default=0)
-        labels = np.zeros((self.num_frames, self.height, self.width), dtype=np.uint8 if n < 256 else np.uint16)
+        geometry = self.geometry
+        labels = np.zeros(geometry.shape_zyx, dtype=np.uint8 if n < 256 else np.uint16)
         results = {obj_id: self.results(obj_id) for obj_id in self.object_ids}
         for obj_id in paint_order({o: sum(r.area for r in res.values()) for o, res in results.items()}):
             for t, r in results[obj_id].items():
-                r.paint(labels[t], obj_id)
+                r.paint(geometry.take(labels, t), obj_id)
         return self.image.as_labels(labels if self.image.is_volume else labels[0])
 
 
