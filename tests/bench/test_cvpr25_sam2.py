@@ -113,3 +113,19 @@ def test_a_sam2_model_refuses_the_reference_run(sam2_tiny):
     case = SimpleNamespace(image=image, labels=SimpleNamespace(array=lab), case_id="c0", read_guides=lambda: ())
     with pytest.raises(PromptError, match="does not run cvpr25-ref"):
         cvpr25.evaluate_case(case, SimpleNamespace(model=sam2_tiny), "cvpr25-ref")
+
+
+def test_a_sam2_case_session_runs_along_the_acquisition_axis_as_litemedsams(sam2_tiny, tiny_model):
+    """A case acquired in sagittal slices (thick x spacing): both models' protocol sessions slice along x
+    (axis 2), so SAM 2's frames are the acquired slices; an axial case stays on k."""
+    from types import SimpleNamespace
+
+    from medisam.bench.cvpr25 import case_session
+    from medisam.io.medical_image import MedicalImage
+
+    vol = np.random.default_rng(0).normal(0, 1, SHAPE).astype(np.float32)
+    for spacing_xyz, axis in (((3.0, 1.0, 1.0), 2), ((1.0, 1.0, 3.0), 0)):
+        image = MedicalImage(vol, spacing_xyz, (0.0, 0.0, 0.0), tuple(np.eye(3).ravel()), "MR")
+        case = SimpleNamespace(image=image, read_guides=lambda: ())
+        assert case_session(sam2_tiny, case).axis == axis
+        assert case_session(tiny_model, case).axis == axis

@@ -188,15 +188,16 @@ def case_session(model, case, window=None, guides: bool = True):  # noqa: ANN001
     as the 3D clicks' guides unless ``guides`` is False. The bench and its benchmarks build it here.
 
     A model that tracks with memory (SAM 2, MedSAM2) gets its own session
-    (:func:`~medisam.predict.open_session`: frames along the array's first axis, no guides), whose
+    (:func:`~medisam.predict.open_session`: frames along the same axis, no guides), whose
     clicks are its point prompts on the clicked frame, then its tracking again (the slice clicks)."""
     from medisam.predict import VolumeSession, open_session
     from medisam.predict.contract import tracks_with_memory
     from medisam.predict.volume import acquisition_axis
 
+    axis = acquisition_axis(case.image.spacing_zyx)
     if tracks_with_memory(model):
-        return open_session(model, case.image, window=window)
-    return VolumeSession(model, case.image, axis=acquisition_axis(case.image.spacing_zyx), window=window,
+        return open_session(model, case.image, axis=axis, window=window)
+    return VolumeSession(model, case.image, axis=axis, window=window,
                          guides=case.read_guides() if guides else ())
 
 
