@@ -15,20 +15,29 @@ test files (benchmarks/dicom_decode_check.py):
 The pixels get the modality rescale GDCM applies (RescaleSlope/Intercept, in GDCM's output type), so
 what follows (DoseGridScaling, Pixel Padding, frame placement) is the same for both decoders, and GDCM's
 geometry where GDCM can read the header (:func:`header_geometry` otherwise).
+
+A series (one file per slice) follows the same rule file by file (:func:`series_pixels`): the caller keeps
+SimpleITK's one series read while no header names a syntax :func:`gdcm_wrong` refuses and that read works;
+otherwise GDCM decodes each file on its own except those, which pydicom decodes (a file GDCM gets wrong is never
+decoded by GDCM), in the series reader's pixel type and geometry (:func:`series_geometry`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pydicom
 import SimpleITK as sitk
 from pydicom.uid import ExplicitVRBigEndian, RLELossless
 
+from medisam.errors import InputError
 from medisam.io.dicom_geometry import floats, functional_value
+from medisam.io.itk_quiet import quiet_itk
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,28 @@ _INTEGER_TYPES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)
 
 class PixelDecodeError(Exception):
     """pydicom cannot decode the pixel data either (message: pydicom's last line)."""
+
+
+#: run-specific noise in the decoders' messages: ITK's "ITK ERROR: GDCMImageIO(0x55...): " prefix, Python's
+#: "<_io.BytesIO object at 0x7f...>"
+_ITK_PREFIX = re.compile(r"^(ITK ERROR|ITK WARNING): \w+\(0x[0-9a-fA-F]+\): ")
+_ADDRESS = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
+
+
+def _stable(said: str) -> str:
+    """A decoder's message without the addresses that change from run to run."""
+    return _ADDRESS.sub(r"<\1>", _ITK_PREFIX.sub("", said))
+
+
+def gdcm_reason(exc: RuntimeError) -> str:
+    """GDCM's error (through SimpleITK) as one stable line: its last line, without ITK's object address."""
+    lines = str(exc).strip().splitlines()
+    return _stable(lines[-1].strip() if lines else type(exc).__name__)
+
+
+def _pydicom_reason(exc: BaseException) -> str:
+    """pydicom's error as one stable line: its lines joined (its plugins' reasons follow a colon)."""
+    return _stable(" ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__)
 
 
 def transfer_syntax(ds: pydicom.Dataset) -> pydicom.uid.UID | None:
@@ -100,8 +131,7 @@ def decode(path: str | Path, dtype: np.dtype | None = None) -> np.ndarray:
             ds = pydicom.dcmread(str(path))
             arr = np.asarray(ds.pixel_array)
     except Exception as exc:  # noqa: BLE001 - pydicom's handlers raise many types
-        said = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
-        raise PixelDecodeError(said[:200]) from exc  # one line: the plugins' reasons follow a colon
+        raise PixelDecodeError(_pydicom_reason(exc)[:200]) from exc  # one line: the plugins' reasons follow a colon
     spp = int(ds.get("SamplesPerPixel", 1) or 1)
     if arr.ndim == (2 if spp == 1 else 3):  # one frame: GDCM's image has a slice axis of 1
         arr = arr[None]
@@ -149,12 +179,94 @@ def pydicom_image(path: str | Path, ds: pydicom.Dataset, like: sitk.Image | None
     return img
 
 
-def replace_series_pixels(img: sitk.Image, files: list[str] | tuple[str, ...]) -> sitk.Image:
-    """GDCM's series image ``img`` (file k in array slice k) with each file's pixels decoded by pydicom."""
-    dtype = sitk.GetArrayViewFromImage(img).dtype
-    arr = np.concatenate([decode(f, dtype) for f in files])
-    out = sitk.GetImageFromArray(np.ascontiguousarray(arr), isVector=arr.ndim == 4)
-    if out.GetSize() != img.GetSize():
-        raise PixelDecodeError(f"pydicom decodes {out.GetSize()} pixels, GDCM {img.GetSize()}")
-    out.CopyInformation(img)
-    return out
+def _gdcm_information(path: str | Path) -> sitk.ImageFileReader | None:
+    """GDCM's reading of the file's header (size, pixel type, geometry; no pixels), or None when it fails."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with quiet_itk():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    return reader
+
+
+def series_geometry(files: Sequence[str], headers: Sequence[pydicom.Dataset],
+                    first: sitk.ImageFileReader | None) -> tuple[tuple[float, ...], ...]:
+    """(spacing, origin, direction) as SimpleITK's series reader sets them (ITK's ImageSeriesReader, axes kept
+    orthogonal): the first file's in-plane spacing, origin and axes as GDCM reads its header (``first``; else
+    from its own header, :func:`header_geometry`), and first-to-last origin distance over ``n - 1`` between slices
+    (1 mm when they coincide)."""
+    spacing, origin, direction = ((first.GetSpacing(), first.GetOrigin(), first.GetDirection()) if first is not None
+                                  else header_geometry(headers[0]))
+    last = _gdcm_information(files[-1])
+    end = last.GetOrigin() if last is not None else header_geometry(headers[-1])[1]
+    distance = float(np.linalg.norm(np.subtract(end, origin)))
+    step = distance / (len(files) - 1) if len(files) > 1 and distance > 1e-12 else 1.0
+    return (float(spacing[0]), float(spacing[1]), step), tuple(origin), tuple(direction)
+
+
+def _syntax(ds: pydicom.Dataset, wrong: str | None) -> str:
+    """The file's transfer syntax in words for an error (with why GDCM is not trusted with it, when it is not)."""
+    ts = transfer_syntax(ds)
+    return wrong or (f"{ts.name} ({ts})" if ts is not None else "no transfer syntax (no file meta header)")
+
+
+def _file_pixels(path: str, ds: pydicom.Dataset, wrong: str | None,
+                 dtype: np.dtype | None) -> tuple[np.ndarray, str | None]:
+    """One series file's pixels ``(frames, rows, cols[, 3])``: GDCM's unless ``wrong`` (why GDCM's values are not
+    trusted) or GDCM fails, then pydicom's. Returns them and, when pydicom decoded them, why."""
+    gdcm_says = "its values are not trusted for this transfer syntax"
+    if not wrong:
+        try:
+            with quiet_itk():
+                arr = sitk.GetArrayFromImage(sitk.ReadImage(path))
+            return (arr if dtype is None else arr.astype(dtype, copy=False)), None
+        except RuntimeError as exc:
+            gdcm_says = gdcm_reason(exc)
+    try:
+        arr = decode(path, dtype)
+    except PixelDecodeError as exc:
+        raise InputError(f"cannot decode DICOM pixel data of {Path(path).name} in {_syntax(ds, wrong)} "
+                         f"(GDCM: {gdcm_says}; pydicom: {exc})") from None
+    return arr, f"{wrong}: GDCM's values are not trusted for it" if wrong else f"GDCM cannot decode it ({gdcm_says})"
+
+
+def series_pixels(files: Sequence[str], headers: Sequence[pydicom.Dataset],
+                  wrong: Sequence[str | None]) -> tuple[sitk.Image, list[str]]:
+    """A series (``files`` in slice order, ``headers`` and ``wrong`` (:func:`gdcm_wrong`) one per file) read file by
+    file: GDCM decodes each file but those it gets wrong or cannot decode, which pydicom decodes; pixel type and
+    geometry are those SimpleITK's series read gives (the first file's type, :func:`series_geometry`).
+
+    Returns the image and one ``name: why`` per file pydicom decoded. Raises InputError naming a file neither
+    decoder reads (its transfer syntax and both reasons), or one whose size differs from the first's."""
+    first = _gdcm_information(files[0])
+    dtype = None if first is None else sitk.GetArrayViewFromImage(
+        sitk.Image([1, 1, 1], first.GetPixelID(), first.GetNumberOfComponents())).dtype
+    slices, by_pydicom = [], []
+    for path, ds, why in zip(files, headers, wrong):
+        arr, note = _file_pixels(str(path), ds, why, dtype)
+        if dtype is None:  # GDCM cannot read the first file's header: pydicom's type (GDCM's rule)
+            dtype = arr.dtype
+        _check_size(path, arr, files[0], slices[0] if slices else None)
+        slices.append(arr)
+        if note:
+            by_pydicom.append(f"{Path(path).name}: {note}")
+    arr = np.concatenate(slices)
+    img = sitk.GetImageFromArray(np.ascontiguousarray(arr), isVector=arr.ndim == 4)
+    spacing, origin, direction = series_geometry(files, headers, first)
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    img.SetDirection(direction)
+    return img, by_pydicom
+
+
+def _check_size(path: str, arr: np.ndarray, first_path: str, first: np.ndarray | None) -> None:
+    """One frame a file, all of the first file's size and samples: else the files are no one volume."""
+    name = Path(path).name
+    if arr.shape[0] != 1:
+        raise InputError(f"{name} has {arr.shape[0]} frames: a file of a series must hold one slice")
+    if first is not None and arr.shape != first.shape:
+        size = "x".join(str(v) for v in arr.shape[1:])
+        raise InputError(f"{name} has {size} pixels (rows x columns[ x samples]), {Path(first_path).name} has "
+                         f"{'x'.join(str(v) for v in first.shape[1:])}: the files cannot form one volume")

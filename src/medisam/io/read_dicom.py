@@ -18,6 +18,8 @@ Pixel Padding Value voxels are set to the lowest real value (:mod:`medisam.io.di
 RT Dose values are doses: stored value x DoseGridScaling (3004,000E), float32 (:func:`to_dose`), which GDCM
 does not apply. Pixels that GDCM decodes wrongly (Explicit VR Big Endian, RLE colour above 8 bits) or cannot decode
 are decoded by pydicom on GDCM's geometry (:mod:`medisam.io.dicom_pixels`); the steps after decoding are the same.
+In a series only those files are (the others stay GDCM's, read one by one); a series without them is one
+SimpleITK series read. A folder GDCM's scan stops on is grouped into series from pydicom's headers.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ from medisam.errors import InputError
 from medisam.io.dicom_dimensions import four_d_problem
 from medisam.io.dicom_frames import legacy_frames, place_frames
 from medisam.io.dicom_dose import DOSE_TAGS, dose_rescale, to_dose
-from medisam.io.dicom_geometry import check_positions, frame_headers, read_headers, skipped_files, slice_header
+from medisam.io.dicom_geometry import (check_positions, floats, frame_headers, read_headers, skipped_files,
+                                      slice_header)
 from medisam.io.dicom_padding import PADDING_TAGS, frame_padding, slice_padding, unpad
-from medisam.io.dicom_pixels import (PIXEL_TAGS, PixelDecodeError, gdcm_wrong, pydicom_image, replace_series_pixels,
-                                     transfer_syntax)
+from medisam.io.dicom_pixels import (PIXEL_TAGS, PixelDecodeError, gdcm_reason, gdcm_wrong, pydicom_image,
+                                     series_pixels, transfer_syntax)
 from medisam.io.itk_quiet import quiet_itk
 from medisam.io.limits import check_size
 from medisam.io.medical_image import MedicalImage
@@ -133,6 +136,67 @@ def _series_ids(dirpath: str) -> tuple[str, ...]:
         return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(dirpath) or ())
 
 
+def _gdcm_series(dirpath: str) -> list[tuple[str, tuple[str, ...]]]:
+    """(SeriesInstanceUID, files sorted by GDCM) for each series GDCM finds in one folder."""
+    return [(uid, tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(dirpath, uid))) for uid in _series_ids(dirpath)]
+
+
+#: Header attributes :func:`_pydicom_series` groups and sorts a folder's files by.
+_SCAN_TAGS = ["SeriesInstanceUID", "Rows", "Columns", "ImagePositionPatient", "ImageOrientationPatient",
+              "InstanceNumber"]
+
+
+def _scan_header(path: str) -> pydicom.Dataset | None:
+    """The grouping attributes of an image file (Rows, Columns and a SeriesInstanceUID), else None."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's remarks on odd values
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_SCAN_TAGS)
+            ok = bool(ds.get("SeriesInstanceUID")) and int(ds.get("Rows") or 0) > 0 and int(ds.get("Columns") or 0) > 0
+    except Exception:  # noqa: BLE001 - pydicom raises many types for files that are no DICOM
+        return None
+    return ds if ok else None
+
+
+def _slice_key(path: str, ds: pydicom.Dataset, normal: np.ndarray | None) -> tuple[float, float, str]:
+    """GDCM's sort order: position along the slice normal, else InstanceNumber, else the file name."""
+    position = slice_header(path, ds).position
+    z = float(np.dot(position, normal)) if normal is not None and position is not None else 0.0
+    number = floats([ds.get("InstanceNumber")], 1)
+    return z, number[0] if number else 0.0, os.path.basename(path)
+
+
+def _pydicom_series(dirpath: str) -> list[tuple[str, tuple[str, ...]]]:
+    """The series of one folder from pydicom's headers, for a folder GDCM's scan stops on (an RT Dose slice with a
+    GridFrameOffsetVector: 'An invalid logic behavior occurred'): image files grouped by SeriesInstanceUID and
+    sorted as GDCM sorts them (:func:`_slice_key`)."""
+    groups: dict[str, list[tuple[str, pydicom.Dataset]]] = {}
+    for name in sorted(os.listdir(dirpath)):
+        path = os.path.join(dirpath, name)
+        ds = _scan_header(path) if os.path.isfile(path) else None
+        if ds is not None:
+            groups.setdefault(str(ds.SeriesInstanceUID), []).append((path, ds))
+    found = []
+    for uid, members in groups.items():
+        orientation = floats(members[0][1].get("ImageOrientationPatient"), 6)
+        normal = np.cross(orientation[:3], orientation[3:]) if orientation is not None else None
+        members.sort(key=lambda m: _slice_key(m[0], m[1], normal))
+        found.append((uid, tuple(path for path, _ in members)))
+    return found
+
+
+def _folder_series(dirpath: str) -> list[tuple[str, tuple[str, ...]]]:
+    """(SeriesInstanceUID, sorted files) for each series in one folder: GDCM's scan, or pydicom's where GDCM's stops."""
+    try:
+        return _gdcm_series(dirpath)
+    except RuntimeError as exc:
+        log.info("%s: GDCM cannot scan this folder (%s): its series are found from pydicom's headers", dirpath,
+                 gdcm_reason(exc))
+        return _pydicom_series(dirpath)
+
+
 def list_dicom_series(folder: str | Path) -> list[SeriesInfo]:
     """List the DICOM image series in ``folder`` and its sub-folders, files sorted by GDCM.
 
@@ -146,8 +210,7 @@ def list_dicom_series(folder: str | Path) -> list[SeriesInfo]:
         dirnames.sort()
         if not filenames:
             continue
-        for uid in _series_ids(dirpath):
-            files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(dirpath, uid))
+        for uid, files in _folder_series(dirpath):
             if not files:
                 continue
             ds = _header(files[0])
@@ -202,29 +265,29 @@ def _syntax_note(ds: pydicom.Dataset) -> str:
     return f" in {ts.name} ({ts}); convert it to uncompressed DICOM (gdcmconv --raw, dcmdjpeg) or to NIfTI"
 
 
-def _decode_failure(info: SeriesInfo, exc: RuntimeError) -> str:
-    """Name the first slice file that GDCM cannot decode, and its transfer syntax."""
-    for f in info.files:
+def _series_image(folder: Path, info: SeriesInfo, headers: list[pydicom.Dataset]) -> sitk.Image:
+    """The series' pixels: one SimpleITK/GDCM series read unless a file's header (``headers``, one per file) names
+    a transfer syntax GDCM gets wrong (:func:`~medisam.io.dicom_pixels.gdcm_wrong`) or that read fails; then file by
+    file, pydicom decoding only the files GDCM gets wrong or cannot decode
+    (:func:`~medisam.io.dicom_pixels.series_pixels`)."""
+    wrong = [gdcm_wrong(h) for h in headers]
+    gdcm_says = None
+    if not any(wrong):
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(list(info.files))
         try:
-            sitk.ReadImage(f)
-        except RuntimeError:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
-            return f"cannot decode the pixel data of {Path(f).name}{_syntax_note(ds) or ' (corrupt data)'}"
-    return f"cannot read DICOM series {info.uid} ({str(exc).strip().splitlines()[-1]})"
-
-
-def _series_pixels(folder: Path, img: sitk.Image, files: tuple[str, ...], headers: list[pydicom.Dataset]) -> sitk.Image:
-    """GDCM's series image, with every file's pixels decoded by pydicom when one file's header (``headers``,
-    one per file) makes GDCM's values untrusted (:func:`~medisam.io.dicom_pixels.gdcm_wrong`)."""
-    wrong = next((w for w in map(gdcm_wrong, headers) if w), None)
-    if not wrong:
-        return img
+            with quiet_itk():  # ITK's "non uniform sampling" note: problems says more
+                return reader.Execute()
+        except RuntimeError as exc:
+            gdcm_says = gdcm_reason(exc)
     try:
-        img = replace_series_pixels(img, files)
-    except PixelDecodeError as exc:
-        raise InputError(f"{folder}: cannot decode DICOM pixel data in {wrong}: GDCM's values are not trusted for it "
-                         f"and pydicom cannot decode it ({exc})") from None
-    log.info("%s: %s, decoded by pydicom (GDCM's values are not trusted for it)", folder, wrong)
+        img, by_pydicom = series_pixels(info.files, headers, wrong)
+    except InputError as exc:
+        raise InputError(f"{folder}: {exc}") from None
+    if not by_pydicom:  # every file decodes on its own: the series read failed for another reason
+        raise InputError(f"{folder}: cannot read DICOM series {info.uid} ({gdcm_says})")
+    for line in by_pydicom:
+        log.info("%s: %s, decoded by pydicom", folder, line)
     return img
 
 
@@ -241,14 +304,7 @@ def read_dicom_series(folder: Path, opts: ReadOptions) -> MedicalImage:
         problems += check_positions([slice_header(f, h) for f, h in zip(info.files, headers)])
     except InputError as exc:
         raise InputError(f"{folder}: {exc}") from None
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(list(info.files))
-    try:
-        with quiet_itk():  # ITK's "non uniform sampling" note: problems says more
-            img = reader.Execute()
-    except RuntimeError as exc:
-        raise InputError(f"{folder}: {_decode_failure(info, exc)}") from None
-    img = _series_pixels(folder, img, info.files, headers)
+    img = _series_image(folder, info, headers)
     modality = opts.modality or info.modality
     image = sitk_to_image(img, modality=modality, source=_source(folder, ds, list(info.files)))
     image = to_dose(image, headers, folder)  # each file's own DoseGridScaling, where it has one
@@ -317,7 +373,7 @@ def _read_pixels(path: Path, ds: pydicom.Dataset) -> sitk.Image:
         why = _pixel_data_problem(path)
         if why:
             raise InputError(f"{path}: {why}") from None
-        gdcm_says = str(exc).strip().splitlines()[-1]
+        gdcm_says = gdcm_reason(exc)
         try:
             img = pydicom_image(path, ds)
         except PixelDecodeError as again:
