@@ -1,6 +1,7 @@
 """The web UI's Gradio handlers called directly (no browser): the window dropdown after a refused
-change, a CT window's warning on an image not in HU, the "opened ..." status line, and the download
-formats offered for the input."""
+change, a CT window's warning on an image not in HU, the "opened ..." status line, the download
+formats offered for the input, the slider's echo after opening (nothing redrawn) and what a box on a
+volume's slice costs (one encoding, one decoder pass, one picture)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
@@ -150,3 +152,51 @@ def test_every_download_format_offered_writes_and_prompt_marks_have_no_object_co
         marks = marked[changed].astype(np.float32)
         assert np.all(marks.max(axis=1) - marks.min(axis=1) == 0), kind  # white, black and greys only
         assert not any(np.all(marks == colour, axis=1).any() for colour in PALETTE), kind
+
+
+def test_the_sliders_echo_after_opening_a_volume_redraws_nothing(demo, tmp_path):
+    """Opening a volume sets the slider to the slice shown; its change event rendered that slice again: a
+    second PNG, the picture swapped under the user's first click, and one more legend event."""
+    on_open, on_slice = _handler(demo, "on_open"), _handler(demo, "on_slice")
+    out = on_open(None, str(_volume(tmp_path)), "auto")
+    st, slider, opened = out[0], out[2], out[5]
+    renders = st._renders
+    assert on_slice(st, slider["value"])[1:] == ({"__type__": "update"}, opened)
+    assert st._renders == renders  # nothing drawn again
+    _, view, status = on_slice(st, 2)
+    assert isinstance(view, str) and view.endswith(".png") and status == "slice 2 of 8"
+    assert st._renders == renders + 1
+    assert on_slice(None, 3) == (None, {"__type__": "update"}, "")
+
+
+def test_a_box_on_a_volume_slice_costs_one_encoding_one_decode_and_one_picture(demo, tiny_model, tmp_path,
+                                                                              monkeypatch):
+    """Between the box's second corner and its mask on the page: the shown slice encoded once, one
+    decoder pass, one picture of one slice; nothing propagated, no other slice or view encoded."""
+    from types import SimpleNamespace
+
+    on_open, on_click = _handler(demo, "on_open"), _handler(demo, "on_click")
+    st = on_open(None, str(_volume(tmp_path)), "auto")[0]
+    calls = {"encoded images": 0, "decodes": 0}
+
+    def counted(name: str, key: str, per_call: Callable[[Any], int]) -> None:
+        original = getattr(tiny_model, name)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            calls[key] += per_call(args)
+            return original(*args, **kwargs)
+        monkeypatch.setattr(tiny_model, name, run)
+
+    counted("encode", "encoded images", lambda args: int(args[0].shape[0]))
+    counted("decode", "decodes", lambda args: 1)
+    factor, renders = st.view_scale, st._renders
+    st, _, status = on_click(st, "box", 1, SimpleNamespace(index=[12 * factor, 12 * factor]))
+    assert "corner" in status and calls == {"encoded images": 0, "decodes": 0}
+    st, view, status = on_click(st, "box", 1, SimpleNamespace(index=[36 * factor, 36 * factor]))
+    assert status.startswith("object 1 on slice 4:"), status
+    assert calls == {"encoded images": 1, "decodes": 1}
+    vs = st.session.volume
+    assert vs.encoded_slices == {4} and vs.visited_planes == {(0, 4)}
+    assert isinstance(view, str) and st._renders == renders + 2  # the corner's picture, then the mask's
+    labelled = np.flatnonzero(st.session.labels.reshape(8, -1).any(axis=1))
+    assert set(labelled) <= {4}  # the mask on its slice only: propagation waits for its button

@@ -90,12 +90,19 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
         return st, st.render_file(), slider, gr.update(visible=st.is_video, value=st.direction), video_only, \
             st.message, formats
 
-    def on_slice(st: AppState, k: float) -> None:
-        # opening a volume moves the slider to the slice already shown: its change event must not
-        # replace the "opened ..." line (shape, modality, a window's warning) with "slice K of N"
-        if st is not None and st.session is not None and int(k) != st.slice:
-            st.set_slice(int(k))
-            st.message = f"{'frame' if st.is_video else 'slice'} {st.slice} of {st.session.num_slices}"
+    def show_slice(st: AppState, k: int) -> None:
+        st.set_slice(k)
+        st.message = f"{'frame' if st.is_video else 'slice'} {st.slice} of {st.session.num_slices}"
+
+    guarded_slice = guarded(show_slice)
+
+    def on_slice(st: AppState | None, k: float | None) -> tuple:
+        """Show slice ``k``. Opening a volume moves the slider to the slice already shown: that echo
+        keeps the "opened ..." line (shape, modality, a window's warning) and the picture as they are
+        (a redraw was a second render, a picture swapped under the user's first click, and a legend event)."""
+        if st is None or st.session is None or k is None or int(k) == st.slice:
+            return st, gr.update(), (st.message if st is not None else "")
+        return guarded_slice(st, int(k))
 
     def on_direction(st: AppState, direction: str) -> None:
         if st is not None and st.is_video:
@@ -269,7 +276,7 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
                 gr.HTML(VIEW_HTML, js_on_load=VIEW_JS, elem_id="medisam-viewctl")
                 status = gr.Textbox(label="status", interactive=False, elem_id="medisam-status")
         upload.change(on_open, [state, upload, window, fmt], [state, view, slider, direction, video_box, status, fmt])
-        slider.change(guarded(on_slice), [state, slider], [state, view, status])  # drag, arrows or typed value
+        slider.change(on_slice, [state, slider], [state, view, status])  # drag, arrows or typed value
         window.change(on_window, [state, window], [state, view, status, window])  # a put-back value: a no-op
         guide.change(guarded(on_guide, redraw=False), [state, guide], [state, view, status])
         mode.change(on_mode, [state, mode, obj], [state, view, status], show_progress=QUICK)
