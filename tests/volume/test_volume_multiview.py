@@ -225,10 +225,12 @@ def test_plan_lines_say_the_cost_before_the_work_and_nothing_once_done(tiny_mode
 def test_plan_lines_give_the_encodings_in_time_where_the_encoder_was_measured(tiny_model, monkeypatch):
     from medisam.predict import axis_session as session_module  # where sessions put encodings in time
 
-    asked = []
+    asked, profile_threads = [], []
+    monkeypatch.setenv("MEDISAM_THREADS", "1")  # the profile's figure must be scaled to the run's threads
 
-    def measured(encodings, name, backend, precision, timed_ms):
+    def measured(encodings, name, backend, precision, timed_ms, threads=None):
         if timed_ms is None:  # no profile for this model: the session's own timing is used
+            profile_threads.append(threads)
             return None
         asked.append((encodings, name, backend, precision))
         assert timed_ms > 0  # the seed plane's encoding, timed by the session (cold: the only one)
@@ -241,6 +243,7 @@ def test_plan_lines_give_the_encodings_in_time_where_the_encoder_was_measured(ti
     assert session.plan_lines() == [f"object 1: {plan.describe()}; about {plan.encoded_at_most} s at 1000 ms "
                                      "per encoding"]
     assert asked == [(plan.encoded_at_most, tiny_model.name, "torch", "fp32")]
+    assert profile_threads and set(profile_threads) == {1}  # it was asked for this run's one thread
 
 
 def test_runs_along_the_session_axis_say_their_cost_too(tiny_model):
@@ -293,7 +296,7 @@ def test_several_objects_plan_their_shared_encodings_once(tiny_model, monkeypatc
 
     timings = []
 
-    def measured(encodings, name, backend, precision, timed_ms):
+    def measured(encodings, name, backend, precision, timed_ms, threads=None):
         timings.append(timed_ms)
         return None if timed_ms is None else f"about {encodings} s"
 

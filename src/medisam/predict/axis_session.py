@@ -21,6 +21,7 @@ from medisam.errors import InputError, ModelError, PromptError
 from medisam.io.intensity import apply_window, ct_box_window, in_hounsfield
 from medisam.io.medical_image import MedicalImage, grid_difference
 from medisam.models.promptable import PromptableModel
+from medisam.models.runtime import resolve_threads
 from medisam.models.speed_profile import encoding_time
 from medisam.models.upscale_window import exact_logits
 from medisam.predict.axis_runs import (owner_result, planned_end, run_iter, run_planned, seed_iter, two_pass,
@@ -455,9 +456,10 @@ class AxisSession(ClickLayer):
         which took 4.5x the next ones in a hunt; None when unknown."""
         said = (encodings, self.model.name, getattr(self.model, "backend", "torch"),
                 getattr(self.model, "precision", "fp32"))
+        threads = getattr(self.model, "threads", None) or resolve_threads()  # the profile's figure scaled to them
         # a warm timing of this session, else the machine's profile, else the one cold (first) encoding
-        return (encoding_time(*said, self.encoder.warm_ms) or encoding_time(*said, None)
-                or encoding_time(*said, self.encoder.timed_ms))
+        return next(filter(None, (encoding_time(*said, ms, threads) for ms in
+                                  (self.encoder.warm_ms, None, self.encoder.timed_ms))), None)
 
     #: What one step of the progress bar is (one result of :meth:`iter_propagate`): a plane, as
     #: the plan lines count them (a tri-planar 3D box's views yield planes across the session axis).
