@@ -163,6 +163,20 @@ def test_bad_outputs_and_models_leave_nothing_behind(dataset, tmp_path, tiny_mod
     assert not out.exists()  # the folder this run made is gone with its config.json
 
 
+def test_a_model_without_its_default_weights_is_refused_before_any_work(dataset, tmp_path, capsys, monkeypatch):
+    """``-m litemedsam,medsam2`` with no MedSAM2 file in $MEDISAM_WEIGHTS: one line before the plan, the
+    output folder and the first model's cases (it failed 31 s in, after LiteMedSAM had run)."""
+    from medisam.cli import main
+
+    monkeypatch.setenv("MEDISAM_WEIGHTS", str(tmp_path / "no_weights"))
+    out = tmp_path / "out"
+    code = main(["bench", str(dataset), "-m", "litemedsam-tiny,medsam2", "-p", "box", "-o", str(out), "--no-report"])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert "-m medsam2: no weights for 'medsam2'" in err and str(tmp_path / "no_weights") in err
+    assert "cases" not in err.lower().split("no weights")[0]  # refused before the plan line
+
+
 def test_the_report_sets_models_side_by_side_on_the_targets_they_share(tmp_path):
     """Several models were stacked row under row, each over its own targets, and named by the
     checkpoint's whole path. Now one table holds each model's DSC on the targets every model

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Iterator
 
 from medisam.bench.datasets import CaseRef, DatasetOptions, discover_cases
 from medisam.bench.evaluate import ERROR_COLUMNS, RESULT_COLUMNS, CaseEvaluator, CaseResult, EvalSettings
-from medisam.errors import InputError, OutputExistsError
+from medisam.errors import CheckpointError, InputError, OutputExistsError
 from medisam.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -229,6 +229,7 @@ def check_models(models: Iterable[str], strategies: Iterable = ()) -> None:
     :func:`~medisam.bench.evaluate.sam2_refusal`) are refused here, each with its reason, not after the
     other models ran."""
     from medisam.bench.evaluate import ModelRef, sam2_refusal
+    from medisam.models.loading import weights_path
     from medisam.models.registry import get_spec
 
     refused = {s.name: why for s in strategies if (why := sam2_refusal(s)) is not None}
@@ -239,8 +240,10 @@ def check_models(models: Iterable[str], strategies: Iterable = ()) -> None:
             raise InputError(f"-m {text}: {ref.name} is a SAM 2 model, which runs the box, point, click and volume "
                              f"strategies and the CVPR25 protocol (slice clicks), not {why}; bench it without "
                              "them, beside the other models in another run")
-        if ref.checkpoint is not None and not Path(ref.checkpoint).expanduser().is_file():
-            raise InputError(f"-m {text}: checkpoint not found: {ref.checkpoint}")
+        try:  # a named file, or the default one in $MEDISAM_WEIGHTS: found now, not after the plan and other models
+            weights_path(get_spec(ref.name), None if ref.checkpoint is None else Path(ref.checkpoint).expanduser())
+        except CheckpointError as exc:
+            raise InputError(f"-m {text}: {exc}") from None
 
 
 def _run(config: BenchConfig, settings: EvalSettings, parsed: list, refs: list[CaseRef], out: Path,

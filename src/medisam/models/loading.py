@@ -41,6 +41,21 @@ def find_checkpoint(spec: ModelSpec) -> Path | None:
     return None
 
 
+def weights_path(spec: ModelSpec, checkpoint: str | Path | None = None) -> Path | None:
+    """The weights file a load of ``spec`` reads: ``checkpoint``, else its default (:func:`find_checkpoint`);
+    None for a test model's random weights. Cheap (no hash, no read), so a long run can check its models
+    before its work. Raises CheckpointError when the file is missing or the model has none."""
+    path = Path(checkpoint) if checkpoint is not None else find_checkpoint(spec)
+    if path is None:
+        if not spec.is_test_model:
+            where = weights_dir() / (spec.checkpoint_file or "?")
+            raise CheckpointError(f"no weights for {spec.name!r}: give a checkpoint file or place "
+                                  f"{spec.checkpoint_file} at {where}")
+    elif not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return path
+
+
 def model_class(spec: ModelSpec) -> type[LoadedModel]:
     """The loaded-model type of a spec: 2D-promptable, or SAM 2's memory model."""
     if spec.capabilities.prompting_2d:
@@ -77,17 +92,8 @@ def load_torch(spec: ModelSpec, checkpoint: str | Path | None = None,
         CheckpointError: missing/corrupt checkpoint, hash or state-dict mismatch (with ``lazy``,
         a corrupt file whose hash was not given fails when the network is first built).
     """
-    path = Path(checkpoint) if checkpoint is not None else find_checkpoint(spec)
-    sha = None
-    if path is None:
-        if not spec.is_test_model:
-            where = weights_dir() / (spec.checkpoint_file or "?")
-            raise CheckpointError(f"no weights for {spec.name!r}: give a checkpoint file or place "
-                             f"{spec.checkpoint_file} at {where}")
-    else:
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
-        sha = verify_sha256(path, spec.sha256 if checkpoint is None else None)
+    path = weights_path(spec, checkpoint)
+    sha = None if path is None else verify_sha256(path, spec.sha256 if checkpoint is None else None)
 
     def build() -> torch.nn.Module:
         with torch.random.fork_rng(devices=[]):
