@@ -34,6 +34,20 @@ STATUS_OF = (
 )
 
 
+#: Longest ``detail`` sent back: an error that quotes a huge input (a 100 kB window name, a 10 kB
+#: session id or format) is cut in the middle, keeping its start and its advice.
+MAX_DETAIL_CHARS = 500
+
+
+def short_detail(message: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """``message`` on one line and at most about ``limit`` characters (the middle cut out, saying how much)."""
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    if len(message) <= limit:
+        return message
+    keep = limit // 2 - 20
+    return f"{message[:keep]} [...{len(message) - 2 * keep} characters cut...] {message[-keep:]}"
+
+
 def scrub_paths(message: str, root) -> str:  # noqa: ANN001
     """Replace any server path under the sessions folder ``root`` by its file name."""
     for r in {str(root), os.path.realpath(root)}:
@@ -102,7 +116,7 @@ def create_app(settings: ServerSettings | None = None, model: PromptableModel | 
         status = next(code for cls, code in STATUS_OF if isinstance(exc, cls))
         if status >= 500 and not isinstance(exc, WorkTimeout):
             log.error("request failed: %s", exc)
-        return JSONResponse({"detail": scrub_paths(str(exc), ctx.sessions.root)}, status_code=status)
+        return JSONResponse({"detail": short_detail(scrub_paths(str(exc), ctx.sessions.root))}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request, exc: RequestValidationError):  # noqa: ANN001, ANN202
@@ -110,7 +124,7 @@ def create_app(settings: ServerSettings | None = None, model: PromptableModel | 
         for err in exc.errors()[:5]:
             where = ".".join(str(v) for v in err.get("loc", ()) if v != "body")
             parts.append(f"{where}: {err.get('msg')}")
-        return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=400)
+        return JSONResponse({"detail": short_detail("invalid request: " + "; ".join(parts))}, status_code=400)
 
     app.include_router(router)
     add_docs(app, bearer=settings.token is not None)

@@ -10,6 +10,7 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 from typing import Awaitable, Callable
 
 from medisam.serve.auth import split_host
@@ -26,8 +27,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: Paths reachable without the token: the liveness probe and the API docs (page, spec, assets).
 PUBLIC_PATHS = frozenset({"/healthz"}) | DOCS_PATHS
 PUBLIC_PREFIXES = (ASSETS + "/",)
-#: Paths whose POST body is an upload (the large limit); every other body gets the small one.
-UPLOAD_PATHS = frozenset({"/sessions"})
+#: Paths whose POST body is an upload (the large limit): a session's image and its guide channels
+#: (a guide is a volume as large as the session's; under the small JSON limit every guide over 1 MiB
+#: was a 413). Every other body gets the small one.
+UPLOAD_PATHS = re.compile(r"/sessions(/[^/]+/guides)?")
 
 
 async def _json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -113,7 +116,7 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        upload = scope.get("method") == "POST" and scope.get("path") in UPLOAD_PATHS
+        upload = scope.get("method") == "POST" and UPLOAD_PATHS.fullmatch(scope.get("path", "")) is not None
         limit = self.upload_bytes if upload else self.max_bytes
         msg = f"request body is larger than the limit of {limit} bytes"
         for name, value in scope.get("headers", []):

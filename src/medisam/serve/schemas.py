@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
+
+
+def _not_bool(value: object) -> object:
+    """Refuse ``true``/``false`` where an index is expected (pydantic's lax mode read ``true`` as slice 1)."""
+    if isinstance(value, bool):
+        raise ValueError("Input should be an integer index, not a boolean")
+    return value
+
+
+#: A slice or voxel index: an integer (``3``, ``3.0``, ``"3"``), never a boolean.
+Index = Annotated[int, BeforeValidator(_not_bool)]
 
 
 class EncodedArray(BaseModel):
@@ -50,7 +61,7 @@ class SessionInfo(BaseModel):
 class PromptRequest(BaseModel):
     """Prompts on one slice, in pixels of that slice (x = column, y = row)."""
 
-    slice: Optional[int] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
+    slice: Optional[Index] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
     obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
     box: Optional[list[float]] = Field(None, min_length=4, max_length=4, description="x0, y0, x1, y1")
     points: Optional[list[list[float]]] = Field(None, description="[[x, y, label], ...]; label 1 positive, 0 negative")
@@ -65,9 +76,9 @@ class Box3DRequest(BaseModel):
                                          description="x0, y0, z0, x1, y1, z1 = i0, j0, k0, i1, j1, k1 voxel "
                                                      "indices (inclusive; k = slice)")
     box: Optional[list[float]] = Field(None, min_length=4, max_length=4, description="x0, y0, x1, y1 pixels")
-    slice_range: Optional[list[int]] = Field(None, min_length=2, max_length=2,
+    slice_range: Optional[list[Index]] = Field(None, min_length=2, max_length=2,
                                              description="first, last slice of the box (with box)")
-    slice: Optional[int] = Field(None, ge=0, description="the slice the box was drawn on (with box and slice_range): "
+    slice: Optional[Index] = Field(None, ge=0, description="the slice the box was drawn on (with box and slice_range): "
                                  "the box bounds the object there only, so a 3D click may reach past it elsewhere")
 
 
@@ -75,7 +86,8 @@ class Click3DRequest(BaseModel):
     """A corrective click on a volume's 3D result, or on a 2D image's mask: voxel ``zyx``
     (slice, row, column; slice 0 on a 2D image)."""
 
-    zyx: list[int] = Field(min_length=3, max_length=3, description="z, y, x voxel indices (z = slice; 0 on a 2D image)")
+    zyx: list[Index] = Field(min_length=3, max_length=3,
+                             description="z, y, x voxel indices (z = slice; 0 on a 2D image)")
     positive: bool = Field(True, description="true adds the voxel to the object, false removes it")
     obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
 
@@ -83,7 +95,7 @@ class Click3DRequest(BaseModel):
 class RecistRequest(BaseModel):
     """A RECIST line on one slice: a lesion's long axis, its two endpoints in pixels of that slice."""
 
-    slice: Optional[int] = Field(None, description="index along array axis 0 (volumes); omit for 2D")
+    slice: Optional[Index] = Field(None, description="index along array axis 0 (volumes); omit for 2D")
     obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
     line: list[float] = Field(min_length=4, max_length=4, description="x0, y0, x1, y1 pixels (the endpoints)")
 
@@ -91,7 +103,7 @@ class RecistRequest(BaseModel):
 class ScribbleRequest(BaseModel):
     """A scribble on one slice: a polyline whose clicks (one every 8 pixels, at most 16) are added."""
 
-    slice: Optional[int] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
+    slice: Optional[Index] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
     obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
     polyline: list[list[float]] = Field(min_length=1, description="[[x, y], ...] vertices in pixels")
     positive: bool = Field(True, description="true: foreground scribble, false: background")
@@ -100,7 +112,7 @@ class ScribbleRequest(BaseModel):
 class LassoRequest(BaseModel):
     """A lasso on one slice: a closed polygon whose filled inside becomes the object's mask prompt there."""
 
-    slice: Optional[int] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
+    slice: Optional[Index] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
     obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
     polygon: list[list[float]] = Field(min_length=3, description="[[x, y], ...] vertices in pixels")
 
@@ -119,7 +131,7 @@ class Click3DResult(BaseModel):
 
 
 class PointsRequest(BaseModel):
-    slice: Optional[int] = None
+    slice: Optional[Index] = None
     obj_id: int = Field(1, ge=1, le=65535, strict=True)
     points: list[list[float]] = Field(min_length=1)
 
