@@ -62,7 +62,10 @@ def decode_array(obj: dict[str, Any], max_bytes: int = 1 << 31) -> np.ndarray:
     if expected > max_bytes:
         raise ValueError(f"array of {expected} bytes exceeds the limit of {max_bytes}")
     d = zlib.decompressobj()
-    raw = d.decompress(base64.b64decode(obj["data"], validate=True), expected + 1)
+    try:
+        raw = d.decompress(base64.b64decode(obj["data"], validate=True), expected + 1)
+    except zlib.error as exc:  # base64 of bytes that are not zlib
+        raise ValueError(f"array data is not zlib-compressed ({exc})") from None
     if len(raw) != expected or d.unconsumed_tail:
         raise ValueError(f"array data has the wrong size for shape {shape} and dtype {dtype}")
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()

@@ -31,6 +31,18 @@ def _finite(values: Iterable[float], what: str) -> tuple[float, ...]:
     return out
 
 
+def _label(value: object) -> int:
+    """A point's label: 0 (negative) or 1 (positive), exactly; ``int()`` made 0.5 a negative click and NaN or
+    1e308 a ValueError/OverflowError traceback."""
+    try:
+        ok = bool(value in (0, 1))
+    except (TypeError, ValueError):  # an array: no one label
+        ok = False
+    if not ok:
+        raise PromptError(f"point labels must be 0 (negative) or 1 (positive), got {value!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Box:
     """An XYXY box in pixels (x = column, y = row)."""
@@ -113,7 +125,7 @@ class Points:
         if not rows or any(len(r) not in (2, 3) for r in rows):
             raise PromptError("points must be (x, y) or (x, y, label) tuples")
         coords = [_finite(r[:2], "point coordinates") for r in rows]
-        labels = [int(r[2]) if len(r) == 3 else 1 for r in rows]
+        labels = [_label(r[2]) if len(r) == 3 else 1 for r in rows]
         return Points(np.array(coords), np.array(labels))
 
     def check_inside(self, height: int, width: int) -> "Points":

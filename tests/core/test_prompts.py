@@ -48,3 +48,44 @@ def test_mask_prompt_and_box3d():
         b.check_inside((6, 10, 10))
     with pytest.raises(PromptError, match=r"^3D box \(1,2,3,0,5,6\) is inverted: need x0 <= x1"):  # as a 2D box's
         Box3D(1, 2, 3, 0, 5, 6)
+
+
+@pytest.mark.parametrize("label", [0.5, 0.9999999, float("nan"), float("inf"), 1e308, 2, -1, "1"])
+def test_a_point_label_other_than_0_or_1_is_one_prompt_error(label):
+    """``int()`` made 0.5 a negative click and NaN or 1e308 a ValueError/OverflowError traceback (server: a 500)."""
+    with pytest.raises(PromptError, match="point labels must be 0 .negative. or 1 .positive."):
+        Points.of([(10.0, 12.0, label)])
+
+
+def test_labels_0_and_1_in_any_number_type_are_kept():
+    assert Points.of([(1, 2, 1.0), (3, 4, 0), (5, 6, True), (7, 8, np.int64(0))]).labels.tolist() == [1, 0, 1, 0]
+
+
+@pytest.mark.parametrize("text", ["1e-300,0", "5e-324,0", "1e308,1e308", "400,1e308"])
+def test_a_window_the_float32_display_cannot_compute_is_refused_everywhere(text):
+    """A width float32 rounds to 0 made every pixel NaN and a level of 1e308 inf: a NaN score, an empty mask."""
+    from medisam.errors import InputError
+    from medisam.io.intensity import resolve_window
+    from medisam.io.window import parse_window
+
+    with pytest.raises(InputError, match="outside what the display can compute"):
+        parse_window(text, "--window")
+    with pytest.raises(InputError, match="outside what the display can compute"):
+        resolve_window(tuple(float(v) for v in text.split(",")))
+
+
+def test_labels_json_nested_past_the_recursion_limit_is_one_input_error():
+    from medisam.errors import InputError
+    from medisam.io.segment_meaning import parse_labels
+
+    with pytest.raises(InputError, match="--labels: the JSON is nested too deeply"):
+        parse_labels("[" * 100_000, "--labels")
+
+
+def test_array_data_that_is_not_zlib_is_a_value_error():
+    import base64
+
+    from medisam.client import decode_array
+
+    with pytest.raises(ValueError, match="not zlib-compressed"):
+        decode_array({"dtype": "uint8", "shape": [2, 2], "data": base64.b64encode(b"not zlib").decode()})

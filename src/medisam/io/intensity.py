@@ -55,8 +55,22 @@ def resolve_window(window: str | tuple[float, float]) -> tuple[float, float]:
         width, level = (float(v) for v in window)
     except (TypeError, ValueError) as exc:
         raise InputError(f"window must be a preset name or (width, level), got {window!r}") from exc
+    return check_window(width, level, f"window {window!r}")
+
+
+#: Smallest WIDTH and largest |LEVEL| + WIDTH/2 of a window: the display is computed in float32, where a width
+#: of 1e-300 is 0 (every pixel NaN) and a level of 1e308 is inf; the model then gave a NaN score and an empty mask.
+WINDOW_MIN_WIDTH = 1e-30
+WINDOW_MAX_ABS = 1e30
+
+
+def check_window(width: float, level: float, shown: str) -> tuple[float, float]:
+    """``(width, level)`` when the float32 display can compute it, else an InputError naming ``shown``."""
     if not (np.isfinite(width) and np.isfinite(level)) or width <= 0:
-        raise InputError(f"window width must be positive and finite, got {window!r}")
+        raise InputError(f"{shown} needs a finite WIDTH > 0 and a finite LEVEL")
+    if width < WINDOW_MIN_WIDTH or abs(level) + width / 2 > WINDOW_MAX_ABS:
+        raise InputError(f"{shown} is outside what the display can compute: give WIDTH >= {WINDOW_MIN_WIDTH:g} "
+                         f"and |LEVEL| + WIDTH/2 <= {WINDOW_MAX_ABS:g}")
     return width, level
 
 

@@ -324,6 +324,9 @@ def parse_labels(text: str, what: str = "labels") -> dict[int, SegmentMeaning]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{what}: not valid JSON ({exc})") from None
+    except RecursionError:  # "[[[[..." 5000 deep fits in a URL or an option
+        raise InputError(f"{what}: the JSON is nested too deeply; give an object such as "
+                         '{"1": "liver"}') from None
     if not isinstance(data, dict):
         raise InputError(f"{what}: expected a JSON object mapping label value -> name or object")
     try:

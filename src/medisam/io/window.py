@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 from medisam.errors import InputError
-from medisam.io.intensity import WINDOW_PRESETS, default_window, resolve_window
+from medisam.io.intensity import WINDOW_PRESETS, check_window, default_window, resolve_window
 
 if TYPE_CHECKING:
     from medisam.io.medical_image import MedicalImage
@@ -33,9 +32,7 @@ def parse_window(text: str | None, what: str = "window") -> str | tuple[float, f
         width, level = (float(p) for p in parts)
     except ValueError:
         raise InputError(f"{what} {text!r} must be a preset name or two numbers WIDTH,LEVEL") from None
-    if not (math.isfinite(width) and math.isfinite(level)) or width <= 0:
-        raise InputError(f"{what} {text!r} needs a finite WIDTH > 0 and a finite LEVEL")
-    return (width, level)
+    return check_window(width, level, f"{what} {text!r}")
 
 
 def hu_window_warning(window: str | tuple[float, float] | None, image: MedicalImage, name: str = "the image",

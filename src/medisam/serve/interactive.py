@@ -451,8 +451,6 @@ class InteractiveSession:
 
     @staticmethod
     def _point(p: Sequence[float]) -> tuple[float, float, int]:
-        if len(p) == 3 and p[2] not in (0, 1):  # Points.of truncates with int(): 0.5 was a negative click,
-            raise PromptError(f"point labels must be 0 (negative) or 1 (positive), got {p[2]!r}")  # NaN a 500
         pts = Points.of([p])  # validates finiteness and the 0/1 label
         return float(pts.coords[0, 0]), float(pts.coords[0, 1]), int(pts.labels[0])
 
