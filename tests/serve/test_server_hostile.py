@@ -1,5 +1,5 @@
 """What a hostile or careless client sends: each request gets a 4xx with one short line, never a 500
-or a silent misreading (docs/threat-model.md; the audit table is /work/notes/server_audit.md)."""
+or a silent misreading (docs/threat-model.md)."""
 
 from __future__ import annotations
 
@@ -125,3 +125,22 @@ def test_boolean_where_an_index_is_expected_is_400(make_client, route, body):
     tc = make_client()
     sid = _upload(tc, "v.nii", _nii(ct_volume()), modality="CT")
     assert "not a boolean" in _refused(tc.post(f"/sessions/{sid}/{route}", json=body))
+
+
+def test_propagate_without_a_body_propagates_both_ways(make_client):
+    """Every field of /propagate has a default, so a bare POST (as /undo and /reset take) works; it was a 400
+    reading "invalid request: : Field required"."""
+    tc = make_client()
+    sid = _upload(tc, "v.nii", _nii(ct_volume()), modality="CT")
+    r = tc.post(f"/sessions/{sid}/predict", json={"slice": 3, "box": [10, 10, 40, 40]})
+    assert r.status_code == 200, r.text
+    r = tc.post(f"/sessions/{sid}/propagate")
+    assert r.status_code == 200, r.text
+    assert r.json()["slices_with_labels"] >= 1
+
+
+def test_a_missing_json_body_is_named_in_the_refusal(make_client):
+    tc = make_client()
+    sid = _upload(tc, "v.nii", _nii(ct_volume()), modality="CT")
+    detail = _refused(tc.post(f"/sessions/{sid}/predict"))
+    assert detail.startswith("invalid request: the JSON body: ") and ": : " not in detail

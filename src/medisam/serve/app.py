@@ -122,7 +122,7 @@ def create_app(settings: ServerSettings | None = None, model: PromptableModel | 
     async def _validation_error(request, exc: RequestValidationError):  # noqa: ANN001, ANN202
         parts = []
         for err in exc.errors()[:5]:
-            where = ".".join(str(v) for v in err.get("loc", ()) if v != "body")
+            where = ".".join(str(v) for v in err.get("loc", ()) if v != "body") or "the JSON body"
             parts.append(f"{where}: {err.get('msg')}")
         return JSONResponse({"detail": short_detail("invalid request: " + "; ".join(parts))}, status_code=400)
 

@@ -372,8 +372,8 @@ def plan(sid: str, request: Request,
 
 
 @router.post("/sessions/{sid}/propagate", response_model=PropagateResult, tags=["prompts"])
-async def propagate(sid: str, body: PropagateRequest, request: Request) -> PropagateResult:
-    """Propagate every prompted object through the volume (or video).
+async def propagate(sid: str, request: Request, body: Optional[PropagateRequest] = None) -> PropagateResult:
+    """Propagate every prompted object through the volume (or video); no body = ``{"direction": "both"}``.
 
     The work runs slice by slice in a worker thread and stops between slices when the
     client disconnects or the server's time limit passes (slices done so far are kept,
@@ -384,7 +384,7 @@ async def propagate(sid: str, body: PropagateRequest, request: Request) -> Propa
     stop = threading.Event()
     deadline = time.monotonic() + ctx.settings.request_timeout_s
     work = asyncio.get_running_loop().run_in_executor(
-        None, _propagate_locked, session, ctx, body.direction, stop, deadline)
+        None, _propagate_locked, session, ctx, (body or PropagateRequest()).direction, stop, deadline)
     try:
         while not (await asyncio.wait({work}, timeout=DISCONNECT_POLL_S))[0]:
             if await request.is_disconnected():
