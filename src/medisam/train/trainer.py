@@ -82,6 +82,13 @@ class FinetuneResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     test_cases: list[str] = field(default_factory=list)  # held out (--holdout-fraction): never trained on
+    base_val_dice: float | None = None  # the same validation targets before training (the model as loaded)
+
+    @property
+    def worse_than_base(self) -> bool:
+        """True when no epoch beat the model as loaded on validation: the checkpoint is a step back."""
+        return self.best_val_dice is not None and self.base_val_dice is not None and \
+            self.best_val_dice < self.base_val_dice
 
 
 class TrainClock:
@@ -314,6 +321,14 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
         log.info("resumed from %s at epoch %d", resume, start_epoch)
 
     val_indices = list(range(len(datasets["val"])))[info.rank::info.world_size]
+    if resume_state is not None:
+        base_val = resume_state.get("base_val_dice")
+    else:  # the model as loaded, on the same targets: what the epochs must beat
+        base_val = _val_dice(segmenter, datasets["val"], val_indices, device, config.amp, info)
+        if base_val is not None and info.is_main:
+            log.info("validation Dice before training: %.4f", base_val)
+            if show:
+                tqdm.write(f"val_dice before training={base_val:.4f}")
     stopped = "epochs"
     epoch = start_epoch - 1
     moved = 0  # optimiser steps with a learning rate above 0
@@ -363,10 +378,7 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
         record = {"epoch": epoch + 1, "train_loss": s_loss / max(s_items, 1),
                   "train_dice": s_dice / max(s_targets, 1)}
         if datasets["val"].images:
-            plain = segmenter.module if info.enabled else segmenter  # no collectives in uneven eval
-            total, count = evaluate(plain, datasets["val"], val_indices, device, config.amp)
-            total, count = dist_utils.all_sum([total, count], info, device)
-            record["val_dice"] = total / max(count, 1)
+            record["val_dice"] = _val_dice(segmenter, datasets["val"], val_indices, device, config.amp, info)
             improved = stopper.step(record["val_dice"])
         else:
             improved = True  # no validation set: keep the latest weights
@@ -378,11 +390,12 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
             if improved:
                 state, extra = modes.export_state(net, config)
                 meta = {"base_model": config.model, "mode": config.mode, "config": config.to_dict(),
-                        "epoch": epoch + 1, "val_dice": record.get("val_dice"), "split": case_split, **extra}
+                        "epoch": epoch + 1, "val_dice": record.get("val_dice"), "base_val_dice": base_val,
+                        "split": case_split, **extra}
                 save_checkpoint(output, state, meta)
             if epoch == start_epoch:
                 config.save(config_path_for(output), force=True)
-            _save_state(state_path, config, net, optimizer, scheduler, stopper, history, epoch)
+            _save_state(state_path, config, net, optimizer, scheduler, stopper, history, epoch, base_val)
         dist_utils.barrier(info)
         if out_of_time:
             stopped = "time_limit"
@@ -397,7 +410,24 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
     dist_utils.barrier(info)
     dist_utils.cleanup(info)
     best = stopper.best if stopper.best != -math.inf else None
-    return FinetuneResult(output, best, len(history), stopped, time.monotonic() - started, history, list(test_ids))
+    result = FinetuneResult(output, best, len(history), stopped, time.monotonic() - started, history,
+                            list(test_ids), base_val)
+    if result.worse_than_base and info.is_main:
+        log.warning("no epoch beat %s as loaded on the validation cases (best val Dice %.4f, %.4f before "
+                    "training): %s is worse than the model it started from; lower --lr, train longer, or keep "
+                    "the base model", config.model, best, base_val, output)
+    return result
+
+
+def _val_dice(segmenter: nn.Module, dataset: PromptedDataset, indices: Sequence[int], device: torch.device,
+              amp: bool, info) -> float | None:  # noqa: ANN001 - dist_utils' DistInfo
+    """Mean Dice over the validation targets (every rank's share summed), or None without validation images."""
+    if not dataset.images:
+        return None
+    plain = segmenter.module if info.enabled else segmenter  # no collectives in uneven eval
+    total, count = evaluate(plain, dataset, indices, device, amp)
+    total, count = dist_utils.all_sum([total, count], info, device)
+    return total / max(count, 1)
 
 
 def _optimizer_step(optimizer: torch.optim.Optimizer, scheduler, scaler) -> bool:
@@ -456,10 +486,11 @@ def check_outputs(output: Path, force: bool, resume: str | Path | None) -> None:
 
 
 def _save_state(path: Path, config: FinetuneConfig, net: nn.Module, optimizer, scheduler, stopper: EarlyStopping,
-                history: list[dict[str, float]], epoch: int) -> None:
+                history: list[dict[str, float]], epoch: int, base_val_dice: float | None = None) -> None:
     state = {"net": {k: v.detach().cpu() for k, v in net.state_dict().items()},
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "early_stopping": stopper.state_dict(), "history": history, "epoch": epoch,
+             "base_val_dice": base_val_dice,
              "mode": config.mode, "base_model": config.model, "config": config.to_dict()}
     with atomic_write(path, force=True) as tmp:
         torch.save(state, tmp)
