@@ -266,3 +266,16 @@ def write_legacy_multiframe(
     ds.PixelData = np.rint(hu - intercept).astype(np.int16).tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def big_endian(path: Path, bits: int = 32) -> None:
+    """Rewrite one file as Explicit VR Big Endian with ``bits`` per stored value (GDCM reads 32 bits wrong)."""
+    import pydicom
+    from pydicom.uid import ExplicitVRBigEndian
+
+    ds = pydicom.dcmread(path)
+    stored = ds.pixel_array.astype(np.int32 if bits == 32 else np.int16)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
+    ds.PixelData = stored.astype(stored.dtype.newbyteorder(">")).tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    pydicom.dcmwrite(path, ds, implicit_vr=False, little_endian=False, force_encoding=True)

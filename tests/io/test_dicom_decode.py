@@ -12,7 +12,7 @@ from pydicom.uid import ExplicitVRBigEndian
 
 from medisam.errors import InputError
 from medisam.io import read_image
-from tests.dicom_factory import write_ct_series
+from tests.dicom_factory import big_endian, write_ct_series
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 ONE_FRAME_DOSES = ["rtdose_1frame.dcm", "rtdose_expb_1frame.dcm", "rtdose_rle_1frame.dcm"]
@@ -69,12 +69,7 @@ def test_rle_colour_above_8_bits_reads_pydicoms_values(name):
 def _to_big_endian(paths: list[Path], bits: int) -> None:
     """Rewrite CT slices (Explicit VR LE, int16) as Explicit VR Big Endian, ``bits`` per stored value."""
     for path in paths:
-        ds = pydicom.dcmread(path)
-        stored = ds.pixel_array.astype(np.int32 if bits == 32 else np.int16)
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
-        ds.PixelData = stored.astype(stored.dtype.newbyteorder(">")).tobytes()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
-        pydicom.dcmwrite(path, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+        big_endian(path, bits)
 
 
 def _hu() -> np.ndarray:

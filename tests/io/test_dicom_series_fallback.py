@@ -22,7 +22,7 @@ from pydicom.uid import ExplicitVRBigEndian, JPEG2000Lossless
 
 from medisam.errors import InputError
 from medisam.io import read_image
-from tests.dicom_factory import compress_series, write_ct_series
+from tests.dicom_factory import big_endian, compress_series, write_ct_series
 
 RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 REAL_SERIES = Path(__file__).resolve().parents[3] / "shared" / "data" / "dcmqi_ct3slice_seg" / "series"
@@ -36,16 +36,6 @@ def _ct(folder: Path, shape: tuple[int, int, int] = (5, 8, 10)) -> tuple[np.ndar
     """A synthetic CT series (Explicit VR LE, int16, intercept -1024) and its files in slice order."""
     hu = _hu(shape)
     return hu, write_ct_series(folder, hu)[1]
-
-
-def big_endian(path: Path, bits: int = 32) -> None:
-    """Rewrite one file as Explicit VR Big Endian with ``bits`` per stored value (GDCM reads 32 bits wrong)."""
-    ds = pydicom.dcmread(path)
-    stored = ds.pixel_array.astype(np.int32 if bits == 32 else np.int16)
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
-    ds.PixelData = stored.astype(stored.dtype.newbyteorder(">")).tobytes()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
-    pydicom.dcmwrite(path, ds, implicit_vr=False, little_endian=False, force_encoding=True)
 
 
 def dose_series(folder: Path, gdcm_fails: list[int], n: int = 4) -> tuple[np.ndarray, list[Path]]:
