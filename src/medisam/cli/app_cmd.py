@@ -36,6 +36,9 @@ def app_command(
     from medisam.models import load_model
     from medisam.serve.auth import TOKEN_ENV, generate_token, is_loopback
 
+    common.listen_address(host, port)
+    if max_voxels < 0:  # -1 started a UI that refused every image
+        raise common.InputError(f"--max-voxels must be >= 0 (0 = no limit), got {max_voxels}")
     require("gradio", "app")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     auth = None

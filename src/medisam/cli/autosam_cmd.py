@@ -45,6 +45,11 @@ def train(
     check_options({"epochs": epochs, "batch_size": batch_size, "max_cases": max_cases, "lr": lr,
                    "time_limit_min": time_limit, "val_fraction": val_fraction,
                    "holdout_fraction": holdout_fraction}, option_flag)
+    common.whole_number(seed, "--seed", 0)  # -1 printed numpy's traceback
+    if output.suffix.lower() not in (".pt", ".pth"):  # as finetune's: -o model.txt or -o model was written
+        raise common.InputError(f"-o {output}: an AutoSAM checkpoint is written as .pt or .pth; name it e.g. "
+                                f"{output.stem}.pt")
+    common.cache_folder(cache_dir)
     checks.paths_apart([data, checkpoint], [("-o", output)])
     checks.new_file(output, force)
     r = train_autosam(data, output, model=model, checkpoint=str(checkpoint) if checkpoint else None,

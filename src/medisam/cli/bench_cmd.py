@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, List, Optional
@@ -9,6 +10,7 @@ from typing import Any, List, Optional
 import typer
 
 from medisam.cli import checks, common
+from medisam.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
@@ -17,11 +19,12 @@ def register(app: typer.Typer) -> None:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """A YAML or JSON benchmark configuration (see docs/benchmark.md)."""
-    from medisam.errors import InputError
-
     if not path.is_file():
         raise InputError(f"{path}: no such config file")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:  # an image or archive given as --config printed a traceback
+        raise InputError(f"{path}: cannot parse config (not a text file; give a YAML or JSON file)") from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
@@ -40,6 +43,28 @@ def load_config_file(path: Path) -> dict[str, Any]:
 
 def _split(text: Optional[str]) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _tolerance(value: Any) -> float:
+    """The NSD tolerance in mm: a finite number > 0 (NaN, inf or -1 ran every case into an error row)."""
+    what = "--nsd-tolerance (nsd_tolerance_mm)"
+    try:
+        mm = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a number of mm > 0, got {value!r}") from None
+    if not math.isfinite(mm) or mm <= 0:
+        raise InputError(f"{what} must be a finite number of mm > 0, got {value!r}")
+    return mm
+
+
+def _check_dataset_options(opts: Any, where: str) -> None:
+    """A dataset's ``min_area`` >= 0, ``max_targets`` >= 1 and ``channel`` >= 0 (from the flags or the config):
+    ``--max-targets 0`` or ``--channel -1`` turned every case into an error row, ``--min-area -5`` ran as 1."""
+    for name, flag, low in (("min_area", "--min-area", 0), ("max_targets", "--max-targets", 1),
+                            ("channel", "--channel", 0)):
+        value = getattr(opts, name)
+        if value is not None:
+            common.whole_number(value, f"{flag} ({name}) of {where}", low)
 
 
 def bench(
@@ -83,7 +108,6 @@ def bench(
     from medisam.bench.datasets import DatasetOptions
     from medisam.bench.evaluate import EvalSettings
     from medisam.bench.runner import BenchConfig, DatasetSpec, run_benchmark
-    from medisam.errors import InputError
 
     if executor is not None and executor not in ("local", "ray"):
         raise InputError(f"--executor must be local or ray, got {executor!r}")
@@ -105,6 +129,8 @@ def bench(
     if targets is not None and targets not in ("label", "component", "instance"):
         raise InputError(f"--targets must be label, component or instance, got {targets!r}")
     specs: list[DatasetSpec] = []
+    if not isinstance(cfg.get("datasets", []), list):
+        raise InputError(f"{config}: 'datasets' must be a list of dataset paths or mappings")
     for entry in cfg.get("datasets", []):
         entry = {"path": entry} if isinstance(entry, str) else dict(entry)
         if "path" not in entry:
@@ -115,21 +141,24 @@ def bench(
     specs += [DatasetSpec(str(p), None, cli_opts) for p in (data or [])]
     if not specs:
         raise InputError("give at least one dataset folder (or a --config with datasets)")
+    for spec in specs:
+        _check_dataset_options(spec.options, spec.path)
 
     models = _split(model) or cfg.get("models") or ["litemedsam"]
     strategies = _split(prompts) or cfg.get("prompts") or ["box"]
     settings = EvalSettings(
         models=tuple(_split(models) if isinstance(models, str) else models),
         strategies=tuple(_split(strategies) if isinstance(strategies, str) else strategies),
-        seed=int(seed if seed is not None else cfg.get("seed", 0)),
+        seed=common.whole_number(seed if seed is not None else cfg.get("seed", 0), "--seed (seed)", 0),
         device=device,
-        tolerance_mm=float(tolerance if tolerance is not None else cfg.get("nsd_tolerance_mm", 2.0)),
+        tolerance_mm=_tolerance(tolerance if tolerance is not None else cfg.get("nsd_tolerance_mm", 2.0)),
         window=common.parse_window(window if window is not None else cfg.get("window")),
     )
     bench_cfg = BenchConfig(
         datasets=tuple(specs), settings=settings, outdir=str(output),
         max_cases=max_cases if max_cases is not None else cfg.get("max_cases"),
-        workers=int(workers if workers is not None else cfg.get("workers", 1)),
+        workers=common.whole_number(workers if workers is not None else cfg.get("workers", 1), "--workers (workers)",
+                                    1),
         backend=executor or cfg.get("executor", "local"), resume=resume, force=force,
         report=not no_report)
     summary = run_benchmark(bench_cfg)

@@ -34,9 +34,21 @@ POINTS_PER_SIDE = 16
 PointsPerSideOpt = typer.Option(POINTS_PER_SIDE, "--points-per-side",
                                 help="Everything mode's grid density: S x S points, or box tiles down to 2/S of the "
                                      "image (or crop) side.")
+#: the densest grid the CLI runs: 256 x 256 prompts (SAM's own default is 32); 100000 printed numpy's MemoryError
+MAX_POINTS_PER_SIDE = 256
+
+
+def points_per_side(value: int) -> int:
+    """``--points-per-side`` at most :data:`MAX_POINTS_PER_SIDE` (the lower bound is AutoMaskConfig's)."""
+    if value > MAX_POINTS_PER_SIDE:
+        raise InputError(f"--points-per-side {value} is more than {MAX_POINTS_PER_SIDE} ({value}x{value} prompts); "
+                         "give 8..64 (default 16)")
+    return value
+
+
 MaxVoxelsOpt = typer.Option(None, "--max-voxels", help="Refuse inputs larger than this (0 = no limit).")
 BackendOpt = typer.Option("auto", "--backend", help="Inference backend: auto (default), torch, onnx or openvino "
-                                                     "(auto = the fastest measured here; see `medisam info --backends`).")
+                          "(auto = the fastest measured here; see `medisam info --backends`).")
 PrecisionOpt = typer.Option(None, "--precision", help="fp32, bf16 (CPU with AVX512_BF16/AMX, or CUDA), "
                                                       "fp16 (CUDA) or int8 (onnx encoder). Default: the one "
                                                       "--backend auto measured here (fp32 on a named backend).")
@@ -63,6 +75,37 @@ def parse_numbers(text: str, count: int | tuple[int, ...], what: str) -> list[fl
     if len(values) not in counts:
         raise InputError(f"{what} {text!r} needs {' or '.join(map(str, counts))} numbers")
     return values
+
+
+def whole_number(value: object, what: str, low: int) -> int:
+    """``value`` (a flag's or a config key's) as an int >= ``low``, else a one-line error naming ``what``:
+    ``--seed -1`` or ``seed: abc`` in a config printed tracebacks (numpy's default_rng, int())."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not text.lstrip("-").isdigit():
+        raise InputError(f"{what} must be a whole number >= {low}, got {value!r}")
+    if int(text) < low:
+        raise InputError(f"{what} must be a whole number >= {low}, got {int(text)}")
+    return int(text)
+
+
+def cache_folder(path: Optional[Path]) -> None:
+    """``--cache-dir`` is a folder (made when missing), never an existing file: that failed after the
+    model loaded, ``[Errno 17] File exists`` with exit 1."""
+    if path is not None and path.exists() and not path.is_dir():
+        raise InputError(f"--cache-dir {path} is a file; give a folder for the embedding cache")
+
+
+def listen_address(host: str, port: int) -> None:
+    """``--host``/``--port`` of ``serve`` and ``app``, checked before the model loads: port -1 or 70000
+    printed the socket's OverflowError traceback, an unknown host name uvicorn's ``ERROR:`` line (exit 3)."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise InputError(f"--port must be 1..65535, got {port}")
+    try:
+        socket.getaddrinfo(host, port)
+    except (socket.gaierror, UnicodeError):
+        raise InputError(f"--host {host!r} is not an address or a host name this machine resolves") from None
 
 
 def parse_box(text: str) -> list[float]:

@@ -23,6 +23,8 @@ def demo(
     force: bool = common.ForceOpt,
 ) -> None:
     """Box-prompt each bundled sample (box = ground-truth extent + 5 px), write mask + overlay, print Dice."""
+    if output.exists() and not output.is_dir():  # found after the model had run on the first sample
+        raise common.InputError(f"-o {output} is a file; the demo writes a folder")
     with step(f"segmenting the bundled samples with {model}"):
         from medisam.demo import run_demo
 

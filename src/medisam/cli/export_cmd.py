@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
 
 @export_app.command("onnx")
 def onnx(
-    output: Path = typer.Option(..., "--output", "-o", help="Output folder (encoder.onnx, decoder.onnx, metadata.json)."),
+    output: Path = typer.Option(..., "--output", "-o",
+                                help="Output folder (encoder.onnx, decoder.onnx, metadata.json)."),
     model: str = common.ModelOpt,
     checkpoint: Optional[Path] = common.CheckpointOpt,
     opset: int = typer.Option(17, "--opset", help="ONNX opset version (12 to the exporter's highest: 20 with "
@@ -30,6 +31,8 @@ def onnx(
     from medisam.errors import OutputExistsError
 
     checks.paths_apart([checkpoint], [("-o", output)])
+    if output.exists() and not output.is_dir():  # before the exporter's imports (it was said after them)
+        raise OutputExistsError(f"{output} exists and is not a folder")
     with step("loading the exporter"):
         from medisam.export.onnx_export import (DECODER_FILE, ENCODER_FILE, METADATA_FILE, check_opset,
                                                 export_onnx)
@@ -40,8 +43,6 @@ def onnx(
     existing = [output / f for f in (ENCODER_FILE, DECODER_FILE, METADATA_FILE) if (output / f).exists()]
     if existing and not force:  # checked before loading anything
         raise OutputExistsError(f"{existing[0]} exists; pass --force to overwrite")
-    if output.exists() and not output.is_dir():
-        raise OutputExistsError(f"{output} exists and is not a folder")
     with step(f"loading model {model}"):
         loaded = load_model(model, checkpoint=checkpoint, device="cpu", backend="torch")
     with step("exporting to ONNX"):

@@ -8,6 +8,10 @@ from typing import Optional
 import typer
 
 from medisam.cli import checks, common
+from medisam.errors import InputError, MedisamError
+
+#: What ``medisam finetune``'s --targets takes (as the dataset readers).
+TARGET_MODES = ("label", "component", "instance")
 
 
 def register(app: typer.Typer) -> None:
@@ -56,7 +60,8 @@ def finetune(
     outputs = [("-o", output), ("the state beside -o", state_path_for(output)),
                ("the config beside -o", config_path_for(output))]
     checks.paths_apart([data, checkpoint, config_file], outputs)
-    values = FinetuneConfig.read_overlay(config_file) if config_file else {}
+    common.cache_folder(cache_dir)
+    values = _read_config(config_file, FinetuneConfig.read_overlay) if config_file else {}
     if resume is not None:  # the run's own settings under the file's and the flags (a change is refused)
         from medisam.train.trainer import saved_settings
 
@@ -72,6 +77,7 @@ def finetune(
     check_options(flags, option_flag)  # in the words the user typed; the config file's keys are checked below
     values.update(flags)
     values.update(data=str(data), output=str(output))
+    _check_values(values, option_flag)
     config = FinetuneConfig.from_dict(values)
     result = run(config, force=force, resume=resume, progress=not quiet)
     best = "n/a" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"
@@ -81,3 +87,28 @@ def finetune(
     if result.test_cases:  # the cases to test on: in the checkpoint's meta too ("split")
         typer.echo(f"held out for testing (never trained or validated on): {len(result.test_cases)} case(s): "
                    f"{', '.join(result.test_cases)}")
+
+
+def _read_config(path: Path, read) -> dict:  # noqa: ANN001 - FinetuneConfig.read_overlay
+    """``--config`` values; a file that is not YAML/JSON text is a one-line error (a JPEG, a JSON syntax
+    error or a YAML one printed the parser's traceback)."""
+    try:
+        return read(path)
+    except MedisamError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - utf-8, json and yaml errors have many types
+        raise InputError(f"--config {path}: cannot parse config ({exc.__class__.__name__}); "
+                         "give a YAML or JSON mapping") from None
+
+
+def _check_values(values: dict, flag) -> None:  # noqa: ANN001 - option_flag
+    """Settings FinetuneConfig lets through or names by field, from the flags or the config file, in the
+    user's words: --seed -1 (a traceback), --patience -1, --max-slices -1 and --targets pixel (trained
+    anyway), --accumulate 0 / --targets-per-image 0 (named ``accumulate``)."""
+    for name, low in (("seed", 0), ("patience", 0), ("max_slices", 0), ("accumulate", 1),
+                      ("targets_per_image", 1)):
+        if values.get(name) is not None:
+            common.whole_number(values[name], flag(name), low)
+    if values.get("targets") is not None and values["targets"] not in TARGET_MODES:
+        raise InputError(f"{flag('targets')} must be {', '.join(TARGET_MODES[:-1])} or {TARGET_MODES[-1]}, "
+                         f"got {values['targets']!r}")

@@ -37,11 +37,17 @@ def samaug(
     checks.paths_apart([*inputs, checkpoint], [("-o", output)])
     from medisam.prompting.automatic import AutoMaskConfig
 
+    common.points_per_side(points_per_side)
     AutoMaskConfig(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,  # checked before loading
                    stability_score_thresh=stability_thresh, grid=grid)
+    if any(t is not None and t < 0 for t in (pred_iou_thresh, stability_thresh)):  # -1 kept every mask
+        raise common.InputError("--pred-iou-thresh and --stability-thresh are scores from 0 to 1; give a threshold "
+                                "from 0 (keep every mask) to below 1")
     missing = [p for p in inputs if not p.is_file()]
-    if missing:
-        raise common.InputError(f"{missing[0]}: no such file")
+    if missing:  # a folder was said to be missing
+        raise common.InputError(f"{missing[0]}: " + ("a folder; samaug takes 2D image files" if missing[0].is_dir()
+                                                     else "no such file"))
+    _new_outputs(inputs, output, force)
     from medisam.train.samaug import image_display
 
     for path in inputs:  # a corrupt or 3D input fails here, before the model loads and any output is written
@@ -56,3 +62,14 @@ def samaug(
                            pred_iou_thresh=pred_iou_thresh, stability_thresh=stability_thresh, grid=grid)
     for path, n in written:
         typer.echo(f"wrote {path} ({n} masks)")
+
+
+def _new_outputs(inputs: List[Path], output: Path, force: bool) -> None:
+    """``<output>/<stem>.png`` per input (as :func:`medisam.train.samaug.samaug_files` names them): no two the
+    same, none existing without ``--force``; checked before the model loads (they were found after it)."""
+    targets = [output / f"{p.name.split('.')[0]}.png" for p in inputs]
+    for i, target in enumerate(targets):
+        if target in targets[:i]:
+            raise common.InputError(f"{inputs[targets.index(target)]} and {inputs[i]} have the same file stem: "
+                                    f"both would be written to {target}; rename one")
+        checks.new_file(target, force)

@@ -74,8 +74,9 @@ def segment(
     if mask is None:
         if not drawn and not everything:
             checks.not_prompted(boxes, points)
-    elif not mask.is_file():
-        raise common.InputError(f"--mask {mask}: no such file")
+    elif not mask.is_file():  # a folder was said to be missing
+        what = "a folder; give the mask file" if mask.is_dir() else "no such file"
+        raise common.InputError(f"--mask {mask}: {what}")
     checks.only_for_dicom(input, series)
     checks.paths_apart([input, mask, checkpoint], [("-o", output), ("--overlay", overlay)])
     checks.readable_input(input)
@@ -185,6 +186,7 @@ def _everything_config(everything: bool, crop_layers: int, points_per_side: int,
         raise common.InputError("--everything takes no prompt: drop --box, --point, --scribble, --lasso and --mask")
     from medisam.prompting.automatic import AutoMaskConfig
 
+    common.points_per_side(points_per_side)
     return AutoMaskConfig(points_per_side=points_per_side, crop_layers=crop_layers)  # bad values: one-line error
 
 

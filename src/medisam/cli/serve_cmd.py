@@ -45,6 +45,7 @@ def serve(
     from medisam.serve.auth import generate_token, is_loopback
     from medisam.serve.background import uvicorn_config
 
+    common.listen_address(host, port)
     uvicorn = require("uvicorn", "serve")
     if no_token and token is not None:
         raise common.InputError("--no-token contradicts --token / $MEDISAM_TOKEN")
