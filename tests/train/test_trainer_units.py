@@ -121,6 +121,10 @@ def test_cosine_schedule_follows_the_time_budget_when_it_runs_out_first():
     ({"val_fraction": 0.6, "holdout_fraction": 0.5}, "leave no cases for training"),
     ({"epochs": 0}, "epochs must be >= 1"),
     ({"max_cases": -1}, "max_cases must be >= 0"),
+    ({"seed": -1}, "seed must be >= 0"),  # numpy's traceback, for API users too
+    ({"patience": -1}, "patience must be >= 0"),  # trained anyway
+    ({"max_slices": -1}, "max_slices must be >= 0"),
+    ({"targets": "pixel"}, "targets must be label, component or instance, got 'pixel'"),
 ])
 def test_config_refuses_non_finite_and_out_of_range_values(changes, message):
     with pytest.raises(InputError, match=message):

@@ -44,8 +44,7 @@ def train(
 
     check_options({"epochs": epochs, "batch_size": batch_size, "max_cases": max_cases, "lr": lr,
                    "time_limit_min": time_limit, "val_fraction": val_fraction,
-                   "holdout_fraction": holdout_fraction}, option_flag)
-    common.whole_number(seed, "--seed", 0)  # -1 printed numpy's traceback
+                   "holdout_fraction": holdout_fraction, "seed": seed}, option_flag)  # seed -1: numpy's traceback
     if output.suffix.lower() not in (".pt", ".pth"):  # as finetune's: -o model.txt or -o model was written
         raise common.InputError(f"-o {output}: an AutoSAM checkpoint is written as .pt or .pth; name it e.g. "
                                 f"{output.stem}.pt")

@@ -126,7 +126,9 @@ def bench(
                                                   else Path.cwd()))
     cli_opts = DatasetOptions(modality=modality, targets=targets, min_area=min_area, max_targets=max_targets,
                               channel=channel, guides=False if no_guides else None)
-    if targets is not None and targets not in ("label", "component", "instance"):
+    from medisam.bench.datasets import TARGET_MODES
+
+    if targets is not None and targets not in TARGET_MODES:
         raise InputError(f"--targets must be label, component or instance, got {targets!r}")
     specs: list[DatasetSpec] = []
     if not isinstance(cfg.get("datasets", []), list):

@@ -10,8 +10,6 @@ import typer
 from medisam.cli import checks, common
 from medisam.errors import InputError, MedisamError
 
-#: What ``medisam finetune``'s --targets takes (as the dataset readers).
-TARGET_MODES = ("label", "component", "instance")
 
 
 def register(app: typer.Typer) -> None:
@@ -77,7 +75,6 @@ def finetune(
     check_options(flags, option_flag)  # in the words the user typed; the config file's keys are checked below
     values.update(flags)
     values.update(data=str(data), output=str(output))
-    _check_values(values, option_flag)
     config = FinetuneConfig.from_dict(values)
     result = run(config, force=force, resume=resume, progress=not quiet)
     best = "n/a" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"
@@ -99,16 +96,3 @@ def _read_config(path: Path, read) -> dict:  # noqa: ANN001 - FinetuneConfig.rea
     except Exception as exc:  # noqa: BLE001 - utf-8, json and yaml errors have many types
         raise InputError(f"--config {path}: cannot parse config ({exc.__class__.__name__}); "
                          "give a YAML or JSON mapping") from None
-
-
-def _check_values(values: dict, flag) -> None:  # noqa: ANN001 - option_flag
-    """Settings FinetuneConfig lets through or names by field, from the flags or the config file, in the
-    user's words: --seed -1 (a traceback), --patience -1, --max-slices -1 and --targets pixel (trained
-    anyway), --accumulate 0 / --targets-per-image 0 (named ``accumulate``)."""
-    for name, low in (("seed", 0), ("patience", 0), ("max_slices", 0), ("accumulate", 1),
-                      ("targets_per_image", 1)):
-        if values.get(name) is not None:
-            common.whole_number(values[name], flag(name), low)
-    if values.get("targets") is not None and values["targets"] not in TARGET_MODES:
-        raise InputError(f"{flag('targets')} must be {', '.join(TARGET_MODES[:-1])} or {TARGET_MODES[-1]}, "
-                         f"got {values['targets']!r}")

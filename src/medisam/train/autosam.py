@@ -104,7 +104,7 @@ def train_autosam(data: str | Path, output: str | Path, *, model: str = "litemed
     started = time.monotonic()
     check_options({"epochs": epochs, "batch_size": batch_size, "max_cases": max_cases, "lr": lr,
                    "time_limit_min": time_limit_min, "val_fraction": val_fraction,
-                   "holdout_fraction": holdout_fraction})
+                   "holdout_fraction": holdout_fraction, "seed": seed})
     output = Path(output)
     if output.exists() and not force:
         raise OutputExistsError(f"{output} exists; pass force=True to overwrite")

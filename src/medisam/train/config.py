@@ -101,8 +101,6 @@ class FinetuneConfig:
         check_options(values)
         if self.schedule not in ("cosine", "onecycle"):
             raise InputError(f"schedule must be cosine or onecycle, got {self.schedule!r}")
-        for name in ("targets_per_image", "accumulate"):
-            _at_least(values, name, 1, str)
         for name, value in values.items():  # the saved JSON never holds NaN or Infinity
             if isinstance(value, float) and not math.isfinite(value):
                 raise InputError(f"{name} must be a finite number, got {value}")
@@ -208,9 +206,15 @@ def check_options(values: Mapping[str, Any], spell: Callable[[str], str] = str) 
     ``time_limit_min``, ``val_fraction``, ``holdout_fraction``; ``spell`` names a field in
     the message (the CLI passes :func:`option_flag`, so the user reads the flag they typed).
     """
-    for name, low in (("epochs", 1), ("batch_size", 1), ("max_cases", 0)):
-        if name in values:
+    for name, low in (("epochs", 1), ("batch_size", 1), ("max_cases", 0), ("seed", 0), ("patience", 0),
+                      ("max_slices", 0), ("accumulate", 1), ("targets_per_image", 1)):
+        if values.get(name) is not None:  # seed -1 was numpy's traceback; patience/max_slices -1 trained anyway
             _at_least(values, name, low, spell)
+    from medisam.bench.datasets import TARGET_MODES  # the dataset readers' (lazy: they import scipy)
+
+    if values.get("targets") is not None and values["targets"] not in TARGET_MODES:  # "pixel" trained as labels
+        raise InputError(f"{spell('targets')} must be {', '.join(TARGET_MODES[:-1])} or {TARGET_MODES[-1]}, "
+                         f"got {values['targets']!r}")
     if "lr" in values and _number(values, "lr", spell) <= 0:
         raise InputError(f"{spell('lr')} must be positive, got {values['lr']}")
     if values.get("time_limit_min") is not None:
