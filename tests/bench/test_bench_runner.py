@@ -215,3 +215,17 @@ def test_a_missing_bench_extra_is_one_line_before_any_work(tmp_path, capsys, mon
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "pip install 'medisam[bench]'" in err[0] and missing in err[0], err
     assert not out.exists()
+
+
+def test_the_command_lines_max_cases_wins_over_the_config_files(tmp_path, tiny_model):
+    """docs/benchmark.md: later sources win, the command line last; a dataset entry's max_cases beat it."""
+    from medisam.cli import main
+
+    data = make_2d_dataset(tmp_path / "toy3", n=3)
+    config = tmp_path / "bench.yaml"
+    config.write_text(f"datasets:\n  - path: {data}\n    max_cases: 2\n")
+    base = ["bench", "--config", str(config), "--model", "litemedsam-tiny", "-p", "box", "--no-report"]
+    assert main(base + ["-o", str(tmp_path / "flag"), "--max-cases", "1"]) == 0
+    assert {r["case"] for r in _rows(tmp_path / "flag" / "results.csv")} == {"case0"}
+    assert main(base + ["-o", str(tmp_path / "file")]) == 0
+    assert {r["case"] for r in _rows(tmp_path / "file" / "results.csv")} == {"case0", "case1"}

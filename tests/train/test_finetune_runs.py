@@ -151,3 +151,11 @@ def test_the_validation_dice_before_training_is_measured_and_kept_on_resume(tiny
 
     again = finetune(replace(cfg, epochs=2), progress=False, resume=tmp_path / "b.pt")
     assert again.base_val_dice == first.base_val_dice  # read from the state, not measured on the tuned weights
+
+
+def test_the_cli_line_gives_the_validation_dice_before_training(tiny_dataset, tmp_path, capsys):
+    args = [a for a in FAST if a not in ("--val-fraction", "0")]  # with validation cases
+    assert main(["finetune", str(tiny_dataset), "--mode", "decoder", "-o", str(tmp_path / "v.pt"), *args,
+                 "--val-fraction", "0.5", "--max-cases", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "best val Dice 0." in out and " before training" in out, out

@@ -139,7 +139,7 @@ def bench(
             raise InputError(f"{config}: every dataset needs a path")
         opts = DatasetOptions.from_dict(entry).merged(cli_opts)
         specs.append(DatasetSpec(str(root / os.path.expandvars(entry["path"])), entry.get("name"), opts,
-                                 entry.get("max_cases")))
+                                 entry.get("max_cases") if max_cases is None else None))  # the flag wins
     specs += [DatasetSpec(str(p), None, cli_opts) for p in (data or [])]
     if not specs:
         raise InputError("give at least one dataset folder (or a --config with datasets)")
