@@ -40,7 +40,8 @@ def test_box_tiles_shrink_to_two_over_the_density():
 @pytest.mark.parametrize("bad, message", [
     (dict(points_per_batch=0), "points_per_batch"),
     (dict(grid="hexagons"), "grid"),
-    (dict(points_per_side=0), "point per side"),
+    (dict(points_per_side=0), "points per side"),
+    (dict(points_per_side=257), "needs 1..256 points per side"),  # 100000: numpy's MemoryError (74.5 GiB)
     (dict(pred_iou_thresh=float("nan")), "finite"),
     (dict(box_scales=(1.0, 0.0)), "box_scales"),
     (dict(min_mask_area=-1), "min_mask_area"),

@@ -34,18 +34,6 @@ POINTS_PER_SIDE = 16
 PointsPerSideOpt = typer.Option(POINTS_PER_SIDE, "--points-per-side",
                                 help="Everything mode's grid density: S x S points, or box tiles down to 2/S of the "
                                      "image (or crop) side.")
-#: the densest grid the CLI runs: 256 x 256 prompts (SAM's own default is 32); 100000 printed numpy's MemoryError
-MAX_POINTS_PER_SIDE = 256
-
-
-def points_per_side(value: int) -> int:
-    """``--points-per-side`` at most :data:`MAX_POINTS_PER_SIDE` (the lower bound is AutoMaskConfig's)."""
-    if value > MAX_POINTS_PER_SIDE:
-        raise InputError(f"--points-per-side {value} is more than {MAX_POINTS_PER_SIDE} ({value}x{value} prompts); "
-                         "give 8..64 (default 16)")
-    return value
-
-
 MaxVoxelsOpt = typer.Option(None, "--max-voxels", help="Refuse inputs larger than this (0 = no limit).")
 BackendOpt = typer.Option("auto", "--backend", help="Inference backend: auto (default), torch, onnx or openvino "
                           "(auto = the fastest measured here; see `medisam info --backends`).")

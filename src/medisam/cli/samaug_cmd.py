@@ -37,7 +37,6 @@ def samaug(
     checks.paths_apart([*inputs, checkpoint], [("-o", output)])
     from medisam.prompting.automatic import AutoMaskConfig
 
-    common.points_per_side(points_per_side)
     AutoMaskConfig(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,  # checked before loading
                    stability_score_thresh=stability_thresh, grid=grid)
     if any(t is not None and t < 0 for t in (pred_iou_thresh, stability_thresh)):  # -1 kept every mask

@@ -186,7 +186,6 @@ def _everything_config(everything: bool, crop_layers: int, points_per_side: int,
         raise common.InputError("--everything takes no prompt: drop --box, --point, --scribble, --lasso and --mask")
     from medisam.prompting.automatic import AutoMaskConfig
 
-    common.points_per_side(points_per_side)
     return AutoMaskConfig(points_per_side=points_per_side, crop_layers=crop_layers)  # bad values: one-line error
 
 

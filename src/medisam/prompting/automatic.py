@@ -85,8 +85,9 @@ class AutoMaskConfig:
     def __post_init__(self) -> None:
         if self.grid not in GRIDS:
             raise PromptError(f"everything mode's grid must be auto, points or boxes, got {self.grid!r}")
-        if self.points_per_side < 1:
-            raise PromptError(f"everything mode needs >= 1 point per side, got {self.points_per_side}")
+        if not 1 <= self.points_per_side <= MAX_POINTS_PER_SIDE:  # 100000 was numpy's MemoryError for 74.5 GiB
+            raise PromptError(f"everything mode needs 1..{MAX_POINTS_PER_SIDE} points per side (8..64 is usual, "
+                              f"16 the default), got {self.points_per_side}")
         if self.points_per_batch is not None and self.points_per_batch < 1:
             raise PromptError(f"points_per_batch must be >= 1 (or None for the device's default), "
                               f"got {self.points_per_batch}")
@@ -132,6 +133,8 @@ class AutoMaskConfig:
         return tuple(scales)
 
 
+#: the densest grid everything mode runs: 256 x 256 prompts (SAM's own default is 32 x 32)
+MAX_POINTS_PER_SIDE = 256
 #: bool pixels upsampled at once while masks are made compact (16 MiB, a few full-size masks of a large tile)
 UPSAMPLE_PIXELS = 1 << 24
 
