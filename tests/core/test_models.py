@@ -35,6 +35,19 @@ def test_missing_and_corrupt_checkpoint(tmp_path):
         load_model("litemedsam-tiny", checkpoint=bad, device="cpu")
 
 
+@pytest.mark.parametrize("head, said", [(b"\x89PNG\r\n\x1a\n" + bytes(64), "the file is a PNG image"),
+                                        (b"\xff\xd8\xff\xe0" + bytes(64), "the file is a JPEG image"),
+                                        (b"model weights\n", "the file is a text file"),
+                                        (b"\x00\x01\x02\x03", r"the file starts with b'\\x00")])
+def test_a_file_that_is_no_checkpoint_says_what_it_is(tmp_path, head, said):
+    """torch's own errors were "101" (a text file) or advice about Python objects in the file (a PNG)."""
+    path = tmp_path / "weights.pth"
+    path.write_bytes(head)
+    with pytest.raises(ModelError, match=f"not a PyTorch checkpoint .neither a torch.save zip archive nor a "
+                                         f"pickle.: {said}"):
+        load_model("litemedsam-tiny", checkpoint=path, device="cpu")
+
+
 def test_save_load_round_trip_and_mismatched_keys_are_named(tmp_path, tiny_model, tiny_sam):
     path = tmp_path / "tiny.pth"
     torch.save(tiny_model.net.state_dict(), path)

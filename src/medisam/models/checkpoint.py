@@ -45,6 +45,29 @@ def load_error(exc: BaseException) -> str:
     return first_line(exc)
 
 
+#: how a torch.save file starts: a zip archive (PyTorch >= 1.6) or a pickle of protocol 2 or later (legacy)
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+#: what a file given by mistake often is, by its first bytes
+_KNOWN_MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8", "a JPEG image"), (b"\x08", "an ONNX model?"),
+                (b"\x1f\x8b", "a gzip file (a .nii.gz image?)"), (b"DICM", "a DICOM file"))
+
+
+def _not_a_checkpoint(path: Path) -> str | None:
+    """Why ``path`` cannot be a torch.save file, from its first bytes (None when it may be one): torch's own
+    errors for an image or a text file were "101" or advice about Python objects in the checkpoint."""
+    with open(path, "rb") as f:
+        head = f.read(132)
+    if head.startswith(_TORCH_MAGIC):
+        return None
+    kind = next((what for magic, what in _KNOWN_MAGIC if head.startswith(magic)), None)
+    if kind is None and head[128:132] == b"DICM":
+        kind = "a DICOM file"
+    if kind is None and head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        kind = "a text file"
+    said = f"the file is {kind}" if kind else f"the file starts with {head[:8]!r}"
+    return f"not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle): {said}"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` and return the whole saved dict.
 
@@ -56,6 +79,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes)")
+    not_torch = _not_a_checkpoint(path)
+    if not_torch:
+        raise CheckpointError(f"cannot read checkpoint {path}: {not_torch}")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
