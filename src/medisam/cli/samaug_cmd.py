@@ -46,8 +46,9 @@ def samaug(
     if missing:  # a folder was said to be missing
         raise common.InputError(f"{missing[0]}: " + ("a folder; samaug takes 2D image files" if missing[0].is_dir()
                                                      else "no such file"))
-    _new_outputs(inputs, output, force)
-    from medisam.train.samaug import image_display
+    from medisam.train.samaug import image_display, samaug_targets
+
+    samaug_targets(inputs, output, force)  # before the model loads
 
     for path in inputs:  # a corrupt or 3D input fails here, before the model loads and any output is written
         image_display(common.read_input(path))
@@ -62,13 +63,3 @@ def samaug(
     for path, n in written:
         typer.echo(f"wrote {path} ({n} masks)")
 
-
-def _new_outputs(inputs: List[Path], output: Path, force: bool) -> None:
-    """``<output>/<stem>.png`` per input (as :func:`medisam.train.samaug.samaug_files` names them): no two the
-    same, none existing without ``--force``; checked before the model loads (they were found after it)."""
-    targets = [output / f"{p.name.split('.')[0]}.png" for p in inputs]
-    for i, target in enumerate(targets):
-        if target in targets[:i]:
-            raise common.InputError(f"{inputs[targets.index(target)]} and {inputs[i]} have the same file stem: "
-                                    f"both would be written to {target}; rename one")
-        checks.new_file(target, force)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -91,6 +91,23 @@ def write_png(rgb: np.ndarray, path: Path, force: bool, protected: Iterable[Path
     return path
 
 
+def samaug_targets(inputs: Sequence[Path], out_dir: str | Path, force: bool = False) -> list[Path]:
+    """``<out_dir>/<stem>.png`` per input, checked before any work: no two the same (InputError naming both
+    inputs), none existing without ``force`` (OutputExistsError), none an input."""
+    from medisam.io.atomic import check_output
+
+    targets: list[Path] = []
+    for p in inputs:
+        target = Path(out_dir) / f"{Path(p).name.split('.')[0]}.png"
+        if target in targets:
+            raise InputError(f"{inputs[targets.index(target)]} and {p} have the same file stem: both would be "
+                             f"written to {target}; rename one")
+        targets.append(target)
+    for t in targets:
+        check_output(t, force=force, protected=inputs)
+    return targets
+
+
 def samaug_files(inputs: Iterable[str | Path], out_dir: str | Path, predictor: Predictor, *, force: bool = False,
                  points_per_side: int = 16, pred_iou_thresh: float | None = None,
                  stability_thresh: float | None = None,
@@ -102,17 +119,7 @@ def samaug_files(inputs: Iterable[str | Path], out_dir: str | Path, predictor: P
     from tqdm.auto import tqdm
 
     inputs = [Path(p) for p in inputs]
-    out_dir = Path(out_dir)
-    targets = []
-    for p in inputs:
-        stem = p.name.split(".")[0]
-        targets.append(out_dir / f"{stem}.png")
-    if len(set(targets)) != len(targets):
-        raise InputError("two inputs have the same file stem; their outputs would collide")
-    from medisam.io.atomic import check_output
-
-    for t in targets:
-        check_output(t, force=force, protected=inputs)
+    targets = samaug_targets(inputs, out_dir, force)
     written = []
     for src, dst in tqdm(list(zip(inputs, targets)), desc="samaug", disable=not progress):
         display = image_display(read_image(src))
