@@ -1,4 +1,4 @@
-"""Careless and hostile command lines found by the CLI audit (docs in notes/cli_audit.md): each printed a
+"""Careless and hostile command lines found by the CLI audit (docs/cli-errors.md): each printed a
 traceback, ran every case into an error row, or ran at all; now one ``error:`` line, exit 2, nothing written.
 
 Each row runs the installed console script in a fresh process and fails before any model is loaded.
@@ -39,6 +39,7 @@ BENCH_FLAGS = [
     ("min area negative", ["--min-area", "-5"], "--min-area (min_area) of"),
     ("max targets 0", ["--max-targets", "0"], "--max-targets (max_targets) of"),
     ("channel negative", ["--channel", "-1"], "--channel (channel) of"),
+    ("prompts empty", ["--prompts", ","], "--prompts ',' names no strategy"),  # ran the default box
 ]
 BENCH_CONFIGS = [
     ("config seed text", "seed: abc\n", "--seed (seed) must be a whole number >= 0, got 'abc'"),
@@ -253,3 +254,14 @@ def test_a_folder_is_not_called_missing(tmp_path, png, command, expected):
     lines = proc.stderr.splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert expected.format(tmp=tmp_path) in lines[0]  # it said "no such file"
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["samaug", "{png}", "-o", "{tmp}/aug", "--pred-iou-thresh", "nan"], "--pred-iou-thresh must be a finite number"),
+    (["serve", "--max-upload-mb", "0"], "--max-upload-mb must be positive"),
+], ids=["samaug threshold", "serve upload limit"])
+def test_a_settings_refusal_names_the_flag_not_the_field(tmp_path, png, args, expected):
+    """AutoMaskConfig and ServerSettings name their fields (pred_iou_thresh, max_upload_bytes): the user typed flags."""
+    proc = run_cli([a.format(png=png, tmp=tmp_path) for a in args])
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]

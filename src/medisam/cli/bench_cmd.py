@@ -147,6 +147,8 @@ def bench(
         _check_dataset_options(spec.options, spec.path)
 
     models = _split(model) or cfg.get("models") or ["litemedsam"]
+    if prompts is not None and not _split(prompts):  # "," ran the default box
+        raise InputError(f"--prompts {prompts!r} names no strategy; give e.g. box,point (default box)")
     strategies = _split(prompts) or cfg.get("prompts") or ["box"]
     settings = EvalSettings(
         models=tuple(_split(models) if isinstance(models, str) else models),

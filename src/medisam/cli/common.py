@@ -8,8 +8,10 @@ picks one component / volume wherever images are read.
 from __future__ import annotations
 
 import math
+import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -74,6 +76,19 @@ def whole_number(value: object, what: str, low: int) -> int:
     if int(text) < low:
         raise InputError(f"{what} must be a whole number >= {low}, got {int(text)}")
     return int(text)
+
+
+@contextmanager
+def said_as_flags(flags: dict[str, str]) -> Iterator[None]:
+    """Settings objects (AutoMaskConfig, ServerSettings) name their fields; a refusal from inside this block
+    names the flags the user typed instead (``pred_iou_thresh`` -> ``--pred-iou-thresh``)."""
+    try:
+        yield
+    except InputError as exc:
+        message = str(exc)
+        for field, flag in flags.items():
+            message = re.sub(rf"\b{field}\b", flag, message)
+        raise type(exc)(message) from None
 
 
 def cache_folder(path: Optional[Path]) -> None:

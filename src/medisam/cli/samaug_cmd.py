@@ -37,8 +37,10 @@ def samaug(
     checks.paths_apart([*inputs, checkpoint], [("-o", output)])
     from medisam.prompting.automatic import AutoMaskConfig
 
-    AutoMaskConfig(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,  # checked before loading
-                   stability_score_thresh=stability_thresh, grid=grid)
+    with common.said_as_flags({"pred_iou_thresh": "--pred-iou-thresh", "stability_score_thresh": "--stability-thresh",
+                               "points_per_side": "--points-per-side"}):  # checked before loading
+        AutoMaskConfig(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
+                       stability_score_thresh=stability_thresh, grid=grid)
     if any(t is not None and t < 0 for t in (pred_iou_thresh, stability_thresh)):  # -1 kept every mask
         raise common.InputError("--pred-iou-thresh and --stability-thresh are scores from 0 to 1; give a threshold "
                                 "from 0 (keep every mask) to below 1")

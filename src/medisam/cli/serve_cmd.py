@@ -57,11 +57,13 @@ def serve(
     generated = token is None and not no_token
     if generated:
         token = generate_token()
-    settings = ServerSettings(host=host, port=port, token=token, model=model,
-                              checkpoint=str(checkpoint) if checkpoint else None, device=device,
-                              max_upload_bytes=max_upload_mb << 20, max_voxels=max_voxels,
-                              max_sessions=max_sessions, idle_timeout_s=idle_timeout,
-                              allowed_hosts=tuple(allowed_host), allowed_origins=tuple(allowed_origin))
+    with common.said_as_flags({"max_upload_bytes": "--max-upload-mb", "max_voxels": "--max-voxels",
+                               "max_sessions": "--max-sessions", "idle_timeout_s": "--idle-timeout"}):
+        settings = ServerSettings(host=host, port=port, token=token, model=model,
+                                  checkpoint=str(checkpoint) if checkpoint else None, device=device,
+                                  max_upload_bytes=max_upload_mb << 20, max_voxels=max_voxels,
+                                  max_sessions=max_sessions, idle_timeout_s=idle_timeout,
+                                  allowed_hosts=tuple(allowed_host), allowed_origins=tuple(allowed_origin))
     app = create_app(settings)
     typer.echo(f"medisam serve: http://{host}:{port} (model {model}; docs at /docs)")
     if generated:  # printed once, like Jupyter's token; never logged
