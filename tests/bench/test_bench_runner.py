@@ -229,3 +229,15 @@ def test_the_command_lines_max_cases_wins_over_the_config_files(tmp_path, tiny_m
     assert {r["case"] for r in _rows(tmp_path / "flag" / "results.csv")} == {"case0"}
     assert main(base + ["-o", str(tmp_path / "file")]) == 0
     assert {r["case"] for r in _rows(tmp_path / "file" / "results.csv")} == {"case0", "case1"}
+
+
+def test_dataset_option_bounds_hold_for_api_runs_too(dataset, tmp_path, evaluator):
+    """The bounds the CLI audit added (max_targets 0 made every case an error row) are the runner's, not the CLI's."""
+    from medisam.bench.datasets import DatasetOptions
+    from medisam.errors import InputError
+
+    spec = DatasetSpec(str(dataset), options=DatasetOptions(max_targets=0))
+    config = BenchConfig(datasets=(spec,), settings=evaluator.settings, outdir=str(tmp_path / "o"))
+    with pytest.raises(InputError, match=r"--max-targets \(max_targets\) of .* must be a whole number >= 1, got 0"):
+        run_benchmark(config, evaluator=evaluator, progress=False)
+    assert not (tmp_path / "o").exists()

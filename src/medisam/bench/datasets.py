@@ -81,6 +81,15 @@ class DatasetOptions:
     channel: int | None = None
     guides: bool | None = None  # None/True: a multi-channel case's other channels guide the 3D clicks
 
+    def check_bounds(self, where: str) -> None:
+        """``min_area`` >= 0, ``max_targets`` >= 1 and ``channel`` >= 0 where set, before any work:
+        ``max_targets`` 0 or ``channel`` -1 turned every case into an error row, ``min_area`` -5 ran as 1."""
+        for name, low in (("min_area", 0), ("max_targets", 1), ("channel", 0)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"{flag} ({name}) of {where} must be a whole number >= {low}, got {value!r}")
+
     def merged(self, other: "DatasetOptions") -> "DatasetOptions":
         """Values of ``other`` where set, else ours."""
         return DatasetOptions(**{k: (getattr(other, k) if getattr(other, k) is not None else getattr(self, k))

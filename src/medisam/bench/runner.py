@@ -189,6 +189,8 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
     results_path = out / "results.csv"
     if results_path.exists() and not (config.resume or config.force):
         raise OutputExistsError(f"{results_path} exists; pass resume=True to continue it or force=True to start over")
+    for ds in config.datasets:
+        ds.options.check_bounds(ds.path)
     refs = collect_cases(config)  # validates the dataset paths before anything is written
     from medisam.prompting.strategies import parse_strategies
 

@@ -57,16 +57,6 @@ def _tolerance(value: Any) -> float:
     return mm
 
 
-def _check_dataset_options(opts: Any, where: str) -> None:
-    """A dataset's ``min_area`` >= 0, ``max_targets`` >= 1 and ``channel`` >= 0 (from the flags or the config):
-    ``--max-targets 0`` or ``--channel -1`` turned every case into an error row, ``--min-area -5`` ran as 1."""
-    for name, flag, low in (("min_area", "--min-area", 0), ("max_targets", "--max-targets", 1),
-                            ("channel", "--channel", 0)):
-        value = getattr(opts, name)
-        if value is not None:
-            common.whole_number(value, f"{flag} ({name}) of {where}", low)
-
-
 def bench(
     data: Optional[List[Path]] = typer.Argument(None, help="Dataset folders (images/+masks/, imagesTr/+labelsTr/, "
                                                            "*.npz); the folder name is the dataset name."),
@@ -105,7 +95,7 @@ def bench(
     no_report: bool = typer.Option(False, "--no-report", help="Do not write tables and plots."),
 ) -> None:
     """Benchmark models x prompt strategies; one CSV row per case x target x model x strategy (x click)."""
-    from medisam.bench.datasets import DatasetOptions
+    from medisam.bench.datasets import TARGET_MODES, DatasetOptions
     from medisam.bench.evaluate import EvalSettings
     from medisam.bench.runner import BenchConfig, DatasetSpec, run_benchmark
 
@@ -126,8 +116,6 @@ def bench(
                                                   else Path.cwd()))
     cli_opts = DatasetOptions(modality=modality, targets=targets, min_area=min_area, max_targets=max_targets,
                               channel=channel, guides=False if no_guides else None)
-    from medisam.bench.datasets import TARGET_MODES
-
     if targets is not None and targets not in TARGET_MODES:
         raise InputError(f"--targets must be label, component or instance, got {targets!r}")
     specs: list[DatasetSpec] = []
@@ -143,8 +131,6 @@ def bench(
     specs += [DatasetSpec(str(p), None, cli_opts) for p in (data or [])]
     if not specs:
         raise InputError("give at least one dataset folder (or a --config with datasets)")
-    for spec in specs:
-        _check_dataset_options(spec.options, spec.path)
 
     models = _split(model) or cfg.get("models") or ["litemedsam"]
     if prompts is not None and not _split(prompts):  # "," ran the default box
