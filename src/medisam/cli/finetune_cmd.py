@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from medisam.cli import checks, common
-from medisam.errors import InputError, MedisamError
 
 
 
@@ -59,7 +58,7 @@ def finetune(
                ("the config beside -o", config_path_for(output))]
     checks.paths_apart([data, checkpoint, config_file], outputs)
     common.cache_folder(cache_dir)
-    values = _read_config(config_file, FinetuneConfig.read_overlay) if config_file else {}
+    values = FinetuneConfig.read_overlay(config_file) if config_file else {}
     if resume is not None:  # the run's own settings under the file's and the flags (a change is refused)
         from medisam.train.trainer import saved_settings
 
@@ -87,14 +86,3 @@ def finetune(
         typer.echo(f"held out for testing (never trained or validated on): {len(result.test_cases)} case(s): "
                    f"{', '.join(result.test_cases)}")
 
-
-def _read_config(path: Path, read) -> dict:  # noqa: ANN001 - FinetuneConfig.read_overlay
-    """``--config`` values; a file that is not YAML/JSON text is a one-line error (a JPEG, a JSON syntax
-    error or a YAML one printed the parser's traceback)."""
-    try:
-        return read(path)
-    except MedisamError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - utf-8, json and yaml errors have many types
-        raise InputError(f"--config {path}: cannot parse config ({exc.__class__.__name__}); "
-                         "give a YAML or JSON mapping") from None

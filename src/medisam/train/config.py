@@ -133,13 +133,17 @@ class FinetuneConfig:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"config file not found: {path}")
-        text = path.read_text()
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+        try:  # an image given as --config, or a YAML/JSON syntax error, printed the parser's traceback
+            text = path.read_text()
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
 
-            values = yaml.safe_load(text) or {}
-        else:
-            values = json.loads(text)
+                values = yaml.safe_load(text) or {}
+            else:
+                values = json.loads(text)
+        except Exception as exc:  # noqa: BLE001 - utf-8, json and yaml errors have many types
+            raise InputError(f"--config {path}: cannot parse config ({exc.__class__.__name__}); "
+                             "give a YAML or JSON mapping") from None
         if not isinstance(values, dict):
             raise InputError(f"{path} must hold a mapping of configuration values")
         return values
