@@ -248,3 +248,14 @@ def geometry(image, allow_gaps: bool) -> None:  # noqa: ANN001 - a MedicalImage
                          "fix the series, or pass --allow-gaps to write it anyway")
     for line in problems:
         print(f"warning: {line}", file=sys.stderr)
+
+
+def checkpoint_file(checkpoint: Optional[Path]) -> None:
+    """``--checkpoint`` exists and looks like a torch.save file (not a PNG, a text file, a cut-short zip):
+    :func:`medisam.models.checkpoint.check_checkpoint_file`, told before the model's load and its
+    progress line. Imports torch: run it after the cheap checks."""
+    if checkpoint is None:
+        return
+    from medisam.models.checkpoint import check_checkpoint_file
+
+    check_checkpoint_file(checkpoint)

@@ -2,7 +2,9 @@
 
 On a terminal a rich spinner shows while the step runs. Elsewhere (logs, pipes, tests)
 nothing is printed unless the step is still running after ``after`` seconds; then one
-line ``medisam: <what>...`` and, at the end, ``medisam: <what> done (N s)``.
+line ``medisam: <what>...`` and, when it succeeds, ``medisam: <what> done (N s)`` (a step that
+fails prints no "done": its ``error:`` line follows). Commands refuse what they can before a
+step starts, so a bad argument is one ``error:`` line, not a progress line and then the error.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ def step(what: str, after: float = QUIET_SECONDS) -> Iterator[None]:
     timer.start()
     try:
         yield
-    finally:
+    except BaseException:  # no "done" line for a step that failed: the error line comes next
         timer.cancel()
-        if shown.is_set():
-            print(f"medisam: {what} done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+        raise
+    timer.cancel()
+    if shown.is_set():
+        print(f"medisam: {what} done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)

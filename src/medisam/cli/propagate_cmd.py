@@ -135,6 +135,7 @@ def propagate(
         _overlay_folder(overlay, force)
     guides = _read_guides(guide, image, max_voxels)
     runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
+    checks.checkpoint_file(checkpoint)  # a PNG or a text file given as --checkpoint: before the model's step
     if image.is_video and encode_stride is not None:
         raise InputError("--encode-stride is for volumes; video frames are each encoded")
     if image.is_video:

@@ -114,6 +114,7 @@ def segment(
     if win is None and not image.is_rgb:
         win = common.box_window(pixels, image.modality, common.box_region(boxes or _mask_box(lasso_mask)))
     runtime = common.model_options(backend, precision, threads)  # imports torch: after the cheap checks
+    checks.checkpoint_file(checkpoint)  # a PNG or a text file given as --checkpoint: before the model's step
     if auto_config is not None:
         labels, objects = _everything(image, slice, array_axis or 0, win, model, checkpoint, device, runtime,
                                       auto_config)

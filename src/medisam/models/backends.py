@@ -51,7 +51,7 @@ from medisam.models.decoder_feeds import (FastDecoderInputs, decode_fast, decode
                                           prompts_to_points, select_masks)
 from medisam.models.device import resolve_device
 from medisam.models.export_cache import (FAST_DECODER_VERSION, cached_export, fast_decoder,  # noqa: F401
-                                         fast_decoder_enabled, quantized_encoder, weights_key)
+                                         fast_decoder_enabled, is_exported, quantized_encoder, weights_key)
 from medisam.models.loaded import LoadedModel
 from medisam.models.loading import load_torch
 from medisam.models.precision import autocast, check_precision, cpu_has_bf16, cpu_has_vnni, torch_autocast_dtype
@@ -107,6 +107,10 @@ def load_backend(spec: ModelSpec, checkpoint: str | Path | None, device: str | t
                          f"here; available: {', '.join(supported_precisions(backend, dev))}")
     # a fast backend reads its exported graphs: the torch network is built only if they must be made
     base = load_torch(spec, checkpoint, dev if backend == "torch" else "cpu", lazy=backend != "torch")
+    if not base.net_built and not is_exported(base):
+        # the export needs the network: read and check the checkpoint now, so a bad file is one error line,
+        # not a "calibrating"/"exporting" line and then the error
+        base.net  # noqa: B018
     calibrated = None
     if (measured and backend != "torch" and precision == "fp32" and not spec.is_test_model
             and read_speed_profile() is None and env_backend() is None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,15 @@ def verify_sha256(path: Path, expected: str | None) -> str:
     return actual
 
 
+_PARTIAL_ZIP = "not a complete PyTorch zip archive (a truncated or partial download?)"
+
+
 def load_error(exc: BaseException) -> str:
     """One line on why ``torch.load(..., weights_only=True)`` failed (never PyTorch's advice to drop it)."""
     if isinstance(exc, EOFError):
         return "the file is empty or truncated"
     if "failed finding central directory" in str(exc) or "failed reading zip archive" in str(exc):
-        return "not a complete PyTorch zip archive (a truncated or partial download?)"
+        return _PARTIAL_ZIP
     if "weights only load failed" in str(exc).lower() or "weightsunpickler" in str(exc).lower():
         return ("it holds Python objects besides tensors; medisam loads weights only and never "
                 "runs code from a checkpoint (save a state dict: torch.save(model.state_dict(), path))")
@@ -68,13 +72,22 @@ def _not_a_checkpoint(path: Path) -> str | None:
     return f"not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle): {said}"
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` and return the whole saved dict.
+def _truncated_zip(path: Path) -> bool:
+    """A file that starts as a zip archive (torch.save since PyTorch 1.6) but whose table of contents,
+    at the end of the file, is missing: cut short."""
+    with open(path, "rb") as f:
+        if f.read(4) != _TORCH_MAGIC[0]:
+            return False
+    return not zipfile.is_zipfile(path)
 
-    A bare state dict is wrapped as ``{"model": state_dict}`` so callers always find the
-    weights under ``"model"``; medisam's own checkpoints also carry a ``"medisam"`` entry.
-    """
+
+def check_checkpoint_file(path: str | Path) -> Path:
+    """What can be told of a checkpoint without loading it (milliseconds, any size): it exists, is not
+    empty, starts as a torch.save file does, and a zip archive's table of contents is whole (a truncated
+    download). Commands run it before their slow steps; :func:`read_checkpoint` runs it first too."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; give the checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
@@ -82,6 +95,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     not_torch = _not_a_checkpoint(path)
     if not_torch:
         raise CheckpointError(f"cannot read checkpoint {path}: {not_torch}")
+    if _truncated_zip(path):
+        raise CheckpointError(f"cannot read checkpoint {path}: {_PARTIAL_ZIP}")
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` and return the whole saved dict.
+
+    A bare state dict is wrapped as ``{"model": state_dict}`` so callers always find the
+    weights under ``"model"``; medisam's own checkpoints also carry a ``"medisam"`` entry.
+    """
+    path = check_checkpoint_file(path)
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files

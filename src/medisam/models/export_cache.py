@@ -30,18 +30,36 @@ def weights_key(model: PromptableModel) -> str:
     return "random-" + digest.hexdigest()[:12]
 
 
+def export_folder(model: PromptableModel) -> Path:
+    """Where :func:`cached_export` keeps ``model``'s graphs: one folder per model, weights, opset and format."""
+    from medisam.export.onnx_export import DEFAULT_OPSET, EXPORT_FORMAT_VERSION
+
+    return cache_root() / "onnx" / (f"{model.spec.name}-{weights_key(model)}-"
+                                    f"op{DEFAULT_OPSET}-v{EXPORT_FORMAT_VERSION}")
+
+
+def is_exported(model: PromptableModel) -> bool:
+    """Whether :func:`cached_export` finds ``model``'s graphs (made from these exact weights bytes: a file
+    with this hash was read and exported before, so it needs no reading now)."""
+    from medisam.export.onnx_export import OnnxExport
+
+    return OnnxExport(export_folder(model)).is_complete()
+
+
 def cached_export(model: PromptableModel) -> Path:
     """The cache folder holding ``model``'s ONNX export, exporting it on first use.
 
     Exports into a temporary folder and renames it into place, so concurrent processes
-    never read a half-written graph (the loser of a race discards its copy).
+    never read a half-written graph (the loser of a race discards its copy). The weights are
+    read before the export is announced: a bad checkpoint is one error line, not an
+    "exporting ..." line and then the error.
     """
-    from medisam.export.onnx_export import DEFAULT_OPSET, EXPORT_FORMAT_VERSION, OnnxExport, export_onnx
+    from medisam.export.onnx_export import OnnxExport, export_onnx
 
-    folder = cache_root() / "onnx" / (f"{model.spec.name}-{weights_key(model)}-"
-                                      f"op{DEFAULT_OPSET}-v{EXPORT_FORMAT_VERSION}")
+    folder = export_folder(model)
     if OnnxExport(folder).is_complete():
         return folder
+    model.net  # noqa: B018 - builds a lazy network now: reads and checks the checkpoint (CheckpointError)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
     try:

@@ -86,7 +86,9 @@ def load_torch(spec: ModelSpec, checkpoint: str | Path | None = None,
 
     ``lazy``: check the checkpoint's presence and hash now, but build the network and read
     its weights only when ``model.net`` is first used (a fast backend whose graphs are
-    already exported for these weights never does). Random test weights are built now.
+    already exported for these weights never does; one that must export them builds it
+    before it says so: :func:`medisam.models.backends.load_backend`). Random test weights are
+    built now. The checkpoint is read before the network is built, so a bad file fails first.
 
     Raises:
         CheckpointError: missing/corrupt checkpoint, hash or state-dict mismatch (with ``lazy``,
@@ -96,11 +98,11 @@ def load_torch(spec: ModelSpec, checkpoint: str | Path | None = None,
     sha = None if path is None else verify_sha256(path, spec.sha256 if checkpoint is None else None)
 
     def build() -> torch.nn.Module:
+        saved = None if path is None else read_checkpoint(path)  # a bad file fails before the (slower) build
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             net = spec.builder()
         if path is not None:
-            saved = read_checkpoint(path)
             net = _rebuild_for_checkpoint(spec, net, saved)
             apply_state_dict(net, saved["model"], str(path))
             log.info("loaded %s weights from %s", spec.name, path)
