@@ -40,6 +40,7 @@ BENCH_FLAGS = [
     ("max targets 0", ["--max-targets", "0"], "--max-targets (max_targets) of"),
     ("channel negative", ["--channel", "-1"], "--channel (channel) of"),
     ("prompts empty", ["--prompts", ","], "--prompts ',' names no strategy"),  # ran the default box
+    ("workers 0", ["--workers", "0"], "--workers (workers) must be a whole number >= 1, got 0"),  # BenchConfig's
 ]
 BENCH_CONFIGS = [
     ("config seed text", "seed: abc\n", "--seed (seed) must be a whole number >= 0, got 'abc'"),

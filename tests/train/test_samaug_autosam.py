@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -57,9 +58,27 @@ def test_samaug_runs_the_real_generator_on_tiny_model(tiny_dataset, tmp_path):
 
     display = np.repeat(np.asarray(Image.open(tiny_dataset / "images" / "case0.png"))[..., None], 3, -1)
     priors = compute_priors(Predictor(load_model("litemedsam-tiny", device="cpu")), display.astype(np.float32),
-                            points_per_side=2, pred_iou_thresh=-1e9, stability_thresh=-1e9)
+                            points_per_side=2, pred_iou_thresh=0.0, stability_thresh=0.0)
     assert priors.segmentation.shape == (64, 80) and 0 <= priors.segmentation.min() <= priors.segmentation.max() <= 1
     assert priors.boundary.dtype == bool
+
+
+@pytest.mark.parametrize("thresholds,named", [({"pred_iou_thresh": -1.0}, "pred_iou_thresh -1"),
+                                               ({"stability_thresh": -0.5}, "stability_thresh -0.5")])
+def test_samaug_refuses_negative_thresholds_in_the_library(tmp_path, thresholds, named):
+    """The scores are 0..1 and -1 kept every mask, as 0 does: refused by samaug_files / compute_priors (it was
+    ``medisam samaug``'s check only), before any image is read or written; the predictor is never used."""
+    from medisam.errors import InputError
+    from medisam.train.samaug import compute_priors, samaug_files
+
+    image = tmp_path / "in.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
+    expected = rf"^{named}: pred_iou_thresh and stability_thresh are scores from 0 to 1; give a threshold from 0"
+    with pytest.raises(InputError, match=expected):
+        samaug_files([image], tmp_path / "aug", None, progress=False, **thresholds)
+    assert not (tmp_path / "aug").exists()
+    with pytest.raises(InputError, match=expected):
+        compute_priors(None, np.zeros((8, 8, 3), np.float32), **thresholds)
 
 
 def test_prompt_generator_shapes_and_gradients():

@@ -68,6 +68,15 @@ def normalise_modality(text: str | None) -> str | None:
     return _MODALITY_ALIASES.get(key.replace(" ", ""), key)
 
 
+def whole_number(value: Any, what: str, low: int, hint: str = "") -> int:
+    """``value`` if it is an int >= ``low`` (not a bool, a float or text), else a one-line InputError naming
+    ``what`` (``hint`` ends it): the benchmark's one whole-number check (a seed -1 was numpy's traceback,
+    ``max_targets`` 0 ran every case into an error row)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InputError(f"{what} must be a whole number >= {low}, got {value!r}{hint}")
+    return value
+
+
 @dataclass(frozen=True)
 class DatasetOptions:
     """Settings for one dataset (see the module docstring); None = take from the files."""
@@ -86,9 +95,8 @@ class DatasetOptions:
         ``max_targets`` 0 or ``channel`` -1 turned every case into an error row, ``min_area`` -5 ran as 1."""
         for name, low in (("min_area", 0), ("max_targets", 1), ("channel", 0)):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-                flag = "--" + name.replace("_", "-")
-                raise InputError(f"{flag} ({name}) of {where} must be a whole number >= {low}, got {value!r}")
+            if value is not None:
+                whole_number(value, f"--{name.replace('_', '-')} ({name}) of {where}", low)
 
     def merged(self, other: "DatasetOptions") -> "DatasetOptions":
         """Values of ``other`` where set, else ours."""

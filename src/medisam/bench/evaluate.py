@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import traceback
 import zlib
@@ -22,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from medisam.bench.datasets import Case, CaseRef, Target
+from medisam.bench.datasets import Case, CaseRef, Target, whole_number
 from medisam.bench.metrics import DEFAULT_NSD_TOLERANCE_MM, score
-from medisam.errors import MedisamError
+from medisam.errors import InputError, MedisamError
 from medisam.prompting.strategies import Outcome, Strategy, parse_strategies
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,18 @@ class EvalSettings:
     tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM
     window: Any = None
     surface_metrics: bool = True
+
+    def __post_init__(self) -> None:
+        """``seed`` a whole number >= 0 and ``tolerance_mm`` a finite number > 0 (stored as a float), checked
+        when the settings are made: seed -1 was numpy's traceback in the first case, a NaN, inf or -1
+        tolerance ran every case into an error row."""
+        whole_number(self.seed, "seed", 0)
+        mm = self.tolerance_mm
+        if isinstance(mm, bool) or not isinstance(mm, (int, float)):
+            raise InputError(f"tolerance_mm must be a number of mm > 0, got {mm!r}")
+        if not math.isfinite(mm) or mm <= 0:
+            raise InputError(f"tolerance_mm must be a finite number of mm > 0, got {mm!r}")
+        object.__setattr__(self, "tolerance_mm", float(mm))
 
 
 @dataclass

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from medisam.bench.datasets import CaseRef, DatasetOptions, discover_cases
+from medisam.bench.datasets import CaseRef, DatasetOptions, discover_cases, whole_number
 from medisam.bench.evaluate import ERROR_COLUMNS, RESULT_COLUMNS, CaseEvaluator, CaseResult, EvalSettings
 from medisam.errors import CheckpointError, InputError, OutputExistsError
 from medisam.io import atomic_write
@@ -61,6 +61,10 @@ class BenchConfig:
     resume: bool = False
     force: bool = False
     report: bool = True
+
+    def __post_init__(self) -> None:
+        """``workers`` a whole number >= 1, checked when the configuration is made (0 or 1.5 failed in the pool)."""
+        whole_number(self.workers, "workers", 1)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -176,13 +180,9 @@ def run_benchmark(config: BenchConfig, evaluator: CaseEvaluator | None = None,
     """Run (or resume) a benchmark; returns counts. ``evaluator`` reuses loaded models (tests)."""
     if config.backend not in BACKENDS:
         raise InputError(f"unknown backend {config.backend!r}; use one of {', '.join(BACKENDS)}")
-    if config.workers < 1:
-        raise InputError(f"workers must be >= 1, got {config.workers}")
     for limit in (config.max_cases, *(ds.max_cases for ds in config.datasets)):
-        # -1 took all cases but the last (a slice), and 0 wrote an empty report
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise InputError(f"--max-cases (max_cases) must be a whole number >= 1 (or absent: every case), "
-                             f"got {limit!r}")
+        if limit is not None:  # -1 took all cases but the last (a slice), and 0 wrote an empty report
+            whole_number(limit, "--max-cases (max_cases)", 1, " (leave it out for every case)")
     out = Path(config.outdir).expanduser()
     if out.exists() and not out.is_dir():
         raise InputError(f"-o {out} is a file; the benchmark writes a folder")

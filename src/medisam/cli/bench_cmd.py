@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any, List, Optional
@@ -45,16 +44,9 @@ def _split(text: Optional[str]) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
-def _tolerance(value: Any) -> float:
-    """The NSD tolerance in mm: a finite number > 0 (NaN, inf or -1 ran every case into an error row)."""
-    what = "--nsd-tolerance (nsd_tolerance_mm)"
-    try:
-        mm = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be a number of mm > 0, got {value!r}") from None
-    if not math.isfinite(mm) or mm <= 0:
-        raise InputError(f"{what} must be a finite number of mm > 0, got {value!r}")
-    return mm
+#: the library's names of the settings (EvalSettings, BenchConfig) -> the flag, with the config file's key
+SETTING_FLAGS = {"seed": "--seed (seed)", "workers": "--workers (workers)",
+                 "tolerance_mm": "--nsd-tolerance (nsd_tolerance_mm)"}
 
 
 def bench(
@@ -136,21 +128,18 @@ def bench(
     if prompts is not None and not _split(prompts):  # "," ran the default box
         raise InputError(f"--prompts {prompts!r} names no strategy; give e.g. box,point (default box)")
     strategies = _split(prompts) or cfg.get("prompts") or ["box"]
-    settings = EvalSettings(
-        models=tuple(_split(models) if isinstance(models, str) else models),
-        strategies=tuple(_split(strategies) if isinstance(strategies, str) else strategies),
-        seed=common.whole_number(seed if seed is not None else cfg.get("seed", 0), "--seed (seed)", 0),
-        device=device,
-        tolerance_mm=_tolerance(tolerance if tolerance is not None else cfg.get("nsd_tolerance_mm", 2.0)),
-        window=common.parse_window(window if window is not None else cfg.get("window")),
-    )
-    bench_cfg = BenchConfig(
-        datasets=tuple(specs), settings=settings, outdir=str(output),
-        max_cases=max_cases if max_cases is not None else cfg.get("max_cases"),
-        workers=common.whole_number(workers if workers is not None else cfg.get("workers", 1), "--workers (workers)",
-                                    1),
-        backend=executor or cfg.get("executor", "local"), resume=resume, force=force,
-        report=not no_report)
+    windowing = common.parse_window(window if window is not None else cfg.get("window"))
+    with common.said_as_flags(SETTING_FLAGS):  # the settings check themselves; the user reads the flag
+        settings = EvalSettings(
+            models=tuple(_split(models) if isinstance(models, str) else models),
+            strategies=tuple(_split(strategies) if isinstance(strategies, str) else strategies),
+            seed=seed if seed is not None else cfg.get("seed", 0), device=device,
+            tolerance_mm=tolerance if tolerance is not None else cfg.get("nsd_tolerance_mm", 2.0), window=windowing)
+        bench_cfg = BenchConfig(
+            datasets=tuple(specs), settings=settings, outdir=str(output),
+            max_cases=max_cases if max_cases is not None else cfg.get("max_cases"),
+            workers=workers if workers is not None else cfg.get("workers", 1),
+            backend=executor or cfg.get("executor", "local"), resume=resume, force=force, report=not no_report)
     summary = run_benchmark(bench_cfg)
     typer.echo(f"{summary.rows} rows from {summary.cases} cases ({summary.skipped} already done), "
                f"{summary.errors} errors, {summary.seconds:.0f} s -> {summary.outdir}")

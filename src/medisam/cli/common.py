@@ -67,21 +67,14 @@ def parse_numbers(text: str, count: int | tuple[int, ...], what: str) -> list[fl
     return values
 
 
-def whole_number(value: object, what: str, low: int) -> int:
-    """``value`` (a flag's or a config key's) as an int >= ``low``, else a one-line error naming ``what``:
-    ``--seed -1`` or ``seed: abc`` in a config printed tracebacks (numpy's default_rng, int())."""
-    text = str(value).strip()
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not text.lstrip("-").isdigit():
-        raise InputError(f"{what} must be a whole number >= {low}, got {value!r}")
-    if int(text) < low:
-        raise InputError(f"{what} must be a whole number >= {low}, got {int(text)}")
-    return int(text)
-
-
 @contextmanager
 def said_as_flags(flags: dict[str, str]) -> Iterator[None]:
-    """Settings objects (AutoMaskConfig, ServerSettings) name their fields; a refusal from inside this block
-    names the flags the user typed instead (``pred_iou_thresh`` -> ``--pred-iou-thresh``)."""
+    """Settings objects (AutoMaskConfig, ServerSettings, EvalSettings, BenchConfig) check themselves and name
+    their fields; a refusal from inside this block names the flags the user typed instead (``pred_iou_thresh``
+    -> ``--pred-iou-thresh``): a one-off rewrite of a finished message, by the command that knows its flags.
+    Unlike :func:`medisam.train.config.option_flag`, the fine-tuning options' fixed field -> flag table, which
+    the library itself spells its messages with (``check_options`` takes it as ``spell``; the trainer's resume
+    refusal names flags through it), so no message is rewritten afterwards."""
     try:
         yield
     except InputError as exc:

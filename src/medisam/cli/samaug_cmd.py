@@ -35,21 +35,15 @@ def samaug(
     if output.exists() and not output.is_dir():
         raise common.InputError(f"{output} is a file; --output must be a folder")
     checks.paths_apart([*inputs, checkpoint], [("-o", output)])
-    from medisam.prompting.automatic import AutoMaskConfig
+    from medisam.train.samaug import image_display, samaug_config, samaug_targets
 
     with common.said_as_flags({"pred_iou_thresh": "--pred-iou-thresh", "stability_score_thresh": "--stability-thresh",
-                               "points_per_side": "--points-per-side"}):  # checked before loading
-        AutoMaskConfig(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
-                       stability_score_thresh=stability_thresh, grid=grid)
-    if any(t is not None and t < 0 for t in (pred_iou_thresh, stability_thresh)):  # -1 kept every mask
-        raise common.InputError("--pred-iou-thresh and --stability-thresh are scores from 0 to 1; give a threshold "
-                                "from 0 (keep every mask) to below 1")
+                               "stability_thresh": "--stability-thresh", "points_per_side": "--points-per-side"}):
+        samaug_config(points_per_side, pred_iou_thresh, stability_thresh, grid)  # checked before loading
     missing = [p for p in inputs if not p.is_file()]
     if missing:  # a folder was said to be missing
         raise common.InputError(f"{missing[0]}: " + ("a folder; samaug takes 2D image files" if missing[0].is_dir()
                                                      else "no such file"))
-    from medisam.train.samaug import image_display, samaug_targets
-
     samaug_targets(inputs, output, force)  # before the model loads
 
     for path in inputs:  # a corrupt or 3D input fails here, before the model loads and any output is written

@@ -21,13 +21,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from medisam.errors import InputError
 from medisam.io import MedicalImage, atomic_write, read_image, to_display
 from medisam.predict import Predictor
+
+if TYPE_CHECKING:
+    from medisam.prompting.automatic import AutoMaskConfig
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,23 @@ class SamAugPriors:
     n_masks: int
 
 
+def samaug_config(points_per_side: int = 16, pred_iou_thresh: float | None = None,
+                  stability_thresh: float | None = None, grid: str = "auto",
+                  box_scales: tuple[float, ...] | None = None) -> AutoMaskConfig:
+    """SAMAug's everything-mode settings, checked before any work: those of
+    :class:`~medisam.prompting.automatic.AutoMaskConfig`, and thresholds of at least 0 (the scores are 0..1;
+    -1 kept every mask, as 0 does). SAMAug's own rule: the generator still takes -1e9 for "keep everything"."""
+    from medisam.prompting.automatic import AutoMaskConfig
+
+    config = AutoMaskConfig(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
+                            stability_score_thresh=stability_thresh, grid=grid, box_scales=box_scales)
+    for name, value in (("pred_iou_thresh", pred_iou_thresh), ("stability_thresh", stability_thresh)):
+        if value is not None and value < 0:
+            raise InputError(f"{name} {value:g}: pred_iou_thresh and stability_thresh are scores from 0 to 1; "
+                             "give a threshold from 0 (keep every mask) to below 1")
+    return config
+
+
 def compute_priors(predictor: Predictor, display: np.ndarray, points_per_side: int = 16,
                    pred_iou_thresh: float | None = None, stability_thresh: float | None = None, grid: str = "auto",
                    box_scales: tuple[float, ...] | None = None) -> SamAugPriors:
@@ -51,10 +71,9 @@ def compute_priors(predictor: Predictor, display: np.ndarray, points_per_side: i
     """
     from skimage.segmentation import find_boundaries
 
-    from medisam.prompting.automatic import AutoMaskConfig, generate_masks
+    from medisam.prompting.automatic import generate_masks
 
-    config = AutoMaskConfig(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
-                            stability_score_thresh=stability_thresh, grid=grid, box_scales=box_scales)
+    config = samaug_config(points_per_side, pred_iou_thresh, stability_thresh, grid, box_scales)
     predictor.set_display_image(display)
     auto = generate_masks(predictor, config)
     h, w = display.shape[:2]
@@ -114,10 +133,12 @@ def samaug_files(inputs: Iterable[str | Path], out_dir: str | Path, predictor: P
                  grid: str = "auto", progress: bool = True) -> list[tuple[Path, int]]:
     """Write ``<out_dir>/<stem>.png`` (SAMAug image) for every input; return ``(path, n_masks)``.
 
-    All output names are checked before any work (OutputExistsError without ``force``).
+    The settings (:func:`samaug_config`) and all output names are checked before any work
+    (OutputExistsError without ``force``).
     """
     from tqdm.auto import tqdm
 
+    samaug_config(points_per_side, pred_iou_thresh, stability_thresh, grid)
     inputs = [Path(p) for p in inputs]
     targets = samaug_targets(inputs, out_dir, force)
     written = []
