@@ -78,7 +78,8 @@ def finetune(
     result = run(config, force=force, resume=resume, progress=not quiet)
     best = "n/a" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"
     if result.base_val_dice is not None:
-        best += f" ({result.base_val_dice:.4f} before training{'; WORSE' if result.worse_than_base else ''})"
+        worse = "; WORSE: the checkpoint holds the base weights" if result.kept_base else "; WORSE"
+        best += f" ({result.base_val_dice:.4f} before training{worse if result.worse_than_base else ''})"
     typer.echo(f"wrote {result.output} (mode {config.mode}, {result.epochs_run} epoch(s), stopped: "
                f"{result.stopped}, best val Dice {best}, {result.seconds:.0f} s); "
                f"config {config_path_for(output)}")

@@ -2,7 +2,8 @@
 
 One function, :func:`finetune`, runs single-process or under ``torchrun`` (DDP). It saves
 ``config.output`` (best validation Dice; ``{"model": state, "medisam": metadata}``, loadable
-with ``medisam.load_model(base, checkpoint=...)``), ``<output>.config.json`` and
+with ``medisam.load_model(base, checkpoint=...)``; the model as loaded when no epoch beats it on
+validation, so a run never hands back a worse model), ``<output>.config.json`` and
 ``<output>.state.pt`` (weights, optimiser, schedule, epoch, early-stopping state, mode and
 base model: ``--resume``). A time limit counts training only, from the first step.
 """
@@ -83,10 +84,12 @@ class FinetuneResult:
     history: list[dict[str, float]] = field(default_factory=list)
     test_cases: list[str] = field(default_factory=list)  # held out (--holdout-fraction): never trained on
     base_val_dice: float | None = None  # the same validation targets before training (the model as loaded)
+    kept_base: bool = False  # no epoch beat the model as loaded: ``output`` holds its weights
 
     @property
     def worse_than_base(self) -> bool:
-        """True when no epoch beat the model as loaded on validation: the checkpoint is a step back."""
+        """True when no epoch beat the model as loaded on validation (a fresh run's ``output`` then
+        holds the base weights, :attr:`kept_base`; a resumed run's keeps what the earlier run wrote)."""
         return self.best_val_dice is not None and self.base_val_dice is not None and \
             self.best_val_dice < self.base_val_dice
 
@@ -329,8 +332,12 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
             log.info("validation Dice before training: %.4f", base_val)
             if show:
                 tqdm.write(f"val_dice before training={base_val:.4f}")
+    # the output until an epoch beats it on validation (a fresh run; a resumed one already wrote its output)
+    base_state = modes.export_state(net, config) if resume_state is None and base_val is not None \
+        and info.is_main else None
     stopped = "epochs"
     epoch = start_epoch - 1
+    wrote_output = False  # an epoch's weights were saved to output
     moved = 0  # optimiser steps with a learning rate above 0
     for epoch in range(start_epoch, config.epochs):
         if isinstance(sampler, torch.utils.data.DistributedSampler):
@@ -387,12 +394,13 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in record.items()})
             if show:
                 tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-            if improved:
+            if improved and beats_base(record.get("val_dice"), base_val):
                 state, extra = modes.export_state(net, config)
                 meta = {"base_model": config.model, "mode": config.mode, "config": config.to_dict(),
                         "epoch": epoch + 1, "val_dice": record.get("val_dice"), "base_val_dice": base_val,
                         "split": case_split, **extra}
                 save_checkpoint(output, state, meta)
+                wrote_output = True
             if epoch == start_epoch:
                 config.save(config_path_for(output), force=True)
             _save_state(state_path, config, net, optimizer, scheduler, stopper, history, epoch, base_val)
@@ -403,7 +411,14 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
         if stopper.should_stop:
             stopped = "early_stopping"
             break
-    if not output.exists() and info.is_main:  # e.g. resumed after the last epoch
+    # a fresh run's output is this run's (an old file left there under force=True is never handed back)
+    kept_base = base_state is not None and not wrote_output
+    if kept_base:  # no epoch beat the model as loaded: hand it back, not a worse one
+        state, extra = base_state
+        save_checkpoint(output, state, {"base_model": config.model, "mode": config.mode, "config": config.to_dict(),
+                                        "epoch": 0, "val_dice": base_val, "base_val_dice": base_val,
+                                        "kept_base": True, "split": case_split, **extra})
+    elif not output.exists() and info.is_main:  # e.g. resumed after the last epoch
         state, extra = modes.export_state(net, config)
         save_checkpoint(output, state, {"base_model": config.model, "mode": config.mode,
                                         "config": config.to_dict(), "epoch": epoch + 1, "split": case_split, **extra})
@@ -411,12 +426,20 @@ def finetune(config: FinetuneConfig, *, force: bool = False, resume: str | Path 
     dist_utils.cleanup(info)
     best = stopper.best if stopper.best != -math.inf else None
     result = FinetuneResult(output, best, len(history), stopped, time.monotonic() - started, history,
-                            list(test_ids), base_val)
+                            list(test_ids), base_val, kept_base)
     if result.worse_than_base and info.is_main:
+        kept = "it holds the base weights" if kept_base else "it keeps what the earlier run wrote"
         log.warning("no epoch beat %s as loaded on the validation cases (best val Dice %.4f, %.4f before "
-                    "training): %s is worse than the model it started from; lower --lr, train longer, or keep "
-                    "the base model", config.model, best, base_val, output)
+                    "training): %s was not overwritten by a worse model, %s; train longer (--time-limit, "
+                    "--epochs, --resume) or lower --lr", config.model, best, base_val, output, kept)
     return result
+
+
+def beats_base(val_dice: float | None, base_val_dice: float | None) -> bool:
+    """Whether an epoch's validation Dice may replace the output: above the model as loaded (the first
+    steps of a decoder run on DRIVE trade its box-filling mask for an empty one, 0.21 -> 0.02, and a
+    short run ended there and saved that). True where either is unknown (no validation set)."""
+    return val_dice is None or base_val_dice is None or val_dice > base_val_dice
 
 
 def _val_dice(segmenter: nn.Module, dataset: PromptedDataset, indices: Sequence[int], device: torch.device,
