@@ -127,10 +127,10 @@ def test_the_openvino_backend_decodes_on_static_shapes_with_the_same_outputs(mon
                [model.decode_best(emb, margins)[1] for _ in range(3)] + \
                [model.decode(emb, boxes=box, points=points) for _ in range(3)]
 
+    calls()  # one-prompt feeds: their point counts' compilations are queued, off the calling thread
+    assert model._fast_decoder.wait_warm(120)
     static = calls()
-    assert model._fast_decoder.shapes == [
-        (("point_coords", (1, 2, 2)), ("point_labels", (1, 2))),
-        (("point_coords", (1, 4, 2)), ("point_labels", (1, 4)))]
+    assert model._fast_decoder.shapes == [] and model._fast_decoder.buckets == [2, 4]
     assert model._best_compiled.shapes == [(("point_coords", (3, 2, 2)), ("point_labels", (3, 2)))]
     monkeypatch.setenv("MEDISAM_STATIC_DECODERS", "0")
     dynamic = calls()
@@ -168,7 +168,8 @@ def test_openvino_compiles_and_static_decoders_leave_the_calling_threads_floatin
         model.decode_best(emb, torch.tensor([[40.0, 50.0, 150.0, 170.0]] * 3))
     model.decode(emb, boxes=torch.tensor([[40.0, 50.0, 150.0, 170.0]]))
     model.encode(torch.zeros(3, 3, 256, 256))  # the streams encoder, compiled on first use
-    assert model._fast_decoder.shapes and model._best_compiled.shapes  # the static graphs ran
+    assert model._fast_decoder.wait_warm(120) and model._fast_decoder.buckets == [2]  # compiled off this thread
+    assert model._best_compiled.shapes  # the static graphs ran
     assert not denormals_flushed()
 
 
@@ -202,6 +203,7 @@ def test_threads_decoding_while_shapes_compile_get_the_dynamic_graphs_outputs(mo
         t.start()
     for t in threads:
         t.join()
-    assert len(model._fast_decoder.shapes) == 2 and len(model._best_decoder().shapes) == 1  # both compiled
+    assert model._fast_decoder.wait_warm(120) and model._fast_decoder.buckets == [2]  # the box, in the background
+    assert len(model._fast_decoder.shapes) == 1 and len(model._best_decoder().shapes) == 1  # the batch, best
     decode(-1)  # on the static graphs now
     assert wrong == []

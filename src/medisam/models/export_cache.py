@@ -105,9 +105,9 @@ def quantized_encoder(folder: Path) -> Path:
 
 
 #: Bumped whenever :mod:`medisam.models.fast_decoder` changes the graph it exports.
-FAST_DECODER_VERSION = 4
+FAST_DECODER_VERSION = 5
 #: The same for :class:`medisam.models.fast_decoder.BestOfBoxesDecoderGraph`.
-BEST_DECODER_VERSION = 2
+BEST_DECODER_VERSION = 3
 
 
 def fast_decoder_enabled() -> bool:

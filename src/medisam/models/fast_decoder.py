@@ -49,14 +49,42 @@ import torch.nn.functional as F
 
 from medisam.export.onnx_export import PromptDecoderGraph
 
+#: label of a padding point: no token of the transformer attends to it, so a prompt padded with
+#: such points gives the unpadded prompt's outputs (SAM's own pad, label -1, is a real token and is
+#: attended). The backends pad prompts to a few fixed point counts to reuse a static compilation.
+PAD_LABEL = -2.0
+#: the attention score given to a padding point's key: its softmax weight underflows to exactly 0
+_MASKED = -30000.0
+
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """``(B, T, H*c)`` -> ``(B, T, H, c)``."""
     return x.reshape(x.shape[0], x.shape[1], heads, -1)
 
 
+def token_bias(point_labels: torch.Tensor, output_tokens: int) -> torch.Tensor:
+    """``(B, T)`` attention score bias of the transformer's tokens as keys: 0, and
+    :data:`_MASKED` for the padding points (label :data:`PAD_LABEL`); the output tokens come first."""
+    pad = (point_labels == PAD_LABEL).to(torch.float32) * _MASKED
+    return torch.cat([torch.zeros_like(pad[:, :1]).expand(-1, output_tokens), pad], dim=1)
+
+
+def _self_attention(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    bias: torch.Tensor) -> torch.Tensor:
+    """SAM's ``Attention.forward`` among the tokens, with ``bias`` ``(B, T)`` added to every
+    query's scores (the keys of padding points get weight 0; a bias of 0 changes nothing)."""
+    heads = attn.num_heads
+    q, k, v = (_heads(proj(x), heads).transpose(1, 2) for proj, x in ((attn.q_proj, q), (attn.k_proj, k),
+                                                                       (attn.v_proj, v)))
+    scores = q @ k.permute(0, 1, 3, 2) / math.sqrt(q.shape[-1]) + bias[:, None, None, :]
+    out = torch.softmax(scores, dim=-1) @ v
+    b, _, t, c = out.shape
+    return attn.out_proj(out.transpose(1, 2).reshape(b, t, heads * c))
+
+
 class FastPromptDecoderGraph(PromptDecoderGraph):
-    """Same inputs/outputs as :class:`PromptDecoderGraph`; folded attention, blocked upscaling."""
+    """Same inputs/outputs as :class:`PromptDecoderGraph`; folded attention, blocked upscaling;
+    points of label :data:`PAD_LABEL` are padding that no token attends to."""
 
     def _token_to_image(self, attn: nn.Module, q_in: torch.Tensor, keys_pe: torch.Tensor,
                         keys: torch.Tensor) -> torch.Tensor:
@@ -75,10 +103,10 @@ class FastPromptDecoderGraph(PromptDecoderGraph):
         return attn.out_proj(out + attn.v_proj.bias)
 
     def _image_to_token(self, attn: nn.Module, keys_pe: torch.Tensor, k_in: torch.Tensor,
-                        v_in: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+                        v_in: torch.Tensor, residual: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``residual + attn(q=keys_pe, k=k_in, v=v_in)`` with ``keys_pe``/``residual`` (B, N, C),
-        ``k_in``/``v_in`` (B, T, C). The output bias joins the residual first (OpenVINO's bf16
-        MatMul+bias fusion fails on the dynamic-shaped product otherwise)."""
+        ``k_in``/``v_in`` (B, T, C), ``bias`` (B, T) added to the token keys' scores. The output bias
+        joins the residual first (OpenVINO's bf16 MatMul+bias fusion fails on the dynamic-shaped product otherwise)."""
         heads = attn.num_heads
         b, t, _ = k_in.shape
         k = _heads(attn.k_proj(k_in), heads)                              # (B, T, H, c)
@@ -87,6 +115,7 @@ class FastPromptDecoderGraph(PromptDecoderGraph):
         wq = attn.q_proj.weight.t().reshape(-1, heads, c)                 # (C, H, c)
         g = torch.einsum("dhc,bthc->bhtd", wq, k).reshape(b, heads * t, -1) / math.sqrt(c)
         g0 = torch.einsum("hc,bthc->bht", attn.q_proj.bias.reshape(heads, c), k).reshape(b, heads * t, 1) / math.sqrt(c)
+        g0 = g0 + bias[:, None, :].expand(-1, heads, -1).reshape(b, heads * t, 1)  # on the small side
         # scores with the image tokens last, softmax over the T tokens of each head: the
         # reduction runs across rows, vectorised along the 4096 image tokens
         s = torch.matmul(g, keys_pe.transpose(1, 2)) + g0                 # (B, H*T, N)
@@ -95,23 +124,24 @@ class FastPromptDecoderGraph(PromptDecoderGraph):
         h = torch.einsum("bthc,hce->bhte", v, wo).reshape(b, heads * t, -1)
         return (residual + attn.out_proj.bias) + torch.matmul(p.transpose(1, 2), h)
 
-    def _transformer(self, src: torch.Tensor, pe: torch.Tensor, tokens: torch.Tensor):
-        """TwoWayTransformer.forward on channels-last ``src`` (B, N, C) and ``pe`` (1, N, C)."""
+    def _transformer(self, src: torch.Tensor, pe: torch.Tensor, tokens: torch.Tensor, bias: torch.Tensor):
+        """TwoWayTransformer.forward on channels-last ``src`` (B, N, C) and ``pe`` (1, N, C);
+        ``bias`` (B, T): :func:`token_bias`."""
         tf = self.mask_decoder.transformer
         queries, keys = tokens, src
         for layer in tf.layers:
             if layer.skip_first_layer_pe:
-                queries = layer.self_attn(q=queries, k=queries, v=queries)
+                queries = _self_attention(layer.self_attn, queries, queries, queries, bias)
             else:
                 q = queries + tokens
-                queries = queries + layer.self_attn(q=q, k=q, v=queries)
+                queries = queries + _self_attention(layer.self_attn, q, q, queries, bias)
             queries = layer.norm1(queries)
             keys_pe = keys + pe
             queries = layer.norm2(queries + self._token_to_image(layer.cross_attn_token_to_image,
                                                                  queries + tokens, keys_pe, keys))
             queries = layer.norm3(queries + layer.mlp(queries))
             keys = layer.norm4(self._image_to_token(layer.cross_attn_image_to_token, keys_pe,
-                                                    queries + tokens, queries, keys))
+                                                    queries + tokens, queries, keys, bias))
         attn_out = self._token_to_image(tf.final_attn_token_to_image, queries + tokens, keys + pe, keys)
         return tf.norm_final_attn(queries + attn_out), keys
 
@@ -155,7 +185,7 @@ class FastPromptDecoderGraph(PromptDecoderGraph):
         tokens = torch.cat((output_tokens, sparse), dim=1)
         src = (image_tokens + pe_mod.no_mask_embed.weight).expand(tokens.shape[0], -1, -1)   # (B, N, C)
         pe = self.dense_pe.flatten(2).transpose(1, 2)                              # (1, N, C), a constant
-        hs, keys = self._transformer(src, pe, tokens)
+        hs, keys = self._transformer(src, pe, tokens, token_bias(point_labels, output_tokens.shape[1]))
         return hs, keys, dec.iou_prediction_head(hs[:, 0, :])
 
     def forward(self, image_tokens: torch.Tensor, point_coords: torch.Tensor,
@@ -204,6 +234,18 @@ def image_tokens(embedding: np.ndarray) -> np.ndarray:
     if b == 1 and flat.dtype == np.float32:  # OpenCV's blocked transpose: ~10x numpy's strided copy
         return cv2.transpose(np.ascontiguousarray(flat[0]))[None]
     return np.ascontiguousarray(flat.transpose(0, 2, 1))
+
+
+def pad_points(coords: np.ndarray, labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(B, N, 2)`` coords and ``(B, N)`` labels padded to ``count`` points with ``(0, 0)`` points of
+    label :data:`PAD_LABEL` (the fast graphs give the unpadded prompt's outputs)."""
+    b, n = labels.shape
+    if count < n:
+        raise ValueError(f"cannot pad {n} points to {count}")
+    out_c = np.zeros((b, count, 2), dtype=np.float32)
+    out_l = np.full((b, count), PAD_LABEL, dtype=np.float32)
+    out_c[:, :n], out_l[:, :n] = coords, labels
+    return out_c, out_l
 
 
 def unshuffle_masks(blocked: np.ndarray, keep: slice, hw: tuple[int, int] | None = None) -> np.ndarray:
@@ -265,6 +307,12 @@ def check_equivalent(net: nn.Module, input_size: int, atol: float = 1e-3) -> flo
         winner = a[0][i, 0].numpy()
         worst = max(worst, float(np.abs(winner - unshuffle_masks(one.numpy(), slice(None))[0, 0]).max()),
                     float((a[1] - iou_best).abs().max()), float(np.abs(winner[r0:r1, c0:c1] - one_part).max()))
+    for coords, labels in cases[:2]:  # padded with PAD_LABEL points: the unpadded prompt's outputs
+        a = ref(emb, coords, labels, torch.zeros(1, 1, low, low), torch.zeros(1))
+        padded = pad_points(coords.numpy(), labels.numpy(), coords.shape[1] + 3)
+        blocked, iou = fast(tokens, torch.from_numpy(padded[0]), torch.from_numpy(padded[1]), whole)
+        worst = max(worst, float(np.abs(a[0].numpy() - unshuffle_masks(blocked.numpy(), slice(None))).max()),
+                    float((a[1] - iou).abs().max()))
     if worst > atol:
         raise AssertionError(f"fast decoder differs from the torch decoder by {worst:.2e} (> {atol})")
     return worst

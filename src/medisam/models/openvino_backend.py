@@ -22,7 +22,7 @@ from medisam.models.decoder_feeds import (FastDecoderInputs, decode_best_fast, d
 from medisam.models.export_cache import cached_export, folded_decoders
 from medisam.models.float_mode import float_mode_kept
 from medisam.models.openvino_attention import rewritten_encoder
-from medisam.models.openvino_shapes import Compiled, StaticShapes
+from medisam.models.openvino_shapes import POINT_BUCKETS, Compiled, StaticShapes
 from medisam.models.runtime import cache_root
 from medisam.models.precision import cpu_has_bf16
 from medisam.models.promptable import DecoderOutput, PromptableModel
@@ -102,7 +102,7 @@ class OpenVinoModel(PromptableModel):
         fast, best = folded_decoders(base, self.export_dir)
         if fast is not None:
             try:
-                self._fast_decoder = self._decoder_shapes(fast)
+                self._fast_decoder = self._decoder_shapes(fast, buckets=POINT_BUCKETS)
             except Exception as exc:  # an OpenVINO plugin bug must not break the backend
                 log.warning("OpenVINO cannot compile the fast decoder (%s); using decoder.onnx", exc)
         #: the best of several boxes (a propagation step's margins): exported now, compiled on first use
@@ -131,7 +131,8 @@ class OpenVinoModel(PromptableModel):
 
     def _compile_decoder(self, model, static: bool = False):  # noqa: ANN001, ANN202 - Path or ov.Model -> CompiledModel
         """A decoder graph compiled with :data:`DECODER_CONFIG` (without it where the plugin lacks the option).
-        ``static``: a variant of fixed prompt shapes (:meth:`_decoder_shapes`), kept out of the model
+        ``static``: a variant of fixed prompt shapes (:meth:`_decoder_shapes`) other than the few padded
+        point counts (:data:`~medisam.models.openvino_shapes.POINT_BUCKETS`), kept out of the model
         cache (one blob per shape would grow it without bound)."""
         # OpenVINO's model cache keys blobs without SNIPPETS_MODE: a blob compiled with snippets
         # would be reused, so these decoders keep their blobs in a folder of their own
@@ -150,20 +151,35 @@ class OpenVinoModel(PromptableModel):
         with float_mode_kept():
             return self._core.compile_model(model, "CPU", config)
 
-    def _decoder_shapes(self, path, static: bool = True) -> StaticShapes:  # noqa: ANN001 - a Path
+    def _decoder_shapes(self, path, static: bool = True,  # noqa: ANN001 - a Path
+                        buckets: tuple[int, ...] = ()) -> StaticShapes:
         """A decoder graph compiled with dynamic prompt shapes, and (``static``) for the shapes in
-        use (:mod:`~medisam.models.openvino_shapes`: the same outputs, ~0.8x the time)."""
+        use (:mod:`~medisam.models.openvino_shapes`: the same outputs, ~0.8x the time); one-prompt
+        feeds padded to ``buckets`` points (compiled in the background when first needed, in the model cache)."""
         if not static:
             return StaticShapes.dynamic_only(self._compile_decoder(path))
+        from medisam.models.fast_decoder import pad_points
+
         graph = []  # the graph as read, once: each static variant reshapes a copy of it
+        lock = threading.Lock()  # the warm-up thread and a call's second use may read it at once
 
         def compile_for(shapes: dict[str, tuple[int, ...]]):  # noqa: ANN202 - an openvino CompiledModel
-            if not graph:
-                graph.append(self._core.read_model(str(path)))
-            model = graph[0].clone()
+            with lock:
+                if not graph:
+                    graph.append(self._core.read_model(str(path)))
+                model = graph[0].clone()
             model.reshape({name: list(shape) for name, shape in shapes.items()})
-            return self._compile_decoder(model, static=True)
-        return StaticShapes.of(self._compile_decoder(path), compile_for)
+            coords = shapes.get("point_coords", (0, 0))
+            bucket = coords[0] == 1 and coords[1] in buckets  # a bounded set: kept in the model cache
+            return self._compile_decoder(model, static=not bucket)
+        return StaticShapes.of(self._compile_decoder(path), compile_for, buckets, pad_points if buckets else None)
+
+    def warm_full_decoder(self) -> None:
+        """Queue the full decoder (mask prompts) for compiling on the fast decoder's background
+        thread: called at a session's first click, since a click's next step (a 3D refinement, a
+        prompt with the previous mask) is a mask prompt, which would otherwise wait ~0.35 s for it."""
+        if self._fast_decoder is not None and self._full_decoder is None:
+            self._fast_decoder.in_background(("full decoder",), lambda: self._decoder)
 
     @property
     def cache_signature(self) -> str:
@@ -217,6 +233,8 @@ class OpenVinoModel(PromptableModel):
         # zero-copy in (the 4 MiB embedding) and out; only the selected masks are copied
         # out of OpenVINO's buffers before the next request reuses them
         if mask_input is None and self._fast_decoder is not None:
+            if points is not None:
+                self.warm_full_decoder()
             # decode_fast copies the kept masks out of OpenVINO's buffers before the next run
             return decode_fast(self._fast_decoder.run, self._fast_inputs, embedding, points, boxes, multimask)
         outputs = self._decoder.run(decoder_feeds(embedding, points, boxes, mask_input, self.mask_input_size))
