@@ -87,7 +87,8 @@ def _wait_for_warm_up(timeout: float = 120.0) -> None:
 
 def test_openvino_interactive_prompts_compile_nothing_after_the_warm_up_and_keep_their_masks(monkeypatch):
     """A box, a box and 1 or 3 clicks, points alone and a mask prompt compile nothing in their call
-    (the buckets and, after the first click, the full decoder compile in the background); padded fp32 masks equal the unpadded dynamic graph's and torch's."""
+    (the buckets and, after the first click, the full decoder compile in the background); padded fp32
+    masks equal the unpadded dynamic graph's and torch's."""
     pytest.importorskip("openvino")
     from medisam.models import load_model
 
@@ -106,7 +107,7 @@ def test_openvino_interactive_prompts_compile_nothing_after_the_warm_up_and_keep
             compiles.append(args)
         return compile_(*args, **kwargs)
     monkeypatch.setattr(model, "_compile", counted)
-    first = [model.decode(emb, **p) for p in prompts]  # each first need queues its bucket (and clicks: the full decoder)
+    first = [model.decode(emb, **p) for p in prompts]  # each queues its bucket (a click: the full decoder too)
     _wait_for_warm_up()
     got = [model.decode(emb, **p) for p in prompts for _ in range(3)]
     masked = [model.decode(emb, boxes=box, mask_input=got[0].low_res_logits[:, :1] * 0 + 1.0) for _ in range(2)]
