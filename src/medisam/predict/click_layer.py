@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from medisam.io.intensity import apply_window
-from medisam.predict.click_refine import voxel_scale
+from medisam.predict.click_refine import ClickMemo, voxel_scale
 from medisam.predict.contract import SliceResult
 from medisam.predict.display_volume import DisplayVolume
 from medisam.predict.edits import EditLayer
@@ -26,6 +26,15 @@ class ClickLayer:
     """Mixin of :class:`~medisam.predict.axis_session.AxisSession` (needs ``geometry``, ``store``,
     ``plane_hw``, ``object_ids``, ``_objects``, ``_known``, ``model_results``, ``step``, ``_display``
     and ``_guides``)."""
+
+    @property
+    def walker_memo(self) -> ClickMemo:
+        """What the 3D click walker made of this session's clicks on its last crops (bounded; see
+        :class:`~medisam.predict.click_refine.ClickMemo`): a click applies its new clicks, not all."""
+        memo = self.__dict__.get("_walker_memo")
+        if memo is None:
+            memo = self._walker_memo = ClickMemo()
+        return memo
 
     @property
     def display(self) -> np.ndarray | DisplayVolume:

@@ -20,6 +20,8 @@ voxels ``x > 0.5`` are the new mask of the crop.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -282,6 +284,25 @@ def ball_radius(volume: float) -> float:
     return float((3.0 * volume / (4.0 * np.pi)) ** (1.0 / 3.0))
 
 
+#: Radii of a click past which its fade ``1 - exp(-d^2 / 2r^2)`` is 1.0 in float64 (exp(-40) is below half
+#: an ulp of 1): the prior's weight there is exactly what it was, so a click is applied on the box of
+#: this reach only (:func:`click_reach`) and a long session's old clicks cost their reach, not the crop each
+FADE_REACH = float(np.sqrt(80.0))
+
+
+def click_reach(shape: Sequence[int], zyx: Sequence[int], spacing: Sequence[float],
+                reach: float) -> tuple[slice, slice, slice] | None:
+    """The part of a ``shape`` crop within ``reach`` (voxels of the finest spacing) of ``zyx`` on every
+    axis, as slices (a box holding every voxel at that distance or nearer); None where it misses the crop."""
+    f = voxel_scale(spacing)
+    half = np.floor(reach / f).astype(int) + 1
+    lo = np.maximum(np.asarray(zyx, dtype=int) - half, 0)
+    hi = np.minimum(np.asarray(zyx, dtype=int) + half + 1, shape)
+    if (lo >= hi).any():
+        return None
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+
+
 def squared_distance(shape: Sequence[int], zyx: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
     """Squared distance of every voxel of a ``shape`` grid to ``zyx``, in voxels of the finest spacing."""
     f = voxel_scale(spacing)
@@ -312,10 +333,112 @@ def model_prior(model_mask: np.ndarray, inside: np.ndarray, spacing: Sequence[fl
     return 1.0 / (1.0 + np.exp(-sd / softness))
 
 
+@dataclass
+class ClickFields:
+    """What a sequence of clicks makes of a crop, before the walker: the prior's weight ``lam``, the
+    fixed voxels ``fg`` / ``bg``, the intensity samples, the voxels negative clicks ``removed`` and those
+    yielding clicks give the others (``zero``). Applying clicks in order to these is all the walker
+    needs of them, so fields of a click sequence extend to a longer one by the added clicks alone."""
+
+    lam: np.ndarray
+    fg: np.ndarray
+    bg: np.ndarray
+    sample: np.ndarray
+    neg_sample: np.ndarray
+    removed: np.ndarray
+    zero: np.ndarray
+
+    @classmethod
+    def empty(cls, shape: tuple[int, ...], params: RefineParams) -> "ClickFields":
+        return cls(np.full(shape, params.prior_weight), *(np.zeros(shape, bool) for _ in range(6)))
+
+    @classmethod
+    def of(cls, shape: tuple[int, ...], inside: np.ndarray, clicks: Sequence[Click3D], spacing: Sequence[float],
+           params: RefineParams, shared: np.ndarray | None) -> "ClickFields":
+        out = cls.empty(shape, params)
+        out.apply(inside, clicks, spacing, params, shared)
+        return out
+
+    def copy(self) -> "ClickFields":
+        return ClickFields(*(a.copy() for a in (self.lam, self.fg, self.bg, self.sample, self.neg_sample,
+                                                 self.removed, self.zero)))
+
+    def apply(self, inside: np.ndarray, clicks: Sequence[Click3D], spacing: Sequence[float], params: RefineParams,
+              shared: np.ndarray | None) -> None:
+        """Apply ``clicks`` in order (in place), each on the part of the crop it acts on (:func:`click_reach`)."""
+        shape = self.lam.shape
+        for click in clicks:
+            zyx, r = click.zyx, click.radius
+            part = click_reach(shape, zyx, spacing, max(FADE_REACH * r, params.seed_radius, r))
+            if part is None:
+                continue  # a click far off a bounded crop: its fade is 1.0 (exactly) on every voxel of it
+            at = tuple(int(c) - p.start for c, p in zip(zyx, part))
+            d2 = squared_distance([p.stop - p.start for p in part], at, spacing)
+            fade = 1.0 - np.exp(-d2 / (2.0 * r * r))
+            if click.yields and params.negative_yields and shared is not None:
+                given = (d2 <= r * r) & shared[part]  # what the others hold within its radius, at full weight
+                self.zero[part] |= given
+                fade[given] = 1.0
+            self.lam[part] *= fade
+            ball = (d2 <= params.seed_radius ** 2) & inside[part]  # never past the object's box
+            if all(0 <= c < n for c, n in zip(at, ball.shape)):  # an earlier click may lie off a bounded crop
+                ball[at] = True
+            if click.positive:
+                self.fg[part] |= ball
+                self.bg[part] &= ~ball
+                self.sample[part] |= d2 <= min(r, params.sample_radius) ** 2
+            else:
+                self.bg[part] |= ball
+                self.fg[part] &= ~ball
+                self.removed[part] |= d2 <= r * r
+                self.neg_sample[part] |= d2 <= min(r, params.sample_radius) ** 2
+
+
+def _digest(a: np.ndarray | None) -> str | None:
+    return None if a is None else hashlib.sha1(np.ascontiguousarray(a).view(np.uint8).ravel()).hexdigest()
+
+
+class ClickMemo:
+    """The :class:`ClickFields` of a session's last walker calls, so that a click extends them instead of
+    applying every click so far again (each costs its reach of the crop; 160 clicks held made a click
+    about twice as slow). Kept: the fields before the last call's new clicks and after all of them (a
+    click after an undo extends the first), only for the same crop, box, spacing, weights and ``shared``;
+    at most :data:`MEMO_ENTRIES` crops' worth of arrays, so the session's memory stays bounded."""
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[tuple, tuple[Click3D, ...], ClickFields]] = []
+        self._lock = threading.Lock()
+        self.hits = 0  # calls that extended kept fields (tests count them)
+
+    def fields(self, shape: tuple[int, ...], inside: np.ndarray, clicks: Sequence[Click3D],
+               spacing: Sequence[float], params: RefineParams, shared: np.ndarray | None) -> ClickFields:
+        clicks = tuple(clicks)
+        uses_shared = shared is not None and any(c.yields for c in clicks)
+        key = (tuple(shape), tuple(float(v) for v in spacing), params, _digest(inside),
+               _digest(shared) if uses_shared else None)
+        with self._lock:
+            best = max(((len(done), fields) for k, done, fields in self._entries
+                        if k == key and clicks[:len(done)] == done), default=(0, None), key=lambda e: e[0])
+        n, kept = best
+        out = ClickFields.empty(tuple(shape), params) if kept is None else kept.copy()
+        self.hits += kept is not None
+        new = len(clicks) - 1 if n < len(clicks) - 1 else n  # the fields before the last click are kept too
+        out.apply(inside, clicks[n:new], spacing, params, shared if uses_shared else None)
+        before = out.copy()
+        out.apply(inside, clicks[new:], spacing, params, shared if uses_shared else None)
+        with self._lock:
+            self._entries = [(key, clicks[:new], before), (key, clicks, out.copy())]
+        return out
+
+
+#: Fields a :class:`ClickMemo` keeps (the last call's before and after its new clicks).
+MEMO_ENTRIES = 2
+
+
 def refine_crop(display: np.ndarray, model_mask: np.ndarray, inside: np.ndarray,
                 clicks: Sequence[Click3D], spacing: Sequence[float] = (1.0, 1.0, 1.0),
                 params: RefineParams = RefineParams(), claimed: np.ndarray | None = None,
-                shared: np.ndarray | None = None) -> np.ndarray:
+                shared: np.ndarray | None = None, memo: "ClickMemo | None" = None) -> np.ndarray:
     """The refined mask of one crop.
 
     Args:
@@ -330,6 +453,8 @@ def refine_crop(display: np.ndarray, model_mask: np.ndarray, inside: np.ndarray,
             (this object's own clicks still decide around them).
         shared: voxels other objects hold; a yielding background click sets the prior to 0 on
             those within its radius, at full weight (the object gives them up to the others).
+        memo: what the clicks made of an earlier call on the same crop (:class:`ClickMemo`): only the
+            clicks after those are applied, so a long session's click costs its new clicks, not all of them.
     """
     img = display.astype(np.float64)
     model_mask = model_mask.astype(bool)
@@ -337,34 +462,11 @@ def refine_crop(display: np.ndarray, model_mask: np.ndarray, inside: np.ndarray,
     if img.shape[:3] != shape:
         raise ValueError(f"display crop {img.shape} does not match the mask crop {shape}")
     p_model = model_prior(model_mask, inside, spacing, params.softness)
-    fg = np.zeros(shape, bool)
-    bg = np.zeros(shape, bool)
-    lam = np.full(shape, params.prior_weight)
-    sample = np.zeros(shape, bool)
-    neg_sample = np.zeros(shape, bool)
-    removed = np.zeros(shape, bool)
-    zero = np.zeros(shape, bool) if claimed is None else claimed.astype(bool)  # prior 0: the voxels go elsewhere
-    for click in clicks:
-        zyx, r = click.zyx, click.radius
-        d2 = squared_distance(shape, zyx, spacing)
-        fade = 1.0 - np.exp(-d2 / (2.0 * r * r))
-        if click.yields and params.negative_yields and shared is not None:
-            given = (d2 <= r * r) & shared  # what the others hold within its radius, at full weight
-            zero |= given
-            fade[given] = 1.0
-        lam = lam * fade
-        ball = (d2 <= params.seed_radius ** 2) & inside  # never past the object's box
-        if all(0 <= int(c) < n for c, n in zip(zyx, shape)):  # an earlier click may lie off a bounded crop
-            ball[tuple(int(c) for c in zyx)] = True
-        if click.positive:
-            fg |= ball
-            bg &= ~ball
-            sample |= d2 <= min(r, params.sample_radius) ** 2
-        else:
-            bg |= ball
-            fg &= ~ball
-            removed |= d2 <= r * r
-            neg_sample |= d2 <= min(r, params.sample_radius) ** 2
+    fields = memo.fields(shape, inside, clicks, spacing, params, shared) if memo is not None \
+        else ClickFields.of(shape, inside, clicks, spacing, params, shared)
+    fg, bg, lam = fields.fg, fields.bg, fields.lam  # the caller's own arrays (a memo keeps copies)
+    sample, neg_sample, removed = fields.sample, fields.neg_sample, fields.removed
+    zero = fields.zero if claimed is None else fields.zero | claimed.astype(bool)  # prior 0: the voxels go elsewhere
     sample &= inside  # past the box's faces is background: a click by a face must not sample it
     if params.sample_model_mask or not sample.any():
         sample = sample | (model_mask & ~removed)

@@ -208,7 +208,9 @@ def walker_clicks(session, voxels: Sequence[Sequence[int]], positive: bool, obj_
         raise PromptError("give at least one click")
     vs = [tuple(int(c) for c in v) for v in voxels]
     planes = [click_on_plane(session, v) for v in vs]
-    slice_range = session.object_state(obj_id).slice_range
+    if obj_id not in session.object_ids:  # the session's own answer (object_state's)
+        raise PromptError(f"no object {obj_id}; objects: {session.object_ids or 'none'}")
+    slice_range = _live_state(session, obj_id).slice_range  # not object_state: its deep copy holds every click so far
     for t, _, _ in planes:
         check_in_range(t, obj_id, slice_range)  # the same rule as a prompt on that slice
     edited: list[tuple[int, tuple[slice, slice, slice], np.ndarray]] = []
@@ -282,7 +284,8 @@ def _walker_edit(session, vs: Sequence[tuple[int, ...]], positive: bool, obj_id:
     seeds = [replace(c, zyx=tuple(int(i) for i in np.subtract(c.zyx, origin))) for c in (*their_clicks, *clicks)]
     features, inside = session.click_features(crop, obj_id), _inside(state, origin, current.shape)
     shared = np.logical_or.reduce(list(others.values())) if others and any(c.yields for c in clicks) else None
-    solved = refine_crop(features, model, inside, seeds, spacing, params, claimed=claimed, shared=shared)
+    solved = refine_crop(features, model, inside, seeds, spacing, params, claimed=claimed, shared=shared,
+                         memo=getattr(session, "walker_memo", None))
     rule = replace(params, positive_only_adds=True) if positive and no_contrast(features, inside) else params
     # a background click never adds; a positive one removes only within its reach; no contrast: nor removes
     own = seeds[len(seeds) - len(new_clicks):]
