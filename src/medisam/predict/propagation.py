@@ -230,9 +230,17 @@ def clip_to(mask: np.ndarray, box: Box | None) -> np.ndarray:
 def grown_box(box: Box, margin_xy: tuple[float, float], plane_hw: tuple[int, int],
               shift_xy: tuple[float, float] = (0.0, 0.0)) -> Box:
     """``box`` moved by ``shift_xy`` and grown by ``margin_xy`` pixels on each side, inside the plane."""
-    (mx, my), (dx, dy), (h, w) = margin_xy, shift_xy, plane_hw
-    return Box(max(0.0, box.x0 + dx - mx), max(0.0, box.y0 + dy - my),
-               min(float(w), box.x1 + dx + mx), min(float(h), box.y1 + dy + my))
+    (mx, my), (dx, dy) = margin_xy, shift_xy
+    return box_in_plane(box.x0 + dx - mx, box.y0 + dy - my, box.x1 + dx + mx, box.y1 + dy + my, plane_hw)
+
+
+def box_in_plane(x0: float, y0: float, x1: float, y1: float, plane_hw: tuple[int, int]) -> Box:
+    """The box ``(x0, y0, x1, y1)`` (pixel edges) cut to the plane, at least one pixel wide and high: a
+    box moved by an object's motion past the plane's edge becomes the edge's last pixels (it was an
+    inverted box, and the whole propagation a 400 on a video whose object leaves the frame)."""
+    h, w = plane_hw
+    x0, y0 = min(max(0.0, x0), w - 1.0), min(max(0.0, y0), h - 1.0)
+    return Box(x0, y0, max(x0 + 1.0, min(float(w), x1)), max(y0 + 1.0, min(float(h), y1)))
 
 
 def box_around(mask: np.ndarray, margin_xy: tuple[float, float], clip: Box | None = None) -> Box | None:

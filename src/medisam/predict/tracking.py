@@ -37,7 +37,7 @@ from medisam.io.medical_image import MedicalImage
 from medisam.models.upscale_window import exact_logits
 from medisam.predict.cache import EmbeddingCache
 from medisam.predict.predictor import Predictor
-from medisam.predict.propagation import box_around, clip_to, grown_box
+from medisam.predict.propagation import box_around, box_in_plane, clip_to, grown_box
 from medisam.predict.session import DIRECTIONS, ObjectState, SliceResult, VolumeSession
 from medisam.predict.tracking_motion import displacement, shift_mask
 from medisam.predict.tracking_rules import (CENTRES, CHAIN_MARGIN, Candidate, Look, TrackingConfig, box_fill, iou,
@@ -347,8 +347,7 @@ class TrackingSession(VolumeSession):
                 extent = extent[0] * scale, extent[1] * scale
         mx, my = self._grid_px(cfg.margin)
         hw, hh = extent[0] / 2 + mx, extent[1] / 2 + my
-        h, w = plane_hw
-        return Box(max(0.0, cx - hw), max(0.0, cy - hh), min(float(w), cx + hw), min(float(h), cy + hh))
+        return box_in_plane(cx - hw, cy - hh, cx + hw, cy + hh, plane_hw)
 
     def _note_whole(self, key: tuple[int, int, int], mask: np.ndarray, chain_box: Box,
                     before: tuple[Box, float, float] | None) -> tuple[Box, float, float] | None:
