@@ -44,12 +44,19 @@ async def _json(send: Send, status: int, detail: str, headers: list[tuple[bytes,
 class TokenAuth:
     """Require ``Authorization: Bearer <token>`` on every HTTP path except :data:`PUBLIC_PATHS`.
 
-    The comparison is constant-time (``hmac.compare_digest``) on bytes.
+    The scheme is matched case-insensitively (RFC 7235: ``bearer`` and ``BEARER`` are ``Bearer``;
+    they were 401s) with one or more spaces before the token; the token itself is compared in
+    constant time (``hmac.compare_digest``) on bytes.
     """
 
     def __init__(self, app: ASGIApp, token: str):
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
+
+    def authorized(self, given: bytes) -> bool:
+        """Whether the ``Authorization`` header value ``given`` carries the token."""
+        scheme, _, credentials = given.partition(b" ")
+        return hmac.compare_digest(credentials.lstrip(b" "), self.expected) and scheme.lower() == b"bearer"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -60,10 +67,18 @@ class TokenAuth:
             if name == b"authorization":
                 given = value
                 break
-        if not hmac.compare_digest(given, self.expected):
+        if not self.authorized(given):
             return await _json(send, 401, "missing or wrong bearer token (Authorization: Bearer <token>)",
                                [(b"www-authenticate", b"Bearer")])
         return await self.app(scope, receive, send)
+
+
+#: What a listed origin's browser may send cross-site (answered to its CORS preflight).
+CORS_METHODS = b"GET, POST, DELETE, OPTIONS"
+CORS_HEADERS = b"authorization, content-type"
+#: Response headers a listed origin's script may read besides the simple ones (a download's file name).
+CORS_EXPOSE = b"content-disposition, www-authenticate"
+CORS_MAX_AGE_S = 600
 
 
 class HostGuard:
@@ -71,7 +86,11 @@ class HostGuard:
 
     ``allowed`` of ``None`` accepts any Host. A request with an ``Origin`` header (browsers
     send it on cross-site POSTs) is served only when that origin is the server itself
-    (same scheme-less host and port as the Host header) or listed in ``origins``.
+    (same scheme-less host and port as the Host header) or listed in ``origins``. A listed
+    origin gets CORS: its preflight (``OPTIONS`` with ``Access-Control-Request-Method``, sent
+    without credentials) is answered 204 here, before the token check, and every answer to it
+    carries ``Access-Control-Allow-Origin``; without them a browser refuses to send the token
+    or to show the answer, so ``--allowed-origin`` allowed nothing (the preflight was a 401).
     """
 
     def __init__(self, app: ASGIApp, allowed: frozenset[str] | None, origins: frozenset[str] = frozenset()):
@@ -89,13 +108,36 @@ class HostGuard:
             return await _json(send, 403, f"host {host!r} is not allowed (allowed: "
                                           f"{', '.join(sorted(self.allowed or ())) or 'any'}; see --allowed-host)")
         origin = headers.get(b"origin")
-        if origin is not None:
-            text = origin.decode("latin-1").lower().rstrip("/")
-            _, _, where = text.partition("://")
-            same = bool(where) and split_host(where) == (name, port or split_host(where)[1])
-            if not same and text not in self.origins:
-                return await _json(send, 403, f"cross-origin request from {text!r} refused")
-        return await self.app(scope, receive, send)
+        if origin is None:
+            return await self.app(scope, receive, send)
+        text = origin.decode("latin-1").lower().rstrip("/")
+        _, _, where = text.partition("://")
+        if bool(where) and split_host(where) == (name, port or split_host(where)[1]):
+            return await self.app(scope, receive, send)  # the server's own page: no CORS needed
+        if text not in self.origins:
+            return await _json(send, 403, f"cross-origin request from {text!r} refused")
+        cors = [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+        if scope.get("method") == "OPTIONS" and b"access-control-request-method" in headers:
+            return await _preflight(send, cors)
+        await self.app(scope, receive, _with_headers(send, [*cors, (b"access-control-expose-headers", CORS_EXPOSE)]))
+
+
+async def _preflight(send: Send, cors: list[tuple[bytes, bytes]]) -> None:
+    """The 204 answer to a listed origin's CORS preflight."""
+    await send({"type": "http.response.start", "status": 204,
+                "headers": [*cors, (b"access-control-allow-methods", CORS_METHODS),
+                            (b"access-control-allow-headers", CORS_HEADERS),
+                            (b"access-control-max-age", str(CORS_MAX_AGE_S).encode())]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """``send`` that adds ``extra`` headers to the response start."""
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+    return sending
 
 
 class BodyLimit:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from medisam.errors import InputError
+
+#: Longest token: it must fit a request head (``background.MAX_HEAD_BYTES``, 64 KiB) with room to spare.
+MAX_TOKEN_CHARS = 4096
+#: A token is visible ASCII: what every HTTP client can put in an ``Authorization`` header (a space,
+#: a tab, a line break or a non-ASCII letter cannot be sent, or is trimmed, so no request would match).
+TOKEN_CHARS = re.compile(r"[!-~]+")
 
 
 @dataclass(frozen=True)
@@ -80,8 +87,8 @@ class ServerSettings:
     max_points_per_object: int = 256
 
     def __post_init__(self) -> None:
-        if self.token is not None and len(self.token) < 8:
-            raise InputError("token must be at least 8 characters")
+        if self.token is not None:
+            check_token(self.token)
         for name in ("inference_slots", "max_upload_bytes", "max_voxels", "max_sessions", "max_zip_members",
                      "max_zip_bytes", "max_json_bytes", "max_connections", "max_session_bytes", "max_total_bytes",
                      "max_points_per_request", "max_points_per_object"):
@@ -90,3 +97,15 @@ class ServerSettings:
         for name in ("idle_timeout_s", "header_timeout_s", "body_timeout_s", "keep_alive_s", "request_timeout_s"):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be positive")
+
+
+def check_token(token: str) -> None:
+    """InputError unless ``token`` can be sent in an ``Authorization: Bearer`` header and is not trivially short."""
+    if len(token) < 8:
+        raise InputError("token must be at least 8 characters")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise InputError(f"token must be at most {MAX_TOKEN_CHARS} characters, got {len(token)}")
+    if not TOKEN_CHARS.fullmatch(token):
+        bad = next(c for c in token if not TOKEN_CHARS.fullmatch(c))
+        raise InputError(f"token must be visible ASCII characters (no spaces, line breaks or accents), got {bad!r}: "
+                         "clients cannot send it in an Authorization header")
