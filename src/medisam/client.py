@@ -161,14 +161,16 @@ class Client:
     def open_session(self, image: str | Path | np.ndarray, *, filename: str | None = None,
                      spacing: Sequence[float] | None = None, origin: Sequence[float] | None = None,
                      direction: Sequence[float] | None = None, modality: str | None = None,
-                     window: str | None = None) -> "ClientSession":
+                     window: str | None = None, axis: int | str | None = None) -> "ClientSession":
         """Upload a file (any format the server reads, or a zipped DICOM series) or an array.
 
         Arrays: ``(H, W)``/``(H, W, 3)`` go as ``.npz``; ``(Z, Y, X)`` as NRRD with the given
-        LPS geometry (ITK order). ``modality`` ("CT", "MR"...) picks intensity handling.
+        LPS geometry (ITK order). ``modality`` ("CT", "MR"...) picks intensity handling. ``axis``
+        (volumes: 0/1/2 or k/j/i) is the array axis every ``slice`` indexes; the server's default
+        is the volume's acquisition axis, given back as ``info["axis"]``.
         """
         name, payload = _upload(image, filename, spacing, origin, direction)
-        data = {k: v for k, v in (("modality", modality), ("window", window)) if v is not None}
+        data = {k: str(v) for k, v in (("modality", modality), ("window", window), ("axis", axis)) if v is not None}
         info = self.request("POST", "/sessions", files={"file": (name, payload, "application/octet-stream")},
                             data=data).json()
         return ClientSession(self, info)

@@ -194,9 +194,10 @@ class Box3D:
                               f"reaches outside the volume of {x}x{y}x{z} (X x Y x Z) voxels ({', '.join(past)})")
         return self
 
-    def check_drawn_on(self, k: int | None) -> int | None:
-        """``k``, the slice a 2D box with this slice range was drawn on (None: a 3D box), checked
-        to lie in the range."""
-        if k is not None and not self.z0 <= k <= self.z1:
-            raise PromptError(f"the box was drawn on slice {k}, outside its slice range {self.z0}..{self.z1}")
+    def check_drawn_on(self, k: int | None, axis: int = 0) -> int | None:
+        """``k``, the slice along array ``axis`` (0 = z, 1 = y, 2 = x) a 2D box with this box's range
+        along that axis was drawn on (None: a 3D box), checked to lie in the range."""
+        lo, hi = ((self.z0, self.z1), (self.y0, self.y1), (self.x0, self.x1))[axis]
+        if k is not None and not lo <= k <= hi:
+            raise PromptError(f"the box was drawn on slice {k}, outside its slice range {lo}..{hi}")
         return k

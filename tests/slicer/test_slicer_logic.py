@@ -282,6 +282,7 @@ def test_roi_goes_as_a_3d_box_with_modality_and_window(scene):
     names = [c[0] for c in client.calls]
     assert names == ["open_session", "add_box3d", "propagate"]
     assert client.calls[0][1]["modality"] == "MR" and client.calls[0][1]["window"] == "400,40"
+    assert client.calls[0][1]["axis"] == 0  # every slice sent is a k slice, not the server's default axis
     assert client.calls[1][1] == {"box": box, "slice_range": k_range}
     lo_k, hi_k = k_range
     assert result.slices == (lo_k, hi_k)  # the block is cut to the ROI's slices
@@ -308,6 +309,28 @@ def test_roi_3d_box_on_a_live_server_stays_in_the_roi_slices(scene, tiny_url):
     written = _segment_array(seg, result.segment_id, vol)
     ks = np.nonzero(written.reshape(len(written), -1).any(1))[0]
     assert k0 <= ks[0] and ks[-1] <= k1
+
+
+def test_a_volume_thick_along_i_is_still_prompted_on_its_k_slices_on_a_live_server(scene, tiny_url):
+    """The server slices a volume along its acquisition axis by default (here i, 5 mm): the module
+    asks for axis 0, so its k-slice prompts are read as k slices."""
+    from medisam.client import Client
+
+    thick_i = IJK_TO_RAS.copy()
+    thick_i[:3, :3] = _ROT @ np.diag([5.0, 0.7, 0.8])
+    vol = slicer.util.addVolumeFromArray(_ball_volume(), thick_i, name="ct")
+    seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    core = MedisamSegmentCore(Client(tiny_url, token=TOKEN))
+    lo = (thick_i @ np.r_[15.0, 10.0, 3.0, 1.0])[:3]
+    hi = (thick_i @ np.r_[50.0, 52.0, 5.0, 1.0])[:3]
+    try:
+        core.segment(vol, seg, _roi((lo + hi) / 2, np.abs(hi - lo)), modality="CT", keep_session=True)
+    except EmptySegmentationError:
+        pass  # the tiny random model's mask does not matter: the session's axis does
+    try:
+        assert core.session is not None and core.session.info["axis"] == 0
+    finally:
+        core.close_session()
 
 
 def test_segments_get_snomed_terminology_and_colour_from_their_names(scene):

@@ -468,6 +468,27 @@ def test_a_box_drawn_on_one_slice_bounds_the_object_on_that_slice_only(tiny_mode
         assert outside[12:20, 5:11].mean() > 0.5 and not after[6, :10].any() and not after[6, 22:].any()
 
 
+def test_a_box_drawn_on_a_slice_along_another_axis_bounds_and_seeds_there_as_on_k(tiny_model):
+    """The same rod stored with its slices last, sliced along axis 2 (the server's and web UI's
+    sessions on such a volume): a box drawn on slice 1 of that axis (``drawn_axis=2``) seeds that
+    slice and bounds the object there only, giving the k session's label map, transposed."""
+    image = _slanted_rod()
+    on_k = VolumeSession(tiny_model, image, config=FAST)
+    on_k.add_box3d((8, 12, 0, 14, 19, 7), obj_id=1, drawn_on=1)
+    on_k.propagate(progress=False)
+    on_k.add_click((6, 15, 22), positive=True, obj_id=1)
+    last = MedicalImage(np.ascontiguousarray(image.array.transpose(1, 2, 0)), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0),
+                        (1, 0, 0, 0, 1, 0, 0, 0, 1), "MR")
+    on_i = VolumeSession(tiny_model, last, config=FAST, axis=2)
+    on_i.add_box3d((0, 8, 12, 7, 14, 19), obj_id=1, drawn_on=1, drawn_axis=2)  # (x, y, z) = (old z, old x, old y)
+    on_i.propagate(progress=False)
+    assert list(on_i.object_state(1).seeds) == [1]
+    on_i.add_click((15, 22, 6), positive=True, obj_id=1)
+    assert np.array_equal(on_i.object_volume(1), on_k.object_volume(1).transpose(1, 2, 0))
+    with pytest.raises(PromptError, match="outside its slice range 0..7"):
+        on_i.add_box3d((0, 8, 12, 7, 14, 19), obj_id=2, drawn_on=9, drawn_axis=2)
+
+
 def test_a_box_drawn_outside_its_slice_range_is_refused(tiny_model):
     session = VolumeSession(tiny_model, _slanted_rod(), config=FAST)
     with pytest.raises(PromptError, match="outside its slice range"):

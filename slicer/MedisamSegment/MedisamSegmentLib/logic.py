@@ -306,8 +306,10 @@ class MedisamSegmentCore:
             box, k_range = None, (0, array.shape[0] - 1)
         self.place_segmentation(volume_node, segmentation_node)
         self.close_session()
+        # axis 0: every prompt here is on a k slice of Slicer's (k, j, i) array, whatever the volume's
+        # acquisition axis (the server's default) is
         session = self.client.open_session(np.ascontiguousarray(array), spacing=spacing, origin=origin,
-                                           direction=direction, modality=modality, window=window)
+                                           direction=direction, modality=modality, window=window, axis=0)
         try:
             for guide in guides:
                 session.add_guide(guide)

@@ -9,6 +9,11 @@ file in the input's format. It is plain Python so tests drive it without a brows
 On a volume, once propagated, a positive/negative click on any slice is a 3D correction
 (``InteractiveSession.add_click``: the object's 3D mask refined around the click); *Undo*
 takes it back. Before propagation a click adds a point on the slice.
+
+A volume's slices are those along the session's axis (``InteractiveSession.axis``: its
+acquisition axis unless :meth:`AppState.open` names another, as ``medisam propagate --box3d``
+slices it), shown in their true aspect (:attr:`AppState.view_factors`); videos and 2D images
+as they are.
 """
 
 from __future__ import annotations
@@ -80,6 +85,24 @@ class _Step:
     slice: int  # the slice the clicks were on
 
 
+def _source_index(v: float, factor: float, n: int) -> int:
+    """The slice pixel (row or column, ``0..n-1``) under picture pixel ``v`` of a picture enlarged by ``factor``."""
+    if float(factor).is_integer():
+        return min(int(v // int(factor)), n - 1)
+    return min(int(v / factor), n - 1)
+
+
+def _enlarge(picture: np.ndarray, fx: float, fy: float) -> np.ndarray:
+    """``picture`` enlarged by ``fx`` across and ``fy`` down (nearest neighbour; each shown pixel is the
+    slice pixel a click there means, :func:`_source_index`)."""
+    h, w = picture.shape[:2]
+    if float(fx).is_integer() and float(fy).is_integer():
+        return np.repeat(np.repeat(picture, int(fy), axis=0), int(fx), axis=1)
+    rows = [_source_index(v, fy, h) for v in range(max(1, round(h * fy)))]
+    cols = [_source_index(v, fx, w) for v in range(max(1, round(w * fx)))]
+    return picture[np.ix_(rows, cols)]
+
+
 class AppState:
     """One browser tab's image, session and click state (all coordinates in slice pixels)."""
 
@@ -112,8 +135,9 @@ class AppState:
                         "a DICOM file or a zipped DICOM series")
 
     # ----------------------------------------------------------------- input
-    def open(self, path: str | Path, window: str | None = None) -> None:
-        """Open a file (zip = DICOM series); resets prompts and shows the middle slice."""
+    def open(self, path: str | Path, window: str | None = None, axis: int | str | None = None) -> None:
+        """Open a file (zip = DICOM series); resets prompts and shows the middle slice. A volume's
+        slices lie along ``axis`` (default: its acquisition axis, :func:`~medisam.serve.interactive.session_axis`)."""
         path = Path(path)
         ext = ".zip" if path.name.lower().endswith(".zip") else file_extension(path)
         if ext == ".zip":
@@ -123,10 +147,10 @@ class AppState:
         else:
             check_data_files(path, root=path.parent)  # an uploaded header may not name a server file
             image = read_image(path, max_voxels=self.max_voxels)
-        self.session = InteractiveSession(self.model, image, window=window or None)
+        self.session = InteractiveSession(self.model, image, window=window or None, axis=axis)
         self.input_name = path.name
         self.input_ext = ext
-        self.slice = image.num_slices // 2 if image.is_volume else 0
+        self.slice = self.session.num_slices // 2 if image.is_volume else 0
         self.pending_corner = None
         self.points = []
         self.boxes = {}
@@ -142,6 +166,9 @@ class AppState:
         else:
             kind = "volume" if image.is_volume else "image"
             self.message = f"opened {kind} {path.name}: shape {image.array.shape}, modality {image.modality}"
+            if image.is_volume:  # what the slider moves along
+                a = self.session.axis
+                self.message += f", {self.session.num_slices} slices along axis {a} ({'kji'[a]})"
         if self.session.window_warning:  # a CT window on an image not in HU, as the CLI and the server say
             self.message += f"; warning: {self.session.window_warning}"
 
@@ -218,16 +245,37 @@ class AppState:
     # ---------------------------------------------------------------- clicks
     @property
     def view_scale(self) -> int:
-        """Integer enlargement of the shown picture (nearest neighbour) so small slices stay clickable."""
+        """Integer enlargement of the shown picture (nearest neighbour) so small slices stay clickable:
+        of its finer direction where a volume's slice has oblong pixels (:attr:`view_factors`)."""
         if self.session is None:
             return 1
-        h, w = self.session.image.spatial_shape[-2:]
-        return max(1, -(-MIN_VIEW_SIDE // max(h, w)))
+        h, w = self.session.slice_shape
+        ax, ay = self._aspect()
+        return max(1, -(-MIN_VIEW_SIDE // max(1, round(max(h * ay, w * ax)))))
+
+    @property
+    def view_factors(self) -> tuple[float, float]:
+        """Enlargement ``(x, y)`` of the shown picture: :attr:`view_scale` times each direction's pixel size
+        over the finer one's, so a slice with oblong pixels (a volume sliced across its thick axis) is
+        drawn in its true aspect, not squashed; equal (an integer) for square pixels."""
+        ax, ay = self._aspect()
+        f = self.view_scale
+        return f * ax, f * ay
+
+    def _aspect(self) -> tuple[float, float]:
+        """The slice's pixel size ``(x, y)`` over its finer direction's (``(1, 1)``: square pixels)."""
+        if self.session is None:
+            return 1.0, 1.0
+        px, py = self.session.pixel_mm
+        if not (px > 0 and py > 0) or abs(px - py) <= 1e-3 * max(px, py):
+            return 1.0, 1.0
+        return px / min(px, py), py / min(px, py)
 
     def click_view(self, xv: float, yv: float) -> None:
         """A click at pixel (xv, yv) of the rendered (possibly enlarged) picture."""
-        s = self.view_scale
-        self.click(float(int(xv // s)), float(int(yv // s)))
+        h, w = self.require().slice_shape
+        fx, fy = self.view_factors
+        self.click(float(_source_index(xv, fx, w)), float(_source_index(yv, fy, h)))
 
     def click(self, x: float, y: float) -> None:
         """A click at pixel (x, y) of the shown slice, interpreted by ``mode``."""
@@ -303,7 +351,7 @@ class AppState:
     def _click3d(self, s: InteractiveSession, x: int, y: int, positive: bool) -> None:
         """A corrective click on the propagated volume (the object's 3D mask refined around it)."""
         before = self._drawn()
-        out = s.add_click((self.slice, y, x), positive, self.obj_id)
+        out = s.add_click(s.voxel_of(self.slice, x, y), positive, self.obj_id)
         sign = "positive" if positive else "negative"
         if out.rejected:
             self.message = (f"click rejected: the model did not honour the {sign} click at ({x}, {y}) on slice "
@@ -428,13 +476,13 @@ class AppState:
             slices.close()
             self.cancel_requested = False
         labels = s.label_image().array
-        n = int((labels.reshape(labels.shape[0], -1) > 0).any(axis=1).sum())
+        along = np.moveaxis(labels, s.axis, 0).reshape(s.num_slices, -1)  # per slice along the session's axis
+        n = int((along > 0).any(axis=1).sum())
         if n == 0:
             raise InputError("propagation produced an empty mask")
         self.propagated = True
-        objs = ", ".join(f"{o}: {int((labels == o).reshape(len(labels), -1).any(axis=1).sum())}"
-                         for o in s.object_ids)
-        self.message = "; ".join([f"propagated: {n} of {labels.shape[0]} {unit} labelled, {int((labels > 0).sum())} "
+        objs = ", ".join(f"{o}: {int((along == o).any(axis=1).sum())}" for o in s.object_ids)
+        self.message = "; ".join([f"propagated: {n} of {s.num_slices} {unit} labelled, {int((labels > 0).sum())} "
                                   f"{'pixels' if self.is_video else 'voxels'} ({unit} per object {objs})",
                                   *s.take_notices(), *self.plan])
 
@@ -451,15 +499,13 @@ class AppState:
             return None
         s = self.session
         k = self.slice if s.image.is_volume else None
-        out = render_overlay(s.display_slice(k), s.labels_slice(k), opacity=self.opacity)
-        f = self.view_scale
-        if f > 1:
-            out = np.repeat(np.repeat(out, f, axis=0), f, axis=1)
-        out = np.ascontiguousarray(out)
+        out = np.ascontiguousarray(_enlarge(render_overlay(s.display_slice(k), s.labels_slice(k),
+                                                           opacity=self.opacity), *self.view_factors))
         r = max(2, round(max(out.shape[:2]) / 150))
+        fx, fy = self.view_factors
 
         def at(x: float, y: float) -> tuple[int, int]:
-            return int((x + 0.5) * f), int((y + 0.5) * f)
+            return int((x + 0.5) * fx), int((y + 0.5) * fy)
 
         width = max(1, r // 2)
         for x, y, label in self.points:  # positive: white with a black ring; negative: black with a white ring

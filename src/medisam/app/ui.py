@@ -17,7 +17,8 @@ from medisam.serve.app import scrub_paths
 log = logging.getLogger(__name__)
 
 HELP = ("Box mode: click two opposite corners. Positive/negative: click to add or remove. "
-        "Volumes: move the slider, prompt a slice, then Propagate. A slice range (first,last) makes the "
+        "Volumes: move the slider (slices along the volume's acquisition axis, drawn in their true aspect), "
+        "prompt a slice, then Propagate. A slice range (first,last) makes the "
         "next box a 3D box on those slices (as `medisam propagate --box3d`). RECIST: click both ends of a "
         "lesion's long axis (its 3D box follows), then Propagate. After propagation a positive/negative click "
         "on any slice corrects the 3D result; Undo takes it back. Scribble+/-: click along a line, lasso: "
@@ -82,8 +83,9 @@ def build_ui(model: PromptableModel, max_voxels: int | None = 1 << 27):  # noqa:
             return st, None, gr.update(), gr.update(), gr.update(), error_line(exc), gr.update()
         s = st.session
         n = s.num_slices
+        along = f"slice along axis {s.axis} ({'kji'[s.axis]})"  # the session's axis: the acquisition axis
         slider = gr.update(minimum=0, maximum=max(n - 1, 1), value=st.slice, visible=s.image.is_volume,
-                           interactive=s.image.is_volume, label="frame" if st.is_video else "slice")
+                           interactive=s.image.is_volume, label="frame" if st.is_video else along)
         video_only = gr.update(visible=st.is_video)
         offered = download_choices(st)
         formats = gr.update(choices=offered, value=chosen if chosen in offered else "auto")

@@ -27,8 +27,8 @@ from medisam.models.upscale_window import exact_logits
 from medisam.predict.axis_runs import (owner_result, planned_end, run_iter, run_planned, seed_iter, two_pass,
                                        two_pass_iter, two_pass_planned)
 from medisam.predict.cache import EmbeddingCache
-from medisam.predict.contract import (MAX_NOTICES, SliceResult, ViewProgress, check_object_id, paint_order, steps_of,
-                                     run_to_end, tracks_with_memory)
+from medisam.predict.contract import (MAX_NOTICES, SliceResult, ViewProgress, check_drawn_axis, check_object_id,
+                                     paint_order, run_to_end, steps_of, tracks_with_memory)
 from medisam.predict.encoder import PlaneEncoder
 from medisam.predict.predictor import Predictor
 from medisam.predict.propagation import PropagationConfig, box_around
@@ -259,28 +259,33 @@ class AxisSession(ClickLayer):
             raise PromptError(f"mask for slice {slice} is empty")
         return self._set_seed(slice, obj_id, lambda old: SlicePrompts(mask=m.astype(bool)))
 
-    def add_box3d(self, box3d: Box3D | Sequence[float], obj_id: int = 1, drawn_on: int | None = None) -> SliceResult:
+    def add_box3d(self, box3d: Box3D | Sequence[float], obj_id: int = 1, drawn_on: int | None = None,
+                  drawn_axis: int = 0) -> SliceResult:
         """CVPR24 3D-box protocol: the box's x/y extent prompts the middle slice of its range,
         and the object's propagation stays inside that slice range (and x/y extent when
         ``config.clip_to_box``). ``box3d`` is a :class:`Box3D` or ``(x0, y0, z0, x1, y1, z1)``
         voxel indices of the ``(Z, Y, X)`` array (i, j, k), inclusive. Replaces the
         object's earlier prompts; all or nothing (on an error nothing changes).
 
-        ``drawn_on``: the k slice (the array's first axis) the box's x/y extent was drawn on, when
-        only that slice is known to lie inside it: a 2D box with the object's slice range, the
-        CVPR25 protocol's start. The box then bounds the object only in k (a corrective click may
-        reach past its x/y extent on the other slices) and, slicing along k, prompts that slice.
+        ``drawn_on``: the slice along array axis ``drawn_axis`` (0: a k slice) the box's extent in
+        that slice's plane was drawn on, when only that slice is known to lie inside it: a 2D box with
+        the object's slice range, the CVPR25 protocol's start, or a box drawn in the server's or web
+        UI's slices along the session's axis. The box then bounds the object only along ``drawn_axis``
+        (a corrective click may reach past its in-plane extent on the other slices) and, when the
+        session slices along ``drawn_axis``, prompts that slice.
         """
         b3 = as_box3d(box3d)
-        drawn_on = b3.check_drawn_on(drawn_on)
+        drawn_axis = check_drawn_axis(drawn_axis)
+        drawn_on = b3.check_drawn_on(drawn_on, drawn_axis)
         box, lo, hi = self.geometry.box3d_to_plane(b3)
         obj_id = check_object_id(obj_id)
         with self.step():
             self.store.push()
             state = ObjectState(obj_id, {}, (lo, hi), box if self.config.clip_to_box else None, box, b3,
-                                window=self.box_window(b3), drawn_on=drawn_on)
+                                window=self.box_window(b3), drawn_on=drawn_on, drawn_axis=drawn_axis)
             self._objects[obj_id] = state
-            seed = drawn_on if drawn_on is not None and self.axis == 0 else self._best_seed_slice(box, lo, hi, obj_id)
+            on_axis = drawn_on is not None and self.axis == drawn_axis
+            seed = drawn_on if on_axis else self._best_seed_slice(box, lo, hi, obj_id)
             version = self.store.next_version()
             state.seeds[seed] = SlicePrompts(box=box, version=version)
             state.box_version = version

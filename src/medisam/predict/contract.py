@@ -197,6 +197,13 @@ def check_object_id(obj_id: int) -> int:
     return int(obj_id)
 
 
+def check_drawn_axis(axis: int) -> int:
+    """The array axis a drawn-on slice indexes: 0 (k), 1 (j) or 2 (i)."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not 0 <= axis <= 2:
+        raise PromptError(f"drawn_axis must be the array axis 0, 1 or 2, got {axis!r}")
+    return int(axis)
+
+
 def steps_of(direction: str) -> tuple[int, ...]:
     """Slice steps of a propagation direction: ``both`` -> (1, -1)."""
     if direction not in DIRECTIONS:
@@ -260,7 +267,7 @@ class Session(Protocol):
     def add_mask(self, slice: int, mask2d: np.ndarray, obj_id: int = 1) -> SliceResult: ...
 
     def add_box3d(self, box3d: Box3D | Sequence[float], obj_id: int = 1,
-                  drawn_on: int | None = None) -> SliceResult: ...
+                  drawn_on: int | None = None, drawn_axis: int = 0) -> SliceResult: ...
 
     def slice_prompts(self, slice: int, obj_id: int) -> SlicePrompts | None: ...
 

@@ -341,8 +341,8 @@ def _window_click_radii(whole: tuple[slice, ...], crop: tuple[slice, ...], curre
 
 def _inside(state, origin: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Where the object may be on the crop: its 3D box (everywhere without one); only the box's
-    slice range for a 2D box drawn on one slice (``drawn_on``), whose x/y extent bounds the object
-    on that slice alone. Bounding every slice by it kept a protocol click from adding the
+    slice range (along ``drawn_axis``) for a 2D box drawn on one slice (``drawn_on``), whose in-plane
+    extent bounds the object on that slice alone. Bounding every slice by it kept a protocol click from adding the
     posterior hippocampus where it curves out of its median slice's box (docs/interactive3d.md)."""
     if state.box3d is None:
         return np.ones(shape, dtype=bool)
@@ -351,7 +351,9 @@ def _inside(state, origin: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     lo = np.maximum(np.subtract((b.z0, b.y0, b.x0), origin), 0)
     hi = np.subtract((b.z1, b.y1, b.x1), origin) + 1
     if state.drawn_on is not None:
-        lo[1:], hi[1:] = 0, shape[1:]
+        for axis in range(3):
+            if axis != state.drawn_axis:
+                lo[axis], hi[axis] = 0, shape[axis]
     inside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
     return inside
 

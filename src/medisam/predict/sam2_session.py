@@ -25,8 +25,8 @@ from medisam.io.medical_image import MedicalImage
 from medisam.models.promptable import PromptableModel
 from medisam.predict import sam2_state
 from medisam.predict.propagation import clip_to
-from medisam.predict.contract import (MAX_NOTICES, SliceResult, check_object_id, paint_order, steps_of,
-                                     run_to_end, tracks_with_memory)
+from medisam.predict.contract import (MAX_NOTICES, SliceResult, check_drawn_axis, check_object_id, paint_order,
+                                     run_to_end, steps_of, tracks_with_memory)
 from medisam.predict.sam2_frames import NormalisedFrames, as_frames, display_frames
 from medisam.predict.store import KEEP_UNDO_RESULTS, MAX_UNDO, ObjectState, PromptStore, SlicePrompts
 from medisam.predict.volume import SliceGeometry, as_box3d, parse_axis
@@ -180,10 +180,12 @@ class Sam2Session:
             raise PromptError(f"mask for slice {frame} is empty")
         return self._prompt(frame, obj_id, lambda old: SlicePrompts(mask=m.astype(bool)))
 
-    def add_box3d(self, box3d: Box3D | Sequence[float], obj_id: int = 1, drawn_on: int | None = None) -> SliceResult:
+    def add_box3d(self, box3d: Box3D | Sequence[float], obj_id: int = 1, drawn_on: int | None = None,
+                  drawn_axis: int = 0) -> SliceResult:
         """CVPR24 / MedSAM2 3D-box protocol: the box's extent on the frame plane prompts the middle
-        frame of its range along the session's axis (``drawn_on``: the k slice it was drawn on, a 2D
-        box with the object's slice range; prompted there when the axis is k, as a VolumeSession),
+        frame of its range along the session's axis (``drawn_on``: the slice along ``drawn_axis``, 0 = k,
+        it was drawn on, a 2D box with the object's slice range; prompted there when the session slices
+        along ``drawn_axis``, as a VolumeSession),
         and the object's results stay inside that range and plane extent.
 
         ``box3d`` is a :class:`Box3D` or ``(x0, y0, z0, x1, y1, z1)`` voxel indices of the
@@ -191,16 +193,18 @@ class Sam2Session:
         all or nothing.
         """
         b3 = as_box3d(box3d)
-        drawn_on = b3.check_drawn_on(drawn_on)
+        drawn_axis = check_drawn_axis(drawn_axis)
+        drawn_on = b3.check_drawn_on(drawn_on, drawn_axis)
         box, lo, hi = self.geometry.box3d_to_plane(b3)
         obj_id = check_object_id(obj_id)
         with self.step():
             self.store.push()
             if obj_id in self.store.objects:
                 self._forget(obj_id)
-            state = self.store.objects[obj_id] = ObjectState(obj_id, {}, (lo, hi), box, box, b3, drawn_on=drawn_on)
-            on_k = drawn_on is not None and self._axis == 0
-            seed = drawn_on if on_k else lo + (hi - lo) // 2  # where drawn, or the range's middle
+            state = self.store.objects[obj_id] = ObjectState(obj_id, {}, (lo, hi), box, box, b3, drawn_on=drawn_on,
+                                                                 drawn_axis=drawn_axis)
+            on_axis = drawn_on is not None and self._axis == drawn_axis
+            seed = drawn_on if on_axis else lo + (hi - lo) // 2  # where drawn, or the range's middle
             state.seeds[seed] = SlicePrompts(box=box, version=self.store.next_version())
             state.box_version = state.seeds[seed].version
             return self._send(obj_id, seed, state.seeds[seed], SlicePrompts())

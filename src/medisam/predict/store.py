@@ -77,7 +77,8 @@ class ObjectState:
     edit: EditLayer | None = None  # voxels set by 3D corrective clicks (over the slice results)
     clicks3d: tuple[Click3D, ...] = ()  # the 3D corrective clicks that made ``edit``, in order
     window: tuple[float, float] | None = None  # the 3D box's own (width, level); None: the session's display
-    drawn_on: int | None = None  # the k slice a 2D box with a slice range was drawn on; None: a 3D box
+    drawn_on: int | None = None  # the slice a 2D box with a slice range was drawn on; None: a 3D box
+    drawn_axis: int = 0  # the array axis ``drawn_on`` indexes (0: a k slice)
 
 
 @dataclass(frozen=True)

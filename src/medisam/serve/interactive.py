@@ -12,8 +12,13 @@ and display helpers. It holds no lock: callers serialise access (the server has 
 per session).
 
 Coordinates: prompts are in pixels of the 2D slice (x = column, y = row); ``slice`` is
-the index along array axis 0 (``k`` of a ``(Z, Y, X)`` volume, the frame of a video) and
-must be ``None``/0 for a 2D image.
+the index along the session's :attr:`~InteractiveSession.axis`: a volume's acquisition axis
+(:func:`~medisam.predict.volume.acquisition_axis`, as ``medisam propagate --box3d`` and the
+benchmark slice it; axis 2 for a sagittal scan stored with its slices last) unless the caller
+names another, the frame of a video, and ``None``/0 for a 2D image. The slice's rows and
+columns are the two other array axes in order (:class:`~medisam.predict.volume.SliceGeometry`).
+Label maps, 3D boxes (``x0, y0, z0, ...`` = i, j, k) and 3D clicks (``z, y, x``) stay in the
+volume's own ``(Z, Y, X)`` array order whatever the axis.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from medisam.predict.refine2d import Click2D, correct_2d
 from medisam.predict.refine3d import ClickOutcome
 from medisam.predict.segment import predict_with_mask
 from medisam.predict.display_volume import DisplayVolume
-from medisam.predict.volume import as_box3d
+from medisam.predict.volume import SliceGeometry, acquisition_axis, as_box3d, parse_axis
 from medisam.prompts import Box, Box3D, Points
 
 log = logging.getLogger(__name__)
@@ -78,10 +83,12 @@ class InteractiveSession:
 
     def __init__(self, model: PromptableModel, image: MedicalImage, *, cache: EmbeddingCache | None = None,
                  window: str | tuple[float, float] | None = None, max_undo: int = 64,
-                 max_points: int | None = MAX_POINTS):
+                 max_points: int | None = MAX_POINTS, axis: int | str | None = None):
         self.model = model
         self.max_points = max_points
         self.image = image
+        #: the array axis ``slice`` indexes (:func:`session_axis`)
+        self.axis = session_axis(image, axis)
         self.window = window
         #: what the window in use warns of (a CT window on an image not in HU); None: nothing
         self.window_warning = hu_window_warning(window, image)
@@ -105,8 +112,9 @@ class InteractiveSession:
     def _open_volume(self, window: str | tuple[float, float] | None) -> None:
         """The volume/video session for ``window`` (sharing this session's predictor and cache)."""
         old, had_guides = self.volume, self.guides
+        axis = {} if self.image.is_video else {"axis": self.axis}  # a video's frames: axis 0 only
         self.volume = open_session(self.model, self.image, window=window, predictor=self.predictor,
-                                   max_undo=self.max_undo)
+                                   max_undo=self.max_undo, **axis)
         if had_guides:  # the guides' walker channels do not depend on the window
             self.volume.adopt_guides(old)
         if isinstance(getattr(self.volume, "predictor", None), Predictor):
@@ -115,18 +123,62 @@ class InteractiveSession:
     # ------------------------------------------------------------ geometry
     @property
     def num_slices(self) -> int:
-        return self.image.num_slices
+        """Slices along :attr:`axis` (frames of a video, 1 for a 2D image)."""
+        return int(self.image.spatial_shape[self.axis]) if self.image.is_volume else self.image.num_slices
+
+    @property
+    def geometry(self) -> SliceGeometry | None:
+        """How a volume's slices along :attr:`axis` map to its ``(Z, Y, X)`` array; None for a 2D image."""
+        if not self.image.is_volume:
+            return None
+        return SliceGeometry(tuple(int(v) for v in self.image.spatial_shape[:3]), self.axis,
+                             tuple(float(v) for v in self.image.spacing_zyx))
+
+    @property
+    def slice_shape(self) -> tuple[int, int]:
+        """``(H, W)`` of a slice along :attr:`axis` (of the 2D image; of a video's frames)."""
+        return self._plane_hw()
+
+    @property
+    def pixel_mm(self) -> tuple[float, float]:
+        """A slice's pixel size ``(x = column, y = row)`` in mm on a volume; ``(1, 1)`` for a 2D image
+        and a video (their pictures are shown as they are)."""
+        if not self.image.is_volume or self.image.is_video:
+            return 1.0, 1.0
+        return self.geometry.pixel_mm
+
+    def voxel_of(self, slice: int | None, x: float, y: float) -> tuple[int, int, int]:
+        """The ``(z, y, x)`` voxel of pixel ``(x, y)`` (column, row) of ``slice`` (``(0, y, x)`` on a 2D image)."""
+        k = self.check_slice(slice)
+        if not self.image.is_volume:
+            return 0, int(y), int(x)
+        rows, cols = self.geometry.plane_axes
+        voxel = [0, 0, 0]
+        voxel[self.axis], voxel[rows], voxel[cols] = k, int(y), int(x)
+        return voxel[0], voxel[1], voxel[2]
+
+    def _plane_box3d(self, x0: int, y0: int, k0: int, x1: int, y1: int, k1: int) -> Box3D:
+        """A 3D box given in a slice's pixels (x = column, y = row) and slices along :attr:`axis`
+        (inclusive) -> the same voxels as a :class:`Box3D` of the ``(Z, Y, X)`` array."""
+        if self.axis == 0:
+            return Box3D(x0, y0, k0, x1, y1, k1)
+        rows, cols = self.geometry.plane_axes
+        lo, hi = [0, 0, 0], [0, 0, 0]
+        lo[self.axis], lo[rows], lo[cols] = k0, y0, x0
+        hi[self.axis], hi[rows], hi[cols] = k1, y1, x1
+        return Box3D(lo[2], lo[1], lo[0], hi[2], hi[1], hi[0])
 
     def check_slice(self, slice: int | None) -> int:
-        """Validate ``slice`` for this image and return the index along axis 0 (0 for 2D)."""
+        """Validate ``slice`` for this image and return the index along :attr:`axis` (0 for 2D)."""
         if not self.image.is_volume:
             if slice not in (None, 0):
                 raise InputError(f"slice {slice} requested from a 2D image")
             return 0
+        along = "" if self.image.is_video else f" along axis {self.axis}"
         if slice is None:
-            raise InputError(f"this volume has {self.num_slices} slices: give slice (0..{self.num_slices - 1})")
+            raise InputError(f"this volume has {self.num_slices} slices{along}: give slice (0..{self.num_slices - 1})")
         if not 0 <= int(slice) < self.num_slices:
-            raise InputError(f"slice {slice} out of range 0..{self.num_slices - 1}")
+            raise InputError(f"slice {slice} out of range 0..{self.num_slices - 1}{along}")
         return int(slice)
 
     @property
@@ -139,7 +191,7 @@ class InteractiveSession:
     def labels_slice(self, slice: int | None = None) -> np.ndarray:
         """The current ``(H, W)`` label map of a slice (copy)."""
         k = self.check_slice(slice)
-        return self.labels[k].copy() if self.volume is not None else self._labels2d.copy()
+        return np.take(self.labels, k, axis=self.axis) if self.volume is not None else self._labels2d.copy()
 
     def label_image(self) -> MedicalImage:
         """The whole label map with the image's geometry (ready for ``write_mask``)."""
@@ -162,7 +214,8 @@ class InteractiveSession:
             shown = getattr(self.volume, "display", None)
             self._display = shown if isinstance(shown, DisplayVolume) else DisplayVolume.of(
                 self.image.array, self.image.modality, self.window)
-        return np.repeat(np.clip(np.rint(self._display[k]), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+        plane = self.geometry.take(self._display, k)  # the slice along the session's axis
+        return np.repeat(np.clip(np.rint(plane), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
 
     # ------------------------------------------------------------- prompts
     def set_window(self, window: str | tuple[float, float] | None) -> None:
@@ -249,19 +302,26 @@ class InteractiveSession:
                   slice: int | None = None) -> SliceResult:
         """Prompt object ``obj_id`` with a 3D box (replaces its earlier prompts), as ``medisam propagate --box3d``.
 
-        Either ``box3d`` = ``(x0, y0, z0, x1, y1, z1)`` voxel indices (inclusive), or a 2D
-        ``box`` (XYXY pixel edges) with ``slice_range`` = ``(first, last)`` slice, and ``slice``,
-        the slice it was drawn on, if known: the box then bounds the object on that slice only, so
-        a corrective click may reach past it on the others. Returns the seed slice's result;
+        Either ``box3d`` = ``(x0, y0, z0, x1, y1, z1)`` voxel indices of the ``(Z, Y, X)`` array
+        (i, j, k, inclusive, whatever the axis), or a 2D ``box`` (XYXY pixel edges of a slice) with
+        ``slice_range`` = ``(first, last)`` slice along :attr:`axis`, and ``slice``, the slice it was
+        drawn on, if known: the box then bounds the object on that slice only, so a corrective click may
+        reach past it on the others. Returns the seed slice's result;
         :meth:`propagate` then stays inside the box's slice range.
         """
         if self.volume is None:
             raise InputError("a 3D box needs a volume (or a video); this is a 2D image")
         if slice is not None and box is None:
             raise PromptError("slice (where the box was drawn) goes with a 2D box and its slice range")
-        b3 = box3d_of(box3d, box, slice_range).check_inside(self.image.array.shape[:3])
         drawn_on = None if slice is None else self.check_slice(slice)
-        return self.volume.add_box3d(b3, self._obj(obj_id), drawn_on=drawn_on)
+        b3 = box3d_of(box3d, box, slice_range)
+        if box is not None:  # the box's x/y are a slice's pixels, its z the slices along the axis
+            lo, hi = sorted(self.check_slice(int(v)) for v in slice_range)
+            b3 = self._plane_box3d(b3.x0, b3.y0, b3.z0, b3.x1, b3.y1, b3.z1)
+            if drawn_on is not None and not lo <= drawn_on <= hi:
+                raise PromptError(f"the box was drawn on slice {drawn_on}, outside its slice range {lo}..{hi}")
+        b3 = b3.check_inside(self.image.array.shape[:3])
+        return self.volume.add_box3d(b3, self._obj(obj_id), drawn_on=drawn_on, drawn_axis=self.axis)
 
     def add_recist(self, slice: int | None, line: Sequence[float], obj_id: int = 1) -> SliceResult:
         """Prompt object ``obj_id`` with a RECIST line ``(x0, y0, x1, y1)`` (a lesion's long axis, pixels)
@@ -274,8 +334,13 @@ class InteractiveSession:
             raise InputError("a RECIST line is drawn on a volume's slice or a 2D image, not on a video frame")
         if self.volume is None:
             return self.segment(None, obj_id, box=recist_prompt(*recist_ends(line), self._plane_hw()).box.as_array())
-        b3 = recist_to_box3d(line, k, self.image.spatial_shape, self.image.spacing_zyx)
-        return self.volume.add_box3d(b3, self._obj(obj_id), drawn_on=k)  # the line's box bounds it on k only
+        g = self.geometry
+        (rows, cols), n = g.plane_axes, g.num_slices
+        spacing = g.spacing_zyx
+        b = recist_to_box3d(line, k, (n, *g.plane_hw), (spacing[self.axis], spacing[rows], spacing[cols]))
+        b3 = self._plane_box3d(b.x0, b.y0, b.z0, b.x1, b.y1, b.z1)  # the slice's pixels and axis -> (Z, Y, X)
+        # the line's box bounds the lesion on its own slice only
+        return self.volume.add_box3d(b3, self._obj(obj_id), drawn_on=k, drawn_axis=self.axis)
 
     def add_scribble(self, slice: int | None, polyline: Sequence[Sequence[float]], positive: bool = True,
                      obj_id: int = 1) -> SliceResult:
@@ -302,7 +367,7 @@ class InteractiveSession:
                 raise PromptError(f"the {sign} scribble changed nothing: the refinement honoured none of its "
                                   f"{len(pixels)} clicks (draw it over the part to {'add' if positive else 'remove'})")
         else:
-            self.volume.add_clicks([(k, y, x) for x, y in pixels], positive, obj)
+            self.volume.add_clicks([self.voxel_of(k, x, y) for x, y in pixels], positive, obj)
         source = "click3d" if self.volume is not None else "click2d"  # a correction: no box to name
         return SliceResult(k, obj, self.labels_slice(slice) == obj, 1.0, source=source)
 
@@ -439,9 +504,11 @@ class InteractiveSession:
 
     # ------------------------------------------------------------ helpers
     def _plane_hw(self) -> tuple[int, int]:
-        """``(H, W)`` of a slice (or of the 2D image)."""
+        """``(H, W)`` of a slice along :attr:`axis` (or of the 2D image)."""
+        if self.volume is not None:
+            return self.geometry.plane_hw
         shape = self.image.spatial_shape
-        return (int(shape[1]), int(shape[2])) if self.volume is not None else (int(shape[0]), int(shape[1]))
+        return int(shape[0]), int(shape[1])
 
     @staticmethod
     def _obj(obj_id: int) -> int:
@@ -538,6 +605,20 @@ class InteractiveSession:
         self._prompts2d[obj_id] = replace(prompt, model_mask=mask, clicks=(), found_box=pred.box)
         log.debug("object %d: %d pixels, score %.3f", obj_id, int(mask.sum()), float(pred.scores[0]))
         return SliceResult(0, obj_id, mask, float(pred.scores[0]), source="prompt")
+
+
+def session_axis(image: MedicalImage, axis: int | str | None = None) -> int:
+    """The array axis a session over ``image`` slices: ``axis`` (``0/1/2`` or ``k/j/i``) when given,
+    else a volume's acquisition axis (:func:`~medisam.predict.volume.acquisition_axis`: the thick axis,
+    whose planes have the square pixels the model was trained on, as ``medisam propagate --box3d``
+    and the benchmark use); a video's frames and a 2D image: axis 0 only."""
+    chosen = None if axis is None or (isinstance(axis, str) and not axis.strip()) else parse_axis(axis)
+    if image.is_video or not image.is_volume:
+        if chosen not in (None, 0):
+            what = "a video's frames lie" if image.is_video else "a 2D image has one slice,"
+            raise InputError(f"axis {axis!r} applies to volumes; {what} on axis 0")
+        return 0
+    return acquisition_axis(image.spacing_zyx) if chosen is None else chosen
 
 
 def box3d_of(box3d: Sequence[float] | None, box: Sequence[float] | None = None,

@@ -27,7 +27,8 @@ from medisam.io import WRITERS, write_mask
 from medisam.io.medical_image import MedicalImage
 from medisam.io.segment_meaning import parse_labels
 from medisam.io.write_seg import seg_reference_problem
-from medisam.serve.interactive import InteractiveSession, SliceResult
+from medisam.predict.volume import parse_axis
+from medisam.serve.interactive import InteractiveSession, SliceResult, session_axis
 from medisam.serve.schemas import (
     Box3DRequest,
     Click3DRequest,
@@ -47,8 +48,8 @@ from medisam.serve.schemas import (
     WindowRequest,
 )
 from medisam.serve.sessions import ServerSession, WorkTimeout
-from medisam.serve.uploads import (guide_bytes, model_frame_bytes, read_upload, save_stream, session_bytes,
-                                   upload_extension)
+from medisam.serve.uploads import (check_image_bytes, guide_bytes, model_frame_bytes, read_upload, save_stream,
+                                   session_bytes, upload_extension)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ def _info(session: ServerSession) -> SessionInfo:
     return SessionInfo(
         session_id=session.id, filename=session.filename, format=im.source.get("format"),
         shape=list(im.array.shape), is_volume=im.is_volume, is_video=im.is_video, is_rgb=im.is_rgb,
-        num_slices=im.num_slices, modality=im.modality, spacing=list(im.spacing), origin=list(im.origin),
+        axis=st.axis, num_slices=st.num_slices, slice_shape=list(st.slice_shape), pixel_mm=list(st.pixel_mm),
+        modality=im.modality, spacing=list(im.spacing), origin=list(im.origin),
         direction=list(im.direction),
         window=None if win is None else (win if isinstance(win, str) else f"{win[0]:g},{win[1]:g}"),
         object_ids=st.object_ids, undo_steps=st.can_undo, guides=st.guides,
@@ -137,26 +139,36 @@ def capabilities(request: Request) -> Capabilities:
 def create_session(request: Request,
                    file: UploadFile = File(..., description="image, volume, DICOM file or zipped DICOM series"),
                    modality: Optional[str] = Form(None, description="override the modality (CT, MR...)"),
-                   window: Optional[str] = Form(None, description="CT window preset or 'WIDTH,LEVEL'")) -> SessionInfo:
-    """Upload an image and open a session with its own embedding cache."""
+                   window: Optional[str] = Form(None, description="CT window preset or 'WIDTH,LEVEL'"),
+                   axis: Optional[str] = Form(None, description="volumes: the array axis \"slice\" indexes, 0/1/2 "
+                                              "or k/j/i (default: the acquisition axis, the thick one)")
+                   ) -> SessionInfo:
+    """Upload an image and open a session with its own embedding cache. A volume is sliced along
+    ``axis`` (default: its acquisition axis, as ``medisam propagate --box3d``); the answer's ``axis`` says which."""
     ctx = _ctx(request)
     s = ctx.settings
     ext = upload_extension(file.filename)
     win = _parse_window(window)
+    if axis is not None and axis.strip():
+        parse_axis(axis)  # a bad value is a 400 before the upload is read
     if modality is not None and (not modality.isalnum() or len(modality) > 8):
         raise InputError(f"modality {modality!r} must be a short code such as CT or MR")
     session = ctx.sessions.reserve(Path(file.filename or "upload").name[-128:])
     try:
         with session.lock:
             image = _read_file(ctx, session.workdir, file, "upload", ext, modality)
-            ctx.sessions.claim_bytes(session, session_bytes(image, model_frame_bytes(ctx.model)), s.max_total_bytes)
+            along = session_axis(image, axis)  # 2D images and videos: axis 0 only
+            held = session_bytes(image, model_frame_bytes(ctx.model), along)
+            check_image_bytes(held, s.max_session_bytes)  # a SAM 2 model's frames along the axis
+            ctx.sessions.claim_bytes(session, held, s.max_total_bytes)
             session.state = InteractiveSession(ctx.model, image, cache=ctx.new_cache(), window=win,
-                                               max_points=s.max_points_per_object)
+                                               max_points=s.max_points_per_object, axis=along)
             session.touch()
     except BaseException:
         ctx.sessions.discard(session)
         raise
-    log.info("session %s opened: %s %s", session.id[:6], image.source.get("format"), image.array.shape)
+    log.info("session %s opened: %s %s, slices along axis %d", session.id[:6], image.source.get("format"),
+             image.array.shape, session.state.axis)
     return _info(session)
 
 
@@ -422,15 +434,17 @@ def _propagate_locked(session: ServerSession, ctx, direction: str, stop: threadi
             raise PromptError("propagation produced an empty mask: check the prompts (or the window)")
         session.touch()
         ids, counts = np.unique(labels[labels > 0], return_counts=True)
-        per_slice = labels.reshape(labels.shape[0], -1).any(axis=1)
+        per_slice = np.moveaxis(labels, st.axis, 0).reshape(labels.shape[st.axis], -1).any(axis=1)
         return PropagateResult(session_id=session.id, object_voxels={int(i): int(c) for i, c in zip(ids, counts)},
                                slices_with_labels=int(per_slice.sum()), plan=plan_lines,
                                notices=st.take_notices())
 
 
 @router.get("/sessions/{sid}/labels", tags=["results"])
-def get_labels(sid: str, request: Request, slice: Optional[int] = Query(None)) -> dict:
-    """The current label map as an encoded array: one slice, or the whole image."""
+def get_labels(sid: str, request: Request,
+               slice: Optional[int] = Query(None, description="a slice along the session's axis; none: all")) -> dict:
+    """The current label map as an encoded array: one slice along the session's axis, or the whole
+    image in its own (Z, Y, X) order."""
     session = _session(request, sid)
     with session.locked():
         st = session.state
@@ -441,7 +455,8 @@ def get_labels(sid: str, request: Request, slice: Optional[int] = Query(None)) -
 @router.get("/sessions/{sid}/mask", tags=["results"],
             responses={200: {"content": {"application/octet-stream": {}}}})
 def download_mask(sid: str, request: Request, format: str = Query("nii.gz", description=", ".join(DOWNLOAD_FORMATS)),
-                  slice: Optional[int] = Query(None, description="for png of a volume: which slice"),
+                  slice: Optional[int] = Query(None, description="for png of a volume: which slice (along the "
+                                               "session's axis)"),
                   labels: Optional[str] = Query(None, description="dcm: segment meanings, JSON label value -> "
                                                 "name or {name, category, type, color}, e.g. {\"1\": \"liver\"}")
                   ) -> Response:

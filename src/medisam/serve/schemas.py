@@ -17,6 +17,9 @@ def _not_bool(value: object) -> object:
 #: A slice or voxel index: an integer (``3``, ``3.0``, ``"3"``), never a boolean.
 Index = Annotated[int, BeforeValidator(_not_bool)]
 
+#: What a request's ``slice`` is
+SLICE_DOC = "index along the session's axis (SessionInfo.axis; volumes, videos' frames); omit for 2D"
+
 
 class EncodedArray(BaseModel):
     """A numpy array on the wire: zlib-compressed C-order bytes, base64 (see medisam.client)."""
@@ -44,7 +47,14 @@ class SessionInfo(BaseModel):
     is_volume: bool
     is_video: bool
     is_rgb: bool
-    num_slices: int
+    axis: int = Field(0, description="the array axis every request's and answer's \"slice\" indexes: a volume's "
+                      "acquisition axis (its thick one: 2 for a sagittal scan stored with its slices last) unless "
+                      "the upload named another; 0 for 2D images and videos (frames)")
+    num_slices: int = Field(description="slices along axis (frames of a video, 1 for a 2D image)")
+    slice_shape: list[int] = Field(default_factory=list, description="(H, W) of a slice along axis: its rows and "
+                                   "columns are the other two array axes in order")
+    pixel_mm: list[float] = Field(default_factory=list, description="a slice's pixel size (x = column, y = row), "
+                                  "mm: draw it in this aspect (1, 1 for 2D images and videos)")
     modality: str
     spacing: list[float] = Field(description="mm, ITK order (x, y[, z])")
     origin: list[float] = Field(description="mm, LPS, ITK order")
@@ -61,7 +71,7 @@ class SessionInfo(BaseModel):
 class PromptRequest(BaseModel):
     """Prompts on one slice, in pixels of that slice (x = column, y = row)."""
 
-    slice: Optional[Index] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
+    slice: Optional[Index] = Field(None, description=SLICE_DOC)
     obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
     box: Optional[list[float]] = Field(None, min_length=4, max_length=4, description="x0, y0, x1, y1")
     points: Optional[list[list[float]]] = Field(None, description="[[x, y, label], ...]; label 1 positive, 0 negative")
@@ -74,10 +84,13 @@ class Box3DRequest(BaseModel):
     obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
     box3d: Optional[list[float]] = Field(None, min_length=6, max_length=6,
                                          description="x0, y0, z0, x1, y1, z1 = i0, j0, k0, i1, j1, k1 voxel "
-                                                     "indices (inclusive; k = slice)")
-    box: Optional[list[float]] = Field(None, min_length=4, max_length=4, description="x0, y0, x1, y1 pixels")
+                                                     "indices of the (Z, Y, X) array (inclusive), whatever "
+                                                     "the session's axis")
+    box: Optional[list[float]] = Field(None, min_length=4, max_length=4, description="x0, y0, x1, y1 pixels of "
+                                       "a slice along the session's axis")
     slice_range: Optional[list[Index]] = Field(None, min_length=2, max_length=2,
-                                             description="first, last slice of the box (with box)")
+                                             description="first, last slice of the box (with box; along the "
+                                                         "session's axis)")
     slice: Optional[Index] = Field(None, ge=0, description="the slice the box was drawn on (with box and slice_range): "
                                  "the box bounds the object there only, so a 3D click may reach past it elsewhere")
 
@@ -95,7 +108,7 @@ class Click3DRequest(BaseModel):
 class RecistRequest(BaseModel):
     """A RECIST line on one slice: a lesion's long axis, its two endpoints in pixels of that slice."""
 
-    slice: Optional[Index] = Field(None, description="index along array axis 0 (volumes); omit for 2D")
+    slice: Optional[Index] = Field(None, description=SLICE_DOC)
     obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
     line: list[float] = Field(min_length=4, max_length=4, description="x0, y0, x1, y1 pixels (the endpoints)")
 
@@ -103,7 +116,7 @@ class RecistRequest(BaseModel):
 class ScribbleRequest(BaseModel):
     """A scribble on one slice: a polyline whose clicks (one every 8 pixels, at most 16) are added."""
 
-    slice: Optional[Index] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
+    slice: Optional[Index] = Field(None, description=SLICE_DOC)
     obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
     polyline: list[list[float]] = Field(min_length=1, description="[[x, y], ...] vertices in pixels")
     positive: bool = Field(True, description="true: foreground scribble, false: background")
@@ -112,7 +125,7 @@ class ScribbleRequest(BaseModel):
 class LassoRequest(BaseModel):
     """A lasso on one slice: a closed polygon whose filled inside becomes the object's mask prompt there."""
 
-    slice: Optional[Index] = Field(None, description="index along array axis 0 (volumes/videos); omit for 2D")
+    slice: Optional[Index] = Field(None, description=SLICE_DOC)
     obj_id: int = Field(1, ge=1, le=65535, strict=True, description="object id = label value in the mask")
     polygon: list[list[float]] = Field(min_length=3, description="[[x, y], ...] vertices in pixels")
 
@@ -121,17 +134,17 @@ class Click3DResult(BaseModel):
     """What one 3D click did (see ``medisam.predict.refine3d.ClickOutcome``)."""
 
     session_id: str
-    slice: int
+    slice: int = Field(description="the clicked slice along the session's axis")
     obj_id: int
     rejected: bool
-    changed_slices: int
+    changed_slices: int = Field(description="slices along the session's axis whose mask changed")
     decoded: int
     encoded: int
     undo_steps: int
 
 
 class PointsRequest(BaseModel):
-    slice: Optional[Index] = None
+    slice: Optional[Index] = Field(None, description="index along the session's axis (SessionInfo.axis)")
     obj_id: int = Field(1, ge=1, le=65535, strict=True)
     points: list[list[float]] = Field(min_length=1)
 
@@ -142,7 +155,7 @@ class WindowRequest(BaseModel):
 
 class SliceMask(BaseModel):
     session_id: str
-    slice: int
+    slice: int = Field(description="index along the session's axis (SessionInfo.axis)")
     obj_id: int
     score: float
     area: int
@@ -163,7 +176,7 @@ class PropagateRequest(BaseModel):
 class PropagateResult(BaseModel):
     session_id: str
     object_voxels: dict[int, int]
-    slices_with_labels: int
+    slices_with_labels: int = Field(description="slices along the session's axis with a label")
     plan: list[str] = Field(default_factory=list, description="the cost of the work as planned, in words "
                             "(a 3D box's views and encodings)")
     notices: list[str] = Field(default_factory=list, description="what this propagation said beyond its result "

@@ -159,17 +159,18 @@ def guide_bytes(image: MedicalImage) -> int:
     return 4 * math.prod(image.spatial_shape)
 
 
-def session_bytes(image: MedicalImage, frame_bytes: int = 0) -> int:
+def session_bytes(image: MedicalImage, frame_bytes: int = 0, axis: int = 0) -> int:
     """Memory a session holds for ``image``: its pixels (dtype-aware) plus labels and display copy, plus
-    ``frame_bytes`` per slice and colour channel (a SAM 2 model's resized copy of every frame,
-    :func:`model_frame_bytes`: a 6000 x 4 x 4 upload held 1.5 GiB there and counted as 0.4 MB)."""
-    return _held_bytes(int(image.array.nbytes), image.spatial_shape, 3 if image.is_rgb else 1, frame_bytes)
+    ``frame_bytes`` per slice along ``axis`` (the session's) and colour channel (a SAM 2 model's resized
+    copy of every frame, :func:`model_frame_bytes`: a 6000 x 4 x 4 upload held 1.5 GiB there and counted
+    as 0.4 MB)."""
+    return _held_bytes(int(image.array.nbytes), image.spatial_shape, 3 if image.is_rgb else 1, frame_bytes, axis)
 
 
-def _held_bytes(pixel_bytes: int, shape: tuple[int, ...], channels: int, frame_bytes: int) -> int:
+def _held_bytes(pixel_bytes: int, shape: tuple[int, ...], channels: int, frame_bytes: int, axis: int = 0) -> int:
     """The one rule of :func:`session_bytes`, from a read image or a header: the pixels, labels and
-    display per voxel, and ``frame_bytes`` per slice (axis 0 of a volume) and colour channel."""
-    frames = shape[0] if len(shape) == 3 else 1
+    display per voxel, and ``frame_bytes`` per slice (along ``axis`` of a volume) and colour channel."""
+    frames = shape[axis] if len(shape) == 3 else 1
     return pixel_bytes + SESSION_BYTES_PER_VOXEL * math.prod(shape) + frames * channels * frame_bytes
 
 
