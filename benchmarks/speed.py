@@ -562,6 +562,7 @@ def main() -> None:
     from medisam.models.backends import (backend_available, choose_auto, read_speed_profile, resolve_threads,
                                          supported_precisions, write_speed_profile)
     from medisam.models.precision import DICE_TOLERANCE, cpu_flags, cpu_has_bf16, precision_guard
+    from medisam.models.openvino_shapes import wait_background
     from medisam.predict import Predictor
 
     threads = resolve_threads()
@@ -635,6 +636,9 @@ def main() -> None:
     # interleaved in blocks, not call by call: right after a torch call its OpenMP threads still
     # spin and slow the next backend's call (measured: 18.8 vs 13.8 ms for the same predict()),
     # which no user session has; the first call of each block is that warm-up and is not kept
+    for pred in predictors.values():  # a session's first prompt: it starts the decoder's background compilation,
+        pred.predict(box=box)         # done before a user's next prompt seconds later (docs/speed.md, stop 76)
+    wait_background()
     for _ in range(-(-args.decode_repeats // PROMPT_BLOCK)):
         for k in dec_times:
             for i in range(PROMPT_BLOCK + 1):

@@ -254,6 +254,12 @@ class StaticShapes:
 _WARMING: "weakref.WeakSet[StaticShapes]" = weakref.WeakSet()
 
 
+def wait_background(timeout: float = 60.0) -> bool:
+    """Wait until no decoder compilation is queued or running in the background (benchmarks: a user's
+    next prompt comes seconds after the first, whose compilation runs meanwhile); True when none is."""
+    return all([shapes.wait_warm(timeout) for shapes in list(_WARMING)])
+
+
 @atexit.register
 def _stop_warming() -> None:
     """At exit: no new bucket compilation starts; the one running (a fraction of a second) is awaited."""
