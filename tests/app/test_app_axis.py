@@ -14,16 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
 from test_session_axis import BOX, SPACING_XYZ, slices_last  # noqa: E402
 
-from medisam.app import AppState  # noqa: E402
 from medisam.io import read_image  # noqa: E402
 from medisam.predict import open_session  # noqa: E402
-
-
-@pytest.fixture()
-def state(tiny_model):
-    st = AppState(tiny_model)
-    yield st
-    st.close()
 
 
 def _nifti(tmp_path: Path) -> Path:

@@ -11,18 +11,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
 from serve_data import ct_volume, disk, png_bytes, write_ct_series, zip_bytes  # noqa: E402
 
-from medisam.app import AppState  # noqa: E402
 from medisam.errors import InputError  # noqa: E402
 from medisam.io import MedicalImage, read_image  # noqa: E402
 from medisam.predict import Predictor  # noqa: E402
 from medisam.predict.segment import segment_image  # noqa: E402
-
-
-@pytest.fixture()
-def state(tiny_model):
-    st = AppState(tiny_model)
-    yield st
-    st.close()
 
 
 def _write_nifti(path: Path, array: np.ndarray, spacing=(0.8, 0.8, 2.5)) -> Path:

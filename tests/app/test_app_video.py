@@ -14,13 +14,6 @@ from medisam.io import read_image
 from tests.video_clips import APPEARS, BOX1, BOX2, FPS, write_two_disks
 
 
-@pytest.fixture()
-def state(tiny_model):
-    st = AppState(tiny_model)
-    yield st
-    st.close()
-
-
 def _box(st: AppState, box) -> None:
     st.mode = "box"
     st.click(box[0], box[1])
