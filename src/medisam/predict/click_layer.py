@@ -170,14 +170,15 @@ class ClickLayer:
         """Slice results of the planes crossing ``layer``: the model's mask with the layer pasted in."""
         ax = self.geometry.axis
         rows, cols = self.geometry.plane_axes
-        rs = slice(layer.origin[rows], layer.origin[rows] + layer.mask.shape[rows])
-        cs = slice(layer.origin[cols], layer.origin[cols] + layer.mask.shape[cols])
+        rs = slice(layer.origin[rows], layer.origin[rows] + layer.shape[rows])
+        cs = slice(layer.origin[cols], layer.origin[cols] + layer.shape[cols])
+        mask = layer.mask  # unpacked once, not per plane
         out = {}
-        for i in range(layer.mask.shape[ax]):
+        for i in range(layer.shape[ax]):
             t = layer.origin[ax] + i
             old = base.get(t)
             plane = np.zeros(self.plane_hw, dtype=bool) if old is None else old.mask.copy()
-            plane[rs, cs] = np.take(layer.mask, i, axis=ax)
+            plane[rs, cs] = np.take(mask, i, axis=ax)
             out[t] = SliceResult(t, obj_id, plane, 1.0 if old is None else old.score, None, "click3d", axis=ax)
         return out
 
