@@ -240,3 +240,20 @@ def test_bad_inputs(tiny_model, tiny_sam):
     session.add_box3d((14, 10, 1, 26, 22, 4))
     with pytest.raises(PromptError, match="slice range 1..4"):
         session.add_box(5, (14, 10, 26, 22))
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_a_planes_box_and_pixels_map_back_to_the_volumes_voxels(axis):
+    """plane_box3d is box3d_to_plane's converse (inclusive), voxel maps a plane pixel to its (z, y, x), and
+    labelled_slices counts slices along the axis: the server's and web UI's slices of any axis."""
+    from medisam.prompts import Box3D
+
+    g = SliceGeometry((6, 7, 8), axis, (1.0, 1.0, 5.0))
+    b3 = Box3D(1, 2, 3, 5, 4, 4)
+    box, lo, hi = g.box3d_to_plane(b3)
+    assert g.plane_box3d(int(box.x0), int(box.y0), lo, int(box.x1) - 1, int(box.y1) - 1, hi) == b3
+    labels = np.zeros((6, 7, 8), np.uint8)
+    labels[g.voxel(2, 3, 1)] = 4
+    assert g.take(labels, 2)[1, 3] == 4
+    assert g.labelled_slices(labels).tolist() == [k == 2 for k in range(g.num_slices)]
+    assert not g.labelled_slices(labels, 5).any()

@@ -476,12 +476,11 @@ class AppState:
             slices.close()
             self.cancel_requested = False
         labels = s.label_image().array
-        along = np.moveaxis(labels, s.axis, 0).reshape(s.num_slices, -1)  # per slice along the session's axis
-        n = int((along > 0).any(axis=1).sum())
+        n = int(s.labelled_slices().sum())  # slices along the session's axis
         if n == 0:
             raise InputError("propagation produced an empty mask")
         self.propagated = True
-        objs = ", ".join(f"{o}: {int((along == o).any(axis=1).sum())}" for o in s.object_ids)
+        objs = ", ".join(f"{o}: {int(s.labelled_slices(o).sum())}" for o in s.object_ids)
         self.message = "; ".join([f"propagated: {n} of {s.num_slices} {unit} labelled, {int((labels > 0).sum())} "
                                   f"{'pixels' if self.is_video else 'voxels'} ({unit} per object {objs})",
                                   *s.take_notices(), *self.plan])

@@ -495,10 +495,8 @@ def run_propagation(model, image, prompt: dict, label: int, axis: int, window, p
                    f"{len(out.changed)} slice(s) changed"), err=True)
     if not clicks and not corrections:
         return labels, sum(1 for r in session.results(label).values() if r.mask.any())
-    import numpy as np
-
     labels = session.label_map()
-    return labels, int(np.moveaxis(labels.array, axis, 0).reshape(labels.array.shape[axis], -1).any(axis=1).sum())
+    return labels, int(session.geometry.labelled_slices(labels.array).sum())
 
 
 def _range(prompt: dict) -> dict:

@@ -143,6 +143,25 @@ class SliceGeometry:
         box = Box(lo[c], lo[r], hi[c] + 1, hi[r] + 1)
         return box, int(lo[self.axis]), int(hi[self.axis])
 
+    def voxel(self, index: int, x: float, y: float) -> tuple[int, int, int]:
+        """The ``(z, y, x)`` voxel of pixel ``(x = column, y = row)`` of plane ``index``."""
+        r, c = self.plane_axes
+        zyx = [0, 0, 0]
+        zyx[self.axis], zyx[r], zyx[c] = int(index), int(y), int(x)
+        return zyx[0], zyx[1], zyx[2]
+
+    def plane_box3d(self, x0: int, y0: int, k0: int, x1: int, y1: int, k1: int) -> Box3D:
+        """A 3D box in a plane's pixels (inclusive ``x = column``, ``y = row``) and slices ``k0..k1`` along
+        the axis -> the same voxels as a :class:`Box3D` of the ``(Z, Y, X)`` array (the converse of
+        :meth:`box3d_to_plane`, but inclusive)."""
+        (z0, y_0, x_0), (z1, y_1, x_1) = self.voxel(k0, x0, y0), self.voxel(k1, x1, y1)
+        return Box3D(x_0, y_0, z0, x_1, y_1, z1)
+
+    def labelled_slices(self, labels: np.ndarray, value: int | None = None) -> np.ndarray:
+        """Per slice along the axis: whether ``labels`` (``(Z, Y, X)``) holds ``value`` there (any label: None)."""
+        held = labels > 0 if value is None else labels == value
+        return np.moveaxis(held, self.axis, 0).reshape(self.num_slices, -1).any(axis=1)
+
 
 def as_box3d(value: Box3D | Sequence[float]) -> Box3D:
     """A :class:`Box3D` or 6 numbers ``(x0, y0, z0, x1, y1, z1)`` (voxel indices, inclusive)."""

@@ -150,23 +150,13 @@ class InteractiveSession:
     def voxel_of(self, slice: int | None, x: float, y: float) -> tuple[int, int, int]:
         """The ``(z, y, x)`` voxel of pixel ``(x, y)`` (column, row) of ``slice`` (``(0, y, x)`` on a 2D image)."""
         k = self.check_slice(slice)
-        if not self.image.is_volume:
-            return 0, int(y), int(x)
-        rows, cols = self.geometry.plane_axes
-        voxel = [0, 0, 0]
-        voxel[self.axis], voxel[rows], voxel[cols] = k, int(y), int(x)
-        return voxel[0], voxel[1], voxel[2]
+        return self.geometry.voxel(k, x, y) if self.image.is_volume else (0, int(y), int(x))
 
-    def _plane_box3d(self, x0: int, y0: int, k0: int, x1: int, y1: int, k1: int) -> Box3D:
-        """A 3D box given in a slice's pixels (x = column, y = row) and slices along :attr:`axis`
-        (inclusive) -> the same voxels as a :class:`Box3D` of the ``(Z, Y, X)`` array."""
-        if self.axis == 0:
-            return Box3D(x0, y0, k0, x1, y1, k1)
-        rows, cols = self.geometry.plane_axes
-        lo, hi = [0, 0, 0], [0, 0, 0]
-        lo[self.axis], lo[rows], lo[cols] = k0, y0, x0
-        hi[self.axis], hi[rows], hi[cols] = k1, y1, x1
-        return Box3D(lo[2], lo[1], lo[0], hi[2], hi[1], hi[0])
+    def labelled_slices(self, value: int | None = None) -> np.ndarray:
+        """Per slice along :attr:`axis`: whether the label map holds ``value`` there (any label: None)."""
+        labels = self.labels
+        return self.geometry.labelled_slices(labels, value) if self.image.is_volume else \
+            np.array([(labels > 0 if value is None else labels == value).any()])
 
     def check_slice(self, slice: int | None) -> int:
         """Validate ``slice`` for this image and return the index along :attr:`axis` (0 for 2D)."""
@@ -317,7 +307,7 @@ class InteractiveSession:
         b3 = box3d_of(box3d, box, slice_range)
         if box is not None:  # the box's x/y are a slice's pixels, its z the slices along the axis
             lo, hi = sorted(self.check_slice(int(v)) for v in slice_range)
-            b3 = self._plane_box3d(b3.x0, b3.y0, b3.z0, b3.x1, b3.y1, b3.z1)
+            b3 = self.geometry.plane_box3d(b3.x0, b3.y0, b3.z0, b3.x1, b3.y1, b3.z1)
             if drawn_on is not None and not lo <= drawn_on <= hi:
                 raise PromptError(f"the box was drawn on slice {drawn_on}, outside its slice range {lo}..{hi}")
         b3 = b3.check_inside(self.image.array.shape[:3])
@@ -338,7 +328,7 @@ class InteractiveSession:
         (rows, cols), n = g.plane_axes, g.num_slices
         spacing = g.spacing_zyx
         b = recist_to_box3d(line, k, (n, *g.plane_hw), (spacing[self.axis], spacing[rows], spacing[cols]))
-        b3 = self._plane_box3d(b.x0, b.y0, b.z0, b.x1, b.y1, b.z1)  # the slice's pixels and axis -> (Z, Y, X)
+        b3 = g.plane_box3d(b.x0, b.y0, b.z0, b.x1, b.y1, b.z1)  # the slice's pixels and axis -> (Z, Y, X)
         # the line's box bounds the lesion on its own slice only
         return self.volume.add_box3d(b3, self._obj(obj_id), drawn_on=k, drawn_axis=self.axis)
 

@@ -434,7 +434,7 @@ def _propagate_locked(session: ServerSession, ctx, direction: str, stop: threadi
             raise PromptError("propagation produced an empty mask: check the prompts (or the window)")
         session.touch()
         ids, counts = np.unique(labels[labels > 0], return_counts=True)
-        per_slice = np.moveaxis(labels, st.axis, 0).reshape(labels.shape[st.axis], -1).any(axis=1)
+        per_slice = st.labelled_slices()
         return PropagateResult(session_id=session.id, object_voxels={int(i): int(c) for i, c in zip(ids, counts)},
                                slices_with_labels=int(per_slice.sum()), plan=plan_lines,
                                notices=st.take_notices())
